@@ -1,0 +1,3 @@
+from cascadeflow_cli.cli.app import main
+
+main()

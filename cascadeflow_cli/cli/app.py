@@ -1,0 +1,92 @@
+"""The `cascade` command: global options, command registration, and the one place that
+turns errors into a single stderr line and the documented exit code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from cascadeflow_cli.cli.context import AppContext
+from cascadeflow_cli.errors import CascadeError
+
+app = typer.Typer(
+    name="cascade",
+    help="Answer each query with the cheapest LLM that is good enough, under per-user "
+    "budgets, with every call recorded in a local SQLite ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = AppContext()
+
+
+@app.callback()
+def root(
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (else $CASCADE_CONFIG, "
+                                                 "./cascadeflow.toml, the user config dir).")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="Ledger file (else $CASCADE_DB, the config's "
+                                             "ledger.path, the user data dir).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    _state.config_path = config
+    _state.db_path = db
+    _state.debug = debug
+
+
+def state() -> AppContext:
+    return _state
+
+
+def _register() -> None:
+    from cascadeflow_cli.cli import ask, config_cmd, demo, logs, models
+
+    app.command("ask")(ask.ask)
+    app.command("logs")(logs.logs)
+    app.command("models")(models.models)
+    app.command("demo")(demo.demo)
+    app.add_typer(config_cmd.config_app, name="config")
+
+
+_register()
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"error: {message}\n")
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command, map every failure to one line and an exit code."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="cascade", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        code = _fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        code = 1  # CLI.md: usage errors exit 1
+    except CascadeError as exc:
+        if _state.debug:
+            raise
+        code = _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        code = _fail("interrupted", 130)
+    except BrokenPipeError:
+        code = 0  # `cascade logs | head`: the reader left, nothing is wrong
+    except Exception as exc:
+        if _state.debug:
+            raise
+        code = _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
+    finally:
+        _state.close()
+    sys.exit(code)

@@ -1,0 +1,47 @@
+"""`cascade ask`: one query through the cascade."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from cascadeflow_cli.cli.app import state
+from cascadeflow_cli.cli.context import default_user, is_terminal, stderr_console
+
+
+def ask(
+    query: Annotated[str, typer.Argument(help="The question. Use - to read it from stdin.")],
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Who is asking (budgets, ledger). "
+                                              "Default: $CASCADE_USER or 'default'.")] = None,
+    domain: Annotated[str | None, typer.Option("--domain", help="Route with this domain's chain.")] = None,
+    models: Annotated[str | None, typer.Option("--models", help="Comma-separated chain, cheapest first.")] = None,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Output token limit per call.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Answer QUERY with the cheapest model that is good enough."""
+    import sys
+
+    from cascadeflow_cli.cli.render import ask_summary
+    from cascadeflow_cli.engine.cascade import Cascade
+
+    if query == "-":
+        query = sys.stdin.read()
+    ctx = state()
+    cascade = Cascade(ctx.config, ctx.ledger())
+    chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    err = stderr_console()
+    run = lambda: cascade.run(query, user or default_user(), domain=domain, models=chain,  # noqa: E731
+                              system=system, max_tokens=max_tokens)
+    if is_terminal() and not as_json:
+        with err.status("thinking…", spinner="dots"):
+            result = run()
+    else:
+        result = run()
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(result.answer.rstrip("\n") + "\n")
+        err.print(ask_summary(result))

@@ -1,0 +1,68 @@
+"""`cascade config path|show|init`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cascadeflow_cli.cli.app import state
+
+config_app = typer.Typer(help="Find, show and create the configuration file.", no_args_is_help=True)
+
+
+@config_app.command("path")
+def path() -> None:
+    """Print the config file in use (or where one would be read from)."""
+    from cascadeflow_cli.config import find_config, user_config_path
+
+    found, _ = find_config(state().config_path)
+    if found is None:
+        sys.stdout.write(f"{user_config_path()}\n")
+        sys.stderr.write("(no config file yet: built-in defaults are in use; "
+                         "`cascade config init` creates one there)\n")
+    else:
+        sys.stdout.write(f"{found}\n")
+
+
+@config_app.command("show")
+def show(
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON instead of TOML.")] = False,
+) -> None:
+    """Print the effective configuration (file values plus defaults)."""
+    import tomli_w
+
+    from cascadeflow_cli.config import config_to_dict
+
+    ctx = state()
+    data = config_to_dict(ctx.config)
+    data["ledger"]["path"] = str(ctx.resolved_db_path)
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        source = ctx.config.source or "built-in defaults"
+        sys.stdout.write(f"# effective configuration (from {source})\n" + tomli_w.dumps(data))
+
+
+@config_app.command("init")
+def init(
+    path: Annotated[Path | None, typer.Option("--path", help="Where to write it "
+                                               "(default: --config, else the user config dir).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter cascadeflow.toml."""
+    from cascadeflow_cli.config import starter_config, user_config_path
+    from cascadeflow_cli.errors import InputError
+
+    target = path or state().config_path or user_config_path()
+    if target.exists() and not force:
+        raise InputError(f"{target}: already exists (use --force to overwrite)")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(starter_config(), encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write: {exc.strerror or exc}") from None
+    sys.stdout.write(f"{target}\n")

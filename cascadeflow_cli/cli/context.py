@@ -1,0 +1,86 @@
+"""What every command shares: the global options, the loaded config, the ledger.
+Loaded on first use, so `cascade --help` never reads a file or imports sqlite-utils."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path
+from cascadeflow_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cascadeflow_cli.ledger.db import Ledger
+
+
+@dataclass
+class AppContext:
+    config_path: Path | None = None
+    db_path: Path | None = None
+    debug: bool = False
+    _ledger: Ledger | None = field(default=None, repr=False)
+
+    @cached_property
+    def config(self) -> AppConfig:
+        return load_config(self.config_path)
+
+    @cached_property
+    def resolved_db_path(self) -> Path:
+        return resolve_db_path(self.db_path, self.config)
+
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from cascadeflow_cli.ledger.db import open_ledger
+
+            self._ledger = open_ledger(self.resolved_db_path)
+        return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+
+def default_user() -> str:
+    return os.environ.get("CASCADE_USER") or "default"
+
+
+def stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def parse_since(text: str, timezone: str) -> datetime:
+    """A ``--since/--until`` value: a date (local midnight in the ledger's time zone) or
+    an ISO 8601 date-time (naive means that time zone). Returned in UTC."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(timezone)
+    try:
+        if len(text) == 10:
+            moment = datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time(), tz)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=tz)
+    except ValueError:
+        raise InputError(f"not a date: {text!r} (use YYYY-MM-DD or an ISO 8601 date-time)") from None
+    return moment.astimezone(UTC)

@@ -1,0 +1,77 @@
+"""`cascade demo`: the whole product on a fresh machine with no API key.
+
+Recorded answers of a cheap and a strong model are replayed by a local
+OpenAI-compatible server; the queries go through the real cascade (real HTTP client,
+real prices from litellm's map, real quality checks, a real ledger)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cascadeflow_cli.cli.app import state
+from cascadeflow_cli.cli.context import is_terminal, stderr_console, stdout_console
+
+DEMO_FILE = "demo_queries.jsonl"
+CHEAP, STRONG = "gpt-4o-mini", "gpt-4o"
+
+
+def demo_queries_path() -> Path:
+    return Path(str(resources.files("cascadeflow_cli") / "data" / DEMO_FILE))
+
+
+def demo_config(base_url: str, db_path: Path) -> Any:
+    from cascadeflow_cli.config import AppConfig, LedgerConfig, ModelConfig
+
+    models = {
+        "mini": ModelConfig(name="mini", model=f"openai/{CHEAP}", api_base=base_url, timeout=10),
+        "big": ModelConfig(name="big", model=f"openai/{STRONG}", api_base=base_url, timeout=10),
+    }
+    return AppConfig(models=models, ledger=LedgerConfig(path=db_path))
+
+
+def demo(
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Run only the first N queries.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every result as a JSON array.")] = False,
+) -> None:
+    """Run the sample queries through a real cascade against recorded answers (no API key needed)."""
+    from cascadeflow_cli.cli.render import demo_table, demo_totals
+    from cascadeflow_cli.config import user_data_dir
+    from cascadeflow_cli.engine.cascade import Cascade
+    from cascadeflow_cli.ledger.db import open_ledger
+    from cascadeflow_cli.replay.server import ReplayServer, load_recordings
+
+    ctx = state()
+    path = demo_queries_path()
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = rows[:limit] if limit else rows
+    db_path = ctx.db_path or user_data_dir() / "demo.db"
+    for suffix in ("", "-wal", "-shm"):  # a fresh demo ledger each run
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    err = stderr_console()
+    results = []
+    with ReplayServer(load_recordings(path)) as server, open_ledger(db_path) as ledger:
+        cascade = Cascade(demo_config(server.base_url, db_path), ledger)
+        if is_terminal():
+            from rich.progress import track
+
+            rows_iter = track(rows, description="asking", console=err, transient=True)
+        else:
+            rows_iter = rows
+        for row in rows_iter:
+            results.append((row, cascade.run(row["query"], "demo", domain=row.get("domain"))))
+    if as_json:
+        out = [{"id": row["id"], **result.to_json()} for row, result in results]
+        sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=2) + "\n")
+        return
+    console = stdout_console()
+    console.print(demo_table(results))
+    console.print(demo_totals([r for _, r in results], STRONG))
+    err.print(f"The answers are recorded (written for this demo), replayed by a local server on "
+              f"{server.base_url}; prices are {CHEAP} and {STRONG} list prices from litellm's "
+              f"price map. Ledger: {db_path}  (try: cascade logs --db {db_path})", style="dim")

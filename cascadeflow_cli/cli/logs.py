@@ -1,0 +1,35 @@
+"""`cascade logs`: recent requests from the ledger, newest first."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from cascadeflow_cli.cli.app import state
+from cascadeflow_cli.cli.context import parse_since, stdout_console
+
+
+def logs(
+    count: Annotated[int, typer.Option("-n", "--count", min=0, help="How many (0 for all).")] = 3,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's requests.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only since DATE (YYYY-MM-DD or ISO).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array of request objects.")] = False,
+) -> None:
+    """Show recent requests, newest first."""
+    from cascadeflow_cli.cli.render import logs_table
+    from cascadeflow_cli.clock import format_ts
+    from cascadeflow_cli.engine.views import request_json
+
+    ctx = state()
+    since_ts = format_ts(parse_since(since, ctx.config.ledger.timezone)) if since else None
+    rows = ctx.ledger().recent_requests(count or None, user=user, since=since_ts)
+    if as_json:
+        sys.stdout.write(json.dumps([request_json(r) for r in rows], ensure_ascii=False, indent=2) + "\n")
+        return
+    if not rows:
+        sys.stderr.write("no requests in the ledger yet" + (" for that filter" if user or since else "") + "\n")
+        return
+    stdout_console().print(logs_table(rows, ctx.config.ledger.timezone))

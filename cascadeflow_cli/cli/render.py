@@ -1,0 +1,138 @@
+"""Human output: rich tables and one-line summaries. Pure functions of results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from cascadeflow_cli.clock import parse_ts
+from cascadeflow_cli.engine.cascade import CascadeResult
+from cascadeflow_cli.money import format_usd
+
+
+def verdict(result: CascadeResult) -> str:
+    if result.draft_accepted:
+        return "draft accepted"
+    if result.escalated:
+        return f"escalated from {result.draft_model}"
+    return "single model"
+
+
+def savings_text(savings_nusd: int, baseline_nusd: int) -> str:
+    if baseline_nusd <= 0:
+        return f"saved {format_usd(savings_nusd)}"
+    pct = 100 * savings_nusd / baseline_nusd
+    word = "saved" if savings_nusd >= 0 else "lost"
+    return f"{word} {format_usd(abs(savings_nusd))} ({abs(pct):.0f}%) vs {format_usd(baseline_nusd)} alone"
+
+
+def ask_summary(result: CascadeResult) -> Text:
+    """`mini · draft accepted · $0.000120 · saved $0.001900 (94%) vs big alone`."""
+    parts = [result.model, verdict(result), format_usd(result.cost_nusd),
+             savings_text(result.savings_nusd, result.verifier_only_cost_nusd)]
+    if result.quality_score is not None:
+        parts.insert(2, f"quality {result.quality_score:.2f}")
+    if result.enforcement_message:
+        parts.append(result.enforcement_message)
+    return Text(" · ".join(parts), style="dim")
+
+
+def _local(ts: str, timezone: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    return parse_ts(ts).astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def fitted_table(headers: list[tuple[str, str]], rows: list[list[Any]], flexible: str = "query",
+                 caption: str | None = None) -> Table:
+    """A compact table whose fixed columns keep their full width; only the ``flexible``
+    column gives way (with an ellipsis) on a narrow screen."""
+    from rich import box
+
+    table = Table(box=box.SIMPLE_HEAD, caption=caption, pad_edge=False)
+    for i, (name, justify) in enumerate(headers):
+        if name == flexible:
+            table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", min_width=10)  # type: ignore[arg-type]
+        else:
+            width = max([len(name)] + [Text.from_markup(c).cell_len if isinstance(c, str) else c.cell_len
+                                       for c in (row[i] for row in rows)])
+            table.add_column(name, justify=justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def logs_table(rows: Iterable[Mapping[str, Any]], timezone: str) -> Table:
+    body: list[list[Any]] = []
+    for r in rows:
+        if r["status"] != "ok":
+            path = Text(r["status"], style="red")
+        elif r["draft_accepted"]:
+            path = Text("draft ok", style="green")
+        elif r["escalated"]:
+            path = Text("escalated", style="yellow")
+        else:
+            path = Text("single")
+        body.append([_local(r["ts"], timezone), r["user"], r["model"] or "-", path,
+                     format_usd(r["cost_nusd"]),
+                     format_usd(r["savings_nusd"] or 0) if r["status"] == "ok" else "-",
+                     Text(" ".join((r["query"] or "(not stored)").split()))])
+    headers = [("time", "left"), ("user", "left"), ("model", "left"), ("path", "left"),
+               ("cost", "right"), ("saved", "right"), ("query", "left")]
+    return fitted_table(headers, body)
+
+
+def _price(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.4g}"
+
+
+def models_table(rows: list[dict[str, Any]], chains: Mapping[str, Any]) -> Table:
+    caption = "cascade: " + " → ".join(chains["cascade"])
+    for domain, chain in chains.get("domains", {}).items():
+        caption += f"   {domain}: " + " → ".join(chain)
+    if chains.get("degraded"):
+        caption += "   degraded: " + " → ".join(chains["degraded"])
+    table = Table(caption=caption)
+    for name, justify in (("name", "left"), ("model", "left"), ("provider", "left"), ("client", "left"),
+                          ("in $/M", "right"), ("out $/M", "right"), ("cached $/M", "right"),
+                          ("price from", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        source = Text(r["price_source"], style="red" if r["price_source"] == "unknown" else "")
+        cached = "-" if r["cached_input_cost_per_million"] is None else _price(r["cached_input_cost_per_million"])
+        table.add_row(r["name"], r["model"], r["provider"], r["client"], _price(r["input_cost_per_million"]),
+                      _price(r["output_cost_per_million"]), cached, source)
+    return table
+
+
+def demo_table(results: list[tuple[dict[str, Any], CascadeResult]]) -> Table:
+    body: list[list[Any]] = []
+    for i, (row, r) in enumerate(results, start=1):
+        if r.draft_accepted:
+            by, why = Text(r.model, style="green"), f"draft ok {r.quality_score:.2f}"
+        else:
+            draft_call = r.calls[0]
+            reason = ", ".join(x.split(":")[0] for x in draft_call.quality_reasons) or (
+                draft_call.error and "call failed") or "low score"
+            score = f"{draft_call.quality_score:.2f}" if draft_call.quality_score is not None else "-"
+            by, why = Text(r.model, style="yellow"), f"{reason} {score}"
+        body.append([str(i), row.get("domain") or "-", by, why, format_usd(r.cost_nusd),
+                     format_usd(r.savings_nusd), Text(" ".join(row["query"].split()))])
+    headers = [("#", "right"), ("domain", "left"), ("model", "left"), ("why", "left"),
+               ("cost", "right"), ("saved", "right"), ("query", "left")]
+    return fitted_table(headers, body)
+
+
+def demo_totals(results: list[CascadeResult], strong: str) -> Text:
+    cost = sum(r.cost_nusd for r in results)
+    baseline = sum(r.verifier_only_cost_nusd for r in results)
+    accepted = sum(r.draft_accepted for r in results)
+    return Text(
+        f"{len(results)} queries: {accepted} answered by the cheap draft, {len(results) - accepted} "
+        f"escalated. Cascade cost {format_usd(cost)}; {strong} alone {format_usd(baseline)}; "
+        + savings_text(baseline - cost, baseline).split(" vs ")[0] + ".",
+        style="bold",
+    )

@@ -1,0 +1,450 @@
+"""`cascadeflow.toml`: find it, read it (tomllib), validate it, write a starter (tomli-w).
+
+Validation is strict on purpose: an unknown key is almost always a typo that would
+otherwise silently fall back to a default (a budget that is never enforced, a price
+that is never used). Every error names the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from cascadeflow_cli.errors import ConfigError
+
+CONFIG_FILENAME = "cascadeflow.toml"
+APP_NAME = "cascadeflow"
+ENFORCEMENT_MODES = ("warn", "degrade", "block")
+QUALITY_PRESETS = ("fast", "balanced", "strict")
+CLIENTS = ("auto", "openai", "litellm")
+BUDGET_WINDOWS = ("daily", "weekly", "monthly", "total")
+HOOK_NAMES = ("on_budget_check", "on_model_filter", "on_budget_warning")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model we can call. ``name`` is ours (used in chains); ``model`` is litellm's id."""
+
+    name: str
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    input_cost_per_million: Decimal | None = None
+    output_cost_per_million: Decimal | None = None
+    cached_input_cost_per_million: Decimal | None = None
+    timeout: float = 60.0
+    max_retries: int = 2
+    retry_delay: float = 0.5  # seconds before the first retry; doubles each time
+    max_output_tokens: int | None = None
+    client: str = "auto"
+
+    @property
+    def provider_prefix(self) -> str | None:
+        """The litellm provider named in the id (``openai`` in ``openai/gpt-4o``), if any."""
+        return self.model.split("/", 1)[0] if "/" in self.model else None
+
+    @property
+    def wire_model(self) -> str:
+        """The model name an OpenAI-compatible server expects (the id without provider)."""
+        return self.model.split("/", 1)[1] if "/" in self.model else self.model
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    path: Path | None = None
+    timezone: str = "UTC"
+    store_prompts: bool = True
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    models: tuple[str, ...] = ("mini", "big")
+    quality_threshold: float | None = None  # None: the preset's threshold
+    quality_preset: str = "balanced"
+    max_tokens: int = 1024
+    system: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetsConfig:
+    mode: str = "warn"
+    warn_at: float = 0.8
+    degrade_at: float = 0.9
+    block_at: float = 1.0
+    degraded_models: tuple[str, ...] | None = None
+    default: Mapping[str, Decimal] = field(default_factory=dict)
+    fallback_input_cost_per_million: Decimal | None = None
+    fallback_output_cost_per_million: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    models: Mapping[str, ModelConfig]
+    cascade: CascadeConfig = CascadeConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+    domains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    hooks: Mapping[str, str] = field(default_factory=dict)
+    source: Path | None = None  # the file it was read from; None for built-in defaults
+
+    def chain(self, names: tuple[str, ...] | list[str] | None = None) -> list[ModelConfig]:
+        """Resolve model names (default: the cascade chain) to their configs."""
+        wanted = tuple(names) if names else self.cascade.models
+        unknown = [n for n in wanted if n not in self.models]
+        if unknown:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ConfigError(f"unknown model {unknown[0]!r} (configured: {known})")
+        return [self.models[n] for n in wanted]
+
+
+DEFAULT_MODELS = {
+    "mini": ModelConfig(name="mini", model="openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY"),
+    "big": ModelConfig(name="big", model="openai/gpt-4o", api_key_env="OPENAI_API_KEY"),
+}
+
+
+def default_config() -> AppConfig:
+    """What we run with when no config file exists: OpenAI's mini model, then 4o."""
+    return AppConfig(models=dict(DEFAULT_MODELS))
+
+
+# --- locating ---------------------------------------------------------------------
+
+
+def user_config_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME)) / CONFIG_FILENAME
+
+
+def user_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def find_config(explicit: Path | None = None, env: Mapping[str, str] = os.environ) -> tuple[Path | None, bool]:
+    """Where the config is: ``(path, must_exist)``. Order: flag, $CASCADE_CONFIG,
+    ./cascadeflow.toml, the user config dir. An explicitly named file must exist;
+    the implicit places are optional (``path`` is None when none of them has one)."""
+    if explicit is not None:
+        return explicit.expanduser(), True
+    if env.get("CASCADE_CONFIG"):
+        return Path(env["CASCADE_CONFIG"]).expanduser(), True
+    for candidate in (Path.cwd() / CONFIG_FILENAME, user_config_path()):
+        if candidate.is_file():
+            return candidate, False
+    return None, False
+
+
+def resolve_db_path(explicit: Path | None, config: AppConfig, env: Mapping[str, str] = os.environ) -> Path:
+    """Ledger location: flag, $CASCADE_DB, the config's ``ledger.path``, the user data dir."""
+    if explicit is not None:
+        return explicit.expanduser()
+    if env.get("CASCADE_DB"):
+        return Path(env["CASCADE_DB"]).expanduser()
+    if config.ledger.path is not None:
+        return config.ledger.path
+    return user_data_dir() / "ledger.db"
+
+
+def load_config(explicit: Path | None = None, env: Mapping[str, str] = os.environ) -> AppConfig:
+    path, must_exist = find_config(explicit, env)
+    if path is None:
+        return default_config()
+    if not path.exists() and must_exist:
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path | None = None) -> AppConfig:
+    where = str(path) if path else "<config>"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    return _Parser(where, path).config(raw)
+
+
+# --- validation -------------------------------------------------------------------
+
+
+class _Parser:
+    """Turns the raw TOML mapping into an AppConfig, naming ``file: key`` on any error."""
+
+    def __init__(self, where: str, path: Path | None) -> None:
+        self.where = where
+        self.path = path
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {key}: {problem}")
+
+    def table(self, raw: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise self.fail(key, "must be a table")
+        for name in raw:
+            if name not in allowed:
+                raise self.fail(f"{key}.{name}" if key else name,
+                                f"unknown key (allowed: {', '.join(allowed)})")
+        return raw
+
+    def typed(self, raw: Mapping[str, Any], section: str, name: str, check: Callable[[Any], bool],
+              expected: str, default: Any = None) -> Any:
+        if name not in raw:
+            return default
+        value = raw[name]
+        if not check(value):
+            raise self.fail(f"{section}.{name}" if section else name, f"must be {expected}, got {value!r}")
+        return value
+
+    def string(self, raw: Mapping[str, Any], section: str, name: str, default: str | None = None) -> str | None:
+        return self.typed(raw, section, name, lambda v: isinstance(v, str) and v.strip() != "",
+                          "a non-empty string", default)
+
+    def number(self, raw: Mapping[str, Any], section: str, name: str, *, minimum: float = 0.0,
+               maximum: float = math.inf, default: float | None = None) -> float | None:
+        value = self.typed(
+            raw, section, name,
+            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            and minimum <= v <= maximum,
+            f"a number between {minimum:g} and {maximum:g}" if maximum != math.inf
+            else f"a number >= {minimum:g}",
+            default)
+        return None if value is None else float(value)
+
+    def price(self, raw: Mapping[str, Any], section: str, name: str) -> Decimal | None:
+        value = self.number(raw, section, name)
+        # via str() so 0.15 becomes Decimal("0.15"), not its binary approximation
+        return None if value is None else Decimal(str(raw[name]))
+
+    def names(self, raw: Mapping[str, Any], section: str, name: str) -> tuple[str, ...] | None:
+        value = self.typed(raw, section, name,
+                           lambda v: isinstance(v, list) and len(v) >= 1
+                           and all(isinstance(x, str) and x for x in v),
+                           "a non-empty list of model names")
+        return None if value is None else tuple(value)
+
+    def config(self, raw: dict[str, Any]) -> AppConfig:
+        self.table(raw, "", ("ledger", "models", "cascade", "budgets", "domains", "hooks"))
+        models = self.models(raw.get("models"))
+        cascade = self.cascade(raw.get("cascade", {}))
+        config = AppConfig(
+            models=models,
+            cascade=cascade,
+            ledger=self.ledger(raw.get("ledger", {})),
+            budgets=self.budgets(raw.get("budgets", {})),
+            domains=self.domains(raw.get("domains", {})),
+            hooks=self.hooks(raw.get("hooks", {})),
+            source=self.path,
+        )
+        self.check_chains(config)
+        return config
+
+    def models(self, raw: Any) -> dict[str, ModelConfig]:
+        if raw is None:
+            return dict(DEFAULT_MODELS)
+        if not isinstance(raw, list) or not raw:
+            raise self.fail("models", "must be a non-empty array of [[models]] tables")
+        allowed = ("name", "model", "api_base", "api_key_env", "input_cost_per_million",
+                   "output_cost_per_million", "cached_input_cost_per_million", "timeout",
+                   "max_retries", "retry_delay", "max_output_tokens", "client")
+        result: dict[str, ModelConfig] = {}
+        for i, entry in enumerate(raw):
+            sec = f"models[{i}]"
+            self.table(entry, sec, allowed)
+            name = self.string(entry, sec, "name")
+            model = self.string(entry, sec, "model")
+            if name is None or model is None:
+                raise self.fail(sec, "needs both 'name' and 'model'")
+            sec = f"models.{name}"
+            if name in result:
+                raise self.fail(sec, "defined twice")
+            client = self.string(entry, sec, "client", "auto")
+            if client not in CLIENTS:
+                raise self.fail(f"{sec}.client", f"must be one of {', '.join(CLIENTS)}")
+            max_out = self.number(entry, sec, "max_output_tokens", minimum=1)
+            result[name] = ModelConfig(
+                name=name,
+                model=model,
+                api_base=self.string(entry, sec, "api_base"),
+                api_key_env=self.string(entry, sec, "api_key_env"),
+                input_cost_per_million=self.price(entry, sec, "input_cost_per_million"),
+                output_cost_per_million=self.price(entry, sec, "output_cost_per_million"),
+                cached_input_cost_per_million=self.price(entry, sec, "cached_input_cost_per_million"),
+                timeout=self.number(entry, sec, "timeout", minimum=0.001, default=60.0),
+                max_retries=int(self.number(entry, sec, "max_retries", maximum=20, default=2)),
+                retry_delay=self.number(entry, sec, "retry_delay", maximum=60, default=0.5),
+                max_output_tokens=None if max_out is None else int(max_out),
+                client=client,
+            )
+            has_in = result[name].input_cost_per_million is not None
+            has_out = result[name].output_cost_per_million is not None
+            if has_in != has_out:
+                raise self.fail(sec, "set both input_cost_per_million and output_cost_per_million, or neither")
+        return result
+
+    def cascade(self, raw: Any) -> CascadeConfig:
+        sec = "cascade"
+        self.table(raw, sec, ("models", "quality_threshold", "quality_preset", "max_tokens", "system"))
+        preset = self.string(raw, sec, "quality_preset", "balanced")
+        if preset not in QUALITY_PRESETS:
+            raise self.fail(f"{sec}.quality_preset", f"must be one of {', '.join(QUALITY_PRESETS)}")
+        return CascadeConfig(
+            models=self.names(raw, sec, "models") or CascadeConfig.models,
+            quality_threshold=self.number(raw, sec, "quality_threshold", maximum=1.0),
+            quality_preset=preset,
+            max_tokens=int(self.number(raw, sec, "max_tokens", minimum=1, default=1024)),
+            system=self.string(raw, sec, "system"),
+        )
+
+    def ledger(self, raw: Any) -> LedgerConfig:
+        sec = "ledger"
+        self.table(raw, sec, ("path", "timezone", "store_prompts"))
+        path = self.string(raw, sec, "path")
+        tz = self.string(raw, sec, "timezone", "UTC")
+        check_timezone(tz, lambda problem: self.fail(f"{sec}.timezone", problem))
+        resolved: Path | None = None
+        if path is not None:
+            resolved = Path(path).expanduser()
+            if not resolved.is_absolute() and self.path is not None:
+                resolved = self.path.parent / resolved  # relative to the config file
+        return LedgerConfig(
+            path=resolved,
+            timezone=tz,
+            store_prompts=self.typed(raw, sec, "store_prompts", lambda v: isinstance(v, bool),
+                                     "true or false", True),
+        )
+
+    def budgets(self, raw: Any) -> BudgetsConfig:
+        sec = "budgets"
+        self.table(raw, sec, ("mode", "warn_at", "degrade_at", "block_at", "degraded_models", "default",
+                              "fallback_input_cost_per_million", "fallback_output_cost_per_million"))
+        mode = self.string(raw, sec, "mode", "warn")
+        if mode not in ENFORCEMENT_MODES:
+            raise self.fail(f"{sec}.mode", f"must be one of {', '.join(ENFORCEMENT_MODES)}")
+        default_raw = self.table(raw.get("default", {}), f"{sec}.default", BUDGET_WINDOWS)
+        default = {w: self.price(default_raw, f"{sec}.default", w) for w in default_raw}
+        budgets = BudgetsConfig(
+            mode=mode,
+            warn_at=self.number(raw, sec, "warn_at", maximum=10, default=0.8),
+            degrade_at=self.number(raw, sec, "degrade_at", maximum=10, default=0.9),
+            block_at=self.number(raw, sec, "block_at", minimum=0.01, maximum=10, default=1.0),
+            degraded_models=self.names(raw, sec, "degraded_models"),
+            default={w: v for w, v in default.items() if v is not None},
+            fallback_input_cost_per_million=self.price(raw, sec, "fallback_input_cost_per_million"),
+            fallback_output_cost_per_million=self.price(raw, sec, "fallback_output_cost_per_million"),
+        )
+        if not budgets.warn_at <= budgets.degrade_at <= budgets.block_at:
+            raise self.fail(sec, "thresholds must satisfy warn_at <= degrade_at <= block_at")
+        return budgets
+
+    def domains(self, raw: Any) -> dict[str, tuple[str, ...]]:
+        if not isinstance(raw, dict):
+            raise self.fail("domains", "must be a table of domain = [model names]")
+        return {d: self.names(raw, "domains", d) or () for d in raw}
+
+    def hooks(self, raw: Any) -> dict[str, str]:
+        self.table(raw, "hooks", HOOK_NAMES)
+        result = {}
+        for name in raw:
+            value = self.string(raw, "hooks", name)
+            if value is None or ":" not in value:
+                raise self.fail(f"hooks.{name}", "must be 'module:function'")
+            result[name] = value
+        return result
+
+    def check_chains(self, config: AppConfig) -> None:
+        chains = {"cascade.models": config.cascade.models}
+        if config.budgets.degraded_models:
+            chains["budgets.degraded_models"] = config.budgets.degraded_models
+        chains.update({f"domains.{d}": c for d, c in config.domains.items()})
+        for key, chain in chains.items():
+            for name in chain:
+                if name not in config.models:
+                    known = ", ".join(sorted(config.models))
+                    raise self.fail(key, f"names undefined model {name!r} (defined: {known})")
+
+
+def check_timezone(name: str, fail: Callable[[str], Exception]) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise fail(f"unknown IANA time zone {name!r}") from None
+
+
+# --- writing ----------------------------------------------------------------------
+
+_STARTER_SECTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("# Where the ledger lives and how days are counted (IANA time zone for budget windows).\n",
+     {"ledger": {"timezone": "UTC", "store_prompts": True}}),
+    ("# Models, cheapest first. `model` is a litellm model id; `api_base` points at any\n"
+     "# OpenAI-compatible server (Ollama, vLLM, llama.cpp). Prices come from litellm's\n"
+     "# bundled price map unless you set input/output_cost_per_million (USD).\n",
+     {"models": [
+         {"name": "mini", "model": "openai/gpt-4o-mini", "api_key_env": "OPENAI_API_KEY", "timeout": 60},
+         {"name": "big", "model": "openai/gpt-4o", "api_key_env": "OPENAI_API_KEY", "timeout": 60},
+     ]}),
+    ("# The cascade: draft with the first model, escalate while the quality score is\n"
+     "# below the threshold (presets: fast | balanced | strict).\n",
+     {"cascade": {"models": ["mini", "big"], "quality_preset": "balanced", "max_tokens": 1024}}),
+    ("# Budget enforcement: warn | degrade | block, at these fractions of a limit.\n",
+     {"budgets": {"mode": "warn", "warn_at": 0.8, "degrade_at": 0.9, "block_at": 1.0}}),
+]
+
+
+def starter_config() -> str:
+    """A commented starter file. tomli-w writes each section; the comments go between."""
+    import tomli_w
+
+    parts = ["# cascadeflow.toml: see cascadeflow.toml.example for every key.\n\n"]
+    for comment, data in _STARTER_SECTIONS:
+        parts.append(comment + tomli_w.dumps(data) + "\n")
+    text = "".join(parts)
+    parse_config(text)  # never write a file we would refuse to read
+    return text
+
+
+def config_to_dict(config: AppConfig) -> dict[str, Any]:
+    """The effective configuration as plain TOML/JSON-able data."""
+
+    def clean(d: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if v is None:
+                continue
+            if isinstance(v, Decimal):
+                v = float(v)
+            elif isinstance(v, Path):
+                v = str(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            elif isinstance(v, Mapping):
+                v = clean(dict(v))
+            out[k] = v
+        return out
+
+    from dataclasses import asdict
+
+    data: dict[str, Any] = {
+        "ledger": clean(asdict(config.ledger)),
+        "models": [clean(asdict(m)) for m in config.models.values()],
+        "cascade": clean(asdict(config.cascade)),
+        "budgets": clean({**asdict(config.budgets), "default": dict(config.budgets.default)}),
+    }
+    if config.domains:
+        data["domains"] = {d: list(c) for d, c in config.domains.items()}
+    if config.hooks:
+        data["hooks"] = dict(config.hooks)
+    return data

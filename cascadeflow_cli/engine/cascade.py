@@ -1,0 +1,267 @@
+"""The cascade: draft with the cheapest model, validate, escalate while the draft is not
+good enough; the last model's answer is final. Every call, failed ones included, goes
+into the ledger in one transaction with its request."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cascadeflow_cli.clock import Clock, SystemClock, format_ts
+from cascadeflow_cli.config import AppConfig, ModelConfig
+from cascadeflow_cli.engine.pricing import Price, Usage, cost_nanos, estimate_tokens, infer_provider, lookup_price
+from cascadeflow_cli.engine.providers import ChatRequest, Completion, Provider, complete, provider_for
+from cascadeflow_cli.errors import InputError, ProviderError
+from cascadeflow_cli.ledger.db import Ledger
+from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
+from cascadeflow_cli.money import usd
+from cascadeflow_cli.quality import QualityResult, QualityValidator
+
+DEFAULT_USER = "default"
+
+
+@dataclass(frozen=True)
+class CallResult:
+    model: str
+    role: str
+    input_tokens: int
+    output_tokens: int
+    cost_nusd: int
+    latency_ms: float
+    quality_score: float | None
+    accepted: bool | None
+    status: str = "ok"
+    error: str | None = None
+    quality_reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "role": self.role, "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens, "cost": usd(self.cost_nusd),
+            "latency_ms": round(self.latency_ms, 1), "quality_score": self.quality_score,
+            "accepted": self.accepted, "quality_reasons": list(self.quality_reasons),
+            "status": self.status, "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class CascadeResult:
+    request_id: str
+    user: str
+    answer: str
+    model: str
+    draft_model: str
+    draft_accepted: bool
+    escalated: bool
+    quality_score: float | None
+    quality_reasons: tuple[str, ...]
+    cost_nusd: int
+    verifier_only_cost_nusd: int
+    latency_ms: float
+    calls: tuple[CallResult, ...]
+    domain: str | None = None
+    domain_confidence: float | None = None
+    enforcement: str = "allow"
+    enforcement_message: str | None = None
+
+    @property
+    def savings_nusd(self) -> int:
+        """Positive when cheaper than the last model alone; negative when a draft was
+        paid for and then thrown away."""
+        return self.verifier_only_cost_nusd - self.cost_nusd
+
+    def to_json(self) -> dict[str, Any]:
+        """The `cascade ask --json` object of CLI.md."""
+        return {
+            "request_id": self.request_id, "user": self.user, "domain": self.domain,
+            "domain_confidence": self.domain_confidence, "answer": self.answer,
+            "model": self.model, "draft_model": self.draft_model,
+            "draft_accepted": self.draft_accepted, "escalated": self.escalated,
+            "quality_score": self.quality_score, "quality_reasons": list(self.quality_reasons),
+            "cost": usd(self.cost_nusd), "verifier_only_cost": usd(self.verifier_only_cost_nusd),
+            "savings": usd(self.savings_nusd), "enforcement": self.enforcement,
+            "enforcement_message": self.enforcement_message,
+            "latency_ms": round(self.latency_ms, 1),
+            "calls": [c.to_json() for c in self.calls],
+        }
+
+
+@dataclass
+class _Attempt:
+    """What the loop learnt from one model, before it becomes ledger and result rows."""
+
+    model: ModelConfig
+    role: str
+    price: Price
+    completion: Completion | None = None
+    quality: QualityResult | None = None
+    accepted: bool | None = None
+    cost_nusd: int = 0
+    cost_source: str = "config"
+    error: ProviderError | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+class Cascade:
+    """Runs queries through a chain of models and records them in the ledger."""
+
+    def __init__(self, config: AppConfig, ledger: Ledger | None, *, clock: Clock | None = None,
+                 validator: QualityValidator | None = None,
+                 provider_lookup: Callable[[ModelConfig], Provider] = provider_for,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.clock = clock or SystemClock()
+        self.validator = validator or QualityValidator(config.cascade.quality_preset,
+                                                       config.cascade.quality_threshold)
+        self.provider_lookup = provider_lookup
+        self.sleep = sleep
+
+    def resolve_chain(self, models: Sequence[str] | None = None, domain: str | None = None
+                      ) -> list[ModelConfig]:
+        if models:
+            return self.config.chain(list(models))
+        if domain and domain in self.config.domains:
+            return self.config.chain(self.config.domains[domain])
+        return self.config.chain()
+
+    def run(self, query: str, user: str = DEFAULT_USER, *, domain: str | None = None,
+            models: Sequence[str] | None = None, system: str | None = None,
+            max_tokens: int | None = None) -> CascadeResult:
+        if not query.strip():
+            raise InputError("the query is empty")
+        chain = self.resolve_chain(models, domain)
+        # Every price is known before anything is spent: an unpriced model fails here.
+        prices = [lookup_price(m) for m in chain]
+        request_id = uuid.uuid4().hex
+        started_at = self.clock.now()
+        started = time.perf_counter()
+        messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]
+        messages.append({"role": "user", "content": query})
+        wanted_tokens = max_tokens or self.config.cascade.max_tokens
+        attempts: list[_Attempt] = []
+        try:
+            for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
+                last = index == len(chain) - 1
+                tokens = min(wanted_tokens, price.max_output_tokens or wanted_tokens)
+                attempt = _Attempt(model, "draft" if not last else "verifier", price)
+                attempts.append(attempt)
+                try:
+                    attempt.completion = complete(self.provider_lookup(model), model,
+                                                  ChatRequest(messages, tokens), sleep=self.sleep)
+                except ProviderError as exc:
+                    attempt.error = exc
+                    if last:
+                        raise
+                    continue  # a failed draft escalates
+                self._price(attempt, messages)
+                attempt.quality = self.validator.validate(
+                    query, attempt.completion.text, finish_reason=attempt.completion.finish_reason,
+                    domain=domain)
+                attempt.accepted = last or attempt.quality.passed
+                if attempt.accepted:
+                    break
+        except ProviderError as exc:
+            self._record(request_id, started_at, started, user, query, domain, attempts,
+                         status="error", error=str(exc))
+            raise
+        except KeyboardInterrupt:
+            # Calls that finished were paid for: keep them, marked interrupted.
+            self._record(request_id, started_at, started, user, query, domain, attempts,
+                         status="interrupted", error="interrupted by the user")
+            raise
+        return self._record(request_id, started_at, started, user, query, domain, attempts,
+                            status="ok", error=None, chain=chain, prices=prices)
+
+    def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
+        """Cost from the usage the provider reported; estimated from the text (and marked
+        so) when it reported none, never silently $0."""
+        assert attempt.completion is not None
+        usage = attempt.completion.usage
+        source = attempt.price.source
+        if usage.input_tokens == 0 and usage.output_tokens == 0:
+            usage = Usage(input_tokens=sum(estimate_tokens(m["content"]) for m in messages),
+                          output_tokens=estimate_tokens(attempt.completion.text))
+            source = f"{source}+estimated-tokens"
+        attempt.usage = usage
+        attempt.cost_nusd = cost_nanos(attempt.price, usage)
+        attempt.cost_source = source
+
+    def _verifier_only_cost(self, chain: list[ModelConfig], prices: list[Price],
+                            attempts: list[_Attempt]) -> int:
+        """What the last model alone would have cost: its real cost when it ran, else an
+        estimate from its prices and the accepted draft's token counts."""
+        final = attempts[-1]
+        if final.model is chain[-1] and final.completion is not None:
+            return final.cost_nusd
+        return cost_nanos(prices[-1], Usage(final.usage.input_tokens, final.usage.output_tokens))
+
+    def _record(self, request_id: str, started_at: Any, started: float, user: str, query: str,
+                domain: str | None, attempts: list[_Attempt], *, status: str, error: str | None,
+                chain: list[ModelConfig] | None = None, prices: list[Price] | None = None
+                ) -> CascadeResult:
+        latency_ms = (time.perf_counter() - started) * 1000
+        ts = format_ts(started_at)
+        store = self.config.ledger.store_prompts
+        call_records: list[CallRecord] = []
+        call_results: list[CallResult] = []
+        for seq, a in enumerate(attempts):
+            comp = a.completion
+            q = a.quality
+            failed = comp is None
+            err = str(a.error) if a.error else (error if failed else None)
+            call_records.append(CallRecord(
+                id=f"{request_id}-{seq}", request_id=request_id, ts=ts, seq=seq, role=a.role,
+                model=a.model.name, model_id=a.model.model, provider=infer_provider(a.model),
+                status="error" if failed else "ok", input_tokens=a.usage.input_tokens,
+                output_tokens=a.usage.output_tokens, cached_tokens=a.usage.cached_tokens,
+                reasoning_tokens=a.usage.reasoning_tokens, cost_nusd=a.cost_nusd,
+                cost_source=a.cost_source if not failed else a.price.source,
+                latency_ms=comp.latency_ms if comp else getattr(a.error, "latency_ms", 0.0),
+                attempts=comp.attempts if comp else getattr(a.error, "attempts", 1),
+                finish_reason=comp.finish_reason if comp else None,
+                quality_score=q.score if q else None, quality_reasons=q.reasons if q else (),
+                accepted=a.accepted, answer=comp.text if comp and store else None, error=err,
+            ))
+            call_results.append(CallResult(
+                model=a.model.name, role=a.role, input_tokens=a.usage.input_tokens,
+                output_tokens=a.usage.output_tokens, cost_nusd=a.cost_nusd,
+                latency_ms=call_records[-1].latency_ms, quality_score=q.score if q else None,
+                accepted=a.accepted, status=call_records[-1].status, error=err,
+                quality_reasons=q.reasons if q else (),
+            ))
+        cost = sum(a.cost_nusd for a in attempts)
+        final = attempts[-1] if attempts else None
+        ok = status == "ok" and final is not None and final.completion is not None
+        draft = attempts[0] if attempts else None
+        verifier_only = self._verifier_only_cost(chain, prices, attempts) if ok and chain and prices else 0
+        result = CascadeResult(
+            request_id=request_id, user=user,
+            answer=final.completion.text if ok and final and final.completion else "",
+            model=final.model.name if final else "",
+            draft_model=draft.model.name if draft else "",
+            draft_accepted=bool(ok and len(attempts) == 1 and len(chain or []) > 1),
+            escalated=len(attempts) > 1,
+            quality_score=final.quality.score if final and final.quality else None,
+            quality_reasons=final.quality.reasons if final and final.quality else (),
+            cost_nusd=cost, verifier_only_cost_nusd=verifier_only,
+            latency_ms=latency_ms, calls=tuple(call_results), domain=domain,
+            domain_confidence=1.0 if domain else None,
+        )
+        if self.ledger is not None:
+            self.ledger.record(RequestRecord(
+                id=request_id, ts=ts, user=user, status=status, query=query if store else None,
+                answer=(result.answer if store else None) if ok else None, domain=domain,
+                domain_confidence=result.domain_confidence, model=result.model or None,
+                draft_model=result.draft_model or None, draft_accepted=result.draft_accepted,
+                escalated=result.escalated, quality_score=result.quality_score,
+                quality_reasons=result.quality_reasons, cost_nusd=cost,
+                verifier_only_cost_nusd=verifier_only,
+                savings_nusd=result.savings_nusd if ok else 0, enforcement=result.enforcement,
+                enforcement_message=result.enforcement_message, latency_ms=latency_ms,
+                error=error, calls=tuple(call_records),
+            ))
+        return result

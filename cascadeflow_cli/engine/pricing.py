@@ -1,0 +1,153 @@
+"""Prices per model: the config's override, else litellm's bundled price map.
+
+The map is read as JSON straight from litellm's installed package files, so pricing
+never pays the seconds it takes to import litellm, and never fetches a remote map.
+A model with no known price is an error when it is used: counting it as $0 is the
+failure we exist to prevent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cascadeflow_cli.config import ModelConfig
+from cascadeflow_cli.errors import PricingError
+from cascadeflow_cli.money import token_cost_nanos
+
+PRICE_MAP_FILE = "model_prices_and_context_window_backup.json"
+_MILLION = Decimal(10**6)
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens, and where the figures came from."""
+
+    input_per_million: Decimal
+    output_per_million: Decimal
+    cached_input_per_million: Decimal | None = None
+    reasoning_per_million: Decimal | None = None
+    source: str = "config"  # "config" or "litellm" (the bundled map)
+    map_key: str | None = None
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as a provider reports them. Cached tokens are part of
+    ``input_tokens`` and reasoning tokens part of ``output_tokens`` (OpenAI's convention)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+def price_map_path() -> Path:
+    """The price map shipped inside the installed litellm package (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        raise PricingError("litellm is not installed, so its price map is unavailable")
+    return Path(next(iter(spec.submodule_search_locations))) / PRICE_MAP_FILE
+
+
+@lru_cache(maxsize=1)
+def load_price_map() -> dict[str, dict[str, Any]]:
+    path = price_map_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PricingError(f"cannot read litellm's price map at {path}: {exc}") from None
+    data.pop("sample_spec", None)
+    return data
+
+
+def find_map_entry(model_id: str, price_map: dict[str, dict[str, Any]] | None = None
+                   ) -> tuple[str, dict[str, Any]] | None:
+    """The map entry for a litellm model id: exact key, else the name without its
+    provider prefix when the entry belongs to that provider (``openai/gpt-4o`` is keyed
+    ``gpt-4o``)."""
+    prices = load_price_map() if price_map is None else price_map
+    if model_id in prices:
+        return model_id, prices[model_id]
+    if "/" in model_id:
+        prefix, bare = model_id.split("/", 1)
+        entry = prices.get(bare)
+        if entry is not None and entry.get("litellm_provider") == prefix:
+            return bare, entry
+    return None
+
+
+def infer_provider(model: ModelConfig) -> str:
+    """The provider name recorded in the ledger: the id's prefix, else the map's provider."""
+    if model.provider_prefix:
+        return model.provider_prefix
+    found = find_map_entry(model.model)
+    if found and isinstance(found[1].get("litellm_provider"), str):
+        return found[1]["litellm_provider"]
+    return "openai" if model.api_base else "unknown"
+
+
+def _per_million(entry: dict[str, Any], key: str) -> Decimal | None:
+    value = entry.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        return None
+    return Decimal(str(value)) * _MILLION
+
+
+def lookup_price(model: ModelConfig, price_map: dict[str, dict[str, Any]] | None = None) -> Price:
+    """The price to charge for ``model``. Raises PricingError when nothing is known."""
+    try:
+        found = find_map_entry(model.model, price_map)
+    except PricingError:  # no litellm installed: only config prices are known
+        found = None
+    max_out = None
+    if found:
+        raw_max = found[1].get("max_output_tokens")
+        max_out = raw_max if isinstance(raw_max, int) and raw_max > 0 else None
+    if model.max_output_tokens:
+        max_out = model.max_output_tokens
+    if model.input_cost_per_million is not None and model.output_cost_per_million is not None:
+        return Price(model.input_cost_per_million, model.output_cost_per_million,
+                     cached_input_per_million=model.cached_input_cost_per_million,
+                     source="config", max_output_tokens=max_out)
+    if found:
+        key, entry = found
+        inp = _per_million(entry, "input_cost_per_token")
+        out = _per_million(entry, "output_cost_per_token")
+        if inp is not None and out is not None:
+            return Price(inp, out,
+                         cached_input_per_million=model.cached_input_cost_per_million
+                         or _per_million(entry, "cache_read_input_token_cost"),
+                         reasoning_per_million=_per_million(entry, "output_cost_per_reasoning_token"),
+                         source="litellm", map_key=key, max_output_tokens=max_out)
+    raise PricingError(
+        f"no known price for model {model.name!r} ({model.model}): set input_cost_per_million "
+        f"and output_cost_per_million for it in the config"
+    )
+
+
+def cost_nanos(price: Price, usage: Usage) -> int:
+    """Exact cost of one call in nano-dollars, pricing cached input and reasoning
+    output at their own rates when the provider reports them."""
+    cached = min(max(usage.cached_tokens, 0), usage.input_tokens)
+    reasoning = min(max(usage.reasoning_tokens, 0), usage.output_tokens)
+    total = (
+        token_cost_nanos(usage.input_tokens - cached, price.input_per_million)
+        + token_cost_nanos(cached, price.cached_input_per_million or price.input_per_million)
+        + token_cost_nanos(usage.output_tokens - reasoning, price.output_per_million)
+        + token_cost_nanos(reasoning, price.reasoning_per_million or price.output_per_million)
+    )
+    return int(total.to_integral_value())
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-independent token estimate (about four characters a token)."""
+    return max(1, math.ceil(len(text) / 4)) if text else 0

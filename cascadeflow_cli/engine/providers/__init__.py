@@ -1,0 +1,45 @@
+"""Which client serves a model: our fast OpenAI-compatible client where the wire format
+allows it, litellm for everything else (``client = "litellm"`` forces it)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from cascadeflow_cli.config import ModelConfig
+from cascadeflow_cli.engine.pricing import find_map_entry
+from cascadeflow_cli.engine.providers.base import ChatRequest, Completion, Provider, complete
+from cascadeflow_cli.errors import PricingError
+
+__all__ = ["ChatRequest", "Completion", "Provider", "complete", "provider_for", "uses_fast_path"]
+
+
+def uses_fast_path(model: ModelConfig) -> bool:
+    from cascadeflow_cli.engine.providers.openai_compat import OPENAI_COMPATIBLE_PROVIDERS
+
+    if model.client != "auto":
+        return model.client == "openai"
+    prefix = model.provider_prefix
+    if prefix is None:
+        try:
+            entry = find_map_entry(model.model)
+        except PricingError:
+            entry = None
+        prefix = entry[1].get("litellm_provider") if entry else ("openai" if model.api_base else None)
+    if prefix == "openai":
+        return True
+    return prefix in OPENAI_COMPATIBLE_PROVIDERS and model.api_base is not None
+
+
+@lru_cache(maxsize=2)
+def _provider(fast: bool) -> Provider:
+    if fast:
+        from cascadeflow_cli.engine.providers.openai_compat import OpenAICompatProvider
+
+        return OpenAICompatProvider()
+    from cascadeflow_cli.engine.providers.litellm_provider import LiteLLMProvider
+
+    return LiteLLMProvider()
+
+
+def provider_for(model: ModelConfig) -> Provider:
+    return _provider(uses_fast_path(model))

@@ -1,0 +1,110 @@
+"""One small provider interface, and the retry loop every provider shares.
+
+Providers make exactly one attempt and translate their failures into our exception
+tree; retries with backoff live here, once, so both client paths behave the same.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cascadeflow_cli.config import ModelConfig
+from cascadeflow_cli.engine.pricing import Usage
+from cascadeflow_cli.errors import MissingApiKeyError, ProviderError
+
+MAX_BACKOFF_S = 20.0
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[dict[str, str]]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    usage: Usage
+    finish_reason: str | None
+    latency_ms: float = 0.0
+    attempts: int = 1
+
+
+class Provider(Protocol):
+    def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
+        """One attempt. Raises a ProviderError subclass (or MissingApiKeyError)."""
+        ...
+
+
+def api_key(model: ModelConfig, default_env: str | None = None) -> str | None:
+    """The key for ``model`` from its environment variable; never logged or stored.
+    A configured (or required default) variable that is unset is an error naming it."""
+    env = model.api_key_env or default_env
+    if env is None:
+        return None
+    value = os.environ.get(env, "").strip()
+    if not value:
+        raise MissingApiKeyError(model.name, env)
+    return value
+
+
+def complete(provider: Provider, model: ModelConfig, request: ChatRequest, *,
+             sleep: Callable[[float], None] = time.sleep,
+             jitter: Callable[[], float] = random.random) -> Completion:
+    """Call with retries on rate limits, 5xx, timeouts and garbage: exponential backoff
+    with jitter, honouring Retry-After. The error that ends the loop carries
+    ``attempts`` and ``latency_ms`` so the failed call can be recorded."""
+    started = time.perf_counter()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            result = provider.complete_once(model, request)
+        except ProviderError as exc:
+            if not exc.retryable or attempts > model.max_retries:
+                exc.attempts = attempts  # type: ignore[attr-defined]
+                exc.latency_ms = (time.perf_counter() - started) * 1000  # type: ignore[attr-defined]
+                if not exc.model:
+                    exc.model = model.name
+                raise
+            delay = model.retry_delay * (2 ** (attempts - 1)) * (0.5 + jitter())
+            if exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            sleep(min(delay, MAX_BACKOFF_S))
+            continue
+        return Completion(result.text, result.usage, result.finish_reason,
+                          latency_ms=(time.perf_counter() - started) * 1000, attempts=attempts)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def usage_from_openai(raw: Any) -> Usage:
+    """Usage from an OpenAI-shaped ``usage`` object (dict or attribute access)."""
+
+    def get(obj: Any, key: str) -> Any:
+        if obj is None:
+            return None
+        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+    def count(value: Any) -> int:
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    return Usage(
+        input_tokens=count(get(raw, "prompt_tokens")),
+        output_tokens=count(get(raw, "completion_tokens")),
+        cached_tokens=count(get(get(raw, "prompt_tokens_details"), "cached_tokens")),
+        reasoning_tokens=count(get(get(raw, "completion_tokens_details"), "reasoning_tokens")),
+    )

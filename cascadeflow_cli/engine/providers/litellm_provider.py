@@ -1,0 +1,84 @@
+"""Every other provider, through litellm. Imported only when such a model is called:
+`import litellm` costs seconds. Its cost map is pinned to the bundled copy first, so
+nothing is fetched from the network."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from types import ModuleType
+from typing import Any
+
+from cascadeflow_cli.config import ModelConfig
+from cascadeflow_cli.engine.providers.base import ChatRequest, Completion, api_key, parse_retry_after
+from cascadeflow_cli.engine.providers.openai_compat import parse_chat_completion, status_error
+from cascadeflow_cli.errors import (
+    MissingApiKeyError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+
+_import_lock = threading.Lock()
+
+
+def import_litellm() -> ModuleType:
+    """litellm, set up offline and quiet."""
+    with _import_lock:
+        os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        return litellm
+
+
+class LiteLLMProvider:
+    def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
+        litellm = import_litellm()
+        kwargs: dict[str, Any] = {
+            "model": model.model, "messages": request.messages, "max_tokens": request.max_tokens,
+            "timeout": model.timeout, "num_retries": 0,
+        }
+        if model.api_base:
+            kwargs["api_base"] = model.api_base
+        key = api_key(model)
+        if key:
+            kwargs["api_key"] = key
+        elif model.api_base:
+            # A local server needs no key, but litellm's OpenAI client refuses to start
+            # without one: give it a placeholder that is not a secret.
+            kwargs["api_key"] = "no-key"
+        else:
+            missing = litellm.validate_environment(model=model.model).get("missing_keys") or []
+            if missing:
+                raise MissingApiKeyError(model.name, str(missing[0]))
+        started = time.perf_counter()
+        try:
+            response = litellm.completion(**kwargs)
+        except Exception as exc:
+            raise _translate(exc, litellm, model.name) from None
+        latency = (time.perf_counter() - started) * 1000
+        data = response.model_dump() if hasattr(response, "model_dump") else response
+        return parse_chat_completion(data, model.name, latency)
+
+
+def _translate(exc: Exception, litellm: ModuleType, model: str) -> ProviderError:
+    errors = litellm.exceptions
+    message = str(getattr(exc, "message", "") or exc).splitlines()[0][:200] if str(exc) else ""
+    if isinstance(exc, errors.Timeout):
+        return ProviderTimeoutError(f"{model}: no answer in time", model=model)
+    if isinstance(exc, errors.APIConnectionError):
+        return ProviderUnavailableError(f"{model}: cannot reach the provider: {message}", model=model)
+    if isinstance(exc, errors.AuthenticationError | errors.PermissionDeniedError):
+        return ProviderAuthError(f"{model}: provider rejected the credentials", model=model,
+                                 status=getattr(exc, "status_code", None))
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status >= 400:
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        return status_error(status, message, model, parse_retry_after(headers.get("retry-after")))
+    return ProviderResponseError(f"{model}: provider call failed: {message or type(exc).__name__}",
+                                 model=model)

@@ -1,0 +1,123 @@
+"""The fast path: any OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp...)
+over httpx, without importing litellm (which takes seconds)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.config import ModelConfig
+from cascadeflow_cli.engine.providers.base import (
+    ChatRequest,
+    Completion,
+    api_key,
+    parse_retry_after,
+    usage_from_openai,
+)
+from cascadeflow_cli.errors import (
+    ProviderAuthError,
+    ProviderBadRequestError,
+    ProviderError,
+    ProviderRateLimitError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+OPENAI_API_BASE = "https://api.openai.com/v1"
+# litellm providers that speak OpenAI's wire format when given an api_base
+OPENAI_COMPATIBLE_PROVIDERS = frozenset({"openai", "hosted_vllm", "lm_studio", "llamafile"})
+
+
+def status_error(status: int, detail: str, model: str, retry_after: float | None) -> ProviderError:
+    """Our exception for an HTTP error status (shared with the litellm path)."""
+    message = f"{model}: provider returned HTTP {status}" + (f": {detail}" if detail else "")
+    if status in (401, 403):
+        return ProviderAuthError(message, model=model, status=status)
+    if status == 429:
+        return ProviderRateLimitError(message, model=model, status=status, retry_after=retry_after)
+    if status >= 500 or status == 408:
+        return ProviderUnavailableError(message, model=model, status=status, retry_after=retry_after)
+    return ProviderBadRequestError(message, model=model, status=status)
+
+
+class OpenAICompatProvider:
+    """Keeps one pooled httpx client per process (keep-alive across calls)."""
+
+    def __init__(self) -> None:
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(
+                    limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+                    trust_env=False,
+                )
+            return self._client
+
+    def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
+        import httpx
+
+        base = (model.api_base or OPENAI_API_BASE).rstrip("/")
+        key = api_key(model, None if model.api_base else "OPENAI_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # OpenAI's own API wants max_completion_tokens (required by reasoning models);
+        # compatible servers still expect max_tokens.
+        token_param = "max_tokens" if model.api_base else "max_completion_tokens"
+        body = {"model": model.wire_model, "messages": request.messages,
+                token_param: request.max_tokens}
+        started = time.perf_counter()
+        try:
+            response = self._http().post(f"{base}/chat/completions", json=body, headers=headers,
+                                         timeout=model.timeout)
+        except httpx.TimeoutException:
+            raise ProviderTimeoutError(f"{model.name}: no answer within {model.timeout:g}s",
+                                       model=model.name) from None
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailableError(f"{model.name}: cannot reach {base}: {exc}",
+                                           model=model.name) from None
+        latency = (time.perf_counter() - started) * 1000
+        if response.status_code >= 400:
+            raise status_error(response.status_code, _error_detail(response), model.name,
+                               parse_retry_after(response.headers.get("retry-after")))
+        return parse_chat_completion(_json(response, model.name), model.name, latency)
+
+
+def _json(response: httpx.Response, model: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ProviderResponseError(f"{model}: provider answered with something that is not JSON",
+                                    model=model) from None
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+        error = data.get("error") if isinstance(data, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+        return str(message)[:200] if message else ""
+    except ValueError:
+        return response.text[:200].strip()
+
+
+def parse_chat_completion(data: Any, model: str, latency_ms: float) -> Completion:
+    """A chat.completion body to a Completion; anything else is a ProviderResponseError."""
+    try:
+        choice = data["choices"][0]
+        content = choice["message"].get("content") or ""
+        if not isinstance(content, str):
+            raise TypeError("content is not text")
+        finish = choice.get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ProviderResponseError(f"{model}: provider answered with a malformed chat completion",
+                                    model=model) from None
+    return Completion(content, usage_from_openai(data.get("usage")), finish, latency_ms)

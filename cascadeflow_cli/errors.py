@@ -1,0 +1,87 @@
+"""Our exception tree. Every error a user can cause or meet maps to one class here,
+and each class carries the exit code documented in CLI.md, so the CLI can turn any of
+them into one readable line and the right status without knowing where it came from."""
+
+from __future__ import annotations
+
+
+class CascadeError(Exception):
+    """Base of every error the CLI reports as one line (exit 1: usage or input)."""
+
+    exit_code = 1
+
+
+class ConfigError(CascadeError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class InputError(CascadeError):
+    """A bad argument or input file."""
+
+
+class PricingError(CascadeError):
+    """A model has no known price: we refuse to count it as $0."""
+
+
+class LedgerError(CascadeError):
+    """The ledger database cannot be opened, read or written."""
+
+
+class MissingApiKeyError(CascadeError):
+    """The environment variable holding a provider's API key is not set."""
+
+    def __init__(self, model: str, env_var: str) -> None:
+        super().__init__(f"no API key for model {model!r}: set the environment variable {env_var}")
+        self.env_var = env_var
+
+
+class BudgetBlockedError(CascadeError):
+    """The user's budget refuses this request (exit 3)."""
+
+    exit_code = 3
+
+
+class ProviderError(CascadeError):
+    """A provider call failed (after retries, when retryable). Exit 2."""
+
+    exit_code = 2
+    retryable = False
+
+    def __init__(self, message: str, *, model: str = "", status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ProviderAuthError(ProviderError):
+    """The provider rejected our credentials (401/403)."""
+
+
+class ProviderBadRequestError(ProviderError):
+    """The provider rejected the request itself (400/404/422): retrying will not help."""
+
+
+class ProviderRateLimitError(ProviderError):
+    """429: too many requests."""
+
+    retryable = True
+
+
+class ProviderUnavailableError(ProviderError):
+    """5xx or a refused/dropped connection."""
+
+    retryable = True
+
+
+class ProviderTimeoutError(ProviderError):
+    """No answer within the model's timeout."""
+
+    retryable = True
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered with something that is not a chat completion."""
+
+    retryable = True

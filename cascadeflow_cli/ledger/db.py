@@ -1,0 +1,216 @@
+"""The SQLite ledger: schema, migrations, and one writer transaction per request.
+
+WAL lets readers run while a writer commits; ``BEGIN IMMEDIATE`` takes the write lock
+up front, so two processes never interleave half of a request each, and a busy timeout
+makes the second writer wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.clock import Clock, SystemClock, format_ts
+from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db["requests"].create(
+        {
+            "id": str, "ts": str, "user": str, "status": str, "query": str, "answer": str,
+            "domain": str, "domain_confidence": float, "model": str, "draft_model": str,
+            "draft_accepted": int, "escalated": int, "quality_score": float,
+            "quality_reasons": str, "cost_nusd": int, "verifier_only_cost_nusd": int,
+            "savings_nusd": int, "enforcement": str, "enforcement_message": str,
+            "latency_ms": float, "error": str,
+        },
+        pk="id",
+        not_null={"ts", "user", "status", "cost_nusd"},
+    )
+    db["calls"].create(
+        {
+            "id": str, "request_id": str, "ts": str, "seq": int, "role": str, "model": str,
+            "model_id": str, "provider": str, "status": str, "input_tokens": int,
+            "output_tokens": int, "cached_tokens": int, "reasoning_tokens": int,
+            "cost_nusd": int, "cost_source": str, "latency_ms": float, "attempts": int,
+            "finish_reason": str, "quality_score": float, "quality_reasons": str,
+            "accepted": int, "answer": str, "error": str,
+        },
+        pk="id",
+        foreign_keys=[("request_id", "requests", "id")],
+        not_null={"request_id", "ts", "model", "status", "cost_nusd"},
+    )
+    db["requests"].create_index(["user", "ts"])
+    db["requests"].create_index(["ts"])
+    db["calls"].create_index(["request_id"])
+    db["calls"].create_index(["ts"])
+
+
+# Append only: a migration, once released, never changes.
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _m001_initial),
+]
+
+
+class Ledger:
+    """The ledger file. Cheap to open; safe to share between threads of one process."""
+
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+        import sqlite_utils
+
+        self.path = path
+        self.clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        _prepare_file(path)
+        try:
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.db = sqlite_utils.Database(conn, execute_plugins=False)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{path}: cannot open ledger: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite_utils.Database]:
+        """One writer transaction, taken with BEGIN IMMEDIATE; rolled back on any error
+        (Ctrl-C included), so a request is in the ledger whole or not at all."""
+        with self._lock:
+            conn = self.db.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise LedgerError(f"{self.path}: cannot write ledger: {exc}") from None
+            try:
+                yield self.db
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                _rollback(conn)
+                raise LedgerError(f"{self.path}: cannot write ledger: {exc}") from None
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    def _migrate(self) -> None:
+        with self.write() as db:
+            db["_migrations"].create({"id": int, "name": str, "applied_at": str}, pk="id",
+                                     if_not_exists=True)
+            done = {row["name"] for row in db["_migrations"].rows}
+            for number, (name, migrate) in enumerate(MIGRATIONS, start=1):
+                if name not in done:
+                    migrate(db)
+                    db["_migrations"].insert({"id": number, "name": name,
+                                              "applied_at": format_ts(self.clock.now())})
+
+    # --- writing ------------------------------------------------------------------
+
+    def record(self, request: RequestRecord) -> None:
+        """Store a request and its calls in one transaction."""
+        with self.write() as db:
+            db["requests"].insert(_request_row(request))
+            if request.calls:
+                db["calls"].insert_all(_call_row(c) for c in request.calls)
+
+    # --- reading ------------------------------------------------------------------
+
+    def recent_requests(self, limit: int | None = 10, user: str | None = None,
+                        since: str | None = None) -> list[dict[str, Any]]:
+        """Requests newest first, each with its calls (in call order)."""
+        where, params = [], []
+        if user is not None:
+            where.append("user = ?")
+            params.append(user)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        sql = "select * from requests"
+        if where:
+            sql += " where " + " and ".join(where)
+        sql += " order by ts desc, rowid desc"
+        if limit:
+            sql += f" limit {int(limit)}"
+        with self._lock:
+            requests = list(self.db.query(sql, params))
+            if not requests:
+                return []
+            ids = [r["id"] for r in requests]
+            marks = ",".join("?" * len(ids))
+            calls: dict[str, list[dict[str, Any]]] = {}
+            for call in self.db.query(
+                    f"select * from calls where request_id in ({marks}) order by seq", ids):
+                calls.setdefault(call["request_id"], []).append(call)
+        for r in requests:
+            r["calls"] = calls.get(r["id"], [])
+        return requests
+
+
+def open_ledger(path: Path, clock: Clock | None = None) -> Ledger:
+    return Ledger(path, clock)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the ledger owner-only (0600, directory 0700) before SQLite touches it;
+    SQLite gives its -wal and -shm files the database file's permissions."""
+    try:
+        if path.exists():
+            if path.is_dir():
+                raise LedgerError(f"{path}: is a directory, not a ledger file")
+            if not os.access(path, os.R_OK):
+                raise LedgerError(f"{path}: permission denied")
+            return
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
+        os.close(fd)
+    except FileExistsError:
+        return  # another process created it first
+    except OSError as exc:
+        raise LedgerError(f"{path}: cannot create ledger: {exc.strerror or exc}") from None
+
+
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _request_row(r: RequestRecord) -> dict[str, Any]:
+    row = asdict(r)
+    row.pop("calls")
+    row["quality_reasons"] = json.dumps(list(r.quality_reasons))
+    row["draft_accepted"] = int(r.draft_accepted)
+    row["escalated"] = int(r.escalated)
+    return row
+
+
+def _call_row(c: CallRecord) -> dict[str, Any]:
+    row = asdict(c)
+    row["quality_reasons"] = json.dumps(list(c.quality_reasons))
+    row["accepted"] = _flag(c.accepted)
+    return row

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.config import parse_config
+from cascadeflow_cli.engine.cascade import Cascade
+from cascadeflow_cli.engine.pricing import Usage, cost_nanos, lookup_price
+from cascadeflow_cli.errors import PricingError, ProviderUnavailableError
+from cascadeflow_cli.ledger.db import open_ledger
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+from tests.conftest import GOOD_ANSWER, config_text, ledger_rows
+
+QUERY = "What is the capital of France?"
+DETAILED = ("Explain in detail how photosynthesis converts light into chemical energy, "
+            "including the light-dependent reactions and the Calvin cycle.")
+LONG_ANSWER = (
+    "Photosynthesis happens in two linked stages. In the light-dependent reactions, chlorophyll "
+    "in the thylakoid membranes absorbs photons, splitting water and releasing oxygen; the energy "
+    "drives an electron transport chain that makes ATP and NADPH. In the Calvin cycle, which runs "
+    "in the stroma, the enzyme RuBisCO fixes carbon dioxide onto ribulose bisphosphate, and ATP "
+    "and NADPH reduce the products to glyceraldehyde-3-phosphate, the sugar the plant builds on. "
+    "Most of that sugar regenerates the cycle; the rest becomes glucose, sucrose and starch."
+)
+
+
+def make_cascade(tmp_path: Path, server: ReplayServer, **kw: str) -> tuple[Cascade, Path]:
+    db = tmp_path / "ledger.db"
+    config = parse_config(config_text(server.base_url, **kw))
+    return Cascade(config, open_ledger(db), sleep=lambda s: None), db
+
+
+def test_good_draft_is_accepted_and_costs_only_the_draft(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    cascade, db = make_cascade(tmp_path, server)
+    result = cascade.run(QUERY, "alice")
+    assert result.answer == GOOD_ANSWER
+    assert result.draft_accepted and not result.escalated
+    assert server.request_count("gpt-4o") == 0
+    mini, big = (lookup_price(m) for m in cascade.config.chain())
+    draft = result.calls[0]
+    assert result.cost_nusd == cost_nanos(mini, Usage(draft.input_tokens, draft.output_tokens)) > 0
+    # verifier-only is an estimate from the strong model's prices and the same tokens
+    assert result.verifier_only_cost_nusd == cost_nanos(big, Usage(draft.input_tokens, draft.output_tokens))
+    assert result.savings_nusd == result.verifier_only_cost_nusd - result.cost_nusd > 0
+    [req] = ledger_rows(db, "requests")
+    assert req["user"] == "alice" and req["status"] == "ok" and req["draft_accepted"] == 1
+    assert req["cost_nusd"] == result.cost_nusd and req["query"] == QUERY
+    [call] = ledger_rows(db, "calls")
+    assert call["role"] == "draft" and call["accepted"] == 1 and call["cost_source"] == "litellm"
+    assert call["provider"] == "openai" and call["ts"].endswith("Z")
+
+
+def test_refused_draft_escalates_and_savings_go_negative(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="I'm sorry, but I can't help with that."))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER))
+    cascade, db = make_cascade(tmp_path, server)
+    result = cascade.run(DETAILED, "bob")
+    assert result.escalated and not result.draft_accepted
+    assert result.answer == LONG_ANSWER and result.model == "big"
+    draft, verifier = result.calls
+    assert draft.accepted is False and any("refusal" in r for r in draft.quality_reasons)
+    assert verifier.accepted is True
+    assert result.verifier_only_cost_nusd == verifier.cost_nusd
+    assert result.savings_nusd == -draft.cost_nusd < 0
+    assert [c["role"] for c in ledger_rows(db, "calls")] == ["draft", "verifier"]
+
+
+def test_truncated_draft_escalates(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=LONG_ANSWER, finish_reason="length"))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER))
+    cascade, _ = make_cascade(tmp_path, server)
+    result = cascade.run(DETAILED)
+    assert result.escalated and result.calls[0].quality_score is not None
+    assert result.calls[0].quality_score < cascade.validator.preset.threshold
+
+
+def test_failed_draft_escalates_and_is_recorded(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(status=500))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER))
+    cascade, db = make_cascade(tmp_path, server)
+    result = cascade.run(QUERY)
+    assert result.answer == GOOD_ANSWER and result.escalated
+    failed = ledger_rows(db, "calls")[0]
+    assert failed["status"] == "error" and failed["cost_nusd"] == 0
+    assert failed["attempts"] == 3  # 1 + max_retries (2)
+    assert "500" in failed["error"]
+    assert server.request_count("gpt-4o-mini") == 3
+
+
+def test_last_model_failure_fails_the_request_and_keeps_the_ledger_consistent(
+        tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="Maybe."))
+    server.set_behavior("gpt-4o", ModelBehavior(status=503))
+    cascade, db = make_cascade(tmp_path, server)
+    with pytest.raises(ProviderUnavailableError):
+        cascade.run(DETAILED)
+    [req] = ledger_rows(db, "requests")
+    assert req["status"] == "error" and "503" in req["error"]
+    calls = ledger_rows(db, "calls")
+    assert [c["status"] for c in calls] == ["ok", "error"]
+    assert req["cost_nusd"] == calls[0]["cost_nusd"] > 0  # the draft was paid for
+
+
+def test_retry_then_success(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, status=429, fail_times=2))
+    cascade, db = make_cascade(tmp_path, server)
+    result = cascade.run(QUERY)
+    assert result.draft_accepted
+    assert ledger_rows(db, "calls")[0]["attempts"] == 3
+
+
+def test_unpriced_model_fails_before_any_call(tmp_path: Path, server: ReplayServer) -> None:
+    extra = f'[[models]]\nname = "mystery"\nmodel = "openai/no-such-model-xyz"\napi_base = "{server.base_url}"\n'
+    cascade, db = make_cascade(tmp_path, server, extra_models=extra, chain='["mystery", "big"]')
+    with pytest.raises(PricingError, match="no-such-model-xyz"):
+        cascade.run(QUERY)
+    assert server.request_count() == 0
+    assert ledger_rows(db, "requests") == []
+
+
+def test_config_price_overrides_make_an_unknown_model_usable(tmp_path: Path, server: ReplayServer) -> None:
+    extra = (f'[[models]]\nname = "local"\nmodel = "openai/my-llama"\napi_base = "{server.base_url}"\n'
+             'input_cost_per_million = 0.1\noutput_cost_per_million = 0.2\n')
+    server.set_behavior("my-llama", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=1000,
+                                                  completion_tokens=500))
+    cascade, _ = make_cascade(tmp_path, server, extra_models=extra, chain='["local"]')
+    result = cascade.run(QUERY)
+    # 1000 * 0.1/1M + 500 * 0.2/1M = 0.0002 USD exactly
+    assert result.cost_nusd == 200_000
+    assert lookup_price(cascade.config.models["local"]).input_per_million == Decimal("0.1")
+
+
+def test_missing_usage_is_estimated_not_free(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=0,
+                                                     completion_tokens=0))
+    cascade, db = make_cascade(tmp_path, server)
+    result = cascade.run(QUERY)
+    assert result.cost_nusd > 0
+    assert ledger_rows(db, "calls")[0]["cost_source"] == "litellm+estimated-tokens"
+
+
+def test_store_prompts_false_keeps_text_out_of_the_ledger(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    db = tmp_path / "ledger.db"
+    config = parse_config(config_text(server.base_url) + "\n[ledger]\nstore_prompts = false\n")
+    result = Cascade(config, open_ledger(db)).run(QUERY)
+    assert result.answer == GOOD_ANSWER
+    [req] = ledger_rows(db, "requests")
+    assert req["query"] is None and req["answer"] is None
+    assert ledger_rows(db, "calls")[0]["answer"] is None
+
+
+def test_cached_and_reasoning_tokens_are_priced(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=1000,
+                                                     completion_tokens=100, cached_tokens=800))
+    cascade, db = make_cascade(tmp_path, server)
+    result = cascade.run(QUERY)
+    mini = lookup_price(cascade.config.models["mini"])
+    assert mini.cached_input_per_million is not None
+    expected = cost_nanos(mini, Usage(1000, 100, cached_tokens=800))
+    assert result.cost_nusd == expected < cost_nanos(mini, Usage(1000, 100))
+    assert ledger_rows(db, "calls")[0]["cached_tokens"] == 800

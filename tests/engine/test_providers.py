@@ -1,0 +1,120 @@
+"""Both client paths against the same loopback server: our OpenAI-compatible client and
+litellm (its real HTTP path, not mocked). Same errors, same usage, same retries."""
+
+from __future__ import annotations
+
+import pytest
+
+from cascadeflow_cli.config import ModelConfig
+from cascadeflow_cli.engine.providers import ChatRequest, complete, provider_for, uses_fast_path
+from cascadeflow_cli.errors import (
+    MissingApiKeyError,
+    ProviderAuthError,
+    ProviderRateLimitError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+
+REQUEST = ChatRequest([{"role": "user", "content": "Say hello."}], max_tokens=64)
+
+
+def model(server: ReplayServer, client: str, **kw: object) -> ModelConfig:
+    return ModelConfig(name="m", model="openai/gpt-4o-mini", api_base=server.base_url, client=client,
+                       retry_delay=0.0, timeout=kw.pop("timeout", 5.0), **kw)  # type: ignore[arg-type]
+
+
+CLIENTS = ["openai", "litellm"]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_answer_and_usage(server: ReplayServer, client: str) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="Hello there.", prompt_tokens=12,
+                                                     completion_tokens=3, cached_tokens=4,
+                                                     reasoning_tokens=1))
+    m = model(server, client)
+    result = complete(provider_for(m), m, REQUEST)
+    assert result.text == "Hello there."
+    assert result.finish_reason == "stop"
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (12, 3)
+    assert (result.usage.cached_tokens, result.usage.reasoning_tokens) == (4, 1)
+    assert server.requests[-1]["model"] == "gpt-4o-mini"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_retries_5xx_then_succeeds(server: ReplayServer, client: str) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok.", status=502, fail_times=2))
+    m = model(server, client, max_retries=2)
+    result = complete(provider_for(m), m, REQUEST, sleep=lambda s: None)
+    assert result.text == "ok." and result.attempts == 3
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize(("behavior", "error", "calls"), [
+    (ModelBehavior(status=500), ProviderUnavailableError, 3),
+    (ModelBehavior(status=429, retry_after=0.0), ProviderRateLimitError, 3),
+    (ModelBehavior(status=401), ProviderAuthError, 1),
+    (ModelBehavior(garbage=True), ProviderResponseError, 3),
+])
+def test_errors_map_to_our_types(server: ReplayServer, client: str, behavior: ModelBehavior,
+                                 error: type[Exception], calls: int) -> None:
+    server.set_behavior("gpt-4o-mini", behavior)
+    m = model(server, client, max_retries=2)
+    if behavior.garbage and client == "litellm":
+        error = ProviderUnavailableError  # litellm itself files a non-JSON body under HTTP 500
+    with pytest.raises(error) as info:
+        complete(provider_for(m), m, REQUEST, sleep=lambda s: None)
+    assert info.value.exit_code == 2
+    assert info.value.attempts == calls  # type: ignore[attr-defined]
+    assert server.request_count("gpt-4o-mini") == calls
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_timeout(server: ReplayServer, client: str) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(hang=True))
+    m = model(server, client, timeout=0.3, max_retries=0)
+    with pytest.raises(ProviderTimeoutError):
+        complete(provider_for(m), m, REQUEST)
+
+
+def test_retry_after_is_honoured(server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok.", status=429, fail_times=1,
+                                                     retry_after=7))
+    slept: list[float] = []
+    m = model(server, "openai")
+    complete(provider_for(m), m, REQUEST, sleep=slept.append)
+    assert slept == [7.0]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_missing_key_names_the_variable(server: ReplayServer, client: str) -> None:
+    m = model(server, client, api_key_env="CASCADE_TEST_KEY_THAT_IS_UNSET")
+    with pytest.raises(MissingApiKeyError, match="CASCADE_TEST_KEY_THAT_IS_UNSET"):
+        complete(provider_for(m), m, REQUEST)
+    assert server.request_count() == 0
+
+
+def test_key_is_sent_as_bearer_and_never_in_errors(server: ReplayServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_KEY", "sk-secret-123")
+    server.set_behavior("gpt-4o-mini", ModelBehavior(status=401))
+    m = model(server, "openai", api_key_env="MY_KEY")
+    with pytest.raises(ProviderAuthError) as info:
+        complete(provider_for(m), m, REQUEST)
+    assert "sk-secret-123" not in str(info.value)
+
+
+def test_real_openai_without_a_key_says_which_variable() -> None:
+    m = ModelConfig(name="mini", model="openai/gpt-4o-mini")
+    with pytest.raises(MissingApiKeyError, match="OPENAI_API_KEY"):
+        complete(provider_for(m), m, REQUEST)
+
+
+def test_path_choice() -> None:
+    assert uses_fast_path(ModelConfig(name="a", model="openai/gpt-4o"))
+    assert uses_fast_path(ModelConfig(name="a", model="gpt-4o-mini"))  # openai per the price map
+    assert uses_fast_path(ModelConfig(name="a", model="hosted_vllm/llama", api_base="http://x/v1"))
+    assert not uses_fast_path(ModelConfig(name="a", model="anthropic/claude-3-5-sonnet-latest"))
+    assert not uses_fast_path(ModelConfig(name="a", model="openai/gpt-4o", client="litellm"))
+    assert uses_fast_path(ModelConfig(name="a", model="mistral/x", api_base="http://x", client="openai"))
