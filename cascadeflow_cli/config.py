@@ -386,21 +386,23 @@ def check_timezone(name: str, fail: Callable[[str], Exception]) -> None:
 
 # --- writing ----------------------------------------------------------------------
 
-_STARTER_SECTIONS: list[tuple[str, dict[str, Any]]] = [
-    ("# Where the ledger lives and how days are counted (IANA time zone for budget windows).\n",
-     {"ledger": {"timezone": "UTC", "store_prompts": True}}),
+# (comment, table header, flat values): tomli-w writes each body; headers are ours so
+# that [[models]] stays an array of tables rather than an inline array.
+_STARTER_SECTIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("# Where the ledger lives and how days are counted (IANA time zone for budget windows).",
+     "[ledger]", {"timezone": "UTC", "store_prompts": True}),
     ("# Models, cheapest first. `model` is a litellm model id; `api_base` points at any\n"
      "# OpenAI-compatible server (Ollama, vLLM, llama.cpp). Prices come from litellm's\n"
-     "# bundled price map unless you set input/output_cost_per_million (USD).\n",
-     {"models": [
-         {"name": "mini", "model": "openai/gpt-4o-mini", "api_key_env": "OPENAI_API_KEY", "timeout": 60},
-         {"name": "big", "model": "openai/gpt-4o", "api_key_env": "OPENAI_API_KEY", "timeout": 60},
-     ]}),
+     "# bundled price map unless you set input/output_cost_per_million (USD).",
+     "[[models]]", {"name": "mini", "model": "openai/gpt-4o-mini", "api_key_env": "OPENAI_API_KEY",
+                    "timeout": 60}),
+    ("", "[[models]]", {"name": "big", "model": "openai/gpt-4o", "api_key_env": "OPENAI_API_KEY",
+                        "timeout": 60}),
     ("# The cascade: draft with the first model, escalate while the quality score is\n"
-     "# below the threshold (presets: fast | balanced | strict).\n",
-     {"cascade": {"models": ["mini", "big"], "quality_preset": "balanced", "max_tokens": 1024}}),
-    ("# Budget enforcement: warn | degrade | block, at these fractions of a limit.\n",
-     {"budgets": {"mode": "warn", "warn_at": 0.8, "degrade_at": 0.9, "block_at": 1.0}}),
+     "# below the threshold (presets: fast | balanced | strict).",
+     "[cascade]", {"models": ["mini", "big"], "quality_preset": "balanced", "max_tokens": 1024}),
+    ("# Budget enforcement: warn | degrade | block, at these fractions of a limit.",
+     "[budgets]", {"mode": "warn", "warn_at": 0.8, "degrade_at": 0.9, "block_at": 1.0}),
 ]
 
 
@@ -408,9 +410,10 @@ def starter_config() -> str:
     """A commented starter file. tomli-w writes each section; the comments go between."""
     import tomli_w
 
-    parts = ["# cascadeflow.toml: see cascadeflow.toml.example for every key.\n\n"]
-    for comment, data in _STARTER_SECTIONS:
-        parts.append(comment + tomli_w.dumps(data) + "\n")
+    parts = ["# cascadeflow.toml: see cascadeflow.toml.example for every key.\n"]
+    for comment, header, values in _STARTER_SECTIONS:
+        parts.append(f"\n{comment}\n{header}\n" if comment else f"\n{header}\n")
+        parts.append(tomli_w.dumps(values))
     text = "".join(parts)
     parse_config(text)  # never write a file we would refuse to read
     return text

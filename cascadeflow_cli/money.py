@@ -28,7 +28,8 @@ def token_cost_nanos(tokens: int, usd_per_million: Decimal) -> Decimal:
 
 def format_usd(nanos: int) -> str:
     """A human amount: enough digits to see sub-cent costs, no float noise."""
-    value = Decimal(nanos) / NANOS_PER_USD
-    if value != 0 and abs(value) < Decimal("0.01"):
-        return f"${value:.6f}"
-    return f"${value:,.4f}"
+    value = Decimal(abs(nanos)) / NANOS_PER_USD
+    sign = "-" if nanos < 0 else ""
+    if value != 0 and value < Decimal("0.01"):
+        return f"{sign}${value:.6f}"
+    return f"{sign}${value:,.4f}"

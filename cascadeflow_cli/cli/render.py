@@ -52,14 +52,12 @@ def fitted_table(headers: list[tuple[str, str]], rows: list[list[Any]], flexible
     column gives way (with an ellipsis) on a narrow screen."""
     from rich import box
 
-    table = Table(box=box.SIMPLE_HEAD, caption=caption, pad_edge=False)
-    for i, (name, justify) in enumerate(headers):
-        if name == flexible:
-            table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", min_width=10)  # type: ignore[arg-type]
+    table = Table(box=box.SIMPLE_HEAD, caption=caption, pad_edge=False, expand=True)
+    for name, justify in headers:
+        if name == flexible:  # takes what is left of the width, cut with an ellipsis
+            table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", ratio=1)  # type: ignore[arg-type]
         else:
-            width = max([len(name)] + [Text.from_markup(c).cell_len if isinstance(c, str) else c.cell_len
-                                       for c in (row[i] for row in rows)])
-            table.add_column(name, justify=justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
+            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(*row)
     return table

@@ -1,0 +1,33 @@
+"""CascadeFlow CLI: answer each query with the cheapest LLM that is good enough, under
+per-user budgets, with every call in a local SQLite ledger.
+
+Public names are imported lazily so that `import cascadeflow_cli` (and the CLI's start)
+stays fast."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Cascade": "cascadeflow_cli.engine.cascade",
+    "CascadeResult": "cascadeflow_cli.engine.cascade",
+    "AppConfig": "cascadeflow_cli.config",
+    "ModelConfig": "cascadeflow_cli.config",
+    "load_config": "cascadeflow_cli.config",
+    "Ledger": "cascadeflow_cli.ledger.db",
+    "open_ledger": "cascadeflow_cli.ledger.db",
+    "QualityValidator": "cascadeflow_cli.quality",
+    "QualityPreset": "cascadeflow_cli.quality",
+    "QualityResult": "cascadeflow_cli.quality",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cascadeflow_cli' has no attribute {name!r}")
