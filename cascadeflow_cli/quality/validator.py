@@ -1,0 +1,569 @@
+"""Rule-based quality validator for draft (cheap-model) answers.
+
+The validator decides whether a draft is good enough to return, or whether the
+query should escalate to a stronger model. It is pure (no I/O), uses only the
+standard library, and takes well under a millisecond for a typical answer.
+
+Scoring design
+--------------
+Six independent checks each produce a sub-score in [0, 1], read as "how
+plausible is it that this aspect of the answer is fine" (1.0 = no evidence of a
+problem):
+
+``empty``       0 for an empty / whitespace-only answer (or one with no letters or
+                digits at all); the final score is then 0 and nothing else is run.
+``truncated``   0.05 when the provider reports ``finish_reason`` "length" (or
+                "max_tokens" / "max_output_tokens"); 0.35 for an unclosed code fence
+                or an unbalanced ``<<`` calculator annotation; 0.45 for an answer
+                ending on a dangling token (comma, colon, operator, "the", "and",
+                ...); 0.6 when a prose last line of 8+ words lacks terminal
+                punctuation (list items, table rows, headings, "#### 42" and
+                "Total: $43,500"-style result lines are exempt).
+``refusal``     0.05 when a refusal ("I can't help with that", "As an AI language
+                model, I cannot ...") opens a short answer (<= 60 words) or makes up
+                half its sentences; 0.5 when it opens a 61-120 word answer; 0.75
+                when a longer answer opens with one (a disclaimer, then content).
+                Refusal wording elsewhere in a long answer is ignored.
+``hedging``     ``1 / (1 + (d / tolerance)^2) * 0.85^strong`` where ``d`` is the
+                weighted hedge density (hedges per sentence; strong hedges weigh
+                1.0, mild ones 0.5) and ``strong`` the number of strong hedges.
+``length``      ``sqrt(words / expected)`` capped at 1, where ``expected`` comes from
+                what the question demands (see :func:`expected_words`).
+``repetition``  the minimum of a repeated-line score (``1 - 0.25 * (n - 1)`` once a
+                line or sentence of 3+ words occurs ``n >= max_line_repeats`` times)
+                and a linear ramp from ``ngram_unique_floor`` (0) to
+                ``ngram_unique_ok`` (1) on the share of unique word 4-grams.
+
+Text inside closed code fences is ignored by the hedging, refusal and repeated-line
+rules and counted by tokens (identifiers and operators) for the length rule.
+
+The final score is the **product** of the sub-scores. A product treats the checks
+as independent pieces of evidence: one severe problem (refusal, truncation) is
+enough to fail, while several small deductions (one "might", a slightly short
+answer) compound gently instead of being ignored as they would under ``min``.
+The score is rounded to 4 decimals and ``passed`` is ``score >= threshold``.
+
+These rules see form, not correctness: a fluent, confident, wrong answer passes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from .presets import QualityPreset, _check_unit
+
+__all__ = ["CHECK_NAMES", "QualityResult", "QualityValidator", "expected_words"]
+
+CHECK_NAMES: tuple[str, ...] = (
+    "empty",
+    "truncated",
+    "refusal",
+    "hedging",
+    "length",
+    "repetition",
+)
+
+# finish / stop reasons meaning "cut off by the token limit" across providers.
+_LENGTH_FINISH_REASONS = frozenset({"length", "max_tokens", "max_output_tokens"})
+
+# Sub-scores of the truncation check (lower = stronger evidence of truncation).
+_TRUNC_FINISH_LENGTH = 0.05
+_TRUNC_STRUCTURAL = 0.35  # unclosed ``` fence or unbalanced "<<"
+_TRUNC_DANGLING = 0.45  # ends on ",", ":", "+", "the", "and" ...
+_TRUNC_NO_PUNCT = 0.6  # long prose last line without terminal punctuation
+
+_REFUSAL_STRONG = 0.05  # the answer is a refusal
+_REFUSAL_MOSTLY = 0.5  # opens with a refusal, followed by a little content
+_REFUSAL_PARTIAL = 0.75  # opens with a refusal/disclaimer, then a substantial answer
+_REFUSAL_START_CHARS = 200  # "near the start" = a match beginning within this many chars
+_REFUSAL_SHORT_WORDS = 60  # an answer this short that opens with a refusal *is* a refusal
+_REFUSAL_MEDIUM_WORDS = 120
+
+_HEDGE_STRONG_WEIGHT = 1.0
+_HEDGE_MILD_WEIGHT = 0.5
+_HEDGE_STRONG_FACTOR = 0.85
+
+_MAX_REASON_ITEMS = 4
+
+# --------------------------------------------------------------------------- regexes
+
+_CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_ALNUM_RE = re.compile(r"\w")
+_TOKEN_RE = re.compile(r"\w+")
+_CODE_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+# A sentence runs to ".", "!" or "?" followed by whitespace, or to the end of the line
+# ("2.5" and "e.g.x" do not end one). Possessive quantifiers keep this linear.
+_SENTENCE_RE = re.compile(r"(?:[^.!?\n]++|[.!?]+(?=[^\s.!?]))++[.!?]*")
+_FENCE_RE = re.compile(r"^[ \t]*(?:```|~~~)", re.MULTILINE)
+
+_REFUSAL_VERBS = (
+    r"help|assist|provide|answer|comply|fulfill|fulfil|do\s+that|do\s+this|support|engage|"
+    r"create|generate|give|share|offer|write|complete|respond|discuss|participate|"
+    r"continue|produce|process|perform|accommodate"
+)
+# Matched against lower-cased text; the lookahead skips word starts that cannot begin
+# any of the alternatives.
+_REFUSAL_RE = re.compile(
+    r"""
+    \b(?=[iasty])(?:
+        # "I can't help with that", "I cannot assist", "I'm unable to provide"
+        i\s*(?:can't|cannot|can\s+not|won't|will\s+not|
+               (?:'m|\s+am)\s+(?:unable|not\s+able|not\s+allowed|not\s+permitted|
+                                 not\s+going|not\s+in\s+a\s+position))
+        \s+(?:to\s+)?(?:"""
+    + _REFUSAL_VERBS
+    + r""")\b(?!\s+but\b)
+      | # "As an AI language model, I cannot ..." / "As an AI, I don't ..."
+        as\s+an\s+ai\b[^.!?\n]{0,60}?\bi\s*(?:can't|cannot|can\s+not|don't|do\s+not|
+            won't|(?:'m|\s+am)\s+(?:unable|not\s+able))
+      | # "I'm sorry, but I can't ...", "Sorry, I cannot ..."
+        (?:i'm\s+|i\s+am\s+)?(?:sorry|apologi[sz]e)\b[^.!?\n]{0,40}?
+        \bi\s*(?:can't|cannot|can\s+not|won't|will\s+not|(?:'m|\s+am)\s+(?:unable|not\s+able))
+        (?:\s+(?:to\s+)?(?:"""
+    + _REFUSAL_VERBS
+    + r"""))?
+      | i\s+(?:must|have\s+to|need\s+to)\s+(?:respectfully\s+)?(?:decline|refuse)\b
+      | i\s+(?:don't|do\s+not)\s+have\s+(?:access\s+to|the\s+ability\s+to|real-time|
+            browsing|personal\s+(?:opinions|experiences))
+      | (?:this|that|your)\s+request\s+(?:is|goes)\s+(?:against|beyond|outside)\b
+    )
+    """,
+    re.VERBOSE,
+)
+
+_STRONG_HEDGES = (
+    r"i\s*(?:'m|\s+am)\s+not\s+(?:entirely\s+|completely\s+|totally\s+|100%\s+)?"
+    r"(?:sure|certain|confident)",
+    r"not\s+(?:entirely\s+|completely\s+|totally\s+|100%\s+)?sure",
+    r"i\s*(?:'m|\s+am)\s+unsure",
+    r"i\s+(?:don't|do\s+not)\s+know",
+    r"i\s+have\s+no\s+idea",
+    r"i\s+(?:can't|cannot|can\s+not)\s+be\s+(?:sure|certain)",
+    r"i\s+could\s+be\s+wrong",
+    r"(?:it's|it\s+is)\s+(?:hard|difficult|impossible)\s+to\s+(?:say|tell|know)",
+    r"hard\s+to\s+(?:say|tell)",
+    r"(?:cannot|can't|can\s+not)\s+be\s+determined",
+    r"(?:not\s+possible|impossible|unable)\s+to\s+determine",
+    r"(?:there|the\s+(?:problem|question))\s+(?:is|seems\s+to\s+be|may\s+be|might\s+be|"
+    r"may\s+have|might\s+have|seems\s+to\s+have|has|contains)\s+(?:a|an)\s+"
+    r"(?:mistake|error|typo)",
+    r"just\s+a\s+guess",
+    r"don't\s+quote\s+me",
+)
+_MILD_HEDGES = (
+    r"i\s+think",
+    r"i\s+believe",
+    r"i\s+guess",
+    r"i\s+suppose",
+    r"i\s+assume",
+    r"if\s+i\s+recall\s+correctly",
+    r"maybe",
+    r"perhaps",
+    r"possibly",
+    r"probably",
+    r"presumably",
+    r"might\s+be",
+    r"might",
+    r"may\s+be",
+    r"could\s+be",
+    r"(?:it|this|that)\s+(?:seems|appears)",
+    r"seems\s+(?:like|to\s+be)",
+    r"likely",
+    r"not\s+certain",
+    r"unclear",
+)
+# Matched against lower-cased text (3x faster than re.IGNORECASE); the lookahead on
+# the first letter lets the engine skip most word starts without trying every phrase.
+_HEDGE_RE = re.compile(
+    r"\b(?=[ijmpnhcdtlusw])(?:(?P<strong>"
+    + "|".join(_STRONG_HEDGES)
+    + r")|(?P<mild>"
+    + "|".join(_MILD_HEDGES)
+    + r"))\b"
+)
+
+# Question classification for the length check.
+_ELABORATE_RE = re.compile(
+    r"\b(?:explain|explaining|describe|compare|contrast|discuss|analy[sz]e|summari[sz]e|"
+    r"elaborate|justify|essay|tutorial|walk\s+me\s+through|step[-\s]by[-\s]step|steps|"
+    r"pros\s+and\s+cons|differences?\s+between|why|"
+    r"how\s+(?!are\s+you\b|many\b|much\b|old\b|far\b|long\b|tall\b|big\b|large\b|"
+    r"often\b|fast\b|high\b|deep\b|heavy\b|few\b|soon\b|late\b|early\b)\w+)\b",
+    re.IGNORECASE,
+)
+# Verbs that are also common nouns ("Is a list mutable?", "Does Python write bytecode?")
+# demand a long answer only when used as an imperative.
+_IMPERATIVE_RE = re.compile(
+    r"(?:^|[.!?:;]\s*|\b(?:please|you|to|and|then|also|now)\s+)"
+    r"(?P<verb>list|write|design|implement|outline|create|build|draft|generate)\b",
+    re.IGNORECASE,
+)
+_ONE_WORD_RE = re.compile(
+    r"\b(?:in\s+(?:one|a\s+single|1)\s+word|one[-\s]word\s+answer|yes\s+or\s+no|"
+    r"just\s+(?:the|a)\s+(?:number|answer|name|word)|only\s+(?:the|a)\s+(?:number|answer|name)|"
+    r"answer\s+only|no\s+explanation)\b",
+    re.IGNORECASE,
+)
+_BRIEF_RE = re.compile(
+    r"\b(?:briefly|brief|short|concise(?:ly)?|in\s+(?:one|a|1|two|2)\s+(?:sentence|line)s?|"
+    r"tl;?dr|one[-\s]liner|succinct(?:ly)?)\b",
+    re.IGNORECASE,
+)
+
+# Truncation heuristics on the last line.
+# A last line ending like this was cut off: "... a total of 3 + 3 +", "follows:", "x =".
+# Operators count only after a space, so "C++", "**bold**" and "$x$" are fine ("|" never:
+# it closes markdown table rows).
+_DANGLING_END_RE = re.compile(r"(?:[,;:=(\[{\\]|\s[-+*/$&])$")
+# Words that cannot end a sentence (articles, conjunctions, most prepositions).
+# fmt: off
+_DANGLING_WORDS = frozenset((
+    "a", "an", "the", "and", "or", "but", "nor", "of", "to", "at", "with", "by", "from",
+    "into", "onto", "than", "my", "your", "our", "their", "its", "because", "whereas",
+    "although", "including",
+))
+# fmt: on
+_OK_LAST_LINE_RE = re.compile(
+    r"""^\s*(?:
+        [-*+•]\s | \d+[.)]\s |          # list items
+        \| |                            # table rows
+        \#{1,6}\s | \#{2,}\s*\S |       # headings, "#### 42" final answers
+        (?:final\s+)?answer\s*[:=] |    # "Answer: 42"
+        >                               # block quotes
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# "Total: $43,500", "x = 12 cm": a result line may end without a period. The number must
+# be well-formed, so a cut-off "= $40,00" is not excused.
+_RESULT_LINE_RE = re.compile(
+    r"[=:]\s*[-+]?[$€£]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*%?"
+    r"(?:\s*[A-Za-z]+(?:\s+[A-Za-z]+)?)?$"
+)
+_SOFT_TRUNC_MIN_WORDS = 8  # shorter last lines ("x = 5", "Paris") may end without punctuation
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """Outcome of :meth:`QualityValidator.validate`.
+
+    Attributes:
+        score: overall score in [0, 1]; higher = more confident the draft is good enough.
+        passed: ``score >= threshold``.
+        threshold: the threshold that was applied.
+        reasons: one short human-readable reason per deduction (empty when nothing
+            was wrong), e.g. ``"hedging: 'I'm not sure', 'possibly'"``.
+        checks: per-check sub-scores in [0, 1], keyed by :data:`CHECK_NAMES`.
+    """
+
+    score: float
+    passed: bool
+    threshold: float
+    reasons: tuple[str, ...]
+    checks: dict[str, float]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _count_words(text: str) -> int:
+    """Whitespace-separated words; each CJK character counts as one word as well."""
+    n = len(text.split())
+    if _CJK_RE.search(text):
+        n += len(_CJK_RE.findall(text))
+    return n
+
+
+def _sentences(text: str) -> list[str]:
+    """Split into sentences / lines that contain at least one letter or digit."""
+    return [s.strip() for s in _SENTENCE_RE.findall(text) if _ALNUM_RE.search(s)]
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _quote(items: list[str]) -> str:
+    shown = ", ".join(f"'{item}'" for item in items[:_MAX_REASON_ITEMS])
+    if len(items) > _MAX_REASON_ITEMS:
+        shown += f" (+{len(items) - _MAX_REASON_ITEMS} more)"
+    return shown
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _split_fenced_code(text: str) -> tuple[str, str]:
+    """Split ``text`` into (prose, code): code is the content of ``` / ~~~ fences."""
+    if "```" not in text and "~~~" not in text:
+        return text, ""
+    prose: list[str] = []
+    code: list[str] = []
+    in_fence = False
+    for line in text.split("\n"):
+        if _FENCE_RE.match(line):
+            in_fence = not in_fence
+        elif in_fence:
+            code.append(line)
+        else:
+            prose.append(line)
+    return "\n".join(prose), "\n".join(code)
+
+
+class _Doc:
+    """Views of one response computed once and shared by the checks."""
+
+    __slots__ = ("code", "lower", "prose", "prose_lower", "prose_sentences", "text", "words")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lower = text.lower()
+        self.prose, self.code = _split_fenced_code(text)
+        self.prose_lower = self.prose.lower()
+        self.prose_sentences = _sentences(self.prose)
+        # Code is dense: count identifiers and operators rather than whitespace words.
+        self.words = _count_words(self.prose) + len(_CODE_TOKEN_RE.findall(self.code))
+
+    def original(self, lower_text: str, start: int, end: int) -> str:
+        """Original-case slice for a match found in ``lower_text`` (a lowered view)."""
+        source = self.text if lower_text is self.lower else self.prose
+        if len(source) == len(lower_text):
+            return " ".join(source[start:end].split())
+        return " ".join(lower_text[start:end].split())
+
+
+def expected_words(query: str, preset: QualityPreset) -> tuple[int, str]:
+    """How many words the question demands, and why.
+
+    * "in one word" / "yes or no" / "just the number" ... -> 1.
+    * explain / describe / compare / why / "how do ..." / imperative "write" or "list" ->
+      ``preset.min_words_elaborate`` (divided by 3 when "briefly" / "in one sentence").
+    * a question of ``preset.long_query_words`` words or more ->
+      ``long_query_ratio * words``, capped at ``min_words_elaborate``.
+    * anything else (short factual, "what is the capital of ...") -> 1.
+    """
+    if _ONE_WORD_RE.search(query):
+        return 1, "asks for a one-word answer"
+    elaborate = _ELABORATE_RE.search(query)
+    imperative = None if elaborate else _IMPERATIVE_RE.search(query.strip())
+    brief = _BRIEF_RE.search(query) is not None
+    demand = elaborate if elaborate is not None else imperative
+    if demand is not None:
+        need = preset.min_words_elaborate
+        asked = demand.group(0) if demand is elaborate else demand.group("verb")
+        reason = f"question asks to '{' '.join(asked.lower().split())}'"
+    else:
+        q_words = _count_words(query)
+        if q_words < preset.long_query_words:
+            return 1, "short question"
+        need = min(preset.min_words_elaborate, math.ceil(preset.long_query_ratio * q_words))
+        reason = f"question is {q_words} words long"
+    if brief:
+        need = math.ceil(need / 3)
+        reason += ", briefly"
+    return max(1, need), reason
+
+
+# --------------------------------------------------------------------------- validator
+
+
+class QualityValidator:
+    """Score a draft answer with fast rule-based checks (see the module docstring).
+
+    Args:
+        preset: a :class:`QualityPreset` or the name of a built-in one
+            (``"fast"``, ``"balanced"``, ``"strict"``).
+        threshold: overrides the preset's threshold; must be within [0, 1].
+    """
+
+    def __init__(
+        self, preset: QualityPreset | str = "balanced", threshold: float | None = None
+    ) -> None:
+        if isinstance(preset, str):
+            preset = QualityPreset.named(preset)
+        elif not isinstance(preset, QualityPreset):
+            raise TypeError(
+                f"preset must be a QualityPreset or a preset name, got {type(preset).__name__}"
+            )
+        if threshold is not None:
+            _check_unit("threshold", threshold)
+        self.preset: QualityPreset = preset
+        self.threshold: float = float(preset.threshold if threshold is None else threshold)
+
+    def __repr__(self) -> str:
+        return f"QualityValidator(preset={self.preset.name!r}, threshold={self.threshold})"
+
+    def validate(
+        self,
+        query: str,
+        response: str | None,
+        *,
+        finish_reason: str | None = None,
+        domain: str | None = None,
+    ) -> QualityResult:
+        """Score ``response`` as an answer to ``query``.
+
+        Args:
+            query: the user's question (used by the length check).
+            response: the draft answer; ``None`` is treated as empty.
+            finish_reason: the provider's finish / stop reason; ``"length"``
+                (or ``"max_tokens"``) means the answer was cut off.
+            domain: optional hint; ``"code"`` relaxes the "no terminal
+                punctuation" heuristic, since code rarely ends with a period.
+        """
+        text = (response or "").replace("\r\n", "\n").replace("\u2019", "'")
+        query = (query or "").replace("\u2019", "'")
+
+        checks = dict.fromkeys(CHECK_NAMES, 1.0)
+        if not text.strip() or not _ALNUM_RE.search(text):
+            checks["empty"] = 0.0
+            why = "response is empty" if not text.strip() else "response has no words"
+            return self._result(0.0, (f"empty: {why}",), checks)
+
+        doc = _Doc(text)
+        results = {
+            "truncated": self._check_truncated(doc, finish_reason, domain),
+            "refusal": self._check_refusal(doc),
+            "hedging": self._check_hedging(doc),
+            "length": self._check_length(query, doc),
+            "repetition": self._check_repetition(doc),
+        }
+        reasons: list[str] = []
+        for name, (sub, reason) in results.items():
+            checks[name] = round(min(1.0, max(0.0, sub)), 4)
+            if reason is not None and checks[name] < 1.0:
+                reasons.append(f"{name}: {reason}")
+        return self._result(math.prod(checks.values()), tuple(reasons), checks)
+
+    # ------------------------------------------------------------------ internals
+
+    def _result(
+        self, score: float, reasons: tuple[str, ...], checks: dict[str, float]
+    ) -> QualityResult:
+        score = round(min(1.0, max(0.0, score)), 4)
+        return QualityResult(
+            score=score,
+            passed=score >= self.threshold,
+            threshold=self.threshold,
+            reasons=reasons,
+            checks=checks,
+        )
+
+    @staticmethod
+    def _check_truncated(
+        doc: _Doc, finish_reason: str | None, domain: str | None
+    ) -> tuple[float, str | None]:
+        if finish_reason and finish_reason.strip().lower() in _LENGTH_FINISH_REASONS:
+            return _TRUNC_FINISH_LENGTH, f"finish_reason={finish_reason!r} (hit the token limit)"
+        text = doc.text
+        if len(_FENCE_RE.findall(text)) % 2 == 1:
+            return _TRUNC_STRUCTURAL, "unclosed code fence"
+        if text.count("<<") > text.count(">>"):
+            return _TRUNC_STRUCTURAL, "unbalanced '<<' (cut off mid-calculation)"
+
+        last_line = text.rstrip().rsplit("\n", 1)[-1].strip()
+        last_char = last_line[-1]
+        tail = _clip(last_line[-40:])
+        if _DANGLING_END_RE.search(last_line) and _ALNUM_RE.search(last_line):
+            return _TRUNC_DANGLING, f"ends on a dangling {last_char!r}: '…{tail}'"
+        if not last_char.isalnum():
+            return 1.0, None
+        tokens = _TOKEN_RE.findall(last_line)
+        if len(tokens) > 1 and tokens[-1].lower() in _DANGLING_WORDS:
+            return _TRUNC_DANGLING, f"ends mid-sentence on {tokens[-1]!r}: '…{tail}'"
+        if (
+            (domain or "").lower() == "code"
+            or _OK_LAST_LINE_RE.match(last_line)
+            or _RESULT_LINE_RE.search(last_line)
+        ):
+            return 1.0, None
+        if _count_words(last_line) >= _SOFT_TRUNC_MIN_WORDS:
+            return _TRUNC_NO_PUNCT, f"no terminal punctuation: '…{tail}'"
+        return 1.0, None
+
+    @staticmethod
+    def _check_refusal(doc: _Doc) -> tuple[float, str | None]:
+        matches = list(_REFUSAL_RE.finditer(doc.prose_lower))
+        if not matches:
+            return 1.0, None
+        phrases = list(
+            dict.fromkeys(doc.original(doc.prose_lower, m.start(), m.end()) for m in matches)
+        )
+        at_start = matches[0].start() < _REFUSAL_START_CHARS
+        sentences = _sentences(doc.prose_lower)
+        refusing = sum(1 for s in sentences if _REFUSAL_RE.search(s))
+        dominant = refusing * 2 >= max(1, len(sentences))
+        if dominant or (at_start and doc.words <= _REFUSAL_SHORT_WORDS):
+            return _REFUSAL_STRONG, f"refuses to answer: {_quote(phrases)}"
+        if at_start and doc.words <= _REFUSAL_MEDIUM_WORDS:
+            return _REFUSAL_MOSTLY, f"opens with a refusal: {_quote(phrases)}"
+        if at_start:
+            return _REFUSAL_PARTIAL, f"opens with a refusal/disclaimer: {_quote(phrases)}"
+        return 1.0, None
+
+    def _check_hedging(self, doc: _Doc) -> tuple[float, str | None]:
+        strong: list[str] = []
+        mild: list[str] = []
+        for m in _HEDGE_RE.finditer(doc.prose_lower):
+            phrase = doc.original(doc.prose_lower, m.start(), m.end())
+            (strong if m.group("strong") else mild).append(phrase)
+        if not strong and not mild:
+            return 1.0, None
+        n_sentences = max(1, len(doc.prose_sentences))
+        weighted = _HEDGE_STRONG_WEIGHT * len(strong) + _HEDGE_MILD_WEIGHT * len(mild)
+        density = weighted / n_sentences
+        score = 1.0 / (1.0 + (density / self.preset.hedge_tolerance) ** 2)
+        score *= _HEDGE_STRONG_FACTOR ** len(strong)
+        found = list(dict.fromkeys(strong + mild))
+        n_hedges = len(strong) + len(mild)
+        return score, f"{_quote(found)} ({n_hedges} in {n_sentences} sentences)"
+
+    def _check_length(self, query: str, doc: _Doc) -> tuple[float, str | None]:
+        need, why = expected_words(query, self.preset)
+        if doc.words >= need:
+            return 1.0, None
+        return math.sqrt(doc.words / need), f"{doc.words} words, expected ~{need}+ ({why})"
+
+    def _check_repetition(self, doc: _Doc) -> tuple[float, str | None]:
+        preset = self.preset
+        line_score, line_reason = 1.0, None
+        best_unit, best_n = "", 0
+        # Lines (outside code fences) and sentences are counted separately so a line
+        # that is also a sentence is not counted twice.
+        for units in (doc.prose.split("\n"), doc.prose_sentences):
+            # at least three words; markdown table rows legitimately repeat
+            counts = Counter(
+                n for n in map(_norm, units) if n.count(" ") >= 2 and not n.startswith("|")
+            )
+            if counts:
+                unit, n = counts.most_common(1)[0]
+                if n > best_n:
+                    best_unit, best_n = unit, n
+        if best_n >= preset.max_line_repeats:
+            line_score = max(0.0, 1.0 - 0.25 * (best_n - 1))
+            line_reason = f"'{_clip(best_unit)}' repeated {best_n} times"
+
+        ngram_score, ngram_reason = 1.0, None
+        lower = doc.lower
+        if "|" in lower:  # markdown table rows legitimately repeat cells
+            lower = "\n".join(ln for ln in lower.split("\n") if not ln.lstrip().startswith("|"))
+        tokens = lower.split()
+        total = len(tokens) - 3
+        if total >= 20:
+            unique = len(set(zip(tokens, tokens[1:], tokens[2:], tokens[3:], strict=False)))
+            ratio = unique / total
+            lo, hi = preset.ngram_unique_floor, preset.ngram_unique_ok
+            if ratio < hi:
+                ngram_score = max(0.0, (ratio - lo) / (hi - lo))
+                ngram_reason = f"only {ratio:.0%} of 4-word phrases are unique"
+
+        if line_score <= ngram_score:
+            return line_score, line_reason
+        return ngram_score, ngram_reason
