@@ -45,13 +45,14 @@ def state() -> AppContext:
 
 
 def _register() -> None:
-    from cascadeflow_cli.cli import ask, config_cmd, demo, logs, models
+    from cascadeflow_cli.cli import ask, budget_cmd, config_cmd, demo, logs, models
 
     app.command("ask")(ask.ask)
     app.command("logs")(logs.logs)
     app.command("models")(models.models)
     app.command("demo")(demo.demo)
     app.add_typer(config_cmd.config_app, name="config")
+    app.add_typer(budget_cmd.budget_app, name="budget")
 
 
 _register()

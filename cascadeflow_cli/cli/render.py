@@ -134,3 +134,24 @@ def demo_totals(results: list[CascadeResult], strong: str) -> Text:
         + savings_text(baseline - cost, baseline).split(" vs ")[0] + ".",
         style="bold",
     )
+
+
+def budget_table(status: Any) -> Table:
+    """`cascade budget show`: one row per window."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(status.timezone)
+    body = []
+    for s in status.states:
+        pct = s.fraction()
+        style = "red" if pct >= 1 else "yellow" if pct >= 0.8 else "green"
+        resets = s.resets_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if s.resets_at else "never"
+        body.append([s.window, format_usd(s.limit_nusd), format_usd(s.spent_nusd),
+                     format_usd(s.reserved_nusd) if s.reserved_nusd else "-",
+                     format_usd(max(s.limit_nusd - s.used_nusd, 0)), Text(f"{pct:.0%}", style=style),
+                     resets])
+    headers = [("window", "left"), ("limit", "right"), ("spent", "right"), ("in flight", "right"),
+               ("remaining", "right"), ("used", "right"), ("resets", "left")]
+    caption = (f"{status.user} ({status.source} budget, mode {status.mode}): "
+               f"next request → {status.next.action}")
+    return fitted_table(headers, body, flexible="resets", caption=caption)

@@ -4,6 +4,7 @@ into the ledger in one transaction with its request."""
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -12,10 +13,19 @@ from typing import Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.config import AppConfig, ModelConfig
-from cascadeflow_cli.engine.pricing import Price, Usage, cost_nanos, estimate_tokens, infer_provider, lookup_price
+from cascadeflow_cli.engine.pricing import (
+    Price,
+    Usage,
+    cost_nanos,
+    estimate_tokens,
+    infer_provider,
+    lookup_price,
+)
 from cascadeflow_cli.engine.providers import ChatRequest, Completion, Provider, complete, provider_for
-from cascadeflow_cli.errors import InputError, ProviderError
+from cascadeflow_cli.engine.providers.base import MAX_BACKOFF_S
+from cascadeflow_cli.errors import BudgetBlockedError, CascadeError, InputError, ProviderError
 from cascadeflow_cli.ledger.db import Ledger
+from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 from cascadeflow_cli.money import usd
 from cascadeflow_cli.quality import QualityResult, QualityValidator
@@ -111,9 +121,15 @@ class Cascade:
     def __init__(self, config: AppConfig, ledger: Ledger | None, *, clock: Clock | None = None,
                  validator: QualityValidator | None = None,
                  provider_lookup: Callable[[ModelConfig], Provider] = provider_for,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 gate: BudgetGate | bool | None = True) -> None:
+        """``gate``: True builds the budget gate over ``ledger`` (the default), False or
+        None runs without budgets, or pass your own BudgetGate."""
         self.config = config
         self.ledger = ledger
+        if gate is True:
+            gate = BudgetGate(ledger, config) if ledger is not None else None
+        self.gate: BudgetGate | None = gate or None
         self.clock = clock or SystemClock()
         self.validator = validator or QualityValidator(config.cascade.quality_preset,
                                                        config.cascade.quality_threshold)
@@ -128,20 +144,76 @@ class Cascade:
             return self.config.chain(self.config.domains[domain])
         return self.config.chain()
 
+    def price(self, model: ModelConfig) -> Price:
+        """The price we charge for ``model`` (the budgets' fallback price if configured)."""
+        b = self.config.budgets
+        fallback = None
+        if b.fallback_input_cost_per_million is not None and b.fallback_output_cost_per_million is not None:
+            fallback = (b.fallback_input_cost_per_million, b.fallback_output_cost_per_million)
+        return lookup_price(model, fallback=fallback)
+
+    def worst_case_nusd(self, names: Sequence[str], messages: list[dict[str, str]], max_tokens: int) -> int:
+        """The most a request can cost on this chain: every model runs, each writes
+        ``max_tokens``, and the prompt is counted generously (two bytes a token)."""
+        prompt = sum(math.ceil(len(m["content"].encode("utf-8")) / 2) + 8 for m in messages)
+        total = 0
+        for name in names:
+            price = self.price(self.config.models[name])
+            total += cost_nanos(price, Usage(prompt, min(max_tokens, price.max_output_tokens or max_tokens)))
+        return total
+
+    def degraded_chain(self, names: Sequence[str], messages: list[dict[str, str]], max_tokens: int
+                       ) -> list[str] | None:
+        """The cheaper chain for degrade mode: the configured one, else this chain
+        without its most expensive model; None unless it is cheaper by price (its dearest
+        model is cheaper than this chain's dearest, and so is its worst case)."""
+        explicit = self.config.budgets.degraded_models
+        candidate = list(explicit) if explicit else list(names[:-1])
+        if not candidate:
+            return None
+
+        def dearest(chain: Sequence[str]) -> int:
+            return max(self.worst_case_nusd([n], messages, max_tokens) for n in chain)
+
+        cheaper = (dearest(candidate) < dearest(names)
+                   and self.worst_case_nusd(candidate, messages, max_tokens)
+                   < self.worst_case_nusd(names, messages, max_tokens))
+        return candidate if cheaper else None
+
+    def _reservation_ttl(self, chain: Sequence[ModelConfig]) -> float:
+        per_model = (m.timeout * (m.max_retries + 1) + MAX_BACKOFF_S * m.max_retries for m in chain)
+        return sum(per_model) + 60.0
+
     def run(self, query: str, user: str = DEFAULT_USER, *, domain: str | None = None,
             models: Sequence[str] | None = None, system: str | None = None,
             max_tokens: int | None = None) -> CascadeResult:
         if not query.strip():
             raise InputError("the query is empty")
+        if not user.strip():
+            raise InputError("the user name is empty")
         chain = self.resolve_chain(models, domain)
-        # Every price is known before anything is spent: an unpriced model fails here.
-        prices = [lookup_price(m) for m in chain]
+        for model in chain:  # every price is known before anything is spent or reserved
+            self.price(model)
         request_id = uuid.uuid4().hex
         started_at = self.clock.now()
         started = time.perf_counter()
         messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]
         messages.append({"role": "user", "content": query})
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
+        decision = None
+        if self.gate is not None:
+            names = [m.name for m in chain]
+            decision = self.gate.reserve(
+                user, request_id, names,
+                estimate=lambda n: self.worst_case_nusd(n, messages, wanted_tokens),
+                degraded=lambda n: self.degraded_chain(n, messages, wanted_tokens),
+                ttl_s=self._reservation_ttl(chain))
+            if decision.action == "block":
+                self._record(request_id, started_at, started, user, query, domain, [],
+                             status="blocked", error=decision.message, decision=decision)
+                raise BudgetBlockedError(decision.message or f"{user}: blocked by budget")
+            chain = self.config.chain(decision.models)
+        prices = [self.price(m) for m in chain]
         attempts: list[_Attempt] = []
         try:
             for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
@@ -164,17 +236,21 @@ class Cascade:
                 attempt.accepted = last or attempt.quality.passed
                 if attempt.accepted:
                     break
-        except ProviderError as exc:
-            self._record(request_id, started_at, started, user, query, domain, attempts,
-                         status="error", error=str(exc))
-            raise
         except KeyboardInterrupt:
             # Calls that finished were paid for: keep them, marked interrupted.
             self._record(request_id, started_at, started, user, query, domain, attempts,
-                         status="interrupted", error="interrupted by the user")
+                         status="interrupted", error="interrupted by the user", decision=decision)
+            raise
+        except CascadeError as exc:
+            self._record(request_id, started_at, started, user, query, domain, attempts,
+                         status="error", error=str(exc), decision=decision)
+            raise
+        except BaseException:
+            if decision is not None and self.ledger is not None:
+                release(self.ledger, decision.reservation_id)
             raise
         return self._record(request_id, started_at, started, user, query, domain, attempts,
-                            status="ok", error=None, chain=chain, prices=prices)
+                            status="ok", error=None, chain=chain, prices=prices, decision=decision)
 
     def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
@@ -201,8 +277,8 @@ class Cascade:
 
     def _record(self, request_id: str, started_at: Any, started: float, user: str, query: str,
                 domain: str | None, attempts: list[_Attempt], *, status: str, error: str | None,
-                chain: list[ModelConfig] | None = None, prices: list[Price] | None = None
-                ) -> CascadeResult:
+                chain: list[ModelConfig] | None = None, prices: list[Price] | None = None,
+                decision: Decision | None = None) -> CascadeResult:
         latency_ms = (time.perf_counter() - started) * 1000
         ts = format_ts(started_at)
         store = self.config.ledger.store_prompts
@@ -250,6 +326,8 @@ class Cascade:
             cost_nusd=cost, verifier_only_cost_nusd=verifier_only,
             latency_ms=latency_ms, calls=tuple(call_results), domain=domain,
             domain_confidence=1.0 if domain else None,
+            enforcement=decision.action if decision else "allow",
+            enforcement_message=decision.message if decision else None,
         )
         if self.ledger is not None:
             self.ledger.record(RequestRecord(
@@ -263,5 +341,5 @@ class Cascade:
                 savings_nusd=result.savings_nusd if ok else 0, enforcement=result.enforcement,
                 enforcement_message=result.enforcement_message, latency_ms=latency_ms,
                 error=error, calls=tuple(call_records),
-            ))
+            ), reservation_id=decision.reservation_id if decision else None)
         return result

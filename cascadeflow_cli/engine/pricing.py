@@ -102,8 +102,11 @@ def _per_million(entry: dict[str, Any], key: str) -> Decimal | None:
     return Decimal(str(value)) * _MILLION
 
 
-def lookup_price(model: ModelConfig, price_map: dict[str, dict[str, Any]] | None = None) -> Price:
-    """The price to charge for ``model``. Raises PricingError when nothing is known."""
+def lookup_price(model: ModelConfig, price_map: dict[str, dict[str, Any]] | None = None,
+                 fallback: tuple[Decimal, Decimal] | None = None) -> Price:
+    """The price to charge for ``model``: the config's, else litellm's map, else the
+    configured ``fallback`` (input, output per million). Raises PricingError when
+    nothing is known."""
     try:
         found = find_map_entry(model.model, price_map)
     except PricingError:  # no litellm installed: only config prices are known
@@ -128,6 +131,8 @@ def lookup_price(model: ModelConfig, price_map: dict[str, dict[str, Any]] | None
                          or _per_million(entry, "cache_read_input_token_cost"),
                          reasoning_per_million=_per_million(entry, "output_cost_per_reasoning_token"),
                          source="litellm", map_key=key, max_output_tokens=max_out)
+    if fallback is not None:
+        return Price(fallback[0], fallback[1], source="fallback", max_output_tokens=max_out)
     raise PricingError(
         f"no known price for model {model.name!r} ({model.model}): set input_cost_per_million "
         f"and output_cost_per_million for it in the config"

@@ -60,9 +60,16 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     db["calls"].create_index(["ts"])
 
 
+def _m002_budgets(db: sqlite_utils.Database) -> None:
+    from cascadeflow_cli.ledger.budgets import migrate_budgets
+
+    migrate_budgets(db)
+
+
 # Append only: a migration, once released, never changes.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_budgets", _m002_budgets),
 ]
 
 
@@ -128,9 +135,12 @@ class Ledger:
 
     # --- writing ------------------------------------------------------------------
 
-    def record(self, request: RequestRecord) -> None:
-        """Store a request and its calls in one transaction."""
+    def record(self, request: RequestRecord, reservation_id: str | None = None) -> None:
+        """Store a request and its calls in one transaction, settling its budget
+        reservation in the same one (so spend is never counted twice or not at all)."""
         with self.write() as db:
+            if reservation_id is not None:
+                db.execute("delete from reservations where id = ?", [reservation_id])
             db["requests"].insert(_request_row(request))
             if request.calls:
                 db["calls"].insert_all(_call_row(c) for c in request.calls)

@@ -1,0 +1,103 @@
+"""`cascade budget set|show|list|rm`: per-user limits and where each user stands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from cascadeflow_cli.cli.app import state
+from cascadeflow_cli.cli.context import stderr_console, stdout_console
+
+budget_app = typer.Typer(help="Per-user budgets: daily, weekly, monthly and total limits in USD.",
+                         no_args_is_help=True)
+
+@budget_app.command("set")
+def set_(
+    user: Annotated[str, typer.Argument(help="The user.")],
+    daily: Annotated[str | None, typer.Option("--daily", help="Limit per calendar day, USD.")] = None,
+    weekly: Annotated[str | None, typer.Option("--weekly", help="Limit per ISO week (from Monday), USD.")] = None,
+    monthly: Annotated[str | None, typer.Option("--monthly", help="Limit per calendar month, USD.")] = None,
+    total: Annotated[str | None, typer.Option("--total", help="Limit over all time, USD.")] = None,
+) -> None:
+    """Set USER's limits (windows not given keep their current limit)."""
+    from cascadeflow_cli.ledger.budgets import BudgetConfig, parse_limit, set_budget
+
+    given = {"daily": daily, "weekly": weekly, "monthly": monthly, "total": total}
+    budget = BudgetConfig(**{w: parse_limit(v, w) for w, v in given.items() if v is not None})
+    stored = set_budget(state().ledger(), user, budget)
+    limits = ", ".join(f"{w} ${v}" for w, v in stored.limits().items())
+    sys.stderr.write(f"budget for {user}: {limits}\n")
+
+
+@budget_app.command("show")
+def show(
+    user: Annotated[str, typer.Argument(help="The user.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Limits, spend, what is left and when each window resets, and what the next request gets."""
+    from cascadeflow_cli.cli.render import budget_table
+    from cascadeflow_cli.engine.cascade import Cascade
+    from cascadeflow_cli.ledger.status import budget_status
+
+    ctx = state()
+    ledger = ctx.ledger()
+    # judge a typical next request: a short question on the configured chain
+    cascade = Cascade(ctx.config, ledger, gate=False)
+    names = list(ctx.config.cascade.models)
+    messages = [{"role": "user", "content": "x" * 200}]
+    tokens = ctx.config.cascade.max_tokens
+    try:
+        estimate = cascade.worst_case_nusd(names, messages, tokens)
+        cheaper = cascade.degraded_chain(names, messages, tokens)
+        degraded = cascade.worst_case_nusd(cheaper, messages, tokens) if cheaper else None
+    except Exception:  # an unpriced model: show the state now
+        estimate, degraded = 0, None
+    status = budget_status(ledger, ctx.config, user, estimate, degraded)
+    if as_json:
+        sys.stdout.write(json.dumps(status.to_json(), indent=2) + "\n")
+        return
+    if status.budget is None:
+        sys.stderr.write(f"{user} has no budget (and there is no [budgets.default]): "
+                         "requests are allowed and recorded\n")
+        return
+    stdout_console().print(budget_table(status))
+    if status.next.message:
+        stderr_console().print(status.next.message)
+
+
+@budget_app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every user with a budget of their own."""
+    from cascadeflow_cli.cli.render import fitted_table
+    from cascadeflow_cli.ledger.budgets import list_budgets
+    from cascadeflow_cli.ledger.windows import WINDOWS
+
+    rows = list_budgets(state().ledger())
+    data: list[dict[str, Any]] = [
+        {"user": user, **{w: float(v) if (v := getattr(b, w)) is not None else None for w in WINDOWS}}
+        for user, b in rows]
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    if not data:
+        sys.stderr.write("no budgets set (`cascade budget set USER --daily 5`)\n")
+        return
+    body = [[d["user"], *("-" if d[w] is None else f"${d[w]:,.2f}" for w in WINDOWS)] for d in data]
+    stdout_console().print(fitted_table([("user", "left")] + [(w, "right") for w in WINDOWS], body,
+                                        flexible="user"))
+
+
+@budget_app.command("rm")
+def rm(user: Annotated[str, typer.Argument(help="The user.")]) -> None:
+    """Remove USER's own budget (the config's default, if any, applies again)."""
+    from cascadeflow_cli.errors import InputError
+    from cascadeflow_cli.ledger.budgets import remove_budget
+
+    if not remove_budget(state().ledger(), user):
+        raise InputError(f"{user} has no budget of their own")
+    sys.stderr.write(f"removed the budget of {user}\n")

@@ -1,0 +1,196 @@
+"""Per-user budgets, stored in the ledger, and the spend they are checked against.
+
+Spend per window is read from running aggregates kept by triggers on ``requests``
+(15-minute buckets per user, plus a total), so a check costs the same with a million
+rows as with ten. Every real time zone's midnight falls on a 15-minute boundary, so the
+buckets add up exactly to any calendar window; a window that does not start on one is
+summed from the rows themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.clock import format_ts
+from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.ledger.windows import WINDOWS, Window
+from cascadeflow_cli.money import nanos_from_usd
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.ledger.db import Ledger
+
+BUCKET_MINUTES = 15
+# "YYYY-MM-DDTHH:MM" of the 15-minute bucket holding a ts written by format_ts
+_BUCKET_SQL = ("substr({ts},1,14) || printf('%02d', "
+               "(cast(substr({ts},15,2) as integer) / 15) * 15)")
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Limits in USD per window; ``None`` means no limit for that window."""
+
+    daily: Decimal | None = None
+    weekly: Decimal | None = None
+    monthly: Decimal | None = None
+    total: Decimal | None = None
+
+    def limits(self) -> dict[str, Decimal]:
+        return {w: v for w in WINDOWS if (v := getattr(self, w)) is not None}
+
+    def limits_nusd(self) -> dict[str, int]:
+        return {w: nanos_from_usd(v) for w, v in self.limits().items()}
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.limits()
+
+    def merged(self, other: BudgetConfig) -> BudgetConfig:
+        """This budget with ``other``'s set windows replacing its own."""
+        return BudgetConfig(**{w: getattr(other, w) if getattr(other, w) is not None
+                               else getattr(self, w) for w in WINDOWS})
+
+
+def parse_limit(value: Any, window: str) -> Decimal:
+    """A limit as a user typed it: a positive, finite amount of USD."""
+    try:
+        amount = Decimal(str(value).strip().lstrip("$"))
+    except (InvalidOperation, ValueError):
+        raise InputError(f"--{window}: {value!r} is not an amount of USD") from None
+    if not amount.is_finite() or (isinstance(value, float) and not math.isfinite(value)):
+        raise InputError(f"--{window}: {value!r} is not a finite amount")
+    if amount <= 0:
+        raise InputError(f"--{window}: a limit must be more than $0 (use `cascade budget rm` to remove one)")
+    if amount > Decimal(10) ** 9:
+        raise InputError(f"--{window}: {value!r} is too large")
+    return amount
+
+
+# --- schema -----------------------------------------------------------------------
+
+
+def migrate_budgets(db: sqlite_utils.Database) -> None:
+    """Budgets, reservations, warnings, and the spend aggregates with their triggers."""
+    db["budgets"].create({"user": str, "daily_nusd": int, "weekly_nusd": int, "monthly_nusd": int,
+                          "total_nusd": int, "updated_at": str}, pk="user")
+    db["reservations"].create({"id": str, "user": str, "request_id": str, "amount_nusd": int,
+                               "created_at": str, "expires_at": str, "pid": int, "host": str},
+                              pk="id", not_null={"user", "amount_nusd", "expires_at"})
+    db["reservations"].create_index(["user"])
+    db["budget_warnings"].create({"user": str, "window": str, "window_start": str, "threshold": str,
+                                  "warned_at": str}, pk=("user", "window", "window_start", "threshold"))
+    db.execute("""create table spend_buckets (user text not null, bucket text not null,
+                  cost_nusd integer not null default 0, primary key (user, bucket)) without rowid""")
+    db.execute("""create table spend_totals (user text primary key, cost_nusd integer not null
+                  default 0, requests integer not null default 0)""")
+    new_bucket, old_bucket = _BUCKET_SQL.format(ts="new.ts"), _BUCKET_SQL.format(ts="old.ts")
+    add = f"""
+        insert into spend_buckets (user, bucket, cost_nusd) values (new.user, {new_bucket}, new.cost_nusd)
+            on conflict (user, bucket) do update set cost_nusd = cost_nusd + excluded.cost_nusd;
+        insert into spend_totals (user, cost_nusd, requests) values (new.user, new.cost_nusd, 1)
+            on conflict (user) do update set cost_nusd = cost_nusd + excluded.cost_nusd,
+                                             requests = requests + 1;"""
+    sub = f"""
+        update spend_buckets set cost_nusd = cost_nusd - old.cost_nusd
+            where user = old.user and bucket = {old_bucket};
+        update spend_totals set cost_nusd = cost_nusd - old.cost_nusd, requests = requests - 1
+            where user = old.user;"""
+    db.execute(f"create trigger requests_spend_insert after insert on requests begin {add} end")
+    db.execute(f"create trigger requests_spend_delete after delete on requests begin {sub} end")
+    db.execute("create trigger requests_spend_update after update of user, ts, cost_nusd on requests "
+               f"begin {sub} {add} end")
+    # existing rows
+    db.execute(f"""insert into spend_buckets (user, bucket, cost_nusd)
+                   select user, {_BUCKET_SQL.format(ts='ts')}, sum(cost_nusd) from requests
+                   group by 1, 2""")
+    db.execute("""insert into spend_totals (user, cost_nusd, requests)
+                  select user, sum(cost_nusd), count(*) from requests group by user""")
+
+
+# --- budgets ----------------------------------------------------------------------
+
+
+def _from_row(row: dict[str, Any]) -> BudgetConfig:
+    return BudgetConfig(**{w: Decimal(row[f"{w}_nusd"]) / 10**9 if row[f"{w}_nusd"] is not None else None
+                           for w in WINDOWS})
+
+
+def get_budget(db: sqlite_utils.Database, user: str) -> BudgetConfig | None:
+    rows = list(db.query("select * from budgets where user = ?", [user]))
+    return _from_row(rows[0]) if rows else None
+
+
+def effective_budget(ledger: Ledger, config: AppConfig, user: str) -> BudgetConfig | None:
+    """The user's own budget, else the config's ``[budgets.default]``, else None."""
+    own = get_budget(ledger.db, user)
+    if own is not None:
+        return own
+    default = BudgetConfig(**dict(config.budgets.default))
+    return None if default.is_empty else default
+
+
+def set_budget(ledger: Ledger, user: str, budget: BudgetConfig) -> BudgetConfig:
+    """Set the given windows (others keep their limits); returns the stored budget."""
+    if not user.strip():
+        raise InputError("the user name is empty")
+    if budget.is_empty:
+        raise InputError("give at least one of --daily, --weekly, --monthly, --total")
+    with ledger.write() as db:
+        stored = (get_budget(db, user) or BudgetConfig()).merged(budget)
+        row = {f"{w}_nusd": nanos_from_usd(v) if v is not None else None
+               for w, v in ((w, getattr(stored, w)) for w in WINDOWS)}
+        db["budgets"].upsert({"user": user, **row, "updated_at": format_ts(ledger.clock.now())}, pk="user")
+    return stored
+
+
+def remove_budget(ledger: Ledger, user: str) -> bool:
+    with ledger.write() as db:
+        existed = get_budget(db, user) is not None
+        db.execute("delete from budgets where user = ?", [user])
+    return existed
+
+
+def list_budgets(ledger: Ledger) -> list[tuple[str, BudgetConfig]]:
+    return [(row["user"], _from_row(row)) for row in ledger.db.query("select * from budgets order by user")]
+
+
+# --- spend ------------------------------------------------------------------------
+
+
+def _bucket_key(moment: datetime) -> str:
+    return format_ts(moment)[:16]
+
+
+def window_spend(db: sqlite_utils.Database, user: str, win: Window) -> int:
+    """Recorded spend of ``user`` inside ``win``, in nano-dollars."""
+    if win.end is None:
+        rows = list(db.query("select cost_nusd from spend_totals where user = ?", [user]))
+        return rows[0]["cost_nusd"] if rows else 0
+    aligned = all(m.minute % BUCKET_MINUTES == 0 and m.second == 0 and m.microsecond == 0
+                  for m in (win.start, win.end))
+    if aligned:
+        sql = ("select coalesce(sum(cost_nusd), 0) as s from spend_buckets "
+               "where user = ? and bucket >= ? and bucket < ?")
+        params = [user, _bucket_key(win.start), _bucket_key(win.end)]
+    else:
+        sql = "select coalesce(sum(cost_nusd), 0) as s from requests where user = ? and ts >= ? and ts < ?"
+        params = [user, format_ts(win.start), format_ts(win.end)]
+    return next(iter(db.query(sql, params)))["s"]
+
+
+def request_count(db: sqlite_utils.Database, user: str) -> int:
+    rows = list(db.query("select requests from spend_totals where user = ?", [user]))
+    return rows[0]["requests"] if rows else 0
+
+
+def reserved_spend(db: sqlite_utils.Database, user: str) -> int:
+    """Worst-case cost of this user's requests in flight."""
+    row = next(iter(db.query("select coalesce(sum(amount_nusd), 0) as s from reservations where user = ?",
+                             [user])))
+    return row["s"]

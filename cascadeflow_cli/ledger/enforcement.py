@@ -1,0 +1,346 @@
+"""Enforcement: the policy (a pure function of window states and a cost estimate), the
+user's hooks, and the gate that checks and reserves in one ``BEGIN IMMEDIATE``
+transaction, so concurrent processes cannot both spend the last dollar."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.clock import format_ts, parse_ts
+from cascadeflow_cli.config import BudgetsConfig
+from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.ledger.budgets import (
+    BudgetConfig,
+    effective_budget,
+    request_count,
+    reserved_spend,
+    window_spend,
+)
+from cascadeflow_cli.ledger.windows import window
+from cascadeflow_cli.money import format_usd, usd
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.ledger.db import Ledger
+
+ACTIONS = ("allow", "warn", "degrade", "block")
+_SEVERITY = {a: i for i, a in enumerate(ACTIONS)}
+
+
+@dataclass(frozen=True)
+class WindowState:
+    window: str
+    limit_nusd: int
+    spent_nusd: int
+    reserved_nusd: int
+    start: datetime
+    resets_at: datetime | None
+
+    @property
+    def used_nusd(self) -> int:
+        return self.spent_nusd + self.reserved_nusd
+
+    def fraction(self, extra_nusd: int = 0) -> float:
+        return (self.used_nusd + extra_nusd) / self.limit_nusd
+
+    def crosses(self, at: float, extra_nusd: int) -> bool:
+        """Would spending ``extra_nusd`` more go past ``at`` × the limit? Exact integers."""
+        return (self.used_nusd + extra_nusd) * 10**6 > int(Decimal(str(at)) * 10**6) * self.limit_nusd
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str
+    window: WindowState | None = None
+    message: str | None = None
+
+
+def _tightest(states: Sequence[WindowState], extra: int = 0) -> WindowState:
+    return max(states, key=lambda s: s.fraction(extra))
+
+
+def _describe(user: str, s: WindowState, estimate: int | None = None) -> str:
+    text = f"{user}'s {s.window} budget: spent {format_usd(s.spent_nusd)} of {format_usd(s.limit_nusd)}"
+    if s.reserved_nusd:
+        text += f" (+{format_usd(s.reserved_nusd)} in flight)"
+    if estimate is not None:
+        text += f"; this request could cost up to {format_usd(estimate)}"
+    return text
+
+
+def judge(user: str, states: Sequence[WindowState], estimate_nusd: int,
+          degraded_estimate_nusd: int | None, policy: BudgetsConfig) -> Verdict:
+    """What to do with a request of at most ``estimate_nusd`` (``degraded_...`` on the
+    cheaper chain, None if there is none). The tightest window decides.
+
+    warn mode never refuses. block mode refuses a request that could cross ``block_at``.
+    degrade mode switches to the cheaper chain from ``degrade_at`` on, or earlier if
+    the full chain could cross ``block_at``, and refuses when even that could cross it.
+    """
+    if not states:
+        return Verdict("allow")
+    now = _tightest(states)
+    pct = now.fraction()
+    crossing = [s for s in states if s.crosses(policy.block_at, estimate_nusd)]
+    if policy.mode != "warn" and crossing:
+        worst = _tightest(crossing, estimate_nusd)
+        if policy.mode == "degrade" and degraded_estimate_nusd is not None and not any(
+                s.crosses(policy.block_at, degraded_estimate_nusd) for s in states):
+            return Verdict("degrade", worst, f"switched to cheaper models: {_describe(user, worst)}")
+        return Verdict("block", worst, f"blocked: {_describe(user, worst, estimate_nusd)}")
+    if policy.mode == "degrade" and pct >= policy.degrade_at and degraded_estimate_nusd is not None:
+        return Verdict("degrade", now, f"switched to cheaper models: {_describe(user, now)} "
+                                       f"({pct:.0%} used)")
+    if pct >= policy.warn_at:
+        return Verdict("warn", now, f"warning: {_describe(user, now)} ({pct:.0%} used)")
+    return Verdict("allow", now)
+
+
+# --- hooks ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnforcementContext:
+    """What a hook is told about the request. Amounts in USD; the limit fields are None
+    when the user has no budget. ``window`` names the tightest window."""
+
+    user_id: str
+    budget_limit: float | None
+    budget_remaining: float | None
+    budget_used: float
+    budget_pct_used: float
+    current_cost: float
+    total_requests: int
+    window: str | None
+
+
+class HookError(Exception):
+    """A hook raised or returned something unusable: the request is blocked."""
+
+
+class EnforcementCallbacks:
+    """The user's own enforcement, named in ``[hooks]`` as "module:function"."""
+
+    def __init__(self, on_budget_check: Callable[[EnforcementContext], Any] | None = None,
+                 on_model_filter: Callable[[EnforcementContext, list[str]], Any] | None = None,
+                 on_budget_warning: Callable[[EnforcementContext], Any] | None = None) -> None:
+        self.on_budget_check = on_budget_check
+        self.on_model_filter = on_model_filter
+        self.on_budget_warning = on_budget_warning
+
+    @property
+    def active(self) -> bool:
+        return any((self.on_budget_check, self.on_model_filter, self.on_budget_warning))
+
+    @classmethod
+    def from_config(cls, hooks: dict[str, str], base_dir: Path | None) -> EnforcementCallbacks:
+        return cls(**{name: load_hook(spec, name, base_dir) for name, spec in hooks.items()})
+
+    def check_budget(self, ctx: EnforcementContext) -> tuple[str, str | None]:
+        if self.on_budget_check is None:
+            return "allow", None
+        result = _call(self.on_budget_check, "on_budget_check", ctx)
+        if isinstance(result, str):
+            result = (result, None)
+        if (not isinstance(result, tuple | list) or len(result) != 2 or result[0] not in ACTIONS
+                or not (result[1] is None or isinstance(result[1], str))):
+            raise HookError(f"on_budget_check returned {result!r}; expected (action, message) "
+                            f"with action one of {', '.join(ACTIONS)}")
+        return result[0], result[1]
+
+    def filter_models(self, ctx: EnforcementContext, models: list[str]) -> list[str]:
+        if self.on_model_filter is None:
+            return models
+        result = _call(self.on_model_filter, "on_model_filter", ctx, list(models))
+        if not isinstance(result, list | tuple) or not result or any(m not in models for m in result):
+            raise HookError(f"on_model_filter returned {result!r}; expected a non-empty subset of {models}")
+        return [m for m in models if m in result]  # keep the chain's cheapest-first order
+
+    def budget_warning(self, ctx: EnforcementContext) -> None:
+        if self.on_budget_warning is not None:
+            _call(self.on_budget_warning, "on_budget_warning", ctx)
+
+
+def _call(hook: Callable[..., Any], name: str, *args: Any) -> Any:
+    try:
+        return hook(*args)
+    except Exception as exc:
+        raise HookError(f"{name} hook failed: {type(exc).__name__}: {exc}") from None
+
+
+def load_hook(spec: str, name: str, base_dir: Path | None) -> Callable[..., Any]:
+    """Import "module:function", looking next to the config file and in the cwd too."""
+    module_name, _, func_name = spec.partition(":")
+    for extra in (base_dir, Path.cwd()):
+        if extra is not None and str(extra) not in sys.path:
+            sys.path.insert(0, str(extra))
+    try:
+        module = importlib.import_module(module_name)
+        func = getattr(module, func_name)
+    except Exception as exc:
+        raise ConfigError(f"hooks.{name}: cannot load {spec!r}: {type(exc).__name__}: {exc}") from None
+    if not callable(func):
+        raise ConfigError(f"hooks.{name}: {spec!r} is not callable")
+    return func
+
+
+# --- the gate ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    message: str | None
+    models: list[str]
+    reservation_id: str | None = None
+    window: WindowState | None = None
+    warn_context: EnforcementContext | None = field(default=None, repr=False)
+
+
+def _context(user: str, states: Sequence[WindowState], estimate: int, requests: int) -> EnforcementContext:
+    if not states:
+        return EnforcementContext(user, None, None, 0.0, 0.0, usd(estimate), requests, None)
+    s = _tightest(states)
+    return EnforcementContext(user, usd(s.limit_nusd), usd(s.limit_nusd - s.used_nusd), usd(s.used_nusd),
+                              s.fraction(), usd(estimate), requests, s.window)
+
+
+def window_states(db: sqlite_utils.Database, timezone: str, user: str, budget: BudgetConfig | None,
+                  now: datetime) -> list[WindowState]:
+    """Each limited window of ``budget`` with the user's spend and in-flight reservations."""
+    if budget is None:
+        return []
+    reserved = reserved_spend(db, user)
+    result = []
+    for name, limit in budget.limits_nusd().items():
+        win = window(name, now, timezone)
+        result.append(WindowState(name, limit, window_spend(db, user, win), reserved, win.start, win.end))
+    return result
+
+
+class BudgetGate:
+    """Checks a request against the user's budget and reserves its worst-case cost."""
+
+    def __init__(self, ledger: Ledger, config: AppConfig,
+                 callbacks: EnforcementCallbacks | None = None) -> None:
+        self.ledger = ledger
+        self.config = config
+        self.callbacks = callbacks if callbacks is not None else EnforcementCallbacks.from_config(
+            dict(config.hooks), config.source.parent if config.source else None)
+
+    def states(self, db: sqlite_utils.Database, user: str, budget: BudgetConfig | None,
+               now: datetime) -> list[WindowState]:
+        return window_states(db, self.config.ledger.timezone, user, budget, now)
+
+    def reserve(self, user: str, request_id: str, models: list[str],
+                estimate: Callable[[list[str]], int], degraded: Callable[[list[str]], list[str] | None],
+                ttl_s: float) -> Decision:
+        """Decide and, unless blocked, reserve. ``estimate(models)`` is the worst-case cost
+        of a chain; ``degraded(models)`` its cheaper chain or None."""
+        now = self.ledger.clock.now()
+        budget = effective_budget(self.ledger, self.config, user)
+        hook_action, hook_message = "allow", None
+        if self.callbacks.active:
+            ctx = _context(user, self.states(self.ledger.db, user, budget, now), estimate(models),
+                           request_count(self.ledger.db, user))
+            try:
+                models = self.callbacks.filter_models(ctx, models)
+                hook_action, hook_message = self.callbacks.check_budget(ctx)
+            except HookError as exc:
+                return Decision("block", f"blocked: {exc}", models)
+        if budget is None and hook_action not in ("degrade", "block"):
+            return Decision(hook_action, hook_message, models)
+        with self.ledger.write() as db:
+            now = self.ledger.clock.now()
+            expire_reservations(db, now)
+            states = self.states(db, user, budget, now)
+            cheaper = degraded(models)
+            verdict = judge(user, states, estimate(models), estimate(cheaper) if cheaper else None,
+                            self.config.budgets)
+            action, message = verdict.action, verdict.message
+            if _SEVERITY[hook_action] > _SEVERITY[action]:  # a hook can tighten, never loosen
+                action, message = hook_action, hook_message or f"{hook_action} by on_budget_check"
+                if action == "degrade" and cheaper is None:
+                    action, message = "block", "blocked: on_budget_check asked to degrade, but " \
+                                               "there is no cheaper chain"
+            if action == "block":
+                return Decision("block", message, models, window=verdict.window)
+            chain = cheaper if action == "degrade" and cheaper else models
+            amount = estimate(chain)
+            reservation = uuid.uuid4().hex
+            db["reservations"].insert({
+                "id": reservation, "user": user, "request_id": request_id, "amount_nusd": amount,
+                "created_at": format_ts(now), "expires_at": format_ts(now + timedelta(seconds=ttl_s)),
+                "pid": os.getpid(), "host": socket.gethostname(),
+            })
+            warn_ctx = None
+            if action in ("warn", "degrade") and verdict.window is not None:
+                if not _first_warning(db, user, verdict.window, action, now):
+                    message = None if action == "warn" else message  # warned already this window
+                else:
+                    warn_ctx = _context(user, states, amount, request_count(db, user))
+        if warn_ctx is not None:
+            try:
+                self.callbacks.budget_warning(warn_ctx)
+            except HookError as exc:
+                release(self.ledger, reservation)
+                return Decision("block", f"blocked: {exc}", chain)
+        return Decision(action, message, chain, reservation, verdict.window, warn_ctx)
+
+
+def _first_warning(db: sqlite_utils.Database, user: str, state: WindowState, action: str,
+                   now: datetime) -> bool:
+    """Record that ``user`` was told about this threshold in this window; False if
+    they already were."""
+    key = [user, state.window, format_ts(state.start), action]
+    seen = list(db.query("select 1 from budget_warnings where user = ? and window = ? "
+                         "and window_start = ? and threshold = ?", key))
+    if seen:
+        return False
+    db["budget_warnings"].insert(dict(zip(("user", "window", "window_start", "threshold"), key,
+                                          strict=True)) | {"warned_at": format_ts(now)})
+    return True
+
+
+def expire_reservations(db: sqlite_utils.Database, now: datetime) -> int:
+    """Drop reservations past their expiry, and those of dead processes on this host
+    (a `kill -9` never settles its own)."""
+    host = socket.gethostname()
+    stale = [r["id"] for r in db.query("select id, pid, host, expires_at from reservations")
+             if parse_ts(r["expires_at"]) <= now or (r["host"] == host and not _alive(r["pid"]))]
+    for rid in stale:
+        db.execute("delete from reservations where id = ?", [rid])
+    return len(stale)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release(ledger: Ledger, reservation_id: str | None) -> None:
+    if reservation_id is None:
+        return
+    with ledger.write() as db:
+        db.execute("delete from reservations where id = ?", [reservation_id])

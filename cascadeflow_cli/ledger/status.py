@@ -1,0 +1,66 @@
+"""A user's budget position right now: per window, what is spent, what is left, when it
+resets, and what the next request would get. Used by `cascade budget show` and the
+Python API (CostTracker)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget, get_budget, request_count
+from cascadeflow_cli.ledger.enforcement import Verdict, WindowState, judge, window_states
+from cascadeflow_cli.money import usd
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.ledger.db import Ledger
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    user: str
+    budget: BudgetConfig | None
+    source: str  # "user" | "default" | "none"
+    states: list[WindowState]
+    next: Verdict
+    next_estimate_nusd: int
+    requests: int
+    mode: str
+    timezone: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The `cascade budget show --json` object of CLI.md (plus a few extras)."""
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(self.timezone)
+
+        def local(moment: datetime | None) -> str | None:
+            return moment.astimezone(tz).isoformat(timespec="seconds") if moment else None
+
+        return {
+            "user": self.user,
+            "windows": [{
+                "window": s.window, "limit": usd(s.limit_nusd), "spent": usd(s.spent_nusd),
+                "reserved": usd(s.reserved_nusd),
+                "remaining": usd(max(s.limit_nusd - s.used_nusd, 0)),
+                "pct_used": round(100 * s.fraction(), 2), "resets_at": local(s.resets_at),
+            } for s in self.states],
+            "next_action": self.next.action,
+            "next_message": self.next.message,
+            "source": self.source, "mode": self.mode, "timezone": self.timezone,
+            "requests": self.requests,
+        }
+
+
+def budget_status(ledger: Ledger, config: AppConfig, user: str, next_estimate_nusd: int = 0,
+                  degraded_estimate_nusd: int | None = None) -> BudgetStatus:
+    """``next_estimate_nusd``: the worst case of the request to judge (0: the state now);
+    ``degraded_estimate_nusd``: the same on the degraded chain, if there is one."""
+    own = get_budget(ledger.db, user)
+    budget = own if own is not None else effective_budget(ledger, config, user)
+    source = "user" if own is not None else ("default" if budget is not None else "none")
+    states = window_states(ledger.db, config.ledger.timezone, user, budget, ledger.clock.now())
+    verdict = judge(user, states, next_estimate_nusd, degraded_estimate_nusd, config.budgets)
+    return BudgetStatus(user, budget, source, states, verdict, next_estimate_nusd,
+                        request_count(ledger.db, user), config.budgets.mode, config.ledger.timezone)
