@@ -209,7 +209,7 @@ class Decision:
     warn_context: EnforcementContext | None = field(default=None, repr=False)
 
 
-def _context(user: str, states: Sequence[WindowState], estimate: int, requests: int) -> EnforcementContext:
+def enforcement_context(user: str, states: Sequence[WindowState], estimate: int, requests: int) -> EnforcementContext:
     if not states:
         return EnforcementContext(user, None, None, 0.0, 0.0, usd(estimate), requests, None)
     s = _tightest(states)
@@ -253,7 +253,7 @@ class BudgetGate:
         budget = effective_budget(self.ledger, self.config, user)
         hook_action, hook_message = "allow", None
         if self.callbacks.active:
-            ctx = _context(user, self.states(self.ledger.db, user, budget, now), estimate(models),
+            ctx = enforcement_context(user, self.states(self.ledger.db, user, budget, now), estimate(models),
                            request_count(self.ledger.db, user))
             try:
                 models = self.callbacks.filter_models(ctx, models)
@@ -290,7 +290,7 @@ class BudgetGate:
                 if not _first_warning(db, user, verdict.window, action, now):
                     message = None if action == "warn" else message  # warned already this window
                 else:
-                    warn_ctx = _context(user, states, amount, request_count(db, user))
+                    warn_ctx = enforcement_context(user, states, amount, request_count(db, user))
         if warn_ctx is not None:
             try:
                 self.callbacks.budget_warning(warn_ctx)

@@ -1,0 +1,85 @@
+"""`cascade budget ...` and budget enforcement seen from the command line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text, ledger_rows
+
+PRICES = "input_cost_per_million = 0.0\noutput_cost_per_million = {}\n"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def priced(tmp_path: Path, server: ReplayServer) -> CliRunner:
+    """mini costs exactly $0.001 a call, big $0.01; block mode."""
+    for model in ("gpt-4o-mini", "gpt-4o"):
+        server.set_behavior(model, ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100))
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(config_text(server.base_url, mini_extra=PRICES.format(10), big_extra=PRICES.format(100),
+                                extra="max_tokens = 100") + '\n[budgets]\nmode = "block"\n')
+    return CliRunner(tmp_path, path, tmp_path / "ledger.db")
+
+
+def test_set_show_list_rm(priced: CliRunner) -> None:
+    assert priced("budget", "set", "alice", "--daily", "5", "--monthly", "$50").code == 0
+    assert priced("budget", "set", "alice", "--weekly", "20").code == 0  # merges
+    assert priced("ask", "hello there, how are you?", "--user", "alice", "--models", "mini").code == 0
+    shown = priced("budget", "show", "alice", "--json")
+    assert shown.code == 0
+    data = shown.json()
+    assert isinstance(data, dict) and data["user"] == "alice" and data["next_action"] == "allow"
+    windows = {w["window"]: w for w in data["windows"]}
+    assert set(windows) == {"daily", "weekly", "monthly"}
+    daily = windows["daily"]
+    assert daily["limit"] == 5.0 and daily["spent"] == 0.001 and daily["remaining"] == 4.999
+    assert daily["pct_used"] == 0.02 and daily["resets_at"].endswith("+00:00")
+    listed = priced("budget", "list", "--json").json()
+    assert listed == [{"user": "alice", "daily": 5.0, "weekly": 20.0, "monthly": 50.0, "total": None}]
+    assert priced("budget", "rm", "alice").code == 0
+    gone = priced("budget", "rm", "alice")
+    assert gone.code == 1
+    assert_one_error_line(gone.stderr)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "abc", ""])
+def test_bad_limits_are_refused_and_change_nothing(priced: CliRunner, value: str) -> None:
+    run = priced("budget", "set", "bob", "--daily", value)
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert not priced.db.exists()  # refused before the ledger was even opened
+
+
+def test_blocked_ask_exits_3_with_one_line(priced: CliRunner, server: ReplayServer) -> None:
+    priced("budget", "set", "carol", "--daily", "0.0015")
+    assert priced("ask", "hello there, how are you?", "--user", "carol", "--models", "mini").code == 0
+    before = server.request_count()
+    blocked = priced("ask", "hello there, how are you?", "--user", "carol", "--models", "mini")
+    assert blocked.code == 3
+    assert_one_error_line(blocked.stderr)
+    assert "carol's daily budget" in blocked.stderr and "$0.001" in blocked.stderr
+    assert server.request_count() == before
+    shown = priced("budget", "show", "carol", "--json").json()
+    assert isinstance(shown, dict) and shown["next_action"] == "block"
+
+
+def test_show_for_a_user_without_budget(priced: CliRunner) -> None:
+    run = priced("budget", "show", "nobody")
+    assert run.code == 0 and "no budget" in run.stderr
+
+
+def test_sample_tier_hooks(priced: CliRunner, tmp_path: Path, server: ReplayServer) -> None:
+    shutil.copy(REPO / "sample_data" / "tier_hooks.py", tmp_path / "tier_hooks.py")
+    assert priced.config is not None
+    with priced.config.open("a") as fh:
+        fh.write('\n[hooks]\non_model_filter = "tier_hooks:models_for_tier"\n')
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="Maybe.", prompt_tokens=10, completion_tokens=100))
+    free = priced("ask", "Explain in detail how tides work.", "--user", "bob", "--json").json()
+    pro = priced("ask", "Explain in detail how tides work.", "--user", "alice", "--json").json()
+    assert isinstance(free, dict) and isinstance(pro, dict)
+    assert free["model"] == "mini" and not free["escalated"]
+    assert pro["model"] == "big" and pro["escalated"]
