@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
-from cascadeflow_cli.cli.context import AppContext
+from cascadeflow_cli.cli.context import state
 from cascadeflow_cli.errors import CascadeError
 
 app = typer.Typer(
@@ -24,7 +23,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = AppContext()
+_state = state()
 
 
 @app.callback()
@@ -38,10 +37,6 @@ def root(
     _state.config_path = config
     _state.db_path = db
     _state.debug = debug
-
-
-def state() -> AppContext:
-    return _state
 
 
 def _register() -> None:
@@ -63,19 +58,54 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _usage_line(exc: Exception) -> str:
+    """A click usage error as one line, pointing at the command's help."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} -h`)" if ctx is not None else ""
+    return f"{message}{where}"
+
+
+_GLOBAL_VALUED = ("--config", "--db")
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Let the global options stand anywhere (`cascade logs --db x` as well as
+    `cascade --db x logs`) by moving them in front of the command. Stops at `--`."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg in _GLOBAL_VALUED and i + 1 < len(argv):
+            front += [arg, argv[i + 1]]
+            i += 2
+            continue
+        if arg == "--debug" or arg.startswith(tuple(f"{o}=" for o in _GLOBAL_VALUED)):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, map every failure to one line and an exit code."""
     command = typer.main.get_command(app)
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    _state.debug = "--debug" in args
     try:
-        result = command.main(args=argv, prog_name="cascade", standalone_mode=False)
+        result = command.main(args=args, prog_name="cascade", standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         code = _fail("aborted", 130)
-    except click.ClickException as exc:
-        exc.show()
-        code = 1  # CLI.md: usage errors exit 1
+    except typer.TyperException as exc:  # typer's own click: bad flags, missing arguments
+        code = _fail(_usage_line(exc), 1)  # CLI.md: usage errors exit 1, one line
     except CascadeError as exc:
         if _state.debug:
             raise

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import default_user, is_terminal, stderr_console
+from cascadeflow_cli.cli.context import default_user, is_terminal, state, stderr_console
 
 
 def ask(

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import stderr_console, stdout_console
+from cascadeflow_cli.cli.context import state, stderr_console, stdout_console
 
 budget_app = typer.Typer(help="Per-user budgets: daily, weekly, monthly and total limits in USD.",
                          no_args_is_help=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.app import state
+from cascadeflow_cli.cli.context import state
 
 config_app = typer.Typer(help="Find, show and create the configuration file.", no_args_is_help=True)
 

@@ -48,6 +48,14 @@ class AppContext:
             self._ledger = None
 
 
+_STATE = AppContext()
+
+
+def state() -> AppContext:
+    """The current invocation's options, config and ledger."""
+    return _STATE
+
+
 def default_user() -> str:
     return os.environ.get("CASCADE_USER") or "default"
 

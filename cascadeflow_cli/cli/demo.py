@@ -14,8 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import is_terminal, stderr_console, stdout_console
+from cascadeflow_cli.cli.context import is_terminal, state, stderr_console, stdout_console
 
 DEMO_FILE = "demo_queries.jsonl"
 CHEAP, STRONG = "gpt-4o-mini", "gpt-4o"

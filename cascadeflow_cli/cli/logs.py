@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import parse_since, stdout_console
+from cascadeflow_cli.cli.context import parse_since, state, stdout_console
 
 
 def logs(

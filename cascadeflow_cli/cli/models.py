@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import stdout_console
+from cascadeflow_cli.cli.context import state, stdout_console
 
 
 def models(

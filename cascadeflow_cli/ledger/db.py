@@ -11,15 +11,18 @@ import json
 import os
 import sqlite3
 import stat
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.ledger.batch_ids import migrate_batch_ids
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 
 if TYPE_CHECKING:
@@ -70,31 +73,73 @@ def _m002_budgets(db: sqlite_utils.Database) -> None:
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_budgets", _m002_budgets),
+    ("003_batch_external_ids", migrate_batch_ids),
 ]
 
 
+def import_sqlite_utils() -> ModuleType:
+    """sqlite-utils, without the pandas and numpy it imports (when installed) only to map
+    their scalar types: our rows hold plain Python values, and that import would cost
+    every ledger command half a second."""
+    if "sqlite_utils" in sys.modules:
+        return sys.modules["sqlite_utils"]
+    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail
+    try:
+        import sqlite_utils
+    finally:
+        for name in hidden:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+    return sqlite_utils
+
+
 class Ledger:
-    """The ledger file. Cheap to open; safe to share between threads of one process."""
+    """The ledger file. Cheap to open. Each thread gets its own SQLite connection
+    (SQLite's own locking then serialises writers across threads and processes alike)."""
 
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
-        import sqlite_utils
-
         self.path = path
         self.clock = clock or SystemClock()
-        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._connections: list[sqlite_utils.Database] = []
+        self._connections_lock = threading.Lock()
         _prepare_file(path)
         try:
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self.db = sqlite_utils.Database(conn, execute_plugins=False)
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot open ledger: {exc}") from None
 
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+            self._local.db = db
+        return db
+
+    def _connect(self) -> sqlite_utils.Database:
+        sqlite_utils = import_sqlite_utils()
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self.path}: cannot open ledger: {exc}") from None
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        with self._connections_lock:
+            self._connections.append(db)
+        return db
+
     def close(self) -> None:
-        self.db.close()
+        with self._connections_lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     def __enter__(self) -> Ledger:
         return self
@@ -106,21 +151,21 @@ class Ledger:
     def write(self) -> Iterator[sqlite_utils.Database]:
         """One writer transaction, taken with BEGIN IMMEDIATE; rolled back on any error
         (Ctrl-C included), so a request is in the ledger whole or not at all."""
-        with self._lock:
-            conn = self.db.conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise LedgerError(f"{self.path}: cannot write ledger: {exc}") from None
-            try:
-                yield self.db
-                conn.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
-                _rollback(conn)
-                raise LedgerError(f"{self.path}: cannot write ledger: {exc}") from None
-            except BaseException:
-                _rollback(conn)
-                raise
+        db = self.db
+        conn = db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise LedgerError(f"{self.path}: cannot write ledger: {exc}") from None
+        try:
+            yield db
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            _rollback(conn)
+            raise LedgerError(f"{self.path}: cannot write ledger: {exc}") from None
+        except BaseException:
+            _rollback(conn)
+            raise
 
     def _migrate(self) -> None:
         with self.write() as db:
@@ -163,16 +208,14 @@ class Ledger:
         sql += " order by ts desc, rowid desc"
         if limit:
             sql += f" limit {int(limit)}"
-        with self._lock:
-            requests = list(self.db.query(sql, params))
-            if not requests:
-                return []
-            ids = [r["id"] for r in requests]
-            marks = ",".join("?" * len(ids))
-            calls: dict[str, list[dict[str, Any]]] = {}
-            for call in self.db.query(
-                    f"select * from calls where request_id in ({marks}) order by seq", ids):
-                calls.setdefault(call["request_id"], []).append(call)
+        requests = list(self.db.query(sql, params))
+        if not requests:
+            return []
+        ids = [r["id"] for r in requests]
+        marks = ",".join("?" * len(ids))
+        calls: dict[str, list[dict[str, Any]]] = {}
+        for call in self.db.query(f"select * from calls where request_id in ({marks}) order by seq", ids):
+            calls.setdefault(call["request_id"], []).append(call)
         for r in requests:
             r["calls"] = calls.get(r["id"], [])
         return requests

@@ -111,3 +111,22 @@ def test_concurrent_processes_lose_nothing(tmp_path: Path) -> None:
     assert conn.execute("select count(*) from requests").fetchone()[0] == 200
     assert conn.execute("select count(*) from calls").fetchone()[0] == 200
     assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+def test_one_ledger_shared_by_threads_reading_and_writing(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cascadeflow_cli.config import default_config
+    from cascadeflow_cli.ledger.budgets import effective_budget
+
+    with open_ledger(tmp_path / "l.db") as ledger:
+        def work(i: int) -> None:
+            for j in range(25):
+                ledger.record(request(i * 100 + j))
+                effective_budget(ledger, default_config(), "alice")
+                ledger.recent_requests(5)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(work, range(8)))
+        assert ledger.db["requests"].count == 200
+        assert ledger.db.execute("pragma integrity_check").fetchone()[0] == "ok"
