@@ -48,6 +48,10 @@ def _register() -> None:
     app.command("demo")(demo.demo)
     app.add_typer(config_cmd.config_app, name="config")
     app.add_typer(budget_cmd.budget_app, name="budget")
+    from cascadeflow_cli.cli import export_cmd, import_cmd
+
+    app.command("export")(export_cmd.export)
+    app.command("import")(import_cmd.import_)
 
 
 _register()
@@ -98,14 +102,20 @@ def main(argv: list[str] | None = None) -> None:
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     _state.debug = "--debug" in args
     try:
-        result = command.main(args=args, prog_name="cascade", standalone_mode=False)
+        result = command.main(args=args or ["--help"], prog_name="cascade", standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        if code == 130:  # typer turns Ctrl-C into exit code 130 without a word
+            _fail("interrupted", 130)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
         code = _fail("aborted", 130)
     except typer.TyperException as exc:  # typer's own click: bad flags, missing arguments
-        code = _fail(_usage_line(exc), 1)  # CLI.md: usage errors exit 1, one line
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `cascade budget`: show its help
+            sys.stdout.write(exc.ctx.get_help() + "\n")  # type: ignore[attr-defined]
+            code = 0
+        else:
+            code = _fail(_usage_line(exc), 1)  # CLI.md: usage errors exit 1, one line
     except CascadeError as exc:
         if _state.debug:
             raise

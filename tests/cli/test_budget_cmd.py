@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text, ledger_rows
+from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text
 
 PRICES = "input_cost_per_million = 0.0\noutput_cost_per_million = {}\n"
 REPO = Path(__file__).resolve().parents[2]

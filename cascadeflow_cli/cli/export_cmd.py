@@ -1,0 +1,123 @@
+"""`cascade export`: the ledger, one row per model call, as CSV, JSON or JSONL."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TextIO
+
+import typer
+
+from cascadeflow_cli.cli.app import state
+from cascadeflow_cli.cli.context import parse_since
+from cascadeflow_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.ledger.export import LedgerFilter
+
+SINCE_HELP = "Only from DATE on (YYYY-MM-DD or ISO 8601; dates are in the ledger's time zone)."
+UNTIL_HELP = ("Only before this moment; a plain date includes that whole day "
+              "(YYYY-MM-DD or ISO 8601).")
+
+
+def parse_until(text: str, timezone: str) -> str:
+    """``--until``: a date includes its whole day (up to the next local midnight); a
+    date-time is an exclusive bound. Returned as a ledger timestamp (UTC text)."""
+    from zoneinfo import ZoneInfo
+
+    from cascadeflow_cli.clock import format_ts
+
+    moment = parse_since(text, timezone)
+    if len(text) == 10:  # the next local midnight, whatever the day's length
+        local = moment.astimezone(ZoneInfo(timezone)).date() + timedelta(days=1)
+        moment = parse_since(local.isoformat(), timezone)
+    return format_ts(moment)
+
+
+def ledger_filter(user: str | None, since: str | None, until: str | None, model: str | None,
+                  timezone: str) -> LedgerFilter:
+    from cascadeflow_cli.clock import format_ts
+    from cascadeflow_cli.ledger.export import LedgerFilter
+
+    since_ts = format_ts(parse_since(since, timezone)) if since else None
+    until_ts = parse_until(until, timezone) if until else None
+    if since_ts and until_ts and until_ts <= since_ts:
+        raise InputError(f"--until {until} is not after --since {since}")
+    return LedgerFilter(user=user, since=since_ts, until=until_ts, model=model)
+
+
+def export(
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row (the default).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array of row objects.")] = False,
+    as_jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE (else stdout); "
+                                                "its extension picks the format when no flag does.")
+                      ] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's requests.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help=SINCE_HELP)] = None,
+    until: Annotated[str | None, typer.Option("--until", help=UNTIL_HELP)] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only calls to this model "
+                                              "(our name or the provider's id).")] = None,
+    bom: Annotated[bool, typer.Option("--bom", help="Start a CSV with a UTF-8 byte-order mark "
+                                      "(Excel then reads accents correctly).")] = False,
+) -> None:
+    """Export the ledger, one row per model call (columns: docs/ledger-columns.md)."""
+    from cascadeflow_cli.ledger.export import write_export
+
+    fmt = _format(as_csv, as_json, as_jsonl, output)
+    ctx = state()
+    flt = ledger_filter(user, since, until, model, ctx.config.ledger.timezone)
+    conn = ctx.ledger().db.conn
+    with _destination(output) as out:
+        if bom and fmt == "csv":
+            out.write("\ufeff")
+        count = write_export(conn, out, fmt, flt)
+    where = f" to {output}" if output else ""
+    sys.stderr.write(f"exported {count:,} row{'s' if count != 1 else ''}{where}\n")
+
+
+def _format(as_csv: bool, as_json: bool, as_jsonl: bool, output: Path | None) -> str:
+    chosen = [name for name, on in (("csv", as_csv), ("json", as_json), ("jsonl", as_jsonl)) if on]
+    if len(chosen) > 1:
+        raise InputError("choose one of --csv, --json, --jsonl")
+    if chosen:
+        return chosen[0]
+    suffix = output.suffix.lower().lstrip(".") if output else ""
+    return suffix if suffix in ("csv", "json", "jsonl") else "csv"
+
+
+@contextlib.contextmanager
+def _destination(output: Path | None) -> Iterator[TextIO]:
+    """stdout, or a temporary file beside OUTPUT renamed into place only when the whole
+    export is written: an interrupted export never leaves a truncated file behind."""
+    if output is None:
+        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="",
+                               write_through=False)
+        try:
+            yield out
+            out.flush()
+        finally:
+            out.detach()
+        return
+    if output.is_dir():
+        raise InputError(f"{output}: is a directory")
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        fh = partial.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with fh:
+            yield fh
+        os.replace(partial, output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

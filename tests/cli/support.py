@@ -1,0 +1,66 @@
+"""Shared constants and helpers for the end-to-end CLI tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import CliRunner, Run, ledger_rows
+
+QUERY = "What is the capital of France?"
+DETAILED = ("Explain in detail how photosynthesis converts light into chemical energy, "
+            "including the light-dependent reactions and the Calvin cycle.")
+LONG_ANSWER = (
+    "Photosynthesis happens in two linked stages. In the light-dependent reactions, chlorophyll "
+    "in the thylakoid membranes absorbs photons, splitting water and releasing oxygen; the "
+    "energy drives an electron transport chain that makes ATP and NADPH. In the Calvin cycle, "
+    "which runs in the stroma, the enzyme RuBisCO fixes carbon dioxide onto ribulose "
+    "bisphosphate, and ATP and NADPH reduce the products to glyceraldehyde-3-phosphate, the "
+    "sugar the plant builds on. Most of that sugar regenerates the cycle; the rest becomes "
+    "glucose, sucrose and starch."
+)
+REFUSAL = "I'm sorry, but I can't help with that."
+
+# CLI.md: the `cascade ask --json` object and each of its calls
+ASK_KEYS = frozenset({
+    "request_id", "user", "domain", "domain_confidence", "answer", "model", "draft_model",
+    "draft_accepted", "escalated", "quality_score", "quality_reasons", "cost",
+    "verifier_only_cost", "savings", "enforcement", "enforcement_message", "latency_ms", "calls",
+})
+CALL_KEYS = frozenset({
+    "model", "role", "input_tokens", "output_tokens", "cost", "latency_ms", "quality_score",
+    "accepted",
+})
+COMMANDS = ("ask", "logs", "models", "demo", "config")
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def rows(db: Path, table: str) -> list[dict[str, object]]:
+    """Ledger rows, or none when the command never created the ledger."""
+    return ledger_rows(db, table) if db.exists() else []
+
+
+def stderr_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+        time.sleep(0.01)
+
+
+def run_together(cli: CliRunner, *commands: list[str], **extra_env: str) -> list[Run]:
+    """Run independent commands at the same time (each costs a Python start-up)."""
+    procs = [cli.popen(*args, **extra_env) for args in commands]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        results.append(Run(proc.returncode, out, err))
+    return results

@@ -1,0 +1,320 @@
+"""`cascade ask` end to end: the real command in a subprocess, the loopback server, a real
+ledger file."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+from tests.cli.support import (
+    ASK_KEYS,
+    CALL_KEYS,
+    DETAILED,
+    LONG_ANSWER,
+    QUERY,
+    REFUSAL,
+    is_number,
+    rows,
+    run_together,
+    stderr_lines,
+    wait_until,
+)
+from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text
+
+# 1000 tokens in and out: mini costs 1000*0.15e-6 + 1000*0.6e-6 = $0.00075, and gpt-4o
+# alone would cost 1000*2.5e-6 + 1000*10e-6 = $0.0125 (litellm's list prices).
+TOKENS = {"prompt_tokens": 1000, "completion_tokens": 1000}
+MINI_COST, BIG_COST = 0.00075, 0.0125
+
+
+@pytest.fixture
+def good_mini(server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, **TOKENS))
+
+
+def write_config(tmp_path: Path, text: str, name: str = "other.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the happy paths ----------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_answer_on_stdout_and_one_line_summary_on_stderr(cli: CliRunner, server: ReplayServer
+                                                         ) -> None:
+    run = cli("ask", QUERY)
+    assert run.code == 0, run.stderr
+    assert run.stdout == GOOD_ANSWER + "\n"
+    [summary] = stderr_lines(run.stderr)
+    assert summary.startswith("mini · draft accepted")
+    assert "$0.000750" in summary  # the cost
+    assert "saved $0.0118 (94%) vs $0.0125 alone" in summary
+    assert server.request_count("gpt-4o") == 0
+    [req] = rows(cli.db, "requests")
+    assert req["user"] == "default" and req["status"] == "ok" and req["query"] == QUERY
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_json_has_the_contract_keys_and_matches_the_ledger(cli: CliRunner) -> None:
+    run = cli("ask", QUERY, "--json")
+    assert run.code == 0, run.stderr
+    data = run.json()
+    assert isinstance(data, dict)
+    assert set(data) == ASK_KEYS
+    assert data["answer"] == GOOD_ANSWER
+    assert (data["model"], data["draft_model"]) == ("mini", "mini")
+    assert data["draft_accepted"] is True and data["escalated"] is False
+    assert data["enforcement"] == "allow" and data["user"] == "default"
+    for key in ("cost", "verifier_only_cost", "savings", "latency_ms", "quality_score"):
+        assert is_number(data[key]), key
+    assert data["cost"] == pytest.approx(MINI_COST)
+    assert data["verifier_only_cost"] == pytest.approx(BIG_COST)
+    assert data["savings"] == pytest.approx(BIG_COST - MINI_COST)
+    [call] = data["calls"]
+    assert set(call) >= CALL_KEYS
+    assert (call["model"], call["role"], call["accepted"]) == ("mini", "draft", True)
+    assert (call["input_tokens"], call["output_tokens"]) == (1000, 1000)
+    assert is_number(call["cost"]) and call["cost"] == pytest.approx(MINI_COST)
+
+    [req] = rows(cli.db, "requests")
+    assert req["id"] == data["request_id"]
+    assert req["cost_nusd"] / 1e9 == data["cost"]
+    assert req["verifier_only_cost_nusd"] / 1e9 == data["verifier_only_cost"]
+    [row] = rows(cli.db, "calls")
+    assert row["request_id"] == data["request_id"]
+    assert row["cost_nusd"] / 1e9 == call["cost"]
+    assert (row["input_tokens"], row["output_tokens"]) == (1000, 1000)
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_user_from_flag_and_from_environment(cli: CliRunner) -> None:
+    by_env, by_flag = run_together(cli, ["ask", QUERY, "--json"],
+                                   ["ask", QUERY, "--json", "--user", "dave"], CASCADE_USER="carol")
+    assert (by_env.code, by_flag.code) == (0, 0), by_env.stderr + by_flag.stderr
+    assert by_env.json()["user"] == "carol"  # type: ignore[index]
+    assert by_flag.json()["user"] == "dave"  # type: ignore[index]  # the flag wins
+    assert sorted(r["user"] for r in rows(cli.db, "requests")) == ["carol", "dave"]
+
+
+def test_models_flag_runs_only_that_model(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER, **TOKENS))
+    run = cli("ask", QUERY, "--models", "big", "--json")
+    assert run.code == 0, run.stderr
+    data = run.json()
+    assert isinstance(data, dict)
+    assert server.request_count("gpt-4o-mini") == 0 and server.request_count("gpt-4o") == 1
+    assert data["model"] == "big" and data["answer"] == GOOD_ANSWER
+    assert data["draft_accepted"] is False and data["escalated"] is False
+    assert [c["model"] for c in data["calls"]] == ["big"]
+    assert data["cost"] == pytest.approx(BIG_COST) and data["savings"] == 0
+    assert [c["model"] for c in rows(cli.db, "calls")] == ["big"]
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_dash_reads_the_query_from_stdin(cli: CliRunner, server: ReplayServer) -> None:
+    run = cli("ask", "-", input=QUERY + "\n")
+    assert run.code == 0, run.stderr
+    assert run.stdout == GOOD_ANSWER + "\n"
+    [body] = server.requests
+    assert body["messages"][-1]["content"].strip() == QUERY
+    [req] = rows(cli.db, "requests")
+    assert str(req["query"]).strip() == QUERY
+
+
+def test_refused_draft_escalates_to_the_strong_model(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER))
+    run, human = run_together(cli, ["ask", DETAILED, "--json"], ["ask", DETAILED])
+    assert run.code == 0, run.stderr
+    data = run.json()
+    assert isinstance(data, dict)
+    assert data["answer"] == LONG_ANSWER
+    assert (data["model"], data["draft_model"]) == ("big", "mini")
+    assert data["escalated"] is True and data["draft_accepted"] is False
+    draft, verifier = data["calls"]
+    assert (draft["model"], draft["role"], draft["accepted"]) == ("mini", "draft", False)
+    assert (verifier["model"], verifier["role"], verifier["accepted"]) == ("big", "verifier", True)
+    assert draft["quality_score"] < data["quality_score"]
+    assert data["cost"] == pytest.approx(draft["cost"] + verifier["cost"])
+    assert data["savings"] == pytest.approx(-draft["cost"]) and data["savings"] < 0
+    calls = [c for c in rows(cli.db, "calls") if c["request_id"] == data["request_id"]]
+    assert [c["role"] for c in calls] == ["draft", "verifier"]
+
+    assert human.code == 0 and human.stdout == LONG_ANSWER + "\n"
+    [summary] = stderr_lines(human.stderr)
+    assert summary.startswith("big · escalated from mini") and "lost $" in summary
+
+
+# --- errors: one line, the documented exit code, a consistent ledger ----------------------
+
+
+def test_invalid_toml_names_the_file_and_line(cli: CliRunner, tmp_path: Path,
+                                              server: ReplayServer) -> None:
+    bad = write_config(tmp_path, '[[models]]\nname = "mini"\nmodel = = "openai/gpt-4o-mini"\n')
+    run = cli("ask", QUERY, CASCADE_CONFIG=str(bad))
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert str(bad) in run.stderr and "line 3" in run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+
+
+def test_missing_explicit_config_file(cli: CliRunner, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    run = cli("--config", str(missing), "ask", QUERY)
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert str(missing) in run.stderr
+
+
+def test_unknown_model_in_models_flag(cli: CliRunner, server: ReplayServer) -> None:
+    run = cli("ask", QUERY, "--models", "mini,nosuch")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "nosuch" in run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+
+
+def test_unpriced_model_fails_before_any_request(cli: CliRunner, tmp_path: Path,
+                                                 server: ReplayServer) -> None:
+    mystery = (f'[[models]]\nname = "mystery"\nmodel = "openai/no-such-model-xyz"\n'
+               f'api_base = "{server.base_url}"\n')
+    config = write_config(tmp_path, config_text(server.base_url, extra_models=mystery,
+                                                chain='["mystery", "big"]'))
+    run = cli("ask", QUERY, CASCADE_CONFIG=str(config))
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "mystery" in run.stderr and "price" in run.stderr
+    assert server.request_count() == 0
+    assert rows(cli.db, "requests") == [] and rows(cli.db, "calls") == []
+
+
+def test_provider_error_on_every_model_exits_2_and_is_recorded(cli: CliRunner,
+                                                                server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(status=500))
+    server.set_behavior("gpt-4o", ModelBehavior(status=500))
+    run = cli("ask", QUERY)
+    assert run.code == 2
+    assert_one_error_line(run.stderr)
+    assert run.stdout == ""
+    # after retries: 1 + max_retries (2) attempts for each model
+    assert server.request_count("gpt-4o-mini") == 3 and server.request_count("gpt-4o") == 3
+    [failed] = rows(cli.db, "requests")
+    assert failed["status"] == "error" and "500" in str(failed["error"])
+    assert failed["cost_nusd"] == 0
+    calls = rows(cli.db, "calls")
+    assert [(c["model"], c["status"], c["attempts"], c["request_id"]) for c in calls] == [
+        ("mini", "error", 3, failed["id"]), ("big", "error", 3, failed["id"])]
+
+
+def test_missing_api_key_names_the_variable(cli: CliRunner, tmp_path: Path, server: ReplayServer,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOME_UNSET_VAR", raising=False)
+    config = write_config(tmp_path, config_text(server.base_url,
+                                                mini_extra='api_key_env = "SOME_UNSET_VAR"'))
+    run = cli("ask", QUERY, CASCADE_CONFIG=str(config))
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "SOME_UNSET_VAR" in run.stderr
+    assert server.request_count() == 0
+    assert all(r["status"] != "ok" for r in rows(cli.db, "requests"))
+    request_ids = {r["id"] for r in rows(cli.db, "requests")}
+    assert all(c["request_id"] in request_ids for c in rows(cli.db, "calls"))
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_ledger_path_that_is_a_directory(cli: CliRunner, tmp_path: Path,
+                                         server: ReplayServer) -> None:
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    run = cli("ask", QUERY, CASCADE_DB=str(directory))
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert str(directory) in run.stderr
+    assert server.request_count() == 0  # nothing is spent that could not be recorded
+    assert list(directory.iterdir()) == []
+
+
+def test_empty_query(cli: CliRunner, server: ReplayServer) -> None:
+    run = cli("ask", "")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "empty" in run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+
+
+def test_blank_query_from_stdin(cli: CliRunner, server: ReplayServer) -> None:
+    run = cli("ask", "-", input="  \n\n")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "empty" in run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+
+
+@pytest.mark.parametrize("args, culprit", [
+    (["ask", "--bogus", QUERY], "--bogus"),
+    (["--bogus-global", "ask", QUERY], "--bogus-global"),
+    (["ask"], "query"),
+    (["ask", QUERY, "--max-tokens", "many"], "--max-tokens"),
+], ids=["unknown-option", "unknown-global-option", "missing-argument", "bad-value"])
+def test_usage_errors_exit_1_with_one_clear_line(cli: CliRunner, server: ReplayServer,
+                                                 args: list[str], culprit: str) -> None:
+    run = cli(*args)
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert culprit.lower() in run.stderr.lower()
+    # a typo is a usage error, not an internal failure that needs a traceback
+    assert "unexpected" not in run.stderr and "--debug" not in run.stderr, run.stderr
+    assert server.request_count() == 0
+
+
+# --- processes: Ctrl-C and two writers ----------------------------------------------------
+
+
+def test_ctrl_c_mid_call_exits_130_and_leaves_a_consistent_ledger(cli: CliRunner,
+                                                                  server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(hang=True))
+    proc = cli.popen("ask", QUERY)
+    try:
+        wait_until(lambda: server.request_count("gpt-4o-mini") > 0 or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert server.request_count("gpt-4o") == 0  # an interrupt is not a reason to escalate
+    conn = sqlite3.connect(cli.db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        orphans = conn.execute("select count(*) from calls where request_id not in "
+                               "(select id from requests)").fetchone()[0]
+        assert orphans == 0
+        statuses = [s for (s,) in conn.execute("select status from requests")]
+    finally:
+        conn.close()
+    assert "ok" not in statuses
+
+
+def test_two_processes_asking_at_once(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, latency_s=0.2))
+    procs = [cli.popen("ask", QUERY, "--json", "--user", user) for user in ("ann", "ben")]
+    results = [p.communicate(timeout=60) for p in procs]
+    for proc, (_, stderr) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, stderr
+    ids = {json.loads(out)["request_id"] for out, _ in results}
+    requests = rows(cli.db, "requests")
+    assert {r["id"] for r in requests} == ids and len(ids) == 2
+    assert sorted(r["user"] for r in requests) == ["ann", "ben"]
+    assert all(r["status"] == "ok" for r in requests)
+    calls = rows(cli.db, "calls")
+    assert sorted(c["request_id"] for c in calls) == sorted(ids)

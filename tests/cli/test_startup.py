@@ -1,0 +1,74 @@
+"""Startup: `cascade --help` must not pay for the heavy libraries, and both entry points
+work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.support import COMMANDS
+
+HEAVY = ("litellm", "httpx", "numpy", "sqlite_utils", "openai")
+
+
+def python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+
+
+def heavy_loaded_after(code: str, tmp_path: Path) -> list[str]:
+    probe = (f"import sys, json\n{code}\n"
+             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))")
+    proc = python(probe, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_importing_the_app_imports_no_heavy_library(tmp_path: Path) -> None:
+    assert heavy_loaded_after("import cascadeflow_cli.cli.app", tmp_path) == []
+
+
+def test_help_imports_no_heavy_library(tmp_path: Path) -> None:
+    code = ("from cascadeflow_cli.cli.app import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code")
+    assert heavy_loaded_after(code, tmp_path) == []
+
+
+def test_the_probe_does_see_heavy_imports(tmp_path: Path) -> None:
+    """The check above is not vacuous: a command that needs the ledger does load it."""
+    assert "sqlite_utils" in heavy_loaded_after(
+        "from pathlib import Path\nfrom cascadeflow_cli.ledger.db import open_ledger\n"
+        "open_ledger(Path('ledger.db')).close()", tmp_path)
+
+
+@pytest.mark.parametrize("command", [
+    [str(Path(sys.executable).parent / "cascade")],
+    [sys.executable, "-m", "cascadeflow_cli"],
+], ids=["console-script", "python-m"])
+def test_help_lists_the_commands(command: list[str], tmp_path: Path) -> None:
+    proc = subprocess.run([*command, "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Usage: cascade")
+    listed = proc.stdout.split("Commands:", 1)[1].split()
+    for name in COMMANDS:
+        assert name in listed
+    assert proc.stderr == ""
+
+
+def test_no_arguments_shows_usage_not_an_internal_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cascadeflow_cli"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert "Usage: cascade" in out and all(name in out for name in COMMANDS)
+    assert "unexpected" not in out and "--debug for a traceback" not in out, out
+    assert proc.returncode in (0, 1)
+
+
+def test_a_command_module_imports_on_its_own(tmp_path: Path) -> None:
+    proc = python("import cascadeflow_cli.cli.demo", tmp_path)
+    assert proc.returncode == 0, proc.stderr
