@@ -20,15 +20,17 @@ def logs(
     """Show recent requests, newest first."""
     from cascadeflow_cli.cli.render import logs_table
     from cascadeflow_cli.clock import format_ts
-    from cascadeflow_cli.engine.views import request_json
 
     ctx = state()
     since_ts = format_ts(parse_since(since, ctx.config.ledger.timezone)) if since else None
     rows = ctx.ledger().recent_requests(count or None, user=user, since=since_ts)
     if as_json:
+        from cascadeflow_cli.engine.views import request_json
+
         sys.stdout.write(json.dumps([request_json(r) for r in rows], ensure_ascii=False, indent=2) + "\n")
         return
     if not rows:
-        sys.stderr.write("no requests in the ledger yet" + (" for that filter" if user or since else "") + "\n")
+        suffix = " for that filter" if user or since else ""
+        sys.stderr.write(f"no requests in the ledger yet{suffix}\n")
         return
     stdout_console().print(logs_table(rows, ctx.config.ledger.timezone))

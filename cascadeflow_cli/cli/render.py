@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
 from cascadeflow_cli.clock import parse_ts
-from cascadeflow_cli.engine.cascade import CascadeResult
 from cascadeflow_cli.money import format_usd
+
+if TYPE_CHECKING:  # the engine is not needed to render ledger rows
+    from cascadeflow_cli.engine.cascade import CascadeResult
 
 
 def verdict(result: CascadeResult) -> str:
