@@ -186,7 +186,7 @@ class Cascade:
 
     def run(self, query: str, user: str = DEFAULT_USER, *, domain: str | None = None,
             models: Sequence[str] | None = None, system: str | None = None,
-            max_tokens: int | None = None) -> CascadeResult:
+            max_tokens: int | None = None, external_id: str | None = None) -> CascadeResult:
         if not query.strip():
             raise InputError("the query is empty")
         if not user.strip():
@@ -210,7 +210,8 @@ class Cascade:
                 ttl_s=self._reservation_ttl(chain))
             if decision.action == "block":
                 self._record(request_id, started_at, started, user, query, domain, [],
-                             status="blocked", error=decision.message, decision=decision)
+                             status="blocked", error=decision.message, decision=decision,
+                             external_id=external_id)
                 raise BudgetBlockedError(decision.message or f"{user}: blocked by budget")
             chain = self.config.chain(decision.models)
         prices = [self.price(m) for m in chain]
@@ -239,18 +240,20 @@ class Cascade:
         except KeyboardInterrupt:
             # Calls that finished were paid for: keep them, marked interrupted.
             self._record(request_id, started_at, started, user, query, domain, attempts,
-                         status="interrupted", error="interrupted by the user", decision=decision)
+                         status="interrupted", error="interrupted by the user", decision=decision,
+                         external_id=external_id)
             raise
         except CascadeError as exc:
             self._record(request_id, started_at, started, user, query, domain, attempts,
-                         status="error", error=str(exc), decision=decision)
+                         status="error", error=str(exc), decision=decision, external_id=external_id)
             raise
         except BaseException:
             if decision is not None and self.ledger is not None:
                 release(self.ledger, decision.reservation_id)
             raise
         return self._record(request_id, started_at, started, user, query, domain, attempts,
-                            status="ok", error=None, chain=chain, prices=prices, decision=decision)
+                            status="ok", error=None, chain=chain, prices=prices, decision=decision,
+                            external_id=external_id)
 
     def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
@@ -278,7 +281,8 @@ class Cascade:
     def _record(self, request_id: str, started_at: Any, started: float, user: str, query: str,
                 domain: str | None, attempts: list[_Attempt], *, status: str, error: str | None,
                 chain: list[ModelConfig] | None = None, prices: list[Price] | None = None,
-                decision: Decision | None = None) -> CascadeResult:
+                decision: Decision | None = None, external_id: str | None = None
+                ) -> CascadeResult:
         latency_ms = (time.perf_counter() - started) * 1000
         ts = format_ts(started_at)
         store = self.config.ledger.store_prompts
@@ -340,6 +344,6 @@ class Cascade:
                 verifier_only_cost_nusd=verifier_only,
                 savings_nusd=result.savings_nusd if ok else 0, enforcement=result.enforcement,
                 enforcement_message=result.enforcement_message, latency_ms=latency_ms,
-                error=error, calls=tuple(call_records),
+                error=error, calls=tuple(call_records), external_id=external_id,
             ), reservation_id=decision.reservation_id if decision else None)
         return result

@@ -60,3 +60,4 @@ class RequestRecord:
     latency_ms: float = 0.0
     error: str | None = None
     calls: tuple[CallRecord, ...] = field(default=())
+    external_id: str | None = None  # "<batch id>:<row id>" for `cascade batch` rows
