@@ -120,9 +120,9 @@ def demo_table(results: list[tuple[dict[str, Any], CascadeResult]]) -> Table:
             score = f"{draft_call.quality_score:.2f}" if draft_call.quality_score is not None else "-"
             by, why = Text(r.model, style="yellow"), f"{reason} {score}"
         body.append([str(i), row.get("domain") or "-", by, why, format_usd(r.cost_nusd),
-                     format_usd(r.savings_nusd), Text(" ".join(row["query"].split()))])
+                     Text(" ".join(row["query"].split()))])
     headers = [("#", "right"), ("domain", "left"), ("model", "left"), ("why", "left"),
-               ("cost", "right"), ("saved", "right"), ("query", "left")]
+               ("cost", "right"), ("query", "left")]
     return fitted_table(headers, body)
 
 
