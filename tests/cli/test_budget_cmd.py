@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text
+from tests.cli.support import wait_until
+from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text, ledger_rows
 
 PRICES = "input_cost_per_million = 0.0\noutput_cost_per_million = {}\n"
 REPO = Path(__file__).resolve().parents[2]
@@ -83,3 +85,34 @@ def test_sample_tier_hooks(priced: CliRunner, tmp_path: Path, server: ReplayServ
     assert isinstance(free, dict) and isinstance(pro, dict)
     assert free["model"] == "mini" and not free["escalated"]
     assert pro["model"] == "big" and pro["escalated"]
+
+
+def test_a_killed_process_does_not_hold_its_reservation(priced: CliRunner, server: ReplayServer) -> None:
+    # room for one worst-case request ($0.011 with big) but not two
+    priced("budget", "set", "hal", "--daily", "0.015")
+    server.set_behavior("gpt-4o-mini", ModelBehavior(hang=True))
+    proc = priced.popen("ask", "hello there, how are you?", "--user", "hal")
+    wait_until(lambda: server.request_count("gpt-4o-mini") == 1)
+    assert len(ledger_rows(priced.db, "reservations")) == 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100))
+    run = priced("ask", "hello there, how are you?", "--user", "hal")
+    assert run.code == 0, run.stderr  # the dead process's $0.011 no longer counts
+    assert ledger_rows(priced.db, "reservations") == []
+    assert [r["status"] for r in ledger_rows(priced.db, "requests")] == ["ok"]
+
+
+def test_budget_lowered_while_a_request_is_in_flight(priced: CliRunner, server: ReplayServer) -> None:
+    priced("budget", "set", "ivy", "--daily", "1")
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100,
+                                                     latency_s=1.0))
+    proc = priced.popen("ask", "hello there, how are you?", "--user", "ivy", "--models", "mini")
+    wait_until(lambda: server.request_count("gpt-4o-mini") == 1)
+    assert priced("budget", "set", "ivy", "--daily", "0.0015").code == 0
+    assert proc.wait(30) == 0  # the request already admitted completes and is settled
+    blocked = priced("ask", "hello there, how are you?", "--user", "ivy", "--models", "mini")
+    assert blocked.code == 3  # $0.001 spent + up to $0.001 more would cross $0.0015
+    rows = ledger_rows(priced.db, "requests")
+    assert [r["status"] for r in rows] == ["ok", "blocked"] and rows[0]["cost_nusd"] == 1_000_000
+    assert ledger_rows(priced.db, "reservations") == []
