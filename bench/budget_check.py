@@ -38,11 +38,14 @@ def build(path: Path, rows: int) -> None:
             ts = now - timedelta(seconds=rng.uniform(0, 365 * 86400))
             batch.append((f"r{i}", format_ts(ts), "alice", "ok", rng.randint(1_000, 5_000_000)))
             if len(batch) == 50_000:
-                db.conn.executemany("insert into requests (id, ts, user, status, cost_nusd) values (?,?,?,?,?)",
-                                    batch)
+                db.conn.executemany(
+                    "insert into requests (id, ts, user, status, cost_nusd) values (?,?,?,?,?)", batch
+                )
                 batch.clear()
         if batch:
-            db.conn.executemany("insert into requests (id, ts, user, status, cost_nusd) values (?,?,?,?,?)", batch)
+            db.conn.executemany(
+                "insert into requests (id, ts, user, status, cost_nusd) values (?,?,?,?,?)", batch
+            )
 
 
 def main() -> None:
@@ -57,18 +60,34 @@ def main() -> None:
 
     config = parse_config('[budgets]\nmode = "block"\n[ledger]\ntimezone = "Europe/Berlin"\n')
     ledger = open_ledger(path)
-    set_budget(ledger, "alice", BudgetConfig(daily=Decimal("1e6"), weekly=Decimal("1e7"),
-                                             monthly=Decimal("1e8"), total=Decimal("1e9")))
+    set_budget(
+        ledger,
+        "alice",
+        BudgetConfig(
+            daily=Decimal("1e6"), weekly=Decimal("1e7"), monthly=Decimal("1e8"), total=Decimal("1e9")
+        ),
+    )
     gate = BudgetGate(ledger, config)
     reserve_ms, settle_ms = [], []
     for i in range(args.iterations):
         t0 = time.perf_counter()
-        decision = gate.reserve("alice", f"bench-{i}", ["mini"], estimate=lambda m: 10_000_000,
-                                degraded=lambda m: None, ttl_s=120)
+        decision = gate.reserve(
+            "alice", f"bench-{i}", ["mini"], estimate=lambda m: 10_000_000, degraded=lambda m: None, ttl_s=120
+        )
         t1 = time.perf_counter()
         ts = format_ts(datetime.now(UTC))
-        ledger.record(RequestRecord(id=f"bench-{i}", ts=ts, user="alice", status="ok", query=None,
-                                    answer=None, cost_nusd=1_234_567), decision.reservation_id)
+        ledger.record(
+            RequestRecord(
+                id=f"bench-{i}",
+                ts=ts,
+                user="alice",
+                status="ok",
+                query=None,
+                answer=None,
+                cost_nusd=1_234_567,
+            ),
+            decision.reservation_id,
+        )
         t2 = time.perf_counter()
         assert decision.action == "allow", decision
         reserve_ms.append((t1 - t0) * 1000)
@@ -79,8 +98,11 @@ def main() -> None:
         print(f"{name:<28}{statistics.median(xs):>10.3f}{statistics.quantiles(xs, n=10)[-1]:>10.3f}")
     win = window("monthly", datetime.now(UTC), "Europe/Berlin")
     for label, sql, params in (
-        ("window spend", "select sum(cost_nusd) from spend_buckets where user = ? and bucket >= ? and bucket < ?",
-         ["alice", format_ts(win.start)[:16], format_ts(win.end)[:16]]),
+        (
+            "window spend",
+            "select sum(cost_nusd) from spend_buckets where user = ? and bucket >= ? and bucket < ?",
+            ["alice", format_ts(win.start)[:16], format_ts(win.end)[:16]],
+        ),
         ("total spend", "select cost_nusd from spend_totals where user = ?", ["alice"]),
         ("in flight", "select sum(amount_nusd) from reservations where user = ?", ["alice"]),
     ):

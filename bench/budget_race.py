@@ -22,15 +22,20 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
-ANSWER = ("Paris is the capital of France. It has been the seat of the French government for "
-          "centuries and is the country's largest city.")
+ANSWER = (
+    "Paris is the capital of France. It has been the seat of the French government for "
+    "centuries and is the country's largest city."
+)
 QUERY = "What is the capital of France?"
 IN_PRICE, OUT_PRICE = Decimal("0.15"), Decimal("0.60")  # USD per million tokens
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "cascadeflow_cli.replay", "--port", "0",
-                             "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cascadeflow_cli.replay", "--port", "0", "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     return proc, line.rsplit(" ", 1)[-1].strip()
@@ -69,20 +74,26 @@ mode = "block"
     cascade = [sys.executable, "-m", "cascadeflow_cli"]
     try:
         # one request to learn the exact cost of a request, then set the budget from it
-        subprocess.run([*cascade, "ask", QUERY, "--user", "probe", "--json"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*cascade, "ask", QUERY, "--user", "probe", "--json"], env=env, check=True, capture_output=True
+        )
         conn = sqlite3.connect(work / "ledger.db")
         per_request = conn.execute("select cost_nusd from requests where user='probe'").fetchone()[0]
         budget_nusd = per_request * args.requests_worth
         budget_usd = Decimal(budget_nusd) / 10**9
-        subprocess.run([*cascade, "budget", "set", "racer", "--daily", str(budget_usd)], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*cascade, "budget", "set", "racer", "--daily", str(budget_usd)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
 
         def worker(_: int) -> tuple[int, int, int]:
             ok = blocked = other = 0
             for _ in range(args.per_proc):
-                code = subprocess.run([*cascade, "ask", QUERY, "--user", "racer"], env=env,
-                                      capture_output=True).returncode
+                code = subprocess.run(
+                    [*cascade, "ask", QUERY, "--user", "racer"], env=env, capture_output=True
+                ).returncode
                 ok += code == 0
                 blocked += code == 3
                 other += code not in (0, 3)
@@ -93,15 +104,21 @@ mode = "block"
             results = list(pool.map(worker, range(args.procs)))
         wall = time.perf_counter() - started
         ok, blocked, other = (sum(r[i] for r in results) for i in range(3))
-        spent = conn.execute("select coalesce(sum(cost_nusd),0) from requests where user='racer'").fetchone()[0]
-        rows_ok = conn.execute("select count(*) from requests where user='racer' and status='ok'").fetchone()[0]
+        spent = conn.execute("select coalesce(sum(cost_nusd),0) from requests where user='racer'").fetchone()[
+            0
+        ]
+        rows_ok = conn.execute("select count(*) from requests where user='racer' and status='ok'").fetchone()[
+            0
+        ]
         left = conn.execute("select count(*) from reservations").fetchone()[0]
         integrity = conn.execute("pragma integrity_check").fetchone()[0]
     finally:
         server.terminate()
     allowed = budget_nusd // per_request
     overspend = max(spent - budget_nusd, 0)
-    print(f"{args.procs} processes x {args.per_proc} `cascade ask`, {args.latency * 1000:.0f} ms server latency")
+    print(
+        f"{args.procs} processes x {args.per_proc} `cascade ask`, {args.latency * 1000:.0f} ms server latency"
+    )
     print(f"cost per request          ${Decimal(per_request) / 10**9}")
     print(f"daily budget              ${budget_usd}  (worth {allowed} requests)")
     print(f"spend recorded            ${Decimal(spent) / 10**9}")
@@ -111,7 +128,9 @@ mode = "block"
     print(f"reservations left, integrity   {left}, {integrity}")
     print(f"wall time                 {wall:.1f} s")
     verdict = overspend == 0 and abs(ok - allowed) <= 0.02 * allowed and other == 0 and left == 0
-    print(f"verdict: {'OK' if verdict else 'MISSED'} (target: $0.00 overspend, successes within 2% of allowed)")
+    print(
+        f"verdict: {'OK' if verdict else 'MISSED'} (target: $0.00 overspend, successes within 2% of allowed)"
+    )
 
 
 if __name__ == "__main__":

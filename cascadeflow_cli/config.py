@@ -129,7 +129,9 @@ def user_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
-def find_config(explicit: Path | None = None, env: Mapping[str, str] = os.environ) -> tuple[Path | None, bool]:
+def find_config(
+    explicit: Path | None = None, env: Mapping[str, str] = os.environ
+) -> tuple[Path | None, bool]:
     """Where the config is: ``(path, must_exist)``. Order: flag, $CASCADE_CONFIG,
     ./cascadeflow.toml, the user config dir. An explicitly named file must exist;
     the implicit places are optional (``path`` is None when none of them has one)."""
@@ -194,12 +196,20 @@ class _Parser:
             raise self.fail(key, "must be a table")
         for name in raw:
             if name not in allowed:
-                raise self.fail(f"{key}.{name}" if key else name,
-                                f"unknown key (allowed: {', '.join(allowed)})")
+                raise self.fail(
+                    f"{key}.{name}" if key else name, f"unknown key (allowed: {', '.join(allowed)})"
+                )
         return raw
 
-    def typed(self, raw: Mapping[str, Any], section: str, name: str, check: Callable[[Any], bool],
-              expected: str, default: Any = None) -> Any:
+    def typed(
+        self,
+        raw: Mapping[str, Any],
+        section: str,
+        name: str,
+        check: Callable[[Any], bool],
+        expected: str,
+        default: Any = None,
+    ) -> Any:
         if name not in raw:
             return default
         value = raw[name]
@@ -207,19 +217,43 @@ class _Parser:
             raise self.fail(f"{section}.{name}" if section else name, f"must be {expected}, got {value!r}")
         return value
 
-    def string(self, raw: Mapping[str, Any], section: str, name: str, default: str | None = None) -> str | None:
-        return self.typed(raw, section, name, lambda v: isinstance(v, str) and v.strip() != "",
-                          "a non-empty string", default)
+    def string(
+        self, raw: Mapping[str, Any], section: str, name: str, default: str | None = None
+    ) -> str | None:
+        return self.typed(
+            raw,
+            section,
+            name,
+            lambda v: isinstance(v, str) and v.strip() != "",
+            "a non-empty string",
+            default,
+        )
 
-    def number(self, raw: Mapping[str, Any], section: str, name: str, *, minimum: float = 0.0,
-               maximum: float = math.inf, default: float | None = None) -> float | None:
+    def number(
+        self,
+        raw: Mapping[str, Any],
+        section: str,
+        name: str,
+        *,
+        minimum: float = 0.0,
+        maximum: float = math.inf,
+        default: float | None = None,
+    ) -> float | None:
         value = self.typed(
-            raw, section, name,
-            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            and minimum <= v <= maximum,
-            f"a number between {minimum:g} and {maximum:g}" if maximum != math.inf
+            raw,
+            section,
+            name,
+            lambda v: (
+                isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and minimum <= v <= maximum
+            ),
+            f"a number between {minimum:g} and {maximum:g}"
+            if maximum != math.inf
             else f"a number >= {minimum:g}",
-            default)
+            default,
+        )
         return None if value is None else float(value)
 
     def price(self, raw: Mapping[str, Any], section: str, name: str) -> Decimal | None:
@@ -228,10 +262,13 @@ class _Parser:
         return None if value is None else Decimal(str(raw[name]))
 
     def names(self, raw: Mapping[str, Any], section: str, name: str) -> tuple[str, ...] | None:
-        value = self.typed(raw, section, name,
-                           lambda v: isinstance(v, list) and len(v) >= 1
-                           and all(isinstance(x, str) and x for x in v),
-                           "a non-empty list of model names")
+        value = self.typed(
+            raw,
+            section,
+            name,
+            lambda v: isinstance(v, list) and len(v) >= 1 and all(isinstance(x, str) and x for x in v),
+            "a non-empty list of model names",
+        )
         return None if value is None else tuple(value)
 
     def config(self, raw: dict[str, Any]) -> AppConfig:
@@ -255,9 +292,20 @@ class _Parser:
             return dict(DEFAULT_MODELS)
         if not isinstance(raw, list) or not raw:
             raise self.fail("models", "must be a non-empty array of [[models]] tables")
-        allowed = ("name", "model", "api_base", "api_key_env", "input_cost_per_million",
-                   "output_cost_per_million", "cached_input_cost_per_million", "timeout",
-                   "max_retries", "retry_delay", "max_output_tokens", "client")
+        allowed = (
+            "name",
+            "model",
+            "api_base",
+            "api_key_env",
+            "input_cost_per_million",
+            "output_cost_per_million",
+            "cached_input_cost_per_million",
+            "timeout",
+            "max_retries",
+            "retry_delay",
+            "max_output_tokens",
+            "client",
+        )
         result: dict[str, ModelConfig] = {}
         for i, entry in enumerate(raw):
             sec = f"models[{i}]"
@@ -290,7 +338,9 @@ class _Parser:
             has_in = result[name].input_cost_per_million is not None
             has_out = result[name].output_cost_per_million is not None
             if has_in != has_out:
-                raise self.fail(sec, "set both input_cost_per_million and output_cost_per_million, or neither")
+                raise self.fail(
+                    sec, "set both input_cost_per_million and output_cost_per_million, or neither"
+                )
         return result
 
     def cascade(self, raw: Any) -> CascadeConfig:
@@ -321,14 +371,27 @@ class _Parser:
         return LedgerConfig(
             path=resolved,
             timezone=tz,
-            store_prompts=self.typed(raw, sec, "store_prompts", lambda v: isinstance(v, bool),
-                                     "true or false", True),
+            store_prompts=self.typed(
+                raw, sec, "store_prompts", lambda v: isinstance(v, bool), "true or false", True
+            ),
         )
 
     def budgets(self, raw: Any) -> BudgetsConfig:
         sec = "budgets"
-        self.table(raw, sec, ("mode", "warn_at", "degrade_at", "block_at", "degraded_models", "default",
-                              "fallback_input_cost_per_million", "fallback_output_cost_per_million"))
+        self.table(
+            raw,
+            sec,
+            (
+                "mode",
+                "warn_at",
+                "degrade_at",
+                "block_at",
+                "degraded_models",
+                "default",
+                "fallback_input_cost_per_million",
+                "fallback_output_cost_per_million",
+            ),
+        )
         mode = self.string(raw, sec, "mode", "warn")
         if mode not in ENFORCEMENT_MODES:
             raise self.fail(f"{sec}.mode", f"must be one of {', '.join(ENFORCEMENT_MODES)}")
@@ -389,20 +452,34 @@ def check_timezone(name: str, fail: Callable[[str], Exception]) -> None:
 # (comment, table header, flat values): tomli-w writes each body; headers are ours so
 # that [[models]] stays an array of tables rather than an inline array.
 _STARTER_SECTIONS: list[tuple[str, str, dict[str, Any]]] = [
-    ("# Where the ledger lives and how days are counted (IANA time zone for budget windows).",
-     "[ledger]", {"timezone": "UTC", "store_prompts": True}),
-    ("# Models, cheapest first. `model` is a litellm model id; `api_base` points at any\n"
-     "# OpenAI-compatible server (Ollama, vLLM, llama.cpp). Prices come from litellm's\n"
-     "# bundled price map unless you set input/output_cost_per_million (USD).",
-     "[[models]]", {"name": "mini", "model": "openai/gpt-4o-mini", "api_key_env": "OPENAI_API_KEY",
-                    "timeout": 60}),
-    ("", "[[models]]", {"name": "big", "model": "openai/gpt-4o", "api_key_env": "OPENAI_API_KEY",
-                        "timeout": 60}),
-    ("# The cascade: draft with the first model, escalate while the quality score is\n"
-     "# below the threshold (presets: fast | balanced | strict).",
-     "[cascade]", {"models": ["mini", "big"], "quality_preset": "balanced", "max_tokens": 1024}),
-    ("# Budget enforcement: warn | degrade | block, at these fractions of a limit.",
-     "[budgets]", {"mode": "warn", "warn_at": 0.8, "degrade_at": 0.9, "block_at": 1.0}),
+    (
+        "# Where the ledger lives and how days are counted (IANA time zone for budget windows).",
+        "[ledger]",
+        {"timezone": "UTC", "store_prompts": True},
+    ),
+    (
+        "# Models, cheapest first. `model` is a litellm model id; `api_base` points at any\n"
+        "# OpenAI-compatible server (Ollama, vLLM, llama.cpp). Prices come from litellm's\n"
+        "# bundled price map unless you set input/output_cost_per_million (USD).",
+        "[[models]]",
+        {"name": "mini", "model": "openai/gpt-4o-mini", "api_key_env": "OPENAI_API_KEY", "timeout": 60},
+    ),
+    (
+        "",
+        "[[models]]",
+        {"name": "big", "model": "openai/gpt-4o", "api_key_env": "OPENAI_API_KEY", "timeout": 60},
+    ),
+    (
+        "# The cascade: draft with the first model, escalate while the quality score is\n"
+        "# below the threshold (presets: fast | balanced | strict).",
+        "[cascade]",
+        {"models": ["mini", "big"], "quality_preset": "balanced", "max_tokens": 1024},
+    ),
+    (
+        "# Budget enforcement: warn | degrade | block, at these fractions of a limit.",
+        "[budgets]",
+        {"mode": "warn", "warn_at": 0.8, "degrade_at": 0.9, "block_at": 1.0},
+    ),
 ]
 
 

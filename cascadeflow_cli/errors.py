@@ -47,8 +47,9 @@ class ProviderError(CascadeError):
     exit_code = 2
     retryable = False
 
-    def __init__(self, message: str, *, model: str = "", status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, model: str = "", status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.model = model
         self.status = status

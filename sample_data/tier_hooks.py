@@ -39,5 +39,7 @@ def check(ctx) -> tuple[str, str | None]:
 
 def warn(ctx) -> None:
     """Called once per window when a user crosses the warning threshold."""
-    print(f"[tier_hooks] {ctx.user_id} has used {ctx.budget_pct_used:.0%} of their {ctx.window} budget",
-          file=sys.stderr)
+    print(
+        f"[tier_hooks] {ctx.user_id} has used {ctx.budget_pct_used:.0%} of their {ctx.window} budget",
+        file=sys.stderr,
+    )

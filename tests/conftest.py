@@ -41,8 +41,15 @@ def server() -> Iterator[ReplayServer]:
         srv.stop()
 
 
-def config_text(base_url: str, *, extra_models: str = "", extra: str = "",
-                chain: str = '["mini", "big"]', mini_extra: str = "", big_extra: str = "") -> str:
+def config_text(
+    base_url: str,
+    *,
+    extra_models: str = "",
+    extra: str = "",
+    chain: str = '["mini", "big"]',
+    mini_extra: str = "",
+    big_extra: str = "",
+) -> str:
     return f"""
 [[models]]
 name = "mini"
@@ -106,14 +113,25 @@ class CliRunner:
         return env
 
     def popen(self, *args: str, **extra_env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "cascadeflow_cli", *args], cwd=self.cwd,
-                                env=self.env(**extra_env), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "cascadeflow_cli", *args],
+            cwd=self.cwd,
+            env=self.env(**extra_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def __call__(self, *args: str, input: str | None = None, **extra_env: str) -> Run:
-        proc = subprocess.run([sys.executable, "-m", "cascadeflow_cli", *args], cwd=self.cwd,
-                              env=self.env(**extra_env), capture_output=True, text=True,
-                              input=input, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "cascadeflow_cli", *args],
+            cwd=self.cwd,
+            env=self.env(**extra_env),
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=120,
+        )
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
 

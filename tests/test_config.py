@@ -64,25 +64,34 @@ def test_valid_config_parses() -> None:
     assert config.hooks["on_budget_check"] == "my_tiers:check"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[cascade\nmodels = 1", "invalid TOML.*line 1"),
-    ("[ledger]\npth = 'x'", r"ledger\.pth: unknown key"),
-    ("colour = 1", "colour: unknown key"),
-    ("[[models]]\nname='a'\nmodel='openai/x'\ninput_cost_per_million=-1\noutput_cost_per_million=1",
-     r"models\.a\.input_cost_per_million: must be a number >= 0"),
-    ("[[models]]\nname='a'\nmodel='openai/x'\n[cascade]\nmodels=['a','ghost']",
-     r"cascade\.models: names undefined model 'ghost'"),
-    ("[[models]]\nname='a'\nmodel='openai/x'\n[cascade]\nmodels=['a']\n[domains]\ncode=['b']",
-     r"domains\.code: names undefined"),
-    ("[ledger]\ntimezone='Mars/Olympus'", "unknown IANA time zone"),
-    ("[budgets]\nmode='sometimes'", r"budgets\.mode: must be one of"),
-    ("[budgets]\nwarn_at=0.95\ndegrade_at=0.9", "warn_at <= degrade_at <= block_at"),
-    ("[[models]]\nname='a'\nmodel='openai/x'\ninput_cost_per_million=1", "set both"),
-    ("[[models]]\nmodel='openai/x'", "needs both 'name' and 'model'"),
-    ("[[models]]\nname='a'\nmodel='x'\n[[models]]\nname='a'\nmodel='y'", "defined twice"),
-    ("[cascade]\nquality_threshold=1.5", r"quality_threshold: must be a number between 0 and 1"),
-    ("[[models]]\nname='a'\nmodel='openai/x'\ntimeout=nan", "timeout: must be"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[cascade\nmodels = 1", "invalid TOML.*line 1"),
+        ("[ledger]\npth = 'x'", r"ledger\.pth: unknown key"),
+        ("colour = 1", "colour: unknown key"),
+        (
+            "[[models]]\nname='a'\nmodel='openai/x'\ninput_cost_per_million=-1\noutput_cost_per_million=1",
+            r"models\.a\.input_cost_per_million: must be a number >= 0",
+        ),
+        (
+            "[[models]]\nname='a'\nmodel='openai/x'\n[cascade]\nmodels=['a','ghost']",
+            r"cascade\.models: names undefined model 'ghost'",
+        ),
+        (
+            "[[models]]\nname='a'\nmodel='openai/x'\n[cascade]\nmodels=['a']\n[domains]\ncode=['b']",
+            r"domains\.code: names undefined",
+        ),
+        ("[ledger]\ntimezone='Mars/Olympus'", "unknown IANA time zone"),
+        ("[budgets]\nmode='sometimes'", r"budgets\.mode: must be one of"),
+        ("[budgets]\nwarn_at=0.95\ndegrade_at=0.9", "warn_at <= degrade_at <= block_at"),
+        ("[[models]]\nname='a'\nmodel='openai/x'\ninput_cost_per_million=1", "set both"),
+        ("[[models]]\nmodel='openai/x'", "needs both 'name' and 'model'"),
+        ("[[models]]\nname='a'\nmodel='x'\n[[models]]\nname='a'\nmodel='y'", "defined twice"),
+        ("[cascade]\nquality_threshold=1.5", r"quality_threshold: must be a number between 0 and 1"),
+        ("[[models]]\nname='a'\nmodel='openai/x'\ntimeout=nan", "timeout: must be"),
+    ],
+)
 def test_invalid_config_names_the_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "cascadeflow.toml"
     path.write_text(text)
@@ -102,7 +111,10 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     local.write_text("")
     assert find_config(None, {})[0] == local
     assert find_config(None, {"CASCADE_CONFIG": "/x/env.toml"}) == (Path("/x/env.toml"), True)
-    assert find_config(Path("/x/flag.toml"), {"CASCADE_CONFIG": "/x/env.toml"}) == (Path("/x/flag.toml"), True)
+    assert find_config(Path("/x/flag.toml"), {"CASCADE_CONFIG": "/x/env.toml"}) == (
+        Path("/x/flag.toml"),
+        True,
+    )
 
 
 def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:

@@ -12,12 +12,20 @@ from cascadeflow_cli.cli.context import default_user, is_terminal, state, stderr
 
 def ask(
     query: Annotated[str, typer.Argument(help="The question. Use - to read it from stdin.")],
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Who is asking (budgets, ledger). "
-                                              "Default: $CASCADE_USER or 'default'.")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user", "-u", help="Who is asking (budgets, ledger). Default: $CASCADE_USER or 'default'."
+        ),
+    ] = None,
     domain: Annotated[str | None, typer.Option("--domain", help="Route with this domain's chain.")] = None,
-    models: Annotated[str | None, typer.Option("--models", help="Comma-separated chain, cheapest first.")] = None,
+    models: Annotated[
+        str | None, typer.Option("--models", help="Comma-separated chain, cheapest first.")
+    ] = None,
     system: Annotated[str | None, typer.Option("--system", help="System prompt.")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Output token limit per call.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Output token limit per call.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Answer QUERY with the cheapest model that is good enough."""
@@ -32,8 +40,14 @@ def ask(
     cascade = Cascade(ctx.config, ctx.ledger())
     chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
     err = stderr_console()
-    run = lambda: cascade.run(query, user or default_user(), domain=domain, models=chain,  # noqa: E731
-                              system=system, max_tokens=max_tokens)
+    run = lambda: cascade.run(
+        query,
+        user or default_user(),
+        domain=domain,
+        models=chain,
+        system=system,
+        max_tokens=max_tokens,
+    )
     if is_terminal() and not as_json:
         with err.status("thinking…", spinner="dots"):
             result = run()

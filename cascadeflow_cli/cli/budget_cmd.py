@@ -10,14 +10,18 @@ import typer
 
 from cascadeflow_cli.cli.context import state, stderr_console, stdout_console
 
-budget_app = typer.Typer(help="Per-user budgets: daily, weekly, monthly and total limits in USD.",
-                         no_args_is_help=True)
+budget_app = typer.Typer(
+    help="Per-user budgets: daily, weekly, monthly and total limits in USD.", no_args_is_help=True
+)
+
 
 @budget_app.command("set")
 def set_(
     user: Annotated[str, typer.Argument(help="The user.")],
     daily: Annotated[str | None, typer.Option("--daily", help="Limit per calendar day, USD.")] = None,
-    weekly: Annotated[str | None, typer.Option("--weekly", help="Limit per ISO week (from Monday), USD.")] = None,
+    weekly: Annotated[
+        str | None, typer.Option("--weekly", help="Limit per ISO week (from Monday), USD.")
+    ] = None,
     monthly: Annotated[str | None, typer.Option("--monthly", help="Limit per calendar month, USD.")] = None,
     total: Annotated[str | None, typer.Option("--total", help="Limit over all time, USD.")] = None,
 ) -> None:
@@ -59,8 +63,9 @@ def show(
         sys.stdout.write(json.dumps(status.to_json(), indent=2) + "\n")
         return
     if status.budget is None:
-        sys.stderr.write(f"{user} has no budget (and there is no [budgets.default]): "
-                         "requests are allowed and recorded\n")
+        sys.stderr.write(
+            f"{user} has no budget (and there is no [budgets.default]): requests are allowed and recorded\n"
+        )
         return
     stdout_console().print(budget_table(status))
     if status.next.message:
@@ -79,7 +84,8 @@ def list_(
     rows = list_budgets(state().ledger())
     data: list[dict[str, Any]] = [
         {"user": user, **{w: float(v) if (v := getattr(b, w)) is not None else None for w in WINDOWS}}
-        for user, b in rows]
+        for user, b in rows
+    ]
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
@@ -87,8 +93,9 @@ def list_(
         sys.stderr.write("no budgets set (`cascade budget set USER --daily 5`)\n")
         return
     body = [[d["user"], *("-" if d[w] is None else f"${d[w]:,.2f}" for w in WINDOWS)] for d in data]
-    stdout_console().print(fitted_table([("user", "left")] + [(w, "right") for w in WINDOWS], body,
-                                        flexible="user"))
+    stdout_console().print(
+        fitted_table([("user", "left")] + [(w, "right") for w in WINDOWS], body, flexible="user")
+    )
 
 
 @budget_app.command("rm")

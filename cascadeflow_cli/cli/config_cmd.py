@@ -22,8 +22,9 @@ def path() -> None:
     found, _ = find_config(state().config_path)
     if found is None:
         sys.stdout.write(f"{user_config_path()}\n")
-        sys.stderr.write("(no config file yet: built-in defaults are in use; "
-                         "`cascade config init` creates one there)\n")
+        sys.stderr.write(
+            "(no config file yet: built-in defaults are in use; `cascade config init` creates one there)\n"
+        )
     else:
         sys.stdout.write(f"{found}\n")
 
@@ -49,8 +50,10 @@ def show(
 
 @config_app.command("init")
 def init(
-    path: Annotated[Path | None, typer.Option("--path", help="Where to write it "
-                                               "(default: --config, else the user config dir).")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Option("--path", help="Where to write it (default: --config, else the user config dir)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter cascadeflow.toml."""

@@ -71,6 +71,9 @@ def demo(
     console = stdout_console()
     console.print(demo_table(results))
     console.print(demo_totals([r for _, r in results], STRONG))
-    err.print(f"The answers are recorded (written for this demo), replayed by a local server on "
-              f"{server.base_url}; prices are {CHEAP} and {STRONG} list prices from litellm's "
-              f"price map. Ledger: {db_path}  (try: cascade logs --db {db_path})", style="dim")
+    err.print(
+        f"The answers are recorded (written for this demo), replayed by a local server on "
+        f"{server.base_url}; prices are {CHEAP} and {STRONG} list prices from litellm's "
+        f"price map. Ledger: {db_path}  (try: cascade logs --db {db_path})",
+        style="dim",
+    )

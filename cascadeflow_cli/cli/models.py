@@ -23,23 +23,37 @@ def models(
     config = state().config
     rows: list[dict[str, Any]] = []
     for m in config.models.values():
-        row: dict[str, Any] = {"name": m.name, "model": m.model, "provider": infer_provider(m),
-                               "client": "openai-compatible" if uses_fast_path(m) else "litellm",
-                               "api_base": m.api_base}
+        row: dict[str, Any] = {
+            "name": m.name,
+            "model": m.model,
+            "provider": infer_provider(m),
+            "client": "openai-compatible" if uses_fast_path(m) else "litellm",
+            "api_base": m.api_base,
+        }
         try:
             price = lookup_price(m)
-            row.update(input_cost_per_million=float(price.input_per_million),
-                       output_cost_per_million=float(price.output_per_million),
-                       cached_input_cost_per_million=float(price.cached_input_per_million)
-                       if price.cached_input_per_million is not None else None,
-                       price_source=price.source, max_output_tokens=price.max_output_tokens)
+            row.update(
+                input_cost_per_million=float(price.input_per_million),
+                output_cost_per_million=float(price.output_per_million),
+                cached_input_cost_per_million=float(price.cached_input_per_million)
+                if price.cached_input_per_million is not None
+                else None,
+                price_source=price.source,
+                max_output_tokens=price.max_output_tokens,
+            )
         except PricingError:
-            row.update(input_cost_per_million=None, output_cost_per_million=None,
-                       cached_input_cost_per_million=None, price_source="unknown",
-                       max_output_tokens=m.max_output_tokens)
+            row.update(
+                input_cost_per_million=None,
+                output_cost_per_million=None,
+                cached_input_cost_per_million=None,
+                price_source="unknown",
+                max_output_tokens=m.max_output_tokens,
+            )
         rows.append(row)
-    chains = {"cascade": list(config.cascade.models),
-              "domains": {d: list(c) for d, c in config.domains.items()}}
+    chains = {
+        "cascade": list(config.cascade.models),
+        "domains": {d: list(c) for d, c in config.domains.items()},
+    }
     if config.budgets.degraded_models:
         chains["degraded"] = list(config.budgets.degraded_models)
     if as_json:
@@ -47,5 +61,7 @@ def models(
         return
     stdout_console().print(models_table(rows, chains))
     if any(r["price_source"] == "unknown" for r in rows):
-        sys.stderr.write("models with an unknown price cannot be used until you set "
-                         "input_cost_per_million and output_cost_per_million for them\n")
+        sys.stderr.write(
+            "models with an unknown price cannot be used until you set "
+            "input_cost_per_million and output_cost_per_million for them\n"
+        )

@@ -33,8 +33,12 @@ def savings_text(savings_nusd: int, baseline_nusd: int) -> str:
 
 def ask_summary(result: CascadeResult) -> Text:
     """`mini · draft accepted · $0.000120 · saved $0.001900 (94%) vs big alone`."""
-    parts = [result.model, verdict(result), format_usd(result.cost_nusd),
-             savings_text(result.savings_nusd, result.verifier_only_cost_nusd)]
+    parts = [
+        result.model,
+        verdict(result),
+        format_usd(result.cost_nusd),
+        savings_text(result.savings_nusd, result.verifier_only_cost_nusd),
+    ]
     if result.quality_score is not None:
         parts.insert(2, f"quality {result.quality_score:.2f}")
     if result.enforcement_message:
@@ -48,8 +52,9 @@ def _local(ts: str, timezone: str) -> str:
     return parse_ts(ts).astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
-def fitted_table(headers: list[tuple[str, str]], rows: list[list[Any]], flexible: str = "query",
-                 caption: str | None = None) -> Table:
+def fitted_table(
+    headers: list[tuple[str, str]], rows: list[list[Any]], flexible: str = "query", caption: str | None = None
+) -> Table:
     """A compact table whose fixed columns keep their full width; only the ``flexible``
     column gives way (with an ellipsis) on a narrow screen."""
     from rich import box
@@ -76,12 +81,26 @@ def logs_table(rows: Iterable[Mapping[str, Any]], timezone: str) -> Table:
             path = Text("escalated", style="yellow")
         else:
             path = Text("single")
-        body.append([_local(r["ts"], timezone), r["user"], r["model"] or "-", path,
-                     format_usd(r["cost_nusd"]),
-                     format_usd(r["savings_nusd"] or 0) if r["status"] == "ok" else "-",
-                     Text(" ".join((r["query"] or "(not stored)").split()))])
-    headers = [("time", "left"), ("user", "left"), ("model", "left"), ("path", "left"),
-               ("cost", "right"), ("saved", "right"), ("query", "left")]
+        body.append(
+            [
+                _local(r["ts"], timezone),
+                r["user"],
+                r["model"] or "-",
+                path,
+                format_usd(r["cost_nusd"]),
+                format_usd(r["savings_nusd"] or 0) if r["status"] == "ok" else "-",
+                Text(" ".join((r["query"] or "(not stored)").split())),
+            ]
+        )
+    headers = [
+        ("time", "left"),
+        ("user", "left"),
+        ("model", "left"),
+        ("path", "left"),
+        ("cost", "right"),
+        ("saved", "right"),
+        ("query", "left"),
+    ]
     return fitted_table(headers, body)
 
 
@@ -96,15 +115,32 @@ def models_table(rows: list[dict[str, Any]], chains: Mapping[str, Any]) -> Table
     if chains.get("degraded"):
         caption += "   degraded: " + " → ".join(chains["degraded"])
     table = Table(caption=caption)
-    for name, justify in (("name", "left"), ("model", "left"), ("provider", "left"), ("client", "left"),
-                          ("in $/M", "right"), ("out $/M", "right"), ("cached $/M", "right"),
-                          ("price from", "left")):
+    for name, justify in (
+        ("name", "left"),
+        ("model", "left"),
+        ("provider", "left"),
+        ("client", "left"),
+        ("in $/M", "right"),
+        ("out $/M", "right"),
+        ("cached $/M", "right"),
+        ("price from", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         source = Text(r["price_source"], style="red" if r["price_source"] == "unknown" else "")
-        cached = "-" if r["cached_input_cost_per_million"] is None else _price(r["cached_input_cost_per_million"])
-        table.add_row(r["name"], r["model"], r["provider"], r["client"], _price(r["input_cost_per_million"]),
-                      _price(r["output_cost_per_million"]), cached, source)
+        cached = (
+            "-" if r["cached_input_cost_per_million"] is None else _price(r["cached_input_cost_per_million"])
+        )
+        table.add_row(
+            r["name"],
+            r["model"],
+            r["provider"],
+            r["client"],
+            _price(r["input_cost_per_million"]),
+            _price(r["output_cost_per_million"]),
+            cached,
+            source,
+        )
     return table
 
 
@@ -115,14 +151,31 @@ def demo_table(results: list[tuple[dict[str, Any], CascadeResult]]) -> Table:
             by, why = Text(r.model, style="green"), f"draft ok {r.quality_score:.2f}"
         else:
             draft_call = r.calls[0]
-            reason = ", ".join(x.split(":")[0] for x in draft_call.quality_reasons) or (
-                draft_call.error and "call failed") or "low score"
+            reason = (
+                ", ".join(x.split(":")[0] for x in draft_call.quality_reasons)
+                or (draft_call.error and "call failed")
+                or "low score"
+            )
             score = f"{draft_call.quality_score:.2f}" if draft_call.quality_score is not None else "-"
             by, why = Text(r.model, style="yellow"), f"{reason} {score}"
-        body.append([str(i), row.get("domain") or "-", by, why, format_usd(r.cost_nusd),
-                     Text(" ".join(row["query"].split()))])
-    headers = [("#", "right"), ("domain", "left"), ("model", "left"), ("why", "left"),
-               ("cost", "right"), ("query", "left")]
+        body.append(
+            [
+                str(i),
+                row.get("domain") or "-",
+                by,
+                why,
+                format_usd(r.cost_nusd),
+                Text(" ".join(row["query"].split())),
+            ]
+        )
+    headers = [
+        ("#", "right"),
+        ("domain", "left"),
+        ("model", "left"),
+        ("why", "left"),
+        ("cost", "right"),
+        ("query", "left"),
+    ]
     return fitted_table(headers, body)
 
 
@@ -133,7 +186,8 @@ def demo_totals(results: list[CascadeResult], strong: str) -> Text:
     return Text(
         f"{len(results)} queries: {accepted} answered by the cheap draft, {len(results) - accepted} "
         f"escalated. Cascade cost {format_usd(cost)}; {strong} alone {format_usd(baseline)}; "
-        + savings_text(baseline - cost, baseline).split(" vs ")[0] + ".",
+        + savings_text(baseline - cost, baseline).split(" vs ")[0]
+        + ".",
         style="bold",
     )
 
@@ -148,12 +202,27 @@ def budget_table(status: Any) -> Table:
         pct = s.fraction()
         style = "red" if pct >= 1 else "yellow" if pct >= 0.8 else "green"
         resets = s.resets_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if s.resets_at else "never"
-        body.append([s.window, format_usd(s.limit_nusd), format_usd(s.spent_nusd),
-                     format_usd(s.reserved_nusd) if s.reserved_nusd else "-",
-                     format_usd(max(s.limit_nusd - s.used_nusd, 0)), Text(f"{pct:.0%}", style=style),
-                     resets])
-    headers = [("window", "left"), ("limit", "right"), ("spent", "right"), ("in flight", "right"),
-               ("remaining", "right"), ("used", "right"), ("resets", "left")]
-    caption = (f"{status.user} ({status.source} budget, mode {status.mode}): "
-               f"next request → {status.next.action}")
+        body.append(
+            [
+                s.window,
+                format_usd(s.limit_nusd),
+                format_usd(s.spent_nusd),
+                format_usd(s.reserved_nusd) if s.reserved_nusd else "-",
+                format_usd(max(s.limit_nusd - s.used_nusd, 0)),
+                Text(f"{pct:.0%}", style=style),
+                resets,
+            ]
+        )
+    headers = [
+        ("window", "left"),
+        ("limit", "right"),
+        ("spent", "right"),
+        ("in flight", "right"),
+        ("remaining", "right"),
+        ("used", "right"),
+        ("resets", "left"),
+    ]
+    caption = (
+        f"{status.user} ({status.source} budget, mode {status.mode}): next request → {status.next.action}"
+    )
     return fitted_table(headers, body, flexible="resets", caption=caption)

@@ -49,11 +49,17 @@ class CallResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model": self.model, "role": self.role, "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens, "cost": usd(self.cost_nusd),
-            "latency_ms": round(self.latency_ms, 1), "quality_score": self.quality_score,
-            "accepted": self.accepted, "quality_reasons": list(self.quality_reasons),
-            "status": self.status, "error": self.error,
+            "model": self.model,
+            "role": self.role,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost": usd(self.cost_nusd),
+            "latency_ms": round(self.latency_ms, 1),
+            "quality_score": self.quality_score,
+            "accepted": self.accepted,
+            "quality_reasons": list(self.quality_reasons),
+            "status": self.status,
+            "error": self.error,
         }
 
 
@@ -86,13 +92,21 @@ class CascadeResult:
     def to_json(self) -> dict[str, Any]:
         """The `cascade ask --json` object of CLI.md."""
         return {
-            "request_id": self.request_id, "user": self.user, "domain": self.domain,
-            "domain_confidence": self.domain_confidence, "answer": self.answer,
-            "model": self.model, "draft_model": self.draft_model,
-            "draft_accepted": self.draft_accepted, "escalated": self.escalated,
-            "quality_score": self.quality_score, "quality_reasons": list(self.quality_reasons),
-            "cost": usd(self.cost_nusd), "verifier_only_cost": usd(self.verifier_only_cost_nusd),
-            "savings": usd(self.savings_nusd), "enforcement": self.enforcement,
+            "request_id": self.request_id,
+            "user": self.user,
+            "domain": self.domain,
+            "domain_confidence": self.domain_confidence,
+            "answer": self.answer,
+            "model": self.model,
+            "draft_model": self.draft_model,
+            "draft_accepted": self.draft_accepted,
+            "escalated": self.escalated,
+            "quality_score": self.quality_score,
+            "quality_reasons": list(self.quality_reasons),
+            "cost": usd(self.cost_nusd),
+            "verifier_only_cost": usd(self.verifier_only_cost_nusd),
+            "savings": usd(self.savings_nusd),
+            "enforcement": self.enforcement,
             "enforcement_message": self.enforcement_message,
             "latency_ms": round(self.latency_ms, 1),
             "calls": [c.to_json() for c in self.calls],
@@ -118,11 +132,17 @@ class _Attempt:
 class Cascade:
     """Runs queries through a chain of models and records them in the ledger."""
 
-    def __init__(self, config: AppConfig, ledger: Ledger | None, *, clock: Clock | None = None,
-                 validator: QualityValidator | None = None,
-                 provider_lookup: Callable[[ModelConfig], Provider] = provider_for,
-                 sleep: Callable[[float], None] = time.sleep,
-                 gate: BudgetGate | bool | None = True) -> None:
+    def __init__(
+        self,
+        config: AppConfig,
+        ledger: Ledger | None,
+        *,
+        clock: Clock | None = None,
+        validator: QualityValidator | None = None,
+        provider_lookup: Callable[[ModelConfig], Provider] = provider_for,
+        sleep: Callable[[float], None] = time.sleep,
+        gate: BudgetGate | bool | None = True,
+    ) -> None:
         """``gate``: True builds the budget gate over ``ledger`` (the default), False or
         None runs without budgets, or pass your own BudgetGate."""
         self.config = config
@@ -131,13 +151,15 @@ class Cascade:
             gate = BudgetGate(ledger, config) if ledger is not None else None
         self.gate: BudgetGate | None = gate or None
         self.clock = clock or SystemClock()
-        self.validator = validator or QualityValidator(config.cascade.quality_preset,
-                                                       config.cascade.quality_threshold)
+        self.validator = validator or QualityValidator(
+            config.cascade.quality_preset, config.cascade.quality_threshold
+        )
         self.provider_lookup = provider_lookup
         self.sleep = sleep
 
-    def resolve_chain(self, models: Sequence[str] | None = None, domain: str | None = None
-                      ) -> list[ModelConfig]:
+    def resolve_chain(
+        self, models: Sequence[str] | None = None, domain: str | None = None
+    ) -> list[ModelConfig]:
         if models:
             return self.config.chain(list(models))
         if domain and domain in self.config.domains:
@@ -162,8 +184,9 @@ class Cascade:
             total += cost_nanos(price, Usage(prompt, min(max_tokens, price.max_output_tokens or max_tokens)))
         return total
 
-    def degraded_chain(self, names: Sequence[str], messages: list[dict[str, str]], max_tokens: int
-                       ) -> list[str] | None:
+    def degraded_chain(
+        self, names: Sequence[str], messages: list[dict[str, str]], max_tokens: int
+    ) -> list[str] | None:
         """The cheaper chain for degrade mode: the configured one, else this chain
         without its most expensive model; None unless it is cheaper by price (its dearest
         model is cheaper than this chain's dearest, and so is its worst case)."""
@@ -175,18 +198,26 @@ class Cascade:
         def dearest(chain: Sequence[str]) -> int:
             return max(self.worst_case_nusd([n], messages, max_tokens) for n in chain)
 
-        cheaper = (dearest(candidate) < dearest(names)
-                   and self.worst_case_nusd(candidate, messages, max_tokens)
-                   < self.worst_case_nusd(names, messages, max_tokens))
+        cheaper = dearest(candidate) < dearest(names) and self.worst_case_nusd(
+            candidate, messages, max_tokens
+        ) < self.worst_case_nusd(names, messages, max_tokens)
         return candidate if cheaper else None
 
     def _reservation_ttl(self, chain: Sequence[ModelConfig]) -> float:
         per_model = (m.timeout * (m.max_retries + 1) + MAX_BACKOFF_S * m.max_retries for m in chain)
         return sum(per_model) + 60.0
 
-    def run(self, query: str, user: str = DEFAULT_USER, *, domain: str | None = None,
-            models: Sequence[str] | None = None, system: str | None = None,
-            max_tokens: int | None = None, external_id: str | None = None) -> CascadeResult:
+    def run(
+        self,
+        query: str,
+        user: str = DEFAULT_USER,
+        *,
+        domain: str | None = None,
+        models: Sequence[str] | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        external_id: str | None = None,
+    ) -> CascadeResult:
         if not query.strip():
             raise InputError("the query is empty")
         if not user.strip():
@@ -204,14 +235,27 @@ class Cascade:
         if self.gate is not None:
             names = [m.name for m in chain]
             decision = self.gate.reserve(
-                user, request_id, names,
+                user,
+                request_id,
+                names,
                 estimate=lambda n: self.worst_case_nusd(n, messages, wanted_tokens),
                 degraded=lambda n: self.degraded_chain(n, messages, wanted_tokens),
-                ttl_s=self._reservation_ttl(chain))
+                ttl_s=self._reservation_ttl(chain),
+            )
             if decision.action == "block":
-                self._record(request_id, started_at, started, user, query, domain, [],
-                             status="blocked", error=decision.message, decision=decision,
-                             external_id=external_id)
+                self._record(
+                    request_id,
+                    started_at,
+                    started,
+                    user,
+                    query,
+                    domain,
+                    [],
+                    status="blocked",
+                    error=decision.message,
+                    decision=decision,
+                    external_id=external_id,
+                )
                 raise BudgetBlockedError(decision.message or f"{user}: blocked by budget")
             chain = self.config.chain(decision.models)
         prices = [self.price(m) for m in chain]
@@ -223,8 +267,9 @@ class Cascade:
                 attempt = _Attempt(model, "draft" if not last else "verifier", price)
                 attempts.append(attempt)
                 try:
-                    attempt.completion = complete(self.provider_lookup(model), model,
-                                                  ChatRequest(messages, tokens), sleep=self.sleep)
+                    attempt.completion = complete(
+                        self.provider_lookup(model), model, ChatRequest(messages, tokens), sleep=self.sleep
+                    )
                 except ProviderError as exc:
                     attempt.error = exc
                     if last:
@@ -232,28 +277,64 @@ class Cascade:
                     continue  # a failed draft escalates
                 self._price(attempt, messages)
                 attempt.quality = self.validator.validate(
-                    query, attempt.completion.text, finish_reason=attempt.completion.finish_reason,
-                    domain=domain)
+                    query,
+                    attempt.completion.text,
+                    finish_reason=attempt.completion.finish_reason,
+                    domain=domain,
+                )
                 attempt.accepted = last or attempt.quality.passed
                 if attempt.accepted:
                     break
         except KeyboardInterrupt:
             # Calls that finished were paid for: keep them, marked interrupted.
-            self._record(request_id, started_at, started, user, query, domain, attempts,
-                         status="interrupted", error="interrupted by the user", decision=decision,
-                         external_id=external_id)
+            self._record(
+                request_id,
+                started_at,
+                started,
+                user,
+                query,
+                domain,
+                attempts,
+                status="interrupted",
+                error="interrupted by the user",
+                decision=decision,
+                external_id=external_id,
+            )
             raise
         except CascadeError as exc:
-            self._record(request_id, started_at, started, user, query, domain, attempts,
-                         status="error", error=str(exc), decision=decision, external_id=external_id)
+            self._record(
+                request_id,
+                started_at,
+                started,
+                user,
+                query,
+                domain,
+                attempts,
+                status="error",
+                error=str(exc),
+                decision=decision,
+                external_id=external_id,
+            )
             raise
         except BaseException:
             if decision is not None and self.ledger is not None:
                 release(self.ledger, decision.reservation_id)
             raise
-        return self._record(request_id, started_at, started, user, query, domain, attempts,
-                            status="ok", error=None, chain=chain, prices=prices, decision=decision,
-                            external_id=external_id)
+        return self._record(
+            request_id,
+            started_at,
+            started,
+            user,
+            query,
+            domain,
+            attempts,
+            status="ok",
+            error=None,
+            chain=chain,
+            prices=prices,
+            decision=decision,
+            external_id=external_id,
+        )
 
     def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
@@ -262,15 +343,18 @@ class Cascade:
         usage = attempt.completion.usage
         source = attempt.price.source
         if usage.input_tokens == 0 and usage.output_tokens == 0:
-            usage = Usage(input_tokens=sum(estimate_tokens(m["content"]) for m in messages),
-                          output_tokens=estimate_tokens(attempt.completion.text))
+            usage = Usage(
+                input_tokens=sum(estimate_tokens(m["content"]) for m in messages),
+                output_tokens=estimate_tokens(attempt.completion.text),
+            )
             source = f"{source}+estimated-tokens"
         attempt.usage = usage
         attempt.cost_nusd = cost_nanos(attempt.price, usage)
         attempt.cost_source = source
 
-    def _verifier_only_cost(self, chain: list[ModelConfig], prices: list[Price],
-                            attempts: list[_Attempt]) -> int:
+    def _verifier_only_cost(
+        self, chain: list[ModelConfig], prices: list[Price], attempts: list[_Attempt]
+    ) -> int:
         """What the last model alone would have cost: its real cost when it ran, else an
         estimate from its prices and the accepted draft's token counts."""
         final = attempts[-1]
@@ -278,11 +362,23 @@ class Cascade:
             return final.cost_nusd
         return cost_nanos(prices[-1], Usage(final.usage.input_tokens, final.usage.output_tokens))
 
-    def _record(self, request_id: str, started_at: Any, started: float, user: str, query: str,
-                domain: str | None, attempts: list[_Attempt], *, status: str, error: str | None,
-                chain: list[ModelConfig] | None = None, prices: list[Price] | None = None,
-                decision: Decision | None = None, external_id: str | None = None
-                ) -> CascadeResult:
+    def _record(
+        self,
+        request_id: str,
+        started_at: Any,
+        started: float,
+        user: str,
+        query: str,
+        domain: str | None,
+        attempts: list[_Attempt],
+        *,
+        status: str,
+        error: str | None,
+        chain: list[ModelConfig] | None = None,
+        prices: list[Price] | None = None,
+        decision: Decision | None = None,
+        external_id: str | None = None,
+    ) -> CascadeResult:
         latency_ms = (time.perf_counter() - started) * 1000
         ts = format_ts(started_at)
         store = self.config.ledger.store_prompts
@@ -293,33 +389,56 @@ class Cascade:
             q = a.quality
             failed = comp is None
             err = str(a.error) if a.error else (error if failed else None)
-            call_records.append(CallRecord(
-                id=f"{request_id}-{seq}", request_id=request_id, ts=ts, seq=seq, role=a.role,
-                model=a.model.name, model_id=a.model.model, provider=infer_provider(a.model),
-                status="error" if failed else "ok", input_tokens=a.usage.input_tokens,
-                output_tokens=a.usage.output_tokens, cached_tokens=a.usage.cached_tokens,
-                reasoning_tokens=a.usage.reasoning_tokens, cost_nusd=a.cost_nusd,
-                cost_source=a.cost_source if not failed else a.price.source,
-                latency_ms=comp.latency_ms if comp else getattr(a.error, "latency_ms", 0.0),
-                attempts=comp.attempts if comp else getattr(a.error, "attempts", 1),
-                finish_reason=comp.finish_reason if comp else None,
-                quality_score=q.score if q else None, quality_reasons=q.reasons if q else (),
-                accepted=a.accepted, answer=comp.text if comp and store else None, error=err,
-            ))
-            call_results.append(CallResult(
-                model=a.model.name, role=a.role, input_tokens=a.usage.input_tokens,
-                output_tokens=a.usage.output_tokens, cost_nusd=a.cost_nusd,
-                latency_ms=call_records[-1].latency_ms, quality_score=q.score if q else None,
-                accepted=a.accepted, status=call_records[-1].status, error=err,
-                quality_reasons=q.reasons if q else (),
-            ))
+            call_records.append(
+                CallRecord(
+                    id=f"{request_id}-{seq}",
+                    request_id=request_id,
+                    ts=ts,
+                    seq=seq,
+                    role=a.role,
+                    model=a.model.name,
+                    model_id=a.model.model,
+                    provider=infer_provider(a.model),
+                    status="error" if failed else "ok",
+                    input_tokens=a.usage.input_tokens,
+                    output_tokens=a.usage.output_tokens,
+                    cached_tokens=a.usage.cached_tokens,
+                    reasoning_tokens=a.usage.reasoning_tokens,
+                    cost_nusd=a.cost_nusd,
+                    cost_source=a.cost_source if not failed else a.price.source,
+                    latency_ms=comp.latency_ms if comp else getattr(a.error, "latency_ms", 0.0),
+                    attempts=comp.attempts if comp else getattr(a.error, "attempts", 1),
+                    finish_reason=comp.finish_reason if comp else None,
+                    quality_score=q.score if q else None,
+                    quality_reasons=q.reasons if q else (),
+                    accepted=a.accepted,
+                    answer=comp.text if comp and store else None,
+                    error=err,
+                )
+            )
+            call_results.append(
+                CallResult(
+                    model=a.model.name,
+                    role=a.role,
+                    input_tokens=a.usage.input_tokens,
+                    output_tokens=a.usage.output_tokens,
+                    cost_nusd=a.cost_nusd,
+                    latency_ms=call_records[-1].latency_ms,
+                    quality_score=q.score if q else None,
+                    accepted=a.accepted,
+                    status=call_records[-1].status,
+                    error=err,
+                    quality_reasons=q.reasons if q else (),
+                )
+            )
         cost = sum(a.cost_nusd for a in attempts)
         final = attempts[-1] if attempts else None
         ok = status == "ok" and final is not None and final.completion is not None
         draft = attempts[0] if attempts else None
         verifier_only = self._verifier_only_cost(chain, prices, attempts) if ok and chain and prices else 0
         result = CascadeResult(
-            request_id=request_id, user=user,
+            request_id=request_id,
+            user=user,
             answer=final.completion.text if ok and final and final.completion else "",
             model=final.model.name if final else "",
             draft_model=draft.model.name if draft else "",
@@ -327,23 +446,42 @@ class Cascade:
             escalated=len(attempts) > 1,
             quality_score=final.quality.score if final and final.quality else None,
             quality_reasons=final.quality.reasons if final and final.quality else (),
-            cost_nusd=cost, verifier_only_cost_nusd=verifier_only,
-            latency_ms=latency_ms, calls=tuple(call_results), domain=domain,
+            cost_nusd=cost,
+            verifier_only_cost_nusd=verifier_only,
+            latency_ms=latency_ms,
+            calls=tuple(call_results),
+            domain=domain,
             domain_confidence=1.0 if domain else None,
             enforcement=decision.action if decision else "allow",
             enforcement_message=decision.message if decision else None,
         )
         if self.ledger is not None:
-            self.ledger.record(RequestRecord(
-                id=request_id, ts=ts, user=user, status=status, query=query if store else None,
-                answer=(result.answer if store else None) if ok else None, domain=domain,
-                domain_confidence=result.domain_confidence, model=result.model or None,
-                draft_model=result.draft_model or None, draft_accepted=result.draft_accepted,
-                escalated=result.escalated, quality_score=result.quality_score,
-                quality_reasons=result.quality_reasons, cost_nusd=cost,
-                verifier_only_cost_nusd=verifier_only,
-                savings_nusd=result.savings_nusd if ok else 0, enforcement=result.enforcement,
-                enforcement_message=result.enforcement_message, latency_ms=latency_ms,
-                error=error, calls=tuple(call_records), external_id=external_id,
-            ), reservation_id=decision.reservation_id if decision else None)
+            self.ledger.record(
+                RequestRecord(
+                    id=request_id,
+                    ts=ts,
+                    user=user,
+                    status=status,
+                    query=query if store else None,
+                    answer=(result.answer if store else None) if ok else None,
+                    domain=domain,
+                    domain_confidence=result.domain_confidence,
+                    model=result.model or None,
+                    draft_model=result.draft_model or None,
+                    draft_accepted=result.draft_accepted,
+                    escalated=result.escalated,
+                    quality_score=result.quality_score,
+                    quality_reasons=result.quality_reasons,
+                    cost_nusd=cost,
+                    verifier_only_cost_nusd=verifier_only,
+                    savings_nusd=result.savings_nusd if ok else 0,
+                    enforcement=result.enforcement,
+                    enforcement_message=result.enforcement_message,
+                    latency_ms=latency_ms,
+                    error=error,
+                    calls=tuple(call_records),
+                    external_id=external_id,
+                ),
+                reservation_id=decision.reservation_id if decision else None,
+            )
         return result

@@ -69,8 +69,9 @@ def load_price_map() -> dict[str, dict[str, Any]]:
     return data
 
 
-def find_map_entry(model_id: str, price_map: dict[str, dict[str, Any]] | None = None
-                   ) -> tuple[str, dict[str, Any]] | None:
+def find_map_entry(
+    model_id: str, price_map: dict[str, dict[str, Any]] | None = None
+) -> tuple[str, dict[str, Any]] | None:
     """The map entry for a litellm model id: exact key, else the name without its
     provider prefix when the entry belongs to that provider (``openai/gpt-4o`` is keyed
     ``gpt-4o``)."""
@@ -102,8 +103,11 @@ def _per_million(entry: dict[str, Any], key: str) -> Decimal | None:
     return Decimal(str(value)) * _MILLION
 
 
-def lookup_price(model: ModelConfig, price_map: dict[str, dict[str, Any]] | None = None,
-                 fallback: tuple[Decimal, Decimal] | None = None) -> Price:
+def lookup_price(
+    model: ModelConfig,
+    price_map: dict[str, dict[str, Any]] | None = None,
+    fallback: tuple[Decimal, Decimal] | None = None,
+) -> Price:
     """The price to charge for ``model``: the config's, else litellm's map, else the
     configured ``fallback`` (input, output per million). Raises PricingError when
     nothing is known."""
@@ -118,19 +122,28 @@ def lookup_price(model: ModelConfig, price_map: dict[str, dict[str, Any]] | None
     if model.max_output_tokens:
         max_out = model.max_output_tokens
     if model.input_cost_per_million is not None and model.output_cost_per_million is not None:
-        return Price(model.input_cost_per_million, model.output_cost_per_million,
-                     cached_input_per_million=model.cached_input_cost_per_million,
-                     source="config", max_output_tokens=max_out)
+        return Price(
+            model.input_cost_per_million,
+            model.output_cost_per_million,
+            cached_input_per_million=model.cached_input_cost_per_million,
+            source="config",
+            max_output_tokens=max_out,
+        )
     if found:
         key, entry = found
         inp = _per_million(entry, "input_cost_per_token")
         out = _per_million(entry, "output_cost_per_token")
         if inp is not None and out is not None:
-            return Price(inp, out,
-                         cached_input_per_million=model.cached_input_cost_per_million
-                         or _per_million(entry, "cache_read_input_token_cost"),
-                         reasoning_per_million=_per_million(entry, "output_cost_per_reasoning_token"),
-                         source="litellm", map_key=key, max_output_tokens=max_out)
+            return Price(
+                inp,
+                out,
+                cached_input_per_million=model.cached_input_cost_per_million
+                or _per_million(entry, "cache_read_input_token_cost"),
+                reasoning_per_million=_per_million(entry, "output_cost_per_reasoning_token"),
+                source="litellm",
+                map_key=key,
+                max_output_tokens=max_out,
+            )
     if fallback is not None:
         return Price(fallback[0], fallback[1], source="fallback", max_output_tokens=max_out)
     raise PricingError(

@@ -28,8 +28,7 @@ if TYPE_CHECKING:
 
 BUCKET_MINUTES = 15
 # "YYYY-MM-DDTHH:MM" of the 15-minute bucket holding a ts written by format_ts
-_BUCKET_SQL = ("substr({ts},1,14) || printf('%02d', "
-               "(cast(substr({ts},15,2) as integer) / 15) * 15)")
+_BUCKET_SQL = "substr({ts},1,14) || printf('%02d', (cast(substr({ts},15,2) as integer) / 15) * 15)"
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,9 @@ class BudgetConfig:
 
     def merged(self, other: BudgetConfig) -> BudgetConfig:
         """This budget with ``other``'s set windows replacing its own."""
-        return BudgetConfig(**{w: getattr(other, w) if getattr(other, w) is not None
-                               else getattr(self, w) for w in WINDOWS})
+        return BudgetConfig(
+            **{w: getattr(other, w) if getattr(other, w) is not None else getattr(self, w) for w in WINDOWS}
+        )
 
 
 def parse_limit(value: Any, window: str) -> Decimal:
@@ -77,14 +77,36 @@ def parse_limit(value: Any, window: str) -> Decimal:
 
 def migrate_budgets(db: sqlite_utils.Database) -> None:
     """Budgets, reservations, warnings, and the spend aggregates with their triggers."""
-    db["budgets"].create({"user": str, "daily_nusd": int, "weekly_nusd": int, "monthly_nusd": int,
-                          "total_nusd": int, "updated_at": str}, pk="user")
-    db["reservations"].create({"id": str, "user": str, "request_id": str, "amount_nusd": int,
-                               "created_at": str, "expires_at": str, "pid": int, "host": str},
-                              pk="id", not_null={"user", "amount_nusd", "expires_at"})
+    db["budgets"].create(
+        {
+            "user": str,
+            "daily_nusd": int,
+            "weekly_nusd": int,
+            "monthly_nusd": int,
+            "total_nusd": int,
+            "updated_at": str,
+        },
+        pk="user",
+    )
+    db["reservations"].create(
+        {
+            "id": str,
+            "user": str,
+            "request_id": str,
+            "amount_nusd": int,
+            "created_at": str,
+            "expires_at": str,
+            "pid": int,
+            "host": str,
+        },
+        pk="id",
+        not_null={"user", "amount_nusd", "expires_at"},
+    )
     db["reservations"].create_index(["user"])
-    db["budget_warnings"].create({"user": str, "window": str, "window_start": str, "threshold": str,
-                                  "warned_at": str}, pk=("user", "window", "window_start", "threshold"))
+    db["budget_warnings"].create(
+        {"user": str, "window": str, "window_start": str, "threshold": str, "warned_at": str},
+        pk=("user", "window", "window_start", "threshold"),
+    )
     db.execute("""create table spend_buckets (user text not null, bucket text not null,
                   cost_nusd integer not null default 0, primary key (user, bucket)) without rowid""")
     db.execute("""create table spend_totals (user text primary key, cost_nusd integer not null
@@ -103,11 +125,13 @@ def migrate_budgets(db: sqlite_utils.Database) -> None:
             where user = old.user;"""
     db.execute(f"create trigger requests_spend_insert after insert on requests begin {add} end")
     db.execute(f"create trigger requests_spend_delete after delete on requests begin {sub} end")
-    db.execute("create trigger requests_spend_update after update of user, ts, cost_nusd on requests "
-               f"begin {sub} {add} end")
+    db.execute(
+        "create trigger requests_spend_update after update of user, ts, cost_nusd on requests "
+        f"begin {sub} {add} end"
+    )
     # existing rows
     db.execute(f"""insert into spend_buckets (user, bucket, cost_nusd)
-                   select user, {_BUCKET_SQL.format(ts='ts')}, sum(cost_nusd) from requests
+                   select user, {_BUCKET_SQL.format(ts="ts")}, sum(cost_nusd) from requests
                    group by 1, 2""")
     db.execute("""insert into spend_totals (user, cost_nusd, requests)
                   select user, sum(cost_nusd), count(*) from requests group by user""")
@@ -117,8 +141,9 @@ def migrate_budgets(db: sqlite_utils.Database) -> None:
 
 
 def _from_row(row: dict[str, Any]) -> BudgetConfig:
-    return BudgetConfig(**{w: Decimal(row[f"{w}_nusd"]) / 10**9 if row[f"{w}_nusd"] is not None else None
-                           for w in WINDOWS})
+    return BudgetConfig(
+        **{w: Decimal(row[f"{w}_nusd"]) / 10**9 if row[f"{w}_nusd"] is not None else None for w in WINDOWS}
+    )
 
 
 def get_budget(db: sqlite_utils.Database, user: str) -> BudgetConfig | None:
@@ -143,8 +168,10 @@ def set_budget(ledger: Ledger, user: str, budget: BudgetConfig) -> BudgetConfig:
         raise InputError("give at least one of --daily, --weekly, --monthly, --total")
     with ledger.write() as db:
         stored = (get_budget(db, user) or BudgetConfig()).merged(budget)
-        row = {f"{w}_nusd": nanos_from_usd(v) if v is not None else None
-               for w, v in ((w, getattr(stored, w)) for w in WINDOWS)}
+        row = {
+            f"{w}_nusd": nanos_from_usd(v) if v is not None else None
+            for w, v in ((w, getattr(stored, w)) for w in WINDOWS)
+        }
         db["budgets"].upsert({"user": user, **row, "updated_at": format_ts(ledger.clock.now())}, pk="user")
     return stored
 
@@ -172,11 +199,14 @@ def window_spend(db: sqlite_utils.Database, user: str, win: Window) -> int:
     if win.end is None:
         rows = list(db.query("select cost_nusd from spend_totals where user = ?", [user]))
         return rows[0]["cost_nusd"] if rows else 0
-    aligned = all(m.minute % BUCKET_MINUTES == 0 and m.second == 0 and m.microsecond == 0
-                  for m in (win.start, win.end))
+    aligned = all(
+        m.minute % BUCKET_MINUTES == 0 and m.second == 0 and m.microsecond == 0 for m in (win.start, win.end)
+    )
     if aligned:
-        sql = ("select coalesce(sum(cost_nusd), 0) as s from spend_buckets "
-               "where user = ? and bucket >= ? and bucket < ?")
+        sql = (
+            "select coalesce(sum(cost_nusd), 0) as s from spend_buckets "
+            "where user = ? and bucket >= ? and bucket < ?"
+        )
         params = [user, _bucket_key(win.start), _bucket_key(win.end)]
     else:
         sql = "select coalesce(sum(cost_nusd), 0) as s from requests where user = ? and ts >= ? and ts < ?"
@@ -191,6 +221,7 @@ def request_count(db: sqlite_utils.Database, user: str) -> int:
 
 def reserved_spend(db: sqlite_utils.Database, user: str) -> int:
     """Worst-case cost of this user's requests in flight."""
-    row = next(iter(db.query("select coalesce(sum(amount_nusd), 0) as s from reservations where user = ?",
-                             [user])))
+    row = next(
+        iter(db.query("select coalesce(sum(amount_nusd), 0) as s from reservations where user = ?", [user]))
+    )
     return row["s"]

@@ -34,24 +34,56 @@ BUSY_TIMEOUT_S = 30.0
 def _m001_initial(db: sqlite_utils.Database) -> None:
     db["requests"].create(
         {
-            "id": str, "ts": str, "user": str, "status": str, "query": str, "answer": str,
-            "domain": str, "domain_confidence": float, "model": str, "draft_model": str,
-            "draft_accepted": int, "escalated": int, "quality_score": float,
-            "quality_reasons": str, "cost_nusd": int, "verifier_only_cost_nusd": int,
-            "savings_nusd": int, "enforcement": str, "enforcement_message": str,
-            "latency_ms": float, "error": str,
+            "id": str,
+            "ts": str,
+            "user": str,
+            "status": str,
+            "query": str,
+            "answer": str,
+            "domain": str,
+            "domain_confidence": float,
+            "model": str,
+            "draft_model": str,
+            "draft_accepted": int,
+            "escalated": int,
+            "quality_score": float,
+            "quality_reasons": str,
+            "cost_nusd": int,
+            "verifier_only_cost_nusd": int,
+            "savings_nusd": int,
+            "enforcement": str,
+            "enforcement_message": str,
+            "latency_ms": float,
+            "error": str,
         },
         pk="id",
         not_null={"ts", "user", "status", "cost_nusd"},
     )
     db["calls"].create(
         {
-            "id": str, "request_id": str, "ts": str, "seq": int, "role": str, "model": str,
-            "model_id": str, "provider": str, "status": str, "input_tokens": int,
-            "output_tokens": int, "cached_tokens": int, "reasoning_tokens": int,
-            "cost_nusd": int, "cost_source": str, "latency_ms": float, "attempts": int,
-            "finish_reason": str, "quality_score": float, "quality_reasons": str,
-            "accepted": int, "answer": str, "error": str,
+            "id": str,
+            "request_id": str,
+            "ts": str,
+            "seq": int,
+            "role": str,
+            "model": str,
+            "model_id": str,
+            "provider": str,
+            "status": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cached_tokens": int,
+            "reasoning_tokens": int,
+            "cost_nusd": int,
+            "cost_source": str,
+            "latency_ms": float,
+            "attempts": int,
+            "finish_reason": str,
+            "quality_score": float,
+            "quality_reasons": str,
+            "accepted": int,
+            "answer": str,
+            "error": str,
         },
         pk="id",
         foreign_keys=[("request_id", "requests", "id")],
@@ -169,14 +201,14 @@ class Ledger:
 
     def _migrate(self) -> None:
         with self.write() as db:
-            db["_migrations"].create({"id": int, "name": str, "applied_at": str}, pk="id",
-                                     if_not_exists=True)
+            db["_migrations"].create({"id": int, "name": str, "applied_at": str}, pk="id", if_not_exists=True)
             done = {row["name"] for row in db["_migrations"].rows}
             for number, (name, migrate) in enumerate(MIGRATIONS, start=1):
                 if name not in done:
                     migrate(db)
-                    db["_migrations"].insert({"id": number, "name": name,
-                                              "applied_at": format_ts(self.clock.now())})
+                    db["_migrations"].insert(
+                        {"id": number, "name": name, "applied_at": format_ts(self.clock.now())}
+                    )
 
     # --- writing ------------------------------------------------------------------
 
@@ -192,8 +224,9 @@ class Ledger:
 
     # --- reading ------------------------------------------------------------------
 
-    def recent_requests(self, limit: int | None = 10, user: str | None = None,
-                        since: str | None = None) -> list[dict[str, Any]]:
+    def recent_requests(
+        self, limit: int | None = 10, user: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
         """Requests newest first, each with its calls (in call order)."""
         where, params = [], []
         if user is not None:

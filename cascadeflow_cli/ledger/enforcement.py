@@ -80,8 +80,13 @@ def _describe(user: str, s: WindowState, estimate: int | None = None) -> str:
     return text
 
 
-def judge(user: str, states: Sequence[WindowState], estimate_nusd: int,
-          degraded_estimate_nusd: int | None, policy: BudgetsConfig) -> Verdict:
+def judge(
+    user: str,
+    states: Sequence[WindowState],
+    estimate_nusd: int,
+    degraded_estimate_nusd: int | None,
+    policy: BudgetsConfig,
+) -> Verdict:
     """What to do with a request of at most ``estimate_nusd`` (``degraded_...`` on the
     cheaper chain, None if there is none). The tightest window decides.
 
@@ -96,13 +101,15 @@ def judge(user: str, states: Sequence[WindowState], estimate_nusd: int,
     crossing = [s for s in states if s.crosses(policy.block_at, estimate_nusd)]
     if policy.mode != "warn" and crossing:
         worst = _tightest(crossing, estimate_nusd)
-        if policy.mode == "degrade" and degraded_estimate_nusd is not None and not any(
-                s.crosses(policy.block_at, degraded_estimate_nusd) for s in states):
+        if (
+            policy.mode == "degrade"
+            and degraded_estimate_nusd is not None
+            and not any(s.crosses(policy.block_at, degraded_estimate_nusd) for s in states)
+        ):
             return Verdict("degrade", worst, f"switched to cheaper models: {_describe(user, worst)}")
         return Verdict("block", worst, f"blocked: {_describe(user, worst, estimate_nusd)}")
     if policy.mode == "degrade" and pct >= policy.degrade_at and degraded_estimate_nusd is not None:
-        return Verdict("degrade", now, f"switched to cheaper models: {_describe(user, now)} "
-                                       f"({pct:.0%} used)")
+        return Verdict("degrade", now, f"switched to cheaper models: {_describe(user, now)} ({pct:.0%} used)")
     if pct >= policy.warn_at:
         return Verdict("warn", now, f"warning: {_describe(user, now)} ({pct:.0%} used)")
     return Verdict("allow", now)
@@ -133,9 +140,12 @@ class HookError(Exception):
 class EnforcementCallbacks:
     """The user's own enforcement, named in ``[hooks]`` as "module:function"."""
 
-    def __init__(self, on_budget_check: Callable[[EnforcementContext], Any] | None = None,
-                 on_model_filter: Callable[[EnforcementContext, list[str]], Any] | None = None,
-                 on_budget_warning: Callable[[EnforcementContext], Any] | None = None) -> None:
+    def __init__(
+        self,
+        on_budget_check: Callable[[EnforcementContext], Any] | None = None,
+        on_model_filter: Callable[[EnforcementContext, list[str]], Any] | None = None,
+        on_budget_warning: Callable[[EnforcementContext], Any] | None = None,
+    ) -> None:
         self.on_budget_check = on_budget_check
         self.on_model_filter = on_model_filter
         self.on_budget_warning = on_budget_warning
@@ -154,10 +164,16 @@ class EnforcementCallbacks:
         result = _call(self.on_budget_check, "on_budget_check", ctx)
         if isinstance(result, str):
             result = (result, None)
-        if (not isinstance(result, tuple | list) or len(result) != 2 or result[0] not in ACTIONS
-                or not (result[1] is None or isinstance(result[1], str))):
-            raise HookError(f"on_budget_check returned {result!r}; expected (action, message) "
-                            f"with action one of {', '.join(ACTIONS)}")
+        if (
+            not isinstance(result, tuple | list)
+            or len(result) != 2
+            or result[0] not in ACTIONS
+            or not (result[1] is None or isinstance(result[1], str))
+        ):
+            raise HookError(
+                f"on_budget_check returned {result!r}; expected (action, message) "
+                f"with action one of {', '.join(ACTIONS)}"
+            )
         return result[0], result[1]
 
     def filter_models(self, ctx: EnforcementContext, models: list[str]) -> list[str]:
@@ -209,16 +225,27 @@ class Decision:
     warn_context: EnforcementContext | None = field(default=None, repr=False)
 
 
-def enforcement_context(user: str, states: Sequence[WindowState], estimate: int, requests: int) -> EnforcementContext:
+def enforcement_context(
+    user: str, states: Sequence[WindowState], estimate: int, requests: int
+) -> EnforcementContext:
     if not states:
         return EnforcementContext(user, None, None, 0.0, 0.0, usd(estimate), requests, None)
     s = _tightest(states)
-    return EnforcementContext(user, usd(s.limit_nusd), usd(s.limit_nusd - s.used_nusd), usd(s.used_nusd),
-                              s.fraction(), usd(estimate), requests, s.window)
+    return EnforcementContext(
+        user,
+        usd(s.limit_nusd),
+        usd(s.limit_nusd - s.used_nusd),
+        usd(s.used_nusd),
+        s.fraction(),
+        usd(estimate),
+        requests,
+        s.window,
+    )
 
 
-def window_states(db: sqlite_utils.Database, timezone: str, user: str, budget: BudgetConfig | None,
-                  now: datetime) -> list[WindowState]:
+def window_states(
+    db: sqlite_utils.Database, timezone: str, user: str, budget: BudgetConfig | None, now: datetime
+) -> list[WindowState]:
     """Each limited window of ``budget`` with the user's spend and in-flight reservations."""
     if budget is None:
         return []
@@ -233,28 +260,45 @@ def window_states(db: sqlite_utils.Database, timezone: str, user: str, budget: B
 class BudgetGate:
     """Checks a request against the user's budget and reserves its worst-case cost."""
 
-    def __init__(self, ledger: Ledger, config: AppConfig,
-                 callbacks: EnforcementCallbacks | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger, config: AppConfig, callbacks: EnforcementCallbacks | None = None
+    ) -> None:
         self.ledger = ledger
         self.config = config
-        self.callbacks = callbacks if callbacks is not None else EnforcementCallbacks.from_config(
-            dict(config.hooks), config.source.parent if config.source else None)
+        self.callbacks = (
+            callbacks
+            if callbacks is not None
+            else EnforcementCallbacks.from_config(
+                dict(config.hooks), config.source.parent if config.source else None
+            )
+        )
 
-    def states(self, db: sqlite_utils.Database, user: str, budget: BudgetConfig | None,
-               now: datetime) -> list[WindowState]:
+    def states(
+        self, db: sqlite_utils.Database, user: str, budget: BudgetConfig | None, now: datetime
+    ) -> list[WindowState]:
         return window_states(db, self.config.ledger.timezone, user, budget, now)
 
-    def reserve(self, user: str, request_id: str, models: list[str],
-                estimate: Callable[[list[str]], int], degraded: Callable[[list[str]], list[str] | None],
-                ttl_s: float) -> Decision:
+    def reserve(
+        self,
+        user: str,
+        request_id: str,
+        models: list[str],
+        estimate: Callable[[list[str]], int],
+        degraded: Callable[[list[str]], list[str] | None],
+        ttl_s: float,
+    ) -> Decision:
         """Decide and, unless blocked, reserve. ``estimate(models)`` is the worst-case cost
         of a chain; ``degraded(models)`` its cheaper chain or None."""
         now = self.ledger.clock.now()
         budget = effective_budget(self.ledger, self.config, user)
         hook_action, hook_message = "allow", None
         if self.callbacks.active:
-            ctx = enforcement_context(user, self.states(self.ledger.db, user, budget, now), estimate(models),
-                           request_count(self.ledger.db, user))
+            ctx = enforcement_context(
+                user,
+                self.states(self.ledger.db, user, budget, now),
+                estimate(models),
+                request_count(self.ledger.db, user),
+            )
             try:
                 models = self.callbacks.filter_models(ctx, models)
                 hook_action, hook_message = self.callbacks.check_budget(ctx)
@@ -267,24 +311,34 @@ class BudgetGate:
             expire_reservations(db, now)
             states = self.states(db, user, budget, now)
             cheaper = degraded(models)
-            verdict = judge(user, states, estimate(models), estimate(cheaper) if cheaper else None,
-                            self.config.budgets)
+            verdict = judge(
+                user, states, estimate(models), estimate(cheaper) if cheaper else None, self.config.budgets
+            )
             action, message = verdict.action, verdict.message
             if _SEVERITY[hook_action] > _SEVERITY[action]:  # a hook can tighten, never loosen
                 action, message = hook_action, hook_message or f"{hook_action} by on_budget_check"
                 if action == "degrade" and cheaper is None:
-                    action, message = "block", "blocked: on_budget_check asked to degrade, but " \
-                                               "there is no cheaper chain"
+                    action, message = (
+                        "block",
+                        "blocked: on_budget_check asked to degrade, but there is no cheaper chain",
+                    )
             if action == "block":
                 return Decision("block", message, models, window=verdict.window)
             chain = cheaper if action == "degrade" and cheaper else models
             amount = estimate(chain)
             reservation = uuid.uuid4().hex
-            db["reservations"].insert({
-                "id": reservation, "user": user, "request_id": request_id, "amount_nusd": amount,
-                "created_at": format_ts(now), "expires_at": format_ts(now + timedelta(seconds=ttl_s)),
-                "pid": os.getpid(), "host": socket.gethostname(),
-            })
+            db["reservations"].insert(
+                {
+                    "id": reservation,
+                    "user": user,
+                    "request_id": request_id,
+                    "amount_nusd": amount,
+                    "created_at": format_ts(now),
+                    "expires_at": format_ts(now + timedelta(seconds=ttl_s)),
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                }
+            )
             warn_ctx = None
             if action in ("warn", "degrade") and verdict.window is not None:
                 if not _first_warning(db, user, verdict.window, action, now):
@@ -300,17 +354,25 @@ class BudgetGate:
         return Decision(action, message, chain, reservation, verdict.window, warn_ctx)
 
 
-def _first_warning(db: sqlite_utils.Database, user: str, state: WindowState, action: str,
-                   now: datetime) -> bool:
+def _first_warning(
+    db: sqlite_utils.Database, user: str, state: WindowState, action: str, now: datetime
+) -> bool:
     """Record that ``user`` was told about this threshold in this window; False if
     they already were."""
     key = [user, state.window, format_ts(state.start), action]
-    seen = list(db.query("select 1 from budget_warnings where user = ? and window = ? "
-                         "and window_start = ? and threshold = ?", key))
+    seen = list(
+        db.query(
+            "select 1 from budget_warnings where user = ? and window = ? "
+            "and window_start = ? and threshold = ?",
+            key,
+        )
+    )
     if seen:
         return False
-    db["budget_warnings"].insert(dict(zip(("user", "window", "window_start", "threshold"), key,
-                                          strict=True)) | {"warned_at": format_ts(now)})
+    db["budget_warnings"].insert(
+        dict(zip(("user", "window", "window_start", "threshold"), key, strict=True))
+        | {"warned_at": format_ts(now)}
+    )
     return True
 
 
@@ -318,8 +380,11 @@ def expire_reservations(db: sqlite_utils.Database, now: datetime) -> int:
     """Drop reservations past their expiry, and those of dead processes on this host
     (a `kill -9` never settles its own)."""
     host = socket.gethostname()
-    stale = [r["id"] for r in db.query("select id, pid, host, expires_at from reservations")
-             if parse_ts(r["expires_at"]) <= now or (r["host"] == host and not _alive(r["pid"]))]
+    stale = [
+        r["id"]
+        for r in db.query("select id, pid, host, expires_at from reservations")
+        if parse_ts(r["expires_at"]) <= now or (r["host"] == host and not _alive(r["pid"]))
+    ]
     for rid in stale:
         db.execute("delete from reservations where id = ?", [rid])
     return len(stale)

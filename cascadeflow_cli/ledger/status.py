@@ -40,21 +40,34 @@ class BudgetStatus:
 
         return {
             "user": self.user,
-            "windows": [{
-                "window": s.window, "limit": usd(s.limit_nusd), "spent": usd(s.spent_nusd),
-                "reserved": usd(s.reserved_nusd),
-                "remaining": usd(max(s.limit_nusd - s.used_nusd, 0)),
-                "pct_used": round(100 * s.fraction(), 2), "resets_at": local(s.resets_at),
-            } for s in self.states],
+            "windows": [
+                {
+                    "window": s.window,
+                    "limit": usd(s.limit_nusd),
+                    "spent": usd(s.spent_nusd),
+                    "reserved": usd(s.reserved_nusd),
+                    "remaining": usd(max(s.limit_nusd - s.used_nusd, 0)),
+                    "pct_used": round(100 * s.fraction(), 2),
+                    "resets_at": local(s.resets_at),
+                }
+                for s in self.states
+            ],
             "next_action": self.next.action,
             "next_message": self.next.message,
-            "source": self.source, "mode": self.mode, "timezone": self.timezone,
+            "source": self.source,
+            "mode": self.mode,
+            "timezone": self.timezone,
             "requests": self.requests,
         }
 
 
-def budget_status(ledger: Ledger, config: AppConfig, user: str, next_estimate_nusd: int = 0,
-                  degraded_estimate_nusd: int | None = None) -> BudgetStatus:
+def budget_status(
+    ledger: Ledger,
+    config: AppConfig,
+    user: str,
+    next_estimate_nusd: int = 0,
+    degraded_estimate_nusd: int | None = None,
+) -> BudgetStatus:
     """``next_estimate_nusd``: the worst case of the request to judge (0: the state now);
     ``degraded_estimate_nusd``: the same on the degraded chain, if there is one."""
     own = get_budget(ledger.db, user)
@@ -62,5 +75,14 @@ def budget_status(ledger: Ledger, config: AppConfig, user: str, next_estimate_nu
     source = "user" if own is not None else ("default" if budget is not None else "none")
     states = window_states(ledger.db, config.ledger.timezone, user, budget, ledger.clock.now())
     verdict = judge(user, states, next_estimate_nusd, degraded_estimate_nusd, config.budgets)
-    return BudgetStatus(user, budget, source, states, verdict, next_estimate_nusd,
-                        request_count(ledger.db, user), config.budgets.mode, config.ledger.timezone)
+    return BudgetStatus(
+        user,
+        budget,
+        source,
+        states,
+        verdict,
+        next_estimate_nusd,
+        request_count(ledger.db, user),
+        config.budgets.mode,
+        config.ledger.timezone,
+    )

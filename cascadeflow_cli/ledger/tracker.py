@@ -29,25 +29,40 @@ class CostTracker:
     (True, 'allow', None)
     """
 
-    def __init__(self, ledger: Ledger | str | Path | None = None, config: AppConfig | None = None, *,
-                 user_budgets: dict[str, BudgetConfig] | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger | str | Path | None = None,
+        config: AppConfig | None = None,
+        *,
+        user_budgets: dict[str, BudgetConfig] | None = None,
+    ) -> None:
         self.config = config or load_config()
         if isinstance(ledger, Ledger):
             self.ledger = ledger
         else:
             self.ledger = open_ledger(Path(ledger) if ledger else resolve_db_path(None, self.config))
         self.callbacks = EnforcementCallbacks.from_config(
-            dict(self.config.hooks), self.config.source.parent if self.config.source else None)
+            dict(self.config.hooks), self.config.source.parent if self.config.source else None
+        )
         for user, budget in (user_budgets or {}).items():
             set_budget(self.ledger, user, budget)
 
     def set_budget(self, user_id: str, budget: BudgetConfig) -> BudgetConfig:
         return set_budget(self.ledger, user_id, budget)
 
-    def add_cost(self, model: str, provider: str, tokens: int, cost: float | Decimal | str,
-                 query_id: str | None = None, user_id: str | None = None,
-                 metadata: dict[str, Any] | None = None, *, input_tokens: int | None = None,
-                 output_tokens: int | None = None) -> str:
+    def add_cost(
+        self,
+        model: str,
+        provider: str,
+        tokens: int,
+        cost: float | Decimal | str,
+        query_id: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> str:
         """Record one call made outside the cascade; returns its request id. ``cost`` in USD."""
         nanos = nanos_from_usd(cost)
         if nanos < 0:
@@ -55,22 +70,54 @@ class CostTracker:
         request_id = query_id or uuid.uuid4().hex
         ts = format_ts(self.ledger.clock.now())
         out = output_tokens if output_tokens is not None else max(tokens - (input_tokens or 0), 0)
-        call = CallRecord(id=f"{request_id}-0", request_id=request_id, ts=ts, seq=0, role="external",
-                          model=model, model_id=model, provider=provider, status="ok",
-                          input_tokens=input_tokens or 0, output_tokens=out, cost_nusd=nanos,
-                          cost_source="caller", error=json.dumps(metadata) if metadata else None)
-        self.ledger.record(RequestRecord(id=request_id, ts=ts, user=user_id or "default", status="ok",
-                                         query=None, answer=None, model=model, cost_nusd=nanos,
-                                         calls=(call,)))
+        call = CallRecord(
+            id=f"{request_id}-0",
+            request_id=request_id,
+            ts=ts,
+            seq=0,
+            role="external",
+            model=model,
+            model_id=model,
+            provider=provider,
+            status="ok",
+            input_tokens=input_tokens or 0,
+            output_tokens=out,
+            cost_nusd=nanos,
+            cost_source="caller",
+            error=json.dumps(metadata) if metadata else None,
+        )
+        self.ledger.record(
+            RequestRecord(
+                id=request_id,
+                ts=ts,
+                user=user_id or "default",
+                status="ok",
+                query=None,
+                answer=None,
+                model=model,
+                cost_nusd=nanos,
+                calls=(call,),
+            )
+        )
         return request_id
 
     def get_user_summary(self, user_id: str) -> dict[str, Any]:
         status = budget_status(self.ledger, self.config, user_id)
-        total = next(iter(self.ledger.db.query(
-            "select coalesce(sum(cost_nusd), 0) as s from requests where user = ?", [user_id])))["s"]
-        return {"user_id": user_id, "total_cost": usd(total), "entries": status.requests,
-                "budget": status.budget, "windows": status.to_json()["windows"],
-                "next_action": status.next.action}
+        total = next(
+            iter(
+                self.ledger.db.query(
+                    "select coalesce(sum(cost_nusd), 0) as s from requests where user = ?", [user_id]
+                )
+            )
+        )["s"]
+        return {
+            "user_id": user_id,
+            "total_cost": usd(total),
+            "entries": status.requests,
+            "budget": status.budget,
+            "windows": status.to_json()["windows"],
+            "next_action": status.next.action,
+        }
 
     def can_afford(self, user_id: str, estimated_cost: float | Decimal | str) -> tuple[bool, str, str | None]:
         """``(can_proceed, action, message)`` for a request of ``estimated_cost`` USD, by

@@ -22,8 +22,15 @@ def priced(tmp_path: Path, server: ReplayServer) -> CliRunner:
     for model in ("gpt-4o-mini", "gpt-4o"):
         server.set_behavior(model, ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100))
     path = tmp_path / "cascadeflow.toml"
-    path.write_text(config_text(server.base_url, mini_extra=PRICES.format(10), big_extra=PRICES.format(100),
-                                extra="max_tokens = 100") + '\n[budgets]\nmode = "block"\n')
+    path.write_text(
+        config_text(
+            server.base_url,
+            mini_extra=PRICES.format(10),
+            big_extra=PRICES.format(100),
+            extra="max_tokens = 100",
+        )
+        + '\n[budgets]\nmode = "block"\n'
+    )
     return CliRunner(tmp_path, path, tmp_path / "ledger.db")
 
 
@@ -79,7 +86,9 @@ def test_sample_tier_hooks(priced: CliRunner, tmp_path: Path, server: ReplayServ
     assert priced.config is not None
     with priced.config.open("a") as fh:
         fh.write('\n[hooks]\non_model_filter = "tier_hooks:models_for_tier"\n')
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="Maybe.", prompt_tokens=10, completion_tokens=100))
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer="Maybe.", prompt_tokens=10, completion_tokens=100)
+    )
     free = priced("ask", "Explain in detail how tides work.", "--user", "bob", "--json").json()
     pro = priced("ask", "Explain in detail how tides work.", "--user", "alice", "--json").json()
     assert isinstance(free, dict) and isinstance(pro, dict)
@@ -96,7 +105,9 @@ def test_a_killed_process_does_not_hold_its_reservation(priced: CliRunner, serve
     assert len(ledger_rows(priced.db, "reservations")) == 1
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100))
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100)
+    )
     run = priced("ask", "hello there, how are you?", "--user", "hal")
     assert run.code == 0, run.stderr  # the dead process's $0.011 no longer counts
     assert ledger_rows(priced.db, "reservations") == []
@@ -105,8 +116,10 @@ def test_a_killed_process_does_not_hold_its_reservation(priced: CliRunner, serve
 
 def test_budget_lowered_while_a_request_is_in_flight(priced: CliRunner, server: ReplayServer) -> None:
     priced("budget", "set", "ivy", "--daily", "1")
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100,
-                                                     latency_s=1.0))
+    server.set_behavior(
+        "gpt-4o-mini",
+        ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100, latency_s=1.0),
+    )
     proc = priced.popen("ask", "hello there, how are you?", "--user", "ivy", "--models", "mini")
     wait_until(lambda: server.request_count("gpt-4o-mini") == 1)
     assert priced("budget", "set", "ivy", "--daily", "0.0015").code == 0

@@ -14,8 +14,10 @@ from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from tests.conftest import GOOD_ANSWER, config_text, ledger_rows
 
 QUERY = "What is the capital of France?"
-DETAILED = ("Explain in detail how photosynthesis converts light into chemical energy, "
-            "including the light-dependent reactions and the Calvin cycle.")
+DETAILED = (
+    "Explain in detail how photosynthesis converts light into chemical energy, "
+    "including the light-dependent reactions and the Calvin cycle."
+)
 LONG_ANSWER = (
     "Photosynthesis happens in two linked stages. In the light-dependent reactions, chlorophyll "
     "in the thylakoid membranes absorbs photons, splitting water and releasing oxygen; the energy "
@@ -91,7 +93,8 @@ def test_failed_draft_escalates_and_is_recorded(tmp_path: Path, server: ReplaySe
 
 
 def test_last_model_failure_fails_the_request_and_keeps_the_ledger_consistent(
-        tmp_path: Path, server: ReplayServer) -> None:
+    tmp_path: Path, server: ReplayServer
+) -> None:
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer="Maybe."))
     server.set_behavior("gpt-4o", ModelBehavior(status=503))
     cascade, db = make_cascade(tmp_path, server)
@@ -113,7 +116,9 @@ def test_retry_then_success(tmp_path: Path, server: ReplayServer) -> None:
 
 
 def test_unpriced_model_fails_before_any_call(tmp_path: Path, server: ReplayServer) -> None:
-    extra = f'[[models]]\nname = "mystery"\nmodel = "openai/no-such-model-xyz"\napi_base = "{server.base_url}"\n'
+    extra = (
+        f'[[models]]\nname = "mystery"\nmodel = "openai/no-such-model-xyz"\napi_base = "{server.base_url}"\n'
+    )
     cascade, db = make_cascade(tmp_path, server, extra_models=extra, chain='["mystery", "big"]')
     with pytest.raises(PricingError, match="no-such-model-xyz"):
         cascade.run(QUERY)
@@ -122,10 +127,13 @@ def test_unpriced_model_fails_before_any_call(tmp_path: Path, server: ReplayServ
 
 
 def test_config_price_overrides_make_an_unknown_model_usable(tmp_path: Path, server: ReplayServer) -> None:
-    extra = (f'[[models]]\nname = "local"\nmodel = "openai/my-llama"\napi_base = "{server.base_url}"\n'
-             'input_cost_per_million = 0.1\noutput_cost_per_million = 0.2\n')
-    server.set_behavior("my-llama", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=1000,
-                                                  completion_tokens=500))
+    extra = (
+        f'[[models]]\nname = "local"\nmodel = "openai/my-llama"\napi_base = "{server.base_url}"\n'
+        "input_cost_per_million = 0.1\noutput_cost_per_million = 0.2\n"
+    )
+    server.set_behavior(
+        "my-llama", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=1000, completion_tokens=500)
+    )
     cascade, _ = make_cascade(tmp_path, server, extra_models=extra, chain='["local"]')
     result = cascade.run(QUERY)
     # 1000 * 0.1/1M + 500 * 0.2/1M = 0.0002 USD exactly
@@ -134,8 +142,9 @@ def test_config_price_overrides_make_an_unknown_model_usable(tmp_path: Path, ser
 
 
 def test_missing_usage_is_estimated_not_free(tmp_path: Path, server: ReplayServer) -> None:
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=0,
-                                                     completion_tokens=0))
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=0, completion_tokens=0)
+    )
     cascade, db = make_cascade(tmp_path, server)
     result = cascade.run(QUERY)
     assert result.cost_nusd > 0
@@ -154,8 +163,10 @@ def test_store_prompts_false_keeps_text_out_of_the_ledger(tmp_path: Path, server
 
 
 def test_cached_and_reasoning_tokens_are_priced(tmp_path: Path, server: ReplayServer) -> None:
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=1000,
-                                                     completion_tokens=100, cached_tokens=800))
+    server.set_behavior(
+        "gpt-4o-mini",
+        ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=1000, completion_tokens=100, cached_tokens=800),
+    )
     cascade, db = make_cascade(tmp_path, server)
     result = cascade.run(QUERY)
     mini = lookup_price(cascade.config.models["mini"])

@@ -21,8 +21,15 @@ REQUEST = ChatRequest([{"role": "user", "content": "Say hello."}], max_tokens=64
 
 
 def model(server: ReplayServer, client: str, **kw: object) -> ModelConfig:
-    return ModelConfig(name="m", model="openai/gpt-4o-mini", api_base=server.base_url, client=client,
-                       retry_delay=0.0, timeout=kw.pop("timeout", 5.0), **kw)  # type: ignore[arg-type]
+    return ModelConfig(
+        name="m",
+        model="openai/gpt-4o-mini",
+        api_base=server.base_url,
+        client=client,
+        retry_delay=0.0,
+        timeout=kw.pop("timeout", 5.0),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 CLIENTS = ["openai", "litellm"]
@@ -30,9 +37,12 @@ CLIENTS = ["openai", "litellm"]
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_answer_and_usage(server: ReplayServer, client: str) -> None:
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="Hello there.", prompt_tokens=12,
-                                                     completion_tokens=3, cached_tokens=4,
-                                                     reasoning_tokens=1))
+    server.set_behavior(
+        "gpt-4o-mini",
+        ModelBehavior(
+            answer="Hello there.", prompt_tokens=12, completion_tokens=3, cached_tokens=4, reasoning_tokens=1
+        ),
+    )
     m = model(server, client)
     result = complete(provider_for(m), m, REQUEST)
     assert result.text == "Hello there."
@@ -51,14 +61,18 @@ def test_retries_5xx_then_succeeds(server: ReplayServer, client: str) -> None:
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-@pytest.mark.parametrize(("behavior", "error", "calls"), [
-    (ModelBehavior(status=500), ProviderUnavailableError, 3),
-    (ModelBehavior(status=429, retry_after=0.0), ProviderRateLimitError, 3),
-    (ModelBehavior(status=401), ProviderAuthError, 1),
-    (ModelBehavior(garbage=True), ProviderResponseError, 3),
-])
-def test_errors_map_to_our_types(server: ReplayServer, client: str, behavior: ModelBehavior,
-                                 error: type[Exception], calls: int) -> None:
+@pytest.mark.parametrize(
+    ("behavior", "error", "calls"),
+    [
+        (ModelBehavior(status=500), ProviderUnavailableError, 3),
+        (ModelBehavior(status=429, retry_after=0.0), ProviderRateLimitError, 3),
+        (ModelBehavior(status=401), ProviderAuthError, 1),
+        (ModelBehavior(garbage=True), ProviderResponseError, 3),
+    ],
+)
+def test_errors_map_to_our_types(
+    server: ReplayServer, client: str, behavior: ModelBehavior, error: type[Exception], calls: int
+) -> None:
     server.set_behavior("gpt-4o-mini", behavior)
     m = model(server, client, max_retries=2)
     if behavior.garbage and client == "litellm":
@@ -79,8 +93,7 @@ def test_timeout(server: ReplayServer, client: str) -> None:
 
 
 def test_retry_after_is_honoured(server: ReplayServer) -> None:
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok.", status=429, fail_times=1,
-                                                     retry_after=7))
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok.", status=429, fail_times=1, retry_after=7))
     slept: list[float] = []
     m = model(server, "openai")
     complete(provider_for(m), m, REQUEST, sleep=slept.append)
@@ -95,8 +108,9 @@ def test_missing_key_names_the_variable(server: ReplayServer, client: str) -> No
     assert server.request_count() == 0
 
 
-def test_key_is_sent_as_bearer_and_never_in_errors(server: ReplayServer,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_is_sent_as_bearer_and_never_in_errors(
+    server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MY_KEY", "sk-secret-123")
     server.set_behavior("gpt-4o-mini", ModelBehavior(status=401))
     m = model(server, "openai", api_key_env="MY_KEY")

@@ -15,11 +15,30 @@ from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 
 def request(i: int, user: str = "alice") -> RequestRecord:
     rid = f"r{os.getpid()}-{i}"
-    call = CallRecord(id=f"{rid}-0", request_id=rid, ts="2026-11-25T10:00:00.000000Z", seq=0,
-                      role="draft", model="mini", model_id="openai/gpt-4o-mini", provider="openai",
-                      status="ok", input_tokens=10, output_tokens=5, cost_nusd=123)
-    return RequestRecord(id=rid, ts="2026-11-25T10:00:00.000000Z", user=user, status="ok",
-                         query="q", answer="a", cost_nusd=123, calls=(call,))
+    call = CallRecord(
+        id=f"{rid}-0",
+        request_id=rid,
+        ts="2026-11-25T10:00:00.000000Z",
+        seq=0,
+        role="draft",
+        model="mini",
+        model_id="openai/gpt-4o-mini",
+        provider="openai",
+        status="ok",
+        input_tokens=10,
+        output_tokens=5,
+        cost_nusd=123,
+    )
+    return RequestRecord(
+        id=rid,
+        ts="2026-11-25T10:00:00.000000Z",
+        user=user,
+        status="ok",
+        query="q",
+        answer="a",
+        cost_nusd=123,
+        calls=(call,),
+    )
 
 
 def test_new_ledger_is_owner_only(tmp_path: Path) -> None:
@@ -120,6 +139,7 @@ def test_one_ledger_shared_by_threads_reading_and_writing(tmp_path: Path) -> Non
     from cascadeflow_cli.ledger.budgets import effective_budget
 
     with open_ledger(tmp_path / "l.db") as ledger:
+
         def work(i: int) -> None:
             for j in range(25):
                 ledger.record(request(i * 100 + j))

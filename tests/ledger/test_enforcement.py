@@ -25,7 +25,7 @@ from tests.conftest import GOOD_ANSWER, config_text, ledger_rows
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 # fixed prices and token counts: every mini call costs exactly $0.001, every big one $0.01
-PRICED = 'input_cost_per_million = 0.0\noutput_cost_per_million = {}\n'
+PRICED = "input_cost_per_million = 0.0\noutput_cost_per_million = {}\n"
 
 
 def state(limit: int, spent: int, reserved: int = 0, name: str = "daily") -> WindowState:
@@ -35,20 +35,23 @@ def state(limit: int, spent: int, reserved: int = 0, name: str = "daily") -> Win
 # --- the policy, as a pure function ----------------------------------------------------
 
 
-@pytest.mark.parametrize(("mode", "spent", "estimate", "degraded", "expected"), [
-    ("block", 0, 10, None, "allow"),
-    ("block", 79, 10, None, "allow"),
-    ("block", 80, 10, None, "warn"),
-    ("block", 90, 10, None, "warn"),   # exactly reaching the limit is allowed
-    ("block", 91, 10, None, "block"),  # crossing it is not
-    ("warn", 500, 10, None, "warn"),   # warn mode never refuses
-    ("degrade", 85, 10, 2, "warn"),
-    ("degrade", 90, 5, 2, "degrade"),  # at degrade_at: cheaper chain
-    ("degrade", 50, 60, 2, "degrade"),  # full chain could cross the top, the cheap one cannot
-    ("degrade", 99, 60, 2, "block"),   # even the cheap chain could cross
-    ("degrade", 95, 10, None, "block"),  # no cheaper chain, and the full one crosses
-    ("degrade", 92, 5, None, "warn"),  # no cheaper chain, but still room
-])
+@pytest.mark.parametrize(
+    ("mode", "spent", "estimate", "degraded", "expected"),
+    [
+        ("block", 0, 10, None, "allow"),
+        ("block", 79, 10, None, "allow"),
+        ("block", 80, 10, None, "warn"),
+        ("block", 90, 10, None, "warn"),  # exactly reaching the limit is allowed
+        ("block", 91, 10, None, "block"),  # crossing it is not
+        ("warn", 500, 10, None, "warn"),  # warn mode never refuses
+        ("degrade", 85, 10, 2, "warn"),
+        ("degrade", 90, 5, 2, "degrade"),  # at degrade_at: cheaper chain
+        ("degrade", 50, 60, 2, "degrade"),  # full chain could cross the top, the cheap one cannot
+        ("degrade", 99, 60, 2, "block"),  # even the cheap chain could cross
+        ("degrade", 95, 10, None, "block"),  # no cheaper chain, and the full one crosses
+        ("degrade", 92, 5, None, "warn"),  # no cheaper chain, but still room
+    ],
+)
 def test_policy(mode: str, spent: int, estimate: int, degraded: int | None, expected: str) -> None:
     policy = BudgetsConfig(mode=mode)
     verdict = judge("alice", [state(100, spent)], estimate, degraded, policy)
@@ -67,15 +70,27 @@ def test_tightest_window_decides_and_reservations_count() -> None:
 # --- through the cascade ----------------------------------------------------------------
 
 
-def make(tmp_path: Path, server: ReplayServer, *, mode: str = "block", budgets: str = "",
-         extra: str = "", hooks: str = "", at: datetime = NOW) -> tuple[Cascade, Path]:
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10,
-                                                     completion_tokens=100))
-    server.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10,
-                                                completion_tokens=100))
-    text = config_text(server.base_url, mini_extra=PRICED.format(10), big_extra=PRICED.format(100),
-                       extra=f"max_tokens = 100\n{extra}")
-    text += f"\n[budgets]\nmode = \"{mode}\"\n{budgets}\n{hooks}"
+def make(
+    tmp_path: Path,
+    server: ReplayServer,
+    *,
+    mode: str = "block",
+    budgets: str = "",
+    extra: str = "",
+    hooks: str = "",
+    at: datetime = NOW,
+) -> tuple[Cascade, Path]:
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100)
+    )
+    server.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100))
+    text = config_text(
+        server.base_url,
+        mini_extra=PRICED.format(10),
+        big_extra=PRICED.format(100),
+        extra=f"max_tokens = 100\n{extra}",
+    )
+    text += f'\n[budgets]\nmode = "{mode}"\n{budgets}\n{hooks}'
     db = tmp_path / "ledger.db"
     config = parse_config(text, tmp_path / "cascadeflow.toml")
     ledger = open_ledger(db, FixedClock(at))
@@ -83,7 +98,8 @@ def make(tmp_path: Path, server: ReplayServer, *, mode: str = "block", budgets: 
 
 
 def test_block_mode_stops_before_the_limit_and_never_calls_the_provider(
-        tmp_path: Path, server: ReplayServer) -> None:
+    tmp_path: Path, server: ReplayServer
+) -> None:
     cascade, db = make(tmp_path, server)
     assert cascade.ledger is not None
     set_budget(cascade.ledger, "alice", BudgetConfig(daily=Decimal("0.0035")))
@@ -105,8 +121,14 @@ def test_the_next_day_in_the_users_time_zone_starts_afresh(tmp_path: Path, serve
     late = datetime(2026, 11, 25, 22, 30, tzinfo=UTC)  # 23:30 in Berlin
     cascade, db = make(tmp_path, server, at=late)
     cascade.config = parse_config(  # same config plus the time zone
-        config_text(server.base_url, mini_extra=PRICED.format(10), big_extra=PRICED.format(100),
-                    extra="max_tokens = 100") + f"\n[ledger]\n{berlin}\n[budgets]\nmode = \"block\"\n")
+        config_text(
+            server.base_url,
+            mini_extra=PRICED.format(10),
+            big_extra=PRICED.format(100),
+            extra="max_tokens = 100",
+        )
+        + f'\n[ledger]\n{berlin}\n[budgets]\nmode = "block"\n'
+    )
     assert cascade.ledger is not None and cascade.gate is not None
     cascade.gate.config = cascade.config
     set_budget(cascade.ledger, "alice", BudgetConfig(daily=Decimal("0.0015")))
@@ -132,12 +154,17 @@ def test_warn_once_per_window_and_never_refuse(tmp_path: Path, server: ReplaySer
 
 
 def test_degrade_mode_drops_the_expensive_model(tmp_path: Path, server: ReplayServer) -> None:
-    cascade, db = make(tmp_path, server, mode="degrade")
+    cascade, _ = make(tmp_path, server, mode="degrade")
     assert cascade.ledger is not None
-    # full chain worst case: 0.001 + 0.01 = $0.011; limit $0.02 with $0.0105 spent -> would cross
+    # the first request escalates and spends $0.011; the full chain's worst case ($0.011)
+    # would then cross $0.02, mini's alone ($0.001) would not
     set_budget(cascade.ledger, "carol", BudgetConfig(daily=Decimal("0.02")))
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="I'm sorry, but I can't help with that.",
-                                                     prompt_tokens=10, completion_tokens=100))
+    server.set_behavior(
+        "gpt-4o-mini",
+        ModelBehavior(
+            answer="I'm sorry, but I can't help with that.", prompt_tokens=10, completion_tokens=100
+        ),
+    )
     first = cascade.run("Explain in detail how tides work.", "carol")
     assert first.escalated and first.enforcement == "allow"
     result = cascade.run("Explain in detail how tides work.", "carol")
@@ -151,7 +178,9 @@ def test_an_explicit_degraded_chain_that_is_dearer_is_not_used(tmp_path: Path, s
     assert cascade.degraded_chain(["big"], [{"role": "user", "content": "hi"}], 100) is None
 
 
-def test_unknown_users_without_a_default_are_allowed_and_recorded(tmp_path: Path, server: ReplayServer) -> None:
+def test_unknown_users_without_a_default_are_allowed_and_recorded(
+    tmp_path: Path, server: ReplayServer
+) -> None:
     cascade, db = make(tmp_path, server)
     result = cascade.run("hello there, how are you?", "stranger", models=["mini"])
     assert result.enforcement == "allow"
@@ -170,14 +199,17 @@ def test_the_default_budget_applies_to_users_without_their_own(tmp_path: Path, s
 
 def test_unknown_price_blocks_unless_a_fallback_is_set(tmp_path: Path, server: ReplayServer) -> None:
     model = f'\n[[models]]\nname = "odd"\nmodel = "openai/odd-model"\napi_base = "{server.base_url}"\n'
-    server.set_behavior("odd-model", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10,
-                                                   completion_tokens=100))
+    server.set_behavior(
+        "odd-model", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100)
+    )
     db = tmp_path / "l.db"
     base = config_text(server.base_url, extra_models=model, chain='["odd"]')
     with pytest.raises(PricingError):
         Cascade(parse_config(base), open_ledger(db)).run("hi there", "erin")
     assert server.request_count() == 0
-    fallback = base + "\n[budgets]\nfallback_input_cost_per_million = 1\nfallback_output_cost_per_million = 2\n"
+    fallback = (
+        base + "\n[budgets]\nfallback_input_cost_per_million = 1\nfallback_output_cost_per_million = 2\n"
+    )
     result = Cascade(parse_config(fallback), open_ledger(db)).run("hi there", "erin")
     assert result.cost_nusd == 10 * 1000 + 100 * 2000
     assert ledger_rows(db, "calls")[0]["cost_source"] == "fallback"
@@ -195,7 +227,8 @@ def test_a_failed_request_releases_its_reservation(tmp_path: Path, server: Repla
 
 
 def test_reservations_of_dead_processes_and_expired_ones_are_dropped(
-        tmp_path: Path, server: ReplayServer) -> None:
+    tmp_path: Path, server: ReplayServer
+) -> None:
     cascade, db = make(tmp_path, server)
     assert cascade.ledger is not None
     set_budget(cascade.ledger, "gus", BudgetConfig(daily=Decimal("0.02")))
@@ -203,12 +236,24 @@ def test_reservations_of_dead_processes_and_expired_ones_are_dropped(
     dead.start()
     dead.join()
     import socket
+
     with cascade.ledger.write() as w:
-        for rid, pid, expires in (("dead", dead.pid, NOW + timedelta(hours=1)),
-                                  ("expired", os.getppid(), NOW - timedelta(seconds=1))):
-            w["reservations"].insert({"id": rid, "user": "gus", "request_id": "x", "amount_nusd": 15_000_000,
-                                      "created_at": format_ts(NOW), "expires_at": format_ts(expires),
-                                      "pid": pid, "host": socket.gethostname()})
+        for rid, pid, expires in (
+            ("dead", dead.pid, NOW + timedelta(hours=1)),
+            ("expired", os.getppid(), NOW - timedelta(seconds=1)),
+        ):
+            w["reservations"].insert(
+                {
+                    "id": rid,
+                    "user": "gus",
+                    "request_id": "x",
+                    "amount_nusd": 15_000_000,
+                    "created_at": format_ts(NOW),
+                    "expires_at": format_ts(expires),
+                    "pid": pid,
+                    "host": socket.gethostname(),
+                }
+            )
     # with $0.03 held by ghosts the $0.011 request would cross $0.02; once they go, it fits
     result = cascade.run("hello there, how are you?", "gus")
     assert result.answer == GOOD_ANSWER
@@ -216,7 +261,8 @@ def test_reservations_of_dead_processes_and_expired_ones_are_dropped(
 
 
 def test_hooks_filter_models_and_fail_closed(tmp_path: Path, server: ReplayServer) -> None:
-    (tmp_path / "tiers_hook.py").write_text(textwrap.dedent("""
+    (tmp_path / "tiers_hook.py").write_text(
+        textwrap.dedent("""
         def only_cheap(ctx, models):
             return ["mini"] if ctx.user_id.startswith("free") else models
         def explode(ctx):
@@ -225,9 +271,12 @@ def test_hooks_filter_models_and_fail_closed(tmp_path: Path, server: ReplayServe
             return 42
         def loosen(ctx):
             return ("allow", "premium user")
-    """))
+    """)
+    )
     cascade, _ = make(tmp_path, server, hooks='[hooks]\non_model_filter = "tiers_hook:only_cheap"')
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="Maybe.", prompt_tokens=10, completion_tokens=100))
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer="Maybe.", prompt_tokens=10, completion_tokens=100)
+    )
     assert cascade.run("Explain in detail how tides work.", "free-user").model == "mini"
     assert cascade.run("Explain in detail how tides work.", "paid-user").model == "big"
     for hook, match in (("explode", "tier service down"), ("garbage", "returned 42")):
@@ -254,10 +303,19 @@ def _hammer(config_text_: str, db: str, n: int, out: multiprocessing.Queue) -> N
 
 
 def test_concurrent_processes_never_overspend(tmp_path: Path, server: ReplayServer) -> None:
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10,
-                                                     completion_tokens=100, latency_s=0.02))
-    text = config_text(server.base_url, mini_extra=PRICED.format(10), big_extra=PRICED.format(100),
-                       extra="max_tokens = 100") + '\n[budgets]\nmode = "block"\n'
+    server.set_behavior(
+        "gpt-4o-mini",
+        ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100, latency_s=0.02),
+    )
+    text = (
+        config_text(
+            server.base_url,
+            mini_extra=PRICED.format(10),
+            big_extra=PRICED.format(100),
+            extra="max_tokens = 100",
+        )
+        + '\n[budgets]\nmode = "block"\n'
+    )
     db = tmp_path / "race.db"
     with open_ledger(db) as ledger:
         set_budget(ledger, "hammer", BudgetConfig(daily=Decimal("0.012")))  # room for 12 requests

@@ -19,8 +19,15 @@ def tracker(tmp_path: Path, extra: str = "") -> CostTracker:
 
 
 def test_seed_api_is_importable_from_the_package() -> None:
-    for name in ("CostTracker", "BudgetConfig", "EnforcementContext", "EnforcementCallbacks",
-                 "QualityValidator", "QualityPreset", "Cascade"):
+    for name in (
+        "CostTracker",
+        "BudgetConfig",
+        "EnforcementContext",
+        "EnforcementCallbacks",
+        "QualityValidator",
+        "QualityPreset",
+        "Cascade",
+    ):
         assert getattr(cascadeflow_cli, name).__name__ == name
 
 

@@ -15,38 +15,53 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=U)
 
 
-@pytest.mark.parametrize(("tz", "now", "name", "start", "end"), [
-    # UTC: plain calendar windows
-    ("UTC", utc(2026, 11, 25, 23, 59, 59), "daily", utc(2026, 11, 25), utc(2026, 11, 26)),
-    ("UTC", utc(2026, 11, 26, 0, 0, 0), "daily", utc(2026, 11, 26), utc(2026, 11, 27)),
-    ("UTC", utc(2026, 11, 25, 12), "weekly", utc(2026, 11, 23), utc(2026, 11, 30)),  # Wed -> Mon
-    ("UTC", utc(2026, 11, 30, 0), "weekly", utc(2026, 11, 30), utc(2026, 12, 7)),  # Monday itself
-    ("UTC", utc(2026, 12, 31, 23), "monthly", utc(2026, 12, 1), utc(2027, 1, 1)),
-    ("UTC", utc(2028, 2, 29, 12), "monthly", utc(2028, 2, 1), utc(2028, 3, 1)),  # leap year
-    # Berlin (UTC+1 in winter): local midnight is 23:00 UTC the evening before
-    ("Europe/Berlin", utc(2026, 11, 25, 22, 59), "daily", utc(2026, 11, 24, 23), utc(2026, 11, 25, 23)),
-    ("Europe/Berlin", utc(2026, 11, 25, 23, 0), "daily", utc(2026, 11, 25, 23), utc(2026, 11, 26, 23)),
-    # Berlin spring forward (2026-03-29 02:00 -> 03:00): a 23-hour day
-    ("Europe/Berlin", utc(2026, 3, 29, 12), "daily", utc(2026, 3, 28, 23), utc(2026, 3, 29, 22)),
-    # Berlin fall back (2026-10-25 03:00 -> 02:00): a 25-hour day
-    ("Europe/Berlin", utc(2026, 10, 25, 12), "daily", utc(2026, 10, 24, 22), utc(2026, 10, 25, 23)),
-    # the week containing the fall-back: Monday 19 Oct (UTC+2) to Monday 26 Oct (UTC+1)
-    ("Europe/Berlin", utc(2026, 10, 25, 12), "weekly", utc(2026, 10, 18, 22), utc(2026, 10, 25, 23)),
-    ("Europe/Berlin", utc(2026, 10, 31, 23, 30), "monthly", utc(2026, 10, 31, 23), utc(2026, 11, 30, 23)),
-    # New York (UTC-5 in winter, -4 in summer)
-    ("America/New_York", utc(2026, 11, 26, 4, 59), "daily", utc(2026, 11, 25, 5), utc(2026, 11, 26, 5)),
-    ("America/New_York", utc(2026, 11, 26, 5, 0), "daily", utc(2026, 11, 26, 5), utc(2026, 11, 27, 5)),
-    # spring forward 2026-03-08 02:00 -> 03:00
-    ("America/New_York", utc(2026, 3, 8, 15), "daily", utc(2026, 3, 8, 5), utc(2026, 3, 9, 4)),
-    # fall back 2026-11-01 02:00 -> 01:00
-    ("America/New_York", utc(2026, 11, 1, 15), "daily", utc(2026, 11, 1, 4), utc(2026, 11, 2, 5)),
-    ("America/New_York", utc(2026, 11, 1, 3, 59), "monthly", utc(2026, 10, 1, 4), utc(2026, 11, 1, 4)),
-    # Kolkata: a half-hour offset (UTC+5:30)
-    ("Asia/Kolkata", utc(2026, 11, 25, 18, 29), "daily", utc(2026, 11, 24, 18, 30), utc(2026, 11, 25, 18, 30)),
-    ("Asia/Kolkata", utc(2026, 11, 25, 18, 30), "daily", utc(2026, 11, 25, 18, 30), utc(2026, 11, 26, 18, 30)),
-    # Santiago: DST starts at local midnight (2026-09-06 00:00 -> 01:00): the day starts at 01:00
-    ("America/Santiago", utc(2026, 9, 6, 12), "daily", utc(2026, 9, 6, 4), utc(2026, 9, 7, 3)),
-])
+@pytest.mark.parametrize(
+    ("tz", "now", "name", "start", "end"),
+    [
+        # UTC: plain calendar windows
+        ("UTC", utc(2026, 11, 25, 23, 59, 59), "daily", utc(2026, 11, 25), utc(2026, 11, 26)),
+        ("UTC", utc(2026, 11, 26, 0, 0, 0), "daily", utc(2026, 11, 26), utc(2026, 11, 27)),
+        ("UTC", utc(2026, 11, 25, 12), "weekly", utc(2026, 11, 23), utc(2026, 11, 30)),  # Wed -> Mon
+        ("UTC", utc(2026, 11, 30, 0), "weekly", utc(2026, 11, 30), utc(2026, 12, 7)),  # Monday itself
+        ("UTC", utc(2026, 12, 31, 23), "monthly", utc(2026, 12, 1), utc(2027, 1, 1)),
+        ("UTC", utc(2028, 2, 29, 12), "monthly", utc(2028, 2, 1), utc(2028, 3, 1)),  # leap year
+        # Berlin (UTC+1 in winter): local midnight is 23:00 UTC the evening before
+        ("Europe/Berlin", utc(2026, 11, 25, 22, 59), "daily", utc(2026, 11, 24, 23), utc(2026, 11, 25, 23)),
+        ("Europe/Berlin", utc(2026, 11, 25, 23, 0), "daily", utc(2026, 11, 25, 23), utc(2026, 11, 26, 23)),
+        # Berlin spring forward (2026-03-29 02:00 -> 03:00): a 23-hour day
+        ("Europe/Berlin", utc(2026, 3, 29, 12), "daily", utc(2026, 3, 28, 23), utc(2026, 3, 29, 22)),
+        # Berlin fall back (2026-10-25 03:00 -> 02:00): a 25-hour day
+        ("Europe/Berlin", utc(2026, 10, 25, 12), "daily", utc(2026, 10, 24, 22), utc(2026, 10, 25, 23)),
+        # the week containing the fall-back: Monday 19 Oct (UTC+2) to Monday 26 Oct (UTC+1)
+        ("Europe/Berlin", utc(2026, 10, 25, 12), "weekly", utc(2026, 10, 18, 22), utc(2026, 10, 25, 23)),
+        ("Europe/Berlin", utc(2026, 10, 31, 23, 30), "monthly", utc(2026, 10, 31, 23), utc(2026, 11, 30, 23)),
+        # New York (UTC-5 in winter, -4 in summer)
+        ("America/New_York", utc(2026, 11, 26, 4, 59), "daily", utc(2026, 11, 25, 5), utc(2026, 11, 26, 5)),
+        ("America/New_York", utc(2026, 11, 26, 5, 0), "daily", utc(2026, 11, 26, 5), utc(2026, 11, 27, 5)),
+        # spring forward 2026-03-08 02:00 -> 03:00
+        ("America/New_York", utc(2026, 3, 8, 15), "daily", utc(2026, 3, 8, 5), utc(2026, 3, 9, 4)),
+        # fall back 2026-11-01 02:00 -> 01:00
+        ("America/New_York", utc(2026, 11, 1, 15), "daily", utc(2026, 11, 1, 4), utc(2026, 11, 2, 5)),
+        ("America/New_York", utc(2026, 11, 1, 3, 59), "monthly", utc(2026, 10, 1, 4), utc(2026, 11, 1, 4)),
+        # Kolkata: a half-hour offset (UTC+5:30)
+        (
+            "Asia/Kolkata",
+            utc(2026, 11, 25, 18, 29),
+            "daily",
+            utc(2026, 11, 24, 18, 30),
+            utc(2026, 11, 25, 18, 30),
+        ),
+        (
+            "Asia/Kolkata",
+            utc(2026, 11, 25, 18, 30),
+            "daily",
+            utc(2026, 11, 25, 18, 30),
+            utc(2026, 11, 26, 18, 30),
+        ),
+        # Santiago: DST starts at local midnight (2026-09-06 00:00 -> 01:00): the day starts at 01:00
+        ("America/Santiago", utc(2026, 9, 6, 12), "daily", utc(2026, 9, 6, 4), utc(2026, 9, 7, 3)),
+    ],
+)
 def test_window_boundaries(tz: str, now: datetime, name: str, start: datetime, end: datetime) -> None:
     w = window(name, now, tz)
     assert (w.start, w.end) == (start, end)

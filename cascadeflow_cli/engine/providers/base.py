@@ -53,9 +53,14 @@ def api_key(model: ModelConfig, default_env: str | None = None) -> str | None:
     return value
 
 
-def complete(provider: Provider, model: ModelConfig, request: ChatRequest, *,
-             sleep: Callable[[float], None] = time.sleep,
-             jitter: Callable[[], float] = random.random) -> Completion:
+def complete(
+    provider: Provider,
+    model: ModelConfig,
+    request: ChatRequest,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter: Callable[[], float] = random.random,
+) -> Completion:
     """Call with retries on rate limits, 5xx, timeouts and garbage: exponential backoff
     with jitter, honouring Retry-After. The error that ends the loop carries
     ``attempts`` and ``latency_ms`` so the failed call can be recorded."""
@@ -77,8 +82,13 @@ def complete(provider: Provider, model: ModelConfig, request: ChatRequest, *,
                 delay = max(delay, exc.retry_after)
             sleep(min(delay, MAX_BACKOFF_S))
             continue
-        return Completion(result.text, result.usage, result.finish_reason,
-                          latency_ms=(time.perf_counter() - started) * 1000, attempts=attempts)
+        return Completion(
+            result.text,
+            result.usage,
+            result.finish_reason,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            attempts=attempts,
+        )
 
 
 def parse_retry_after(value: str | None) -> float | None:

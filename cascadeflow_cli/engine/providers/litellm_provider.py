@@ -40,8 +40,11 @@ class LiteLLMProvider:
     def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
         litellm = import_litellm()
         kwargs: dict[str, Any] = {
-            "model": model.model, "messages": request.messages, "max_tokens": request.max_tokens,
-            "timeout": model.timeout, "num_retries": 0,
+            "model": model.model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "timeout": model.timeout,
+            "num_retries": 0,
         }
         if model.api_base:
             kwargs["api_base"] = model.api_base
@@ -74,11 +77,15 @@ def _translate(exc: Exception, litellm: ModuleType, model: str) -> ProviderError
     if isinstance(exc, errors.APIConnectionError):
         return ProviderUnavailableError(f"{model}: cannot reach the provider: {message}", model=model)
     if isinstance(exc, errors.AuthenticationError | errors.PermissionDeniedError):
-        return ProviderAuthError(f"{model}: provider rejected the credentials", model=model,
-                                 status=getattr(exc, "status_code", None))
+        return ProviderAuthError(
+            f"{model}: provider rejected the credentials",
+            model=model,
+            status=getattr(exc, "status_code", None),
+        )
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and status >= 400:
         headers = getattr(getattr(exc, "response", None), "headers", None) or {}
         return status_error(status, message, model, parse_retry_after(headers.get("retry-after")))
-    return ProviderResponseError(f"{model}: provider call failed: {message or type(exc).__name__}",
-                                 model=model)
+    return ProviderResponseError(
+        f"{model}: provider call failed: {message or type(exc).__name__}", model=model
+    )

@@ -72,22 +72,28 @@ class OpenAICompatProvider:
         # OpenAI's own API wants max_completion_tokens (required by reasoning models);
         # compatible servers still expect max_tokens.
         token_param = "max_tokens" if model.api_base else "max_completion_tokens"
-        body = {"model": model.wire_model, "messages": request.messages,
-                token_param: request.max_tokens}
+        body = {"model": model.wire_model, "messages": request.messages, token_param: request.max_tokens}
         started = time.perf_counter()
         try:
-            response = self._http().post(f"{base}/chat/completions", json=body, headers=headers,
-                                         timeout=model.timeout)
+            response = self._http().post(
+                f"{base}/chat/completions", json=body, headers=headers, timeout=model.timeout
+            )
         except httpx.TimeoutException:
-            raise ProviderTimeoutError(f"{model.name}: no answer within {model.timeout:g}s",
-                                       model=model.name) from None
+            raise ProviderTimeoutError(
+                f"{model.name}: no answer within {model.timeout:g}s", model=model.name
+            ) from None
         except httpx.HTTPError as exc:
-            raise ProviderUnavailableError(f"{model.name}: cannot reach {base}: {exc}",
-                                           model=model.name) from None
+            raise ProviderUnavailableError(
+                f"{model.name}: cannot reach {base}: {exc}", model=model.name
+            ) from None
         latency = (time.perf_counter() - started) * 1000
         if response.status_code >= 400:
-            raise status_error(response.status_code, _error_detail(response), model.name,
-                               parse_retry_after(response.headers.get("retry-after")))
+            raise status_error(
+                response.status_code,
+                _error_detail(response),
+                model.name,
+                parse_retry_after(response.headers.get("retry-after")),
+            )
         return parse_chat_completion(_json(response, model.name), model.name, latency)
 
 
@@ -95,8 +101,9 @@ def _json(response: httpx.Response, model: str) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise ProviderResponseError(f"{model}: provider answered with something that is not JSON",
-                                    model=model) from None
+        raise ProviderResponseError(
+            f"{model}: provider answered with something that is not JSON", model=model
+        ) from None
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -118,6 +125,7 @@ def parse_chat_completion(data: Any, model: str, latency_ms: float) -> Completio
             raise TypeError("content is not text")
         finish = choice.get("finish_reason")
     except (KeyError, IndexError, TypeError, AttributeError):
-        raise ProviderResponseError(f"{model}: provider answered with a malformed chat completion",
-                                    model=model) from None
+        raise ProviderResponseError(
+            f"{model}: provider answered with a malformed chat completion", model=model
+        ) from None
     return Completion(content, usage_from_openai(data.get("usage")), finish, latency_ms)
