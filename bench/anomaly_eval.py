@@ -1,0 +1,242 @@
+"""Precision and recall of the anomaly detector on injected events, beside the seed's.
+
+Series: the dev series (/work/shared/data/spend/daily_series_dev.csv, rows taken as
+consecutive days) and synthetic per-user spend histories (``synthetic_users`` from
+forecast_backtest.py: weekday/weekend pattern, growth, busy and quiet days; made without
+their own switch, spike and holiday so that the injected events are the only ones).
+
+Injection (fixed seeds): into each series, events at random days at least 30 days
+apart, starting after 60 days of history:
+
+Each event is placed on the first day from its random pick on whose change is at least
+$0.50 (the detector's documented minimum: smaller changes must not page anyone).
+
+* spike: that day's spend times U(2, 4);
+* drop: that day's spend times 0.2;
+* shift: every day from the start on times U(1.8, 3.0) or U(0.3, 0.55) (a lasting change;
+  one event however many days it lasts).
+
+Matching: a spike or drop is found by a detection within one day of it (day - 1 .. day
++ 1); a shift by a detection from the day before its start to 3 days after. Each event
+is matched at most once; every other detection is a false positive, except those the
+same detector makes on the clean series at its most sensitive setting (the series' own
+anomalies, e.g. the dev series' real bursts, which are neither injected events nor
+errors; the most sensitive setting, so that a burst just under the threshold on the clean
+series and just over it on the injected one is not called an error): those are left out
+of both counts. This only applies to the dev series: the synthetic backgrounds have no
+events of their own, so every unmatched detection there counts. "strict" also requires
+the kind to agree (spike/drop/shift); the
+seed's detector has no kinds, so it is scored by date only, and ours is shown both ways.
+
+The seed (SEED.md 1.7): the z-score of each day with spend against the mean and
+standard deviation of all those days (the day itself included); thresholds low 3.0,
+medium 2.5, high 2.0.
+
+    python bench/anomaly_eval.py [--data CSV] [--users 10] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from forecast_backtest import DEFAULT_DATA, read_dev, synthetic_users
+
+SENSITIVITIES = ("low", "medium", "high")
+SEED_THRESHOLDS = {"low": 3.0, "medium": 2.5, "high": 2.0}
+MIN_GAP = 30
+MIN_CHANGE = 0.5  # USD: the detector's default minimum change; smaller events are not reportable
+WARM_UP = 60
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # spike | drop | shift
+    day: int
+    factor: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    day: int
+    kind: str | None  # None: the detector does not say
+
+
+@dataclass
+class Tally:
+    events: int = 0
+    found: int = 0
+    detections: int = 0
+    correct: int = 0
+    by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [events, found]
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.detections if self.detections else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.events if self.events else 0.0
+
+
+def inject(values: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[Event]]:
+    """Events at random days; each moved on to the next day whose change is reportable
+    (at least MIN_CHANGE in USD: for a shift, the median change over its first week)."""
+    out = values.copy()
+    events: list[Event] = []
+    day = WARM_UP + int(rng.integers(0, MIN_GAP))
+    while day < len(values) - 7:
+        kind = str(rng.choice(["spike", "drop", "shift"]))
+        if kind == "spike":
+            factor = float(rng.uniform(2.0, 4.0))
+        elif kind == "drop":
+            factor = 0.2
+        else:
+            factor = float(rng.uniform(1.8, 3.0) if rng.random() < 0.5 else rng.uniform(0.3, 0.55))
+        while day < len(values) - 7 and _change(out, day, kind, factor) < MIN_CHANGE:
+            day += 1
+        if day >= len(values) - 7:
+            break
+        if kind == "shift":
+            out[day:] *= factor
+        else:
+            out[day] *= factor
+        events.append(Event(kind, day, factor))
+        day += MIN_GAP + int(rng.integers(0, MIN_GAP))
+    return out, events
+
+
+def _change(values: np.ndarray, day: int, kind: str, factor: float) -> float:
+    if kind == "shift":
+        return float(np.median(values[day:day + 7])) * abs(factor - 1)
+    return float(values[day]) * abs(factor - 1)
+
+
+def ours(sensitivity: str) -> Callable[[np.ndarray], list[Detection]]:
+    from cascadeflow_cli.analytics.anomaly import AnomalyDetector
+
+    detector = AnomalyDetector(sensitivity)
+    start = date(2020, 1, 6)
+
+    def detect(values: np.ndarray) -> list[Detection]:
+        rows = [(start + timedelta(days=i), float(v)) for i, v in enumerate(values)]
+        return [Detection((a.date - start).days, a.kind) for a in detector.detect(rows)]
+
+    return detect
+
+
+def seed_zscore(sensitivity: str) -> Callable[[np.ndarray], list[Detection]]:
+    threshold = SEED_THRESHOLDS[sensitivity]
+
+    def detect(values: np.ndarray) -> list[Detection]:
+        days = np.nonzero(values > 0)[0]  # the seed groups ledger entries by day
+        costs = values[days]
+        if len(costs) < 7:
+            return []
+        mean, std = costs.mean(), costs.std()
+        if std <= 0:
+            return []
+        z = np.abs(costs - mean) / std
+        return [Detection(int(d), None) for d in days[z > threshold]]
+
+    return detect
+
+
+def window(event: Event) -> tuple[int, int]:
+    return (event.day - 1, event.day + 3) if event.kind == "shift" else (event.day - 1, event.day + 1)
+
+
+def score(events: list[Event], detections: list[Detection], natural: set[int], strict: bool,
+          tally: Tally) -> None:
+    unmatched = sorted(detections, key=lambda d: d.day)
+    tally.events += len(events)
+    for event in events:
+        counts = tally.by_kind.setdefault(event.kind, [0, 0])
+        counts[0] += 1
+        lo, hi = window(event)
+        for d in unmatched:
+            if lo <= d.day <= hi and (not strict or d.kind is None or d.kind == event.kind):
+                unmatched.remove(d)
+                tally.found += 1
+                tally.correct += 1
+                tally.detections += 1
+                counts[1] += 1
+                break
+    for d in unmatched:
+        if any(abs(d.day - n) <= 1 for n in natural):
+            continue  # the series' own anomaly, found on the clean series as well
+        tally.detections += 1
+
+
+def evaluate(series: list[np.ndarray], detector: Callable[[np.ndarray], list[Detection]],
+             seed: int, strict: bool,
+             natural_detector: Callable[[np.ndarray], list[Detection]] | None = None) -> Tally:
+    """``natural_detector``: run on the clean series, its detections are the series' own
+    anomalies (None: the series has none, every unmatched detection is an error)."""
+    tally = Tally()
+    rng = np.random.default_rng(seed)
+    for values in series:
+        natural = {d.day for d in natural_detector(values)} if natural_detector else set()
+        injected, events = inject(values, rng)
+        score(events, detector(injected), natural, strict, tally)
+    return tally
+
+
+def report(title: str, series: list[np.ndarray], seed: int, has_own_anomalies: bool) -> None:
+    print(f"\n{title}")
+    print(f"  {'detector':<28} {'sens.':<7} {'events':>6} {'found':>6} {'detections':>10} "
+          f"{'precision':>9} {'recall':>7}  recall by kind")
+    rows = []
+    for sensitivity in SENSITIVITIES:
+        natural_ours = ours("high") if has_own_anomalies else None
+        natural_seed = seed_zscore("high") if has_own_anomalies else None
+        rows.append(("ours (kind must match)", sensitivity, ours(sensitivity), True, natural_ours))
+        rows.append(("ours (date only)", sensitivity, ours(sensitivity), False, natural_ours))
+        rows.append(("seed z-score (date only)", sensitivity, seed_zscore(sensitivity), False,
+                     natural_seed))
+    for name, sensitivity, detector, strict, natural in rows:
+        t = evaluate(series, detector, seed, strict, natural)
+        kinds = " ".join(f"{k} {f}/{e}" for k, (e, f) in sorted(t.by_kind.items()))
+        print(f"  {name:<28} {sensitivity:<7} {t.events:>6} {t.found:>6} {t.detections:>10} "
+              f"{t.precision:>9.2f} {t.recall:>7.2f}  {kinds}")
+
+
+def synthetic_series(n: int) -> list[np.ndarray]:
+    """Clean synthetic users, each scaled so that its median day costs U($3, $30): the
+    spend of a team for whom a $0.50 change is worth a look (on a $0.30-a-day user
+    nearly every event would fall under the minimum change)."""
+    rng = np.random.default_rng(99)
+    out = []
+    for user in synthetic_users(n, with_events=False):
+        median = float(np.median(user.values[user.values > 0]))
+        out.append(user.values * rng.uniform(3.0, 30.0) / median)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="series,date,value CSV")
+    parser.add_argument("--users", type=int, default=10, help="synthetic users (730 days each)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the injections")
+    args = parser.parse_args(argv)
+    if args.data.exists():
+        report(f"dev series {args.data.name} (injection seed {args.seed}; its own anomalies left out)",
+               [read_dev(args.data)[1]], args.seed, has_own_anomalies=True)
+    else:
+        print(f"{args.data}: not found, dev series skipped", file=sys.stderr)
+    report(f"synthetic spend, {args.users} users x 730 days, no events of their own, "
+           f"median day $3-$30 (injection seed {args.seed})", synthetic_series(args.users), args.seed,
+           has_own_anomalies=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""Spend anomalies: days that cost far more or less than they should, and lasting shifts.
+
+Each day is judged against a baseline built only from the days before it (so the day
+under test never pulls its own baseline towards itself), on a log scale
+``z = log(y + c)`` (``c``: 5% of the typical non-zero day of the baseline window), where
+"twice as much" is the same distance for $2 and $200 users:
+
+* weekday profile: per weekday, the median departure from the median of the last 8
+  weeks, so quiet weekends are not "drops" and busy Mondays not "spikes";
+* level: the median of the last 2 weeks with the profile taken out (a rolling median
+  that follows growth within days);
+* scale: the MAD (x 1.4826) of the recent *out-of-sample* residuals, each day against
+  the baseline it was judged by, so it carries the noise of the baseline estimate and
+  of drift as well as the day-to-day noise (the in-sample MAD of a window is too small
+  by a third); flagged days are left out of it, and it is in log-spend units, divided
+  per day by how much the offset damps that day (quiet days are damped more).
+
+A day's robust score is its residual over the scale. A day is flagged when the score
+passes the sensitivity's threshold *and* the money involved passes a minimum absolute
+change (so cents never page anyone). When the day and the four after it all lie on the
+same side of the baseline, the first and the median of the others at least half the
+threshold away, that is one level shift, reported once on its first day (a second
+shift the same way within two weeks is merged into it); the baseline then restarts
+from the shift, so the new level is normal from then on. Otherwise a flagged day is a
+spike (up) or a drop (down). Severity comes from the size of the score.
+
+Pure numpy; no database or printing here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SEASON = 7
+THRESHOLDS = {"low": 5.0, "medium": 3.5, "high": 3.0}
+WINDOW_DAYS = 56  # the baseline: eight weeks before the day under test (weekday profile)
+LEVEL_DAYS = 14  # its last two weeks set the level
+MIN_BASELINE_DAYS = 14  # days of history before a day is judged at all
+MIN_PROFILE_DAYS = 14  # days of history before a weekday profile is used
+SHIFT_DAYS = 5  # days from the one under test that must stay on one side: a shift
+MERGE_DAYS = 14  # a shift the same way this soon after another is that one still settling
+SHIFT_FRACTION = 0.5  # their median (and the first) must score this share of the threshold
+MIN_SCALE = 0.1  # log units: below ~10% day-to-day noise, treat the noise as 10%
+MIN_RESIDUALS = 14  # out-of-sample residuals needed before they set the scale
+RESIDUAL_DAYS = 112  # the most recent of them used
+IN_SAMPLE_WIDEN = 1.4  # in-sample MADs of a fitted window understate the noise about this much
+DEFAULT_MIN_CHANGE = 0.5  # USD
+OFFSET = 0.05  # log(y + OFFSET x the typical day): zero days stay finite
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One unusual day (or the first day of a lasting shift). Amounts in USD."""
+
+    date: date
+    user: str | None
+    expected: float
+    actual: float
+    score: float  # robust z-score: residual / MAD-scale (signed)
+    severity: str  # "low" | "medium" | "high"
+    kind: str  # "spike" | "drop" | "shift"
+    description: str
+    model: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `cascade anomalies --json` row of CLI.md (plus ``model``)."""
+        return {
+            "date": self.date.isoformat(),
+            "user": self.user,
+            "expected": _finite(self.expected),
+            "actual": _finite(self.actual),
+            "score": _finite(self.score, 2),
+            "severity": self.severity,
+            "kind": self.kind,
+            "description": self.description,
+            "model": self.model,
+        }
+
+
+def _finite(value: float, digits: int = 6) -> float:
+    return round(float(value), digits) if math.isfinite(value) else 0.0
+
+
+def severity_of(score: float) -> str:
+    """Severity from the size of the robust score, whatever the sensitivity."""
+    size = abs(score)
+    if size >= 12.0:
+        return "high"
+    if size >= 7.0:
+        return "medium"
+    return "low"
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    level: float
+    profile: np.ndarray  # 7 weekday effects, indexed by date.weekday()
+    scale: float
+
+    def expected_z(self, weekday: int) -> float:
+        return self.level + float(self.profile[weekday])
+
+
+class AnomalyDetector:
+    """Find spikes, drops and level shifts in a daily spend series.
+
+    ``sensitivity`` sets the robust-score threshold (low 5, medium 3.5, high 3 MADs);
+    ``min_change`` is the smallest change in USD worth reporting."""
+
+    def __init__(self, sensitivity: str = "medium", *, min_change: float = DEFAULT_MIN_CHANGE,
+                 window: int = WINDOW_DAYS, shift_days: int = SHIFT_DAYS) -> None:
+        if sensitivity not in THRESHOLDS:
+            raise ValueError(f"sensitivity must be one of {', '.join(THRESHOLDS)}")
+        self.sensitivity = sensitivity
+        self.threshold = THRESHOLDS[sensitivity]
+        self.min_change = max(0.0, float(min_change))
+        self.window = max(window, MIN_PROFILE_DAYS)
+        self.shift_days = max(2, shift_days)
+
+    def detect(self, history: Iterable[tuple[date, float]], *, user: str | None = None,
+               model: str | None = None, since: date | None = None,
+               until: date | None = None) -> list[Anomaly]:
+        """Anomalies among the days from ``since`` to ``until`` (inclusive; default: all).
+        ``history`` is ``(date, usd)`` rows; missing days are zero, several rows a day are
+        summed. Days before ``since`` still serve as baseline."""
+        start, y = _daily(history, until)
+        if len(y) < MIN_BASELINE_DAYS + 1 or not (y > 0).any():
+            return []
+        found = _scan(start, y, self)
+        return [_describe(f, user, model) for f in found
+                if (since is None or f.day >= since) and (until is None or f.day <= until)]
+
+    def detect_anomalies(self, history: Iterable[tuple[date, float]],
+                         user_id: str | None = None) -> list[Anomaly]:
+        """The seed's name for ``detect``."""
+        return self.detect(history, user=user_id)
+
+
+# --- the scan -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Finding:
+    day: date
+    index: int
+    kind: str
+    score: float
+    expected: float  # USD
+    actual: float  # USD
+    run: int = 1  # days the shift has held when it was confirmed
+    ongoing: bool = False  # too close to the end of the data to tell a shift
+
+
+def _daily(history: Iterable[tuple[date, float]], until: date | None) -> tuple[date, np.ndarray]:
+    import numpy as np
+
+    by_day: dict[date, float] = {}
+    for day, amount in history:
+        value = float(amount)
+        if math.isfinite(value) and (until is None or day <= until):
+            by_day[day] = by_day.get(day, 0.0) + max(value, 0.0)
+    if not by_day:
+        return date.min, np.zeros(0)
+    start = min(by_day)
+    y = np.zeros((max(by_day) - start).days + 1)
+    for day, value in by_day.items():
+        y[(day - start).days] = value
+    return start, y
+
+
+def _scan(start: date, y: np.ndarray, detector: AnomalyDetector,
+          trace: list[tuple[int, float, float, float]] | None = None) -> list[_Finding]:
+    """Walk the days in order, each against the baseline of the days before it.
+    ``trace`` (if given) collects ``(day index, score, scale, expected USD)`` per day."""
+    import numpy as np
+
+    typical = float(np.median(y[y > 0]))
+    weekdays = (start.weekday() + np.arange(len(y))) % SEASON
+    findings: list[_Finding] = []
+    residuals: list[float] = []  # each judged day against its own baseline (out of sample)
+    regime = 0  # first day of the current level (moves on after a shift)
+    profile = np.zeros(SEASON)
+    t = MIN_BASELINE_DAYS
+    while t < len(y):
+        first = max(regime, t - detector.window)
+        if t - first < detector.shift_days:
+            t += 1
+            continue
+        # the log offset follows the window, so a $3-a-day stretch of a once-$30 user is
+        # judged on its own scale
+        spent = y[first:t][y[first:t] > 0]
+        offset = OFFSET * (float(np.median(spent)) if len(spent) else typical)
+        ahead = slice(t, t + detector.shift_days)
+        base = _baseline(np.log(y[first:t] + offset), weekdays[first:t], profile,
+                         learn_profile=len(spent) >= MIN_PROFILE_DAYS)
+        profile = base.profile
+        window_gain = _gain(base.level + base.profile[weekdays[first:t]], offset)
+        scale = _scale(residuals, base.scale / float(np.median(window_gain)), RESIDUAL_DAYS)
+        expected_z = base.level + base.profile[weekdays[ahead]]
+        gain = _gain(expected_z, offset)
+        z_ahead = np.log(y[ahead] + offset)
+        scores = (z_ahead - expected_z) / (scale * gain)
+        expected = max(math.exp(expected_z[0]) - offset, 0.0)
+        shift = _shift(scores, expected_z, z_ahead, offset, detector)
+        if trace is not None:
+            trace.append((t, float(scores[0]), scale, expected))
+        if shift is not None:
+            step = float(np.median(scores))
+            previous = findings[-1] if findings else None
+            if (previous is not None and previous.kind == "shift" and t - previous.index <= MERGE_DAYS
+                    and step * previous.score > 0):
+                # the same change still settling: one shift, now to the level reached
+                findings[-1] = replace(previous, actual=shift, run=t + len(scores) - previous.index)
+            else:
+                findings.append(_Finding(start + timedelta(days=t), t, "shift", step, expected, shift,
+                                         run=len(scores)))
+            regime = t
+            t += len(scores)
+            continue
+        score = float(scores[0])
+        if abs(score) < detector.threshold:  # flagged days do not widen the noise estimate
+            residuals.append(score * scale)  # in log-spend units, as the scale
+        if abs(score) >= detector.threshold and abs(y[t] - expected) >= detector.min_change:
+            ongoing = len(scores) < detector.shift_days and len(scores) > 1 and \
+                bool(np.all(scores * score > 0))
+            findings.append(_Finding(start + timedelta(days=t), t, "spike" if score > 0 else "drop",
+                                     score, expected, float(y[t]), ongoing=ongoing))
+        t += 1
+    return findings
+
+
+def _gain(expected_z: np.ndarray, offset: float) -> np.ndarray:
+    """How much a relative change in spend moves ``log(y + offset)`` around the expected
+    day: 1 on busy days, less on quiet ones, where the offset dominates. Scores divide by
+    it, so that the noise scale (kept in log-spend units) fits busy weekdays and quiet
+    weekends alike; floored at 1/3 so that near-empty days do not score wildly."""
+    import numpy as np
+
+    return np.clip(1.0 - offset / np.exp(expected_z), 1.0 / 3.0, 1.0)
+
+
+def _scale(residuals: list[float], in_sample: float, window: int) -> float:
+    """The noise scale a new day is judged by: the MAD of the recent out-of-sample
+    residuals (each day against the baseline it was judged by), which carries both the
+    day-to-day noise and the drift of the level since the window; until there are
+    enough of them, the window's own MAD, widened for being fitted to the same days."""
+    import numpy as np
+
+    if len(residuals) < MIN_RESIDUALS:
+        return max(in_sample * IN_SAMPLE_WIDEN, MIN_SCALE)
+    recent = np.asarray(residuals[-window:])
+    mad = float(np.median(np.abs(recent - np.median(recent))))
+    return max(1.4826 * mad, MIN_SCALE)
+
+
+def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: float,
+           detector: AnomalyDetector) -> float | None:
+    """The new typical day (USD, for the first day's weekday) if the days from the one
+    under test on form a level shift: ``shift_days`` of them, all on one side of the
+    baseline, the first and the median at least the shift threshold away, and the money
+    per day at least the minimum change. Else None."""
+    import numpy as np
+
+    if len(scores) < detector.shift_days:
+        return None
+    need = detector.threshold * SHIFT_FRACTION
+    sign = 1.0 if scores[0] > 0 else -1.0
+    if sign * scores[0] < need or np.any(scores * sign <= 0) or sign * np.median(scores[1:]) < need:
+        return None
+    old = np.exp(expected_z) - offset
+    new = np.exp(z) - offset
+    if abs(float(np.median(new - old))) < detector.min_change:
+        return None
+    step = float(np.median(z - expected_z))
+    return max(math.exp(expected_z[0] + step) - offset, 0.0)
+
+
+def _baseline(z: np.ndarray, weekdays: np.ndarray, previous_profile: np.ndarray, *,
+              learn_profile: bool = True) -> _Baseline:
+    """Level, weekday profile and MAD scale from the days before the one judged: the
+    profile from the whole window (per weekday, the median departure from the window's
+    median), the level from the last LEVEL_DAYS of it once the profile is taken out, so
+    that growth and undetected drifts are followed within days rather than weeks. Without
+    ``learn_profile`` (a window with too few days of spend, e.g. a holiday) the previous
+    profile is kept: empty days have no weekly pattern to learn."""
+    import numpy as np
+
+    centre = float(np.median(z))
+    profile = previous_profile
+    if learn_profile and len(z) >= MIN_PROFILE_DAYS:
+        profile = np.zeros(SEASON)
+        for w in range(SEASON):
+            mine = z[weekdays == w]
+            if len(mine) >= 2:
+                profile[w] = float(np.median(mine)) - centre
+        profile -= np.median(profile)
+    flat = z - profile[weekdays]
+    level = float(np.median(flat[-LEVEL_DAYS:]))
+    scale = 1.4826 * float(np.median(np.abs(flat - np.median(flat))))
+    return _Baseline(level, profile, max(scale, MIN_SCALE))
+
+
+# --- words ------------------------------------------------------------------------
+
+
+def _money(usd: float) -> str:
+    return f"${usd:,.2f}" if abs(usd) >= 0.01 or usd == 0 else f"${usd:.4f}"
+
+
+def _describe(f: _Finding, user: str | None, model: str | None) -> Anomaly:
+    who = f"model {model}" if model and not user else (f"{user}/{model}" if model else (user or "spend"))
+    mads = f"{abs(f.score):.1f} MADs {'above' if f.score > 0 else 'below'} the usual level"
+    if f.kind == "shift":
+        direction = "up" if f.actual > f.expected else "down"
+        ratio = (f.actual / f.expected) if f.expected > 0 else math.inf
+        size = f" (x{ratio:.1f})" if math.isfinite(ratio) else ""
+        text = (f"{who}: spend stepped {direction} from about {_money(f.expected)}/day to "
+                f"{_money(f.actual)}/day{size} from {f.day.isoformat()}, {f.run} days in a row "
+                f"({mads} on the first); the new level is the baseline from then on")
+    else:
+        what = "spike" if f.kind == "spike" else "drop"
+        text = (f"{who}: {what}: {_money(f.actual)} on {f.day.isoformat()} against "
+                f"{_money(f.expected)} expected for a {f.day.strftime('%A')} ({mads})")
+        if f.ongoing:
+            text += "; too recent to tell whether it is a lasting shift"
+    return Anomaly(date=f.day, user=user, expected=f.expected, actual=f.actual, score=f.score,
+                   severity=severity_of(f.score), kind=f.kind, description=text, model=model)

@@ -1,0 +1,205 @@
+"""`cascade forecast`: what the next days (and this month's budget) will cost."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cascadeflow_cli.cli.app import state
+from cascadeflow_cli.cli.context import stdout_console
+from cascadeflow_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cascadeflow_cli.analytics.forecast import BudgetOutlook, CostPrediction
+    from cascadeflow_cli.cli.context import AppContext
+
+MAX_HORIZON = 366
+
+
+def forecast(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Forecast this user's spend "
+                                             "(default: everyone's).")] = None,
+    horizon: Annotated[int, typer.Option("--horizon", min=1, max=MAX_HORIZON,
+                                         help="Days to forecast.")] = 30,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Forecast as if today were DATE "
+                                              "(YYYY-MM-DD): history before it, forecast from it.")] = None,
+    confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.99,
+                                              help="Level of the interval.")] = 0.9,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the chart to FILE.png "
+                                              "(needs the [plot] extra: matplotlib).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the forecast as JSON.")] = False,
+) -> None:
+    """Forecast spend: the next days' total with a calibrated interval, and the risk of
+    exceeding the user's budget this month."""
+    from cascadeflow_cli.analytics.forecast import CostForecaster, budget_period
+    from cascadeflow_cli.ledger.spend import daily_spend, to_usd
+
+    ctx = state()
+    timezone = ctx.config.ledger.timezone
+    today = _today(ctx, timezone)
+    start = _parse_day(as_of, "--as-of") if as_of else today
+    ledger = ctx.ledger()
+    history = to_usd(daily_spend(ledger, user=user, timezone=timezone, end=start - timedelta(days=1)))
+    limits = user_limits(ctx, user) if user is not None else None
+    budget = budget_period(limits, start) if limits else None
+    prediction = CostForecaster(confidence=confidence).forecast(history, horizon=horizon, as_of=start,
+                                                                budget=budget)
+    if plot is not None:
+        write_png(prediction, plot, user)
+    if as_json:
+        sys.stdout.write(json.dumps(prediction.to_json(user), ensure_ascii=False, indent=2) + "\n")
+        return
+    console = stdout_console()
+    render(console, prediction, user)
+
+
+def user_limits(ctx: AppContext, user: str) -> dict[str, float] | None:
+    """The user's budget limits in USD per window (None: no budget, or no budget module)."""
+    try:
+        from cascadeflow_cli.ledger.budgets import effective_budget
+    except ImportError:
+        return None
+    budget = effective_budget(ctx.ledger(), ctx.config, user)
+    if budget is None:
+        return None
+    return {window: float(limit) for window, limit in budget.limits().items()}
+
+
+def budget_outlook(ctx: AppContext, user: str, as_of: date | None = None) -> BudgetOutlook | None:
+    """The month's outlook for ``user`` against their budget (None without one): for
+    `cascade budget show`. Spend before ``as_of`` (default today) plus the forecast."""
+    from cascadeflow_cli.analytics.forecast import CostForecaster, budget_period
+    from cascadeflow_cli.ledger.spend import daily_spend, to_usd
+
+    timezone = ctx.config.ledger.timezone
+    day = as_of or _today(ctx, timezone)
+    limits = user_limits(ctx, user)
+    period = budget_period(limits, day) if limits else None
+    if period is None:
+        return None
+    history = to_usd(daily_spend(ctx.ledger(), user=user, timezone=timezone, end=day - timedelta(days=1)))
+    return CostForecaster().budget_outlook(period, history, as_of=day)
+
+
+def _today(ctx: AppContext, timezone: str) -> date:
+    from zoneinfo import ZoneInfo
+
+    return ctx.ledger().clock.now().astimezone(ZoneInfo(timezone)).date()
+
+
+def _parse_day(text: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"{flag}: not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+# --- human output -------------------------------------------------------------------
+
+
+def render(console: Console, p: CostPrediction, user: str | None) -> None:
+    from rich.text import Text
+
+    who = user or "all users"
+    last = p.as_of + timedelta(days=p.horizon_days - 1)
+    console.print(Text(f"Forecast for {who}: {p.as_of.isoformat()} to {last.isoformat()} "
+                       f"({p.horizon_days} days)", style="bold"))
+    for note in p.notes:
+        console.print(Text(f"  note: {note}", style="yellow"))
+    if p.method in ("none", "zero"):
+        console.print(f"  expected spend  {_usd(0.0)}")
+        _render_budget(console, p, user)
+        return
+    if p.short_history:
+        console.print(Text(f"  SHORT HISTORY: only {p.history_days} day(s) of data; treat the figures "
+                           "below as a rough naive estimate", style="bold yellow"))
+    pct = round(100 * p.confidence)
+    console.print(f"  expected spend  {_usd(p.median)} (median; mean {_usd(p.mean)})")
+    console.print(f"  {pct}% interval    {_usd(p.lower)} to {_usd(p.upper)}")
+    console.print(Text(f"  method          {p.method}; {p.history_days} days of history", style="dim"))
+    _render_budget(console, p, user)
+    _render_chart(console, p)
+
+
+def _render_budget(console: Console, p: CostPrediction, user: str | None) -> None:
+    from rich.text import Text
+
+    if p.budget is None:
+        if user is not None:
+            console.print(Text("  budget          none set (no risk to compute)", style="dim"))
+        return
+    o = p.budget
+    period = o.period_end.isoformat() if o.window == "total" else \
+        f"{o.period_start.isoformat()} to {o.period_end.isoformat()}"
+    limit = _usd(o.limit)
+    if o.window_limit is not None:  # a daily or weekly limit scaled to the month
+        unit = "day" if o.window == "daily" else "week"
+        limit = f"{_usd(o.window_limit)}/{unit} = {_usd(o.limit)} over the month"
+    console.print(f"  budget          {o.window} {limit} ({period}): spent {_usd(o.spent_to_date)}, "
+                  f"expected {_usd(o.expected_total)}, risk of exceeding {o.risk:.2f}")
+    style = "bold red" if o.alert else "green"
+    console.print(Text(f"  {'!' if o.alert else '-'} {o.describe(user)}", style=style))
+
+
+def _render_chart(console: Console, p: CostPrediction) -> None:
+    from rich.text import Text
+
+    from cascadeflow_cli.analytics.chart import BAND, HISTORY, MEAN, forecast_chart
+
+    width = max(40, min(console.width, 100))
+    lines = forecast_chart(p.history, p.daily, width=width)
+    if not lines:
+        return
+    styles = {HISTORY: "cyan", BAND: "yellow", MEAN: "bold yellow"}
+    console.print()
+    for line in lines:
+        text = Text()
+        for char in line:
+            text.append(char, style=styles.get(char, ""))
+        console.print(text, no_wrap=True, overflow="crop")
+    console.print(Text(f"  {HISTORY} daily spend   {BAND} {round(100 * p.confidence)}% band   "
+                       f"{MEAN} mean", style="dim"))
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+
+
+# --- png ------------------------------------------------------------------------------
+
+
+def write_png(p: CostPrediction, path: Path, user: str | None) -> None:
+    """The chart as a PNG (matplotlib, the optional [plot] extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install 'cascadeflow-cli[plot]'") from None
+    history = list(p.history)[-90:]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    try:
+        if history:
+            ax.bar([d for d, _ in history], [v for _, v in history], color="#4c9be8", label="daily spend")
+        days = [d.date for d in p.daily]
+        ax.fill_between(days, [d.lower for d in p.daily], [d.upper for d in p.daily], color="#f2b134",
+                        alpha=0.35, label=f"{round(100 * p.confidence)}% band")
+        ax.plot(days, [d.mean for d in p.daily], color="#d98c00", label="forecast (mean)")
+        ax.set_title(f"Spend forecast for {user or 'all users'}: {p.method}", fontsize=9)
+        ax.set_ylabel("USD per day")
+        ax.legend(loc="upper left", fontsize=8)
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)

@@ -1,0 +1,156 @@
+"""AnomalyDetector on small synthetic series made here, with known injected events."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from cascadeflow_cli.analytics.anomaly import AnomalyDetector, severity_of
+
+START = date(2026, 1, 5)  # a Monday
+
+
+def weekly(days: int, *, weekday: float = 20.0, weekend: float = 4.0, sigma: float = 0.15,
+           seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    weekdays = np.array([(START + timedelta(days=i)).weekday() for i in range(days)])
+    return np.where(weekdays >= 5, weekend, weekday) * np.exp(rng.normal(0, sigma, days))
+
+
+def rows(values: np.ndarray | list[float]) -> list[tuple[date, float]]:
+    return [(START + timedelta(days=i), float(v)) for i, v in enumerate(values)]
+
+
+def day(i: int) -> date:
+    return START + timedelta(days=i)
+
+
+def test_a_clean_weekly_pattern_has_no_anomalies() -> None:
+    """Quiet weekends are the pattern, not drops; busy weekdays not spikes."""
+    assert AnomalyDetector("medium").detect(rows(weekly(180))) == []
+
+
+def test_an_injected_spike_is_found_on_its_day() -> None:
+    values = weekly(120)
+    values[87] *= 3.0  # a Thursday
+    found = AnomalyDetector("medium").detect(rows(values), user="alice")
+    assert [(a.date, a.kind) for a in found] == [(day(87), "spike")]
+    a = found[0]
+    assert a.user == "alice" and a.model is None
+    assert a.actual == pytest.approx(values[87])
+    assert a.expected == pytest.approx(20.0, rel=0.2)
+    assert a.score > 3.5
+    assert "spike" in a.description and day(87).isoformat() in a.description
+    assert "Thursday" in a.description and "MADs above" in a.description
+
+
+def test_an_injected_drop_is_found() -> None:
+    values = weekly(120, seed=2)
+    values[100] *= 0.2
+    found = AnomalyDetector("medium").detect(rows(values))
+    assert [(a.date, a.kind) for a in found] == [(day(100), "drop")]
+    assert found[0].score < -3.5 and found[0].actual < found[0].expected
+
+
+def test_a_level_shift_is_reported_once_and_becomes_the_baseline() -> None:
+    values = weekly(200, seed=3)
+    values[120:] *= 2.5  # a switch to a dearer model
+    found = AnomalyDetector("medium").detect(rows(values), user="bob")
+    assert [(a.date, a.kind) for a in found] == [(day(120), "shift")]
+    shift = found[0]
+    assert shift.actual == pytest.approx(2.5 * shift.expected, rel=0.3)
+    assert "stepped up" in shift.description and "baseline" in shift.description
+
+
+def test_a_spike_after_a_shift_is_judged_against_the_new_level() -> None:
+    values = weekly(220, seed=4)
+    values[100:] *= 2.0
+    values[179] *= 3.0  # a Friday
+    found = AnomalyDetector("medium").detect(rows(values))
+    assert [(a.date, a.kind) for a in found] == [(day(100), "shift"), (day(179), "spike")]
+    assert found[1].expected == pytest.approx(2 * 20.0, rel=0.25)
+
+
+def test_cents_never_page_anyone() -> None:
+    values = weekly(120, weekday=0.02, weekend=0.004, seed=5)
+    values[87] *= 10  # ten times a two-cent day is still only 18 cents more
+    assert AnomalyDetector("high").detect(rows(values)) == []
+    found = AnomalyDetector("medium", min_change=0.0).detect(rows(values))
+    assert [(a.date, a.kind) for a in found] == [(day(87), "spike")]
+
+
+def test_sensitivity_orders_the_findings() -> None:
+    values = weekly(200, sigma=0.25, seed=6)
+    for i, factor in ((60, 1.9), (90, 2.4), (120, 3.5), (150, 6.0)):
+        values[i] *= factor
+    counts = [len(AnomalyDetector(s).detect(rows(values))) for s in ("low", "medium", "high")]
+    assert counts[0] <= counts[1] <= counts[2]
+    assert counts[0] >= 1  # the sixfold day is found even at low sensitivity
+
+
+def test_severity_grows_with_the_score() -> None:
+    assert severity_of(4.0) == "low"
+    assert severity_of(-8.0) == "medium"
+    assert severity_of(20.0) == "high"
+
+
+def test_since_and_until_limit_the_report_but_not_the_baseline() -> None:
+    values = weekly(150, seed=7)
+    values[40] *= 4
+    values[130] *= 4
+    detector = AnomalyDetector("medium")
+    found = detector.detect(rows(values), since=day(100))
+    assert [a.date for a in found] == [day(130)]
+    assert [a.date for a in detector.detect(rows(values), until=day(100))] == [day(40)]
+
+
+# --- must survive -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("history", [
+    [],
+    [(START, 5.0)],
+    rows([0.0] * 60),
+    rows([3.0] * 60),  # perfectly constant
+    rows([0.0] * 40 + [5000.0] + [0.0] * 5),  # one huge day after nothing
+])
+def test_edge_series(history: list[tuple[date, float]]) -> None:
+    found = AnomalyDetector("high").detect(history)
+    json.dumps([a.to_json() for a in found], allow_nan=False)
+    assert len(found) <= 1
+
+
+def test_a_single_huge_day_in_a_busy_series() -> None:
+    values = weekly(90, seed=8)
+    values[80] = 10_000.0
+    found = AnomalyDetector("low").detect(rows(values))
+    assert [(a.date, a.kind, a.severity) for a in found] == [(day(80), "spike", "high")]
+    json.dumps([a.to_json() for a in found], allow_nan=False)
+
+
+def test_a_gap_of_weeks_is_two_shifts_not_twenty_drops() -> None:
+    values = weekly(200, seed=9)
+    values[100:121] = 0.0  # three weeks away, no rows in the ledger at all
+    history = [(d, v) for d, v in rows(values) if v > 0]
+    found = AnomalyDetector("medium").detect(history, user="carol")
+    assert [(a.date, a.kind) for a in found] == [(day(100), "shift"), (day(121), "shift")]
+    assert "stepped down" in found[0].description and "stepped up" in found[1].description
+
+
+def test_rows_are_summed_per_day_and_negative_amounts_ignored() -> None:
+    values = weekly(100, seed=10)
+    history = [*rows(values), (day(95), float(values[95]) * 3), (day(50), -1000.0)]
+    found = AnomalyDetector("medium").detect(history)
+    assert [(a.date, a.kind) for a in found] == [(day(95), "spike")]
+    assert found[0].actual == pytest.approx(values[95] * 4)
+
+
+def test_seed_names_and_bad_sensitivity() -> None:
+    values = weekly(100, seed=11)
+    values[70] *= 5
+    assert [a.date for a in AnomalyDetector().detect_anomalies(rows(values), "dave")] == [day(70)]
+    with pytest.raises(ValueError):
+        AnomalyDetector("extreme")

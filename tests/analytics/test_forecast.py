@@ -1,0 +1,265 @@
+"""CostForecaster on small synthetic series made here (known pattern, known noise)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from cascadeflow_cli.analytics.forecast import (
+    BudgetPeriod,
+    CostForecaster,
+    CostPrediction,
+    budget_period,
+    small_sample_factor,
+    window_budget,
+    window_period,
+)
+
+START = date(2026, 1, 5)  # a Monday
+
+
+def series(values: list[float] | np.ndarray, start: date = START) -> list[tuple[date, float]]:
+    return [(start + timedelta(days=i), float(v)) for i, v in enumerate(values)]
+
+
+def weekly(days: int, *, weekday: float = 10.0, weekend: float = 2.0, sigma: float = 0.2,
+           seed: int = 1, start: date = START) -> np.ndarray:
+    """Spend with a weekday/weekend pattern and lognormal day-to-day noise."""
+    rng = np.random.default_rng(seed)
+    weekdays = np.array([(start + timedelta(days=i)).weekday() for i in range(days)])
+    level = np.where(weekdays >= 5, weekend, weekday)
+    return level * np.exp(rng.normal(-sigma**2 / 2, sigma, days))
+
+
+def strict_json(prediction: CostPrediction, user: str | None = "alice") -> dict[str, object]:
+    """The CLI's JSON, refusing NaN and infinities the way a strict parser would."""
+    text = json.dumps(prediction.to_json(user), allow_nan=False)
+    return json.loads(text)
+
+
+# --- the model ----------------------------------------------------------------------
+
+
+def test_weekly_pattern_is_forecast_higher_on_weekdays() -> None:
+    p = CostForecaster().forecast(series(weekly(120)), horizon=14)
+    by_weekday: dict[int, list[float]] = {}
+    for d in p.daily:
+        by_weekday.setdefault(d.date.weekday(), []).append(d.mean)
+    weekdays = np.mean([v for w, vs in by_weekday.items() if w < 5 for v in vs])
+    weekends = np.mean([v for w, vs in by_weekday.items() if w >= 5 for v in vs])
+    assert weekdays > 3 * weekends
+    assert 7 * 10.0 * 0.8 < p.median < 14 * 10.0  # roughly 10 weekdays at $10 + 4 weekend days at $2
+    assert p.method.startswith("ETS(") or p.method.startswith("seasonal naive")
+
+
+def test_interval_covers_about_ninety_percent_of_futures_with_known_noise() -> None:
+    """Histories and futures from one known process (weekday pattern, lognormal noise):
+    over many histories, a calibrated 90% interval of the 30-day total holds about 90%
+    of the futures (each history's own interval against futures drawn after it)."""
+    days, horizon, sigma = 150, 30, 0.35
+    start = START + timedelta(days=days)
+    weekdays = np.array([(start + timedelta(days=i)).weekday() for i in range(horizon)])
+    level = np.where(weekdays >= 5, 2.0, 10.0)
+    rng = np.random.default_rng(11)
+    inside, bias = [], []
+    for seed in range(12):
+        p = CostForecaster().forecast(series(weekly(days, sigma=sigma, seed=100 + seed)), horizon=horizon)
+        futures = (level * np.exp(rng.normal(-sigma**2 / 2, sigma, (1000, horizon)))).sum(axis=1)
+        inside.append(np.mean((futures >= p.lower) & (futures <= p.upper)))
+        bias.append(math.log(p.median / np.median(futures)))
+        assert p.confidence == 0.9
+    assert 0.8 <= np.mean(inside) <= 0.97, inside
+    assert abs(np.median(bias)) < 0.05, bias  # the median forecast is not biased
+
+
+def test_a_single_huge_day_does_not_move_the_forecast_much() -> None:
+    clean = weekly(150, seed=5)
+    spiked = clean.copy()
+    spiked[140] *= 40  # one runaway script, ten days ago
+    quiet = CostForecaster().forecast(series(clean), horizon=30)
+    loud = CostForecaster().forecast(series(spiked), horizon=30)
+    assert loud.median == pytest.approx(quiet.median, rel=0.2)
+
+
+def test_a_switch_to_a_dearer_model_is_followed_quickly() -> None:
+    values = weekly(160, seed=7)
+    values[150:] *= 3.0  # ten days ago every request got three times dearer
+    p = CostForecaster().forecast(series(values), horizon=28)
+    weekly_spend = 5 * 10.0 + 2 * 2.0
+    assert p.median == pytest.approx(4 * weekly_spend * 3.0, rel=0.25)
+
+
+def test_growth_is_extrapolated() -> None:
+    rng = np.random.default_rng(2)
+    days = 200
+    values = 5.0 * np.exp(0.01 * np.arange(days)) * np.exp(rng.normal(0, 0.1, days))
+    p = CostForecaster().forecast(series(values), horizon=30)
+    last_month = values[-30:].sum()
+    assert p.median > last_month * 1.05
+
+
+def test_forecast_is_deterministic() -> None:
+    history = series(weekly(100, seed=9))
+    a = CostForecaster().forecast(history, horizon=20)
+    b = CostForecaster().forecast(history, horizon=20)
+    assert a == b
+
+
+def test_small_sample_factor_widens_short_histories_only() -> None:
+    assert small_sample_factor(28, 30, 0.9) > small_sample_factor(120, 30, 0.9) > 1.0
+    assert small_sample_factor(700, 30, 0.9) == pytest.approx(1.0, abs=0.06)
+
+
+# --- budgets and risk --------------------------------------------------------------
+
+
+def test_risk_rises_as_the_budget_falls() -> None:
+    history = series(weekly(120, seed=4))
+    as_of = START + timedelta(days=120)
+    first, last = as_of.replace(day=1), as_of.replace(day=28)
+    risks = []
+    for limit in (1.0, 150.0, 200.0, 250.0, 300.0, 2000.0):
+        budget = BudgetPeriod("monthly", limit, first, last)
+        risks.append(CostForecaster().forecast(history, horizon=30, budget=budget).risk)
+    assert risks == sorted(risks, reverse=True)
+    assert risks[0] == 1.0 and risks[-1] == 0.0
+    assert 0.0 < risks[2] < 1.0 or 0.0 < risks[3] < 1.0  # a real probability near the expected spend
+
+
+def test_budget_path_alert_names_the_day() -> None:
+    history = series(np.full(60, 10.0), start=date(2026, 3, 2))  # $10 a day, every day
+    as_of = date(2026, 5, 1)
+    budget = budget_period({"monthly": 200.0}, as_of)
+    p = CostForecaster().forecast(history, horizon=30, as_of=as_of, budget=budget)
+    assert p.budget is not None and p.risk is not None
+    assert p.budget.exceed_date == date(2026, 5, 20)  # the 20th day makes $200, the 21st passes it
+    assert p.risk > 0.9 and p.budget.alert
+    message = p.budget.describe("alice")
+    assert message.startswith("at this pace alice exceeds the monthly budget on the 20th")
+    assert "risk" in message
+
+
+def test_spend_already_over_the_budget() -> None:
+    history = series(np.full(20, 30.0), start=date(2026, 5, 1))
+    as_of = date(2026, 5, 21)
+    p = CostForecaster().forecast(history, horizon=10, as_of=as_of,
+                                  budget=budget_period({"monthly": 100.0}, as_of))
+    assert p.risk == 1.0
+    assert p.budget is not None and p.budget.spent_to_date == pytest.approx(600.0)
+    assert "already over" in p.budget.describe("bob")
+
+
+def test_budget_period_rules() -> None:
+    day = date(2026, 2, 10)
+    monthly = budget_period({"daily": 1.0, "monthly": 20.0}, day)
+    assert monthly == BudgetPeriod("monthly", 20.0, date(2026, 2, 1), date(2026, 2, 28))
+    daily = budget_period({"daily": 2.0, "weekly": 21.0}, day)  # $2/day is tighter than $3/day
+    assert daily is not None and daily.window == "daily" and daily.window_limit == 2.0
+    assert daily.limit == pytest.approx(2.0 * 28)
+    weekly_only = budget_period({"weekly": 7.0}, day)
+    assert weekly_only is not None and weekly_only.limit == pytest.approx(28.0)
+    total = budget_period({"total": 500.0}, day)
+    assert total is not None and total.window == "total" and total.period_end == date(2026, 2, 28)
+    assert budget_period({}, day) is None
+    assert window_period("weekly", day) == (date(2026, 2, 9), date(2026, 2, 15))
+    assert window_budget("daily", 3.0, day) == BudgetPeriod("daily", 3.0, day, day)
+    assert window_budget("total", 9.0, day).period_end == date(2026, 2, 28)
+
+
+def test_outlook_of_one_window_for_budget_show() -> None:
+    history = series(np.full(30, 4.0), start=date(2026, 2, 1))
+    today = date(2026, 3, 3)  # a Tuesday: Monday's $4 is in this week so far
+    outlook = CostForecaster().budget_outlook(window_budget("weekly", 20.0, today), history, as_of=today)
+    assert outlook.window == "weekly" and outlook.period_start == date(2026, 3, 2)
+    assert outlook.spent_to_date == pytest.approx(4.0)
+    assert outlook.expected_total == pytest.approx(28.0, rel=0.1)
+    assert outlook.exceed_date == date(2026, 3, 7) and outlook.risk > 0.9  # $24 > $20 on Saturday
+
+
+def test_total_budget_counts_all_history() -> None:
+    history = series(np.full(40, 5.0), start=date(2026, 1, 1))
+    as_of = date(2026, 2, 10)
+    p = CostForecaster().forecast(history, horizon=5, as_of=as_of,
+                                  budget=budget_period({"total": 250.0}, as_of))
+    assert p.budget is not None
+    assert p.budget.spent_to_date == pytest.approx(200.0)
+    assert p.budget.exceed_date == date(2026, 2, 20)
+    assert strict_json(p)["budget"]["period_start"] is None  # type: ignore[index]
+
+
+# --- must survive -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("history", [
+    [],
+    [(START, 3.0)],
+    [(START + timedelta(days=i), 0.0) for i in range(30)],
+    [*((START + timedelta(days=i), 0.0) for i in range(30)), (START + timedelta(days=30), 500.0)],
+    [*series([1.0] * 20), (START + timedelta(days=60), 1.0)],  # a gap of weeks
+    [*series(weekly(40)), (START + timedelta(days=400), 99.0)],  # a future-dated row
+    series([2.0] * 30),  # perfectly constant
+    series([1e-9] * 30),  # one nano-dollar a day
+])
+def test_edge_histories_give_finite_json(history: list[tuple[date, float]]) -> None:
+    as_of = START + timedelta(days=45)
+    budget = budget_period({"monthly": 10.0}, as_of)
+    p = CostForecaster().forecast(history, horizon=30, as_of=as_of, budget=budget)
+    data = strict_json(p)
+    assert len(data["daily"]) == 30  # type: ignore[arg-type]
+    for key in ("mean", "median", "lower", "upper", "risk"):
+        assert math.isfinite(data[key])  # type: ignore[arg-type]
+        assert data[key] >= 0  # type: ignore[operator]
+    assert data["lower"] <= data["median"] <= data["upper"]  # type: ignore[operator]
+
+
+def test_empty_and_before_the_first_row() -> None:
+    p = CostForecaster().forecast(series(weekly(30)), horizon=7, as_of=START - timedelta(days=3))
+    assert p.method == "none" and p.mean == 0.0 and p.history_days == 0
+    assert any("no spend history" in n for n in p.notes)
+    assert p.risk is None
+
+
+def test_all_zero_spend_forecasts_zero() -> None:
+    p = CostForecaster().forecast(series([0.0] * 40), horizon=10)
+    assert p.method == "zero" and p.upper == 0.0
+
+
+def test_short_history_is_flagged_naive() -> None:
+    p = CostForecaster().forecast(series([4.0, 6.0, 5.0]), horizon=10)
+    assert p.short_history and p.method.startswith("naive")
+    assert any("fewer than 14" in n for n in p.notes)
+    assert p.lower < p.median < p.upper
+    assert p.median == pytest.approx(50.0, rel=0.3)
+
+
+def test_future_rows_are_ignored() -> None:
+    history = [*series(weekly(60)), (START + timedelta(days=70), 1000.0)]
+    as_of = START + timedelta(days=60)
+    with_future = CostForecaster().forecast(history, horizon=10, as_of=as_of)
+    without = CostForecaster().forecast(series(weekly(60)), horizon=10, as_of=as_of)
+    assert with_future.median == without.median
+    assert any("on or after" in n for n in with_future.notes)
+
+
+def test_gap_of_weeks_counts_as_zero_days() -> None:
+    values = list(weekly(60)) + [0.0] * 21 + list(weekly(30, seed=8))
+    history = [(d, v) for d, v in series(values) if v > 0]  # the ledger has no rows for the gap
+    p = CostForecaster().forecast(history, horizon=14)
+    assert p.history_days == len(values)
+    assert all(math.isfinite(d.mean) for d in p.daily)
+
+
+def test_seed_entry_point_and_risk_score() -> None:
+    p = CostForecaster(series(weekly(50))).predict_monthly_cost()
+    assert p.horizon_days == 30 and p.risk is None and p.risk_score == 0.0
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        CostForecaster(confidence=1.5)
+    with pytest.raises(ValueError):
+        CostForecaster().forecast([], horizon=0)

@@ -1,0 +1,229 @@
+"""`cascade forecast` and `cascade anomalies` end to end, over a ledger seeded here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cascadeflow_cli.ledger.db import open_ledger
+from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
+from cascadeflow_cli.money import nanos_from_usd
+from tests.conftest import CliRunner, Run, assert_one_error_line
+
+FIRST = date(2026, 6, 1)  # a Monday
+DAYS = 120
+AS_OF = FIRST + timedelta(days=DAYS)  # the day after the last day of data
+SPIKE = FIRST + timedelta(days=100)  # a Thursday
+FORECAST_KEYS = {"user", "as_of", "horizon_days", "mean", "lower", "upper", "confidence", "daily",
+                 "budget", "risk", "method"}
+ANOMALY_KEYS = {"date", "user", "expected", "actual", "score", "severity", "kind", "description"}
+CONFIG = '[ledger]\ntimezone = "Europe/Berlin"\n'
+
+
+def _strict(text: str) -> Any:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in JSON output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _seed(db: Path) -> None:
+    """alice: weekday/weekend spend on two models with one spike; bob: steady and small."""
+    rng = np.random.default_rng(5)
+    with open_ledger(db) as ledger:
+        for i in range(DAYS):
+            day = FIRST + timedelta(days=i)
+            weekend = day.weekday() >= 5
+            alice = (3.0 if weekend else 20.0) * float(np.exp(rng.normal(0, 0.1)))
+            if day == SPIKE:
+                alice *= 4
+            for user, usd, models in (("alice", alice, ("mini", "big")), ("bob", 1.0, ("mini",))):
+                _request(ledger, f"{user}-{i}", f"{day.isoformat()}T10:00:00.000000Z", user, usd, models)
+
+
+def _request(ledger: Any, rid: str, ts: str, user: str, usd: float, models: tuple[str, ...]) -> None:
+    cost = nanos_from_usd(round(usd, 6))
+    share = cost // len(models)
+    calls = tuple(CallRecord(id=f"{rid}-{k}", request_id=rid, ts=ts, seq=k,
+                             role="draft" if k == 0 else "verifier", model=m, model_id=f"openai/{m}",
+                             provider="openai", status="ok",
+                             cost_nusd=share if k < len(models) - 1 else cost - share * (len(models) - 1))
+                  for k, m in enumerate(models))
+    ledger.record(RequestRecord(id=rid, ts=ts, user=user, status="ok", query="q", answer="a",
+                                cost_nusd=cost, calls=calls))
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliRunner]:
+    tmp = tmp_path_factory.mktemp("forecast")
+    config = tmp / "cascadeflow.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    runner = CliRunner(tmp, config, tmp / "ledger.db")
+    _seed(runner.db)
+    run = runner("budget", "set", "alice", "--monthly", "400")
+    assert run.code == 0, run.stderr
+    yield runner
+
+
+def forecast_json(runner: CliRunner, *args: str) -> dict[str, Any]:
+    run = runner("forecast", "--json", *args)
+    assert run.code == 0, run.stderr
+    data = _strict(run.stdout)
+    assert set(data) >= FORECAST_KEYS
+    return data
+
+
+def test_forecast_json_with_a_budget(seeded: CliRunner) -> None:
+    data = forecast_json(seeded, "--user", "alice", "--as-of", AS_OF.isoformat())
+    assert data["user"] == "alice" and data["as_of"] == AS_OF.isoformat()
+    assert data["horizon_days"] == 30 and len(data["daily"]) == 30 and data["confidence"] == 0.9
+    assert 0 < data["lower"] < data["mean"] < data["upper"]
+    typical = sum(3.0 if (AS_OF + timedelta(days=i)).weekday() >= 5 else 20.0 for i in range(30))
+    assert data["lower"] < typical < data["upper"]
+    assert data["daily"][0]["date"] == AS_OF.isoformat()
+    weekday = [d["mean"] for d in data["daily"] if date.fromisoformat(d["date"]).weekday() < 5]
+    weekend = [d["mean"] for d in data["daily"] if date.fromisoformat(d["date"]).weekday() >= 5]
+    assert min(weekday) > max(weekend)
+    budget = data["budget"]
+    assert budget["window"] == "monthly" and budget["limit"] == 400.0
+    assert budget["period_start"] == "2026-09-01" and budget["period_end"] == "2026-09-30"
+    september = [FIRST + timedelta(days=i) for i in range(92, DAYS)]
+    spent = sum((3.0 if d.weekday() >= 5 else 20.0) * (4 if d == SPIKE else 1) for d in september)
+    assert budget["spent_to_date"] == pytest.approx(spent, rel=0.1)
+    assert 0.0 <= data["risk"] <= 1.0 and data["risk"] == budget["risk"]
+    assert data["method"]
+
+
+def test_risk_rises_as_the_budget_falls(seeded: CliRunner, tmp_path: Path) -> None:
+    risks = []
+    for monthly in ("20", "29.5", "10000"):  # bob: $1 a day, $28 by 2026-09-29
+        config = tmp_path / f"c{monthly}.toml"
+        config.write_text(CONFIG + f"[budgets.default]\nmonthly = {monthly}\n", encoding="utf-8")
+        runner = CliRunner(tmp_path, config, seeded.db)
+        risks.append(forecast_json(runner, "--user", "bob", "--as-of", AS_OF.isoformat())["risk"])
+    assert risks[0] >= risks[1] >= risks[2]
+    assert risks[0] == 1.0 and risks[2] == 0.0
+
+
+def test_forecast_without_a_budget_and_for_everyone(seeded: CliRunner) -> None:
+    bob = forecast_json(seeded, "--user", "bob", "--as-of", AS_OF.isoformat(), "--horizon", "7")
+    assert bob["budget"] is None and bob["risk"] is None and len(bob["daily"]) == 7
+    assert bob["mean"] == pytest.approx(7.0, rel=0.05)
+    everyone = forecast_json(seeded, "--as-of", AS_OF.isoformat())
+    assert everyone["user"] is None and everyone["risk"] is None
+    assert everyone["mean"] > bob["mean"]
+
+
+def test_forecast_human_output_has_the_alert_and_the_chart(seeded: CliRunner) -> None:
+    run = seeded("forecast", "--user", "alice", "--as-of", "2026-09-20")
+    assert run.code == 0, run.stderr
+    assert "Forecast for alice" in run.stdout and "90% interval" in run.stdout
+    assert "monthly" in run.stdout and "risk" in run.stdout
+    assert "█" in run.stdout and "●" in run.stdout
+
+
+def test_the_budget_path_alert(tmp_path: Path) -> None:
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(CONFIG + "[budgets.default]\nmonthly = 200\n", encoding="utf-8")
+    runner = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    with open_ledger(runner.db) as ledger:
+        for i in range(60):
+            day = date(2026, 3, 1) + timedelta(days=i)
+            _request(ledger, f"c{i}", f"{day.isoformat()}T12:00:00.000000Z", "carol", 10.0, ("mini",))
+    data = forecast_json(runner, "--user", "carol", "--as-of", "2026-05-01")
+    assert data["budget"]["exceed_date"] == "2026-05-20"
+    assert data["risk"] > 0.9
+    assert data["budget"]["message"].startswith("at this pace carol exceeds the monthly budget on the 20th")
+    run = runner("forecast", "--user", "carol", "--as-of", "2026-05-01")
+    assert "at this pace carol exceeds the monthly budget on the 20th" in " ".join(run.stdout.split())
+
+
+def test_forecast_must_survive(seeded: CliRunner, tmp_path: Path) -> None:
+    before = forecast_json(seeded, "--user", "alice", "--as-of", "2020-01-01")
+    assert before["method"] == "none" and before["mean"] == 0.0 and before["lower"] == 0.0
+    one_day = forecast_json(seeded, "--user", "alice", "--as-of", (FIRST + timedelta(days=1)).isoformat())
+    assert one_day["short_history"] is True and one_day["method"].startswith("naive")
+    empty = CliRunner(tmp_path, seeded.config, tmp_path / "empty.db")
+    assert forecast_json(empty, "--user", "nobody")["mean"] == 0.0
+    run = empty("forecast")
+    assert run.code == 0 and "no spend history" in run.stdout
+    with open_ledger(tmp_path / "future.db") as ledger:
+        for i in range(30):
+            day = FIRST + timedelta(days=i)
+            _request(ledger, f"f{i}", f"{day.isoformat()}T12:00:00.000000Z", "dan", 2.0, ("mini",))
+        _request(ledger, "odd", "2099-01-01T12:00:00.000000Z", "dan", 5000.0, ("mini",))
+    future = CliRunner(tmp_path, seeded.config, tmp_path / "future.db")
+    data = forecast_json(future, "--user", "dan", "--as-of", (FIRST + timedelta(days=30)).isoformat())
+    assert data["mean"] == pytest.approx(60.0, rel=0.05)
+
+
+def test_forecast_bad_input(seeded: CliRunner) -> None:
+    run = seeded("forecast", "--as-of", "yesterday")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "--as-of" in run.stderr
+    assert seeded("forecast", "--horizon", "0").code == 1
+
+
+def test_plot_needs_the_extra_or_writes_a_png(seeded: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "forecast.png"
+    run = seeded("forecast", "--user", "alice", "--as-of", AS_OF.isoformat(), "--plot", str(out))
+    if importlib.util.find_spec("matplotlib") is None:
+        assert run.code == 1
+        assert_one_error_line(run.stderr)
+        assert "[plot]" in run.stderr
+    else:
+        assert run.code == 0, run.stderr
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- anomalies ------------------------------------------------------------------------
+
+
+def anomalies_json(runner: CliRunner, *args: str) -> list[dict[str, Any]]:
+    run = runner("anomalies", "--json", "--until", (AS_OF - timedelta(days=1)).isoformat(), *args)
+    assert run.code == 0, run.stderr
+    data = _strict(run.stdout)
+    assert isinstance(data, list)
+    for row in data:
+        assert set(row) >= ANOMALY_KEYS
+    return data
+
+
+def test_anomalies_find_the_spike_per_user_and_per_model(seeded: CliRunner) -> None:
+    rows = anomalies_json(seeded)
+    spikes = [r for r in rows if r["date"] == SPIKE.isoformat()]
+    assert {(r["user"], r["model"], r["kind"]) for r in spikes} == {
+        ("alice", None, "spike"), (None, "mini", "spike"), (None, "big", "spike")}
+    alice = next(r for r in spikes if r["user"] == "alice")
+    assert alice["actual"] > 3 * alice["expected"] and alice["score"] > 3.5
+    assert "alice" in alice["description"] and SPIKE.isoformat() in alice["description"]
+    assert not [r for r in rows if r["user"] == "bob"]
+
+
+def test_anomalies_filters(seeded: CliRunner) -> None:
+    assert anomalies_json(seeded, "--user", "bob") == []
+    only_alice = anomalies_json(seeded, "--user", "alice", "--no-models")
+    assert [(r["date"], r["kind"]) for r in only_alice] == [(SPIKE.isoformat(), "spike")]
+    assert anomalies_json(seeded, "--since", (SPIKE + timedelta(days=1)).isoformat()) == []
+    assert anomalies_json(seeded, "--user", "alice", "--min-change", "1000") == []
+
+
+def test_anomalies_human_output_and_bad_input(seeded: CliRunner, tmp_path: Path) -> None:
+    run = seeded("anomalies", "--user", "alice", "--until", AS_OF.isoformat())
+    assert run.code == 0, run.stderr
+    assert "spike" in run.stdout and SPIKE.isoformat() in run.stdout
+    bad: Run = seeded("anomalies", "--sensitivity", "extreme")
+    assert bad.code == 1
+    assert_one_error_line(bad.stderr)
+    empty = CliRunner(tmp_path, seeded.config, tmp_path / "empty.db")
+    run = empty("anomalies")
+    assert run.code == 0 and "no anomalies" in run.stderr
+    assert _strict(empty("anomalies", "--json").stdout) == []
