@@ -48,10 +48,15 @@ def _register() -> None:
     app.command("demo")(demo.demo)
     app.add_typer(config_cmd.config_app, name="config")
     app.add_typer(budget_cmd.budget_app, name="budget")
-    from cascadeflow_cli.cli import export_cmd, import_cmd
+    from cascadeflow_cli.cli import batch_cmd, export_cmd, import_cmd, usage_cmd
 
+    app.command("batch")(batch_cmd.batch)
+    app.command("usage")(usage_cmd.usage)
     app.command("export")(export_cmd.export)
     app.command("import")(import_cmd.import_)
+    from cascadeflow_cli.cli import anomalies_cmd, forecast_cmd
+    app.command("forecast")(forecast_cmd.forecast)
+    app.command("anomalies")(anomalies_cmd.anomalies)
 
 
 _register()

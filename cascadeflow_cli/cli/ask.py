@@ -30,6 +30,7 @@ def ask(
 ) -> None:
     """Answer QUERY with the cheapest model that is good enough."""
     import sys
+    from contextlib import nullcontext
 
     from cascadeflow_cli.cli.render import ask_summary
     from cascadeflow_cli.engine.cascade import Cascade
@@ -40,19 +41,11 @@ def ask(
     cascade = Cascade(ctx.config, ctx.ledger())
     chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
     err = stderr_console()
-    run = lambda: cascade.run(
-        query,
-        user or default_user(),
-        domain=domain,
-        models=chain,
-        system=system,
-        max_tokens=max_tokens,
-    )
-    if is_terminal() and not as_json:
-        with err.status("thinking…", spinner="dots"):
-            result = run()
-    else:
-        result = run()
+    spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()
+    with spinner:
+        result = cascade.run(
+            query, user or default_user(), domain=domain, models=chain, system=system, max_tokens=max_tokens
+        )
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:

@@ -73,10 +73,14 @@ def export(
     ctx = state()
     flt = ledger_filter(user, since, until, model, ctx.config.ledger.timezone)
     conn = ctx.ledger().db.conn
-    with _destination(output) as out:
-        if bom and fmt == "csv":
-            out.write("\ufeff")
-        count = write_export(conn, out, fmt, flt)
+    try:
+        with _destination(output) as out:
+            if bom and fmt == "csv":
+                out.write("\ufeff")
+            count = write_export(conn, out, fmt, flt)
+    except BrokenPipeError:  # `cascade export | head`: the reader left, nothing is wrong
+        _silence_stdout()
+        return
     where = f" to {output}" if output else ""
     sys.stderr.write(f"exported {count:,} row{'s' if count != 1 else ''}{where}\n")
 
@@ -102,7 +106,8 @@ def _destination(output: Path | None) -> Iterator[TextIO]:
             yield out
             out.flush()
         finally:
-            out.detach()
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                out.detach()
         return
     if output.is_dir():
         raise InputError(f"{output}: is a directory")
@@ -121,3 +126,10 @@ def _destination(output: Path | None) -> Iterator[TextIO]:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

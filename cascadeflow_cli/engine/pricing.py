@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -58,8 +59,17 @@ def price_map_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / PRICE_MAP_FILE
 
 
-@lru_cache(maxsize=1)
+_map_lock = threading.Lock()
+
+
 def load_price_map() -> dict[str, dict[str, Any]]:
+    """litellm's bundled price map, parsed once per process (threads wait for the first)."""
+    with _map_lock:
+        return _load_price_map()
+
+
+@lru_cache(maxsize=1)
+def _load_price_map() -> dict[str, dict[str, Any]]:
     path = price_map_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -54,11 +54,10 @@ def start_batch(ledger: Ledger, output: Path | None, input_path: Path) -> str:
 
 def latest_batch(ledger: Ledger, output: Path) -> str | None:
     """The id of the newest run that wrote ``output``, if this ledger knows one."""
-    with ledger.write() as db:  # a read, but under the ledger's lock and one snapshot
-        rows = list(db.execute(
-            "select id from batches where output = ? order by started_at desc, rowid desc limit 1",
-            [str(output)]).fetchall())
-    return rows[0][0] if rows else None
+    row = ledger.db.conn.execute(
+        "select id from batches where output = ? order by started_at desc, rowid desc limit 1",
+        [str(output)]).fetchone()
+    return row[0] if row else None
 
 
 def committed_rows(ledger: Ledger, batch_id: str) -> dict[str, str]:
@@ -67,20 +66,19 @@ def committed_rows(ledger: Ledger, batch_id: str) -> dict[str, str]:
     second request for it anyway)."""
     low = external_id(batch_id, "")
     high = low[:-1] + chr(ord(SEPARATOR) + 1)  # every key with the prefix "<batch id>:"
-    with ledger.write() as db:
-        rows = db.execute("select external_id, id from requests "
-                          "where external_id >= ? and external_id < ?", [low, high]).fetchall()
+    rows = ledger.db.conn.execute("select external_id, id from requests "
+                                  "where external_id >= ? and external_id < ?", [low, high]).fetchall()
     return {ext[len(low):]: request_id for ext, request_id in rows}
 
 
 def load_request(ledger: Ledger, request_id: str) -> dict[str, Any]:
-    """One request row with its calls (in call order), shaped like ``recent_requests``."""
-    with ledger.write() as db:
-        conn = db.conn
-        cursor = conn.execute("select * from requests where id = ?", [request_id])
-        names = [d[0] for d in cursor.description]
-        row = dict(zip(names, cursor.fetchone(), strict=True))
-        cursor = conn.execute("select * from calls where request_id = ? order by seq", [request_id])
-        names = [d[0] for d in cursor.description]
-        row["calls"] = [dict(zip(names, c, strict=True)) for c in cursor.fetchall()]
+    """One request row with its calls (in call order), shaped like ``recent_requests``.
+    (A request and its calls commit together, so the second read sees them all.)"""
+    conn = ledger.db.conn
+    cursor = conn.execute("select * from requests where id = ?", [request_id])
+    names = [d[0] for d in cursor.description]
+    row = dict(zip(names, cursor.fetchone(), strict=True))
+    cursor = conn.execute("select * from calls where request_id = ? order by seq", [request_id])
+    names = [d[0] for d in cursor.description]
+    row["calls"] = [dict(zip(names, c, strict=True)) for c in cursor.fetchall()]
     return row

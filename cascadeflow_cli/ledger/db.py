@@ -109,22 +109,26 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
 ]
 
 
+_import_lock = threading.Lock()
+
+
 def import_sqlite_utils() -> ModuleType:
     """sqlite-utils, without the pandas and numpy it imports (when installed) only to map
     their scalar types: our rows hold plain Python values, and that import would cost
     every ledger command half a second."""
-    if "sqlite_utils" in sys.modules:
-        return sys.modules["sqlite_utils"]
-    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail
-    try:
-        import sqlite_utils
-    finally:
+    with _import_lock:  # threads opening their first connection together
+        if "sqlite_utils" in sys.modules:
+            return sys.modules["sqlite_utils"]
+        hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
         for name in hidden:
-            if sys.modules.get(name) is None:
-                del sys.modules[name]
-    return sqlite_utils
+            sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail
+        try:
+            import sqlite_utils
+        finally:
+            for name in hidden:
+                if sys.modules.get(name) is None:
+                    del sys.modules[name]
+        return sqlite_utils
 
 
 class Ledger:
@@ -156,7 +160,10 @@ class Ledger:
         sqlite_utils = import_sqlite_utils()
         try:
             conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL is a property of the file: switch once, not on every connection
+            # (the switch needs a lock that busy threads would fight over)
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:

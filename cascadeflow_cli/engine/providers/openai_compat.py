@@ -1,11 +1,10 @@
 """The fast path: any OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp...)
-over httpx, without importing litellm (which takes seconds)."""
+over a small keep-alive transport, without importing litellm (which takes seconds)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.providers.base import (
@@ -14,6 +13,12 @@ from cascadeflow_cli.engine.providers.base import (
     api_key,
     parse_retry_after,
     usage_from_openai,
+)
+from cascadeflow_cli.engine.providers.transport import (
+    KeepAliveClient,
+    Response,
+    TransportError,
+    TransportTimeout,
 )
 from cascadeflow_cli.errors import (
     ProviderAuthError,
@@ -24,9 +29,6 @@ from cascadeflow_cli.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-
-if TYPE_CHECKING:
-    import httpx
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 # litellm providers that speak OpenAI's wire format when given an api_base
@@ -46,26 +48,12 @@ def status_error(status: int, detail: str, model: str, retry_after: float | None
 
 
 class OpenAICompatProvider:
-    """Keeps one pooled httpx client per process (keep-alive across calls)."""
+    """One provider per process; its transport keeps a connection per host per thread."""
 
     def __init__(self) -> None:
-        self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
-
-    def _http(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                import httpx
-
-                self._client = httpx.Client(
-                    limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-                    trust_env=False,
-                )
-            return self._client
+        self._client = KeepAliveClient()
 
     def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
-        import httpx
-
         base = (model.api_base or OPENAI_API_BASE).rstrip("/")
         key = api_key(model, None if model.api_base else "OPENAI_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -75,14 +63,12 @@ class OpenAICompatProvider:
         body = {"model": model.wire_model, "messages": request.messages, token_param: request.max_tokens}
         started = time.perf_counter()
         try:
-            response = self._http().post(
-                f"{base}/chat/completions", json=body, headers=headers, timeout=model.timeout
-            )
-        except httpx.TimeoutException:
+            response = self._client.post(f"{base}/chat/completions", body, headers, model.timeout)
+        except TransportTimeout:
             raise ProviderTimeoutError(
                 f"{model.name}: no answer within {model.timeout:g}s", model=model.name
             ) from None
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise ProviderUnavailableError(
                 f"{model.name}: cannot reach {base}: {exc}", model=model.name
             ) from None
@@ -97,7 +83,7 @@ class OpenAICompatProvider:
         return parse_chat_completion(_json(response, model.name), model.name, latency)
 
 
-def _json(response: httpx.Response, model: str) -> Any:
+def _json(response: Response, model: str) -> Any:
     try:
         return response.json()
     except ValueError:
@@ -106,7 +92,7 @@ def _json(response: httpx.Response, model: str) -> Any:
         ) from None
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: Response) -> str:
     try:
         data = response.json()
         error = data.get("error") if isinstance(data, dict) else None

@@ -1,0 +1,156 @@
+"""`cascade batch` under load, against the local replay server.
+
+    python bench/batch_load.py [--rows 10000] [--latency 0.05] [--concurrency 32]
+
+Starts `python -m cascadeflow_cli.replay --latency L --port 0`, writes ROWS queries, runs
+`cascade batch IN --output OUT --concurrency C` as a real process, and reports:
+  - wall time (process start to exit) against the ideal ROWS x L / C (target <= 1.3x);
+  - every input id in the output exactly once, and exactly one ledger request per row
+    (by its batch external id), the ledger passing PRAGMA integrity_check;
+  - the batch process's peak resident memory (os.wait4).
+The replay server answers every draft with a generic answer the quality check accepts,
+so each query is one model call of L seconds (the ideal assumes exactly that; escalations
+are counted and reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "cascadeflow_cli.replay", "--latency", str(latency),
+                             "--port", "0"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise SystemExit(f"replay server did not start: {line!r}")
+    return proc, line.removeprefix("listening on ")
+
+
+def write_config(path: Path, url: str, db: Path) -> None:
+    path.write_text(f"""
+[ledger]
+path = "{db}"
+
+[[models]]
+name = "mini"
+model = "openai/gpt-4o-mini"
+api_base = "{url}"
+timeout = 30
+
+[[models]]
+name = "big"
+model = "openai/gpt-4o"
+api_base = "{url}"
+timeout = 30
+
+[cascade]
+models = ["mini", "big"]
+""", encoding="utf-8")
+
+
+def write_queries(path: Path, rows: int) -> list[str]:
+    ids = [f"row-{i:06d}" for i in range(rows)]
+    with path.open("w", encoding="utf-8") as fh:
+        for i, row_id in enumerate(ids):
+            fh.write(json.dumps({"id": row_id, "query": f"What is the capital of country number {i}?",
+                                 "user": f"user{i % 7}"}) + "\n")
+    return ids
+
+
+def check(ids: list[str], out: Path, db: Path) -> dict[str, int]:
+    """Exactly-once checks: output ids and ledger requests per row."""
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line]
+    seen = Counter(str(r["id"]) for r in lines)
+    conn = sqlite3.connect(db)
+    ledger_rows = conn.execute(
+        "select external_id, id from requests where external_id is not null").fetchall()
+    per_row = Counter(ext.split(":", 1)[1] for ext, _ in ledger_rows)
+    by_ext = {ext.split(":", 1)[1]: rid for ext, rid in ledger_rows}
+    mismatched = sum(1 for r in lines if "request_id" in r and by_ext.get(str(r["id"])) != r["request_id"])
+    return {
+        "output_lines": len(lines),
+        "missing_in_output": sum(1 for i in ids if seen[i] == 0),
+        "duplicated_in_output": sum(1 for i in ids if seen[i] > 1),
+        "errors_in_output": sum(1 for r in lines if "error" in r and "request_id" not in r),
+        "escalated": sum(1 for r in lines if r.get("escalated")),
+        "ledger_requests": conn.execute("select count(*) from requests").fetchone()[0],
+        "missing_in_ledger": sum(1 for i in ids if per_row[i] == 0),
+        "duplicated_in_ledger": sum(1 for i in ids if per_row[i] > 1),
+        "output_not_matching_ledger": mismatched,
+        "integrity_ok": int(conn.execute("pragma integrity_check").fetchone()[0] == "ok"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workdir", type=Path, default=None)
+    opts = parser.parse_args()
+    if opts.workdir is None:  # a temporary directory, removed afterwards
+        with tempfile.TemporaryDirectory(prefix="cascade-batch-load-") as tmp:
+            return bench(opts, Path(tmp))
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    return bench(opts, opts.workdir)
+
+
+def bench(opts: argparse.Namespace, work: Path) -> None:
+    db, out, queries = work / "ledger.db", work / "out.jsonl", work / "in.jsonl"
+    config = work / "cascadeflow.toml"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    out.unlink(missing_ok=True)
+    ids = write_queries(queries, opts.rows)
+    server, url = start_server(opts.latency)
+    try:
+        write_config(config, url, db)
+        env = {**os.environ, "CASCADE_CONFIG": str(config)}
+        env.pop("CASCADE_DB", None)
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "cascadeflow_cli", "batch", str(queries), "--output",
+                                 str(out), "--concurrency", str(opts.concurrency)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+    finally:
+        server.terminate()
+        server.wait()
+    if code != 0:
+        raise SystemExit(f"cascade batch failed ({code}): {err}")
+    ideal = opts.rows * opts.latency / opts.concurrency
+    result = check(ids, out, db)
+    print(f"cascade batch: {opts.rows:,} rows, latency {opts.latency * 1000:.0f} ms, concurrency "
+          f"{opts.concurrency}")
+    print(f"  wall {wall:.2f}s vs ideal {ideal:.2f}s = {wall / ideal:.2f}x (target <= 1.30x); "
+          f"{opts.rows / wall:,.0f} rows/s")
+    print(f"  peak RSS of the batch process: {usage.ru_maxrss / 1024:.0f} MB")
+    print(f"  {err.strip().splitlines()[-1]}")
+    for key, value in result.items():
+        print(f"  {key}: {value:,}")
+    ok = (result["missing_in_output"] == result["duplicated_in_output"] == 0
+          and result["missing_in_ledger"] == result["duplicated_in_ledger"] == 0
+          and result["output_not_matching_ledger"] == 0 and result["integrity_ok"] == 1)
+    print("  exactly once: " + ("yes" if ok else "NO"))
+    met = ok and wall / ideal <= 1.3
+    print(f"verdict: {'OK' if met else 'MISSED'} (target: <= 1.30x ideal, every row exactly once)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""`cascade batch`: a JSONL file of queries through the cascade, a JSONL file of results."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
+
+import typer
+
+from cascadeflow_cli.cli.app import state
+from cascadeflow_cli.cli.context import default_user, is_terminal
+from cascadeflow_cli.errors import InputError, LedgerError
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.engine.batch import BatchProgress, BatchRow
+    from cascadeflow_cli.ledger.db import Ledger
+
+PLAIN_PROGRESS_EVERY_S = 5.0
+BAD_ROWS_SHOWN = 10  # input problems named on stderr (all of them are in the output)
+
+
+def batch(
+    file: Annotated[Path, typer.Argument(help="JSONL rows: {\"id\", \"query\", \"user\"?, \"domain\"?}.")],
+    user: Annotated[str | None, typer.Option("--user", "-u", help="User for rows without one "
+                                             "(default: $CASCADE_USER or 'default').")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=256,
+                                             help="Rows in flight at once.")] = 8,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write results to OUT.jsonl "
+                                                "(else stdout).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep OUT and answer only the rows it "
+                                         "lacks (and none the ledger already holds).")] = False,
+) -> None:
+    """Answer every row of FILE; one result line per row (the `ask --json` object plus
+    "id", or {"id", "error"}), written as each row finishes, in finishing order."""
+    from cascadeflow_cli.engine.batch import BatchRunner, count_rows, read_rows, warm_up
+
+    if not file.is_file():
+        raise InputError(f"{file}: no such file" if not file.exists() else f"{file}: not a file")
+    if resume and output is None:
+        raise InputError("--resume needs --output (the file whose rows are kept)")
+    out_path = output.resolve() if output else None
+    if out_path is not None and out_path == file.resolve():
+        raise InputError(f"{output}: the output cannot be the input file")
+    ctx = state()
+    ledger = ctx.ledger()
+    batch_id, done, committed = _prepare(ledger, file, out_path, resume)
+    out = _Output(out_path, resume)
+    reporter = _Reporter(count_rows(file), file)
+    warm_up()
+    runner = BatchRunner(
+        _cascade_factory(ctx.config, ledger), out.write, concurrency=concurrency,
+        default_user=user or default_user(),
+        external_id=lambda key: _external_id(batch_id, key),
+        recover=_recoverer(ledger, committed), on_progress=reporter.update,
+        on_bad_row=reporter.bad_row)
+    try:
+        with reporter:
+            progress = runner.run(read_rows(file), reporter.total, done)
+    except KeyboardInterrupt:
+        _interrupted(out, reporter)
+    except LedgerError as exc:
+        hint = "run again with --resume to finish" if out_path else "then run the rest"
+        raise LedgerError(f"{exc}; stopped after {reporter.last_done:,} rows — fix it, then "
+                          f"{hint}") from None
+    finally:
+        out.close()
+    reporter.summary(progress)
+
+
+def _external_id(batch_id: str, key: str) -> str:
+    from cascadeflow_cli.ledger.batch_ids import external_id
+
+    return external_id(batch_id, key)
+
+
+def _prepare(ledger: Ledger, file: Path, out_path: Path | None, resume: bool
+             ) -> tuple[str, set[str], dict[str, str]]:
+    """The batch id, the row keys already in the output, and the rows the ledger holds."""
+    from cascadeflow_cli.engine.batch import scan_output
+    from cascadeflow_cli.ledger.batch_ids import committed_rows, latest_batch, start_batch
+
+    if not (resume and out_path is not None and out_path.exists()):
+        return start_batch(ledger, out_path, file.resolve()), set(), {}
+    done, good = scan_output(out_path)
+    if good < out_path.stat().st_size:  # a line torn by a crash: cut it off
+        with out_path.open("r+b") as fh:
+            fh.truncate(good)
+    batch_id = latest_batch(ledger, out_path)
+    if batch_id is None:
+        return start_batch(ledger, out_path, file.resolve()), done, {}
+    return batch_id, done, committed_rows(ledger, batch_id)
+
+
+class _Output:
+    """Where result lines go: OUT (appended to on --resume) or stdout. One line per
+    result, flushed at once: after kill -9 the file holds every line written (a torn last
+    line at worst, which --resume cuts off)."""
+
+    def __init__(self, path: Path | None, resume: bool) -> None:
+        self._file: TextIO | None = None
+        if path is not None:
+            try:
+                self._file = path.open("a" if resume else "w", encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+    @property
+    def to_file(self) -> bool:
+        return self._file is not None
+
+    def write(self, result: dict[str, Any]) -> None:
+        # stdout is looked up each time: the progress bar redirects it above itself
+        out = self._file or sys.stdout
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+        out.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        else:
+            sys.stdout.flush()
+
+
+def _cascade_factory(config: Any, ledger: Ledger) -> Callable[[], Any]:
+    """A Cascade per worker thread, all on the one Ledger (which gives each thread its
+    own SQLite connection), each with its own keep-alive HTTP connections."""
+    from cascadeflow_cli.engine.batch import thread_cascade
+
+    return lambda: thread_cascade(config, ledger)
+
+
+def _recoverer(ledger: Ledger, committed: dict[str, str]
+               ) -> Callable[[BatchRow], dict[str, Any] | None]:
+    """The result line of a row the ledger holds for this batch (from before a crash)."""
+    from cascadeflow_cli.engine.views import result_from_row
+    from cascadeflow_cli.ledger.batch_ids import load_request
+
+    def recover(row: BatchRow) -> dict[str, Any] | None:
+        request_id = committed.get(row.key)
+        if request_id is None:
+            return None
+        stored = load_request(ledger, request_id)
+        if stored["status"] != "ok":
+            return {"id": row.id, "error": stored["error"] or stored["status"]}
+        return {"id": row.id, **result_from_row(stored).to_json()}
+
+    return recover
+
+
+def _interrupted(out: _Output, reporter: _Reporter) -> None:
+    """Ctrl-C: every finished row is written; say how to finish, exit 130."""
+    out.close()
+    reporter.close()
+    hint = "; run again with --resume to finish" if out.to_file else ""
+    sys.stderr.write(f"error: interrupted: {reporter.last_done:,} of {reporter.total:,} rows have "
+                     f"results{hint}\n")
+    sys.stderr.flush()
+    os._exit(130)  # rows abandoned by a second Ctrl-C may still be running: do not wait
+
+
+class _Reporter:
+    """A rich progress bar on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, total: int, file: Path) -> None:
+        self.total = total
+        self.file = file
+        self.last_done = 0
+        self.bad_rows = 0
+        self.terminal = is_terminal()
+        self._bar: Any = None
+        self._task: Any = None
+        self._next_line = time.monotonic() + PLAIN_PROGRESS_EVERY_S
+
+    def __enter__(self) -> _Reporter:
+        if self.terminal:
+            self._bar = _progress_bar()
+            self._bar.start()
+            self._task = self._bar.add_task(self.file.name, total=self.total, rate=0.0, spend="$0",
+                                            errors=0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def update(self, p: BatchProgress) -> None:
+        from cascadeflow_cli.money import format_usd
+
+        self.last_done = p.done
+        if self._bar is not None:
+            self._bar.update(self._task, completed=p.done, rate=p.rate, spend=format_usd(p.cost_nusd),
+                             errors=p.errors)
+        elif time.monotonic() >= self._next_line:
+            self._next_line = time.monotonic() + PLAIN_PROGRESS_EVERY_S
+            sys.stderr.write(progress_line(p) + "\n")
+            sys.stderr.flush()
+
+    def bad_row(self, message: str) -> None:
+        """An input line that cannot run: named on stderr (the first few), and in OUT."""
+        self.bad_rows += 1
+        if self.bad_rows <= BAD_ROWS_SHOWN:
+            text = f"warning: {self.file}: {message}"
+        elif self.bad_rows == BAD_ROWS_SHOWN + 1:
+            text = f"warning: {self.file}: more bad lines; every one has an error line in the output"
+        else:
+            return
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+        else:
+            sys.stderr.write(text + "\n")
+
+    def summary(self, p: BatchProgress) -> None:
+        from cascadeflow_cli.money import format_usd
+
+        parts = [f"{p.done:,} rows", f"{p.answered:,} answered"]
+        if p.skipped:
+            parts.append(f"{p.skipped:,} already done")
+        if p.recovered:
+            parts.append(f"{p.recovered:,} recovered from the ledger")
+        parts += [f"{p.errors:,} error{'s' if p.errors != 1 else ''}", format_usd(p.cost_nusd),
+                  f"{p.elapsed:.1f}s ({p.rate:.1f} rows/s)"]
+        sys.stderr.write("batch: " + " · ".join(parts) + "\n")
+
+
+def progress_line(p: BatchProgress) -> str:
+    """``batch: 1,200/10,000 (12%) · 64.1 rows/s · ETA 2m17s · spent $0.0123 · 3 errors``."""
+    from cascadeflow_cli.money import format_usd
+
+    pct = 100 * p.done / p.total if p.total else 100.0
+    eta = p.eta
+    return (f"batch: {p.done:,}/{p.total:,} ({pct:.0f}%) · {p.rate:.1f} rows/s · "
+            f"ETA {_duration(eta) if eta is not None else '?'} · spent {format_usd(p.cost_nusd)} · "
+            f"{p.errors:,} error{'s' if p.errors != 1 else ''}")
+
+
+def _duration(eta: float) -> str:
+    seconds = round(eta)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _progress_bar() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cascadeflow_cli.cli.context import stderr_console
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} rows/s"), TextColumn("ETA"), TimeRemainingColumn(),
+        TextColumn("spent {task.fields[spend]}"), TextColumn("{task.fields[errors]} errors"),
+        console=stderr_console(), transient=False, refresh_per_second=5)

@@ -1,0 +1,196 @@
+"""Streaming export of the ledger: one row per model call, as CSV, a JSON array or JSONL.
+
+SQLite does the shaping (exact decimal money strings, true/false flags, even whole JSON
+objects), and Python only moves rows from the cursor to the file, so a million rows
+stream at C speed in constant memory. A request with no model call (blocked by its
+budget) still gets one row, with the call columns empty, so nothing in the ledger is
+left out.
+
+Request-level amounts (``verifier_only_cost``, ``savings``) appear once per request, on
+its first row, so summing a column in a spreadsheet gives the right total. The column
+list is documented in ``docs/ledger-columns.md`` (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TextIO
+
+FORMATS = ("csv", "json", "jsonl")
+
+
+def money_sql(column: str) -> str:
+    """Nano-dollars as an exact USD decimal string with 9 places ("0.000123450");
+    NULL stays NULL (neither branch matches)."""
+    return (f"CASE WHEN {column} >= 0 THEN printf('%d.%09d', {column} / 1000000000, "
+            f"{column} % 1000000000) WHEN {column} < 0 THEN printf('-%d.%09d', "
+            f"-{column} / 1000000000, -{column} % 1000000000) END")
+
+
+def _flag_sql(column: str) -> str:
+    return f"CASE {column} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END"
+
+
+def _first_row_sql(expression: str) -> str:
+    """Only on a request's first row (its seq-0 call, or its only row when it has none)."""
+    return f"CASE WHEN c.seq = 0 OR c.id IS NULL THEN {expression} END"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql: str  # a text-or-number expression, as it appears in CSV
+    # "value" (numbers, our timestamps), "code" (ids and status words: never hold a comma,
+    # a quote or a line break; the importer refuses such values), "text" (anything: quoted
+    # for CSV when needed), "money" (exact decimal), "flag" (true/false), "json" (a JSON text)
+    kind: str = "value"
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "c.id", "code"),
+    Column("request_id", "r.id", "code"),
+    Column("timestamp", "coalesce(c.ts, r.ts)"),  # our fixed format: never needs quoting
+    Column("user", "r.user", "text"),
+    Column("model", "c.model", "text"),
+    Column("model_id", "c.model_id", "text"),
+    Column("provider", "c.provider", "text"),
+    Column("role", "c.role", "code"),
+    Column("seq", "c.seq"),
+    Column("status", "c.status", "code"),
+    Column("input_tokens", "c.input_tokens"),
+    Column("output_tokens", "c.output_tokens"),
+    Column("cached_tokens", "c.cached_tokens"),
+    Column("reasoning_tokens", "c.reasoning_tokens"),
+    Column("cost", money_sql("c.cost_nusd"), "money"),
+    Column("cost_source", "c.cost_source", "code"),
+    Column("latency_ms", "c.latency_ms"),
+    Column("attempts", "c.attempts"),
+    Column("finish_reason", "c.finish_reason", "text"),
+    Column("quality_score", "c.quality_score"),
+    Column("quality_reasons", "c.quality_reasons", "json"),
+    Column("accepted", _flag_sql("c.accepted"), "flag"),
+    Column("error", "c.error", "text"),
+    Column("request_status", "r.status", "code"),
+    Column("request_error", "r.error", "text"),
+    Column("domain", "r.domain", "text"),
+    Column("domain_confidence", "r.domain_confidence"),
+    Column("draft_accepted", _flag_sql("r.draft_accepted"), "flag"),
+    Column("escalated", _flag_sql("r.escalated"), "flag"),
+    Column("verifier_only_cost", _first_row_sql(money_sql("r.verifier_only_cost_nusd")), "money"),
+    Column("savings", _first_row_sql(money_sql("r.savings_nusd")), "money"),
+    Column("enforcement", "r.enforcement", "code"),
+    Column("enforcement_message", "r.enforcement_message", "text"),
+    Column("request_latency_ms", "r.latency_ms"),
+    Column("external_id", "r.external_id", "text"),
+    Column("query", "r.query", "text"),
+    Column("answer", "c.answer", "text"),
+)
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    """Which requests a read covers. Times are ledger timestamps (UTC ISO text):
+    ``since`` inclusive, ``until`` exclusive. ``model`` matches a call's model name or
+    its provider id (then only that model's calls are exported)."""
+
+    user: str | None = None
+    since: str | None = None
+    until: str | None = None
+    model: str | None = None
+
+    def where(self, requests: str = "r", calls: str | None = "c") -> tuple[str, list[str]]:
+        """A SQL condition (``"1"`` when empty) and its parameters."""
+        parts: list[str] = []
+        params: list[str] = []
+        if self.user is not None:
+            parts.append(f"{requests}.user = ?")
+            params.append(self.user)
+        if self.since is not None:
+            parts.append(f"{requests}.ts >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            parts.append(f"{requests}.ts < ?")
+            params.append(self.until)
+        if self.model is not None and calls is not None:
+            parts.append(f"({calls}.model = ? OR {calls}.model_id = ?)")
+            params += [self.model, self.model]
+        return (" AND ".join(parts) or "1"), params
+
+
+def _json_value(column: Column) -> str:
+    if column.kind in ("money", "flag", "json"):
+        return f"json({column.sql})"
+    return column.sql
+
+
+def _csv_value(column: Column) -> str:
+    """RFC 4180 quoting, done by SQLite: a text field holding a comma, a double quote or
+    a line break is wrapped in double quotes, its quotes doubled. (One GLOB with a
+    character class is the cheapest test SQLite offers; the class holds a real LF and CR.)"""
+    if column.kind not in ("text", "json"):
+        return column.sql
+    x = column.sql
+    return (f"CASE WHEN {x} IS NULL THEN NULL WHEN {x} GLOB '*[,\"\n\r]*' "
+            f"THEN '\"' || replace({x}, '\"', '\"\"') || '\"' ELSE {x} END")
+
+
+def export_sql(fmt: str, flt: LedgerFilter) -> tuple[str, list[str]]:
+    """The SELECT for ``fmt``: one text value per row, a whole CSV line (without its line
+    end) or a whole JSON object. SQLite's printf renders NULL as an empty field.
+
+    Order: request time, then insertion order, then call order: the ``ts`` index walks
+    it without a sort, and an import inserts in file order, so exporting an imported
+    export reproduces the file.
+    """
+    if fmt == "csv":
+        template = ",".join(["%s"] * len(COLUMNS))
+        select = f"printf('{template}', {', '.join(_csv_value(c) for c in COLUMNS)})"
+    else:
+        pairs = ", ".join(f"'{c.name}', {_json_value(c)}" for c in COLUMNS)
+        select = f"json_object({pairs})"
+    where, params = flt.where()
+    sql = (f"SELECT {select} FROM requests r LEFT JOIN calls c ON c.request_id = r.id "
+           f"WHERE {where} ORDER BY r.ts, r.rowid, c.seq")
+    return sql, params
+
+
+def iter_batches(conn: sqlite3.Connection, fmt: str, flt: LedgerFilter, size: int = 2000
+                 ) -> Iterator[list[tuple[object, ...]]]:
+    """Export rows in lists of ``size``, streamed from one read (a consistent snapshot)."""
+    sql, params = export_sql(fmt, flt)
+    cursor = conn.execute(sql, params)
+    try:
+        while batch := cursor.fetchmany(size):
+            yield batch
+    finally:
+        cursor.close()
+
+
+def write_export(conn: sqlite3.Connection, out: TextIO, fmt: str, flt: LedgerFilter | None = None
+                 ) -> int:
+    """Write the filtered ledger to ``out`` (opened with ``newline=""``); returns the row count.
+
+    CSV: a header, RFC 4180 quoting, CRLF line ends. JSON: an array with one object a
+    line. JSONL: one object a line. Costs are exact decimals (9 places) in every format.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}")
+    flt = flt or LedgerFilter()
+    count = 0
+    if fmt in ("csv", "jsonl"):
+        end = "\r\n" if fmt == "csv" else "\n"
+        if fmt == "csv":
+            out.write(",".join(COLUMN_NAMES) + end)
+        for batch in iter_batches(conn, fmt, flt):
+            out.write(end.join(row[0] for row in batch) + end)  # type: ignore[misc]
+            count += len(batch)
+        return count
+    out.write("[")
+    for batch in iter_batches(conn, fmt, flt):
+        out.write(("\n" if count == 0 else ",\n") + ",\n".join(str(row[0]) for row in batch))
+        count += len(batch)
+    out.write("\n]\n" if count else "]\n")
+    return count

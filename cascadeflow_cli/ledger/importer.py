@@ -1,0 +1,778 @@
+"""Import ledger history: our own export (CSV, JSON, JSONL) or plain usage history from
+elsewhere with at least ``timestamp,user,model,cost``.
+
+All or nothing, in two passes over the file: the first parses and validates every row and
+writes nothing (one bad row stops it with ``file:line: reason``); the second parses again
+and inserts everything in one transaction, so even a full disk mid-way leaves the ledger
+as it was. Memory stays flat whatever the file size: rows stream through both passes.
+
+Idempotent: rows from our export keep their ids; a row of plain history gets an id derived
+from its content (and from how many identical rows came before it in the file), so
+importing the same file twice inserts nothing the second time (``INSERT OR IGNORE``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.clock import format_ts
+from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.ledger.export import COLUMN_NAMES
+from cascadeflow_cli.money import nanos_from_usd
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from cascadeflow_cli.ledger.db import Ledger
+
+FORMATS = ("csv", "json", "jsonl")
+REQUIRED = ("timestamp", "user", "model", "cost")
+KNOWN = COLUMN_NAMES  # what `cascade export` writes
+# Other tools' names for our columns, used when our own name is absent.
+ALIASES = {
+    "ts": "timestamp", "time": "timestamp", "date": "timestamp", "datetime": "timestamp",
+    "created_at": "timestamp", "cost_usd": "cost", "user_id": "user", "username": "user",
+    "prompt_tokens": "input_tokens", "completion_tokens": "output_tokens",
+}
+PROGRESS_EVERY = 10_000
+_CHUNK = 1000
+_MAX_FIELD = 1 << 30  # csv's default limit (128 KiB) is smaller than a long stored answer
+_OUR_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+class ImportRowError(InputError):
+    """One bad row: the message names the file, the line and the reason."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    path: Path
+    format: str
+    rows: int
+    requests: int
+    calls: int
+    new_requests: int = 0
+    new_calls: int = 0
+    ignored_columns: tuple[str, ...] = ()
+
+    @property
+    def skipped_requests(self) -> int:
+        return self.requests - self.new_requests
+
+
+@dataclass
+class _Call:
+    id: str | None
+    ts: str
+    model: str
+    model_id: str
+    provider: str
+    role: str | None
+    seq: int
+    status: str
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost_nusd: int
+    cost_source: str
+    latency_ms: float
+    attempts: int
+    finish_reason: str | None
+    quality_score: float | None
+    quality_reasons: str
+    accepted: int | None
+    answer: str | None
+    error: str | None
+
+
+@dataclass
+class _Request:
+    id: str
+    ts: str
+    user: str
+    status: str
+    error: str | None
+    query: str | None
+    domain: str | None
+    domain_confidence: float | None
+    draft_accepted: int | None
+    escalated: int | None
+    verifier_only_nusd: int | None
+    savings_nusd: int | None
+    enforcement: str
+    enforcement_message: str | None
+    latency_ms: float | None
+    external_id: str | None
+    calls: list[_Call] = field(default_factory=list)
+    callless: bool = False
+
+
+# --- reading records ------------------------------------------------------------------
+
+
+def detect_format(path: Path, explicit: str | None = None) -> str:
+    """``explicit``, else the extension, else the first character of the file."""
+    if explicit:
+        if explicit not in FORMATS:
+            raise InputError(f"unknown format {explicit!r} (use {', '.join(FORMATS)})")
+        return explicit
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".json", ".jsonl"):
+        return suffix[1:]
+    if suffix == ".ndjson":
+        return "jsonl"
+    with path.open(encoding="utf-8-sig", errors="replace") as fh:
+        head = fh.read(4096).lstrip()
+    return "json" if head.startswith("[") else "jsonl" if head.startswith("{") else "csv"
+
+
+def _canonical_header(names: Iterable[str], where: str) -> tuple[list[str | None], tuple[str, ...]]:
+    """Map each column to our name (None: ignored), and list the ignored ones."""
+    cleaned = [n.strip().lower() for n in names]
+    seen: set[str] = set()
+    for n in cleaned:
+        if n and n in seen:
+            raise ImportRowError(f"{where}:1: column {n!r} appears twice")
+        seen.add(n)
+    mapped: list[str | None] = []
+    ignored: list[str] = []
+    for n in cleaned:
+        name = n if n in KNOWN else ALIASES.get(n)
+        if name is None or (name != n and name in seen):
+            mapped.append(None)
+            if n:
+                ignored.append(n)
+        else:
+            mapped.append(name)
+    missing = [r for r in REQUIRED if r not in mapped]
+    if missing:
+        raise ImportRowError(
+            f"{where}:1: missing column(s) {', '.join(missing)} "
+            f"(need at least {','.join(REQUIRED)}; found {','.join(cleaned) or 'none'})")
+    return mapped, tuple(ignored)
+
+
+def _csv_records(path: Path, where: str) -> tuple[tuple[str, ...], Iterator[tuple[str, dict[str, Any]]]]:
+    csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))  # long answers are fine
+    fh = path.open(encoding="utf-8-sig", newline="")
+    reader = csv.reader(fh)
+    try:
+        header = next(reader)
+    except StopIteration:
+        fh.close()
+        raise ImportRowError(f"{where}:1: the file is empty") from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        fh.close()
+        raise ImportRowError(f"{where}:1: {_reason(exc)}") from None
+    mapped, ignored = _canonical_header(header, where)
+
+    def records() -> Iterator[tuple[str, dict[str, Any]]]:
+        with fh:
+            line = reader.line_num + 1
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except (csv.Error, UnicodeDecodeError) as exc:
+                    raise ImportRowError(f"{where}:{line}: {_reason(exc)}") from None
+                if row and not (len(row) == 1 and not row[0].strip()):
+                    if len(row) != len(mapped):
+                        hint = " (an unclosed double quote?)" if any("\n" in f for f in row) else ""
+                        raise ImportRowError(f"{where}:{line}: expected {len(mapped)} fields, "
+                                             f"found {len(row)}{hint}")
+                    yield f"{where}:{line}", {k: v if v != "" else None
+                                              for k, v in zip(mapped, row, strict=True) if k is not None}
+                line = reader.line_num + 1
+
+    return ignored, records()
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(exc)
+
+
+def _json_object(text: str, loc: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text, parse_float=Decimal)
+    except ValueError as exc:
+        raise ImportRowError(f"{loc}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ImportRowError(f"{loc}: expected a JSON object")
+    return value
+
+
+def _jsonl_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open(encoding="utf-8-sig") as fh:
+        line = 0
+        try:
+            for line, text in enumerate(fh, start=1):
+                if text.strip():
+                    yield f"{where}:{line}", _json_object(text, f"{where}:{line}")
+        except UnicodeDecodeError:
+            raise ImportRowError(f"{where}:{line + 1}: not UTF-8 text") from None
+
+
+def _json_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A JSON array. Our export writes one object a line, which streams with exact line
+    numbers; any other layout is loaded whole and rows are named by item number."""
+    if _is_line_layout(path):
+        yield from _json_line_records(path, where)
+    else:
+        yield from _json_whole(path, where)
+
+
+def _is_line_layout(path: Path) -> bool:
+    """``[``, then lines holding one object each (``{...},``), then ``]``: checked
+    without parsing, so a streaming read never has to change strategy half-way."""
+    with path.open(encoding="utf-8-sig", errors="replace") as fh:
+        texts = (t.strip() for t in fh)
+        texts = (t for t in texts if t)
+        if next(texts, None) not in ("[", "[]"):
+            return False
+        previous = "["
+        for text in texts:
+            if previous == "]" or previous == "[]":
+                return False
+            if text != "]" and not (text.startswith("{") and text.endswith(("}", "},"))):
+                return False
+            previous = text
+        return previous in ("]", "[]")
+
+
+def _json_line_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open(encoding="utf-8-sig") as fh:
+        for line, raw in enumerate(fh, start=1):
+            text = raw.strip()
+            if text.startswith("{"):
+                yield f"{where}:{line}", _json_object(text.removesuffix(","), f"{where}:{line}")
+
+
+def _json_whole(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    try:
+        with path.open(encoding="utf-8-sig") as fh:
+            data = json.load(fh, parse_float=Decimal)
+    except UnicodeDecodeError:
+        raise ImportRowError(f"{where}: not UTF-8 text") from None
+    except ValueError as exc:
+        raise ImportRowError(f"{where}:{getattr(exc, 'lineno', 1)}: not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise ImportRowError(f"{where}:1: expected a JSON array of objects")
+    for item, value in enumerate(data, start=1):
+        if not isinstance(value, dict):
+            raise ImportRowError(f"{where}: item {item}: expected a JSON object")
+        yield f"{where}: item {item}", value
+
+
+@lru_cache(maxsize=256)
+def _json_key(key: str) -> str | None:
+    name = key.strip().lower()
+    return name if name in KNOWN else ALIASES.get(name)
+
+
+def _canonical_object(obj: dict[str, Any], ignored: set[str]) -> dict[str, Any]:
+    """A JSON row with our column names; unknown keys are noted and dropped."""
+    row: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = _json_key(key)
+        if name is None:
+            if len(ignored) < 50:
+                ignored.add(key)
+        elif name not in row or name == key.strip().lower():
+            row[name] = value
+    return row
+
+
+# --- values -----------------------------------------------------------------------------
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(value: Any, loc: str, name: str) -> str | None:
+    """Text as given (JSON keeps "" apart from null; CSV blanks arrive as None)."""
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bool | dict | list):
+        raise ImportRowError(f"{loc}: {name} must be text, got {json.dumps(value, default=str)}")
+    return str(value)
+
+
+def _required_text(value: Any, loc: str, name: str) -> str:
+    text = _text(value, loc, name)
+    if text is None or not text.strip():
+        raise ImportRowError(f"{loc}: {name} is empty")
+    return text.strip()
+
+
+def _code(value: Any, loc: str, name: str, default: str | None = None) -> str | None:
+    """A word the ledger uses as a code (ids, role, status...): exported without CSV
+    quoting, so it must not hold a comma, a double quote or a line break."""
+    text = _text(value, loc, name)
+    if text is None or not text.strip():
+        return default
+    text = text.strip()
+    if any(ch in text for ch in ',"\r\n'):
+        raise ImportRowError(f"{loc}: {name} must not contain commas, double quotes or line "
+                             f"breaks: {text!r}")
+    return text
+
+
+def _number(value: Any, loc: str, name: str) -> Decimal | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        raise ImportRowError(f"{loc}: {name} must be a number, got {value}")
+    if isinstance(value, Decimal | int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        text = "-" + text[2:] if text.startswith("-$") else text.removeprefix("$")
+        try:
+            if "_" in text:  # Decimal() would take "1_000"; a spreadsheet never writes it
+                raise InvalidOperation
+            number = Decimal(text)
+        except InvalidOperation:
+            raise ImportRowError(f"{loc}: {name} is not a number: {value.strip()!r}") from None
+    else:
+        raise ImportRowError(f"{loc}: {name} must be a number")
+    if not number.is_finite():
+        raise ImportRowError(f"{loc}: {name} is not a finite number: {value!r}")
+    return number
+
+
+def _money(value: Any, loc: str, name: str, *, signed: bool = False) -> int | None:
+    """USD to nano-dollars, exactly; "$1.50" is accepted, a negative cost is not."""
+    number = _number(value, loc, name)
+    if number is None:
+        return None
+    if number < 0 and not signed:
+        raise ImportRowError(f"{loc}: {name} is negative: {number}")
+    return nanos_from_usd(number)
+
+
+def _count(value: Any, loc: str, name: str, default: int = 0) -> int:
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is str and value.isascii() and value.isdigit():
+        return int(value)
+    number = _number(value, loc, name)
+    if number is None:
+        return default
+    if number != number.to_integral_value() or number < 0:
+        raise ImportRowError(f"{loc}: {name} must be a whole number >= 0, got {number}")
+    return int(number)
+
+
+def _real(value: Any, loc: str, name: str) -> float | None:
+    number = _number(value, loc, name)
+    return None if number is None else float(number)
+
+
+_FLAGS = {"true": 1, "false": 0, "1": 1, "0": 0, "yes": 1, "no": 0, "t": 1, "f": 0}
+
+
+def _flag(value: Any, loc: str, name: str) -> int | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    flag = _FLAGS.get(str(value).strip().lower())
+    if flag is None:
+        raise ImportRowError(f"{loc}: {name} must be true or false, got {value!r}")
+    return flag
+
+
+def _reasons(value: Any, loc: str) -> str:
+    """Stored the way the ledger writes it: ``json.dumps(list_of_strings)``."""
+    if _blank(value) or value == "[]":
+        return "[]"
+    items = value
+    if isinstance(value, str):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            raise ImportRowError(f"{loc}: quality_reasons must be a JSON array of strings") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ImportRowError(f"{loc}: quality_reasons must be a JSON array of strings")
+    return json.dumps(items)
+
+
+def _timestamp(value: Any, loc: str, tz: str) -> str:
+    """Our format passes through; any ISO 8601 date or date-time is converted to UTC
+    (a naive one is read in ``tz``, the ledger's time zone)."""
+    text = _required_text(value, loc, "timestamp")
+    try:
+        if _OUR_TS.fullmatch(text):
+            datetime.fromisoformat(text[:-1])  # validates the calendar date and time
+            return text
+        if len(text) == 10:
+            moment = datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time(), _zone(tz))
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=_zone(tz))
+    except ValueError:
+        raise ImportRowError(f"{loc}: timestamp is not an ISO 8601 date or date-time: {text!r}") from None
+    if not 1970 <= moment.astimezone(UTC).year <= 9998:
+        raise ImportRowError(f"{loc}: timestamp is out of range: {text!r}")
+    return format_ts(moment)
+
+
+@lru_cache(maxsize=8)
+def _zone(tz: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(tz)
+
+
+# Model name prefixes of the big providers, for names litellm's price map does not know.
+_FAMILIES = (("gpt-", "openai"), ("chatgpt", "openai"), ("o1", "openai"), ("o3", "openai"),
+             ("o4", "openai"), ("text-embedding", "openai"), ("claude", "anthropic"),
+             ("gemini", "gemini"), ("mistral", "mistral"), ("mixtral", "mistral"),
+             ("codestral", "mistral"), ("command", "cohere"), ("deepseek", "deepseek"),
+             ("grok", "xai"))
+
+
+@lru_cache(maxsize=1024)
+def infer_provider(model: str) -> str:
+    """``openai/gpt-4o`` -> openai; a bare name -> litellm's price map, else the family
+    its name belongs to (``claude-...`` -> anthropic); "unknown" when nothing says."""
+    if "/" in model:
+        return model.split("/", 1)[0]
+    from cascadeflow_cli.engine.pricing import find_map_entry
+    from cascadeflow_cli.errors import PricingError
+
+    try:
+        found = find_map_entry(model)
+    except PricingError:
+        found = None
+    provider = found[1].get("litellm_provider") if found else None
+    if isinstance(provider, str) and provider:
+        return provider
+    name = model.lower()
+    return next((p for prefix, p in _FAMILIES if name.startswith(prefix)), "unknown")
+
+
+# --- rows to requests -----------------------------------------------------------------
+
+
+class _Parser:
+    """Turns records into validated requests. Deterministic, so both passes derive the
+    same ids; keeps only what the checks need (ids seen, digests of plain rows)."""
+
+    def __init__(self, tz: str) -> None:
+        self.tz = tz
+        self.seen_requests: set[int] = set()
+        self.plain_digests: set[int] = set()
+        self.plain_repeats: dict[int, int] = {}
+        self.ignored: set[str] = set()
+        self.rows = 0
+
+    def requests(self, records: Iterable[tuple[str, dict[str, Any]]], *, canonical: bool
+                 ) -> Iterator[_Request]:
+        """One request per plain row, or per run of rows sharing a ``request_id``."""
+        current: _Request | None = None
+        for loc, raw in records:
+            self.rows += 1
+            row = raw if canonical else _canonical_object(raw, self.ignored)
+            request_id = _code(row.get("request_id"), loc, "request_id")
+            if current is not None and current.id == request_id:
+                self._add_call(current, loc, row)
+                continue
+            if current is not None:
+                yield _finish(current)
+                current = None
+            if request_id is None:
+                yield _finish(self._plain(loc, row))
+            else:
+                current = self._start(loc, row, request_id)
+        if current is not None:
+            yield _finish(current)
+
+    def _start(self, loc: str, row: dict[str, Any], request_id: str) -> _Request:
+        key = _digest(request_id)
+        if key in self.seen_requests:
+            raise ImportRowError(f"{loc}: rows of request {request_id} are not together "
+                                 "(keep each request's rows next to each other)")
+        self.seen_requests.add(key)
+        request = _request_fields(loc, row, request_id, self.tz)
+        if _callless(row):
+            request.callless = True
+        else:
+            self._add_call(request, loc, row)
+        return request
+
+    def _add_call(self, request: _Request, loc: str, row: dict[str, Any]) -> None:
+        user = _required_text(row.get("user"), loc, "user")
+        if user != request.user:
+            raise ImportRowError(f"{loc}: request {request.id} has rows for users "
+                                 f"{request.user!r} and {user!r}")
+        if request.callless or _callless(row):
+            raise ImportRowError(f"{loc}: request {request.id} has a row without a model call "
+                                 "(no id, no model) besides other rows")
+        call = _call_fields(loc, row, self.tz, default_seq=len(request.calls))
+        if call.id is None:
+            call.id = f"{request.id}-{call.seq}"
+        if any(c.id == call.id for c in request.calls):
+            raise ImportRowError(f"{loc}: call {call.id} appears twice")
+        request.calls.append(call)
+
+    def _plain(self, loc: str, row: dict[str, Any]) -> _Request:
+        """A row of history from elsewhere: one request with one call, id from content."""
+        request = _request_fields(loc, row, "", self.tz)
+        call = _call_fields(loc, row, self.tz, default_seq=0)
+        content = "\x1f".join(str(v) for v in (
+            request.ts, request.user, request.status, request.domain, request.query,
+            call.model, call.model_id, call.provider, call.role, call.status, call.input_tokens,
+            call.output_tokens, call.cached_tokens, call.reasoning_tokens, call.cost_nusd,
+            call.latency_ms, call.answer, call.error))
+        key = _digest(content)
+        repeat = 0
+        if key in self.plain_digests:
+            repeat = self.plain_repeats.get(key, 0) + 1
+            self.plain_repeats[key] = repeat
+        else:
+            self.plain_digests.add(key)
+        request.id = "imp-" + hashlib.blake2b(f"{content}\x1f#{repeat}".encode(),
+                                              digest_size=12).hexdigest()
+        call.id = call.id or f"{request.id}-0"
+        call.role = call.role or "verifier"
+        if call.accepted is None and call.status == "ok":
+            call.accepted = 1
+        request.calls.append(call)
+        return request
+
+
+def _callless(row: dict[str, Any]) -> bool:
+    """Our export's row for a request that made no model call (blocked by its budget)."""
+    return _blank(row.get("id")) and _blank(row.get("model")) and _blank(row.get("cost"))
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def _request_fields(loc: str, row: dict[str, Any], request_id: str, tz: str) -> _Request:
+    g = row.get
+    v = g("domain_confidence")
+    confidence = None if v is None else _real(v, loc, "domain_confidence")
+    v = g("request_latency_ms")
+    latency = None if v is None else _real(v, loc, "request_latency_ms")
+    v = g("verifier_only_cost")
+    baseline = None if v is None else _money(v, loc, "verifier_only_cost")
+    v = g("savings")
+    savings = None if v is None else _money(v, loc, "savings", signed=True)
+    v = g("draft_accepted")
+    draft_accepted = None if v is None else _flag(v, loc, "draft_accepted")
+    v = g("escalated")
+    escalated = None if v is None else _flag(v, loc, "escalated")
+    return _Request(
+        id=request_id, ts=_timestamp(g("timestamp"), loc, tz),
+        user=_required_text(g("user"), loc, "user"),
+        status=_code(g("request_status"), loc, "request_status", "ok") or "ok",
+        error=_text(g("request_error"), loc, "request_error"),
+        query=_text(g("query"), loc, "query"), domain=_text(g("domain"), loc, "domain"),
+        domain_confidence=confidence, draft_accepted=draft_accepted, escalated=escalated,
+        verifier_only_nusd=baseline, savings_nusd=savings,
+        enforcement=_code(g("enforcement"), loc, "enforcement", "allow") or "allow",
+        enforcement_message=_text(g("enforcement_message"), loc, "enforcement_message"),
+        latency_ms=latency, external_id=_text(g("external_id"), loc, "external_id"),
+    )
+
+
+def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) -> _Call:
+    g = row.get
+    model = _required_text(g("model"), loc, "model")
+    cost = _money(g("cost"), loc, "cost")
+    if cost is None:
+        raise ImportRowError(f"{loc}: cost is empty")
+    model_id = _text(g("model_id"), loc, "model_id")
+    model_id = model_id.strip() if model_id and model_id.strip() else model
+    provider = _text(g("provider"), loc, "provider")
+    counts = []
+    for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
+        v = g(name)
+        counts.append(0 if v is None else _count(v, loc, name))
+    v = g("seq")
+    seq = default_seq if v is None else _count(v, loc, "seq", default_seq)
+    v = g("attempts")
+    attempts = 1 if v is None else _count(v, loc, "attempts", 1)
+    v = g("latency_ms")
+    latency = None if v is None else _real(v, loc, "latency_ms")
+    v = g("quality_score")
+    quality = None if v is None else _real(v, loc, "quality_score")
+    v = g("accepted")
+    accepted = None if v is None else _flag(v, loc, "accepted")
+    v = g("quality_reasons")
+    reasons = "[]" if v is None else _reasons(v, loc)
+    return _Call(
+        id=_code(g("id"), loc, "id"), ts=_timestamp(g("timestamp"), loc, tz),
+        model=model, model_id=model_id,
+        provider=provider.strip() if provider and provider.strip() else infer_provider(model_id),
+        role=_code(g("role"), loc, "role"), seq=seq,
+        status=_code(g("status"), loc, "status", "ok") or "ok",
+        input_tokens=counts[0], output_tokens=counts[1], cached_tokens=counts[2],
+        reasoning_tokens=counts[3], cost_nusd=cost,
+        cost_source=_code(g("cost_source"), loc, "cost_source", "import") or "import",
+        latency_ms=0.0 if latency is None else latency, attempts=attempts,
+        finish_reason=_text(g("finish_reason"), loc, "finish_reason"), quality_score=quality,
+        quality_reasons=reasons, accepted=accepted, answer=_text(g("answer"), loc, "answer"),
+        error=_text(g("error"), loc, "error"),
+    )
+
+
+# --- the two passes ---------------------------------------------------------------------
+
+_REQUEST_SQL = (
+    "INSERT OR IGNORE INTO requests (id, ts, user, status, query, answer, domain, "
+    "domain_confidence, model, draft_model, draft_accepted, escalated, quality_score, "
+    "quality_reasons, cost_nusd, verifier_only_cost_nusd, savings_nusd, enforcement, "
+    "enforcement_message, latency_ms, error, external_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# Guarded by EXISTS: a request skipped as a duplicate of another id's external_id must
+# not leave calls pointing at nothing.
+_CALL_SQL = (
+    "INSERT OR IGNORE INTO calls (id, request_id, ts, seq, role, model, model_id, provider, "
+    "status, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nusd, "
+    "cost_source, latency_ms, attempts, finish_reason, quality_score, quality_reasons, "
+    "accepted, answer, error) "
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+    "WHERE EXISTS (SELECT 1 FROM requests WHERE id = ?)")
+
+
+def _request_values(r: _Request) -> tuple[Any, ...]:
+    calls = r.calls
+    cost = sum(c.cost_nusd for c in calls)
+    ok = r.status == "ok"
+    first = calls[0] if calls else None
+    last = calls[-1] if calls else None
+    verifier_only = r.verifier_only_nusd if r.verifier_only_nusd is not None else (cost if ok else 0)
+    savings = r.savings_nusd if r.savings_nusd is not None else (verifier_only - cost if ok else 0)
+    draft_accepted = r.draft_accepted if r.draft_accepted is not None else int(
+        ok and len(calls) == 1 and first is not None and first.role == "draft" and first.accepted == 1)
+    escalated = r.escalated if r.escalated is not None else int(len(calls) > 1)
+    latency = r.latency_ms if r.latency_ms is not None else sum(c.latency_ms for c in calls)
+    return (r.id, r.ts, r.user, r.status, r.query, last.answer if ok and last else None, r.domain,
+            r.domain_confidence, last.model if last else None, first.model if first else None,
+            draft_accepted, escalated, last.quality_score if last else None,
+            last.quality_reasons if last else "[]", cost, verifier_only, savings, r.enforcement,
+            r.enforcement_message, latency, r.error, r.external_id)
+
+
+def _call_values(request_id: str, c: _Call) -> tuple[Any, ...]:
+    return (c.id, request_id, c.ts, c.seq, c.role, c.model, c.model_id, c.provider, c.status,
+            c.input_tokens, c.output_tokens, c.cached_tokens, c.reasoning_tokens, c.cost_nusd,
+            c.cost_source, c.latency_ms, c.attempts, c.finish_reason, c.quality_score,
+            c.quality_reasons, c.accepted, c.answer, c.error, request_id)
+
+
+def _finish(request: _Request) -> _Request:
+    """Give calls without a role the cascade's: drafts, then the final verifier."""
+    calls = request.calls
+    for index, call in enumerate(calls):
+        if call.role is None:
+            call.role = "verifier" if index == len(calls) - 1 else "draft"
+    return request
+
+
+ProgressFn = Callable[[str, int], None]
+
+
+@dataclass
+class _Reading:
+    fmt: str
+    ignored: tuple[str, ...]
+    parser: _Parser
+    requests: Iterator[_Request]
+
+
+def _read(path: Path, fmt: str, tz: str) -> _Reading:
+    where = str(path)
+    parser = _Parser(tz)
+    if fmt == "csv":
+        ignored, records = _csv_records(path, where)
+        return _Reading(fmt, ignored, parser, parser.requests(records, canonical=True))
+    records = _jsonl_records(path, where) if fmt == "jsonl" else _json_records(path, where)
+    return _Reading(fmt, (), parser, parser.requests(_with_required(records), canonical=False))
+
+
+def _with_required(records: Iterator[tuple[str, dict[str, Any]]]
+                   ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """JSON rows have no header: check the required fields row by row."""
+    for loc, obj in records:
+        names = {_json_key(k) for k in obj}
+        missing = [r for r in REQUIRED if r not in names]
+        callless = "request_id" in names and not _blank(obj.get("request_id"))
+        if missing and not (callless and set(missing) <= {"model", "cost"}):
+            raise ImportRowError(f"{loc}: missing field(s) {', '.join(missing)} "
+                                 f"(need at least {','.join(REQUIRED)})")
+        yield loc, obj
+
+
+def validate_file(path: Path, fmt: str | None = None, *, timezone: str = "UTC",
+                  on_progress: ProgressFn | None = None) -> ImportResult:
+    """Pass one: parse and check every row, write nothing. Raises ImportRowError."""
+    fmt = detect_format(path, fmt)
+    reading = _read(path, fmt, timezone)
+    requests = calls = 0
+    for request in reading.requests:
+        requests += 1
+        calls += len(request.calls)
+        if on_progress and requests % PROGRESS_EVERY == 0:
+            on_progress("checking", requests)
+    if requests == 0:
+        raise ImportRowError(f"{path}: no rows to import")
+    ignored = reading.ignored or tuple(sorted(reading.parser.ignored))
+    return ImportResult(path, fmt, reading.parser.rows, requests, calls,
+                        ignored_columns=ignored)
+
+
+def import_file(ledger: Ledger, path: Path, fmt: str | None = None, *, timezone: str = "UTC",
+                on_progress: ProgressFn | None = None) -> ImportResult:
+    """Validate the whole file, then insert it in one transaction (all or nothing).
+    Rows already in the ledger (same ids) are skipped, so importing twice is harmless."""
+    checked = validate_file(path, fmt, timezone=timezone, on_progress=on_progress)
+    reading = _read(path, checked.format, timezone)
+    new_requests = new_calls = done = 0
+    with ledger.write() as db:
+        conn: sqlite3.Connection = db.conn
+        for chunk in _chunks(reading.requests, _CHUNK):
+            new_requests += conn.executemany(_REQUEST_SQL, [_request_values(r) for r in chunk]).rowcount
+            values = [_call_values(r.id, c) for r in chunk for c in r.calls]
+            if values:
+                new_calls += conn.executemany(_CALL_SQL, values).rowcount
+            done += len(chunk)
+            if on_progress and done // PROGRESS_EVERY != (done - len(chunk)) // PROGRESS_EVERY:
+                on_progress("importing", done)
+    return ImportResult(checked.path, checked.format, checked.rows, checked.requests, checked.calls,
+                        new_requests, new_calls, checked.ignored_columns)
+
+
+def _chunks(requests: Iterator[_Request], size: int) -> Iterator[list[_Request]]:
+    chunk: list[_Request] = []
+    for request in requests:
+        chunk.append(request)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

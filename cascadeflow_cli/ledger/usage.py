@@ -1,0 +1,158 @@
+"""Usage over the ledger: totals and breakdowns by user, model, provider, domain or day.
+
+Pure queries returning dataclasses; money stays in integer nano-dollars. Request-level
+groupings (user, domain, day) count each request once with its total cost; call-level
+ones (model, provider) count each model call where it ran, so an escalated request
+appears under both of its models, each with its own share of the cost.
+
+Draft acceptance: of the drafts tried, the share that was good enough (no escalation).
+Savings: what the chain's last model alone would have cost, minus what the cascade cost;
+under model and provider it is credited to the request's draft model (the model whose
+acceptance earned it, or whose rejection lost it).
+
+Days are calendar days in the ledger's time zone. SQLite knows no time zones, so it sums
+per 15-minute UTC slot (every zone offset in use is a multiple of 15 minutes) and Python
+folds the slots into local days.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
+from datetime import date, datetime, timedelta
+
+from cascadeflow_cli.ledger.export import LedgerFilter
+
+GROUPINGS = ("user", "model", "provider", "domain", "day")
+_SLOT_SQL = ("substr(r.ts, 1, 14) || printf('%02d', cast(substr(r.ts, 15, 2) as integer) / 15 * 15)")
+_REQUEST_KEYS = {"total": "''", "user": "r.user", "domain": "r.domain", "day": _SLOT_SQL}
+_CALL_KEYS = {"model": "c.model", "provider": "c.provider"}
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One group's figures (``key`` None: no value, e.g. requests without a domain)."""
+
+    key: str | None
+    requests: int = 0
+    calls: int = 0
+    cost_nusd: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    drafts: int = 0
+    drafts_accepted: int = 0
+    savings_nusd: int = 0
+    verifier_only_nusd: int = 0
+    errors: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.drafts_accepted / self.drafts if self.drafts else None
+
+    @property
+    def savings_rate(self) -> float | None:
+        """Savings as a share of the last-model-alone cost."""
+        return self.savings_nusd / self.verifier_only_nusd if self.verifier_only_nusd else None
+
+    def plus(self, other: UsageRow) -> UsageRow:
+        sums = {f.name: getattr(self, f.name) + getattr(other, f.name)
+                for f in fields(self) if f.name != "key"}
+        return replace(self, **sums)
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    by: str | None
+    total: UsageRow
+    groups: tuple[UsageRow, ...]
+
+
+def usage(conn: sqlite3.Connection, flt: LedgerFilter | None = None, by: str | None = None,
+          timezone: str = "UTC") -> UsageReport:
+    """Totals, and per group when ``by`` is one of GROUPINGS."""
+    if by is not None and by not in GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}")
+    flt = replace(flt or LedgerFilter(), model=None)
+    total = _request_level(conn, flt, "total").get("", UsageRow(None))
+    total = replace(total, key=None)
+    if by is None:
+        return UsageReport(None, total, ())
+    if by in _CALL_KEYS:
+        groups = list(_call_level(conn, flt, by).values())
+    else:
+        rows = _request_level(conn, flt, by)
+        groups = list(_fold_days(rows.values(), timezone) if by == "day" else rows.values())
+    if by == "day":
+        groups.sort(key=lambda g: g.key or "")
+    else:
+        groups.sort(key=lambda g: (-g.cost_nusd, -g.requests, g.key is None, g.key or ""))
+    return UsageReport(by, total, tuple(groups))
+
+
+def _request_level(conn: sqlite3.Connection, flt: LedgerFilter, by: str) -> dict[str | None, UsageRow]:
+    key = _REQUEST_KEYS[by]
+    where, params = flt.where(calls=None)
+    per_request = conn.execute(
+        f"SELECT {key} AS k, count(*), sum(r.cost_nusd), sum(r.savings_nusd), "
+        f"sum(r.verifier_only_cost_nusd), sum(r.draft_accepted), sum(r.status != 'ok') "
+        f"FROM requests r WHERE {where} GROUP BY k", params).fetchall()
+    per_call = conn.execute(
+        f"SELECT {key} AS k, count(c.id), sum(c.input_tokens), sum(c.output_tokens), "
+        f"sum(c.seq = 0 AND c.role = 'draft') "
+        f"FROM requests r JOIN calls c ON c.request_id = r.id WHERE {where} GROUP BY k",
+        params).fetchall()
+    calls = {row[0]: row for row in per_call}
+    result: dict[str | None, UsageRow] = {}
+    for k, requests, cost, savings, baseline, accepted, errors in per_request:
+        _, n_calls, tokens_in, tokens_out, drafts = calls.get(k, (k, 0, 0, 0, 0))
+        result[k] = UsageRow(k, requests, n_calls or 0, cost or 0, tokens_in or 0, tokens_out or 0,
+                             drafts or 0, accepted or 0, savings or 0, baseline or 0, errors or 0)
+    return result
+
+
+def _call_level(conn: sqlite3.Connection, flt: LedgerFilter, by: str) -> dict[str | None, UsageRow]:
+    key = _CALL_KEYS[by]
+    where, params = flt.where(calls=None)
+    per_call = conn.execute(
+        f"SELECT {key} AS k, count(DISTINCT c.request_id), count(*), sum(c.cost_nusd), "
+        f"sum(c.input_tokens), sum(c.output_tokens), sum(c.role = 'draft'), "
+        f"sum(c.role = 'draft' AND c.accepted = 1), sum(c.status != 'ok') "
+        f"FROM requests r JOIN calls c ON c.request_id = r.id WHERE {where} GROUP BY k",
+        params).fetchall()
+    credited = conn.execute(
+        f"SELECT {key} AS k, sum(r.savings_nusd), sum(r.verifier_only_cost_nusd) "
+        f"FROM requests r JOIN calls c ON c.request_id = r.id AND c.seq = 0 WHERE {where} "
+        f"GROUP BY k", params).fetchall()
+    savings = {row[0]: row for row in credited}
+    result: dict[str | None, UsageRow] = {}
+    for k, requests, n_calls, cost, tokens_in, tokens_out, drafts, accepted, errors in per_call:
+        _, saved, baseline = savings.get(k, (k, 0, 0))
+        result[k] = UsageRow(k, requests, n_calls, cost or 0, tokens_in or 0, tokens_out or 0,
+                             drafts or 0, accepted or 0, saved or 0, baseline or 0, errors or 0)
+    return result
+
+
+def _fold_days(slots: Iterable[UsageRow], timezone: str) -> list[UsageRow]:
+    """15-minute UTC slots ("YYYY-MM-DDTHH:MM") into local days, with empty days between
+    the first and the last filled in so a chart shows the gaps."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(timezone)
+    days: dict[date, UsageRow] = {}
+    for slot in slots:
+        start = datetime.fromisoformat(f"{slot.key}:00+00:00")
+        day = start.astimezone(tz).date()
+        days[day] = days[day].plus(slot) if day in days else replace(slot, key=day.isoformat())
+    if not days:
+        return []
+    first, last = min(days), max(days)
+    out = []
+    for n in range((last - first).days + 1):
+        day = first + timedelta(days=n)
+        out.append(days.get(day, UsageRow(day.isoformat())))
+    return out

@@ -1,0 +1,244 @@
+"""`cascade batch` end to end: the real command in a subprocess against the loopback
+server, killed with SIGKILL and SIGINT, resumed, on a full disk and a read-only ledger."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import re
+import resource
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.engine.batch import BatchProgress
+from cascadeflow_cli.ledger.db import open_ledger
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+from tests.cli.support import ASK_KEYS, rows, stderr_lines, wait_until
+from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line
+
+
+def write_queries(path: Path, n: int, *, extra: str = "") -> list[str]:
+    ids = [f"q{i:03d}" for i in range(n)]
+    lines = [json.dumps({"id": i, "query": f"What is the capital of France? ({i})",
+                         **({"user": "bob"} if n % 2 else {})}) for i in ids]
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return ids
+
+
+def output_ids(path: Path) -> Counter[str]:
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return Counter(str(line["id"]) for line in lines)
+
+
+def assert_exactly_once(ids: list[str], out: Path, db: Path) -> None:
+    assert output_ids(out) == Counter(ids)
+    requests = rows(db, "requests")
+    per_row = Counter(str(r["external_id"]).split(":", 1)[1] for r in requests)
+    assert per_row == Counter(ids)
+    by_row = {str(r["external_id"]).split(":", 1)[1]: r["id"] for r in requests}
+    for line in out.read_text(encoding="utf-8").splitlines():
+        result = json.loads(line)
+        assert by_row[result["id"]] == result["request_id"]
+    conn = sqlite3.connect(db)
+    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+@pytest.fixture
+def good(server: ReplayServer) -> ReplayServer:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    return server
+
+
+def test_one_result_line_per_row(cli: CliRunner, good: ReplayServer, tmp_path: Path) -> None:
+    queries = tmp_path / "in.jsonl"
+    write_queries(queries, 6, extra='{not json\n\n{"id": 99, "query": ""}\n{"query": "no id here?"}\n')
+    run = cli("batch", str(queries), "--output", "out.jsonl", "--user", "carol", "--concurrency", "3")
+    assert run.code == 0, run.stderr
+    assert run.stdout == ""
+    results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(results) == 9
+    answers = [r for r in results if "request_id" in r]
+    assert len(answers) == 7 and all(set(r) >= ASK_KEYS for r in answers)
+    assert {r["user"] for r in answers} == {"carol"}
+    errors = {r["id"]: r for r in results if "error" in r}
+    assert errors[None] == {"id": None, "line": 7, "error": "line 7: not valid JSON (Expecting property "
+                                                               "name enclosed in double quotes)"}
+    assert errors[99]["error"] == "line 9: 'query' must be a non-empty string"
+    assert 10 in {r["id"] for r in answers}  # no id: the line number
+    warnings, summary = stderr_lines(run.stderr)[:-1], stderr_lines(run.stderr)[-1]
+    assert [w.split(":")[:3] for w in warnings] == [["warning", f" {queries}", " line 7"],
+                                                    ["warning", f" {queries}", " line 9"]]
+    assert summary.startswith("batch: 9 rows · 7 answered · 2 errors · $")
+    batch_ids = {str(r["external_id"]).split(":")[0] for r in rows(cli.db, "requests")}
+    assert len(batch_ids) == 1
+
+
+def test_results_go_to_stdout_without_output(cli: CliRunner, good: ReplayServer, tmp_path: Path) -> None:
+    write_queries(tmp_path / "in.jsonl", 3)
+    run = cli("batch", "in.jsonl")
+    assert run.code == 0, run.stderr
+    assert sorted(json.loads(line)["id"] for line in run.stdout.splitlines()) == ["q000", "q001", "q002"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["missing.jsonl"], "missing.jsonl: no such file"),
+    (["in.jsonl", "--resume"], "--resume needs --output"),
+])
+def test_usage_errors_are_one_line(cli: CliRunner, tmp_path: Path, args: list[str], message: str) -> None:
+    write_queries(tmp_path / "in.jsonl", 1)
+    run = cli("batch", *args)
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert message in run.stderr
+
+
+def test_resume_refuses_an_output_file_that_is_not_ours(cli: CliRunner, good: ReplayServer,
+                                                        tmp_path: Path) -> None:
+    write_queries(tmp_path / "in.jsonl", 2)
+    (tmp_path / "out.jsonl").write_text("id,answer\nq1,yes\n", encoding="utf-8")
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "out.jsonl:1: not a result line" in run.stderr
+
+
+def test_kill_9_then_resume_answers_every_row_exactly_once(cli: CliRunner, server: ReplayServer,
+                                                           tmp_path: Path) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, latency_s=0.04))
+    ids = write_queries(tmp_path / "in.jsonl", 80)
+    out = tmp_path / "out.jsonl"
+    for at_least in (8, 30):  # kill twice, at different points
+        proc = cli.popen("batch", "in.jsonl", "-o", "out.jsonl", "-c", "4", "--resume")
+        wait_until(lambda n=at_least: out.exists() and out.read_bytes().count(b"\n") >= n)
+        proc.kill()
+        proc.wait()
+    partial = out.read_bytes().count(b"\n")
+    assert partial < 80
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl", "-c", "8", "--resume")
+    assert run.code == 0, run.stderr
+    assert "already done" in run.stderr
+    assert_exactly_once(ids, out, cli.db)
+
+
+def test_ctrl_c_stops_cleanly(cli: CliRunner, server: ReplayServer, tmp_path: Path) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, latency_s=0.05))
+    ids = write_queries(tmp_path / "in.jsonl", 60)
+    out = tmp_path / "out.jsonl"
+    proc = cli.popen("batch", "in.jsonl", "-o", "out.jsonl", "-c", "4")
+    wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") >= 6)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert_one_error_line(stderr)
+    assert "interrupted" in stderr and "--resume" in stderr
+    written = output_ids(out)
+    assert max(written.values()) == 1 and 6 <= len(written) < 60
+    assert len(rows(cli.db, "requests")) == len(written)  # in the output and the ledger, once
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
+    assert run.code == 0, run.stderr
+    assert_exactly_once(ids, out, cli.db)
+
+
+def test_a_full_disk_stops_with_one_line_and_no_partial_rows(cli: CliRunner, good: ReplayServer,
+                                                             tmp_path: Path) -> None:
+    """The process may not grow any file past a limit (what a full disk looks like to it):
+    the ledger write fails, the batch stops, every written line is a committed row."""
+    ids = write_queries(tmp_path / "in.jsonl", 300)
+    open_ledger(cli.db).close()
+    limit = cli.db.stat().st_size + 96 * 1024
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then writes fail with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "cascadeflow_cli", "batch", "in.jsonl", "-o", "out.jsonl"],
+                          cwd=tmp_path, env=cli.env(), capture_output=True, text=True, timeout=120,
+                          preexec_fn=small_files)
+    assert proc.returncode == 1, proc.stderr
+    assert_one_error_line(proc.stderr)
+    assert "full" in proc.stderr or "disk" in proc.stderr, proc.stderr
+    assert "--resume" in proc.stderr
+    out = tmp_path / "out.jsonl"
+    written = output_ids(out)
+    assert 0 < len(written) < 300
+    committed = {str(r["external_id"]).split(":", 1)[1] for r in rows(cli.db, "requests")}
+    assert set(written) <= committed
+    for request in rows(cli.db, "requests"):  # whole requests only: each has its call
+        assert any(c["request_id"] == request["id"] for c in rows(cli.db, "calls"))
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
+    assert run.code == 0, run.stderr
+    assert_exactly_once(ids, out, cli.db)
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """A file nobody may write, root included (chattr +i), or skip."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        yield
+        path.chmod(0o600)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+def test_a_read_only_ledger_is_one_clear_error(cli: CliRunner, good: ReplayServer, tmp_path: Path) -> None:
+    write_queries(tmp_path / "in.jsonl", 3)
+    open_ledger(cli.db).close()
+    with immutable(cli.db):
+        run = cli("batch", "in.jsonl", "-o", "out.jsonl")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert str(cli.db) in run.stderr and "readonly" in run.stderr.replace("read-only", "readonly")
+    assert rows(cli.db, "requests") == []
+
+
+def test_progress_bar_on_a_terminal(cli: CliRunner, good: ReplayServer, tmp_path: Path) -> None:
+    write_queries(tmp_path / "in.jsonl", 20)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "cascadeflow_cli", "batch", "in.jsonl", "-o", "out.jsonl"],
+                            cwd=tmp_path, env={**cli.env(), "COLUMNS": "150"}, stdout=subprocess.DEVNULL,
+                            stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(30) == 0
+    text = seen.decode("utf-8", errors="replace")
+    assert "20/20" in text and "rows/s" in text and "spent $" in text and "ETA" in text
+
+
+def test_plain_progress_line() -> None:
+    from cascadeflow_cli.cli.app import app  # noqa: F401  (registers the commands first)
+    from cascadeflow_cli.cli.batch_cmd import progress_line
+
+    p = BatchProgress(total=10_000, skipped=200, answered=1_000, errors=3, cost_nusd=12_300_000)
+    p.started -= 20.0
+    line = progress_line(p)
+    assert re.fullmatch(r"batch: 1,203/10,000 \(12%\) · 50\.\d rows/s · ETA 2m5\ds · spent \$0\.0123 · "
+                        r"3 errors", line), line

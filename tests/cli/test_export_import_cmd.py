@@ -1,0 +1,138 @@
+"""`cascade export` and `cascade import` end to end, through the real command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.ledger.export import COLUMN_NAMES
+from tests.cli.support import rows, stderr_lines
+from tests.conftest import CliRunner, assert_one_error_line
+from tests.ledger.test_export import make_ledger
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+SAMPLE = Path(__file__).parents[2] / "sample_data" / "history.csv"
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> CliRunner:
+    """A ledger with the sample requests of the export unit tests (no config needed)."""
+    make_ledger(tmp_path / "ledger.db").close()
+    return CliRunner(tmp_path, None, tmp_path / "ledger.db")
+
+
+def test_csv_to_stdout_is_the_default(filled: CliRunner) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cascadeflow_cli", "export"], cwd=filled.cwd,
+                          env=filled.env(), capture_output=True, timeout=60)  # bytes: CRLF intact
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(",".join(COLUMN_NAMES).encode() + b"\r\n")
+    assert proc.stdout.count(b"\r\n") == 7  # header and 6 rows; a line break inside text stays
+    text = proc.stdout.decode("utf-8")
+    assert len(list(csv.DictReader(io.StringIO(text, newline="")))) == 6
+    assert stderr_lines(proc.stderr.decode()) == ["exported 6 rows"]
+
+
+@pytest.mark.parametrize(("args", "check"), [
+    (["--json"], lambda text: len(json.loads(text)) == 6),
+    (["--jsonl"], lambda text: len(text.splitlines()) == 6),
+    (["--output", "ledger.jsonl"], None),
+])
+def test_formats(filled: CliRunner, args: list[str], check: object) -> None:
+    run = filled("export", *args)
+    assert run.code == 0, run.stderr
+    if check is None:  # the extension chose JSONL
+        text = (filled.cwd / "ledger.jsonl").read_text(encoding="utf-8")
+        assert all(json.loads(line)["request_id"] for line in text.splitlines())
+        assert run.stdout == "" and "to ledger.jsonl" in run.stderr
+    else:
+        assert check(run.stdout)  # type: ignore[operator]
+
+
+def test_filters_and_bom(filled: CliRunner) -> None:
+    run = filled("export", "--csv", "--user", "alice", "--model", "big", "--bom", "-o", "big.csv")
+    assert run.code == 0, run.stderr
+    data = (filled.cwd / "big.csv").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfid,request_id,")
+    assert [r["id"] for r in csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))] == ["r2-1"]
+    run = filled("export", "--since", "2026-11-02", "--jsonl")
+    assert [json.loads(line)["request_id"] for line in run.stdout.splitlines()] == ["r4", "r5"]
+    run = filled("export", "--until", "2026-11-01", "--jsonl")  # a date: that whole day
+    assert {json.loads(line)["request_id"] for line in run.stdout.splitlines()} == {"r1", "r2", "r3"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--csv", "--json"], "choose one of --csv, --json, --jsonl"),
+    (["--since", "last tuesday"], "not a date: 'last tuesday'"),
+    (["--since", "2026-11-02", "--until", "2026-11-01T00:00:00"], "is not after --since"),
+    (["-o", "no/such/dir/out.csv"], "cannot write"),
+])
+def test_bad_export_arguments_are_one_line(filled: CliRunner, args: list[str], message: str) -> None:
+    run = filled("export", *args)
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert message in run.stderr
+    assert not list(filled.cwd.glob("**/.*.partial"))
+
+
+def test_import_then_again_then_round_trip(tmp_path: Path) -> None:
+    first = CliRunner(tmp_path, None, tmp_path / "a.db")
+    run = first("import", str(FIXTURES / "history_bom_crlf.csv"), "--json")
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout) == {
+        "file": str(FIXTURES / "history_bom_crlf.csv"), "format": "csv", "rows": 5, "requests": 5,
+        "calls": 5, "imported_requests": 5, "imported_calls": 5, "skipped_requests": 0,
+        "ignored_columns": ["notes"]}
+    assert "note: ignored unknown column(s): notes" in run.stderr
+    again = first("import", str(FIXTURES / "history_bom_crlf.csv"))
+    assert again.code == 0 and "imported 0 requests (0 calls)" in again.stderr
+    assert "5 already in the ledger" in again.stderr
+    assert first("export", "-o", "one.csv").code == 0
+    second = CliRunner(tmp_path, None, tmp_path / "b.db")
+    assert second("import", "one.csv").code == 0
+    assert second("export", "-o", "two.csv").code == 0
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+
+
+def test_a_bad_row_imports_nothing(tmp_path: Path) -> None:
+    runner = CliRunner(tmp_path, None, tmp_path / "ledger.db")
+    run = runner("import", str(FIXTURES / "history_bad_row.csv"))
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert f"{FIXTURES / 'history_bad_row.csv'}:4: cost is negative: -0.5" in run.stderr
+    assert rows(runner.db, "requests") == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nothing-here.csv"], "nothing-here.csv: no such file"),
+    ([".", "--format", "csv"], ".: is a directory"),
+    (["x.csv", "--format", "xml"], "--format must be one of csv, json, jsonl"),
+])
+def test_bad_import_arguments_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "x.csv").write_text("timestamp,user,model,cost\n", encoding="utf-8")
+    run = CliRunner(tmp_path, None, tmp_path / "ledger.db")("import", *args)
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert message in run.stderr
+
+
+def test_the_sample_history_round_trips(tmp_path: Path) -> None:
+    """sample_data/history.csv (a subset of our columns) in; the full export out and back.
+    The first 3,000 lines keep it quick; test_usage_cmd imports the whole file."""
+    head = tmp_path / "head.csv"
+    with SAMPLE.open(encoding="utf-8") as fh:
+        head.write_text("".join(line for _, line in zip(range(3000), fh, strict=False)), encoding="utf-8")
+    first = CliRunner(tmp_path, None, tmp_path / "a.db")
+    run = first("import", str(head))
+    assert run.code == 0, run.stderr
+    assert "imported 2," in run.stderr and "(2,999 calls)" in run.stderr
+    assert first("export", "--jsonl", "-o", "one.jsonl").code == 0
+    second = CliRunner(tmp_path, None, tmp_path / "b.db")
+    assert second("import", "one.jsonl").code == 0
+    assert second("export", "--jsonl", "-o", "two.jsonl").code == 0
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()

@@ -1,0 +1,55 @@
+"""The OpenAI-compatible client's keep-alive transport, against the loopback server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cascadeflow_cli.config import ModelConfig
+from cascadeflow_cli.engine.providers import ChatRequest, complete
+from cascadeflow_cli.engine.providers.openai_compat import OpenAICompatProvider
+from cascadeflow_cli.errors import ProviderTimeoutError, ProviderUnavailableError
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+
+REQUEST = ChatRequest([{"role": "user", "content": "Say hello."}], max_tokens=64)
+
+
+def model(server: ReplayServer, **kw: Any) -> ModelConfig:
+    return ModelConfig(name="m", model="openai/gpt-4o-mini", api_base=server.base_url, retry_delay=0.0, **kw)
+
+
+def test_answers_and_reuses_its_connection(server: ReplayServer) -> None:
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer="Hello there.", prompt_tokens=12, completion_tokens=3)
+    )
+    provider = OpenAICompatProvider()
+    m = model(server)
+    results = [complete(provider, m, REQUEST) for _ in range(3)]
+    assert [r.text for r in results] == ["Hello there."] * 3
+    assert (results[0].usage.input_tokens, results[0].usage.output_tokens) == (12, 3)
+    assert server.requests[-1]["max_tokens"] == 64 and server.requests[-1]["model"] == "gpt-4o-mini"
+    assert len(provider._client._connections()) == 1
+
+
+def test_timeout_and_unreachable(server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(hang=True))
+    with pytest.raises(ProviderTimeoutError):
+        complete(OpenAICompatProvider(), model(server, timeout=0.3, max_retries=0), REQUEST)
+    gone = ModelConfig(name="m", model="openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1", max_retries=0)
+    with pytest.raises(ProviderUnavailableError, match="cannot reach"):
+        complete(OpenAICompatProvider(), gone, REQUEST)
+
+
+def test_reconnects_after_the_server_drops_idle_connections() -> None:
+    provider = OpenAICompatProvider()
+    first = ReplayServer(default=ModelBehavior(answer="one.")).start()
+    port = int(first.base_url.rsplit(":", 1)[1].split("/")[0])
+    m = ModelConfig(name="m", model="openai/gpt-4o-mini", api_base=first.base_url, max_retries=0)
+    assert complete(provider, m, REQUEST).text == "one."
+    first.stop()  # closes the idle keep-alive connection
+    second = ReplayServer(port=port, default=ModelBehavior(answer="two.")).start()
+    try:
+        assert complete(provider, m, REQUEST).text == "two."
+    finally:
+        second.stop()
