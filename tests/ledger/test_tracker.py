@@ -20,6 +20,10 @@ def tracker(tmp_path: Path, extra: str = "") -> CostTracker:
 
 def test_seed_api_is_importable_from_the_package() -> None:
     for name in (
+        "CostForecaster",
+        "CostPrediction",
+        "AnomalyDetector",
+        "Anomaly",
         "CostTracker",
         "BudgetConfig",
         "EnforcementContext",
