@@ -32,7 +32,7 @@ def anomalies(
     since: Annotated[str | None, typer.Option("--since", help="Report days from DATE "
                                               "(YYYY-MM-DD or ISO; default: all history).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Report days up to DATE "
-                                              "(default: today).")] = None,
+                                              "(default: yesterday, the last whole day).")] = None,
     min_change: Annotated[float, typer.Option("--min-change", min=0.0, help="Smallest change in USD "
                                               "worth reporting.")] = 0.5,
     models: Annotated[bool, typer.Option("--models/--no-models", help="Also look at each model's "
@@ -49,7 +49,8 @@ def anomalies(
     timezone = ctx.config.ledger.timezone
     today = _today(ctx, timezone)
     first = _local_day(since, timezone) if since else None
-    last = _local_day(until, timezone) if until else today
+    # today is not over: by default its spend so far is not judged as a drop
+    last = _local_day(until, timezone) if until else today - timedelta(days=1)
     if last > today:
         last = today  # spend recorded for days still to come is not judged
     if first is not None and first > last:

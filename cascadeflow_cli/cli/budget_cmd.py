@@ -59,8 +59,11 @@ def show(
     except Exception:  # an unpriced model: show the state now
         estimate, degraded = 0, None
     status = budget_status(ledger, ctx.config, user, estimate, degraded)
+    outlook = _outlook(ctx, user) if status.budget is not None else None
     if as_json:
-        sys.stdout.write(json.dumps(status.to_json(), indent=2) + "\n")
+        data = status.to_json()
+        data["outlook"] = outlook.to_json() if outlook else None
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     if status.budget is None:
         sys.stderr.write(
@@ -68,8 +71,18 @@ def show(
         )
         return
     stdout_console().print(budget_table(status))
+    err = stderr_console()
     if status.next.message:
-        stderr_console().print(status.next.message)
+        err.print(status.next.message)
+    if outlook is not None:
+        err.print(outlook.describe(user), style="bold red" if outlook.alert else "dim")
+
+
+def _outlook(ctx: Any, user: str) -> Any:
+    """This month's path against the budget (spend so far plus the forecast), or None."""
+    from cascadeflow_cli.cli.forecast_cmd import budget_outlook
+
+    return budget_outlook(ctx, user)
 
 
 @budget_app.command("list")
