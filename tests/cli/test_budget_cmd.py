@@ -129,3 +129,27 @@ def test_budget_lowered_while_a_request_is_in_flight(priced: CliRunner, server: 
     rows = ledger_rows(priced.db, "requests")
     assert [r["status"] for r in rows] == ["ok", "blocked"] and rows[0]["cost_nusd"] == 1_000_000
     assert ledger_rows(priced.db, "reservations") == []
+
+
+def test_show_includes_the_months_path_against_the_budget(priced: CliRunner) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cascadeflow_cli.clock import format_ts
+    from cascadeflow_cli.ledger.db import open_ledger
+    from cascadeflow_cli.ledger.records import RequestRecord
+
+    # three weeks of $1 a day: a $10 monthly budget is certain to be exceeded, $1000 is not
+    now = datetime.now(UTC)
+    with open_ledger(priced.db) as ledger:
+        for day in range(1, 22):
+            ts = format_ts(now - timedelta(days=day))
+            ledger.record(RequestRecord(id=f"h{day}", ts=ts, user="jo", status="ok", query=None,
+                                        answer=None, cost_nusd=1_000_000_000))
+    priced("budget", "set", "jo", "--monthly", "10")
+    tight = priced("budget", "show", "jo", "--json").json()
+    priced("budget", "set", "jo", "--monthly", "1000")
+    roomy = priced("budget", "show", "jo", "--json").json()
+    assert isinstance(tight, dict) and isinstance(roomy, dict)
+    assert tight["outlook"]["window"] == "monthly" and tight["outlook"]["limit"] == 10.0
+    assert tight["outlook"]["risk"] > 0.9 and tight["outlook"]["alert"] is True
+    assert roomy["outlook"]["risk"] < 0.1 and roomy["outlook"]["alert"] is False
