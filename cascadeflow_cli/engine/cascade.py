@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
@@ -129,6 +130,21 @@ class _Attempt:
     usage: Usage = field(default_factory=Usage)
 
 
+@dataclass
+class _Request:
+    """One query in flight: what every ledger write about it needs."""
+
+    id: str
+    user: str
+    query: str
+    domain: str | None
+    external_id: str | None
+    started_at: datetime
+    started: float  # perf_counter, for latency
+    attempts: list[_Attempt] = field(default_factory=list)
+    decision: Decision | None = None
+
+
 class Cascade:
     """Runs queries through a chain of models and records them in the ledger."""
 
@@ -225,47 +241,32 @@ class Cascade:
         chain = self.resolve_chain(models, domain)
         for model in chain:  # every price is known before anything is spent or reserved
             self.price(model)
-        request_id = uuid.uuid4().hex
-        started_at = self.clock.now()
-        started = time.perf_counter()
+        req = _Request(
+            uuid.uuid4().hex, user, query, domain, external_id, self.clock.now(), time.perf_counter()
+        )
         messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]
         messages.append({"role": "user", "content": query})
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
-        decision = None
         if self.gate is not None:
-            names = [m.name for m in chain]
-            decision = self.gate.reserve(
+            req.decision = self.gate.reserve(
                 user,
-                request_id,
-                names,
+                req.id,
+                [m.name for m in chain],
                 estimate=lambda n: self.worst_case_nusd(n, messages, wanted_tokens),
                 degraded=lambda n: self.degraded_chain(n, messages, wanted_tokens),
                 ttl_s=self._reservation_ttl(chain),
             )
-            if decision.action == "block":
-                self._record(
-                    request_id,
-                    started_at,
-                    started,
-                    user,
-                    query,
-                    domain,
-                    [],
-                    status="blocked",
-                    error=decision.message,
-                    decision=decision,
-                    external_id=external_id,
-                )
-                raise BudgetBlockedError(decision.message or f"{user}: blocked by budget")
-            chain = self.config.chain(decision.models)
+            if req.decision.action == "block":
+                self._record(req, status="blocked", error=req.decision.message)
+                raise BudgetBlockedError(req.decision.message or f"{user}: blocked by budget")
+            chain = self.config.chain(req.decision.models)
         prices = [self.price(m) for m in chain]
-        attempts: list[_Attempt] = []
         try:
             for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
                 last = index == len(chain) - 1
                 tokens = min(wanted_tokens, price.max_output_tokens or wanted_tokens)
                 attempt = _Attempt(model, "draft" if not last else "verifier", price)
-                attempts.append(attempt)
+                req.attempts.append(attempt)
                 try:
                     attempt.completion = complete(
                         self.provider_lookup(model), model, ChatRequest(messages, tokens), sleep=self.sleep
@@ -287,54 +288,16 @@ class Cascade:
                     break
         except KeyboardInterrupt:
             # Calls that finished were paid for: keep them, marked interrupted.
-            self._record(
-                request_id,
-                started_at,
-                started,
-                user,
-                query,
-                domain,
-                attempts,
-                status="interrupted",
-                error="interrupted by the user",
-                decision=decision,
-                external_id=external_id,
-            )
+            self._record(req, status="interrupted", error="interrupted by the user")
             raise
         except CascadeError as exc:
-            self._record(
-                request_id,
-                started_at,
-                started,
-                user,
-                query,
-                domain,
-                attempts,
-                status="error",
-                error=str(exc),
-                decision=decision,
-                external_id=external_id,
-            )
+            self._record(req, status="error", error=str(exc))
             raise
         except BaseException:
-            if decision is not None and self.ledger is not None:
-                release(self.ledger, decision.reservation_id)
+            if req.decision is not None and self.ledger is not None:
+                release(self.ledger, req.decision.reservation_id)
             raise
-        return self._record(
-            request_id,
-            started_at,
-            started,
-            user,
-            query,
-            domain,
-            attempts,
-            status="ok",
-            error=None,
-            chain=chain,
-            prices=prices,
-            decision=decision,
-            external_id=external_id,
-        )
+        return self._record(req, status="ok", error=None, chain=chain, prices=prices)
 
     def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
@@ -364,23 +327,17 @@ class Cascade:
 
     def _record(
         self,
-        request_id: str,
-        started_at: Any,
-        started: float,
-        user: str,
-        query: str,
-        domain: str | None,
-        attempts: list[_Attempt],
+        req: _Request,
         *,
         status: str,
         error: str | None,
         chain: list[ModelConfig] | None = None,
         prices: list[Price] | None = None,
-        decision: Decision | None = None,
-        external_id: str | None = None,
     ) -> CascadeResult:
-        latency_ms = (time.perf_counter() - started) * 1000
-        ts = format_ts(started_at)
+        latency_ms = (time.perf_counter() - req.started) * 1000
+        ts = format_ts(req.started_at)
+        request_id, user, query, domain, decision = req.id, req.user, req.query, req.domain, req.decision
+        attempts = req.attempts
         store = self.config.ledger.store_prompts
         call_records: list[CallRecord] = []
         call_results: list[CallResult] = []
@@ -480,7 +437,7 @@ class Cascade:
                     latency_ms=latency_ms,
                     error=error,
                     calls=tuple(call_records),
-                    external_id=external_id,
+                    external_id=req.external_id,
                 ),
                 reservation_id=decision.reservation_id if decision else None,
             )
