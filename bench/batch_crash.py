@@ -27,7 +27,9 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from batch_load import start_server, write_config, write_queries
+from batch_load import write_config, write_queries
+
+from cascadeflow_cli.replay.server import spawn
 
 
 def _ledger_batch_rows(db: Path) -> int:
@@ -67,7 +69,7 @@ def bench(opts: argparse.Namespace, work: Path) -> None:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     out.unlink(missing_ok=True)
     ids = write_queries(queries, opts.rows)
-    server, url = start_server(opts.latency)
+    server, url = spawn("--latency", str(opts.latency))
     command = [sys.executable, "-m", "cascadeflow_cli", "batch", str(queries), "--output", str(out),
                "--concurrency", str(opts.concurrency), "--resume"]
     kills = finished_early = recoverable = torn_lines = 0

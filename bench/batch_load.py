@@ -26,16 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-
-def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "cascadeflow_cli.replay", "--latency", str(latency),
-                             "--port", "0"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise SystemExit(f"replay server did not start: {line!r}")
-    return proc, line.removeprefix("listening on ")
+from cascadeflow_cli.replay.server import spawn
 
 
 def write_config(path: Path, url: str, db: Path) -> None:
@@ -115,7 +106,7 @@ def bench(opts: argparse.Namespace, work: Path) -> None:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     out.unlink(missing_ok=True)
     ids = write_queries(queries, opts.rows)
-    server, url = start_server(opts.latency)
+    server, url = spawn("--latency", str(opts.latency))
     try:
         write_config(config, url, db)
         env = {**os.environ, "CASCADE_CONFIG": str(config)}

@@ -22,23 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
+from cascadeflow_cli.replay.server import spawn
+
 ANSWER = (
     "Paris is the capital of France. It has been the seat of the French government for "
     "centuries and is the country's largest city."
 )
 QUERY = "What is the capital of France?"
 IN_PRICE, OUT_PRICE = Decimal("0.15"), Decimal("0.60")  # USD per million tokens
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cascadeflow_cli.replay", "--port", "0", "--latency", str(latency)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    return proc, line.rsplit(" ", 1)[-1].strip()
 
 
 def main() -> None:
@@ -49,7 +40,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.05)
     args = ap.parse_args()
 
-    server, url = start_server(args.latency)
+    server, url = spawn("--latency", str(args.latency))
     work = Path(tempfile.mkdtemp(prefix="budget-race-"))
     # the server counts ceil(chars/4) tokens; max_tokens just above the answer keeps the
     # worst case (what is reserved) close to the real cost

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cascadeflow_cli.replay.server import spawn
+
 PROMPT = "What is the capital of France, and why did it become the capital?"
 SEED_PROMPTS = [f"Seed question number {i}: name a prime number larger than {i * 10}."
                 for i in range(5)]
@@ -40,17 +42,6 @@ def tool(name: str) -> str | None:
     """The venv's own copy first (the interpreter running this script), then PATH."""
     local = Path(sys.executable).parent / name
     return str(local) if local.exists() else shutil.which(name)
-
-
-def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "cascadeflow_cli.replay", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise SystemExit(f"replay server did not start: {line!r}")
-    return proc, line.removeprefix("listening on ")
 
 
 def write_state(tmp: Path, base_url: str) -> tuple[Path, Path]:
@@ -106,7 +97,7 @@ def main() -> None:
                if k not in ("CASCADE_CONFIG", "CASCADE_DB", "CASCADE_USER", "OPENAI_API_KEY")}
         env.update(HOME=str(tmp / "home"), XDG_CONFIG_HOME=str(tmp / "home" / ".config"),
                    XDG_DATA_HOME=str(tmp / "home" / ".local" / "share"))
-        server, base_url = start_server(env)
+        server, base_url = spawn(env=env)
         try:
             config, llm_dir = write_state(tmp, base_url)
             env.update(CASCADE_DB=str(tmp / "ledger.db"), LLM_USER_PATH=str(llm_dir))

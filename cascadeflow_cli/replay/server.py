@@ -14,6 +14,7 @@ import json
 import math
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -556,3 +557,21 @@ def _sse(events: list[Any]) -> bytes:
 
 def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+def spawn(*args: str, env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """Run the server in another process (`python -m cascadeflow_cli.replay ARGS`, e.g.
+    ``"--latency", "0.05"``) on a free port; returns the process and its base URL.
+    For benchmarks that need the server outside the measured process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cascadeflow_cli.replay", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(env) if env is not None else None,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"replay server did not start: {line!r}")
+    return proc, line.removeprefix("listening on ")
