@@ -114,34 +114,29 @@ def models_table(rows: list[dict[str, Any]], chains: Mapping[str, Any]) -> Table
         caption += f"   {domain}: " + " → ".join(chain)
     if chains.get("degraded"):
         caption += "   degraded: " + " → ".join(chains["degraded"])
-    table = Table(caption=caption)
-    for name, justify in (
+    headers = [
         ("name", "left"),
         ("model", "left"),
-        ("provider", "left"),
-        ("client", "left"),
         ("in $/M", "right"),
         ("out $/M", "right"),
         ("cached $/M", "right"),
         ("price from", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    ]
+    body = []
     for r in rows:
         source = Text(r["price_source"], style="red" if r["price_source"] == "unknown" else "")
-        cached = (
-            "-" if r["cached_input_cost_per_million"] is None else _price(r["cached_input_cost_per_million"])
+        cached = r["cached_input_cost_per_million"]
+        body.append(
+            [
+                r["name"],
+                r["model"],
+                _price(r["input_cost_per_million"]),
+                _price(r["output_cost_per_million"]),
+                "-" if cached is None else _price(cached),
+                source,
+            ]
         )
-        table.add_row(
-            r["name"],
-            r["model"],
-            r["provider"],
-            r["client"],
-            _price(r["input_cost_per_million"]),
-            _price(r["output_cost_per_million"]),
-            cached,
-            source,
-        )
-    return table
+    return fitted_table(headers, body, flexible="model", caption=caption)
 
 
 def demo_table(results: list[tuple[dict[str, Any], CascadeResult]]) -> Table:

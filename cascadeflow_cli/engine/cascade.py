@@ -22,7 +22,14 @@ from cascadeflow_cli.engine.pricing import (
     infer_provider,
     lookup_price,
 )
-from cascadeflow_cli.engine.providers import ChatRequest, Completion, Provider, complete, provider_for
+from cascadeflow_cli.engine.providers import (
+    ChatRequest,
+    Completion,
+    Provider,
+    check_credentials,
+    complete,
+    provider_for,
+)
 from cascadeflow_cli.engine.providers.base import MAX_BACKOFF_S
 from cascadeflow_cli.errors import BudgetBlockedError, CascadeError, InputError, ProviderError
 from cascadeflow_cli.ledger.db import Ledger
@@ -239,8 +246,9 @@ class Cascade:
         if not user.strip():
             raise InputError("the user name is empty")
         chain = self.resolve_chain(models, domain)
-        for model in chain:  # every price is known before anything is spent or reserved
+        for model in chain:  # every price and key is known before anything is spent or reserved
             self.price(model)
+            check_credentials(model)
         req = _Request(
             uuid.uuid4().hex, user, query, domain, external_id, self.clock.now(), time.perf_counter()
         )

@@ -7,10 +7,18 @@ from functools import lru_cache
 
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.pricing import find_map_entry
-from cascadeflow_cli.engine.providers.base import ChatRequest, Completion, Provider, complete
+from cascadeflow_cli.engine.providers.base import ChatRequest, Completion, Provider, api_key, complete
 from cascadeflow_cli.errors import PricingError
 
-__all__ = ["ChatRequest", "Completion", "Provider", "complete", "provider_for", "uses_fast_path"]
+__all__ = [
+    "ChatRequest",
+    "Completion",
+    "Provider",
+    "check_credentials",
+    "complete",
+    "provider_for",
+    "uses_fast_path",
+]
 
 
 def uses_fast_path(model: ModelConfig) -> bool:
@@ -43,3 +51,12 @@ def _provider(fast: bool) -> Provider:
 
 def provider_for(model: ModelConfig) -> Provider:
     return _provider(uses_fast_path(model))
+
+
+def check_credentials(model: ModelConfig) -> None:
+    """Raise MissingApiKeyError now, before anything is reserved or recorded, when a key
+    we can check without importing litellm is missing (litellm checks its own at call)."""
+    if uses_fast_path(model):
+        api_key(model, None if model.api_base else "OPENAI_API_KEY")
+    elif model.api_key_env:
+        api_key(model)
