@@ -128,10 +128,10 @@ class _Output:
 
 def _cascade_factory(config: Any, ledger: Ledger) -> Callable[[], Any]:
     """A Cascade per worker thread, all on the one Ledger (which gives each thread its
-    own SQLite connection), each with its own keep-alive HTTP connections."""
-    from cascadeflow_cli.engine.batch import thread_cascade
+    own SQLite connection) and the one provider (which keeps a connection per thread)."""
+    from cascadeflow_cli.engine.cascade import Cascade
 
-    return lambda: thread_cascade(config, ledger)
+    return lambda: Cascade(config, ledger)
 
 
 def _recoverer(ledger: Ledger, committed: dict[str, str]

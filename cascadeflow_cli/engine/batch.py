@@ -30,9 +30,7 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.errors import CascadeError, InputError, LedgerError
 
 if TYPE_CHECKING:
-    from cascadeflow_cli.config import AppConfig
     from cascadeflow_cli.engine.cascade import Cascade
-    from cascadeflow_cli.ledger.db import Ledger
 
 DEFAULT_CONCURRENCY = 8
 
@@ -180,13 +178,6 @@ def warm_up() -> None:
 
     with contextlib.suppress(PricingError):  # no litellm: config prices only, as usual
         load_price_map()
-
-
-def thread_cascade(config: AppConfig, ledger: Ledger) -> Cascade:
-    """A Cascade for one worker thread (the provider keeps a connection per thread)."""
-    from cascadeflow_cli.engine.cascade import Cascade
-
-    return Cascade(config, ledger)
 
 
 # --- running ------------------------------------------------------------------------------

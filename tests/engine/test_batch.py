@@ -22,8 +22,8 @@ from cascadeflow_cli.engine.batch import (
     parse_row,
     read_rows,
     scan_output,
-    thread_cascade,
 )
+from cascadeflow_cli.engine.cascade import Cascade
 from cascadeflow_cli.engine.providers import ChatRequest
 from cascadeflow_cli.errors import (
     InputError,
@@ -70,7 +70,7 @@ class Harness:
 
     def runner(self, **kw: Any) -> BatchRunner:
         return BatchRunner(
-            lambda: thread_cascade(self.config, self.ledger),
+            lambda: Cascade(self.config, self.ledger),
             self.lines.append,
             external_id=lambda key: external_id(self.batch_id, key),
             **kw,
@@ -188,7 +188,7 @@ def test_a_ledger_that_cannot_be_written_stops_the_batch(harness: Harness) -> No
 
     full = FullLedger(harness.db)
     runner = BatchRunner(
-        lambda: thread_cascade(harness.config, full),
+        lambda: Cascade(harness.config, full),
         harness.lines.append,
         concurrency=2,
         external_id=lambda key: external_id(harness.batch_id, key),
@@ -258,7 +258,7 @@ def test_workers_each_get_their_own_cascade(harness: Harness) -> None:
     lock = threading.Lock()
 
     def make() -> Any:
-        cascade = thread_cascade(harness.config, harness.ledger)
+        cascade = Cascade(harness.config, harness.ledger)
         with lock:
             seen.add(threading.get_ident())
         return cascade
