@@ -9,20 +9,27 @@ under test never pulls its own baseline towards itself), on a log scale
   weeks, so quiet weekends are not "drops" and busy Mondays not "spikes";
 * level: the median of the last 2 weeks with the profile taken out (a rolling median
   that follows growth within days);
-* scale: the MAD (x 1.4826) of the recent *out-of-sample* residuals, each day against
-  the baseline it was judged by, so it carries the noise of the baseline estimate and
-  of drift as well as the day-to-day noise (the in-sample MAD of a window is too small
-  by a third); flagged days are left out of it, and it is in log-spend units, divided
-  per day by how much the offset damps that day (quiet days are damped more).
+* scale: the spread of the recent *out-of-sample* residuals, each day against the
+  baseline it was judged by, so it carries the noise of the baseline estimate and of
+  drift as well as the day-to-day noise (the in-sample MAD of a window is too small by a
+  third); flagged days are left out of it, and it is in log-spend units, divided per day
+  by how much the offset damps that day (quiet days are damped more). The spread is the
+  MAD (x 1.4826), or, when the residuals' tails are heavier than a normal's (a user of a
+  few requests a day), their 90% quantile of absolute deviation over the normal's, so
+  such a series does not page on its own tails; and when the last four weeks are much
+  noisier than the last sixteen (a busy season), the last four weeks alone.
 
 A day's robust score is its residual over the scale. A day is flagged when the score
 passes the sensitivity's threshold *and* the money involved passes a minimum absolute
-change (so cents never page anyone). When the day and the four after it all lie on the
+change (so cents never page anyone). When the day and the seven after it all lie on the
 same side of the baseline, the first and the median of the others at least half the
 threshold away, that is one level shift, reported once on its first day (a second
-shift the same way within two weeks is merged into it); the baseline then restarts
-from the shift, so the new level is normal from then on. Otherwise a flagged day is a
-spike (up) or a drop (down). Severity comes from the size of the score.
+shift the same way within two weeks is merged into it) -- unless the first day also
+stands out from the new level by the threshold (then it is a spike or drop, and the
+shift, if any, starts after it); the baseline then restarts from the shift, so the new
+level is normal from then on. Otherwise a flagged day is a spike (up) or a drop (down).
+Days are judged once there are four weeks of history. Severity comes from the size of
+the score.
 
 Pure numpy; no database or printing here.
 """
@@ -42,14 +49,19 @@ SEASON = 7
 THRESHOLDS = {"low": 5.0, "medium": 3.5, "high": 3.0}
 WINDOW_DAYS = 56  # the baseline: eight weeks before the day under test (weekday profile)
 LEVEL_DAYS = 14  # its last two weeks set the level
-MIN_BASELINE_DAYS = 14  # days of history before a day is judged at all
+MIN_BASELINE_DAYS = 28  # days of history before a day is judged at all (four of each weekday)
 MIN_PROFILE_DAYS = 14  # days of history before a weekday profile is used
-SHIFT_DAYS = 5  # days from the one under test that must stay on one side: a shift
+SHIFT_DAYS = 8  # days from the one under test that must stay on one side: a shift
 MERGE_DAYS = 14  # a shift the same way this soon after another is that one still settling
 SHIFT_FRACTION = 0.5  # their median (and the first) must score this share of the threshold
 MIN_SCALE = 0.1  # log units: below ~10% day-to-day noise, treat the noise as 10%
-MIN_RESIDUALS = 14  # out-of-sample residuals needed before they set the scale
+MIN_RESIDUALS = 28  # out-of-sample residuals needed before they set the scale
 RESIDUAL_DAYS = 112  # the most recent of them used
+TAIL_QUANTILE = 0.9  # heavy tails: this quantile of |deviation| ...
+TAIL_Z = 1.6449  # ... over the normal's (so the scale is a normal standard deviation)
+TAIL_WEIGHT = 0.85  # ... counts once it passes the MAD by a sixth (normal noise: by chance)
+RECENT_RESIDUALS = 28  # the last four weeks of them: when their MAD is VOLATILE times the
+VOLATILE = 1.5  # longer one, the noise has grown (a busy season) and they set the scale
 IN_SAMPLE_WIDEN = 1.4  # in-sample MADs of a fitted window understate the noise about this much
 DEFAULT_MIN_CHANGE = 0.5  # USD
 OFFSET = 0.05  # log(y + OFFSET x the typical day): zero days stay finite
@@ -111,7 +123,7 @@ class _Baseline:
 class AnomalyDetector:
     """Find spikes, drops and level shifts in a daily spend series.
 
-    ``sensitivity`` sets the robust-score threshold (low 5, medium 3.5, high 3 MADs);
+    ``sensitivity`` sets the robust-score threshold (low 5, medium 3.5, high 3 scales);
     ``min_change`` is the smallest change in USD worth reporting."""
 
     def __init__(self, sensitivity: str = "medium", *, min_change: float = DEFAULT_MIN_CHANGE,
@@ -247,17 +259,34 @@ def _gain(expected_z: np.ndarray, offset: float) -> np.ndarray:
 
 
 def _scale(residuals: list[float], in_sample: float, window: int) -> float:
-    """The noise scale a new day is judged by: the MAD of the recent out-of-sample
-    residuals (each day against the baseline it was judged by), which carries both the
-    day-to-day noise and the drift of the level since the window; until there are
-    enough of them, the window's own MAD, widened for being fitted to the same days."""
+    """The noise scale a new day is judged by: the spread (``_spread``) of the recent
+    out-of-sample residuals (each day against the baseline it was judged by), which
+    carries both the day-to-day noise and the drift of the level since the window, or
+    of the last RECENT_RESIDUALS alone when theirs is VOLATILE times larger; until there
+    are enough of them, the window's own MAD, widened for being fitted to the same days."""
     import numpy as np
 
     if len(residuals) < MIN_RESIDUALS:
         return max(in_sample * IN_SAMPLE_WIDEN, MIN_SCALE)
     recent = np.asarray(residuals[-window:])
-    mad = float(np.median(np.abs(recent - np.median(recent))))
-    return max(1.4826 * mad, MIN_SCALE)
+    spread = _spread(recent)
+    latest = np.asarray(residuals[-RECENT_RESIDUALS:])
+    lately = _spread(latest)
+    if lately > VOLATILE * spread:  # the noise itself has grown lately (a busy season)
+        spread = lately
+    return max(spread, MIN_SCALE)
+
+
+def _spread(residuals: np.ndarray) -> float:
+    """The noise scale of residuals, as a normal standard deviation: the MAD (x 1.4826),
+    or, when the tails are heavier than a normal's, the TAIL_QUANTILE of the absolute
+    deviations over the normal's (so a series with heavy tails does not page on them)."""
+    import numpy as np
+
+    deviations = np.abs(residuals - np.median(residuals))
+    mad = 1.4826 * float(np.median(deviations))
+    tail = float(np.quantile(deviations, TAIL_QUANTILE)) / TAIL_Z
+    return max(mad, TAIL_WEIGHT * tail)
 
 
 def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: float,
@@ -272,8 +301,11 @@ def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: fl
         return None
     need = detector.threshold * SHIFT_FRACTION
     sign = 1.0 if scores[0] > 0 else -1.0
-    if sign * scores[0] < need or np.any(scores * sign <= 0) or sign * np.median(scores[1:]) < need:
+    settled = sign * float(np.median(scores[1:]))
+    if sign * scores[0] < need or np.any(scores * sign <= 0) or settled < need:
         return None
+    if sign * scores[0] - settled >= detector.threshold:
+        return None  # the first day stands out from the new level too: a spike or drop
     old = np.exp(expected_z) - offset
     new = np.exp(z) - offset
     if abs(float(np.median(new - old))) < detector.min_change:
