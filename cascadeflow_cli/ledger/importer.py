@@ -571,20 +571,20 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+def _optional(row: dict[str, Any], loc: str, name: str, parse: Any, missing: Any = None, **kw: Any) -> Any:
+    """``parse`` the column ``name`` when it has a value, else ``missing``."""
+    value = row.get(name)
+    return missing if value is None else parse(value, loc, name, **kw)
+
+
 def _request_fields(loc: str, row: dict[str, Any], request_id: str, tz: str) -> _Request:
     g = row.get
-    v = g("domain_confidence")
-    confidence = None if v is None else _real(v, loc, "domain_confidence")
-    v = g("request_latency_ms")
-    latency = None if v is None else _real(v, loc, "request_latency_ms")
-    v = g("verifier_only_cost")
-    baseline = None if v is None else _money(v, loc, "verifier_only_cost")
-    v = g("savings")
-    savings = None if v is None else _money(v, loc, "savings", signed=True)
-    v = g("draft_accepted")
-    draft_accepted = None if v is None else _flag(v, loc, "draft_accepted")
-    v = g("escalated")
-    escalated = None if v is None else _flag(v, loc, "escalated")
+    confidence = _optional(row, loc, "domain_confidence", _real)
+    latency = _optional(row, loc, "request_latency_ms", _real)
+    baseline = _optional(row, loc, "verifier_only_cost", _money)
+    savings = _optional(row, loc, "savings", _money, signed=True)
+    draft_accepted = _optional(row, loc, "draft_accepted", _flag)
+    escalated = _optional(row, loc, "escalated", _flag)
     return _Request(
         id=request_id, ts=_timestamp(g("timestamp"), loc, tz),
         user=_required_text(g("user"), loc, "user"),
@@ -612,16 +612,11 @@ def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) ->
     for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
         v = g(name)
         counts.append(0 if v is None else _count(v, loc, name))
-    v = g("seq")
-    seq = default_seq if v is None else _count(v, loc, "seq", default_seq)
-    v = g("attempts")
-    attempts = 1 if v is None else _count(v, loc, "attempts", 1)
-    v = g("latency_ms")
-    latency = None if v is None else _real(v, loc, "latency_ms")
-    v = g("quality_score")
-    quality = None if v is None else _real(v, loc, "quality_score")
-    v = g("accepted")
-    accepted = None if v is None else _flag(v, loc, "accepted")
+    seq = _optional(row, loc, "seq", _count, default_seq, default=default_seq)
+    attempts = _optional(row, loc, "attempts", _count, 1, default=1)
+    latency = _optional(row, loc, "latency_ms", _real)
+    quality = _optional(row, loc, "quality_score", _real)
+    accepted = _optional(row, loc, "accepted", _flag)
     v = g("quality_reasons")
     reasons = "[]" if v is None else _reasons(v, loc)
     return _Call(
