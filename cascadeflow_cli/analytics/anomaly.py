@@ -1,35 +1,38 @@
 """Spend anomalies: days that cost far more or less than they should, and lasting shifts.
 
-Each day is judged against a baseline built only from the days before it (so the day
-under test never pulls its own baseline towards itself), on a log scale
-``z = log(y + c)`` (``c``: 5% of the typical non-zero day of the baseline window), where
-"twice as much" is the same distance for $2 and $200 users:
+A report over history, so a day is judged with hindsight: against the days on both sides
+of it (the day itself left out of its own baseline), on a log scale ``z = log(y + c)``
+(``c``: 5% of the typical non-zero day around it), where "twice as much" is the same
+distance for $2 and $200 users. Two passes:
 
-* weekday profile: per weekday, the median departure from the median of the last 8
-  weeks, so quiet weekends are not "drops" and busy Mondays not "spikes";
-* level: the median of the last 2 weeks with the profile taken out (a rolling median
-  that follows growth within days);
-* scale: the spread of the recent *out-of-sample* residuals, each day against the
-  baseline it was judged by, so it carries the noise of the baseline estimate and of
-  drift as well as the day-to-day noise (the in-sample MAD of a window is too small by a
-  third); flagged days are left out of it, and it is in log-spend units, divided per day
-  by how much the offset damps that day (quiet days are damped more). The spread is the
-  MAD (x 1.4826), or, when the residuals' tails are heavier than a normal's (a user of a
-  few requests a day), their 90% quantile of absolute deviation over the normal's, so
-  such a series does not page on its own tails; and when the last four weeks are much
-  noisier than the last sixteen (a busy season), the last four weeks alone.
+1. **Shifts**, walking forward from four weeks in. Each day starts a look-ahead of
+   ``shift_days`` (8) days judged against the baseline of the eight weeks before it
+   (weekday profile: per weekday, the median departure from the window's median; level:
+   the median of its last two weeks with the profile taken out; scale: the spread of the
+   earlier days' out-of-sample residuals). When all of them lie on the same side, the
+   first day and their median at least half the threshold away, and the split of the
+   look-ahead that fits "old level, then a new one" best starts on that first day, that
+   is one level shift (a second one the same way within two weeks is merged into it) --
+   unless the first day also stands out from the new level by the threshold (then it is
+   a spike or drop, and the shift, if any, starts after it). The baseline restarts there:
+   the new level is normal from then on.
+2. **Spikes and drops**, every day within its regime (the days between shifts): expected
+   ``z`` = the median of the profile-free days within two weeks either side + the
+   weekday profile of the eight weeks either side. Its residual over the noise scale is
+   its robust score. The scale is the spread (MAD, or a heavy-tail quantile, see
+   ``_spread``) of the other days' residuals -- each computed the same way, so it carries
+   the baseline's own error -- within six weeks either side, so a busy, noisy season is
+   judged by its own noise; never below the spread over half a year either side, so a
+   calm stretch does not page on ordinary days. Quiet weekdays (under half the typical
+   day: few requests, so noisier) are judged by the other quiet days' residuals,
+   busy ones by the busy days'. Residuals are divided per day by how much the offset
+   damps it (quiet days more).
 
-A day's robust score is its residual over the scale. A day is flagged when the score
-passes the sensitivity's threshold *and* the money involved passes a minimum absolute
-change (so cents never page anyone). When the day and the seven after it all lie on the
-same side of the baseline, the first and the median of the others at least half the
-threshold away, that is one level shift, reported once on its first day (a second
-shift the same way within two weeks is merged into it) -- unless the first day also
-stands out from the new level by the threshold (then it is a spike or drop, and the
-shift, if any, starts after it); the baseline then restarts from the shift, so the new
-level is normal from then on. Otherwise a flagged day is a spike (up) or a drop (down).
-Days are judged once there are four weeks of history. Severity comes from the size of
-the score.
+A day is flagged when its score passes the sensitivity's threshold *and* the money
+involved passes a minimum absolute change (so cents never page anyone); days are judged
+once there are four weeks of history. A flagged day in the last week whose later days all
+lie on the same side may be the start of a shift: too recent to tell, and it says so.
+Severity comes from the size of the score.
 
 Pure numpy; no database or printing here.
 """
@@ -40,6 +43,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,16 +51,23 @@ if TYPE_CHECKING:
 
 SEASON = 7
 THRESHOLDS = {"low": 5.0, "medium": 3.5, "high": 3.0}
-WINDOW_DAYS = 56  # the baseline: eight weeks before the day under test (weekday profile)
-LEVEL_DAYS = 14  # its last two weeks set the level
+WINDOW_DAYS = 56  # the weekday profile: eight weeks before (shifts) or either side (days)
+LEVEL_DAYS = 14  # the level: the last two weeks (shifts) or two weeks either side (days)
 MIN_BASELINE_DAYS = 28  # days of history before a day is judged at all (four of each weekday)
 MIN_PROFILE_DAYS = 14  # days of history before a weekday profile is used
 SHIFT_DAYS = 8  # days from the one under test that must stay on one side: a shift
 MERGE_DAYS = 14  # a shift the same way this soon after another is that one still settling
 SHIFT_FRACTION = 0.5  # their median (and the first) must score this share of the threshold
+SHIFT_LOCATE = 3  # a shift may start up to this many days into its look-ahead (then: later)
 MIN_SCALE = 0.1  # log units: below ~10% day-to-day noise, treat the noise as 10%
 MIN_RESIDUALS = 28  # out-of-sample residuals needed before they set the scale
-RESIDUAL_DAYS = 112  # the most recent of them used
+RESIDUAL_DAYS = 112  # the most recent of them used (shifts)
+SCALE_DAYS = 42  # a day's noise: the other days' residuals this close to it ...
+FLOOR_DAYS = 182  # ... but never below the spread of those this close (a calm stretch)
+QUIET = math.log(0.5)  # a weekday under half the typical day is a quiet one ...
+QUIET_WIDEN = 2  # ... judged by the other quiet days' residuals this much further afield
+MIN_QUIET = 12  # ... once there are this many of them (else by all the days')
+HISTORY_DAYS = FLOOR_DAYS  # context a caller should load before the first day reported
 TAIL_QUANTILE = 0.9  # heavy tails: this quantile of |deviation| ...
 TAIL_Z = 1.6449  # ... over the normal's (so the scale is a normal standard deviation)
 TAIL_WEIGHT = 0.85  # ... counts once it passes the MAD by a sixth (normal noise: by chance)
@@ -189,18 +200,27 @@ def _daily(history: Iterable[tuple[date, float]], until: date | None) -> tuple[d
 
 def _scan(start: date, y: np.ndarray, detector: AnomalyDetector,
           trace: list[tuple[int, float, float, float]] | None = None) -> list[_Finding]:
-    """Walk the days in order, each against the baseline of the days before it.
-    ``trace`` (if given) collects ``(day index, score, scale, expected USD)`` per day."""
+    """Shifts first (walking forward), then every day against both sides of it within its
+    regime. ``trace`` (if given) collects ``(day index, score, scale, expected USD)`` of
+    each day judged for a spike or drop."""
+    shifts = _shifts(start, y, detector)
+    days = _days(start, y, detector, [f.index for f in shifts], trace)
+    return sorted(shifts + days, key=lambda f: f.index)
+
+
+def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> list[_Finding]:
+    """Pass 1: walk the days in order; each one that starts a lasting change against the
+    baseline of the days before it is a shift, and the baseline restarts there."""
     import numpy as np
 
     typical = float(np.median(y[y > 0]))
     weekdays = (start.weekday() + np.arange(len(y))) % SEASON
     findings: list[_Finding] = []
-    residuals: list[float] = []  # each judged day against its own baseline (out of sample)
+    residuals: list[float] = []  # each day against the baseline before it (out of sample)
     regime = 0  # first day of the current level (moves on after a shift)
     profile = np.zeros(SEASON)
     t = MIN_BASELINE_DAYS
-    while t < len(y):
+    while t + detector.shift_days <= len(y):
         first = max(regime, t - detector.window)
         if t - first < detector.shift_days:
             t += 1
@@ -209,42 +229,125 @@ def _scan(start: date, y: np.ndarray, detector: AnomalyDetector,
         # judged on its own scale
         spent = y[first:t][y[first:t] > 0]
         offset = OFFSET * (float(np.median(spent)) if len(spent) else typical)
-        ahead = slice(t, t + detector.shift_days)
+        ahead = slice(t, t + detector.shift_days + SHIFT_LOCATE)
         base = _baseline(np.log(y[first:t] + offset), weekdays[first:t], profile,
                          learn_profile=len(spent) >= MIN_PROFILE_DAYS)
         profile = base.profile
         window_gain = _gain(base.level + base.profile[weekdays[first:t]], offset)
         scale = _scale(residuals, base.scale / float(np.median(window_gain)), RESIDUAL_DAYS)
         expected_z = base.level + base.profile[weekdays[ahead]]
-        gain = _gain(expected_z, offset)
         z_ahead = np.log(y[ahead] + offset)
-        scores = (z_ahead - expected_z) / (scale * gain)
-        expected = max(math.exp(expected_z[0]) - offset, 0.0)
+        scores = (z_ahead - expected_z) / (scale * _gain(expected_z, offset))
         shift = _shift(scores, expected_z, z_ahead, offset, detector)
-        if trace is not None:
-            trace.append((t, float(scores[0]), scale, expected))
         if shift is not None:
-            step = float(np.median(scores))
+            run = detector.shift_days
+            step = float(np.median(scores[:run]))
+            expected = max(math.exp(expected_z[0]) - offset, 0.0)
             previous = findings[-1] if findings else None
-            if (previous is not None and previous.kind == "shift" and t - previous.index <= MERGE_DAYS
-                    and step * previous.score > 0):
+            if previous is not None and t - previous.index <= MERGE_DAYS and step * previous.score > 0:
                 # the same change still settling: one shift, now to the level reached
-                findings[-1] = replace(previous, actual=shift, run=t + len(scores) - previous.index)
+                findings[-1] = replace(previous, actual=shift, run=t + run - previous.index)
             else:
                 findings.append(_Finding(start + timedelta(days=t), t, "shift", step, expected, shift,
-                                         run=len(scores)))
+                                         run=run))
             regime = t
-            t += len(scores)
+            t += run
             continue
-        score = float(scores[0])
-        if abs(score) < detector.threshold:  # flagged days do not widen the noise estimate
-            residuals.append(score * scale)  # in log-spend units, as the scale
-        if abs(score) >= detector.threshold and abs(y[t] - expected) >= detector.min_change:
-            ongoing = len(scores) < detector.shift_days and len(scores) > 1 and \
-                bool(np.all(scores * score > 0))
-            findings.append(_Finding(start + timedelta(days=t), t, "spike" if score > 0 else "drop",
-                                     score, expected, float(y[t]), ongoing=ongoing))
+        if abs(scores[0]) < detector.threshold:  # flagged days do not widen the noise estimate
+            residuals.append(float(scores[0]) * scale)  # in log-spend units, as the scale
         t += 1
+    return findings
+
+
+def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: float,
+           detector: AnomalyDetector) -> float | None:
+    """The new typical day (USD, for the first day's weekday) if the look-ahead from the
+    day under test starts a level shift: its first ``shift_days`` all on one side of the
+    baseline, the first and their median at least the shift threshold away; the split of
+    the look-ahead that fits "old level, then a new one" best (least absolute deviations)
+    starts on the first day (a shift starting a day or two later is found then, not
+    early); the first day not a spike or drop on top of the new level; and the money per
+    day at least the minimum change. Else None."""
+    import numpy as np
+
+    run = detector.shift_days
+    if len(scores) < run:
+        return None
+    need = detector.threshold * SHIFT_FRACTION
+    sign = 1.0 if scores[0] > 0 else -1.0
+    if sign * scores[0] < need or np.any(scores[:run] * sign <= 0) or sign * np.median(scores[:run]) < need:
+        return None
+    costs = [float(np.sum(np.abs(scores[:k])) + np.sum(np.abs(scores[k:] - np.median(scores[k:]))))
+             for k in range(min(SHIFT_LOCATE, len(scores) - run) + 1)]
+    if int(np.argmin(costs)) > 0:
+        return None
+    if sign * (scores[0] - float(np.median(scores[1:run]))) >= detector.threshold:
+        return None  # the first day stands out from the new level too: a spike or drop
+    old = np.exp(expected_z[:run]) - offset
+    new = np.exp(z[:run]) - offset
+    if abs(float(np.median(new - old))) < detector.min_change:
+        return None
+    step = float(np.median(z[:run] - expected_z[:run]))
+    return max(math.exp(expected_z[0] + step) - offset, 0.0)
+
+
+def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[int],
+          trace: list[tuple[int, float, float, float]] | None) -> list[_Finding]:
+    """Pass 2: every day against the days either side of it in its regime (the days from
+    one shift to the next), the day itself left out; then each residual over the spread
+    of the others around it."""
+    import numpy as np
+
+    n = len(y)
+    typical = float(np.median(y[y > 0]))
+    weekdays = (start.weekday() + np.arange(n)) % SEASON
+    residual = np.full(n, np.nan)  # log units, divided by the offset's damping
+    expected = np.zeros(n)  # USD
+    quiet = np.zeros(n, dtype=bool)  # a quiet weekday (a weekend, say)
+    profile = np.zeros(SEASON)
+    bounds = [0, *shifts, n]
+    for lo, hi in pairwise(bounds):
+        for t in range(lo + (lo > 0), hi):  # a shift's first day is the shift
+            around = np.r_[max(lo, t - detector.window):t, t + 1:min(hi, t + detector.window + 1)]
+            if len(around) < MIN_PROFILE_DAYS:
+                continue
+            spent = y[around][y[around] > 0]
+            offset = OFFSET * (float(np.median(spent)) if len(spent) else typical)
+            z = np.log(y[around] + offset)
+            if len(spent) >= MIN_PROFILE_DAYS:  # else keep the last one: empty days have none
+                profile = _weekday_profile(z, weekdays[around])
+            near = np.abs(around - t) <= LEVEL_DAYS
+            expected_z = float(np.median((z - profile[weekdays[around]])[near])) + profile[weekdays[t]]
+            gain = float(_gain(np.array([expected_z]), offset)[0])
+            residual[t] = (math.log(y[t] + offset) - expected_z) / gain
+            expected[t] = max(math.exp(expected_z) - offset, 0.0)
+            quiet[t] = profile[weekdays[t]] < QUIET
+    judged = np.nonzero(np.isfinite(residual))[0]
+    scores = np.full(n, np.nan)
+    for t in judged[judged >= MIN_BASELINE_DAYS]:
+        distance = np.abs(judged - t)
+        others = judged[(distance <= SCALE_DAYS) & (distance > 0)]
+        if len(others) < MIN_RESIDUALS:
+            continue
+        # quiet weekdays (few requests) are noisier than busy ones: each is judged by its kind
+        alike = judged[(quiet[judged] == quiet[t]) & (distance > 0)
+                       & (distance <= SCALE_DAYS * (QUIET_WIDEN if quiet[t] else 1))]
+        if not quiet[t] or len(alike) >= MIN_QUIET:
+            others = alike
+        scale = max(_spread(residual[others]), MIN_SCALE,
+                    _spread(residual[judged[(distance <= FLOOR_DAYS) & (distance > 0)]]))
+        scores[t] = residual[t] / scale
+        if trace is not None:
+            trace.append((int(t), float(scores[t]), scale, float(expected[t])))
+    findings: list[_Finding] = []
+    for t in np.nonzero(np.abs(np.nan_to_num(scores)) >= detector.threshold)[0]:
+        score = float(scores[t])
+        if abs(y[t] - expected[t]) < detector.min_change:
+            continue
+        later = residual[t + 1:]
+        ongoing = 0 < n - 1 - t < detector.shift_days and bool(np.all(later * score > 0))
+        findings.append(_Finding(start + timedelta(days=int(t)), int(t), "spike" if score > 0 else "drop",
+                                 score, float(expected[t]), float(y[t]), ongoing=ongoing))
     return findings
 
 
@@ -289,31 +392,6 @@ def _spread(residuals: np.ndarray) -> float:
     return max(mad, TAIL_WEIGHT * tail)
 
 
-def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: float,
-           detector: AnomalyDetector) -> float | None:
-    """The new typical day (USD, for the first day's weekday) if the days from the one
-    under test on form a level shift: ``shift_days`` of them, all on one side of the
-    baseline, the first and the median at least the shift threshold away, and the money
-    per day at least the minimum change. Else None."""
-    import numpy as np
-
-    if len(scores) < detector.shift_days:
-        return None
-    need = detector.threshold * SHIFT_FRACTION
-    sign = 1.0 if scores[0] > 0 else -1.0
-    settled = sign * float(np.median(scores[1:]))
-    if sign * scores[0] < need or np.any(scores * sign <= 0) or settled < need:
-        return None
-    if sign * scores[0] - settled >= detector.threshold:
-        return None  # the first day stands out from the new level too: a spike or drop
-    old = np.exp(expected_z) - offset
-    new = np.exp(z) - offset
-    if abs(float(np.median(new - old))) < detector.min_change:
-        return None
-    step = float(np.median(z - expected_z))
-    return max(math.exp(expected_z[0] + step) - offset, 0.0)
-
-
 def _baseline(z: np.ndarray, weekdays: np.ndarray, previous_profile: np.ndarray, *,
               learn_profile: bool = True) -> _Baseline:
     """Level, weekday profile and MAD scale from the days before the one judged: the
@@ -324,19 +402,27 @@ def _baseline(z: np.ndarray, weekdays: np.ndarray, previous_profile: np.ndarray,
     profile is kept: empty days have no weekly pattern to learn."""
     import numpy as np
 
-    centre = float(np.median(z))
     profile = previous_profile
     if learn_profile and len(z) >= MIN_PROFILE_DAYS:
-        profile = np.zeros(SEASON)
-        for w in range(SEASON):
-            mine = z[weekdays == w]
-            if len(mine) >= 2:
-                profile[w] = float(np.median(mine)) - centre
-        profile -= np.median(profile)
+        profile = _weekday_profile(z, weekdays)
     flat = z - profile[weekdays]
     level = float(np.median(flat[-LEVEL_DAYS:]))
     scale = 1.4826 * float(np.median(np.abs(flat - np.median(flat))))
     return _Baseline(level, profile, max(scale, MIN_SCALE))
+
+
+def _weekday_profile(z: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
+    """Per weekday, the median departure of its days from the median of all of them,
+    centred (a weekday seen fewer than twice: no departure)."""
+    import numpy as np
+
+    centre = float(np.median(z))
+    profile = np.zeros(SEASON)
+    for w in range(SEASON):
+        mine = z[weekdays == w]
+        if len(mine) >= 2:
+            profile[w] = float(np.median(mine)) - centre
+    return profile - np.median(profile)
 
 
 # --- words ------------------------------------------------------------------------

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from cascadeflow_cli.cli.context import AppContext
 
 SENSITIVITIES = ("low", "medium", "high")
-BASELINE_DAYS = 120  # history read before --since, so its first days have a baseline
 
 
 def anomalies(
@@ -72,10 +71,12 @@ def find(ctx: AppContext, detector: AnomalyDetector, *, user: str | None, first:
          timezone: str, models: bool) -> list[Anomaly]:
     """Run the detector over each user's daily spend (or the one user's) and, with
     ``models``, over each model's, reporting days from ``first`` to ``last``."""
+    from cascadeflow_cli.analytics.anomaly import HISTORY_DAYS
     from cascadeflow_cli.ledger.spend import daily_spend, daily_spend_by, to_usd
 
     ledger = ctx.ledger()
-    read_from = first - timedelta(days=BASELINE_DAYS) if first else None
+    # history read before --since, so its first days are judged with the same context
+    read_from = first - timedelta(days=HISTORY_DAYS) if first else None
     found: list[Anomaly] = []
     if user is not None:
         per_user = {user: daily_spend(ledger, user=user, timezone=timezone, start=read_from, end=last)}

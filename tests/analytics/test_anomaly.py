@@ -74,6 +74,29 @@ def test_a_spike_after_a_shift_is_judged_against_the_new_level() -> None:
     assert found[1].expected == pytest.approx(2 * 20.0, rel=0.25)
 
 
+def test_noisy_weekends_do_not_page_and_a_weekday_spike_still_shows() -> None:
+    """A few requests at the weekend make those days noisy; busy weekdays are not. Each
+    kind of day is judged by its own noise (the detector that pooled them paged ten
+    times on this clean series)."""
+    rng = np.random.default_rng(1)
+    weekdays = np.array([day(i).weekday() for i in range(200)])
+    values = np.where(weekdays >= 5, 2.0 * np.exp(rng.normal(0, 0.5, 200)),
+                      20.0 * np.exp(rng.normal(0, 0.1, 200)))
+    assert AnomalyDetector("medium").detect(rows(values)) == []
+    values[150] *= 3.0  # a Thursday
+    assert [(a.date, a.kind) for a in AnomalyDetector("medium").detect(rows(values))] == [
+        (day(150), "spike")]
+
+
+def test_a_jump_in_the_last_days_is_too_recent_to_call_a_shift() -> None:
+    values = weekly(100, seed=12)
+    values[96:] *= 3.0
+    found = AnomalyDetector("medium").detect(rows(values))
+    assert [a.date for a in found] == [day(i) for i in range(96, 100)]
+    assert all(a.kind == "spike" for a in found)
+    assert all("too recent to tell" in a.description for a in found[:-1])
+
+
 def test_cents_never_page_anyone() -> None:
     values = weekly(120, weekday=0.02, weekend=0.004, seed=5)
     values[87] *= 10  # ten times a two-cent day is still only 18 cents more
