@@ -1,15 +1,23 @@
 """Precision and recall of the anomaly detector on injected events, beside the seed's.
 
-Series: the dev series (/work/shared/data/spend/daily_series_dev.csv, rows taken as
-consecutive days) and synthetic per-user spend histories (``synthetic_users`` from
-forecast_backtest.py: weekday/weekend pattern, growth, busy and quiet days; made without
-their own switch, spike and holiday so that the injected events are the only ones).
+Series (each made into daily USD, days without spend zero):
 
-Injection (fixed seeds): into each series, events at random days at least 30 days
-apart, starting after 60 days of history:
+* dev: /work/shared/data/spend/daily_series_dev.csv (page views standing in for spend;
+  rows taken as consecutive days), bursty, with real events of its own;
+* synthetic: ten per-user spend histories of 730 days (``synthetic_users`` from
+  forecast_backtest.py: weekday/weekend pattern, growth, busy and quiet days; made without
+  their own switch, spike and holiday so that the injected events are the only ones);
+* sample history: sample_data/history.csv, six users x 120 days (few requests a day, so
+  noisy days; dave's dearer model and frank's spike are events of its own).
 
-Each event is placed on the first day from its random pick on whose change is at least
-$0.50 (the detector's documented minimum: smaller changes must not page anyone).
+Synthetic and sample-history users are scaled so that their median day costs U($3, $30)
+(on a $0.30-a-day user nearly every event would fall under the $0.50 minimum change).
+
+Injection (fixed seeds; each series injected afresh per seed; ``--seeds`` seeds, the
+sample history five times as many since it is short): events at random days at least 30
+days apart, starting after 60 days of history, each placed on the first day from its
+random pick on whose change is at least $0.50 (the detector's documented minimum:
+smaller changes must not page anyone):
 
 * spike: that day's spend times U(2, 4);
 * drop: that day's spend times 0.2;
@@ -19,30 +27,29 @@ $0.50 (the detector's documented minimum: smaller changes must not page anyone).
 Matching: a spike or drop is found by a detection within one day of it (day - 1 .. day
 + 1); a shift by a detection from the day before its start to 3 days after. Each event
 is matched at most once; every other detection is a false positive, except those within
-one day of one of the series' own anomalies (e.g. the dev series' real bursts, which are
-neither injected events nor errors): those are left out of both counts. The series' own
-anomalies are found on the clean series by one fixed rule, the same for every detector
-(``own_anomalies``), with hindsight and at the injected events' smallest sizes: a day at
-least twice or at most half the median of the week either side of it, or the first day
-of a week whose median is at least x1.8 or at most /1.8 that of the week before. (They
-used to be the detections of the detector under test itself at its most sensitive
-setting on the clean series: circular, as each detector then decided which of its own
-false alarms were excused, and a false alarm it raises whether or not anything was
-injected never counted.) This only applies to the dev series: the synthetic backgrounds
-have no events of their own, so every unmatched detection there counts. "strict" also requires
-the kind to agree (spike/drop/shift); the
-seed's detector has no kinds, so it is scored by date only, and ours is shown both ways.
+one day of one of the series' own anomalies (the dev series' real bursts, the sample
+history's events: neither injected events nor errors): those are left out of both
+counts. The series' own anomalies are found on the clean series by one fixed rule, the
+same for every detector (``own_anomalies``), with hindsight and at the injected events'
+smallest sizes: a day at least twice or at most half the median of the week either side
+of it, or the first day of a week whose median is at least x1.8 or at most /1.8 that of
+the week before. (They used to be the detections of the detector under test itself on
+the clean series: circular.) The synthetic backgrounds have no events of their own, so
+every unmatched detection there counts. "kind must match" also requires the kind to
+agree (spike/drop/shift); the seed's detector has no kinds, so it is scored by date
+only, and ours is shown both ways. A last table pools the three sets.
 
 The seed (SEED.md 1.7): the z-score of each day with spend against the mean and
 standard deviation of all those days (the day itself included); thresholds low 3.0,
 medium 2.5, high 2.0.
 
-    python bench/anomaly_eval.py [--data CSV] [--users 10] [--seed 7]
+    python bench/anomaly_eval.py [--data CSV] [--history CSV] [--users 10] [--seed 7] [--seeds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +67,7 @@ SEED_THRESHOLDS = {"low": 3.0, "medium": 2.5, "high": 2.0}
 MIN_GAP = 30
 MIN_CHANGE = 0.5  # USD: the detector's default minimum change; smaller events are not reportable
 WARM_UP = 60
+HISTORY = Path(__file__).resolve().parent.parent / "sample_data" / "history.csv"
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,16 @@ class Tally:
     detections: int = 0
     correct: int = 0
     by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [events, found]
+
+    def add(self, other: Tally) -> None:
+        self.events += other.events
+        self.found += other.found
+        self.detections += other.detections
+        self.correct += other.correct
+        for kind, (events, found) in other.by_kind.items():
+            counts = self.by_kind.setdefault(kind, [0, 0])
+            counts[0] += events
+            counts[1] += found
 
     @property
     def precision(self) -> float:
@@ -209,62 +227,112 @@ def own_anomalies(values: np.ndarray) -> set[int]:
     return days
 
 
-def evaluate(series: list[np.ndarray], detector: Callable[[np.ndarray], list[Detection]],
-             seed: int, strict: bool, has_own_anomalies: bool = False) -> Tally:
-    """``has_own_anomalies``: detections within a day of ``own_anomalies`` of the clean
-    series are left out (False: the series has none, every unmatched detection is an
-    error)."""
-    tally = Tally()
-    rng = np.random.default_rng(seed)
-    for values in series:
-        natural = own_anomalies(values) if has_own_anomalies else set()
-        injected, events = inject(values, rng)
-        score(events, detector(injected), natural, strict, tally)
-    return tally
+def evaluate(series: list[np.ndarray], detectors: dict[str, Callable[[np.ndarray], list[Detection]]],
+             seeds: list[int], has_own_anomalies: bool = False) -> dict[tuple[str, bool], Tally]:
+    """Tallies per (detector, strict) over every series and injection seed (each series
+    is injected afresh per seed). ``has_own_anomalies``: detections within a day of
+    ``own_anomalies`` of the clean series are left out (False: the series has none, every
+    unmatched detection is an error)."""
+    tallies: dict[tuple[str, bool], Tally] = {}
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for values in series:
+            natural = own_anomalies(values) if has_own_anomalies else set()
+            injected, events = inject(values, rng)
+            for name, detector in detectors.items():
+                found = detector(injected)  # once, scored both ways
+                for strict in (True, False):
+                    score(events, found, natural, strict, tallies.setdefault((name, strict), Tally()))
+    return tallies
 
 
-def report(title: str, series: list[np.ndarray], seed: int, has_own_anomalies: bool) -> None:
+def report(title: str, series: list[np.ndarray], seeds: list[int], has_own_anomalies: bool,
+           pooled: dict[tuple[str, bool], Tally]) -> None:
     print(f"\n{title}")
     print(f"  {'detector':<28} {'sens.':<7} {'events':>6} {'found':>6} {'detections':>10} "
           f"{'precision':>9} {'recall':>7}  recall by kind")
-    rows = []
+    detectors: dict[str, Callable[[np.ndarray], list[Detection]]] = {}
     for sensitivity in SENSITIVITIES:
-        rows.append(("ours (kind must match)", sensitivity, ours(sensitivity), True))
-        rows.append(("ours (date only)", sensitivity, ours(sensitivity), False))
-        rows.append(("seed z-score (date only)", sensitivity, seed_zscore(sensitivity), False))
-    for name, sensitivity, detector, strict in rows:
-        t = evaluate(series, detector, seed, strict, has_own_anomalies)
-        kinds = " ".join(f"{k} {f}/{e}" for k, (e, f) in sorted(t.by_kind.items()))
-        print(f"  {name:<28} {sensitivity:<7} {t.events:>6} {t.found:>6} {t.detections:>10} "
-              f"{t.precision:>9.2f} {t.recall:>7.2f}  {kinds}")
+        detectors[f"ours {sensitivity}"] = ours(sensitivity)
+        detectors[f"seed {sensitivity}"] = seed_zscore(sensitivity)
+    tallies = evaluate(series, detectors, seeds, has_own_anomalies)
+    for sensitivity in SENSITIVITIES:
+        for label, key in (("ours (kind must match)", (f"ours {sensitivity}", True)),
+                           ("ours (date only)", (f"ours {sensitivity}", False)),
+                           ("seed z-score (date only)", (f"seed {sensitivity}", False))):
+            t = tallies[key]
+            pooled.setdefault(key, Tally()).add(t)
+            print_row(label, sensitivity, t)
+
+
+def print_row(label: str, sensitivity: str, t: Tally) -> None:
+    kinds = " ".join(f"{k} {f}/{e}" for k, (e, f) in sorted(t.by_kind.items()))
+    print(f"  {label:<28} {sensitivity:<7} {t.events:>6} {t.found:>6} {t.detections:>10} "
+          f"{t.precision:>9.2f} {t.recall:>7.2f}  {kinds}")
+
+
+def scaled(values: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Each series scaled so that its median day costs U($3, $30): the spend of a team for
+    whom a $0.50 change is worth a look (on a $0.30-a-day user nearly every event would
+    fall under the minimum change)."""
+    rng = np.random.default_rng(seed)
+    return [v * rng.uniform(3.0, 30.0) / float(np.median(v[v > 0])) for v in values]
 
 
 def synthetic_series(n: int) -> list[np.ndarray]:
-    """Clean synthetic users, each scaled so that its median day costs U($3, $30): the
-    spend of a team for whom a $0.50 change is worth a look (on a $0.30-a-day user
-    nearly every event would fall under the minimum change)."""
-    rng = np.random.default_rng(99)
+    """Clean synthetic users (730 days each), scaled."""
+    return scaled([user.values for user in synthetic_users(n, with_events=False)], 99)
+
+
+def history_series(path: Path) -> list[np.ndarray]:
+    """The sample history's users (``cost`` summed per UTC day, days without rows zero),
+    scaled. Its own events (dave's dearer model, frank's spike) stay in: they are left
+    out of the counts like the dev series' own anomalies."""
+    by_user: dict[str, dict[date, float]] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            day = date.fromisoformat(row["timestamp"][:10])
+            days = by_user.setdefault(row["user"], {})
+            days[day] = days.get(day, 0.0) + float(row["cost"])
     out = []
-    for user in synthetic_users(n, with_events=False):
-        median = float(np.median(user.values[user.values > 0]))
-        out.append(user.values * rng.uniform(3.0, 30.0) / median)
-    return out
+    for days in by_user.values():
+        first = min(days)
+        values = np.zeros((max(days) - first).days + 1)
+        for day, cost in days.items():
+            values[(day - first).days] = cost
+        out.append(values)
+    return scaled(out, 98)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="series,date,value CSV")
     parser.add_argument("--users", type=int, default=10, help="synthetic users (730 days each)")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the injections")
+    parser.add_argument("--seed", type=int, default=7, help="first seed of the injections")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="injection seeds per series (the sample history: five times as many)")
+    parser.add_argument("--history", type=Path, default=HISTORY, help="the sample history CSV")
     args = parser.parse_args(argv)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    named = f"injection seeds {seeds[0]}-{seeds[-1]}"
+    pooled: dict[tuple[str, bool], Tally] = {}
     if args.data.exists():
-        report(f"dev series {args.data.name} (injection seed {args.seed}; its own anomalies left out)",
-               [read_dev(args.data)[1]], args.seed, has_own_anomalies=True)
+        report(f"dev series {args.data.name} ({named}; its own anomalies left out)",
+               [read_dev(args.data)[1]], seeds, True, pooled)
     else:
         print(f"{args.data}: not found, dev series skipped", file=sys.stderr)
     report(f"synthetic spend, {args.users} users x 730 days, no events of their own, "
-           f"median day $3-$30 (injection seed {args.seed})", synthetic_series(args.users), args.seed,
-           has_own_anomalies=False)
+           f"median day $3-$30 ({named})", synthetic_series(args.users), seeds, False, pooled)
+    many = list(range(args.seed, args.seed + 5 * args.seeds))
+    report(f"sample history {args.history.name}, 6 users x 120 days, median day $3-$30 (injection "
+           f"seeds {many[0]}-{many[-1]}; its own events left out)", history_series(args.history), many,
+           True, pooled)
+    print("\nall three pooled")
+    print(f"  {'detector':<28} {'sens.':<7} {'events':>6} {'found':>6} {'detections':>10} "
+          f"{'precision':>9} {'recall':>7}  recall by kind")
+    for sensitivity in SENSITIVITIES:
+        print_row("ours (kind must match)", sensitivity, pooled[(f"ours {sensitivity}", True)])
+        print_row("seed z-score (date only)", sensitivity, pooled[(f"seed {sensitivity}", False)])
     return 0
 
 
