@@ -22,11 +22,11 @@ distance for $2 and $200 users. Two passes:
    its robust score. The scale is the spread (MAD, or a heavy-tail quantile, see
    ``_spread``) of the other days' residuals -- each computed the same way, so it carries
    the baseline's own error -- within six weeks either side, so a busy, noisy season is
-   judged by its own noise; never below the spread over half a year either side, so a
-   calm stretch does not page on ordinary days. Quiet weekdays (under half the typical
-   day: few requests, so noisier) are judged by the other quiet days' residuals,
-   busy ones by the busy days'. Residuals are divided per day by how much the offset
-   damps it (quiet days more).
+   judged by its own noise, widened by its own uncertainty (1/sqrt(n)); never below the
+   spread over half a year either side, so a calm stretch does not page on ordinary
+   days. Quiet weekdays (under half the typical day: few requests, so noisier) are
+   judged by the other quiet days' residuals, busy ones by the busy days'. Residuals are
+   divided per day by how much the offset damps it (quiet days more).
 
 A day is flagged when its score passes the sensitivity's threshold *and* the money
 involved passes a minimum absolute change (so cents never page anyone); days are judged
@@ -331,12 +331,17 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
         if len(others) < MIN_RESIDUALS:
             continue
         # quiet weekdays (few requests) are noisier than busy ones: each is judged by its kind
-        alike = judged[(quiet[judged] == quiet[t]) & (distance > 0)
-                       & (distance <= SCALE_DAYS * (QUIET_WIDEN if quiet[t] else 1))]
+        same = (quiet[judged] == quiet[t]) & (distance > 0)
+        alike = judged[same & (distance <= SCALE_DAYS * (QUIET_WIDEN if quiet[t] else 1))]
         if not quiet[t] or len(alike) >= MIN_QUIET:
             others = alike
-        scale = max(_spread(residual[others]), MIN_SCALE,
-                    _spread(residual[judged[(distance <= FLOOR_DAYS) & (distance > 0)]]))
+        floor = judged[same & (distance <= FLOOR_DAYS)]
+        if len(floor) < MIN_RESIDUALS:
+            floor = judged[(distance <= FLOOR_DAYS) & (distance > 0)]
+        # the spread of n residuals is itself uncertain, by about 1/sqrt(n) of it: judge by
+        # its upper side, so that a fresh or short history does not page on chance
+        local = _spread(residual[others]) * (1 + 1 / math.sqrt(len(others)))
+        scale = max(local, MIN_SCALE, _spread(residual[floor]))
         scores[t] = residual[t] / scale
         if trace is not None:
             trace.append((int(t), float(scores[t]), scale, float(expected[t])))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cascadeflow_cli.analytics.anomaly import AnomalyDetector, severity_of
 
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 START = date(2026, 1, 5)  # a Monday
 
 
@@ -86,6 +89,17 @@ def test_noisy_weekends_do_not_page_and_a_weekday_spike_still_shows() -> None:
     values[150] *= 3.0  # a Thursday
     assert [(a.date, a.kind) for a in AnomalyDetector("medium").detect(rows(values))] == [
         (day(150), "spike")]
+
+
+def test_a_few_requests_a_day_user_still_shows_a_runaway_day() -> None:
+    """frank of the sample history: a few requests a day, near-empty weekends, days that
+    vary tenfold; on 2026-10-29 a script ran away (twenty times the usual day). His busy
+    days are judged by their own noise, not by that of his weekends."""
+    with (FIXTURES / "frank_daily.csv").open(encoding="utf-8") as fh:
+        history = [(date.fromisoformat(row["date"]), float(row["usd"])) for row in csv.DictReader(fh)]
+    found = AnomalyDetector("medium").detect(history, user="frank")
+    assert [(a.date, a.kind) for a in found] == [(date(2026, 10, 29), "spike")]
+    assert found[0].actual > 15 * found[0].expected
 
 
 def test_a_jump_in_the_last_days_is_too_recent_to_call_a_shift() -> None:
