@@ -44,6 +44,7 @@ standard deviation of all those days (the day itself included); thresholds low 3
 medium 2.5, high 2.0.
 
     python bench/anomaly_eval.py [--data CSV] [--history CSV] [--users 10] [--seed 7] [--seeds 3]
+                                 [--sweep]
 """
 
 from __future__ import annotations
@@ -143,10 +144,13 @@ def _change(values: np.ndarray, day: int, kind: str, factor: float) -> float:
     return float(values[day]) * abs(factor - 1)
 
 
-def ours(sensitivity: str) -> Callable[[np.ndarray], list[Detection]]:
+def ours(sensitivity: str, threshold: float | None = None) -> Callable[[np.ndarray], list[Detection]]:
+    """Our detector at a sensitivity, or (``threshold``) at any robust-score threshold."""
     from cascadeflow_cli.analytics.anomaly import AnomalyDetector
 
     detector = AnomalyDetector(sensitivity)
+    if threshold is not None:
+        detector.threshold = threshold
     start = date(2020, 1, 6)
 
     def detect(values: np.ndarray) -> list[Detection]:
@@ -304,6 +308,29 @@ def history_series(path: Path) -> list[np.ndarray]:
     return scaled(out, 98)
 
 
+SWEEP = (2.5, 2.75, 3.0, 3.25, 3.5, 4.0, 4.5)
+
+
+def sweep(args: argparse.Namespace, seeds: list[int], many: list[int]) -> None:
+    """Precision and recall of ours at each threshold, per set: is there a threshold at
+    which both reach the target?"""
+    sets = [("synthetic", synthetic_series(args.users), seeds, False),
+            ("sample history", history_series(args.history), many, True)]
+    if args.data.exists():
+        sets.insert(0, ("dev", [read_dev(args.data)[1]], seeds, True))
+    print("\nthreshold sweep, ours (kind must match): precision / recall")
+    print(f"  {'threshold':>9}  " + "  ".join(f"{name:>15}" for name, *_ in sets) + f"  {'pooled':>15}")
+    for threshold in SWEEP:
+        pooled = Tally()
+        cells = []
+        for _, series, set_seeds, own in sets:
+            t = evaluate(series, {"ours": ours("medium", threshold)}, set_seeds, own)[("ours", True)]
+            pooled.add(t)
+            cells.append(f"{t.precision:.2f} / {t.recall:.2f}")
+        print(f"  {threshold:>9}  " + "  ".join(f"{c:>15}" for c in cells)
+              + f"  {pooled.precision:.2f} / {pooled.recall:.2f}".rjust(17))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="series,date,value CSV")
@@ -312,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3,
                         help="injection seeds per series (the sample history: five times as many)")
     parser.add_argument("--history", type=Path, default=HISTORY, help="the sample history CSV")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also: ours (kind must match) at robust-score thresholds 2.5 to 4.5")
     args = parser.parse_args(argv)
     seeds = list(range(args.seed, args.seed + args.seeds))
     named = f"injection seeds {seeds[0]}-{seeds[-1]}"
@@ -327,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     report(f"sample history {args.history.name}, 6 users x 120 days, median day $3-$30 (injection "
            f"seeds {many[0]}-{many[-1]}; its own events left out)", history_series(args.history), many,
            True, pooled)
+    if args.sweep:
+        sweep(args, seeds, many)
     print("\nall three pooled")
     print(f"  {'detector':<28} {'sens.':<7} {'events':>6} {'found':>6} {'detections':>10} "
           f"{'precision':>9} {'recall':>7}  recall by kind")
