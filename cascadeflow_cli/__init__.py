@@ -31,6 +31,9 @@ _EXPORTS = {
     "QualityValidator": "cascadeflow_cli.quality",
     "QualityPreset": "cascadeflow_cli.quality",
     "QualityResult": "cascadeflow_cli.quality",
+    "DomainDetector": "cascadeflow_cli.routing",
+    "DomainResult": "cascadeflow_cli.routing",
+    "CodeComplexityAnalyzer": "cascadeflow_cli.routing",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -37,6 +37,7 @@ from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 from cascadeflow_cli.money import usd
 from cascadeflow_cli.quality import QualityResult, QualityValidator
+from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
 
 DEFAULT_USER = "default"
 
@@ -145,6 +146,7 @@ class _Request:
     user: str
     query: str
     domain: str | None
+    domain_confidence: float | None
     external_id: str | None
     started_at: datetime
     started: float  # perf_counter, for latency
@@ -179,6 +181,14 @@ class Cascade:
         )
         self.provider_lookup = provider_lookup
         self.sleep = sleep
+        self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE)
+
+    def route(self, query: str, domain: str | None = None) -> DomainResult:
+        """The query's domain: the caller's if given, else detected (a detection below
+        MIN_CONFIDENCE is "general"); it picks the chain from ``[domains]``."""
+        if domain:
+            return DomainResult(domain, 1.0, method="given")
+        return self.detector.detect(query)
 
     def resolve_chain(
         self, models: Sequence[str] | None = None, domain: str | None = None
@@ -245,12 +255,15 @@ class Cascade:
             raise InputError("the query is empty")
         if not user.strip():
             raise InputError("the user name is empty")
+        routed = self.route(query, domain)
+        domain = routed.domain
         chain = self.resolve_chain(models, domain)
         for model in chain:  # every price and key is known before anything is spent or reserved
             self.price(model)
             check_credentials(model)
         req = _Request(
-            uuid.uuid4().hex, user, query, domain, external_id, self.clock.now(), time.perf_counter()
+            uuid.uuid4().hex, user, query, domain, round(routed.confidence, 4), external_id, self.clock.now(),
+            time.perf_counter(),
         )
         messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]
         messages.append({"role": "user", "content": query})
@@ -416,7 +429,7 @@ class Cascade:
             latency_ms=latency_ms,
             calls=tuple(call_results),
             domain=domain,
-            domain_confidence=1.0 if domain else None,
+            domain_confidence=req.domain_confidence,
             enforcement=decision.action if decision else "allow",
             enforcement_message=decision.message if decision else None,
         )

@@ -174,3 +174,21 @@ def test_cached_and_reasoning_tokens_are_priced(tmp_path: Path, server: ReplaySe
     expected = cost_nanos(mini, Usage(1000, 100, cached_tokens=800))
     assert result.cost_nusd == expected < cost_nanos(mini, Usage(1000, 100))
     assert ledger_rows(db, "calls")[0]["cached_tokens"] == 800
+
+
+def test_a_detected_domain_picks_its_chain_and_is_recorded(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER))
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    cascade, db = make_cascade(tmp_path, server, extra='[domains]\ncode = ["big"]\n')
+    coded = cascade.run("Write a Python function that reverses a linked list in place.", "alice")
+    assert coded.domain == "code" and 0.5 <= coded.domain_confidence <= 1.0
+    assert server.request_count("gpt-4o") == 1 and server.request_count("gpt-4o-mini") == 0
+    general = cascade.run(QUERY, "alice")
+    assert general.domain == "general" and general.domain_confidence < 1.0
+    assert server.request_count("gpt-4o-mini") == 1  # the default chain
+    given = cascade.run(QUERY, "alice", domain="code")  # the caller's word wins
+    assert given.domain == "code" and given.domain_confidence == 1.0
+    assert server.request_count("gpt-4o") == 2
+    rows = ledger_rows(db, "requests")
+    assert [(r["domain"], r["domain_confidence"]) for r in rows] == [
+        ("code", coded.domain_confidence), ("general", general.domain_confidence), ("code", 1.0)]

@@ -1,0 +1,120 @@
+"""Accuracy of domain detection on labelled queries, beside the seed's keyword detector.
+
+Data: /work/shared/data/domains/domain_dev.jsonl (1,200 queries, 200 per domain: code,
+math, medical, legal, finance, general; MMLU, GSM8K, HumanEval, PubMedQA, CLINC150 and
+LegalBench texts). Reported per detector: accuracy, macro-F1, per-domain precision and
+recall, the confusion matrix, calibration (accuracy by confidence band) and the time per
+query.
+
+The seed (SEED.md 4.1): substring counts over three keyword lists (code, medical, legal),
+confidence min(0.9, matches / 5), "general" below 0.7 (it has no math or finance).
+
+    python bench/domain_eval.py [--data JSONL] [--semantic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+DEFAULT_DATA = Path("/work/shared/data/domains/domain_dev.jsonl")
+DOMAINS = ("code", "math", "medical", "legal", "finance", "general")
+BANDS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.01))
+
+SEED_CODE = ['function', 'class', 'method', 'variable', 'implement', 'algorithm', 'code', 'programming',
+             'debug', 'error', 'syntax', 'compile', 'runtime', 'api', 'library']
+SEED_MEDICAL = ['diagnosis', 'treatment', 'patient', 'symptom', 'disease', 'medication', 'doctor',
+                'hospital', 'medical', 'health', 'clinical', 'therapy', 'prescription']
+SEED_LEGAL = ['contract', 'law', 'legal', 'court', 'judge', 'attorney', 'plaintiff', 'defendant',
+              'liability', 'statute', 'regulation']
+
+
+def seed_detect(query: str) -> tuple[str, float]:
+    """SEED.md 4.1, as written (substring matching, ties to code)."""
+    q = query.lower()
+    counts = {d: sum(1 for kw in kws if kw in q)
+              for d, kws in (("code", SEED_CODE), ("medical", SEED_MEDICAL), ("legal", SEED_LEGAL))}
+    best = max(counts.values())
+    if best == 0:
+        return "general", 0.5
+    domain = next(d for d in ("code", "medical", "legal") if counts[d] == best)
+    confidence = min(0.9, best / 5)
+    return (domain, confidence) if confidence >= 0.7 else ("general", 0.5)
+
+
+def ours(semantic: bool = False) -> Callable[[str], tuple[str, float]]:
+    if semantic:
+        from cascadeflow_cli.routing.semantic import SemanticDomainDetector
+
+        detector = SemanticDomainDetector()
+    else:
+        from cascadeflow_cli.routing import DomainDetector
+
+        detector = DomainDetector()
+
+    def detect(query: str) -> tuple[str, float]:
+        result = detector.detect(query)
+        return result.domain, result.confidence
+
+    return detect
+
+
+def evaluate(name: str, detect: Callable[[str], tuple[str, float]], rows: list[dict[str, str]]) -> None:
+    start = time.perf_counter()
+    predictions = [detect(r["query"]) for r in rows]
+    per_query = (time.perf_counter() - start) / len(rows)
+    truth = [r["domain"] for r in rows]
+    correct = sum(p == t for (p, _), t in zip(predictions, truth, strict=True))
+    confusion = Counter((t, p) for (p, _), t in zip(predictions, truth, strict=True))
+    f1s = []
+    print(f"\n{name}: accuracy {correct / len(rows):.3f}, ", end="")
+    lines = []
+    for d in DOMAINS:
+        tp = confusion[(d, d)]
+        predicted = sum(confusion[(t, d)] for t in DOMAINS)
+        actual = sum(confusion[(d, p)] for p in DOMAINS)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        f1s.append(f1)
+        row = " ".join(f"{confusion[(d, p)]:>5}" for p in DOMAINS)
+        lines.append(f"  {d:<8} P {precision:.2f} R {recall:.2f} F1 {f1:.2f}   {row}")
+    print(f"macro-F1 {sum(f1s) / len(f1s):.3f}, {per_query * 1e6:,.0f} us per query")
+    header = " ".join(f"{p[:5]:>5}" for p in DOMAINS)
+    print(f"  {'':<8} {'':<22}   {header}  (rows: truth, columns: predicted)")
+    print("\n".join(lines))
+    bands = []
+    for lo, hi in BANDS:
+        inside = [(p, t) for (p, c), t in zip(predictions, truth, strict=True) if lo <= c < hi]
+        if inside:
+            accuracy = sum(p == t for p, t in inside) / len(inside)
+            bands.append(f"[{lo:.1f}, {min(hi, 1.0):.1f}): {accuracy:.2f} of {len(inside)}")
+    print("  calibration (accuracy by confidence): " + "; ".join(bands))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--semantic", action="store_true",
+                        help="also the semantic detector (the [semantic] extra)")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        print(f"{args.data}: not found", file=sys.stderr)
+        return 1
+    rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").split("\n") if line.strip()]
+    print(f"{args.data.name}: {len(rows)} queries, " + ", ".join(
+        f"{d} {n}" for d, n in sorted(Counter(r['domain'] for r in rows).items())))
+    evaluate("seed keywords", seed_detect, rows)
+    evaluate("ours (rules)", ours(), rows)
+    if args.semantic:
+        evaluate("ours (semantic)", ours(semantic=True), rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Which domain a query belongs to: code, math, medical, legal, finance or general.
+
+Rule-based and fast (tens of microseconds): each domain has weighted signals -- terms
+matched as whole words (so "api" does not fire inside "capital", nor "law" inside
+"flaw"), and a few shapes (a code fence, ``def f(``, an equation, a question full of
+numbers). A domain's score is the sum of the weights of the distinct signals it matched;
+the domain is the highest-scoring one, and the confidence is its share of a softmax over
+the scores in which "general" has a constant prior (a query that matched nothing is
+general with that prior's confidence). Each result names the signals it matched, so a
+routing decision can be explained.
+
+The terms are general knowledge of each field, not the wording of any data set.
+
+Pure Python; no I/O. The opt-in semantic detector lives in ``routing.semantic``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+DOMAINS = ("code", "math", "medical", "legal", "finance", "general")
+GENERAL_PRIOR = 1.5  # the score "general" starts with: one weak signal does not outvote it
+MIN_CONFIDENCE = 0.5  # below this, a detected domain is treated as general when routing
+
+
+STRONG, MEDIUM, WEAK = 3.0, 2.0, 1.0
+
+
+@dataclass(frozen=True)
+class _Shape:
+    name: str  # what the user sees ("code fence")
+    pattern: re.Pattern[str]
+    weight: float
+
+
+class _Terms:
+    """One domain's terms, by weight tier: comma-separated words or phrases; a trailing
+    ``*`` allows any word ending ("diagnos*": diagnosis, diagnosed, diagnostic)."""
+
+    def __init__(self, tiers: dict[float, str]) -> None:
+        self.terms = [(term, weight) for weight, words in tiers.items()
+                      for term in (w.strip() for w in words.split(",")) if term]
+
+
+class _Index:
+    """Every domain's terms, matched against a query's words in one pass. Words are runs
+    of letters, digits, ``+`` and ``#`` joined by hyphens ("c++", "big-o", "age-related"),
+    so "api" never fires inside "capital", nor "law" inside "flaw"."""
+
+    def __init__(self, terms: dict[str, _Terms]) -> None:
+        self.exact: dict[tuple[str, ...], list[tuple[str, str, float]]] = {}
+        self.stems: dict[tuple[str, ...], list[tuple[str, str, float]]] = {}  # last word a stem
+        self.leads: set[tuple[str, ...]] = set()  # the words a phrase starts with
+        self.longest = 1
+        for domain, entry in terms.items():
+            for term, weight in entry.terms:
+                name = term.rstrip("*")
+                words = tuple(name.lower().split())
+                self.longest = max(self.longest, len(words))
+                self.leads.update(words[:k] for k in range(1, len(words)))
+                table = self.stems if term.endswith("*") else self.exact
+                table.setdefault(words, []).append((domain, name, weight))
+
+    def find(self, text: str) -> dict[str, dict[str, float]]:
+        """Per domain, each distinct term matched in ``text`` and its weight."""
+        tokens = _TOKEN.findall(text.lower())
+        found: dict[str, dict[str, float]] = {}
+        for i in range(len(tokens)):
+            words: tuple[str, ...] = ()
+            for token in tokens[i:i + self.longest]:
+                lead, words = words, (*words, token)
+                if lead and lead not in self.leads:
+                    break
+                hits = list(self.exact.get(words, ()))
+                for end in range(2, len(token) + 1):  # every prefix of the last word: a stem?
+                    hits.extend(self.stems.get((*lead, token[:end]), ()))
+                for domain, name, weight in hits:
+                    found.setdefault(domain, {}).setdefault(name, weight)
+        return found
+
+
+_TOKEN = re.compile(r"[\w+#]+(?:-[\w+#]+)*")
+
+
+def _shape(name: str, regex: str, weight: float, flags: int = 0) -> _Shape:
+    return _Shape(name, re.compile(regex, flags), weight)
+
+
+SHAPES: dict[str, list[_Shape]] = {
+    "code": [
+        _shape("code fence", r"```", 4.0),
+        _shape("function definition", r"\bdef\s+\w+\s*\(|\bfunction\s+\w+\s*\(|\bfn\s+\w+\s*\(", 4.0),
+        _shape("doctest", r"^\s*>>>", STRONG, re.M),
+        _shape("import", r"^\s*(#include\s*<|import\s+[\w.]+\s*$|from\s+[\w.]+\s+import\b)", STRONG, re.M),
+        _shape("operator", r"==|!=|=>|\+\+|&&|\|\||::|\+=", WEAK),
+        _shape("snake_case name", r"\b[a-z]+_[a-z_]+\b", WEAK),
+    ],
+    "math": [
+        _shape("arithmetic", r"\d\s*[-+*/×÷^]\s*\(?\d", MEDIUM),
+        _shape("equation", r"[a-z0-9)]\s*=\s*[-a-z0-9(]", MEDIUM, re.I),
+        _shape("power", r"[a-z0-9)]\^\d|\b[a-z]²|\bx\s*\^", MEDIUM, re.I),
+        _shape("percentage", r"\d\s*%", MEDIUM),
+        _shape("word problem", r"(?s)\A(?=.*\d.*\d)(?=.*\b(how (many|much|long|far|old)|in total|altogether|"
+                               r"each|per|left|remain\w*)\b)", STRONG, re.I),
+    ],
+}
+
+TERMS: dict[str, _Terms] = {
+    "code": _Terms({
+        STRONG: """
+            python, javascript, typescript, java, c++, c#, rust, golang, kotlin, ruby, php, perl,
+            haskell, scala, sql, html, css, bash, regex, regular expression, stack trace, segfault,
+            segmentation fault, null pointer, compiler*, compile, compiled, source code, programming,
+            programmer*, debug*, refactor*, recursion, recursive function, linked list, hash table,
+            hashmap, binary tree, binary search, big-o, time complexity, unit test*, git, docker, api,
+            apis, json, boolean, subroutine*, pointer*, array*, bytecode, interpreter, runtime, syntax
+            error, variable*, for loop, while loop, integer overflow, data structure*, operating
+            system*, cpu, processor*, instruction set, microarchitecture, cache*, tcp, ip address,
+            ethernet, packet*, network protocol*, firewall*, encryption, encrypt*, decrypt*,
+            cryptograph*, malware, cross-validation, overfitting, classifier*, neural network*, machine
+            learning, training set, gradient descent, deep learning, computer science, software,
+            algorithm*, function that, write a function, implement*, code
+        """,
+        MEDIUM: """
+            function, coding, script*, library, libraries, framework*, bug*, database*, query, queries,
+            string*, list comprehension, dictionary, class, method*, object-oriented, inheritance,
+            computer*, program, programs, stack, queue, sorting, sort the, parameter*, input list,
+            server*, http, endpoint*, thread*, concurren*, memory leak, binary, bits, bytes, byte,
+            memory, internet, network*, protocol*, kernel*, circuit*, logic gate*, web, website,
+            password*, attack*, security, hash*, login, file*, output, input
+        """,
+        WEAK: """
+            return, argument*, compute*, data, model, training, test*, error*, list, tree, node*, graph*
+        """,
+    }),
+    "math": _Terms({
+        STRONG: """
+            equation*, solve for, integral*, integrate, derivative*, differentiate, polynomial*,
+            quadratic, logarithm*, square root, sqrt, factorial, prime number*, divisible, divisor*,
+            greatest common, least common multiple, arithmetic, algebra*, calculus, geometry,
+            trigonometr*, theorem*, matrix, matrices, eigenvalue*, vector space, probability,
+            probabilities, permutation*, perimeter, hypotenuse, circumference, radius, diameter,
+            remainder, modulo, fraction*, decimal*, percent*, percentage*, statistic*, standard
+            deviation, variance, correlation, regression, random variable*, distribution, mean of,
+            arithmetic mean, median of, mode of, sample size, hypothesis test*, confidence interval,
+            p-value, axis of symmetry, symmetry, coordinate*, parabola, slope, intercept, inequalit*,
+            exponent*, sequence*, series
+        """,
+        MEDIUM: """
+            calculate, solve, average, ratio*, area, volume, triangle*, circle*, rectangle*, square*,
+            angle*, integer*, real number*, rational, irrational, multiply, multiplied, divide, divided,
+            subtract*, twice, half, numbers, digits, expected value, how many, how much, sum, product,
+            function of, graph of, group theory, ring, field, vector*, estimate*, measure*
+        """,
+        WEAK: """
+            total, each, per, minutes, hours, score*, value*
+        """,
+    }),
+    "medical": _Terms({
+        STRONG: """
+            patient*, diagnos*, symptom*, treatment*, therap*, disease*, syndrome*, infection*,
+            infected, cancer*, tumor*, tumour*, carcinoma, lymphoma, leukemia, diabet*, hypertension,
+            cardiac, cardiovascular, myocardial, clinical, clinically, surgery, surgical, postoperative,
+            medication*, drug*, dosage, dose, hospital*, physician*, nurse, nurses, nursing, medical,
+            medicine, prognosis, mortality, morbidity, vaccine*, antibiotic*, viral, virus*, bacteria*,
+            bacterial, pregnan*, chronic, acute, pathogen*, inflammat*, insulin, asthma, stroke,
+            dementia, alzheimer*, anatomy, anatomical, physiolog*, nerve*, artery, arteries, vein*,
+            blood pressure, heart rate, kidney*, renal, liver, hepatic, lung*, pulmonary, neuron*,
+            muscle*, placebo, randomized, randomised, cohort, epidemiolog*, gene expression, allele*,
+            chromosome*, genotype*, phenotype*, heredit*, mutation*, genetic*, enzyme*, hormone*,
+            receptor*, biopsy, mri, ct scan, icu, pediatric, paediatric, injection*, thyroid, nodule*,
+            lesion*, benign, malignant, implant*, fetal, fetus, birth, childbirth, vitamin*, nutrient*,
+            nutrition*, obesity, cognitive decline, depression, mental health, psychiatric, immune,
+            immunity, antibod*, metabolism, metabolic, cholesterol, glucose, surgeon*, clinic*, health
+            care, healthcare, outpatient, inpatient
+        """,
+        MEDIUM: """
+            health, pain, doctor*, blood, outcome*, risk factor*, trial*, dna, protein*, cell, cells,
+            tissue*, organ, organs, biology, biological, diet*, smoking, brain, bone*, skin,
+            age-related, elderly, infant*, children's health, exercise
+        """,
+        WEAK: """
+            care, treat*, risk*, effect*, consumption
+        """,
+    }),
+    "legal": _Terms({
+        STRONG: """
+            contract*, clause*, statute*, statutory, court*, plaintiff*, defendant*, lawsuit*,
+            litigation, sued, sue, liable, liability, tort*, negligen*, breach*, jurisdiction*,
+            attorney*, lawyer*, counsel, legal, legally, illegal, unlawful, constitution*, amendment*,
+            precedent*, verdict*, appellate, warrant*, indemnif*, copyright*, patent*, trademark*,
+            hereby, herein, hereof, thereof, whereas, hearsay, testimony, witness*, criminal, felony,
+            misdemeanor, prosecut*, arbitration, injunction, damages, jury, juror*, law, laws,
+            legislat*, privacy policy, terms of service, license agreement, licensee, licensor,
+            confidentiality, non-disclosure, governing law, fiduciary, easement, tenant*, landlord*,
+            lease*, mens rea, due process, supreme court, treaty, treaties, tribunal*, international
+            law, human rights, sovereign*, burglary, robbery, larceny, homicide, murder, manslaughter,
+            theft, fraud*, cause of action, judge*, trial court, conviction, convicted, acquit*,
+            sentenc*, probation, parole
+        """,
+        MEDIUM: """
+            agreement*, party, parties, shall, rights, evidence, crime*, police, offense, offence,
+            guilty, consent, obligation*, enforceable, binding, provision*, ruling*, appeal*,
+            regulation*, regulatory, property, estate, victim*, claim*, entitled, state responsibility,
+            convention*, ownership, buyer, seller, termination, dispute*
+        """,
+        WEAK: """
+            government, federal, policy, policies, act, rule*, state, states
+        """,
+    }),
+    "finance": _Terms({
+        STRONG: """
+            bank*, credit card*, debit card*, loan*, mortgage*, interest rate*, apr, account balance,
+            transaction*, deposit*, withdraw*, invest*, stock*, shares, bond*, dividend*, portfolio*,
+            etf, mutual fund*, tax, taxes, taxable, tax return, savings, checking account, routing
+            number, credit score, credit limit, inflation, gdp, monetary, fiscal, revenue*, profit*,
+            earnings, accounting, asset*, equity, liabilities, currency, currencies, exchange rate*,
+            bitcoin, crypto*, financ*, salary, paycheck, direct deposit, 401k, ira, pension*,
+            retirement, insurance, annuity, capital gain*, venture capital, working capital,
+            depreciation, amortization, cash flow, balance sheet, income statement, audit*, budget*,
+            overdraft, atm, pin number, economy, economic*, economist*, macroeconomic*, microeconomic*,
+            supply and demand, demand curve, supply curve, aggregate demand, aggregate supply,
+            elasticity, marginal cost, marginal revenue, monopol*, oligopol*, recession, unemployment,
+            interest, irs, deduction*, filing status, payroll, invoice*, expense*, fraudulent charge
+        """,
+        MEDIUM: """
+            balance, transfer*, payment*, pay my, bill*, refund*, card, cards, market*, price*, cost*,
+            money, fee*, fund*, spend*, spending, debt*, owe, credit, cash, dollar*, income, wage*,
+            firm*, business*, demand, supply, consumer*, producer*, equilibrium, trade, tariff*,
+            charge*, purchase*, buy, sell, sold, rent
+        """,
+        WEAK: """
+            rate*, pay, paid, loss*, value, cheap*, expensive
+        """,
+    }),
+}
+
+INDEX = _Index(TERMS)
+
+
+@dataclass(frozen=True)
+class DomainResult:
+    """A detected domain. ``confidence`` in [0, 1]; ``signals``: what was matched, by
+    domain; ``method``: "rules", "semantic" or "given" (the caller named it)."""
+
+    domain: str
+    confidence: float
+    method: str = "rules"
+    complexity: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    signals: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `cascade domain --json` row of CLI.md (without ``id``), plus the signals."""
+        return {
+            "domain": self.domain,
+            "confidence": round(self.confidence, 4),
+            "method": self.method,
+            "complexity": self.complexity,
+            "signals": {d: list(s) for d, s in self.signals.items() if s},
+        }
+
+
+class DomainDetector:
+    """Detect a query's domain with weighted rules (see the module docstring).
+
+    ``domains``: the domains to choose among ("general" is always one of them);
+    ``min_confidence``: below this the result is "general" (the rules' own pick and
+    scores stay in ``scores``/``signals``)."""
+
+    def __init__(self, domains: Iterable[str] = DOMAINS, *, min_confidence: float = 0.0) -> None:
+        chosen = tuple(dict.fromkeys([*domains, "general"]))
+        unknown = [d for d in chosen if d not in DOMAINS]
+        if unknown:
+            raise ValueError(f"unknown domain(s): {', '.join(unknown)}; known: {', '.join(DOMAINS)}")
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ValueError("min_confidence must be within [0, 1]")
+        self.domains = chosen
+        self.min_confidence = float(min_confidence)
+
+    def detect(self, query: str) -> DomainResult:
+        """The domain of ``query``, with confidence, complexity and the signals matched."""
+        from cascadeflow_cli.routing.complexity import complexity_of
+
+        text = query or ""
+        terms = INDEX.find(text)
+        signals = {d: _matches(text, d, terms.get(d, {})) for d in self.domains if d != "general"}
+        scores = {d: sum(weight for _, weight in matched) for d, matched in signals.items()}
+        scores["general"] = GENERAL_PRIOR
+        probabilities = _softmax(scores)
+        best = max(probabilities, key=lambda d: (probabilities[d], d == "general"))
+        confidence = probabilities[best]
+        if best != "general" and confidence < self.min_confidence:
+            best, confidence = "general", probabilities["general"]
+        return DomainResult(
+            domain=best,
+            confidence=confidence,
+            method="rules",
+            complexity=complexity_of(text, best),
+            scores={d: round(v, 2) for d, v in scores.items()},
+            signals={d: tuple(name for name, _ in matched) for d, matched in signals.items()},
+        )
+
+
+def _matches(text: str, domain: str, terms: dict[str, float]) -> list[tuple[str, float]]:
+    """The distinct signals of ``domain`` in ``text``: its shapes, then its ``terms``."""
+    shapes = [(s.name, s.weight) for s in SHAPES.get(domain, ()) if s.pattern.search(text)]
+    return shapes + list(terms.items())
+
+
+def _softmax(scores: dict[str, float]) -> dict[str, float]:
+    top = max(scores.values())
+    weights = {d: math.exp(v - top) for d, v in scores.items()}
+    total = sum(weights.values())
+    return {d: w / total for d, w in weights.items()}
