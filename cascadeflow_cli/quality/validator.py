@@ -52,6 +52,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from .presets import QualityPreset, _check_unit
 
@@ -266,6 +267,16 @@ class QualityResult:
     threshold: float
     reasons: tuple[str, ...]
     checks: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        """The `cascade quality check --json` row of CLI.md (without ``id``)."""
+        return {
+            "score": self.score,
+            "passed": self.passed,
+            "threshold": self.threshold,
+            "reasons": list(self.reasons),
+            "checks": dict(self.checks),
+        }
 
 
 # --------------------------------------------------------------------------- helpers

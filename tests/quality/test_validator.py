@@ -52,6 +52,14 @@ def test_score_is_the_product_of_the_sub_scores(balanced: QualityValidator) -> N
     assert result.reasons[0].startswith("hedging:") and result.reasons[1].startswith("length:")
 
 
+def test_to_json_is_the_cli_row(balanced: QualityValidator) -> None:
+    result = balanced.validate(EXPLAIN_Q, "I think it is because of Rayleigh scattering of light.")
+    data = result.to_json()
+    assert data == {"score": result.score, "passed": False, "threshold": 0.7,
+                    "reasons": list(result.reasons), "checks": result.checks}
+    assert isinstance(data["reasons"], list) and data["checks"] is not result.checks
+
+
 # --------------------------------------------------------------------------- empty
 
 

@@ -1,0 +1,246 @@
+"""`cascade quality check`: score an answer, or a JSONL file of them, with the rule-based
+validator the cascade applies to drafts. Needs no config file and no ledger."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cascadeflow_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
+    from cascadeflow_cli.quality import QualityResult, QualityValidator
+
+quality_app = typer.Typer(
+    help="Score answers with the rule-based quality validator (no config or ledger needed).",
+    no_args_is_help=True,
+)
+
+_ROW_FIELDS = '{"query", "response", "id"?, "domain"?, "finish_reason"?}'
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    """One line of a `--input` file, checked."""
+
+    line: int
+    id: str | int | None
+    query: str
+    response: str
+    domain: str | None
+    finish_reason: str | None
+
+
+@quality_app.command("check")
+def check(
+    query: Annotated[str | None, typer.Option("--query", help="The question (with --response).")] = None,
+    response: Annotated[str | None, typer.Option("--response", help="The answer to score.")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", help=f"JSONL rows: {_ROW_FIELDS}; "
+                                                    "checked whole before anything is printed.")] = None,
+    domain: Annotated[str | None, typer.Option("--domain", help="Domain hint (\"code\" does not expect a "
+                                               "final period); the default for rows without one.")] = None,
+    finish_reason: Annotated[str | None, typer.Option("--finish-reason", help="The provider's finish "
+                                                      "reason (\"length\": cut off by the token limit); "
+                                                      "the default for rows without one.")] = None,
+    preset: Annotated[str, typer.Option("--preset", help="fast, balanced or strict "
+                                        "(threshold 0.5, 0.7, 0.8).")] = "balanced",
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Pass at this score (0 to 1) "
+                                                    "instead of the preset's threshold.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (JSON Lines with --input).")
+                       ] = False,
+) -> None:
+    """Score how likely a response is good enough (1 = no sign of a problem): empty, cut off,
+    refusal, hedging, too short for the question, repetition. Exit 0 whether it passed or
+    not; 1 for bad input."""
+    if input_file is not None and (query is not None or response is not None):
+        raise InputError("give either --query/--response or --input, not both")
+    if input_file is None:
+        if query is None and response is None:
+            raise InputError("give --query and --response, or --input FILE")
+        if response is None:
+            raise InputError("--query needs --response (the answer to score)")
+        if query is None:
+            raise InputError("--response needs --query (the question it answers)")
+    validator = _validator(preset, threshold)
+    if input_file is None:
+        assert query is not None and response is not None
+        result = validator.validate(query, response, finish_reason=finish_reason, domain=domain)
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        else:
+            _print_verdict(result, validator)
+        return
+
+    rows = read_rows(input_file)  # all of it, before a single line of output
+    scored: list[tuple[QualityRow, QualityResult]] = []
+    for row in rows:
+        result = validator.validate(row.query, row.response,
+                                    finish_reason=row.finish_reason or finish_reason,
+                                    domain=row.domain or domain)
+        if as_json:
+            sys.stdout.write(json.dumps(row_json(row, result), ensure_ascii=False) + "\n")
+        else:
+            scored.append((row, result))
+    if not as_json:
+        _print_table(scored, validator, input_file)
+
+
+def _validator(preset: str, threshold: float | None) -> QualityValidator:
+    from cascadeflow_cli.quality import QualityPreset, QualityValidator
+
+    try:
+        chosen = QualityPreset.named(preset)
+    except ValueError as exc:
+        raise InputError(f"--preset: {exc}") from None
+    try:
+        return QualityValidator(chosen, threshold)
+    except ValueError as exc:  # "threshold must be within [0, 1], got 1.5"
+        raise InputError(f"--{exc}") from None
+
+
+def row_json(row: QualityRow, result: QualityResult) -> dict[str, Any]:
+    """The CLI.md row: ``id`` first when the input row had one."""
+    data = result.to_json()
+    return data if row.id is None else {"id": row.id, **data}
+
+
+# --------------------------------------------------------------------------- input
+
+
+def read_rows(path: Path) -> list[QualityRow]:
+    """Every row of a JSONL file, or an InputError naming ``FILE:LINE`` for the first bad
+    one. Blank lines are skipped; a UTF-8 byte-order mark is allowed."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory")
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    rows: list[QualityRow] = []
+    with fh:
+        for line, raw in enumerate(fh, start=1):
+            if line == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{path}:{line}: not UTF-8 text") from None
+            if text.strip():
+                rows.append(parse_row(text, line, f"{path}:{line}"))
+    return rows
+
+
+def parse_row(text: str, line: int, where: str) -> QualityRow:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{where}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a JSON object {_ROW_FIELDS}")
+    for name in ("query", "response"):
+        if name not in data:
+            raise InputError(f"{where}: no '{name}'")
+        if not isinstance(data[name], str):
+            raise InputError(f"{where}: '{name}' must be a string, got {_kind(data[name])}")
+    row_id = data.get("id")
+    if "id" in data and (isinstance(row_id, bool) or not isinstance(row_id, str | int) or row_id == ""):
+        raise InputError(f"{where}: 'id' must be a non-empty string or an integer, got {_kind(row_id)}")
+    for name in ("domain", "finish_reason"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{where}: '{name}' must be a string, got {_kind(value)}")
+    return QualityRow(line, row_id, data["query"], data["response"], data.get("domain"),
+                      data.get("finish_reason"))
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+# --------------------------------------------------------------------------- human output
+
+
+def _score_text(score: float, threshold: float) -> str:
+    """Two decimals, or four when two would put the score on the wrong side of the
+    threshold (0.6996 is not "0.70 < 0.7")."""
+    short = f"{score:.2f}"
+    return short if (float(short) >= threshold) == (score >= threshold) else f"{score:.4f}"
+
+
+def _verdict_text(result: QualityResult) -> Text:
+    from rich.text import Text
+
+    return Text("PASS", style="bold green") if result.passed else Text("FAIL", style="bold red")
+
+
+def _print_verdict(result: QualityResult, validator: QualityValidator) -> None:
+    """`PASS  score 0.95 >= threshold 0.7 (preset balanced)`, then one line per reason."""
+    from rich.text import Text
+
+    from cascadeflow_cli.cli.context import stdout_console
+
+    console = stdout_console()
+    line = Text.assemble(
+        _verdict_text(result),
+        "  score ",
+        (_score_text(result.score, result.threshold), "bold"),
+        f" {'>=' if result.passed else '<'} threshold {result.threshold:g}",
+        (f" (preset {validator.preset.name})", "dim"),
+    )
+    console.print(line)
+    if not result.reasons:
+        console.print(Text("  no problems found", style="dim"))
+    for reason in result.reasons:
+        name, _, why = reason.partition(": ")
+        sub = result.checks.get(name)
+        label = f"{name} {sub:.2f}" if sub is not None else name
+        console.print(Text.assemble("  - ", (label, "yellow"), f": {why}" if why else ""))
+
+
+def quality_table(scored: list[tuple[QualityRow, QualityResult]]) -> Table:
+    from rich.text import Text
+
+    from cascadeflow_cli.cli.render import fitted_table
+
+    body = [
+        [str(row.line), Text("-" if row.id is None else str(row.id)), _verdict_text(result),
+         _score_text(result.score, result.threshold), Text("; ".join(result.reasons) or "-")]
+        for row, result in scored
+    ]
+    headers = [("line", "right"), ("id", "left"), ("result", "left"), ("score", "right"),
+               ("reasons", "left")]
+    return fitted_table(headers, body, flexible="reasons")
+
+
+def _print_table(scored: list[tuple[QualityRow, QualityResult]], validator: QualityValidator,
+                 path: Path) -> None:
+    from rich.text import Text
+
+    from cascadeflow_cli.cli.context import stdout_console
+
+    if not scored:
+        sys.stderr.write(f"{path}: no rows\n")
+    console = stdout_console()
+    if scored:
+        console.print(quality_table(scored))
+    passed = sum(result.passed for _, result in scored)
+    console.print(Text(f"{passed} of {len(scored)} passed (preset {validator.preset.name}, "
+                       f"threshold {validator.threshold:g})", style="bold"))
