@@ -19,6 +19,10 @@ class InputError(CascadeError):
     """A bad argument or input file."""
 
 
+class MissingExtraError(CascadeError):
+    """An optional feature whose extra is not installed (e.g. --semantic without [semantic])."""
+
+
 class PricingError(CascadeError):
     """A model has no known price: we refuse to count it as $0."""
 

@@ -57,7 +57,8 @@ def _register() -> None:
     from cascadeflow_cli.cli import anomalies_cmd, forecast_cmd
     app.command("forecast")(forecast_cmd.forecast)
     app.command("anomalies")(anomalies_cmd.anomalies)
-    from cascadeflow_cli.cli import quality_cmd
+    from cascadeflow_cli.cli import domain_cmd, quality_cmd
+    app.command("domain")(domain_cmd.domain)
     app.add_typer(quality_cmd.quality_app, name="quality")
 
 

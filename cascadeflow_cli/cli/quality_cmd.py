@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_field
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -118,61 +119,17 @@ def row_json(row: QualityRow, result: QualityResult) -> dict[str, Any]:
 def read_rows(path: Path) -> list[QualityRow]:
     """Every row of a JSONL file, or an InputError naming ``FILE:LINE`` for the first bad
     one. Blank lines are skipped; a UTF-8 byte-order mark is allowed."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory")
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    rows: list[QualityRow] = []
-    with fh:
-        for line, raw in enumerate(fh, start=1):
-            if line == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputError(f"{path}:{line}: not UTF-8 text") from None
-            if text.strip():
-                rows.append(parse_row(text, line, f"{path}:{line}"))
-    return rows
+    return [parse_row(text, line, f"{path}:{line}") for line, text in input_lines(path)]
 
 
 def parse_row(text: str, line: int, where: str) -> QualityRow:
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"{where}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a JSON object {_ROW_FIELDS}")
-    for name in ("query", "response"):
-        if name not in data:
-            raise InputError(f"{where}: no '{name}'")
-        if not isinstance(data[name], str):
-            raise InputError(f"{where}: '{name}' must be a string, got {_kind(data[name])}")
-    row_id = data.get("id")
-    if "id" in data and (isinstance(row_id, bool) or not isinstance(row_id, str | int) or row_id == ""):
-        raise InputError(f"{where}: 'id' must be a non-empty string or an integer, got {_kind(row_id)}")
-    for name in ("domain", "finish_reason"):
-        value = data.get(name)
-        if value is not None and not isinstance(value, str):
-            raise InputError(f"{where}: '{name}' must be a string, got {_kind(value)}")
-    return QualityRow(line, row_id, data["query"], data["response"], data.get("domain"),
-                      data.get("finish_reason"))
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "an empty string"
-    return "an array" if isinstance(value, list) else "an object"
+    data = json_object(text, where, _ROW_FIELDS)
+    query = string_field(data, "query", where, required=True)
+    response = string_field(data, "response", where, required=True)
+    assert query is not None and response is not None
+    row = row_id(data, where)
+    return QualityRow(line, row, query, response, string_field(data, "domain", where),
+                      string_field(data, "finish_reason", where))
 
 
 # --------------------------------------------------------------------------- human output

@@ -100,7 +100,7 @@ SHAPES: dict[str, list[_Shape]] = {
         _shape("snake_case name", r"\b[a-z]+_[a-z_]+\b", WEAK),
     ],
     "math": [
-        _shape("arithmetic", r"\d\s*[-+*/×÷^]\s*\(?\d", MEDIUM),
+        _shape("arithmetic", r"\d\s*[-+*/×÷^]\s*\(?\d", STRONG),
         _shape("equation", r"[a-z0-9)]\s*=\s*[-a-z0-9(]", MEDIUM, re.I),
         _shape("power", r"[a-z0-9)]\^\d|\b[a-z]²|\bx\s*\^", MEDIUM, re.I),
         _shape("percentage", r"\d\s*%", MEDIUM),
@@ -291,11 +291,11 @@ class DomainDetector:
         signals = {d: _matches(text, d, terms.get(d, {})) for d in self.domains if d != "general"}
         scores = {d: sum(weight for _, weight in matched) for d, matched in signals.items()}
         scores["general"] = GENERAL_PRIOR
-        probabilities = _softmax(scores)
-        best = max(probabilities, key=lambda d: (probabilities[d], d == "general"))
-        confidence = probabilities[best]
+        chances = probabilities(scores)
+        best = max(chances, key=lambda d: (chances[d], d == "general"))
+        confidence = chances[best]
         if best != "general" and confidence < self.min_confidence:
-            best, confidence = "general", probabilities["general"]
+            best, confidence = "general", chances["general"]
         return DomainResult(
             domain=best,
             confidence=confidence,
@@ -312,7 +312,8 @@ def _matches(text: str, domain: str, terms: dict[str, float]) -> list[tuple[str,
     return shapes + list(terms.items())
 
 
-def _softmax(scores: dict[str, float]) -> dict[str, float]:
+def probabilities(scores: dict[str, float]) -> dict[str, float]:
+    """A softmax over the domains' scores."""
     top = max(scores.values())
     weights = {d: math.exp(v - top) for d, v in scores.items()}
     total = sum(weights.values())

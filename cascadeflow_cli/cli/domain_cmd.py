@@ -1,0 +1,120 @@
+"""`cascade domain`: which domain a query (or each line of a file) belongs to, as the
+cascade would route it. Needs no config file and no ledger."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_field
+from cascadeflow_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.routing import DomainResult
+
+_ROW_FIELDS = '{"query", "id"?}'
+
+
+def domain(
+    query: Annotated[str | None, typer.Argument(help="The query to classify.", show_default=False)] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", help=f"A file of queries: JSONL rows "
+                                                    f"{_ROW_FIELDS}, or one query per line.")] = None,
+    semantic: Annotated[bool, typer.Option("--semantic", help="Use the offline embedding model where the "
+                                           "rules are unsure (the [semantic] extra).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (JSON Lines with --input).")
+                       ] = False,
+) -> None:
+    """Detect the domain (code, math, medical, legal, finance, general), its confidence,
+    how it was decided and how demanding the query looks."""
+    if (query is None) == (input_file is None):
+        raise InputError("give a QUERY or --input FILE" if query is None else
+                         "give either a QUERY or --input FILE, not both")
+    detect = _detector(semantic)
+    if query is not None:
+        if not query.strip():
+            raise InputError("the query is empty")
+        result = detect(query)
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        else:
+            _print_one(query, result)
+        return
+    assert input_file is not None
+    rows = read_queries(input_file)  # all of it, before a single line of output
+    results = [(line, row, text, detect(text)) for line, row, text in rows]
+    if as_json:
+        for _, row, _, result in results:
+            data = result.to_json() if row is None else {"id": row, **result.to_json()}
+            sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    else:
+        _print_table(results, input_file)
+
+
+def _detector(semantic: bool) -> Any:
+    if semantic:
+        from cascadeflow_cli.routing.semantic import SemanticDomainDetector
+
+        return SemanticDomainDetector().detect
+    from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector
+
+    return DomainDetector(min_confidence=MIN_CONFIDENCE).detect  # as the cascade routes
+
+
+def read_queries(path: Path) -> list[tuple[int, str | int | None, str]]:
+    """(line, id, query) for every query in the file: JSON Lines if its first line is a
+    JSON object, else one query per line. Checked whole; blank lines skipped."""
+    lines = input_lines(path)
+    if not lines or not lines[0][1].lstrip().startswith("{"):
+        return [(line, None, text.strip()) for line, text in lines]
+    out = []
+    for line, text in lines:
+        where = f"{path}:{line}"
+        data = json_object(text, where, _ROW_FIELDS)
+        query = string_field(data, "query", where, required=True)
+        assert query is not None
+        if not query.strip():
+            raise InputError(f"{where}: 'query' is empty")
+        out.append((line, row_id(data, where), query))
+    return out
+
+
+# --------------------------------------------------------------------------- human output
+
+
+def _print_one(query: str, result: DomainResult) -> None:
+    from rich.text import Text
+
+    from cascadeflow_cli.cli.context import stdout_console
+
+    console = stdout_console()
+    console.print(Text.assemble(
+        (result.domain, "bold"), f"  confidence {result.confidence:.2f}",
+        (f"  ({result.method}; complexity {result.complexity})", "dim")))
+    for name, signals in result.signals.items():
+        if signals:
+            console.print(Text.assemble("  ", (name, "yellow"), ": " + ", ".join(signals)))
+
+
+def _print_table(results: list[tuple[int, str | int | None, str, DomainResult]], path: Path) -> None:
+    from rich.text import Text
+
+    from cascadeflow_cli.cli.context import stdout_console
+    from cascadeflow_cli.cli.render import fitted_table
+
+    console = stdout_console()
+    if not results:
+        sys.stderr.write(f"{path}: no queries\n")
+        return
+    body = [[str(line), Text("-" if row is None else str(row)), r.domain, f"{r.confidence:.2f}",
+             r.complexity or "-", Text(" ".join(text.split()))]
+            for line, row, text, r in results]
+    headers = [("line", "right"), ("id", "left"), ("domain", "left"), ("confidence", "right"),
+               ("complexity", "left"), ("query", "left")]
+    console.print(fitted_table(headers, body, flexible="query"))
+    counts = Counter(r.domain for *_, r in results)
+    console.print(Text(", ".join(f"{d} {n}" for d, n in counts.most_common()), style="bold"))
