@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -293,9 +293,14 @@ def _flag(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
+def _columns(record: Any, skip: str = "") -> dict[str, Any]:
+    """A record's fields as a row (shallow: ``dataclasses.asdict`` deep-copies every value,
+    a request's calls included, which cost more than the insert itself)."""
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.name != skip}
+
+
 def _request_row(r: RequestRecord) -> dict[str, Any]:
-    row = asdict(r)
-    row.pop("calls")
+    row = _columns(r, skip="calls")
     row["quality_reasons"] = json.dumps(list(r.quality_reasons))
     row["draft_accepted"] = int(r.draft_accepted)
     row["escalated"] = int(r.escalated)
@@ -303,7 +308,7 @@ def _request_row(r: RequestRecord) -> dict[str, Any]:
 
 
 def _call_row(c: CallRecord) -> dict[str, Any]:
-    row = asdict(c)
+    row = _columns(c)
     row["quality_reasons"] = json.dumps(list(c.quality_reasons))
     row["accepted"] = _flag(c.accepted)
     return row

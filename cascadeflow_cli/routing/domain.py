@@ -55,6 +55,7 @@ class _Index:
         self.exact: dict[tuple[str, ...], list[tuple[str, str, float]]] = {}
         self.stems: dict[tuple[str, ...], list[tuple[str, str, float]]] = {}  # last word a stem
         self.leads: set[tuple[str, ...]] = set()  # the words a phrase starts with
+        self.stem_sizes: list[int] = []  # the lengths of the stems' last words
         self.longest = 1
         for domain, entry in terms.items():
             for term, weight in entry.terms:
@@ -64,6 +65,7 @@ class _Index:
                 self.leads.update(words[:k] for k in range(1, len(words)))
                 table = self.stems if term.endswith("*") else self.exact
                 table.setdefault(words, []).append((domain, name, weight))
+        self.stem_sizes = sorted({len(words[-1]) for words in self.stems})
 
     def find(self, text: str) -> dict[str, dict[str, float]]:
         """Per domain, each distinct term matched in ``text`` and its weight."""
@@ -76,8 +78,10 @@ class _Index:
                 if lead and lead not in self.leads:
                     break
                 hits = list(self.exact.get(words, ()))
-                for end in range(2, len(token) + 1):  # every prefix of the last word: a stem?
-                    hits.extend(self.stems.get((*lead, token[:end]), ()))
+                for size in self.stem_sizes:  # each prefix of the last word as long as a stem
+                    if size > len(token):
+                        break
+                    hits.extend(self.stems.get((*lead, token[:size]), ()))
                 for domain, name, weight in hits:
                     found.setdefault(domain, {}).setdefault(name, weight)
         return found
