@@ -183,12 +183,14 @@ class Cascade:
         self.sleep = sleep
         self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE)
 
-    def route(self, query: str, domain: str | None = None) -> DomainResult:
-        """The query's domain: the caller's if given, else detected (a detection below
-        MIN_CONFIDENCE is "general"); it picks the chain from ``[domains]``."""
+    def route(self, query: str, domain: str | None = None) -> DomainResult | None:
+        """The query's domain: the caller's if given, else detected when ``[domains]`` has
+        chains to route to (a detection below MIN_CONFIDENCE is "general"), else None:
+        without routing, detection would only cost time (it is CPU under the GIL, which
+        `cascade batch`'s threads share)."""
         if domain:
             return DomainResult(domain, 1.0, method="given")
-        return self.detector.detect(query)
+        return self.detector.detect(query) if self.config.domains else None
 
     def resolve_chain(
         self, models: Sequence[str] | None = None, domain: str | None = None
@@ -256,14 +258,14 @@ class Cascade:
         if not user.strip():
             raise InputError("the user name is empty")
         routed = self.route(query, domain)
-        domain = routed.domain
+        domain = routed.domain if routed else None
         chain = self.resolve_chain(models, domain)
         for model in chain:  # every price and key is known before anything is spent or reserved
             self.price(model)
             check_credentials(model)
         req = _Request(
-            uuid.uuid4().hex, user, query, domain, round(routed.confidence, 4), external_id, self.clock.now(),
-            time.perf_counter(),
+            uuid.uuid4().hex, user, query, domain, round(routed.confidence, 4) if routed else None,
+            external_id, self.clock.now(), time.perf_counter(),
         )
         messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]
         messages.append({"role": "user", "content": query})

@@ -192,3 +192,12 @@ def test_a_detected_domain_picks_its_chain_and_is_recorded(tmp_path: Path, serve
     rows = ledger_rows(db, "requests")
     assert [(r["domain"], r["domain_confidence"]) for r in rows] == [
         ("code", coded.domain_confidence), ("general", general.domain_confidence), ("code", 1.0)]
+
+
+def test_without_domains_to_route_to_nothing_is_detected(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    cascade, db = make_cascade(tmp_path, server)
+    result = cascade.run("Write a Python function that reverses a linked list in place.", "alice")
+    assert result.domain is None and result.domain_confidence is None
+    assert cascade.run(QUERY, "alice", domain="geography").domain == "geography"  # given: recorded
+    assert [r["domain"] for r in ledger_rows(db, "requests")] == [None, "geography"]
