@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -222,12 +223,17 @@ class Ledger:
     def record(self, request: RequestRecord, reservation_id: str | None = None) -> None:
         """Store a request and its calls in one transaction, settling its budget
         reservation in the same one (so spend is never counted twice or not at all)."""
+        row = _request_row(request)
+        calls = [_call_row(c) for c in request.calls]
         with self.write() as db:
+            conn = db.conn
             if reservation_id is not None:
-                db.execute("delete from reservations where id = ?", [reservation_id])
-            db["requests"].insert(_request_row(request))
-            if request.calls:
-                db["calls"].insert_all(_call_row(c) for c in request.calls)
+                conn.execute("delete from reservations where id = ?", [reservation_id])
+            # plain prepared inserts: sqlite-utils' insert() rebuilds its SQL and looks the
+            # table up on every call, which was a sixth of a batch row's CPU under the GIL
+            conn.execute(_insert_sql("requests", tuple(row)), list(row.values()))
+            if calls:
+                conn.executemany(_insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
 
     # --- reading ------------------------------------------------------------------
 
@@ -291,6 +297,12 @@ def _prepare_file(path: Path) -> None:
 
 def _flag(value: bool | None) -> int | None:
     return None if value is None else int(value)
+
+
+@lru_cache(maxsize=16)
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(f"[{c}]" for c in columns)
+    return f"insert into [{table}] ({names}) values ({', '.join('?' * len(columns))})"
 
 
 def _columns(record: Any, skip: str = "") -> dict[str, Any]:
