@@ -45,3 +45,16 @@ def test_confident_rules_are_not_second_guessed(detector: SemanticDomainDetector
 
 def test_empty_query_is_general(detector: SemanticDomainDetector) -> None:
     assert detector.detect("   ").domain == "general"
+
+
+def test_example_embeddings_are_kept_and_a_damaged_file_is_remade(detector: SemanticDomainDetector) -> None:
+    import numpy as np
+
+    from cascadeflow_cli.routing.semantic import prototype_vectors
+
+    vectors = prototype_vectors(detector.embedder)  # this test's cache dir: computed, then kept
+    [kept] = model_dir().glob("prototypes-*.npy")
+    assert np.allclose(np.load(kept), vectors) and np.allclose(vectors, detector.examples, atol=1e-5)
+    kept.write_bytes(b"not an array")
+    assert np.allclose(prototype_vectors(detector.embedder), vectors)
+    assert np.allclose(np.load(kept), vectors)
