@@ -59,8 +59,8 @@ def check(
                        ] = False,
 ) -> None:
     """Score how likely a response is good enough (1 = no sign of a problem): empty, cut off,
-    refusal, hedging, too short for the question, repetition. Exit 0 whether it passed or
-    not; 1 for bad input."""
+    refusal, hedging, too short for the question, repetition, wrong arithmetic. Exit 0
+    whether it passed or not; 1 for bad input."""
     if input_file is not None and (query is not None or response is not None):
         raise InputError("give either --query/--response or --input, not both")
     if input_file is None:

@@ -6,7 +6,7 @@ standard library, and takes well under a millisecond for a typical answer.
 
 Scoring design
 --------------
-Six independent checks each produce a sub-score in [0, 1], read as "how
+Seven independent checks each produce a sub-score in [0, 1], read as "how
 plausible is it that this aspect of the answer is fine" (1.0 = no evidence of a
 problem):
 
@@ -29,6 +29,8 @@ problem):
                 1.0, mild ones 0.5) and ``strong`` the number of strong hedges.
 ``length``      ``sqrt(words / expected)`` capped at 1, where ``expected`` comes from
                 what the question demands (see :func:`expected_words`).
+``arithmetic``  0.3 when a stated calculation in the prose is wrong ("15 + 25 = 30",
+                "<<3*60=170>>"), 0.1 when several are (see :mod:`.arithmetic`).
 ``repetition``  the minimum of a repeated-line score (``1 - 0.25 * (n - 1)`` once a
                 line or sentence of 3+ words occurs ``n >= max_line_repeats`` times)
                 and a linear ramp from ``ngram_unique_floor`` (0) to
@@ -43,7 +45,8 @@ enough to fail, while several small deductions (one "might", a slightly short
 answer) compound gently instead of being ignored as they would under ``min``.
 The score is rounded to 4 decimals and ``passed`` is ``score >= threshold``.
 
-These rules see form, not correctness: a fluent, confident, wrong answer passes.
+These rules see form, not correctness -- apart from stated arithmetic: a fluent,
+confident answer with wrong reasoning but right sums passes.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from .arithmetic import wrong_arithmetic
 from .presets import QualityPreset, _check_unit
 
 __all__ = ["CHECK_NAMES", "QualityResult", "QualityValidator", "expected_words"]
@@ -65,6 +69,7 @@ CHECK_NAMES: tuple[str, ...] = (
     "hedging",
     "length",
     "repetition",
+    "arithmetic",
 )
 
 # finish / stop reasons meaning "cut off by the token limit" across providers.
@@ -75,6 +80,9 @@ _TRUNC_FINISH_LENGTH = 0.05
 _TRUNC_STRUCTURAL = 0.35  # unclosed ``` fence or unbalanced "<<"
 _TRUNC_DANGLING = 0.45  # ends on ",", ":", "+", "the", "and" ...
 _TRUNC_NO_PUNCT = 0.6  # long prose last line without terminal punctuation
+
+_ARITHMETIC_ONE = 0.3  # one stated calculation is wrong ("15 + 25 = 30")
+_ARITHMETIC_MANY = 0.1  # several are
 
 _REFUSAL_STRONG = 0.05  # the answer is a refusal
 _REFUSAL_MOSTLY = 0.5  # opens with a refusal, followed by a little content
@@ -445,6 +453,7 @@ class QualityValidator:
             "hedging": self._check_hedging(doc),
             "length": self._check_length(query, doc),
             "repetition": self._check_repetition(doc),
+            "arithmetic": self._check_arithmetic(doc),
         }
         reasons: list[str] = []
         for name, (sub, reason) in results.items():
@@ -498,6 +507,16 @@ class QualityValidator:
         if _count_words(last_line) >= _SOFT_TRUNC_MIN_WORDS:
             return _TRUNC_NO_PUNCT, f"no terminal punctuation: '…{tail}'"
         return 1.0, None
+
+    @staticmethod
+    def _check_arithmetic(doc: _Doc) -> tuple[float, str | None]:
+        wrong = wrong_arithmetic(doc.prose)
+        if not wrong:
+            return 1.0, None
+        first = wrong[0]
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        score = _ARITHMETIC_ONE if len(wrong) == 1 else _ARITHMETIC_MANY
+        return score, f"'{_clip(first.text)}' is wrong: it is {first.correct:g}{more}"
 
     @staticmethod
     def _check_refusal(doc: _Doc) -> tuple[float, str | None]:

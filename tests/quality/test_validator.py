@@ -534,3 +534,21 @@ def test_no_quadratic_blow_up_on_pathological_input(
     assert 0.0 <= result.score <= 1.0
     # linear work takes a few ms here; a quadratic regex takes seconds
     assert elapsed < 0.5
+
+
+def test_a_wrong_sum_fails_an_otherwise_fine_answer(balanced: QualityValidator) -> None:
+    query = "Tom has 15 apples and buys 25 more. How many apples does he have now?"
+    right = balanced.validate(query, "Tom starts with 15 apples and buys 25 more, so 15 + 25 = 40 apples.")
+    wrong = balanced.validate(query, "Tom starts with 15 apples and buys 25 more, so 15 + 25 = 30 apples.")
+    assert right.passed and right.checks["arithmetic"] == 1.0
+    assert not wrong.passed and wrong.checks["arithmetic"] < 0.5
+    assert any(r.startswith("arithmetic: '15 + 25 = 30' is wrong: it is 40") for r in wrong.reasons)
+
+
+def test_arithmetic_inside_code_is_not_judged(balanced: QualityValidator) -> None:
+    code = "```python\n# the old bug: 15 + 25 = 30\nassert add(15, 25) == 40\n```"
+    answer = f"Here is the test:\n{code}\nIt checks the sum."
+    assert balanced.validate("Write a test for addition.", answer).checks["arithmetic"] == 1.0
+    prose = balanced.validate("Explain the old bug.", "The old bug said 15 + 25 = 30.")
+    assert prose.checks["arithmetic"] < 1
+
