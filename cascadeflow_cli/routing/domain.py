@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascadeflow_cli.routing.complexity import complexity_of
+
 DOMAINS = ("code", "math", "medical", "legal", "finance", "general")
 GENERAL_PRIOR = 1.5  # the score "general" starts with: one weak signal does not outvote it
 MIN_CONFIDENCE = 0.5  # below this, a detected domain is treated as general when routing
@@ -288,8 +290,6 @@ class DomainDetector:
 
     def detect(self, query: str) -> DomainResult:
         """The domain of ``query``, with confidence, complexity and the signals matched."""
-        from cascadeflow_cli.routing.complexity import complexity_of
-
         text = query or ""
         terms = INDEX.find(text)
         signals = {d: _matches(text, d, terms.get(d, {})) for d in self.domains if d != "general"}
