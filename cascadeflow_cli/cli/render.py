@@ -41,6 +41,9 @@ def ask_summary(result: CascadeResult) -> Text:
     ]
     if result.quality_score is not None:
         parts.insert(2, f"quality {result.quality_score:.2f}")
+    if result.domain:  # given, or detected to pick a [domains] chain (with its confidence)
+        sure = result.domain_confidence
+        parts.append(f"domain {result.domain}" + (f" ({sure:.2f})" if sure is not None and sure < 1 else ""))
     if result.enforcement_message:
         parts.append(result.enforcement_message)
     return Text(" · ".join(parts), style="dim")

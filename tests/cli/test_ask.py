@@ -317,3 +317,15 @@ def test_two_processes_asking_at_once(cli: CliRunner, server: ReplayServer) -> N
     assert all(r["status"] == "ok" for r in requests)
     calls = rows(cli.db, "calls")
     assert sorted(c["request_id"] for c in calls) == sorted(ids)
+
+
+def test_a_detected_domain_routes_and_is_shown(cli: CliRunner, tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER, **TOKENS))
+    config = write_config(tmp_path, config_text(server.base_url, extra='[domains]\ncode = ["big"]\n'))
+    run = cli("ask", "Write a Python function that reverses a linked list.", CASCADE_CONFIG=str(config))
+    assert run.code == 0, run.stderr
+    [summary] = stderr_lines(run.stderr)
+    assert summary.startswith("big · single model") and "domain code (" in summary
+    assert server.request_count("gpt-4o") == 1 and server.request_count("gpt-4o-mini") == 0
+    given = cli("ask", QUERY, "--domain", "code", "--json", CASCADE_CONFIG=str(config)).json()
+    assert (given["domain"], given["domain_confidence"]) == ("code", 1.0)
