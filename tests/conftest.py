@@ -16,6 +16,8 @@ import pytest
 
 from cascadeflow_cli.replay.server import ReplayServer
 
+FIXTURES = Path(__file__).parent / "fixtures"  # small committed inputs
+
 GOOD_ANSWER = (
     "Paris is the capital of France. It has been the seat of the French government for "
     "centuries and is the country's largest city."

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import json
 from datetime import date, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cascadeflow_cli.analytics.anomaly import AnomalyDetector, severity_of
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 START = date(2026, 1, 5)  # a Monday
 
 

@@ -13,10 +13,9 @@ import pytest
 
 from cascadeflow_cli.ledger.export import COLUMN_NAMES
 from tests.cli.support import rows, stderr_lines
-from tests.conftest import CliRunner, assert_one_error_line
+from tests.conftest import FIXTURES, CliRunner, assert_one_error_line
 from tests.ledger.test_export import make_ledger
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 SAMPLE = Path(__file__).parents[2] / "sample_data" / "history.csv"
 
 

@@ -12,9 +12,9 @@ import pytest
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger.db import Ledger, open_ledger
 from cascadeflow_cli.ledger.importer import ImportRowError, detect_format, import_file, infer_provider
+from tests.conftest import FIXTURES
 from tests.ledger.test_export import export_text, make_ledger
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 HEADER = "timestamp,user,model,cost,input_tokens,output_tokens\n"
 GOOD = "2026-03-02T09:00:00Z,alice,gpt-4o-mini,0.0001,10,5\n"
 
