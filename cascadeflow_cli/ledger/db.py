@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -161,10 +162,7 @@ class Ledger:
         sqlite_utils = import_sqlite_utils()
         try:
             conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-            # WAL is a property of the file: switch once, not on every connection
-            # (the switch needs a lock that busy threads would fight over)
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
@@ -293,6 +291,24 @@ def _prepare_file(path: Path) -> None:
         return  # another process created it first
     except OSError as exc:
         raise LedgerError(f"{path}: cannot create ledger: {exc.strerror or exc}") from None
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put a new ledger file in WAL mode (it is a property of the file: switched once, not
+    on every connection). Two processes opening a fresh ledger together can make the
+    switch fail at once with "database is locked": SQLite skips the busy handler where
+    waiting could deadlock. So the switch is retried, with backoff, for the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause = 0.01
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            contended = "locked" in str(exc) or "busy" in str(exc)
+            if not contended or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 def _flag(value: bool | None) -> int | None:

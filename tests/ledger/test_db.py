@@ -150,3 +150,29 @@ def test_one_ledger_shared_by_threads_reading_and_writing(tmp_path: Path) -> Non
             list(pool.map(work, range(8)))
         assert ledger.db["requests"].count == 200
         assert ledger.db.execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_wal_switch_waits_out_a_lock_that_skips_the_busy_handler(tmp_path: Path) -> None:
+    """Two processes opening a fresh ledger together: SQLite can refuse the WAL switch at
+    once ("database is locked") instead of waiting. Here a connection with no busy
+    handler at all meets a reader that lets go after 0.2 s: the switch is retried."""
+    import threading
+    import time
+
+    from cascadeflow_cli.ledger.db import _use_wal
+
+    path = tmp_path / "fresh.db"
+    reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    reader.execute("create table t (x)")
+    reader.execute("begin")
+    reader.execute("select * from t").fetchall()  # a shared lock, held
+    threading.Timer(0.2, lambda: reader.execute("commit")).start()
+    switcher = sqlite3.connect(path, timeout=0)  # fails at once when locked
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        switcher.execute("PRAGMA journal_mode=WAL")  # what it meets without the retry
+    start = time.monotonic()
+    _use_wal(switcher)
+    assert switcher.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert time.monotonic() - start < 5
+    reader.close()
+    switcher.close()
