@@ -83,6 +83,19 @@ class BudgetsConfig:
     fallback_output_cost_per_million: Decimal | None = None
 
 
+# --- [telemetry] (issue 15): OpenTelemetry export, off unless asked for -------------
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    enabled: bool = False  # the OTEL_EXPORTER_OTLP_*ENDPOINT environment also turns it on
+    endpoint: str | None = None  # the collector's base URL; else the OTEL_* environment
+    flush_timeout: float = 2.0  # seconds a command may wait for the export at exit
+    emit_cost: bool = True
+    capture_content: bool = False
+    record_user: bool = True
+
+
 @dataclass(frozen=True)
 class AppConfig:
     models: Mapping[str, ModelConfig]
@@ -91,6 +104,7 @@ class AppConfig:
     budgets: BudgetsConfig = BudgetsConfig()
     domains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     hooks: Mapping[str, str] = field(default_factory=dict)
+    telemetry: TelemetryConfig = TelemetryConfig()
     source: Path | None = None  # the file it was read from; None for built-in defaults
 
     def chain(self, names: tuple[str, ...] | list[str] | None = None) -> list[ModelConfig]:
@@ -272,7 +286,7 @@ class _Parser:
         return None if value is None else tuple(value)
 
     def config(self, raw: dict[str, Any]) -> AppConfig:
-        self.table(raw, "", ("ledger", "models", "cascade", "budgets", "domains", "hooks"))
+        self.table(raw, "", ("ledger", "models", "cascade", "budgets", "domains", "hooks", "telemetry"))
         models = self.models(raw.get("models"))
         cascade = self.cascade(raw.get("cascade", {}))
         config = AppConfig(
@@ -282,6 +296,7 @@ class _Parser:
             budgets=self.budgets(raw.get("budgets", {})),
             domains=self.domains(raw.get("domains", {})),
             hooks=self.hooks(raw.get("hooks", {})),
+            telemetry=self.telemetry(raw.get("telemetry", {})),
             source=self.path,
         )
         self.check_chains(config)
@@ -426,6 +441,21 @@ class _Parser:
             result[name] = value
         return result
 
+    def telemetry(self, raw: Any) -> TelemetryConfig:
+        sec = "telemetry"
+        flags = ("enabled", "emit_cost", "capture_content", "record_user")
+        self.table(raw, sec, (*flags, "endpoint", "flush_timeout"))
+        default = TelemetryConfig()
+        values = {
+            n: self.typed(raw, sec, n, lambda v: isinstance(v, bool), "true or false", getattr(default, n))
+            for n in flags
+        }
+        return TelemetryConfig(
+            endpoint=self.string(raw, sec, "endpoint"),
+            flush_timeout=self.number(raw, sec, "flush_timeout", minimum=0.0, maximum=60.0, default=2.0),
+            **values,
+        )
+
     def check_chains(self, config: AppConfig) -> None:
         chains = {"cascade.models": config.cascade.models}
         if config.budgets.degraded_models:
@@ -527,4 +557,6 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
         data["domains"] = {d: list(c) for d, c in config.domains.items()}
     if config.hooks:
         data["hooks"] = dict(config.hooks)
+    if config.telemetry != TelemetryConfig():
+        data["telemetry"] = clean(asdict(config.telemetry))
     return data

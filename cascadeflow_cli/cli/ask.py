@@ -33,12 +33,13 @@ def ask(
     from contextlib import nullcontext
 
     from cascadeflow_cli.cli.render import ask_summary
+    from cascadeflow_cli.cli.telemetry_hook import telemetry
     from cascadeflow_cli.engine.cascade import Cascade
 
     if query == "-":
         query = sys.stdin.read()
     ctx = state()
-    cascade = Cascade(ctx.config, ctx.ledger())
+    cascade = Cascade(ctx.config, ctx.ledger(), on_record=telemetry(ctx))
     chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
     err = stderr_console()
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()

@@ -52,8 +52,10 @@ def batch(
     out = _Output(out_path, resume)
     reporter = _Reporter(count_rows(file), file)
     warm_up()
+    from cascadeflow_cli.cli.telemetry_hook import telemetry
+
     runner = BatchRunner(
-        _cascade_factory(ctx.config, ledger), out.write, concurrency=concurrency,
+        _cascade_factory(ctx.config, ledger, telemetry(ctx)), out.write, concurrency=concurrency,
         default_user=user or default_user(),
         external_id=lambda key: _external_id(batch_id, key),
         recover=_recoverer(ledger, committed), on_progress=reporter.update,
@@ -126,12 +128,14 @@ class _Output:
             sys.stdout.flush()
 
 
-def _cascade_factory(config: Any, ledger: Ledger) -> Callable[[], Any]:
+def _cascade_factory(config: Any, ledger: Ledger, on_record: Callable[[Any], None] | None = None
+                     ) -> Callable[[], Any]:
     """A Cascade per worker thread, all on the one Ledger (which gives each thread its
-    own SQLite connection) and the one provider (which keeps a connection per thread)."""
+    own SQLite connection) and the one provider (which keeps a connection per thread);
+    ``on_record`` is telemetry's (one sink, exporting in the background as rows finish)."""
     from cascadeflow_cli.engine.cascade import Cascade
 
-    return lambda: Cascade(config, ledger)
+    return lambda: Cascade(config, ledger, on_record=on_record)
 
 
 def _recoverer(ledger: Ledger, committed: dict[str, str]

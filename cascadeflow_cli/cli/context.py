@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from functools import cached_property
@@ -26,6 +27,8 @@ class AppContext:
     db_path: Path | None = None
     debug: bool = False
     _ledger: Ledger | None = field(default=None, repr=False)
+    # run when the command ends, before the ledger closes (telemetry's bounded flush)
+    on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @cached_property
     def config(self) -> AppConfig:
@@ -43,6 +46,8 @@ class AppContext:
         return self._ledger
 
     def close(self) -> None:
+        while self.on_close:
+            self.on_close.pop()()
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None

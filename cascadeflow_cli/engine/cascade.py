@@ -136,6 +136,7 @@ class _Attempt:
     cost_source: str = "config"
     error: ProviderError | None = None
     usage: Usage = field(default_factory=Usage)
+    max_tokens: int | None = None
 
 
 @dataclass
@@ -167,9 +168,12 @@ class Cascade:
         provider_lookup: Callable[[ModelConfig], Provider] = provider_for,
         sleep: Callable[[float], None] = time.sleep,
         gate: BudgetGate | bool | None = True,
+        on_record: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         """``gate``: True builds the budget gate over ``ledger`` (the default), False or
-        None runs without budgets, or pass your own BudgetGate."""
+        None runs without budgets, or pass your own BudgetGate. ``on_record`` sees each
+        request once the ledger holds it (telemetry); it must not raise."""
+        self.on_record = on_record
         self.config = config
         self.ledger = ledger
         if gate is True:
@@ -288,7 +292,7 @@ class Cascade:
             for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
                 last = index == len(chain) - 1
                 tokens = min(wanted_tokens, price.max_output_tokens or wanted_tokens)
-                attempt = _Attempt(model, "draft" if not last else "verifier", price)
+                attempt = _Attempt(model, "draft" if not last else "verifier", price, max_tokens=tokens)
                 req.attempts.append(attempt)
                 try:
                     attempt.completion = complete(
@@ -394,6 +398,10 @@ class Cascade:
                     accepted=a.accepted,
                     answer=comp.text if comp and store else None,
                     error=err,
+                    response_id=comp.response_id if comp else None,
+                    response_model=comp.response_model if comp else None,
+                    max_tokens=a.max_tokens,
+                    error_type=type(a.error).__name__ if a.error else ("CascadeError" if err else None),
                 )
             )
             call_results.append(
@@ -437,7 +445,7 @@ class Cascade:
         )
         if self.ledger is not None:
             self.ledger.record(
-                RequestRecord(
+                record := RequestRecord(
                     id=request_id,
                     ts=ts,
                     user=user,
@@ -464,4 +472,6 @@ class Cascade:
                 ),
                 reservation_id=decision.reservation_id if decision else None,
             )
+            if self.on_record is not None:
+                self.on_record(record)
         return result

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger.batch_ids import migrate_batch_ids
+from cascadeflow_cli.ledger.call_details import migrate_call_details
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_budgets", _m002_budgets),
     ("003_batch_external_ids", migrate_batch_ids),
+    ("004_call_details", migrate_call_details),
 ]
 
 

@@ -32,6 +32,11 @@ class CallRecord:
     accepted: bool | None = None
     answer: str | None = None
     error: str | None = None
+    # what OpenTelemetry's GenAI spans want and the calls above do not say (migration 004)
+    response_id: str | None = None
+    response_model: str | None = None
+    max_tokens: int | None = None
+    error_type: str | None = None  # the exception's class name, low-cardinality
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ class Completion:
     finish_reason: str | None
     latency_ms: float = 0.0
     attempts: int = 1
+    response_id: str | None = None  # the provider's id for the completion (telemetry)
+    response_model: str | None = None  # the model that answered, as the provider names it
 
 
 class Provider(Protocol):
@@ -88,6 +90,8 @@ def complete(
             result.finish_reason,
             latency_ms=(time.perf_counter() - started) * 1000,
             attempts=attempts,
+            response_id=result.response_id,
+            response_model=result.response_model,
         )
 
 

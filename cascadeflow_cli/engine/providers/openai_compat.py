@@ -114,4 +114,15 @@ def parse_chat_completion(data: Any, model: str, latency_ms: float) -> Completio
         raise ProviderResponseError(
             f"{model}: provider answered with a malformed chat completion", model=model
         ) from None
-    return Completion(content, usage_from_openai(data.get("usage")), finish, latency_ms)
+    return Completion(
+        content,
+        usage_from_openai(data.get("usage")),
+        finish,
+        latency_ms,
+        response_id=_text(data.get("id")),
+        response_model=_text(data.get("model")),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,319 @@
+"""The OpenTelemetry SDK behind one small object: ``record(request)`` turns a finished
+ledger record into spans and metrics, ``close()`` flushes within a bounded time and
+says what did not arrive. Importing this module imports the SDK: only do it when
+telemetry is on.
+
+Export runs in the SDK's background threads (a BatchSpanProcessor with a bounded queue,
+a periodic metric reader), so a slow collector never slows a request; the only wait is
+the flush at exit, which runs in its own daemon thread and is abandoned after
+``flush_timeout`` (this SDK's force_flush ignores its timeout and blocks on the export).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from cascadeflow_cli import __version__
+from cascadeflow_cli.ledger.records import RequestRecord
+from cascadeflow_cli.telemetry.settings import TelemetrySettings
+from cascadeflow_cli.telemetry.spans import SpanOptions, SpanSpec, build_trace, metric_points
+
+SCOPE = "cascadeflow_cli"
+# the conventions' ExplicitBucketBoundaries (gen-ai-metrics.md)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+
+
+class _Tally:
+    """What the exporters report back, and the SDK's own complaints, counted."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.spans_sent = 0
+        self.spans_failed = 0
+        self.metric_failures = 0
+        self.dropped = 0
+        self.last_error: str | None = None
+
+    def spans(self, count: int, ok: bool) -> None:
+        with self.lock:
+            if ok:
+                self.spans_sent += count
+            else:
+                self.spans_failed += count
+
+    def metrics(self, ok: bool) -> None:
+        if not ok:
+            with self.lock:
+                self.metric_failures += 1
+
+
+class _Complaints(logging.Handler):
+    """Keeps the SDK's log lines off stderr (we print one line of our own) and remembers
+    the last one, and how many spans a full queue dropped."""
+
+    def __init__(self, tally: _Tally) -> None:
+        super().__init__(logging.WARNING)
+        self.tally = tally
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call must not break export
+            return
+        with self.tally.lock:
+            if message.startswith("Queue full"):
+                self.tally.dropped += 1
+            else:
+                self.tally.last_error = message.splitlines()[0][:160]
+
+
+class _LedgerIds(IdGenerator):
+    """Trace and span ids from the ledger's ids (set just before each span starts), so a
+    live run and a later backfill name the same trace; random when none is set."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._random = RandomIdGenerator()
+
+    def next(self, trace_id: int | None, span_id: int) -> None:
+        self._local.trace_id = trace_id
+        self._local.span_id = span_id
+
+    def generate_trace_id(self) -> int:
+        value = getattr(self._local, "trace_id", None)
+        self._local.trace_id = None
+        return value or self._random.generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        value = getattr(self._local, "span_id", None)
+        self._local.span_id = None
+        return value or self._random.generate_span_id()
+
+
+def _counted(base: type, on_result: Any) -> type:
+    """``base`` (an OTLP exporter class) reporting each export's outcome to ``on_result``."""
+
+    class Counted(base):  # type: ignore[misc, valid-type]
+        def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+            result = None
+            try:
+                result = super().export(batch, *args, **kwargs)
+                return result
+            finally:
+                on_result(batch, getattr(result, "name", "FAILURE") == "SUCCESS")
+
+    Counted.__name__ = f"Counted{base.__name__}"
+    return Counted
+
+
+def _exporter_classes(protocol: str) -> tuple[type, type]:
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter, OTLPMetricExporter
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    spans: int  # spans this process made
+    delivered: int  # spans the collector accepted
+    dropped: int  # spans a full queue dropped before they could be sent
+    metric_failures: int
+    timed_out: bool
+    error: str | None
+    endpoint: str
+
+    @property
+    def ok(self) -> bool:
+        return self.delivered >= self.spans and not self.metric_failures and not self.timed_out
+
+    def warning(self) -> str | None:
+        """One line for stderr when anything did not arrive, else None."""
+        if self.ok:
+            return None
+        lost = self.spans - self.delivered
+        parts = [f"{lost:,} of {self.spans:,} spans not delivered to {self.endpoint}"]
+        if self.dropped:
+            parts.append(f"{self.dropped:,} dropped from a full queue")
+        if self.metric_failures and not lost:
+            parts = [f"metrics not delivered to {self.endpoint}"]
+        if self.timed_out:
+            parts.append("gave up waiting for the collector")
+        if self.error:
+            parts.append(self.error)
+        return "telemetry: " + "; ".join(parts)
+
+
+class TelemetrySink:
+    """Spans and metrics for finished requests, exported in the background."""
+
+    def __init__(self, settings: TelemetrySettings, *, metrics: bool = True) -> None:
+        self.settings = settings
+        self.options = SpanOptions(settings.emit_cost, settings.capture_content, settings.record_user)
+        self.tally = _Tally()
+        self._made = 0
+        self._made_lock = threading.Lock()
+        self._complaints = _Complaints(self.tally)
+        sdk_log = logging.getLogger("opentelemetry")
+        sdk_log.addHandler(self._complaints)
+        sdk_log.propagate = False  # Python's last-resort handler would print every complaint
+        resource = _resource(settings)
+        span_cls, metric_cls = _exporter_classes(settings.protocol)
+        timeout = max(settings.flush_timeout, 0.001)
+        spans_out = _counted(span_cls, lambda batch, ok: self.tally.spans(len(batch), ok))(
+            endpoint=settings.traces_endpoint, timeout=timeout
+        )
+        self._ids = _LedgerIds()
+        self.tracer_provider = TracerProvider(
+            resource=resource, id_generator=self._ids, shutdown_on_exit=False
+        )
+        self.tracer_provider.add_span_processor(BatchSpanProcessor(spans_out))
+        self.tracer = self.tracer_provider.get_tracer(SCOPE, __version__)
+        self.meter_provider: MeterProvider | None = None
+        if metrics:
+            metrics_out = _counted(metric_cls, lambda _batch, ok: self.tally.metrics(ok))(
+                endpoint=settings.metrics_endpoint, timeout=timeout
+            )
+            reader = PeriodicExportingMetricReader(metrics_out)
+            self.meter_provider = MeterProvider(
+                resource=resource, metric_readers=[reader], shutdown_on_exit=False
+            )
+            self._instruments = _instruments(self.meter_provider)
+
+    # --- recording ----------------------------------------------------------------
+
+    def record(self, request: RequestRecord) -> None:
+        """Spans (and metrics) for one finished request. Never raises: telemetry must not
+        change an answer or an exit code."""
+        try:
+            self._spans(request)
+            if self.meter_provider is not None:
+                self._metrics(request)
+        except Exception as exc:  # pragma: no cover - a bug here must not cost the answer
+            with self.tally.lock:
+                self.tally.last_error = f"could not build spans: {type(exc).__name__}: {exc}"
+
+    def _spans(self, request: RequestRecord) -> None:
+        spec = build_trace(request, self.options)
+        self._ids.next(spec.trace_id, spec.root.span_id)
+        root = self._start(spec.root, None)
+        parent = trace.set_span_in_context(root)
+        for call in spec.calls:
+            self._ids.next(None, call.span_id)
+            self._end(self._start(call, parent), call)
+        self._end(root, spec.root)
+        with self._made_lock:
+            self._made += 1 + len(spec.calls)
+
+    def _start(self, spec: SpanSpec, parent: Any) -> Any:
+        kind = SpanKind.CLIENT if spec.client else SpanKind.INTERNAL
+        span = self.tracer.start_span(
+            spec.name, context=parent, kind=kind, attributes=spec.attributes, start_time=spec.start_ns
+        )
+        for event in spec.events:
+            span.add_event(event.name, event.attributes, timestamp=event.time_ns)
+        if spec.error is not None:
+            span.set_status(Status(StatusCode.ERROR, spec.error))
+        return span
+
+    @staticmethod
+    def _end(span: Any, spec: SpanSpec) -> None:
+        span.end(end_time=spec.end_ns)
+
+    def _metrics(self, request: RequestRecord) -> None:
+        for point in metric_points(request, self.options):
+            instrument = self._instruments[point.instrument]
+            if point.instrument in ("cost", "savings"):
+                instrument.add(point.value, point.attributes)
+            else:
+                instrument.record(point.value, point.attributes)
+
+    # --- flushing -----------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> FlushReport:
+        """Send what is queued; wait at most ``timeout`` (default: flush_timeout) seconds."""
+        wait = self.settings.flush_timeout if timeout is None else timeout
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self.tracer_provider.force_flush()
+                if self.meter_provider is not None:
+                    self.meter_provider.force_flush()
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="otel-flush", daemon=True).start()
+        finished = done.wait(wait)
+        return self.report(timed_out=not finished)
+
+    def report(self, *, timed_out: bool = False) -> FlushReport:
+        with self.tally.lock, self._made_lock:
+            return FlushReport(
+                spans=self._made,
+                delivered=self.tally.spans_sent,
+                dropped=self.tally.dropped,
+                metric_failures=self.tally.metric_failures,
+                timed_out=timed_out,
+                error=self.tally.last_error,
+                endpoint=self.settings.traces_endpoint,
+            )
+
+    def close(self) -> FlushReport:
+        """The final flush. The providers are not shut down: their shutdown joins export
+        threads that a hung collector can hold for the exporter's timeout; they are
+        daemon threads, and the process is about to end."""
+        report = self.flush()
+        logging.getLogger("opentelemetry").removeHandler(self._complaints)
+        return report
+
+
+def _resource(settings: TelemetrySettings) -> Resource:
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (Resource.create reads both), our
+    default service name, and a per-process instance id (short CLI runs each start their
+    own cumulative metric series; the id keeps them apart)."""
+    attributes: dict[str, str] = {"service.version": __version__, "service.instance.id": uuid.uuid4().hex}
+    if settings.service_name and not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = settings.service_name
+    return Resource.create(attributes)
+
+
+def _instruments(provider: MeterProvider) -> dict[str, Any]:
+    meter = provider.get_meter(SCOPE, __version__)
+    return {
+        "token_usage": meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS),
+        ),
+        "duration": meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        ),
+        "cost": meter.create_counter("cascade.cost", unit="USD", description="What the model calls cost."),
+        # a draft paid for and thrown away makes savings negative: an up-down counter
+        "savings": meter.create_up_down_counter(
+            "cascade.savings", unit="USD", description="Saved against the last model of the chain alone."
+        ),
+    }
