@@ -90,3 +90,7 @@ class ProviderResponseError(ProviderError):
     """The provider answered with something that is not a chat completion."""
 
     retryable = True
+
+
+class TelemetryError(CascadeError):
+    """`cascade export --otlp` could not deliver the history to the collector."""

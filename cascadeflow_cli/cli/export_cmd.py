@@ -65,12 +65,19 @@ def export(
                                               "(our name or the provider's id).")] = None,
     bom: Annotated[bool, typer.Option("--bom", help="Start a CSV with a UTF-8 byte-order mark "
                                       "(Excel then reads accents correctly).")] = False,
+    otlp: Annotated[bool, typer.Option("--otlp", help="Send the requests as OpenTelemetry spans to the "
+                                       "[telemetry] endpoint (else OTEL_EXPORTER_OTLP_*), with their "
+                                       "original timestamps.")] = False,
 ) -> None:
     """Export the ledger, one row per model call (columns: docs/ledger-columns.md)."""
     from cascadeflow_cli.ledger.export import write_export
 
-    fmt = _format(as_csv, as_json, as_jsonl, output)
     ctx = state()
+    if otlp:
+        _export_otlp(ctx, as_csv or as_json or as_jsonl or output is not None or bom or model is not None,
+                     ledger_filter(user, since, until, None, ctx.config.ledger.timezone))
+        return
+    fmt = _format(as_csv, as_json, as_jsonl, output)
     flt = ledger_filter(user, since, until, model, ctx.config.ledger.timezone)
     conn = ctx.ledger().db.conn
     try:
@@ -133,3 +140,23 @@ def _silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def _export_otlp(ctx: object, file_options: bool, flt: LedgerFilter) -> None:
+    """History as spans (issue 15's backfill), whether or not [telemetry] is enabled."""
+    from dataclasses import replace
+
+    from cascadeflow_cli.ledger.history import iter_records
+    from cascadeflow_cli.telemetry import resolve
+    from cascadeflow_cli.telemetry.backfill import backfill
+
+    if file_options:
+        raise InputError("--otlp sends spans to a collector: it takes only --user, --since and --until")
+    config = ctx.config  # type: ignore[attr-defined]
+    settings = resolve(replace(config.telemetry, enabled=True), {**os.environ, "OTEL_SDK_DISABLED": ""})
+    assert settings is not None
+    conn = ctx.ledger().db.conn  # type: ignore[attr-defined]
+    result = backfill(settings, iter_records(conn, flt))
+    plural = "s" if result.requests != 1 else ""
+    sys.stderr.write(f"exported {result.requests:,} request{plural} ({result.spans:,} spans) to "
+                     f"{result.endpoint}\n")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,13 @@ class _Tally:
         self.spans_failed = 0
         self.metric_failures = 0
         self.dropped = 0
-        self.last_error: str | None = None
+        self.span_error: str | None = None
+        self.metric_error: str | None = None
+        self.other_error: str | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        return self.span_error or self.metric_error or self.other_error
 
     def spans(self, count: int, ok: bool) -> None:
         with self.lock:
@@ -76,10 +83,15 @@ class _Complaints(logging.Handler):
         except Exception:  # a malformed log call must not break export
             return
         with self.tally.lock:
+            line = message.splitlines()[0][:160] if message else record.levelname
             if message.startswith("Queue full"):
                 self.tally.dropped += 1
+            elif "span" in message.lower():
+                self.tally.span_error = line
+            elif "metric" in message.lower():
+                self.tally.metric_error = line
             else:
-                self.tally.last_error = message.splitlines()[0][:160]
+                self.tally.other_error = line
 
 
 class _LedgerIds(IdGenerator):
@@ -177,7 +189,9 @@ class TelemetrySink:
         sdk_log.propagate = False  # Python's last-resort handler would print every complaint
         resource = _resource(settings)
         span_cls, metric_cls = _exporter_classes(settings.protocol)
-        timeout = max(settings.flush_timeout, 0.001)
+        # each export may take three quarters of the flush budget; the rest covers the SDK's
+        # start-up, so a dead or hung collector costs a command at most flush_timeout
+        timeout = max(settings.flush_timeout * 0.75, 0.001)
         spans_out = _counted(span_cls, lambda batch, ok: self.tally.spans(len(batch), ok))(
             endpoint=settings.traces_endpoint, timeout=timeout
         )
@@ -209,7 +223,7 @@ class TelemetrySink:
                 self._metrics(request)
         except Exception as exc:  # pragma: no cover - a bug here must not cost the answer
             with self.tally.lock:
-                self.tally.last_error = f"could not build spans: {type(exc).__name__}: {exc}"
+                self.tally.other_error = f"could not build spans: {type(exc).__name__}: {exc}"
 
     def _spans(self, request: RequestRecord) -> None:
         spec = build_trace(request, self.options)
@@ -251,19 +265,17 @@ class TelemetrySink:
     def flush(self, timeout: float | None = None) -> FlushReport:
         """Send what is queued; wait at most ``timeout`` (default: flush_timeout) seconds."""
         wait = self.settings.flush_timeout if timeout is None else timeout
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                self.tracer_provider.force_flush()
-                if self.meter_provider is not None:
-                    self.meter_provider.force_flush()
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name="otel-flush", daemon=True).start()
-        finished = done.wait(wait)
-        return self.report(timed_out=not finished)
+        deadline = time.monotonic() + wait
+        providers: list[Any] = [self.tracer_provider]
+        if self.meter_provider is not None:
+            providers.append(self.meter_provider)
+        # both signals at once, in daemon threads: the wait is the slower one, never the sum
+        flushes = [threading.Thread(target=p.force_flush, name="otel-flush", daemon=True) for p in providers]
+        for thread in flushes:
+            thread.start()
+        for thread in flushes:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return self.report(timed_out=any(t.is_alive() for t in flushes))
 
     def report(self, *, timed_out: bool = False) -> FlushReport:
         with self.tally.lock, self._made_lock:
@@ -281,9 +293,8 @@ class TelemetrySink:
         """The final flush. The providers are not shut down: their shutdown joins export
         threads that a hung collector can hold for the exporter's timeout; they are
         daemon threads, and the process is about to end."""
-        report = self.flush()
-        logging.getLogger("opentelemetry").removeHandler(self._complaints)
-        return report
+        # the complaints handler stays: an export still running may yet complain
+        return self.flush()
 
 
 def _resource(settings: TelemetrySettings) -> Resource:
