@@ -12,7 +12,7 @@ import pytest
 
 from tests.cli.support import COMMANDS
 
-HEAVY = ("litellm", "httpx", "numpy", "sqlite_utils", "openai")
+HEAVY = ("litellm", "httpx", "numpy", "sqlite_utils", "openai", "opentelemetry")
 
 
 def python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -120,22 +120,26 @@ class Collector:
             resource = attrs(rs.resource.attributes)
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    out.append({
-                        "name": s.name,
-                        "kind": KINDS[s.kind],
-                        "trace_id": s.trace_id.hex(),
-                        "span_id": s.span_id.hex(),
-                        "parent_span_id": s.parent_span_id.hex(),
-                        "start": s.start_time_unix_nano,
-                        "end": s.end_time_unix_nano,
-                        "attributes": attrs(s.attributes),
-                        "events": [{"name": e.name, "time": e.time_unix_nano, "attributes": attrs(e.attributes)}
-                                   for e in s.events],
-                        "status": {0: "unset", 1: "ok", 2: "error"}[s.status.code],
-                        "status_message": s.status.message,
-                        "scope": ss.scope.name,
-                        "resource": resource,
-                    })
+                    out.append(
+                        {
+                            "name": s.name,
+                            "kind": KINDS[s.kind],
+                            "trace_id": s.trace_id.hex(),
+                            "span_id": s.span_id.hex(),
+                            "parent_span_id": s.parent_span_id.hex(),
+                            "start": s.start_time_unix_nano,
+                            "end": s.end_time_unix_nano,
+                            "attributes": attrs(s.attributes),
+                            "events": [
+                                {"name": e.name, "time": e.time_unix_nano, "attributes": attrs(e.attributes)}
+                                for e in s.events
+                            ],
+                            "status": {0: "unset", 1: "ok", 2: "error"}[s.status.code],
+                            "status_message": s.status.message,
+                            "scope": ss.scope.name,
+                            "resource": resource,
+                        }
+                    )
         with self._lock:
             self.spans.extend(out)
             self.resources.extend(attrs(rs.resource.attributes) for rs in request.resource_spans)
@@ -150,8 +154,12 @@ class Collector:
                     kind = m.WhichOneof("data")
                     data = getattr(m, kind)
                     for p in data.data_points:
-                        point: dict[str, Any] = {"name": m.name, "unit": m.unit, "kind": kind,
-                                                 "attributes": attrs(p.attributes)}
+                        point: dict[str, Any] = {
+                            "name": m.name,
+                            "unit": m.unit,
+                            "kind": kind,
+                            "attributes": attrs(p.attributes),
+                        }
                         if kind == "histogram":
                             point.update(count=p.count, sum=p.sum, bounds=list(p.explicit_bounds))
                         else:

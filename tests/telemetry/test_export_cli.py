@@ -32,8 +32,9 @@ def collector() -> Iterator[Collector]:
         c.stop()
 
 
-def telemetry_cli(tmp_path: Path, server: ReplayServer, endpoint: str | None, keys: str = "",
-                  extra: str = "") -> CliRunner:
+def telemetry_cli(
+    tmp_path: Path, server: ReplayServer, endpoint: str | None, keys: str = "", extra: str = ""
+) -> CliRunner:
     section = "\n[telemetry]\nenabled = true\nflush_timeout = 1.0\n"
     if endpoint is not None:
         section += f'endpoint = "{endpoint}"\n'
@@ -132,8 +133,11 @@ def test_metrics_use_the_conventions_names_units_and_buckets(
     assert 0 < duration["sum"] < 5  # seconds, not milliseconds
     [cost] = [p for p in points if p["name"] == "cascade.cost"]
     assert cost["value"] == pytest.approx(MINI_COST) and cost["monotonic"] is True
-    assert cost["attributes"] == {"enduser.id": "alice", "gen_ai.request.model": "gpt-4o-mini",
-                                  "cascade.role": "draft"}
+    assert cost["attributes"] == {
+        "enduser.id": "alice",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "cascade.role": "draft",
+    }
     [savings] = [p for p in points if p["name"] == "cascade.savings"]
     assert savings["value"] == pytest.approx(BIG_COST - MINI_COST)
 
@@ -177,16 +181,21 @@ def test_privacy_switches(tmp_path: Path, server: ReplayServer, collector: Colle
     sent = json.loads(call["attributes"]["gen_ai.input.messages"])
     assert sent == [{"role": "user", "parts": [{"type": "text", "content": QUERY}]}]
     got = json.loads(call["attributes"]["gen_ai.output.messages"])
-    assert got == [{"role": "assistant", "parts": [{"type": "text", "content": GOOD_ANSWER}],
-                    "finish_reason": "stop"}]
+    assert got == [
+        {"role": "assistant", "parts": [{"type": "text", "content": GOOD_ANSWER}], "finish_reason": "stop"}
+    ]
 
 
 def test_a_budget_refusal_is_a_span_event(tmp_path: Path, server: ReplayServer, collector: Collector) -> None:
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100))
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100)
+    )
     prices = "input_cost_per_million = 0.0\noutput_cost_per_million = 10\n"
     path = tmp_path / "cascadeflow.toml"
-    path.write_text(config_text(server.base_url, mini_extra=prices, big_extra=prices, extra="max_tokens = 100")
-                    + f'\n[budgets]\nmode = "block"\n[telemetry]\nendpoint = "{collector.url}"\nenabled = true\n')
+    path.write_text(
+        config_text(server.base_url, mini_extra=prices, big_extra=prices, extra="max_tokens = 100")
+        + f'\n[budgets]\nmode = "block"\n[telemetry]\nendpoint = "{collector.url}"\nenabled = true\n'
+    )
     cli = CliRunner(tmp_path, path, tmp_path / "ledger.db")
     assert cli("budget", "set", "carol", "--daily", "0.0015").code == 0
     assert cli("ask", QUERY, "--user", "carol", "--models", "mini").code == 0
@@ -205,11 +214,14 @@ def test_a_budget_refusal_is_a_span_event(tmp_path: Path, server: ReplayServer, 
 
 
 @pytest.mark.usefixtures("good_mini")
-def test_the_otel_environment_turns_it_on_and_names_the_service(
-    cli: CliRunner, collector: Collector
-) -> None:
-    run = cli("ask", QUERY, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_SERVICE_NAME="support-bot",
-              OTEL_RESOURCE_ATTRIBUTES="deployment.environment.name=test,team=ml")
+def test_the_otel_environment_turns_it_on_and_names_the_service(cli: CliRunner, collector: Collector) -> None:
+    run = cli(
+        "ask",
+        QUERY,
+        OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+        OTEL_SERVICE_NAME="support-bot",
+        OTEL_RESOURCE_ATTRIBUTES="deployment.environment.name=test,team=ml",
+    )
     assert run.code == 0, run.stderr
     resource = collector.spans[0]["resource"]
     assert resource["service.name"] == "support-bot"
@@ -299,8 +311,11 @@ def test_without_the_sdk_ask_still_answers_and_names_the_extra(
 def test_batch_exports_every_row(tmp_path: Path, server: ReplayServer, collector: Collector) -> None:
     cli = telemetry_cli(tmp_path, server, collector.url)
     rows_in = tmp_path / "in.jsonl"
-    rows_in.write_text("".join(json.dumps({"id": i, "query": f"{QUERY} ({i})", "user": f"u{i % 3}"}) + "\n"
-                               for i in range(40)))
+    rows_in.write_text(
+        "".join(
+            json.dumps({"id": i, "query": f"{QUERY} ({i})", "user": f"u{i % 3}"}) + "\n" for i in range(40)
+        )
+    )
     run = cli("batch", str(rows_in), "-o", str(tmp_path / "out.jsonl"), "-c", "4")
     assert run.code == 0, run.stderr
     assert "warning" not in run.stderr
@@ -309,8 +324,12 @@ def test_batch_exports_every_row(tmp_path: Path, server: ReplayServer, collector
     ids = {str(r["id"]) for r in rows(cli.db, "requests")}
     assert {s["trace_id"] for s in roots} == ids
     assert {s["attributes"]["enduser.id"] for s in roots} == {"u0", "u1", "u2"}
-    assert all(s["attributes"]["cascade.external_id"].endswith(f":{i}") for i, s in
-               enumerate(sorted(roots, key=lambda s: int(s["attributes"]["cascade.external_id"].split(":")[-1]))))
+    assert all(
+        s["attributes"]["cascade.external_id"].endswith(f":{i}")
+        for i, s in enumerate(
+            sorted(roots, key=lambda s: int(s["attributes"]["cascade.external_id"].split(":")[-1]))
+        )
+    )
 
 
 @pytest.mark.usefixtures("good_mini")
@@ -324,8 +343,14 @@ def test_export_otlp_sends_history_with_its_original_timestamps(
         assert cli("ask", QUERY, "--user", "bob").code == 0
     finally:
         live.stop()
-    run = cli("export", "--otlp", "--user", "alice", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
-              CASCADE_CONFIG=str(write_plain_config(tmp_path, server)))
+    run = cli(
+        "export",
+        "--otlp",
+        "--user",
+        "alice",
+        OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+        CASCADE_CONFIG=str(write_plain_config(tmp_path, server)),
+    )
     assert run.code == 0, run.stderr
     assert run.stderr.strip() == f"exported 1 request (2 spans) to {collector.url}/v1/traces"
     assert "/v1/metrics" not in collector.posts  # history goes as spans only
@@ -334,7 +359,9 @@ def test_export_otlp_sends_history_with_its_original_timestamps(
     assert root["start"] == ledger_ns(str(alice["ts"])) and root["trace_id"] == alice["id"]
     # the same ids as the live export: a backend sees the same trace, not a copy
     key = lambda s: (s["trace_id"], s["span_id"], s["parent_span_id"], s["name"], s["start"], s["end"])  # noqa: E731
-    assert sorted(map(key, collector.spans)) == sorted(key(s) for s in live.spans if s["trace_id"] == alice["id"])
+    assert sorted(map(key, collector.spans)) == sorted(
+        key(s) for s in live.spans if s["trace_id"] == alice["id"]
+    )
 
 
 def write_plain_config(tmp_path: Path, server: ReplayServer) -> Path:
@@ -344,9 +371,7 @@ def write_plain_config(tmp_path: Path, server: ReplayServer) -> Path:
 
 
 @pytest.mark.usefixtures("good_mini")
-def test_export_otlp_to_a_refusing_collector_fails_in_one_line(
-    tmp_path: Path, server: ReplayServer
-) -> None:
+def test_export_otlp_to_a_refusing_collector_fails_in_one_line(tmp_path: Path, server: ReplayServer) -> None:
     refusing = Collector(mode=400).start()
     try:
         cli = telemetry_cli(tmp_path, server, None)
