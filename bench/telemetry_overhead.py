@@ -1,0 +1,171 @@
+"""What OpenTelemetry export costs `cascade ask`, side by side with telemetry off.
+
+    python bench/telemetry_overhead.py [--runs 9] [--flush-timeout 2.0]
+
+One replay server; `cascade ask` as a real process, alternating between four set-ups
+(so load drifts hit them alike): telemetry off (the baseline), on with a reachable local
+OTLP/HTTP receiver (bench/otlp_receiver.py), on with an unreachable collector (a closed
+loopback port), and on with a collector that accepts the connection and never answers.
+Reports the median and p90 wall time of each and the difference to the baseline.
+Targets: reachable <= +60 ms; unreachable and hung <= +flush_timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from otlp_receiver import Receiver  # a sibling script: bench/ is on sys.path
+
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+
+CONFIG = """
+[[models]]
+name = "mini"
+model = "openai/gpt-4o-mini"
+api_base = "{url}"
+
+[[models]]
+name = "big"
+model = "openai/gpt-4o"
+api_base = "{url}"
+
+[cascade]
+models = ["mini", "big"]
+"""
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def silent_collector() -> tuple[socket.socket, int]:
+    """Accepts connections and never answers (the kernel's backlog does the accepting)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held: list[socket.socket] = []
+
+    def hold() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=hold, daemon=True).start()
+    return sock, sock.getsockname()[1]
+
+
+def run_ask(config: Path, db: Path) -> tuple[float, str]:
+    env = {**os.environ, "CASCADE_CONFIG": str(config), "CASCADE_DB": str(db)}
+    for name in [k for k in env if k.startswith("OTEL_")]:
+        env.pop(name)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cascadeflow_cli", "ask", "What is the capital of France?"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"cascade ask failed: {proc.stderr}")
+    return wall, proc.stderr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--flush-timeout", type=float, default=2.0)
+    opts = parser.parse_args()
+    server = ReplayServer().start()
+    server.set_behavior(
+        "gpt-4o-mini",
+        ModelBehavior(
+            answer="Paris is the capital of France, and its largest "
+            "city; it has been the seat of government for centuries."
+        ),
+    )
+    receiver = Receiver()
+    hung, hung_port = silent_collector()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cascade-otel-bench-") as tmp:
+            work = Path(tmp)
+            base = CONFIG.format(url=server.base_url)
+            section = '\n[telemetry]\nenabled = true\nflush_timeout = {t}\nendpoint = "{e}"\n'
+            setups = {
+                "off (baseline)": base,
+                "on, local collector": base + section.format(t=opts.flush_timeout, e=receiver.url),
+                "on, unreachable": base
+                + section.format(t=opts.flush_timeout, e=f"http://127.0.0.1:{closed_port()}"),
+                "on, hung collector": base
+                + section.format(t=opts.flush_timeout, e=f"http://127.0.0.1:{hung_port}"),
+            }
+            paths = {}
+            for i, (name, text) in enumerate(setups.items()):
+                paths[name] = work / f"c{i}.toml"
+                paths[name].write_text(text, encoding="utf-8")
+            times: dict[str, list[float]] = {name: [] for name in setups}
+            warnings: dict[str, str] = {}
+            for name in setups:  # warm-up: the first run of each pays for .pyc files
+                run_ask(paths[name], work / "ledger.db")
+            for _ in range(opts.runs):
+                for name in setups:
+                    wall, err = run_ask(paths[name], work / "ledger.db")
+                    times[name].append(wall)
+                    lines = [x for x in err.splitlines() if x.startswith("warning: telemetry")]
+                    if lines:
+                        warnings[name] = lines[0]
+    finally:
+        server.stop()
+        receiver.stop()
+        hung.close()
+    base_median = statistics.median(times["off (baseline)"])
+    print(
+        f"cascade ask, {opts.runs} runs each (alternating), flush_timeout {opts.flush_timeout:g}s; "
+        "timings are noisy on a shared machine"
+    )
+    print(f"  {'set-up':<22} {'median':>8} {'p90':>8} {'vs off':>9}  target")
+    targets = {
+        "on, local collector": 0.060,
+        "on, unreachable": opts.flush_timeout,
+        "on, hung collector": opts.flush_timeout,
+    }
+    verdicts = []
+    for name, values in times.items():
+        median = statistics.median(values)
+        p90 = sorted(values)[max(0, round(0.9 * len(values)) - 1)]
+        delta = median - base_median
+        target = targets.get(name)
+        mark = ""
+        if target is not None:
+            met = delta <= target
+            verdicts.append(met)
+            mark = f"<= +{target * 1000:.0f} ms {'OK' if met else 'MISSED'}"
+        print(f"  {name:<22} {median * 1000:7.0f}ms {p90 * 1000:7.0f}ms {delta * 1000:+8.0f}ms  {mark}")
+    print(
+        f"  spans received by the local collector: {receiver.spans:,} "
+        f"(expected {2 * (opts.runs + 1):,}: 2 per ask)"
+    )
+    for name, line in warnings.items():
+        print(f"  {name}: {line[:150]}")
+    print(f"verdict: {'OK' if all(verdicts) else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
