@@ -22,6 +22,8 @@ def open_sink(settings: TelemetrySettings, *, metrics: bool = True) -> Telemetry
     """The SDK wired to ``settings``; MissingExtraError (naming the extra) without it."""
     try:
         from cascadeflow_cli.telemetry.sink import TelemetrySink
+
+        return TelemetrySink(settings, metrics=metrics)  # imports the exporter it needs
     except ImportError as exc:
         missing = exc.name or "opentelemetry"
         if settings.protocol == "grpc" and "grpc" in missing:
@@ -30,4 +32,3 @@ def open_sink(settings: TelemetrySettings, *, metrics: bool = True) -> Telemetry
                 "(pip install opentelemetry-exporter-otlp-proto-grpc)"
             ) from None
         raise MissingExtraError(f"telemetry is on but OpenTelemetry is not installed: {EXTRA_HINT}") from None
-    return TelemetrySink(settings, metrics=metrics)

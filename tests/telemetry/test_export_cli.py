@@ -384,3 +384,49 @@ def test_export_otlp_to_a_refusing_collector_fails_in_one_line(tmp_path: Path, s
     assert "400" in run.stderr
     conn = sqlite3.connect(cli.db)
     assert conn.execute("select count(*) from requests").fetchone()[0] == 1  # the ledger is untouched
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_a_hung_collector_during_a_batch_drops_spans_and_says_how_many(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    hung = Collector(mode="hang").start()
+    try:
+        cli = telemetry_cli(tmp_path, server, hung.url)
+        rows_in = tmp_path / "in.jsonl"
+        rows_in.write_text(
+            "".join(json.dumps({"id": i, "query": f"{QUERY} ({i})"}) + "\n" for i in range(40))
+        )
+        # a small queue, as a long batch meets the default one: memory stays bounded, spans drop
+        run = cli(
+            "batch",
+            str(rows_in),
+            "-o",
+            str(tmp_path / "out.jsonl"),
+            OTEL_BSP_MAX_QUEUE_SIZE="8",
+            OTEL_BSP_MAX_EXPORT_BATCH_SIZE="4",
+        )
+    finally:
+        hung.stop()
+    assert run.code == 0, run.stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 40
+    [warning] = [line for line in stderr_lines(run.stderr) if line.startswith("warning:")]
+    assert warning.startswith("warning: telemetry: 80 of 80 spans not delivered")
+    dropped = int(warning.split(" dropped from a full queue")[0].rsplit("; ", 1)[1].replace(",", ""))
+    assert 0 < dropped <= 80 - 8
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_grpc_without_its_exporter_names_the_package(
+    tmp_path: Path, server: ReplayServer, collector: Collector
+) -> None:
+    fake = tmp_path / "no-grpc" / "opentelemetry" / "exporter" / "otlp" / "proto" / "grpc"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ImportError('no grpc', name='opentelemetry.exporter.otlp.proto.grpc')\n"
+    )
+    cli = telemetry_cli(tmp_path, server, collector.url)
+    run = cli("ask", QUERY, PYTHONPATH=str(tmp_path / "no-grpc"), OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    assert run.code == 0 and run.stdout == GOOD_ANSWER + "\n"
+    [warning] = [line for line in stderr_lines(run.stderr) if line.startswith("warning:")]
+    assert "opentelemetry-exporter-otlp-proto-grpc" in warning
