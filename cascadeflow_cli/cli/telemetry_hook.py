@@ -10,12 +10,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cascadeflow_cli.errors import MissingExtraError
-
 if TYPE_CHECKING:
     from cascadeflow_cli.cli.context import AppContext
     from cascadeflow_cli.ledger.records import RequestRecord
-    from cascadeflow_cli.telemetry.sink import TelemetrySink
+    from cascadeflow_cli.telemetry.background import BackgroundSink
 
 OnRecord = Callable[["RequestRecord"], None]
 
@@ -26,30 +24,28 @@ def warn(message: str) -> None:
 
 
 def telemetry(ctx: AppContext) -> OnRecord | None:
-    """The callback that sends each finished request, or None when telemetry is off (or
-    its extra is missing: then one warning line, and the command runs without it). The
-    flush is registered to run when the command ends, whether it succeeded or not."""
+    """The callback that sends each finished request, or None when telemetry is off.
+    The SDK starts in the background (a missing extra is one warning line at the end,
+    and the command runs without it); the bounded flush is registered to run when the
+    command ends, whether it succeeded or not."""
     from cascadeflow_cli.telemetry import is_requested
 
     if not is_requested(ctx.config.telemetry):
         return None
-    from cascadeflow_cli.telemetry import open_sink, resolve
+    from cascadeflow_cli.telemetry import resolve
+    from cascadeflow_cli.telemetry.background import BackgroundSink
 
     settings = resolve(ctx.config.telemetry)  # a bad endpoint: ConfigError, exit 1, nothing ran
     assert settings is not None
-    try:
-        sink = open_sink(settings)
-    except MissingExtraError as exc:
-        warn(str(exc))
-        return None
+    sink = BackgroundSink(settings)
     ctx.on_close.append(lambda: finish(sink))
     return sink.record
 
 
-def finish(sink: TelemetrySink) -> None:
+def finish(sink: BackgroundSink) -> None:
     """The bounded flush at exit, and one warning line if anything did not arrive."""
     with contextlib.suppress(BrokenPipeError, ValueError):
         sys.stdout.flush()  # the answer reaches a pipe before we wait on the collector
-    line = sink.close().warning()
+    line = sink.finish()
     if line:
         warn(line)
