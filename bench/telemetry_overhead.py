@@ -1,12 +1,14 @@
 """What OpenTelemetry export costs `cascade ask`, side by side with telemetry off.
 
-    python bench/telemetry_overhead.py [--runs 9] [--flush-timeout 2.0]
+    python bench/telemetry_overhead.py [--runs 9] [--flush-timeout 2.0] [--latency 0]
 
 One replay server; `cascade ask` as a real process, alternating between four set-ups
 (so load drifts hit them alike): telemetry off (the baseline), on with a reachable local
 OTLP/HTTP receiver (bench/otlp_receiver.py), on with an unreachable collector (a closed
 loopback port), and on with a collector that accepts the connection and never answers.
 Reports the median and p90 wall time of each and the difference to the baseline.
+``--latency`` gives the model a response time (a real model takes hundreds of ms; the SDK
+starts in the background, so it overlaps that wait); 0 shows telemetry's full cost.
 Targets: reachable <= +60 ms; unreachable and hung <= +flush_timeout.
 """
 
@@ -92,13 +94,15 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--flush-timeout", type=float, default=2.0)
+    parser.add_argument("--latency", type=float, default=0.0, help="model latency, seconds")
     opts = parser.parse_args()
     server = ReplayServer().start()
     server.set_behavior(
         "gpt-4o-mini",
         ModelBehavior(
             answer="Paris is the capital of France, and its largest "
-            "city; it has been the seat of government for centuries."
+            "city; it has been the seat of government for centuries.",
+            latency_s=opts.latency,
         ),
     )
     receiver = Receiver()
@@ -137,8 +141,8 @@ def main() -> None:
         hung.close()
     base_median = statistics.median(times["off (baseline)"])
     print(
-        f"cascade ask, {opts.runs} runs each (alternating), flush_timeout {opts.flush_timeout:g}s; "
-        "timings are noisy on a shared machine"
+        f"cascade ask, {opts.runs} runs each (alternating), flush_timeout {opts.flush_timeout:g}s, "
+        f"model latency {opts.latency * 1000:.0f} ms; timings are noisy on a shared machine"
     )
     print(f"  {'set-up':<22} {'median':>8} {'p90':>8} {'vs off':>9}  target")
     targets = {
