@@ -38,6 +38,7 @@ class BackgroundSink:
         self._pending: list[RequestRecord] | None = []
         self._overflow = 0
         self.problem: str | None = None  # why telemetry could not start
+        self.start_s = 0.0  # how long the SDK took to start
         _share_imports()
         threading.Thread(target=self._start, name="otel-start", daemon=True).start()
 
@@ -45,12 +46,14 @@ class BackgroundSink:
         from cascadeflow_cli.telemetry import open_sink
 
         sink: TelemetrySink | None = None
+        started = time.monotonic()
         try:
             sink = open_sink(self.settings)
         except MissingExtraError as exc:
             self.problem = str(exc)
         except Exception as exc:  # telemetry must never take the command down
             self.problem = f"telemetry could not start: {type(exc).__name__}: {exc}"
+        self.start_s = time.monotonic() - started
         while True:  # hand over what arrived meanwhile, then let record() go straight through
             with self._lock:
                 pending, self._pending = self._pending or [], [] if sink is not None else None
@@ -76,14 +79,16 @@ class BackgroundSink:
             sink.record(record)
 
     def finish(self) -> str | None:
-        """The bounded flush (start-up included: the whole wait is at most flush_timeout);
-        the warning line for stderr, or None when everything arrived."""
-        deadline = time.monotonic() + self.settings.flush_timeout
-        if not self._ready.wait(self.settings.flush_timeout):
+        """The bounded flush; the warning line for stderr, or None when all arrived.
+        The SDK's start-up counts against flush_timeout (it is time telemetry added too),
+        so a dead or hung collector costs a command at most that in all; a tenth of it
+        is always left for the export itself."""
+        budget = self.settings.flush_timeout
+        if not self._ready.wait(budget):
             return "telemetry: gave up waiting for OpenTelemetry to start; nothing was sent"
         if self._sink is None:
             return self.problem
-        report = self._sink.flush(max(0.0, deadline - time.monotonic()))
+        report = self._sink.flush(max(budget - self.start_s, budget / 10))
         line = report.warning()
         if self._overflow:
             extra = f"{self._overflow:,} requests dropped while OpenTelemetry started"
