@@ -17,7 +17,7 @@ from cascadeflow_cli.telemetry.settings import TelemetrySettings
 if TYPE_CHECKING:
     from cascadeflow_cli.telemetry.sink import TelemetrySink
 
-MAX_PENDING = 10_000  # requests held while the SDK starts; beyond that they are counted, not kept
+MAX_PENDING = 2_000  # requests held while the SDK starts; beyond that they are counted, not kept
 
 
 def _share_imports() -> None:
