@@ -230,12 +230,16 @@ class TelemetrySink:
         self._ids.next(spec.trace_id, spec.root.span_id)
         root = self._start(spec.root, None)
         parent = trace.set_span_in_context(root)
+        made = 0
         for call in spec.calls:
             self._ids.next(None, call.span_id)
-            self._end(self._start(call, parent), call)
+            span = self._start(call, parent)
+            made += span.is_recording()  # OTEL_TRACES_SAMPLER may sample a trace out
+            self._end(span, call)
+        made += root.is_recording()
         self._end(root, spec.root)
         with self._made_lock:
-            self._made += 1 + len(spec.calls)
+            self._made += made
 
     def _start(self, spec: SpanSpec, parent: Any) -> Any:
         kind = SpanKind.CLIENT if spec.client else SpanKind.INTERNAL

@@ -430,3 +430,14 @@ def test_grpc_without_its_exporter_names_the_package(
     assert run.code == 0 and run.stdout == GOOD_ANSWER + "\n"
     [warning] = [line for line in stderr_lines(run.stderr) if line.startswith("warning:")]
     assert "opentelemetry-exporter-otlp-proto-grpc" in warning
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_a_sampler_that_drops_every_trace_is_not_a_delivery_failure(
+    tmp_path: Path, server: ReplayServer, collector: Collector
+) -> None:
+    cli = telemetry_cli(tmp_path, server, collector.url)
+    run = cli("ask", QUERY, OTEL_TRACES_SAMPLER="always_off")
+    assert run.code == 0 and "warning" not in run.stderr, run.stderr
+    assert collector.spans == []
+    assert any(p["name"] == "gen_ai.client.token.usage" for p in collector.metrics)  # metrics still flow
