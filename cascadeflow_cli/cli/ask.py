@@ -39,7 +39,8 @@ def ask(
     if query == "-":
         query = sys.stdin.read()
     ctx = state()
-    cascade = Cascade(ctx.config, ctx.ledger(), on_record=telemetry(ctx))
+    on_record = telemetry(ctx)  # before the ledger: a bad endpoint stops us with nothing written
+    cascade = Cascade(ctx.config, ctx.ledger(), on_record=on_record)
     chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
     err = stderr_console()
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()

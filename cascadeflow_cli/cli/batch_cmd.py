@@ -46,16 +46,17 @@ def batch(
     out_path = output.resolve() if output else None
     if out_path is not None and out_path == file.resolve():
         raise InputError(f"{output}: the output cannot be the input file")
+    from cascadeflow_cli.cli.telemetry_hook import telemetry
+
     ctx = state()
+    on_record = telemetry(ctx)  # before the ledger: a bad endpoint stops us with nothing written
     ledger = ctx.ledger()
     batch_id, done, committed = _prepare(ledger, file, out_path, resume)
     out = _Output(out_path, resume)
     reporter = _Reporter(count_rows(file), file)
     warm_up()
-    from cascadeflow_cli.cli.telemetry_hook import telemetry
-
     runner = BatchRunner(
-        _cascade_factory(ctx.config, ledger, telemetry(ctx)), out.write, concurrency=concurrency,
+        _cascade_factory(ctx.config, ledger, on_record), out.write, concurrency=concurrency,
         default_user=user or default_user(),
         external_id=lambda key: _external_id(batch_id, key),
         recover=_recoverer(ledger, committed), on_progress=reporter.update,
