@@ -1,11 +1,13 @@
-"""The sink, started in a background thread. Importing the SDK and its OTLP exporter
-(requests, protobuf) is most of what telemetry costs a short command; started when the
-command starts, it overlaps the model call's wait instead of adding to it. Requests that
-finish before the SDK is ready wait in a bounded list. Imports nothing of OpenTelemetry
-itself, so the caller stays light."""
+"""The sink on its own thread. Importing the SDK and its OTLP exporter (requests,
+protobuf) is most of what telemetry costs a short command, and building spans and metric
+points costs a few hundred microseconds of CPU a request: started when the command
+starts, the SDK's import overlaps the model call's wait, and `cascade batch`'s workers
+only hand their records over (a bounded queue: memory stays flat, and what a full queue
+turns away is counted and reported). Imports nothing of OpenTelemetry itself."""
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -17,7 +19,8 @@ from cascadeflow_cli.telemetry.settings import TelemetrySettings
 if TYPE_CHECKING:
     from cascadeflow_cli.telemetry.sink import TelemetrySink
 
-MAX_PENDING = 2_000  # requests held while the SDK starts; beyond that they are counted, not kept
+MAX_PENDING = 2_000  # requests waiting for the telemetry thread; beyond that, counted and dropped
+_STOP = object()
 
 
 def _share_imports() -> None:
@@ -32,65 +35,58 @@ def _share_imports() -> None:
 class BackgroundSink:
     def __init__(self, settings: TelemetrySettings) -> None:
         self.settings = settings
+        self._queue: queue.Queue[object] = queue.Queue(MAX_PENDING)
         self._lock = threading.Lock()
-        self._ready = threading.Event()
+        self._done = threading.Event()
         self._sink: TelemetrySink | None = None
-        self._pending: list[RequestRecord] | None = []
         self._overflow = 0
         self.problem: str | None = None  # why telemetry could not start
         self.start_s = 0.0  # how long the SDK took to start
         _share_imports()
-        threading.Thread(target=self._start, name="otel-start", daemon=True).start()
+        threading.Thread(target=self._run, name="otel", daemon=True).start()
 
-    def _start(self) -> None:
+    def _run(self) -> None:
         from cascadeflow_cli.telemetry import open_sink
 
-        sink: TelemetrySink | None = None
         started = time.monotonic()
         try:
-            sink = open_sink(self.settings)
+            self._sink = open_sink(self.settings)
         except MissingExtraError as exc:
             self.problem = str(exc)
         except Exception as exc:  # telemetry must never take the command down
             self.problem = f"telemetry could not start: {type(exc).__name__}: {exc}"
         self.start_s = time.monotonic() - started
-        while True:  # hand over what arrived meanwhile, then let record() go straight through
-            with self._lock:
-                pending, self._pending = self._pending or [], [] if sink is not None else None
-                if not pending:
-                    self._sink, self._pending = sink, None
-                    break
-            if sink is not None:
-                for record in pending:
-                    sink.record(record)
-        self._ready.set()
+        while (item := self._queue.get()) is not _STOP:
+            if self._sink is not None:
+                self._sink.record(item)  # type: ignore[arg-type]
+        self._done.set()
 
     def record(self, record: RequestRecord) -> None:
-        """Never raises, never waits for the SDK."""
-        with self._lock:
-            if self._pending is not None:
-                if len(self._pending) < MAX_PENDING:
-                    self._pending.append(record)
-                else:
-                    self._overflow += 1
-                return
-            sink = self._sink
-        if sink is not None:
-            sink.record(record)
+        """Never raises, never waits."""
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            with self._lock:
+                self._overflow += 1
 
     def finish(self) -> str | None:
         """The bounded flush; the warning line for stderr, or None when all arrived.
-        The SDK's start-up counts against flush_timeout (it is time telemetry added too),
-        so a dead or hung collector costs a command at most that in all; a tenth of it
-        is always left for the export itself."""
+        The SDK's start-up and any backlog count against flush_timeout (they are time
+        telemetry added too), so a dead or hung collector costs a command at most that
+        in all; a tenth of it is always left for the export itself."""
         budget = self.settings.flush_timeout
-        if not self._ready.wait(budget):
+        began = time.monotonic()
+        try:
+            self._queue.put(_STOP, timeout=budget)
+        except queue.Full:
+            return "telemetry: gave up waiting for the spans to be built; nothing more was sent"
+        if not self._done.wait(max(0.0, budget - (time.monotonic() - began))):
             return "telemetry: gave up waiting for OpenTelemetry to start; nothing was sent"
         if self._sink is None:
             return self.problem
-        report = self._sink.flush(max(budget - self.start_s, budget / 10))
-        line = report.warning()
+        spent = max(self.start_s, time.monotonic() - began)
+        line = self._sink.flush(max(budget - spent, budget / 10)).warning()
         if self._overflow:
-            extra = f"{self._overflow:,} requests dropped while OpenTelemetry started"
+            extra = f"{self._overflow:,} requests not sent (the telemetry queue was full)"
             line = f"{line}; {extra}" if line else f"telemetry: {extra}"
         return line
