@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.metrics import Observation
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -207,10 +208,18 @@ class TelemetrySink:
                 endpoint=settings.metrics_endpoint, timeout=timeout
             )
             reader = PeriodicExportingMetricReader(metrics_out)
-            self.meter_provider = MeterProvider(
-                resource=resource, metric_readers=[reader], shutdown_on_exit=False
+            # exemplars link a measurement to the span active when it was taken; ours are
+            # recorded after the fact, outside any span, so they would only cost time
+            exemplars = (
+                {}
+                if os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER")
+                else {"exemplar_filter": AlwaysOffExemplarFilter()}
             )
-            self._instruments = _instruments(self.meter_provider)
+            self.meter_provider = MeterProvider(
+                resource=resource, metric_readers=[reader], shutdown_on_exit=False, **exemplars
+            )
+            self._totals = _Totals()
+            self._instruments = _instruments(self.meter_provider, self._totals)
 
     # --- recording ----------------------------------------------------------------
 
@@ -258,11 +267,10 @@ class TelemetrySink:
 
     def _metrics(self, request: RequestRecord) -> None:
         for point in metric_points(request, self.options):
-            instrument = self._instruments[point.instrument]
             if point.instrument in ("cost", "savings"):
-                instrument.add(point.value, point.attributes)
+                self._totals.add(point.instrument, point.value, point.attributes)
             else:
-                instrument.record(point.value, point.attributes)
+                self._instruments[point.instrument].record(point.value, point.attributes)
 
     # --- flushing -----------------------------------------------------------------
 
@@ -311,7 +319,30 @@ def _resource(settings: TelemetrySettings) -> Resource:
     return Resource.create(attributes)
 
 
-def _instruments(provider: MeterProvider) -> dict[str, Any]:
+class _Totals:
+    """Running sums for the two money counters, observed at collection time: a plain
+    dict update instead of the SDK's per-measurement work (most of a request's metric
+    cost; the histograms still record each call)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sums: dict[str, dict[tuple[tuple[str, Any], ...], float]] = {"cost": {}, "savings": {}}
+
+    def add(self, name: str, value: float, attributes: dict[str, Any]) -> None:
+        key = tuple(sorted(attributes.items()))
+        with self._lock:
+            sums = self._sums[name]
+            sums[key] = sums.get(key, 0.0) + value
+
+    def callback(self, name: str) -> Any:
+        def observe(_options: Any) -> list[Observation]:
+            with self._lock:
+                return [Observation(total, dict(key)) for key, total in self._sums[name].items()]
+
+        return observe
+
+
+def _instruments(provider: MeterProvider, totals: _Totals) -> dict[str, Any]:
     meter = provider.get_meter(SCOPE, __version__)
     return {
         "token_usage": meter.create_histogram(
@@ -326,9 +357,14 @@ def _instruments(provider: MeterProvider) -> dict[str, Any]:
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         ),
-        "cost": meter.create_counter("cascade.cost", unit="USD", description="What the model calls cost."),
+        "cost": meter.create_observable_counter(
+            "cascade.cost", [totals.callback("cost")], unit="USD", description="What the model calls cost."
+        ),
         # a draft paid for and thrown away makes savings negative: an up-down counter
-        "savings": meter.create_up_down_counter(
-            "cascade.savings", unit="USD", description="Saved against the last model of the chain alone."
+        "savings": meter.create_observable_up_down_counter(
+            "cascade.savings",
+            [totals.callback("savings")],
+            unit="USD",
+            description="Saved against the last model of the chain alone.",
         ),
     }
