@@ -105,15 +105,28 @@ def choose(y: np.ndarray, dow0: int, horizon: int, days: int) -> Choice | None:
     best = np.argsort(scores, kind="stable")[:TOP]
     combined = np.mean([usd[i] for i in best], axis=0)  # (n, span): calibrated, from every origin
     today = np.mean([_back(pool[i], offset)[-1] * math.exp(cal_now[i]) for i in best], axis=0)
-    ratios = _error_paths(y, combined, done, h, span, eps)
     method = " + ".join(pool[i].label for i in best)
-    shift = _recent_shift(y, combined, eps)
-    if shift is not None:
-        today = today * math.exp(shift[1])
-        method += f"; re-based to the level of the last {shift[0]} days (a shift)"
+    # re-basing to a recent level shift is kept only if it does no worse on this history
+    shifts = _shift_factors(y, combined, eps)
+    rebased = combined * np.exp(shifts)[:, None]
+    plain_error = _total_error(combined, actual, done, h, eps)
+    if shifts[-1] != 0 and _total_error(rebased, actual, done, h, eps) <= plain_error:
+        combined = rebased
+        today = today * math.exp(shifts[-1])
+        method += "; re-based to a level shift of the last days"
+    ratios = _error_paths(y, combined, done, h, span, eps)
     named = {pool[i].label: float(scores[i]) for i in range(len(pool))}
     return Choice(today[:days], ratios[:, :days], f"backtest-weighted mean of {method}", named,
                   len(recent), h)
+
+
+def _total_error(forecasts: np.ndarray, actual: np.ndarray, done: np.ndarray, h: int, eps: float) -> float:
+    """Mean absolute log error of the h-day total over the most recent origins."""
+    import numpy as np
+
+    recent = done[-MAX_ORIGINS:]
+    predicted = forecasts[recent, :h].sum(axis=1)
+    return float(np.mean(np.abs(np.log((actual[-MAX_ORIGINS:] + eps * h) / (predicted + eps * h)))))
 
 
 def _back(candidate: Candidate, offset: float) -> np.ndarray:
@@ -124,25 +137,33 @@ def _back(candidate: Candidate, offset: float) -> np.ndarray:
     return np.maximum(np.exp(f) - offset, 0.0) if candidate.log else np.maximum(f, 0.0)
 
 
-def _recent_shift(y: np.ndarray, forecasts: np.ndarray, eps: float) -> tuple[int, float] | None:
-    """A level shift in the last days, which no backtest can have seen: the last ``m``
-    days (SHIFT_MIN to SHIFT_MAX) all on one side of the forecast made before them, their
-    median log error beyond SHIFT_SIGMAS of the usual one-step error. Returns ``m`` and
-    that median log error (the factor to re-base today's forecast by), or None."""
+def _shift_factors(y: np.ndarray, forecasts: np.ndarray, eps: float) -> np.ndarray:
+    """Per origin, the log factor that re-bases its forecast to a level shift of the last
+    days (0 without one): the last ``m`` days (SHIFT_MAX down to SHIFT_MIN) all on one
+    side of the forecast made before them, their median log error beyond SHIFT_SIGMAS of
+    the usual one-step error. Only days up to the origin are used."""
     import numpy as np
 
-    n = len(y)
+    n, span = forecasts.shape
+    out = np.zeros(n)
     one_step = np.log((y[1:] + eps) / (forecasts[:-1, 0] + eps))
     if len(one_step) < 4 * SHIFT_MAX:
-        return None
+        return out
     sigma = 1.4826 * float(np.median(np.abs(one_step - np.median(one_step))))
     if sigma <= 0:
-        return None
-    for m in range(min(SHIFT_MAX, n - 2, forecasts.shape[1]), SHIFT_MIN - 1, -1):
-        e = np.log((y[n - m:] + eps) / (forecasts[n - 1 - m, :m] + eps))
-        if (np.all(e > 0) or np.all(e < 0)) and abs(float(np.median(e))) > SHIFT_SIGMAS * sigma:
-            return m, float(np.median(e))
-    return None
+        return out
+    found = np.zeros(n, dtype=bool)
+    for m in range(min(SHIFT_MAX, span), SHIFT_MIN - 1, -1):
+        t = np.arange(m, n)  # origins with m days after an earlier origin t - m
+        j = np.arange(m)
+        seen = y[(t - m + 1)[:, None] + j[None, :]]
+        e = np.log((seen + eps) / (forecasts[(t - m)[:, None], j[None, :]] + eps))
+        median = np.median(e, axis=1)
+        hit = (np.all(e > 0, axis=1) | np.all(e < 0, axis=1)) & (np.abs(median) > SHIFT_SIGMAS * sigma)
+        hit &= ~found[t]
+        out[t[hit]] = median[hit]
+        found[t[hit]] = True
+    return out
 
 
 def _lognormal_prior(z: np.ndarray) -> float:

@@ -205,6 +205,10 @@ def test_total_budget_counts_all_history() -> None:
     [*series(weekly(40)), (START + timedelta(days=400), 99.0)],  # a future-dated row
     series([2.0] * 30),  # perfectly constant
     series([1e-9] * 30),  # one nano-dollar a day
+    series([0.01] * 45),  # one cent a day
+    series([*weekly(15), *([0.0] * 30)]),  # the last 30 days all zero
+    [(START + timedelta(days=10 + i), 80.0) for i in range(3)],  # the whole history: one burst
+    series([*weekly(200), 5000.0]),  # a single huge day
 ])
 def test_edge_histories_give_finite_json(history: list[tuple[date, float]]) -> None:
     as_of = START + timedelta(days=45)
@@ -265,3 +269,69 @@ def test_bad_arguments() -> None:
         CostForecaster(confidence=1.5)
     with pytest.raises(ValueError):
         CostForecaster().forecast([], horizon=0)
+
+
+def test_one_cent_a_day_is_forecast_as_thirty_cents() -> None:
+    p = CostForecaster().forecast(series([0.01] * 200), horizon=30)
+    assert p.median == pytest.approx(0.30, rel=0.02)
+    assert p.lower <= p.median + 1e-9 and p.upper >= p.median - 1e-9 and p.upper < 0.5
+
+
+def test_last_thirty_days_all_zero_forecast_little_and_say_so() -> None:
+    values = [*weekly(120), *([0.0] * 30)]
+    p = CostForecaster().forecast(series(values), horizon=30)
+    last = START + timedelta(days=119)
+    assert p.last_spend == last
+    assert p.median < 0.1 * sum(values[:120]) / 4  # not last month's spend again
+    assert any(f"no spend recorded since {last.isoformat()}, 31 days" in n
+               and f"--as-of {(last + timedelta(days=1)).isoformat()}" in n for n in p.notes)
+
+
+def test_a_holiday_is_named_but_a_usual_weekend_gap_is_not() -> None:
+    weekdays_only = [v if (START + timedelta(days=i)).weekday() < 5 else 0.0
+                     for i, v in enumerate(weekly(90))]
+    as_of = START + timedelta(days=90)
+    # ending on a Sunday: two empty days, as every weekend before them
+    while (as_of - timedelta(days=1)).weekday() != 6:
+        as_of -= timedelta(days=1)
+    p = CostForecaster().forecast(series(weekdays_only), horizon=7, as_of=as_of)
+    assert not any("no spend recorded" in n for n in p.notes)
+    stale = CostForecaster().forecast(series(weekdays_only), horizon=7, as_of=as_of + timedelta(days=8))
+    assert any("no spend recorded since" in n for n in stale.notes)
+
+
+def test_todays_spend_counts_towards_the_month_and_today() -> None:
+    history = series(np.full(30, 1.0), start=date(2026, 11, 1))
+    today = date(2026, 12, 1)  # the month's first day: nothing before today in it
+    budget = budget_period({"monthly": 50.0}, today)
+    p = CostForecaster().forecast(history, horizon=30, as_of=today, budget=budget, today_spent=6.0)
+    assert p.budget is not None
+    assert p.budget.spent_to_date == pytest.approx(6.0)
+    assert p.daily[0].lower >= 6.0  # today costs at least what it has cost so far
+    assert p.budget.expected_total == pytest.approx(6.0 + 30.0, rel=0.1)
+    assert p.budget.describe("alice").startswith("at this pace alice spends $")
+
+
+def test_a_daily_budget_is_judged_over_the_day_not_scaled_to_the_month() -> None:
+    history = series(np.full(60, 3.0), start=date(2026, 10, 1))
+    today = date(2026, 11, 30)
+    budget = budget_period({"daily": 5.0}, today)
+    p = CostForecaster().forecast(history, horizon=7, as_of=today, budget=budget, today_spent=1.0)
+    assert p.budget is not None and p.budget.window == "daily" and p.budget.limit == 5.0
+    message = p.budget.describe("bob")
+    assert message.startswith("at this pace bob spends $3.00 of the $5.00 daily budget today")
+    assert "month" not in message
+
+
+def test_backtest_picks_the_better_scale_for_a_noisy_trending_series() -> None:
+    """Log-scale noise with trend: the chosen forecast is not biased upwards (the failure
+    of a log model whose back-transform is inflated by its own noise)."""
+    rng = np.random.default_rng(21)
+    ratios = []
+    for _ in range(6):
+        days = 400
+        values = 10 * np.exp(0.002 * np.arange(days + 30) + rng.normal(0, 0.8, days + 30))
+        p = CostForecaster().forecast(series(values[:days]), horizon=30)
+        ratios.append(p.median / values[days:].sum())
+        assert p.method.startswith("backtest-weighted mean of ")
+    assert 0.8 < float(np.median(ratios)) < 1.15, ratios
