@@ -32,7 +32,11 @@ A day is flagged when its score passes the sensitivity's threshold *and* the mon
 involved passes a minimum absolute change (so cents never page anyone); days are judged
 once there are four weeks of history. A flagged day in the last week whose later days all
 lie on the same side may be the start of a shift: too recent to tell, and it says so.
-Severity comes from the size of the score.
+
+Each sensitivity is a false-alarm rate (low 1, medium 3, high 10 per 1,000 ordinary
+days): the spike and drop thresholds are fitted to the series' own score distribution,
+each side with its own heavy tail (`tails`). Severity comes from how far the score passed
+its threshold and the money at stake (`anomaly_words.severity_of`).
 
 Pure numpy; no database or printing here.
 """
@@ -47,10 +51,13 @@ from datetime import date, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.analytics.anomaly_words import describe, severity_of
 from cascadeflow_cli.analytics.tails import RATES, thresholds
 
 if TYPE_CHECKING:
     import numpy as np
+
+__all__ = ["HISTORY_DAYS", "THRESHOLDS", "Anomaly", "AnomalyDetector", "severity_of"]
 
 SEASON = 7
 # each sensitivity is a false-alarm rate (per 1,000 ordinary days, `tails.RATES`): spikes
@@ -118,20 +125,6 @@ def _finite(value: float, digits: int = 6) -> float:
     return round(float(value), digits) if math.isfinite(value) else 0.0
 
 
-def severity_of(score: float, *, limit: float = THRESHOLDS["medium"], ratio: float = 1.0,
-                stake: float = 0.0) -> str:
-    """Severity from how far the score passed its threshold (``limit``) and the money at
-    stake: ``ratio``, actual over expected (of a rise; 1 for a fall), and ``stake``, the
-    change in USD over the user's typical day. A 20x spike or an 11x shift is high
-    however noisy the series; a barely-passed threshold over cents is low."""
-    beyond = abs(score) / limit if limit > 0 else math.inf
-    if ratio >= 5.0 or stake >= 3.0 or beyond >= 2.5:
-        return "high"
-    if ratio >= 2.5 or stake >= 1.0 or beyond >= 1.5:
-        return "medium"
-    return "low"
-
-
 @dataclass(frozen=True)
 class _Baseline:
     level: float
@@ -147,7 +140,7 @@ class AnomalyDetector:
 
     ``sensitivity`` is a false-alarm rate: low 1, medium 3, high 10 per 1,000 ordinary
     days, met on each series by thresholds fitted to its own scores (`tails`). Setting
-    ``threshold`` instead fixes one robust-score threshold for both sides (a benchmark's
+    ``fixed`` (an attribute) instead fixes one robust-score threshold for both sides (a benchmark's
     sweep). ``min_change`` is the smallest change in USD worth reporting."""
 
     def __init__(self, sensitivity: str = "medium", *, min_change: float = DEFAULT_MIN_CHANGE,
@@ -173,7 +166,7 @@ class AnomalyDetector:
             return []
         found = _scan(start, y, self)
         typical = _median(y[y > 0])
-        return [_describe(f, user, model, typical, self.threshold) for f in found
+        return [describe(f, user, model, typical, self.threshold) for f in found
                 if (since is None or f.day >= since) and (until is None or f.day <= until)]
 
     def detect_anomalies(self, history: Iterable[tuple[date, float]],
@@ -465,34 +458,3 @@ def _weekday_profile(z: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
         days[weekday].append(value)
     profile = np.array([statistics.median(mine) - centre if len(mine) >= 2 else 0.0 for mine in days])
     return profile - statistics.median(profile.tolist())
-
-
-# --- words ------------------------------------------------------------------------
-
-
-def _money(usd: float) -> str:
-    return f"${usd:,.2f}" if abs(usd) >= 0.01 or usd == 0 else f"${usd:.4f}"
-
-
-def _describe(f: _Finding, user: str | None, model: str | None, typical: float,
-              threshold: float) -> Anomaly:
-    who = f"model {model}" if model and not user else (f"{user}/{model}" if model else (user or "spend"))
-    mads = f"{abs(f.score):.1f} MADs {'above' if f.score > 0 else 'below'} the usual level"
-    if f.kind == "shift":
-        direction = "up" if f.actual > f.expected else "down"
-        ratio = (f.actual / f.expected) if f.expected > 0 else math.inf
-        size = f" (x{ratio:.1f})" if math.isfinite(ratio) else ""
-        text = (f"{who}: spend stepped {direction} from about {_money(f.expected)}/day to "
-                f"{_money(f.actual)}/day{size} from {f.day.isoformat()}, {f.run} days in a row "
-                f"({mads} on the first); the new level is the baseline from then on")
-    else:
-        what = "spike" if f.kind == "spike" else "drop"
-        text = (f"{who}: {what}: {_money(f.actual)} on {f.day.isoformat()} against "
-                f"{_money(f.expected)} expected for a {f.day.strftime('%A')} ({mads})")
-        if f.ongoing:
-            text += "; too recent to tell whether it is a lasting shift"
-    rise = f.actual / f.expected if f.expected > 0 else math.inf
-    severity = severity_of(f.score, limit=f.limit or threshold, ratio=rise if rise > 1 else 1.0,
-                           stake=abs(f.actual - f.expected) / typical if typical > 0 else 0.0)
-    return Anomaly(date=f.day, user=user, expected=f.expected, actual=f.actual, score=f.score,
-                   severity=severity, kind=f.kind, description=text, model=model)
