@@ -118,7 +118,8 @@ class CostForecaster:
             notes.append(f"no spend in {n} day(s) of history: forecast is zero")
             return np.zeros((1, days)), "zero", tuple(notes)
         rng = np.random.default_rng(self.seed)
-        choice = choose(y, series.start.weekday(), horizon, days) if n >= self.min_history else None
+        choice = (choose(y, series.start.weekday(), horizon, days, self.confidence)
+                  if n >= self.min_history else None)
         if choice is None:
             if n < self.min_history:
                 notes.append(f"only {n} day(s) of history (fewer than {self.min_history}): "
@@ -136,7 +137,8 @@ class CostForecaster:
         cumulative = np.maximum.accumulate(np.maximum(cumulative, 0.0), axis=1)
         paths = np.diff(cumulative, axis=1, prepend=0.0)
         windows = max(len(choice.ratios) / choice.horizon, 1.0)
-        paths = _widen(paths, small_sample_factor(windows, WIDEN_AT), choice.horizon)
+        factor = max(small_sample_factor(windows, WIDEN_AT), choice.width)
+        paths = _widen(paths, factor, choice.horizon)
         return paths, choice.method, tuple(notes)
 
 

@@ -45,6 +45,8 @@ SHRINK = 2.0  # prior weight of the calibration, in independent horizon windows
 CLIP_RATIO = 1.5  # log ratios beyond this count as this (one odd month must not rule)
 PATH_ORIGINS = 20  # full-length error paths needed; fewer: stretch the shorter ones
 WIDEN_AT = 0.9
+WIDTH_CHECKS = 120  # past origins whose intervals are checked
+WIDTHS = tuple(1.0 + 0.1 * k for k in range(16))  # interval widening factors tried (up to 2.5)
 SHIFT_MIN, SHIFT_MAX = 4, 21  # days a recent level shift must have held (at most: looked back)
 SHIFT_SIGMAS = 2.0  # its median log error against the usual one-step spread
 
@@ -59,9 +61,10 @@ class Choice:
     scores: dict[str, float]  # mean absolute log error of the horizon total, per candidate
     origins: int  # completed origins the backtest scored
     horizon: int  # the horizon it scored (the requested one, or shorter for short history)
+    width: float = 1.0  # how much wider than the error paths the interval must be (>= 1)
 
 
-def choose(y: np.ndarray, dow0: int, horizon: int, days: int) -> Choice | None:
+def choose(y: np.ndarray, dow0: int, horizon: int, days: int, confidence: float = 0.9) -> Choice | None:
     """Backtest, calibrate and combine for the series ``y`` (USD per day, first day's
     weekday ``dow0``); ``days`` of paths (>= ``horizon``). None: too short to backtest."""
     import numpy as np
@@ -115,9 +118,39 @@ def choose(y: np.ndarray, dow0: int, horizon: int, days: int) -> Choice | None:
         today = today * math.exp(shifts[-1])
         method += "; re-based to a level shift of the last days"
     ratios = _error_paths(y, combined, done, h, span, eps)
+    predicted = combined[done, :h].sum(axis=1)
+    width = _width(np.log((actual + eps * h) / (predicted + eps * h)), h, confidence)
     named = {pool[i].label: float(scores[i]) for i in range(len(pool))}
     return Choice(today[:days], ratios[:, :days], f"backtest-weighted mean of {method}", named,
-                  len(recent), h)
+                  len(recent), h, width)
+
+
+def _width(errors: np.ndarray, h: int, confidence: float) -> float:
+    """How much the interval from past errors must be widened to have held ``confidence``
+    of the time on this history: at each of the recent origins, the interval from the
+    errors known by then (spread around their median, times a factor) is checked against
+    what came; the smallest factor (1 to WIDTH_MAX) that covered often enough. This is the
+    history's own verdict on how much its past errors understate the next one's."""
+    import numpy as np
+
+    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    rows = []
+    step = max(1, len(errors) // WIDTH_CHECKS)  # every origin's interval costs a quantile
+    for i in range(len(errors) - 1, -1, -step):
+        past = errors[: max(i - h + 1, 0)]  # origins whose horizon had ended by origin i
+        if len(past) < MIN_ORIGINS:
+            continue
+        past = past[-MAX_ORIGINS:]
+        centre = float(np.median(past))
+        rows.append((errors[i] - centre, float(np.quantile(past, lo_q)) - centre,
+                     float(np.quantile(past, hi_q)) - centre))
+    if len(rows) < MIN_ORIGINS:
+        return 1.0
+    e, lo, hi = (np.array(c) for c in zip(*rows, strict=True))
+    for factor in WIDTHS:
+        if np.mean((e >= factor * lo) & (e <= factor * hi)) >= confidence:
+            return float(factor)
+    return WIDTHS[-1]
 
 
 def _total_error(forecasts: np.ndarray, actual: np.ndarray, done: np.ndarray, h: int, eps: float) -> float:
