@@ -61,11 +61,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from forecast_backtest import DEFAULT_DATA, read_dev, synthetic_users
+from forecast_backtest import ADEXCHANGE, DEFAULT_DATA, families, read_dev, read_series, synthetic_users
 
 SENSITIVITIES = ("low", "medium", "high")
 SEED_THRESHOLDS = {"low": 3.0, "medium": 2.5, "high": 2.0}
 MIN_GAP = 30
+SPIKE = 3.0  # the issue's target: recall >= 0.9 for x3 spikes, >= 0.8 for x0.2 drops at medium
+RATES = {"low": 1.0, "medium": 3.0, "high": 10.0}  # stated false alarms per 1,000 ordinary days
 MIN_CHANGE = 0.5  # USD: the detector's default minimum change; smaller events are not reportable
 WARM_UP = 60
 HISTORY = Path(__file__).resolve().parent.parent / "sample_data" / "history.csv"
@@ -120,7 +122,7 @@ def inject(values: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, li
     while day < len(values) - 7:
         kind = str(rng.choice(["spike", "drop", "shift"]))
         if kind == "spike":
-            factor = float(rng.uniform(2.0, 4.0))
+            factor = SPIKE
         elif kind == "drop":
             factor = 0.2
         else:
@@ -150,7 +152,7 @@ def ours(sensitivity: str, threshold: float | None = None) -> Callable[[np.ndarr
 
     detector = AnomalyDetector(sensitivity)
     if threshold is not None:
-        detector.threshold = threshold
+        detector.fixed = threshold
     start = date(2020, 1, 6)
 
     def detect(values: np.ndarray) -> list[Detection]:
@@ -250,9 +252,38 @@ def evaluate(series: list[np.ndarray], detectors: dict[str, Callable[[np.ndarray
     return tallies
 
 
+def false_alarms(series: list[np.ndarray], has_own_anomalies: bool) -> dict[str, tuple[int, int]]:
+    """Per sensitivity, (detections, judged days) on the clean series: every detection is
+    a false alarm, except within a day of the series' own anomalies (real sets)."""
+    out = {}
+    for sensitivity in SENSITIVITIES:
+        detect = ours(sensitivity)
+        alarms = days = 0
+        for values in series:
+            natural = own_anomalies(values) if has_own_anomalies else set()
+            days += max(len(values) - 28, 0) - len(natural)
+            alarms += sum(1 for d in detect(values) if not any(abs(d.day - n) <= 1 for n in natural))
+        out[sensitivity] = (alarms, days)
+    return out
+
+
+def print_false_alarms(counts: dict[str, tuple[int, int]]) -> bool:
+    ok = True
+    cells = []
+    for sensitivity, (alarms, days) in counts.items():
+        rate = 1000 * alarms / days if days else 0.0
+        within = RATES[sensitivity] / 1.5 <= rate <= RATES[sensitivity] * 1.5
+        ok &= within
+        cells.append(f"{sensitivity} {rate:.1f} ({alarms} in {days} days; stated {RATES[sensitivity]:g}, "
+                     f"{'within' if within else 'NOT within'} x1.5)")
+    print("  false alarms per 1,000 clean days: " + "; ".join(cells))
+    return ok
+
+
 def report(title: str, series: list[np.ndarray], seeds: list[int], has_own_anomalies: bool,
            pooled: dict[tuple[str, bool], Tally]) -> None:
     print(f"\n{title}")
+    print_false_alarms(false_alarms(series, has_own_anomalies))
     print(f"  {'detector':<28} {'sens.':<7} {'events':>6} {'found':>6} {'detections':>10} "
           f"{'precision':>9} {'recall':>7}  recall by kind")
     detectors: dict[str, Callable[[np.ndarray], list[Detection]]] = {}
@@ -281,6 +312,15 @@ def scaled(values: list[np.ndarray], seed: int) -> list[np.ndarray]:
     fall under the minimum change)."""
     rng = np.random.default_rng(seed)
     return [v * rng.uniform(3.0, 30.0) / float(np.median(v[v > 0])) for v in values]
+
+
+def family_series(kind: str) -> list[np.ndarray]:
+    """A synthetic family of forecast_backtest.py (clean: no events of its own), scaled."""
+    return scaled([values for _, _, values in families(kind, n=10)], 97)
+
+
+def adexchange_series() -> list[np.ndarray]:
+    return scaled([values for _, _, values in read_series(ADEXCHANGE)], 96) if ADEXCHANGE.exists() else []
 
 
 def synthetic_series(n: int) -> list[np.ndarray]:
@@ -352,7 +392,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.data}: not found, dev series skipped", file=sys.stderr)
     report(f"synthetic spend, {args.users} users x 730 days, no events of their own, "
            f"median day $3-$30 ({named})", synthetic_series(args.users), seeds, False, pooled)
+    for kind in ("heavy tails", "trend", "intermittent", "no weekly"):
+        report(f"synthetic family '{kind}', 10 x 730 days, no events of their own ({named})",
+               family_series(kind), seeds, False, pooled)
     many = list(range(args.seed, args.seed + 5 * args.seeds))
+    ads = adexchange_series()
+    if ads:
+        report(f"ad-exchange, 6 x 69 days, median day $3-$30 (injection seeds {many[0]}-{many[-1]}; "
+               "their own anomalies left out)", ads, many, True, pooled)
     report(f"sample history {args.history.name}, 6 users x 120 days, median day $3-$30 (injection "
            f"seeds {many[0]}-{many[-1]}; its own events left out)", history_series(args.history), many,
            True, pooled)

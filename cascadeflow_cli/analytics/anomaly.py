@@ -32,7 +32,11 @@ A day is flagged when its score passes the sensitivity's threshold *and* the mon
 involved passes a minimum absolute change (so cents never page anyone); days are judged
 once there are four weeks of history. A flagged day in the last week whose later days all
 lie on the same side may be the start of a shift: too recent to tell, and it says so.
-Severity comes from the size of the score.
+
+Each sensitivity is a false-alarm rate (low 1, medium 3, high 10 per 1,000 ordinary
+days): the spike and drop thresholds are fitted to the series' own score distribution,
+each side with its own heavy tail (`tails`). Severity comes from how far the score passed
+its threshold and the money at stake (`anomaly_words.severity_of`).
 
 Pure numpy; no database or printing here.
 """
@@ -47,10 +51,19 @@ from datetime import date, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.analytics.anomaly_words import describe, severity_of
+from cascadeflow_cli.analytics.tails import RATES, thresholds
+
 if TYPE_CHECKING:
     import numpy as np
 
+__all__ = ["HISTORY_DAYS", "THRESHOLDS", "Anomaly", "AnomalyDetector", "severity_of"]
+
 SEASON = 7
+# each sensitivity is a false-alarm rate (per 1,000 ordinary days, `tails.RATES`): spikes
+# and drops get thresholds fitted to each series' own score distribution; shifts (eight
+# days on one side) keep the robust-score thresholds they were calibrated with, since a
+# run of days on one side is rare on ordinary days at any of these rates
 THRESHOLDS = {"low": 5.0, "medium": 3.5, "high": 3.0}
 WINDOW_DAYS = 56  # the weekday profile: eight weeks before (shifts) or either side (days)
 LEVEL_DAYS = 14  # the level: the last two weeks (shifts) or two weeks either side (days)
@@ -112,16 +125,6 @@ def _finite(value: float, digits: int = 6) -> float:
     return round(float(value), digits) if math.isfinite(value) else 0.0
 
 
-def severity_of(score: float) -> str:
-    """Severity from the size of the robust score, whatever the sensitivity."""
-    size = abs(score)
-    if size >= 12.0:
-        return "high"
-    if size >= 7.0:
-        return "medium"
-    return "low"
-
-
 @dataclass(frozen=True)
 class _Baseline:
     level: float
@@ -135,15 +138,19 @@ class _Baseline:
 class AnomalyDetector:
     """Find spikes, drops and level shifts in a daily spend series.
 
-    ``sensitivity`` sets the robust-score threshold (low 5, medium 3.5, high 3 scales);
-    ``min_change`` is the smallest change in USD worth reporting."""
+    ``sensitivity`` is a false-alarm rate: low 1, medium 3, high 10 per 1,000 ordinary
+    days, met on each series by thresholds fitted to its own scores (`tails`). Setting
+    ``fixed`` (an attribute) instead fixes one robust-score threshold for both sides (a benchmark's
+    sweep). ``min_change`` is the smallest change in USD worth reporting."""
 
     def __init__(self, sensitivity: str = "medium", *, min_change: float = DEFAULT_MIN_CHANGE,
                  window: int = WINDOW_DAYS, shift_days: int = SHIFT_DAYS) -> None:
         if sensitivity not in THRESHOLDS:
             raise ValueError(f"sensitivity must be one of {', '.join(THRESHOLDS)}")
         self.sensitivity = sensitivity
+        self.rate = RATES[sensitivity]
         self.threshold = THRESHOLDS[sensitivity]
+        self.fixed: float | None = None  # a fixed score threshold instead of the fitted ones
         self.min_change = max(0.0, float(min_change))
         self.window = max(window, MIN_PROFILE_DAYS)
         self.shift_days = max(2, shift_days)
@@ -158,7 +165,8 @@ class AnomalyDetector:
         if len(y) < MIN_BASELINE_DAYS + 1 or not (y > 0).any():
             return []
         found = _scan(start, y, self)
-        return [_describe(f, user, model) for f in found
+        typical = _median(y[y > 0])
+        return [describe(f, user, model, typical, self.threshold) for f in found
                 if (since is None or f.day >= since) and (until is None or f.day <= until)]
 
     def detect_anomalies(self, history: Iterable[tuple[date, float]],
@@ -180,6 +188,7 @@ class _Finding:
     actual: float  # USD
     run: int = 1  # days the shift has held when it was confirmed
     ongoing: bool = False  # too close to the end of the data to tell a shift
+    limit: float = 0.0  # the threshold its score passed (0: the shift rule's)
 
 
 def _daily(history: Iterable[tuple[date, float]], until: date | None) -> tuple[date, np.ndarray]:
@@ -345,15 +354,21 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
         scores[t] = residual[t] / scale
         if trace is not None:
             trace.append((int(t), float(scores[t]), scale, float(expected[t])))
+    if detector.fixed is not None:
+        upper = lower = detector.fixed
+    else:
+        upper, lower = thresholds(scores[MIN_BASELINE_DAYS:], detector.rate)
     findings: list[_Finding] = []
-    for t in np.nonzero(np.abs(np.nan_to_num(scores)) >= detector.threshold)[0]:
+    clean = np.nan_to_num(scores)
+    for t in np.nonzero((clean >= upper) | (clean <= -lower))[0]:
         score = float(scores[t])
         if abs(y[t] - expected[t]) < detector.min_change:
             continue
         later = residual[t + 1:]
         ongoing = 0 < n - 1 - t < detector.shift_days and bool(np.all(later * score > 0))
         findings.append(_Finding(start + timedelta(days=int(t)), int(t), "spike" if score > 0 else "drop",
-                                 score, float(expected[t]), float(y[t]), ongoing=ongoing))
+                                 score, float(expected[t]), float(y[t]), ongoing=ongoing,
+                                 limit=upper if score > 0 else lower))
     return findings
 
 
@@ -443,30 +458,3 @@ def _weekday_profile(z: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
         days[weekday].append(value)
     profile = np.array([statistics.median(mine) - centre if len(mine) >= 2 else 0.0 for mine in days])
     return profile - statistics.median(profile.tolist())
-
-
-# --- words ------------------------------------------------------------------------
-
-
-def _money(usd: float) -> str:
-    return f"${usd:,.2f}" if abs(usd) >= 0.01 or usd == 0 else f"${usd:.4f}"
-
-
-def _describe(f: _Finding, user: str | None, model: str | None) -> Anomaly:
-    who = f"model {model}" if model and not user else (f"{user}/{model}" if model else (user or "spend"))
-    mads = f"{abs(f.score):.1f} MADs {'above' if f.score > 0 else 'below'} the usual level"
-    if f.kind == "shift":
-        direction = "up" if f.actual > f.expected else "down"
-        ratio = (f.actual / f.expected) if f.expected > 0 else math.inf
-        size = f" (x{ratio:.1f})" if math.isfinite(ratio) else ""
-        text = (f"{who}: spend stepped {direction} from about {_money(f.expected)}/day to "
-                f"{_money(f.actual)}/day{size} from {f.day.isoformat()}, {f.run} days in a row "
-                f"({mads} on the first); the new level is the baseline from then on")
-    else:
-        what = "spike" if f.kind == "spike" else "drop"
-        text = (f"{who}: {what}: {_money(f.actual)} on {f.day.isoformat()} against "
-                f"{_money(f.expected)} expected for a {f.day.strftime('%A')} ({mads})")
-        if f.ongoing:
-            text += "; too recent to tell whether it is a lasting shift"
-    return Anomaly(date=f.day, user=user, expected=f.expected, actual=f.actual, score=f.score,
-                   severity=severity_of(f.score), kind=f.kind, description=text, model=model)

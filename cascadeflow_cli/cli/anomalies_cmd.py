@@ -26,8 +26,9 @@ SENSITIVITIES = ("low", "medium", "high")
 def anomalies(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user (default: every "
                                              "user, and every model).")] = None,
-    sensitivity: Annotated[str, typer.Option("--sensitivity", "-s", help="low, medium or high "
-                                             "(robust-score threshold 5, 3.5, 3).")] = "medium",
+    sensitivity: Annotated[str, typer.Option("--sensitivity", "-s", help="low, medium or high: about "
+                                             "1, 3 or 10 false alarms per 1,000 ordinary days, "
+                                             "on each series' own noise.")] = "medium",
     since: Annotated[str | None, typer.Option("--since", help="Report days from DATE "
                                               "(YYYY-MM-DD or ISO; default: all history).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Report days up to DATE "
@@ -120,8 +121,9 @@ def anomalies_table(found: list[Anomaly], sensitivity: str) -> Table:
     headers = [("date", "left"), ("user", "left"), ("model", "left"), ("kind", "left"),
                ("severity", "left"), ("expected", "right"), ("actual", "right"), ("score", "right"),
                ("why", "left")]
-    caption = (f"{len(found)} anomal{'y' if len(found) == 1 else 'ies'} at {sensitivity} sensitivity; "
-               "score: robust z (MADs from the usual level for that weekday)")
+    caption = (f"{len(found)} anomal{'y' if len(found) == 1 else 'ies'} at {sensitivity} sensitivity "
+               "(thresholds fitted to each series' own noise); score: robust z (MADs from the usual "
+               "level for that weekday)")
     return fitted_table(headers, rows, flexible="why", caption=caption)
 
 

@@ -70,12 +70,12 @@ def show(
             f"{user} has no budget (and there is no [budgets.default]): requests are allowed and recorded\n"
         )
         return
-    stdout_console().print(budget_table(status))
-    err = stderr_console()
+    out = stdout_console()
+    out.print(budget_table(status))
+    if outlook is not None:  # part of the answer: where this period is heading
+        out.print(outlook.describe(user), style="bold red" if outlook.alert else None)
     if status.next.message:
-        err.print(status.next.message)
-    if outlook is not None:
-        err.print(outlook.describe(user), style="bold red" if outlook.alert else "dim")
+        stderr_console().print(status.next.message)
 
 
 def _outlook(ctx: Any, user: str) -> Any:

@@ -49,8 +49,9 @@ def forecast(
     history = to_usd(daily_spend(ledger, user=user, timezone=timezone, end=start - timedelta(days=1)))
     limits = user_limits(ctx, user) if user is not None else None
     budget = budget_period(limits, start) if limits else None
-    prediction = CostForecaster(confidence=confidence).forecast(history, horizon=horizon, as_of=start,
-                                                                budget=budget)
+    prediction = CostForecaster(confidence=confidence).forecast(
+        history, horizon=horizon, as_of=start, budget=budget,
+        today_spent=spent_today(ctx, user, timezone, start) if start == today else 0.0)
     if plot is not None:
         write_png(prediction, plot, user)
     if as_json:
@@ -85,7 +86,16 @@ def budget_outlook(ctx: AppContext, user: str, as_of: date | None = None) -> Bud
     if period is None:
         return None
     history = to_usd(daily_spend(ctx.ledger(), user=user, timezone=timezone, end=day - timedelta(days=1)))
-    return CostForecaster().budget_outlook(period, history, as_of=day)
+    today = spent_today(ctx, user, timezone, day) if day == _today(ctx, timezone) else 0.0
+    return CostForecaster().budget_outlook(period, history, as_of=day, today_spent=today)
+
+
+def spent_today(ctx: AppContext, user: str | None, timezone: str, day: date) -> float:
+    """What ``day`` (today) has cost so far, USD: it counts towards this period's budget."""
+    from cascadeflow_cli.ledger.spend import daily_spend, to_usd
+
+    return sum(v for _, v in to_usd(daily_spend(ctx.ledger(), user=user, timezone=timezone, start=day,
+                                                end=day)))
 
 
 def _today(ctx: AppContext, timezone: str) -> date:
@@ -139,9 +149,6 @@ def _render_budget(console: Console, p: CostPrediction, user: str | None) -> Non
     period = o.period_end.isoformat() if o.window == "total" else \
         f"{o.period_start.isoformat()} to {o.period_end.isoformat()}"
     limit = _usd(o.limit)
-    if o.window_limit is not None:  # a daily or weekly limit scaled to the month
-        unit = "day" if o.window == "daily" else "week"
-        limit = f"{_usd(o.window_limit)}/{unit} = {_usd(o.limit)} over the month"
     console.print(f"  budget          {o.window} {limit} ({period}): spent {_usd(o.spent_to_date)}, "
                   f"expected {_usd(o.expected_total)}, risk of exceeding {o.risk:.2f}")
     style = "bold red" if o.alert else "green"

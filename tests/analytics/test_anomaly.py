@@ -30,17 +30,27 @@ def day(i: int) -> date:
     return START + timedelta(days=i)
 
 
-def test_a_clean_weekly_pattern_has_no_anomalies() -> None:
-    """Quiet weekends are the pattern, not drops; busy weekdays not spikes."""
-    assert AnomalyDetector("medium").detect(rows(weekly(180))) == []
+def test_clean_series_page_at_about_the_stated_false_alarm_rate() -> None:
+    """Quiet weekends are the pattern, not drops; busy weekdays not spikes: on clean
+    series each sensitivity pages at most about its stated rate per 1,000 days (low 1,
+    medium 3, high 10), and more sensitivity pages more."""
+    rates = []
+    for sensitivity in ("low", "medium", "high"):
+        alarms = sum(len(AnomalyDetector(sensitivity).detect(rows(weekly(365, seed=100 + k))))
+                     for k in range(10))
+        rates.append(1000 * alarms / (10 * (365 - 28)))
+    assert rates[0] <= 1.5 and rates[1] <= 4.5 and rates[2] <= 15.0, rates
+    assert rates[0] <= rates[1] <= rates[2] and rates[2] > 0, rates
 
 
 def test_an_injected_spike_is_found_on_its_day() -> None:
     values = weekly(120)
     values[87] *= 3.0  # a Thursday
     found = AnomalyDetector("medium").detect(rows(values), user="alice")
-    assert [(a.date, a.kind) for a in found] == [(day(87), "spike")]
-    a = found[0]
+    spikes = [a for a in found if a.date == day(87)]
+    assert [a.kind for a in spikes] == ["spike"]
+    assert len(found) <= 3  # and hardly anything else (an ordinary day or two at 3 per 1,000)
+    a = spikes[0]
     assert a.user == "alice" and a.model is None
     assert a.actual == pytest.approx(values[87])
     assert a.expected == pytest.approx(20.0, rel=0.2)
@@ -127,10 +137,27 @@ def test_sensitivity_orders_the_findings() -> None:
     assert counts[0] >= 1  # the sixfold day is found even at low sensitivity
 
 
-def test_severity_grows_with_the_score() -> None:
-    assert severity_of(4.0) == "low"
-    assert severity_of(-8.0) == "medium"
-    assert severity_of(20.0) == "high"
+def test_severity_comes_from_the_score_and_the_money() -> None:
+    assert severity_of(4.0, limit=3.5) == "low"
+    assert severity_of(-6.0, limit=3.5) == "medium"  # well past its threshold
+    assert severity_of(20.0, limit=3.5) == "high"
+    assert severity_of(3.6, limit=3.5, ratio=20.0) == "high"  # a 20x day, however noisy the series
+    assert severity_of(3.6, limit=3.5, stake=4.0) == "high"  # four typical days' money
+    assert severity_of(3.6, limit=3.5, ratio=3.0) == "medium"
+
+
+def test_a_twenty_fold_spike_of_cents_and_an_elevenfold_shift_are_high() -> None:
+    rng = np.random.default_rng(31)
+    values = 0.08 * np.exp(rng.normal(0, 0.3, 150))  # about 8 cents a day, noisy
+    values[120] = 1.62  # 20x
+    found = AnomalyDetector("medium").detect(rows(values))
+    spike = [(a.date, a.kind, a.severity) for a in found if a.date == day(120)]
+    assert spike == [(day(120), "spike", "high")]
+    shifted = weekly(200, seed=32)
+    shifted[140:] *= 11.0
+    found = AnomalyDetector("medium").detect(rows(shifted))
+    shift = [a for a in found if a.kind == "shift"]
+    assert [(a.date, a.severity) for a in shift] == [(day(140), "high")]
 
 
 def test_since_and_until_limit_the_report_but_not_the_baseline() -> None:

@@ -138,11 +138,73 @@ def test_the_budget_path_alert(tmp_path: Path) -> None:
             day = date(2026, 3, 1) + timedelta(days=i)
             _request(ledger, f"c{i}", f"{day.isoformat()}T12:00:00.000000Z", "carol", 10.0, ("mini",))
     data = forecast_json(runner, "--user", "carol", "--as-of", "2026-05-01")
-    assert data["budget"]["exceed_date"] == "2026-05-20"
+    assert data["budget"]["exceed_date"] == "2026-05-21"  # $200 after the 20th, passed on the 21st
     assert data["risk"] > 0.9
-    assert data["budget"]["message"].startswith("at this pace carol exceeds the monthly budget on the 20th")
+    expected = data["budget"]["expected_total"]
+    assert 280 < expected < 320  # about $10 a day for 31 days
+    sentence = (f"at this pace carol spends ${expected:,.2f} of the $200.00 monthly budget this month, "
+                f"passing it on 2026-05-21; risk of exceeding {data['risk']:.2f}")
+    assert data["budget"]["message"] == sentence
     run = runner("forecast", "--user", "carol", "--as-of", "2026-05-01")
-    assert "at this pace carol exceeds the monthly budget on the 20th" in " ".join(run.stdout.split())
+    assert sentence in " ".join(run.stdout.split())
+
+
+def test_stale_history_is_named_with_the_as_of_to_use(tmp_path: Path) -> None:
+    runner = CliRunner(tmp_path, None, tmp_path / "ledger.db")
+    with open_ledger(runner.db) as ledger:
+        for i in range(60):
+            day = date(2026, 9, 1) + timedelta(days=i)
+            _request(ledger, f"s{i}", f"{day.isoformat()}T12:00:00.000000Z", "sam", 0.25, ("mini",))
+    last = date(2026, 9, 1) + timedelta(days=59)
+    as_of = last + timedelta(days=8)
+    data = forecast_json(runner, "--user", "sam", "--as-of", as_of.isoformat())
+    note = f"no spend recorded since {last.isoformat()}, 8 days: the forecast assumes that continues"
+    assert any(n.startswith(note) and f"--as-of {(last + timedelta(days=1)).isoformat()}" in n
+               for n in data["notes"])
+    assert data["last_spend"] == last.isoformat()
+    fresh = forecast_json(runner, "--user", "sam", "--as-of", (last + timedelta(days=1)).isoformat())
+    assert not any("no spend recorded" in n for n in fresh["notes"])
+    assert fresh["mean"] == pytest.approx(30 * 0.25, rel=0.05)
+    run = runner("forecast", "--user", "sam", "--as-of", as_of.isoformat())
+    assert note in " ".join(run.stdout.split())
+
+
+def test_todays_asks_count_in_the_outlook_and_budget_show(tmp_path: Path) -> None:
+    """Three asks today: month-to-date is not $0.00 (on the 1st of a month, too), and the
+    outlook is one sentence on stdout (and in the JSON)."""
+    from datetime import UTC, datetime
+
+    from cascadeflow_cli.clock import format_ts
+
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text('[ledger]\ntimezone = "UTC"\n', encoding="utf-8")
+    runner = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    now = datetime.now(UTC)
+    with open_ledger(runner.db) as ledger:
+        for i in range(1, 40):
+            _request(ledger, f"d{i}", format_ts(now - timedelta(days=i)), "alice", 1.0, ("mini",))
+        for k in range(3):
+            _request(ledger, f"t{k}", format_ts(now - timedelta(seconds=k + 1)), "alice", 2.0, ("mini",))
+    assert runner("budget", "set", "alice", "--monthly", "50").code == 0
+    month_start = now.date().replace(day=1)
+    before_today = sum(1.0 for i in range(1, 40) if (now - timedelta(days=i)).date() >= month_start)
+    shown = runner("budget", "show", "alice", "--json")
+    assert shown.code == 0, shown.stderr
+    outlook = _strict(shown.stdout)["outlook"]
+    assert outlook["spent_to_date"] == pytest.approx(before_today + 6.0)
+    assert outlook["expected_total"] >= outlook["spent_to_date"]
+    human = runner("budget", "show", "alice")
+    assert human.code == 0, human.stderr
+    text = " ".join(human.stdout.split())
+    assert "at this pace alice spends $" in text and "of the $50.00 monthly budget this month" in text
+    assert "risk of exceeding" in text
+    data = forecast_json(runner, "--user", "alice")
+    assert data["budget"]["spent_to_date"] == pytest.approx(before_today + 6.0)
+    assert runner("budget", "set", "alice", "--monthly", "0.5", "--daily", "5").code == 0
+    assert runner("budget", "rm", "alice").code == 0
+    assert runner("budget", "set", "alice", "--daily", "10").code == 0
+    daily = " ".join(runner("budget", "show", "alice").stdout.split())
+    assert "of the $10.00 daily budget today" in daily and "over the month" not in daily
 
 
 def test_forecast_must_survive(seeded: CliRunner, tmp_path: Path) -> None:

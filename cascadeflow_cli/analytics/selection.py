@@ -1,0 +1,271 @@
+"""Choose the forecast by the user's own history: a rolling-origin backtest of every
+candidate (`candidates`) on the error the user cares about, the horizon's total.
+
+1. Every candidate runs on the raw and the log scale from every origin. Its daily
+   forecasts go back to USD (``exp(z) - c`` on the log scale: a median, not a mean).
+2. **Calibration.** From each origin, the log ratio of the actual horizon total to the
+   forecast one is known once that horizon has passed. Each forecast is multiplied by
+   the mean of those ratios (clipped) over the origins completed *before* it, shrunk
+   towards a prior (the lognormal mean ``log E[exp(e)]`` of the log scale's residuals).
+   Raw-scale forecasts are means already and stay as they are (calibrating them too
+   added noise on every synthetic family). So a log-scale model's back-transform is unbiased by what its
+   own past errors say, not by a normal assumption, and a model that lags a trend is
+   pulled up by its own record. Nothing a forecast uses comes from after its origin.
+3. **Score**: the mean absolute log error of the calibrated horizon total over the most
+   recent origins. The candidates' forecasts are averaged over the best ``TOP`` of them
+   (a combination varies less than a single choice); the simple baselines are always in
+   the pool, ETS forms only once the history holds ``ETS_WINDOWS`` independent horizons.
+4. **Intervals** come from the combination's own backtest errors: each past origin's path
+   of actual over forecast cumulative spend, applied to today's forecast (an error-path
+   bootstrap), widened for the few independent windows a short history holds.
+
+With too little history for a backtest at the requested horizon, it runs at the longest
+horizon the history allows and stretches the error paths beyond it (log error growing
+like the square root of the horizon: wide, on purpose). Pure numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cascadeflow_cli.analytics.candidates import Candidate, all_candidates
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MAX_DAYS = 730  # the most recent days a model sees (older ones: another business)
+MAX_ORIGINS = 365  # the most recent origins scored and used for intervals
+MIN_ORIGINS = 10  # completed origins needed for a backtest at all
+MIN_WINDOWS = 1.0  # independent horizon windows needed to choose among methods at all
+ETS_WINDOWS = 3.0  # independent horizon windows the backtest needs before ETS competes
+TOP = 3  # candidates averaged
+SHRINK = 2.0  # prior weight of the calibration, in independent horizon windows
+CLIP_RATIO = 1.5  # log ratios beyond this count as this (one odd month must not rule)
+PATH_ORIGINS = 20  # full-length error paths needed; fewer: stretch the shorter ones
+WIDEN_AT = 0.9
+WIDTH_CHECKS = 120  # past origins whose intervals are checked
+WIDTHS = tuple(1.0 + 0.1 * k for k in range(16))  # interval widening factors tried (up to 2.5)
+SHIFT_MIN, SHIFT_MAX = 4, 21  # days a recent level shift must have held (at most: looked back)
+SHIFT_SIGMAS = 2.0  # its median log error against the usual one-step spread
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Today's calibrated daily forecast (USD) and the error paths to apply to it."""
+
+    daily: np.ndarray  # (days,)
+    ratios: np.ndarray  # (paths, days): actual over forecast cumulative spend, per past origin
+    method: str
+    scores: dict[str, float]  # mean absolute log error of the horizon total, per candidate
+    origins: int  # completed origins the backtest scored
+    horizon: int  # the horizon it scored (the requested one, or shorter for short history)
+    width: float = 1.0  # how much wider than the error paths the interval must be (>= 1)
+
+
+def choose(y: np.ndarray, dow0: int, horizon: int, days: int, confidence: float = 0.9) -> Choice | None:
+    """Backtest, calibrate and combine for the series ``y`` (USD per day, first day's
+    weekday ``dow0``); ``days`` of paths (>= ``horizon``). None: too short to backtest."""
+    import numpy as np
+
+    if len(y) > MAX_DAYS:
+        dow0 = (dow0 + len(y) - MAX_DAYS) % 7
+        y = y[-MAX_DAYS:]
+    n = len(y)
+    burn = min(28, max(7, n // 3))
+    h = min(horizon, n - burn - MIN_ORIGINS)
+    if h < 3:
+        return None
+    span = max(days, h)
+    windows = (n - burn - h) / horizon  # independent windows of the horizon asked for
+    if windows < MIN_WINDOWS:
+        return None  # no evidence to choose by: the caller's naive estimate
+    positive = y[y > 0]
+    offset = 0.1 * float(np.median(positive))
+    z = np.log(y + offset)
+    eps = 0.01 * float(np.mean(y))  # USD per day: keeps ratios of empty stretches finite
+    pool = all_candidates(y, dow0, span, log=False, with_ets=windows >= ETS_WINDOWS)
+    pool += all_candidates(z, dow0, span, log=True, with_ets=windows >= ETS_WINDOWS)
+    cs = np.concatenate([[0.0], np.cumsum(y)])
+    origins = np.arange(n)
+    done = origins[(origins >= burn - 1) & (origins + h <= n - 1)]
+    actual = cs[done + 1 + h] - cs[done + 1]
+    prior_log = _lognormal_prior(z)
+    usd, totals, cal_now = [], [], []
+    for c in pool:
+        u = _back(c, offset)
+        calibration, now = _calibration(u[:, :h].sum(axis=1), actual, done, h, n,
+                                        prior_log if c.log else 0.0, eps * h, learn=c.log)
+        u = u * np.exp(calibration)[:, None]
+        usd.append(u)
+        totals.append(u[:, :h].sum(axis=1))
+        cal_now.append(now)
+    recent = done[-MAX_ORIGINS:]
+    target = actual[-MAX_ORIGINS:]
+    scores = np.array([float(np.mean(np.abs(np.log((target + eps * h) / (t[recent] + eps * h)))))
+                       for t in totals])
+    best = np.argsort(scores, kind="stable")[:TOP]
+    combined = np.mean([usd[i] for i in best], axis=0)  # (n, span): calibrated, from every origin
+    today = np.mean([_back(pool[i], offset)[-1] * math.exp(cal_now[i]) for i in best], axis=0)
+    method = " + ".join(pool[i].label for i in best)
+    # re-basing to a recent level shift is kept only if it does no worse on this history
+    shifts = _shift_factors(y, combined, eps)
+    rebased = combined * np.exp(shifts)[:, None]
+    plain_error = _total_error(combined, actual, done, h, eps)
+    if shifts[-1] != 0 and _total_error(rebased, actual, done, h, eps) <= plain_error:
+        combined = rebased
+        today = today * math.exp(shifts[-1])
+        method += "; re-based to a level shift of the last days"
+    ratios = _error_paths(y, combined, done, h, span, eps)
+    predicted = combined[done, :h].sum(axis=1)
+    width = _width(np.log((actual + eps * h) / (predicted + eps * h)), h, confidence)
+    named = {pool[i].label: float(scores[i]) for i in range(len(pool))}
+    return Choice(today[:days], ratios[:, :days], f"backtest-weighted mean of {method}", named,
+                  len(recent), h, width)
+
+
+def _width(errors: np.ndarray, h: int, confidence: float) -> float:
+    """How much the interval from past errors must be widened to have held ``confidence``
+    of the time on this history: at each of the recent origins, the interval from the
+    errors known by then (spread around their median, times a factor) is checked against
+    what came; the smallest factor (1 to WIDTH_MAX) that covered often enough. This is the
+    history's own verdict on how much its past errors understate the next one's."""
+    import numpy as np
+
+    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    rows = []
+    step = max(1, len(errors) // WIDTH_CHECKS)  # every origin's interval costs a quantile
+    for i in range(len(errors) - 1, -1, -step):
+        past = errors[: max(i - h + 1, 0)]  # origins whose horizon had ended by origin i
+        if len(past) < MIN_ORIGINS:
+            continue
+        past = past[-MAX_ORIGINS:]
+        centre = float(np.median(past))
+        rows.append((errors[i] - centre, float(np.quantile(past, lo_q)) - centre,
+                     float(np.quantile(past, hi_q)) - centre))
+    if len(rows) < MIN_ORIGINS:
+        return 1.0
+    e, lo, hi = (np.array(c) for c in zip(*rows, strict=True))
+    for factor in WIDTHS:
+        if np.mean((e >= factor * lo) & (e <= factor * hi)) >= confidence:
+            return float(factor)
+    return WIDTHS[-1]
+
+
+def _total_error(forecasts: np.ndarray, actual: np.ndarray, done: np.ndarray, h: int, eps: float) -> float:
+    """Mean absolute log error of the h-day total over the most recent origins."""
+    import numpy as np
+
+    recent = done[-MAX_ORIGINS:]
+    predicted = forecasts[recent, :h].sum(axis=1)
+    return float(np.mean(np.abs(np.log((actual[-MAX_ORIGINS:] + eps * h) / (predicted + eps * h)))))
+
+
+def _back(candidate: Candidate, offset: float) -> np.ndarray:
+    """A candidate's forecasts in USD per day (uncalibrated), from every origin."""
+    import numpy as np
+
+    f = candidate.forecasts
+    return np.maximum(np.exp(f) - offset, 0.0) if candidate.log else np.maximum(f, 0.0)
+
+
+def _shift_factors(y: np.ndarray, forecasts: np.ndarray, eps: float) -> np.ndarray:
+    """Per origin, the log factor that re-bases its forecast to a level shift of the last
+    days (0 without one): the last ``m`` days (SHIFT_MAX down to SHIFT_MIN) all on one
+    side of the forecast made before them, their median log error beyond SHIFT_SIGMAS of
+    the usual one-step error. Only days up to the origin are used."""
+    import numpy as np
+
+    n, span = forecasts.shape
+    out = np.zeros(n)
+    one_step = np.log((y[1:] + eps) / (forecasts[:-1, 0] + eps))
+    if len(one_step) < 4 * SHIFT_MAX:
+        return out
+    sigma = 1.4826 * float(np.median(np.abs(one_step - np.median(one_step))))
+    if sigma <= 0:
+        return out
+    found = np.zeros(n, dtype=bool)
+    for m in range(min(SHIFT_MAX, span), SHIFT_MIN - 1, -1):
+        t = np.arange(m, n)  # origins with m days after an earlier origin t - m
+        j = np.arange(m)
+        seen = y[(t - m + 1)[:, None] + j[None, :]]
+        e = np.log((seen + eps) / (forecasts[(t - m)[:, None], j[None, :]] + eps))
+        median = np.median(e, axis=1)
+        hit = (np.all(e > 0, axis=1) | np.all(e < 0, axis=1)) & (np.abs(median) > SHIFT_SIGMAS * sigma)
+        hit &= ~found[t]
+        out[t[hit]] = median[hit]
+        found[t[hit]] = True
+    return out
+
+
+def _lognormal_prior(z: np.ndarray) -> float:
+    """log E[exp(e)] of the log series' departures from its four-week mean: what a
+    lognormal back-transform would add, the calibration's starting point."""
+    import numpy as np
+
+    if len(z) < 14:
+        return 0.0
+    cs = np.concatenate([[0.0], np.cumsum(z)])
+    t = np.arange(7, len(z))
+    lo = np.maximum(t - 28, 0)
+    e = z[t] - (cs[t] - cs[lo]) / (t - lo)
+    e = e - e.mean()
+    return float(np.log(np.mean(np.exp(np.clip(e, -5, 5)))))
+
+
+def _calibration(predicted: np.ndarray, actual: np.ndarray, done: np.ndarray, h: int, n: int,
+                 prior: float, eps: float, learn: bool = True) -> tuple[np.ndarray, float]:
+    """Per origin, the log factor its forecast is multiplied by: the shrunk mean of the
+    clipped log ratios actual / forecast over the origins whose horizon had ended by
+    then (within the last MAX_ORIGINS of them); and the factor for a forecast made now."""
+    import numpy as np
+
+    if not learn:
+        return np.full(n, prior), prior
+    r = np.zeros(n)
+    known = np.zeros(n)
+    r[done] = np.clip(np.log((actual + eps) / (predicted[done] + eps)), -CLIP_RATIO, CLIP_RATIO)
+    known[done] = 1.0
+    cr = np.concatenate([[0.0], np.cumsum(r)])
+    ck = np.concatenate([[0.0], np.cumsum(known)])
+
+    def at(t: np.ndarray) -> np.ndarray:
+        # origins t' with t' + h <= t, i.e. t' <= t - h; within the last MAX_ORIGINS of them
+        hi = np.clip(t - h + 1, 0, n)
+        lo = np.clip(hi - MAX_ORIGINS, 0, n)
+        windows = (ck[hi] - ck[lo]) / h  # overlapping origins: about one independent per horizon
+        mean = (cr[hi] - cr[lo]) / np.maximum(ck[hi] - ck[lo], 1.0)
+        return (windows * mean + SHRINK * prior) / (windows + SHRINK)
+
+    calibration = at(np.arange(n))
+    now = float(at(np.array([n - 1]))[0])
+    return calibration, now
+
+
+def _error_paths(y: np.ndarray, forecasts: np.ndarray, done: np.ndarray, h: int, span: int,
+                 eps: float) -> np.ndarray:
+    """Per past origin, actual over forecast cumulative spend for 1..span days ahead.
+    Origins with the whole span observed are used when there are PATH_ORIGINS of them;
+    else the paths end at ``h`` and go on with the log ratio at ``h`` stretched by
+    sqrt(k / h) (errors of a level grow with the horizon)."""
+    import numpy as np
+
+    n = len(y)
+    cs = np.concatenate([[0.0], np.cumsum(y)])
+    full = done[done + span <= n - 1][-MAX_ORIGINS:]
+    k = np.arange(1, span + 1)
+    floor = eps * k
+    if len(full) >= PATH_ORIGINS:
+        cum_actual = cs[full[:, None] + 1 + k[None, :]] - cs[full[:, None] + 1]
+        cum_forecast = np.cumsum(forecasts[full], axis=1)
+        return (cum_actual + floor) / (cum_forecast + floor)
+    part = done[-MAX_ORIGINS:]
+    kh = k[:h]
+    cum_actual = cs[part[:, None] + 1 + kh[None, :]] - cs[part[:, None] + 1]
+    cum_forecast = np.cumsum(forecasts[part, :h], axis=1)
+    log_ratio = np.log((cum_actual + floor[:h]) / (cum_forecast + floor[:h]))
+    if span > h:
+        stretch = np.sqrt(k[h:] / h)[None, :] * log_ratio[:, -1:]
+        log_ratio = np.concatenate([log_ratio, stretch], axis=1)
+    return np.exp(log_ratio)
