@@ -268,6 +268,9 @@ class QualityResult:
         reasons: one short human-readable reason per deduction (empty when nothing
             was wrong), e.g. ``"hedging: 'I'm not sure', 'possibly'"``.
         checks: per-check sub-scores in [0, 1], keyed by :data:`CHECK_NAMES`.
+        probability: the calibrated probability that the draft is good enough (a
+            calibrated validator's score), None for the rule validator.
+        calibrated: whether ``score`` comes from a calibration.
     """
 
     score: float
@@ -275,6 +278,8 @@ class QualityResult:
     threshold: float
     reasons: tuple[str, ...]
     checks: dict[str, float]
+    probability: float | None = None
+    calibrated: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The `cascade quality check --json` row of CLI.md (without ``id``)."""
@@ -284,6 +289,8 @@ class QualityResult:
             "threshold": self.threshold,
             "reasons": list(self.reasons),
             "checks": dict(self.checks),
+            "probability": self.probability,
+            "calibrated": self.calibrated,
         }
 
 
