@@ -31,7 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cascadeflow_cli.quality.calibrate import Prices, calibrate_rows, cascade_outcome, choose_threshold, row_costs, row_features
+from cascadeflow_cli.quality.calibrate import (
+    Prices,
+    calibrate_rows,
+    cascade_outcome,
+    choose_threshold,
+    row_costs,
+    row_features,
+)
 from cascadeflow_cli.quality.features import FEATURE_NAMES, feature_domain
 from cascadeflow_cli.quality.model import auroc, stratified_folds
 from cascadeflow_cli.quality.validator import QualityValidator
@@ -45,8 +52,20 @@ ROUTELLM = {"gsm8k": 0.35}
 FAMILIES = {  # feature families for --ablate (dropped one at a time)
     "rules": lambda n: n.startswith("rule_"),
     "shape": lambda n: n in ("log_query_chars", "log_answer_chars", "answer_query_ratio"),
-    "math": lambda n: n.startswith(("query_numbers", "final_", "calc_", "steps_", "ungrounded", "arithmetic",
-                                    "annotation", "self_corr", "no_number", "has_final")),
+    "math": lambda n: n.startswith(
+        (
+            "query_numbers",
+            "final_",
+            "calc_",
+            "steps_",
+            "ungrounded",
+            "arithmetic",
+            "annotation",
+            "self_corr",
+            "no_number",
+            "has_final",
+        )
+    ),
     "code": lambda n: n.startswith("code_"),
     "domain": lambda n: n.startswith(("domain_", "complexity")),
 }
@@ -57,9 +76,16 @@ def load(path: Path) -> list[dict]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             r = json.loads(line)
-            rows.append({"id": r["id"], "query": r["query"], "response": r["draft_answer"],
-                         "correct": bool(r["draft_correct"]), "verifier_correct": bool(r["verifier_correct"]),
-                         "verifier_response": r["verifier_answer"]})
+            rows.append(
+                {
+                    "id": r["id"],
+                    "query": r["query"],
+                    "response": r["draft_answer"],
+                    "correct": bool(r["draft_correct"]),
+                    "verifier_correct": bool(r["verifier_correct"]),
+                    "verifier_response": r["verifier_answer"],
+                }
+            )
     return rows
 
 
@@ -75,8 +101,14 @@ def crossval(rows, feats, names, seed, target, margin):
     rule_accept = np.zeros(len(rows), dtype=bool)
     for k in range(5):
         test, train = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
-        report = calibrate_rows([rows[i] for i in train], target_quality=target, margin=margin,
-                                seed=seed, features=[feats[i] for i in train], feature_names=names)
+        report = calibrate_rows(
+            [rows[i] for i in train],
+            target_quality=target,
+            margin=margin,
+            seed=seed,
+            features=[feats[i] for i in train],
+            feature_names=names,
+        )
         cal = report.calibration
         for i in test:
             prob[i] = cal.probability(feats[i])
@@ -103,8 +135,10 @@ def evaluate(name, rows, seeds, target, margin, ablate):
         q, s = cascade_outcome(accept, y, v, dc, vc)
         per_seed.append((auroc(y, prob), q, s, 1 - accept.mean(), y, v, prob, accept, rule, rule_accept))
     auc0, q0, s0, esc0, y, v, prob, accept, rule, rule_accept = per_seed[0]
-    print(f"\n{name}: {len(rows)} rows, draft {y.mean():.3f}, verifier {v.mean():.3f} correct; "
-          f"features {feat_ms:.2f} ms/draft; target {target:.0%} of verifier quality")
+    print(
+        f"\n{name}: {len(rows)} rows, draft {y.mean():.3f}, verifier {v.mean():.3f} correct; "
+        f"features {feat_ms:.2f} ms/draft; target {target:.0%} of verifier quality"
+    )
     print(f"  {'method':<12} {'AUROC':>6}  {'quality':>8}  {'savings':>8}  {'escal.':>8}")
     print(row_line("calibrated", auc0, q0, s0, esc0, f"(seed {seeds[0]})"))
     rq, rs = cascade_outcome(rule_accept, y, v, dc, vc)
@@ -123,15 +157,23 @@ def evaluate(name, rows, seeds, target, margin, ablate):
         print(f"  {'RouteLLM':<12}    -       95.0%  {ROUTELLM[name]:8.1%}        -   (published)")
     if len(per_seed) > 1:
         cols = list(zip(*[p[:4] for p in per_seed], strict=True))
-        print("  over seeds " + ", ".join(map(str, seeds)) + ": " + "; ".join(
-            f"{label} {statistics.mean(c):.3f} ± {statistics.stdev(c):.3f}"
-            for label, c in zip(("AUROC", "quality", "savings", "escal."), cols, strict=True)))
+        print(
+            "  over seeds "
+            + ", ".join(map(str, seeds))
+            + ": "
+            + "; ".join(
+                f"{label} {statistics.mean(c):.3f} ± {statistics.stdev(c):.3f}"
+                for label, c in zip(("AUROC", "quality", "savings", "escal."), cols, strict=True)
+            )
+        )
     auc_t, sav_t = TARGETS[name]
     mean_auc = statistics.mean(p[0] for p in per_seed)
     mean_q = statistics.mean(p[1] for p in per_seed)
     mean_s = statistics.mean(p[2] for p in per_seed)
-    verdict = [f"quality {mean_q:.1%} {'>=' if mean_q >= target else '<'} {target:.0%}",
-               f"savings {mean_s:.1%} {'>=' if mean_s >= sav_t else '<'} target {sav_t:.0%}"]
+    verdict = [
+        f"quality {mean_q:.1%} {'>=' if mean_q >= target else '<'} {target:.0%}",
+        f"savings {mean_s:.1%} {'>=' if mean_s >= sav_t else '<'} target {sav_t:.0%}",
+    ]
     if auc_t is not None:
         verdict.insert(0, f"AUROC {mean_auc:.3f} {'>=' if mean_auc >= auc_t else '<'} target {auc_t:.2f}")
     print("  targets: " + "; ".join(verdict))
@@ -144,12 +186,17 @@ def evaluate(name, rows, seeds, target, margin, ablate):
                 y, v, prob, accept, *_ = crossval(rows, feats, names, seed, target, margin)
                 aucs.append(auroc(y, prob))
                 savs.append(cascade_outcome(accept, y, v, dc, vc)[1])
-            print(f"  without {family:<7}: AUROC {statistics.mean(aucs):.3f} ({statistics.mean(aucs) - base:+.3f}), "
-                  f"savings {statistics.mean(savs):.1%}")
+            print(
+                f"  without {family:<7}: AUROC {statistics.mean(aucs):.3f} "
+                f"({statistics.mean(aucs) - base:+.3f}), "
+                f"savings {statistics.mean(savs):.1%}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--target", type=float, default=0.95)

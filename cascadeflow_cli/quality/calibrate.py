@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .calibrated import Calibration, FORMAT_VERSION
+from .calibrated import FORMAT_VERSION, Calibration
 from .features import FEATURE_NAMES, LIVE_SIGNALS, draft_features, feature_domain, feature_vector
 
 if TYPE_CHECKING:
@@ -92,8 +92,13 @@ def _label(row: Mapping[str, Any], key: str, where: str, required: bool) -> bool
 def row_features(row: Mapping[str, Any]) -> dict[str, float]:
     """The features of one labelled row, with the same code the live cascade uses."""
     live = {name: row.get(name) for name in LIVE_SIGNALS if row.get(name) is not None}
-    return draft_features(str(row.get("query") or ""), str(row.get("response") or ""),
-                          finish_reason=row.get("finish_reason"), domain=row.get("domain"), **live)
+    return draft_features(
+        str(row.get("query") or ""),
+        str(row.get("response") or ""),
+        finish_reason=row.get("finish_reason"),
+        domain=row.get("domain"),
+        **live,
+    )
 
 
 def _tokens(row: Mapping[str, Any], key: str, text: str) -> int:
@@ -110,8 +115,11 @@ def row_costs(row: Mapping[str, Any], prices: Prices) -> tuple[float, float]:
     query = str(row.get("query") or "")
     tin = _tokens(row, "input_tokens", query)
     tout = _tokens(row, "output_tokens", str(row.get("response") or ""))
-    vout = _tokens(row, "verifier_output_tokens", str(row.get("verifier_response") or "")) \
-        if row.get("verifier_output_tokens") is not None or row.get("verifier_response") else tout
+    vout = (
+        _tokens(row, "verifier_output_tokens", str(row.get("verifier_response") or ""))
+        if row.get("verifier_output_tokens") is not None or row.get("verifier_response")
+        else tout
+    )
     draft = (tin * prices.draft_in + tout * prices.draft_out) / 1e6
     verifier = (tin * prices.verifier_in + vout * prices.verifier_out) / 1e6
     return draft, verifier
@@ -120,8 +128,9 @@ def row_costs(row: Mapping[str, Any], prices: Prices) -> tuple[float, float]:
 # --------------------------------------------------------------------------- thresholds
 
 
-def choose_threshold(p: np.ndarray, good: np.ndarray, verifier: np.ndarray, target: float,
-                     margin: float = MARGIN) -> float:
+def choose_threshold(
+    p: np.ndarray, good: np.ndarray, verifier: np.ndarray, target: float, margin: float = MARGIN
+) -> float:
     """The lowest accept threshold keeping the lower confidence bound of the cascade's
     quality at or above ``target`` x the verifier's (see the module docstring); 1.0
     (accept nothing) when no threshold does."""
@@ -138,10 +147,10 @@ def choose_threshold(p: np.ndarray, good: np.ndarray, verifier: np.ndarray, targ
     z_sum = base.sum() + np.concatenate([[0.0], np.cumsum(gain[order])])
     # sum of squares of z for the top-k accepted
     sq_accept = (base + gain) ** 2
-    sq_escalate = base ** 2
+    sq_escalate = base**2
     sq = sq_escalate.sum() + np.concatenate([[0.0], np.cumsum((sq_accept - sq_escalate)[order])])
     mean = z_sum / n
-    var = np.maximum(sq / n - mean ** 2, 0.0)
+    var = np.maximum(sq / n - mean**2, 0.0)
     lcb = mean - margin * np.sqrt(var / max(1, n - 1))
     best = math.inf
     for k in range(n, 0, -1):
@@ -153,8 +162,19 @@ def choose_threshold(p: np.ndarray, good: np.ndarray, verifier: np.ndarray, targ
     return best
 
 
-def cascade_outcome(accept: np.ndarray, good: np.ndarray, verifier: np.ndarray,
-                    draft_cost: np.ndarray, verifier_cost: np.ndarray) -> tuple[float, float]:
+def _up(threshold: float) -> float:
+    """A threshold for the file: 4 decimals, rounded up (never accepts more than chosen),
+    and 1.0 (accept nothing) for none."""
+    return 1.0 if threshold >= 1.0 else min(1.0, math.ceil(threshold * 1e4 - 1e-9) / 1e4)
+
+
+def cascade_outcome(
+    accept: np.ndarray,
+    good: np.ndarray,
+    verifier: np.ndarray,
+    draft_cost: np.ndarray,
+    verifier_cost: np.ndarray,
+) -> tuple[float, float]:
     """(quality as a share of the verifier's, savings vs. the verifier alone)."""
     import numpy as np
 
@@ -174,8 +194,14 @@ def reliability(p: np.ndarray, y: np.ndarray, bins: int = RELIABILITY_BINS) -> l
         lo, hi = edges[i], edges[i + 1]
         mask = (p >= lo) & ((p < hi) if i < bins - 1 else (p <= hi))
         if mask.any():
-            out.append(ReliabilityBin(f"{lo:.1f}-{hi:.1f}", round(float(p[mask].mean()), 4),
-                                      round(float(y[mask].mean()), 4), int(mask.sum())))
+            out.append(
+                ReliabilityBin(
+                    f"{lo:.1f}-{hi:.1f}",
+                    round(float(p[mask].mean()), 4),
+                    round(float(y[mask].mean()), 4),
+                    int(mask.sum()),
+                )
+            )
     return out
 
 
@@ -227,23 +253,39 @@ def calibrate_rows(
     positives = int(y.sum())
     if min(positives, n - positives) < MIN_CLASS:
         raise CalibrationDataError(
-            f"{positives} good and {n - positives} bad drafts: calibration needs at least "
-            f"{MIN_CLASS} of each")
+            f"{positives} good and {n - positives} bad drafts: calibration needs at least {MIN_CLASS} of each"
+        )
     feats = list(features) if features is not None else [row_features(r) for r in rows]
     x = np.asarray([feature_vector(f, feature_names) for f in feats], dtype=float)
     v = np.asarray(verifier, dtype=float)
 
     fitted, oof = fit(x, y, seed=seed)
     # A calibrated probability is < 1 (the logit is clipped), so 1.0 accepts nothing.
-    threshold = min(1.0, choose_threshold(oof, y, v, target_quality, margin))
+    threshold = _up(choose_threshold(oof, y, v, target_quality, margin))
     by_domain: dict[str, float] = {}
+    masks: dict[str, np.ndarray] = {}
     detected = [d if d else feature_domain(f) for d, f in zip(domains, feats, strict=True)]
     for name in sorted(set(detected)):
         mask = np.asarray([d == name for d in detected])
         pos = int(y[mask].sum())
         if mask.sum() >= DOMAIN_MIN_ROWS and min(pos, int(mask.sum()) - pos) >= DOMAIN_MIN_CLASS:
-            by_domain[name] = min(1.0, choose_threshold(oof[mask], y[mask], v[mask], target_quality, margin))
+            masks[name] = mask
+            by_domain[name] = _up(choose_threshold(oof[mask], y[mask], v[mask], target_quality, margin))
     cut = np.asarray([by_domain.get(d, threshold) for d in detected])
+    # The same model's thresholds for other targets, so `target_quality` in the config
+    # can move without refitting.
+    by_target: dict[float, tuple[float, dict[str, float]]] = {}
+    for step in range(80, 101):
+        t = step / 100
+        if abs(t - target_quality) < 1e-9:
+            continue
+        by_target[t] = (
+            _up(choose_threshold(oof, y, v, t, margin)),
+            {
+                name: _up(choose_threshold(oof[masks[name]], y[masks[name]], v[masks[name]], t, margin))
+                for name in by_domain
+            },
+        )
     accept = oof >= cut
 
     quality = float(np.where(accept, y, v).sum()) / max(1e-9, float(v.sum()))
@@ -253,11 +295,31 @@ def calibrate_rows(
         savings = cascade_outcome(accept, y, v, costs[:, 0], costs[:, 1])[1]
     score = auroc(y, oof)
     calibration = Calibration(
-        version=FORMAT_VERSION, features=list(feature_names), mean=fitted.mean, scale=fitted.scale,
-        weights=fitted.weights, bias=fitted.bias, slope=fitted.slope, intercept=fitted.intercept,
-        threshold=threshold, thresholds_by_domain=by_domain, target_quality=target_quality,
-        rows=n, auroc=round(score, 4))
+        version=FORMAT_VERSION,
+        features=list(feature_names),
+        mean=fitted.mean,
+        scale=fitted.scale,
+        weights=fitted.weights,
+        bias=fitted.bias,
+        slope=fitted.slope,
+        intercept=fitted.intercept,
+        threshold=threshold,
+        thresholds_by_domain=by_domain,
+        target_quality=target_quality,
+        rows=n,
+        auroc=round(score, 4),
+        by_target=by_target,
+    )
     return CalibrationReport(
-        calibration=calibration, rows=n, auroc=score, threshold=threshold, thresholds_by_domain=by_domain,
-        expected_quality=quality, expected_savings=savings, acceptance=float(accept.mean()),
-        reliability=reliability(oof, y), verifier_quality=float(v.mean()), draft_quality=float(y.mean()))
+        calibration=calibration,
+        rows=n,
+        auroc=score,
+        threshold=threshold,
+        thresholds_by_domain=by_domain,
+        expected_quality=quality,
+        expected_savings=savings,
+        acceptance=float(accept.mean()),
+        reliability=reliability(oof, y),
+        verifier_quality=float(v.mean()),
+        draft_quality=float(y.mean()),
+    )

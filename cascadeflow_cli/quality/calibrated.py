@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +45,41 @@ class Calibration:
     target_quality: float = 0.95
     rows: int = 0
     auroc: float | None = None
+    # other targets the same model was fitted for: target -> (threshold, by domain)
+    by_target: dict[float, tuple[float, dict[str, float]]] = field(default_factory=dict)
+
+    def for_target(self, target: float | None) -> Calibration:
+        """This calibration with the thresholds of ``target`` quality: the fitted target's
+        own, else the nearest stored target at or above it (never a laxer one), else
+        accept nothing (threshold 1.0)."""
+        if target is None or abs(target - self.target_quality) < 1e-9:
+            return self
+        stricter = sorted(t for t in self.by_target if t >= target - 1e-9)
+        if not stricter:
+            return replace(self, threshold=1.0, thresholds_by_domain={}, target_quality=target)
+        threshold, by_domain = self.by_target[stricter[0]]
+        return replace(self, threshold=threshold, thresholds_by_domain=dict(by_domain), target_quality=target)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "version": self.version, "target_quality": self.target_quality,
-            "rows": self.rows, "auroc": self.auroc,
-            "threshold": self.threshold, "thresholds_by_domain": dict(self.thresholds_by_domain),
-            "features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
-            "weights": list(self.weights), "bias": self.bias, "slope": self.slope,
+            "format": FORMAT,
+            "version": self.version,
+            "target_quality": self.target_quality,
+            "rows": self.rows,
+            "auroc": self.auroc,
+            "threshold": self.threshold,
+            "thresholds_by_domain": dict(self.thresholds_by_domain),
+            "features": list(self.features),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "weights": list(self.weights),
+            "bias": self.bias,
+            "slope": self.slope,
             "intercept": self.intercept,
+            "by_target": {
+                f"{t:.2f}": {"threshold": th, "thresholds_by_domain": dict(d)}
+                for t, (th, d) in sorted(self.by_target.items())
+            },
         }
 
     def write(self, path: Path) -> None:
@@ -76,8 +102,9 @@ class Calibration:
 # --------------------------------------------------------------------------- loading
 
 
-def _number(data: dict[str, Any], key: str, where: str, *, lo: float | None = None,
-            hi: float | None = None) -> float:
+def _number(
+    data: dict[str, Any], key: str, where: str, *, lo: float | None = None, hi: float | None = None
+) -> float:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"{where}: {key!r} must be a finite number, got {value!r}")
@@ -104,41 +131,73 @@ def parse_calibration(data: Any, where: str) -> Calibration:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: not a calibration file (expected a JSON object)")
     if data.get("format") != FORMAT:
-        raise ConfigError(f"{where}: not a calibration file (no \"format\": {FORMAT!r}); "
-                          "make one with `cascade calibrate`")
+        raise ConfigError(
+            f'{where}: not a calibration file (no "format": {FORMAT!r}); make one with `cascade calibrate`'
+        )
     version = data.get("version")
     if version != FORMAT_VERSION:
-        raise ConfigError(f"{where}: calibration format version {version!r}, this cascade reads "
-                          f"version {FORMAT_VERSION}; run `cascade calibrate` again")
+        raise ConfigError(
+            f"{where}: calibration format version {version!r}, this cascade reads "
+            f"version {FORMAT_VERSION}; run `cascade calibrate` again"
+        )
     features = data.get("features")
     if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
         raise ConfigError(f"{where}: 'features' must be a non-empty list of feature names")
     unknown = [f for f in features if f not in FEATURE_NAMES]
     if unknown:
-        raise ConfigError(f"{where}: unknown feature {unknown[0]!r} (made by another version?); "
-                          "run `cascade calibrate` again")
+        raise ConfigError(
+            f"{where}: unknown feature {unknown[0]!r} (made by another version?); "
+            "run `cascade calibrate` again"
+        )
     if len(set(features)) != len(features):
         raise ConfigError(f"{where}: 'features' lists a feature twice")
     k = len(features)
     by_domain = data.get("thresholds_by_domain", {})
     if not isinstance(by_domain, dict):
         raise ConfigError(f"{where}: 'thresholds_by_domain' must be an object of domain -> threshold")
-    thresholds = {}
-    for name, value in by_domain.items():
-        thresholds[str(name)] = _number(by_domain, name, f"{where}: thresholds_by_domain", lo=0.0, hi=1.0)
+    thresholds = _domain_thresholds(by_domain, f"{where}: thresholds_by_domain")
+    by_target: dict[float, tuple[float, dict[str, float]]] = {}
+    raw_targets = data.get("by_target", {})
+    if not isinstance(raw_targets, dict):
+        raise ConfigError(f"{where}: 'by_target' must be an object of target -> thresholds")
+    for key, entry in raw_targets.items():
+        try:
+            target = float(key)
+        except ValueError:
+            raise ConfigError(f"{where}: by_target: {key!r} is not a target quality") from None
+        if not 0.0 < target <= 1.0 or not isinstance(entry, dict):
+            raise ConfigError(f"{where}: by_target: {key!r} must be a target in (0, 1] with thresholds")
+        sub = f"{where}: by_target.{key}"
+        by_target[target] = (
+            _number(entry, "threshold", sub, lo=0.0, hi=1.0),
+            _domain_thresholds(entry.get("thresholds_by_domain", {}), sub),
+        )
     rows = data.get("rows", 0)
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
         raise ConfigError(f"{where}: 'rows' must be a whole number >= 0, got {rows!r}")
     auroc = data.get("auroc")
     return Calibration(
-        version=FORMAT_VERSION, features=features,
-        mean=_numbers(data, "mean", where, k), scale=_numbers(data, "scale", where, k, positive=True),
-        weights=_numbers(data, "weights", where, k), bias=_number(data, "bias", where),
-        slope=_number(data, "slope", where, lo=0.0), intercept=_number(data, "intercept", where),
-        threshold=_number(data, "threshold", where, lo=0.0, hi=1.0), thresholds_by_domain=thresholds,
-        target_quality=_number(data, "target_quality", where, lo=0.0, hi=1.0), rows=rows,
+        version=FORMAT_VERSION,
+        features=features,
+        mean=_numbers(data, "mean", where, k),
+        scale=_numbers(data, "scale", where, k, positive=True),
+        weights=_numbers(data, "weights", where, k),
+        bias=_number(data, "bias", where),
+        slope=_number(data, "slope", where, lo=0.0),
+        intercept=_number(data, "intercept", where),
+        threshold=_number(data, "threshold", where, lo=0.0, hi=1.0),
+        thresholds_by_domain=thresholds,
+        target_quality=_number(data, "target_quality", where, lo=0.0, hi=1.0),
+        rows=rows,
         auroc=None if auroc is None else _number(data, "auroc", where, lo=0.0, hi=1.0),
+        by_target=by_target,
     )
+
+
+def _domain_thresholds(raw: Any, where: str) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'thresholds_by_domain' must be an object of domain -> threshold")
+    return {str(name): _number(raw, name, where, lo=0.0, hi=1.0) for name in raw}
 
 
 def load_calibration(path: Path | str) -> Calibration:
@@ -171,7 +230,10 @@ class CalibratedValidator:
 
     calibrated = True
 
-    def __init__(self, calibration: Calibration, threshold: float | None = None) -> None:
+    def __init__(
+        self, calibration: Calibration, threshold: float | None = None, target_quality: float | None = None
+    ) -> None:
+        calibration = calibration.for_target(target_quality)
         self.calibration = calibration
         self.fixed_threshold = threshold
         self.rules = QualityValidator("balanced")
@@ -191,11 +253,22 @@ class CalibratedValidator:
         **live: float | None,
     ) -> QualityResult:
         rules = self.rules.validate(query, response, finish_reason=finish_reason, domain=domain)
-        features = draft_features(query, response, finish_reason=finish_reason, domain=domain,
-                                  rules=rules, **live)
+        features = draft_features(
+            query, response, finish_reason=finish_reason, domain=domain, rules=rules, **live
+        )
         raw = self.calibration.probability(features)  # < 1: a threshold of 1.0 accepts nothing
-        threshold = self.fixed_threshold if self.fixed_threshold is not None else \
-            self.calibration.threshold_for(domain or feature_domain(features))
+        threshold = (
+            self.fixed_threshold
+            if self.fixed_threshold is not None
+            else self.calibration.threshold_for(domain or feature_domain(features))
+        )
         p = round(raw, 4)
-        return QualityResult(score=p, passed=raw >= threshold, threshold=threshold, reasons=rules.reasons,
-                             checks=rules.checks, probability=p, calibrated=True)
+        return QualityResult(
+            score=p,
+            passed=raw >= threshold,
+            threshold=threshold,
+            reasons=rules.reasons,
+            checks=rules.checks,
+            probability=p,
+            calibrated=True,
+        )

@@ -36,27 +36,64 @@ from cascadeflow_cli.routing.domain import DOMAINS, DomainDetector
 from .arithmetic import wrong_arithmetic
 from .validator import CHECK_NAMES, QualityResult, QualityValidator
 
-__all__ = ["FEATURE_NAMES", "LIVE_SIGNALS", "draft_features", "feature_domain", "feature_vector", "final_answer"]
+__all__ = [
+    "FEATURE_NAMES",
+    "LIVE_SIGNALS",
+    "draft_features",
+    "feature_domain",
+    "feature_vector",
+    "final_answer",
+]
 
 # Live signals the caller may pass as keyword arguments (None = not measured).
 LIVE_SIGNALS: tuple[str, ...] = (
-    "logprob_mean", "logprob_min", "logprob_p10", "logprob_p25", "agreement", "similarity",
+    "logprob_mean",
+    "logprob_min",
+    "logprob_p10",
+    "logprob_p25",
+    "agreement",
+    "similarity",
 )
 # The value a missing live signal takes (its missing_* indicator carries the absence).
-_NEUTRAL = {"logprob_mean": 0.0, "logprob_min": 0.0, "logprob_p10": 0.0, "logprob_p25": 0.0,
-            "agreement": 1.0, "similarity": 0.0}
+_NEUTRAL = {
+    "logprob_mean": 0.0,
+    "logprob_min": 0.0,
+    "logprob_p10": 0.0,
+    "logprob_p25": 0.0,
+    "agreement": 1.0,
+    "similarity": 0.0,
+}
 
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"rule_{name}" for name in CHECK_NAMES),
     "rule_score",
-    "log_query_chars", "log_answer_chars", "answer_query_ratio",
-    "query_numbers", "query_numbers_unused", "query_numbers_unused_share",
-    "has_final", "final_is_last_result", "final_not_integer_for_count", "final_negative",
-    "final_in_query", "final_candidates", "no_number_answer",
-    "calc_steps", "steps_per_query_number", "ungrounded_operands", "arithmetic_errors",
-    "annotation_copy_errors", "self_corrections",
-    "code_blocks", "code_parse_fail", "code_unbalanced_fence", "code_no_block",
-    "code_no_return", "code_prints_only", "code_lines", "code_test_name_missing",
+    "log_query_chars",
+    "log_answer_chars",
+    "answer_query_ratio",
+    "query_numbers",
+    "query_numbers_unused",
+    "query_numbers_unused_share",
+    "has_final",
+    "final_is_last_result",
+    "final_not_integer_for_count",
+    "final_negative",
+    "final_in_query",
+    "final_candidates",
+    "no_number_answer",
+    "calc_steps",
+    "steps_per_query_number",
+    "ungrounded_operands",
+    "arithmetic_errors",
+    "annotation_copy_errors",
+    "self_corrections",
+    "code_blocks",
+    "code_parse_fail",
+    "code_unbalanced_fence",
+    "code_no_block",
+    "code_no_return",
+    "code_prints_only",
+    "code_lines",
+    "code_test_name_missing",
     "code_name_query_overlap",
     *(f"domain_{d}" for d in DOMAINS),
     "complexity",
@@ -88,16 +125,58 @@ _SELF_CORRECTION_RE = re.compile(
     re.IGNORECASE,
 )
 _WORD_NUMBERS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30,
-    "forty": 40, "fifty": 50, "hundred": 100, "dozen": 12, "twice": 2, "double": 2, "half": 0.5,
-    "triple": 3, "thrice": 3, "quarter": 0.25,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "fifteen": 15,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "hundred": 100,
+    "dozen": 12,
+    "twice": 2,
+    "double": 2,
+    "half": 0.5,
+    "triple": 3,
+    "thrice": 3,
+    "quarter": 0.25,
 }
 _WORD_NUMBER_RE = re.compile(r"\b(" + "|".join(_WORD_NUMBERS) + r")\b", re.IGNORECASE)
 # Numbers any solution may bring in without the query stating them: small integers,
 # unit conversions (minutes, hours, days, weeks, months, percent), and halves.
-_FREE_CONSTANTS = frozenset({0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 12.0, 24.0, 30.0, 52.0, 60.0,
-                             100.0, 365.0, 1000.0, 0.5, 0.25, 0.01})
+_FREE_CONSTANTS = frozenset(
+    {
+        0.0,
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+        5.0,
+        7.0,
+        10.0,
+        12.0,
+        24.0,
+        30.0,
+        52.0,
+        60.0,
+        100.0,
+        365.0,
+        1000.0,
+        0.5,
+        0.25,
+        0.01,
+    }
+)
 
 _FENCE_LINE_RE = re.compile(r"^[ \t]*(?:```|~~~)[ \t]*([\w+#-]*)", re.MULTILINE)
 _DEF_RE = re.compile(r"^[ \t]*def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
@@ -150,6 +229,42 @@ def _final_candidates(text: str) -> int:
     return len(values)
 
 
+def shape_score(query: str, text: str, words: int) -> tuple[float, str | None]:
+    """The rule validator's ``shape`` check: a continuous sub-score, so the rule score
+    orders clean drafts instead of giving them all 1.0. For a question with numbers: no
+    stated final answer (x0.85), a final answer that is not the last computed result
+    (x0.92), the share ``s`` of the question's numbers a worked answer never uses
+    (x(1 - 0.2 s)).
+    For every answer a mild length term ``1 - 0.1 * words / (words + 400)``: a draft that
+    runs long is, more often than not, one that is struggling."""
+    score = 1.0 - 0.1 * words / (words + 400)
+    reasons: list[str] = []
+    query_numbers = list(dict.fromkeys(v for v in _numbers(query) if v not in (0.0, 1.0)))
+    if len(query_numbers) >= 2:
+        answer_numbers = _numbers(text)
+        final = final_answer(text)
+        if final is None:  # else the answer's last line states it: "... so 60 - 40 = 20 cups."
+            last_line = text.rstrip().rsplit("\n", 1)[-1]
+            numbers = _numbers(last_line)
+            final = numbers[-1] if numbers else None
+        if final is None and answer_numbers:
+            score *= 0.85
+            reasons.append("no stated final answer")
+        cut = text.find("####")
+        results = [v for v in (_value(m.group(1)) for m in _EQUALS_RESULT_RE.finditer(
+            text if cut < 0 else text[:cut])) if v is not None]
+        if final is not None:
+            if results and not _same(final, results[-1]):
+                score *= 0.92
+                reasons.append(f"final answer {final:g} is not the last result {results[-1]:g}")
+        # a worked answer (one with calculations) that skips a given quantity
+        unused = [v for v in query_numbers if not _in(v, answer_numbers)] if results else []
+        if unused:
+            score *= 1.0 - 0.2 * len(unused) / len(query_numbers)
+            reasons.append(f"never uses {', '.join(f'{v:g}' for v in unused[:4])} from the question")
+    return score, "; ".join(reasons) or None
+
+
 def _math_features(query: str, text: str, out: dict[str, float]) -> None:
     query_numbers = _numbers(query) + [_WORD_NUMBERS[w.lower()] for w in _WORD_NUMBER_RE.findall(query)]
     distinct_query = list(dict.fromkeys(v for v in query_numbers if v not in (0.0, 1.0)))
@@ -161,11 +276,11 @@ def _math_features(query: str, text: str, out: dict[str, float]) -> None:
     out["no_number_answer"] = 0.0 if answer_numbers else 1.0
 
     final = final_answer(text)
-    results = [v for v in (_value(m.group(1)) for m in _EQUALS_RESULT_RE.finditer(text)) if v is not None]
     cut = text.find("####")
     before = text if cut < 0 else text[:cut]
-    last_results = [v for v in (_value(m.group(1)) for m in _EQUALS_RESULT_RE.finditer(before))
-                    if v is not None]
+    last_results = [
+        v for v in (_value(m.group(1)) for m in _EQUALS_RESULT_RE.finditer(before)) if v is not None
+    ]
     out["has_final"] = 1.0 if final is not None else 0.0
     if final is not None:
         out["final_is_last_result"] = 1.0 if last_results and _same(final, last_results[-1]) else 0.0
@@ -185,7 +300,7 @@ def _math_features(query: str, text: str, out: dict[str, float]) -> None:
         for operand in _numbers(m.group(1)):
             if not _in(abs(operand), known):
                 ungrounded += 1
-        end = text[m.end():m.end() + 30]
+        end = text[m.end() : m.end() + 30]
         got = _EQUALS_RESULT_RE.match("=" + end)
         if got and (value := _value(got.group(1))) is not None:
             known.add(abs(value))
@@ -196,7 +311,12 @@ def _math_features(query: str, text: str, out: dict[str, float]) -> None:
     copy_errors = 0
     for m in _ANNOTATION_RE.finditer(text):
         stated, shown = _value(m.group(2).strip()), m.group(3)
-        if stated is not None and shown is not None and (v := _value(shown)) is not None and not _same(v, stated):
+        if (
+            stated is not None
+            and shown is not None
+            and (v := _value(shown)) is not None
+            and not _same(v, stated)
+        ):
             copy_errors += 1
     out["annotation_copy_errors"] = float(copy_errors)
     out["self_corrections"] = float(len(_SELF_CORRECTION_RE.findall(text)))

@@ -77,7 +77,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, lam: float, iterations: int = 50)
 
 def standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Column means and scales (a constant column gets scale 1, so it stays at 0)."""
-    import numpy as np
 
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
@@ -136,7 +135,6 @@ def fit(x: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0) -> tuple
     """The model fitted on all rows (L2 strength chosen by ``folds``-fold CV log-loss,
     then Platt-recalibrated on the out-of-fold logits), and each row's out-of-fold
     probability under that recalibration (what thresholds and reported figures use)."""
-    import numpy as np
 
     assignment = stratified_folds(y, folds, seed)
     best: tuple[float, float, np.ndarray] | None = None
@@ -161,8 +159,9 @@ def fit(x: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0) -> tuple
 def predict(fitted: Fitted, x: np.ndarray) -> np.ndarray:
     import numpy as np
 
-    raw = _raw_logit(x, np.asarray(fitted.mean), np.asarray(fitted.scale), np.asarray(fitted.weights),
-                     fitted.bias)
+    raw = _raw_logit(
+        x, np.asarray(fitted.mean), np.asarray(fitted.scale), np.asarray(fitted.weights), fitted.bias
+    )
     return sigmoid(fitted.slope * raw + fitted.intercept)
 
 
@@ -183,6 +182,6 @@ def auroc(y: Sequence[float] | np.ndarray, score: Sequence[float] | np.ndarray) 
         j = i
         while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return float((ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
