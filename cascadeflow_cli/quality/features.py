@@ -400,9 +400,10 @@ def draft_features(
     out = dict.fromkeys(FEATURE_NAMES, 0.0)
     if rules is None:
         rules = _VALIDATOR.validate(query, text, finish_reason=finish_reason, domain=domain)
+    # Rules multiply their sub-scores, so a linear model reads them on a log scale.
     for name in CHECK_NAMES:
-        out[f"rule_{name}"] = float(rules.checks.get(name, 1.0))
-    out["rule_score"] = float(rules.score)
+        out[f"rule_{name}"] = math.log(max(1e-3, float(rules.checks.get(name, 1.0))))
+    out["rule_score"] = math.log(max(1e-3, float(rules.score)))
     out["log_query_chars"] = math.log1p(len(query))
     out["log_answer_chars"] = math.log1p(len(text))
     out["answer_query_ratio"] = math.log1p(len(text)) - math.log1p(len(query))
