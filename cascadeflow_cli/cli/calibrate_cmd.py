@@ -166,22 +166,28 @@ def parse_prices(text: str) -> Prices:
 
 
 def configured_prices(config: AppConfig) -> Prices | None:
-    """The chain's first (draft) and last (verifier) configured prices, if both have them."""
+    """The chain's first (draft) and last (verifier) prices as the cascade would charge
+    them (the config's, else the bundled price map), if both are known."""
+    from cascadeflow_cli.engine.pricing import lookup_price
+    from cascadeflow_cli.errors import CascadeError
     from cascadeflow_cli.quality.calibrate import Prices
 
     chain = [config.models.get(name) for name in config.cascade.models]
     if len(chain) < 2 or chain[0] is None or chain[-1] is None:
         return None
-    first, last = chain[0], chain[-1]
-    values = (
-        first.input_cost_per_million,
-        first.output_cost_per_million,
-        last.input_cost_per_million,
-        last.output_cost_per_million,
-    )
-    if any(v is None for v in values) or float(values[2] or 0) + float(values[3] or 0) <= 0:
+    try:
+        draft, verifier = lookup_price(chain[0]), lookup_price(chain[-1])
+    except CascadeError:  # no price known: savings need --prices
         return None
-    return Prices(*(float(v or 0) for v in values))
+    values = (
+        draft.input_per_million,
+        draft.output_per_million,
+        verifier.input_per_million,
+        verifier.output_per_million,
+    )
+    if float(values[2]) + float(values[3]) <= 0:
+        return None
+    return Prices(*(float(v) for v in values))
 
 
 # --------------------------------------------------------------------------- output

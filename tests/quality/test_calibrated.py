@@ -86,13 +86,16 @@ def test_threshold_keeps_the_quality_bound() -> None:
     assert choose_threshold(p, good, verifier, 0.9, margin=3.0) >= t
 
 
-@pytest.mark.parametrize(("rows", "message"), [
-    (ROWS[:20], "at least 30"),
-    ([{**r, "correct": True} for r in ROWS], "at least 5 of each"),
-    ([{**ROWS[0], "correct": "yes"}, *ROWS[1:]], "true or false"),
-    ([ROWS[0], *ROWS[:40]], "duplicate id"),
-    ([{**ROWS[0], "correct": None}, *ROWS[1:]], "missing 'correct'"),
-])
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (ROWS[:20], "at least 30"),
+        ([{**r, "correct": True} for r in ROWS], "at least 5 of each"),
+        ([{**ROWS[0], "correct": "yes"}, *ROWS[1:]], "true or false"),
+        ([ROWS[0], *ROWS[:40]], "duplicate id"),
+        ([{**ROWS[0], "correct": None}, *ROWS[1:]], "missing 'correct'"),
+    ],
+)
 def test_rows_that_cannot_be_calibrated_on(rows, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CalibrationDataError, match=message):
         calibrate_rows(rows)
@@ -102,19 +105,22 @@ def _valid(report) -> dict:  # type: ignore[no-untyped-def]
     return report.calibration.to_json()
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda d: d.update(version=99), "version 99"),
-    (lambda d: d.pop("format"), "not a calibration file"),
-    (lambda d: d.update(weights=d["weights"][:-1]), "'weights' must be a list of"),
-    (lambda d: d.update(mean="0"), "'mean' must be a list"),
-    (lambda d: d["scale"].__setitem__(0, 0.0), "scales must be > 0"),
-    (lambda d: d["weights"].__setitem__(2, float("nan")), "not a finite number"),
-    (lambda d: d.update(threshold=1.5), "'threshold' must be within"),
-    (lambda d: d.update(threshold="0.5"), "'threshold' must be a finite number"),
-    (lambda d: d["features"].__setitem__(0, "vibes"), "unknown feature 'vibes'"),
-    (lambda d: d.update(thresholds_by_domain={"math": True}), "'math' must be a finite number"),
-    (lambda d: d.update(bias=None), "'bias' must be a finite number"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(version=99), "version 99"),
+        (lambda d: d.pop("format"), "not a calibration file"),
+        (lambda d: d.update(weights=d["weights"][:-1]), "'weights' must be a list of"),
+        (lambda d: d.update(mean="0"), "'mean' must be a list"),
+        (lambda d: d["scale"].__setitem__(0, 0.0), "scales must be > 0"),
+        (lambda d: d["weights"].__setitem__(2, float("nan")), "not a finite number"),
+        (lambda d: d.update(threshold=1.5), "'threshold' must be within"),
+        (lambda d: d.update(threshold="0.5"), "'threshold' must be a finite number"),
+        (lambda d: d["features"].__setitem__(0, "vibes"), "unknown feature 'vibes'"),
+        (lambda d: d.update(thresholds_by_domain={"math": True}), "'math' must be a finite number"),
+        (lambda d: d.update(bias=None), "'bias' must be a finite number"),
+    ],
+)
 def test_hand_edited_nonsense_is_one_clear_error(report, edit, message: str) -> None:  # type: ignore[no-untyped-def]
     data = _valid(report)
     edit(data)

@@ -10,8 +10,10 @@ import pytest
 
 from cascadeflow_cli.quality.features import FEATURE_NAMES, LIVE_SIGNALS, draft_features, final_answer
 
-QUERY = ("A shop sells 12 boxes of pens with 6 pens in each box, and 9 loose pens. "
-         "How many pens does it sell in total?")
+QUERY = (
+    "A shop sells 12 boxes of pens with 6 pens in each box, and 9 loose pens. "
+    "How many pens does it sell in total?"
+)
 GOOD = "The boxes hold 12 * 6 = 72 pens. With the loose ones: 72 + 9 = 81.\n#### 81"
 
 
