@@ -97,6 +97,17 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """``[quality]``: the calibrated quality check (see `cascade calibrate`)."""
+
+    calibration: Path | None = None  # resolved relative to the config file
+    target_quality: float | None = None  # None: the target the calibration was fitted for
+    shadow_rate: float = 0.0
+    logprobs: bool = False
+    consistency_samples: int = 1
+
+
+@dataclass(frozen=True)
 class AppConfig:
     models: Mapping[str, ModelConfig]
     cascade: CascadeConfig = CascadeConfig()
@@ -106,6 +117,7 @@ class AppConfig:
     hooks: Mapping[str, str] = field(default_factory=dict)
     telemetry: TelemetryConfig = TelemetryConfig()
     source: Path | None = None  # the file it was read from; None for built-in defaults
+    quality: QualityConfig = QualityConfig()
 
     def chain(self, names: tuple[str, ...] | list[str] | None = None) -> list[ModelConfig]:
         """Resolve model names (default: the cascade chain) to their configs."""
@@ -286,7 +298,9 @@ class _Parser:
         return None if value is None else tuple(value)
 
     def config(self, raw: dict[str, Any]) -> AppConfig:
-        self.table(raw, "", ("ledger", "models", "cascade", "budgets", "domains", "hooks", "telemetry"))
+        self.table(
+            raw, "", ("ledger", "models", "cascade", "budgets", "domains", "hooks", "telemetry", "quality")
+        )
         models = self.models(raw.get("models"))
         cascade = self.cascade(raw.get("cascade", {}))
         config = AppConfig(
@@ -298,6 +312,7 @@ class _Parser:
             hooks=self.hooks(raw.get("hooks", {})),
             telemetry=self.telemetry(raw.get("telemetry", {})),
             source=self.path,
+            quality=self.quality(raw.get("quality", {})),
         )
         self.check_chains(config)
         return config
@@ -370,6 +385,29 @@ class _Parser:
             quality_preset=preset,
             max_tokens=int(self.number(raw, sec, "max_tokens", minimum=1, default=1024)),
             system=self.string(raw, sec, "system"),
+        )
+
+    def quality(self, raw: Any) -> QualityConfig:
+        sec = "quality"
+        self.table(
+            raw, sec, ("calibration", "target_quality", "shadow_rate", "logprobs", "consistency_samples")
+        )
+        path = self.string(raw, sec, "calibration")
+        resolved: Path | None = None
+        if path is not None:
+            resolved = Path(path).expanduser()
+            if not resolved.is_absolute() and self.path is not None:
+                resolved = self.path.parent / resolved  # relative to the config file
+        target = self.number(raw, sec, "target_quality", minimum=0.01, maximum=1.0)
+        samples = self.typed(raw, sec, "consistency_samples",
+                             lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 20,
+                             "a whole number from 1 to 20", 1)
+        return QualityConfig(
+            calibration=resolved,
+            target_quality=target,
+            shadow_rate=float(self.number(raw, sec, "shadow_rate", maximum=1.0, default=0.0) or 0.0),
+            logprobs=self.typed(raw, sec, "logprobs", lambda v: isinstance(v, bool), "true or false", False),
+            consistency_samples=samples,
         )
 
     def ledger(self, raw: Any) -> LedgerConfig:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from cascadeflow_cli.quality import QualityResult, QualityValidator
+    from cascadeflow_cli.quality.calibrated import CalibratedValidator
 
 quality_app = typer.Typer(
     help="Score answers with the rule-based quality validator (no config or ledger needed).",
@@ -57,6 +58,11 @@ def check(
                                                     "instead of the preset's threshold.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (JSON Lines with --input).")
                        ] = False,
+    calibration: Annotated[Path | None, typer.Option("--calibration", help="Score with this calibration "
+                                                     "file (`cascade calibrate`): the score is the "
+                                                     "probability the answer is good enough (default: "
+                                                     "[quality] calibration of the config, if any).")
+                           ] = None,
 ) -> None:
     """Score how likely a response is good enough (1 = no sign of a problem): empty, cut off,
     refusal, hedging, too short for the question, repetition, wrong arithmetic. Exit 0
@@ -70,7 +76,7 @@ def check(
             raise InputError("--query needs --response (the answer to score)")
         if query is None:
             raise InputError("--response needs --query (the question it answers)")
-    validator = _validator(preset, threshold)
+    validator = _validator(preset, threshold, calibration)
     if input_file is None:
         assert query is not None and response is not None
         result = validator.validate(query, response, finish_reason=finish_reason, domain=domain)
@@ -94,8 +100,20 @@ def check(
         _print_table(scored, validator, input_file)
 
 
-def _validator(preset: str, threshold: float | None) -> QualityValidator:
+def _validator(preset: str, threshold: float | None, calibration: Path | None = None
+               ) -> QualityValidator | CalibratedValidator:
+    from cascadeflow_cli.cli.context import state
     from cascadeflow_cli.quality import QualityPreset, QualityValidator
+
+    quality = state().config.quality
+    calibration = calibration or quality.calibration
+    if calibration is not None:
+        from cascadeflow_cli.quality.calibrated import CalibratedValidator, load_calibration
+
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise InputError(f"--threshold must be within [0, 1], got {threshold:g}")
+        target = quality.target_quality
+        return CalibratedValidator(load_calibration(calibration), threshold=threshold, target_quality=target)
 
     try:
         chosen = QualityPreset.named(preset)
@@ -148,7 +166,7 @@ def _verdict_text(result: QualityResult) -> Text:
     return Text("PASS", style="bold green") if result.passed else Text("FAIL", style="bold red")
 
 
-def _print_verdict(result: QualityResult, validator: QualityValidator) -> None:
+def _print_verdict(result: QualityResult, validator: QualityValidator | CalibratedValidator) -> None:
     """`PASS  score 0.95 >= threshold 0.7 (preset balanced)`, then one line per reason."""
     from rich.text import Text
 
@@ -160,7 +178,7 @@ def _print_verdict(result: QualityResult, validator: QualityValidator) -> None:
         "  score ",
         (_score_text(result.score, result.threshold), "bold"),
         f" {'>=' if result.passed else '<'} threshold {result.threshold:g}",
-        (f" (preset {validator.preset.name})", "dim"),
+        (" (calibrated)" if result.calibrated else f" (preset {validator.preset.name})", "dim"),
     )
     console.print(line)
     if not result.reasons:
@@ -187,8 +205,8 @@ def quality_table(scored: list[tuple[QualityRow, QualityResult]]) -> Table:
     return fitted_table(headers, body, flexible="reasons")
 
 
-def _print_table(scored: list[tuple[QualityRow, QualityResult]], validator: QualityValidator,
-                 path: Path) -> None:
+def _print_table(scored: list[tuple[QualityRow, QualityResult]],
+                 validator: QualityValidator | CalibratedValidator, path: Path) -> None:
     from rich.text import Text
 
     from cascadeflow_cli.cli.context import stdout_console
@@ -199,5 +217,6 @@ def _print_table(scored: list[tuple[QualityRow, QualityResult]], validator: Qual
     if scored:
         console.print(quality_table(scored))
     passed = sum(result.passed for _, result in scored)
-    console.print(Text(f"{passed} of {len(scored)} passed (preset {validator.preset.name}, "
+    how = "calibrated" if getattr(validator, "calibrated", False) else f"preset {validator.preset.name}"
+    console.print(Text(f"{passed} of {len(scored)} passed ({how}, "
                        f"threshold {validator.threshold:g})", style="bold"))

@@ -31,6 +31,7 @@ from cascadeflow_cli.engine.providers import (
     provider_for,
 )
 from cascadeflow_cli.engine.providers.base import MAX_BACKOFF_S
+from cascadeflow_cli.engine.validators import build_validator
 from cascadeflow_cli.errors import BudgetBlockedError, CascadeError, InputError, ProviderError
 from cascadeflow_cli.ledger.db import Ledger
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
@@ -180,9 +181,7 @@ class Cascade:
             gate = BudgetGate(ledger, config) if ledger is not None else None
         self.gate: BudgetGate | None = gate or None
         self.clock = clock or SystemClock()
-        self.validator = validator or QualityValidator(
-            config.cascade.quality_preset, config.cascade.quality_threshold
-        )
+        self.validator = validator or build_validator(config)
         self.provider_lookup = provider_lookup
         self.sleep = sleep
         self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE)

@@ -31,6 +31,10 @@ problem):
                 what the question demands (see :func:`expected_words`).
 ``arithmetic``  0.3 when a stated calculation in the prose is wrong ("15 + 25 = 30",
                 "<<3*60=170>>"), 0.1 when several are (see :mod:`.arithmetic`).
+``shape``       continuous evidence from the answer's shape (see
+                :func:`.features.shape_score`): a stated final answer that is the last
+                computed result, the question's numbers used, a mild length term; so
+                clean drafts no longer all score 1.0 and a threshold can be moved.
 ``repetition``  the minimum of a repeated-line score (``1 - 0.25 * (n - 1)`` once a
                 line or sentence of 3+ words occurs ``n >= max_line_repeats`` times)
                 and a linear ramp from ``ngram_unique_floor`` (0) to
@@ -70,6 +74,7 @@ CHECK_NAMES: tuple[str, ...] = (
     "length",
     "repetition",
     "arithmetic",
+    "shape",
 )
 
 # finish / stop reasons meaning "cut off by the token limit" across providers.
@@ -268,6 +273,9 @@ class QualityResult:
         reasons: one short human-readable reason per deduction (empty when nothing
             was wrong), e.g. ``"hedging: 'I'm not sure', 'possibly'"``.
         checks: per-check sub-scores in [0, 1], keyed by :data:`CHECK_NAMES`.
+        probability: the calibrated probability that the draft is good enough (a
+            calibrated validator's score), None for the rule validator.
+        calibrated: whether ``score`` comes from a calibration.
     """
 
     score: float
@@ -275,6 +283,8 @@ class QualityResult:
     threshold: float
     reasons: tuple[str, ...]
     checks: dict[str, float]
+    probability: float | None = None
+    calibrated: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The `cascade quality check --json` row of CLI.md (without ``id``)."""
@@ -284,6 +294,8 @@ class QualityResult:
             "threshold": self.threshold,
             "reasons": list(self.reasons),
             "checks": dict(self.checks),
+            "probability": self.probability,
+            "calibrated": self.calibrated,
         }
 
 
@@ -454,6 +466,7 @@ class QualityValidator:
             "length": self._check_length(query, doc),
             "repetition": self._check_repetition(doc),
             "arithmetic": self._check_arithmetic(doc),
+            "shape": self._check_shape(query, doc),
         }
         reasons: list[str] = []
         for name, (sub, reason) in results.items():
@@ -507,6 +520,12 @@ class QualityValidator:
         if _count_words(last_line) >= _SOFT_TRUNC_MIN_WORDS:
             return _TRUNC_NO_PUNCT, f"no terminal punctuation: '…{tail}'"
         return 1.0, None
+
+    @staticmethod
+    def _check_shape(query: str, doc: _Doc) -> tuple[float, str | None]:
+        from .features import shape_score  # features builds on this module
+
+        return shape_score(query, doc.text, doc.words)
 
     @staticmethod
     def _check_arithmetic(doc: _Doc) -> tuple[float, str | None]:

@@ -13,7 +13,7 @@ from cascadeflow_cli.quality.validator import CHECK_NAMES
 from tests.cli.support import DETAILED, LONG_ANSWER, is_number
 from tests.conftest import CliRunner, assert_one_error_line
 
-ROW_KEYS = {"score", "passed", "threshold", "reasons", "checks"}
+ROW_KEYS = {"score", "passed", "threshold", "reasons", "checks", "probability", "calibrated"}
 EXPLAIN = "Explain why the sky is blue."
 THIN = "Rayleigh scattering makes short blue wavelengths scatter across the sky."  # 10 words
 HOW_TO = "How do I reverse a list in Python?"
@@ -53,8 +53,9 @@ def test_a_good_answer_passes_without_config_or_ledger(runner: CliRunner, tmp_pa
     row = check(runner, "--query", DETAILED, "--response", LONG_ANSWER)
     assert_row(row)
     assert "id" not in row
-    assert row["score"] == 1.0 and row["passed"] is True and row["threshold"] == 0.7
-    assert row["reasons"] == []
+    # no deduction; the continuous shape term keeps a clean answer just under 1.0
+    assert 0.95 <= row["score"] < 1.0 and row["passed"] is True and row["threshold"] == 0.7
+    assert row["reasons"] == [] and row["calibrated"] is False and row["probability"] is None
     assert list(tmp_path.rglob("*")) == []  # no ledger, no config, nothing in HOME
 
 
@@ -99,7 +100,8 @@ def test_domain_is_passed_to_the_validator(runner: CliRunner) -> None:
 def test_human_verdict(runner: CliRunner) -> None:
     good = runner("quality", "check", "--query", DETAILED, "--response", LONG_ANSWER)
     assert good.code == 0, good.stderr
-    assert good.stdout.splitlines()[0].startswith("PASS  score 1.00 >= threshold 0.7")
+    assert good.stdout.splitlines()[0].startswith("PASS  score 0.9")
+    assert ">= threshold 0.7 (preset balanced)" in good.stdout.splitlines()[0]
     cut = runner("quality", "check", "--query", DETAILED, "--response", LONG_ANSWER,
                  "--finish-reason", "length", "--preset", "strict")
     assert cut.code == 0, cut.stderr  # a report: failing is not an error

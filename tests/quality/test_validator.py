@@ -22,6 +22,13 @@ GOOD_EXPLANATION = (
 )
 
 
+def clean(result: QualityResult) -> bool:
+    """No deduction: no reason given, and only the continuous shape term below 1 (a clean
+    answer no longer scores exactly 1.0, so a threshold can be moved)."""
+    return not result.reasons and result.score >= 0.95 and all(
+        v == 1.0 for k, v in result.checks.items() if k != "shape")
+
+
 @pytest.fixture
 def balanced() -> QualityValidator:
     return QualityValidator()
@@ -36,11 +43,12 @@ def check(result: QualityResult, name: str) -> float:
 
 def test_good_answer_scores_one_with_no_reasons(balanced: QualityValidator) -> None:
     result = balanced.validate(EXPLAIN_Q, GOOD_EXPLANATION)
-    assert result.score == 1.0 and result.passed
+    assert clean(result) and result.passed
     assert result.reasons == ()
     assert result.threshold == 0.7
     assert set(result.checks) == set(CHECK_NAMES)
-    assert all(value == 1.0 for value in result.checks.values())
+    assert all(value == 1.0 for name, value in result.checks.items() if name != "shape")
+    assert 0.95 <= result.checks["shape"] < 1.0  # continuous: clean answers are still ordered
 
 
 def test_score_is_the_product_of_the_sub_scores(balanced: QualityValidator) -> None:
@@ -56,7 +64,8 @@ def test_to_json_is_the_cli_row(balanced: QualityValidator) -> None:
     result = balanced.validate(EXPLAIN_Q, "I think it is because of Rayleigh scattering of light.")
     data = result.to_json()
     assert data == {"score": result.score, "passed": False, "threshold": 0.7,
-                    "reasons": list(result.reasons), "checks": result.checks}
+                    "reasons": list(result.reasons), "checks": result.checks,
+                    "probability": None, "calibrated": False}
     assert isinstance(data["reasons"], list) and data["checks"] is not result.checks
 
 
@@ -97,7 +106,7 @@ def test_finish_reason_length_fails_even_a_fluent_answer(
 def test_normal_finish_reasons_do_not_deduct(
     balanced: QualityValidator, reason: str | None
 ) -> None:
-    assert balanced.validate(EXPLAIN_Q, GOOD_EXPLANATION, finish_reason=reason).score == 1.0
+    assert clean(balanced.validate(EXPLAIN_Q, GOOD_EXPLANATION, finish_reason=reason))
 
 
 def test_unclosed_code_fence_is_truncation(balanced: QualityValidator) -> None:
@@ -125,7 +134,7 @@ def test_unbalanced_calculator_annotation_is_truncation(balanced: QualityValidat
 
 def test_balanced_calculator_annotation_is_fine(balanced: QualityValidator) -> None:
     answer = "In total she gives 15 + 25 = <<15+25=40>>40 cups.\n#### 40"
-    assert balanced.validate("How many cups does she give in total?", answer).score == 1.0
+    assert clean(balanced.validate("How many cups does she give in total?", answer))
 
 
 @pytest.mark.parametrize(
@@ -315,7 +324,7 @@ def test_short_answer_to_a_short_factual_question_is_fine(balanced: QualityValid
     pairs = [(CAPITAL_Q, "Paris."), ("What is 7 * 8?", "56"), ("Is 17 prime?", "Yes.")]
     for query, answer in pairs:
         result = balanced.validate(query, answer)
-        assert result.score == 1.0, (query, result.reasons)
+        assert clean(result), (query, result.reasons)
 
 
 @pytest.mark.parametrize(
@@ -368,7 +377,7 @@ def test_long_question_expects_more_than_a_few_words(balanced: QualityValidator)
     assert 1 < need <= balanced.preset.min_words_elaborate and "words long" in why
     assert check(balanced.validate(query, "20"), "length") < 1.0
     worked = "She needs 3 * 20 = 60 cups a day and has given 15 + 25 = 40, so 60 - 40 = 20 cups."
-    assert balanced.validate(query, worked).score == 1.0
+    assert clean(balanced.validate(query, worked))
 
 
 def test_code_counts_by_tokens_not_whitespace_words(balanced: QualityValidator) -> None:
@@ -376,7 +385,7 @@ def test_code_counts_by_tokens_not_whitespace_words(balanced: QualityValidator) 
     code = "```python\ndef is_even(n: int) -> bool:\n    return n % 2 == 0\n```"
     # 11 whitespace-separated "words", but 19 identifiers and operators
     result = balanced.validate(query, code)
-    assert check(result, "length") == 1.0 and result.score == 1.0
+    assert check(result, "length") == 1.0 and clean(result)
 
 
 # --------------------------------------------------------------------------- repetition

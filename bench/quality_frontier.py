@@ -1,0 +1,223 @@
+"""How well the quality check tells good drafts from bad ones, and what that saves.
+
+On labelled draft/verifier answers (Mixtral-8x7B draft, GPT-4 verifier; GSM8K and MBPP
+dev sets of /work/shared/data/cascade), 5-fold stratified cross-validation: every fold's
+model AND threshold come from the other four folds only (``calibrate_rows`` runs its own
+inner CV there, exactly as `cascade calibrate` does), and the held-out fold is scored
+with them. Side by side, one run:
+
+* ``calibrated``  -- our calibrated model at the target quality (default 0.95);
+* ``rules@cv``    -- the rule validator's score, threshold chosen the same way;
+* ``rules@0.7``   -- the rule validator as shipped (balanced preset, threshold 0.7);
+* ``random``      -- escalating a random share of drafts, at the calibrated escalation rate
+                     (expected value);
+* ``oracle``      -- escalating exactly the drafts that are wrong where the verifier is right;
+* ``RouteLLM``    -- the published figure for this pair on GSM8K (35% saved at 95%).
+
+Costs (data README): draft $0.60/M in and out, verifier $10 in / $30 out, tokens =
+ceil(chars / 4); the draft is always paid, an escalation adds the verifier call.
+
+    python bench/quality_frontier.py [--seeds 0,1,2] [--target 0.95] [--ablate] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cascadeflow_cli.quality.calibrate import (
+    Prices,
+    calibrate_rows,
+    cascade_outcome,
+    choose_threshold,
+    row_costs,
+    row_features,
+)
+from cascadeflow_cli.quality.features import FEATURE_NAMES, feature_domain
+from cascadeflow_cli.quality.model import auroc, stratified_folds
+from cascadeflow_cli.quality.validator import QualityValidator
+
+DATA = Path("/work/shared/data/cascade")
+SETS = {"gsm8k": "gsm8k_mixtral_gpt4_dev.jsonl", "mbpp": "mbpp_mixtral_gpt4_dev.jsonl"}
+PRICES = Prices(0.60, 0.60, 10.0, 30.0)
+TARGETS = {"gsm8k": (0.80, 0.40), "mbpp": (None, 0.35)}  # (AUROC, savings) at >= 95% quality
+ROUTELLM = {"gsm8k": 0.35}
+
+FAMILIES = {  # feature families for --ablate (dropped one at a time)
+    "rules": lambda n: n.startswith("rule_"),
+    "shape": lambda n: n in ("log_query_chars", "log_answer_chars", "answer_query_ratio"),
+    "math": lambda n: n.startswith(
+        (
+            "query_numbers",
+            "final_",
+            "calc_",
+            "steps_",
+            "ungrounded",
+            "arithmetic",
+            "annotation",
+            "self_corr",
+            "no_number",
+            "has_final",
+        )
+    ),
+    "code": lambda n: n.startswith("code_"),
+    "domain": lambda n: n.startswith(("domain_", "complexity")),
+}
+
+
+def load(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            rows.append(
+                {
+                    "id": r["id"],
+                    "query": r["query"],
+                    "response": r["draft_answer"],
+                    "correct": bool(r["draft_correct"]),
+                    "verifier_correct": bool(r["verifier_correct"]),
+                    "verifier_response": r["verifier_answer"],
+                }
+            )
+    return rows
+
+
+def crossval(rows, feats, names, seed, target, margin):
+    """Pooled held-out probabilities and accept decisions of the calibrated model and of
+    the rule score with a CV threshold."""
+    y = np.array([r["correct"] for r in rows], dtype=float)
+    v = np.array([r["verifier_correct"] for r in rows], dtype=float)
+    rule = np.array([f["rule_score"] for f in feats])
+    folds = stratified_folds(y, 5, seed + 1000)
+    prob = np.zeros(len(rows))
+    accept = np.zeros(len(rows), dtype=bool)
+    rule_accept = np.zeros(len(rows), dtype=bool)
+    for k in range(5):
+        test, train = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
+        report = calibrate_rows(
+            [rows[i] for i in train],
+            target_quality=target,
+            margin=margin,
+            seed=seed,
+            features=[feats[i] for i in train],
+            feature_names=names,
+        )
+        cal = report.calibration
+        for i in test:
+            prob[i] = cal.probability(feats[i])
+            accept[i] = prob[i] >= cal.threshold_for(feature_domain(feats[i]))
+        t = choose_threshold(rule[train], y[train], v[train], target, margin)
+        rule_accept[test] = rule[test] >= t
+    return y, v, prob, accept, rule, rule_accept
+
+
+def row_line(name, auc, quality, savings, esc, note=""):
+    auc_s = "   -  " if auc is None else f"{auc:6.3f}"
+    return f"  {name:<12} {auc_s}  {quality:8.1%}  {savings:8.1%}  {esc:8.1%}  {note}"
+
+
+def evaluate(name, rows, seeds, target, margin, ablate):
+    t0 = time.perf_counter()
+    feats = [row_features(r) for r in rows]
+    feat_ms = (time.perf_counter() - t0) / len(rows) * 1e3
+    costs = np.array([row_costs(r, PRICES) for r in rows])
+    dc, vc = costs[:, 0], costs[:, 1]
+    per_seed = []
+    for seed in seeds:
+        y, v, prob, accept, rule, rule_accept = crossval(rows, feats, FEATURE_NAMES, seed, target, margin)
+        q, s = cascade_outcome(accept, y, v, dc, vc)
+        per_seed.append((auroc(y, prob), q, s, 1 - accept.mean(), y, v, prob, accept, rule, rule_accept))
+    auc0, q0, s0, esc0, y, v, prob, accept, rule, rule_accept = per_seed[0]
+    print(
+        f"\n{name}: {len(rows)} rows, draft {y.mean():.3f}, verifier {v.mean():.3f} correct; "
+        f"features {feat_ms:.2f} ms/draft; target {target:.0%} of verifier quality"
+    )
+    print(f"  {'method':<12} {'AUROC':>6}  {'quality':>8}  {'savings':>8}  {'escal.':>8}")
+    print(row_line("calibrated", auc0, q0, s0, esc0, f"(seed {seeds[0]})"))
+    rq, rs = cascade_outcome(rule_accept, y, v, dc, vc)
+    print(row_line("rules@cv", auroc(y, rule), rq, rs, 1 - rule_accept.mean()))
+    fixed = np.array([QualityValidator("balanced").validate(r["query"], r["response"]).passed for r in rows])
+    fq, fs = cascade_outcome(fixed, y, v, dc, vc)
+    print(row_line("rules@0.7", auroc(y, rule), fq, fs, 1 - fixed.mean()))
+    rate = accept.mean()  # random acceptance at the calibrated rate, expected value
+    rand_q = (rate * y.sum() + (1 - rate) * v.sum()) / v.sum()
+    rand_s = 1 - (dc.sum() + (1 - rate) * vc.sum()) / vc.sum()
+    print(row_line("random", 0.5, rand_q, rand_s, 1 - rate))
+    oracle = y >= v
+    oq, os_ = cascade_outcome(oracle, y, v, dc, vc)
+    print(row_line("oracle", 1.0, oq, os_, 1 - oracle.mean()))
+    if name in ROUTELLM:
+        print(f"  {'RouteLLM':<12}    -       95.0%  {ROUTELLM[name]:8.1%}        -   (published)")
+    if len(per_seed) > 1:
+        cols = list(zip(*[p[:4] for p in per_seed], strict=True))
+        print(
+            "  over seeds "
+            + ", ".join(map(str, seeds))
+            + ": "
+            + "; ".join(
+                f"{label} {statistics.mean(c):.3f} ± {statistics.stdev(c):.3f}"
+                for label, c in zip(("AUROC", "quality", "savings", "escal."), cols, strict=True)
+            )
+        )
+    auc_t, sav_t = TARGETS[name]
+    mean_auc = statistics.mean(p[0] for p in per_seed)
+    mean_q = statistics.mean(p[1] for p in per_seed)
+    mean_s = statistics.mean(p[2] for p in per_seed)
+    verdict = [
+        f"quality {mean_q:.1%} {'>=' if mean_q >= target else '<'} {target:.0%}",
+        f"savings {mean_s:.1%} {'>=' if mean_s >= sav_t else '<'} target {sav_t:.0%}",
+    ]
+    if auc_t is not None:
+        verdict.insert(0, f"AUROC {mean_auc:.3f} {'>=' if mean_auc >= auc_t else '<'} target {auc_t:.2f}")
+    print("  targets: " + "; ".join(verdict))
+    if ablate:
+        base = statistics.mean(p[0] for p in per_seed)
+        for family, test in FAMILIES.items():
+            names = [n for n in FEATURE_NAMES if not test(n)]
+            aucs, savs = [], []
+            for seed in seeds:
+                y, v, prob, accept, *_ = crossval(rows, feats, names, seed, target, margin)
+                aucs.append(auroc(y, prob))
+                savs.append(cascade_outcome(accept, y, v, dc, vc)[1])
+            print(
+                f"  without {family:<7}: AUROC {statistics.mean(aucs):.3f} "
+                f"({statistics.mean(aucs) - base:+.3f}), "
+                f"savings {statistics.mean(savs):.1%}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--margin", type=float, default=None, help="override the LCB margin (std errors)")
+    parser.add_argument("--ablate", action="store_true", help="CV gain of each feature family")
+    parser.add_argument("--only", choices=sorted(SETS), default=None)
+    args = parser.parse_args(argv)
+    from cascadeflow_cli.quality import calibrate as cal_module
+
+    margin = cal_module.MARGIN if args.margin is None else args.margin
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for name, file in SETS.items():
+        if args.only and name != args.only:
+            continue
+        path = args.data / file
+        if not path.exists():
+            print(f"{path}: not found", file=sys.stderr)
+            return 1
+        evaluate(name, load(path), seeds, args.target, margin, args.ablate)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""`cascade calibrate FILE.jsonl`: fit the quality model on labelled drafts and write the
+calibration file that `[quality] calibration` (and `quality check --calibration`) read."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cascadeflow_cli.cli.inputs import input_lines, json_object, kind, row_id, string_field
+from cascadeflow_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.quality.calibrate import CalibrationReport, Prices
+
+_ROW_FIELDS = '{"query", "response", "correct", "verifier_correct"?, "domain"?, "finish_reason"?, "id"?}'
+
+
+def calibrate(
+    file: Annotated[
+        Path | None, typer.Argument(help=f"JSONL rows: {_ROW_FIELDS}.", show_default=False)
+    ] = None,
+    target_quality: Annotated[
+        float,
+        typer.Option("--target-quality", help="Keep at least this share of the verifier's quality (0 to 1)."),
+    ] = 0.95,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            help="Where to write the calibration (default "
+            "calibration.json next to the config in use, else here).",
+        ),
+    ] = None,
+    prices: Annotated[
+        str | None,
+        typer.Option(
+            "--prices",
+            help="IN,OUT,VIN,VOUT: draft and verifier prices "
+            "in USD per million tokens (default: the configured chain's).",
+        ),
+    ] = None,
+    from_ledger: Annotated[
+        bool,
+        typer.Option(
+            "--from-ledger",
+            help="Fit on the labels recorded in the ledger (cascade feedback, shadow checks).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Fit the calibrated quality check on labelled drafts: prints the cross-validated
+    AUROC, the expected quality and savings at the chosen threshold, and a reliability table."""
+    from cascadeflow_cli.cli.context import state
+    from cascadeflow_cli.quality.calibrate import CalibrationDataError, calibrate_rows
+
+    if math.isnan(target_quality) or not 0.0 < target_quality <= 1.0:
+        raise InputError(f"--target-quality must be within (0, 1], got {target_quality:g}")
+    if (file is None) == (not from_ledger):
+        raise InputError("give a FILE.jsonl of labelled drafts, or --from-ledger (not both)")
+    config = state().config
+    chosen = parse_prices(prices) if prices is not None else configured_prices(config)
+    if from_ledger:
+        rows = ledger_rows()
+        origin = "the ledger"
+    else:
+        assert file is not None
+        rows = read_rows(file)
+        origin = str(file)
+    try:
+        report = calibrate_rows(rows, target_quality=target_quality, prices=chosen)
+    except CalibrationDataError as exc:
+        raise InputError(f"{origin}: {exc}") from None
+    path = output or ((config.source.parent if config.source else Path.cwd()) / "calibration.json")
+    try:
+        report.calibration.write(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the calibration ({exc.strerror or exc})") from None
+    if as_json:
+        sys.stdout.write(json.dumps(report_json(report, path)) + "\n")
+    else:
+        _print_report(report, path, chosen is not None)
+
+
+def report_json(report: CalibrationReport, path: Path) -> dict[str, Any]:
+    """The CLI.md object of `cascade calibrate --json`."""
+    return {
+        "path": str(path),
+        "rows": report.rows,
+        "auroc": round(report.auroc, 4),
+        "threshold": report.threshold,
+        "thresholds_by_domain": report.thresholds_by_domain,
+        "expected_quality": round(report.expected_quality, 4),
+        "expected_savings": None if report.expected_savings is None else round(report.expected_savings, 4),
+        "reliability": [
+            {"bin": b.bin, "predicted": b.predicted, "observed": b.observed, "n": b.n}
+            for b in report.reliability
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- input
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Every row of a labelled JSONL file, checked; InputError naming ``FILE:LINE``."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[Any, int] = {}
+    for line, text in input_lines(path):
+        where = f"{path}:{line}"
+        data = json_object(text, where, _ROW_FIELDS)
+        string_field(data, "query", where, required=True)
+        string_field(data, "response", where, required=True)
+        string_field(data, "domain", where)
+        string_field(data, "finish_reason", where)
+        rid = row_id(data, where)
+        for key, required in (("correct", True), ("verifier_correct", False)):
+            value = data.get(key)
+            if value is None and not required:
+                continue
+            if not isinstance(value, bool):
+                got = "missing" if key not in data else f"{kind(value)} {json.dumps(value)[:20]}"
+                raise InputError(f"{where}: {key!r} must be true or false, got {got}")
+        if rid is not None:
+            if rid in seen:
+                raise InputError(f"{where}: duplicate id {rid!r} (first on line {seen[rid]})")
+            seen[rid] = line
+        rows.append(data)
+    return rows
+
+
+def ledger_rows() -> list[dict[str, Any]]:
+    """Labelled rows from the ledger's feedback and shadow labels (provided by the ledger
+    package as ``ledger.labels.calibration_rows(ledger)``)."""
+    from cascadeflow_cli.cli.context import state
+
+    try:
+        from cascadeflow_cli.ledger.labels import calibration_rows  # type: ignore[import-not-found]
+    except ImportError:
+        raise InputError(
+            "--from-ledger: this version records no labels yet (see `cascade feedback`)"
+        ) from None
+    return list(calibration_rows(state().ledger()))
+
+
+def parse_prices(text: str) -> Prices:
+    from cascadeflow_cli.quality.calibrate import Prices
+
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise InputError(
+            f"--prices must be IN,OUT,VIN,VOUT (four numbers >= 0, USD per million tokens), got {text!r}"
+        )
+    if values[2] + values[3] <= 0:
+        raise InputError("--prices: the verifier's prices (VIN,VOUT) cannot both be 0")
+    return Prices(*values)
+
+
+def configured_prices(config: AppConfig) -> Prices | None:
+    """The chain's first (draft) and last (verifier) prices as the cascade would charge
+    them (the config's, else the bundled price map), if both are known."""
+    from cascadeflow_cli.engine.pricing import lookup_price
+    from cascadeflow_cli.errors import CascadeError
+    from cascadeflow_cli.quality.calibrate import Prices
+
+    chain = [config.models.get(name) for name in config.cascade.models]
+    if len(chain) < 2 or chain[0] is None or chain[-1] is None:
+        return None
+    try:
+        draft, verifier = lookup_price(chain[0]), lookup_price(chain[-1])
+    except CascadeError:  # no price known: savings need --prices
+        return None
+    values = (
+        draft.input_per_million,
+        draft.output_per_million,
+        verifier.input_per_million,
+        verifier.output_per_million,
+    )
+    if float(values[2]) + float(values[3]) <= 0:
+        return None
+    return Prices(*(float(v) for v in values))
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _print_report(report: CalibrationReport, path: Path, priced: bool) -> None:
+    from rich.text import Text
+
+    from cascadeflow_cli.cli.context import stdout_console
+    from cascadeflow_cli.cli.render import fitted_table
+
+    console = stdout_console()
+    domains = ", ".join(f"{d} {t:.3f}" for d, t in sorted(report.thresholds_by_domain.items()))
+    savings = (
+        f"{report.expected_savings:.1%}"
+        if report.expected_savings is not None
+        else "n/a (give --prices IN,OUT,VIN,VOUT or configure the chain's prices)"
+    )
+    lines = [
+        (
+            "rows",
+            f"{report.rows} (drafts good {report.draft_quality:.1%}, verifier {report.verifier_quality:.1%})",
+        ),
+        ("AUROC", f"{report.auroc:.3f} (cross-validated)"),
+        ("threshold", f"{report.threshold:.3f}" + (f" (by domain: {domains})" if domains else "")),
+        ("accepted", f"{report.acceptance:.1%} of drafts"),
+        (
+            "quality",
+            f"{report.expected_quality:.1%} of the verifier's "
+            f"(target {report.calibration.target_quality:.0%})",
+        ),
+        ("savings", savings),
+    ]
+    for label, value in lines:
+        console.print(Text.assemble((f"{label:<10}", "bold"), value))
+    body = [[b.bin, f"{b.predicted:.2f}", f"{b.observed:.2f}", str(b.n)] for b in report.reliability]
+    console.print(
+        fitted_table(
+            [("probability", "left"), ("predicted", "right"), ("observed", "right"), ("rows", "right")],
+            body,
+            flexible="probability",
+        )
+    )
+    console.print(Text(f"wrote {path}", style="dim"))

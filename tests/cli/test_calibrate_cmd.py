@@ -1,0 +1,185 @@
+"""`cascade calibrate` and the calibrated quality check, end to end: the real command in a
+subprocess, the loopback replay server, a real ledger file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "calibration_sample.jsonl"
+ROWS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+REPORT_KEYS = {
+    "path",
+    "rows",
+    "auroc",
+    "threshold",
+    "thresholds_by_domain",
+    "expected_quality",
+    "expected_savings",
+    "reliability",
+}
+
+
+def calibrated_config(tmp_path: Path, server: ReplayServer, calibration: str = "calibration.json") -> Path:
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(
+        config_text(server.base_url) + f'\n[quality]\ncalibration = "{calibration}"\n', encoding="utf-8"
+    )
+    return path
+
+
+def test_calibrate_writes_next_to_the_config_and_reports(cli: CliRunner, tmp_path: Path) -> None:
+    run = cli("calibrate", str(FIXTURE), "--prices", "0.6,0.6,10,30", "--json")
+    assert run.code == 0, run.stderr
+    data = run.json()
+    assert isinstance(data, dict) and set(data) == REPORT_KEYS
+    assert data["path"] == str(tmp_path / "calibration.json") and Path(data["path"]).is_file()
+    assert data["rows"] == len(ROWS) and 0.5 < data["auroc"] <= 1.0
+    assert 0.0 <= data["threshold"] <= 1.0 and data["expected_quality"] >= 0.95
+    assert 0.0 < data["expected_savings"] < 1.0
+    assert sum(b["n"] for b in data["reliability"]) == len(ROWS)
+    assert all(set(b) == {"bin", "predicted", "observed", "n"} for b in data["reliability"])
+
+    human = cli("calibrate", str(FIXTURE), "--output", str(tmp_path / "other.json"))
+    assert human.code == 0, human.stderr
+    assert "AUROC" in human.stdout and "n/a (give --prices" not in human.stdout  # configured prices
+    assert (tmp_path / "other.json").is_file()
+
+
+def test_calibrate_without_config_writes_here(tmp_path: Path) -> None:
+    run = CliRunner(tmp_path, None, tmp_path / "ledger.db")("calibrate", str(FIXTURE), "--json")
+    assert run.code == 0, run.stderr
+    assert (tmp_path / "calibration.json").is_file()
+    assert run.json()["path"] == str(tmp_path / "calibration.json")
+    assert run.json()["expected_savings"] is not None  # the default chain's list prices
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"query": "q", "response": "r", "correct": true}', "{not json"], "rows.jsonl:2:"),
+        (
+            ['{"query": "q", "response": "r", "correct": "yes"}'],
+            "rows.jsonl:1: 'correct' must be true or false",
+        ),
+        (['{"query": "q", "response": "r", "correct": 1}'], "rows.jsonl:1: 'correct' must be true or false"),
+        (['{"query": "q", "response": "r"}'], "rows.jsonl:1: 'correct' must be true or false, got missing"),
+        (['{"query": "q", "response": "r", "correct": true, "verifier_correct": 0}'], "'verifier_correct'"),
+        (['{"id": 1, "query": "q", "response": "r", "correct": true}'] * 2, "rows.jsonl:2: duplicate id 1"),
+        ([json.dumps(r) for r in ROWS[:12]], "only 12 labelled rows"),
+        ([json.dumps({**r, "correct": False}) for r in ROWS], "0 good and 100 bad"),
+    ],
+)
+def test_bad_calibration_data_is_one_line(
+    cli: CliRunner, tmp_path: Path, lines: list[str], message: str
+) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = cli("calibrate", str(path))
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert message in run.stderr
+    assert not (tmp_path / "calibration.json").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--target-quality", "0"),
+        ("--target-quality", "1.5"),
+        ("--prices", "1,2,3"),
+        ("--prices", "a,b,c,d"),
+    ],
+)
+def test_bad_options_are_one_line(cli: CliRunner, args: tuple[str, ...]) -> None:
+    run = cli("calibrate", str(FIXTURE), *args)
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+
+
+def test_missing_file_and_no_file(cli: CliRunner, tmp_path: Path) -> None:
+    for args in (("calibrate", str(tmp_path / "nope.jsonl")), ("calibrate",)):
+        run = cli(*args)
+        assert run.code == 1
+        assert_one_error_line(run.stderr)
+
+
+def test_quality_check_with_a_calibration(cli: CliRunner, tmp_path: Path) -> None:
+    cal = tmp_path / "cal.json"
+    assert cli("calibrate", str(FIXTURE), "--output", str(cal)).code == 0
+    good, bad = ROWS[0]["query"], "The boxes hold some pens, and we add the loose ones too"
+    passed = cli(
+        "quality",
+        "check",
+        "--query",
+        good,
+        "--response",
+        ROWS[0]["response"],
+        "--calibration",
+        str(cal),
+        "--json",
+    )
+    failed = cli("quality", "check", "--query", good, "--response", bad, "--calibration", str(cal), "--json")
+    for run in (passed, failed):
+        assert run.code == 0, run.stderr
+        row = run.json()
+        assert row["calibrated"] is True and row["probability"] == row["score"]
+        assert row["passed"] == (row["score"] >= row["threshold"])
+    assert passed.json()["score"] > failed.json()["score"]
+    assert failed.json()["passed"] is False
+    rules = cli("quality", "check", "--query", good, "--response", bad, "--json")
+    assert rules.json()["calibrated"] is False and rules.json()["probability"] is None
+
+
+@pytest.mark.parametrize("content", ['{"format": "x"}', "[1, 2]", "{broken", ""])
+def test_a_broken_calibration_stops_ask_before_any_call(
+    server: ReplayServer, tmp_path: Path, content: str
+) -> None:
+    config = calibrated_config(tmp_path, server)
+    (tmp_path / "calibration.json").write_text(content, encoding="utf-8")
+    run = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    for args in (("ask", "What is 2 + 2?"), ("quality", "check", "--query", "q", "--response", "r")):
+        result = run(*args)
+        assert result.code == 1
+        assert_one_error_line(result.stderr)
+        assert "calibration.json" in result.stderr
+    assert server.requests == []  # nothing called
+
+
+def test_missing_calibration_named_in_the_config(server: ReplayServer, tmp_path: Path) -> None:
+    config = calibrated_config(tmp_path, server, "nowhere/cal.json")
+    result = CliRunner(tmp_path, config, tmp_path / "ledger.db")("ask", "What is 2 + 2?")
+    assert result.code == 1 and "not found" in result.stderr
+    assert_one_error_line(result.stderr)
+    assert server.requests == []
+
+
+def test_live_cascade_and_quality_check_decide_alike(server: ReplayServer, tmp_path: Path) -> None:
+    """The same replayed draft gets the same score and decision from `ask` (the live
+    cascade) and from `quality check` with the same calibration."""
+    shutil.copy(FIXTURE, tmp_path / "rows.jsonl")
+    config = calibrated_config(tmp_path, server)
+    run = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    assert run("calibrate", "rows.jsonl").code == 0
+    server.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER))
+    decisions = []
+    for row in (ROWS[0], ROWS[1], ROWS[3], ROWS[70], ROWS[72]):
+        server.set_behavior("gpt-4o-mini", ModelBehavior(answer=row["response"]))
+        ask = run("ask", row["query"], "--json")
+        assert ask.code == 0, ask.stderr
+        draft = ask.json()["calls"][0]
+        assert draft["role"] == "draft"
+        check = run("quality", "check", "--query", row["query"], "--response", row["response"], "--json")
+        assert check.code == 0, check.stderr
+        checked = check.json()
+        assert checked["calibrated"] is True
+        assert draft["quality_score"] == checked["score"]
+        assert draft["accepted"] == checked["passed"] == ask.json()["draft_accepted"]
+        decisions.append(checked["passed"])
+    assert True in decisions and False in decisions  # both paths were exercised

@@ -1,0 +1,93 @@
+"""The feature vector: one function, same numbers for the same draft, every family doing
+what it says."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from cascadeflow_cli.quality.features import FEATURE_NAMES, LIVE_SIGNALS, draft_features, final_answer
+
+QUERY = (
+    "A shop sells 12 boxes of pens with 6 pens in each box, and 9 loose pens. "
+    "How many pens does it sell in total?"
+)
+GOOD = "The boxes hold 12 * 6 = 72 pens. With the loose ones: 72 + 9 = 81.\n#### 81"
+
+
+def test_every_feature_is_a_finite_float_in_a_fixed_order() -> None:
+    features = draft_features(QUERY, GOOD)
+    assert tuple(features) == FEATURE_NAMES
+    assert all(isinstance(v, float) and math.isfinite(v) for v in features.values())
+    assert draft_features(QUERY, GOOD) == features  # pure: same draft, same numbers
+
+
+def test_rules_are_features() -> None:
+    cut = draft_features(QUERY, "The boxes hold 12 * 6 = <<12*6=", finish_reason="length")
+    assert cut["rule_truncated"] < draft_features(QUERY, GOOD)["rule_truncated"]
+    assert draft_features(QUERY, "")["rule_empty"] < 0
+
+
+def test_final_answer_and_last_result() -> None:
+    assert final_answer(GOOD) == 81.0
+    assert final_answer("So the answer is $1,250.50.") == 1250.5
+    assert final_answer("no number here") is None
+    good = draft_features(QUERY, GOOD)
+    assert good["has_final"] == 1.0 and good["final_is_last_result"] == 1.0
+    assert good["query_numbers_unused"] == 0.0
+    off = draft_features(QUERY, "The boxes hold 12 * 6 = 72 pens. 72 + 9 = 81.\n#### 72")
+    assert off["final_is_last_result"] == 0.0
+    skipped = draft_features(QUERY, "The boxes hold 12 * 6 = 72 pens.\n#### 72")
+    assert skipped["query_numbers_unused"] == 1.0 and skipped["final_in_query"] == 0.0
+    none = draft_features(QUERY, "We multiply and then add the loose pens")
+    assert none["has_final"] == 0.0
+
+
+def test_count_question_with_a_fractional_answer_and_wrong_arithmetic() -> None:
+    frac = draft_features(QUERY, "12 * 6 = 72 and 72 + 9 = 81, split in two is 40.5.\n#### 40.5")
+    assert frac["final_not_integer_for_count"] == 1.0
+    wrong = draft_features(QUERY, "12 * 6 = 60 pens, 60 + 9 = 69.\n#### 69")
+    assert wrong["arithmetic_errors"] >= 1.0
+    copied = draft_features(QUERY, "12 * 6 = <<12*6=72>>75 pens.\n#### 84")
+    assert copied["annotation_copy_errors"] == 1.0
+
+
+def test_code_features_parse_only() -> None:
+    query = "Write a python function to add two numbers. assert add_two(1, 2) == 3"
+    ok = draft_features(query, "```python\ndef add_two(a, b):\n    return a + b\n```")
+    assert ok["code_blocks"] == 1.0 and ok["code_parse_fail"] == 0.0
+    assert ok["code_test_name_missing"] == 0.0 and ok["code_no_return"] == 0.0
+    # would raise if it ran; it is only parsed
+    broken = draft_features(query, "```python\ndef add(a, b):\n    raise SystemExit(a +\n```")
+    assert broken["code_parse_fail"] == 1.0 and broken["code_test_name_missing"] == 1.0
+    open_fence = draft_features(query, "```python\ndef add_two(a, b):\n    print(a + b)\n")
+    assert open_fence["code_unbalanced_fence"] == 1.0
+    prints = draft_features(query, "```python\ndef add_two(a, b):\n    print(a + b)\n```")
+    assert prints["code_no_return"] == 1.0 and prints["code_prints_only"] == 1.0
+
+
+def test_live_signals_are_optional_with_missing_indicators() -> None:
+    absent = draft_features(QUERY, GOOD)
+    assert all(absent[f"missing_{s}"] == 1.0 for s in LIVE_SIGNALS)
+    given = draft_features(QUERY, GOOD, logprob_mean=-0.4, agreement=0.6, logprob_min=float("nan"))
+    assert given["logprob_mean"] == -0.4 and given["missing_logprob_mean"] == 0.0
+    assert given["agreement"] == 0.6 and given["missing_agreement"] == 0.0
+    assert given["missing_logprob_min"] == 1.0  # NaN counts as not measured
+    with pytest.raises(TypeError, match="unknown live signal"):
+        draft_features(QUERY, GOOD, entropy=0.1)
+
+
+def test_domain_given_or_detected() -> None:
+    assert draft_features(QUERY, GOOD, domain="code")["domain_code"] == 1.0
+    assert draft_features(QUERY, GOOD)["domain_math"] == 1.0
+
+
+def test_fast_enough_for_a_long_draft() -> None:
+    long = (GOOD + "\n") * 40
+    start = time.perf_counter()
+    for _ in range(20):
+        draft_features(QUERY, long)
+    # generous: the 1 ms target is measured in bench/overhead.py, this only catches blow-ups
+    assert (time.perf_counter() - start) / 20 < 0.05
