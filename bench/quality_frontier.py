@@ -22,6 +22,10 @@ ceil(chars / 4); the draft is always paid, an escalation adds the verifier call.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: BLAS threads only contend
+
 import argparse
 import json
 import statistics
