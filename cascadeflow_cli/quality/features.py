@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 
 from cascadeflow_cli.routing.complexity import complexity_of
-from cascadeflow_cli.routing.domain import DOMAINS, DomainDetector
+from cascadeflow_cli.routing.domain import DOMAINS, MIN_CONFIDENCE, DomainDetector
 
 from .validator import CHECK_NAMES, QualityResult, QualityValidator
 
@@ -101,7 +101,9 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 _VALIDATOR = QualityValidator("balanced")
-_DETECTOR = DomainDetector()
+# The cascade's own routing detector: a query without a given domain gets the domain the
+# cascade would route it to, so `quality check` and the live cascade see the same features.
+_DETECTOR = DomainDetector(min_confidence=MIN_CONFIDENCE)
 _COMPLEXITY = {"simple": 0.0, "medium": 1.0, "high": 2.0}
 
 # --------------------------------------------------------------------------- regexes
