@@ -63,6 +63,19 @@ _NEUTRAL = {
     "similarity": 0.0,
 }
 
+# Continuous features that also enter squared: with both x and x^2 a linear model can
+# say "too short is bad, too long is bad too" (cross-validated: +0.01 AUROC on both dev sets).
+_SQUARED: tuple[str, ...] = (
+    "log_query_chars",
+    "log_answer_chars",
+    "answer_query_ratio",
+    "calc_steps",
+    "steps_per_query_number",
+    "code_lines",
+    "rule_score",
+    "rule_shape",
+)
+
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"rule_{name}" for name in CHECK_NAMES),
     "rule_score",
@@ -98,6 +111,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "complexity",
     *LIVE_SIGNALS,
     *(f"missing_{s}" for s in LIVE_SIGNALS),
+    *(f"{name}_sq" for name in _SQUARED),
 )
 
 _VALIDATOR = QualityValidator("balanced")
@@ -260,8 +274,11 @@ def shape_score(query: str, text: str, words: int) -> tuple[float, str | None]:
             score *= 0.85
             reasons.append("no stated final answer")
         cut = text.find("####")
-        results = [v for v in (_value(m.group(1)) for m in _EQUALS_RESULT_RE.finditer(
-            text if cut < 0 else text[:cut])) if v is not None]
+        results = [
+            v
+            for v in (_value(m.group(1)) for m in _EQUALS_RESULT_RE.finditer(text if cut < 0 else text[:cut]))
+            if v is not None
+        ]
         if final is not None and results and not _same(final, results[-1]):
             score *= 0.92
             reasons.append(f"final answer {final:g} is not the last result {results[-1]:g}")
@@ -428,6 +445,8 @@ def draft_features(
     if "```" in text or "~~~" in text or "def " in text or detected == "code":
         _code_features(query, text, out)
 
+    for name in _SQUARED:
+        out[f"{name}_sq"] = out[name] * out[name]
     for name in LIVE_SIGNALS:
         value = live.get(name)
         if value is None or not isinstance(value, int | float) or math.isnan(value):
