@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .calibrated import FORMAT_VERSION, Calibration
 from .features import FEATURE_NAMES, LIVE_SIGNALS, draft_features, feature_domain, feature_vector
+from .model import auroc, fit  # before numpy: it limits BLAS threads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -225,8 +226,6 @@ def calibrate_rows(
     calibrated on; the message names the row (``row N`` or its id).
     """
     import numpy as np
-
-    from .model import auroc, fit
 
     if not 0.0 < target_quality <= 1.0 or math.isnan(target_quality):
         raise CalibrationDataError(f"target quality must be within (0, 1], got {target_quality!r}")

@@ -8,6 +8,8 @@ every number the model holds can be written to a JSON file and checked on load.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,7 +17,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-LAMBDAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # L2 strengths tried by inner CV (per row)
+if "numpy" not in sys.modules:
+    # Matrices here are small: BLAS threads only contend with each other (measured: a
+    # 4,000 x 70 fit took 0.40 s with the default threads, 0.07 s with one, on 2 cores).
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
+# L2 strengths (on the summed log-loss) tried by inner CV
+LAMBDAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,13 @@ REPORT_KEYS = {
 }
 
 
-def calibrated_config(tmp_path: Path, server: ReplayServer, calibration: str = "calibration.json") -> Path:
+def calibrated_config(
+    tmp_path: Path, server: ReplayServer, calibration: str = "calibration.json", extra: str = ""
+) -> Path:
     path = tmp_path / "cascadeflow.toml"
     path.write_text(
-        config_text(server.base_url) + f'\n[quality]\ncalibration = "{calibration}"\n', encoding="utf-8"
+        config_text(server.base_url) + f'\n[quality]\ncalibration = "{calibration}"\n' + extra,
+        encoding="utf-8",
     )
     return path
 
@@ -160,11 +163,17 @@ def test_missing_calibration_named_in_the_config(server: ReplayServer, tmp_path:
     assert server.requests == []
 
 
-def test_live_cascade_and_quality_check_decide_alike(server: ReplayServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "routing", ["", '\n[domains]\nmath = ["mini", "big"]\ncode = ["mini", "big"]\n'], ids=["plain", "routed"]
+)
+def test_live_cascade_and_quality_check_decide_alike(
+    server: ReplayServer, tmp_path: Path, routing: str
+) -> None:
     """The same replayed draft gets the same score and decision from `ask` (the live
-    cascade) and from `quality check` with the same calibration."""
+    cascade) and from `quality check` with the same calibration, with and without
+    domain routing."""
     shutil.copy(FIXTURE, tmp_path / "rows.jsonl")
-    config = calibrated_config(tmp_path, server)
+    config = calibrated_config(tmp_path, server, extra=routing)
     run = CliRunner(tmp_path, config, tmp_path / "ledger.db")
     assert run("calibrate", "rows.jsonl").code == 0
     server.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER))

@@ -1,0 +1,117 @@
+"""What the quality check costs per draft, and what `cascade calibrate` costs on 5,000 rows.
+
+* per draft: the rule validator vs the calibrated validator (features + the model's dot
+  product) on real drafts (the dev sets of /work/shared/data/cascade, else the synthetic
+  test fixture); median and 95th percentile over every draft, several rounds. Target:
+  the calibrated check adds <= 1 ms per draft (no semantic extra).
+* `cascade calibrate` on 5,000 labelled rows (the drafts repeated with fresh ids), the
+  real command in a subprocess, end to end. Target: <= 10 s.
+
+    python bench/quality_overhead.py [--rounds 3] [--rows 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cascadeflow_cli.quality.calibrate import calibrate_rows
+from cascadeflow_cli.quality.calibrated import CalibratedValidator
+from cascadeflow_cli.quality.validator import QualityValidator
+
+DATA = Path("/work/shared/data/cascade")
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "calibration_sample.jsonl"
+
+
+def drafts() -> list[dict]:
+    rows = []
+    for name in ("gsm8k_mixtral_gpt4_dev.jsonl", "mbpp_mixtral_gpt4_dev.jsonl"):
+        path = DATA / name
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                r = json.loads(line)
+                rows.append(
+                    {
+                        "query": r["query"],
+                        "response": r["draft_answer"],
+                        "correct": r["draft_correct"],
+                        "verifier_correct": r["verifier_correct"],
+                    }
+                )
+    if not rows:
+        rows = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+    return rows
+
+
+def per_draft(check, rows: list[dict], rounds: int) -> list[float]:
+    times = []
+    for _ in range(rounds):
+        for r in rows:
+            t = time.perf_counter()
+            check(r["query"], r["response"])
+            times.append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=5000)
+    args = parser.parse_args()
+    rows = drafts()
+    rules = QualityValidator("balanced")
+    calibrated = CalibratedValidator(calibrate_rows(rows).calibration)
+    rule_t = per_draft(lambda q, r: rules.validate(q, r), rows, args.rounds)
+    cal_t = per_draft(lambda q, r: calibrated.validate(q, r), rows, args.rounds)
+
+    def q95(x: list[float]) -> float:
+        return statistics.quantiles(x, n=20)[-1]
+
+    print(f"per draft over {len(rows)} drafts x {args.rounds} rounds (ms):")
+    print(f"  {'check':<12} {'median':>8} {'p95':>8}")
+    print(f"  {'rules':<12} {statistics.median(rule_t):8.3f} {q95(rule_t):8.3f}")
+    print(f"  {'calibrated':<12} {statistics.median(cal_t):8.3f} {q95(cal_t):8.3f}")
+    added = statistics.median(cal_t) - statistics.median(rule_t)
+    print(f"  calibrated adds {added:.3f} ms median per draft (target <= 1 ms)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "rows.jsonl"
+        with big.open("w", encoding="utf-8") as fh:
+            for i in range(args.rows):
+                fh.write(json.dumps({**rows[i % len(rows)], "id": i}) + "\n")
+        t = time.perf_counter()
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cascadeflow_cli",
+                "calibrate",
+                str(big),
+                "--output",
+                str(Path(tmp) / "cal.json"),
+                "--prices",
+                "0.6,0.6,10,30",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+        )
+        took = time.perf_counter() - t
+        if run.returncode != 0:
+            print(run.stderr, file=sys.stderr)
+            return 1
+        print(f"cascade calibrate on {args.rows} rows: {took:.2f} s end to end (target <= 10 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
