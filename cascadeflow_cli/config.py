@@ -11,7 +11,7 @@ import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,20 @@ class BudgetsConfig:
     fallback_output_cost_per_million: Decimal | None = None
 
 
+# --- [quality] (issue 9): shared by the calibrated model (calibration, target_quality)
+# and the live signals (shadow_rate, logprobs, consistency_samples); defaults per CLI.md.
+MAX_CONSISTENCY_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    calibration: Path | None = None  # relative to the config file
+    target_quality: float = 0.95  # share of the last model's quality to keep
+    shadow_rate: float = 0.0  # share of accepted drafts also sent to the verifier
+    logprobs: bool = False  # ask providers for token log-probabilities
+    consistency_samples: int = 1  # draft samples whose agreement is a feature
+
+
 @dataclass(frozen=True)
 class AppConfig:
     models: Mapping[str, ModelConfig]
@@ -92,6 +106,7 @@ class AppConfig:
     domains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     hooks: Mapping[str, str] = field(default_factory=dict)
     source: Path | None = None  # the file it was read from; None for built-in defaults
+    quality: QualityConfig = QualityConfig()
 
     def chain(self, names: tuple[str, ...] | list[str] | None = None) -> list[ModelConfig]:
         """Resolve model names (default: the cascade chain) to their configs."""
@@ -272,7 +287,7 @@ class _Parser:
         return None if value is None else tuple(value)
 
     def config(self, raw: dict[str, Any]) -> AppConfig:
-        self.table(raw, "", ("ledger", "models", "cascade", "budgets", "domains", "hooks"))
+        self.table(raw, "", ("ledger", "models", "cascade", "budgets", "domains", "hooks", "quality"))
         models = self.models(raw.get("models"))
         cascade = self.cascade(raw.get("cascade", {}))
         config = AppConfig(
@@ -283,6 +298,7 @@ class _Parser:
             domains=self.domains(raw.get("domains", {})),
             hooks=self.hooks(raw.get("hooks", {})),
             source=self.path,
+            quality=self.quality(raw.get("quality", {})),
         )
         self.check_chains(config)
         return config
@@ -426,6 +442,36 @@ class _Parser:
             result[name] = value
         return result
 
+    def quality(self, raw: Any) -> QualityConfig:
+        """``[quality]``: every key of CLI.md, validated (a share in [0, 1], a boolean, a
+        whole number of samples); the calibration path is relative to the config file."""
+        sec = "quality"
+        self.table(raw, sec, tuple(f.name for f in fields(QualityConfig)))
+        path = self.string(raw, sec, "calibration")
+        calibration: Path | None = None
+        if path is not None:
+            calibration = Path(path).expanduser()
+            if not calibration.is_absolute() and self.path is not None:
+                calibration = self.path.parent / calibration
+        target = self.number(raw, sec, "target_quality", maximum=1.0, default=0.95)
+        if target is not None and target <= 0:
+            raise self.fail(f"{sec}.target_quality", f"must be above 0 and at most 1, got {target!r}")
+        samples = self.typed(
+            raw,
+            sec,
+            "consistency_samples",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_CONSISTENCY_SAMPLES,
+            f"a whole number between 1 and {MAX_CONSISTENCY_SAMPLES}",
+            1,
+        )
+        return QualityConfig(
+            calibration=calibration,
+            target_quality=float(target if target is not None else 0.95),
+            shadow_rate=float(self.number(raw, sec, "shadow_rate", maximum=1.0, default=0.0) or 0.0),
+            logprobs=self.typed(raw, sec, "logprobs", lambda v: isinstance(v, bool), "true or false", False),
+            consistency_samples=samples,
+        )
+
     def check_chains(self, config: AppConfig) -> None:
         chains = {"cascade.models": config.cascade.models}
         if config.budgets.degraded_models:
@@ -527,4 +573,6 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
         data["domains"] = {d: list(c) for d, c in config.domains.items()}
     if config.hooks:
         data["hooks"] = dict(config.hooks)
+    if config.quality != QualityConfig():
+        data["quality"] = clean(asdict(config.quality))
     return data

@@ -60,6 +60,9 @@ def _register() -> None:
     from cascadeflow_cli.cli import domain_cmd, quality_cmd
     app.command("domain")(domain_cmd.domain)
     app.add_typer(quality_cmd.quality_app, name="quality")
+    from cascadeflow_cli.cli import feedback_cmd  # issue 9: labels from use
+
+    app.command("feedback")(feedback_cmd.feedback)
 
 
 _register()
