@@ -63,6 +63,9 @@ def _register() -> None:
     from cascadeflow_cli.cli import feedback_cmd  # issue 9: labels from use
 
     app.command("feedback")(feedback_cmd.feedback)
+    from cascadeflow_cli.cli import calibrate_ledger  # TODO(merge): quality-model's calibrate command
+
+    app.command("calibrate")(calibrate_ledger.calibrate)
 
 
 _register()

@@ -51,3 +51,7 @@ def ask(
     else:
         sys.stdout.write(result.answer.rstrip("\n") + "\n")
         err.print(ask_summary(result))
+    sys.stdout.flush()  # the answer is out before any shadow verification is waited for
+    from cascadeflow_cli.engine.shadow import wait_pending
+
+    wait_pending()

@@ -31,6 +31,22 @@ def savings_text(savings_nusd: int, baseline_nusd: int) -> str:
     return f"{word} {format_usd(abs(savings_nusd))} ({abs(pct):.0f}%) vs {format_usd(baseline_nusd)} alone"
 
 
+def quality_text(result: CascadeResult) -> str:
+    """The draft's score and the threshold it was compared with (issue 9): `quality 0.82 ≥ 0.70`;
+    a calibrated score is a probability of being good enough: `p(good) 0.82 ≥ 0.70`."""
+    draft = result.calls[0] if result.calls else None
+    score = result.quality_score
+    if result.escalated and draft is not None and draft.quality_score is not None:
+        score, label = draft.quality_score, "draft "
+    else:
+        label = ""
+    label += "p(good)" if result.calibrated else "quality"
+    threshold = result.quality_threshold
+    if threshold is None or score is None or not (result.draft_accepted or result.escalated):
+        return f"{label} {score:.2f}" if score is not None else label
+    return f"{label} {score:.2f} {'≥' if score >= threshold else '<'} {threshold:.2f}"
+
+
 def ask_summary(result: CascadeResult) -> Text:
     """`mini · draft accepted · $0.000120 · saved $0.001900 (94%) vs big alone`."""
     parts = [
@@ -40,7 +56,7 @@ def ask_summary(result: CascadeResult) -> Text:
         savings_text(result.savings_nusd, result.verifier_only_cost_nusd),
     ]
     if result.quality_score is not None:
-        parts.insert(2, f"quality {result.quality_score:.2f}")
+        parts.insert(2, quality_text(result))
     if result.domain:  # given, or detected to pick a [domains] chain (with its confidence)
         sure = result.domain_confidence
         parts.append(f"domain {result.domain}" + (f" ({sure:.2f})" if sure is not None and sure < 1 else ""))

@@ -305,7 +305,7 @@ class Cascade:
                 attempt = _Attempt(model, "draft" if not last else "verifier", price)
                 req.attempts.append(attempt)
                 try:
-                    sampled = self._complete(req, attempt, messages, tokens, sample=not last)
+                    self._complete(req, attempt, messages, tokens, sample=not last)
                 except ProviderError as exc:
                     attempt.error = exc
                     if last:
@@ -319,7 +319,7 @@ class Cascade:
                     finish_reason=attempt.completion.finish_reason,
                     domain=domain,
                     logprobs=attempt.logprobs,
-                    samples=sampled,
+                    agreement=attempt.agreement,
                 )
                 attempt.accepted = last or attempt.quality.passed
                 if attempt.accepted:
@@ -339,17 +339,16 @@ class Cascade:
 
     def _complete(
         self, req: _Request, attempt: _Attempt, messages: list[dict[str, str]], tokens: int, *, sample: bool
-    ) -> tuple[str, ...] | None:
+    ) -> None:
         """One model's answer into ``attempt``; for a draft with ``[quality] logprobs`` or
         ``consistency_samples`` > 1, its signals too, and any extra sample calls become
-        attempts of role ``sample`` (priced and recorded like every call). Returns the
-        sample texts when several were drawn."""
+        attempts of role ``sample`` (priced and recorded like every call)."""
         q = self.config.quality
         provider = self.provider_lookup(attempt.model)
         request = ChatRequest(messages, tokens)
         if not sample or (not q.logprobs and q.consistency_samples <= 1):
             attempt.completion = complete(provider, attempt.model, request, sleep=self.sleep)
-            return None
+            return
         drawn = sample_draft(
             provider, attempt.model, request, samples=q.consistency_samples, logprobs=q.logprobs,
             query=req.query, domain=req.domain, sleep=self.sleep,
@@ -365,7 +364,6 @@ class Cascade:
                 more.completion = extra
                 self._price(more, messages)
             req.attempts.append(more)
-        return drawn.samples
 
     def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked

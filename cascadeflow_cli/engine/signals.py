@@ -20,6 +20,7 @@ from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.providers.base import ChatRequest, Choice, Completion, Provider, complete
 from cascadeflow_cli.errors import ProviderBadRequestError, ProviderError
 from cascadeflow_cli.quality.agreement import majority
+from cascadeflow_cli.quality.live_signals import live_signals
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,14 @@ def sample_draft(
 
 
 @cache
-def _accepted_keywords(validate: Callable[..., Any]) -> frozenset[str]:
+def _accepted_keywords(validate: Callable[..., Any]) -> frozenset[str] | None:
+    """The live-signal keywords ``validate`` takes; None when it takes any (``**live``)."""
     try:
-        params = inspect.signature(validate).parameters.values()
+        params = list(inspect.signature(validate).parameters.values())
     except (TypeError, ValueError):
         return frozenset()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return frozenset({"logprobs", "samples"})
+        return None
     return frozenset(p.name for p in params)
 
 
@@ -96,18 +98,15 @@ def validate_with_signals(
     finish_reason: str | None,
     domain: str | None,
     logprobs: tuple[float, ...] | None,
-    samples: tuple[str, ...] | None,
+    agreement: float | None,
 ) -> Any:
-    """The quality check with the live signals passed on when it takes them.
-
-    TODO(issue 9, quality-model): the calibrated validator's ``validate`` (and
-    ``quality/features.py``) takes ``logprobs: list[float] | None`` and
-    ``samples: list[str] | None`` keywords; until it does, they are dropped here. Once it
-    does, call it directly and delete this adapter."""
-    extra: dict[str, Any] = {}
+    """The quality check, given the live signals as the calibrated model's features
+    (``logprob_mean``, ``logprob_min``, ``logprob_p10``, ``logprob_p25``, ``agreement``:
+    quality/live_signals.py) when its ``validate`` takes them (quality-model's
+    ``CalibratedValidator.validate(..., **live)``); the rule validator takes none, and
+    then they only go to the ledger (``call_signals``) for `calibrate --from-ledger`."""
+    live = live_signals(logprobs, agreement)
     accepted = _accepted_keywords(type(validator).validate)
-    if "logprobs" in accepted and logprobs is not None:
-        extra["logprobs"] = list(logprobs)
-    if "samples" in accepted and samples is not None:
-        extra["samples"] = list(samples)
-    return validator.validate(query, text, finish_reason=finish_reason, domain=domain, **extra)
+    if accepted is not None:
+        live = {k: v for k, v in live.items() if k in accepted}
+    return validator.validate(query, text, finish_reason=finish_reason, domain=domain, **live)
