@@ -18,13 +18,14 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from cascadeflow_cli.replay.signals import logprobs_payload
 
 __all__ = ["ModelBehavior", "Recordings", "ReplayServer", "load_recordings"]
 
@@ -305,7 +306,7 @@ class ReplayServer:
                 {
                     "text": t,
                     "finish_reason": f,
-                    "logprobs": _logprobs(model, t, behavior.logprob) if logprobs else None,
+                    "logprobs": logprobs_payload(_bare(model), t, behavior.logprob) if logprobs else None,
                 }
                 for t, f in choices
             ],
@@ -580,21 +581,6 @@ def _usage(prompt: int, completion: int, cached: int, reasoning: int) -> dict[st
     if reasoning:
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return usage
-
-
-def _logprobs(model: str, text: str, fixed: float | None) -> dict[str, Any]:
-    """OpenAI's ``choice.logprobs`` for ``text``: one entry per word-piece, its value fixed
-    or derived from a hash of the model and the piece (deterministic, mostly near 0 with
-    a tail of unsure tokens, like a real model's)."""
-    content = []
-    for token in re.findall(r"\s*\S+", text):
-        if fixed is not None:
-            value = fixed
-        else:
-            u = zlib.crc32(f"{_bare(model)}\0{token}".encode()) / 2**32
-            value = -round(6.0 * u**4, 4)
-        content.append({"token": token, "logprob": value, "bytes": list(token.encode()), "top_logprobs": []})
-    return {"content": content, "refusal": None}
 
 
 def _generic_answer(model: str, query: str) -> str:

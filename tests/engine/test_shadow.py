@@ -173,3 +173,17 @@ def test_a_block_mode_budget_counts_the_shadow(tmp_path: Path, server: ReplaySer
 
     win = window("daily", cascade.ledger.clock.now(), "UTC")
     assert window_spend(cascade.ledger.db, "carol", win) == spent
+
+
+def test_shadows_in_flight_are_capped(
+    tmp_path: Path, server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shadow, "MAX_PENDING", 2)
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=DRAFT))
+    server.set_behavior("gpt-4o", ModelBehavior(answer="#### 42", latency_s=0.5))
+    cascade = cascade_with(tmp_path, server)
+    results = [cascade.run(MATH, domain="math") for _ in range(4)]
+    assert all(r.draft_accepted for r in results)
+    assert shadow.wait_pending() == 0
+    labels = ledger_rows(tmp_path / "ledger.db", "quality_labels")
+    assert len(labels) == 2 and server.request_count("gpt-4o") == 2
