@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from cascadeflow_cli.engine.cascade import Cascade
 
 WAIT_SLACK_S = 5.0  # beyond the verifier's timeout: pricing, agreement, the ledger write
+# At most this many shadows in flight per process (a batch at a high rate would otherwise
+# open a thread per row): a request beyond it is not shadowed, the sample just a bit smaller.
+MAX_PENDING = 16
 
 _pending: set[threading.Thread] = set()
 _pending_lock = threading.Lock()
@@ -61,13 +64,16 @@ class ShadowJob:
     ts: str
 
 
-def start(cascade: Cascade, job: ShadowJob) -> threading.Thread:
-    """Run ``job`` in a daemon thread (the process may exit without it, see wait_pending)."""
+def start(cascade: Cascade, job: ShadowJob) -> threading.Thread | None:
+    """Run ``job`` in a daemon thread (the process may exit without it, see wait_pending);
+    None when MAX_PENDING shadows are already in flight."""
     global _deadline
     thread = threading.Thread(
         target=_run, args=(cascade, job), name=f"shadow-{job.request_id[:8]}", daemon=True
     )
     with _pending_lock:
+        if sum(t.is_alive() for t in _pending) >= MAX_PENDING:
+            return None
         _pending.add(thread)
         _deadline = max(_deadline, time.monotonic() + job.verifier.timeout + WAIT_SLACK_S)
     thread.start()
