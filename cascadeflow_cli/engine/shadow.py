@@ -179,7 +179,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         job.request_id,
         "ok",
         call=call,
-        correct=verdict.agree if verdict.method != "none" else None,
+        correct=verdict.verdict,
         agreement=verdict.score,
         method=verdict.method,
     )

@@ -16,6 +16,7 @@ Pure: no I/O; the caller passes the embedder, if any.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import io
 import math
@@ -54,11 +55,26 @@ _STOP = frozenset(
 Embed = Callable[[list[str]], Any]  # texts -> rows of vectors (a numpy array or lists)
 
 
+# Methods whose disagreement is evidence that the draft is wrong. Two final numbers that
+# differ cannot both be right; two programs or two paragraphs that differ often both are
+# (bench/shadow_labels.py on MBPP: "the code differs" was right about a bad draft less than
+# half the time), so there a disagreement is no verdict.
+DISAGREEMENT_IS_A_VERDICT = frozenset({"number"})
+
+
 @dataclass(frozen=True)
 class Agreement:
     agree: bool
     score: float  # in [0, 1]
     method: str  # "number" | "code" | "text-overlap" | "text-embedding"; "none" when unmeasurable
+
+    @property
+    def verdict(self) -> bool | None:
+        """The label for the draft: True when the answers agree, False when they disagree
+        in a way that makes the draft wrong, else None (no verdict)."""
+        if self.agree:
+            return True
+        return False if self.method in DISAGREEMENT_IS_A_VERDICT else None
 
 
 def final_number(text: str) -> Decimal | None:
@@ -86,19 +102,18 @@ def code_of(text: str) -> str | None:
 
 
 def normalised_code(code: str) -> str:
-    """Code without comments, docstring layout or formatting: Python's AST when it parses,
-    else its tokens (Python's tokenizer when it can, else whitespace-split)."""
-    try:
-        return ast.dump(ast.parse(code), annotate_fields=False)
-    except (SyntaxError, ValueError):
-        pass
+    """Code without comments or formatting, as space-separated tokens: Python is parsed and
+    unparsed first (so layout, comments and quoting never matter); other code, or Python
+    that does not parse, is tokenized as it stands (whitespace-split as a last resort)."""
+    with contextlib.suppress(SyntaxError, ValueError, RecursionError):
+        code = ast.unparse(ast.parse(code))
     try:
         tokens = [
             t.string for t in tokenize.generate_tokens(io.StringIO(code).readline) if t.type not in _LAYOUT
         ]
-        return " ".join(tokens)
     except (tokenize.TokenError, IndentationError, SyntaxError):
-        return " ".join(code.split())
+        tokens = code.split()
+    return " ".join(tokens)
 
 
 def answer_kind(query: str, domain: str | None, answers: Sequence[str]) -> str:
@@ -154,7 +169,7 @@ def agreement(a: str, b: str, kind: str, embed: Embed | None = None) -> Agreemen
         if ca is None or cb is None:
             return agreement(a, b, "text", embed)
         ratio = difflib.SequenceMatcher(
-            None, normalised_code(ca), normalised_code(cb), autojunk=False
+            None, normalised_code(ca).split(" "), normalised_code(cb).split(" "), autojunk=False
         ).ratio()
         return Agreement(ratio >= CODE_SAME, round(ratio, 4), "code")
     if embed is not None:
