@@ -184,3 +184,33 @@ def test_quality_keys_show_in_config_show(cli: CliRunner, server: ReplayServer) 
     quality = run.json()["quality"]  # type: ignore[index]
     assert quality["shadow_rate"] == 0.05 and quality["consistency_samples"] == 3
     assert quality["logprobs"] is False and quality["target_quality"] == 0.95
+
+
+def test_calibrate_from_ledger_without_enough_labels_is_one_line(
+    cli: CliRunner, server: ReplayServer
+) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    rid = ask_id(cli)
+    run = cli("calibrate", "--from-ledger")
+    assert run.code == 1 and "no labelled drafts" in run.stderr
+    assert_one_error_line(run.stderr)
+    assert cli("feedback", rid, "good").code == 0
+    run = cli("calibrate", "--from-ledger")  # one label: too few to fit, whichever model fits
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert not (cli.cwd / "calibration.json").exists()
+
+
+def test_batch_waits_for_its_shadows(cli: CliRunner, server: ReplayServer, tmp_path: Path) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=DRAFT))
+    server.set_behavior("gpt-4o", ModelBehavior(answer="#### 42", latency_s=0.5))
+    with_quality(cli, server, "shadow_rate = 1.0")
+    rows_in = tmp_path / "in.jsonl"
+    rows_in.write_text(
+        "".join(json.dumps({"id": i, "query": MATH, "domain": "math"}) + "\n" for i in range(3))
+    )
+    run = cli("batch", str(rows_in), "--output", str(tmp_path / "out.jsonl"))
+    assert run.code == 0, run.stderr
+    labels = rows(cli.db, "quality_labels")
+    assert len(labels) == 3 and {label["correct"] for label in labels} == {1}
+    assert rows(cli.db, "reservations") == []
