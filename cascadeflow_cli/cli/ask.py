@@ -30,7 +30,7 @@ def ask(
 ) -> None:
     """Answer QUERY with the cheapest model that is good enough."""
     import sys
-    from contextlib import nullcontext
+    from contextlib import nullcontext, suppress
 
     from cascadeflow_cli.cli.render import ask_summary
     from cascadeflow_cli.engine.cascade import Cascade
@@ -54,4 +54,5 @@ def ask(
     sys.stdout.flush()  # the answer is out before any shadow verification is waited for
     from cascadeflow_cli.engine.shadow import wait_pending
 
-    wait_pending()
+    with suppress(KeyboardInterrupt):  # the answer is out and recorded: leaving loses only a label
+        wait_pending()
