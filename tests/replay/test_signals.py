@@ -75,3 +75,16 @@ def test_each_sample_is_cut_at_max_tokens(server: ReplayServer) -> None:
     choices = chat(server, "m", n=2, max_tokens=2)["choices"]
     assert [c["finish_reason"] for c in choices] == ["stop", "length"]
     assert len(choices[1]["message"]["content"]) == 8
+
+
+def test_the_command_line_server_can_play_a_provider_without_the_signals() -> None:
+    from cascadeflow_cli.replay.server import spawn
+
+    proc, url = spawn("--ignore-n", "--ignore-logprobs")
+    try:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 3, "logprobs": True}
+        data = httpx.post(f"{url}/chat/completions", json=body, timeout=10).json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert len(data["choices"]) == 1 and data["choices"][0]["logprobs"] is None
