@@ -147,6 +147,7 @@ class _Attempt:
     logprobs: tuple[float, ...] | None = None  # live signals of a draft (issue 9)
     samples: int | None = None
     agreement: float | None = None
+    choices: int = 1  # answers in this one call (`n`): its usage counts all of them
 
 
 @dataclass
@@ -227,9 +228,11 @@ class Cascade:
         ``max_tokens``, and the prompt is counted generously (two bytes a token)."""
         prompt = sum(math.ceil(len(m["content"].encode("utf-8")) / 2) + 8 for m in messages)
         total = 0
-        for name in names:
+        for index, name in enumerate(names):
             price = self.price(self.config.models[name])
-            total += cost_nanos(price, Usage(prompt, min(max_tokens, price.max_output_tokens or max_tokens)))
+            one = cost_nanos(price, Usage(prompt, min(max_tokens, price.max_output_tokens or max_tokens)))
+            drafted = index < len(names) - 1  # a draft may be sampled N times ([quality])
+            total += one * (self.config.quality.consistency_samples if drafted else 1)
         return total
 
     def degraded_chain(
@@ -354,6 +357,7 @@ class Cascade:
             query=req.query, domain=req.domain, sleep=self.sleep,
         )
         attempt.completion = drawn.completion
+        attempt.choices = max(1, len(drawn.completion.choices))
         attempt.logprobs, attempt.agreement = drawn.logprobs, drawn.agreement
         attempt.samples = len(drawn.samples) if drawn.samples else None
         for extra in drawn.extra_calls:
@@ -389,7 +393,9 @@ class Cascade:
         final = _answering(attempts)[-1]
         if final.model is chain[-1] and final.completion is not None:
             return final.cost_nusd
-        return cost_nanos(prices[-1], Usage(final.usage.input_tokens, final.usage.output_tokens))
+        # one answer's tokens: a call that returned `n` samples reported the output of all
+        output = math.ceil(final.usage.output_tokens / final.choices)
+        return cost_nanos(prices[-1], Usage(final.usage.input_tokens, output))
 
     def _record(
         self,

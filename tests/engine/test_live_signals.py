@@ -131,3 +131,20 @@ def test_a_provider_that_rejects_the_extras_is_asked_plainly(tmp_path: Path, ser
     first, second = server.requests[0], server.requests[1]
     assert first["n"] == 2 and first["logprobs"] is True
     assert "n" not in second and "logprobs" not in second
+
+
+def test_n_samples_neither_inflate_the_savings_nor_escape_the_reservation(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    plain, _ = cascade_with(tmp_path / "a", server, "")
+    sampled, _ = cascade_with(tmp_path / "b", server, "consistency_samples = 3")
+    one = plain.run("What is the capital of France?")
+    three = sampled.run("What is the capital of France?")
+    assert three.draft_accepted and three.calls[0].output_tokens == 3 * one.calls[0].output_tokens
+    assert three.cost_nusd > one.cost_nusd  # three samples are paid for ...
+    assert three.verifier_only_cost_nusd == one.verifier_only_cost_nusd  # ... but the verifier writes one
+    messages = [{"role": "user", "content": "q"}]
+    assert sampled.worst_case_nusd(["mini", "big"], messages, 100) - plain.worst_case_nusd(
+        ["mini", "big"], messages, 100
+    ) == 2 * plain.worst_case_nusd(["mini"], messages, 100)
