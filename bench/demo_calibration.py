@@ -52,17 +52,25 @@ def main(argv: list[str]) -> int:
     report = calibrate_rows(rows, target_quality=0.95, prices=Prices(*PRICES))
     rules = QualityValidator("balanced")
     rule_pass = [
-        rules.validate(str(r["query"]), str(r["response"]), finish_reason=r.get("finish_reason"),  # type: ignore[arg-type]
-                       domain=str(r["domain"])).passed
+        rules.validate(
+            str(r["query"]),
+            str(r["response"]),
+            finish_reason=r.get("finish_reason"),  # type: ignore[arg-type]
+            domain=str(r["domain"]),
+        ).passed
         for r in rows
     ]
     wrong = [r for r in rows if not r["correct"]]
     print(f"{len(rows)} demo answers, {len(wrong)} wrong drafts")
-    print(f"rule validator: accepts {sum(rule_pass)} drafts, "
-          f"{sum(p and not r['correct'] for p, r in zip(rule_pass, rows, strict=True))} of them wrong")
-    print(f"calibrated (cross-validated on these rows): AUROC {report.auroc:.3f}, threshold "
-          f"{report.threshold:.3f}, expected quality {report.expected_quality:.3f}, "
-          f"expected savings {report.expected_savings}")
+    print(
+        f"rule validator: accepts {sum(rule_pass)} drafts, "
+        f"{sum(p and not r['correct'] for p, r in zip(rule_pass, rows, strict=True))} of them wrong"
+    )
+    print(
+        f"calibrated (cross-validated on these rows): AUROC {report.auroc:.3f}, threshold "
+        f"{report.threshold:.3f}, expected quality {report.expected_quality:.3f}, "
+        f"expected savings {report.expected_savings}"
+    )
     if "--check" not in argv:
         report.calibration.write(DATA / "demo_calibration.json")
         print(f"wrote {DATA / 'demo_calibration.json'}")

@@ -48,9 +48,17 @@ def main(argv: list[str]) -> int:
         for r in raw:
             kind = answer_kind(r["query"], domain, [r["draft_answer"], r["verifier_answer"]])
             shadow = agreement(r["draft_answer"], r["verifier_answer"], kind).verdict
-            rows.append({"id": r["id"], "query": r["query"], "response": r["draft_answer"], "domain": domain,
-                         "correct": bool(r["draft_correct"]), "verifier_correct": bool(r["verifier_correct"]),
-                         "shadow": shadow})
+            rows.append(
+                {
+                    "id": r["id"],
+                    "query": r["query"],
+                    "response": r["draft_answer"],
+                    "domain": domain,
+                    "correct": bool(r["draft_correct"]),
+                    "verifier_correct": bool(r["verifier_correct"]),
+                    "shadow": shadow,
+                }
+            )
         order = list(range(len(rows)))
         random.Random(0).shuffle(order)
         folds = [order[k::5] for k in range(5)]
@@ -74,8 +82,10 @@ def main(argv: list[str]) -> int:
                 for label, calibration in fitted.items():
                     scores[label].append(calibration.probability(features))
         covered = sum(r["shadow"] is not None for r in rows) / len(rows)
-        print(f"{path.name}: {len(rows)} rows, shadow verdicts on {covered:.0%}; "
-              "held-out AUROC against the true labels")
+        print(
+            f"{path.name}: {len(rows)} rows, shadow verdicts on {covered:.0%}; "
+            "held-out AUROC against the true labels"
+        )
         for label, s in scores.items():
             print(f"  {label:14} {auroc(truth, s):.3f}")
     return 0

@@ -62,13 +62,17 @@ def main(argv: list[str]) -> int:
         return 1
     print("agree = the draft's final answer matches the verifier's; verdict = the label recorded")
     print("(agree -> good; disagree -> bad only where a disagreement makes the draft wrong)")
-    print(f"{'file':32} {'rows':>5} {'agree acc':>9} {'all-good':>9} {'oracle':>7} {'prec good':>9} "
-          f"{'rec good':>8} {'rec bad':>8} {'coverage':>8} {'verdict acc':>11} {'ms/label':>8}")
+    print(
+        f"{'file':32} {'rows':>5} {'agree acc':>9} {'all-good':>9} {'oracle':>7} {'prec good':>9} "
+        f"{'rec good':>8} {'rec bad':>8} {'coverage':>8} {'verdict acc':>11} {'ms/label':>8}"
+    )
     for name in argv:
         m = evaluate(Path(name))
-        print(f"{Path(name).name:32} {m['rows']:5d} {m['label_accuracy']:9.3f} {m['baseline_accuracy']:9.3f} "
-              f"{1.0:7.3f} {m['precision_good']:9.3f} {m['recall_good']:8.3f} {m['recall_bad']:8.3f} "
-              f"{m['coverage']:8.3f} {m['verdict_accuracy']:11.3f} {m['ms_per_label']:8.3f}")
+        print(
+            f"{Path(name).name:32} {m['rows']:5d} {m['label_accuracy']:9.3f} {m['baseline_accuracy']:9.3f} "
+            f"{1.0:7.3f} {m['precision_good']:9.3f} {m['recall_good']:8.3f} {m['recall_bad']:8.3f} "
+            f"{m['coverage']:8.3f} {m['verdict_accuracy']:11.3f} {m['ms_per_label']:8.3f}"
+        )
     return 0
 
 

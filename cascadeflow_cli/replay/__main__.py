@@ -29,7 +29,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
-    parser.add_argument("--latency", type=float, default=0.0, metavar="S", help="seconds to wait per answer")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, metavar="S", help="seconds to wait per answer"
+    )
     # like providers that do not offer the live quality signals (issue 9)
     parser.add_argument("--ignore-logprobs", action="store_true", help="never return log-probabilities")
     parser.add_argument("--ignore-n", action="store_true", help="always return one choice, whatever n says")
