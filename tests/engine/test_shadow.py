@@ -4,7 +4,6 @@ the user's budget; failures and budget refusals never touch the answer."""
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -50,11 +49,10 @@ def test_agreeing_verifier_labels_the_draft_good_without_delaying_the_answer(
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=DRAFT))
     server.set_behavior("gpt-4o", ModelBehavior(answer="6 * 7 = 42\n#### 42", latency_s=1.5))
     cascade = cascade_with(tmp_path, server)
-    started = time.perf_counter()
     result = cascade.run(MATH, "alice", domain="math")
-    assert time.perf_counter() - started < 1.0  # the shadow's 1.5 s are not the user's
     assert result.draft_accepted and result.answer == DRAFT
-    assert ledger_rows(tmp_path / "ledger.db", "quality_labels") == []  # still in flight
+    # run() returned with the verifier's answer still 1.5 s away: the user did not wait for it
+    assert ledger_rows(tmp_path / "ledger.db", "quality_labels") == [] and shadow.wait_pending(0) == 1
     assert shadow.wait_pending() == 0
     db = tmp_path / "ledger.db"
     [label] = ledger_rows(db, "quality_labels")
@@ -130,9 +128,8 @@ def test_a_hanging_shadow_does_not_hold_the_answer(tmp_path: Path, server: Repla
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=DRAFT))
     server.set_behavior("gpt-4o", ModelBehavior(hang=True))
     cascade = cascade_with(tmp_path, server)
-    started = time.perf_counter()
-    result = cascade.run(MATH, domain="math")
-    assert result.answer == DRAFT and time.perf_counter() - started < 1.0
+    result = cascade.run(MATH, domain="math")  # returns although the verifier never answers
+    assert result.answer == DRAFT
     assert shadow.wait_pending(0.2) == 1  # still waiting on the verifier: the caller may leave
     server.stop()  # the hung call ends; the shadow records its error
     assert shadow.wait_pending(10) == 0
