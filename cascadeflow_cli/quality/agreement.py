@@ -41,6 +41,9 @@ _FINAL_PATTERNS = (
     re.compile(r"answer\s*(?:is|:|=)\s*\**\s*(" + _NUMBER + ")", re.IGNORECASE),
 )
 _ANY_NUMBER = re.compile(_NUMBER)
+_YES_NO = re.compile(
+    r"\s*(?:is|are|does|do|did|can|could|should|was|were|will|would|has|have)\b", re.IGNORECASE
+)
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _WORD = re.compile(r"[a-z0-9]+")
 _LAYOUT = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
@@ -116,14 +119,24 @@ def normalised_code(code: str) -> str:
     return " ".join(tokens)
 
 
+def stated_final(text: str) -> bool:
+    """Does the answer mark its final answer (``####``, ``\\boxed{}``, "the answer is")?"""
+    return any(p.search(text) for p in _FINAL_PATTERNS)
+
+
 def answer_kind(query: str, domain: str | None, answers: Sequence[str]) -> str:
-    """Which comparison fits: the domain's when it names one, else what the answers hold."""
+    """Which comparison fits. ``number`` needs a final number in every answer, and either
+    every answer marks it or the question is a math problem (given as math, or numbers in
+    a query of no known domain) that is not a yes/no question: in an explanation (finance,
+    medicine...) the last number is just the last example, not the answer."""
     if domain == "code" or (domain in (None, "general") and all(code_of(a) for a in answers)):
         return "code" if all(code_of(a) for a in answers) else "text"
-    numeric_query = bool(_ANY_NUMBER.search(query))
-    if (domain in ("math", "finance") or numeric_query) and all(final_number(a) is not None for a in answers):
+    if not all(final_number(a) is not None for a in answers):
+        return "text"
+    if all(stated_final(a) for a in answers):
         return "number"
-    return "text"
+    mathy = domain == "math" or (domain is None and bool(_ANY_NUMBER.search(query)))
+    return "number" if mathy and not _YES_NO.match(query) else "text"
 
 
 def _words(text: str) -> list[str]:
@@ -172,12 +185,32 @@ def agreement(a: str, b: str, kind: str, embed: Embed | None = None) -> Agreemen
             None, normalised_code(ca).split(" "), normalised_code(cb).split(" "), autojunk=False
         ).ratio()
         return Agreement(ratio >= CODE_SAME, round(ratio, 4), "code")
+    facts = facts_agree(a, b)
     if embed is not None:
         va, vb = (list(map(float, row)) for row in embed([a, b]))
         cos = max(0.0, min(1.0, _cosine(va, vb)))
-        return Agreement(cos >= TEXT_COSINE_SAME, round(cos, 4), "text-embedding")
+        return Agreement(facts and cos >= TEXT_COSINE_SAME, round(cos, 4), "text-embedding")
     score = overlap(a, b)
-    return Agreement(score >= TEXT_OVERLAP_SAME, round(score, 4), "text-overlap")
+    return Agreement(facts and score >= TEXT_OVERLAP_SAME, round(score, 4), "text-overlap")
+
+
+_NAME = re.compile(r"\b[A-Z][A-Za-z]+")
+_NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|neither|nor)\b|n't\b", re.IGNORECASE)
+
+
+def facts_agree(a: str, b: str) -> bool:
+    """Similar wording is not the same answer: "the capital is Canberra" and "... Sydney",
+    or "antibiotics do not cure colds" and "antibiotics cure colds", embed close together.
+    So prose agrees only when every capitalised word (a name, more or less) and every
+    number of the shorter answer also occurs in the longer one, and both negate or
+    neither does."""
+    short, long_ = sorted((a, b), key=len)
+    long_words = set(_WORD.findall(long_.lower()))
+    names = {w.lower() for w in _NAME.findall(short)} - _STOP
+    long_numbers = {_decimal(n) for n in _ANY_NUMBER.findall(long_)}
+    numbers = {_decimal(n) for n in _ANY_NUMBER.findall(short)}
+    negates = bool(_NEGATION.search(short)) == bool(_NEGATION.search(long_))
+    return names <= long_words and numbers <= long_numbers and negates
 
 
 def answer_key(text: str, kind: str) -> str:

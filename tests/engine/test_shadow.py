@@ -184,3 +184,26 @@ def test_shadows_in_flight_are_capped(
     assert shadow.wait_pending() == 0
     labels = ledger_rows(tmp_path / "ledger.db", "quality_labels")
     assert len(labels) == 2 and server.request_count("gpt-4o") == 2
+
+
+def test_prose_is_compared_by_the_real_embedding_model(tmp_path: Path, server: ReplayServer) -> None:
+    """The [semantic] extra (installed with [dev]) gives prose its embedding comparison;
+    a paraphrase is a good label, other facts in similar words are no verdict at all."""
+    query = "What is the capital of Australia?"
+    draft = "The capital of Australia is Canberra, a planned city chosen as a compromise."
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=draft))
+    server.set_behavior("gpt-4o", ModelBehavior(answer="Canberra is the capital of Australia."))
+    cascade = cascade_with(tmp_path, server)
+    assert cascade.run(query).draft_accepted
+    shadow.wait_pending(60)
+    [label] = ledger_rows(tmp_path / "ledger.db", "quality_labels")
+    assert (label["method"], label["correct"]) == ("text-embedding", 1)
+    assert 0.8 <= float(str(label["agreement"])) <= 1.0
+
+    server.set_behavior("gpt-4o", ModelBehavior(answer="The capital of Australia is Sydney."))
+    other = cascade_with(tmp_path / "other", server)
+    assert other.run(query).draft_accepted
+    shadow.wait_pending(60)
+    [label] = ledger_rows(tmp_path / "other" / "ledger.db", "quality_labels")
+    assert label["method"] == "text-embedding" and label["correct"] is None and label["status"] == "ok"
+    assert calibration_rows(other.ledger) == []  # no verdict, no training row

@@ -9,6 +9,7 @@ import pytest
 from cascadeflow_cli.quality.agreement import (
     agreement,
     answer_kind,
+    facts_agree,
     final_number,
     majority,
     normalised_code,
@@ -58,6 +59,27 @@ def test_prose_overlap_fallback() -> None:
     assert overlap(a, "") == 0.0
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("The capital of Australia is Canberra.", "The capital of Australia is Sydney."),
+        ("Antibiotics do not cure a cold: it is viral.", "Antibiotics cure a cold: it is viral."),
+        ("Take 2 tablets a day.", "Take 4 tablets a day."),
+    ],
+)
+def test_similar_words_with_other_facts_do_not_agree(a: str, b: str) -> None:
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [[1.0, 0.0] for _ in texts]  # as alike as embeddings get
+
+    assert not facts_agree(a, b)
+    assert not agreement(a, b, "text", embed).agree and agreement(a, b, "text", embed).verdict is None
+    assert not agreement(a, b, "text").agree
+
+
+def test_same_facts_in_other_words_agree() -> None:
+    assert facts_agree("Paris is the capital of France.", "The capital of France is Paris, its largest city.")
+
+
 def test_embedding_similarity_when_an_embedder_is_given() -> None:
     def embed(texts: list[str]) -> list[list[float]]:
         return [[1.0, 0.0] if "Paris" in t else [0.0, 1.0] for t in texts]
@@ -74,6 +96,11 @@ def test_empty_answer_never_agrees() -> None:
 
 def test_kind_follows_domain_and_content() -> None:
     assert answer_kind("What is 6*7?", None, ["It is 42.", "42"]) == "number"
+    # an explanation's last number is an example, not its answer; a yes/no question has none
+    explain = ["Roughly 68% lie within one deviation.", "About 68%, and 95% within two."]
+    assert answer_kind("What does a standard deviation mean?", "finance", explain) == "text"
+    assert answer_kind("Is 221 prime?", "math", ["No: 221 = 13 x 17.", "No, 221 is 13 times 17."]) == "text"
+    assert answer_kind("Is 221 prime?", "finance", ["#### 0", "The answer is 0"]) == "number"  # stated
     assert answer_kind("Write a function", "code", ["```py\nx=1\n```", "```py\nx = 1\n```"]) == "code"
     assert answer_kind("Capital of France?", None, ["Paris.", "Paris!"]) == "text"
 
