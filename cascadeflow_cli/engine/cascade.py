@@ -41,6 +41,7 @@ from cascadeflow_cli.ledger.labels import CallSignals
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 from cascadeflow_cli.money import usd
 from cascadeflow_cli.quality import QualityResult, QualityValidator
+from cascadeflow_cli.quality.live_signals import live_signals
 from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
 
 DEFAULT_USER = "default"
@@ -488,7 +489,10 @@ class Cascade:
             calibrated=bool(getattr(final.quality, "calibrated", False)) if final else False,
         )
         signals = tuple(
-            CallSignals(f"{request_id}-{seq}", a.logprobs, a.samples, a.agreement)
+            CallSignals(
+                f"{request_id}-{seq}", a.logprobs, a.samples, a.agreement,
+                features=live_signals(a.logprobs, a.agreement),
+            )
             for seq, a in enumerate(attempts)
             if a.completion is not None and (a.logprobs is not None or a.samples is not None)
         )

@@ -19,7 +19,7 @@ module level, so ``db.py`` can import the migration without a cycle.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +59,8 @@ def migrate_labels(db: sqlite_utils.Database) -> None:
         " request_id text not null references requests(id),"
         " logprobs text,"  # JSON list of the chosen sample's token log-probabilities
         " samples integer,"
-        " agreement real)"
+        " agreement real,"
+        " features text)"  # JSON: the live features the quality check got (logprob_mean ...)
     )
     db.execute("create index call_signals_request on call_signals(request_id)")
 
@@ -72,6 +73,7 @@ class CallSignals:
     logprobs: Sequence[float] | None = None
     samples: int | None = None
     agreement: float | None = None
+    features: Mapping[str, float] | None = None  # quality/live_signals.py: what the check saw
 
 
 def insert_signals(db: sqlite_utils.Database, request_id: str, signals: Sequence[CallSignals]) -> None:
@@ -83,11 +85,13 @@ def insert_signals(db: sqlite_utils.Database, request_id: str, signals: Sequence
             None if s.logprobs is None else json.dumps([round(x, 4) for x in s.logprobs]),
             s.samples,
             s.agreement,
+            json.dumps(dict(s.features)) if s.features else None,
         )
         for s in signals
     ]
     db.conn.executemany(
-        "insert into call_signals (call_id, request_id, logprobs, samples, agreement) values (?, ?, ?, ?, ?)",
+        "insert into call_signals (call_id, request_id, logprobs, samples, agreement, features) "
+        "values (?, ?, ?, ?, ?, ?)",
         rows,
     )
 
@@ -199,7 +203,9 @@ def labels_for(ledger: Ledger, request_id: str) -> list[dict[str, Any]]:
 def calibration_rows(ledger: Ledger) -> list[dict[str, Any]]:
     """Rows for `cascade calibrate --from-ledger`, shaped like a calibration file's:
     ``{"id", "query", "response", "correct", "verifier_correct"?, "domain"?,
-    "finish_reason"?, "logprobs"?, "agreement"?, "label_source"}``.
+    "finish_reason"?, "label_source"}`` plus the draft's live features as the quality check
+    saw them (``logprob_mean``, ``logprob_min``, ``logprob_p10``, ``logprob_p25``,
+    ``agreement``: the calibrated model's LIVE_SIGNALS), when it had any.
 
     ``response`` is the request's first draft. Its label, the user's word first:
     - feedback on a request whose draft was accepted labels the draft itself;
@@ -212,7 +218,7 @@ def calibration_rows(ledger: Ledger) -> list[dict[str, Any]]:
     sql = """
         select r.id, r.query, r.domain, r.draft_accepted, c.answer, c.finish_reason, c.id as call_id,
                f.correct as feedback, s.correct as shadow, s.status as shadow_status,
-               g.logprobs, g.agreement
+               g.features
         from requests r
         join calls c on c.request_id = r.id and c.seq = 0 and c.role = 'draft' and c.status = 'ok'
         left join quality_labels f on f.request_id = r.id and f.source = 'feedback'
@@ -244,9 +250,7 @@ def calibration_rows(ledger: Ledger) -> list[dict[str, Any]]:
             row["domain"] = r["domain"]
         if r["finish_reason"]:
             row["finish_reason"] = r["finish_reason"]
-        if r["logprobs"]:
-            row["logprobs"] = json.loads(r["logprobs"])
-        if r["agreement"] is not None:
-            row["agreement"] = r["agreement"]
+        if r["features"]:
+            row.update(json.loads(r["features"]))
         out.append(row)
     return out

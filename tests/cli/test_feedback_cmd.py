@@ -114,9 +114,12 @@ def test_a_failing_shadow_never_costs_the_answer(cli: CliRunner, server: ReplayS
     assert label["status"] == "error"
 
 
-def test_calibrate_from_ledger_writes_the_labelled_rows(
-    cli: CliRunner, server: ReplayServer, tmp_path: Path
-) -> None:
+def test_labels_from_real_runs_become_calibration_rows(cli: CliRunner, server: ReplayServer) -> None:
+    """What `calibrate --from-ledger` fits on: the rows of ledger.labels.calibration_rows,
+    made by real `cascade ask` and `cascade feedback` processes."""
+    from cascadeflow_cli.ledger.db import open_ledger
+    from cascadeflow_cli.ledger.labels import calibration_rows
+
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=DRAFT))
     server.set_behavior("gpt-4o", ModelBehavior(answer="#### 42"))
     with_quality(cli, server, "shadow_rate = 1.0\nlogprobs = true")
@@ -125,17 +128,17 @@ def test_calibrate_from_ledger_writes_the_labelled_rows(
     judged = ask_id(cli, MATH, "--domain", "math")
     assert cli("feedback", judged, "bad").code == 0
     ask_id(cli, MATH, "--domain", "math")  # no label: no row
-    out = tmp_path / "rows.jsonl"
-    run = cli("calibrate", "--from-ledger", "--rows-output", str(out), "--json")
-    assert run.code == 0, run.stderr
-    assert run.json() == {"path": str(out), "rows": 2, "good": 1, "bad": 1}
-    written = [json.loads(line) for line in out.read_text().splitlines()]
+    with open_ledger(cli.db) as ledger:
+        written = calibration_rows(ledger)
     by_id = {r["id"]: r for r in written}
+    assert set(by_id) == {shadowed, judged}
     assert by_id[shadowed]["correct"] is True and by_id[shadowed]["label_source"] == "shadow"
     assert by_id[judged]["correct"] is False and by_id[judged]["label_source"] == "feedback"
-    for r in written:  # the same keys as a calibration file's rows, with the live features
+    for r in written:  # a calibration file's keys, and the live features the check saw
         assert r["query"] == MATH and r["response"] == DRAFT and r["domain"] == "math"
         assert r["logprob_min"] <= r["logprob_p10"] <= r["logprob_p25"] <= 0 and "logprobs" not in r
+        assert r["logprob_min"] <= r["logprob_mean"] <= 0
+        json.dumps(r)  # JSON-able, as a calibration file's rows are
 
 
 def test_ask_reports_the_threshold_the_score_was_compared_with(cli: CliRunner, server: ReplayServer) -> None:
