@@ -70,6 +70,8 @@ def main(argv: list[str]) -> int:
             shadow_rows = [
                 {**rows[i], "correct": rows[i]["shadow"]} for i in train if rows[i]["shadow"] is not None
             ]
+            if len(shadow_rows) < 30:
+                break
             fitted = {
                 "true labels": calibrate_rows(true_rows).calibration,
                 "shadow labels": calibrate_rows(shadow_rows).calibration,
@@ -82,6 +84,9 @@ def main(argv: list[str]) -> int:
                 for label, calibration in fitted.items():
                     scores[label].append(calibration.probability(features))
         covered = sum(r["shadow"] is not None for r in rows) / len(rows)
+        if not truth:
+            print(f"{path.name}: {len(rows)} rows, shadow verdicts on {covered:.0%}: too few to fit on")
+            continue
         print(
             f"{path.name}: {len(rows)} rows, shadow verdicts on {covered:.0%}; "
             "held-out AUROC against the true labels"
