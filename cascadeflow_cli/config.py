@@ -96,6 +96,10 @@ class TelemetryConfig:
     record_user: bool = True
 
 
+# --- [quality] (issue 9): shared by the calibrated model (calibration, target_quality)
+# and the live signals (shadow_rate, logprobs, consistency_samples); defaults per CLI.md.
+
+
 @dataclass(frozen=True)
 class QualityConfig:
     """``[quality]``: the calibrated quality check (see `cascade calibrate`)."""
@@ -597,4 +601,6 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
         data["hooks"] = dict(config.hooks)
     if config.telemetry != TelemetryConfig():
         data["telemetry"] = clean(asdict(config.telemetry))
+    if config.quality != QualityConfig():
+        data["quality"] = clean(asdict(config.quality))
     return data

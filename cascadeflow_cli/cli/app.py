@@ -60,9 +60,10 @@ def _register() -> None:
     from cascadeflow_cli.cli import domain_cmd, quality_cmd
     app.command("domain")(domain_cmd.domain)
     app.add_typer(quality_cmd.quality_app, name="quality")
-    from cascadeflow_cli.cli import calibrate_cmd
+    from cascadeflow_cli.cli import calibrate_cmd, feedback_cmd
 
     app.command("calibrate")(calibrate_cmd.calibrate)
+    app.command("feedback")(feedback_cmd.feedback)
 
 
 _register()

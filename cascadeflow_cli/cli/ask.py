@@ -30,7 +30,7 @@ def ask(
 ) -> None:
     """Answer QUERY with the cheapest model that is good enough."""
     import sys
-    from contextlib import nullcontext
+    from contextlib import nullcontext, suppress
 
     from cascadeflow_cli.cli.render import ask_summary
     from cascadeflow_cli.cli.telemetry_hook import telemetry
@@ -53,3 +53,8 @@ def ask(
     else:
         sys.stdout.write(result.answer.rstrip("\n") + "\n")
         err.print(ask_summary(result))
+    sys.stdout.flush()  # the answer is out before any shadow verification is waited for
+    from cascadeflow_cli.engine.shadow import wait_pending
+
+    with suppress(KeyboardInterrupt):  # the answer is out and recorded: leaving loses only a label
+        wait_pending()

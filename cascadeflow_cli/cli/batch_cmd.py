@@ -72,6 +72,9 @@ def batch(
                           f"{hint}") from None
     finally:
         out.close()
+    from cascadeflow_cli.engine.shadow import wait_pending
+
+    wait_pending()  # shadow verifications of accepted drafts (issue 9) still in flight
     reporter.summary(progress)
 
 

@@ -17,11 +17,40 @@ import typer
 from cascadeflow_cli.cli.context import is_terminal, state, stderr_console, stdout_console
 
 DEMO_FILE = "demo_queries.jsonl"
+DEMO_CALIBRATION = "demo_calibration.json"  # fitted on the demo's labelled answers
 CHEAP, STRONG = "gpt-4o-mini", "gpt-4o"
+MODEL_IDS = {"mini": CHEAP, "big": STRONG}
 
 
 def demo_queries_path() -> Path:
     return Path(str(resources.files("cascadeflow_cli") / "data" / DEMO_FILE))
+
+
+def demo_calibration_path() -> Path:
+    return Path(str(resources.files("cascadeflow_cli") / "data" / DEMO_CALIBRATION))
+
+
+def demo_validator() -> Any:
+    """The calibrated check fitted on the demo's answers (bench/demo_calibration.py), or
+    None for the rule validator. TODO(issue 9, merge): quality-model's
+    ``load_calibration``/``CalibratedValidator``; drop the ImportError branch then."""
+    path = demo_calibration_path()
+    if not path.is_file():
+        return None
+    try:
+        from cascadeflow_cli.quality.calibrated import (  # type: ignore[import-not-found]
+            CalibratedValidator,
+            load_calibration,
+        )
+    except ImportError:
+        return None
+    return CalibratedValidator(load_calibration(path))
+
+
+def is_right(row: dict[str, Any], model: str) -> bool | None:
+    """The demo row's label for the answer of our model ``model`` (None: unlabelled)."""
+    label = (row.get("correct") or {}).get(MODEL_IDS.get(model, model))
+    return label if isinstance(label, bool) else None
 
 
 def demo_config(base_url: str, db_path: Path) -> Any:
@@ -55,7 +84,7 @@ def demo(
     err = stderr_console()
     results = []
     with ReplayServer(load_recordings(path)) as server, open_ledger(db_path) as ledger:
-        cascade = Cascade(demo_config(server.base_url, db_path), ledger)
+        cascade = Cascade(demo_config(server.base_url, db_path), ledger, validator=demo_validator())
         if is_terminal():
             from rich.progress import track
 
@@ -65,15 +94,33 @@ def demo(
         for row in rows_iter:
             results.append((row, cascade.run(row["query"], "demo", domain=row.get("domain"))))
     if as_json:
-        out = [{"id": row["id"], **result.to_json()} for row, result in results]
+        out = [
+            {"id": row["id"], **result.to_json(), "correct": is_right(row, result.model)}
+            for row, result in results
+        ]
         sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=2) + "\n")
         return
     console = stdout_console()
-    console.print(demo_table(results))
-    console.print(demo_totals([r for _, r in results], STRONG))
+    console.print(demo_table(results, [is_right(row, r.model) for row, r in results]))
+    console.print(demo_totals([r for _, r in results], STRONG, demo_quality(results)))
     err.print(
         f"The answers are recorded (written for this demo), replayed by a local server on "
         f"{server.base_url}; prices are {CHEAP} and {STRONG} list prices from litellm's "
-        f"price map. Ledger: {db_path}  (try: cascade logs --db {db_path})",
+        f"price map; every answer is labelled right or wrong. "
+        f"Ledger: {db_path}  (try: cascade logs --db {db_path})",
         style="dim",
     )
+
+
+def demo_quality(results: list[tuple[dict[str, Any], Any]]) -> tuple[int, int, int]:
+    """(right answers of the cascade, right answers of the strong model alone, labelled
+    rows): the quality the cascade kept, from the rows' right/wrong labels."""
+    kept = strong = labelled = 0
+    for row, result in results:
+        got, alone = is_right(row, result.model), is_right(row, "big")
+        if got is None or alone is None:
+            continue
+        labelled += 1
+        kept += got
+        strong += alone
+    return kept, strong, labelled

@@ -31,6 +31,22 @@ def savings_text(savings_nusd: int, baseline_nusd: int) -> str:
     return f"{word} {format_usd(abs(savings_nusd))} ({abs(pct):.0f}%) vs {format_usd(baseline_nusd)} alone"
 
 
+def quality_text(result: CascadeResult) -> str:
+    """The draft's score and the threshold it was compared with (issue 9): `quality 0.82 ≥ 0.70`;
+    a calibrated score is a probability of being good enough: `p(good) 0.82 ≥ 0.70`."""
+    draft = result.calls[0] if result.calls else None
+    score = result.quality_score
+    if result.escalated and draft is not None and draft.quality_score is not None:
+        score, label = draft.quality_score, "draft "
+    else:
+        label = ""
+    label += "p(good)" if result.calibrated else "quality"
+    threshold = result.quality_threshold
+    if threshold is None or score is None or not (result.draft_accepted or result.escalated):
+        return f"{label} {score:.2f}" if score is not None else label
+    return f"{label} {score:.2f} {'≥' if score >= threshold else '<'} {threshold:.2f}"
+
+
 def ask_summary(result: CascadeResult) -> Text:
     """`mini · draft accepted · $0.000120 · saved $0.001900 (94%) vs big alone`."""
     parts = [
@@ -40,7 +56,7 @@ def ask_summary(result: CascadeResult) -> Text:
         savings_text(result.savings_nusd, result.verifier_only_cost_nusd),
     ]
     if result.quality_score is not None:
-        parts.insert(2, f"quality {result.quality_score:.2f}")
+        parts.insert(2, quality_text(result))
     if result.domain:  # given, or detected to pick a [domains] chain (with its confidence)
         sure = result.domain_confidence
         parts.append(f"domain {result.domain}" + (f" ({sure:.2f})" if sure is not None and sure < 1 else ""))
@@ -142,11 +158,17 @@ def models_table(rows: list[dict[str, Any]], chains: Mapping[str, Any]) -> Table
     return fitted_table(headers, body, flexible="model", caption=caption)
 
 
-def demo_table(results: list[tuple[dict[str, Any], CascadeResult]]) -> Table:
+def demo_table(
+    results: list[tuple[dict[str, Any], CascadeResult]], right: list[bool | None] | None = None
+) -> Table:
+    """One row per demo query; ``right`` the label of each final answer (issue 9: the score
+    alone says how sure the check was, the label whether the answer was in fact right)."""
     body: list[list[Any]] = []
-    for i, (row, r) in enumerate(results, start=1):
+    labels = right if right is not None else [None] * len(results)
+    for i, ((row, r), ok) in enumerate(zip(results, labels, strict=True), start=1):
         if r.draft_accepted:
-            by, why = Text(r.model, style="green"), f"draft ok {r.quality_score:.2f}"
+            score = f"p {r.quality_score:.2f}" if r.calibrated else f"{r.quality_score:.2f}"
+            by, why = Text(r.model, style="green"), f"draft ok {score}"
         else:
             draft_call = r.calls[0]
             reason = (
@@ -156,12 +178,14 @@ def demo_table(results: list[tuple[dict[str, Any], CascadeResult]]) -> Table:
             )
             score = f"{draft_call.quality_score:.2f}" if draft_call.quality_score is not None else "-"
             by, why = Text(r.model, style="yellow"), f"{reason} {score}"
+        verdict = Text("-") if ok is None else Text("right", style="green") if ok else Text("WRONG", "red")
         body.append(
             [
                 str(i),
                 row.get("domain") or "-",
                 by,
                 why,
+                verdict,
                 format_usd(r.cost_nusd),
                 Text(" ".join(row["query"].split())),
             ]
@@ -171,21 +195,32 @@ def demo_table(results: list[tuple[dict[str, Any], CascadeResult]]) -> Table:
         ("domain", "left"),
         ("model", "left"),
         ("why", "left"),
+        ("answer", "left"),
         ("cost", "right"),
         ("query", "left"),
     ]
     return fitted_table(headers, body)
 
 
-def demo_totals(results: list[CascadeResult], strong: str) -> Text:
+def demo_totals(
+    results: list[CascadeResult], strong: str, quality: tuple[int, int, int] | None = None
+) -> Text:
+    """Cost, savings and, from the rows' labels, the quality kept: right answers of the
+    cascade against right answers of ``strong`` alone."""
     cost = sum(r.cost_nusd for r in results)
     baseline = sum(r.verifier_only_cost_nusd for r in results)
     accepted = sum(r.draft_accepted for r in results)
+    kept = ""
+    if quality is not None and quality[2]:
+        right, alone, labelled = quality
+        share = f"; {100 * right / alone:.0f}% of its quality kept" if alone else ""
+        kept = f" Right answers: cascade {right} of {labelled}, {strong} alone {alone}{share}."
     return Text(
         f"{len(results)} queries: {accepted} answered by the cheap draft, {len(results) - accepted} "
         f"escalated. Cascade cost {format_usd(cost)}; {strong} alone {format_usd(baseline)}; "
         + savings_text(baseline - cost, baseline).split(" vs ")[0]
-        + ".",
+        + "."
+        + kept,
         style="bold",
     )
 

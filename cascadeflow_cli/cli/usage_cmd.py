@@ -75,6 +75,9 @@ def row_json(row: UsageRow, key: str | None = None) -> dict[str, Any]:
         savings=usd(row.savings_nusd), verifier_only_cost=usd(row.verifier_only_nusd),
         savings_rate=None if savings_rate is None else round(savings_rate, 4), errors=row.errors,
     )
+    quality = row.measured_quality  # issue 9: of the accepted drafts that carry a label
+    data.update(labelled_drafts=row.labelled, labelled_good=row.labelled_good,
+                measured_quality=None if quality is None else round(quality, 4))
     return data
 
 
@@ -109,7 +112,8 @@ def usage_table(report: UsageReport, bars: bool) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_footer=bool(report.groups), pad_edge=False,
                   collapse_padding=True)
     total = report.total
-    for name, footer in ((title, "total"), *zip(_HEADERS, _cells(total), strict=True)):
+    labelled = total.labelled > 0  # the quality column only where labels exist
+    for name, footer in ((title, "total"), *zip(_headers(labelled), _cells(total, labelled), strict=True)):
         table.add_column(name, footer=footer, no_wrap=True,
                          justify="left" if name == title else "right")
     if bars and report.groups:
@@ -119,7 +123,7 @@ def usage_table(report: UsageReport, bars: bool) -> Table:
     for r in rows:
         label: Any = "total" if not report.groups else (
             r.key if r.key is not None else Text("(none)", style="dim"))
-        cells: list[Any] = [label, *_cells(r)]
+        cells: list[Any] = [label, *_cells(r, labelled)]
         if bars and report.groups:
             cells.append(Text(bar(r.cost_nusd, largest), style="cyan"))
         table.add_row(*cells)
@@ -129,9 +133,16 @@ def usage_table(report: UsageReport, bars: bool) -> Table:
 _HEADERS = ("requests", "cost", "tokens i/o", "accepted", "savings", "saved")
 
 
-def _cells(r: UsageRow) -> list[str]:
+def _headers(labelled: bool) -> tuple[str, ...]:
+    return (*_HEADERS, "quality") if labelled else _HEADERS
+
+
+def _cells(r: UsageRow, labelled: bool = False) -> list[str]:
     from cascadeflow_cli.money import format_usd
 
-    return [f"{r.requests:,}", format_usd(r.cost_nusd),
-            f"{_tokens(r.input_tokens)}/{_tokens(r.output_tokens)}", _pct(r.acceptance_rate),
-            format_usd(r.savings_nusd), _pct(r.savings_rate)]
+    cells = [f"{r.requests:,}", format_usd(r.cost_nusd),
+             f"{_tokens(r.input_tokens)}/{_tokens(r.output_tokens)}", _pct(r.acceptance_rate),
+             format_usd(r.savings_nusd), _pct(r.savings_rate)]
+    if labelled:  # measured quality of accepted drafts, and how many labels it rests on
+        cells.append(f"{_pct(r.measured_quality)} of {r.labelled}" if r.labelled else "-")
+    return cells

@@ -14,6 +14,7 @@ from typing import Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.config import AppConfig, ModelConfig
+from cascadeflow_cli.engine import shadow
 from cascadeflow_cli.engine.pricing import (
     Price,
     Usage,
@@ -31,13 +32,17 @@ from cascadeflow_cli.engine.providers import (
     provider_for,
 )
 from cascadeflow_cli.engine.providers.base import MAX_BACKOFF_S
+from cascadeflow_cli.engine.shadow import should_shadow
+from cascadeflow_cli.engine.signals import sample_draft, validate_with_signals
 from cascadeflow_cli.engine.validators import build_validator
 from cascadeflow_cli.errors import BudgetBlockedError, CascadeError, InputError, ProviderError
 from cascadeflow_cli.ledger.db import Ledger
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
+from cascadeflow_cli.ledger.labels import CallSignals
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 from cascadeflow_cli.money import usd
 from cascadeflow_cli.quality import QualityResult, QualityValidator
+from cascadeflow_cli.quality.live_signals import live_signals
 from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
 
 DEFAULT_USER = "default"
@@ -92,6 +97,8 @@ class CascadeResult:
     domain_confidence: float | None = None
     enforcement: str = "allow"
     enforcement_message: str | None = None
+    quality_threshold: float | None = None  # what quality_score was compared with
+    calibrated: bool = False  # the score is a calibrated probability (issue 9)
 
     @property
     def savings_nusd(self) -> int:
@@ -120,6 +127,8 @@ class CascadeResult:
             "enforcement_message": self.enforcement_message,
             "latency_ms": round(self.latency_ms, 1),
             "calls": [c.to_json() for c in self.calls],
+            "quality_threshold": self.quality_threshold,
+            "calibrated": self.calibrated,
         }
 
 
@@ -138,6 +147,10 @@ class _Attempt:
     error: ProviderError | None = None
     usage: Usage = field(default_factory=Usage)
     max_tokens: int | None = None
+    logprobs: tuple[float, ...] | None = None  # live signals of a draft (issue 9)
+    samples: int | None = None
+    agreement: float | None = None
+    choices: int = 1  # answers in this one call (`n`): its usage counts all of them
 
 
 @dataclass
@@ -154,6 +167,8 @@ class _Request:
     started: float  # perf_counter, for latency
     attempts: list[_Attempt] = field(default_factory=list)
     decision: Decision | None = None
+    messages: list[dict[str, str]] = field(default_factory=list)
+    max_tokens: int = 0
 
 
 class Cascade:
@@ -217,9 +232,11 @@ class Cascade:
         ``max_tokens``, and the prompt is counted generously (two bytes a token)."""
         prompt = sum(math.ceil(len(m["content"].encode("utf-8")) / 2) + 8 for m in messages)
         total = 0
-        for name in names:
+        for index, name in enumerate(names):
             price = self.price(self.config.models[name])
-            total += cost_nanos(price, Usage(prompt, min(max_tokens, price.max_output_tokens or max_tokens)))
+            one = cost_nanos(price, Usage(prompt, min(max_tokens, price.max_output_tokens or max_tokens)))
+            drafted = index < len(names) - 1  # a draft may be sampled N times ([quality])
+            total += one * (self.config.quality.consistency_samples if drafted else 1)
         return total
 
     def degraded_chain(
@@ -273,6 +290,7 @@ class Cascade:
         messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]
         messages.append({"role": "user", "content": query})
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
+        req.messages, req.max_tokens = messages, wanted_tokens
         if self.gate is not None:
             req.decision = self.gate.reserve(
                 user,
@@ -294,20 +312,21 @@ class Cascade:
                 attempt = _Attempt(model, "draft" if not last else "verifier", price, max_tokens=tokens)
                 req.attempts.append(attempt)
                 try:
-                    attempt.completion = complete(
-                        self.provider_lookup(model), model, ChatRequest(messages, tokens), sleep=self.sleep
-                    )
+                    self._complete(req, attempt, messages, tokens, sample=not last)
                 except ProviderError as exc:
                     attempt.error = exc
                     if last:
                         raise
                     continue  # a failed draft escalates
                 self._price(attempt, messages)
-                attempt.quality = self.validator.validate(
+                attempt.quality = validate_with_signals(
+                    self.validator,
                     query,
                     attempt.completion.text,
                     finish_reason=attempt.completion.finish_reason,
                     domain=domain,
+                    logprobs=attempt.logprobs,
+                    agreement=attempt.agreement,
                 )
                 attempt.accepted = last or attempt.quality.passed
                 if attempt.accepted:
@@ -324,6 +343,35 @@ class Cascade:
                 release(self.ledger, req.decision.reservation_id)
             raise
         return self._record(req, status="ok", error=None, chain=chain, prices=prices)
+
+    def _complete(
+        self, req: _Request, attempt: _Attempt, messages: list[dict[str, str]], tokens: int, *, sample: bool
+    ) -> None:
+        """One model's answer into ``attempt``; for a draft with ``[quality] logprobs`` or
+        ``consistency_samples`` > 1, its signals too, and any extra sample calls become
+        attempts of role ``sample`` (priced and recorded like every call)."""
+        q = self.config.quality
+        provider = self.provider_lookup(attempt.model)
+        request = ChatRequest(messages, tokens)
+        if not sample or (not q.logprobs and q.consistency_samples <= 1):
+            attempt.completion = complete(provider, attempt.model, request, sleep=self.sleep)
+            return
+        drawn = sample_draft(
+            provider, attempt.model, request, samples=q.consistency_samples, logprobs=q.logprobs,
+            query=req.query, domain=req.domain, sleep=self.sleep,
+        )
+        attempt.completion = drawn.completion
+        attempt.choices = max(1, len(drawn.completion.choices))
+        attempt.logprobs, attempt.agreement = drawn.logprobs, drawn.agreement
+        attempt.samples = len(drawn.samples) if drawn.samples else None
+        for extra in drawn.extra_calls:
+            more = _Attempt(attempt.model, "sample", attempt.price)
+            if isinstance(extra, ProviderError):
+                more.error = extra
+            else:
+                more.completion = extra
+                self._price(more, messages)
+            req.attempts.append(more)
 
     def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
@@ -346,10 +394,12 @@ class Cascade:
     ) -> int:
         """What the last model alone would have cost: its real cost when it ran, else an
         estimate from its prices and the accepted draft's token counts."""
-        final = attempts[-1]
+        final = _answering(attempts)[-1]
         if final.model is chain[-1] and final.completion is not None:
             return final.cost_nusd
-        return cost_nanos(prices[-1], Usage(final.usage.input_tokens, final.usage.output_tokens))
+        # one answer's tokens: a call that returned `n` samples reported the output of all
+        output = math.ceil(final.usage.output_tokens / final.choices)
+        return cost_nanos(prices[-1], Usage(final.usage.input_tokens, output))
 
     def _record(
         self,
@@ -419,9 +469,10 @@ class Cascade:
                 )
             )
         cost = sum(a.cost_nusd for a in attempts)
-        final = attempts[-1] if attempts else None
+        answering = _answering(attempts)  # without the extra sample calls of a draft
+        final = answering[-1] if answering else None
         ok = status == "ok" and final is not None and final.completion is not None
-        draft = attempts[0] if attempts else None
+        draft = answering[0] if answering else None
         verifier_only = self._verifier_only_cost(chain, prices, attempts) if ok and chain and prices else 0
         result = CascadeResult(
             request_id=request_id,
@@ -429,8 +480,8 @@ class Cascade:
             answer=final.completion.text if ok and final and final.completion else "",
             model=final.model.name if final else "",
             draft_model=draft.model.name if draft else "",
-            draft_accepted=bool(ok and len(attempts) == 1 and len(chain or []) > 1),
-            escalated=len(attempts) > 1,
+            draft_accepted=bool(ok and len(answering) == 1 and len(chain or []) > 1),
+            escalated=len(answering) > 1,
             quality_score=final.quality.score if final and final.quality else None,
             quality_reasons=final.quality.reasons if final and final.quality else (),
             cost_nusd=cost,
@@ -441,6 +492,16 @@ class Cascade:
             domain_confidence=req.domain_confidence,
             enforcement=decision.action if decision else "allow",
             enforcement_message=decision.message if decision else None,
+            quality_threshold=final.quality.threshold if final and final.quality else None,
+            calibrated=bool(getattr(final.quality, "calibrated", False)) if final else False,
+        )
+        signals = tuple(
+            CallSignals(
+                f"{request_id}-{seq}", a.logprobs, a.samples, a.agreement,
+                features=live_signals(a.logprobs, a.agreement),
+            )
+            for seq, a in enumerate(attempts)
+            if a.completion is not None and (a.logprobs is not None or a.samples is not None)
         )
         if self.ledger is not None:
             self.ledger.record(
@@ -468,9 +529,34 @@ class Cascade:
                     error=error,
                     calls=tuple(call_records),
                     external_id=req.external_id,
+                    quality_threshold=result.quality_threshold,
+                    calibrated=result.calibrated,
+                    signals=signals,
                 ),
                 reservation_id=decision.reservation_id if decision else None,
             )
             if self.on_record is not None:
                 self.on_record(record)
+        if result.draft_accepted and chain and should_shadow(request_id, self.config.quality.shadow_rate):
+            self._start_shadow(req, result, chain[-1])
         return result
+
+    def _start_shadow(self, req: _Request, result: CascadeResult, verifier: ModelConfig) -> None:
+        """Ask the verifier too, in the background (engine/shadow.py); never raises."""
+        try:
+            messages = list(req.messages)
+            shadow.start(
+                self,
+                shadow.ShadowJob(
+                    req.id, req.user, req.query, req.domain, result.answer, messages, req.max_tokens,
+                    verifier, format_ts(req.started_at),
+                ),
+            )
+        except Exception:  # e.g. no thread to be had: the label is lost, the answer is not
+            pass
+
+
+def _answering(attempts: list[_Attempt]) -> list[_Attempt]:
+    """The attempts that each stand for one model of the chain (a draft's extra sample
+    calls are part of its draft)."""
+    return [a for a in attempts if a.role != "sample"]

@@ -52,6 +52,8 @@ def result_from_row(row: dict[str, Any]) -> CascadeResult:
         domain_confidence=row["domain_confidence"],
         enforcement=row["enforcement"] or "allow",
         enforcement_message=row["enforcement_message"],
+        quality_threshold=row.get("quality_threshold"),
+        calibrated=bool(row.get("calibrated")),
     )
 
 

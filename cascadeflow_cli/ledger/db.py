@@ -26,6 +26,7 @@ from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger.batch_ids import migrate_batch_ids
 from cascadeflow_cli.ledger.call_details import migrate_call_details
+from cascadeflow_cli.ledger.labels import insert_signals, migrate_labels
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("002_budgets", _m002_budgets),
     ("003_batch_external_ids", migrate_batch_ids),
     ("004_call_details", migrate_call_details),
+    ("005_quality_labels", migrate_labels),
 ]
 
 
@@ -234,6 +236,8 @@ class Ledger:
             conn.execute(_insert_sql("requests", tuple(row)), list(row.values()))
             if calls:
                 conn.executemany(_insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
+            if request.signals:
+                insert_signals(db, request.id, request.signals)
 
     # --- reading ------------------------------------------------------------------
 
@@ -331,9 +335,11 @@ def _columns(record: Any, skip: str = "") -> dict[str, Any]:
 
 def _request_row(r: RequestRecord) -> dict[str, Any]:
     row = _columns(r, skip="calls")
+    del row["signals"]
     row["quality_reasons"] = json.dumps(list(r.quality_reasons))
     row["draft_accepted"] = int(r.draft_accepted)
     row["escalated"] = int(r.escalated)
+    row["calibrated"] = 1 if r.calibrated else None  # null: a rule score (or an import)
     return row
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.ledger.labels import CallSignals
 
 
 @dataclass(frozen=True)
@@ -66,3 +70,6 @@ class RequestRecord:
     error: str | None = None
     calls: tuple[CallRecord, ...] = field(default=())
     external_id: str | None = None  # "<batch id>:<row id>" for `cascade batch` rows
+    quality_threshold: float | None = None  # what quality_score was compared with
+    calibrated: bool = False  # quality_score is a calibrated probability
+    signals: tuple[CallSignals, ...] = ()  # live signals of draft calls (not a requests column)

@@ -45,6 +45,13 @@ class UsageRow:
     savings_nusd: int = 0
     verifier_only_nusd: int = 0
     errors: int = 0
+    labelled: int = 0  # accepted drafts with a quality label (feedback, else shadow)
+    labelled_good: int = 0
+
+    @property
+    def measured_quality(self) -> float | None:
+        """The share of labelled accepted drafts that were good (issue 9)."""
+        return self.labelled_good / self.labelled if self.labelled else None
 
     @property
     def tokens(self) -> int:
@@ -78,14 +85,14 @@ def usage(conn: sqlite3.Connection, flt: LedgerFilter | None = None, by: str | N
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"unknown grouping {by!r}")
     flt = replace(flt or LedgerFilter(), model=None)
-    total = _request_level(conn, flt, "total").get("", UsageRow(None))
+    total = _with_labels(_request_level(conn, flt, "total"), conn, flt, "total").get("", UsageRow(None))
     total = replace(total, key=None)
     if by is None:
         return UsageReport(None, total, ())
     if by in _CALL_KEYS:
-        groups = list(_call_level(conn, flt, by).values())
+        groups = list(_with_labels(_call_level(conn, flt, by), conn, flt, by).values())
     else:
-        rows = _request_level(conn, flt, by)
+        rows = _with_labels(_request_level(conn, flt, by), conn, flt, by)
         groups = list(_fold_days(rows.values(), timezone) if by == "day" else rows.values())
     if by == "day":
         groups.sort(key=lambda g: g.key or "")
@@ -135,6 +142,34 @@ def _call_level(conn: sqlite3.Connection, flt: LedgerFilter, by: str) -> dict[st
         result[k] = UsageRow(k, requests, n_calls, cost or 0, tokens_in or 0, tokens_out or 0,
                              drafts or 0, accepted or 0, saved or 0, baseline or 0, errors or 0)
     return result
+
+
+# A request's label: the user's word first, else the shadow verifier's agreement.
+_LABELS_SQL = (
+    "SELECT request_id, coalesce(max(CASE WHEN source = 'feedback' THEN correct END), "
+    "max(CASE WHEN source = 'shadow' THEN correct END)) AS correct FROM quality_labels GROUP BY request_id"
+)
+
+
+def _with_labels(rows: dict[str | None, UsageRow], conn: sqlite3.Connection, flt: LedgerFilter,
+                 by: str) -> dict[str | None, UsageRow]:
+    """Add the measured quality of accepted drafts; under model and provider it is
+    credited to the draft model, like savings."""
+    key = _CALL_KEYS.get(by) or _REQUEST_KEYS[by]
+    join = "JOIN calls c ON c.request_id = r.id AND c.seq = 0" if by in _CALL_KEYS else ""
+    where, params = flt.where(calls=None)
+    try:
+        found = conn.execute(
+            f"SELECT {key} AS k, count(*), sum(l.correct) FROM requests r "
+            f"JOIN ({_LABELS_SQL}) l ON l.request_id = r.id {join} "
+            f"WHERE {where} AND r.draft_accepted = 1 AND l.correct IS NOT NULL GROUP BY k",
+            params).fetchall()
+    except sqlite3.OperationalError:  # a ledger from before the labels (read-only open)
+        return rows
+    for k, n, good in found:
+        if k in rows:
+            rows[k] = replace(rows[k], labelled=n or 0, labelled_good=good or 0)
+    return rows
 
 
 def _fold_days(slots: Iterable[UsageRow], timezone: str) -> list[UsageRow]:

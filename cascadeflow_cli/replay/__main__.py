@@ -32,6 +32,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--latency", type=float, default=0.0, metavar="S", help="seconds to wait per answer"
     )
+    # like providers that do not offer the live quality signals (issue 9)
+    parser.add_argument("--ignore-logprobs", action="store_true", help="never return log-probabilities")
+    parser.add_argument("--ignore-n", action="store_true", help="always return one choice, whatever n says")
     return parser.parse_args(argv)
 
 
@@ -41,7 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.recordings:
         recordings.merge(load_recordings(path))
     server = ReplayServer(
-        recordings, host=args.host, port=args.port, default=ModelBehavior(latency_s=args.latency)
+        recordings,
+        host=args.host,
+        port=args.port,
+        default=ModelBehavior(
+            latency_s=args.latency, honor_logprobs=not args.ignore_logprobs, honor_n=not args.ignore_n
+        ),
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM -> KeyboardInterrupt
     with server:

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cascadeflow_cli.replay.signals import logprobs_payload
+
 __all__ = ["ModelBehavior", "Recordings", "ReplayServer", "load_recordings"]
 
 _GARBAGE = b"<html><head><title>502 Bad Gateway</title></head><body>Bad Gateway</body></html>"
@@ -58,6 +60,13 @@ class ModelBehavior:
     finish_reason: str = "stop"
     garbage: bool = False  # 200 with a non-JSON body
     hang: bool = False  # never answer (until the server stops)
+    # live quality signals (issue 9): a real provider may honour `logprobs` and `n`, or not
+    honor_logprobs: bool = True  # False: answer as if `logprobs` had not been asked
+    honor_n: bool = True  # False: always one choice, whatever `n` says
+    logprob: float | None = None  # every token's log-probability; None: derived from the token
+    # answers of the 2nd, 3rd... sample (cycled); the same answer again when None. Without
+    # `n`, successive requests for the same query walk through [answer, *samples].
+    samples: tuple[str, ...] | None = None
 
 
 class Recordings(dict[str, dict[str, str]]):
@@ -143,6 +152,7 @@ class ReplayServer:
         self._default = default or ModelBehavior()
         self._behaviors: dict[str, ModelBehavior] = {}
         self._failures: dict[str, int] = {}
+        self._asked: dict[tuple[str, str], int] = {}  # (model, query) -> requests so far
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._httpd: _HTTPServer | None = None
@@ -246,13 +256,37 @@ class ReplayServer:
             return self._recordings[key][query], behavior.finish_reason
         return _generic_answer(model, query), behavior.finish_reason
 
+    def _sample_texts(
+        self, body: dict[str, Any], query: str, answer: str, behavior: ModelBehavior
+    ) -> list[str]:
+        """The answers of this request's choices: ``n`` of them when honoured, else one;
+        without ``n`` each request for the same query takes the next sample in turn."""
+        pool = [answer, *(behavior.samples or ())]
+        n = body.get("n")
+        n = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+        if behavior.honor_n and n > 1:
+            return [pool[i % len(pool)] for i in range(n)]
+        if not behavior.samples:
+            return [answer]
+        with self._lock:
+            key = (_bare(body["model"]), query)
+            turn = self._asked.get(key, 0)
+            self._asked[key] = turn + 1
+        return [pool[turn % len(pool)]]
+
     def _complete(self, body: dict[str, Any], behavior: ModelBehavior) -> _Completion:
         model: str = body["model"]
         messages: list[Any] = body["messages"]
-        answer, finish_reason = self._answer(model, _last_user_text(messages), behavior)
+        query = _last_user_text(messages)
+        answer, finish_reason = self._answer(model, query, behavior)
         limit = _token_limit(body)
-        if limit is not None and _tokens(answer) > limit:
-            answer, finish_reason = answer[: limit * 4], "length"
+        choices = []
+        for text in self._sample_texts(body, query, answer, behavior):
+            finish = finish_reason
+            if limit is not None and _tokens(text) > limit:
+                text, finish = text[: limit * 4], "length"
+            choices.append((text, finish))
+        logprobs = bool(body.get("logprobs")) and behavior.honor_logprobs
         prompt_chars = sum(len(_text(m.get("content"))) for m in messages if isinstance(m, dict))
         prompt = behavior.prompt_tokens
         completion = behavior.completion_tokens
@@ -260,14 +294,22 @@ class ReplayServer:
             id=f"chatcmpl-replay-{next(self._ids):08d}",
             created=int(time.time()),
             model=model,
-            content=answer,
-            finish_reason=finish_reason,
+            content=choices[0][0],
+            finish_reason=choices[0][1],
             usage=_usage(
                 math.ceil(prompt_chars / 4) if prompt is None else prompt,
-                _tokens(answer) if completion is None else completion,
+                sum(_tokens(t) for t, _ in choices) if completion is None else completion,
                 behavior.cached_tokens,
                 behavior.reasoning_tokens,
             ),
+            extra=[
+                {
+                    "text": t,
+                    "finish_reason": f,
+                    "logprobs": logprobs_payload(_bare(model), t, behavior.logprob) if logprobs else None,
+                }
+                for t, f in choices
+            ],
         )
 
     def _models_payload(self) -> dict[str, Any]:
@@ -285,9 +327,13 @@ class _Completion:
     content: str
     finish_reason: str
     usage: dict[str, Any]
+    extra: list[dict[str, Any]] | None = None  # every choice: text, finish_reason, logprobs
 
     def response(self) -> dict[str, Any]:
         """The non-streaming ``chat.completion`` object."""
+        choices = self.extra or [
+            {"text": self.content, "finish_reason": self.finish_reason, "logprobs": None}
+        ]
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -295,11 +341,12 @@ class _Completion:
             "model": self.model,
             "choices": [
                 {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": self.content},
-                    "logprobs": None,
-                    "finish_reason": self.finish_reason,
+                    "index": i,
+                    "message": {"role": "assistant", "content": c["text"]},
+                    "logprobs": c["logprobs"],
+                    "finish_reason": c["finish_reason"],
                 }
+                for i, c in enumerate(choices)
             ],
             "usage": self.usage,
         }

@@ -27,6 +27,7 @@ ASK_KEYS = frozenset({
     "request_id", "user", "domain", "domain_confidence", "answer", "model", "draft_model",
     "draft_accepted", "escalated", "quality_score", "quality_reasons", "cost",
     "verifier_only_cost", "savings", "enforcement", "enforcement_message", "latency_ms", "calls",
+    "quality_threshold", "calibrated",  # issue 9: what quality_score was compared with
 })
 CALL_KEYS = frozenset({
     "model", "role", "input_tokens", "output_tokens", "cost", "latency_ms", "quality_score",

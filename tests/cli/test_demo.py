@@ -17,6 +17,7 @@ DEMO_FILE = Path(cascadeflow_cli.__file__).parent / "data" / "demo_queries.jsonl
 DEMO_ROWS = [line for line in DEMO_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
 ROW = re.compile(r"^\s*\d+\s+\S+\s+(mini|big)\s+(.+?)\s+-?\$", re.MULTILINE)
 TOTALS = re.compile(r"(\d+) queries: (\d+) answered by the cheap draft, (\d+) escalated\.")
+KEPT = re.compile(r"Right answers: cascade (\d+) of (\d+), gpt-4o alone (\d+); (\d+)% of its quality kept")
 
 
 @pytest.fixture
@@ -63,7 +64,8 @@ def test_demo_json_limit_and_a_fresh_ledger_each_run(demo_cli: CliRunner, tmp_pa
     assert isinstance(results, list) and len(results) == 5
     assert [r["id"] for r in results] == [json.loads(line)["id"] for line in DEMO_ROWS[:5]]
     for result in results:
-        assert set(result) == ASK_KEYS | {"id"}
+        assert set(result) == ASK_KEYS | {"id", "correct"}  # issue 9: the answer's label
+        assert isinstance(result["correct"], bool)
         assert result["user"] == "demo"
     assert sorted(r["id"] for r in rows(db, "requests")) == sorted(r["request_id"] for r in results)
 
@@ -84,3 +86,30 @@ def test_the_command_the_demo_suggests_works(demo_cli: CliRunner, tmp_path: Path
     follow = demo_cli(*shlex.split(hint.group(1))[1:])
     assert follow.code == 0, f"`{hint.group(1)}` failed: {follow.stderr}"
     assert " demo " in follow.stdout  # the demo's requests, not the default ledger's
+
+
+def test_demo_labels_every_answer_and_shows_the_quality_kept(demo_cli: CliRunner, tmp_path: Path) -> None:
+    """Issue 9: a wrong draft the check accepted is marked WRONG next to its score, and
+    the totals give the right answers of the cascade against the strong model's alone."""
+    db = tmp_path / "demo.db"
+    table = demo_cli("--db", str(db), "demo", COLUMNS="200")
+    data = demo_cli("--db", str(db), "demo", "--json")
+    assert table.code == 0 and data.code == 0, table.stderr + data.stderr
+    results = data.json()
+    labels = {json.loads(line)["id"]: json.loads(line)["correct"] for line in DEMO_ROWS}
+    for r in results:
+        model_id = "gpt-4o-mini" if r["model"] == "mini" else "gpt-4o"
+        assert r["correct"] is labels[r["id"]][model_id]
+    right = sum(r["correct"] for r in results)
+    strong = sum(labels[r["id"]]["gpt-4o"] for r in results)
+    kept = KEPT.search(" ".join(table.stdout.split()))
+    assert kept, table.stdout
+    assert tuple(map(int, kept.groups()[:3])) == (right, len(results), strong)
+    assert int(kept.group(4)) == round(100 * right / strong)
+    lines = [line for line in table.stdout.splitlines() if re.match(r"^\s*\d+\s+\S+\s+(mini|big)\s", line)]
+    assert len(lines) == len(results)
+    for line, r in zip(lines, results, strict=True):
+        assert ("WRONG" in line) == (not r["correct"]) and ("right" in line) == r["correct"]
+    # the wrong drafts the check let through are the ones marked, not hidden behind a score
+    wrong_accepted = [r for r in results if r["draft_accepted"] and not r["correct"]]
+    assert all("WRONG" in lines[results.index(r)] for r in wrong_accepted)

@@ -6,11 +6,12 @@ tree; retries with backoff live here, once, so both client paths behave the same
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from cascadeflow_cli.config import ModelConfig
@@ -24,6 +25,17 @@ MAX_BACKOFF_S = 20.0
 class ChatRequest:
     messages: list[dict[str, str]]
     max_tokens: int
+    logprobs: bool = False  # ask for token log-probabilities (`logprobs: true, top_logprobs: 0`)
+    n: int = 1  # ask for this many samples in one call (`n`); a provider may ignore either
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One sampled answer of a call; ``logprobs`` None when the provider sent none."""
+
+    text: str
+    finish_reason: str | None
+    logprobs: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,12 @@ class Completion:
     attempts: int = 1
     response_id: str | None = None  # the provider's id for the completion (telemetry)
     response_model: str | None = None  # the model that answered, as the provider names it
+    # every choice the provider returned (the first is ``text``); empty when built by hand
+    choices: tuple[Choice, ...] = ()
+
+    @property
+    def logprobs(self) -> tuple[float, ...] | None:
+        return self.choices[0].logprobs if self.choices else None
 
 
 class Provider(Protocol):
@@ -84,15 +102,7 @@ def complete(
                 delay = max(delay, exc.retry_after)
             sleep(min(delay, MAX_BACKOFF_S))
             continue
-        return Completion(
-            result.text,
-            result.usage,
-            result.finish_reason,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            attempts=attempts,
-            response_id=result.response_id,
-            response_model=result.response_model,
-        )
+        return replace(result, latency_ms=(time.perf_counter() - started) * 1000, attempts=attempts)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -122,3 +132,18 @@ def usage_from_openai(raw: Any) -> Usage:
         cached_tokens=count(get(get(raw, "prompt_tokens_details"), "cached_tokens")),
         reasoning_tokens=count(get(get(raw, "completion_tokens_details"), "reasoning_tokens")),
     )
+
+
+def logprobs_from_openai(raw: Any) -> tuple[float, ...] | None:
+    """Token log-probabilities of one choice (``choice.logprobs.content[*].logprob``);
+    None when absent or malformed: a provider that ignores the request is no error."""
+    content = raw.get("content") if isinstance(raw, dict) else getattr(raw, "content", None)
+    if not isinstance(content, list) or not content:
+        return None
+    values = []
+    for token in content:
+        value = token.get("logprob") if isinstance(token, dict) else getattr(token, "logprob", None)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            return None
+        values.append(min(float(value), 0.0))
+    return tuple(values)

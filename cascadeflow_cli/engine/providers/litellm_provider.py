@@ -12,7 +12,7 @@ from typing import Any
 
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.providers.base import ChatRequest, Completion, api_key, parse_retry_after
-from cascadeflow_cli.engine.providers.openai_compat import parse_chat_completion, status_error
+from cascadeflow_cli.engine.providers.openai_compat import parse_chat_completion, signal_params, status_error
 from cascadeflow_cli.errors import (
     MissingApiKeyError,
     ProviderAuthError,
@@ -46,6 +46,9 @@ class LiteLLMProvider:
             "timeout": model.timeout,
             "num_retries": 0,
         }
+        extras = signal_params(request)
+        if extras:  # a provider litellm knows cannot take them gets the call without them
+            kwargs.update(extras, drop_params=True)
         if model.api_base:
             kwargs["api_base"] = model.api_base
         key = api_key(model)

@@ -9,8 +9,10 @@ from typing import Any
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.providers.base import (
     ChatRequest,
+    Choice,
     Completion,
     api_key,
+    logprobs_from_openai,
     parse_retry_after,
     usage_from_openai,
 )
@@ -60,7 +62,12 @@ class OpenAICompatProvider:
         # OpenAI's own API wants max_completion_tokens (required by reasoning models);
         # compatible servers still expect max_tokens.
         token_param = "max_tokens" if model.api_base else "max_completion_tokens"
-        body = {"model": model.wire_model, "messages": request.messages, token_param: request.max_tokens}
+        body: dict[str, Any] = {
+            "model": model.wire_model,
+            "messages": request.messages,
+            token_param: request.max_tokens,
+            **signal_params(request),
+        }
         started = time.perf_counter()
         try:
             response = self._client.post(f"{base}/chat/completions", body, headers, model.timeout)
@@ -102,27 +109,50 @@ def _error_detail(response: Response) -> str:
         return response.text[:200].strip()
 
 
+def signal_params(request: ChatRequest) -> dict[str, Any]:
+    """The request fields for the live quality signals (issue 9), only when asked for."""
+    params: dict[str, Any] = {}
+    if request.logprobs:
+        params.update(logprobs=True, top_logprobs=0)
+    if request.n > 1:
+        params["n"] = request.n
+    return params
+
+
 def parse_chat_completion(data: Any, model: str, latency_ms: float) -> Completion:
-    """A chat.completion body to a Completion; anything else is a ProviderResponseError."""
+    """A chat.completion body to a Completion; anything else is a ProviderResponseError.
+    Every choice is kept (``n`` samples); a malformed extra choice is dropped, not fatal."""
     try:
-        choice = data["choices"][0]
-        content = choice["message"].get("content") or ""
-        if not isinstance(content, str):
-            raise TypeError("content is not text")
-        finish = choice.get("finish_reason")
+        raw_choices = data["choices"]
+        first = _choice(raw_choices[0])
     except (KeyError, IndexError, TypeError, AttributeError):
         raise ProviderResponseError(
             f"{model}: provider answered with a malformed chat completion", model=model
         ) from None
+    choices = [first]
+    for raw in raw_choices[1:]:
+        try:
+            choices.append(_choice(raw))
+        except (KeyError, TypeError, AttributeError):
+            continue
+    usage = usage_from_openai(data.get("usage"))
     return Completion(
-        content,
-        usage_from_openai(data.get("usage")),
-        finish,
+        first.text,
+        usage,
+        first.finish_reason,
         latency_ms,
         response_id=_text(data.get("id")),
         response_model=_text(data.get("model")),
+        choices=tuple(choices),
     )
 
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _choice(raw: Any) -> Choice:
+    content = raw["message"].get("content") or ""
+    if not isinstance(content, str):
+        raise TypeError("content is not text")
+    return Choice(content, raw.get("finish_reason"), logprobs_from_openai(raw.get("logprobs")))

@@ -1,0 +1,244 @@
+"""Shadow verification (issue 9): a share (``[quality] shadow_rate``) of accepted drafts is
+also answered by the chain's last model, in a background thread of the same process,
+after the user's answer is recorded and returned. Whether the two final answers agree is
+recorded as the draft's label; the call is recorded with role ``shadow`` and its cost is
+added to the request, through its own budget reservation (a shadow the budget would refuse
+is skipped and recorded as ``blocked``).
+
+Nothing here may cost the user their answer: every failure ends in a label row with
+status ``error`` (or in nothing, if even the ledger refuses), never in an exception.
+The CLI waits for pending shadows before it exits (:func:`wait_pending`), at most about
+one verifier timeout: the shadow call makes one attempt, without retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.engine.pricing import Usage, cost_nanos, estimate_tokens, infer_provider
+from cascadeflow_cli.engine.providers import ChatRequest, complete
+from cascadeflow_cli.errors import ProviderError
+from cascadeflow_cli.ledger.labels import ShadowOutcome, next_seq, record_shadow
+from cascadeflow_cli.ledger.records import CallRecord
+from cascadeflow_cli.quality.agreement import agreement, answer_kind
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.config import ModelConfig
+    from cascadeflow_cli.engine.cascade import Cascade
+
+WAIT_SLACK_S = 5.0  # beyond the verifier's timeout: pricing, agreement, the ledger write
+# At most this many shadows in flight per process (a batch at a high rate would otherwise
+# open a thread per row): a request beyond it is not shadowed, the sample just a bit smaller.
+MAX_PENDING = 16
+
+_pending: set[threading.Thread] = set()
+_pending_lock = threading.Lock()
+_deadline = 0.0  # monotonic time by which every pending shadow should be done
+
+
+def should_shadow(request_id: str, rate: float) -> bool:
+    """Deterministic in the request id (reproducible in tests, uniform over uuid ids)."""
+    if rate <= 0:
+        return False
+    if rate >= 1:
+        return True
+    u = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64
+    return u < rate
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    request_id: str
+    user: str
+    query: str
+    domain: str | None
+    draft_text: str
+    messages: list[dict[str, str]]
+    max_tokens: int
+    verifier: ModelConfig
+    ts: str
+
+
+def start(cascade: Cascade, job: ShadowJob) -> threading.Thread | None:
+    """Run ``job`` in a daemon thread (the process may exit without it, see wait_pending);
+    None when MAX_PENDING shadows are already in flight."""
+    global _deadline
+    thread = threading.Thread(
+        target=_run, args=(cascade, job), name=f"shadow-{job.request_id[:8]}", daemon=True
+    )
+    with _pending_lock:
+        if sum(t.is_alive() for t in _pending) >= MAX_PENDING:
+            return None
+        _pending.add(thread)
+        _deadline = max(_deadline, time.monotonic() + job.verifier.timeout + WAIT_SLACK_S)
+    thread.start()
+    return thread
+
+
+def wait_pending(timeout: float | None = None) -> int:
+    """Wait for the shadows in flight, until the latest one's deadline (or ``timeout``);
+    returns how many are still running after it."""
+    end = _deadline if timeout is None else time.monotonic() + timeout
+    while True:
+        with _pending_lock:
+            threads = [t for t in _pending if t.is_alive()]
+        if not threads:
+            return 0
+        left = end - time.monotonic()
+        if left <= 0:
+            return len(threads)
+        threads[0].join(left)
+
+
+def _run(cascade: Cascade, job: ShadowJob) -> None:
+    try:
+        _shadow(cascade, job)
+    except Exception:  # a background label must never surface as an error
+        pass
+    finally:
+        with _pending_lock:
+            _pending.discard(threading.current_thread())
+
+
+def _shadow(cascade: Cascade, job: ShadowJob) -> None:
+    ledger = cascade.ledger
+    if ledger is None:
+        return
+    verifier = replace(job.verifier, max_retries=0)  # one attempt: the CLI waits for it
+    price = cascade.price(verifier)
+    tokens = min(job.max_tokens, price.max_output_tokens or job.max_tokens)
+    reservation = None
+    if cascade.gate is not None:
+        decision = cascade.gate.reserve(
+            job.user,
+            job.request_id,
+            [verifier.name],
+            estimate=lambda names: cascade.worst_case_nusd(names, job.messages, job.max_tokens),
+            degraded=lambda names: None,  # a shadow is optional: never a cheaper stand-in
+            ttl_s=verifier.timeout + 60.0,
+        )
+        if decision.action == "block":
+            record_shadow(ledger, ShadowOutcome(job.request_id, "blocked", error=decision.message), None)
+            return
+        reservation = decision.reservation_id
+    seq = next_seq(ledger, job.request_id)
+    call_id = f"{job.request_id}-{seq}"
+    try:
+        completion = complete(
+            cascade.provider_lookup(verifier),
+            verifier,
+            ChatRequest(job.messages, tokens),
+            sleep=cascade.sleep,
+        )
+    except ProviderError as exc:
+        call = _call(
+            job,
+            call_id,
+            seq,
+            verifier,
+            price.source,
+            status="error",
+            error=str(exc),
+            latency_ms=getattr(exc, "latency_ms", 0.0),
+        )
+        record_shadow(ledger, ShadowOutcome(job.request_id, "error", call=call, error=str(exc)), reservation)
+        return
+    except BaseException:
+        from cascadeflow_cli.ledger.enforcement import release
+
+        release(ledger, reservation)
+        raise
+    usage, source = completion.usage, price.source
+    if usage.input_tokens == 0 and usage.output_tokens == 0:
+        usage = Usage(
+            sum(estimate_tokens(m["content"]) for m in job.messages), estimate_tokens(completion.text)
+        )
+        source = f"{source}+estimated-tokens"
+    kind = answer_kind(job.query, job.domain, [job.draft_text, completion.text])
+    verdict = agreement(job.draft_text, completion.text, kind, _embedder() if kind == "text" else None)
+    call = _call(
+        job,
+        call_id,
+        seq,
+        verifier,
+        source,
+        status="ok",
+        usage=usage,
+        cost=cost_nanos(price, usage),
+        latency_ms=completion.latency_ms,
+        finish_reason=completion.finish_reason,
+        answer=completion.text if cascade.config.ledger.store_prompts else None,
+        score=verdict.score,
+    )
+    outcome = ShadowOutcome(
+        job.request_id,
+        "ok",
+        call=call,
+        correct=verdict.verdict,
+        agreement=verdict.score,
+        method=verdict.method,
+    )
+    record_shadow(ledger, outcome, reservation)
+
+
+def _call(
+    job: ShadowJob,
+    call_id: str,
+    seq: int,
+    model: ModelConfig,
+    source: str,
+    *,
+    status: str,
+    usage: Usage | None = None,
+    cost: int = 0,
+    latency_ms: float = 0.0,
+    finish_reason: str | None = None,
+    answer: str | None = None,
+    error: str | None = None,
+    score: float | None = None,
+) -> CallRecord:
+    usage = usage or Usage()
+    return CallRecord(
+        id=call_id,
+        request_id=job.request_id,
+        ts=job.ts,
+        seq=seq,
+        role="shadow",
+        model=model.name,
+        model_id=model.model,
+        provider=infer_provider(model),
+        status=status,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cost_nusd=cost,
+        cost_source=source,
+        latency_ms=latency_ms,
+        finish_reason=finish_reason,
+        quality_score=score,
+        answer=answer,
+        error=error,
+    )
+
+
+_embed_lock = threading.Lock()
+_embed: list[Callable[[list[str]], Any] | None] = []
+
+
+def _embedder() -> Callable[[list[str]], Any] | None:
+    """The [semantic] extra's embedder when installed, else None (token overlap instead)."""
+    with _embed_lock:
+        if not _embed:
+            try:
+                from cascadeflow_cli.routing.semantic import shared_embedder
+
+                _embed.append(shared_embedder().embed)
+            except Exception:  # the extra is missing (MissingExtraError) or its model is
+                _embed.append(None)
+        return _embed[0]
