@@ -106,7 +106,9 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, map every failure to one line and an exit code."""
-    command = typer.main.get_command(app)
+    from cascadeflow_cli.cli.textparams import guard_text_params
+
+    command = guard_text_params(typer.main.get_command(app))
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     _state.debug = "--debug" in args
     try:

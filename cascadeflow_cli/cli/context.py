@@ -57,7 +57,9 @@ def state() -> AppContext:
 
 
 def default_user() -> str:
-    return os.environ.get("CASCADE_USER") or "default"
+    from cascadeflow_cli.text import check_text
+
+    return check_text(os.environ.get("CASCADE_USER") or "default", "$CASCADE_USER")
 
 
 def stderr_console() -> Console:
