@@ -3,6 +3,7 @@ turns errors into a single stderr line and the documented exit code."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -104,6 +105,13 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def _damaged_ledger_line(exc: Exception) -> str:
+    ledger = _state._ledger
+    where = f"{ledger.path}: " if ledger is not None else ""
+    return (f"{where}cannot open ledger: {exc} (the file is damaged: restore a backup, or salvage it "
+            "with `sqlite3 FILE .recover`)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, map every failure to one line and an exit code."""
     from cascadeflow_cli.cli.textparams import guard_text_params
@@ -132,6 +140,10 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)
+    except sqlite3.DatabaseError as exc:  # a damaged page met mid-read, past the checks at open
+        if _state.debug:
+            raise
+        code = _fail(_damaged_ledger_line(exc), 1)
     except BrokenPipeError:
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong
     except Exception as exc:
