@@ -57,8 +57,8 @@ def recognise_ledger(path: Path) -> None:
         return
     shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
     raise LedgerError(
-        f"{path}: cannot open ledger: not a cascade ledger (an SQLite database with tables {shown} and no ledger "
-        "migrations); use another --db"
+        f"{path}: cannot open ledger: not a cascade ledger (an SQLite database with tables {shown} "
+        "and no ledger migrations); use another --db"
     )
 
 
