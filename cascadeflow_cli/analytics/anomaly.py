@@ -47,6 +47,8 @@ from datetime import date, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.money import format_dollars
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -449,7 +451,7 @@ def _weekday_profile(z: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
 
 
 def _money(usd: float) -> str:
-    return f"${usd:,.2f}" if abs(usd) >= 0.01 or usd == 0 else f"${usd:.4f}"
+    return format_dollars(usd)
 
 
 def _describe(f: _Finding, user: str | None, model: str | None) -> Anomaly:

@@ -41,6 +41,9 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.money import format_dollars
+from cascadeflow_cli.words import count_of
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -119,16 +122,17 @@ class BudgetOutlook:
         what = f"{self.window} budget"
         if self.window_limit is not None:
             unit = "day" if self.window == "daily" else "week"
-            what += f" (${self.window_limit:,.2f}/{unit}, ${self.limit:,.2f} over the month)"
+            what += (f" ({format_dollars(self.window_limit)}/{unit}, "
+                     f"{format_dollars(self.limit)} over the month)")
         if self.spent_to_date > self.limit:
-            return (f"{subject} is already over the {what}: spent ${self.spent_to_date:,.2f} "
-                    f"of ${self.limit:,.2f}")
+            return (f"{subject} is already over the {what}: spent {format_dollars(self.spent_to_date)} "
+                    f"of {format_dollars(self.limit)}")
         if self.exceed_date is not None:
             return (f"at this pace {subject} exceeds the {what} on the "
                     f"{_ordinal(self.exceed_date.day)} ({self.exceed_date.isoformat()}; "
                     f"risk {self.risk:.2f})")
-        return (f"{subject} is expected to reach ${self.expected_total:,.2f} of the "
-                f"${self.limit:,.2f} {what} by {self.period_end.isoformat()} "
+        return (f"{subject} is expected to reach {format_dollars(self.expected_total)} of the "
+                f"{format_dollars(self.limit)} {what} by {self.period_end.isoformat()} "
                 f"(risk of exceeding {self.risk:.2f})")
 
     def to_json(self, who: str | None = None) -> dict[str, Any]:
@@ -330,13 +334,14 @@ class CostForecaster:
             notes.append("no spend history before this date: nothing to forecast from")
             return np.zeros((1, days)), "none", tuple(notes)
         if not np.any(y > 0):
-            notes.append(f"no spend in {n} day(s) of history: forecast is zero")
+            notes.append(f"no spend in {count_of(n, 'day')} of history: forecast is zero")
             return np.zeros((1, days)), "zero", tuple(notes)
         rng = np.random.default_rng(self.seed)
         if n < self.min_history:
-            notes.append(f"only {n} day(s) of history (fewer than {self.min_history}): "
+            notes.append(f"only {count_of(n, 'day')} of history (fewer than {self.min_history}): "
                          "a naive estimate, not a model forecast")
-            return _naive_paths(y, days, self.n_paths, rng), f"naive mean of {n} day(s)", tuple(notes)
+            method = f"naive mean of {count_of(n, 'day')}"
+            return _naive_paths(y, days, self.n_paths, rng), method, tuple(notes)
         model = fit_model(y, series.start.weekday(), horizon=days)
         paths = model.sample_paths(days, self.n_paths, rng)
         return paths, model.describe(), tuple(notes)
@@ -371,7 +376,7 @@ class DailySeries:
             as_of = (max(by_day) + timedelta(days=1)) if by_day else date.today()
         later = sum(1 for d in by_day if d >= as_of)
         if later:
-            notes.append(f"ignored {later} day(s) of spend on or after {as_of.isoformat()}")
+            notes.append(f"ignored {count_of(later, 'day')} of spend on or after {as_of.isoformat()}")
         past = {d: v for d, v in by_day.items() if d < as_of}
         if not past:
             return cls(as_of, as_of, np.zeros(0), tuple(notes))
