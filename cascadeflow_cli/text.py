@@ -95,3 +95,11 @@ class Utf8Lines:
 
 
 _CR_ONLY = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)
+
+
+def user_name(value: str) -> str:
+    """A user name as given (budgets and the ledger key on it exactly), or an InputError
+    when it is blank or not valid text."""
+    if not value.strip():
+        raise InputError("the user name is empty")
+    return check_text(value, "the user name")

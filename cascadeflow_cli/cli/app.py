@@ -3,6 +3,7 @@ turns errors into a single stderr line and the documented exit code."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import sys
 from pathlib import Path
@@ -112,11 +113,18 @@ def _damaged_ledger_line(exc: Exception) -> str:
             "with `sqlite3 FILE .recover`)")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the command, map every failure to one line and an exit code."""
+@functools.cache
+def _command() -> typer.core.TyperGroup:
+    """The click command tree, built once per process (in-process callers such as the
+    property tests run main() thousands of times); every text parameter checked."""
     from cascadeflow_cli.cli.textparams import guard_text_params
 
-    command = guard_text_params(typer.main.get_command(app))
+    return guard_text_params(typer.main.get_command(app))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command, map every failure to one line and an exit code."""
+    command = _command()
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     _state.debug = "--debug" in args
     try:

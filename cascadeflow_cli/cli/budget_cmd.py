@@ -45,7 +45,9 @@ def show(
     from cascadeflow_cli.cli.render import budget_table
     from cascadeflow_cli.engine.cascade import Cascade
     from cascadeflow_cli.ledger.status import budget_status
+    from cascadeflow_cli.text import user_name
 
+    user = user_name(user)
     ctx = state()
     ledger = ctx.ledger()
     # judge a typical next request: a short question on the configured chain
@@ -119,7 +121,8 @@ def rm(user: Annotated[str, typer.Argument(help="The user.")]) -> None:
     """Remove USER's own budget (the config's default, if any, applies again)."""
     from cascadeflow_cli.errors import InputError
     from cascadeflow_cli.ledger.budgets import remove_budget
+    from cascadeflow_cli.text import user_name
 
-    if not remove_budget(state().ledger(), user):
+    if not remove_budget(state().ledger(), user_name(user)):
         raise InputError(f"{user} has no budget of their own")
     sys.stderr.write(f"removed the budget of {user}\n")

@@ -96,10 +96,13 @@ def _today(ctx: AppContext, timezone: str) -> date:
 
 
 def _parse_day(text: str, flag: str) -> date:
+    from cascadeflow_cli.cli.context import check_date_range
+
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise InputError(f"{flag}: not a date: {text!r} (use YYYY-MM-DD)") from None
+    return check_date_range(day, text)
 
 
 # --- human output -------------------------------------------------------------------

@@ -442,9 +442,12 @@ def _timestamp(value: Any, loc: str, tz: str) -> str:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=_zone(tz))
+        in_range = 1970 <= moment.astimezone(UTC).year <= 9998
     except ValueError:
         raise ImportRowError(f"{loc}: timestamp is not an ISO 8601 date or date-time: {text!r}") from None
-    if not 1970 <= moment.astimezone(UTC).year <= 9998:
+    except OverflowError:  # beyond year 1 or 9999 once in UTC
+        in_range = False
+    if not in_range:
         raise ImportRowError(f"{loc}: timestamp is out of range: {text!r}")
     return format_ts(moment)
 
