@@ -68,8 +68,16 @@ _register()
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {_one_line(message)}\n")
     return code
+
+
+def _one_line(message: str) -> str:
+    """Control characters a bad input brought into the message (a vertical tab in a CSV
+    header, a newline in a user name) escaped, so the error stays one line."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() or c == "\t" else ascii(c)[1:-1] for c in message)
 
 
 def _usage_line(exc: Exception) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -45,11 +43,6 @@ TALLY = BadInputTally()
 @pytest.fixture
 def tally() -> BadInputTally:
     return TALLY
-
-
-@pytest.fixture
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield tmp_path_factory.mktemp("props")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import sqlite3
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,3 +84,12 @@ def fingerprint(db: Path) -> tuple[str, dict[str, int]]:
     finally:
         conn.close()
     return digest.hexdigest(), counts
+
+
+def scratch(prefix: str = "props-") -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory, in memory where the system has one (/dev/shm): each example
+    makes real SQLite files, and on a loaded machine their fsyncs, not the parsing under
+    test, would dominate the run."""
+    shm = Path("/dev/shm")
+    where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=where)

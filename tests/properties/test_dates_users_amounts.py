@@ -5,6 +5,7 @@ ledger is byte-for-byte unchanged."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.properties.conftest import BadInputTally
-from tests.properties.harness import fingerprint, run
+from tests.properties.harness import fingerprint, run, scratch
 
 pytestmark = pytest.mark.slow
 
@@ -22,18 +23,21 @@ HISTORY_DAYS = [date(2026, 3, 1) + timedelta(days=7 * i) for i in range(20)]
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def ledger() -> Iterator[tuple[Path, Path]]:
     """A config (no server: nothing here calls a model) and a ledger with weekly history."""
-    root = tmp_path_factory.mktemp("ledger")
-    config = root / "cascadeflow.toml"
-    config.write_text('[ledger]\ntimezone = "UTC"\n', encoding="utf-8")
-    db = root / "ledger.db"
-    history = root / "h.csv"
-    rows = [f"{d.isoformat()}T12:00:00Z,alice,openai/gpt-4o,0.25" for d in HISTORY_DAYS]
-    history.write_text("timestamp,user,model,cost\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    assert run("--config", str(config), "--db", str(db), "import", str(history)).code == 0
-    assert run("--config", str(config), "--db", str(db), "budget", "set", "alice", "--daily", "2").code == 0
-    return config, db
+    with scratch() as tmp:
+        root = Path(tmp)
+        config = root / "cascadeflow.toml"
+        config.write_text('[ledger]\ntimezone = "UTC"\n', encoding="utf-8")
+        db = root / "ledger.db"
+        history = root / "h.csv"
+        rows = [f"{d.isoformat()}T12:00:00Z,alice,openai/gpt-4o,0.25" for d in HISTORY_DAYS]
+        history.write_text("timestamp,user,model,cost\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        assert run("--config", str(config), "--db", str(db), "import", str(history)).code == 0
+        assert (
+            run("--config", str(config), "--db", str(db), "budget", "set", "alice", "--daily", "2").code == 0
+        )
+        yield config, db
 
 
 def cascade(ledger: tuple[Path, Path], *args: str):
