@@ -98,3 +98,20 @@ def test_a_lone_surrogate_in_an_import_row_names_file_and_line(cli: CliRunner, t
     assert_one_error_line(run.stderr)
     assert f"{src}:2: user is not valid UTF-8 text" in run.stderr
     assert rows(cli.db, "requests") == []
+
+
+def test_every_text_parameter_of_every_command_is_checked() -> None:
+    """The guard walks the whole tree: a command added later is covered without a word."""
+    from cascadeflow_cli.cli.app import _command
+
+    def walk(command: object) -> list[object]:
+        subs = getattr(command, "commands", {}).values()
+        return [*getattr(command, "params", []), *(p for s in subs for p in walk(s))]
+
+    text_params = [
+        p
+        for p in walk(_command())
+        if getattr(p, "type_descriptor", None) is not None and p.type_descriptor.annotation is str
+    ]
+    assert len(text_params) > 20
+    assert all(getattr(p.callback, "__cascade_text_check__", False) for p in text_params)
