@@ -604,3 +604,15 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
     if config.quality != QualityConfig():
         data["quality"] = clean(asdict(config.quality))
     return data
+
+
+# --- domains a request may name ---------------------------------------------------------
+
+
+def known_domains(config: AppConfig) -> tuple[str, ...]:
+    """Every domain a request may name (``ask --domain``, a batch row's ``domain``): the
+    detector's built-in ones, then the configured ``[domains]`` keys. The one place that
+    says which domains exist, so a new source of domains is added here only."""
+    from cascadeflow_cli.routing.domain import DOMAINS
+
+    return tuple(dict.fromkeys([*DOMAINS, *config.domains]))

@@ -27,9 +27,31 @@ def token_cost_nanos(tokens: int, usd_per_million: Decimal) -> Decimal:
 
 
 def format_usd(nanos: int) -> str:
-    """A human amount: enough digits to see sub-cent costs, no float noise."""
-    value = Decimal(abs(nanos)) / NANOS_PER_USD
-    sign = "-" if nanos < 0 else ""
-    if value != 0 and value < Decimal("0.01"):
-        return f"{sign}${value:.6f}"
-    return f"{sign}${value:,.4f}"
+    """A human amount from nano-dollars; see ``format_dollars``."""
+    return format_dollars(Decimal(nanos) / NANOS_PER_USD)
+
+
+def format_dollars(amount: Decimal | float | int) -> str:
+    """The one way amounts are shown to people: never scientific notation, no float noise.
+
+    From $1 up, cents with thousands separators (``$1,000,000,000.00``); below $1, three
+    significant digits and at least two decimals, trailing zeros dropped (``$0.50``,
+    ``$0.0417``, ``$0.0000505``, ``$0.0000000001``); zero is ``$0.00``.
+    """
+    value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+    if not value.is_finite():
+        return f"${value}"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value >= 1 or value == 0:
+        return f"{sign}${value.quantize(_CENT, rounding=ROUND_HALF_EVEN):,.2f}"
+    exponent = value.adjusted()  # 0.0417 -> -2: three significant digits end at 10**(exponent-2)
+    text = f"{value.quantize(Decimal(1).scaleb(exponent - 2), rounding=ROUND_HALF_EVEN):f}"
+    if Decimal(text) >= 1:  # 0.9996 rounds up to a dollar
+        return f"{sign}$1.00"
+    whole, _, decimals = text.partition(".")
+    decimals = decimals.rstrip("0").ljust(2, "0")
+    return f"{sign}${whole}.{decimals}"
+
+
+_CENT = Decimal("0.01")

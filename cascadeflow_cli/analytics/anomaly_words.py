@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from cascadeflow_cli.money import format_dollars
+
 if TYPE_CHECKING:
     from cascadeflow_cli.analytics.anomaly import Anomaly, _Finding
 
@@ -26,7 +28,7 @@ def severity_of(score: float, *, limit: float = 3.5, ratio: float = 1.0,
 
 
 def _money(usd: float) -> str:
-    return f"${usd:,.2f}" if abs(usd) >= 0.01 or usd == 0 else f"${usd:.4f}"
+    return format_dollars(usd)
 
 
 def describe(f: _Finding, user: str | None, model: str | None, typical: float,

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from cascadeflow_cli.analytics.periods import budget_period, month_bounds, window_budget, window_period
 from cascadeflow_cli.analytics.types import BudgetOutlook, BudgetPeriod, CostPrediction, DailyForecast
+from cascadeflow_cli.words import count_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,21 +116,21 @@ class CostForecaster:
             notes.append("no spend history before this date: nothing to forecast from")
             return np.zeros((1, days)), "none", tuple(notes)
         if not np.any(y > 0):
-            notes.append(f"no spend in {n} day(s) of history: forecast is zero")
+            notes.append(f"no spend in {count_of(n, 'day')} of history: forecast is zero")
             return np.zeros((1, days)), "zero", tuple(notes)
         rng = np.random.default_rng(self.seed)
         choice = (choose(y, series.start.weekday(), horizon, days, self.confidence)
                   if n >= self.min_history else None)
         if choice is None:
             if n < self.min_history:
-                notes.append(f"only {n} day(s) of history (fewer than {self.min_history}): "
+                notes.append(f"only {count_of(n, 'day')} of history (fewer than {self.min_history}): "
                              "a naive estimate, not a model forecast")
             else:
                 notes.append(f"{n} days of history are too few to compare methods on {horizon}-day "
                              "totals: the last 28 days' mean, with a wide interval")
             recent = y[-28:]
             return (_naive_paths(recent, days, self.n_paths, rng, n),
-                    f"naive mean of the last {len(recent)} day(s)", tuple(notes))
+                    f"naive mean of the last {count_of(len(recent), 'day')}", tuple(notes))
         if choice.horizon < horizon:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
                          f"and the interval stretched to {horizon} days")
@@ -171,7 +172,7 @@ class DailySeries:
             as_of = (max(by_day) + timedelta(days=1)) if by_day else date.today()
         later = sum(1 for d in by_day if d >= as_of)
         if later:
-            notes.append(f"ignored {later} day(s) of spend on or after {as_of.isoformat()}")
+            notes.append(f"ignored {count_of(later, 'day')} of spend on or after {as_of.isoformat()}")
         past = {d: v for d, v in by_day.items() if d < as_of}
         if not past:
             return cls(as_of, as_of, np.zeros(0), tuple(notes))

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from cascadeflow_cli.money import format_dollars
+
 PERIOD_WORDS = {"daily": "today", "weekly": "this week", "monthly": "this month"}
 
 
@@ -150,7 +152,7 @@ class CostPrediction:
 
 
 def money(value: float) -> str:
-    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
+    return format_dollars(value)
 
 
 def finite(value: float | None, digits: int = 6) -> float:

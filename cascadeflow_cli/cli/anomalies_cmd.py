@@ -15,10 +15,9 @@ from cascadeflow_cli.cli.context import parse_since, stdout_console
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from cascadeflow_cli.analytics.anomaly import Anomaly, AnomalyDetector
     from cascadeflow_cli.cli.context import AppContext
+    from cascadeflow_cli.cli.layout import FittedTable
 
 SENSITIVITIES = ("low", "medium", "high")
 
@@ -107,7 +106,7 @@ def _local_day(text: str, timezone: str) -> date:
     return parse_since(text, timezone).astimezone(ZoneInfo(timezone)).date()
 
 
-def anomalies_table(found: list[Anomaly], sensitivity: str) -> Table:
+def anomalies_table(found: list[Anomaly], sensitivity: str) -> FittedTable:
     from rich.text import Text
 
     from cascadeflow_cli.cli.render import fitted_table
@@ -128,4 +127,6 @@ def anomalies_table(found: list[Anomaly], sensitivity: str) -> Table:
 
 
 def _usd(value: float) -> str:
-    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
+    from cascadeflow_cli.money import format_dollars
+
+    return format_dollars(value)

@@ -3,6 +3,8 @@ turns errors into a single stderr line and the documented exit code."""
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -70,8 +72,16 @@ _register()
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {_one_line(message)}\n")
     return code
+
+
+def _one_line(message: str) -> str:
+    """Control characters a bad input brought into the message (a vertical tab in a CSV
+    header, a newline in a user name) escaped, so the error stays one line."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() or c == "\t" else ascii(c)[1:-1] for c in message)
 
 
 def _usage_line(exc: Exception) -> str:
@@ -108,9 +118,25 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def _damaged_ledger_line(exc: Exception) -> str:
+    ledger = _state._ledger
+    where = f"{ledger.path}: " if ledger is not None else ""
+    return (f"{where}cannot open ledger: {exc} (the file is damaged: restore a backup, or salvage it "
+            "with `sqlite3 FILE .recover`)")
+
+
+@functools.cache
+def _command() -> typer.core.TyperGroup:
+    """The click command tree, built once per process (in-process callers such as the
+    property tests run main() thousands of times); every text parameter checked."""
+    from cascadeflow_cli.cli.textparams import guard_text_params
+
+    return guard_text_params(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, map every failure to one line and an exit code."""
-    command = typer.main.get_command(app)
+    command = _command()
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     _state.debug = "--debug" in args
     try:
@@ -134,6 +160,10 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)
+    except sqlite3.DatabaseError as exc:  # a damaged page met mid-read, past the checks at open
+        if _state.debug:
+            raise
+        code = _fail(_damaged_ledger_line(exc), 1)
     except BrokenPipeError:
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong
     except Exception as exc:

@@ -35,9 +35,11 @@ def ask(
     from cascadeflow_cli.cli.render import ask_summary
     from cascadeflow_cli.cli.telemetry_hook import telemetry
     from cascadeflow_cli.engine.cascade import Cascade
+    from cascadeflow_cli.text import decode_text
 
     if query == "-":
-        query = sys.stdin.read()
+        query = decode_text(sys.stdin.buffer.read(), "the query on stdin")
+    who = user or default_user()  # checked before the ledger is opened
     ctx = state()
     on_record = telemetry(ctx)  # before the ledger: a bad endpoint stops us with nothing written
     cascade = Cascade(ctx.config, ctx.ledger(), on_record=on_record)
@@ -46,7 +48,7 @@ def ask(
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()
     with spinner:
         result = cascade.run(
-            query, user or default_user(), domain=domain, models=chain, system=system, max_tokens=max_tokens
+            query, who, domain=domain, models=chain, system=system, max_tokens=max_tokens
         )
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")

@@ -228,13 +228,14 @@ class _Reporter:
 
     def summary(self, p: BatchProgress) -> None:
         from cascadeflow_cli.money import format_usd
+        from cascadeflow_cli.words import count_of
 
-        parts = [f"{p.done:,} rows", f"{p.answered:,} answered"]
+        parts = [count_of(p.done, "row"), f"{p.answered:,} answered"]
         if p.skipped:
             parts.append(f"{p.skipped:,} already done")
         if p.recovered:
             parts.append(f"{p.recovered:,} recovered from the ledger")
-        parts += [f"{p.errors:,} error{'s' if p.errors != 1 else ''}", format_usd(p.cost_nusd),
+        parts += [count_of(p.errors, "error"), format_usd(p.cost_nusd),
                   f"{p.elapsed:.1f}s ({p.rate:.1f} rows/s)"]
         sys.stderr.write("batch: " + " · ".join(parts) + "\n")
 

@@ -27,11 +27,12 @@ def set_(
 ) -> None:
     """Set USER's limits (windows not given keep their current limit)."""
     from cascadeflow_cli.ledger.budgets import BudgetConfig, parse_limit, set_budget
+    from cascadeflow_cli.money import format_dollars
 
     given = {"daily": daily, "weekly": weekly, "monthly": monthly, "total": total}
     budget = BudgetConfig(**{w: parse_limit(v, w) for w, v in given.items() if v is not None})
     stored = set_budget(state().ledger(), user, budget)
-    limits = ", ".join(f"{w} ${v}" for w, v in stored.limits().items())
+    limits = ", ".join(f"{w} {format_dollars(v)}" for w, v in stored.limits().items())
     sys.stderr.write(f"budget for {user}: {limits}\n")
 
 
@@ -44,7 +45,9 @@ def show(
     from cascadeflow_cli.cli.render import budget_table
     from cascadeflow_cli.engine.cascade import Cascade
     from cascadeflow_cli.ledger.status import budget_status
+    from cascadeflow_cli.text import user_name
 
+    user = user_name(user)
     ctx = state()
     ledger = ctx.ledger()
     # judge a typical next request: a short question on the configured chain
@@ -93,6 +96,7 @@ def list_(
     from cascadeflow_cli.cli.render import fitted_table
     from cascadeflow_cli.ledger.budgets import list_budgets
     from cascadeflow_cli.ledger.windows import WINDOWS
+    from cascadeflow_cli.money import format_dollars
 
     rows = list_budgets(state().ledger())
     data: list[dict[str, Any]] = [
@@ -105,7 +109,8 @@ def list_(
     if not data:
         sys.stderr.write("no budgets set (`cascade budget set USER --daily 5`)\n")
         return
-    body = [[d["user"], *("-" if d[w] is None else f"${d[w]:,.2f}" for w in WINDOWS)] for d in data]
+    body = [[user, *("-" if (v := getattr(b, w)) is None else format_dollars(v) for w in WINDOWS)]
+            for user, b in rows]
     stdout_console().print(
         fitted_table([("user", "left")] + [(w, "right") for w in WINDOWS], body, flexible="user")
     )
@@ -116,7 +121,8 @@ def rm(user: Annotated[str, typer.Argument(help="The user.")]) -> None:
     """Remove USER's own budget (the config's default, if any, applies again)."""
     from cascadeflow_cli.errors import InputError
     from cascadeflow_cli.ledger.budgets import remove_budget
+    from cascadeflow_cli.text import user_name
 
-    if not remove_budget(state().ledger(), user):
+    if not remove_budget(state().ledger(), user_name(user)):
         raise InputError(f"{user} has no budget of their own")
     sys.stderr.write(f"removed the budget of {user}\n")

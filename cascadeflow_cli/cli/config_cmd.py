@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -52,7 +53,8 @@ def show(
 def init(
     path: Annotated[
         Path | None,
-        typer.Option("--path", help="Where to write it (default: --config, else the user config dir)."),
+        typer.Option("--path", help="Where to write it (default: --config, else $CASCADE_CONFIG, "
+                     "else the user config dir; use --path cascadeflow.toml for this directory)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -60,7 +62,8 @@ def init(
     from cascadeflow_cli.config import starter_config, user_config_path
     from cascadeflow_cli.errors import InputError
 
-    target = path or state().config_path or user_config_path()
+    env_config = os.environ.get("CASCADE_CONFIG")
+    target = path or state().config_path or (Path(env_config) if env_config else None) or user_config_path()
     if target.exists() and not force:
         raise InputError(f"{target}: already exists (use --force to overwrite)")
     try:
@@ -69,3 +72,21 @@ def init(
     except OSError as exc:
         raise InputError(f"{target}: cannot write: {exc.strerror or exc}") from None
     sys.stdout.write(f"{target}\n")
+    _say_which_file_is_read(target)
+
+
+def _say_which_file_is_read(written: Path) -> None:
+    """A file written where the lookup order does not reach it (a ./cascadeflow.toml here
+    comes before the user config dir) would be ignored without a word: say so."""
+    from cascadeflow_cli.config import find_config
+
+    in_use, _ = find_config(state().config_path)
+    if in_use is not None and in_use.resolve() == written.resolve():
+        return
+    if in_use is None:
+        sys.stderr.write(f"note: commands read {written} only when given --config {written} "
+                         "or $CASCADE_CONFIG\n")
+        return
+    sys.stderr.write(f"note: commands run here read {in_use}, not this file: the lookup order is "
+                     "--config, $CASCADE_CONFIG, ./cascadeflow.toml, the user config dir "
+                     f"(use --config {written} to read this one)\n")

@@ -7,10 +7,10 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path
 from cascadeflow_cli.errors import InputError
@@ -54,6 +54,7 @@ class AppContext:
 
 
 _STATE = AppContext()
+D = TypeVar("D", date, datetime)
 
 
 def state() -> AppContext:
@@ -62,7 +63,9 @@ def state() -> AppContext:
 
 
 def default_user() -> str:
-    return os.environ.get("CASCADE_USER") or "default"
+    from cascadeflow_cli.text import check_text
+
+    return check_text(os.environ.get("CASCADE_USER") or "default", "$CASCADE_USER")
 
 
 def stderr_console() -> Console:
@@ -81,6 +84,16 @@ def is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+FIRST_YEAR, LAST_YEAR = 1970, 9998  # the ledger's range (import refuses others): a day after still exists
+
+
+def check_date_range(moment: D, text: str) -> D:
+    """``moment`` if its year is one the ledger can hold, else an InputError."""
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise InputError(f"date out of range: {text!r} (use a year from {FIRST_YEAR} to {LAST_YEAR})")
+    return moment
+
+
 def parse_since(text: str, timezone: str) -> datetime:
     """A ``--since/--until`` value: a date (local midnight in the ledger's time zone) or
     an ISO 8601 date-time (naive means that time zone). Returned in UTC."""
@@ -94,6 +107,8 @@ def parse_since(text: str, timezone: str) -> datetime:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=tz)
+        return check_date_range(moment.astimezone(UTC), text)
     except ValueError:
         raise InputError(f"not a date: {text!r} (use YYYY-MM-DD or an ISO 8601 date-time)") from None
-    return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise InputError(f"date out of range: {text!r}") from None

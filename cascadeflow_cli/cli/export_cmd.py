@@ -96,10 +96,19 @@ def _format(as_csv: bool, as_json: bool, as_jsonl: bool, output: Path | None) ->
     chosen = [name for name, on in (("csv", as_csv), ("json", as_json), ("jsonl", as_jsonl)) if on]
     if len(chosen) > 1:
         raise InputError("choose one of --csv, --json, --jsonl")
+    suffix = output.suffix.lower() if output else ""
+    implied = _SUFFIXES.get(suffix)
     if chosen:
+        if implied is not None and implied != chosen[0]:
+            raise InputError(f"--{chosen[0]} contradicts the name {output} (a {suffix} file)")
         return chosen[0]
-    suffix = output.suffix.lower().lstrip(".") if output else ""
-    return suffix if suffix in ("csv", "json", "jsonl") else "csv"
+    if suffix and implied is None:  # x.xlsx would silently get CSV under that name
+        raise InputError(f"{output}: no export format for {suffix} files (name it .csv, .json or "
+                         ".jsonl, or choose the format with --csv, --json or --jsonl)")
+    return implied or "csv"
+
+
+_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import typer
 from cascadeflow_cli.cli.app import state
 from cascadeflow_cli.cli.context import stdout_console
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.words import count_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -105,10 +106,13 @@ def _today(ctx: AppContext, timezone: str) -> date:
 
 
 def _parse_day(text: str, flag: str) -> date:
+    from cascadeflow_cli.cli.context import check_date_range
+
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise InputError(f"{flag}: not a date: {text!r} (use YYYY-MM-DD)") from None
+    return check_date_range(day, text)
 
 
 # --- human output -------------------------------------------------------------------
@@ -128,12 +132,14 @@ def render(console: Console, p: CostPrediction, user: str | None) -> None:
         _render_budget(console, p, user)
         return
     if p.short_history:
-        console.print(Text(f"  SHORT HISTORY: only {p.history_days} day(s) of data; treat the figures "
+        days = count_of(p.history_days, "day")
+        console.print(Text(f"  SHORT HISTORY: only {days} of data; treat the figures "
                            "below as a rough naive estimate", style="bold yellow"))
     pct = round(100 * p.confidence)
     console.print(f"  expected spend  {_usd(p.median)} (median; mean {_usd(p.mean)})")
     console.print(f"  {pct}% interval    {_usd(p.lower)} to {_usd(p.upper)}")
-    console.print(Text(f"  method          {p.method}; {p.history_days} days of history", style="dim"))
+    history = count_of(p.history_days, "day")
+    console.print(Text(f"  method          {p.method}; {history} of history", style="dim"))
     _render_budget(console, p, user)
     _render_chart(console, p)
 
@@ -176,7 +182,9 @@ def _render_chart(console: Console, p: CostPrediction) -> None:
 
 
 def _usd(value: float) -> str:
-    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+    from cascadeflow_cli.money import format_dollars
+
+    return format_dollars(value)
 
 
 # --- png ------------------------------------------------------------------------------

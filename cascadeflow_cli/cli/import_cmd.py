@@ -12,6 +12,7 @@ import typer
 from cascadeflow_cli.cli.app import state
 from cascadeflow_cli.cli.context import is_terminal, stderr_console
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.words import count_of
 
 
 def import_(
@@ -55,5 +56,6 @@ def import_(
         }) + "\n")
     skipped = (f"; {result.skipped_requests:,} already in the ledger"
                if result.skipped_requests else "")
-    sys.stderr.write(f"imported {result.new_requests:,} requests ({result.new_calls:,} calls) "
+    counts = f"{count_of(result.new_requests, 'request')} ({count_of(result.new_calls, 'call')})"
+    sys.stderr.write(f"imported {counts} "
                      f"from {file}{skipped}\n")

@@ -15,9 +15,9 @@ from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
-    from rich.table import Table
     from rich.text import Text
 
+    from cascadeflow_cli.cli.layout import FittedTable
     from cascadeflow_cli.quality import QualityResult, QualityValidator
     from cascadeflow_cli.quality.calibrated import CalibratedValidator
 
@@ -190,7 +190,7 @@ def _print_verdict(result: QualityResult, validator: QualityValidator | Calibrat
         console.print(Text.assemble("  - ", (label, "yellow"), f": {why}" if why else ""))
 
 
-def quality_table(scored: list[tuple[QualityRow, QualityResult]]) -> Table:
+def quality_table(scored: list[tuple[QualityRow, QualityResult]]) -> FittedTable:
     from rich.text import Text
 
     from cascadeflow_cli.cli.render import fitted_table

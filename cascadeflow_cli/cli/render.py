@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
 from rich.text import Text
 
+from cascadeflow_cli.cli.layout import FittedTable
 from cascadeflow_cli.clock import parse_ts
-from cascadeflow_cli.money import format_usd
+from cascadeflow_cli.money import format_dollars, format_usd
 
 if TYPE_CHECKING:  # the engine is not needed to render ledger rows
     from cascadeflow_cli.engine.cascade import CascadeResult
+
+
+QUERY_CHARS = 240  # a stored query can be pages long: `logs --json` has it whole
 
 
 def verdict(result: CascadeResult) -> str:
@@ -72,24 +75,19 @@ def _local(ts: str, timezone: str) -> str:
 
 
 def fitted_table(
-    headers: list[tuple[str, str]], rows: list[list[Any]], flexible: str = "query", caption: str | None = None
-) -> Table:
-    """A compact table whose fixed columns keep their full width; only the ``flexible``
-    column gives way (with an ellipsis) on a narrow screen."""
-    from rich import box
-
-    table = Table(box=box.SIMPLE_HEAD, caption=caption, pad_edge=False, expand=True)
-    for name, justify in headers:
-        if name == flexible:  # takes what is left of the width, cut with an ellipsis
-            table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", ratio=1)  # type: ignore[arg-type]
-        else:
-            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for row in rows:
-        table.add_row(*row)
-    return table
+    headers: list[tuple[str, str]],
+    rows: list[list[Any]],
+    flexible: str | None = "query",
+    caption: str | None = None,
+    max_chars: int | None = None,
+) -> FittedTable:
+    """A compact table whose fixed columns keep their full width at any terminal width;
+    only the ``flexible`` column gives way: it wraps, or on a narrow screen moves under
+    its row (see cli/layout.py)."""
+    return FittedTable(headers, rows, flexible, caption, max_chars)
 
 
-def logs_table(rows: Iterable[Mapping[str, Any]], timezone: str) -> Table:
+def logs_table(rows: Iterable[Mapping[str, Any]], timezone: str) -> FittedTable:
     body: list[list[Any]] = []
     for r in rows:
         if r["status"] != "ok":
@@ -120,14 +118,14 @@ def logs_table(rows: Iterable[Mapping[str, Any]], timezone: str) -> Table:
         ("saved", "right"),
         ("query", "left"),
     ]
-    return fitted_table(headers, body)
+    return fitted_table(headers, body, max_chars=QUERY_CHARS)
 
 
 def _price(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:,.4g}"
+    return "unknown" if value is None else format_dollars(value)
 
 
-def models_table(rows: list[dict[str, Any]], chains: Mapping[str, Any]) -> Table:
+def models_table(rows: list[dict[str, Any]], chains: Mapping[str, Any]) -> FittedTable:
     caption = "cascade: " + " → ".join(chains["cascade"])
     for domain, chain in chains.get("domains", {}).items():
         caption += f"   {domain}: " + " → ".join(chain)
@@ -160,7 +158,7 @@ def models_table(rows: list[dict[str, Any]], chains: Mapping[str, Any]) -> Table
 
 def demo_table(
     results: list[tuple[dict[str, Any], CascadeResult]], right: list[bool | None] | None = None
-) -> Table:
+) -> FittedTable:
     """One row per demo query; ``right`` the label of each final answer (issue 9: the score
     alone says how sure the check was, the label whether the answer was in fact right)."""
     body: list[list[Any]] = []
@@ -225,36 +223,26 @@ def demo_totals(
     )
 
 
-def budget_table(status: Any) -> Table:
-    """`cascade budget show`: one row per window."""
+def budget_table(status: Any) -> FittedTable:
+    """`cascade budget show`: one row per window ("in flight" only when something is)."""
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(status.timezone)
+    in_flight = any(s.reserved_nusd for s in status.states)
     body = []
     for s in status.states:
         pct = s.fraction()
         style = "red" if pct >= 1 else "yellow" if pct >= 0.8 else "green"
         resets = s.resets_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if s.resets_at else "never"
-        body.append(
-            [
-                s.window,
-                format_usd(s.limit_nusd),
-                format_usd(s.spent_nusd),
-                format_usd(s.reserved_nusd) if s.reserved_nusd else "-",
-                format_usd(max(s.limit_nusd - s.used_nusd, 0)),
-                Text(f"{pct:.0%}", style=style),
-                resets,
-            ]
-        )
-    headers = [
-        ("window", "left"),
-        ("limit", "right"),
-        ("spent", "right"),
-        ("in flight", "right"),
-        ("remaining", "right"),
-        ("used", "right"),
-        ("resets", "left"),
-    ]
+        row = [s.window, format_usd(s.limit_nusd), format_usd(s.spent_nusd)]
+        if in_flight:
+            row.append(format_usd(s.reserved_nusd) if s.reserved_nusd else "-")
+        row += [format_usd(max(s.limit_nusd - s.used_nusd, 0)), Text(f"{pct:.0%}", style=style), resets]
+        body.append(row)
+    headers = [("window", "left"), ("limit", "right"), ("spent", "right")]
+    if in_flight:
+        headers.append(("in flight", "right"))
+    headers += [("remaining", "right"), ("used", "right"), ("resets", "left")]
     caption = (
         f"{status.user} ({status.source} budget, mode {status.mode}): next request → {status.next.action}"
     )

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import CascadeError, InputError, LedgerError
+from cascadeflow_cli.text import text_problem
 
 if TYPE_CHECKING:
     from cascadeflow_cli.engine.cascade import Cascade
@@ -44,6 +45,8 @@ class BatchRow:
     query: str
     user: str | None = None
     domain: str | None = None
+    # False when the row has no "id" and its line number stands in (errors say so)
+    id_given: bool = field(default=True, compare=False)
 
     @property
     def key(self) -> str:
@@ -66,6 +69,22 @@ class BadRow:
         if self.id is None:
             return {"id": None, "line": self.line, "error": self.error}
         return {"id": self.id, "error": self.error}
+
+
+def _id_given(item: BatchRow | BadRow) -> bool:
+    return item.id_given if isinstance(item, BatchRow) else item.id is not None
+
+
+def duplicate_message(item: BatchRow | BadRow, first_line: int, first_given: bool) -> str:
+    """Why a row shares its key with an earlier one; a row without an "id" is keyed by its
+    line number, so say that rather than call it a duplicate of an id it never had."""
+    if not _id_given(item):
+        return (f"line {item.line}: no 'id', and its line number {item.line} is already the id of "
+                f"line {first_line} (give every row an 'id')")
+    if not first_given:
+        return (f"line {item.line}: id {item.id!r} is also the line number of line {first_line}, "
+                "which has no 'id' (give every row an 'id')")
+    return f"line {item.line}: duplicate id (first on line {first_line})"
 
 
 def row_key(row_id: str | int) -> str:
@@ -117,7 +136,12 @@ def parse_row(text: str, line: int) -> BatchRow | BadRow:
         value = data.get(name)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             return BadRow(line, f"line {line}: '{name}' must be a non-empty string", row_id)
-    return BatchRow(line, row_id, query, data.get("user"), data.get("domain"))
+    for name in ("id", "query", "user", "domain"):  # JSON's "\ud800" is no text we can send
+        value = data.get(name)
+        if isinstance(value, str) and (problem := text_problem(value)):
+            return BadRow(line, f"line {line}: '{name}' is not valid UTF-8 text ({problem})",
+                          None if name == "id" else row_id)
+    return BatchRow(line, row_id, query, data.get("user"), data.get("domain"), id_given="id" in data)
 
 
 def count_rows(path: Path) -> int:
@@ -280,7 +304,7 @@ class BatchRunner:
                    for i in range(self.concurrency)]
         for worker in workers:
             worker.start()
-        seen: dict[str, int] = {}
+        seen: dict[str, tuple[int, bool]] = {}  # key -> (first line, whether its id was given)
         source = iter(rows)
         try:
             while True:
@@ -300,7 +324,7 @@ class BatchRunner:
             worker.join()
         return progress
 
-    def _fill(self, source: Iterator[BatchRow | BadRow], seen: dict[str, int],
+    def _fill(self, source: Iterator[BatchRow | BadRow], seen: dict[str, tuple[int, bool]],
               done: Container[str], progress: BatchProgress) -> None:
         """Keep twice ``concurrency`` rows in flight; settle rows that need no model."""
         while self._in_flight < 2 * self.concurrency and not self._stop.is_set():
@@ -308,13 +332,12 @@ class BatchRunner:
             if item is None:
                 return
             key = item.key
-            first = seen.setdefault(key, item.line)
+            first = seen.setdefault(key, (item.line, _id_given(item)))
             if key in done:
                 progress.skipped += 1
-            elif first != item.line:
+            elif first[0] != item.line:
                 self._emit_error({"id": item.id, "line": item.line,
-                                  "error": f"line {item.line}: duplicate id (first on line {first})"},
-                                 progress)
+                                  "error": duplicate_message(item, *first)}, progress)
             elif isinstance(item, BadRow):
                 self._emit_error(item.result(), progress)
             elif (recovered := self.recover(item) if self.recover else None) is not None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
-from cascadeflow_cli.config import AppConfig, ModelConfig
+from cascadeflow_cli.config import AppConfig, ModelConfig, known_domains
 from cascadeflow_cli.engine import shadow
 from cascadeflow_cli.engine.pricing import (
     Price,
@@ -207,6 +207,9 @@ class Cascade:
         without routing, detection would only cost time (it is CPU under the GIL, which
         `cascade batch`'s threads share)."""
         if domain:
+            known = known_domains(self.config)
+            if domain not in known:  # it would be recorded and reported as if it meant something
+                raise InputError(f"unknown domain {domain!r} (known: {', '.join(known)})")
             return DomainResult(domain, 1.0, method="given")
         return self.detector.detect(query) if self.config.domains else None
 

@@ -27,6 +27,7 @@ from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger.batch_ids import migrate_batch_ids
 from cascadeflow_cli.ledger.call_details import migrate_call_details
 from cascadeflow_cli.ledger.labels import insert_signals, migrate_labels
+from cascadeflow_cli.ledger.recognise import make_owner_only, mark_as_ledger, recognise_ledger
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ class Ledger:
                     db["_migrations"].insert(
                         {"id": number, "name": name, "applied_at": format_ts(self.clock.now())}
                     )
+            mark_as_ledger(db.conn)
 
     # --- writing ------------------------------------------------------------------
 
@@ -282,13 +284,16 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 def _prepare_file(path: Path) -> None:
     """Create the ledger owner-only (0600, directory 0700) before SQLite touches it;
-    SQLite gives its -wal and -shm files the database file's permissions."""
+    SQLite gives its -wal and -shm files the database file's permissions. An existing
+    file is recognised as a ledger (else refused, untouched) and made owner-only."""
     try:
         if path.exists():
             if path.is_dir():
                 raise LedgerError(f"{path}: is a directory, not a ledger file")
             if not os.access(path, os.R_OK):
                 raise LedgerError(f"{path}: permission denied")
+            recognise_ledger(path)
+            make_owner_only(path)
             return
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)

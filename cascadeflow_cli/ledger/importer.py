@@ -29,6 +29,7 @@ from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.export import COLUMN_NAMES
 from cascadeflow_cli.money import nanos_from_usd
+from cascadeflow_cli.text import LineDecodeError, Utf8Lines, text_problem
 
 if TYPE_CHECKING:
     import sqlite3
@@ -165,16 +166,17 @@ def _canonical_header(names: Iterable[str], where: str) -> tuple[list[str | None
 
 def _csv_records(path: Path, where: str) -> tuple[tuple[str, ...], Iterator[tuple[str, dict[str, Any]]]]:
     csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))  # long answers are fine
-    fh = path.open(encoding="utf-8-sig", newline="")
-    reader = csv.reader(fh)
+    fh = path.open("rb")
+    lines = Utf8Lines(fh)  # decoded line by line: a bad byte is reported on its own line
+    reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
         fh.close()
         raise ImportRowError(f"{where}:1: the file is empty") from None
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except (csv.Error, LineDecodeError) as exc:
         fh.close()
-        raise ImportRowError(f"{where}:1: {_reason(exc)}") from None
+        raise ImportRowError(f"{where}:{getattr(exc, 'line', 1)}: {_reason(exc)}") from None
     mapped, ignored = _canonical_header(header, where)
 
     def records() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -185,8 +187,8 @@ def _csv_records(path: Path, where: str) -> tuple[tuple[str, ...], Iterator[tupl
                     row = next(reader)
                 except StopIteration:
                     return
-                except (csv.Error, UnicodeDecodeError) as exc:
-                    raise ImportRowError(f"{where}:{line}: {_reason(exc)}") from None
+                except (csv.Error, LineDecodeError) as exc:
+                    raise ImportRowError(f"{where}:{getattr(exc, 'line', line)}: {_reason(exc)}") from None
                 if row and not (len(row) == 1 and not row[0].strip()):
                     if len(row) != len(mapped):
                         hint = " (an unclosed double quote?)" if any("\n" in f for f in row) else ""
@@ -200,8 +202,6 @@ def _csv_records(path: Path, where: str) -> tuple[tuple[str, ...], Iterator[tupl
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return "not UTF-8 text"
     return str(exc)
 
 
@@ -215,15 +215,21 @@ def _json_object(text: str, loc: str) -> dict[str, Any]:
     return value
 
 
-def _jsonl_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8-sig") as fh:
-        line = 0
+def _numbered_lines(path: Path, where: str) -> Iterator[tuple[int, str]]:
+    """(number, text) of each line, decoded one by one (a bad byte names its own line)."""
+    with path.open("rb") as fh:
+        lines = Utf8Lines(fh, split_cr=False)  # in JSON a lone \r is whitespace, not a line end
         try:
-            for line, text in enumerate(fh, start=1):
-                if text.strip():
-                    yield f"{where}:{line}", _json_object(text, f"{where}:{line}")
-        except UnicodeDecodeError:
-            raise ImportRowError(f"{where}:{line + 1}: not UTF-8 text") from None
+            for text in lines:
+                yield lines.number, text
+        except LineDecodeError as exc:
+            raise ImportRowError(f"{where}:{exc.line}: {exc}") from None
+
+
+def _jsonl_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for line, text in _numbered_lines(path, where):
+        if text.strip():
+            yield f"{where}:{line}", _json_object(text, f"{where}:{line}")
 
 
 def _json_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -254,19 +260,20 @@ def _is_line_layout(path: Path) -> bool:
 
 
 def _json_line_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8-sig") as fh:
-        for line, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if text.startswith("{"):
-                yield f"{where}:{line}", _json_object(text.removesuffix(","), f"{where}:{line}")
+    for line, raw in _numbered_lines(path, where):
+        text = raw.strip()
+        if text.startswith("{"):
+            yield f"{where}:{line}", _json_object(text.removesuffix(","), f"{where}:{line}")
 
 
 def _json_whole(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
-        with path.open(encoding="utf-8-sig") as fh:
-            data = json.load(fh, parse_float=Decimal)
-    except UnicodeDecodeError:
-        raise ImportRowError(f"{where}: not UTF-8 text") from None
+        with path.open("rb") as fh:
+            raw = fh.read().removeprefix(b"\xef\xbb\xbf")
+        data = json.loads(raw.decode("utf-8"), parse_float=Decimal)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ImportRowError(f"{where}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
     except ValueError as exc:
         raise ImportRowError(f"{where}:{getattr(exc, 'lineno', 1)}: not valid JSON ({exc})") from None
     if not isinstance(data, list):
@@ -305,7 +312,12 @@ def _blank(value: Any) -> bool:
 
 def _text(value: Any, loc: str, name: str) -> str | None:
     """Text as given (JSON keeps "" apart from null; CSV blanks arrive as None)."""
-    if value is None or type(value) is str:
+    if type(value) is str:
+        problem = text_problem(value)  # a JSON "\ud800" escape: SQLite cannot store it
+        if problem is not None:
+            raise ImportRowError(f"{loc}: {name} is not valid UTF-8 text ({problem})")
+        return value
+    if value is None:
         return value
     if isinstance(value, bool | dict | list):
         raise ImportRowError(f"{loc}: {name} must be text, got {json.dumps(value, default=str)}")
@@ -430,9 +442,12 @@ def _timestamp(value: Any, loc: str, tz: str) -> str:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=_zone(tz))
+        in_range = 1970 <= moment.astimezone(UTC).year <= 9998
     except ValueError:
         raise ImportRowError(f"{loc}: timestamp is not an ISO 8601 date or date-time: {text!r}") from None
-    if not 1970 <= moment.astimezone(UTC).year <= 9998:
+    except OverflowError:  # beyond year 1 or 9999 once in UTC
+        in_range = False
+    if not in_range:
         raise ImportRowError(f"{loc}: timestamp is out of range: {text!r}")
     return format_ts(moment)
 

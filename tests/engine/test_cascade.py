@@ -199,5 +199,5 @@ def test_without_domains_to_route_to_nothing_is_detected(tmp_path: Path, server:
     cascade, db = make_cascade(tmp_path, server)
     result = cascade.run("Write a Python function that reverses a linked list in place.", "alice")
     assert result.domain is None and result.domain_confidence is None
-    assert cascade.run(QUERY, "alice", domain="geography").domain == "geography"  # given: recorded
-    assert [r["domain"] for r in ledger_rows(db, "requests")] == [None, "geography"]
+    assert cascade.run(QUERY, "alice", domain="legal").domain == "legal"  # given: recorded
+    assert [r["domain"] for r in ledger_rows(db, "requests")] == [None, "legal"]

@@ -1,0 +1,54 @@
+"""Every text option and argument of every command refuses undecodable bytes.
+
+Applied to the whole command tree once, so a command added later is covered too:
+``cascade ask $'caf\\xe9'`` or ``--user $'b\\xe9b'`` fails at parsing, naming the
+parameter, before a config is read, a budget reserved or a provider called. Paths are
+left alone: a file name need not be UTF-8 on Linux, and we never store one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, get_args
+
+import typer
+
+from cascadeflow_cli.text import text_problem
+
+
+def _is_text(annotation: Any) -> bool:
+    """``str``, or a list/tuple of ``str`` (typer has already unwrapped ``Optional``)."""
+    return annotation is str or (bool(get_args(annotation)) and all(a is str for a in get_args(annotation)))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
+    def check(ctx: Any, param: Any, value: Any) -> Any:
+        for text in _strings(value):
+            problem = text_problem(text)
+            if problem is not None:
+                raise typer.BadParameter(f"not valid UTF-8 text ({problem})", ctx=ctx, param=param)
+        return callback(ctx, param, value) if callback is not None else value
+
+    check.__cascade_text_check__ = True  # type: ignore[attr-defined]
+    return check
+
+
+def guard_text_params(command: Any) -> Any:
+    """Check every text parameter under ``command`` (idempotent)."""
+    for param in command.params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is None or not _is_text(descriptor.annotation):
+            continue
+        if not getattr(param.callback, "__cascade_text_check__", False):
+            param.callback = _checked(param.callback)
+    for sub in getattr(command, "commands", {}).values():
+        guard_text_params(sub)
+    return command

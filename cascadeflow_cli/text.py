@@ -1,0 +1,105 @@
+"""Is this string text we can store and send? Pure checks, shared by every input path.
+
+Python hands us undecodable bytes as lone surrogates: ``sys.argv``, ``os.environ`` and
+stdin use the "surrogateescape" error handler (``b"caf\\xe9"`` becomes ``"caf\\udce9"``),
+and JSON's ``"\\ud800"`` escape decodes to one too. Such a string cannot be encoded as
+UTF-8, so SQLite, HTTP and JSON output would all fail on it later, after a reservation or
+a paid call. These checks find it at the edge, with the place to name in the error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from cascadeflow_cli.errors import InputError
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` is not valid text (None when it is): the first undecodable byte or
+    lone surrogate and its position."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = value[exc.start]
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
+            return f"byte 0x{code - 0xDC00:02x} at character {exc.start + 1}"
+        return f"lone surrogate \\u{code:04x} at character {exc.start + 1}"
+    return None
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` unchanged, or an InputError saying that ``what`` is not valid text."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise InputError(f"{what} is not valid UTF-8 text ({problem})")
+    return value
+
+
+def decode_text(data: bytes, what: str) -> str:
+    """Bytes (stdin, a file) as UTF-8, or an InputError naming ``what`` and the byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"{what} is not valid UTF-8 text (byte 0x{data[exc.start]:02x} on line {line})"
+        ) from None
+
+
+class LineDecodeError(ValueError):
+    """A line of a file is not UTF-8; ``line`` is its 1-based number."""
+
+    def __init__(self, line: int, byte: int) -> None:
+        super().__init__(f"not UTF-8 text (byte 0x{byte:02x})")
+        self.line = line
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class Utf8Lines:
+    """The lines of a binary file, decoded one at a time, so a bad byte is reported on
+    its own line (a text-mode file decodes 8 KiB ahead and fails on the wrong one).
+
+    Line ends are kept, and a lone ``\\r`` ends a line too (as ``newline=""`` does), so
+    the ``csv`` module reads the result exactly as it reads a text file; a UTF-8
+    byte-order mark at the start is dropped. ``number`` is the line last returned.
+    """
+
+    def __init__(self, fh: Iterable[bytes], *, split_cr: bool = True) -> None:
+        self._fh = iter(fh)
+        self._split_cr = split_cr
+        self._pending: list[str] = []
+        self._raw_line = 0
+        self.number = 0
+
+    def __iter__(self) -> Utf8Lines:
+        return self
+
+    def __next__(self) -> str:
+        if not self._pending:
+            raw = next(self._fh)
+            self._raw_line = self.number + 1
+            if self._raw_line == 1:
+                raw = raw.removeprefix(_BOM)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = self._raw_line + raw.count(b"\r", 0, exc.start) - raw.count(b"\r\n", 0, exc.start)
+                raise LineDecodeError(line, raw[exc.start]) from None
+            self._pending = _CR_ONLY.split(text)[::-1] if self._split_cr and "\r" in text else [text]
+        self.number += 1
+        return self._pending.pop()
+
+
+_CR_ONLY = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)
+
+
+def user_name(value: str) -> str:
+    """A user name as given (budgets and the ledger key on it exactly), or an InputError
+    when it is blank or not valid text."""
+    if not value.strip():
+        raise InputError("the user name is empty")
+    return check_text(value, "the user name")

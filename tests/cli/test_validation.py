@@ -1,0 +1,78 @@
+"""Values that used to be accepted and silently misread: an unknown domain, an export
+file name of another format, a config written where it is not read (issue 11, item 12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cascadeflow_cli.config import known_domains, parse_config
+from cascadeflow_cli.replay.server import ReplayServer
+from tests.cli.support import QUERY, rows
+from tests.conftest import CliRunner, assert_one_error_line, config_text
+
+
+def test_an_unknown_domain_is_refused_before_any_call(cli: CliRunner, server: ReplayServer) -> None:
+    run = cli("ask", QUERY, "--domain", "astrology")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "unknown domain 'astrology' (known: code, math" in run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+    assert cli("ask", QUERY, "--domain", "math").code == 0  # a built-in one is fine
+
+
+def test_configured_domains_are_known_too(tmp_path: Path, server: ReplayServer) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(config_text(server.base_url, extra='[domains]\nastrology = ["mini"]\n'), "utf-8")
+    assert "astrology" in known_domains(parse_config(config.read_text("utf-8"), config))
+    cli = CliRunner(tmp_path, config, tmp_path / "l.db")
+    run = cli("ask", QUERY, "--domain", "astrology", "--json")
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["domain"] == "astrology"
+
+
+def test_a_batch_row_with_an_unknown_domain_is_that_row_s_error(
+    cli: CliRunner, server: ReplayServer, tmp_path: Path
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "query": "hi", "domain": "astrology"}\n', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    cli("batch", str(src), "--output", str(out))
+    line = json.loads(out.read_text(encoding="utf-8"))
+    assert line["id"] == "a" and line["error"].startswith("unknown domain 'astrology'")
+    assert server.request_count() == 0
+
+
+def test_export_refuses_a_file_name_of_a_format_it_does_not_write(cli: CliRunner, tmp_path: Path) -> None:
+    assert cli("ask", QUERY).code == 0
+    for args in (["-o", str(tmp_path / "x.xlsx")], ["--json", "-o", str(tmp_path / "x.csv")]):
+        run = cli("export", *args)
+        assert run.code == 1, run.stderr
+        assert_one_error_line(run.stderr)
+    assert not list(tmp_path.glob("x.*"))
+    assert cli("export", "-o", str(tmp_path / "x.jsonl")).code == 0  # the name picks the format
+    first = (tmp_path / "x.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    assert json.loads(first)["user"] == "default"
+    assert cli("export", "--csv", "-o", str(tmp_path / "x.txt")).code == 0  # a flag names it
+
+
+def test_config_init_says_when_a_local_file_takes_precedence(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "cascadeflow.toml").write_text("", encoding="utf-8")
+    cli = CliRunner(project, None, tmp_path / "l.db")
+    run = cli("config", "init")
+    assert run.code == 0, run.stderr
+    written = Path(run.stdout.strip())
+    assert written.is_file() and written != project / "cascadeflow.toml"
+    assert f"commands run here read {project / 'cascadeflow.toml'}, not this file" in run.stderr
+    here = cli("config", "init", "--path", "cascadeflow.toml", "--force")
+    assert here.code == 0 and here.stderr == ""  # the file in use: nothing to warn about
+    assert "[cascade]" in (project / "cascadeflow.toml").read_text(encoding="utf-8")
+
+
+def test_config_init_writes_where_cascade_config_points(tmp_path: Path) -> None:
+    target = tmp_path / "env.toml"
+    cli = CliRunner(tmp_path, None, tmp_path / "l.db")
+    run = cli("config", "init", CASCADE_CONFIG=str(target))
+    assert run.code == 0 and Path(run.stdout.strip()) == target and target.is_file()
