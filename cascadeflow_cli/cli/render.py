@@ -207,7 +207,7 @@ def budget_table(status: Any) -> Table:
                 format_usd(s.spent_nusd),
                 format_usd(s.reserved_nusd) if s.reserved_nusd else "-",
                 format_usd(max(s.limit_nusd - s.used_nusd, 0)),
-                Text(f"{pct:.0%}", style=style),
+                Text(f"{s.pct_used:.0f}%", style=style),
                 resets,
             ]
         )
