@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 PLAIN_PROGRESS_EVERY_S = 5.0
 BAD_ROWS_SHOWN = 10  # input problems named on stderr (all of them are in the output)
+ROWS_FAILED_EXIT = 5  # CLI.md: the batch finished, but some rows ended in an error
 
 
 def batch(
@@ -70,6 +71,8 @@ def batch(
     finally:
         out.close()
     reporter.summary(progress)
+    if progress.errors:  # CLI.md: finished, but some rows ended in an error (all are written)
+        raise typer.Exit(ROWS_FAILED_EXIT)
 
 
 def _external_id(batch_id: str, key: str) -> str:

@@ -64,7 +64,7 @@ def test_one_result_line_per_row(cli: CliRunner, good: ReplayServer, tmp_path: P
     queries = tmp_path / "in.jsonl"
     write_queries(queries, 6, extra='{not json\n\n{"id": 99, "query": ""}\n{"query": "no id here?"}\n')
     run = cli("batch", str(queries), "--output", "out.jsonl", "--user", "carol", "--concurrency", "3")
-    assert run.code == 0, run.stderr
+    assert run.code == 5, run.stderr  # CLI.md: finished, some rows ended in an error
     assert run.stdout == ""
     results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(results) == 9
@@ -242,3 +242,17 @@ def test_plain_progress_line() -> None:
     line = progress_line(p)
     assert re.fullmatch(r"batch: 1,203/10,000 \(12%\) · 50\.\d rows/s · ETA 2m5\ds · spent \$0\.0123 · "
                         r"3 errors", line), line
+
+
+def test_every_row_failing_exits_5_after_writing_them_all(cli: CliRunner, server: ReplayServer,
+                                                          tmp_path: Path) -> None:
+    """Issue 11: a batch whose rows all failed used to exit 0."""
+    server.set_behavior("gpt-4o", ModelBehavior(status=400))
+    server.set_behavior("gpt-4o-mini", ModelBehavior(status=400))
+    write_queries(tmp_path / "in.jsonl", 4)
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl")
+    assert run.code == 5, run.stderr
+    results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(results) == 4 and all("error" in r for r in results)
+    assert stderr_lines(run.stderr)[-1].startswith("batch: 4 rows · 0 answered · 4 errors")
+    assert "Traceback" not in run.stderr
