@@ -39,6 +39,19 @@ class MissingApiKeyError(CascadeError):
         self.env_var = env_var
 
 
+class InvalidApiKeyError(CascadeError):
+    """The variable holding a provider's key is set, but to something no provider takes
+    (a line break, a space, a non-ASCII or control character): refused before any call,
+    and never echoed."""
+
+    def __init__(self, model: str, env_var: str, problem: str) -> None:
+        super().__init__(
+            f"the API key in ${env_var} (model {model!r}) is not usable: it contains {problem}; "
+            "a key is one line of printable ASCII"
+        )
+        self.env_var = env_var
+
+
 class BudgetBlockedError(CascadeError):
     """The user's budget refuses this request (exit 3)."""
 

@@ -65,8 +65,32 @@ def _register() -> None:
 _register()
 
 
+def _secrets() -> list[str]:
+    """Values that must never be shown: the configured key variables' (when the config
+    was loaded) and every secret-looking variable's."""
+    from cascadeflow_cli.redact import secret_values
+
+    config = _state.__dict__.get("config")  # the cached_property, only if already loaded
+    names = [m.api_key_env for m in config.models.values() if m.api_key_env] if config else []
+    return secret_values(names)
+
+
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"error: {message}\n")
+    """The one error renderer: one line on stderr, secrets redacted."""
+    from cascadeflow_cli.redact import redact
+
+    text = " ".join(redact(message, _secrets()).split("\n"))
+    sys.stderr.write(f"error: {text}\n")
+    return code
+
+
+def _traceback(exc: BaseException, code: int) -> int:
+    """--debug: the traceback, through the same redaction as every error line."""
+    import traceback
+
+    from cascadeflow_cli.redact import redact
+
+    sys.stderr.write(redact("".join(traceback.format_exception(exc)), _secrets()))
     return code
 
 
@@ -125,17 +149,16 @@ def main(argv: list[str] | None = None) -> None:
         else:
             code = _fail(_usage_line(exc), 1)  # CLI.md: usage errors exit 1, one line
     except CascadeError as exc:
-        if _state.debug:
-            raise
-        code = _fail(str(exc), exc.exit_code)
+        code = _traceback(exc, exc.exit_code) if _state.debug else _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)
     except BrokenPipeError:
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong
     except Exception as exc:
         if _state.debug:
-            raise
-        code = _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
+            code = _traceback(exc, 1)
+        else:
+            code = _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
     finally:
         _state.close()
     sys.exit(code)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import CascadeError, InputError, LedgerError
+from cascadeflow_cli.redact import redact
 
 if TYPE_CHECKING:
     from cascadeflow_cli.engine.cascade import Cascade
@@ -359,9 +360,9 @@ class BatchRunner:
         except LedgerError as exc:
             return _Outcome(row, failure=exc)  # the ledger cannot take more: the batch stops
         except CascadeError as exc:
-            return _Outcome(row, {"id": row.id, "error": str(exc)}, error=True)
+            return _Outcome(row, {"id": row.id, "error": redact(str(exc))}, error=True)
         except Exception as exc:  # a bug must not take the other rows down with it
-            return _Outcome(row, {"id": row.id, "error": f"unexpected {type(exc).__name__}: {exc}"},
+            return _Outcome(row, {"id": row.id, "error": redact(f"unexpected {type(exc).__name__}: {exc}")},
                             error=True)
         return _Outcome(row, {"id": row.id, **result.to_json()}, cost_nusd=result.cost_nusd)
 

@@ -37,6 +37,7 @@ from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 from cascadeflow_cli.money import usd
 from cascadeflow_cli.quality import QualityResult, QualityValidator
+from cascadeflow_cli.redact import redact
 from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
 
 DEFAULT_USER = "default"
@@ -359,6 +360,7 @@ class Cascade:
     ) -> CascadeResult:
         latency_ms = (time.perf_counter() - req.started) * 1000
         ts = format_ts(req.started_at)
+        error = redact(error) if error else error  # no key ever reaches the ledger
         request_id, user, query, domain, decision = req.id, req.user, req.query, req.domain, req.decision
         attempts = req.attempts
         store = self.config.ledger.store_prompts
@@ -368,7 +370,7 @@ class Cascade:
             comp = a.completion
             q = a.quality
             failed = comp is None
-            err = str(a.error) if a.error else (error if failed else None)
+            err = redact(str(a.error)) if a.error else (error if failed else None)
             call_records.append(
                 CallRecord(
                     id=f"{request_id}-{seq}",

@@ -329,3 +329,19 @@ def test_a_detected_domain_routes_and_is_shown(cli: CliRunner, tmp_path: Path, s
     assert server.request_count("gpt-4o") == 1 and server.request_count("gpt-4o-mini") == 0
     given = cli("ask", QUERY, "--domain", "code", "--json", CASCADE_CONFIG=str(config)).json()
     assert (given["domain"], given["domain_confidence"]) == ("code", 1.0)
+
+
+@pytest.mark.parametrize("key", ["sk-SECRET123\nsk-OTHER", "sk-SECRETé99"])
+def test_an_unusable_key_is_refused_before_any_call_and_never_echoed(cli: CliRunner, server: ReplayServer,
+                                                                     tmp_path: Path, key: str) -> None:
+    """Issue 11: the key used to leak as "unexpected ValueError: Invalid header value b'Bearer ...'"."""
+    config = write_config(tmp_path, config_text(server.base_url, mini_extra='api_key_env = "OPENAI_API_KEY"'))
+    for debug in ([], ["--debug"]):
+        run = cli("--config", str(config), *debug, "ask", QUERY, OPENAI_API_KEY=key)
+        assert run.code == 1
+        assert "SECRET" not in run.stderr + run.stdout and "OTHER" not in run.stderr
+        assert "unexpected" not in run.stderr and "OPENAI_API_KEY" in run.stderr
+        if not debug:
+            assert_one_error_line(run.stderr)
+    assert server.request_count() == 0
+    assert rows(cli.db, "reservations") == []

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.pricing import Usage
-from cascadeflow_cli.errors import MissingApiKeyError, ProviderError
+from cascadeflow_cli.errors import InvalidApiKeyError, MissingApiKeyError, ProviderError
 
 MAX_BACKOFF_S = 20.0
 
@@ -50,7 +50,25 @@ def api_key(model: ModelConfig, default_env: str | None = None) -> str | None:
     value = os.environ.get(env, "").strip()
     if not value:
         raise MissingApiKeyError(model.name, env)
+    problem = key_problem(value)
+    if problem:
+        raise InvalidApiKeyError(model.name, env, problem)
     return value
+
+
+def key_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as a key in an HTTP header, or None. Says what kind
+    of character is wrong, never which: the value is a secret."""
+    for char in value:
+        if char in "\r\n":
+            return "a line break"
+        if char.isspace():
+            return "a space"
+        if not char.isascii():
+            return "a non-ASCII character"
+        if not char.isprintable():
+            return "a control character"
+    return None
 
 
 def complete(
