@@ -38,9 +38,11 @@ def ask(
     if query == "-":
         query = sys.stdin.read()
     ctx = state()
-    cascade = Cascade(ctx.config, ctx.ledger())
-    chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
     err = stderr_console()
+    # one line per provider retry, so a rate limit or a hanging server is never silent
+    cascade = Cascade(ctx.config, ctx.ledger(),
+                      on_retry=lambda notice: err.print(notice.describe(), markup=False, highlight=False))
+    chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()
     with spinner:
         result = cascade.run(

@@ -54,7 +54,7 @@ def batch(
     reporter = _Reporter(count_rows(file), file)
     warm_up()
     runner = BatchRunner(
-        _cascade_factory(ctx.config, ledger), out.write, concurrency=concurrency,
+        _cascade_factory(ctx.config, ledger, reporter.retry), out.write, concurrency=concurrency,
         default_user=user or default_user(),
         external_id=lambda key: _external_id(batch_id, key),
         recover=_recoverer(ledger, committed), on_progress=reporter.update,
@@ -129,12 +129,12 @@ class _Output:
             sys.stdout.flush()
 
 
-def _cascade_factory(config: Any, ledger: Ledger) -> Callable[[], Any]:
+def _cascade_factory(config: Any, ledger: Ledger, on_retry: Callable[[Any], None]) -> Callable[[], Any]:
     """A Cascade per worker thread, all on the one Ledger (which gives each thread its
     own SQLite connection) and the one provider (which keeps a connection per thread)."""
     from cascadeflow_cli.engine.cascade import Cascade
 
-    return lambda: Cascade(config, ledger)
+    return lambda: Cascade(config, ledger, on_retry=on_retry)
 
 
 def _recoverer(ledger: Ledger, committed: dict[str, str]
@@ -205,6 +205,17 @@ class _Reporter:
         elif time.monotonic() >= self._next_line:
             self._next_line = time.monotonic() + PLAIN_PROGRESS_EVERY_S
             sys.stderr.write(progress_line(p) + "\n")
+            sys.stderr.flush()
+
+    def retry(self, notice: Any) -> None:
+        """A provider retry in some row: one line, above the bar on a terminal."""
+        self._line(f"warning: {notice.describe()}")
+
+    def _line(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+        else:
+            sys.stderr.write(text + "\n")
             sys.stderr.flush()
 
     def bad_row(self, message: str) -> None:

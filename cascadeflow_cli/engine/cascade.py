@@ -30,7 +30,7 @@ from cascadeflow_cli.engine.providers import (
     complete,
     provider_for,
 )
-from cascadeflow_cli.engine.providers.base import MAX_BACKOFF_S
+from cascadeflow_cli.engine.providers.base import RetryNotice, model_deadline_s
 from cascadeflow_cli.errors import BudgetBlockedError, CascadeError, InputError, ProviderError
 from cascadeflow_cli.ledger.db import Ledger
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
@@ -168,9 +168,12 @@ class Cascade:
         provider_lookup: Callable[[ModelConfig], Provider] = provider_for,
         sleep: Callable[[float], None] = time.sleep,
         gate: BudgetGate | bool | None = True,
+        on_retry: Callable[[RetryNotice], None] | None = None,
     ) -> None:
         """``gate``: True builds the budget gate over ``ledger`` (the default), False or
-        None runs without budgets, or pass your own BudgetGate."""
+        None runs without budgets, or pass your own BudgetGate. ``on_retry`` hears of
+        each provider retry before its wait (the CLI prints one line)."""
+        self.on_retry = on_retry
         self.config = config
         self.ledger = ledger
         if gate is True:
@@ -240,8 +243,7 @@ class Cascade:
         return candidate if cheaper else None
 
     def _reservation_ttl(self, chain: Sequence[ModelConfig]) -> float:
-        per_model = (m.timeout * (m.max_retries + 1) + MAX_BACKOFF_S * m.max_retries for m in chain)
-        return sum(per_model) + 60.0
+        return sum(model_deadline_s(m) for m in chain) + 60.0
 
     def run(
         self,
@@ -293,7 +295,8 @@ class Cascade:
                 req.attempts.append(attempt)
                 try:
                     attempt.completion = complete(
-                        self.provider_lookup(model), model, ChatRequest(messages, tokens), sleep=self.sleep
+                        self.provider_lookup(model), model, ChatRequest(messages, tokens), sleep=self.sleep,
+                        on_retry=self.on_retry,
                     )
                 except ProviderError as exc:
                     attempt.error = exc

@@ -201,7 +201,10 @@ def test_provider_error_on_every_model_exits_2_and_is_recorded(cli: CliRunner,
     server.set_behavior("gpt-4o", ModelBehavior(status=500))
     run = cli("ask", QUERY)
     assert run.code == 2
-    assert_one_error_line(run.stderr)
+    *retries, last = stderr_lines(run.stderr)
+    assert_one_error_line(last)
+    # issue 11: each retry is one line (no silent waits)
+    assert [r.split(",")[0] for r in retries] == ["mini: HTTP 500"] * 2 + ["big: HTTP 500"] * 2
     assert run.stdout == ""
     # after retries: 1 + max_retries (2) attempts for each model
     assert server.request_count("gpt-4o-mini") == 3 and server.request_count("gpt-4o") == 3
@@ -345,3 +348,21 @@ def test_an_unusable_key_is_refused_before_any_call_and_never_echoed(cli: CliRun
             assert_one_error_line(run.stderr)
     assert server.request_count() == 0
     assert rows(cli.db, "reservations") == []
+
+
+def test_each_retry_is_one_line_on_stderr(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, status=429, fail_times=1,
+                                                     retry_after=0.2))
+    run = cli("ask", QUERY)
+    assert run.code == 0, run.stderr
+    assert stderr_lines(run.stderr)[0] == "mini: HTTP 429, retrying in 0.2 s (2 of 3)"
+
+
+def test_a_retry_after_past_the_deadline_fails_at_once(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(status=429, retry_after=100))
+    server.set_behavior("gpt-4o", ModelBehavior(status=429, retry_after=100))
+    run = cli("ask", QUERY)
+    assert run.code == 2, run.stderr
+    assert_one_error_line(run.stderr)
+    assert "deadline" in run.stderr
+    assert server.request_count() == 2  # one try each: no 100 s waits
