@@ -83,7 +83,8 @@ class RetryNotice:
     attempts: int  # the most there will be
 
     def describe(self) -> str:
-        return f"{self.model}: {self.reason}, retrying in {round(self.delay_s, 1):g} s ({self.attempt} of {self.attempts})"
+        wait = f"{round(self.delay_s, 1):g} s"
+        return f"{self.model}: {self.reason}, retrying in {wait} ({self.attempt} of {self.attempts})"
 
 
 def model_deadline_s(model: ModelConfig) -> float:
