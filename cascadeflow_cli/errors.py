@@ -58,6 +58,24 @@ class BudgetBlockedError(CascadeError):
     exit_code = 3
 
 
+class NotRecordedError(CascadeError):
+    """Answered (and paid for), but the ledger write failed after the call: the answer is
+    still printed, the request waits in the side journal next to the ledger, and the next
+    command records it (exit 4). ``result`` is the answer, ``journaled`` whether the
+    journal could be written (if not, this cost is recorded nowhere: the message says so)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, result: object = None, *, journaled: bool = True) -> None:
+        super().__init__(message)
+        self.result = result
+        self.journaled = journaled
+
+
+class InterruptedRequest(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: finished calls are recorded, the rest released."""
+
+
 class ProviderError(CascadeError):
     """A provider call failed (after retries, when retryable). Exit 2."""
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cascadeflow_cli.cli.context import state
-from cascadeflow_cli.errors import CascadeError
+from cascadeflow_cli.errors import CascadeError, InterruptedRequest
 
 app = typer.Typer(
     name="cascade",
@@ -128,8 +128,45 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+class _Signals:
+    """Ctrl-C and SIGTERM: the first interrupts (KeyboardInterrupt, so the request in
+    flight records its paid calls and releases its reservation); a second one during that
+    cleanup is ignored, so it cannot tear the ledger close into a traceback; a third
+    leaves at once (SQLite's commit is atomic; a reservation left behind is reclaimed by
+    the next command, its process being dead)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def install(self) -> None:
+        import signal
+
+        self.seen = 0
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def quiet(self) -> None:
+        """From here on (error rendering, closing the ledger) signals do not interrupt."""
+        self.seen = max(self.seen, 1)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        import os
+        import signal
+
+        self.seen += 1
+        if self.seen == 1:
+            raise InterruptedRequest() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if self.seen >= 3:
+            sys.stderr.write("error: interrupted\n")
+            os._exit(130)
+
+
+_signals = _Signals()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, map every failure to one line and an exit code."""
+    _signals.install()
     command = typer.main.get_command(app)
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     _state.debug = "--debug" in args
@@ -141,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
+        _signals.quiet()
         code = _fail("aborted", 130)
     except typer.TyperException as exc:  # typer's own click: bad flags, missing arguments
         if type(exc).__name__ == "NoArgsIsHelpError":  # `cascade budget`: show its help
@@ -151,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     except CascadeError as exc:
         code = _traceback(exc, exc.exit_code) if _state.debug else _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
+        _signals.quiet()
         code = _fail("interrupted", 130)
     except BrokenPipeError:
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong
@@ -160,5 +199,6 @@ def main(argv: list[str] | None = None) -> None:
         else:
             code = _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
     finally:
+        _signals.quiet()
         _state.close()
     sys.exit(code)

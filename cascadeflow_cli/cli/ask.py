@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,8 +32,8 @@ def ask(
     import sys
     from contextlib import nullcontext
 
-    from cascadeflow_cli.cli.render import ask_summary
     from cascadeflow_cli.engine.cascade import Cascade
+    from cascadeflow_cli.errors import NotRecordedError
 
     if query == "-":
         query = sys.stdin.read()
@@ -44,10 +44,22 @@ def ask(
                       on_retry=lambda notice: err.print(notice.describe(), markup=False, highlight=False))
     chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()
-    with spinner:
-        result = cascade.run(
-            query, user or default_user(), domain=domain, models=chain, system=system, max_tokens=max_tokens
-        )
+    try:
+        with spinner:
+            result = cascade.run(query, user or default_user(), domain=domain, models=chain, system=system,
+                                 max_tokens=max_tokens)
+    except NotRecordedError as exc:  # paid for: the answer is shown, then exit 4 says it waits
+        if exc.result is not None:
+            _show(exc.result, as_json, err)
+        raise
+    _show(result, as_json, err)
+
+
+def _show(result: Any, as_json: bool, err: Any) -> None:
+    import sys
+
+    from cascadeflow_cli.cli.render import ask_summary
+
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:

@@ -14,7 +14,7 @@ import typer
 
 from cascadeflow_cli.cli.app import state
 from cascadeflow_cli.cli.context import default_user, is_terminal
-from cascadeflow_cli.errors import InputError, LedgerError
+from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
 
 if TYPE_CHECKING:
     from cascadeflow_cli.engine.batch import BatchProgress, BatchRow
@@ -68,6 +68,10 @@ def batch(
         hint = "run again with --resume to finish" if out_path else "then run the rest"
         raise LedgerError(f"{exc}; stopped after {reporter.last_done:,} rows — fix it, then "
                           f"{hint}") from None
+    except NotRecordedError as exc:  # the answered row is written; the journal has it (exit 4)
+        hint = "; then run again with --resume to finish" if out_path else ""
+        raise NotRecordedError(f"{exc}; stopped after {reporter.last_done:,} rows{hint}", exc.result,
+                               journaled=exc.journaled) from None
     finally:
         out.close()
     reporter.summary(progress)

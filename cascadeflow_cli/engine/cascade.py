@@ -4,6 +4,7 @@ into the ledger in one transaction with its request."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -31,7 +32,15 @@ from cascadeflow_cli.engine.providers import (
     provider_for,
 )
 from cascadeflow_cli.engine.providers.base import RetryNotice, model_deadline_s
-from cascadeflow_cli.errors import BudgetBlockedError, CascadeError, InputError, ProviderError
+from cascadeflow_cli.engine.recording import UNFINISHED, check_text, record_request
+from cascadeflow_cli.errors import (
+    BudgetBlockedError,
+    CascadeError,
+    InputError,
+    NotRecordedError,
+    ProviderError,
+)
+from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger.db import Ledger
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
@@ -153,6 +162,7 @@ class _Request:
     started: float  # perf_counter, for latency
     attempts: list[_Attempt] = field(default_factory=list)
     decision: Decision | None = None
+    journaled: bool = False  # an entry was written ahead to the side journal
 
 
 class Cascade:
@@ -260,6 +270,7 @@ class Cascade:
             raise InputError("the query is empty")
         if not user.strip():
             raise InputError("the user name is empty")
+        check_text(query=query, user=user, domain=domain, system=system)  # now, not after paying
         routed = self.route(query, domain)
         domain = routed.domain if routed else None
         chain = self.resolve_chain(models, domain)
@@ -273,6 +284,9 @@ class Cascade:
         messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]
         messages.append({"role": "user", "content": query})
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
+        if self.ledger is not None:
+            self.ledger.check_writable()  # a read-only ledger or a full disk: before paying
+        checkpoint("before-reserve")
         if self.gate is not None:
             req.decision = self.gate.reserve(
                 user,
@@ -286,6 +300,7 @@ class Cascade:
                 self._record(req, status="blocked", error=req.decision.message)
                 raise BudgetBlockedError(req.decision.message or f"{user}: blocked by budget")
             chain = self.config.chain(req.decision.models)
+        checkpoint("after-reserve")
         prices = [self.price(m) for m in chain]
         try:
             for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
@@ -311,20 +326,27 @@ class Cascade:
                     domain=domain,
                 )
                 attempt.accepted = last or attempt.quality.passed
+                self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
                 if attempt.accepted:
                     break
+            checkpoint("after-call")
         except KeyboardInterrupt:
             # Calls that finished were paid for: keep them, marked interrupted.
-            self._record(req, status="interrupted", error="interrupted by the user")
+            self._record_failure(req, status="interrupted", error="interrupted by the user")
             raise
         except CascadeError as exc:
-            self._record(req, status="error", error=str(exc))
+            self._record_failure(req, status="error", error=str(exc))
             raise
         except BaseException:
             if req.decision is not None and self.ledger is not None:
                 release(self.ledger, req.decision.reservation_id)
             raise
         return self._record(req, status="ok", error=None, chain=chain, prices=prices)
+
+    def _record_failure(self, req: _Request, *, status: str, error: str) -> None:
+        """Record a failed request; if the ledger can't, the journal has it and the error stands."""
+        with contextlib.suppress(NotRecordedError):
+            self._record(req, status=status, error=error)
 
     def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
@@ -360,6 +382,7 @@ class Cascade:
         error: str | None,
         chain: list[ModelConfig] | None = None,
         prices: list[Price] | None = None,
+        ahead: bool = False,
     ) -> CascadeResult:
         latency_ms = (time.perf_counter() - req.started) * 1000
         ts = format_ts(req.started_at)
@@ -441,7 +464,10 @@ class Cascade:
             enforcement_message=decision.message if decision else None,
         )
         if self.ledger is not None:
-            self.ledger.record(
+            record_request(
+                self.ledger,
+                req,
+                result,
                 RequestRecord(
                     id=request_id,
                     ts=ts,
@@ -467,6 +493,6 @@ class Cascade:
                     calls=tuple(call_records),
                     external_id=req.external_id,
                 ),
-                reservation_id=decision.reservation_id if decision else None,
+                ahead=ahead,
             )
         return result

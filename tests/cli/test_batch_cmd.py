@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cascadeflow_cli.engine.batch import BatchProgress
+from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from tests.cli.support import ASK_KEYS, rows, stderr_lines, wait_until
@@ -165,15 +166,17 @@ def test_a_full_disk_stops_with_one_line_and_no_partial_rows(cli: CliRunner, goo
     proc = subprocess.run([sys.executable, "-m", "cascadeflow_cli", "batch", "in.jsonl", "-o", "out.jsonl"],
                           cwd=tmp_path, env=cli.env(), capture_output=True, text=True, timeout=120,
                           preexec_fn=small_files)
-    assert proc.returncode == 1, proc.stderr
+    # issue 11: the rows paid for but not recorded are written and wait in the journal (exit 4)
+    assert proc.returncode == 4, proc.stderr
     assert_one_error_line(proc.stderr)
     assert "full" in proc.stderr or "disk" in proc.stderr, proc.stderr
-    assert "--resume" in proc.stderr
+    assert "--resume" in proc.stderr and "journal" in proc.stderr
     out = tmp_path / "out.jsonl"
     written = output_ids(out)
     assert 0 < len(written) < 300
     committed = {str(r["external_id"]).split(":", 1)[1] for r in rows(cli.db, "requests")}
-    assert set(written) <= committed
+    journaled = {str(rec.external_id).split(":", 1)[1] for _, rec, _ in journal.pending(cli.db)}
+    assert journaled and set(written) <= committed | journaled
     for request in rows(cli.db, "requests"):  # whole requests only: each has its call
         assert any(c["request_id"] == request["id"] for c in rows(cli.db, "calls"))
     run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
