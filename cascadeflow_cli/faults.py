@@ -6,7 +6,8 @@ step's name) and waits, up to 60 s, until the file ``$CASCADE_FAULT_RESUME`` exi
 test can send a signal, fill the disk or lock the ledger at exactly that step. The steps
 of one request, in order (tests/faults/ runs each against each fault):
 
-- ``before-reserve``: keys and the ledger checked, nothing reserved or sent yet
+- ``before-reserve``: the keys checked; the ledger's writability not yet, nothing reserved
+  or sent
 - ``after-reserve``: reserved, the provider not called yet (the call itself is slowed
   with the replay server's latency)
 - ``after-call``: every call answered and written ahead to the journal, not committed

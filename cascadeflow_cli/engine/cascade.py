@@ -284,9 +284,9 @@ class Cascade:
         messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]
         messages.append({"role": "user", "content": query})
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
+        checkpoint("before-reserve")
         if self.ledger is not None:
             self.ledger.check_writable()  # a read-only ledger or a full disk: before paying
-        checkpoint("before-reserve")
         if self.gate is not None:
             req.decision = self.gate.reserve(
                 user,
