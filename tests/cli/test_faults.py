@@ -45,11 +45,14 @@ MATRIX = [(sig, step) for sig in SIGNALS for step in STEPS] + [
 
 @pytest.fixture
 def runner(tmp_path: Path, server: ReplayServer) -> CliRunner:
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100,
-                                                     completion_tokens=100))
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100, completion_tokens=100)
+    )
     path = tmp_path / "cascadeflow.toml"
-    path.write_text(config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED)
-                    + '\n[budgets]\nmode = "block"\n[budgets.default]\ndaily = 5\n')
+    path.write_text(
+        config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED)
+        + '\n[budgets]\nmode = "block"\n[budgets.default]\ndaily = 5\n'
+    )
     return CliRunner(tmp_path, path, tmp_path / "ledger.db")
 
 
@@ -88,9 +91,11 @@ def _check(runner: CliRunner, server: ReplayServer, paid: bool) -> None:
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("select count(*) from reservations").fetchone()[0] == 0
-        first = conn.execute("select r.id, r.cost_nusd, count(c.id) from requests r left join calls c "
-                             "on c.request_id = r.id and c.status = 'ok' where r.query = ? group by r.id",
-                             [Q1]).fetchall()
+        first = conn.execute(
+            "select r.id, r.cost_nusd, count(c.id) from requests r left join calls c "
+            "on c.request_id = r.id and c.status = 'ok' where r.query = ? group by r.id",
+            [Q1],
+        ).fetchall()
         orphans = conn.execute("select count(*) from calls where request_id not in (select id from requests)")
         assert orphans.fetchone()[0] == 0
     finally:
@@ -104,8 +109,9 @@ def _check(runner: CliRunner, server: ReplayServer, paid: bool) -> None:
 
 
 @pytest.mark.parametrize(("fault", "step"), MATRIX, ids=[f"{f}@{s}" for f, s in MATRIX])
-def test_nothing_paid_is_lost(runner: CliRunner, server: ReplayServer, tmp_path: Path,
-                              fault: str, step: str) -> None:
+def test_nothing_paid_is_lost(
+    runner: CliRunner, server: ReplayServer, tmp_path: Path, fault: str, step: str
+) -> None:
     paused, resume = tmp_path / "paused", tmp_path / "resume"
     env = {PAUSED_VAR: str(paused), RESUME_VAR: str(resume)}
     if step == "during-call":
@@ -135,8 +141,9 @@ def test_nothing_paid_is_lost(runner: CliRunner, server: ReplayServer, tmp_path:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100,
-                                                     completion_tokens=100))
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100, completion_tokens=100)
+    )
     assert "Traceback" not in stderr and "unexpected" not in stderr, stderr
     if fault in ("SIGINT", "SIGTERM"):
         assert proc.returncode == 130, stderr

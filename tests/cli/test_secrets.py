@@ -30,8 +30,9 @@ class _EchoingProvider(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
-        body = json.dumps({"error": {"message": f"Incorrect API key provided: "
-                                                f"{self.headers.get('authorization')}"}}).encode()
+        body = json.dumps(
+            {"error": {"message": f"Incorrect API key provided: {self.headers.get('authorization')}"}}
+        ).encode()
         self.send_response(401)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -67,19 +68,36 @@ def test_no_command_shows_or_stores_a_key(tmp_path: Path, server: ReplayServer, 
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
     keyed = 'api_key_env = "CASCADE_PLANTED_KEY"'
     config = tmp_path / "cascadeflow.toml"
-    config.write_text(config_text(server.base_url, mini_extra=keyed, big_extra=keyed)
-                      + "\n[budgets.default]\ndaily = 5\n", encoding="utf-8")
+    config.write_text(
+        config_text(server.base_url, mini_extra=keyed, big_extra=keyed) + "\n[budgets.default]\ndaily = 5\n",
+        encoding="utf-8",
+    )
     env = {"CASCADE_PLANTED_KEY": CONFIG_KEY, "OPENAI_API_KEY": DEFAULT_KEY, "OTHER_API_KEY": OTHER_KEY}
     cli = CliRunner(tmp_path, config, tmp_path / "ledger.db")
-    (tmp_path / "in.jsonl").write_text('{"id": 1, "query": "What is the capital of France?"}\n'
-                                       '{"id": 2, "query": "hi"}\n', encoding="utf-8")
+    (tmp_path / "in.jsonl").write_text(
+        '{"id": 1, "query": "What is the capital of France?"}\n{"id": 2, "query": "hi"}\n', encoding="utf-8"
+    )
     commands = [
-        ["ask", "What is the capital of France?"], ["ask", "hello there", "--json"],
-        ["batch", "in.jsonl", "-o", "out.jsonl"], ["logs"], ["logs", "--json"], ["usage"],
-        ["usage", "--json", "--by", "model"], ["export", "--json", "-o", "export.json"], ["export", "--csv"],
-        ["budget", "set", "alice", "--daily", "2"], ["budget", "show", "alice"], ["budget", "list", "--json"],
-        ["budget", "rm", "alice"], ["models"], ["models", "--json"], ["config", "show"], ["config", "path"],
-        ["forecast", "--json"], ["anomalies"], ["domain", "write a python function"],
+        ["ask", "What is the capital of France?"],
+        ["ask", "hello there", "--json"],
+        ["batch", "in.jsonl", "-o", "out.jsonl"],
+        ["logs"],
+        ["logs", "--json"],
+        ["usage"],
+        ["usage", "--json", "--by", "model"],
+        ["export", "--json", "-o", "export.json"],
+        ["export", "--csv"],
+        ["budget", "set", "alice", "--daily", "2"],
+        ["budget", "show", "alice"],
+        ["budget", "list", "--json"],
+        ["budget", "rm", "alice"],
+        ["models"],
+        ["models", "--json"],
+        ["config", "show"],
+        ["config", "path"],
+        ["forecast", "--json"],
+        ["anomalies"],
+        ["domain", "write a python function"],
         ["quality", "check", "--query", "q?", "--response", "An answer."],
     ]
     runs = [cli(*args, **env) for args in commands]
@@ -101,7 +119,9 @@ def test_no_command_shows_or_stores_a_key(tmp_path: Path, server: ReplayServer, 
         runs.append(run)
     runs.append(cli("--config", str(echo_config), "batch", "in.jsonl", "-o", "echo_out.jsonl", **env))
     bad_config = tmp_path / "bad.toml"
-    bad_config.write_text(config_text(server.base_url, mini_extra=f'max_retries = "{IN_CONFIG}"'), encoding="utf-8")
+    bad_config.write_text(
+        config_text(server.base_url, mini_extra=f'max_retries = "{IN_CONFIG}"'), encoding="utf-8"
+    )
     for debug in ([], ["--debug"]):
         run = cli("--config", str(bad_config), *debug, "ask", "hi", **env)
         assert run.code == 1 and "max_retries" in run.stderr, run.stderr
