@@ -181,6 +181,9 @@ class Ledger:
         if not self.writable():
             raise LedgerError(f"{self.path}: cannot write ledger: the file or its directory is read-only "
                               "(nothing was sent to a provider)")
+        if self.journal_waiting:  # spend the ledger has not taken: budgets would run ahead of it
+            raise LedgerError(f"{self.path}: {self.journal_waiting} answered request(s) in "
+                              f"{journal.journal_dir(self.path)} cannot be recorded; nothing was sent")
         try:
             fs = os.statvfs(self.path.parent)
         except OSError:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -366,3 +368,15 @@ def test_a_retry_after_past_the_deadline_fails_at_once(cli: CliRunner, server: R
     assert_one_error_line(run.stderr)
     assert "deadline" in run.stderr
     assert server.request_count() == 2  # one try each: no 100 s waits
+
+
+def test_a_query_that_is_not_utf8_is_refused_before_any_call(cli: CliRunner, server: ReplayServer) -> None:
+    """Issue 11: `printf 'caf\\xe9 ?' | cascade ask -` failed only after the provider was paid."""
+    proc = subprocess.run([sys.executable, "-m", "cascadeflow_cli", "ask", "-"], cwd=cli.cwd,
+                          env={**cli.env(), "PYTHONIOENCODING": "utf-8:surrogateescape"},
+                          input=b"caf\xe9 ?", capture_output=True, timeout=60)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 1, stderr
+    assert_one_error_line(stderr)
+    assert "UTF-8" in stderr
+    assert server.request_count() == 0
