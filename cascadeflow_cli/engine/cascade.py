@@ -326,7 +326,9 @@ class Cascade:
                     domain=domain,
                 )
                 attempt.accepted = last or attempt.quality.passed
-                self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
+                done = attempt.accepted
+                self._record(req, status="ok" if done else "interrupted", error=None if done else UNFINISHED,
+                             chain=chain, prices=prices, ahead=True)
                 if attempt.accepted:
                     break
             checkpoint("after-call")

@@ -32,7 +32,9 @@ def check_text(**texts: str | None) -> None:
 
 def record_request(ledger: Ledger, req: Any, result: object, record: RequestRecord, *, ahead: bool) -> None:
     """``req`` (the cascade's request in flight) into the ledger, or ``ahead`` (after each
-    paid call, so it is kept if the process dies before the commit) into the journal only."""
+    paid call, so it is kept if the process dies before the commit) into the journal only:
+    as the final record once a draft is accepted, so a replay (or `batch --resume`, which
+    reads the ledger) has the answer, else as "interrupted" with the calls paid so far."""
     reservation = req.decision.reservation_id if req.decision else None
     if ahead:
         req.journaled = write_ahead(ledger, record, reservation) or req.journaled

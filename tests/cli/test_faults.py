@@ -81,7 +81,7 @@ def _fill_disk(pid: int, ledger: Path) -> None:
     resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
 
 
-def _check(runner: CliRunner, server: ReplayServer, paid: bool) -> None:
+def _check(runner: CliRunner, server: ReplayServer, paid: bool, status: str) -> None:
     """The next command, then: integrity, no reservation left, the paid call recorded."""
     answered_before = server.request_count("gpt-4o-mini")
     after = runner("ask", Q2)
@@ -92,7 +92,7 @@ def _check(runner: CliRunner, server: ReplayServer, paid: bool) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("select count(*) from reservations").fetchone()[0] == 0
         first = conn.execute(
-            "select r.id, r.cost_nusd, count(c.id) from requests r left join calls c "
+            "select r.status, r.cost_nusd, count(c.id) from requests r left join calls c "
             "on c.request_id = r.id and c.status = 'ok' where r.query = ? group by r.id",
             [Q1],
         ).fetchall()
@@ -104,6 +104,7 @@ def _check(runner: CliRunner, server: ReplayServer, paid: bool) -> None:
     if paid:  # the provider answered Q1: that call and its cost are in the ledger, once
         assert answered_before >= 1
         assert len(first) == 1 and first[0][2] == 1 and first[0][1] > 0, first
+        assert first[0][0] == status  # a journal replay records the answered request it was
     else:  # nothing was answered, so nothing may be charged
         assert all(cost == 0 and calls == 0 for _, cost, calls in first), first
 
@@ -158,4 +159,7 @@ def test_nothing_paid_is_lost(
     else:  # read-only before anything was reserved: refused, nothing sent
         assert proc.returncode == 1, stderr
         assert "read-only" in stderr and server.request_count("gpt-4o-mini") == 0
-    _check(runner, server, paid=step in PAID_STEPS)
+    # a signal handler records an interrupted request itself; every other paid cell is
+    # replayed from the journal as the answered request it was
+    handled = fault in ("SIGINT", "SIGTERM") and step == "after-call"
+    _check(runner, server, paid=step in PAID_STEPS, status="interrupted" if handled else "ok")
