@@ -380,3 +380,20 @@ def test_a_query_that_is_not_utf8_is_refused_before_any_call(cli: CliRunner, ser
     assert_one_error_line(stderr)
     assert "UTF-8" in stderr
     assert server.request_count() == 0
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_a_read_only_ledger_is_refused_before_any_call_for_a_user_without_budget(cli: CliRunner,
+                                                                               server: ReplayServer) -> None:
+    """Issue 11: without a budget nothing was written before the call, so a read-only
+    ledger was found only after the provider was paid."""
+    from tests.cli.test_faults import immutable
+
+    assert cli("ask", QUERY).code == 0  # the ledger exists
+    paid = server.request_count()
+    with immutable(cli.db):
+        run = cli("ask", "What is the capital of Spain?")
+    assert run.code == 1, run.stderr
+    assert_one_error_line(run.stderr)
+    assert "read-only" in run.stderr and "nothing was sent" in run.stderr
+    assert server.request_count() == paid
