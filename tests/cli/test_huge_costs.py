@@ -60,3 +60,20 @@ def test_sums_past_int64_are_exact(tmp_path: Path) -> None:
     ):
         shown = cli(*args)
         assert "unexpected" not in shown.stderr and "overflow" not in shown.stderr, (args, shown.stderr)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[[models]]\nname = "m"\nmodel = "openai/gpt-4o"\n'
+        "input_cost_per_million = 1e10\noutput_cost_per_million = 1",
+        "[budgets.default]\ndaily = 2e9",
+        "[budgets]\nfallback_input_cost_per_million = 1e12\nfallback_output_cost_per_million = 1",
+    ],
+)
+def test_config_amounts_above_the_maximum_are_refused(text: str) -> None:
+    from cascadeflow_cli.config import parse_config
+    from cascadeflow_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="maximum"):
+        parse_config(text)
