@@ -326,12 +326,9 @@ class Cascade:
                     domain=domain,
                 )
                 attempt.accepted = last or attempt.quality.passed
-                done = attempt.accepted
-                self._record(req, status="ok" if done else "interrupted", error=None if done else UNFINISHED,
-                             chain=chain, prices=prices, ahead=True)
                 if attempt.accepted:
-                    break
-            checkpoint("after-call")
+                    break  # the final record is journaled ahead of its commit (recording.py)
+                self._record(req, status="interrupted", error=UNFINISHED, ahead=True)  # paid, escalating
         except KeyboardInterrupt:
             # Calls that finished were paid for: keep them, marked interrupted.
             self._record_failure(req, status="interrupted", error="interrupted by the user")

@@ -8,6 +8,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
+from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
 
 if TYPE_CHECKING:
@@ -31,15 +32,17 @@ def check_text(**texts: str | None) -> None:
 
 
 def record_request(ledger: Ledger, req: Any, result: object, record: RequestRecord, *, ahead: bool) -> None:
-    """``req`` (the cascade's request in flight) into the ledger, or ``ahead`` (after each
-    paid call, so it is kept if the process dies before the commit) into the journal only:
-    as the final record once a draft is accepted, so a replay (or `batch --resume`, which
-    reads the ledger) has the answer, else as "interrupted" with the calls paid so far."""
+    """``req`` (the cascade's request in flight) into the ledger, journaled ahead of the
+    commit when money was spent (so it is kept if the process dies before the commit, as
+    the final record: a replay, or `batch --resume` which reads the ledger, has the
+    answer); or ``ahead`` into the journal only (a draft paid for, then escalated)."""
     reservation = req.decision.reservation_id if req.decision else None
-    if ahead:
-        req.journaled = write_ahead(ledger, record, reservation) or req.journaled
-        return
     paid = any(a.completion is not None for a in req.attempts)
+    if paid:
+        req.journaled = write_ahead(ledger, record, reservation) or req.journaled
+    if ahead:
+        return
+    checkpoint("after-call")
     commit(ledger, record, reservation, result, paid=paid, journaled=req.journaled)
 
 

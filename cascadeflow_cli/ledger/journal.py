@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def write(ledger_path: Path, record: RequestRecord, reservation_id: str | None, 
     directory.mkdir(mode=0o700, exist_ok=True)
     final = _entry_path(directory, record.id)
     temp = final.with_suffix(".tmp")
-    data = json.dumps({"v": VERSION, "reservation_id": reservation_id, "request": asdict(record)},
+    data = json.dumps({"v": VERSION, "reservation_id": reservation_id, "request": _plain(record)},
                       ensure_ascii=False).encode("utf-8")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -87,6 +87,14 @@ def pending(ledger_path: Path) -> list[tuple[Path, RequestRecord, str | None]]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return entries
+
+
+def _plain(record: RequestRecord) -> dict[str, Any]:
+    """Shallow, unlike ``dataclasses.asdict`` (which deep-copies every value: most of the
+    cost of a batch row's journal entry)."""
+    row = {f.name: getattr(record, f.name) for f in fields(record)}
+    row["calls"] = [{f.name: getattr(c, f.name) for f in fields(c)} for c in record.calls]
+    return row
 
 
 def _record(data: dict[str, Any]) -> RequestRecord:
