@@ -27,8 +27,9 @@ def check_text(**texts: str | None) -> None:
             (text or "").encode("utf-8")
         except UnicodeEncodeError:
             what = {"user": "the user name", "system": "the system prompt"}.get(name, f"the {name}")
-            raise InputError(f"{what} is not valid UTF-8 text (check the terminal's or the file's "
-                             "encoding)") from None
+            raise InputError(
+                f"{what} is not valid UTF-8 text (check the terminal's or the file's encoding)"
+            ) from None
 
 
 def record_request(ledger: Ledger, req: Any, result: object, record: RequestRecord, *, ahead: bool) -> None:
@@ -56,8 +57,15 @@ def write_ahead(ledger: Ledger, record: RequestRecord, reservation_id: str | Non
     return True
 
 
-def commit(ledger: Ledger, record: RequestRecord, reservation_id: str | None, result: object, *,
-           paid: bool, journaled: bool) -> None:
+def commit(
+    ledger: Ledger,
+    record: RequestRecord,
+    reservation_id: str | None,
+    result: object,
+    *,
+    paid: bool,
+    journaled: bool,
+) -> None:
     """Record ``record`` and settle its reservation in one transaction. If that fails
     after money was spent (``paid``), the final record goes to the journal, fsynced, and
     NotRecordedError carries ``result``; an entry written ahead is deleted on success."""
@@ -76,14 +84,20 @@ def commit(ledger: Ledger, record: RequestRecord, reservation_id: str | None, re
         journal.discard(ledger.path, record.id)
 
 
-def _not_recorded(ledger: Ledger, record: RequestRecord, reservation_id: str | None, result: object,
-                  exc: LedgerError) -> NotRecordedError:
+def _not_recorded(
+    ledger: Ledger, record: RequestRecord, reservation_id: str | None, result: object, exc: LedgerError
+) -> NotRecordedError:
     try:
         where = journal.write(ledger.path, record, reservation_id, durable=True)
     except OSError as err:
         return NotRecordedError(
             f"answered, but not recorded: {exc}; the journal could not be written either "
-            f"({err.strerror or err}): this request's cost is recorded nowhere", result, journaled=False)
+            f"({err.strerror or err}): this request's cost is recorded nowhere",
+            result,
+            journaled=False,
+        )
     return NotRecordedError(
         f"answered, but not recorded: {exc}; the request waits in {where.parent} and the next "
-        "command that can write the ledger records it", result)
+        "command that can write the ledger records it",
+        result,
+    )

@@ -38,16 +38,18 @@ def _entry_path(directory: Path, request_id: str) -> Path:
     return directory / f"{request_id}.json"
 
 
-def write(ledger_path: Path, record: RequestRecord, reservation_id: str | None, *, durable: bool = False
-          ) -> Path:
+def write(
+    ledger_path: Path, record: RequestRecord, reservation_id: str | None, *, durable: bool = False
+) -> Path:
     """Write (or replace) the journal entry of ``record``; fsynced when ``durable``.
     Raises OSError when the journal cannot be written (the caller decides what that means)."""
     directory = journal_dir(ledger_path)
     directory.mkdir(mode=0o700, exist_ok=True)
     final = _entry_path(directory, record.id)
     temp = final.with_suffix(".tmp")
-    data = json.dumps({"v": VERSION, "reservation_id": reservation_id, "request": _plain(record)},
-                      ensure_ascii=False).encode("utf-8")
+    data = json.dumps(
+        {"v": VERSION, "reservation_id": reservation_id, "request": _plain(record)}, ensure_ascii=False
+    ).encode("utf-8")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, data)

@@ -30,8 +30,16 @@ def test_an_entry_round_trips_and_is_owner_only(tmp_path: Path) -> None:
 def test_opening_the_ledger_replays_once_and_settles_the_reservation(tmp_path: Path) -> None:
     db = tmp_path / "l.db"
     with open_ledger(db) as ledger, ledger.write() as conn:
-        conn["reservations"].insert({"id": "res-1", "user": "alice", "request_id": "x", "amount_nusd": 9,
-                                     "created_at": "t", "expires_at": "2999-01-01T00:00:00Z"})
+        conn["reservations"].insert(
+            {
+                "id": "res-1",
+                "user": "alice",
+                "request_id": "x",
+                "amount_nusd": 9,
+                "created_at": "t",
+                "expires_at": "2999-01-01T00:00:00Z",
+            }
+        )
     journal.write(db, request(1), "res-1")
     journal.write(db, request(2), None)
     (journal.journal_dir(db) / "torn.tmp").write_bytes(b'{"v": 1, "requ')  # killed mid-write
