@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.money import amount_problem
 
 CONFIG_FILENAME = "cascadeflow.toml"
 APP_NAME = "cascadeflow"
@@ -288,8 +289,15 @@ class _Parser:
 
     def price(self, raw: Mapping[str, Any], section: str, name: str) -> Decimal | None:
         value = self.number(raw, section, name)
+        if value is None:
+            return None
         # via str() so 0.15 becomes Decimal("0.15"), not its binary approximation
-        return None if value is None else Decimal(str(raw[name]))
+        amount = Decimal(str(raw[name]))
+        # money-path: the per-value maximum; a budget that would round to $0 is refused
+        problem = amount_problem(amount, allow_tiny=section != "budgets.default")
+        if problem:
+            raise self.fail(f"{section}.{name}", problem)
+        return amount
 
     def names(self, raw: Mapping[str, Any], section: str, name: str) -> tuple[str, ...] | None:
         value = self.typed(

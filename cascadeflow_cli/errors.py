@@ -39,10 +39,41 @@ class MissingApiKeyError(CascadeError):
         self.env_var = env_var
 
 
+class InvalidApiKeyError(CascadeError):
+    """The variable holding a provider's key is set, but to something no provider takes
+    (a line break, a space, a non-ASCII or control character): refused before any call,
+    and never echoed."""
+
+    def __init__(self, model: str, env_var: str, problem: str) -> None:
+        super().__init__(
+            f"the API key in ${env_var} (model {model!r}) is not usable: it contains {problem}; "
+            "a key is one line of printable ASCII"
+        )
+        self.env_var = env_var
+
+
 class BudgetBlockedError(CascadeError):
     """The user's budget refuses this request (exit 3)."""
 
     exit_code = 3
+
+
+class NotRecordedError(CascadeError):
+    """Answered (and paid for), but the ledger write failed after the call: the answer is
+    still printed, the request waits in the side journal next to the ledger, and the next
+    command records it (exit 4). ``result`` is the answer, ``journaled`` whether the
+    journal could be written (if not, this cost is recorded nowhere: the message says so)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, result: object = None, *, journaled: bool = True) -> None:
+        super().__init__(message)
+        self.result = result
+        self.journaled = journaled
+
+
+class InterruptedRequest(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: finished calls are recorded, the rest released."""
 
 
 class ProviderError(CascadeError):

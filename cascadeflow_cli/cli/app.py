@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cascadeflow_cli.cli.context import state
-from cascadeflow_cli.errors import CascadeError
+from cascadeflow_cli.errors import CascadeError, InterruptedRequest
 
 app = typer.Typer(
     name="cascade",
@@ -71,8 +71,32 @@ def _register() -> None:
 _register()
 
 
+def _secrets() -> list[str]:
+    """Values that must never be shown: the configured key variables' (when the config
+    was loaded) and every secret-looking variable's."""
+    from cascadeflow_cli.redact import secret_values
+
+    config = _state.__dict__.get("config")  # the cached_property, only if already loaded
+    names = [m.api_key_env for m in config.models.values() if m.api_key_env] if config else []
+    return secret_values(names)
+
+
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"error: {_one_line(message)}\n")
+    """The one error renderer: one line on stderr, secrets redacted."""
+    from cascadeflow_cli.redact import redact
+
+    text = _one_line(" ".join(redact(message, _secrets()).split("\n")))
+    sys.stderr.write(f"error: {text}\n")
+    return code
+
+
+def _traceback(exc: BaseException, code: int) -> int:
+    """--debug: the traceback, through the same redaction as every error line."""
+    import traceback
+
+    from cascadeflow_cli.redact import redact
+
+    sys.stderr.write(redact("".join(traceback.format_exception(exc)), _secrets()))
     return code
 
 
@@ -134,8 +158,45 @@ def _command() -> typer.core.TyperGroup:
     return guard_text_params(typer.main.get_command(app))
 
 
+class _Signals:
+    """Ctrl-C and SIGTERM: the first interrupts (KeyboardInterrupt, so the request in
+    flight records its paid calls and releases its reservation); a second one during that
+    cleanup is ignored, so it cannot tear the ledger close into a traceback; a third
+    leaves at once (SQLite's commit is atomic; a reservation left behind is reclaimed by
+    the next command, its process being dead)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def install(self) -> None:
+        import signal
+
+        self.seen = 0
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def quiet(self) -> None:
+        """From here on (error rendering, closing the ledger) signals do not interrupt."""
+        self.seen = max(self.seen, 1)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        import os
+        import signal
+
+        self.seen += 1
+        if self.seen == 1:
+            raise InterruptedRequest() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if self.seen >= 3:
+            sys.stderr.write("error: interrupted\n")
+            os._exit(130)
+
+
+_signals = _Signals()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, map every failure to one line and an exit code."""
+    _signals.install()
     command = _command()
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     _state.debug = "--debug" in args
@@ -147,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
+        _signals.quiet()
         code = _fail("aborted", 130)
     except typer.TyperException as exc:  # typer's own click: bad flags, missing arguments
         if type(exc).__name__ == "NoArgsIsHelpError":  # `cascade budget`: show its help
@@ -155,21 +217,20 @@ def main(argv: list[str] | None = None) -> None:
         else:
             code = _fail(_usage_line(exc), 1)  # CLI.md: usage errors exit 1, one line
     except CascadeError as exc:
-        if _state.debug:
-            raise
-        code = _fail(str(exc), exc.exit_code)
+        code = _traceback(exc, exc.exit_code) if _state.debug else _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
+        _signals.quiet()
         code = _fail("interrupted", 130)
     except sqlite3.DatabaseError as exc:  # a damaged page met mid-read, past the checks at open
-        if _state.debug:
-            raise
-        code = _fail(_damaged_ledger_line(exc), 1)
+        code = _traceback(exc, 1) if _state.debug else _fail(_damaged_ledger_line(exc), 1)
     except BrokenPipeError:
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong
     except Exception as exc:
         if _state.debug:
-            raise
-        code = _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
+            code = _traceback(exc, 1)
+        else:
+            code = _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
     finally:
+        _signals.quiet()
         _state.close()
     sys.exit(code)

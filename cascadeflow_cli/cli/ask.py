@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,9 +32,9 @@ def ask(
     import sys
     from contextlib import nullcontext, suppress
 
-    from cascadeflow_cli.cli.render import ask_summary
     from cascadeflow_cli.cli.telemetry_hook import telemetry
     from cascadeflow_cli.engine.cascade import Cascade
+    from cascadeflow_cli.errors import NotRecordedError
     from cascadeflow_cli.text import decode_text
 
     if query == "-":
@@ -42,21 +42,40 @@ def ask(
     who = user or default_user()  # checked before the ledger is opened
     ctx = state()
     on_record = telemetry(ctx)  # before the ledger: a bad endpoint stops us with nothing written
-    cascade = Cascade(ctx.config, ctx.ledger(), on_record=on_record)
-    chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
     err = stderr_console()
+    # one line per provider retry, so a rate limit or a hanging server is never silent
+    cascade = Cascade(
+        ctx.config,
+        ctx.ledger(),
+        on_record=on_record,
+        on_retry=lambda notice: err.print(notice.describe(), markup=False, highlight=False),
+    )
+    chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()
-    with spinner:
-        result = cascade.run(
-            query, who, domain=domain, models=chain, system=system, max_tokens=max_tokens
-        )
+    try:
+        with spinner:
+            result = cascade.run(
+                query, who, domain=domain, models=chain, system=system, max_tokens=max_tokens
+            )
+    except NotRecordedError as exc:  # paid for: the answer is shown, then exit 4 says it waits
+        if exc.result is not None:
+            _show(exc.result, as_json, err)
+        raise
+    _show(result, as_json, err)
+    from cascadeflow_cli.engine.shadow import wait_pending
+
+    with suppress(KeyboardInterrupt):  # the answer is out and recorded: leaving loses only a label
+        wait_pending()
+
+
+def _show(result: Any, as_json: bool, err: Any) -> None:
+    import sys
+
+    from cascadeflow_cli.cli.render import ask_summary
+
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(result.answer.rstrip("\n") + "\n")
         err.print(ask_summary(result))
     sys.stdout.flush()  # the answer is out before any shadow verification is waited for
-    from cascadeflow_cli.engine.shadow import wait_pending
-
-    with suppress(KeyboardInterrupt):  # the answer is out and recorded: leaving loses only a label
-        wait_pending()

@@ -14,7 +14,7 @@ import typer
 
 from cascadeflow_cli.cli.app import state
 from cascadeflow_cli.cli.context import default_user, is_terminal
-from cascadeflow_cli.errors import InputError, LedgerError
+from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
 
 if TYPE_CHECKING:
     from cascadeflow_cli.engine.batch import BatchProgress, BatchRow
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 PLAIN_PROGRESS_EVERY_S = 5.0
 BAD_ROWS_SHOWN = 10  # input problems named on stderr (all of them are in the output)
+ROWS_FAILED_EXIT = 5  # CLI.md: the batch finished, but some rows ended in an error
 
 
 def batch(
@@ -56,7 +57,7 @@ def batch(
     reporter = _Reporter(count_rows(file), file)
     warm_up()
     runner = BatchRunner(
-        _cascade_factory(ctx.config, ledger, on_record), out.write, concurrency=concurrency,
+        _cascade_factory(ctx.config, ledger, reporter.retry, on_record), out.write, concurrency=concurrency,
         default_user=user or default_user(),
         external_id=lambda key: _external_id(batch_id, key),
         recover=_recoverer(ledger, committed), on_progress=reporter.update,
@@ -70,12 +71,18 @@ def batch(
         hint = "run again with --resume to finish" if out_path else "then run the rest"
         raise LedgerError(f"{exc}; stopped after {reporter.last_done:,} rows — fix it, then "
                           f"{hint}") from None
+    except NotRecordedError as exc:  # the answered row is written; the journal has it (exit 4)
+        hint = "; then run again with --resume to finish" if out_path else ""
+        raise NotRecordedError(f"{exc}; stopped after {reporter.last_done:,} rows{hint}", exc.result,
+                               journaled=exc.journaled) from None
     finally:
         out.close()
     from cascadeflow_cli.engine.shadow import wait_pending
 
     wait_pending()  # shadow verifications of accepted drafts (issue 9) still in flight
     reporter.summary(progress)
+    if progress.errors:  # CLI.md: finished, but some rows ended in an error (all are written)
+        raise typer.Exit(ROWS_FAILED_EXIT)
 
 
 def _external_id(batch_id: str, key: str) -> str:
@@ -132,14 +139,14 @@ class _Output:
             sys.stdout.flush()
 
 
-def _cascade_factory(config: Any, ledger: Ledger, on_record: Callable[[Any], None] | None = None
-                     ) -> Callable[[], Any]:
+def _cascade_factory(config: Any, ledger: Ledger, on_retry: Callable[[Any], None],
+                     on_record: Callable[[Any], None] | None = None) -> Callable[[], Any]:
     """A Cascade per worker thread, all on the one Ledger (which gives each thread its
     own SQLite connection) and the one provider (which keeps a connection per thread);
     ``on_record`` is telemetry's (one sink, exporting in the background as rows finish)."""
     from cascadeflow_cli.engine.cascade import Cascade
 
-    return lambda: Cascade(config, ledger, on_record=on_record)
+    return lambda: Cascade(config, ledger, on_retry=on_retry, on_record=on_record)
 
 
 def _recoverer(ledger: Ledger, committed: dict[str, str]
@@ -210,6 +217,17 @@ class _Reporter:
         elif time.monotonic() >= self._next_line:
             self._next_line = time.monotonic() + PLAIN_PROGRESS_EVERY_S
             sys.stderr.write(progress_line(p) + "\n")
+            sys.stderr.flush()
+
+    def retry(self, notice: Any) -> None:
+        """A provider retry in some row: one line, above the bar on a terminal."""
+        self._line(f"warning: {notice.describe()}")
+
+    def _line(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+        else:
+            sys.stderr.write(text + "\n")
             sys.stderr.flush()
 
     def bad_row(self, message: str) -> None:

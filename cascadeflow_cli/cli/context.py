@@ -43,6 +43,11 @@ class AppContext:
             from cascadeflow_cli.ledger.db import open_ledger
 
             self._ledger = open_ledger(self.resolved_db_path)
+            if self._ledger.journal_waiting:  # answered earlier, the ledger still cannot take them
+                n = self._ledger.journal_waiting
+                sys.stderr.write(f"warning: {n} answered request{'s' if n != 1 else ''} "
+                                 f"wait{'s' if n == 1 else ''} in {self._ledger.path}.journal: "
+                                 "the ledger cannot be written\n")
         return self._ledger
 
     def close(self) -> None:

@@ -237,7 +237,8 @@ def budget_table(status: Any) -> FittedTable:
         row = [s.window, format_usd(s.limit_nusd), format_usd(s.spent_nusd)]
         if in_flight:
             row.append(format_usd(s.reserved_nusd) if s.reserved_nusd else "-")
-        row += [format_usd(max(s.limit_nusd - s.used_nusd, 0)), Text(f"{pct:.0%}", style=style), resets]
+        used = Text(f"{s.pct_used:.0f}%", style=style)
+        row += [format_usd(max(s.limit_nusd - s.used_nusd, 0)), used, resets]
         body.append(row)
     headers = [("window", "left"), ("limit", "right"), ("spent", "right")]
     if in_flight:

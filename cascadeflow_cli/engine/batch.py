@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.errors import CascadeError, InputError, LedgerError
+from cascadeflow_cli.errors import CascadeError, InputError, LedgerError, NotRecordedError
+from cascadeflow_cli.redact import redact
 from cascadeflow_cli.text import text_problem
 
 if TYPE_CHECKING:
@@ -354,6 +355,8 @@ class BatchRunner:
         while True:
             self._in_flight -= 1
             if outcome.failure is not None:
+                if outcome.result is not None:  # answered, not recorded: the line is still written
+                    self._emit(outcome, progress)
                 raise outcome.failure
             self._emit(outcome, progress)
             try:
@@ -381,10 +384,15 @@ class BatchRunner:
                                  external_id=ext)
         except LedgerError as exc:
             return _Outcome(row, failure=exc)  # the ledger cannot take more: the batch stops
+        except NotRecordedError as exc:  # paid and journaled: write the answer, then stop
+            result: Any = exc.result
+            if result is None:
+                return _Outcome(row, failure=exc)
+            return _Outcome(row, {"id": row.id, **result.to_json()}, cost_nusd=result.cost_nusd, failure=exc)
         except CascadeError as exc:
-            return _Outcome(row, {"id": row.id, "error": str(exc)}, error=True)
+            return _Outcome(row, {"id": row.id, "error": redact(str(exc))}, error=True)
         except Exception as exc:  # a bug must not take the other rows down with it
-            return _Outcome(row, {"id": row.id, "error": f"unexpected {type(exc).__name__}: {exc}"},
+            return _Outcome(row, {"id": row.id, "error": redact(f"unexpected {type(exc).__name__}: {exc}")},
                             error=True)
         return _Outcome(row, {"id": row.id, **result.to_json()}, cost_nusd=result.cost_nusd)
 
@@ -424,7 +432,7 @@ class BatchRunner:
         while self._in_flight > 0:
             outcome = self._results.get()
             self._in_flight -= 1
-            if outcome.failure is not None:
+            if outcome.failure is not None and outcome.result is None:
                 continue
             try:
                 self._emit(outcome, progress)

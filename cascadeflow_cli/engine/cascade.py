@@ -4,6 +4,7 @@ into the ledger in one transaction with its request."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -31,11 +32,19 @@ from cascadeflow_cli.engine.providers import (
     complete,
     provider_for,
 )
-from cascadeflow_cli.engine.providers.base import MAX_BACKOFF_S
+from cascadeflow_cli.engine.providers.base import RetryNotice, model_deadline_s
+from cascadeflow_cli.engine.recording import UNFINISHED, check_text, record_request
 from cascadeflow_cli.engine.shadow import should_shadow
 from cascadeflow_cli.engine.signals import sample_draft, validate_with_signals
 from cascadeflow_cli.engine.validators import build_validator
-from cascadeflow_cli.errors import BudgetBlockedError, CascadeError, InputError, ProviderError
+from cascadeflow_cli.errors import (
+    BudgetBlockedError,
+    CascadeError,
+    InputError,
+    NotRecordedError,
+    ProviderError,
+)
+from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger.db import Ledger
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
 from cascadeflow_cli.ledger.labels import CallSignals
@@ -43,6 +52,7 @@ from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 from cascadeflow_cli.money import usd
 from cascadeflow_cli.quality import QualityResult, QualityValidator
 from cascadeflow_cli.quality.live_signals import live_signals
+from cascadeflow_cli.redact import redact
 from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
 
 DEFAULT_USER = "default"
@@ -169,6 +179,7 @@ class _Request:
     decision: Decision | None = None
     messages: list[dict[str, str]] = field(default_factory=list)
     max_tokens: int = 0
+    journaled: bool = False  # an entry was written ahead to the side journal
 
 
 class Cascade:
@@ -185,11 +196,14 @@ class Cascade:
         sleep: Callable[[float], None] = time.sleep,
         gate: BudgetGate | bool | None = True,
         on_record: Callable[[RequestRecord], None] | None = None,
+        on_retry: Callable[[RetryNotice], None] | None = None,
     ) -> None:
         """``gate``: True builds the budget gate over ``ledger`` (the default), False or
         None runs without budgets, or pass your own BudgetGate. ``on_record`` sees each
-        request once the ledger holds it (telemetry); it must not raise."""
+        request once the ledger holds it (telemetry); it must not raise. ``on_retry``
+        hears of each provider retry before its wait (the CLI prints one line)."""
         self.on_record = on_record
+        self.on_retry = on_retry
         self.config = config
         self.ledger = ledger
         if gate is True:
@@ -262,8 +276,7 @@ class Cascade:
         return candidate if cheaper else None
 
     def _reservation_ttl(self, chain: Sequence[ModelConfig]) -> float:
-        per_model = (m.timeout * (m.max_retries + 1) + MAX_BACKOFF_S * m.max_retries for m in chain)
-        return sum(per_model) + 60.0
+        return sum(model_deadline_s(m) for m in chain) + 60.0
 
     def run(
         self,
@@ -280,6 +293,7 @@ class Cascade:
             raise InputError("the query is empty")
         if not user.strip():
             raise InputError("the user name is empty")
+        check_text(query=query, user=user, domain=domain, system=system)  # now, not after paying
         routed = self.route(query, domain)
         domain = routed.domain if routed else None
         chain = self.resolve_chain(models, domain)
@@ -294,6 +308,9 @@ class Cascade:
         messages.append({"role": "user", "content": query})
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
         req.messages, req.max_tokens = messages, wanted_tokens
+        checkpoint("before-reserve")
+        if self.ledger is not None:
+            self.ledger.check_writable()  # a read-only ledger or a full disk: before paying
         if self.gate is not None:
             req.decision = self.gate.reserve(
                 user,
@@ -307,6 +324,7 @@ class Cascade:
                 self._record(req, status="blocked", error=req.decision.message)
                 raise BudgetBlockedError(req.decision.message or f"{user}: blocked by budget")
             chain = self.config.chain(req.decision.models)
+        checkpoint("after-reserve")
         prices = [self.price(m) for m in chain]
         try:
             for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
@@ -333,13 +351,14 @@ class Cascade:
                 )
                 attempt.accepted = last or attempt.quality.passed
                 if attempt.accepted:
-                    break
+                    break  # the final record is journaled ahead of its commit (recording.py)
+                self._record(req, status="interrupted", error=UNFINISHED, ahead=True)  # paid, escalating
         except KeyboardInterrupt:
             # Calls that finished were paid for: keep them, marked interrupted.
-            self._record(req, status="interrupted", error="interrupted by the user")
+            self._record_failure(req, status="interrupted", error="interrupted by the user")
             raise
         except CascadeError as exc:
-            self._record(req, status="error", error=str(exc))
+            self._record_failure(req, status="error", error=str(exc))
             raise
         except BaseException:
             if req.decision is not None and self.ledger is not None:
@@ -357,11 +376,13 @@ class Cascade:
         provider = self.provider_lookup(attempt.model)
         request = ChatRequest(messages, tokens)
         if not sample or (not q.logprobs and q.consistency_samples <= 1):
-            attempt.completion = complete(provider, attempt.model, request, sleep=self.sleep)
+            attempt.completion = complete(
+                provider, attempt.model, request, sleep=self.sleep, on_retry=self.on_retry
+            )
             return
         drawn = sample_draft(
             provider, attempt.model, request, samples=q.consistency_samples, logprobs=q.logprobs,
-            query=req.query, domain=req.domain, sleep=self.sleep,
+            query=req.query, domain=req.domain, sleep=self.sleep, on_retry=self.on_retry,
         )
         attempt.completion = drawn.completion
         attempt.choices = max(1, len(drawn.completion.choices))
@@ -375,6 +396,11 @@ class Cascade:
                 more.completion = extra
                 self._price(more, messages)
             req.attempts.append(more)
+
+    def _record_failure(self, req: _Request, *, status: str, error: str) -> None:
+        """Record a failed request; if the ledger can't, the journal has it and the error stands."""
+        with contextlib.suppress(NotRecordedError):
+            self._record(req, status=status, error=error)
 
     def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
@@ -412,9 +438,11 @@ class Cascade:
         error: str | None,
         chain: list[ModelConfig] | None = None,
         prices: list[Price] | None = None,
+        ahead: bool = False,
     ) -> CascadeResult:
         latency_ms = (time.perf_counter() - req.started) * 1000
         ts = format_ts(req.started_at)
+        error = redact(error) if error else error  # no key ever reaches the ledger
         request_id, user, query, domain, decision = req.id, req.user, req.query, req.domain, req.decision
         attempts = req.attempts
         store = self.config.ledger.store_prompts
@@ -424,7 +452,7 @@ class Cascade:
             comp = a.completion
             q = a.quality
             failed = comp is None
-            err = str(a.error) if a.error else (error if failed else None)
+            err = redact(str(a.error)) if a.error else (error if failed else None)
             call_records.append(
                 CallRecord(
                     id=f"{request_id}-{seq}",
@@ -507,7 +535,10 @@ class Cascade:
             if a.completion is not None and (a.logprobs is not None or a.samples is not None)
         )
         if self.ledger is not None:
-            self.ledger.record(
+            record_request(
+                self.ledger,
+                req,
+                result,
                 record := RequestRecord(
                     id=request_id,
                     ts=ts,
@@ -536,9 +567,9 @@ class Cascade:
                     calibrated=result.calibrated,
                     signals=signals,
                 ),
-                reservation_id=decision.reservation_id if decision else None,
+                ahead=ahead,
             )
-            if self.on_record is not None:
+            if self.on_record is not None and not ahead:  # a journal-only record is not final
                 self.on_record(record)
         if result.draft_accepted and chain and should_shadow(request_id, self.config.quality.shadow_rate):
             self._start_shadow(req, result, chain[-1])

@@ -45,25 +45,26 @@ def sample_draft(
     query: str,
     domain: str | None,
     sleep: Callable[[float], None],
+    on_retry: Callable[[Any], None] | None = None,
 ) -> SampledDraft:
     """Ask the draft model for ``samples`` answers (with log-probabilities if ``logprobs``).
     Raises the first call's ProviderError (the draft failed); a later sample's failure is
     kept as that call's outcome and the vote goes on with the samples that came."""
     asked = replace(request, logprobs=logprobs, n=samples)
     try:
-        first = complete(provider, model, asked, sleep=sleep)
+        first = complete(provider, model, asked, sleep=sleep, on_retry=on_retry)
     except ProviderBadRequestError:
         if not (logprobs or samples > 1):
             raise
         asked = replace(request)  # a provider that refuses the extras: ask plainly
-        first = complete(provider, model, asked, sleep=sleep)
+        first = complete(provider, model, asked, sleep=sleep, on_retry=on_retry)
     choices: list[Choice] = list(first.choices) or [Choice(first.text, first.finish_reason)]
     choices = choices[:samples]
     extra: list[Completion | ProviderError] = []
     single = replace(asked, n=1)
     while len(choices) + sum(isinstance(e, ProviderError) for e in extra) < samples:
         try:
-            more = complete(provider, model, single, sleep=sleep)
+            more = complete(provider, model, single, sleep=sleep, on_retry=on_retry)
         except ProviderError as exc:
             extra.append(exc)
             continue

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.windows import WINDOWS, Window
-from cascadeflow_cli.money import nanos_from_usd
+from cascadeflow_cli.money import amount_problem, money_sum_sql, nanos, nanos_from_usd
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -58,17 +58,19 @@ class BudgetConfig:
 
 
 def parse_limit(value: Any, window: str) -> Decimal:
-    """A limit as a user typed it: a positive, finite amount of USD."""
+    """A limit as a user typed it: a finite amount of USD from $0 ("may spend nothing")
+    to MAX_AMOUNT_USD; an amount that would round to $0 is refused, not stored as 0."""
     try:
         amount = Decimal(str(value).strip().lstrip("$"))
     except (InvalidOperation, ValueError):
         raise InputError(f"--{window}: {value!r} is not an amount of USD") from None
     if not amount.is_finite() or (isinstance(value, float) and not math.isfinite(value)):
         raise InputError(f"--{window}: {value!r} is not a finite amount")
-    if amount <= 0:
-        raise InputError(f"--{window}: a limit must be more than $0 (use `cascade budget rm` to remove one)")
-    if amount > Decimal(10) ** 9:
-        raise InputError(f"--{window}: {value!r} is too large")
+    if amount < 0:
+        raise InputError(f"--{window}: a limit must not be negative (use `cascade budget rm` to remove one)")
+    problem = amount_problem(amount)
+    if problem:
+        raise InputError(f"--{window}: {value} {problem}")
     return amount
 
 
@@ -198,20 +200,21 @@ def window_spend(db: sqlite_utils.Database, user: str, win: Window) -> int:
     """Recorded spend of ``user`` inside ``win``, in nano-dollars."""
     if win.end is None:
         rows = list(db.query("select cost_nusd from spend_totals where user = ?", [user]))
-        return rows[0]["cost_nusd"] if rows else 0
+        return nanos(rows[0]["cost_nusd"]) if rows else 0
     aligned = all(
         m.minute % BUCKET_MINUTES == 0 and m.second == 0 and m.microsecond == 0 for m in (win.start, win.end)
     )
     if aligned:
         sql = (
-            "select coalesce(sum(cost_nusd), 0) as s from spend_buckets "
+            f"select {money_sum_sql('cost_nusd')} as s from spend_buckets "
             "where user = ? and bucket >= ? and bucket < ?"
         )
         params = [user, _bucket_key(win.start), _bucket_key(win.end)]
     else:
-        sql = "select coalesce(sum(cost_nusd), 0) as s from requests where user = ? and ts >= ? and ts < ?"
+        sql = (f"select {money_sum_sql('cost_nusd')} as s from requests "
+               "where user = ? and ts >= ? and ts < ?")
         params = [user, format_ts(win.start), format_ts(win.end)]
-    return next(iter(db.query(sql, params)))["s"]
+    return nanos(next(iter(db.query(sql, params)))["s"])
 
 
 def request_count(db: sqlite_utils.Database, user: str) -> int:
@@ -222,6 +225,6 @@ def request_count(db: sqlite_utils.Database, user: str) -> int:
 def reserved_spend(db: sqlite_utils.Database, user: str) -> int:
     """Worst-case cost of this user's requests in flight."""
     row = next(
-        iter(db.query("select coalesce(sum(amount_nusd), 0) as s from reservations where user = ?", [user]))
+        iter(db.query(f"select {money_sum_sql('amount_nusd')} as s from reservations where user = ?", [user]))
     )
-    return row["s"]
+    return nanos(row["s"])

@@ -7,6 +7,7 @@ makes the second writer wait instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.faults import checkpoint
+from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.batch_ids import migrate_batch_ids
 from cascadeflow_cli.ledger.call_details import migrate_call_details
 from cascadeflow_cli.ledger.labels import insert_signals, migrate_labels
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 BUSY_TIMEOUT_S = 30.0
+MIN_FREE_BYTES = 1 << 20  # less free disk than this: refuse a request before paying for it
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -153,6 +157,45 @@ class Ledger:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot open ledger: {exc}") from None
+        self.journal_waiting = self.replay_journal()
+
+    # --- the side journal (ledger/journal.py) --------------------------------------
+
+    def replay_journal(self) -> int:
+        """Record the paid requests waiting in the side journal (idempotent: a request
+        already in the ledger is skipped) and delete their entries. Returns how many still
+        wait (the ledger could not take them: not writable now)."""
+        entries = journal.pending(self.path)
+        for number, (entry, record, reservation_id) in enumerate(entries):
+            if not self.writable():
+                return len(entries) - number
+            try:
+                self.record(record, reservation_id)
+            except LedgerError:
+                return len(entries) - number
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        return 0
+
+    def writable(self) -> bool:
+        return os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK | os.X_OK)
+
+    def check_writable(self) -> None:
+        """Before anything is paid for: the ledger file and its directory (where SQLite
+        keeps its -wal file and we the journal) can be written, and the disk has room."""
+        if not self.writable():
+            raise LedgerError(f"{self.path}: cannot write ledger: the file or its directory is read-only "
+                              "(nothing was sent to a provider)")
+        if self.journal_waiting:  # spend the ledger has not taken: budgets would run ahead of it
+            raise LedgerError(f"{self.path}: {self.journal_waiting} answered request(s) in "
+                              f"{journal.journal_dir(self.path)} cannot be recorded; nothing was sent")
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        if fs.f_bavail * fs.f_frsize < MIN_FREE_BYTES:
+            raise LedgerError(f"{self.path}: cannot write ledger: the disk is full "
+                              "(nothing was sent to a provider)")
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -233,6 +276,8 @@ class Ledger:
             conn = db.conn
             if reservation_id is not None:
                 conn.execute("delete from reservations where id = ?", [reservation_id])
+            if conn.execute("select 1 from requests where id = ?", [request.id]).fetchone():
+                return  # recorded already (a journal replay got here first): idempotent
             # plain prepared inserts: sqlite-utils' insert() rebuilds its SQL and looks the
             # table up on every call, which was a sixth of a batch row's CPU under the GIL
             conn.execute(_insert_sql("requests", tuple(row)), list(row.values()))
@@ -240,6 +285,7 @@ class Ledger:
                 conn.executemany(_insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
             if request.signals:
                 insert_signals(db, request.id, request.signals)
+            checkpoint("in-commit")
 
     # --- reading ------------------------------------------------------------------
 

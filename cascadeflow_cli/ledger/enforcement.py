@@ -5,6 +5,7 @@ transaction, so concurrent processes cannot both spend the last dollar."""
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import socket
 import sys
@@ -53,7 +54,18 @@ class WindowState:
         return self.spent_nusd + self.reserved_nusd
 
     def fraction(self, extra_nusd: int = 0) -> float:
-        return (self.used_nusd + extra_nusd) / self.limit_nusd
+        """Share of the limit used; a $0 limit ("may spend nothing") is exactly used up
+        while nothing is spent, and infinitely past it after."""
+        used = self.used_nusd + extra_nusd
+        if self.limit_nusd <= 0:
+            return 1.0 if used <= 0 else math.inf
+        return used / self.limit_nusd
+
+    @property
+    def pct_used(self) -> float:
+        """Percent of the limit used, finite for JSON (a spent $0 limit shows 100)."""
+        fraction = self.fraction()
+        return round(100 * fraction, 2) if math.isfinite(fraction) else 100.0
 
     def crosses(self, at: float, extra_nusd: int) -> bool:
         """Would spending ``extra_nusd`` more go past ``at`` × the limit? Exact integers."""
@@ -65,6 +77,10 @@ class Verdict:
     action: str
     window: WindowState | None = None
     message: str | None = None
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction:.0%}" if math.isfinite(fraction) else "all"
 
 
 def _tightest(states: Sequence[WindowState], extra: int = 0) -> WindowState:
@@ -109,9 +125,10 @@ def judge(
             return Verdict("degrade", worst, f"switched to cheaper models: {_describe(user, worst)}")
         return Verdict("block", worst, f"blocked: {_describe(user, worst, estimate_nusd)}")
     if policy.mode == "degrade" and pct >= policy.degrade_at and degraded_estimate_nusd is not None:
-        return Verdict("degrade", now, f"switched to cheaper models: {_describe(user, now)} ({pct:.0%} used)")
+        text = f"switched to cheaper models: {_describe(user, now)} ({_percent(pct)} used)"
+        return Verdict("degrade", now, text)
     if pct >= policy.warn_at:
-        return Verdict("warn", now, f"warning: {_describe(user, now)} ({pct:.0%} used)")
+        return Verdict("warn", now, f"warning: {_describe(user, now)} ({_percent(pct)} used)")
     return Verdict("allow", now)
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.export import COLUMN_NAMES
-from cascadeflow_cli.money import nanos_from_usd
+from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
 from cascadeflow_cli.text import LineDecodeError, Utf8Lines, text_problem
 
 if TYPE_CHECKING:
@@ -376,20 +376,28 @@ def _money(value: Any, loc: str, name: str, *, signed: bool = False) -> int | No
         return None
     if number < 0 and not signed:
         raise ImportRowError(f"{loc}: {name} is negative: {number}")
+    if abs(number) > MAX_AMOUNT_USD:  # would overflow the ledger's int64 nano-dollars
+        raise ImportRowError(f"{loc}: {name} {number} is above the maximum of ${MAX_AMOUNT_USD:,} per row")
     return nanos_from_usd(number)
 
 
 def _count(value: Any, loc: str, name: str, default: int = 0) -> int:
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
         return value
-    if type(value) is str and value.isascii() and value.isdigit():
-        return int(value)
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) < 19:
+        return _capped(int(value), loc, name)
     number = _number(value, loc, name)
     if number is None:
         return default
     if number != number.to_integral_value() or number < 0:
         raise ImportRowError(f"{loc}: {name} must be a whole number >= 0, got {number}")
-    return int(number)
+    return _capped(int(number), loc, name)
+
+
+def _capped(count: int, loc: str, name: str) -> int:
+    if count > MAX_COUNT:  # SQLite stores int64, and sums of them must not overflow
+        raise ImportRowError(f"{loc}: {name} {count} is above the maximum of {MAX_COUNT:,} per row")
+    return count
 
 
 def _real(value: Any, loc: str, name: str) -> float | None:

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from cascadeflow_cli.clock import format_ts, parse_ts
 from cascadeflow_cli.ledger.windows import local_midnight
+from cascadeflow_cli.money import money_sum_sql, nanos
 
 if TYPE_CHECKING:
     from cascadeflow_cli.ledger.db import Ledger
@@ -100,14 +101,14 @@ def _grouped(ledger: Ledger, source: str, ts: str, cost: str, where: tuple[list[
     group = f"{key}, " if key else ""
     # whole seconds: SQLite rounds fractions to milliseconds, so 23:59:59.9999 would be
     # counted on the next day
-    sql = (f"SELECT {group}date(substr({ts}, 1, 19), {shift_sql}) AS day, sum({cost}) FROM {source} "
-           f"WHERE {condition} GROUP BY {group}day")
+    sql = (f"SELECT {group}date(substr({ts}, 1, 19), {shift_sql}) AS day, {money_sum_sql(cost)} "
+           f"FROM {source} WHERE {condition} GROUP BY {group}day")
     out: dict[str | None, dict[date, int]] = {}
     for row in db.execute(sql, [*shift_params, *params]).fetchall():
-        k, day, nanos = (row[0], row[1], row[2]) if key else (None, row[0], row[1])
+        k, day, total = (row[0], row[1], row[2]) if key else (None, row[0], row[1])
         if day is None:
             continue  # a timestamp SQLite cannot read: not ours, skip it
-        out.setdefault(k, {})[date.fromisoformat(day)] = int(nanos or 0)
+        out.setdefault(k, {})[date.fromisoformat(day)] = nanos(total)
     return out
 
 

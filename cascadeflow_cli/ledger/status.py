@@ -47,7 +47,7 @@ class BudgetStatus:
                     "spent": usd(s.spent_nusd),
                     "reserved": usd(s.reserved_nusd),
                     "remaining": usd(max(s.limit_nusd - s.used_nusd, 0)),
-                    "pct_used": round(100 * s.fraction(), 2),
+                    "pct_used": s.pct_used,
                     "resets_at": local(s.resets_at),
                 }
                 for s in self.states

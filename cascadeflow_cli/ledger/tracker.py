@@ -17,7 +17,7 @@ from cascadeflow_cli.ledger.db import Ledger, open_ledger
 from cascadeflow_cli.ledger.enforcement import ACTIONS, EnforcementCallbacks, HookError, enforcement_context
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 from cascadeflow_cli.ledger.status import budget_status
-from cascadeflow_cli.money import nanos_from_usd, usd
+from cascadeflow_cli.money import money_sum_sql, nanos, nanos_from_usd, usd
 
 
 class CostTracker:
@@ -106,13 +106,13 @@ class CostTracker:
         total = next(
             iter(
                 self.ledger.db.query(
-                    "select coalesce(sum(cost_nusd), 0) as s from requests where user = ?", [user_id]
+                    f"select {money_sum_sql('cost_nusd')} as s from requests where user = ?", [user_id]
                 )
             )
         )["s"]
         return {
             "user_id": user_id,
-            "total_cost": usd(total),
+            "total_cost": usd(nanos(total)),
             "entries": status.requests,
             "budget": status.budget,
             "windows": status.to_json()["windows"],

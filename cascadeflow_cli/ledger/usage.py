@@ -23,6 +23,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 
 from cascadeflow_cli.ledger.export import LedgerFilter
+from cascadeflow_cli.money import money_sum_sql as exact_sum
+from cascadeflow_cli.money import nanos
 
 GROUPINGS = ("user", "model", "provider", "domain", "day")
 _SLOT_SQL = ("substr(r.ts, 1, 14) || printf('%02d', cast(substr(r.ts, 15, 2) as integer) / 15 * 15)")
@@ -105,11 +107,11 @@ def _request_level(conn: sqlite3.Connection, flt: LedgerFilter, by: str) -> dict
     key = _REQUEST_KEYS[by]
     where, params = flt.where(calls=None)
     per_request = conn.execute(
-        f"SELECT {key} AS k, count(*), sum(r.cost_nusd), sum(r.savings_nusd), "
-        f"sum(r.verifier_only_cost_nusd), sum(r.draft_accepted), sum(r.status != 'ok') "
+        f"SELECT {key} AS k, count(*), {exact_sum('r.cost_nusd')}, {exact_sum('r.savings_nusd')}, "
+        f"{exact_sum('r.verifier_only_cost_nusd')}, sum(r.draft_accepted), sum(r.status != 'ok') "
         f"FROM requests r WHERE {where} GROUP BY k", params).fetchall()
     per_call = conn.execute(
-        f"SELECT {key} AS k, count(c.id), sum(c.input_tokens), sum(c.output_tokens), "
+        f"SELECT {key} AS k, count(c.id), {exact_sum('c.input_tokens')}, {exact_sum('c.output_tokens')}, "
         f"sum(c.seq = 0 AND c.role = 'draft') "
         f"FROM requests r JOIN calls c ON c.request_id = r.id WHERE {where} GROUP BY k",
         params).fetchall()
@@ -117,8 +119,8 @@ def _request_level(conn: sqlite3.Connection, flt: LedgerFilter, by: str) -> dict
     result: dict[str | None, UsageRow] = {}
     for k, requests, cost, savings, baseline, accepted, errors in per_request:
         _, n_calls, tokens_in, tokens_out, drafts = calls.get(k, (k, 0, 0, 0, 0))
-        result[k] = UsageRow(k, requests, n_calls or 0, cost or 0, tokens_in or 0, tokens_out or 0,
-                             drafts or 0, accepted or 0, savings or 0, baseline or 0, errors or 0)
+        result[k] = UsageRow(k, requests, n_calls or 0, nanos(cost), nanos(tokens_in), nanos(tokens_out),
+                             drafts or 0, accepted or 0, nanos(savings), nanos(baseline), errors or 0)
     return result
 
 
@@ -126,21 +128,21 @@ def _call_level(conn: sqlite3.Connection, flt: LedgerFilter, by: str) -> dict[st
     key = _CALL_KEYS[by]
     where, params = flt.where(calls=None)
     per_call = conn.execute(
-        f"SELECT {key} AS k, count(DISTINCT c.request_id), count(*), sum(c.cost_nusd), "
-        f"sum(c.input_tokens), sum(c.output_tokens), sum(c.role = 'draft'), "
+        f"SELECT {key} AS k, count(DISTINCT c.request_id), count(*), {exact_sum('c.cost_nusd')}, "
+        f"{exact_sum('c.input_tokens')}, {exact_sum('c.output_tokens')}, sum(c.role = 'draft'), "
         f"sum(c.role = 'draft' AND c.accepted = 1), sum(c.status != 'ok') "
         f"FROM requests r JOIN calls c ON c.request_id = r.id WHERE {where} GROUP BY k",
         params).fetchall()
     credited = conn.execute(
-        f"SELECT {key} AS k, sum(r.savings_nusd), sum(r.verifier_only_cost_nusd) "
+        f"SELECT {key} AS k, {exact_sum('r.savings_nusd')}, {exact_sum('r.verifier_only_cost_nusd')} "
         f"FROM requests r JOIN calls c ON c.request_id = r.id AND c.seq = 0 WHERE {where} "
         f"GROUP BY k", params).fetchall()
     savings = {row[0]: row for row in credited}
     result: dict[str | None, UsageRow] = {}
     for k, requests, n_calls, cost, tokens_in, tokens_out, drafts, accepted, errors in per_call:
         _, saved, baseline = savings.get(k, (k, 0, 0))
-        result[k] = UsageRow(k, requests, n_calls, cost or 0, tokens_in or 0, tokens_out or 0,
-                             drafts or 0, accepted or 0, saved or 0, baseline or 0, errors or 0)
+        result[k] = UsageRow(k, requests, n_calls, nanos(cost), nanos(tokens_in), nanos(tokens_out),
+                             drafts or 0, accepted or 0, nanos(saved), nanos(baseline), errors or 0)
     return result
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -201,7 +203,10 @@ def test_provider_error_on_every_model_exits_2_and_is_recorded(cli: CliRunner,
     server.set_behavior("gpt-4o", ModelBehavior(status=500))
     run = cli("ask", QUERY)
     assert run.code == 2
-    assert_one_error_line(run.stderr)
+    *retries, last = stderr_lines(run.stderr)
+    assert_one_error_line(last)
+    # issue 11: each retry is one line (no silent waits)
+    assert [r.split(",")[0] for r in retries] == ["mini: HTTP 500"] * 2 + ["big: HTTP 500"] * 2
     assert run.stdout == ""
     # after retries: 1 + max_retries (2) attempts for each model
     assert server.request_count("gpt-4o-mini") == 3 and server.request_count("gpt-4o") == 3
@@ -329,3 +334,66 @@ def test_a_detected_domain_routes_and_is_shown(cli: CliRunner, tmp_path: Path, s
     assert server.request_count("gpt-4o") == 1 and server.request_count("gpt-4o-mini") == 0
     given = cli("ask", QUERY, "--domain", "code", "--json", CASCADE_CONFIG=str(config)).json()
     assert (given["domain"], given["domain_confidence"]) == ("code", 1.0)
+
+
+@pytest.mark.parametrize("key", ["sk-SECRET123\nsk-OTHER", "sk-SECRETé99"])
+def test_an_unusable_key_is_refused_before_any_call_and_never_echoed(cli: CliRunner, server: ReplayServer,
+                                                                     tmp_path: Path, key: str) -> None:
+    """Issue 11: the key used to leak as "unexpected ValueError: Invalid header value b'Bearer ...'"."""
+    config = write_config(tmp_path, config_text(server.base_url, mini_extra='api_key_env = "OPENAI_API_KEY"'))
+    for debug in ([], ["--debug"]):
+        run = cli("--config", str(config), *debug, "ask", QUERY, OPENAI_API_KEY=key)
+        assert run.code == 1
+        assert "SECRET" not in run.stderr + run.stdout and "OTHER" not in run.stderr
+        assert "unexpected" not in run.stderr and "OPENAI_API_KEY" in run.stderr
+        if not debug:
+            assert_one_error_line(run.stderr)
+    assert server.request_count() == 0
+    assert rows(cli.db, "reservations") == []
+
+
+def test_each_retry_is_one_line_on_stderr(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, status=429, fail_times=1,
+                                                     retry_after=0.2))
+    run = cli("ask", QUERY)
+    assert run.code == 0, run.stderr
+    assert stderr_lines(run.stderr)[0] == "mini: HTTP 429, retrying in 0.2 s (2 of 3)"
+
+
+def test_a_retry_after_past_the_deadline_fails_at_once(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(status=429, retry_after=100))
+    server.set_behavior("gpt-4o", ModelBehavior(status=429, retry_after=100))
+    run = cli("ask", QUERY)
+    assert run.code == 2, run.stderr
+    assert_one_error_line(run.stderr)
+    assert "deadline" in run.stderr
+    assert server.request_count() == 2  # one try each: no 100 s waits
+
+
+def test_a_query_that_is_not_utf8_is_refused_before_any_call(cli: CliRunner, server: ReplayServer) -> None:
+    """Issue 11: `printf 'caf\\xe9 ?' | cascade ask -` failed only after the provider was paid."""
+    proc = subprocess.run([sys.executable, "-m", "cascadeflow_cli", "ask", "-"], cwd=cli.cwd,
+                          env={**cli.env(), "PYTHONIOENCODING": "utf-8:surrogateescape"},
+                          input=b"caf\xe9 ?", capture_output=True, timeout=60)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 1, stderr
+    assert_one_error_line(stderr)
+    assert "UTF-8" in stderr
+    assert server.request_count() == 0
+
+
+@pytest.mark.usefixtures("good_mini")
+def test_a_read_only_ledger_is_refused_before_any_call_for_a_user_without_budget(cli: CliRunner,
+                                                                               server: ReplayServer) -> None:
+    """Issue 11: without a budget nothing was written before the call, so a read-only
+    ledger was found only after the provider was paid."""
+    from tests.cli.test_faults import immutable
+
+    assert cli("ask", QUERY).code == 0  # the ledger exists
+    paid = server.request_count()
+    with immutable(cli.db):
+        run = cli("ask", "What is the capital of Spain?")
+    assert run.code == 1, run.stderr
+    assert_one_error_line(run.stderr)
+    assert "read-only" in run.stderr and "nothing was sent" in run.stderr
+    assert server.request_count() == paid

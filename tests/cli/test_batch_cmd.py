@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cascadeflow_cli.engine.batch import BatchProgress
+from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from tests.cli.support import ASK_KEYS, rows, stderr_lines, wait_until
@@ -64,7 +65,7 @@ def test_one_result_line_per_row(cli: CliRunner, good: ReplayServer, tmp_path: P
     queries = tmp_path / "in.jsonl"
     write_queries(queries, 6, extra='{not json\n\n{"id": 99, "query": ""}\n{"query": "no id here?"}\n')
     run = cli("batch", str(queries), "--output", "out.jsonl", "--user", "carol", "--concurrency", "3")
-    assert run.code == 0, run.stderr
+    assert run.code == 5, run.stderr  # CLI.md: finished, some rows ended in an error
     assert run.stdout == ""
     results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(results) == 9
@@ -165,15 +166,17 @@ def test_a_full_disk_stops_with_one_line_and_no_partial_rows(cli: CliRunner, goo
     proc = subprocess.run([sys.executable, "-m", "cascadeflow_cli", "batch", "in.jsonl", "-o", "out.jsonl"],
                           cwd=tmp_path, env=cli.env(), capture_output=True, text=True, timeout=120,
                           preexec_fn=small_files)
-    assert proc.returncode == 1, proc.stderr
+    # issue 11: the rows paid for but not recorded are written and wait in the journal (exit 4)
+    assert proc.returncode == 4, proc.stderr
     assert_one_error_line(proc.stderr)
     assert "full" in proc.stderr or "disk" in proc.stderr, proc.stderr
-    assert "--resume" in proc.stderr
+    assert "--resume" in proc.stderr and "journal" in proc.stderr
     out = tmp_path / "out.jsonl"
     written = output_ids(out)
     assert 0 < len(written) < 300
     committed = {str(r["external_id"]).split(":", 1)[1] for r in rows(cli.db, "requests")}
-    assert set(written) <= committed
+    journaled = {str(rec.external_id).split(":", 1)[1] for _, rec, _ in journal.pending(cli.db)}
+    assert journaled and set(written) <= committed | journaled
     for request in rows(cli.db, "requests"):  # whole requests only: each has its call
         assert any(c["request_id"] == request["id"] for c in rows(cli.db, "calls"))
     run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
@@ -242,3 +245,17 @@ def test_plain_progress_line() -> None:
     line = progress_line(p)
     assert re.fullmatch(r"batch: 1,203/10,000 \(12%\) · 50\.\d rows/s · ETA 2m5\ds · spent \$0\.0123 · "
                         r"3 errors", line), line
+
+
+def test_every_row_failing_exits_5_after_writing_them_all(cli: CliRunner, server: ReplayServer,
+                                                          tmp_path: Path) -> None:
+    """Issue 11: a batch whose rows all failed used to exit 0."""
+    server.set_behavior("gpt-4o", ModelBehavior(status=400))
+    server.set_behavior("gpt-4o-mini", ModelBehavior(status=400))
+    write_queries(tmp_path / "in.jsonl", 4)
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl")
+    assert run.code == 5, run.stderr
+    results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(results) == 4 and all("error" in r for r in results)
+    assert stderr_lines(run.stderr)[-1].startswith("batch: 4 rows · 0 answered · 4 errors")
+    assert "Traceback" not in run.stderr

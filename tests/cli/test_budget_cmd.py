@@ -55,7 +55,9 @@ def test_set_show_list_rm(priced: CliRunner) -> None:
     assert_one_error_line(gone.stderr)
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "abc", ""])
+# "0" is a legitimate limit ("may spend nothing", issue 11); an amount that would round to
+# $0 is not, nor one above the documented maximum
+@pytest.mark.parametrize("value", ["-1", "0.0000000001", "1e10", "nan", "inf", "abc", ""])
 def test_bad_limits_are_refused_and_change_nothing(priced: CliRunner, value: str) -> None:
     run = priced("budget", "set", "bob", "--daily", value)
     assert run.code == 1

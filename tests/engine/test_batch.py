@@ -28,7 +28,9 @@ from cascadeflow_cli.engine.providers import ChatRequest
 from cascadeflow_cli.errors import (
     InputError,
     LedgerError,
+    NotRecordedError,
 )
+from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.batch_ids import committed_rows, external_id, load_request, start_batch
 from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
 from cascadeflow_cli.ledger.db import Ledger, open_ledger
@@ -177,8 +179,9 @@ def test_interrupt_writes_the_rows_in_flight_and_resume_finishes(
 
 
 def test_a_ledger_that_cannot_be_written_stops_the_batch(harness: Harness) -> None:
-    """Only committed rows are written; the batch stops instead of paying for answers it
-    cannot record."""
+    """The batch stops instead of paying for more answers it cannot record; the row that
+    was paid for but not recorded is written all the same and waits in the side journal,
+    which the next open of the ledger records (issue 11)."""
 
     class FullLedger(Ledger):
         def record(self, request: Any, reservation_id: str | None = None) -> None:
@@ -193,11 +196,17 @@ def test_a_ledger_that_cannot_be_written_stops_the_batch(harness: Harness) -> No
         concurrency=2,
         external_id=lambda key: external_id(harness.batch_id, key),
     )
-    with pytest.raises(LedgerError, match="disk is full"):
+    with pytest.raises(NotRecordedError, match="disk is full"):
         runner.run(rows(30), total=30)
-    assert "q6" not in harness.ids() and len(harness.ids()) < 30
+    assert "q6" in harness.ids() and len(harness.ids()) < 30
     recorded = {r["external_id"].split(":", 1)[1] for r in ledger_rows(harness.db, "requests")}
-    assert set(harness.ids()) == recorded
+    assert set(harness.ids()) - recorded == {"q6"}
+    [(_, waiting, _)] = journal.pending(harness.db)
+    assert waiting.status == "ok" and waiting.external_id.endswith(":q6")  # type: ignore[union-attr]
+    full.close()
+    open_ledger(harness.db).close()  # the next command replays the journal
+    recorded = {r["external_id"].split(":", 1)[1] for r in ledger_rows(harness.db, "requests")}
+    assert set(harness.ids()) == recorded and journal.pending(harness.db) == []
 
 
 def test_concurrency_must_be_positive(harness: Harness) -> None:

@@ -132,3 +132,25 @@ def test_path_choice() -> None:
     assert not uses_fast_path(ModelConfig(name="a", model="anthropic/claude-3-5-sonnet-latest"))
     assert not uses_fast_path(ModelConfig(name="a", model="openai/gpt-4o", client="litellm"))
     assert uses_fast_path(ModelConfig(name="a", model="mistral/x", api_base="http://x", client="openai"))
+
+
+def test_each_retry_is_told_to_the_callback_before_its_wait(server: ReplayServer) -> None:
+    """Issue 11: retries were silent; the core tells a callback, the CLI prints it."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok.", status=429, fail_times=2, retry_after=0.5))
+    events: list[str] = []
+    m = model(server, "openai", max_retries=3)
+    complete(provider_for(m), m, REQUEST, sleep=lambda s: events.append(f"slept {s:g}"),
+             on_retry=lambda n: events.append(n.describe()))
+    assert events == ["m: HTTP 429, retrying in 0.5 s (2 of 4)", "slept 0.5",
+                      "m: HTTP 429, retrying in 0.5 s (3 of 4)", "slept 0.5"]
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited(server: ReplayServer) -> None:
+    """Issue 11: `Retry-After: 100` gave 80 s of silence, then failure."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(status=429, retry_after=100))
+    slept: list[float] = []
+    m = model(server, "openai", timeout=2, max_retries=3)  # deadline: 4 x 2 s + 3 x 20 s = 68 s
+    with pytest.raises(ProviderRateLimitError, match="deadline") as info:
+        complete(provider_for(m), m, REQUEST, sleep=slept.append, on_retry=lambda n: slept.append(-1))
+    assert slept == [] and server.request_count("gpt-4o-mini") == 1
+    assert info.value.attempts == 1  # type: ignore[attr-defined]

@@ -333,3 +333,20 @@ def test_concurrent_processes_never_overspend(tmp_path: Path, server: ReplayServ
     assert spent <= 12_000_000
     assert ok == 12 and sum(r[1] for r in results) == 12
     assert conn.execute("select count(*) from reservations").fetchone()[0] == 0
+
+
+def test_a_zero_limit_blocks_any_cost_and_reads_as_fully_used() -> None:
+    """Issue 11: a $0 limit divided by zero; it means "may spend nothing"."""
+    from datetime import UTC, datetime
+
+    from cascadeflow_cli.config import BudgetsConfig
+    from cascadeflow_cli.ledger.enforcement import WindowState, judge
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    empty = WindowState("daily", 0, 0, 0, now, None)
+    spent = WindowState("daily", 0, 5, 0, now, None)
+    assert empty.fraction() == 1.0 and empty.pct_used == 100.0 and spent.pct_used == 100.0
+    assert judge("u", [empty], 1, None, BudgetsConfig(mode="block")).action == "block"
+    assert judge("u", [empty], 1, 1, BudgetsConfig(mode="degrade")).action == "block"
+    assert judge("u", [empty], 0, None, BudgetsConfig(mode="block")).action != "block"  # free costs nothing
+    assert judge("u", [spent], 0, None, BudgetsConfig(mode="warn")).action == "warn"

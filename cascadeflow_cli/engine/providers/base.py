@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.pricing import Usage
-from cascadeflow_cli.errors import MissingApiKeyError, ProviderError
+from cascadeflow_cli.errors import InvalidApiKeyError, MissingApiKeyError, ProviderError
 
 MAX_BACKOFF_S = 20.0
 
@@ -70,7 +70,57 @@ def api_key(model: ModelConfig, default_env: str | None = None) -> str | None:
     value = os.environ.get(env, "").strip()
     if not value:
         raise MissingApiKeyError(model.name, env)
+    problem = key_problem(value)
+    if problem:
+        raise InvalidApiKeyError(model.name, env, problem)
     return value
+
+
+def key_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as a key in an HTTP header, or None. Says what kind
+    of character is wrong, never which: the value is a secret."""
+    for char in value:
+        if char in "\r\n":
+            return "a line break"
+        if char.isspace():
+            return "a space"
+        if not char.isascii():
+            return "a non-ASCII character"
+        if not char.isprintable():
+            return "a control character"
+    return None
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """One retry about to happen, for the caller to show ("big: HTTP 429, retrying in
+    20 s (2 of 4)"): the core never prints, it tells a callback."""
+
+    model: str
+    reason: str
+    delay_s: float
+    attempt: int  # the attempt about to be made, 2 for the first retry
+    attempts: int  # the most there will be
+
+    def describe(self) -> str:
+        wait = f"{round(self.delay_s, 1):g} s"
+        return f"{self.model}: {self.reason}, retrying in {wait} ({self.attempt} of {self.attempts})"
+
+
+def model_deadline_s(model: ModelConfig) -> float:
+    """The longest one model's call may take, retries and waits included (also what the
+    budget reservation's lifetime is computed from)."""
+    return model.timeout * (model.max_retries + 1) + MAX_BACKOFF_S * model.max_retries
+
+
+def _reason(exc: ProviderError) -> str:
+    from cascadeflow_cli.errors import ProviderTimeoutError
+
+    if exc.status is not None:
+        return f"HTTP {exc.status}"
+    if isinstance(exc, ProviderTimeoutError):
+        return "no answer in time"
+    return "no usable answer" if exc.retryable and "reach" not in str(exc) else "cannot reach the server"
 
 
 def complete(
@@ -80,11 +130,15 @@ def complete(
     *,
     sleep: Callable[[float], None] = time.sleep,
     jitter: Callable[[], float] = random.random,
+    on_retry: Callable[[RetryNotice], None] | None = None,
 ) -> Completion:
     """Call with retries on rate limits, 5xx, timeouts and garbage: exponential backoff
-    with jitter, honouring Retry-After. The error that ends the loop carries
-    ``attempts`` and ``latency_ms`` so the failed call can be recorded."""
+    with jitter, honouring Retry-After, each retry told to ``on_retry``. A wait that
+    would end past the call's deadline (``model_deadline_s``) is not waited: the error is
+    raised at once. The error that ends the loop carries ``attempts`` and
+    ``latency_ms`` so the failed call can be recorded."""
     started = time.perf_counter()
+    deadline = started + model_deadline_s(model)
     attempts = 0
     while True:
         attempts += 1
@@ -97,10 +151,18 @@ def complete(
                 if not exc.model:
                     exc.model = model.name
                 raise
-            delay = model.retry_delay * (2 ** (attempts - 1)) * (0.5 + jitter())
+            delay = min(model.retry_delay * (2 ** (attempts - 1)) * (0.5 + jitter()), MAX_BACKOFF_S)
             if exc.retry_after is not None:
-                delay = max(delay, exc.retry_after)
-            sleep(min(delay, MAX_BACKOFF_S))
+                delay = max(delay, exc.retry_after)  # waiting less would only be refused again
+            if time.perf_counter() + delay > deadline:
+                exc.args = (f"{exc}; not retried: waiting {delay:.0f} s would pass this call's deadline",)
+                exc.attempts = attempts  # type: ignore[attr-defined]
+                exc.latency_ms = (time.perf_counter() - started) * 1000  # type: ignore[attr-defined]
+                exc.model = exc.model or model.name
+                raise exc from None
+            if on_retry is not None:
+                on_retry(RetryNotice(model.name, _reason(exc), delay, attempts + 1, model.max_retries + 1))
+            sleep(delay)
             continue
         return replace(result, latency_ms=(time.perf_counter() - started) * 1000, attempts=attempts)
 

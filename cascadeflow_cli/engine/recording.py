@@ -1,0 +1,103 @@
+"""Getting a paid request into the ledger, or into the side journal when the ledger
+cannot take it (ledger/journal.py). Nothing paid for is lost: a commit that fails after
+the provider answered raises NotRecordedError carrying the answer, exit 4."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
+from cascadeflow_cli.faults import checkpoint
+from cascadeflow_cli.ledger import journal
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.records import RequestRecord
+
+UNFINISHED = "the process ended before the request was recorded"
+
+
+def check_text(**texts: str | None) -> None:
+    """Text the ledger (UTF-8) and the provider (JSON) can take. A lone surrogate from
+    undecodable bytes (argv or stdin in a non-UTF-8 locale) cannot be, and used to be
+    found only after the provider was paid."""
+    for name, text in texts.items():
+        try:
+            (text or "").encode("utf-8")
+        except UnicodeEncodeError:
+            what = {"user": "the user name", "system": "the system prompt"}.get(name, f"the {name}")
+            raise InputError(
+                f"{what} is not valid UTF-8 text (check the terminal's or the file's encoding)"
+            ) from None
+
+
+def record_request(ledger: Ledger, req: Any, result: object, record: RequestRecord, *, ahead: bool) -> None:
+    """``req`` (the cascade's request in flight) into the ledger, journaled ahead of the
+    commit when money was spent (so it is kept if the process dies before the commit, as
+    the final record: a replay, or `batch --resume` which reads the ledger, has the
+    answer); or ``ahead`` into the journal only (a draft paid for, then escalated)."""
+    reservation = req.decision.reservation_id if req.decision else None
+    paid = any(a.completion is not None for a in req.attempts)
+    if paid:
+        req.journaled = write_ahead(ledger, record, reservation) or req.journaled
+    if ahead:
+        return
+    checkpoint("after-call")
+    commit(ledger, record, reservation, result, paid=paid, journaled=req.journaled)
+
+
+def write_ahead(ledger: Ledger, record: RequestRecord, reservation_id: str | None) -> bool:
+    """Journal the request in flight; False when the journal cannot be written (a full
+    disk: the commit will fail too, and say so)."""
+    try:
+        journal.write(ledger.path, record, reservation_id)
+    except OSError:
+        return False
+    return True
+
+
+def commit(
+    ledger: Ledger,
+    record: RequestRecord,
+    reservation_id: str | None,
+    result: object,
+    *,
+    paid: bool,
+    journaled: bool,
+) -> None:
+    """Record ``record`` and settle its reservation in one transaction. If that fails
+    after money was spent (``paid``), the final record goes to the journal, fsynced, and
+    NotRecordedError carries ``result``; an entry written ahead is deleted on success."""
+    try:
+        ledger.record(record, reservation_id=reservation_id)
+    except LedgerError as exc:
+        if not paid:
+            raise
+        raise _not_recorded(ledger, record, reservation_id, result, exc) from None
+    except BaseException:  # Ctrl-C or SIGTERM inside the commit: the journal keeps it
+        if paid:
+            with contextlib.suppress(OSError):
+                journal.write(ledger.path, record, reservation_id, durable=True)
+        raise
+    if journaled:
+        journal.discard(ledger.path, record.id)
+
+
+def _not_recorded(
+    ledger: Ledger, record: RequestRecord, reservation_id: str | None, result: object, exc: LedgerError
+) -> NotRecordedError:
+    try:
+        where = journal.write(ledger.path, record, reservation_id, durable=True)
+    except OSError as err:
+        return NotRecordedError(
+            f"answered, but not recorded: {exc}; the journal could not be written either "
+            f"({err.strerror or err}): this request's cost is recorded nowhere",
+            result,
+            journaled=False,
+        )
+    return NotRecordedError(
+        f"answered, but not recorded: {exc}; the request waits in {where.parent} and the next "
+        "command that can write the ledger records it",
+        result,
+    )

@@ -1,0 +1,122 @@
+"""The side journal: paid answers that are not (yet) in the ledger.
+
+A provider call costs money the moment it answers, but the ledger commit comes later and
+can fail (a read-only file, a full disk, a lock held too long) or never happen (Ctrl-C,
+SIGTERM, kill -9). So after each answered call the request in flight is written ahead,
+as one JSON file per request, into the directory ``<ledger>.journal/`` next to the
+ledger (0700; files 0600, written to a temporary name and renamed, so a file is whole or
+absent). A commit that succeeds deletes it. A commit that fails rewrites it with the
+final record and fsyncs it (then it is the only copy). Every later open of the ledger
+replays the directory into the ledger, idempotently by request id, and deletes what it
+recorded; until then nothing new can be asked of that ledger (it is not writable), so
+budgets never run ahead of it.
+
+Write-ahead files are not fsynced (the ledger's own WAL commits are not either, with
+``synchronous=NORMAL``): they survive the process dying, as the ledger does. Only what
+the ledger could not take is forced to disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from cascadeflow_cli.ledger.labels import CallSignals
+from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
+
+VERSION = 1
+
+
+def journal_dir(ledger_path: Path) -> Path:
+    return ledger_path.with_name(ledger_path.name + ".journal")
+
+
+def _entry_path(directory: Path, request_id: str) -> Path:
+    return directory / f"{request_id}.json"
+
+
+def write(
+    ledger_path: Path, record: RequestRecord, reservation_id: str | None, *, durable: bool = False
+) -> Path:
+    """Write (or replace) the journal entry of ``record``; fsynced when ``durable``.
+    Raises OSError when the journal cannot be written (the caller decides what that means)."""
+    directory = journal_dir(ledger_path)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    final = _entry_path(directory, record.id)
+    temp = final.with_suffix(".tmp")
+    data = json.dumps(
+        {"v": VERSION, "reservation_id": reservation_id, "request": _plain(record)}, ensure_ascii=False
+    ).encode("utf-8")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, final)
+    if durable:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return final
+
+
+def discard(ledger_path: Path, request_id: str) -> None:
+    """The request is in the ledger: its entry is no longer needed."""
+    with contextlib.suppress(OSError):
+        _entry_path(journal_dir(ledger_path), request_id).unlink()
+
+
+def pending(ledger_path: Path) -> list[tuple[Path, RequestRecord, str | None]]:
+    """Entries waiting to be recorded, oldest first. A file that does not parse (a torn
+    temporary file of a process killed mid-write) is skipped, left for a person to see."""
+    directory = journal_dir(ledger_path)
+    try:
+        names = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    except OSError:
+        return []
+    entries = []
+    for path in names:
+        try:
+            data = json.loads(path.read_bytes())
+            entries.append((path, _record(data["request"]), data.get("reservation_id")))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return entries
+
+
+def _plain(record: RequestRecord) -> dict[str, Any]:
+    """Shallow, unlike ``dataclasses.asdict`` (which deep-copies every value: most of the
+    cost of a batch row's journal entry)."""
+    row = {f.name: getattr(record, f.name) for f in fields(record)}
+    row["calls"] = [{f.name: getattr(c, f.name) for f in fields(c)} for c in record.calls]
+    row["signals"] = [
+        {f.name: _listed(getattr(s, f.name)) for f in fields(s)} for s in record.signals
+    ]
+    return row
+
+
+def _listed(value: Any) -> Any:
+    """JSON-able: a tuple of log-probabilities as a list, a mapping of features as a dict."""
+    if isinstance(value, tuple):
+        return list(value)
+    return dict(value) if hasattr(value, "items") else value
+
+
+def _record(data: dict[str, Any]) -> RequestRecord:
+    calls = tuple(
+        CallRecord(**{**c, "quality_reasons": tuple(c.get("quality_reasons") or ())}) for c in data["calls"]
+    )
+    reasons = tuple(data.get("quality_reasons") or ())
+    signals = tuple(
+        CallSignals(**{**sig, "logprobs": tuple(sig["logprobs"]) if sig.get("logprobs") else None})
+        for sig in data.get("signals") or ()
+    )
+    return RequestRecord(**{**data, "calls": calls, "quality_reasons": reasons, "signals": signals})

@@ -1,0 +1,163 @@
+"""Fault injection on the write path of `cascade ask` (issue 11): the real command in a
+subprocess, paused at each step of a request by the pause points of
+cascadeflow_cli/faults.py (the real code path; see its docstring), then hit by a fault:
+SIGINT, SIGTERM, SIGKILL, a disk that fills (RLIMIT_FSIZE set on the running process, so
+every further write past a file's current size fails with EFBIG, which SQLite reports as
+"database or disk is full"), or a ledger that becomes read-only (chattr +i).
+
+After each cell the next command runs (another `ask`, which replays the side journal and
+reclaims dead processes' reservations), and then: PRAGMA integrity_check is ok, no
+reservation is left, and every call the provider answered is in the ledger with its cost.
+The test ids are the matrix: FAULT@STEP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.faults import PAUSE_VAR, PAUSED_VAR, RESUME_VAR
+from cascadeflow_cli.ledger import journal
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+from tests.cli.support import wait_until
+from tests.conftest import GOOD_ANSWER, CliRunner, config_text
+
+Q1, Q2 = "What is the capital of France?", "What is the capital of Spain?"
+PRICED = "input_cost_per_million = 1.0\noutput_cost_per_million = 2.0\n"
+STEPS = ("before-reserve", "after-reserve", "during-call", "after-call", "in-commit")
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
+PAID_STEPS = ("after-call", "in-commit")  # the provider has answered by then
+
+MATRIX = [(sig, step) for sig in SIGNALS for step in STEPS] + [
+    ("disk-full", "after-call"),
+    ("disk-full", "in-commit"),
+    ("read-only", "before-reserve"),
+]
+
+
+@pytest.fixture
+def runner(tmp_path: Path, server: ReplayServer) -> CliRunner:
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100, completion_tokens=100)
+    )
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(
+        config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED)
+        + '\n[budgets]\nmode = "block"\n[budgets.default]\ndaily = 5\n'
+    )
+    return CliRunner(tmp_path, path, tmp_path / "ledger.db")
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o600)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+def _fill_disk(pid: int, ledger: Path) -> None:
+    """From now on the process may not grow any file past its current size (the WAL, the
+    journal's new files up to that size): what a disk that just filled looks like to it."""
+    wal = ledger.with_name(ledger.name + "-wal")
+    limit = max(wal.stat().st_size if wal.exists() else 0, 16 * 1024)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _check(runner: CliRunner, server: ReplayServer, paid: bool, status: str) -> None:
+    """The next command, then: integrity, no reservation left, the paid call recorded."""
+    answered_before = server.request_count("gpt-4o-mini")
+    after = runner("ask", Q2)
+    assert after.code == 0, after.stderr
+    assert "Traceback" not in after.stderr
+    conn = sqlite3.connect(runner.db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("select count(*) from reservations").fetchone()[0] == 0
+        first = conn.execute(
+            "select r.status, r.cost_nusd, count(c.id) from requests r left join calls c "
+            "on c.request_id = r.id and c.status = 'ok' where r.query = ? group by r.id",
+            [Q1],
+        ).fetchall()
+        orphans = conn.execute("select count(*) from calls where request_id not in (select id from requests)")
+        assert orphans.fetchone()[0] == 0
+    finally:
+        conn.close()
+    assert journal.pending(runner.db) == []  # replayed by the next command
+    if paid:  # the provider answered Q1: that call and its cost are in the ledger, once
+        assert answered_before >= 1
+        assert len(first) == 1 and first[0][2] == 1 and first[0][1] > 0, first
+        assert first[0][0] == status  # a journal replay records the answered request it was
+    else:  # nothing was answered, so nothing may be charged
+        assert all(cost == 0 and calls == 0 for _, cost, calls in first), first
+
+
+@pytest.mark.parametrize(("fault", "step"), MATRIX, ids=[f"{f}@{s}" for f, s in MATRIX])
+def test_nothing_paid_is_lost(
+    runner: CliRunner, server: ReplayServer, tmp_path: Path, fault: str, step: str
+) -> None:
+    paused, resume = tmp_path / "paused", tmp_path / "resume"
+    env = {PAUSED_VAR: str(paused), RESUME_VAR: str(resume)}
+    if step == "during-call":
+        server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, latency_s=30))
+    else:
+        env[PAUSE_VAR] = step
+    assert runner("budget", "show", "default").code == 0  # the ledger exists before the fault
+    proc = runner.popen("ask", Q1, **env)
+    try:
+        if step == "during-call":
+            wait_until(lambda: server.request_count("gpt-4o-mini") > 0 or proc.poll() is not None)
+        else:
+            wait_until(lambda: paused.exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        if fault in SIGNALS:
+            proc.send_signal(SIGNALS[fault])
+            stdout, stderr = proc.communicate(timeout=30)
+        elif fault == "disk-full":
+            _fill_disk(proc.pid, runner.db)
+            resume.touch()
+            stdout, stderr = proc.communicate(timeout=30)
+        else:  # read-only
+            with immutable(runner.db):
+                resume.touch()
+                stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    server.set_behavior(
+        "gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100, completion_tokens=100)
+    )
+    assert "Traceback" not in stderr and "unexpected" not in stderr, stderr
+    if fault in ("SIGINT", "SIGTERM"):
+        assert proc.returncode == 130, stderr
+        assert stderr.strip().splitlines()[-1] == "error: interrupted"
+    elif fault == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+    elif fault == "disk-full":  # answered, not recorded: the answer is shown, exit 4
+        assert proc.returncode == 4, stderr
+        assert stdout == GOOD_ANSWER + "\n"
+        assert "not recorded" in stderr and "journal" in stderr
+        assert len(journal.pending(runner.db)) == 1
+    else:  # read-only before anything was reserved: refused, nothing sent
+        assert proc.returncode == 1, stderr
+        assert "read-only" in stderr and server.request_count("gpt-4o-mini") == 0
+    # every paid cell is replayed from the journal as the answered request it was
+    _check(runner, server, paid=step in PAID_STEPS, status="ok")

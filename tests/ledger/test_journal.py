@@ -1,0 +1,72 @@
+"""The side journal (ledger/journal.py): entries round-trip, every open of the ledger
+replays them idempotently and deletes them, a torn temporary file is ignored."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.ledger import journal
+from cascadeflow_cli.ledger.db import open_ledger
+from tests.cli.test_faults import immutable
+from tests.conftest import ledger_rows
+from tests.ledger.test_db import request
+
+
+def test_an_entry_round_trips_and_is_owner_only(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    record = request(1)
+    path = journal.write(db, record, "res-1", durable=True)
+    assert path.parent == journal.journal_dir(db) == tmp_path / "l.db.journal"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    [(found, back, reservation)] = journal.pending(db)
+    assert (found, back, reservation) == (path, record, "res-1")
+
+
+def test_opening_the_ledger_replays_once_and_settles_the_reservation(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    with open_ledger(db) as ledger, ledger.write() as conn:
+        conn["reservations"].insert(
+            {
+                "id": "res-1",
+                "user": "alice",
+                "request_id": "x",
+                "amount_nusd": 9,
+                "created_at": "t",
+                "expires_at": "2999-01-01T00:00:00Z",
+            }
+        )
+    journal.write(db, request(1), "res-1")
+    journal.write(db, request(2), None)
+    (journal.journal_dir(db) / "torn.tmp").write_bytes(b'{"v": 1, "requ')  # killed mid-write
+    with open_ledger(db) as ledger:
+        assert ledger.journal_waiting == 0
+    assert len(ledger_rows(db, "requests")) == 2 and len(ledger_rows(db, "calls")) == 2
+    assert ledger_rows(db, "reservations") == []
+    assert journal.pending(db) == []
+    journal.write(db, request(1), None)  # a second copy of a recorded request: skipped
+    open_ledger(db).close()
+    assert len(ledger_rows(db, "requests")) == 2 and journal.pending(db) == []
+
+
+def test_a_ledger_that_cannot_take_the_journal_keeps_it_and_refuses_requests(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    open_ledger(db).close()
+    journal.write(db, request(1), None)
+    with immutable(db):
+        ledger = open_ledger(db)
+        try:
+            assert ledger.journal_waiting == 1
+            with pytest.raises(LedgerError, match="read-only"):
+                ledger.check_writable()
+        finally:
+            ledger.close()
+    assert len(journal.pending(db)) == 1  # kept for the next command
+    with open_ledger(db) as ledger:
+        assert ledger.journal_waiting == 0
+        ledger.check_writable()
+    assert len(ledger_rows(db, "requests")) == 1 and journal.pending(db) == []
