@@ -114,7 +114,8 @@ def usage_table(report: UsageReport, bars: bool) -> Table:
     total = report.total
     labelled = total.labelled > 0  # the quality column only where labels exist
     for name, footer in ((title, "total"), *zip(_headers(labelled), _cells(total, labelled), strict=True)):
-        table.add_column(name, footer=footer, no_wrap=True,
+        # the group's name may wrap at 80 columns; the figures never do
+        table.add_column(name, footer=footer, no_wrap=name != title,
                          justify="left" if name == title else "right")
     if bars and report.groups:
         table.add_column("cost share", no_wrap=True)

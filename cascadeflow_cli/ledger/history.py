@@ -75,6 +75,7 @@ def _request(row: dict[str, Any], calls: list[CallRecord]) -> RequestRecord:
     data["quality_reasons"] = _reasons(row.get("quality_reasons"))
     data["draft_accepted"] = bool(row.get("draft_accepted"))
     data["escalated"] = bool(row.get("escalated"))
+    data["calibrated"] = bool(row.get("calibrated"))
     for name in ("verifier_only_cost_nusd", "savings_nusd"):
         data[name] = data.get(name) or 0
     data["latency_ms"] = data.get("latency_ms") or 0.0

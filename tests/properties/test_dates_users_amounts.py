@@ -228,11 +228,13 @@ def _not_an_amount(text: str) -> bool:
         value = Decimal(text.strip().lstrip("$"))
     except ArithmeticError:
         return True
-    return not value.is_finite() or value <= 0 or value > 10**9
+    # 0 is a limit ("may spend nothing"); an amount that rounds to $0 is not
+    return not value.is_finite() or value < 0 or 0 < value < Decimal("0.0000000005") or value > 10**9
 
 
 bad_amounts = st.one_of(
-    st.decimals(max_value=0, allow_nan=False, allow_infinity=False).map(str),
+    st.decimals(max_value=Decimal("-0.000001"), allow_nan=False, allow_infinity=False).map(str),
+    st.decimals(min_value=Decimal("1e-15"), max_value=Decimal("4e-10"), places=15).map(str),
     st.decimals(min_value=Decimal(10) ** 9 + 1, max_value=Decimal(10) ** 6 * 10**9).map(str),
     st.sampled_from(
         [
