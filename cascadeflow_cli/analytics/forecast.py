@@ -235,8 +235,11 @@ def _naive_paths(y: np.ndarray, days: int, n_paths: int, rng: np.random.Generato
         drift = cv * math.sqrt(days / (4.0 * max(history, 7)))
     spread = math.sqrt(cv**2 / n + drift**2)
     draws = rng.choice(y, size=(n_paths, days), replace=True)
-    level = np.exp(rng.normal(0.0, spread, size=(n_paths, 1)))
-    return draws * level  # the median total stays at the recent days' mean x days
+    paths = draws * np.exp(rng.normal(0.0, spread, size=(n_paths, 1)))
+    # centred so the median total is the recent days' mean x days (a bootstrap sum of
+    # skewed days has a lower median: that would under-forecast every bursty user)
+    middle = float(np.median(paths.sum(axis=1)))
+    return paths * (mean * days / middle) if middle > 0 else paths
 
 
 def _widen(paths: np.ndarray, factor: float, horizon: int) -> np.ndarray:

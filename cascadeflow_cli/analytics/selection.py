@@ -138,8 +138,8 @@ def _width(errors: np.ndarray, h: int, confidence: float) -> float:
     step = max(1, len(errors) // WIDTH_CHECKS)  # every origin's interval costs a quantile
     for i in range(len(errors) - 1, -1, -step):
         past = errors[: max(i - h + 1, 0)]  # origins whose horizon had ended by origin i
-        if len(past) < MIN_ORIGINS:
-            continue
+        if len(past) < max(MIN_ORIGINS, min(len(errors), MAX_ORIGINS) // 2):
+            continue  # judged only where about as much was known as is now
         past = past[-MAX_ORIGINS:]
         centre = float(np.median(past))
         rows.append((errors[i] - centre, float(np.quantile(past, lo_q)) - centre,

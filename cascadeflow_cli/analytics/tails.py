@@ -3,8 +3,8 @@
 The anomaly scores of ordinary days (a residual over a robust local spread) are close to
 normal on a calm series and far from it on a bursty one. Each side of the scores (spikes
 above, drops below) is fitted with a scaled Student-t: its degrees of freedom from how
-far a high percentile of the side's magnitudes (the 90th on a short series, up to the
-99th on a long one) lies beyond their median (the tail shape of the series' own
+far a high percentile of the side's magnitudes (the 90th on a short series, the 95th
+on a long one) lies beyond their median (the tail shape of the series' own
 distribution, which a few real anomalies hardly move),
 its scale from the median. The threshold of a side is that t's quantile at half the
 false-alarm rate: a rate of 3 per 1,000 ordinary days pages about 1.5 times per 1,000
@@ -46,7 +46,8 @@ _BODY = (
     (30.0, 0.6828, 1.6973, 2.0423, 2.4573, 2.7500),
     (1e6, 0.6745, 1.6449, 1.9600, 2.3264, 2.5758),
 )
-FIT_LEVELS = (0.9, 0.95, 0.98, 0.99)  # of |scores|: the highest with FIT_ABOVE points above it
+FIT_LEVELS = (0.9, 0.95)  # of |scores|: the highest with FIT_ABOVE points above it (0.95: still
+# robust to a twentieth of the days being real anomalies or an undetected shift)
 FIT_ABOVE = 10
 # df -> t quantiles at 1 - 0.0005, 1 - 0.0015, 1 - 0.005 (half of each rate above, per side)
 _TAIL = {
@@ -68,8 +69,8 @@ def normal_threshold(rate: float) -> float:
 def side_threshold(magnitudes: np.ndarray, rate: float) -> tuple[float, float]:
     """The threshold of one side (magnitudes of its scores) for ``rate`` false alarms per
     1,000 days, and the t's degrees of freedom fitted to it. The tail is read as far out
-    as the side has FIT_ABOVE points beyond (a long series: its 99th percentile, so the
-    fit extrapolates little; a short one: its 90th)."""
+    as the side has FIT_ABOVE points beyond (a long series: its 95th percentile, so the
+    fit extrapolates less; a short one: its 90th)."""
     import numpy as np
 
     level = 1
