@@ -28,6 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: BLAS threa
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -99,7 +100,7 @@ def crossval(rows, feats, names, seed, target, margin):
     y = np.array([r["correct"] for r in rows], dtype=float)
     v = np.array([r["verifier_correct"] for r in rows], dtype=float)
     rule = np.array([f["rule_score"] for f in feats])
-    folds = stratified_folds(y, 5, seed + 1000)
+    folds = folds_of(y, seed)
     prob = np.zeros(len(rows))
     accept = np.zeros(len(rows), dtype=bool)
     rule_accept = np.zeros(len(rows), dtype=bool)
@@ -120,6 +121,10 @@ def crossval(rows, feats, names, seed, target, margin):
         t = choose_threshold(rule[train], y[train], v[train], target, margin)
         rule_accept[test] = rule[test] >= t
     return y, v, prob, accept, rule, rule_accept
+
+
+def folds_of(y, seed):
+    return stratified_folds(y, 5, seed + 1000)
 
 
 def row_line(name, auc, quality, savings, esc, note=""):
@@ -147,6 +152,30 @@ def evaluate(name, rows, seeds, target, margin, ablate):
     print(row_line("calibrated", auc0, q0, s0, esc0, f"(seed {seeds[0]})"))
     rq, rs = cascade_outcome(rule_accept, y, v, dc, vc)
     print(row_line("rules@cv", auroc(y, rule), rq, rs, 1 - rule_accept.mean()))
+    # the validator as it was before the shape check: the product of the other checks
+    before = np.array([math.exp(f["rule_score"] - f["rule_shape"]) for f in feats])
+    bt = [
+        choose_threshold(
+            before[folds_of(y, seed) != k],
+            y[folds_of(y, seed) != k],
+            v[folds_of(y, seed) != k],
+            target,
+            margin,
+        )
+        for k in range(5)
+    ]
+    before_accept = np.array([before[i] >= bt[folds_of(y, seed)[i]] for i in range(len(rows))])
+    bq, bs = cascade_outcome(before_accept, y, v, dc, vc)
+    print(
+        row_line(
+            "seed-rules",
+            auroc(y, before),
+            bq,
+            bs,
+            1 - before_accept.mean(),
+            "(before this branch, CV threshold)",
+        )
+    )
     fixed = np.array([QualityValidator("balanced").validate(r["query"], r["response"]).passed for r in rows])
     fq, fs = cascade_outcome(fixed, y, v, dc, vc)
     print(row_line("rules@0.7", auroc(y, rule), fq, fs, 1 - fixed.mean()))

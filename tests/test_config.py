@@ -146,3 +146,26 @@ def test_effective_config_round_trips_through_toml() -> None:
     again = parse_config(tomli_w.dumps(config_to_dict(config)))
     assert again.models == config.models and again.cascade == config.cascade
     assert again.budgets == config.budgets and again.domains == config.domains
+
+
+def test_quality_section(tmp_path: Path) -> None:
+    path = tmp_path / "cascadeflow.toml"
+    config = parse_config('[quality]\ncalibration = "cal/calibration.json"\ntarget_quality = 0.9\n', path)
+    assert config.quality.calibration == tmp_path / "cal" / "calibration.json"  # relative to the file
+    assert config.quality.target_quality == 0.9
+    assert parse_config("", path).quality.calibration is None
+    assert parse_config("", path).quality.target_quality is None  # the calibration's own target
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[quality]\ntarget_quality = 1.5", "quality.target_quality"),
+    ("[quality]\ntarget_quality = 'high'", "quality.target_quality"),
+    ("[quality]\ncalibration = 3", "quality.calibration"),
+    ("[quality]\nshadow_rate = 2", "quality.shadow_rate"),
+    ("[quality]\nlogprobs = 'yes'", "quality.logprobs"),
+    ("[quality]\nconsistency_samples = 0", "quality.consistency_samples"),
+    ("[quality]\ncalibraton = 'x.json'", "quality.calibraton"),
+])
+def test_bad_quality_keys_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(text, tmp_path / "cascadeflow.toml")

@@ -84,7 +84,7 @@ def calibrate(
     if as_json:
         sys.stdout.write(json.dumps(report_json(report, path)) + "\n")
     else:
-        _print_report(report, path, chosen is not None)
+        _print_report(report, path)
 
 
 def report_json(report: CalibrationReport, path: Path) -> dict[str, Any]:
@@ -193,7 +193,7 @@ def configured_prices(config: AppConfig) -> Prices | None:
 # --------------------------------------------------------------------------- output
 
 
-def _print_report(report: CalibrationReport, path: Path, priced: bool) -> None:
+def _print_report(report: CalibrationReport, path: Path) -> None:
     from rich.text import Text
 
     from cascadeflow_cli.cli.context import stdout_console

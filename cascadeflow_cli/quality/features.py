@@ -29,6 +29,7 @@ import ast
 import math
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from cascadeflow_cli.routing.complexity import complexity_of
 from cascadeflow_cli.routing.domain import DOMAINS, MIN_CONFIDENCE, DomainDetector
@@ -226,8 +227,9 @@ def _key(value: float) -> float:
     return round(value, 6)
 
 
-def _numbers(text: str) -> list[float]:
-    return [v for v in (_value(m.group()) for m in _NUMBER_RE.finditer(text)) if v is not None]
+@lru_cache(maxsize=16)  # the rules' shape check and the math features read the same texts
+def _numbers(text: str) -> tuple[float, ...]:
+    return tuple(v for v in (_value(m.group()) for m in _NUMBER_RE.finditer(text)) if v is not None)
 
 
 def final_answer(text: str) -> float | None:
@@ -292,7 +294,7 @@ def shape_score(query: str, text: str, words: int) -> tuple[float, str | None]:
 
 
 def _math_features(query: str, text: str, out: dict[str, float]) -> None:
-    query_numbers = _numbers(query) + [_WORD_NUMBERS[w.lower()] for w in _WORD_NUMBER_RE.findall(query)]
+    query_numbers = [*_numbers(query), *(_WORD_NUMBERS[w.lower()] for w in _WORD_NUMBER_RE.findall(query))]
     distinct_query = list(dict.fromkeys(v for v in query_numbers if v not in (0.0, 1.0)))
     answer_numbers = _numbers(text)
     answer_set = {_key(v) for v in answer_numbers}
@@ -434,9 +436,13 @@ def draft_features(
     out["log_answer_chars"] = math.log1p(len(text))
     out["answer_query_ratio"] = math.log1p(len(text)) - math.log1p(len(query))
 
-    detected = domain if domain in DOMAINS else _DETECTOR.detect(query).domain
+    if domain in DOMAINS:
+        detected, level = domain, complexity_of(query, domain)
+    else:
+        found = _DETECTOR.detect(query)
+        detected, level = found.domain, found.complexity
     out[f"domain_{detected}"] = 1.0
-    out["complexity"] = _COMPLEXITY.get(complexity_of(query, detected), 0.0)
+    out["complexity"] = _COMPLEXITY.get(level or "simple", 0.0)
 
     _math_features(query, text, out)
     # the rule check counted them already (one wrong -> 0.3, several -> 0.1): not twice

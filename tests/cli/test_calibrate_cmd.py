@@ -192,3 +192,20 @@ def test_live_cascade_and_quality_check_decide_alike(
         assert draft["accepted"] == checked["passed"] == ask.json()["draft_accepted"]
         decisions.append(checked["passed"])
     assert True in decisions and False in decisions  # both paths were exercised
+
+
+def test_target_quality_in_the_config_picks_the_stored_thresholds(
+    server: ReplayServer, tmp_path: Path
+) -> None:
+    config = calibrated_config(tmp_path, server)
+    run = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    assert run("calibrate", str(FIXTURE)).code == 0
+    stored = json.loads((tmp_path / "calibration.json").read_text(encoding="utf-8"))
+    args = ("quality", "check", "--query", ROWS[0]["query"], "--response", ROWS[0]["response"], "--json")
+    own = run(*args).json()
+    assert own["threshold"] == stored["thresholds_by_domain"].get("math", stored["threshold"])
+    config.write_text(config.read_text(encoding="utf-8") + "target_quality = 1.0\n", encoding="utf-8")
+    strict = run(*args)
+    assert strict.code == 0, strict.stderr
+    assert strict.json()["threshold"] == stored["by_target"]["1.00"]["threshold"]
+    assert strict.json()["threshold"] >= own["threshold"]
