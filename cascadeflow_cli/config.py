@@ -92,6 +92,15 @@ class AppConfig:
     domains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     hooks: Mapping[str, str] = field(default_factory=dict)
     source: Path | None = None  # the file it was read from; None for built-in defaults
+    custom_domains: Mapping[str, Any] = field(default_factory=dict)  # NAME -> routing.custom.CustomDomain
+
+    def domain_names(self) -> tuple[str, ...]:
+        """Every valid domain name for this config: the built-in ones, then [domains.custom]."""
+        from cascadeflow_cli.routing.custom import domain_names
+
+        return domain_names(self.custom_domains)
+
+
 
     def chain(self, names: tuple[str, ...] | list[str] | None = None) -> list[ModelConfig]:
         """Resolve model names (default: the cascade chain) to their configs."""
@@ -283,6 +292,7 @@ class _Parser:
             domains=self.domains(raw.get("domains", {})),
             hooks=self.hooks(raw.get("hooks", {})),
             source=self.path,
+            custom_domains=self.custom_domains(raw.get("domains", {})),
         )
         self.check_chains(config)
         return config
@@ -414,7 +424,24 @@ class _Parser:
     def domains(self, raw: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(raw, dict):
             raise self.fail("domains", "must be a table of domain = [model names]")
-        return {d: self.names(raw, "domains", d) or () for d in raw}
+        chains = {d: self.names(raw, "domains", d) or () for d in raw if d != "custom"}
+        for name, domain in self.custom_domains(raw).items():  # a custom domain's own chain
+            if domain.models and name in chains:
+                raise self.fail(f"domains.custom.{name}.models", f"domains.{name} already names a chain")
+            if domain.models:
+                chains[name] = domain.models
+        return chains
+
+    def custom_domains(self, raw: Any) -> dict[str, Any]:
+        """[domains.custom.NAME] tables (see routing.custom); parsed once per config."""
+        if not isinstance(raw, dict) or "custom" not in raw:
+            return {}
+        if not hasattr(self, "_custom"):
+            from cascadeflow_cli.routing.custom import parse_custom
+
+            base = self.path.parent if self.path is not None else None
+            self._custom = parse_custom(raw["custom"], base, self.fail, self.names)
+        return self._custom
 
     def hooks(self, raw: Any) -> dict[str, str]:
         self.table(raw, "hooks", HOOK_NAMES)

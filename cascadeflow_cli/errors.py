@@ -90,3 +90,7 @@ class ProviderResponseError(ProviderError):
     """The provider answered with something that is not a chat completion."""
 
     retryable = True
+
+
+class ModelFileError(CascadeError):
+    """A shipped or configured model file (e.g. the domain head's weights) is missing or damaged."""

@@ -1,0 +1,258 @@
+"""Train the domain head shipped in cascadeflow_cli/data/domain_head.npz (reproducible).
+
+The head is a multinomial logistic regression over the offline MiniLM sentence
+embeddings (384 numbers, unit length) of labelled queries; its probabilities are
+temperature-scaled, the temperature fitted on out-of-fold predictions so that the
+confidence it ships with is the one measured on queries it did not see.
+
+Training data (see /work/shared/data/README.md for sources and licences):
+- domains/domain_dev.jsonl: MMLU (MIT), GSM8K (MIT), HumanEval (MIT), PubMedQA (MIT),
+  CLINC150 (CC BY 3.0), LegalBench CC BY 4.0 tasks -- 1,200 exam-style queries;
+- domains/domain_realuser_dev.jsonl: arena-hard-auto prompts (Apache-2.0), labelled by
+  hand -- 487 real user prompts.
+The weights are a statistical summary of these texts, not the texts; no text ships.
+
+The fit is deterministic (full-batch gradient descent from zeros, fixed iterations): the
+same data gives the same weights. Every row counts with weight 1/(rows of its file): each
+file counts equally, and within the real-user file the classes keep their real frequencies.
+The rules' log-probabilities are added to the head's logits with a weight chosen on
+out-of-fold accuracy, where the rules are not sure (the detector's own gate).
+
+    python bench/train_domain_head.py [--data FILE ...] [--output PATH] [--cv]
+
+``--cv`` prints out-of-fold figures (5 folds over all rows, and each file trained on the
+other) before writing the weights. The functions here are used by bench/domain_eval.py
+for its out-of-fold semantic figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cascadeflow_cli.routing.domain import DOMAINS
+from cascadeflow_cli.routing.head import HEAD_VERSION, DomainHead
+
+DATA = Path("/work/shared/data/domains")
+DEFAULT_FILES = (DATA / "domain_dev.jsonl", DATA / "domain_realuser_dev.jsonl")
+OUTPUT = Path(__file__).resolve().parent.parent / "cascadeflow_cli" / "data" / "domain_head.npz"
+L2 = 1e-3  # on the weights, per row-weight unit: a mild pull towards zero
+ITERATIONS = 400
+STEP = 2.0
+FOLDS = 5
+
+
+def load_rows(paths: list[Path]) -> list[dict[str, str]]:
+    rows = []
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            if line.strip():
+                row = json.loads(line)
+                row["file"] = path.name
+                rows.append(row)
+    return rows
+
+
+def embed_rows(rows: list[dict[str, str]]) -> np.ndarray:
+    """The rows' embeddings, cached in the user cache dir by a hash of the texts."""
+    from cascadeflow_cli.routing.semantic import shared_embedder
+    from cascadeflow_cli.routing.vectors import cached_embeddings
+
+    return cached_embeddings(shared_embedder(), [r["query"] for r in rows], kind="bench")
+
+
+def row_weights(rows: list[dict[str, str]]) -> np.ndarray:
+    """Each file counts equally; within a file, rows count alike, so the head learns the
+    lopsided class frequencies of real traffic from the real-user file."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["file"]] = counts.get(r["file"], 0) + 1
+    return np.array([1.0 / counts[r["file"]] for r in rows])
+
+
+def fit(x: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted multinomial logistic regression by gradient descent (with Nesterov
+    momentum); returns (W: classes x dim, b: classes)."""
+    n, dim = x.shape
+    k = len(DOMAINS)
+    y = np.zeros((n, k))
+    y[np.arange(n), labels] = 1.0
+    w = weights / weights.sum()
+    coef, bias = np.zeros((k, dim)), np.zeros(k)
+    v_coef, v_bias = np.zeros_like(coef), np.zeros_like(bias)
+    for _ in range(ITERATIONS):
+        look_coef, look_bias = coef + 0.9 * v_coef, bias + 0.9 * v_bias
+        logits = x @ look_coef.T + look_bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        error = (p - y) * w[:, None]
+        g_coef = error.T @ x + L2 * look_coef
+        g_bias = error.sum(axis=0)
+        v_coef = 0.9 * v_coef - STEP * g_coef
+        v_bias = 0.9 * v_bias - STEP * g_bias
+        coef, bias = coef + v_coef, bias + v_bias
+    return coef, bias
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of out-of-fold logits."""
+    best, best_loss = 1.0, float("inf")
+    for t in np.exp(np.linspace(np.log(0.2), np.log(5.0), 161)):
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        loss = -np.mean(z[np.arange(len(labels)), labels] - np.log(np.exp(z).sum(axis=1)))
+        if loss < best_loss:
+            best, best_loss = float(t), loss
+    return best
+
+
+def folds_of(rows: list[dict[str, str]], folds: int = FOLDS) -> np.ndarray:
+    """A fixed fold per row from a hash of its id (stable whatever the row order)."""
+    return np.array([int(hashlib.sha256(r["id"].encode()).hexdigest()[:8], 16) % folds for r in rows])
+
+
+def train_head(x: np.ndarray, rows: list[dict[str, str]], temperature: float = 1.0) -> DomainHead:
+    labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
+    coef, bias = fit(x, labels, row_weights(rows))
+    return DomainHead(coef.astype(np.float32), bias.astype(np.float32), temperature)
+
+
+def out_of_fold_heads(x: np.ndarray, rows: list[dict[str, str]]) -> tuple[list[DomainHead], np.ndarray]:
+    """One head per fold, trained on the other folds; and each row's fold."""
+    fold = folds_of(rows)
+    heads = []
+    for f in range(FOLDS):
+        keep = fold != f
+        heads.append(train_head(x[keep], [r for r, k in zip(rows, keep, strict=True) if k]))
+    return heads, fold
+
+
+def oof_logits(x: np.ndarray, rows: list[dict[str, str]]) -> np.ndarray:
+    heads, fold = out_of_fold_heads(x, rows)
+    logits = np.zeros((len(rows), len(DOMAINS)))
+    for f, head in enumerate(heads):
+        logits[fold == f] = head.logits(x[fold == f])
+    return logits
+
+
+def rules_of(rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the rules' log-probabilities over DOMAINS, and the rules' confidence."""
+    from cascadeflow_cli.routing.domain import DomainDetector
+    from cascadeflow_cli.routing.head import rule_log_probabilities
+
+    detector = DomainDetector()
+    results = [detector.detect(r["query"]) for r in rows]
+    return (
+        np.array([rule_log_probabilities(res.scores) for res in results]),
+        np.array([res.confidence for res in results]),
+    )
+
+
+def pipeline(logits: np.ndarray, rules: np.ndarray, sure: np.ndarray, weight: float, t: float) -> np.ndarray:
+    """What the semantic detector does: the rules where sure, else the combined head."""
+    from cascadeflow_cli.routing.semantic import RULES_CONFIDENT
+
+    probs = softmax((logits + weight * rules) / t)
+    keep = sure >= RULES_CONFIDENT
+    probs[keep] = softmax(rules[keep] * 50)  # the rules' pick, as a near one-hot
+    return probs
+
+
+def choose_rules_weight(
+    logits: np.ndarray, rules: np.ndarray, sure: np.ndarray, labels: np.ndarray, files: np.ndarray
+) -> float:
+    """The weight of the rules' evidence with the best out-of-fold accuracy, averaged over files."""
+    best, best_score = 0.0, -1.0
+    for weight in (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0):
+        pred = pipeline(logits, rules, sure, weight, 1.0).argmax(axis=1)
+        score = np.mean([np.mean(pred[files == f] == labels[files == f]) for f in np.unique(files)])
+        if score > best_score + 1e-9:
+            best, best_score = weight, score
+    return best
+
+
+def report(name: str, probs: np.ndarray, labels: np.ndarray) -> None:
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    sure = conf >= 0.9
+    recalls = []
+    for k, d in enumerate(DOMAINS):
+        mask = labels == k
+        if mask.any():
+            recalls.append(f"{d} {np.mean(pred[mask] == k):.2f}/{mask.sum()}")
+    at90 = f"{np.mean(pred[sure] == labels[sure]):.3f} of {sure.sum()}" if sure.any() else "none"
+    print(f"  {name:<34} acc {np.mean(pred == labels):.3f}  acc@conf>=0.9 {at90}   " + ", ".join(recalls))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def settings(x: np.ndarray, rows: list[dict[str, str]], show: bool = False) -> tuple[float, float]:
+    """(rules weight, temperature), both chosen on out-of-fold predictions."""
+    labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
+    files = np.array([r["file"] for r in rows])
+    logits = oof_logits(x, rows)
+    rules, sure = rules_of(rows)
+    weight = choose_rules_weight(logits, rules, sure, labels, files)
+    unsure = sure < 0.8
+    temperature = fit_temperature(logits[unsure] + weight * rules[unsure], labels[unsure])
+    if not show:
+        return weight, temperature
+    print(f"{FOLDS}-fold out-of-fold over all rows; rules weight {weight}, temperature {temperature:.2f}:")
+    for file in sorted(set(files)):
+        mask = files == file
+        report(f"{file}: head alone", softmax(logits[mask] / temperature), labels[mask])
+        report(
+            f"{file}: rules + head",
+            pipeline(logits[mask], rules[mask], sure[mask], weight, temperature),
+            labels[mask],
+        )
+    print("trained on one file, tested on the other:")
+    for file in sorted(set(files)):
+        test = files == file
+        head = train_head(x[~test], [r for r, t in zip(rows, test, strict=True) if not t])
+        report(
+            f"{file}: rules + head",
+            pipeline(head.logits(x[test]), rules[test], sure[test], weight, temperature),
+            labels[test],
+        )
+    return weight, temperature
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, nargs="+", default=list(DEFAULT_FILES))
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--cv", action="store_true", help="print out-of-fold figures first")
+    args = parser.parse_args(argv)
+    missing = [p for p in args.data if not p.exists()]
+    if missing:
+        print(f"{missing[0]}: not found", file=sys.stderr)
+        return 1
+    rows = load_rows(args.data)
+    x = embed_rows(rows)
+    weight, temperature = settings(x, rows, show=args.cv)
+    head = replace(train_head(x, rows, temperature), rules_weight=weight)
+    digest = hashlib.sha256("\n".join(r["query"] for r in rows).encode()).hexdigest()[:16]
+    head.save(args.output, data_sha=digest, rows=len(rows))
+    print(
+        f"wrote {args.output} ({args.output.stat().st_size:,} bytes, {len(rows)} rows, "
+        f"rules weight {weight}, temperature {temperature:.2f}, version {HEAD_VERSION})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

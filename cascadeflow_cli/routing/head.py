@@ -1,0 +1,139 @@
+"""The trained domain head: a multinomial logistic regression over MiniLM embeddings.
+
+Its weights ship as ``cascadeflow_cli/data/domain_head.npz`` (float16, ~5 KB), made by
+bench/train_domain_head.py from labelled queries (sources and licences there). The file
+carries a format version, the domain order, the temperature fitted out-of-fold, and the
+model it expects embeddings from; a file that is missing, damaged or made for another
+version is refused with one line (ModelFileError), never half-used.
+
+``CASCADE_DOMAIN_HEAD`` names another weights file (one you trained yourself).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cascadeflow_cli.errors import ModelFileError
+from cascadeflow_cli.routing.domain import DOMAINS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+HEAD_VERSION = 1
+EMBEDDING_MODEL = "minilm-int8-1.0.0"  # the vectors the head was trained on (semantic.MODEL_VERSION)
+ENV_VAR = "CASCADE_DOMAIN_HEAD"
+
+
+def head_path() -> Path:
+    override = os.environ.get(ENV_VAR)
+    if override:
+        return Path(override).expanduser()
+    from importlib.resources import files
+
+    return Path(str(files("cascadeflow_cli") / "data" / "domain_head.npz"))
+
+
+@dataclass(frozen=True)
+class DomainHead:
+    """``coef``: domains x dim, ``bias``: domains; probabilities = softmax(logits / T)."""
+
+    coef: np.ndarray
+    bias: np.ndarray
+    temperature: float = 1.0
+    rules_weight: float = 0.0  # how much the rules' log-probabilities add to the logits
+
+    def combined(self, vector: np.ndarray, rule_scores: Mapping[str, float]) -> dict[str, float]:
+        """The built-in domains' probabilities for one embedded query, given the rules'
+        scores (routing.domain): softmax((logits + w * log p_rules) / T)."""
+        import numpy as np
+
+        z = self.logits(vector.reshape(1, -1))[0] + self.rules_weight * rule_log_probabilities(rule_scores)
+        z = z / self.temperature
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        return {d: float(v) for d, v in zip(DOMAINS, p, strict=True)}
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        return vectors @ self.coef.T + self.bias
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        z = self.logits(vectors) / self.temperature
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save(self, path: Path, **meta: object) -> None:
+        import json
+
+        import numpy as np
+
+        info = {
+            "version": HEAD_VERSION,
+            "domains": list(DOMAINS),
+            "embedding_model": EMBEDDING_MODEL,
+            "temperature": self.temperature,
+            "rules_weight": self.rules_weight,
+            **meta,
+        }
+        np.savez_compressed(
+            path,
+            coef=self.coef.astype(np.float16),
+            bias=self.bias.astype(np.float16),
+            meta=np.array(json.dumps(info)),
+        )
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> DomainHead:
+        """Read and check a weights file; ModelFileError (one line) if it is not usable."""
+        import json
+        import zipfile
+
+        import numpy as np
+
+        path = path or head_path()
+        where = f"domain head weights {path}"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                info = json.loads(str(data["meta"]))
+                coef = data["coef"].astype(np.float32)
+                bias = data["bias"].astype(np.float32)
+        except FileNotFoundError:
+            raise ModelFileError(
+                f"{where}: not found (reinstall cascadeflow-cli, or unset {ENV_VAR})"
+            ) from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as exc:
+            raise ModelFileError(
+                f"{where}: unreadable ({type(exc).__name__}); reinstall or retrain it"
+            ) from None
+        if not isinstance(info, dict) or info.get("version") != HEAD_VERSION:
+            raise ModelFileError(
+                f"{where}: format version {info.get('version') if isinstance(info, dict) else '?'}"
+                f", this cascade reads version {HEAD_VERSION}"
+            )
+        if info.get("domains") != list(DOMAINS) or info.get("embedding_model") != EMBEDDING_MODEL:
+            raise ModelFileError(f"{where}: made for other domains or another embedding model")
+        if (
+            coef.shape != (len(DOMAINS), 384)
+            or bias.shape != (len(DOMAINS),)
+            or not (np.isfinite(coef).all() and np.isfinite(bias).all())
+        ):
+            raise ModelFileError(f"{where}: damaged (unexpected shapes or values)")
+        temperature, weight = float(info.get("temperature", 1.0)), float(info.get("rules_weight", 0.0))
+        if not (0.01 <= temperature <= 100 and 0 <= weight <= 100):
+            raise ModelFileError(f"{where}: damaged (temperature {temperature}, rules weight {weight})")
+        return cls(coef, bias, temperature, weight)
+
+
+def rule_log_probabilities(scores: Mapping[str, float]) -> np.ndarray:
+    """The rules' log-softmax over the built-in domains (their scores; general's prior)."""
+    import numpy as np
+
+    z = np.array([float(scores.get(d, 0.0)) for d in DOMAINS])
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())

@@ -1,0 +1,147 @@
+"""The shapes of what real users paste and ask, beyond exam-style questions.
+
+A developer pastes a stack trace, a shell command, a config snippet or a few lines of code
+without fences; asks to "write a script"; names a framework. A mathematician writes LaTeX
+and asks for a proof. Money comes with amounts. Each shape is a general property of
+such text (how a Python traceback or a YAML file looks), not the wording of any data set.
+
+Also: software vocabulary (tools, frameworks, file formats) that tells code from prose,
+merged into the code terms of ``routing.domain``.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LANGS = (
+    r"python|java(?:script)?|typescript|c\+\+|c#|golang|go|rust|kotlin|swift|ruby|php|perl|"
+    r"scala|haskell|lua|luau|matlab|julia|dart|elixir|clojure|fortran|cobol|sql|mysql|postgres(?:ql)?|"
+    r"sqlite|bash|shell|powershell|zsh|vba|r|html|css|react|vue|angular|node(?:\.js)?|django|flask|"
+    r"pandas|numpy|pytorch|tensorflow|gdscript|solidity|verilog|vhdl|assembly|x86|arm64|excel|latex"
+)
+
+_ARTIFACT = (
+    r"function|functions|script|program|code|class|method|query|queries|regex|app|application|"
+    r"plugin|extension|api|endpoint|bot|module|snippet|component|shader|macro|cli|library|"
+    r"package|server|website|webpage|web page|dashboard|tool|unit tests?|test cases?|algorithm|"
+    r"implementation|parser|scraper|crawler|pipeline|dockerfile|makefile|schema|migration"
+)
+
+# (name shown to the user, regex, weight, flags)
+CODE_SHAPES: list[tuple[str, str, float, int]] = [
+    (
+        "a request for code",
+        r"\b(write|create|make|build|generate|implement|code|develop|give me|show me|"
+        r"need|want|help me (?:write|with)|fix|debug|refactor|optimi[sz]e|convert|translate|port)\b"
+        r"[^.?!\n]{0,60}?\b(" + _ARTIFACT + r")\b",
+        3.0,
+        re.I,
+    ),
+    (
+        "a language named",
+        r"\b(in|using|with|into|to|for)\s+(" + _LANGS + r")\b(?!\s+(?:language|notation))",
+        3.0,
+        re.I,
+    ),
+    (
+        "a script of a language",
+        r"\b(" + _LANGS + r")\s+(script|code|program|function|snippet|class)",
+        3.0,
+        re.I,
+    ),
+    (
+        "stack trace",
+        r"Traceback \(most recent call last\)|^\s+at [\w.$<>]+\(.*\)$|"
+        r"\bException in thread\b|^\s*File \"[^\"]+\", line \d+|\b\w+(Error|Exception):\s",
+        5.0,
+        re.M,
+    ),
+    (
+        "error message",
+        r"\b(error|warning|exception|errno)\b\s*[:\[(]|\b(E[A-Z]{3,}|ENOENT|EACCES|SIGSEGV|"
+        r"segfault|core dumped|404|500 internal)\b|\bundefined reference\b|\bcommand not found\b",
+        2.0,
+        0,
+    ),
+    (
+        "shell command",
+        r"(^|\n)\s*(\$|#|>)?\s*(sudo|pip3?|npm|npx|yarn|git|docker|kubectl|apt(-get)?|brew|"
+        r"conda|cargo|make|cmake|gcc|g\+\+|curl|wget|ssh|chmod|chown|ls|cd|grep|awk|sed|export|systemctl)"
+        r"\s+[-\w./]",
+        3.0,
+        0,
+    ),
+    (
+        "file path",
+        r"(?<![\w/])(~|\.{1,2})?/(?:[\w.-]+/)+[\w.-]*|\b[A-Z]:\\\\?[\w\\ .-]+|"
+        r"\b[\w-]+\.(py|js|ts|tsx|jsx|java|cpp|cc|c|h|hpp|cs|go|rs|rb|php|sh|ps1|sql|yaml|yml|toml|ini|cfg|"
+        r"json|xml|html|css|scss|vue|kt|swift|lua|ipynb|dockerfile|lock|env)\b",
+        2.0,
+        re.I,
+    ),
+    (
+        "config snippet",
+        r"(^|\n)\s*\[[\w.-]+\]\s*\n\s*\w+\s*=|(^|\n)\s*[\w-]+:\s*[\w\"'{\[-][^\n]*\n\s+[\w-]+:\s|"
+        r"\{\s*\"[\w-]+\"\s*:",
+        3.0,
+        0,
+    ),
+    ("inline code", r"`[^`\n]{2,80}`", 2.0, 0),
+    (
+        "code in prose",
+        r"(^|\n)[^\n]*[;{}]\s*(\n|$)[^\n]*[;{}]\s*(\n|$)|\b\w+(\.\w+)+\([^()\n]*\)|"
+        r"\b[a-z]+[A-Z]\w*\s*\(|\b\w+\s*<-\s*\w|%>%|\blambda\b|=>\s*\{|\bconst\s+\w+\s*=|\bvar\s+\w+\s*=|"
+        r"\blet\s+\w+\s*=|\bSELECT\b[\s\S]{1,200}\bFROM\b|\bprint\s*\(|console\.log|\bnull\b|\bself\.",
+        3.0,
+        0,
+    ),
+    ("url", r"https?://[^\s]+", 1.0, 0),
+]
+
+MATH_SHAPES: list[tuple[str, str, float, int]] = [
+    (
+        "LaTeX",
+        r"\$[^$\n]{1,200}\$|\\(frac|sqrt|sum|int|begin\{|mathbb|cdot|leq|geq|alpha|beta|lambda|pi|"
+        r"infty|partial|dot|ddot)\b",
+        3.0,
+        0,
+    ),
+    ("math symbols", r"[∀∃∈∉⊂⊆∪∩√∑∏∫≤≥≠≈∞∂πθλ𝜇ϵε]|\b[a-z]\^\d", 3.0, 0),
+    ("a proof", r"\b(prove|proof|show that|demonstrate that|lemma|corollary|q\.e\.d)\b", 3.0, re.I),
+]
+
+FINANCE_SHAPES: list[tuple[str, str, float, int]] = [
+    (
+        "money amount",
+        r"[$€£¥]\s?\d[\d,.]*\s?(k|m|bn|million|billion)?\b|\b\d[\d,.]*\s?(k|m)?\s?"
+        r"(usd|eur|gbp|dollars?|euros?|pounds)\b",
+        2.0,
+        re.I,
+    ),
+]
+
+# Software vocabulary users name when they want code: tools, frameworks, formats, platforms.
+CODE_VOCABULARY = """
+    lua, luau, matlab, julia, dart, elixir, swift, vba, powershell, shellscript, zsh, solidity, verilog,
+    vhdl, gdscript, assembly, latex table, react, vue, angular, svelte, jquery, node, nodejs, npm, yarn,
+    webpack, vite, django, flask, fastapi, express, spring, laravel, rails, drupal, wordpress, unity,
+    unreal, godot, roblox, pygame, pandas, numpy, scipy, matplotlib, seaborn, pytorch, tensorflow,
+    keras, sklearn, scikit-learn, huggingface, transformers, langchain, faiss, llm, gpt, openai api,
+    dataframe*, csv, xml, yaml, toml, svg, shader*, opengl, vulkan, cuda, gpu, linux, ubuntu, debian,
+    windows server, macos, nginx, apache, kubernetes, k8s, helm, terraform, ansible, aws, azure, gcp,
+    lambda, s3, ec2, postgres, postgresql, mysql, sqlite, mongodb, redis, kafka, spark, pyspark, hadoop,
+    graphql, oauth, jwt, websocket*, frontend, backend, full-stack, repo, repository, github, gitlab,
+    ci, cd, pipeline*, cli, terminal, command line, browser, chrome, firefox, plugin*, gui, button*,
+    dropdown, css grid, flexbox, tailwind, bootstrap, dom, iframe, cookie*, docker-compose, dockerfile,
+    virtual machine, vm, ssh, vpn, dns, nas, samba, cron, systemd, bash script, regexp, unix, posix,
+    syscall*, mutex*, semaphore*, async, await, coroutine*, callback*, typedef, lint*, formatter,
+    compiler, debugger, ide, vscode, vim, emacs, jupyter, colab, excel     formula, vlookup,
+    spreadsheet macro, google sheets, airtable, zapier, webhook*, scrap*, crawl*, parser*, serializ*,
+    deserializ*, schema*, orm, sqlalchemy, prisma, migration*, tokeniz*, embedding*, vector database,
+    fine-tun*, onnx, quantiz*, dataloader, batch size, learning rate, hyperparameter*,
+    matrix multiplication, kotlin, android, ios, xcode, swiftui, flutter, jetpack, gradle, maven, jar,
+    dll, exe, binary     file, byte array, utf-8, unicode, ascii, endpoint*, microservice*, grpc,
+    protobuf, arduino, raspberry pi, esp32, firmware, microcontroller*, fpga, http request*, api key,
+    sdk, npm package, pip install, bitwise, xor, hexadecimal, bytecode, garbage collect*,
+    memory allocation
+"""
