@@ -13,8 +13,8 @@ Training data (see /work/shared/data/README.md for sources and licences):
 The weights are a statistical summary of these texts, not the texts; no text ships.
 
 The fit is deterministic (full-batch gradient descent from zeros, fixed iterations): the
-same data gives the same weights. Every row counts with weight 1/(rows of its file): each
-file counts equally, and within the real-user file the classes keep their real frequencies.
+same data gives the same weights. Every row counts with weight 1/(rows of its class in its
+file): no class prior is learnt from the lopsided real-user file.
 The rules' log-probabilities are added to the head's logits with a weight chosen on
 out-of-fold accuracy, where the rules are not sure (the detector's own gate).
 
@@ -70,12 +70,13 @@ def embed_rows(rows: list[dict[str, str]]) -> np.ndarray:
 
 
 def row_weights(rows: list[dict[str, str]]) -> np.ndarray:
-    """Each file counts equally; within a file, rows count alike, so the head learns the
-    lopsided class frequencies of real traffic from the real-user file."""
-    counts: dict[str, int] = {}
+    """Each (file, class) counts equally: the head learns no class prior from the lopsided
+    real-user file (whose 65% code made it call short everyday questions code); the rules,
+    which are sure of most code, bring the real traffic's code share back."""
+    counts: dict[tuple[str, str], int] = {}
     for r in rows:
-        counts[r["file"]] = counts.get(r["file"], 0) + 1
-    return np.array([1.0 / counts[r["file"]] for r in rows])
+        counts[(r["file"], r["domain"])] = counts.get((r["file"], r["domain"]), 0) + 1
+    return np.array([1.0 / counts[(r["file"], r["domain"])] for r in rows])
 
 
 def fit(x: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

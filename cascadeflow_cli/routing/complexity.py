@@ -14,17 +14,12 @@ from typing import Any
 
 _REASONING = re.compile(
     r"\b(why|explain|prove|proof|derive|justify|compare|contrast|analy[sz]e|evaluate|design|"
-    r"step[- ]by[- ]step|trade-?offs?|implications?|critique|argue)\b",
-    re.I,
-)
+    r"step[- ]by[- ]step|trade-?offs?|implications?|critique|argue)\b", re.I)
 _CODE_HIGH = re.compile(
     r"\b(algorithm|optimi[sz]e|concurren\w*|async\w*|parallel|thread-safe|database schema|architecture|"
-    r"design pattern|refactor\w*|distributed|scal(e|able|ability)|performance|complexity)\b",
-    re.I,
-)
+    r"design pattern|refactor\w*|distributed|scal(e|able|ability)|performance|complexity)\b", re.I)
 _CODE_MEDIUM = re.compile(
-    r"\b(loop|array|list|dictionary|function|class|recursion|recursive|parse|regex|sort\w*|api)\b", re.I
-)
+    r"\b(loop|array|list|dictionary|function|class|recursion|recursive|parse|regex|sort\w*|api)\b", re.I)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _WORD = re.compile(r"\w+")
 
@@ -32,7 +27,7 @@ ESTIMATED_TOKENS = {"simple": 100, "medium": 300, "high": 800}  # a typical answ
 
 
 def complexity_of(query: str, domain: str | None = None) -> str:
-    """ "simple", "medium" or "high" for ``query`` (``domain`` lets code and math queries
+    """"simple", "medium" or "high" for ``query`` (``domain`` lets code and math queries
     count their own signs of difficulty)."""
     words = len(_WORD.findall(query))
     points = 0
@@ -56,11 +51,8 @@ class CodeComplexity:
     estimated_tokens: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "complexity": self.complexity,
-            "requires_reasoning": self.requires_reasoning,
-            "estimated_tokens": self.estimated_tokens,
-        }
+        return {"complexity": self.complexity, "requires_reasoning": self.requires_reasoning,
+                "estimated_tokens": self.estimated_tokens}
 
 
 class CodeComplexityAnalyzer:

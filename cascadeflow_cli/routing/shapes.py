@@ -45,7 +45,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     ),
     (
         "a script of a language",
-        r"\b(" + _LANGS + r")\s+(script|code|program|function|snippet|class)",
+        r"\b(?:" + _LANGS + r")\s+(?:script|code|program|function|snippet|class)\b",
         3.0,
         re.I,
     ),
@@ -74,7 +74,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     (
         "file path",
         r"(?<![\w/])(~|\.{1,2})?/(?:[\w.-]+/)+[\w.-]*|\b[A-Z]:\\\\?[\w\\ .-]+|"
-        r"\b[\w-]+\.(py|js|ts|tsx|jsx|java|cpp|cc|c|h|hpp|cs|go|rs|rb|php|sh|ps1|sql|yaml|yml|toml|ini|cfg|"
+        r"(?<=\w)\.(?:py|js|ts|tsx|jsx|java|cpp|cc|c|h|hpp|cs|go|rs|rb|php|sh|ps1|sql|yaml|yml|toml|ini|cfg|"
         r"json|xml|html|css|scss|vue|kt|swift|lua|ipynb|dockerfile|lock|env)\b",
         2.0,
         re.I,
@@ -89,7 +89,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     ("inline code", r"`[^`\n]{2,80}`", 2.0, 0),
     (
         "code in prose",
-        r"(^|\n)[^\n]*[;{}]\s*(\n|$)[^\n]*[;{}]\s*(\n|$)|\b\w+(\.\w+)+\([^()\n]*\)|"
+        r"[;{}][ \t]*\n[^\n]*[;{}][ \t]*(?:\n|$)|\w\.\w+\(|"
         r"\b[a-z]+[A-Z]\w*\s*\(|\b\w+\s*<-\s*\w|%>%|\blambda\b|=>\s*\{|\bconst\s+\w+\s*=|\bvar\s+\w+\s*=|"
         r"\blet\s+\w+\s*=|\bSELECT\b[\s\S]{1,200}\bFROM\b|\bprint\s*\(|console\.log|\bnull\b|\bself\.",
         3.0,
@@ -145,3 +145,36 @@ CODE_VOCABULARY = """
     sdk, npm package, pip install, bitwise, xor, hexadecimal, bytecode, garbage collect*,
     memory allocation
 """
+
+GENERAL_SHAPES: list[tuple[str, str, float, int]] = [
+    ("a writing task", r"\b(write|draft|compose|create|give me|generate)\s+(me\s+)?(a|an|some|\d+|the)?\s*"
+     r"([\w-]+\s+){0,3}(poem|story|stories|essay|letter|email|e-mail|blog|article|song|lyrics|speech|haiku|"
+     r"limerick|sonnet|dialog|dialogue|review|summary|cover letter|description|slogan|tagline|tweet|post|"
+     r"joke|riddle|outline|plan|agenda|itinerary|recipe|screenplay|scene|chapter|bio|biography|toast|"
+     r"proposal|pitch|report|newsletter|ad|advert|caption|title|titles|names|list of ideas)\b", 3.0, re.I),
+    ("a role to play", r"\b(act as|acting as|you are an? (expert|professional|senior|world|master|helpful)|"
+     r"pretend (to be|you are)|role[- ]?play|imagine you are)\b", 1.0, re.I),
+]
+
+# What everyday and general-knowledge questions are about: writing, culture, travel, work.
+GENERAL_TERMS = {
+    3.0: """
+        poem*, poetry, haiku, limerick, sonnet, lyrics, song, songs, short story, novel, novels,
+        fiction, screenplay, recipe*, cooking, cuisine, itinerary, vacation, holiday*, tourist*,
+        movie*, film*, tv show*, chord*, melody, melodies, music*, musician*, band, album*,
+        painting*, painter*, artist*, sculpture*, museum*, history of, philosoph*, religio*,
+        mytholog*, literature, literary, grammar, synonym*, antonym*, vocabulary, idiom*, marketing,
+        brand*, slogan*, advertis*, weather, capital of, geography, astronomy, planet*, galaxy,
+        physics, chemistry, chemical*, quantum, thermodynamic*, sport*, football, soccer, basketball,
+        tennis, chess, board game*, video game*, gaming, career*, resume, job interview, leadership,
+        productivity, motivation*, relationship*, dating, wedding*, parenting, gardening, travel*
+    """,
+    2.0: """
+        essay*, blog, article*, speech*, story, stories, joke*, riddle*, historical, translate,
+        translation, workshop*, strateg*, startup*, pitch*, manager*, hiring, habit*, country,
+        countries, city, cities, english, spanish, french, german, chinese, japanese, physicist*,
+        climate, environment*, ecology, restaurant*, hotel*, flight*, author*, writer*, writing,
+        presentation*, slide*, party ideas, gift*, birthday*, fun, funny, creative, explain like,
+        summarize, summarise, summary, opinion*, advice
+    """,
+}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cascadeflow_cli.routing.domain import DOMAINS as DOMAINS_ALL
 from cascadeflow_cli.routing.semantic import MODEL_FILES, SemanticDomainDetector, model_dir
 
 
@@ -47,14 +48,48 @@ def test_empty_query_is_general(detector: SemanticDomainDetector) -> None:
     assert detector.detect("   ").domain == "general"
 
 
-def test_example_embeddings_are_kept_and_a_damaged_file_is_remade(detector: SemanticDomainDetector) -> None:
+def test_custom_domain_examples_are_embedded_once_and_a_damaged_cache_is_remade() -> None:
     import numpy as np
 
-    from cascadeflow_cli.routing.semantic import prototype_vectors
+    from cascadeflow_cli.routing.custom import make_domain
+    from cascadeflow_cli.routing.semantic import shared_embedder
 
-    vectors = prototype_vectors(detector.embedder)  # kept next to the model the embedder loaded
-    [kept] = detector.embedder.directory.glob("prototypes-*.npy")
-    assert np.allclose(np.load(kept), vectors) and np.allclose(vectors, detector.examples, atol=1e-5)
+    support = make_domain("support", ("Where is my order?", "I want a refund", "My parcel arrived damaged"))
+    detector = SemanticDomainDetector(custom={"support": support})
+    from cascadeflow_cli.routing.semantic import MODEL_VERSION
+    from cascadeflow_cli.routing.vectors import content_hash
+
+    kept = shared_embedder().directory / f"custom-{content_hash(list(support.examples), MODEL_VERSION)}.npy"
+    assert np.load(kept).shape == (3, 384)
+    result = detector.detect("my package never came, can I get my money back?")
+    assert result.domain == "support" and result.explain["decided_by"] == "nearest examples"
+    assert detector.detect("Prove that the square root of 2 is irrational").domain == "math"
     kept.write_bytes(b"not an array")
-    assert np.allclose(prototype_vectors(detector.embedder), vectors)
-    assert np.allclose(np.load(kept), vectors)
+    again = SemanticDomainDetector(custom={"support": support})
+    assert np.allclose(again.examples["support"], detector.examples["support"], atol=1e-2)
+    assert np.load(kept).shape == (3, 384)
+
+
+def test_a_custom_domain_can_win_over_sure_rules() -> None:
+    from cascadeflow_cli.routing.custom import make_domain
+
+    sql = make_domain("sql", ("SELECT the rows of a table with a WHERE clause", "join two tables in SQL",
+                              "write a SQL query that groups by customer"))
+    detector = SemanticDomainDetector(custom={"sql": sql})
+    assert detector.rules.detect("write an SQL query to join orders and customers").domain in ("code", "sql")
+    assert detector.detect("write an SQL query to join orders and customers").domain == "sql"
+
+
+def test_a_megabyte_query_and_other_languages(detector: SemanticDomainDetector) -> None:
+    huge = "x = 1\n" * 170_000 + "Traceback (most recent call last):\n  File \"a.py\", line 1\nKeyError: 1"
+    result = detector.detect(huge)
+    assert result.domain == "code" and "stack trace" in result.signals["code"]  # the rules saw all of it
+    assert detector.detect("Écris une fonction Python qui trie une liste").domain == "code"
+    assert detector.detect("¿Cuál es la capital de Francia?").domain in DOMAINS_ALL
+    assert detector.detect("请帮我写一首关于大海的诗").domain in DOMAINS_ALL
+
+
+def test_confidence_is_a_probability(detector: SemanticDomainDetector) -> None:
+    for query in ("hello", "what is 2+2?", "my knee hurts after running", "sue my landlord"):
+        result = detector.detect(query)
+        assert 0.0 <= result.confidence <= 1.0 and result.domain in DOMAINS_ALL

@@ -1,0 +1,47 @@
+"""The shipped domain head: it loads, it is small, and a damaged or missing file is one
+clear error rather than a wrong answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cascadeflow_cli.errors import ModelFileError
+from cascadeflow_cli.routing.domain import DOMAINS
+from cascadeflow_cli.routing.head import ENV_VAR, DomainHead, head_path
+
+
+def test_the_shipped_head_is_small_and_loads() -> None:
+    assert head_path().stat().st_size < 300_000
+    head = DomainHead.load()
+    assert head.coef.shape == (len(DOMAINS), 384) and 0.05 < head.temperature < 20
+    probabilities = head.probabilities(np.ones((2, 384), dtype=np.float32) / np.sqrt(384))
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_a_saved_head_round_trips(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    head = DomainHead(rng.normal(size=(6, 384)).astype(np.float32), np.zeros(6, np.float32), 0.7, 0.5)
+    head.save(tmp_path / "h.npz")
+    loaded = DomainHead.load(tmp_path / "h.npz")
+    assert np.allclose(loaded.coef, head.coef, atol=1e-2) and loaded.rules_weight == 0.5
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a zip file", b"PK\x03\x04broken"])
+def test_a_missing_or_damaged_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              content: bytes | None) -> None:
+    path = tmp_path / "head.npz"
+    if content is not None:
+        path.write_bytes(content)
+    monkeypatch.setenv(ENV_VAR, str(path))
+    with pytest.raises(ModelFileError, match=str(path)) as caught:
+        DomainHead.load()
+    assert "\n" not in str(caught.value)
+
+
+def test_a_head_of_another_version_is_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6), meta=np.array('{"version": 99}'))
+    with pytest.raises(ModelFileError, match="version 99"):
+        DomainHead.load(tmp_path / "h.npz")
