@@ -30,8 +30,8 @@ def domain(
                                            "rules are unsure (the [semantic] extra).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (JSON Lines with --input).")
                        ] = False,
-    explain: Annotated[bool, typer.Option("--explain", help="Show why: the signals and the score of "
-                                          "every domain, and whether the rules or the model decided.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Show why: the signals and score of every "
+                                          "domain, and whether the rules or the model decided.")] = False,
 ) -> None:
     """Detect the domain (code, math, medical, legal, finance, general, or a
     [domains.custom.NAME] of the config), its confidence, how it was decided and how

@@ -28,8 +28,6 @@ from cascadeflow_cli.routing.custom import WORD_WEIGHT, CustomDomain, content_wo
 
 DOMAINS = ("code", "math", "medical", "legal", "finance", "general")
 GENERAL_PRIOR = 1.5  # the score "general" starts with: one weak signal does not outvote it
-LENGTH_PRIOR, LENGTH_SCALE = 0.0, 40.0  # general's prior grows by LENGTH_PRIOR * ln(1 + words / SCALE)
-TERMS_CAP = 0.0  # 0: topic words add up without limit
 MIN_CONFIDENCE = 0.5  # below this, a detected domain is treated as general when routing
 
 
@@ -282,7 +280,6 @@ TERMS["code"] += [
 TERMS["general"] = _terms(shapes.GENERAL_TERMS)
 
 INDEX = _Index(TERMS)
-_SHAPE_NAMES = {d: {s.name for s in entries} for d, entries in SHAPES.items()}
 
 
 @dataclass(frozen=True)
@@ -346,9 +343,8 @@ class DomainDetector:
             words = content_words(text)
             for name, domain in self.custom.items():
                 signals[name] = [(f"word '{w}'", WORD_WEIGHT) for w in domain.overlap(words)]
-        shaped = {d: sum(w for name, w in matched if name in _SHAPE_NAMES.get(d, ())) for d, matched in signals.items()}
-        scores = {d: shaped[d] + _saturate(sum(w for _, w in matched) - shaped[d]) for d, matched in signals.items()}
-        scores["general"] += general_prior(text)
+        scores = {d: sum(weight for _, weight in matched) for d, matched in signals.items()}
+        scores["general"] += GENERAL_PRIOR  # general's own signals plus its prior
         chances = probabilities(scores)
         best = max(chances, key=lambda d: (chances[d], d == "general"))
         confidence = chances[best]
@@ -362,19 +358,6 @@ class DomainDetector:
             scores={d: round(v, 2) for d, v in scores.items()},
             signals={d: tuple(name for name, _ in matched) for d, matched in signals.items()},
         )
-
-
-def _saturate(total: float) -> float:
-    """Topic words add up with diminishing returns (at most TERMS_CAP): a long prompt
-    meets many field words by chance; a shape (a stack trace, a proof) counts in full."""
-    return TERMS_CAP * (1.0 - math.exp(-total / TERMS_CAP)) if TERMS_CAP else total
-
-
-def general_prior(text: str) -> float:
-    """General's score: GENERAL_PRIOR, growing with the logarithm of the query's length,
-    since the longer a text the more field words it meets by chance."""
-    words = len(_TOKEN.findall(text[:20000]))  # the first 20,000 characters tell the length well enough
-    return GENERAL_PRIOR + LENGTH_PRIOR * math.log1p(words / LENGTH_SCALE)
 
 
 def _matches(text: str, domain: str, terms: dict[str, float]) -> list[tuple[str, float]]:
