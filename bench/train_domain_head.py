@@ -9,7 +9,11 @@ Training data (see /work/shared/data/README.md for sources and licences):
 - domains/domain_dev.jsonl: MMLU (MIT), GSM8K (MIT), HumanEval (MIT), PubMedQA (MIT),
   CLINC150 (CC BY 3.0), LegalBench CC BY 4.0 tasks -- 1,200 exam-style queries;
 - domains/domain_realuser_dev.jsonl: arena-hard-auto prompts (Apache-2.0), labelled by
-  hand -- 487 real user prompts.
+  hand -- 487 real user prompts;
+- bench/data/domain_written.jsonl: 72 short everyday questions written for this project
+  (12 per domain; the seed's semantic prototypes), licensed with the project. Without
+  them the head had never seen "how do I get rid of a cough?" and called it code.
+  They are always trained on and never scored.
 The weights are a statistical summary of these texts, not the texts; no text ships.
 
 The fit is deterministic (full-batch gradient descent from zeros, fixed iterations): the
@@ -43,6 +47,7 @@ from cascadeflow_cli.routing.head import HEAD_VERSION, DomainHead
 
 DATA = Path("/work/shared/data/domains")
 DEFAULT_FILES = (DATA / "domain_dev.jsonl", DATA / "domain_realuser_dev.jsonl")
+WRITTEN = Path(__file__).resolve().parent / "data" / "domain_written.jsonl"  # ours: everyday questions
 OUTPUT = Path(__file__).resolve().parent.parent / "cascadeflow_cli" / "data" / "domain_head.npz"
 L2 = 1e-3  # on the weights, per row-weight unit: a mild pull towards zero
 ITERATIONS = 400
@@ -66,7 +71,14 @@ def embed_rows(rows: list[dict[str, str]]) -> np.ndarray:
     from cascadeflow_cli.routing.semantic import shared_embedder
     from cascadeflow_cli.routing.vectors import cached_embeddings
 
-    return cached_embeddings(shared_embedder(), [r["query"] for r in rows], kind="bench")
+    embedder = shared_embedder()
+    written = np.array([r["file"] == WRITTEN.name for r in rows])
+    x = np.zeros((len(rows), 384), dtype=np.float32)
+    for part in (~written, written):  # the dev files' cache stays valid when the written file changes
+        if part.any():
+            x[part] = cached_embeddings(embedder, [r["query"] for r, p in zip(rows, part, strict=True) if p],
+                                        kind="bench")
+    return x
 
 
 def row_weights(rows: list[dict[str, str]]) -> np.ndarray:
@@ -158,13 +170,14 @@ def rules_of(rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def pipeline(logits: np.ndarray, rules: np.ndarray, sure: np.ndarray, weight: float, t: float) -> np.ndarray:
+def pipeline(logits: np.ndarray, rules: np.ndarray, sure: np.ndarray, weight: float, t: float,
+             rules_t: float = 1.0) -> np.ndarray:
     """What the semantic detector does: the rules where sure, else the combined head."""
     from cascadeflow_cli.routing.semantic import RULES_CONFIDENT
 
     probs = softmax((logits + weight * rules) / t)
     keep = sure >= RULES_CONFIDENT
-    probs[keep] = softmax(rules[keep] * 50)  # the rules' pick, as a near one-hot
+    probs[keep] = softmax(rules[keep] / rules_t)  # the rules' own, temperature-scaled
     return probs
 
 
@@ -175,7 +188,8 @@ def choose_rules_weight(
     best, best_score = 0.0, -1.0
     for weight in (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0):
         pred = pipeline(logits, rules, sure, weight, 1.0).argmax(axis=1)
-        score = np.mean([np.mean(pred[files == f] == labels[files == f]) for f in np.unique(files)])
+        score = np.mean([np.mean(pred[files == f] == labels[files == f]) for f in np.unique(files)
+                         if f != WRITTEN.name])
         if score > best_score + 1e-9:
             best, best_score = weight, score
     return best
@@ -200,19 +214,25 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def settings(x: np.ndarray, rows: list[dict[str, str]], show: bool = False) -> tuple[float, float]:
-    """(rules weight, temperature), both chosen on out-of-fold predictions."""
+def settings(x: np.ndarray, rows: list[dict[str, str]], show: bool = False) -> tuple[float, float, float]:
+    """(rules weight, temperature, the rules' temperature where they are sure), chosen on
+    out-of-fold predictions (the rules have nothing to fold: their temperature is fitted
+    on the rows where they decide alone)."""
     labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
     files = np.array([r["file"] for r in rows])
     logits = oof_logits(x, rows)
     rules, sure = rules_of(rows)
     weight = choose_rules_weight(logits, rules, sure, labels, files)
-    unsure = sure < 0.8
+    from cascadeflow_cli.routing.semantic import RULES_CONFIDENT
+
+    unsure = sure < RULES_CONFIDENT
     temperature = fit_temperature(logits[unsure] + weight * rules[unsure], labels[unsure])
+    rules_t = fit_temperature(rules[~unsure], labels[~unsure])
     if not show:
-        return weight, temperature
-    print(f"{FOLDS}-fold out-of-fold over all rows; rules weight {weight}, temperature {temperature:.2f}:")
-    for file in sorted(set(files)):
+        return weight, temperature, rules_t
+    print(f"{FOLDS}-fold out-of-fold over all rows; rules weight {weight}, temperature {temperature:.2f}, "
+          f"rules' temperature {rules_t:.2f}:")
+    for file in sorted(set(files) - {WRITTEN.name}):
         mask = files == file
         report(f"{file}: head alone", softmax(logits[mask] / temperature), labels[mask])
         report(
@@ -242,10 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"{missing[0]}: not found", file=sys.stderr)
         return 1
-    rows = load_rows(args.data)
+    rows = load_rows([*args.data, WRITTEN])
     x = embed_rows(rows)
-    weight, temperature = settings(x, rows, show=args.cv)
-    head = replace(train_head(x, rows, temperature), rules_weight=weight)
+    weight, temperature, rules_t = settings(x, rows, show=args.cv)
+    head = replace(train_head(x, rows, temperature), rules_weight=weight, rules_temperature=rules_t)
     digest = hashlib.sha256("\n".join(r["query"] for r in rows).encode()).hexdigest()[:16]
     head.save(args.output, data_sha=digest, rows=len(rows))
     print(

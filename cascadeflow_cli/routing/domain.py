@@ -116,7 +116,7 @@ SHAPES: dict[str, list[_Shape]] = {
         _shape("percentage", r"\d\s*%", MEDIUM),
         _shape(
             "word problem",
-            r"(?s)\A(?=.*\d.*\d)(?=.*\b(how (many|much|long|far|old)|in total|altogether|"
+            r"(?s)\A(?=.{0,600}\Z)(?=.*\d.*\d)(?=.*\b(how (many|much|long|far|old)|in total|altogether|"
             r"each|per|left|remain\w*)\b)",
             STRONG,
             re.I,
@@ -138,19 +138,20 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             system*, cpu, processor*, instruction set, microarchitecture, cache*, tcp, ip address,
             ethernet, packet*, network protocol*, firewall*, encryption, encrypt*, decrypt*,
             cryptograph*, malware, cross-validation, overfitting, classifier*, neural network*, machine
-            learning, training set, gradient descent, deep learning, computer science, software,
+            learning, training set, gradient descent, deep learning, computer science,
             algorithm*, function that, write a function, implement*, code
         """,
             MEDIUM: """
             function, coding, script*, library, libraries, framework*, bug*, database*, query, queries,
-            string*, list comprehension, dictionary, class, method*, object-oriented, inheritance,
-            computer*, program, programs, stack, queue, sorting, sort the, parameter*, input list,
+            string*, list comprehension, dictionary, class, object-oriented, inheritance, software,
+            program, programs, stack, queue, sorting, sort the, parameter*, input list,
             server*, http, endpoint*, thread*, concurren*, memory leak, binary, bits, bytes, byte,
             memory, internet, network*, protocol*, kernel*, circuit*, logic gate*, web, website,
-            password*, attack*, security, hash*, login, file*, output, input
+            password*, hash*, login, file*, computer*, attack*, security
         """,
             WEAK: """
-            return, argument*, compute*, data, model, training, test*, error*, list, tree, node*, graph*
+            return, argument*, compute*, data, model, training, test*, error*, list, tree, node*, graph*,
+            method*, output, input
         """,
         }
     ),
@@ -343,6 +344,7 @@ class DomainDetector:
             words = content_words(text)
             for name, domain in self.custom.items():
                 signals[name] = [(f"word '{w}'", WORD_WEIGHT) for w in domain.overlap(words)]
+        _code_explains_symbols(signals)
         scores = {d: sum(weight for _, weight in matched) for d, matched in signals.items()}
         scores["general"] += GENERAL_PRIOR  # general's own signals plus its prior
         chances = probabilities(scores)
@@ -364,6 +366,13 @@ def _matches(text: str, domain: str, terms: dict[str, float]) -> list[tuple[str,
     """The distinct signals of ``domain`` in ``text``: its shapes, then its ``terms``."""
     shapes = [(s.name, s.weight) for s in SHAPES.get(domain, ()) if s.pattern.search(text)]
     return shapes + list(terms.items())
+
+
+def _code_explains_symbols(signals: dict[str, list[tuple[str, float]]]) -> None:
+    """Code is full of ``=``, ``*`` and ``%``: where the text shows code, those are not
+    math's equations or arithmetic (math keeps its words, LaTeX and proofs)."""
+    if "math" in signals and any(name in shapes.CODE_EVIDENCE for name, _ in signals.get("code", ())):
+        signals["math"] = [(n, w) for n, w in signals["math"] if n not in shapes.SYMBOLS_OF_CODE]
 
 
 def probabilities(scores: dict[str, float]) -> dict[str, float]:

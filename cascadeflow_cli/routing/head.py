@@ -45,6 +45,15 @@ class DomainHead:
     bias: np.ndarray
     temperature: float = 1.0
     rules_weight: float = 0.0  # how much the rules' log-probabilities add to the logits
+    rules_temperature: float = 1.0  # calibrates the rules' own confidence where they decide alone
+
+    def rules_confidence(self, rule_scores: Mapping[str, float], domain: str) -> float:
+        """The rules' probability of ``domain``, temperature-scaled as fitted in training."""
+        import numpy as np
+
+        z = rule_log_probabilities(rule_scores) / self.rules_temperature
+        p = np.exp(z - z.max())
+        return float(p[DOMAINS.index(domain)] / p.sum()) if domain in DOMAINS else 1.0
 
     def combined(self, vector: np.ndarray, rule_scores: Mapping[str, float]) -> dict[str, float]:
         """The built-in domains' probabilities for one embedded query, given the rules'
@@ -125,9 +134,10 @@ class DomainHead:
         ):
             raise ModelFileError(f"{where}: damaged (unexpected shapes or values)")
         temperature, weight = float(info.get("temperature", 1.0)), float(info.get("rules_weight", 0.0))
-        if not (0.01 <= temperature <= 100 and 0 <= weight <= 100):
+        rules_t = float(info.get("rules_temperature", 1.0))
+        if not (0.01 <= temperature <= 100 and 0 <= weight <= 100 and 0.01 <= rules_t <= 100):
             raise ModelFileError(f"{where}: damaged (temperature {temperature}, rules weight {weight})")
-        return cls(coef, bias, temperature, weight)
+        return cls(coef, bias, temperature, weight, rules_t)
 
 
 def rule_log_probabilities(scores: Mapping[str, float]) -> np.ndarray:

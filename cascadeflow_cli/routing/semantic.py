@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import MissingExtraError
 from cascadeflow_cli.routing.custom import CustomDomain
-from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
+from cascadeflow_cli.routing.domain import DOMAINS, MIN_CONFIDENCE, DomainDetector, DomainResult
 from cascadeflow_cli.routing.head import DomainHead
 from cascadeflow_cli.routing.vectors import cached_embeddings
 
@@ -120,6 +120,7 @@ class SemanticDomainDetector:
         self.rules = DomainDetector(custom=self.custom)
         self.min_confidence = min_confidence
         self.head = head or DomainHead.load()  # a bad weights file fails before the model loads
+        self.head_domains = frozenset(DOMAINS)
         self.embedder = embedder or shared_embedder()
         self.examples = {
             name: cached_embeddings(self.embedder, domain.embedded_examples(), kind="custom")
@@ -128,15 +129,17 @@ class SemanticDomainDetector:
 
     def detect(self, query: str) -> DomainResult:
         ruled = self.rules.detect(query)
-        if not query.strip() or (ruled.confidence >= RULES_CONFIDENT and not self.custom):
-            return replace(ruled, explain={"decided_by": "rules (sure)" if query.strip() else "empty query"})
+        if not query.strip():
+            return replace(ruled, explain={"decided_by": "empty query"})
+        if ruled.confidence >= RULES_CONFIDENT and not self.custom:
+            return self.sure(ruled, {})
         vector = self.embedder.embed([query])
         similar = self.similarities(vector[0])
         custom = {d: 1.0 / (1.0 + math.exp(-(s - SIMILAR) / SPREAD)) for d, s in similar.items()}
         share = max(custom.values(), default=0.0)
         explain: dict[str, Any] = {"similarity": {d: round(s, 3) for d, s in similar.items()}}
         if share < 0.5 and ruled.confidence >= RULES_CONFIDENT:
-            return replace(ruled, explain={**explain, "decided_by": "rules (sure)"})
+            return self.sure(ruled, explain)
         head = self.head.combined(vector, ruled.scores)
         explain["head"] = {d: round(p, 3) for d, p in head.items()}
         total = sum(custom.values()) or 1.0
@@ -157,6 +160,13 @@ class SemanticDomainDetector:
             signals=ruled.signals,
             explain=explain,
         )
+
+    def sure(self, ruled: DomainResult, explain: dict[str, Any]) -> DomainResult:
+        """The rules' own result, its confidence calibrated as the head file says."""
+        confidence = ruled.confidence
+        if ruled.domain in self.head_domains:
+            confidence = self.head.rules_confidence(ruled.scores, ruled.domain)
+        return replace(ruled, confidence=confidence, explain={**explain, "decided_by": "rules (sure)"})
 
     def similarities(self, vector: np.ndarray) -> dict[str, float]:
         """Per custom domain: the mean cosine similarity of its TOP_K nearest examples."""

@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 
 _LANGS = (
-    r"python|java(?:script)?|typescript|c\+\+|c#|golang|go|rust|kotlin|swift|ruby|php|perl|"
+    r"python|java(?:script)?|typescript|c\+\+|c#|golang|rust|kotlin|swift|ruby|php|perl|"
     r"scala|haskell|lua|luau|matlab|julia|dart|elixir|clojure|fortran|cobol|sql|mysql|postgres(?:ql)?|"
-    r"sqlite|bash|shell|powershell|zsh|vba|r|html|css|react|vue|angular|node(?:\.js)?|django|flask|"
+    r"sqlite|bash|shell|powershell|zsh|vba|html|css|react|vue|angular|node(?:\.js)?|django|flask|"
     r"pandas|numpy|pytorch|tensorflow|gdscript|solidity|verilog|vhdl|assembly|x86|arm64|excel|latex"
 )
 
@@ -34,7 +34,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
         r"\b(write|create|make|build|generate|implement|code|develop|give me|show me|"
         r"need|want|help me (?:write|with)|fix|debug|refactor|optimi[sz]e|convert|translate|port)\b"
         r"[^.?!\n]{0,60}?\b(" + _ARTIFACT + r")\b",
-        3.0,
+        5.0,
         re.I,
     ),
     (
@@ -46,7 +46,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     (
         "a script of a language",
         r"\b(?:" + _LANGS + r")\s+(?:script|code|program|function|snippet|class)\b",
-        3.0,
+        4.0,
         re.I,
     ),
     (
@@ -66,7 +66,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     (
         "shell command",
         r"(^|\n)\s*(\$|#|>)?\s*(sudo|pip3?|npm|npx|yarn|git|docker|kubectl|apt(-get)?|brew|"
-        r"conda|cargo|make|cmake|gcc|g\+\+|curl|wget|ssh|chmod|chown|ls|cd|grep|awk|sed|export|systemctl)"
+        r"conda|cargo|cmake|gcc|g\+\+|curl|wget|ssh|chmod|chown|grep|awk|sed|systemctl)"
         r"\s+[-\w./]",
         3.0,
         0,
@@ -92,7 +92,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
         r"[;{}][ \t]*\n[^\n]*[;{}][ \t]*(?:\n|$)|\w\.\w+\(|"
         r"\b[a-z]+[A-Z]\w*\s*\(|\b\w+\s*<-\s*\w|%>%|\blambda\b|=>\s*\{|\bconst\s+\w+\s*=|\bvar\s+\w+\s*=|"
         r"\blet\s+\w+\s*=|\bSELECT\b[\s\S]{1,200}\bFROM\b|\bprint\s*\(|console\.log|\bnull\b|\bself\.",
-        3.0,
+        4.0,
         0,
     ),
     ("url", r"https?://[^\s]+", 1.0, 0),
@@ -101,7 +101,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
 MATH_SHAPES: list[tuple[str, str, float, int]] = [
     (
         "LaTeX",
-        r"\$[^$\n]{1,200}\$|\\(frac|sqrt|sum|int|begin\{|mathbb|cdot|leq|geq|alpha|beta|lambda|pi|"
+        r"\$[^$\n]{0,200}[\\^_{}=][^$\n]{0,200}\$|\\(frac|sqrt|sum|int|begin\{|mathbb|cdot|leq|geq|alpha|beta|lambda|pi|"
         r"infty|partial|dot|ddot)\b",
         3.0,
         0,
@@ -111,10 +111,11 @@ MATH_SHAPES: list[tuple[str, str, float, int]] = [
 ]
 
 FINANCE_SHAPES: list[tuple[str, str, float, int]] = [
-    (
-        "money amount",
-        r"[$€£¥]\s?\d[\d,.]*\s?(k|m|bn|million|billion)?\b|\b\d[\d,.]*\s?(k|m)?\s?"
-        r"(usd|eur|gbp|dollars?|euros?|pounds)\b",
+    (  # money words next to an amount: "invest 70K", "a loan of $20,000" (an amount alone is math's too)
+        "money with an amount",
+        r"\b(invest\w*|loan|mortgage|salary|income|revenue|profit|savings|deposit\w*|withdraw\w*|interest|"
+        r"dividend\w*|tax\w*|budget|expense\w*|portfolio|stocks?|shares?|bonds?|annuity|pension)\b"
+        r"[^.?!\n]{0,30}?(?:[$€£¥]\s?\d|\b\d[\d,.]*\s?(?:k|m|bn|million|billion|%|usd|eur|dollars?|euros?))",
         2.0,
         re.I,
     ),
@@ -124,7 +125,7 @@ FINANCE_SHAPES: list[tuple[str, str, float, int]] = [
 CODE_VOCABULARY = """
     lua, luau, matlab, julia, dart, elixir, swift, vba, powershell, shellscript, zsh, solidity, verilog,
     vhdl, gdscript, assembly, latex table, react, vue, angular, svelte, jquery, node, nodejs, npm, yarn,
-    webpack, vite, django, flask, fastapi, express, spring, laravel, rails, drupal, wordpress, unity,
+    webpack, vite, django, flask, fastapi, express, spring, laravel, rails, drupal, wordpress,
     unreal, godot, roblox, pygame, pandas, numpy, scipy, matplotlib, seaborn, pytorch, tensorflow,
     keras, sklearn, scikit-learn, huggingface, transformers, langchain, faiss, llm, gpt, openai api,
     dataframe*, csv, xml, yaml, toml, svg, shader*, opengl, vulkan, cuda, gpu, linux, ubuntu, debian,
@@ -132,11 +133,11 @@ CODE_VOCABULARY = """
     lambda, s3, ec2, postgres, postgresql, mysql, sqlite, mongodb, redis, kafka, spark, pyspark, hadoop,
     graphql, oauth, jwt, websocket*, frontend, backend, full-stack, repo, repository, github, gitlab,
     ci, cd, pipeline*, cli, terminal, command line, browser, chrome, firefox, plugin*, gui, button*,
-    dropdown, css grid, flexbox, tailwind, bootstrap, dom, iframe, cookie*, docker-compose, dockerfile,
+    dropdown, css grid, flexbox, tailwind, bootstrap, dom, iframe, docker-compose, dockerfile,
     virtual machine, vm, ssh, vpn, dns, nas, samba, cron, systemd, bash script, regexp, unix, posix,
     syscall*, mutex*, semaphore*, async, await, coroutine*, callback*, typedef, lint*, formatter,
     compiler, debugger, ide, vscode, vim, emacs, jupyter, colab, excel     formula, vlookup,
-    spreadsheet macro, google sheets, airtable, zapier, webhook*, scrap*, crawl*, parser*, serializ*,
+    spreadsheet macro, google sheets, airtable, zapier, webhook*, scrape, scraping, scraper*, crawl*, parser*, serializ*,
     deserializ*, schema*, orm, sqlalchemy, prisma, migration*, tokeniz*, embedding*, vector database,
     fine-tun*, onnx, quantiz*, dataloader, batch size, learning rate, hyperparameter*,
     matrix multiplication, kotlin, android, ios, xcode, swiftui, flutter, jetpack, gradle, maven, jar,
@@ -145,6 +146,11 @@ CODE_VOCABULARY = """
     sdk, npm package, pip install, bitwise, xor, hexadecimal, bytecode, garbage collect*,
     memory allocation
 """
+
+# Code shapes that show code itself (not talk about it): where they fire, "=" and "*" are code.
+CODE_EVIDENCE = frozenset({"code fence", "function definition", "doctest", "import", "code in prose",
+                           "stack trace", "config snippet", "a request for code", "a script of a language"})
+SYMBOLS_OF_CODE = frozenset({"equation", "arithmetic", "power", "percentage", "word problem"})
 
 GENERAL_SHAPES: list[tuple[str, str, float, int]] = [
     ("a writing task", r"\b(write|draft|compose|create|give me|generate)\s+(me\s+)?(a|an|some|\d+|the)?\s*"
@@ -158,23 +164,23 @@ GENERAL_SHAPES: list[tuple[str, str, float, int]] = [
 
 # What everyday and general-knowledge questions are about: writing, culture, travel, work.
 GENERAL_TERMS = {
-    3.0: """
+    2.5: """
         poem*, poetry, haiku, limerick, sonnet, lyrics, song, songs, short story, novel, novels,
         fiction, screenplay, recipe*, cooking, cuisine, itinerary, vacation, holiday*, tourist*,
         movie*, film*, tv show*, chord*, melody, melodies, music*, musician*, band, album*,
-        painting*, painter*, artist*, sculpture*, museum*, history of, philosoph*, religio*,
-        mytholog*, literature, literary, grammar, synonym*, antonym*, vocabulary, idiom*, marketing,
+        artist*, sculpture*, history of, philosoph*, religio*,
+        mytholog*, literary, grammar, synonym*, antonym*, vocabulary, idiom*, marketing,
         brand*, slogan*, advertis*, weather, capital of, geography, astronomy, planet*, galaxy,
         physics, chemistry, chemical*, quantum, thermodynamic*, sport*, football, soccer, basketball,
         tennis, chess, board game*, video game*, gaming, career*, resume, job interview, leadership,
-        productivity, motivation*, relationship*, dating, wedding*, parenting, gardening, travel*
+        productivity, motivation*, dating, wedding*, parenting, gardening, travel*
     """,
-    2.0: """
-        essay*, blog, article*, speech*, story, stories, joke*, riddle*, historical, translate,
-        translation, workshop*, strateg*, startup*, pitch*, manager*, hiring, habit*, country,
-        countries, city, cities, english, spanish, french, german, chinese, japanese, physicist*,
-        climate, environment*, ecology, restaurant*, hotel*, flight*, author*, writer*, writing,
-        presentation*, slide*, party ideas, gift*, birthday*, fun, funny, creative, explain like,
+    1.5: """
+        essay*, blog, article*, speech*, story, stories, joke*, riddle*, translate,
+        translation, workshop*, strateg*, startup*, pitch*, manager*, hiring, habit*,
+        spanish, french, german, chinese, japanese, physicist*,
+        climate, environment*, ecology, hotel*, flight*, author*, writer*, writing,
+        slide*, party ideas, gift*, birthday*, fun, funny, creative, explain like,
         summarize, summarise, summary, opinion*, advice
     """,
 }

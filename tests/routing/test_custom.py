@@ -86,3 +86,13 @@ def test_a_hundred_thousand_examples_keep_a_small_vocabulary_and_an_embedding_sa
     assert {"ticket", "invoice", "shipping"} <= set(domain.words) and len(domain.words) <= 400
     result = DomainDetector(custom={"billing": domain}).detect("shipping of my invoice ticket")
     assert result.domain == "billing"
+
+
+def test_the_cascade_routes_a_custom_domain_to_its_chain() -> None:
+    from cascadeflow_cli.engine.cascade import Cascade
+
+    cascade = Cascade(parse_config(SUPPORT), None, gate=None)
+    routed = cascade.route("I want a refund: my order never came")
+    assert routed is not None and routed.domain == "support"
+    assert [m.name for m in cascade.resolve_chain(None, routed.domain)] == ["mini"]
+    assert [m.name for m in cascade.resolve_chain(None, "general")] == ["mini", "big"]
