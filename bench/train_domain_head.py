@@ -35,7 +35,7 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,9 @@ L2 = 1e-3  # on the weights, per row-weight unit: a mild pull towards zero
 ITERATIONS = 400
 STEP = 2.0
 FOLDS = 5
+GATES = (0.8, 0.9, 0.95, 0.98)  # candidate confidences from which the rules decide alone
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+CALIBRATED = 0.91  # accuracy at confidence >= 0.9 to reach out-of-fold (0.9 and a margin)
 
 
 def load_rows(paths: list[Path]) -> list[dict[str, str]]:
@@ -170,29 +173,29 @@ def rules_of(rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def pipeline(logits: np.ndarray, rules: np.ndarray, sure: np.ndarray, weight: float, t: float,
-             rules_t: float = 1.0) -> np.ndarray:
+def pipeline(logits: np.ndarray, rules: np.ndarray, sure: np.ndarray, s: Settings) -> np.ndarray:
     """What the semantic detector does: the rules where sure, else the combined head."""
-    from cascadeflow_cli.routing.semantic import RULES_CONFIDENT
-
-    probs = softmax((logits + weight * rules) / t)
-    keep = sure >= RULES_CONFIDENT
-    probs[keep] = softmax(rules[keep] / rules_t)  # the rules' own, temperature-scaled
+    probs = softmax((logits + s.weight * rules) / s.temperature)
+    keep = sure >= s.gate
+    probs[keep] = softmax(rules[keep] / s.rules_temperature)  # the rules' own, temperature-scaled
     return probs
 
 
-def choose_rules_weight(
-    logits: np.ndarray, rules: np.ndarray, sure: np.ndarray, labels: np.ndarray, files: np.ndarray
-) -> float:
-    """The weight of the rules' evidence with the best out-of-fold accuracy, averaged over files."""
-    best, best_score = 0.0, -1.0
-    for weight in (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0):
-        pred = pipeline(logits, rules, sure, weight, 1.0).argmax(axis=1)
-        score = np.mean([np.mean(pred[files == f] == labels[files == f]) for f in np.unique(files)
-                         if f != WRITTEN.name])
-        if score > best_score + 1e-9:
-            best, best_score = weight, score
-    return best
+def mean_accuracy(probs: np.ndarray, labels: np.ndarray, files: np.ndarray) -> float:
+    """Accuracy averaged over the dev files (each counts alike; the written rows do not count)."""
+    pred = probs.argmax(axis=1)
+    return float(np.mean([np.mean(pred[files == f] == labels[files == f]) for f in np.unique(files)
+                          if f != WRITTEN.name]))
+
+
+def worst_sure_accuracy(probs: np.ndarray, labels: np.ndarray, files: np.ndarray) -> float:
+    """The lowest, over the dev files, accuracy among predictions with confidence >= 0.9."""
+    out = 1.0
+    for f in np.unique(files):
+        mask = (files == f) & (probs.max(axis=1) >= 0.9)
+        if f != WRITTEN.name and mask.any():
+            out = min(out, float(np.mean(probs[mask].argmax(axis=1) == labels[mask])))
+    return out
 
 
 def report(name: str, probs: np.ndarray, labels: np.ndarray) -> None:
@@ -214,42 +217,53 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def settings(x: np.ndarray, rows: list[dict[str, str]], show: bool = False) -> tuple[float, float, float]:
-    """(rules weight, temperature, the rules' temperature where they are sure), chosen on
-    out-of-fold predictions (the rules have nothing to fold: their temperature is fitted
-    on the rows where they decide alone)."""
+@dataclass(frozen=True)
+class Settings:
+    gate: float = 0.8  # the rules' confidence from which they decide alone
+    weight: float = 0.0  # the rules' log-probabilities' weight in the head's logits
+    temperature: float = 1.0
+    rules_temperature: float = 1.0
+
+
+def settings(x: np.ndarray, rows: list[dict[str, str]], show: bool = False) -> Settings:
+    """Everything but the weights, chosen on out-of-fold predictions: the gate and the
+    rules' weight by accuracy; the two temperatures by likelihood (the rules' on the rows
+    where they decide alone), then both widened together, if need be, until predictions
+    at confidence >= 0.9 are right at least CALIBRATED of the time on every dev file."""
     labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
     files = np.array([r["file"] for r in rows])
     logits = oof_logits(x, rows)
     rules, sure = rules_of(rows)
-    weight = choose_rules_weight(logits, rules, sure, labels, files)
-    from cascadeflow_cli.routing.semantic import RULES_CONFIDENT
-
-    unsure = sure < RULES_CONFIDENT
-    temperature = fit_temperature(logits[unsure] + weight * rules[unsure], labels[unsure])
-    rules_t = fit_temperature(rules[~unsure], labels[~unsure])
-    if not show:
-        return weight, temperature, rules_t
-    print(f"{FOLDS}-fold out-of-fold over all rows; rules weight {weight}, temperature {temperature:.2f}, "
-          f"rules' temperature {rules_t:.2f}:")
-    for file in sorted(set(files) - {WRITTEN.name}):
-        mask = files == file
-        report(f"{file}: head alone", softmax(logits[mask] / temperature), labels[mask])
-        report(
-            f"{file}: rules + head",
-            pipeline(logits[mask], rules[mask], sure[mask], weight, temperature),
-            labels[mask],
-        )
-    print("trained on one file, tested on the other:")
-    for file in sorted(set(files)):
-        test = files == file
-        head = train_head(x[~test], [r for r, t in zip(rows, test, strict=True) if not t])
-        report(
-            f"{file}: rules + head",
-            pipeline(head.logits(x[test]), rules[test], sure[test], weight, temperature),
-            labels[test],
-        )
-    return weight, temperature
+    best, best_score = Settings(), -1.0
+    for gate in GATES:
+        for weight in WEIGHTS:
+            score = mean_accuracy(pipeline(logits, rules, sure, Settings(gate, weight)), labels, files)
+            if score > best_score + 1e-9:
+                best, best_score = Settings(gate, weight), score
+    unsure = sure < best.gate
+    chosen = replace(best, temperature=fit_temperature(logits[unsure] + best.weight * rules[unsure],
+                                                       labels[unsure]),
+                     rules_temperature=fit_temperature(rules[~unsure], labels[~unsure]))
+    for widen in np.linspace(1.0, 3.0, 41):
+        wider = replace(chosen, temperature=chosen.temperature * widen,
+                        rules_temperature=chosen.rules_temperature * widen)
+        if worst_sure_accuracy(pipeline(logits, rules, sure, wider), labels, files) >= CALIBRATED:
+            chosen = wider
+            break
+    if show:
+        print(f"{FOLDS}-fold out-of-fold over all rows; {chosen}:")
+        for file in sorted(set(files) - {WRITTEN.name}):
+            mask = files == file
+            report(f"{file}: head alone", softmax(logits[mask] / chosen.temperature), labels[mask])
+            report(f"{file}: rules + head", pipeline(logits[mask], rules[mask], sure[mask], chosen),
+                   labels[mask])
+        print("trained on one file (and the written questions), tested on the other:")
+        for file in sorted(set(files) - {WRITTEN.name}):
+            test = files == file
+            head = train_head(x[~test], [r for r, t in zip(rows, test, strict=True) if not t])
+            report(f"{file}: rules + head", pipeline(head.logits(x[test]), rules[test], sure[test], chosen),
+                   labels[test])
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,14 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = load_rows([*args.data, WRITTEN])
     x = embed_rows(rows)
-    weight, temperature, rules_t = settings(x, rows, show=args.cv)
-    head = replace(train_head(x, rows, temperature), rules_weight=weight, rules_temperature=rules_t)
+    chosen = settings(x, rows, show=args.cv)
+    head = replace(train_head(x, rows, chosen.temperature), rules_weight=chosen.weight,
+                   rules_temperature=chosen.rules_temperature, rules_sure=chosen.gate)
     digest = hashlib.sha256("\n".join(r["query"] for r in rows).encode()).hexdigest()[:16]
     head.save(args.output, data_sha=digest, rows=len(rows))
-    print(
-        f"wrote {args.output} ({args.output.stat().st_size:,} bytes, {len(rows)} rows, "
-        f"rules weight {weight}, temperature {temperature:.2f}, version {HEAD_VERSION})"
-    )
+    print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes, {len(rows)} rows, {chosen}, "
+          f"version {HEAD_VERSION})")
     return 0
 
 

@@ -39,6 +39,7 @@ class _Shape:
     name: str  # what the user sees ("code fence")
     pattern: re.Pattern[str]
     weight: float
+    lowered: bool = False  # searched in the lowercased text (faster than re.IGNORECASE)
 
 
 def _terms(tiers: dict[float, str]) -> list[tuple[str, float]]:
@@ -75,7 +76,7 @@ class _Index:
 
     def find(self, text: str) -> dict[str, dict[str, float]]:
         """Per domain, each distinct term matched in ``text`` and its weight."""
-        tokens = _TOKEN.findall(text.lower())
+        tokens = _TOKEN.findall(text.lower())  # (lower() of a lowercase text is cheap)
         found: dict[str, dict[str, float]] = {}
         for i in range(len(tokens)):
             words: tuple[str, ...] = ()
@@ -97,6 +98,9 @@ _TOKEN = re.compile(r"[\w+#]+(?:-[\w+#]+)*")
 
 
 def _shape(name: str, regex: str, weight: float, flags: int = 0) -> _Shape:
+    """A shape; a case-insensitive one (its literals lowercase) runs on the lowercased text."""
+    if flags & re.I:
+        return _Shape(name, re.compile(regex, flags & ~re.I), weight, lowered=True)
     return _Shape(name, re.compile(regex, flags), weight)
 
 
@@ -334,9 +338,10 @@ class DomainDetector:
     def detect(self, query: str) -> DomainResult:
         """The domain of ``query``, with confidence, complexity and the signals matched."""
         text = query or ""
-        terms = INDEX.find(text)
+        lower = text.lower()
+        terms = INDEX.find(lower)
         signals = {
-            d: _matches(text, d, terms.get(d, {}))
+            d: _matches(text, lower, d, terms.get(d, {}))
             for d in self.domains
             if d not in self.custom
         }
@@ -362,9 +367,10 @@ class DomainDetector:
         )
 
 
-def _matches(text: str, domain: str, terms: dict[str, float]) -> list[tuple[str, float]]:
+def _matches(text: str, lower: str, domain: str, terms: dict[str, float]) -> list[tuple[str, float]]:
     """The distinct signals of ``domain`` in ``text``: its shapes, then its ``terms``."""
-    shapes = [(s.name, s.weight) for s in SHAPES.get(domain, ()) if s.pattern.search(text)]
+    shapes = [(s.name, s.weight) for s in SHAPES.get(domain, ())
+              if s.pattern.search(lower if s.lowered else text)]
     return shapes + list(terms.items())
 
 

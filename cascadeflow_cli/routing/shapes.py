@@ -52,7 +52,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     (
         "stack trace",
         r"Traceback \(most recent call last\)|^\s+at [\w.$<>]+\(.*\)$|"
-        r"\bException in thread\b|^\s*File \"[^\"]+\", line \d+|\b\w+(Error|Exception):\s",
+        r"\bException in thread\b|^\s*File \"[^\"]+\", line \d+|\w(?:Error|Exception):\s",
         5.0,
         re.M,
     ),
@@ -89,9 +89,10 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     ("inline code", r"`[^`\n]{2,80}`", 2.0, 0),
     (
         "code in prose",
-        r"[;{}][ \t]*\n[^\n]*[;{}][ \t]*(?:\n|$)|\w\.\w+\(|"
-        r"\b[a-z]+[A-Z]\w*\s*\(|\b\w+\s*<-\s*\w|%>%|\blambda\b|=>\s*\{|\bconst\s+\w+\s*=|\bvar\s+\w+\s*=|"
-        r"\blet\s+\w+\s*=|\bSELECT\b[\s\S]{1,200}\bFROM\b|\bprint\s*\(|console\.log|\bnull\b|\bself\.",
+        # each branch starts at a rare character or keyword: one pass, little backtracking
+        r"[;{}][ \t]*\n[^\n]*[;{}][ \t]*(?:\n|$)|\w\.\w+\(|[a-z][A-Z]\w*\s*\(|\w\s*<-\s*\w|%>%|=>\s*\{|"
+        r"\b(?:lambda\b|null\b|self\.|print\s*\(|console\.log|(?:const|var|let)\s+\w+\s*=)|"
+        r"\bSELECT\b[^;]{1,200}?\bFROM\b",
         4.0,
         0,
     ),
@@ -137,7 +138,8 @@ CODE_VOCABULARY = """
     virtual machine, vm, ssh, vpn, dns, nas, samba, cron, systemd, bash script, regexp, unix, posix,
     syscall*, mutex*, semaphore*, async, await, coroutine*, callback*, typedef, lint*, formatter,
     compiler, debugger, ide, vscode, vim, emacs, jupyter, colab, excel     formula, vlookup,
-    spreadsheet macro, google sheets, airtable, zapier, webhook*, scrape, scraping, scraper*, crawl*, parser*, serializ*,
+    spreadsheet macro, google sheets, airtable, zapier, webhook*, scrape, scraping, scraper*, crawl*,
+    parser*, serializ*,
     deserializ*, schema*, orm, sqlalchemy, prisma, migration*, tokeniz*, embedding*, vector database,
     fine-tun*, onnx, quantiz*, dataloader, batch size, learning rate, hyperparameter*,
     matrix multiplication, kotlin, android, ios, xcode, swiftui, flutter, jetpack, gradle, maven, jar,
