@@ -11,7 +11,8 @@ confidence min(0.9, matches / 5), "general" below 0.7 (it has no math or finance
 
 With --semantic, the semantic detector's figures are out-of-fold: every row of the head's
 training files is classified by a head trained without its fold (bench/train_domain_head.py,
-5 folds over both files; the rules weight and temperature as shipped).
+5 folds over both files and the written questions; the gate, rules weight and
+temperatures as shipped: chosen out-of-fold, they are two or three numbers fitted on all rows).
 
     python bench/domain_eval.py [--data JSONL ...] [--semantic]
 """
@@ -80,10 +81,11 @@ def out_of_fold(rows: list[dict[str, str]]) -> Callable[[str], tuple[str, float]
     from cascadeflow_cli.routing.semantic import SemanticDomainDetector
 
     shipped = DomainHead.load()
-    training = train.load_rows([p for p in train.DEFAULT_FILES if p.exists()])
+    training = train.load_rows([*(p for p in train.DEFAULT_FILES if p.exists()), train.WRITTEN])
     heads, folds = train.out_of_fold_heads(train.embed_rows(training), training)
-    detectors = [SemanticDomainDetector(head=replace(h, temperature=shipped.temperature,
-                                                     rules_weight=shipped.rules_weight)) for h in heads]
+    settings = {"temperature": shipped.temperature, "rules_weight": shipped.rules_weight,
+                "rules_temperature": shipped.rules_temperature, "rules_sure": shipped.rules_sure}
+    detectors = [SemanticDomainDetector(head=replace(h, **settings)) for h in heads]
     fold_of = {r["query"]: int(f) for r, f in zip(training, folds, strict=True)}
     plain = SemanticDomainDetector(head=shipped)
 

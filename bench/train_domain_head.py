@@ -245,8 +245,8 @@ def settings(x: np.ndarray, rows: list[dict[str, str]], show: bool = False) -> S
                                                        labels[unsure]),
                      rules_temperature=fit_temperature(rules[~unsure], labels[~unsure]))
     for widen in np.linspace(1.0, 3.0, 41):
-        wider = replace(chosen, temperature=chosen.temperature * widen,
-                        rules_temperature=chosen.rules_temperature * widen)
+        wider = replace(chosen, temperature=round(float(chosen.temperature * widen), 4),
+                        rules_temperature=round(float(chosen.rules_temperature * widen), 4))
         if worst_sure_accuracy(pipeline(logits, rules, sure, wider), labels, files) >= CALIBRATED:
             chosen = wider
             break

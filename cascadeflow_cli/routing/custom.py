@@ -8,7 +8,8 @@
 How a custom domain is detected:
 - with the [semantic] extra (``cascade domain --semantic``): by nearest examples -- the
   mean cosine similarity of the query to its TOP_K closest examples, turned into a
-  probability around SIMILAR (a logistic of width SPREAD); the built-in domains share
+  probability by a logistic of width SPREAD around a threshold the examples set (how close
+  they are to each other, see semantic.threshold); the built-in domains share
   what is left. Examples are embedded once and cached by content hash; a domain with more
   than MAX_EMBEDDED examples uses an evenly spaced sample of them.
 - without it (the rules, and `cascade ask` routing): by word overlap -- each distinct

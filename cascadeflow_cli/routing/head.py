@@ -87,8 +87,10 @@ class DomainHead:
             "version": HEAD_VERSION,
             "domains": list(DOMAINS),
             "embedding_model": EMBEDDING_MODEL,
-            "temperature": self.temperature,
-            "rules_weight": self.rules_weight,
+            "temperature": float(self.temperature),
+            "rules_weight": float(self.rules_weight),
+            "rules_temperature": float(self.rules_temperature),
+            "rules_sure": float(self.rules_sure),
             **meta,
         }
         np.savez_compressed(

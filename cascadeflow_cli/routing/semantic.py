@@ -40,7 +40,8 @@ MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "toke
 MODEL_VERSION = "minilm-int8-1.0.0"  # the cache directory's name: a new model, a new directory
 MAX_CHARS = 4000  # ~4 x the 256 tokens the model reads
 TOP_K = 3  # nearest examples of a custom domain
-SIMILAR = 0.55  # the similarity at which a custom domain is as likely as not
+SIMILAR = 0.5  # a custom domain's similarity threshold when it has one example
+SIMILAR_RANGE = (0.35, 0.6)  # the thresholds that examples' own closeness may set
 SPREAD = 0.04
 
 
@@ -126,6 +127,7 @@ class SemanticDomainDetector:
             name: cached_embeddings(self.embedder, domain.embedded_examples(), kind="custom")
             for name, domain in self.custom.items()
         }
+        self.thresholds = {name: threshold(vectors) for name, vectors in self.examples.items()}
 
     def detect(self, query: str) -> DomainResult:
         ruled = self.rules.detect(query)
@@ -135,9 +137,10 @@ class SemanticDomainDetector:
             return self.sure(ruled, {})
         vector = self.embedder.embed([query])
         similar = self.similarities(vector[0])
-        custom = {d: 1.0 / (1.0 + math.exp(-(s - SIMILAR) / SPREAD)) for d, s in similar.items()}
+        custom = {d: 1.0 / (1.0 + math.exp(-(s - self.thresholds[d]) / SPREAD)) for d, s in similar.items()}
         share = max(custom.values(), default=0.0)
-        explain: dict[str, Any] = {"similarity": {d: round(s, 3) for d, s in similar.items()}}
+        explain: dict[str, Any] = {"similarity": {d: round(s, 3) for d, s in similar.items()},
+                                   "similarity_needed": {d: round(t, 3) for d, t in self.thresholds.items()}}
         if share < 0.5 and ruled.confidence >= self.head.rules_sure:
             return self.sure(ruled, explain)
         head = self.head.combined(vector, ruled.scores)
@@ -178,3 +181,22 @@ class SemanticDomainDetector:
             k = min(TOP_K, len(similarity))
             out[name] = float(np.mean(np.partition(similarity, len(similarity) - k)[-k:]))
         return out
+
+
+def threshold(examples: np.ndarray) -> float:
+    """The similarity from which a query is as likely as not in a custom domain: how close
+    the domain's examples are to each other (the median, over examples, of the mean
+    similarity to their TOP_K nearest others), within SIMILAR_RANGE. A tight domain asks
+    for close queries; a varied one accepts looser ones. One example: SIMILAR."""
+    import numpy as np
+
+    n = len(examples)
+    if n < 2:
+        return SIMILAR
+    sample = examples[:: max(1, n // 1000)]  # at most ~1,000 rows: a 1,000 x 1,000 product
+    similarity = sample @ sample.T
+    np.fill_diagonal(similarity, -np.inf)
+    k = min(TOP_K, len(sample) - 1)
+    nearest = np.sort(similarity, axis=1)[:, -k:].mean(axis=1)
+    low, high = SIMILAR_RANGE
+    return float(min(high, max(low, np.median(nearest))))

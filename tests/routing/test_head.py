@@ -45,3 +45,11 @@ def test_a_head_of_another_version_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6), meta=np.array('{"version": 99}'))
     with pytest.raises(ModelFileError, match="version 99"):
         DomainHead.load(tmp_path / "h.npz")
+
+
+def test_every_setting_survives_a_save(tmp_path: Path) -> None:
+    head = DomainHead(np.zeros((6, 384), np.float32), np.zeros(6, np.float32), 0.6, 0.25, 2.0, 0.95)
+    head.save(tmp_path / "h.npz")
+    loaded = DomainHead.load(tmp_path / "h.npz")
+    settings = (loaded.temperature, loaded.rules_weight, loaded.rules_temperature, loaded.rules_sure)
+    assert settings == pytest.approx((0.6, 0.25, 2.0, 0.95))

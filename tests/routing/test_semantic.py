@@ -28,15 +28,27 @@ def test_the_model_directory_is_made_from_shipped_and_installed_files(tmp_path: 
     ("How do I get rid of a persistent cough?", "medical"),
     ("Can my neighbour build a fence on my side of the line?", "legal"),
     ("Should I refinance now?", "finance"),
-    ("Why is my app so slow to start?", "code"),
-    ("Who won the football world cup in 1998?", "general"),
+    ("What are the side effects of ibuprofen?", "medical"),
+    ("Who painted the ceiling of the Sistine Chapel?", "general"),
 ])
 def test_the_model_decides_where_the_rules_cannot(detector: SemanticDomainDetector, query: str,
                                                   domain: str) -> None:
-    assert detector.rules.detect(query).domain == "general"  # no rule fired
+    assert detector.rules.detect(query).domain == "general"  # no rule decided it
     result = detector.detect(query)
     assert (result.domain, result.method) == (domain, "semantic")
+    assert result.explain["decided_by"] == "head + rules"
     assert 0.5 <= result.confidence <= 1.0
+
+
+def test_where_the_rules_are_sure_the_model_is_not_asked_and_confidence_is_calibrated(
+        detector: SemanticDomainDetector) -> None:
+    query = "Traceback (most recent call last):\n  File \"app.py\", line 3\nKeyError: 'user'"
+    ruled = detector.rules.detect(query)
+    result = detector.detect(query)
+    assert (result.domain, result.method, result.explain["decided_by"]) == ("code", "rules", "rules (sure)")
+    assert "head" not in result.explain  # the head (and the embedding) were not needed
+    assert result.confidence == pytest.approx(detector.head.rules_confidence(ruled.scores, "code"))
+    assert result.confidence < ruled.confidence  # the rules' own softmax is over-confident
 
 
 def test_confident_rules_are_not_second_guessed(detector: SemanticDomainDetector) -> None:
