@@ -29,6 +29,7 @@ from cascadeflow_cli.routing.custom import WORD_WEIGHT, CustomDomain, content_wo
 DOMAINS = ("code", "math", "medical", "legal", "finance", "general")
 LONG_TEXT = 40_000  # characters; see _ends
 GENERAL_PRIOR = 1.5  # the score "general" starts with: one weak signal does not outvote it
+MAX_CONFIDENCE = 0.99  # rules are never certain: at >= 0.9 they are right ~90% of the time
 MIN_CONFIDENCE = 0.5  # below this, a detected domain is treated as general when routing
 
 
@@ -355,7 +356,7 @@ class DomainDetector:
         scores["general"] += GENERAL_PRIOR  # general's own signals plus its prior
         chances = probabilities(scores)
         best = max(chances, key=lambda d: (chances[d], d == "general"))
-        confidence = chances[best]
+        confidence = min(chances[best], MAX_CONFIDENCE)
         if best != "general" and confidence < self.min_confidence:
             best, confidence = "general", chances["general"]
         return DomainResult(

