@@ -100,8 +100,6 @@ class AppConfig:
 
         return domain_names(self.custom_domains)
 
-
-
     def chain(self, names: tuple[str, ...] | list[str] | None = None) -> list[ModelConfig]:
         """Resolve model names (default: the cascade chain) to their configs."""
         wanted = tuple(names) if names else self.cascade.models
