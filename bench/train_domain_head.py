@@ -17,8 +17,8 @@ Training data (see /work/shared/data/README.md for sources and licences):
 The weights are a statistical summary of these texts, not the texts; no text ships.
 
 The fit is deterministic (full-batch gradient descent from zeros, fixed iterations): the
-same data gives the same weights. Every row counts with weight 1/(rows of its class in its
-file): no class prior is learnt from the lopsided real-user file.
+same data gives the same weights. Every row counts with weight 1/sqrt(rows of its class in its
+file), each file alike: a damped class prior from the lopsided real-user file.
 The rules' log-probabilities are added to the head's logits with a weight chosen on
 out-of-fold accuracy, where the rules are not sure (the detector's own gate).
 
@@ -53,7 +53,8 @@ L2 = 1e-3  # on the weights, per row-weight unit: a mild pull towards zero
 ITERATIONS = 400
 STEP = 2.0
 FOLDS = 5
-GATES = (0.8, 0.9, 0.95, 0.98)  # candidate confidences from which the rules decide alone
+GATES = (0.8, 0.9, 0.95, 0.98, 0.99, 1.0)  # candidate confidences from which the rules decide alone
+# (the rules' confidence is at most 0.99: a gate of 1.0 lets the head see every query)
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 CALIBRATED = 0.91  # accuracy at confidence >= 0.9 to reach out-of-fold (0.9 and a margin)
 
@@ -85,13 +86,19 @@ def embed_rows(rows: list[dict[str, str]]) -> np.ndarray:
 
 
 def row_weights(rows: list[dict[str, str]]) -> np.ndarray:
-    """Each (file, class) counts equally: the head learns no class prior from the lopsided
-    real-user file (whose 65% code made it call short everyday questions code); the rules,
-    which are sure of most code, bring the real traffic's code share back."""
+    """Each row counts 1/sqrt(rows of its class in its file), each file's total the same.
+    Between "every class alike" (which taught the head no prior and cost real traffic's
+    lopsided code and general) and "every row alike" (which made short everyday questions
+    code): out-of-fold, the square root did better on the real-user file (0.840 -> 0.877)
+    for 0.01 on the exam-style one."""
     counts: dict[tuple[str, str], int] = {}
     for r in rows:
         counts[(r["file"], r["domain"])] = counts.get((r["file"], r["domain"]), 0) + 1
-    return np.array([1.0 / counts[(r["file"], r["domain"])] for r in rows])
+    weights = np.array([counts[(r["file"], r["domain"])] ** -0.5 for r in rows])
+    files = np.array([r["file"] for r in rows])
+    for file in np.unique(files):
+        weights[files == file] /= weights[files == file].sum()
+    return weights
 
 
 def fit(x: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -243,7 +250,8 @@ def settings(x: np.ndarray, rows: list[dict[str, str]], show: bool = False) -> S
     unsure = sure < best.gate
     chosen = replace(best, temperature=fit_temperature(logits[unsure] + best.weight * rules[unsure],
                                                        labels[unsure]),
-                     rules_temperature=fit_temperature(rules[~unsure], labels[~unsure]))
+                     rules_temperature=fit_temperature(rules[~unsure], labels[~unsure])
+                     if (~unsure).any() else 1.0)  # a gate of 1.0: the rules never decide alone
     for widen in np.linspace(1.0, 3.0, 41):
         wider = replace(chosen, temperature=round(float(chosen.temperature * widen), 4),
                         rules_temperature=round(float(chosen.rules_temperature * widen), 4))

@@ -40,8 +40,24 @@ def test_the_model_decides_where_the_rules_cannot(detector: SemanticDomainDetect
     assert 0.5 <= result.confidence <= 1.0
 
 
+@pytest.fixture(scope="module")
+def gated() -> SemanticDomainDetector:
+    """A head whose gate lets sure rules decide alone (the shipped one's gate, chosen
+    out-of-fold, may be 1.0: then the head sees every query)."""
+    from dataclasses import replace
+
+    from cascadeflow_cli.routing.head import DomainHead
+
+    return SemanticDomainDetector(head=replace(DomainHead.load(), rules_sure=0.9, rules_temperature=2.0))
+
+
+def test_the_shipped_gate_is_a_probability(detector: SemanticDomainDetector) -> None:
+    assert 0.5 < detector.head.rules_sure <= 1.0
+
+
 def test_where_the_rules_are_sure_the_model_is_not_asked_and_confidence_is_calibrated(
-        detector: SemanticDomainDetector) -> None:
+        gated: SemanticDomainDetector) -> None:
+    detector = gated
     query = "Traceback (most recent call last):\n  File \"app.py\", line 3\nKeyError: 'user'"
     ruled = detector.rules.detect(query)
     result = detector.detect(query)
@@ -51,9 +67,14 @@ def test_where_the_rules_are_sure_the_model_is_not_asked_and_confidence_is_calib
     assert result.confidence < ruled.confidence  # the rules' own softmax is over-confident
 
 
-def test_confident_rules_are_not_second_guessed(detector: SemanticDomainDetector) -> None:
-    result = detector.detect("The plaintiff sued the defendant for breach of contract.")
+def test_confident_rules_are_not_second_guessed(gated: SemanticDomainDetector) -> None:
+    result = gated.detect("The plaintiff sued the defendant for breach of contract.")
     assert (result.domain, result.method) == ("legal", "rules")
+
+
+def test_the_shipped_head_agrees_with_confident_rules(detector: SemanticDomainDetector) -> None:
+    result = detector.detect("The plaintiff sued the defendant for breach of contract.")
+    assert result.domain == "legal" and result.confidence >= 0.9
 
 
 def test_empty_query_is_general(detector: SemanticDomainDetector) -> None:
