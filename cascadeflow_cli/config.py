@@ -123,6 +123,13 @@ class AppConfig:
     telemetry: TelemetryConfig = TelemetryConfig()
     source: Path | None = None  # the file it was read from; None for built-in defaults
     quality: QualityConfig = QualityConfig()
+    custom_domains: Mapping[str, Any] = field(default_factory=dict)  # NAME -> routing.custom.CustomDomain
+
+    def domain_names(self) -> tuple[str, ...]:
+        """Every valid domain name for this config: the built-in ones, then [domains.custom]."""
+        from cascadeflow_cli.routing.custom import domain_names
+
+        return domain_names(self.custom_domains)
 
     def chain(self, names: tuple[str, ...] | list[str] | None = None) -> list[ModelConfig]:
         """Resolve model names (default: the cascade chain) to their configs."""
@@ -325,6 +332,7 @@ class _Parser:
             telemetry=self.telemetry(raw.get("telemetry", {})),
             source=self.path,
             quality=self.quality(raw.get("quality", {})),
+            custom_domains=self.custom_domains(raw.get("domains", {})),
         )
         self.check_chains(config)
         return config
@@ -479,7 +487,24 @@ class _Parser:
     def domains(self, raw: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(raw, dict):
             raise self.fail("domains", "must be a table of domain = [model names]")
-        return {d: self.names(raw, "domains", d) or () for d in raw}
+        chains = {d: self.names(raw, "domains", d) or () for d in raw if d != "custom"}
+        for name, domain in self.custom_domains(raw).items():  # a custom domain's own chain
+            if domain.models and name in chains:
+                raise self.fail(f"domains.custom.{name}.models", f"domains.{name} already names a chain")
+            if domain.models:
+                chains[name] = domain.models
+        return chains
+
+    def custom_domains(self, raw: Any) -> dict[str, Any]:
+        """[domains.custom.NAME] tables (see routing.custom); parsed once per config."""
+        if not isinstance(raw, dict) or "custom" not in raw:
+            return {}
+        if not hasattr(self, "_custom"):
+            from cascadeflow_cli.routing.custom import parse_custom
+
+            base = self.path.parent if self.path is not None else None
+            self._custom = parse_custom(raw["custom"], base, self.fail, self.names)
+        return self._custom
 
     def hooks(self, raw: Any) -> dict[str, str]:
         self.table(raw, "hooks", HOOK_NAMES)
@@ -619,8 +644,7 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
 
 def known_domains(config: AppConfig) -> tuple[str, ...]:
     """Every domain a request may name (``ask --domain``, a batch row's ``domain``): the
-    detector's built-in ones, then the configured ``[domains]`` keys. The one place that
-    says which domains exist, so a new source of domains is added here only."""
-    from cascadeflow_cli.routing.domain import DOMAINS
-
-    return tuple(dict.fromkeys([*DOMAINS, *config.domains]))
+    detector's built-in ones, the ``[domains.custom]`` ones, then the configured
+    ``[domains]`` keys. The one place that says which domains exist, so a new source of
+    domains is added here only."""
+    return tuple(dict.fromkeys([*config.domain_names(), *config.domains]))

@@ -125,3 +125,7 @@ class ProviderResponseError(ProviderError):
 
 class TelemetryError(CascadeError):
     """`cascade export --otlp` could not deliver the history to the collector."""
+
+
+class ModelFileError(CascadeError):
+    """A shipped or configured model file (e.g. the domain head's weights) is missing or damaged."""

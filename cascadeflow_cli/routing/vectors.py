@@ -1,0 +1,54 @@
+"""Embeddings of many texts, made once and kept in the user cache directory.
+
+The file is named by a hash of the model version and the texts, so the same examples are
+never embedded twice, and edited examples make a new file. Written atomically (a
+concurrent reader sees the old file or the new); a read-only cache just goes without.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cascadeflow_cli.routing.semantic import Embedder
+
+BATCH = 256
+
+
+def content_hash(texts: list[str], version: str) -> str:
+    digest = hashlib.sha256(version.encode("utf-8"))
+    for text in texts:
+        digest.update(b"\0")
+        digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:20]
+
+
+def cached_embeddings(embedder: Embedder, texts: list[str], *, kind: str = "examples") -> np.ndarray:
+    """Unit-length embeddings of ``texts`` (rows in order), from the cache when it has them."""
+    import numpy as np
+
+    from cascadeflow_cli.routing.semantic import MODEL_VERSION
+
+    path = embedder.directory / f"{kind}-{content_hash(texts, MODEL_VERSION)}.npy"
+    try:
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.shape == (len(texts), 384):
+            return vectors.astype(np.float32)
+    except (OSError, ValueError, EOFError):
+        pass  # not there yet, or unreadable: make it again
+    if texts:
+        vectors = np.concatenate([embedder.embed(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)])
+    else:
+        vectors = np.zeros((0, 384), dtype=np.float32)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        with temporary.open("wb") as fh:
+            np.save(fh, vectors.astype(np.float16))
+        temporary.replace(path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+    return vectors

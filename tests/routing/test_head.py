@@ -1,0 +1,80 @@
+"""The shipped domain head: it loads, it is small, and a damaged or missing file is one
+clear error rather than a wrong answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cascadeflow_cli.errors import ModelFileError
+from cascadeflow_cli.routing.domain import DOMAINS
+from cascadeflow_cli.routing.head import ENV_VAR, DomainHead, head_path
+
+
+def test_the_shipped_head_is_small_and_loads() -> None:
+    assert head_path().stat().st_size < 500_000  # the issue: "a few hundred KB at most" (int8 examples)
+    head = DomainHead.load()
+    assert head.coef.shape == (len(DOMAINS), 384) and 0.05 < head.temperature < 20
+    probabilities = head.probabilities(np.ones((2, 384), dtype=np.float32) / np.sqrt(384))
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_a_saved_head_round_trips(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    head = DomainHead(rng.normal(size=(6, 384)).astype(np.float32), np.zeros(6, np.float32), 0.7, 0.5)
+    head.save(tmp_path / "h.npz")
+    loaded = DomainHead.load(tmp_path / "h.npz")
+    assert np.allclose(loaded.coef, head.coef, atol=1e-2) and loaded.rules_weight == 0.5
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a zip file", b"PK\x03\x04broken"])
+def test_a_missing_or_damaged_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              content: bytes | None) -> None:
+    path = tmp_path / "head.npz"
+    if content is not None:
+        path.write_bytes(content)
+    monkeypatch.setenv(ENV_VAR, str(path))
+    with pytest.raises(ModelFileError, match=str(path)) as caught:
+        DomainHead.load()
+    assert "\n" not in str(caught.value)
+
+
+def test_a_head_of_another_version_is_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6), meta=np.array('{"version": 99}'))
+    with pytest.raises(ModelFileError, match="version 99"):
+        DomainHead.load(tmp_path / "h.npz")
+
+
+def test_every_setting_survives_a_save(tmp_path: Path) -> None:
+    head = DomainHead(np.zeros((6, 384), np.float32), np.zeros(6, np.float32), 0.6, 0.25, 2.0, 0.95)
+    head.save(tmp_path / "h.npz")
+    loaded = DomainHead.load(tmp_path / "h.npz")
+    settings = (loaded.temperature, loaded.rules_weight, loaded.rules_temperature, loaded.rules_sure)
+    assert settings == pytest.approx((0.6, 0.25, 2.0, 0.95))
+
+
+def test_the_nearest_examples_vote_survives_a_save_and_votes_for_their_domain(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    examples = rng.normal(size=(40, 384))
+    examples /= np.linalg.norm(examples, axis=1, keepdims=True)
+    labels = np.arange(40) % len(DOMAINS)
+    head = DomainHead(np.zeros((6, 384), np.float32), np.zeros(6, np.float32), knn_weight=1.5,
+                      examples=examples, example_labels=labels, example_weights=np.ones(40))
+    head.save(tmp_path / "h.npz")
+    loaded = DomainHead.load(tmp_path / "h.npz")
+    assert loaded.knn_weight == 1.5 and loaded.examples is not None and loaded.examples.shape == (40, 384)
+    votes = loaded.knn_log_probabilities(examples[:6])  # each its own nearest example
+    assert list(votes.argmax(axis=1)) == list(labels[:6])
+    assert loaded.combined(examples[3], {})[DOMAINS[3]] > 0.5  # the vote alone decides a blank head
+
+
+def test_damaged_nearest_examples_are_refused(tmp_path: Path) -> None:
+    meta = '{"version": 1, "domains": %s, "embedding_model": "minilm-int8-1.0.0", "knn_weight": 1.0}'
+    np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6),
+             meta=np.array(meta % str(list(DOMAINS)).replace("'", '"')),
+             examples=np.zeros((3, 384), np.int8), example_labels=np.array([0, 9, 1], np.int8),
+             example_weights=np.ones(3, np.float16))
+    with pytest.raises(ModelFileError, match="nearest examples"):
+        DomainHead.load(tmp_path / "h.npz")
