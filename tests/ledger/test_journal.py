@@ -4,6 +4,7 @@ replays them idempotently and deletes them, a torn temporary file is ignored."""
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.db import open_ledger
+from cascadeflow_cli.ledger.labels import CallSignals
 from tests.cli.test_faults import immutable
 from tests.conftest import ledger_rows
 from tests.ledger.test_db import request
@@ -25,6 +27,24 @@ def test_an_entry_round_trips_and_is_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     [(found, back, reservation)] = journal.pending(db)
     assert (found, back, reservation) == (path, record, "res-1")
+
+
+def test_an_entry_keeps_a_drafts_live_signals(tmp_path: Path) -> None:
+    """A journaled request whose draft carried log-probabilities and samples (issue 9)
+    comes back whole, and its replay writes the signals with the request."""
+    db = tmp_path / "l.db"
+    signals = (CallSignals("req-1-0", (-0.1, -2.5), 3, 0.6667, {"logprob_mean": -1.3, "agreement": 0.6667}),)
+    record = replace(request(1), signals=signals)
+    journal.write(db, record, None, durable=True)
+    [(_, back, _)] = journal.pending(db)
+    assert back == record
+    ledger = open_ledger(db)  # the open replays the entry
+    try:
+        assert journal.pending(db) == []
+        [row] = ledger_rows(db, "call_signals")
+        assert row["call_id"] == "req-1-0" and row["samples"] == 3
+    finally:
+        ledger.close()
 
 
 def test_opening_the_ledger_replays_once_and_settles_the_reservation(tmp_path: Path) -> None:
