@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import CliRunner, Run, ledger_rows
 
@@ -65,3 +70,21 @@ def run_together(cli: CliRunner, *commands: list[str], **extra_env: str) -> list
         out, err = proc.communicate(timeout=120)
         results.append(Run(proc.returncode, out, err))
     return results
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """A file nobody may write, root included (chattr +i), or skip."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o600)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)

@@ -387,7 +387,7 @@ def test_a_read_only_ledger_is_refused_before_any_call_for_a_user_without_budget
                                                                                server: ReplayServer) -> None:
     """Issue 11: without a budget nothing was written before the call, so a read-only
     ledger was found only after the provider was paid."""
-    from tests.cli.test_faults import immutable
+    from tests.cli.support import immutable
 
     assert cli("ask", QUERY).code == 0  # the ledger exists
     paid = server.request_count()

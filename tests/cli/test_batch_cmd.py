@@ -3,7 +3,6 @@ server, killed with SIGKILL and SIGINT, resumed, on a full disk and a read-only 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pty
@@ -15,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from cascadeflow_cli.engine.batch import BatchProgress
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.cli.support import ASK_KEYS, rows, stderr_lines, wait_until
+from tests.cli.support import ASK_KEYS, immutable, rows, stderr_lines, wait_until
 from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line
 
 
@@ -182,22 +180,6 @@ def test_a_full_disk_stops_with_one_line_and_no_partial_rows(cli: CliRunner, goo
     run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
     assert run.code == 0, run.stderr
     assert_exactly_once(ids, out, cli.db)
-
-
-@contextlib.contextmanager
-def immutable(path: Path) -> Iterator[None]:
-    """A file nobody may write, root included (chattr +i), or skip."""
-    if os.geteuid() != 0:
-        path.chmod(0o444)
-        yield
-        path.chmod(0o600)
-        return
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
 
 
 def test_a_read_only_ledger_is_one_clear_error(cli: CliRunner, good: ReplayServer, tmp_path: Path) -> None:

@@ -13,13 +13,9 @@ The test ids are the matrix: FAULT@STEP.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import resource
 import signal
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +23,7 @@ import pytest
 from cascadeflow_cli.faults import PAUSE_VAR, PAUSED_VAR, RESUME_VAR
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.cli.support import wait_until
+from tests.cli.support import immutable, wait_until
 from tests.conftest import GOOD_ANSWER, CliRunner, config_text
 
 Q1, Q2 = "What is the capital of France?", "What is the capital of Spain?"
@@ -54,23 +50,6 @@ def runner(tmp_path: Path, server: ReplayServer) -> CliRunner:
         + '\n[budgets]\nmode = "block"\n[budgets.default]\ndaily = 5\n'
     )
     return CliRunner(tmp_path, path, tmp_path / "ledger.db")
-
-
-@contextlib.contextmanager
-def immutable(path: Path) -> Iterator[None]:
-    if os.geteuid() != 0:
-        path.chmod(0o444)
-        try:
-            yield
-        finally:
-            path.chmod(0o600)
-        return
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
 
 
 def _fill_disk(pid: int, ledger: Path) -> None:

@@ -13,7 +13,7 @@ from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.ledger.labels import CallSignals
-from tests.cli.test_faults import immutable
+from tests.cli.support import immutable
 from tests.conftest import ledger_rows
 from tests.ledger.test_db import request
 

@@ -10,6 +10,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +94,14 @@ def scratch(prefix: str = "props-") -> tempfile.TemporaryDirectory[str]:
     shm = Path("/dev/shm")
     where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     return tempfile.TemporaryDirectory(prefix=prefix, dir=where)
+
+
+@contextlib.contextmanager
+def seeded_ledger() -> Iterator[Path]:
+    """A scratch ledger holding one imported row, so "unchanged" has something to keep."""
+    with scratch() as tmp:
+        db = Path(tmp) / "l.db"
+        seed = Path(tmp) / "seed.csv"
+        seed.write_text("timestamp,user,model,cost\n2026-05-01T10:00:00Z,ann,openai/gpt-4o,0.5\n", "utf-8")
+        assert run("--db", str(db), "import", str(seed)).code == 0
+        yield db

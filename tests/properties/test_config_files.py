@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.properties.conftest import BadInputTally
-from tests.properties.harness import fingerprint, run, scratch
+from tests.properties.harness import fingerprint, run, scratch, seeded_ledger
 
 pytestmark = pytest.mark.slow
 
@@ -124,11 +124,7 @@ values = st.one_of(
 
 @pytest.fixture(scope="module")
 def ledger() -> Iterator[Path]:
-    with scratch() as tmp:
-        db = Path(tmp) / "l.db"
-        seed = Path(tmp) / "seed.csv"
-        seed.write_text("timestamp,user,model,cost\n2026-05-01T10:00:00Z,ann,openai/gpt-4o,0.5\n", "utf-8")
-        assert run("--db", str(db), "import", str(seed)).code == 0
+    with seeded_ledger() as db:
         yield db
 
 
