@@ -1,0 +1,77 @@
+"""The pieces the forecast's choice is made of: TSB for intermittent spend, the weights
+of the combination, the short-history centre (series made here, known answers)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from cascadeflow_cli.analytics.candidates import tamed, tsb_forecasts
+from cascadeflow_cli.analytics.forecast import CostForecaster
+from cascadeflow_cli.analytics.selection import backtest_weights
+
+START = date(2026, 1, 5)
+
+
+def rows(values: np.ndarray) -> list[tuple[date, float]]:
+    return [(START + timedelta(days=i), float(v)) for i, v in enumerate(values)]
+
+
+def test_tsb_converges_to_probability_times_size() -> None:
+    x = np.zeros(400)
+    x[::4] = 8.0  # $8 one day in four: $2 a day on average
+    (slow,) = tsb_forecasts(x, 5, ((0.05, 0.1),))
+    assert slow.shape == (400, 5)
+    assert slow[-4:, 0].mean() == pytest.approx(2.0, rel=0.05)  # over one cycle of 4 days
+    assert np.all(slow[-1] == slow[-1, 0])  # flat over the horizon
+
+
+def test_tsb_does_not_sink_to_zero_after_a_quiet_stretch() -> None:
+    x = np.zeros(200)
+    x[:180:5] = 10.0
+    (f,) = tsb_forecasts(x, 1, ((0.05, 0.1),))
+    # twenty quiet days lower the probability of spend, they do not wipe out the size
+    assert 0.5 < f[-1, 0] < f[179, 0] <= 2.2
+
+
+def test_runaway_days_are_cut_for_raw_candidates_only_when_runaway() -> None:
+    y = np.array([1.0, 2.0, 0.0, 1.5, 40.0, 3.0])
+    out = tamed(y)
+    assert out[4] == pytest.approx(20.0)  # 10 x the median day with spend (2.0)
+    assert np.array_equal(out[[0, 1, 2, 3, 5]], y[[0, 1, 2, 3, 5]])
+    assert np.array_equal(tamed(np.zeros(3)), np.zeros(3))
+
+
+def test_weights_favour_the_better_backtest_and_ignore_the_scale_of_errors() -> None:
+    scores = np.array([0.10, 0.11, 0.30, 0.12])
+    w = backtest_weights(scores)
+    assert w.sum() == pytest.approx(1.0)
+    assert w[0] > w[1] > w[3] > w[2]
+    assert w[2] < 0.01  # three times the best error: no say
+    assert w[1] > 0.3  # a near-tie shares the forecast
+    assert np.allclose(backtest_weights(10 * scores), w)  # a wild series' errors weigh alike
+
+
+def test_intermittent_spend_is_forecast_near_its_long_run_mean() -> None:
+    """Spend on one day in five, lognormal sizes, no trend: the 30-day forecast's median
+    over many histories sits near the true expected total (a forecaster that sank to zero
+    after quiet days, or rose after busy ones, would miss it by far more)."""
+    ratios = []
+    for seed in range(6):
+        rng = np.random.default_rng(50 + seed)
+        days = 400
+        values = (rng.random(days) < 0.2) * 20.0 * np.exp(rng.normal(0, 0.8, days))
+        expected = 0.2 * 20.0 * np.exp(0.8**2 / 2) * 30
+        p = CostForecaster().forecast(rows(values), horizon=30)
+        ratios.append(p.median / expected)
+    assert 0.75 < float(np.median(ratios)) < 1.25, ratios
+
+
+def test_a_short_history_averages_the_four_week_and_last_week_means() -> None:
+    values = np.r_[np.full(14, 10.0), np.full(7, 20.0)]  # 21 days: too short to backtest
+    p = CostForecaster().forecast(rows(values), horizon=30)
+    four_weeks, last_week = values.mean(), 20.0
+    assert p.short_history is False and p.method.startswith("naive")
+    assert p.median == pytest.approx(30 * (four_weeks + last_week) / 2, rel=0.02)
