@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 RATES = {"low": 1.0, "medium": 3.0, "high": 10.0}
 MIN_SIDE = 40  # scores on a side needed to fit it at all (fewer: the normal threshold)
 PRIOR_SIDE = 60  # the normal threshold weighs as much as this many scores of a side
-POT_SHARE = 0.1  # peaks over threshold: the top tenth of a side's magnitudes ...
-POT_MIN = 30  # ... once it holds this many (a side of 300 days, a series of about 600)
-POT_XI = 0.5  # |shape| bounded: beyond, a few points' moments are not a tail
 MIN_DF = 2.0  # tails no heavier than a t with 2 degrees of freedom (else a series goes blind)
 
 # df, t quantiles at 0.75 and at 0.95, 0.975, 0.99, 0.995: the median of |t| and its
@@ -115,30 +112,6 @@ def _tail_quantile(df: float, rate: float) -> float:
     return _TAIL[grid[0]][index]
 
 
-def pot_threshold(magnitudes: np.ndarray, per_side: float) -> float | None:
-    """Peaks over threshold: the magnitude exceeded with probability ``per_side`` (per
-    score of this side), from a generalised Pareto fitted to the side's top POT_SHARE by
-    probability-weighted moments (Hosking & Wallis 1987). The shape is the series' own:
-    light tails give a short extrapolation, heavy ones a long one, and nothing assumes a
-    t. None when the side is too short to have POT_MIN points in its tail."""
-    import numpy as np
-
-    u = float(np.quantile(magnitudes, 1 - POT_SHARE))
-    excess = np.sort(magnitudes[magnitudes > u] - u)
-    m = len(excess)
-    if m < POT_MIN or per_side >= POT_SHARE:
-        return None
-    p_u = m / len(magnitudes)
-    a0 = float(np.mean(excess))
-    a1 = float(np.mean(excess * (m - 1 - np.arange(m)) / (m - 1)))  # E[x (1 - F(x))]
-    if a0 <= 0 or a0 - 2 * a1 <= 0:
-        return None
-    xi = min(max(2.0 - a0 / (a0 - 2 * a1), -POT_XI), POT_XI)
-    sigma = 2 * a0 * a1 / (a0 - 2 * a1) if abs(2.0 - a0 / (a0 - 2 * a1)) < POT_XI else a0 * (1 - xi)
-    ratio = p_u / per_side
-    return u + (sigma * math.log(ratio) if abs(xi) < 1e-6 else sigma / xi * (ratio**xi - 1))
-
-
 def thresholds(scores: np.ndarray, rate: float) -> tuple[float, float]:
     """Spike and drop thresholds (both positive) for the finite ``scores`` of a series."""
     import numpy as np
@@ -153,11 +126,7 @@ def thresholds(scores: np.ndarray, rate: float) -> tuple[float, float]:
         if len(side) < MIN_SIDE:
             out.append(normal)
             continue
-        # a long side: its own tail (peaks over threshold); a short one: the t fit
-        fitted = pot_threshold(side, len(scores) * rate / 2000 / len(side))
-        if fitted is None:
-            fitted = side_threshold(side, rate)[0]
         # a short series' tail is uncertain: shrink its threshold towards the normal one
         w = len(side) / (len(side) + PRIOR_SIDE)
-        out.append(math.exp(w * math.log(max(fitted, 1e-9)) + (1 - w) * math.log(normal)))
+        out.append(math.exp(w * math.log(side_threshold(side, rate)[0]) + (1 - w) * math.log(normal)))
     return out[0] + centre, out[1] - centre

@@ -218,15 +218,3 @@ def test_seed_names_and_bad_sensitivity() -> None:
     with pytest.raises(ValueError):
         AnomalyDetector("extreme")
 
-
-def test_peaks_over_threshold_read_the_series_own_tail() -> None:
-    """The GPD fitted to the top tenth of a side gives the stated exceedance rate on a
-    light tail and on a heavy one (tabulated quantiles of |N(0,1)| and |t(3)|)."""
-    from cascadeflow_cli.analytics.tails import pot_threshold
-
-    rng = np.random.default_rng(3)
-    light = pot_threshold(np.abs(rng.normal(size=60_000)), 0.003)
-    heavy = pot_threshold(np.abs(rng.standard_t(3, size=60_000)), 0.003)
-    assert light == pytest.approx(2.97, rel=0.05)
-    assert heavy == pytest.approx(8.89, rel=0.15)
-    assert pot_threshold(np.abs(rng.normal(size=100)), 0.003) is None  # too short a side
