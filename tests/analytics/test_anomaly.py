@@ -217,4 +217,3 @@ def test_seed_names_and_bad_sensitivity() -> None:
     assert [a.date for a in AnomalyDetector().detect_anomalies(rows(values), "dave")] == [day(70)]
     with pytest.raises(ValueError):
         AnomalyDetector("extreme")
-
