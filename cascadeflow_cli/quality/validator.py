@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .arithmetic import wrong_arithmetic
+from .math_features import shape_score
 from .presets import QualityPreset, _check_unit
 from .rule_text import (  # the patterns and text views the checks read
     _ALNUM_RE,
@@ -282,8 +283,6 @@ class QualityValidator:
 
     @staticmethod
     def _check_shape(query: str, doc: Doc) -> tuple[float, str | None]:
-        from .features import shape_score  # features builds on this module
-
         return shape_score(query, doc.text, doc.words)
 
     @staticmethod
