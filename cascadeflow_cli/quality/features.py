@@ -37,12 +37,20 @@ from .validator import CHECK_NAMES, QualityResult, QualityValidator
 
 __all__ = [
     "FEATURE_NAMES",
+    "FEATURE_VERSION",
     "LIVE_SIGNALS",
     "draft_features",
     "feature_domain",
     "feature_vector",
     "final_answer",
 ]
+
+# The meaning of the feature code. Bump it whenever any feature's value can change for the
+# same draft (a new regex, a fixed bug, a new family): calibration files record it and one
+# fitted under another version is refused at load. tests/quality/test_feature_version.py
+# pins a fingerprint of the features on fixed drafts, so a change that forgets the bump
+# fails there; then refit the demo's calibration (python bench/demo_calibration.py).
+FEATURE_VERSION = 2
 
 # Live signals the caller may pass as keyword arguments (None = not measured).
 LIVE_SIGNALS: tuple[str, ...] = (
@@ -97,6 +105,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "ungrounded_operands",
     "arithmetic_errors",
     "annotation_copy_errors",
+    "final_unused_query_numbers",
+    "final_unused_share",
+    "dangling_results",
     "self_corrections",
     "code_blocks",
     "code_parse_fail",

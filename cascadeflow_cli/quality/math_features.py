@@ -24,8 +24,17 @@ _FINAL_RES = (
     re.compile(r"(?:final\s+)?answer\s*(?:is|:|=)\s*:?\s*\**\s*(" + _NUM + ")", re.IGNORECASE),
 )
 _EQUALS_RESULT_RE = re.compile(r"=\s*(" + _NUM + r")(?![\d*/+^(])")
+_ANNOTATION_STRIP_RE = re.compile(r"<<[^<>]*>>")
 _ANNOTATION_RE = re.compile(r"<<([^<>=]*)=([^<>]*)>>\s*(" + _NUM + ")?")
 _CALC_RE = re.compile(r"((?:" + _NUM + r"\s*[-+*/x×÷]\s*)+" + _NUM + r")\s*=")
+# A calculation with its result, for the dataflow: "20 * 120 = 2400", "(400 + 240) / 2 = $320",
+# "30% * 400 = 120" (calculator annotations are dropped first: they repeat the prose).
+_FLOW_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_FLOW_CALC_RE = re.compile(
+    r"((?:\(?\$?" + _FLOW_NUM + r"%?\)?\s*[-+*/x×÷]\s*)+\(?\$?" + _FLOW_NUM + r"\)?%?)"
+    r"\s*=\s*\$?(" + _FLOW_NUM + ")"
+)
+_FLOW_NUMBER_RE = re.compile(r"(?<![\w.])" + _FLOW_NUM)
 _COUNT_QUESTION_RE = re.compile(r"\bhow\s+many\b", re.IGNORECASE)
 _SELF_CORRECTION_RE = re.compile(
     r"\b(?:wait|actually|oops|correction|i\s+made\s+a\s+mistake|mistake|let\s+me\s+re\w*|"
@@ -234,3 +243,47 @@ def math_features(query: str, text: str, out: dict[str, float]) -> None:
             copy_errors += 1
     out["annotation_copy_errors"] = float(copy_errors)
     out["self_corrections"] = float(len(_SELF_CORRECTION_RE.findall(text)))
+    _dataflow(query, text, final, out)
+
+
+def _flow_numbers(text: str) -> list[float]:
+    return [float(m.replace(",", "")) for m in _FLOW_NUMBER_RE.findall(text)]
+
+
+def _dataflow(query: str, text: str, final: float | None, out: dict[str, float]) -> None:
+    """Which of the question's numbers the final answer is actually computed from.
+
+    Each calculation ``a op b = r`` is an edge from its operands to ``r``; walking back from
+    the final answer (the stated one, else the last result) gives the numbers it depends
+    on. A question number outside that set was either never used or used only on a branch
+    the answer then dropped ("... ate 2400 pounds" computed, then "#### 8000"): the
+    commonest way a fluent worked answer goes wrong. Results computed and never used
+    again (``dangling_results``) are the same failure seen from the other side.
+    """
+    calcs = [
+        (_flow_numbers(m.group(1)), float(m.group(2).replace(",", "")))
+        for m in _FLOW_CALC_RE.finditer(_ANNOTATION_STRIP_RE.sub("", text))
+    ]
+    if final is None and calcs:
+        final = calcs[-1][1]
+    given = {v for v in _flow_numbers(query) if v not in (0.0, 1.0)}
+    made_from: dict[float, list[float]] = {}
+    for operands, result in calcs:
+        made_from.setdefault(result, operands)
+    reached: set[float] = set()
+    stack = [] if final is None else [abs(final)]
+    while stack:
+        value = stack.pop()
+        if value not in reached:
+            reached.add(value)
+            stack.extend(made_from.get(value, ()))
+    unused = sum(1 for v in given if v not in reached)
+    out["final_unused_query_numbers"] = float(unused)
+    out["final_unused_share"] = unused / len(given) if given else 0.0
+    later: set[float] = set()
+    dangling = 0
+    for operands, result in reversed(calcs):  # a result no later calculation reads
+        if result not in later and result not in given and (final is None or result != abs(final)):
+            dangling += 1
+        later.update(operands)
+    out["dangling_results"] = float(dangling)
