@@ -26,21 +26,23 @@ _FINAL_RES = (
 _EQUALS_RESULT_RE = re.compile(r"=\s*(" + _NUM + r")(?![\d*/+^(])")
 _ANNOTATION_STRIP_RE = re.compile(r"<<[^<>]*>>")
 _ANNOTATION_RE = re.compile(r"<<([^<>=]*)=([^<>]*)>>\s*(" + _NUM + ")?")
-_CALC_RE = re.compile(r"((?:" + _NUM + r"\s*[-+*/x×÷]\s*)+" + _NUM + r")\s*=")
+# (The leading lookaheads let the scan reject every position that cannot start a match at
+# its first character: a third of the features' regex time otherwise.)
+_CALC_RE = re.compile(r"(?=[-$\d])((?:" + _NUM + r"\s*[-+*/x×÷]\s*)+" + _NUM + r")\s*=")
 # A calculation with its result, for the dataflow: "20 * 120 = 2400", "(400 + 240) / 2 = $320",
 # "30% * 400 = 120" (calculator annotations are dropped first: they repeat the prose).
 _FLOW_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 _FLOW_CALC_RE = re.compile(
-    r"((?:\(?\$?" + _FLOW_NUM + r"%?\)?\s*[-+*/x×÷]\s*)+\(?\$?" + _FLOW_NUM + r"\)?%?)"
+    r"(?=[($\d])((?:\(?\$?" + _FLOW_NUM + r"%?\)?\s*[-+*/x×÷]\s*)+\(?\$?" + _FLOW_NUM + r"\)?%?)"
     r"\s*=\s*\$?(" + _FLOW_NUM + ")"
 )
 _FLOW_NUMBER_RE = re.compile(r"(?<![\w.])" + _FLOW_NUM)
 _COUNT_QUESTION_RE = re.compile(r"\bhow\s+many\b", re.IGNORECASE)
-_SELF_CORRECTION_RE = re.compile(
-    r"\b(?:wait|actually|oops|correction|i\s+made\s+a\s+mistake|mistake|let\s+me\s+re\w*|"
+_SELF_CORRECTION_RE = re.compile(  # matched against lower-cased text
+    r"\b(?=[waocimlrhtd])(?:wait|actually|oops|correction|i\s+made\s+a\s+mistake|mistake|"
+    r"let\s+me\s+re\w*|"
     r"re-?calculat\w*|re-?evaluat\w*|however,\s+(?:this|that|we)|on\s+second\s+thought|"
-    r"that's\s+not\s+right|this\s+is\s+incorrect|doesn't\s+make\s+sense)\b",
-    re.IGNORECASE,
+    r"that's\s+not\s+right|this\s+is\s+incorrect|doesn't\s+make\s+sense)\b"
 )
 _WORD_NUMBERS = {
     "one": 1,
@@ -69,7 +71,9 @@ _WORD_NUMBERS = {
     "thrice": 3,
     "quarter": 0.25,
 }
-_WORD_NUMBER_RE = re.compile(r"\b(" + "|".join(_WORD_NUMBERS) + r")\b", re.IGNORECASE)
+_WORD_NUMBER_RE = re.compile(  # matched against lower-cased text
+    r"\b(?=[otfsenhdqw])(" + "|".join(_WORD_NUMBERS) + r")\b"
+)
 # Numbers any solution may bring in without the query stating them: small integers,
 # unit conversions (minutes, hours, days, weeks, months, percent), and halves.
 _FREE_CONSTANTS = frozenset(
@@ -189,7 +193,7 @@ def shape_score(query: str, text: str, words: int) -> tuple[float, str | None]:
 
 
 def math_features(query: str, text: str, out: dict[str, float]) -> None:
-    query_numbers = [*_numbers(query), *(_WORD_NUMBERS[w.lower()] for w in _WORD_NUMBER_RE.findall(query))]
+    query_numbers = [*_numbers(query), *(_WORD_NUMBERS[w] for w in _WORD_NUMBER_RE.findall(query.lower()))]
     distinct_query = list(dict.fromkeys(v for v in query_numbers if v not in (0.0, 1.0)))
     answer_numbers = _numbers(text)
     answer_set = {_key(v) for v in answer_numbers}
@@ -242,7 +246,7 @@ def math_features(query: str, text: str, out: dict[str, float]) -> None:
         ):
             copy_errors += 1
     out["annotation_copy_errors"] = float(copy_errors)
-    out["self_corrections"] = float(len(_SELF_CORRECTION_RE.findall(text)))
+    out["self_corrections"] = float(len(_SELF_CORRECTION_RE.findall(text.lower())))
     _dataflow(query, text, final, out)
 
 
