@@ -102,8 +102,8 @@ def test_domain_given_or_detected() -> None:
 
 def test_fast_enough_for_a_long_draft() -> None:
     long = (GOOD + "\n") * 40
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded shared machine does not make it flaky
     for _ in range(20):
         draft_features(QUERY, long)
     # generous: the 1 ms target is measured in bench/overhead.py, this only catches blow-ups
-    assert (time.perf_counter() - start) / 20 < 0.05
+    assert (time.process_time() - start) / 20 < 0.05
