@@ -38,6 +38,8 @@ class WrongSum:
 def wrong_arithmetic(text: str) -> list[WrongSum]:
     """Every stated calculation in ``text`` whose result is wrong (see the module
     docstring). One pass over the text's tokens: linear, whatever the input."""
+    if "=" not in text:  # no stated result, nothing to check (most prose)
+        return []
     plain = _normalise(text[:MAX_TEXT])
     tokens = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(plain)]
     found: list[WrongSum] = []

@@ -1,8 +1,10 @@
 """A calibration file, and the validator that scores drafts with it.
 
-The file is small JSON (see :meth:`Calibration.to_json`): the format version, the feature
-list, the standardisation, the logistic weights, the Platt recalibration, the global and
-per-domain thresholds and the target quality it was fitted for. Loading checks all of it
+The file is small JSON (see :meth:`Calibration.to_json`): the format version, the
+feature-code version (:data:`.features.FEATURE_VERSION`: a file fitted on features that
+have since changed meaning is refused, not silently misread), the feature list, the
+standardisation, the logistic weights, the Platt recalibration, the global and per-domain
+thresholds and the target quality it was fitted for. Loading checks all of it
 (``load_calibration``): a missing, unreadable, other-version or hand-edited file is one
 :class:`~cascadeflow_cli.errors.ConfigError` line, before any model is called.
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from cascadeflow_cli.errors import ConfigError
 
-from .features import FEATURE_NAMES, draft_features, feature_domain
+from .features import FEATURE_NAMES, FEATURE_VERSION, draft_features, feature_domain
 from .validator import QualityResult, QualityValidator
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CalibratedValidator", "Calibration", "load_calibration"]
@@ -47,6 +49,8 @@ class Calibration:
     auroc: float | None = None
     # other targets the same model was fitted for: target -> (threshold, by domain)
     by_target: dict[float, tuple[float, dict[str, float]]] = field(default_factory=dict)
+    # the feature code the weights were fitted on (see FEATURE_VERSION)
+    feature_version: int = FEATURE_VERSION
 
     def for_target(self, target: float | None) -> Calibration:
         """This calibration with the thresholds of ``target`` quality: the fitted target's
@@ -64,6 +68,7 @@ class Calibration:
         return {
             "format": FORMAT,
             "version": self.version,
+            "feature_version": self.feature_version,
             "target_quality": self.target_quality,
             "rows": self.rows,
             "auroc": self.auroc,
@@ -139,6 +144,14 @@ def parse_calibration(data: Any, where: str) -> Calibration:
         raise ConfigError(
             f"{where}: calibration format version {version!r}, this cascade reads "
             f"version {FORMAT_VERSION}; run `cascade calibrate` again"
+        )
+    made_with = data.get("feature_version")
+    if made_with != FEATURE_VERSION:
+        # same names, other meaning: the weights would score drafts with numbers they were
+        # never fitted on (seen once: a stale demo file gave p = 1.00 to every draft)
+        raise ConfigError(
+            f"{where}: fitted on quality features version {made_with!r}, this cascade computes "
+            f"version {FEATURE_VERSION}; run `cascade calibrate` again"
         )
     features = data.get("features")
     if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):

@@ -45,6 +45,22 @@ def test_final_answer_and_last_result() -> None:
     assert none["has_final"] == 0.0
 
 
+def test_dataflow_finds_a_branch_the_final_answer_drops() -> None:
+    # the 9 loose pens are added on a side branch, then the answer states the boxes only
+    dropped = draft_features(QUERY, "The boxes hold 12 * 6 = 72 pens. With the loose: 72 + 9 = 81.\n#### 72")
+    assert dropped["final_unused_query_numbers"] == 1.0
+    assert dropped["final_unused_share"] == pytest.approx(1 / 3)  # of 12, 6 and 9
+    assert dropped["dangling_results"] == 1.0  # the 81 computed, never used again
+    # "query_numbers_unused" (does the text mention 9 at all?) cannot see it
+    assert dropped["query_numbers_unused"] == 0.0
+    good = draft_features(QUERY, GOOD)
+    assert good["final_unused_query_numbers"] == 0.0 and good["dangling_results"] == 0.0
+    # annotations repeat the prose and are not counted twice; the last result stands in
+    # for a final answer that is not stated
+    annotated = draft_features(QUERY, "12 * 6 = <<12*6=72>>72 pens, 72 + 9 = <<72+9=81>>81 in all.")
+    assert annotated["final_unused_query_numbers"] == 0.0 and annotated["dangling_results"] == 0.0
+
+
 def test_count_question_with_a_fractional_answer_and_wrong_arithmetic() -> None:
     frac = draft_features(QUERY, "12 * 6 = 72 and 72 + 9 = 81, split in two is 40.5.\n#### 40.5")
     assert frac["final_not_integer_for_count"] == 1.0
@@ -86,8 +102,8 @@ def test_domain_given_or_detected() -> None:
 
 def test_fast_enough_for_a_long_draft() -> None:
     long = (GOOD + "\n") * 40
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded shared machine does not make it flaky
     for _ in range(20):
         draft_features(QUERY, long)
     # generous: the 1 ms target is measured in bench/overhead.py, this only catches blow-ups
-    assert (time.perf_counter() - start) / 20 < 0.05
+    assert (time.process_time() - start) / 20 < 0.05
