@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cascadeflow_cli.errors import MissingExtraError
 from cascadeflow_cli.ledger.records import RequestRecord
+from cascadeflow_cli.telemetry.context import Parent
 from cascadeflow_cli.telemetry.settings import TelemetrySettings
 
 if TYPE_CHECKING:
@@ -58,13 +59,13 @@ class BackgroundSink:
         self.start_s = time.monotonic() - started
         while (item := self._queue.get()) is not _STOP:
             if self._sink is not None:
-                self._sink.record(item)  # type: ignore[arg-type]
+                self._sink.record(*item)  # type: ignore[misc]
         self._done.set()
 
-    def record(self, record: RequestRecord) -> None:
-        """Never raises, never waits."""
+    def record(self, record: RequestRecord, parent: Parent | None = None) -> None:
+        """Never raises, never waits. ``parent``: the caller's span (telemetry/context.py)."""
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait((record, parent))
         except queue.Full:
             with self._lock:
                 self._overflow += 1

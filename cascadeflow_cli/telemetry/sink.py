@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cascadeflow_cli import __version__
 from cascadeflow_cli.ledger.records import RequestRecord
+from cascadeflow_cli.telemetry.context import Parent
 from cascadeflow_cli.telemetry.instruments import INSTRUMENTS, SCOPE
 from cascadeflow_cli.telemetry.report import FlushReport
 from cascadeflow_cli.telemetry.settings import TelemetrySettings, own_resource_attributes
@@ -187,21 +188,22 @@ class TelemetrySink:
 
     # --- recording ----------------------------------------------------------------
 
-    def record(self, request: RequestRecord) -> None:
-        """Spans (and metrics) for one finished request. Never raises: telemetry must not
-        change an answer or an exit code."""
+    def record(self, request: RequestRecord, parent: Parent | None = None) -> None:
+        """Spans (and metrics) for one finished request, under ``parent`` (a caller's span,
+        from its traceparent) if given. Never raises: telemetry must not change an answer
+        or an exit code."""
         try:
-            self._spans(request)
+            self._spans(request, parent)
             if self.meter_provider is not None:
                 self._metrics(request)
         except Exception as exc:  # pragma: no cover - a bug here must not cost the answer
             with self.tally.lock:
                 self.tally.other_error = f"could not build spans: {type(exc).__name__}: {exc}"
 
-    def _spans(self, request: RequestRecord) -> None:
+    def _spans(self, request: RequestRecord, parent: Parent | None = None) -> None:
         spec = build_trace(request, self.options)
-        self._ids.next(spec.trace_id, spec.root.span_id)
-        root = self._start(spec.root, None)
+        self._ids.next(spec.trace_id, spec.root.span_id)  # the trace id is unused under a parent
+        root = self._start(spec.root, _remote_context(parent))
         parent = trace.set_span_in_context(root)
         made = 0
         for call in spec.calls:
@@ -271,6 +273,19 @@ class TelemetrySink:
         daemon threads, and the process is about to end."""
         # the complaints handler stays: an export still running may yet complain
         return self.flush()
+
+
+def _remote_context(parent: Parent | None) -> Any:
+    """The SDK's context for a caller's span: the trace is the caller's, and the
+    parent-based samplers follow its sampled flag."""
+    if parent is None:
+        return None
+    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if parent.sampled else trace.TraceFlags.DEFAULT)
+    state = trace.TraceState.from_header([parent.trace_state]) if parent.trace_state else None
+    caller = trace.SpanContext(
+        parent.trace_id, parent.span_id, is_remote=True, trace_flags=flags, trace_state=state
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(caller))
 
 
 def _resource(settings: TelemetrySettings) -> Resource:
