@@ -19,6 +19,7 @@ from cascadeflow_cli.telemetry.settings import TelemetrySettings
 
 if TYPE_CHECKING:
     from cascadeflow_cli.telemetry.sink import TelemetrySink
+    from cascadeflow_cli.telemetry.stream import StreamSink
 
 MAX_PENDING = 2_000  # requests waiting for the telemetry thread; beyond that, counted and dropped
 _STOP = object()
@@ -39,7 +40,7 @@ class BackgroundSink:
         self._queue: queue.Queue[object] = queue.Queue(MAX_PENDING)
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._sink: TelemetrySink | None = None
+        self._sink: TelemetrySink | StreamSink | None = None
         self._overflow = 0
         self.problem: str | None = None  # why telemetry could not start
         self.start_s = 0.0  # how long the SDK took to start
@@ -51,7 +52,12 @@ class BackgroundSink:
 
         started = time.monotonic()
         try:
-            self._sink = open_sink(self.settings)
+            if self.settings.protocol == "http/protobuf":  # no SDK needed (telemetry/stream.py)
+                from cascadeflow_cli.telemetry.stream import StreamSink
+
+                self._sink = StreamSink(self.settings)
+            else:
+                self._sink = open_sink(self.settings)
         except MissingExtraError as exc:
             self.problem = str(exc)
         except Exception as exc:  # telemetry must never take the command down

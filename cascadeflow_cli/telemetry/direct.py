@@ -120,7 +120,7 @@ class DirectSink:
         self._spans: list[bytes] = []
         self._metrics = _Metrics()
         self._error: str | None = None
-        self._delivered = False
+        self._resource_attributes: dict[str, str] | None = None
 
     def record(self, request: RequestRecord, parent: Parent | None = None) -> None:
         try:
@@ -129,25 +129,41 @@ class DirectSink:
             keep = sampled(parent.trace_id if parent else trace.trace_id, parent)
             spans = wire.trace_spans(trace, parent) if keep else []
             with self._lock:
-                self._spans += spans
+                self._keep(spans)
                 for point in points:
                     self._metrics.add(point.instrument, point.value, point.attributes)
         except Exception as exc:  # pragma: no cover - a bug here must not cost the answer
             self._error = f"could not build spans: {type(exc).__name__}: {exc}"
 
+    def _keep(self, spans: list[bytes]) -> None:
+        """(under the lock) Hold encoded spans until they are sent."""
+        self._spans += spans
+
+    def traces_post(self, spans: list[bytes]) -> tuple[str, str, bytes]:
+        body = wire.traces_request(self._resource(), wire.Scope(SCOPE, __version__), spans)
+        return ("TRACES", self.settings.traces_endpoint, body)
+
+    def metrics_post(self) -> tuple[str, str, bytes] | None:
+        """This process's cumulative metrics so far, or None before the first point."""
+        with self._lock:
+            metrics = self._metrics.data()
+        if not any(m.points for m in metrics):
+            return None
+        scope = wire.Scope(SCOPE, __version__)
+        body = wire.metrics_request(self._resource(), scope, metrics, self.started_ns, time.time_ns())
+        return ("METRICS", self.settings.metrics_endpoint, body)
+
+    def _resource(self) -> dict[str, str]:
+        if self._resource_attributes is None:  # one service.instance.id for the whole process
+            self._resource_attributes = resource_attributes(self.settings)
+        return self._resource_attributes
+
     def finish(self) -> str | None:
         with self._lock:
-            spans, metrics = list(self._spans), self._metrics.data()
-        resource = resource_attributes(self.settings)
-        scope = wire.Scope(SCOPE, __version__)
-        posts = []
-        if spans:
-            posts.append(
-                ("TRACES", self.settings.traces_endpoint, wire.traces_request(resource, scope, spans))
-            )
-        if any(m.points for m in metrics):
-            body = wire.metrics_request(resource, scope, metrics, self.started_ns, time.time_ns())
-            posts.append(("METRICS", self.settings.metrics_endpoint, body))
+            spans = list(self._spans)
+        posts = [self.traces_post(spans)] if spans else []
+        if (metrics := self.metrics_post()) is not None:
+            posts.append(metrics)
         if not posts:
             return None
         timeout = self.settings.flush_timeout
@@ -175,18 +191,21 @@ class DirectSink:
         return report.warning()
 
 
+Connections = dict[tuple[str, str, int | None], http.client.HTTPConnection]
+
+
 def _send_all(posts: list[tuple[str, str, bytes]], deadline: float, outcome: dict[str, str | None]) -> None:
-    connections: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
+    connections: Connections = {}
     try:
         for signal, url, body in posts:
-            outcome[signal] = _post(connections, signal, url, body, deadline)
+            outcome[signal] = post(connections, signal, url, body, deadline)
     finally:
         for conn in connections.values():
             conn.close()
 
 
-def _post(
-    connections: dict[tuple[str, str, int | None], http.client.HTTPConnection],
+def post(
+    connections: Connections,
     signal: str,
     url: str,
     body: bytes,

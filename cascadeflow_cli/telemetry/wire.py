@@ -31,7 +31,14 @@ FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE = 0x100, 0x200
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 
 
+_SMALL = [bytes((i,)) for i in range(128)]
+_TAGS: dict[int, bytes] = {}
+_KEYS: dict[str, bytes] = {}  # attribute keys, encoded once (a fixed, small set)
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 128:  # most lengths, tags and flags: a batch encodes hundreds of thousands
+        return _SMALL[n]
     n &= (1 << 64) - 1  # negative int64 as its two's complement, as protobuf does
     out = bytearray()
     while n > 0x7F:
@@ -42,7 +49,11 @@ def _varint(n: int) -> bytes:
 
 
 def _tag(field: int, wire: int) -> bytes:
-    return _varint(field << 3 | wire)
+    key = field << 3 | wire
+    tag = _TAGS.get(key)
+    if tag is None:
+        tag = _TAGS[key] = _varint(key)
+    return tag
 
 
 def _bytes(field: int, payload: bytes) -> bytes:
@@ -81,8 +92,17 @@ def any_value(value: AttrValue) -> bytes:
     return _str(1, str(value))
 
 
+def _key(key: str) -> bytes:
+    encoded = _KEYS.get(key)
+    if encoded is None:
+        encoded = _str(1, key)
+        if len(_KEYS) < 4096:  # keys are ours and the resource's; bounded all the same
+            _KEYS[key] = encoded
+    return encoded
+
+
 def key_values(field: int, attributes: Mapping[str, AttrValue]) -> bytes:
-    return b"".join(_bytes(field, _str(1, k) + _bytes(2, any_value(v))) for k, v in attributes.items())
+    return b"".join(_bytes(field, _key(k) + _bytes(2, any_value(v))) for k, v in attributes.items())
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from cascadeflow_cli.telemetry.background import BackgroundSink
 from cascadeflow_cli.telemetry.context import Parent, parent_from_traceparent
 from cascadeflow_cli.telemetry.direct import DirectSink, sampled
 from cascadeflow_cli.telemetry.instruments import TOKEN_BUCKETS
+from cascadeflow_cli.telemetry.sink import TelemetrySink
 from tests.ledger.test_history import record
 from tests.telemetry.collector import Collector
 
@@ -58,13 +59,16 @@ def comparable_metrics(c: Collector) -> list[dict[str, Any]]:
     return sorted(c.metrics, key=lambda p: (p["name"], sorted(p["attributes"].items())))
 
 
-def test_the_one_shot_path_sends_what_the_sdk_sends(collectors: tuple[Collector, Collector]) -> None:
+@pytest.mark.parametrize("ours_is", ["one-shot", "stream"])
+def test_our_encoder_sends_what_the_sdk_sends(collectors: tuple[Collector, Collector], ours_is: str) -> None:
     ours, sdk = collectors
-    direct, background = DirectSink(settings_for(ours.url)), BackgroundSink(settings_for(sdk.url))
+    settings = settings_for(ours.url)
+    mine = DirectSink(settings) if ours_is == "one-shot" else BackgroundSink(settings)
+    theirs = TelemetrySink(settings_for(sdk.url))
     for r in records():
-        direct.record(r)
-        background.record(r)
-    assert direct.finish() is None and background.finish() is None
+        mine.record(r)
+        theirs.record(r)
+    assert mine.finish() is None and theirs.flush().ok
     assert len(ours.spans) == 13  # 5 requests, 8 calls
     assert comparable_spans(ours) == comparable_spans(sdk)
     assert comparable_metrics(ours) == comparable_metrics(sdk)
@@ -84,10 +88,10 @@ def test_a_callers_traceparent_is_the_parent_on_both_paths(collectors: tuple[Col
     ours, sdk = collectors
     parent = parent_from_traceparent(TRACEPARENT, "vendor=abc")
     assert parent is not None
-    direct, background = DirectSink(settings_for(ours.url)), BackgroundSink(settings_for(sdk.url))
+    direct, theirs = DirectSink(settings_for(ours.url)), TelemetrySink(settings_for(sdk.url))
     direct.record(records()[1], parent)
-    background.record(records()[1], parent)
-    assert direct.finish() is None and background.finish() is None
+    theirs.record(records()[1], parent)
+    assert direct.finish() is None and theirs.flush().ok
     for c in (ours, sdk):
         root = next(s for s in c.spans if s["name"] == "cascade.request")
         assert {s["trace_id"] for s in c.spans} == {"4bf92f3577b34da6a3ce929d0e0e4736"}

@@ -79,10 +79,10 @@ def test_config_keys_are_checked() -> None:
 
 @pytest.mark.parametrize("enabled", [False, True])
 @pytest.mark.parametrize("command", ["ask", "batch"])
-def test_opentelemetry_is_imported_only_by_batch_with_telemetry_on(
+def test_ask_and_batch_never_import_opentelemetry_over_otlp_http(
     tmp_path: Path, server: ReplayServer, command: str, enabled: bool
 ) -> None:
-    """`ask` encodes its one request's OTLP itself (telemetry/wire.py); `batch` runs the SDK."""
+    """They encode OTLP/HTTP themselves (telemetry/wire.py); the SDK is for gRPC and the backfill."""
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
     config = tmp_path / "c.toml"
     # an unreachable collector: the point is what gets imported, and the flush is bounded
@@ -102,4 +102,5 @@ def test_opentelemetry_is_imported_only_by_batch_with_telemetry_on(
     )
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout.splitlines()[-1])
-    assert bool(loaded) is (enabled and command == "batch"), loaded
+    assert loaded == [], loaded
+    assert enabled is ("telemetry" in config.read_text())
