@@ -26,11 +26,12 @@ def warn(message: str) -> None:
 
 def telemetry(ctx: AppContext, *, one_shot: bool = False) -> OnRecord | None:
     """The callback that sends each finished request, or None when telemetry is off.
-    ``one_shot`` (`ask`: one request, then exit) over OTLP/HTTP sends without the SDK
-    (telemetry/direct.py: its import alone would cost more than the request's
-    telemetry budget); otherwise the SDK starts in the background (a missing extra is
-    one warning line at the end, and the command runs without it). The bounded flush is
-    registered to run when the command ends, whether it succeeded or not."""
+    Over OTLP/HTTP nothing of the SDK is used: ``one_shot`` (`ask`: one request, then
+    exit) posts at the end (telemetry/direct.py), else a telemetry thread encodes and
+    posts as requests finish (telemetry/stream.py). Over gRPC the SDK starts in the
+    background (a missing package is one warning line at the end, and the command runs
+    without it). The bounded flush is registered to run when the command ends, whether
+    it succeeded or not."""
     from cascadeflow_cli.telemetry import is_requested
 
     if not is_requested(ctx.config.telemetry):

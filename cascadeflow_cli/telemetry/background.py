@@ -1,8 +1,8 @@
-"""The sink on its own thread. Importing the SDK and its OTLP exporter (requests,
-protobuf) is most of what telemetry costs a short command, and building spans and metric
-points costs a few hundred microseconds of CPU a request: started when the command
-starts, the SDK's import overlaps the model call's wait, and `cascade batch`'s workers
-only hand their records over (a bounded queue: memory stays flat, and what a full queue
+"""The sink on its own thread (telemetry/stream.py over OTLP/HTTP, the SDK over gRPC).
+Building and encoding spans and metric points costs a few hundred microseconds of CPU a
+request, and the SDK's import (gRPC) much more: started when the command starts, the
+import overlaps the model call's wait, and `cascade batch`'s workers only hand their
+records over (a bounded queue: memory stays flat, and what a full queue
 turns away is counted and reported). Imports nothing of OpenTelemetry itself."""
 
 from __future__ import annotations
