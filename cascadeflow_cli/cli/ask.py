@@ -41,7 +41,8 @@ def ask(
         query = decode_text(sys.stdin.buffer.read(), "the query on stdin")
     who = user or default_user()  # checked before the ledger is opened
     ctx = state()
-    on_record = telemetry(ctx)  # before the ledger: a bad endpoint stops us with nothing written
+    # before the ledger: a bad endpoint stops us with nothing written
+    on_record = telemetry(ctx, one_shot=True)
     err = stderr_console()
     # one line per provider retry, so a rate limit or a hanging server is never silent
     cascade = Cascade(

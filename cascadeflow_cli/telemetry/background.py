@@ -1,8 +1,8 @@
-"""The sink on its own thread. Importing the SDK and its OTLP exporter (requests,
-protobuf) is most of what telemetry costs a short command, and building spans and metric
-points costs a few hundred microseconds of CPU a request: started when the command
-starts, the SDK's import overlaps the model call's wait, and `cascade batch`'s workers
-only hand their records over (a bounded queue: memory stays flat, and what a full queue
+"""The sink on its own thread (telemetry/stream.py over OTLP/HTTP, the SDK over gRPC).
+Building and encoding spans and metric points costs a few hundred microseconds of CPU a
+request, and the SDK's import (gRPC) much more: started when the command starts, the
+import overlaps the model call's wait, and `cascade batch`'s workers only hand their
+records over (a bounded queue: memory stays flat, and what a full queue
 turns away is counted and reported). Imports nothing of OpenTelemetry itself."""
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 
 from cascadeflow_cli.errors import MissingExtraError
 from cascadeflow_cli.ledger.records import RequestRecord
+from cascadeflow_cli.telemetry.context import Parent
 from cascadeflow_cli.telemetry.settings import TelemetrySettings
 
 if TYPE_CHECKING:
     from cascadeflow_cli.telemetry.sink import TelemetrySink
+    from cascadeflow_cli.telemetry.stream import StreamSink
 
 MAX_PENDING = 2_000  # requests waiting for the telemetry thread; beyond that, counted and dropped
 _STOP = object()
@@ -38,7 +40,7 @@ class BackgroundSink:
         self._queue: queue.Queue[object] = queue.Queue(MAX_PENDING)
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._sink: TelemetrySink | None = None
+        self._sink: TelemetrySink | StreamSink | None = None
         self._overflow = 0
         self.problem: str | None = None  # why telemetry could not start
         self.start_s = 0.0  # how long the SDK took to start
@@ -50,7 +52,12 @@ class BackgroundSink:
 
         started = time.monotonic()
         try:
-            self._sink = open_sink(self.settings)
+            if self.settings.protocol == "http/protobuf":  # no SDK needed (telemetry/stream.py)
+                from cascadeflow_cli.telemetry.stream import StreamSink
+
+                self._sink = StreamSink(self.settings)
+            else:
+                self._sink = open_sink(self.settings)
         except MissingExtraError as exc:
             self.problem = str(exc)
         except Exception as exc:  # telemetry must never take the command down
@@ -58,13 +65,13 @@ class BackgroundSink:
         self.start_s = time.monotonic() - started
         while (item := self._queue.get()) is not _STOP:
             if self._sink is not None:
-                self._sink.record(item)  # type: ignore[arg-type]
+                self._sink.record(*item)  # type: ignore[misc]
         self._done.set()
 
-    def record(self, record: RequestRecord) -> None:
-        """Never raises, never waits."""
+    def record(self, record: RequestRecord, parent: Parent | None = None) -> None:
+        """Never raises, never waits. ``parent``: the caller's span (telemetry/context.py)."""
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait((record, parent))
         except queue.Full:
             with self._lock:
                 self._overflow += 1

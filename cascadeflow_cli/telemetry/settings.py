@@ -5,10 +5,12 @@ command can decide whether telemetry is on without paying for the SDK."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+from cascadeflow_cli import __version__
 from cascadeflow_cli.config import TelemetryConfig
 from cascadeflow_cli.errors import ConfigError
 
@@ -101,3 +103,33 @@ def check_endpoint(url: str) -> None:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise ConfigError(f"telemetry endpoint {url!r} is not an http:// or https:// URL with a host")
+
+
+def own_resource_attributes(settings: TelemetrySettings) -> dict[str, str]:
+    """Our resource attributes: the version, a per-process instance id (short CLI runs each
+    start their own cumulative metric series; the id keeps them apart) and our default
+    service name unless the environment names one."""
+    attributes = {"service.version": __version__, "service.instance.id": uuid.uuid4().hex}
+    if settings.service_name and not _env(os.environ, "OTEL_SERVICE_NAME"):
+        attributes["service.name"] = settings.service_name
+    return attributes
+
+
+def resource_attributes(settings: TelemetrySettings, env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The whole resource as the SDK's Resource.create makes it, for the exporter that
+    does without the SDK: telemetry.sdk.*, then OTEL_RESOURCE_ATTRIBUTES
+    (``k=v,k2=v2``, values percent-decoded), then ours, then OTEL_SERVICE_NAME."""
+    out = {
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "cascadeflow_cli",
+        "telemetry.sdk.version": __version__,
+    }
+    for item in (env.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            out[key.strip()] = unquote(value.strip())
+    out.update(own_resource_attributes(settings))
+    if name := _env(env, "OTEL_SERVICE_NAME"):
+        out["service.name"] = name
+    out.setdefault("service.name", DEFAULT_SERVICE_NAME)
+    return out

@@ -15,8 +15,6 @@ import logging
 import os
 import threading
 import time
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
@@ -31,13 +29,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cascadeflow_cli import __version__
 from cascadeflow_cli.ledger.records import RequestRecord
-from cascadeflow_cli.telemetry.settings import TelemetrySettings
+from cascadeflow_cli.telemetry.context import Parent
+from cascadeflow_cli.telemetry.instruments import INSTRUMENTS, SCOPE
+from cascadeflow_cli.telemetry.report import FlushReport
+from cascadeflow_cli.telemetry.settings import TelemetrySettings, own_resource_attributes
 from cascadeflow_cli.telemetry.spans import SpanOptions, SpanSpec, build_trace, metric_points
-
-SCOPE = "cascadeflow_cli"
-# the conventions' ExplicitBucketBoundaries (gen-ai-metrics.md)
-TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
-DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
 
 class _Tally:
@@ -144,37 +140,6 @@ def _exporter_classes(protocol: str) -> tuple[type, type]:
     return OTLPSpanExporter, OTLPMetricExporter
 
 
-@dataclass(frozen=True)
-class FlushReport:
-    spans: int  # spans this process made
-    delivered: int  # spans the collector accepted
-    dropped: int  # spans a full queue dropped before they could be sent
-    metric_failures: int
-    timed_out: bool
-    error: str | None
-    endpoint: str
-
-    @property
-    def ok(self) -> bool:
-        return self.delivered >= self.spans and not self.metric_failures and not self.timed_out
-
-    def warning(self) -> str | None:
-        """One line for stderr when anything did not arrive, else None."""
-        if self.ok:
-            return None
-        lost = self.spans - self.delivered
-        parts = [f"{lost:,} of {self.spans:,} spans not delivered to {self.endpoint}"]
-        if self.dropped:
-            parts.append(f"{self.dropped:,} dropped from a full queue")
-        if self.metric_failures and not lost:
-            parts = [f"metrics not delivered to {self.endpoint}"]
-        if self.timed_out:
-            parts.append("gave up waiting for the collector")
-        if self.error:
-            parts.append(self.error)
-        return "telemetry: " + "; ".join(parts)
-
-
 class TelemetrySink:
     """Spans and metrics for finished requests, exported in the background."""
 
@@ -223,21 +188,22 @@ class TelemetrySink:
 
     # --- recording ----------------------------------------------------------------
 
-    def record(self, request: RequestRecord) -> None:
-        """Spans (and metrics) for one finished request. Never raises: telemetry must not
-        change an answer or an exit code."""
+    def record(self, request: RequestRecord, parent: Parent | None = None) -> None:
+        """Spans (and metrics) for one finished request, under ``parent`` (a caller's span,
+        from its traceparent) if given. Never raises: telemetry must not change an answer
+        or an exit code."""
         try:
-            self._spans(request)
+            self._spans(request, parent)
             if self.meter_provider is not None:
                 self._metrics(request)
         except Exception as exc:  # pragma: no cover - a bug here must not cost the answer
             with self.tally.lock:
                 self.tally.other_error = f"could not build spans: {type(exc).__name__}: {exc}"
 
-    def _spans(self, request: RequestRecord) -> None:
+    def _spans(self, request: RequestRecord, parent: Parent | None = None) -> None:
         spec = build_trace(request, self.options)
-        self._ids.next(spec.trace_id, spec.root.span_id)
-        root = self._start(spec.root, None)
+        self._ids.next(spec.trace_id, spec.root.span_id)  # the trace id is unused under a parent
+        root = self._start(spec.root, _remote_context(parent))
         parent = trace.set_span_in_context(root)
         made = 0
         for call in spec.calls:
@@ -309,14 +275,23 @@ class TelemetrySink:
         return self.flush()
 
 
+def _remote_context(parent: Parent | None) -> Any:
+    """The SDK's context for a caller's span: the trace is the caller's, and the
+    parent-based samplers follow its sampled flag."""
+    if parent is None:
+        return None
+    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if parent.sampled else trace.TraceFlags.DEFAULT)
+    state = trace.TraceState.from_header([parent.trace_state]) if parent.trace_state else None
+    caller = trace.SpanContext(
+        parent.trace_id, parent.span_id, is_remote=True, trace_flags=flags, trace_state=state
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(caller))
+
+
 def _resource(settings: TelemetrySettings) -> Resource:
-    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (Resource.create reads both), our
-    default service name, and a per-process instance id (short CLI runs each start their
-    own cumulative metric series; the id keeps them apart)."""
-    attributes: dict[str, str] = {"service.version": __version__, "service.instance.id": uuid.uuid4().hex}
-    if settings.service_name and not os.environ.get("OTEL_SERVICE_NAME"):
-        attributes["service.name"] = settings.service_name
-    return Resource.create(attributes)
+    """Ours (telemetry/settings.py), with OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
+    read by Resource.create."""
+    return Resource.create(own_resource_attributes(settings))
 
 
 class _Totals:
@@ -344,27 +319,22 @@ class _Totals:
 
 def _instruments(provider: MeterProvider, totals: _Totals) -> dict[str, Any]:
     meter = provider.get_meter(SCOPE, __version__)
-    return {
-        "token_usage": meter.create_histogram(
-            "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS),
-        ),
-        "duration": meter.create_histogram(
-            "gen_ai.client.operation.duration",
-            unit="s",
-            description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
-        ),
-        "cost": meter.create_observable_counter(
-            "cascade.cost", [totals.callback("cost")], unit="USD", description="What the model calls cost."
-        ),
-        # a draft paid for and thrown away makes savings negative: an up-down counter
-        "savings": meter.create_observable_up_down_counter(
-            "cascade.savings",
-            [totals.callback("savings")],
-            unit="USD",
-            description="Saved against the last model of the chain alone.",
-        ),
-    }
+    made: dict[str, Any] = {}
+    for key, spec in INSTRUMENTS.items():
+        if spec.kind == "histogram":
+            made[key] = meter.create_histogram(
+                spec.name,
+                unit=spec.unit,
+                description=spec.description,
+                explicit_bucket_boundaries_advisory=list(spec.buckets),
+            )
+        else:
+            create = (
+                meter.create_observable_counter
+                if spec.kind == "counter"
+                else meter.create_observable_up_down_counter
+            )
+            made[key] = create(
+                spec.name, [totals.callback(key)], unit=spec.unit, description=spec.description
+            )
+    return made

@@ -46,6 +46,7 @@ class Collector:
     spans: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     posts: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # of each POST, names lower-cased
     resources: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -83,6 +84,7 @@ class Collector:
     def received(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         with self._lock:
             self.posts.append(handler.path)
+            self.headers.append({k.lower(): v for k, v in handler.headers.items()})
         if self.mode == "hang":
             self._stop.wait(30)
             return
@@ -136,6 +138,8 @@ class Collector:
                             ],
                             "status": {0: "unset", 1: "ok", 2: "error"}[s.status.code],
                             "status_message": s.status.message,
+                            "trace_state": s.trace_state,
+                            "flags": s.flags,
                             "scope": ss.scope.name,
                             "resource": resource,
                         }
@@ -161,7 +165,14 @@ class Collector:
                             "attributes": attrs(p.attributes),
                         }
                         if kind == "histogram":
-                            point.update(count=p.count, sum=p.sum, bounds=list(p.explicit_bounds))
+                            point.update(
+                                count=p.count,
+                                sum=p.sum,
+                                bounds=list(p.explicit_bounds),
+                                buckets=list(p.bucket_counts),
+                                min=p.min,
+                                max=p.max,
+                            )
                         else:
                             point["value"] = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
                             point["monotonic"] = getattr(data, "is_monotonic", None)

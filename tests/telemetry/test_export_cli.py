@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from cascadeflow_cli.telemetry.sink import DURATION_BUCKETS, TOKEN_BUCKETS
+from cascadeflow_cli.telemetry.instruments import DURATION_BUCKETS, TOKEN_BUCKETS
 from tests.cli.support import QUERY, REFUSAL, rows, stderr_lines
 from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text
 from tests.telemetry.collector import Collector
@@ -289,19 +289,24 @@ def hide_the_sdk(tmp_path: Path) -> str:
 
 
 @pytest.mark.usefixtures("good_mini")
-def test_without_the_sdk_ask_still_answers_and_names_the_extra(
+def test_without_the_sdk_ask_and_batch_still_export_and_backfill_names_the_extra(
     tmp_path: Path, server: ReplayServer, collector: Collector
 ) -> None:
     cli = telemetry_cli(tmp_path, server, collector.url)
-    run = cli("ask", QUERY, PYTHONPATH=hide_the_sdk(tmp_path))
-    assert run.code == 0 and run.stdout == GOOD_ANSWER + "\n"
-    warning = [line for line in stderr_lines(run.stderr) if line.startswith("warning:")]
-    assert len(warning) == 1 and "cascadeflow-cli[otel]" in warning[0]
-    exported = cli("export", "--otlp", PYTHONPATH=hide_the_sdk(tmp_path))
+    no_sdk = hide_the_sdk(tmp_path)
+    run = cli("ask", QUERY, PYTHONPATH=no_sdk)  # OTLP/HTTP is encoded here: no SDK needed
+    assert run.code == 0 and run.stdout == GOOD_ANSWER + "\n" and "warning" not in run.stderr, run.stderr
+    assert [s["name"] for s in collector.spans] == ["cascade.request", "chat gpt-4o-mini"]
+    rows_in = tmp_path / "in.jsonl"
+    rows_in.write_text(json.dumps({"id": 1, "query": QUERY}) + "\n")
+    batch = cli("batch", str(rows_in), "-o", str(tmp_path / "out.jsonl"), PYTHONPATH=no_sdk)
+    assert batch.code == 0 and "warning" not in batch.stderr, batch.stderr
+    assert len(collector.spans) == 4
+    exported = cli("export", "--otlp", PYTHONPATH=no_sdk)  # the backfill runs the SDK
     assert exported.code == 1
     assert_one_error_line(exported.stderr)
     assert "[otel]" in exported.stderr
-    assert collector.posts == []
+    assert len(collector.posts) == 4  # traces and metrics of ask and of batch; nothing from export
 
 
 # --- batch and backfill ----------------------------------------------------------------------

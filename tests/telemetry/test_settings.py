@@ -78,17 +78,21 @@ def test_config_keys_are_checked() -> None:
 
 
 @pytest.mark.parametrize("enabled", [False, True])
-def test_ask_imports_opentelemetry_only_when_telemetry_is_on(
-    tmp_path: Path, server: ReplayServer, enabled: bool
+@pytest.mark.parametrize("command", ["ask", "batch"])
+def test_ask_and_batch_never_import_opentelemetry_over_otlp_http(
+    tmp_path: Path, server: ReplayServer, command: str, enabled: bool
 ) -> None:
+    """They encode OTLP/HTTP themselves (telemetry/wire.py); the SDK is for gRPC and the backfill."""
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
     config = tmp_path / "c.toml"
     # an unreachable collector: the point is what gets imported, and the flush is bounded
     section = '\n[telemetry]\nenabled = true\nendpoint = "http://127.0.0.1:9"\nflush_timeout = 0.2\n'
     config.write_text(config_text(server.base_url) + (section if enabled else ""))
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "query": "hi there"}\n')
+    args = ["ask", "hi there"] if command == "ask" else ["batch", "in.jsonl", "-o", "out.jsonl"]
     code = (
         "import sys, json\nfrom cascadeflow_cli.cli.app import main\n"
-        f"args = ['--config', {str(config)!r}, '--db', {str(tmp_path / 'l.db')!r}, 'ask', 'hi there']\n"
+        f"args = ['--config', {str(config)!r}, '--db', {str(tmp_path / 'l.db')!r}, *{args!r}]\n"
         "try:\n    main(args)\n"
         "except SystemExit as e:\n    assert e.code == 0, e.code\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('opentelemetry'))))"
@@ -98,4 +102,5 @@ def test_ask_imports_opentelemetry_only_when_telemetry_is_on(
     )
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout.splitlines()[-1])
-    assert bool(loaded) is enabled, loaded
+    assert loaded == [], loaded
+    assert enabled is ("telemetry" in config.read_text())

@@ -1,0 +1,267 @@
+"""Telemetry for a one-shot command (`cascade ask`) without the SDK: keep the finished
+requests, and at exit encode their spans and metric points as OTLP/HTTP protobuf
+(telemetry/wire.py) and POST them with http.client, within ``flush_timeout``.
+
+It honours what the SDK's exporter would read from the environment:
+OTEL_EXPORTER_OTLP[_TRACES|_METRICS]_HEADERS, _COMPRESSION (gzip) and _CERTIFICATE, and
+the OTEL_TRACES_SAMPLER family (always_on/off, traceidratio, parentbased_*). Long-running
+commands (`batch`, `serve`) keep the SDK (telemetry/sink.py): its batching and periodic
+metric export pay for their import there."""
+
+from __future__ import annotations
+
+import bisect
+import http.client
+import os
+import threading
+import time
+from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
+
+from cascadeflow_cli import __version__
+from cascadeflow_cli.ledger.records import RequestRecord
+from cascadeflow_cli.telemetry import wire
+from cascadeflow_cli.telemetry.context import Parent
+from cascadeflow_cli.telemetry.instruments import INSTRUMENTS, SCOPE
+from cascadeflow_cli.telemetry.report import FlushReport
+from cascadeflow_cli.telemetry.settings import TelemetrySettings, resource_attributes
+from cascadeflow_cli.telemetry.spans import Attributes, SpanOptions, build_trace, metric_points
+
+RETRYABLE = (429, 502, 503, 504)  # the OTLP spec's retryable statuses
+RETRY_WAITS_S = (0.1, 0.3)
+TIMED_OUT = "timed out"  # said as "gave up waiting for the collector"
+_MASK64 = (1 << 64) - 1
+
+
+def sampled(trace_id: int, parent: Parent | None, env: Mapping[str, str] = os.environ) -> bool:
+    """The SDK's decision for OTEL_TRACES_SAMPLER / _ARG (default parentbased_always_on);
+    an unknown sampler falls back to the default, as the SDK does."""
+    name = (env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").strip().lower()
+    if name.startswith("parentbased_") and parent is not None:
+        return parent.sampled
+    if name in ("always_off", "parentbased_always_off"):
+        return False
+    if name in ("traceidratio", "parentbased_traceidratio"):
+        try:
+            rate = float(env.get("OTEL_TRACES_SAMPLER_ARG") or 1.0)
+        except ValueError:
+            rate = 1.0
+        rate = rate if 0.0 <= rate <= 1.0 else 1.0
+        return (trace_id & _MASK64) < round(rate * (_MASK64 + 1))  # TraceIdRatioBased's rule
+    return True
+
+
+def _signal_env(env: Mapping[str, str], signal: str, name: str) -> str:
+    return (
+        env.get(f"OTEL_EXPORTER_OTLP_{signal}_{name}") or env.get(f"OTEL_EXPORTER_OTLP_{name}") or ""
+    ).strip()
+
+
+def _headers(env: Mapping[str, str], signal: str) -> dict[str, str]:
+    """``k=v,k2=v2`` (values percent-decoded): often an API key, so never printed."""
+    out: dict[str, str] = {}
+    for item in _signal_env(env, signal, "HEADERS").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            out[key.strip().lower()] = unquote(value.strip())
+    return out
+
+
+class _Metrics:
+    """Cumulative aggregates of this process's metric points, as the SDK would keep them."""
+
+    def __init__(self) -> None:
+        self.histograms: dict[tuple[str, tuple], wire.HistogramPoint] = {}
+        self.sums: dict[tuple[str, tuple], wire.SumPoint] = {}
+
+    def add(self, instrument: str, value: float, attributes: Attributes) -> None:
+        key = (instrument, tuple(sorted(attributes.items())))
+        spec = INSTRUMENTS[instrument]
+        if spec.kind != "histogram":
+            self.sums.setdefault(key, wire.SumPoint(attributes)).value += value
+            return
+        point = self.histograms.get(key)
+        if point is None:
+            point = self.histograms[key] = wire.HistogramPoint(
+                attributes, spec.buckets, [0] * (len(spec.buckets) + 1)
+            )
+        point.bucket_counts[bisect.bisect_left(spec.buckets, value)] += 1  # buckets are (low, high]
+        point.count += 1
+        point.total += value
+        point.low, point.high = min(point.low, value), max(point.high, value)
+
+    def data(self) -> list[wire.MetricData]:
+        out = []
+        for key, spec in INSTRUMENTS.items():
+            table = self.histograms if spec.kind == "histogram" else self.sums
+            points = [p for (name, _), p in table.items() if name == key]
+            out.append(
+                wire.MetricData(
+                    spec.name,
+                    spec.unit,
+                    spec.description,
+                    spec.kind == "histogram",
+                    spec.kind == "counter",
+                    points,
+                )
+            )
+        return out
+
+
+class DirectSink:
+    """Same face as BackgroundSink: ``record()`` never raises or waits, ``finish()`` sends
+    within flush_timeout and returns the warning line, or None when all arrived."""
+
+    def __init__(self, settings: TelemetrySettings) -> None:
+        self.settings = settings
+        self.options = SpanOptions(settings.emit_cost, settings.capture_content, settings.record_user)
+        self.started_ns = time.time_ns()  # the cumulative metrics' start
+        self._lock = threading.Lock()
+        self._spans: list[bytes] = []
+        self._metrics = _Metrics()
+        self._error: str | None = None
+        self._resource_attributes: dict[str, str] | None = None
+
+    def record(self, request: RequestRecord, parent: Parent | None = None) -> None:
+        try:
+            trace = build_trace(request, self.options)
+            points = metric_points(request, self.options)
+            keep = sampled(parent.trace_id if parent else trace.trace_id, parent)
+            spans = wire.trace_spans(trace, parent) if keep else []
+            with self._lock:
+                self._keep(spans)
+                for point in points:
+                    self._metrics.add(point.instrument, point.value, point.attributes)
+        except Exception as exc:  # pragma: no cover - a bug here must not cost the answer
+            self._error = f"could not build spans: {type(exc).__name__}: {exc}"
+
+    def _keep(self, spans: list[bytes]) -> None:
+        """(under the lock) Hold encoded spans until they are sent."""
+        self._spans += spans
+
+    def traces_post(self, spans: list[bytes]) -> tuple[str, str, bytes]:
+        body = wire.traces_request(self._resource(), wire.Scope(SCOPE, __version__), spans)
+        return ("TRACES", self.settings.traces_endpoint, body)
+
+    def metrics_post(self) -> tuple[str, str, bytes] | None:
+        """This process's cumulative metrics so far, or None before the first point."""
+        with self._lock:
+            metrics = self._metrics.data()
+        if not any(m.points for m in metrics):
+            return None
+        scope = wire.Scope(SCOPE, __version__)
+        body = wire.metrics_request(self._resource(), scope, metrics, self.started_ns, time.time_ns())
+        return ("METRICS", self.settings.metrics_endpoint, body)
+
+    def _resource(self) -> dict[str, str]:
+        if self._resource_attributes is None:  # one service.instance.id for the whole process
+            self._resource_attributes = resource_attributes(self.settings)
+        return self._resource_attributes
+
+    def finish(self) -> str | None:
+        with self._lock:
+            spans = list(self._spans)
+        posts = [self.traces_post(spans)] if spans else []
+        if (metrics := self.metrics_post()) is not None:
+            posts.append(metrics)
+        if not posts:
+            return None
+        timeout = self.settings.flush_timeout
+        deadline = time.monotonic() + timeout
+        outcome: dict[str, str | None] = {}
+        # a daemon thread: a collector that trickles its answer cannot hold the exit past the bound
+        sender = threading.Thread(
+            target=_send_all, args=(posts, deadline, outcome), name="otlp-send", daemon=True
+        )
+        sender.start()
+        sender.join(timeout)
+        timed_out = sender.is_alive() or TIMED_OUT in outcome.values()
+        errors = [e for e in outcome.values() if e and e != TIMED_OUT]
+        traces_ok = bool(spans) and "TRACES" in outcome and outcome["TRACES"] is None
+        metrics_failed = any(s == "METRICS" for s, _, _ in posts) and outcome.get("METRICS", "x") is not None
+        report = FlushReport(
+            spans=len(spans),
+            delivered=len(spans) if traces_ok else 0,
+            dropped=0,
+            metric_failures=int(metrics_failed),
+            timed_out=timed_out,
+            error=(errors[0] if errors else None) or self._error,
+            endpoint=self.settings.traces_endpoint,
+        )
+        return report.warning()
+
+
+Connections = dict[tuple[str, str, int | None], http.client.HTTPConnection]
+
+
+def _send_all(posts: list[tuple[str, str, bytes]], deadline: float, outcome: dict[str, str | None]) -> None:
+    connections: Connections = {}
+    try:
+        for signal, url, body in posts:
+            outcome[signal] = post(connections, signal, url, body, deadline)
+    finally:
+        for conn in connections.values():
+            conn.close()
+
+
+def post(
+    connections: Connections,
+    signal: str,
+    url: str,
+    body: bytes,
+    deadline: float,
+) -> str | None:
+    """POST one payload (retrying 429/5xx while time is left); None on success, else why not."""
+    env = os.environ
+    parts = urlsplit(url)
+    headers = {"content-type": "application/x-protobuf", "user-agent": f"cascadeflow-cli/{__version__}"}
+    headers.update(_headers(env, signal))
+    if _signal_env(env, signal, "COMPRESSION").lower() == "gzip":
+        import gzip
+
+        body = gzip.compress(body)
+        headers["content-encoding"] = "gzip"
+    key = (parts.scheme, parts.hostname or "", parts.port)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    for attempt in range(len(RETRY_WAITS_S) + 1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return TIMED_OUT
+        try:
+            conn = connections.get(key)
+            if conn is None:
+                conn = connections[key] = _connect(
+                    parts.scheme, parts.hostname or "", parts.port, remaining, signal
+                )
+            conn.timeout = remaining
+            if conn.sock is not None:
+                conn.sock.settimeout(remaining)
+            conn.request("POST", path, body, headers)
+            response = conn.getresponse()
+            response.read()
+        except TimeoutError:
+            connections.pop(key, None)
+            return TIMED_OUT
+        except (OSError, http.client.HTTPException) as exc:
+            connections.pop(key, None)
+            return f"{type(exc).__name__}: {exc}"
+        if 200 <= response.status < 300:
+            return None
+        why = f"HTTP {response.status} {response.reason}".strip()
+        if response.status not in RETRYABLE or attempt == len(RETRY_WAITS_S):
+            return why
+        time.sleep(min(RETRY_WAITS_S[attempt], max(0.0, deadline - time.monotonic())))
+    return why  # pragma: no cover - the loop returns
+
+
+def _connect(
+    scheme: str, host: str, port: int | None, timeout: float, signal: str
+) -> http.client.HTTPConnection:
+    if scheme != "https":
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+    import ssl
+
+    cafile = _signal_env(os.environ, signal, "CERTIFICATE") or None
+    return http.client.HTTPSConnection(
+        host, port, timeout=timeout, context=ssl.create_default_context(cafile=cafile)
+    )
