@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import parse_since, stdout_console
+from cascadeflow_cli.cli.context import app_context, parse_since, stdout_console
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -23,6 +22,7 @@ SENSITIVITIES = ("low", "medium", "high")
 
 
 def anomalies(
+    ctx: typer.Context,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user (default: every "
                                              "user, and every model).")] = None,
     sensitivity: Annotated[str, typer.Option("--sensitivity", "-s", help="low, medium or high: about "
@@ -44,9 +44,9 @@ def anomalies(
 
     if sensitivity not in SENSITIVITIES:
         raise InputError(f"--sensitivity must be one of {', '.join(SENSITIVITIES)}, got {sensitivity!r}")
-    ctx = state()
-    timezone = ctx.config.ledger.timezone
-    today = _today(ctx, timezone)
+    context = app_context(ctx)
+    timezone = context.config.ledger.timezone
+    today = _today(context, timezone)
     first = _local_day(since, timezone) if since else None
     # today is not over: by default its spend so far is not judged as a drop
     last = _local_day(until, timezone) if until else today - timedelta(days=1)
@@ -55,7 +55,7 @@ def anomalies(
     if first is not None and first > last:
         raise InputError(f"--since {first.isoformat()} is after --until {last.isoformat()}")
     detector = AnomalyDetector(sensitivity, min_change=min_change)
-    found = find(ctx, detector, user=user, first=first, last=last, timezone=timezone, models=models)
+    found = find(context, detector, user=user, first=first, last=last, timezone=timezone, models=models)
     if as_json:
         sys.stdout.write(json.dumps([a.to_json() for a in found], ensure_ascii=False, indent=2) + "\n")
         return

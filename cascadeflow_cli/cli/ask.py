@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from cascadeflow_cli.cli.context import default_user, is_terminal, state, stderr_console
+from cascadeflow_cli.cli.context import app_context, default_user, is_terminal, stderr_console
 
 
 def ask(
+    ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="The question. Use - to read it from stdin.")],
     user: Annotated[
         str | None,
@@ -40,13 +41,13 @@ def ask(
     if query == "-":
         query = decode_text(sys.stdin.buffer.read(), "the query on stdin")
     who = user or default_user()  # checked before the ledger is opened
-    ctx = state()
-    on_record = telemetry(ctx)  # before the ledger: a bad endpoint stops us with nothing written
+    context = app_context(ctx)
+    on_record = telemetry(context)  # before the ledger: a bad endpoint stops us with nothing written
     err = stderr_console()
     # one line per provider retry, so a rate limit or a hanging server is never silent
     cascade = Cascade(
-        ctx.config,
-        ctx.ledger(),
+        context.config,
+        context.ledger(),
         on_record=on_record,
         on_retry=lambda notice: err.print(notice.describe(), markup=False, highlight=False),
     )

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import default_user, is_terminal
+from cascadeflow_cli.cli.context import app_context, default_user, is_terminal
 from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
 
 if TYPE_CHECKING:
@@ -26,6 +25,7 @@ ROWS_FAILED_EXIT = 5  # CLI.md: the batch finished, but some rows ended in an er
 
 
 def batch(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="JSONL rows: {\"id\", \"query\", \"user\"?, \"domain\"?}.")],
     user: Annotated[str | None, typer.Option("--user", "-u", help="User for rows without one "
                                              "(default: $CASCADE_USER or 'default').")] = None,
@@ -49,15 +49,16 @@ def batch(
         raise InputError(f"{output}: the output cannot be the input file")
     from cascadeflow_cli.cli.telemetry_hook import telemetry
 
-    ctx = state()
-    on_record = telemetry(ctx)  # before the ledger: a bad endpoint stops us with nothing written
-    ledger = ctx.ledger()
+    context = app_context(ctx)
+    on_record = telemetry(context)  # before the ledger: a bad endpoint stops us with nothing written
+    ledger = context.ledger()
     batch_id, done, committed = _prepare(ledger, file, out_path, resume)
     out = _Output(out_path, resume)
     reporter = _Reporter(count_rows(file), file)
     warm_up()
     runner = BatchRunner(
-        _cascade_factory(ctx.config, ledger, reporter.retry, on_record), out.write, concurrency=concurrency,
+        _cascade_factory(context.config, ledger, reporter.retry, on_record), out.write,
+        concurrency=concurrency,
         default_user=user or default_user(),
         external_id=lambda key: _external_id(batch_id, key),
         recover=_recoverer(ledger, committed), on_progress=reporter.update,

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, kind, row_id, string_field
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
+    from cascadeflow_cli.cli.context import AppContext
     from cascadeflow_cli.config import AppConfig
     from cascadeflow_cli.quality.calibrate import CalibrationReport, Prices
 
@@ -22,6 +24,7 @@ _ROW_FIELDS = '{"query", "response", "correct", "verifier_correct"?, "domain"?, 
 
 
 def calibrate(
+    ctx: typer.Context,
     file: Annotated[
         Path | None, typer.Argument(help=f"JSONL rows: {_ROW_FIELDS}.", show_default=False)
     ] = None,
@@ -56,17 +59,16 @@ def calibrate(
 ) -> None:
     """Fit the calibrated quality check on labelled drafts: prints the cross-validated
     AUROC, the expected quality and savings at the chosen threshold, and a reliability table."""
-    from cascadeflow_cli.cli.context import state
     from cascadeflow_cli.quality.calibrate import CalibrationDataError, calibrate_rows
 
     if math.isnan(target_quality) or not 0.0 < target_quality <= 1.0:
         raise InputError(f"--target-quality must be within (0, 1], got {target_quality:g}")
     if (file is None) == (not from_ledger):
         raise InputError("give a FILE.jsonl of labelled drafts, or --from-ledger (not both)")
-    config = state().config
+    config = app_context(ctx).config
     chosen = parse_prices(prices) if prices is not None else configured_prices(config)
     if from_ledger:
-        rows = ledger_rows()
+        rows = ledger_rows(app_context(ctx))
         origin = "the ledger"
     else:
         assert file is not None
@@ -134,18 +136,16 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def ledger_rows() -> list[dict[str, Any]]:
+def ledger_rows(context: AppContext) -> list[dict[str, Any]]:
     """Labelled rows from the ledger's feedback and shadow labels (provided by the ledger
     package as ``ledger.labels.calibration_rows(ledger)``)."""
-    from cascadeflow_cli.cli.context import state
-
     try:
         from cascadeflow_cli.ledger.labels import calibration_rows  # type: ignore[import-not-found]
     except ImportError:
         raise InputError(
             "--from-ledger: this version records no labels yet (see `cascade feedback`)"
         ) from None
-    return list(calibration_rows(state().ledger()))
+    return list(calibration_rows(context.ledger()))
 
 
 def parse_prices(text: str) -> Prices:

@@ -16,6 +16,7 @@ from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
+    import typer
     from rich.console import Console
 
     from cascadeflow_cli.ledger.db import Ledger
@@ -58,13 +59,14 @@ class AppContext:
             self._ledger = None
 
 
-_STATE = AppContext()
 D = TypeVar("D", date, datetime)
 
 
-def state() -> AppContext:
-    """The current invocation's options, config and ledger."""
-    return _STATE
+def app_context(ctx: typer.Context) -> AppContext:
+    """The invocation's AppContext: main() hands one to click as ``obj`` and the root
+    callback fills in the global options; click passes ``obj`` down to every subcommand.
+    A command run without main() (an in-process test of ``app``) gets a fresh one."""
+    return ctx.ensure_object(AppContext)
 
 
 def default_user() -> str:

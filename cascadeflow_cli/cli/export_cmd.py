@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import parse_since
+from cascadeflow_cli.cli.context import app_context, parse_since
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -52,6 +51,7 @@ def ledger_filter(user: str | None, since: str | None, until: str | None, model:
 
 
 def export(
+    ctx: typer.Context,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row (the default).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array of row objects.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
@@ -72,14 +72,14 @@ def export(
     """Export the ledger, one row per model call (columns: docs/ledger-columns.md)."""
     from cascadeflow_cli.ledger.export import write_export
 
-    ctx = state()
+    context = app_context(ctx)
     if otlp:
-        _export_otlp(ctx, as_csv or as_json or as_jsonl or output is not None or bom or model is not None,
-                     ledger_filter(user, since, until, None, ctx.config.ledger.timezone))
+        _export_otlp(context, as_csv or as_json or as_jsonl or output is not None or bom or model is not None,
+                     ledger_filter(user, since, until, None, context.config.ledger.timezone))
         return
     fmt = _format(as_csv, as_json, as_jsonl, output)
-    flt = ledger_filter(user, since, until, model, ctx.config.ledger.timezone)
-    conn = ctx.ledger().db.conn
+    flt = ledger_filter(user, since, until, model, context.config.ledger.timezone)
+    conn = context.ledger().db.conn
     try:
         with _destination(output) as out:
             if bom and fmt == "csv":

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import stdout_console
+from cascadeflow_cli.cli.context import app_context, stdout_console
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.words import count_of
 
@@ -25,6 +24,7 @@ MAX_HORIZON = 366
 
 
 def forecast(
+    ctx: typer.Context,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Forecast this user's spend "
                                              "(default: everyone's).")] = None,
     horizon: Annotated[int, typer.Option("--horizon", min=1, max=MAX_HORIZON,
@@ -42,17 +42,17 @@ def forecast(
     from cascadeflow_cli.analytics.forecast import CostForecaster, budget_period
     from cascadeflow_cli.ledger.spend import daily_spend, to_usd
 
-    ctx = state()
-    timezone = ctx.config.ledger.timezone
-    today = _today(ctx, timezone)
+    context = app_context(ctx)
+    timezone = context.config.ledger.timezone
+    today = _today(context, timezone)
     start = _parse_day(as_of, "--as-of") if as_of else today
-    ledger = ctx.ledger()
+    ledger = context.ledger()
     history = to_usd(daily_spend(ledger, user=user, timezone=timezone, end=start - timedelta(days=1)))
-    limits = user_limits(ctx, user) if user is not None else None
+    limits = user_limits(context, user) if user is not None else None
     budget = budget_period(limits, start) if limits else None
     prediction = CostForecaster(confidence=confidence).forecast(
         history, horizon=horizon, as_of=start, budget=budget,
-        today_spent=spent_today(ctx, user, timezone, start) if start == today else 0.0)
+        today_spent=spent_today(context, user, timezone, start) if start == today else 0.0)
     if plot is not None:
         write_png(prediction, plot, user)
     if as_json:

@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import is_terminal, stderr_console
+from cascadeflow_cli.cli.context import app_context, is_terminal, stderr_console
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.words import count_of
 
 
 def import_(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="What `cascade export` wrote, or history from "
                                          "elsewhere with at least timestamp,user,model,cost.")],
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="csv, json or jsonl "
@@ -33,9 +33,9 @@ def import_(
         raise InputError(f"{file}: no such file")
     if file.is_dir():
         raise InputError(f"{file}: is a directory")
-    ctx = state()
-    ledger = ctx.ledger()
-    timezone = ctx.config.ledger.timezone
+    context = app_context(ctx)
+    ledger = context.ledger()
+    timezone = context.config.ledger.timezone
     if is_terminal():
         with stderr_console().status("checking…", spinner="dots") as status:
             def progress(phase: str, rows: int) -> None:

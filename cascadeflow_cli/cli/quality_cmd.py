@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_field
 from cascadeflow_cli.errors import InputError
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from cascadeflow_cli.cli.layout import FittedTable
+    from cascadeflow_cli.config import QualityConfig
     from cascadeflow_cli.quality import QualityResult, QualityValidator
     from cascadeflow_cli.quality.calibrated import CalibratedValidator
 
@@ -43,6 +45,7 @@ class QualityRow:
 
 @quality_app.command("check")
 def check(
+    ctx: typer.Context,
     query: Annotated[str | None, typer.Option("--query", help="The question (with --response).")] = None,
     response: Annotated[str | None, typer.Option("--response", help="The answer to score.")] = None,
     input_file: Annotated[Path | None, typer.Option("--input", help=f"JSONL rows: {_ROW_FIELDS}; "
@@ -76,7 +79,7 @@ def check(
             raise InputError("--query needs --response (the answer to score)")
         if query is None:
             raise InputError("--response needs --query (the question it answers)")
-    validator = _validator(preset, threshold, calibration)
+    validator = _validator(app_context(ctx).config.quality, preset, threshold, calibration)
     if input_file is None:
         assert query is not None and response is not None
         result = validator.validate(query, response, finish_reason=finish_reason, domain=domain)
@@ -100,12 +103,10 @@ def check(
         _print_table(scored, validator, input_file)
 
 
-def _validator(preset: str, threshold: float | None, calibration: Path | None = None
+def _validator(quality: QualityConfig, preset: str, threshold: float | None, calibration: Path | None = None
                ) -> QualityValidator | CalibratedValidator:
-    from cascadeflow_cli.cli.context import state
     from cascadeflow_cli.quality import QualityPreset, QualityValidator
 
-    quality = state().config.quality
     calibration = calibration or quality.calibration
     if calibration is not None:
         from cascadeflow_cli.quality.calibrated import CalibratedValidator, load_calibration

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import stdout_console
+from cascadeflow_cli.cli.context import app_context, stdout_console
 from cascadeflow_cli.cli.export_cmd import SINCE_HELP, UNTIL_HELP, ledger_filter
 from cascadeflow_cli.errors import InputError
 
@@ -24,6 +23,7 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
 def usage(
+    ctx: typer.Context,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's requests.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Break down by user, model, provider, "
                                            "domain or day (default: user).")] = None,
@@ -40,10 +40,10 @@ def usage(
     if total_only and by is not None:
         raise InputError("--total and --by exclude each other")
     grouping = None if total_only else (by or "user")
-    ctx = state()
-    timezone = ctx.config.ledger.timezone
+    context = app_context(ctx)
+    timezone = context.config.ledger.timezone
     flt = ledger_filter(user, since, until, None, timezone)
-    report = compute(ctx.ledger().db.conn, flt, grouping, timezone)
+    report = compute(context.ledger().db.conn, flt, grouping, timezone)
     if as_json:
         data = {"user": user, "by": grouping, "since": flt.since, "until": flt.until,
                 "timezone": timezone, "total": row_json(report.total),
