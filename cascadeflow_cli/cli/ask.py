@@ -34,9 +34,10 @@ def ask(
     from contextlib import nullcontext, suppress
 
     from cascadeflow_cli.cli.telemetry_hook import telemetry
-    from cascadeflow_cli.engine.cascade import Cascade
     from cascadeflow_cli.errors import NotRecordedError
     from cascadeflow_cli.text import decode_text
+    from cascadeflow_cli.usecases.requests import ask as run
+    from cascadeflow_cli.usecases.requests import make_cascade, wait_for_checks
 
     if query == "-":
         query = decode_text(sys.stdin.buffer.read(), "the query on stdin")
@@ -45,7 +46,7 @@ def ask(
     on_record = telemetry(context)  # before the ledger: a bad endpoint stops us with nothing written
     err = stderr_console()
     # one line per provider retry, so a rate limit or a hanging server is never silent
-    cascade = Cascade(
+    cascade = make_cascade(
         context.config,
         context.ledger(),
         on_record=on_record,
@@ -55,18 +56,15 @@ def ask(
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()
     try:
         with spinner:
-            result = cascade.run(
-                query, who, domain=domain, models=chain, system=system, max_tokens=max_tokens
-            )
+            result = run(cascade, query, who, domain=domain, models=chain, system=system,
+                         max_tokens=max_tokens)
     except NotRecordedError as exc:  # paid for: the answer is shown, then exit 4 says it waits
         if exc.result is not None:
             _show(exc.result, as_json, err)
         raise
     _show(result, as_json, err)
-    from cascadeflow_cli.engine.shadow import wait_pending
-
     with suppress(KeyboardInterrupt):  # the answer is out and recorded: leaving loses only a label
-        wait_pending()
+        wait_for_checks()
 
 
 def _show(result: Any, as_json: bool, err: Any) -> None:

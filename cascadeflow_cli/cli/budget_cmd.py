@@ -45,31 +45,16 @@ def show(
 ) -> None:
     """Limits, spend, what is left and when each window resets, and what the next request gets."""
     from cascadeflow_cli.cli.render import budget_table
-    from cascadeflow_cli.engine.cascade import Cascade
-    from cascadeflow_cli.ledger.status import budget_status
     from cascadeflow_cli.text import user_name
+    from cascadeflow_cli.usecases.budget import budget_report
 
     user = user_name(user)
     context = app_context(ctx)
-    ledger = context.ledger()
-    # judge a typical next request: a short question on the configured chain
-    cascade = Cascade(context.config, ledger, gate=False)
-    names = list(context.config.cascade.models)
-    messages = [{"role": "user", "content": "x" * 200}]
-    tokens = context.config.cascade.max_tokens
-    try:
-        estimate = cascade.worst_case_nusd(names, messages, tokens)
-        cheaper = cascade.degraded_chain(names, messages, tokens)
-        degraded = cascade.worst_case_nusd(cheaper, messages, tokens) if cheaper else None
-    except Exception:  # an unpriced model: show the state now
-        estimate, degraded = 0, None
-    status = budget_status(ledger, context.config, user, estimate, degraded)
-    outlook = _outlook(context, user) if status.budget is not None else None
+    report = budget_report(context.ledger(), context.config, user)
     if as_json:
-        data = status.to_json()
-        data["outlook"] = outlook.to_json() if outlook else None
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         return
+    status, outlook = report.status, report.outlook
     if status.budget is None:
         sys.stderr.write(
             f"{user} has no budget (and there is no [budgets.default]): requests are allowed and recorded\n"
@@ -81,13 +66,6 @@ def show(
         out.print(outlook.describe(user), style="bold red" if outlook.alert else None)
     if status.next.message:
         stderr_console().print(status.next.message)
-
-
-def _outlook(ctx: Any, user: str) -> Any:
-    """This month's path against the budget (spend so far plus the forecast), or None."""
-    from cascadeflow_cli.cli.forecast_cmd import budget_outlook
-
-    return budget_outlook(ctx, user)
 
 
 @budget_app.command("list")

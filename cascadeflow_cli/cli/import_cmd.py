@@ -25,7 +25,8 @@ def import_(
 ) -> None:
     """Import ledger rows. Every row is checked first: one bad row aborts with its line
     number and nothing is imported. Rows already in the ledger are skipped."""
-    from cascadeflow_cli.ledger.importer import FORMATS, import_file
+    from cascadeflow_cli.ledger.importer import FORMATS
+    from cascadeflow_cli.usecases.transfer import import_history
 
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -41,9 +42,9 @@ def import_(
             def progress(phase: str, rows: int) -> None:
                 status.update(f"{phase}… {rows:,} requests")
 
-            result = import_file(ledger, file, fmt, timezone=timezone, on_progress=progress)
+            result = import_history(ledger, file, fmt, timezone=timezone, on_progress=progress)
     else:
-        result = import_file(ledger, file, fmt, timezone=timezone)
+        result = import_history(ledger, file, fmt, timezone=timezone)
     if result.ignored_columns:
         sys.stderr.write(f"note: ignored unknown column(s): {', '.join(result.ignored_columns)}\n")
     if as_json:

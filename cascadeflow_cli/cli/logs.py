@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.context import app_context, parse_since, stdout_console
+from cascadeflow_cli.cli.context import app_context, stdout_console
 
 
 def logs(
@@ -21,6 +21,7 @@ def logs(
     """Show recent requests, newest first."""
     from cascadeflow_cli.cli.render import logs_table
     from cascadeflow_cli.clock import format_ts
+    from cascadeflow_cli.dates import parse_since
 
     context = app_context(ctx)
     since_ts = format_ts(parse_since(since, context.config.ledger.timezone)) if since else None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
-from cascadeflow_cli.cli.export_cmd import SINCE_HELP, UNTIL_HELP, ledger_filter
+from cascadeflow_cli.cli.options import SINCE_HELP, UNTIL_HELP, ledger_filter
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def usage(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Show usage: cost, tokens, requests, draft acceptance rate and savings."""
-    from cascadeflow_cli.ledger.usage import usage as compute
+    from cascadeflow_cli.usecases.usage import usage_report
 
     if by is not None and by not in GROUPINGS:
         raise InputError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
@@ -43,7 +43,7 @@ def usage(
     context = app_context(ctx)
     timezone = context.config.ledger.timezone
     flt = ledger_filter(user, since, until, None, timezone)
-    report = compute(context.ledger().db.conn, flt, grouping, timezone)
+    report = usage_report(context.ledger(), flt, grouping, timezone)
     if as_json:
         data = {"user": user, "by": grouping, "since": flt.since, "until": flt.until,
                 "timezone": timezone, "total": row_json(report.total),
