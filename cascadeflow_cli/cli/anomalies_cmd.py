@@ -13,8 +13,7 @@ from cascadeflow_cli.cli.context import app_context, stdout_console
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
-    from cascadeflow_cli.analytics.anomaly import Anomaly
-    from cascadeflow_cli.cli.layout import FittedTable
+    pass
 
 SENSITIVITIES = ("low", "medium", "high")
 
@@ -59,30 +58,8 @@ def anomalies(
         sys.stderr.write(f"no anomalies{scope} at {sensitivity} sensitivity"
                          f"{' since ' + first.isoformat() if first else ''} up to {scan.last.isoformat()}\n")
         return
+    from cascadeflow_cli.cli.render.spend import anomalies_table
+
     stdout_console().print(anomalies_table(found, sensitivity))
 
 
-def anomalies_table(found: list[Anomaly], sensitivity: str) -> FittedTable:
-    from rich.text import Text
-
-    from cascadeflow_cli.cli.render import fitted_table
-
-    colours = {"high": "bold red", "medium": "yellow", "low": ""}
-    rows = []
-    for a in found:
-        rows.append([a.date.isoformat(), a.user or "*", a.model or "-", a.kind,
-                     Text(a.severity, style=colours.get(a.severity, "")), _usd(a.expected),
-                     _usd(a.actual), f"{a.score:+.1f}", Text(a.description)])
-    headers = [("date", "left"), ("user", "left"), ("model", "left"), ("kind", "left"),
-               ("severity", "left"), ("expected", "right"), ("actual", "right"), ("score", "right"),
-               ("why", "left")]
-    caption = (f"{len(found)} anomal{'y' if len(found) == 1 else 'ies'} at {sensitivity} sensitivity "
-               "(thresholds fitted to each series' own noise); score: robust z (MADs from the usual "
-               "level for that weekday)")
-    return fitted_table(headers, rows, flexible="why", caption=caption)
-
-
-def _usd(value: float) -> str:
-    from cascadeflow_cli.money import format_dollars
-
-    return format_dollars(value)

@@ -44,7 +44,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Limits, spend, what is left and when each window resets, and what the next request gets."""
-    from cascadeflow_cli.cli.render import budget_table
+    from cascadeflow_cli.cli.render.budget import budget_table
     from cascadeflow_cli.text import user_name
     from cascadeflow_cli.usecases.budget import budget_report
 
@@ -74,10 +74,9 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every user with a budget of their own."""
-    from cascadeflow_cli.cli.render import fitted_table
+    from cascadeflow_cli.cli.render.budget import budgets_table
     from cascadeflow_cli.ledger.budgets import list_budgets
     from cascadeflow_cli.ledger.windows import WINDOWS
-    from cascadeflow_cli.money import format_dollars
 
     rows = list_budgets(app_context(ctx).ledger())
     data: list[dict[str, Any]] = [
@@ -90,11 +89,7 @@ def list_(
     if not data:
         sys.stderr.write("no budgets set (`cascade budget set USER --daily 5`)\n")
         return
-    body = [[user, *("-" if (v := getattr(b, w)) is None else format_dollars(v) for w in WINDOWS)]
-            for user, b in rows]
-    stdout_console().print(
-        fitted_table([("user", "left")] + [(w, "right") for w in WINDOWS], body, flexible="user")
-    )
+    stdout_console().print(budgets_table(rows))
 
 
 @budget_app.command("rm")

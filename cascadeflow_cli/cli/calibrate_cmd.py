@@ -152,7 +152,7 @@ def _print_report(report: CalibrationReport, path: Path) -> None:
     from rich.text import Text
 
     from cascadeflow_cli.cli.context import stdout_console
-    from cascadeflow_cli.cli.render import fitted_table
+    from cascadeflow_cli.cli.render.quality import reliability_table
 
     console = stdout_console()
     domains = ", ".join(f"{d} {t:.3f}" for d, t in sorted(report.thresholds_by_domain.items()))
@@ -178,12 +178,5 @@ def _print_report(report: CalibrationReport, path: Path) -> None:
     ]
     for label, value in lines:
         console.print(Text.assemble((f"{label:<10}", "bold"), value))
-    body = [[b.bin, f"{b.predicted:.2f}", f"{b.observed:.2f}", str(b.n)] for b in report.reliability]
-    console.print(
-        fitted_table(
-            [("probability", "left"), ("predicted", "right"), ("observed", "right"), ("rows", "right")],
-            body,
-            flexible="probability",
-        )
-    )
+    console.print(reliability_table(report))
     console.print(Text(f"wrote {path}", style="dim"))

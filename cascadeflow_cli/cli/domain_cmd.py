@@ -140,17 +140,12 @@ def _print_table(results: list[tuple[int, str | int | None, str, DomainResult]],
     from rich.text import Text
 
     from cascadeflow_cli.cli.context import stdout_console
-    from cascadeflow_cli.cli.render import fitted_table
+    from cascadeflow_cli.cli.render.quality import domains_table
 
     console = stdout_console()
     if not results:
         sys.stderr.write(f"{path}: no queries\n")
         return
-    body = [[str(line), Text("-" if row is None else str(row)), r.domain, f"{r.confidence:.2f}",
-             r.complexity or "-", Text(" ".join(text.split()))]
-            for line, row, text, r in results]
-    headers = [("line", "right"), ("id", "left"), ("domain", "left"), ("confidence", "right"),
-               ("complexity", "left"), ("query", "left")]
-    console.print(fitted_table(headers, body, flexible="query"))
+    console.print(domains_table(results))
     counts = Counter(r.domain for *_, r in results)
     console.print(Text(", ".join(f"{d} {n}" for d, n in counts.most_common()), style="bold"))

@@ -103,7 +103,7 @@ def _render_budget(console: Console, p: CostPrediction, user: str | None) -> Non
 def _render_chart(console: Console, p: CostPrediction) -> None:
     from rich.text import Text
 
-    from cascadeflow_cli.analytics.chart import BAND, HISTORY, MEAN, forecast_chart
+    from cascadeflow_cli.cli.chart import BAND, HISTORY, MEAN, forecast_chart
 
     width = max(40, min(console.width, 100))
     lines = forecast_chart(p.history, p.daily, width=width)
