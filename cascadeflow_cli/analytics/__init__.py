@@ -18,7 +18,6 @@ _EXPORTS = {
     "window_budget": "cascadeflow_cli.analytics.forecast",
     "AnomalyDetector": "cascadeflow_cli.analytics.anomaly",
     "Anomaly": "cascadeflow_cli.analytics.anomaly",
-    "forecast_chart": "cascadeflow_cli.analytics.chart",
 }
 
 __all__ = list(_EXPORTS)

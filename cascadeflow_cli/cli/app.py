@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.context import state
+from cascadeflow_cli.cli.context import AppContext, app_context
 from cascadeflow_cli.errors import CascadeError, InterruptedRequest
 
 app = typer.Typer(
@@ -25,20 +25,19 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = state()
-
-
 @app.callback()
 def root(
+    ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", help="Config file (else $CASCADE_CONFIG, "
                                                  "./cascadeflow.toml, the user config dir).")] = None,
     db: Annotated[Path | None, typer.Option("--db", help="Ledger file (else $CASCADE_DB, the config's "
                                              "ledger.path, the user data dir).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
-    _state.config_path = config
-    _state.db_path = db
-    _state.debug = debug
+    context = app_context(ctx)  # main() made it; the options are known only now
+    context.config_path = config
+    context.db_path = db
+    context.debug = debug
 
 
 def _register() -> None:
@@ -71,32 +70,32 @@ def _register() -> None:
 _register()
 
 
-def _secrets() -> list[str]:
+def _secrets(context: AppContext) -> list[str]:
     """Values that must never be shown: the configured key variables' (when the config
     was loaded) and every secret-looking variable's."""
     from cascadeflow_cli.redact import secret_values
 
-    config = _state.__dict__.get("config")  # the cached_property, only if already loaded
+    config = context.__dict__.get("config")  # the cached_property, only if already loaded
     names = [m.api_key_env for m in config.models.values() if m.api_key_env] if config else []
     return secret_values(names)
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(context: AppContext, message: str, code: int) -> int:
     """The one error renderer: one line on stderr, secrets redacted."""
     from cascadeflow_cli.redact import redact
 
-    text = _one_line(" ".join(redact(message, _secrets()).split("\n")))
+    text = _one_line(" ".join(redact(message, _secrets(context)).split("\n")))
     sys.stderr.write(f"error: {text}\n")
     return code
 
 
-def _traceback(exc: BaseException, code: int) -> int:
+def _traceback(context: AppContext, exc: BaseException, code: int) -> int:
     """--debug: the traceback, through the same redaction as every error line."""
     import traceback
 
     from cascadeflow_cli.redact import redact
 
-    sys.stderr.write(redact("".join(traceback.format_exception(exc)), _secrets()))
+    sys.stderr.write(redact("".join(traceback.format_exception(exc)), _secrets(context)))
     return code
 
 
@@ -142,8 +141,8 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
-def _damaged_ledger_line(exc: Exception) -> str:
-    ledger = _state._ledger
+def _damaged_ledger_line(context: AppContext, exc: Exception) -> str:
+    ledger = context._ledger
     where = f"{ledger.path}: " if ledger is not None else ""
     return (f"{where}cannot open ledger: {exc} (the file is damaged: restore a backup, or salvage it "
             "with `sqlite3 FILE .recover`)")
@@ -195,42 +194,50 @@ _signals = _Signals()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the command, map every failure to one line and an exit code."""
+    """Entry point: run the command, map every failure to one line and an exit code.
+
+    main() owns the invocation: it makes the AppContext (handed to click as ``obj``, so
+    every command finds it on its ``typer.Context``) because it still needs it after the
+    command has failed, to redact the error line and then close the ledger."""
     _signals.install()
     command = _command()
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
-    _state.debug = "--debug" in args
+    context = AppContext(debug="--debug" in args)
     try:
-        result = command.main(args=args or ["--help"], prog_name="cascade", standalone_mode=False)
+        result = command.main(args=args or ["--help"], prog_name="cascade", standalone_mode=False,
+                              obj=context)
         code = result if isinstance(result, int) else 0
         if code == 130:  # typer turns Ctrl-C into exit code 130 without a word
-            _fail("interrupted", 130)
+            _fail(context, "interrupted", 130)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
         _signals.quiet()
-        code = _fail("aborted", 130)
+        code = _fail(context, "aborted", 130)
     except typer.TyperException as exc:  # typer's own click: bad flags, missing arguments
         if type(exc).__name__ == "NoArgsIsHelpError":  # `cascade budget`: show its help
             sys.stdout.write(exc.ctx.get_help() + "\n")  # type: ignore[attr-defined]
             code = 0
         else:
-            code = _fail(_usage_line(exc), 1)  # CLI.md: usage errors exit 1, one line
+            code = _fail(context, _usage_line(exc), 1)  # CLI.md: usage errors exit 1, one line
     except CascadeError as exc:
-        code = _traceback(exc, exc.exit_code) if _state.debug else _fail(str(exc), exc.exit_code)
+        code = (_traceback(context, exc, exc.exit_code) if context.debug
+                else _fail(context, str(exc), exc.exit_code))
     except KeyboardInterrupt:
         _signals.quiet()
-        code = _fail("interrupted", 130)
+        code = _fail(context, "interrupted", 130)
     except sqlite3.DatabaseError as exc:  # a damaged page met mid-read, past the checks at open
-        code = _traceback(exc, 1) if _state.debug else _fail(_damaged_ledger_line(exc), 1)
+        code = (_traceback(context, exc, 1) if context.debug
+                else _fail(context, _damaged_ledger_line(context, exc), 1))
     except BrokenPipeError:
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong
     except Exception as exc:
-        if _state.debug:
-            code = _traceback(exc, 1)
+        if context.debug:
+            code = _traceback(context, exc, 1)
         else:
-            code = _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
+            code = _fail(context, f"unexpected {type(exc).__name__}: {exc} (run with --debug for a "
+                         "traceback)", 1)
     finally:
         _signals.quiet()
-        _state.close()
+        context.close()
     sys.exit(code)

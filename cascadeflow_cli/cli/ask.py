@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from cascadeflow_cli.cli.context import default_user, is_terminal, state, stderr_console
+from cascadeflow_cli.cli.context import app_context, default_user, is_terminal, stderr_console
 
 
 def ask(
+    ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="The question. Use - to read it from stdin.")],
     user: Annotated[
         str | None,
@@ -33,21 +34,22 @@ def ask(
     from contextlib import nullcontext, suppress
 
     from cascadeflow_cli.cli.telemetry_hook import telemetry
-    from cascadeflow_cli.engine.cascade import Cascade
     from cascadeflow_cli.errors import NotRecordedError
     from cascadeflow_cli.text import decode_text
+    from cascadeflow_cli.usecases.requests import ask as run
+    from cascadeflow_cli.usecases.requests import make_cascade, wait_for_checks
 
     if query == "-":
         query = decode_text(sys.stdin.buffer.read(), "the query on stdin")
     who = user or default_user()  # checked before the ledger is opened
-    ctx = state()
+    context = app_context(ctx)
     # before the ledger: a bad endpoint stops us with nothing written
-    on_record = telemetry(ctx, one_shot=True)
+    on_record = telemetry(context, one_shot=True)
     err = stderr_console()
     # one line per provider retry, so a rate limit or a hanging server is never silent
-    cascade = Cascade(
-        ctx.config,
-        ctx.ledger(),
+    cascade = make_cascade(
+        context.config,
+        context.ledger(),
         on_record=on_record,
         on_retry=lambda notice: err.print(notice.describe(), markup=False, highlight=False),
     )
@@ -55,18 +57,15 @@ def ask(
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()
     try:
         with spinner:
-            result = cascade.run(
-                query, who, domain=domain, models=chain, system=system, max_tokens=max_tokens
-            )
+            result = run(cascade, query, who, domain=domain, models=chain, system=system,
+                         max_tokens=max_tokens)
     except NotRecordedError as exc:  # paid for: the answer is shown, then exit 4 says it waits
         if exc.result is not None:
             _show(exc.result, as_json, err)
         raise
     _show(result, as_json, err)
-    from cascadeflow_cli.engine.shadow import wait_pending
-
     with suppress(KeyboardInterrupt):  # the answer is out and recorded: leaving loses only a label
-        wait_pending()
+        wait_for_checks()
 
 
 def _show(result: Any, as_json: bool, err: Any) -> None:

@@ -6,19 +6,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import default_user, is_terminal
+from cascadeflow_cli.cli.context import app_context, default_user, is_terminal
 from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
 
 if TYPE_CHECKING:
-    from cascadeflow_cli.engine.batch import BatchProgress, BatchRow
-    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.engine.batch import BatchProgress
 
 PLAIN_PROGRESS_EVERY_S = 5.0
 BAD_ROWS_SHOWN = 10  # input problems named on stderr (all of them are in the output)
@@ -26,6 +23,7 @@ ROWS_FAILED_EXIT = 5  # CLI.md: the batch finished, but some rows ended in an er
 
 
 def batch(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="JSONL rows: {\"id\", \"query\", \"user\"?, \"domain\"?}.")],
     user: Annotated[str | None, typer.Option("--user", "-u", help="User for rows without one "
                                              "(default: $CASCADE_USER or 'default').")] = None,
@@ -38,7 +36,8 @@ def batch(
 ) -> None:
     """Answer every row of FILE; one result line per row (the `ask --json` object plus
     "id", or {"id", "error"}), written as each row finishes, in finishing order."""
-    from cascadeflow_cli.engine.batch import BatchRunner, count_rows, read_rows, warm_up
+    from cascadeflow_cli.usecases.batch import count_rows, plan_batch, run_batch
+    from cascadeflow_cli.usecases.requests import wait_for_checks
 
     if not file.is_file():
         raise InputError(f"{file}: no such file" if not file.exists() else f"{file}: not a file")
@@ -49,22 +48,18 @@ def batch(
         raise InputError(f"{output}: the output cannot be the input file")
     from cascadeflow_cli.cli.telemetry_hook import telemetry
 
-    ctx = state()
-    on_record = telemetry(ctx)  # before the ledger: a bad endpoint stops us with nothing written
-    ledger = ctx.ledger()
-    batch_id, done, committed = _prepare(ledger, file, out_path, resume)
+    context = app_context(ctx)
+    on_record = telemetry(context)  # before the ledger: a bad endpoint stops us with nothing written
+    ledger = context.ledger()
+    plan = plan_batch(ledger, file, out_path, resume)
     out = _Output(out_path, resume)
     reporter = _Reporter(count_rows(file), file)
-    warm_up()
-    runner = BatchRunner(
-        _cascade_factory(ctx.config, ledger, reporter.retry, on_record), out.write, concurrency=concurrency,
-        default_user=user or default_user(),
-        external_id=lambda key: _external_id(batch_id, key),
-        recover=_recoverer(ledger, committed), on_progress=reporter.update,
-        on_bad_row=reporter.bad_row)
     try:
         with reporter:
-            progress = runner.run(read_rows(file), reporter.total, done)
+            progress = run_batch(context.config, ledger, file, plan, write=out.write, total=reporter.total,
+                                 concurrency=concurrency, default_user=user or default_user(),
+                                 on_retry=reporter.retry, on_record=on_record,
+                                 on_progress=reporter.update, on_bad_row=reporter.bad_row)
     except KeyboardInterrupt:
         _interrupted(out, reporter)
     except LedgerError as exc:
@@ -77,36 +72,10 @@ def batch(
                                journaled=exc.journaled) from None
     finally:
         out.close()
-    from cascadeflow_cli.engine.shadow import wait_pending
-
-    wait_pending()  # shadow verifications of accepted drafts (issue 9) still in flight
+    wait_for_checks()  # shadow verifications of accepted drafts (issue 9) still in flight
     reporter.summary(progress)
     if progress.errors:  # CLI.md: finished, but some rows ended in an error (all are written)
         raise typer.Exit(ROWS_FAILED_EXIT)
-
-
-def _external_id(batch_id: str, key: str) -> str:
-    from cascadeflow_cli.ledger.batch_ids import external_id
-
-    return external_id(batch_id, key)
-
-
-def _prepare(ledger: Ledger, file: Path, out_path: Path | None, resume: bool
-             ) -> tuple[str, set[str], dict[str, str]]:
-    """The batch id, the row keys already in the output, and the rows the ledger holds."""
-    from cascadeflow_cli.engine.batch import scan_output
-    from cascadeflow_cli.ledger.batch_ids import committed_rows, latest_batch, start_batch
-
-    if not (resume and out_path is not None and out_path.exists()):
-        return start_batch(ledger, out_path, file.resolve()), set(), {}
-    done, good = scan_output(out_path)
-    if good < out_path.stat().st_size:  # a line torn by a crash: cut it off
-        with out_path.open("r+b") as fh:
-            fh.truncate(good)
-    batch_id = latest_batch(ledger, out_path)
-    if batch_id is None:
-        return start_batch(ledger, out_path, file.resolve()), done, {}
-    return batch_id, done, committed_rows(ledger, batch_id)
 
 
 class _Output:
@@ -137,34 +106,6 @@ class _Output:
             self._file.close()
         else:
             sys.stdout.flush()
-
-
-def _cascade_factory(config: Any, ledger: Ledger, on_retry: Callable[[Any], None],
-                     on_record: Callable[[Any], None] | None = None) -> Callable[[], Any]:
-    """A Cascade per worker thread, all on the one Ledger (which gives each thread its
-    own SQLite connection) and the one provider (which keeps a connection per thread);
-    ``on_record`` is telemetry's (one sink, exporting in the background as rows finish)."""
-    from cascadeflow_cli.engine.cascade import Cascade
-
-    return lambda: Cascade(config, ledger, on_retry=on_retry, on_record=on_record)
-
-
-def _recoverer(ledger: Ledger, committed: dict[str, str]
-               ) -> Callable[[BatchRow], dict[str, Any] | None]:
-    """The result line of a row the ledger holds for this batch (from before a crash)."""
-    from cascadeflow_cli.engine.views import result_from_row
-    from cascadeflow_cli.ledger.batch_ids import load_request
-
-    def recover(row: BatchRow) -> dict[str, Any] | None:
-        request_id = committed.get(row.key)
-        if request_id is None:
-            return None
-        stored = load_request(ledger, request_id)
-        if stored["status"] != "ok":
-            return {"id": row.id, "error": stored["error"] or stored["status"]}
-        return {"id": row.id, **result_from_row(stored).to_json()}
-
-    return recover
 
 
 def _interrupted(out: _Output, reporter: _Reporter) -> None:

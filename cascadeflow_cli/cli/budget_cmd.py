@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cascadeflow_cli.cli.context import state, stderr_console, stdout_console
+from cascadeflow_cli.cli.context import app_context, stderr_console, stdout_console
 
 budget_app = typer.Typer(
     help="Per-user budgets: daily, weekly, monthly and total limits in USD.", no_args_is_help=True
@@ -17,6 +17,7 @@ budget_app = typer.Typer(
 
 @budget_app.command("set")
 def set_(
+    ctx: typer.Context,
     user: Annotated[str, typer.Argument(help="The user.")],
     daily: Annotated[str | None, typer.Option("--daily", help="Limit per calendar day, USD.")] = None,
     weekly: Annotated[
@@ -31,43 +32,29 @@ def set_(
 
     given = {"daily": daily, "weekly": weekly, "monthly": monthly, "total": total}
     budget = BudgetConfig(**{w: parse_limit(v, w) for w, v in given.items() if v is not None})
-    stored = set_budget(state().ledger(), user, budget)
+    stored = set_budget(app_context(ctx).ledger(), user, budget)
     limits = ", ".join(f"{w} {format_dollars(v)}" for w, v in stored.limits().items())
     sys.stderr.write(f"budget for {user}: {limits}\n")
 
 
 @budget_app.command("show")
 def show(
+    ctx: typer.Context,
     user: Annotated[str, typer.Argument(help="The user.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Limits, spend, what is left and when each window resets, and what the next request gets."""
-    from cascadeflow_cli.cli.render import budget_table
-    from cascadeflow_cli.engine.cascade import Cascade
-    from cascadeflow_cli.ledger.status import budget_status
+    from cascadeflow_cli.cli.render.budget import budget_table
     from cascadeflow_cli.text import user_name
+    from cascadeflow_cli.usecases.budget import budget_report
 
     user = user_name(user)
-    ctx = state()
-    ledger = ctx.ledger()
-    # judge a typical next request: a short question on the configured chain
-    cascade = Cascade(ctx.config, ledger, gate=False)
-    names = list(ctx.config.cascade.models)
-    messages = [{"role": "user", "content": "x" * 200}]
-    tokens = ctx.config.cascade.max_tokens
-    try:
-        estimate = cascade.worst_case_nusd(names, messages, tokens)
-        cheaper = cascade.degraded_chain(names, messages, tokens)
-        degraded = cascade.worst_case_nusd(cheaper, messages, tokens) if cheaper else None
-    except Exception:  # an unpriced model: show the state now
-        estimate, degraded = 0, None
-    status = budget_status(ledger, ctx.config, user, estimate, degraded)
-    outlook = _outlook(ctx, user) if status.budget is not None else None
+    context = app_context(ctx)
+    report = budget_report(context.ledger(), context.config, user)
     if as_json:
-        data = status.to_json()
-        data["outlook"] = outlook.to_json() if outlook else None
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         return
+    status, outlook = report.status, report.outlook
     if status.budget is None:
         sys.stderr.write(
             f"{user} has no budget (and there is no [budgets.default]): requests are allowed and recorded\n"
@@ -81,24 +68,17 @@ def show(
         stderr_console().print(status.next.message)
 
 
-def _outlook(ctx: Any, user: str) -> Any:
-    """This month's path against the budget (spend so far plus the forecast), or None."""
-    from cascadeflow_cli.cli.forecast_cmd import budget_outlook
-
-    return budget_outlook(ctx, user)
-
-
 @budget_app.command("list")
 def list_(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every user with a budget of their own."""
-    from cascadeflow_cli.cli.render import fitted_table
+    from cascadeflow_cli.cli.render.budget import budgets_table
     from cascadeflow_cli.ledger.budgets import list_budgets
     from cascadeflow_cli.ledger.windows import WINDOWS
-    from cascadeflow_cli.money import format_dollars
 
-    rows = list_budgets(state().ledger())
+    rows = list_budgets(app_context(ctx).ledger())
     data: list[dict[str, Any]] = [
         {"user": user, **{w: float(v) if (v := getattr(b, w)) is not None else None for w in WINDOWS}}
         for user, b in rows
@@ -109,20 +89,16 @@ def list_(
     if not data:
         sys.stderr.write("no budgets set (`cascade budget set USER --daily 5`)\n")
         return
-    body = [[user, *("-" if (v := getattr(b, w)) is None else format_dollars(v) for w in WINDOWS)]
-            for user, b in rows]
-    stdout_console().print(
-        fitted_table([("user", "left")] + [(w, "right") for w in WINDOWS], body, flexible="user")
-    )
+    stdout_console().print(budgets_table(rows))
 
 
 @budget_app.command("rm")
-def rm(user: Annotated[str, typer.Argument(help="The user.")]) -> None:
+def rm(ctx: typer.Context, user: Annotated[str, typer.Argument(help="The user.")]) -> None:
     """Remove USER's own budget (the config's default, if any, applies again)."""
     from cascadeflow_cli.errors import InputError
     from cascadeflow_cli.ledger.budgets import remove_budget
     from cascadeflow_cli.text import user_name
 
-    if not remove_budget(state().ledger(), user_name(user)):
+    if not remove_budget(app_context(ctx).ledger(), user_name(user)):
         raise InputError(f"{user} has no budget of their own")
     sys.stderr.write(f"removed the budget of {user}\n")

@@ -11,17 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, kind, row_id, string_field
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
-    from cascadeflow_cli.config import AppConfig
     from cascadeflow_cli.quality.calibrate import CalibrationReport, Prices
 
 _ROW_FIELDS = '{"query", "response", "correct", "verifier_correct"?, "domain"?, "finish_reason"?, "id"?}'
 
 
 def calibrate(
+    ctx: typer.Context,
     file: Annotated[
         Path | None, typer.Argument(help=f"JSONL rows: {_ROW_FIELDS}.", show_default=False)
     ] = None,
@@ -56,35 +57,28 @@ def calibrate(
 ) -> None:
     """Fit the calibrated quality check on labelled drafts: prints the cross-validated
     AUROC, the expected quality and savings at the chosen threshold, and a reliability table."""
-    from cascadeflow_cli.cli.context import state
-    from cascadeflow_cli.quality.calibrate import CalibrationDataError, calibrate_rows
+    from cascadeflow_cli.usecases.calibrate import calibrate as fit
+    from cascadeflow_cli.usecases.calibrate import configured_prices, ledger_label_rows
 
     if math.isnan(target_quality) or not 0.0 < target_quality <= 1.0:
         raise InputError(f"--target-quality must be within (0, 1], got {target_quality:g}")
     if (file is None) == (not from_ledger):
         raise InputError("give a FILE.jsonl of labelled drafts, or --from-ledger (not both)")
-    config = state().config
+    context = app_context(ctx)
+    config = context.config
     chosen = parse_prices(prices) if prices is not None else configured_prices(config)
     if from_ledger:
-        rows = ledger_rows()
+        rows = ledger_label_rows(context.ledger())
         origin = "the ledger"
     else:
         assert file is not None
         rows = read_rows(file)
         origin = str(file)
-    try:
-        report = calibrate_rows(rows, target_quality=target_quality, prices=chosen)
-    except CalibrationDataError as exc:
-        raise InputError(f"{origin}: {exc}") from None
-    path = output or ((config.source.parent if config.source else Path.cwd()) / "calibration.json")
-    try:
-        report.calibration.write(path)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write the calibration ({exc.strerror or exc})") from None
+    done = fit(config, rows, origin, target_quality=target_quality, prices=chosen, output=output)
     if as_json:
-        sys.stdout.write(json.dumps(report_json(report, path)) + "\n")
+        sys.stdout.write(json.dumps(report_json(done.report, done.path)) + "\n")
     else:
-        _print_report(report, path)
+        _print_report(done.report, done.path)
 
 
 def report_json(report: CalibrationReport, path: Path) -> dict[str, Any]:
@@ -134,20 +128,6 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def ledger_rows() -> list[dict[str, Any]]:
-    """Labelled rows from the ledger's feedback and shadow labels (provided by the ledger
-    package as ``ledger.labels.calibration_rows(ledger)``)."""
-    from cascadeflow_cli.cli.context import state
-
-    try:
-        from cascadeflow_cli.ledger.labels import calibration_rows  # type: ignore[import-not-found]
-    except ImportError:
-        raise InputError(
-            "--from-ledger: this version records no labels yet (see `cascade feedback`)"
-        ) from None
-    return list(calibration_rows(state().ledger()))
-
-
 def parse_prices(text: str) -> Prices:
     from cascadeflow_cli.quality.calibrate import Prices
 
@@ -165,31 +145,6 @@ def parse_prices(text: str) -> Prices:
     return Prices(*values)
 
 
-def configured_prices(config: AppConfig) -> Prices | None:
-    """The chain's first (draft) and last (verifier) prices as the cascade would charge
-    them (the config's, else the bundled price map), if both are known."""
-    from cascadeflow_cli.engine.pricing import lookup_price
-    from cascadeflow_cli.errors import CascadeError
-    from cascadeflow_cli.quality.calibrate import Prices
-
-    chain = [config.models.get(name) for name in config.cascade.models]
-    if len(chain) < 2 or chain[0] is None or chain[-1] is None:
-        return None
-    try:
-        draft, verifier = lookup_price(chain[0]), lookup_price(chain[-1])
-    except CascadeError:  # no price known: savings need --prices
-        return None
-    values = (
-        draft.input_per_million,
-        draft.output_per_million,
-        verifier.input_per_million,
-        verifier.output_per_million,
-    )
-    if float(values[2]) + float(values[3]) <= 0:
-        return None
-    return Prices(*(float(v) for v in values))
-
-
 # --------------------------------------------------------------------------- output
 
 
@@ -197,7 +152,7 @@ def _print_report(report: CalibrationReport, path: Path) -> None:
     from rich.text import Text
 
     from cascadeflow_cli.cli.context import stdout_console
-    from cascadeflow_cli.cli.render import fitted_table
+    from cascadeflow_cli.cli.render.quality import reliability_table
 
     console = stdout_console()
     domains = ", ".join(f"{d} {t:.3f}" for d, t in sorted(report.thresholds_by_domain.items()))
@@ -223,12 +178,5 @@ def _print_report(report: CalibrationReport, path: Path) -> None:
     ]
     for label, value in lines:
         console.print(Text.assemble((f"{label:<10}", "bold"), value))
-    body = [[b.bin, f"{b.predicted:.2f}", f"{b.observed:.2f}", str(b.n)] for b in report.reliability]
-    console.print(
-        fitted_table(
-            [("probability", "left"), ("predicted", "right"), ("observed", "right"), ("rows", "right")],
-            body,
-            flexible="probability",
-        )
-    )
+    console.print(reliability_table(report))
     console.print(Text(f"wrote {path}", style="dim"))

@@ -10,17 +10,17 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.context import state
+from cascadeflow_cli.cli.context import app_context
 
 config_app = typer.Typer(help="Find, show and create the configuration file.", no_args_is_help=True)
 
 
 @config_app.command("path")
-def path() -> None:
+def path(ctx: typer.Context) -> None:
     """Print the config file in use (or where one would be read from)."""
     from cascadeflow_cli.config import find_config, user_config_path
 
-    found, _ = find_config(state().config_path)
+    found, _ = find_config(app_context(ctx).config_path)
     if found is None:
         sys.stdout.write(f"{user_config_path()}\n")
         sys.stderr.write(
@@ -32,6 +32,7 @@ def path() -> None:
 
 @config_app.command("show")
 def show(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="As JSON instead of TOML.")] = False,
 ) -> None:
     """Print the effective configuration (file values plus defaults)."""
@@ -39,18 +40,19 @@ def show(
 
     from cascadeflow_cli.config import config_to_dict
 
-    ctx = state()
-    data = config_to_dict(ctx.config)
-    data["ledger"]["path"] = str(ctx.resolved_db_path)
+    context = app_context(ctx)
+    data = config_to_dict(context.config)
+    data["ledger"]["path"] = str(context.resolved_db_path)
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
-        source = ctx.config.source or "built-in defaults"
+        source = context.config.source or "built-in defaults"
         sys.stdout.write(f"# effective configuration (from {source})\n" + tomli_w.dumps(data))
 
 
 @config_app.command("init")
 def init(
+    ctx: typer.Context,
     path: Annotated[
         Path | None,
         typer.Option("--path", help="Where to write it (default: --config, else $CASCADE_CONFIG, "
@@ -63,7 +65,8 @@ def init(
     from cascadeflow_cli.errors import InputError
 
     env_config = os.environ.get("CASCADE_CONFIG")
-    target = path or state().config_path or (Path(env_config) if env_config else None) or user_config_path()
+    given = path or app_context(ctx).config_path
+    target = given or (Path(env_config) if env_config else None) or user_config_path()
     if target.exists() and not force:
         raise InputError(f"{target}: already exists (use --force to overwrite)")
     try:
@@ -72,15 +75,15 @@ def init(
     except OSError as exc:
         raise InputError(f"{target}: cannot write: {exc.strerror or exc}") from None
     sys.stdout.write(f"{target}\n")
-    _say_which_file_is_read(target)
+    _say_which_file_is_read(target, app_context(ctx).config_path)
 
 
-def _say_which_file_is_read(written: Path) -> None:
+def _say_which_file_is_read(written: Path, config_path: Path | None) -> None:
     """A file written where the lookup order does not reach it (a ./cascadeflow.toml here
     comes before the user config dir) would be ignored without a word: say so."""
     from cascadeflow_cli.config import find_config
 
-    in_use, _ = find_config(state().config_path)
+    in_use, _ = find_config(config_path)
     if in_use is not None and in_use.resolve() == written.resolve():
         return
     if in_use is None:

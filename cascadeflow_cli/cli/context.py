@@ -7,15 +7,14 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path
-from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
+    import typer
     from rich.console import Console
 
     from cascadeflow_cli.ledger.db import Ledger
@@ -58,13 +57,11 @@ class AppContext:
             self._ledger = None
 
 
-_STATE = AppContext()
-D = TypeVar("D", date, datetime)
-
-
-def state() -> AppContext:
-    """The current invocation's options, config and ledger."""
-    return _STATE
+def app_context(ctx: typer.Context) -> AppContext:
+    """The invocation's AppContext: main() hands one to click as ``obj`` and the root
+    callback fills in the global options; click passes ``obj`` down to every subcommand.
+    A command run without main() (an in-process test of ``app``) gets a fresh one."""
+    return ctx.ensure_object(AppContext)
 
 
 def default_user() -> str:
@@ -87,33 +84,3 @@ def stdout_console() -> Console:
 
 def is_terminal() -> bool:
     return sys.stderr.isatty()
-
-
-FIRST_YEAR, LAST_YEAR = 1970, 9998  # the ledger's range (import refuses others): a day after still exists
-
-
-def check_date_range(moment: D, text: str) -> D:
-    """``moment`` if its year is one the ledger can hold, else an InputError."""
-    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
-        raise InputError(f"date out of range: {text!r} (use a year from {FIRST_YEAR} to {LAST_YEAR})")
-    return moment
-
-
-def parse_since(text: str, timezone: str) -> datetime:
-    """A ``--since/--until`` value: a date (local midnight in the ledger's time zone) or
-    an ISO 8601 date-time (naive means that time zone). Returned in UTC."""
-    from zoneinfo import ZoneInfo
-
-    tz = ZoneInfo(timezone)
-    try:
-        if len(text) == 10:
-            moment = datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time(), tz)
-        else:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=tz)
-        return check_date_range(moment.astimezone(UTC), text)
-    except ValueError:
-        raise InputError(f"not a date: {text!r} (use YYYY-MM-DD or an ISO 8601 date-time)") from None
-    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
-        raise InputError(f"date out of range: {text!r}") from None

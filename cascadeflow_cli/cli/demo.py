@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cascadeflow_cli.cli.context import is_terminal, state, stderr_console, stdout_console
+from cascadeflow_cli.cli.context import app_context, is_terminal, stderr_console, stdout_console
 
 DEMO_FILE = "demo_queries.jsonl"
 DEMO_CALIBRATION = "demo_calibration.json"  # fitted on the demo's labelled answers
@@ -64,6 +64,7 @@ def demo_config(base_url: str, db_path: Path) -> Any:
 
 
 def demo(
+    ctx: typer.Context,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Run only the first N queries.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every result as a JSON array.")] = False,
 ) -> None:
@@ -74,11 +75,11 @@ def demo(
     from cascadeflow_cli.ledger.db import open_ledger
     from cascadeflow_cli.replay.server import ReplayServer, load_recordings
 
-    ctx = state()
+    context = app_context(ctx)
     path = demo_queries_path()
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = rows[:limit] if limit else rows
-    db_path = ctx.db_path or user_data_dir() / "demo.db"
+    db_path = context.db_path or user_data_dir() / "demo.db"
     for suffix in ("", "-wal", "-shm"):  # a fresh demo ledger each run
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     err = stderr_console()

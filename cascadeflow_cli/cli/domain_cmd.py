@@ -7,10 +7,11 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_field
 from cascadeflow_cli.errors import InputError
 
@@ -23,6 +24,7 @@ _ROW_FIELDS = '{"query", "id"?}'
 
 
 def domain(
+    ctx: typer.Context,
     query: Annotated[str | None, typer.Argument(help="The query to classify.", show_default=False)] = None,
     input_file: Annotated[Path | None, typer.Option("--input", help=f"A file of queries: JSONL rows "
                                                     f"{_ROW_FIELDS}, or one query per line.")] = None,
@@ -39,7 +41,7 @@ def domain(
     if (query is None) == (input_file is None):
         raise InputError("give a QUERY or --input FILE" if query is None else
                          "give either a QUERY or --input FILE, not both")
-    detect = _detector(semantic)
+    detect = _detector(app_context(ctx).config.custom_domains, semantic)
     if query is not None:
         if not query.strip():
             raise InputError("the query is empty")
@@ -60,10 +62,8 @@ def domain(
         _print_table(results, input_file)
 
 
-def _detector(semantic: bool) -> Callable[[str], DomainResult]:
-    from cascadeflow_cli.cli.context import state
-
-    custom = state().config.custom_domains  # the config's own domains, if it has a file
+def _detector(custom: Any, semantic: bool) -> Callable[[str], DomainResult]:
+    """``custom``: the config's own domains, if it has a file."""
     if semantic:
         from cascadeflow_cli.routing.semantic import SemanticDomainDetector
 
@@ -140,17 +140,12 @@ def _print_table(results: list[tuple[int, str | int | None, str, DomainResult]],
     from rich.text import Text
 
     from cascadeflow_cli.cli.context import stdout_console
-    from cascadeflow_cli.cli.render import fitted_table
+    from cascadeflow_cli.cli.render.quality import domains_table
 
     console = stdout_console()
     if not results:
         sys.stderr.write(f"{path}: no queries\n")
         return
-    body = [[str(line), Text("-" if row is None else str(row)), r.domain, f"{r.confidence:.2f}",
-             r.complexity or "-", Text(" ".join(text.split()))]
-            for line, row, text, r in results]
-    headers = [("line", "right"), ("id", "left"), ("domain", "left"), ("confidence", "right"),
-               ("complexity", "left"), ("query", "left")]
-    console.print(fitted_table(headers, body, flexible="query"))
+    console.print(domains_table(results))
     counts = Counter(r.domain for *_, r in results)
     console.print(Text(", ".join(f"{d} {n}" for d, n in counts.most_common()), style="bold"))

@@ -7,51 +7,21 @@ import io
 import os
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import parse_since
+from cascadeflow_cli.cli.context import app_context
+from cascadeflow_cli.cli.options import SINCE_HELP, UNTIL_HELP, ledger_filter
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
+    from cascadeflow_cli.cli.context import AppContext
     from cascadeflow_cli.ledger.export import LedgerFilter
-
-SINCE_HELP = "Only from DATE on (YYYY-MM-DD or ISO 8601; dates are in the ledger's time zone)."
-UNTIL_HELP = ("Only before this moment; a plain date includes that whole day "
-              "(YYYY-MM-DD or ISO 8601).")
-
-
-def parse_until(text: str, timezone: str) -> str:
-    """``--until``: a date includes its whole day (up to the next local midnight); a
-    date-time is an exclusive bound. Returned as a ledger timestamp (UTC text)."""
-    from zoneinfo import ZoneInfo
-
-    from cascadeflow_cli.clock import format_ts
-
-    moment = parse_since(text, timezone)
-    if len(text) == 10:  # the next local midnight, whatever the day's length
-        local = moment.astimezone(ZoneInfo(timezone)).date() + timedelta(days=1)
-        moment = parse_since(local.isoformat(), timezone)
-    return format_ts(moment)
-
-
-def ledger_filter(user: str | None, since: str | None, until: str | None, model: str | None,
-                  timezone: str) -> LedgerFilter:
-    from cascadeflow_cli.clock import format_ts
-    from cascadeflow_cli.ledger.export import LedgerFilter
-
-    since_ts = format_ts(parse_since(since, timezone)) if since else None
-    until_ts = parse_until(until, timezone) if until else None
-    if since_ts and until_ts and until_ts <= since_ts:
-        raise InputError(f"--until {until} is not after --since {since}")
-    return LedgerFilter(user=user, since=since_ts, until=until_ts, model=model)
-
 
 def export(
+    ctx: typer.Context,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row (the default).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array of row objects.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
@@ -70,21 +40,21 @@ def export(
                                        "original timestamps.")] = False,
 ) -> None:
     """Export the ledger, one row per model call (columns: docs/ledger-columns.md)."""
-    from cascadeflow_cli.ledger.export import write_export
+    from cascadeflow_cli.usecases.transfer import export_rows
 
-    ctx = state()
+    context = app_context(ctx)
     if otlp:
-        _export_otlp(ctx, as_csv or as_json or as_jsonl or output is not None or bom or model is not None,
-                     ledger_filter(user, since, until, None, ctx.config.ledger.timezone))
+        _export_otlp(context, as_csv or as_json or as_jsonl or output is not None or bom or model is not None,
+                     ledger_filter(user, since, until, None, context.config.ledger.timezone))
         return
     fmt = _format(as_csv, as_json, as_jsonl, output)
-    flt = ledger_filter(user, since, until, model, ctx.config.ledger.timezone)
-    conn = ctx.ledger().db.conn
+    flt = ledger_filter(user, since, until, model, context.config.ledger.timezone)
+    ledger = context.ledger()
     try:
         with _destination(output) as out:
             if bom and fmt == "csv":
                 out.write("\ufeff")
-            count = write_export(conn, out, fmt, flt)
+            count = export_rows(ledger, out, fmt, flt)
     except BrokenPipeError:  # `cascade export | head`: the reader left, nothing is wrong
         _silence_stdout()
         return
@@ -151,21 +121,13 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _export_otlp(ctx: object, file_options: bool, flt: LedgerFilter) -> None:
+def _export_otlp(context: AppContext, file_options: bool, flt: LedgerFilter) -> None:
     """History as spans (issue 15's backfill), whether or not [telemetry] is enabled."""
-    from dataclasses import replace
-
-    from cascadeflow_cli.ledger.history import iter_records
-    from cascadeflow_cli.telemetry import resolve
-    from cascadeflow_cli.telemetry.backfill import backfill
+    from cascadeflow_cli.usecases.transfer import export_spans
 
     if file_options:
         raise InputError("--otlp sends spans to a collector: it takes only --user, --since and --until")
-    config = ctx.config  # type: ignore[attr-defined]
-    settings = resolve(replace(config.telemetry, enabled=True), {**os.environ, "OTEL_SDK_DISABLED": ""})
-    assert settings is not None
-    conn = ctx.ledger().db.conn  # type: ignore[attr-defined]
-    result = backfill(settings, iter_records(conn, flt))
+    result = export_spans(context.config, context.ledger, flt)
     plural = "s" if result.requests != 1 else ""
     sys.stderr.write(f"exported {result.requests:,} request{plural} ({result.spans:,} spans) to "
                      f"{result.endpoint}\n")

@@ -11,13 +11,14 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.context import state
+from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.errors import InputError
 
 VERDICTS = ("good", "bad")
 
 
 def feedback(
+    ctx: typer.Context,
     request_id: Annotated[str, typer.Argument(help="The request's id (from `ask --json` or `logs --json`).")],
     verdict: Annotated[str, typer.Argument(help="good or bad: was the answer good enough?")],
     note: Annotated[str | None, typer.Option("--note", help="A short note kept with the label.")] = None,
@@ -31,7 +32,7 @@ def feedback(
         raise InputError(f"the verdict must be good or bad, got {verdict!r}")
     if not request_id.strip():
         raise InputError("the request id is empty")
-    replaced = record_feedback(state().ledger(), request_id.strip(), word == "good", note)
+    replaced = record_feedback(app_context(ctx).ledger(), request_id.strip(), word == "good", note)
     if as_json:
         data = {"request_id": request_id.strip(), "label": word, "note": note, "replaced": replaced}
         sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import stdout_console
+from cascadeflow_cli.cli.context import app_context, stdout_console
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.words import count_of
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from cascadeflow_cli.analytics.forecast import BudgetOutlook, CostPrediction
-    from cascadeflow_cli.cli.context import AppContext
+    from cascadeflow_cli.analytics.forecast import CostPrediction
 
 MAX_HORIZON = 366
 
 
 def forecast(
+    ctx: typer.Context,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Forecast this user's spend "
                                              "(default: everyone's).")] = None,
     horizon: Annotated[int, typer.Option("--horizon", min=1, max=MAX_HORIZON,
@@ -39,20 +38,13 @@ def forecast(
 ) -> None:
     """Forecast spend: the next days' total with a calibrated interval, and the risk of
     exceeding the user's budget this month."""
-    from cascadeflow_cli.analytics.forecast import CostForecaster, budget_period
-    from cascadeflow_cli.ledger.spend import daily_spend, to_usd
+    from cascadeflow_cli.dates import parse_day
+    from cascadeflow_cli.usecases.forecast import forecast_spend
 
-    ctx = state()
-    timezone = ctx.config.ledger.timezone
-    today = _today(ctx, timezone)
-    start = _parse_day(as_of, "--as-of") if as_of else today
-    ledger = ctx.ledger()
-    history = to_usd(daily_spend(ledger, user=user, timezone=timezone, end=start - timedelta(days=1)))
-    limits = user_limits(ctx, user) if user is not None else None
-    budget = budget_period(limits, start) if limits else None
-    prediction = CostForecaster(confidence=confidence).forecast(
-        history, horizon=horizon, as_of=start, budget=budget,
-        today_spent=spent_today(ctx, user, timezone, start) if start == today else 0.0)
+    context = app_context(ctx)
+    day = parse_day(as_of, "--as-of") if as_of else None
+    prediction = forecast_spend(context.ledger(), context.config, user=user, horizon=horizon, as_of=day,
+                                confidence=confidence)
     if plot is not None:
         write_png(prediction, plot, user)
     if as_json:
@@ -60,59 +52,6 @@ def forecast(
         return
     console = stdout_console()
     render(console, prediction, user)
-
-
-def user_limits(ctx: AppContext, user: str) -> dict[str, float] | None:
-    """The user's budget limits in USD per window (None: no budget, or no budget module)."""
-    try:
-        from cascadeflow_cli.ledger.budgets import effective_budget
-    except ImportError:
-        return None
-    budget = effective_budget(ctx.ledger(), ctx.config, user)
-    if budget is None:
-        return None
-    return {window: float(limit) for window, limit in budget.limits().items()}
-
-
-def budget_outlook(ctx: AppContext, user: str, as_of: date | None = None) -> BudgetOutlook | None:
-    """The month's outlook for ``user`` against their budget (None without one): for
-    `cascade budget show`. Spend before ``as_of`` (default today) plus the forecast."""
-    from cascadeflow_cli.analytics.forecast import CostForecaster, budget_period
-    from cascadeflow_cli.ledger.spend import daily_spend, to_usd
-
-    timezone = ctx.config.ledger.timezone
-    day = as_of or _today(ctx, timezone)
-    limits = user_limits(ctx, user)
-    period = budget_period(limits, day) if limits else None
-    if period is None:
-        return None
-    history = to_usd(daily_spend(ctx.ledger(), user=user, timezone=timezone, end=day - timedelta(days=1)))
-    today = spent_today(ctx, user, timezone, day) if day == _today(ctx, timezone) else 0.0
-    return CostForecaster().budget_outlook(period, history, as_of=day, today_spent=today)
-
-
-def spent_today(ctx: AppContext, user: str | None, timezone: str, day: date) -> float:
-    """What ``day`` (today) has cost so far, USD: it counts towards this period's budget."""
-    from cascadeflow_cli.ledger.spend import daily_spend, to_usd
-
-    return sum(v for _, v in to_usd(daily_spend(ctx.ledger(), user=user, timezone=timezone, start=day,
-                                                end=day)))
-
-
-def _today(ctx: AppContext, timezone: str) -> date:
-    from zoneinfo import ZoneInfo
-
-    return ctx.ledger().clock.now().astimezone(ZoneInfo(timezone)).date()
-
-
-def _parse_day(text: str, flag: str) -> date:
-    from cascadeflow_cli.cli.context import check_date_range
-
-    try:
-        day = date.fromisoformat(text.strip())
-    except ValueError:
-        raise InputError(f"{flag}: not a date: {text!r} (use YYYY-MM-DD)") from None
-    return check_date_range(day, text)
 
 
 # --- human output -------------------------------------------------------------------
@@ -164,7 +103,7 @@ def _render_budget(console: Console, p: CostPrediction, user: str | None) -> Non
 def _render_chart(console: Console, p: CostPrediction) -> None:
     from rich.text import Text
 
-    from cascadeflow_cli.analytics.chart import BAND, HISTORY, MEAN, forecast_chart
+    from cascadeflow_cli.cli.chart import BAND, HISTORY, MEAN, forecast_chart
 
     width = max(40, min(console.width, 100))
     lines = forecast_chart(p.history, p.daily, width=width)

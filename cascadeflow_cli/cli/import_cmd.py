@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.app import state
-from cascadeflow_cli.cli.context import is_terminal, stderr_console
+from cascadeflow_cli.cli.context import app_context, is_terminal, stderr_console
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.words import count_of
 
 
 def import_(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="What `cascade export` wrote, or history from "
                                          "elsewhere with at least timestamp,user,model,cost.")],
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="csv, json or jsonl "
@@ -25,7 +25,8 @@ def import_(
 ) -> None:
     """Import ledger rows. Every row is checked first: one bad row aborts with its line
     number and nothing is imported. Rows already in the ledger are skipped."""
-    from cascadeflow_cli.ledger.importer import FORMATS, import_file
+    from cascadeflow_cli.ledger.importer import FORMATS
+    from cascadeflow_cli.usecases.transfer import import_history
 
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -33,17 +34,17 @@ def import_(
         raise InputError(f"{file}: no such file")
     if file.is_dir():
         raise InputError(f"{file}: is a directory")
-    ctx = state()
-    ledger = ctx.ledger()
-    timezone = ctx.config.ledger.timezone
+    context = app_context(ctx)
+    ledger = context.ledger()
+    timezone = context.config.ledger.timezone
     if is_terminal():
         with stderr_console().status("checking…", spinner="dots") as status:
             def progress(phase: str, rows: int) -> None:
                 status.update(f"{phase}… {rows:,} requests")
 
-            result = import_file(ledger, file, fmt, timezone=timezone, on_progress=progress)
+            result = import_history(ledger, file, fmt, timezone=timezone, on_progress=progress)
     else:
-        result = import_file(ledger, file, fmt, timezone=timezone)
+        result = import_history(ledger, file, fmt, timezone=timezone)
     if result.ignored_columns:
         sys.stderr.write(f"note: ignored unknown column(s): {', '.join(result.ignored_columns)}\n")
     if as_json:

@@ -114,3 +114,16 @@ class FittedTable:
             text = self._flex_text(row[self.flex])  # type: ignore[index]
             text.stylize("dim")
             yield Padding(Text.assemble((f"{name}: ", "dim"), text), (0, 0, 0, 4), expand=False)
+
+
+def fitted_table(
+    headers: list[tuple[str, str]],
+    rows: list[list[Any]],
+    flexible: str | None = "query",
+    caption: str | None = None,
+    max_chars: int | None = None,
+) -> FittedTable:
+    """A compact table whose fixed columns keep their full width at any terminal width;
+    only the ``flexible`` column gives way: it wraps, or on a narrow screen moves under
+    its row (see FittedTable)."""
+    return FittedTable(headers, rows, flexible, caption, max_chars)

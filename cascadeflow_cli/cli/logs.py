@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.context import parse_since, state, stdout_console
+from cascadeflow_cli.cli.context import app_context, stdout_console
 
 
 def logs(
+    ctx: typer.Context,
     count: Annotated[int, typer.Option("-n", "--count", min=0, help="How many (0 for all).")] = 3,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's requests.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only since DATE (YYYY-MM-DD or ISO).")] = None,
@@ -20,10 +21,11 @@ def logs(
     """Show recent requests, newest first."""
     from cascadeflow_cli.cli.render import logs_table
     from cascadeflow_cli.clock import format_ts
+    from cascadeflow_cli.dates import parse_since
 
-    ctx = state()
-    since_ts = format_ts(parse_since(since, ctx.config.ledger.timezone)) if since else None
-    rows = ctx.ledger().recent_requests(count or None, user=user, since=since_ts)
+    context = app_context(ctx)
+    since_ts = format_ts(parse_since(since, context.config.ledger.timezone)) if since else None
+    rows = context.ledger().recent_requests(count or None, user=user, since=since_ts)
     if as_json:
         from cascadeflow_cli.engine.views import request_json
 
@@ -33,4 +35,4 @@ def logs(
         suffix = " for that filter" if user or since else ""
         sys.stderr.write(f"no requests in the ledger yet{suffix}\n")
         return
-    stdout_console().print(logs_table(rows, ctx.config.ledger.timezone))
+    stdout_console().print(logs_table(rows, context.config.ledger.timezone))

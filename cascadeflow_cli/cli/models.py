@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from cascadeflow_cli.cli.context import state, stdout_console
+from cascadeflow_cli.cli.context import app_context, stdout_console
 
 
 def models(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List configured models with prices per million tokens and their source."""
@@ -20,7 +21,7 @@ def models(
     from cascadeflow_cli.engine.providers import uses_fast_path
     from cascadeflow_cli.errors import PricingError
 
-    config = state().config
+    config = app_context(ctx).config
     rows: list[dict[str, Any]] = []
     for m in config.models.values():
         row: dict[str, Any] = {

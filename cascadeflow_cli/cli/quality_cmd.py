@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_field
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
-    from rich.text import Text
 
-    from cascadeflow_cli.cli.layout import FittedTable
+    from cascadeflow_cli.config import QualityConfig
     from cascadeflow_cli.quality import QualityResult, QualityValidator
     from cascadeflow_cli.quality.calibrated import CalibratedValidator
 
@@ -43,6 +43,7 @@ class QualityRow:
 
 @quality_app.command("check")
 def check(
+    ctx: typer.Context,
     query: Annotated[str | None, typer.Option("--query", help="The question (with --response).")] = None,
     response: Annotated[str | None, typer.Option("--response", help="The answer to score.")] = None,
     input_file: Annotated[Path | None, typer.Option("--input", help=f"JSONL rows: {_ROW_FIELDS}; "
@@ -76,7 +77,7 @@ def check(
             raise InputError("--query needs --response (the answer to score)")
         if query is None:
             raise InputError("--response needs --query (the question it answers)")
-    validator = _validator(preset, threshold, calibration)
+    validator = _validator(app_context(ctx).config.quality, preset, threshold, calibration)
     if input_file is None:
         assert query is not None and response is not None
         result = validator.validate(query, response, finish_reason=finish_reason, domain=domain)
@@ -100,12 +101,10 @@ def check(
         _print_table(scored, validator, input_file)
 
 
-def _validator(preset: str, threshold: float | None, calibration: Path | None = None
+def _validator(quality: QualityConfig, preset: str, threshold: float | None, calibration: Path | None = None
                ) -> QualityValidator | CalibratedValidator:
-    from cascadeflow_cli.cli.context import state
     from cascadeflow_cli.quality import QualityPreset, QualityValidator
 
-    quality = state().config.quality
     calibration = calibration or quality.calibration
     if calibration is not None:
         from cascadeflow_cli.quality.calibrated import CalibratedValidator, load_calibration
@@ -153,30 +152,18 @@ def parse_row(text: str, line: int, where: str) -> QualityRow:
 # --------------------------------------------------------------------------- human output
 
 
-def _score_text(score: float, threshold: float) -> str:
-    """Two decimals, or four when two would put the score on the wrong side of the
-    threshold (0.6996 is not "0.70 < 0.7")."""
-    short = f"{score:.2f}"
-    return short if (float(short) >= threshold) == (score >= threshold) else f"{score:.4f}"
-
-
-def _verdict_text(result: QualityResult) -> Text:
-    from rich.text import Text
-
-    return Text("PASS", style="bold green") if result.passed else Text("FAIL", style="bold red")
-
-
 def _print_verdict(result: QualityResult, validator: QualityValidator | CalibratedValidator) -> None:
     """`PASS  score 0.95 >= threshold 0.7 (preset balanced)`, then one line per reason."""
     from rich.text import Text
 
     from cascadeflow_cli.cli.context import stdout_console
+    from cascadeflow_cli.cli.render.quality import score_text, verdict_text
 
     console = stdout_console()
     line = Text.assemble(
-        _verdict_text(result),
+        verdict_text(result),
         "  score ",
-        (_score_text(result.score, result.threshold), "bold"),
+        (score_text(result.score, result.threshold), "bold"),
         f" {'>=' if result.passed else '<'} threshold {result.threshold:g}",
         (" (calibrated)" if result.calibrated else f" (preset {validator.preset.name})", "dim"),
     )
@@ -190,21 +177,6 @@ def _print_verdict(result: QualityResult, validator: QualityValidator | Calibrat
         console.print(Text.assemble("  - ", (label, "yellow"), f": {why}" if why else ""))
 
 
-def quality_table(scored: list[tuple[QualityRow, QualityResult]]) -> FittedTable:
-    from rich.text import Text
-
-    from cascadeflow_cli.cli.render import fitted_table
-
-    body = [
-        [str(row.line), Text("-" if row.id is None else str(row.id)), _verdict_text(result),
-         _score_text(result.score, result.threshold), Text("; ".join(result.reasons) or "-")]
-        for row, result in scored
-    ]
-    headers = [("line", "right"), ("id", "left"), ("result", "left"), ("score", "right"),
-               ("reasons", "left")]
-    return fitted_table(headers, body, flexible="reasons")
-
-
 def _print_table(scored: list[tuple[QualityRow, QualityResult]],
                  validator: QualityValidator | CalibratedValidator, path: Path) -> None:
     from rich.text import Text
@@ -215,6 +187,8 @@ def _print_table(scored: list[tuple[QualityRow, QualityResult]],
         sys.stderr.write(f"{path}: no rows\n")
     console = stdout_console()
     if scored:
+        from cascadeflow_cli.cli.render.quality import quality_table
+
         console.print(quality_table(scored))
     passed = sum(result.passed for _, result in scored)
     how = "calibrated" if getattr(validator, "calibrated", False) else f"preset {validator.preset.name}"

@@ -80,7 +80,7 @@ def test_human_table(history: CliRunner) -> None:
 
 def test_bars() -> None:
     from cascadeflow_cli.cli.app import app  # noqa: F401  (registers the commands first)
-    from cascadeflow_cli.cli.usage_cmd import bar
+    from cascadeflow_cli.cli.render.spend import bar
 
     assert bar(10, 10, width=4) == "████"
     assert bar(5, 10, width=4) == "██"

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cascadeflow_cli.cli.app import main
-from cascadeflow_cli.cli.context import state
 
 
 @dataclass
@@ -38,17 +37,9 @@ class Result:
         return line
 
 
-def _reset() -> None:
-    """A fresh invocation: the context caches the config it loaded."""
-    ctx = state()
-    ctx.close()
-    for cached in ("config", "resolved_db_path"):
-        ctx.__dict__.pop(cached, None)
-
-
 def run(*args: str, stdin: bytes = b"") -> Result:
-    """``cascade ARGS`` through ``cascadeflow_cli.cli.app.main``, exit code included."""
-    _reset()
+    """``cascade ARGS`` through ``cascadeflow_cli.cli.app.main``, exit code included (each
+    call a fresh invocation: main() makes a new AppContext and closes it)."""
     out, err = io.BytesIO(), io.StringIO()
     stdout = io.TextIOWrapper(out, encoding="utf-8", errors="backslashreplace", write_through=True)
     stdin_io = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
@@ -66,7 +57,6 @@ def run(*args: str, stdin: bytes = b"") -> Result:
                 code = 99
     finally:
         sys.stdin = old_in
-        _reset()
     stdout.flush()
     return Result(code, out.getvalue().decode("utf-8", "backslashreplace"), err.getvalue())
 

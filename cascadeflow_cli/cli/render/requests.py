@@ -1,4 +1,5 @@
-"""Human output: rich tables and one-line summaries. Pure functions of results."""
+"""Requests: the `ask` summary line, the `logs`, `demo` and `models` tables. Pure
+functions of results."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
-from cascadeflow_cli.cli.layout import FittedTable
+from cascadeflow_cli.cli.layout import FittedTable, fitted_table
 from cascadeflow_cli.clock import parse_ts
 from cascadeflow_cli.money import format_dollars, format_usd
 
@@ -72,19 +73,6 @@ def _local(ts: str, timezone: str) -> str:
     from zoneinfo import ZoneInfo
 
     return parse_ts(ts).astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
-
-
-def fitted_table(
-    headers: list[tuple[str, str]],
-    rows: list[list[Any]],
-    flexible: str | None = "query",
-    caption: str | None = None,
-    max_chars: int | None = None,
-) -> FittedTable:
-    """A compact table whose fixed columns keep their full width at any terminal width;
-    only the ``flexible`` column gives way: it wraps, or on a narrow screen moves under
-    its row (see cli/layout.py)."""
-    return FittedTable(headers, rows, flexible, caption, max_chars)
 
 
 def logs_table(rows: Iterable[Mapping[str, Any]], timezone: str) -> FittedTable:
@@ -223,28 +211,3 @@ def demo_totals(
     )
 
 
-def budget_table(status: Any) -> FittedTable:
-    """`cascade budget show`: one row per window ("in flight" only when something is)."""
-    from zoneinfo import ZoneInfo
-
-    tz = ZoneInfo(status.timezone)
-    in_flight = any(s.reserved_nusd for s in status.states)
-    body = []
-    for s in status.states:
-        pct = s.fraction()
-        style = "red" if pct >= 1 else "yellow" if pct >= 0.8 else "green"
-        resets = s.resets_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if s.resets_at else "never"
-        row = [s.window, format_usd(s.limit_nusd), format_usd(s.spent_nusd)]
-        if in_flight:
-            row.append(format_usd(s.reserved_nusd) if s.reserved_nusd else "-")
-        used = Text(f"{s.pct_used:.0f}%", style=style)
-        row += [format_usd(max(s.limit_nusd - s.used_nusd, 0)), used, resets]
-        body.append(row)
-    headers = [("window", "left"), ("limit", "right"), ("spent", "right")]
-    if in_flight:
-        headers.append(("in flight", "right"))
-    headers += [("remaining", "right"), ("used", "right"), ("resets", "left")]
-    caption = (
-        f"{status.user} ({status.source} budget, mode {status.mode}): next request → {status.next.action}"
-    )
-    return fitted_table(headers, body, flexible="resets", caption=caption)

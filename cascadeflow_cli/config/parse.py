@@ -1,4 +1,4 @@
-"""`cascadeflow.toml`: find it, read it (tomllib), validate it, write a starter (tomli-w).
+"""Reading `cascadeflow.toml` (tomllib) into an AppConfig.
 
 Validation is strict on purpose: an unknown key is almost always a typo that would
 otherwise silently fall back to a default (a budget that is never enforced, a price
@@ -8,203 +8,29 @@ that is never used). Every error names the file and the key.
 from __future__ import annotations
 
 import math
-import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cascadeflow_cli.config.settings import (
+    BUDGET_WINDOWS,
+    CLIENTS,
+    DEFAULT_MODELS,
+    ENFORCEMENT_MODES,
+    HOOK_NAMES,
+    QUALITY_PRESETS,
+    AppConfig,
+    BudgetsConfig,
+    CascadeConfig,
+    LedgerConfig,
+    ModelConfig,
+    QualityConfig,
+    TelemetryConfig,
+)
 from cascadeflow_cli.errors import ConfigError
 from cascadeflow_cli.money import amount_problem
-
-CONFIG_FILENAME = "cascadeflow.toml"
-APP_NAME = "cascadeflow"
-ENFORCEMENT_MODES = ("warn", "degrade", "block")
-QUALITY_PRESETS = ("fast", "balanced", "strict")
-CLIENTS = ("auto", "openai", "litellm")
-BUDGET_WINDOWS = ("daily", "weekly", "monthly", "total")
-HOOK_NAMES = ("on_budget_check", "on_model_filter", "on_budget_warning")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One model we can call. ``name`` is ours (used in chains); ``model`` is litellm's id."""
-
-    name: str
-    model: str
-    api_base: str | None = None
-    api_key_env: str | None = None
-    input_cost_per_million: Decimal | None = None
-    output_cost_per_million: Decimal | None = None
-    cached_input_cost_per_million: Decimal | None = None
-    timeout: float = 60.0
-    max_retries: int = 2
-    retry_delay: float = 0.5  # seconds before the first retry; doubles each time
-    max_output_tokens: int | None = None
-    client: str = "auto"
-
-    @property
-    def provider_prefix(self) -> str | None:
-        """The litellm provider named in the id (``openai`` in ``openai/gpt-4o``), if any."""
-        return self.model.split("/", 1)[0] if "/" in self.model else None
-
-    @property
-    def wire_model(self) -> str:
-        """The model name an OpenAI-compatible server expects (the id without provider)."""
-        return self.model.split("/", 1)[1] if "/" in self.model else self.model
-
-
-@dataclass(frozen=True)
-class LedgerConfig:
-    path: Path | None = None
-    timezone: str = "UTC"
-    store_prompts: bool = True
-
-
-@dataclass(frozen=True)
-class CascadeConfig:
-    models: tuple[str, ...] = ("mini", "big")
-    quality_threshold: float | None = None  # None: the preset's threshold
-    quality_preset: str = "balanced"
-    max_tokens: int = 1024
-    system: str | None = None
-
-
-@dataclass(frozen=True)
-class BudgetsConfig:
-    mode: str = "warn"
-    warn_at: float = 0.8
-    degrade_at: float = 0.9
-    block_at: float = 1.0
-    degraded_models: tuple[str, ...] | None = None
-    default: Mapping[str, Decimal] = field(default_factory=dict)
-    fallback_input_cost_per_million: Decimal | None = None
-    fallback_output_cost_per_million: Decimal | None = None
-
-
-# --- [telemetry] (issue 15): OpenTelemetry export, off unless asked for -------------
-
-
-@dataclass(frozen=True)
-class TelemetryConfig:
-    enabled: bool = False  # the OTEL_EXPORTER_OTLP_*ENDPOINT environment also turns it on
-    endpoint: str | None = None  # the collector's base URL; else the OTEL_* environment
-    flush_timeout: float = 2.0  # seconds a command may wait for the export at exit
-    emit_cost: bool = True
-    capture_content: bool = False
-    record_user: bool = True
-
-
-# --- [quality] (issue 9): shared by the calibrated model (calibration, target_quality)
-# and the live signals (shadow_rate, logprobs, consistency_samples); defaults per CLI.md.
-
-
-@dataclass(frozen=True)
-class QualityConfig:
-    """``[quality]``: the calibrated quality check (see `cascade calibrate`)."""
-
-    calibration: Path | None = None  # resolved relative to the config file
-    target_quality: float | None = None  # None: the target the calibration was fitted for
-    shadow_rate: float = 0.0
-    logprobs: bool = False
-    consistency_samples: int = 1
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    models: Mapping[str, ModelConfig]
-    cascade: CascadeConfig = CascadeConfig()
-    ledger: LedgerConfig = LedgerConfig()
-    budgets: BudgetsConfig = BudgetsConfig()
-    domains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    hooks: Mapping[str, str] = field(default_factory=dict)
-    telemetry: TelemetryConfig = TelemetryConfig()
-    source: Path | None = None  # the file it was read from; None for built-in defaults
-    quality: QualityConfig = QualityConfig()
-    custom_domains: Mapping[str, Any] = field(default_factory=dict)  # NAME -> routing.custom.CustomDomain
-
-    def domain_names(self) -> tuple[str, ...]:
-        """Every valid domain name for this config: the built-in ones, then [domains.custom]."""
-        from cascadeflow_cli.routing.custom import domain_names
-
-        return domain_names(self.custom_domains)
-
-    def chain(self, names: tuple[str, ...] | list[str] | None = None) -> list[ModelConfig]:
-        """Resolve model names (default: the cascade chain) to their configs."""
-        wanted = tuple(names) if names else self.cascade.models
-        unknown = [n for n in wanted if n not in self.models]
-        if unknown:
-            known = ", ".join(sorted(self.models)) or "none"
-            raise ConfigError(f"unknown model {unknown[0]!r} (configured: {known})")
-        return [self.models[n] for n in wanted]
-
-
-DEFAULT_MODELS = {
-    "mini": ModelConfig(name="mini", model="openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY"),
-    "big": ModelConfig(name="big", model="openai/gpt-4o", api_key_env="OPENAI_API_KEY"),
-}
-
-
-def default_config() -> AppConfig:
-    """What we run with when no config file exists: OpenAI's mini model, then 4o."""
-    return AppConfig(models=dict(DEFAULT_MODELS))
-
-
-# --- locating ---------------------------------------------------------------------
-
-
-def user_config_path() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir(APP_NAME)) / CONFIG_FILENAME
-
-
-def user_data_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(APP_NAME))
-
-
-def find_config(
-    explicit: Path | None = None, env: Mapping[str, str] = os.environ
-) -> tuple[Path | None, bool]:
-    """Where the config is: ``(path, must_exist)``. Order: flag, $CASCADE_CONFIG,
-    ./cascadeflow.toml, the user config dir. An explicitly named file must exist;
-    the implicit places are optional (``path`` is None when none of them has one)."""
-    if explicit is not None:
-        return explicit.expanduser(), True
-    if env.get("CASCADE_CONFIG"):
-        return Path(env["CASCADE_CONFIG"]).expanduser(), True
-    for candidate in (Path.cwd() / CONFIG_FILENAME, user_config_path()):
-        if candidate.is_file():
-            return candidate, False
-    return None, False
-
-
-def resolve_db_path(explicit: Path | None, config: AppConfig, env: Mapping[str, str] = os.environ) -> Path:
-    """Ledger location: flag, $CASCADE_DB, the config's ``ledger.path``, the user data dir."""
-    if explicit is not None:
-        return explicit.expanduser()
-    if env.get("CASCADE_DB"):
-        return Path(env["CASCADE_DB"]).expanduser()
-    if config.ledger.path is not None:
-        return config.ledger.path
-    return user_data_dir() / "ledger.db"
-
-
-def load_config(explicit: Path | None = None, env: Mapping[str, str] = os.environ) -> AppConfig:
-    path, must_exist = find_config(explicit, env)
-    if path is None:
-        return default_config()
-    if not path.exists() and must_exist:
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse_config(text, path)
 
 
 def parse_config(text: str, path: Path | None = None) -> AppConfig:
@@ -550,101 +376,3 @@ def check_timezone(name: str, fail: Callable[[str], Exception]) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise fail(f"unknown IANA time zone {name!r}") from None
-
-
-# --- writing ----------------------------------------------------------------------
-
-# (comment, table header, flat values): tomli-w writes each body; headers are ours so
-# that [[models]] stays an array of tables rather than an inline array.
-_STARTER_SECTIONS: list[tuple[str, str, dict[str, Any]]] = [
-    (
-        "# Where the ledger lives and how days are counted (IANA time zone for budget windows).",
-        "[ledger]",
-        {"timezone": "UTC", "store_prompts": True},
-    ),
-    (
-        "# Models, cheapest first. `model` is a litellm model id; `api_base` points at any\n"
-        "# OpenAI-compatible server (Ollama, vLLM, llama.cpp). Prices come from litellm's\n"
-        "# bundled price map unless you set input/output_cost_per_million (USD).",
-        "[[models]]",
-        {"name": "mini", "model": "openai/gpt-4o-mini", "api_key_env": "OPENAI_API_KEY", "timeout": 60},
-    ),
-    (
-        "",
-        "[[models]]",
-        {"name": "big", "model": "openai/gpt-4o", "api_key_env": "OPENAI_API_KEY", "timeout": 60},
-    ),
-    (
-        "# The cascade: draft with the first model, escalate while the quality score is\n"
-        "# below the threshold (presets: fast | balanced | strict).",
-        "[cascade]",
-        {"models": ["mini", "big"], "quality_preset": "balanced", "max_tokens": 1024},
-    ),
-    (
-        "# Budget enforcement: warn | degrade | block, at these fractions of a limit.",
-        "[budgets]",
-        {"mode": "warn", "warn_at": 0.8, "degrade_at": 0.9, "block_at": 1.0},
-    ),
-]
-
-
-def starter_config() -> str:
-    """A commented starter file. tomli-w writes each section; the comments go between."""
-    import tomli_w
-
-    parts = ["# cascadeflow.toml: see cascadeflow.toml.example for every key.\n"]
-    for comment, header, values in _STARTER_SECTIONS:
-        parts.append(f"\n{comment}\n{header}\n" if comment else f"\n{header}\n")
-        parts.append(tomli_w.dumps(values))
-    text = "".join(parts)
-    parse_config(text)  # never write a file we would refuse to read
-    return text
-
-
-def config_to_dict(config: AppConfig) -> dict[str, Any]:
-    """The effective configuration as plain TOML/JSON-able data."""
-
-    def clean(d: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            if v is None:
-                continue
-            if isinstance(v, Decimal):
-                v = float(v)
-            elif isinstance(v, Path):
-                v = str(v)
-            elif isinstance(v, tuple):
-                v = list(v)
-            elif isinstance(v, Mapping):
-                v = clean(dict(v))
-            out[k] = v
-        return out
-
-    from dataclasses import asdict
-
-    data: dict[str, Any] = {
-        "ledger": clean(asdict(config.ledger)),
-        "models": [clean(asdict(m)) for m in config.models.values()],
-        "cascade": clean(asdict(config.cascade)),
-        "budgets": clean({**asdict(config.budgets), "default": dict(config.budgets.default)}),
-    }
-    if config.domains:
-        data["domains"] = {d: list(c) for d, c in config.domains.items()}
-    if config.hooks:
-        data["hooks"] = dict(config.hooks)
-    if config.telemetry != TelemetryConfig():
-        data["telemetry"] = clean(asdict(config.telemetry))
-    if config.quality != QualityConfig():
-        data["quality"] = clean(asdict(config.quality))
-    return data
-
-
-# --- domains a request may name ---------------------------------------------------------
-
-
-def known_domains(config: AppConfig) -> tuple[str, ...]:
-    """Every domain a request may name (``ask --domain``, a batch row's ``domain``): the
-    detector's built-in ones, the ``[domains.custom]`` ones, then the configured
-    ``[domains]`` keys. The one place that says which domains exist, so a new source of
-    domains is added here only."""
-    return tuple(dict.fromkeys([*config.domain_names(), *config.domains]))

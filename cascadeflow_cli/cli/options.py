@@ -1,0 +1,28 @@
+"""Options several commands share: the ledger filter (`--user/--since/--until/--model`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cascadeflow_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.ledger.export import LedgerFilter
+
+SINCE_HELP = "Only from DATE on (YYYY-MM-DD or ISO 8601; dates are in the ledger's time zone)."
+UNTIL_HELP = ("Only before this moment; a plain date includes that whole day "
+              "(YYYY-MM-DD or ISO 8601).")
+
+
+def ledger_filter(user: str | None, since: str | None, until: str | None, model: str | None,
+                  timezone: str) -> LedgerFilter:
+    """The rows `--user/--since/--until/--model` select (dates in the ledger's time zone)."""
+    from cascadeflow_cli.clock import format_ts
+    from cascadeflow_cli.dates import parse_since, parse_until
+    from cascadeflow_cli.ledger.export import LedgerFilter
+
+    since_ts = format_ts(parse_since(since, timezone)) if since else None
+    until_ts = format_ts(parse_until(until, timezone)) if until else None
+    if since_ts and until_ts and until_ts <= since_ts:
+        raise InputError(f"--until {until} is not after --since {since}")
+    return LedgerFilter(user=user, since=since_ts, until=until_ts, model=model)

@@ -1,0 +1,66 @@
+"""Where the config and the ledger are: flag, environment, this directory, the user's
+dirs; and loading the config found."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from cascadeflow_cli.config.parse import parse_config
+from cascadeflow_cli.config.settings import APP_NAME, CONFIG_FILENAME, AppConfig, default_config
+from cascadeflow_cli.errors import ConfigError
+
+# --- locating ---------------------------------------------------------------------
+
+
+def user_config_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME)) / CONFIG_FILENAME
+
+
+def user_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def find_config(
+    explicit: Path | None = None, env: Mapping[str, str] = os.environ
+) -> tuple[Path | None, bool]:
+    """Where the config is: ``(path, must_exist)``. Order: flag, $CASCADE_CONFIG,
+    ./cascadeflow.toml, the user config dir. An explicitly named file must exist;
+    the implicit places are optional (``path`` is None when none of them has one)."""
+    if explicit is not None:
+        return explicit.expanduser(), True
+    if env.get("CASCADE_CONFIG"):
+        return Path(env["CASCADE_CONFIG"]).expanduser(), True
+    for candidate in (Path.cwd() / CONFIG_FILENAME, user_config_path()):
+        if candidate.is_file():
+            return candidate, False
+    return None, False
+
+
+def resolve_db_path(explicit: Path | None, config: AppConfig, env: Mapping[str, str] = os.environ) -> Path:
+    """Ledger location: flag, $CASCADE_DB, the config's ``ledger.path``, the user data dir."""
+    if explicit is not None:
+        return explicit.expanduser()
+    if env.get("CASCADE_DB"):
+        return Path(env["CASCADE_DB"]).expanduser()
+    if config.ledger.path is not None:
+        return config.ledger.path
+    return user_data_dir() / "ledger.db"
+
+
+def load_config(explicit: Path | None = None, env: Mapping[str, str] = os.environ) -> AppConfig:
+    path, must_exist = find_config(explicit, env)
+    if path is None:
+        return default_config()
+    if not path.exists() and must_exist:
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_config(text, path)

@@ -1,0 +1,60 @@
+"""Scan the ledger's daily spend for anomalies, per user and per model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from cascadeflow_cli.dates import today
+from cascadeflow_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.analytics.anomaly import Anomaly
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.ledger.db import Ledger
+
+
+@dataclass(frozen=True)
+class AnomalyScan:
+    """What was found, sorted by day, user and model, and the days it judged."""
+
+    found: list[Anomaly]
+    first: date | None
+    last: date
+
+
+def scan_anomalies(ledger: Ledger, config: AppConfig, *, sensitivity: str, min_change: float,
+                   user: str | None = None, since: date | None = None, until: date | None = None,
+                   models: bool = True) -> AnomalyScan:
+    """Run the detector over each user's daily spend (or the one user's) and, with
+    ``models``, over each model's, judging the days from ``since`` (default: all history)
+    to ``until`` (default: yesterday, the last whole day; never after today)."""
+    from cascadeflow_cli.analytics.anomaly import HISTORY_DAYS, AnomalyDetector
+    from cascadeflow_cli.ledger.spend import daily_spend, daily_spend_by, to_usd
+
+    timezone = config.ledger.timezone
+    now = today(ledger.clock, timezone)
+    # today is not over: by default its spend so far is not judged as a drop
+    last = until if until is not None else now - timedelta(days=1)
+    last = min(last, now)  # spend recorded for days still to come is not judged
+    if since is not None and since > last:
+        raise InputError(f"--since {since.isoformat()} is after --until {last.isoformat()}")
+    detector = AnomalyDetector(sensitivity, min_change=min_change)
+    # history read before --since, so its first days are judged with the same context
+    read_from = since - timedelta(days=HISTORY_DAYS) if since else None
+    found: list[Anomaly] = []
+    if user is not None:
+        per_user = {user: daily_spend(ledger, user=user, timezone=timezone, start=read_from, end=last)}
+    else:
+        per_user = daily_spend_by(ledger, "user", timezone=timezone, start=read_from, end=last)
+    for name, series in per_user.items():
+        found.extend(detector.detect(to_usd(series), user=name, since=since, until=last))
+    if models:
+        per_model = daily_spend_by(ledger, "model", user=user, timezone=timezone, start=read_from, end=last)
+        if len(per_model) > 1:  # with one model its series is the total already judged
+            for model, series in per_model.items():
+                found.extend(detector.detect(to_usd(series), user=user, model=model, since=since,
+                                             until=last))
+    found.sort(key=lambda a: (a.date, a.user or "", a.model or ""))
+    return AnomalyScan(found, since, last)

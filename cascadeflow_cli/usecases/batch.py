@@ -1,0 +1,92 @@
+"""`cascade batch`: a JSONL file of queries through the cascade, with the resume
+protocol: the output file and the ledger together say which rows are done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.usecases.requests import OnRecord, OnRetry, make_cascade
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.engine.batch import BatchProgress, BatchRow
+    from cascadeflow_cli.ledger.db import Ledger
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Where a run starts: its batch id, the row keys the output already has, and the
+    rows the ledger holds for this batch (key -> request id: answered before a crash,
+    their result lines lost)."""
+
+    batch_id: str
+    done: set[str] = field(default_factory=set)
+    committed: dict[str, str] = field(default_factory=dict)
+
+
+def plan_batch(ledger: Ledger, file: Path, output: Path | None, resume: bool) -> BatchPlan:
+    """A new batch, or (``resume`` with an existing ``output``) the one that wrote it,
+    with the output's torn last line, if a crash left one, cut off."""
+    from cascadeflow_cli.engine.batch import scan_output
+    from cascadeflow_cli.ledger.batch_ids import committed_rows, latest_batch, start_batch
+
+    if not (resume and output is not None and output.exists()):
+        return BatchPlan(start_batch(ledger, output, file.resolve()))
+    done, good = scan_output(output)
+    if good < output.stat().st_size:  # a line torn by a crash: cut it off
+        with output.open("r+b") as fh:
+            fh.truncate(good)
+    batch_id = latest_batch(ledger, output)
+    if batch_id is None:
+        return BatchPlan(start_batch(ledger, output, file.resolve()), done)
+    return BatchPlan(batch_id, done, committed_rows(ledger, batch_id))
+
+
+def count_rows(file: Path) -> int:
+    """The rows of ``file`` (non-blank lines), for the progress total."""
+    from cascadeflow_cli.engine.batch import count_rows as count
+
+    return count(file)
+
+
+def run_batch(config: AppConfig, ledger: Ledger, file: Path, plan: BatchPlan, *,
+              write: Callable[[dict[str, Any]], None], total: int, concurrency: int, default_user: str,
+              on_retry: OnRetry, on_record: OnRecord | None = None,
+              on_progress: Callable[[BatchProgress], None] | None = None,
+              on_bad_row: Callable[[str], None] | None = None) -> BatchProgress:
+    """Answer every row of ``file`` the plan does not have, ``concurrency`` at a time,
+    each result through ``write`` as it finishes; rows the ledger holds are recovered
+    from it instead of asked again."""
+    from cascadeflow_cli.engine.batch import BatchRunner, read_rows, warm_up
+    from cascadeflow_cli.ledger.batch_ids import external_id
+
+    warm_up()
+    # a Cascade per worker thread, all on the one Ledger (which gives each thread its own
+    # SQLite connection) and the one provider (which keeps a connection per thread)
+    runner = BatchRunner(
+        lambda: make_cascade(config, ledger, on_retry=on_retry, on_record=on_record), write,
+        concurrency=concurrency, default_user=default_user,
+        external_id=lambda key: external_id(plan.batch_id, key),
+        recover=_recoverer(ledger, plan.committed), on_progress=on_progress, on_bad_row=on_bad_row)
+    return runner.run(read_rows(file), total, plan.done)
+
+
+def _recoverer(ledger: Ledger, committed: dict[str, str]
+               ) -> Callable[[BatchRow], dict[str, Any] | None]:
+    """The result line of a row the ledger holds for this batch (from before a crash)."""
+    from cascadeflow_cli.engine.views import result_from_row
+    from cascadeflow_cli.ledger.batch_ids import load_request
+
+    def recover(row: BatchRow) -> dict[str, Any] | None:
+        request_id = committed.get(row.key)
+        if request_id is None:
+            return None
+        stored = load_request(ledger, request_id)
+        if stored["status"] != "ok":
+            return {"id": row.id, "error": stored["error"] or stored["status"]}
+        return {"id": row.id, **result_from_row(stored).to_json()}
+
+    return recover

@@ -1,0 +1,72 @@
+"""A user's budget: where they stand now, what the next request would get, and where
+this period's spend is heading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.usecases.forecast import budget_outlook
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.analytics.forecast import BudgetOutlook
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.status import BudgetStatus
+
+TYPICAL_PROMPT_CHARS = 200  # a short question: what "the next request" is judged as
+
+
+@dataclass(frozen=True)
+class NextRequestEstimate:
+    """The worst case of a typical next request on the configured chain, and on the
+    cheaper chain degrade mode would use (None: there is none, or it is not cheaper).
+    ``priced`` is False when a model of the chain has no known price: both are 0/None
+    then, and the status shows where the user stands without judging a next request."""
+
+    worst_case_nusd: int
+    degraded_nusd: int | None
+    priced: bool = True
+
+
+@dataclass(frozen=True)
+class BudgetReport:
+    """`cascade budget show`: the status and, with a budget, the period's outlook."""
+
+    status: BudgetStatus
+    outlook: BudgetOutlook | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.status.to_json()
+        data["outlook"] = self.outlook.to_json() if self.outlook else None
+        return data
+
+
+def estimate_next_request(config: AppConfig) -> NextRequestEstimate:
+    """What a typical next request (a short question, the configured chain and token
+    limit) costs at worst, as the budget gate would reserve it."""
+    from cascadeflow_cli.engine.cascade import Cascade
+    from cascadeflow_cli.errors import PricingError
+
+    cascade = Cascade(config, None, gate=False)
+    names = list(config.cascade.models)
+    messages = [{"role": "user", "content": "x" * TYPICAL_PROMPT_CHARS}]
+    tokens = config.cascade.max_tokens
+    try:
+        estimate = cascade.worst_case_nusd(names, messages, tokens)
+        cheaper = cascade.degraded_chain(names, messages, tokens)
+        degraded = cascade.worst_case_nusd(cheaper, messages, tokens) if cheaper else None
+    except PricingError:  # an unpriced model: the state now, no judgement of a next request
+        return NextRequestEstimate(0, None, priced=False)
+    return NextRequestEstimate(estimate, degraded)
+
+
+def budget_report(ledger: Ledger, config: AppConfig, user: str) -> BudgetReport:
+    """Limits, spend, what is left and when each window resets, what the next request
+    gets, and (with a budget) the outlook of this period."""
+    from cascadeflow_cli.ledger.status import budget_status
+
+    estimate = estimate_next_request(config)
+    status = budget_status(ledger, config, user, estimate.worst_case_nusd, estimate.degraded_nusd)
+    outlook = budget_outlook(ledger, config, user) if status.budget is not None else None
+    return BudgetReport(status, outlook)

@@ -1,0 +1,71 @@
+"""Forecast spend for a user (or everyone), and the month's outlook against a budget."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from cascadeflow_cli.dates import today
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.analytics.forecast import BudgetOutlook, CostPrediction
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.ledger.db import Ledger
+
+
+def forecast_spend(ledger: Ledger, config: AppConfig, *, user: str | None, horizon: int,
+                   as_of: date | None = None, confidence: float = 0.9) -> CostPrediction:
+    """The next ``horizon`` days' spend from ``as_of`` (default today) on, from the history
+    before it; with ``user``, also the risk of exceeding their budget this period."""
+    from cascadeflow_cli.analytics.forecast import CostForecaster, budget_period
+
+    timezone = config.ledger.timezone
+    now = today(ledger.clock, timezone)
+    start = as_of or now
+    limits = user_limits(ledger, config, user) if user is not None else None
+    budget = budget_period(limits, start) if limits else None
+    return CostForecaster(confidence=confidence).forecast(
+        _history(ledger, user, timezone, start), horizon=horizon, as_of=start, budget=budget,
+        today_spent=spent_on(ledger, user, timezone, start) if start == now else 0.0)
+
+
+def budget_outlook(ledger: Ledger, config: AppConfig, user: str, as_of: date | None = None
+                   ) -> BudgetOutlook | None:
+    """The period's outlook for ``user`` against their budget (None without one): spend
+    before ``as_of`` (default today) plus the forecast, for `cascade budget show`."""
+    from cascadeflow_cli.analytics.forecast import CostForecaster, budget_period
+
+    timezone = config.ledger.timezone
+    now = today(ledger.clock, timezone)
+    day = as_of or now
+    limits = user_limits(ledger, config, user)
+    period = budget_period(limits, day) if limits else None
+    if period is None:
+        return None
+    spent = spent_on(ledger, user, timezone, day) if day == now else 0.0
+    return CostForecaster().budget_outlook(period, _history(ledger, user, timezone, day), as_of=day,
+                                           today_spent=spent)
+
+
+def user_limits(ledger: Ledger, config: AppConfig, user: str) -> dict[str, float] | None:
+    """The user's budget limits in USD per window (None: no budget)."""
+    from cascadeflow_cli.ledger.budgets import effective_budget
+
+    budget = effective_budget(ledger, config, user)
+    if budget is None:
+        return None
+    return {window: float(limit) for window, limit in budget.limits().items()}
+
+
+def spent_on(ledger: Ledger, user: str | None, timezone: str, day: date) -> float:
+    """What ``day`` (today) has cost so far, USD: it counts towards this period's budget."""
+    from cascadeflow_cli.ledger.spend import daily_spend, to_usd
+
+    return sum(v for _, v in to_usd(daily_spend(ledger, user=user, timezone=timezone, start=day, end=day)))
+
+
+def _history(ledger: Ledger, user: str | None, timezone: str, before: date) -> list[tuple[date, float]]:
+    """The zero-filled daily spend in USD up to the day before ``before``."""
+    from cascadeflow_cli.ledger.spend import daily_spend, to_usd
+
+    return to_usd(daily_spend(ledger, user=user, timezone=timezone, end=before - timedelta(days=1)))

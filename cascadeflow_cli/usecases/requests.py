@@ -1,0 +1,42 @@
+"""Run one request through the cascade (`cascade ask`), and what every command that
+runs requests shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
+    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.records import RequestRecord
+
+OnRecord = Callable[["RequestRecord"], None]
+OnRetry = Callable[[Any], None]
+
+
+def make_cascade(config: AppConfig, ledger: Ledger, *, on_record: OnRecord | None = None,
+                 on_retry: OnRetry | None = None) -> Cascade:
+    """A cascade on ``ledger`` with its budget gate; ``on_record`` sees each finished
+    request (telemetry), ``on_retry`` hears of each provider retry before its wait."""
+    from cascadeflow_cli.engine.cascade import Cascade
+
+    return Cascade(config, ledger, on_record=on_record, on_retry=on_retry)
+
+
+def ask(cascade: Cascade, query: str, user: str, *, domain: str | None = None,
+        models: Sequence[str] | None = None, system: str | None = None,
+        max_tokens: int | None = None) -> CascadeResult:
+    """Answer ``query`` for ``user`` with the cheapest model that is good enough
+    (NotRecordedError carries the paid-for result when the ledger cannot take it)."""
+    return cascade.run(query, user, domain=domain, models=list(models) if models else None, system=system,
+                       max_tokens=max_tokens)
+
+
+def wait_for_checks() -> None:
+    """Let the shadow verifications of accepted drafts still in flight (issue 9) finish,
+    within their deadline: they label the drafts the calibration learns from."""
+    from cascadeflow_cli.engine.shadow import wait_pending
+
+    wait_pending()
