@@ -34,13 +34,21 @@ def pieces(text: str, words: int = PIECE_WORDS) -> list[str]:
     return ["".join(found[i : i + words]) for i in range(0, len(found), words)]
 
 
-def stream_answer(run: Callable[[StreamSink], CascadeResult], sink: StreamSink) -> CascadeResult:
+def stream_answer(
+    run: Callable[[StreamSink], CascadeResult],
+    sink: StreamSink,
+    on_whole: Callable[[CascadeResult], None] | None = None,
+) -> CascadeResult:
     """Run the cascade (``run(sink)`` calls ``Cascade.run(..., sink=sink)``) with every
     piece of the answer written into ``sink`` as soon as it may be shown. A reader that
     left (``sink.cancel()``, from any thread) raises StreamInterrupted; if it left during
-    the final model's call, the request is recorded as interrupted."""
+    the final model's call, the request is recorded as interrupted. ``on_whole`` hears of
+    an answer that is complete (and recorded) before its first piece goes out: an accepted
+    draft, whose cost a server can then put in its response headers."""
     result = run(sink)
     if not sink.sent:  # an accepted draft (or a final model that did not stream): send it now
+        if on_whole is not None:
+            on_whole(result)
         for piece in pieces(result.answer):
             sink.delta(piece)
     return result

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import math
+import select
 import socket
 import subprocess
 import sys
@@ -101,6 +102,7 @@ class ReplayServer:
         self._asked: dict[tuple[str, str], int] = {}  # (model, query) -> requests so far
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._abandoned_count = 0
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._address: tuple[str, int] | None = None
@@ -170,6 +172,16 @@ class ReplayServer:
             return sum(1 for body in self.requests if same_model(body.get("model"), model))
 
     # -- used by the request handler ---------------------------------------------------------
+
+    @property
+    def abandoned(self) -> int:
+        """Streams whose client closed the connection while this server stalled."""
+        with self._lock:
+            return self._abandoned_count
+
+    def _abandoned(self) -> None:
+        with self._lock:
+            self._abandoned_count += 1
 
     def _record(self, body: dict[str, Any]) -> None:
         with self._lock:
@@ -373,8 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
         for event in events:
             if isinstance(event, dict) and any(c.get("delta", {}).get("content") for c in event["choices"]):
                 if behavior.stall_after is not None and content >= behavior.stall_after:
-                    self.server.stopping.wait()  # stalled: until the server stops
-                    self.close_connection = True
+                    self._stall()
                     return
                 content += 1
             data = sse_event(event)
@@ -384,6 +395,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
         self.wfile.write(b"0\r\n\r\n")
+
+    def _stall(self) -> None:
+        """Send nothing more until the server stops or the client closes the connection
+        (counted in ``ReplayServer.abandoned``: the test of a client that hung up on us)."""
+        self.close_connection = True
+        while not self.server.stopping.wait(0.02):
+            if _peer_closed(self.connection):
+                self.server.replay._abandoned()
+                return
 
     def _read_body(self) -> bytes:
         try:
@@ -420,6 +440,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+def _peer_closed(conn: socket.socket) -> bool:
+    readable, _, _ = select.select([conn], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def spawn(*args: str, env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:

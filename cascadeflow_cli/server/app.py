@@ -156,7 +156,12 @@ def create_app(
 
     async def chat(request: Request) -> Response:
         try:
-            call = parse_chat(config, await _body(request, options.max_body))
+            try:
+                call = parse_chat(config, await _body(request, options.max_body))
+            except ApiError as exc:
+                if exc.status != 413:  # a bad body from an unknown caller is a 401, as OpenAI answers
+                    await in_pool(runner.authenticate, _bearer(request))
+                raise
             request.state.model = call.target.name
             if call.stream:
                 return await _stream(request, call)
@@ -179,7 +184,12 @@ def create_app(
 
         def work() -> None:
             try:
-                push("done", runner.answer(_bearer(request), call, sink, lambda *s: push("start", s)))
+                push(
+                    "done",
+                    runner.answer(
+                        _bearer(request), call, sink, lambda *s: push("start", s), lambda o: push("whole", o)
+                    ),
+                )
             except BaseException as exc:  # ApiError, StreamInterrupted, anything: the reader decides
                 push("error", exc)
 
@@ -198,9 +208,10 @@ def create_app(
             raise value
         created = int(time.time())
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-        if kind == "done":  # an accepted draft: everything is known before the first byte
-            headers |= _headers(value[1])
-            cid = completion_id(value[1].result.request_id)
+        if kind in ("whole", "done"):  # an accepted draft: everything is known before the first byte
+            outcome = value if kind == "whole" else value[1]
+            headers |= _headers(outcome)
+            cid = completion_id(outcome.result.request_id)
         else:  # the final model streams: its cost comes in the last chunk
             assert started is not None
             request_id, decision = started
@@ -237,7 +248,9 @@ def create_app(
             )
             kind, value = first
             while True:
-                if kind == "delta":
+                if kind == "whole":
+                    pass
+                elif kind == "delta":
                     yield _event(
                         chunk(cid, name, created, {"content": value}, include_usage=call.include_usage)
                     )

@@ -163,10 +163,12 @@ class Runner:
         call: ChatCall,
         sink: StreamSink | None = None,
         on_start: Callable[[str, Decision], None] | None = None,
+        on_whole: Callable[[Outcome], None] | None = None,
     ) -> tuple[ApiKey, Outcome]:
         """Authenticate, then run ``call`` as the key's user (in a pool thread). Errors
         come out as ApiError; with ``sink``, the answer streams into it. ``on_start``
-        hears the request id and budget decision before any provider is called."""
+        hears the request id and budget decision before any provider is called, ``on_whole``
+        of an answer complete before its first piece is streamed (an accepted draft)."""
         caller = self.authenticate(key)
         self._seen.decision = self._seen.record = None
         self._seen.on_start = on_start
@@ -184,7 +186,11 @@ class Runner:
             )
 
         try:
-            result = stream_answer(run, sink) if sink is not None else run()
+            if sink is None:
+                result = run()
+            else:
+                whole = (lambda r: on_whole(Outcome(r, self._seen.record))) if on_whole else None
+                result = stream_answer(run, sink, whole)
         except NotRecordedError as exc:  # answered and paid for: the answer still goes out
             if not isinstance(exc.result, CascadeResult):
                 raise self.error(exc) from None
