@@ -30,7 +30,7 @@ class Stack:
     replay: ReplayServer
     log: list[str]
 
-    def client(self, key: str | None = None, **kw: object):  # noqa: ANN201 (openai is a test dependency)
+    def client(self, key: str | None = None, **kw: object):
         import openai
 
         return openai.OpenAI(base_url=self.url, api_key=key or self.key, max_retries=0, timeout=20, **kw)

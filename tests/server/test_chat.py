@@ -18,7 +18,7 @@ from tests.conftest import GOOD_ANSWER, ledger_rows
 from tests.server.conftest import Stack, make_key
 
 
-def ask(stack: Stack, model: str = "cascade", query: str = QUERY, **kw: object):  # noqa: ANN201
+def ask(stack: Stack, model: str = "cascade", query: str = QUERY, **kw: object):
     return stack.client().chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": query}], **kw
     )
@@ -63,7 +63,9 @@ def test_the_whole_conversation_reaches_the_provider(stack: Stack) -> None:
     ]
     stack.client().chat.completions.create(model="mini", messages=messages)  # type: ignore[arg-type]
     [sent] = stack.replay.requests
-    assert sent["messages"] == [{**m, "content": QUERY} if isinstance(m["content"], list) else m for m in messages]
+    assert sent["messages"] == [
+        {**m, "content": QUERY} if isinstance(m["content"], list) else m for m in messages
+    ]
     [req] = ledger_rows(stack.db, "requests")
     assert req["query"] == QUERY and req["model"] == "mini"
 

@@ -19,7 +19,7 @@ from tests.conftest import GOOD_ANSWER, ledger_rows
 from tests.server.conftest import Stack
 
 
-def stream(stack: Stack, query: str = QUERY, model: str = "cascade", **kw: object):  # noqa: ANN201
+def stream(stack: Stack, query: str = QUERY, model: str = "cascade", **kw: object):
     return stack.client().chat.completions.with_streaming_response.create(
         model=model, messages=[{"role": "user", "content": query}], stream=True, **kw
     )
@@ -77,10 +77,17 @@ def test_the_verifier_s_tokens_arrive_before_it_has_finished(stack: Stack) -> No
     stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, stall_after=2))
     body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": DETAILED}]}
     got = []
-    with httpx.stream("POST", f"{stack.url}/chat/completions", json=body, timeout=20,
-                      headers={"Authorization": f"Bearer {stack.key}"}) as response:
+    with httpx.stream(
+        "POST",
+        f"{stack.url}/chat/completions",
+        json=body,
+        timeout=20,
+        headers={"Authorization": f"Bearer {stack.key}"},
+    ) as response:
         for line in response.iter_lines():
-            if line.startswith("data: ") and (content := json.loads(line[6:])["choices"][0]["delta"].get("content")):
+            if line.startswith("data: ") and (
+                content := json.loads(line[6:])["choices"][0]["delta"].get("content")
+            ):
                 got.append(content)
                 if len(got) == 2:
                     break
@@ -95,10 +102,17 @@ def test_a_client_that_leaves_mid_stream_is_priced_recorded_and_settled(stack_fa
     stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, stall_after=3))
     body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": DETAILED}]}
     got = []
-    with httpx.stream("POST", f"{stack.url}/chat/completions", json=body, timeout=20,
-                      headers={"Authorization": f"Bearer {stack.key}"}) as response:
+    with httpx.stream(
+        "POST",
+        f"{stack.url}/chat/completions",
+        json=body,
+        timeout=20,
+        headers={"Authorization": f"Bearer {stack.key}"},
+    ) as response:
         for line in response.iter_lines():
-            if line.startswith("data: ") and (content := json.loads(line[6:])["choices"][0]["delta"].get("content")):
+            if line.startswith("data: ") and (
+                content := json.loads(line[6:])["choices"][0]["delta"].get("content")
+            ):
                 got.append(content)
                 if len(got) == 3:
                     break  # and hang up
@@ -130,6 +144,8 @@ def test_a_refused_budget_is_429_before_the_stream_starts(stack_factory: object)
     ledger = open_ledger(stack.db)
     set_budget(ledger, "alice", BudgetConfig(daily=Decimal("0.000001")))
     ledger.close()
-    response = stack.post({"model": "cascade", "stream": True, "messages": [{"role": "user", "content": QUERY}]})
+    response = stack.post(
+        {"model": "cascade", "stream": True, "messages": [{"role": "user", "content": QUERY}]}
+    )
     assert response.status_code == 429 and response.json()["error"]["code"] == "budget_exceeded"
     assert "retry-after" in response.headers
