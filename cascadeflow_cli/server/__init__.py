@@ -121,7 +121,7 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
     kwargs: dict[str, Any] = dict(
         log_level="warning",
         access_log=False,  # ours is one line per request, without the query string's secrets
-        timeout_graceful_shutdown=settings.grace_s,
+        timeout_graceful_shutdown=settings.grace_s + 10,  # a backstop: streams are cut at grace_s
         timeout_keep_alive=5,
         backlog=2048,
         server_header=False,
@@ -138,15 +138,28 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
             on_listening(f"http://{host}:{port}/v1")
         Multiprocess(config, target=server.run, sockets=[sock]).run()
         return
+    import signal
+    import threading
+
+    from cascadeflow_cli.server.app import cut_streams
+
     app = build_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, **kwargs))
     original = server.handle_exit
 
     def handle_exit(sig: int, frame: Any) -> None:
-        app.state.stopping = True  # streams cut at the end of the grace period say why
+        if not app.state.stopping:
+            app.state.stopping = True
+            timer = threading.Timer(settings.grace_s, cut_streams, args=(app,))
+            timer.daemon = True
+            timer.start()
         original(sig, frame)
 
     server.handle_exit = handle_exit  # type: ignore[method-assign]
+    # uvicorn re-raises the signal it stopped on once it is done; by then the stop was
+    # graceful, so the command's own handler (which would exit 130) must not see it
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     if on_listening:
         on_listening(f"http://{host}:{port}/v1")
     server.run(sockets=[sock])

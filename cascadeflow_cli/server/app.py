@@ -123,6 +123,7 @@ def create_app(
     """The app over ``runner`` (closed by ``lifespan``, or by the caller after the server stops)."""
     options = options or ServeOptions()
     limits: _Limits | None = None  # made on first use: its semaphore belongs to the server's loop
+    streams: set[StreamSink] = set()  # open streams, for a shutdown to cut after its grace period
 
     def _limits() -> _Limits:
         nonlocal limits
@@ -181,6 +182,7 @@ def create_app(
                 loop.call_soon_threadsafe(events.put_nowait, (kind, value))
 
         sink = StreamSink(lambda text: push("delta", text))
+        streams.add(sink)
 
         def work() -> None:
             try:
@@ -282,7 +284,7 @@ def create_app(
                         if isinstance(value, ApiError)
                         else ApiError(
                             500,
-                            "the stream was interrupted"
+                            value.reason
                             if isinstance(value, StreamInterrupted)
                             else f"unexpected {type(value).__name__}",
                             type="server_error",
@@ -293,6 +295,7 @@ def create_app(
                     return
                 kind, value = await events.get()
         finally:
+            streams.discard(sink)
             if not finished:  # the client left (or the server is stopping) mid-stream
                 sink.cancel(
                     SHUTDOWN_REASON
@@ -311,6 +314,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.stopping = False
+    app.state.streams = streams
     if options.access_log is not None:
         return _AccessLog(app, options.access_log)  # type: ignore[return-value]
     return app
@@ -377,3 +381,13 @@ class _AccessLog:
 
 def stderr_log(line: str) -> None:
     sys.stderr.write(line + "\n")
+
+
+def cut_streams(app: Any, reason: str = SHUTDOWN_REASON) -> int:
+    """End every open stream now (from any thread): each is recorded as interrupted and
+    its client gets an error event. Returns how many there were."""
+    state = getattr(app, "state", None)
+    streams = list(getattr(state, "streams", ()))
+    for sink in streams:
+        sink.cancel(reason)
+    return len(streams)
