@@ -166,7 +166,9 @@ def create_app(
             request.state.model = call.target.name
             if call.stream:
                 return await _stream(request, call)
-            caller, outcome = await in_pool(runner.answer, _bearer(request), call)
+            caller, outcome = await in_pool(
+                runner.answer, _bearer(request), call, None, None, None, _trace(request)
+            )
         except ApiError as exc:
             return _error_response(exc)
         _note(request, caller.prefix, caller.user, outcome)
@@ -182,6 +184,7 @@ def create_app(
                 loop.call_soon_threadsafe(events.put_nowait, (kind, value))
 
         sink = StreamSink(lambda text: push("delta", text))
+        trace = _trace(request)
         streams.add(sink)
 
         def work() -> None:
@@ -189,7 +192,12 @@ def create_app(
                 push(
                     "done",
                     runner.answer(
-                        _bearer(request), call, sink, lambda *s: push("start", s), lambda o: push("whole", o)
+                        _bearer(request),
+                        call,
+                        sink,
+                        lambda *s: push("start", s),
+                        lambda o: push("whole", o),
+                        trace,
                     ),
                 )
             except BaseException as exc:  # ApiError, StreamInterrupted, anything: the reader decides
@@ -322,6 +330,10 @@ def create_app(
 
 def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+def _trace(request: Request) -> tuple[str | None, str | None]:
+    return request.headers.get("traceparent"), request.headers.get("tracestate")
 
 
 def _headers(outcome: Outcome) -> dict[str, str]:

@@ -58,6 +58,7 @@ class _Observed(threading.local):
     decision: Decision | None = None
     record: RequestRecord | None = None
     on_start: Callable[[str, Decision], None] | None = None
+    parent: Any = None  # the caller's trace context (an incoming traceparent), for telemetry
 
 
 class _ObservedGate:
@@ -78,6 +79,18 @@ class _ObservedGate:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._gate, name)
+
+
+def trace_parent(traceparent: str | None, tracestate: str | None) -> Any:
+    """The caller's W3C trace context as telemetry's parent, or None (no header, a
+    malformed one, or a telemetry package without trace-context support)."""
+    if not traceparent:
+        return None
+    try:
+        from cascadeflow_cli.telemetry.context import parent_from_traceparent  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return parent_from_traceparent(traceparent, tracestate)
 
 
 class RateLimiter:
@@ -141,7 +154,11 @@ class Runner:
 
     def _recorded(self, record: RequestRecord) -> None:
         self._seen.record = record
-        if self._on_record is not None:
+        if self._on_record is None:
+            return
+        if self._seen.parent is not None:  # continue the caller's trace (telemetry/context.py)
+            self._on_record(record, self._seen.parent)  # type: ignore[call-arg]
+        else:
             self._on_record(record)
 
     def authenticate(self, key: str | None) -> ApiKey:
@@ -164,6 +181,7 @@ class Runner:
         sink: StreamSink | None = None,
         on_start: Callable[[str, Decision], None] | None = None,
         on_whole: Callable[[Outcome], None] | None = None,
+        traceparent: tuple[str | None, str | None] = (None, None),
     ) -> tuple[ApiKey, Outcome]:
         """Authenticate, then run ``call`` as the key's user (in a pool thread). Errors
         come out as ApiError; with ``sink``, the answer streams into it. ``on_start``
@@ -172,6 +190,7 @@ class Runner:
         caller = self.authenticate(key)
         self._seen.decision = self._seen.record = None
         self._seen.on_start = on_start
+        self._seen.parent = trace_parent(*traceparent) if self._on_record is not None else None
         cascade = self._cascade()
 
         def run(into: StreamSink | None = None) -> CascadeResult:
