@@ -25,6 +25,23 @@ def stream(stack: Stack, query: str = QUERY, model: str = "cascade", **kw: objec
     )
 
 
+def first_deltas(stack: Stack, count: int) -> list[str]:
+    """The text of the first ``count`` content chunks of a streamed request to ``big``;
+    then the client hangs up."""
+    body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": DETAILED}]}
+    got: list[str] = []
+    headers = {"Authorization": f"Bearer {stack.key}"}
+    with httpx.stream("POST", f"{stack.url}/chat/completions", json=body, timeout=20, headers=headers) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and (
+                content := json.loads(line[6:])["choices"][0]["delta"].get("content")
+            ):
+                got.append(content)
+                if len(got) == count:
+                    break
+    return got
+
+
 def wait_for_rows(stack: Stack, table: str, within_s: float = 10.0) -> list[dict[str, object]]:
     deadline = time.monotonic() + within_s
     while not (rows := ledger_rows(stack.db, table)) and time.monotonic() < deadline:
@@ -75,22 +92,7 @@ def test_an_escalated_request_streams_the_verifier(stack: Stack) -> None:
 def test_the_verifier_s_tokens_arrive_before_it_has_finished(stack: Stack) -> None:
     """The provider stalls after two chunks: the client has them anyway."""
     stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, stall_after=2))
-    body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": DETAILED}]}
-    got = []
-    with httpx.stream(
-        "POST",
-        f"{stack.url}/chat/completions",
-        json=body,
-        timeout=20,
-        headers={"Authorization": f"Bearer {stack.key}"},
-    ) as response:
-        for line in response.iter_lines():
-            if line.startswith("data: ") and (
-                content := json.loads(line[6:])["choices"][0]["delta"].get("content")
-            ):
-                got.append(content)
-                if len(got) == 2:
-                    break
+    got = first_deltas(stack, 2)  # then hang up
     assert "".join(got) and LONG_ANSWER.startswith("".join(got))
 
 
@@ -100,22 +102,7 @@ def test_a_client_that_leaves_mid_stream_is_priced_recorded_and_settled(stack_fa
     set_budget(ledger, "alice", BudgetConfig(daily=Decimal("5")))
     ledger.close()
     stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, stall_after=3))
-    body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": DETAILED}]}
-    got = []
-    with httpx.stream(
-        "POST",
-        f"{stack.url}/chat/completions",
-        json=body,
-        timeout=20,
-        headers={"Authorization": f"Bearer {stack.key}"},
-    ) as response:
-        for line in response.iter_lines():
-            if line.startswith("data: ") and (
-                content := json.loads(line[6:])["choices"][0]["delta"].get("content")
-            ):
-                got.append(content)
-                if len(got) == 3:
-                    break  # and hang up
+    got = first_deltas(stack, 3)  # then hang up
     started = time.monotonic()
     [req] = wait_for_rows(stack, "requests")
     assert time.monotonic() - started < 4  # not the model's 5 s timeout: the provider stream was closed

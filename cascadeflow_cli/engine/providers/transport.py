@@ -55,21 +55,7 @@ class KeepAliveClient:
         return conns
 
     def post(self, url: str, payload: Any, headers: dict[str, str], timeout: float) -> Response:
-        parts = urlsplit(url)
-        conn = self._connection(parts.scheme, parts.netloc, timeout)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        body = json.dumps(payload).encode()
-        try:
-            conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
-            response = conn.getresponse()
-            data = response.read()
-        except TimeoutError as exc:
-            conn.close()
-            raise TransportTimeout(str(exc) or "timed out") from None
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise TransportError(str(exc) or type(exc).__name__) from None
-        return Response(response.status, response.headers, data)
+        return self.open_stream(url, payload, headers, timeout).read()
 
     def open_stream(self, url: str, payload: Any, headers: dict[str, str], timeout: float) -> StreamResponse:
         """POST and return as soon as the status line and headers are in; the body is
@@ -132,6 +118,9 @@ class StreamResponse:
         """The rest of the body at once (an error response)."""
         try:
             data = self._response.read()
+        except TimeoutError as exc:
+            self.close()
+            raise TransportTimeout(str(exc) or "timed out") from None
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise TransportError(str(exc) or type(exc).__name__) from None
