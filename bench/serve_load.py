@@ -164,9 +164,19 @@ def wait_http(url: str, timeout: float = 180) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+def start_serve(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cascadeflow_cli", "serve", "--port", "0", "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "cascadeflow_cli",
+            "serve",
+            "--port",
+            "0",
+            "--no-access-log",
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -255,7 +265,7 @@ async def main_async(args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen] = [replay]
     try:
         env, load_key, capped_key, _ = prepare(work, replay_url)
-        serve, serve_url = start_serve(env)
+        serve, serve_url = start_serve(env, args.workers)
         procs.append(serve)
         litellm_url = None
         if args.litellm and Path(args.litellm).exists():
@@ -333,6 +343,7 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--workers", type=int, default=1, help="cascade serve --workers")
     parser.add_argument(
         "--litellm",
         default=str(ROOT / ".benchvenv" / "bin" / "litellm"),
