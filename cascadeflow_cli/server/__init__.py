@@ -136,7 +136,11 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
         server = uvicorn.Server(config)
         if on_listening:
             on_listening(f"http://{host}:{port}/v1")
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        try:  # uvicorn >= 0.52 runs its own target
+            supervisor = Multiprocess(config, sockets=[sock])  # type: ignore[call-arg]
+        except TypeError:
+            supervisor = Multiprocess(config, target=server.run, sockets=[sock])  # type: ignore[call-arg]
+        supervisor.run()
         return
     import signal
     import threading

@@ -146,3 +146,14 @@ def test_startup_line_then_requests_then_sigterm_exits_zero(
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+
+
+def test_workers_share_the_port_and_the_ledger(
+    cli: CliRunner, key: str, stopper: list[subprocess.Popen[str]]
+) -> None:
+    proc, url = start(cli, "--workers", "2")
+    stopper.append(proc)
+    assert [chat(url, key).status_code for _ in range(6)] == [200] * 6
+    assert len(ledger_rows(cli.db, "requests")) == 6
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
