@@ -247,6 +247,16 @@ def one_cost(url: str, key: str, body: dict) -> int:
         return int(Decimal(response.headers["x-cascade-cost"]) * 10**9)
 
 
+def total_spend(ledger: object, user: str) -> int:
+    """Everything ``user`` has spent, in nano-dollars (the budget's own total window)."""
+    from datetime import UTC, datetime
+
+    from cascadeflow_cli.ledger.budgets import window_spend
+    from cascadeflow_cli.ledger.windows import window
+
+    return window_spend(ledger.db, user, window("total", datetime.now(UTC), "UTC"))  # type: ignore[attr-defined]
+
+
 def row(name: str, r: Result, direct: Result | None) -> str:
     rps = r.ok / r.elapsed if r.elapsed else 0.0
     added = (
@@ -303,9 +313,7 @@ async def main_async(args: argparse.Namespace) -> None:
         from cascadeflow_cli.ledger.db import open_ledger
 
         ledger = open_ledger(Path(env["CASCADE_DB"]))
-        spent_before = ledger.db.execute(
-            "select coalesce(sum(cost_nusd), 0) from requests where user = 'capped'"
-        ).fetchone()[0]
+        spent_before = total_spend(ledger, "capped")
         budget_nusd = spent_before + 100 * cost
         set_budget(ledger, "capped", BudgetConfig(total=Decimal(budget_nusd) / 10**9))
         ledger.close()
@@ -317,9 +325,7 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         await background
         ledger = open_ledger(Path(env["CASCADE_DB"]))
-        spent = ledger.db.execute(
-            "select coalesce(sum(cost_nusd), 0) from requests where user = 'capped'"
-        ).fetchone()[0]
+        spent = total_spend(ledger, "capped")
         ledger.close()
         over = max(0, spent - budget_nusd)
         print(
