@@ -65,6 +65,10 @@ def _register() -> None:
 
     app.command("calibrate")(calibrate_cmd.calibrate)
     app.command("feedback")(feedback_cmd.feedback)
+    from cascadeflow_cli.cli import key_cmd, serve_cmd
+
+    app.command("serve")(serve_cmd.serve)
+    app.add_typer(key_cmd.key_app, name="key")
 
 
 _register()

@@ -28,6 +28,7 @@ def ask(
         int | None, typer.Option("--max-tokens", min=1, help="Output token limit per call.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Print the answer as it arrives.")] = False,
 ) -> None:
     """Answer QUERY with the cheapest model that is good enough."""
     import sys
@@ -54,6 +55,14 @@ def ask(
         on_retry=lambda notice: err.print(notice.describe(), markup=False, highlight=False),
     )
     chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if stream and not as_json:  # JSON is one object at the end: nothing to stream
+        from cascadeflow_cli.cli.ask_stream import ask_streamed
+        from cascadeflow_cli.cli.render import ask_summary
+
+        result = ask_streamed(cascade, query, who, domain=domain, models=chain, system=system,
+                              max_tokens=max_tokens)
+        err.print(ask_summary(result))
+        return
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()
     try:
         with spinner:

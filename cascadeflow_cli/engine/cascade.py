@@ -33,6 +33,7 @@ from cascadeflow_cli.engine.providers import (
     provider_for,
 )
 from cascadeflow_cli.engine.providers.base import RetryNotice, model_deadline_s
+from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink, stream_complete
 from cascadeflow_cli.engine.recording import UNFINISHED, check_text, record_request
 from cascadeflow_cli.engine.shadow import should_shadow
 from cascadeflow_cli.engine.signals import sample_draft, validate_with_signals
@@ -180,6 +181,7 @@ class _Request:
     messages: list[dict[str, str]] = field(default_factory=list)
     max_tokens: int = 0
     journaled: bool = False  # an entry was written ahead to the side journal
+    sink: StreamSink | None = None  # the final model's answer streams into it (streaming.py)
 
 
 class Cascade:
@@ -288,7 +290,11 @@ class Cascade:
         system: str | None = None,
         max_tokens: int | None = None,
         external_id: str | None = None,
+        conversation: list[dict[str, str]] | None = None,
+        sink: StreamSink | None = None,
     ) -> CascadeResult:
+        """``conversation``: the whole chat to send (`cascade serve`), ``query`` being its
+        last user message; ``sink``: stream the final model's answer into it."""
         if not query.strip():
             raise InputError("the query is empty")
         if not user.strip():
@@ -305,7 +311,12 @@ class Cascade:
             external_id, self.clock.now(), time.perf_counter(),
         )
         messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]
-        messages.append({"role": "user", "content": query})
+        if conversation is not None:
+            own_system = any(m["role"] == "system" for m in conversation)
+            messages = [*([] if own_system else messages), *conversation]
+        else:
+            messages.append({"role": "user", "content": query})
+        req.sink = sink
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
         req.messages, req.max_tokens = messages, wanted_tokens
         checkpoint("before-reserve")
@@ -375,6 +386,17 @@ class Cascade:
         q = self.config.quality
         provider = self.provider_lookup(attempt.model)
         request = ChatRequest(messages, tokens)
+        if req.sink is not None and not sample:  # the final model: its answer streams
+            try:
+                attempt.completion = stream_complete(
+                    provider, attempt.model, request, req.sink, sleep=self.sleep, on_retry=self.on_retry
+                )
+            except StreamInterrupted as exc:  # the reader left: what was generated is paid for
+                attempt.completion = exc.partial
+                if exc.partial is not None:
+                    self._price(attempt, messages)
+                raise
+            return
         if not sample or (not q.logprobs and q.consistency_samples <= 1):
             attempt.completion = complete(
                 provider, attempt.model, request, sleep=self.sleep, on_retry=self.on_retry

@@ -29,6 +29,7 @@ from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.batch_ids import migrate_batch_ids
 from cascadeflow_cli.ledger.call_details import migrate_call_details
+from cascadeflow_cli.ledger.keys import migrate_api_keys
 from cascadeflow_cli.ledger.labels import insert_signals, migrate_labels
 from cascadeflow_cli.ledger.recognise import make_owner_only, mark_as_ledger, recognise_ledger
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
@@ -117,6 +118,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("003_batch_external_ids", migrate_batch_ids),
     ("004_call_details", migrate_call_details),
     ("005_quality_labels", migrate_labels),
+    ("006_api_keys", migrate_api_keys),
 ]
 
 

@@ -4,6 +4,7 @@ nothing is fetched from the network."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.providers.base import ChatRequest, Completion, api_key, parse_retry_after
 from cascadeflow_cli.engine.providers.openai_compat import parse_chat_completion, signal_params, status_error
+from cascadeflow_cli.engine.providers.stream import StreamAssembler, StreamInterrupted, StreamSink
 from cascadeflow_cli.errors import (
     MissingApiKeyError,
     ProviderAuthError,
@@ -39,29 +41,7 @@ def import_litellm() -> ModuleType:
 class LiteLLMProvider:
     def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
         litellm = import_litellm()
-        kwargs: dict[str, Any] = {
-            "model": model.model,
-            "messages": request.messages,
-            "max_tokens": request.max_tokens,
-            "timeout": model.timeout,
-            "num_retries": 0,
-        }
-        extras = signal_params(request)
-        if extras:  # a provider litellm knows cannot take them gets the call without them
-            kwargs.update(extras, drop_params=True)
-        if model.api_base:
-            kwargs["api_base"] = model.api_base
-        key = api_key(model)
-        if key:
-            kwargs["api_key"] = key
-        elif model.api_base:
-            # A local server needs no key, but litellm's OpenAI client refuses to start
-            # without one: give it a placeholder that is not a secret.
-            kwargs["api_key"] = "no-key"
-        else:
-            missing = litellm.validate_environment(model=model.model).get("missing_keys") or []
-            if missing:
-                raise MissingApiKeyError(model.name, str(missing[0]))
+        kwargs = _kwargs(litellm, model, request)
         started = time.perf_counter()
         try:
             response = litellm.completion(**kwargs)
@@ -70,6 +50,61 @@ class LiteLLMProvider:
         latency = (time.perf_counter() - started) * 1000
         data = response.model_dump() if hasattr(response, "model_dump") else response
         return parse_chat_completion(data, model.name, latency)
+
+    def stream_once(self, model: ModelConfig, request: ChatRequest, sink: StreamSink) -> Completion:
+        """One streamed attempt through litellm. Its stream cannot be aborted from
+        another thread: a reader that left is noticed at the next chunk."""
+        litellm = import_litellm()
+        kwargs = _kwargs(litellm, model, request)
+        kwargs.update(stream=True, stream_options={"include_usage": True})
+        assembler = StreamAssembler(sink)
+        stream = None
+        try:
+            stream = litellm.completion(**kwargs)
+            for chunk in stream:
+                assembler.add(chunk)
+        except StreamInterrupted as exc:
+            raise assembler.interrupted(exc.reason) from None
+        except KeyboardInterrupt:
+            raise assembler.interrupted("interrupted by the user") from None
+        except Exception as exc:
+            raise _translate(exc, litellm, model.name) from None
+        finally:
+            close = getattr(stream, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+        if sink.cancelled:
+            raise assembler.interrupted(sink.reason)
+        return assembler.completion()
+
+
+def _kwargs(litellm: ModuleType, model: ModelConfig, request: ChatRequest) -> dict[str, Any]:
+    """litellm.completion's arguments for one call (raises MissingApiKeyError)."""
+    kwargs: dict[str, Any] = {
+        "model": model.model,
+        "messages": request.messages,
+        "max_tokens": request.max_tokens,
+        "timeout": model.timeout,
+        "num_retries": 0,
+    }
+    extras = signal_params(request)
+    if extras:  # a provider litellm knows cannot take them gets the call without them
+        kwargs.update(extras, drop_params=True)
+    if model.api_base:
+        kwargs["api_base"] = model.api_base
+    key = api_key(model)
+    if key:
+        kwargs["api_key"] = key
+    elif model.api_base:
+        # A local server needs no key, but litellm's OpenAI client refuses to start
+        # without one: give it a placeholder that is not a secret.
+        kwargs["api_key"] = "no-key"
+    else:
+        missing = litellm.validate_environment(model=model.model).get("missing_keys") or []
+        if missing:
+            raise MissingApiKeyError(model.name, str(missing[0]))
+    return kwargs
 
 
 def _translate(exc: Exception, litellm: ModuleType, model: str) -> ProviderError:

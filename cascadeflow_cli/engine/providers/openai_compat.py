@@ -3,7 +3,10 @@ over a small keep-alive transport, without importing litellm (which takes second
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from cascadeflow_cli.config import ModelConfig
@@ -16,6 +19,7 @@ from cascadeflow_cli.engine.providers.base import (
     parse_retry_after,
     usage_from_openai,
 )
+from cascadeflow_cli.engine.providers.stream import StreamAssembler, StreamInterrupted, StreamSink
 from cascadeflow_cli.engine.providers.transport import (
     KeepAliveClient,
     Response,
@@ -56,38 +60,114 @@ class OpenAICompatProvider:
         self._client = KeepAliveClient()
 
     def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
-        base = (model.api_base or OPENAI_API_BASE).rstrip("/")
-        key = api_key(model, None if model.api_base else "OPENAI_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        # OpenAI's own API wants max_completion_tokens (required by reasoning models);
-        # compatible servers still expect max_tokens.
-        token_param = "max_tokens" if model.api_base else "max_completion_tokens"
-        body: dict[str, Any] = {
-            "model": model.wire_model,
-            "messages": request.messages,
-            token_param: request.max_tokens,
-            **signal_params(request),
-        }
+        base, body, headers = _call(model, request)
         started = time.perf_counter()
-        try:
+        with _translated(model, base):
             response = self._client.post(f"{base}/chat/completions", body, headers, model.timeout)
-        except TransportTimeout:
-            raise ProviderTimeoutError(
-                f"{model.name}: no answer within {model.timeout:g}s", model=model.name
-            ) from None
-        except TransportError as exc:
-            raise ProviderUnavailableError(
-                f"{model.name}: cannot reach {base}: {exc}", model=model.name
-            ) from None
         latency = (time.perf_counter() - started) * 1000
         if response.status_code >= 400:
-            raise status_error(
-                response.status_code,
-                _error_detail(response),
-                model.name,
-                parse_retry_after(response.headers.get("retry-after")),
-            )
+            raise _status_error(response, model.name)
         return parse_chat_completion(_json(response, model.name), model.name, latency)
+
+    def stream_once(self, model: ModelConfig, request: ChatRequest, sink: StreamSink) -> Completion:
+        """One streamed attempt: each content delta into ``sink`` as it arrives, usage
+        asked for in the last chunk. A reader that leaves (``sink.cancel()``) closes
+        the connection and gets StreamInterrupted with the partial answer."""
+        base, body, headers = _call(model, request)
+        body.update(stream=True, stream_options={"include_usage": True})
+        assembler = StreamAssembler(sink)
+        with _translated(model, base):
+            response = self._client.open_stream(f"{base}/chat/completions", body, headers, model.timeout)
+        if response.status_code >= 400:
+            with _translated(model, base):
+                raise _status_error(response.read(), model.name)
+        sink.opened(response.abort)
+        try:
+            with _translated(model, base):
+                for line in response.lines():
+                    data = _sse_data(line)
+                    if data is None:
+                        continue
+                    if data == b"[DONE]":
+                        continue  # read on to the body's end, so the connection is reused
+                    assembler.add(_chunk(data, model.name))
+        except StreamInterrupted as exc:
+            response.abort()
+            raise assembler.interrupted(exc.reason) from None
+        except ProviderError:
+            if sink.cancelled:  # our own abort broke the read: the reader left
+                raise assembler.interrupted(sink.reason) from None
+            raise
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while reading: keep what was generated
+            response.abort()
+            raise assembler.interrupted("interrupted by the user") from None
+        finally:
+            sink.opened(None)
+            response.close()
+        if sink.cancelled:
+            raise assembler.interrupted(sink.reason)
+        return assembler.completion()
+
+
+def _call(model: ModelConfig, request: ChatRequest) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The base URL, body and headers of a chat-completions call."""
+    base = (model.api_base or OPENAI_API_BASE).rstrip("/")
+    key = api_key(model, None if model.api_base else "OPENAI_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    # OpenAI's own API wants max_completion_tokens (required by reasoning models);
+    # compatible servers still expect max_tokens.
+    token_param = "max_tokens" if model.api_base else "max_completion_tokens"
+    body: dict[str, Any] = {
+        "model": model.wire_model,
+        "messages": request.messages,
+        token_param: request.max_tokens,
+        **signal_params(request),
+    }
+    return base, body, headers
+
+
+@contextlib.contextmanager
+def _translated(model: ModelConfig, base: str) -> Iterator[None]:
+    """Transport failures as our provider errors."""
+    try:
+        yield
+    except TransportTimeout:
+        raise ProviderTimeoutError(
+            f"{model.name}: no answer within {model.timeout:g}s", model=model.name
+        ) from None
+    except TransportError as exc:
+        raise ProviderUnavailableError(
+            f"{model.name}: cannot reach {base}: {exc}", model=model.name
+        ) from None
+
+
+def _status_error(response: Response, model: str) -> ProviderError:
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return status_error(response.status_code, _error_detail(response), model, retry_after)
+
+
+def _sse_data(line: bytes) -> bytes | None:
+    """The payload of an SSE ``data:`` line; None for blank lines, comments, other fields."""
+    line = line.strip()
+    if not line.startswith(b"data:"):
+        return None
+    return line[5:].strip()
+
+
+def _chunk(data: bytes, model: str) -> Any:
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise ProviderResponseError(
+            f"{model}: provider streamed something that is not JSON", model=model
+        ) from None
+    if isinstance(chunk, dict) and chunk.get("error"):
+        error = chunk["error"]
+        detail = error.get("message") if isinstance(error, dict) else error
+        raise ProviderResponseError(f"{model}: provider stream failed: {str(detail)[:200]}", model=model)
+    if not isinstance(chunk, dict):
+        raise ProviderResponseError(f"{model}: provider streamed a malformed chunk", model=model)
+    return chunk
 
 
 def _json(response: Response, model: str) -> Any:

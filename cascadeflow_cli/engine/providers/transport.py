@@ -9,11 +9,13 @@ timeout, and connection reuse; TLS is the ``ssl`` module's default context (veri
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import select
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,6 +55,12 @@ class KeepAliveClient:
         return conns
 
     def post(self, url: str, payload: Any, headers: dict[str, str], timeout: float) -> Response:
+        return self.open_stream(url, payload, headers, timeout).read()
+
+    def open_stream(self, url: str, payload: Any, headers: dict[str, str], timeout: float) -> StreamResponse:
+        """POST and return as soon as the status line and headers are in; the body is
+        read line by line (``StreamResponse.lines``). ``timeout`` bounds each read, so a
+        provider that stalls mid-stream is a TransportTimeout, not a hang."""
         parts = urlsplit(url)
         conn = self._connection(parts.scheme, parts.netloc, timeout)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -60,14 +68,13 @@ class KeepAliveClient:
         try:
             conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
             response = conn.getresponse()
-            data = response.read()
         except TimeoutError as exc:
             conn.close()
             raise TransportTimeout(str(exc) or "timed out") from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise TransportError(str(exc) or type(exc).__name__) from None
-        return Response(response.status, response.headers, data)
+        return StreamResponse(conn, response)
 
     def _connection(self, scheme: str, netloc: str, timeout: float) -> http.client.HTTPConnection:
         conns = self._connections()
@@ -81,6 +88,55 @@ class KeepAliveClient:
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         return conn
+
+
+class StreamResponse:
+    """A response whose body is still on the wire. Read it to the end with ``lines()``
+    (the connection is then reused), or ``abort()`` it from any thread (the connection is
+    closed, which also wakes a read blocked on it)."""
+
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+        self._conn = conn
+        self._response = response
+        self._sock = conn.sock
+        self.status_code = response.status
+        self.headers = response.headers
+        self.aborted = False
+
+    def lines(self) -> Iterator[bytes]:
+        try:
+            while line := self._response.readline():
+                yield line
+        except TimeoutError as exc:
+            self.close()
+            raise TransportTimeout(str(exc) or "timed out") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            self.close()
+            raise TransportError(str(exc) or type(exc).__name__) from None
+
+    def read(self) -> Response:
+        """The rest of the body at once (an error response)."""
+        try:
+            data = self._response.read()
+        except TimeoutError as exc:
+            self.close()
+            raise TransportTimeout(str(exc) or "timed out") from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise TransportError(str(exc) or type(exc).__name__) from None
+        return Response(self.status_code, self.headers, data)
+
+    def abort(self) -> None:
+        self.aborted = True
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Drop the connection unless the body was read to its end (then it is reused)."""
+        if not self._response.isclosed() or self.aborted:
+            self._conn.close()
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:

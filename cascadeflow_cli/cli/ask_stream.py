@@ -1,0 +1,29 @@
+"""`cascade ask --stream`: the answer printed as it arrives (engine/streaming.py, the same
+streaming `cascade serve` uses): an accepted draft once judged, an escalated answer token
+by token from the final model."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
+
+
+def ask_streamed(cascade: Cascade, query: str, user: str, **kwargs: Any) -> CascadeResult:
+    """Run ``query`` with the answer written to stdout piece by piece; ends the line."""
+    from cascadeflow_cli.engine.streaming import StreamSink, stream_answer
+
+    written: list[str] = []
+
+    def write(text: str) -> None:
+        written.append(text)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    result = stream_answer(lambda sink: cascade.run(query, user, sink=sink, **kwargs), StreamSink(write))
+    if not "".join(written).endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    return result

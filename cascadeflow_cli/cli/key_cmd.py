@@ -1,0 +1,70 @@
+"""`cascade key create|list|revoke`: the API keys `cascade serve` accepts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from cascadeflow_cli.cli.context import state, stdout_console
+
+key_app = typer.Typer(help="API keys for `cascade serve` (each belongs to a user).", no_args_is_help=True)
+
+
+@key_app.command("create")
+def create(
+    user: Annotated[str, typer.Argument(help="The user the key's requests are charged to.")],
+    name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
+    rpm: Annotated[
+        int | None, typer.Option("--rpm", min=1, help="Requests per minute this key may make (per process).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Create a key for USER and print it once: only its hash is stored."""
+    from cascadeflow_cli.ledger.keys import create_key
+    from cascadeflow_cli.text import user_name
+
+    key, stored = create_key(state().ledger(), user_name(user), name, rpm)
+    if as_json:
+        sys.stdout.write(json.dumps({"user": stored.user, "key": key, "prefix": stored.prefix}) + "\n")
+        return
+    sys.stdout.write(key + "\n")
+    sys.stderr.write(f"key {stored.prefix} for {stored.user}: shown once, store it now\n")
+
+
+@key_app.command("list")
+def list_(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The keys: prefix, user, name, when created and revoked (never the key)."""
+    from rich.table import Table
+
+    from cascadeflow_cli.ledger.keys import list_keys
+
+    keys = list_keys(state().ledger(), user)
+    if as_json:
+        sys.stdout.write(json.dumps([k.to_json() for k in keys], indent=2) + "\n")
+        return
+    if not keys:
+        sys.stderr.write("no keys (create one with `cascade key create USER`)\n")
+        return
+    table = Table("prefix", "user", "name", "created", "revoked", "rpm")
+    for k in keys:
+        table.add_row(
+            k.prefix, k.user, k.name or "", k.created_at, k.revoked_at or "", str(k.rpm) if k.rpm else ""
+        )
+    stdout_console().print(table)
+
+
+@key_app.command("revoke")
+def revoke(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix, as `cascade key list` shows it.")],
+) -> None:
+    """Revoke a key: from now on its requests get 401."""
+    from cascadeflow_cli.ledger.keys import revoke_key
+
+    stored = revoke_key(state().ledger(), prefix.strip())
+    sys.stderr.write(f"key {stored.prefix} of {stored.user} revoked\n")

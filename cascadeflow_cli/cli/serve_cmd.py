@@ -1,0 +1,50 @@
+"""`cascade serve`: the OpenAI-compatible endpoint (the [serve] extra)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from cascadeflow_cli.cli.context import state
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 picks a free one).")] = 8765,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    concurrency: Annotated[
+        int, typer.Option("--max-concurrency", min=1, help="Requests in the cascade at once, per process.")
+    ] = 64,
+    grace: Annotated[
+        float, typer.Option("--grace", min=0, help="Seconds in-flight requests get to finish on SIGTERM.")
+    ] = 30.0,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="One line per request on stderr.")
+    ] = True,
+) -> None:
+    """Serve OpenAI's chat-completions API: every request through the cascade, the
+    caller's budget and the ledger. Authorization: Bearer <key> (`cascade key create`)."""
+    from cascadeflow_cli.server import ServeSettings, check_extra, serve
+
+    check_extra()  # one line naming the extra, before anything is opened
+    ctx = state()
+    ctx.ledger()  # a bad config or ledger fails here, with the usual one line, before listening
+    settings = ServeSettings(
+        config_path=str(ctx.config.source) if ctx.config.source else None,
+        db_path=str(ctx.resolved_db_path),
+        host=host,
+        port=port,
+        workers=workers,
+        concurrency=concurrency,
+        grace_s=grace,
+        access_log=access_log,
+    )
+    ctx.close()  # the server opens its own ledger (one per worker process)
+
+    def listening(url: str) -> None:
+        sys.stderr.write(f"listening on {url}\n")
+        sys.stderr.flush()
+
+    serve(settings, on_listening=listening)

@@ -1,0 +1,405 @@
+"""The ASGI app of `cascade serve` (Starlette): routes, request bodies, streaming, and one
+access-log line per request. Importing this module imports Starlette: only `serve` does.
+
+Starlette rather than FastAPI: the endpoint has three routes whose shapes OpenAI fixes
+(we validate them by hand, in server/shapes.py, to answer OpenAI's error shape exactly),
+so FastAPI's pydantic models and OpenAPI generation would only add start-up time and
+dependencies (see README: importing fastapi took about 3x as long as starlette here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from cascadeflow_cli import __version__
+from cascadeflow_cli.clock import format_ts
+from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink
+from cascadeflow_cli.server.runner import Outcome, Runner
+from cascadeflow_cli.server.shapes import (
+    ApiError,
+    ChatCall,
+    bad_request,
+    cascade_headers,
+    chat_completion,
+    chunk,
+    completion_id,
+    extension,
+    model_names,
+    parse_chat,
+    usage,
+)
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.config import AppConfig
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+BODY_TIMEOUT_S = 30.0  # a client that sends its body slower than this is dropped (408)
+SHUTDOWN_REASON = "the server is shutting down"
+
+
+@dataclass
+class ServeOptions:
+    concurrency: int = 64  # requests in the cascade at once, per process (the thread pool)
+    queue: int = 1024  # requests waiting for a thread; beyond that, 503
+    max_body: int = MAX_BODY_BYTES
+    access_log: Callable[[str], None] | None = field(default=None)
+
+
+class _Limits:
+    """Bounded concurrency: ``concurrency`` requests run, ``queue`` wait, the rest get 503."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.semaphore = asyncio.Semaphore(options.concurrency)
+        self.queue = options.queue
+        self.waiting = 0
+
+    async def acquire(self) -> None:
+        if self.semaphore.locked() and self.waiting >= self.queue:
+            raise ApiError(
+                503,
+                "the server is busy: try again shortly",
+                type="server_error",
+                code="overloaded",
+                headers={"Retry-After": "1"},
+            )
+        self.waiting += 1
+        try:
+            await self.semaphore.acquire()
+        finally:
+            self.waiting -= 1
+
+
+def _error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _body(request: Request, limit: int) -> Any:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(
+            413, f"the request body is larger than {limit // (1024 * 1024)} MB", code="body_too_large"
+        )
+    data = bytearray()
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for part in request.stream():
+                data += part
+                if len(data) > limit:
+                    raise ApiError(
+                        413,
+                        f"the request body is larger than {limit // (1024 * 1024)} MB",
+                        code="body_too_large",
+                    )
+    except TimeoutError:
+        raise ApiError(408, "the request body did not arrive in time", code="timeout") from None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("the request body is not valid JSON") from None
+
+
+def create_app(
+    config: AppConfig, runner: Runner, options: ServeOptions | None = None, *, lifespan: Any = None
+) -> Starlette:
+    """The app over ``runner`` (closed by ``lifespan``, or by the caller after the server stops)."""
+    options = options or ServeOptions()
+    limits: _Limits | None = None  # made on first use: its semaphore belongs to the server's loop
+    streams: set[StreamSink] = set()  # open streams, for a shutdown to cut after its grace period
+
+    def _limits() -> _Limits:
+        nonlocal limits
+        if limits is None:
+            limits = _Limits(options)
+        return limits
+
+    async def in_pool(fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a pool thread, holding one of the concurrency slots."""
+        slots = _limits()
+        await slots.acquire()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(runner.pool, fn, *args)
+        finally:
+            slots.semaphore.release()
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def models(request: Request) -> Response:
+        try:
+            caller = await in_pool(runner.authenticate, _bearer(request))
+        except ApiError as exc:
+            return _error_response(exc)
+        request.state.key = caller.prefix
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "cascadeflow"}
+            for name in model_names(config)
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat(request: Request) -> Response:
+        try:
+            try:
+                call = parse_chat(config, await _body(request, options.max_body))
+            except ApiError as exc:
+                if exc.status != 413:  # a bad body from an unknown caller is a 401, as OpenAI answers
+                    await in_pool(runner.authenticate, _bearer(request))
+                raise
+            request.state.model = call.target.name
+            if call.stream:
+                return await _stream(request, call)
+            caller, outcome = await in_pool(
+                runner.answer, _bearer(request), call, None, None, None, _trace(request)
+            )
+        except ApiError as exc:
+            return _error_response(exc)
+        _note(request, caller.prefix, caller.user, outcome)
+        body = chat_completion(call.target.name, outcome.result, outcome.finish_reason, outcome.record)
+        return JSONResponse(body, headers=_headers(outcome))
+
+    async def _stream(request: Request, call: ChatCall) -> Response:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def push(kind: str, value: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+
+        sink = StreamSink(lambda text: push("delta", text))
+        trace = _trace(request)
+        streams.add(sink)
+
+        def work() -> None:
+            try:
+                push(
+                    "done",
+                    runner.answer(
+                        _bearer(request),
+                        call,
+                        sink,
+                        lambda *s: push("start", s),
+                        lambda o: push("whole", o),
+                        trace,
+                    ),
+                )
+            except BaseException as exc:  # ApiError, StreamInterrupted, anything: the reader decides
+                push("error", exc)
+
+        slots = _limits()
+        await slots.acquire()
+        future = loop.run_in_executor(runner.pool, work)
+        future.add_done_callback(lambda _: slots.semaphore.release())
+        started: tuple[str, Any] | None = None  # (request id, budget decision), before any call
+        kind, value = await events.get()
+        while kind == "start":
+            started = value
+            kind, value = await events.get()
+        if kind == "error":
+            if isinstance(value, ApiError):
+                return _error_response(value)
+            raise value
+        created = int(time.time())
+        headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+        if kind in ("whole", "done"):  # an accepted draft: everything is known before the first byte
+            outcome = value if kind == "whole" else value[1]
+            headers |= _headers(outcome)
+            cid = completion_id(outcome.result.request_id)
+        else:  # the final model streams: its cost comes in the last chunk
+            assert started is not None
+            request_id, decision = started
+            cid = completion_id(request_id)
+            headers |= {
+                "x-cascade-request-id": request_id,
+                "x-cascade-model": decision.models[-1] if decision.models else "",
+                "x-cascade-draft-accepted": "false",
+                "x-cascade-enforcement": decision.action,
+            }
+            request.state.request_id = request_id
+        return StreamingResponse(
+            _sse(request, call, sink, events, (kind, value), cid, created),
+            media_type="text/event-stream",
+            headers=headers,
+        )
+
+    async def _sse(
+        request: Request,
+        call: ChatCall,
+        sink: StreamSink,
+        events: asyncio.Queue[tuple[str, Any]],
+        first: tuple[str, Any],
+        cid: str,
+        created: int,
+    ) -> AsyncIterator[bytes]:
+        name = call.target.name
+        finished = False
+        try:
+            yield _event(
+                chunk(
+                    cid, name, created, {"role": "assistant", "content": ""}, include_usage=call.include_usage
+                )
+            )
+            kind, value = first
+            while True:
+                if kind == "whole":
+                    pass
+                elif kind == "delta":
+                    yield _event(
+                        chunk(cid, name, created, {"content": value}, include_usage=call.include_usage)
+                    )
+                elif kind == "done":
+                    caller, outcome = value
+                    _note(request, caller.prefix, caller.user, outcome)
+                    final = chunk(
+                        cid,
+                        name,
+                        created,
+                        {},
+                        outcome.finish_reason or "stop",
+                        include_usage=call.include_usage,
+                    )
+                    final["cascade"] = extension(outcome.result)
+                    yield _event(final)
+                    if call.include_usage:
+                        last = chunk(cid, name, created, {}, include_usage=True)
+                        last["choices"] = []
+                        last["usage"] = usage(outcome.result, outcome.record)
+                        yield _event(last)
+                    yield b"data: [DONE]\n\n"
+                    finished = True
+                    return
+                else:
+                    finished = True
+                    error = (
+                        value
+                        if isinstance(value, ApiError)
+                        else ApiError(
+                            500,
+                            value.reason
+                            if isinstance(value, StreamInterrupted)
+                            else f"unexpected {type(value).__name__}",
+                            type="server_error",
+                        )
+                    )
+                    request.state.status = error.status
+                    yield _event(error.body())
+                    return
+                kind, value = await events.get()
+        finally:
+            streams.discard(sink)
+            if not finished:  # the client left (or the server is stopping) mid-stream
+                sink.cancel(
+                    SHUTDOWN_REASON
+                    if getattr(request.app.state, "stopping", False)
+                    else "the client disconnected"
+                )
+                request.state.status = 499
+
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/chat/completions", chat, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.stopping = False
+    app.state.streams = streams
+    if options.access_log is not None:
+        return _AccessLog(app, options.access_log)  # type: ignore[return-value]
+    return app
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+def _trace(request: Request) -> tuple[str | None, str | None]:
+    return request.headers.get("traceparent"), request.headers.get("tracestate")
+
+
+def _headers(outcome: Outcome) -> dict[str, str]:
+    headers = cascade_headers(outcome.result)
+    headers["x-cascade-enforcement"] = outcome.result.enforcement
+    if not outcome.recorded:
+        headers["x-cascade-recorded"] = "false"
+    return headers
+
+
+def _note(request: Request, key: str, user: str, outcome: Outcome) -> None:
+    """What the access log line says about this request (never the prompt or the key)."""
+    request.state.key = key
+    request.state.user = user
+    request.state.request_id = outcome.result.request_id
+    request.state.cost = outcome.result.cost_nusd
+
+
+class _AccessLog:
+    """One line per request: time, method, path, status, duration, key prefix, user,
+    model, request id, cost. No prompt, no answer, no key (only its prefix)."""
+
+    def __init__(self, app: Starlette, write: Callable[[str], None]) -> None:
+        self.app = app
+        self.state = app.state
+        self.write = write
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        scope.setdefault("state", {})
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            state = scope["state"]
+            status = state.get("status", status) or 500
+            ms = (time.perf_counter() - started) * 1000
+            parts = [format_ts(datetime.now(UTC)), scope["method"], scope["path"], str(status), f"{ms:.1f}ms"]
+            for name in ("key", "user", "model", "request_id"):
+                if state.get(name):
+                    parts.append(f"{name}={state[name]}")
+            if "cost" in state:
+                parts.append(f"cost={state['cost'] / 1e9:.9f}")
+            with contextlib.suppress(Exception):  # a full disk must not fail the request
+                self.write(" ".join(parts))
+
+
+def stderr_log(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+def cut_streams(app: Any, reason: str = SHUTDOWN_REASON) -> int:
+    """End every open stream now (from any thread): each is recorded as interrupted and
+    its client gets an error event. Returns how many there were."""
+    state = getattr(app, "state", None)
+    streams = list(getattr(state, "streams", ()))
+    for sink in streams:
+        sink.cancel(reason)
+    return len(streams)

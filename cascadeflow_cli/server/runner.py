@@ -1,0 +1,246 @@
+"""The cascade behind the HTTP endpoint: requests run in a bounded pool of threads,
+each with its own Cascade and SQLite connection, so the ledger is written off the event
+loop (the reservation before the provider call and the record after it are the same
+transactions `cascade ask` makes: this is `Cascade.run`, not a copy of it)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
+from cascadeflow_cli.engine.providers.stream import StreamSink
+from cascadeflow_cli.engine.streaming import stream_answer
+from cascadeflow_cli.errors import (
+    BudgetBlockedError,
+    CascadeError,
+    InputError,
+    LedgerError,
+    NotRecordedError,
+    ProviderError,
+)
+from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision
+from cascadeflow_cli.ledger.keys import ApiKey, authenticate
+from cascadeflow_cli.redact import redact
+from cascadeflow_cli.server.shapes import ApiError, ChatCall, query_of
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.records import RequestRecord
+
+
+@dataclass
+class Outcome:
+    """One answered request: the cascade's result, its ledger record (None if it could
+    not be recorded), and the final call's finish reason."""
+
+    result: CascadeResult
+    record: RequestRecord | None
+    recorded: bool = True
+
+    @property
+    def finish_reason(self) -> str | None:
+        if self.record is None or not self.record.calls:
+            return None
+        return self.record.calls[-1].finish_reason
+
+
+class _Observed(threading.local):
+    """What this thread's current request told the gate and the ledger."""
+
+    decision: Decision | None = None
+    record: RequestRecord | None = None
+    on_start: Callable[[str, Decision], None] | None = None
+    parent: Any = None  # the caller's trace context (an incoming traceparent), for telemetry
+
+
+class _ObservedGate:
+    """The budget gate, noting each decision for the thread that asked (the 429's
+    Retry-After is the refusing window's reset, which the error alone does not carry)."""
+
+    def __init__(self, gate: BudgetGate, seen: _Observed) -> None:
+        self._gate = gate
+        self._seen = seen
+
+    def reserve(self, *args: Any, **kwargs: Any) -> Decision:
+        decision = self._gate.reserve(*args, **kwargs)
+        self._seen.decision = decision
+        request_id = kwargs.get("request_id", args[1] if len(args) > 1 else "")
+        if self._seen.on_start is not None and decision.action != "block":
+            self._seen.on_start(request_id, decision)
+        return decision
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gate, name)
+
+
+def trace_parent(traceparent: str | None, tracestate: str | None) -> Any:
+    """The caller's W3C trace context as telemetry's parent, or None (no header, a
+    malformed one, or a telemetry package without trace-context support)."""
+    if not traceparent:
+        return None
+    try:
+        from cascadeflow_cli.telemetry.context import parent_from_traceparent  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return parent_from_traceparent(traceparent, tracestate)
+
+
+class RateLimiter:
+    """Requests per minute per key, in this process (a sliding window of start times)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[str, deque[float]] = {}
+
+    def check(self, key: ApiKey) -> None:
+        if not key.rpm:
+            return
+        now = self._clock()
+        with self._lock:
+            times = self._seen.setdefault(key.prefix, deque())
+            while times and times[0] <= now - 60:
+                times.popleft()
+            if len(times) >= key.rpm:
+                wait = max(1, math.ceil(times[0] + 60 - now))
+                raise ApiError(
+                    429,
+                    f"this key may make {key.rpm} requests per minute",
+                    type="requests",
+                    code="rate_limit_exceeded",
+                    headers={"Retry-After": str(wait)},
+                )
+            times.append(now)
+
+
+class Runner:
+    """Runs chat calls through the cascade on ``concurrency`` threads."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        ledger: Ledger,
+        *,
+        concurrency: int,
+        on_record: Callable[[RequestRecord], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cascade-serve")
+        self.limiter = RateLimiter()
+        self._seen = _Observed()
+        self._gate = _ObservedGate(BudgetGate(ledger, config), self._seen)
+        self._on_record = on_record
+        self._local = threading.local()
+
+    def _cascade(self) -> Cascade:
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = self._local.cascade = Cascade(
+                self.config,
+                self.ledger,
+                gate=self._gate,
+                on_record=self._recorded,  # type: ignore[arg-type]
+            )
+        return cascade
+
+    def _recorded(self, record: RequestRecord) -> None:
+        self._seen.record = record
+        if self._on_record is None:
+            return
+        if self._seen.parent is not None:  # continue the caller's trace (telemetry/context.py)
+            self._on_record(record, self._seen.parent)  # type: ignore[call-arg]
+        else:
+            self._on_record(record)
+
+    def authenticate(self, key: str | None) -> ApiKey:
+        """The caller's key (in a pool thread: it reads the ledger), else a 401."""
+        found = authenticate(self.ledger, key) if key else None
+        if found is None:
+            message = (
+                "you didn't provide an API key: send 'Authorization: Bearer <key>'"
+                if not key
+                else "incorrect API key provided (create one with `cascade key create USER`)"
+            )
+            raise ApiError(401, message, code="invalid_api_key")
+        self.limiter.check(found)
+        return found
+
+    def answer(
+        self,
+        key: str | None,
+        call: ChatCall,
+        sink: StreamSink | None = None,
+        on_start: Callable[[str, Decision], None] | None = None,
+        on_whole: Callable[[Outcome], None] | None = None,
+        traceparent: tuple[str | None, str | None] = (None, None),
+    ) -> tuple[ApiKey, Outcome]:
+        """Authenticate, then run ``call`` as the key's user (in a pool thread). Errors
+        come out as ApiError; with ``sink``, the answer streams into it. ``on_start``
+        hears the request id and budget decision before any provider is called, ``on_whole``
+        of an answer complete before its first piece is streamed (an accepted draft)."""
+        caller = self.authenticate(key)
+        self._seen.decision = self._seen.record = None
+        self._seen.on_start = on_start
+        self._seen.parent = trace_parent(*traceparent) if self._on_record is not None else None
+        cascade = self._cascade()
+
+        def run(into: StreamSink | None = None) -> CascadeResult:
+            return cascade.run(
+                query_of(call.messages),
+                caller.user,
+                domain=call.target.domain,
+                models=call.target.models,
+                max_tokens=call.max_tokens,
+                conversation=call.messages,
+                sink=into,
+            )
+
+        try:
+            if sink is None:
+                result = run()
+            else:
+                whole = (lambda r: on_whole(Outcome(r, self._seen.record))) if on_whole else None
+                result = stream_answer(run, sink, whole)
+        except NotRecordedError as exc:  # answered and paid for: the answer still goes out
+            if not isinstance(exc.result, CascadeResult):
+                raise self.error(exc) from None
+            return caller, Outcome(exc.result, self._seen.record, recorded=False)
+        except CascadeError as exc:
+            raise self.error(exc) from None
+        return caller, Outcome(result, self._seen.record)
+
+    def error(self, exc: CascadeError) -> ApiError:
+        """A cascade error as the HTTP error to answer (its message redacted)."""
+        message = redact(str(exc))
+        if isinstance(exc, BudgetBlockedError):
+            return ApiError(
+                429, message, type="insufficient_quota", code="budget_exceeded", headers=self._retry_after()
+            )
+        if isinstance(exc, InputError):
+            return ApiError(400, message)
+        if isinstance(exc, ProviderError):
+            return ApiError(502, message, type="api_error", code="provider_error")
+        if isinstance(exc, LedgerError):
+            return ApiError(503, message, type="server_error", code="ledger_unavailable")
+        return ApiError(500, message, type="server_error", code=type(exc).__name__)
+
+    def _retry_after(self) -> dict[str, str]:
+        """Seconds until the refusing window resets; none for the total (it never does)."""
+        decision = self._seen.decision
+        window = decision.window if decision is not None else None
+        if window is None or window.resets_at is None:
+            return {}
+        seconds = (window.resets_at - self.ledger.clock.now()).total_seconds()
+        return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

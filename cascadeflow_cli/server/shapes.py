@@ -1,0 +1,285 @@
+"""OpenAI's chat-completions shapes: the request we accept, the responses, chunks and
+errors we send. Pure functions over plain data (no HTTP framework here), so the rules
+are tested without a server and both the streaming and the plain path share them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cascadeflow_cli.config import AppConfig
+from cascadeflow_cli.money import usd
+
+CHAIN = "cascade"  # the default chain; "cascade/<domain>" is that domain's chain
+_ROLES = ("system", "developer", "user", "assistant")
+# fields whose presence means a feature we do not pass through: refused, not ignored
+_UNSUPPORTED = {
+    "tools": "tool calls",
+    "functions": "function calls",
+    "tool_choice": "tool calls",
+    "function_call": "function calls",
+    "audio": "audio output",
+    "prediction": "predicted outputs",
+}
+
+
+class ApiError(Exception):
+    """An error answered in OpenAI's shape: ``{"error": {message, type, param, code}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request's ``model`` names: a chain (the default, or a domain's) or one model."""
+
+    name: str  # as the client sent it, echoed in responses
+    domain: str | None = None
+    models: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """A validated chat-completions request."""
+
+    target: Target
+    messages: list[dict[str, str]]
+    max_tokens: int | None
+    stream: bool
+    include_usage: bool
+
+
+def model_names(config: AppConfig) -> list[str]:
+    """Every name `model` may take: the chains, then each configured model."""
+    return [CHAIN, *(f"{CHAIN}/{d}" for d in config.domains), *config.models]
+
+
+def resolve_target(config: AppConfig, name: Any) -> Target:
+    if not isinstance(name, str) or not name:
+        raise bad_request("you must provide a model parameter", "model")
+    if name == CHAIN:
+        return Target(name)
+    if name.startswith(f"{CHAIN}/") and name[len(CHAIN) + 1 :] in config.domains:
+        return Target(name, domain=name[len(CHAIN) + 1 :])
+    if name in config.models:
+        return Target(name, models=(name,))
+    raise ApiError(
+        404,
+        f"the model {name!r} does not exist here (see GET /v1/models)",
+        code="model_not_found",
+        param="model",
+    )
+
+
+def _text(content: Any, index: int) -> str:
+    """A message's text: a string, or a list of text parts (joined). Images, audio and
+    files are refused: the cascade's validator judges text, and no model here is known
+    to take them."""
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif kind in ("image_url", "input_image", "input_audio", "file"):
+                raise bad_request(
+                    f"messages[{index}]: {kind} content is not supported by this endpoint "
+                    "(the cascade answers text only)",
+                    f"messages[{index}].content",
+                    "unsupported_content",
+                )
+            else:
+                raise bad_request(
+                    f"messages[{index}]: unknown content part {kind!r}", f"messages[{index}].content"
+                )
+        return "".join(parts)
+    raise bad_request(f"messages[{index}].content must be a string or a list of parts", f"messages[{index}]")
+
+
+def _messages(raw: Any) -> list[dict[str, str]]:
+    if not isinstance(raw, list) or not raw:
+        raise bad_request("'messages' must be a non-empty array", "messages")
+    messages = []
+    for index, message in enumerate(raw):
+        if not isinstance(message, dict):
+            raise bad_request(f"messages[{index}] must be an object", f"messages[{index}]")
+        role = message.get("role")
+        if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
+            raise bad_request(
+                f"messages[{index}]: tool calls are not supported by this endpoint",
+                f"messages[{index}]",
+                "unsupported_feature",
+            )
+        if role not in _ROLES:
+            raise bad_request(f"messages[{index}]: unknown role {role!r}", f"messages[{index}].role")
+        text = _text(message.get("content"), index)
+        # "developer" is OpenAI's newer name for the system message; every provider knows "system"
+        messages.append({"role": "system" if role == "developer" else role, "content": text})
+    if not any(m["role"] == "user" and m["content"].strip() for m in messages):
+        raise bad_request("'messages' must contain a user message with text", "messages")
+    return messages
+
+
+def _positive_int(body: dict[str, Any], field: str) -> int | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise bad_request(f"'{field}' must be a positive integer", field)
+    return value
+
+
+def parse_chat(config: AppConfig, body: Any) -> ChatCall:
+    """A request body to a ChatCall, or the ApiError to answer. Unknown fields are
+    ignored (as OpenAI-compatible servers do); fields for features we cannot honour
+    (tools, n > 1, images) are a 400 that says so, never a silent wrong answer."""
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    target = resolve_target(config, body.get("model"))
+    for field, what in _UNSUPPORTED.items():
+        if body.get(field) not in (None, [], {}, "none"):
+            raise bad_request(
+                f"{what} ('{field}') are not supported by this endpoint", field, "unsupported_feature"
+            )
+    n = body.get("n", 1)
+    if n is not None and n != 1:
+        raise bad_request("only n = 1 is supported: the cascade picks one answer", "n", "unsupported_feature")
+    messages = _messages(body.get("messages"))
+    tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool) and stream is not None:
+        raise bad_request("'stream' must be a boolean", "stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise bad_request("'stream_options' must be an object", "stream_options")
+    return ChatCall(target, messages, tokens, bool(stream), bool(options.get("include_usage")))
+
+
+def query_of(messages: list[dict[str, str]]) -> str:
+    """The text the cascade judges and the ledger keeps: the last user message."""
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user" and m["content"].strip())
+
+
+# --- responses --------------------------------------------------------------------
+
+
+def usage(result: Any, record: Any) -> dict[str, Any]:
+    """Tokens of every call made (what was paid for), and our cost (USD) alongside, as
+    several OpenAI-compatible routers report it."""
+    prompt = sum(c.input_tokens for c in result.calls)
+    completion = sum(c.output_tokens for c in result.calls)
+    out: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "cost": usd(result.cost_nusd),
+    }
+    if record is not None and any("estimated" in (c.cost_source or "") for c in record.calls):
+        out["estimated"] = True
+    return out
+
+
+def extension(result: Any) -> dict[str, Any]:
+    """Our own fields, under one key a client can ignore."""
+    return {
+        "request_id": result.request_id,
+        "model": result.model,
+        "draft_model": result.draft_model,
+        "draft_accepted": result.draft_accepted,
+        "escalated": result.escalated,
+        "quality_score": result.quality_score,
+        "cost": usd(result.cost_nusd),
+        "savings": usd(result.savings_nusd),
+        "enforcement": result.enforcement,
+    }
+
+
+def completion_id(request_id: str) -> str:
+    return f"chatcmpl-{request_id}"
+
+
+def chat_completion(name: str, result: Any, finish_reason: str | None, record: Any) -> dict[str, Any]:
+    return {
+        "id": completion_id(result.request_id),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": name,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.answer, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason or "stop",
+            }
+        ],
+        "usage": usage(result, record),
+        "cascade": extension(result),
+    }
+
+
+def chunk(
+    cid: str,
+    name: str,
+    created: int,
+    delta: dict[str, Any],
+    finish: str | None = None,
+    *,
+    include_usage: bool = False,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": name,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    if include_usage:
+        out["usage"] = None  # OpenAI sends null here on every chunk but the last
+    return out
+
+
+def cascade_headers(result: Any) -> dict[str, str]:
+    return {
+        "x-cascade-request-id": result.request_id,
+        "x-cascade-model": result.model,
+        "x-cascade-draft-accepted": "true" if result.draft_accepted else "false",
+        "x-cascade-cost": _amount(result.cost_nusd),
+        "x-cascade-savings": _amount(result.savings_nusd),
+    }
+
+
+def _amount(nusd: int) -> str:
+    """USD with nano-dollar precision, exactly, never in scientific notation."""
+    sign = "-" if nusd < 0 else ""
+    whole, frac = divmod(abs(nusd), 10**9)
+    return f"{sign}{whole}.{frac:09d}".rstrip("0").rstrip(".") if frac else f"{sign}{whole}"

@@ -1,0 +1,31 @@
+"""`cascade ask --stream`: the same streaming as `cascade serve` (engine/streaming.py)."""
+
+from __future__ import annotations
+
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+from tests.cli.support import DETAILED, LONG_ANSWER, QUERY, REFUSAL
+from tests.conftest import GOOD_ANSWER, CliRunner, ledger_rows
+
+
+def test_an_accepted_draft_is_printed_once_judged(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    run = cli("ask", "--stream", QUERY)
+    assert run.code == 0, run.stderr
+    assert run.stdout == GOOD_ANSWER + "\n"
+    assert not server.requests[0].get("stream")  # a draft is asked for whole
+
+
+def test_an_escalated_answer_streams_from_the_verifier(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER))
+    run = cli("ask", "--stream", DETAILED)
+    assert run.code == 0, run.stderr
+    assert run.stdout == LONG_ANSWER + "\n" and REFUSAL not in run.stdout
+    assert server.requests[-1]["stream"] is True
+    [req] = ledger_rows(cli.db, "requests")
+    assert req["status"] == "ok" and req["answer"] == LONG_ANSWER and req["cost_nusd"] > 0
+
+
+def test_stream_with_json_prints_the_one_object(cli: CliRunner, server: ReplayServer) -> None:
+    run = cli("ask", "--stream", "--json", QUERY)
+    assert run.code == 0 and run.json()["answer"]  # type: ignore[index]

@@ -1,0 +1,33 @@
+"""Per-key requests-per-minute limit (`cascade key create --rpm N`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cascadeflow_cli.ledger.keys import ApiKey
+from cascadeflow_cli.server.runner import RateLimiter
+from cascadeflow_cli.server.shapes import ApiError, _amount
+
+
+def test_a_key_gets_rpm_requests_a_minute_then_429_with_the_wait() -> None:
+    now = [1000.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    key = ApiKey("sk-cf-abcdefgh", "alice", None, "2026-01-01T00:00:00Z", rpm=3)
+    for _ in range(3):
+        limiter.check(key)
+        now[0] += 1
+    with pytest.raises(ApiError) as caught:
+        limiter.check(key)
+    assert caught.value.status == 429 and caught.value.code == "rate_limit_exceeded"
+    assert caught.value.headers["Retry-After"] == "57"  # the first of the three leaves the window then
+    now[0] += 57
+    limiter.check(key)  # allowed again
+    limiter.check(ApiKey("sk-cf-other000", "bob", None, "2026-01-01T00:00:00Z"))  # no limit: never refused
+
+
+@pytest.mark.parametrize(
+    ("nusd", "text"),
+    [(0, "0"), (30_000, "0.00003"), (-1_500_000_000, "-1.5"), (2 * 10**9, "2"), (1, "0.000000001")],
+)
+def test_header_amounts_are_exact_decimals(nusd: int, text: str) -> None:
+    assert _amount(nusd) == text

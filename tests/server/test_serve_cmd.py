@@ -1,0 +1,159 @@
+"""The `cascade serve` process itself: start-up line, SIGTERM with a stream in flight,
+two processes on one SQLite ledger, and `cascade key` around it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+from tests.cli.support import DETAILED, LONG_ANSWER, QUERY
+from tests.conftest import CliRunner, ledger_rows
+
+
+def start(cli: CliRunner, *args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = cli.popen("serve", "--port", "0", *args)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise AssertionError(line + proc.stderr.read())
+    return proc, line.removeprefix("listening on ").strip()
+
+
+@pytest.fixture
+def key(cli: CliRunner) -> str:
+    run = cli("key", "create", "alice", "--name", "tests", "--json")
+    assert run.code == 0, run.stderr
+    data = run.json()
+    assert set(data) == {"user", "key", "prefix"} and data["key"].startswith(data["prefix"])  # type: ignore[index]
+    return data["key"]  # type: ignore[index]
+
+
+@pytest.fixture
+def stopper() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def chat(url: str, key: str, **body: object) -> httpx.Response:
+    body = {"model": "cascade", "messages": [{"role": "user", "content": QUERY}], **body}
+    return httpx.post(
+        f"{url}/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def test_keys_are_stored_as_hashes_and_revocable(cli: CliRunner, key: str) -> None:
+    [row] = ledger_rows(cli.db, "api_keys")
+    assert row["user"] == "alice" and row["name"] == "tests" and key not in json.dumps(row)
+    listed = cli("key", "list", "--json").json()
+    assert [k["prefix"] for k in listed] == [row["prefix"]] and key not in json.dumps(listed)  # type: ignore[union-attr]
+    assert cli("key", "revoke", str(row["prefix"])).code == 0
+    assert cli("key", "list", "--json").json()[0]["active"] is False  # type: ignore[index]
+    missing = cli("key", "revoke", "sk-cf-nothing")
+    assert missing.code == 1 and missing.stderr.startswith("error: ")
+
+
+def test_sigterm_finishes_or_records_what_is_in_flight(
+    cli: CliRunner, server: ReplayServer, key: str, stopper: list[subprocess.Popen[str]]
+) -> None:
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, stall_after=2))
+    proc, url = start(cli, "--grace", "1")
+    stopper.append(proc)
+    assert chat(url, key).status_code == 200
+    got: list[str] = []
+    opened = threading.Event()
+
+    def reader() -> None:
+        body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": DETAILED}]}
+        try:
+            with httpx.stream(
+                "POST",
+                f"{url}/chat/completions",
+                json=body,
+                timeout=30,
+                headers={"Authorization": f"Bearer {key}"},
+            ) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: {"):
+                        got.append(line)
+                        if len(got) >= 3:
+                            opened.set()
+        except httpx.HTTPError:
+            pass
+        opened.set()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    assert opened.wait(20)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, proc.stderr.read() if proc.stderr else ""
+    thread.join(10)
+    rows = {r["model"]: r for r in ledger_rows(cli.db, "requests")}
+    assert rows["mini"]["status"] == "ok"
+    assert rows["big"]["status"] == "interrupted" and rows["big"]["cost_nusd"] > 0
+    assert ledger_rows(cli.db, "reservations") == []
+
+
+def test_two_serve_processes_share_one_ledger(
+    cli: CliRunner, server: ReplayServer, key: str, stopper: list[subprocess.Popen[str]]
+) -> None:
+    first, url1 = start(cli)
+    second, url2 = start(cli)
+    stopper += [first, second]
+    results: list[int] = []
+
+    def load(url: str) -> None:
+        for _ in range(10):
+            results.append(chat(url, key).status_code)
+
+    threads = [threading.Thread(target=load, args=(u,)) for u in (url1, url2, url1, url2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [200] * 40
+    assert len(ledger_rows(cli.db, "requests")) == 40
+    for proc in (first, second):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+def test_serve_without_a_ledger_it_can_open_fails_in_one_line(cli: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-ledger.db"
+    bad.write_text("hello", encoding="utf-8")
+    run = cli("--db", str(bad), "serve", "--port", "0")
+    assert run.code == 1 and run.stderr.count("\n") == 1 and run.stderr.startswith("error: ")
+
+
+def test_startup_line_then_requests_then_sigterm_exits_zero(
+    cli: CliRunner, key: str, stopper: list[subprocess.Popen[str]]
+) -> None:
+    proc, url = start(cli)
+    stopper.append(proc)
+    assert httpx.get(url.removesuffix("/v1") + "/health").status_code == 200
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+def test_workers_share_the_port_and_the_ledger(
+    cli: CliRunner, key: str, stopper: list[subprocess.Popen[str]]
+) -> None:
+    proc, url = start(cli, "--workers", "2")
+    stopper.append(proc)
+    assert [chat(url, key).status_code for _ in range(6)] == [200] * 6
+    assert len(ledger_rows(cli.db, "requests")) == 6
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0

@@ -1,0 +1,138 @@
+"""`"stream": true`: an accepted draft is sent whole, in chunks, after the validator has
+judged it; an escalated request streams the verifier's tokens as they arrive; a client
+that leaves mid-stream gets its partial answer priced, recorded and its reservation
+settled; the official openai SDK reads all of it."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+
+import httpx
+
+from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
+from cascadeflow_cli.ledger.db import open_ledger
+from cascadeflow_cli.replay.server import ModelBehavior
+from tests.cli.support import DETAILED, LONG_ANSWER, QUERY, REFUSAL
+from tests.conftest import GOOD_ANSWER, ledger_rows
+from tests.server.conftest import Stack
+
+
+def stream(stack: Stack, query: str = QUERY, model: str = "cascade", **kw: object):
+    return stack.client().chat.completions.with_streaming_response.create(
+        model=model, messages=[{"role": "user", "content": query}], stream=True, **kw
+    )
+
+
+def first_deltas(stack: Stack, count: int) -> list[str]:
+    """The text of the first ``count`` content chunks of a streamed request to ``big``;
+    then the client hangs up."""
+    body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": DETAILED}]}
+    got: list[str] = []
+    headers = {"Authorization": f"Bearer {stack.key}"}
+    with httpx.stream("POST", f"{stack.url}/chat/completions", json=body, timeout=20, headers=headers) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and (
+                content := json.loads(line[6:])["choices"][0]["delta"].get("content")
+            ):
+                got.append(content)
+                if len(got) == count:
+                    break
+    return got
+
+
+def wait_for_rows(stack: Stack, table: str, within_s: float = 10.0) -> list[dict[str, object]]:
+    deadline = time.monotonic() + within_s
+    while not (rows := ledger_rows(stack.db, table)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return rows
+
+
+def test_an_accepted_draft_streams_in_chunks_with_usage_last(stack: Stack) -> None:
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    with stream(stack, stream_options={"include_usage": True}) as response:
+        headers = response.headers
+        chunks = list(response.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == GOOD_ANSWER
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 3  # pieces, not one blob
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [c.choices[0].finish_reason for c in finals] == ["stop"]
+    assert len({c.id for c in chunks}) == 1
+    [req] = ledger_rows(stack.db, "requests")
+    assert req["status"] == "ok" and req["draft_accepted"] == 1
+    # everything was known before the first byte: the headers carry the cost
+    assert headers["x-cascade-request-id"] == req["id"] and headers["x-cascade-draft-accepted"] == "true"
+    assert Decimal(headers["x-cascade-cost"]) * 10**9 == req["cost_nusd"]
+    usage = chunks[-1].usage
+    assert usage.completion_tokens == ledger_rows(stack.db, "calls")[0]["output_tokens"]
+    assert Decimal(str(usage.model_extra["cost"])) * 10**9 == req["cost_nusd"]
+    # the draft was asked for whole: only the final model's call streams
+    assert not stack.replay.requests[0].get("stream")
+
+
+def test_an_escalated_request_streams_the_verifier(stack: Stack) -> None:
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER))
+    with stream(stack, query=DETAILED) as response:
+        assert response.headers["x-cascade-model"] == "big"
+        chunks = list(response.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == LONG_ANSWER
+    assert REFUSAL not in json.dumps([c.model_dump() for c in chunks])  # the withdrawn draft never shows
+    draft, verifier = stack.replay.requests
+    assert not draft.get("stream") and verifier["stream"] is True
+    assert verifier["stream_options"] == {"include_usage": True}
+    [req] = ledger_rows(stack.db, "requests")
+    assert req["status"] == "ok" and req["escalated"] == 1 and req["answer"] == LONG_ANSWER
+    assert chunks[-1].model_extra["cascade"]["request_id"] == req["id"]
+
+
+def test_the_verifier_s_tokens_arrive_before_it_has_finished(stack: Stack) -> None:
+    """The provider stalls after two chunks: the client has them anyway."""
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, stall_after=2))
+    got = first_deltas(stack, 2)  # then hang up
+    assert "".join(got) and LONG_ANSWER.startswith("".join(got))
+
+
+def test_a_client_that_leaves_mid_stream_is_priced_recorded_and_settled(stack_factory: object) -> None:
+    stack: Stack = stack_factory(extra='\n[budgets]\nmode = "block"\n')  # type: ignore[operator]
+    ledger = open_ledger(stack.db)
+    set_budget(ledger, "alice", BudgetConfig(daily=Decimal("5")))
+    ledger.close()
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, stall_after=3))
+    got = first_deltas(stack, 3)  # then hang up
+    started = time.monotonic()
+    [req] = wait_for_rows(stack, "requests")
+    assert time.monotonic() - started < 4  # not the model's 5 s timeout: the provider stream was closed
+    assert req["status"] == "interrupted"
+    [call] = ledger_rows(stack.db, "calls")
+    assert call["status"] == "ok" and call["finish_reason"] == "interrupted"
+    assert call["answer"] == "".join(got)  # exactly what was generated, and what the client saw
+    assert call["output_tokens"] > 0 and call["cost_nusd"] > 0 and req["cost_nusd"] == call["cost_nusd"]
+    assert "estimated" in call["cost_source"]  # the provider's usage never came
+    assert ledger_rows(stack.db, "reservations") == []
+    deadline = time.monotonic() + 5
+    while stack.replay.abandoned == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stack.replay.abandoned == 1  # the provider saw its stream closed
+
+
+def test_a_provider_failure_before_any_token_is_an_http_error(stack: Stack) -> None:
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))
+    body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": QUERY}]}
+    response = stack.post(body)
+    assert response.status_code == 502 and response.json()["error"]["code"] == "provider_error"
+
+
+def test_a_refused_budget_is_429_before_the_stream_starts(stack_factory: object) -> None:
+    stack: Stack = stack_factory(extra='\n[budgets]\nmode = "block"\n')  # type: ignore[operator]
+    ledger = open_ledger(stack.db)
+    set_budget(ledger, "alice", BudgetConfig(daily=Decimal("0.000001")))
+    ledger.close()
+    response = stack.post(
+        {"model": "cascade", "stream": True, "messages": [{"role": "user", "content": QUERY}]}
+    )
+    assert response.status_code == 429 and response.json()["error"]["code"] == "budget_exceeded"
+    assert "retry-after" in response.headers
