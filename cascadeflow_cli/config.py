@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cascadeflow_cli.dburl import LedgerLocation, mask_url, parse_location
 from cascadeflow_cli.errors import ConfigError
 from cascadeflow_cli.money import amount_problem
 
@@ -61,6 +62,8 @@ class LedgerConfig:
     path: Path | None = None
     timezone: str = "UTC"
     store_prompts: bool = True
+    url: str | None = None  # postgresql://... (issue 13); see cascadeflow_cli/dburl.py
+    password_env: str | None = None  # the variable holding the PostgreSQL password
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,22 @@ def resolve_db_path(explicit: Path | None, config: AppConfig, env: Mapping[str, 
     if config.ledger.path is not None:
         return config.ledger.path
     return user_data_dir() / "ledger.db"
+
+
+def resolve_ledger_location(
+    explicit: str | Path | None, config: AppConfig, env: Mapping[str, str] = os.environ
+) -> LedgerLocation:
+    """Like ``resolve_db_path``, for either backend: ``--db`` or ``$CASCADE_DB`` may be a
+    path or a URL, and the config's ``ledger.url`` comes before its ``ledger.path``."""
+    password_env = config.ledger.password_env
+    if explicit is not None:
+        return parse_location(explicit, password_env=password_env)
+    if env.get("CASCADE_DB"):
+        return parse_location(env["CASCADE_DB"], password_env=password_env)
+    if config.ledger.url is not None:
+        base = config.source.parent if config.source else None
+        return parse_location(config.ledger.url, base=base, password_env=password_env)
+    return LedgerLocation(path=resolve_db_path(None, config, env))
 
 
 def load_config(explicit: Path | None = None, env: Mapping[str, str] = os.environ) -> AppConfig:
@@ -432,8 +451,16 @@ class _Parser:
 
     def ledger(self, raw: Any) -> LedgerConfig:
         sec = "ledger"
-        self.table(raw, sec, ("path", "timezone", "store_prompts"))
+        self.table(raw, sec, ("path", "timezone", "store_prompts", "url", "password_env"))
         path = self.string(raw, sec, "path")
+        url, password_env = self.string(raw, sec, "url"), self.string(raw, sec, "password_env")
+        if url is not None:
+            if path is not None:
+                raise self.fail(f"{sec}.url", "give either ledger.path or ledger.url, not both")
+            try:
+                parse_location(url)
+            except ConfigError as exc:
+                raise self.fail(f"{sec}.url", str(exc)) from None
         tz = self.string(raw, sec, "timezone", "UTC")
         check_timezone(tz, lambda problem: self.fail(f"{sec}.timezone", problem))
         resolved: Path | None = None
@@ -443,6 +470,8 @@ class _Parser:
                 resolved = self.path.parent / resolved  # relative to the config file
         return LedgerConfig(
             path=resolved,
+            url=url,
+            password_env=password_env,
             timezone=tz,
             store_prompts=self.typed(
                 raw, sec, "store_prompts", lambda v: isinstance(v, bool), "true or false", True
@@ -623,7 +652,7 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
     from dataclasses import asdict
 
     data: dict[str, Any] = {
-        "ledger": clean(asdict(config.ledger)),
+        "ledger": clean(asdict(config.ledger) | _masked_url(config.ledger.url)),
         "models": [clean(asdict(m)) for m in config.models.values()],
         "cascade": clean(asdict(config.cascade)),
         "budgets": clean({**asdict(config.budgets), "default": dict(config.budgets.default)}),
@@ -637,6 +666,11 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
     if config.quality != QualityConfig():
         data["quality"] = clean(asdict(config.quality))
     return data
+
+
+def _masked_url(url: str | None) -> dict[str, Any]:
+    """A ledger URL as shown: never with a password in it."""
+    return {"url": mask_url(url)} if url is not None else {}
 
 
 # --- domains a request may name ---------------------------------------------------------
