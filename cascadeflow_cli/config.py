@@ -85,6 +85,15 @@ class BudgetsConfig:
     default: Mapping[str, Decimal] = field(default_factory=dict)
     fallback_input_cost_per_million: Decimal | None = None
     fallback_output_cost_per_million: Decimal | None = None
+    teams: Mapping[str, TeamBudget] = field(default_factory=dict)  # [budgets.teams.NAME]
+
+
+@dataclass(frozen=True)
+class TeamBudget:
+    """One budget the members share, checked with each member's own in one transaction."""
+
+    members: tuple[str, ...]
+    limits: Mapping[str, Decimal]  # window -> USD
 
 
 # --- [telemetry] (issue 15): OpenTelemetry export, off unless asked for -------------
@@ -492,6 +501,7 @@ class _Parser:
                 "default",
                 "fallback_input_cost_per_million",
                 "fallback_output_cost_per_million",
+                "teams",
             ),
         )
         mode = self.string(raw, sec, "mode", "warn")
@@ -508,10 +518,28 @@ class _Parser:
             default={w: v for w, v in default.items() if v is not None},
             fallback_input_cost_per_million=self.price(raw, sec, "fallback_input_cost_per_million"),
             fallback_output_cost_per_million=self.price(raw, sec, "fallback_output_cost_per_million"),
+            teams=self.teams(raw.get("teams", {}), f"{sec}.teams"),
         )
         if not budgets.warn_at <= budgets.degrade_at <= budgets.block_at:
             raise self.fail(sec, "thresholds must satisfy warn_at <= degrade_at <= block_at")
         return budgets
+
+    def teams(self, raw: Any, sec: str) -> dict[str, TeamBudget]:
+        teams = {}
+        for name in self.table(raw, sec, tuple(raw) if isinstance(raw, dict) else ()):
+            where = f"{sec}.{name}"
+            team = self.table(raw[name], where, ("members", *BUDGET_WINDOWS))
+            members = self.typed(team, where, "members", lambda v: isinstance(v, list) and len(v) >= 1
+                                 and all(isinstance(x, str) and x.strip() for x in v),
+                                 "a non-empty list of user names")
+            if members is None:
+                raise self.fail(f"{where}.members", "must list at least one user")
+            prices = {w: self.price(team, where, w) for w in BUDGET_WINDOWS if w in team}
+            limits = {w: v for w, v in prices.items() if v is not None}
+            if not limits:
+                raise self.fail(where, f"give at least one of {', '.join(BUDGET_WINDOWS)}")
+            teams[name] = TeamBudget(members=tuple(members), limits=limits)
+        return teams
 
     def domains(self, raw: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(raw, dict):
@@ -655,7 +683,9 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
         "ledger": clean(asdict(config.ledger) | _masked_url(config.ledger.url)),
         "models": [clean(asdict(m)) for m in config.models.values()],
         "cascade": clean(asdict(config.cascade)),
-        "budgets": clean({**asdict(config.budgets), "default": dict(config.budgets.default)}),
+        "budgets": clean({**asdict(config.budgets), "default": dict(config.budgets.default),
+                          "teams": {name: {"members": team.members, **team.limits}
+                                    for name, team in config.budgets.teams.items()}}),
     }
     if config.domains:
         data["domains"] = {d: list(c) for d, c in config.domains.items()}
