@@ -18,21 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import sqlite_utils
 
     from cascadeflow_cli.ledger.db import Ledger
 
 SEPARATOR = ":"
-
-
-def migrate_batch_ids(db: sqlite_utils.Database) -> None:
-    """Schema for batch runs: ``requests.external_id`` (unique), the ``batches`` table,
-    and the call index that export ordering and resume lookups walk."""
-    db["requests"].add_column("external_id", str)
-    db.execute("create unique index requests_external_id on requests(external_id)")
-    db["batches"].create({"id": str, "output": str, "input": str, "started_at": str}, pk="id")
-    db["batches"].create_index(["output", "started_at"])
-    db.execute("create index calls_request_seq on calls(request_id, seq)")
 
 
 def external_id(batch_id: str, row_key: str) -> str:

@@ -21,6 +21,8 @@ from cascadeflow_cli.ledger.windows import WINDOWS, Window
 from cascadeflow_cli.money import amount_problem, money_sum_sql, nanos, nanos_from_usd
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import sqlite_utils
 
     from cascadeflow_cli.config import AppConfig
@@ -77,42 +79,9 @@ def parse_limit(value: Any, window: str) -> Decimal:
 # --- schema -----------------------------------------------------------------------
 
 
-def migrate_budgets(db: sqlite_utils.Database) -> None:
-    """Budgets, reservations, warnings, and the spend aggregates with their triggers."""
-    db["budgets"].create(
-        {
-            "user": str,
-            "daily_nusd": int,
-            "weekly_nusd": int,
-            "monthly_nusd": int,
-            "total_nusd": int,
-            "updated_at": str,
-        },
-        pk="user",
-    )
-    db["reservations"].create(
-        {
-            "id": str,
-            "user": str,
-            "request_id": str,
-            "amount_nusd": int,
-            "created_at": str,
-            "expires_at": str,
-            "pid": int,
-            "host": str,
-        },
-        pk="id",
-        not_null={"user", "amount_nusd", "expires_at"},
-    )
-    db["reservations"].create_index(["user"])
-    db["budget_warnings"].create(
-        {"user": str, "window": str, "window_start": str, "threshold": str, "warned_at": str},
-        pk=("user", "window", "window_start", "threshold"),
-    )
-    db.execute("""create table spend_buckets (user text not null, bucket text not null,
-                  cost_nusd integer not null default 0, primary key (user, bucket)) without rowid""")
-    db.execute("""create table spend_totals (user text primary key, cost_nusd integer not null
-                  default 0, requests integer not null default 0)""")
+def spend_triggers(conn: sqlite3.Connection) -> None:
+    """Migration 002's SQLite part (its tables come from ledger/schema.py): the triggers
+    that keep the spend aggregates, and the aggregates of rows already there."""
     new_bucket, old_bucket = _BUCKET_SQL.format(ts="new.ts"), _BUCKET_SQL.format(ts="old.ts")
     add = f"""
         insert into spend_buckets (user, bucket, cost_nusd) values (new.user, {new_bucket}, new.cost_nusd)
@@ -125,17 +94,17 @@ def migrate_budgets(db: sqlite_utils.Database) -> None:
             where user = old.user and bucket = {old_bucket};
         update spend_totals set cost_nusd = cost_nusd - old.cost_nusd, requests = requests - 1
             where user = old.user;"""
-    db.execute(f"create trigger requests_spend_insert after insert on requests begin {add} end")
-    db.execute(f"create trigger requests_spend_delete after delete on requests begin {sub} end")
-    db.execute(
+    conn.execute(f"create trigger requests_spend_insert after insert on requests begin {add} end")
+    conn.execute(f"create trigger requests_spend_delete after delete on requests begin {sub} end")
+    conn.execute(
         "create trigger requests_spend_update after update of user, ts, cost_nusd on requests "
         f"begin {sub} {add} end"
     )
     # existing rows
-    db.execute(f"""insert into spend_buckets (user, bucket, cost_nusd)
+    conn.execute(f"""insert into spend_buckets (user, bucket, cost_nusd)
                    select user, {_BUCKET_SQL.format(ts="ts")}, sum(cost_nusd) from requests
                    group by 1, 2""")
-    db.execute("""insert into spend_totals (user, cost_nusd, requests)
+    conn.execute("""insert into spend_totals (user, cost_nusd, requests)
                   select user, sum(cost_nusd), count(*) from requests group by user""")
 
 

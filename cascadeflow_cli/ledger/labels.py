@@ -1,8 +1,8 @@
 """Quality labels from use: a user's `cascade feedback`, the shadow verifier's agreement,
 and the live signals (token log-probabilities, sample agreement) of draft calls.
 
-Tables (migration ``005_quality_labels``, which also gives ``requests`` the columns
-``quality_threshold`` and ``calibrated``):
+Tables (migration ``005_quality_labels`` in ledger/schema.py, which also gives ``requests``
+the columns ``quality_threshold`` and ``calibrated``):
 
 - ``quality_labels``: one row per (request, source). ``source`` is ``feedback`` (the user
   said good or bad about the request's final answer) or ``shadow`` (the verifier also
@@ -13,18 +13,19 @@ Tables (migration ``005_quality_labels``, which also gives ``requests`` the colu
 - ``call_signals``: the live signals of a draft call, kept for `calibrate --from-ledger`.
 
 Functions here take a :class:`~cascadeflow_cli.ledger.db.Ledger`; none is imported at
-module level, so ``db.py`` can import the migration without a cycle.
+module level, so ``db.py`` can import this module without a cycle.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.ledger.schema import CallSignals
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -33,47 +34,6 @@ if TYPE_CHECKING:
     from cascadeflow_cli.ledger.records import CallRecord
 
 SOURCES = ("feedback", "shadow")
-
-
-def migrate_labels(db: sqlite_utils.Database) -> None:
-    # what the request's quality score was compared with, so `logs --json` shows it as `ask` did
-    db.execute("alter table requests add column quality_threshold real")
-    db.execute("alter table requests add column calibrated integer")
-    db.execute(
-        "create table quality_labels ("
-        " request_id text not null references requests(id),"
-        " source text not null,"
-        " correct integer,"  # null: no verdict (a shadow call that failed or was blocked)
-        " agreement real,"
-        " method text,"
-        " note text,"
-        " status text not null default 'ok',"
-        " call_id text,"
-        " created_at text not null,"
-        " updated_at text not null,"
-        " primary key (request_id, source))"
-    )
-    db.execute(
-        "create table call_signals ("
-        " call_id text primary key,"
-        " request_id text not null references requests(id),"
-        " logprobs text,"  # JSON list of the chosen sample's token log-probabilities
-        " samples integer,"
-        " agreement real,"
-        " features text)"  # JSON: the live features the quality check got (logprob_mean ...)
-    )
-    db.execute("create index call_signals_request on call_signals(request_id)")
-
-
-@dataclass(frozen=True)
-class CallSignals:
-    """Live signals of one draft call, as the engine measured them."""
-
-    call_id: str
-    logprobs: Sequence[float] | None = None
-    samples: int | None = None
-    agreement: float | None = None
-    features: Mapping[str, float] | None = None  # quality/live_signals.py: what the check saw
 
 
 def insert_signals(db: sqlite_utils.Database, request_id: str, signals: Sequence[CallSignals]) -> None:
