@@ -84,7 +84,8 @@ BEGIN
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         INSERT INTO spend_buckets ("user", bucket, cost_nusd)
             VALUES (NEW."user", {bucket_sql('NEW.ts')}, NEW.cost_nusd)
-            ON CONFLICT ("user", bucket) DO UPDATE SET cost_nusd = spend_buckets.cost_nusd + EXCLUDED.cost_nusd;
+            ON CONFLICT ("user", bucket)
+            DO UPDATE SET cost_nusd = spend_buckets.cost_nusd + EXCLUDED.cost_nusd;
         INSERT INTO spend_totals ("user", cost_nusd, requests) VALUES (NEW."user", NEW.cost_nusd, 1)
             ON CONFLICT ("user") DO UPDATE SET cost_nusd = spend_totals.cost_nusd + EXCLUDED.cost_nusd,
                                                requests = spend_totals.requests + 1;
