@@ -37,7 +37,7 @@ def _psycopg() -> Any:
 def one_line(exc: BaseException, secret: str | None = None) -> str:
     """libpq's message (several lines, tabs) as one line, never holding ``secret``."""
     text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    text = text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
+    text = text.removeprefix("connection failed: ").removeprefix("connection is bad: ").replace("FATAL:  ", "")
     return text.replace(secret, "***") if secret else text
 
 
@@ -121,11 +121,11 @@ class DatabaseClock:
         best: tuple[timedelta, timedelta] | None = None
         for _ in range(3):  # keep the sample with the shortest round trip
             before = self._host.now()
-            row = conn.execute("select clock_timestamp()").fetchone()
+            row = conn.execute("select extract(epoch from clock_timestamp())::float8").fetchone()
             after = self._host.now()
             assert row is not None
             rtt = after - before
-            offset = row[0].astimezone(UTC) - (before + rtt / 2)
+            offset = datetime.fromtimestamp(row[0], UTC) - (before + rtt / 2)
             if best is None or rtt < best[0]:
                 best = (rtt, offset)
         assert best is not None

@@ -1,0 +1,433 @@
+"""The PostgreSQL ledger: the storage interface (ledger/storage.py) on a server that many
+hosts share. Same schema and migrations as SQLite (ledger/postgres/ddl.py renders them),
+the same records, the same policy modules above it.
+
+What differs, and why:
+- A budget check holds a transaction-scoped advisory lock per user and per team (see
+  budget_sql.py for why not a row lock) instead of SQLite's whole-file write lock, so
+  checks of different users never wait on each other.
+- Time is the database's (``DatabaseClock``): two hosts whose clocks disagree still count
+  the same day, and their rows carry timestamps of one clock.
+- Orphaned reservations are expired by their deadline on the database's clock; the pid
+  check only applies to reservations made on this host (a pid means nothing elsewhere).
+- A transaction that loses a race (serialization failure, deadlock) or its connection is
+  run again whole; writes are keyed by ids chosen before the first attempt, so a retry
+  never counts anything twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.clock import Clock, format_ts
+from cascadeflow_cli.dburl import LedgerLocation
+from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.faults import checkpoint
+from cascadeflow_cli.ledger import journal, schema
+from cascadeflow_cli.ledger.budgets import BudgetConfig
+from cascadeflow_cli.ledger.postgres import budget_sql, migrate
+from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect, in_transaction
+from cascadeflow_cli.ledger.postgres.ddl import q
+from cascadeflow_cli.ledger.windows import WINDOWS
+from cascadeflow_cli.money import nanos_from_usd
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from cascadeflow_cli.ledger.windows import Window
+
+REQUEST_INSERT = (f"insert into requests ({', '.join(q(c) for c in schema.REQUEST_COLUMNS)}) "
+                  f"values ({', '.join(['%s'] * len(schema.REQUEST_COLUMNS))}) on conflict (id) do nothing")
+CALL_INSERT = (f"insert into calls ({', '.join(q(c) for c in schema.CALL_COLUMNS)}) "
+               f"values ({', '.join(['%s'] * len(schema.CALL_COLUMNS))}) on conflict (id) do nothing")
+SIGNALS_INSERT = ("insert into call_signals (call_id, request_id, logprobs, samples, agreement, features) "
+                  "values (%s, %s, %s, %s, %s, %s) on conflict (call_id) do nothing")
+
+
+def _journal_anchor(location: LedgerLocation) -> Path:
+    """Where this host keeps the side journal of a database ledger (the journal is a
+    file next to this path): the user data dir, one per database, named without secrets."""
+    from cascadeflow_cli.config import user_data_dir
+
+    digest = hashlib.sha256(location.display().encode()).hexdigest()[:16]
+    return user_data_dir() / f"postgres-{digest}"
+
+
+class _Timestamps:
+    """psycopg loader: timestamptz read back as ledger text (format_ts), like SQLite's."""
+
+    @staticmethod
+    def register(conn: psycopg.Connection[Any]) -> None:
+        from psycopg.types.datetime import TimestamptzLoader
+
+        class Loader(TimestamptzLoader):
+            def load(self, data: Any) -> str:  # type: ignore[override]
+                return format_ts(super().load(data))
+
+        conn.adapters.register_loader("timestamptz", Loader)
+
+
+class PostgresLedger:
+    """A ledger in a PostgreSQL database. Each thread gets its own connection."""
+
+    def __init__(self, location: LedgerLocation, clock: Clock | None = None) -> None:
+        self.location = location
+        self.path = _journal_anchor(location)
+        self.host = socket.gethostname()
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        conn = self._conn()  # the server down or a wrong password: one line, before anything else
+        self.clock: Clock = clock or DatabaseClock(self._conn)
+        try:
+            migrate.migrate(conn, self.clock.now(), location.display())
+        except LedgerError:
+            self.close()
+            raise
+        self.journal_waiting = self.replay_journal()
+
+    def __str__(self) -> str:
+        return self.location.display()
+
+    # --- connections ----------------------------------------------------------------
+
+    def _conn(self) -> psycopg.Connection[Any]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = connect(self.location)
+            conn.execute("set timezone to 'UTC'")
+            _Timestamps.register(conn)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _reconnect(self) -> psycopg.Connection[Any]:
+        self._local.conn = None
+        return self._conn()
+
+    def _tx(self, work: Callable[[psycopg.Connection[Any]], Any], what: str = "cannot write ledger") -> Any:
+        return in_transaction(self._conn, self._reconnect, work, f"{self}: {what}")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        from psycopg.rows import dict_row
+
+        def read(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+        return self._tx(read, "cannot read ledger")  # type: ignore[no-any-return]
+
+    def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        def read(conn: psycopg.Connection[Any]) -> Any:
+            row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            return None if row is None else row[0]
+
+        return self._tx(read, "cannot read ledger")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the side journal -------------------------------------------------------------
+
+    def writable(self) -> bool:
+        try:
+            return self._value("select not pg_is_in_recovery()") is True
+        except LedgerError:
+            return False
+
+    def check_writable(self) -> None:
+        """Before anything is paid for: the server answers and takes writes, and nothing
+        waits in this host's journal."""
+        if not self.writable():
+            raise LedgerError(f"{self}: cannot write ledger: the server is read-only or gone "
+                              "(nothing was sent to a provider)")
+        if self.journal_waiting:
+            raise LedgerError(f"{self}: {self.journal_waiting} answered request(s) in "
+                              f"{journal.journal_dir(self.path)} cannot be recorded; nothing was sent")
+
+    def replay_journal(self) -> int:
+        entries = journal.pending(self.path)
+        for number, (entry, record, reservation_id) in enumerate(entries):
+            try:
+                self.record(record, reservation_id)
+            except LedgerError:
+                return len(entries) - number
+            entry.unlink(missing_ok=True)
+        return 0
+
+    # --- requests: write --------------------------------------------------------------
+
+    @staticmethod
+    def _insert(conn: psycopg.Connection[Any], request: schema.RequestRecord) -> bool:
+        """Insert one request with its calls and signals; False if it was there already."""
+        row = schema.request_row(request)
+        if conn.execute(REQUEST_INSERT, list(row.values())).rowcount == 0:
+            return False
+        with conn.cursor() as cur:
+            if request.calls:
+                cur.executemany(CALL_INSERT, [list(schema.call_row(c).values()) for c in request.calls])
+            if request.signals:
+                cur.executemany(SIGNALS_INSERT, [_signal_row(request.id, s) for s in request.signals])
+        return True
+
+    def record(self, request: schema.RequestRecord, reservation_id: str | None = None) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            if reservation_id is not None:
+                conn.execute("delete from reservations where id = %s", [reservation_id])
+            self._insert(conn, request)
+            checkpoint("in-commit")
+
+        self._tx(work)
+
+    def record_many(self, requests: Iterable[schema.RequestRecord],
+                    on_progress: Callable[[int], None] | None = None) -> Any:
+        from cascadeflow_cli.ledger.storage import RecordCounts
+
+        batch = list(requests)
+
+        def work(conn: psycopg.Connection[Any]) -> RecordCounts:
+            added = calls = 0
+            known = set()
+            ext = [r.external_id for r in batch if r.external_id]
+            if ext:
+                known = {e for (e,) in conn.execute("select external_id from requests "
+                                                    "where external_id = any(%s)", [ext]).fetchall()}
+            for seen, request in enumerate(batch, start=1):
+                if request.external_id in known:
+                    continue
+                if self._insert(conn, request):
+                    added += 1
+                    calls += len(request.calls)
+                if on_progress is not None and seen % 1000 == 0:
+                    on_progress(seen)
+            if on_progress is not None:
+                on_progress(len(batch))
+            return RecordCounts(added, calls)
+
+        return self._tx(work)
+
+    # --- requests: read ---------------------------------------------------------------
+
+    def _with_calls(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not requests:
+            return []
+        calls: dict[str, list[dict[str, Any]]] = {}
+        for call in self._rows("select * from calls where request_id = any(%s) order by request_id, seq",
+                               [[r["id"] for r in requests]]):
+            calls.setdefault(call["request_id"], []).append(call)
+        for r in requests:
+            r["calls"] = calls.get(r["id"], [])
+        return requests
+
+    def recent_requests(self, limit: int | None = 10, user: str | None = None,
+                        since: str | None = None) -> list[dict[str, Any]]:
+        where, params = [], []
+        if user is not None:
+            where.append('"user" = %s')
+            params.append(user)
+        if since is not None:
+            where.append("ts >= %s")
+            params.append(since)
+        sql = "select * from requests" + (" where " + " and ".join(where) if where else "")
+        sql += " order by ts desc, id desc" + (f" limit {int(limit)}" if limit else "")
+        return self._with_calls(self._rows(sql, params))
+
+    def load_request(self, request_id: str) -> dict[str, Any]:
+        rows = self._with_calls(self._rows("select * from requests where id = %s", [request_id]))
+        if not rows:
+            raise LedgerError(f"{self}: no request {request_id!r}")
+        return rows[0]
+
+    # --- spend ------------------------------------------------------------------------
+
+    def window_spend(self, user: str, win: Window) -> int:
+        span = budget_sql.Span(win.start, win.end)
+        return int(self._value(f"select {budget_sql.spend_sql(span)}",
+                               [[user]] + ([] if win.end is None else [win.start, win.end])))
+
+    def reserved_spend(self, user: str) -> int:
+        return int(self._value('select coalesce(sum(amount_nusd), 0) from reservations where "user" = %s',
+                               [user]))
+
+    def request_count(self, user: str) -> int:
+        return int(self._value('select coalesce(max(requests), 0) from spend_totals where "user" = %s',
+                               [user]))
+
+    def total_spend(self, user: str) -> int:
+        return int(self._value('select coalesce(max(cost_nusd), 0) from spend_totals where "user" = %s',
+                               [user]))
+
+    # --- enforcement ------------------------------------------------------------------
+
+    @contextmanager
+    def budget_lock(self, user: str, teams: Sequence[str] = ()) -> Iterator[PgBudgetTransaction]:
+        """One READ COMMITTED transaction holding the advisory locks of ``user`` and of
+        each team in ``teams`` (the gate checks a member's teams in the same transaction).
+        Not retried here: the caller's decision runs inside; a lost race surfaces as a
+        LedgerError (it cannot happen to a transaction that only inserts and deletes its
+        own rows under these locks, except by deadlock, which the lock order prevents)."""
+        conn = self._conn()
+        try:
+            with conn.transaction():
+                budget_sql.lock(conn, [budget_sql.lock_key("user", user),
+                                       *(budget_sql.lock_key("team", t) for t in teams)])
+                yield PgBudgetTransaction(conn, self.host)
+        except _psycopg_error() as exc:
+            from cascadeflow_cli.ledger.postgres.connection import one_line
+
+            raise LedgerError(f"{self}: cannot write ledger: {one_line(exc)}") from None
+
+    def release(self, reservation_id: str | None) -> None:
+        if reservation_id is None:
+            return
+        self._tx(lambda conn: conn.execute("delete from reservations where id = %s", [reservation_id]))
+
+    # --- budgets ----------------------------------------------------------------------
+
+    def get_budget(self, user: str) -> BudgetConfig | None:
+        rows = self._rows('select * from budgets where "user" = %s', [user])
+        return _budget(rows[0]) if rows else None
+
+    def set_budget(self, user: str, budget: BudgetConfig) -> BudgetConfig:
+        def work(conn: psycopg.Connection[Any]) -> BudgetConfig:
+            row = conn.execute(f'select {", ".join(_LIMIT_COLUMNS)} from budgets where "user" = %s for update',
+                               [user]).fetchone()
+            stored = (_budget(dict(zip(_LIMIT_COLUMNS, row, strict=True))) if row else BudgetConfig()
+                      ).merged(budget)
+            limits = [nanos_from_usd(v) if (v := getattr(stored, w)) is not None else None for w in WINDOWS]
+            conn.execute(
+                f'insert into budgets ("user", {", ".join(_LIMIT_COLUMNS)}, updated_at) '
+                "values (%s, %s, %s, %s, %s, %s) on conflict (\"user\") do update set "
+                + ", ".join(f"{c} = excluded.{c}" for c in (*_LIMIT_COLUMNS, "updated_at")),
+                [user, *limits, self.clock.now()])
+            return stored
+
+        return self._tx(work)  # type: ignore[no-any-return]
+
+    def remove_budget(self, user: str) -> bool:
+        return bool(self._tx(lambda conn: conn.execute('delete from budgets where "user" = %s', [user]).rowcount))
+
+    def list_budgets(self) -> list[tuple[str, BudgetConfig]]:
+        return [(r["user"], _budget(r)) for r in self._rows('select * from budgets order by "user"')]
+
+    # --- batch runs -------------------------------------------------------------------
+
+    def start_batch(self, output: Path | None, input_path: Path) -> str:
+        import uuid
+
+        batch_id = uuid.uuid4().hex[:16]
+        self._tx(lambda conn: conn.execute(
+            "insert into batches (id, output, input, started_at) values (%s, %s, %s, %s)",
+            [batch_id, str(output) if output else None, str(input_path), self.clock.now()]))
+        return batch_id
+
+    def latest_batch(self, output: Path) -> str | None:
+        return self._value("select id from batches where output = %s order by started_at desc, id desc "
+                           "limit 1", [str(output)])  # type: ignore[no-any-return]
+
+    def committed_rows(self, batch_id: str) -> dict[str, str]:
+        prefix = f"{batch_id}:"
+        rows = self._rows("select external_id, id from requests where external_id >= %s and external_id < %s",
+                          [prefix, prefix[:-1] + chr(ord(":") + 1)])
+        return {r["external_id"][len(prefix):]: r["id"] for r in rows}
+
+
+class PgBudgetTransaction:
+    """Reads and writes inside ``budget_lock``. Reservations are read before spend, once
+    per user: a settlement committing between the two reads is then counted twice at
+    worst (a transient overestimate), never missed (see budget_sql.py)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], host: str) -> None:
+        self.conn = conn
+        self.host = host
+        self._reserved: dict[str, int] = {}
+
+    def reserved_spend(self, user: str) -> int:
+        if user not in self._reserved:
+            row = self.conn.execute('select coalesce(sum(amount_nusd), 0) from reservations where "user" = %s',
+                                    [user]).fetchone()
+            self._reserved[user] = int(row[0]) if row else 0
+        return self._reserved[user]
+
+    def window_spend(self, user: str, win: Window) -> int:
+        self.reserved_spend(user)  # first: see the class docstring
+        span = budget_sql.Span(win.start, win.end)
+        row = self.conn.execute(f"select {budget_sql.spend_sql(span)}",
+                                [[user]] + ([] if win.end is None else [win.start, win.end])).fetchone()
+        return int(row[0]) if row else 0
+
+    def request_count(self, user: str) -> int:
+        row = self.conn.execute('select coalesce(max(requests), 0) from spend_totals where "user" = %s',
+                                [user]).fetchone()
+        return int(row[0]) if row else 0
+
+    def expire_reservations(self, now: datetime) -> int:
+        """Past their deadline (the database's clock), or made on this host by a process
+        that is gone. Another host's pids are not ours to judge."""
+        from cascadeflow_cli.ledger.enforcement import _alive
+
+        dead = [rid for rid, pid in self.conn.execute(
+            "select id, pid from reservations where host = %s", [self.host]).fetchall() if not _alive(pid)]
+        cur = self.conn.execute("delete from reservations where expires_at <= %s or id = any(%s)", [now, dead])
+        self._reserved.clear()
+        return cur.rowcount
+
+    def reserve(self, hold: Any) -> None:
+        self.conn.execute(
+            'insert into reservations (id, "user", request_id, amount_nusd, created_at, expires_at, pid, host) '
+            "values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (id) do nothing",
+            [hold.id, hold.user, hold.request_id, hold.amount_nusd, hold.created_at, hold.expires_at,
+             hold.pid, hold.host])
+        self._reserved.pop(hold.user, None)
+
+    def first_warning(self, user: str, window: str, window_start: str, threshold: str, now: datetime) -> bool:
+        cur = self.conn.execute(
+            'insert into budget_warnings ("user", "window", window_start, threshold, warned_at) '
+            "values (%s, %s, %s, %s, %s) on conflict do nothing", [user, window, window_start, threshold, now])
+        return cur.rowcount == 1
+
+
+_LIMIT_COLUMNS = tuple(f"{w}_nusd" for w in WINDOWS)
+
+
+def _budget(row: dict[str, Any]) -> BudgetConfig:
+    return BudgetConfig(**{w: None if row[f"{w}_nusd"] is None else Decimal(row[f"{w}_nusd"]) / 10**9
+                           for w in WINDOWS})
+
+
+def _psycopg_error() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error  # type: ignore[no-any-return]
+
+
+def _signal_row(request_id: str, s: Any) -> list[Any]:
+    return [s.call_id, request_id, None if s.logprobs is None else json.dumps([round(x, 4) for x in s.logprobs]),
+            s.samples, s.agreement, json.dumps(dict(s.features)) if s.features else None]
+
+
+def open_postgres(location: LedgerLocation, clock: Clock | None = None) -> PostgresLedger:
+    return PostgresLedger(location, clock)
+
+
+__all__ = ["PgBudgetTransaction", "PostgresLedger", "open_postgres"]
