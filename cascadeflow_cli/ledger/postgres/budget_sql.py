@@ -22,12 +22,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.ledger.budgets import BUCKET_MINUTES
+from cascadeflow_cli.ledger.budgets import BUCKET_MINUTES, BudgetConfig
+from cascadeflow_cli.ledger.windows import WINDOWS
 
 if TYPE_CHECKING:
     import psycopg
+
+    from cascadeflow_cli.ledger.windows import Window
 
 
 def lock_key(kind: str, name: str) -> int:
@@ -88,3 +92,70 @@ def read_state(conn: psycopg.Connection[Any], groups: Sequence[tuple[Sequence[st
         out.append((values[at:at + len(spans)], values[at + len(spans)]))
         at += len(spans) + 1
     return out
+
+
+RESERVED_SQL = 'select coalesce(sum(amount_nusd), 0) from reservations where "user" = %s'
+
+
+class PgBudgetTransaction:
+    """Reads and writes inside ``budget_lock``. Reservations are read before spend, once
+    per user: a settlement committing between the two reads is then counted twice at
+    worst (a transient overestimate), never missed (see the module docstring)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], host: str) -> None:
+        self.conn = conn
+        self.host = host
+        self._reserved: dict[str, int] = {}
+
+    def reserved_spend(self, user: str) -> int:
+        if user not in self._reserved:
+            row = self.conn.execute(RESERVED_SQL, [user]).fetchone()
+            self._reserved[user] = int(row[0]) if row else 0
+        return self._reserved[user]
+
+    def window_spend(self, user: str, win: Window) -> int:
+        self.reserved_spend(user)  # first: see the class docstring
+        span = Span(win.start, win.end)
+        row = self.conn.execute(f"select {spend_sql(span)}",
+                                [[user]] + ([] if win.end is None else [win.start, win.end])).fetchone()
+        return int(row[0]) if row else 0
+
+    def request_count(self, user: str) -> int:
+        row = self.conn.execute('select coalesce(max(requests), 0) from spend_totals where "user" = %s',
+                                [user]).fetchone()
+        return int(row[0]) if row else 0
+
+    def expire_reservations(self, now: datetime) -> int:
+        """Past their deadline (the database's clock), or made on this host by a process
+        that is gone. Another host's pids are not ours to judge."""
+        from cascadeflow_cli.ledger.enforcement import _alive
+
+        dead = [rid for rid, pid in self.conn.execute(
+            "select id, pid from reservations where host = %s", [self.host]).fetchall() if not _alive(pid)]
+        cur = self.conn.execute("delete from reservations where expires_at <= %s or id = any(%s)",
+                                [now, dead])
+        self._reserved.clear()
+        return cur.rowcount
+
+    def reserve(self, hold: Any) -> None:
+        self.conn.execute(
+            'insert into reservations (id, "user", request_id, amount_nusd, created_at, expires_at, '
+            "pid, host) values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (id) do nothing",
+            [hold.id, hold.user, hold.request_id, hold.amount_nusd, hold.created_at, hold.expires_at,
+             hold.pid, hold.host])
+        self._reserved.pop(hold.user, None)
+
+    def first_warning(self, user: str, window: str, window_start: str, threshold: str, now: datetime) -> bool:
+        cur = self.conn.execute(
+            'insert into budget_warnings ("user", "window", window_start, threshold, warned_at) '
+            "values (%s, %s, %s, %s, %s) on conflict do nothing",
+            [user, window, window_start, threshold, now])
+        return cur.rowcount == 1
+
+
+LIMIT_COLUMNS = tuple(f"{w}_nusd" for w in WINDOWS)
+
+
+def budget_from_row(row: dict[str, Any]) -> BudgetConfig:
+    return BudgetConfig(**{w: None if row[f"{w}_nusd"] is None else Decimal(row[f"{w}_nusd"]) / 10**9
+                           for w in WINDOWS})

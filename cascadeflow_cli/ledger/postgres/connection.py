@@ -37,7 +37,8 @@ def _psycopg() -> Any:
 def one_line(exc: BaseException, secret: str | None = None) -> str:
     """libpq's message (several lines, tabs) as one line, never holding ``secret``."""
     text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    text = text.removeprefix("connection failed: ").removeprefix("connection is bad: ").replace("FATAL:  ", "")
+    text = text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
+    text = text.replace("FATAL:  ", "")
     return text.replace(secret, "***") if secret else text
 
 

@@ -23,8 +23,6 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +32,7 @@ from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal, schema
 from cascadeflow_cli.ledger.budgets import BudgetConfig
-from cascadeflow_cli.ledger.postgres import budget_sql, migrate
+from cascadeflow_cli.ledger.postgres import budget_sql, migrate, reports
 from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect, in_transaction
 from cascadeflow_cli.ledger.postgres.ddl import q
 from cascadeflow_cli.ledger.windows import WINDOWS
@@ -258,6 +256,94 @@ class PostgresLedger:
             raise LedgerError(f"{self}: no request {request_id!r}")
         return rows[0]
 
+    def iter_records(self, flt: Any = None, page: int = 500) -> Iterator[schema.RequestRecord]:
+        # its own connection: a caller may write (ledger copy) while this one reads
+        conn = connect(self.location)
+        conn.execute("set timezone to 'UTC'")
+        _Timestamps.register(conn)
+        try:
+            yield from reports.iter_records(conn, flt, page)
+        finally:
+            conn.close()
+
+    def export_rows(self, fmt: str, flt: Any, size: int = 2000) -> Iterator[list[str]]:
+        return reports.export_rows(self._conn(), fmt, flt, size)
+
+    def usage(self, flt: Any = None, by: str | None = None, timezone: str = "UTC") -> Any:
+        return self._tx(lambda conn: reports.usage(conn, flt, by, timezone), "cannot read ledger")
+
+    def daily_totals(self, *, by: str | None, user: str | None, model: str | None, timezone: str,
+                     start: Any, end: Any) -> Any:
+        return self._tx(lambda conn: reports.daily_totals(conn, by=by, user=user, model=model,
+                                                          timezone=timezone, start=start, end=end),
+                        "cannot read ledger")
+
+    # --- quality labels ---------------------------------------------------------------
+
+    def _upsert_label(self, conn: psycopg.Connection[Any], row: dict[str, Any]) -> bool:
+        """Insert or replace the (request, source) label, keeping when it was first given;
+        True when one was replaced."""
+        names = list(row)
+        updates = ", ".join(f"{q(n)} = excluded.{q(n)}" for n in names if n not in ("request_id", "source",
+                                                                                     "created_at"))
+        found = conn.execute(
+            f"insert into quality_labels ({', '.join(q(n) for n in names)}) "
+            f"values ({', '.join(['%s'] * len(names))}) "
+            f"on conflict (request_id, source) do update set {updates} returning (xmax <> 0)",
+            list(row.values())).fetchone()
+        return bool(found and found[0])
+
+    def record_feedback(self, request_id: str, good: bool, note: str | None = None) -> bool:
+        from cascadeflow_cli.errors import InputError
+
+        now = self.clock.now()
+
+        def work(conn: psycopg.Connection[Any]) -> bool:
+            found = conn.execute("select status from requests where id = %s", [request_id]).fetchone()
+            if found is None:
+                raise InputError(f"no request {request_id!r} in the ledger {self}")
+            if found[0] != "ok":
+                raise InputError(f"request {request_id!r} has no answer to label (status {found[0]})")
+            return self._upsert_label(conn, {"request_id": request_id, "source": "feedback",
+                                             "correct": int(good), "note": note,
+                                             "created_at": now, "updated_at": now})
+
+        return self._tx(work)  # type: ignore[no-any-return]
+
+    def record_shadow(self, outcome: Any, reservation_id: str | None) -> None:
+        now = self.clock.now()
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            if reservation_id is not None:
+                conn.execute("delete from reservations where id = %s", [reservation_id])
+            call_id = None
+            if outcome.call is not None:
+                inserted = conn.execute(CALL_INSERT, list(schema.call_row(outcome.call).values())).rowcount
+                call_id = outcome.call.id
+                cost = outcome.call.cost_nusd
+                if cost and inserted:  # the spend trigger counts it against the user's budgets
+                    conn.execute("update requests set cost_nusd = cost_nusd + %s, "
+                                 "savings_nusd = savings_nusd - %s where id = %s",
+                                 [cost, cost, outcome.request_id])
+            self._upsert_label(conn, {
+                "request_id": outcome.request_id, "source": "shadow",
+                "correct": None if outcome.correct is None else int(outcome.correct),
+                "agreement": outcome.agreement, "method": outcome.method, "note": outcome.error,
+                "status": outcome.status, "call_id": call_id, "created_at": now, "updated_at": now,
+            })
+
+        self._tx(work)
+
+    def next_seq(self, request_id: str) -> int:
+        return int(self._value("select coalesce(max(seq), -1) + 1 from calls where request_id = %s",
+                               [request_id]))
+
+    def labels_for(self, request_id: str) -> list[dict[str, Any]]:
+        return self._rows("select * from quality_labels where request_id = %s order by source", [request_id])
+
+    def labelled_drafts(self) -> list[dict[str, Any]]:
+        return self._rows(LABELLED_DRAFTS)
+
     # --- spend ------------------------------------------------------------------------
 
     def window_spend(self, user: str, win: Window) -> int:
@@ -280,7 +366,8 @@ class PostgresLedger:
     # --- enforcement ------------------------------------------------------------------
 
     @contextmanager
-    def budget_lock(self, user: str, teams: Sequence[str] = ()) -> Iterator[PgBudgetTransaction]:
+    def budget_lock(self, user: str, teams: Sequence[str] = ()
+                    ) -> Iterator[budget_sql.PgBudgetTransaction]:
         """One READ COMMITTED transaction holding the advisory locks of ``user`` and of
         each team in ``teams`` (the gate checks a member's teams in the same transaction).
         Not retried here: the caller's decision runs inside; a lost race surfaces as a
@@ -291,7 +378,7 @@ class PostgresLedger:
             with conn.transaction():
                 budget_sql.lock(conn, [budget_sql.lock_key("user", user),
                                        *(budget_sql.lock_key("team", t) for t in teams)])
-                yield PgBudgetTransaction(conn, self.host)
+                yield budget_sql.PgBudgetTransaction(conn, self.host)
         except _psycopg_error() as exc:
             from cascadeflow_cli.ledger.postgres.connection import one_line
 
@@ -306,29 +393,32 @@ class PostgresLedger:
 
     def get_budget(self, user: str) -> BudgetConfig | None:
         rows = self._rows('select * from budgets where "user" = %s', [user])
-        return _budget(rows[0]) if rows else None
+        return budget_sql.budget_from_row(rows[0]) if rows else None
 
     def set_budget(self, user: str, budget: BudgetConfig) -> BudgetConfig:
         def work(conn: psycopg.Connection[Any]) -> BudgetConfig:
-            row = conn.execute(f'select {", ".join(_LIMIT_COLUMNS)} from budgets where "user" = %s for update',
+            columns = budget_sql.LIMIT_COLUMNS
+            row = conn.execute(f'select {", ".join(columns)} from budgets where "user" = %s for update',
                                [user]).fetchone()
-            stored = (_budget(dict(zip(_LIMIT_COLUMNS, row, strict=True))) if row else BudgetConfig()
-                      ).merged(budget)
+            old = budget_sql.budget_from_row(dict(zip(columns, row, strict=True))) if row else BudgetConfig()
+            stored = old.merged(budget)
             limits = [nanos_from_usd(v) if (v := getattr(stored, w)) is not None else None for w in WINDOWS]
             conn.execute(
-                f'insert into budgets ("user", {", ".join(_LIMIT_COLUMNS)}, updated_at) '
+                f'insert into budgets ("user", {", ".join(budget_sql.LIMIT_COLUMNS)}, updated_at) '
                 "values (%s, %s, %s, %s, %s, %s) on conflict (\"user\") do update set "
-                + ", ".join(f"{c} = excluded.{c}" for c in (*_LIMIT_COLUMNS, "updated_at")),
+                + ", ".join(f"{c} = excluded.{c}" for c in (*budget_sql.LIMIT_COLUMNS, "updated_at")),
                 [user, *limits, self.clock.now()])
             return stored
 
         return self._tx(work)  # type: ignore[no-any-return]
 
     def remove_budget(self, user: str) -> bool:
-        return bool(self._tx(lambda conn: conn.execute('delete from budgets where "user" = %s', [user]).rowcount))
+        return bool(self._tx(lambda conn: conn.execute('delete from budgets where "user" = %s',
+                                                       [user]).rowcount))
 
     def list_budgets(self) -> list[tuple[str, BudgetConfig]]:
-        return [(r["user"], _budget(r)) for r in self._rows('select * from budgets order by "user"')]
+        rows = self._rows('select * from budgets order by "user"')
+        return [(r["user"], budget_sql.budget_from_row(r)) for r in rows]
 
     # --- batch runs -------------------------------------------------------------------
 
@@ -352,69 +442,17 @@ class PostgresLedger:
         return {r["external_id"][len(prefix):]: r["id"] for r in rows}
 
 
-class PgBudgetTransaction:
-    """Reads and writes inside ``budget_lock``. Reservations are read before spend, once
-    per user: a settlement committing between the two reads is then counted twice at
-    worst (a transient overestimate), never missed (see budget_sql.py)."""
-
-    def __init__(self, conn: psycopg.Connection[Any], host: str) -> None:
-        self.conn = conn
-        self.host = host
-        self._reserved: dict[str, int] = {}
-
-    def reserved_spend(self, user: str) -> int:
-        if user not in self._reserved:
-            row = self.conn.execute('select coalesce(sum(amount_nusd), 0) from reservations where "user" = %s',
-                                    [user]).fetchone()
-            self._reserved[user] = int(row[0]) if row else 0
-        return self._reserved[user]
-
-    def window_spend(self, user: str, win: Window) -> int:
-        self.reserved_spend(user)  # first: see the class docstring
-        span = budget_sql.Span(win.start, win.end)
-        row = self.conn.execute(f"select {budget_sql.spend_sql(span)}",
-                                [[user]] + ([] if win.end is None else [win.start, win.end])).fetchone()
-        return int(row[0]) if row else 0
-
-    def request_count(self, user: str) -> int:
-        row = self.conn.execute('select coalesce(max(requests), 0) from spend_totals where "user" = %s',
-                                [user]).fetchone()
-        return int(row[0]) if row else 0
-
-    def expire_reservations(self, now: datetime) -> int:
-        """Past their deadline (the database's clock), or made on this host by a process
-        that is gone. Another host's pids are not ours to judge."""
-        from cascadeflow_cli.ledger.enforcement import _alive
-
-        dead = [rid for rid, pid in self.conn.execute(
-            "select id, pid from reservations where host = %s", [self.host]).fetchall() if not _alive(pid)]
-        cur = self.conn.execute("delete from reservations where expires_at <= %s or id = any(%s)", [now, dead])
-        self._reserved.clear()
-        return cur.rowcount
-
-    def reserve(self, hold: Any) -> None:
-        self.conn.execute(
-            'insert into reservations (id, "user", request_id, amount_nusd, created_at, expires_at, pid, host) '
-            "values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (id) do nothing",
-            [hold.id, hold.user, hold.request_id, hold.amount_nusd, hold.created_at, hold.expires_at,
-             hold.pid, hold.host])
-        self._reserved.pop(hold.user, None)
-
-    def first_warning(self, user: str, window: str, window_start: str, threshold: str, now: datetime) -> bool:
-        cur = self.conn.execute(
-            'insert into budget_warnings ("user", "window", window_start, threshold, warned_at) '
-            "values (%s, %s, %s, %s, %s) on conflict do nothing", [user, window, window_start, threshold, now])
-        return cur.rowcount == 1
-
-
-_LIMIT_COLUMNS = tuple(f"{w}_nusd" for w in WINDOWS)
-
-
-def _budget(row: dict[str, Any]) -> BudgetConfig:
-    return BudgetConfig(**{w: None if row[f"{w}_nusd"] is None else Decimal(row[f"{w}_nusd"]) / 10**9
-                           for w in WINDOWS})
-
-
+LABELLED_DRAFTS = """
+    select r.id, r.query, r.domain, r.draft_accepted, c.answer, c.finish_reason, c.id as call_id,
+           f.correct as feedback, s.correct as shadow, s.status as shadow_status, g.features
+    from requests r
+    join calls c on c.request_id = r.id and c.seq = 0 and c.role = 'draft' and c.status = 'ok'
+    left join quality_labels f on f.request_id = r.id and f.source = 'feedback'
+    left join quality_labels s on s.request_id = r.id and s.source = 'shadow'
+    left join call_signals g on g.call_id = c.id
+    where r.status = 'ok' and (f.correct is not null or s.correct is not null)
+    order by r.ts, r.id
+"""
 def _psycopg_error() -> type[Exception]:
     import psycopg
 
@@ -422,12 +460,13 @@ def _psycopg_error() -> type[Exception]:
 
 
 def _signal_row(request_id: str, s: Any) -> list[Any]:
-    return [s.call_id, request_id, None if s.logprobs is None else json.dumps([round(x, 4) for x in s.logprobs]),
-            s.samples, s.agreement, json.dumps(dict(s.features)) if s.features else None]
+    logprobs = None if s.logprobs is None else json.dumps([round(x, 4) for x in s.logprobs])
+    features = json.dumps(dict(s.features)) if s.features else None
+    return [s.call_id, request_id, logprobs, s.samples, s.agreement, features]
 
 
 def open_postgres(location: LedgerLocation, clock: Clock | None = None) -> PostgresLedger:
     return PostgresLedger(location, clock)
 
 
-__all__ = ["PgBudgetTransaction", "PostgresLedger", "open_postgres"]
+__all__ = ["PostgresLedger", "open_postgres"]
