@@ -32,8 +32,9 @@ _state = state()
 def root(
     config: Annotated[Path | None, typer.Option("--config", help="Config file (else $CASCADE_CONFIG, "
                                                  "./cascadeflow.toml, the user config dir).")] = None,
-    db: Annotated[Path | None, typer.Option("--db", help="Ledger file (else $CASCADE_DB, the config's "
-                                             "ledger.path, the user data dir).")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Ledger file or postgresql:// URL (else "
+                                            "$CASCADE_DB, the config's ledger.url or ledger.path, "
+                                            "the user data dir).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     _state.config_path = config
@@ -66,6 +67,9 @@ def _register() -> None:
 
     app.command("calibrate")(calibrate_cmd.calibrate)
     app.command("feedback")(feedback_cmd.feedback)
+    from cascadeflow_cli.cli import ledger_cmd
+
+    app.add_typer(ledger_cmd.ledger_app, name="ledger")
 
 
 _register()

@@ -41,7 +41,8 @@ def show(
 
     ctx = state()
     data = config_to_dict(ctx.config)
-    data["ledger"]["path"] = str(ctx.resolved_db_path)
+    where = ctx.resolved_location  # a URL shown with its password masked
+    data["ledger"]["url" if where.is_postgres else "path"] = where.display()
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:

@@ -42,7 +42,7 @@ def _reset() -> None:
     """A fresh invocation: the context caches the config it loaded."""
     ctx = state()
     ctx.close()
-    for cached in ("config", "resolved_db_path"):
+    for cached in ("config", "resolved_db_path", "resolved_location"):
         ctx.__dict__.pop(cached, None)
 
 
