@@ -3,10 +3,11 @@ database, and password authentication is real (the wrong-password tests rely on 
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from tests import pg_server as pg
+
+psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[dev]'")
 
 
 def test_each_test_gets_an_empty_database_of_its_own(pg_url: str) -> None:
