@@ -3,7 +3,7 @@ rendered from the one schema module (ledger/schema.py) with PostgreSQL's types.
 
 Money is ``bigint`` nano-dollars (exact); timestamps are ``timestamptz`` (UTC) where
 SQLite keeps fixed-width ISO text; flags stay 0/1 integers so rows read back alike.
-The spend aggregates are kept by a PL/pgSQL trigger, the PostgreSQL twin of SQLite's
+The spend aggregates are kept by PL/pgSQL triggers, the PostgreSQL twin of SQLite's
 triggers (ledger/budgets.py): 15-minute buckets per user and a per-user total, so a budget
 check costs the same at a million rows as at ten.
 """
@@ -72,28 +72,37 @@ def bucket_sql(ts: str) -> str:
     return f"to_timestamp(floor(extract(epoch from {ts}) / {BUCKET_SECONDS}) * {BUCKET_SECONDS})"
 
 
-SPEND_TRIGGER = f"""
-CREATE FUNCTION cascade_requests_spend() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        UPDATE spend_buckets SET cost_nusd = cost_nusd - OLD.cost_nusd
-            WHERE "user" = OLD."user" AND bucket = {bucket_sql('OLD.ts')};
-        UPDATE spend_totals SET cost_nusd = cost_nusd - OLD.cost_nusd, requests = requests - 1
-            WHERE "user" = OLD."user";
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+def _apply(rows: str, sign: str) -> str:
+    """Add (``+``) or take away (``-``) the spend of the transition table ``rows``."""
+    return f"""
         INSERT INTO spend_buckets ("user", bucket, cost_nusd)
-            VALUES (NEW."user", {bucket_sql('NEW.ts')}, NEW.cost_nusd)
+            SELECT "user", {bucket_sql('ts')}, {sign}sum(cost_nusd) FROM {rows} GROUP BY 1, 2
             ON CONFLICT ("user", bucket)
             DO UPDATE SET cost_nusd = spend_buckets.cost_nusd + EXCLUDED.cost_nusd;
-        INSERT INTO spend_totals ("user", cost_nusd, requests) VALUES (NEW."user", NEW.cost_nusd, 1)
+        INSERT INTO spend_totals ("user", cost_nusd, requests)
+            SELECT "user", {sign}sum(cost_nusd), {sign}count(*) FROM {rows} GROUP BY 1
             ON CONFLICT ("user") DO UPDATE SET cost_nusd = spend_totals.cost_nusd + EXCLUDED.cost_nusd,
-                                               requests = spend_totals.requests + 1;
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER requests_spend AFTER INSERT OR DELETE OR UPDATE OF "user", ts, cost_nusd ON requests
-    FOR EACH ROW EXECUTE FUNCTION cascade_requests_spend();
+                                               requests = spend_totals.requests + EXCLUDED.requests;"""
+
+
+# Statement-level triggers over transition tables: one aggregated upsert per statement,
+# however many rows it wrote. (Row-level triggers updated the same bucket row once per
+# row, and within one transaction each update lengthens that row's version chain: an
+# import of 5,000 rows spent 80% of its time there.)
+SPEND_TRIGGER = f"""
+CREATE FUNCTION cascade_spend_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN {_apply('new_rows', '')} RETURN NULL; END $$;
+CREATE FUNCTION cascade_spend_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN {_apply('old_rows', '-')} RETURN NULL; END $$;
+CREATE FUNCTION cascade_spend_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN {_apply('old_rows', '-')} {_apply('new_rows', '')} RETURN NULL; END $$;
+CREATE TRIGGER requests_spend_insert AFTER INSERT ON requests REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cascade_spend_insert();
+CREATE TRIGGER requests_spend_delete AFTER DELETE ON requests REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cascade_spend_delete();
+CREATE TRIGGER requests_spend_update AFTER UPDATE ON requests
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cascade_spend_update();
 CREATE INDEX reservations_expires_at ON reservations (expires_at);
 """
 

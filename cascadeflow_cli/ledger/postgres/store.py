@@ -47,6 +47,18 @@ REQUEST_INSERT = (f"insert into requests ({', '.join(q(c) for c in schema.REQUES
                   f"values ({', '.join(['%s'] * len(schema.REQUEST_COLUMNS))}) on conflict (id) do nothing")
 CALL_INSERT = (f"insert into calls ({', '.join(q(c) for c in schema.CALL_COLUMNS)}) "
                f"values ({', '.join(['%s'] * len(schema.CALL_COLUMNS))}) on conflict (id) do nothing")
+SIGNAL_COLUMNS = ("call_id", "request_id", "logprobs", "samples", "agreement", "features")
+BULK_CHUNK = 5000
+# the new requests of a chunk, then the calls and signals of those only; FK checks run at
+# the end of the statement, when the requests are in
+BULK_MOVE = """
+    with new as (insert into requests select * from _in_requests on conflict do nothing returning id),
+    c as (insert into calls select k.* from _in_calls k join new on new.id = k.request_id
+          on conflict (id) do nothing returning 1),
+    g as (insert into call_signals select k.* from _in_call_signals k join new on new.id = k.request_id
+          on conflict (call_id) do nothing returning 1)
+    select (select count(*) from new), (select count(*) from c), (select count(*) from g)
+"""
 SIGNALS_INSERT = ("insert into call_signals (call_id, request_id, logprobs, samples, agreement, features) "
                   "values (%s, %s, %s, %s, %s, %s) on conflict (call_id) do nothing")
 
@@ -199,27 +211,34 @@ class PostgresLedger:
 
     def record_many(self, requests: Iterable[schema.RequestRecord],
                     on_progress: Callable[[int], None] | None = None) -> Any:
+        """All in one transaction, in chunks: each chunk is COPYed into temporary tables
+        and moved over by one statement per table (``on conflict do nothing``: a request
+        whose id or batch row is there already is skipped, with its calls), so the spend
+        triggers run once per chunk, not once per row."""
         from cascadeflow_cli.ledger.storage import RecordCounts
 
-        batch = list(requests)
+        batch = requests if isinstance(requests, list) else list(requests)  # a retry replays it
 
         def work(conn: psycopg.Connection[Any]) -> RecordCounts:
+            for table in ("requests", "calls", "call_signals"):
+                conn.execute(f"create temp table if not exists _in_{table} "
+                             f"(like {table} including defaults) on commit delete rows")
             added = calls = 0
-            known = set()
-            ext = [r.external_id for r in batch if r.external_id]
-            if ext:
-                known = {e for (e,) in conn.execute("select external_id from requests "
-                                                    "where external_id = any(%s)", [ext]).fetchall()}
-            for seen, request in enumerate(batch, start=1):
-                if request.external_id in known:
-                    continue
-                if self._insert(conn, request):
-                    added += 1
-                    calls += len(request.calls)
-                if on_progress is not None and seen % 1000 == 0:
-                    on_progress(seen)
-            if on_progress is not None:
-                on_progress(len(batch))
+            for at in range(0, len(batch), BULK_CHUNK):
+                chunk = batch[at:at + BULK_CHUNK]
+                with conn.cursor() as cur:
+                    _copy(cur, "requests", schema.REQUEST_COLUMNS,
+                          (schema.request_row(r).values() for r in chunk))
+                    _copy(cur, "calls", schema.CALL_COLUMNS,
+                          (schema.call_row(c).values() for r in chunk for c in r.calls))
+                    _copy(cur, "call_signals", SIGNAL_COLUMNS,
+                          (_signal_row(r.id, sig) for r in chunk for sig in r.signals))
+                    row = cur.execute(BULK_MOVE).fetchone()
+                    cur.execute("truncate _in_requests, _in_calls, _in_call_signals")
+                added += row[0] if row else 0
+                calls += row[1] if row else 0
+                if on_progress is not None:
+                    on_progress(min(at + BULK_CHUNK, len(batch)))
             return RecordCounts(added, calls)
 
         return self._tx(work)
@@ -457,6 +476,13 @@ def _psycopg_error() -> type[Exception]:
     import psycopg
 
     return psycopg.Error  # type: ignore[no-any-return]
+
+
+def _copy(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
+          rows: Iterable[Iterable[Any]]) -> None:
+    with cur.copy(f"copy _in_{table} ({', '.join(q(c) for c in columns)}) from stdin") as copy:
+        for row in rows:
+            copy.write_row(tuple(row))
 
 
 def _signal_row(request_id: str, s: Any) -> list[Any]:
