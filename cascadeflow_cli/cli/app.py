@@ -4,7 +4,6 @@ turns errors into a single stderr line and the documented exit code."""
 from __future__ import annotations
 
 import functools
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -146,6 +145,13 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    """The ledger backend's "damaged store" errors (evaluated only when something was raised)."""
+    from cascadeflow_cli.ledger.storage import damage_errors
+
+    return damage_errors()
+
+
 def _damaged_ledger_line(exc: Exception) -> str:
     ledger = _state._ledger
     where = f"{ledger.path}: " if ledger is not None else ""
@@ -225,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _signals.quiet()
         code = _fail("interrupted", 130)
-    except sqlite3.DatabaseError as exc:  # a damaged page met mid-read, past the checks at open
+    except _damage_errors() as exc:  # a damaged page met mid-read, past the checks at open
         code = _traceback(exc, 1) if _state.debug else _fail(_damaged_ledger_line(exc), 1)
     except BrokenPipeError:
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong

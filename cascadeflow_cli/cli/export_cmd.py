@@ -70,7 +70,7 @@ def export(
                                        "original timestamps.")] = False,
 ) -> None:
     """Export the ledger, one row per model call (columns: docs/ledger-columns.md)."""
-    from cascadeflow_cli.ledger.export import write_export
+    from cascadeflow_cli.ledger.export import write_rows
 
     ctx = state()
     if otlp:
@@ -79,12 +79,12 @@ def export(
         return
     fmt = _format(as_csv, as_json, as_jsonl, output)
     flt = ledger_filter(user, since, until, model, ctx.config.ledger.timezone)
-    conn = ctx.ledger().db.conn
+    ledger = ctx.ledger()
     try:
         with _destination(output) as out:
             if bom and fmt == "csv":
                 out.write("\ufeff")
-            count = write_export(conn, out, fmt, flt)
+            count = write_rows(ledger.export_rows(fmt, flt), out, fmt)
     except BrokenPipeError:  # `cascade export | head`: the reader left, nothing is wrong
         _silence_stdout()
         return
@@ -155,7 +155,6 @@ def _export_otlp(ctx: object, file_options: bool, flt: LedgerFilter) -> None:
     """History as spans (issue 15's backfill), whether or not [telemetry] is enabled."""
     from dataclasses import replace
 
-    from cascadeflow_cli.ledger.history import iter_records
     from cascadeflow_cli.telemetry import resolve
     from cascadeflow_cli.telemetry.backfill import backfill
 
@@ -164,8 +163,7 @@ def _export_otlp(ctx: object, file_options: bool, flt: LedgerFilter) -> None:
     config = ctx.config  # type: ignore[attr-defined]
     settings = resolve(replace(config.telemetry, enabled=True), {**os.environ, "OTEL_SDK_DISABLED": ""})
     assert settings is not None
-    conn = ctx.ledger().db.conn  # type: ignore[attr-defined]
-    result = backfill(settings, iter_records(conn, flt))
+    result = backfill(settings, ctx.ledger().iter_records(flt))  # type: ignore[attr-defined]
     plural = "s" if result.requests != 1 else ""
     sys.stderr.write(f"exported {result.requests:,} request{plural} ({result.spans:,} spans) to "
                      f"{result.endpoint}\n")

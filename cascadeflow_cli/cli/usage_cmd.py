@@ -33,8 +33,6 @@ def usage(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Show usage: cost, tokens, requests, draft acceptance rate and savings."""
-    from cascadeflow_cli.ledger.usage import usage as compute
-
     if by is not None and by not in GROUPINGS:
         raise InputError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
     if total_only and by is not None:
@@ -43,7 +41,7 @@ def usage(
     ctx = state()
     timezone = ctx.config.ledger.timezone
     flt = ledger_filter(user, since, until, None, timezone)
-    report = compute(ctx.ledger().db.conn, flt, grouping, timezone)
+    report = ctx.ledger().usage(flt, grouping, timezone)
     if as_json:
         data = {"user": user, "by": grouping, "since": flt.since, "until": flt.until,
                 "timezone": timezone, "total": row_json(report.total),

@@ -1,5 +1,8 @@
 """Per-user budgets, stored in the ledger, and the spend they are checked against.
 
+The public functions take any LedgerStore (ledger/storage.py); ``spend_triggers`` and the
+``window_spend`` family below are the SQLite backend's (sqlite-utils ``Database``).
+
 Spend per window is read from running aggregates kept by triggers on ``requests``
 (15-minute buckets per user, plus a total), so a check costs the same with a million
 rows as with ten. Every real time zone's midnight falls on a 15-minute boundary, so the
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from cascadeflow_cli.config import AppConfig
-    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.storage import LedgerStore
 
 BUCKET_MINUTES = 15
 # "YYYY-MM-DDTHH:MM" of the 15-minute bucket holding a ts written by format_ts
@@ -111,51 +114,47 @@ def spend_triggers(conn: sqlite3.Connection) -> None:
 # --- budgets ----------------------------------------------------------------------
 
 
-def _from_row(row: dict[str, Any]) -> BudgetConfig:
+def budget_from_row(row: dict[str, Any]) -> BudgetConfig:
+    """A ``budgets`` row (limits in nano-dollars, NULL: no limit) as a BudgetConfig."""
     return BudgetConfig(
         **{w: Decimal(row[f"{w}_nusd"]) / 10**9 if row[f"{w}_nusd"] is not None else None for w in WINDOWS}
     )
 
 
-def get_budget(db: sqlite_utils.Database, user: str) -> BudgetConfig | None:
-    rows = list(db.query("select * from budgets where user = ?", [user]))
-    return _from_row(rows[0]) if rows else None
+def budget_row(budget: BudgetConfig) -> dict[str, int | None]:
+    """The limit columns of a ``budgets`` row."""
+    return {f"{w}_nusd": nanos_from_usd(v) if v is not None else None
+            for w, v in ((w, getattr(budget, w)) for w in WINDOWS)}
 
 
-def effective_budget(ledger: Ledger, config: AppConfig, user: str) -> BudgetConfig | None:
+def get_budget(ledger: LedgerStore, user: str) -> BudgetConfig | None:
+    return ledger.get_budget(user)
+
+
+def effective_budget(ledger: LedgerStore, config: AppConfig, user: str) -> BudgetConfig | None:
     """The user's own budget, else the config's ``[budgets.default]``, else None."""
-    own = get_budget(ledger.db, user)
+    own = ledger.get_budget(user)
     if own is not None:
         return own
     default = BudgetConfig(**dict(config.budgets.default))
     return None if default.is_empty else default
 
 
-def set_budget(ledger: Ledger, user: str, budget: BudgetConfig) -> BudgetConfig:
+def set_budget(ledger: LedgerStore, user: str, budget: BudgetConfig) -> BudgetConfig:
     """Set the given windows (others keep their limits); returns the stored budget."""
     if not user.strip():
         raise InputError("the user name is empty")
     if budget.is_empty:
         raise InputError("give at least one of --daily, --weekly, --monthly, --total")
-    with ledger.write() as db:
-        stored = (get_budget(db, user) or BudgetConfig()).merged(budget)
-        row = {
-            f"{w}_nusd": nanos_from_usd(v) if v is not None else None
-            for w, v in ((w, getattr(stored, w)) for w in WINDOWS)
-        }
-        db["budgets"].upsert({"user": user, **row, "updated_at": format_ts(ledger.clock.now())}, pk="user")
-    return stored
+    return ledger.set_budget(user, budget)
 
 
-def remove_budget(ledger: Ledger, user: str) -> bool:
-    with ledger.write() as db:
-        existed = get_budget(db, user) is not None
-        db.execute("delete from budgets where user = ?", [user])
-    return existed
+def remove_budget(ledger: LedgerStore, user: str) -> bool:
+    return ledger.remove_budget(user)
 
 
-def list_budgets(ledger: Ledger) -> list[tuple[str, BudgetConfig]]:
-    return [(row["user"], _from_row(row)) for row in ledger.db.query("select * from budgets order by user")]
+def list_budgets(ledger: LedgerStore) -> list[tuple[str, BudgetConfig]]:
+    return ledger.list_budgets()
 
 
 # --- spend ------------------------------------------------------------------------

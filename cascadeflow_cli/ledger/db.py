@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,6 @@ from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.budgets import spend_triggers
-from cascadeflow_cli.ledger.labels import insert_signals
 from cascadeflow_cli.ledger.recognise import make_owner_only, mark_as_ledger, recognise_ledger
 from cascadeflow_cli.ledger.schema import (
     M001,
@@ -41,6 +39,7 @@ from cascadeflow_cli.ledger.schema import (
     request_row,
     table_ddl,
 )
+from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_signals, insert_sql
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -100,9 +99,10 @@ def import_sqlite_utils() -> ModuleType:
         return sqlite_utils
 
 
-class Ledger:
-    """The ledger file. Cheap to open. Each thread gets its own SQLite connection
-    (SQLite's own locking then serialises writers across threads and processes alike)."""
+class Ledger(SqliteQueries):
+    """The ledger file: the SQLite implementation of LedgerStore (ledger/storage.py; the
+    queries are in ledger/sqlite_store.py). Cheap to open. Each thread gets its own SQLite
+    connection (SQLite's own locking then serialises writers across threads and processes alike)."""
 
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path
@@ -239,9 +239,9 @@ class Ledger:
                 return  # recorded already (a journal replay got here first): idempotent
             # plain prepared inserts: sqlite-utils' insert() rebuilds its SQL and looks the
             # table up on every call, which was a sixth of a batch row's CPU under the GIL
-            conn.execute(_insert_sql("requests", tuple(row)), list(row.values()))
+            conn.execute(insert_sql("requests", tuple(row)), list(row.values()))
             if calls:
-                conn.executemany(_insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
+                conn.executemany(insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
             if request.signals:
                 insert_signals(db, request.id, request.signals)
             checkpoint("in-commit")
@@ -327,7 +327,6 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             pause = min(pause * 2, 0.5)
 
 
-@lru_cache(maxsize=16)
-def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    names = ", ".join(f"[{c}]" for c in columns)
-    return f"insert into [{table}] ({names}) values ({', '.join('?' * len(columns))})"
+# older names of the row conversions (bench/forecast_speed.py builds rows with them)
+_request_row = request_row
+_call_row = call_row

@@ -14,7 +14,7 @@ list is documented in ``docs/ledger-columns.md`` (a test keeps the two in step).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -142,26 +142,32 @@ def iter_batches(conn: sqlite3.Connection, fmt: str, flt: LedgerFilter, size: in
 
 def write_export(conn: sqlite3.Connection, out: TextIO, fmt: str, flt: LedgerFilter | None = None
                  ) -> int:
-    """Write the filtered ledger to ``out`` (opened with ``newline=""``); returns the row count.
+    """Write the filtered ledger to ``out`` (opened with ``newline=""``); returns the row count."""
+    batches = ([row[0] for row in batch] for batch in iter_batches(conn, fmt, flt or LedgerFilter()))
+    return write_rows(batches, out, fmt)
+
+
+def write_rows(batches: Iterable[list[str]], out: TextIO, fmt: str) -> int:
+    """Write export rows (``LedgerStore.export_rows``) to ``out`` (opened with
+    ``newline=""``); returns the row count.
 
     CSV: a header, RFC 4180 quoting, CRLF line ends. JSON: an array with one object a
     line. JSONL: one object a line. Costs are exact decimals (9 places) in every format.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
-    flt = flt or LedgerFilter()
     count = 0
     if fmt in ("csv", "jsonl"):
         end = "\r\n" if fmt == "csv" else "\n"
         if fmt == "csv":
             out.write(",".join(COLUMN_NAMES) + end)
-        for batch in iter_batches(conn, fmt, flt):
-            out.write(end.join(row[0] for row in batch) + end)  # type: ignore[misc]
+        for batch in batches:
+            out.write(end.join(batch) + end)
             count += len(batch)
         return count
     out.write("[")
-    for batch in iter_batches(conn, fmt, flt):
-        out.write(("\n" if count == 0 else ",\n") + ",\n".join(str(row[0]) for row in batch))
+    for batch in batches:
+        out.write(("\n" if count == 0 else ",\n") + ",\n".join(batch))
         count += len(batch)
     out.write("\n]\n" if count else "]\n")
     return count
