@@ -22,6 +22,7 @@ from cascadeflow_cli.config import BudgetsConfig
 from cascadeflow_cli.errors import ConfigError
 from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
 from cascadeflow_cli.ledger.storage import Hold
+from cascadeflow_cli.ledger.teams import team_states, teams_of
 from cascadeflow_cli.ledger.windows import window
 from cascadeflow_cli.money import format_usd, usd
 
@@ -41,6 +42,7 @@ class WindowState:
     reserved_nusd: int
     start: datetime
     resets_at: datetime | None
+    scope: str | None = None  # "team NAME" for a team budget's window; None: the user's own
 
     @property
     def used_nusd(self) -> int:
@@ -81,7 +83,8 @@ def _tightest(states: Sequence[WindowState], extra: int = 0) -> WindowState:
 
 
 def _describe(user: str, s: WindowState, estimate: int | None = None) -> str:
-    text = f"{user}'s {s.window} budget: spent {format_usd(s.spent_nusd)} of {format_usd(s.limit_nusd)}"
+    text = (f"{s.scope or user}'s {s.window} budget: spent {format_usd(s.spent_nusd)} "
+            f"of {format_usd(s.limit_nusd)}")
     if s.reserved_nusd:
         text += f" (+{format_usd(s.reserved_nusd)} in flight)"
     if estimate is not None:
@@ -315,12 +318,14 @@ class BudgetGate:
                 hook_action, hook_message = self.callbacks.check_budget(ctx)
             except HookError as exc:
                 return Decision("block", f"blocked: {exc}", models)
-        if budget is None and hook_action not in ("degrade", "block"):
+        teams = teams_of(self.config, user)
+        if budget is None and not teams and hook_action not in ("degrade", "block"):
             return Decision(hook_action, hook_message, models)
-        with self.ledger.budget_lock(user) as txn:
+        with self.ledger.budget_lock(user, teams=[name for name, _ in teams]) as txn:
             now = self.ledger.clock.now()
             txn.expire_reservations(now)
             states = self.states(txn, user, budget, now)
+            states += team_states(txn, self.config.ledger.timezone, teams, now)  # same transaction
             cheaper = degraded(models)
             verdict = judge(
                 user, states, estimate(models), estimate(cheaper) if cheaper else None, self.config.budgets
@@ -343,7 +348,8 @@ class BudgetGate:
             warn_ctx = None
             if action in ("warn", "degrade") and verdict.window is not None:
                 w = verdict.window
-                if not txn.first_warning(user, w.window, format_ts(w.start), action, now):
+                key = f"{w.scope}:{w.window}" if w.scope else w.window
+                if not txn.first_warning(user, key, format_ts(w.start), action, now):
                     message = None if action == "warn" else message  # warned already this window
                 else:
                     warn_ctx = enforcement_context(user, states, amount, txn.request_count(user))

@@ -153,8 +153,8 @@ class SqliteQueries:
     # --- enforcement ------------------------------------------------------------------
 
     @contextmanager
-    def budget_lock(self, user: str) -> Iterator[BudgetTxn]:
-        with self.write() as db:  # BEGIN IMMEDIATE: every writer waits, whoever its user
+    def budget_lock(self, user: str, teams: Sequence[str] = ()) -> Iterator[BudgetTxn]:
+        with self.write() as db:  # BEGIN IMMEDIATE: every writer waits, whoever its user (or team)
             yield BudgetTxn(db)
 
     def release(self, reservation_id: str | None) -> None:

@@ -22,7 +22,7 @@ Conventions for backends:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -180,8 +180,9 @@ class LedgerStore(SpendReader, Protocol):
 
     # --- enforcement ------------------------------------------------------------------
 
-    def budget_lock(self, user: str) -> AbstractContextManager[BudgetTransaction]:
-        """A write transaction in which ``user``'s spend cannot change under the caller."""
+    def budget_lock(self, user: str, teams: Sequence[str] = ()) -> AbstractContextManager[BudgetTransaction]:
+        """A write transaction in which ``user``'s spend (and each team's in ``teams``,
+        `[budgets.teams.NAME]`) cannot change under the caller."""
 
     def release(self, reservation_id: str | None) -> None:
         """Drop a reservation (its request ended without being recorded). None: nothing."""
