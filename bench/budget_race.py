@@ -1,11 +1,19 @@
-"""Budget race: 8 processes x 50 `cascade ask` against one user's daily budget.
+"""Budget race: processes on two "hosts" × `cascade ask` against one user's daily budget
+and one team budget, on SQLite or PostgreSQL.
 
 A local replay server answers every request after 50 ms with the same answer, so each
-request costs the same known amount; the budget is worth about 100 of them. Reports the
-spend recorded against the budget (overspend must be $0.00), successful and blocked
-requests against what the budget allows, and wall time.
+request costs the same known amount. User "racer" has a daily budget worth
+``--requests-worth`` requests; team "crew" (members racer and mate) a monthly budget worth
+1.5 times that. Half the processes of each host ask as racer, half as mate; the two hosts
+are two config directories (same budgets) with processes of their own. Reports the spend
+recorded against each budget (overspend must be $0.00 on both), successes against what
+the budgets allow, leftover reservations and wall time.
 
-    python bench/budget_race.py [--procs 8] [--per-proc 50] [--requests-worth 100]
+    python bench/budget_race.py [--db PATH|postgresql://...|postgresql] [--procs 16]
+                                [--per-proc 25] [--requests-worth 100] [--compare-sqlite]
+
+``--db postgresql`` starts a throwaway local cluster (tests/pg_server.py) for the run;
+``--compare-sqlite`` runs the same race on a SQLite file afterwards, for the wall time.
 """
 
 from __future__ import annotations
@@ -13,7 +21,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -22,6 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.pg_server, from a checkout
+
+from cascadeflow_cli.ledger.backend import open_store
 from cascadeflow_cli.replay.server import spawn
 
 ANSWER = (
@@ -30,23 +40,16 @@ ANSWER = (
 )
 QUERY = "What is the capital of France?"
 IN_PRICE, OUT_PRICE = Decimal("0.15"), Decimal("0.60")  # USD per million tokens
+USERS = ("racer", "mate")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--procs", type=int, default=8)
-    ap.add_argument("--per-proc", type=int, default=50)
-    ap.add_argument("--requests-worth", type=int, default=100)
-    ap.add_argument("--latency", type=float, default=0.05)
-    args = ap.parse_args()
-
-    server, url = spawn("--latency", str(args.latency))
-    work = Path(tempfile.mkdtemp(prefix="budget-race-"))
+def config_text(url: str, team_usd: Decimal | None) -> str:
     # the server counts ceil(chars/4) tokens; max_tokens just above the answer keeps the
     # worst case (what is reserved) close to the real cost
     answer_tokens = math.ceil(len(ANSWER) / 4)
-    config = work / "cascadeflow.toml"
-    config.write_text(f"""
+    team = (f'\n[budgets.teams.crew]\nmembers = ["racer", "mate"]\nmonthly = {team_usd}\n'
+            if team_usd is not None else "")
+    return f"""
 [[models]]
 name = "mini"
 model = "openai/replay-mini"
@@ -60,68 +63,108 @@ max_tokens = {answer_tokens + 4}
 
 [budgets]
 mode = "block"
-""")
-    env = {**os.environ, "CASCADE_CONFIG": str(config), "CASCADE_DB": str(work / "ledger.db")}
+{team}"""
+
+
+def race(db: str, url: str, args: argparse.Namespace) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp(prefix="budget-race-"))
+    hosts = [work / "host-a", work / "host-b"]
     cascade = [sys.executable, "-m", "cascadeflow_cli"]
+    probe_env = {**os.environ, "CASCADE_CONFIG": str(work / "probe.toml"), "CASCADE_DB": db}
+    (work / "probe.toml").write_text(config_text(url, None))
+    # one request to learn the exact cost of a request, then set the budgets from it
+    subprocess.run([*cascade, "ask", QUERY, "--user", "probe", "--json"], env=probe_env, check=True,
+                   capture_output=True)
+    with open_store(db) as ledger:
+        per_request = ledger.total_spend("probe")
+    user_nusd = per_request * args.requests_worth
+    team_nusd = per_request * (args.requests_worth * 3 // 2)
+    team_usd = Decimal(team_nusd) / 10**9
+    for host in hosts:
+        host.mkdir()
+        (host / "cascadeflow.toml").write_text(config_text(url, team_usd))
+    envs = [{**os.environ, "CASCADE_CONFIG": str(h / "cascadeflow.toml"), "CASCADE_DB": db} for h in hosts]
+    subprocess.run([*cascade, "budget", "set", "racer", "--daily", str(Decimal(user_nusd) / 10**9)],
+                   env=envs[0], check=True, capture_output=True)
+
+    def worker(n: int) -> tuple[int, int, int]:
+        env, user = envs[n % 2], USERS[(n // 2) % 2]  # both hosts, both users
+        ok = blocked = other = 0
+        for _ in range(args.per_proc):
+            code = subprocess.run([*cascade, "ask", QUERY, "--user", user], env=env,
+                                  capture_output=True).returncode
+            ok += code == 0
+            blocked += code == 3
+            other += code not in (0, 3)
+        return ok, blocked, other
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.procs) as pool:
+        results = list(pool.map(worker, range(args.procs)))
+    wall = time.perf_counter() - started
+    ok, blocked, other = (sum(r[i] for r in results) for i in range(3))
+    with open_store(db) as ledger:
+        spent = {u: ledger.total_spend(u) for u in USERS}
+        left = sum(1 for u in USERS if ledger.reserved_spend(u))
+        reserved = sum(ledger.reserved_spend(u) for u in USERS)
+    allowed_team = team_nusd // per_request
+    return {"per_request": per_request, "user_nusd": user_nusd, "team_nusd": team_nusd, "spent": spent,
+            "ok": ok, "blocked": blocked, "other": other, "left": left, "reserved": reserved,
+            "allowed": allowed_team, "wall": wall}
+
+
+def report(name: str, r: dict[str, object], args: argparse.Namespace) -> bool:
+    spent: dict[str, int] = r["spent"]  # type: ignore[assignment]
+    user_over = max(spent["racer"] - r["user_nusd"], 0)  # type: ignore[operator]
+    team_over = max(sum(spent.values()) - r["team_nusd"], 0)  # type: ignore[operator]
+    ok, allowed = int(r["ok"]), int(r["allowed"])  # type: ignore[call-overload]
+    print(f"--- {name}: {args.procs} processes on 2 hosts x {args.per_proc} `cascade ask`")
+    print(f"cost per request            ${Decimal(r['per_request']) / 10**9}")  # type: ignore[operator]
+    print(f"racer daily / crew monthly  ${Decimal(r['user_nusd']) / 10**9} / "  # type: ignore[operator]
+          f"${Decimal(r['team_nusd']) / 10**9}  (team worth {allowed} requests)")  # type: ignore[operator]
+    usd = {k: Decimal(v) / 10**9 for k, v in spent.items()}
+    print(f"spent racer / mate          ${usd['racer']} / ${usd['mate']}")
+    print(f"overspend user / team       ${Decimal(user_over) / 10**9:.2f} / "
+          f"${Decimal(team_over) / 10**9:.2f}")
+    print(f"successful / blocked        {ok} / {r['blocked']}  (other exits: {r['other']})")
+    print(f"admitted vs allowed         {ok} / {allowed} = {ok / allowed:.1%}")
+    print(f"reservations left           {r['left']} (${Decimal(r['reserved']) / 10**9})")  # type: ignore[operator]
+    print(f"wall time                   {float(r['wall']):.1f} s")  # type: ignore[arg-type]
+    good = user_over == 0 and team_over == 0 and ok >= 0.95 * allowed and r["other"] == 0 and r["left"] == 0
+    print(f"verdict: {'OK' if good else 'MISSED'} (target: $0.00 overspend on both, >= 95% admitted, "
+          "0 reservations left)")
+    return good
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", default="", help="ledger path or URL; 'postgresql' starts a throwaway server")
+    ap.add_argument("--procs", type=int, default=16)
+    ap.add_argument("--per-proc", type=int, default=25)
+    ap.add_argument("--requests-worth", type=int, default=100)
+    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--compare-sqlite", action="store_true")
+    args = ap.parse_args()
+    pg = None
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="budget-race-db-")) / "ledger.db")
+    if db == "postgresql":
+        from tests import pg_server
+
+        pg = pg_server.start()
+        db = pg.url(pg.create_database("race"))
+    server, url = spawn("--latency", str(args.latency))
     try:
-        # one request to learn the exact cost of a request, then set the budget from it
-        subprocess.run(
-            [*cascade, "ask", QUERY, "--user", "probe", "--json"], env=env, check=True, capture_output=True
-        )
-        conn = sqlite3.connect(work / "ledger.db")
-        per_request = conn.execute("select cost_nusd from requests where user='probe'").fetchone()[0]
-        budget_nusd = per_request * args.requests_worth
-        budget_usd = Decimal(budget_nusd) / 10**9
-        subprocess.run(
-            [*cascade, "budget", "set", "racer", "--daily", str(budget_usd)],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-
-        def worker(_: int) -> tuple[int, int, int]:
-            ok = blocked = other = 0
-            for _ in range(args.per_proc):
-                code = subprocess.run(
-                    [*cascade, "ask", QUERY, "--user", "racer"], env=env, capture_output=True
-                ).returncode
-                ok += code == 0
-                blocked += code == 3
-                other += code not in (0, 3)
-            return ok, blocked, other
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.procs) as pool:
-            results = list(pool.map(worker, range(args.procs)))
-        wall = time.perf_counter() - started
-        ok, blocked, other = (sum(r[i] for r in results) for i in range(3))
-        spent = conn.execute("select coalesce(sum(cost_nusd),0) from requests where user='racer'").fetchone()[
-            0
-        ]
-        rows_ok = conn.execute("select count(*) from requests where user='racer' and status='ok'").fetchone()[
-            0
-        ]
-        left = conn.execute("select count(*) from reservations").fetchone()[0]
-        integrity = conn.execute("pragma integrity_check").fetchone()[0]
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
+        report("PostgreSQL" if "://" in db and not db.startswith("sqlite") else "SQLite", race(db, url, args),
+               args)
+        if args.compare_sqlite:
+            lite = str(Path(tempfile.mkdtemp(prefix="budget-race-db-")) / "ledger.db")
+            report("SQLite (same run)", race(lite, url, args), args)
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         server.terminate()
-    allowed = budget_nusd // per_request
-    overspend = max(spent - budget_nusd, 0)
-    print(
-        f"{args.procs} processes x {args.per_proc} `cascade ask`, {args.latency * 1000:.0f} ms server latency"
-    )
-    print(f"cost per request          ${Decimal(per_request) / 10**9}")
-    print(f"daily budget              ${budget_usd}  (worth {allowed} requests)")
-    print(f"spend recorded            ${Decimal(spent) / 10**9}")
-    print(f"overspend                 ${Decimal(overspend) / 10**9:.2f}")
-    print(f"successful / blocked      {ok} / {blocked}  (other exits: {other}; ok rows in ledger {rows_ok})")
-    print(f"successes vs allowed      {ok} / {allowed} = {ok / allowed:.1%}")
-    print(f"reservations left, integrity   {left}, {integrity}")
-    print(f"wall time                 {wall:.1f} s")
-    verdict = overspend == 0 and abs(ok - allowed) <= 0.02 * allowed and other == 0 and left == 0
-    print(
-        f"verdict: {'OK' if verdict else 'MISSED'} (target: $0.00 overspend, successes within 2% of allowed)"
-    )
+        if pg is not None:
+            pg.stop()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,17 @@ class LedgerError(CascadeError):
     """The ledger database cannot be opened, read or written."""
 
 
+class LedgerUnavailableError(LedgerError):
+    """A PostgreSQL ledger cannot be reached or refuses us (server down, wrong password,
+    no such database): checked before anything is reserved or sent. The URL in the
+    message has its password masked."""
+
+
+class LedgerSchemaError(LedgerError):
+    """The ledger's schema is newer than this cascade knows (a later version migrated it):
+    refused, untouched, rather than written with rows of the wrong shape."""
+
+
 class MissingApiKeyError(CascadeError):
     """The environment variable holding a provider's API key is not set."""
 

@@ -16,6 +16,8 @@ import pytest
 
 from cascadeflow_cli.replay.server import ReplayServer
 
+pytest_plugins = ["tests.pg_fixtures"]  # pg_server, pg_url, ledger_url (both backends)
+
 FIXTURES = Path(__file__).parent / "fixtures"  # small committed inputs
 
 GOOD_ANSWER = (

@@ -4,7 +4,6 @@ turns errors into a single stderr line and the documented exit code."""
 from __future__ import annotations
 
 import functools
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -30,8 +29,9 @@ def root(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", help="Config file (else $CASCADE_CONFIG, "
                                                  "./cascadeflow.toml, the user config dir).")] = None,
-    db: Annotated[Path | None, typer.Option("--db", help="Ledger file (else $CASCADE_DB, the config's "
-                                             "ledger.path, the user data dir).")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Ledger file or postgresql:// URL (else "
+                                            "$CASCADE_DB, the config's ledger.url or ledger.path, "
+                                            "the user data dir).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     context = app_context(ctx)  # main() made it; the options are known only now
@@ -65,10 +65,11 @@ def _register() -> None:
 
     app.command("calibrate")(calibrate_cmd.calibrate)
     app.command("feedback")(feedback_cmd.feedback)
-    from cascadeflow_cli.cli import key_cmd, serve_cmd
+    from cascadeflow_cli.cli import key_cmd, ledger_cmd, serve_cmd
 
     app.command("serve")(serve_cmd.serve)
     app.add_typer(key_cmd.key_app, name="key")
+    app.add_typer(ledger_cmd.ledger_app, name="ledger")
 
 
 _register()
@@ -143,6 +144,13 @@ def hoist_global_options(argv: list[str]) -> list[str]:
             rest.append(arg)
         i += 1
     return front + rest
+
+
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    """The ledger backend's "damaged store" errors (evaluated only when something was raised)."""
+    from cascadeflow_cli.ledger.storage import damage_errors
+
+    return damage_errors()
 
 
 def _damaged_ledger_line(context: AppContext, exc: Exception) -> str:
@@ -230,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _signals.quiet()
         code = _fail(context, "interrupted", 130)
-    except sqlite3.DatabaseError as exc:  # a damaged page met mid-read, past the checks at open
+    except _damage_errors() as exc:  # a damaged page met mid-read, past the checks at open
         code = (_traceback(context, exc, 1) if context.debug
                 else _fail(context, _damaged_ledger_line(context, exc), 1))
     except BrokenPipeError:

@@ -42,7 +42,8 @@ def show(
 
     context = app_context(ctx)
     data = config_to_dict(context.config)
-    data["ledger"]["path"] = str(context.resolved_db_path)
+    where = context.resolved_location  # a URL shown with its password masked
+    data["ledger"]["url" if where.is_postgres else "path"] = where.display()
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:

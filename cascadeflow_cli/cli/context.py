@@ -11,19 +11,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path
+from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path, resolve_ledger_location
 
 if TYPE_CHECKING:
     import typer
     from rich.console import Console
 
+    from cascadeflow_cli.dburl import LedgerLocation
     from cascadeflow_cli.ledger.db import Ledger
 
 
 @dataclass
 class AppContext:
     config_path: Path | None = None
-    db_path: Path | None = None
+    db_path: str | Path | None = None  # --db: a path or a postgresql:// URL
     debug: bool = False
     _ledger: Ledger | None = field(default=None, repr=False)
     # run when the command ends, before the ledger closes (telemetry's bounded flush)
@@ -34,14 +35,19 @@ class AppContext:
         return load_config(self.config_path)
 
     @cached_property
+    def resolved_location(self) -> LedgerLocation:
+        """The ledger's file or PostgreSQL database (flag, $CASCADE_DB, config, default)."""
+        return resolve_ledger_location(self.db_path, self.config)
+
+    @cached_property
     def resolved_db_path(self) -> Path:
-        return resolve_db_path(self.db_path, self.config)
+        return resolve_db_path(Path(self.db_path) if self.db_path else None, self.config)
 
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            from cascadeflow_cli.ledger.db import open_ledger
+            from cascadeflow_cli.ledger.backend import open_store
 
-            self._ledger = open_ledger(self.resolved_db_path)
+            self._ledger = open_store(self.resolved_location)  # type: ignore[assignment]
             if self._ledger.journal_waiting:  # answered earlier, the ledger still cannot take them
                 n = self._ledger.journal_waiting
                 sys.stderr.write(f"warning: {n} answered request{'s' if n != 1 else ''} "

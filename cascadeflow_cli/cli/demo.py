@@ -79,7 +79,7 @@ def demo(
     path = demo_queries_path()
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = rows[:limit] if limit else rows
-    db_path = context.db_path or user_data_dir() / "demo.db"
+    db_path = Path(context.db_path) if context.db_path else user_data_dir() / "demo.db"  # the demo is SQLite
     for suffix in ("", "-wal", "-shm"):  # a fresh demo ledger each run
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     err = stderr_console()

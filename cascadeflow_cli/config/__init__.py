@@ -8,6 +8,7 @@ from cascadeflow_cli.config.locate import (
     find_config,
     load_config,
     resolve_db_path,
+    resolve_ledger_location,
     user_config_path,
     user_data_dir,
 )
@@ -27,6 +28,7 @@ from cascadeflow_cli.config.settings import (
     LedgerConfig,
     ModelConfig,
     QualityConfig,
+    TeamBudget,
     TelemetryConfig,
     default_config,
     known_domains,
@@ -36,7 +38,7 @@ from cascadeflow_cli.config.starter import config_to_dict, starter_config
 __all__ = [
     "APP_NAME", "BUDGET_WINDOWS", "CLIENTS", "CONFIG_FILENAME", "DEFAULT_MODELS", "ENFORCEMENT_MODES",
     "HOOK_NAMES", "QUALITY_PRESETS", "AppConfig", "BudgetsConfig", "CascadeConfig", "LedgerConfig",
-    "ModelConfig", "QualityConfig", "TelemetryConfig", "check_timezone", "config_to_dict", "default_config",
-    "find_config", "known_domains", "load_config", "parse_config", "resolve_db_path", "starter_config",
+    "ModelConfig", "QualityConfig", "TeamBudget", "TelemetryConfig", "check_timezone", "config_to_dict", "default_config",
+    "find_config", "known_domains", "load_config", "parse_config", "resolve_db_path", "resolve_ledger_location", "starter_config",
     "user_config_path", "user_data_dir",
 ]

@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cascadeflow_cli.config.parse import parse_config
 from cascadeflow_cli.config.settings import APP_NAME, CONFIG_FILENAME, AppConfig, default_config
 from cascadeflow_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.dburl import LedgerLocation
 
 # --- locating ---------------------------------------------------------------------
 
@@ -51,6 +55,24 @@ def resolve_db_path(explicit: Path | None, config: AppConfig, env: Mapping[str, 
     if config.ledger.path is not None:
         return config.ledger.path
     return user_data_dir() / "ledger.db"
+
+
+def resolve_ledger_location(
+    explicit: str | Path | None, config: AppConfig, env: Mapping[str, str] = os.environ
+) -> LedgerLocation:
+    """Like ``resolve_db_path``, for either backend: ``--db`` or ``$CASCADE_DB`` may be a
+    path or a URL, and the config's ``ledger.url`` comes before its ``ledger.path``."""
+    from cascadeflow_cli.dburl import LedgerLocation, parse_location
+
+    password_env = config.ledger.password_env
+    if explicit is not None:
+        return parse_location(explicit, password_env=password_env)
+    if env.get("CASCADE_DB"):
+        return parse_location(env["CASCADE_DB"], password_env=password_env)
+    if config.ledger.url is not None:
+        base = config.source.parent if config.source else None
+        return parse_location(config.ledger.url, base=base, password_env=password_env)
+    return LedgerLocation(path=resolve_db_path(None, config, env))
 
 
 def load_config(explicit: Path | None = None, env: Mapping[str, str] = os.environ) -> AppConfig:

@@ -27,8 +27,10 @@ from cascadeflow_cli.config.settings import (
     LedgerConfig,
     ModelConfig,
     QualityConfig,
+    TeamBudget,
     TelemetryConfig,
 )
+from cascadeflow_cli.dburl import parse_location
 from cascadeflow_cli.errors import ConfigError
 from cascadeflow_cli.money import amount_problem
 
@@ -258,8 +260,16 @@ class _Parser:
 
     def ledger(self, raw: Any) -> LedgerConfig:
         sec = "ledger"
-        self.table(raw, sec, ("path", "timezone", "store_prompts"))
+        self.table(raw, sec, ("path", "timezone", "store_prompts", "url", "password_env"))
         path = self.string(raw, sec, "path")
+        url, password_env = self.string(raw, sec, "url"), self.string(raw, sec, "password_env")
+        if url is not None:
+            if path is not None:
+                raise self.fail(f"{sec}.url", "give either ledger.path or ledger.url, not both")
+            try:
+                parse_location(url)
+            except ConfigError as exc:
+                raise self.fail(f"{sec}.url", str(exc)) from None
         tz = self.string(raw, sec, "timezone", "UTC")
         check_timezone(tz, lambda problem: self.fail(f"{sec}.timezone", problem))
         resolved: Path | None = None
@@ -269,6 +279,8 @@ class _Parser:
                 resolved = self.path.parent / resolved  # relative to the config file
         return LedgerConfig(
             path=resolved,
+            url=url,
+            password_env=password_env,
             timezone=tz,
             store_prompts=self.typed(
                 raw, sec, "store_prompts", lambda v: isinstance(v, bool), "true or false", True
@@ -289,6 +301,7 @@ class _Parser:
                 "default",
                 "fallback_input_cost_per_million",
                 "fallback_output_cost_per_million",
+                "teams",
             ),
         )
         mode = self.string(raw, sec, "mode", "warn")
@@ -305,10 +318,28 @@ class _Parser:
             default={w: v for w, v in default.items() if v is not None},
             fallback_input_cost_per_million=self.price(raw, sec, "fallback_input_cost_per_million"),
             fallback_output_cost_per_million=self.price(raw, sec, "fallback_output_cost_per_million"),
+            teams=self.teams(raw.get("teams", {}), f"{sec}.teams"),
         )
         if not budgets.warn_at <= budgets.degrade_at <= budgets.block_at:
             raise self.fail(sec, "thresholds must satisfy warn_at <= degrade_at <= block_at")
         return budgets
+
+    def teams(self, raw: Any, sec: str) -> dict[str, TeamBudget]:
+        teams = {}
+        for name in self.table(raw, sec, tuple(raw) if isinstance(raw, dict) else ()):
+            where = f"{sec}.{name}"
+            team = self.table(raw[name], where, ("members", *BUDGET_WINDOWS))
+            members = self.typed(team, where, "members", lambda v: isinstance(v, list) and len(v) >= 1
+                                 and all(isinstance(x, str) and x.strip() for x in v),
+                                 "a non-empty list of user names")
+            if members is None:
+                raise self.fail(f"{where}.members", "must list at least one user")
+            prices = {w: self.price(team, where, w) for w in BUDGET_WINDOWS if w in team}
+            limits = {w: v for w, v in prices.items() if v is not None}
+            if not limits:
+                raise self.fail(where, f"give at least one of {', '.join(BUDGET_WINDOWS)}")
+            teams[name] = TeamBudget(members=tuple(members), limits=limits)
+        return teams
 
     def domains(self, raw: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(raw, dict):

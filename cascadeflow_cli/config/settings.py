@@ -53,6 +53,8 @@ class LedgerConfig:
     path: Path | None = None
     timezone: str = "UTC"
     store_prompts: bool = True
+    url: str | None = None  # postgresql://... (issue 13); see cascadeflow_cli/dburl.py
+    password_env: str | None = None  # the variable holding the PostgreSQL password
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,15 @@ class BudgetsConfig:
     default: Mapping[str, Decimal] = field(default_factory=dict)
     fallback_input_cost_per_million: Decimal | None = None
     fallback_output_cost_per_million: Decimal | None = None
+    teams: Mapping[str, TeamBudget] = field(default_factory=dict)  # [budgets.teams.NAME]
+
+
+@dataclass(frozen=True)
+class TeamBudget:
+    """One budget the members share, checked with each member's own in one transaction."""
+
+    members: tuple[str, ...]
+    limits: Mapping[str, Decimal]  # window -> USD
 
 
 # --- [telemetry] (issue 15): OpenTelemetry export, off unless asked for -------------

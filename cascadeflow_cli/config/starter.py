@@ -82,10 +82,12 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
     from dataclasses import asdict
 
     data: dict[str, Any] = {
-        "ledger": clean(asdict(config.ledger)),
+        "ledger": clean(asdict(config.ledger) | _masked_url(config.ledger.url)),
         "models": [clean(asdict(m)) for m in config.models.values()],
         "cascade": clean(asdict(config.cascade)),
-        "budgets": clean({**asdict(config.budgets), "default": dict(config.budgets.default)}),
+        "budgets": clean({**asdict(config.budgets), "default": dict(config.budgets.default),
+                          "teams": {name: {"members": team.members, **team.limits}
+                                    for name, team in config.budgets.teams.items()}}),
     }
     if config.domains:
         data["domains"] = {d: list(c) for d, c in config.domains.items()}
@@ -96,3 +98,10 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
     if config.quality != QualityConfig():
         data["quality"] = clean(asdict(config.quality))
     return data
+
+
+def _masked_url(url: str | None) -> dict[str, Any]:
+    """A ledger URL as shown: never with a password in it."""
+    from cascadeflow_cli.dburl import mask_url
+
+    return {"url": mask_url(url)} if url is not None else {}

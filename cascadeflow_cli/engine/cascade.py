@@ -211,7 +211,8 @@ class Cascade:
         if gate is True:
             gate = BudgetGate(ledger, config) if ledger is not None else None
         self.gate: BudgetGate | None = gate or None
-        self.clock = clock or SystemClock()
+        # the ledger's clock: on PostgreSQL the database's, so hosts whose clocks disagree stamp alike
+        self.clock = clock or (ledger.clock if ledger is not None else SystemClock())
         self.validator = validator or build_validator(config)
         self.provider_lookup = provider_lookup
         self.sleep = sleep

@@ -3,57 +3,31 @@ of `ask --json` (one way to shape a result)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from cascadeflow_cli.engine.cascade import CallResult, CascadeResult
-
-
-def _reasons(raw: str | None) -> tuple[str, ...]:
-    return tuple(json.loads(raw)) if raw else ()
-
-
-def _flag(value: int | None) -> bool | None:
-    return None if value is None else bool(value)
+from cascadeflow_cli.ledger.schema import request_from_row
 
 
 def result_from_row(row: dict[str, Any]) -> CascadeResult:
+    """A request row with its ``calls`` rows (ledger/schema.py reads them back)."""
+    r = request_from_row(row, row.get("calls", []))
     calls = tuple(
         CallResult(
-            model=c["model"],
-            role=c["role"],
-            input_tokens=c["input_tokens"] or 0,
-            output_tokens=c["output_tokens"] or 0,
-            cost_nusd=c["cost_nusd"],
-            latency_ms=c["latency_ms"] or 0.0,
-            quality_score=c["quality_score"],
-            accepted=_flag(c["accepted"]),
-            status=c["status"],
-            error=c["error"],
-            quality_reasons=_reasons(c["quality_reasons"]),
+            model=c.model, role=c.role, input_tokens=c.input_tokens, output_tokens=c.output_tokens,
+            cost_nusd=c.cost_nusd, latency_ms=c.latency_ms, quality_score=c.quality_score,
+            accepted=c.accepted, status=c.status, error=c.error, quality_reasons=c.quality_reasons,
         )
-        for c in row.get("calls", [])
+        for c in r.calls
     )
     return CascadeResult(
-        request_id=row["id"],
-        user=row["user"],
-        answer=row["answer"] or "",
-        model=row["model"] or "",
-        draft_model=row["draft_model"] or "",
-        draft_accepted=bool(row["draft_accepted"]),
-        escalated=bool(row["escalated"]),
-        quality_score=row["quality_score"],
-        quality_reasons=_reasons(row["quality_reasons"]),
-        cost_nusd=row["cost_nusd"],
-        verifier_only_cost_nusd=row["verifier_only_cost_nusd"] or 0,
-        latency_ms=row["latency_ms"] or 0.0,
-        calls=calls,
-        domain=row["domain"],
-        domain_confidence=row["domain_confidence"],
-        enforcement=row["enforcement"] or "allow",
-        enforcement_message=row["enforcement_message"],
-        quality_threshold=row.get("quality_threshold"),
-        calibrated=bool(row.get("calibrated")),
+        request_id=r.id, user=r.user, answer=r.answer or "", model=r.model or "",
+        draft_model=r.draft_model or "", draft_accepted=r.draft_accepted, escalated=r.escalated,
+        quality_score=r.quality_score, quality_reasons=r.quality_reasons, cost_nusd=r.cost_nusd,
+        verifier_only_cost_nusd=r.verifier_only_cost_nusd, latency_ms=r.latency_ms, calls=calls,
+        domain=r.domain, domain_confidence=r.domain_confidence, enforcement=r.enforcement,
+        enforcement_message=r.enforcement_message, quality_threshold=r.quality_threshold,
+        calibrated=r.calibrated,
     )
 
 

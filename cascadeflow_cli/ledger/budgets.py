@@ -1,5 +1,8 @@
 """Per-user budgets, stored in the ledger, and the spend they are checked against.
 
+The public functions take any LedgerStore (ledger/storage.py); ``spend_triggers`` and the
+``window_spend`` family below are the SQLite backend's (sqlite-utils ``Database``).
+
 Spend per window is read from running aggregates kept by triggers on ``requests``
 (15-minute buckets per user, plus a total), so a check costs the same with a million
 rows as with ten. Every real time zone's midnight falls on a 15-minute boundary, so the
@@ -21,10 +24,12 @@ from cascadeflow_cli.ledger.windows import WINDOWS, Window
 from cascadeflow_cli.money import amount_problem, money_sum_sql, nanos, nanos_from_usd
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import sqlite_utils
 
     from cascadeflow_cli.config import AppConfig
-    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.storage import LedgerStore
 
 BUCKET_MINUTES = 15
 # "YYYY-MM-DDTHH:MM" of the 15-minute bucket holding a ts written by format_ts
@@ -77,42 +82,9 @@ def parse_limit(value: Any, window: str) -> Decimal:
 # --- schema -----------------------------------------------------------------------
 
 
-def migrate_budgets(db: sqlite_utils.Database) -> None:
-    """Budgets, reservations, warnings, and the spend aggregates with their triggers."""
-    db["budgets"].create(
-        {
-            "user": str,
-            "daily_nusd": int,
-            "weekly_nusd": int,
-            "monthly_nusd": int,
-            "total_nusd": int,
-            "updated_at": str,
-        },
-        pk="user",
-    )
-    db["reservations"].create(
-        {
-            "id": str,
-            "user": str,
-            "request_id": str,
-            "amount_nusd": int,
-            "created_at": str,
-            "expires_at": str,
-            "pid": int,
-            "host": str,
-        },
-        pk="id",
-        not_null={"user", "amount_nusd", "expires_at"},
-    )
-    db["reservations"].create_index(["user"])
-    db["budget_warnings"].create(
-        {"user": str, "window": str, "window_start": str, "threshold": str, "warned_at": str},
-        pk=("user", "window", "window_start", "threshold"),
-    )
-    db.execute("""create table spend_buckets (user text not null, bucket text not null,
-                  cost_nusd integer not null default 0, primary key (user, bucket)) without rowid""")
-    db.execute("""create table spend_totals (user text primary key, cost_nusd integer not null
-                  default 0, requests integer not null default 0)""")
+def spend_triggers(conn: sqlite3.Connection) -> None:
+    """Migration 002's SQLite part (its tables come from ledger/schema.py): the triggers
+    that keep the spend aggregates, and the aggregates of rows already there."""
     new_bucket, old_bucket = _BUCKET_SQL.format(ts="new.ts"), _BUCKET_SQL.format(ts="old.ts")
     add = f"""
         insert into spend_buckets (user, bucket, cost_nusd) values (new.user, {new_bucket}, new.cost_nusd)
@@ -125,68 +97,64 @@ def migrate_budgets(db: sqlite_utils.Database) -> None:
             where user = old.user and bucket = {old_bucket};
         update spend_totals set cost_nusd = cost_nusd - old.cost_nusd, requests = requests - 1
             where user = old.user;"""
-    db.execute(f"create trigger requests_spend_insert after insert on requests begin {add} end")
-    db.execute(f"create trigger requests_spend_delete after delete on requests begin {sub} end")
-    db.execute(
+    conn.execute(f"create trigger requests_spend_insert after insert on requests begin {add} end")
+    conn.execute(f"create trigger requests_spend_delete after delete on requests begin {sub} end")
+    conn.execute(
         "create trigger requests_spend_update after update of user, ts, cost_nusd on requests "
         f"begin {sub} {add} end"
     )
     # existing rows
-    db.execute(f"""insert into spend_buckets (user, bucket, cost_nusd)
+    conn.execute(f"""insert into spend_buckets (user, bucket, cost_nusd)
                    select user, {_BUCKET_SQL.format(ts="ts")}, sum(cost_nusd) from requests
                    group by 1, 2""")
-    db.execute("""insert into spend_totals (user, cost_nusd, requests)
+    conn.execute("""insert into spend_totals (user, cost_nusd, requests)
                   select user, sum(cost_nusd), count(*) from requests group by user""")
 
 
 # --- budgets ----------------------------------------------------------------------
 
 
-def _from_row(row: dict[str, Any]) -> BudgetConfig:
+def budget_from_row(row: dict[str, Any]) -> BudgetConfig:
+    """A ``budgets`` row (limits in nano-dollars, NULL: no limit) as a BudgetConfig."""
     return BudgetConfig(
         **{w: Decimal(row[f"{w}_nusd"]) / 10**9 if row[f"{w}_nusd"] is not None else None for w in WINDOWS}
     )
 
 
-def get_budget(db: sqlite_utils.Database, user: str) -> BudgetConfig | None:
-    rows = list(db.query("select * from budgets where user = ?", [user]))
-    return _from_row(rows[0]) if rows else None
+def budget_row(budget: BudgetConfig) -> dict[str, int | None]:
+    """The limit columns of a ``budgets`` row."""
+    return {f"{w}_nusd": nanos_from_usd(v) if v is not None else None
+            for w, v in ((w, getattr(budget, w)) for w in WINDOWS)}
 
 
-def effective_budget(ledger: Ledger, config: AppConfig, user: str) -> BudgetConfig | None:
+def get_budget(ledger: LedgerStore, user: str) -> BudgetConfig | None:
+    return ledger.get_budget(user)
+
+
+def effective_budget(ledger: LedgerStore, config: AppConfig, user: str) -> BudgetConfig | None:
     """The user's own budget, else the config's ``[budgets.default]``, else None."""
-    own = get_budget(ledger.db, user)
+    own = ledger.get_budget(user)
     if own is not None:
         return own
     default = BudgetConfig(**dict(config.budgets.default))
     return None if default.is_empty else default
 
 
-def set_budget(ledger: Ledger, user: str, budget: BudgetConfig) -> BudgetConfig:
+def set_budget(ledger: LedgerStore, user: str, budget: BudgetConfig) -> BudgetConfig:
     """Set the given windows (others keep their limits); returns the stored budget."""
     if not user.strip():
         raise InputError("the user name is empty")
     if budget.is_empty:
         raise InputError("give at least one of --daily, --weekly, --monthly, --total")
-    with ledger.write() as db:
-        stored = (get_budget(db, user) or BudgetConfig()).merged(budget)
-        row = {
-            f"{w}_nusd": nanos_from_usd(v) if v is not None else None
-            for w, v in ((w, getattr(stored, w)) for w in WINDOWS)
-        }
-        db["budgets"].upsert({"user": user, **row, "updated_at": format_ts(ledger.clock.now())}, pk="user")
-    return stored
+    return ledger.set_budget(user, budget)
 
 
-def remove_budget(ledger: Ledger, user: str) -> bool:
-    with ledger.write() as db:
-        existed = get_budget(db, user) is not None
-        db.execute("delete from budgets where user = ?", [user])
-    return existed
+def remove_budget(ledger: LedgerStore, user: str) -> bool:
+    return ledger.remove_budget(user)
 
 
-def list_budgets(ledger: Ledger) -> list[tuple[str, BudgetConfig]]:
-    return [(row["user"], _from_row(row)) for row in ledger.db.query("select * from budgets order by user")]
+def list_budgets(ledger: LedgerStore) -> list[tuple[str, BudgetConfig]]:
+    return ledger.list_budgets()
 
 
 # --- spend ------------------------------------------------------------------------

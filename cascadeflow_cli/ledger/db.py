@@ -8,7 +8,6 @@ makes the second writer wait instead of failing.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import stat
@@ -17,8 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
-from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -27,12 +24,23 @@ from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
-from cascadeflow_cli.ledger.batch_ids import migrate_batch_ids
-from cascadeflow_cli.ledger.call_details import migrate_call_details
-from cascadeflow_cli.ledger.keys import migrate_api_keys
-from cascadeflow_cli.ledger.labels import insert_signals, migrate_labels
+from cascadeflow_cli.ledger.budgets import spend_triggers
 from cascadeflow_cli.ledger.recognise import make_owner_only, mark_as_ledger, recognise_ledger
-from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
+from cascadeflow_cli.ledger.schema import (
+    M001,
+    M002,
+    M003,
+    M004,
+    M005,
+    M006,
+    MIGRATIONS_TABLE,
+    RequestRecord,
+    call_row,
+    migration_ddl,
+    request_row,
+    table_ddl,
+)
+from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_signals, insert_sql
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -41,84 +49,33 @@ BUSY_TIMEOUT_S = 30.0
 MIN_FREE_BYTES = 1 << 20  # less free disk than this: refuse a request before paying for it
 
 
-def _m001_initial(db: sqlite_utils.Database) -> None:
-    db["requests"].create(
-        {
-            "id": str,
-            "ts": str,
-            "user": str,
-            "status": str,
-            "query": str,
-            "answer": str,
-            "domain": str,
-            "domain_confidence": float,
-            "model": str,
-            "draft_model": str,
-            "draft_accepted": int,
-            "escalated": int,
-            "quality_score": float,
-            "quality_reasons": str,
-            "cost_nusd": int,
-            "verifier_only_cost_nusd": int,
-            "savings_nusd": int,
-            "enforcement": str,
-            "enforcement_message": str,
-            "latency_ms": float,
-            "error": str,
-        },
-        pk="id",
-        not_null={"ts", "user", "status", "cost_nusd"},
-    )
-    db["calls"].create(
-        {
-            "id": str,
-            "request_id": str,
-            "ts": str,
-            "seq": int,
-            "role": str,
-            "model": str,
-            "model_id": str,
-            "provider": str,
-            "status": str,
-            "input_tokens": int,
-            "output_tokens": int,
-            "cached_tokens": int,
-            "reasoning_tokens": int,
-            "cost_nusd": int,
-            "cost_source": str,
-            "latency_ms": float,
-            "attempts": int,
-            "finish_reason": str,
-            "quality_score": float,
-            "quality_reasons": str,
-            "accepted": int,
-            "answer": str,
-            "error": str,
-        },
-        pk="id",
-        foreign_keys=[("request_id", "requests", "id")],
-        not_null={"request_id", "ts", "model", "status", "cost_nusd"},
-    )
-    db["requests"].create_index(["user", "ts"])
-    db["requests"].create_index(["ts"])
-    db["calls"].create_index(["request_id"])
-    db["calls"].create_index(["ts"])
+def _tables(name: str) -> Callable[[sqlite3.Connection], None]:
+    """The migration ``name`` as ledger/schema.py declares it: its tables, columns and indexes."""
+
+    def migrate(conn: sqlite3.Connection) -> None:
+        for sql in migration_ddl(name):
+            conn.execute(sql)
+
+    return migrate
 
 
-def _m002_budgets(db: sqlite_utils.Database) -> None:
-    from cascadeflow_cli.ledger.budgets import migrate_budgets
+def _then(*steps: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
+    def migrate(conn: sqlite3.Connection) -> None:
+        for step in steps:
+            step(conn)
 
-    migrate_budgets(db)
+    return migrate
 
 
-# Append only: a migration, once released, never changes.
-MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
-    ("001_initial", _m001_initial),
-    ("002_budgets", _m002_budgets),
-    ("003_batch_external_ids", migrate_batch_ids),
-    ("004_call_details", migrate_call_details),
-    ("005_quality_labels", migrate_labels),
-    ("006_api_keys", migrate_api_keys),
+# Append only: a migration, once released, never changes (nor do the schema's `since` tags).
+# The triggers and backfill of 002 are SQLite's own SQL (ledger/budgets.py).
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    (M001, _tables(M001)),
+    (M002, _then(_tables(M002), spend_triggers)),
+    (M003, _tables(M003)),
+    (M004, _tables(M004)),
+    (M005, _tables(M005)),
+    (M006, _tables(M006)),
 ]
 
 
@@ -144,9 +101,10 @@ def import_sqlite_utils() -> ModuleType:
         return sqlite_utils
 
 
-class Ledger:
-    """The ledger file. Cheap to open. Each thread gets its own SQLite connection
-    (SQLite's own locking then serialises writers across threads and processes alike)."""
+class Ledger(SqliteQueries):
+    """The ledger file: the SQLite implementation of LedgerStore (ledger/storage.py; the
+    queries are in ledger/sqlite_store.py). Cheap to open. Each thread gets its own SQLite
+    connection (SQLite's own locking then serialises writers across threads and processes alike)."""
 
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path
@@ -257,23 +215,24 @@ class Ledger:
 
     def _migrate(self) -> None:
         with self.write() as db:
-            db["_migrations"].create({"id": int, "name": str, "applied_at": str}, pk="id", if_not_exists=True)
-            done = {row["name"] for row in db["_migrations"].rows}
+            conn = db.conn
+            [create] = table_ddl(MIGRATIONS_TABLE, MIGRATIONS_TABLE.since)
+            conn.execute(create.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+            done = {row[0] for row in conn.execute("select name from _migrations")}
             for number, (name, migrate) in enumerate(MIGRATIONS, start=1):
                 if name not in done:
-                    migrate(db)
-                    db["_migrations"].insert(
-                        {"id": number, "name": name, "applied_at": format_ts(self.clock.now())}
-                    )
-            mark_as_ledger(db.conn)
+                    migrate(conn)
+                    conn.execute("insert into _migrations (id, name, applied_at) values (?, ?, ?)",
+                                 [number, name, format_ts(self.clock.now())])
+            mark_as_ledger(conn)
 
     # --- writing ------------------------------------------------------------------
 
     def record(self, request: RequestRecord, reservation_id: str | None = None) -> None:
         """Store a request and its calls in one transaction, settling its budget
         reservation in the same one (so spend is never counted twice or not at all)."""
-        row = _request_row(request)
-        calls = [_call_row(c) for c in request.calls]
+        row = request_row(request)
+        calls = [call_row(c) for c in request.calls]
         with self.write() as db:
             conn = db.conn
             if reservation_id is not None:
@@ -282,9 +241,9 @@ class Ledger:
                 return  # recorded already (a journal replay got here first): idempotent
             # plain prepared inserts: sqlite-utils' insert() rebuilds its SQL and looks the
             # table up on every call, which was a sixth of a batch row's CPU under the GIL
-            conn.execute(_insert_sql("requests", tuple(row)), list(row.values()))
+            conn.execute(insert_sql("requests", tuple(row)), list(row.values()))
             if calls:
-                conn.executemany(_insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
+                conn.executemany(insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
             if request.signals:
                 insert_signals(db, request.id, request.signals)
             checkpoint("in-commit")
@@ -370,34 +329,6 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             pause = min(pause * 2, 0.5)
 
 
-def _flag(value: bool | None) -> int | None:
-    return None if value is None else int(value)
-
-
-@lru_cache(maxsize=16)
-def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    names = ", ".join(f"[{c}]" for c in columns)
-    return f"insert into [{table}] ({names}) values ({', '.join('?' * len(columns))})"
-
-
-def _columns(record: Any, skip: str = "") -> dict[str, Any]:
-    """A record's fields as a row (shallow: ``dataclasses.asdict`` deep-copies every value,
-    a request's calls included, which cost more than the insert itself)."""
-    return {f.name: getattr(record, f.name) for f in fields(record) if f.name != skip}
-
-
-def _request_row(r: RequestRecord) -> dict[str, Any]:
-    row = _columns(r, skip="calls")
-    del row["signals"]
-    row["quality_reasons"] = json.dumps(list(r.quality_reasons))
-    row["draft_accepted"] = int(r.draft_accepted)
-    row["escalated"] = int(r.escalated)
-    row["calibrated"] = 1 if r.calibrated else None  # null: a rule score (or an import)
-    return row
-
-
-def _call_row(c: CallRecord) -> dict[str, Any]:
-    row = _columns(c)
-    row["quality_reasons"] = json.dumps(list(c.quality_reasons))
-    row["accepted"] = _flag(c.accepted)
-    return row
+# older names of the row conversions (bench/forecast_speed.py builds rows with them)
+_request_row = request_row
+_call_row = call_row

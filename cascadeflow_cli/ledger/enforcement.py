@@ -20,21 +20,15 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.clock import format_ts, parse_ts
 from cascadeflow_cli.config import BudgetsConfig
 from cascadeflow_cli.errors import ConfigError
-from cascadeflow_cli.ledger.budgets import (
-    BudgetConfig,
-    effective_budget,
-    request_count,
-    reserved_spend,
-    window_spend,
-)
+from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
+from cascadeflow_cli.ledger.storage import Hold
+from cascadeflow_cli.ledger.teams import team_states, teams_of
 from cascadeflow_cli.ledger.windows import window
 from cascadeflow_cli.money import format_usd, usd
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
     from cascadeflow_cli.config import AppConfig
-    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.storage import LedgerStore, SpendReader
 
 ACTIONS = ("allow", "warn", "degrade", "block")
 _SEVERITY = {a: i for i, a in enumerate(ACTIONS)}
@@ -48,6 +42,7 @@ class WindowState:
     reserved_nusd: int
     start: datetime
     resets_at: datetime | None
+    scope: str | None = None  # "team NAME" for a team budget's window; None: the user's own
 
     @property
     def used_nusd(self) -> int:
@@ -88,7 +83,8 @@ def _tightest(states: Sequence[WindowState], extra: int = 0) -> WindowState:
 
 
 def _describe(user: str, s: WindowState, estimate: int | None = None) -> str:
-    text = f"{user}'s {s.window} budget: spent {format_usd(s.spent_nusd)} of {format_usd(s.limit_nusd)}"
+    text = (f"{s.scope or user}'s {s.window} budget: spent {format_usd(s.spent_nusd)} "
+            f"of {format_usd(s.limit_nusd)}")
     if s.reserved_nusd:
         text += f" (+{format_usd(s.reserved_nusd)} in flight)"
     if estimate is not None:
@@ -261,16 +257,17 @@ def enforcement_context(
 
 
 def window_states(
-    db: sqlite_utils.Database, timezone: str, user: str, budget: BudgetConfig | None, now: datetime
+    spend: SpendReader, timezone: str, user: str, budget: BudgetConfig | None, now: datetime
 ) -> list[WindowState]:
-    """Each limited window of ``budget`` with the user's spend and in-flight reservations."""
+    """Each limited window of ``budget`` with the user's spend and in-flight reservations
+    (read from the store, or inside its budget_lock)."""
     if budget is None:
         return []
-    reserved = reserved_spend(db, user)
+    reserved = spend.reserved_spend(user)
     result = []
     for name, limit in budget.limits_nusd().items():
         win = window(name, now, timezone)
-        result.append(WindowState(name, limit, window_spend(db, user, win), reserved, win.start, win.end))
+        result.append(WindowState(name, limit, spend.window_spend(user, win), reserved, win.start, win.end))
     return result
 
 
@@ -278,7 +275,7 @@ class BudgetGate:
     """Checks a request against the user's budget and reserves its worst-case cost."""
 
     def __init__(
-        self, ledger: Ledger, config: AppConfig, callbacks: EnforcementCallbacks | None = None
+        self, ledger: LedgerStore, config: AppConfig, callbacks: EnforcementCallbacks | None = None
     ) -> None:
         self.ledger = ledger
         self.config = config
@@ -291,9 +288,9 @@ class BudgetGate:
         )
 
     def states(
-        self, db: sqlite_utils.Database, user: str, budget: BudgetConfig | None, now: datetime
+        self, spend: SpendReader, user: str, budget: BudgetConfig | None, now: datetime
     ) -> list[WindowState]:
-        return window_states(db, self.config.ledger.timezone, user, budget, now)
+        return window_states(spend, self.config.ledger.timezone, user, budget, now)
 
     def reserve(
         self,
@@ -312,21 +309,23 @@ class BudgetGate:
         if self.callbacks.active:
             ctx = enforcement_context(
                 user,
-                self.states(self.ledger.db, user, budget, now),
+                self.states(self.ledger, user, budget, now),
                 estimate(models),
-                request_count(self.ledger.db, user),
+                self.ledger.request_count(user),
             )
             try:
                 models = self.callbacks.filter_models(ctx, models)
                 hook_action, hook_message = self.callbacks.check_budget(ctx)
             except HookError as exc:
                 return Decision("block", f"blocked: {exc}", models)
-        if budget is None and hook_action not in ("degrade", "block"):
+        teams = teams_of(self.config, user)
+        if budget is None and not teams and hook_action not in ("degrade", "block"):
             return Decision(hook_action, hook_message, models)
-        with self.ledger.write() as db:
+        with self.ledger.budget_lock(user, teams=[name for name, _ in teams]) as txn:
             now = self.ledger.clock.now()
-            expire_reservations(db, now)
-            states = self.states(db, user, budget, now)
+            txn.expire_reservations(now)
+            states = self.states(txn, user, budget, now)
+            states += team_states(txn, self.config.ledger.timezone, teams, now)  # same transaction
             cheaper = degraded(models)
             verdict = judge(
                 user, states, estimate(models), estimate(cheaper) if cheaper else None, self.config.budgets
@@ -344,67 +343,34 @@ class BudgetGate:
             chain = cheaper if action == "degrade" and cheaper else models
             amount = estimate(chain)
             reservation = uuid.uuid4().hex
-            db["reservations"].insert(
-                {
-                    "id": reservation,
-                    "user": user,
-                    "request_id": request_id,
-                    "amount_nusd": amount,
-                    "created_at": format_ts(now),
-                    "expires_at": format_ts(now + timedelta(seconds=ttl_s)),
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                }
-            )
+            txn.reserve(Hold(reservation, user, request_id, amount, format_ts(now),
+                             format_ts(now + timedelta(seconds=ttl_s)), os.getpid(), socket.gethostname()))
             warn_ctx = None
             if action in ("warn", "degrade") and verdict.window is not None:
-                if not _first_warning(db, user, verdict.window, action, now):
+                w = verdict.window
+                key = f"{w.scope}:{w.window}" if w.scope else w.window
+                if not txn.first_warning(user, key, format_ts(w.start), action, now):
                     message = None if action == "warn" else message  # warned already this window
                 else:
-                    warn_ctx = enforcement_context(user, states, amount, request_count(db, user))
+                    warn_ctx = enforcement_context(user, states, amount, txn.request_count(user))
         if warn_ctx is not None:
             try:
                 self.callbacks.budget_warning(warn_ctx)
             except HookError as exc:
-                release(self.ledger, reservation)
+                self.ledger.release(reservation)
                 return Decision("block", f"blocked: {exc}", chain)
         return Decision(action, message, chain, reservation, verdict.window, warn_ctx)
 
 
-def _first_warning(
-    db: sqlite_utils.Database, user: str, state: WindowState, action: str, now: datetime
-) -> bool:
-    """Record that ``user`` was told about this threshold in this window; False if
-    they already were."""
-    key = [user, state.window, format_ts(state.start), action]
-    seen = list(
-        db.query(
-            "select 1 from budget_warnings where user = ? and window = ? "
-            "and window_start = ? and threshold = ?",
-            key,
-        )
-    )
-    if seen:
-        return False
-    db["budget_warnings"].insert(
-        dict(zip(("user", "window", "window_start", "threshold"), key, strict=True))
-        | {"warned_at": format_ts(now)}
-    )
-    return True
+def release(ledger: LedgerStore, reservation_id: str | None) -> None:
+    """Drop a reservation whose request ended without being recorded."""
+    ledger.release(reservation_id)
 
 
-def expire_reservations(db: sqlite_utils.Database, now: datetime) -> int:
-    """Drop reservations past their expiry, and those of dead processes on this host
-    (a `kill -9` never settles its own)."""
-    host = socket.gethostname()
-    stale = [
-        r["id"]
-        for r in db.query("select id, pid, host, expires_at from reservations")
-        if parse_ts(r["expires_at"]) <= now or (r["host"] == host and not _alive(r["pid"]))
-    ]
-    for rid in stale:
-        db.execute("delete from reservations where id = ?", [rid])
-    return len(stale)
+def is_stale(expires_at: str, pid: int | None, host: str | None, now: datetime, this_host: str) -> bool:
+    """A reservation to drop: past its expiry, or made by a process of this host that is
+    dead (a `kill -9` never settles its own). For every backend's expire_reservations."""
+    return parse_ts(expires_at) <= now or (host == this_host and not _alive(pid))
 
 
 def _alive(pid: int | None) -> bool:
@@ -419,10 +385,3 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def release(ledger: Ledger, reservation_id: str | None) -> None:
-    if reservation_id is None:
-        return
-    with ledger.write() as db:
-        db.execute("delete from reservations where id = ?", [reservation_id])

@@ -14,9 +14,11 @@ list is documented in ``docs/ledger-columns.md`` (a test keeps the two in step).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
+
+from cascadeflow_cli.ledger.schema import EXPORT_COLUMNS, ExportColumn
 
 FORMATS = ("csv", "json", "jsonl")
 
@@ -42,51 +44,20 @@ def _first_row_sql(expression: str) -> str:
 class Column:
     name: str
     sql: str  # a text-or-number expression, as it appears in CSV
-    # "value" (numbers, our timestamps), "code" (ids and status words: never hold a comma,
-    # a quote or a line break; the importer refuses such values), "text" (anything: quoted
-    # for CSV when needed), "money" (exact decimal), "flag" (true/false), "json" (a JSON text)
-    kind: str = "value"
+    kind: str = "value"  # as in ledger/schema.py's ExportColumn
 
 
-COLUMNS: tuple[Column, ...] = (
-    Column("id", "c.id", "code"),
-    Column("request_id", "r.id", "code"),
-    Column("timestamp", "coalesce(c.ts, r.ts)"),  # our fixed format: never needs quoting
-    Column("user", "r.user", "text"),
-    Column("model", "c.model", "text"),
-    Column("model_id", "c.model_id", "text"),
-    Column("provider", "c.provider", "text"),
-    Column("role", "c.role", "code"),
-    Column("seq", "c.seq"),
-    Column("status", "c.status", "code"),
-    Column("input_tokens", "c.input_tokens"),
-    Column("output_tokens", "c.output_tokens"),
-    Column("cached_tokens", "c.cached_tokens"),
-    Column("reasoning_tokens", "c.reasoning_tokens"),
-    Column("cost", money_sql("c.cost_nusd"), "money"),
-    Column("cost_source", "c.cost_source", "code"),
-    Column("latency_ms", "c.latency_ms"),
-    Column("attempts", "c.attempts"),
-    Column("finish_reason", "c.finish_reason", "text"),
-    Column("quality_score", "c.quality_score"),
-    Column("quality_reasons", "c.quality_reasons", "json"),
-    Column("accepted", _flag_sql("c.accepted"), "flag"),
-    Column("error", "c.error", "text"),
-    Column("request_status", "r.status", "code"),
-    Column("request_error", "r.error", "text"),
-    Column("domain", "r.domain", "text"),
-    Column("domain_confidence", "r.domain_confidence"),
-    Column("draft_accepted", _flag_sql("r.draft_accepted"), "flag"),
-    Column("escalated", _flag_sql("r.escalated"), "flag"),
-    Column("verifier_only_cost", _first_row_sql(money_sql("r.verifier_only_cost_nusd")), "money"),
-    Column("savings", _first_row_sql(money_sql("r.savings_nusd")), "money"),
-    Column("enforcement", "r.enforcement", "code"),
-    Column("enforcement_message", "r.enforcement_message", "text"),
-    Column("request_latency_ms", "r.latency_ms"),
-    Column("external_id", "r.external_id", "text"),
-    Column("query", "r.query", "text"),
-    Column("answer", "c.answer", "text"),
-)
+def _sql(column: ExportColumn) -> str:
+    """SQLite's expression for one export column of ledger/schema.py."""
+    sql = column.source if column.fallback is None else f"coalesce({column.source}, {column.fallback})"
+    if column.kind == "money":
+        sql = money_sql(sql)
+    elif column.kind == "flag":
+        sql = _flag_sql(sql)
+    return _first_row_sql(sql) if column.once else sql
+
+
+COLUMNS: tuple[Column, ...] = tuple(Column(c.name, _sql(c), c.kind) for c in EXPORT_COLUMNS)
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 
 
@@ -171,26 +142,32 @@ def iter_batches(conn: sqlite3.Connection, fmt: str, flt: LedgerFilter, size: in
 
 def write_export(conn: sqlite3.Connection, out: TextIO, fmt: str, flt: LedgerFilter | None = None
                  ) -> int:
-    """Write the filtered ledger to ``out`` (opened with ``newline=""``); returns the row count.
+    """Write the filtered ledger to ``out`` (opened with ``newline=""``); returns the row count."""
+    batches = ([row[0] for row in batch] for batch in iter_batches(conn, fmt, flt or LedgerFilter()))
+    return write_rows(batches, out, fmt)
+
+
+def write_rows(batches: Iterable[list[str]], out: TextIO, fmt: str) -> int:
+    """Write export rows (``LedgerStore.export_rows``) to ``out`` (opened with
+    ``newline=""``); returns the row count.
 
     CSV: a header, RFC 4180 quoting, CRLF line ends. JSON: an array with one object a
     line. JSONL: one object a line. Costs are exact decimals (9 places) in every format.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
-    flt = flt or LedgerFilter()
     count = 0
     if fmt in ("csv", "jsonl"):
         end = "\r\n" if fmt == "csv" else "\n"
         if fmt == "csv":
             out.write(",".join(COLUMN_NAMES) + end)
-        for batch in iter_batches(conn, fmt, flt):
-            out.write(end.join(row[0] for row in batch) + end)  # type: ignore[misc]
+        for batch in batches:
+            out.write(end.join(batch) + end)
             count += len(batch)
         return count
     out.write("[")
-    for batch in iter_batches(conn, fmt, flt):
-        out.write(("\n" if count == 0 else ",\n") + ",\n".join(str(row[0]) for row in batch))
+    for batch in batches:
+        out.write(("\n" if count == 0 else ",\n") + ",\n".join(batch))
         count += len(batch)
     out.write("\n]\n" if count else "]\n")
     return count

@@ -3,17 +3,11 @@ time so a year of history never sits in memory: `cascade export --otlp` sends it
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import fields
-from typing import Any
 
 from cascadeflow_cli.ledger.export import LedgerFilter
-from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
-
-_REQUEST_FIELDS = {f.name for f in fields(RequestRecord)} - {"calls"}
-_CALL_FIELDS = {f.name for f in fields(CallRecord)}
+from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, call_from_row, request_from_row
 
 
 def iter_records(
@@ -35,7 +29,7 @@ def iter_records(
             return
         calls = _calls(conn, [r["id"] for r in rows])
         for row in rows:
-            yield _request(row, calls.get(row["id"], []))
+            yield request_from_row(row, calls.get(row["id"], []))
         after = (rows[-1]["ts"], rows[-1]["_rowid"])
 
 
@@ -46,38 +40,5 @@ def _calls(conn: sqlite3.Connection, ids: list[str]) -> dict[str, list[CallRecor
     out: dict[str, list[CallRecord]] = {}
     for values in cur.fetchall():
         row = dict(zip(names, values, strict=True))
-        out.setdefault(row["request_id"], []).append(_call(row))
+        out.setdefault(row["request_id"], []).append(call_from_row(row))
     return out
-
-
-def _reasons(text: Any) -> tuple[str, ...]:
-    try:
-        value = json.loads(text) if text else []
-    except ValueError:
-        return ()
-    return tuple(str(v) for v in value) if isinstance(value, list) else ()
-
-
-def _call(row: dict[str, Any]) -> CallRecord:
-    data = {k: v for k, v in row.items() if k in _CALL_FIELDS}
-    data["quality_reasons"] = _reasons(row.get("quality_reasons"))
-    data["accepted"] = None if row.get("accepted") is None else bool(row["accepted"])
-    for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
-        data[name] = data.get(name) or 0
-    data["latency_ms"] = data.get("latency_ms") or 0.0
-    data["attempts"] = data.get("attempts") or 1
-    data["cost_source"] = data.get("cost_source") or "config"
-    return CallRecord(**data)
-
-
-def _request(row: dict[str, Any], calls: list[CallRecord]) -> RequestRecord:
-    data = {k: v for k, v in row.items() if k in _REQUEST_FIELDS}
-    data["quality_reasons"] = _reasons(row.get("quality_reasons"))
-    data["draft_accepted"] = bool(row.get("draft_accepted"))
-    data["escalated"] = bool(row.get("escalated"))
-    data["calibrated"] = bool(row.get("calibrated"))
-    for name in ("verifier_only_cost_nusd", "savings_nusd"):
-        data[name] = data.get(name) or 0
-    data["latency_ms"] = data.get("latency_ms") or 0.0
-    data["enforcement"] = data.get("enforcement") or "allow"
-    return RequestRecord(**data, calls=tuple(calls))

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.ledger.export import COLUMN_NAMES
+from cascadeflow_cli.ledger.schema import EXPORT_NAMES
 from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
 from cascadeflow_cli.text import LineDecodeError, Utf8Lines, text_problem
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("csv", "json", "jsonl")
 REQUIRED = ("timestamp", "user", "model", "cost")
-KNOWN = COLUMN_NAMES  # what `cascade export` writes
+KNOWN = EXPORT_NAMES  # what `cascade export` writes (ledger/schema.py)
 # Other tools' names for our columns, used when our own name is absent.
 ALIASES = {
     "ts": "timestamp", "time": "timestamp", "date": "timestamp", "datetime": "timestamp",

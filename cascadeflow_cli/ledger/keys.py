@@ -6,8 +6,8 @@ the right one here: keys are 190 random bits, not passwords, so there is nothing
 brute-force, and the lookup runs on every HTTP request. Keys start with ``sk-`` so the
 one redaction pass (redact.py) already hides any that strays into an error line.
 
-Functions here take a :class:`~cascadeflow_cli.ledger.db.Ledger`; none is imported at
-module level, so ``db.py`` can import the migration without a cycle.
+Functions here take a :class:`~cascadeflow_cli.ledger.db.Ledger`; the table is declared
+in ledger/schema.py with the others (migration 006).
 """
 
 from __future__ import annotations
@@ -22,31 +22,11 @@ from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
     from cascadeflow_cli.ledger.db import Ledger
 
 KEY_PREFIX = "sk-cf-"
 _ID_CHARS = 8  # after KEY_PREFIX: 62**8 prefixes, collisions are retried
 _ALPHABET = string.ascii_letters + string.digits
-
-
-def migrate_api_keys(db: sqlite_utils.Database) -> None:
-    """006_api_keys: one row per key; revoked keys stay (their requests name them)."""
-    db["api_keys"].create(
-        {
-            "prefix": str,
-            "user": str,
-            "name": str,
-            "key_hash": str,
-            "created_at": str,
-            "revoked_at": str,
-            "rpm": int,  # optional requests-per-minute limit of this key (per serve process)
-        },
-        pk="prefix",
-        not_null={"user", "key_hash", "created_at"},
-    )
-    db.execute("create unique index api_keys_hash on api_keys(key_hash)")
 
 
 @dataclass(frozen=True)

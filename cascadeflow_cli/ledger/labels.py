@@ -1,8 +1,8 @@
 """Quality labels from use: a user's `cascade feedback`, the shadow verifier's agreement,
 and the live signals (token log-probabilities, sample agreement) of draft calls.
 
-Tables (migration ``005_quality_labels``, which also gives ``requests`` the columns
-``quality_threshold`` and ``calibrated``):
+Tables (migration ``005_quality_labels`` in ledger/schema.py, which also gives ``requests``
+the columns ``quality_threshold`` and ``calibrated``):
 
 - ``quality_labels``: one row per (request, source). ``source`` is ``feedback`` (the user
   said good or bad about the request's final answer) or ``shadow`` (the verifier also
@@ -12,125 +12,31 @@ Tables (migration ``005_quality_labels``, which also gives ``requests`` the colu
   themselves, not a second vote; the row keeps when it was first and last given.
 - ``call_signals``: the live signals of a draft call, kept for `calibrate --from-ledger`.
 
-Functions here take a :class:`~cascadeflow_cli.ledger.db.Ledger`; none is imported at
-module level, so ``db.py`` can import the migration without a cycle.
+Functions here take any LedgerStore (ledger/storage.py); the SQLite backend's SQL for
+them is in ledger/sqlite_store.py. ``CallSignals`` is declared in ledger/schema.py.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.clock import format_ts
-from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.ledger.schema import CallSignals
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
-    from cascadeflow_cli.ledger.db import Ledger
-    from cascadeflow_cli.ledger.records import CallRecord
+    from cascadeflow_cli.ledger.schema import CallRecord
+    from cascadeflow_cli.ledger.storage import LedgerStore
 
 SOURCES = ("feedback", "shadow")
+__all__ = ["SOURCES", "CallSignals", "ShadowOutcome", "calibration_rows", "labels_for", "next_seq",
+           "record_feedback", "record_shadow"]
 
 
-def migrate_labels(db: sqlite_utils.Database) -> None:
-    # what the request's quality score was compared with, so `logs --json` shows it as `ask` did
-    db.execute("alter table requests add column quality_threshold real")
-    db.execute("alter table requests add column calibrated integer")
-    db.execute(
-        "create table quality_labels ("
-        " request_id text not null references requests(id),"
-        " source text not null,"
-        " correct integer,"  # null: no verdict (a shadow call that failed or was blocked)
-        " agreement real,"
-        " method text,"
-        " note text,"
-        " status text not null default 'ok',"
-        " call_id text,"
-        " created_at text not null,"
-        " updated_at text not null,"
-        " primary key (request_id, source))"
-    )
-    db.execute(
-        "create table call_signals ("
-        " call_id text primary key,"
-        " request_id text not null references requests(id),"
-        " logprobs text,"  # JSON list of the chosen sample's token log-probabilities
-        " samples integer,"
-        " agreement real,"
-        " features text)"  # JSON: the live features the quality check got (logprob_mean ...)
-    )
-    db.execute("create index call_signals_request on call_signals(request_id)")
-
-
-@dataclass(frozen=True)
-class CallSignals:
-    """Live signals of one draft call, as the engine measured them."""
-
-    call_id: str
-    logprobs: Sequence[float] | None = None
-    samples: int | None = None
-    agreement: float | None = None
-    features: Mapping[str, float] | None = None  # quality/live_signals.py: what the check saw
-
-
-def insert_signals(db: sqlite_utils.Database, request_id: str, signals: Sequence[CallSignals]) -> None:
-    """Inside the caller's request transaction."""
-    rows = [
-        (
-            s.call_id,
-            request_id,
-            None if s.logprobs is None else json.dumps([round(x, 4) for x in s.logprobs]),
-            s.samples,
-            s.agreement,
-            json.dumps(dict(s.features)) if s.features else None,
-        )
-        for s in signals
-    ]
-    db.conn.executemany(
-        "insert into call_signals (call_id, request_id, logprobs, samples, agreement, features) "
-        "values (?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-
-
-def _upsert(db: sqlite_utils.Database, row: dict[str, Any]) -> bool:
-    """Insert or replace the (request, source) label; True when one was replaced."""
-    key = [row["request_id"], row["source"]]
-    old = list(db.query("select created_at from quality_labels where request_id = ? and source = ?", key))
-    if old:
-        row = {**row, "created_at": old[0]["created_at"]}
-        db.execute("delete from quality_labels where request_id = ? and source = ?", key)
-    names = ", ".join(row)
-    db.execute(
-        f"insert into quality_labels ({names}) values ({', '.join('?' * len(row))})", list(row.values())
-    )
-    return bool(old)
-
-
-def record_feedback(ledger: Ledger, request_id: str, good: bool, note: str | None = None) -> bool:
+def record_feedback(ledger: LedgerStore, request_id: str, good: bool, note: str | None = None) -> bool:
     """Label a request's final answer good or bad. True when it replaced an earlier label.
     An unknown request id is an InputError and writes nothing."""
-    now = format_ts(ledger.clock.now())
-    with ledger.write() as db:
-        found = list(db.query("select id, status from requests where id = ?", [request_id]))
-        if not found:
-            raise InputError(f"no request {request_id!r} in the ledger {ledger.path}")
-        if found[0]["status"] != "ok":
-            raise InputError(f"request {request_id!r} has no answer to label (status {found[0]['status']})")
-        return _upsert(
-            db,
-            {
-                "request_id": request_id,
-                "source": "feedback",
-                "correct": int(good),
-                "note": note,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+    return ledger.record_feedback(request_id, good, note)
 
 
 @dataclass(frozen=True)
@@ -146,61 +52,21 @@ class ShadowOutcome:
     error: str | None = None
 
 
-def record_shadow(ledger: Ledger, outcome: ShadowOutcome, reservation_id: str | None) -> None:
+def record_shadow(ledger: LedgerStore, outcome: ShadowOutcome, reservation_id: str | None) -> None:
     """The shadow call, its cost added to the request (the spend triggers count it against
     the user's budgets), its label, and its reservation settled: one transaction."""
-    now = format_ts(ledger.clock.now())
-    with ledger.write() as db:
-        conn = db.conn
-        if reservation_id is not None:
-            conn.execute("delete from reservations where id = ?", [reservation_id])
-        call_id = None
-        if outcome.call is not None:
-            from cascadeflow_cli.ledger.db import _call_row, _insert_sql
-
-            row = _call_row(outcome.call)
-            conn.execute(_insert_sql("calls", tuple(row)), list(row.values()))
-            call_id = outcome.call.id
-            cost = outcome.call.cost_nusd
-            if cost:
-                conn.execute(
-                    "update requests set cost_nusd = cost_nusd + ?, savings_nusd = savings_nusd - ? "
-                    "where id = ?",
-                    [cost, cost, outcome.request_id],
-                )
-        _upsert(
-            db,
-            {
-                "request_id": outcome.request_id,
-                "source": "shadow",
-                "correct": None if outcome.correct is None else int(outcome.correct),
-                "agreement": outcome.agreement,
-                "method": outcome.method,
-                "note": outcome.error,
-                "status": outcome.status,
-                "call_id": call_id,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+    ledger.record_shadow(outcome, reservation_id)
 
 
-def next_seq(ledger: Ledger, request_id: str) -> int:
-    rows = list(
-        ledger.db.query(
-            "select coalesce(max(seq), -1) + 1 as n from calls where request_id = ?", [request_id]
-        )
-    )
-    return int(rows[0]["n"])
+def next_seq(ledger: LedgerStore, request_id: str) -> int:
+    return ledger.next_seq(request_id)
 
 
-def labels_for(ledger: Ledger, request_id: str) -> list[dict[str, Any]]:
-    return list(
-        ledger.db.query("select * from quality_labels where request_id = ? order by source", [request_id])
-    )
+def labels_for(ledger: LedgerStore, request_id: str) -> list[dict[str, Any]]:
+    return ledger.labels_for(request_id)
 
 
-def calibration_rows(ledger: Ledger) -> list[dict[str, Any]]:
+def calibration_rows(ledger: LedgerStore) -> list[dict[str, Any]]:
     """Rows for `cascade calibrate --from-ledger`, shaped like a calibration file's:
     ``{"id", "query", "response", "correct", "verifier_correct"?, "domain"?,
     "finish_reason"?, "label_source"}`` plus the draft's live features as the quality check
@@ -215,20 +81,8 @@ def calibration_rows(ledger: Ledger) -> list[dict[str, Any]]:
       taking the verifier as the reference (``verifier_correct`` true unless the user
       said the accepted draft was bad while it agreed with the verifier: then both are wrong).
     Requests without a stored draft answer (``store_prompts = false``) are skipped."""
-    sql = """
-        select r.id, r.query, r.domain, r.draft_accepted, c.answer, c.finish_reason, c.id as call_id,
-               f.correct as feedback, s.correct as shadow, s.status as shadow_status,
-               g.features
-        from requests r
-        join calls c on c.request_id = r.id and c.seq = 0 and c.role = 'draft' and c.status = 'ok'
-        left join quality_labels f on f.request_id = r.id and f.source = 'feedback'
-        left join quality_labels s on s.request_id = r.id and s.source = 'shadow'
-        left join call_signals g on g.call_id = c.id
-        where r.status = 'ok' and (f.correct is not null or s.correct is not null)
-        order by r.ts, r.rowid
-    """
     out: list[dict[str, Any]] = []
-    for r in ledger.db.query(sql):
+    for r in ledger.labelled_drafts():
         if r["query"] is None or r["answer"] is None:
             continue
         accepted = bool(r["draft_accepted"])

@@ -5,7 +5,9 @@ minutes. A zone's offset is constant between its transitions (DST changes), so t
 asked for is cut at those transitions and one query groups every row by
 ``date(ts, <offset of its stretch>)``: one index range scan, at most one row per day back.
 
-Amounts are integer nano-dollars. Requests give a user's spend (``requests.cost_nusd``:
+``daily_spend``/``daily_spend_by`` take any LedgerStore (ledger/storage.py) and zero-fill
+what its ``daily_totals`` returns; ``sqlite_daily_totals`` below is SQLite's. Amounts are
+integer nano-dollars. Requests give a user's spend (``requests.cost_nusd``:
 the request's total, failed requests included, since their calls were paid for); per-model
 series come from the model calls (``calls.cost_nusd`` by ``calls.model``).
 """
@@ -23,39 +25,42 @@ from cascadeflow_cli.ledger.windows import local_midnight
 from cascadeflow_cli.money import money_sum_sql, nanos
 
 if TYPE_CHECKING:
-    from cascadeflow_cli.ledger.db import Ledger
+    import sqlite_utils
+
+    from cascadeflow_cli.ledger.storage import DailyTotals, LedgerStore
 
 Series = list[tuple[date, int]]
 
 
-def daily_spend(ledger: Ledger, *, user: str | None = None, model: str | None = None,
+def daily_spend(ledger: LedgerStore, *, user: str | None = None, model: str | None = None,
                 timezone: str = "UTC", start: date | None = None, end: date | None = None) -> Series:
     """Spend per local day (nano-dollars), zero-filled from ``start`` (else the first day
     with a row) to ``end`` (else the last day with a row), both inclusive. ``model``
     selects that model's calls; otherwise whole requests are counted."""
-    if model is None:
-        rows = _grouped(ledger, "requests r", "r.ts", "r.cost_nusd", _where(user=user), None,
-                        timezone, start, end)
-    else:
-        rows = _grouped(ledger, "calls c JOIN requests r ON r.id = c.request_id", "c.ts",
-                        "c.cost_nusd", _where(user=user, model=model), None, timezone, start, end)
+    rows = ledger.daily_totals(by=None, user=user, model=model, timezone=timezone, start=start, end=end)
     return _fill(rows.get(None, {}), start, end)
 
 
-def daily_spend_by(ledger: Ledger, by: str, *, user: str | None = None, timezone: str = "UTC",
+def daily_spend_by(ledger: LedgerStore, by: str, *, user: str | None = None, timezone: str = "UTC",
                    start: date | None = None, end: date | None = None) -> dict[str, Series]:
     """``daily_spend`` for every user (``by="user"``) or every model (``by="model"``,
     optionally within one user's requests) in one query; each series zero-filled."""
-    if by == "user":
-        rows = _grouped(ledger, "requests r", "r.ts", "r.cost_nusd", _where(user=user), "r.user",
-                        timezone, start, end)
-    elif by == "model":
-        rows = _grouped(ledger, "calls c JOIN requests r ON r.id = c.request_id", "c.ts",
-                        "c.cost_nusd", _where(user=user), "c.model", timezone, start, end)
-    else:
+    if by not in ("user", "model"):
         raise ValueError(f"daily_spend_by: by must be 'user' or 'model', not {by!r}")
+    rows = ledger.daily_totals(by=by, user=user, model=None, timezone=timezone, start=start, end=end)
     ordered = sorted(rows.items(), key=lambda kv: str(kv[0]))
     return {str(key): _fill(days, start, end) for key, days in ordered}
+
+
+def sqlite_daily_totals(db: sqlite_utils.Database, *, by: str | None, user: str | None, model: str | None,
+                        timezone: str, start: date | None, end: date | None) -> DailyTotals:
+    """The SQLite backend's ``LedgerStore.daily_totals``."""
+    calls = "calls c JOIN requests r ON r.id = c.request_id"
+    if by == "model" or model is not None:
+        return _grouped(db, calls, "c.ts", "c.cost_nusd", _where(user=user, model=model),
+                        "c.model" if by == "model" else None, timezone, start, end)
+    return _grouped(db, "requests r", "r.ts", "r.cost_nusd", _where(user=user),
+                    "r.user" if by == "user" else None, timezone, start, end)
 
 
 def to_usd(series: Iterable[tuple[date, int]]) -> list[tuple[date, float]]:
@@ -80,7 +85,7 @@ def _where(*, user: str | None = None, model: str | None = None) -> tuple[list[s
     return clauses, params
 
 
-def _grouped(ledger: Ledger, source: str, ts: str, cost: str, where: tuple[list[str], list[Any]],
+def _grouped(db: sqlite_utils.Database, source: str, ts: str, cost: str, where: tuple[list[str], list[Any]],
              key: str | None, timezone: str, start: date | None,
              end: date | None) -> dict[str | None, dict[date, int]]:
     """``{key: {local day: nano-dollars}}`` (key None when not grouping by a column)."""
@@ -93,7 +98,6 @@ def _grouped(ledger: Ledger, source: str, ts: str, cost: str, where: tuple[list[
         clauses.append(f"{ts} < ?")
         params.append(format_ts(local_midnight(end + timedelta(days=1), tz)))
     condition = " AND ".join(clauses) or "1"
-    db = ledger.db
     span = db.execute(f"SELECT min({ts}), max({ts}) FROM {source} WHERE {condition}", params).fetchone()
     if span is None or span[0] is None:
         return {}

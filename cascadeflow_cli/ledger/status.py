@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget, get_budget, request_count
+from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
 from cascadeflow_cli.ledger.enforcement import Verdict, WindowState, judge, window_states
 from cascadeflow_cli.money import usd
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig
-    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.storage import LedgerStore
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class BudgetStatus:
 
 
 def budget_status(
-    ledger: Ledger,
+    ledger: LedgerStore,
     config: AppConfig,
     user: str,
     next_estimate_nusd: int = 0,
@@ -70,10 +70,10 @@ def budget_status(
 ) -> BudgetStatus:
     """``next_estimate_nusd``: the worst case of the request to judge (0: the state now);
     ``degraded_estimate_nusd``: the same on the degraded chain, if there is one."""
-    own = get_budget(ledger.db, user)
+    own = ledger.get_budget(user)
     budget = own if own is not None else effective_budget(ledger, config, user)
     source = "user" if own is not None else ("default" if budget is not None else "none")
-    states = window_states(ledger.db, config.ledger.timezone, user, budget, ledger.clock.now())
+    states = window_states(ledger, config.ledger.timezone, user, budget, ledger.clock.now())
     verdict = judge(user, states, next_estimate_nusd, degraded_estimate_nusd, config.budgets)
     return BudgetStatus(
         user,
@@ -82,7 +82,7 @@ def budget_status(
         states,
         verdict,
         next_estimate_nusd,
-        request_count(ledger.db, user),
+        ledger.request_count(user),
         config.budgets.mode,
         config.ledger.timezone,
     )

@@ -13,11 +13,12 @@ from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
-from cascadeflow_cli.ledger.db import Ledger, open_ledger
+from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.ledger.enforcement import ACTIONS, EnforcementCallbacks, HookError, enforcement_context
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 from cascadeflow_cli.ledger.status import budget_status
-from cascadeflow_cli.money import money_sum_sql, nanos, nanos_from_usd, usd
+from cascadeflow_cli.ledger.storage import LedgerStore
+from cascadeflow_cli.money import nanos_from_usd, usd
 
 
 class CostTracker:
@@ -31,16 +32,17 @@ class CostTracker:
 
     def __init__(
         self,
-        ledger: Ledger | str | Path | None = None,
+        ledger: LedgerStore | str | Path | None = None,
         config: AppConfig | None = None,
         *,
         user_budgets: dict[str, BudgetConfig] | None = None,
     ) -> None:
         self.config = config or load_config()
-        if isinstance(ledger, Ledger):
-            self.ledger = ledger
+        if ledger is None or isinstance(ledger, str | Path):
+            path = Path(ledger) if ledger else resolve_db_path(None, self.config)
+            self.ledger: LedgerStore = open_ledger(path)
         else:
-            self.ledger = open_ledger(Path(ledger) if ledger else resolve_db_path(None, self.config))
+            self.ledger = ledger
         self.callbacks = EnforcementCallbacks.from_config(
             dict(self.config.hooks), self.config.source.parent if self.config.source else None
         )
@@ -103,16 +105,9 @@ class CostTracker:
 
     def get_user_summary(self, user_id: str) -> dict[str, Any]:
         status = budget_status(self.ledger, self.config, user_id)
-        total = next(
-            iter(
-                self.ledger.db.query(
-                    f"select {money_sum_sql('cost_nusd')} as s from requests where user = ?", [user_id]
-                )
-            )
-        )["s"]
         return {
             "user_id": user_id,
-            "total_cost": usd(nanos(total)),
+            "total_cost": usd(self.ledger.total_spend(user_id)),
             "entries": status.requests,
             "budget": status.budget,
             "windows": status.to_json()["windows"],

@@ -27,9 +27,9 @@ def import_history(ledger: Ledger, file: Path, fmt: str | None, *, timezone: str
 
 def export_rows(ledger: Ledger, out: TextIO, fmt: str, flt: LedgerFilter) -> int:
     """The filtered ledger, one row per model call, written to ``out``; the row count."""
-    from cascadeflow_cli.ledger.export import write_export
+    from cascadeflow_cli.ledger.export import write_rows
 
-    return write_export(ledger.db.conn, out, fmt, flt)
+    return write_rows(ledger.export_rows(fmt, flt), out, fmt)
 
 
 def export_spans(config: AppConfig, open_ledger: Callable[[], Ledger], flt: LedgerFilter) -> BackfillResult:
@@ -38,10 +38,9 @@ def export_spans(config: AppConfig, open_ledger: Callable[[], Ledger], flt: Ledg
     The ledger is opened only once the endpoint is known to be a good one."""
     from dataclasses import replace
 
-    from cascadeflow_cli.ledger.history import iter_records
     from cascadeflow_cli.telemetry import resolve
     from cascadeflow_cli.telemetry.backfill import backfill
 
     settings = resolve(replace(config.telemetry, enabled=True), {**os.environ, "OTEL_SDK_DISABLED": ""})
     assert settings is not None
-    return backfill(settings, iter_records(open_ledger().db.conn, flt))
+    return backfill(settings, open_ledger().iter_records(flt))

@@ -13,6 +13,4 @@ if TYPE_CHECKING:
 def usage_report(ledger: Ledger, flt: LedgerFilter, grouping: str | None, timezone: str) -> UsageReport:
     """Totals over the filtered requests and, with ``grouping`` (user, model, provider,
     domain or day), one row per group; days are local days in ``timezone``."""
-    from cascadeflow_cli.ledger.usage import usage
-
-    return usage(ledger.db.conn, flt, grouping, timezone)
+    return ledger.usage(flt, grouping, timezone)

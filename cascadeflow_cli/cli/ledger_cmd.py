@@ -1,0 +1,49 @@
+"""`cascade ledger copy FROM TO`: move a ledger between backends (a SQLite file path or
+``sqlite:///...``, a ``postgresql://...`` URL)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+ledger_app = typer.Typer(help="The ledger itself: copy it between SQLite and PostgreSQL.",
+                         no_args_is_help=True)
+
+
+@ledger_app.command("copy")
+def copy(
+    source: Annotated[str, typer.Argument(help="The ledger to read: a file path, sqlite:///PATH or "
+                                          "postgresql://...")],
+    target: Annotated[str, typer.Argument(help="The ledger to write (created and migrated if new); "
+                                          "requests already there are skipped.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+) -> None:
+    """Copy every request (with its calls) and every budget from SOURCE to TARGET."""
+    from cascadeflow_cli.cli.context import state
+    from cascadeflow_cli.dburl import parse_location
+    from cascadeflow_cli.errors import InputError
+    from cascadeflow_cli.ledger.backend import open_store
+    from cascadeflow_cli.ledger.copy import copy_ledger
+
+    password_env = state().config.ledger.password_env
+    src, dst = (parse_location(x, password_env=password_env) for x in (source, target))
+    if src == dst:
+        raise InputError(f"{src}: source and target are the same ledger")
+    if src.path is not None and not src.path.exists():
+        raise InputError(f"{src}: no such ledger file")
+    with open_store(src) as reader, open_store(dst) as writer:
+        report = copy_ledger(reader, writer)
+    if as_json:
+        sys.stdout.write(json.dumps({"source": src.display(), "target": dst.display(),
+                                     "requests_read": report.requests_read, "requests": report.requests,
+                                     "calls": report.calls, "budgets": report.budgets,
+                                     "seconds": round(report.seconds, 3),
+                                     "rows_per_second": round(report.rows_per_second)}) + "\n")
+        return
+    skipped = report.requests_read - report.requests
+    sys.stderr.write(f"copied {report.requests} request(s) with {report.calls} call(s) and "
+                     f"{report.budgets} budget(s) from {src} to {dst} in {report.seconds:.1f} s"
+                     f"{f' ({skipped} already there)' if skipped else ''}\n")

@@ -1,0 +1,102 @@
+"""Where the ledger lives: a SQLite file or a PostgreSQL database, told apart by the text.
+
+``postgresql://...`` (or ``postgres://...``) is a PostgreSQL connection URI as libpq reads
+it; ``sqlite:///relative.db`` / ``sqlite:////absolute.db`` (SQLAlchemy's convention) and
+any other text are a SQLite file path. A password is never ours to keep: libpq finds it in
+``$PGPASSWORD`` or ``~/.pgpass``, or the config names a variable (``password_env``) read
+at connect time. A password written into the URL itself still works, but every message
+shows the URL with it masked (:func:`mask_url`), and the ledger stores no URL at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cascadeflow_cli.errors import ConfigError
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+@dataclass(frozen=True)
+class LedgerLocation:
+    """A SQLite file (``path``) or a PostgreSQL database (``url``, password not resolved)."""
+
+    path: Path | None = None
+    url: str | None = None
+    password_env: str | None = None
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url is not None
+
+    def display(self) -> str:
+        """For messages: the path, or the URL with any password masked."""
+        return mask_url(self.url) if self.url is not None else str(self.path)
+
+    def __str__(self) -> str:
+        return self.display()
+
+    def password(self, env: Mapping[str, str] = os.environ) -> str | None:
+        """The password from ``password_env`` (None: leave it to libpq's own sources)."""
+        if self.password_env is None:
+            return None
+        value = env.get(self.password_env)
+        if not value:
+            raise ConfigError(f"ledger.password_env: ${self.password_env} is not set "
+                              f"(it holds the password for {self.display()})")
+        return value
+
+
+def is_postgres_url(text: str) -> bool:
+    match = _SCHEME.match(text.strip())
+    return bool(match) and match.group(1).lower() in POSTGRES_SCHEMES
+
+
+def parse_location(text: str | Path, *, base: Path | None = None,
+                   password_env: str | None = None) -> LedgerLocation:
+    """``--db``, ``$CASCADE_DB``, ``[ledger] url`` or ``path`` as a location. A relative
+    path is taken relative to ``base`` (the config file's directory) when given."""
+    if isinstance(text, Path):
+        return LedgerLocation(path=_relative(text.expanduser(), base))
+    raw = text.strip()
+    if is_postgres_url(raw):
+        check_postgres_url(raw)
+        return LedgerLocation(url=raw, password_env=password_env)
+    match = _SCHEME.match(raw)
+    if match:
+        if match.group(1).lower() != "sqlite":
+            raise ConfigError(f"{mask_url(raw)}: unknown ledger URL scheme {match.group(1)!r} "
+                              "(use a file path, sqlite:///PATH or postgresql://...)")
+        rest = raw[len(match.group(0)):]
+        if not rest.startswith("/") or rest == "/":
+            raise ConfigError(f"{raw}: a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path")
+        raw = rest[1:]  # sqlite:///x.db -> x.db, sqlite:////tmp/x.db -> /tmp/x.db
+    return LedgerLocation(path=_relative(Path(raw).expanduser(), base))
+
+
+def check_postgres_url(url: str) -> None:
+    """Refuse what libpq would misread, before any connection (the message masks secrets)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a non-numeric port
+    except ValueError as exc:
+        raise ConfigError(f"{mask_url(url)}: not a PostgreSQL URL: {exc}") from None
+    if parts.fragment:
+        raise ConfigError(f"{mask_url(url)}: a PostgreSQL URL has no #fragment")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user-info (and any ``password=`` query value)
+    replaced by ``***``."""
+    masked = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/?#]*):[^@/?#]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", masked, flags=re.IGNORECASE)
+
+
+def _relative(path: Path, base: Path | None) -> Path:
+    return base / path if base is not None and not path.is_absolute() else path

@@ -1,0 +1,142 @@
+"""Connections to a PostgreSQL ledger: one clear error when the server is not there,
+transactions retried on serialization failures and deadlocks, and the database's clock.
+
+psycopg is imported here, inside functions, only when a ``postgresql://`` URL is used: the
+CLI's start-up never pays for it, and SQLite users need not install it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cascadeflow_cli.clock import Clock, SystemClock
+from cascadeflow_cli.dburl import LedgerLocation
+from cascadeflow_cli.errors import LedgerError, LedgerUnavailableError, MissingExtraError
+
+if TYPE_CHECKING:
+    import psycopg
+
+T = TypeVar("T")
+CONNECT_TIMEOUT_S = 10
+RETRIES = 8  # serialization failures / deadlocks: rare, and each retry is a whole transaction
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise MissingExtraError("a postgresql:// ledger needs the [postgres] extra: "
+                                "pip install 'cascadeflow-cli[postgres]'") from None
+    return psycopg
+
+
+def one_line(exc: BaseException, secret: str | None = None) -> str:
+    """libpq's message (several lines, tabs) as one line, never holding ``secret``."""
+    text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    text = text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
+    text = text.replace("FATAL:  ", "")
+    return text.replace(secret, "***") if secret else text
+
+
+def connect(location: LedgerLocation) -> psycopg.Connection[Any]:
+    """A new connection (autocommit off: every use is an explicit transaction). The
+    password, if any, comes from ``password_env`` here, else libpq's own sources."""
+    psycopg = _psycopg()
+    assert location.url is not None
+    password = location.password()
+    kwargs: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "cascade"}
+    if password is not None:
+        kwargs["password"] = password
+    try:
+        conn = psycopg.connect(location.url, **kwargs)
+    except psycopg.Error as exc:
+        raise LedgerUnavailableError(f"{location.display()}: cannot connect to the ledger: "
+                                     f"{one_line(exc, password)}") from None
+    conn.autocommit = True  # transactions are opened explicitly (conn.transaction())
+    return conn
+
+
+def retryable(exc: BaseException) -> bool:
+    """A transaction that lost a race (40001) or a deadlock (40P01): run it again whole."""
+    return getattr(exc, "sqlstate", None) in ("40001", "40P01")
+
+
+def lost_connection(exc: BaseException, conn: psycopg.Connection[Any]) -> bool:
+    psycopg = _psycopg()
+    return isinstance(exc, psycopg.OperationalError) and conn.closed
+
+
+def in_transaction(
+    get_conn: Callable[[], psycopg.Connection[Any]],
+    reconnect: Callable[[], psycopg.Connection[Any]],
+    work: Callable[[psycopg.Connection[Any]], T],
+    what: str,
+    *,
+    idempotent: bool = True,
+) -> T:
+    """Run ``work(conn)`` inside one transaction, again from the start when it lost a race
+    (serialization failure, deadlock) or, if ``idempotent``, when the connection dropped
+    (its commit may or may not have happened: ``work`` must then be safe to repeat, e.g.
+    keyed by an id chosen before the first attempt). Never half-applied: each attempt is
+    one transaction, rolled back unless it commits."""
+    psycopg = _psycopg()
+    pause = 0.005
+    for attempt in range(RETRIES):
+        conn = get_conn()
+        try:
+            with conn.transaction():
+                return work(conn)
+        except psycopg.Error as exc:
+            last = attempt == RETRIES - 1
+            if retryable(exc) and not last:
+                time.sleep(pause * (1 + random.random()))
+                pause = min(pause * 2, 0.5)
+                continue
+            if idempotent and lost_connection(exc, conn) and not last:
+                reconnect()
+                continue
+            raise LedgerError(f"{what}: {one_line(exc)}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class DatabaseClock:
+    """The database server's clock, as seen from this host: the host clock plus the offset
+    measured at connect (midpoint of the round trip). Budget windows and row timestamps
+    then agree across hosts whose own clocks disagree: every host counts the day from the
+    one clock they share. Re-measured every ``refresh`` so a long-lived server follows it."""
+
+    def __init__(self, conn_factory: Callable[[], psycopg.Connection[Any]],
+                 refresh: timedelta = timedelta(minutes=10), host: Clock | None = None) -> None:
+        self._conn_factory = conn_factory
+        self._host = host or SystemClock()
+        self._refresh = refresh
+        self._measured_at: datetime | None = None
+        self.offset = timedelta(0)
+
+    def measure(self) -> timedelta:
+        conn = self._conn_factory()
+        best: tuple[timedelta, timedelta] | None = None
+        for _ in range(3):  # keep the sample with the shortest round trip
+            before = self._host.now()
+            row = conn.execute("select extract(epoch from clock_timestamp())::float8").fetchone()
+            after = self._host.now()
+            assert row is not None
+            rtt = after - before
+            offset = datetime.fromtimestamp(row[0], UTC) - (before + rtt / 2)
+            if best is None or rtt < best[0]:
+                best = (rtt, offset)
+        assert best is not None
+        self.offset = best[1]
+        self._measured_at = self._host.now()
+        return self.offset
+
+    def now(self) -> datetime:
+        host = self._host.now()
+        if self._measured_at is None or host - self._measured_at > self._refresh:
+            self.measure()
+            host = self._host.now()
+        return host + self.offset

@@ -1,0 +1,498 @@
+"""The PostgreSQL ledger: the storage interface (ledger/storage.py) on a server that many
+hosts share. Same schema and migrations as SQLite (ledger/postgres/ddl.py renders them),
+the same records, the same policy modules above it.
+
+What differs, and why:
+- A budget check holds a transaction-scoped advisory lock per user and per team (see
+  budget_sql.py for why not a row lock) instead of SQLite's whole-file write lock, so
+  checks of different users never wait on each other.
+- Time is the database's (``DatabaseClock``): two hosts whose clocks disagree still count
+  the same day, and their rows carry timestamps of one clock.
+- Orphaned reservations are expired by their deadline on the database's clock; the pid
+  check only applies to reservations made on this host (a pid means nothing elsewhere).
+- A transaction that loses a race (serialization failure, deadlock) or its connection is
+  run again whole; writes are keyed by ids chosen before the first attempt, so a retry
+  never counts anything twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.clock import Clock, format_ts
+from cascadeflow_cli.dburl import LedgerLocation
+from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.faults import checkpoint
+from cascadeflow_cli.ledger import journal, schema
+from cascadeflow_cli.ledger.budgets import BudgetConfig
+from cascadeflow_cli.ledger.postgres import budget_sql, migrate, reports
+from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect, in_transaction
+from cascadeflow_cli.ledger.postgres.ddl import q
+from cascadeflow_cli.ledger.windows import WINDOWS
+from cascadeflow_cli.money import nanos_from_usd
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from cascadeflow_cli.ledger.windows import Window
+
+REQUEST_INSERT = (f"insert into requests ({', '.join(q(c) for c in schema.REQUEST_COLUMNS)}) "
+                  f"values ({', '.join(['%s'] * len(schema.REQUEST_COLUMNS))}) on conflict (id) do nothing")
+CALL_INSERT = (f"insert into calls ({', '.join(q(c) for c in schema.CALL_COLUMNS)}) "
+               f"values ({', '.join(['%s'] * len(schema.CALL_COLUMNS))}) on conflict (id) do nothing")
+SIGNAL_COLUMNS = ("call_id", "request_id", "logprobs", "samples", "agreement", "features")
+BULK_CHUNK = 5000
+# the new requests of a chunk, then the calls and signals of those only; FK checks run at
+# the end of the statement, when the requests are in
+BULK_MOVE = """
+    with new as (insert into requests select * from _in_requests on conflict do nothing returning id),
+    c as (insert into calls select k.* from _in_calls k join new on new.id = k.request_id
+          on conflict (id) do nothing returning 1),
+    g as (insert into call_signals select k.* from _in_call_signals k join new on new.id = k.request_id
+          on conflict (call_id) do nothing returning 1)
+    select (select count(*) from new), (select count(*) from c), (select count(*) from g)
+"""
+SIGNALS_INSERT = ("insert into call_signals (call_id, request_id, logprobs, samples, agreement, features) "
+                  "values (%s, %s, %s, %s, %s, %s) on conflict (call_id) do nothing")
+
+
+def _journal_anchor(location: LedgerLocation) -> Path:
+    """Where this host keeps the side journal of a database ledger (the journal is a
+    file next to this path): the user data dir, one per database, named without secrets."""
+    from cascadeflow_cli.config import user_data_dir
+
+    digest = hashlib.sha256(location.display().encode()).hexdigest()[:16]
+    return user_data_dir() / f"postgres-{digest}"
+
+
+class _Timestamps:
+    """psycopg loader: timestamptz read back as ledger text (format_ts), like SQLite's."""
+
+    @staticmethod
+    def register(conn: psycopg.Connection[Any]) -> None:
+        from psycopg.types.datetime import TimestamptzLoader
+
+        class Loader(TimestamptzLoader):
+            def load(self, data: Any) -> str:  # type: ignore[override]
+                return format_ts(super().load(data))
+
+        conn.adapters.register_loader("timestamptz", Loader)
+
+
+class PostgresLedger:
+    """A ledger in a PostgreSQL database. Each thread gets its own connection."""
+
+    def __init__(self, location: LedgerLocation, clock: Clock | None = None) -> None:
+        self.location = location
+        self.path = _journal_anchor(location)
+        self.host = socket.gethostname()
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        conn = self._conn()  # the server down or a wrong password: one line, before anything else
+        self.clock: Clock = clock or DatabaseClock(self._conn)
+        try:
+            migrate.migrate(conn, self.clock.now(), location.display())
+        except LedgerError:
+            self.close()
+            raise
+        self.journal_waiting = self.replay_journal()
+
+    def __str__(self) -> str:
+        return self.location.display()
+
+    # --- connections ----------------------------------------------------------------
+
+    def _conn(self) -> psycopg.Connection[Any]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = connect(self.location)
+            conn.execute("set timezone to 'UTC'")
+            _Timestamps.register(conn)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _reconnect(self) -> psycopg.Connection[Any]:
+        self._local.conn = None
+        return self._conn()
+
+    def _tx(self, work: Callable[[psycopg.Connection[Any]], Any], what: str = "cannot write ledger") -> Any:
+        return in_transaction(self._conn, self._reconnect, work, f"{self}: {what}")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        from psycopg.rows import dict_row
+
+        def read(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+        return self._tx(read, "cannot read ledger")  # type: ignore[no-any-return]
+
+    def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        def read(conn: psycopg.Connection[Any]) -> Any:
+            row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            return None if row is None else row[0]
+
+        return self._tx(read, "cannot read ledger")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the side journal -------------------------------------------------------------
+
+    def writable(self) -> bool:
+        try:
+            return self._value("select not pg_is_in_recovery()") is True
+        except LedgerError:
+            return False
+
+    def check_writable(self) -> None:
+        """Before anything is paid for: the server answers and takes writes, and nothing
+        waits in this host's journal."""
+        if not self.writable():
+            raise LedgerError(f"{self}: cannot write ledger: the server is read-only or gone "
+                              "(nothing was sent to a provider)")
+        if self.journal_waiting:
+            raise LedgerError(f"{self}: {self.journal_waiting} answered request(s) in "
+                              f"{journal.journal_dir(self.path)} cannot be recorded; nothing was sent")
+
+    def replay_journal(self) -> int:
+        entries = journal.pending(self.path)
+        for number, (entry, record, reservation_id) in enumerate(entries):
+            try:
+                self.record(record, reservation_id)
+            except LedgerError:
+                return len(entries) - number
+            entry.unlink(missing_ok=True)
+        return 0
+
+    # --- requests: write --------------------------------------------------------------
+
+    @staticmethod
+    def _insert(conn: psycopg.Connection[Any], request: schema.RequestRecord) -> bool:
+        """Insert one request with its calls and signals; False if it was there already."""
+        row = schema.request_row(request)
+        if conn.execute(REQUEST_INSERT, list(row.values())).rowcount == 0:
+            return False
+        with conn.cursor() as cur:
+            if request.calls:
+                cur.executemany(CALL_INSERT, [list(schema.call_row(c).values()) for c in request.calls])
+            if request.signals:
+                cur.executemany(SIGNALS_INSERT, [_signal_row(request.id, s) for s in request.signals])
+        return True
+
+    def record(self, request: schema.RequestRecord, reservation_id: str | None = None) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            if reservation_id is not None:
+                conn.execute("delete from reservations where id = %s", [reservation_id])
+            self._insert(conn, request)
+            checkpoint("in-commit")
+
+        self._tx(work)
+
+    def record_many(self, requests: Iterable[schema.RequestRecord],
+                    on_progress: Callable[[int], None] | None = None) -> Any:
+        """All in one transaction, in chunks: each chunk is COPYed into temporary tables
+        and moved over by one statement per table (``on conflict do nothing``: a request
+        whose id or batch row is there already is skipped, with its calls), so the spend
+        triggers run once per chunk, not once per row."""
+        from cascadeflow_cli.ledger.storage import RecordCounts
+
+        batch = requests if isinstance(requests, list) else list(requests)  # a retry replays it
+
+        def work(conn: psycopg.Connection[Any]) -> RecordCounts:
+            for table in ("requests", "calls", "call_signals"):
+                conn.execute(f"create temp table if not exists _in_{table} "
+                             f"(like {table} including defaults) on commit delete rows")
+            added = calls = 0
+            for at in range(0, len(batch), BULK_CHUNK):
+                chunk = batch[at:at + BULK_CHUNK]
+                with conn.cursor() as cur:
+                    _copy(cur, "requests", schema.REQUEST_COLUMNS,
+                          (schema.request_row(r).values() for r in chunk))
+                    _copy(cur, "calls", schema.CALL_COLUMNS,
+                          (schema.call_row(c).values() for r in chunk for c in r.calls))
+                    _copy(cur, "call_signals", SIGNAL_COLUMNS,
+                          (_signal_row(r.id, sig) for r in chunk for sig in r.signals))
+                    row = cur.execute(BULK_MOVE).fetchone()
+                    cur.execute("truncate _in_requests, _in_calls, _in_call_signals")
+                added += row[0] if row else 0
+                calls += row[1] if row else 0
+                if on_progress is not None:
+                    on_progress(min(at + BULK_CHUNK, len(batch)))
+            return RecordCounts(added, calls)
+
+        return self._tx(work)
+
+    # --- requests: read ---------------------------------------------------------------
+
+    def _with_calls(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not requests:
+            return []
+        calls: dict[str, list[dict[str, Any]]] = {}
+        for call in self._rows("select * from calls where request_id = any(%s) order by request_id, seq",
+                               [[r["id"] for r in requests]]):
+            calls.setdefault(call["request_id"], []).append(call)
+        for r in requests:
+            r["calls"] = calls.get(r["id"], [])
+        return requests
+
+    def recent_requests(self, limit: int | None = 10, user: str | None = None,
+                        since: str | None = None) -> list[dict[str, Any]]:
+        where, params = [], []
+        if user is not None:
+            where.append('"user" = %s')
+            params.append(user)
+        if since is not None:
+            where.append("ts >= %s")
+            params.append(since)
+        sql = "select * from requests" + (" where " + " and ".join(where) if where else "")
+        sql += " order by ts desc, id desc" + (f" limit {int(limit)}" if limit else "")
+        return self._with_calls(self._rows(sql, params))
+
+    def load_request(self, request_id: str) -> dict[str, Any]:
+        rows = self._with_calls(self._rows("select * from requests where id = %s", [request_id]))
+        if not rows:
+            raise LedgerError(f"{self}: no request {request_id!r}")
+        return rows[0]
+
+    def iter_records(self, flt: Any = None, page: int = 500) -> Iterator[schema.RequestRecord]:
+        # its own connection: a caller may write (ledger copy) while this one reads
+        conn = connect(self.location)
+        conn.execute("set timezone to 'UTC'")
+        _Timestamps.register(conn)
+        try:
+            yield from reports.iter_records(conn, flt, page)
+        finally:
+            conn.close()
+
+    def export_rows(self, fmt: str, flt: Any, size: int = 2000) -> Iterator[list[str]]:
+        return reports.export_rows(self._conn(), fmt, flt, size)
+
+    def usage(self, flt: Any = None, by: str | None = None, timezone: str = "UTC") -> Any:
+        return self._tx(lambda conn: reports.usage(conn, flt, by, timezone), "cannot read ledger")
+
+    def daily_totals(self, *, by: str | None, user: str | None, model: str | None, timezone: str,
+                     start: Any, end: Any) -> Any:
+        return self._tx(lambda conn: reports.daily_totals(conn, by=by, user=user, model=model,
+                                                          timezone=timezone, start=start, end=end),
+                        "cannot read ledger")
+
+    # --- quality labels ---------------------------------------------------------------
+
+    def _upsert_label(self, conn: psycopg.Connection[Any], row: dict[str, Any]) -> bool:
+        """Insert or replace the (request, source) label, keeping when it was first given;
+        True when one was replaced."""
+        names = list(row)
+        updates = ", ".join(f"{q(n)} = excluded.{q(n)}" for n in names if n not in ("request_id", "source",
+                                                                                     "created_at"))
+        found = conn.execute(
+            f"insert into quality_labels ({', '.join(q(n) for n in names)}) "
+            f"values ({', '.join(['%s'] * len(names))}) "
+            f"on conflict (request_id, source) do update set {updates} returning (xmax <> 0)",
+            list(row.values())).fetchone()
+        return bool(found and found[0])
+
+    def record_feedback(self, request_id: str, good: bool, note: str | None = None) -> bool:
+        from cascadeflow_cli.errors import InputError
+
+        now = self.clock.now()
+
+        def work(conn: psycopg.Connection[Any]) -> bool:
+            found = conn.execute("select status from requests where id = %s", [request_id]).fetchone()
+            if found is None:
+                raise InputError(f"no request {request_id!r} in the ledger {self}")
+            if found[0] != "ok":
+                raise InputError(f"request {request_id!r} has no answer to label (status {found[0]})")
+            return self._upsert_label(conn, {"request_id": request_id, "source": "feedback",
+                                             "correct": int(good), "note": note,
+                                             "created_at": now, "updated_at": now})
+
+        return self._tx(work)  # type: ignore[no-any-return]
+
+    def record_shadow(self, outcome: Any, reservation_id: str | None) -> None:
+        now = self.clock.now()
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            if reservation_id is not None:
+                conn.execute("delete from reservations where id = %s", [reservation_id])
+            call_id = None
+            if outcome.call is not None:
+                inserted = conn.execute(CALL_INSERT, list(schema.call_row(outcome.call).values())).rowcount
+                call_id = outcome.call.id
+                cost = outcome.call.cost_nusd
+                if cost and inserted:  # the spend trigger counts it against the user's budgets
+                    conn.execute("update requests set cost_nusd = cost_nusd + %s, "
+                                 "savings_nusd = savings_nusd - %s where id = %s",
+                                 [cost, cost, outcome.request_id])
+            self._upsert_label(conn, {
+                "request_id": outcome.request_id, "source": "shadow",
+                "correct": None if outcome.correct is None else int(outcome.correct),
+                "agreement": outcome.agreement, "method": outcome.method, "note": outcome.error,
+                "status": outcome.status, "call_id": call_id, "created_at": now, "updated_at": now,
+            })
+
+        self._tx(work)
+
+    def next_seq(self, request_id: str) -> int:
+        return int(self._value("select coalesce(max(seq), -1) + 1 from calls where request_id = %s",
+                               [request_id]))
+
+    def labels_for(self, request_id: str) -> list[dict[str, Any]]:
+        return self._rows("select * from quality_labels where request_id = %s order by source", [request_id])
+
+    def labelled_drafts(self) -> list[dict[str, Any]]:
+        return self._rows(LABELLED_DRAFTS)
+
+    # --- spend ------------------------------------------------------------------------
+
+    def window_spend(self, user: str, win: Window) -> int:
+        span = budget_sql.Span(win.start, win.end)
+        return int(self._value(f"select {budget_sql.spend_sql(span)}",
+                               [[user]] + ([] if win.end is None else [win.start, win.end])))
+
+    def reserved_spend(self, user: str) -> int:
+        return int(self._value('select coalesce(sum(amount_nusd), 0) from reservations where "user" = %s',
+                               [user]))
+
+    def request_count(self, user: str) -> int:
+        return int(self._value('select coalesce(max(requests), 0) from spend_totals where "user" = %s',
+                               [user]))
+
+    def total_spend(self, user: str) -> int:
+        return int(self._value('select coalesce(max(cost_nusd), 0) from spend_totals where "user" = %s',
+                               [user]))
+
+    # --- enforcement ------------------------------------------------------------------
+
+    @contextmanager
+    def budget_lock(self, user: str, teams: Sequence[str] = ()
+                    ) -> Iterator[budget_sql.PgBudgetTransaction]:
+        """One READ COMMITTED transaction holding the advisory locks of ``user`` and of
+        each team in ``teams`` (the gate checks a member's teams in the same transaction).
+        Not retried here: the caller's decision runs inside; a lost race surfaces as a
+        LedgerError (it cannot happen to a transaction that only inserts and deletes its
+        own rows under these locks, except by deadlock, which the lock order prevents)."""
+        conn = self._conn()
+        try:
+            with conn.transaction():
+                budget_sql.lock(conn, [budget_sql.lock_key("user", user),
+                                       *(budget_sql.lock_key("team", t) for t in teams)])
+                yield budget_sql.PgBudgetTransaction(conn, self.host)
+        except _psycopg_error() as exc:
+            from cascadeflow_cli.ledger.postgres.connection import one_line
+
+            raise LedgerError(f"{self}: cannot write ledger: {one_line(exc)}") from None
+
+    def release(self, reservation_id: str | None) -> None:
+        if reservation_id is None:
+            return
+        self._tx(lambda conn: conn.execute("delete from reservations where id = %s", [reservation_id]))
+
+    # --- budgets ----------------------------------------------------------------------
+
+    def get_budget(self, user: str) -> BudgetConfig | None:
+        rows = self._rows('select * from budgets where "user" = %s', [user])
+        return budget_sql.budget_from_row(rows[0]) if rows else None
+
+    def set_budget(self, user: str, budget: BudgetConfig) -> BudgetConfig:
+        def work(conn: psycopg.Connection[Any]) -> BudgetConfig:
+            columns = budget_sql.LIMIT_COLUMNS
+            row = conn.execute(f'select {", ".join(columns)} from budgets where "user" = %s for update',
+                               [user]).fetchone()
+            old = budget_sql.budget_from_row(dict(zip(columns, row, strict=True))) if row else BudgetConfig()
+            stored = old.merged(budget)
+            limits = [nanos_from_usd(v) if (v := getattr(stored, w)) is not None else None for w in WINDOWS]
+            conn.execute(
+                f'insert into budgets ("user", {", ".join(budget_sql.LIMIT_COLUMNS)}, updated_at) '
+                "values (%s, %s, %s, %s, %s, %s) on conflict (\"user\") do update set "
+                + ", ".join(f"{c} = excluded.{c}" for c in (*budget_sql.LIMIT_COLUMNS, "updated_at")),
+                [user, *limits, self.clock.now()])
+            return stored
+
+        return self._tx(work)  # type: ignore[no-any-return]
+
+    def remove_budget(self, user: str) -> bool:
+        return bool(self._tx(lambda conn: conn.execute('delete from budgets where "user" = %s',
+                                                       [user]).rowcount))
+
+    def list_budgets(self) -> list[tuple[str, BudgetConfig]]:
+        rows = self._rows('select * from budgets order by "user"')
+        return [(r["user"], budget_sql.budget_from_row(r)) for r in rows]
+
+    # --- batch runs -------------------------------------------------------------------
+
+    def start_batch(self, output: Path | None, input_path: Path) -> str:
+        import uuid
+
+        batch_id = uuid.uuid4().hex[:16]
+        self._tx(lambda conn: conn.execute(
+            "insert into batches (id, output, input, started_at) values (%s, %s, %s, %s)",
+            [batch_id, str(output) if output else None, str(input_path), self.clock.now()]))
+        return batch_id
+
+    def latest_batch(self, output: Path) -> str | None:
+        return self._value("select id from batches where output = %s order by started_at desc, id desc "
+                           "limit 1", [str(output)])  # type: ignore[no-any-return]
+
+    def committed_rows(self, batch_id: str) -> dict[str, str]:
+        prefix = f"{batch_id}:"
+        rows = self._rows("select external_id, id from requests where external_id >= %s and external_id < %s",
+                          [prefix, prefix[:-1] + chr(ord(":") + 1)])
+        return {r["external_id"][len(prefix):]: r["id"] for r in rows}
+
+
+LABELLED_DRAFTS = """
+    select r.id, r.query, r.domain, r.draft_accepted, c.answer, c.finish_reason, c.id as call_id,
+           f.correct as feedback, s.correct as shadow, s.status as shadow_status, g.features
+    from requests r
+    join calls c on c.request_id = r.id and c.seq = 0 and c.role = 'draft' and c.status = 'ok'
+    left join quality_labels f on f.request_id = r.id and f.source = 'feedback'
+    left join quality_labels s on s.request_id = r.id and s.source = 'shadow'
+    left join call_signals g on g.call_id = c.id
+    where r.status = 'ok' and (f.correct is not null or s.correct is not null)
+    order by r.ts, r.id
+"""
+def _psycopg_error() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error  # type: ignore[no-any-return]
+
+
+def _copy(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
+          rows: Iterable[Iterable[Any]]) -> None:
+    with cur.copy(f"copy _in_{table} ({', '.join(q(c) for c in columns)}) from stdin") as copy:
+        for row in rows:
+            copy.write_row(tuple(row))
+
+
+def _signal_row(request_id: str, s: Any) -> list[Any]:
+    logprobs = None if s.logprobs is None else json.dumps([round(x, 4) for x in s.logprobs])
+    features = json.dumps(dict(s.features)) if s.features else None
+    return [s.call_id, request_id, logprobs, s.samples, s.agreement, features]
+
+
+def open_postgres(location: LedgerLocation, clock: Clock | None = None) -> PostgresLedger:
+    return PostgresLedger(location, clock)
+
+
+__all__ = ["PostgresLedger", "open_postgres"]

@@ -1,0 +1,121 @@
+"""The storage interface on both backends (``ledger_url`` runs each test on a SQLite file
+and on a real PostgreSQL database): the same records in, the same answers out."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.clock import FixedClock, format_ts
+from cascadeflow_cli.ledger.backend import open_store
+from cascadeflow_cli.ledger.budgets import BudgetConfig
+from cascadeflow_cli.ledger.copy import copy_ledger
+from cascadeflow_cli.ledger.export import LedgerFilter
+from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord
+from cascadeflow_cli.ledger.windows import window
+
+NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)  # the day Europe/Berlin has 23 hours
+
+
+def request(n: int, at: datetime, user: str = "alice", cost: int = 1_000, calls: int = 1,
+            external_id: str | None = None) -> RequestRecord:
+    rid = f"req{n:05d}"
+    ts = format_ts(at)
+    return RequestRecord(
+        id=rid, ts=ts, user=user, status="ok", query=f"q{n}, with \"quotes\"\nand a line", answer="a",
+        domain="general", model="mini", cost_nusd=cost * calls, latency_ms=12.5 + n / 3,
+        external_id=external_id, quality_reasons=("short", "ok"),
+        calls=tuple(CallRecord(id=f"{rid}-{k}", request_id=rid, ts=ts, seq=k,
+                               role="draft" if k == 0 else "verifier", model="mini" if k == 0 else "big",
+                               model_id="openai/x", provider="openai", status="ok", input_tokens=10,
+                               output_tokens=20, cost_nusd=cost, latency_ms=0.1 + 0.2, quality_score=1 / 3,
+                               accepted=k == 0)
+                    for k in range(calls)))
+
+
+def test_record_is_idempotent_and_reads_back(ledger_url: str) -> None:
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        r = request(1, NOW, calls=2)
+        ledger.record(r)
+        ledger.record(r)  # a journal replay after the ledger already took it
+        rows = ledger.recent_requests(limit=None)
+        assert [x["id"] for x in rows] == ["req00001"]
+        assert [c["seq"] for c in rows[0]["calls"]] == [0, 1]
+        assert rows[0]["ts"] == r.ts and rows[0]["cost_nusd"] == 2_000
+        assert ledger.total_spend("alice") == 2_000 and ledger.request_count("alice") == 1
+
+
+def test_window_spend_on_and_off_the_buckets(ledger_url: str) -> None:
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        day = window("daily", NOW, "Europe/Berlin")  # starts 2026-03-28T23:00Z
+        ledger.record_many([
+            request(1, day.start - timedelta(microseconds=1), cost=1),  # the day before
+            request(2, day.start, cost=10),
+            request(3, NOW, cost=100),
+            request(4, day.end - timedelta(microseconds=1), cost=1_000),
+            request(5, day.end, cost=10_000),  # the next day
+            request(6, NOW, user="bob", cost=7),
+        ])
+        assert ledger.window_spend("alice", day) == 1_110
+        assert ledger.window_spend("alice", window("total", NOW, "UTC")) == 11_111
+        # off the 15-minute grid: summed from the rows
+        odd = type(day)("daily", NOW - timedelta(minutes=7), NOW + timedelta(seconds=1))
+        assert ledger.window_spend("alice", odd) == 100
+
+
+def test_budgets_set_merge_list_remove(ledger_url: str) -> None:
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        ledger.set_budget("alice", BudgetConfig(daily=Decimal("1.5")))
+        stored = ledger.set_budget("alice", BudgetConfig(total=Decimal("0.000000001")))
+        assert stored == BudgetConfig(daily=Decimal("1.5"), total=Decimal("0.000000001"))
+        assert ledger.get_budget("alice") == stored and ledger.get_budget("bob") is None
+        assert ledger.list_budgets() == [("alice", stored)]
+        assert ledger.remove_budget("alice") and not ledger.remove_budget("alice")
+
+
+def test_daily_totals_in_a_zone_with_a_short_day(ledger_url: str) -> None:
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        start = datetime(2026, 3, 28, 22, 30, tzinfo=UTC)
+        ledger.record_many([request(n, start + timedelta(hours=n), cost=n) for n in range(30)])
+        days = ledger.daily_totals(by=None, user="alice", model=None, timezone="Europe/Berlin",
+                                   start=date(2026, 3, 28), end=date(2026, 3, 30))[None]
+        # 22:30Z is 23:30 on the 28th; the 29th has 23 local hours (n = 1..23)
+        assert days == {date(2026, 3, 28): 0, date(2026, 3, 29): sum(range(1, 24)),
+                        date(2026, 3, 30): sum(range(24, 30))}
+        by_model = ledger.daily_totals(by="model", user=None, model=None, timezone="UTC",
+                                       start=None, end=None)
+        assert set(by_model) == {"mini"}
+
+
+def test_record_many_skips_what_is_there_by_id_and_by_batch_row(ledger_url: str) -> None:
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        first = ledger.record_many([request(1, NOW, external_id="b:1"), request(2, NOW)])
+        assert (first.requests, first.calls) == (2, 2)
+        again = ledger.record_many([request(1, NOW), request(3, NOW, external_id="b:1"), request(4, NOW)])
+        assert (again.requests, again.calls) == (1, 1)
+        assert ledger.committed_rows("b") == {"1": "req00001"}
+        assert ledger.total_spend("alice") == 3_000
+
+
+@pytest.mark.parametrize("direction", ["sqlite->postgresql", "postgresql->sqlite"])
+def test_copy_between_backends_is_lossless(direction: str, tmp_path: Path, pg_url: str) -> None:
+    lite = str(tmp_path / "l.db")
+    source, target = (lite, pg_url) if direction.startswith("sqlite") else (pg_url, lite)
+    records = [request(n, NOW - timedelta(hours=n), user=("alice", "bob")[n % 2], calls=1 + n % 2)
+               for n in range(40)]
+    with open_store(source, FixedClock(NOW)) as src:
+        src.record_many(records)
+        src.set_budget("alice", BudgetConfig(daily=Decimal("2"), total=Decimal("10.5")))
+        exports = {fmt: [row for batch in src.export_rows(fmt, LedgerFilter()) for row in batch]
+                   for fmt in ("csv", "json")}
+        with open_store(target, FixedClock(NOW)) as dst:
+            report = copy_ledger(src, dst)
+            assert (report.requests, report.budgets) == (40, 1)
+            for fmt, rows in exports.items():
+                assert [row for batch in dst.export_rows(fmt, LedgerFilter()) for row in batch] == rows, fmt
+            assert dst.list_budgets() == src.list_budgets()
+            assert list(dst.iter_records()) == list(src.iter_records())
+            assert copy_ledger(src, dst).requests == 0  # run again: nothing twice
