@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.context import state, stdout_console
+from cascadeflow_cli.cli.context import app_context, stdout_console
 
 key_app = typer.Typer(help="API keys for `cascade serve` (each belongs to a user).", no_args_is_help=True)
 
 
 @key_app.command("create")
 def create(
+    ctx: typer.Context,
     user: Annotated[str, typer.Argument(help="The user the key's requests are charged to.")],
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
     rpm: Annotated[
@@ -26,7 +27,7 @@ def create(
     from cascadeflow_cli.ledger.keys import create_key
     from cascadeflow_cli.text import user_name
 
-    key, stored = create_key(state().ledger(), user_name(user), name, rpm)
+    key, stored = create_key(app_context(ctx).ledger(), user_name(user), name, rpm)
     if as_json:
         sys.stdout.write(json.dumps({"user": stored.user, "key": key, "prefix": stored.prefix}) + "\n")
         return
@@ -36,6 +37,7 @@ def create(
 
 @key_app.command("list")
 def list_(
+    ctx: typer.Context,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's keys.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -44,7 +46,7 @@ def list_(
 
     from cascadeflow_cli.ledger.keys import list_keys
 
-    keys = list_keys(state().ledger(), user)
+    keys = list_keys(app_context(ctx).ledger(), user)
     if as_json:
         sys.stdout.write(json.dumps([k.to_json() for k in keys], indent=2) + "\n")
         return
@@ -61,10 +63,11 @@ def list_(
 
 @key_app.command("revoke")
 def revoke(
+    ctx: typer.Context,
     prefix: Annotated[str, typer.Argument(help="The key's prefix, as `cascade key list` shows it.")],
 ) -> None:
     """Revoke a key: from now on its requests get 401."""
     from cascadeflow_cli.ledger.keys import revoke_key
 
-    stored = revoke_key(state().ledger(), prefix.strip())
+    stored = revoke_key(app_context(ctx).ledger(), prefix.strip())
     sys.stderr.write(f"key {stored.prefix} of {stored.user} revoked\n")

@@ -15,6 +15,7 @@ ledger_app = typer.Typer(help="The ledger itself: copy it between SQLite and Pos
 
 @ledger_app.command("copy")
 def copy(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="The ledger to read: a file path, sqlite:///PATH or "
                                           "postgresql://...")],
     target: Annotated[str, typer.Argument(help="The ledger to write (created and migrated if new); "
@@ -22,13 +23,13 @@ def copy(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
     """Copy every request (with its calls) and every budget from SOURCE to TARGET."""
-    from cascadeflow_cli.cli.context import state
+    from cascadeflow_cli.cli.context import app_context
     from cascadeflow_cli.dburl import parse_location
     from cascadeflow_cli.errors import InputError
     from cascadeflow_cli.ledger.backend import open_store
     from cascadeflow_cli.ledger.copy import copy_ledger
 
-    password_env = state().config.ledger.password_env
+    password_env = app_context(ctx).config.ledger.password_env
     src, dst = (parse_location(x, password_env=password_env) for x in (source, target))
     if src == dst:
         raise InputError(f"{src}: source and target are the same ledger")

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from cascadeflow_cli.cli.context import state
+from cascadeflow_cli.cli.context import app_context
 
 
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 picks a free one).")] = 8765,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
@@ -29,11 +30,11 @@ def serve(
     from cascadeflow_cli.server import ServeSettings, check_extra, serve
 
     check_extra()  # one line naming the extra, before anything is opened
-    ctx = state()
-    ctx.ledger()  # a bad config or ledger fails here, with the usual one line, before listening
+    context = app_context(ctx)
+    context.ledger()  # a bad config or ledger fails here, with the usual one line, before listening
     settings = ServeSettings(
-        config_path=str(ctx.config.source) if ctx.config.source else None,
-        db_path=str(ctx.resolved_db_path),
+        config_path=str(context.config.source) if context.config.source else None,
+        db_path=str(context.resolved_db_path),
         host=host,
         port=port,
         workers=workers,
@@ -41,7 +42,7 @@ def serve(
         grace_s=grace,
         access_log=access_log,
     )
-    ctx.close()  # the server opens its own ledger (one per worker process)
+    context.close()  # the server opens its own ledger (one per worker process)
 
     def listening(url: str) -> None:
         sys.stderr.write(f"listening on {url}\n")
