@@ -127,12 +127,10 @@ class CostForecaster:
                              "a naive estimate, not a model forecast")
             else:
                 notes.append(f"{n} days of history are too few to compare methods on {horizon}-day "
-                             "totals: the last 28 days' and the last week's means, averaged, with a "
-                             "wide interval")
+                             "totals: the last 28 days' mean, with a wide interval")
             recent = y[-28:]
             return (_naive_paths(recent, days, self.n_paths, rng, n),
-                    f"naive: the mean of the last {count_of(len(recent), 'day')} and of the last "
-                    f"{count_of(len(recent[-7:]), 'day')}, averaged", tuple(notes))
+                    f"naive mean of the last {count_of(len(recent), 'day')}", tuple(notes))
         if choice.horizon < horizon:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
                          f"and the interval stretched to {horizon} days")
@@ -220,8 +218,7 @@ class DailySeries:
 
 def _naive_paths(y: np.ndarray, days: int, n_paths: int, rng: np.random.Generator,
                  history: int) -> np.ndarray:
-    """Days drawn at random from the recent days ``y``, times an uncertain level (centred
-    on the mean of ``y`` and of its last week, averaged): the
+    """Days drawn at random from the recent days ``y``, times an uncertain level: the
     mean of n days is known only to about cv/sqrt(n), and the level drifts over the
     horizon, by as much as the history's weekly totals moved from week to week (with
     fewer than three weeks of ``history``: by cv sqrt(days / 4n)). A flat history gets a
@@ -231,10 +228,6 @@ def _naive_paths(y: np.ndarray, days: int, n_paths: int, rng: np.random.Generato
     n = len(y)
     mean = float(np.mean(y))
     cv = float(np.std(y)) / mean if mean > 0 else 0.0
-    # the centre: the four weeks' mean and the last week's, half each. With no backtest to
-    # say whether the level holds (the long mean's strength) or moves (the last week's),
-    # an equal combination is never far from the better of the two
-    centre = 0.5 * mean + 0.5 * float(np.mean(y[-7:]))
     weeks = y[len(y) % 7:].reshape(-1, 7).sum(axis=1) if n >= 21 else np.zeros(0)
     if len(weeks) >= 3 and np.all(weeks > 0):
         drift = float(np.std(np.diff(np.log(weeks)))) * math.sqrt(days / 14)
@@ -243,10 +236,10 @@ def _naive_paths(y: np.ndarray, days: int, n_paths: int, rng: np.random.Generato
     spread = math.sqrt(cv**2 / n + drift**2)
     draws = rng.choice(y, size=(n_paths, days), replace=True)
     paths = draws * np.exp(rng.normal(0.0, spread, size=(n_paths, 1)))
-    # centred so the median total is that centre x days (a bootstrap sum of skewed days
-    # has a lower median: that would under-forecast every bursty user)
+    # centred so the median total is the recent days' mean x days (a bootstrap sum of
+    # skewed days has a lower median: that would under-forecast every bursty user)
     middle = float(np.median(paths.sum(axis=1)))
-    return paths * (centre * days / middle) if middle > 0 else paths
+    return paths * (mean * days / middle) if middle > 0 else paths
 
 
 def _widen(paths: np.ndarray, factor: float, horizon: int) -> np.ndarray:

@@ -68,10 +68,3 @@ def test_intermittent_spend_is_forecast_near_its_long_run_mean() -> None:
         ratios.append(p.median / expected)
     assert 0.75 < float(np.median(ratios)) < 1.25, ratios
 
-
-def test_a_short_history_averages_the_four_week_and_last_week_means() -> None:
-    values = np.r_[np.full(14, 10.0), np.full(7, 20.0)]  # 21 days: too short to backtest
-    p = CostForecaster().forecast(rows(values), horizon=30)
-    four_weeks, last_week = values.mean(), 20.0
-    assert p.short_history is False and p.method.startswith("naive")
-    assert p.median == pytest.approx(30 * (four_weeks + last_week) / 2, rel=0.02)
