@@ -26,8 +26,9 @@ from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger import budgets
 from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row
 from cascadeflow_cli.ledger.schema import CALL_COLUMNS, REQUEST_COLUMNS, CallSignals, call_row, request_row
+from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.ledger.storage import Hold, RecordCounts
-from cascadeflow_cli.money import money_sum_sql, nanos
+from cascadeflow_cli.money import nanos
 
 if TYPE_CHECKING:
     import sqlite_utils
