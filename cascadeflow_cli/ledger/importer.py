@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.schema import EXPORT_NAMES
+from cascadeflow_cli.model_map import infer_provider
 from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
 from cascadeflow_cli.text import LineDecodeError, Utf8Lines, text_problem
 
@@ -465,34 +466,6 @@ def _zone(tz: str) -> Any:
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(tz)
-
-
-# Model name prefixes of the big providers, for names litellm's price map does not know.
-_FAMILIES = (("gpt-", "openai"), ("chatgpt", "openai"), ("o1", "openai"), ("o3", "openai"),
-             ("o4", "openai"), ("text-embedding", "openai"), ("claude", "anthropic"),
-             ("gemini", "gemini"), ("mistral", "mistral"), ("mixtral", "mistral"),
-             ("codestral", "mistral"), ("command", "cohere"), ("deepseek", "deepseek"),
-             ("grok", "xai"))
-
-
-@lru_cache(maxsize=1024)
-def infer_provider(model: str) -> str:
-    """``openai/gpt-4o`` -> openai; a bare name -> litellm's price map, else the family
-    its name belongs to (``claude-...`` -> anthropic); "unknown" when nothing says."""
-    if "/" in model:
-        return model.split("/", 1)[0]
-    from cascadeflow_cli.engine.pricing import find_map_entry
-    from cascadeflow_cli.errors import PricingError
-
-    try:
-        found = find_map_entry(model)
-    except PricingError:
-        found = None
-    provider = found[1].get("litellm_provider") if found else None
-    if isinstance(provider, str) and provider:
-        return provider
-    name = model.lower()
-    return next((p for prefix, p in _FAMILIES if name.startswith(prefix)), "unknown")
 
 
 # --- rows to requests -----------------------------------------------------------------
