@@ -27,15 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.ledger.schema import EXPORT_NAMES
+from cascadeflow_cli.ledger.schema import EXPORT_NAMES, CallRecord, RequestRecord, answering, derive
 from cascadeflow_cli.model_map import infer_provider
 from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
 from cascadeflow_cli.text import LineDecodeError, Utf8Lines, text_problem
 
 if TYPE_CHECKING:
-    import sqlite3
-
-    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.storage import LedgerStore
 
 FORMATS = ("csv", "json", "jsonl")
 REQUIRED = ("timestamp", "user", "model", "cost")
@@ -47,7 +45,6 @@ ALIASES = {
     "prompt_tokens": "input_tokens", "completion_tokens": "output_tokens",
 }
 PROGRESS_EVERY = 10_000
-_CHUNK = 1000
 _MAX_FIELD = 1 << 30  # csv's default limit (128 KiB) is smaller than a long stored answer
 _OUR_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -92,7 +89,7 @@ class _Call:
     attempts: int
     finish_reason: str | None
     quality_score: float | None
-    quality_reasons: str
+    quality_reasons: tuple[str, ...]
     accepted: int | None
     answer: str | None
     error: str | None
@@ -422,10 +419,10 @@ def _flag(value: Any, loc: str, name: str) -> int | None:
     return flag
 
 
-def _reasons(value: Any, loc: str) -> str:
-    """Stored the way the ledger writes it: ``json.dumps(list_of_strings)``."""
+def _reasons(value: Any, loc: str) -> tuple[str, ...]:
+    """A JSON array of strings (text, or already a list in a JSON row)."""
     if _blank(value) or value == "[]":
-        return "[]"
+        return ()
     items = value
     if isinstance(value, str):
         try:
@@ -434,7 +431,7 @@ def _reasons(value: Any, loc: str) -> str:
             raise ImportRowError(f"{loc}: quality_reasons must be a JSON array of strings") from None
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise ImportRowError(f"{loc}: quality_reasons must be a JSON array of strings")
-    return json.dumps(items)
+    return tuple(items)
 
 
 def _timestamp(value: Any, loc: str, tz: str) -> str:
@@ -614,7 +611,7 @@ def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) ->
     quality = _optional(row, loc, "quality_score", _real)
     accepted = _optional(row, loc, "accepted", _flag)
     v = g("quality_reasons")
-    reasons = "[]" if v is None else _reasons(v, loc)
+    reasons = () if v is None else _reasons(v, loc)
     return _Call(
         id=_code(g("id"), loc, "id"), ts=_timestamp(g("timestamp"), loc, tz),
         model=model, model_id=model_id,
@@ -633,47 +630,42 @@ def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) ->
 
 # --- the two passes ---------------------------------------------------------------------
 
-_REQUEST_SQL = (
-    "INSERT OR IGNORE INTO requests (id, ts, user, status, query, answer, domain, "
-    "domain_confidence, model, draft_model, draft_accepted, escalated, quality_score, "
-    "quality_reasons, cost_nusd, verifier_only_cost_nusd, savings_nusd, enforcement, "
-    "enforcement_message, latency_ms, error, external_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-# Guarded by EXISTS: a request skipped as a duplicate of another id's external_id must
-# not leave calls pointing at nothing.
-_CALL_SQL = (
-    "INSERT OR IGNORE INTO calls (id, request_id, ts, seq, role, model, model_id, provider, "
-    "status, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nusd, "
-    "cost_source, latency_ms, attempts, finish_reason, quality_score, quality_reasons, "
-    "accepted, answer, error) "
-    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-    "WHERE EXISTS (SELECT 1 FROM requests WHERE id = ?)")
 
-
-def _request_values(r: _Request) -> tuple[Any, ...]:
-    calls = r.calls
+def _record(r: _Request) -> RequestRecord:
+    """A parsed request as the ledger's record; what the file does not say is derived
+    from its calls the way the ledger derives it (schema.derive)."""
+    calls = tuple(
+        CallRecord(id=c.id or "", request_id=r.id, ts=c.ts, seq=c.seq, role=c.role or "verifier",
+                   model=c.model, model_id=c.model_id, provider=c.provider, status=c.status,
+                   input_tokens=c.input_tokens, output_tokens=c.output_tokens,
+                   cached_tokens=c.cached_tokens, reasoning_tokens=c.reasoning_tokens,
+                   cost_nusd=c.cost_nusd, cost_source=c.cost_source, latency_ms=c.latency_ms,
+                   attempts=c.attempts, finish_reason=c.finish_reason, quality_score=c.quality_score,
+                   quality_reasons=c.quality_reasons, answer=c.answer, error=c.error,
+                   accepted=None if c.accepted is None else bool(c.accepted))
+        for c in r.calls)
     cost = sum(c.cost_nusd for c in calls)
     ok = r.status == "ok"
-    first = calls[0] if calls else None
-    last = calls[-1] if calls else None
-    verifier_only = r.verifier_only_nusd if r.verifier_only_nusd is not None else (cost if ok else 0)
-    savings = r.savings_nusd if r.savings_nusd is not None else (verifier_only - cost if ok else 0)
-    draft_accepted = r.draft_accepted if r.draft_accepted is not None else int(
-        ok and len(calls) == 1 and first is not None and first.role == "draft" and first.accepted == 1)
-    escalated = r.escalated if r.escalated is not None else int(len(calls) > 1)
-    latency = r.latency_ms if r.latency_ms is not None else sum(c.latency_ms for c in calls)
-    return (r.id, r.ts, r.user, r.status, r.query, last.answer if ok and last else None, r.domain,
-            r.domain_confidence, last.model if last else None, first.model if first else None,
-            draft_accepted, escalated, last.quality_score if last else None,
-            last.quality_reasons if last else "[]", cost, verifier_only, savings, r.enforcement,
-            r.enforcement_message, latency, r.error, r.external_id)
-
-
-def _call_values(request_id: str, c: _Call) -> tuple[Any, ...]:
-    return (c.id, request_id, c.ts, c.seq, c.role, c.model, c.model_id, c.provider, c.status,
-            c.input_tokens, c.output_tokens, c.cached_tokens, c.reasoning_tokens, c.cost_nusd,
-            c.cost_source, c.latency_ms, c.attempts, c.finish_reason, c.quality_score,
-            c.quality_reasons, c.accepted, c.answer, c.error, request_id)
+    models = answering(calls)
+    first = models[0] if models else None
+    last = models[-1] if models else None
+    derived = derive(r.status, calls, cost, r.verifier_only_nusd)
+    return RequestRecord(
+        id=r.id, ts=r.ts, user=r.user, status=r.status, query=r.query,
+        answer=last.answer if ok and last else None, domain=r.domain,
+        domain_confidence=r.domain_confidence, model=last.model if last else None,
+        draft_model=first.model if first else None,
+        draft_accepted=derived.draft_accepted if r.draft_accepted is None else bool(r.draft_accepted),
+        escalated=derived.escalated if r.escalated is None else bool(r.escalated),
+        quality_score=last.quality_score if last else None,
+        quality_reasons=last.quality_reasons if last else (), cost_nusd=cost,
+        verifier_only_cost_nusd=derived.verifier_only_cost_nusd if r.verifier_only_nusd is None
+        else r.verifier_only_nusd,
+        savings_nusd=derived.savings_nusd if r.savings_nusd is None else r.savings_nusd,
+        enforcement=r.enforcement, enforcement_message=r.enforcement_message,
+        latency_ms=sum(c.latency_ms for c in calls) if r.latency_ms is None else r.latency_ms,
+        error=r.error, calls=calls, external_id=r.external_id,
+    )
 
 
 def _finish(request: _Request) -> _Request:
@@ -737,33 +729,20 @@ def validate_file(path: Path, fmt: str | None = None, *, timezone: str = "UTC",
                         ignored_columns=ignored)
 
 
-def import_file(ledger: Ledger, path: Path, fmt: str | None = None, *, timezone: str = "UTC",
+def import_file(ledger: LedgerStore, path: Path, fmt: str | None = None, *, timezone: str = "UTC",
                 on_progress: ProgressFn | None = None) -> ImportResult:
     """Validate the whole file, then insert it in one transaction (all or nothing).
     Rows already in the ledger (same ids) are skipped, so importing twice is harmless."""
     checked = validate_file(path, fmt, timezone=timezone, on_progress=on_progress)
     reading = _read(path, checked.format, timezone)
-    new_requests = new_calls = done = 0
-    with ledger.write() as db:
-        conn: sqlite3.Connection = db.conn
-        for chunk in _chunks(reading.requests, _CHUNK):
-            new_requests += conn.executemany(_REQUEST_SQL, [_request_values(r) for r in chunk]).rowcount
-            values = [_call_values(r.id, c) for r in chunk for c in r.calls]
-            if values:
-                new_calls += conn.executemany(_CALL_SQL, values).rowcount
-            done += len(chunk)
-            if on_progress and done // PROGRESS_EVERY != (done - len(chunk)) // PROGRESS_EVERY:
-                on_progress("importing", done)
+
+    reported = [0]
+
+    def progress(done: int) -> None:  # record_many reports every chunk; we every PROGRESS_EVERY
+        if on_progress and done // PROGRESS_EVERY != reported[0] // PROGRESS_EVERY:
+            on_progress("importing", done)
+        reported[0] = done
+
+    added = ledger.record_many((_record(r) for r in reading.requests), on_progress=progress)
     return ImportResult(checked.path, checked.format, checked.rows, checked.requests, checked.calls,
-                        new_requests, new_calls, checked.ignored_columns)
-
-
-def _chunks(requests: Iterator[_Request], size: int) -> Iterator[list[_Request]]:
-    chunk: list[_Request] = []
-    for request in requests:
-        chunk.append(request)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+                        added.requests, added.calls, checked.ignored_columns)
