@@ -12,7 +12,7 @@ _PER_MILLION = Decimal(10**6)
 # The largest amount one value may hold: a request's or call's cost, a budget limit, a
 # price per million tokens. In nano-dollars it is 1e18, below SQLite's int64 ceiling
 # (9.2e18), so one value always fits a column; sums are kept exact past that by
-# ``money_sum_sql``. A billion dollars is no real request: a bigger figure is a typo.
+# ``ledger/sql.py``'s ``money_sum_sql``. A billion dollars is no real request: a bigger figure is a typo.
 MAX_AMOUNT_USD = Decimal(10**9)
 NANO_USD = Decimal(1) / NANOS_PER_USD  # the smallest amount the ledger counts
 MAX_COUNT = 10**12  # the largest token count (or other count) one imported row may hold
@@ -81,20 +81,6 @@ def amount_problem(amount: Decimal, *, allow_zero: bool = True, allow_tiny: bool
     if nanos_from_usd(amount) == 0 and not allow_tiny:
         return f"is below ${NANO_USD:f}, the smallest amount the ledger counts (use 0 for nothing)"
     return None
-
-
-def money_sum_sql(column: str) -> str:
-    """SQL for an exact, overflow-safe sum of an integer nano-dollar column.
-
-    SQLite's ``sum()`` raises "integer overflow" past 9.2e18 nano-dollars ($9.2 billion);
-    ``total()`` never overflows but is a float, inexact past 2**53 nano-dollars ($9M).
-    So whole dollars and the nano-dollar remainders are summed apart (neither can
-    overflow below ~9e9 rows of MAX_AMOUNT_USD) and recombined: exact while the result
-    fits an int64, and a float (SQLite's integer arithmetic overflows into REAL, never an
-    error) beyond it. ``nanos()`` turns the result back into a Python int.
-    """
-    return (f"(coalesce(sum(({column}) / 1000000000), 0) * 1000000000 "
-            f"+ coalesce(sum(({column}) % 1000000000), 0))")
 
 
 def nanos(value: int | float | None) -> int:

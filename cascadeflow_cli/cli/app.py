@@ -12,6 +12,7 @@ import typer
 
 from cascadeflow_cli.cli.context import AppContext, app_context
 from cascadeflow_cli.errors import CascadeError, InterruptedRequest
+from cascadeflow_cli.ledger import storage
 
 app = typer.Typer(
     name="cascade",
@@ -146,13 +147,6 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
-def _damage_errors() -> tuple[type[BaseException], ...]:
-    """The ledger backend's "damaged store" errors (evaluated only when something was raised)."""
-    from cascadeflow_cli.ledger.storage import damage_errors
-
-    return damage_errors()
-
-
 def _damaged_ledger_line(context: AppContext, exc: Exception) -> str:
     ledger = context._ledger
     where = f"{ledger.path}: " if ledger is not None else ""
@@ -238,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _signals.quiet()
         code = _fail(context, "interrupted", 130)
-    except _damage_errors() as exc:  # a damaged page met mid-read, past the checks at open
+    except storage.DatabaseError as exc:  # a damaged page met mid-read, past the checks at open
         code = (_traceback(context, exc, 1) if context.debug
                 else _fail(context, _damaged_ledger_line(context, exc), 1))
     except BrokenPipeError:

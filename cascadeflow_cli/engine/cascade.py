@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.config import AppConfig, ModelConfig, known_domains
@@ -35,6 +34,7 @@ from cascadeflow_cli.engine.providers import (
 from cascadeflow_cli.engine.providers.base import RetryNotice, model_deadline_s
 from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink, stream_complete
 from cascadeflow_cli.engine.recording import UNFINISHED, check_text, record_request
+from cascadeflow_cli.engine.results import CallResult, CascadeResult  # noqa: F401  (public here)
 from cascadeflow_cli.engine.shadow import should_shadow
 from cascadeflow_cli.engine.signals import sample_draft, validate_with_signals
 from cascadeflow_cli.engine.validators import build_validator
@@ -46,101 +46,16 @@ from cascadeflow_cli.errors import (
     ProviderError,
 )
 from cascadeflow_cli.faults import checkpoint
-from cascadeflow_cli.ledger.db import Ledger
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
 from cascadeflow_cli.ledger.labels import CallSignals
-from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
-from cascadeflow_cli.money import usd
+from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, derive
+from cascadeflow_cli.ledger.storage import LedgerStore
 from cascadeflow_cli.quality import QualityResult, QualityValidator
 from cascadeflow_cli.quality.live_signals import live_signals
 from cascadeflow_cli.redact import redact
 from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
 
 DEFAULT_USER = "default"
-
-
-@dataclass(frozen=True)
-class CallResult:
-    model: str
-    role: str
-    input_tokens: int
-    output_tokens: int
-    cost_nusd: int
-    latency_ms: float
-    quality_score: float | None
-    accepted: bool | None
-    status: str = "ok"
-    error: str | None = None
-    quality_reasons: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "role": self.role,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost": usd(self.cost_nusd),
-            "latency_ms": round(self.latency_ms, 1),
-            "quality_score": self.quality_score,
-            "accepted": self.accepted,
-            "quality_reasons": list(self.quality_reasons),
-            "status": self.status,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class CascadeResult:
-    request_id: str
-    user: str
-    answer: str
-    model: str
-    draft_model: str
-    draft_accepted: bool
-    escalated: bool
-    quality_score: float | None
-    quality_reasons: tuple[str, ...]
-    cost_nusd: int
-    verifier_only_cost_nusd: int
-    latency_ms: float
-    calls: tuple[CallResult, ...]
-    domain: str | None = None
-    domain_confidence: float | None = None
-    enforcement: str = "allow"
-    enforcement_message: str | None = None
-    quality_threshold: float | None = None  # what quality_score was compared with
-    calibrated: bool = False  # the score is a calibrated probability (issue 9)
-
-    @property
-    def savings_nusd(self) -> int:
-        """Positive when cheaper than the last model alone; negative when a draft was
-        paid for and then thrown away."""
-        return self.verifier_only_cost_nusd - self.cost_nusd
-
-    def to_json(self) -> dict[str, Any]:
-        """The `cascade ask --json` object of CLI.md."""
-        return {
-            "request_id": self.request_id,
-            "user": self.user,
-            "domain": self.domain,
-            "domain_confidence": self.domain_confidence,
-            "answer": self.answer,
-            "model": self.model,
-            "draft_model": self.draft_model,
-            "draft_accepted": self.draft_accepted,
-            "escalated": self.escalated,
-            "quality_score": self.quality_score,
-            "quality_reasons": list(self.quality_reasons),
-            "cost": usd(self.cost_nusd),
-            "verifier_only_cost": usd(self.verifier_only_cost_nusd),
-            "savings": usd(self.savings_nusd),
-            "enforcement": self.enforcement,
-            "enforcement_message": self.enforcement_message,
-            "latency_ms": round(self.latency_ms, 1),
-            "calls": [c.to_json() for c in self.calls],
-            "quality_threshold": self.quality_threshold,
-            "calibrated": self.calibrated,
-        }
 
 
 @dataclass
@@ -190,7 +105,7 @@ class Cascade:
     def __init__(
         self,
         config: AppConfig,
-        ledger: Ledger | None,
+        ledger: LedgerStore | None,
         *,
         clock: Clock | None = None,
         validator: QualityValidator | None = None,
@@ -470,7 +385,6 @@ class Cascade:
         attempts = req.attempts
         store = self.config.ledger.store_prompts
         call_records: list[CallRecord] = []
-        call_results: list[CallResult] = []
         for seq, a in enumerate(attempts):
             comp = a.completion
             q = a.quality
@@ -507,48 +421,12 @@ class Cascade:
                     error_type=type(a.error).__name__ if a.error else ("CascadeError" if err else None),
                 )
             )
-            call_results.append(
-                CallResult(
-                    model=a.model.name,
-                    role=a.role,
-                    input_tokens=a.usage.input_tokens,
-                    output_tokens=a.usage.output_tokens,
-                    cost_nusd=a.cost_nusd,
-                    latency_ms=call_records[-1].latency_ms,
-                    quality_score=q.score if q else None,
-                    accepted=a.accepted,
-                    status=call_records[-1].status,
-                    error=err,
-                    quality_reasons=q.reasons if q else (),
-                )
-            )
         cost = sum(a.cost_nusd for a in attempts)
         answering = _answering(attempts)  # without the extra sample calls of a draft
         final = answering[-1] if answering else None
         ok = status == "ok" and final is not None and final.completion is not None
         draft = answering[0] if answering else None
         verifier_only = self._verifier_only_cost(chain, prices, attempts) if ok and chain and prices else 0
-        result = CascadeResult(
-            request_id=request_id,
-            user=user,
-            answer=final.completion.text if ok and final and final.completion else "",
-            model=final.model.name if final else "",
-            draft_model=draft.model.name if draft else "",
-            draft_accepted=bool(ok and len(answering) == 1 and len(chain or []) > 1),
-            escalated=len(answering) > 1,
-            quality_score=final.quality.score if final and final.quality else None,
-            quality_reasons=final.quality.reasons if final and final.quality else (),
-            cost_nusd=cost,
-            verifier_only_cost_nusd=verifier_only,
-            latency_ms=latency_ms,
-            calls=tuple(call_results),
-            domain=domain,
-            domain_confidence=req.domain_confidence,
-            enforcement=decision.action if decision else "allow",
-            enforcement_message=decision.message if decision else None,
-            quality_threshold=final.quality.threshold if final and final.quality else None,
-            calibrated=bool(getattr(final.quality, "calibrated", False)) if final else False,
-        )
         signals = tuple(
             CallSignals(
                 f"{request_id}-{seq}", a.logprobs, a.samples, a.agreement,
@@ -557,41 +435,39 @@ class Cascade:
             for seq, a in enumerate(attempts)
             if a.completion is not None and (a.logprobs is not None or a.samples is not None)
         )
+        derived = derive(status, call_records, cost, verifier_only if ok else None)
+        answer = final.completion.text if ok and final and final.completion else ""
+        record = RequestRecord(
+            id=request_id,
+            ts=ts,
+            user=user,
+            status=status,
+            query=query if store else None,
+            answer=(answer if store else None) if ok else None,
+            domain=domain,
+            domain_confidence=req.domain_confidence,
+            model=final.model.name if final else None,
+            draft_model=draft.model.name if draft else None,
+            draft_accepted=derived.draft_accepted,
+            escalated=derived.escalated,
+            quality_score=final.quality.score if final and final.quality else None,
+            quality_reasons=final.quality.reasons if final and final.quality else (),
+            cost_nusd=cost,
+            verifier_only_cost_nusd=verifier_only,
+            savings_nusd=derived.savings_nusd,
+            enforcement=decision.action if decision else "allow",
+            enforcement_message=decision.message if decision else None,
+            latency_ms=latency_ms,
+            error=error,
+            calls=tuple(call_records),
+            external_id=req.external_id,
+            quality_threshold=final.quality.threshold if final and final.quality else None,
+            calibrated=bool(getattr(final.quality, "calibrated", False)) if final else False,
+            signals=signals,
+        )
+        result = CascadeResult(record, answer)
         if self.ledger is not None:
-            record_request(
-                self.ledger,
-                req,
-                result,
-                record := RequestRecord(
-                    id=request_id,
-                    ts=ts,
-                    user=user,
-                    status=status,
-                    query=query if store else None,
-                    answer=(result.answer if store else None) if ok else None,
-                    domain=domain,
-                    domain_confidence=result.domain_confidence,
-                    model=result.model or None,
-                    draft_model=result.draft_model or None,
-                    draft_accepted=result.draft_accepted,
-                    escalated=result.escalated,
-                    quality_score=result.quality_score,
-                    quality_reasons=result.quality_reasons,
-                    cost_nusd=cost,
-                    verifier_only_cost_nusd=verifier_only,
-                    savings_nusd=result.savings_nusd if ok else 0,
-                    enforcement=result.enforcement,
-                    enforcement_message=result.enforcement_message,
-                    latency_ms=latency_ms,
-                    error=error,
-                    calls=tuple(call_records),
-                    external_id=req.external_id,
-                    quality_threshold=result.quality_threshold,
-                    calibrated=result.calibrated,
-                    signals=signals,
-                ),
-                ahead=ahead,
-            )
+            record_request(self.ledger, req, result, record, ahead=ahead)
             if self.on_record is not None and not ahead:  # a journal-only record is not final
                 self.on_record(record)
         if result.draft_accepted and chain and should_shadow(request_id, self.config.quality.shadow_rate):

@@ -1,27 +1,29 @@
 """Prices per model: the config's override, else litellm's bundled price map.
 
-The map is read as JSON straight from litellm's installed package files, so pricing
-never pays the seconds it takes to import litellm, and never fetches a remote map.
+The map is read as JSON straight from litellm's installed package files (model_map.py),
+so pricing never pays the seconds it takes to import litellm, and never fetches a remote map.
 A model with no known price is an error when it is used: counting it as $0 is the
 failure we exist to prevent.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.errors import PricingError
+from cascadeflow_cli.model_map import (  # noqa: F401  (their old home; re-exported)
+    PRICE_MAP_FILE,
+    find_map_entry,
+    load_price_map,
+    price_map_path,
+)
+from cascadeflow_cli.model_map import infer_provider as provider_of
 from cascadeflow_cli.money import token_cost_nanos
 
-PRICE_MAP_FILE = "model_prices_and_context_window_backup.json"
 _MILLION = Decimal(10**6)
 
 
@@ -49,61 +51,9 @@ class Usage:
     reasoning_tokens: int = 0
 
 
-def price_map_path() -> Path:
-    """The price map shipped inside the installed litellm package (found without importing it)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        raise PricingError("litellm is not installed, so its price map is unavailable")
-    return Path(next(iter(spec.submodule_search_locations))) / PRICE_MAP_FILE
-
-
-_map_lock = threading.Lock()
-
-
-def load_price_map() -> dict[str, dict[str, Any]]:
-    """litellm's bundled price map, parsed once per process (threads wait for the first)."""
-    with _map_lock:
-        return _load_price_map()
-
-
-@lru_cache(maxsize=1)
-def _load_price_map() -> dict[str, dict[str, Any]]:
-    path = price_map_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PricingError(f"cannot read litellm's price map at {path}: {exc}") from None
-    data.pop("sample_spec", None)
-    return data
-
-
-def find_map_entry(
-    model_id: str, price_map: dict[str, dict[str, Any]] | None = None
-) -> tuple[str, dict[str, Any]] | None:
-    """The map entry for a litellm model id: exact key, else the name without its
-    provider prefix when the entry belongs to that provider (``openai/gpt-4o`` is keyed
-    ``gpt-4o``)."""
-    prices = load_price_map() if price_map is None else price_map
-    if model_id in prices:
-        return model_id, prices[model_id]
-    if "/" in model_id:
-        prefix, bare = model_id.split("/", 1)
-        entry = prices.get(bare)
-        if entry is not None and entry.get("litellm_provider") == prefix:
-            return bare, entry
-    return None
-
-
 def infer_provider(model: ModelConfig) -> str:
-    """The provider name recorded in the ledger: the id's prefix, else the map's provider."""
-    if model.provider_prefix:
-        return model.provider_prefix
-    found = find_map_entry(model.model)
-    if found and isinstance(found[1].get("litellm_provider"), str):
-        return found[1]["litellm_provider"]
-    return "openai" if model.api_base else "unknown"
+    """The provider name recorded in the ledger (the one rule: model_map.infer_provider)."""
+    return provider_of(model.model, model.api_base)
 
 
 def _per_million(entry: dict[str, Any], key: str) -> Decimal | None:

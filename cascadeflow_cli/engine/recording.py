@@ -12,8 +12,8 @@ from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
 
 if TYPE_CHECKING:
-    from cascadeflow_cli.ledger.db import Ledger
     from cascadeflow_cli.ledger.records import RequestRecord
+    from cascadeflow_cli.ledger.storage import LedgerStore as Ledger
 
 UNFINISHED = "the process ended before the request was recorded"
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.ledger.windows import WINDOWS, Window
-from cascadeflow_cli.money import amount_problem, money_sum_sql, nanos, nanos_from_usd
+from cascadeflow_cli.money import amount_problem, nanos, nanos_from_usd
 
 if TYPE_CHECKING:
     import sqlite3

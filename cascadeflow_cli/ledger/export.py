@@ -19,16 +19,9 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from cascadeflow_cli.ledger.schema import EXPORT_COLUMNS, ExportColumn
+from cascadeflow_cli.ledger.sql import money_sql
 
 FORMATS = ("csv", "json", "jsonl")
-
-
-def money_sql(column: str) -> str:
-    """Nano-dollars as an exact USD decimal string with 9 places ("0.000123450");
-    NULL stays NULL (neither branch matches)."""
-    return (f"CASE WHEN {column} >= 0 THEN printf('%d.%09d', {column} / 1000000000, "
-            f"{column} % 1000000000) WHEN {column} < 0 THEN printf('-%d.%09d', "
-            f"-{column} / 1000000000, -{column} % 1000000000) END")
 
 
 def _flag_sql(column: str) -> str:

@@ -8,51 +8,52 @@ as it was. Memory stays flat whatever the file size: rows stream through both pa
 
 Idempotent: rows from our export keep their ids; a row of plain history gets an id derived
 from its content (and from how many identical rows came before it in the file), so
-importing the same file twice inserts nothing the second time (``INSERT OR IGNORE``).
+importing the same file twice inserts nothing the second time (``record_many`` skips ids
+the ledger holds).
+
+The seams: import_read.py sniffs the format and streams rows; import_values.py coerces
+each field; here rows become requests with content-derived ids, then ledger records
+(schema.derive fills what the file does not say), stored by ``LedgerStore.record_many``.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
-from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.clock import format_ts
-from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.ledger.schema import EXPORT_NAMES
-from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
-from cascadeflow_cli.text import LineDecodeError, Utf8Lines, text_problem
+from cascadeflow_cli.ledger.import_read import (  # noqa: F401  (FORMATS, detect_format: public here)
+    FORMATS,
+    REQUIRED,
+    _canonical_object,
+    _csv_records,
+    _json_records,
+    _jsonl_records,
+    _with_required,
+    detect_format,
+)
+from cascadeflow_cli.ledger.import_values import (
+    ImportRowError,
+    _blank,
+    _code,
+    _count,
+    _flag,
+    _money,
+    _real,
+    _reasons,
+    _required_text,
+    _text,
+    _timestamp,
+)
+from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, answering, derive
+from cascadeflow_cli.model_map import infer_provider
 
 if TYPE_CHECKING:
-    import sqlite3
+    from cascadeflow_cli.ledger.storage import LedgerStore
 
-    from cascadeflow_cli.ledger.db import Ledger
-
-FORMATS = ("csv", "json", "jsonl")
-REQUIRED = ("timestamp", "user", "model", "cost")
-KNOWN = EXPORT_NAMES  # what `cascade export` writes (ledger/schema.py)
-# Other tools' names for our columns, used when our own name is absent.
-ALIASES = {
-    "ts": "timestamp", "time": "timestamp", "date": "timestamp", "datetime": "timestamp",
-    "created_at": "timestamp", "cost_usd": "cost", "user_id": "user", "username": "user",
-    "prompt_tokens": "input_tokens", "completion_tokens": "output_tokens",
-}
 PROGRESS_EVERY = 10_000
-_CHUNK = 1000
-_MAX_FIELD = 1 << 30  # csv's default limit (128 KiB) is smaller than a long stored answer
-_OUR_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-
-
-class ImportRowError(InputError):
-    """One bad row: the message names the file, the line and the reason."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class _Call:
     attempts: int
     finish_reason: str | None
     quality_score: float | None
-    quality_reasons: str
+    quality_reasons: tuple[str, ...]
     accepted: int | None
     answer: str | None
     error: str | None
@@ -117,382 +118,6 @@ class _Request:
     external_id: str | None
     calls: list[_Call] = field(default_factory=list)
     callless: bool = False
-
-
-# --- reading records ------------------------------------------------------------------
-
-
-def detect_format(path: Path, explicit: str | None = None) -> str:
-    """``explicit``, else the extension, else the first character of the file."""
-    if explicit:
-        if explicit not in FORMATS:
-            raise InputError(f"unknown format {explicit!r} (use {', '.join(FORMATS)})")
-        return explicit
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".json", ".jsonl"):
-        return suffix[1:]
-    if suffix == ".ndjson":
-        return "jsonl"
-    with path.open(encoding="utf-8-sig", errors="replace") as fh:
-        head = fh.read(4096).lstrip()
-    return "json" if head.startswith("[") else "jsonl" if head.startswith("{") else "csv"
-
-
-def _canonical_header(names: Iterable[str], where: str) -> tuple[list[str | None], tuple[str, ...]]:
-    """Map each column to our name (None: ignored), and list the ignored ones."""
-    cleaned = [n.strip().lower() for n in names]
-    seen: set[str] = set()
-    for n in cleaned:
-        if n and n in seen:
-            raise ImportRowError(f"{where}:1: column {n!r} appears twice")
-        seen.add(n)
-    mapped: list[str | None] = []
-    ignored: list[str] = []
-    for n in cleaned:
-        name = n if n in KNOWN else ALIASES.get(n)
-        if name is None or (name != n and name in seen):
-            mapped.append(None)
-            if n:
-                ignored.append(n)
-        else:
-            mapped.append(name)
-    missing = [r for r in REQUIRED if r not in mapped]
-    if missing:
-        raise ImportRowError(
-            f"{where}:1: missing column(s) {', '.join(missing)} "
-            f"(need at least {','.join(REQUIRED)}; found {','.join(cleaned) or 'none'})")
-    return mapped, tuple(ignored)
-
-
-def _csv_records(path: Path, where: str) -> tuple[tuple[str, ...], Iterator[tuple[str, dict[str, Any]]]]:
-    csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))  # long answers are fine
-    fh = path.open("rb")
-    lines = Utf8Lines(fh)  # decoded line by line: a bad byte is reported on its own line
-    reader = csv.reader(lines)
-    try:
-        header = next(reader)
-    except StopIteration:
-        fh.close()
-        raise ImportRowError(f"{where}:1: the file is empty") from None
-    except (csv.Error, LineDecodeError) as exc:
-        fh.close()
-        raise ImportRowError(f"{where}:{getattr(exc, 'line', 1)}: {_reason(exc)}") from None
-    mapped, ignored = _canonical_header(header, where)
-
-    def records() -> Iterator[tuple[str, dict[str, Any]]]:
-        with fh:
-            line = reader.line_num + 1
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except (csv.Error, LineDecodeError) as exc:
-                    raise ImportRowError(f"{where}:{getattr(exc, 'line', line)}: {_reason(exc)}") from None
-                if row and not (len(row) == 1 and not row[0].strip()):
-                    if len(row) != len(mapped):
-                        hint = " (an unclosed double quote?)" if any("\n" in f for f in row) else ""
-                        raise ImportRowError(f"{where}:{line}: expected {len(mapped)} fields, "
-                                             f"found {len(row)}{hint}")
-                    yield f"{where}:{line}", {k: v if v != "" else None
-                                              for k, v in zip(mapped, row, strict=True) if k is not None}
-                line = reader.line_num + 1
-
-    return ignored, records()
-
-
-def _reason(exc: Exception) -> str:
-    return str(exc)
-
-
-def _json_object(text: str, loc: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text, parse_float=Decimal)
-    except ValueError as exc:
-        raise ImportRowError(f"{loc}: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ImportRowError(f"{loc}: expected a JSON object")
-    return value
-
-
-def _numbered_lines(path: Path, where: str) -> Iterator[tuple[int, str]]:
-    """(number, text) of each line, decoded one by one (a bad byte names its own line)."""
-    with path.open("rb") as fh:
-        lines = Utf8Lines(fh, split_cr=False)  # in JSON a lone \r is whitespace, not a line end
-        try:
-            for text in lines:
-                yield lines.number, text
-        except LineDecodeError as exc:
-            raise ImportRowError(f"{where}:{exc.line}: {exc}") from None
-
-
-def _jsonl_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for line, text in _numbered_lines(path, where):
-        if text.strip():
-            yield f"{where}:{line}", _json_object(text, f"{where}:{line}")
-
-
-def _json_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A JSON array. Our export writes one object a line, which streams with exact line
-    numbers; any other layout is loaded whole and rows are named by item number."""
-    if _is_line_layout(path):
-        yield from _json_line_records(path, where)
-    else:
-        yield from _json_whole(path, where)
-
-
-def _is_line_layout(path: Path) -> bool:
-    """``[``, then lines holding one object each (``{...},``), then ``]``: checked
-    without parsing, so a streaming read never has to change strategy half-way."""
-    with path.open(encoding="utf-8-sig", errors="replace") as fh:
-        texts = (t.strip() for t in fh)
-        texts = (t for t in texts if t)
-        if next(texts, None) not in ("[", "[]"):
-            return False
-        previous = "["
-        for text in texts:
-            if previous == "]" or previous == "[]":
-                return False
-            if text != "]" and not (text.startswith("{") and text.endswith(("}", "},"))):
-                return False
-            previous = text
-        return previous in ("]", "[]")
-
-
-def _json_line_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for line, raw in _numbered_lines(path, where):
-        text = raw.strip()
-        if text.startswith("{"):
-            yield f"{where}:{line}", _json_object(text.removesuffix(","), f"{where}:{line}")
-
-
-def _json_whole(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read().removeprefix(b"\xef\xbb\xbf")
-        data = json.loads(raw.decode("utf-8"), parse_float=Decimal)
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ImportRowError(f"{where}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
-    except ValueError as exc:
-        raise ImportRowError(f"{where}:{getattr(exc, 'lineno', 1)}: not valid JSON ({exc})") from None
-    if not isinstance(data, list):
-        raise ImportRowError(f"{where}:1: expected a JSON array of objects")
-    for item, value in enumerate(data, start=1):
-        if not isinstance(value, dict):
-            raise ImportRowError(f"{where}: item {item}: expected a JSON object")
-        yield f"{where}: item {item}", value
-
-
-@lru_cache(maxsize=256)
-def _json_key(key: str) -> str | None:
-    name = key.strip().lower()
-    return name if name in KNOWN else ALIASES.get(name)
-
-
-def _canonical_object(obj: dict[str, Any], ignored: set[str]) -> dict[str, Any]:
-    """A JSON row with our column names; unknown keys are noted and dropped."""
-    row: dict[str, Any] = {}
-    for key, value in obj.items():
-        name = _json_key(key)
-        if name is None:
-            if len(ignored) < 50:
-                ignored.add(key)
-        elif name not in row or name == key.strip().lower():
-            row[name] = value
-    return row
-
-
-# --- values -----------------------------------------------------------------------------
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _text(value: Any, loc: str, name: str) -> str | None:
-    """Text as given (JSON keeps "" apart from null; CSV blanks arrive as None)."""
-    if type(value) is str:
-        problem = text_problem(value)  # a JSON "\ud800" escape: SQLite cannot store it
-        if problem is not None:
-            raise ImportRowError(f"{loc}: {name} is not valid UTF-8 text ({problem})")
-        return value
-    if value is None:
-        return value
-    if isinstance(value, bool | dict | list):
-        raise ImportRowError(f"{loc}: {name} must be text, got {json.dumps(value, default=str)}")
-    return str(value)
-
-
-def _required_text(value: Any, loc: str, name: str) -> str:
-    text = _text(value, loc, name)
-    if text is None or not text.strip():
-        raise ImportRowError(f"{loc}: {name} is empty")
-    return text.strip()
-
-
-def _code(value: Any, loc: str, name: str, default: str | None = None) -> str | None:
-    """A word the ledger uses as a code (ids, role, status...): exported without CSV
-    quoting, so it must not hold a comma, a double quote or a line break."""
-    text = _text(value, loc, name)
-    if text is None or not text.strip():
-        return default
-    text = text.strip()
-    if any(ch in text for ch in ',"\r\n'):
-        raise ImportRowError(f"{loc}: {name} must not contain commas, double quotes or line "
-                             f"breaks: {text!r}")
-    return text
-
-
-def _number(value: Any, loc: str, name: str) -> Decimal | None:
-    if _blank(value):
-        return None
-    if isinstance(value, bool):
-        raise ImportRowError(f"{loc}: {name} must be a number, got {value}")
-    if isinstance(value, Decimal | int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
-        text = value.strip()
-        text = "-" + text[2:] if text.startswith("-$") else text.removeprefix("$")
-        try:
-            if "_" in text:  # Decimal() would take "1_000"; a spreadsheet never writes it
-                raise InvalidOperation
-            number = Decimal(text)
-        except InvalidOperation:
-            raise ImportRowError(f"{loc}: {name} is not a number: {value.strip()!r}") from None
-    else:
-        raise ImportRowError(f"{loc}: {name} must be a number")
-    if not number.is_finite():
-        raise ImportRowError(f"{loc}: {name} is not a finite number: {value!r}")
-    return number
-
-
-def _money(value: Any, loc: str, name: str, *, signed: bool = False) -> int | None:
-    """USD to nano-dollars, exactly; "$1.50" is accepted, a negative cost is not."""
-    number = _number(value, loc, name)
-    if number is None:
-        return None
-    if number < 0 and not signed:
-        raise ImportRowError(f"{loc}: {name} is negative: {number}")
-    if abs(number) > MAX_AMOUNT_USD:  # would overflow the ledger's int64 nano-dollars
-        raise ImportRowError(f"{loc}: {name} {number} is above the maximum of ${MAX_AMOUNT_USD:,} per row")
-    return nanos_from_usd(number)
-
-
-def _count(value: Any, loc: str, name: str, default: int = 0) -> int:
-    if type(value) is int and 0 <= value <= MAX_COUNT:
-        return value
-    if type(value) is str and value.isascii() and value.isdigit() and len(value) < 19:
-        return _capped(int(value), loc, name)
-    number = _number(value, loc, name)
-    if number is None:
-        return default
-    if number != number.to_integral_value() or number < 0:
-        raise ImportRowError(f"{loc}: {name} must be a whole number >= 0, got {number}")
-    return _capped(int(number), loc, name)
-
-
-def _capped(count: int, loc: str, name: str) -> int:
-    if count > MAX_COUNT:  # SQLite stores int64, and sums of them must not overflow
-        raise ImportRowError(f"{loc}: {name} {count} is above the maximum of {MAX_COUNT:,} per row")
-    return count
-
-
-def _real(value: Any, loc: str, name: str) -> float | None:
-    number = _number(value, loc, name)
-    return None if number is None else float(number)
-
-
-_FLAGS = {"true": 1, "false": 0, "1": 1, "0": 0, "yes": 1, "no": 0, "t": 1, "f": 0}
-
-
-def _flag(value: Any, loc: str, name: str) -> int | None:
-    if _blank(value):
-        return None
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int) and value in (0, 1):
-        return value
-    flag = _FLAGS.get(str(value).strip().lower())
-    if flag is None:
-        raise ImportRowError(f"{loc}: {name} must be true or false, got {value!r}")
-    return flag
-
-
-def _reasons(value: Any, loc: str) -> str:
-    """Stored the way the ledger writes it: ``json.dumps(list_of_strings)``."""
-    if _blank(value) or value == "[]":
-        return "[]"
-    items = value
-    if isinstance(value, str):
-        try:
-            items = json.loads(value)
-        except ValueError:
-            raise ImportRowError(f"{loc}: quality_reasons must be a JSON array of strings") from None
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise ImportRowError(f"{loc}: quality_reasons must be a JSON array of strings")
-    return json.dumps(items)
-
-
-def _timestamp(value: Any, loc: str, tz: str) -> str:
-    """Our format passes through; any ISO 8601 date or date-time is converted to UTC
-    (a naive one is read in ``tz``, the ledger's time zone)."""
-    text = _required_text(value, loc, "timestamp")
-    try:
-        if _OUR_TS.fullmatch(text):
-            datetime.fromisoformat(text[:-1])  # validates the calendar date and time
-            return text
-        if len(text) == 10:
-            moment = datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time(), _zone(tz))
-        else:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=_zone(tz))
-        in_range = 1970 <= moment.astimezone(UTC).year <= 9998
-    except ValueError:
-        raise ImportRowError(f"{loc}: timestamp is not an ISO 8601 date or date-time: {text!r}") from None
-    except OverflowError:  # beyond year 1 or 9999 once in UTC
-        in_range = False
-    if not in_range:
-        raise ImportRowError(f"{loc}: timestamp is out of range: {text!r}")
-    return format_ts(moment)
-
-
-@lru_cache(maxsize=8)
-def _zone(tz: str) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(tz)
-
-
-# Model name prefixes of the big providers, for names litellm's price map does not know.
-_FAMILIES = (("gpt-", "openai"), ("chatgpt", "openai"), ("o1", "openai"), ("o3", "openai"),
-             ("o4", "openai"), ("text-embedding", "openai"), ("claude", "anthropic"),
-             ("gemini", "gemini"), ("mistral", "mistral"), ("mixtral", "mistral"),
-             ("codestral", "mistral"), ("command", "cohere"), ("deepseek", "deepseek"),
-             ("grok", "xai"))
-
-
-@lru_cache(maxsize=1024)
-def infer_provider(model: str) -> str:
-    """``openai/gpt-4o`` -> openai; a bare name -> litellm's price map, else the family
-    its name belongs to (``claude-...`` -> anthropic); "unknown" when nothing says."""
-    if "/" in model:
-        return model.split("/", 1)[0]
-    from cascadeflow_cli.engine.pricing import find_map_entry
-    from cascadeflow_cli.errors import PricingError
-
-    try:
-        found = find_map_entry(model)
-    except PricingError:
-        found = None
-    provider = found[1].get("litellm_provider") if found else None
-    if isinstance(provider, str) and provider:
-        return provider
-    name = model.lower()
-    return next((p for prefix, p in _FAMILIES if name.startswith(prefix)), "unknown")
 
 
 # --- rows to requests -----------------------------------------------------------------
@@ -641,7 +266,7 @@ def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) ->
     quality = _optional(row, loc, "quality_score", _real)
     accepted = _optional(row, loc, "accepted", _flag)
     v = g("quality_reasons")
-    reasons = "[]" if v is None else _reasons(v, loc)
+    reasons = () if v is None else _reasons(v, loc)
     return _Call(
         id=_code(g("id"), loc, "id"), ts=_timestamp(g("timestamp"), loc, tz),
         model=model, model_id=model_id,
@@ -660,47 +285,42 @@ def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) ->
 
 # --- the two passes ---------------------------------------------------------------------
 
-_REQUEST_SQL = (
-    "INSERT OR IGNORE INTO requests (id, ts, user, status, query, answer, domain, "
-    "domain_confidence, model, draft_model, draft_accepted, escalated, quality_score, "
-    "quality_reasons, cost_nusd, verifier_only_cost_nusd, savings_nusd, enforcement, "
-    "enforcement_message, latency_ms, error, external_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-# Guarded by EXISTS: a request skipped as a duplicate of another id's external_id must
-# not leave calls pointing at nothing.
-_CALL_SQL = (
-    "INSERT OR IGNORE INTO calls (id, request_id, ts, seq, role, model, model_id, provider, "
-    "status, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nusd, "
-    "cost_source, latency_ms, attempts, finish_reason, quality_score, quality_reasons, "
-    "accepted, answer, error) "
-    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-    "WHERE EXISTS (SELECT 1 FROM requests WHERE id = ?)")
 
-
-def _request_values(r: _Request) -> tuple[Any, ...]:
-    calls = r.calls
+def _record(r: _Request) -> RequestRecord:
+    """A parsed request as the ledger's record; what the file does not say is derived
+    from its calls the way the ledger derives it (schema.derive)."""
+    calls = tuple(
+        CallRecord(id=c.id or "", request_id=r.id, ts=c.ts, seq=c.seq, role=c.role or "verifier",
+                   model=c.model, model_id=c.model_id, provider=c.provider, status=c.status,
+                   input_tokens=c.input_tokens, output_tokens=c.output_tokens,
+                   cached_tokens=c.cached_tokens, reasoning_tokens=c.reasoning_tokens,
+                   cost_nusd=c.cost_nusd, cost_source=c.cost_source, latency_ms=c.latency_ms,
+                   attempts=c.attempts, finish_reason=c.finish_reason, quality_score=c.quality_score,
+                   quality_reasons=c.quality_reasons, answer=c.answer, error=c.error,
+                   accepted=None if c.accepted is None else bool(c.accepted))
+        for c in r.calls)
     cost = sum(c.cost_nusd for c in calls)
     ok = r.status == "ok"
-    first = calls[0] if calls else None
-    last = calls[-1] if calls else None
-    verifier_only = r.verifier_only_nusd if r.verifier_only_nusd is not None else (cost if ok else 0)
-    savings = r.savings_nusd if r.savings_nusd is not None else (verifier_only - cost if ok else 0)
-    draft_accepted = r.draft_accepted if r.draft_accepted is not None else int(
-        ok and len(calls) == 1 and first is not None and first.role == "draft" and first.accepted == 1)
-    escalated = r.escalated if r.escalated is not None else int(len(calls) > 1)
-    latency = r.latency_ms if r.latency_ms is not None else sum(c.latency_ms for c in calls)
-    return (r.id, r.ts, r.user, r.status, r.query, last.answer if ok and last else None, r.domain,
-            r.domain_confidence, last.model if last else None, first.model if first else None,
-            draft_accepted, escalated, last.quality_score if last else None,
-            last.quality_reasons if last else "[]", cost, verifier_only, savings, r.enforcement,
-            r.enforcement_message, latency, r.error, r.external_id)
-
-
-def _call_values(request_id: str, c: _Call) -> tuple[Any, ...]:
-    return (c.id, request_id, c.ts, c.seq, c.role, c.model, c.model_id, c.provider, c.status,
-            c.input_tokens, c.output_tokens, c.cached_tokens, c.reasoning_tokens, c.cost_nusd,
-            c.cost_source, c.latency_ms, c.attempts, c.finish_reason, c.quality_score,
-            c.quality_reasons, c.accepted, c.answer, c.error, request_id)
+    models = answering(calls)
+    first = models[0] if models else None
+    last = models[-1] if models else None
+    derived = derive(r.status, calls, cost, r.verifier_only_nusd)
+    return RequestRecord(
+        id=r.id, ts=r.ts, user=r.user, status=r.status, query=r.query,
+        answer=last.answer if ok and last else None, domain=r.domain,
+        domain_confidence=r.domain_confidence, model=last.model if last else None,
+        draft_model=first.model if first else None,
+        draft_accepted=derived.draft_accepted if r.draft_accepted is None else bool(r.draft_accepted),
+        escalated=derived.escalated if r.escalated is None else bool(r.escalated),
+        quality_score=last.quality_score if last else None,
+        quality_reasons=last.quality_reasons if last else (), cost_nusd=cost,
+        verifier_only_cost_nusd=derived.verifier_only_cost_nusd if r.verifier_only_nusd is None
+        else r.verifier_only_nusd,
+        savings_nusd=derived.savings_nusd if r.savings_nusd is None else r.savings_nusd,
+        enforcement=r.enforcement, enforcement_message=r.enforcement_message,
+        latency_ms=sum(c.latency_ms for c in calls) if r.latency_ms is None else r.latency_ms,
+        error=r.error, calls=calls, external_id=r.external_id,
+    )
 
 
 def _finish(request: _Request) -> _Request:
@@ -733,19 +353,6 @@ def _read(path: Path, fmt: str, tz: str) -> _Reading:
     return _Reading(fmt, (), parser, parser.requests(_with_required(records), canonical=False))
 
 
-def _with_required(records: Iterator[tuple[str, dict[str, Any]]]
-                   ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """JSON rows have no header: check the required fields row by row."""
-    for loc, obj in records:
-        names = {_json_key(k) for k in obj}
-        missing = [r for r in REQUIRED if r not in names]
-        callless = "request_id" in names and not _blank(obj.get("request_id"))
-        if missing and not (callless and set(missing) <= {"model", "cost"}):
-            raise ImportRowError(f"{loc}: missing field(s) {', '.join(missing)} "
-                                 f"(need at least {','.join(REQUIRED)})")
-        yield loc, obj
-
-
 def validate_file(path: Path, fmt: str | None = None, *, timezone: str = "UTC",
                   on_progress: ProgressFn | None = None) -> ImportResult:
     """Pass one: parse and check every row, write nothing. Raises ImportRowError."""
@@ -764,33 +371,20 @@ def validate_file(path: Path, fmt: str | None = None, *, timezone: str = "UTC",
                         ignored_columns=ignored)
 
 
-def import_file(ledger: Ledger, path: Path, fmt: str | None = None, *, timezone: str = "UTC",
+def import_file(ledger: LedgerStore, path: Path, fmt: str | None = None, *, timezone: str = "UTC",
                 on_progress: ProgressFn | None = None) -> ImportResult:
     """Validate the whole file, then insert it in one transaction (all or nothing).
     Rows already in the ledger (same ids) are skipped, so importing twice is harmless."""
     checked = validate_file(path, fmt, timezone=timezone, on_progress=on_progress)
     reading = _read(path, checked.format, timezone)
-    new_requests = new_calls = done = 0
-    with ledger.write() as db:
-        conn: sqlite3.Connection = db.conn
-        for chunk in _chunks(reading.requests, _CHUNK):
-            new_requests += conn.executemany(_REQUEST_SQL, [_request_values(r) for r in chunk]).rowcount
-            values = [_call_values(r.id, c) for r in chunk for c in r.calls]
-            if values:
-                new_calls += conn.executemany(_CALL_SQL, values).rowcount
-            done += len(chunk)
-            if on_progress and done // PROGRESS_EVERY != (done - len(chunk)) // PROGRESS_EVERY:
-                on_progress("importing", done)
+
+    reported = [0]
+
+    def progress(done: int) -> None:  # record_many reports every chunk; we every PROGRESS_EVERY
+        if on_progress and done // PROGRESS_EVERY != reported[0] // PROGRESS_EVERY:
+            on_progress("importing", done)
+        reported[0] = done
+
+    added = ledger.record_many((_record(r) for r in reading.requests), on_progress=progress)
     return ImportResult(checked.path, checked.format, checked.rows, checked.requests, checked.calls,
-                        new_requests, new_calls, checked.ignored_columns)
-
-
-def _chunks(requests: Iterator[_Request], size: int) -> Iterator[list[_Request]]:
-    chunk: list[_Request] = []
-    for request in requests:
-        chunk.append(request)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+                        added.requests, added.calls, checked.ignored_columns)

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from cascadeflow_cli.clock import format_ts, parse_ts
+from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.ledger.windows import local_midnight
-from cascadeflow_cli.money import money_sum_sql, nanos
+from cascadeflow_cli.money import nanos
 
 if TYPE_CHECKING:
     import sqlite_utils

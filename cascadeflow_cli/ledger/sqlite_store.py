@@ -26,8 +26,9 @@ from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger import budgets
 from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row
 from cascadeflow_cli.ledger.schema import CALL_COLUMNS, REQUEST_COLUMNS, CallSignals, call_row, request_row
+from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.ledger.storage import Hold, RecordCounts
-from cascadeflow_cli.money import money_sum_sql, nanos
+from cascadeflow_cli.money import nanos
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -78,11 +79,10 @@ def insert_signals(db: sqlite_utils.Database, request_id: str, signals: Sequence
     )
 
 
-class BudgetTxn:
-    """SQLite's ``BudgetTransaction``: the queries over one ``BEGIN IMMEDIATE`` write."""
+class SpendReads:
+    """SQLite's ``SpendReader`` over ``self.db`` (the spend aggregates of budgets.py)."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self.db = db
+    db: sqlite_utils.Database
 
     def window_spend(self, user: str, win: Window) -> int:
         return budgets.window_spend(self.db, user, win)
@@ -92,6 +92,13 @@ class BudgetTxn:
 
     def request_count(self, user: str) -> int:
         return budgets.request_count(self.db, user)
+
+
+class BudgetTxn(SpendReads):
+    """SQLite's ``BudgetTransaction``: the queries over one ``BEGIN IMMEDIATE`` write."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
 
     def expire_reservations(self, now: datetime) -> int:
         from cascadeflow_cli.ledger.enforcement import is_stale
@@ -118,25 +125,15 @@ class BudgetTxn:
         return True
 
 
-class SqliteQueries:
+class SqliteQueries(SpendReads):
     """The ``LedgerStore`` operations over ``self.db`` (this thread's connection) and
     ``self.write()`` (one writer transaction), both provided by ``Ledger``."""
 
     path: Path
     clock: Clock
-    db: sqlite_utils.Database
     write: Callable[[], AbstractContextManager[sqlite_utils.Database]]
 
     # --- spend ------------------------------------------------------------------------
-
-    def window_spend(self, user: str, win: Window) -> int:
-        return budgets.window_spend(self.db, user, win)
-
-    def reserved_spend(self, user: str) -> int:
-        return budgets.reserved_spend(self.db, user)
-
-    def request_count(self, user: str) -> int:
-        return budgets.request_count(self.db, user)
 
     def total_spend(self, user: str) -> int:
         row = self.db.execute(f"select {money_sum_sql('cost_nusd')} from requests where user = ?",

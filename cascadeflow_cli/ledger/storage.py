@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from sqlite3 import DatabaseError
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from cascadeflow_cli.ledger.schema import RequestRecord
     from cascadeflow_cli.ledger.usage import UsageReport
     from cascadeflow_cli.ledger.windows import Window
+
+# ``DatabaseError``: a damaged store met mid-read (past the checks at open), which the CLI
+# renders as one line. SQLite's driver raises it; a backend whose driver raises its own
+# (psycopg) re-raises damage as LedgerError, or as this class.
 
 # {group key (None when not grouped): {local day: nano-dollars}}
 DailyTotals = dict[str | None, dict[date, int]]
@@ -231,19 +236,6 @@ class LedgerStore(SpendReader, Protocol):
         """``row key -> request id`` of every request of that run in the ledger."""
 
 
-def damage_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions a backend's driver raises for a damaged store met mid-read (past the
-    checks at open), for the CLI's one-line message. Only drivers already loaded count,
-    so asking costs no import."""
-    import sys
-
-    found: list[type[BaseException]] = []
-    sqlite3 = sys.modules.get("sqlite3")
-    if sqlite3 is not None:
-        found.append(sqlite3.DatabaseError)
-    return tuple(found)
-
-
 def mapping_rows(names: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[dict[str, Any]]:
     """Cursor rows as dicts (for backends whose driver returns tuples)."""
     keys = list(names)
@@ -254,11 +246,11 @@ __all__ = [
     "SQLITE",
     "BudgetTransaction",
     "DailyTotals",
+    "DatabaseError",
     "Dialect",
     "Hold",
     "LedgerStore",
     "RecordCounts",
     "SpendReader",
-    "damage_errors",
     "mapping_rows",
 ]

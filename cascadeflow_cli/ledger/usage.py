@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 
 from cascadeflow_cli.ledger.export import LedgerFilter
-from cascadeflow_cli.money import money_sum_sql as exact_sum
+from cascadeflow_cli.ledger.sql import money_sum_sql as exact_sum
 from cascadeflow_cli.money import nanos
 
 GROUPINGS = ("user", "model", "provider", "domain", "day")

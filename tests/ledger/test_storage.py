@@ -44,9 +44,3 @@ def test_signatures_match_the_protocol() -> None:
 def test_the_dialect_rewrites_placeholders_only_where_it_must() -> None:
     assert storage.SQLITE.sql("select 1 where a = ?") == "select 1 where a = ?"
     assert storage.Dialect("postgresql", "%s").sql("a = ? and b = ?") == "a = %s and b = %s"
-
-
-def test_damage_errors_name_the_loaded_driver_only() -> None:
-    import sqlite3
-
-    assert sqlite3.DatabaseError in storage.damage_errors()

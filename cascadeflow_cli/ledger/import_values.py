@@ -1,0 +1,185 @@
+"""The importer's values: each field of a row of history coerced to what the ledger
+stores (exact nano-dollars, whole counts, flags, our timestamps), or one ImportRowError
+naming the file, the line and the reason."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, time
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+from cascadeflow_cli.clock import format_ts
+from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
+from cascadeflow_cli.text import text_problem
+
+_OUR_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+class ImportRowError(InputError):
+    """One bad row: the message names the file, the line and the reason."""
+
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(value: Any, loc: str, name: str) -> str | None:
+    """Text as given (JSON keeps "" apart from null; CSV blanks arrive as None)."""
+    if type(value) is str:
+        problem = text_problem(value)  # a JSON "\ud800" escape: SQLite cannot store it
+        if problem is not None:
+            raise ImportRowError(f"{loc}: {name} is not valid UTF-8 text ({problem})")
+        return value
+    if value is None:
+        return value
+    if isinstance(value, bool | dict | list):
+        raise ImportRowError(f"{loc}: {name} must be text, got {json.dumps(value, default=str)}")
+    return str(value)
+
+
+def _required_text(value: Any, loc: str, name: str) -> str:
+    text = _text(value, loc, name)
+    if text is None or not text.strip():
+        raise ImportRowError(f"{loc}: {name} is empty")
+    return text.strip()
+
+
+def _code(value: Any, loc: str, name: str, default: str | None = None) -> str | None:
+    """A word the ledger uses as a code (ids, role, status...): exported without CSV
+    quoting, so it must not hold a comma, a double quote or a line break."""
+    text = _text(value, loc, name)
+    if text is None or not text.strip():
+        return default
+    text = text.strip()
+    if any(ch in text for ch in ',"\r\n'):
+        raise ImportRowError(f"{loc}: {name} must not contain commas, double quotes or line "
+                             f"breaks: {text!r}")
+    return text
+
+
+def _number(value: Any, loc: str, name: str) -> Decimal | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        raise ImportRowError(f"{loc}: {name} must be a number, got {value}")
+    if isinstance(value, Decimal | int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        text = "-" + text[2:] if text.startswith("-$") else text.removeprefix("$")
+        try:
+            if "_" in text:  # Decimal() would take "1_000"; a spreadsheet never writes it
+                raise InvalidOperation
+            number = Decimal(text)
+        except InvalidOperation:
+            raise ImportRowError(f"{loc}: {name} is not a number: {value.strip()!r}") from None
+    else:
+        raise ImportRowError(f"{loc}: {name} must be a number")
+    if not number.is_finite():
+        raise ImportRowError(f"{loc}: {name} is not a finite number: {value!r}")
+    return number
+
+
+def _money(value: Any, loc: str, name: str, *, signed: bool = False) -> int | None:
+    """USD to nano-dollars, exactly; "$1.50" is accepted, a negative cost is not."""
+    number = _number(value, loc, name)
+    if number is None:
+        return None
+    if number < 0 and not signed:
+        raise ImportRowError(f"{loc}: {name} is negative: {number}")
+    if abs(number) > MAX_AMOUNT_USD:  # would overflow the ledger's int64 nano-dollars
+        raise ImportRowError(f"{loc}: {name} {number} is above the maximum of ${MAX_AMOUNT_USD:,} per row")
+    return nanos_from_usd(number)
+
+
+def _count(value: Any, loc: str, name: str, default: int = 0) -> int:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
+        return value
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) < 19:
+        return _capped(int(value), loc, name)
+    number = _number(value, loc, name)
+    if number is None:
+        return default
+    if number != number.to_integral_value() or number < 0:
+        raise ImportRowError(f"{loc}: {name} must be a whole number >= 0, got {number}")
+    return _capped(int(number), loc, name)
+
+
+def _capped(count: int, loc: str, name: str) -> int:
+    if count > MAX_COUNT:  # SQLite stores int64, and sums of them must not overflow
+        raise ImportRowError(f"{loc}: {name} {count} is above the maximum of {MAX_COUNT:,} per row")
+    return count
+
+
+def _real(value: Any, loc: str, name: str) -> float | None:
+    number = _number(value, loc, name)
+    return None if number is None else float(number)
+
+
+_FLAGS = {"true": 1, "false": 0, "1": 1, "0": 0, "yes": 1, "no": 0, "t": 1, "f": 0}
+
+
+def _flag(value: Any, loc: str, name: str) -> int | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    flag = _FLAGS.get(str(value).strip().lower())
+    if flag is None:
+        raise ImportRowError(f"{loc}: {name} must be true or false, got {value!r}")
+    return flag
+
+
+def _reasons(value: Any, loc: str) -> tuple[str, ...]:
+    """A JSON array of strings (text, or already a list in a JSON row)."""
+    if _blank(value) or value == "[]":
+        return ()
+    items = value
+    if isinstance(value, str):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            raise ImportRowError(f"{loc}: quality_reasons must be a JSON array of strings") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ImportRowError(f"{loc}: quality_reasons must be a JSON array of strings")
+    return tuple(items)
+
+
+def _timestamp(value: Any, loc: str, tz: str) -> str:
+    """Our format passes through; any ISO 8601 date or date-time is converted to UTC
+    (a naive one is read in ``tz``, the ledger's time zone)."""
+    text = _required_text(value, loc, "timestamp")
+    try:
+        if _OUR_TS.fullmatch(text):
+            datetime.fromisoformat(text[:-1])  # validates the calendar date and time
+            return text
+        if len(text) == 10:
+            moment = datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time(), _zone(tz))
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=_zone(tz))
+        in_range = 1970 <= moment.astimezone(UTC).year <= 9998
+    except ValueError:
+        raise ImportRowError(f"{loc}: timestamp is not an ISO 8601 date or date-time: {text!r}") from None
+    except OverflowError:  # beyond year 1 or 9999 once in UTC
+        in_range = False
+    if not in_range:
+        raise ImportRowError(f"{loc}: timestamp is out of range: {text!r}")
+    return format_ts(moment)
+
+
+@lru_cache(maxsize=8)
+def _zone(tz: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(tz)
