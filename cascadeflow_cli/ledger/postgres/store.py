@@ -136,14 +136,15 @@ class PostgresLedger:
             with conn.cursor(row_factory=dict_row) as cur:
                 return cur.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
-        return self._tx(read, "cannot read ledger")  # type: ignore[no-any-return]
+        return in_transaction(self._conn, self._reconnect, read, f"{self}: cannot read ledger",
+                              single=True)
 
     def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
         def read(conn: psycopg.Connection[Any]) -> Any:
             row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
             return None if row is None else row[0]
 
-        return self._tx(read, "cannot read ledger")
+        return in_transaction(self._conn, self._reconnect, read, f"{self}: cannot read ledger", single=True)
 
     def close(self) -> None:
         with self._lock:
