@@ -119,3 +119,20 @@ def test_copy_between_backends_is_lossless(direction: str, tmp_path: Path, pg_ur
             assert dst.list_budgets() == src.list_budgets()
             assert list(dst.iter_records()) == list(src.iter_records())
             assert copy_ledger(src, dst).requests == 0  # run again: nothing twice
+
+
+def test_quality_labels_feedback_replaces_and_feeds_calibration(ledger_url: str) -> None:
+    from cascadeflow_cli.errors import InputError
+
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        ledger.record(request(1, NOW))
+        assert ledger.record_feedback("req00001", True) is False
+        assert ledger.record_feedback("req00001", False, note="wrong after all") is True
+        labels = ledger.labels_for("req00001")
+        assert [(x["source"], x["correct"], x["note"]) for x in labels] == [
+            ("feedback", 0, "wrong after all")]
+        drafts = ledger.labelled_drafts()
+        assert [(d["id"], d["call_id"], d["feedback"]) for d in drafts] == [("req00001", "req00001-0", 0)]
+        assert ledger.next_seq("req00001") == 1
+        with pytest.raises(InputError, match="no request 'nope'"):
+            ledger.record_feedback("nope", True)

@@ -22,10 +22,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.ledger.budgets import BUCKET_MINUTES, BudgetConfig
+from cascadeflow_cli.ledger.budgets import BUCKET_MINUTES
 from cascadeflow_cli.ledger.windows import WINDOWS
 
 if TYPE_CHECKING:
@@ -154,8 +153,3 @@ class PgBudgetTransaction:
 
 
 LIMIT_COLUMNS = tuple(f"{w}_nusd" for w in WINDOWS)
-
-
-def budget_from_row(row: dict[str, Any]) -> BudgetConfig:
-    return BudgetConfig(**{w: None if row[f"{w}_nusd"] is None else Decimal(row[f"{w}_nusd"]) / 10**9
-                           for w in WINDOWS})

@@ -7,6 +7,7 @@ CLI's start-up never pays for it, and SQLite users need not install it.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -77,6 +78,7 @@ def in_transaction(
     what: str,
     *,
     idempotent: bool = True,
+    single: bool = False,
 ) -> T:
     """Run ``work(conn)`` inside one transaction, again from the start when it lost a race
     (serialization failure, deadlock) or, if ``idempotent``, when the connection dropped
@@ -88,7 +90,8 @@ def in_transaction(
     for attempt in range(RETRIES):
         conn = get_conn()
         try:
-            with conn.transaction():
+            # one read statement needs no BEGIN/COMMIT: autocommit saves two round trips
+            with contextlib.nullcontext() if single else conn.transaction():
                 return work(conn)
         except psycopg.Error as exc:
             last = attempt == RETRIES - 1

@@ -31,10 +31,11 @@ from cascadeflow_cli.dburl import LedgerLocation
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal, schema
-from cascadeflow_cli.ledger.budgets import BudgetConfig
+from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row
 from cascadeflow_cli.ledger.postgres import budget_sql, migrate, reports
 from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect, in_transaction
 from cascadeflow_cli.ledger.postgres.ddl import q
+from cascadeflow_cli.ledger.sqlite_store import _LABELLED_DRAFTS as _SQLITE_LABELLED_DRAFTS
 from cascadeflow_cli.ledger.windows import WINDOWS
 from cascadeflow_cli.money import nanos_from_usd
 
@@ -135,14 +136,15 @@ class PostgresLedger:
             with conn.cursor(row_factory=dict_row) as cur:
                 return cur.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
-        return self._tx(read, "cannot read ledger")  # type: ignore[no-any-return]
+        return in_transaction(self._conn, self._reconnect, read, f"{self}: cannot read ledger",
+                              single=True)
 
     def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
         def read(conn: psycopg.Connection[Any]) -> Any:
             row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
             return None if row is None else row[0]
 
-        return self._tx(read, "cannot read ledger")
+        return in_transaction(self._conn, self._reconnect, read, f"{self}: cannot read ledger", single=True)
 
     def close(self) -> None:
         with self._lock:
@@ -412,14 +414,14 @@ class PostgresLedger:
 
     def get_budget(self, user: str) -> BudgetConfig | None:
         rows = self._rows('select * from budgets where "user" = %s', [user])
-        return budget_sql.budget_from_row(rows[0]) if rows else None
+        return budget_from_row(rows[0]) if rows else None
 
     def set_budget(self, user: str, budget: BudgetConfig) -> BudgetConfig:
         def work(conn: psycopg.Connection[Any]) -> BudgetConfig:
             columns = budget_sql.LIMIT_COLUMNS
             row = conn.execute(f'select {", ".join(columns)} from budgets where "user" = %s for update',
                                [user]).fetchone()
-            old = budget_sql.budget_from_row(dict(zip(columns, row, strict=True))) if row else BudgetConfig()
+            old = budget_from_row(dict(zip(columns, row, strict=True))) if row else BudgetConfig()
             stored = old.merged(budget)
             limits = [nanos_from_usd(v) if (v := getattr(stored, w)) is not None else None for w in WINDOWS]
             conn.execute(
@@ -437,7 +439,7 @@ class PostgresLedger:
 
     def list_budgets(self) -> list[tuple[str, BudgetConfig]]:
         rows = self._rows('select * from budgets order by "user"')
-        return [(r["user"], budget_sql.budget_from_row(r)) for r in rows]
+        return [(r["user"], budget_from_row(r)) for r in rows]
 
     # --- batch runs -------------------------------------------------------------------
 
@@ -461,17 +463,8 @@ class PostgresLedger:
         return {r["external_id"][len(prefix):]: r["id"] for r in rows}
 
 
-LABELLED_DRAFTS = """
-    select r.id, r.query, r.domain, r.draft_accepted, c.answer, c.finish_reason, c.id as call_id,
-           f.correct as feedback, s.correct as shadow, s.status as shadow_status, g.features
-    from requests r
-    join calls c on c.request_id = r.id and c.seq = 0 and c.role = 'draft' and c.status = 'ok'
-    left join quality_labels f on f.request_id = r.id and f.source = 'feedback'
-    left join quality_labels s on s.request_id = r.id and s.source = 'shadow'
-    left join call_signals g on g.call_id = c.id
-    where r.status = 'ok' and (f.correct is not null or s.correct is not null)
-    order by r.ts, r.id
-"""
+# calibration's rows, as SQLite selects them; ties in time by id here (no rowid)
+LABELLED_DRAFTS = _SQLITE_LABELLED_DRAFTS.replace("r.rowid", "r.id")
 def _psycopg_error() -> type[Exception]:
     import psycopg
 
