@@ -7,9 +7,7 @@ Everything else derives from here: the SQLite migrations (``table_ddl``), the pr
 inserts (``request_row`` / ``call_row``), reading back (``request_from_row``), the
 export's SELECT (ledger/export.py renders ``EXPORT_COLUMNS`` as SQL), and the importer
 (which parses each export column by its ``kind`` into the record field it names).
-A second backend (PostgreSQL) generates its DDL from the same tables with its own type
-names (``table_ddl(..., types=...)``).
-
+PostgreSQL generates its DDL from the same tables with its own type names (ledger/postgres/ddl.py).
 Rules, kept by the tests: a migration, once released, never changes, so a column's
 ``since`` never changes either; new columns get a new migration name.
 """
@@ -226,12 +224,10 @@ CALL_SIGNALS = Table("call_signals", (
     Column("samples", INTEGER), Column("agreement", REAL),
     Column("features", TEXT),  # JSON: the live features the quality check got
 ), ("call_id",), M005, (Index(("request_id",), M005, name="call_signals_request"),))
-# `cascade serve`'s callers (ledger/keys.py): one row per key, only its hash and prefix;
-# revoked keys stay, their requests name them
+# `cascade serve`'s callers (ledger/keys.py): a key's hash and prefix, never the key
 API_KEYS = Table("api_keys", (
-    Column("prefix", TEXT), Column("user", TEXT, True), Column("name", TEXT),
-    Column("key_hash", TEXT, True), Column("created_at", TEXT, True), Column("revoked_at", TEXT),
-    Column("rpm", INTEGER),  # optional requests-per-minute limit of this key (per serve process)
+    Column("prefix", TEXT), Column("user", TEXT, True), Column("name", TEXT), Column("key_hash", TEXT, True),
+    Column("created_at", TEXT, True), Column("revoked_at", TEXT), Column("rpm", INTEGER),  # rpm: per process
 ), ("prefix",), M006, (Index(("key_hash",), M006, unique=True, name="api_keys_hash"),))
 MIGRATIONS_TABLE = Table("_migrations", (
     Column("id", INTEGER), Column("name", TEXT), Column("applied_at", TEXT)), ("id",))
