@@ -35,7 +35,7 @@ def parse_moment(text: str, timezone: str) -> datetime:
     tz = ZoneInfo(timezone)
     if len(text) == 10:
         return datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time(), tz)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Any
 
 from cascadeflow_cli.clock import format_ts
+from cascadeflow_cli.dates import parse_moment
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
 from cascadeflow_cli.text import text_problem
@@ -162,12 +162,7 @@ def _timestamp(value: Any, loc: str, tz: str) -> str:
         if _OUR_TS.fullmatch(text):
             datetime.fromisoformat(text[:-1])  # validates the calendar date and time
             return text
-        if len(text) == 10:
-            moment = datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time(), _zone(tz))
-        else:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=_zone(tz))
+        moment = parse_moment(text, tz)  # the one date parser (dates.py)
         in_range = 1970 <= moment.astimezone(UTC).year <= 9998
     except ValueError:
         raise ImportRowError(f"{loc}: timestamp is not an ISO 8601 date or date-time: {text!r}") from None
@@ -177,9 +172,3 @@ def _timestamp(value: Any, loc: str, tz: str) -> str:
         raise ImportRowError(f"{loc}: timestamp is out of range: {text!r}")
     return format_ts(moment)
 
-
-@lru_cache(maxsize=8)
-def _zone(tz: str) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(tz)

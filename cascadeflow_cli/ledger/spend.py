@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from cascadeflow_cli.clock import format_ts, parse_ts
+from cascadeflow_cli.dates import zero_filled
 from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.ledger.windows import local_midnight
 from cascadeflow_cli.money import nanos
@@ -170,11 +171,4 @@ def offset_stretches(tz: ZoneInfo, first: datetime, last: datetime) -> list[tupl
 
 
 def _fill(days: dict[date, int], start: date | None, end: date | None) -> Series:
-    if not days and (start is None or end is None):
-        return []
-    first = start if start is not None else min(days)
-    last = end if end is not None else max(days)
-    if last < first:
-        return []
-    return [(first + timedelta(days=i), days.get(first + timedelta(days=i), 0))
-            for i in range((last - first).days + 1)]
+    return zero_filled(days, 0, start, end)

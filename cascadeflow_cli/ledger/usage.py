@@ -20,8 +20,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
+from cascadeflow_cli.dates import zero_filled
 from cascadeflow_cli.ledger.export import LedgerFilter
 from cascadeflow_cli.ledger.sql import money_sum_sql as exact_sum
 from cascadeflow_cli.money import nanos
@@ -185,11 +186,4 @@ def _fold_days(slots: Iterable[UsageRow], timezone: str) -> list[UsageRow]:
         start = datetime.fromisoformat(f"{slot.key}:00+00:00")
         day = start.astimezone(tz).date()
         days[day] = days[day].plus(slot) if day in days else replace(slot, key=day.isoformat())
-    if not days:
-        return []
-    first, last = min(days), max(days)
-    out = []
-    for n in range((last - first).days + 1):
-        day = first + timedelta(days=n)
-        out.append(days.get(day, UsageRow(day.isoformat())))
-    return out
+    return [row if row is not None else UsageRow(day.isoformat()) for day, row in zero_filled(days, None)]
