@@ -26,7 +26,7 @@ from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.ledger.enforcement import BudgetGate
 from cascadeflow_cli.ledger.records import RequestRecord
-from cascadeflow_cli.ledger.windows import window
+from cascadeflow_cli.windows import window
 
 
 def build(path: Path, rows: int) -> None:

@@ -252,7 +252,7 @@ def total_spend(ledger: object, user: str) -> int:
     from datetime import UTC, datetime
 
     from cascadeflow_cli.ledger.budgets import window_spend
-    from cascadeflow_cli.ledger.windows import window
+    from cascadeflow_cli.windows import window
 
     return window_spend(ledger.db, user, window("total", datetime.now(UTC), "UTC"))  # type: ignore[attr-defined]
 

@@ -1,5 +1,5 @@
 """Budget periods as calendar days, from the ledger's own window rules
-(`ledger/windows.py`: calendar day, ISO week from Monday, calendar month, total)."""
+(`cascadeflow_cli/windows.py`: calendar day, ISO week from Monday, calendar month, total)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 
 from cascadeflow_cli.analytics.types import BudgetPeriod
-from cascadeflow_cli.ledger.windows import window
+from cascadeflow_cli.windows import window
 
 # the order a budget outlook prefers: the longest window with a limit says most about the
 # month, and a daily limit is judged over its own day

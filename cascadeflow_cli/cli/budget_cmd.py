@@ -76,7 +76,7 @@ def list_(
     """Every user with a budget of their own."""
     from cascadeflow_cli.cli.render.budget import budgets_table
     from cascadeflow_cli.ledger.budgets import list_budgets
-    from cascadeflow_cli.ledger.windows import WINDOWS
+    from cascadeflow_cli.windows import WINDOWS
 
     rows = list_budgets(app_context(ctx).ledger())
     data: list[dict[str, Any]] = [

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.sql import money_sum_sql
-from cascadeflow_cli.ledger.windows import WINDOWS, Window
 from cascadeflow_cli.money import amount_problem, nanos, nanos_from_usd
+from cascadeflow_cli.windows import WINDOWS, Window
 
 if TYPE_CHECKING:
     import sqlite3

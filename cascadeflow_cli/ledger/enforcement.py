@@ -23,8 +23,8 @@ from cascadeflow_cli.errors import ConfigError
 from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
 from cascadeflow_cli.ledger.storage import Hold
 from cascadeflow_cli.ledger.teams import team_states, teams_of
-from cascadeflow_cli.ledger.windows import window
 from cascadeflow_cli.money import format_usd, usd
+from cascadeflow_cli.windows import window
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 from cascadeflow_cli.clock import format_ts, parse_ts
 from cascadeflow_cli.dates import zero_filled
 from cascadeflow_cli.ledger.sql import money_sum_sql
-from cascadeflow_cli.ledger.windows import local_midnight
 from cascadeflow_cli.money import nanos
+from cascadeflow_cli.windows import local_midnight
 
 if TYPE_CHECKING:
     import sqlite_utils

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from cascadeflow_cli.ledger.schema import RequestRecord
     from cascadeflow_cli.ledger.storage import DailyTotals
     from cascadeflow_cli.ledger.usage import UsageReport
-    from cascadeflow_cli.ledger.windows import Window
+    from cascadeflow_cli.windows import Window
 
 _CHUNK = 1000  # requests per executemany of record_many
 

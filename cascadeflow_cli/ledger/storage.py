@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from cascadeflow_cli.ledger.labels import ShadowOutcome
     from cascadeflow_cli.ledger.schema import RequestRecord
     from cascadeflow_cli.ledger.usage import UsageReport
-    from cascadeflow_cli.ledger.windows import Window
+    from cascadeflow_cli.windows import Window
 
 # ``DatabaseError``: a damaged store met mid-read (past the checks at open), which the CLI
 # renders as one line. SQLite's driver raises it; a backend whose driver raises its own

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cascadeflow_cli.ledger.windows import window
 from cascadeflow_cli.money import nanos_from_usd
+from cascadeflow_cli.windows import window
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig, TeamBudget

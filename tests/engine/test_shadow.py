@@ -166,7 +166,7 @@ def test_a_block_mode_budget_counts_the_shadow(tmp_path: Path, server: ReplaySer
     spent = sum(int(str(c["cost_nusd"])) for c in ledger_rows(db, "calls"))
     assert req["cost_nusd"] == spent
     from cascadeflow_cli.ledger.budgets import window_spend
-    from cascadeflow_cli.ledger.windows import window
+    from cascadeflow_cli.windows import window
 
     win = window("daily", cascade.ledger.clock.now(), "UTC")
     assert window_spend(cascade.ledger.db, "carol", win) == spent

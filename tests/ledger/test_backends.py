@@ -15,7 +15,7 @@ from cascadeflow_cli.ledger.budgets import BudgetConfig
 from cascadeflow_cli.ledger.copy import copy_ledger
 from cascadeflow_cli.ledger.export import LedgerFilter
 from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord
-from cascadeflow_cli.ledger.windows import window
+from cascadeflow_cli.windows import window
 
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)  # the day Europe/Berlin has 23 hours
 

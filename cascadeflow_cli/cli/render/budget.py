@@ -39,7 +39,7 @@ def budget_table(status: Any) -> FittedTable:
 
 def budgets_table(rows: list[tuple[str, Any]]) -> FittedTable:
     """`cascade budget list`: one row per user with a budget of their own."""
-    from cascadeflow_cli.ledger.windows import WINDOWS
+    from cascadeflow_cli.windows import WINDOWS
 
     body = [[user, *("-" if (v := getattr(b, w)) is None else format_dollars(v) for w in WINDOWS)]
             for user, b in rows]

@@ -25,12 +25,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.ledger.budgets import BUCKET_MINUTES
-from cascadeflow_cli.ledger.windows import WINDOWS
+from cascadeflow_cli.windows import WINDOWS
 
 if TYPE_CHECKING:
     import psycopg
 
-    from cascadeflow_cli.ledger.windows import Window
+    from cascadeflow_cli.windows import Window
 
 
 def lock_key(kind: str, name: str) -> int:

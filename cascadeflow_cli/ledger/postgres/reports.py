@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.ledger import schema
-from cascadeflow_cli.ledger.windows import local_midnight
+from cascadeflow_cli.windows import local_midnight
 
 if TYPE_CHECKING:
     import psycopg

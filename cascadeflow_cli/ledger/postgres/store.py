@@ -36,13 +36,13 @@ from cascadeflow_cli.ledger.postgres import budget_sql, migrate, reports
 from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect, in_transaction
 from cascadeflow_cli.ledger.postgres.ddl import q
 from cascadeflow_cli.ledger.sqlite_store import _LABELLED_DRAFTS as _SQLITE_LABELLED_DRAFTS
-from cascadeflow_cli.ledger.windows import WINDOWS
 from cascadeflow_cli.money import nanos_from_usd
+from cascadeflow_cli.windows import WINDOWS
 
 if TYPE_CHECKING:
     import psycopg
 
-    from cascadeflow_cli.ledger.windows import Window
+    from cascadeflow_cli.windows import Window
 
 REQUEST_INSERT = (f"insert into requests ({', '.join(q(c) for c in schema.REQUEST_COLUMNS)}) "
                   f"values ({', '.join(['%s'] * len(schema.REQUEST_COLUMNS))}) on conflict (id) do nothing")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cascadeflow_cli.ledger.windows import window
+from cascadeflow_cli.windows import window
 
 U = UTC
 
