@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 WINDOWS = ("daily", "weekly", "monthly", "total")
@@ -19,6 +20,7 @@ class Window:
     end: datetime | None  # aware UTC; when it resets (None for total)
 
 
+@lru_cache(maxsize=256)  # pure; every budget check asks for the same few days (`cascade serve`)
 def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     """The first instant of ``day`` in ``tz``, in UTC. Where midnight does not exist
     (a DST jump at 00:00), that is the first instant after the gap."""

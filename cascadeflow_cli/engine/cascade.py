@@ -132,6 +132,7 @@ class Cascade:
         self.provider_lookup = provider_lookup
         self.sleep = sleep
         self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE, custom=config.custom_domains)
+        self._prices: dict[str, tuple[ModelConfig, Price]] = {}
 
     def route(self, query: str, domain: str | None = None) -> DomainResult | None:
         """The query's domain: the caller's if given, else detected when ``[domains]`` has
@@ -155,17 +156,32 @@ class Cascade:
         return self.config.chain()
 
     def price(self, model: ModelConfig) -> Price:
-        """The price we charge for ``model`` (the budgets' fallback price if configured)."""
+        """The price we charge for ``model`` (the budgets' fallback price if configured).
+        Kept per model: the config and the bundled map do not change while we run, and the
+        lookup was about a tenth of a served request's CPU (15 lookups a request)."""
+        cached = self._prices.get(model.name)
+        if cached is not None and cached[0] is model:
+            return cached[1]
         b = self.config.budgets
         fallback = None
         if b.fallback_input_cost_per_million is not None and b.fallback_output_cost_per_million is not None:
             fallback = (b.fallback_input_cost_per_million, b.fallback_output_cost_per_million)
-        return lookup_price(model, fallback=fallback)
+        price = lookup_price(model, fallback=fallback)  # an unknown price raises, and is not kept
+        self._prices[model.name] = (model, price)
+        return price
 
-    def worst_case_nusd(self, names: Sequence[str], messages: list[dict[str, str]], max_tokens: int) -> int:
+    def worst_case_nusd(
+        self,
+        names: Sequence[str],
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        *,
+        prompt: int | None = None,
+    ) -> int:
         """The most a request can cost on this chain: every model runs, each writes
         ``max_tokens``, and the prompt is counted generously (two bytes a token)."""
-        prompt = sum(math.ceil(len(m["content"].encode("utf-8")) / 2) + 8 for m in messages)
+        if prompt is None:
+            prompt = worst_case_prompt(messages)
         total = 0
         for index, name in enumerate(names):
             price = self.price(self.config.models[name])
@@ -175,7 +191,11 @@ class Cascade:
         return total
 
     def degraded_chain(
-        self, names: Sequence[str], messages: list[dict[str, str]], max_tokens: int
+        self,
+        names: Sequence[str],
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        estimate: Callable[[Sequence[str]], int] | None = None,
     ) -> list[str] | None:
         """The cheaper chain for degrade mode: the configured one, else this chain
         without its most expensive model; None unless it is cheaper by price (its dearest
@@ -184,14 +204,27 @@ class Cascade:
         candidate = list(explicit) if explicit else list(names[:-1])
         if not candidate:
             return None
+        worst = estimate or (lambda chain: self.worst_case_nusd(chain, messages, max_tokens))
 
         def dearest(chain: Sequence[str]) -> int:
-            return max(self.worst_case_nusd([n], messages, max_tokens) for n in chain)
+            return max(worst([n]) for n in chain)
 
-        cheaper = dearest(candidate) < dearest(names) and self.worst_case_nusd(
-            candidate, messages, max_tokens
-        ) < self.worst_case_nusd(names, messages, max_tokens)
+        cheaper = dearest(candidate) < dearest(names) and worst(candidate) < worst(names)
         return candidate if cheaper else None
+
+    def _estimates(self, messages: list[dict[str, str]], max_tokens: int) -> Callable[[Sequence[str]], int]:
+        """``worst_case_nusd`` of one request, kept per chain: the gate asks for the same
+        chains several times (its estimate, the degraded chain's, the hooks')."""
+        prompt = worst_case_prompt(messages)
+        seen: dict[tuple[str, ...], int] = {}
+
+        def estimate(names: Sequence[str]) -> int:
+            key = tuple(names)
+            if key not in seen:
+                seen[key] = self.worst_case_nusd(key, messages, max_tokens, prompt=prompt)
+            return seen[key]
+
+        return estimate
 
     def _reservation_ttl(self, chain: Sequence[ModelConfig]) -> float:
         return sum(model_deadline_s(m) for m in chain) + 60.0
@@ -239,12 +272,13 @@ class Cascade:
         if self.ledger is not None:
             self.ledger.check_writable()  # a read-only ledger or a full disk: before paying
         if self.gate is not None:
+            estimate = self._estimates(messages, wanted_tokens)
             req.decision = self.gate.reserve(
                 user,
                 req.id,
                 [m.name for m in chain],
-                estimate=lambda n: self.worst_case_nusd(n, messages, wanted_tokens),
-                degraded=lambda n: self.degraded_chain(n, messages, wanted_tokens),
+                estimate=estimate,
+                degraded=lambda n: self.degraded_chain(n, messages, wanted_tokens, estimate),
                 ttl_s=self._reservation_ttl(chain),
             )
             if req.decision.action == "block":
@@ -487,6 +521,11 @@ class Cascade:
             )
         except Exception:  # e.g. no thread to be had: the label is lost, the answer is not
             pass
+
+
+def worst_case_prompt(messages: list[dict[str, str]]) -> int:
+    """A prompt's tokens counted generously for a worst case: two bytes a token."""
+    return sum(math.ceil(len(m["content"].encode("utf-8")) / 2) + 8 for m in messages)
 
 
 def _answering(attempts: list[_Attempt]) -> list[_Attempt]:

@@ -166,10 +166,11 @@ def _bucket_key(moment: datetime) -> str:
 
 
 def window_spend(db: sqlite_utils.Database, user: str, win: Window) -> int:
-    """Recorded spend of ``user`` inside ``win``, in nano-dollars."""
+    """Recorded spend of ``user`` inside ``win``, in nano-dollars. (These reads run on every
+    request: plain ``conn.execute``, as sqlite-utils' ``query`` wraps each in a savepoint.)"""
     if win.end is None:
-        rows = list(db.query("select cost_nusd from spend_totals where user = ?", [user]))
-        return nanos(rows[0]["cost_nusd"]) if rows else 0
+        row = db.conn.execute("select cost_nusd from spend_totals where user = ?", [user]).fetchone()
+        return nanos(row[0]) if row else 0
     aligned = all(
         m.minute % BUCKET_MINUTES == 0 and m.second == 0 and m.microsecond == 0 for m in (win.start, win.end)
     )
@@ -183,17 +184,15 @@ def window_spend(db: sqlite_utils.Database, user: str, win: Window) -> int:
         sql = (f"select {money_sum_sql('cost_nusd')} as s from requests "
                "where user = ? and ts >= ? and ts < ?")
         params = [user, format_ts(win.start), format_ts(win.end)]
-    return nanos(next(iter(db.query(sql, params)))["s"])
+    return nanos(db.conn.execute(sql, params).fetchone()[0])
 
 
 def request_count(db: sqlite_utils.Database, user: str) -> int:
-    rows = list(db.query("select requests from spend_totals where user = ?", [user]))
-    return rows[0]["requests"] if rows else 0
+    row = db.conn.execute("select requests from spend_totals where user = ?", [user]).fetchone()
+    return row[0] if row else 0
 
 
 def reserved_spend(db: sqlite_utils.Database, user: str) -> int:
     """Worst-case cost of this user's requests in flight."""
-    row = next(
-        iter(db.query(f"select {money_sum_sql('amount_nusd')} as s from reservations where user = ?", [user]))
-    )
-    return nanos(row["s"])
+    sql = f"select {money_sum_sql('amount_nusd')} from reservations where user = ?"
+    return nanos(db.conn.execute(sql, [user]).fetchone()[0])

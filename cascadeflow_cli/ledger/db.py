@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError
-from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.budgets import spend_triggers
 from cascadeflow_cli.ledger.recognise import make_owner_only, mark_as_ledger, recognise_ledger
@@ -40,7 +39,7 @@ from cascadeflow_cli.ledger.schema import (
     request_row,
     table_ddl,
 )
-from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_signals, insert_sql
+from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_request
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -231,22 +230,8 @@ class Ledger(SqliteQueries):
     def record(self, request: RequestRecord, reservation_id: str | None = None) -> None:
         """Store a request and its calls in one transaction, settling its budget
         reservation in the same one (so spend is never counted twice or not at all)."""
-        row = request_row(request)
-        calls = [call_row(c) for c in request.calls]
         with self.write() as db:
-            conn = db.conn
-            if reservation_id is not None:
-                conn.execute("delete from reservations where id = ?", [reservation_id])
-            if conn.execute("select 1 from requests where id = ?", [request.id]).fetchone():
-                return  # recorded already (a journal replay got here first): idempotent
-            # plain prepared inserts: sqlite-utils' insert() rebuilds its SQL and looks the
-            # table up on every call, which was a sixth of a batch row's CPU under the GIL
-            conn.execute(insert_sql("requests", tuple(row)), list(row.values()))
-            if calls:
-                conn.executemany(insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
-            if request.signals:
-                insert_signals(db, request.id, request.signals)
-            checkpoint("in-commit")
+            insert_request(db, request, reservation_id)
 
     # --- reading ------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cascadeflow_cli.clock import format_ts, parse_ts
 from cascadeflow_cli.config import BudgetsConfig
@@ -28,7 +28,9 @@ from cascadeflow_cli.windows import window
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig
-    from cascadeflow_cli.ledger.storage import LedgerStore, SpendReader
+    from cascadeflow_cli.ledger.storage import BudgetTransaction, LedgerStore, SpendReader
+
+_T = TypeVar("_T")
 
 ACTIONS = ("allow", "warn", "degrade", "block")
 _SEVERITY = {a: i for i, a in enumerate(ACTIONS)}
@@ -321,7 +323,8 @@ class BudgetGate:
         teams = teams_of(self.config, user)
         if budget is None and not teams and hook_action not in ("degrade", "block"):
             return Decision(hook_action, hook_message, models)
-        with self.ledger.budget_lock(user, teams=[name for name, _ in teams]) as txn:
+
+        def decide(txn: BudgetTransaction) -> Decision:
             now = self.ledger.clock.now()
             txn.expire_reservations(now)
             states = self.states(txn, user, budget, now)
@@ -353,13 +356,29 @@ class BudgetGate:
                     message = None if action == "warn" else message  # warned already this window
                 else:
                     warn_ctx = enforcement_context(user, states, amount, txn.request_count(user))
-        if warn_ctx is not None:
+            return Decision(action, message, chain, reservation, verdict.window, warn_ctx)
+
+        decision = locked(self.ledger, user, [name for name, _ in teams], decide)
+        if decision.warn_context is not None:
             try:
-                self.callbacks.budget_warning(warn_ctx)
+                self.callbacks.budget_warning(decision.warn_context)
             except HookError as exc:
-                self.ledger.release(reservation)
-                return Decision("block", f"blocked: {exc}", chain)
-        return Decision(action, message, chain, reservation, verdict.window, warn_ctx)
+                self.ledger.release(decision.reservation_id)
+                return Decision("block", f"blocked: {exc}", decision.models)
+        return decision
+
+
+def locked(
+    ledger: LedgerStore, user: str, teams: Sequence[str], decide: Callable[[BudgetTransaction], _T]
+) -> _T:
+    """``decide(txn)`` inside ``ledger.budget_lock(user, teams)``. A store that runs such
+    work on a writer thread of its own, many in one transaction (``run_locked``: the
+    group-commit writer of `cascade serve`, ledger/group_commit.py), is handed it whole."""
+    run_locked = getattr(ledger, "run_locked", None)
+    if run_locked is not None:
+        return run_locked(user, teams, decide)  # type: ignore[no-any-return]
+    with ledger.budget_lock(user, teams=teams) as txn:
+        return decide(txn)
 
 
 def release(ledger: LedgerStore, reservation_id: str | None) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import budgets
 from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row
 from cascadeflow_cli.ledger.schema import CALL_COLUMNS, REQUEST_COLUMNS, CallSignals, call_row, request_row
@@ -104,8 +105,8 @@ class BudgetTxn(SpendReads):
         from cascadeflow_cli.ledger.enforcement import is_stale
 
         host = socket.gethostname()
-        stale = [r["id"] for r in self.db.query("select id, pid, host, expires_at from reservations")
-                 if is_stale(r["expires_at"], r["pid"], r["host"], now, host)]
+        rows = self.db.conn.execute("select id, pid, host, expires_at from reservations")
+        stale = [rid for rid, pid, rhost, expires in rows if is_stale(expires, pid, rhost, now, host)]
         for rid in stale:
             self.db.execute("delete from reservations where id = ?", [rid])
         return len(stale)
@@ -319,8 +320,9 @@ _LABELLED_DRAFTS = """
 
 
 def _budget(db: sqlite_utils.Database, user: str) -> BudgetConfig | None:
-    rows = list(db.query("select * from budgets where user = ?", [user]))
-    return budget_from_row(rows[0]) if rows else None
+    cursor = db.conn.execute("select * from budgets where user = ?", [user])  # per request: no savepoint
+    row = cursor.fetchone()
+    return budget_from_row(dict(zip([d[0] for d in cursor.description], row, strict=True))) if row else None
 
 
 def _upsert_label(db: sqlite_utils.Database, row: dict[str, Any]) -> bool:
@@ -343,3 +345,27 @@ def _chunks(requests: Iterable[RequestRecord], size: int) -> Iterator[list[Reque
             chunk = []
     if chunk:
         yield chunk
+
+
+# --- appended for `cascade serve` (issue 14): the request insert, shared by Ledger.record and
+# the group-commit writer (ledger/group_commit.py), which runs many in one transaction
+
+
+def insert_request(db: sqlite_utils.Database, request: RequestRecord, reservation_id: str | None) -> None:
+    """``request`` with its calls and signals, its reservation settled, inside the caller's
+    write transaction. Idempotent by request id (a journal replay may have come first)."""
+    conn = db.conn
+    if reservation_id is not None:
+        conn.execute("delete from reservations where id = ?", [reservation_id])
+    if conn.execute("select 1 from requests where id = ?", [request.id]).fetchone():
+        return  # recorded already: idempotent
+    # plain prepared inserts: sqlite-utils' insert() rebuilds its SQL and looks the
+    # table up on every call, which was a sixth of a batch row's CPU under the GIL
+    row = request_row(request)
+    conn.execute(insert_sql("requests", tuple(row)), list(row.values()))
+    if request.calls:
+        calls = [call_row(c) for c in request.calls]
+        conn.executemany(insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
+    if request.signals:
+        insert_signals(db, request.id, request.signals)
+    checkpoint("in-commit")

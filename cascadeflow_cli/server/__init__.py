@@ -51,11 +51,15 @@ def build_app(settings: ServeSettings, write_log: Callable[[str], None] | None =
 
     from cascadeflow_cli.config import load_config, resolve_db_path
     from cascadeflow_cli.ledger.db import open_ledger
+    from cascadeflow_cli.ledger.group_commit import GroupCommitLedger
     from cascadeflow_cli.server.app import ServeOptions, create_app, stderr_log
     from cascadeflow_cli.server.runner import Runner
 
     config = load_config(Path(settings.config_path) if settings.config_path else None)
-    ledger = open_ledger(resolve_db_path(Path(settings.db_path) if settings.db_path else None, config))
+    # every request's reservation and record go through one writer thread (group commit)
+    ledger = GroupCommitLedger(
+        open_ledger(resolve_db_path(Path(settings.db_path) if settings.db_path else None, config))
+    )
     sink, on_record = _telemetry(config)
     runner = Runner(config, ledger, concurrency=settings.concurrency, on_record=on_record)
     log = (write_log or stderr_log) if settings.access_log else None

@@ -1,0 +1,187 @@
+"""Group commit for a busy SQLite ledger (`cascade serve`): one writer thread runs the
+reservations, records and releases of every request in flight, as many as are waiting,
+in one ``BEGIN IMMEDIATE`` transaction, each inside a savepoint of its own.
+
+Why: with a thread per request, each of them took the file's write lock twice a request,
+and the losers slept in SQLite's busy handler (1, 2, 5, 10... ms), so 50 clients spent
+more time waiting for the lock than holding it. Here nobody waits for the lock but the
+writer, and a transaction's fixed cost is paid once for the batch.
+
+The guarantees do not change:
+- a caller returns only once its work is committed (a reservation is in the ledger,
+  visible to every other process, before its provider is called; a record is durable
+  like any other commit), and gets the same LedgerError when the commit fails;
+- the jobs of a batch run one after another on one connection, so each check sees the
+  reservations of those before it: a budget is never overspent;
+- a job that raises rolls back to its savepoint only; the rest of the batch commits.
+
+Stale reservations are dropped at most once a second (``EXPIRE_EVERY_S``): the scan reads
+every reservation in flight, which made a check cost O(requests in flight). Dropping them
+a little later only keeps a budget stricter for that long.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.ledger.sqlite_store import BudgetTxn, insert_request
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.schema import RequestRecord
+    from cascadeflow_cli.ledger.storage import BudgetTransaction
+
+_T = TypeVar("_T")
+EXPIRE_EVERY_S = 1.0
+MAX_BATCH = 256  # jobs in one transaction (a bound on how long the write lock is held)
+
+
+class _Job:
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[sqlite_utils.Database], Any]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def wait(self) -> Any:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class _BatchTxn(BudgetTxn):
+    """SQLite's budget transaction over the writer's batch, expiring at most once a second."""
+
+    def __init__(self, db: sqlite_utils.Database, writer: GroupCommitLedger) -> None:
+        super().__init__(db)
+        self._writer = writer
+
+    def expire_reservations(self, now: datetime) -> int:
+        if time.monotonic() < self._writer.next_expiry:
+            return 0
+        self._writer.next_expiry = time.monotonic() + EXPIRE_EVERY_S
+        return super().expire_reservations(now)
+
+
+class GroupCommitLedger:
+    """A SQLite Ledger whose writer thread runs ``run_locked``, ``record`` and ``release``
+    (each blocks until its work is committed); every other operation is the Ledger's own."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.next_expiry = 0.0
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # --- the LedgerStore operations it takes over ---------------------------------
+
+    def run_locked(self, user: str, teams: Sequence[str], decide: Callable[[BudgetTransaction], _T]) -> _T:
+        return self._submit(lambda db: decide(_BatchTxn(db, self)))  # type: ignore[no-any-return]
+
+    def record(self, request: RequestRecord, reservation_id: str | None = None) -> None:
+        self._submit(lambda db: insert_request(db, request, reservation_id))
+
+    def release(self, reservation_id: str | None) -> None:
+        if reservation_id is not None:
+            self._submit(lambda db: db.execute("delete from reservations where id = ?", [reservation_id]))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+    def __enter__(self) -> GroupCommitLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Finish what is queued, stop the thread, close the ledger."""
+        self.stop()
+        self.ledger.close()
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop the thread (later work runs on the caller's)."""
+        with self._lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(None)
+            thread.join()
+
+    # --- the writer ---------------------------------------------------------------
+
+    def _submit(self, work: Callable[[sqlite_utils.Database], Any]) -> Any:
+        job = _Job(work)
+        with self._lock:
+            if self._closed:  # shutting down: a last request is written the plain way
+                return self._run_alone(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="ledger-writer", daemon=True)
+                self._thread.start()
+            self._jobs.put(job)
+        return job.wait()
+
+    def _run_alone(self, job: _Job) -> Any:
+        with self.ledger.write() as db:
+            return job.work(db)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Job]) -> None:
+        try:
+            with self.ledger.write() as db:
+                conn = db.conn
+                for job in batch:
+                    conn.execute("SAVEPOINT job")
+                    try:
+                        job.result = job.work(db)
+                    except BaseException as exc:
+                        conn.execute("ROLLBACK TO job")  # raises when the transaction is lost
+                        job.error = (
+                            LedgerError(f"{self.ledger.path}: cannot write ledger: {exc}")
+                            if isinstance(exc, sqlite3.DatabaseError)
+                            else exc
+                        )
+                    conn.execute("RELEASE job")
+        except LedgerError as exc:
+            for job in batch:
+                job.result, job.error = None, exc
+        except BaseException as exc:  # not a database error: still, nothing was committed
+            error = LedgerError(f"{self.ledger.path}: cannot write ledger: {type(exc).__name__}: {exc}")
+            for job in batch:
+                job.result, job.error = None, error
+        finally:
+            for job in batch:
+                job.done.set()
