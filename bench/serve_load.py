@@ -12,7 +12,7 @@ proxy). LiteLLM's proxy (`pip install 'litellm[proxy]'` in a separate venv) runs
 one worker and no database, so no budgets. The load client is a minimal asyncio
 HTTP/1.1 client on keep-alive connections, one per simulated client, in this process.
 
-Then the budget check: a key whose user's total budget is worth 100 requests, 16
+Then the budget check: a key with a total budget of its own worth 100 requests, 16
 clients on it at once, alongside 50 clients of load: the overspend (must be $0.00) and
 the share of the 100 allowed requests that were served (target >= 95%).
 """
@@ -247,14 +247,14 @@ def one_cost(url: str, key: str, body: dict) -> int:
         return int(Decimal(response.headers["x-cascade-cost"]) * 10**9)
 
 
-def total_spend(ledger: object, user: str) -> int:
-    """Everything ``user`` has spent, in nano-dollars (the budget's own total window)."""
-    from datetime import UTC, datetime
+def key_spend(ledger: object, prefix: str) -> int:
+    """Everything the requests made with key ``prefix`` cost, in nano-dollars."""
+    from cascadeflow_cli.ledger.sql import money_sum_sql
+    from cascadeflow_cli.money import nanos
 
-    from cascadeflow_cli.ledger.budgets import window_spend
-    from cascadeflow_cli.windows import window
-
-    return window_spend(ledger.db, user, window("total", datetime.now(UTC), "UTC"))  # type: ignore[attr-defined]
+    sql = (f"select {money_sum_sql('r.cost_nusd')} from api_key_requests k join requests r "
+           "on r.id = k.request_id where k.prefix = ?")
+    return nanos(ledger.db.conn.execute(sql, [prefix]).fetchone()[0])  # type: ignore[attr-defined]
 
 
 def row(name: str, r: Result, direct: Result | None) -> str:
@@ -307,15 +307,17 @@ async def main_async(args: argparse.Namespace) -> None:
                 r = await load(url, body, headers, clients, args.seconds)
                 direct = direct or r
                 print(row(name, r, direct if r is not direct else None), flush=True)
-        # the budget check, under 50 clients of load
+        # the budget check, under 50 clients of load: a key with a budget of its own
         cost = one_cost(serve_url, capped_key, plain)
-        from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
+        from cascadeflow_cli.ledger.budgets import BudgetConfig
         from cascadeflow_cli.ledger.db import open_ledger
+        from cascadeflow_cli.ledger.keys import create_key
 
         ledger = open_ledger(Path(env["CASCADE_DB"]))
-        spent_before = total_spend(ledger, "capped")
-        budget_nusd = spent_before + 100 * cost
-        set_budget(ledger, "capped", BudgetConfig(total=Decimal(budget_nusd) / 10**9))
+        budget_nusd = 100 * cost
+        capped_key, stored = create_key(
+            ledger, "capped", "bench", budget=BudgetConfig(total=Decimal(budget_nusd) / 10**9)
+        )
         ledger.close()
         background = asyncio.create_task(
             load(serve_url, {**plain, "model": "cascade"}, {"Authorization": f"Bearer {load_key}"}, 50, 6.0)
@@ -325,7 +327,7 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         await background
         ledger = open_ledger(Path(env["CASCADE_DB"]))
-        spent = total_spend(ledger, "capped")
+        spent = key_spend(ledger, stored.prefix)
         ledger.close()
         over = max(0, spent - budget_nusd)
         print(

@@ -21,13 +21,21 @@ def create(
     rpm: Annotated[
         int | None, typer.Option("--rpm", min=1, help="Requests per minute this key may make (per process).")
     ] = None,
+    daily: Annotated[str | None, typer.Option("--daily", help="The key's own limit a day, USD.")] = None,
+    weekly: Annotated[str | None, typer.Option("--weekly", help="The key's own limit a week, USD.")] = None,
+    monthly: Annotated[str | None, typer.Option("--monthly", help="The key's own limit a month.")] = None,
+    total: Annotated[str | None, typer.Option("--total", help="The key's own limit in all, USD.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Create a key for USER and print it once: only its hash is stored."""
+    """Create a key for USER and print it once: only its hash is stored. A budget given
+    here is the key's own, checked besides USER's (whose budget pays for it too)."""
+    from cascadeflow_cli.ledger.budgets import BudgetConfig, parse_limit
     from cascadeflow_cli.ledger.keys import create_key
     from cascadeflow_cli.text import user_name
 
-    key, stored = create_key(app_context(ctx).ledger(), user_name(user), name, rpm)
+    given = {"daily": daily, "weekly": weekly, "monthly": monthly, "total": total}
+    budget = BudgetConfig(**{w: parse_limit(v, w) for w, v in given.items() if v is not None})
+    key, stored = create_key(app_context(ctx).ledger(), user_name(user), name, rpm, budget)
     if as_json:
         sys.stdout.write(json.dumps({"user": stored.user, "key": key, "prefix": stored.prefix}) + "\n")
         return
@@ -53,11 +61,14 @@ def list_(
     if not keys:
         sys.stderr.write("no keys (create one with `cascade key create USER`)\n")
         return
-    table = Table("prefix", "user", "name", "created", "revoked", "rpm")
+    from cascadeflow_cli.money import format_usd, nanos_from_usd
+
+    table = Table("prefix", "user", "name", "created", "revoked", "rpm", "budget")
     for k in keys:
-        table.add_row(
-            k.prefix, k.user, k.name or "", k.created_at, k.revoked_at or "", str(k.rpm) if k.rpm else ""
-        )
+        limits = k.budget.limits() if k.budget else {}
+        budget = ", ".join(f"{w} {format_usd(nanos_from_usd(v))}" for w, v in limits.items())
+        rpm = str(k.rpm) if k.rpm else ""
+        table.add_row(k.prefix, k.user, k.name or "", k.created_at, k.revoked_at or "", rpm, budget)
     stdout_console().print(table)
 
 

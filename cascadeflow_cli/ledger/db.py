@@ -32,6 +32,7 @@ from cascadeflow_cli.ledger.schema import (
     M004,
     M005,
     M006,
+    M007,
     MIGRATIONS_TABLE,
     RequestRecord,
     call_row,
@@ -39,6 +40,7 @@ from cascadeflow_cli.ledger.schema import (
     request_row,
     table_ddl,
 )
+from cascadeflow_cli.ledger.sqlite_keys import SqliteKeyQueries
 from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_request
 
 if TYPE_CHECKING:
@@ -75,6 +77,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     (M004, _tables(M004)),
     (M005, _tables(M005)),
     (M006, _tables(M006)),
+    (M007, _tables(M007)),
 ]
 
 
@@ -100,7 +103,7 @@ def import_sqlite_utils() -> ModuleType:
         return sqlite_utils
 
 
-class Ledger(SqliteQueries):
+class Ledger(SqliteQueries, SqliteKeyQueries):
     """The ledger file: the SQLite implementation of LedgerStore (ledger/storage.py; the
     queries are in ledger/sqlite_store.py). Cheap to open. Each thread gets its own SQLite
     connection (SQLite's own locking then serialises writers across threads and processes alike)."""

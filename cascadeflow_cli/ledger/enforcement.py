@@ -21,6 +21,7 @@ from cascadeflow_cli.clock import format_ts, parse_ts
 from cascadeflow_cli.config import BudgetsConfig
 from cascadeflow_cli.errors import ConfigError
 from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
+from cascadeflow_cli.ledger.keys import key_states
 from cascadeflow_cli.ledger.storage import Hold
 from cascadeflow_cli.ledger.teams import team_states, teams_of
 from cascadeflow_cli.money import format_usd, usd
@@ -28,6 +29,7 @@ from cascadeflow_cli.windows import window
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.ledger.keys import ApiKey
     from cascadeflow_cli.ledger.storage import BudgetTransaction, LedgerStore, SpendReader
 
 _T = TypeVar("_T")
@@ -302,9 +304,11 @@ class BudgetGate:
         estimate: Callable[[list[str]], int],
         degraded: Callable[[list[str]], list[str] | None],
         ttl_s: float,
+        key: ApiKey | None = None,
     ) -> Decision:
         """Decide and, unless blocked, reserve. ``estimate(models)`` is the worst-case cost
-        of a chain; ``degraded(models)`` its cheaper chain or None."""
+        of a chain; ``degraded(models)`` its cheaper chain or None. ``key``: the API key the
+        request came with (`cascade serve`), whose own budget is checked too."""
         now = self.ledger.clock.now()
         budget = effective_budget(self.ledger, self.config, user)
         hook_action, hook_message = "allow", None
@@ -321,7 +325,8 @@ class BudgetGate:
             except HookError as exc:
                 return Decision("block", f"blocked: {exc}", models)
         teams = teams_of(self.config, user)
-        if budget is None and not teams and hook_action not in ("degrade", "block"):
+        key = key if key is not None and key.budget is not None else None
+        if budget is None and not teams and key is None and hook_action not in ("degrade", "block"):
             return Decision(hook_action, hook_message, models)
 
         def decide(txn: BudgetTransaction) -> Decision:
@@ -329,6 +334,8 @@ class BudgetGate:
             txn.expire_reservations(now)
             states = self.states(txn, user, budget, now)
             states += team_states(txn, self.config.ledger.timezone, teams, now)  # same transaction
+            if key is not None:
+                states += key_states(txn, self.config.ledger.timezone, key, now)
             cheaper = degraded(models)
             verdict = judge(
                 user, states, estimate(models), estimate(cheaper) if cheaper else None, self.config.budgets
@@ -348,11 +355,13 @@ class BudgetGate:
             reservation = uuid.uuid4().hex
             txn.reserve(Hold(reservation, user, request_id, amount, format_ts(now),
                              format_ts(now + timedelta(seconds=ttl_s)), os.getpid(), socket.gethostname()))
+            if key is not None:  # the key's spend is its requests': this links the request to it
+                txn.link_key(key.prefix, request_id)  # type: ignore[attr-defined]
             warn_ctx = None
             if action in ("warn", "degrade") and verdict.window is not None:
                 w = verdict.window
-                key = f"{w.scope}:{w.window}" if w.scope else w.window
-                if not txn.first_warning(user, key, format_ts(w.start), action, now):
+                warned = f"{w.scope}:{w.window}" if w.scope else w.window
+                if not txn.first_warning(user, warned, format_ts(w.start), action, now):
                     message = None if action == "warn" else message  # warned already this window
                 else:
                     warn_ctx = enforcement_context(user, states, amount, txn.request_count(user))

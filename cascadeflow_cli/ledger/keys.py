@@ -6,8 +6,10 @@ the right one here: keys are 190 random bits, not passwords, so there is nothing
 brute-force, and the lookup runs on every HTTP request. Keys start with ``sk-`` so the
 one redaction pass (redact.py) already hides any that strays into an error line.
 
-Functions here take a :class:`~cascadeflow_cli.ledger.db.Ledger`; the table is declared
-in ledger/schema.py with the others (migration 006).
+Functions here take any LedgerStore (each backend has the key queries: ledger/sqlite_keys.py,
+ledger/postgres/keys.py); the tables are declared in ledger/schema.py with the others
+(migrations 006 and 007). A key may have limits of its own: requests per minute (per
+process, server/runner.py) and a budget, enforced by the gate with its user's.
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row
+from cascadeflow_cli.windows import window
 
 if TYPE_CHECKING:
-    from cascadeflow_cli.ledger.db import Ledger
+    from datetime import datetime
+
+    from cascadeflow_cli.ledger.enforcement import WindowState
+    from cascadeflow_cli.ledger.storage import LedgerStore
 
 KEY_PREFIX = "sk-cf-"
 _ID_CHARS = 8  # after KEY_PREFIX: 62**8 prefixes, collisions are retried
@@ -31,7 +38,8 @@ _ALPHABET = string.ascii_letters + string.digits
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A stored key: everything but the key itself."""
+    """A stored key: everything but the key itself. ``budget``: the key's own limits
+    (checked besides its user's, in the same transaction), None when it has none."""
 
     prefix: str
     user: str
@@ -39,12 +47,14 @@ class ApiKey:
     created_at: str
     revoked_at: str | None = None
     rpm: int | None = None
+    budget: BudgetConfig | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
 
     def to_json(self) -> dict[str, Any]:
+        limits = self.budget.limits() if self.budget else {}
         return {
             "prefix": self.prefix,
             "user": self.user,
@@ -52,6 +62,7 @@ class ApiKey:
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
             "rpm": self.rpm,
+            "budget": {w: str(v) for w, v in limits.items()} or None,
             "active": self.active,
         }
 
@@ -67,52 +78,68 @@ def _new_key() -> tuple[str, str]:
 
 
 def create_key(
-    ledger: Ledger, user: str, name: str | None = None, rpm: int | None = None
+    ledger: LedgerStore,
+    user: str,
+    name: str | None = None,
+    rpm: int | None = None,
+    budget: BudgetConfig | None = None,
 ) -> tuple[str, ApiKey]:
     """A new key for ``user``: returns the key (to show once) and what is stored of it."""
     if not user.strip():
         raise InputError("the user name is empty")
     if rpm is not None and rpm < 1:
         raise InputError(f"--rpm must be at least 1 (got {rpm})")
+    budget = None if budget is None or budget.is_empty else budget
     now = format_ts(ledger.clock.now())
-    with ledger.write() as db:
-        while True:
-            key, prefix = _new_key()
-            if not db.execute("select 1 from api_keys where prefix = ?", [prefix]).fetchone():
-                break
-        db.execute(
-            "insert into api_keys (prefix, user, name, key_hash, created_at, rpm) values (?, ?, ?, ?, ?, ?)",
-            [prefix, user, name, hash_key(key), now, rpm],
-        )
-    return key, ApiKey(prefix, user, name, now, None, rpm)
+    while True:
+        key, prefix = _new_key()
+        row = {"prefix": prefix, "user": user, "name": name, "key_hash": hash_key(key), "created_at": now,
+               "rpm": rpm, **budget_row(budget or BudgetConfig())}
+        if ledger.insert_api_key(row):  # type: ignore[attr-defined]
+            break
+    return key, ApiKey(prefix, user, name, now, None, rpm, budget)
 
 
 def _row(row: dict[str, Any]) -> ApiKey:
-    return ApiKey(row["prefix"], row["user"], row["name"], row["created_at"], row["revoked_at"], row["rpm"])
+    budget = budget_from_row(row)
+    return ApiKey(row["prefix"], row["user"], row["name"], row["created_at"], row["revoked_at"], row["rpm"],
+                  None if budget.is_empty else budget)
 
 
-def list_keys(ledger: Ledger, user: str | None = None) -> list[ApiKey]:
-    sql = "select * from api_keys" + (" where user = ?" if user else "") + " order by created_at, prefix"
-    return [_row(r) for r in ledger.db.query(sql, [user] if user else [])]
+def list_keys(ledger: LedgerStore, user: str | None = None) -> list[ApiKey]:
+    return [_row(r) for r in ledger.api_keys(user)]  # type: ignore[attr-defined]
 
 
-def revoke_key(ledger: Ledger, prefix: str) -> ApiKey:
+def revoke_key(ledger: LedgerStore, prefix: str) -> ApiKey:
     """Revoke the key named by ``prefix`` (InputError when there is none); revoking a
     revoked key is no error and keeps its first revocation time."""
-    now = format_ts(ledger.clock.now())
-    with ledger.write() as db:
-        db.execute("update api_keys set revoked_at = coalesce(revoked_at, ?) where prefix = ?", [now, prefix])
-        rows = list(db.query("select * from api_keys where prefix = ?", [prefix]))
-    if not rows:
+    row = ledger.revoke_api_key(prefix, format_ts(ledger.clock.now()))  # type: ignore[attr-defined]
+    if row is None:
         raise InputError(f"no key with prefix {prefix!r} (see `cascade key list`)")
-    return _row(rows[0])
+    return _row(row)
 
 
-def authenticate(ledger: Ledger, key: str) -> ApiKey | None:
+def authenticate(ledger: LedgerStore, key: str) -> ApiKey | None:
     """The active key ``key`` is, or None (unknown or revoked): a caller cannot tell which."""
     if not key.startswith(KEY_PREFIX):
         return None
-    rows = list(
-        ledger.db.query("select * from api_keys where key_hash = ? and revoked_at is null", [hash_key(key)])
-    )
-    return _row(rows[0]) if rows else None
+    row = ledger.api_key_by_hash(hash_key(key))  # type: ignore[attr-defined]
+    return _row(row) if row else None
+
+
+def key_states(txn: Any, timezone: str, key: ApiKey, now: datetime) -> list[WindowState]:
+    """Each limited window of ``key``'s own budget: the recorded cost of the requests
+    made with it, and the reservations of those in flight (inside the gate's lock, which
+    holds the key's user: every request of a key is its user's)."""
+    from cascadeflow_cli.ledger.enforcement import WindowState
+
+    if key.budget is None:
+        return []
+    reserved = txn.key_reserved_spend(key.prefix)
+    scope = f"key {key.name}" if key.name else "this key"  # not the prefix: redaction hides sk-... text
+    out = []
+    for name, limit in key.budget.limits_nusd().items():
+        win = window(name, now, timezone)
+        spent = txn.key_window_spend(key.prefix, win)
+        out.append(WindowState(name, limit, spent, reserved, win.start, win.end, scope=scope))
+    return out

@@ -27,7 +27,8 @@ M003 = "003_batch_external_ids"
 M004 = "004_call_details"
 M005 = "005_quality_labels"
 M006 = "006_api_keys"
-MIGRATION_NAMES = (M001, M002, M003, M004, M005, M006)
+M007 = "007_api_key_budgets"
+MIGRATION_NAMES = (M001, M002, M003, M004, M005, M006, M007)
 
 TEXT, INTEGER, REAL = "text", "integer", "real"
 SQLITE_TYPES = {TEXT: "TEXT", INTEGER: "INTEGER", REAL: "FLOAT"}  # what sqlite-utils wrote in 001
@@ -228,12 +229,19 @@ CALL_SIGNALS = Table("call_signals", (
 API_KEYS = Table("api_keys", (
     Column("prefix", TEXT), Column("user", TEXT, True), Column("name", TEXT), Column("key_hash", TEXT, True),
     Column("created_at", TEXT, True), Column("revoked_at", TEXT), Column("rpm", INTEGER),  # rpm: per process
+    # a key's own budget (NULL: no limit), besides its user's
+    *(Column(f"{w}_nusd", INTEGER, since=M007) for w in ("daily", "weekly", "monthly", "total")),
 ), ("prefix",), M006, (Index(("key_hash",), M006, unique=True, name="api_keys_hash"),))
+# which key made each request, for a key's own budget: written with its reservation, so a
+# key's spend is its requests' recorded cost and its in-flight amount their reservations
+API_KEY_REQUESTS = Table("api_key_requests", (
+    Column("request_id", TEXT), Column("prefix", TEXT, True),
+), ("request_id",), M007, (Index(("prefix",), M007, name="api_key_requests_prefix"),))
 MIGRATIONS_TABLE = Table("_migrations", (
     Column("id", INTEGER), Column("name", TEXT), Column("applied_at", TEXT)), ("id",))
 
 TABLES: tuple[Table, ...] = (REQUESTS, CALLS, BUDGETS, RESERVATIONS, BUDGET_WARNINGS, SPEND_BUCKETS,
-                             SPEND_TOTALS, BATCHES, QUALITY_LABELS, CALL_SIGNALS, API_KEYS)
+                             SPEND_TOTALS, BATCHES, QUALITY_LABELS, CALL_SIGNALS, API_KEYS, API_KEY_REQUESTS)
 
 
 def _column_sql(c: Column, types: Mapping[str, str], inline_pk: bool) -> str:

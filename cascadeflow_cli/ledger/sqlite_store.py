@@ -28,6 +28,7 @@ from cascadeflow_cli.ledger import budgets
 from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row
 from cascadeflow_cli.ledger.schema import CALL_COLUMNS, REQUEST_COLUMNS, CallSignals, call_row, request_row
 from cascadeflow_cli.ledger.sql import money_sum_sql
+from cascadeflow_cli.ledger.sqlite_keys import SqliteKeyTxn
 from cascadeflow_cli.ledger.storage import Hold, RecordCounts
 from cascadeflow_cli.money import nanos
 
@@ -95,7 +96,7 @@ class SpendReads:
         return budgets.request_count(self.db, user)
 
 
-class BudgetTxn(SpendReads):
+class BudgetTxn(SpendReads, SqliteKeyTxn):
     """SQLite's ``BudgetTransaction``: the queries over one ``BEGIN IMMEDIATE`` write."""
 
     def __init__(self, db: sqlite_utils.Database) -> None:

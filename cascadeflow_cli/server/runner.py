@@ -58,6 +58,7 @@ class _Observed(threading.local):
     decision: Decision | None = None
     record: RequestRecord | None = None
     on_start: Callable[[str, Decision], None] | None = None
+    key: ApiKey | None = None  # the caller's key: its own budget is checked with its user's
     parent: Any = None  # the caller's trace context (an incoming traceparent), for telemetry
 
 
@@ -70,7 +71,7 @@ class _ObservedGate:
         self._seen = seen
 
     def reserve(self, *args: Any, **kwargs: Any) -> Decision:
-        decision = self._gate.reserve(*args, **kwargs)
+        decision = self._gate.reserve(*args, key=self._seen.key, **kwargs)
         self._seen.decision = decision
         request_id = kwargs.get("request_id", args[1] if len(args) > 1 else "")
         if self._seen.on_start is not None and decision.action != "block":
@@ -190,6 +191,7 @@ class Runner:
         caller = self.authenticate(key)
         self._seen.decision = self._seen.record = None
         self._seen.on_start = on_start
+        self._seen.key = caller
         self._seen.parent = trace_parent(*traceparent) if self._on_record is not None else None
         cascade = self._cascade()
 
