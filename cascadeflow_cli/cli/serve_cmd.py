@@ -32,9 +32,10 @@ def serve(
     check_extra()  # one line naming the extra, before anything is opened
     context = app_context(ctx)
     context.ledger()  # a bad config or ledger fails here, with the usual one line, before listening
+    location = context.resolved_location
     settings = ServeSettings(
         config_path=str(context.config.source) if context.config.source else None,
-        db_path=str(context.resolved_db_path),
+        db_path=location.url or str(location.path),  # a URL as given: each worker resolves its password
         host=host,
         port=port,
         workers=workers,

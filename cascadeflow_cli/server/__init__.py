@@ -25,7 +25,7 @@ _ENV = "CASCADE_SERVE_SETTINGS"  # how `--workers N` hands the settings to each 
 @dataclass(frozen=True)
 class ServeSettings:
     config_path: str | None
-    db_path: str | None
+    db_path: str | None  # the ledger's location: a file path or a postgresql:// URL
     host: str = "127.0.0.1"
     port: int = 8765
     workers: int = 1
@@ -49,17 +49,18 @@ def build_app(settings: ServeSettings, write_log: Callable[[str], None] | None =
     import asyncio
     import contextlib
 
-    from cascadeflow_cli.config import load_config, resolve_db_path
-    from cascadeflow_cli.ledger.db import open_ledger
+    from cascadeflow_cli.config import load_config, resolve_ledger_location
+    from cascadeflow_cli.ledger.backend import open_store
+    from cascadeflow_cli.ledger.db import Ledger
     from cascadeflow_cli.ledger.group_commit import GroupCommitLedger
     from cascadeflow_cli.server.app import ServeOptions, create_app, stderr_log
     from cascadeflow_cli.server.runner import Runner
 
     config = load_config(Path(settings.config_path) if settings.config_path else None)
-    # every request's reservation and record go through one writer thread (group commit)
-    ledger = GroupCommitLedger(
-        open_ledger(resolve_db_path(Path(settings.db_path) if settings.db_path else None, config))
-    )
+    store = open_store(resolve_ledger_location(settings.db_path, config))  # a file or postgresql://
+    # on SQLite every request's reservation and record go through one writer thread (group
+    # commit); PostgreSQL's per-user locks let different users' checks run side by side already
+    ledger: Any = GroupCommitLedger(store) if isinstance(store, Ledger) else store
     sink, on_record = _telemetry(config)
     runner = Runner(config, ledger, concurrency=settings.concurrency, on_record=on_record)
     log = (write_log or stderr_log) if settings.access_log else None

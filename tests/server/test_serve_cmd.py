@@ -1,5 +1,5 @@
 """The `cascade serve` process itself: start-up line, SIGTERM with a stream in flight,
-two processes on one SQLite ledger, and `cascade key` around it."""
+and `cascade key` around it (two processes on one ledger: test_serve_backends.py)."""
 
 from __future__ import annotations
 
@@ -104,30 +104,6 @@ def test_sigterm_finishes_or_records_what_is_in_flight(
     assert rows["mini"]["status"] == "ok"
     assert rows["big"]["status"] == "interrupted" and rows["big"]["cost_nusd"] > 0
     assert ledger_rows(cli.db, "reservations") == []
-
-
-def test_two_serve_processes_share_one_ledger(
-    cli: CliRunner, server: ReplayServer, key: str, stopper: list[subprocess.Popen[str]]
-) -> None:
-    first, url1 = start(cli)
-    second, url2 = start(cli)
-    stopper += [first, second]
-    results: list[int] = []
-
-    def load(url: str) -> None:
-        for _ in range(10):
-            results.append(chat(url, key).status_code)
-
-    threads = [threading.Thread(target=load, args=(u,)) for u in (url1, url2, url1, url2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert results == [200] * 40
-    assert len(ledger_rows(cli.db, "requests")) == 40
-    for proc in (first, second):
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
 
 
 def test_serve_without_a_ledger_it_can_open_fails_in_one_line(cli: CliRunner, tmp_path: Path) -> None:

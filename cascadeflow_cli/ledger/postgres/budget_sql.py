@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.ledger.budgets import BUCKET_MINUTES
+from cascadeflow_cli.ledger.postgres.keys import PgKeyTxn
 from cascadeflow_cli.windows import WINDOWS
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def read_state(conn: psycopg.Connection[Any], groups: Sequence[tuple[Sequence[st
 RESERVED_SQL = 'select coalesce(sum(amount_nusd), 0) from reservations where "user" = %s'
 
 
-class PgBudgetTransaction:
+class PgBudgetTransaction(PgKeyTxn):
     """Reads and writes inside ``budget_lock``. Reservations are read before spend, once
     per user: a settlement committing between the two reads is then counted twice at
     worst (a transient overestimate), never missed (see the module docstring)."""

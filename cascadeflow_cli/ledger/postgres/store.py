@@ -35,6 +35,7 @@ from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row
 from cascadeflow_cli.ledger.postgres import budget_sql, migrate, reports
 from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect, in_transaction
 from cascadeflow_cli.ledger.postgres.ddl import q
+from cascadeflow_cli.ledger.postgres.keys import PgKeyQueries
 from cascadeflow_cli.ledger.sqlite_store import _LABELLED_DRAFTS as _SQLITE_LABELLED_DRAFTS
 from cascadeflow_cli.money import nanos_from_usd
 from cascadeflow_cli.windows import WINDOWS
@@ -87,7 +88,7 @@ class _Timestamps:
         conn.adapters.register_loader("timestamptz", Loader)
 
 
-class PostgresLedger:
+class PostgresLedger(PgKeyQueries):
     """A ledger in a PostgreSQL database. Each thread gets its own connection."""
 
     def __init__(self, location: LedgerLocation, clock: Clock | None = None) -> None:

@@ -1,0 +1,76 @@
+"""The PostgreSQL backend's API-key queries (`cascade key`, `cascade serve`), mixed into
+``PostgresLedger`` and its budget transaction; the policy is in ledger/keys.py. The
+same queries as ledger/sqlite_keys.py, in this dialect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.ledger.postgres.ddl import q
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from cascadeflow_cli.windows import Window
+
+
+class PgKeyQueries:
+    """``api_keys`` reads and writes through ``PostgresLedger``'s ``_tx`` and ``_rows``."""
+
+    _tx: Callable[..., Any]
+    _rows: Callable[..., list[dict[str, Any]]]
+
+    def insert_api_key(self, row: dict[str, Any]) -> bool:
+        """False when the prefix is taken (the caller draws another)."""
+        names = ", ".join(q(n) for n in row)
+        sql = (f"insert into api_keys ({names}) values ({', '.join(['%s'] * len(row))}) "
+               "on conflict (prefix) do nothing")
+        return bool(self._tx(lambda conn: conn.execute(sql, list(row.values())).rowcount))
+
+    def api_keys(self, user: str | None = None) -> list[dict[str, Any]]:
+        where = ' where "user" = %s' if user else ""
+        sql = f"select * from api_keys{where} order by created_at, prefix"
+        return self._rows(sql, [user] if user else [])
+
+    def revoke_api_key(self, prefix: str, now: str) -> dict[str, Any] | None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("update api_keys set revoked_at = coalesce(revoked_at, %s) where prefix = %s",
+                         [now, prefix])
+
+        self._tx(work)
+        rows = self._rows("select * from api_keys where prefix = %s", [prefix])
+        return rows[0] if rows else None
+
+    def api_key_by_hash(self, key_hash: str) -> dict[str, Any] | None:
+        rows = self._rows("select * from api_keys where key_hash = %s and revoked_at is null", [key_hash])
+        return rows[0] if rows else None
+
+
+class PgKeyTxn:
+    """A key's spend inside ``budget_lock`` (which holds the key's user's advisory lock:
+    every request of a key is its user's, so the key's checks are serialised too)."""
+
+    conn: psycopg.Connection[Any]
+
+    def _one(self, sql: str, params: Sequence[Any]) -> int:
+        row = self.conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def key_window_spend(self, prefix: str, win: Window) -> int:
+        sql = ("select coalesce(sum(r.cost_nusd), 0) from api_key_requests k "
+               "join requests r on r.id = k.request_id where k.prefix = %s")
+        params: list[Any] = [prefix]
+        if win.end is not None:
+            sql += " and r.ts >= %s and r.ts < %s"
+            params += [win.start, win.end]
+        return self._one(sql, params)
+
+    def key_reserved_spend(self, prefix: str) -> int:
+        sql = ("select coalesce(sum(v.amount_nusd), 0) from reservations v "
+               "join api_key_requests k on k.request_id = v.request_id where k.prefix = %s")
+        return self._one(sql, [prefix])
+
+    def link_key(self, prefix: str, request_id: str) -> None:
+        self.conn.execute("insert into api_key_requests (request_id, prefix) values (%s, %s) "
+                          "on conflict (request_id) do nothing", [request_id, prefix])
