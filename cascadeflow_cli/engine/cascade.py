@@ -346,6 +346,12 @@ class Cascade:
                 if exc.partial is not None:
                     self._price(attempt, messages)
                 raise
+            except ProviderError as exc:  # it failed mid-answer (a stall): the part it sent is paid for
+                partial = getattr(exc, "partial", None)
+                if partial is not None:
+                    attempt.completion = partial
+                    self._price(attempt, messages)
+                raise
             return
         if not sample or (not q.logprobs and q.consistency_samples <= 1):
             attempt.completion = complete(
@@ -434,7 +440,7 @@ class Cascade:
                     model=a.model.name,
                     model_id=a.model.model,
                     provider=infer_provider(a.model),
-                    status="error" if failed else "ok",
+                    status="error" if failed or a.error else "ok",
                     input_tokens=a.usage.input_tokens,
                     output_tokens=a.usage.output_tokens,
                     cached_tokens=a.usage.cached_tokens,

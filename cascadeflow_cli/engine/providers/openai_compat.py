@@ -94,9 +94,12 @@ class OpenAICompatProvider:
         except StreamInterrupted as exc:
             response.abort()
             raise assembler.interrupted(exc.reason) from None
-        except ProviderError:
+        except ProviderError as exc:
             if sink.cancelled:  # our own abort broke the read: the reader left
                 raise assembler.interrupted(sink.reason) from None
+            if assembler.parts:  # it stalled or broke mid-answer: what it generated is billed
+                assembler.finish_reason = assembler.finish_reason or "error"
+                exc.partial = assembler.completion()  # type: ignore[attr-defined]
             raise
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM while reading: keep what was generated
             response.abort()
