@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +134,48 @@ def test_workers_share_the_port_and_the_ledger(
     assert len(ledger_rows(cli.db, "requests")) == 6
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
+
+
+def test_sigterm_under_load_leaves_nothing_half_written(
+    cli: CliRunner, server: ReplayServer, key: str, stopper: list[subprocess.Popen[str]]
+) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(latency_s=0.2))
+    proc, url = start(cli, "--grace", "5")
+    stopper.append(proc)
+    answered: list[str] = []
+    failed: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                response = chat(url, key)
+            except httpx.HTTPError as exc:  # refused once it stopped listening
+                failed.append(type(exc).__name__)
+                return
+            if response.status_code != 200:
+                failed.append(str(response.status_code))
+                return
+            answered.append(response.headers["x-cascade-request-id"])
+
+    threads = [threading.Thread(target=load) for _ in range(12)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(answered) < 12 and time.monotonic() < deadline:  # under load: requests in flight
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+    stop.set()
+    for t in threads:
+        t.join(30)
+    requests = {r["id"]: r for r in ledger_rows(cli.db, "requests")}
+    calls = ledger_rows(cli.db, "calls")
+    assert set(answered) <= set(requests)  # every answer that went out is in the ledger
+    assert all(r["status"] in ("ok", "interrupted") for r in requests.values())
+    assert {c["request_id"] for c in calls} == set(requests)  # no request without its calls
+    assert all(r["cost_nusd"] == sum(c["cost_nusd"] for c in calls if c["request_id"] == i)
+               for i, r in requests.items())
+    assert ledger_rows(cli.db, "reservations") == []
+    journal = cli.db.with_name(cli.db.name + ".journal")
+    assert not journal.exists() or not list(journal.iterdir())
