@@ -164,7 +164,7 @@ def wait_http(url: str, timeout: float = 180) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_serve(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[str], str]:
+def start_serve(env: dict[str, str], workers: int, *extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -176,6 +176,7 @@ def start_serve(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[str
             "--no-access-log",
             "--workers",
             str(workers),
+            *extra,
         ],
         env=env,
         stderr=subprocess.PIPE,
