@@ -130,6 +130,7 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
         timeout_keep_alive=5,
         backlog=2048,
         server_header=False,
+        proxy_headers=False,  # one ASGI layer less a request; nothing here reads the client address
     )
     if settings.workers > 1:
         from uvicorn.supervisors import Multiprocess
