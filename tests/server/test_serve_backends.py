@@ -8,12 +8,10 @@ import json
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner as TyperRunner
 
 from cascadeflow_cli.cli.app import app
@@ -21,7 +19,7 @@ from cascadeflow_cli.ledger.backend import open_store
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from cascadeflow_cli.windows import window
 from tests.conftest import GOOD_ANSWER, CliRunner, config_text
-from tests.server.test_serve_cmd import chat, start
+from tests.server.test_serve_cmd import chat, start, stopper  # noqa: F401  (stopper: a fixture)
 
 
 def key_cli(*args: str, env: dict[str, str]) -> dict[str, str]:
@@ -31,18 +29,8 @@ def key_cli(*args: str, env: dict[str, str]) -> dict[str, str]:
     return json.loads(run.stdout) if "--json" in args else {}
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    running: list[subprocess.Popen[str]] = []
-    yield running
-    for proc in running:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def test_two_serve_processes_share_keys_and_a_keys_budget(
-    ledger_url: str, server: ReplayServer, tmp_path: Path, procs: list[subprocess.Popen[str]]
+    ledger_url: str, server: ReplayServer, tmp_path: Path, stopper: list[subprocess.Popen[str]]  # noqa: F811
 ) -> None:
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
     config = tmp_path / "cascadeflow.toml"
@@ -52,7 +40,7 @@ def test_two_serve_processes_share_keys_and_a_keys_budget(
     key = made["key"]
     first, url1 = start(cli)
     second, url2 = start(cli)
-    procs += [first, second]
+    stopper += [first, second]
     probe = chat(url1, key, max_tokens=16)
     assert probe.status_code == 200, probe.text
     limit = Decimal(probe.headers["x-cascade-cost"]) * 5
