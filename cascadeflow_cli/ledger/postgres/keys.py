@@ -49,13 +49,26 @@ class PgKeyQueries:
 
 class PgKeyTxn:
     """A key's spend inside ``budget_lock`` (which holds the key's user's advisory lock:
-    every request of a key is its user's, so the key's checks are serialised too)."""
+    every request of a key is its user's, so the key's checks are serialised too).
+
+    A transaction that queues its statements and sends them together (``_send`` with the
+    queue before it, ``_queue`` for those nobody waits on) gets these the same way, so they
+    run after its BEGIN and locks; otherwise they run on ``conn`` directly."""
 
     conn: psycopg.Connection[Any]
 
     def _one(self, sql: str, params: Sequence[Any]) -> int:
-        row = self.conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+        send = getattr(self, "_send", None)
+        cursor = send(sql, params) if send is not None else self.conn.execute(sql, params)  # type: ignore[arg-type]
+        row = cursor.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
+
+    def _later(self, sql: str, params: Sequence[Any]) -> None:
+        queue = getattr(self, "_queue", None)
+        if queue is not None:
+            queue.append((sql, params))
+        else:
+            self.conn.execute(sql, params)  # type: ignore[arg-type]
 
     def key_window_spend(self, prefix: str, win: Window) -> int:
         sql = ("select coalesce(sum(r.cost_nusd), 0) from api_key_requests k "
@@ -72,5 +85,5 @@ class PgKeyTxn:
         return self._one(sql, [prefix])
 
     def link_key(self, prefix: str, request_id: str) -> None:
-        self.conn.execute("insert into api_key_requests (request_id, prefix) values (%s, %s) "
-                          "on conflict (request_id) do nothing", [request_id, prefix])
+        self._later("insert into api_key_requests (request_id, prefix) values (%s, %s) "
+                    "on conflict (request_id) do nothing", [request_id, prefix])
