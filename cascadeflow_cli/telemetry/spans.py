@@ -2,8 +2,9 @@
 after the fact from the ledger record (live, or from history for a backfill), with the
 calls' real start and end times. Nothing here imports OpenTelemetry.
 
-Conventions followed (semantic-conventions docs/gen-ai/gen-ai-spans.md and
-gen-ai-metrics.md; ``gen_ai.provider.name`` replaced ``gen_ai.system``): one CLIENT span
+Conventions followed (open-telemetry/semantic-conventions-genai: model/gen-ai/registry.yaml,
+docs/gen-ai/gen-ai-spans.md and gen-ai-metrics.md; ``gen_ai.provider.name`` replaced
+``gen_ai.system``): one CLIENT span
 per model call named ``chat {gen_ai.request.model}``, under one ``cascade.request`` span
 carrying what the cascade decided. Cost uses the open proposal's
 ``gen_ai.usage.cost.amount`` / ``gen_ai.usage.cost.currency``.
@@ -38,6 +39,7 @@ PROVIDERS = {
     "cohere": "cohere",
     "cohere_chat": "cohere",
     "mistral": "mistral_ai",
+    "moonshot": "moonshot_ai",
     "groq": "groq",
     "deepseek": "deepseek",
     "xai": "x_ai",
