@@ -1,6 +1,7 @@
 """What OpenTelemetry export costs `cascade ask`, side by side with telemetry off.
 
     python bench/telemetry_overhead.py [--runs 9] [--flush-timeout 2.0] [--latency 0]
+    python bench/telemetry_overhead.py --in-process [--runs 9]   # CPU of telemetry's own work
 
 One replay server; `cascade ask` as a real process, alternating between four set-ups
 (so load drifts hit them alike): telemetry off (the baseline), on with a reachable local
@@ -10,6 +11,14 @@ Reports the median and p90 wall time of each and the difference to the baseline.
 ``--latency`` gives the model a response time (a real model takes hundreds of ms; the SDK
 starts in the background, so it overlaps that wait); 0 shows telemetry's full cost.
 Targets: reachable <= +60 ms; unreachable and hung <= +flush_timeout.
+
+On a loaded machine wall and even CPU times of whole processes wander by tens of ms
+(interpreter start, imports from a cold page cache). ``--in-process`` isolates what
+telemetry adds: each child process runs `cascade ask` three times through the real entry
+point (main()): once to warm up with telemetry off, then off and on (local collector)
+in turn, and reports the process CPU time (all its threads: the post included) and wall
+time of the last two. The "on" run pays the import of the telemetry modules, since the
+child never imported them before. Medians over the children, side by side.
 """
 
 from __future__ import annotations
@@ -76,10 +85,21 @@ def child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The ask's environment: no OTEL_* of ours, and a bytecode cache as every installed
+    package has (PYTHONDONTWRITEBYTECODE would make each run compile every module from
+    source, telemetry's included), kept outside the repository."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(PYCACHE), **extra}
+    for name in [k for k in env if k.startswith("OTEL_")] + ["PYTHONDONTWRITEBYTECODE"]:
+        env.pop(name, None)
+    return env
+
+
+PYCACHE = Path(tempfile.gettempdir()) / "cascade-telemetry-bench-pycache"
+
+
 def run_ask(config: Path, db: Path) -> tuple[float, float, str]:
-    env = {**os.environ, "CASCADE_CONFIG": str(config), "CASCADE_DB": str(db)}
-    for name in [k for k in env if k.startswith("OTEL_")]:
-        env.pop(name)
+    env = child_env(CASCADE_CONFIG=str(config), CASCADE_DB=str(db))
     cpu = child_cpu()
     started = time.perf_counter()
     proc = subprocess.run(
@@ -102,6 +122,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--flush-timeout", type=float, default=2.0)
     parser.add_argument("--latency", type=float, default=0.0, help="model latency, seconds")
+    parser.add_argument("--in-process", action="store_true",
+                        help="telemetry's CPU within one process (see above)")
     opts = parser.parse_args()
     server = ReplayServer().start()
     server.set_behavior(
@@ -136,6 +158,8 @@ def main() -> None:
             warnings: dict[str, str] = {}
             for name in setups:  # warm-up: the first run of each pays for .pyc files
                 run_ask(paths[name], work / "ledger.db")
+            if opts.in_process:
+                return in_process(paths, work, receiver, opts.runs)
             for _ in range(opts.runs):
                 for name in setups:
                     wall, cpu, err = run_ask(paths[name], work / "ledger.db")
@@ -184,6 +208,56 @@ def main() -> None:
         print(f"  {name}: {line[:150]}")
     print("  (CPU: user+system time of the ask process, less sensitive to the machine's load than wall time)")
     print(f"verdict: {'OK' if all(verdicts) else 'MISSED'}")
+
+
+CHILD = """
+import json, os, sys, time
+from cascadeflow_cli.cli.app import main
+
+def run(config):
+    os.environ["CASCADE_CONFIG"] = config
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        main(["ask", "What is the capital of France?"])
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+off, on = sys.argv[1], sys.argv[2]
+run(off)
+print(json.dumps({"off": run(off), "on": run(on)}), file=sys.stderr)
+"""
+
+
+def in_process(paths: dict[str, Path], work: Path, receiver: Receiver, runs: int) -> None:
+    import json
+
+    env = child_env(CASCADE_DB=str(work / "ledger.db"))
+    got: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    before = receiver.spans
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(paths["off (baseline)"]), str(paths["on, local collector"])],
+            env=env, capture_output=True, text=True, timeout=600,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"child failed: {proc.stderr[-500:]}")
+        result = json.loads(proc.stderr.strip().splitlines()[-1])
+        for key in got:
+            got[key].append(tuple(result[key]))
+    print(f"cascade ask in-process (main()), {runs} children: warm-up off, then off and on")
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+           for k, v in got.items()}
+    print(f"  {'set-up':<22} {'wall':>8} {'CPU':>8}")
+    for key, label in (("off", "off (baseline)"), ("on", "on, local collector")):
+        wall, cpu = med[key]
+        print(f"  {label:<22} {wall * 1000:6.1f}ms {cpu * 1000:6.1f}ms")
+    d_wall = [on[0] - off[0] for off, on in zip(got["off"], got["on"], strict=True)]
+    d_cpu = [on[1] - off[1] for off, on in zip(got["off"], got["on"], strict=True)]
+    print(f"  added by telemetry (median of per-child differences): wall "
+          f"{statistics.median(d_wall) * 1000:+.1f} ms, CPU {statistics.median(d_cpu) * 1000:+.1f} ms "
+          f"(target: wall <= +60 ms)")
+    print(f"  spans received: {receiver.spans - before:,} (expected {2 * runs:,})")
 
 
 if __name__ == "__main__":

@@ -16,16 +16,19 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from cascadeflow_cli import __version__
 from cascadeflow_cli.ledger.records import RequestRecord
 from cascadeflow_cli.telemetry import wire
-from cascadeflow_cli.telemetry.context import Parent
 from cascadeflow_cli.telemetry.instruments import INSTRUMENTS, SCOPE
 from cascadeflow_cli.telemetry.report import FlushReport
 from cascadeflow_cli.telemetry.settings import TelemetrySettings, resource_attributes
 from cascadeflow_cli.telemetry.spans import Attributes, SpanOptions, build_trace, metric_points
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.telemetry.context import Parent
 
 RETRYABLE = (429, 502, 503, 504)  # the OTLP spec's retryable statuses
 RETRY_WAITS_S = (0.1, 0.3)
