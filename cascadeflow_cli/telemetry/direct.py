@@ -179,11 +179,29 @@ class DirectSink:
                     if not spans and not metrics_due:
                         self._sender = None
                         return
+                # both signals at once (two connections): the wait is the slower post, not the sum
+                helper = None
+                if metrics_due:
+                    helper = threading.Thread(
+                        target=self._send_metrics, args=(deadline,), name="otlp-metrics", daemon=True
+                    )
+                    helper.start()
                 if spans:
                     why = post(connections, *self.traces_post(spans), deadline)
                     self._outcome(why, spans=len(spans))
-                if metrics_due and (metrics := self.metrics_post()) is not None:
-                    self._outcome(post(connections, *metrics, deadline), metrics=True)
+                if helper is not None:
+                    helper.join(max(0.0, deadline - time.monotonic()))
+                    if helper.is_alive():
+                        self._outcome(TIMED_OUT, metrics=True)
+        finally:
+            for conn in connections.values():
+                conn.close()
+
+    def _send_metrics(self, deadline: float) -> None:
+        connections: Connections = {}
+        try:
+            if (metrics := self.metrics_post()) is not None:
+                self._outcome(post(connections, *metrics, deadline), metrics=True)
         finally:
             for conn in connections.values():
                 conn.close()
