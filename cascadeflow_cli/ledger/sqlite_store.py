@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from cascadeflow_cli.clock import Clock
     from cascadeflow_cli.ledger.export import LedgerFilter
     from cascadeflow_cli.ledger.labels import ShadowOutcome
-    from cascadeflow_cli.ledger.schema import RequestRecord
+    from cascadeflow_cli.ledger.schema import RequestRecord, Table
     from cascadeflow_cli.ledger.storage import DailyTotals, SpendAsk, SpendState
     from cascadeflow_cli.ledger.usage import UsageReport
     from cascadeflow_cli.windows import Window
@@ -304,6 +304,24 @@ class SqliteQueries(SpendReads):
         rows = self.db.execute("select external_id, id from requests "
                                "where external_id >= ? and external_id < ?", [low, high]).fetchall()
         return {ext[len(low):]: request_id for ext, request_id in rows}
+
+    # --- whole tables -----------------------------------------------------------------
+
+    def table_rows(self, table: Table) -> Iterator[dict[str, Any]]:
+        names, key = (", ".join(f"[{c}]" for c in cols) for cols in (table.names, table.primary_key))
+        cursor = self.db.conn.execute(f"select {names} from [{table.name}] order by {key}")
+        for values in cursor:
+            yield dict(zip(table.names, values, strict=True))
+
+    def add_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+        sql = insert_sql(table.name, table.names, "insert or ignore")
+        if table.of_request:  # as _MANY_CALLS: never a row pointing at no request
+            sql = sql.replace(" values (", " select ", 1).removesuffix(")")
+            sql += " where exists (select 1 from requests where id = ?)"
+        values = [(*(r[c] for c in table.names), *((r["request_id"],) if table.of_request else ()))
+                  for r in rows]
+        with self.write() as db:
+            return int(db.conn.executemany(sql, values).rowcount)
 
 
 _LABELLED_DRAFTS = """

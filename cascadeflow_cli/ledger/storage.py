@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from cascadeflow_cli.ledger.budgets import BudgetConfig
     from cascadeflow_cli.ledger.export import LedgerFilter
     from cascadeflow_cli.ledger.labels import ShadowOutcome
-    from cascadeflow_cli.ledger.schema import RequestRecord
+    from cascadeflow_cli.ledger.schema import RequestRecord, Table
     from cascadeflow_cli.ledger.usage import UsageReport
     from cascadeflow_cli.windows import Window
 
@@ -255,6 +255,16 @@ class LedgerStore(SpendReader, Protocol):
 
     def committed_rows(self, batch_id: str) -> dict[str, str]:
         """``row key -> request id`` of every request of that run in the ledger."""
+
+    # --- whole tables (`cascade ledger copy`) -----------------------------------------
+
+    def table_rows(self, table: Table) -> Iterator[dict[str, Any]]:
+        """Every row of ``table`` in primary-key order, as stored (timestamps as ledger
+        text), streamed (a million rows never sit in memory)."""
+
+    def add_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert ``rows`` in one transaction, skipping a row whose key is there already or
+        whose request (a ``request_id`` column) is not; returns how many went in."""
 
 
 def spend_state_by_parts(reader: SpendReader, asks: Sequence[SpendAsk]) -> list[SpendState]:

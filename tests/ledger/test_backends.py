@@ -10,18 +10,21 @@ from pathlib import Path
 import pytest
 
 from cascadeflow_cli.clock import FixedClock, format_ts
+from cascadeflow_cli.ledger import schema
 from cascadeflow_cli.ledger.backend import open_store
 from cascadeflow_cli.ledger.budgets import BudgetConfig
+from cascadeflow_cli.ledger.copy import TABLES as COPIED_TABLES
 from cascadeflow_cli.ledger.copy import copy_ledger
 from cascadeflow_cli.ledger.export import LedgerFilter
-from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord
+from cascadeflow_cli.ledger.labels import ShadowOutcome
+from cascadeflow_cli.ledger.schema import CallRecord, CallSignals, RequestRecord
 from cascadeflow_cli.windows import window
 
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)  # the day Europe/Berlin has 23 hours
 
 
 def request(n: int, at: datetime, user: str = "alice", cost: int = 1_000, calls: int = 1,
-            external_id: str | None = None) -> RequestRecord:
+            external_id: str | None = None, signals: bool = False) -> RequestRecord:
     rid = f"req{n:05d}"
     ts = format_ts(at)
     return RequestRecord(
@@ -33,7 +36,9 @@ def request(n: int, at: datetime, user: str = "alice", cost: int = 1_000, calls:
                                model_id="openai/x", provider="openai", status="ok", input_tokens=10,
                                output_tokens=20, cost_nusd=cost, latency_ms=0.1 + 0.2, quality_score=1 / 3,
                                accepted=k == 0)
-                    for k in range(calls)))
+                    for k in range(calls)),
+        signals=(CallSignals(f"{rid}-0", logprobs=(-0.25, -1.5), samples=3, agreement=2 / 3,
+                             features={"length": 12.0, "hedges": 0.0}),) if signals else ())
 
 
 def test_record_is_idempotent_and_reads_back(ledger_url: str) -> None:
@@ -100,25 +105,60 @@ def test_record_many_skips_what_is_there_by_id_and_by_batch_row(ledger_url: str)
         assert ledger.total_spend("alice") == 3_000
 
 
+def _tables(store: object) -> dict[str, list[dict[str, object]]]:
+    """Every row of every table a copy carries (the spend aggregates are derived, and hold
+    their buckets in each dialect's own type)."""
+    return {t.name: list(store.table_rows(t))  # type: ignore[attr-defined]
+            for t in (schema.REQUESTS, schema.CALLS, *COPIED_TABLES)}
+
+
 @pytest.mark.parametrize("direction", ["sqlite->postgresql", "postgresql->sqlite"])
 def test_copy_between_backends_is_lossless(direction: str, tmp_path: Path, pg_url: str) -> None:
     lite = str(tmp_path / "l.db")
     source, target = (lite, pg_url) if direction.startswith("sqlite") else (pg_url, lite)
-    records = [request(n, NOW - timedelta(hours=n), user=("alice", "bob")[n % 2], calls=1 + n % 2)
-               for n in range(40)]
     with open_store(source, FixedClock(NOW)) as src:
+        batch = src.start_batch(tmp_path / "out.jsonl", tmp_path / "in.jsonl")
+        records = [request(n, NOW - timedelta(hours=n), user=("alice", "bob")[n % 2], calls=1 + n % 2,
+                           external_id=f"{batch}:{n}" if n < 5 else None,
+                           signals=n % 3 == 0) for n in range(40)]
         src.record_many(records)
         src.set_budget("alice", BudgetConfig(daily=Decimal("2"), total=Decimal("10.5")))
+        src.record_feedback("req00001", False, note="wrong, \"really\"\nsee notes")
+        src.record_feedback("req00002", True)
+        shadow = ShadowOutcome("req00002", "ok", correct=True, agreement=0.875, method="judge")
+        src.record_shadow(shadow, None)
         exports = {fmt: [row for batch in src.export_rows(fmt, LedgerFilter()) for row in batch]
                    for fmt in ("csv", "json")}
+        tables = _tables(src)
+        assert [len(tables[t.name]) for t in COPIED_TABLES] == [1, 3, 14]  # something to carry
         with open_store(target, FixedClock(NOW)) as dst:
             report = copy_ledger(src, dst)
             assert (report.requests, report.budgets) == (40, 1)
+            assert report.tables == {"batches": 1, "quality_labels": 3, "call_signals": 14}
             for fmt, rows in exports.items():
                 assert [row for batch in dst.export_rows(fmt, LedgerFilter()) for row in batch] == rows, fmt
+            assert _tables(dst) == tables
             assert dst.list_budgets() == src.list_budgets()
-            assert list(dst.iter_records()) == list(src.iter_records())
-            assert copy_ledger(src, dst).requests == 0  # run again: nothing twice
+            assert dst.committed_rows(batch) == src.committed_rows(batch)  # batch --resume resumes there
+            assert dst.labelled_drafts() == src.labelled_drafts()  # calibration sees the same data
+            again = copy_ledger(src, dst)  # run again: nothing twice
+            assert (again.requests, again.tables) == (0, {t.name: 0 for t in COPIED_TABLES})
+            # and back, into a fresh ledger of the source's kind: the same again
+            back = str(tmp_path / "back.db") if source == lite else _fresh(pg_url, "back")
+            with open_store(back, FixedClock(NOW)) as home:
+                copy_ledger(dst, home)
+                assert _tables(home) == tables
+
+
+def _fresh(url: str, suffix: str) -> str:
+    """A new empty database next to ``url``'s (dropped with the cluster)."""
+    import psycopg
+
+    head, _, query = url.partition("?")
+    name = head.rsplit("/", 1)[1] + f"_{suffix}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    return head.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
 
 
 def test_quality_labels_feedback_replaces_and_feeds_calibration(ledger_url: str) -> None:

@@ -276,14 +276,46 @@ class PostgresLedger:
         return rows[0]
 
     def iter_records(self, flt: Any = None, page: int = 500) -> Iterator[schema.RequestRecord]:
-        # its own connection: a caller may write (ledger copy) while this one reads
-        conn = connect(self.location)
-        conn.execute("set timezone to 'UTC'")
-        _Timestamps.register(conn)
+        conn = self._reader()  # a caller may write (ledger copy) while this one reads
         try:
             yield from reports.iter_records(conn, flt, page)
         finally:
             conn.close()
+
+    def _reader(self) -> psycopg.Connection[Any]:
+        """A connection of its own, for a long read while the caller writes elsewhere."""
+        conn = connect(self.location)
+        conn.execute("set timezone to 'UTC'")
+        _Timestamps.register(conn)
+        return conn
+
+    def table_rows(self, table: schema.Table) -> Iterator[dict[str, Any]]:
+        conn = self._reader()
+        try:
+            with conn.transaction(), conn.cursor(name="cascade_table_rows") as cur:  # server-side: streamed
+                cur.itersize = 2000
+                cur.execute(f"select {', '.join(q(c) for c in table.names)} from {q(table.name)} "  # type: ignore[arg-type]
+                            f"order by {', '.join(q(c) for c in table.primary_key)}")
+                for values in cur:
+                    yield dict(zip(table.names, values, strict=True))
+        finally:
+            conn.close()
+
+    def add_rows(self, table: schema.Table, rows: Sequence[dict[str, Any]]) -> int:
+        """COPY into a temporary twin of the table, then one INSERT ... ON CONFLICT DO NOTHING."""
+        guard = " where exists (select 1 from requests r where r.id = k.request_id)" * table.of_request
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(f"create temp table if not exists _in_{table.name} "  # type: ignore[arg-type]
+                         f"(like {q(table.name)} including defaults) on commit delete rows")
+            with conn.cursor() as cur:
+                _copy(cur, table.name, table.names, ([r[c] for c in table.names] for r in rows))
+                names = ", ".join(q(c) for c in table.names)
+                cur.execute(f"insert into {q(table.name)} ({names}) select {names} from _in_{table.name} k"  # type: ignore[arg-type]
+                            f"{guard} on conflict do nothing")
+                return cur.rowcount
+
+        return int(self._tx(work))
 
     def export_rows(self, fmt: str, flt: Any, size: int = 2000) -> Iterator[list[str]]:
         return reports.export_rows(self._conn(), fmt, flt, size)
