@@ -19,6 +19,7 @@ from cascadeflow_cli.ledger.export import LedgerFilter
 from cascadeflow_cli.ledger.labels import ShadowOutcome
 from cascadeflow_cli.ledger.schema import CallRecord, CallSignals, RequestRecord
 from cascadeflow_cli.windows import window
+from tests.pg_fixtures import empty_ledger
 
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)  # the day Europe/Berlin has 23 hours
 
@@ -113,9 +114,9 @@ def _tables(store: object) -> dict[str, list[dict[str, object]]]:
 
 
 @pytest.mark.parametrize("direction", ["sqlite->postgresql", "postgresql->sqlite"])
-def test_copy_between_backends_is_lossless(direction: str, tmp_path: Path, pg_url: str) -> None:
+def test_copy_between_backends_is_lossless(direction: str, tmp_path: Path, pg_ledger_url: str) -> None:
     lite = str(tmp_path / "l.db")
-    source, target = (lite, pg_url) if direction.startswith("sqlite") else (pg_url, lite)
+    source, target = (lite, pg_ledger_url) if direction.startswith("sqlite") else (pg_ledger_url, lite)
     with open_store(source, FixedClock(NOW)) as src:
         batch = src.start_batch(tmp_path / "out.jsonl", tmp_path / "in.jsonl")
         records = [request(n, NOW - timedelta(hours=n), user=("alice", "bob")[n % 2], calls=1 + n % 2,
@@ -143,22 +144,13 @@ def test_copy_between_backends_is_lossless(direction: str, tmp_path: Path, pg_ur
             assert dst.labelled_drafts() == src.labelled_drafts()  # calibration sees the same data
             again = copy_ledger(src, dst)  # run again: nothing twice
             assert (again.requests, again.tables) == (0, {t.name: 0 for t in COPIED_TABLES})
-            # and back, into a fresh ledger of the source's kind: the same again
-            back = str(tmp_path / "back.db") if source == lite else _fresh(pg_url, "back")
-            with open_store(back, FixedClock(NOW)) as home:
-                copy_ledger(dst, home)
-                assert _tables(home) == tables
-
-
-def _fresh(url: str, suffix: str) -> str:
-    """A new empty database next to ``url``'s (dropped with the cluster)."""
-    import psycopg
-
-    head, _, query = url.partition("?")
-    name = head.rsplit("/", 1)[1] + f"_{suffix}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    return head.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+    # and back, into an empty ledger of the source's kind: the same again
+    back = str(tmp_path / "back.db") if source == lite else source
+    if source != lite:
+        empty_ledger(back)
+    with open_store(target, FixedClock(NOW)) as dst, open_store(back, FixedClock(NOW)) as home:
+        copy_ledger(dst, home)
+        assert _tables(home) == tables
 
 
 def test_quality_labels_feedback_replaces_and_feeds_calibration(ledger_url: str) -> None:

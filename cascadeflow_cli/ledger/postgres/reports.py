@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.ledger import schema
 from cascadeflow_cli.ledger.storage import Dialect
 from cascadeflow_cli.ledger.usage import UsageReport, UsageSql, usage_report
-from cascadeflow_cli.windows import local_midnight
 
 if TYPE_CHECKING:
     import psycopg
@@ -167,30 +164,15 @@ def export_rows(conn: psycopg.Connection[Any], fmt: str, flt: LedgerFilter, size
 
 def daily_totals(conn: psycopg.Connection[Any], *, by: str | None, user: str | None, model: str | None,
                  timezone: str, start: date | None, end: date | None) -> dict[str | None, dict[date, int]]:
-    """As the storage interface's ``daily_totals``: requests (or, with ``model`` or
-    ``by="model"``, model calls by the call's time) summed per local day of ``timezone``."""
-    tz = ZoneInfo(timezone)
-    on_calls = by == "model" or model is not None
-    source = "calls c join requests r on r.id = c.request_id" if on_calls else "requests r"
-    ts, cost = ("c.ts", "c.cost_nusd") if on_calls else ("r.ts", "r.cost_nusd")
-    key = {"user": 'r."user"', "model": "c.model"}.get(by or "", "null")
-    clauses, params = [], []
-    if user is not None:
-        clauses.append('r."user" = %s')
-        params.append(user)
-    if model is not None:
-        clauses.append("c.model = %s")
-        params.append(model)
-    if start is not None:
-        clauses.append(f"{ts} >= %s")
-        params.append(format_ts(local_midnight(start, tz)))
-    if end is not None:
-        clauses.append(f"{ts} < %s")
-        params.append(format_ts(local_midnight(end + timedelta(days=1), tz)))
-    sql = (f"select {key}::text, ({ts} at time zone %s)::date as day, sum({cost}) from {source} "
-           f"where {' and '.join(clauses) or 'true'} group by 1, 2")
+    """As the storage interface's ``daily_totals``: spend.daily_query's rows, summed per
+    local day by the server (``ts AT TIME ZONE zone``, which knows every transition)."""
+    from cascadeflow_cli.ledger.spend import daily_query
+
+    dq = daily_query(by=by, user=user, model=model, timezone=timezone, start=start, end=end)
+    sql = (f"select {dq.key or 'null'}::text, ({dq.ts} at time zone %s)::date as day, sum({dq.cost}) "
+           f"from {dq.source} where {POSTGRES.sql(dq.where)} group by 1, 2")
     out: dict[str | None, dict[date, int]] = {}
-    for k, day, total in conn.execute(sql, [timezone, *params]).fetchall():  # type: ignore[arg-type]
+    for k, day, total in conn.execute(sql, [timezone, *dq.params]).fetchall():  # type: ignore[arg-type]
         out.setdefault(k if by else None, {})[day] = int(total)
     return out
 
