@@ -87,6 +87,20 @@ def empty_ledger(url: str) -> None:
         conn.execute("truncate " + ", ".join(f'"{t.name}"' for t in schema.TABLES))
 
 
+def table_rows(location: str | Path, table: str) -> list[dict[str, object]]:
+    """A ledger table's rows in insertion order, on either backend (SQLite: by rowid;
+    PostgreSQL: by ctid, which is insertion order for rows never updated, as tests' are)."""
+    if not str(location).startswith("postgresql"):
+        from tests.conftest import ledger_rows
+
+        return ledger_rows(Path(location), table) if Path(location).exists() else []
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(str(location), row_factory=dict_row) as conn:
+        return conn.execute(f'select * from "{table}" order by ctid').fetchall()  # type: ignore[arg-type,return-value]
+
+
 @pytest.fixture(scope="session")
 def pg_shared_url(pg_server: pg.PgServer) -> str:
     """The session's ledger database, migrated once."""
