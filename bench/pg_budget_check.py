@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--compare-sqlite", action="store_true")
     ap.add_argument("--copy", action="store_true", help="also time `ledger copy` both ways")
+    ap.add_argument("--copy-only", action="store_true", help="only build the PostgreSQL ledger and copy it")
     args = ap.parse_args()
     pg = None
     db = args.db
@@ -133,11 +134,17 @@ def main() -> None:
     try:
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         rows = records(args.rows)
-        median = show("PostgreSQL", args.rows, *measure(db, rows, args.iterations))
+        median = float("nan")
+        if args.copy_only:
+            with open_store(db) as ledger:
+                for at in range(0, len(rows), 50_000):
+                    ledger.record_many(rows[at:at + 50_000])
+        else:
+            median = show("PostgreSQL", args.rows, *measure(db, rows, args.iterations))
         lite = str(Path(tempfile.mkdtemp(prefix="budget-check-")) / "ledger.db")
-        if args.compare_sqlite:
+        if args.compare_sqlite and not args.copy_only:
             show("SQLite (same run)", args.rows, *measure(lite, rows, args.iterations))
-        if args.copy:
+        if args.copy or args.copy_only:
             targets = [("PostgreSQL -> SQLite", db, str(Path(tempfile.mkdtemp()) / "copy.db"))]
             if pg is not None:
                 targets.append(("SQLite -> PostgreSQL", targets[0][2], pg.url(pg.create_database("copy"))))

@@ -40,25 +40,25 @@ def where(flt: LedgerFilter | None, *, calls: bool = False) -> tuple[str, list[A
 
 def iter_records(conn: psycopg.Connection[Any], flt: LedgerFilter | None, page: int = 500
                  ) -> Iterator[schema.RequestRecord]:
-    """Every request the filter selects, oldest first (ties by id), with its calls."""
+    """Every request the filter selects, oldest first (ties by id), with its calls: one
+    server-side cursor over one snapshot (a page query per page would sort again each
+    time: there is no (ts, id) index), the calls fetched a page at a time beside it."""
+    from psycopg import IsolationLevel
     from psycopg.rows import dict_row
 
     cond, params = where(flt)
-    after: tuple[Any, str] | None = None
-    while True:
-        keyset = "and (r.ts, r.id) > (%s, %s)" if after else ""
-        with conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(f"select r.* from requests r where {cond} {keyset} order by r.ts, r.id "
-                               f"limit {int(page)}", [*params, *(after or ())]).fetchall()
-            if not rows:
-                return
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    with conn.transaction(), conn.cursor(name="cascade_records", row_factory=dict_row) as cur:
+        cur.itersize = page
+        cur.execute(f"select r.* from requests r where {cond} order by r.ts, r.id", params)  # type: ignore[arg-type]
+        while rows := cur.fetchmany(page):
             calls: dict[str, list[dict[str, Any]]] = {}
-            for call in cur.execute("select * from calls where request_id = any(%s) order by request_id, seq",
-                                    [[r["id"] for r in rows]]).fetchall():
-                calls.setdefault(call["request_id"], []).append(call)
-        for row in rows:
-            yield schema.request_from_row(row, calls.get(row["id"], []))
-        after = (rows[-1]["ts"], rows[-1]["id"])
+            with conn.cursor(row_factory=dict_row) as side:
+                for call in side.execute("select * from calls where request_id = any(%s) "
+                                         "order by request_id, seq", [[r["id"] for r in rows]]):
+                    calls.setdefault(call["request_id"], []).append(call)
+            for row in rows:
+                yield schema.request_from_row(row, calls.get(row["id"], []))
 
 
 # --- export ------------------------------------------------------------------------------

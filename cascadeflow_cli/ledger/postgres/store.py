@@ -258,16 +258,11 @@ class PostgresLedger:
 
     def recent_requests(self, limit: int | None = 10, user: str | None = None,
                         since: str | None = None) -> list[dict[str, Any]]:
-        where, params = [], []
-        if user is not None:
-            where.append('"user" = %s')
-            params.append(user)
-        if since is not None:
-            where.append("ts >= %s")
-            params.append(since)
-        sql = "select * from requests" + (" where " + " and ".join(where) if where else "")
-        sql += " order by ts desc, id desc" + (f" limit {int(limit)}" if limit else "")
-        return self._with_calls(self._rows(sql, params))
+        from cascadeflow_cli.ledger.export import LedgerFilter
+
+        cond, params = reports.where(LedgerFilter(user=user, since=since))
+        sql = f"select r.* from requests r where {cond} order by r.ts desc, r.id desc"
+        return self._with_calls(self._rows(sql + (f" limit {int(limit)}" if limit else ""), params))
 
     def load_request(self, request_id: str) -> dict[str, Any]:
         rows = self._with_calls(self._rows("select * from requests where id = %s", [request_id]))
