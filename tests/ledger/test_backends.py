@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,3 +169,25 @@ def test_quality_labels_feedback_replaces_and_feeds_calibration(ledger_url: str)
         assert ledger.next_seq("req00001") == 1
         with pytest.raises(InputError, match="no request 'nope'"):
             ledger.record_feedback("nope", True)
+
+
+def test_a_budget_check_for_a_user_name_full_of_quotes(ledger_url: str) -> None:
+    """PostgreSQL's check sends its arguments as SQL literals: a name is data, never SQL."""
+    from cascadeflow_cli.config import parse_config
+    from cascadeflow_cli.ledger.enforcement import BudgetGate
+
+    user = "o'brien \\\"; delete from requests; --"
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        ledger.record(request(1, NOW, user=user))
+        ledger.set_budget(user, BudgetConfig(daily=Decimal("1")))
+        gate = BudgetGate(ledger, parse_config('[budgets]\nmode = "block"\n'))
+
+        def ask(request_id: str) -> Any:
+            return gate.reserve(user, request_id, ["mini"], estimate=lambda m: 600_000_000,
+                                degraded=lambda m: None, ttl_s=60)
+
+        first = ask("a")
+        assert first.action == "allow" and ledger.reserved_spend(user) == 600_000_000
+        assert ask("b").action == "block"  # $0.60 held + $0.60 asked > $1
+        ledger.release(first.reservation_id)
+        assert ledger.reserved_spend(user) == 0 and ledger.total_spend(user) == 1_000
