@@ -17,6 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.ledger import schema
+from cascadeflow_cli.ledger.postgres.ddl import TIMESTAMPS, q
 from cascadeflow_cli.ledger.storage import Dialect
 from cascadeflow_cli.ledger.usage import UsageReport, UsageSql, usage_report
 
@@ -38,6 +39,17 @@ def where(flt: LedgerFilter | None, *, calls: bool = False) -> tuple[str, list[A
     return POSTGRES.sql(cond), list(params)
 
 
+# timestamptz as ledger text (clock.format_ts), rendered by the server: for bulk reads,
+# where parsing each into a datetime and formatting it again cost more than the query
+LEDGER_TEXT = "to_char({} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+
+def columns_sql(table: schema.Table, alias: str) -> str:
+    """Every column of ``table`` (prefixed ``alias.``), its timestamps as ledger text."""
+    return ", ".join(f"{LEDGER_TEXT.format(f'{alias}.{q(c)}')} as {q(c)}" if (table.name, c) in TIMESTAMPS
+                     else f"{alias}.{q(c)}" for c in table.names)
+
+
 def iter_records(conn: psycopg.Connection[Any], flt: LedgerFilter | None, page: int = 500
                  ) -> Iterator[schema.RequestRecord]:
     """Every request the filter selects, oldest first (ties by id), with its calls: one
@@ -50,12 +62,14 @@ def iter_records(conn: psycopg.Connection[Any], flt: LedgerFilter | None, page: 
     conn.isolation_level = IsolationLevel.REPEATABLE_READ
     with conn.transaction(), conn.cursor(name="cascade_records", row_factory=dict_row) as cur:
         cur.itersize = page
-        cur.execute(f"select r.* from requests r where {cond} order by r.ts, r.id", params)  # type: ignore[arg-type]
+        cur.execute(f"select {columns_sql(schema.REQUESTS, 'r')} from requests r where {cond} "  # type: ignore[arg-type]
+                    "order by r.ts, r.id", params)
         while rows := cur.fetchmany(page):
             calls: dict[str, list[dict[str, Any]]] = {}
             with conn.cursor(row_factory=dict_row) as side:
-                for call in side.execute("select * from calls where request_id = any(%s) "
-                                         "order by request_id, seq", [[r["id"] for r in rows]]):
+                for call in side.execute(f"select {columns_sql(schema.CALLS, 'c')} from calls c "  # type: ignore[arg-type]
+                                         "where c.request_id = any(%s) order by c.request_id, c.seq",
+                                         [[r["id"] for r in rows]]):
                     calls.setdefault(call["request_id"], []).append(call)
             for row in rows:
                 yield schema.request_from_row(row, calls.get(row["id"], []))

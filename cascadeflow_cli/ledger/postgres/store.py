@@ -289,7 +289,7 @@ class PostgresLedger:
         try:
             with conn.transaction(), conn.cursor(name="cascade_table_rows") as cur:  # server-side: streamed
                 cur.itersize = 2000
-                cur.execute(f"select {', '.join(q(c) for c in table.names)} from {q(table.name)} "  # type: ignore[arg-type]
+                cur.execute(f"select {reports.columns_sql(table, 't')} from {q(table.name)} t "  # type: ignore[arg-type]
                             f"order by {', '.join(q(c) for c in table.primary_key)}")
                 for values in cur:
                     yield dict(zip(table.names, values, strict=True))
