@@ -123,7 +123,7 @@ SHAPES: dict[str, list[_Shape]] = {
         _shape(
             "word problem",
             r"(?s)\A(?=.{0,600}\Z)(?=.*\d.*\d)(?=.*\b(how (many|much|long|far|old)|in total|altogether|"
-            r"each|per|left|remain\w*)\b)",
+            r"each|per|left|remain\w*)\b)(?=.*(\?|\b(calculate|find|compute|determine|work out)\b))",
             STRONG,
             re.I,
         ),
@@ -276,11 +276,12 @@ for _domain, _extra in (
     ("code", shapes.CODE_SHAPES),
     ("math", shapes.MATH_SHAPES),
     ("finance", shapes.FINANCE_SHAPES),
+    ("general", shapes.GENERAL_SHAPES),
 ):
     SHAPES.setdefault(_domain, []).extend(_shape(*entry) for entry in _extra)
 TERMS["code"] += [
     (t, w)
-    for t, w in _terms({MEDIUM: shapes.CODE_VOCABULARY})
+    for t, w in _terms({STRONG: shapes.CODE_NAMES, MEDIUM: shapes.CODE_VOCABULARY})
     if t not in {term for term, _ in TERMS["code"]}
 ]
 

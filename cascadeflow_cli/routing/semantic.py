@@ -44,6 +44,7 @@ TOP_K = 3  # nearest examples of a custom domain
 SIMILAR = 0.5  # a custom domain's similarity threshold when it has one example
 SIMILAR_RANGE = (0.35, 0.6)  # the thresholds that examples' own closeness may set
 SPREAD = 0.04
+BATCH = 16  # texts per model call
 
 
 def _missing_extra() -> MissingExtraError:
@@ -95,7 +96,9 @@ class Embedder:
         and tokenizing a megabyte it would throw away costs more than the embedding)."""
         import numpy as np
 
-        vectors = np.array(list(self.model.embed([t[:MAX_CHARS] for t in texts])), dtype=np.float32)
+        texts = [t[:MAX_CHARS] for t in texts]
+        # small batches: the model pads a batch to its longest text, and 256 long texts took ~10 GB
+        vectors = np.array(list(self.model.embed(texts, batch_size=BATCH)), dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
 
