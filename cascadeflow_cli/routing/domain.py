@@ -256,7 +256,10 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             overdraft, atm, pin number, economy, economic*, economist*, macroeconomic*, microeconomic*,
             supply and demand, demand curve, supply curve, aggregate demand, aggregate supply,
             elasticity, marginal cost, marginal revenue, monopol*, oligopol*, recession, unemployment,
-            interest, irs, deduction*, filing status, payroll, invoice*, expense*, fraudulent charge
+            interest, irs, deduction*, filing status, payroll, invoice*, expense*, fraudulent charge,
+            trading, trader*, hodl, forex, hedging, valuation, ipo, broker*, brokerage,
+            bull market, bear market, day trading, options trading, short selling, cagr, roi, net worth,
+            compound interest, yield curve, treasury, treasuries, fintech, accountant*, bookkeeping
         """,
             MEDIUM: """
             balance, transfer*, payment*, pay my, bill*, refund*, card, cards, market*, price*, cost*,
@@ -276,6 +279,7 @@ for _domain, _extra in (
     ("code", shapes.CODE_SHAPES),
     ("math", shapes.MATH_SHAPES),
     ("finance", shapes.FINANCE_SHAPES),
+    ("medical", shapes.MEDICAL_SHAPES),
     ("general", shapes.GENERAL_SHAPES),
 ):
     SHAPES.setdefault(_domain, []).extend(_shape(*entry) for entry in _extra)

@@ -113,6 +113,18 @@ MATH_SHAPES: list[tuple[str, str, float, int]] = [
     ("a proof", r"\b(prove|proof|show that|demonstrate that|lemma|corollary|q\.e\.d)\b", 3.0, re.I),
 ]
 
+MEDICAL_SHAPES: list[tuple[str, str, float, int]] = [
+    (  # the Greek and Latin word endings of clinical terms: appendicitis, gastrectomy, leukemia, neuropathy
+        "clinical term",
+        r"\b\w{3,}(?:itis|ectomy|(?<!dich)otomy|ostomy|(?<!micr)(?<!tel)(?<!kaleid)(?<!stere)(?<!horo)(?:oscopy|oscopic)|oplasty|(?<!acad)(?<!bohe)emia|aemia|opathy|"
+        r"(?<!nost)algia|kinase|ocytes?|plasia|trophy|rrhoea|rrhea|(?<!hypn)(?<!osm)(?<!symbi)osis|genesis(?<!photosynthesis)|"
+        r"(?:carcin|lymph|melan|glauc|aden|fibr|sarc|gli|mening|hemat|haemat)oma)s?\b|"
+        r"\b(?:gastr|cardio|hepat|nephr|osteo|dermat|angio|thromb|endocrin|oncolog|haem|hemo(?:glob|rrh|dial))\w+",
+        3.0,
+        re.I,
+    ),
+]
+
 FINANCE_SHAPES: list[tuple[str, str, float, int]] = [
     (  # money words next to an amount: "invest 70K", "a loan of $20,000" (an amount alone is math's too)
         "money with an amount",
