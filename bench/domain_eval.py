@@ -82,7 +82,8 @@ def out_of_fold(rows: list[dict[str, str]]) -> Callable[[str], tuple[str, float]
 
     shipped = DomainHead.load()
     training = train.load_rows([*(p for p in train.DEFAULT_FILES if p.exists()), train.WRITTEN])
-    heads, folds = train.out_of_fold_heads(train.embed_rows(training), training)
+    features = train.rule_matrix(training)[2] if shipped.rule_coef is not None else None
+    heads, folds = train.out_of_fold_heads(train.embed_rows(training), training, features)
     settings = {"temperature": shipped.temperature, "rules_weight": shipped.rules_weight,
                 "rules_temperature": shipped.rules_temperature, "rules_sure": shipped.rules_sure,
                 "knn_weight": shipped.knn_weight}

@@ -147,7 +147,7 @@ class SemanticDomainDetector:
                                    "similarity_needed": {d: round(t, 3) for d, t in self.thresholds.items()}}
         if share < 0.5 and ruled.confidence >= self.head.rules_sure:
             return self.sure(ruled, explain)
-        head = self.head.combined(vector, ruled.scores)
+        head = self.head.combined(vector, ruled.scores, ruled.signals)
         explain["head"] = {d: round(p, 3) for d, p in head.items()}
         total = sum(custom.values()) or 1.0
         combined = {d: (1.0 - share) * p for d, p in head.items()}
