@@ -116,10 +116,11 @@ MATH_SHAPES: list[tuple[str, str, float, int]] = [
 MEDICAL_SHAPES: list[tuple[str, str, float, int]] = [
     (  # the Greek and Latin word endings of clinical terms: appendicitis, gastrectomy, leukemia, neuropathy
         "clinical term",
-        r"\b\w{3,}(?:itis|ectomy|(?<!dich)otomy|ostomy|(?<!micr)(?<!tel)(?<!kaleid)(?<!stere)(?<!horo)(?:oscopy|oscopic)|oplasty|(?<!acad)(?<!bohe)emia|aemia|opathy|"
-        r"(?<!nost)algia|kinase|ocytes?|plasia|trophy|rrhoea|rrhea|(?<!hypn)(?<!osm)(?<!symbi)osis|genesis(?<!photosynthesis)|"
-        r"(?:carcin|lymph|melan|glauc|aden|fibr|sarc|gli|mening|hemat|haemat)oma)s?\b|"
-        r"\b(?:gastr|cardio|hepat|nephr|osteo|dermat|angio|thromb|endocrin|oncolog|haem|hemo(?:glob|rrh|dial))\w+",
+        r"(?<=\w{3})(?:itis|ectomy|(?<!dich)otomy|ostomy|(?<!micr)(?<!tel)(?<!kaleid)(?<!stere)(?<!horo)oscop(?:y|ic)|"
+        r"oplasty|(?<!acad)(?<!bohe)emia|aemia|opathy|(?<!nost)algia|kinase|ocytes?|plasia|trophy|rrhoea|rrhea|"
+        r"(?<!hypn)(?<!osm)(?<!symbi)osis|genesis)s?\b|"
+        r"\b(?:(?:carcin|lymph|melan|glauc|aden|fibr|sarc|gli|mening|hemat|haemat)omas?\b|"
+        r"(?:gastr|cardio|hepat|nephr|osteo|dermat|angio|thromb|endocrin|oncolog|haem|hemo(?:glob|rrh|dial))\w+)",
         3.0,
         re.I,
     ),
