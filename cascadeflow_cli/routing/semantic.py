@@ -8,9 +8,9 @@ first use and loaded with fastembed from there. Nothing is downloaded, ever.
 Detection: the rules decide alone when they are confident (the head file's ``rules_sure``,
 chosen out-of-fold in training), their confidence then temperature-scaled; otherwise the
 query is embedded and the trained head (routing.head: a logistic regression over the
-embedding, plus the rules' own log-probabilities and the nearest training examples' vote
-(routing.head.knn_log_probabilities), each with a fitted weight, temperature-scaled
-out-of-fold) gives the built-in domains' probabilities. Custom domains (routing.custom)
+embedding and the rules' evidence, plus the rules' own log-probabilities and the nearest
+training examples' vote (routing.head.knn_log_probabilities), each with a fitted weight,
+temperature-scaled out-of-fold) gives the built-in domains' probabilities. Custom domains (routing.custom)
 are scored by nearest examples; when there are any, every query is embedded, so that a
 custom "sql" domain can win over the rules' sure "code".
 """
