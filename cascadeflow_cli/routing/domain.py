@@ -39,7 +39,7 @@ STRONG, MEDIUM, WEAK = 3.0, 2.0, 1.0
 @dataclass(frozen=True)
 class _Shape:
     name: str  # what the user sees ("code fence")
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | shapes.WordEnds
     weight: float
     lowered: bool = False  # searched in the lowercased text (faster than re.IGNORECASE)
 
@@ -279,10 +279,10 @@ for _domain, _extra in (
     ("code", shapes.CODE_SHAPES),
     ("math", shapes.MATH_SHAPES),
     ("finance", shapes.FINANCE_SHAPES),
-    ("medical", shapes.MEDICAL_SHAPES),
     ("general", shapes.GENERAL_SHAPES),
 ):
     SHAPES.setdefault(_domain, []).extend(_shape(*entry) for entry in _extra)
+SHAPES.setdefault("medical", []).append(_Shape("clinical term", shapes.CLINICAL_TERMS, STRONG, lowered=True))
 TERMS["code"] += [
     (t, w)
     for t, w in _terms({STRONG: shapes.CODE_NAMES, MEDIUM: shapes.CODE_VOCABULARY})
