@@ -27,7 +27,8 @@ out-of-fold accuracy, where the rules are not sure (the detector's own gate). Th
 weighs the rules' evidence itself (routing.head.rule_features: each domain's log-score and
 each shape seen, 36 numbers), fitted jointly with the embedding's weights: out-of-fold, with
 the rules of this stop, real-user 0.893 and exam-style 0.879 with them (head alone 0.899 and
-0.836), against 0.881 and 0.879 at the last stop without them.
+0.836), against 0.881 and 0.879 at the last stop without them (bench/domain_eval.py
+--semantic, through the detector itself: 0.889 and 0.878).
 
     python bench/train_domain_head.py [--data FILE ...] [--output PATH] [--cv] [--no-rule-features]
 
