@@ -312,6 +312,15 @@ def _execute(program: Program) -> dict[str, object]:
     return res
 
 
+def _mapped_bytes() -> int:
+    """This process's virtual size (Linux: /proc/self/statm), 0 where unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _child(program: Program, wfd: int) -> None:
     """In the forked child: shed everything of the parent's, limit, run, report, exit."""
     code = 1
@@ -327,7 +336,9 @@ def _child(program: Program, wfd: int) -> None:
         os.environ.clear()  # API keys and the like are the parent's business
         os.chdir(tempfile.gettempdir())
         resource.setrlimit(resource.RLIMIT_CPU, (CPU_S, CPU_S))
-        mem = MEMORY_MB * 1024 * 1024
+        # address space: what the fork already maps (a parent with numpy loaded maps
+        # hundreds of MB) plus MEMORY_MB for the draft
+        mem = _mapped_bytes() + MEMORY_MB * 1024 * 1024
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard == resource.RLIM_INFINITY or hard > mem:
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))

@@ -145,3 +145,16 @@ def test_the_feature_and_a_calibration_that_needs_execution() -> None:
     ).score
     plain = calibrate_rows(rows).calibration
     assert not plain.needs_execution and "exec_failed_share" not in plain.features
+
+
+def test_a_huge_allocation_fails_in_the_child_and_ordinary_code_still_runs() -> None:
+    import numpy  # noqa: F401 - the allowance is on top of what the (forked) parent maps
+
+    text = (
+        "```python\ndef f():\n    return 1\n```\n"
+        "```python\nx = bytearray(4 * 1024 ** 3)\n```\n"
+        "```python\nprint(f())  # 1\nprint(sum(range(10 ** 5)))  # 4999950000\n```"
+    )
+    result = run(text)
+    assert result.example_error == 1 and not result.def_error
+    assert (result.claims, result.claims_failed) == (2, 0)
