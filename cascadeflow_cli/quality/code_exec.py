@@ -33,7 +33,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from contextlib import suppress as contextlib_suppress
 from dataclasses import dataclass
@@ -326,6 +325,7 @@ def _child(program: Program, wfd: int) -> None:
     code = 1
     try:
         import resource
+        import tempfile
 
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDWR)
