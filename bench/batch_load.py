@@ -1,6 +1,7 @@
 """`cascade batch` under load, against the local replay server.
 
     python bench/batch_load.py [--rows 10000] [--latency 0.05] [--concurrency 32] [--telemetry]
+    python bench/batch_load.py --telemetry --compare   # off, then on, side by side
 
 Starts `python -m cascadeflow_cli.replay --latency L --port 0`, writes ROWS queries, runs
 `cascade batch IN --output OUT --concurrency C` as a real process, and reports:
@@ -10,6 +11,10 @@ Starts `python -m cascadeflow_cli.replay --latency L --port 0`, writes ROWS quer
   - the batch process's peak resident memory (os.wait4).
 With --telemetry, OpenTelemetry export is on, to a local OTLP/HTTP receiver started here
 (bench/otlp_receiver.py), and the spans it received are counted (target <= 1.35x ideal).
+With --compare, the same batch runs with telemetry off and then on, and the two are
+printed side by side (wall against ideal, CPU time of the batch process, peak memory): on
+a loaded machine the ratio of the two says what telemetry adds when the ideal cannot be
+reached by either.
 The replay server answers every draft with a generic answer the quality check accepts,
 so each query is one model call of L seconds (the ideal assumes exactly that; escalations
 are counted and reported).
@@ -94,16 +99,33 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--telemetry", action="store_true", help="export spans and metrics to a local "
-                        "OTLP/HTTP receiver (needs the [otel] extra)")
+                        "OTLP/HTTP receiver")
+    parser.add_argument("--compare", action="store_true", help="with --telemetry: run off, then on")
     opts = parser.parse_args()
+    if opts.compare:
+        return compare(opts)
     if opts.workdir is None:  # a temporary directory, removed afterwards
         with tempfile.TemporaryDirectory(prefix="cascade-batch-load-") as tmp:
-            return bench(opts, Path(tmp))
+            bench(opts, Path(tmp))
+        return
     opts.workdir.mkdir(parents=True, exist_ok=True)
-    return bench(opts, opts.workdir)
+    bench(opts, opts.workdir)
 
 
-def bench(opts: argparse.Namespace, work: Path) -> None:
+def compare(opts: argparse.Namespace) -> None:
+    figures = {}
+    for on in (False, True):
+        opts.telemetry = on
+        with tempfile.TemporaryDirectory(prefix="cascade-batch-load-") as tmp:
+            figures[on] = bench(opts, Path(tmp))
+        print()
+    off, on = figures[False], figures[True]
+    print(f"telemetry off vs on, {opts.rows:,} rows: wall {off['wall']:.2f}s vs {on['wall']:.2f}s "
+          f"({on['wall'] / off['wall']:.2f}x), CPU {off['cpu']:.2f}s vs {on['cpu']:.2f}s "
+          f"({on['cpu'] / off['cpu']:.2f}x), peak RSS {off['rss_mb']:.0f} MB vs {on['rss_mb']:.0f} MB")
+
+
+def bench(opts: argparse.Namespace, work: Path) -> dict[str, float]:
     db, out, queries = work / "ledger.db", work / "out.jsonl", work / "in.jsonl"
     config = work / "cascadeflow.toml"
     for suffix in ("", "-wal", "-shm"):
@@ -149,7 +171,9 @@ def bench(opts: argparse.Namespace, work: Path) -> None:
         warned = [line for line in err.splitlines() if line.startswith("warning: telemetry")]
         print(f"  telemetry: {receiver.spans:,} spans received in {receiver.posts:,} posts; "
               f"{warned[0] if warned else 'no delivery warning'}")
-    print(f"  peak RSS of the batch process: {usage.ru_maxrss / 1024:.0f} MB")
+    cpu = usage.ru_utime + usage.ru_stime
+    print(f"  peak RSS of the batch process: {usage.ru_maxrss / 1024:.0f} MB; CPU {cpu:.2f}s "
+          f"({cpu / opts.rows * 1000:.2f} ms a row)")
     print(f"  {err.strip().splitlines()[-1]}")
     for key, value in result.items():
         print(f"  {key}: {value:,}")
@@ -159,6 +183,7 @@ def bench(opts: argparse.Namespace, work: Path) -> None:
     print("  exactly once: " + ("yes" if ok else "NO"))
     met = ok and wall / ideal <= target
     print(f"verdict: {'OK' if met else 'MISSED'} (target: <= {target:.2f}x ideal, every row exactly once)")
+    return {"wall": wall, "cpu": cpu, "rss_mb": usage.ru_maxrss / 1024}
 
 
 if __name__ == "__main__":
