@@ -7,6 +7,8 @@ inner CV there, exactly as `cascade calibrate` does), and the held-out fold is s
 with them. Side by side, one run:
 
 * ``calibrated``  -- our calibrated model at the target quality (default 0.95);
+* ``+exec``       -- the same, fitted with ``--execute-code`` (opt-in: each draft's Python
+                     run in the sandbox against the draft's own examples; skip: --no-exec);
 * ``rules@cv``    -- the rule validator's score, threshold chosen the same way;
 * ``rules@0.7``   -- the rule validator as shipped (balanced preset, threshold 0.7);
 * ``random``      -- escalating a random share of drafts, at the calibrated escalation rate
@@ -17,7 +19,7 @@ with them. Side by side, one run:
 Costs (data README): draft $0.60/M in and out, verifier $10 in / $30 out, tokens =
 ceil(chars / 4); the draft is always paid, an escalation adds the verifier call.
 
-    python bench/quality_frontier.py [--seeds 0,1,2] [--target 0.95] [--ablate] [--data DIR]
+    python bench/quality_frontier.py [--seeds 0,1,2] [--target 0.95] [--ablate] [--no-exec] [--data DIR]
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from cascadeflow_cli.quality.calibrate import (
     calibrate_rows,
     cascade_outcome,
     choose_threshold,
+    model_features,
     row_costs,
     row_features,
 )
-from cascadeflow_cli.quality.features import FEATURE_NAMES, feature_domain
+from cascadeflow_cli.quality.features import feature_domain
 from cascadeflow_cli.quality.model import auroc, stratified_folds
 from cascadeflow_cli.quality.validator import QualityValidator
 
@@ -132,17 +135,27 @@ def row_line(name, auc, quality, savings, esc, note=""):
     return f"  {name:<12} {auc_s}  {quality:8.1%}  {savings:8.1%}  {esc:8.1%}  {note}"
 
 
-def evaluate(name, rows, seeds, target, margin, ablate):
+def evaluate(name, rows, seeds, target, margin, ablate, execute=True):
     t0 = time.perf_counter()
     feats = [row_features(r) for r in rows]
     feat_ms = (time.perf_counter() - t0) / len(rows) * 1e3
+    names = model_features(False)
+    exec_runs = []
+    if execute:
+        t0 = time.perf_counter()
+        xfeats = [row_features(r, execute_code=True) for r in rows]
+        exec_ms = (time.perf_counter() - t0) / len(rows) * 1e3 - feat_ms
     costs = np.array([row_costs(r, PRICES) for r in rows])
     dc, vc = costs[:, 0], costs[:, 1]
     per_seed = []
     for seed in seeds:
-        y, v, prob, accept, rule, rule_accept = crossval(rows, feats, FEATURE_NAMES, seed, target, margin)
+        y, v, prob, accept, rule, rule_accept = crossval(rows, feats, names, seed, target, margin)
         q, s = cascade_outcome(accept, y, v, dc, vc)
         per_seed.append((auroc(y, prob), q, s, 1 - accept.mean(), y, v, prob, accept, rule, rule_accept))
+        if execute:
+            _, _, xprob, xaccept, *_ = crossval(rows, xfeats, model_features(True), seed, target, margin)
+            xq, xs = cascade_outcome(xaccept, y, v, dc, vc)
+            exec_runs.append((auroc(y, xprob), xq, xs, 1 - xaccept.mean()))
     auc0, q0, s0, esc0, y, v, prob, accept, rule, rule_accept = per_seed[0]
     print(
         f"\n{name}: {len(rows)} rows, draft {y.mean():.3f}, verifier {v.mean():.3f} correct; "
@@ -150,6 +163,9 @@ def evaluate(name, rows, seeds, target, margin, ablate):
     )
     print(f"  {'method':<12} {'AUROC':>6}  {'quality':>8}  {'savings':>8}  {'escal.':>8}")
     print(row_line("calibrated", auc0, q0, s0, esc0, f"(seed {seeds[0]})"))
+    if execute:
+        note = f"(seed {seeds[0]}; running the code: +{exec_ms:.1f} ms/draft)"
+        print(row_line("+exec", *exec_runs[0], note))
     rq, rs = cascade_outcome(rule_accept, y, v, dc, vc)
     print(row_line("rules@cv", auroc(y, rule), rq, rs, 1 - rule_accept.mean()))
     # the validator as it was before the shape check: the product of the other checks
@@ -195,16 +211,19 @@ def evaluate(name, rows, seeds, target, margin, ablate):
     if name in ROUTELLM:
         print(f"  {'RouteLLM':<12}    -       95.0%  {ROUTELLM[name]:8.1%}        -   (published)")
     if len(per_seed) > 1:
-        cols = list(zip(*[p[:4] for p in per_seed], strict=True))
-        print(
-            "  over seeds "
-            + ", ".join(map(str, seeds))
-            + ": "
-            + "; ".join(
-                f"{label} {statistics.mean(c):.3f} ± {statistics.stdev(c):.3f}"
-                for label, c in zip(("AUROC", "quality", "savings", "escal."), cols, strict=True)
+        for label, runs in (("calibrated", [p[:4] for p in per_seed]), ("+exec", exec_runs)):
+            if not runs:
+                continue
+            cols = list(zip(*runs, strict=True))
+            print(
+                f"  {label} over seeds "
+                + ", ".join(map(str, seeds))
+                + ": "
+                + "; ".join(
+                    f"{what} {statistics.mean(c):.3f} ± {statistics.stdev(c):.3f}"
+                    for what, c in zip(("AUROC", "quality", "savings", "escal."), cols, strict=True)
+                )
             )
-        )
     auc_t, sav_t = TARGETS[name]
     mean_auc = statistics.mean(p[0] for p in per_seed)
     mean_q = statistics.mean(p[1] for p in per_seed)
@@ -216,10 +235,17 @@ def evaluate(name, rows, seeds, target, margin, ablate):
     if auc_t is not None:
         verdict.insert(0, f"AUROC {mean_auc:.3f} {'>=' if mean_auc >= auc_t else '<'} target {auc_t:.2f}")
     print("  targets: " + "; ".join(verdict))
+    if exec_runs:
+        xs = statistics.mean(r[2] for r in exec_runs)
+        xq = statistics.mean(r[1] for r in exec_runs)
+        print(
+            f"  with --execute-code: AUROC {statistics.mean(r[0] for r in exec_runs):.3f}; "
+            f"quality {xq:.1%}; savings {xs:.1%} {'>=' if xs >= sav_t else '<'} target {sav_t:.0%}"
+        )
     if ablate:
         base = statistics.mean(p[0] for p in per_seed)
         for family, test in FAMILIES.items():
-            names = [n for n in FEATURE_NAMES if not test(n)]
+            names = [n for n in model_features(False) if not test(n)]
             aucs, savs = [], []
             for seed in seeds:
                 y, v, prob, accept, *_ = crossval(rows, feats, names, seed, target, margin)
@@ -242,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=None, help="override the LCB margin (std errors)")
     parser.add_argument("--ablate", action="store_true", help="CV gain of each feature family")
     parser.add_argument("--only", choices=sorted(SETS), default=None)
+    parser.add_argument("--no-exec", action="store_true", help="skip the --execute-code model")
     args = parser.parse_args(argv)
     from cascadeflow_cli.quality import calibrate as cal_module
 
@@ -254,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"{path}: not found", file=sys.stderr)
             return 1
-        evaluate(name, load(path), seeds, args.target, margin, args.ablate)
+        evaluate(name, load(path), seeds, args.target, margin, args.ablate, execute=not args.no_exec)
     return 0
 
 

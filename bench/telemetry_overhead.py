@@ -1,6 +1,7 @@
 """What OpenTelemetry export costs `cascade ask`, side by side with telemetry off.
 
     python bench/telemetry_overhead.py [--runs 9] [--flush-timeout 2.0] [--latency 0]
+    python bench/telemetry_overhead.py --in-process [--runs 9]   # CPU of telemetry's own work
 
 One replay server; `cascade ask` as a real process, alternating between four set-ups
 (so load drifts hit them alike): telemetry off (the baseline), on with a reachable local
@@ -10,6 +11,14 @@ Reports the median and p90 wall time of each and the difference to the baseline.
 ``--latency`` gives the model a response time (a real model takes hundreds of ms; the SDK
 starts in the background, so it overlaps that wait); 0 shows telemetry's full cost.
 Targets: reachable <= +60 ms; unreachable and hung <= +flush_timeout.
+
+On a loaded machine wall and even CPU times of whole processes wander by tens of ms
+(interpreter start, imports from a cold page cache). ``--in-process`` isolates what
+telemetry adds: each child process runs `cascade ask` three times through the real entry
+point (main()): once to warm up with telemetry off, then off and on (local collector)
+in turn, and reports the process CPU time (all its threads: the post included) and wall
+time of the last two. The "on" run pays the import of the telemetry modules, since the
+child never imported them before. Medians over the children, side by side.
 """
 
 from __future__ import annotations
@@ -76,10 +85,21 @@ def child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The ask's environment: no OTEL_* of ours, and a bytecode cache as every installed
+    package has (PYTHONDONTWRITEBYTECODE would make each run compile every module from
+    source, telemetry's included), kept outside the repository."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(PYCACHE), **extra}
+    for name in [k for k in env if k.startswith("OTEL_")] + ["PYTHONDONTWRITEBYTECODE"]:
+        env.pop(name, None)
+    return env
+
+
+PYCACHE = Path(tempfile.gettempdir()) / "cascade-telemetry-bench-pycache"
+
+
 def run_ask(config: Path, db: Path) -> tuple[float, float, str]:
-    env = {**os.environ, "CASCADE_CONFIG": str(config), "CASCADE_DB": str(db)}
-    for name in [k for k in env if k.startswith("OTEL_")]:
-        env.pop(name)
+    env = child_env(CASCADE_CONFIG=str(config), CASCADE_DB=str(db))
     cpu = child_cpu()
     started = time.perf_counter()
     proc = subprocess.run(
@@ -102,6 +122,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--flush-timeout", type=float, default=2.0)
     parser.add_argument("--latency", type=float, default=0.0, help="model latency, seconds")
+    parser.add_argument("--in-process", action="store_true",
+                        help="telemetry's CPU within one process (see above)")
     opts = parser.parse_args()
     server = ReplayServer().start()
     server.set_behavior(
@@ -136,6 +158,8 @@ def main() -> None:
             warnings: dict[str, str] = {}
             for name in setups:  # warm-up: the first run of each pays for .pyc files
                 run_ask(paths[name], work / "ledger.db")
+            if opts.in_process:
+                return in_process(paths, work, receiver, opts.runs, opts.flush_timeout)
             for _ in range(opts.runs):
                 for name in setups:
                     wall, cpu, err = run_ask(paths[name], work / "ledger.db")
@@ -183,6 +207,64 @@ def main() -> None:
     for name, line in warnings.items():
         print(f"  {name}: {line[:150]}")
     print("  (CPU: user+system time of the ask process, less sensitive to the machine's load than wall time)")
+    print(f"verdict: {'OK' if all(verdicts) else 'MISSED'}")
+
+
+CHILD = """
+import json, os, sys, time
+from cascadeflow_cli.cli.app import main
+
+def run(config):
+    os.environ["CASCADE_CONFIG"] = config
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        main(["ask", "What is the capital of France?"])
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+run(sys.argv[1])  # warm-up, telemetry off
+print(json.dumps([run(config) for config in sys.argv[1:]]), file=sys.stderr)
+"""
+
+
+def in_process(paths: dict[str, Path], work: Path, receiver: Receiver, runs: int, timeout: float) -> None:
+    """Each child: warm-up off, then every set-up in order (off first). The first "on" run
+    pays the telemetry modules' import; the unreachable and hung runs come after it."""
+    import json
+
+    env = child_env(CASCADE_DB=str(work / "ledger.db"))
+    names = list(paths)
+    got: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    before = receiver.spans
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, *(str(paths[n]) for n in names)],
+            env=env, capture_output=True, text=True, timeout=600,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"child failed: {proc.stderr[-500:]}")
+        for name, figures in zip(names, json.loads(proc.stderr.strip().splitlines()[-1]), strict=True):
+            got[name].append(tuple(figures))
+    print(f"cascade ask in-process (main()), {runs} children: warm-up off, then each set-up in turn; "
+          f"flush_timeout {timeout:g}s")
+    print(f"  {'set-up':<22} {'wall':>8} {'CPU':>8}   added (median of per-child differences)")
+    targets = {"on, local collector": 0.060, "on, unreachable": timeout, "on, hung collector": timeout}
+    verdicts = []
+    for name in names:
+        wall = statistics.median(w for w, _ in got[name])
+        cpu = statistics.median(c for _, c in got[name])
+        line = f"  {name:<22} {wall * 1000:6.1f}ms {cpu * 1000:6.1f}ms"
+        if name in targets:
+            pairs = list(zip(got[names[0]], got[name], strict=True))
+            d_wall = statistics.median(b[0] - a[0] for a, b in pairs)
+            d_cpu = statistics.median(b[1] - a[1] for a, b in pairs)
+            met = d_wall <= targets[name]
+            verdicts.append(met)
+            line += (f"   wall {d_wall * 1000:+7.1f} ms, CPU {d_cpu * 1000:+6.1f} ms "
+                     f"(target wall <= +{targets[name] * 1000:.0f} ms: {'OK' if met else 'MISSED'})")
+        print(line)
+    print(f"  spans received by the local collector: {receiver.spans - before:,} (expected {2 * runs:,})")
     print(f"verdict: {'OK' if all(verdicts) else 'MISSED'}")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cascadeflow_cli.replay.server import ReplayServer
+from tests import forkserver
 
 pytest_plugins = ["tests.pg_fixtures"]  # pg_server, pg_url, ledger_url (both backends)
 
@@ -101,7 +102,8 @@ def cli(tmp_path: Path, config_file: Path) -> Iterator[CliRunner]:
 
 
 class CliRunner:
-    """Runs the installed `cascade` entry point as a real process."""
+    """Runs the installed `cascade` entry point as a real process (forked from a warm
+    zygote where the interpreter's start-up does not matter: tests/forkserver.py)."""
 
     def __init__(self, cwd: Path, config: Path | None, db: Path) -> None:
         self.cwd = cwd
@@ -127,10 +129,15 @@ class CliRunner:
         )
 
     def __call__(self, *args: str, input: str | None = None, **extra_env: str) -> Run:
+        env = self.env(**extra_env)
+        zygote = forkserver.server()
+        if zygote.usable_for(env):  # a real process, forked warm (tests/forkserver.py)
+            done = zygote.run(list(args), cwd=self.cwd, env=env, input=input, timeout=120)
+            return Run(done.returncode, done.stdout, done.stderr)
         proc = subprocess.run(
             [sys.executable, "-m", "cascadeflow_cli", *args],
             cwd=self.cwd,
-            env=self.env(**extra_env),
+            env=env,
             capture_output=True,
             text=True,
             input=input,

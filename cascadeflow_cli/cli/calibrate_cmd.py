@@ -53,6 +53,15 @@ def calibrate(
             help="Fit on the labels recorded in the ledger (cascade feedback, shadow checks).",
         ),
     ] = False,
+    execute_code: Annotated[
+        bool,
+        typer.Option(
+            "--execute-code",
+            help="Also run each response's Python against its own examples in a sandbox "
+            "(a feature for code; the calibration then needs [quality] execute_code = true). "
+            "Default: [quality] execute_code.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Fit the calibrated quality check on labelled drafts: prints the cross-validated
@@ -74,7 +83,9 @@ def calibrate(
         assert file is not None
         rows = read_rows(file)
         origin = str(file)
-    done = fit(config, rows, origin, target_quality=target_quality, prices=chosen, output=output)
+    execute = execute_code or config.quality.execute_code
+    done = fit(config, rows, origin, target_quality=target_quality, prices=chosen, output=output,
+               execute_code=execute)
     if as_json:
         sys.stdout.write(json.dumps(report_json(done.report, done.path)) + "\n")
     else:

@@ -22,7 +22,8 @@ def copy(
                                           "requests already there are skipped.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
-    """Copy every request (with its calls) and every budget from SOURCE to TARGET."""
+    """Copy every request (with its calls, quality labels and live signals), every batch run
+    and every budget from SOURCE to TARGET."""
     from cascadeflow_cli.cli.context import app_context
     from cascadeflow_cli.dburl import parse_location
     from cascadeflow_cli.errors import InputError
@@ -41,10 +42,14 @@ def copy(
         sys.stdout.write(json.dumps({"source": src.display(), "target": dst.display(),
                                      "requests_read": report.requests_read, "requests": report.requests,
                                      "calls": report.calls, "budgets": report.budgets,
+                                     "batches": report.tables.get("batches", 0),
+                                     "quality_labels": report.tables.get("quality_labels", 0),
+                                     "call_signals": report.tables.get("call_signals", 0),
                                      "seconds": round(report.seconds, 3),
                                      "rows_per_second": round(report.rows_per_second)}) + "\n")
         return
     skipped = report.requests_read - report.requests
-    sys.stderr.write(f"copied {report.requests} request(s) with {report.calls} call(s) and "
+    extras = ", ".join(f"{n} {table.replace('_', ' ')} row(s)" for table, n in report.tables.items())
+    sys.stderr.write(f"copied {report.requests} request(s) with {report.calls} call(s), {extras} and "
                      f"{report.budgets} budget(s) from {src} to {dst} in {report.seconds:.1f} s"
                      f"{f' ({skipped} already there)' if skipped else ''}\n")

@@ -112,7 +112,8 @@ def _validator(quality: QualityConfig, preset: str, threshold: float | None, cal
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise InputError(f"--threshold must be within [0, 1], got {threshold:g}")
         target = quality.target_quality
-        return CalibratedValidator(load_calibration(calibration), threshold=threshold, target_quality=target)
+        return CalibratedValidator(load_calibration(calibration), threshold=threshold, target_quality=target,
+                                   execute_code=quality.execute_code, where=str(calibration))
 
     try:
         chosen = QualityPreset.named(preset)

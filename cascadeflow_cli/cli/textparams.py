@@ -16,9 +16,19 @@ import typer
 from cascadeflow_cli.text import text_problem
 
 
-def _is_text(annotation: Any) -> bool:
-    """``str``, or a list/tuple of ``str`` (typer has already unwrapped ``Optional``)."""
-    return annotation is str or (bool(get_args(annotation)) and all(a is str for a in get_args(annotation)))
+def _is_text(param: Any) -> bool:
+    """A ``str`` parameter, or a tuple of them; paths are left alone. click names a str
+    parameter's type "text" ("str" in typer's copy of click); typer 0.29 replaced click types
+    by type descriptors (pyproject pins below it: see there)."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None:
+        hint, parts_of = descriptor.annotation, get_args(descriptor.annotation)
+        return hint is str or (bool(parts_of) and all(a is str for a in parts_of))
+    kind = param.type
+    parts = getattr(kind, "types", None)  # click.Tuple
+    if parts is not None:
+        return bool(parts) and all(getattr(t, "name", None) in ("text", "str") for t in parts)
+    return getattr(kind, "name", None) in ("text", "str")
 
 
 def _strings(value: Any) -> list[str]:
@@ -44,8 +54,7 @@ def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
 def guard_text_params(command: Any) -> Any:
     """Check every text parameter under ``command`` (idempotent)."""
     for param in command.params:
-        descriptor = getattr(param, "type_descriptor", None)
-        if descriptor is None or not _is_text(descriptor.annotation):
+        if not _is_text(param):
             continue
         if not getattr(param.callback, "__cascade_text_check__", False):
             param.callback = _checked(param.callback)

@@ -238,7 +238,9 @@ class _Parser:
     def quality(self, raw: Any) -> QualityConfig:
         sec = "quality"
         self.table(
-            raw, sec, ("calibration", "target_quality", "shadow_rate", "logprobs", "consistency_samples")
+            raw, sec,
+            ("calibration", "target_quality", "shadow_rate", "logprobs", "consistency_samples",
+             "execute_code"),
         )
         path = self.string(raw, sec, "calibration")
         resolved: Path | None = None
@@ -256,6 +258,8 @@ class _Parser:
             shadow_rate=float(self.number(raw, sec, "shadow_rate", maximum=1.0, default=0.0) or 0.0),
             logprobs=self.typed(raw, sec, "logprobs", lambda v: isinstance(v, bool), "true or false", False),
             consistency_samples=samples,
+            execute_code=self.typed(raw, sec, "execute_code", lambda v: isinstance(v, bool), "true or false",
+                                    False),
         )
 
     def ledger(self, raw: Any) -> LedgerConfig:

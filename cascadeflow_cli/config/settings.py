@@ -113,6 +113,8 @@ class QualityConfig:
     shadow_rate: float = 0.0
     logprobs: bool = False
     consistency_samples: int = 1
+    # run drafts' Python against their own examples in a sandbox (quality/code_exec.py)
+    execute_code: bool = False
 
 
 @dataclass(frozen=True)

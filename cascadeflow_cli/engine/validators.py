@@ -22,7 +22,12 @@ def build_validator(
     if path is not None:
         from cascadeflow_cli.quality.calibrated import CalibratedValidator, load_calibration
 
-        return CalibratedValidator(load_calibration(path), target_quality=config.quality.target_quality)
+        return CalibratedValidator(
+            load_calibration(path),
+            target_quality=config.quality.target_quality,
+            execute_code=config.quality.execute_code,
+            where=str(path),
+        )
     from cascadeflow_cli.quality import QualityValidator
 
     return QualityValidator(config.cascade.quality_preset, config.cascade.quality_threshold)

@@ -4,23 +4,29 @@ may be either backend.
 
 Requests (with their calls) go over in chunks, each chunk one transaction on the target;
 a request already there (same id, or same batch row) is skipped, so a copy interrupted
-half-way is finished by running it again. Budgets follow, as stored. What the export
-holds comes out of the target exactly as it went in (a test compares the exports).
+half-way is finished by running it again. Then the tables that hang off requests, row
+for row (TABLES: batch runs, so `batch --resume` resumes on the target; quality labels
+and the live signals of draft calls, so calibration has the same data), and budgets, as
+stored. Everything comes out of the target exactly as it went in (tests compare the
+exports and every copied table, both ways).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from cascadeflow_cli.ledger import schema
 
 if TYPE_CHECKING:
-    from cascadeflow_cli.ledger.schema import RequestRecord
     from cascadeflow_cli.ledger.storage import LedgerStore
 
 CHUNK = 5000  # requests per target transaction: big enough for speed, small enough to resume
+# copied row for row after the requests (those of requests the target skipped are skipped)
+TABLES = (schema.BATCHES, schema.QUALITY_LABELS, schema.CALL_SIGNALS)
 
 
 @dataclass(frozen=True)
@@ -30,14 +36,15 @@ class CopyReport:
     calls: int
     budgets: int
     seconds: float
+    tables: dict[str, int] = field(default_factory=dict)  # rows copied per table of TABLES
 
     @property
     def rows_per_second(self) -> float:
-        rows = self.requests + self.calls
+        rows = self.requests + self.calls + sum(self.tables.values())
         return rows / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _chunks(records: Iterator[RequestRecord], size: int) -> Iterator[list[RequestRecord]]:
+def _chunks(records: Iterator[Any], size: int) -> Iterator[list[Any]]:
     while chunk := list(islice(records, size)):
         yield chunk
 
@@ -53,8 +60,10 @@ def copy_ledger(source: LedgerStore, target: LedgerStore,
         calls += counts.calls
         if on_progress is not None:
             on_progress(read)
+    tables = {t.name: sum(target.add_rows(t, rows) for rows in _chunks(source.table_rows(t), CHUNK))
+              for t in TABLES}
     budgets = source.list_budgets()
     for user, budget in budgets:
         if not budget.is_empty:
             target.set_budget(user, budget)
-    return CopyReport(read, copied, calls, len(budgets), time.perf_counter() - started)
+    return CopyReport(read, copied, calls, len(budgets), time.perf_counter() - started, tables)

@@ -22,8 +22,8 @@ from cascadeflow_cli.config import BudgetsConfig
 from cascadeflow_cli.errors import ConfigError
 from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
 from cascadeflow_cli.ledger.keys import key_states
-from cascadeflow_cli.ledger.storage import Hold
-from cascadeflow_cli.ledger.teams import team_states, teams_of
+from cascadeflow_cli.ledger.storage import Hold, SpendAsk
+from cascadeflow_cli.ledger.teams import team_scopes, teams_of
 from cascadeflow_cli.money import format_usd, usd
 from cascadeflow_cli.windows import window
 
@@ -260,19 +260,38 @@ def enforcement_context(
     )
 
 
+@dataclass(frozen=True)
+class BudgetScope:
+    """One set of limits a request is checked against: the user's own budget, or a team's
+    (``scope`` "team NAME"), whose spend is the sum of ``users``' spend."""
+
+    users: tuple[str, ...]
+    limits_nusd: dict[str, int]  # window name -> limit
+    scope: str | None = None
+
+
+def own_scope(user: str, budget: BudgetConfig | None) -> list[BudgetScope]:
+    return [] if budget is None else [BudgetScope((user,), budget.limits_nusd())]
+
+
+def read_states(spend: SpendReader, timezone: str, scopes: Sequence[BudgetScope], now: datetime
+                ) -> list[WindowState]:
+    """Each limited window of each scope, with its spend and in-flight reservations, all
+    read in one ``spend_state`` (a server: one round trip for a user and their teams)."""
+    wins = [[window(name, now, timezone) for name in s.limits_nusd] for s in scopes]
+    answers = spend.spend_state([SpendAsk(s.users, tuple(w)) for s, w in zip(scopes, wins, strict=True)])
+    return [WindowState(win.name, s.limits_nusd[win.name], spent, answer.reserved_nusd, win.start, win.end,
+                        s.scope)
+            for s, ws, answer in zip(scopes, wins, answers, strict=True)
+            for win, spent in zip(ws, answer.spent, strict=True)]
+
+
 def window_states(
     spend: SpendReader, timezone: str, user: str, budget: BudgetConfig | None, now: datetime
 ) -> list[WindowState]:
     """Each limited window of ``budget`` with the user's spend and in-flight reservations
     (read from the store, or inside its budget_lock)."""
-    if budget is None:
-        return []
-    reserved = spend.reserved_spend(user)
-    result = []
-    for name, limit in budget.limits_nusd().items():
-        win = window(name, now, timezone)
-        result.append(WindowState(name, limit, spend.window_spend(user, win), reserved, win.start, win.end))
-    return result
+    return read_states(spend, timezone, own_scope(user, budget), now)
 
 
 class BudgetGate:
@@ -332,8 +351,9 @@ class BudgetGate:
         def decide(txn: BudgetTransaction) -> Decision:
             now = self.ledger.clock.now()
             txn.expire_reservations(now)
-            states = self.states(txn, user, budget, now)
-            states += team_states(txn, self.config.ledger.timezone, teams, now)  # same transaction
+            # the user's windows and their teams', in the same transaction and one read
+            states = read_states(txn, self.config.ledger.timezone,
+                                 own_scope(user, budget) + team_scopes(teams), now)
             if key is not None:
                 states += key_states(txn, self.config.ledger.timezone, key, now)
             cheaper = degraded(models)

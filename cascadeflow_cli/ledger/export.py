@@ -66,7 +66,8 @@ class LedgerFilter:
     model: str | None = None
 
     def where(self, requests: str = "r", calls: str | None = "c") -> tuple[str, list[str]]:
-        """A SQL condition (``"1"`` when empty) and its parameters."""
+        """A SQL condition (``"true"`` when empty) and its ``?`` parameters, in SQL that
+        SQLite and PostgreSQL both read (a qualified ``r.user`` needs no quoting there)."""
         parts: list[str] = []
         params: list[str] = []
         if self.user is not None:
@@ -81,7 +82,7 @@ class LedgerFilter:
         if self.model is not None and calls is not None:
             parts.append(f"({calls}.model = ? OR {calls}.model_id = ?)")
             params += [self.model, self.model]
-        return (" AND ".join(parts) or "1"), params
+        return (" AND ".join(parts) or "true"), params
 
 
 def _json_value(column: Column) -> str:

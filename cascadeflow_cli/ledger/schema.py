@@ -3,11 +3,12 @@ migration that added it), the record dataclasses the engine builds, the export's
 order (which is also the import's mapping), the conversions between records and rows,
 and the fields derived from a request's calls.
 
-Everything else derives from here: the SQLite migrations (``table_ddl``), the prepared
+Everything else derives from here: both backends' migrations (``table_ddl``, in a
+dialect's ``DdlStyle``), the prepared
 inserts (``request_row`` / ``call_row``), reading back (``request_from_row``), the
 export's SELECT (ledger/export.py renders ``EXPORT_COLUMNS`` as SQL), and the importer
 (which parses each export column by its ``kind`` into the record field it names).
-PostgreSQL generates its DDL from the same tables with its own type names (ledger/postgres/ddl.py).
+PostgreSQL renders the same tables with its own quoting and type names (ledger/postgres/ddl.py).
 Rules, kept by the tests: a migration, once released, never changes, so a column's
 ``since`` never changes either; new columns get a new migration name.
 """
@@ -15,7 +16,7 @@ Rules, kept by the tests: a migration, once released, never changes, so a column
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
@@ -164,6 +165,11 @@ class Table:
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
+    @property
+    def of_request(self) -> bool:
+        """Its rows belong to a request (a ``request_id`` referencing ``requests``)."""
+        return any(c.name == "request_id" and c.references == "requests(id)" for c in self.columns)
+
 
 _TYPE_OF = {"str": TEXT, "int": INTEGER, "float": REAL, "bool": INTEGER, "tuple": TEXT}
 
@@ -244,8 +250,30 @@ TABLES: tuple[Table, ...] = (REQUESTS, CALLS, BUDGETS, RESERVATIONS, BUDGET_WARN
                              SPEND_TOTALS, BATCHES, QUALITY_LABELS, CALL_SIGNALS, API_KEYS, API_KEY_REQUESTS)
 
 
-def _column_sql(c: Column, types: Mapping[str, str], inline_pk: bool) -> str:
-    sql = f"[{c.name}] {types[c.type]}"
+@dataclass(frozen=True)
+class DdlStyle:
+    """How one SQL dialect spells the (shared) DDL: identifier quoting, each column's type,
+    and whether a table may be WITHOUT ROWID (SQLite's; others have no rowid to drop)."""
+
+    quote: Callable[[str], str]
+    column_type: Callable[[Table, Column], str]
+    without_rowid: bool = False
+
+
+def _bracket(name: str) -> str:
+    return f"[{name}]"
+
+
+def _sqlite_type(table: Table, column: Column) -> str:
+    return SQLITE_TYPES[column.type]
+
+
+SQLITE_DDL = DdlStyle(_bracket, _sqlite_type, without_rowid=True)
+
+
+def _column_sql(table: Table, c: Column, style: DdlStyle, inline_pk: bool) -> str:
+    q = style.quote
+    sql = f"{q(c.name)} {style.column_type(table, c)}"
     if inline_pk:
         sql += " PRIMARY KEY"
     elif c.not_null:
@@ -253,38 +281,39 @@ def _column_sql(c: Column, types: Mapping[str, str], inline_pk: bool) -> str:
     if c.default is not None:
         sql += f" DEFAULT {c.default}"
     if c.references:
-        table, _, column = c.references.partition("(")
-        sql += f" REFERENCES [{table}]([{column.rstrip(')')}])"
+        ref_table, _, ref_column = c.references.partition("(")
+        sql += f" REFERENCES {q(ref_table)}({q(ref_column.rstrip(')'))})"
     return sql
 
 
-def table_ddl(table: Table, migration: str, types: Mapping[str, str] = SQLITE_TYPES) -> list[str]:
+def table_ddl(table: Table, migration: str, style: DdlStyle = SQLITE_DDL) -> list[str]:
     """The statements ``migration`` runs for ``table``: CREATE TABLE with the columns of
     that migration (when it made the table), else ADD COLUMN for those it added; then its
-    indexes."""
+    indexes. In ``style``'s dialect (SQLite's by default; ledger/postgres/ddl.py has PostgreSQL's)."""
+    q = style.quote
     out: list[str] = []
     mine = [c for c in table.columns if (c.since or table.since) == migration]
     if table.since == migration:
         single = len(table.primary_key) == 1
-        parts = [_column_sql(c, types, single and c.name == table.primary_key[0]) for c in mine]
+        parts = [_column_sql(table, c, style, single and c.name == table.primary_key[0]) for c in mine]
         if not single:
-            parts.append(f"PRIMARY KEY ({', '.join(f'[{n}]' for n in table.primary_key)})")
-        tail = " WITHOUT ROWID" if table.without_rowid else ""
-        out.append(f"CREATE TABLE [{table.name}] ({', '.join(parts)}){tail}")
+            parts.append(f"PRIMARY KEY ({', '.join(q(n) for n in table.primary_key)})")
+        tail = " WITHOUT ROWID" if table.without_rowid and style.without_rowid else ""
+        out.append(f"CREATE TABLE {q(table.name)} ({', '.join(parts)}){tail}")
     else:
-        out += [f"ALTER TABLE [{table.name}] ADD COLUMN {_column_sql(c, types, False)}" for c in mine]
+        out += [f"ALTER TABLE {q(table.name)} ADD COLUMN {_column_sql(table, c, style, False)}" for c in mine]
     for index in table.indexes:
         if index.since == migration:
             name = index.name or f"idx_{table.name}_{'_'.join(index.columns)}"
             unique = "UNIQUE " if index.unique else ""
-            cols = ", ".join(f"[{c}]" for c in index.columns)
-            out.append(f"CREATE {unique}INDEX [{name}] ON [{table.name}] ({cols})")
+            cols = ", ".join(q(c) for c in index.columns)
+            out.append(f"CREATE {unique}INDEX {q(name)} ON {q(table.name)} ({cols})")
     return out
 
 
-def migration_ddl(migration: str, types: Mapping[str, str] = SQLITE_TYPES) -> list[str]:
+def migration_ddl(migration: str, style: DdlStyle = SQLITE_DDL) -> list[str]:
     """Every table statement of ``migration``, tables in dependency order."""
-    return [sql for table in TABLES for sql in table_ddl(table, migration, types)]
+    return [sql for table in TABLES for sql in table_ddl(table, migration, style)]
 
 
 # --- records <-> rows ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -57,12 +58,40 @@ def daily_spend_by(ledger: LedgerStore, by: str, *, user: str | None = None, tim
 def sqlite_daily_totals(db: sqlite_utils.Database, *, by: str | None, user: str | None, model: str | None,
                         timezone: str, start: date | None, end: date | None) -> DailyTotals:
     """The SQLite backend's ``LedgerStore.daily_totals``."""
-    calls = "calls c JOIN requests r ON r.id = c.request_id"
-    if by == "model" or model is not None:
-        return _grouped(db, calls, "c.ts", "c.cost_nusd", _where(user=user, model=model),
-                        "c.model" if by == "model" else None, timezone, start, end)
-    return _grouped(db, "requests r", "r.ts", "r.cost_nusd", _where(user=user),
-                    "r.user" if by == "user" else None, timezone, start, end)
+    q = daily_query(by=by, user=user, model=model, timezone=timezone, start=start, end=end)
+    return _grouped(db, q, ZoneInfo(timezone))
+
+
+@dataclass(frozen=True)
+class DailyQuery:
+    """What ``daily_totals`` sums on every backend (``?`` parameters): the rows (model
+    calls by the call's time with a model, else whole requests), their time and cost
+    columns, the group key (None: one series) and the conditions. Backends differ only
+    in how they turn ``ts`` into a local day."""
+
+    source: str
+    ts: str
+    cost: str
+    key: str | None
+    where: str
+    params: tuple[Any, ...]
+
+
+def daily_query(*, by: str | None, user: str | None, model: str | None, timezone: str,
+                start: date | None, end: date | None) -> DailyQuery:
+    on_calls = by == "model" or model is not None
+    source = "calls c JOIN requests r ON r.id = c.request_id" if on_calls else "requests r"
+    ts, cost = ("c.ts", "c.cost_nusd") if on_calls else ("r.ts", "r.cost_nusd")
+    key = ("c.model" if by == "model" else None) if on_calls else ("r.user" if by == "user" else None)
+    clauses, params = _where(user=user, model=model)
+    tz = ZoneInfo(timezone)
+    if start is not None:
+        clauses.append(f"{ts} >= ?")
+        params.append(format_ts(local_midnight(start, tz)))
+    if end is not None:
+        clauses.append(f"{ts} < ?")
+        params.append(format_ts(local_midnight(end + timedelta(days=1), tz)))
+    return DailyQuery(source, ts, cost, key, " AND ".join(clauses) or "true", tuple(params))
 
 
 def to_usd(series: Iterable[tuple[date, int]]) -> list[tuple[date, float]]:
@@ -87,19 +116,9 @@ def _where(*, user: str | None = None, model: str | None = None) -> tuple[list[s
     return clauses, params
 
 
-def _grouped(db: sqlite_utils.Database, source: str, ts: str, cost: str, where: tuple[list[str], list[Any]],
-             key: str | None, timezone: str, start: date | None,
-             end: date | None) -> dict[str | None, dict[date, int]]:
+def _grouped(db: sqlite_utils.Database, q: DailyQuery, tz: ZoneInfo) -> dict[str | None, dict[date, int]]:
     """``{key: {local day: nano-dollars}}`` (key None when not grouping by a column)."""
-    tz = ZoneInfo(timezone)
-    clauses, params = list(where[0]), list(where[1])
-    if start is not None:
-        clauses.append(f"{ts} >= ?")
-        params.append(format_ts(local_midnight(start, tz)))
-    if end is not None:
-        clauses.append(f"{ts} < ?")
-        params.append(format_ts(local_midnight(end + timedelta(days=1), tz)))
-    condition = " AND ".join(clauses) or "1"
+    source, ts, cost, key, condition, params = q.source, q.ts, q.cost, q.key, q.where, list(q.params)
     span = db.execute(f"SELECT min({ts}), max({ts}) FROM {source} WHERE {condition}", params).fetchone()
     if span is None or span[0] is None:
         return {}

@@ -29,7 +29,7 @@ from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget
 from cascadeflow_cli.ledger.schema import CALL_COLUMNS, REQUEST_COLUMNS, CallSignals, call_row, request_row
 from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.ledger.sqlite_keys import SqliteKeyTxn
-from cascadeflow_cli.ledger.storage import Hold, RecordCounts
+from cascadeflow_cli.ledger.storage import Hold, RecordCounts, spend_state_by_parts
 from cascadeflow_cli.money import nanos
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from cascadeflow_cli.clock import Clock
     from cascadeflow_cli.ledger.export import LedgerFilter
     from cascadeflow_cli.ledger.labels import ShadowOutcome
-    from cascadeflow_cli.ledger.schema import RequestRecord
-    from cascadeflow_cli.ledger.storage import DailyTotals
+    from cascadeflow_cli.ledger.schema import RequestRecord, Table
+    from cascadeflow_cli.ledger.storage import DailyTotals, SpendAsk, SpendState
     from cascadeflow_cli.ledger.usage import UsageReport
     from cascadeflow_cli.windows import Window
 
@@ -95,6 +95,9 @@ class SpendReads:
     def request_count(self, user: str) -> int:
         return budgets.request_count(self.db, user)
 
+    def spend_state(self, asks: Sequence[SpendAsk]) -> list[SpendState]:
+        return spend_state_by_parts(self, asks)
+
 
 class BudgetTxn(SpendReads, SqliteKeyTxn):
     """SQLite's ``BudgetTransaction``: the queries over one ``BEGIN IMMEDIATE`` write."""
@@ -102,7 +105,7 @@ class BudgetTxn(SpendReads, SqliteKeyTxn):
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
 
-    def expire_reservations(self, now: datetime) -> int:
+    def expire_reservations(self, now: datetime) -> None:
         from cascadeflow_cli.ledger.enforcement import is_stale
 
         host = socket.gethostname()
@@ -110,7 +113,6 @@ class BudgetTxn(SpendReads, SqliteKeyTxn):
         stale = [rid for rid, pid, rhost, expires in rows if is_stale(expires, pid, rhost, now, host)]
         for rid in stale:
             self.db.execute("delete from reservations where id = ?", [rid])
-        return len(stale)
 
     def reserve(self, hold: Hold) -> None:
         self.db.execute(insert_sql("reservations", tuple(Hold.__dataclass_fields__)),
@@ -304,6 +306,24 @@ class SqliteQueries(SpendReads):
         rows = self.db.execute("select external_id, id from requests "
                                "where external_id >= ? and external_id < ?", [low, high]).fetchall()
         return {ext[len(low):]: request_id for ext, request_id in rows}
+
+    # --- whole tables -----------------------------------------------------------------
+
+    def table_rows(self, table: Table) -> Iterator[dict[str, Any]]:
+        names, key = (", ".join(f"[{c}]" for c in cols) for cols in (table.names, table.primary_key))
+        cursor = self.db.conn.execute(f"select {names} from [{table.name}] order by {key}")
+        for values in cursor:
+            yield dict(zip(table.names, values, strict=True))
+
+    def add_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+        sql = insert_sql(table.name, table.names, "insert or ignore")
+        if table.of_request:  # as _MANY_CALLS: never a row pointing at no request
+            sql = sql.replace(" values (", " select ", 1).removesuffix(")")
+            sql += " where exists (select 1 from requests where id = ?)"
+        values = [(*(r[c] for c in table.names), *((r["request_id"],) if table.of_request else ()))
+                  for r in rows]
+        with self.write() as db:
+            return int(db.conn.executemany(sql, values).rowcount)
 
 
 _LABELLED_DRAFTS = """

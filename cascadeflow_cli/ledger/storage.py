@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from cascadeflow_cli.ledger.budgets import BudgetConfig
     from cascadeflow_cli.ledger.export import LedgerFilter
     from cascadeflow_cli.ledger.labels import ShadowOutcome
-    from cascadeflow_cli.ledger.schema import RequestRecord
+    from cascadeflow_cli.ledger.schema import RequestRecord, Table
     from cascadeflow_cli.ledger.usage import UsageReport
     from cascadeflow_cli.windows import Window
 
@@ -86,9 +86,30 @@ class Dialect:
 SQLITE = Dialect("sqlite")
 
 
+@dataclass(frozen=True)
+class SpendAsk:
+    """What a budget check reads for one scope (a user, or a team's members together):
+    their spend in each window and their requests in flight."""
+
+    users: tuple[str, ...]
+    windows: tuple[Window, ...]
+
+
+@dataclass(frozen=True)
+class SpendState:
+    """The answer to a SpendAsk: spend per window (in the ask's order), and reservations."""
+
+    spent: tuple[int, ...]
+    reserved_nusd: int
+
+
 class SpendReader(Protocol):
     """Spend reads, on the store (a snapshot) or inside ``budget_lock`` (consistent with
     the reservation it decides)."""
+
+    def spend_state(self, asks: Sequence[SpendAsk]) -> list[SpendState]:
+        """Every ask answered from one consistent state (a server: one statement, one
+        round trip; the budget check reads all of a user's and their teams' windows so)."""
 
     def window_spend(self, user: str, win: Window) -> int:
         """Recorded spend of ``user`` inside ``win`` (``win.end`` None: all time)."""
@@ -103,9 +124,9 @@ class SpendReader(Protocol):
 class BudgetTransaction(SpendReader, Protocol):
     """One user's check-and-reserve, inside ``LedgerStore.budget_lock``."""
 
-    def expire_reservations(self, now: datetime) -> int:
-        """Drop reservations past their expiry, and those of dead processes on this host;
-        returns how many."""
+    def expire_reservations(self, now: datetime) -> None:
+        """Drop reservations past their expiry, and those of dead processes on this host,
+        before the next read (a server sends it with that read, in one round trip)."""
 
     def reserve(self, hold: Hold) -> None:
         """Count ``hold`` against the user's budgets until settled or released."""
@@ -235,6 +256,28 @@ class LedgerStore(SpendReader, Protocol):
     def committed_rows(self, batch_id: str) -> dict[str, str]:
         """``row key -> request id`` of every request of that run in the ledger."""
 
+    # --- whole tables (`cascade ledger copy`) -----------------------------------------
+
+    def table_rows(self, table: Table) -> Iterator[dict[str, Any]]:
+        """Every row of ``table`` in primary-key order, as stored (timestamps as ledger
+        text), streamed (a million rows never sit in memory)."""
+
+    def add_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert ``rows`` in one transaction, skipping a row whose key is there already or
+        whose request (a ``request_id`` column) is not; returns how many went in."""
+
+
+def spend_state_by_parts(reader: SpendReader, asks: Sequence[SpendAsk]) -> list[SpendState]:
+    """``spend_state`` from the per-window reads, for a backend whose reads all see one
+    state anyway (SQLite: inside ``budget_lock`` the file's write lock keeps it still).
+    Reservations first: see ledger/postgres/budget_sql.py for why that order."""
+    out = []
+    for ask in asks:
+        reserved = sum(reader.reserved_spend(u) for u in ask.users)
+        out.append(SpendState(tuple(sum(reader.window_spend(u, w) for u in ask.users) for w in ask.windows),
+                              reserved))
+    return out
+
 
 def mapping_rows(names: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[dict[str, Any]]:
     """Cursor rows as dicts (for backends whose driver returns tuples)."""
@@ -251,6 +294,9 @@ __all__ = [
     "Hold",
     "LedgerStore",
     "RecordCounts",
+    "SpendAsk",
     "SpendReader",
+    "SpendState",
     "mapping_rows",
+    "spend_state_by_parts",
 ]

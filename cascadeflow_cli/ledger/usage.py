@@ -18,9 +18,10 @@ folds the slots into local days.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
+from typing import Any
 
 from cascadeflow_cli.dates import zero_filled
 from cascadeflow_cli.ledger.export import LedgerFilter
@@ -29,7 +30,6 @@ from cascadeflow_cli.money import nanos
 
 GROUPINGS = ("user", "model", "provider", "domain", "day")
 _SLOT_SQL = ("substr(r.ts, 1, 14) || printf('%02d', cast(substr(r.ts, 15, 2) as integer) / 15 * 15)")
-_REQUEST_KEYS = {"total": "''", "user": "r.user", "domain": "r.domain", "day": _SLOT_SQL}
 _CALL_KEYS = {"model": "c.model", "provider": "c.provider"}
 
 
@@ -82,20 +82,49 @@ class UsageReport:
     groups: tuple[UsageRow, ...]
 
 
+# Runs a query written with ``?`` parameters; returns its rows.
+Run = Callable[[str, list[Any]], list[tuple[Any, ...]]]
+
+
+@dataclass(frozen=True)
+class UsageSql:
+    """What the usage queries spell differently per SQL dialect (the queries are shared:
+    ledger/postgres/reports.py runs them with PostgreSQL's)."""
+
+    day_slot: str  # the 15-minute UTC slot of r.ts, as "YYYY-MM-DDTHH:MM"
+    money_sum: Callable[[str], str]  # an exact sum of an integer column
+    count_if: Callable[[str], str]  # how many rows meet a condition
+    no_labels: tuple[type[Exception], ...] = ()  # "no quality_labels table" (an old ledger, read only)
+
+    def key(self, by: str) -> str:
+        return _CALL_KEYS.get(by) or {"total": "''", "user": "r.user", "domain": "r.domain",
+                                      "day": self.day_slot}[by]
+
+
+SQLITE_USAGE = UsageSql(_SLOT_SQL, exact_sum, lambda cond: f"sum({cond})", (sqlite3.OperationalError,))
+
+
 def usage(conn: sqlite3.Connection, flt: LedgerFilter | None = None, by: str | None = None,
           timezone: str = "UTC") -> UsageReport:
     """Totals, and per group when ``by`` is one of GROUPINGS."""
+    return usage_report(lambda sql, params: conn.execute(sql, params).fetchall(), SQLITE_USAGE,
+                        flt, by, timezone)
+
+
+def usage_report(run: Run, sq: UsageSql, flt: LedgerFilter | None, by: str | None,
+                 timezone: str) -> UsageReport:
+    """``usage`` on any backend: ``run`` executes, ``sq`` spells the dialect's parts."""
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"unknown grouping {by!r}")
     flt = replace(flt or LedgerFilter(), model=None)
-    total = _with_labels(_request_level(conn, flt, "total"), conn, flt, "total").get("", UsageRow(None))
+    total = _with_labels(_request_level(run, sq, flt, "total"), run, sq, flt, "total").get("", UsageRow(None))
     total = replace(total, key=None)
     if by is None:
         return UsageReport(None, total, ())
     if by in _CALL_KEYS:
-        groups = list(_with_labels(_call_level(conn, flt, by), conn, flt, by).values())
+        groups = list(_with_labels(_call_level(run, sq, flt, by), run, sq, flt, by).values())
     else:
-        rows = _with_labels(_request_level(conn, flt, by), conn, flt, by)
+        rows = _with_labels(_request_level(run, sq, flt, by), run, sq, flt, by)
         groups = list(_fold_days(rows.values(), timezone) if by == "day" else rows.values())
     if by == "day":
         groups.sort(key=lambda g: g.key or "")
@@ -104,46 +133,52 @@ def usage(conn: sqlite3.Connection, flt: LedgerFilter | None = None, by: str | N
     return UsageReport(by, total, tuple(groups))
 
 
-def _request_level(conn: sqlite3.Connection, flt: LedgerFilter, by: str) -> dict[str | None, UsageRow]:
-    key = _REQUEST_KEYS[by]
+def _count(value: Any) -> int:
+    return int(value or 0)
+
+
+def _request_level(run: Run, sq: UsageSql, flt: LedgerFilter, by: str) -> dict[str | None, UsageRow]:
+    key, total = sq.key(by), sq.money_sum
+    errors_sql, drafts_sql = sq.count_if("r.status != 'ok'"), sq.count_if("c.seq = 0 AND c.role = 'draft'")
     where, params = flt.where(calls=None)
-    per_request = conn.execute(
-        f"SELECT {key} AS k, count(*), {exact_sum('r.cost_nusd')}, {exact_sum('r.savings_nusd')}, "
-        f"{exact_sum('r.verifier_only_cost_nusd')}, sum(r.draft_accepted), sum(r.status != 'ok') "
-        f"FROM requests r WHERE {where} GROUP BY k", params).fetchall()
-    per_call = conn.execute(
-        f"SELECT {key} AS k, count(c.id), {exact_sum('c.input_tokens')}, {exact_sum('c.output_tokens')}, "
-        f"sum(c.seq = 0 AND c.role = 'draft') "
-        f"FROM requests r JOIN calls c ON c.request_id = r.id WHERE {where} GROUP BY k",
-        params).fetchall()
+    per_request = run(
+        f"SELECT {key} AS k, count(*), {total('r.cost_nusd')}, {total('r.savings_nusd')}, "
+        f"{total('r.verifier_only_cost_nusd')}, sum(r.draft_accepted), {errors_sql} "
+        f"FROM requests r WHERE {where} GROUP BY k", params)
+    per_call = run(
+        f"SELECT {key} AS k, count(c.id), {total('c.input_tokens')}, {total('c.output_tokens')}, "
+        f"{drafts_sql} "
+        f"FROM requests r JOIN calls c ON c.request_id = r.id WHERE {where} GROUP BY k", params)
     calls = {row[0]: row for row in per_call}
     result: dict[str | None, UsageRow] = {}
     for k, requests, cost, savings, baseline, accepted, errors in per_request:
         _, n_calls, tokens_in, tokens_out, drafts = calls.get(k, (k, 0, 0, 0, 0))
-        result[k] = UsageRow(k, requests, n_calls or 0, nanos(cost), nanos(tokens_in), nanos(tokens_out),
-                             drafts or 0, accepted or 0, nanos(savings), nanos(baseline), errors or 0)
+        result[k] = UsageRow(k, requests, _count(n_calls), nanos(cost), nanos(tokens_in),
+                             nanos(tokens_out), _count(drafts), _count(accepted), nanos(savings),
+                             nanos(baseline), _count(errors))
     return result
 
 
-def _call_level(conn: sqlite3.Connection, flt: LedgerFilter, by: str) -> dict[str | None, UsageRow]:
-    key = _CALL_KEYS[by]
+def _call_level(run: Run, sq: UsageSql, flt: LedgerFilter, by: str) -> dict[str | None, UsageRow]:
+    key, total = sq.key(by), sq.money_sum
+    drafts_sql, accepted_sql, errors_sql = (sq.count_if(c) for c in (
+        "c.role = 'draft'", "c.role = 'draft' AND c.accepted = 1", "c.status != 'ok'"))
     where, params = flt.where(calls=None)
-    per_call = conn.execute(
-        f"SELECT {key} AS k, count(DISTINCT c.request_id), count(*), {exact_sum('c.cost_nusd')}, "
-        f"{exact_sum('c.input_tokens')}, {exact_sum('c.output_tokens')}, sum(c.role = 'draft'), "
-        f"sum(c.role = 'draft' AND c.accepted = 1), sum(c.status != 'ok') "
-        f"FROM requests r JOIN calls c ON c.request_id = r.id WHERE {where} GROUP BY k",
-        params).fetchall()
-    credited = conn.execute(
-        f"SELECT {key} AS k, {exact_sum('r.savings_nusd')}, {exact_sum('r.verifier_only_cost_nusd')} "
+    per_call = run(
+        f"SELECT {key} AS k, count(DISTINCT c.request_id), count(*), {total('c.cost_nusd')}, "
+        f"{total('c.input_tokens')}, {total('c.output_tokens')}, {drafts_sql}, "
+        f"{accepted_sql}, {errors_sql} "
+        f"FROM requests r JOIN calls c ON c.request_id = r.id WHERE {where} GROUP BY k", params)
+    credited = run(
+        f"SELECT {key} AS k, {total('r.savings_nusd')}, {total('r.verifier_only_cost_nusd')} "
         f"FROM requests r JOIN calls c ON c.request_id = r.id AND c.seq = 0 WHERE {where} "
-        f"GROUP BY k", params).fetchall()
+        f"GROUP BY k", params)
     savings = {row[0]: row for row in credited}
     result: dict[str | None, UsageRow] = {}
     for k, requests, n_calls, cost, tokens_in, tokens_out, drafts, accepted, errors in per_call:
         _, saved, baseline = savings.get(k, (k, 0, 0))
         result[k] = UsageRow(k, requests, n_calls, nanos(cost), nanos(tokens_in), nanos(tokens_out),
-                             drafts or 0, accepted or 0, nanos(saved), nanos(baseline), errors or 0)
+                             _count(drafts), _count(accepted), nanos(saved), nanos(baseline), _count(errors))
     return result
 
 
@@ -154,24 +189,22 @@ _LABELS_SQL = (
 )
 
 
-def _with_labels(rows: dict[str | None, UsageRow], conn: sqlite3.Connection, flt: LedgerFilter,
+def _with_labels(rows: dict[str | None, UsageRow], run: Run, sq: UsageSql, flt: LedgerFilter,
                  by: str) -> dict[str | None, UsageRow]:
     """Add the measured quality of accepted drafts; under model and provider it is
     credited to the draft model, like savings."""
-    key = _CALL_KEYS.get(by) or _REQUEST_KEYS[by]
     join = "JOIN calls c ON c.request_id = r.id AND c.seq = 0" if by in _CALL_KEYS else ""
     where, params = flt.where(calls=None)
     try:
-        found = conn.execute(
-            f"SELECT {key} AS k, count(*), sum(l.correct) FROM requests r "
+        found = run(
+            f"SELECT {sq.key(by)} AS k, count(*), sum(l.correct) FROM requests r "
             f"JOIN ({_LABELS_SQL}) l ON l.request_id = r.id {join} "
-            f"WHERE {where} AND r.draft_accepted = 1 AND l.correct IS NOT NULL GROUP BY k",
-            params).fetchall()
-    except sqlite3.OperationalError:  # a ledger from before the labels (read-only open)
+            f"WHERE {where} AND r.draft_accepted = 1 AND l.correct IS NOT NULL GROUP BY k", params)
+    except sq.no_labels:
         return rows
     for k, n, good in found:
         if k in rows:
-            rows[k] = replace(rows[k], labelled=n or 0, labelled_good=good or 0)
+            rows[k] = replace(rows[k], labelled=_count(n), labelled_good=_count(good))
     return rows
 
 

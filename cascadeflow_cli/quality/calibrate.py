@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .calibrated import FORMAT_VERSION, Calibration
-from .features import FEATURE_NAMES, LIVE_SIGNALS, draft_features, feature_domain, feature_vector
+from .features import (
+    EXEC_FEATURES,
+    FEATURE_NAMES,
+    LIVE_SIGNALS,
+    draft_features,
+    feature_domain,
+    feature_vector,
+)
 from .model import auroc, fit  # before numpy: it limits BLAS threads
 
 if TYPE_CHECKING:
@@ -94,22 +101,39 @@ def _label(row: Mapping[str, Any], key: str, where: str, required: bool) -> bool
     return value
 
 
-def row_features(row: Mapping[str, Any]) -> dict[str, float]:
-    """The features of one labelled row, with the same code the live cascade uses."""
+def row_features(row: Mapping[str, Any], execute_code: bool = False) -> dict[str, float]:
+    """The features of one labelled row, with the same code the live cascade uses;
+    ``execute_code``: run the response's Python in the sandbox (:mod:`.code_exec`)."""
     live = {name: row.get(name) for name in LIVE_SIGNALS if row.get(name) is not None}
+    response = str(row.get("response") or "")
+    execution = None
+    if execute_code:
+        from .code_exec import program_of, run_program
+
+        execution = run_program(program_of(response))
     return draft_features(
         str(row.get("query") or ""),
-        str(row.get("response") or ""),
+        response,
         finish_reason=row.get("finish_reason"),
         domain=row.get("domain"),
+        execution=execution,
         **live,
     )
 
 
-def rows_features(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
+def model_features(execute_code: bool = False) -> tuple[str, ...]:
+    """The feature list a calibration fits on: all of them, the execution ones only when
+    the code is run (a calibration that lists them needs execution to score)."""
+    return FEATURE_NAMES if execute_code else tuple(n for n in FEATURE_NAMES if n not in EXEC_FEATURES)
+
+
+def rows_features(rows: Sequence[Mapping[str, Any]], execute_code: bool = False) -> list[dict[str, float]]:
     """:func:`row_features` of every row, in order; on all the cores this process may use
     when there are many rows (forked workers: they start with the loaded detector and
     rules). Falls back to one process where forking is not available or fails."""
+    import functools
+
+    one = functools.partial(row_features, execute_code=execute_code)
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if len(rows) >= PARALLEL_MIN_ROWS and workers > 1:
         import multiprocessing
@@ -119,10 +143,10 @@ def rows_features(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
         if "fork" in multiprocessing.get_all_start_methods():
             try:
                 with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                    return list(pool.map(row_features, rows, chunksize=max(1, len(rows) // (4 * workers))))
+                    return list(pool.map(one, rows, chunksize=max(1, len(rows) // (4 * workers))))
             except (OSError, BrokenProcessPool):
                 pass  # no processes to be had (limits, a sandbox): do it here
-    return [row_features(r) for r in rows]
+    return [one(r) for r in rows]
 
 
 def _tokens(row: Mapping[str, Any], key: str, text: str) -> int:
@@ -240,13 +264,17 @@ def calibrate_rows(
     margin: float = MARGIN,
     seed: int = 0,
     features: Sequence[dict[str, float]] | None = None,
-    feature_names: Sequence[str] = FEATURE_NAMES,
+    feature_names: Sequence[str] | None = None,
+    execute_code: bool = False,
 ) -> CalibrationReport:
     """Fit the quality model on labelled rows and pick thresholds for ``target_quality``.
 
     ``features``: precomputed :func:`row_features` of the rows (the benchmark reuses
-    them across folds). Raises :class:`CalibrationDataError` for rows that cannot be
-    calibrated on; the message names the row (``row N`` or its id).
+    them across folds). ``feature_names``: the model's features (default
+    :func:`model_features`). ``execute_code``: run each response's Python in the sandbox
+    and fit on what that shows too (the calibration then needs execution to score).
+    Raises :class:`CalibrationDataError` for rows that cannot be calibrated on; the
+    message names the row (``row N`` or its id).
     """
     import numpy as np
 
@@ -277,7 +305,9 @@ def calibrate_rows(
         raise CalibrationDataError(
             f"{positives} good and {n - positives} bad drafts: calibration needs at least {MIN_CLASS} of each"
         )
-    feats = list(features) if features is not None else rows_features(rows)
+    if feature_names is None:
+        feature_names = model_features(execute_code)
+    feats = list(features) if features is not None else rows_features(rows, execute_code)
     x = np.asarray([feature_vector(f, feature_names) for f in feats], dtype=float)
     v = np.asarray(verifier, dtype=float)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from cascadeflow_cli.errors import ConfigError
 
-from .features import FEATURE_NAMES, FEATURE_VERSION, draft_features, feature_domain
+from .features import EXEC_FEATURES, FEATURE_NAMES, FEATURE_VERSION, draft_features, feature_domain
 from .validator import QualityResult, QualityValidator
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CalibratedValidator", "Calibration", "load_calibration"]
@@ -92,6 +92,12 @@ class Calibration:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
         tmp.replace(path)
+
+    @property
+    def needs_execution(self) -> bool:
+        """Fitted on what running the drafts' code showed (``calibrate --execute-code``):
+        scoring with it runs each draft's Python in the sandbox (:mod:`.code_exec`)."""
+        return any(name in EXEC_FEATURES for name in self.features)
 
     def threshold_for(self, domain: str | None) -> float:
         return self.thresholds_by_domain.get(domain or "", self.threshold)
@@ -244,8 +250,21 @@ class CalibratedValidator:
     calibrated = True
 
     def __init__(
-        self, calibration: Calibration, threshold: float | None = None, target_quality: float | None = None
+        self,
+        calibration: Calibration,
+        threshold: float | None = None,
+        target_quality: float | None = None,
+        *,
+        execute_code: bool = False,
+        where: str = "the calibration",
     ) -> None:
+        if calibration.needs_execution and not execute_code:
+            # scoring without the execution feature would not be the model that was fitted
+            raise ConfigError(
+                f"{where} was fitted with code execution (`cascade calibrate --execute-code`): "
+                "set [quality] execute_code = true to run drafts' Python in the sandbox, "
+                "or calibrate again without it"
+            )
         calibration = calibration.for_target(target_quality)
         self.calibration = calibration
         self.fixed_threshold = threshold
@@ -266,8 +285,19 @@ class CalibratedValidator:
         **live: float | None,
     ) -> QualityResult:
         rules = self.rules.validate(query, response, finish_reason=finish_reason, domain=domain)
+        execution = None
+        if self.calibration.needs_execution:
+            from .code_exec import program_of, run_program
+
+            execution = run_program(program_of(response or ""))
         features = draft_features(
-            query, response, finish_reason=finish_reason, domain=domain, rules=rules, **live
+            query,
+            response,
+            finish_reason=finish_reason,
+            domain=domain,
+            rules=rules,
+            execution=execution,
+            **live,
         )
         raw = self.calibration.probability(features)  # < 1: a threshold of 1.0 accepts nothing
         threshold = (

@@ -17,6 +17,8 @@ The families (each validated by cross-validated gain on labelled drafts, see
 * code: Python blocks that do not parse (``ast.parse`` only: model code is never run),
   unbalanced fences, a function that returns nothing, the function name a test in the
   query expects vs the ones defined;
+* opt-in, code execution (:mod:`.code_exec`): the share of the outputs the answer claims
+  for its own examples that its code, run in a sandbox, does not produce;
 * the query's domain and complexity (:mod:`cascadeflow_cli.routing`);
 * live signals that may be absent (token log-probabilities, agreement of sampled final
   answers, query-answer embedding similarity): each has a ``missing_*`` indicator and a
@@ -31,11 +33,13 @@ from collections.abc import Sequence
 from cascadeflow_cli.routing.complexity import complexity_of
 from cascadeflow_cli.routing.domain import DOMAINS, MIN_CONFIDENCE, DomainDetector
 
+from .code_exec import ExecResult
 from .code_features import code_features
 from .math_features import final_answer, math_features
 from .validator import CHECK_NAMES, QualityResult, QualityValidator
 
 __all__ = [
+    "EXEC_FEATURES",
     "FEATURE_NAMES",
     "FEATURE_VERSION",
     "LIVE_SIGNALS",
@@ -50,7 +54,7 @@ __all__ = [
 # fitted under another version is refused at load. tests/quality/test_feature_version.py
 # pins a fingerprint of the features on fixed drafts, so a change that forgets the bump
 # fails there; then refit the demo's calibration (python bench/demo_calibration.py).
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 # Live signals the caller may pass as keyword arguments (None = not measured).
 LIVE_SIGNALS: tuple[str, ...] = (
@@ -70,6 +74,10 @@ _NEUTRAL = {
     "agreement": 1.0,
     "similarity": 0.0,
 }
+
+# Features that exist only when the draft's code was run (opt-in, :mod:`.code_exec`): a
+# calibration lists them iff it was fitted with execution, and then needs it to score.
+EXEC_FEATURES: tuple[str, ...] = ("exec_failed_share",)
 
 # Continuous features that also enter squared: with both x and x^2 a linear model can
 # say "too short is bad, too long is bad too" (cross-validated: +0.01 AUROC on both dev sets).
@@ -118,6 +126,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "code_lines",
     "code_test_name_missing",
     "code_name_query_overlap",
+    *EXEC_FEATURES,
     *(f"domain_{d}" for d in DOMAINS),
     "complexity",
     *LIVE_SIGNALS,
@@ -140,14 +149,17 @@ def draft_features(
     finish_reason: str | None = None,
     domain: str | None = None,
     rules: QualityResult | None = None,
+    execution: ExecResult | None = None,
     **live: float | None,
 ) -> dict[str, float]:
     """Every feature of :data:`FEATURE_NAMES` for one draft, as a name -> float mapping.
 
     ``domain``: the query's domain when the caller knows it (else detected from the
     query). ``rules``: the rule validator's result if already computed (else computed
-    here with the balanced preset). ``live``: optional signals of :data:`LIVE_SIGNALS`
-    (``logprob_mean=-0.2``, ``agreement=0.8`` ...); unknown names raise ``TypeError``.
+    here with the balanced preset). ``execution``: what running the draft's code showed
+    (:func:`.code_exec.run_program`; None: not run, the ``exec_*`` features stay 0).
+    ``live``: optional signals of :data:`LIVE_SIGNALS` (``logprob_mean=-0.2``,
+    ``agreement=0.8`` ...); unknown names raise ``TypeError``.
     """
     unknown = set(live) - set(LIVE_SIGNALS)
     if unknown:
@@ -173,12 +185,18 @@ def draft_features(
     out[f"domain_{detected}"] = 1.0
     out["complexity"] = _COMPLEXITY.get(level or "simple", 0.0)
 
-    math_features(query, text, out)
-    # the rule check counted them already (one wrong -> 0.3, several -> 0.1): not twice
-    arithmetic = rules.checks.get("arithmetic", 1.0)
-    out["arithmetic_errors"] = 0.0 if arithmetic >= 1.0 else (1.0 if arithmetic >= 0.3 else 2.0)
+    if detected != "code":
+        # Numbers a coding task mentions are not quantities to compute with: for code the
+        # math family is noise the model has to learn to ignore (cross-validated on MBPP:
+        # AUROC 0.63 -> 0.67 without it), so it stays at 0 there.
+        math_features(query, text, out)
+        # the rule check counted them already (one wrong -> 0.3, several -> 0.1): not twice
+        arithmetic = rules.checks.get("arithmetic", 1.0)
+        out["arithmetic_errors"] = 0.0 if arithmetic >= 1.0 else (1.0 if arithmetic >= 0.3 else 2.0)
     if "```" in text or "~~~" in text or "def " in text or detected == "code":
         code_features(query, text, out)
+    if execution is not None:
+        out["exec_failed_share"] = execution.failed_share
 
     for name in _SQUARED:
         out[f"{name}_sq"] = out[name] * out[name]

@@ -56,31 +56,35 @@ def fit_logistic(
     import numpy as np
 
     n, k = x.shape
-    xb = np.hstack([x, np.ones((n, 1))])
+    xb = np.empty((n, k + 1))
+    xb[:, :k] = x
+    xb[:, k] = 1.0
     theta = np.zeros(k + 1) if start is None else np.asarray(start, dtype=float).copy()
     penalty = np.full(k + 1, lam)
     penalty[-1] = 0.0
+    ridge = np.diag(penalty + 1e-9)
 
-    def loss(t: np.ndarray) -> float:
-        z = xb @ t
+    def loss(t: np.ndarray, z: np.ndarray) -> float:
         return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * t * t))
 
-    current = loss(theta)
+    z = xb @ theta
+    current = loss(theta, z)
     for _ in range(iterations):
-        p = sigmoid(xb @ theta)
+        p = sigmoid(z)
         grad = xb.T @ (p - y) + penalty * theta
-        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(penalty + 1e-9)
+        hess = (xb.T * (p * (1 - p))) @ xb + ridge
         step = np.linalg.solve(hess, grad)
+        dz = xb @ step  # the logits move linearly along the step: one product per Newton step
         size = 1.0
         while size > 1e-4:
-            trial = theta - size * step
-            value = loss(trial)
+            trial, z_trial = theta - size * step, z - size * dz
+            value = loss(trial, z_trial)
             if value <= current + 1e-12:
                 break
             size /= 2
         else:
             break
-        theta, improved = trial, current - value
+        theta, z, improved = trial, z_trial, current - value
         current = value
         if improved < 1e-9 * max(1.0, abs(current)):
             break

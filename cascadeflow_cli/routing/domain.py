@@ -39,7 +39,7 @@ STRONG, MEDIUM, WEAK = 3.0, 2.0, 1.0
 @dataclass(frozen=True)
 class _Shape:
     name: str  # what the user sees ("code fence")
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | shapes.WordEnds
     weight: float
     lowered: bool = False  # searched in the lowercased text (faster than re.IGNORECASE)
 
@@ -123,7 +123,7 @@ SHAPES: dict[str, list[_Shape]] = {
         _shape(
             "word problem",
             r"(?s)\A(?=.{0,600}\Z)(?=.*\d.*\d)(?=.*\b(how (many|much|long|far|old)|in total|altogether|"
-            r"each|per|left|remain\w*)\b)",
+            r"each|per|left|remain\w*)\b)(?=.*(\?|\b(calculate|find|compute|determine|work out)\b))",
             STRONG,
             re.I,
         ),
@@ -256,7 +256,10 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             overdraft, atm, pin number, economy, economic*, economist*, macroeconomic*, microeconomic*,
             supply and demand, demand curve, supply curve, aggregate demand, aggregate supply,
             elasticity, marginal cost, marginal revenue, monopol*, oligopol*, recession, unemployment,
-            interest, irs, deduction*, filing status, payroll, invoice*, expense*, fraudulent charge
+            interest, irs, deduction*, filing status, payroll, invoice*, expense*, fraudulent charge,
+            trading, trader*, hodl, forex, hedging, valuation, ipo, broker*, brokerage,
+            bull market, bear market, day trading, options trading, short selling, cagr, roi, net worth,
+            compound interest, yield curve, treasury, treasuries, fintech, accountant*, bookkeeping
         """,
             MEDIUM: """
             balance, transfer*, payment*, pay my, bill*, refund*, card, cards, market*, price*, cost*,
@@ -276,11 +279,13 @@ for _domain, _extra in (
     ("code", shapes.CODE_SHAPES),
     ("math", shapes.MATH_SHAPES),
     ("finance", shapes.FINANCE_SHAPES),
+    ("general", shapes.GENERAL_SHAPES),
 ):
     SHAPES.setdefault(_domain, []).extend(_shape(*entry) for entry in _extra)
+SHAPES.setdefault("medical", []).append(_Shape("clinical term", shapes.CLINICAL_TERMS, STRONG, lowered=True))
 TERMS["code"] += [
     (t, w)
-    for t, w in _terms({MEDIUM: shapes.CODE_VOCABULARY})
+    for t, w in _terms({STRONG: shapes.CODE_NAMES, MEDIUM: shapes.CODE_VOCABULARY})
     if t not in {term for term, _ in TERMS["code"]}
 ]
 

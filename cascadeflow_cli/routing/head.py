@@ -53,6 +53,8 @@ class DomainHead:
     examples: np.ndarray | None = None  # training embeddings (rows x dim), for that vote
     example_labels: np.ndarray | None = None  # their domains' indices
     example_weights: np.ndarray | None = None  # their training weights
+    rule_coef: np.ndarray | None = None  # domains x len(rule_names): weights of the rules' evidence
+    rule_names: tuple[str, ...] = ()  # the rule features those weights are for (rule_feature_names)
 
     def rules_confidence(self, rule_scores: Mapping[str, float], domain: str) -> float:
         """The rules' probability of ``domain``, temperature-scaled as fitted in training."""
@@ -62,13 +64,17 @@ class DomainHead:
         p = np.exp(z - z.max())
         return float(p[DOMAINS.index(domain)] / p.sum()) if domain in DOMAINS else 1.0
 
-    def combined(self, vector: np.ndarray, rule_scores: Mapping[str, float]) -> dict[str, float]:
+    def combined(self, vector: np.ndarray, rule_scores: Mapping[str, float],
+                 signals: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, float]:
         """The built-in domains' probabilities for one embedded query, given the rules'
-        scores (routing.domain): softmax((logits + w * log p_rules) / T)."""
+        scores and signals (routing.domain): softmax((logits + w * log p_rules) / T), the
+        logits including the weighted rule features."""
         import numpy as np
 
         vectors = vector.reshape(1, -1)
         z = self.logits(vectors)[0] + self.rules_weight * rule_log_probabilities(rule_scores)
+        if self.rule_coef is not None:
+            z = z + self.rule_coef @ rule_features(rule_scores, signals or {}, self.rule_names)
         if self.knn_weight:
             z = z + self.knn_weight * self.knn_log_probabilities(vectors)[0]
         z = z / self.temperature
@@ -126,6 +132,9 @@ class DomainHead:
             arrays = {"examples": np.round(self.examples * 127).astype(np.int8),
                       "example_labels": np.asarray(self.example_labels).astype(np.int8),
                       "example_weights": np.asarray(self.example_weights).astype(np.float16)}
+        if self.rule_coef is not None:
+            info["rule_names"] = list(self.rule_names)
+            arrays["rule_coef"] = self.rule_coef.astype(np.float16)
         np.savez_compressed(
             path,
             coef=self.coef.astype(np.float16),
@@ -149,11 +158,13 @@ class DomainHead:
                 info = json.loads(str(data["meta"]))
                 coef = data["coef"].astype(np.float32)
                 bias = data["bias"].astype(np.float32)
-                extra = {}
+                extra: dict[str, np.ndarray] = {}
+                if "rule_coef" in data:
+                    extra["rule_coef"] = data["rule_coef"].astype(np.float32)
                 if "examples" in data:
-                    extra = {"examples": data["examples"].astype(np.float32) / 127,
-                             "example_labels": data["example_labels"].astype(np.int64),
-                             "example_weights": data["example_weights"].astype(np.float64)}
+                    extra.update({"examples": data["examples"].astype(np.float32) / 127,
+                                  "example_labels": data["example_labels"].astype(np.int64),
+                                  "example_weights": data["example_weights"].astype(np.float64)})
         except FileNotFoundError:
             raise ModelFileError(
                 f"{where}: not found (reinstall cascadeflow-cli, or unset {ENV_VAR})"
@@ -191,7 +202,14 @@ class DomainHead:
             raise ModelFileError(f"{where}: damaged (nearest examples)")
         if examples is None:
             knn = 0.0
-        return cls(coef, bias, temperature, weight, rules_t, gate, knn, **extra)
+        rule_coef = extra.pop("rule_coef", None)
+        names = info.get("rule_names", [])
+        if rule_coef is not None and (
+                not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+                or rule_coef.shape != (len(DOMAINS), len(names)) or not np.isfinite(rule_coef).all()):
+            raise ModelFileError(f"{where}: damaged (rule features)")
+        return cls(coef, bias, temperature, weight, rules_t, gate, knn, **extra,  # type: ignore[arg-type]
+                   rule_coef=rule_coef, rule_names=tuple(names) if rule_coef is not None else ())
 
 
 def rule_log_probabilities(scores: Mapping[str, float]) -> np.ndarray:
@@ -201,3 +219,31 @@ def rule_log_probabilities(scores: Mapping[str, float]) -> np.ndarray:
     z = np.array([float(scores.get(d, 0.0)) for d in DOMAINS])
     z = z - z.max()
     return z - np.log(np.exp(z).sum())
+
+
+def rule_feature_names() -> tuple[str, ...]:
+    """The rules' evidence the head can weigh: each built-in domain's score, and whether each
+    shape (routing.domain.SHAPES: a stack trace, LaTeX, a writing task...) was seen."""
+    from cascadeflow_cli.routing.domain import SHAPES
+
+    return (*(f"score:{d}" for d in DOMAINS),
+            *(f"shape:{d}:{shape.name}" for d, shapes in SHAPES.items() for shape in shapes))
+
+
+def rule_features(scores: Mapping[str, float], signals: Mapping[str, tuple[str, ...]],
+                  names: tuple[str, ...]) -> np.ndarray:
+    """``names`` (rule_feature_names) as numbers: log(1 + score) for a score, 1 or 0 for a
+    shape. A name this version of the rules does not know is 0 (never seen)."""
+    import math
+
+    import numpy as np
+
+    out = np.zeros(len(names))
+    for i, name in enumerate(names):
+        kind, _, rest = name.partition(":")
+        if kind == "score":
+            out[i] = math.log1p(max(0.0, float(scores.get(rest, 0.0))))
+        else:
+            domain, _, shape = rest.partition(":")
+            out[i] = float(shape in signals.get(domain, ()))
+    return out

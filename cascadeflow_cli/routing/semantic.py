@@ -8,9 +8,9 @@ first use and loaded with fastembed from there. Nothing is downloaded, ever.
 Detection: the rules decide alone when they are confident (the head file's ``rules_sure``,
 chosen out-of-fold in training), their confidence then temperature-scaled; otherwise the
 query is embedded and the trained head (routing.head: a logistic regression over the
-embedding, plus the rules' own log-probabilities and the nearest training examples' vote
-(routing.head.knn_log_probabilities), each with a fitted weight, temperature-scaled
-out-of-fold) gives the built-in domains' probabilities. Custom domains (routing.custom)
+embedding and the rules' evidence, plus the rules' own log-probabilities and the nearest
+training examples' vote (routing.head.knn_log_probabilities), each with a fitted weight,
+temperature-scaled out-of-fold) gives the built-in domains' probabilities. Custom domains (routing.custom)
 are scored by nearest examples; when there are any, every query is embedded, so that a
 custom "sql" domain can win over the rules' sure "code".
 """
@@ -44,6 +44,7 @@ TOP_K = 3  # nearest examples of a custom domain
 SIMILAR = 0.5  # a custom domain's similarity threshold when it has one example
 SIMILAR_RANGE = (0.35, 0.6)  # the thresholds that examples' own closeness may set
 SPREAD = 0.04
+BATCH = 16  # texts per model call
 
 
 def _missing_extra() -> MissingExtraError:
@@ -95,7 +96,9 @@ class Embedder:
         and tokenizing a megabyte it would throw away costs more than the embedding)."""
         import numpy as np
 
-        vectors = np.array(list(self.model.embed([t[:MAX_CHARS] for t in texts])), dtype=np.float32)
+        texts = [t[:MAX_CHARS] for t in texts]
+        # small batches: the model pads a batch to its longest text, and 256 long texts took ~10 GB
+        vectors = np.array(list(self.model.embed(texts, batch_size=BATCH)), dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
 
@@ -144,7 +147,7 @@ class SemanticDomainDetector:
                                    "similarity_needed": {d: round(t, 3) for d, t in self.thresholds.items()}}
         if share < 0.5 and ruled.confidence >= self.head.rules_sure:
             return self.sure(ruled, explain)
-        head = self.head.combined(vector, ruled.scores)
+        head = self.head.combined(vector, ruled.scores, ruled.signals)
         explain["head"] = {d: round(p, 3) for d, p in head.items()}
         total = sum(custom.values()) or 1.0
         combined = {d: (1.0 - share) * p for d, p in head.items()}

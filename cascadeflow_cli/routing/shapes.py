@@ -33,7 +33,9 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
         "a request for code",
         r"\b(write|create|make|build|generate|implement|code|develop|give me|show me|"
         r"need|want|help me (?:write|with)|fix|debug|refactor|optimi[sz]e|convert|translate|port)\b"
-        r"[^.?!\n]{0,60}?\b(" + _ARTIFACT + r")\b",
+        r"[^.?!\n]{0,60}?(?<!animation )(?<!video )(?<!movie )(?<!film )(?<!sales )(?<!podcast )"
+        r"(?<!youtube )(?<!tiktok )(?<!character )\b(" + _ARTIFACT + r")\b"
+        r"(?! (?:features|levels?|for (?:my|a|the) (?:video|film|movie|play|podcast)))",
         5.0,
         re.I,
     ),
@@ -111,6 +113,41 @@ MATH_SHAPES: list[tuple[str, str, float, int]] = [
     ("a proof", r"\b(prove|proof|show that|demonstrate that|lemma|corollary|q\.e\.d)\b", 3.0, re.I),
 ]
 
+class WordEnds:
+    """A shape found by how words end or begin (``search`` like a compiled regex's, on
+    lowercased text): one pass over the long words, far cheaper than a regex of suffixes
+    tried at every position."""
+
+    _WORDS = re.compile(r"[a-z]{6,}")
+
+    def __init__(self, ends: tuple[str, ...], starts: tuple[str, ...], exceptions: frozenset[str]) -> None:
+        self.ends, self.starts, self.exceptions = ends, starts, exceptions
+
+    def search(self, text: str) -> bool:
+        for word in self._WORDS.findall(text):
+            if word in self.exceptions:
+                continue
+            if word.startswith(self.starts) and len(word) > 7:
+                return True
+            if word.endswith(self.ends) and any(word.endswith(e) and len(word) >= len(e) + 3
+                                                for e in self.ends):  # a stem before the ending
+                return True
+        return False
+
+
+# The Greek and Latin word endings of clinical terms: appendicitis, gastrectomy, leukemia, neuropathy.
+CLINICAL_TERMS = WordEnds(
+    ends=("itis", "ectomy", "ectomies", "otomy", "ostomy", "oscopy", "oplasty", "emia", "aemia", "opathy",
+          "algia", "kinase", "ocyte", "ocytes", "plasia", "trophy", "rrhoea", "rrhea", "osis", "genesis",
+          *(f"{stem}oma{s}" for stem in ("carcin", "lymph", "melan", "glauc", "aden", "fibr", "sarc", "gli",
+                                         "mening", "hemat", "haemat") for s in ("", "s"))),
+    starts=("gastr", "cardio", "hepat", "nephr", "osteo", "dermat", "angio", "thromb", "endocrin", "oncolog",
+            "haem", "hemoglob", "hemorrh", "hemodial"),
+    exceptions=frozenset({"dichotomy", "nostalgia", "academia", "bohemia", "hypnosis", "osmosis", "symbiosis",
+                          "microscopy", "microscopic", "telescopic", "kaleidoscopic", "stereoscopic",
+                          "apotheosis", "metamorphosis"}),
+)
+
 FINANCE_SHAPES: list[tuple[str, str, float, int]] = [
     (  # money words next to an amount: "invest 70K", "a loan of $20,000" (an amount alone is math's too)
         "money with an amount",
@@ -146,7 +183,37 @@ CODE_VOCABULARY = """
     dll, exe, binary     file, byte array, utf-8, unicode, ascii, endpoint*, microservice*, grpc,
     protobuf, arduino, raspberry pi, esp32, firmware, microcontroller*, fpga, http request*, api key,
     sdk, npm package, pip install, bitwise, xor, hexadecimal, bytecode, garbage collect*,
-    memory allocation
+    memory allocation, column, columns, dataset*
+"""
+
+# Names of software tools, languages and formats with no everyday meaning: one is strong evidence.
+CODE_NAMES = """
+    pyqt*, pyside*, tkinter, wxpython, qt, gtk, wpf, winforms, xaml, xamarin, blazor, electron, tauri,
+    react native, jetpack compose, recyclerview, textbox, combobox, listview, datagrid, toolbar, widget*,
+    selenium, playwright, puppeteer, beautifulsoup, scrapy, nix, nixos, nixpkgs, homebrew, chocolatey,
+    promql, prometheus, grafana, elasticsearch, kibana, logstash, splunk, datadog, ssms, t-sql, tsql, plsql,
+    snowflake, databricks, bigquery, redshift, dbt, airflow, etl, octave, simulink, gams, ampl, pyomo,
+    ggplot*, dplyr, tidyverse, rstudio, stata, spss, cocotb, systemverilog, testbench*, uvm, vivado, quartus,
+    vbscript, vbs, autohotkey, applescript, tampermonkey, userscript*, bookmarklet, jenkins, github actions,
+    circleci, wsl, iptables, wireguard, openvpn, tailscale, cloudflare, vercel, netlify, heroku, firebase,
+    supabase, discord bot, telegram bot, slack bot, pine script, pinescript, mql4, mql5, web3,
+    smart contract*, erc20, erc721, erc1155, hardhat, glsl, hlsl, blender python, openscad,
+    ladder logic, modbus, mqtt, opencv, yolo, mediapipe, gstreamer, ffmpeg, imagemagick, markdown,
+    jinja, openapi, swagger, postman, rest api, xslt, xpath, jq, cmake, bazel, llvm, gcc, clang, rustc,
+    virtualenv, venv, pnpm, deno, nextjs, nuxt, sveltekit, redux, rxjs,
+    typeorm, sequelize, mongoose, hibernate, spring boot, dotnet, entity framework, linq, objective-c,
+    webgl, plotly, streamlit, gradio, jupyter notebook, kaggle, gguf, ollama, vllm, lora, peft,
+    jax, xgboost, lightgbm, mlflow, sagemaker, llamaindex, chromadb, pinecone, qdrant, vectordb, tokenizer*,
+    openmp, mpi, pthread*, simd, avx, risc-v, nasm, tcl, ocaml, f#, erlang, zig, fortran,
+    cobol, delphi, lisp, racket, prolog, abap, soql, dax, power query, power bi, apps script,
+    xlsx, openpyxl, cron job, crontab, daemon, localhost, port forwarding, reverse proxy,
+    load balancer, ssl certificate, tls, dns record*, subnet*, vlan*, cisco,
+    wordpress plugin, shopify, woocommerce, magento, chrome extension, vs code, intellij, pycharm,
+    stack overflow, deadlock, race condition, memory safety, borrow checker,
+    struct, structs, enum, enums, namespace*, constructor*, destructor*,
+    decorator*, iterator*, getter*, setter*, boilerplate, codebase, pull request,
+    merge conflict, rebase, monorepo, nuget, pypi,
+    refactoring, unit testing, integration test*, pytest, jest, mocha, junit, cypress
 """
 
 # Code shapes that show code itself (not talk about it): where they fire, "=" and "*" are code.
@@ -154,12 +221,28 @@ CODE_EVIDENCE = frozenset({"code fence", "function definition", "doctest", "impo
                            "stack trace", "config snippet", "a request for code", "a script of a language"})
 SYMBOLS_OF_CODE = frozenset({"equation", "arithmetic", "power", "percentage", "word problem"})
 
+_PROSE = (  # what a writing or planning task produces (not code)
+    r"poem|story|stories|essay|letter|email|e-mail|blog|article|song|lyrics|speech|haiku|"
+    r"limerick|sonnet|dialog|dialogue|review|summary|cover letter|description|slogan|tagline|tweet|post|"
+    r"joke|riddle|outline|plan|agenda|itinerary|recipe|screenplay|scene|chapter|bio|biography|toast|"
+    r"proposal|pitch|report|newsletter|ad|advert|caption|title|titles|names|list of ideas|ideas|"
+    r"curriculum|syllabus|course|lesson|lessons|roadmap|guide|strategy|workshop|workshops|agenda|"
+    r"section|paragraph|introduction|conclusion|abstract|memo|minutes|press release|announcement|"
+    r"questionnaire|survey|quiz|questions|interview questions|job description|contract summary|"
+    r"workout|routine|schedule|timeline|character|characters|deck|campaign|debate|argument|"
+    r"user stories|requirements|scope of work|case study|presentation|slides?|talk|lecture|podcast|"
+    r"analysis|critique|feedback|comparison|table of contents|prompt|topics|tips|steps|examples|"
+    r"categories|tags|list of|checklist|faq|glossary"
+)
+
+WRITING = 2.0  # a writing task is general only when its subject is not a domain's (one strong word is)
 GENERAL_SHAPES: list[tuple[str, str, float, int]] = [
-    ("a writing task", r"\b(write|draft|compose|create|give me|generate)\s+(me\s+)?(a|an|some|\d+|the)?\s*"
-     r"([\w-]+\s+){0,3}(poem|story|stories|essay|letter|email|e-mail|blog|article|song|lyrics|speech|haiku|"
-     r"limerick|sonnet|dialog|dialogue|review|summary|cover letter|description|slogan|tagline|tweet|post|"
-     r"joke|riddle|outline|plan|agenda|itinerary|recipe|screenplay|scene|chapter|bio|biography|toast|"
-     r"proposal|pitch|report|newsletter|ad|advert|caption|title|titles|names|list of ideas)\b", 3.0, re.I),
+    ("a writing task", r"\b(write|draft|compose|create|give me|generate|craft|design|prepare|suggest|"
+     r"brainstorm|propose|outline|develop|provide|plan|make)\s+(me\s+|us\s+)?(a|an|some|\d+|the|my|our|"
+     r"several|few|list of)?\s*([\w-]+\s+){0,4}(" + _PROSE + r")\b", WRITING, re.I),
+    ("editing text", r"\b(rephrase|reword|rewrite|paraphrase|proofread|summari[sz]e|translate|"
+     r"improve the (wording|writing|text|style)|make (it|this) (sound|more)|formulera|umformulieren|"
+     r"reformuler\w*)\b", 2.0, re.I),
     ("a role to play", r"\b(act as|acting as|you are an? (expert|professional|senior|world|master|helpful)|"
      r"pretend (to be|you are)|role[- ]?play|imagine you are)\b", 1.0, re.I),
 ]

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from cascadeflow_cli.routing.semantic import Embedder
 
-BATCH = 256
+BATCH = 256  # texts per call to the embedder (which batches them smaller itself)
 
 
 def content_hash(texts: list[str], version: str) -> str:

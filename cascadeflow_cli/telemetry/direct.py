@@ -16,16 +16,19 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from cascadeflow_cli import __version__
 from cascadeflow_cli.ledger.records import RequestRecord
 from cascadeflow_cli.telemetry import wire
-from cascadeflow_cli.telemetry.context import Parent
 from cascadeflow_cli.telemetry.instruments import INSTRUMENTS, SCOPE
 from cascadeflow_cli.telemetry.report import FlushReport
 from cascadeflow_cli.telemetry.settings import TelemetrySettings, resource_attributes
 from cascadeflow_cli.telemetry.spans import Attributes, SpanOptions, build_trace, metric_points
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.telemetry.context import Parent
 
 RETRYABLE = (429, 502, 503, 504)  # the OTLP spec's retryable statuses
 RETRY_WAITS_S = (0.1, 0.3)
@@ -109,35 +112,110 @@ class _Metrics:
 
 
 class DirectSink:
-    """Same face as BackgroundSink: ``record()`` never raises or waits, ``finish()`` sends
-    within flush_timeout and returns the warning line, or None when all arrived."""
+    """Same face as BackgroundSink: ``record()`` never raises or waits, ``finish()`` returns
+    the warning line, or None when all arrived.
 
-    def __init__(self, settings: TelemetrySettings) -> None:
+    The first record starts the send at once, in a daemon thread (`ask` has one request):
+    the post overlaps printing the answer and closing the ledger, so a reachable collector
+    adds little more than the encoding, and the one deadline, ``flush_timeout`` from that
+    first send, bounds what a dead or hung collector can cost the whole command."""
+
+    def __init__(self, settings: TelemetrySettings, *, metrics: bool = True) -> None:
         self.settings = settings
         self.options = SpanOptions(settings.emit_cost, settings.capture_content, settings.record_user)
+        self.with_metrics = metrics  # off for a backfill: a metric point is stamped "now"
         self.started_ns = time.time_ns()  # the cumulative metrics' start
         self._lock = threading.Lock()
-        self._spans: list[bytes] = []
+        self._spans: list[bytes] = []  # encoded, not yet handed to a post
         self._metrics = _Metrics()
         self._error: str | None = None
         self._resource_attributes: dict[str, str] | None = None
+        self._made = self._delivered = self._metric_failures = 0
+        self._metrics_due = self._timed_out = False
+        self._send_error: str | None = None
+        self._sender: threading.Thread | None = None
+        self._deadline: float | None = None
 
     def record(self, request: RequestRecord, parent: Parent | None = None) -> None:
         try:
             trace = build_trace(request, self.options)
-            points = metric_points(request, self.options)
+            points = metric_points(request, self.options) if self.with_metrics else []
             keep = sampled(parent.trace_id if parent else trace.trace_id, parent)
             spans = wire.trace_spans(trace, parent) if keep else []
             with self._lock:
                 self._keep(spans)
                 for point in points:
                     self._metrics.add(point.instrument, point.value, point.attributes)
+                self._metrics_due = self._metrics_due or bool(points)
         except Exception as exc:  # pragma: no cover - a bug here must not cost the answer
             self._error = f"could not build spans: {type(exc).__name__}: {exc}"
+            return
+        self._ready()
 
     def _keep(self, spans: list[bytes]) -> None:
         """(under the lock) Hold encoded spans until they are sent."""
         self._spans += spans
+        self._made += len(spans)
+
+    def _ready(self) -> None:
+        """Something is waiting to be sent: make sure a sender is on it."""
+        with self._lock:
+            if self._sender is not None:
+                return  # it looks for more before it stops (under this lock)
+            if self._deadline is None:
+                self._deadline = time.monotonic() + self.settings.flush_timeout
+            # a daemon thread: a collector that trickles its answer cannot hold the exit
+            self._sender = threading.Thread(target=self._send_loop, name="otlp-send", daemon=True)
+            self._sender.start()
+
+    def _send_loop(self) -> None:
+        connections: Connections = {}
+        deadline = self._deadline or time.monotonic()
+        try:
+            while True:
+                with self._lock:
+                    spans, self._spans = self._spans, []
+                    metrics_due, self._metrics_due = self._metrics_due, False
+                    if not spans and not metrics_due:
+                        self._sender = None
+                        return
+                # both signals at once (two connections): the wait is the slower post, not the sum
+                helper = None
+                if metrics_due:
+                    helper = threading.Thread(
+                        target=self._send_metrics, args=(deadline,), name="otlp-metrics", daemon=True
+                    )
+                    helper.start()
+                if spans:
+                    why = post(connections, *self.traces_post(spans), deadline)
+                    self._outcome(why, spans=len(spans))
+                if helper is not None:
+                    helper.join(max(0.0, deadline - time.monotonic()))
+                    if helper.is_alive():
+                        self._outcome(TIMED_OUT, metrics=True)
+        finally:
+            for conn in connections.values():
+                conn.close()
+
+    def _send_metrics(self, deadline: float) -> None:
+        connections: Connections = {}
+        try:
+            if (metrics := self.metrics_post()) is not None:
+                self._outcome(post(connections, *metrics, deadline), metrics=True)
+        finally:
+            for conn in connections.values():
+                conn.close()
+
+    def _outcome(self, why: str | None, *, spans: int = 0, metrics: bool = False) -> None:
+        with self._lock:
+            if why is None:
+                self._delivered += spans
+                return
+            self._metric_failures += int(metrics)
+            if why == TIMED_OUT:
+                self._timed_out = True
+            else:
+                self._send_error = self._send_error or why
 
     def traces_post(self, spans: list[bytes]) -> tuple[str, str, bytes]:
         body = wire.traces_request(self._resource(), wire.Scope(SCOPE, __version__), spans)
@@ -159,49 +237,25 @@ class DirectSink:
         return self._resource_attributes
 
     def finish(self) -> str | None:
+        """Wait for the send until the deadline (never longer), then say what is missing."""
         with self._lock:
-            spans = list(self._spans)
-        posts = [self.traces_post(spans)] if spans else []
-        if (metrics := self.metrics_post()) is not None:
-            posts.append(metrics)
-        if not posts:
-            return None
-        timeout = self.settings.flush_timeout
-        deadline = time.monotonic() + timeout
-        outcome: dict[str, str | None] = {}
-        # a daemon thread: a collector that trickles its answer cannot hold the exit past the bound
-        sender = threading.Thread(
-            target=_send_all, args=(posts, deadline, outcome), name="otlp-send", daemon=True
-        )
-        sender.start()
-        sender.join(timeout)
-        timed_out = sender.is_alive() or TIMED_OUT in outcome.values()
-        errors = [e for e in outcome.values() if e and e != TIMED_OUT]
-        traces_ok = bool(spans) and "TRACES" in outcome and outcome["TRACES"] is None
-        metrics_failed = any(s == "METRICS" for s, _, _ in posts) and outcome.get("METRICS", "x") is not None
-        report = FlushReport(
-            spans=len(spans),
-            delivered=len(spans) if traces_ok else 0,
-            dropped=0,
-            metric_failures=int(metrics_failed),
-            timed_out=timed_out,
-            error=(errors[0] if errors else None) or self._error,
-            endpoint=self.settings.traces_endpoint,
-        )
+            sender, deadline = self._sender, self._deadline
+        if sender is not None and deadline is not None:
+            sender.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            report = FlushReport(
+                spans=self._made,
+                delivered=self._delivered,
+                dropped=0,
+                metric_failures=self._metric_failures,
+                timed_out=self._timed_out or (self._sender is not None and self._sender.is_alive()),
+                error=self._send_error or self._error,
+                endpoint=self.settings.traces_endpoint,
+            )
         return report.warning()
 
 
 Connections = dict[tuple[str, str, int | None], http.client.HTTPConnection]
-
-
-def _send_all(posts: list[tuple[str, str, bytes]], deadline: float, outcome: dict[str, str | None]) -> None:
-    connections: Connections = {}
-    try:
-        for signal, url, body in posts:
-            outcome[signal] = post(connections, signal, url, body, deadline)
-    finally:
-        for conn in connections.values():
-            conn.close()
 
 
 def post(

@@ -3,7 +3,7 @@ encoder): names, units and descriptions from the GenAI conventions, in one place
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SCOPE = "cascadeflow_cli"  # the instrumentation scope of every span and metric we send
 
@@ -12,8 +12,7 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
 
-@dataclass(frozen=True)
-class Instrument:
+class Instrument(NamedTuple):
     name: str
     unit: str
     description: str

@@ -3,11 +3,10 @@ by the SDK's sink and the one-shot exporter (no OpenTelemetry import)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class FlushReport:
+class FlushReport(NamedTuple):
     spans: int  # spans this process made
     delivered: int  # spans the collector accepted
     dropped: int  # spans a full queue dropped before they could be sent

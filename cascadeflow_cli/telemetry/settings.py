@@ -13,6 +13,8 @@ from urllib.parse import unquote, urlsplit
 from cascadeflow_cli import __version__
 from cascadeflow_cli.config import TelemetryConfig
 from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.telemetry import env_value as _env
+from cascadeflow_cli.telemetry import is_requested
 
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
 DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
@@ -32,21 +34,6 @@ class TelemetrySettings:
     capture_content: bool = False
     record_user: bool = True
     service_name: str | None = None  # None: OTEL_RESOURCE_ATTRIBUTES names it, or DEFAULT
-
-
-def _env(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
-
-
-def is_requested(config: TelemetryConfig, env: Mapping[str, str] = os.environ) -> bool:
-    """On when ``[telemetry] enabled`` or an OTLP endpoint is in the environment; the
-    standard OTEL_SDK_DISABLED=true turns it off whatever else says."""
-    if (_env(env, "OTEL_SDK_DISABLED") or "").lower() == "true":
-        return False
-    return config.enabled or bool(
-        _env(env, "OTEL_EXPORTER_OTLP_ENDPOINT") or _env(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
 
 
 def resolve(config: TelemetryConfig, env: Mapping[str, str] = os.environ) -> TelemetrySettings | None:

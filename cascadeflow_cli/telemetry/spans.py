@@ -2,8 +2,13 @@
 after the fact from the ledger record (live, or from history for a backfill), with the
 calls' real start and end times. Nothing here imports OpenTelemetry.
 
-Conventions followed (semantic-conventions docs/gen-ai/gen-ai-spans.md and
-gen-ai-metrics.md; ``gen_ai.provider.name`` replaced ``gen_ai.system``): one CLIENT span
+The value types are NamedTuples, not dataclasses: `ask` imports this module only when
+telemetry is on, and a frozen dataclass costs ~2 ms of CPU to create at import (its
+generated methods are exec'd), a NamedTuple a sixth of that.
+
+Conventions followed (open-telemetry/semantic-conventions-genai: model/gen-ai/registry.yaml,
+docs/gen-ai/gen-ai-spans.md and gen-ai-metrics.md; ``gen_ai.provider.name`` replaced
+``gen_ai.system``): one CLIENT span
 per model call named ``chat {gen_ai.request.model}``, under one ``cascade.request`` span
 carrying what the cascade decided. Cost uses the open proposal's
 ``gen_ai.usage.cost.amount`` / ``gen_ai.usage.cost.currency``.
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cascadeflow_cli.clock import parse_ts
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
@@ -38,6 +43,7 @@ PROVIDERS = {
     "cohere": "cohere",
     "cohere_chat": "cohere",
     "mistral": "mistral_ai",
+    "moonshot": "moonshot_ai",
     "groq": "groq",
     "deepseek": "deepseek",
     "xai": "x_ai",
@@ -51,8 +57,7 @@ ENFORCEMENT_EVENTS = {
 }
 
 
-@dataclass(frozen=True)
-class SpanOptions:
+class SpanOptions(NamedTuple):
     """What the spans may carry (``[telemetry]``)."""
 
     emit_cost: bool = True
@@ -60,15 +65,13 @@ class SpanOptions:
     record_user: bool = True
 
 
-@dataclass(frozen=True)
-class EventSpec:
+class EventSpec(NamedTuple):
     name: str
     time_ns: int
-    attributes: Attributes = field(default_factory=dict)
+    attributes: Attributes
 
 
-@dataclass(frozen=True)
-class SpanSpec:
+class SpanSpec(NamedTuple):
     name: str
     client: bool  # kind CLIENT (a model call), else INTERNAL
     span_id: int
@@ -79,8 +82,7 @@ class SpanSpec:
     error: str | None = None  # the status description when the span failed
 
 
-@dataclass(frozen=True)
-class TraceSpec:
+class TraceSpec(NamedTuple):
     trace_id: int
     root: SpanSpec
     calls: tuple[SpanSpec, ...]
@@ -244,8 +246,7 @@ def _ms_ns(ms: float | None) -> int:
 # --- metrics: what each finished request adds --------------------------------------
 
 
-@dataclass(frozen=True)
-class MetricPoint:
+class MetricPoint(NamedTuple):
     instrument: str  # token_usage | duration | cost | savings
     value: float
     attributes: Attributes

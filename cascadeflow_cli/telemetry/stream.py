@@ -22,7 +22,7 @@ from cascadeflow_cli.telemetry.report import FlushReport
 from cascadeflow_cli.telemetry.settings import TelemetrySettings
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     try:
         value = int(os.environ.get(name, "") or default)
     except ValueError:
@@ -31,12 +31,12 @@ def _env_int(name: str, default: int) -> int:
 
 
 class StreamSink(DirectSink):
-    def __init__(self, settings: TelemetrySettings) -> None:
-        super().__init__(settings)
-        self.max_queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
-        self.batch_size = min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self.max_queue)
-        self.delay_s = _env_int("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
-        self.metric_interval_s = _env_int("OTEL_METRIC_EXPORT_INTERVAL", 60000) / 1000
+    def __init__(self, settings: TelemetrySettings, *, metrics: bool = True) -> None:
+        super().__init__(settings, metrics=metrics)
+        self.max_queue = env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+        self.batch_size = min(env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self.max_queue)
+        self.delay_s = env_int("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
+        self.metric_interval_s = env_int("OTEL_METRIC_EXPORT_INTERVAL", 60000) / 1000
         # each export may take three quarters of the flush budget, as on the SDK's path
         self.export_timeout_s = max(settings.flush_timeout * 0.75, 0.001)
         self._made = self._sent = self._dropped = self._metric_failures = 0
@@ -52,6 +52,9 @@ class StreamSink(DirectSink):
         self._made += len(spans)
         if len(self._spans) >= self.batch_size:
             self._wake.set()
+
+    def _ready(self) -> None:
+        """Nothing to start: the exporter thread sends in batches, and on flush."""
 
     def _export_loop(self) -> None:
         connections: Connections = {}

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
-from cascadeflow_cli.telemetry.context import Parent
 from cascadeflow_cli.telemetry.spans import AttrValue, SpanSpec, TraceSpec
+
+if TYPE_CHECKING:
+    from cascadeflow_cli.telemetry.context import Parent
 
 SPAN_KIND_INTERNAL, SPAN_KIND_CLIENT = 1, 3
 STATUS_ERROR = 2
@@ -105,8 +107,7 @@ def key_values(field: int, attributes: Mapping[str, AttrValue]) -> bytes:
     return b"".join(_bytes(field, _key(k) + _bytes(2, any_value(v))) for k, v in attributes.items())
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     name: str
     version: str
 
@@ -162,25 +163,34 @@ def traces_request(resource: Mapping[str, AttrValue], scope: Scope, spans: Seque
 # --- metrics ----------------------------------------------------------------------------
 
 
-@dataclass
 class HistogramPoint:
-    attributes: Mapping[str, AttrValue]
-    bounds: Sequence[float]
-    bucket_counts: list[int]
-    count: int = 0
-    total: float = 0.0
-    low: float = float("inf")
-    high: float = float("-inf")
+    """One series' running histogram (mutable; a plain class: see spans.py on import cost)."""
+
+    __slots__ = ("attributes", "bounds", "bucket_counts", "count", "high", "low", "total")
+
+    def __init__(
+        self, attributes: Mapping[str, AttrValue], bounds: Sequence[float], bucket_counts: list[int]
+    ) -> None:
+        self.attributes = attributes
+        self.bounds = bounds
+        self.bucket_counts = bucket_counts
+        self.count = 0
+        self.total = 0.0
+        self.low = float("inf")
+        self.high = float("-inf")
 
 
-@dataclass
 class SumPoint:
-    attributes: Mapping[str, AttrValue]
-    value: float = 0.0
+    """One series' running sum."""
+
+    __slots__ = ("attributes", "value")
+
+    def __init__(self, attributes: Mapping[str, AttrValue], value: float = 0.0) -> None:
+        self.attributes = attributes
+        self.value = value
 
 
-@dataclass(frozen=True)
-class MetricData:
+class MetricData(NamedTuple):
     name: str
     unit: str
     description: str

@@ -24,14 +24,15 @@ class Calibration:
 
 
 def calibrate(config: AppConfig, rows: list[dict[str, Any]], origin: str, *, target_quality: float,
-              prices: Prices | None, output: Path | None = None) -> Calibration:
+              prices: Prices | None, output: Path | None = None, execute_code: bool = False) -> Calibration:
     """Fit on ``rows`` (labelled drafts, from ``origin``: a file or the ledger) and write
     the calibration to ``output`` (default: calibration.json beside the config in use,
-    else in the current directory)."""
+    else in the current directory). ``execute_code``: fit on what running each response's
+    Python in the sandbox shows, too."""
     from cascadeflow_cli.quality.calibrate import CalibrationDataError, calibrate_rows
 
     try:
-        report = calibrate_rows(rows, target_quality=target_quality, prices=prices)
+        report = calibrate_rows(rows, target_quality=target_quality, prices=prices, execute_code=execute_code)
     except CalibrationDataError as exc:
         raise InputError(f"{origin}: {exc}") from None
     path = output or ((config.source.parent if config.source else Path.cwd()) / "calibration.json")

@@ -209,3 +209,40 @@ def test_target_quality_in_the_config_picks_the_stored_thresholds(
     assert strict.code == 0, strict.stderr
     assert strict.json()["threshold"] == stored["by_target"]["1.00"]["threshold"]
     assert strict.json()["threshold"] >= own["threshold"]
+
+
+CODE_GOOD = "```python\ndef double(n):\n    return 2 * n\n```\n\n```python\nprint(double(2))  # 4\n```\n"
+CODE_BAD = CODE_GOOD.replace("2 * n", "n + 3")
+
+
+def test_a_calibration_fitted_with_code_execution(server: ReplayServer, tmp_path: Path) -> None:
+    """`calibrate --execute-code` fits on what running the drafts' own examples shows; such
+    a calibration scores only where [quality] execute_code = true (else one line, exit 1,
+    nothing called), and then tells the drafts apart by that alone."""
+    rows = tmp_path / "code.jsonl"
+    with rows.open("w", encoding="utf-8") as fh:
+        for i in range(30):
+            response = CODE_GOOD if i % 2 else CODE_BAD
+            fh.write(json.dumps({"id": i, "query": f"Write function {i}", "response": response,
+                                 "correct": bool(i % 2), "domain": "code"}) + "\n")
+    config = calibrated_config(tmp_path, server)
+    run = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    fitted = run("calibrate", str(rows), "--execute-code", "--json")
+    assert fitted.code == 0, fitted.stderr
+    assert fitted.json()["auroc"] > 0.9
+    stored = json.loads((tmp_path / "calibration.json").read_text(encoding="utf-8"))
+    assert "exec_failed_share" in stored["features"]
+    for args in (("ask", "Write function 1"),
+                 ("quality", "check", "--query", "Write function 1", "--response", CODE_GOOD)):
+        refused = run(*args)
+        assert refused.code == 1 and "execute_code = true" in refused.stderr
+        assert_one_error_line(refused.stderr)
+    assert server.requests == []
+    config.write_text(config.read_text(encoding="utf-8") + "execute_code = true\n", encoding="utf-8")
+    scores = []
+    for response in (CODE_GOOD, CODE_BAD):
+        check = run("quality", "check", "--query", "Write function 1", "--response", response,
+                    "--domain", "code", "--json")
+        assert check.code == 0, check.stderr
+        scores.append(check.json()["score"])
+    assert scores[0] > scores[1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,13 @@ from cascadeflow_cli.errors import (
     NotRecordedError,
 )
 from cascadeflow_cli.ledger import journal
+from cascadeflow_cli.ledger.backend import open_store
 from cascadeflow_cli.ledger.batch_ids import committed_rows, external_id, load_request, start_batch
 from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
 from cascadeflow_cli.ledger.db import Ledger, open_ledger
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from tests.conftest import GOOD_ANSWER, config_text, ledger_rows
+from tests.pg_fixtures import table_rows
 
 EXTRA = """
 [[models]]
@@ -60,13 +63,13 @@ mode = "block"
 class Harness:
     """A config, a ledger and a runner factory writing results into a list."""
 
-    def __init__(self, tmp_path: Path, server: ReplayServer) -> None:
+    def __init__(self, tmp_path: Path, server: ReplayServer, location: str | None = None) -> None:
         server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
         server.set_behavior("gpt-broken", ModelBehavior(status=500))
         broken = EXTRA.format(url=server.base_url)
         self.config = parse_config(config_text(server.base_url, extra_models=broken, extra=DOMAINS))
-        self.db = tmp_path / "ledger.db"
-        self.ledger = open_ledger(self.db)
+        self.db: Path | str = location or tmp_path / "ledger.db"  # a PostgreSQL URL, or SQLite's file
+        self.ledger = open_store(self.db)
         self.batch_id = start_batch(self.ledger, tmp_path / "out.jsonl", tmp_path / "in.jsonl")
         self.lines: list[dict[str, Any]] = []
 
@@ -91,14 +94,22 @@ def harness(tmp_path: Path, server: ReplayServer) -> Harness:
     return Harness(tmp_path, server)
 
 
-def test_every_row_answered_once_and_recorded_with_its_batch_id(harness: Harness) -> None:
-    progress = harness.runner(concurrency=4).run(rows(20), total=20)
-    assert sorted(harness.ids()) == sorted(f"q{i}" for i in range(20))  # type: ignore[type-var]
+@pytest.fixture
+def either(tmp_path: Path, server: ReplayServer, ledger_url: str) -> Iterator[Harness]:
+    """The harness on each backend (``ledger_url``), for what --resume stands on."""
+    harness = Harness(tmp_path, server, ledger_url)
+    yield harness
+    harness.ledger.close()
+
+
+def test_every_row_answered_once_and_recorded_with_its_batch_id(either: Harness) -> None:
+    progress = either.runner(concurrency=4).run(rows(20), total=20)
+    assert sorted(either.ids()) == sorted(f"q{i}" for i in range(20))  # type: ignore[type-var]
     assert (progress.answered, progress.errors, progress.done) == (20, 0, 20)
-    assert progress.cost_nusd == sum(round(Decimal(str(line["cost"])) * 10**9) for line in harness.lines)
-    requests = ledger_rows(harness.db, "requests")
-    assert sorted(r["external_id"] for r in requests) == sorted(f"{harness.batch_id}:q{i}" for i in range(20))
-    by_id = {line["id"]: line for line in harness.lines}
+    assert progress.cost_nusd == sum(round(Decimal(str(line["cost"])) * 10**9) for line in either.lines)
+    requests = table_rows(either.db, "requests")
+    assert sorted(r["external_id"] for r in requests) == sorted(f"{either.batch_id}:q{i}" for i in range(20))
+    by_id = {line["id"]: line for line in either.lines}
     assert {r["id"] for r in requests} == {line["request_id"] for line in by_id.values()}
     assert by_id["q3"]["answer"] == GOOD_ANSWER and by_id["q3"]["draft_accepted"] is True
 
@@ -127,13 +138,13 @@ def test_per_row_errors_do_not_stop_the_batch(harness: Harness) -> None:
     assert statuses["fails"] == "error" and statuses["blocked"] == "blocked"
 
 
-def test_rows_in_the_output_are_skipped_and_rows_in_the_ledger_recovered(harness: Harness) -> None:
-    harness.runner(concurrency=4).run(rows(10), total=10)
-    first = {line["id"]: line for line in harness.lines}
+def test_rows_in_the_output_are_skipped_and_rows_in_the_ledger_recovered(either: Harness) -> None:
+    either.runner(concurrency=4).run(rows(10), total=10)
+    first = {line["id"]: line for line in either.lines}
     # a crash after the ledger committed q7..q9 but before their lines were written:
-    kept = [line for line in harness.lines if line["id"] not in ("q7", "q8", "q9")]
-    harness.lines[:] = kept
-    committed = committed_rows(harness.ledger, harness.batch_id)
+    kept = [line for line in either.lines if line["id"] not in ("q7", "q8", "q9")]
+    either.lines[:] = kept
+    committed = committed_rows(either.ledger, either.batch_id)
 
     def recover(row: BatchRow) -> dict[str, Any] | None:
         from cascadeflow_cli.engine.views import result_from_row
@@ -142,24 +153,24 @@ def test_rows_in_the_output_are_skipped_and_rows_in_the_ledger_recovered(harness
         return (
             None
             if request_id is None
-            else {"id": row.id, **result_from_row(load_request(harness.ledger, request_id)).to_json()}
+            else {"id": row.id, **result_from_row(load_request(either.ledger, request_id)).to_json()}
         )
 
-    progress = harness.runner(concurrency=4, recover=recover).run(
+    progress = either.runner(concurrency=4, recover=recover).run(
         rows(12), total=12, done={line["id"] for line in kept}
     )
     assert (progress.skipped, progress.recovered, progress.answered) == (7, 3, 2)
-    assert sorted(harness.ids()) == sorted(f"q{i}" for i in range(12))  # type: ignore[type-var]
-    recovered = {line["id"]: line for line in harness.lines[7:]}
+    assert sorted(either.ids()) == sorted(f"q{i}" for i in range(12))  # type: ignore[type-var]
+    recovered = {line["id"]: line for line in either.lines[7:]}
     for key in ("q7", "q8", "q9"):
         assert recovered[key]["request_id"] == first[key]["request_id"]
         assert recovered[key]["answer"] == first[key]["answer"]
         assert recovered[key]["cost"] == first[key]["cost"]
-    assert len(ledger_rows(harness.db, "requests")) == 12  # nothing asked twice
+    assert len(table_rows(either.db, "requests")) == 12  # nothing asked twice
 
 
 def test_interrupt_writes_the_rows_in_flight_and_resume_finishes(
-    harness: Harness, server: ReplayServer
+    either: Harness, server: ReplayServer
 ) -> None:
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, latency_s=0.05))
 
@@ -168,14 +179,14 @@ def test_interrupt_writes_the_rows_in_flight_and_resume_finishes(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        harness.runner(concurrency=4, on_progress=interrupt).run(rows(40), total=40)
-    written = harness.ids()
+        either.runner(concurrency=4, on_progress=interrupt).run(rows(40), total=40)
+    written = either.ids()
     assert 5 <= len(written) < 40 and len(set(written)) == len(written)
-    requests = ledger_rows(harness.db, "requests")
+    requests = table_rows(either.db, "requests")
     assert len(requests) == len(written)  # finished rows: in the output and the ledger, once
-    harness.runner(concurrency=4).run(rows(40), total=40, done=set(written))  # type: ignore[arg-type]
-    assert sorted(harness.ids()) == sorted(f"q{i}" for i in range(40))  # type: ignore[type-var]
-    assert len(ledger_rows(harness.db, "requests")) == 40
+    either.runner(concurrency=4).run(rows(40), total=40, done=set(written))  # type: ignore[arg-type]
+    assert sorted(either.ids()) == sorted(f"q{i}" for i in range(40))  # type: ignore[type-var]
+    assert len(table_rows(either.db, "requests")) == 40
 
 
 def test_a_ledger_that_cannot_be_written_stops_the_batch(harness: Harness) -> None:
@@ -189,7 +200,7 @@ def test_a_ledger_that_cannot_be_written_stops_the_batch(harness: Harness) -> No
                 raise LedgerError(f"{self.path}: cannot write ledger: database or disk is full")
             super().record(request, reservation_id)
 
-    full = FullLedger(harness.db)
+    full = FullLedger(Path(harness.db))
     runner = BatchRunner(
         lambda: Cascade(harness.config, full),
         harness.lines.append,
@@ -201,10 +212,10 @@ def test_a_ledger_that_cannot_be_written_stops_the_batch(harness: Harness) -> No
     assert "q6" in harness.ids() and len(harness.ids()) < 30
     recorded = {r["external_id"].split(":", 1)[1] for r in ledger_rows(harness.db, "requests")}
     assert set(harness.ids()) - recorded == {"q6"}
-    [(_, waiting, _)] = journal.pending(harness.db)
+    [(_, waiting, _)] = journal.pending(Path(harness.db))
     assert waiting.status == "ok" and waiting.external_id.endswith(":q6")  # type: ignore[union-attr]
     full.close()
-    open_ledger(harness.db).close()  # the next command replays the journal
+    open_ledger(Path(harness.db)).close()  # the next command replays the journal
     recorded = {r["external_id"].split(":", 1)[1] for r in ledger_rows(harness.db, "requests")}
     assert set(harness.ids()) == recorded and journal.pending(harness.db) == []
 

@@ -6,22 +6,27 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cascadeflow_cli.clock import FixedClock, format_ts
+from cascadeflow_cli.ledger import schema
 from cascadeflow_cli.ledger.backend import open_store
 from cascadeflow_cli.ledger.budgets import BudgetConfig
+from cascadeflow_cli.ledger.copy import TABLES as COPIED_TABLES
 from cascadeflow_cli.ledger.copy import copy_ledger
 from cascadeflow_cli.ledger.export import LedgerFilter
-from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord
+from cascadeflow_cli.ledger.labels import ShadowOutcome
+from cascadeflow_cli.ledger.schema import CallRecord, CallSignals, RequestRecord
 from cascadeflow_cli.windows import window
+from tests.pg_fixtures import empty_ledger
 
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)  # the day Europe/Berlin has 23 hours
 
 
 def request(n: int, at: datetime, user: str = "alice", cost: int = 1_000, calls: int = 1,
-            external_id: str | None = None) -> RequestRecord:
+            external_id: str | None = None, signals: bool = False) -> RequestRecord:
     rid = f"req{n:05d}"
     ts = format_ts(at)
     return RequestRecord(
@@ -33,7 +38,9 @@ def request(n: int, at: datetime, user: str = "alice", cost: int = 1_000, calls:
                                model_id="openai/x", provider="openai", status="ok", input_tokens=10,
                                output_tokens=20, cost_nusd=cost, latency_ms=0.1 + 0.2, quality_score=1 / 3,
                                accepted=k == 0)
-                    for k in range(calls)))
+                    for k in range(calls)),
+        signals=(CallSignals(f"{rid}-0", logprobs=(-0.25, -1.5), samples=3, agreement=2 / 3,
+                             features={"length": 12.0, "hedges": 0.0}),) if signals else ())
 
 
 def test_record_is_idempotent_and_reads_back(ledger_url: str) -> None:
@@ -100,25 +107,51 @@ def test_record_many_skips_what_is_there_by_id_and_by_batch_row(ledger_url: str)
         assert ledger.total_spend("alice") == 3_000
 
 
+def _tables(store: object) -> dict[str, list[dict[str, object]]]:
+    """Every row of every table a copy carries (the spend aggregates are derived, and hold
+    their buckets in each dialect's own type)."""
+    return {t.name: list(store.table_rows(t))  # type: ignore[attr-defined]
+            for t in (schema.REQUESTS, schema.CALLS, *COPIED_TABLES)}
+
+
 @pytest.mark.parametrize("direction", ["sqlite->postgresql", "postgresql->sqlite"])
-def test_copy_between_backends_is_lossless(direction: str, tmp_path: Path, pg_url: str) -> None:
+def test_copy_between_backends_is_lossless(direction: str, tmp_path: Path, pg_ledger_url: str) -> None:
     lite = str(tmp_path / "l.db")
-    source, target = (lite, pg_url) if direction.startswith("sqlite") else (pg_url, lite)
-    records = [request(n, NOW - timedelta(hours=n), user=("alice", "bob")[n % 2], calls=1 + n % 2)
-               for n in range(40)]
+    source, target = (lite, pg_ledger_url) if direction.startswith("sqlite") else (pg_ledger_url, lite)
     with open_store(source, FixedClock(NOW)) as src:
+        batch = src.start_batch(tmp_path / "out.jsonl", tmp_path / "in.jsonl")
+        records = [request(n, NOW - timedelta(hours=n), user=("alice", "bob")[n % 2], calls=1 + n % 2,
+                           external_id=f"{batch}:{n}" if n < 5 else None,
+                           signals=n % 3 == 0) for n in range(40)]
         src.record_many(records)
         src.set_budget("alice", BudgetConfig(daily=Decimal("2"), total=Decimal("10.5")))
+        src.record_feedback("req00001", False, note="wrong, \"really\"\nsee notes")
+        src.record_feedback("req00002", True)
+        shadow = ShadowOutcome("req00002", "ok", correct=True, agreement=0.875, method="judge")
+        src.record_shadow(shadow, None)
         exports = {fmt: [row for batch in src.export_rows(fmt, LedgerFilter()) for row in batch]
                    for fmt in ("csv", "json")}
+        tables = _tables(src)
+        assert [len(tables[t.name]) for t in COPIED_TABLES] == [1, 3, 14]  # something to carry
         with open_store(target, FixedClock(NOW)) as dst:
             report = copy_ledger(src, dst)
             assert (report.requests, report.budgets) == (40, 1)
+            assert report.tables == {"batches": 1, "quality_labels": 3, "call_signals": 14}
             for fmt, rows in exports.items():
                 assert [row for batch in dst.export_rows(fmt, LedgerFilter()) for row in batch] == rows, fmt
+            assert _tables(dst) == tables
             assert dst.list_budgets() == src.list_budgets()
-            assert list(dst.iter_records()) == list(src.iter_records())
-            assert copy_ledger(src, dst).requests == 0  # run again: nothing twice
+            assert dst.committed_rows(batch) == src.committed_rows(batch)  # batch --resume resumes there
+            assert dst.labelled_drafts() == src.labelled_drafts()  # calibration sees the same data
+            again = copy_ledger(src, dst)  # run again: nothing twice
+            assert (again.requests, again.tables) == (0, {t.name: 0 for t in COPIED_TABLES})
+    # and back, into an empty ledger of the source's kind: the same again
+    back = str(tmp_path / "back.db") if source == lite else source
+    if source != lite:
+        empty_ledger(back)
+    with open_store(target, FixedClock(NOW)) as dst, open_store(back, FixedClock(NOW)) as home:
+        copy_ledger(dst, home)
+        assert _tables(home) == tables
 
 
 def test_quality_labels_feedback_replaces_and_feeds_calibration(ledger_url: str) -> None:
@@ -136,3 +169,25 @@ def test_quality_labels_feedback_replaces_and_feeds_calibration(ledger_url: str)
         assert ledger.next_seq("req00001") == 1
         with pytest.raises(InputError, match="no request 'nope'"):
             ledger.record_feedback("nope", True)
+
+
+def test_a_budget_check_for_a_user_name_full_of_quotes(ledger_url: str) -> None:
+    """PostgreSQL's check sends its arguments as SQL literals: a name is data, never SQL."""
+    from cascadeflow_cli.config import parse_config
+    from cascadeflow_cli.ledger.enforcement import BudgetGate
+
+    user = "o'brien \\\"; delete from requests; --"
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        ledger.record(request(1, NOW, user=user))
+        ledger.set_budget(user, BudgetConfig(daily=Decimal("1")))
+        gate = BudgetGate(ledger, parse_config('[budgets]\nmode = "block"\n'))
+
+        def ask(request_id: str) -> Any:
+            return gate.reserve(user, request_id, ["mini"], estimate=lambda m: 600_000_000,
+                                degraded=lambda m: None, ttl_s=60)
+
+        first = ask("a")
+        assert first.action == "allow" and ledger.reserved_spend(user) == 600_000_000
+        assert ask("b").action == "block"  # $0.60 held + $0.60 asked > $1
+        ledger.release(first.reservation_id)
+        assert ledger.reserved_spend(user) == 0 and ledger.total_spend(user) == 1_000

@@ -175,3 +175,22 @@ def test_the_wal_switch_waits_out_a_lock_that_skips_the_busy_handler(tmp_path: P
     assert time.monotonic() - start < 5
     reader.close()
     switcher.close()
+
+
+# What each released migration runs on SQLite, pinned: a released migration never changes
+# (ledgers in the field ran it), whatever the DDL generator shared with PostgreSQL becomes.
+RELEASED_DDL = {
+    "001_initial": "d3136a988fbcdafe", "002_budgets": "9ec54ca7fd93ab82",
+    "003_batch_external_ids": "4d1b257720a64ba2", "004_call_details": "e197280d75554856",
+    "005_quality_labels": "62c7d9466a47d0ea", "006_api_keys": "dd9f8bfdf34b9eab",
+}
+
+
+def test_released_migrations_render_the_same_sqlite_ddl() -> None:
+    import hashlib
+
+    from cascadeflow_cli.ledger import schema
+
+    for name, digest in RELEASED_DDL.items():
+        text = "\n".join(schema.migration_ddl(name))
+        assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest, name

@@ -1,10 +1,10 @@
-"""Budgets enforced through the real cascade, a real ledger file and the loopback server."""
+"""Budgets enforced through the real cascade, a real ledger and the loopback server; the
+core behaviours on both backends (``ledger_url``: a SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import sqlite3
 import textwrap
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,12 +16,15 @@ from cascadeflow_cli.clock import FixedClock, format_ts
 from cascadeflow_cli.config import BudgetsConfig, parse_config
 from cascadeflow_cli.engine.cascade import Cascade
 from cascadeflow_cli.errors import BudgetBlockedError, PricingError
+from cascadeflow_cli.ledger.backend import open_store
 from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.ledger.enforcement import WindowState, judge
 from cascadeflow_cli.ledger.status import budget_status
+from cascadeflow_cli.ledger.storage import Hold
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from tests.conftest import GOOD_ANSWER, config_text, ledger_rows
+from tests.pg_fixtures import table_rows
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 # fixed prices and token counts: every mini call costs exactly $0.001, every big one $0.01
@@ -79,7 +82,8 @@ def make(
     extra: str = "",
     hooks: str = "",
     at: datetime = NOW,
-) -> tuple[Cascade, Path]:
+    db: str | None = None,
+) -> tuple[Cascade, str]:
     server.set_behavior(
         "gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100)
     )
@@ -91,16 +95,16 @@ def make(
         extra=f"max_tokens = 100\n{extra}",
     )
     text += f'\n[budgets]\nmode = "{mode}"\n{budgets}\n{hooks}'
-    db = tmp_path / "ledger.db"
+    db = db or str(tmp_path / "ledger.db")
     config = parse_config(text, tmp_path / "cascadeflow.toml")
-    ledger = open_ledger(db, FixedClock(at))
+    ledger = open_store(db, FixedClock(at))
     return Cascade(config, ledger, clock=FixedClock(at), sleep=lambda s: None), db
 
 
 def test_block_mode_stops_before_the_limit_and_never_calls_the_provider(
-    tmp_path: Path, server: ReplayServer
+    tmp_path: Path, server: ReplayServer, ledger_url: str
 ) -> None:
-    cascade, db = make(tmp_path, server)
+    cascade, db = make(tmp_path, server, db=ledger_url)
     assert cascade.ledger is not None
     set_budget(cascade.ledger, "alice", BudgetConfig(daily=Decimal("0.0035")))
     for _ in range(3):  # each accepted draft costs $0.001; the worst case is $0.011 with big
@@ -110,16 +114,17 @@ def test_block_mode_stops_before_the_limit_and_never_calls_the_provider(
         cascade.run("What is the capital of France?", "alice", models=["mini"])
     assert info.value.exit_code == 3
     assert server.request_count() == calls_before
-    rows = ledger_rows(db, "requests")
+    rows = table_rows(db, "requests")
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "blocked"]
     assert sum(r["cost_nusd"] for r in rows) == 3_000_000 <= 3_500_000
-    assert ledger_rows(db, "reservations") == []
+    assert table_rows(db, "reservations") == []
 
 
-def test_the_next_day_in_the_users_time_zone_starts_afresh(tmp_path: Path, server: ReplayServer) -> None:
+def test_the_next_day_in_the_users_time_zone_starts_afresh(tmp_path: Path, server: ReplayServer,
+                                                            ledger_url: str) -> None:
     berlin = 'timezone = "Europe/Berlin"'
     late = datetime(2026, 11, 25, 22, 30, tzinfo=UTC)  # 23:30 in Berlin
-    cascade, db = make(tmp_path, server, at=late)
+    cascade, db = make(tmp_path, server, db=ledger_url, at=late)
     cascade.config = parse_config(  # same config plus the time zone
         config_text(
             server.base_url,
@@ -138,23 +143,24 @@ def test_the_next_day_in_the_users_time_zone_starts_afresh(tmp_path: Path, serve
     after_midnight = FixedClock(datetime(2026, 11, 25, 23, 0, tzinfo=UTC))  # 00:00 in Berlin
     cascade.ledger.clock = after_midnight
     cascade.run("hello there, how are you?", "alice", models=["mini"])
-    assert [r["status"] for r in ledger_rows(db, "requests")] == ["ok", "blocked", "ok"]
+    assert [r["status"] for r in table_rows(db, "requests")] == ["ok", "blocked", "ok"]
 
 
-def test_warn_once_per_window_and_never_refuse(tmp_path: Path, server: ReplayServer) -> None:
-    cascade, db = make(tmp_path, server, mode="warn")
+def test_warn_once_per_window_and_never_refuse(tmp_path: Path, server: ReplayServer, ledger_url: str) -> None:
+    cascade, db = make(tmp_path, server, db=ledger_url, mode="warn")
     assert cascade.ledger is not None
     set_budget(cascade.ledger, "bob", BudgetConfig(daily=Decimal("0.002")))
     results = [cascade.run("hello there, how are you?", "bob", models=["mini"]) for _ in range(4)]
     assert [r.enforcement for r in results] == ["allow", "allow", "warn", "warn"]
     assert results[2].enforcement_message is not None and "warning" in results[2].enforcement_message
     assert results[3].enforcement_message is None  # told once per window
-    assert len(ledger_rows(db, "budget_warnings")) == 1
-    assert sum(r["cost_nusd"] for r in ledger_rows(db, "requests")) == 4_000_000  # over, as warned
+    assert len(table_rows(db, "budget_warnings")) == 1
+    assert sum(r["cost_nusd"] for r in table_rows(db, "requests")) == 4_000_000  # over, as warned
 
 
-def test_degrade_mode_drops_the_expensive_model(tmp_path: Path, server: ReplayServer) -> None:
-    cascade, _ = make(tmp_path, server, mode="degrade")
+def test_degrade_mode_drops_the_expensive_model(tmp_path: Path, server: ReplayServer,
+                                                ledger_url: str) -> None:
+    cascade, _ = make(tmp_path, server, db=ledger_url, mode="degrade")
     assert cascade.ledger is not None
     # the first request escalates and spends $0.011; the full chain's worst case ($0.011)
     # would then cross $0.02, mini's alone ($0.001) would not
@@ -187,8 +193,9 @@ def test_unknown_users_without_a_default_are_allowed_and_recorded(
     assert ledger_rows(db, "requests")[0]["user"] == "stranger"
 
 
-def test_the_default_budget_applies_to_users_without_their_own(tmp_path: Path, server: ReplayServer) -> None:
-    cascade, _ = make(tmp_path, server, budgets="[budgets.default]\ndaily = 0.0015")
+def test_the_default_budget_applies_to_users_without_their_own(tmp_path: Path, server: ReplayServer,
+                                                                ledger_url: str) -> None:
+    cascade, _ = make(tmp_path, server, db=ledger_url, budgets="[budgets.default]\ndaily = 0.0015")
     cascade.run("hello there, how are you?", "dave", models=["mini"])
     with pytest.raises(BudgetBlockedError):
         cascade.run("hello there, how are you?", "dave", models=["mini"])
@@ -215,21 +222,22 @@ def test_unknown_price_blocks_unless_a_fallback_is_set(tmp_path: Path, server: R
     assert ledger_rows(db, "calls")[0]["cost_source"] == "fallback"
 
 
-def test_a_failed_request_releases_its_reservation(tmp_path: Path, server: ReplayServer) -> None:
-    cascade, db = make(tmp_path, server)
+def test_a_failed_request_releases_its_reservation(tmp_path: Path, server: ReplayServer,
+                                                   ledger_url: str) -> None:
+    cascade, db = make(tmp_path, server, db=ledger_url)
     assert cascade.ledger is not None
     set_budget(cascade.ledger, "fay", BudgetConfig(daily=Decimal("1")))
     server.set_behavior("gpt-4o", ModelBehavior(status=500))
     with pytest.raises(Exception, match="500"):
         cascade.run("hello there, how are you?", "fay", models=["big"])
-    assert ledger_rows(db, "reservations") == []
-    assert ledger_rows(db, "requests")[0]["status"] == "error"
+    assert table_rows(db, "reservations") == []
+    assert table_rows(db, "requests")[0]["status"] == "error"
 
 
 def test_reservations_of_dead_processes_and_expired_ones_are_dropped(
-    tmp_path: Path, server: ReplayServer
+    tmp_path: Path, server: ReplayServer, ledger_url: str
 ) -> None:
-    cascade, db = make(tmp_path, server)
+    cascade, db = make(tmp_path, server, db=ledger_url)
     assert cascade.ledger is not None
     set_budget(cascade.ledger, "gus", BudgetConfig(daily=Decimal("0.02")))
     dead = multiprocessing.get_context("spawn").Process(target=os.getpid)
@@ -237,27 +245,17 @@ def test_reservations_of_dead_processes_and_expired_ones_are_dropped(
     dead.join()
     import socket
 
-    with cascade.ledger.write() as w:
+    with cascade.ledger.budget_lock("gus") as txn:  # the storage interface: both backends
         for rid, pid, expires in (
             ("dead", dead.pid, NOW + timedelta(hours=1)),
             ("expired", os.getppid(), NOW - timedelta(seconds=1)),
         ):
-            w["reservations"].insert(
-                {
-                    "id": rid,
-                    "user": "gus",
-                    "request_id": "x",
-                    "amount_nusd": 15_000_000,
-                    "created_at": format_ts(NOW),
-                    "expires_at": format_ts(expires),
-                    "pid": pid,
-                    "host": socket.gethostname(),
-                }
-            )
+            txn.reserve(Hold(rid, "gus", "x", 15_000_000, format_ts(NOW), format_ts(expires), pid or 0,
+                             socket.gethostname()))
     # with $0.03 held by ghosts the $0.011 request would cross $0.02; once they go, it fits
     result = cascade.run("hello there, how are you?", "gus")
     assert result.answer == GOOD_ANSWER
-    assert ledger_rows(db, "reservations") == []
+    assert table_rows(db, "reservations") == []
 
 
 def test_hooks_filter_models_and_fail_closed(tmp_path: Path, server: ReplayServer) -> None:
@@ -288,51 +286,6 @@ def test_hooks_filter_models_and_fail_closed(tmp_path: Path, server: ReplayServe
     set_budget(cascade.ledger, "y", BudgetConfig(daily=Decimal("0.000001")))
     with pytest.raises(BudgetBlockedError):  # a hook can tighten, never loosen
         cascade.run("hello there, how are you?", "y")
-
-
-def _hammer(config_text_: str, db: str, n: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    cascade = Cascade(parse_config(config_text_), open_ledger(Path(db)), sleep=lambda s: None)
-    ok = blocked = 0
-    for _ in range(n):
-        try:
-            cascade.run("hello there, how are you?", "hammer", models=["mini"])
-            ok += 1
-        except BudgetBlockedError:
-            blocked += 1
-    out.put((ok, blocked))
-
-
-def test_concurrent_processes_never_overspend(tmp_path: Path, server: ReplayServer) -> None:
-    server.set_behavior(
-        "gpt-4o-mini",
-        ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=10, completion_tokens=100, latency_s=0.02),
-    )
-    text = (
-        config_text(
-            server.base_url,
-            mini_extra=PRICED.format(10),
-            big_extra=PRICED.format(100),
-            extra="max_tokens = 100",
-        )
-        + '\n[budgets]\nmode = "block"\n'
-    )
-    db = tmp_path / "race.db"
-    with open_ledger(db) as ledger:
-        set_budget(ledger, "hammer", BudgetConfig(daily=Decimal("0.012")))  # room for 12 requests
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_hammer, args=(text, str(db), 6, out)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(30)
-    ok = sum(r[0] for r in results)
-    conn = sqlite3.connect(db)
-    spent = conn.execute("select sum(cost_nusd) from requests where user = 'hammer'").fetchone()[0]
-    assert spent <= 12_000_000
-    assert ok == 12 and sum(r[1] for r in results) == 12
-    assert conn.execute("select count(*) from reservations").fetchone()[0] == 0
 
 
 def test_a_zero_limit_blocks_any_cost_and_reads_as_fully_used() -> None:

@@ -1,4 +1,5 @@
-"""Export: one row per call, exact money, RFC 4180 CSV, JSON and JSONL, filters, order."""
+"""Export: one row per call, exact money, RFC 4180 CSV, JSON and JSONL, filters, order, on
+both backends (``ledger_url``: PostgreSQL renders every byte as SQLite does)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from cascadeflow_cli.ledger.backend import open_store
 from cascadeflow_cli.ledger.db import Ledger, open_ledger
-from cascadeflow_cli.ledger.export import COLUMN_NAMES, LedgerFilter, export_sql, write_export
+from cascadeflow_cli.ledger.export import COLUMN_NAMES, LedgerFilter, export_sql, write_export, write_rows
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
+from cascadeflow_cli.ledger.storage import LedgerStore
 
 DOCS = Path(__file__).parents[2] / "docs" / "ledger-columns.md"
 TRICKY = 'Explain, "carefully":\na line break, a comma and ünïcödé'
@@ -77,9 +81,12 @@ def make_ledger(path: Path, records: list[RequestRecord] | None = None) -> Ledge
     return ledger
 
 
-def export_text(ledger: Ledger, fmt: str, flt: LedgerFilter | None = None) -> str:
+def export_text(ledger: LedgerStore, fmt: str, flt: LedgerFilter | None = None) -> str:
     out = io.StringIO(newline="")
-    write_export(ledger.db.conn, out, fmt, flt)
+    if isinstance(ledger, Ledger):
+        write_export(ledger.db.conn, out, fmt, flt)  # SQLite's own path (the CLI's is the one below)
+    else:
+        write_rows(ledger.export_rows(fmt, flt or LedgerFilter()), out, fmt)
     return out.getvalue()
 
 
@@ -88,11 +95,19 @@ def csv_rows(text: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
+def ledger(ledger_url: str) -> Iterator[LedgerStore]:
+    """The sample ledger on each backend, read through the storage interface."""
+    with open_store(ledger_url) as store:
+        store.record_many(sample_requests())
+        yield store
+
+
+@pytest.fixture
+def lite(tmp_path: Path) -> Ledger:
     return make_ledger(tmp_path / "ledger.db")
 
 
-def test_csv_has_the_documented_header_and_one_row_per_call(ledger: Ledger) -> None:
+def test_csv_has_the_documented_header_and_one_row_per_call(ledger: LedgerStore) -> None:
     text = export_text(ledger, "csv")
     assert text.splitlines()[0] == ",".join(COLUMN_NAMES)
     rows = csv_rows(text)
@@ -102,7 +117,7 @@ def test_csv_has_the_documented_header_and_one_row_per_call(ledger: Ledger) -> N
             "output_tokens", "cost", "status"} <= set(COLUMN_NAMES)  # CLI.md's minimum
 
 
-def test_csv_is_rfc4180_with_crlf_and_quotes_only_where_needed(ledger: Ledger) -> None:
+def test_csv_is_rfc4180_with_crlf_and_quotes_only_where_needed(ledger: LedgerStore) -> None:
     text = export_text(ledger, "csv")
     assert text.endswith("\r\n") and "\r\n" in text.splitlines(keepends=True)[0]
     rows = {r["id"]: r for r in csv_rows(text)}
@@ -113,7 +128,7 @@ def test_csv_is_rfc4180_with_crlf_and_quotes_only_where_needed(ledger: Ledger) -
     assert '"' not in first_line.replace('"[]"', "")  # plain fields are not quoted
 
 
-def test_money_is_an_exact_decimal_string(ledger: Ledger) -> None:
+def test_money_is_an_exact_decimal_string(ledger: LedgerStore) -> None:
     rows = {r["id"] or r["request_id"]: r for r in csv_rows(export_text(ledger, "csv"))}
     assert rows["r1-0"]["cost"] == "0.000123450"
     assert rows["r5-0"]["cost"] == "1.000000001"  # no float on the way: 1e9 + 1 nano-dollars
@@ -123,7 +138,7 @@ def test_money_is_an_exact_decimal_string(ledger: Ledger) -> None:
     assert total == Decimal("1.000661251")
 
 
-def test_request_amounts_appear_once_so_column_sums_are_totals(ledger: Ledger) -> None:
+def test_request_amounts_appear_once_so_column_sums_are_totals(ledger: LedgerStore) -> None:
     rows = csv_rows(export_text(ledger, "csv"))
     r2 = [r for r in rows if r["request_id"] == "r2"]
     assert [r["verifier_only_cost"] for r in r2] == ["0.000530000", ""]
@@ -134,7 +149,7 @@ def test_request_amounts_appear_once_so_column_sums_are_totals(ledger: Ledger) -
     assert blocked["savings"] == "0.000000000" and blocked["enforcement"] == "block"
 
 
-def test_flags_and_missing_values(ledger: Ledger) -> None:
+def test_flags_and_missing_values(ledger: LedgerStore) -> None:
     rows = {r["id"]: r for r in csv_rows(export_text(ledger, "csv")) if r["id"]}
     assert rows["r2-0"]["accepted"] == "false" and rows["r2-1"]["accepted"] == "true"
     assert rows["r4-0"]["accepted"] == "" and rows["r4-0"]["answer"] == ""
@@ -144,7 +159,7 @@ def test_flags_and_missing_values(ledger: Ledger) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
-def test_json_formats_carry_the_same_columns_with_types(ledger: Ledger, fmt: str) -> None:
+def test_json_formats_carry_the_same_columns_with_types(ledger: LedgerStore, fmt: str) -> None:
     text = export_text(ledger, fmt)
     if fmt == "json":
         assert text.startswith("[\n{") and text.endswith("}\n]\n")
@@ -175,15 +190,15 @@ def test_empty_ledger_exports_a_header_or_an_empty_array(tmp_path: Path) -> None
     (LedgerFilter(model="big"), ["r2-1"]),
     (LedgerFilter(model="openai/gpt-4o-mini", user="alice"), ["r1-0", "r2-0"]),
 ])
-def test_filters(ledger: Ledger, flt: LedgerFilter, expected: list[str]) -> None:
+def test_filters(ledger: LedgerStore, flt: LedgerFilter, expected: list[str]) -> None:
     assert [r["id"] or r["request_id"] for r in csv_rows(export_text(ledger, "csv", flt))] == expected
 
 
-def test_order_is_walked_from_indexes_without_a_sort(ledger: Ledger) -> None:
-    """What keeps a million-row export streaming in constant memory and at speed."""
+def test_order_is_walked_from_indexes_without_a_sort(lite: Ledger) -> None:
+    """What keeps a million-row export streaming in constant memory and at speed (SQLite)."""
     for flt in (LedgerFilter(), LedgerFilter(user="bob", since="2026-11-01T00:00:00.000000Z")):
         sql, params = export_sql("csv", flt)
-        plan = " ".join(str(row) for row in ledger.db.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        plan = " ".join(str(row) for row in lite.db.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
         assert "TEMP B-TREE" not in plan, plan
 
 

@@ -1,20 +1,22 @@
-"""Daily spend series from a real ledger file: local days, zero-filled, per user and model."""
+"""Daily spend series from a real ledger: local days, zero-filled, per user and model, on
+both backends (``ledger_url``: a SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
 
-from cascadeflow_cli.ledger.db import Ledger, open_ledger
+from cascadeflow_cli.ledger.backend import open_store
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 from cascadeflow_cli.ledger.spend import daily_spend, daily_spend_by, to_usd
+from cascadeflow_cli.ledger.storage import LedgerStore
 
 _ids = iter(range(10**6))
 
 
-def record(ledger: Ledger, ts: str, cost: int, *, user: str = "alice",
+def record(ledger: LedgerStore, ts: str, cost: int, *, user: str = "alice",
            models: tuple[str, ...] = ("mini",)) -> None:
     """One request at ``ts`` costing ``cost`` nano-dollars, split evenly over ``models``."""
     rid = f"r{next(_ids)}"
@@ -29,18 +31,19 @@ def record(ledger: Ledger, ts: str, cost: int, *, user: str = "alice",
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return open_ledger(tmp_path / "ledger.db")
+def ledger(ledger_url: str) -> Iterator[LedgerStore]:
+    with open_store(ledger_url) as store:
+        yield store
 
 
-def test_empty_ledger(ledger: Ledger) -> None:
+def test_empty_ledger(ledger: LedgerStore) -> None:
     assert daily_spend(ledger) == []
     assert daily_spend_by(ledger, "user") == {}
     assert daily_spend(ledger, start=date(2026, 1, 1), end=date(2026, 1, 3)) == [
         (date(2026, 1, 1), 0), (date(2026, 1, 2), 0), (date(2026, 1, 3), 0)]
 
 
-def test_days_are_summed_and_zero_filled(ledger: Ledger) -> None:
+def test_days_are_summed_and_zero_filled(ledger: LedgerStore) -> None:
     record(ledger, "2026-03-01T10:00:00.000000Z", 100)
     record(ledger, "2026-03-01T23:59:59.999999Z", 50)
     record(ledger, "2026-03-04T00:00:00.000000Z", 7)
@@ -51,7 +54,7 @@ def test_days_are_summed_and_zero_filled(ledger: Ledger) -> None:
     assert to_usd([(date(2026, 3, 1), 1_500_000_000)]) == [(date(2026, 3, 1), 1.5)]
 
 
-def test_local_days_in_the_configured_time_zone(ledger: Ledger) -> None:
+def test_local_days_in_the_configured_time_zone(ledger: LedgerStore) -> None:
     record(ledger, "2026-11-25T22:30:00.000000Z", 1)  # 23:30 in Berlin (UTC+1)
     record(ledger, "2026-11-25T23:30:00.000000Z", 2)  # 00:30 on the 26th in Berlin
     assert daily_spend(ledger) == [(date(2026, 11, 25), 3)]
@@ -61,7 +64,7 @@ def test_local_days_in_the_configured_time_zone(ledger: Ledger) -> None:
     assert daily_spend(ledger, timezone="Asia/Kolkata") == [(date(2026, 11, 26), 3)]  # UTC+5:30
 
 
-def test_days_across_daylight_saving_changes(ledger: Ledger) -> None:
+def test_days_across_daylight_saving_changes(ledger: LedgerStore) -> None:
     # Berlin: UTC+1 until 2026-03-29 01:00 UTC, then UTC+2 until 2026-10-25 01:00 UTC
     record(ledger, "2026-03-28T23:30:00.000000Z", 1)  # 00:30 on the 29th (UTC+1)
     record(ledger, "2026-03-29T22:30:00.000000Z", 2)  # 00:30 on the 30th (UTC+2 now)
@@ -75,7 +78,7 @@ def test_days_across_daylight_saving_changes(ledger: Ledger) -> None:
     assert sum(days.values()) == 15
 
 
-def test_start_and_end_are_local_days(ledger: Ledger) -> None:
+def test_start_and_end_are_local_days(ledger: LedgerStore) -> None:
     record(ledger, "2026-06-30T22:30:00.000000Z", 5)  # July 1st in Berlin (UTC+2)
     record(ledger, "2026-07-02T12:00:00.000000Z", 6)
     assert daily_spend(ledger, timezone="Europe/Berlin", start=date(2026, 7, 1), end=date(2026, 7, 1)) == [
@@ -83,7 +86,7 @@ def test_start_and_end_are_local_days(ledger: Ledger) -> None:
     assert daily_spend(ledger, timezone="Europe/Berlin", end=date(2026, 6, 30)) == []
 
 
-def test_per_user_and_per_model(ledger: Ledger) -> None:
+def test_per_user_and_per_model(ledger: LedgerStore) -> None:
     record(ledger, "2026-05-01T12:00:00.000000Z", 100, user="alice", models=("mini", "big"))
     record(ledger, "2026-05-02T12:00:00.000000Z", 30, user="bob", models=("mini",))
     record(ledger, "2026-05-03T12:00:00.000000Z", 10, user="alice", models=("big",))
@@ -103,7 +106,7 @@ def test_per_user_and_per_model(ledger: Ledger) -> None:
         daily_spend_by(ledger, "domain")
 
 
-def test_future_dated_rows_are_cut_by_end(ledger: Ledger) -> None:
+def test_future_dated_rows_are_cut_by_end(ledger: LedgerStore) -> None:
     record(ledger, "2026-05-01T12:00:00.000000Z", 1)
     record(ledger, "2099-01-01T12:00:00.000000Z", 999)
     assert daily_spend(ledger, end=date(2026, 5, 1)) == [(date(2026, 5, 1), 1)]

@@ -517,19 +517,6 @@ def test_cjk_answers_are_counted_per_character(balanced: QualityValidator) -> No
     assert check(balanced.validate("Explain why the sky is blue.", answer), "length") == 1.0
 
 
-def test_validation_is_fast_for_a_2000_char_answer(balanced: QualityValidator) -> None:
-    answer = (GOOD_EXPLANATION + " It might also depend on the weather.\n") * 6
-    answer = answer[:2000]
-    balanced.validate(EXPLAIN_Q, answer)  # warm up
-    runs = 200
-    start = time.perf_counter()
-    for _ in range(runs):
-        balanced.validate(EXPLAIN_Q, answer)
-    per_call_ms = (time.perf_counter() - start) / runs * 1000
-    # ~0.3 ms on a laptop; the bound is loose so slow CI machines do not flake
-    assert per_call_ms < 5.0
-
-
 @pytest.mark.parametrize(
     "response",
     ["\n" * 20_000 + "a", " \n" * 10_000 + "a", "a\n" * 10_000, "I'm not sure. " * 1_500],

@@ -79,3 +79,32 @@ def test_bad_arguments() -> None:
         DomainDetector(["code", "astrology"])
     with pytest.raises(ValueError, match="min_confidence"):
         DomainDetector(min_confidence=1.5)
+
+
+@pytest.mark.parametrize(("query", "domain", "signal"), [
+    ("Write me a short story about a lighthouse keeper and his cat", "general", "a writing task"),
+    ("Draft an agenda for a two-day team offsite", "general", "a writing task"),
+    ("Please rephrase this paragraph so it sounds friendlier", "general", "editing text"),
+    ("How do I add a toolbar to a window in PyQt6?", "code", "pyqt"),
+    ("how do I get the number of failing pods with PromQL", "code", "promql"),
+    ("What is the usual treatment for acute appendicitis?", "medical", "clinical term"),
+    ("Is laparoscopic cholecystectomy safe in the elderly?", "medical", "clinical term"),
+    ("Pros and cons of day trading versus buying index funds and holding", "finance", "trading"),
+])
+def test_what_real_users_ask(query: str, domain: str, signal: str) -> None:
+    result = DomainDetector().detect(query)
+    assert result.domain == domain and signal in result.signals[domain]
+
+
+@pytest.mark.parametrize("query", [
+    "Write an animation script for a 30 second video about our bakery",  # a script, not code
+    "We have a dichotomy here: nostalgia versus progress, seen under a microscopic lens",  # no -otomy etc.
+])
+def test_look_alikes_are_not_taken_for_code_or_medicine(query: str) -> None:
+    result = DomainDetector().detect(query)
+    assert "a request for code" not in result.signals["code"] and not result.signals["medical"]
+
+
+def test_a_writing_task_takes_the_domain_of_its_subject() -> None:
+    result = DomainDetector().detect("Write a short summary of the symptoms of diabetes for my patients")
+    assert result.domain == "medical" and "a writing task" in result.signals["general"]

@@ -78,3 +78,32 @@ def test_damaged_nearest_examples_are_refused(tmp_path: Path) -> None:
              example_weights=np.ones(3, np.float16))
     with pytest.raises(ModelFileError, match="nearest examples"):
         DomainHead.load(tmp_path / "h.npz")
+
+
+def test_the_rules_evidence_is_weighed_and_survives_a_save(tmp_path: Path) -> None:
+    from cascadeflow_cli.routing.head import rule_feature_names
+
+    names = rule_feature_names()
+    assert "shape:code:stack trace" in names and "score:general" in names
+    rule_coef = np.zeros((len(DOMAINS), len(names)), np.float32)
+    rule_coef[DOMAINS.index("code"), names.index("shape:code:stack trace")] = 8.0  # a trace means code
+    head = DomainHead(np.zeros((6, 384), np.float32), np.zeros(6, np.float32), rule_coef=rule_coef,
+                      rule_names=names)
+    head.save(tmp_path / "h.npz")
+    loaded = DomainHead.load(tmp_path / "h.npz")
+    assert loaded.rule_names == names
+    vector = np.ones(384, np.float32) / np.sqrt(384)
+    seen = loaded.combined(vector, {"code": 5.0}, {"code": ("stack trace",)})
+    unseen = loaded.combined(vector, {"code": 5.0}, {"code": ("url",)})
+    assert seen["code"] > 0.99 and abs(unseen["code"] - 1 / 6) < 0.01
+
+
+def test_damaged_rule_features_are_refused(tmp_path: Path) -> None:
+    import json
+
+    meta = json.dumps({"version": 1, "domains": list(DOMAINS), "embedding_model": "minilm-int8-1.0.0",
+                       "rule_names": ["score:code"]})
+    np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6), meta=np.array(meta),
+             rule_coef=np.zeros((6, 3)))
+    with pytest.raises(ModelFileError, match="rule features"):
+        DomainHead.load(tmp_path / "h.npz")

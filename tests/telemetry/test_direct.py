@@ -4,6 +4,8 @@ as the same spans and metric points. And a caller's traceparent becomes the pare
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -56,7 +58,10 @@ def comparable_spans(c: Collector) -> list[dict[str, Any]]:
 
 
 def comparable_metrics(c: Collector) -> list[dict[str, Any]]:
-    return sorted(c.metrics, key=lambda p: (p["name"], sorted(p["attributes"].items())))
+    """The latest point of each series: cumulative points may be sent more than once (the
+    one-shot sink sends as the records come), and the last one holds the totals."""
+    latest = {(p["name"], tuple(sorted(p["attributes"].items()))): p for p in c.metrics}
+    return [latest[key] for key in sorted(latest)]
 
 
 @pytest.mark.parametrize("ours_is", ["one-shot", "stream"])
@@ -156,7 +161,53 @@ def test_headers_and_gzip_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
         assert sink.finish() is None
     finally:
         c.stop()
-    traces, metrics = c.headers
+    by_path = dict(zip(c.posts, c.headers, strict=True))  # the two signals go at once, in any order
+    traces, metrics = by_path["/v1/traces"], by_path["/v1/metrics"]
     assert traces["x-team"] == "ml" and traces["authorization"] == "Bearer abc"
     assert traces["content-encoding"] == "gzip" and "content-encoding" not in metrics
     assert len(c.spans) == 2
+
+
+def test_the_send_starts_with_the_record_not_at_exit(collectors: tuple[Collector, Collector]) -> None:
+    """`ask` prints its answer and closes the ledger while the spans are on their way."""
+    c, _ = collectors
+    sink = DirectSink(settings_for(c.url))
+    sink.record(records()[0])
+    assert len(c.wait_for(2, timeout=5.0)) == 2  # arrived before finish() was called
+    assert sink.finish() is None
+
+
+def silent_listener() -> socket.socket:
+    """A collector that takes the connection (the kernel's backlog) and never reads or answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    return sock
+
+
+@pytest.mark.parametrize("kind", ["silent", "refused"])
+def test_a_dead_collector_costs_at_most_the_flush_timeout_once(kind: str) -> None:
+    silent = silent_listener()
+    port = silent.getsockname()[1]
+    if kind == "refused":
+        silent.close()  # nothing listens there now: the connection is refused
+    try:
+        settings = replace(settings_for(f"http://127.0.0.1:{port}"), flush_timeout=1.0)
+        sink = DirectSink(settings)
+        first, second = records()[:2]
+        began = time.monotonic()
+        sink.record(first)
+        time.sleep(0.6)  # the command goes on (prints, closes the ledger); the clock runs
+        sink.record(second)  # a second request waits on the same deadline, not a new one
+        line = sink.finish()
+        spent = time.monotonic() - began
+    finally:
+        silent.close()
+    spans = 2 + len(first.calls) + len(second.calls)
+    assert line is not None and line.startswith(f"telemetry: {spans} of {spans} spans not delivered to ")
+    if kind == "silent":
+        assert "gave up waiting for the collector" in line
+        # the one deadline, from the first send: a second one would end past 1.6 s
+        assert 0.95 <= spent < 1.45
+    else:
+        assert "ConnectionRefusedError" in line and spent < 1.45

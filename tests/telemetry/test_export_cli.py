@@ -289,7 +289,7 @@ def hide_the_sdk(tmp_path: Path) -> str:
 
 
 @pytest.mark.usefixtures("good_mini")
-def test_without_the_sdk_ask_and_batch_still_export_and_backfill_names_the_extra(
+def test_without_the_sdk_ask_batch_and_backfill_still_export_over_http(
     tmp_path: Path, server: ReplayServer, collector: Collector
 ) -> None:
     cli = telemetry_cli(tmp_path, server, collector.url)
@@ -302,11 +302,16 @@ def test_without_the_sdk_ask_and_batch_still_export_and_backfill_names_the_extra
     batch = cli("batch", str(rows_in), "-o", str(tmp_path / "out.jsonl"), PYTHONPATH=no_sdk)
     assert batch.code == 0 and "warning" not in batch.stderr, batch.stderr
     assert len(collector.spans) == 4
-    exported = cli("export", "--otlp", PYTHONPATH=no_sdk)  # the backfill runs the SDK
-    assert exported.code == 1
-    assert_one_error_line(exported.stderr)
-    assert "[otel]" in exported.stderr
-    assert len(collector.posts) == 4  # traces and metrics of ask and of batch; nothing from export
+    assert len(collector.posts) == 4  # traces and metrics of ask and of batch
+    exported = cli("export", "--otlp", PYTHONPATH=no_sdk)  # the backfill over OTLP/HTTP: no SDK either
+    assert exported.code == 0, exported.stderr
+    assert exported.stderr.strip() == f"exported 2 requests (4 spans) to {collector.url}/v1/traces"
+    assert collector.posts[4:] == ["/v1/traces"] and len(collector.spans) == 8
+    over_grpc = cli("export", "--otlp", PYTHONPATH=no_sdk, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    assert over_grpc.code == 1  # gRPC is the SDK's: one line naming what to install
+    assert_one_error_line(over_grpc.stderr)
+    assert "[otel]" in over_grpc.stderr or "opentelemetry-exporter-otlp-proto-grpc" in over_grpc.stderr
+    assert len(collector.posts) == 5
 
 
 # --- batch and backfill ----------------------------------------------------------------------
@@ -446,3 +451,33 @@ def test_a_sampler_that_drops_every_trace_is_not_a_delivery_failure(
     assert run.code == 0 and "warning" not in run.stderr, run.stderr
     assert collector.spans == []
     assert any(p["name"] == "gen_ai.client.token.usage" for p in collector.metrics)  # metrics still flow
+
+
+def test_export_otlp_since_sends_only_later_history_at_its_own_times(
+    tmp_path: Path, server: ReplayServer, collector: Collector
+) -> None:
+    """Last month's history, imported from elsewhere, backfilled from a date on."""
+    history = tmp_path / "history.csv"
+    history.write_text(
+        "timestamp,user,model,cost,input_tokens,output_tokens\n"
+        "2026-03-01T09:00:00Z,alice,gpt-4o-mini,0.0001,10,5\n"
+        "2026-03-10T09:30:00.125Z,bob,gpt-4o,0.002,200,50\n"
+        "2026-03-20T18:00:00Z,alice,gpt-4o-mini,0.0003,30,15\n",
+        encoding="utf-8",
+    )
+    cli = telemetry_cli(tmp_path, server, None)
+    assert cli("import", str(history), OTEL_SDK_DISABLED="true").code == 0
+    # a span queue that holds one request at a time: the backfill flushes before it overflows
+    run = cli("export", "--otlp", "--since", "2026-03-05", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+              OTEL_BSP_MAX_QUEUE_SIZE="3")
+    assert run.code == 0, run.stderr
+    assert run.stderr.strip() == f"exported 2 requests (4 spans) to {collector.url}/v1/traces"
+    roots = sorted(by_name(collector.spans)["cascade.request"], key=lambda s: s["start"])
+    assert [r["start"] for r in roots] == [
+        ledger_ns("2026-03-10T09:30:00.125Z"),
+        ledger_ns("2026-03-20T18:00:00Z"),
+    ]
+    assert [r["attributes"]["enduser.id"] for r in roots] == ["bob", "alice"]
+    calls = {s["parent_span_id"]: s for s in collector.spans if s["kind"] == "client"}
+    assert calls[roots[0]["span_id"]]["attributes"]["gen_ai.usage.input_tokens"] == 200
+    assert calls[roots[0]["span_id"]]["attributes"]["gen_ai.request.model"] == "gpt-4o"

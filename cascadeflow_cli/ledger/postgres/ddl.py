@@ -32,39 +32,7 @@ def pg_type(table: schema.Table, column: schema.Column) -> str:
     return "timestamptz" if (table.name, column.name) in TIMESTAMPS else PG_TYPES[column.type]
 
 
-def _column_sql(table: schema.Table, c: schema.Column, inline_pk: bool) -> str:
-    sql = f"{q(c.name)} {pg_type(table, c)}"
-    if inline_pk:
-        sql += " PRIMARY KEY"
-    elif c.not_null:
-        sql += " NOT NULL"
-    if c.default is not None:
-        sql += f" DEFAULT {c.default}"
-    if c.references:
-        ref_table, _, ref_column = c.references.partition("(")
-        sql += f" REFERENCES {q(ref_table)}({q(ref_column.rstrip(')'))})"
-    return sql
-
-
-def table_ddl(table: schema.Table, migration: str) -> list[str]:
-    """What ``migration`` does to ``table`` (as schema.table_ddl does for SQLite)."""
-    out: list[str] = []
-    mine = [c for c in table.columns if (c.since or table.since) == migration]
-    if table.since == migration:
-        single = len(table.primary_key) == 1
-        parts = [_column_sql(table, c, single and c.name == table.primary_key[0]) for c in mine]
-        if not single:
-            parts.append(f"PRIMARY KEY ({', '.join(q(n) for n in table.primary_key)})")
-        out.append(f"CREATE TABLE {q(table.name)} ({', '.join(parts)})")
-    else:
-        out += [f"ALTER TABLE {q(table.name)} ADD COLUMN {_column_sql(table, c, False)}" for c in mine]
-    for index in table.indexes:
-        if index.since == migration:
-            name = index.name or f"idx_{table.name}_{'_'.join(index.columns)}"
-            unique = "UNIQUE " if index.unique else ""
-            out.append(f"CREATE {unique}INDEX {q(name)} ON {q(table.name)} "
-                       f"({', '.join(q(c) for c in index.columns)})")
-    return out
+PG_DDL = schema.DdlStyle(q, pg_type)  # the shared DDL (schema.table_ddl), quoted and typed here
 
 
 def bucket_sql(ts: str) -> str:
@@ -112,7 +80,7 @@ EXTRA: dict[str, list[str]] = {schema.M002: [SPEND_TRIGGER]}
 
 def migration_ddl(migration: str) -> list[str]:
     """Every statement of ``migration``, tables in dependency order, then its extras."""
-    return [sql for table in schema.TABLES for sql in table_ddl(table, migration)] + EXTRA.get(migration, [])
+    return schema.migration_ddl(migration, PG_DDL) + EXTRA.get(migration, [])
 
 
 MIGRATIONS_TABLE_DDL = (f"CREATE TABLE IF NOT EXISTS {q('_migrations')} "

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.ledger import schema
-from cascadeflow_cli.windows import local_midnight
+from cascadeflow_cli.ledger.postgres.ddl import TIMESTAMPS, q
+from cascadeflow_cli.ledger.storage import Dialect
+from cascadeflow_cli.ledger.usage import UsageReport, UsageSql, usage_report
 
 if TYPE_CHECKING:
     import psycopg
@@ -27,47 +27,52 @@ if TYPE_CHECKING:
     from cascadeflow_cli.ledger.export import LedgerFilter
 
 
+POSTGRES = Dialect("postgresql", "%s")
+
+
 def where(flt: LedgerFilter | None, *, calls: bool = False) -> tuple[str, list[Any]]:
-    """``flt`` as a PostgreSQL condition on ``r`` (and ``c`` for the model filter)."""
-    parts: list[str] = []
-    params: list[Any] = []
-    if flt is not None:
-        if flt.user is not None:
-            parts.append('r."user" = %s')
-            params.append(flt.user)
-        if flt.since is not None:
-            parts.append("r.ts >= %s")
-            params.append(flt.since)
-        if flt.until is not None:
-            parts.append("r.ts < %s")
-            params.append(flt.until)
-        if flt.model is not None and calls:
-            parts.append("(c.model = %s or c.model_id = %s)")
-            params += [flt.model, flt.model]
-    return " and ".join(parts) or "true", params
+    """``flt`` as a condition on ``r`` (and ``c`` for the model filter): the shared
+    LedgerFilter.where in psycopg's parameter style."""
+    from cascadeflow_cli.ledger.export import LedgerFilter
+
+    cond, params = (flt or LedgerFilter()).where("r", "c" if calls else None)
+    return POSTGRES.sql(cond), list(params)
+
+
+# timestamptz as ledger text (clock.format_ts), rendered by the server: for bulk reads,
+# where parsing each into a datetime and formatting it again cost more than the query
+LEDGER_TEXT = "to_char({} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+
+def columns_sql(table: schema.Table, alias: str) -> str:
+    """Every column of ``table`` (prefixed ``alias.``), its timestamps as ledger text."""
+    return ", ".join(f"{LEDGER_TEXT.format(f'{alias}.{q(c)}')} as {q(c)}" if (table.name, c) in TIMESTAMPS
+                     else f"{alias}.{q(c)}" for c in table.names)
 
 
 def iter_records(conn: psycopg.Connection[Any], flt: LedgerFilter | None, page: int = 500
                  ) -> Iterator[schema.RequestRecord]:
-    """Every request the filter selects, oldest first (ties by id), with its calls."""
+    """Every request the filter selects, oldest first (ties by id), with its calls: one
+    server-side cursor over one snapshot (a page query per page would sort again each
+    time: there is no (ts, id) index), the calls fetched a page at a time beside it."""
+    from psycopg import IsolationLevel
     from psycopg.rows import dict_row
 
     cond, params = where(flt)
-    after: tuple[Any, str] | None = None
-    while True:
-        keyset = "and (r.ts, r.id) > (%s, %s)" if after else ""
-        with conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(f"select r.* from requests r where {cond} {keyset} order by r.ts, r.id "
-                               f"limit {int(page)}", [*params, *(after or ())]).fetchall()
-            if not rows:
-                return
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    with conn.transaction(), conn.cursor(name="cascade_records", row_factory=dict_row) as cur:
+        cur.itersize = page
+        cur.execute(f"select {columns_sql(schema.REQUESTS, 'r')} from requests r where {cond} "  # type: ignore[arg-type]
+                    "order by r.ts, r.id", params)
+        while rows := cur.fetchmany(page):
             calls: dict[str, list[dict[str, Any]]] = {}
-            for call in cur.execute("select * from calls where request_id = any(%s) order by request_id, seq",
-                                    [[r["id"] for r in rows]]).fetchall():
-                calls.setdefault(call["request_id"], []).append(call)
-        for row in rows:
-            yield schema.request_from_row(row, calls.get(row["id"], []))
-        after = (rows[-1]["ts"], rows[-1]["id"])
+            with conn.cursor(row_factory=dict_row) as side:
+                for call in side.execute(f"select {columns_sql(schema.CALLS, 'c')} from calls c "  # type: ignore[arg-type]
+                                         "where c.request_id = any(%s) order by c.request_id, c.seq",
+                                         [[r["id"] for r in rows]]):
+                    calls.setdefault(call["request_id"], []).append(call)
+            for row in rows:
+                yield schema.request_from_row(row, calls.get(row["id"], []))
 
 
 # --- export ------------------------------------------------------------------------------
@@ -173,118 +178,32 @@ def export_rows(conn: psycopg.Connection[Any], fmt: str, flt: LedgerFilter, size
 
 def daily_totals(conn: psycopg.Connection[Any], *, by: str | None, user: str | None, model: str | None,
                  timezone: str, start: date | None, end: date | None) -> dict[str | None, dict[date, int]]:
-    """As the storage interface's ``daily_totals``: requests (or, with ``model`` or
-    ``by="model"``, model calls by the call's time) summed per local day of ``timezone``."""
-    tz = ZoneInfo(timezone)
-    on_calls = by == "model" or model is not None
-    source = "calls c join requests r on r.id = c.request_id" if on_calls else "requests r"
-    ts, cost = ("c.ts", "c.cost_nusd") if on_calls else ("r.ts", "r.cost_nusd")
-    key = {"user": 'r."user"', "model": "c.model"}.get(by or "", "null")
-    clauses, params = [], []
-    if user is not None:
-        clauses.append('r."user" = %s')
-        params.append(user)
-    if model is not None:
-        clauses.append("c.model = %s")
-        params.append(model)
-    if start is not None:
-        clauses.append(f"{ts} >= %s")
-        params.append(format_ts(local_midnight(start, tz)))
-    if end is not None:
-        clauses.append(f"{ts} < %s")
-        params.append(format_ts(local_midnight(end + timedelta(days=1), tz)))
-    sql = (f"select {key}::text, ({ts} at time zone %s)::date as day, sum({cost}) from {source} "
-           f"where {' and '.join(clauses) or 'true'} group by 1, 2")
+    """As the storage interface's ``daily_totals``: spend.daily_query's rows, summed per
+    local day by the server (``ts AT TIME ZONE zone``, which knows every transition)."""
+    from cascadeflow_cli.ledger.spend import daily_query
+
+    dq = daily_query(by=by, user=user, model=model, timezone=timezone, start=start, end=end)
+    sql = (f"select {dq.key or 'null'}::text, ({dq.ts} at time zone %s)::date as day, sum({dq.cost}) "
+           f"from {dq.source} where {POSTGRES.sql(dq.where)} group by 1, 2")
     out: dict[str | None, dict[date, int]] = {}
-    for k, day, total in conn.execute(sql, [timezone, *params]).fetchall():  # type: ignore[arg-type]
+    for k, day, total in conn.execute(sql, [timezone, *dq.params]).fetchall():  # type: ignore[arg-type]
         out.setdefault(k if by else None, {})[day] = int(total)
     return out
 
 
 # --- usage -------------------------------------------------------------------------------
 
-_SLOT = "to_char(" + "to_timestamp(floor(extract(epoch from r.ts) / 900) * 900) at time zone 'UTC', " \
-        "'YYYY-MM-DD\"T\"HH24:MI')"
-_REQUEST_KEYS = {"total": "''", "user": 'r."user"', "domain": "r.domain", "day": _SLOT}
-_CALL_KEYS = {"model": "c.model", "provider": "c.provider"}
-_LABELS = ("select request_id, coalesce(max(case when source = 'feedback' then correct end), "
-           "max(case when source = 'shadow' then correct end)) as correct from quality_labels "
-           "group by request_id")
+# the queries are usage.py's; what PostgreSQL spells its own way
+PG_USAGE = UsageSql(
+    day_slot="to_char(to_timestamp(floor(extract(epoch from r.ts) / 900) * 900) at time zone 'UTC', "
+             "'YYYY-MM-DD\"T\"HH24:MI')",
+    money_sum=lambda column: f"sum({column})",  # numeric: exact at any size
+    count_if=lambda condition: f"sum(({condition})::int)",
+)
 
 
-def _n(value: Any) -> int:
-    return int(value or 0)
-
-
-def usage(conn: psycopg.Connection[Any], flt: LedgerFilter | None, by: str | None, timezone: str) -> Any:
-    """`cascade usage` as ledger/usage.py computes it on SQLite, in PostgreSQL's SQL."""
-    from dataclasses import replace
-
-    from cascadeflow_cli.ledger.export import LedgerFilter
-    from cascadeflow_cli.ledger.usage import GROUPINGS, UsageReport, UsageRow, _fold_days
-
-    if by is not None and by not in GROUPINGS:
-        raise ValueError(f"unknown grouping {by!r}")
-    flt = replace(flt or LedgerFilter(), model=None)
-    cond, params = where(flt)
-
-    def request_level(key_name: str) -> dict[Any, Any]:
-        key = _REQUEST_KEYS[key_name]
-        per_request = conn.execute(
-            f"select {key} as k, count(*), sum(r.cost_nusd), sum(r.savings_nusd), "
-            f"sum(r.verifier_only_cost_nusd), "
-            f"sum(r.draft_accepted), sum((r.status != 'ok')::int) from requests r where {cond} group by 1",
-            params).fetchall()  # type: ignore[arg-type]
-        per_call = {row[0]: row for row in conn.execute(
-            f"select {key} as k, count(c.id), sum(c.input_tokens), sum(c.output_tokens), "
-            f"sum((c.seq = 0 and c.role = 'draft')::int) from requests r join calls c on c.request_id = r.id "
-            f"where {cond} group by 1", params).fetchall()}  # type: ignore[arg-type]
-        out = {}
-        for k, requests, cost, savings, baseline, accepted, errors in per_request:
-            _, n_calls, tokens_in, tokens_out, drafts = per_call.get(k, (k, 0, 0, 0, 0))
-            out[k] = UsageRow(k, requests, _n(n_calls), _n(cost), _n(tokens_in), _n(tokens_out), _n(drafts),
-                              _n(accepted), _n(savings), _n(baseline), _n(errors))
-        return out
-
-    def call_level(key_name: str) -> dict[Any, Any]:
-        key = _CALL_KEYS[key_name]
-        credited = {row[0]: row for row in conn.execute(
-            f"select {key} as k, sum(r.savings_nusd), sum(r.verifier_only_cost_nusd) from requests r "
-            f"join calls c on c.request_id = r.id and c.seq = 0 where {cond} group by 1",
-            params).fetchall()}  # type: ignore[arg-type]
-        out = {}
-        for k, requests, n_calls, cost, t_in, t_out, drafts, accepted, errors in conn.execute(
-                f"select {key} as k, count(distinct c.request_id), count(*), sum(c.cost_nusd), "
-                f"sum(c.input_tokens), sum(c.output_tokens), sum((c.role = 'draft')::int), "
-                f"sum((c.role = 'draft' and c.accepted = 1)::int), sum((c.status != 'ok')::int) "
-                f"from requests r join calls c on c.request_id = r.id where {cond} group by 1",
-                params).fetchall():  # type: ignore[arg-type]
-            _, saved, baseline = credited.get(k, (k, 0, 0))
-            out[k] = UsageRow(k, requests, n_calls, _n(cost), _n(t_in), _n(t_out), _n(drafts), _n(accepted),
-                              _n(saved), _n(baseline), _n(errors))
-        return out
-
-    def with_labels(rows: dict[Any, Any], key_name: str) -> dict[Any, Any]:
-        key = _CALL_KEYS.get(key_name) or _REQUEST_KEYS[key_name]
-        join = "join calls c on c.request_id = r.id and c.seq = 0" if key_name in _CALL_KEYS else ""
-        for k, n, good in conn.execute(
-                f"select {key} as k, count(*), sum(l.correct) from requests r join ({_LABELS}) l "
-                f"on l.request_id = r.id {join} where {cond} and r.draft_accepted = 1 "
-                f"and l.correct is not null group by 1", params).fetchall():  # type: ignore[arg-type]
-            if k in rows:
-                rows[k] = replace(rows[k], labelled=_n(n), labelled_good=_n(good))
-        return rows
-
-    total = replace(with_labels(request_level("total"), "total").get("", UsageRow(None)), key=None)
-    if by is None:
-        return UsageReport(None, total, ())
-    if by in _CALL_KEYS:
-        groups = list(with_labels(call_level(by), by).values())
-    else:
-        found = with_labels(request_level(by), by)
-        groups = list(_fold_days(found.values(), timezone) if by == "day" else found.values())
-    if by == "day":
-        groups.sort(key=lambda g: g.key or "")
-    else:
-        groups.sort(key=lambda g: (-g.cost_nusd, -g.requests, g.key is None, g.key or ""))
-    return UsageReport(by, total, tuple(groups))
+def usage(conn: psycopg.Connection[Any], flt: LedgerFilter | None, by: str | None, timezone: str
+          ) -> UsageReport:
+    """`cascade usage`: ledger/usage.py's queries, run here."""
+    return usage_report(lambda sql, params: conn.execute(POSTGRES.sql(sql), params).fetchall(),  # type: ignore[arg-type]
+                        PG_USAGE, flt, by, timezone)

@@ -23,6 +23,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +33,12 @@ from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal, schema
 from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row
-from cascadeflow_cli.ledger.postgres import budget_sql, migrate, reports
+from cascadeflow_cli.ledger.postgres import budget_sql, ddl, migrate, reports
 from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect, in_transaction
 from cascadeflow_cli.ledger.postgres.ddl import q
 from cascadeflow_cli.ledger.postgres.keys import PgKeyQueries
 from cascadeflow_cli.ledger.sqlite_store import _LABELLED_DRAFTS as _SQLITE_LABELLED_DRAFTS
+from cascadeflow_cli.ledger.storage import SpendAsk, SpendState
 from cascadeflow_cli.money import nanos_from_usd
 from cascadeflow_cli.windows import WINDOWS
 
@@ -61,8 +63,6 @@ BULK_MOVE = """
           on conflict (call_id) do nothing returning 1)
     select (select count(*) from new), (select count(*) from c), (select count(*) from g)
 """
-SIGNALS_INSERT = ("insert into call_signals (call_id, request_id, logprobs, samples, agreement, features) "
-                  "values (%s, %s, %s, %s, %s, %s) on conflict (call_id) do nothing")
 
 
 def _journal_anchor(location: LedgerLocation) -> Path:
@@ -127,8 +127,11 @@ class PostgresLedger(PgKeyQueries):
         self._local.conn = None
         return self._conn()
 
-    def _tx(self, work: Callable[[psycopg.Connection[Any]], Any], what: str = "cannot write ledger") -> Any:
-        return in_transaction(self._conn, self._reconnect, work, f"{self}: {what}")
+    def _tx(self, work: Callable[[psycopg.Connection[Any]], Any], what: str = "cannot write ledger",
+            *, single: bool = False) -> Any:
+        """``work`` in one transaction; ``single``: it is one statement (its own transaction
+        in autocommit, no BEGIN/COMMIT round trips)."""
+        return in_transaction(self._conn, self._reconnect, work, f"{self}: {what}", single=single)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         from psycopg.rows import dict_row
@@ -190,27 +193,22 @@ class PostgresLedger(PgKeyQueries):
 
     # --- requests: write --------------------------------------------------------------
 
-    @staticmethod
-    def _insert(conn: psycopg.Connection[Any], request: schema.RequestRecord) -> bool:
-        """Insert one request with its calls and signals; False if it was there already."""
-        row = schema.request_row(request)
-        if conn.execute(REQUEST_INSERT, list(row.values())).rowcount == 0:
-            return False
-        with conn.cursor() as cur:
-            if request.calls:
-                cur.executemany(CALL_INSERT, [list(schema.call_row(c).values()) for c in request.calls])
-            if request.signals:
-                cur.executemany(SIGNALS_INSERT, [_signal_row(request.id, s) for s in request.signals])
-        return True
-
     def record(self, request: schema.RequestRecord, reservation_id: str | None = None) -> None:
-        def work(conn: psycopg.Connection[Any]) -> None:
-            if reservation_id is not None:
-                conn.execute("delete from reservations where id = %s", [reservation_id])
-            self._insert(conn, request)
-            checkpoint("in-commit")
+        """One statement (so one round trip, its own transaction): the settlement, the
+        request, and its calls and signals only if the request is new."""
+        sql = _record_sql(reservation_id is not None, len(request.calls), len(request.signals))
+        params: list[Any] = [] if reservation_id is None else [reservation_id]
+        params += schema.request_row(request).values()
+        for call in request.calls:
+            params += schema.call_row(call).values()
+        for sig in request.signals:
+            params += _signal_row(request.id, sig)
 
-        self._tx(work)
+        def work(conn: psycopg.Connection[Any]) -> None:
+            checkpoint("in-commit")  # (one statement: nothing is written before it runs)
+            conn.execute(sql, params)  # type: ignore[arg-type]  # built from the schema
+
+        self._tx(work, single=True)
 
     def record_many(self, requests: Iterable[schema.RequestRecord],
                     on_progress: Callable[[int], None] | None = None) -> Any:
@@ -261,16 +259,11 @@ class PostgresLedger(PgKeyQueries):
 
     def recent_requests(self, limit: int | None = 10, user: str | None = None,
                         since: str | None = None) -> list[dict[str, Any]]:
-        where, params = [], []
-        if user is not None:
-            where.append('"user" = %s')
-            params.append(user)
-        if since is not None:
-            where.append("ts >= %s")
-            params.append(since)
-        sql = "select * from requests" + (" where " + " and ".join(where) if where else "")
-        sql += " order by ts desc, id desc" + (f" limit {int(limit)}" if limit else "")
-        return self._with_calls(self._rows(sql, params))
+        from cascadeflow_cli.ledger.export import LedgerFilter
+
+        cond, params = reports.where(LedgerFilter(user=user, since=since))
+        sql = f"select r.* from requests r where {cond} order by r.ts desc, r.id desc"
+        return self._with_calls(self._rows(sql + (f" limit {int(limit)}" if limit else ""), params))
 
     def load_request(self, request_id: str) -> dict[str, Any]:
         rows = self._with_calls(self._rows("select * from requests where id = %s", [request_id]))
@@ -279,14 +272,46 @@ class PostgresLedger(PgKeyQueries):
         return rows[0]
 
     def iter_records(self, flt: Any = None, page: int = 500) -> Iterator[schema.RequestRecord]:
-        # its own connection: a caller may write (ledger copy) while this one reads
-        conn = connect(self.location)
-        conn.execute("set timezone to 'UTC'")
-        _Timestamps.register(conn)
+        conn = self._reader()  # a caller may write (ledger copy) while this one reads
         try:
             yield from reports.iter_records(conn, flt, page)
         finally:
             conn.close()
+
+    def _reader(self) -> psycopg.Connection[Any]:
+        """A connection of its own, for a long read while the caller writes elsewhere."""
+        conn = connect(self.location)
+        conn.execute("set timezone to 'UTC'")
+        _Timestamps.register(conn)
+        return conn
+
+    def table_rows(self, table: schema.Table) -> Iterator[dict[str, Any]]:
+        conn = self._reader()
+        try:
+            with conn.transaction(), conn.cursor(name="cascade_table_rows") as cur:  # server-side: streamed
+                cur.itersize = 2000
+                cur.execute(f"select {reports.columns_sql(table, 't')} from {q(table.name)} t "  # type: ignore[arg-type]
+                            f"order by {', '.join(q(c) for c in table.primary_key)}")
+                for values in cur:
+                    yield dict(zip(table.names, values, strict=True))
+        finally:
+            conn.close()
+
+    def add_rows(self, table: schema.Table, rows: Sequence[dict[str, Any]]) -> int:
+        """COPY into a temporary twin of the table, then one INSERT ... ON CONFLICT DO NOTHING."""
+        guard = " where exists (select 1 from requests r where r.id = k.request_id)" * table.of_request
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(f"create temp table if not exists _in_{table.name} "  # type: ignore[arg-type]
+                         f"(like {q(table.name)} including defaults) on commit delete rows")
+            with conn.cursor() as cur:
+                _copy(cur, table.name, table.names, ([r[c] for c in table.names] for r in rows))
+                names = ", ".join(q(c) for c in table.names)
+                cur.execute(f"insert into {q(table.name)} ({names}) select {names} from _in_{table.name} k"  # type: ignore[arg-type]
+                            f"{guard} on conflict do nothing")
+                return cur.rowcount
+
+        return int(self._tx(work))
 
     def export_rows(self, fmt: str, flt: Any, size: int = 2000) -> Iterator[list[str]]:
         return reports.export_rows(self._conn(), fmt, flt, size)
@@ -368,14 +393,15 @@ class PostgresLedger(PgKeyQueries):
 
     # --- spend ------------------------------------------------------------------------
 
+    def spend_state(self, asks: Sequence[SpendAsk]) -> list[SpendState]:
+        return self._tx(lambda conn: budget_sql.read_state(conn, asks),  # type: ignore[no-any-return]
+                        "cannot read ledger", single=True)
+
     def window_spend(self, user: str, win: Window) -> int:
-        span = budget_sql.Span(win.start, win.end)
-        return int(self._value(f"select {budget_sql.spend_sql(span)}",
-                               [[user]] + ([] if win.end is None else [win.start, win.end])))
+        return self.spend_state([SpendAsk((user,), (win,))])[0].spent[0]
 
     def reserved_spend(self, user: str) -> int:
-        return int(self._value('select coalesce(sum(amount_nusd), 0) from reservations where "user" = %s',
-                               [user]))
+        return self.spend_state([SpendAsk((user,), ())])[0].reserved_nusd
 
     def request_count(self, user: str) -> int:
         return int(self._value('select coalesce(max(requests), 0) from spend_totals where "user" = %s',
@@ -391,25 +417,30 @@ class PostgresLedger(PgKeyQueries):
     def budget_lock(self, user: str, teams: Sequence[str] = ()
                     ) -> Iterator[budget_sql.PgBudgetTransaction]:
         """One READ COMMITTED transaction holding the advisory locks of ``user`` and of
-        each team in ``teams`` (the gate checks a member's teams in the same transaction).
+        each team in ``teams`` (the gate checks a member's teams in the same transaction),
+        sent lazily (budget_sql.PgBudgetTransaction: two round trips for a check).
         Not retried here: the caller's decision runs inside; a lost race surfaces as a
         LedgerError (it cannot happen to a transaction that only inserts and deletes its
         own rows under these locks, except by deadlock, which the lock order prevents)."""
-        conn = self._conn()
+        txn = budget_sql.PgBudgetTransaction(self._conn(), self.host, [
+            budget_sql.lock_key("user", user), *(budget_sql.lock_key("team", t) for t in teams)])
         try:
-            with conn.transaction():
-                budget_sql.lock(conn, [budget_sql.lock_key("user", user),
-                                       *(budget_sql.lock_key("team", t) for t in teams)])
-                yield budget_sql.PgBudgetTransaction(conn, self.host)
+            yield txn
+            txn.commit()
         except _psycopg_error() as exc:
             from cascadeflow_cli.ledger.postgres.connection import one_line
 
+            txn.rollback()
             raise LedgerError(f"{self}: cannot write ledger: {one_line(exc)}") from None
+        except BaseException:
+            txn.rollback()
+            raise
 
     def release(self, reservation_id: str | None) -> None:
         if reservation_id is None:
             return
-        self._tx(lambda conn: conn.execute("delete from reservations where id = %s", [reservation_id]))
+        self._tx(lambda conn: conn.execute("delete from reservations where id = %s", [reservation_id]),
+                 single=True)
 
     # --- budgets ----------------------------------------------------------------------
 
@@ -466,6 +497,31 @@ class PostgresLedger(PgKeyQueries):
 
 # calibration's rows, as SQLite selects them; ties in time by id here (no rowid)
 LABELLED_DRAFTS = _SQLITE_LABELLED_DRAFTS.replace("r.rowid", "r.id")
+
+
+def _typed_values(table: schema.Table, names: Sequence[str]) -> str:
+    """One VALUES row of ``names`` with each parameter cast to its column's type (the rows
+    of a CTE insert are typed by their expressions, not by the target columns)."""
+    return "(" + ", ".join(f"%s::{ddl.pg_type(table, table.column(n))}" for n in names) + ")"
+
+
+@lru_cache(maxsize=64)
+def _record_sql(settle: bool, calls: int, signals: int) -> str:
+    """``record``'s statement for a request with that many calls and signals. The calls
+    and signals go in only if the request did (a request already there keeps its own)."""
+    ctes = ["settled as (delete from reservations where id = %s)"] if settle else []
+    ctes.append(f"new as ({REQUEST_INSERT} returning id)")
+    for name, table, columns, count in (("c", schema.CALLS, schema.CALL_COLUMNS, calls),
+                                        ("g", schema.CALL_SIGNALS, SIGNAL_COLUMNS, signals)):
+        if count:
+            rows = ", ".join([_typed_values(table, columns)] * count)
+            conflict = table.primary_key[0]
+            ctes.append(f"{name} as (insert into {table.name} ({', '.join(q(c) for c in columns)}) "
+                        f"select * from (values {rows}) v where exists (select 1 from new) "
+                        f"on conflict ({q(conflict)}) do nothing)")
+    return "with " + ", ".join(ctes) + " select count(*) from new"
+
+
 def _psycopg_error() -> type[Exception]:
     import psycopg
 

@@ -1,0 +1,426 @@
+"""Run a draft's Python against the draft's OWN examples, in a sandboxed child process.
+
+Opt-in (``[quality] execute_code = true``, ``cascade calibrate --execute-code``): model
+code is untrusted, so it never runs in our process and never runs unless asked. What it
+measures is general, not tied to any benchmark: does the code the answer gives define
+without raising, do the usage examples the answer shows run, and do the outputs the
+answer CLAIMS (``>>> f(2)`` / ``4``, ``print(f(2))  # Output: 4``, ``f(2)  # returns 4``)
+match what the code actually produces. An answer whose own examples contradict its code
+is wrong far more often than one whose examples hold.
+
+The sandbox, best-effort layers on a forked child that keeps nothing of ours (it never
+returns into our code; its only channel back is a pipe carrying a few counts):
+
+* every inherited file descriptor closed, stdin/stdout/stderr on /dev/null, the
+  environment emptied (no API keys), its own session, ``/`` as cwd;
+* resource limits: CPU seconds, address space, no file writes (``RLIMIT_FSIZE`` 0), no
+  core dumps; a wall-clock timeout after which the parent kills it, an alarm per block;
+* an audit hook installed before the draft runs refuses sockets, subprocesses, exec,
+  fork, file writes/removal/renames, ``ctypes``, ``sqlite3``, ``mmap`` and new limits.
+
+It is not a security boundary against a determined attacker (CPython audit hooks can be
+evaded by native code); it keeps a model's honest mistakes (a stray ``open(..., "w")``,
+an endless loop, a huge allocation) from touching anything. Hence opt-in.
+
+Pure parsing (:func:`program_of`) is separate from the shell (:func:`run_program`); the
+feature the calibrated model reads is :attr:`ExecResult.failed_share` (``exec_failed_share``
+in :mod:`.features`). POSIX only (it forks); elsewhere nothing runs and the result says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from contextlib import suppress as contextlib_suppress
+from dataclasses import dataclass
+
+__all__ = ["ExecResult", "Program", "program_of", "run_program", "run_programs"]
+
+_FENCE_RE = re.compile(r"^[ \t]*(```|~~~)[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
+_PY_LANGS = ("", "python", "py", "python3", "pycon", "ipython")
+# `print(expr)  # Output: 4`, `f(2)  # returns 4`, `x = f(2)  # -> 4`, `print(f(2))  # True`
+_CLAIM_RE = re.compile(r"^(?P<stmt>\S[^#\n]*?)[ \t]*#[ \t]*(?P<comment>[^\n]*?)[ \t]*$", re.MULTILINE)
+_CLAIM_WORD_RE = re.compile(
+    r"(?:(?:expected|actual)\s+)?(?:outputs?|returns?|prints?|results?|gives|should\s+(?:return|print|be))\b"
+    r"\s*:?\s*|(?:=>|->|==|=|:)\s*",
+    re.IGNORECASE,
+)
+_DEF_RE = re.compile(r"^[ \t]*(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
+
+MAX_SOURCE = 20_000  # characters of code run per draft
+TIMEOUT_S = 3.0  # wall clock for the whole child
+CPU_S = 2  # CPU seconds for the whole child
+PER_BLOCK_S = 1.0  # an alarm per block, so one endless loop does not hide the others
+MEMORY_MB = 512
+
+
+@dataclass(frozen=True)
+class Program:
+    """What to run for one draft: its Python blocks in order, each a script or a
+    doctest-style session (``>>>`` prompts), and the claimed outputs found in scripts."""
+
+    blocks: tuple[tuple[str, str], ...]  # (kind, source); kind "def" | "script" | "doctest"
+    defined: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.blocks
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What running one draft's Python showed (all zero / False: nothing was run)."""
+
+    ran: bool = False
+    def_error: bool = False  # a block defining functions or classes raised (or timed out)
+    example_error: int = 0  # example blocks / doctest lines that raised
+    claims: int = 0  # outputs the answer claims for its examples
+    claims_failed: int = 0  # ... that the code does not produce (or that raised)
+    timeout: bool = False
+    calls_undefined: bool = False  # an example calls a name the code never defines
+
+    @property
+    def failed_share(self) -> float:
+        """Share of the answer's claimed outputs its own code contradicts (0 without claims)."""
+        return self.claims_failed / self.claims if self.claims else 0.0
+
+
+def _fenced(text: str) -> list[tuple[str, str, bool]]:
+    """(language, body, closed) of each fenced block, in order; an open last fence counts
+    (answers cut at the length limit end inside one)."""
+    out: list[tuple[str, str, bool]] = []
+    lang, start = None, 0
+    for m in _FENCE_RE.finditer(text):
+        if lang is None:
+            lang, start = m.group(2).lower(), m.end() + 1
+        else:
+            out.append((lang, text[start : m.start()], True))
+            lang = None
+    if lang is not None:
+        out.append((lang, text[start:], False))
+    return out
+
+
+def _literal(text: str) -> bool:
+    import ast
+
+    try:
+        ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _expression(text: str) -> bool:
+    import ast
+
+    try:
+        ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _claims_to_checks(source: str) -> str:
+    """Rewrite top-level ``stmt  # Output: want`` lines (or ``# want`` where ``want`` is a
+    Python literal) into checks of the claim, a call of the harness's ``__claim__``;
+    every other line stays as written."""
+
+    def repl(m: re.Match[str]) -> str:
+        stmt, comment = m.group("stmt").strip(), m.group("comment")
+        word = _CLAIM_WORD_RE.match(comment)
+        want = comment[word.end() :].strip() if word else comment
+        if not want or (not word and not _literal(want)):
+            return m.group(0)  # an ordinary comment
+        pm = re.fullmatch(r"print\((.*)\)", stmt)
+        if pm and _expression(pm.group(1)):
+            return f"__claim__({pm.group(1)!r}, {want!r}, True)"
+        am = re.fullmatch(r"([A-Za-z_]\w*)\s*=\s*([^=].*)", stmt)
+        if am and _expression(am.group(2)):  # `x = f(2)  # 4`: assign, then check x
+            return f"{stmt}\n__claim__({am.group(1)!r}, {want!r}, False)"
+        if _expression(stmt):
+            return f"__claim__({stmt!r}, {want!r}, False)"
+        return m.group(0)
+
+    return _CLAIM_RE.sub(repl, source)
+
+
+def program_of(text: str) -> Program:
+    """The Python a draft gives, ready for :func:`run_programs` (pure: nothing runs)."""
+    blocks: list[tuple[str, str]] = []
+    total = 0
+    for lang, body, _closed in _fenced((text or "").replace("\r\n", "\n")):
+        if lang not in _PY_LANGS or not body.strip():
+            continue
+        if total + len(body) > MAX_SOURCE:
+            break
+        total += len(body)
+        if re.search(r"^[ \t]*>>> ", body, re.MULTILINE):
+            blocks.append(("doctest", body))
+        elif _DEF_RE.search(body) or re.search(r"^[ \t]*class\s", body, re.MULTILINE):
+            blocks.append(("def", _claims_to_checks(body)))
+        else:
+            blocks.append(("script", _claims_to_checks(body)))
+    defined = tuple(dict.fromkeys(_DEF_RE.findall("\n".join(b for _, b in blocks))))
+    return Program(tuple(blocks), defined)
+
+
+# ------------------------------------------------------------------ the child process
+
+# Audit events refused inside the child (prefixes): no network, no processes, no changes
+# to files, no native code, no way to lift the limits.
+_BLOCKED = (
+    "socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+    "os.fork", "os.forkpty", "os.remove", "os.rename", "os.rmdir", "os.mkdir",
+    "os.unlink", "os.link", "os.symlink", "os.truncate", "os.chmod", "os.chown",
+    "os.kill", "os.killpg", "os.putenv", "os.unsetenv", "shutil.", "ctypes.",
+    "resource.setrlimit", "resource.prlimit", "sys.addaudithook", "os.chdir", "os.utime",
+    "pty.", "webbrowser.", "urllib.", "http.", "ftplib.", "smtplib.", "sqlite3.", "mmap.",
+)  # fmt: skip
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event == "open":
+        mode = args[1] if len(args) > 1 else "r"
+        flags = args[2] if len(args) > 2 else 0
+        if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        ):
+            raise PermissionError("sandbox: no file writes")
+    elif event.startswith(_BLOCKED):
+        raise PermissionError(f"sandbox: {event}")
+
+
+class _Alarm(BaseException):
+    """A block ran past its time (raised from SIGALRM, not catchable as Exception)."""
+
+
+def _norm(text: str) -> tuple[str, object]:
+    import ast
+
+    s = str(text).strip().rstrip(".,;").strip("`").strip()
+    try:
+        return ("v", ast.literal_eval(s))
+    except Exception:
+        return ("s", " ".join(s.replace("'", '"').split()))
+
+
+def _same(got: str, want: str) -> bool:
+    a, b = _norm(got), _norm(want)
+    if a[0] == b[0] == "v":
+        x, y = a[1], b[1]
+        try:
+            if x == y:
+                return True
+            return (
+                isinstance(x, float) and isinstance(y, int | float) and abs(x - y) <= 1e-6 * max(1.0, abs(y))
+            )
+        except Exception:
+            return False
+    return a[1] == b[1] or (a[0] == "v" and repr(a[1]) == b[1])
+
+
+def _execute(program: Program) -> dict[str, object]:
+    """Run the blocks in one namespace (in the sandboxed child); the counts of what held."""
+    import contextlib
+    import doctest
+    import io
+    import signal
+
+    res: dict[str, object] = {
+        "def_error": False, "example_error": 0, "claims": 0, "claims_failed": 0,
+        "timeout": False, "calls_undefined": False,
+    }  # fmt: skip
+    g: dict[str, object] = {"__name__": "__draft__"}
+
+    def claim(expr: str, want: str, printed: bool) -> None:
+        res["claims"] += 1  # type: ignore[operator]
+        try:
+            if printed:  # print(a, b) shows "a b"
+                try:
+                    args = eval(f"({expr},)", g)
+                except SyntaxError:  # print(..., sep=...)
+                    args = (eval(expr, g),)
+                value = args[0] if len(args) == 1 else None
+                got = " ".join(map(str, args))
+            else:
+                value = eval(expr, g)
+                got = repr(value)
+            ok = _same(got, want) or (
+                value is not None and (_same(repr(value), want) or _same(str(value), want))
+            )
+        except Exception:
+            ok = False
+        if not ok:
+            res["claims_failed"] += 1  # type: ignore[operator]
+
+    def alarm(signum: int, frame: object) -> None:
+        raise _Alarm
+
+    g["__claim__"] = claim
+    signal.signal(signal.SIGALRM, alarm)
+    checker = doctest.OutputChecker()
+    flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+    parser = doctest.DocTestParser()
+    sys.addaudithook(_audit)  # from here on the draft's rules apply to us too
+    sink = io.StringIO()
+    for kind, src in program.blocks:
+        signal.setitimer(signal.ITIMER_REAL, PER_BLOCK_S)
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                if kind != "doctest":
+                    exec(compile(src, "<draft>", "exec"), g)
+                    continue
+                for ex in parser.get_examples(src):
+                    want = ex.want.strip()
+                    res["claims"] += 1 if want else 0  # type: ignore[operator]
+                    buf = io.StringIO()
+                    try:
+                        with contextlib.redirect_stdout(buf):
+                            exec(compile(ex.source, "<draft>", "single"), g)
+                        ok = not want or checker.check_output(ex.want, buf.getvalue(), flags)
+                        ok = ok or _same(buf.getvalue(), want)
+                    except _Alarm:
+                        raise
+                    except BaseException as exc:
+                        ok = ex.exc_msg is not None  # an exception the draft said it raises
+                        if not ok:
+                            res["example_error"] += 1  # type: ignore[operator]
+                            res["calls_undefined"] = res["calls_undefined"] or isinstance(exc, NameError)
+                    if want and not ok:
+                        res["claims_failed"] += 1  # type: ignore[operator]
+        except _Alarm:
+            res["timeout"] = True
+            if kind == "def":
+                res["def_error"] = True
+            else:
+                res["example_error"] += 1  # type: ignore[operator]
+        except BaseException as exc:
+            if kind == "def":
+                res["def_error"] = True
+            else:
+                res["example_error"] += 1  # type: ignore[operator]
+                res["calls_undefined"] = res["calls_undefined"] or isinstance(exc, NameError)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if sink.tell() > 100_000:
+            sink = io.StringIO()
+    return res
+
+
+def _mapped_bytes() -> int:
+    """This process's virtual size (Linux: /proc/self/statm), 0 where unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _child(program: Program, wfd: int) -> None:
+    """In the forked child: shed everything of the parent's, limit, run, report, exit."""
+    code = 1
+    try:
+        import resource
+
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.closerange(3, wfd)
+        os.closerange(wfd + 1, 65536)
+        os.environ.clear()  # API keys and the like are the parent's business
+        os.chdir("/")  # not tempfile.gettempdir(): in a fresh child it probes dirs (~60 ms)
+        resource.setrlimit(resource.RLIMIT_CPU, (CPU_S, CPU_S))
+        # address space: what the fork already maps (a parent with numpy loaded maps
+        # hundreds of MB) plus MEMORY_MB for the draft
+        mem = _mapped_bytes() + MEMORY_MB * 1024 * 1024
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard == resource.RLIM_INFINITY or hard > mem:
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        res = _execute(program)
+        os.write(wfd, json.dumps(res).encode())
+        code = 0
+    except BaseException:
+        pass
+    finally:
+        os._exit(code)
+
+
+def _run_one(program: Program) -> ExecResult:
+    import select
+    import signal
+    import time
+
+    if not hasattr(os, "fork"):
+        return ExecResult()  # no sandboxed child on this platform: not measured
+    rfd, wfd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(rfd)
+        os.close(wfd)
+        return ExecResult()
+    if pid == 0:  # pragma: no cover - the child never returns
+        os.close(rfd)
+        _child(program, wfd)
+    os.close(wfd)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + TIMEOUT_S
+    timed_out = False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([rfd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(rfd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(rfd)
+        if timed_out:
+            with contextlib_suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    if timed_out:
+        return ExecResult(ran=True, timeout=True, def_error=True)
+    try:
+        res = json.loads(b"".join(chunks).decode()) if chunks else None
+    except ValueError:
+        res = None
+    if not isinstance(res, dict):  # killed by a limit (CPU, memory) or the draft broke out
+        return ExecResult(ran=True, def_error=True, timeout=os.WIFSIGNALED(status))
+    return ExecResult(
+        ran=True,
+        def_error=bool(res.get("def_error")),
+        example_error=int(res.get("example_error", 0)),
+        claims=int(res.get("claims", 0)),
+        claims_failed=int(res.get("claims_failed", 0)),
+        timeout=bool(res.get("timeout")),
+        calls_undefined=bool(res.get("calls_undefined")),
+    )
+
+
+def run_program(program: Program) -> ExecResult:
+    """Run one program in a sandboxed child; an empty program runs nothing."""
+    if program.empty:
+        return ExecResult()
+    import doctest  # noqa: F401 - imported once here, so each forked child has it loaded
+
+    return _run_one(program)
+
+
+def run_programs(programs: Sequence[Program]) -> list[ExecResult]:
+    """:func:`run_program` of each, in order (one child at a time: each is short, and
+    the children of a parallel calibration already run on every core)."""
+    return [run_program(p) for p in programs]

@@ -1,0 +1,160 @@
+"""Running a draft's Python against its own examples (opt-in, quality/code_exec.py): the
+claims it checks, and the sandbox around the child it runs in."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.quality.calibrate import calibrate_rows
+from cascadeflow_cli.quality.calibrated import CalibratedValidator
+from cascadeflow_cli.quality.code_exec import ExecResult, program_of, run_program
+from cascadeflow_cli.quality.features import draft_features
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the sandbox forks (POSIX)")
+
+GOOD = '''Here it is:
+
+```python
+def double(n):
+    return 2 * n
+```
+
+For example:
+
+```python
+print(double(2))  # Output: 4
+x = double(5)  # 10
+```
+'''
+
+WRONG = GOOD.replace("return 2 * n", "return 2 + n")
+
+
+def run(text: str) -> ExecResult:
+    return run_program(program_of(text))
+
+
+def test_claims_that_hold_and_claims_the_code_contradicts() -> None:
+    good = run(GOOD)
+    assert good.ran and good.claims == 2 and good.claims_failed == 0 and good.failed_share == 0.0
+    wrong = run(WRONG)  # 2 + 2 == 4 holds, 2 + 5 != 10 does not
+    assert wrong.claims == 2 and wrong.claims_failed == 1 and wrong.failed_share == 0.5
+
+
+def test_doctest_sessions_are_checked_and_ordinary_comments_are_not_claims() -> None:
+    text = (
+        "```python\ndef rev(s):\n    return s[::-1]\n```\n\n"
+        "```\n>>> rev('ab')\n'ba'\n>>> rev('abc')\n'abc'\n```\n"
+        "```python\nprint(rev('xy'))  # reverse it\n```\n"
+    )
+    result = run(text)
+    assert (result.claims, result.claims_failed) == (2, 1)
+
+
+def test_no_python_runs_nothing() -> None:
+    assert run("The answer is 42.") == ExecResult()
+    assert run("```js\nconsole.log(1)\n```") == ExecResult()
+
+
+def test_a_draft_that_raises_or_loops_is_contained() -> None:
+    raising = run("```python\ndef f():\n    return 1\nraise SystemExit(3)\n```")
+    assert raising.ran and raising.def_error
+    t0 = time.monotonic()
+    looping = run(
+        "```python\ndef f():\n    return 1\nwhile True:\n    pass\n```\n```python\nprint(f())  # 1\n```"
+    )
+    assert time.monotonic() - t0 < 10
+    assert looping.timeout and looping.def_error
+    assert looping.claims == 1 and looping.claims_failed == 0  # the next block still ran
+
+
+def test_the_child_cannot_write_files_connect_or_spawn(tmp_path: Path) -> None:
+    target = tmp_path / "written.txt"
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.1)
+    port = server.getsockname()[1]
+    text = f"""```python
+def attempt():
+    out = []
+    for act in (
+        lambda: open({str(target)!r}, "w").write("x"),
+        lambda: __import__("socket").create_connection(("127.0.0.1", {port})),
+        lambda: __import__("subprocess").run(["true"]),
+        lambda: __import__("os").system("true"),
+        lambda: __import__("os").remove({str(tmp_path)!r}),
+    ):
+        try:
+            act()
+            out.append("done")
+        except Exception:
+            out.append("refused")
+    return out
+```
+```python
+print(attempt())  # ['refused', 'refused', 'refused', 'refused', 'refused']
+```"""
+    result = run(text)
+    assert (result.claims, result.claims_failed) == (1, 0)
+    assert not target.exists()
+    with pytest.raises(TimeoutError):
+        server.accept()  # nobody connected
+    server.close()
+
+
+def test_the_child_sees_no_environment_and_our_process_is_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    result = run("```python\nimport os\nprint(len(os.environ))  # 0\n```")
+    assert (result.claims, result.claims_failed) == (1, 0)
+    assert os.environ["OPENAI_API_KEY"] == "sk-secret"
+
+
+def test_it_runs_from_a_threaded_process() -> None:
+    out: list[ExecResult] = []
+    worker = threading.Thread(target=lambda: out.append(run(WRONG)))
+    worker.start()
+    worker.join(timeout=15)
+    assert out and out[0].claims_failed == 1
+
+
+def test_the_feature_and_a_calibration_that_needs_execution() -> None:
+    ran = draft_features("Write a function", WRONG, domain="code", execution=run(WRONG))
+    assert ran["exec_failed_share"] == 0.5
+    assert draft_features("Write a function", WRONG, domain="code")["exec_failed_share"] == 0.0
+    rows = []
+    for i in range(30):
+        text = GOOD if i % 2 else WRONG
+        rows.append({"id": i, "query": f"Write function {i}", "response": text, "correct": bool(i % 2)})
+    report = calibrate_rows(rows, execute_code=True)
+    cal = report.calibration
+    assert cal.needs_execution and "exec_failed_share" in cal.features
+    assert report.auroc > 0.9  # execution is the only thing telling these drafts apart
+    with pytest.raises(ConfigError, match="execute_code = true"):
+        CalibratedValidator(cal)
+    validator = CalibratedValidator(cal, execute_code=True)
+    assert validator.validate("Write a function", GOOD, domain="code").score > validator.validate(
+        "Write a function", WRONG, domain="code"
+    ).score
+    plain = calibrate_rows(rows).calibration
+    assert not plain.needs_execution and "exec_failed_share" not in plain.features
+
+
+def test_a_huge_allocation_fails_in_the_child_and_ordinary_code_still_runs() -> None:
+    import numpy  # noqa: F401 - the allowance is on top of what the (forked) parent maps
+
+    text = (
+        "```python\ndef f():\n    return 1\n```\n"
+        "```python\nx = bytearray(4 * 1024 ** 3)\n```\n"
+        "```python\nprint(f())  # 1\nprint(sum(range(10 ** 5)))  # 4999950000\n```"
+    )
+    result = run(text)
+    assert result.example_error == 1 and not result.def_error
+    assert (result.claims, result.claims_failed) == (2, 0)
