@@ -61,8 +61,10 @@ def parse_until(text: str, timezone: str) -> datetime:
 
 def parse_day(text: str, flag: str) -> date:
     """A plain ``YYYY-MM-DD`` (``--as-of``), or an InputError naming ``flag``."""
-    try:
-        day = date.fromisoformat(text.strip())
+    try:  # strptime, as parse_moment: fromisoformat would also take " 2026-01-01" or "20260101"
+        if len(text) != 10:
+            raise ValueError(text)
+        day = datetime.strptime(text, "%Y-%m-%d").date()
     except ValueError:
         raise InputError(f"{flag}: not a date: {text!r} (use YYYY-MM-DD)") from None
     return check_date_range(day, text)

@@ -27,7 +27,10 @@ def test_bad_dates_are_input_errors(text: str) -> None:
 def test_as_of_names_its_flag_and_local_day_follows_the_zone() -> None:
     with pytest.raises(InputError, match="--as-of"):
         parse_day("soon", "--as-of")
-    assert parse_day(" 2026-05-01 ", "--as-of") == date(2026, 5, 1)
+    assert parse_day("2026-05-01", "--as-of") == date(2026, 5, 1)
+    for padded_or_compact in (" 2026-05-01 ", "20260501"):  # refused as by --since/--until
+        with pytest.raises(InputError, match="--as-of"):
+            parse_day(padded_or_compact, "--as-of")
     assert parse_local_day("2026-05-01T23:30Z", "Asia/Tokyo") == date(2026, 5, 2)
 
 
