@@ -17,7 +17,9 @@ Protocol: cutoffs every ``STEP`` days once ``FIRST`` days of history exist (long
 120 and 28; series under 200 days: 28 and 3); each method sees the history strictly before
 the cutoff and forecasts the total of the next 30 days. Reported per set: median and mean
 absolute percentage error of that total, and for ours how often the 90% interval covers the
-actual; per series, ours against seasonal naive.
+actual; the bias of each point (the median of forecast / actual - 1, and the sum of
+forecasts over the sum of actuals - 1: the second is what an unbiased mean gets right);
+per series, ours against seasonal naive.
 
 Methods: ours (``CostForecaster``: its predictive median, and its mean), seasonal naive
 (each weekday as last week), the last 28 days' mean x 30, the seed's method (SES alpha 0.3
@@ -238,11 +240,24 @@ def autoets_method() -> Callable[[np.ndarray], float] | None:
 @dataclass
 class Scores:
     errors: list[float] = field(default_factory=list)
+    signed: list[float] = field(default_factory=list)  # forecast / actual - 1
+    forecast_sum: float = 0.0
+    actual_sum: float = 0.0
     covered: list[bool] = field(default_factory=list)
     seconds: float = 0.0
 
     def add(self, forecast: float, actual: float) -> None:
         self.errors.append(abs(forecast - actual) / actual)
+        self.signed.append(forecast / actual - 1)
+        self.forecast_sum += forecast
+        self.actual_sum += actual
+
+    @property
+    def bias(self) -> str:
+        """Median signed error (the issue's "sat a median 15% above") and the total bias
+        (sum of forecasts over sum of actuals: what an unbiased mean gets right)."""
+        total = self.forecast_sum / self.actual_sum - 1 if self.actual_sum else 0.0
+        return f"{100 * statistics.median(self.signed):+.1f}% {100 * total:+.1f}%"
 
 
 OURS = ("ours (median)", "ours (mean)")
@@ -292,13 +307,14 @@ def report(title: str, scores: dict[str, Scores],
            per_series: dict[str, dict[str, Scores]]) -> dict[str, bool]:
     n = len(scores[OURS[0]].errors)
     print(f"\n{title}: {len(per_series)} series, {n} cutoffs, horizon {HORIZON} days")
-    print(f"  {'method':<26} {'median APE':>10} {'mean APE':>9} {'90% cover':>9} {'seconds':>8}")
+    print(f"  {'method':<26} {'median APE':>10} {'mean APE':>9} {'90% cover':>9} {'bias: median, total':>20} "
+          f"{'seconds':>8}")
     for name, s in scores.items():
         if not s.errors:
             continue
         cover = f"{100 * np.mean(s.covered):.0f}%" if s.covered else "-"
         print(f"  {name:<26} {100 * statistics.median(s.errors):>9.1f}% "
-              f"{100 * statistics.mean(s.errors):>8.1f}% {cover:>9} {s.seconds:>8.1f}")
+              f"{100 * statistics.mean(s.errors):>8.1f}% {cover:>9} {s.bias:>20} {s.seconds:>8.1f}")
     if not n:
         return {}
     ours = statistics.median(scores[OURS[0]].errors)

@@ -8,7 +8,10 @@
   error of the horizon's total are averaged.
 * Intervals are that combination's own backtest errors applied to today's forecast
   (sample paths of cumulative spend), so a 90% interval is what 90% of past horizons
-  did; widened for the few independent windows a short history holds.
+  did; widened for the few independent windows a short history holds. The mean (of the
+  total, each day, and the budget's expected total) is the paths' mean *before* that
+  widening, the recent days' mean for a naive estimate: the widening is about the
+  interval's reach, and its spread on the log scale would otherwise inflate the mean.
 * Below 14 days of history, or too short a history to backtest, the forecast is a
   clearly flagged naive estimate with a deliberately wide interval.
 * Spend already recorded today counts: the budget outlook adds it to what is spent,
@@ -42,6 +45,8 @@ __all__ = ["BudgetOutlook", "BudgetPeriod", "CostForecaster", "CostPrediction", 
 MIN_HISTORY_DAYS = 14
 DEFAULT_CONFIDENCE = 0.9
 WIDEN_AT = 0.9  # the interval level at which small-sample widening is matched
+PRIOR_CV = 0.5  # day-to-day variation assumed of a short history before its own days are seen ...
+PRIOR_DAYS = 3  # ... worth this many days of them
 
 
 class CostForecaster:
@@ -74,14 +79,16 @@ class CostForecaster:
         sim_days = horizon
         if budget is not None and budget.period_end >= series.as_of:
             sim_days = max(horizon, (budget.period_end - series.as_of).days + 1)
-        paths, method, notes = self._paths(series, horizon, sim_days)
+        paths, expected, method, notes = self._paths(series, horizon, sim_days)
         today = max(float(today_spent), 0.0) if math.isfinite(today_spent) else 0.0
         if today > 0:
             paths = paths.copy()
             paths[:, 0] = paths[:, 0].clip(min=today)
+            expected = expected.copy()
+            expected[0] = max(float(expected[0]), today)
         else:
             notes = notes + series.stale_notes()
-        return _summarise(series, paths, horizon, self.confidence, method, notes, budget,
+        return _summarise(series, paths, expected, horizon, self.confidence, method, notes, budget,
                           self.min_history, today)
 
     def budget_outlook(self, budget: BudgetPeriod, history: Iterable[tuple[date, float]] | None = None,
@@ -103,8 +110,12 @@ class CostForecaster:
     # --- internals ----------------------------------------------------------------
 
     def _paths(self, series: DailySeries, horizon: int,
-               days: int) -> tuple[np.ndarray, str, tuple[str, ...]]:
-        """Sample paths of future daily spend, shape (paths, days), and how they were made."""
+               days: int) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...]]:
+        """Sample paths of future daily spend, shape (paths, days); the expected spend of
+        each day (days,); and how they were made. The expectation is the paths' mean
+        before any widening for small samples: widening spreads the log totals around their
+        median to reach the interval's coverage, and its exp() would inflate the mean by the
+        uncertainty of the interval's width (a biased mean, as the issue measured)."""
         import numpy as np
 
         from cascadeflow_cli.analytics.selection import choose
@@ -114,10 +125,10 @@ class CostForecaster:
         notes: list[str] = list(series.notes)
         if n == 0:
             notes.append("no spend history before this date: nothing to forecast from")
-            return np.zeros((1, days)), "none", tuple(notes)
+            return np.zeros((1, days)), np.zeros(days), "none", tuple(notes)
         if not np.any(y > 0):
             notes.append(f"no spend in {count_of(n, 'day')} of history: forecast is zero")
-            return np.zeros((1, days)), "zero", tuple(notes)
+            return np.zeros((1, days)), np.zeros(days), "zero", tuple(notes)
         rng = np.random.default_rng(self.seed)
         choice = (choose(y, series.start.weekday(), horizon, days, self.confidence)
                   if n >= self.min_history else None)
@@ -129,7 +140,9 @@ class CostForecaster:
                 notes.append(f"{n} days of history are too few to compare methods on {horizon}-day "
                              "totals: the last 28 days' mean, with a wide interval")
             recent = y[-28:]
-            return (_naive_paths(recent, days, self.n_paths, rng, n),
+            # the expectation is the recent days' mean: unbiased for the level, where the
+            # paths' own mean carries the skew of a lognormal level on top
+            return (_naive_paths(recent, days, self.n_paths, rng, n), np.full(days, float(np.mean(recent))),
                     f"naive mean of the last {count_of(len(recent), 'day')}", tuple(notes))
         if choice.horizon < horizon:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
@@ -137,10 +150,11 @@ class CostForecaster:
         cumulative = np.cumsum(choice.daily)[None, :] * choice.ratios
         cumulative = np.maximum.accumulate(np.maximum(cumulative, 0.0), axis=1)
         paths = np.diff(cumulative, axis=1, prepend=0.0)
+        expected = paths.mean(axis=0)
         windows = max(len(choice.ratios) / choice.horizon, 1.0)
         factor = max(small_sample_factor(windows, WIDEN_AT), choice.width)
         paths = _widen(paths, factor, choice.horizon)
-        return paths, choice.method, tuple(notes)
+        return paths, expected, choice.method, tuple(notes)
 
 
 # --- the daily series -------------------------------------------------------------
@@ -228,6 +242,9 @@ def _naive_paths(y: np.ndarray, days: int, n_paths: int, rng: np.random.Generato
     n = len(y)
     mean = float(np.mean(y))
     cv = float(np.std(y)) / mean if mean > 0 else 0.0
+    # a few identical days say nothing about how days vary: the spread starts from a
+    # prior day-to-day variation worth PRIOR_DAYS days, which a longer history outweighs
+    cv = math.sqrt((n * cv**2 + PRIOR_DAYS * PRIOR_CV**2) / (n + PRIOR_DAYS))
     weeks = y[len(y) % 7:].reshape(-1, 7).sum(axis=1) if n >= 21 else np.zeros(0)
     if len(weeks) >= 3 and np.all(weeks > 0):
         drift = float(np.std(np.diff(np.log(weeks)))) * math.sqrt(days / 14)
@@ -276,7 +293,7 @@ def small_sample_factor(windows: float, confidence: float) -> float:
 # --- summaries --------------------------------------------------------------------
 
 
-def _summarise(series: DailySeries, paths: np.ndarray, horizon: int, confidence: float,
+def _summarise(series: DailySeries, paths: np.ndarray, expected: np.ndarray, horizon: int, confidence: float,
                method: str, notes: tuple[str, ...], budget: BudgetPeriod | None,
                min_history: int, today: float) -> CostPrediction:
     import numpy as np
@@ -285,13 +302,13 @@ def _summarise(series: DailySeries, paths: np.ndarray, horizon: int, confidence:
     window = paths[:, :horizon]
     totals = window.sum(axis=1)
     daily = tuple(
-        DailyForecast(series.as_of + timedelta(days=k), float(window[:, k].mean()),
+        DailyForecast(series.as_of + timedelta(days=k), float(expected[k]),
                       float(np.quantile(window[:, k], lo_q)), float(np.quantile(window[:, k], hi_q)))
         for k in range(horizon))
     n = len(series.values)
-    outlook = _outlook(series, paths, budget, confidence, today) if budget is not None else None
+    outlook = _outlook(series, paths, expected, budget, confidence, today) if budget is not None else None
     return CostPrediction(
-        as_of=series.as_of, horizon_days=horizon, mean=float(totals.mean()),
+        as_of=series.as_of, horizon_days=horizon, mean=float(expected[:horizon].sum()),
         median=float(np.median(totals)), lower=float(np.quantile(totals, lo_q)),
         upper=float(np.quantile(totals, hi_q)),
         std=float(totals.std()), confidence=confidence, daily=daily, method=method,
@@ -301,10 +318,12 @@ def _summarise(series: DailySeries, paths: np.ndarray, horizon: int, confidence:
     )
 
 
-def _outlook(series: DailySeries, paths: np.ndarray, budget: BudgetPeriod, confidence: float,
-             today: float) -> BudgetOutlook:
+def _outlook(series: DailySeries, paths: np.ndarray, expected: np.ndarray, budget: BudgetPeriod,
+             confidence: float, today: float) -> BudgetOutlook:
     """Spent so far in the period (today's spend included) plus simulated spend for the
-    rest of it (today's forecast less what today has already cost)."""
+    rest of it (today's forecast less what today has already cost): the risk and the
+    interval from the paths, the expected total and the day it passes the limit from the
+    expected spend."""
     import numpy as np
 
     as_of = series.as_of
@@ -314,10 +333,14 @@ def _outlook(series: DailySeries, paths: np.ndarray, budget: BudgetPeriod, confi
         spent = 0.0
     skip = max((budget.period_start - as_of).days, 0)
     future = paths[:, skip:remaining] if remaining else np.zeros((paths.shape[0], 0))
+    mean_future = expected[skip:remaining] if remaining else np.zeros(0)
     if skip == 0 and remaining and today > 0:
         spent += today
         future = future.copy()
         future[:, 0] = np.maximum(future[:, 0] - today, 0.0)
+        mean_future = mean_future.copy()
+        mean_future[0] = max(float(mean_future[0]) - today, 0.0)
+    mean_cumulative = spent + np.cumsum(mean_future)
     cumulative = spent + np.cumsum(future, axis=1) if future.shape[1] else np.full((paths.shape[0], 1), spent)
     totals = cumulative[:, -1]
     risk = float(np.mean(totals > budget.limit))
@@ -325,12 +348,13 @@ def _outlook(series: DailySeries, paths: np.ndarray, budget: BudgetPeriod, confi
     if spent > budget.limit:
         risk = 1.0
     elif future.shape[1]:
-        over = np.nonzero(np.mean(cumulative, axis=0) > budget.limit)[0]
+        over = np.nonzero(mean_cumulative > budget.limit)[0]
         if len(over):
             exceed_date = as_of + timedelta(days=skip + int(over[0]))
     lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
     return BudgetOutlook(
         window=budget.window, limit=budget.limit, period_start=budget.period_start,
-        period_end=budget.period_end, spent_to_date=spent, expected_total=float(totals.mean()),
+        period_end=budget.period_end, spent_to_date=spent,
+        expected_total=float(mean_cumulative[-1]) if len(mean_cumulative) else spent,
         lower=float(np.quantile(totals, lo_q)), upper=float(np.quantile(totals, hi_q)), risk=risk,
         exceed_date=exceed_date, window_limit=budget.window_limit)

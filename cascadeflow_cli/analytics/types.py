@@ -99,7 +99,8 @@ class CostPrediction:
 
     ``mean``, ``median``, ``lower`` and ``upper`` describe the predictive distribution of
     the total over the horizon; ``lower``/``upper`` bound a central interval of probability
-    ``confidence``, taken from the chosen method's own backtest errors."""
+    ``confidence``, taken from the chosen method's own backtest errors; ``mean`` is the
+    calibrated expectation (not inflated by the interval's small-sample widening)."""
 
     as_of: date
     horizon_days: int

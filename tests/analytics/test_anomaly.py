@@ -186,6 +186,37 @@ def test_edge_series(history: list[tuple[date, float]]) -> None:
     assert len(found) <= 1
 
 
+def test_last_thirty_days_all_zero_is_one_drop_to_nothing_not_thirty_drops() -> None:
+    values = weekly(150, seed=12)
+    values[120:] = 0.0
+    found = AnomalyDetector("high").detect(rows(values))
+    assert [(a.date, a.kind) for a in found] == [(day(120), "shift")]
+    assert "stepped down" in found[0].description and found[0].actual < 1.0
+
+
+def test_a_cent_a_day_never_pages_even_when_it_triples() -> None:
+    values = [0.01] * 120
+    values[100] = 0.03  # x3, but two cents: under the minimum change worth a look
+    assert AnomalyDetector("high").detect(rows(values)) == []
+
+
+def test_a_single_burst_history_pages_nothing_and_stays_finite() -> None:
+    history = [(day(10 + i), 80.0) for i in range(3)]  # the whole history: three days
+    assert AnomalyDetector("high").detect(history) == []
+    padded = rows([0.0] * 60 + [80.0, 80.0, 80.0] + [0.0] * 20)  # zero days recorded around it
+    found = AnomalyDetector("high").detect(padded)
+    json.dumps([a.to_json() for a in found], allow_nan=False)
+    # each burst day is $80 against nothing expected: high, and no other day is named
+    assert [(a.date, a.kind, a.severity) for a in found] == [(day(60 + i), "spike", "high") for i in range(3)]
+
+
+def test_future_dated_rows_are_left_out_with_until() -> None:
+    values = weekly(100, seed=13)
+    history = [*rows(values), (day(400), 9999.0)]  # one row far in the future
+    assert AnomalyDetector("medium").detect(history, until=day(99)) == \
+        AnomalyDetector("medium").detect(rows(values))
+
+
 def test_a_single_huge_day_in_a_busy_series() -> None:
     values = weekly(90, seed=8)
     values[80] = 10_000.0

@@ -68,3 +68,21 @@ def test_intermittent_spend_is_forecast_near_its_long_run_mean() -> None:
         ratios.append(p.median / expected)
     assert 0.75 < float(np.median(ratios)) < 1.25, ratios
 
+
+
+def test_the_mean_of_a_short_bursty_history_is_its_days_mean_not_the_paths() -> None:
+    """Three $80 days, then seven quiet ones: the expected 30 days are the ten days' mean
+    x 30 ($720), whatever the skew of the interval around it (the paths' own mean, with a
+    lognormal level over a wide spread, said $2,065: a mean inflated by its own noise)."""
+    history = [(START + timedelta(days=10 + i), 80.0) for i in range(3)]
+    p = CostForecaster().forecast(history, horizon=30, as_of=START + timedelta(days=20))
+    assert p.mean == pytest.approx(720.0) and p.median == pytest.approx(720.0)
+    assert sum(d.mean for d in p.daily) == pytest.approx(p.mean)
+    assert p.lower < p.mean < p.upper
+
+
+def test_a_few_identical_days_get_an_interval_not_a_point() -> None:
+    history = [(START + timedelta(days=10 + i), 80.0) for i in range(3)]
+    p = CostForecaster().forecast(history, horizon=30, as_of=START + timedelta(days=13))
+    assert p.median == pytest.approx(2400.0) and p.mean == pytest.approx(2400.0)
+    assert p.lower < 0.8 * p.median and p.upper > 1.5 * p.median  # three days: wide, honestly
