@@ -92,6 +92,9 @@ class ProviderError(CascadeError):
 
     exit_code = 2
     retryable = False
+    # a stream that failed mid-answer (a stall): what it had generated, the engine's
+    # Completion (priced and recorded: it is paid for); None for every other failure
+    partial: object | None = None
 
     def __init__(
         self, message: str, *, model: str = "", status: int | None = None, retry_after: float | None = None

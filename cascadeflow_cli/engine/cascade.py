@@ -341,15 +341,10 @@ class Cascade:
                 attempt.completion = stream_complete(
                     provider, attempt.model, request, req.sink, sleep=self.sleep, on_retry=self.on_retry
                 )
-            except StreamInterrupted as exc:  # the reader left: what was generated is paid for
-                attempt.completion = exc.partial
-                if exc.partial is not None:
-                    self._price(attempt, messages)
-                raise
-            except ProviderError as exc:  # it failed mid-answer (a stall): the part it sent is paid for
-                partial = getattr(exc, "partial", None)
-                if partial is not None:
-                    attempt.completion = partial
+            except (StreamInterrupted, ProviderError) as exc:  # the reader left, or the provider
+                # failed mid-answer (a stall): what was generated is paid for
+                attempt.completion = exc.partial  # type: ignore[assignment]  # a Completion or None
+                if attempt.completion is not None:
                     self._price(attempt, messages)
                 raise
             return

@@ -99,7 +99,7 @@ class OpenAICompatProvider:
                 raise assembler.interrupted(sink.reason) from None
             if assembler.parts:  # it stalled or broke mid-answer: what it generated is billed
                 assembler.finish_reason = assembler.finish_reason or "error"
-                exc.partial = assembler.completion()  # type: ignore[attr-defined]
+                exc.partial = assembler.completion()
             raise
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM while reading: keep what was generated
             response.abort()
