@@ -15,13 +15,13 @@ from datetime import datetime
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.config import AppConfig, ModelConfig, known_domains
 from cascadeflow_cli.engine import shadow
+from cascadeflow_cli.engine.costs import ChainCosts
 from cascadeflow_cli.engine.pricing import (
     Price,
     Usage,
     cost_nanos,
     estimate_tokens,
     infer_provider,
-    lookup_price,
 )
 from cascadeflow_cli.engine.providers import (
     ChatRequest,
@@ -132,7 +132,7 @@ class Cascade:
         self.provider_lookup = provider_lookup
         self.sleep = sleep
         self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE, custom=config.custom_domains)
-        self._prices: dict[str, tuple[ModelConfig, Price]] = {}
+        self.costs = ChainCosts(config)  # prices kept per model for this cascade's life
 
     def route(self, query: str, domain: str | None = None) -> DomainResult | None:
         """The query's domain: the caller's if given, else detected when ``[domains]`` has
@@ -156,75 +156,7 @@ class Cascade:
         return self.config.chain()
 
     def price(self, model: ModelConfig) -> Price:
-        """The price we charge for ``model`` (the budgets' fallback price if configured).
-        Kept per model: the config and the bundled map do not change while we run, and the
-        lookup was about a tenth of a served request's CPU (15 lookups a request)."""
-        cached = self._prices.get(model.name)
-        if cached is not None and cached[0] is model:
-            return cached[1]
-        b = self.config.budgets
-        fallback = None
-        if b.fallback_input_cost_per_million is not None and b.fallback_output_cost_per_million is not None:
-            fallback = (b.fallback_input_cost_per_million, b.fallback_output_cost_per_million)
-        price = lookup_price(model, fallback=fallback)  # an unknown price raises, and is not kept
-        self._prices[model.name] = (model, price)
-        return price
-
-    def worst_case_nusd(
-        self,
-        names: Sequence[str],
-        messages: list[dict[str, str]],
-        max_tokens: int,
-        *,
-        prompt: int | None = None,
-    ) -> int:
-        """The most a request can cost on this chain: every model runs, each writes
-        ``max_tokens``, and the prompt is counted generously (two bytes a token)."""
-        if prompt is None:
-            prompt = worst_case_prompt(messages)
-        total = 0
-        for index, name in enumerate(names):
-            price = self.price(self.config.models[name])
-            one = cost_nanos(price, Usage(prompt, min(max_tokens, price.max_output_tokens or max_tokens)))
-            drafted = index < len(names) - 1  # a draft may be sampled N times ([quality])
-            total += one * (self.config.quality.consistency_samples if drafted else 1)
-        return total
-
-    def degraded_chain(
-        self,
-        names: Sequence[str],
-        messages: list[dict[str, str]],
-        max_tokens: int,
-        estimate: Callable[[Sequence[str]], int] | None = None,
-    ) -> list[str] | None:
-        """The cheaper chain for degrade mode: the configured one, else this chain
-        without its most expensive model; None unless it is cheaper by price (its dearest
-        model is cheaper than this chain's dearest, and so is its worst case)."""
-        explicit = self.config.budgets.degraded_models
-        candidate = list(explicit) if explicit else list(names[:-1])
-        if not candidate:
-            return None
-        worst = estimate or (lambda chain: self.worst_case_nusd(chain, messages, max_tokens))
-
-        def dearest(chain: Sequence[str]) -> int:
-            return max(worst([n]) for n in chain)
-
-        cheaper = dearest(candidate) < dearest(names) and worst(candidate) < worst(names)
-        return candidate if cheaper else None
-
-    def _estimates(self, messages: list[dict[str, str]], max_tokens: int) -> Callable[[Sequence[str]], int]:
-        """``worst_case_nusd`` of one request, kept per chain: the gate asks for the same
-        chains several times (its estimate, the degraded chain's, the hooks')."""
-        prompt = worst_case_prompt(messages)
-        seen: dict[tuple[str, ...], int] = {}
-
-        def estimate(names: Sequence[str]) -> int:
-            key = tuple(names)
-            if key not in seen:
-                seen[key] = self.worst_case_nusd(key, messages, max_tokens, prompt=prompt)
-            return seen[key]
-
-        return estimate
+        return self.costs.price(model)
 
     def _reservation_ttl(self, chain: Sequence[ModelConfig]) -> float:
         return sum(model_deadline_s(m) for m in chain) + 60.0
@@ -272,13 +204,13 @@ class Cascade:
         if self.ledger is not None:
             self.ledger.check_writable()  # a read-only ledger or a full disk: before paying
         if self.gate is not None:
-            estimate = self._estimates(messages, wanted_tokens)
+            estimate = self.costs.estimate(messages, wanted_tokens)
             req.decision = self.gate.reserve(
                 user,
                 req.id,
                 [m.name for m in chain],
                 estimate=estimate,
-                degraded=lambda n: self.degraded_chain(n, messages, wanted_tokens, estimate),
+                degraded=lambda n: self.costs.degraded_chain(n, estimate),
                 ttl_s=self._reservation_ttl(chain),
             )
             if req.decision.action == "block":
@@ -522,11 +454,6 @@ class Cascade:
             )
         except Exception:  # e.g. no thread to be had: the label is lost, the answer is not
             pass
-
-
-def worst_case_prompt(messages: list[dict[str, str]]) -> int:
-    """A prompt's tokens counted generously for a worst case: two bytes a token."""
-    return sum(math.ceil(len(m["content"].encode("utf-8")) / 2) + 8 for m in messages)
 
 
 def _answering(attempts: list[_Attempt]) -> list[_Attempt]:

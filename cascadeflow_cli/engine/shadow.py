@@ -118,7 +118,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
             job.user,
             job.request_id,
             [verifier.name],
-            estimate=lambda names: cascade.worst_case_nusd(names, job.messages, job.max_tokens),
+            estimate=cascade.costs.estimate(job.messages, job.max_tokens),
             degraded=lambda names: None,  # a shadow is optional: never a cheaper stand-in
             ttl_s=verifier.timeout + 60.0,
         )

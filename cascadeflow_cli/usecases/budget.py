@@ -45,17 +45,17 @@ class BudgetReport:
 def estimate_next_request(config: AppConfig) -> NextRequestEstimate:
     """What a typical next request (a short question, the configured chain and token
     limit) costs at worst, as the budget gate would reserve it."""
-    from cascadeflow_cli.engine.cascade import Cascade
+    from cascadeflow_cli.engine.costs import ChainCosts
     from cascadeflow_cli.errors import PricingError
 
-    cascade = Cascade(config, None, gate=False)
+    costs = ChainCosts(config)
     names = list(config.cascade.models)
     messages = [{"role": "user", "content": "x" * TYPICAL_PROMPT_CHARS}]
-    tokens = config.cascade.max_tokens
     try:
-        estimate = cascade.worst_case_nusd(names, messages, tokens)
-        cheaper = cascade.degraded_chain(names, messages, tokens)
-        degraded = cascade.worst_case_nusd(cheaper, messages, tokens) if cheaper else None
+        worst_case = costs.estimate(messages, config.cascade.max_tokens)
+        estimate = worst_case(names)
+        cheaper = costs.degraded_chain(names, worst_case)
+        degraded = worst_case(cheaper) if cheaper else None
     except PricingError:  # an unpriced model: the state now, no judgement of a next request
         return NextRequestEstimate(0, None, priced=False)
     return NextRequestEstimate(estimate, degraded)

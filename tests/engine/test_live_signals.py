@@ -145,6 +145,5 @@ def test_n_samples_neither_inflate_the_savings_nor_escape_the_reservation(
     assert three.cost_nusd > one.cost_nusd  # three samples are paid for ...
     assert three.verifier_only_cost_nusd == one.verifier_only_cost_nusd  # ... but the verifier writes one
     messages = [{"role": "user", "content": "q"}]
-    assert sampled.worst_case_nusd(["mini", "big"], messages, 100) - plain.worst_case_nusd(
-        ["mini", "big"], messages, 100
-    ) == 2 * plain.worst_case_nusd(["mini"], messages, 100)
+    sampled_worst, plain_worst = sampled.costs.estimate(messages, 100), plain.costs.estimate(messages, 100)
+    assert sampled_worst(["mini", "big"]) - plain_worst(["mini", "big"]) == 2 * plain_worst(["mini"])

@@ -180,8 +180,9 @@ def test_degrade_mode_drops_the_expensive_model(tmp_path: Path, server: ReplaySe
 
 def test_an_explicit_degraded_chain_that_is_dearer_is_not_used(tmp_path: Path, server: ReplayServer) -> None:
     cascade, _ = make(tmp_path, server, mode="degrade", budgets='degraded_models = ["big"]')
-    assert cascade.degraded_chain(["mini", "big"], [{"role": "user", "content": "hi"}], 100) is None
-    assert cascade.degraded_chain(["big"], [{"role": "user", "content": "hi"}], 100) is None
+    worst_case = cascade.costs.estimate([{"role": "user", "content": "hi"}], 100)
+    assert cascade.costs.degraded_chain(["mini", "big"], worst_case) is None
+    assert cascade.costs.degraded_chain(["big"], worst_case) is None
 
 
 def test_unknown_users_without_a_default_are_allowed_and_recorded(
