@@ -32,15 +32,13 @@ from cascadeflow_cli.dburl import LedgerLocation
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal, schema
-from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row
 from cascadeflow_cli.ledger.postgres import budget_sql, ddl, migrate, reports
 from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect, in_transaction
 from cascadeflow_cli.ledger.postgres.ddl import q
 from cascadeflow_cli.ledger.postgres.keys import PgKeyQueries
+from cascadeflow_cli.ledger.postgres.tables import PgBatchQueries, PgBudgetQueries
 from cascadeflow_cli.ledger.sqlite_store import _LABELLED_DRAFTS as _SQLITE_LABELLED_DRAFTS
 from cascadeflow_cli.ledger.storage import SpendAsk, SpendState
-from cascadeflow_cli.money import nanos_from_usd
-from cascadeflow_cli.windows import WINDOWS
 
 if TYPE_CHECKING:
     import psycopg
@@ -88,7 +86,7 @@ class _Timestamps:
         conn.adapters.register_loader("timestamptz", Loader)
 
 
-class PostgresLedger(PgKeyQueries):
+class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
     """A ledger in a PostgreSQL database. Each thread gets its own connection."""
 
     def __init__(self, location: LedgerLocation, clock: Clock | None = None) -> None:
@@ -441,58 +439,6 @@ class PostgresLedger(PgKeyQueries):
             return
         self._tx(lambda conn: conn.execute("delete from reservations where id = %s", [reservation_id]),
                  single=True)
-
-    # --- budgets ----------------------------------------------------------------------
-
-    def get_budget(self, user: str) -> BudgetConfig | None:
-        rows = self._rows('select * from budgets where "user" = %s', [user])
-        return budget_from_row(rows[0]) if rows else None
-
-    def set_budget(self, user: str, budget: BudgetConfig) -> BudgetConfig:
-        def work(conn: psycopg.Connection[Any]) -> BudgetConfig:
-            columns = budget_sql.LIMIT_COLUMNS
-            row = conn.execute(f'select {", ".join(columns)} from budgets where "user" = %s for update',
-                               [user]).fetchone()
-            old = budget_from_row(dict(zip(columns, row, strict=True))) if row else BudgetConfig()
-            stored = old.merged(budget)
-            limits = [nanos_from_usd(v) if (v := getattr(stored, w)) is not None else None for w in WINDOWS]
-            conn.execute(
-                f'insert into budgets ("user", {", ".join(budget_sql.LIMIT_COLUMNS)}, updated_at) '
-                "values (%s, %s, %s, %s, %s, %s) on conflict (\"user\") do update set "
-                + ", ".join(f"{c} = excluded.{c}" for c in (*budget_sql.LIMIT_COLUMNS, "updated_at")),
-                [user, *limits, self.clock.now()])
-            return stored
-
-        return self._tx(work)  # type: ignore[no-any-return]
-
-    def remove_budget(self, user: str) -> bool:
-        return bool(self._tx(lambda conn: conn.execute('delete from budgets where "user" = %s',
-                                                       [user]).rowcount))
-
-    def list_budgets(self) -> list[tuple[str, BudgetConfig]]:
-        rows = self._rows('select * from budgets order by "user"')
-        return [(r["user"], budget_from_row(r)) for r in rows]
-
-    # --- batch runs -------------------------------------------------------------------
-
-    def start_batch(self, output: Path | None, input_path: Path) -> str:
-        import uuid
-
-        batch_id = uuid.uuid4().hex[:16]
-        self._tx(lambda conn: conn.execute(
-            "insert into batches (id, output, input, started_at) values (%s, %s, %s, %s)",
-            [batch_id, str(output) if output else None, str(input_path), self.clock.now()]))
-        return batch_id
-
-    def latest_batch(self, output: Path) -> str | None:
-        return self._value("select id from batches where output = %s order by started_at desc, id desc "
-                           "limit 1", [str(output)])  # type: ignore[no-any-return]
-
-    def committed_rows(self, batch_id: str) -> dict[str, str]:
-        prefix = f"{batch_id}:"
-        rows = self._rows("select external_id, id from requests where external_id >= %s and external_id < %s",
-                          [prefix, prefix[:-1] + chr(ord(":") + 1)])
-        return {r["external_id"][len(prefix):]: r["id"] for r in rows}
 
 
 # calibration's rows, as SQLite selects them; ties in time by id here (no rowid)
