@@ -36,10 +36,9 @@ from cascadeflow_cli.ledger.schema import (
     MIGRATIONS_TABLE,
     RequestRecord,
     call_row,
-    migration_ddl,
     request_row,
-    table_ddl,
 )
+from cascadeflow_cli.ledger.schema_ddl import migration_ddl, table_ddl
 from cascadeflow_cli.ledger.sqlite_keys import SqliteKeyQueries
 from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_request
 

@@ -3,7 +3,7 @@ migration that added it), the record dataclasses the engine builds, the export's
 order (which is also the import's mapping), the conversions between records and rows,
 and the fields derived from a request's calls.
 
-Everything else derives from here: both backends' migrations (``table_ddl``, in a
+Everything else derives from here: both backends' migrations (ledger/schema_ddl.py, in a
 dialect's ``DdlStyle``), the prepared
 inserts (``request_row`` / ``call_row``), reading back (``request_from_row``), the
 export's SELECT (ledger/export.py renders ``EXPORT_COLUMNS`` as SQL), and the importer
@@ -16,7 +16,7 @@ Rules, kept by the tests: a migration, once released, never changes, so a column
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
@@ -32,7 +32,6 @@ M007 = "007_api_key_budgets"
 MIGRATION_NAMES = (M001, M002, M003, M004, M005, M006, M007)
 
 TEXT, INTEGER, REAL = "text", "integer", "real"
-SQLITE_TYPES = {TEXT: "TEXT", INTEGER: "INTEGER", REAL: "FLOAT"}  # what sqlite-utils wrote in 001
 
 
 def _col(default: Any = MISSING, *, since: str = M001, not_null: bool = False,
@@ -248,72 +247,6 @@ MIGRATIONS_TABLE = Table("_migrations", (
 
 TABLES: tuple[Table, ...] = (REQUESTS, CALLS, BUDGETS, RESERVATIONS, BUDGET_WARNINGS, SPEND_BUCKETS,
                              SPEND_TOTALS, BATCHES, QUALITY_LABELS, CALL_SIGNALS, API_KEYS, API_KEY_REQUESTS)
-
-
-@dataclass(frozen=True)
-class DdlStyle:
-    """How one SQL dialect spells the (shared) DDL: identifier quoting, each column's type,
-    and whether a table may be WITHOUT ROWID (SQLite's; others have no rowid to drop)."""
-
-    quote: Callable[[str], str]
-    column_type: Callable[[Table, Column], str]
-    without_rowid: bool = False
-
-
-def _bracket(name: str) -> str:
-    return f"[{name}]"
-
-
-def _sqlite_type(table: Table, column: Column) -> str:
-    return SQLITE_TYPES[column.type]
-
-
-SQLITE_DDL = DdlStyle(_bracket, _sqlite_type, without_rowid=True)
-
-
-def _column_sql(table: Table, c: Column, style: DdlStyle, inline_pk: bool) -> str:
-    q = style.quote
-    sql = f"{q(c.name)} {style.column_type(table, c)}"
-    if inline_pk:
-        sql += " PRIMARY KEY"
-    elif c.not_null:
-        sql += " NOT NULL"
-    if c.default is not None:
-        sql += f" DEFAULT {c.default}"
-    if c.references:
-        ref_table, _, ref_column = c.references.partition("(")
-        sql += f" REFERENCES {q(ref_table)}({q(ref_column.rstrip(')'))})"
-    return sql
-
-
-def table_ddl(table: Table, migration: str, style: DdlStyle = SQLITE_DDL) -> list[str]:
-    """The statements ``migration`` runs for ``table``: CREATE TABLE with the columns of
-    that migration (when it made the table), else ADD COLUMN for those it added; then its
-    indexes. In ``style``'s dialect (SQLite's by default; ledger/postgres/ddl.py has PostgreSQL's)."""
-    q = style.quote
-    out: list[str] = []
-    mine = [c for c in table.columns if (c.since or table.since) == migration]
-    if table.since == migration:
-        single = len(table.primary_key) == 1
-        parts = [_column_sql(table, c, style, single and c.name == table.primary_key[0]) for c in mine]
-        if not single:
-            parts.append(f"PRIMARY KEY ({', '.join(q(n) for n in table.primary_key)})")
-        tail = " WITHOUT ROWID" if table.without_rowid and style.without_rowid else ""
-        out.append(f"CREATE TABLE {q(table.name)} ({', '.join(parts)}){tail}")
-    else:
-        out += [f"ALTER TABLE {q(table.name)} ADD COLUMN {_column_sql(table, c, style, False)}" for c in mine]
-    for index in table.indexes:
-        if index.since == migration:
-            name = index.name or f"idx_{table.name}_{'_'.join(index.columns)}"
-            unique = "UNIQUE " if index.unique else ""
-            cols = ", ".join(q(c) for c in index.columns)
-            out.append(f"CREATE {unique}INDEX {q(name)} ON {q(table.name)} ({cols})")
-    return out
-
-
-def migration_ddl(migration: str, style: DdlStyle = SQLITE_DDL) -> list[str]:
-    """Every table statement of ``migration``, tables in dependency order."""
-    return [sql for table in TABLES for sql in table_ddl(table, migration, style)]
 
 
 # --- records <-> rows ------------------------------------------------------------------

@@ -189,8 +189,8 @@ RELEASED_DDL = {
 def test_released_migrations_render_the_same_sqlite_ddl() -> None:
     import hashlib
 
-    from cascadeflow_cli.ledger import schema
+    from cascadeflow_cli.ledger import schema_ddl
 
     for name, digest in RELEASED_DDL.items():
-        text = "\n".join(schema.migration_ddl(name))
+        text = "\n".join(schema_ddl.migration_ddl(name))
         assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest, name

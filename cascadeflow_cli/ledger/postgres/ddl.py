@@ -10,7 +10,8 @@ check costs the same at a million rows as at ten.
 
 from __future__ import annotations
 
-from cascadeflow_cli.ledger import schema
+from cascadeflow_cli.ledger import schema, schema_ddl
+from cascadeflow_cli.ledger.schema_ddl import DdlStyle
 
 PG_TYPES = {schema.TEXT: "text", schema.INTEGER: "bigint", schema.REAL: "double precision"}
 # columns that hold instants: timestamptz here, ISO text (format_ts) on SQLite
@@ -32,7 +33,7 @@ def pg_type(table: schema.Table, column: schema.Column) -> str:
     return "timestamptz" if (table.name, column.name) in TIMESTAMPS else PG_TYPES[column.type]
 
 
-PG_DDL = schema.DdlStyle(q, pg_type)  # the shared DDL (schema.table_ddl), quoted and typed here
+PG_DDL = DdlStyle(q, pg_type)  # the shared DDL (schema_ddl.table_ddl), quoted and typed here
 
 
 def bucket_sql(ts: str) -> str:
@@ -80,7 +81,7 @@ EXTRA: dict[str, list[str]] = {schema.M002: [SPEND_TRIGGER]}
 
 def migration_ddl(migration: str) -> list[str]:
     """Every statement of ``migration``, tables in dependency order, then its extras."""
-    return schema.migration_ddl(migration, PG_DDL) + EXTRA.get(migration, [])
+    return schema_ddl.migration_ddl(migration, PG_DDL) + EXTRA.get(migration, [])
 
 
 MIGRATIONS_TABLE_DDL = (f"CREATE TABLE IF NOT EXISTS {q('_migrations')} "
