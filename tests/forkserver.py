@@ -25,11 +25,13 @@ import json
 import locale
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +85,6 @@ class ForkServer:
         return os.environ.get("CASCADE_TEST_SPAWN") != "1" and _startup_env(env) == self._env
 
     def _connect(self) -> socket.socket:
-        import time
-
         deadline = time.monotonic() + 60
         while True:
             if self._proc.poll() is not None:
@@ -129,8 +129,6 @@ class ForkServer:
         self._proc.wait()
         if self._proc.stderr is not None:
             self._proc.stderr.close()
-        import shutil
-
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -9,7 +9,7 @@ left alone: a file name need not be UTF-8 on Linux, and we never store one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any
 
 import typer
 
@@ -18,12 +18,7 @@ from cascadeflow_cli.text import text_problem
 
 def _is_text(param: Any) -> bool:
     """A ``str`` parameter, or a tuple of them; paths are left alone. click names a str
-    parameter's type "text" ("str" in typer's copy of click); typer 0.29 replaced click types
-    by type descriptors (pyproject pins below it: see there)."""
-    descriptor = getattr(param, "type_descriptor", None)
-    if descriptor is not None:
-        hint, parts_of = descriptor.annotation, get_args(descriptor.annotation)
-        return hint is str or (bool(parts_of) and all(a is str for a in parts_of))
+    parameter's type "text" ("str" in typer's copy of click, which pyproject pins)."""
     kind = param.type
     parts = getattr(kind, "types", None)  # click.Tuple
     if parts is not None:

@@ -112,7 +112,6 @@ def test_every_text_parameter_of_every_command_is_checked() -> None:
         p
         for p in walk(_command())
         if str(getattr(p, "type", "")) == "STRING"  # click's name for a str parameter's type
-        or getattr(getattr(p, "type_descriptor", None), "annotation", None) is str  # typer 0.29
     ]
     assert len(text_params) > 20
     assert all(getattr(p.callback, "__cascade_text_check__", False) for p in text_params)
