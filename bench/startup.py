@@ -119,8 +119,8 @@ def main() -> None:
             print(f"server {base_url}; {args.runs} runs each after 1 warm-up; wall-clock "
                   f"medians in ms; `python -c pass` = {floor * 1000:.0f} ms")
             if importlib.util.find_spec("pandas") is not None:
-                print("note: pandas is installed here, and sqlite_utils (used by both CLIs' "
-                      "ledgers) imports it, and numpy, at import time")
+                print("note: pandas is installed here, and sqlite_utils (used by llm's "
+                      "ledger) imports it, and numpy, at import time")
             print(f"{'command':<10} {'cascade':>8} {'llm':>8} {'ratio':>6} {'target':>7}  ok?")
             failed: list[str] = []
             for pair in pairs:

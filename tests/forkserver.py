@@ -2,8 +2,8 @@
 
 Most CLI tests run the real entry point in a real process: their own pid, fds, exit code,
 signals and ``atexit``, a fresh copy of every module's state. Spawning a new interpreter for
-each one spent most of the suite's time importing the same libraries again (typer, rich,
-sqlite-utils and our own package: about 0.4 s of CPU per run here). This module starts one
+each one spent most of the suite's time importing the same libraries again (typer, rich
+and our own package: about 0.4 s of CPU per run here). This module starts one
 *zygote* per test process that imports those once and then, per run, ``fork()``s a child
 that sets up the requested argv, cwd, environment and stdio and executes
 ``cascadeflow_cli`` as ``__main__``, exactly as ``python -m`` does. The zygote never runs
@@ -43,8 +43,7 @@ PRELOAD = """
 import importlib, pkgutil, sys
 import rich.console, rich.table, rich.text, http.client
 import cascadeflow_cli.cli, cascadeflow_cli.usecases, cascadeflow_cli.engine.cascade
-from cascadeflow_cli.ledger.db import import_sqlite_utils
-import_sqlite_utils()
+import cascadeflow_cli.ledger.db
 for package in (cascadeflow_cli.cli, cascadeflow_cli.usecases):
     for found in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         importlib.import_module(found.name)

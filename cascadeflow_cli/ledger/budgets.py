@@ -1,7 +1,7 @@
 """Per-user budgets, stored in the ledger, and the spend they are checked against.
 
 The public functions take any LedgerStore (ledger/storage.py); ``spend_triggers`` and the
-``window_spend`` family below are the SQLite backend's (sqlite-utils ``Database``).
+``window_spend`` family below are the SQLite backend's (``sqlite_conn.Database``).
 
 Spend per window is read from running aggregates kept by triggers on ``requests``
 (15-minute buckets per user, plus a total), so a check costs the same with a million
@@ -27,9 +27,8 @@ from cascadeflow_cli.windows import WINDOWS, Window
 if TYPE_CHECKING:
     import sqlite3
 
-    import sqlite_utils
-
     from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.ledger.sqlite_conn import Database
     from cascadeflow_cli.ledger.storage import LedgerStore
 
 BUCKET_MINUTES = 15
@@ -165,9 +164,9 @@ def _bucket_key(moment: datetime) -> str:
     return format_ts(moment)[:16]
 
 
-def window_spend(db: sqlite_utils.Database, user: str, win: Window) -> int:
+def window_spend(db: Database, user: str, win: Window) -> int:
     """Recorded spend of ``user`` inside ``win``, in nano-dollars. (These reads run on every
-    request: plain ``conn.execute``, as sqlite-utils' ``query`` wraps each in a savepoint.)"""
+    request: plain ``conn.execute``, no dict per row.)"""
     if win.end is None:
         row = db.conn.execute("select cost_nusd from spend_totals where user = ?", [user]).fetchone()
         return nanos(row[0]) if row else 0
@@ -187,12 +186,12 @@ def window_spend(db: sqlite_utils.Database, user: str, win: Window) -> int:
     return nanos(db.conn.execute(sql, params).fetchone()[0])
 
 
-def request_count(db: sqlite_utils.Database, user: str) -> int:
+def request_count(db: Database, user: str) -> int:
     row = db.conn.execute("select requests from spend_totals where user = ?", [user]).fetchone()
     return row[0] if row else 0
 
 
-def reserved_spend(db: sqlite_utils.Database, user: str) -> int:
+def reserved_spend(db: Database, user: str) -> int:
     """Worst-case cost of this user's requests in flight."""
     sql = f"select {money_sum_sql('amount_nusd')} from reservations where user = ?"
     return nanos(db.conn.execute(sql, [user]).fetchone()[0])

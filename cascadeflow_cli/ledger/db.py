@@ -11,14 +11,12 @@ import contextlib
 import os
 import sqlite3
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError
@@ -39,11 +37,9 @@ from cascadeflow_cli.ledger.schema import (
     request_row,
 )
 from cascadeflow_cli.ledger.schema_ddl import migration_ddl, table_ddl
+from cascadeflow_cli.ledger.sqlite_conn import Database
 from cascadeflow_cli.ledger.sqlite_keys import SqliteKeyQueries
 from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_request
-
-if TYPE_CHECKING:
-    import sqlite_utils
 
 BUSY_TIMEOUT_S = 30.0
 MIN_FREE_BYTES = 1 << 20  # less free disk than this: refuse a request before paying for it
@@ -80,28 +76,6 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
-_import_lock = threading.Lock()
-
-
-def import_sqlite_utils() -> ModuleType:
-    """sqlite-utils, without the pandas and numpy it imports (when installed) only to map
-    their scalar types: our rows hold plain Python values, and that import would cost
-    every ledger command half a second."""
-    with _import_lock:  # threads opening their first connection together
-        if "sqlite_utils" in sys.modules:
-            return sys.modules["sqlite_utils"]
-        hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
-        for name in hidden:
-            sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail
-        try:
-            import sqlite_utils
-        finally:
-            for name in hidden:
-                if sys.modules.get(name) is None:
-                    del sys.modules[name]
-        return sqlite_utils
-
-
 class Ledger(SqliteQueries, SqliteKeyQueries):
     """The ledger file: the SQLite implementation of LedgerStore (ledger/storage.py; the
     queries are in ledger/sqlite_store.py). Cheap to open. Each thread gets its own SQLite
@@ -111,7 +85,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
         self.path = path
         self.clock = clock or SystemClock()
         self._local = threading.local()
-        self._connections: list[sqlite_utils.Database] = []
+        self._connections: list[Database] = []
         self._connections_lock = threading.Lock()
         _prepare_file(path)
         try:
@@ -159,7 +133,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
                               "(nothing was sent to a provider)")
 
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> Database:
         """This thread's connection."""
         db = getattr(self._local, "db", None)
         if db is None:
@@ -167,8 +141,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             self._local.db = db
         return db
 
-    def _connect(self) -> sqlite_utils.Database:
-        sqlite_utils = import_sqlite_utils()
+    def _connect(self) -> Database:
         try:
             conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
             _use_wal(conn)
@@ -176,7 +149,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{self.path}: cannot open ledger: {exc}") from None
-        db = sqlite_utils.Database(conn, execute_plugins=False)
+        db = Database(conn)
         with self._connections_lock:
             self._connections.append(db)
         return db
@@ -195,7 +168,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
         self.close()
 
     @contextmanager
-    def write(self) -> Iterator[sqlite_utils.Database]:
+    def write(self) -> Iterator[Database]:
         """One writer transaction, taken with BEGIN IMMEDIATE; rolled back on any error
         (Ctrl-C included), so a request is in the ledger whole or not at all."""
         db = self.db

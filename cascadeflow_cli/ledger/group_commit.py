@@ -34,10 +34,9 @@ from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger.sqlite_store import BudgetTxn, insert_request
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
     from cascadeflow_cli.ledger.db import Ledger
     from cascadeflow_cli.ledger.schema import RequestRecord
+    from cascadeflow_cli.ledger.sqlite_conn import Database
     from cascadeflow_cli.ledger.storage import BudgetTransaction
 
 _T = TypeVar("_T")
@@ -48,7 +47,7 @@ MAX_BATCH = 256  # jobs in one transaction (a bound on how long the write lock i
 class _Job:
     __slots__ = ("done", "error", "result", "work")
 
-    def __init__(self, work: Callable[[sqlite_utils.Database], Any]) -> None:
+    def __init__(self, work: Callable[[Database], Any]) -> None:
         self.work = work
         self.done = threading.Event()
         self.result: Any = None
@@ -64,7 +63,7 @@ class _Job:
 class _BatchTxn(BudgetTxn):
     """SQLite's budget transaction over the writer's batch, expiring at most once a second."""
 
-    def __init__(self, db: sqlite_utils.Database, writer: GroupCommitLedger) -> None:
+    def __init__(self, db: Database, writer: GroupCommitLedger) -> None:
         super().__init__(db)
         self._writer = writer
 
@@ -124,7 +123,7 @@ class GroupCommitLedger:
 
     # --- the writer ---------------------------------------------------------------
 
-    def _submit(self, work: Callable[[sqlite_utils.Database], Any]) -> Any:
+    def _submit(self, work: Callable[[Database], Any]) -> Any:
         job = _Job(work)
         with self._lock:
             if self._closed:  # shutting down: a last request is written the plain way

@@ -28,8 +28,7 @@ from cascadeflow_cli.money import nanos
 from cascadeflow_cli.windows import local_midnight
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
+    from cascadeflow_cli.ledger.sqlite_conn import Database
     from cascadeflow_cli.ledger.storage import DailyTotals, LedgerStore
 
 Series = list[tuple[date, int]]
@@ -55,7 +54,7 @@ def daily_spend_by(ledger: LedgerStore, by: str, *, user: str | None = None, tim
     return {str(key): _fill(days, start, end) for key, days in ordered}
 
 
-def sqlite_daily_totals(db: sqlite_utils.Database, *, by: str | None, user: str | None, model: str | None,
+def sqlite_daily_totals(db: Database, *, by: str | None, user: str | None, model: str | None,
                         timezone: str, start: date | None, end: date | None) -> DailyTotals:
     """The SQLite backend's ``LedgerStore.daily_totals``."""
     q = daily_query(by=by, user=user, model=model, timezone=timezone, start=start, end=end)
@@ -116,7 +115,7 @@ def _where(*, user: str | None = None, model: str | None = None) -> tuple[list[s
     return clauses, params
 
 
-def _grouped(db: sqlite_utils.Database, q: DailyQuery, tz: ZoneInfo) -> dict[str | None, dict[date, int]]:
+def _grouped(db: Database, q: DailyQuery, tz: ZoneInfo) -> dict[str | None, dict[date, int]]:
     """``{key: {local day: nano-dollars}}`` (key None when not grouping by a column)."""
     source, ts, cost, key, condition, params = q.source, q.ts, q.cost, q.key, q.where, list(q.params)
     span = db.execute(f"SELECT min({ts}), max({ts}) FROM {source} WHERE {condition}", params).fetchone()

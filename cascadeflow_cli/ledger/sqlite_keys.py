@@ -12,8 +12,7 @@ from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.money import nanos
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
+    from cascadeflow_cli.ledger.sqlite_conn import Database
     from cascadeflow_cli.windows import Window
 
 
@@ -25,8 +24,8 @@ def _dicts(cursor: Any) -> list[dict[str, Any]]:
 class SqliteKeyQueries:
     """``api_keys`` reads and writes over ``self.db`` and ``self.write()`` (Ledger's)."""
 
-    db: sqlite_utils.Database
-    write: Callable[[], AbstractContextManager[sqlite_utils.Database]]
+    db: Database
+    write: Callable[[], AbstractContextManager[Database]]
 
     def insert_api_key(self, row: dict[str, Any]) -> bool:
         """False when the prefix is taken (the caller draws another)."""
@@ -59,7 +58,7 @@ class SqliteKeyQueries:
 class SqliteKeyTxn:
     """A key's spend inside the budget transaction (``BudgetTxn``'s ``self.db``)."""
 
-    db: sqlite_utils.Database
+    db: Database
 
     def key_window_spend(self, prefix: str, win: Window) -> int:
         sql = (f"select {money_sum_sql('r.cost_nusd')} from api_key_requests k "

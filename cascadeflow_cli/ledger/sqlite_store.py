@@ -4,7 +4,7 @@ connections and transactions; the bigger queries live with their subject (export
 usage.py, spend.py, history.py, budgets.py's spend aggregates), written for SQLite.
 
 Dialect notes, for the PostgreSQL backend: ``?`` parameters; ``INSERT OR IGNORE`` (ON
-CONFLICT DO NOTHING there); sqlite-utils' ``upsert`` for budgets (ON CONFLICT ... DO
+CONFLICT DO NOTHING there); ``Table.upsert`` (ledger/sqlite_conn.py) for budgets (ON CONFLICT ... DO
 UPDATE); the check-and-reserve lock is the whole file (``BEGIN IMMEDIATE``), where a
 server takes a per-user lock; ``rowid`` gives insertion order (a serial column there).
 """
@@ -33,12 +33,11 @@ from cascadeflow_cli.ledger.storage import Hold, RecordCounts, spend_state_by_pa
 from cascadeflow_cli.money import nanos
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
     from cascadeflow_cli.clock import Clock
     from cascadeflow_cli.ledger.export import LedgerFilter
     from cascadeflow_cli.ledger.labels import ShadowOutcome
     from cascadeflow_cli.ledger.schema import RequestRecord, Table
+    from cascadeflow_cli.ledger.sqlite_conn import Database
     from cascadeflow_cli.ledger.storage import DailyTotals, SpendAsk, SpendState
     from cascadeflow_cli.ledger.usage import UsageReport
     from cascadeflow_cli.windows import Window
@@ -60,7 +59,7 @@ _MANY_CALLS = (f"insert or ignore into calls ({', '.join(CALL_COLUMNS)}) "
                "where exists (select 1 from requests where id = ?)")
 
 
-def insert_signals(db: sqlite_utils.Database, request_id: str, signals: Sequence[CallSignals],
+def insert_signals(db: Database, request_id: str, signals: Sequence[CallSignals],
                    verb: str = "insert") -> None:
     """Inside the caller's request transaction."""
     rows = [
@@ -84,7 +83,7 @@ def insert_signals(db: sqlite_utils.Database, request_id: str, signals: Sequence
 class SpendReads:
     """SQLite's ``SpendReader`` over ``self.db`` (the spend aggregates of budgets.py)."""
 
-    db: sqlite_utils.Database
+    db: Database
 
     def window_spend(self, user: str, win: Window) -> int:
         return budgets.window_spend(self.db, user, win)
@@ -102,7 +101,7 @@ class SpendReads:
 class BudgetTxn(SpendReads, SqliteKeyTxn):
     """SQLite's ``BudgetTransaction``: the queries over one ``BEGIN IMMEDIATE`` write."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def expire_reservations(self, now: datetime) -> None:
@@ -135,7 +134,7 @@ class SqliteQueries(SpendReads):
 
     path: Path
     clock: Clock
-    write: Callable[[], AbstractContextManager[sqlite_utils.Database]]
+    write: Callable[[], AbstractContextManager[Database]]
 
     # --- spend ------------------------------------------------------------------------
 
@@ -340,13 +339,13 @@ _LABELLED_DRAFTS = """
 """
 
 
-def _budget(db: sqlite_utils.Database, user: str) -> BudgetConfig | None:
+def _budget(db: Database, user: str) -> BudgetConfig | None:
     cursor = db.conn.execute("select * from budgets where user = ?", [user])  # per request: no savepoint
     row = cursor.fetchone()
     return budget_from_row(dict(zip([d[0] for d in cursor.description], row, strict=True))) if row else None
 
 
-def _upsert_label(db: sqlite_utils.Database, row: dict[str, Any]) -> bool:
+def _upsert_label(db: Database, row: dict[str, Any]) -> bool:
     """Insert or replace the (request, source) label; True when one was replaced."""
     key = [row["request_id"], row["source"]]
     old = list(db.query("select created_at from quality_labels where request_id = ? and source = ?", key))
@@ -372,7 +371,7 @@ def _chunks(requests: Iterable[RequestRecord], size: int) -> Iterator[list[Reque
 # the group-commit writer (ledger/group_commit.py), which runs many in one transaction
 
 
-def insert_request(db: sqlite_utils.Database, request: RequestRecord, reservation_id: str | None) -> None:
+def insert_request(db: Database, request: RequestRecord, reservation_id: str | None) -> None:
     """``request`` with its calls and signals, its reservation settled, inside the caller's
     write transaction. Idempotent by request id (a journal replay may have come first)."""
     conn = db.conn
@@ -380,8 +379,8 @@ def insert_request(db: sqlite_utils.Database, request: RequestRecord, reservatio
         conn.execute("delete from reservations where id = ?", [reservation_id])
     if conn.execute("select 1 from requests where id = ?", [request.id]).fetchone():
         return  # recorded already: idempotent
-    # plain prepared inserts: sqlite-utils' insert() rebuilds its SQL and looks the
-    # table up on every call, which was a sixth of a batch row's CPU under the GIL
+    # plain prepared inserts, the SQL built once per shape: rebuilding it per row (as
+    # sqlite-utils' insert() did) was a sixth of a batch row's CPU under the GIL
     row = request_row(request)
     conn.execute(insert_sql("requests", tuple(row)), list(row.values()))
     if request.calls:
