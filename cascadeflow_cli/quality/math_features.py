@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
+from .arithmetic import check_arithmetic
+
 __all__ = ["final_answer", "math_features", "shape_score"]
 
 # --------------------------------------------------------------------------- regexes
@@ -57,12 +59,23 @@ _WORD_NUMBERS = {
     "ten": 10,
     "eleven": 11,
     "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
     "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
     "twenty": 20,
     "thirty": 30,
     "forty": 40,
     "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
     "hundred": 100,
+    "thousand": 1000,
     "dozen": 12,
     "twice": 2,
     "double": 2,
@@ -73,6 +86,29 @@ _WORD_NUMBERS = {
 }
 _WORD_NUMBER_RE = re.compile(  # matched against lower-cased text
     r"\b(?=[otfsenhdqw])(" + "|".join(_WORD_NUMBERS) + r")\b"
+)
+# "twice", "half as many", "3 times as long": a factor the question states in words, and
+# the operands that apply it (a half is applied as / 2 or * 0.5) in a calculation that
+# multiplies or divides.
+_SCALING_RE = re.compile(r"[*/x×÷]")
+_MULTIPLIER_WORDS = {
+    "twice": (2.0,),
+    "double": (2.0,),
+    "doubled": (2.0,),
+    "doubles": (2.0,),
+    "triple": (3.0,),
+    "tripled": (3.0,),
+    "triples": (3.0,),
+    "thrice": (3.0,),
+    "half": (2.0, 0.5),
+    "quarter": (4.0, 0.25),
+}
+_MULTIPLIER_RE = re.compile(  # matched against lower-cased text
+    r"\b(?:("
+    + "|".join(_MULTIPLIER_WORDS)
+    + r")|(\d+(?:\.\d+)?|"
+    + "|".join(w for w in _WORD_NUMBERS if w not in _MULTIPLIER_WORDS)
+    + r")\s+times)\b"
 )
 # Numbers any solution may bring in without the query stating them: small integers,
 # unit conversions (minutes, hours, days, weeks, months, percent), and halves.
@@ -247,11 +283,37 @@ def math_features(query: str, text: str, out: dict[str, float]) -> None:
             copy_errors += 1
     out["annotation_copy_errors"] = float(copy_errors)
     out["self_corrections"] = float(len(_SELF_CORRECTION_RE.findall(text.lower())))
+    _steps(text, out)
     _dataflow(query, text, final, out)
+
+
+def _steps(text: str, out: dict[str, float]) -> None:
+    """Every stated step recomputed (:mod:`.arithmetic`): how many are wrong, their share,
+    and how early the first one comes (an early slip carries into everything after it)."""
+    check = check_arithmetic(text)
+    wrong = len(check.wrong)
+    out["steps_checked"] = float(check.steps)
+    out["steps_wrong"] = float(wrong)
+    out["steps_wrong_share"] = wrong / check.steps if check.steps else 0.0
+    out["steps_wrong_any"] = 1.0 if wrong else 0.0
+    out["steps_first_wrong_at"] = check.first_wrong_at
+    out["steps_running_totals"] = float(check.running_totals)
 
 
 def _flow_numbers(text: str) -> list[float]:
     return [float(m.replace(",", "")) for m in _FLOW_NUMBER_RE.findall(text)]
+
+
+def _multipliers(query: str) -> list[tuple[float, ...]]:
+    """The factors the question states in words, each with the operands that apply it."""
+    found: list[tuple[float, ...]] = []
+    for m in _MULTIPLIER_RE.finditer(query.lower()):
+        if m.group(1):
+            found.append(_MULTIPLIER_WORDS[m.group(1)])
+        else:
+            factor = _WORD_NUMBERS.get(m.group(2)) or float(m.group(2))
+            found.append((float(factor),))
+    return found
 
 
 def _dataflow(query: str, text: str, final: float | None, out: dict[str, float]) -> None:
@@ -264,10 +326,9 @@ def _dataflow(query: str, text: str, final: float | None, out: dict[str, float])
     commonest way a fluent worked answer goes wrong. Results computed and never used
     again (``dangling_results``) are the same failure seen from the other side.
     """
-    calcs = [
-        (_flow_numbers(m.group(1)), float(m.group(2).replace(",", "")))
-        for m in _FLOW_CALC_RE.finditer(_ANNOTATION_STRIP_RE.sub("", text))
-    ]
+    matches = list(_FLOW_CALC_RE.finditer(_ANNOTATION_STRIP_RE.sub("", text)))
+    calcs = [(_flow_numbers(m.group(1)), float(m.group(2).replace(",", ""))) for m in matches]
+    scaling = {v for m in matches if _SCALING_RE.search(m.group(1)) for v in _flow_numbers(m.group(1))}
     if final is None and calcs:
         final = calcs[-1][1]
     given = {v for v in _flow_numbers(query) if v not in (0.0, 1.0)}
@@ -291,3 +352,14 @@ def _dataflow(query: str, text: str, final: float | None, out: dict[str, float])
             dangling += 1
         later.update(operands)
     out["dangling_results"] = float(dangling)
+    # A factor the question states ("twice as many") that no product or quotient applies: the
+    # draft read past it. A given number that three calculations or more read: the
+    # draft applied it to every part ("67 were cracked" taken off each child's shells).
+    operands: dict[float, int] = {}
+    for numbers, _ in calcs:
+        for v in numbers:
+            operands[v] = operands.get(v, 0) + 1
+    out["query_multipliers_unused"] = float(
+        sum(1 for factors in _multipliers(query) if not any(f in scaling for f in factors))
+    )
+    out["query_numbers_reused"] = float(sum(1 for v in given if operands.get(v, 0) >= 3))

@@ -27,6 +27,7 @@ DEMO = Path(cascadeflow_cli.__file__).parent / "data" / "demo_calibration.json"
 FINGERPRINTS = {
     2: "570c1764",  # dataflow from the question's numbers to the final answer
     3: "7df2a4f9",  # math family off for code; exec_failed_share (opt-in execution)
+    4: "c9f4cf0b",  # every step of a chain checked (steps_*); factors in words; reused numbers
 }
 
 
