@@ -39,6 +39,7 @@ _FLOW_CALC_RE = re.compile(
     r"\s*=\s*\$?(" + _FLOW_NUM + ")"
 )
 _FLOW_NUMBER_RE = re.compile(r"(?<![\w.])" + _FLOW_NUM)
+_HUNDREDTHS_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent\b|cents?\b)")
 _COUNT_QUESTION_RE = re.compile(r"\bhow\s+many\b", re.IGNORECASE)
 _SELF_CORRECTION_RE = re.compile(  # matched against lower-cased text
     r"\b(?=[waocimlrhtd])(?:wait|actually|oops|correction|i\s+made\s+a\s+mistake|mistake|"
@@ -221,11 +222,31 @@ def shape_score(query: str, text: str, words: int) -> tuple[float, str | None]:
             reasons.append(f"final answer {final:g} is not the last result {results[-1]:g}")
         # a worked answer (one with calculations) that skips a given quantity
         answer_set = {_key(v) for v in answer_numbers}
-        unused = [v for v in query_numbers if not _in(v, answer_set)] if results else []
+        other = _alternatives(query)
+        unused = [v for v in query_numbers if not _used(v, answer_set, other)] if results else []
         if unused:
             score *= 1.0 - 0.2 * len(unused) / len(query_numbers)
             reasons.append(f"never uses {', '.join(f'{v:g}' for v in unused[:4])} from the question")
     return score, "; ".join(reasons) or None
+
+
+def _alternatives(query: str) -> dict[float, tuple[float, ...]]:
+    """How a quantity of the question may appear in a correct answer besides as itself:
+    a percentage or an amount in cents as the fraction that applies it (20% as 0.2, 0.8
+    for 20% off, 1.2 for 20% more; 25 cents as 0.25). (A factor in words, "half as
+    many", is ``query_multipliers_unused``'s to judge.)"""
+    found: dict[float, tuple[float, ...]] = {}
+    if "%" in query or "percent" in query or "cent" in query:
+        for m in _HUNDREDTHS_RE.findall(query):
+            share = float(m) / 100
+            found[float(m)] = (share, 1 - share, 1 + share)
+    return found
+
+
+def _used(value: float, pool: set[float], alternatives: dict[float, tuple[float, ...]]) -> bool:
+    """``value`` of the question appears in ``pool`` (:func:`_key` values), as itself or
+    as one of its :func:`_alternatives`."""
+    return _in(value, pool) or any(_in(v, pool) for v in alternatives.get(value, ()))
 
 
 def math_features(query: str, text: str, out: dict[str, float]) -> None:
@@ -233,7 +254,8 @@ def math_features(query: str, text: str, out: dict[str, float]) -> None:
     distinct_query = list(dict.fromkeys(v for v in query_numbers if v not in (0.0, 1.0)))
     answer_numbers = _numbers(text)
     answer_set = {_key(v) for v in answer_numbers}
-    unused = [v for v in distinct_query if not _in(v, answer_set)]
+    other = _alternatives(query)
+    unused = [v for v in distinct_query if not _used(v, answer_set, other)]
     out["query_numbers"] = float(len(distinct_query))
     out["query_numbers_unused"] = float(len(unused))
     out["query_numbers_unused_share"] = len(unused) / len(distinct_query) if distinct_query else 0.0
@@ -342,7 +364,9 @@ def _dataflow(query: str, text: str, final: float | None, out: dict[str, float])
         if value not in reached:
             reached.add(value)
             stack.extend(made_from.get(value, ()))
-    unused = sum(1 for v in given if v not in reached)
+    other = _alternatives(query)
+    reached_keys = {_key(v) for v in reached}
+    unused = sum(1 for v in given if v not in reached and not _used(v, reached_keys, other))
     out["final_unused_query_numbers"] = float(unused)
     out["final_unused_share"] = unused / len(given) if given else 0.0
     later: set[float] = set()

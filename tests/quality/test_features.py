@@ -102,6 +102,17 @@ def test_a_factor_the_question_states_in_words_and_no_step_applies() -> None:
     assert draft_features(three, "7 + 3 = 10\n#### 10")["query_multipliers_unused"] == 1.0
 
 
+def test_a_percentage_applied_as_a_fraction_is_used() -> None:
+    query = "A coat costs $80. It is sold at 25% off. What does it cost now?"
+    as_share = draft_features(query, "The discount is 80 * 0.25 = 20, so 80 - 20 = 60.\n#### 60")
+    as_rest = draft_features(query, "It costs 80 * 0.75 = 60.\n#### 60")
+    ignored = draft_features(query, "It costs 80 - 10 = 70.\n#### 70")
+    for used in (as_share, as_rest):
+        assert used["query_numbers_unused"] == 0.0 and used["final_unused_query_numbers"] == 0.0
+    assert ignored["query_numbers_unused"] == 1.0 and ignored["final_unused_query_numbers"] == 1.0
+    assert as_share["rule_shape"] > ignored["rule_shape"]  # the rule's shape check reads it alike
+
+
 def test_a_given_number_applied_to_every_part() -> None:
     query = "Tom found 214 shells, Nan 432 and Ben 86. 67 were cracked. How many good shells?"
     each = "214 - 67 = 147, 432 - 67 = 365, 86 - 67 = 19, and 147 + 365 + 19 = 531.\n#### 531"
