@@ -11,8 +11,10 @@ The families (each validated by cross-validated gain on labelled drafts, see
 * shape: query and answer lengths and their ratio;
 * math: a stated final answer or not, whether it is the last computed result, whether it
   is a whole number where the question asks for a count or an amount, numbers the query
-  gives that the answer never uses, operands that come from nowhere, calculations that
-  are wrong (:mod:`.arithmetic`), calculator annotations whose result is copied wrong,
+  gives that the answer never uses, operands that come from nowhere, every stated step
+  recomputed (:mod:`.arithmetic`: how many are wrong, their share, how early the first
+  is, running totals written as equations), factors the question states in words that no
+  calculation applies, calculator annotations whose result is copied wrong,
   how many distinct final answers the text offers, self-correction markers;
 * code: Python blocks that do not parse (``ast.parse`` only: model code is never run),
   unbalanced fences, a function that returns nothing, the function name a test in the
@@ -54,7 +56,7 @@ __all__ = [
 # fitted under another version is refused at load. tests/quality/test_feature_version.py
 # pins a fingerprint of the features on fixed drafts, so a change that forgets the bump
 # fails there; then refit the demo's calibration (python bench/demo_calibration.py).
-FEATURE_VERSION = 3
+FEATURE_VERSION = 5
 
 # Live signals the caller may pass as keyword arguments (None = not measured).
 LIVE_SIGNALS: tuple[str, ...] = (
@@ -111,11 +113,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "calc_steps",
     "steps_per_query_number",
     "ungrounded_operands",
-    "arithmetic_errors",
+    "steps_checked",
+    "steps_wrong",
+    "steps_wrong_share",
+    "steps_wrong_any",
+    "steps_first_wrong_at",
+    "steps_running_totals",
     "annotation_copy_errors",
     "final_unused_query_numbers",
     "final_unused_share",
     "dangling_results",
+    "query_multipliers_unused",
+    "query_numbers_reused",
     "self_corrections",
     "code_blocks",
     "code_parse_fail",
@@ -190,9 +199,6 @@ def draft_features(
         # math family is noise the model has to learn to ignore (cross-validated on MBPP:
         # AUROC 0.63 -> 0.67 without it), so it stays at 0 there.
         math_features(query, text, out)
-        # the rule check counted them already (one wrong -> 0.3, several -> 0.1): not twice
-        arithmetic = rules.checks.get("arithmetic", 1.0)
-        out["arithmetic_errors"] = 0.0 if arithmetic >= 1.0 else (1.0 if arithmetic >= 0.3 else 2.0)
     if "```" in text or "~~~" in text or "def " in text or detected == "code":
         code_features(query, text, out)
     if execution is not None:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
+from .arithmetic import check_arithmetic
+
 __all__ = ["final_answer", "math_features", "shape_score"]
 
 # --------------------------------------------------------------------------- regexes
@@ -37,6 +39,7 @@ _FLOW_CALC_RE = re.compile(
     r"\s*=\s*\$?(" + _FLOW_NUM + ")"
 )
 _FLOW_NUMBER_RE = re.compile(r"(?<![\w.])" + _FLOW_NUM)
+_HUNDREDTHS_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent\b|cents?\b)")
 _COUNT_QUESTION_RE = re.compile(r"\bhow\s+many\b", re.IGNORECASE)
 _SELF_CORRECTION_RE = re.compile(  # matched against lower-cased text
     r"\b(?=[waocimlrhtd])(?:wait|actually|oops|correction|i\s+made\s+a\s+mistake|mistake|"
@@ -57,12 +60,23 @@ _WORD_NUMBERS = {
     "ten": 10,
     "eleven": 11,
     "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
     "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
     "twenty": 20,
     "thirty": 30,
     "forty": 40,
     "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
     "hundred": 100,
+    "thousand": 1000,
     "dozen": 12,
     "twice": 2,
     "double": 2,
@@ -73,6 +87,29 @@ _WORD_NUMBERS = {
 }
 _WORD_NUMBER_RE = re.compile(  # matched against lower-cased text
     r"\b(?=[otfsenhdqw])(" + "|".join(_WORD_NUMBERS) + r")\b"
+)
+# "twice", "half as many", "3 times as long": a factor the question states in words, and
+# the operands that apply it (a half is applied as / 2 or * 0.5) in a calculation that
+# multiplies or divides.
+_SCALING_RE = re.compile(r"[*/x×÷]")
+_MULTIPLIER_WORDS = {
+    "twice": (2.0,),
+    "double": (2.0,),
+    "doubled": (2.0,),
+    "doubles": (2.0,),
+    "triple": (3.0,),
+    "tripled": (3.0,),
+    "triples": (3.0,),
+    "thrice": (3.0,),
+    "half": (2.0, 0.5),
+    "quarter": (4.0, 0.25),
+}
+_MULTIPLIER_RE = re.compile(  # matched against lower-cased text
+    r"\b(?:("
+    + "|".join(_MULTIPLIER_WORDS)
+    + r")|(\d+(?:\.\d+)?|"
+    + "|".join(w for w in _WORD_NUMBERS if w not in _MULTIPLIER_WORDS)
+    + r")\s+times)\b"
 )
 # Numbers any solution may bring in without the query stating them: small integers,
 # unit conversions (minutes, hours, days, weeks, months, percent), and halves.
@@ -185,11 +222,31 @@ def shape_score(query: str, text: str, words: int) -> tuple[float, str | None]:
             reasons.append(f"final answer {final:g} is not the last result {results[-1]:g}")
         # a worked answer (one with calculations) that skips a given quantity
         answer_set = {_key(v) for v in answer_numbers}
-        unused = [v for v in query_numbers if not _in(v, answer_set)] if results else []
+        other = _alternatives(query)
+        unused = [v for v in query_numbers if not _used(v, answer_set, other)] if results else []
         if unused:
             score *= 1.0 - 0.2 * len(unused) / len(query_numbers)
             reasons.append(f"never uses {', '.join(f'{v:g}' for v in unused[:4])} from the question")
     return score, "; ".join(reasons) or None
+
+
+def _alternatives(query: str) -> dict[float, tuple[float, ...]]:
+    """How a quantity of the question may appear in a correct answer besides as itself:
+    a percentage or an amount in cents as the fraction that applies it (20% as 0.2, 0.8
+    for 20% off, 1.2 for 20% more; 25 cents as 0.25). (A factor in words, "half as
+    many", is ``query_multipliers_unused``'s to judge.)"""
+    found: dict[float, tuple[float, ...]] = {}
+    if "%" in query or "percent" in query or "cent" in query:
+        for m in _HUNDREDTHS_RE.findall(query):
+            share = float(m) / 100
+            found[float(m)] = (share, 1 - share, 1 + share)
+    return found
+
+
+def _used(value: float, pool: set[float], alternatives: dict[float, tuple[float, ...]]) -> bool:
+    """``value`` of the question appears in ``pool`` (:func:`_key` values), as itself or
+    as one of its :func:`_alternatives`."""
+    return _in(value, pool) or any(_in(v, pool) for v in alternatives.get(value, ()))
 
 
 def math_features(query: str, text: str, out: dict[str, float]) -> None:
@@ -197,7 +254,8 @@ def math_features(query: str, text: str, out: dict[str, float]) -> None:
     distinct_query = list(dict.fromkeys(v for v in query_numbers if v not in (0.0, 1.0)))
     answer_numbers = _numbers(text)
     answer_set = {_key(v) for v in answer_numbers}
-    unused = [v for v in distinct_query if not _in(v, answer_set)]
+    other = _alternatives(query)
+    unused = [v for v in distinct_query if not _used(v, answer_set, other)]
     out["query_numbers"] = float(len(distinct_query))
     out["query_numbers_unused"] = float(len(unused))
     out["query_numbers_unused_share"] = len(unused) / len(distinct_query) if distinct_query else 0.0
@@ -247,11 +305,37 @@ def math_features(query: str, text: str, out: dict[str, float]) -> None:
             copy_errors += 1
     out["annotation_copy_errors"] = float(copy_errors)
     out["self_corrections"] = float(len(_SELF_CORRECTION_RE.findall(text.lower())))
+    _steps(text, out)
     _dataflow(query, text, final, out)
+
+
+def _steps(text: str, out: dict[str, float]) -> None:
+    """Every stated step recomputed (:mod:`.arithmetic`): how many are wrong, their share,
+    and how early the first one comes (an early slip carries into everything after it)."""
+    check = check_arithmetic(text)
+    wrong = len(check.wrong)
+    out["steps_checked"] = float(check.steps)
+    out["steps_wrong"] = float(wrong)
+    out["steps_wrong_share"] = wrong / check.steps if check.steps else 0.0
+    out["steps_wrong_any"] = 1.0 if wrong else 0.0
+    out["steps_first_wrong_at"] = check.first_wrong_at
+    out["steps_running_totals"] = float(check.running_totals)
 
 
 def _flow_numbers(text: str) -> list[float]:
     return [float(m.replace(",", "")) for m in _FLOW_NUMBER_RE.findall(text)]
+
+
+def _multipliers(query: str) -> list[tuple[float, ...]]:
+    """The factors the question states in words, each with the operands that apply it."""
+    found: list[tuple[float, ...]] = []
+    for m in _MULTIPLIER_RE.finditer(query.lower()):
+        if m.group(1):
+            found.append(_MULTIPLIER_WORDS[m.group(1)])
+        else:
+            factor = _WORD_NUMBERS.get(m.group(2)) or float(m.group(2))
+            found.append((float(factor),))
+    return found
 
 
 def _dataflow(query: str, text: str, final: float | None, out: dict[str, float]) -> None:
@@ -264,10 +348,9 @@ def _dataflow(query: str, text: str, final: float | None, out: dict[str, float])
     commonest way a fluent worked answer goes wrong. Results computed and never used
     again (``dangling_results``) are the same failure seen from the other side.
     """
-    calcs = [
-        (_flow_numbers(m.group(1)), float(m.group(2).replace(",", "")))
-        for m in _FLOW_CALC_RE.finditer(_ANNOTATION_STRIP_RE.sub("", text))
-    ]
+    matches = list(_FLOW_CALC_RE.finditer(_ANNOTATION_STRIP_RE.sub("", text)))
+    calcs = [(_flow_numbers(m.group(1)), float(m.group(2).replace(",", ""))) for m in matches]
+    scaling = {v for m in matches if _SCALING_RE.search(m.group(1)) for v in _flow_numbers(m.group(1))}
     if final is None and calcs:
         final = calcs[-1][1]
     given = {v for v in _flow_numbers(query) if v not in (0.0, 1.0)}
@@ -281,7 +364,9 @@ def _dataflow(query: str, text: str, final: float | None, out: dict[str, float])
         if value not in reached:
             reached.add(value)
             stack.extend(made_from.get(value, ()))
-    unused = sum(1 for v in given if v not in reached)
+    other = _alternatives(query)
+    reached_keys = {_key(v) for v in reached}
+    unused = sum(1 for v in given if v not in reached and not _used(v, reached_keys, other))
     out["final_unused_query_numbers"] = float(unused)
     out["final_unused_share"] = unused / len(given) if given else 0.0
     later: set[float] = set()
@@ -291,3 +376,14 @@ def _dataflow(query: str, text: str, final: float | None, out: dict[str, float])
             dangling += 1
         later.update(operands)
     out["dangling_results"] = float(dangling)
+    # A factor the question states ("twice as many") that no product or quotient applies: the
+    # draft read past it. A given number that three calculations or more read: the
+    # draft applied it to every part ("67 were cracked" taken off each child's shells).
+    operands: dict[float, int] = {}
+    for numbers, _ in calcs:
+        for v in numbers:
+            operands[v] = operands.get(v, 0) + 1
+    out["query_multipliers_unused"] = float(
+        sum(1 for factors in _multipliers(query) if not any(f in scaling for f in factors))
+    )
+    out["query_numbers_reused"] = float(sum(1 for v in given if operands.get(v, 0) >= 3))

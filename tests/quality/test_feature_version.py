@@ -27,6 +27,8 @@ DEMO = Path(cascadeflow_cli.__file__).parent / "data" / "demo_calibration.json"
 FINGERPRINTS = {
     2: "570c1764",  # dataflow from the question's numbers to the final answer
     3: "7df2a4f9",  # math family off for code; exec_failed_share (opt-in execution)
+    4: "c9f4cf0b",  # every step of a chain checked (steps_*); factors in words; reused numbers
+    5: "c9f4cf0b",  # a percentage used as its fraction (0.2, 0.8, 1.2): the fixture has none
 }
 
 

@@ -65,9 +65,60 @@ def test_count_question_with_a_fractional_answer_and_wrong_arithmetic() -> None:
     frac = draft_features(QUERY, "12 * 6 = 72 and 72 + 9 = 81, split in two is 40.5.\n#### 40.5")
     assert frac["final_not_integer_for_count"] == 1.0
     wrong = draft_features(QUERY, "12 * 6 = 60 pens, 60 + 9 = 69.\n#### 69")
-    assert wrong["arithmetic_errors"] >= 1.0
+    assert wrong["steps_wrong"] == 1.0 and wrong["steps_wrong_any"] == 1.0
     copied = draft_features(QUERY, "12 * 6 = <<12*6=72>>75 pens.\n#### 84")
     assert copied["annotation_copy_errors"] == 1.0
+
+
+def test_a_wrong_step_lowers_the_step_features() -> None:
+    good = draft_features(QUERY, GOOD)
+    assert good["steps_checked"] == 2.0 and good["steps_wrong"] == 0.0
+    assert good["steps_wrong_share"] == 0.0 and good["steps_first_wrong_at"] == 1.0
+    # the slip in the first of two steps: half the steps wrong, and early in the text
+    early = draft_features(
+        QUERY, "The boxes hold 12 * 6 = 60 pens. With the loose ones: 60 + 9 = 69.\n#### 69"
+    )
+    assert early["steps_wrong"] == 1.0 and early["steps_wrong_share"] == 0.5
+    assert early["steps_first_wrong_at"] < 0.3
+    late = draft_features(
+        QUERY, "The boxes hold 12 * 6 = 72 pens. With the loose ones: 72 + 9 = 91.\n#### 91"
+    )
+    assert early["steps_first_wrong_at"] < late["steps_first_wrong_at"] < 1.0
+    # a chain whose middle does not hold, units and dollars read past
+    chained = draft_features(QUERY, "12 * 6 + 9 = 72 + 9 = $81 in all, and 12 pens + 6 = 19 pens.\n#### 81")
+    assert chained["steps_wrong"] == 1.0  # 12 + 6 = 19; the chain holds
+    # a running total written as an equation: not wrong, counted on its own
+    running = draft_features(QUERY, "12 * 6 = 72 + 9 = 81 pens.\n#### 81")
+    assert running["steps_running_totals"] == 1.0 and running["steps_wrong"] == 0.0
+
+
+def test_a_factor_the_question_states_in_words_and_no_step_applies() -> None:
+    query = "Ann has 12 shells. Ben has twice as many shells as Ann. How many shells do they have?"
+    applied = draft_features(query, "Ben has 12 * 2 = 24 shells, so 12 + 24 = 36.\n#### 36")
+    skipped = draft_features(query, "Ben has 12 + 12 = 24 shells... 12 + 24 = 36.\n#### 36")
+    assert applied["query_multipliers_unused"] == 0.0 and skipped["query_multipliers_unused"] == 1.0
+    three = "Cal is 7 years old. Dee is three times as old as Cal. How old is Dee?"
+    assert draft_features(three, "7 * 3 = 21\n#### 21")["query_multipliers_unused"] == 0.0
+    assert draft_features(three, "7 + 3 = 10\n#### 10")["query_multipliers_unused"] == 1.0
+
+
+def test_a_percentage_applied_as_a_fraction_is_used() -> None:
+    query = "A coat costs $80. It is sold at 25% off. What does it cost now?"
+    as_share = draft_features(query, "The discount is 80 * 0.25 = 20, so 80 - 20 = 60.\n#### 60")
+    as_rest = draft_features(query, "It costs 80 * 0.75 = 60.\n#### 60")
+    ignored = draft_features(query, "It costs 80 - 10 = 70.\n#### 70")
+    for used in (as_share, as_rest):
+        assert used["query_numbers_unused"] == 0.0 and used["final_unused_query_numbers"] == 0.0
+    assert ignored["query_numbers_unused"] == 1.0 and ignored["final_unused_query_numbers"] == 1.0
+    assert as_share["rule_shape"] > ignored["rule_shape"]  # the rule's shape check reads it alike
+
+
+def test_a_given_number_applied_to_every_part() -> None:
+    query = "Tom found 214 shells, Nan 432 and Ben 86. 67 were cracked. How many good shells?"
+    each = "214 - 67 = 147, 432 - 67 = 365, 86 - 67 = 19, and 147 + 365 + 19 = 531.\n#### 531"
+    once = "214 + 432 + 86 = 732 shells, and 732 - 67 = 665 are good.\n#### 665"
+    assert draft_features(query, each)["query_numbers_reused"] == 1.0
+    assert draft_features(query, once)["query_numbers_reused"] == 0.0
 
 
 def test_code_features_parse_only() -> None:
