@@ -75,15 +75,18 @@ def out_of_fold(rows: list[dict[str, str]]) -> Callable[[str], tuple[str, float]
     from dataclasses import replace
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import numpy as np
     import train_domain_head as train
 
-    from cascadeflow_cli.routing.head import DomainHead
+    from cascadeflow_cli.routing.head import DomainHead, head_path
     from cascadeflow_cli.routing.semantic import SemanticDomainDetector
 
     shipped = DomainHead.load()
     training = train.load_rows([*(p for p in train.DEFAULT_FILES if p.exists()), train.WRITTEN])
     features = train.rule_matrix(training)[2] if shipped.rule_coef is not None else None
-    heads, folds = train.out_of_fold_heads(train.embed_rows(training), training, features)
+    with np.load(head_path(), allow_pickle=False) as data:  # the penalty the shipped head was fitted with
+        l2 = float(json.loads(str(data["meta"])).get("l2", train.L2S[-1]))
+    heads, folds = train.out_of_fold_heads(train.embed_rows(training), training, features, l2)
     settings = {"temperature": shipped.temperature, "rules_weight": shipped.rules_weight,
                 "rules_temperature": shipped.rules_temperature, "rules_sure": shipped.rules_sure,
                 "knn_weight": shipped.knn_weight}
