@@ -30,6 +30,16 @@ the rules of this stop, real-user 0.893 and exam-style 0.879 with them (head alo
 0.836), against 0.881 and 0.879 at the last stop without them (bench/domain_eval.py
 --semantic, through the detector itself: 0.889 and 0.878).
 
+The vectors are those of the int8 products (routing.int8_matmul), one text per model call,
+128 tokens: through the detector 0.885 and 0.871 out-of-fold (0.889 and 0.878 on the float
+path at 256 tokens; the difference is two real-user rows). The penalty is one of L2S,
+chosen out-of-fold with the rest (accuracy is flat over 1e-4..1e-3: +-0.005). Tried and
+left out, out-of-fold: class-balanced row weights (real-user 0.873-0.877), a stacked second
+logistic regression over the head's, the vote's and the rules' log-probabilities (0.869-
+0.887), the last 128 tokens of long prompts averaged in (+0.002), real-user rows weighted
+2x / 4x (real-user 0.893 / 0.901, exam-style 0.864 / 0.853: a trade between the two files'
+conventions, not a gain).
+
     python bench/train_domain_head.py [--data FILE ...] [--output PATH] [--cv] [--no-rule-features]
 
 ``--cv`` prints out-of-fold figures (5 folds over all rows, and each file trained on the

