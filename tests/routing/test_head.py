@@ -71,9 +71,13 @@ def test_the_nearest_examples_vote_survives_a_save_and_votes_for_their_domain(tm
 
 
 def test_damaged_nearest_examples_are_refused(tmp_path: Path) -> None:
-    meta = '{"version": 1, "domains": %s, "embedding_model": "minilm-int8-1.0.0", "knn_weight": 1.0}'
-    np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6),
-             meta=np.array(meta % str(list(DOMAINS)).replace("'", '"')),
+    import json
+
+    from cascadeflow_cli.routing.head import EMBEDDING_MODEL
+
+    meta = json.dumps({"version": 1, "domains": list(DOMAINS), "embedding_model": EMBEDDING_MODEL,
+                       "knn_weight": 1.0})
+    np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6), meta=np.array(meta),
              examples=np.zeros((3, 384), np.int8), example_labels=np.array([0, 9, 1], np.int8),
              example_weights=np.ones(3, np.float16))
     with pytest.raises(ModelFileError, match="nearest examples"):
@@ -101,9 +105,21 @@ def test_the_rules_evidence_is_weighed_and_survives_a_save(tmp_path: Path) -> No
 def test_damaged_rule_features_are_refused(tmp_path: Path) -> None:
     import json
 
-    meta = json.dumps({"version": 1, "domains": list(DOMAINS), "embedding_model": "minilm-int8-1.0.0",
+    from cascadeflow_cli.routing.head import EMBEDDING_MODEL
+
+    meta = json.dumps({"version": 1, "domains": list(DOMAINS), "embedding_model": EMBEDDING_MODEL,
                        "rule_names": ["score:code"]})
     np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6), meta=np.array(meta),
              rule_coef=np.zeros((6, 3)))
     with pytest.raises(ModelFileError, match="rule features"):
+        DomainHead.load(tmp_path / "h.npz")
+
+
+def test_a_head_trained_on_the_float_models_vectors_is_refused(tmp_path: Path) -> None:
+    """Heads made before the int8 products (routing.int8_matmul) saw other vectors."""
+    import json
+
+    meta = json.dumps({"version": 1, "domains": list(DOMAINS), "embedding_model": "minilm-int8-1.0.0"})
+    np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6), meta=np.array(meta))
+    with pytest.raises(ModelFileError, match="another embedding model"):
         DomainHead.load(tmp_path / "h.npz")
