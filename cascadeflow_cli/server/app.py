@@ -132,11 +132,12 @@ def create_app(
         return limits
 
     async def in_pool(fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on a pool thread, holding one of the concurrency slots."""
+        """``fn(*args)`` holding one of the concurrency slots: in this task when the runner
+        is bridged (server/bridge.py), else on a pool thread."""
         slots = _limits()
         await slots.acquire()
         try:
-            return await asyncio.get_running_loop().run_in_executor(runner.pool, fn, *args)
+            return await runner.call(fn, *args)
         finally:
             slots.semaphore.release()
 
