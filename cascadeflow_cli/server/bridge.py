@@ -9,8 +9,8 @@ handoff of the GIL between threads; it is the pattern SQLAlchemy's asyncio layer
 
 What still blocks is short and local: SQLite reads (a key, a budget: WAL readers never
 wait for the writer) and the journal's write-ahead file. Writes go to the group-commit
-writer thread, awaited (ledger/group_commit.py). A provider served by litellm runs on a
-pool thread, awaited. Streams stay on pool threads (server/app.py).
+writer thread, awaited (ledger/group_commit.py). A provider served by litellm, and every
+provider's streamed answer (an escalated stream), run on a pool thread, awaited.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.providers import ChatRequest, Completion, Provider, provider_for
 from cascadeflow_cli.engine.providers.aio_transport import AsyncKeepAliveClient
 from cascadeflow_cli.engine.providers.openai_compat import OpenAICompatProvider
+from cascadeflow_cli.engine.providers.stream import StreamSink
 from cascadeflow_cli.engine.providers.transport import KeepAliveClient, Response
 
 _T = TypeVar("_T")
@@ -92,30 +93,39 @@ class BridgedClient:
 
 
 class _OnPool:
-    """A provider without an event-loop client (litellm): its call runs on ``pool``,
-    awaited, when bridged; everything else is the provider's own."""
+    """A provider seen from a bridged cascade: a streamed call always runs on ``pool``
+    (the blocking transport; its reader may cancel it from any thread), a whole answer
+    too unless ``on_loop`` (the fast client over BridgedClient), awaited either way."""
 
-    def __init__(self, provider: Provider, pool: Executor) -> None:
+    def __init__(self, provider: Any, pool: Executor, *, on_loop: bool = False) -> None:
         self._provider = provider
         self._pool = pool
+        self._on_loop = on_loop
 
     def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
+        if self._on_loop or not active():
+            return self._provider.complete_once(model, request)  # type: ignore[no-any-return]
+        return self._off_loop(self._provider.complete_once, model, request)
+
+    def stream_once(self, model: ModelConfig, request: ChatRequest, sink: StreamSink) -> Completion:
         if not active():
-            return self._provider.complete_once(model, request)
-        loop = asyncio.get_running_loop()
-        return await_only(loop.run_in_executor(self._pool, self._provider.complete_once, model, request))
+            return self._provider.stream_once(model, request, sink)  # type: ignore[no-any-return]
+        return self._off_loop(self._provider.stream_once, model, request, sink)
+
+    def _off_loop(self, fn: Callable[..., Completion], *args: Any) -> Completion:
+        return await_only(asyncio.get_running_loop().run_in_executor(self._pool, fn, *args))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._provider, name)
 
 
 class Providers:
-    """``provider_lookup`` for the bridged cascade: the fast client over ``BridgedClient``,
-    any other provider on ``pool``."""
+    """``provider_lookup`` for the bridged cascade: the fast client's whole answers on
+    the loop (over ``BridgedClient``), everything else on ``pool``."""
 
     def __init__(self, pool: Executor) -> None:
         self.client = BridgedClient()
-        self._fast = OpenAICompatProvider(self.client)
+        self._fast = _OnPool(OpenAICompatProvider(self.client), pool, on_loop=True)
         self._pool = pool
         self._others: dict[int, _OnPool] = {}
 

@@ -154,6 +154,7 @@ class Runner:
         self._local = threading.local()
         self._bridge: Any = None
         self._bridged: Cascade | None = None
+        self._running: set[asyncio.Future[Any]] = set()
         if bridged:
             from cascadeflow_cli.server import bridge
 
@@ -176,6 +177,15 @@ class Runner:
         if self._bridge is not None:
             return await self._bridge.run(fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def start(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        """``fn()`` started as ``call`` would run it, without waiting for it."""
+        if self._bridge is not None:
+            task = asyncio.ensure_future(self._bridge.run(fn))
+            self._running.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._running.discard)
+            return task
+        return asyncio.get_running_loop().run_in_executor(self.pool, fn)
 
     def _cascade(self) -> Cascade:
         if self._bridged is not None and self._bridge.active():
