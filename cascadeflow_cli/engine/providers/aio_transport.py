@@ -106,11 +106,14 @@ class AsyncKeepAliveClient:
         reused = True
         try:
             conn.writer.write(message)
-            status_line = await conn.reader.readline()
-            if not status_line:
-                raise _Stale
+            try:
+                head = await conn.reader.readuntil(b"\r\n\r\n")  # the status line and headers at once
+            except asyncio.IncompleteReadError as exc:
+                if not exc.partial:
+                    raise _Stale from None
+                raise
             reused = False
-            status, headers, keep = await _head(conn.reader, status_line)
+            status, headers, keep = _head(head)
             body, keep = await _body(conn.reader, status, headers, keep)
         except _Stale:
             conn.close()
@@ -131,23 +134,20 @@ class AsyncKeepAliveClient:
         return Response(status, headers, body)
 
 
-async def _head(reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, dict[str, str], bool]:
+def _head(head: bytes) -> tuple[int, dict[str, str], bool]:
     """The status, the headers (lower-case names) and whether the connection stays open."""
-    version, _, rest = status_line.decode("latin-1").partition(" ")
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
     if not version.startswith("HTTP/"):
-        raise ValueError(f"not an HTTP response: {status_line[:40]!r}")
+        raise ValueError(f"not an HTTP response: {lines[0][:40]!r}")
     status = int(rest.split(" ", 1)[0])
-    headers: dict[str, str] = {}
-    for _ in range(_MAX_HEADER_LINES):
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n"):
-            break
-        if not line:
-            raise asyncio.IncompleteReadError(b"", None)
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    else:
+    if len(lines) > _MAX_HEADER_LINES:
         raise ValueError("too many header lines")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
     connection = headers.get("connection", "").lower()
     keep = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
     return status, headers, keep
