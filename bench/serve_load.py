@@ -48,6 +48,12 @@ class Result:
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
     elapsed: float = 0.0
+    cpu_s: float = 0.0  # CPU time the server's processes used over the measured window
+
+    @property
+    def cpu_ms(self) -> float:
+        """The server's CPU per answered request: the load-independent figure."""
+        return self.cpu_s * 1000 / self.ok if self.ok else float("nan")
 
     @property
     def ok(self) -> int:
@@ -110,11 +116,42 @@ class Conn:
         self.reader = self.writer = None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` and its descendants (uvicorn's workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(times.get(p, 0.0) for p in tree)
+
+
 async def load(
-    url: str, body: dict, headers: dict[str, str], clients: int, seconds: float, stop_on: int | None = None
+    url: str,
+    body: dict,
+    headers: dict[str, str],
+    clients: int,
+    seconds: float,
+    stop_on: int | None = None,
+    pid: int | None = None,
 ) -> Result:
     """``clients`` loops posting ``body`` for ``seconds`` (after a one-second warm-up);
-    a client stops at its first ``stop_on`` status (the budget check)."""
+    a client stops at its first ``stop_on`` status (the budget check). ``pid``: the
+    server's process, whose CPU over the measured window goes into the result."""
     host, port = url.removeprefix("http://").split("/", 1)[0].split(":")
     path = "/" + url.removeprefix("http://").split("/", 1)[1] + "/chat/completions"
     raw = json.dumps(body).encode()
@@ -147,7 +184,15 @@ async def load(
         finally:
             conn.close()
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    async def cpu() -> None:
+        if pid is None:
+            return
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        before = cpu_seconds(pid)
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        result.cpu_s = cpu_seconds(pid) - before
+
+    await asyncio.gather(cpu(), *(client() for _ in range(clients)))
     result.elapsed = time.perf_counter() - measure_from
     return result
 
@@ -253,8 +298,10 @@ def key_spend(ledger: object, prefix: str) -> int:
     from cascadeflow_cli.ledger.sql import money_sum_sql
     from cascadeflow_cli.money import nanos
 
-    sql = (f"select {money_sum_sql('r.cost_nusd')} from api_key_requests k join requests r "
-           "on r.id = k.request_id where k.prefix = ?")
+    sql = (
+        f"select {money_sum_sql('r.cost_nusd')} from api_key_requests k join requests r "
+        "on r.id = k.request_id where k.prefix = ?"
+    )
     return nanos(ledger.db.conn.execute(sql, [prefix]).fetchone()[0])  # type: ignore[attr-defined]
 
 
@@ -267,7 +314,8 @@ def row(name: str, r: Result, direct: Result | None) -> str:
     )
     ratio = f"{rps / (direct.ok / direct.elapsed):5.2f}x" if direct and direct.ok else "  -   "
     bad = sum(v for k, v in r.statuses.items() if k != 200) + r.errors
-    return f"{name:<26} {rps:7.0f} {ratio} {r.pct(0.5):7.1f} {r.pct(0.99):7.1f} {added} {bad:6d}"
+    latency = f"{r.pct(0.5):7.1f} {r.pct(0.99):7.1f}"
+    return f"{name:<26} {rps:7.0f} {ratio} {latency} {added} {bad:6d} {r.cpu_ms:7.2f}"
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -283,31 +331,34 @@ async def main_async(args: argparse.Namespace) -> None:
             proxy, litellm_url = start_litellm(args.litellm, replay_url, work)
             procs.append(proxy)
         plain = {"model": "mini", "messages": [{"role": "user", "content": QUERY}], "max_tokens": 64}
+        auth = {"Authorization": f"Bearer {load_key}"}
         targets = [
-            ("provider directly", replay_url, {"model": "gpt-4o-mini"}, {}),
-            ("cascade serve", serve_url, {"model": "cascade"}, {"Authorization": f"Bearer {load_key}"}),
+            ("provider directly", replay_url, {"model": "gpt-4o-mini"}, {}, replay.pid),
+            ("cascade serve", serve_url, {"model": "cascade"}, auth, serve.pid),
         ]
         if litellm_url:
-            targets.append(
-                ("litellm proxy", litellm_url, {"model": "mini"}, {"Authorization": f"Bearer {LITELLM_KEY}"})
-            )
-        for _name, url, extra, headers in targets:  # warm each up (imports, connections)
+            auth = {"Authorization": f"Bearer {LITELLM_KEY}"}
+            targets.append(("litellm proxy", litellm_url, {"model": "mini"}, auth, proxy.pid))
+        for _name, url, extra, headers, _pid in targets:  # warm each up (imports, connections)
             await load(url, {**plain, **extra}, headers, 4, 1.0)
         print(f"load average before: {os.getloadavg()}", flush=True)
-        cols = ("req/s", "ratio", "p50 ms", "p99 ms", "+p50", "+p99", "errors")
+        cols = ("req/s", "ratio", "p50 ms", "p99 ms", "+p50", "+p99", "errors", "cpu ms")
         header = f"{'':<26} " + " ".join(f"{c:>7}" if c != "ratio" else f"{c:>6}" for c in cols)
-        for clients, streaming in ((50, False), (200, False), (50, True), (200, True)):
+        for case in args.cases.split(","):
+            clients, streaming = int(case.rstrip("s")), case.endswith("s")
             print(
                 f"\n{clients} clients, {'streaming' if streaming else 'not streaming'}, "
                 f"{args.seconds:g} s each"
             )
             print(header)
             direct = None
-            for name, url, extra, headers in targets:
+            for name, url, extra, headers, pid in targets:
                 body = {**plain, **extra, **({"stream": True} if streaming else {})}
-                r = await load(url, body, headers, clients, args.seconds)
+                r = await load(url, body, headers, clients, args.seconds, pid=pid)
                 direct = direct or r
                 print(row(name, r, direct if r is not direct else None), flush=True)
+        if args.no_budget_check:
+            return
         # the budget check, under 50 clients of load: a key with a budget of its own
         cost = one_cost(serve_url, capped_key, plain)
         from cascadeflow_cli.ledger.budgets import BudgetConfig
@@ -353,6 +404,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--workers", type=int, default=1, help="cascade serve --workers")
+    parser.add_argument(
+        "--cases", default="50,200,50s,200s", help="client counts to run, 's' for streaming: '50,200s'"
+    )
+    parser.add_argument("--no-budget-check", action="store_true", help="skip the capped key's run")
     parser.add_argument(
         "--litellm",
         default=str(ROOT / ".benchvenv" / "bin" / "litellm"),

@@ -60,9 +60,16 @@ def build_app(settings: ServeSettings, write_log: Callable[[str], None] | None =
     store = open_store(resolve_ledger_location(settings.db_path, config))  # a file or postgresql://
     # on SQLite every request's reservation and record go through one writer thread (group
     # commit); PostgreSQL's per-user locks let different users' checks run side by side already
-    ledger: Any = GroupCommitLedger(store) if isinstance(store, Ledger) else store
+    ledger: Any = store
+    bridge = None
+    if isinstance(store, Ledger):
+        # a request's whole answer runs in its own task, when greenlet is there (server/bridge.py)
+        bridge = _bridge()
+        ledger = GroupCommitLedger(store, bridge.LoopAwaiter() if bridge else None)
     sink, on_record = _telemetry(config)
-    runner = Runner(config, ledger, concurrency=settings.concurrency, on_record=on_record)
+    runner = Runner(
+        config, ledger, concurrency=settings.concurrency, on_record=on_record, bridged=bridge is not None
+    )
     log = (write_log or stderr_log) if settings.access_log else None
 
     @contextlib.asynccontextmanager
@@ -72,6 +79,15 @@ def build_app(settings: ServeSettings, write_log: Callable[[str], None] | None =
 
     options = ServeOptions(settings.concurrency, settings.queue, settings.max_body, log)
     return create_app(config, runner, options, lifespan=lifespan)
+
+
+def _bridge() -> Any:
+    """server/bridge.py, or None without greenlet (requests then run on pool threads)."""
+    try:
+        from cascadeflow_cli.server import bridge
+    except ImportError:
+        return None
+    return bridge
 
 
 def _telemetry(config: Any) -> tuple[Any, Callable[[Any], None] | None]:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cascadeflow_cli import __version__
@@ -67,7 +68,8 @@ class _Limits:
         self.waiting = 0
 
     async def acquire(self) -> None:
-        if self.semaphore.locked() and self.waiting >= self.queue:
+        # the cheap test first: locked() looks at every waiter (200 clients: 136 of them)
+        if self.waiting >= self.queue and self.semaphore.locked():
             raise ApiError(
                 503,
                 "the server is busy: try again shortly",
@@ -132,11 +134,12 @@ def create_app(
         return limits
 
     async def in_pool(fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on a pool thread, holding one of the concurrency slots."""
+        """``fn(*args)`` holding one of the concurrency slots: in this task when the runner
+        is bridged (server/bridge.py), else on a pool thread."""
         slots = _limits()
         await slots.acquire()
         try:
-            return await asyncio.get_running_loop().run_in_executor(runner.pool, fn, *args)
+            return await runner.call(fn, *args)
         finally:
             slots.semaphore.release()
 
@@ -177,9 +180,13 @@ def create_app(
 
     async def _stream(request: Request, call: ChatCall) -> Response:
         loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
         def push(kind: str, value: Any) -> None:
+            if threading.get_ident() == loop_thread:  # bridged: the cascade runs in a task
+                events.put_nowait((kind, value))
+                return
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
                 loop.call_soon_threadsafe(events.put_nowait, (kind, value))
 
@@ -205,7 +212,7 @@ def create_app(
 
         slots = _limits()
         await slots.acquire()
-        future = loop.run_in_executor(runner.pool, work)
+        future = runner.start(work)
         future.add_done_callback(lambda _: slots.semaphore.release())
         started: tuple[str, Any] | None = None  # (request id, budget decision), before any call
         kind, value = await events.get()
@@ -233,10 +240,10 @@ def create_app(
                 "x-cascade-enforcement": decision.action,
             }
             request.state.request_id = request_id
-        return StreamingResponse(
+        return _EventStream(
             _sse(request, call, sink, events, (kind, value), cid, created),
-            media_type="text/event-stream",
-            headers=headers,
+            headers,
+            on_disconnect=lambda: events.put_nowait(("gone", None)),
         )
 
     async def _sse(
@@ -258,6 +265,8 @@ def create_app(
             )
             kind, value = first
             while True:
+                if kind == "gone":  # the client left: the finally below cancels the answer
+                    return
                 if kind == "whole":
                     pass
                 elif kind == "delta":
@@ -326,6 +335,41 @@ def create_app(
     if options.access_log is not None:
         return _AccessLog(app, options.access_log)  # type: ignore[return-value]
     return app
+
+
+class _EventStream(Response):
+    """An event stream, with one plain task listening for the client leaving (Starlette's
+    StreamingResponse runs an anyio task group a response for that: about a sixth of a
+    streamed request's CPU here, py-spy). ``on_disconnect`` is told once if it leaves."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, body: AsyncIterator[bytes], headers: dict[str, str], on_disconnect: Callable[[], None]
+    ) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.on_disconnect = on_disconnect
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.on_disconnect()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for part in self.body_iterator:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:  # a send that failed left it suspended: its finally records
+                await aclose()
 
 
 def _event(payload: dict[str, Any]) -> bytes:

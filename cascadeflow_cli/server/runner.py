@@ -5,6 +5,8 @@ transactions `cascade ask` makes: this is `Cascade.run`, not a copy of it)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import math
 import threading
 import time
@@ -52,8 +54,9 @@ class Outcome:
         return self.record.calls[-1].finish_reason
 
 
-class _Observed(threading.local):
-    """What this thread's current request told the gate and the ledger."""
+@dataclass
+class _Observed:
+    """What the current request told the gate and the ledger."""
 
     decision: Decision | None = None
     record: RequestRecord | None = None
@@ -62,20 +65,26 @@ class _Observed(threading.local):
     parent: Any = None  # the caller's trace context (an incoming traceparent), for telemetry
 
 
+# the request a pool thread or a bridged greenlet is running (each has its own context)
+_current: contextvars.ContextVar[_Observed] = contextvars.ContextVar("cascade_serve_request")
+
+
 class _ObservedGate:
     """The budget gate, noting each decision for the thread that asked (the 429's
     Retry-After is the refusing window's reset, which the error alone does not carry)."""
 
-    def __init__(self, gate: BudgetGate, seen: _Observed) -> None:
+    def __init__(self, gate: BudgetGate) -> None:
         self._gate = gate
-        self._seen = seen
 
     def reserve(self, *args: Any, **kwargs: Any) -> Decision:
-        decision = self._gate.reserve(*args, key=self._seen.key, **kwargs)
-        self._seen.decision = decision
+        seen = _current.get(None)  # None: not a served request's (a shadow verification's)
+        decision = self._gate.reserve(*args, key=seen.key if seen else None, **kwargs)
+        if seen is None:
+            return decision
+        seen.decision = decision
         request_id = kwargs.get("request_id", args[1] if len(args) > 1 else "")
-        if self._seen.on_start is not None and decision.action != "block":
-            self._seen.on_start(request_id, decision)
+        if seen.on_start is not None and decision.action != "block":
+            seen.on_start(request_id, decision)
         return decision
 
     def __getattr__(self, name: str) -> Any:
@@ -123,7 +132,9 @@ class RateLimiter:
 
 
 class Runner:
-    """Runs chat calls through the cascade on ``concurrency`` threads."""
+    """Runs chat calls through the cascade on ``concurrency`` threads, or, ``bridged``,
+    whole answers in the request's own task (server/bridge.py: needs greenlet, and a
+    ledger whose writes the tasks can await: SQLite's group commit)."""
 
     def __init__(
         self,
@@ -132,17 +143,53 @@ class Runner:
         *,
         concurrency: int,
         on_record: Callable[[RequestRecord], None] | None = None,
+        bridged: bool = False,
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cascade-serve")
         self.limiter = RateLimiter()
-        self._seen = _Observed()
-        self._gate = _ObservedGate(BudgetGate(ledger, config), self._seen)
+        self._gate = _ObservedGate(BudgetGate(ledger, config))
         self._on_record = on_record
         self._local = threading.local()
+        self._bridge: Any = None
+        self._bridged: Cascade | None = None
+        self._running: set[asyncio.Future[Any]] = set()
+        if bridged:
+            from cascadeflow_cli.server import bridge
+
+            self._bridge = bridge
+            self._bridged = Cascade(
+                config,
+                ledger,
+                gate=self._gate,  # type: ignore[arg-type]
+                on_record=self._recorded,
+                provider_lookup=bridge.Providers(self.pool),
+                sleep=bridge.sleep,
+            )
+
+    @property
+    def bridged(self) -> bool:
+        return self._bridged is not None
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` off the loop's own code: bridged in this task, else on a pool thread."""
+        if self._bridge is not None:
+            return await self._bridge.run(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def start(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        """``fn()`` started as ``call`` would run it, without waiting for it."""
+        if self._bridge is not None:
+            task = asyncio.ensure_future(self._bridge.run(fn))
+            self._running.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._running.discard)
+            return task
+        return asyncio.get_running_loop().run_in_executor(self.pool, fn)
 
     def _cascade(self) -> Cascade:
+        if self._bridged is not None and self._bridge.active():
+            return self._bridged  # one for every task: its state per request lives in run()
         cascade = getattr(self._local, "cascade", None)
         if cascade is None:
             cascade = self._local.cascade = Cascade(
@@ -154,11 +201,13 @@ class Runner:
         return cascade
 
     def _recorded(self, record: RequestRecord) -> None:
-        self._seen.record = record
+        seen = _current.get(None)
+        if seen is not None:
+            seen.record = record
         if self._on_record is None:
             return
-        if self._seen.parent is not None:  # continue the caller's trace (telemetry/context.py)
-            self._on_record(record, self._seen.parent)  # type: ignore[call-arg]
+        if seen is not None and seen.parent is not None:  # continue the caller's trace (telemetry/context.py)
+            self._on_record(record, seen.parent)  # type: ignore[call-arg]
         else:
             self._on_record(record)
 
@@ -189,10 +238,9 @@ class Runner:
         hears the request id and budget decision before any provider is called, ``on_whole``
         of an answer complete before its first piece is streamed (an accepted draft)."""
         caller = self.authenticate(key)
-        self._seen.decision = self._seen.record = None
-        self._seen.on_start = on_start
-        self._seen.key = caller
-        self._seen.parent = trace_parent(*traceparent) if self._on_record is not None else None
+        seen = _Observed(on_start=on_start, key=caller)
+        seen.parent = trace_parent(*traceparent) if self._on_record is not None else None
+        _current.set(seen)
         cascade = self._cascade()
 
         def run(into: StreamSink | None = None) -> CascadeResult:
@@ -210,22 +258,26 @@ class Runner:
             if sink is None:
                 result = run()
             else:
-                whole = (lambda r: on_whole(Outcome(r, self._seen.record))) if on_whole else None
+                whole = (lambda r: on_whole(Outcome(r, seen.record))) if on_whole else None
                 result = stream_answer(run, sink, whole)
         except NotRecordedError as exc:  # answered and paid for: the answer still goes out
             if not isinstance(exc.result, CascadeResult):
-                raise self.error(exc) from None
-            return caller, Outcome(exc.result, self._seen.record, recorded=False)
+                raise self.error(exc, seen) from None
+            return caller, Outcome(exc.result, seen.record, recorded=False)
         except CascadeError as exc:
-            raise self.error(exc) from None
-        return caller, Outcome(result, self._seen.record)
+            raise self.error(exc, seen) from None
+        return caller, Outcome(result, seen.record)
 
-    def error(self, exc: CascadeError) -> ApiError:
+    def error(self, exc: CascadeError, seen: _Observed) -> ApiError:
         """A cascade error as the HTTP error to answer (its message redacted)."""
         message = redact(str(exc))
         if isinstance(exc, BudgetBlockedError):
             return ApiError(
-                429, message, type="insufficient_quota", code="budget_exceeded", headers=self._retry_after()
+                429,
+                message,
+                type="insufficient_quota",
+                code="budget_exceeded",
+                headers=self._retry_after(seen.decision),
             )
         if isinstance(exc, InputError):
             return ApiError(400, message)
@@ -235,9 +287,8 @@ class Runner:
             return ApiError(503, message, type="server_error", code="ledger_unavailable")
         return ApiError(500, message, type="server_error", code=type(exc).__name__)
 
-    def _retry_after(self) -> dict[str, str]:
+    def _retry_after(self, decision: Decision | None) -> dict[str, str]:
         """Seconds until the refusing window resets; none for the total (it never does)."""
-        decision = self._seen.decision
         window = decision.window if decision is not None else None
         if window is None or window.resets_at is None:
             return {}

@@ -54,10 +54,11 @@ def status_error(status: int, detail: str, model: str, retry_after: float | None
 
 
 class OpenAICompatProvider:
-    """One provider per process; its transport keeps a connection per host per thread."""
+    """One provider per process; its transport keeps a connection per host per thread.
+    ``client``: another transport with ``post`` (`cascade serve`'s, on its event loop)."""
 
-    def __init__(self) -> None:
-        self._client = KeepAliveClient()
+    def __init__(self, client: Any = None) -> None:
+        self._client = client or KeepAliveClient()
 
     def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
         base, body, headers = _call(model, request)

@@ -1,0 +1,151 @@
+"""The cascade on the event loop, without a thread per request (`cascade serve`, SQLite).
+
+``Cascade.run`` is ordinary blocking code, and stays the one implementation `ask`,
+`batch` and `serve` share. Here it runs in a greenlet of the request's own task: where it
+would block (the provider's answer, the ledger writer's commit, a retry's wait) it hands
+the awaitable to the task (``await_only``), which awaits it on the loop and switches
+back with the result. So a request costs no pool thread, no executor future and no
+handoff of the GIL between threads; it is the pattern SQLAlchemy's asyncio layer uses.
+
+What still blocks is short and local: SQLite reads (a key, a budget: WAL readers never
+wait for the writer) and the journal's write-ahead file. Writes go to the group-commit
+writer thread, awaited (ledger/group_commit.py). A provider served by litellm, and every
+provider's streamed answer (an escalated stream), run on a pool thread, awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import greenlet
+
+from cascadeflow_cli.config import ModelConfig
+from cascadeflow_cli.engine.providers import ChatRequest, Completion, Provider, provider_for
+from cascadeflow_cli.engine.providers.aio_transport import AsyncKeepAliveClient
+from cascadeflow_cli.engine.providers.openai_compat import OpenAICompatProvider
+from cascadeflow_cli.engine.providers.stream import StreamSink
+from cascadeflow_cli.engine.providers.transport import KeepAliveClient, Response
+
+_T = TypeVar("_T")
+
+
+class _Bridged(greenlet.greenlet):  # type: ignore[misc]
+    """A greenlet whose parent is the task awaiting on its behalf."""
+
+
+def active() -> bool:
+    """Whether this code runs in a bridged greenlet (so it may ``await_only``)."""
+    return isinstance(greenlet.getcurrent(), _Bridged)
+
+
+def await_only(awaitable: Awaitable[_T]) -> _T:
+    """Await ``awaitable`` from blocking code in a bridged greenlet: the task awaits it,
+    this greenlet resumes with its result (or its exception)."""
+    current = greenlet.getcurrent()
+    if not isinstance(current, _Bridged):
+        raise RuntimeError("await_only outside a bridged greenlet")
+    return current.parent.switch(awaitable)  # type: ignore[no-any-return]
+
+
+async def run(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` in a greenlet of this task, every ``await_only`` in it awaited here."""
+    child = _Bridged(fn, greenlet.getcurrent())
+    child.gr_context = contextvars.copy_context()  # its own context vars (the runner's request)
+    result = child.switch(*args)
+    while not child.dead:
+        try:
+            value = await result
+        except BaseException as exc:  # the await's error (a cancellation too) goes in there
+            result = child.throw(exc)
+        else:
+            result = child.switch(value)
+    return result  # type: ignore[no-any-return]
+
+
+def sleep(seconds: float) -> None:
+    """A retry's wait: on the loop when bridged, else the thread's."""
+    if active():
+        await_only(asyncio.sleep(seconds))
+    else:
+        time.sleep(seconds)
+
+
+class BridgedClient:
+    """The fast client's transport: on the loop when bridged, else the blocking one (a
+    stream, a shadow verification's thread)."""
+
+    def __init__(self) -> None:
+        self.aio = AsyncKeepAliveClient()
+        self.blocking = KeepAliveClient()
+
+    def post(self, url: str, payload: Any, headers: dict[str, str], timeout: float) -> Response:
+        if active():
+            return await_only(self.aio.post(url, payload, headers, timeout))
+        return self.blocking.post(url, payload, headers, timeout)
+
+    def open_stream(self, *args: Any) -> Any:
+        return self.blocking.open_stream(*args)
+
+
+class _OnPool:
+    """A provider seen from a bridged cascade: a streamed call always runs on ``pool``
+    (the blocking transport; its reader may cancel it from any thread), a whole answer
+    too unless ``on_loop`` (the fast client over BridgedClient), awaited either way."""
+
+    def __init__(self, provider: Any, pool: Executor, *, on_loop: bool = False) -> None:
+        self._provider = provider
+        self._pool = pool
+        self._on_loop = on_loop
+
+    def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
+        if self._on_loop or not active():
+            return self._provider.complete_once(model, request)  # type: ignore[no-any-return]
+        return self._off_loop(self._provider.complete_once, model, request)
+
+    def stream_once(self, model: ModelConfig, request: ChatRequest, sink: StreamSink) -> Completion:
+        if not active():
+            return self._provider.stream_once(model, request, sink)  # type: ignore[no-any-return]
+        return self._off_loop(self._provider.stream_once, model, request, sink)
+
+    def _off_loop(self, fn: Callable[..., Completion], *args: Any) -> Completion:
+        return await_only(asyncio.get_running_loop().run_in_executor(self._pool, fn, *args))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._provider, name)
+
+
+class Providers:
+    """``provider_lookup`` for the bridged cascade: the fast client's whole answers on
+    the loop (over ``BridgedClient``), everything else on ``pool``."""
+
+    def __init__(self, pool: Executor) -> None:
+        self.client = BridgedClient()
+        self._fast = _OnPool(OpenAICompatProvider(self.client), pool, on_loop=True)
+        self._pool = pool
+        self._others: dict[int, _OnPool] = {}
+
+    def __call__(self, model: ModelConfig) -> Provider:
+        provider = provider_for(model)
+        if isinstance(provider, OpenAICompatProvider):
+            return self._fast
+        wrapped = self._others.get(id(provider))
+        if wrapped is None:
+            wrapped = self._others[id(provider)] = _OnPool(provider, self._pool)
+        return wrapped
+
+
+class LoopAwaiter:
+    """The group-commit writer's way to a bridged caller (ledger/group_commit.py)."""
+
+    @staticmethod
+    def active() -> bool:
+        return active()
+
+    @staticmethod
+    def wait(future: asyncio.Future[Any]) -> Any:
+        return await_only(future)
