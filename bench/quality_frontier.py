@@ -9,6 +9,9 @@ with them. Side by side, one run:
 * ``calibrated``  -- our calibrated model at the target quality (default 0.95);
 * ``+exec``       -- the same, fitted with ``--execute-code`` (opt-in: each draft's Python
                      run in the sandbox against the draft's own examples; skip: --no-exec);
+* ``+semantic``   -- the same, with the ``[semantic]`` extra's query-answer embedding
+                     similarity as the ``similarity`` live signal (``--semantic``: needs the
+                     extra; the offline MiniLM model, ~10 ms a text);
 * ``rules@cv``    -- the rule validator's score, threshold chosen the same way;
 * ``rules@0.7``   -- the rule validator as shipped (balanced preset, threshold 0.7);
 * ``random``      -- escalating a random share of drafts, at the calibrated escalation rate
@@ -19,7 +22,8 @@ with them. Side by side, one run:
 Costs (data README): draft $0.60/M in and out, verifier $10 in / $30 out, tokens =
 ceil(chars / 4); the draft is always paid, an escalation adds the verifier call.
 
-    python bench/quality_frontier.py [--seeds 0,1,2] [--target 0.95] [--ablate] [--no-exec] [--data DIR]
+    python bench/quality_frontier.py [--seeds 0,1,2] [--target 0.95] [--ablate] [--no-exec]
+                                     [--semantic] [--data DIR]
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from cascadeflow_cli.quality.calibrate import (
     row_features,
 )
 from cascadeflow_cli.quality.features import feature_domain
+from cascadeflow_cli.quality.live_signals import embedding_similarity
 from cascadeflow_cli.quality.model import auroc, stratified_folds
 from cascadeflow_cli.quality.validator import QualityValidator
 
@@ -135,7 +140,18 @@ def row_line(name, auc, quality, savings, esc, note=""):
     return f"  {name:<12} {auc_s}  {quality:8.1%}  {savings:8.1%}  {esc:8.1%}  {note}"
 
 
-def evaluate(name, rows, seeds, target, margin, ablate, execute=True):
+def with_similarity(rows):
+    """The rows with the ``similarity`` live signal, measured as the live cascade would with
+    the extra, and the embedding time per draft (ms)."""
+    from cascadeflow_cli.routing.semantic import shared_embedder
+
+    embed = shared_embedder().embed
+    t0 = time.perf_counter()
+    out = [{**r, "similarity": embedding_similarity(embed, r["query"], r["response"])} for r in rows]
+    return out, (time.perf_counter() - t0) / len(rows) * 1e3
+
+
+def evaluate(name, rows, seeds, target, margin, ablate, execute=True, semantic=False):
     t0 = time.perf_counter()
     feats = [row_features(r) for r in rows]
     feat_ms = (time.perf_counter() - t0) / len(rows) * 1e3
@@ -145,6 +161,10 @@ def evaluate(name, rows, seeds, target, margin, ablate, execute=True):
         t0 = time.perf_counter()
         xfeats = [row_features(r, execute_code=True) for r in rows]
         exec_ms = (time.perf_counter() - t0) / len(rows) * 1e3 - feat_ms
+    sem_runs = []
+    if semantic:
+        sem_rows, sem_ms = with_similarity(rows)
+        sem_feats = [row_features(r) for r in sem_rows]
     costs = np.array([row_costs(r, PRICES) for r in rows])
     dc, vc = costs[:, 0], costs[:, 1]
     per_seed = []
@@ -156,6 +176,10 @@ def evaluate(name, rows, seeds, target, margin, ablate, execute=True):
             _, _, xprob, xaccept, *_ = crossval(rows, xfeats, model_features(True), seed, target, margin)
             xq, xs = cascade_outcome(xaccept, y, v, dc, vc)
             exec_runs.append((auroc(y, xprob), xq, xs, 1 - xaccept.mean()))
+        if semantic:
+            _, _, sprob, saccept, *_ = crossval(sem_rows, sem_feats, names, seed, target, margin)
+            sq, ss = cascade_outcome(saccept, y, v, dc, vc)
+            sem_runs.append((auroc(y, sprob), sq, ss, 1 - saccept.mean()))
     auc0, q0, s0, esc0, y, v, prob, accept, rule, rule_accept = per_seed[0]
     print(
         f"\n{name}: {len(rows)} rows, draft {y.mean():.3f}, verifier {v.mean():.3f} correct; "
@@ -166,6 +190,8 @@ def evaluate(name, rows, seeds, target, margin, ablate, execute=True):
     if execute:
         note = f"(seed {seeds[0]}; running the code: +{exec_ms:.1f} ms/draft)"
         print(row_line("+exec", *exec_runs[0], note))
+    if semantic:
+        print(row_line("+semantic", *sem_runs[0], f"(seed {seeds[0]}; embeddings: +{sem_ms:.1f} ms/draft)"))
     rq, rs = cascade_outcome(rule_accept, y, v, dc, vc)
     print(row_line("rules@cv", auroc(y, rule), rq, rs, 1 - rule_accept.mean()))
     # the validator as it was before the shape check: the product of the other checks
@@ -211,7 +237,8 @@ def evaluate(name, rows, seeds, target, margin, ablate, execute=True):
     if name in ROUTELLM:
         print(f"  {'RouteLLM':<12}    -       95.0%  {ROUTELLM[name]:8.1%}        -   (published)")
     if len(per_seed) > 1:
-        for label, runs in (("calibrated", [p[:4] for p in per_seed]), ("+exec", exec_runs)):
+        labelled = (("calibrated", [p[:4] for p in per_seed]), ("+exec", exec_runs), ("+semantic", sem_runs))
+        for label, runs in labelled:
             if not runs:
                 continue
             cols = list(zip(*runs, strict=True))
@@ -242,6 +269,12 @@ def evaluate(name, rows, seeds, target, margin, ablate, execute=True):
             f"  with --execute-code: AUROC {statistics.mean(r[0] for r in exec_runs):.3f}; "
             f"quality {xq:.1%}; savings {xs:.1%} {'>=' if xs >= sav_t else '<'} target {sav_t:.0%}"
         )
+    if sem_runs:
+        ss = statistics.mean(r[2] for r in sem_runs)
+        print(
+            f"  with the [semantic] similarity: AUROC {statistics.mean(r[0] for r in sem_runs):.3f}; "
+            f"quality {statistics.mean(r[1] for r in sem_runs):.1%}; savings {ss:.1%}"
+        )
     if ablate:
         base = statistics.mean(p[0] for p in per_seed)
         for family, test in FAMILIES.items():
@@ -269,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablate", action="store_true", help="CV gain of each feature family")
     parser.add_argument("--only", choices=sorted(SETS), default=None)
     parser.add_argument("--no-exec", action="store_true", help="skip the --execute-code model")
+    parser.add_argument(
+        "--semantic", action="store_true", help="add the query-answer similarity model (needs [semantic])"
+    )
     args = parser.parse_args(argv)
     from cascadeflow_cli.quality import calibrate as cal_module
 
@@ -281,7 +317,16 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"{path}: not found", file=sys.stderr)
             return 1
-        evaluate(name, load(path), seeds, args.target, margin, args.ablate, execute=not args.no_exec)
+        evaluate(
+            name,
+            load(path),
+            seeds,
+            args.target,
+            margin,
+            args.ablate,
+            execute=not args.no_exec,
+            semantic=args.semantic,
+        )
     return 0
 
 

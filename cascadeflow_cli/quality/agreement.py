@@ -19,13 +19,14 @@ import ast
 import contextlib
 import difflib
 import io
-import math
 import re
 import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from .live_signals import embedding_similarity
 
 KINDS = ("number", "code", "text")
 # Agreement above these counts as "the same answer". The prose ones are loose on purpose:
@@ -162,12 +163,6 @@ def overlap(a: str, b: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _cosine(u: Sequence[float], v: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(u, v, strict=True))
-    nu, nv = math.sqrt(sum(x * x for x in u)), math.sqrt(sum(y * y for y in v))
-    return dot / (nu * nv) if nu and nv else 0.0
-
-
 def agreement(a: str, b: str, kind: str, embed: Embed | None = None) -> Agreement:
     """How far answers ``a`` and ``b`` agree, for answers of ``kind``."""
     if not a.strip() or not b.strip():
@@ -187,8 +182,7 @@ def agreement(a: str, b: str, kind: str, embed: Embed | None = None) -> Agreemen
         return Agreement(ratio >= CODE_SAME, round(ratio, 4), "code")
     facts = facts_agree(a, b)
     if embed is not None:
-        va, vb = (list(map(float, row)) for row in embed([a, b]))
-        cos = max(0.0, min(1.0, _cosine(va, vb)))
+        cos = max(0.0, min(1.0, embedding_similarity(embed, a, b)))
         return Agreement(facts and cos >= TEXT_COSINE_SAME, round(cos, 4), "text-embedding")
     score = overlap(a, b)
     return Agreement(facts and score >= TEXT_OVERLAP_SAME, round(score, 4), "text-overlap")
