@@ -12,17 +12,15 @@ for its turn. Here the lock is held for seven statements a group, however many r
 The guarantees are the group-commit writer's: a caller returns once its record is
 committed, and gets the LedgerError if it was not; reservations and releases run first,
 one by one in the same transaction (a budget is never overspent); and when the shared
-statements fail (a second request for a batch row, say), the records are inserted again
-one by one in savepoints of their own, so one bad record takes no other down with it.
+statements fail (a second request for a batch row, say), the group's records go again in
+a transaction of their own, one by one in savepoints, so one bad record takes no other down.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger.group_commit import GroupCommitLedger, _Job
 from cascadeflow_cli.ledger.schema import CALL_COLUMNS, REQUEST_COLUMNS
@@ -35,6 +33,8 @@ from cascadeflow_cli.ledger.sqlite_store import (
 )
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import sqlite_utils
 
     from cascadeflow_cli.ledger.schema import RequestRecord
@@ -60,47 +60,20 @@ class BatchCommitLedger(GroupCommitLedger):
         self._submit(_RecordWork(prepare_request(request), reservation_id))  # built outside the lock
 
     def _commit(self, batch: list[_Job]) -> None:
+        """The records of ``batch`` as one job, after the others (reservations first, as
+        they came); if that job fails, the records again, one by one in savepoints."""
         records = [job for job in batch if isinstance(job.work, _RecordWork)]
         if len(records) < 2:
             super()._commit(batch)
             return
-        others = [job for job in batch if not isinstance(job.work, _RecordWork)]
-        try:
-            with self.ledger.write() as db:
-                conn = db.conn
-                self._each(conn, db, others)  # reservations first, as they came
-                conn.execute("SAVEPOINT records")
-                try:
-                    _insert_all(db, [job.work for job in records])  # type: ignore[misc]
-                except sqlite3.DatabaseError:
-                    conn.execute("ROLLBACK TO records")
-                    self._each(conn, db, records)  # one by one: the bad one fails alone
-                conn.execute("RELEASE records")
-        except LedgerError as exc:
-            for job in batch:
-                job.result, job.error = None, exc
-        except BaseException as exc:  # not a database error: still, nothing was committed
-            error = LedgerError(f"{self.ledger.path}: cannot write ledger: {type(exc).__name__}: {exc}")
-            for job in batch:
-                job.result, job.error = None, error
-        finally:
-            for job in batch:
-                job.done.set()
-
-    def _each(self, conn: sqlite3.Connection, db: sqlite_utils.Database, jobs: list[_Job]) -> None:
-        """Each job in a savepoint of its own, as group_commit.py runs them."""
-        for job in jobs:
-            conn.execute("SAVEPOINT job")
-            try:
-                job.result = job.work(db)
-            except BaseException as exc:
-                conn.execute("ROLLBACK TO job")  # raises when the transaction is lost
-                job.error = (
-                    LedgerError(f"{self.ledger.path}: cannot write ledger: {exc}")
-                    if isinstance(exc, sqlite3.DatabaseError)
-                    else exc
-                )
-            conn.execute("RELEASE job")
+        works: list[_RecordWork] = [job.work for job in records]  # type: ignore[misc]
+        group = _Job(lambda db: _insert_all(db, works))
+        super()._commit([*(job for job in batch if job not in records), group])
+        if group.error is not None:
+            super()._commit(records)  # the bad one fails alone (or all do, as before)
+            return
+        for job in records:
+            job.done.set()
 
 
 def _insert_all(db: sqlite_utils.Database, works: list[_RecordWork]) -> None:
