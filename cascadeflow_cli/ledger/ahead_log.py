@@ -112,6 +112,7 @@ def append(directory: Path, request_id: str, data: bytes) -> bool:
             if log is not None:
                 logs.retire(log)
             log = logs.open_new()
+        earlier = request_id in log.unsettled  # a line of it before (an escalating draft)
         log.unsettled.add(request_id)  # before the write: the log is not deleted under it
         log.size += len(line)
     # outside the lock: a thread waiting on a lock whose holder waits for the GIL is a convoy
@@ -121,6 +122,8 @@ def append(directory: Path, request_id: str, data: bytes) -> bool:
         written = -1
     if written != len(line):  # EFBIG, ENOSPC, a short write: a torn line ends this log
         with _lock:
+            if not earlier:
+                log.unsettled.discard(request_id)  # its one line is torn: nothing of it to keep
             logs.retire(log)
         raise OSError(f"{log.path}: cannot append to the journal")
     return True
