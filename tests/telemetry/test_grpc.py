@@ -65,14 +65,19 @@ def receiver() -> Iterator[GrpcCollector]:
         r.stop()
 
 
+def over_grpc(tmp_path: Path, server: ReplayServer, receiver: GrpcCollector, *args: str) -> str:
+    """Run the command with OTLP over gRPC: exit 0 and no warning line; its stdout."""
+    run = telemetry_cli(tmp_path, server, receiver.url)(*args, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    assert run.code == 0, run.stderr
+    assert not [line for line in stderr_lines(run.stderr) if line.startswith("warning:")], run.stderr
+    return run.stdout
+
+
 @pytest.mark.usefixtures("good_mini")
 def test_ask_over_grpc_sends_the_genai_spans_and_metrics(
     tmp_path: Path, server: ReplayServer, receiver: GrpcCollector
 ) -> None:
-    cli = telemetry_cli(tmp_path, server, receiver.url)
-    run = cli("ask", QUERY, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
-    assert run.code == 0 and run.stdout == GOOD_ANSWER + "\n", run.stderr
-    assert not [line for line in stderr_lines(run.stderr) if line.startswith("warning:")], run.stderr
+    assert over_grpc(tmp_path, server, receiver, "ask", QUERY) == GOOD_ANSWER + "\n"
     spans = by_name(receiver.decoded.spans)
     [root] = spans["cascade.request"]
     [call] = spans["chat gpt-4o-mini"]
@@ -93,10 +98,7 @@ def test_batch_over_grpc_sends_every_row(
 ) -> None:
     rows = "".join(f'{{"id": "r{i}", "query": "{QUERY} ({i})"}}\n' for i in range(12))
     (tmp_path / "in.jsonl").write_text(rows, encoding="utf-8")
-    cli = telemetry_cli(tmp_path, server, receiver.url)
-    run = cli("batch", "in.jsonl", "-o", "out.jsonl", OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
-    assert run.code == 0, run.stderr
-    assert not [line for line in stderr_lines(run.stderr) if line.startswith("warning:")], run.stderr
+    over_grpc(tmp_path, server, receiver, "batch", "in.jsonl", "-o", "out.jsonl")
     roots = by_name(receiver.decoded.spans)["cascade.request"]
     external = sorted(r["attributes"]["cascade.external_id"].split(":", 1)[1] for r in roots)
     assert external == sorted(f"r{i}" for i in range(12))
