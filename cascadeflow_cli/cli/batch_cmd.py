@@ -28,7 +28,7 @@ def batch(
     user: Annotated[str | None, typer.Option("--user", "-u", help="User for rows without one "
                                              "(default: $CASCADE_USER or 'default').")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=256,
-                                             help="Rows in flight at once.")] = 8,
+                                             help="Model calls in flight at once.")] = 8,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write results to OUT.jsonl "
                                                 "(else stdout).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Keep OUT and answer only the rows it "

@@ -9,6 +9,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -114,11 +115,15 @@ class Cascade:
         gate: BudgetGate | bool | None = True,
         on_record: Callable[[RequestRecord], None] | None = None,
         on_retry: Callable[[RetryNotice], None] | None = None,
+        call_slots: AbstractContextManager[object] | None = None,
     ) -> None:
         """``gate``: True builds the budget gate over ``ledger`` (the default), False or
         None runs without budgets, or pass your own BudgetGate. ``on_record`` sees each
         request once the ledger holds it (telemetry); it must not raise. ``on_retry``
-        hears of each provider retry before its wait (the CLI prints one line)."""
+        hears of each provider retry before its wait (the CLI prints one line).
+        ``call_slots`` (a semaphore shared by `cascade batch`'s workers) is held while a
+        request's models are called, not while its budget is reserved or it is recorded."""
+        self.call_slots = call_slots or contextlib.nullcontext()
         self.on_record = on_record
         self.on_retry = on_retry
         self.config = config
@@ -220,32 +225,8 @@ class Cascade:
         checkpoint("after-reserve")
         prices = [self.price(m) for m in chain]
         try:
-            for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
-                last = index == len(chain) - 1
-                tokens = min(wanted_tokens, price.max_output_tokens or wanted_tokens)
-                attempt = _Attempt(model, "draft" if not last else "verifier", price, max_tokens=tokens)
-                req.attempts.append(attempt)
-                try:
-                    self._complete(req, attempt, messages, tokens, sample=not last)
-                except ProviderError as exc:
-                    attempt.error = exc
-                    if last:
-                        raise
-                    continue  # a failed draft escalates
-                self._price(attempt, messages)
-                attempt.quality = validate_with_signals(
-                    self.validator,
-                    query,
-                    attempt.completion.text,
-                    finish_reason=attempt.completion.finish_reason,
-                    domain=domain,
-                    logprobs=attempt.logprobs,
-                    agreement=attempt.agreement,
-                )
-                attempt.accepted = last or attempt.quality.passed
-                if attempt.accepted:
-                    break  # the final record is journaled ahead of its commit (recording.py)
-                self._record(req, status="interrupted", error=UNFINISHED, ahead=True)  # paid, escalating
+            with self.call_slots:
+                self._call_chain(req, chain, prices, messages, wanted_tokens)
         except KeyboardInterrupt:
             # Calls that finished were paid for: keep them, marked interrupted.
             self._record_failure(req, status="interrupted", error="interrupted by the user")
@@ -258,6 +239,43 @@ class Cascade:
                 release(self.ledger, req.decision.reservation_id)
             raise
         return self._record(req, status="ok", error=None, chain=chain, prices=prices)
+
+    def _call_chain(
+        self,
+        req: _Request,
+        chain: list[ModelConfig],
+        prices: list[Price],
+        messages: list[dict[str, str]],
+        wanted_tokens: int,
+    ) -> None:
+        """Each model in turn until one's answer is accepted (the last one's always is)."""
+        query, domain = req.query, req.domain
+        for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
+            last = index == len(chain) - 1
+            tokens = min(wanted_tokens, price.max_output_tokens or wanted_tokens)
+            attempt = _Attempt(model, "draft" if not last else "verifier", price, max_tokens=tokens)
+            req.attempts.append(attempt)
+            try:
+                self._complete(req, attempt, messages, tokens, sample=not last)
+            except ProviderError as exc:
+                attempt.error = exc
+                if last:
+                    raise
+                continue  # a failed draft escalates
+            self._price(attempt, messages)
+            attempt.quality = validate_with_signals(
+                self.validator,
+                query,
+                attempt.completion.text,
+                finish_reason=attempt.completion.finish_reason,
+                domain=domain,
+                logprobs=attempt.logprobs,
+                agreement=attempt.agreement,
+            )
+            attempt.accepted = last or attempt.quality.passed
+            if attempt.accepted:
+                break  # the final record is journaled ahead of its commit (recording.py)
+            self._record(req, status="interrupted", error=UNFINISHED, ahead=True)  # paid, escalating
 
     def _complete(
         self, req: _Request, attempt: _Attempt, messages: list[dict[str, str]], tokens: int, *, sample: bool

@@ -51,7 +51,7 @@ def write_ahead(ledger: Ledger, record: RequestRecord, reservation_id: str | Non
     """Journal the request in flight; False when the journal cannot be written (a full
     disk: the commit will fail too, and say so)."""
     try:
-        journal.write(ledger.path, record, reservation_id)
+        journal.write_ahead(ledger.path, record, reservation_id)
     except OSError:
         return False
     return True

@@ -39,7 +39,7 @@ from cascadeflow_cli.ledger.schema import (
 from cascadeflow_cli.ledger.schema_ddl import migration_ddl, table_ddl
 from cascadeflow_cli.ledger.sqlite_conn import Database
 from cascadeflow_cli.ledger.sqlite_keys import SqliteKeyQueries
-from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_request
+from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_request, prepare_request
 
 BUSY_TIMEOUT_S = 30.0
 MIN_FREE_BYTES = 1 << 20  # less free disk than this: refuse a request before paying for it
@@ -205,8 +205,9 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
     def record(self, request: RequestRecord, reservation_id: str | None = None) -> None:
         """Store a request and its calls in one transaction, settling its budget
         reservation in the same one (so spend is never counted twice or not at all)."""
+        prepared = prepare_request(request)  # before the write lock (sqlite_store.py says why)
         with self.write() as db:
-            insert_request(db, request, reservation_id)
+            insert_request(db, prepared, reservation_id)
 
     # --- reading ------------------------------------------------------------------
 

@@ -11,7 +11,17 @@ replays the directory into the ledger, idempotently by request id, and deletes w
 recorded; until then nothing new can be asked of that ledger (it is not writable), so
 budgets never run ahead of it.
 
-Write-ahead files are not fsynced (the ledger's own WAL commits are not either, with
+Written ahead, a request is one line appended to this process's write-ahead log in the
+same directory (``ahead-<pid>-<n>.log``, see ``write_ahead``), not a file of its own:
+creating, renaming and deleting a file per request cost a 32-thread batch ~0.8 ms of CPU
+a row (kernel time on the directory, measured in-process on 3,000 rows, load ~9), an
+append one system call. The process holds an exclusive ``flock`` on its logs while it
+lives; a log whose lock can be taken belongs to a process that died, and ``pending``
+first turns its lines into entries (files) like the others, the last line of a request
+winning. A log whose requests are all settled (committed, or rewritten as a file of
+their own) is deleted.
+
+Write-ahead entries are not fsynced (the ledger's own WAL commits are not either, with
 ``synchronous=NORMAL``): they survive the process dying, as the ledger does. Only what
 the ledger could not take is forced to disk.
 """
@@ -26,6 +36,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from cascadeflow_cli.ledger import ahead_log
 from cascadeflow_cli.ledger.labels import CallSignals
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 
@@ -46,15 +57,42 @@ def write(
 ) -> Path:
     """Write (or replace) the journal entry of ``record``; fsynced when ``durable``.
     Raises OSError when the journal cannot be written (the caller decides what that means)."""
+    directory = _directory(ledger_path)
+    final = _write_file(directory, record.id, _encode(record, reservation_id), durable=durable)
+    ahead_log.own_file(directory, record.id)  # deleted when the request is committed
+    if durable:  # the file is the request's entry now, whatever its log holds
+        ahead_log.settle(directory, record.id)
+    return final
+
+
+def write_ahead(ledger_path: Path, record: RequestRecord, reservation_id: str | None) -> None:
+    """Journal the request in flight, before its commit: one line appended to this
+    process's log (a file of its own where ``flock`` is missing). Raises OSError when it
+    cannot be written."""
+    directory = _directory(ledger_path)
+    data = _encode(record, reservation_id)
+    if not ahead_log.append(directory, record.id, data):
+        write(ledger_path, record, reservation_id)
+
+
+def _directory(ledger_path: Path) -> Path:
     directory = journal_dir(ledger_path)
     if directory not in _made:  # once a process (and again if it went): mkdir was 1.5% of a served request
         directory.mkdir(mode=0o700, exist_ok=True)
         _made.add(directory)
-    final = _entry_path(directory, record.id)
-    temp = final.with_suffix(".tmp")
-    data = json.dumps(
+    return directory
+
+
+def _encode(record: RequestRecord, reservation_id: str | None) -> bytes:
+    return json.dumps(
         {"v": VERSION, "reservation_id": reservation_id, "request": _plain(record)}, ensure_ascii=False
     ).encode("utf-8")
+
+
+def _write_file(directory: Path, request_id: str, data: bytes, *, durable: bool = False) -> Path:
+    """The entry file of one request, whole or absent (a temporary name, then renamed)."""
+    final = _entry_path(directory, request_id)
+    temp = final.with_suffix(".tmp")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except FileNotFoundError:
@@ -78,14 +116,18 @@ def write(
 
 def discard(ledger_path: Path, request_id: str) -> None:
     """The request is in the ledger: its entry is no longer needed."""
-    with contextlib.suppress(OSError):
-        _entry_path(journal_dir(ledger_path), request_id).unlink()
+    directory = journal_dir(ledger_path)
+    ahead_log.settle(directory, request_id)
+    if ahead_log.disown_file(directory, request_id):
+        with contextlib.suppress(OSError):
+            _entry_path(directory, request_id).unlink()
 
 
 def pending(ledger_path: Path) -> list[tuple[Path, RequestRecord, str | None]]:
     """Entries waiting to be recorded, oldest first. A file that does not parse (a torn
     temporary file of a process killed mid-write) is skipped, left for a person to see."""
     directory = journal_dir(ledger_path)
+    ahead_log.recover(directory, functools.partial(_keep, directory))  # logs of processes that died
     try:
         names = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
     except OSError:
@@ -98,6 +140,12 @@ def pending(ledger_path: Path) -> list[tuple[Path, RequestRecord, str | None]]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return entries
+
+
+def _keep(directory: Path, request_id: str, data: bytes) -> None:
+    """A request from a dead process's log as an entry file, unless it has one (newer)."""
+    if not _entry_path(directory, request_id).exists():
+        _write_file(directory, request_id, data)
 
 
 def _plain(record: RequestRecord) -> dict[str, Any]:

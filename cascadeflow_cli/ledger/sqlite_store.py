@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
@@ -371,21 +371,50 @@ def _chunks(requests: Iterable[RequestRecord], size: int) -> Iterator[list[Reque
 # the group-commit writer (ledger/group_commit.py), which runs many in one transaction
 
 
-def insert_request(db: Database, request: RequestRecord, reservation_id: str | None) -> None:
+class PreparedRequest(NamedTuple):
+    """A request's statements and values, built before the write lock is taken: under it,
+    with 32 batch threads, each statement is also a wait for the GIL that every other
+    writer waits behind, so only the statements themselves run there."""
+
+    id: str
+    request_values: list[Any]
+    calls_sql: str | None
+    calls_values: list[Any]
+    signals: tuple[CallSignals, ...]
+
+
+def prepare_request(request: RequestRecord) -> PreparedRequest:
+    calls = [call_row(c) for c in request.calls]
+    values = [v for c in calls for v in c.values()]
+    return PreparedRequest(request.id, list(request_row(request).values()),
+                           _calls_sql(len(calls)) if calls else None, values, request.signals)
+
+
+@lru_cache(maxsize=8)
+def _calls_sql(count: int) -> str:
+    """All of a request's calls in one statement."""
+    row = f"({', '.join('?' * len(CALL_COLUMNS))})"
+    return f"{insert_sql('calls', CALL_COLUMNS)[: -len(row)]}{', '.join([row] * count)}"
+
+
+# the id is the only conflict passed over: a second request for a batch row still fails
+_REQUEST_ONCE = f"{insert_sql('requests', REQUEST_COLUMNS)} on conflict (id) do nothing"
+
+
+def insert_request(db: Database, request: RequestRecord | PreparedRequest,
+                   reservation_id: str | None) -> None:
     """``request`` with its calls and signals, its reservation settled, inside the caller's
     write transaction. Idempotent by request id (a journal replay may have come first)."""
     conn = db.conn
+    p = request if isinstance(request, PreparedRequest) else prepare_request(request)
     if reservation_id is not None:
         conn.execute("delete from reservations where id = ?", [reservation_id])
-    if conn.execute("select 1 from requests where id = ?", [request.id]).fetchone():
-        return  # recorded already: idempotent
     # plain prepared inserts, the SQL built once per shape: rebuilding it per row (as
     # sqlite-utils' insert() did) was a sixth of a batch row's CPU under the GIL
-    row = request_row(request)
-    conn.execute(insert_sql("requests", tuple(row)), list(row.values()))
-    if request.calls:
-        calls = [call_row(c) for c in request.calls]
-        conn.executemany(insert_sql("calls", tuple(calls[0])), [list(c.values()) for c in calls])
-    if request.signals:
-        insert_signals(db, request.id, request.signals)
+    if conn.execute(_REQUEST_ONCE, p.request_values).rowcount == 0:
+        return  # recorded already: idempotent
+    if p.calls_sql is not None:
+        conn.execute(p.calls_sql, p.calls_values)
+    if p.signals:
+        insert_signals(db, p.id, p.signals)
     checkpoint("in-commit")

@@ -61,17 +61,28 @@ def run_batch(config: AppConfig, ledger: Ledger, file: Path, plan: BatchPlan, *,
     each result through ``write`` as it finishes; rows the ledger holds are recovered
     from it instead of asked again."""
     from cascadeflow_cli.engine.batch import BatchRunner, read_rows, warm_up
+    from cascadeflow_cli.ledger.batch_commit import BatchCommitLedger
     from cascadeflow_cli.ledger.batch_ids import external_id
+    from cascadeflow_cli.ledger.db import Ledger
 
     warm_up()
-    # a Cascade per worker thread, all on the one Ledger (which gives each thread its own
-    # SQLite connection) and the one provider (which keeps a connection per thread)
+    # a Cascade per worker thread, all on the one ledger and the one provider (which keeps
+    # a connection per thread); on SQLite one writer thread commits the rows in groups
+    # (ledger/batch_commit.py); `concurrency` workers call models at a time, the spare
+    # ones reserve and record meanwhile
+    store: Any = BatchCommitLedger(ledger) if isinstance(ledger, Ledger) else ledger
     runner = BatchRunner(
-        lambda: make_cascade(config, ledger, on_retry=on_retry, on_record=on_record), write,
+        lambda: make_cascade(config, store, on_retry=on_retry, on_record=on_record,
+                             call_slots=runner.call_slots), write,
         concurrency=concurrency, default_user=default_user,
         external_id=lambda key: external_id(plan.batch_id, key),
-        recover=_recoverer(ledger, plan.committed), on_progress=on_progress, on_bad_row=on_bad_row)
-    return runner.run(read_rows(file), total, plan.done)
+        recover=_recoverer(ledger, plan.committed), on_progress=on_progress, on_bad_row=on_bad_row,
+        spare_workers=max(1, concurrency // 2))
+    try:
+        return runner.run(read_rows(file), total, plan.done)
+    finally:
+        if store is not ledger:
+            store.stop()  # what is queued is committed; later writes go the plain way
 
 
 def _recoverer(ledger: Ledger, committed: dict[str, str]

@@ -17,12 +17,13 @@ OnRetry = Callable[[Any], None]
 
 
 def make_cascade(config: AppConfig, ledger: Ledger, *, on_record: OnRecord | None = None,
-                 on_retry: OnRetry | None = None) -> Cascade:
+                 on_retry: OnRetry | None = None, call_slots: Any = None) -> Cascade:
     """A cascade on ``ledger`` with its budget gate; ``on_record`` sees each finished
-    request (telemetry), ``on_retry`` hears of each provider retry before its wait."""
+    request (telemetry), ``on_retry`` hears of each provider retry before its wait;
+    ``call_slots``: the semaphore held while models are called (`cascade batch`)."""
     from cascadeflow_cli.engine.cascade import Cascade
 
-    return Cascade(config, ledger, on_record=on_record, on_retry=on_retry)
+    return Cascade(config, ledger, on_record=on_record, on_retry=on_retry, call_slots=call_slots)
 
 
 def ask(cascade: Cascade, query: str, user: str, *, domain: str | None = None,
