@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.faults import checkpoint
-from cascadeflow_cli.ledger.group_commit import GroupCommitLedger, _Job
+from cascadeflow_cli.ledger.group_commit import GroupCommitLedger, _finish, _Job
 from cascadeflow_cli.ledger.schema import CALL_COLUMNS, REQUEST_COLUMNS
 from cascadeflow_cli.ledger.sqlite_store import (
     PreparedRequest,
@@ -35,9 +35,8 @@ from cascadeflow_cli.ledger.sqlite_store import (
 if TYPE_CHECKING:
     import sqlite3
 
-    import sqlite_utils
-
     from cascadeflow_cli.ledger.schema import RequestRecord
+    from cascadeflow_cli.ledger.sqlite_conn import Database
 
 MAX_VARIABLES = 32766  # SQLite's default limit of ? in one statement (3.32 and later)
 
@@ -51,7 +50,7 @@ class _RecordWork:
         self.prepared = prepared
         self.reservation_id = reservation_id
 
-    def __call__(self, db: sqlite_utils.Database) -> None:
+    def __call__(self, db: Database) -> None:
         insert_request(db, self.prepared, self.reservation_id)
 
 
@@ -72,11 +71,10 @@ class BatchCommitLedger(GroupCommitLedger):
         if group.error is not None:
             super()._commit(records)  # the bad one fails alone (or all do, as before)
             return
-        for job in records:
-            job.done.set()
+        _finish(records)
 
 
-def _insert_all(db: sqlite_utils.Database, works: list[_RecordWork]) -> None:
+def _insert_all(db: Database, works: list[_RecordWork]) -> None:
     """Every request of the group with its calls and signals, reservations settled.
     Idempotent by id like insert_request: a request already there is passed over, and
     so are its calls (same ids); any other conflict fails the statement, and the group."""

@@ -100,6 +100,20 @@ def _resolve(jobs: list[_Job]) -> None:
             future.set_result(job.result)
 
 
+def _finish(batch: list[_Job]) -> None:
+    """Wake every caller of ``batch``: threads at once, tasks with one wake-up per loop."""
+    waiting: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    for job in batch:
+        if job.done is not None:
+            job.done.release()
+        else:
+            assert job.future is not None
+            waiting.setdefault(job.future.get_loop(), []).append(job)
+    for loop, jobs in waiting.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(_resolve, jobs)
+
+
 class _BatchTxn(BudgetTxn):
     """SQLite's budget transaction over the writer's batch, expiring at most once a second."""
 
@@ -233,13 +247,4 @@ class GroupCommitLedger:
             for job in batch:
                 job.result, job.error = None, error
         finally:
-            waiting: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-            for job in batch:
-                if job.done is not None:
-                    job.done.release()
-                else:
-                    assert job.future is not None
-                    waiting.setdefault(job.future.get_loop(), []).append(job)
-            for loop, jobs in waiting.items():  # one wake-up of the loop for the whole batch
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                    loop.call_soon_threadsafe(_resolve, jobs)
+            _finish(batch)
