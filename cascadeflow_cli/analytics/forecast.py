@@ -147,8 +147,14 @@ class CostForecaster:
         if choice.horizon < horizon:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
                          f"and the interval stretched to {horizon} days")
-        cumulative = np.cumsum(choice.daily)[None, :] * choice.ratios
-        cumulative = np.maximum.accumulate(np.maximum(cumulative, 0.0), axis=1)
+        cumulative = np.maximum(np.cumsum(choice.daily)[None, :] * choice.ratios, 0.0)
+        centre = float(np.median(cumulative[:, choice.horizon - 1]))
+        # spend cannot fall back: a path's dips are lifted, which lifts low totals only (on
+        # a bursty series the median total rose up to 8%); scaled back to the median total
+        cumulative = np.maximum.accumulate(cumulative, axis=1)
+        lifted = float(np.median(cumulative[:, choice.horizon - 1]))
+        if centre > 0 and lifted > 0:
+            cumulative *= centre / lifted
         paths = np.diff(cumulative, axis=1, prepend=0.0)
         expected = paths.mean(axis=0)
         windows = max(len(choice.ratios) / choice.horizon, 1.0)
@@ -301,16 +307,16 @@ def _summarise(series: DailySeries, paths: np.ndarray, expected: np.ndarray, hor
     lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
     window = paths[:, :horizon]
     totals = window.sum(axis=1)
+    lows, highs = np.quantile(window, [lo_q, hi_q], axis=0)  # every day's at once
     daily = tuple(
-        DailyForecast(series.as_of + timedelta(days=k), float(expected[k]),
-                      float(np.quantile(window[:, k], lo_q)), float(np.quantile(window[:, k], hi_q)))
+        DailyForecast(series.as_of + timedelta(days=k), float(expected[k]), float(lows[k]), float(highs[k]))
         for k in range(horizon))
+    lower, middle, upper = np.quantile(totals, [lo_q, 0.5, hi_q])
     n = len(series.values)
     outlook = _outlook(series, paths, expected, budget, confidence, today) if budget is not None else None
     return CostPrediction(
         as_of=series.as_of, horizon_days=horizon, mean=float(expected[:horizon].sum()),
-        median=float(np.median(totals)), lower=float(np.quantile(totals, lo_q)),
-        upper=float(np.quantile(totals, hi_q)),
+        median=float(middle), lower=float(lower), upper=float(upper),
         std=float(totals.std()), confidence=confidence, daily=daily, method=method,
         history_days=n, short_history=n < min_history, notes=notes, budget=outlook,
         history=tuple((series.start + timedelta(days=i), float(v)) for i, v in enumerate(series.values)),
@@ -352,9 +358,10 @@ def _outlook(series: DailySeries, paths: np.ndarray, expected: np.ndarray, budge
         if len(over):
             exceed_date = as_of + timedelta(days=skip + int(over[0]))
     lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    lower, upper = np.quantile(totals, [lo_q, hi_q])
     return BudgetOutlook(
         window=budget.window, limit=budget.limit, period_start=budget.period_start,
         period_end=budget.period_end, spent_to_date=spent,
         expected_total=float(mean_cumulative[-1]) if len(mean_cumulative) else spent,
-        lower=float(np.quantile(totals, lo_q)), upper=float(np.quantile(totals, hi_q)), risk=risk,
+        lower=float(lower), upper=float(upper), risk=risk,
         exceed_date=exceed_date, window_limit=budget.window_limit)
