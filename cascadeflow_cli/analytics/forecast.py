@@ -8,7 +8,8 @@
   error of the horizon's total are averaged.
 * Intervals are that combination's own backtest errors applied to today's forecast
   (sample paths of cumulative spend), so a 90% interval is what 90% of past horizons
-  did; widened for the few independent windows a short history holds. The mean (of the
+  did; widened for the few independent windows a short history holds, and no narrower
+  than the naive estimate's while they hold a single one (one sample of the error). The mean (of the
   total, each day, and the budget's expected total) is the paths' mean *before* that
   widening, the recent days' mean for a naive estimate: the widening is about the
   interval's reach, and its spread on the log scale would otherwise inflate the mean.
@@ -46,6 +47,7 @@ MIN_HISTORY_DAYS = 14
 DEFAULT_CONFIDENCE = 0.9
 WIDEN_AT = 0.9  # the interval level at which small-sample widening is matched
 PRIOR_CV = 0.5  # day-to-day variation assumed of a short history before its own days are seen ...
+MIN_SPREAD_WINDOWS = 2.0  # independent windows the error paths need to measure a spread
 PRIOR_DAYS = 3  # ... worth this many days of them
 
 
@@ -159,6 +161,13 @@ class CostForecaster:
         expected = paths.mean(axis=0)
         windows = max(len(choice.ratios) / choice.horizon, 1.0)
         factor = max(small_sample_factor(windows, WIDEN_AT), choice.width)
+        if windows < MIN_SPREAD_WINDOWS:
+            # the paths of one window are one sample of the error, no measure of its
+            # spread (+-3% around a month that ended 35% higher): no narrower than the
+            # naive estimate's model of it until a second independent window exists
+            naive = _naive_paths(y[-28:], days, self.n_paths, rng, n)
+            own = _log_width(paths, choice.horizon, self.confidence)
+            factor = max(factor, _log_width(naive, choice.horizon, self.confidence) / max(own, 1e-9))
         paths = _widen(paths, factor, choice.horizon)
         return paths, expected, choice.method, tuple(notes)
 
@@ -280,6 +289,18 @@ def _widen(paths: np.ndarray, factor: float, horizon: int) -> np.ndarray:
     out = paths.copy()
     out[spent] *= scale[:, None]
     return out
+
+
+def _log_width(paths: np.ndarray, horizon: int, confidence: float) -> float:
+    """The width of the central ``confidence`` of the paths' log ``horizon``-day totals."""
+    import numpy as np
+
+    totals = paths[:, :horizon].sum(axis=1)
+    totals = totals[totals > 0]
+    if len(totals) < 2:
+        return 0.0
+    lo, hi = np.quantile(np.log(totals), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(hi - lo)
 
 
 def small_sample_factor(windows: float, confidence: float) -> float:

@@ -150,7 +150,10 @@ def choose(y: np.ndarray, dow0: int, horizon: int, days: int, confidence: float 
     if middle > 0:
         ratios = ratios / middle
     predicted = combined[done, :h].sum(axis=1)
-    width = _width(np.log((actual + eps * h) / (predicted + eps * h)), h, confidence)
+    errors_now = np.log((actual + eps * h) / (predicted + eps * h))
+    # checked on the origins combined as they would have been then, when there are enough
+    # of them: the others' weights had seen their errors (in-sample: too narrow a verdict)
+    width = _width(errors_now[ok] if len(ok) >= 2 * h else errors_now, h, confidence)
     named = {pool[i].label: float(scores[i]) for i in range(len(pool))}
     return Choice(today[:days], ratios[:, :days], f"backtest-weighted mean of {method}", named,
                   len(recent), h, width)
