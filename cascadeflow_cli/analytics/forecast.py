@@ -8,7 +8,8 @@
   error of the horizon's total are averaged.
 * Intervals are that combination's own backtest errors applied to today's forecast
   (sample paths of cumulative spend), so a 90% interval is what 90% of past horizons
-  did; widened for the few independent windows a short history holds. The mean (of the
+  did; widened for the few independent windows a short history holds, and no narrower
+  than the naive estimate's while they hold a single one (one sample of the error). The mean (of the
   total, each day, and the budget's expected total) is the paths' mean *before* that
   widening, the recent days' mean for a naive estimate: the widening is about the
   interval's reach, and its spread on the log scale would otherwise inflate the mean.
@@ -46,6 +47,7 @@ MIN_HISTORY_DAYS = 14
 DEFAULT_CONFIDENCE = 0.9
 WIDEN_AT = 0.9  # the interval level at which small-sample widening is matched
 PRIOR_CV = 0.5  # day-to-day variation assumed of a short history before its own days are seen ...
+MIN_SPREAD_WINDOWS = 2.0  # independent windows the error paths need to measure a spread
 PRIOR_DAYS = 3  # ... worth this many days of them
 
 
@@ -147,12 +149,25 @@ class CostForecaster:
         if choice.horizon < horizon:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
                          f"and the interval stretched to {horizon} days")
-        cumulative = np.cumsum(choice.daily)[None, :] * choice.ratios
-        cumulative = np.maximum.accumulate(np.maximum(cumulative, 0.0), axis=1)
+        cumulative = np.maximum(np.cumsum(choice.daily)[None, :] * choice.ratios, 0.0)
+        centre = float(np.median(cumulative[:, choice.horizon - 1]))
+        # spend cannot fall back: a path's dips are lifted, which lifts low totals only (on
+        # a bursty series the median total rose up to 8%); scaled back to the median total
+        cumulative = np.maximum.accumulate(cumulative, axis=1)
+        lifted = float(np.median(cumulative[:, choice.horizon - 1]))
+        if centre > 0 and lifted > 0:
+            cumulative *= centre / lifted
         paths = np.diff(cumulative, axis=1, prepend=0.0)
         expected = paths.mean(axis=0)
         windows = max(len(choice.ratios) / choice.horizon, 1.0)
         factor = max(small_sample_factor(windows, WIDEN_AT), choice.width)
+        if windows < MIN_SPREAD_WINDOWS:
+            # the paths of one window are one sample of the error, no measure of its
+            # spread (+-3% around a month that ended 35% higher): no narrower than the
+            # naive estimate's model of it until a second independent window exists
+            naive = _naive_paths(y[-28:], days, self.n_paths, rng, n)
+            own = _log_width(paths, choice.horizon, self.confidence)
+            factor = max(factor, _log_width(naive, choice.horizon, self.confidence) / max(own, 1e-9))
         paths = _widen(paths, factor, choice.horizon)
         return paths, expected, choice.method, tuple(notes)
 
@@ -276,6 +291,18 @@ def _widen(paths: np.ndarray, factor: float, horizon: int) -> np.ndarray:
     return out
 
 
+def _log_width(paths: np.ndarray, horizon: int, confidence: float) -> float:
+    """The width of the central ``confidence`` of the paths' log ``horizon``-day totals."""
+    import numpy as np
+
+    totals = paths[:, :horizon].sum(axis=1)
+    totals = totals[totals > 0]
+    if len(totals) < 2:
+        return 0.0
+    lo, hi = np.quantile(np.log(totals), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(hi - lo)
+
+
 def small_sample_factor(windows: float, confidence: float) -> float:
     """How much wider a Student-t interval is than a normal one, with as many degrees of
     freedom as the error paths hold independent windows: a few samples' spread
@@ -301,16 +328,16 @@ def _summarise(series: DailySeries, paths: np.ndarray, expected: np.ndarray, hor
     lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
     window = paths[:, :horizon]
     totals = window.sum(axis=1)
+    lows, highs = np.quantile(window, [lo_q, hi_q], axis=0)  # every day's at once
     daily = tuple(
-        DailyForecast(series.as_of + timedelta(days=k), float(expected[k]),
-                      float(np.quantile(window[:, k], lo_q)), float(np.quantile(window[:, k], hi_q)))
+        DailyForecast(series.as_of + timedelta(days=k), float(expected[k]), float(lows[k]), float(highs[k]))
         for k in range(horizon))
+    lower, middle, upper = np.quantile(totals, [lo_q, 0.5, hi_q])
     n = len(series.values)
     outlook = _outlook(series, paths, expected, budget, confidence, today) if budget is not None else None
     return CostPrediction(
         as_of=series.as_of, horizon_days=horizon, mean=float(expected[:horizon].sum()),
-        median=float(np.median(totals)), lower=float(np.quantile(totals, lo_q)),
-        upper=float(np.quantile(totals, hi_q)),
+        median=float(middle), lower=float(lower), upper=float(upper),
         std=float(totals.std()), confidence=confidence, daily=daily, method=method,
         history_days=n, short_history=n < min_history, notes=notes, budget=outlook,
         history=tuple((series.start + timedelta(days=i), float(v)) for i, v in enumerate(series.values)),
@@ -352,9 +379,10 @@ def _outlook(series: DailySeries, paths: np.ndarray, expected: np.ndarray, budge
         if len(over):
             exceed_date = as_of + timedelta(days=skip + int(over[0]))
     lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    lower, upper = np.quantile(totals, [lo_q, hi_q])
     return BudgetOutlook(
         window=budget.window, limit=budget.limit, period_start=budget.period_start,
         period_end=budget.period_end, spent_to_date=spent,
         expected_total=float(mean_cumulative[-1]) if len(mean_cumulative) else spent,
-        lower=float(np.quantile(totals, lo_q)), upper=float(np.quantile(totals, hi_q)), risk=risk,
+        lower=float(lower), upper=float(upper), risk=risk,
         exceed_date=exceed_date, window_limit=budget.window_limit)

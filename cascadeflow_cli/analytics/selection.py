@@ -16,6 +16,10 @@ candidate (`candidates`) on the error the user cares about, the horizon's total.
    exponentially with their score relative to the best one (`backtest_weights`: a
    combination varies less than a single choice, near-ties share); the simple baselines
    are always in the pool, ETS forms only once the history holds ``ETS_WINDOWS`` independent horizons.
+   How sharply the weights fall (the temperature) is the history's own out-of-sample
+   verdict (`_temperature`): a near-stationary series is best served by its one long
+   mean, a noisy one by a wide mix. Past origins' combined forecasts use the weights
+   known at each (so the error paths below carry the error of the choice too).
 4. **Intervals** come from the combination's own backtest errors: each past origin's path
    of actual over forecast cumulative spend, centred on its median at the horizon and
    applied to today's forecast (an error-path bootstrap), widened for the few
@@ -43,7 +47,8 @@ MIN_ORIGINS = 10  # completed origins needed for a backtest at all
 MIN_WINDOWS = 1.0  # independent horizon windows needed to choose among methods at all
 ETS_WINDOWS = 3.0  # independent horizon windows the backtest needs before ETS competes
 TOP = 3  # candidates named in the method
-TEMPERATURE = 0.2  # weights fall by e for each fifth of the best score a candidate is worse
+TEMPERATURE = 0.2  # weights fall by e for each fifth of the best score a candidate is worse ...
+TEMPERATURES = (0.05, 0.1, 0.2, 0.4)  # ... unless the history prefers another (inf: equal)
 MIN_WEIGHT = 0.01  # candidates weighted less than this are left out
 SHRINK = 2.0  # prior weight of the calibration, in independent horizon windows
 CLIP_RATIO = 1.5  # log ratios beyond this count as this (one odd month must not rule)
@@ -110,10 +115,18 @@ def choose(y: np.ndarray, dow0: int, horizon: int, days: int, confidence: float 
     target = actual[-MAX_ORIGINS:]
     scores = np.array([float(np.mean(np.abs(np.log((target + eps * h) / (t[recent] + eps * h)))))
                        for t in totals])
-    weights = backtest_weights(scores)
+    errors = np.array([np.abs(np.log((actual + eps * h) / (t[done] + eps * h))) for t in totals])
+    temperature, rolling, ok = _temperature(errors, np.array([t[done] for t in totals]), actual, done, h,
+                                            eps * h)
+    weights = backtest_weights(scores, temperature)
     used = np.nonzero(weights >= MIN_WEIGHT)[0]
     weights = weights[used] / weights[used].sum()
     combined = np.tensordot(weights, np.array([usd[i] for i in used]), axes=1)  # (n, span), every origin
+    if len(ok):
+        # past origins' forecasts as they would have been made then (weights from the
+        # scores known by then), so the intervals carry the error of the choice itself
+        stack = np.array(usd)[:, done[ok]]  # (candidates, origins, span)
+        combined[done[ok]] = np.einsum("oc,cos->os", rolling, stack)
     today = np.tensordot(weights, np.array([_back(pool[i], offset)[-1] * math.exp(cal_now[i])
                                             for i in used]), axes=1)
     order = np.argsort(-weights, kind="stable")[:TOP]
@@ -137,13 +150,16 @@ def choose(y: np.ndarray, dow0: int, horizon: int, days: int, confidence: float 
     if middle > 0:
         ratios = ratios / middle
     predicted = combined[done, :h].sum(axis=1)
-    width = _width(np.log((actual + eps * h) / (predicted + eps * h)), h, confidence)
+    errors_now = np.log((actual + eps * h) / (predicted + eps * h))
+    # checked on the origins combined as they would have been then, when there are enough
+    # of them: the others' weights had seen their errors (in-sample: too narrow a verdict)
+    width = _width(errors_now[ok] if len(ok) >= 2 * h else errors_now, h, confidence)
     named = {pool[i].label: float(scores[i]) for i in range(len(pool))}
     return Choice(today[:days], ratios[:, :days], f"backtest-weighted mean of {method}", named,
                   len(recent), h, width)
 
 
-def backtest_weights(scores: np.ndarray) -> np.ndarray:
+def backtest_weights(scores: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
     """Combination weights from the backtest scores: ``exp(-(s - best) / (T best))``. The
     temperature is relative to the best score, so the weighting means the same on a calm
     series (small errors) and a wild one: candidates within a few tenths of the best
@@ -152,9 +168,43 @@ def backtest_weights(scores: np.ndarray) -> np.ndarray:
     averaging near-ties does not pay for it."""
     import numpy as np
 
-    best = float(np.min(scores))
-    weights = np.exp(-(scores - best) / (TEMPERATURE * max(best, 1e-9)))
-    return weights / weights.sum()
+    best = np.min(scores, axis=-1, keepdims=True)
+    if not math.isfinite(temperature):
+        return np.full(scores.shape, 1.0 / scores.shape[-1])
+    weights = np.exp(-(scores - best) / (temperature * np.maximum(best, 1e-9)))
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def _temperature(errors: np.ndarray, totals: np.ndarray, actual: np.ndarray, done: np.ndarray, h: int,
+                 floor: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """The combination's temperature, by the history's own out-of-sample verdict: at each
+    origin, every candidate's score over the origins completed before it (the last
+    MAX_ORIGINS of them) weights the candidates at each of TEMPERATURES; the one whose
+    combined horizon totals erred least over the recent origins wins. Without an
+    independent horizon's worth of such origins (a short history), the default.
+    ``errors`` and ``totals``: (candidates, origins), absolute log errors and forecasts.
+    Returns the temperature, its weights at those origins (origins, candidates) and their
+    positions in ``done``."""
+    import numpy as np
+
+    cum = np.concatenate([np.zeros((errors.shape[0], 1)), np.cumsum(errors, axis=1)], axis=1)
+    ends = np.searchsorted(done, done - h, side="right")  # origins j with done[j] + h <= done[i]
+    starts = np.maximum(ends - MAX_ORIGINS, 0)
+    # judged where about as much was known as is now (fewer: a noisier choice than today's)
+    known = max(MIN_ORIGINS, min(len(done), MAX_ORIGINS) // 2)
+    ok = np.nonzero(ends - starts >= known)[0][-MAX_ORIGINS:]
+    if len(ok) < max(h, MIN_ORIGINS):
+        return TEMPERATURE, np.zeros((0, errors.shape[0])), ok[:0]
+    rolling = ((cum[:, ends[ok]] - cum[:, starts[ok]]) / (ends[ok] - starts[ok])).T  # (origins, candidates)
+    target = actual[ok] + floor
+    best, chosen, chosen_w = math.inf, TEMPERATURE, rolling
+    for temperature in (TEMPERATURE, *TEMPERATURES):  # the default first: it wins a tie
+        w = backtest_weights(rolling, temperature)
+        combined = np.sum(w * totals[:, ok].T, axis=1)
+        error = float(np.mean(np.abs(np.log(target / (combined + floor)))))
+        if error < best:
+            best, chosen, chosen_w = error, temperature, w
+    return chosen, chosen_w, ok
 
 
 def _width(errors: np.ndarray, h: int, confidence: float) -> float:
@@ -172,10 +222,8 @@ def _width(errors: np.ndarray, h: int, confidence: float) -> float:
         past = errors[: max(i - h + 1, 0)]  # origins whose horizon had ended by origin i
         if len(past) < max(MIN_ORIGINS, min(len(errors), MAX_ORIGINS) // 2):
             continue  # judged only where about as much was known as is now
-        past = past[-MAX_ORIGINS:]
-        centre = float(np.median(past))
-        rows.append((errors[i] - centre, float(np.quantile(past, lo_q)) - centre,
-                     float(np.quantile(past, hi_q)) - centre))
+        lo, centre, hi = np.quantile(past[-MAX_ORIGINS:], [lo_q, 0.5, hi_q]).tolist()
+        rows.append((errors[i] - centre, lo - centre, hi - centre))
     if len(rows) < MIN_ORIGINS:
         return 1.0
     e, lo, hi = (np.array(c) for c in zip(*rows, strict=True))
@@ -230,10 +278,10 @@ def _shift_factors(y: np.ndarray, forecasts: np.ndarray, eps: float) -> np.ndarr
         j = np.arange(m)
         seen = y[(t - m + 1)[:, None] + j[None, :]]
         e = np.log((seen + eps) / (forecasts[(t - m)[:, None], j[None, :]] + eps))
-        median = np.median(e, axis=1)
-        hit = (np.all(e > 0, axis=1) | np.all(e < 0, axis=1)) & (np.abs(median) > SHIFT_SIGMAS * sigma)
+        middle = np.median(e, axis=1)
+        hit = (np.all(e > 0, axis=1) | np.all(e < 0, axis=1)) & (np.abs(middle) > SHIFT_SIGMAS * sigma)
         hit &= ~found[t]
-        out[t[hit]] = median[hit]
+        out[t[hit]] = middle[hit]
         found[t[hit]] = True
     return out
 

@@ -114,6 +114,17 @@ def test_small_sample_factor_widens_short_histories_only() -> None:
     assert small_sample_factor(700 / 30, 0.9) == pytest.approx(1.0, abs=0.06)
 
 
+
+def test_one_window_of_backtest_is_no_narrower_than_the_naive_estimate() -> None:
+    # 88 days hold a single independent 30-day window of backtest: its error paths are
+    # one sample of the error, so the interval keeps the naive estimate's width at least
+    history = series(weekly(88, sigma=0.3, seed=3))
+    chosen = CostForecaster().forecast(history, horizon=30)
+    naive = CostForecaster(min_history=1000).forecast(history, horizon=30)
+    assert chosen.method.startswith("backtest") and naive.method.startswith("naive")
+    ratio = math.log(chosen.upper / chosen.lower) / math.log(naive.upper / naive.lower)
+    assert ratio > 0.97
+
 # --- budgets and risk --------------------------------------------------------------
 
 

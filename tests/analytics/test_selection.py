@@ -10,7 +10,7 @@ import pytest
 
 from cascadeflow_cli.analytics.candidates import tamed, tsb_forecasts
 from cascadeflow_cli.analytics.forecast import CostForecaster
-from cascadeflow_cli.analytics.selection import backtest_weights
+from cascadeflow_cli.analytics.selection import MIN_ORIGINS, _temperature, backtest_weights, choose
 
 START = date(2026, 1, 5)
 
@@ -52,6 +52,40 @@ def test_weights_favour_the_better_backtest_and_ignore_the_scale_of_errors() -> 
     assert w[2] < 0.01  # three times the best error: no say
     assert w[1] > 0.3  # a near-tie shares the forecast
     assert np.allclose(backtest_weights(10 * scores), w)  # a wild series' errors weigh alike
+
+
+def test_the_temperature_is_the_one_that_did_best_out_of_sample() -> None:
+    """A candidate and a biased copy of it: any share of the copy adds its bias, so out of
+    sample the sharpest weighting wins. Two about as noisy erring in opposite
+    directions: their mix beats any choice between them, so the softest wins. Each
+    origin's weights come from the errors of the origins completed before it only."""
+    rng = np.random.default_rng(3)
+    m, h = 300, 10
+    done = np.arange(m)
+    actual = np.full(m, 100.0)
+    e = rng.normal(0, 0.3, m)
+    biased = np.vstack([100.0 * np.exp(e), 100.0 * np.exp(e + 0.1)])
+    errors = np.abs(np.log(actual / biased))
+    sharp, weights, ok = _temperature(errors, biased, actual, done, h, 0.0)
+    assert sharp == 0.05
+    assert len(ok) > MIN_ORIGINS and weights.shape == (len(ok), 2)
+    assert np.all(weights[:, 0] > weights[:, 1])
+    opposite = np.vstack([100.0 * np.exp(e), 100.0 * np.exp(-1.2 * e)])  # the second a bit worse
+    soft, _, _ = _temperature(np.abs(np.log(actual / opposite)), opposite, actual, done, h, 0.0)
+    assert soft == 0.4
+    # too few origins known for an out-of-sample verdict: the default
+    assert _temperature(errors[:, :15], biased[:, :15], actual[:15], done[:15], h, 0.0)[0] == 0.2
+
+
+def test_the_median_total_is_the_combinations_even_for_bursty_spend() -> None:
+    """Spend cannot fall back along a path, so dips are lifted; that must not lift the
+    median total above the chosen forecast (it did, by up to 8%, on intermittent spend)."""
+    rng = np.random.default_rng(5)
+    y = (rng.random(500) < 0.2) * rng.lognormal(2.0, 0.8, 500)
+    choice = choose(y, START.weekday(), 30, 30)
+    assert choice is not None
+    p = CostForecaster().forecast(rows(y), horizon=30)
+    assert p.median == pytest.approx(float(choice.daily[:30].sum()), rel=0.01)
 
 
 def test_intermittent_spend_is_forecast_near_its_long_run_mean() -> None:
