@@ -18,17 +18,17 @@ a transaction of their own, one by one in savepoints, so one bad record takes no
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger.group_commit import GroupCommitLedger, _finish, _Job
 from cascadeflow_cli.ledger.schema import CALL_COLUMNS, REQUEST_COLUMNS
+from cascadeflow_cli.ledger.sqlite_conn import insert_sql
 from cascadeflow_cli.ledger.sqlite_store import (
+    ONCE,
     PreparedRequest,
     insert_request,
     insert_signals,
-    insert_sql,
     prepare_request,
 )
 
@@ -98,11 +98,5 @@ def _insert_rows(conn: sqlite3.Connection, table: str, columns: tuple[str, ...],
     step = MAX_VARIABLES // len(columns) * len(columns)
     for start in range(0, len(values), step):
         part = values[start : start + step]
-        conn.execute(_rows_sql(table, columns, len(part) // len(columns)), part)
+        conn.execute(insert_sql(table, columns, rows=len(part) // len(columns), tail=ONCE), part)
 
-
-@lru_cache(maxsize=64)
-def _rows_sql(table: str, columns: tuple[str, ...], count: int) -> str:
-    row = f"({', '.join('?' * len(columns))})"
-    head = insert_sql(table, columns)[: -len(row)]
-    return f"{head}{', '.join([row] * count)} on conflict (id) do nothing"

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -28,6 +27,7 @@ from cascadeflow_cli.ledger import budgets
 from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row
 from cascadeflow_cli.ledger.schema import CALL_COLUMNS, REQUEST_COLUMNS, CallSignals, call_row, request_row
 from cascadeflow_cli.ledger.sql import money_sum_sql
+from cascadeflow_cli.ledger.sqlite_conn import insert_sql
 from cascadeflow_cli.ledger.sqlite_keys import SqliteKeyTxn
 from cascadeflow_cli.ledger.storage import Hold, RecordCounts, spend_state_by_parts
 from cascadeflow_cli.money import nanos
@@ -43,12 +43,6 @@ if TYPE_CHECKING:
     from cascadeflow_cli.windows import Window
 
 _CHUNK = 1000  # requests per executemany of record_many
-
-
-@lru_cache(maxsize=16)
-def insert_sql(table: str, columns: tuple[str, ...], verb: str = "insert") -> str:
-    names = ", ".join(f"[{c}]" for c in columns)
-    return f"{verb} into [{table}] ({names}) values ({', '.join('?' * len(columns))})"
 
 
 _MANY_REQUESTS = insert_sql("requests", REQUEST_COLUMNS, "insert or ignore")
@@ -386,19 +380,14 @@ class PreparedRequest(NamedTuple):
 def prepare_request(request: RequestRecord) -> PreparedRequest:
     calls = [call_row(c) for c in request.calls]
     values = [v for c in calls for v in c.values()]
-    return PreparedRequest(request.id, list(request_row(request).values()),
-                           _calls_sql(len(calls)) if calls else None, values, request.signals)
-
-
-@lru_cache(maxsize=8)
-def _calls_sql(count: int) -> str:
-    """All of a request's calls in one statement."""
-    row = f"({', '.join('?' * len(CALL_COLUMNS))})"
-    return f"{insert_sql('calls', CALL_COLUMNS)[: -len(row)]}{', '.join([row] * count)}"
+    calls_sql = insert_sql("calls", CALL_COLUMNS, rows=len(calls)) if calls else None
+    return PreparedRequest(request.id, list(request_row(request).values()), calls_sql, values,
+                           request.signals)
 
 
 # the id is the only conflict passed over: a second request for a batch row still fails
-_REQUEST_ONCE = f"{insert_sql('requests', REQUEST_COLUMNS)} on conflict (id) do nothing"
+ONCE = " on conflict (id) do nothing"
+_REQUEST_ONCE = insert_sql("requests", REQUEST_COLUMNS, tail=ONCE)
 
 
 def insert_request(db: Database, request: RequestRecord | PreparedRequest,
@@ -409,8 +398,6 @@ def insert_request(db: Database, request: RequestRecord | PreparedRequest,
     p = request if isinstance(request, PreparedRequest) else prepare_request(request)
     if reservation_id is not None:
         conn.execute("delete from reservations where id = ?", [reservation_id])
-    # plain prepared inserts, the SQL built once per shape: rebuilding it per row (as
-    # sqlite-utils' insert() did) was a sixth of a batch row's CPU under the GIL
     if conn.execute(_REQUEST_ONCE, p.request_values).rowcount == 0:
         return  # recorded already: idempotent
     if p.calls_sql is not None:
