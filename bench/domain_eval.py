@@ -87,7 +87,7 @@ def out_of_fold(rows: list[dict[str, str]]) -> Callable[[str], tuple[str, float]
     heads, folds = train.out_of_fold_heads(train.embed_rows(training), training, features, l2)
     settings = {"temperature": shipped.temperature, "rules_weight": shipped.rules_weight,
                 "rules_temperature": shipped.rules_temperature, "rules_sure": shipped.rules_sure,
-                "knn_weight": shipped.knn_weight}
+                "knn_weight": shipped.knn_weight, "general_below": shipped.general_below}
     detectors = [SemanticDomainDetector(head=replace(h, **settings)) for h in heads]
     fold_of = {r["query"]: int(f) for r, f in zip(training, folds, strict=True)}
     plain = SemanticDomainDetector(head=shipped)

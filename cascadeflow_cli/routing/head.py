@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cascadeflow_cli.errors import ModelFileError
-from cascadeflow_cli.routing.domain import DOMAINS
+from cascadeflow_cli.routing.domain import DOMAINS, MIN_CONFIDENCE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,6 +50,7 @@ class DomainHead:
     rules_temperature: float = 1.0  # calibrates the rules' own confidence where they decide alone
     rules_sure: float = 0.8  # the rules' confidence from which they decide alone (chosen out-of-fold)
     knn_weight: float = 0.0  # how much the nearest training examples' vote adds to the logits
+    general_below: float = MIN_CONFIDENCE  # the head's confidence below which a domain counts as general
     examples: np.ndarray | None = None  # training embeddings (rows x dim), for that vote
     example_labels: np.ndarray | None = None  # their domains' indices
     example_weights: np.ndarray | None = None  # their training weights
@@ -125,6 +126,7 @@ class DomainHead:
             "rules_temperature": float(self.rules_temperature),
             "rules_sure": float(self.rules_sure),
             "knn_weight": float(self.knn_weight),
+            "general_below": float(self.general_below),
             **meta,
         }
         arrays = {}
@@ -192,6 +194,9 @@ class DomainHead:
                 and 0 < gate <= 1):
             raise ModelFileError(f"{where}: damaged (temperature {temperature}, rules weight {weight})")
         knn = float(info.get("knn_weight", 0.0))
+        general_below = float(info.get("general_below", MIN_CONFIDENCE))  # older files: the rules' own
+        if not 0 <= general_below <= 1:
+            raise ModelFileError(f"{where}: damaged (general_below {general_below})")
         examples = extra.get("examples")
         if not 0 <= knn <= 100 or (examples is not None and (
                 examples.ndim != 2 or examples.shape[1] != 384
@@ -208,7 +213,8 @@ class DomainHead:
                 not isinstance(names, list) or not all(isinstance(n, str) for n in names)
                 or rule_coef.shape != (len(DOMAINS), len(names)) or not np.isfinite(rule_coef).all()):
             raise ModelFileError(f"{where}: damaged (rule features)")
-        return cls(coef, bias, temperature, weight, rules_t, gate, knn, **extra,  # type: ignore[arg-type]
+        return cls(coef, bias, temperature, weight, rules_t, gate, knn, general_below,
+                   **extra,  # type: ignore[arg-type]
                    rule_coef=rule_coef, rule_names=tuple(names) if rule_coef is not None else ())
 
 

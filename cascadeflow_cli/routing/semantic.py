@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import MissingExtraError, ModelFileError
 from cascadeflow_cli.routing.custom import CustomDomain
-from cascadeflow_cli.routing.domain import DOMAINS, MIN_CONFIDENCE, DomainDetector, DomainResult
+from cascadeflow_cli.routing.domain import DOMAINS, DomainDetector, DomainResult
 from cascadeflow_cli.routing.head import DomainHead
 from cascadeflow_cli.routing.vectors import cached_embeddings
 
@@ -115,21 +115,23 @@ def shared_embedder() -> Embedder:
 
 class SemanticDomainDetector:
     """Rules first; where they are unsure, the trained head (see the module docstring).
-    ``min_confidence`` as in ``DomainDetector`` (below it: "general"); ``custom``: the
+    ``min_confidence`` as in ``DomainDetector`` (below it: "general"; by default the head
+    file's ``general_below``, chosen out-of-fold: the head's calibrated probabilities need
+    less margin than the rules' before their pick beats general); ``custom``: the
     user's domains (routing.custom), matched by nearest examples."""
 
     def __init__(
         self,
         *,
-        min_confidence: float = MIN_CONFIDENCE,
+        min_confidence: float | None = None,
         embedder: Embedder | None = None,
         head: DomainHead | None = None,
         custom: Mapping[str, CustomDomain] | None = None,
     ) -> None:
         self.custom = dict(custom or {})
         self.rules = DomainDetector(custom=self.custom)
-        self.min_confidence = min_confidence
         self.head = head or DomainHead.load()  # a bad weights file fails before the model loads
+        self.min_confidence = self.head.general_below if min_confidence is None else min_confidence
         self.head_domains = frozenset(DOMAINS)
         self.embedder = embedder or shared_embedder()
         self.examples = {

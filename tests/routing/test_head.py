@@ -48,11 +48,21 @@ def test_a_head_of_another_version_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_setting_survives_a_save(tmp_path: Path) -> None:
-    head = DomainHead(np.zeros((6, 384), np.float32), np.zeros(6, np.float32), 0.6, 0.25, 2.0, 0.95)
+    head = DomainHead(np.zeros((6, 384), np.float32), np.zeros(6, np.float32), 0.6, 0.25, 2.0, 0.95,
+                      general_below=0.35)
     head.save(tmp_path / "h.npz")
     loaded = DomainHead.load(tmp_path / "h.npz")
-    settings = (loaded.temperature, loaded.rules_weight, loaded.rules_temperature, loaded.rules_sure)
-    assert settings == pytest.approx((0.6, 0.25, 2.0, 0.95))
+    settings = (loaded.temperature, loaded.rules_weight, loaded.rules_temperature, loaded.rules_sure,
+                loaded.general_below)
+    assert settings == pytest.approx((0.6, 0.25, 2.0, 0.95, 0.35))
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan")])
+def test_a_head_with_a_general_below_outside_0_1_is_refused(tmp_path: Path, value: float) -> None:
+    head = DomainHead(np.zeros((6, 384), np.float32), np.zeros(6, np.float32), general_below=value)
+    head.save(tmp_path / "h.npz")
+    with pytest.raises(ModelFileError, match="general_below"):
+        DomainHead.load(tmp_path / "h.npz")
 
 
 def test_the_nearest_examples_vote_survives_a_save_and_votes_for_their_domain(tmp_path: Path) -> None:

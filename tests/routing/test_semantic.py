@@ -128,3 +128,18 @@ def test_confidence_is_a_probability(detector: SemanticDomainDetector) -> None:
     for query in ("hello", "what is 2+2?", "my knee hurts after running", "sue my landlord"):
         result = detector.detect(query)
         assert 0.0 <= result.confidence <= 1.0 and result.domain in DOMAINS_ALL
+
+
+def test_the_head_files_general_below_decides_when_a_pick_counts_as_general() -> None:
+    import numpy as np
+
+    from cascadeflow_cli.routing.head import DomainHead
+
+    chances = np.full(len(DOMAINS_ALL), 0.11)
+    chances[DOMAINS_ALL.index("math")] = 0.45  # a pick at 0.45 confidence, general far behind
+    head = DomainHead(np.zeros((len(DOMAINS_ALL), 384), np.float32), np.log(chances).astype(np.float32),
+                      rules_sure=1.0, general_below=0.4)
+    query = "hello there, a few words"
+    result = SemanticDomainDetector(head=head).detect(query)
+    assert result.domain == "math" and result.confidence == pytest.approx(0.45, abs=0.01)
+    assert SemanticDomainDetector(head=head, min_confidence=0.5).detect(query).domain == "general"
