@@ -332,9 +332,33 @@ def create_app(
     )
     app.state.stopping = False
     app.state.streams = streams
+    front: Any = _Direct(app, chat)
     if options.access_log is not None:
-        return _AccessLog(app, options.access_log)  # type: ignore[return-value]
-    return app
+        front = _AccessLog(front, options.access_log)
+    return front  # type: ignore[no-any-return]
+
+
+class _Direct:
+    """``POST /v1/chat/completions`` straight to its endpoint; every other request through
+    Starlette. Its router and two middlewares (matching four routes, wrapping ``send``
+    twice) were about a fifth of a request's time on the main thread (py-spy, 50 clients).
+    An exception the endpoint does not turn into an answer reaches uvicorn, which answers
+    500 as Starlette's error middleware would. Reads ``state`` as the app it stands for."""
+
+    _paths = frozenset({"/v1/chat/completions", "/chat/completions"})
+
+    def __init__(self, app: Starlette, chat: Callable[[Request], Any]) -> None:
+        self.app = app
+        self.state = app.state
+        self.chat = chat
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self._paths:
+            await self.app(scope, receive, send)
+            return
+        scope["app"] = self.app  # what Starlette sets: request.app.state (stopping) is read
+        response = await self.chat(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 class _EventStream(Response):
@@ -400,7 +424,7 @@ class _AccessLog:
     """One line per request: time, method, path, status, duration, key prefix, user,
     model, request id, cost. No prompt, no answer, no key (only its prefix)."""
 
-    def __init__(self, app: Starlette, write: Callable[[str], None]) -> None:
+    def __init__(self, app: Any, write: Callable[[str], None]) -> None:
         self.app = app
         self.state = app.state
         self.write = write
