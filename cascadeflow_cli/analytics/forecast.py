@@ -152,11 +152,11 @@ class CostForecaster:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
                          f"and the interval stretched to {horizon} days")
         cumulative = np.maximum(np.cumsum(choice.daily)[None, :] * choice.ratios, 0.0)
-        centre = float(np.median(cumulative[:, choice.horizon - 1]))
+        centre = float(np.median(cumulative[:, horizon - 1]))
         # spend cannot fall back: a path's dips are lifted, which lifts low totals only (on
         # a bursty series the median total rose up to 8%); scaled back to the median total
         cumulative = np.maximum.accumulate(cumulative, axis=1)
-        lifted = float(np.median(cumulative[:, choice.horizon - 1]))
+        lifted = float(np.median(cumulative[:, horizon - 1]))
         if centre > 0 and lifted > 0:
             cumulative *= centre / lifted
         paths = np.diff(cumulative, axis=1, prepend=0.0)
