@@ -147,3 +147,15 @@ def test_a_short_backtest_leans_on_the_plain_recent_mean() -> None:
     assert choice is not None and "mean28 on raw spend (" in choice.method
     share = float(choice.method.split("mean28 on raw spend (")[1].split("%")[0])
     assert share >= 50
+
+
+def test_spend_on_few_days_is_forecast_from_the_raw_scale_only() -> None:
+    """Spend on one day in three: log-scale candidates (two levels, empty and not) stay
+    out of the mix; a series that spends every day keeps them."""
+    rng = np.random.default_rng(8)
+    sparse = (rng.random(300) < 0.33) * rng.lognormal(2.0, 0.8, 300)
+    daily = rng.lognormal(2.0, 0.3, 300)
+    sparse_choice, daily_choice = choose(sparse, 0, 30, 30), choose(daily, 0, 30, 30)
+    assert sparse_choice is not None and daily_choice is not None
+    assert not any(label.endswith("on log spend") for label in sparse_choice.scores)
+    assert any(label.endswith("on log spend") for label in daily_choice.scores)
