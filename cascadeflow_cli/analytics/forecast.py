@@ -13,6 +13,8 @@
   total, each day, and the budget's expected total) is the paths' mean *before* that
   widening, the recent days' mean for a naive estimate: the widening is about the
   interval's reach, and its spread on the log scale would otherwise inflate the mean.
+* A short history (under two months) is backtested on shorter totals, stretched to the
+  horizon (`selection`).
 * Below 14 days of history, or too short a history to backtest, the forecast is a
   clearly flagged naive estimate with a deliberately wide interval.
 * Spend already recorded today counts: the budget outlook adds it to what is spent,
@@ -150,11 +152,11 @@ class CostForecaster:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
                          f"and the interval stretched to {horizon} days")
         cumulative = np.maximum(np.cumsum(choice.daily)[None, :] * choice.ratios, 0.0)
-        centre = float(np.median(cumulative[:, choice.horizon - 1]))
+        centre = float(np.median(cumulative[:, horizon - 1]))
         # spend cannot fall back: a path's dips are lifted, which lifts low totals only (on
         # a bursty series the median total rose up to 8%); scaled back to the median total
         cumulative = np.maximum.accumulate(cumulative, axis=1)
-        lifted = float(np.median(cumulative[:, choice.horizon - 1]))
+        lifted = float(np.median(cumulative[:, horizon - 1]))
         if centre > 0 and lifted > 0:
             cumulative *= centre / lifted
         paths = np.diff(cumulative, axis=1, prepend=0.0)
@@ -166,8 +168,11 @@ class CostForecaster:
             # spread (+-3% around a month that ended 35% higher): no narrower than the
             # naive estimate's model of it until a second independent window exists
             naive = _naive_paths(y[-28:], days, self.n_paths, rng, n)
-            own = _log_width(paths, choice.horizon, self.confidence)
-            factor = max(factor, _log_width(naive, choice.horizon, self.confidence) / max(own, 1e-9))
+            # compared at the horizon asked for: paths stretched beyond a shorter backtest
+            # already grow with it (compared at the backtest's 9 days, adexchange's 30-day
+            # intervals covered 100%)
+            own = _log_width(paths, horizon, self.confidence)
+            factor = max(factor, _log_width(naive, horizon, self.confidence) / max(own, 1e-9))
         paths = _widen(paths, factor, choice.horizon)
         return paths, expected, choice.method, tuple(notes)
 
