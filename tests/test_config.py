@@ -169,3 +169,10 @@ def test_quality_section(tmp_path: Path) -> None:
 def test_bad_quality_keys_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         parse_config(text, tmp_path / "cascadeflow.toml")
+
+
+def test_a_config_saved_with_a_bom_and_crlf_loads(tmp_path: Path) -> None:
+    """hostile-4: Notepad's UTF-8 BOM made the whole file "invalid TOML" at line 1."""
+    path = tmp_path / "cascadeflow.toml"
+    path.write_bytes(b'\xef\xbb\xbf[ledger]\r\ntimezone = "Europe/Berlin"\r\n')
+    assert load_config(path).ledger.timezone == "Europe/Berlin"
