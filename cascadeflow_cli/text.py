@@ -9,8 +9,10 @@ a paid call. These checks find it at the edge, with the place to name in the err
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from cascadeflow_cli.errors import InputError
 
@@ -103,3 +105,16 @@ def user_name(value: str) -> str:
     if not value.strip():
         raise InputError("the user name is empty")
     return check_text(value, "the user name")
+
+
+def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
+    """``json.loads``, with JSON nested too deeply for Python's recursion limit (a line
+    of 100,000 ``[``) refused as a ValueError like any other bad JSON: its RecursionError
+    once came out of batch, import, calibrate, quality, a provider's reply and serve's
+    request body as "unexpected RecursionError" or an HTTP 500 (hostile-4). A
+    JSONDecodeError, so callers that report its ``msg`` and ``lineno`` keep working."""
+    try:
+        return json.loads(text, **kw)
+    except RecursionError:
+        doc = text if isinstance(text, str) else ""
+        raise json.JSONDecodeError("nested too deeply", doc, 0) from None

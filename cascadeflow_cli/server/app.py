@@ -43,6 +43,7 @@ from cascadeflow_cli.server.shapes import (
     parse_chat,
     usage,
 )
+from cascadeflow_cli.text import json_loads
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig
@@ -115,7 +116,7 @@ async def _body(request: Request, limit: int) -> Any:
     except TimeoutError:
         raise ApiError(408, "the request body did not arrive in time", code="timeout") from None
     try:
-        return json.loads(data)
+        return json_loads(data)
     except (ValueError, UnicodeDecodeError):
         raise bad_request("the request body is not valid JSON") from None
 

@@ -163,3 +163,15 @@ def test_a_path_can_neither_forge_an_access_log_line_nor_print_a_key(stack: Stac
     assert len(lines) == 2, lines
     assert all("\n" not in line for line in lines) and "/a\\n2026" in lines[0]
     assert stack.key not in lines[1] and "[redacted]" in lines[1]
+
+
+def test_a_body_nested_too_deeply_is_a_400_not_a_500(stack: Stack) -> None:
+    """hostile-4: 100,000 nested brackets made json.loads raise RecursionError: HTTP 500."""
+    response = httpx.post(
+        f"{stack.url}/chat/completions",
+        content=b"[" * 100_000 + b"]" * 100_000,
+        headers={"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"},
+        timeout=20,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"
