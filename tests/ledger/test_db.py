@@ -206,6 +206,6 @@ def test_a_ledger_from_a_newer_cascade_is_refused_untouched(tmp_path: Path) -> N
         conn.execute("insert into _migrations (id, name, applied_at) values (99, '099_future', 't')")
     conn.close()
     before = db.read_bytes()
-    with pytest.raises(LedgerSchemaError, match="newer than this cascade.*099_future"):
+    with pytest.raises(LedgerSchemaError, match=r"newer than this cascade.*099_future"):
         open_ledger(db)
     assert db.read_bytes() == before
