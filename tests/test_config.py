@@ -176,3 +176,17 @@ def test_a_config_saved_with_a_bom_and_crlf_loads(tmp_path: Path) -> None:
     path = tmp_path / "cascadeflow.toml"
     path.write_bytes(b'\xef\xbb\xbf[ledger]\r\ntimezone = "Europe/Berlin"\r\n')
     assert load_config(path).ledger.timezone == "Europe/Berlin"
+
+
+def test_a_key_written_into_the_config_is_a_readable_error(tmp_path: Path) -> None:
+    """hostile-4: `api_key = "sk-..."` came out as "models[0].api_key: [redacted] key
+    (allowed: ...)": the redactor took "unknown" for the key's value."""
+    from cascadeflow_cli.redact import redact
+
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text('[[models]]\nname = "a"\nmodel = "openai/x"\napi_key = "sk-CFGSECRET11223344"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = redact(str(info.value))
+    assert "api_key is not a setting" in message and "api_key_env" in message
+    assert "[redacted]" not in message and "sk-CFG" not in message

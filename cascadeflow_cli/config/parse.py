@@ -61,6 +61,12 @@ class _Parser:
         if not isinstance(raw, dict):
             raise self.fail(key, "must be a table")
         for name in raw:
+            if name not in allowed and name.lower().replace("-", "_") in ("api_key", "apikey"):
+                # said without "api_key: ...", which the redactor reads as a key's value: the
+                # line once came out as "models[0].api_key: [redacted] key (allowed: ...)"
+                where = f"{key}.{name}" if key else name
+                raise ConfigError(f"{self.where}: {where} is not a setting: a key stays out of the "
+                                  "config; name the variable that holds it with api_key_env")
             if name not in allowed:
                 raise self.fail(
                     f"{key}.{name}" if key else name, f"unknown key (allowed: {', '.join(allowed)})"
