@@ -190,3 +190,14 @@ def test_a_key_written_into_the_config_is_a_readable_error(tmp_path: Path) -> No
     message = redact(str(info.value))
     assert "api_key is not a setting" in message and "api_key_env" in message
     assert "[redacted]" not in message and "sk-CFG" not in message
+
+
+def test_a_provider_url_with_a_user_or_password_is_refused(tmp_path: Path) -> None:
+    """hostile-4: `api_base = "http://user:KEY@host/v1"` was looked up whole as a host
+    name ("Name or service not known"); it is refused, without echoing the URL."""
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text('[[models]]\nname = "a"\nmodel = "openai/x"\n'
+                    'api_base = "http://user:hunter2pass@127.0.0.1:9/v1"\n')
+    with pytest.raises(ConfigError, match=r"models\.a\.api_base: must not hold a user") as info:
+        load_config(path)
+    assert "hunter2pass" not in str(info.value)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cascadeflow_cli.config.settings import (
     BUDGET_WINDOWS,
@@ -205,10 +206,16 @@ class _Parser:
             if client not in CLIENTS:
                 raise self.fail(f"{sec}.client", f"must be one of {', '.join(CLIENTS)}")
             max_out = self.number(entry, sec, "max_output_tokens", minimum=1)
+            api_base = self.string(entry, sec, "api_base")
+            if api_base and "@" in urlsplit(api_base).netloc:
+                # the client looked the whole user:password@host up as a host name ("Name
+                # or service not known", hostile-4); a key belongs in api_key_env's variable
+                raise self.fail(f"{sec}.api_base", "must not hold a user or password (user:...@host); "
+                                "put the key in the variable named by api_key_env")
             result[name] = ModelConfig(
                 name=name,
                 model=model,
-                api_base=self.string(entry, sec, "api_base"),
+                api_base=api_base,
                 api_key_env=self.string(entry, sec, "api_key_env"),
                 input_cost_per_million=self.price(entry, sec, "input_cost_per_million"),
                 output_cost_per_million=self.price(entry, sec, "output_cost_per_million"),

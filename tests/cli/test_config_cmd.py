@@ -85,12 +85,12 @@ def test_show_with_a_broken_config(cli: CliRunner, config_file: Path) -> None:
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["toml", "json"])
 def test_show_masks_a_key_written_into_a_url(tmp_path: Path, as_json: bool) -> None:
-    """hostile-4: `config show` printed a provider URL's user:KEY@ and ?api_key=KEY as
-    written, while the ledger URL's password was already masked."""
+    """hostile-4: `config show` printed a provider URL's ?api_key=KEY and the collector's
+    user:PASSWORD@ as written, while the ledger URL's password was already masked."""
     path = tmp_path / "cascadeflow.toml"
     path.write_text(
         '[[models]]\nname = "a"\nmodel = "openai/x"\n'
-        'api_base = "http://user:hunter2pass@127.0.0.1:9/v1?api_key=sk-QUERYSECRET55443322"\n'
+        'api_base = "http://127.0.0.1:9/v1?api_key=sk-QUERYSECRET55443322"\n'
         '[cascade]\nmodels = ["a"]\n'
         '[telemetry]\nendpoint = "http://otel:collectorpass@127.0.0.1:4318"\n',
         encoding="utf-8",
@@ -98,6 +98,7 @@ def test_show_masks_a_key_written_into_a_url(tmp_path: Path, as_json: bool) -> N
     cli = CliRunner(tmp_path, path, tmp_path / "ledger.db")
     run = cli("config", "show", *(["--json"] if as_json else []))
     assert run.code == 0, run.stderr
-    for secret in ("hunter2pass", "QUERYSECRET", "collectorpass"):
+    for secret in ("QUERYSECRET", "collectorpass"):
         assert secret not in run.stdout
-    assert "http://user:***@127.0.0.1:9/v1?api_key=[redacted]" in run.stdout
+    assert "http://127.0.0.1:9/v1?api_key=[redacted]" in run.stdout
+    assert "http://otel:***@127.0.0.1:4318" in run.stdout
