@@ -118,3 +118,17 @@ def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
     except RecursionError:
         doc = text if isinstance(text, str) else ""
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 but tab and newline
+
+
+def has_controls(text: str) -> bool:
+    return _CONTROLS.search(text) is not None
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with its control characters (ESC, BEL, CR, NUL...; not tab or newline)
+    shown as ``\\x1b``: text from a provider, an import or a serve client that reaches a
+    terminal must not be able to clear it, retitle it or rewrite what it shows (hostile-4)."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

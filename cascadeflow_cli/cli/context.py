@@ -91,21 +91,16 @@ def _safe_console() -> type[Console]:
     codes it adds itself): a user name, query or answer holding ESC [2J or ESC ]0; (from
     an import, a serve client, a provider) cleared the terminal of whoever ran `cascade
     logs`, or retitled it (hostile-4). Shown as \\x1b; --json output is JSON-escaped."""
-    import re
-
     from rich.console import Console
     from rich.segment import Segment
 
-    unsafe = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 but tab and newline
-
-    def escape(match: re.Match[str]) -> str:
-        return f"\\x{ord(match.group()):02x}"
+    from cascadeflow_cli.text import escape_controls, has_controls
 
     class SafeConsole(Console):
         def _render_buffer(self, buffer: Iterable[Segment]) -> str:
             return super()._render_buffer(
-                seg if seg.control or not unsafe.search(seg.text)
-                else Segment(unsafe.sub(escape, seg.text), seg.style, seg.control)
+                seg if seg.control or not has_controls(seg.text)
+                else Segment(escape_controls(seg.text), seg.style, seg.control)
                 for seg in buffer
             )
 

@@ -429,3 +429,44 @@ def test_a_usage_that_is_no_count_is_estimated_and_recorded(
     assert str(call["cost_source"]).endswith("+estimated-tokens")
     later = cli("logs", "--json")
     assert later.code == 0 and "unexpected" not in later.stderr, later.stderr
+
+
+def _on_a_terminal(cli: CliRunner, *args: str) -> tuple[int, bytes]:
+    """Run `cascade` with stdout on a pseudo-terminal; what it printed there."""
+    import os
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "cascadeflow_cli", *args], cwd=cli.cwd, env=cli.env(),
+                            stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while select.select([leader], [], [], 30)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    return proc.wait(30), seen
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["ask", "ask-stream"])
+def test_an_answer_cannot_drive_the_terminal_but_a_pipe_gets_it_raw(
+    cli: CliRunner, server: ReplayServer, stream: bool
+) -> None:
+    """hostile-4: a provider's answer holding ESC [2J (clear screen) and ESC ]0; (set the
+    title) went to the terminal raw. On a terminal it is shown escaped; a pipe still gets
+    the answer byte for byte."""
+    answer = "Paris\x1b[2J\x1b]0;pwned\x07 is the capital of France and the seat of its government."
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=answer))
+    args = ["ask", QUERY, "--models", "mini", *(["--stream"] if stream else [])]
+    code, seen = _on_a_terminal(cli, *args)
+    assert code == 0, seen
+    assert b"\x1b[2J" not in seen and b"\x1b]0;" not in seen and b"\x07" not in seen
+    assert b"Paris\\x1b[2J\\x1b]0;pwned\\x07 is the capital" in seen
+    piped = cli(*args)
+    assert piped.code == 0 and answer in piped.stdout
