@@ -55,3 +55,13 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
         if value:
             text = text.replace(value, REDACTED)
     return _SHAPES.sub(_keep_label, text)
+
+
+def loggable(text: str) -> str:
+    """Client-sent ``text`` (a request path) fit for a one-line log: key-shaped tokens
+    redacted, control characters escaped. A path of ``/a%0a<fake line>`` once wrote a
+    forged line into serve's access log, and ``/sk-cf-...`` a whole key (hostile-4).
+    Only the key shapes, not the environment's values: this runs on every request."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return _SHAPES.sub(_keep_label, text)

@@ -9,8 +9,10 @@ a paid call. These checks find it at the edge, with the place to name in the err
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from cascadeflow_cli.errors import InputError
 
@@ -103,3 +105,30 @@ def user_name(value: str) -> str:
     if not value.strip():
         raise InputError("the user name is empty")
     return check_text(value, "the user name")
+
+
+def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
+    """``json.loads``, with JSON nested too deeply for Python's recursion limit (a line
+    of 100,000 ``[``) refused as a ValueError like any other bad JSON: its RecursionError
+    once came out of batch, import, calibrate, quality, a provider's reply and serve's
+    request body as "unexpected RecursionError" or an HTTP 500 (hostile-4). A
+    JSONDecodeError, so callers that report its ``msg`` and ``lineno`` keep working."""
+    try:
+        return json.loads(text, **kw)
+    except RecursionError:
+        doc = text if isinstance(text, str) else ""
+        raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 but tab and newline
+
+
+def has_controls(text: str) -> bool:
+    return _CONTROLS.search(text) is not None
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with its control characters (ESC, BEL, CR, NUL...; not tab or newline)
+    shown as ``\\x1b``: text from a provider, an import or a serve client that reaches a
+    terminal must not be able to clear it, retitle it or rewrite what it shows (hostile-4)."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -169,3 +169,35 @@ def test_quality_section(tmp_path: Path) -> None:
 def test_bad_quality_keys_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         parse_config(text, tmp_path / "cascadeflow.toml")
+
+
+def test_a_config_saved_with_a_bom_and_crlf_loads(tmp_path: Path) -> None:
+    """hostile-4: Notepad's UTF-8 BOM made the whole file "invalid TOML" at line 1."""
+    path = tmp_path / "cascadeflow.toml"
+    path.write_bytes(b'\xef\xbb\xbf[ledger]\r\ntimezone = "Europe/Berlin"\r\n')
+    assert load_config(path).ledger.timezone == "Europe/Berlin"
+
+
+def test_a_key_written_into_the_config_is_a_readable_error(tmp_path: Path) -> None:
+    """hostile-4: `api_key = "sk-..."` came out as "models[0].api_key: [redacted] key
+    (allowed: ...)": the redactor took "unknown" for the key's value."""
+    from cascadeflow_cli.redact import redact
+
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text('[[models]]\nname = "a"\nmodel = "openai/x"\napi_key = "sk-CFGSECRET11223344"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = redact(str(info.value))
+    assert "api_key is not a setting" in message and "api_key_env" in message
+    assert "[redacted]" not in message and "sk-CFG" not in message
+
+
+def test_a_provider_url_with_a_user_or_password_is_refused(tmp_path: Path) -> None:
+    """hostile-4: `api_base = "http://user:KEY@host/v1"` was looked up whole as a host
+    name ("Name or service not known"); it is refused, without echoing the URL."""
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text('[[models]]\nname = "a"\nmodel = "openai/x"\n'
+                    'api_base = "http://user:hunter2pass@127.0.0.1:9/v1"\n')
+    with pytest.raises(ConfigError, match=r"models\.a\.api_base: must not hold a user") as info:
+        load_config(path)
+    assert "hunter2pass" not in str(info.value)

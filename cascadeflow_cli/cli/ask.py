@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cascadeflow_cli.cli.context import app_context, default_user, is_terminal, stderr_console
+from cascadeflow_cli.text import escape_controls
 
 
 def ask(
@@ -85,6 +86,7 @@ def _show(result: Any, as_json: bool, err: Any) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(result.answer.rstrip("\n") + "\n")
+        answer = result.answer.rstrip("\n")  # raw into a pipe; on a terminal, not its commands
+        sys.stdout.write((escape_controls(answer) if sys.stdout.isatty() else answer) + "\n")
         err.print(ask_summary(result))
     sys.stdout.flush()  # the answer is out before any shadow verification is waited for

@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.text import escape_controls
+
 if TYPE_CHECKING:
     from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
 
@@ -17,9 +19,11 @@ def ask_streamed(cascade: Cascade, query: str, user: str, **kwargs: Any) -> Casc
 
     written: list[str] = []
 
+    terminal = sys.stdout.isatty()
+
     def write(text: str) -> None:
         written.append(text)
-        sys.stdout.write(text)
+        sys.stdout.write(escape_controls(text) if terminal else text)  # ask.py says why
         sys.stdout.flush()
 
     result = stream_answer(lambda sink: cascade.run(query, user, sink=sink, **kwargs), StreamSink(write))

@@ -39,11 +39,21 @@ def show(
     import tomli_w
 
     from cascadeflow_cli.config import config_to_dict
+    from cascadeflow_cli.dburl import mask_url
+    from cascadeflow_cli.redact import redact
 
     context = app_context(ctx)
     data = config_to_dict(context.config)
     where = context.resolved_location  # a URL shown with its password masked
     data["ledger"]["url" if where.is_postgres else "path"] = where.display()
+    # a key put into a provider's or the collector's URL (user:KEY@host, ?api_key=KEY) was
+    # printed as written (hostile-4): shown like the ledger URL, masked and redacted
+    for model in data.get("models") or []:
+        if isinstance(model.get("api_base"), str):
+            model["api_base"] = redact(mask_url(model["api_base"]))
+    telemetry = data.get("telemetry") or {}
+    if isinstance(telemetry.get("endpoint"), str):
+        telemetry["endpoint"] = redact(mask_url(telemetry["endpoint"]))
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:

@@ -3,9 +3,10 @@ Loaded on first use, so `cascade --help` never reads a file or imports sqlite-ut
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -77,15 +78,33 @@ def default_user() -> str:
 
 
 def stderr_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _safe_console()(stderr=True, highlight=False, soft_wrap=True)
 
 
 def stdout_console() -> Console:
-    from rich.console import Console
+    return _safe_console()(highlight=False)
 
-    return Console(highlight=False)
+
+@functools.cache  # rich and re load on first use (tests/test_startup)
+def _safe_console() -> type[Console]:
+    """A rich Console that escapes control characters in the text it prints (not in the
+    codes it adds itself): a user name, query or answer holding ESC [2J or ESC ]0; (from
+    an import, a serve client, a provider) cleared the terminal of whoever ran `cascade
+    logs`, or retitled it (hostile-4). Shown as \\x1b; --json output is JSON-escaped."""
+    from rich.console import Console
+    from rich.segment import Segment
+
+    from cascadeflow_cli.text import escape_controls, has_controls
+
+    class SafeConsole(Console):
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            return super()._render_buffer(
+                seg if seg.control or not has_controls(seg.text)
+                else Segment(escape_controls(seg.text), seg.style, seg.control)
+                for seg in buffer
+            )
+
+    return SafeConsole
 
 
 def is_terminal() -> bool:

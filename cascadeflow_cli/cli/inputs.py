@@ -3,11 +3,11 @@ domain): every line checked before anything is printed, errors as ``FILE:LINE: r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.text import json_loads
 
 
 def input_lines(path: Path) -> list[tuple[int, str]]:
@@ -38,7 +38,7 @@ def input_lines(path: Path) -> list[tuple[int, str]]:
 def json_object(text: str, where: str, expected: str) -> dict[str, Any]:
     """One JSONL line as a dict; ``expected`` names its fields in the error."""
     try:
-        data = json.loads(text)
+        data = json_loads(text)
     except ValueError as exc:
         raise InputError(f"{where}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(data, dict):

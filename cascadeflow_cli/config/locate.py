@@ -82,7 +82,9 @@ def load_config(explicit: Path | None = None, env: Mapping[str, str] = os.enviro
     if not path.exists() and must_exist:
         raise ConfigError(f"{path}: config file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a file saved by Windows Notepad starts with a BOM, which TOML refuses
+        # ("Invalid statement (at line 1, column 1)", hostile-4); CRLF lines TOML takes
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {getattr(exc, 'strerror', None) or exc}") from None
     return parse_config(text, path)

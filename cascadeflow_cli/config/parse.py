@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cascadeflow_cli.config.settings import (
     BUDGET_WINDOWS,
@@ -61,6 +62,12 @@ class _Parser:
         if not isinstance(raw, dict):
             raise self.fail(key, "must be a table")
         for name in raw:
+            if name not in allowed and name.lower().replace("-", "_") in ("api_key", "apikey"):
+                # said without "api_key: ...", which the redactor reads as a key's value: the
+                # line once came out as "models[0].api_key: [redacted] key (allowed: ...)"
+                where = f"{key}.{name}" if key else name
+                raise ConfigError(f"{self.where}: {where} is not a setting: a key stays out of the "
+                                  "config; name the variable that holds it with api_key_env")
             if name not in allowed:
                 raise self.fail(
                     f"{key}.{name}" if key else name, f"unknown key (allowed: {', '.join(allowed)})"
@@ -199,10 +206,16 @@ class _Parser:
             if client not in CLIENTS:
                 raise self.fail(f"{sec}.client", f"must be one of {', '.join(CLIENTS)}")
             max_out = self.number(entry, sec, "max_output_tokens", minimum=1)
+            api_base = self.string(entry, sec, "api_base")
+            if api_base and "@" in urlsplit(api_base).netloc:
+                # the client looked the whole user:password@host up as a host name ("Name
+                # or service not known", hostile-4); a key belongs in api_key_env's variable
+                raise self.fail(f"{sec}.api_base", "must not hold a user or password (user:...@host); "
+                                "put the key in the variable named by api_key_env")
             result[name] = ModelConfig(
                 name=name,
                 model=model,
-                api_base=self.string(entry, sec, "api_base"),
+                api_base=api_base,
                 api_key_env=self.string(entry, sec, "api_key_env"),
                 input_cost_per_million=self.price(entry, sec, "input_cost_per_million"),
                 output_cost_per_million=self.price(entry, sec, "output_cost_per_million"),

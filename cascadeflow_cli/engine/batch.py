@@ -18,7 +18,6 @@ progress goes to a callback.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import threading
 import time
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import CascadeError, InputError, LedgerError, NotRecordedError
 from cascadeflow_cli.redact import redact
-from cascadeflow_cli.text import text_problem
+from cascadeflow_cli.text import json_loads, text_problem
 
 if TYPE_CHECKING:
     from cascadeflow_cli.engine.cascade import Cascade
@@ -122,7 +121,7 @@ def read_rows(path: Path) -> Iterator[BatchRow | BadRow]:
 
 def parse_row(text: str, line: int) -> BatchRow | BadRow:
     try:
-        data = json.loads(text)
+        data = json_loads(text)
     except ValueError as exc:
         return BadRow(line, f"line {line}: not valid JSON ({exc.args[0].split(':')[0]})")
     if not isinstance(data, dict):
@@ -184,7 +183,7 @@ def _result_key(raw: bytes) -> str | None:
     if not raw.strip():
         return ""
     try:
-        data = json.loads(raw)
+        data = json_loads(raw)
     except ValueError:
         return None
     if not isinstance(data, dict) or "id" not in data:

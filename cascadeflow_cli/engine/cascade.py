@@ -20,6 +20,7 @@ from cascadeflow_cli.engine.costs import ChainCosts
 from cascadeflow_cli.engine.pricing import (
     Price,
     Usage,
+    billable_usage,
     cost_nanos,
     estimate_tokens,
     infer_provider,
@@ -329,13 +330,13 @@ class Cascade:
         """Cost from the usage the provider reported; estimated from the text (and marked
         so) when it reported none, never silently $0."""
         assert attempt.completion is not None
-        usage = attempt.completion.usage
         source = attempt.price.source
-        if usage.input_tokens == 0 and usage.output_tokens == 0:
-            usage = Usage(
-                input_tokens=sum(estimate_tokens(m["content"]) for m in messages),
-                output_tokens=estimate_tokens(attempt.completion.text),
-            )
+        usage, estimated = billable_usage(
+            attempt.completion.usage,
+            sum(estimate_tokens(m["content"]) for m in messages),
+            attempt.completion.text,
+        )
+        if estimated:
             source = f"{source}+estimated-tokens"
         attempt.usage = usage
         attempt.cost_nusd = cost_nanos(attempt.price, usage)

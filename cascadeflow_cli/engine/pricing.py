@@ -22,7 +22,7 @@ from cascadeflow_cli.model_map import (  # noqa: F401  (their old home; re-expor
     price_map_path,
 )
 from cascadeflow_cli.model_map import infer_provider as provider_of
-from cascadeflow_cli.money import token_cost_nanos
+from cascadeflow_cli.money import MAX_AMOUNT_USD, NANOS_PER_USD, token_cost_nanos
 
 _MILLION = Decimal(10**6)
 
@@ -123,7 +123,27 @@ def cost_nanos(price: Price, usage: Usage) -> int:
         + token_cost_nanos(usage.output_tokens - reasoning, price.output_per_million)
         + token_cost_nanos(reasoning, price.reasoning_per_million or price.output_per_million)
     )
-    return int(total.to_integral_value())
+    # one call's cost is at most the ledger's per-value maximum (money.py): the largest
+    # price times the largest count (1e9 USD/M x 1e12 tokens) would not fit its column
+    return min(int(total.to_integral_value()), _MAX_COST_NANOS)
+
+
+_MAX_COST_NANOS = int(MAX_AMOUNT_USD) * NANOS_PER_USD
+
+
+def billable_usage(usage: Usage, prompt_tokens: int, answer: str) -> tuple[Usage, bool]:
+    """The usage a call is charged for, and whether any of it is estimated: a side the
+    provider reported as 0 (or not at all, or as garbage) while there was text on it is
+    estimated from that text, never silently $0 (a usage of `{"prompt_tokens": 10,
+    "completion_tokens": NaN}` once charged the answer's 30 tokens as nothing)."""
+    input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+    if input_tokens == 0:
+        input_tokens = prompt_tokens
+    if output_tokens == 0:
+        output_tokens = estimate_tokens(answer)
+    if (input_tokens, output_tokens) == (usage.input_tokens, usage.output_tokens):
+        return usage, False
+    return Usage(input_tokens, output_tokens, usage.cached_tokens, usage.reasoning_tokens), True
 
 
 def estimate_tokens(text: str) -> int:

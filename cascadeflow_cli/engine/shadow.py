@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.engine.pricing import Usage, cost_nanos, estimate_tokens, infer_provider
+from cascadeflow_cli.engine.pricing import Usage, billable_usage, cost_nanos, estimate_tokens, infer_provider
 from cascadeflow_cli.engine.providers import ChatRequest, complete
 from cascadeflow_cli.errors import ProviderError
 from cascadeflow_cli.ledger.labels import ShadowOutcome, next_seq, record_shadow
@@ -153,11 +153,11 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
 
         release(ledger, reservation)
         raise
-    usage, source = completion.usage, price.source
-    if usage.input_tokens == 0 and usage.output_tokens == 0:
-        usage = Usage(
-            sum(estimate_tokens(m["content"]) for m in job.messages), estimate_tokens(completion.text)
-        )
+    source = price.source
+    usage, estimated = billable_usage(
+        completion.usage, sum(estimate_tokens(m["content"]) for m in job.messages), completion.text
+    )
+    if estimated:
         source = f"{source}+estimated-tokens"
     kind = answer_kind(job.query, job.domain, [job.draft_text, completion.text])
     verdict = agreement(job.draft_text, completion.text, kind, _embedder() if kind == "text" else None)

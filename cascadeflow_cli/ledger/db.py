@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
-from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.errors import LedgerError, LedgerSchemaError
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.budgets import spend_triggers
 from cascadeflow_cli.ledger.recognise import make_owner_only, mark_as_ledger, recognise_ledger
@@ -193,6 +193,13 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             [create] = table_ddl(MIGRATIONS_TABLE, MIGRATIONS_TABLE.since)
             conn.execute(create.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
             done = {row[0] for row in conn.execute("select name from _migrations")}
+            # as on PostgreSQL (postgres/migrate.check_not_newer): a newer cascade's ledger
+            # was once written as if it were ours, whatever its new columns mean
+            unknown = sorted(done - {name for name, _ in MIGRATIONS})
+            if unknown:
+                raise LedgerSchemaError(
+                    f"{self.path}: the ledger's schema is newer than this cascade (migration "
+                    f"{unknown[0]}); upgrade cascade (the ledger is left untouched)")
             for number, (name, migrate) in enumerate(MIGRATIONS, start=1):
                 if name not in done:
                     migrate(conn)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from functools import lru_cache
@@ -14,7 +13,7 @@ from typing import Any
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.import_values import ImportRowError, _blank
 from cascadeflow_cli.ledger.schema import EXPORT_NAMES
-from cascadeflow_cli.text import LineDecodeError, Utf8Lines
+from cascadeflow_cli.text import LineDecodeError, Utf8Lines, json_loads
 
 FORMATS = ("csv", "json", "jsonl")
 REQUIRED = ("timestamp", "user", "model", "cost")
@@ -114,7 +113,7 @@ def _reason(exc: Exception) -> str:
 
 def _json_object(text: str, loc: str) -> dict[str, Any]:
     try:
-        value = json.loads(text, parse_float=Decimal)
+        value = json_loads(text, parse_float=Decimal)
     except ValueError as exc:
         raise ImportRowError(f"{loc}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
@@ -177,7 +176,7 @@ def _json_whole(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         with path.open("rb") as fh:
             raw = fh.read().removeprefix(b"\xef\xbb\xbf")
-        data = json.loads(raw.decode("utf-8"), parse_float=Decimal)
+        data = json_loads(raw.decode("utf-8"), parse_float=Decimal)
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ImportRowError(f"{where}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None

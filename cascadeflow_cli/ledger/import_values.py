@@ -14,7 +14,7 @@ from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.dates import parse_moment
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
-from cascadeflow_cli.text import text_problem
+from cascadeflow_cli.text import json_loads, text_problem
 
 _OUR_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -146,7 +146,7 @@ def _reasons(value: Any, loc: str) -> tuple[str, ...]:
     items = value
     if isinstance(value, str):
         try:
-            items = json.loads(value)
+            items = json_loads(value)
         except ValueError:
             raise ImportRowError(f"{loc}: quality_reasons must be a JSON array of strings") from None
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):

@@ -132,6 +132,7 @@ class _Parser:
         self.seen_requests: set[int] = set()
         self.plain_digests: set[int] = set()
         self.plain_repeats: dict[int, int] = {}
+        self.foreign_ids: set[int] = set()  # ids of plain rows (history from elsewhere)
         self.ignored: set[str] = set()
         self.rows = 0
 
@@ -202,7 +203,16 @@ class _Parser:
             self.plain_digests.add(key)
         request.id = "imp-" + hashlib.blake2b(f"{content}\x1f#{repeat}".encode(),
                                               digest_size=12).hexdigest()
-        call.id = call.id or f"{request.id}-0"
+        # A plain row's own id is another system's, not one of ours: taken as the call's id
+        # it met the same "1", "2"... of an earlier import and the call was dropped (the
+        # request kept its cost, with no call behind it: hostile-4). The id still marks a
+        # row listed twice in one file.
+        if call.id is not None:
+            foreign = _digest(call.id)
+            if foreign in self.foreign_ids:
+                raise ImportRowError(f"{loc}: id {call.id} appears twice in the file")
+            self.foreign_ids.add(foreign)
+        call.id = f"{request.id}-0"
         call.role = call.role or "verifier"
         if call.accepted is None and call.status == "ok":
             call.accepted = 1

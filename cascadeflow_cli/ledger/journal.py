@@ -171,7 +171,23 @@ def _listed(value: Any) -> Any:
     return dict(value) if hasattr(value, "items") else value
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
+def _storable(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` unchanged, or ValueError when a number in it cannot be a ledger column (an
+    entry written by a version that trusted a provider's 1e30 tokens): such an entry is
+    skipped like a torn one, not retried on every open of the ledger, failing each."""
+    for name, value in row.items():
+        if isinstance(value, int) and value not in _INT64:
+            raise ValueError(f"{name} does not fit the ledger: {value}")
+    return row
+
+
 def _record(data: dict[str, Any]) -> RequestRecord:
+    _storable(data)
+    for call in data["calls"]:
+        _storable(call)
     calls = tuple(
         CallRecord(**{**c, "quality_reasons": tuple(c.get("quality_reasons") or ())}) for c in data["calls"]
     )

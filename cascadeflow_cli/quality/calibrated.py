@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.text import json_loads
 
 from .features import EXEC_FEATURES, FEATURE_NAMES, FEATURE_VERSION, draft_features, feature_domain
 from .validator import QualityResult, QualityValidator
@@ -233,7 +234,7 @@ def load_calibration(path: Path | str) -> Calibration:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the calibration file ({exc.strerror or exc})") from None
     try:
-        data = json.loads(text)
+        data = json_loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     return parse_calibration(data, str(path))

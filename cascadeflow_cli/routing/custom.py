@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cascadeflow_cli.text import json_loads
+
 BUILT_IN = ("code", "math", "medical", "legal", "finance", "general")  # = routing.domain.DOMAINS
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 MAX_EMBEDDED = 2000
@@ -239,7 +241,7 @@ def read_examples(path: Path, fail: Callable[[str], Exception]) -> list[str]:
     out = []
     for n, line in lines:
         try:
-            row = json.loads(line)
+            row = json_loads(line)
         except json.JSONDecodeError as exc:
             raise fail(f"{path}:{n}: not JSON ({exc.msg})") from None
         value = row.get("query", row.get("text")) if isinstance(row, dict) else None

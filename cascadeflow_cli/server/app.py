@@ -28,6 +28,7 @@ from starlette.routing import Route
 from cascadeflow_cli import __version__
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink
+from cascadeflow_cli.redact import loggable
 from cascadeflow_cli.server.runner import Outcome, Runner
 from cascadeflow_cli.server.shapes import (
     ApiError,
@@ -42,6 +43,7 @@ from cascadeflow_cli.server.shapes import (
     parse_chat,
     usage,
 )
+from cascadeflow_cli.text import json_loads
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig
@@ -114,7 +116,7 @@ async def _body(request: Request, limit: int) -> Any:
     except TimeoutError:
         raise ApiError(408, "the request body did not arrive in time", code="timeout") from None
     try:
-        return json.loads(data)
+        return json_loads(data)
     except (ValueError, UnicodeDecodeError):
         raise bad_request("the request body is not valid JSON") from None
 
@@ -449,7 +451,8 @@ class _AccessLog:
             state = scope["state"]
             status = state.get("status", status) or 500
             ms = (time.perf_counter() - started) * 1000
-            parts = [format_ts(datetime.now(UTC)), scope["method"], scope["path"], str(status), f"{ms:.1f}ms"]
+            path = loggable(scope["path"])  # the client's: no forged lines, no pasted key
+            parts = [format_ts(datetime.now(UTC)), scope["method"], path, str(status), f"{ms:.1f}ms"]
             for name in ("key", "user", "model", "request_id"):
                 if state.get(name):
                     parts.append(f"{name}={state[name]}")

@@ -397,3 +397,76 @@ def test_a_read_only_ledger_is_refused_before_any_call_for_a_user_without_budget
     assert_one_error_line(run.stderr)
     assert "read-only" in run.stderr and "nothing was sent" in run.stderr
     assert server.request_count() == paid
+
+
+@pytest.mark.parametrize(
+    ("prompt", "completion"),
+    [(10**30, 10**30), (10, float("nan")), (-1000, 5), (10, 10**13)],
+    ids=["1e30-tokens", "nan-completion", "negative-prompt", "past-max-count"],
+)
+def test_a_usage_that_is_no_count_is_estimated_and_recorded(
+    tmp_path: Path, server: ReplayServer, prompt: object, completion: object
+) -> None:
+    """hostile-4: a provider's 1e30 tokens made `ask` fail with "unexpected OverflowError"
+    (the paid answer unprinted) and its journal entry fail every later command; a NaN or
+    negative side of the usage charged that side as $0. Each side that is no count is now
+    estimated from its text."""
+    server.set_behavior(
+        "gpt-4o-mini",
+        ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=prompt, completion_tokens=completion),  # type: ignore[arg-type]
+    )
+    path = tmp_path / "cascadeflow.toml"
+    priced = "input_cost_per_million = 1.0\noutput_cost_per_million = 2.0\n"
+    path.write_text(config_text(server.base_url, mini_extra=priced), encoding="utf-8")
+    cli = CliRunner(tmp_path, path, tmp_path / "ledger.db")
+    run = cli("ask", QUERY, "--models", "mini", "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["answer"] == GOOD_ANSWER  # type: ignore[index]
+    [call] = rows(cli.db, "calls")
+    assert 0 < call["input_tokens"] < 100 or call["input_tokens"] == prompt  # type: ignore[operator]
+    estimated = -(-len(GOOD_ANSWER) // 4)  # ceil(chars / 4)
+    assert call["output_tokens"] == (completion if completion == 5 else estimated)
+    assert str(call["cost_source"]).endswith("+estimated-tokens")
+    later = cli("logs", "--json")
+    assert later.code == 0 and "unexpected" not in later.stderr, later.stderr
+
+
+def _on_a_terminal(cli: CliRunner, *args: str) -> tuple[int, bytes]:
+    """Run `cascade` with stdout on a pseudo-terminal; what it printed there."""
+    import os
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "cascadeflow_cli", *args], cwd=cli.cwd, env=cli.env(),
+                            stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while select.select([leader], [], [], 30)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    return proc.wait(30), seen
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["ask", "ask-stream"])
+def test_an_answer_cannot_drive_the_terminal_but_a_pipe_gets_it_raw(
+    cli: CliRunner, server: ReplayServer, stream: bool
+) -> None:
+    """hostile-4: a provider's answer holding ESC [2J (clear screen) and ESC ]0; (set the
+    title) went to the terminal raw. On a terminal it is shown escaped; a pipe still gets
+    the answer byte for byte."""
+    answer = "Paris\x1b[2J\x1b]0;pwned\x07 is the capital of France and the seat of its government."
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=answer))
+    args = ["ask", QUERY, "--models", "mini", *(["--stream"] if stream else [])]
+    code, seen = _on_a_terminal(cli, *args)
+    assert code == 0, seen
+    assert b"\x1b[2J" not in seen and b"\x1b]0;" not in seen and b"\x07" not in seen
+    assert b"Paris\\x1b[2J\\x1b]0;pwned\\x07 is the capital" in seen
+    piped = cli(*args)
+    assert piped.code == 0 and answer in piped.stdout

@@ -241,3 +241,17 @@ def test_every_row_failing_exits_5_after_writing_them_all(cli: CliRunner, server
     assert len(results) == 4 and all("error" in r for r in results)
     assert stderr_lines(run.stderr)[-1].startswith("batch: 4 rows · 0 answered · 4 errors")
     assert "Traceback" not in run.stderr
+
+
+def test_a_row_nested_too_deeply_is_an_error_row(cli: CliRunner, good: ReplayServer, tmp_path: Path) -> None:
+    """hostile-4: a line of 100,000 `[` stopped the whole batch with "unexpected
+    RecursionError"; it is now that row's error and the other rows are answered."""
+    path = tmp_path / "in.jsonl"
+    path.write_text("[" * 100_000 + "]" * 100_000 + '\n{"id": "b", "query": "What is 2+2?"}\n')
+    out = tmp_path / "out.jsonl"
+    run = cli("batch", str(path), "--output", str(out))
+    assert run.code == 5, run.stderr
+    assert "unexpected" not in run.stderr and "Traceback" not in run.stderr
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(str(r.get("id")) for r in results) == ["None", "b"]
+    assert any("nested too deeply" in r.get("error", "") for r in results)

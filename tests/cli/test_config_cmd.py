@@ -6,6 +6,8 @@ import json
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from cascadeflow_cli.replay.server import ReplayServer
 from tests.cli.support import run_together
 from tests.conftest import CliRunner, assert_one_error_line
@@ -79,3 +81,24 @@ def test_show_with_a_broken_config(cli: CliRunner, config_file: Path) -> None:
     assert run.code == 1
     assert_one_error_line(run.stderr)
     assert str(config_file) in run.stderr and "cascade.models" in run.stderr
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["toml", "json"])
+def test_show_masks_a_key_written_into_a_url(tmp_path: Path, as_json: bool) -> None:
+    """hostile-4: `config show` printed a provider URL's ?api_key=KEY and the collector's
+    user:PASSWORD@ as written, while the ledger URL's password was already masked."""
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(
+        '[[models]]\nname = "a"\nmodel = "openai/x"\n'
+        'api_base = "http://127.0.0.1:9/v1?api_key=sk-QUERYSECRET55443322"\n'
+        '[cascade]\nmodels = ["a"]\n'
+        '[telemetry]\nendpoint = "http://otel:collectorpass@127.0.0.1:4318"\n',
+        encoding="utf-8",
+    )
+    cli = CliRunner(tmp_path, path, tmp_path / "ledger.db")
+    run = cli("config", "show", *(["--json"] if as_json else []))
+    assert run.code == 0, run.stderr
+    for secret in ("QUERYSECRET", "collectorpass"):
+        assert secret not in run.stdout
+    assert "http://127.0.0.1:9/v1?api_key=[redacted]" in run.stdout
+    assert "http://otel:***@127.0.0.1:4318" in run.stdout

@@ -135,3 +135,44 @@ def test_the_sample_history_round_trips(tmp_path: Path) -> None:
     assert second("import", "one.jsonl").code == 0
     assert second("export", "--jsonl", "-o", "two.jsonl").code == 0
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
+
+
+def test_plain_rows_from_two_systems_with_the_same_ids_keep_every_call(tmp_path: Path) -> None:
+    """hostile-4: a plain row's own id ("1", "2": another system's) became the call's id,
+    so a second system's rows 1 and 2 were imported as requests with their cost and no
+    call ("imported 2 requests (0 calls)"): missing from `usage --by model` and export."""
+    cli = CliRunner(tmp_path, None, tmp_path / "ledger.db")
+    head = "id,timestamp,user,model,cost\n"
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text(head + "1,2026-01-01T10:00:00Z,alice,big,0.5\n2,2026-01-02T10:00:00Z,alice,big,0.5\n")
+    b.write_text(head + "1,2026-02-01T10:00:00Z,bob,big,7\n2,2026-02-02T10:00:00Z,bob,big,7\n")
+    assert cli("import", str(a)).code == 0
+    run = cli("import", str(b))
+    assert run.code == 0 and "(2 calls)" in run.stderr, run.stderr
+    assert len(rows(cli.db, "requests")) == len(rows(cli.db, "calls")) == 4
+    by_model = cli("usage", "--by", "model", "--json").json()
+    assert by_model["total"]["cost"] == pytest.approx(15.0)  # type: ignore[index]
+    assert cli("import", str(b)).code == 0 and len(rows(cli.db, "calls")) == 4  # still idempotent
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("dup.jsonl", '{"id": "x", "timestamp": "2026-01-01", "user": "a", "model": "m", "cost": 1}\n'
+         '{"id": "x", "timestamp": "2026-01-02", "user": "a", "model": "m", "cost": 2}\n', "dup.jsonl:2"),
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "deep.json:1"),
+        ("deep.jsonl", "[" * 100_000 + "]" * 100_000 + "\n", "deep.jsonl:1"),
+    ],
+    ids=["id-twice", "deep-json", "deep-jsonl"],
+)
+def test_a_hostile_file_is_one_error_line_and_imports_nothing(
+    tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    """hostile-4: 100,000 nested brackets came out as "unexpected RecursionError"."""
+    cli = CliRunner(tmp_path, None, tmp_path / "ledger.db")
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    run = cli("import", str(tmp_path / name))
+    assert run.code == 1, run.stderr
+    assert_one_error_line(run.stderr)
+    assert where in run.stderr and "unexpected" not in run.stderr
+    assert rows(cli.db, "requests") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,3 +110,24 @@ def test_empty_ledger(cli: CliRunner) -> None:
     [line] = stderr_lines(run.stderr)
     assert "no requests" in line and not line.startswith("error")
     assert as_json.code == 0 and as_json.json() == []
+
+
+@pytest.mark.parametrize("color", ["", "1"], ids=["plain", "forced-color"])
+def test_control_characters_from_the_ledger_cannot_drive_the_terminal(tmp_path: Path, color: str) -> None:
+    """hostile-4: a user name and query holding ESC [2J (clear screen) and ESC ]0; (set the
+    title), imported or sent by a serve client, reached the terminal of whoever ran
+    `cascade logs` or `usage` raw. They are shown escaped; rich's own colours still work."""
+    history = tmp_path / "h.csv"
+    history.write_text(
+        'timestamp,user,model,cost,query\n2026-01-01T10:00:00Z,"ev\x1b[2Jil",big,0.5,"q\x1b]0;pwned\x07 x"\n',
+        encoding="utf-8",
+    )
+    cli = CliRunner(tmp_path, None, tmp_path / "ledger.db")
+    assert cli("import", str(history)).code == 0
+    env = {"FORCE_COLOR": "1", "COLUMNS": "120"} if color else {"NO_COLOR": "1", "COLUMNS": "120"}
+    for args in (["logs"], ["usage", "--by", "user"]):
+        run = cli(*args, **env)
+        assert run.code == 0, run.stderr
+        assert "\x1b[2J" not in run.stdout and "\x1b]0;" not in run.stdout and "\x07" not in run.stdout
+        assert "ev\\x1b[2Jil" in run.stdout
+        assert ("\x1b[" in run.stdout) == bool(color)  # rich's styling is untouched

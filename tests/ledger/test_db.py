@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.errors import LedgerError, LedgerSchemaError
 from cascadeflow_cli.ledger.db import MIGRATIONS, open_ledger
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 
@@ -194,3 +194,18 @@ def test_released_migrations_render_the_same_sqlite_ddl() -> None:
     for name, digest in RELEASED_DDL.items():
         text = "\n".join(schema_ddl.migration_ddl(name))
         assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest, name
+
+
+def test_a_ledger_from_a_newer_cascade_is_refused_untouched(tmp_path: Path) -> None:
+    """hostile-4: a SQLite ledger whose _migrations holds a name this version does not know
+    was read and written as if it were ours (PostgreSQL already refused it)."""
+    db = tmp_path / "l.db"
+    open_ledger(db).close()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("insert into _migrations (id, name, applied_at) values (99, '099_future', 't')")
+    conn.close()
+    before = db.read_bytes()
+    with pytest.raises(LedgerSchemaError, match=r"newer than this cascade.*099_future"):
+        open_ledger(db)
+    assert db.read_bytes() == before

@@ -90,3 +90,20 @@ def test_a_ledger_that_cannot_take_the_journal_keeps_it_and_refuses_requests(tmp
         assert ledger.journal_waiting == 0
         ledger.check_writable()
     assert len(ledger_rows(db, "requests")) == 1 and journal.pending(db) == []
+
+
+def test_an_entry_no_ledger_column_can_hold_is_skipped_not_replayed_forever(tmp_path: Path) -> None:
+    """An entry an older version wrote from a provider's 1e30 tokens (hostile-4): opening
+    the ledger once failed with "unexpected OverflowError" in every later command, `logs`
+    included. It is now skipped like a torn file and kept for a person to see."""
+    db = tmp_path / "l.db"
+    record = request(1)
+    huge = replace(record.calls[0], input_tokens=10**30, cost_nusd=3 * 10**33)
+    path = journal.write(db, replace(record, calls=(huge,), cost_nusd=3 * 10**33), None, durable=True)
+    journal.write(db, request(2), None, durable=True)
+    assert [r.id for _, r, _ in journal.pending(db)] == [request(2).id]
+    with open_ledger(db) as ledger:
+        assert ledger.journal_waiting == 0
+        ledger.check_writable()  # the bad entry does not block requests either
+    assert [r["id"] for r in ledger_rows(db, "requests")] == [request(2).id]
+    assert path.exists()

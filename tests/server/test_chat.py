@@ -151,3 +151,27 @@ def test_every_request_gets_one_access_log_line_without_prompt_or_key(stack: Sta
     assert " POST /v1/chat/completions 200 " in lines[0] and "user=alice" in lines[0]
     assert " 401 " in lines[1]
     assert all(QUERY not in line and "France" not in line and stack.key not in line for line in lines)
+
+
+def test_a_path_can_neither_forge_an_access_log_line_nor_print_a_key(stack: Stack) -> None:
+    """hostile-4: `GET /a%0a<line>` wrote a second, forged line into the access log and
+    `GET /<key>` the whole key (a key pasted into the URL by mistake)."""
+    root = stack.url.removesuffix("/v1")
+    httpx.get(f"{root}/a%0a2026-01-01T00:00:00Z%20POST%20/v1/forged%20200", timeout=20)
+    httpx.get(f"{root}/{stack.key}", timeout=20)
+    lines = stack.log
+    assert len(lines) == 2, lines
+    assert all("\n" not in line for line in lines) and "/a\\n2026" in lines[0]
+    assert stack.key not in lines[1] and "[redacted]" in lines[1]
+
+
+def test_a_body_nested_too_deeply_is_a_400_not_a_500(stack: Stack) -> None:
+    """hostile-4: 100,000 nested brackets made json.loads raise RecursionError: HTTP 500."""
+    response = httpx.post(
+        f"{stack.url}/chat/completions",
+        content=b"[" * 100_000 + b"]" * 100_000,
+        headers={"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"},
+        timeout=20,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"

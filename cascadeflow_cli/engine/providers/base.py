@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.pricing import Usage
 from cascadeflow_cli.errors import InvalidApiKeyError, MissingApiKeyError, ProviderError
+from cascadeflow_cli.money import MAX_COUNT
 
 MAX_BACKOFF_S = 20.0
 
@@ -186,7 +187,14 @@ def usage_from_openai(raw: Any) -> Usage:
         return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
     def count(value: Any) -> int:
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+        # a count past MAX_COUNT is no count (a provider claiming 1e30 tokens once made a
+        # record SQLite could not store, which then failed every later command on replay):
+        # 0, like a missing or negative one, so the call is priced from its text instead
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # some OpenAI-compatible servers send 30.0
+        if not isinstance(value, int) or isinstance(value, bool):
+            return 0
+        return value if 0 < value <= MAX_COUNT else 0
 
     return Usage(
         input_tokens=count(get(raw, "prompt_tokens")),

@@ -4,7 +4,6 @@ over a small keep-alive transport, without importing litellm (which takes second
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +34,7 @@ from cascadeflow_cli.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
+from cascadeflow_cli.text import json_loads
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 # litellm providers that speak OpenAI's wire format when given an api_base
@@ -160,7 +160,7 @@ def _sse_data(line: bytes) -> bytes | None:
 
 def _chunk(data: bytes, model: str) -> Any:
     try:
-        chunk = json.loads(data)
+        chunk = json_loads(data)
     except ValueError:
         raise ProviderResponseError(
             f"{model}: provider streamed something that is not JSON", model=model

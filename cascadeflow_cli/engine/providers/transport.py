@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from cascadeflow_cli.text import json_loads
+
 
 class TransportTimeout(Exception):
     """No answer within the timeout."""
@@ -35,7 +37,7 @@ class Response:
         self.body = body
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        return json_loads(self.body)
 
     @property
     def text(self) -> str:
