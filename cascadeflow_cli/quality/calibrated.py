@@ -281,13 +281,14 @@ class CalibratedValidator:
             )
         calibration = calibration.for_target(target_quality)
         self.calibration = calibration
-        # the query-answer similarity, measured here when the fit had it (the [semantic]
-        # extra: loaded now, so a missing extra is one clear error before any call)
+        # the query-answer similarity, measured here when the fit had it, with the caller's
+        # embedder (the [semantic] extra's: engine.validators.calibrated_validator passes it)
+        if calibration.needs_similarity and embed is None:
+            raise ConfigError(
+                f"{where} was fitted with the query-answer similarity signal: scoring with it "
+                "needs the [semantic] extra's embedder"
+            )
         self.embed = embed
-        if calibration.needs_similarity and self.embed is None:
-            from cascadeflow_cli.routing.semantic import shared_embedder
-
-            self.embed = shared_embedder().embed
         self.fixed_threshold = threshold
         self.rules = QualityValidator("balanced")
         self.threshold = calibration.threshold if threshold is None else threshold

@@ -175,6 +175,19 @@ def test_a_calibration_fitted_with_similarity_measures_it_for_every_draft() -> N
     assert live.calls == 10 and given.probability == round(cal.probability(row_features(rows[0])), 4)
 
 
+def test_a_calibration_fitted_with_similarity_refuses_to_score_without_an_embedder() -> None:
+    embed = _LetterEmbedder()
+    rows = [{**r, "similarity": embedding_similarity_of(embed, r)} for r in ROWS]
+    with pytest.raises(ConfigError, match="similarity signal"):
+        CalibratedValidator(calibrate_rows(rows).calibration)
+
+
+def embedding_similarity_of(embed: _LetterEmbedder, row: dict) -> float:
+    from cascadeflow_cli.quality.live_signals import embedding_similarity
+
+    return embedding_similarity(embed, row["query"], row["response"])
+
+
 def test_a_calibration_without_similarity_never_embeds(report) -> None:  # type: ignore[no-untyped-def]
     assert not report.calibration.needs_similarity
     embed = _LetterEmbedder()
