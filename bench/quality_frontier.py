@@ -247,10 +247,10 @@ def evaluate(name, rows, seeds, target, margin, ablate, execute=True, semantic=F
                 + ", ".join(map(str, seeds))
                 + ": "
                 + "; ".join(
-                    f"{what} {statistics.mean(c):.3f} ± {statistics.stdev(c):.3f}"
+                    f"{what} {statistics.mean(c):.3f} ± {statistics.stdev(c):.3f} [{min(c):.3f}-{max(c):.3f}]"
                     for what, c in zip(("AUROC", "quality", "savings", "escal."), cols, strict=True)
                 )
-            )
+            )  # [min..max]: the target is per held-out set, so the worst seed matters too
     auc_t, sav_t = TARGETS[name]
     mean_auc = statistics.mean(p[0] for p in per_seed)
     mean_q = statistics.mean(p[1] for p in per_seed)

@@ -107,13 +107,11 @@ def _validator(quality: QualityConfig, preset: str, threshold: float | None, cal
 
     calibration = calibration or quality.calibration
     if calibration is not None:
-        from cascadeflow_cli.quality.calibrated import CalibratedValidator, load_calibration
+        from cascadeflow_cli.engine.validators import calibrated_validator
 
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise InputError(f"--threshold must be within [0, 1], got {threshold:g}")
-        target = quality.target_quality
-        return CalibratedValidator(load_calibration(calibration), threshold=threshold, target_quality=target,
-                                   execute_code=quality.execute_code, where=str(calibration))
+        return calibrated_validator(calibration, quality, threshold)
 
     try:
         chosen = QualityPreset.named(preset)

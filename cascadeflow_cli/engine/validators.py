@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig
+    from cascadeflow_cli.config.settings import QualityConfig
     from cascadeflow_cli.quality import QualityValidator
     from cascadeflow_cli.quality.calibrated import CalibratedValidator
 
@@ -20,14 +21,33 @@ def build_validator(
     calibration, the threshold is the calibrated one for ``[quality] target_quality``."""
     path = calibration or config.quality.calibration
     if path is not None:
-        from cascadeflow_cli.quality.calibrated import CalibratedValidator, load_calibration
-
-        return CalibratedValidator(
-            load_calibration(path),
-            target_quality=config.quality.target_quality,
-            execute_code=config.quality.execute_code,
-            where=str(path),
-        )
+        return calibrated_validator(path, config.quality)
     from cascadeflow_cli.quality import QualityValidator
 
     return QualityValidator(config.cascade.quality_preset, config.cascade.quality_threshold)
+
+
+def calibrated_validator(
+    path: Path, quality: QualityConfig, threshold: float | None = None
+) -> CalibratedValidator:
+    """The calibrated check of the file at ``path`` for the live cascade and `quality check`
+    alike (the same features, so the same decision): with ``[quality]``'s target and code
+    execution, and the [semantic] extra's embedder when the file was fitted with the
+    query-answer similarity (loaded here, so a missing extra is one clear error before
+    any model is called)."""
+    from cascadeflow_cli.quality.calibrated import CalibratedValidator, load_calibration
+
+    calibration = load_calibration(path)
+    embed = None
+    if calibration.needs_similarity:
+        from cascadeflow_cli.routing.semantic import shared_embedder
+
+        embed = shared_embedder().embed
+    return CalibratedValidator(
+        calibration,
+        threshold=threshold,
+        target_quality=quality.target_quality,
+        execute_code=quality.execute_code,
+        where=str(path),
+        embed=embed,
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,18 @@ class Calibration:
         """Fitted on what running the drafts' code showed (``calibrate --execute-code``):
         scoring with it runs each draft's Python in the sandbox (:mod:`.code_exec`)."""
         return any(name in EXEC_FEATURES for name in self.features)
+
+    @property
+    def needs_similarity(self) -> bool:
+        """Fitted on rows that carried the ``similarity`` live signal (the ``[semantic]``
+        extra's query-answer embedding similarity): the file records it as the training
+        mean of ``missing_similarity`` below 1 (a signal never measured leaves it at 1).
+        Scoring then measures it for every draft, with the code the fit's rows used
+        (:func:`.live_signals.embedding_similarity`), or the model would read every
+        draft as "not measured", a value it was not fitted on."""
+        if "missing_similarity" not in self.features:
+            return False
+        return self.mean[self.features.index("missing_similarity")] < 1.0 - 1e-9
 
     def threshold_for(self, domain: str | None) -> float:
         return self.thresholds_by_domain.get(domain or "", self.threshold)
@@ -258,6 +271,7 @@ class CalibratedValidator:
         *,
         execute_code: bool = False,
         where: str = "the calibration",
+        embed: Callable[[list[str]], Any] | None = None,
     ) -> None:
         if calibration.needs_execution and not execute_code:
             # scoring without the execution feature would not be the model that was fitted
@@ -268,6 +282,14 @@ class CalibratedValidator:
             )
         calibration = calibration.for_target(target_quality)
         self.calibration = calibration
+        # the query-answer similarity, measured here when the fit had it, with the caller's
+        # embedder (the [semantic] extra's: engine.validators.calibrated_validator passes it)
+        if calibration.needs_similarity and embed is None:
+            raise ConfigError(
+                f"{where} was fitted with the query-answer similarity signal: scoring with it "
+                "needs the [semantic] extra's embedder"
+            )
+        self.embed = embed
         self.fixed_threshold = threshold
         self.rules = QualityValidator("balanced")
         self.threshold = calibration.threshold if threshold is None else threshold
@@ -291,6 +313,10 @@ class CalibratedValidator:
             from .code_exec import program_of, run_program
 
             execution = run_program(program_of(response or ""))
+        if self.calibration.needs_similarity and live.get("similarity") is None and self.embed is not None:
+            from .live_signals import embedding_similarity
+
+            live["similarity"] = embedding_similarity(self.embed, query, response or "")
         features = draft_features(
             query,
             response,

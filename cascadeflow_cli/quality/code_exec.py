@@ -182,6 +182,15 @@ _BLOCKED = (
 )  # fmt: skip
 
 
+# /proc files that still show what the child shed: the environment block the process was
+# started with (os.environ.clear() does not touch it: measured, an API key set before
+# start was readable there) and the memory of the process
+_PROC_SECRET_RE = re.compile(r"^/proc/[^/]+/(?:task/[^/]+/)?(?:environ|mem)$")
+# native modules whose process creation raises no audit event (_posixsubprocess.fork_exec
+# started /bin/sh from a draft past the hook before this list): not importable afresh
+_NATIVE_SPAWN = ("_posixsubprocess",)
+
+
 def _audit(event: str, args: tuple[object, ...]) -> None:
     if event == "open":
         mode = args[1] if len(args) > 1 else "r"
@@ -190,8 +199,28 @@ def _audit(event: str, args: tuple[object, ...]) -> None:
             isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
         ):
             raise PermissionError("sandbox: no file writes")
+        path = args[0] if args else None
+        if isinstance(path, bytes):
+            path = path.decode(errors="replace")
+        if isinstance(path, str) and _PROC_SECRET_RE.match(os.path.normpath(path)):
+            raise PermissionError("sandbox: no process environment or memory")
+    elif event == "import" and args and args[0] in _NATIVE_SPAWN:
+        raise PermissionError(f"sandbox: import {args[0]}")
     elif event.startswith(_BLOCKED):
         raise PermissionError(f"sandbox: {event}")
+
+
+def _disarm() -> None:
+    """Drop the unaudited process-creation entry points from every loaded module (the
+    module itself and any alias another module keeps, e.g. subprocess's), so a draft finds
+    none of them; a fresh import is refused by :func:`_audit`."""
+    native = [sys.modules[name] for name in _NATIVE_SPAWN if name in sys.modules]
+    entries = {id(getattr(m, "fork_exec", None)) for m in native} - {id(None)}
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if isinstance(namespace, dict):
+            for key in [k for k, v in namespace.items() if id(v) in entries]:
+                del namespace[key]
 
 
 class _Alarm(BaseException):
@@ -265,6 +294,7 @@ def _execute(program: Program) -> dict[str, object]:
     checker = doctest.OutputChecker()
     flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
     parser = doctest.DocTestParser()
+    _disarm()
     sys.addaudithook(_audit)  # from here on the draft's rules apply to us too
     sink = io.StringIO()
     for kind, src in program.blocks:

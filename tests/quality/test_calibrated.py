@@ -141,3 +141,56 @@ def test_unreadable_files(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_calibration(binary)
+
+
+class _LetterEmbedder:
+    """A small deterministic embedder (letter counts), counting its calls: stands in for
+    the [semantic] extra's MiniLM, which needs the extra's model files."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        return [[float(t.lower().count(c)) for c in "abcdefghijklmnopqrstuvwxyz0123456789"] for t in texts]
+
+
+def test_a_calibration_fitted_with_similarity_measures_it_for_every_draft() -> None:
+    from cascadeflow_cli.quality.live_signals import embedding_similarity
+
+    embed = _LetterEmbedder()
+    rows = [{**r, "similarity": embedding_similarity(embed, r["query"], r["response"])} for r in ROWS]
+    cal = calibrate_rows(rows).calibration
+    assert cal.needs_similarity
+    assert parse_calibration(json.loads(json.dumps(cal.to_json())), "cal.json").needs_similarity
+    live = _LetterEmbedder()
+    validator = CalibratedValidator(cal, embed=live)
+    for row in rows[:10]:
+        got = validator.validate(row["query"], row["response"], domain=row.get("domain"))
+        # the same features `cascade calibrate` / `quality check` computed for the row
+        assert got.probability == round(cal.probability(row_features(row)), 4)
+    assert live.calls == 10
+    # a similarity the caller already measured is used as given, not measured again
+    given = validator.validate(rows[0]["query"], rows[0]["response"], similarity=rows[0]["similarity"])
+    assert live.calls == 10 and given.probability == round(cal.probability(row_features(rows[0])), 4)
+
+
+def test_a_calibration_fitted_with_similarity_refuses_to_score_without_an_embedder() -> None:
+    embed = _LetterEmbedder()
+    rows = [{**r, "similarity": embedding_similarity_of(embed, r)} for r in ROWS]
+    with pytest.raises(ConfigError, match="similarity signal"):
+        CalibratedValidator(calibrate_rows(rows).calibration)
+
+
+def embedding_similarity_of(embed: _LetterEmbedder, row: dict) -> float:
+    from cascadeflow_cli.quality.live_signals import embedding_similarity
+
+    return embedding_similarity(embed, row["query"], row["response"])
+
+
+def test_a_calibration_without_similarity_never_embeds(report) -> None:  # type: ignore[no-untyped-def]
+    assert not report.calibration.needs_similarity
+    embed = _LetterEmbedder()
+    validator = CalibratedValidator(report.calibration, embed=embed)
+    validator.validate(ROWS[0]["query"], ROWS[0]["response"])
+    assert embed.calls == 0

@@ -117,6 +117,35 @@ def test_the_child_sees_no_environment_and_our_process_is_untouched(monkeypatch:
     assert os.environ["OPENAI_API_KEY"] == "sk-secret"
 
 
+def test_the_child_cannot_read_its_environ_or_spawn_natively(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess  # noqa: F401 - loaded in our process, so the child inherits _posixsubprocess
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    text = """```python
+def attempt():
+    out = []
+    for act in (
+        lambda: open("/proc/self/environ", "rb").read(),
+        lambda: open("/proc/%d/environ" % __import__("os").getpid()).read(),
+        lambda: open("/proc/self/../self/mem", "rb"),
+        lambda: __import__("_posixsubprocess").fork_exec,
+        lambda: __import__("subprocess")._posixsubprocess.fork_exec,
+    ):
+        try:
+            act()
+            out.append("done")
+        except Exception:
+            out.append("refused")
+    return out
+```
+```python
+print(attempt())  # ['refused', 'refused', 'refused', 'refused', 'refused']
+```"""
+    result = run(text)
+    assert (result.claims, result.claims_failed) == (1, 0)
+    assert "fork_exec" in dir(__import__("_posixsubprocess"))  # our process keeps it
+
+
 def test_it_runs_from_a_threaded_process() -> None:
     out: list[ExecResult] = []
     worker = threading.Thread(target=lambda: out.append(run(WRONG)))
