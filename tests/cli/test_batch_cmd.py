@@ -255,3 +255,18 @@ def test_a_row_nested_too_deeply_is_an_error_row(cli: CliRunner, good: ReplaySer
     results = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(str(r.get("id")) for r in results) == ["None", "b"]
     assert any("nested too deeply" in r.get("error", "") for r in results)
+
+
+def test_resume_after_a_torn_last_line_asks_nothing_again(cli: CliRunner, good: ReplayServer,
+                                                         tmp_path: Path) -> None:
+    """A crash mid-write leaves the last result line half-written: --resume cuts it off and
+    writes that row from the ledger (its request committed before the line), not a new ask."""
+    ids = write_queries(tmp_path / "in.jsonl", 4)
+    out = tmp_path / "out.jsonl"
+    assert cli("batch", "in.jsonl", "--output", "out.jsonl").code == 0
+    text = out.read_bytes()
+    out.write_bytes(text[: len(text) - 25])  # the last line torn, no newline
+    run = cli("batch", "in.jsonl", "--output", "out.jsonl", "--resume")
+    assert run.code == 0, run.stderr
+    assert "1 recovered from the ledger" in run.stderr
+    assert_exactly_once(ids, out, cli.db)
