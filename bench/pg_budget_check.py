@@ -9,7 +9,11 @@ Also times `cascade ledger copy`'s engine (rows per second) from the built ledge
 fresh one of the other backend.
 
     python bench/pg_budget_check.py [--db postgresql://...|postgresql] [--rows 1000000]
-                                    [--iterations 500] [--compare-sqlite] [--copy]
+                                    [--iterations 500] [--compare-sqlite] [--copy] [--no-fsync]
+
+``--db postgresql`` starts a throwaway local cluster that commits durably (fsync and
+synchronous_commit on, PostgreSQL's defaults): each reservation and settlement waits for
+its WAL flush, as on a real server. ``--no-fsync`` turns that off, to diagnose.
 """
 
 from __future__ import annotations
@@ -113,13 +117,16 @@ def main() -> None:
     ap.add_argument("--compare-sqlite", action="store_true")
     ap.add_argument("--copy", action="store_true", help="also time `ledger copy` both ways")
     ap.add_argument("--copy-only", action="store_true", help="only build the PostgreSQL ledger and copy it")
+    ap.add_argument("--no-fsync", action="store_true",
+                    help="diagnosis only: the throwaway cluster without fsync/synchronous_commit "
+                         "(by default it commits durably, as a real local server does)")
     args = ap.parse_args()
     pg = None
     db = args.db
     if db == "postgresql":
         from tests import pg_server
 
-        pg = pg_server.start()
+        pg = pg_server.start(durable=not args.no_fsync)
         db = pg.url(pg.create_database("check"))
     elif db.startswith("postgresql"):  # a server of your own: a fresh database on it, every run
         import uuid
@@ -133,6 +140,13 @@ def main() -> None:
         db = head.rsplit("/", 1)[0] + f"/{name}" + (f"?{tail}" if tail else "")
     try:
         print(f"load average before: {os.getloadavg()[0]:.2f}")
+        if db.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(db) as conn:
+                settings = [f"{name}={conn.execute(f'show {name}').fetchone()[0]}"  # type: ignore[index]
+                            for name in ("fsync", "synchronous_commit", "wal_sync_method")]
+            print(f"server: {' '.join(settings)}")
         rows = records(args.rows)
         median = float("nan")
         if args.copy_only:

@@ -117,8 +117,11 @@ class PgServer:
         self.root = None
 
 
-def start(env: dict[str, str] | os._Environ[str] = os.environ) -> PgServer:
-    """A running server: the one in ``$CASCADE_TEST_PG_URL``, else a new cluster."""
+def start(env: dict[str, str] | os._Environ[str] = os.environ, *, durable: bool = False) -> PgServer:
+    """A running server: the one in ``$CASCADE_TEST_PG_URL``, else a new cluster.
+    ``durable``: with PostgreSQL's default fsync, synchronous_commit and full_page_writes
+    (every commit waits for its WAL flush, as on a real server: what benchmarks time);
+    the tests' cluster turns them off, a crash of a throwaway cluster losing nothing of value."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -147,10 +150,11 @@ def start(env: dict[str, str] | os._Environ[str] = os.environ) -> PgServer:
         _run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "-E", "UTF8",
               "--locale=C", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256",
               f"--pwfile={pwfile}"])
-        # throwaway: no durability, little memory; TCP on loopback only, plus our socket dir
+        # throwaway: no durability unless asked, little memory; TCP on loopback only, plus our socket dir
         options = (f"-c port={server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                    "-c shared_buffers=64MB -c max_connections=200")
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         _run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
               "-l", str(root / "server.log"), "-w", "-t", "60", "start"])
     except Unavailable:
@@ -174,7 +178,7 @@ def _interrupt(*_: object) -> None:
 
 def main() -> int:
     try:
-        server = start()
+        server = start(durable="--durable" in sys.argv)
     except Unavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
