@@ -54,6 +54,24 @@ def stderr_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
 
 
+def read_terminal(leader: int, idle: float = 30) -> bytes:
+    """Everything written to a pseudo-terminal until the other side closes (or ``idle``
+    seconds without output); closes ``leader``."""
+    import select
+
+    seen = b""
+    while select.select([leader], [], [], idle)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    return seen
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

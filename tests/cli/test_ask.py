@@ -21,6 +21,7 @@ from tests.cli.support import (
     QUERY,
     REFUSAL,
     is_number,
+    read_terminal,
     rows,
     run_together,
     stderr_lines,
@@ -435,22 +436,12 @@ def _on_a_terminal(cli: CliRunner, *args: str) -> tuple[int, bytes]:
     """Run `cascade` with stdout on a pseudo-terminal; what it printed there."""
     import os
     import pty
-    import select
 
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "cascadeflow_cli", *args], cwd=cli.cwd, env=cli.env(),
                             stdout=follower, stderr=follower)
     os.close(follower)
-    seen = b""
-    while select.select([leader], [], [], 30)[0]:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
+    seen = read_terminal(leader)
     return proc.wait(30), seen
 
 

@@ -8,7 +8,6 @@ import os
 import pty
 import re
 import resource
-import select
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +21,7 @@ from cascadeflow_cli.engine.batch import BatchProgress
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.cli.support import ASK_KEYS, immutable, rows, stderr_lines, wait_until
+from tests.cli.support import ASK_KEYS, immutable, read_terminal, rows, stderr_lines, wait_until
 from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line
 
 
@@ -200,19 +199,7 @@ def test_progress_bar_on_a_terminal(cli: CliRunner, good: ReplayServer, tmp_path
                             cwd=tmp_path, env={**cli.env(), "COLUMNS": "150"}, stdout=subprocess.DEVNULL,
                             stderr=follower)
     os.close(follower)
-    seen = b""
-    while True:
-        ready, _, _ = select.select([leader], [], [], 30)
-        if not ready:
-            break
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
+    seen = read_terminal(leader)
     assert proc.wait(30) == 0
     text = seen.decode("utf-8", errors="replace")
     assert "20/20" in text and "rows/s" in text and "spent $" in text and "ETA" in text

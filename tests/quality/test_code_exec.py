@@ -58,6 +58,17 @@ def test_doctest_sessions_are_checked_and_ordinary_comments_are_not_claims() -> 
     assert (result.claims, result.claims_failed) == (2, 1)
 
 
+def attempts(*acts: str) -> str:
+    """A draft whose usage example claims that every one of ``acts`` (expressions) is refused
+    inside the sandbox: the claim fails if any of them succeeds."""
+    lambdas = "".join(f"        lambda: {act},\n" for act in acts)
+    expected = ", ".join(["'refused'"] * len(acts))
+    return ("```python\ndef attempt():\n    out = []\n    for act in (\n" + lambdas
+            + "    ):\n        try:\n            act()\n            out.append(\"done\")\n"
+            "        except Exception:\n            out.append(\"refused\")\n    return out\n```\n"
+            f"```python\nprint(attempt())  # [{expected}]\n```")
+
+
 def test_no_python_runs_nothing() -> None:
     assert run("The answer is 42.") == ExecResult()
     assert run("```js\nconsole.log(1)\n```") == ExecResult()
@@ -82,27 +93,13 @@ def test_the_child_cannot_write_files_connect_or_spawn(tmp_path: Path) -> None:
     server.listen(1)
     server.settimeout(0.1)
     port = server.getsockname()[1]
-    text = f"""```python
-def attempt():
-    out = []
-    for act in (
-        lambda: open({str(target)!r}, "w").write("x"),
-        lambda: __import__("socket").create_connection(("127.0.0.1", {port})),
-        lambda: __import__("subprocess").run(["true"]),
-        lambda: __import__("os").system("true"),
-        lambda: __import__("os").remove({str(tmp_path)!r}),
-    ):
-        try:
-            act()
-            out.append("done")
-        except Exception:
-            out.append("refused")
-    return out
-```
-```python
-print(attempt())  # ['refused', 'refused', 'refused', 'refused', 'refused']
-```"""
-    result = run(text)
+    result = run(attempts(
+        f'open({str(target)!r}, "w").write("x")',
+        f'__import__("socket").create_connection(("127.0.0.1", {port}))',
+        '__import__("subprocess").run(["true"])',
+        '__import__("os").system("true")',
+        f'__import__("os").remove({str(tmp_path)!r})',
+    ))
     assert (result.claims, result.claims_failed) == (1, 0)
     assert not target.exists()
     with pytest.raises(TimeoutError):
@@ -121,27 +118,13 @@ def test_the_child_cannot_read_its_environ_or_spawn_natively(monkeypatch: pytest
     import subprocess  # noqa: F401 - loaded in our process, so the child inherits _posixsubprocess
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
-    text = """```python
-def attempt():
-    out = []
-    for act in (
-        lambda: open("/proc/self/environ", "rb").read(),
-        lambda: open("/proc/%d/environ" % __import__("os").getpid()).read(),
-        lambda: open("/proc/self/../self/mem", "rb"),
-        lambda: __import__("_posixsubprocess").fork_exec,
-        lambda: __import__("subprocess")._posixsubprocess.fork_exec,
-    ):
-        try:
-            act()
-            out.append("done")
-        except Exception:
-            out.append("refused")
-    return out
-```
-```python
-print(attempt())  # ['refused', 'refused', 'refused', 'refused', 'refused']
-```"""
-    result = run(text)
+    result = run(attempts(
+        'open("/proc/self/environ", "rb").read()',
+        'open("/proc/%d/environ" % __import__("os").getpid()).read()',
+        'open("/proc/self/../self/mem", "rb")',
+        '__import__("_posixsubprocess").fork_exec',
+        '__import__("subprocess")._posixsubprocess.fork_exec',
+    ))
     assert (result.claims, result.claims_failed) == (1, 0)
     assert "fork_exec" in dir(__import__("_posixsubprocess"))  # our process keeps it
 
