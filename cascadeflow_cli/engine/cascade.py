@@ -260,6 +260,9 @@ class Cascade:
                 self._complete(req, attempt, messages, tokens, sample=not last)
             except ProviderError as exc:
                 attempt.error = exc
+                if attempt.completion is None and exc.partial is not None:
+                    attempt.completion = exc.partial  # type: ignore[assignment]  # paid though failed
+                    self._price(attempt, messages)
                 if last:
                     raise
                 continue  # a failed draft escalates

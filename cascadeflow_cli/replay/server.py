@@ -14,6 +14,7 @@ import json
 import math
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -76,6 +77,12 @@ class ModelBehavior:
     # provider that stalls mid-stream) until the client leaves or the server stops
     stream_delay_s: float = 0.0
     stall_after: int | None = None
+    # close the connection where `data: [DONE]` would go, without ending the chunked
+    # body: the whole answer, its finish_reason and usage were sent, the end never comes
+    # (a FIN, not an RST: an RST may discard what the client has not read yet)
+    cut_before_done: bool = False
+    ignore_max_tokens: bool = False  # answer in full whatever max_tokens says (a broken server)
+    reset_after: int | None = None  # reset after this many content chunks (mid-answer)
 
 
 class ReplayServer:
@@ -237,7 +244,7 @@ class ReplayServer:
         messages: list[Any] = body["messages"]
         query = last_user_text(messages)
         answer, finish_reason = self._answer(model, query, behavior)
-        limit = token_limit(body)
+        limit = None if behavior.ignore_max_tokens else token_limit(body)
         choices = []
         for text in self._sample_texts(body, query, answer, behavior):
             finish = finish_reason
@@ -387,7 +394,15 @@ class _Handler(BaseHTTPRequestHandler):
                 if behavior.stall_after is not None and content >= behavior.stall_after:
                     self._stall()
                     return
+                if behavior.reset_after is not None and content >= behavior.reset_after:
+                    self._reset()
+                    return
                 content += 1
+            if event == "[DONE]" and behavior.cut_before_done:
+                self.close_connection = True
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                return
             data = sse_event(event)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
@@ -395,6 +410,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
         self.wfile.write(b"0\r\n\r\n")
+
+    def _reset(self) -> None:
+        """Abort the connection with a TCP RST (SO_LINGER 0), as a dying proxy does."""
+        self.close_connection = True
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     def _stall(self) -> None:
         """Send nothing more until the server stops or the client closes the connection
