@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cascadeflow_cli.clock import format_ts
-from cascadeflow_cli.dates import parse_moment
+from cascadeflow_cli.dates import NonexistentLocalTime, parse_moment
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
 from cascadeflow_cli.text import json_loads, text_problem
@@ -164,6 +164,8 @@ def _timestamp(value: Any, loc: str, tz: str) -> str:
             return text
         moment = parse_moment(text, tz)  # the one date parser (dates.py)
         in_range = 1970 <= moment.astimezone(UTC).year <= 9998
+    except NonexistentLocalTime as exc:
+        raise ImportRowError(f"{loc}: timestamp: {exc}") from None
     except ValueError:
         raise ImportRowError(f"{loc}: timestamp is not an ISO 8601 date or date-time: {text!r}") from None
     except OverflowError:  # beyond year 1 or 9999 once in UTC

@@ -76,3 +76,16 @@ def test_config_init_writes_where_cascade_config_points(tmp_path: Path) -> None:
     cli = CliRunner(tmp_path, None, tmp_path / "l.db")
     run = cli("config", "init", CASCADE_CONFIG=str(target))
     assert run.code == 0 and Path(run.stdout.strip()) == target and target.is_file()
+
+
+def test_a_local_time_that_dst_skips_is_refused(tmp_path: Path, server: ReplayServer) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(config_text(server.base_url, extra='[ledger]\ntimezone = "Europe/Berlin"\n'), "utf-8")
+    cli = CliRunner(tmp_path, config, tmp_path / "l.db")
+    assert cli("ask", QUERY).code == 0
+    for args in (["logs", "--since", "2026-03-29T02:30"], ["usage", "--until", "2026-03-29T02:30"]):
+        run = cli(*args)
+        assert run.code == 1, run.stderr  # a usage error (CLI.md: exit 1)
+        assert_one_error_line(run.stderr)
+        assert "no such local time: '2026-03-29T02:30' in Europe/Berlin" in run.stderr
+    assert cli("logs", "--since", "2026-10-25T02:30").code == 0  # repeated, not skipped: taken
