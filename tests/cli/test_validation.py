@@ -89,3 +89,20 @@ def test_a_local_time_that_dst_skips_is_refused(tmp_path: Path, server: ReplaySe
         assert_one_error_line(run.stderr)
         assert "no such local time: '2026-03-29T02:30' in Europe/Berlin" in run.stderr
     assert cli("logs", "--since", "2026-10-25T02:30").code == 0  # repeated, not skipped: taken
+
+
+def test_a_user_name_with_a_bidi_control_is_refused(
+    cli: CliRunner, server: ReplayServer, tmp_path: Path
+) -> None:
+    spoof = "admin\u202enimda"  # shows as "adminadmin": another user's name
+    for args in (["ask", QUERY, "--user", spoof], ["budget", "set", spoof, "--daily", "1"]):
+        run = cli(*args)
+        assert run.code == 1, run.stderr
+        assert_one_error_line(run.stderr)
+        assert "bidirectional control character (U+202E at character 6)" in run.stderr
+    history = tmp_path / "h.csv"
+    history.write_text(f"timestamp,user,model,cost\n2026-05-01T10:00Z,{spoof},mini,0.01\n", "utf-8")
+    run = cli("import", str(history))
+    assert run.code == 1 and "U+202E" in run.stderr, run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+    assert cli("ask", QUERY, "--user", "zoë").code == 0  # other non-ASCII is a fine name
