@@ -9,6 +9,7 @@ Standard library only.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import json
 import math
@@ -17,6 +18,7 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Mapping
@@ -77,10 +79,9 @@ class ModelBehavior:
     # provider that stalls mid-stream) until the client leaves or the server stops
     stream_delay_s: float = 0.0
     stall_after: int | None = None
-    # close the connection where `data: [DONE]` would go, without ending the chunked
-    # body: the whole answer, its finish_reason and usage were sent, the end never comes
-    # (a FIN, not an RST: an RST may discard what the client has not read yet)
-    cut_before_done: bool = False
+    # reset the connection (TCP RST) where `data: [DONE]` would go: the whole answer, its
+    # finish_reason and usage were sent (and acknowledged), the end never comes
+    reset_before_done: bool = False
     ignore_max_tokens: bool = False  # answer in full whatever max_tokens says (a broken server)
     reset_after: int | None = None  # reset after this many content chunks (mid-answer)
 
@@ -398,10 +399,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._reset()
                     return
                 content += 1
-            if event == "[DONE]" and behavior.cut_before_done:
-                self.close_connection = True
-                self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_WR)
+            if event == "[DONE]" and behavior.reset_before_done:
+                self._reset(drain=True)
                 return
             data = sse_event(event)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -411,10 +410,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         self.wfile.write(b"0\r\n\r\n")
 
-    def _reset(self) -> None:
-        """Abort the connection with a TCP RST (SO_LINGER 0), as a dying proxy does."""
+    def _reset(self, *, drain: bool = False) -> None:
+        """Abort the connection with a TCP RST (SO_LINGER 0), as a dying proxy does. An RST
+        drops what is still unsent; with ``drain``, wait (up to 2 s) until the client's
+        kernel has acknowledged everything sent, so exactly the rest is lost."""
         self.close_connection = True
         self.wfile.flush()
+        for _ in range(400) if drain and hasattr(termios, "TIOCOUTQ") else ():
+            unsent = fcntl.ioctl(self.connection.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+            if struct.unpack("i", unsent)[0] == 0 or self.server.stopping.wait(0.005):
+                break
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()
 

@@ -31,12 +31,12 @@ def test_stream_with_json_prints_the_one_object(cli: CliRunner, server: ReplaySe
     assert run.code == 0 and run.json()["answer"]  # type: ignore[index]
 
 
-def test_a_connection_cut_after_the_finish_reason_is_a_complete_answer(
+def test_a_reset_after_the_finish_reason_is_a_complete_answer(
     cli: CliRunner, server: ReplayServer
 ) -> None:
     # the whole answer, finish_reason "stop" and usage arrived; only `data: [DONE]` was lost
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
-    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, cut_before_done=True))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, reset_before_done=True))
     run = cli("ask", "--stream", DETAILED)
     assert run.code == 0, run.stderr
     assert run.stdout == LONG_ANSWER + "\n"
