@@ -84,6 +84,9 @@ class ModelBehavior:
     reset_before_done: bool = False
     ignore_max_tokens: bool = False  # answer in full whatever max_tokens says (a broken server)
     reset_after: int | None = None  # reset after this many content chunks (mid-answer)
+    # close (FIN) after this many content chunks, at a chunk boundary, without the
+    # chunked body's end: a server that died mid-answer, cleanly on the wire
+    close_after: int | None = None
 
 
 class ReplayServer:
@@ -397,6 +400,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 if behavior.reset_after is not None and content >= behavior.reset_after:
                     self._reset()
+                    return
+                if behavior.close_after is not None and content >= behavior.close_after:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_WR)
                     return
                 content += 1
             if event == "[DONE]" and behavior.reset_before_done:

@@ -51,3 +51,16 @@ def test_a_reset_before_the_finish_reason_is_still_an_error(cli: CliRunner, serv
     assert run.code == 2, run.stderr
     [req] = ledger_rows(cli.db, "requests")
     assert req["status"] == "error"
+
+
+def test_a_stream_closed_cleanly_mid_answer_is_an_error(cli: CliRunner, server: ReplayServer) -> None:
+    # a FIN at a chunk boundary, before finish_reason: once taken for a complete answer
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, close_after=2))
+    run = cli("ask", "--stream", DETAILED)
+    assert run.code == 2, run.stderr
+    assert "the stream ended before the answer did" in run.stderr
+    [req] = ledger_rows(cli.db, "requests")
+    assert req["status"] == "error"
+    big = [c for c in ledger_rows(cli.db, "calls") if c["model"] == "big"]
+    assert [c["status"] for c in big] == ["error"] and big[0]["cost_nusd"] > 0  # what was sent is paid

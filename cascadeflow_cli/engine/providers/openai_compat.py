@@ -81,6 +81,7 @@ class OpenAICompatProvider:
         base, body, headers = _call(model, request)
         body.update(stream=True, stream_options={"include_usage": True})
         assembler = StreamAssembler(sink)
+        done = False
         with _translated(model, base):
             response = self._client.open_stream(f"{base}/chat/completions", body, headers, model.timeout)
         if response.status_code >= 400:
@@ -94,8 +95,15 @@ class OpenAICompatProvider:
                     if data is None:
                         continue
                     if data == b"[DONE]":
+                        done = True
                         continue  # read on to the body's end, so the connection is reused
                     assembler.add(_chunk(data, model.name))
+                if not done and not assembler.finish_reason:
+                    # http.client ends a chunked body cut at a chunk boundary quietly: an
+                    # answer without its end is a broken stream, not a complete answer
+                    raise ProviderUnavailableError(
+                        f"{model.name}: the stream ended before the answer did", model=model.name
+                    )
         except StreamInterrupted as exc:
             response.abort()
             raise assembler.interrupted(exc.reason) from None
