@@ -26,17 +26,35 @@ def check_date_range(moment: D, text: str) -> D:
     return moment
 
 
+class NonexistentLocalTime(ValueError):
+    """A naive date-time that the zone's clocks skip (the hour a DST change jumps over)."""
+
+
 def parse_moment(text: str, timezone: str) -> datetime:
     """A date (local midnight in ``timezone``) or an ISO 8601 date-time (naive means
     ``timezone``; a trailing Z means UTC), as an aware datetime. Raises ValueError for
-    text that is neither, OverflowError when the moment leaves the calendar in UTC."""
+    text that is neither, OverflowError when the moment leaves the calendar in UTC.
+
+    Daylight saving time: a naive date-time the clocks skip (``2026-03-29T02:30`` in
+    Europe/Berlin) is no moment at all: NonexistentLocalTime. One the clocks show twice
+    (``2026-10-25T02:30`` there) is its first occurrence, the earlier instant (still on
+    summer time); give an offset (``+01:00``) for the other. A date's midnight that is
+    skipped (America/Santiago in September) is the instant the day starts."""
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(timezone)
     if len(text) == 10:
         return datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time(), tz)
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+    if moment.tzinfo is not None:
+        return moment
+    local = moment.replace(tzinfo=tz, fold=0)  # fold 0: the first of a repeated time
+    if local.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != moment:
+        raise NonexistentLocalTime(
+            f"no such local time: {text!r} in {timezone} (the clocks skip it for daylight"
+            " saving time; give a UTC offset or another time)"
+        )
+    return local
 
 
 def parse_since(text: str, timezone: str) -> datetime:
@@ -44,6 +62,8 @@ def parse_since(text: str, timezone: str) -> datetime:
     an ISO 8601 date-time (naive means that time zone). Returned in UTC."""
     try:
         return check_date_range(parse_moment(text, timezone).astimezone(UTC), text)
+    except NonexistentLocalTime as exc:
+        raise InputError(str(exc)) from None
     except ValueError:
         raise InputError(f"not a date: {text!r} (use YYYY-MM-DD or an ISO 8601 date-time)") from None
     except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC

@@ -99,12 +99,24 @@ class Utf8Lines:
 _CR_ONLY = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)
 
 
+# Bidirectional controls (embeddings, overrides, isolates, marks): in a user name they
+# reorder what `logs` and `usage` show ("alice\u202eknil" reads as someone else's name).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def user_name(value: str) -> str:
     """A user name as given (budgets and the ledger key on it exactly), or an InputError
-    when it is blank or not valid text."""
+    when it is blank, not valid text, or holds a bidi control character (spoofing)."""
     if not value.strip():
         raise InputError("the user name is empty")
-    return check_text(value, "the user name")
+    check_text(value, "the user name")
+    for index, char in enumerate(value):
+        if char in BIDI_CONTROLS:
+            raise InputError(
+                f"the user name holds a bidirectional control character (U+{ord(char):04X} at"
+                f" character {index + 1}), which would change how it is shown"
+            )
+    return value
 
 
 def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:

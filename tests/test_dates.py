@@ -46,3 +46,17 @@ def test_zero_filled_covers_the_range_with_zeros_between() -> None:
     assert zero_filled(days, 0, first=date(2026, 1, 3), last=date(2026, 1, 3)) == [(date(2026, 1, 3), 0)]
     assert zero_filled({}, 0) == []
     assert zero_filled({}, 0, date(2026, 1, 2), date(2026, 1, 1)) == []
+
+
+def test_a_local_time_the_clocks_skip_is_refused_and_a_repeated_one_is_the_first() -> None:
+    with pytest.raises(InputError, match="no such local time: '2026-03-29T02:30' in Europe/Berlin"):
+        parse_since("2026-03-29T02:30", "Europe/Berlin")
+    # the hour either side of the jump exists; an explicit offset is always taken as given
+    assert parse_since("2026-03-29T01:59", "Europe/Berlin") == datetime(2026, 3, 29, 0, 59, tzinfo=UTC)
+    assert parse_since("2026-03-29T03:00", "Europe/Berlin") == datetime(2026, 3, 29, 1, tzinfo=UTC)
+    assert parse_since("2026-03-29T02:30+01:00", "Europe/Berlin") == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    # 02:30 happens twice on 2026-10-25: the first time, still on summer time (+02:00)
+    assert parse_since("2026-10-25T02:30", "Europe/Berlin") == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    assert parse_until("2026-10-25T02:30", "Europe/Berlin") == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    # a date whose midnight is skipped (Santiago, 2026-09-06) starts when the day does
+    assert parse_since("2026-09-06", "America/Santiago") == datetime(2026, 9, 6, 4, tzinfo=UTC)

@@ -56,6 +56,7 @@ from cascadeflow_cli.quality import QualityResult, QualityValidator
 from cascadeflow_cli.quality.live_signals import live_signals
 from cascadeflow_cli.redact import redact
 from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
+from cascadeflow_cli.text import user_name
 
 DEFAULT_USER = "default"
 
@@ -184,8 +185,7 @@ class Cascade:
         last user message; ``sink``: stream the final model's answer into it."""
         if not query.strip():
             raise InputError("the query is empty")
-        if not user.strip():
-            raise InputError("the user name is empty")
+        user_name(user)  # blank, not UTF-8, or a bidi control: refused before paying
         check_text(query=query, user=user, domain=domain, system=system)  # now, not after paying
         routed = self.route(query, domain)
         domain = routed.domain if routed else None
@@ -260,6 +260,9 @@ class Cascade:
                 self._complete(req, attempt, messages, tokens, sample=not last)
             except ProviderError as exc:
                 attempt.error = exc
+                if attempt.completion is None and exc.partial is not None:
+                    attempt.completion = exc.partial  # type: ignore[assignment]  # paid though failed
+                    self._price(attempt, messages)
                 if last:
                     raise
                 continue  # a failed draft escalates

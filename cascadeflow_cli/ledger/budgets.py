@@ -22,6 +22,7 @@ from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.money import amount_problem, nanos, nanos_from_usd
+from cascadeflow_cli.text import user_name
 from cascadeflow_cli.windows import WINDOWS, Window
 
 if TYPE_CHECKING:
@@ -142,8 +143,7 @@ def effective_budget(ledger: LedgerStore, config: AppConfig, user: str) -> Budge
 
 def set_budget(ledger: LedgerStore, user: str, budget: BudgetConfig) -> BudgetConfig:
     """Set the given windows (others keep their limits); returns the stored budget."""
-    if not user.strip():
-        raise InputError("the user name is empty")
+    user_name(user)  # blank, not UTF-8, or a bidi control
     if budget.is_empty:
         raise InputError("give at least one of --daily, --weekly, --monthly, --total")
     return ledger.set_budget(user, budget)

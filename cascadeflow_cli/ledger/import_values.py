@@ -11,10 +11,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cascadeflow_cli.clock import format_ts
-from cascadeflow_cli.dates import parse_moment
+from cascadeflow_cli.dates import NonexistentLocalTime, parse_moment
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
-from cascadeflow_cli.text import json_loads, text_problem
+from cascadeflow_cli.text import json_loads, text_problem, user_name
 
 _OUR_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -47,6 +47,15 @@ def _required_text(value: Any, loc: str, name: str) -> str:
     if text is None or not text.strip():
         raise ImportRowError(f"{loc}: {name} is empty")
     return text.strip()
+
+
+def _user(value: Any, loc: str) -> str:
+    """A user name, refused as `cascade ask --user` refuses it (a bidi control...)."""
+    text = _required_text(value, loc, "user")
+    try:
+        return user_name(text)
+    except InputError as exc:
+        raise ImportRowError(f"{loc}: {exc}") from None
 
 
 def _code(value: Any, loc: str, name: str, default: str | None = None) -> str | None:
@@ -164,6 +173,8 @@ def _timestamp(value: Any, loc: str, tz: str) -> str:
             return text
         moment = parse_moment(text, tz)  # the one date parser (dates.py)
         in_range = 1970 <= moment.astimezone(UTC).year <= 9998
+    except NonexistentLocalTime as exc:
+        raise ImportRowError(f"{loc}: timestamp: {exc}") from None
     except ValueError:
         raise ImportRowError(f"{loc}: timestamp is not an ISO 8601 date or date-time: {text!r}") from None
     except OverflowError:  # beyond year 1 or 9999 once in UTC

@@ -46,6 +46,7 @@ from cascadeflow_cli.ledger.import_values import (
     _required_text,
     _text,
     _timestamp,
+    _user,
 )
 from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, answering, derive
 from cascadeflow_cli.model_map import infer_provider
@@ -171,7 +172,7 @@ class _Parser:
         return request
 
     def _add_call(self, request: _Request, loc: str, row: dict[str, Any]) -> None:
-        user = _required_text(row.get("user"), loc, "user")
+        user = _user(row.get("user"), loc)
         if user != request.user:
             raise ImportRowError(f"{loc}: request {request.id} has rows for users "
                                  f"{request.user!r} and {user!r}")
@@ -245,7 +246,7 @@ def _request_fields(loc: str, row: dict[str, Any], request_id: str, tz: str) -> 
     escalated = _optional(row, loc, "escalated", _flag)
     return _Request(
         id=request_id, ts=_timestamp(g("timestamp"), loc, tz),
-        user=_required_text(g("user"), loc, "user"),
+        user=_user(g("user"), loc),
         status=_code(g("request_status"), loc, "request_status", "ok") or "ok",
         error=_text(g("request_error"), loc, "request_error"),
         query=_text(g("query"), loc, "query"), domain=_text(g("domain"), loc, "domain"),

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row
+from cascadeflow_cli.text import user_name
 from cascadeflow_cli.windows import window
 
 if TYPE_CHECKING:
@@ -85,8 +86,7 @@ def create_key(
     budget: BudgetConfig | None = None,
 ) -> tuple[str, ApiKey]:
     """A new key for ``user``: returns the key (to show once) and what is stored of it."""
-    if not user.strip():
-        raise InputError("the user name is empty")
+    user_name(user)  # blank, not UTF-8, or a bidi control
     if rpm is not None and rpm < 1:
         raise InputError(f"--rpm must be at least 1 (got {rpm})")
     budget = None if budget is None or budget.is_empty else budget

@@ -9,13 +9,16 @@ Standard library only.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import json
 import math
 import select
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Mapping
@@ -76,6 +79,14 @@ class ModelBehavior:
     # provider that stalls mid-stream) until the client leaves or the server stops
     stream_delay_s: float = 0.0
     stall_after: int | None = None
+    # reset the connection (TCP RST) where `data: [DONE]` would go: the whole answer, its
+    # finish_reason and usage were sent (and acknowledged), the end never comes
+    reset_before_done: bool = False
+    ignore_max_tokens: bool = False  # answer in full whatever max_tokens says (a broken server)
+    reset_after: int | None = None  # reset after this many content chunks (mid-answer)
+    # close (FIN) after this many content chunks, at a chunk boundary, without the
+    # chunked body's end: a server that died mid-answer, cleanly on the wire
+    close_after: int | None = None
 
 
 class ReplayServer:
@@ -237,7 +248,7 @@ class ReplayServer:
         messages: list[Any] = body["messages"]
         query = last_user_text(messages)
         answer, finish_reason = self._answer(model, query, behavior)
-        limit = token_limit(body)
+        limit = None if behavior.ignore_max_tokens else token_limit(body)
         choices = []
         for text in self._sample_texts(body, query, answer, behavior):
             finish = finish_reason
@@ -387,7 +398,17 @@ class _Handler(BaseHTTPRequestHandler):
                 if behavior.stall_after is not None and content >= behavior.stall_after:
                     self._stall()
                     return
+                if behavior.reset_after is not None and content >= behavior.reset_after:
+                    self._reset()
+                    return
+                if behavior.close_after is not None and content >= behavior.close_after:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_WR)
+                    return
                 content += 1
+            if event == "[DONE]" and behavior.reset_before_done:
+                self._reset(drain=True)
+                return
             data = sse_event(event)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
@@ -395,6 +416,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
         self.wfile.write(b"0\r\n\r\n")
+
+    def _reset(self, *, drain: bool = False) -> None:
+        """Abort the connection with a TCP RST (SO_LINGER 0), as a dying proxy does. An RST
+        drops what is still unsent; with ``drain``, wait (up to 2 s) until the client's
+        kernel has acknowledged everything sent, so exactly the rest is lost."""
+        self.close_connection = True
+        self.wfile.flush()
+        for _ in range(400) if drain and hasattr(termios, "TIOCOUTQ") else ():
+            unsent = fcntl.ioctl(self.connection.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+            if struct.unpack("i", unsent)[0] == 0 or self.server.stopping.wait(0.005):
+                break
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     def _stall(self) -> None:
         """Send nothing more until the server stops or the client closes the connection

@@ -461,3 +461,27 @@ def test_an_answer_cannot_drive_the_terminal_but_a_pipe_gets_it_raw(
     assert b"Paris\\x1b[2J\\x1b]0;pwned\\x07 is the capital" in seen
     piped = cli(*args)
     assert piped.code == 0 and answer in piped.stdout
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["ask", "ask-stream"])
+def test_an_answer_past_the_response_cap_fails_and_is_priced(
+    cli: CliRunner, server: ReplayServer, stream: bool
+) -> None:
+    from cascadeflow_cli.engine.providers.transport import MAX_RESPONSE_BYTES
+
+    huge = "word " * (MAX_RESPONSE_BYTES // 5 + 1000)  # just past the cap, in one answer
+    server.set_behavior("gpt-4o", ModelBehavior(
+        answer=huge, prompt_tokens=10, completion_tokens=10, ignore_max_tokens=True))
+    run = cli("ask", QUERY, "--models", "big", *(["--stream"] if stream else []))
+    assert run.code == 2, run.stderr
+    *_, last = stderr_lines(run.stderr)
+    assert_one_error_line(last)
+    assert "MiB" in last and "refused" in last
+    assert server.request_count("gpt-4o") == 1  # not retried: it would answer as much again
+    [failed] = rows(cli.db, "requests")
+    assert failed["status"] == "error"
+    [call] = rows(cli.db, "calls")
+    assert call["status"] == "error" and call["cost_nusd"] > 0  # generated, so paid for
+    assert "estimated" in call["cost_source"]
+    assert call["output_tokens"] <= MAX_RESPONSE_BYTES // 4 + 1
+    assert cli.db.stat().st_size < MAX_RESPONSE_BYTES  # not stored (twice) in the ledger

@@ -29,3 +29,38 @@ def test_an_escalated_answer_streams_from_the_verifier(cli: CliRunner, server: R
 def test_stream_with_json_prints_the_one_object(cli: CliRunner, server: ReplayServer) -> None:
     run = cli("ask", "--stream", "--json", QUERY)
     assert run.code == 0 and run.json()["answer"]  # type: ignore[index]
+
+
+def test_a_reset_after_the_finish_reason_is_a_complete_answer(
+    cli: CliRunner, server: ReplayServer
+) -> None:
+    # the whole answer, finish_reason "stop" and usage arrived; only `data: [DONE]` was lost
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, reset_before_done=True))
+    run = cli("ask", "--stream", DETAILED)
+    assert run.code == 0, run.stderr
+    assert run.stdout == LONG_ANSWER + "\n"
+    [req] = ledger_rows(cli.db, "requests")
+    assert req["status"] == "ok" and req["answer"] == LONG_ANSWER and req["cost_nusd"] > 0
+
+
+def test_a_reset_before_the_finish_reason_is_still_an_error(cli: CliRunner, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, reset_after=2))
+    run = cli("ask", "--stream", DETAILED)
+    assert run.code == 2, run.stderr
+    [req] = ledger_rows(cli.db, "requests")
+    assert req["status"] == "error"
+
+
+def test_a_stream_closed_cleanly_mid_answer_is_an_error(cli: CliRunner, server: ReplayServer) -> None:
+    # a FIN at a chunk boundary, before finish_reason: once taken for a complete answer
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, close_after=2))
+    run = cli("ask", "--stream", DETAILED)
+    assert run.code == 2, run.stderr
+    assert "the stream ended before the answer did" in run.stderr
+    [req] = ledger_rows(cli.db, "requests")
+    assert req["status"] == "error"
+    big = [c for c in ledger_rows(cli.db, "calls") if c["model"] == "big"]
+    assert [c["status"] for c in big] == ["error"] and big[0]["cost_nusd"] > 0  # what was sent is paid

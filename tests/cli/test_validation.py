@@ -76,3 +76,33 @@ def test_config_init_writes_where_cascade_config_points(tmp_path: Path) -> None:
     cli = CliRunner(tmp_path, None, tmp_path / "l.db")
     run = cli("config", "init", CASCADE_CONFIG=str(target))
     assert run.code == 0 and Path(run.stdout.strip()) == target and target.is_file()
+
+
+def test_a_local_time_that_dst_skips_is_refused(tmp_path: Path, server: ReplayServer) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(config_text(server.base_url, extra='[ledger]\ntimezone = "Europe/Berlin"\n'), "utf-8")
+    cli = CliRunner(tmp_path, config, tmp_path / "l.db")
+    assert cli("ask", QUERY).code == 0
+    for args in (["logs", "--since", "2026-03-29T02:30"], ["usage", "--until", "2026-03-29T02:30"]):
+        run = cli(*args)
+        assert run.code == 1, run.stderr  # a usage error (CLI.md: exit 1)
+        assert_one_error_line(run.stderr)
+        assert "no such local time: '2026-03-29T02:30' in Europe/Berlin" in run.stderr
+    assert cli("logs", "--since", "2026-10-25T02:30").code == 0  # repeated, not skipped: taken
+
+
+def test_a_user_name_with_a_bidi_control_is_refused(
+    cli: CliRunner, server: ReplayServer, tmp_path: Path
+) -> None:
+    spoof = "admin\u202enimda"  # shows as "adminadmin": another user's name
+    for args in (["ask", QUERY, "--user", spoof], ["budget", "set", spoof, "--daily", "1"]):
+        run = cli(*args)
+        assert run.code == 1, run.stderr
+        assert_one_error_line(run.stderr)
+        assert "bidirectional control character (U+202E at character 6)" in run.stderr
+    history = tmp_path / "h.csv"
+    history.write_text(f"timestamp,user,model,cost\n2026-05-01T10:00Z,{spoof},mini,0.01\n", "utf-8")
+    run = cli("import", str(history))
+    assert run.code == 1 and "U+202E" in run.stderr, run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+    assert cli("ask", QUERY, "--user", "zoë").code == 0  # other non-ASCII is a fine name

@@ -21,7 +21,13 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from cascadeflow_cli.engine.providers.transport import Response, TransportError, TransportTimeout
+from cascadeflow_cli.engine.providers.transport import (
+    MAX_RESPONSE_BYTES,
+    Response,
+    TransportError,
+    TransportTimeout,
+    TransportTooLarge,
+)
 
 _MAX_IDLE = 256  # idle connections kept per host; beyond that a returned one is closed
 _MAX_HEADER_LINES = 200
@@ -172,9 +178,16 @@ async def _body(
                 while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
                 return bytes(data), keep
+            if len(data) + size > MAX_RESPONSE_BYTES:
+                raise TransportTooLarge(len(data) + size)
             data += await reader.readexactly(size)
             await reader.readexactly(2)
     length = headers.get("content-length")
     if length is not None:
+        if int(length) > MAX_RESPONSE_BYTES:
+            raise TransportTooLarge(int(length))
         return await reader.readexactly(int(length)), keep
-    return await reader.read(), False  # neither a length nor chunks: the body ends with the connection
+    data = await reader.read(MAX_RESPONSE_BYTES + 1)  # no length nor chunks: it ends with the connection
+    if len(data) > MAX_RESPONSE_BYTES:
+        raise TransportTooLarge(len(data))
+    return data, False

@@ -4,11 +4,13 @@ over a small keep-alive transport, without importing litellm (which takes second
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from cascadeflow_cli.config import ModelConfig
+from cascadeflow_cli.engine.pricing import Usage
 from cascadeflow_cli.engine.providers.base import (
     ChatRequest,
     Choice,
@@ -20,10 +22,12 @@ from cascadeflow_cli.engine.providers.base import (
 )
 from cascadeflow_cli.engine.providers.stream import StreamAssembler, StreamInterrupted, StreamSink
 from cascadeflow_cli.engine.providers.transport import (
+    MAX_RESPONSE_BYTES,
     KeepAliveClient,
     Response,
     TransportError,
     TransportTimeout,
+    TransportTooLarge,
 )
 from cascadeflow_cli.errors import (
     ProviderAuthError,
@@ -77,6 +81,7 @@ class OpenAICompatProvider:
         base, body, headers = _call(model, request)
         body.update(stream=True, stream_options={"include_usage": True})
         assembler = StreamAssembler(sink)
+        done = False
         with _translated(model, base):
             response = self._client.open_stream(f"{base}/chat/completions", body, headers, model.timeout)
         if response.status_code >= 400:
@@ -90,14 +95,25 @@ class OpenAICompatProvider:
                     if data is None:
                         continue
                     if data == b"[DONE]":
+                        done = True
                         continue  # read on to the body's end, so the connection is reused
                     assembler.add(_chunk(data, model.name))
+                if not done and not assembler.finish_reason:
+                    # http.client ends a chunked body cut at a chunk boundary quietly: an
+                    # answer without its end is a broken stream, not a complete answer
+                    raise ProviderUnavailableError(
+                        f"{model.name}: the stream ended before the answer did", model=model.name
+                    )
         except StreamInterrupted as exc:
             response.abort()
             raise assembler.interrupted(exc.reason) from None
         except ProviderError as exc:
             if sink.cancelled:  # our own abort broke the read: the reader left
                 raise assembler.interrupted(sink.reason) from None
+            if assembler.finish_reason and isinstance(exc, ProviderUnavailableError | ProviderTimeoutError):
+                # the connection broke after the provider said the answer was done (only the
+                # `[DONE]` marker lost): the answer is complete and billed, so it is one
+                return assembler.completion()
             if assembler.parts:  # it stalled or broke mid-answer: what it generated is billed
                 assembler.finish_reason = assembler.finish_reason or "error"
                 exc.partial = assembler.completion()
@@ -135,6 +151,17 @@ def _translated(model: ModelConfig, base: str) -> Iterator[None]:
     """Transport failures as our provider errors."""
     try:
         yield
+    except TransportTooLarge as exc:
+        error = ProviderResponseError(
+            f"{model.name}: the provider's response passed {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB,"
+            " the most cascade reads; refused",
+            model=model.name,
+        )
+        error.retryable = False  # type: ignore[misc]  # the same call would answer as much again
+        # it was generated, so it is paid for: priced from its size (about four bytes a
+        # token; the prompt side estimated by the cascade), marked estimated
+        error.partial = Completion("", Usage(0, math.ceil(exc.received / 4)), "length")
+        raise error from None
     except TransportTimeout:
         raise ProviderTimeoutError(
             f"{model.name}: no answer within {model.timeout:g}s", model=model.name

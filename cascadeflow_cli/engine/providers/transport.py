@@ -21,6 +21,12 @@ from urllib.parse import urlsplit
 
 from cascadeflow_cli.text import json_loads
 
+# The most bytes read from one provider response (a whole body, or a whole stream). A
+# chat answer of max_tokens 16k is well under 1 MiB even with logprobs and several
+# samples; a body past this is a broken or hostile server (a 50 MB answer was once
+# accepted and stored twice, and a multi-GB one would exhaust memory).
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
 
 class TransportTimeout(Exception):
     """No answer within the timeout."""
@@ -28,6 +34,14 @@ class TransportTimeout(Exception):
 
 class TransportError(Exception):
     """The connection could not be made, or broke."""
+
+
+class TransportTooLarge(TransportError):
+    """The response passed MAX_RESPONSE_BYTES; ``received`` bytes were read before stopping."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"the response passed {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB")
+        self.received = received
 
 
 class Response:
@@ -106,8 +120,15 @@ class StreamResponse:
         self.aborted = False
 
     def lines(self) -> Iterator[bytes]:
+        received = 0
         try:
-            while line := self._response.readline():
+            # a bounded readline: one endless line must not be buffered whole either
+            while line := self._response.readline(MAX_RESPONSE_BYTES + 1 - received):
+                received += len(line)
+                if received > MAX_RESPONSE_BYTES:
+                    self.abort()
+                    self.close()
+                    raise TransportTooLarge(received)
                 yield line
         except TimeoutError as exc:
             self.close()
@@ -119,13 +140,17 @@ class StreamResponse:
     def read(self) -> Response:
         """The rest of the body at once (an error response)."""
         try:
-            data = self._response.read()
+            data = self._response.read(MAX_RESPONSE_BYTES + 1)
         except TimeoutError as exc:
             self.close()
             raise TransportTimeout(str(exc) or "timed out") from None
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise TransportError(str(exc) or type(exc).__name__) from None
+        if len(data) > MAX_RESPONSE_BYTES:
+            self.abort()
+            self.close()
+            raise TransportTooLarge(len(data))
         return Response(self.status_code, self.headers, data)
 
     def abort(self) -> None:
