@@ -465,14 +465,20 @@ def test_an_answer_cannot_drive_the_terminal_but_a_pipe_gets_it_raw(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["ask", "ask-stream"])
 def test_an_answer_past_the_response_cap_fails_and_is_priced(
-    cli: CliRunner, server: ReplayServer, stream: bool
+    cli: CliRunner, server: ReplayServer, stream: bool, tmp_path: Path
 ) -> None:
     from cascadeflow_cli.engine.providers.transport import MAX_RESPONSE_BYTES
 
     huge = "word " * (MAX_RESPONSE_BYTES // 5 + 1000)  # just past the cap, in one answer
     server.set_behavior("gpt-4o", ModelBehavior(
         answer=huge, prompt_tokens=10, completion_tokens=10, ignore_max_tokens=True))
-    run = cli("ask", QUERY, "--models", "big", *(["--stream"] if stream else []))
+    # 8 MiB streamed word by word takes seconds on a loaded machine: a timeout that only
+    # the cap, not the clock, can end this call with
+    patient = (f'[[models]]\nname = "patient"\nmodel = "openai/gpt-4o"\n'
+               f'api_base = "{server.base_url}"\ntimeout = 120\n')
+    config = write_config(tmp_path, config_text(server.base_url, extra_models=patient))
+    run = cli("ask", QUERY, "--models", "patient", *(["--stream"] if stream else []),
+              CASCADE_CONFIG=str(config))
     assert run.code == 2, run.stderr
     *_, last = stderr_lines(run.stderr)
     assert_one_error_line(last)
