@@ -248,3 +248,35 @@ def test_seed_names_and_bad_sensitivity() -> None:
     assert [a.date for a in AnomalyDetector().detect_anomalies(rows(values), "dave")] == [day(70)]
     with pytest.raises(ValueError):
         AnomalyDetector("extreme")
+
+
+def _scales(values: np.ndarray) -> np.ndarray:
+    from cascadeflow_cli.analytics.anomaly import _scan
+
+    trace: list[tuple[int, float, float, float]] = []
+    _scan(date(2024, 1, 1), values, AnomalyDetector("medium"), trace)
+    return np.array([scale for _, _, scale, _ in trace])
+
+
+def test_steady_noise_is_judged_by_the_long_spread_not_a_noisy_local_one() -> None:
+    # a series whose noise never changes: the six-week spread (~84 residuals) wanders
+    # by ~15% from day to day, and taking the larger of it and the half-year spread
+    # inflated and jittered every score (x3 spikes on the synthetic users scored a
+    # median 3.2 where their threshold was 3.2); now the half-year spread rules
+    rng = np.random.default_rng(3)
+    values = 20.0 * np.exp(rng.normal(0.0, 0.3, 500))
+    scales = _scales(values)[200:300]  # days with a full half year either side
+    assert scales.max() / scales.min() < 1.1
+
+
+def test_a_noisier_season_still_widens_the_scale() -> None:
+    rng = np.random.default_rng(4)
+    sigma = np.full(500, 0.2)
+    sigma[250:330] = 0.6  # a busy season, three times as noisy
+    values = 20.0 * np.exp(rng.normal(0.0, sigma))
+    from cascadeflow_cli.analytics.anomaly import _scan
+
+    trace: list[tuple[int, float, float, float]] = []
+    _scan(date(2024, 1, 1), values, AnomalyDetector("medium"), trace)
+    by_day = {t: scale for t, _, scale, _ in trace}
+    assert by_day[290] > 1.8 * by_day[150]
