@@ -99,3 +99,42 @@ def test_a_reset_mid_answer_says_so_rather_than_cannot_reach(server: ReplayServe
     with pytest.raises(TransportBroken) as broken:  # serve's transport: the same kind of error
         _aio_post(server, payload)
     assert broken.value.reset
+
+
+def test_serves_transport_reads_an_unframed_body_to_its_end_within_the_cap() -> None:
+    # no Content-Length, no chunks: the body ends with the connection. It once ended
+    # with the first segment that arrived (StreamReader.read(n) returns what has come).
+    from cascadeflow_cli.engine.providers.aio_transport import AsyncKeepAliveClient
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        length = int(request.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        path = request.split(b" ")[1]
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        if path == b"/huge":
+            piece = b"x" * (1 << 20)
+            for _ in range(MAX_RESPONSE_BYTES // len(piece) + 1):
+                writer.write(piece)
+                await writer.drain()
+        else:
+            writer.write(b'{"first": "half", ')
+            await writer.drain()
+            await asyncio.sleep(0.05)  # the rest comes in a later segment
+            writer.write(b'"second": "half"}')
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        client = AsyncKeepAliveClient()
+        try:
+            answer = await client.post(f"{base}/split", {}, {}, 5)
+            assert answer.json() == {"first": "half", "second": "half"}
+            with pytest.raises(TransportTooLarge):
+                await client.post(f"{base}/huge", {}, {}, 5)
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(main())

@@ -192,7 +192,11 @@ async def _body(
         if int(length) > MAX_RESPONSE_BYTES:
             raise TransportTooLarge(int(length))
         return await reader.readexactly(int(length)), keep
-    data = await reader.read(MAX_RESPONSE_BYTES + 1)  # no length nor chunks: it ends with the connection
-    if len(data) > MAX_RESPONSE_BYTES:
-        raise TransportTooLarge(len(data))
-    return data, False
+    # no length nor chunks: it ends with the connection. read(n) returns what has come so
+    # far (one segment), not the body: read on to EOF, within the cap
+    data = bytearray()
+    while piece := await reader.read(MAX_RESPONSE_BYTES + 1 - len(data)):
+        data += piece
+        if len(data) > MAX_RESPONSE_BYTES:
+            raise TransportTooLarge(len(data))
+    return bytes(data), False
