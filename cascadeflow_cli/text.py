@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -106,7 +107,8 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u206
 
 def user_name(value: str) -> str:
     """A user name as given (budgets and the ledger key on it exactly), or an InputError
-    when it is blank, not valid text, or holds a bidi control character (spoofing)."""
+    when it is blank, not valid text, or holds a bidi control or another invisible format
+    character (spoofing)."""
     if not value.strip():
         raise InputError("the user name is empty")
     check_text(value, "the user name")
@@ -116,7 +118,33 @@ def user_name(value: str) -> str:
                 f"the user name holds a bidirectional control character (U+{ord(char):04X} at"
                 f" character {index + 1}), which would change how it is shown"
             )
+        if unicodedata.category(char) == "Cf" and not _emoji_joiner(value, index):
+            raise InputError(
+                f"the user name holds an invisible format character (U+{ord(char):04X} at"
+                f" character {index + 1}), so it would look like another name"
+            )
     return value
+
+
+def _emoji_joiner(value: str, index: int) -> bool:
+    """Is ``value[index]`` a format character that is part of an emoji, not hidden in a
+    word? Category Cf is the general rule for invisible characters (zero-width space and
+    joiners, word joiner, BOM, soft hyphen, tags): "al<U+200B>ice" shows as "alice". Two
+    are visible glyph parts: U+200D between two pictographs (woman + laptop, the rainbow
+    flag) and the tag characters closing a subdivision flag after U+1F3F4 (Scotland)."""
+    char = value[index]
+    before = value[:index].rstrip("\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff")
+    if char == "\u200d":
+        after = value[index + 1 : index + 2]
+        return bool(before) and bool(after) and _pictograph(before[-1]) and _pictograph(after)
+    if "\U000e0020" <= char <= "\U000e007f":
+        tags = before.rstrip("".join(chr(c) for c in range(0xE0020, 0xE0080)))
+        return tags.endswith("\U0001f3f4")
+    return False
+
+
+def _pictograph(char: str) -> bool:
+    return unicodedata.category(char) == "So" and ord(char) >= 0x2000
 
 
 def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:

@@ -83,7 +83,8 @@ class ModelBehavior:
     # finish_reason and usage were sent (and acknowledged), the end never comes
     reset_before_done: bool = False
     ignore_max_tokens: bool = False  # answer in full whatever max_tokens says (a broken server)
-    reset_after: int | None = None  # reset after this many content chunks (mid-answer)
+    # reset after this many content chunks (mid-answer); a whole answer, after this many bytes
+    reset_after: int | None = None
     # close (FIN) after this many content chunks, at a chunk boundary, without the
     # chunked body's end: a server that died mid-answer, cleanly on the wire
     close_after: int | None = None
@@ -382,6 +383,14 @@ class _Handler(BaseHTTPRequestHandler):
             options = payload.get("stream_options") or {}
             completion = replay._complete(payload, behavior)
             self._stream([*completion.chunks(bool(options.get("include_usage"))), "[DONE]"], behavior)
+        elif behavior.reset_after is not None:  # whole answers: reset after that many body bytes
+            body = json.dumps(replay._complete(payload, behavior).response()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: behavior.reset_after])
+            self._reset(drain=True)
         else:
             self._send_json(200, replay._complete(payload, behavior).response())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from tests.cli.support import DETAILED, LONG_ANSWER, QUERY, REFUSAL
 from tests.conftest import GOOD_ANSWER, CliRunner, ledger_rows
@@ -49,6 +51,28 @@ def test_a_reset_before_the_finish_reason_is_still_an_error(cli: CliRunner, serv
     server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, reset_after=2))
     run = cli("ask", "--stream", DETAILED)
     assert run.code == 2, run.stderr
+    [req] = ledger_rows(cli.db, "requests")
+    assert req["status"] == "error"
+    # the server was reached and answered part of it: said so, not "cannot reach" (hostile-6)
+    *_, last = run.stderr.splitlines()
+    assert re.fullmatch(
+        rf"error: big: the connection to {re.escape(server.base_url)}"
+        r" was reset after \d+ bytes of the answer",
+        last,
+    ), run.stderr
+    assert "cannot reach" not in run.stderr
+    big = [c for c in ledger_rows(cli.db, "calls") if c["model"] == "big"]
+    assert big and all(c["status"] == "error" for c in big) and big[-1]["cost_nusd"] > 0  # partial priced
+
+
+def test_a_reset_mid_answer_without_streaming_says_what_happened(
+    cli: CliRunner, server: ReplayServer
+) -> None:
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, reset_after=100))
+    run = cli("ask", QUERY, "--models", "big")
+    assert run.code == 2, run.stderr
+    *_, last = run.stderr.splitlines()
+    assert last == f"error: big: the connection to {server.base_url} was reset after 100 bytes of the answer"
     [req] = ledger_rows(cli.db, "requests")
     assert req["status"] == "error"
 

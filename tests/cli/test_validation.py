@@ -106,3 +106,34 @@ def test_a_user_name_with_a_bidi_control_is_refused(
     assert run.code == 1 and "U+202E" in run.stderr, run.stderr
     assert server.request_count() == 0 and rows(cli.db, "requests") == []
     assert cli("ask", QUERY, "--user", "zoë").code == 0  # other non-ASCII is a fine name
+
+
+def test_a_user_name_with_an_invisible_format_character_is_refused(
+    cli: CliRunner, server: ReplayServer, tmp_path: Path
+) -> None:
+    # "al\u200bice" shows as "alice" in `usage`: another user's name and budget.
+    for spoof, code, at in (
+        ("al\u200bice", "U+200B", 3),
+        ("al\u200cice", "U+200C", 3),
+        ("al\u200dice", "U+200D", 3),
+        ("\u2060alice", "U+2060", 1),
+        ("alice\ufeff", "U+FEFF", 6),
+        ("ali\u00adce", "U+00AD", 4),  # soft hyphen: Cf too
+    ):
+        for args in (["ask", QUERY, "--user", spoof], ["budget", "set", spoof, "--daily", "1"]):
+            run = cli(*args)
+            assert run.code == 1, run.stderr
+            assert_one_error_line(run.stderr)
+            assert f"invisible format character ({code} at character {at})" in run.stderr
+    history = tmp_path / "h.csv"
+    history.write_text("timestamp,user,model,cost\n2026-05-01T10:00Z,al\u200bice,mini,0.01\n", "utf-8")
+    run = cli("import", str(history))
+    assert run.code == 1 and "U+200B" in run.stderr, run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+    # Names whose format characters are part of a visible emoji stay fine, as do other scripts.
+    for name in ("zoë", "李", "👍🏽", "👩\u200d💻", "🏳\ufe0f\u200d🌈", "🏴" + "".join(
+        chr(0xE0000 + ord(c)) for c in "gbsct"
+    ) + "\U000e007f"):
+        run = cli("ask", QUERY, "--user", name)
+        assert run.code == 0, (name, run.stderr)
+    assert len(rows(cli.db, "requests")) == 6

@@ -154,3 +154,24 @@ def test_a_retry_after_past_the_deadline_is_not_waited(server: ReplayServer) -> 
         complete(provider_for(m), m, REQUEST, sleep=slept.append, on_retry=lambda n: slept.append(-1))
     assert slept == [] and server.request_count("gpt-4o-mini") == 1
     assert info.value.attempts == 1  # type: ignore[attr-defined]
+
+
+def test_a_litellm_stream_past_the_response_cap_is_stopped_and_kept_as_partial(
+    server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # litellm's own client has no size cap: its stream is counted chunk by chunk by us. The
+    # cap is lowered so the test streams kilobytes, not 8 MiB through litellm's parser.
+    from cascadeflow_cli.engine.providers import litellm_provider
+    from cascadeflow_cli.engine.providers.stream import StreamSink, stream_complete
+
+    monkeypatch.setattr(litellm_provider, "MAX_RESPONSE_BYTES", 4096)
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="word " * 4000, ignore_max_tokens=True))
+    m = model(server, "litellm", max_retries=2)
+    seen: list[str] = []
+    refused = "response passed 0 MiB, the most cascade reads; refused"
+    with pytest.raises(ProviderResponseError, match=refused) as caught:
+        stream_complete(provider_for(m), m, REQUEST, StreamSink(seen.append), sleep=lambda s: None)
+    assert server.request_count("gpt-4o-mini") == 1  # not retried: it would answer as much again
+    partial = caught.value.partial  # type: ignore[attr-defined]
+    assert partial.text == "".join(seen) and 0 < len(partial.text.encode()) <= 4096
+    assert partial.finish_reason == "length"

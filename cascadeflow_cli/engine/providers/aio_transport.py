@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from cascadeflow_cli.engine.providers.transport import (
     MAX_RESPONSE_BYTES,
     Response,
+    TransportBroken,
     TransportError,
     TransportTimeout,
     TransportTooLarge,
@@ -115,6 +116,7 @@ class AsyncKeepAliveClient:
         """Send ``message``, read the whole answer; the connection goes back to the pool
         when the answer allows it, else it is closed (also on any failure)."""
         reused = True
+        head: bytes | None = None
         try:
             conn.writer.write(message)
             try:
@@ -133,6 +135,9 @@ class AsyncKeepAliveClient:
             conn.close()
             if reused and isinstance(exc, ConnectionError | asyncio.IncompleteReadError):
                 raise _Stale from None
+            if head is not None and isinstance(exc, ConnectionError | asyncio.IncompleteReadError):
+                # the server answered, then the connection broke mid-body: not "cannot reach"
+                raise TransportBroken(exc, None) from None
             raise TransportError(str(exc) or type(exc).__name__) from None
         except BaseException:  # a timeout or a cancellation mid-answer: the connection is spoilt
             conn.close()
@@ -187,7 +192,11 @@ async def _body(
         if int(length) > MAX_RESPONSE_BYTES:
             raise TransportTooLarge(int(length))
         return await reader.readexactly(int(length)), keep
-    data = await reader.read(MAX_RESPONSE_BYTES + 1)  # no length nor chunks: it ends with the connection
-    if len(data) > MAX_RESPONSE_BYTES:
-        raise TransportTooLarge(len(data))
-    return data, False
+    # no length nor chunks: it ends with the connection. read(n) returns what has come so
+    # far (one segment), not the body: read on to EOF, within the cap
+    data = bytearray()
+    while piece := await reader.read(MAX_RESPONSE_BYTES + 1 - len(data)):
+        data += piece
+        if len(data) > MAX_RESPONSE_BYTES:
+            raise TransportTooLarge(len(data))
+    return bytes(data), False

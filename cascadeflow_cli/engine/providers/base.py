@@ -121,6 +121,8 @@ def _reason(exc: ProviderError) -> str:
         return f"HTTP {exc.status}"
     if isinstance(exc, ProviderTimeoutError):
         return "no answer in time"
+    if " of the answer" in str(exc):  # the connection broke mid-answer (openai_compat)
+        return "the connection broke mid-answer"
     return "no usable answer" if exc.retryable and "reach" not in str(exc) else "cannot reach the server"
 
 

@@ -1,6 +1,17 @@
 """Every other provider, through litellm. Imported only when such a model is called:
 `import litellm` costs seconds. Its cost map is pinned to the bundled copy first, so
-nothing is fetched from the network."""
+nothing is fetched from the network.
+
+The response-size cap (transport.MAX_RESPONSE_BYTES) on this path: a stream is counted
+here, chunk by chunk, and stopped past the cap as our own transport stops it. A whole
+answer is read by litellm's httpx client before we see a byte, and is not capped: the
+only hooks (``litellm.sync_transport``, ``litellm.client_session``) replace the client's
+transport outright, which drops what litellm sets up on it (HTTP(S)_PROXY mounts, its
+SSL_CERTIFICATE / ssl_verify context, HTTP/2, force_ipv4), so a capping wrapper would
+break proxied and custom-TLS users to guard a path that only talks to the providers
+litellm knows; any OpenAI-compatible ``api_base`` (the place a hostile or broken server
+can be configured) takes the capped fast path unless ``client = "litellm"`` is forced.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +26,7 @@ from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.providers.base import ChatRequest, Completion, api_key, parse_retry_after
 from cascadeflow_cli.engine.providers.openai_compat import parse_chat_completion, signal_params, status_error
 from cascadeflow_cli.engine.providers.stream import StreamAssembler, StreamInterrupted, StreamSink
+from cascadeflow_cli.engine.providers.transport import MAX_RESPONSE_BYTES
 from cascadeflow_cli.errors import (
     MissingApiKeyError,
     ProviderAuthError,
@@ -25,6 +37,10 @@ from cascadeflow_cli.errors import (
 )
 
 _import_lock = threading.Lock()
+# what one streamed chunk takes on the wire besides its text: its SSE framing and JSON
+# (id, object, created, model, choices, index, finish_reason) is about 140 bytes from
+# OpenAI and the replay server; counted so a stream of empty chunks is bounded too
+_CHUNK_BYTES = 100
 
 
 def import_litellm() -> ModuleType:
@@ -61,12 +77,19 @@ class LiteLLMProvider:
         stream = None
         try:
             stream = litellm.completion(**kwargs)
+            received = 0
             for chunk in stream:
+                parts = len(assembler.parts)
                 assembler.add(chunk)
+                received += _CHUNK_BYTES + sum(len(p.encode()) for p in assembler.parts[parts:])
+                if received > MAX_RESPONSE_BYTES:
+                    raise _too_large(model.name, assembler)
         except StreamInterrupted as exc:
             raise assembler.interrupted(exc.reason) from None
         except KeyboardInterrupt:
             raise assembler.interrupted("interrupted by the user") from None
+        except ProviderError:
+            raise
         except Exception as exc:
             raise _translate(exc, litellm, model.name) from None
         finally:
@@ -77,6 +100,21 @@ class LiteLLMProvider:
         if sink.cancelled:
             raise assembler.interrupted(sink.reason)
         return assembler.completion()
+
+
+def _too_large(model: str, assembler: StreamAssembler) -> ProviderResponseError:
+    """The error for a stream past MAX_RESPONSE_BYTES, as openai_compat's: not retried (the
+    same call would answer as much again), the text so far its partial answer (generated,
+    so paid for; priced from its size by the cascade, marked estimated)."""
+    error = ProviderResponseError(
+        f"{model}: the provider's response passed {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB,"
+        " the most cascade reads; refused",
+        model=model,
+    )
+    error.retryable = False  # type: ignore[misc]
+    assembler.finish_reason = assembler.finish_reason or "length"
+    error.partial = assembler.completion()
+    return error
 
 
 def _kwargs(litellm: ModuleType, model: ModelConfig, request: ChatRequest) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from cascadeflow_cli.engine.providers.transport import (
     MAX_RESPONSE_BYTES,
     KeepAliveClient,
     Response,
+    TransportBroken,
     TransportError,
     TransportTimeout,
     TransportTooLarge,
@@ -166,10 +167,23 @@ def _translated(model: ModelConfig, base: str) -> Iterator[None]:
         raise ProviderTimeoutError(
             f"{model.name}: no answer within {model.timeout:g}s", model=model.name
         ) from None
+    except TransportBroken as exc:
+        raise ProviderUnavailableError(
+            f"{model.name}: {broken_message(base, exc)}", model=model.name
+        ) from None
     except TransportError as exc:
         raise ProviderUnavailableError(
             f"{model.name}: cannot reach {base}: {exc}", model=model.name
         ) from None
+
+
+def broken_message(base: str, exc: TransportBroken) -> str:
+    """What happened when the connection broke mid-answer (shared with serve's transport)."""
+    n = exc.received
+    size = "part of the answer" if n is None else f"{n} byte{'s' if n != 1 else ''} of the answer"
+    if exc.reset:
+        return f"the connection to {base} was reset after {size}"
+    return f"the connection to {base} broke after {size} ({exc})"
 
 
 def _status_error(response: Response, model: str) -> ProviderError:

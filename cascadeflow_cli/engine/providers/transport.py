@@ -26,6 +26,7 @@ from cascadeflow_cli.text import json_loads
 # samples; a body past this is a broken or hostile server (a 50 MB answer was once
 # accepted and stored twice, and a multi-GB one would exhaust memory).
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+_PIECE = 1 << 16  # a chat answer (a few KiB) is one piece
 
 
 class TransportTimeout(Exception):
@@ -34,6 +35,18 @@ class TransportTimeout(Exception):
 
 class TransportError(Exception):
     """The connection could not be made, or broke."""
+
+
+class TransportBroken(TransportError):
+    """The connection broke after the response began (status line and headers in):
+    the server was reached and answered ``received`` bytes of the body, so "cannot
+    reach" would mislead (hostile-6). ``reset``: the peer reset it (a TCP RST);
+    ``received`` is None where the count is not known."""
+
+    def __init__(self, exc: BaseException, received: int | None) -> None:
+        super().__init__(str(exc) or type(exc).__name__)
+        self.received = received
+        self.reset = isinstance(exc, ConnectionResetError)
 
 
 class TransportTooLarge(TransportError):
@@ -135,23 +148,32 @@ class StreamResponse:
             raise TransportTimeout(str(exc) or "timed out") from None
         except (OSError, ValueError, http.client.HTTPException) as exc:
             self.close()
-            raise TransportError(str(exc) or type(exc).__name__) from None
+            raise TransportBroken(exc, received) from None
 
     def read(self) -> Response:
-        """The rest of the body at once (an error response)."""
+        """The rest of the body at once (a whole answer, or an error response)."""
+        data = bytearray()
         try:
-            data = self._response.read(MAX_RESPONSE_BYTES + 1)
+            # what has come, piece by piece (read1), so a connection that breaks mid-body
+            # can say how much had come (read(n) loses a partial piece to the error)
+            while piece := self._response.read1(min(_PIECE, MAX_RESPONSE_BYTES + 1 - len(data))):
+                data += piece
+                if len(data) > MAX_RESPONSE_BYTES:
+                    self.abort()
+                    self.close()
+                    raise TransportTooLarge(len(data))
+            # read1 leaves a Content-Length body that was read to its last byte open, and
+            # http.client then refuses the connection's next request ("Request-sent"): this
+            # read finds nothing more and closes the response, so the connection is reused
+            self._response.read()
         except TimeoutError as exc:
             self.close()
             raise TransportTimeout(str(exc) or "timed out") from None
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise TransportError(str(exc) or type(exc).__name__) from None
-        if len(data) > MAX_RESPONSE_BYTES:
-            self.abort()
-            self.close()
-            raise TransportTooLarge(len(data))
-        return Response(self.status_code, self.headers, data)
+            partial = exc.partial if isinstance(exc, http.client.IncompleteRead) else b""
+            raise TransportBroken(exc, len(data) + len(partial)) from None
+        return Response(self.status_code, self.headers, bytes(data))
 
     def abort(self) -> None:
         self.aborted = True
