@@ -25,7 +25,10 @@ pytestmark = pytest.mark.slow
 
 COLUMNS = ("timestamp", "user", "model", "cost", "input_tokens", "output_tokens")
 
-texts = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=16).filter(str.strip)
+# no format characters (Cf): a user name holding one is refused (text.user_name), not imported
+texts = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cf")), min_size=1, max_size=16).filter(
+    str.strip
+)
 rows = st.fixed_dictionaries(
     {
         "timestamp": st.datetimes(
