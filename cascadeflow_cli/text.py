@@ -133,6 +133,8 @@ def _emoji_joiner(value: str, index: int) -> bool:
     are visible glyph parts: U+200D between two pictographs (woman + laptop, the rainbow
     flag) and the tag characters closing a subdivision flag after U+1F3F4 (Scotland)."""
     char = value[index]
+    if char in "\u200c\u200d" and _joining_letters(value, index):
+        return True  # a Persian or Hindi name's own (non-)joiner: part of how it is spelled
     before = value[:index].rstrip("\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff")
     if char == "\u200d":
         after = value[index + 1 : index + 2]
@@ -141,6 +143,25 @@ def _emoji_joiner(value: str, index: int) -> bool:
         tags = before.rstrip("".join(chr(c) for c in range(0xE0020, 0xE0080)))
         return tags.endswith("\U0001f3f4")
     return False
+
+
+# Scripts whose spelling uses ZWNJ/ZWJ between letters (Persian "mi<ZWNJ>khaham", Hindi
+# conjuncts): Arabic and its supplements and presentation forms, Syriac, and the Indic
+# blocks from Devanagari to Sinhala. Between two letters of these the joiner is part of the
+# word; between Latin letters it only hides ("al<ZWNJ>ice" shows as "alice").
+_JOINING_BLOCKS = ((0x0600, 0x074F), (0x0750, 0x077F), (0x08A0, 0x08FF), (0x0900, 0x0DFF),
+                   (0xFB50, 0xFDFF), (0xFE70, 0xFEFE))
+
+
+def _joining_letters(value: str, index: int) -> bool:
+    """Are the characters on both sides of ``value[index]`` letters (or marks) of a
+    script that spells with joiners?"""
+    if index == 0 or index + 1 >= len(value):
+        return False
+    return all(
+        unicodedata.category(c)[0] in "LM" and any(lo <= ord(c) <= hi for lo, hi in _JOINING_BLOCKS)
+        for c in (value[index - 1], value[index + 1])
+    )
 
 
 def _pictograph(char: str) -> bool:

@@ -1,0 +1,30 @@
+"""text.user_name: which names are refused as spoofing and which are a real spelling."""
+
+from __future__ import annotations
+
+import pytest
+
+from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.text import user_name
+
+
+@pytest.mark.parametrize("name", [
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian "I want": ZWNJ between Arabic letters
+    "\u0915\u094d\u200d\u0937",  # Devanagari conjunct with ZWJ
+    "\u0928\u094d\u200c\u0928",  # Devanagari with ZWNJ after a virama (a mark)
+    "zoë", "李",
+])
+def test_a_joiner_inside_a_word_of_a_joining_script_is_a_name(name: str) -> None:
+    assert user_name(name) == name
+
+
+@pytest.mark.parametrize("name", [
+    "al\u200cice", "al\u200dice",  # Latin: the joiner only hides
+    "\u200c\u0645\u06cc",  # at the start: nothing to join
+    "\u0645\u06cc\u200c",  # at the end
+    "\u0645\u200cx",  # one side Latin
+    "\u0645\u200b\u06cc",  # a zero-width space is no joiner in any script
+])
+def test_a_joiner_that_only_hides_is_refused(name: str) -> None:
+    with pytest.raises(InputError, match="invisible format character"):
+        user_name(name)
