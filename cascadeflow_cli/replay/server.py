@@ -22,11 +22,11 @@ import termios
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from cascadeflow_cli.replay.behavior import ModelBehavior
 from cascadeflow_cli.replay.recordings import Recordings, load_recordings
 from cascadeflow_cli.replay.signals import logprobs_payload
 from cascadeflow_cli.replay.wire import (
@@ -49,45 +49,6 @@ from cascadeflow_cli.replay.wire import (
 )
 
 __all__ = ["ModelBehavior", "Recordings", "ReplayServer", "load_recordings", "spawn"]
-
-
-@dataclass
-class ModelBehavior:
-    """How the server answers one model (or every model, as the default)."""
-
-    answer: str | None = None  # None: recordings, else a generic deterministic answer
-    prompt_tokens: int | None = None  # default ceil(chars of all messages / 4)
-    completion_tokens: int | None = None  # default ceil(chars of the answer / 4)
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    latency_s: float = 0.0
-    status: int | None = None  # answer with this HTTP error status
-    fail_times: int | None = None  # with status: fail only the first N requests
-    retry_after: float | None = None  # Retry-After header on error responses
-    finish_reason: str = "stop"
-    garbage: bool = False  # 200 with a non-JSON body
-    hang: bool = False  # never answer (until the server stops)
-    # live quality signals (issue 9): a real provider may honour `logprobs` and `n`, or not
-    honor_logprobs: bool = True  # False: answer as if `logprobs` had not been asked
-    honor_n: bool = True  # False: always one choice, whatever `n` says
-    logprob: float | None = None  # every token's log-probability; None: derived from the token
-    # answers of the 2nd, 3rd... sample (cycled); the same answer again when None. Without
-    # `n`, successive requests for the same query walk through [answer, *samples].
-    samples: tuple[str, ...] | None = None
-    # streaming (`"stream": true`): chunks go out one by one, this far apart; with
-    # stall_after, the stream stops after that many content chunks and never ends (a
-    # provider that stalls mid-stream) until the client leaves or the server stops
-    stream_delay_s: float = 0.0
-    stall_after: int | None = None
-    # reset the connection (TCP RST) where `data: [DONE]` would go: the whole answer, its
-    # finish_reason and usage were sent (and acknowledged), the end never comes
-    reset_before_done: bool = False
-    ignore_max_tokens: bool = False  # answer in full whatever max_tokens says (a broken server)
-    # reset after this many content chunks (mid-answer); a whole answer, after this many bytes
-    reset_after: int | None = None
-    # close (FIN) after this many content chunks, at a chunk boundary, without the
-    # chunked body's end: a server that died mid-answer, cleanly on the wire
-    close_after: int | None = None
 
 
 class ReplayServer:
