@@ -20,9 +20,8 @@ from cascadeflow_cli.engine.costs import ChainCosts
 from cascadeflow_cli.engine.pricing import (
     Price,
     Usage,
-    billable_usage,
+    charge,
     cost_nanos,
-    estimate_tokens,
     infer_provider,
 )
 from cascadeflow_cli.engine.providers import (
@@ -333,17 +332,9 @@ class Cascade:
         """Cost from the usage the provider reported; estimated from the text (and marked
         so) when it reported none, never silently $0."""
         assert attempt.completion is not None
-        source = attempt.price.source
-        usage, estimated = billable_usage(
-            attempt.completion.usage,
-            sum(estimate_tokens(m["content"]) for m in messages),
-            attempt.completion.text,
+        attempt.usage, attempt.cost_nusd, attempt.cost_source = charge(
+            attempt.price, attempt.completion.usage, messages, attempt.completion.text
         )
-        if estimated:
-            source = f"{source}+estimated-tokens"
-        attempt.usage = usage
-        attempt.cost_nusd = cost_nanos(attempt.price, usage)
-        attempt.cost_source = source
 
     def _verifier_only_cost(
         self, chain: list[ModelConfig], prices: list[Price], attempts: list[_Attempt]

@@ -131,19 +131,19 @@ def cost_nanos(price: Price, usage: Usage) -> int:
 _MAX_COST_NANOS = int(MAX_AMOUNT_USD) * NANOS_PER_USD
 
 
-def billable_usage(usage: Usage, prompt_tokens: int, answer: str) -> tuple[Usage, bool]:
-    """The usage a call is charged for, and whether any of it is estimated: a side the
+def charge(price: Price, usage: Usage, messages: list[dict[str, str]], answer: str) -> tuple[Usage, int, str]:
+    """What a call is charged: its usage, cost in nano-USD and price source. A side the
     provider reported as 0 (or not at all, or as garbage) while there was text on it is
-    estimated from that text, never silently $0 (a usage of `{"prompt_tokens": 10,
-    "completion_tokens": NaN}` once charged the answer's 30 tokens as nothing)."""
-    input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
-    if input_tokens == 0:
-        input_tokens = prompt_tokens
-    if output_tokens == 0:
-        output_tokens = estimate_tokens(answer)
-    if (input_tokens, output_tokens) == (usage.input_tokens, usage.output_tokens):
-        return usage, False
-    return Usage(input_tokens, output_tokens, usage.cached_tokens, usage.reasoning_tokens), True
+    estimated from that text and the source marked ``+estimated-tokens``, never silently
+    $0 (a usage of `{"prompt_tokens": 10, "completion_tokens": NaN}` once charged the
+    answer's 30 tokens as nothing)."""
+    input_tokens = usage.input_tokens or sum(estimate_tokens(m["content"]) for m in messages)
+    output_tokens = usage.output_tokens or estimate_tokens(answer)
+    source = price.source
+    if (input_tokens, output_tokens) != (usage.input_tokens, usage.output_tokens):
+        usage = Usage(input_tokens, output_tokens, usage.cached_tokens, usage.reasoning_tokens)
+        source = f"{source}+estimated-tokens"
+    return usage, cost_nanos(price, usage), source
 
 
 def estimate_tokens(text: str) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.engine.pricing import Usage, billable_usage, cost_nanos, estimate_tokens, infer_provider
+from cascadeflow_cli.engine.pricing import Usage, charge, infer_provider
 from cascadeflow_cli.engine.providers import ChatRequest, complete
 from cascadeflow_cli.errors import ProviderError
 from cascadeflow_cli.ledger.labels import ShadowOutcome, next_seq, record_shadow
@@ -153,12 +153,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
 
         release(ledger, reservation)
         raise
-    source = price.source
-    usage, estimated = billable_usage(
-        completion.usage, sum(estimate_tokens(m["content"]) for m in job.messages), completion.text
-    )
-    if estimated:
-        source = f"{source}+estimated-tokens"
+    usage, cost, source = charge(price, completion.usage, job.messages, completion.text)
     kind = answer_kind(job.query, job.domain, [job.draft_text, completion.text])
     verdict = agreement(job.draft_text, completion.text, kind, _embedder() if kind == "text" else None)
     call = _call(
@@ -169,7 +164,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         source,
         status="ok",
         usage=usage,
-        cost=cost_nanos(price, usage),
+        cost=cost,
         latency_ms=completion.latency_ms,
         finish_reason=completion.finish_reason,
         answer=completion.text if cascade.config.ledger.store_prompts else None,
