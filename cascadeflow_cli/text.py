@@ -113,25 +113,23 @@ def user_name(value: str) -> str:
         raise InputError("the user name is empty")
     check_text(value, "the user name")
     for index, char in enumerate(value):
-        if char in BIDI_CONTROLS:
-            raise InputError(
-                f"the user name holds a bidirectional control character (U+{ord(char):04X} at"
-                f" character {index + 1}), which would change how it is shown"
-            )
-        if unicodedata.category(char) == "Cf" and not _emoji_joiner(value, index):
-            raise InputError(
-                f"the user name holds an invisible format character (U+{ord(char):04X} at"
-                f" character {index + 1}), so it would look like another name"
-            )
+        # every bidi control is a format character (Cf) too; it is named for what it does
+        if unicodedata.category(char) == "Cf" and not _part_of_the_name(value, index):
+            what, why = (("a bidirectional control", "which would change how it is shown")
+                         if char in BIDI_CONTROLS else
+                         ("an invisible format", "so it would look like another name"))
+            raise InputError(f"the user name holds {what} character (U+{ord(char):04X} at"
+                             f" character {index + 1}), {why}")
     return value
 
 
-def _emoji_joiner(value: str, index: int) -> bool:
-    """Is ``value[index]`` a format character that is part of an emoji, not hidden in a
-    word? Category Cf is the general rule for invisible characters (zero-width space and
-    joiners, word joiner, BOM, soft hyphen, tags): "al<U+200B>ice" shows as "alice". Two
-    are visible glyph parts: U+200D between two pictographs (woman + laptop, the rainbow
-    flag) and the tag characters closing a subdivision flag after U+1F3F4 (Scotland)."""
+def _part_of_the_name(value: str, index: int) -> bool:
+    """Is the format character ``value[index]`` part of what the name shows, not hidden
+    in it? Category Cf is the general rule for invisible characters (zero-width space and
+    joiners, word joiner, BOM, soft hyphen, tags): "al<U+200B>ice" shows as "alice". Some
+    are visible parts: U+200C/U+200D between letters of a script that spells with them,
+    U+200D between two pictographs (woman + laptop, the rainbow flag) and the tag
+    characters closing a subdivision flag after U+1F3F4 (Scotland)."""
     char = value[index]
     if char in "\u200c\u200d" and _joining_letters(value, index):
         return True  # a Persian or Hindi name's own (non-)joiner: part of how it is spelled
