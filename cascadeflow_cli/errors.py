@@ -125,6 +125,10 @@ class ProviderUnavailableError(ProviderError):
     retryable = True
 
 
+class ProviderBrokenError(ProviderUnavailableError):
+    """The connection broke after the answer began (the server was reached)."""
+
+
 class ProviderTimeoutError(ProviderError):
     """No answer within the model's timeout."""
 
@@ -135,6 +139,13 @@ class ProviderResponseError(ProviderError):
     """The provider answered with something that is not a chat completion."""
 
     retryable = True
+
+
+class ProviderTooLargeError(ProviderResponseError):
+    """The response passed the most cascade reads (transport.MAX_RESPONSE_BYTES): not
+    retried, the same call would answer as much again."""
+
+    retryable = False
 
 
 class TelemetryError(CascadeError):

@@ -168,7 +168,7 @@ def test_a_litellm_stream_past_the_response_cap_is_stopped_and_kept_as_partial(
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer="word " * 4000, ignore_max_tokens=True))
     m = model(server, "litellm", max_retries=2)
     seen: list[str] = []
-    refused = "response passed 0 MiB, the most cascade reads; refused"
+    refused = "response passed 4,096 bytes, the most cascade reads; refused"
     with pytest.raises(ProviderResponseError, match=refused) as caught:
         stream_complete(provider_for(m), m, REQUEST, StreamSink(seen.append), sleep=lambda s: None)
     assert server.request_count("gpt-4o-mini") == 1  # not retried: it would answer as much again

@@ -16,7 +16,13 @@ from typing import Any, Protocol
 
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.pricing import Usage
-from cascadeflow_cli.errors import InvalidApiKeyError, MissingApiKeyError, ProviderError
+from cascadeflow_cli.engine.providers.transport import MAX_RESPONSE_BYTES
+from cascadeflow_cli.errors import (
+    InvalidApiKeyError,
+    MissingApiKeyError,
+    ProviderError,
+    ProviderTooLargeError,
+)
 from cascadeflow_cli.money import MAX_COUNT
 
 MAX_BACKOFF_S = 20.0
@@ -108,6 +114,18 @@ class RetryNotice:
         return f"{self.model}: {self.reason}, retrying in {wait} ({self.attempt} of {self.attempts})"
 
 
+def too_large(model: str, partial: Completion, limit: int = MAX_RESPONSE_BYTES) -> ProviderError:
+    """A response past ``limit`` bytes (the cap the client enforced), on any client:
+    ``partial`` (what had come, or an estimate from its size) is priced and recorded by
+    the cascade, since it was generated."""
+    size = f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit:,} bytes"
+    error = ProviderTooLargeError(
+        f"{model}: the provider's response passed {size}, the most cascade reads; refused", model=model
+    )
+    error.partial = partial
+    return error
+
+
 def model_deadline_s(model: ModelConfig) -> float:
     """The longest one model's call may take, retries and waits included (also what the
     budget reservation's lifetime is computed from)."""
@@ -115,13 +133,13 @@ def model_deadline_s(model: ModelConfig) -> float:
 
 
 def _reason(exc: ProviderError) -> str:
-    from cascadeflow_cli.errors import ProviderTimeoutError
+    from cascadeflow_cli.errors import ProviderBrokenError, ProviderTimeoutError
 
     if exc.status is not None:
         return f"HTTP {exc.status}"
     if isinstance(exc, ProviderTimeoutError):
         return "no answer in time"
-    if " of the answer" in str(exc):  # the connection broke mid-answer (openai_compat)
+    if isinstance(exc, ProviderBrokenError):
         return "the connection broke mid-answer"
     return "no usable answer" if exc.retryable and "reach" not in str(exc) else "cannot reach the server"
 

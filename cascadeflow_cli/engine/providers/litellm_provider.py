@@ -23,7 +23,13 @@ from types import ModuleType
 from typing import Any
 
 from cascadeflow_cli.config import ModelConfig
-from cascadeflow_cli.engine.providers.base import ChatRequest, Completion, api_key, parse_retry_after
+from cascadeflow_cli.engine.providers.base import (
+    ChatRequest,
+    Completion,
+    api_key,
+    parse_retry_after,
+    too_large,
+)
 from cascadeflow_cli.engine.providers.openai_compat import parse_chat_completion, signal_params, status_error
 from cascadeflow_cli.engine.providers.stream import StreamAssembler, StreamInterrupted, StreamSink
 from cascadeflow_cli.engine.providers.transport import MAX_RESPONSE_BYTES
@@ -83,7 +89,8 @@ class LiteLLMProvider:
                 assembler.add(chunk)
                 received += _CHUNK_BYTES + sum(len(p.encode()) for p in assembler.parts[parts:])
                 if received > MAX_RESPONSE_BYTES:
-                    raise _too_large(model.name, assembler)
+                    assembler.finish_reason = assembler.finish_reason or "length"
+                    raise too_large(model.name, assembler.completion(), MAX_RESPONSE_BYTES)
         except StreamInterrupted as exc:
             raise assembler.interrupted(exc.reason) from None
         except KeyboardInterrupt:
@@ -100,21 +107,6 @@ class LiteLLMProvider:
         if sink.cancelled:
             raise assembler.interrupted(sink.reason)
         return assembler.completion()
-
-
-def _too_large(model: str, assembler: StreamAssembler) -> ProviderResponseError:
-    """The error for a stream past MAX_RESPONSE_BYTES, as openai_compat's: not retried (the
-    same call would answer as much again), the text so far its partial answer (generated,
-    so paid for; priced from its size by the cascade, marked estimated)."""
-    error = ProviderResponseError(
-        f"{model}: the provider's response passed {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB,"
-        " the most cascade reads; refused",
-        model=model,
-    )
-    error.retryable = False  # type: ignore[misc]
-    assembler.finish_reason = assembler.finish_reason or "length"
-    error.partial = assembler.completion()
-    return error
 
 
 def _kwargs(litellm: ModuleType, model: ModelConfig, request: ChatRequest) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from cascadeflow_cli.engine.providers.base import (
     api_key,
     logprobs_from_openai,
     parse_retry_after,
+    too_large,
     usage_from_openai,
 )
 from cascadeflow_cli.engine.providers.stream import StreamAssembler, StreamInterrupted, StreamSink
 from cascadeflow_cli.engine.providers.transport import (
-    MAX_RESPONSE_BYTES,
     KeepAliveClient,
     Response,
     TransportBroken,
@@ -33,6 +33,7 @@ from cascadeflow_cli.engine.providers.transport import (
 from cascadeflow_cli.errors import (
     ProviderAuthError,
     ProviderBadRequestError,
+    ProviderBrokenError,
     ProviderError,
     ProviderRateLimitError,
     ProviderResponseError,
@@ -153,22 +154,15 @@ def _translated(model: ModelConfig, base: str) -> Iterator[None]:
     try:
         yield
     except TransportTooLarge as exc:
-        error = ProviderResponseError(
-            f"{model.name}: the provider's response passed {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB,"
-            " the most cascade reads; refused",
-            model=model.name,
-        )
-        error.retryable = False  # type: ignore[misc]  # the same call would answer as much again
-        # it was generated, so it is paid for: priced from its size (about four bytes a
-        # token; the prompt side estimated by the cascade), marked estimated
-        error.partial = Completion("", Usage(0, math.ceil(exc.received / 4)), "length")
-        raise error from None
+        # priced from its size (about four bytes a token; the prompt side estimated by the
+        # cascade), marked estimated
+        raise too_large(model.name, Completion("", Usage(0, math.ceil(exc.received / 4)), "length")) from None
     except TransportTimeout:
         raise ProviderTimeoutError(
             f"{model.name}: no answer within {model.timeout:g}s", model=model.name
         ) from None
     except TransportBroken as exc:
-        raise ProviderUnavailableError(
+        raise ProviderBrokenError(
             f"{model.name}: {broken_message(base, exc)}", model=model.name
         ) from None
     except TransportError as exc:
