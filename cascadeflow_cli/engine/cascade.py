@@ -184,7 +184,7 @@ class Cascade:
         last user message; ``sink``: stream the final model's answer into it."""
         if not query.strip():
             raise InputError("the query is empty")
-        user_name(user)  # blank, not UTF-8, or a bidi control: refused before paying
+        user_name(user)  # blank, not UTF-8, or a spoofing character: refused before paying
         check_text(query=query, user=user, domain=domain, system=system)  # now, not after paying
         routed = self.route(query, domain)
         domain = routed.domain if routed else None

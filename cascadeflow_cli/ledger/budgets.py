@@ -143,7 +143,7 @@ def effective_budget(ledger: LedgerStore, config: AppConfig, user: str) -> Budge
 
 def set_budget(ledger: LedgerStore, user: str, budget: BudgetConfig) -> BudgetConfig:
     """Set the given windows (others keep their limits); returns the stored budget."""
-    user_name(user)  # blank, not UTF-8, or a bidi control
+    user_name(user)  # blank, not UTF-8, or a spoofing character (bidi, invisible)
     if budget.is_empty:
         raise InputError("give at least one of --daily, --weekly, --monthly, --total")
     return ledger.set_budget(user, budget)

@@ -50,7 +50,7 @@ def _required_text(value: Any, loc: str, name: str) -> str:
 
 
 def _user(value: Any, loc: str) -> str:
-    """A user name, refused as `cascade ask --user` refuses it (a bidi control...)."""
+    """A user name, refused as `cascade ask --user` refuses it (blank, a spoofing character)."""
     text = _required_text(value, loc, "user")
     try:
         return user_name(text)

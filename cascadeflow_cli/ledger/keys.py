@@ -86,7 +86,7 @@ def create_key(
     budget: BudgetConfig | None = None,
 ) -> tuple[str, ApiKey]:
     """A new key for ``user``: returns the key (to show once) and what is stored of it."""
-    user_name(user)  # blank, not UTF-8, or a bidi control
+    user_name(user)  # blank, not UTF-8, or a spoofing character (bidi, invisible)
     if rpm is not None and rpm < 1:
         raise InputError(f"--rpm must be at least 1 (got {rpm})")
     budget = None if budget is None or budget.is_empty else budget
