@@ -354,9 +354,9 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
         # its upper side, so that a fresh or short history does not page on chance
         local = _spread(residual[others]) * (1 + 1 / math.sqrt(len(others)))
         steady = _spread(residual[floor])
-        if local < VOLATILE * steady:  # the same noise as all year: the steadier estimate
-            local = 0.0
-        scale = max(local, MIN_SCALE, steady)
+        # a noisier season is judged by its own noise; the same noise as all year, by the
+        # steadier half-year estimate
+        scale = max(local if local >= VOLATILE * steady else steady, MIN_SCALE)
         scores[t] = residual[t] / scale
         if trace is not None:
             trace.append((int(t), float(scores[t]), scale, float(expected[t])))
