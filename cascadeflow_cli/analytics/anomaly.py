@@ -38,8 +38,10 @@ lie on the same side may be the start of a shift: too recent to tell, and it say
 
 Each sensitivity is a false-alarm rate (low 1, medium 3, high 10 per 1,000 ordinary
 days): the spike and drop thresholds are fitted to the series' own score distribution,
-each side with its own heavy tail (`tails`). Severity comes from how far the score passed
-its threshold and the money at stake (`anomaly_words.severity_of`).
+each side with its own heavy tail, read from its ordinary days (the scores that stand out
+set aside first, so that an event every few weeks is not taken for the tail: `tails`).
+Severity comes from how far the score passed its threshold and the money at stake
+(`anomaly_words.severity_of`).
 
 Pure numpy; no database or printing here.
 """
