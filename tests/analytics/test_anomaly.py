@@ -294,3 +294,16 @@ def test_drops_every_few_weeks_are_all_found() -> None:
         found = AnomalyDetector("medium").detect(rows(values))
         assert {day(d) for d in drops} <= {a.date for a in found if a.kind == "drop"}, seed
         assert len(found) <= len(drops) + 3, seed
+
+
+def test_a_week_of_nothing_after_a_cents_user_spike_does_not_hide_the_spike() -> None:
+    """A $0.08-a-day user (few requests: noisy) with a $1.62 day, whose history then ends
+    in eight days of nothing: that fall is under the minimum change, so not reported, but
+    it still starts a new level; judged as eight drops of the old one, those days had
+    widened the noise the spike is judged by (three of these ten were missed at medium)."""
+    for seed in range(10):
+        values = 0.08 * np.exp(np.random.default_rng(seed).normal(0.0, 0.5, 130))
+        values[95] = 1.62
+        values[122:] = 0.0
+        found = AnomalyDetector("medium").detect(rows(values), user="frank")
+        assert [(a.date, a.kind, a.severity) for a in found] == [(day(95), "spike", "high")], seed
