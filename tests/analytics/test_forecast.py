@@ -93,6 +93,16 @@ def test_a_switch_to_a_dearer_model_is_followed_quickly() -> None:
     assert p.median == pytest.approx(4 * weekly_spend * 3.0, rel=0.25)
 
 
+def test_a_jump_of_the_last_days_is_not_counted_twice() -> None:
+    """Fifteen times the spend for the last five days: the combination has moved part of
+    the way already (its recent means saw the jump), the re-base adds only the rest."""
+    values = weekly(90, seed=11)
+    values[-5:] *= 15.0
+    p = CostForecaster().forecast(series(values), horizon=30)
+    new_month = 15.0 * 30 * (5 * 10.0 + 2 * 2.0) / 7
+    assert 0.4 * new_month < p.median < 1.4 * new_month
+
+
 def test_growth_is_extrapolated() -> None:
     rng = np.random.default_rng(2)
     days = 200
