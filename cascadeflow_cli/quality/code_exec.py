@@ -108,17 +108,38 @@ def _audit(event: str, args: tuple[object, ...]) -> None:
         raise PermissionError(f"sandbox: {event}")
 
 
-def _disarm() -> None:
-    """Drop the unaudited process-creation entry points from every loaded module (the
-    module itself and any alias another module keeps, e.g. subprocess's), so a draft finds
-    none of them; a fresh import is refused by :func:`_audit`."""
+_ALIASES: tuple[int, list[tuple[str, str]]] = (-1, [])
+
+
+def _spawn_aliases() -> list[tuple[str, str]]:
+    """(module, name) of every unaudited process-creation entry point the loaded modules
+    hold (the native module's own and any alias, e.g. subprocess's). Found in the parent,
+    before the fork, and kept until more modules load: the child then deletes just these
+    instead of reading every module's namespace, which touched (and so copied, after the
+    fork) the pages of every module-level object (measured with numpy loaded, a two-block
+    draft: child CPU 6.6-7.3 ms -> 1.7 ms, wall 17-29 ms -> 4-6 ms at load 5)."""
+    global _ALIASES
+    if _ALIASES[0] == len(sys.modules):
+        return _ALIASES[1]
     native = [sys.modules[name] for name in _NATIVE_SPAWN if name in sys.modules]
     entries = {id(getattr(m, "fork_exec", None)) for m in native} - {id(None)}
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
+    found: list[tuple[str, str]] = []
+    if entries:
+        for name, module in list(sys.modules.items()):
+            namespace = getattr(module, "__dict__", None)
+            if isinstance(namespace, dict):
+                found.extend((name, k) for k, v in list(namespace.items()) if id(v) in entries)
+    _ALIASES = (len(sys.modules), found)
+    return found
+
+
+def _disarm(aliases: list[tuple[str, str]]) -> None:
+    """In the child: drop the entry points :func:`_spawn_aliases` found, so a draft finds
+    none of them; a fresh import is refused by :func:`_audit`."""
+    for module_name, key in aliases:
+        namespace = getattr(sys.modules.get(module_name), "__dict__", None)
         if isinstance(namespace, dict):
-            for key in [k for k, v in namespace.items() if id(v) in entries]:
-                del namespace[key]
+            namespace.pop(key, None)
 
 
 class _Alarm(BaseException):
@@ -174,7 +195,7 @@ class _Capped:
         return "".join(self.parts)
 
 
-def _execute(program: Program) -> dict[str, object]:
+def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> dict[str, object]:
     """Run the blocks in one namespace (in the sandboxed child); the counts of what held."""
     import contextlib
     import doctest
@@ -216,7 +237,7 @@ def _execute(program: Program) -> dict[str, object]:
     checker = doctest.OutputChecker()
     flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
     parser = doctest.DocTestParser()
-    _disarm()
+    _disarm(_spawn_aliases() if aliases is None else aliases)
     sys.addaudithook(_audit)  # from here on the draft's rules apply to us too
     printed = ""  # what the last block printed (an output block after it is its claim)
     for kind, src in program.blocks:
@@ -287,7 +308,7 @@ def _mapped_bytes() -> int:
         return 0
 
 
-def _child(program: Program, wfd: int) -> None:
+def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
     """In the forked child: shed everything of the parent's, limit, run, report, exit."""
     code = 1
     try:
@@ -310,7 +331,7 @@ def _child(program: Program, wfd: int) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        res = _execute(program)
+        res = _execute(program, aliases)
         os.write(wfd, json.dumps(res).encode())
         code = 0
     except BaseException:
@@ -326,6 +347,7 @@ def _run_one(program: Program) -> ExecResult:
 
     if not hasattr(os, "fork"):
         return ExecResult()  # no sandboxed child on this platform: not measured
+    aliases = _spawn_aliases()  # before the fork: see there
     rfd, wfd = os.pipe()
     try:
         pid = os.fork()
@@ -335,7 +357,7 @@ def _run_one(program: Program) -> ExecResult:
         return ExecResult()
     if pid == 0:  # pragma: no cover - the child never returns
         os.close(rfd)
-        _child(program, wfd)
+        _child(program, wfd, aliases)
     os.close(wfd)
     chunks: list[bytes] = []
     deadline = time.monotonic() + TIMEOUT_S
