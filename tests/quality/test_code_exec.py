@@ -71,8 +71,9 @@ def test_claims_on_the_next_line_in_an_output_block_and_in_prose() -> None:
     wrong = run(define + "```python\nprint(double(2))\nprint(double(5))\n```\n```text\n4\n11\n```")
     assert (wrong.claims, wrong.claims_failed) == (1, 1)
     # prose: `double(4)` returns `8` holds, `double(1)` gives 3 does not; an undefined
-    # function's call is no claim
-    prose = run(define + "Calling `double(4)` returns `8`, and `double(1)` gives 3; `triple(1)` returns `3`.")
+    # function's call is no claim, nor a call of names no code binds
+    prose = run(define + "Calling `double(4)` returns `8`, and `double(1)` gives 3; `triple(1)` returns `3`;"
+                " `double(n)` returns `2n`.")
     assert (prose.claims, prose.claims_failed) == (2, 1)
 
 
