@@ -250,6 +250,8 @@ def evaluate(name, rows, seeds, target, margin, ablate, execute=True, semantic=F
                     f"{what} {statistics.mean(c):.3f} ± {statistics.stdev(c):.3f} [{min(c):.3f}-{max(c):.3f}]"
                     for what, c in zip(("AUROC", "quality", "savings", "escal."), cols, strict=True)
                 )
+                + f"; seeds below {target:.0%} quality: {sum(q < target for q in cols[1])}, "
+                f"below {TARGETS[name][1]:.0%} savings: {sum(x < TARGETS[name][1] for x in cols[2])}"
             )  # [min..max]: the target is per held-out set, so the worst seed matters too
     auc_t, sav_t = TARGETS[name]
     mean_auc = statistics.mean(p[0] for p in per_seed)

@@ -6,6 +6,9 @@
   the calibrated check adds <= 1 ms per draft (no semantic extra).
 * `cascade calibrate` on 5,000 labelled rows (the drafts repeated with fresh ids), the
   real command in a subprocess, end to end. Target: <= 10 s.
+* what running a draft's code costs (opt-in ``execute_code``): per draft with Python (the
+  sandboxed child's wall and CPU time, no target: it is not part of the 1 ms check), and
+  `cascade calibrate --execute-code` on the same 5,000 rows (``--no-exec``: skip).
 
     python bench/quality_overhead.py [--rounds 3] [--rows 5000]
 """
@@ -66,6 +69,7 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--no-exec", action="store_true", help="skip the code-execution figures")
     args = parser.parse_args()
     rows = drafts()
     rules = QualityValidator("balanced")
@@ -107,44 +111,65 @@ def main() -> int:
           f"{statistics.median(routed_t):.3f}: adds "
           f"{statistics.median(routed_t) - statistics.median(rules_routed_t):.3f} ms median")
 
+    if not args.no_exec:
+        execution(rows, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "rows.jsonl"
         with big.open("w", encoding="utf-8") as fh:
             for i in range(args.rows):
                 fh.write(json.dumps({**rows[i % len(rows)], "id": i}) + "\n")
-        t = time.perf_counter()
-        before = os.times()
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cascadeflow_cli",
-                "calibrate",
-                str(big),
-                "--output",
-                str(Path(tmp) / "cal.json"),
-                "--prices",
-                "0.6,0.6,10,30",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=tmp,
-        )
-        took = time.perf_counter() - t
-        after = os.times()
-        if run.returncode != 0:
-            print(run.stderr, file=sys.stderr)
-            return 1
-        # CPU of the command and its feature workers (children's user + system): what a
-        # loaded machine distorts least; on N idle cores the wall time is about CPU / N
-        # for the parallel feature part plus the serial fit.
-        cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-        print(
-            f"cascade calibrate on {args.rows} rows: {took:.2f} s end to end, {cpu:.2f} s CPU in all "
-            f"(target <= 10 s; load average {os.getloadavg()[0]:.1f})"
-        )
+        for extra in [[]] if args.no_exec else [[], ["--execute-code"]]:
+            if not calibrate_timed(big, Path(tmp), args.rows, extra):
+                return 1
     return 0
+
+
+def execution(rows: list[dict], rounds: int) -> None:
+    """Wall and CPU time (ours + the sandboxed child's) of running each draft's Python."""
+    from cascadeflow_cli.quality.code_exec import program_of, run_program
+
+    programs = [p for p in (program_of(r["response"]) for r in rows) if not p.empty]
+    if not programs:
+        return
+    run_program(programs[0])  # the lazy imports
+    walls = []
+    start = os.times()
+    for _ in range(rounds):
+        for program in programs:
+            t = time.perf_counter()
+            run_program(program)
+            walls.append((time.perf_counter() - t) * 1e3)
+    end = os.times()
+    n = rounds * len(programs)
+    child = (end.children_user - start.children_user + end.children_system - start.children_system) / n * 1e3
+    own = (end.user - start.user + end.system - start.system) / n * 1e3
+    print(
+        f"running the code (execute_code), {len(programs)} drafts with Python x {rounds}: wall median "
+        f"{statistics.median(walls):.1f} ms, p95 {statistics.quantiles(walls, n=20)[-1]:.1f} ms; CPU "
+        f"{own:.2f} ms here + {child:.2f} ms in the child per draft (load average {os.getloadavg()[0]:.1f})"
+    )
+
+
+def calibrate_timed(big: Path, tmp: Path, rows: int, extra: list[str]) -> bool:
+    t = time.perf_counter()
+    before = os.times()
+    command = [sys.executable, "-m", "cascadeflow_cli", "calibrate", str(big), "--output",
+               str(tmp / "cal.json"), "--prices", "0.6,0.6,10,30", "--json", *extra]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
+    took = time.perf_counter() - t
+    after = os.times()
+    if run.returncode != 0:
+        print(run.stderr, file=sys.stderr)
+        return False
+    # CPU of the command and its feature workers (children's user + system): what a
+    # loaded machine distorts least; on N idle cores the wall time is about CPU / N
+    # for the parallel feature part plus the serial fit.
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    print(
+        f"cascade calibrate {' '.join(extra) or '(no execution)'} on {rows} rows: {took:.2f} s end to end, "
+        f"{cpu:.2f} s CPU in all (target <= 10 s; load average {os.getloadavg()[0]:.1f})"
+    )
+    return True
 
 
 if __name__ == "__main__":

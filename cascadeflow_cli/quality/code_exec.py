@@ -22,7 +22,8 @@ It is not a security boundary against a determined attacker (CPython audit hooks
 evaded by native code); it keeps a model's honest mistakes (a stray ``open(..., "w")``,
 an endless loop, a huge allocation) from touching anything. Hence opt-in.
 
-Pure parsing (:func:`program_of`) is separate from the shell (:func:`run_program`); the
+Pure parsing (:func:`program_of`, in :mod:`.code_claims`: every form of claim read) is
+separate from the shell (:func:`run_program`); the
 feature the calibrated model reads is :attr:`ExecResult.failed_share` (``exec_failed_share``
 in :mod:`.features`). POSIX only (it forks); elsewhere nothing runs and the result says so.
 """
@@ -37,37 +38,14 @@ from collections.abc import Sequence
 from contextlib import suppress as contextlib_suppress
 from dataclasses import dataclass
 
+from .code_claims import Program, program_of
+
 __all__ = ["ExecResult", "Program", "program_of", "run_program", "run_programs"]
 
-_FENCE_RE = re.compile(r"^[ \t]*(```|~~~)[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
-_PY_LANGS = ("", "python", "py", "python3", "pycon", "ipython")
-# `print(expr)  # Output: 4`, `f(2)  # returns 4`, `x = f(2)  # -> 4`, `print(f(2))  # True`
-_CLAIM_RE = re.compile(r"^(?P<stmt>\S[^#\n]*?)[ \t]*#[ \t]*(?P<comment>[^\n]*?)[ \t]*$", re.MULTILINE)
-_CLAIM_WORD_RE = re.compile(
-    r"(?:(?:expected|actual)\s+)?(?:outputs?|returns?|prints?|results?|gives|should\s+(?:return|print|be))\b"
-    r"\s*:?\s*|(?:=>|->|==|=|:)\s*",
-    re.IGNORECASE,
-)
-_DEF_RE = re.compile(r"^[ \t]*(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
-
-MAX_SOURCE = 20_000  # characters of code run per draft
 TIMEOUT_S = 3.0  # wall clock for the whole child
 CPU_S = 2  # CPU seconds for the whole child
 PER_BLOCK_S = 1.0  # an alarm per block, so one endless loop does not hide the others
 MEMORY_MB = 512
-
-
-@dataclass(frozen=True)
-class Program:
-    """What to run for one draft: its Python blocks in order, each a script or a
-    doctest-style session (``>>>`` prompts), and the claimed outputs found in scripts."""
-
-    blocks: tuple[tuple[str, str], ...]  # (kind, source); kind "def" | "script" | "doctest"
-    defined: tuple[str, ...]
-
-    @property
-    def empty(self) -> bool:
-        return not self.blocks
 
 
 @dataclass(frozen=True)
@@ -86,86 +64,6 @@ class ExecResult:
     def failed_share(self) -> float:
         """Share of the answer's claimed outputs its own code contradicts (0 without claims)."""
         return self.claims_failed / self.claims if self.claims else 0.0
-
-
-def _fenced(text: str) -> list[tuple[str, str, bool]]:
-    """(language, body, closed) of each fenced block, in order; an open last fence counts
-    (answers cut at the length limit end inside one)."""
-    out: list[tuple[str, str, bool]] = []
-    lang, start = None, 0
-    for m in _FENCE_RE.finditer(text):
-        if lang is None:
-            lang, start = m.group(2).lower(), m.end() + 1
-        else:
-            out.append((lang, text[start : m.start()], True))
-            lang = None
-    if lang is not None:
-        out.append((lang, text[start:], False))
-    return out
-
-
-def _literal(text: str) -> bool:
-    import ast
-
-    try:
-        ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return False
-    return True
-
-
-def _expression(text: str) -> bool:
-    import ast
-
-    try:
-        ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return False
-    return True
-
-
-def _claims_to_checks(source: str) -> str:
-    """Rewrite top-level ``stmt  # Output: want`` lines (or ``# want`` where ``want`` is a
-    Python literal) into checks of the claim, a call of the harness's ``__claim__``;
-    every other line stays as written."""
-
-    def repl(m: re.Match[str]) -> str:
-        stmt, comment = m.group("stmt").strip(), m.group("comment")
-        word = _CLAIM_WORD_RE.match(comment)
-        want = comment[word.end() :].strip() if word else comment
-        if not want or (not word and not _literal(want)):
-            return m.group(0)  # an ordinary comment
-        pm = re.fullmatch(r"print\((.*)\)", stmt)
-        if pm and _expression(pm.group(1)):
-            return f"__claim__({pm.group(1)!r}, {want!r}, True)"
-        am = re.fullmatch(r"([A-Za-z_]\w*)\s*=\s*([^=].*)", stmt)
-        if am and _expression(am.group(2)):  # `x = f(2)  # 4`: assign, then check x
-            return f"{stmt}\n__claim__({am.group(1)!r}, {want!r}, False)"
-        if _expression(stmt):
-            return f"__claim__({stmt!r}, {want!r}, False)"
-        return m.group(0)
-
-    return _CLAIM_RE.sub(repl, source)
-
-
-def program_of(text: str) -> Program:
-    """The Python a draft gives, ready for :func:`run_programs` (pure: nothing runs)."""
-    blocks: list[tuple[str, str]] = []
-    total = 0
-    for lang, body, _closed in _fenced((text or "").replace("\r\n", "\n")):
-        if lang not in _PY_LANGS or not body.strip():
-            continue
-        if total + len(body) > MAX_SOURCE:
-            break
-        total += len(body)
-        if re.search(r"^[ \t]*>>> ", body, re.MULTILINE):
-            blocks.append(("doctest", body))
-        elif _DEF_RE.search(body) or re.search(r"^[ \t]*class\s", body, re.MULTILINE):
-            blocks.append(("def", _claims_to_checks(body)))
-        else:
-            blocks.append(("script", _claims_to_checks(body)))
-    defined = tuple(dict.fromkeys(_DEF_RE.findall("\n".join(b for _, b in blocks))))
-    return Program(tuple(blocks), defined)
 
 
 # ------------------------------------------------------------------ the child process
@@ -210,17 +108,38 @@ def _audit(event: str, args: tuple[object, ...]) -> None:
         raise PermissionError(f"sandbox: {event}")
 
 
-def _disarm() -> None:
-    """Drop the unaudited process-creation entry points from every loaded module (the
-    module itself and any alias another module keeps, e.g. subprocess's), so a draft finds
-    none of them; a fresh import is refused by :func:`_audit`."""
+_ALIASES: tuple[int, list[tuple[str, str]]] = (-1, [])
+
+
+def _spawn_aliases() -> list[tuple[str, str]]:
+    """(module, name) of every unaudited process-creation entry point the loaded modules
+    hold (the native module's own and any alias, e.g. subprocess's). Found in the parent,
+    before the fork, and kept until more modules load: the child then deletes just these
+    instead of reading every module's namespace, which touched (and so copied, after the
+    fork) the pages of every module-level object (measured with numpy loaded, a two-block
+    draft: child CPU 6.6-7.3 ms -> 1.7 ms, wall 17-29 ms -> 4-6 ms at load 5)."""
+    global _ALIASES
+    if _ALIASES[0] == len(sys.modules):
+        return _ALIASES[1]
     native = [sys.modules[name] for name in _NATIVE_SPAWN if name in sys.modules]
     entries = {id(getattr(m, "fork_exec", None)) for m in native} - {id(None)}
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
+    found: list[tuple[str, str]] = []
+    if entries:
+        for name, module in list(sys.modules.items()):
+            namespace = getattr(module, "__dict__", None)
+            if isinstance(namespace, dict):
+                found.extend((name, k) for k, v in list(namespace.items()) if id(v) in entries)
+    _ALIASES = (len(sys.modules), found)
+    return found
+
+
+def _disarm(aliases: list[tuple[str, str]]) -> None:
+    """In the child: drop the entry points :func:`_spawn_aliases` found, so a draft finds
+    none of them; a fresh import is refused by :func:`_audit`."""
+    for module_name, key in aliases:
+        namespace = getattr(sys.modules.get(module_name), "__dict__", None)
         if isinstance(namespace, dict):
-            for key in [k for k, v in namespace.items() if id(v) in entries]:
-                del namespace[key]
+            namespace.pop(key, None)
 
 
 class _Alarm(BaseException):
@@ -232,9 +151,12 @@ def _norm(text: str) -> tuple[str, object]:
 
     s = str(text).strip().rstrip(".,;").strip("`").strip()
     try:
-        return ("v", ast.literal_eval(s))
+        value = ast.literal_eval(s)
     except Exception:
-        return ("s", " ".join(s.replace("'", '"').split()))
+        value = s
+    if isinstance(value, str):  # a quoted string and the same text printed are one claim
+        return ("s", " ".join(value.strip().rstrip(".,;").replace("'", '"').split()))
+    return ("v", value)
 
 
 def _same(got: str, want: str) -> bool:
@@ -252,7 +174,28 @@ def _same(got: str, want: str) -> bool:
     return a[1] == b[1] or (a[0] == "v" and repr(a[1]) == b[1])
 
 
-def _execute(program: Program) -> dict[str, object]:
+class _Capped:
+    """A stdout that keeps the first 100,000 characters (a draft printing in a loop must
+    not fill the child's memory) and drops the rest."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        if self.size < 100_000:
+            self.parts.append(text[: 100_000 - self.size])
+            self.size += len(self.parts[-1])
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def getvalue(self) -> str:
+        return "".join(self.parts)
+
+
+def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> dict[str, object]:
     """Run the blocks in one namespace (in the sandboxed child); the counts of what held."""
     import contextlib
     import doctest
@@ -294,13 +237,19 @@ def _execute(program: Program) -> dict[str, object]:
     checker = doctest.OutputChecker()
     flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
     parser = doctest.DocTestParser()
-    _disarm()
+    _disarm(_spawn_aliases() if aliases is None else aliases)
     sys.addaudithook(_audit)  # from here on the draft's rules apply to us too
-    sink = io.StringIO()
+    printed = ""  # what the last block printed (an output block after it is its claim)
     for kind, src in program.blocks:
+        if kind == "stdout":
+            if printed.strip():
+                res["claims"] += 1  # type: ignore[operator]
+                res["claims_failed"] += 0 if _same_output(printed, src) else 1  # type: ignore[operator]
+            continue
+        sink = _Capped()
         signal.setitimer(signal.ITIMER_REAL, PER_BLOCK_S)
         try:
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(io.StringIO()):
                 if kind != "doctest":
                     exec(compile(src, "<draft>", "exec"), g)
                     continue
@@ -336,9 +285,18 @@ def _execute(program: Program) -> dict[str, object]:
                 res["calls_undefined"] = res["calls_undefined"] or isinstance(exc, NameError)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        if sink.tell() > 100_000:
-            sink = io.StringIO()
+            printed = sink.getvalue()
     return res
+
+
+def _same_output(printed: str, shown: str) -> bool:
+    """Whether a block's printed output is the output block shown after it: the same
+    lines up to whitespace, or the same values line by line."""
+    got = [ln.strip() for ln in printed.strip().split("\n") if ln.strip()]
+    want = [ln.strip() for ln in shown.strip().split("\n") if ln.strip()]
+    if " ".join(" ".join(got).split()) == " ".join(" ".join(want).split()):
+        return True
+    return len(got) == len(want) and all(_same(a, b) for a, b in zip(got, want, strict=True))
 
 
 def _mapped_bytes() -> int:
@@ -350,7 +308,7 @@ def _mapped_bytes() -> int:
         return 0
 
 
-def _child(program: Program, wfd: int) -> None:
+def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
     """In the forked child: shed everything of the parent's, limit, run, report, exit."""
     code = 1
     try:
@@ -373,7 +331,7 @@ def _child(program: Program, wfd: int) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        res = _execute(program)
+        res = _execute(program, aliases)
         os.write(wfd, json.dumps(res).encode())
         code = 0
     except BaseException:
@@ -389,6 +347,7 @@ def _run_one(program: Program) -> ExecResult:
 
     if not hasattr(os, "fork"):
         return ExecResult()  # no sandboxed child on this platform: not measured
+    aliases = _spawn_aliases()  # before the fork: see there
     rfd, wfd = os.pipe()
     try:
         pid = os.fork()
@@ -398,7 +357,7 @@ def _run_one(program: Program) -> ExecResult:
         return ExecResult()
     if pid == 0:  # pragma: no cover - the child never returns
         os.close(rfd)
-        _child(program, wfd)
+        _child(program, wfd, aliases)
     os.close(wfd)
     chunks: list[bytes] = []
     deadline = time.monotonic() + TIMEOUT_S

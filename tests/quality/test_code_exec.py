@@ -58,6 +58,34 @@ def test_doctest_sessions_are_checked_and_ordinary_comments_are_not_claims() -> 
     assert (result.claims, result.claims_failed) == (2, 1)
 
 
+def test_claims_on_the_next_line_in_an_output_block_and_in_prose() -> None:
+    define = "```python\ndef double(n):\n    return 2 * n\n```\n"
+    # a claim comment under the statement, and "This will print:" in the comment
+    below = run(define + "```python\nprint(double(2))\n# Output: 4\n"
+                "print(double(3))  # This will print: 7\n```")
+    assert (below.claims, below.claims_failed) == (2, 1)
+    # the output a script is said to print, in a block of its own (text, untagged prose)
+    shown = run(define + "```python\nprint('twice 2 is', double(2))\n```\n"
+                "This prints:\n```\ntwice 2 is 4\n```")
+    assert (shown.claims, shown.claims_failed) == (1, 0)
+    wrong = run(define + "```python\nprint(double(2))\nprint(double(5))\n```\n```text\n4\n11\n```")
+    assert (wrong.claims, wrong.claims_failed) == (1, 1)
+    # prose: `double(4)` returns `8` holds, `double(1)` gives 3 does not; an undefined
+    # function's call is no claim, nor a call of names no code binds
+    prose = run(define + "Calling `double(4)` returns `8`, and `double(1)` gives 3; `triple(1)` returns `3`;"
+                " `double(n)` returns `2n`.")
+    assert (prose.claims, prose.claims_failed) == (2, 1)
+
+
+def test_a_returned_string_and_the_same_text_claimed_are_one_claim() -> None:
+    text = (
+        "```python\ndef check(xs):\n    if not xs:\n        return 'Error: empty list.'\n"
+        "    return 'ok'\n```\n"
+        "```\n>>> check([])\nError: empty list.\n```\n"
+    )
+    assert (run(text).claims, run(text).claims_failed) == (1, 0)
+
+
 def attempts(*acts: str) -> str:
     """A draft whose usage example claims that every one of ``acts`` (expressions) is refused
     inside the sandbox: the claim fails if any of them succeeds."""
