@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cascadeflow_cli.clock import format_ts, parse_ts
 from cascadeflow_cli.config import BudgetsConfig
-from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.errors import ConfigError, RevokedKeyError
 from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
 from cascadeflow_cli.ledger.keys import key_states
 from cascadeflow_cli.ledger.storage import Hold, SpendAsk
@@ -324,10 +324,13 @@ class BudgetGate:
         degraded: Callable[[list[str]], list[str] | None],
         ttl_s: float,
         key: ApiKey | None = None,
+        verify_key: bool = False,
     ) -> Decision:
         """Decide and, unless blocked, reserve. ``estimate(models)`` is the worst-case cost
         of a chain; ``degraded(models)`` its cheaper chain or None. ``key``: the API key the
-        request came with (`cascade serve`), whose own budget is checked too."""
+        request came with (`cascade serve`), whose own budget is checked too; with
+        ``verify_key`` (the server found it in its cache) it is checked to be still
+        active in the reservation's own transaction: RevokedKeyError if it is not."""
         now = self.ledger.clock.now()
         budget = effective_budget(self.ledger, self.config, user)
         hook_action, hook_message = "allow", None
@@ -344,11 +347,16 @@ class BudgetGate:
             except HookError as exc:
                 return Decision("block", f"blocked: {exc}", models)
         teams = teams_of(self.config, user)
+        cached = key.prefix if key is not None and verify_key else None
         key = key if key is not None and key.budget is not None else None
         if budget is None and not teams and key is None and hook_action not in ("degrade", "block"):
+            if cached is not None and not self.ledger.api_key_active(cached):  # type: ignore[attr-defined]
+                raise RevokedKeyError("the API key was revoked")
             return Decision(hook_action, hook_message, models)
 
         def decide(txn: BudgetTransaction) -> Decision:
+            if cached is not None and not txn.api_key_active(cached):  # type: ignore[attr-defined]
+                raise RevokedKeyError("the API key was revoked")  # rolls back this job only
             now = self.ledger.clock.now()
             txn.expire_reservations(now)
             # the user's windows and their teams', in the same transaction and one read
