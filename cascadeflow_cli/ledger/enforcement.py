@@ -302,6 +302,9 @@ class BudgetGate:
     ) -> None:
         self.ledger = ledger
         self.config = config
+        # user -> budget, only when set to a dict (`cascade serve` on SQLite): a user known
+        # to have one skips the read before the transaction, which reads it again itself
+        self.budgets: dict[str, BudgetConfig] | None = None
         self.callbacks = (
             callbacks
             if callbacks is not None
@@ -332,7 +335,14 @@ class BudgetGate:
         ``verify_key`` (the server found it in its cache) it is checked to be still
         active in the reservation's own transaction: RevokedKeyError if it is not."""
         now = self.ledger.clock.now()
-        budget = effective_budget(self.ledger, self.config, user)
+        budgets = self.budgets
+        budget = budgets.get(user) if budgets is not None else None
+        if budget is None:
+            budget = effective_budget(self.ledger, self.config, user)
+            if budget is not None and budgets is not None:
+                if len(budgets) >= 10_000:  # a bound, not an eviction policy: budgets are few
+                    budgets.clear()
+                budgets[user] = budget
         hook_action, hook_message = "allow", None
         if self.callbacks.active:
             ctx = enforcement_context(
@@ -365,9 +375,16 @@ class BudgetGate:
                 raise RevokedKeyError("the API key was revoked")  # rolls back this job only
             now = self.ledger.clock.now()
             txn.expire_reservations(now)
+            own = budget
+            if budgets is not None:  # the budget may have changed since it was cached: read it here
+                own = effective_budget(txn, self.config, user)  # type: ignore[arg-type]
+                if own is None:
+                    budgets.pop(user, None)
+                else:
+                    budgets[user] = own
             # the user's windows and their teams', in the same transaction and one read
             states = read_states(txn, self.config.ledger.timezone,
-                                 own_scope(user, budget) + team_scopes(teams), now)
+                                 own_scope(user, own) + team_scopes(teams), now)
             if key is not None:
                 states += key_states(txn, self.config.ledger.timezone, key, now)
             verdict = judge(user, states, full, cheap, self.config.budgets)

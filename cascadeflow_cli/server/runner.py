@@ -165,7 +165,10 @@ class Runner:
         self.ledger = ledger
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cascade-serve")
         self.limiter = RateLimiter()
-        self._gate = _ObservedGate(BudgetGate(ledger, config))
+        gate = BudgetGate(ledger, config)
+        if bridged:  # the reservation's own transaction reads the budget again (SQLite)
+            gate.budgets = {}
+        self._gate = _ObservedGate(gate)
         self._on_record = on_record
         self._local = threading.local()
         self._bridge: Any = None

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
+from cascadeflow_cli.ledger.budgets import BudgetConfig, remove_budget, set_budget
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.ledger.keys import revoke_key
 from cascadeflow_cli.replay.server import ModelBehavior
@@ -138,6 +138,27 @@ def test_a_key_revoked_after_it_was_used_gets_401_before_any_provider_call(
     assert stack.client().chat.completions.create(  # alice's key is untouched
         model="cascade", messages=[{"role": "user", "content": QUERY}]
     ).choices[0].message.content
+
+
+def test_a_budget_changed_while_serving_applies_to_the_next_request(stack_factory: object) -> None:
+    # the server remembers who has a budget; the reservation's transaction reads it again
+    stack: Stack = stack_factory(extra='\n[budgets]\nmode = "block"\n')  # type: ignore[operator]
+    ledger = open_ledger(stack.db)
+    set_budget(ledger, "alice", BudgetConfig(daily=Decimal("100")))
+    ledger.close()
+    assert ask(stack).parse().choices[0].message.content
+    ledger = open_ledger(stack.db)
+    set_budget(ledger, "alice", BudgetConfig(daily=Decimal("0.000001")))
+    ledger.close()
+    calls = len(stack.replay.requests)
+    with pytest.raises(openai.RateLimitError):
+        ask(stack)
+    assert len(stack.replay.requests) == calls
+    ledger = open_ledger(stack.db)
+    remove_budget(ledger, "alice")
+    ledger.close()
+    assert ask(stack).parse().choices[0].message.content
+    assert ledger_rows(stack.db, "reservations") == []
 
 
 def test_a_refused_budget_is_429_with_retry_after_the_window_reset(stack_factory: object) -> None:
