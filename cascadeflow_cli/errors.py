@@ -63,6 +63,11 @@ class InvalidApiKeyError(CascadeError):
         self.env_var = env_var
 
 
+class RevokedKeyError(CascadeError):
+    """`cascade serve`: the caller's API key was revoked after the server last read it
+    (found in its key cache, refused by the reservation's transaction): an HTTP 401."""
+
+
 class BudgetBlockedError(CascadeError):
     """The user's budget refuses this request (exit 3)."""
 

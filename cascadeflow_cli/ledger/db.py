@@ -168,13 +168,17 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
         self.close()
 
     @contextmanager
-    def write(self) -> Iterator[Database]:
-        """One writer transaction, taken with BEGIN IMMEDIATE; rolled back on any error
-        (Ctrl-C included), so a request is in the ledger whole or not at all."""
+    def write(self, begin: Callable[[sqlite3.Connection], None] | None = None) -> Iterator[Database]:
+        """One writer transaction, taken with BEGIN IMMEDIATE (by ``begin``, when given: a
+        way of its own to wait for the lock); rolled back on any error (Ctrl-C included),
+        so a request is in the ledger whole or not at all."""
         db = self.db
         conn = db.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            if begin is None:
+                conn.execute("BEGIN IMMEDIATE")
+            else:
+                begin(conn)
         except sqlite3.OperationalError as exc:
             raise LedgerError(f"{self.path}: cannot write ledger: {exc}") from None
         try:

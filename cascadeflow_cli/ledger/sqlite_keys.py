@@ -54,6 +54,15 @@ class SqliteKeyQueries:
             "select * from api_keys where key_hash = ? and revoked_at is null", [key_hash]))
         return rows[0] if rows else None
 
+    def api_key_active(self, prefix: str) -> bool:
+        """Whether the key ``prefix`` exists and is not revoked (a cached key's check)."""
+        return key_active(self.db, prefix)
+
+
+def key_active(db: Database, prefix: str) -> bool:
+    row = db.conn.execute("select 1 from api_keys where prefix = ? and revoked_at is null", [prefix])
+    return row.fetchone() is not None
+
 
 class SqliteKeyTxn:
     """A key's spend inside the budget transaction (``BudgetTxn``'s ``self.db``)."""
@@ -74,6 +83,9 @@ class SqliteKeyTxn:
         sql = (f"select {money_sum_sql('v.amount_nusd')} from reservations v "
                "cross join api_key_requests k on k.request_id = v.request_id where k.prefix = ?")
         return nanos(self.db.conn.execute(sql, [prefix]).fetchone()[0])
+
+    def api_key_active(self, prefix: str) -> bool:
+        return key_active(self.db, prefix)
 
     def link_key(self, prefix: str, request_id: str) -> None:
         self.db.conn.execute("insert or ignore into api_key_requests (request_id, prefix) values (?, ?)",

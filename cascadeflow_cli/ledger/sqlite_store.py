@@ -107,6 +107,9 @@ class BudgetTxn(SpendReads, SqliteKeyTxn):
         for rid in stale:
             self.db.execute("delete from reservations where id = ?", [rid])
 
+    def get_budget(self, user: str) -> BudgetConfig | None:
+        return _budget(self.db, user)
+
     def reserve(self, hold: Hold) -> None:
         self.db.execute(insert_sql("reservations", tuple(Hold.__dataclass_fields__)),
                         [getattr(hold, name) for name in Hold.__dataclass_fields__])

@@ -74,6 +74,8 @@ def build_app(settings: ServeSettings, write_log: Callable[[str], None] | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
+        if settings.workers > 1:  # a worker process of `--workers N`: its own SIGTERM handling
+            _watch_stop(app, settings.grace_s)
         yield
         await asyncio.to_thread(_close, runner, ledger, sink)
 
@@ -109,6 +111,41 @@ def _close(runner: Any, ledger: Any, sink: Any) -> None:
         if line:
             sys.stderr.write(f"warning: {line}\n")
     ledger.close()
+
+
+def _on_stop(app: Any, grace_s: float) -> None:
+    """A stop was asked: new streams see it, and those still open after ``grace_s`` are
+    cut (recorded as interrupted)."""
+    import threading
+
+    from cascadeflow_cli.server.app import cut_streams
+
+    if app.state.stopping:
+        return
+    app.state.stopping = True
+    timer = threading.Timer(grace_s, cut_streams, args=(app,))
+    timer.daemon = True
+    timer.start()
+
+
+def _watch_stop(app: Any, grace_s: float) -> None:
+    """In a worker process (uvicorn has installed its handlers by the lifespan's start):
+    SIGTERM and SIGINT start the grace period, then go on to uvicorn's own handler, as
+    ``serve`` arranges for a single process."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+
+        def handler(number: int, frame: Any, previous: Any = previous) -> None:
+            _on_stop(app, grace_s)
+            if callable(previous):
+                previous(number, frame)
+
+        signal.signal(sig, handler)
 
 
 def factory() -> Starlette:
@@ -165,20 +202,13 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
         supervisor.run()
         return
     import signal
-    import threading
-
-    from cascadeflow_cli.server.app import cut_streams
 
     app = build_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, **kwargs))
     original = server.handle_exit
 
     def handle_exit(sig: int, frame: Any) -> None:
-        if not app.state.stopping:
-            app.state.stopping = True
-            timer = threading.Timer(settings.grace_s, cut_streams, args=(app,))
-            timer.daemon = True
-            timer.start()
+        _on_stop(app, settings.grace_s)
         original(sig, frame)
 
     server.handle_exit = handle_exit  # type: ignore[method-assign]

@@ -26,9 +26,10 @@ from cascadeflow_cli.errors import (
     LedgerError,
     NotRecordedError,
     ProviderError,
+    RevokedKeyError,
 )
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision
-from cascadeflow_cli.ledger.keys import ApiKey, authenticate
+from cascadeflow_cli.ledger.keys import ApiKey, authenticate, hash_key
 from cascadeflow_cli.redact import redact
 from cascadeflow_cli.server.shapes import ApiError, ChatCall, query_of
 
@@ -62,6 +63,7 @@ class _Observed:
     record: RequestRecord | None = None
     on_start: Callable[[str, Decision], None] | None = None
     key: ApiKey | None = None  # the caller's key: its own budget is checked with its user's
+    cached: bool = False  # the key came from the runner's cache: the reservation confirms it
     parent: Any = None  # the caller's trace context (an incoming traceparent), for telemetry
 
 
@@ -78,7 +80,9 @@ class _ObservedGate:
 
     def reserve(self, *args: Any, **kwargs: Any) -> Decision:
         seen = _current.get(None)  # None: not a served request's (a shadow verification's)
-        decision = self._gate.reserve(*args, key=seen.key if seen else None, **kwargs)
+        decision = self._gate.reserve(
+            *args, key=seen.key if seen else None, verify_key=seen.cached if seen else False, **kwargs
+        )
         if seen is None:
             return decision
         seen.decision = decision
@@ -101,6 +105,18 @@ def trace_parent(traceparent: str | None, tracestate: str | None) -> Any:
     except ImportError:
         return None
     return parent_from_traceparent(traceparent, tracestate)
+
+
+_MAX_CACHED_KEYS = 10_000  # then the cache starts over (keys are few; this bounds a flood)
+
+
+def _bad_key(key: str | None) -> ApiError:
+    message = (
+        "you didn't provide an API key: send 'Authorization: Bearer <key>'"
+        if not key
+        else "incorrect API key provided (create one with `cascade key create USER`)"
+    )
+    return ApiError(401, message, code="invalid_api_key")
 
 
 class RateLimiter:
@@ -149,12 +165,20 @@ class Runner:
         self.ledger = ledger
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cascade-serve")
         self.limiter = RateLimiter()
-        self._gate = _ObservedGate(BudgetGate(ledger, config))
+        gate = BudgetGate(ledger, config)
+        if bridged:  # the reservation's own transaction reads the budget again (SQLite)
+            gate.budgets = {}
+        self._gate = _ObservedGate(gate)
         self._on_record = on_record
         self._local = threading.local()
         self._bridge: Any = None
         self._bridged: Cascade | None = None
         self._running: set[asyncio.Future[Any]] = set()
+        # key hash -> key, bridged (SQLite) only: a chat request's key lookup was ~5% of its
+        # CPU (py-spy, 50 clients); a cached key is confirmed active inside the transaction
+        # that reserves its budget (BudgetGate.reserve, verify_key), so a revoked one is
+        # still refused before any provider call, on every server sharing the ledger
+        self._keys: dict[str, ApiKey] | None = {} if bridged else None
         if bridged:
             from cascadeflow_cli.server import bridge
 
@@ -213,16 +237,27 @@ class Runner:
 
     def authenticate(self, key: str | None) -> ApiKey:
         """The caller's key (in a pool thread: it reads the ledger), else a 401."""
-        found = authenticate(self.ledger, key) if key else None
+        return self._authenticate(key)[0]
+
+    def _authenticate(self, key: str | None, *, cache: bool = False) -> tuple[ApiKey, bool]:
+        """The caller's key and whether it came from the cache (``cache``: the request
+        will reserve, and the reservation confirms a cached key), else a 401."""
+        found, cached = None, False
+        if key:
+            keys = self._keys if cache else None
+            digest = hash_key(key) if keys is not None else ""
+            found = keys.get(digest) if keys is not None else None
+            cached = found is not None
+            if found is None:
+                found = authenticate(self.ledger, key)
+                if found is not None and keys is not None:
+                    if len(keys) >= _MAX_CACHED_KEYS:
+                        keys.clear()
+                    keys[digest] = found
         if found is None:
-            message = (
-                "you didn't provide an API key: send 'Authorization: Bearer <key>'"
-                if not key
-                else "incorrect API key provided (create one with `cascade key create USER`)"
-            )
-            raise ApiError(401, message, code="invalid_api_key")
+            raise _bad_key(key)
         self.limiter.check(found)
-        return found
+        return found, cached
 
     def answer(
         self,
@@ -237,8 +272,8 @@ class Runner:
         come out as ApiError; with ``sink``, the answer streams into it. ``on_start``
         hears the request id and budget decision before any provider is called, ``on_whole``
         of an answer complete before its first piece is streamed (an accepted draft)."""
-        caller = self.authenticate(key)
-        seen = _Observed(on_start=on_start, key=caller)
+        caller, cached = self._authenticate(key, cache=True)
+        seen = _Observed(on_start=on_start, key=caller, cached=cached)
         seen.parent = trace_parent(*traceparent) if self._on_record is not None else None
         _current.set(seen)
         cascade = self._cascade()
@@ -264,6 +299,10 @@ class Runner:
             if not isinstance(exc.result, CascadeResult):
                 raise self.error(exc, seen) from None
             return caller, Outcome(exc.result, seen.record, recorded=False)
+        except RevokedKeyError:
+            if self._keys is not None:
+                self._keys.pop(hash_key(key or ""), None)
+            raise _bad_key(key) from None
         except CascadeError as exc:
             raise self.error(exc, seen) from None
         return caller, Outcome(result, seen.record)

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
+from cascadeflow_cli.ledger.budgets import BudgetConfig, remove_budget, set_budget
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.ledger.keys import revoke_key
 from cascadeflow_cli.replay.server import ModelBehavior
@@ -103,6 +103,62 @@ def test_an_unknown_or_revoked_key_gets_401_in_openai_shape(stack: Stack) -> Non
         stack.client(key=other).models.list()
     assert ledger_rows(stack.db, "requests") == [] and stack.replay.requests == []
     assert all(other not in line and stack.key not in line for line in stack.log)
+
+
+@pytest.mark.parametrize("budget", ["none", "user", "key"])
+def test_a_key_revoked_after_it_was_used_gets_401_before_any_provider_call(
+    stack: Stack, budget: str
+) -> None:
+    # the server keeps keys it has seen; the reservation's transaction (or, with no budget
+    # to reserve against, a read of its own) must still see the revocation at once
+    ledger = open_ledger(stack.db)
+    if budget == "user":
+        set_budget(ledger, "bob", BudgetConfig(daily=Decimal("100")))
+    ledger.close()
+    extra = {"budget": BudgetConfig(total=Decimal("100"))} if budget == "key" else {}
+    other = make_key(stack.config, stack.db, "bob", **extra)
+    for _ in range(2):  # the second request is served from the cache
+        stack.client(key=other).chat.completions.create(
+            model="cascade", messages=[{"role": "user", "content": QUERY}]
+        )
+    calls, rows = len(stack.replay.requests), len(ledger_rows(stack.db, "requests"))
+    ledger = open_ledger(stack.db)
+    revoke_key(ledger, other[:14])
+    ledger.close()
+    with pytest.raises(openai.AuthenticationError) as caught:
+        stack.client(key=other).chat.completions.create(
+            model="cascade", messages=[{"role": "user", "content": QUERY}]
+        )
+    assert caught.value.code == "invalid_api_key"
+    body = {"model": "cascade", "stream": True, "messages": [{"role": "user", "content": QUERY}]}
+    streamed = stack.post(body, key=other)
+    assert streamed.status_code == 401 and streamed.json()["error"]["code"] == "invalid_api_key"
+    assert len(stack.replay.requests) == calls and len(ledger_rows(stack.db, "requests")) == rows
+    assert ledger_rows(stack.db, "reservations") == []
+    assert stack.client().chat.completions.create(  # alice's key is untouched
+        model="cascade", messages=[{"role": "user", "content": QUERY}]
+    ).choices[0].message.content
+
+
+def test_a_budget_changed_while_serving_applies_to_the_next_request(stack_factory: object) -> None:
+    # the server remembers who has a budget; the reservation's transaction reads it again
+    stack: Stack = stack_factory(extra='\n[budgets]\nmode = "block"\n')  # type: ignore[operator]
+    ledger = open_ledger(stack.db)
+    set_budget(ledger, "alice", BudgetConfig(daily=Decimal("100")))
+    ledger.close()
+    assert ask(stack).parse().choices[0].message.content
+    ledger = open_ledger(stack.db)
+    set_budget(ledger, "alice", BudgetConfig(daily=Decimal("0.000001")))
+    ledger.close()
+    calls = len(stack.replay.requests)
+    with pytest.raises(openai.RateLimitError):
+        ask(stack)
+    assert len(stack.replay.requests) == calls
+    ledger = open_ledger(stack.db)
+    remove_budget(ledger, "alice")
+    ledger.close()
+    assert ask(stack).parse().choices[0].message.content
+    assert ledger_rows(stack.db, "reservations") == []
 
 
 def test_a_refused_budget_is_429_with_retry_after_the_window_reset(stack_factory: object) -> None:

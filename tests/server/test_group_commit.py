@@ -4,6 +4,7 @@ overspend a budget, and one job that fails leaves the rest of its batch committe
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from cascadeflow_cli.config import load_config
+from cascadeflow_cli.errors import LedgerError
+from cascadeflow_cli.ledger import group_commit
 from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.ledger.enforcement import BudgetGate, locked
@@ -59,3 +62,46 @@ def test_a_failing_job_rolls_back_alone(tmp_path: Path) -> None:
     assert store.reserved_spend("bob") == 0
     store.close()
     store.release("h1")  # after close: written the plain way, no writer thread needed
+
+
+def _hold(rid: str) -> Hold:
+    return Hold(rid, "bob", f"q-{rid}", 5, "2026-01-01T00:00:00.000000Z", "2999-01-01T00:00:00.000000Z",
+                1, "h")
+
+
+def test_the_writer_waits_for_another_connections_write_lock_then_commits(tmp_path: Path) -> None:
+    # another process's writer (here: another connection) holds the lock; the batch must
+    # wait for it (polling, not SQLite's sleeping busy handler) and then commit, not fail
+    store = GroupCommitLedger(open_ledger(tmp_path / "ledger.db"))
+    locked(store, "bob", [], lambda txn: txn.reserve(_hold("h0")))  # type: ignore[attr-defined]
+    other = sqlite3.connect(str(tmp_path / "ledger.db"))
+    other.execute("BEGIN IMMEDIATE")
+    waiting = threading.Thread(
+        target=locked, args=(store, "bob", [], lambda txn: txn.reserve(_hold("h1")))  # type: ignore[attr-defined]
+    )
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive()  # still waiting for the lock
+    other.execute("insert into reservations (id, user, request_id, amount_nusd, created_at, expires_at) "
+                  "values ('h2', 'bob', 'q-h2', 7, '2026-01-01T00:00:00Z', '2999-01-01T00:00:00Z')")
+    other.execute("COMMIT")
+    waiting.join(30)
+    assert not waiting.is_alive() and store.reserved_spend("bob") == 17  # h0, h2 and h1
+    other.close()
+    store.close()
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_a_ledger_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "BUSY_TIMEOUT_S", 0.2)
+    store = GroupCommitLedger(open_ledger(tmp_path / "ledger.db"))
+    locked(store, "bob", [], lambda txn: txn.reserve(_hold("h0")))  # type: ignore[attr-defined]
+    other = sqlite3.connect(str(tmp_path / "ledger.db"))
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(LedgerError, match="locked"):
+        locked(store, "bob", [], lambda txn: txn.reserve(_hold("h1")))  # type: ignore[attr-defined]
+    other.execute("ROLLBACK")
+    other.close()
+    assert store.reserved_spend("bob") == 5
+    store.close()

@@ -66,11 +66,13 @@ def test_keys_are_stored_as_hashes_and_revocable(cli: CliRunner, key: str) -> No
     assert missing.code == 1 and missing.stderr.startswith("error: ")
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_finishes_or_records_what_is_in_flight(
-    cli: CliRunner, server: ReplayServer, key: str, stopper: list[subprocess.Popen[str]]
+    cli: CliRunner, server: ReplayServer, key: str, stopper: list[subprocess.Popen[str]], workers: str
 ) -> None:
+    # a stream that stalls is cut once the grace period is over, in a worker process too
     server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, stall_after=2))
-    proc, url = start(cli, "--grace", "1")
+    proc, url = start(cli, "--grace", "1", "--workers", workers)
     stopper.append(proc)
     assert chat(url, key).status_code == 200
     got: list[str] = []
@@ -101,6 +103,7 @@ def test_sigterm_finishes_or_records_what_is_in_flight(
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0, proc.stderr.read() if proc.stderr else ""
     thread.join(10)
+    assert "the server is shutting down" in got[-1]  # cut at the grace period's end, not timed out
     rows = {r["model"]: r for r in ledger_rows(cli.db, "requests")}
     assert rows["mini"]["status"] == "ok"
     assert rows["big"]["status"] == "interrupted" and rows["big"]["cost_nusd"] > 0
