@@ -90,10 +90,12 @@ class Calibration:
         }
 
     def write(self, path: Path) -> None:
-        """Write atomically (a temporary file renamed over ``path``)."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        """Write atomically (a temporary file renamed over ``path``; a device or FIFO is
+        written into, not replaced: files.py)."""
+        from cascadeflow_cli.files import written_whole
+
+        with written_whole(path, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(self.to_json(), indent=1) + "\n")
 
     @property
     def needs_execution(self) -> bool:
