@@ -140,3 +140,47 @@ def test_nothing_paid_is_lost(
         assert "read-only" in stderr and server.request_count("gpt-4o-mini") == 0
     # every paid cell is replayed from the journal as the answered request it was
     _check(runner, server, paid=step in PAID_STEPS, status="ok")
+
+
+@pytest.mark.parametrize("fault", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_draft_sampled_in_several_calls_keeps_the_calls_already_answered(
+    tmp_path: Path, server: ReplayServer, fault: str
+) -> None:
+    """`consistency_samples = 3` from a provider that ignores `n`: the draft takes three
+    calls. A signal during the second one used to lose the first, answered and paid: it
+    became the draft's completion only once all three had come back, and nothing was
+    journaled before. Now each answered call is recorded (SIGINT, SIGTERM) or waits in the
+    journal for the next command (SIGKILL)."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(
+        answer=GOOD_ANSWER, prompt_tokens=100, completion_tokens=100, honor_n=False, latency_s=1.0))
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED)
+                    + "\n[quality]\nconsistency_samples = 3\n")
+    runner = CliRunner(tmp_path, path, tmp_path / "ledger.db")
+    assert runner("budget", "show", "default").code == 0
+    proc = runner.popen("ask", Q1)
+    try:
+        wait_until(lambda: server.request_count("gpt-4o-mini") >= 2 or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(SIGNALS[fault])
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in stderr and "unexpected" not in stderr, stderr
+    assert proc.returncode == (-signal.SIGKILL if fault == "SIGKILL" else 130), stderr
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100,
+                                                     completion_tokens=100))
+    assert runner("ask", Q2).code == 0  # replays the journal
+    conn = sqlite3.connect(runner.db)
+    try:
+        paid = conn.execute(
+            "select c.status, c.cost_nusd, c.output_tokens from requests r join calls c "
+            "on c.request_id = r.id where r.query = ? and c.cost_nusd > 0", [Q1]).fetchall()
+        assert conn.execute("select count(*) from reservations").fetchone()[0] == 0
+    finally:
+        conn.close()
+    # the first call (100 in, 100 out at $1/$2 per million) answered before the signal
+    assert len(paid) >= 1 and sum(cost for _, cost, _ in paid) >= 300_000, paid
+    assert journal.pending(runner.db) == []
