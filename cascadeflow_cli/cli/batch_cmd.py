@@ -72,7 +72,8 @@ def batch(
                                journaled=exc.journaled) from None
     finally:
         out.close()
-    wait_for_checks()  # shadow verifications of accepted drafts (issue 9) still in flight
+    for line in wait_for_checks():  # shadow verifications of accepted drafts (issue 9) still in flight
+        sys.stderr.write(f"warning: {line}\n")
     reporter.summary(progress)
     if progress.errors:  # CLI.md: finished, but some rows ended in an error (all are written)
         raise typer.Exit(ROWS_FAILED_EXIT)

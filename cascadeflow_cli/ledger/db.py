@@ -105,7 +105,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             if not self.writable():
                 return len(entries) - number
             try:
-                self.record(record, reservation_id)
+                journal.replay(self, record, reservation_id)
             except LedgerError:
                 return len(entries) - number
             with contextlib.suppress(OSError):

@@ -183,7 +183,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
         entries = journal.pending(self.path)
         for number, (entry, record, reservation_id) in enumerate(entries):
             try:
-                self.record(record, reservation_id)
+                journal.replay(self, record, reservation_id)
             except LedgerError:
                 return len(entries) - number
             entry.unlink(missing_ok=True)
