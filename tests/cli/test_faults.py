@@ -278,3 +278,15 @@ def _journal_bytes(db: Path) -> bytes:
         except FileNotFoundError:  # settled and deleted meanwhile
             pass
     return seen
+
+
+def test_ask_stream_waits_for_its_shadow_call(tmp_path: Path, server: ReplayServer) -> None:
+    """`ask --stream` returned without waiting for the shadow verification it had started:
+    the process exited with the verifier's call about to be sent or in flight (a provider
+    bills a call it received even if the client has gone), and the ledger never heard of
+    it; here the thread died before sending (0 requests)."""
+    runner = _shadow_runner(tmp_path, server)
+    run = runner("ask", "--stream", Q1)
+    assert run.code == 0, run.stderr
+    assert server.request_count("gpt-4o") == 1
+    assert _shadow_cost(runner.db) == 300_000
