@@ -13,6 +13,7 @@ The test ids are the matrix: FAULT@STEP.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import signal
 import sqlite3
@@ -213,7 +214,9 @@ def _shadow_cost(db: Path) -> int:
     return int(cost)
 
 
-def test_a_shadow_call_the_full_disk_refuses_waits_in_the_journal(tmp_path: Path, server: ReplayServer) -> None:
+def test_a_shadow_call_the_full_disk_refuses_waits_in_the_journal(
+    tmp_path: Path, server: ReplayServer
+) -> None:
     """The shadow verifier answered (paid) but the disk filled meanwhile, so its commit
     failed: its call used to vanish without a word (the background thread swallowed the
     error)."""
@@ -273,10 +276,8 @@ def test_a_shadow_call_answered_before_kill_9_is_recorded_by_the_next_command(
 def _journal_bytes(db: Path) -> bytes:
     seen = b""
     for path in journal.journal_dir(db).glob("ahead-*.log"):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # settled and deleted meanwhile
             seen += path.read_bytes()
-        except FileNotFoundError:  # settled and deleted meanwhile
-            pass
     return seen
 
 
