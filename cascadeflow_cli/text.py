@@ -107,12 +107,15 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u206
 
 def user_name(value: str) -> str:
     """A user name as given (budgets and the ledger key on it exactly), or an InputError
-    when it is blank, not valid text, or holds a bidi control or another invisible format
-    character (spoofing)."""
+    when it is blank, not valid text, or holds a control character (a tab, a line break,
+    ESC, DEL, C1), a bidi control or another invisible format character (spoofing)."""
     if not value.strip():
         raise InputError("the user name is empty")
     check_text(value, "the user name")
     for index, char in enumerate(value):
+        if unicodedata.category(char) == "Cc":  # "alice\r" prints as "alice", ESC starts an escape
+            raise InputError(f"the user name holds a control character (U+{ord(char):04X} at character "
+                             f"{index + 1}), which would change how it is shown")
         # every bidi control is a format character (Cf) too; it is named for what it does
         if unicodedata.category(char) == "Cf" and not _part_of_the_name(value, index):
             what, why = (("a bidirectional control", "which would change how it is shown")
