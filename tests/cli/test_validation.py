@@ -175,7 +175,9 @@ def test_a_number_option_refuses_nan_and_infinity(cli: CliRunner) -> None:
         assert "not a finite number" in run.stderr or "within" in run.stderr, run.stderr
 
 
-def test_logs_with_a_count_past_sqlite_s_integers_shows_everything(cli: CliRunner, server: ReplayServer) -> None:
+def test_logs_with_a_count_past_sqlite_s_integers_shows_everything(
+    cli: CliRunner, server: ReplayServer
+) -> None:
     """`-n 99999999999999999999` was sent to SQLite as a LIMIT it cannot hold and came back
     as 'datatype mismatch (the file is damaged: restore a backup...)' about a sound ledger."""
     assert cli("ask", QUERY).code == 0
