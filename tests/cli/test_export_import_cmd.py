@@ -230,3 +230,26 @@ def test_export_to_a_full_device_is_one_error_line(filled: CliRunner) -> None:
     assert_one_error_line(run.stderr)
     assert "No space left on device" in run.stderr and "unexpected" not in run.stderr
     assert stat.S_ISCHR(os.stat(full).st_mode)
+
+
+def test_a_nul_character_in_an_answer_survives_the_csv_round_trip(
+    cli: CliRunner, server: object, tmp_path: Path
+) -> None:
+    """A provider's answer holding U+0000 (JSON's \\u0000): SQLite's printf('%s') stopped
+    at it, so the CSV export cut the field there and left its opening quote unclosed,
+    reporting success; importing that export failed ('expected 37 fields, found 53')."""
+    from cascadeflow_cli.replay.server import ModelBehavior
+
+    answer = "Paris is the capital\x00 of France, and\u2028its largest city, \"by far\"."
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=answer))  # type: ignore[attr-defined]
+    assert cli("ask", "What is the capital of France?", OPENAI_API_KEY="sk-test").code == 0
+    first = tmp_path / "first.csv"
+    assert cli("export", "--output", str(first)).code == 0
+    exported = list(csv.DictReader(io.StringIO(first.read_text(encoding="utf-8"), newline="")))
+    assert [row["answer"] for row in exported] == [answer]
+    again = CliRunner(tmp_path, None, tmp_path / "again.db")
+    run = again("import", str(first))
+    assert run.code == 0, run.stderr
+    second = tmp_path / "second.csv"
+    assert again("export", "--output", str(second)).code == 0
+    assert second.read_bytes() == first.read_bytes()
