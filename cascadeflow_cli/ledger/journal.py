@@ -92,9 +92,17 @@ def write_ahead(ledger_path: Path, record: Entry, reservation_id: str | None) ->
 def _directory(ledger_path: Path) -> Path:
     directory = journal_dir(ledger_path)
     if directory not in _made:  # once a process (and again if it went): mkdir was 1.5% of a served request
-        directory.mkdir(mode=0o700, exist_ok=True)
+        _make(directory)
         _made.add(directory)
     return directory
+
+
+def _make(directory: Path) -> None:
+    """The journal directory, and its parent if need be: a PostgreSQL ledger's journal is
+    in the user data dir, which a user who never had a SQLite ledger does not have yet
+    (without it a paid answer the server refused was recorded nowhere)."""
+    directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, exist_ok=True)
 
 
 def _encode(record: Entry, reservation_id: str | None) -> bytes:
@@ -114,7 +122,7 @@ def _write_file(directory: Path, request_id: str, data: bytes, *, durable: bool 
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except FileNotFoundError:
-        directory.mkdir(mode=0o700, exist_ok=True)
+        _make(directory)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, data)

@@ -107,3 +107,19 @@ def test_an_entry_no_ledger_column_can_hold_is_skipped_not_replayed_forever(tmp_
         ledger.check_writable()  # the bad entry does not block requests either
     assert [r["id"] for r in ledger_rows(db, "requests")] == [request(2).id]
     assert path.exists()
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["entry", "written-ahead"])
+def test_the_journal_is_made_where_its_parent_does_not_exist_yet(tmp_path: Path, ahead: bool) -> None:
+    """A PostgreSQL ledger's journal lives in the user data dir, which a user who never
+    had a SQLite ledger does not have: the journal's mkdir (no parents) failed, and a paid
+    answer the server refused was 'recorded nowhere'."""
+    ledger = tmp_path / "home" / ".local" / "share" / "cascadeflow" / "postgres-0123abcd"
+    record = request("r-parent")
+    if ahead:
+        journal.write_ahead(ledger, record, None)
+    else:
+        journal.write(ledger, record, None, durable=True)
+    [(_, back, _)] = journal.pending(ledger)
+    assert back.id == "r-parent"
+    assert stat.S_IMODE(journal.journal_dir(ledger).stat().st_mode) == 0o700
