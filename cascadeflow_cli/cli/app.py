@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> None:
                 else _fail(context, _damaged_ledger_line(context, exc), 1))
     except BrokenPipeError:
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong
+    except MemoryError:  # what the caps of files.py do not bound: one line, not `unexpected`
+        code = _fail(context, "out of memory (an input too large to hold, or one that never ends "
+                     "such as /dev/zero?)", 1)
     except OSError as exc:
         if exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS or context.debug:
             code = _unexpected(context, exc)

@@ -42,7 +42,14 @@ def ask(
     from cascadeflow_cli.usecases.requests import make_cascade, wait_for_checks
 
     if query == "-":
-        query = decode_text(sys.stdin.buffer.read(), "the query on stdin")
+        from cascadeflow_cli.errors import InputError
+        from cascadeflow_cli.files import MAX_TEXT_BYTES, TooLargeError, read_capped
+
+        try:
+            raw = read_capped(sys.stdin.buffer, MAX_TEXT_BYTES, "the query on stdin")
+        except TooLargeError as exc:
+            raise InputError(str(exc)) from None
+        query = decode_text(raw, "the query on stdin")
     who = user or default_user()  # checked before the ledger is opened
     context = app_context(ctx)
     # before the ledger: a bad endpoint stops us with nothing written
