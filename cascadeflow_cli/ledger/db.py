@@ -265,6 +265,8 @@ def _prepare_file(path: Path) -> None:
         if path.exists():
             if path.is_dir():
                 raise LedgerError(f"{path}: is a directory, not a ledger file")
+            if not path.is_file():  # /dev/null was made 0600 for everyone, a FIFO hung at open
+                raise LedgerError(f"{path}: not a regular file (a device or a FIFO), not a ledger file")
             if not os.access(path, os.R_OK):
                 raise LedgerError(f"{path}: permission denied")
             recognise_ledger(path)

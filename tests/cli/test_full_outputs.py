@@ -70,3 +70,26 @@ def test_a_batch_output_on_a_full_disk_says_resume(cli: CliRunner, server: Repla
     assert "unexpected" not in run.stderr
     answered = [r for r in rows(cli.db, "requests") if r["status"] == "ok"]
     assert 1 <= len(answered) <= 3  # what was answered is in the ledger, for --resume
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_ledger_path_that_is_a_fifo_or_device_is_refused_untouched(tmp_path: Path, kind: str) -> None:
+    """`--db /dev/null` as root made /dev/null 0600 (the ledger is made owner-only) and
+    left null-journal beside it, for every other user of the machine to trip on; a FIFO
+    hung at open. Neither is a ledger: refused before anything is opened or changed."""
+    path = tmp_path / "ledger.db"
+    if kind == "fifo":
+        os.mkfifo(path, 0o666)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("making a copy of /dev/null needs root (mknod)")
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.chmod(path, 0o666)
+    cli = CliRunner(tmp_path, None, path)
+    for args in (["usage"], ["budget", "set", "alice", "--daily", "1"]):
+        run = cli(*args)
+        assert run.code == 1, run.stderr
+        assert_one_error_line(run.stderr)
+        assert "not a regular file" in run.stderr, run.stderr
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ledger")) == ["ledger.db"]
