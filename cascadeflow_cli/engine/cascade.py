@@ -290,13 +290,15 @@ class Cascade:
         provider = self.provider_lookup(attempt.model)
         request = ChatRequest(messages, tokens)
         if req.sink is not None and not sample:  # the final model: its answer streams
+            if self.ledger is not None:
+                req.sink.on_progress = lambda partial: self._journal_partial(req, attempt, partial)
             try:
                 attempt.completion = stream_complete(
                     provider, attempt.model, request, req.sink, sleep=self.sleep, on_retry=self.on_retry
                 )
             except (StreamInterrupted, ProviderError) as exc:  # the reader left, or the provider
                 # failed mid-answer (a stall): what was generated is paid for
-                attempt.completion = exc.partial  # type: ignore[assignment]  # a Completion or None
+                attempt.completion = exc.partial or attempt.completion  # type: ignore[assignment]
                 if attempt.completion is not None:
                     self._price(attempt, messages)
                 raise
@@ -332,6 +334,12 @@ class Cascade:
         attempt.choices = max(1, len(drawn.completion.choices))
         attempt.logprobs, attempt.agreement = drawn.logprobs, drawn.agreement
         attempt.samples = len(drawn.samples) if drawn.samples else None
+
+    def _journal_partial(self, req: _Request, attempt: _Attempt, partial: Completion) -> None:
+        """A streaming answer so far, journaled ahead (kept if the process is killed)."""
+        attempt.completion = partial
+        self._price(attempt, req.messages)
+        self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
 
     def _record_failure(self, req: _Request, *, status: str, error: str) -> None:
         """Record a failed request; if the ledger can't, the journal has it and the error stands."""

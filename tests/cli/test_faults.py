@@ -291,3 +291,40 @@ def test_ask_stream_waits_for_its_shadow_call(tmp_path: Path, server: ReplayServ
     assert run.code == 0, run.stderr
     assert server.request_count("gpt-4o") == 1
     assert _shadow_cost(runner.db) == 300_000
+
+
+def test_a_streamed_answer_cut_by_kill_9_keeps_what_was_generated(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    """`ask --stream`, the draft refused, the verifier streaming slowly: kill -9 mid-stream
+    lost the verifier's partial answer (generated, so billed): it was priced only when the
+    stream ended or was interrupted. The answer so far is journaled while it streams."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="I'm sorry, but I can't help with that.",
+                                                     prompt_tokens=100, completion_tokens=100))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=" ".join([GOOD_ANSWER] * 4), stream_delay_s=0.3))
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED))
+    runner = CliRunner(tmp_path, path, tmp_path / "ledger.db")
+    assert runner("budget", "show", "default").code == 0
+    proc = runner.popen("ask", "--stream", Q1)
+    try:
+        # the verifier's answer so far, journaled mid-stream (its finish reason says so)
+        wait_until(lambda: b'"finish_reason": "interrupted"' in _journal_bytes(runner.db)
+                   or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert runner("budget", "show", "default").code == 0  # replays the journal
+    conn = sqlite3.connect(runner.db)
+    try:
+        calls = dict(conn.execute(
+            "select c.role, c.cost_nusd from calls c join requests r on r.id = c.request_id "
+            "where r.query = ?", [Q1]).fetchall())
+    finally:
+        conn.close()
+    assert calls["draft"] == 300_000
+    assert calls.get("verifier", 0) > 0, calls  # the part it streamed, priced from its text
