@@ -92,6 +92,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot open ledger: {exc}") from None
+        self.journal_error: str | None = None  # why the ledger refused a journal entry
         self.journal_waiting = self.replay_journal()
 
     # --- the side journal (ledger/journal.py) --------------------------------------
@@ -106,7 +107,8 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
                 return len(entries) - number
             try:
                 journal.replay(self, record, reservation_id)
-            except LedgerError:
+            except LedgerError as exc:
+                self.journal_error = str(exc)
                 return len(entries) - number
             with contextlib.suppress(OSError):
                 entry.unlink()
@@ -123,7 +125,8 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
                               "(nothing was sent to a provider)")
         if self.journal_waiting:  # spend the ledger has not taken: budgets would run ahead of it
             raise LedgerError(f"{self.path}: {self.journal_waiting} answered request(s) in "
-                              f"{journal.journal_dir(self.path)} cannot be recorded; nothing was sent")
+                              f"{journal.journal_dir(self.path)} cannot be recorded"
+                              f"{journal.why(self.journal_error)}; nothing was sent")
         try:
             fs = os.statvfs(self.path.parent)
         except OSError:

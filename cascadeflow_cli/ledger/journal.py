@@ -180,6 +180,12 @@ def replay(ledger: Any, record: Entry, reservation_id: str | None) -> None:
         ledger.record(record, reservation_id)
 
 
+def why(error: str | None) -> str:
+    """`` (the ledger refused one: ...)`` for a message about entries still waiting: a
+    full disk passes, an entry the ledger can never take needs a person to see why."""
+    return f" (the ledger refused one: {error})" if error else ""
+
+
 def _keep(directory: Path, request_id: str, data: bytes) -> None:
     """A request from a dead process's log as an entry file, unless it has one (newer)."""
     if not _entry_path(directory, request_id).exists():
