@@ -184,3 +184,21 @@ def test_logs_with_a_count_past_sqlite_s_integers_shows_everything(
     run = cli("logs", "-n", "99999999999999999999", "--json")
     assert run.code == 0, run.stderr
     assert len(run.json()) == 1  # type: ignore[arg-type]
+
+
+def test_a_chain_naming_a_model_twice_is_refused_before_any_call(
+    cli: CliRunner, server: ReplayServer, tmp_path: Path
+) -> None:
+    """`--models mini,mini` (or `[cascade] models = ["mini", "mini"]`) escalated from mini
+    to mini: the same prompt paid for twice, for the same refused answer."""
+    run = cli("ask", QUERY, "--models", "mini,big,mini")
+    assert run.code == 1, run.stderr
+    assert_one_error_line(run.stderr)
+    assert "names model 'mini' twice" in run.stderr
+    config = tmp_path / "dup.toml"
+    config.write_text(config_text(server.base_url, chain='["mini", "mini"]'))
+    run = cli("ask", QUERY, CASCADE_CONFIG=str(config))
+    assert run.code == 1, run.stderr
+    assert_one_error_line(run.stderr)
+    assert "cascade.models: names model 'mini' twice" in run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
