@@ -22,7 +22,7 @@ from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError, LedgerSchemaError
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.budgets import spend_triggers
-from cascadeflow_cli.ledger.recognise import make_owner_only, mark_as_ledger, recognise_ledger
+from cascadeflow_cli.ledger.recognise import APPLICATION_ID, make_owner_only, mark_as_ledger, recognise_ledger
 from cascadeflow_cli.ledger.schema import (
     M001,
     M002,
@@ -191,6 +191,8 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             raise
 
     def _migrate(self) -> None:
+        if self._migrated():  # nothing to do: a reader need not wait for a writer's lock (WAL)
+            return
         with self.write() as db:
             conn = db.conn
             [create] = table_ddl(MIGRATIONS_TABLE, MIGRATIONS_TABLE.since)
@@ -209,6 +211,19 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
                     conn.execute("insert into _migrations (id, name, applied_at) values (?, ?, ?)",
                                  [number, name, format_ts(self.clock.now())])
             mark_as_ledger(conn)
+
+    def _migrated(self) -> bool:
+        """Every migration applied and the file stamped as a ledger, read without the write
+        lock: every command took it at open, so `usage` or `logs` waited 30 s behind a long
+        import or copy and then failed with 'cannot write ledger: database is locked'."""
+        try:
+            conn = self.db.conn
+            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                return False
+            done = {row[0] for row in conn.execute("select name from _migrations")}
+        except sqlite3.OperationalError:  # no _migrations table yet: a new file
+            return False
+        return done == {name for name, _ in MIGRATIONS}
 
     # --- writing ------------------------------------------------------------------
 

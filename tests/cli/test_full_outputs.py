@@ -93,3 +93,21 @@ def test_a_ledger_path_that_is_a_fifo_or_device_is_refused_untouched(tmp_path: P
         assert "not a regular file" in run.stderr, run.stderr
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ledger")) == ["ledger.db"]
+
+
+def test_reading_commands_do_not_wait_for_a_writer_s_lock(cli: CliRunner, server: ReplayServer) -> None:
+    """Another process holds the ledger's write lock (a long import, a ledger copy): the
+    ledger is in WAL mode, so readers need not wait; but every open took the write lock
+    to check the migrations, and `usage` waited 30 s, then failed 'database is locked'."""
+    import sqlite3
+
+    assert cli("ask", "What is 2 + 2?").code == 0
+    locker = sqlite3.connect(cli.db, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        for args in (["usage", "--json"], ["logs", "--json"], ["export"], ["budget", "show", "alice"]):
+            run = cli(*args)
+            assert run.code == 0, (args, run.stderr)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
