@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.files import TooLargeError, capped_lines
 
 
 def text_problem(value: str) -> str | None:
@@ -52,10 +53,17 @@ def decode_text(data: bytes, what: str) -> str:
 
 
 class LineDecodeError(ValueError):
-    """A line of a file is not UTF-8; ``line`` is its 1-based number."""
+    """A line of a file is not UTF-8 (or, LineTooLongError, too long to read); ``line`` is
+    its 1-based number."""
 
     def __init__(self, line: int, byte: int) -> None:
         super().__init__(f"not UTF-8 text (byte 0x{byte:02x})")
+        self.line = line
+
+
+class LineTooLongError(LineDecodeError):
+    def __init__(self, line: int, message: str) -> None:
+        ValueError.__init__(self, message)
         self.line = line
 
 
@@ -72,7 +80,8 @@ class Utf8Lines:
     """
 
     def __init__(self, fh: Iterable[bytes], *, split_cr: bool = True) -> None:
-        self._fh = iter(fh)
+        # a file's lines capped (files.capped_lines): /dev/zero is one endless line
+        self._fh = capped_lines(fh) if hasattr(fh, "readline") else iter(fh)  # type: ignore[arg-type]
         self._split_cr = split_cr
         self._pending: list[str] = []
         self._raw_line = 0
@@ -83,7 +92,10 @@ class Utf8Lines:
 
     def __next__(self) -> str:
         if not self._pending:
-            raw = next(self._fh)
+            try:
+                raw = next(self._fh)
+            except TooLargeError as exc:
+                raise LineTooLongError(self.number + 1, str(exc)) from None
             self._raw_line = self.number + 1
             if self._raw_line == 1:
                 raw = raw.removeprefix(_BOM)
@@ -107,12 +119,15 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u206
 
 def user_name(value: str) -> str:
     """A user name as given (budgets and the ledger key on it exactly), or an InputError
-    when it is blank, not valid text, or holds a bidi control or another invisible format
-    character (spoofing)."""
+    when it is blank, not valid text, or holds a control character (a tab, a line break,
+    ESC, DEL, C1), a bidi control or another invisible format character (spoofing)."""
     if not value.strip():
         raise InputError("the user name is empty")
     check_text(value, "the user name")
     for index, char in enumerate(value):
+        if unicodedata.category(char) == "Cc":  # "alice\r" prints as "alice", ESC starts an escape
+            raise InputError(f"the user name holds a control character (U+{ord(char):04X} at character "
+                             f"{index + 1}), which would change how it is shown")
         # every bidi control is a format character (Cf) too; it is named for what it does
         if unicodedata.category(char) == "Cf" and not _part_of_the_name(value, index):
             what, why = (("a bidirectional control", "which would change how it is shown")

@@ -4,6 +4,7 @@ turns errors into a single stderr line and the documented exit code."""
 from __future__ import annotations
 
 import copy
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -221,6 +222,26 @@ class _Signals:
 
 
 _signals = _Signals()
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG})
+
+
+def _unexpected(context: AppContext, exc: Exception) -> int:
+    if context.debug:
+        return _traceback(context, exc, 1)
+    return _fail(context, f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
+
+
+def _silence_stdout() -> None:
+    """Drop what stdout still holds (and point it at /dev/null), so the interpreter's
+    final flush cannot fail again into a second message and exit code 120."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = command.main(args=args or ["--help"], prog_name="cascade", standalone_mode=False,
                               obj=context)
+        sys.stdout.flush()  # here, not at exit: a full disk under stdout is one error line too
         code = result if isinstance(result, int) else 0
         if code == 130:  # typer turns Ctrl-C into exit code 130 without a word
             _fail(context, "interrupted", 130)
@@ -261,12 +283,18 @@ def main(argv: list[str] | None = None) -> None:
                 else _fail(context, _damaged_ledger_line(context, exc), 1))
     except BrokenPipeError:
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong
+    except MemoryError:  # what the caps of files.py do not bound: one line, not `unexpected`
+        code = _fail(context, "out of memory (an input too large to hold, or one that never ends "
+                     "such as /dev/zero?)", 1)
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS or context.debug:
+            code = _unexpected(context, exc)
+        else:  # a write to stdout or stderr (no file name): a full disk, a device that refuses
+            _silence_stdout()
+            paid = " (the answer is recorded in the ledger: `cascade logs`)" if "ask" in args else ""
+            code = _fail(context, f"cannot write the output: {exc.strerror}{paid}", 1)
     except Exception as exc:
-        if context.debug:
-            code = _traceback(context, exc, 1)
-        else:
-            code = _fail(context, f"unexpected {type(exc).__name__}: {exc} (run with --debug for a "
-                         "traceback)", 1)
+        code = _unexpected(context, exc)
     finally:
         _signals.quiet()
         context.close()

@@ -33,7 +33,7 @@ def ask(
 ) -> None:
     """Answer QUERY with the cheapest model that is good enough."""
     import sys
-    from contextlib import nullcontext, suppress
+    from contextlib import nullcontext
 
     from cascadeflow_cli.cli.telemetry_hook import telemetry
     from cascadeflow_cli.errors import NotRecordedError
@@ -42,7 +42,14 @@ def ask(
     from cascadeflow_cli.usecases.requests import make_cascade, wait_for_checks
 
     if query == "-":
-        query = decode_text(sys.stdin.buffer.read(), "the query on stdin")
+        from cascadeflow_cli.errors import InputError
+        from cascadeflow_cli.files import MAX_TEXT_BYTES, TooLargeError, read_capped
+
+        try:
+            raw = read_capped(sys.stdin.buffer, MAX_TEXT_BYTES, "the query on stdin")
+        except TooLargeError as exc:
+            raise InputError(str(exc)) from None
+        query = decode_text(raw, "the query on stdin")
     who = user or default_user()  # checked before the ledger is opened
     context = app_context(ctx)
     # before the ledger: a bad endpoint stops us with nothing written
@@ -63,6 +70,7 @@ def ask(
         result = ask_streamed(cascade, query, who, domain=domain, models=chain, system=system,
                               max_tokens=max_tokens)
         err.print(ask_summary(result))
+        _wait_for_checks(wait_for_checks)
         return
     spinner = err.status("thinking…", spinner="dots") if is_terminal() and not as_json else nullcontext()
     try:
@@ -74,8 +82,18 @@ def ask(
             _show(exc.result, as_json, err)
         raise
     _show(result, as_json, err)
+    _wait_for_checks(wait_for_checks)
+
+
+def _wait_for_checks(wait: Any) -> None:
+    """The shadow verifications in flight (usecases.requests.wait_for_checks), then a
+    warning for each paid one the ledger could not take (it waits in the journal)."""
+    import sys
+    from contextlib import suppress
+
     with suppress(KeyboardInterrupt):  # the answer is out and recorded: leaving loses only a label
-        wait_for_checks()
+        for line in wait():
+            sys.stderr.write(f"warning: {line}\n")
 
 
 def _show(result: Any, as_json: bool, err: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -72,7 +73,8 @@ def batch(
                                journaled=exc.journaled) from None
     finally:
         out.close()
-    wait_for_checks()  # shadow verifications of accepted drafts (issue 9) still in flight
+    for line in wait_for_checks():  # shadow verifications of accepted drafts (issue 9) still in flight
+        sys.stderr.write(f"warning: {line}\n")
     reporter.summary(progress)
     if progress.errors:  # CLI.md: finished, but some rows ended in an error (all are written)
         raise typer.Exit(ROWS_FAILED_EXIT)
@@ -98,12 +100,23 @@ class _Output:
     def write(self, result: dict[str, Any]) -> None:
         # stdout is looked up each time: the progress bar redirects it above itself
         out = self._file or sys.stdout
-        out.write(json.dumps(result, ensure_ascii=False) + "\n")
-        out.flush()
+        try:
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            out.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # a full disk: the row is in the ledger, --resume takes it from there
+            where = self._file.name if self._file else "the output"
+            hint = "free space, then run again with --resume" if self._file else "run again with --output"
+            raise InputError(f"{where}: cannot write the results: {exc.strerror or exc}; the rows answered "
+                             f"so far are in the ledger: {hint}") from None
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            # every line was flushed by write(), which said so if it failed: what a failed
+            # write left in the buffer must not fail the close again over that message
+            with contextlib.suppress(OSError):
+                self._file.close()
         else:
             sys.stdout.flush()
 

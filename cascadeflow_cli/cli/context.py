@@ -51,9 +51,12 @@ class AppContext:
             self._ledger = open_store(self.resolved_location)  # type: ignore[assignment]
             if self._ledger.journal_waiting:  # answered earlier, the ledger still cannot take them
                 n = self._ledger.journal_waiting
+                from cascadeflow_cli.ledger.journal import why
+
                 sys.stderr.write(f"warning: {n} answered request{'s' if n != 1 else ''} "
                                  f"wait{'s' if n == 1 else ''} in {self._ledger.path}.journal: "
-                                 "the ledger cannot be written\n")
+                                 f"the ledger cannot be written"
+                                 f"{why(self._ledger.journal_error)}\n")
         return self._ledger
 
     def close(self) -> None:

@@ -84,7 +84,8 @@ _SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "json
 @contextlib.contextmanager
 def _destination(output: Path | None) -> Iterator[TextIO]:
     """stdout, or a temporary file beside OUTPUT renamed into place only when the whole
-    export is written: an interrupted export never leaves a truncated file behind."""
+    export is written (an interrupted export never leaves a truncated file behind); a FIFO
+    or a device is written into (files.py)."""
     if output is None:
         out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="",
                                write_through=False)
@@ -97,21 +98,13 @@ def _destination(output: Path | None) -> Iterator[TextIO]:
         return
     if output.is_dir():
         raise InputError(f"{output}: is a directory")
-    partial = output.with_name(f".{output.name}.partial")
+    from cascadeflow_cli.files import written_whole
+
     try:
-        fh = partial.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with fh:
+        with written_whole(output, "w", encoding="utf-8", newline="") as fh:
             yield fh
-        os.replace(partial, output)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
 def _silence_stdout() -> None:

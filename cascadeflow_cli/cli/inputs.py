@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.files import TooLargeError, capped_lines
 from cascadeflow_cli.text import json_loads
 
 
@@ -23,16 +24,23 @@ def input_lines(path: Path) -> list[tuple[int, str]]:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     lines: list[tuple[int, str]] = []
     with fh:
-        for number, raw in enumerate(fh, start=1):
-            if number == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputError(f"{path}:{number}: not UTF-8 text") from None
-            if text.strip():
-                lines.append((number, text))
+        try:
+            for number, raw in enumerate(capped_lines(fh), start=1):
+                _add_line(lines, path, number, raw)
+        except TooLargeError as exc:
+            raise InputError(f"{path}:{getattr(exc, 'line', 1)}: {exc}") from None
     return lines
+
+
+def _add_line(lines: list[tuple[int, str]], path: Path, number: int, raw: bytes) -> None:
+    if number == 1:
+        raw = raw.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}:{number}: not UTF-8 text") from None
+    if text.strip():
+        lines.append((number, text))
 
 
 def json_object(text: str, where: str, expected: str) -> dict[str, Any]:

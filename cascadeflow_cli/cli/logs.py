@@ -25,7 +25,10 @@ def logs(
 
     context = app_context(ctx)
     since_ts = format_ts(parse_since(since, context.config.ledger.timezone)) if since else None
-    rows = context.ledger().recent_requests(count or None, user=user, since=since_ts)
+    # more than SQLite's or PostgreSQL's LIMIT can hold is all of them (it was a 'datatype
+    # mismatch' that read as a damaged ledger)
+    limit = count if 0 < count < 2**63 else None
+    rows = context.ledger().recent_requests(limit, user=user, since=since_ts)
     if as_json:
         from cascadeflow_cli.engine.views import request_json
 

@@ -1,13 +1,19 @@
-"""Every text option and argument of every command refuses undecodable bytes.
+"""Every text option and argument of every command refuses undecodable bytes; every
+number option refuses NaN and infinity.
 
 Applied to the whole command tree once, so a command added later is covered too:
 ``cascade ask $'caf\\xe9'`` or ``--user $'b\\xe9b'`` fails at parsing, naming the
 parameter, before a config is read, a budget reserved or a provider called. Paths are
 left alone: a file name need not be UTF-8 on Linux, and we never store one.
+
+A float option takes "nan" and "inf" from click, and NaN passes every range check (each
+comparison is false): `forecast --confidence nan` reached the forecaster (`unexpected
+ValueError`), `anomalies --min-change nan` silently reported nothing.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -46,13 +52,28 @@ def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
     return check
 
 
+def _is_float(param: Any) -> bool:
+    return getattr(param.type, "name", None) in ("float", "float range")
+
+
+def _finite(callback: Callable[..., Any] | None) -> Callable[..., Any]:
+    def check(ctx: Any, param: Any, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise typer.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+        return callback(ctx, param, value) if callback is not None else value
+
+    check.__cascade_text_check__ = True  # type: ignore[attr-defined]
+    return check
+
+
 def guard_text_params(command: Any) -> Any:
-    """Check every text parameter under ``command`` (idempotent)."""
+    """Check every text and float parameter under ``command`` (idempotent)."""
     for param in command.params:
-        if not _is_text(param):
+        guard = _checked if _is_text(param) else _finite if _is_float(param) else None
+        if guard is None:
             continue
         if not getattr(param.callback, "__cascade_text_check__", False):
-            param.callback = _checked(param.callback)
+            param.callback = guard(param.callback)
     for sub in getattr(command, "commands", {}).values():
         guard_text_params(sub)
     return command

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from cascadeflow_cli.config.parse import parse_config
 from cascadeflow_cli.config.settings import APP_NAME, CONFIG_FILENAME, AppConfig, default_config
 from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.files import TooLargeError, read_path_capped
 
 if TYPE_CHECKING:
     from cascadeflow_cli.dburl import LedgerLocation
@@ -84,7 +85,9 @@ def load_config(explicit: Path | None = None, env: Mapping[str, str] = os.enviro
     try:
         # utf-8-sig: a file saved by Windows Notepad starts with a BOM, which TOML refuses
         # ("Invalid statement (at line 1, column 1)", hostile-4); CRLF lines TOML takes
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_path_capped(path).decode("utf-8-sig")
+    except TooLargeError as exc:
+        raise ConfigError(f"{exc}: not a config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {getattr(exc, 'strerror', None) or exc}") from None
     return parse_config(text, path)

@@ -411,10 +411,13 @@ class _Parser:
             chains["budgets.degraded_models"] = config.budgets.degraded_models
         chains.update({f"domains.{d}": c for d, c in config.domains.items()})
         for key, chain in chains.items():
-            for name in chain:
+            for index, name in enumerate(chain):
                 if name not in config.models:
                     known = ", ".join(sorted(config.models))
                     raise self.fail(key, f"names undefined model {name!r} (defined: {known})")
+                if name in chain[:index]:  # escalating to the model that just failed: paid twice
+                    raise self.fail(key, f"names model {name!r} twice (a chain escalates to a "
+                                    "different model)")
 
 
 def check_timezone(name: str, fail: Callable[[str], Exception]) -> None:

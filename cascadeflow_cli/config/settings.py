@@ -143,6 +143,10 @@ class AppConfig:
         if unknown:
             known = ", ".join(sorted(self.models)) or "none"
             raise ConfigError(f"unknown model {unknown[0]!r} (configured: {known})")
+        twice = [n for i, n in enumerate(wanted) if n in wanted[:i]]
+        if twice:  # `--models mini,mini` paid the same model twice for the same answer
+            raise ConfigError(f"the chain names model {twice[0]!r} twice (a chain escalates to a "
+                              "different model)")
         return [self.models[n] for n in wanted]
 
 

@@ -290,13 +290,15 @@ class Cascade:
         provider = self.provider_lookup(attempt.model)
         request = ChatRequest(messages, tokens)
         if req.sink is not None and not sample:  # the final model: its answer streams
+            if self.ledger is not None:
+                req.sink.on_progress = lambda partial: self._journal_partial(req, attempt, partial)
             try:
                 attempt.completion = stream_complete(
                     provider, attempt.model, request, req.sink, sleep=self.sleep, on_retry=self.on_retry
                 )
             except (StreamInterrupted, ProviderError) as exc:  # the reader left, or the provider
                 # failed mid-answer (a stall): what was generated is paid for
-                attempt.completion = exc.partial  # type: ignore[assignment]  # a Completion or None
+                attempt.completion = exc.partial or attempt.completion  # type: ignore[assignment]
                 if attempt.completion is not None:
                     self._price(attempt, messages)
                 raise
@@ -306,22 +308,38 @@ class Cascade:
                 provider, attempt.model, request, sleep=self.sleep, on_retry=self.on_retry
             )
             return
+        def answered(call: Completion | ProviderError) -> None:
+            """Each call as it comes: the first is the draft's own, the others its samples;
+            priced and journaled at once (a signal during the next call keeps it)."""
+            if attempt.completion is None and isinstance(call, Completion):
+                attempt.completion = call
+                self._price(attempt, messages)
+            else:
+                more = _Attempt(attempt.model, "sample", attempt.price)
+                if isinstance(call, ProviderError):
+                    more.error = call
+                else:
+                    more.completion = call
+                    self._price(more, messages)
+                req.attempts.append(more)
+            if self.ledger is not None:
+                self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
+
         drawn = sample_draft(
             provider, attempt.model, request, samples=q.consistency_samples, logprobs=q.logprobs,
             query=req.query, domain=req.domain, sleep=self.sleep, on_retry=self.on_retry,
+            on_call=answered,
         )
-        attempt.completion = drawn.completion
+        attempt.completion = drawn.completion  # the majority's text, on the first call's usage
         attempt.choices = max(1, len(drawn.completion.choices))
         attempt.logprobs, attempt.agreement = drawn.logprobs, drawn.agreement
         attempt.samples = len(drawn.samples) if drawn.samples else None
-        for extra in drawn.extra_calls:
-            more = _Attempt(attempt.model, "sample", attempt.price)
-            if isinstance(extra, ProviderError):
-                more.error = extra
-            else:
-                more.completion = extra
-                self._price(more, messages)
-            req.attempts.append(more)
+
+    def _journal_partial(self, req: _Request, attempt: _Attempt, partial: Completion) -> None:
+        """A streaming answer so far, journaled ahead (kept if the process is killed)."""
+        attempt.completion = partial
+        self._price(attempt, req.messages)
+        self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
 
     def _record_failure(self, req: _Request, *, status: str, error: str) -> None:
         """Record a failed request; if the ledger can't, the journal has it and the error stands."""

@@ -12,6 +12,8 @@ from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
 
 if TYPE_CHECKING:
+    from cascadeflow_cli.ledger.journal import Entry
+    from cascadeflow_cli.ledger.labels import ShadowOutcome
     from cascadeflow_cli.ledger.records import RequestRecord
     from cascadeflow_cli.ledger.storage import LedgerStore as Ledger
 
@@ -47,7 +49,7 @@ def record_request(ledger: Ledger, req: Any, result: object, record: RequestReco
     commit(ledger, record, reservation, result, paid=paid, journaled=req.journaled)
 
 
-def write_ahead(ledger: Ledger, record: RequestRecord, reservation_id: str | None) -> bool:
+def write_ahead(ledger: Ledger, record: Entry, reservation_id: str | None) -> bool:
     """Journal the request in flight; False when the journal cannot be written (a full
     disk: the commit will fail too, and say so)."""
     try:
@@ -84,20 +86,44 @@ def commit(
         journal.discard(ledger.path, record.id)
 
 
+def record_shadow(ledger: Ledger, outcome: ShadowOutcome, reservation_id: str | None) -> None:
+    """A shadow verification's outcome into the ledger. Its call, when it answered, was
+    paid for after its request was recorded: it is journaled ahead (a kill -9 while the
+    commit waits for the lock keeps it) and, if the commit fails, kept in the journal
+    (fsynced) for the next command, NotRecordedError saying so."""
+    paid = outcome.call is not None and outcome.call.status == "ok"
+    journaled = paid and write_ahead(ledger, outcome, reservation_id)
+    try:
+        ledger.record_shadow(outcome, reservation_id)
+    except LedgerError as exc:
+        if not paid:
+            raise
+        raise _not_recorded(ledger, outcome, reservation_id, None, exc,
+                            what="the shadow verification was answered") from None
+    except BaseException:
+        if paid:
+            with contextlib.suppress(OSError):
+                journal.write(ledger.path, outcome, reservation_id, durable=True)
+        raise
+    if journaled:
+        journal.discard(ledger.path, journal.entry_id(outcome))
+
+
 def _not_recorded(
-    ledger: Ledger, record: RequestRecord, reservation_id: str | None, result: object, exc: LedgerError
+    ledger: Ledger, record: Entry, reservation_id: str | None, result: object, exc: LedgerError,
+    *, what: str = "answered",  # what was paid for
 ) -> NotRecordedError:
     try:
         where = journal.write(ledger.path, record, reservation_id, durable=True)
     except OSError as err:
         return NotRecordedError(
-            f"answered, but not recorded: {exc}; the journal could not be written either "
+            f"{what}, but not recorded: {exc}; the journal could not be written either "
             f"({err.strerror or err}): this request's cost is recorded nowhere",
             result,
             journaled=False,
         )
     return NotRecordedError(
-        f"answered, but not recorded: {exc}; the request waits in {where.parent} and the next "
+        f"{what}, but not recorded: {exc}; the request waits in {where.parent} and the next "
         "command that can write the ledger records it",
         result,
     )

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.engine.pricing import Usage, charge, infer_provider
 from cascadeflow_cli.engine.providers import ChatRequest, complete
-from cascadeflow_cli.errors import ProviderError
-from cascadeflow_cli.ledger.labels import ShadowOutcome, next_seq, record_shadow
+from cascadeflow_cli.engine.recording import record_shadow
+from cascadeflow_cli.errors import NotRecordedError, ProviderError
+from cascadeflow_cli.ledger.labels import ShadowOutcome, next_seq
 from cascadeflow_cli.ledger.records import CallRecord
 from cascadeflow_cli.quality.agreement import agreement, answer_kind
 
@@ -39,6 +40,7 @@ MAX_PENDING = 16
 _pending: set[threading.Thread] = set()
 _pending_lock = threading.Lock()
 _deadline = 0.0  # monotonic time by which every pending shadow should be done
+_unrecorded: list[str] = []  # why a paid shadow call waits in the journal (the CLI warns)
 
 
 def should_shadow(request_id: str, rate: float) -> bool:
@@ -95,9 +97,21 @@ def wait_pending(timeout: float | None = None) -> int:
         threads[0].join(left)
 
 
+def unrecorded() -> list[str]:
+    """The paid shadow calls the ledger could not take since the last call, each a line
+    saying where it waits (NotRecordedError's message); taken, so said once."""
+    with _pending_lock:
+        taken = list(_unrecorded)
+        _unrecorded.clear()
+    return taken
+
+
 def _run(cascade: Cascade, job: ShadowJob) -> None:
     try:
         _shadow(cascade, job)
+    except NotRecordedError as exc:  # paid, in the journal (or nowhere): the user is told
+        with _pending_lock:
+            _unrecorded.append(str(exc))
     except Exception:  # a background label must never surface as an error
         pass
     finally:

@@ -46,10 +46,18 @@ def sample_draft(
     domain: str | None,
     sleep: Callable[[float], None],
     on_retry: Callable[[Any], None] | None = None,
+    on_call: Callable[[Completion | ProviderError], None] | None = None,
 ) -> SampledDraft:
     """Ask the draft model for ``samples`` answers (with log-probabilities if ``logprobs``).
     Raises the first call's ProviderError (the draft failed); a later sample's failure is
-    kept as that call's outcome and the vote goes on with the samples that came."""
+    kept as that call's outcome and the vote goes on with the samples that came.
+    ``on_call`` hears of each call's outcome as it comes (the first call's answer, then
+    every extra call's), so a call already paid for is kept when a later one is
+    interrupted (the cascade records and journals it at once)."""
+    def heard(call: Completion | ProviderError) -> None:
+        if on_call is not None:
+            on_call(call)
+
     asked = replace(request, logprobs=logprobs, n=samples)
     try:
         first = complete(provider, model, asked, sleep=sleep, on_retry=on_retry)
@@ -58,6 +66,7 @@ def sample_draft(
             raise
         asked = replace(request)  # a provider that refuses the extras: ask plainly
         first = complete(provider, model, asked, sleep=sleep, on_retry=on_retry)
+    heard(first)
     choices: list[Choice] = list(first.choices) or [Choice(first.text, first.finish_reason)]
     choices = choices[:samples]
     extra: list[Completion | ProviderError] = []
@@ -67,8 +76,10 @@ def sample_draft(
             more = complete(provider, model, single, sleep=sleep, on_retry=on_retry)
         except ProviderError as exc:
             extra.append(exc)
+            heard(exc)
             continue
         extra.append(more)
+        heard(more)
         choices.append(more.choices[0] if more.choices else Choice(more.text, more.finish_reason))
     if samples <= 1:
         return SampledDraft(first, (), None, None, first.logprobs)

@@ -219,7 +219,9 @@ def _entries(fd: int) -> dict[str, bytes]:
     entries: dict[str, bytes] = {}
     for line in raw.split(b"\n"):
         try:
-            request_id = json.loads(line)["request"]["id"]
+            entry = json.loads(line)
+            # a request's entry, or a shadow call's (journal.entry_id)
+            request_id = entry["shadow"]["call"]["id"] if "shadow" in entry else entry["request"]["id"]
         except (ValueError, KeyError, TypeError):
             continue
         if isinstance(request_id, str):

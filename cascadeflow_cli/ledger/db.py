@@ -22,7 +22,7 @@ from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError, LedgerSchemaError
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.budgets import spend_triggers
-from cascadeflow_cli.ledger.recognise import make_owner_only, mark_as_ledger, recognise_ledger
+from cascadeflow_cli.ledger.recognise import APPLICATION_ID, make_owner_only, mark_as_ledger, recognise_ledger
 from cascadeflow_cli.ledger.schema import (
     M001,
     M002,
@@ -92,6 +92,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot open ledger: {exc}") from None
+        self.journal_error: str | None = None  # why the ledger refused a journal entry
         self.journal_waiting = self.replay_journal()
 
     # --- the side journal (ledger/journal.py) --------------------------------------
@@ -105,8 +106,9 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             if not self.writable():
                 return len(entries) - number
             try:
-                self.record(record, reservation_id)
-            except LedgerError:
+                journal.replay(self, record, reservation_id)
+            except LedgerError as exc:
+                self.journal_error = str(exc)
                 return len(entries) - number
             with contextlib.suppress(OSError):
                 entry.unlink()
@@ -123,7 +125,8 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
                               "(nothing was sent to a provider)")
         if self.journal_waiting:  # spend the ledger has not taken: budgets would run ahead of it
             raise LedgerError(f"{self.path}: {self.journal_waiting} answered request(s) in "
-                              f"{journal.journal_dir(self.path)} cannot be recorded; nothing was sent")
+                              f"{journal.journal_dir(self.path)} cannot be recorded"
+                              f"{journal.why(self.journal_error)}; nothing was sent")
         try:
             fs = os.statvfs(self.path.parent)
         except OSError:
@@ -192,6 +195,8 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             raise
 
     def _migrate(self) -> None:
+        if self._migrated():  # nothing to do: a reader need not wait for a writer's lock (WAL)
+            return
         with self.write() as db:
             conn = db.conn
             [create] = table_ddl(MIGRATIONS_TABLE, MIGRATIONS_TABLE.since)
@@ -210,6 +215,19 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
                     conn.execute("insert into _migrations (id, name, applied_at) values (?, ?, ?)",
                                  [number, name, format_ts(self.clock.now())])
             mark_as_ledger(conn)
+
+    def _migrated(self) -> bool:
+        """Every migration applied and the file stamped as a ledger, read without the write
+        lock: every command took it at open, so `usage` or `logs` waited 30 s behind a long
+        import or copy and then failed with 'cannot write ledger: database is locked'."""
+        try:
+            conn = self.db.conn
+            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                return False
+            done = {row[0] for row in conn.execute("select name from _migrations")}
+        except sqlite3.OperationalError:  # no _migrations table yet: a new file
+            return False
+        return done == {name for name, _ in MIGRATIONS}
 
     # --- writing ------------------------------------------------------------------
 
@@ -269,6 +287,8 @@ def _prepare_file(path: Path) -> None:
         if path.exists():
             if path.is_dir():
                 raise LedgerError(f"{path}: is a directory, not a ledger file")
+            if not path.is_file():  # /dev/null was made 0600 for everyone, a FIFO hung at open
+                raise LedgerError(f"{path}: not a regular file (a device or a FIFO), not a ledger file")
             if not os.access(path, os.R_OK):
                 raise LedgerError(f"{path}: permission denied")
             recognise_ledger(path)

@@ -93,26 +93,29 @@ def _json_value(column: Column) -> str:
 
 def _csv_value(column: Column) -> str:
     """RFC 4180 quoting, done by SQLite: a text field holding a comma, a double quote or
-    a line break is wrapped in double quotes, its quotes doubled. (One GLOB with a
-    character class is the cheapest test SQLite offers; the class holds a real LF and CR.)"""
+    a line break (or a NUL character) is wrapped in double quotes, its quotes doubled. (One
+    GLOB with a character class is the cheapest test SQLite offers; the class holds a real
+    LF and CR.)"""
     if column.kind not in ("text", "json"):
         return column.sql
     x = column.sql
-    return (f"CASE WHEN {x} IS NULL THEN NULL WHEN {x} GLOB '*[,\"\n\r]*' "
+    # GLOB reads a text only up to a NUL character; instr reads all of it
+    return (f"CASE WHEN {x} IS NULL THEN NULL WHEN {x} GLOB '*[,\"\n\r]*' OR instr({x}, char(0)) "
             f"THEN '\"' || replace({x}, '\"', '\"\"') || '\"' ELSE {x} END")
 
 
 def export_sql(fmt: str, flt: LedgerFilter) -> tuple[str, list[str]]:
     """The SELECT for ``fmt``: one text value per row, a whole CSV line (without its line
-    end) or a whole JSON object. SQLite's printf renders NULL as an empty field.
+    end) or a whole JSON object. NULL is an empty CSV field.
 
     Order: request time, then insertion order, then call order: the ``ts`` index walks
     it without a sort, and an import inserts in file order, so exporting an imported
     export reproduces the file.
     """
     if fmt == "csv":
-        template = ",".join(["%s"] * len(COLUMNS))
-        select = f"printf('{template}', {', '.join(_csv_value(c) for c in COLUMNS)})"
+        # concatenated, not printf('%s,%s,...'): printf stops a text at a NUL character (a
+        # provider's answer may hold U+0000), which cut the field and left its quote open
+        select = " || ',' || ".join(f"coalesce({_csv_value(c)}, '')" for c in COLUMNS)
     else:
         pairs = ", ".join(f"'{c.name}', {_json_value(c)}" for c in COLUMNS)
         select = f"json_object({pairs})"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.files import MAX_INPUT_BYTES, TooLargeError, read_capped
 from cascadeflow_cli.ledger.import_values import ImportRowError, _blank
 from cascadeflow_cli.ledger.schema import EXPORT_NAMES
 from cascadeflow_cli.text import LineDecodeError, Utf8Lines, json_loads
@@ -175,8 +176,11 @@ def _json_line_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, 
 def _json_whole(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         with path.open("rb") as fh:
-            raw = fh.read().removeprefix(b"\xef\xbb\xbf")
+            raw = read_capped(fh, MAX_INPUT_BYTES, "the JSON array").removeprefix(b"\xef\xbb\xbf")
         data = json_loads(raw.decode("utf-8"), parse_float=Decimal)
+    except TooLargeError as exc:
+        raise ImportRowError(f"{where}:1: {exc}; import it as JSON Lines (--format jsonl), which "
+                             "streams") from None
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ImportRowError(f"{where}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None

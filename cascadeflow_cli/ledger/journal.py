@@ -21,6 +21,10 @@ first turns its lines into entries (files) like the others, the last line of a r
 winning. A log whose requests are all settled (committed, or rewritten as a file of
 their own) is deleted.
 
+A shadow verification's call (engine/shadow.py), paid after its request was recorded, is
+journaled the same way as an entry of its own, named by the call's id and holding the
+``ShadowOutcome`` under ``"shadow"``; its replay adds the call to the request (once).
+
 Write-ahead entries are not fsynced (the ledger's own WAL commits are not either, with
 ``synchronous=NORMAL``): they survive the process dying, as the ledger does. Only what
 the ledger could not take is forced to disk.
@@ -37,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.ledger import ahead_log
-from cascadeflow_cli.ledger.labels import CallSignals
+from cascadeflow_cli.ledger.labels import CallSignals, ShadowOutcome
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 
 VERSION = 1
+Entry = RequestRecord | ShadowOutcome  # what a journal file holds
 _made: set[Path] = set()  # journal directories this process has made
 
 
@@ -55,41 +60,62 @@ def _entry_path(directory: Path, request_id: str) -> Path:
     return directory / f"{request_id}.json"
 
 
+def entry_id(record: Entry) -> str:
+    """The name of ``record``'s entry: the request's id, or a shadow call's own id."""
+    if isinstance(record, ShadowOutcome):
+        assert record.call is not None  # only a call that was made is journaled
+        return record.call.id
+    return record.id
+
+
 def write(
-    ledger_path: Path, record: RequestRecord, reservation_id: str | None, *, durable: bool = False
+    ledger_path: Path, record: Entry, reservation_id: str | None, *, durable: bool = False
 ) -> Path:
     """Write (or replace) the journal entry of ``record``; fsynced when ``durable``.
     Raises OSError when the journal cannot be written (the caller decides what that means)."""
     directory = _directory(ledger_path)
-    final = _write_file(directory, record.id, _encode(record, reservation_id), durable=durable)
-    ahead_log.own_file(directory, record.id)  # deleted when the request is committed
+    key = entry_id(record)
+    final = _write_file(directory, key, _encode(record, reservation_id), durable=durable)
+    ahead_log.own_file(directory, key)  # deleted when the request is committed
     if durable:  # the file is the request's entry now, whatever its log holds
-        ahead_log.settle(directory, record.id)
+        ahead_log.settle(directory, key)
     return final
 
 
-def write_ahead(ledger_path: Path, record: RequestRecord, reservation_id: str | None) -> None:
+def write_ahead(ledger_path: Path, record: Entry, reservation_id: str | None) -> None:
     """Journal the request in flight, before its commit: one line appended to this
     process's log (a file of its own where ``flock`` is missing). Raises OSError when it
     cannot be written."""
     directory = _directory(ledger_path)
     data = _encode(record, reservation_id)
-    if not ahead_log.append(directory, record.id, data):
+    if not ahead_log.append(directory, entry_id(record), data):
         write(ledger_path, record, reservation_id)
 
 
 def _directory(ledger_path: Path) -> Path:
     directory = journal_dir(ledger_path)
     if directory not in _made:  # once a process (and again if it went): mkdir was 1.5% of a served request
-        directory.mkdir(mode=0o700, exist_ok=True)
+        _make(directory)
         _made.add(directory)
     return directory
 
 
-def _encode(record: RequestRecord, reservation_id: str | None) -> bytes:
-    return json.dumps(
-        {"v": VERSION, "reservation_id": reservation_id, "request": _plain(record)}, ensure_ascii=False
-    ).encode("utf-8")
+def _make(directory: Path) -> None:
+    """The journal directory, and its parent if need be: a PostgreSQL ledger's journal is
+    in the user data dir, which a user who never had a SQLite ledger does not have yet
+    (without it a paid answer the server refused was recorded nowhere)."""
+    directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, exist_ok=True)
+
+
+def _encode(record: Entry, reservation_id: str | None) -> bytes:
+    if isinstance(record, ShadowOutcome):
+        body: dict[str, Any] = {"shadow": {**{n: getattr(record, n) for n in _names(ShadowOutcome)},
+                                           "call": _plain_call(record.call)}}
+    else:
+        body = {"request": _plain(record)}
+    return json.dumps({"v": VERSION, "reservation_id": reservation_id, **body},
+                      ensure_ascii=False).encode("utf-8")
 
 
 def _write_file(directory: Path, request_id: str, data: bytes, *, durable: bool = False) -> Path:
@@ -99,7 +125,7 @@ def _write_file(directory: Path, request_id: str, data: bytes, *, durable: bool 
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except FileNotFoundError:
-        directory.mkdir(mode=0o700, exist_ok=True)
+        _make(directory)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, data)
@@ -126,9 +152,10 @@ def discard(ledger_path: Path, request_id: str) -> None:
             _entry_path(directory, request_id).unlink()
 
 
-def pending(ledger_path: Path) -> list[tuple[Path, RequestRecord, str | None]]:
-    """Entries waiting to be recorded, oldest first. A file that does not parse (a torn
-    temporary file of a process killed mid-write) is skipped, left for a person to see."""
+def pending(ledger_path: Path) -> list[tuple[Path, Entry, str | None]]:
+    """Entries waiting to be recorded, oldest first (requests before the shadow calls
+    that add to them). A file that does not parse (a torn temporary file of a process
+    killed mid-write) is skipped, left for a person to see."""
     directory = journal_dir(ledger_path)
     ahead_log.recover(directory, functools.partial(_keep, directory))  # logs of processes that died
     try:
@@ -139,10 +166,27 @@ def pending(ledger_path: Path) -> list[tuple[Path, RequestRecord, str | None]]:
     for path in names:
         try:
             data = json.loads(path.read_bytes())
-            entries.append((path, _record(data["request"]), data.get("reservation_id")))
+            record = _shadow(data["shadow"]) if "shadow" in data else _record(data["request"])
+            entries.append((path, record, data.get("reservation_id")))
         except (OSError, ValueError, KeyError, TypeError):
             continue
+    entries.sort(key=lambda entry: isinstance(entry[1], ShadowOutcome))  # stable: oldest first within
     return entries
+
+
+def replay(ledger: Any, record: Entry, reservation_id: str | None) -> None:
+    """Record one pending entry into ``ledger`` (a LedgerStore): idempotent, a request or
+    shadow call already there is skipped. Raises LedgerError when the ledger refuses."""
+    if isinstance(record, ShadowOutcome):
+        ledger.record_shadow(record, reservation_id)
+    else:
+        ledger.record(record, reservation_id)
+
+
+def why(error: str | None) -> str:
+    """`` (the ledger refused one: ...)`` for a message about entries still waiting: a
+    full disk passes, an entry the ledger can never take needs a person to see why."""
+    return f" (the ledger refused one: {error})" if error else ""
 
 
 def _keep(directory: Path, request_id: str, data: bytes) -> None:
@@ -155,11 +199,15 @@ def _plain(record: RequestRecord) -> dict[str, Any]:
     """Shallow, unlike ``dataclasses.asdict`` (which deep-copies every value: most of the
     cost of a batch row's journal entry)."""
     row = {name: getattr(record, name) for name in _names(RequestRecord)}
-    row["calls"] = [{name: getattr(c, name) for name in _names(CallRecord)} for c in record.calls]
+    row["calls"] = [_plain_call(c) for c in record.calls]
     row["signals"] = [
         {name: _listed(getattr(s, name)) for name in _names(CallSignals)} for s in record.signals
     ]
     return row
+
+
+def _plain_call(call: CallRecord | None) -> dict[str, Any] | None:
+    return None if call is None else {name: getattr(call, name) for name in _names(CallRecord)}
 
 
 @functools.cache
@@ -187,13 +235,19 @@ def _storable(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _call(data: dict[str, Any]) -> CallRecord:
+    return CallRecord(**{**_storable(data), "quality_reasons": tuple(data.get("quality_reasons") or ())})
+
+
+def _shadow(data: dict[str, Any]) -> ShadowOutcome:
+    if not isinstance(data.get("call"), dict):
+        raise ValueError("a shadow entry without its call")
+    return ShadowOutcome(**{**_storable(data), "call": _call(data["call"])})
+
+
 def _record(data: dict[str, Any]) -> RequestRecord:
     _storable(data)
-    for call in data["calls"]:
-        _storable(call)
-    calls = tuple(
-        CallRecord(**{**c, "quality_reasons": tuple(c.get("quality_reasons") or ())}) for c in data["calls"]
-    )
+    calls = tuple(_call(c) for c in data["calls"])
     reasons = tuple(data.get("quality_reasons") or ())
     signals = tuple(
         CallSignals(**{**sig, "logprobs": tuple(sig["logprobs"]) if sig.get("logprobs") else None})

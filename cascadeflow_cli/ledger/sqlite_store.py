@@ -253,10 +253,12 @@ class SqliteQueries(SpendReads):
             call_id = None
             if outcome.call is not None:
                 row = call_row(outcome.call)
-                conn.execute(insert_sql("calls", tuple(row)), list(row.values()))
+                # a journal replay of a shadow already recorded adds nothing (as on PostgreSQL)
+                inserted = conn.execute(insert_sql("calls", tuple(row), tail=" on conflict (id) do nothing"),
+                                        list(row.values())).rowcount
                 call_id = outcome.call.id
                 cost = outcome.call.cost_nusd
-                if cost:  # the spend triggers count it against the user's budgets
+                if cost and inserted:  # the spend triggers count it against the user's budgets
                     conn.execute("update requests set cost_nusd = cost_nusd + ?, "
                                  "savings_nusd = savings_nusd - ? where id = ?",
                                  [cost, cost, outcome.request_id])

@@ -144,6 +144,7 @@ class LedgerStore(SpendReader, Protocol):
     path: Path  # names the ledger in messages; the side journal lives beside it
     clock: Clock
     journal_waiting: int  # journaled requests the ledger could not take at open
+    journal_error: str | None  # why it could not (the last refusal's message)
 
     # --- life cycle -----------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.files import TooLargeError, read_path_capped
 from cascadeflow_cli.text import json_loads
 
 from .features import EXEC_FEATURES, FEATURE_NAMES, FEATURE_VERSION, draft_features, feature_domain
@@ -90,10 +91,12 @@ class Calibration:
         }
 
     def write(self, path: Path) -> None:
-        """Write atomically (a temporary file renamed over ``path``)."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        """Write atomically (a temporary file renamed over ``path``; a device or FIFO is
+        written into, not replaced: files.py)."""
+        from cascadeflow_cli.files import written_whole
+
+        with written_whole(path, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(self.to_json(), indent=1) + "\n")
 
     @property
     def needs_execution(self) -> bool:
@@ -237,7 +240,9 @@ def load_calibration(path: Path | str) -> Calibration:
     """Read and validate a calibration file; ConfigError (one line) on any problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_path_capped(path).decode("utf-8")
+    except TooLargeError as exc:
+        raise ConfigError(f"{exc}: not a calibration file") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: calibration file not found; make one with `cascade calibrate`") from None
     except IsADirectoryError:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cascadeflow_cli.files import TooLargeError, read_path_capped
 from cascadeflow_cli.text import json_loads
 
 BUILT_IN = ("code", "math", "medical", "legal", "finance", "general")  # = routing.domain.DOMAINS
@@ -228,7 +229,9 @@ def parse_custom(
 def read_examples(path: Path, fail: Callable[[str], Exception]) -> list[str]:
     """One example a line, or JSON Lines rows with "query" (or "text"); blank lines skipped."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_path_capped(path).decode("utf-8")
+    except TooLargeError as exc:
+        raise fail(str(exc)) from None
     except FileNotFoundError:
         raise fail(f"{path}: not found") from None
     except UnicodeDecodeError:

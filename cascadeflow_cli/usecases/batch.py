@@ -28,17 +28,20 @@ class BatchPlan:
 
 
 def plan_batch(ledger: Ledger, file: Path, output: Path | None, resume: bool) -> BatchPlan:
-    """A new batch, or (``resume`` with an existing ``output``) the one that wrote it,
-    with the output's torn last line, if a crash left one, cut off."""
+    """A new batch, or (``resume`` with ``output``) the one that wrote it, with the
+    output's torn last line, if a crash left one, cut off (an output that is gone: its
+    rows all come from the ledger, not asked and paid for again)."""
     from cascadeflow_cli.engine.batch import scan_output
     from cascadeflow_cli.ledger.batch_ids import committed_rows, latest_batch, start_batch
 
-    if not (resume and output is not None and output.exists()):
+    if not (resume and output is not None):
         return BatchPlan(start_batch(ledger, output, file.resolve()))
-    done, good = scan_output(output)
-    if good < output.stat().st_size:  # a line torn by a crash: cut it off
-        with output.open("r+b") as fh:
-            fh.truncate(good)
+    done: set[str] = set()
+    if output.exists():  # a lost output is resumed too: every row it had comes from the ledger
+        done, good = scan_output(output)
+        if good < output.stat().st_size:  # a line torn by a crash: cut it off
+            with output.open("r+b") as fh:
+                fh.truncate(good)
     batch_id = latest_batch(ledger, output)
     if batch_id is None:
         return BatchPlan(start_batch(ledger, output, file.resolve()), done)

@@ -35,9 +35,11 @@ def ask(cascade: Cascade, query: str, user: str, *, domain: str | None = None,
                        max_tokens=max_tokens)
 
 
-def wait_for_checks() -> None:
+def wait_for_checks() -> list[str]:
     """Let the shadow verifications of accepted drafts still in flight (issue 9) finish,
-    within their deadline: they label the drafts the calibration learns from."""
-    from cascadeflow_cli.engine.shadow import wait_pending
+    within their deadline: they label the drafts the calibration learns from. Returns a
+    line for each paid shadow call the ledger could not take (it waits in the journal)."""
+    from cascadeflow_cli.engine.shadow import unrecorded, wait_pending
 
     wait_pending()
+    return unrecorded()

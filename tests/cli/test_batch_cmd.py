@@ -257,3 +257,21 @@ def test_resume_after_a_torn_last_line_asks_nothing_again(cli: CliRunner, good: 
     assert run.code == 0, run.stderr
     assert "1 recovered from the ledger" in run.stderr
     assert_exactly_once(ids, out, cli.db)
+
+
+def test_resume_after_the_output_was_lost_takes_every_row_from_the_ledger(
+    cli: CliRunner, good: ReplayServer, tmp_path: Path
+) -> None:
+    """The output file deleted (or never flushed to a disk that went away): --resume
+    started a new batch and paid for every row again, though an empty file was recovered
+    from the ledger."""
+    ids = write_queries(tmp_path / "in.jsonl", 4)
+    out = tmp_path / "out.jsonl"
+    assert cli("batch", "in.jsonl", "--output", "out.jsonl").code == 0
+    asked = good.request_count()
+    out.unlink()
+    run = cli("batch", "in.jsonl", "--output", "out.jsonl", "--resume")
+    assert run.code == 0, run.stderr
+    assert "4 recovered from the ledger" in run.stderr
+    assert good.request_count() == asked
+    assert_exactly_once(ids, out, cli.db)

@@ -176,3 +176,80 @@ def test_a_hostile_file_is_one_error_line_and_imports_nothing(
     assert_one_error_line(run.stderr)
     assert where in run.stderr and "unexpected" not in run.stderr
     assert rows(cli.db, "requests") == []
+
+
+def test_export_to_a_fifo_or_device_writes_into_it_and_keeps_it(filled: CliRunner) -> None:
+    """`--output` naming a FIFO (or, as root, a device such as /dev/null) is written into,
+    not replaced by a regular file: the temporary-file-then-rename of a regular output
+    replaced the node itself (root's `--output /dev/null` destroyed /dev/null)."""
+    import os
+    import stat
+
+    fifo = filled.cwd / "pipe.csv"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader is there: the writer's open won't block
+    try:
+        run = filled("export", "--output", str(fifo))
+        assert run.code == 0, run.stderr
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        data = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert data.startswith(b"id,request_id,") and data.count(b"\r\n") == 7
+    assert not list(filled.cwd.glob(".pipe.csv*"))
+    if os.geteuid() == 0:  # a character device of our own: a copy of /dev/null
+        null = filled.cwd / "null.csv"
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        run = filled("export", "--output", str(null))
+        assert run.code == 0, run.stderr
+        assert stat.S_ISCHR(os.stat(null).st_mode)
+
+
+def test_export_through_a_symlink_replaces_its_target_not_the_link(filled: CliRunner) -> None:
+    target = filled.cwd / "backups" / "2026.csv"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = filled.cwd / "latest.csv"
+    link.symlink_to(target)
+    run = filled("export", "--output", str(link))
+    assert run.code == 0, run.stderr
+    assert link.is_symlink()
+    assert target.read_bytes().startswith(b"id,request_id,")
+
+
+def test_export_to_a_full_device_is_one_error_line(filled: CliRunner) -> None:
+    import os
+    import stat
+
+    if os.geteuid() != 0:
+        pytest.skip("making a copy of /dev/full needs root (mknod)")
+    full = filled.cwd / "full.csv"
+    os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    run = filled("export", "--output", str(full))
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "No space left on device" in run.stderr and "unexpected" not in run.stderr
+    assert stat.S_ISCHR(os.stat(full).st_mode)
+
+
+def test_a_nul_character_in_an_answer_survives_the_csv_round_trip(
+    cli: CliRunner, server: object, tmp_path: Path
+) -> None:
+    """A provider's answer holding U+0000 (JSON's \\u0000): SQLite's printf('%s') stopped
+    at it, so the CSV export cut the field there and left its opening quote unclosed,
+    reporting success; importing that export failed ('expected 37 fields, found 53')."""
+    from cascadeflow_cli.replay.server import ModelBehavior
+
+    answer = "Paris is the capital\x00 of France, and\u2028its largest city, \"by far\"."
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=answer))  # type: ignore[attr-defined]
+    assert cli("ask", "What is the capital of France?", OPENAI_API_KEY="sk-test").code == 0
+    first = tmp_path / "first.csv"
+    assert cli("export", "--output", str(first)).code == 0
+    exported = list(csv.DictReader(io.StringIO(first.read_text(encoding="utf-8"), newline="")))
+    assert [row["answer"] for row in exported] == [answer]
+    again = CliRunner(tmp_path, None, tmp_path / "again.db")
+    run = again("import", str(first))
+    assert run.code == 0, run.stderr
+    second = tmp_path / "second.csv"
+    assert again("export", "--output", str(second)).code == 0
+    assert second.read_bytes() == first.read_bytes()

@@ -13,6 +13,7 @@ The test ids are the matrix: FAULT@STEP.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import signal
 import sqlite3
@@ -140,3 +141,190 @@ def test_nothing_paid_is_lost(
         assert "read-only" in stderr and server.request_count("gpt-4o-mini") == 0
     # every paid cell is replayed from the journal as the answered request it was
     _check(runner, server, paid=step in PAID_STEPS, status="ok")
+
+
+@pytest.mark.parametrize("fault", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_draft_sampled_in_several_calls_keeps_the_calls_already_answered(
+    tmp_path: Path, server: ReplayServer, fault: str
+) -> None:
+    """`consistency_samples = 3` from a provider that ignores `n`: the draft takes three
+    calls. A signal during the second one used to lose the first, answered and paid: it
+    became the draft's completion only once all three had come back, and nothing was
+    journaled before. Now each answered call is recorded (SIGINT, SIGTERM) or waits in the
+    journal for the next command (SIGKILL)."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(
+        answer=GOOD_ANSWER, prompt_tokens=100, completion_tokens=100, honor_n=False, latency_s=1.0))
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED)
+                    + "\n[quality]\nconsistency_samples = 3\n")
+    runner = CliRunner(tmp_path, path, tmp_path / "ledger.db")
+    assert runner("budget", "show", "default").code == 0
+    proc = runner.popen("ask", Q1)
+    try:
+        wait_until(lambda: server.request_count("gpt-4o-mini") >= 2 or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(SIGNALS[fault])
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in stderr and "unexpected" not in stderr, stderr
+    assert proc.returncode == (-signal.SIGKILL if fault == "SIGKILL" else 130), stderr
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100,
+                                                     completion_tokens=100))
+    assert runner("ask", Q2).code == 0  # replays the journal
+    conn = sqlite3.connect(runner.db)
+    try:
+        paid = conn.execute(
+            "select c.status, c.cost_nusd, c.output_tokens from requests r join calls c "
+            "on c.request_id = r.id where r.query = ? and c.cost_nusd > 0", [Q1]).fetchall()
+        assert conn.execute("select count(*) from reservations").fetchone()[0] == 0
+    finally:
+        conn.close()
+    # the first call (100 in, 100 out at $1/$2 per million) answered before the signal
+    assert len(paid) >= 1 and sum(cost for _, cost, _ in paid) >= 300_000, paid
+    assert journal.pending(runner.db) == []
+
+
+def _shadow_runner(tmp_path: Path, server: ReplayServer) -> CliRunner:
+    """Every accepted draft also answered by the verifier (priced: 100 + 100 tokens)."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100,
+                                                completion_tokens=100, latency_s=1.0))
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED)
+                    + "\n[quality]\nshadow_rate = 1.0\n")
+    runner = CliRunner(tmp_path, path, tmp_path / "ledger.db")
+    assert runner("budget", "show", "default").code == 0
+    return runner
+
+
+def _shadow_cost(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        [(cost,)] = conn.execute(
+            "select coalesce(sum(c.cost_nusd), 0) from calls c join requests r on r.id = c.request_id "
+            "where r.query = ? and c.role = 'shadow'", [Q1]).fetchall()
+        totals = conn.execute("select sum(cost_nusd) from requests where query = ?", [Q1]).fetchone()
+        assert conn.execute("select count(*) from reservations").fetchone()[0] == 0
+    finally:
+        conn.close()
+    assert totals[0] >= cost  # the request's total counts its shadow
+    return int(cost)
+
+
+def test_a_shadow_call_the_full_disk_refuses_waits_in_the_journal(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    """The shadow verifier answered (paid) but the disk filled meanwhile, so its commit
+    failed: its call used to vanish without a word (the background thread swallowed the
+    error)."""
+    runner = _shadow_runner(tmp_path, server)
+    proc = runner.popen("ask", Q1)
+    try:
+        wait_until(lambda: server.request_count("gpt-4o") >= 1 or proc.poll() is not None)
+        assert proc.poll() is None
+        _fill_disk(proc.pid, runner.db)  # the answer is recorded; the shadow call is in flight
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr  # the answer itself was recorded
+    assert stdout == GOOD_ANSWER + "\n"
+    assert "Traceback" not in stderr and "unexpected" not in stderr, stderr
+    assert "shadow" in stderr and "journal" in stderr, stderr  # said, not silent
+    assert len(journal.pending(runner.db)) == 1
+    assert runner("budget", "show", "default").code == 0  # the next command replays it
+    assert journal.pending(runner.db) == []
+    assert _shadow_cost(runner.db) == 300_000
+    assert runner("budget", "show", "default").code == 0  # a second replay adds nothing
+    assert _shadow_cost(runner.db) == 300_000
+
+
+def test_a_shadow_call_answered_before_kill_9_is_recorded_by_the_next_command(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    """kill -9 while the answered shadow waits for the ledger's write lock: it was written
+    ahead to the journal, and the next command records it."""
+    runner = _shadow_runner(tmp_path, server)
+    proc = runner.popen("ask", Q1)
+    try:
+        wait_until(lambda: server.request_count("gpt-4o") >= 1 or proc.poll() is not None)
+        locker = sqlite3.connect(runner.db, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")  # the shadow's commit waits for this
+        try:
+            # the answered shadow is written ahead, then its commit waits on the lock
+            wait_until(lambda: b'"shadow"' in _journal_bytes(runner.db) or proc.poll() is not None,
+                       timeout=60)
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert runner("budget", "show", "default").code == 0
+    assert journal.pending(runner.db) == []
+    assert _shadow_cost(runner.db) == 300_000
+
+
+def _journal_bytes(db: Path) -> bytes:
+    seen = b""
+    for path in journal.journal_dir(db).glob("ahead-*.log"):
+        with contextlib.suppress(FileNotFoundError):  # settled and deleted meanwhile
+            seen += path.read_bytes()
+    return seen
+
+
+def test_ask_stream_waits_for_its_shadow_call(tmp_path: Path, server: ReplayServer) -> None:
+    """`ask --stream` returned without waiting for the shadow verification it had started:
+    the process exited with the verifier's call about to be sent or in flight (a provider
+    bills a call it received even if the client has gone), and the ledger never heard of
+    it; here the thread died before sending (0 requests)."""
+    runner = _shadow_runner(tmp_path, server)
+    run = runner("ask", "--stream", Q1)
+    assert run.code == 0, run.stderr
+    assert server.request_count("gpt-4o") == 1
+    assert _shadow_cost(runner.db) == 300_000
+
+
+def test_a_streamed_answer_cut_by_kill_9_keeps_what_was_generated(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    """`ask --stream`, the draft refused, the verifier streaming slowly: kill -9 mid-stream
+    lost the verifier's partial answer (generated, so billed): it was priced only when the
+    stream ended or was interrupted. The answer so far is journaled while it streams."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="I'm sorry, but I can't help with that.",
+                                                     prompt_tokens=100, completion_tokens=100))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=" ".join([GOOD_ANSWER] * 4), stream_delay_s=0.3))
+    path = tmp_path / "cascadeflow.toml"
+    path.write_text(config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED))
+    runner = CliRunner(tmp_path, path, tmp_path / "ledger.db")
+    assert runner("budget", "show", "default").code == 0
+    proc = runner.popen("ask", "--stream", Q1)
+    try:
+        # the verifier's answer so far, journaled mid-stream (its finish reason says so)
+        wait_until(lambda: b'"finish_reason": "interrupted"' in _journal_bytes(runner.db)
+                   or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert runner("budget", "show", "default").code == 0  # replays the journal
+    conn = sqlite3.connect(runner.db)
+    try:
+        calls = dict(conn.execute(
+            "select c.role, c.cost_nusd from calls c join requests r on r.id = c.request_id "
+            "where r.query = ?", [Q1]).fetchall())
+    finally:
+        conn.close()
+    assert calls["draft"] == 300_000
+    assert calls.get("verifier", 0) > 0, calls  # the part it streamed, priced from its text

@@ -116,14 +116,22 @@ def test_empty_ledger(cli: CliRunner) -> None:
 def test_control_characters_from_the_ledger_cannot_drive_the_terminal(tmp_path: Path, color: str) -> None:
     """hostile-4: a user name and query holding ESC [2J (clear screen) and ESC ]0; (set the
     title), imported or sent by a serve client, reached the terminal of whoever ran
-    `cascade logs` or `usage` raw. They are shown escaped; rich's own colours still work."""
+    `cascade logs` or `usage` raw. They are shown escaped; rich's own colours still work.
+    (A user name with a control character is refused now, by import too; a ledger written
+    before that may still hold one, so the name is put there directly.)"""
+    import sqlite3
+
     history = tmp_path / "h.csv"
     history.write_text(
-        'timestamp,user,model,cost,query\n2026-01-01T10:00:00Z,"ev\x1b[2Jil",big,0.5,"q\x1b]0;pwned\x07 x"\n',
+        'timestamp,user,model,cost,query\n2026-01-01T10:00:00Z,evil,big,0.5,"q\x1b]0;pwned\x07 x"\n',
         encoding="utf-8",
     )
     cli = CliRunner(tmp_path, None, tmp_path / "ledger.db")
     assert cli("import", str(history)).code == 0
+    conn = sqlite3.connect(cli.db)
+    with conn:
+        conn.execute("update requests set user = 'ev\x1b[2Jil'")
+    conn.close()
     env = {"FORCE_COLOR": "1", "COLUMNS": "120"} if color else {"NO_COLOR": "1", "COLUMNS": "120"}
     for args in (["logs"], ["usage", "--by", "user"]):
         run = cli(*args, **env)

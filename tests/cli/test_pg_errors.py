@@ -3,8 +3,11 @@ sent: the server down, a wrong password (never printed), a newer schema."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from cascadeflow_cli.replay.server import ReplayServer
 from tests import pg_server as pg
 from tests.conftest import CliRunner, assert_one_error_line
 
@@ -47,3 +50,25 @@ def test_a_newer_schema_is_refused_untouched(cli: CliRunner, pg_url: str) -> Non
     assert run.code == 1
     assert_one_error_line(run.stderr)
     assert "newer than this cascade" in run.stderr and "999_from_the_future" in run.stderr
+
+
+def test_an_answer_holding_a_nul_character_is_recorded_on_either_backend(
+    ledger_url: str, server: ReplayServer, config_file: Path, tmp_path: Path
+) -> None:
+    """PostgreSQL's text cannot hold U+0000, which a provider's answer may: the paid answer
+    ended 'answered, but not recorded' (exit 4) and its journal entry failed every replay,
+    so every later `ask` was refused. The NUL is stored as U+FFFD there."""
+    from cascadeflow_cli.replay.server import ModelBehavior
+
+    answer = "Paris is the capital\x00 of France. It has been the seat of government for centuries."
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=answer))
+    cli = CliRunner(tmp_path, config_file, tmp_path / "unused.db")  # CASCADE_DB below decides
+    env = {"CASCADE_DB": ledger_url, "OPENAI_API_KEY": "sk-test"}
+    first = cli("ask", "What is the capital of France?", **env)
+    assert first.code == 0, first.stderr
+    second = cli("ask", "What is the capital of Spain?", **env)  # not refused by a stuck journal
+    assert second.code == 0, second.stderr
+    logs = cli("logs", "--json", "-n", "0", **env)
+    assert logs.code == 0, logs.stderr
+    stored = sorted(r["answer"] for r in logs.json())  # type: ignore[union-attr, index]
+    assert stored[0] in (answer, answer.replace("\x00", "\ufffd"))

@@ -137,3 +137,68 @@ def test_a_user_name_with_an_invisible_format_character_is_refused(
         run = cli("ask", QUERY, "--user", name)
         assert run.code == 0, (name, run.stderr)
     assert len(rows(cli.db, "requests")) == 6
+
+
+def test_a_user_name_with_a_control_character_is_refused(
+    cli: CliRunner, server: ReplayServer, tmp_path: Path
+) -> None:
+    """"alice\\r" prints as "alice" on a terminal, "a\\nb" as two lines, ESC starts a
+    terminal escape: each made another user's name and budget; a tab or newline in a
+    name is never meant either."""
+    for spoof, code, at in (("alice\r", "U+000D", 6), ("a\nb", "U+000A", 2), ("a\tb", "U+0009", 2),
+                            ("\x1b[31malice", "U+001B", 1), ("ali\x85ce", "U+0085", 4),
+                            ("alice\x7f", "U+007F", 6)):
+        for args in (["ask", QUERY, "--user", spoof], ["budget", "set", spoof, "--daily", "1"]):
+            run = cli(*args)
+            assert run.code == 1, run.stderr
+            assert_one_error_line(run.stderr)
+            assert f"control character ({code} at character {at})" in run.stderr, run.stderr
+    history = tmp_path / "h.csv"
+    history.write_text('timestamp,user,model,cost\n2026-05-01T10:00Z,"ali\rce",mini,0.01\n', "utf-8")
+    run = cli("import", str(history))
+    assert run.code == 1 and "U+000D" in run.stderr, run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+    assert rows(cli.db, "budgets") == []
+
+
+def test_a_number_option_refuses_nan_and_infinity(cli: CliRunner) -> None:
+    """NaN passes every range check (each comparison is false): `--confidence nan`
+    reached the forecaster as `unexpected ValueError`, `--min-change nan` reported nothing."""
+    for args in (["forecast", "--confidence", "nan"], ["anomalies", "--min-change", "nan"],
+                 ["anomalies", "--min-change", "inf"], ["quality", "check", "--query", "q",
+                                                        "--response", "r", "--threshold", "nan"],
+                 ["serve", "--grace", "nan"], ["calibrate", "x.jsonl", "--target-quality", "NaN"]):
+        run = cli(*args)
+        assert run.code == 1, (args, run.stderr)
+        assert_one_error_line(run.stderr)
+        assert "unexpected" not in run.stderr
+        assert "not a finite number" in run.stderr or "within" in run.stderr, run.stderr
+
+
+def test_logs_with_a_count_past_sqlite_s_integers_shows_everything(
+    cli: CliRunner, server: ReplayServer
+) -> None:
+    """`-n 99999999999999999999` was sent to SQLite as a LIMIT it cannot hold and came back
+    as 'datatype mismatch (the file is damaged: restore a backup...)' about a sound ledger."""
+    assert cli("ask", QUERY).code == 0
+    run = cli("logs", "-n", "99999999999999999999", "--json")
+    assert run.code == 0, run.stderr
+    assert len(run.json()) == 1  # type: ignore[arg-type]
+
+
+def test_a_chain_naming_a_model_twice_is_refused_before_any_call(
+    cli: CliRunner, server: ReplayServer, tmp_path: Path
+) -> None:
+    """`--models mini,mini` (or `[cascade] models = ["mini", "mini"]`) escalated from mini
+    to mini: the same prompt paid for twice, for the same refused answer."""
+    run = cli("ask", QUERY, "--models", "mini,big,mini")
+    assert run.code == 1, run.stderr
+    assert_one_error_line(run.stderr)
+    assert "names model 'mini' twice" in run.stderr
+    config = tmp_path / "dup.toml"
+    config.write_text(config_text(server.base_url, chain='["mini", "mini"]'))
+    run = cli("ask", QUERY, CASCADE_CONFIG=str(config))
+    assert run.code == 1, run.stderr
+    assert_one_error_line(run.stderr)
+    assert "cascade.models: names model 'mini' twice" in run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []

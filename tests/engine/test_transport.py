@@ -63,7 +63,9 @@ def _aio_post(server: ReplayServer, payload: dict[str, Any]) -> Any:
     async def main() -> Any:
         client = AsyncKeepAliveClient()
         try:
-            return await client.post(f"{server.base_url}/chat/completions", payload, {}, 10)
+            # 120 s, not 10: only the cap may end the 8 MiB answer (at load ~7 the full suite's
+            # run timed out first, 'TransportTimeout: timed out', as 5a0c3a7 saw for its twin)
+            return await client.post(f"{server.base_url}/chat/completions", payload, {}, 120)
         finally:
             client.close()
 

@@ -107,3 +107,41 @@ def test_an_entry_no_ledger_column_can_hold_is_skipped_not_replayed_forever(tmp_
         ledger.check_writable()  # the bad entry does not block requests either
     assert [r["id"] for r in ledger_rows(db, "requests")] == [request(2).id]
     assert path.exists()
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["entry", "written-ahead"])
+def test_the_journal_is_made_where_its_parent_does_not_exist_yet(tmp_path: Path, ahead: bool) -> None:
+    """A PostgreSQL ledger's journal lives in the user data dir, which a user who never
+    had a SQLite ledger does not have: the journal's mkdir (no parents) failed, and a paid
+    answer the server refused was 'recorded nowhere'."""
+    ledger = tmp_path / "home" / ".local" / "share" / "cascadeflow" / "postgres-0123abcd"
+    record = request(7)
+    if ahead:  # into this (live) process's log: recovered only once the process is gone
+        journal.write_ahead(ledger, record, None)
+        assert [p.name.startswith("ahead-") for p in journal.journal_dir(ledger).iterdir()] == [True]
+    else:
+        journal.write(ledger, record, None, durable=True)
+        [(_, back, _)] = journal.pending(ledger)
+        assert back == record
+    assert stat.S_IMODE(journal.journal_dir(ledger).stat().st_mode) == 0o700
+
+
+def test_an_entry_the_ledger_can_never_take_says_why(tmp_path: Path) -> None:
+    """A journal entry the ledger refuses for good (here a shadow call whose request is
+    not in this ledger) keeps every later request refused; the refusal used to say only
+    'cannot be recorded', not what the ledger said."""
+    from cascadeflow_cli.ledger.labels import ShadowOutcome
+
+    db = tmp_path / "l.db"
+    open_ledger(db).close()
+    call = replace(request(5).calls[0], role="shadow", seq=1, id="nowhere-1", request_id="nowhere")
+    journal.write(db, ShadowOutcome("nowhere", "ok", call=call), None, durable=True)
+    ledger = open_ledger(db)
+    try:
+        assert ledger.journal_waiting == 1
+        with pytest.raises(LedgerError) as info:
+            ledger.check_writable()
+    finally:
+        ledger.close()
+    assert "cannot be recorded (the ledger refused one: " in str(info.value)
+    assert "FOREIGN KEY" in str(info.value)

@@ -154,8 +154,10 @@ def test_the_ends_of_the_calendar(ledger: tuple[Path, Path], edge: str, tally: B
 
 # --- user names -----------------------------------------------------------------------
 
-# valid names: any text but surrogates and invisible format characters (Cf: refused)
-names = st.text(st.characters(blacklist_categories=("Cs", "Cf")), min_size=1, max_size=24).filter(str.strip)
+# valid names: any text but surrogates, control characters (Cc) and invisible format
+# characters (Cf): both refused
+names = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cf")), min_size=1, max_size=24).filter(
+    str.strip)
 
 
 @given(user=names)
@@ -176,10 +178,10 @@ undecodable_names = st.one_of(
     st.builds(lambda a, b: a + "\udce9" + b, st.text(max_size=5), st.text(max_size=5)),  # not UTF-8
     st.builds(lambda a: a + "\ud800", st.text(max_size=5)),  # a lone surrogate
 )
-# a name holding a bidi control or a zero-width/invisible character looks like another one
+# a name holding a bidi control, a zero-width/invisible or a control character looks like another one
 spoofing_names = st.builds(
-    lambda a, c, b: a + c + b, st.text(max_size=5), st.sampled_from("\u200b\u00ad\u2060\ufeff\u202e\u2066"),
-    st.text(max_size=5),
+    lambda a, c, b: a + c + b, st.text(max_size=5),
+    st.sampled_from("\u200b\u00ad\u2060\ufeff\u202e\u2066\r\x1b\x7f\x85"), st.text(max_size=5),
 )
 
 

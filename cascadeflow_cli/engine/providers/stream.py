@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from cascadeflow_cli.config import ModelConfig
@@ -48,6 +49,9 @@ class StreamSink:
         self._close: Callable[[], None] | None = None
         self.reason = "the client disconnected"
         self.sent = False  # some text went out: the answer can no longer be retried or replaced
+        # hears the answer so far, at most every PROGRESS_EVERY_S while it streams: the
+        # cascade journals it, so a kill -9 mid-stream keeps what was generated (and paid)
+        self.on_progress: Callable[[Completion], None] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -78,6 +82,9 @@ class StreamSink:
             close()
 
 
+PROGRESS_EVERY_S = 1.0  # a journal append a second of streaming (one write system call)
+
+
 class StreamAssembler:
     """Builds a Completion from ``chat.completion.chunk`` objects (dicts or attribute
     objects), forwarding each content delta to the sink as it arrives."""
@@ -89,7 +96,7 @@ class StreamAssembler:
         self.usage: Usage = Usage()
         self.response_id: str | None = None
         self.response_model: str | None = None
-        self.started = time.perf_counter()
+        self.started = self._saved = time.perf_counter()
 
     def add(self, chunk: Any) -> None:
         get = _getter(chunk)
@@ -106,8 +113,15 @@ class StreamAssembler:
             if isinstance(content, str) and content:
                 self.parts.append(content)
                 self.sink.delta(content)
+                self._progress()
             if cget("finish_reason"):
                 self.finish_reason = cget("finish_reason")
+
+    def _progress(self) -> None:
+        now = time.perf_counter()
+        if self.sink.on_progress is not None and now - self._saved >= PROGRESS_EVERY_S:
+            self._saved = now
+            self.sink.on_progress(replace(self.completion(), finish_reason="interrupted"))
 
     def completion(self) -> Completion:
         text = "".join(self.parts)

@@ -8,6 +8,7 @@ CLI's start-up never pays for it, and SQLite users need not install it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -58,7 +59,24 @@ def connect(location: LedgerLocation) -> psycopg.Connection[Any]:
         raise LedgerUnavailableError(f"{location.display()}: cannot connect to the ledger: "
                                      f"{one_line(exc, password)}") from None
     conn.autocommit = True  # transactions are opened explicitly (conn.transaction())
+    conn.adapters.register_dumper(str, _nul_safe_dumper())
     return conn
+
+
+@functools.cache
+def _nul_safe_dumper() -> type:
+    """psycopg's str dumper (text format, unknown oid: parameters and text COPY), with
+    U+0000 written as U+FFFD: PostgreSQL's text cannot hold NUL, which a provider's answer
+    may, and the refusal came after the answer was paid for (exit 4, and its journal entry
+    failed every replay, so every later request was refused). SQLite keeps the NUL. (The
+    pure-Python class: the C one cannot be subclassed.)"""
+    from psycopg.types.string import StrDumperUnknown
+
+    class NulSafeStrDumper(StrDumperUnknown):
+        def dump(self, obj: str) -> Any:
+            return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+    return NulSafeStrDumper
 
 
 def retryable(exc: BaseException) -> bool:

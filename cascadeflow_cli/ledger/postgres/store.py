@@ -103,6 +103,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
         except LedgerError:
             self.close()
             raise
+        self.journal_error: str | None = None  # why the ledger refused a journal entry
         self.journal_waiting = self.replay_journal()
 
     def __str__(self) -> str:
@@ -177,14 +178,16 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
                               "(nothing was sent to a provider)")
         if self.journal_waiting:
             raise LedgerError(f"{self}: {self.journal_waiting} answered request(s) in "
-                              f"{journal.journal_dir(self.path)} cannot be recorded; nothing was sent")
+                              f"{journal.journal_dir(self.path)} cannot be recorded"
+                              f"{journal.why(self.journal_error)}; nothing was sent")
 
     def replay_journal(self) -> int:
         entries = journal.pending(self.path)
         for number, (entry, record, reservation_id) in enumerate(entries):
             try:
-                self.record(record, reservation_id)
-            except LedgerError:
+                journal.replay(self, record, reservation_id)
+            except LedgerError as exc:
+                self.journal_error = str(exc)
                 return len(entries) - number
             entry.unlink(missing_ok=True)
         return 0
