@@ -28,7 +28,16 @@ weighs the rules' evidence itself (routing.head.rule_features: each domain's log
 each shape seen, 36 numbers), fitted jointly with the embedding's weights: out-of-fold, with
 the rules of this stop, real-user 0.893 and exam-style 0.879 with them (head alone 0.899 and
 0.836), against 0.881 and 0.879 at the last stop without them (bench/domain_eval.py
---semantic, through the detector itself: 0.889 and 0.878).
+--semantic, through the detector itself: 0.889 and 0.878). With the rules of the next stop
+(software names strong, LaTeX commands not words): 0.901 and 0.870 through the detector, the
+settings chosen as always on the two files' mean (l2 1e-3, vote weight 1.0); the runner-up by
+0.001 of that mean, l2 1e-4 and vote weight 2.0, gives 0.891 and 0.877. Tried at that stop and
+left out, out-of-fold with the earlier rules (real-user / exam-style, against 0.889 / 0.877):
+hashed word and bigram features beside the embedding (0.879-0.889 / 0.875-0.877), a MLP (alone
+0.869-0.893 / 0.834; blended 0.875-0.895 / 0.864-0.873), length, symbol-density and
+question-word features (0.885-0.889 / 0.875-0.879), real-user rows weighted 2-8x (0.891 /
+0.853-0.868), the rules' and vote's weights chosen per file (at best 0.891 on real-user);
+with the new rules, the vote's K and sharpness (8 pairs around 25 and 0.05: none better).
 
 The vectors are those of the int8 products (routing.int8_matmul), one text per model call,
 128 tokens: through the detector 0.885 and 0.871 out-of-fold (0.889 and 0.878 on the float

@@ -96,7 +96,8 @@ class _Index:
         return found
 
 
-_TOKEN = re.compile(r"[\w+#]+(?:-[\w+#]+)*")
+# a word right after a backslash is a LaTeX command (\lambda, \sum, \int), not a field word
+_TOKEN = re.compile(r"(?<![\\\w+#])[\w+#]+(?:-[\w+#]+)*")
 
 
 def _shape(name: str, regex: str, weight: float, flags: int = 0) -> _Shape:
@@ -173,13 +174,13 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             deviation, variance, correlation, regression, random variable*, distribution, mean of,
             arithmetic mean, median of, mode of, sample size, hypothesis test*, confidence interval,
             p-value, axis of symmetry, symmetry, coordinate*, parabola, slope, intercept, inequalit*,
-            exponent*, sequence*, series
+            exponent*, sequence*, series, coin flip*, coin toss*
         """,
             MEDIUM: """
             calculate, solve, average, ratio*, area, volume, triangle*, circle*, rectangle*, square*,
             angle*, integer*, real number*, rational, irrational, multiply, multiplied, divide, divided,
             subtract*, twice, half, numbers, digits, expected value, how many, how much, sum, product,
-            function of, graph of, group theory, ring, field, vector*, estimate*, measure*
+            function of, graph of, group theory, ring, field, vector*, estimate*, measure*, dice
         """,
             WEAK: """
             total, each, per, minutes, hours, score*, value*
@@ -259,7 +260,8 @@ TERMS: dict[str, list[tuple[str, float]]] = {
             interest, irs, deduction*, filing status, payroll, invoice*, expense*, fraudulent charge,
             trading, trader*, hodl, forex, hedging, valuation, ipo, broker*, brokerage,
             bull market, bear market, day trading, options trading, short selling, cagr, roi, net worth,
-            compound interest, yield curve, treasury, treasuries, fintech, accountant*, bookkeeping
+            compound interest, yield curve, treasury, treasuries, fintech, accountant*, bookkeeping,
+            call option*, put option*, options position*, strike price, put spread*, call spread*
         """,
             MEDIUM: """
             balance, transfer*, payment*, pay my, bill*, refund*, card, cards, market*, price*, cost*,

@@ -1,6 +1,7 @@
 """The trained domain head: a multinomial logistic regression over MiniLM embeddings.
 
-Its weights ship as ``cascadeflow_cli/data/domain_head.npz`` (float16, ~5 KB), made by
+Its weights ship as ``cascadeflow_cli/data/domain_head.npz`` (float16; with the
+training rows' int8 embeddings for the nearest-examples vote, ~450 KB), made by
 bench/train_domain_head.py from labelled queries (sources and licences there). The file
 carries a format version, the domain order, the temperature fitted out-of-fold, and the
 model it expects embeddings from; a file that is missing, damaged or made for another

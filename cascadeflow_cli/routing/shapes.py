@@ -24,7 +24,8 @@ _ARTIFACT = (
     r"function|functions|script|program|code|class|method|query|queries|regex|app|application|"
     r"plugin|extension|api|endpoint|bot|module|snippet|component|shader|macro|cli|library|"
     r"package|server|website|webpage|web page|dashboard|tool|unit tests?|test cases?|algorithm|"
-    r"implementation|parser|scraper|crawler|pipeline|dockerfile|makefile|schema|migration"
+    r"implementation|parser|scraper|crawler|pipeline|dockerfile|makefile|schema|migration|syntax|"
+    r"commands?|one-liner|fuzzer"
 )
 
 # (name shown to the user, regex, weight, flags)
@@ -93,7 +94,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
         "code in prose",
         # each branch starts at a rare character or keyword: one pass, little backtracking
         r"[;{}][ \t]*\n[^\n]*[;{}][ \t]*(?:\n|$)|\w\.\w+\(|[a-z][A-Z]\w*\s*\(|\w\s*<-\s*\w|%>%|=>\s*\{|"
-        r"\b(?:lambda\b|null\b|self\.|print\s*\(|console\.log|(?:const|var|let)\s+\w+\s*=)|"
+        r"(?<!\\)\b(?:lambda\b|null\b|self\.|print\s*\(|console\.log|(?:const|var|let)\s+\w+\s*=)|"
         r"\bSELECT\b[^;]{1,200}?\bFROM\b",
         4.0,
         0,
@@ -161,33 +162,32 @@ FINANCE_SHAPES: list[tuple[str, str, float, int]] = [
 
 # Software vocabulary users name when they want code: tools, frameworks, formats, platforms.
 CODE_VOCABULARY = """
-    lua, luau, matlab, julia, dart, elixir, swift, vba, powershell, shellscript, zsh, solidity, verilog,
-    vhdl, gdscript, assembly, latex table, react, vue, angular, svelte, jquery, node, nodejs, npm, yarn,
-    webpack, vite, django, flask, fastapi, express, spring, laravel, rails, drupal, wordpress,
-    unreal, godot, roblox, pygame, pandas, numpy, scipy, matplotlib, seaborn, pytorch, tensorflow,
-    keras, sklearn, scikit-learn, huggingface, transformers, langchain, faiss, llm, gpt, openai api,
-    dataframe*, csv, xml, yaml, toml, svg, shader*, opengl, vulkan, cuda, gpu, linux, ubuntu, debian,
-    windows server, macos, nginx, apache, kubernetes, k8s, helm, terraform, ansible, aws, azure, gcp,
-    lambda, s3, ec2, postgres, postgresql, mysql, sqlite, mongodb, redis, kafka, spark, pyspark, hadoop,
-    graphql, oauth, jwt, websocket*, frontend, backend, full-stack, repo, repository, github, gitlab,
-    ci, cd, pipeline*, cli, terminal, command line, browser, chrome, firefox, plugin*, gui, button*,
-    dropdown, css grid, flexbox, tailwind, bootstrap, dom, iframe, docker-compose, dockerfile,
-    virtual machine, vm, ssh, vpn, dns, nas, samba, cron, systemd, bash script, regexp, unix, posix,
-    syscall*, mutex*, semaphore*, async, await, coroutine*, callback*, typedef, lint*, formatter,
-    compiler, debugger, ide, vscode, vim, emacs, jupyter, colab, excel     formula, vlookup,
+    lua, julia, dart, elixir, swift, zsh, assembly, latex table, react, vue, angular, svelte, node,
+    nodejs, npm, yarn, vite, express, spring, rails, wordpress, unreal, roblox, transformers, llm, gpt,
+    openai api, csv, xml, yaml, toml, svg, shader*, opengl, vulkan, cuda, gpu, linux, ubuntu, debian,
+    windows server, macos, apache, helm, aws, azure, gcp, lambda, s3, ec2, spark, frontend, backend,
+    full-stack, repo, repository, github, gitlab, ci, cd, pipeline*, cli, terminal, command line,
+    browser, chrome, firefox, plugin*, gui, button*, dropdown, css grid, tailwind, bootstrap, dom,
+    virtual machine, vm, ssh, vpn, dns, nas, samba, cron, systemd, bash script, unix, posix, async,
+    await, callback*, lint*, formatter, compiler, debugger, ide, vim, emacs, colab, excel     formula,
     spreadsheet macro, google sheets, airtable, zapier, webhook*, scrape, scraping, scraper*, crawl*,
-    parser*, serializ*,
-    deserializ*, schema*, orm, sqlalchemy, prisma, migration*, tokeniz*, embedding*, vector database,
-    fine-tun*, onnx, quantiz*, dataloader, batch size, learning rate, hyperparameter*,
-    matrix multiplication, kotlin, android, ios, xcode, swiftui, flutter, jetpack, gradle, maven, jar,
-    dll, exe, binary     file, byte array, utf-8, unicode, ascii, endpoint*, microservice*, grpc,
-    protobuf, arduino, raspberry pi, esp32, firmware, microcontroller*, fpga, http request*, api key,
-    sdk, npm package, pip install, bitwise, xor, hexadecimal, bytecode, garbage collect*,
-    memory allocation, column, columns, dataset*
+    parser*, serializ*, deserializ*, schema*, orm, migration*, tokeniz*, embedding*, vector database,
+    fine-tun*, quantiz*, batch size, learning rate, matrix multiplication, kotlin, android, ios,
+    flutter, jetpack, jar, dll, exe, binary     file, byte array, utf-8, unicode, ascii, endpoint*,
+    microservice*, raspberry pi, firmware, http request*, api key, sdk, npm package, pip install, xor,
+    bytecode, memory allocation, column, columns, dataset*
 """
 
 # Names of software tools, languages and formats with no everyday meaning: one is strong evidence.
 CODE_NAMES = """
+    luau, matlab, solidity, verilog, vhdl, gdscript, powershell, shellscript, vba, jquery, webpack,
+    django, flask, fastapi, laravel, drupal, pygame, godot, pandas, numpy, scipy, matplotlib, seaborn,
+    pytorch, tensorflow, keras, sklearn, scikit-learn, huggingface, langchain, faiss, dataframe*,
+    nginx, kubernetes, k8s, terraform, ansible, postgres, postgresql, mysql, sqlite, mongodb, redis,
+    kafka, pyspark, hadoop, graphql, oauth, jwt, websocket*, flexbox, iframe, docker-compose,
+    dockerfile, regexp, syscall*, mutex*, semaphore*, coroutine*, typedef, vscode, jupyter, vlookup,
+    sqlalchemy, prisma, onnx, dataloader, hyperparameter*, xcode, swiftui, gradle, maven, grpc,
+    protobuf, arduino, esp32, microcontroller*, fpga, bitwise, hexadecimal, garbage collect*,
     pyqt*, pyside*, tkinter, wxpython, qt, gtk, wpf, winforms, xaml, xamarin, blazor, electron, tauri,
     react native, jetpack compose, recyclerview, textbox, combobox, listview, datagrid, toolbar, widget*,
     selenium, playwright, puppeteer, beautifulsoup, scrapy, nix, nixos, nixpkgs, homebrew, chocolatey,

@@ -108,3 +108,29 @@ def test_look_alikes_are_not_taken_for_code_or_medicine(query: str) -> None:
 def test_a_writing_task_takes_the_domain_of_its_subject() -> None:
     result = DomainDetector().detect("Write a short summary of the symptoms of diabetes for my patients")
     assert result.domain == "medical" and "a writing task" in result.signals["general"]
+
+
+@pytest.mark.parametrize("query", [
+    "How can I add the values on top of the bars of a seaborn barplot?",  # a library named, nothing else
+    "Is there a way to debounce a websocket reconnect?",
+])
+def test_a_software_name_alone_is_sure_enough_to_route(query: str) -> None:
+    result = DomainDetector(min_confidence=0.5).detect(query)
+    assert result.domain == "code"
+
+
+def test_asking_for_syntax_or_a_command_is_asking_for_code() -> None:
+    result = DomainDetector().detect("Give me the syntax to run this every weekday at 7pm")
+    assert "a request for code" in result.signals["code"]
+
+
+def test_latex_commands_are_not_field_words() -> None:
+    """``\\lambda`` in an equation is a Greek letter, not Python's lambda (nor AWS Lambda)."""
+    result = DomainDetector().detect(r"Solve \ddot{x} + 2\lambda \dot{x} + \Omega^2 x = 0 for x(t)")
+    assert result.domain == "math" and not result.signals["code"]
+    assert "lambda" in DomainDetector().detect("What does lambda do in Python?").signals["code"]
+
+
+def test_option_trading_is_finance() -> None:
+    result = DomainDetector().detect("Is a bear put spread the same as a short bull put spread?")
+    assert result.domain == "finance" and "put spread" in result.signals["finance"]
