@@ -1,0 +1,44 @@
+"""Hostile inputs to `cascade serve` on a PostgreSQL ledger (a real server, tests/pg_server.py):
+whatever a client sends, a request that was paid for lands in the ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cascadeflow_cli.ledger.backend import open_store
+from cascadeflow_cli.ledger.keys import create_key
+from cascadeflow_cli.replay.server import ReplayServer
+from cascadeflow_cli.server import ServeSettings, build_app
+from tests.pg_fixtures import table_rows
+from tests.server.conftest import ThreadServer, write_config
+
+
+def test_a_prompt_holding_nul_characters_is_recorded_on_postgresql(
+    pg_ledger_url: str, server: ReplayServer, tmp_path: Path
+) -> None:
+    # PostgreSQL's text cannot hold U+0000: the paid answer went out "not recorded", and its
+    # journal entry could never be written, so every later command on this host was refused
+    import openai
+
+    config = write_config(tmp_path, server)
+    store = open_store(pg_ledger_url)
+    key, _ = create_key(store, "alice")
+    store.close()
+    app = build_app(ServeSettings(str(config), pg_ledger_url, concurrency=2), write_log=lambda _: None)
+    with ThreadServer(app) as srv:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key=key, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="cascade", messages=[{"role": "user", "content": "What is\x00 the capital of France?"}]
+        )
+        assert raw.headers.get("x-cascade-recorded") != "false"
+        answer = raw.parse()
+    [row] = table_rows(pg_ledger_url, "requests")
+    assert row["id"] == answer.cascade["request_id"]  # type: ignore[attr-defined]
+    assert row["query"] == "What is\ufffd the capital of France?" and row["cost_nusd"] > 0
+    again = open_store(pg_ledger_url)
+    try:
+        assert again.journal_waiting == 0  # type: ignore[attr-defined]
+        again.check_writable()  # type: ignore[attr-defined]
+    finally:
+        again.close()
+
