@@ -42,3 +42,42 @@ def test_a_prompt_holding_nul_characters_is_recorded_on_postgresql(
     finally:
         again.close()
 
+
+def test_an_answer_the_database_refuses_waits_in_the_journal_on_a_fresh_host(
+    pg_url: str, server: ReplayServer, tmp_path: Path
+) -> None:
+    # the journal of a database ledger lives in the user data dir; on a host where cascade
+    # never ran that dir did not exist, so the paid request was "recorded nowhere"
+    import openai
+    import psycopg
+
+    from cascadeflow_cli.config import user_data_dir
+
+    assert not user_data_dir().exists()  # a fresh $HOME (tests/conftest.py)
+    config = write_config(tmp_path, server)
+    store = open_store(pg_url)
+    key, _ = create_key(store, "alice")
+    store.close()
+    refuse = ("create function refuse() returns trigger language plpgsql as "
+              "$$ begin raise exception 'disk full'; end $$; "
+              "create trigger refuse before insert on requests execute function refuse()")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(refuse)  # type: ignore[arg-type]
+    app = build_app(ServeSettings(str(config), pg_url, concurrency=2), write_log=lambda _: None)
+    with ThreadServer(app) as srv:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key=key, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="cascade", messages=[{"role": "user", "content": "What is the capital of France?"}]
+        )
+        assert raw.headers["x-cascade-recorded"] == "false"
+        request_id = raw.headers["x-cascade-request-id"]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("drop trigger refuse on requests")
+    assert table_rows(pg_url, "requests") == []
+    again = open_store(pg_url)  # replays the journal
+    try:
+        assert again.journal_waiting == 0  # type: ignore[attr-defined]
+    finally:
+        again.close()
+    [row] = table_rows(pg_url, "requests")
+    assert row["id"] == request_id and row["cost_nusd"] > 0
