@@ -81,3 +81,39 @@ def test_an_answer_the_database_refuses_waits_in_the_journal_on_a_fresh_host(
         again.close()
     [row] = table_rows(pg_url, "requests")
     assert row["id"] == request_id and row["cost_nusd"] > 0
+
+
+def test_ledger_copy_takes_the_keys_and_what_each_key_spent(
+    pg_ledger_url: str, stack_factory: object, tmp_path: Path
+) -> None:
+    # `ledger copy` left api_keys behind: moved to PostgreSQL, every key was a 401, and a
+    # key re-made there started its own --total budget from $0 (spent twice over)
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner as TyperRunner
+
+    from cascadeflow_cli.cli.app import app
+    from cascadeflow_cli.ledger.budgets import BudgetConfig
+    from cascadeflow_cli.ledger.keys import authenticate
+    from cascadeflow_cli.windows import window
+    from tests.server.conftest import make_key
+
+    stack = stack_factory()  # type: ignore[operator]
+    capped = make_key(stack.config, stack.db, "bob", budget=BudgetConfig(total=1.0))
+    body = {"model": "cascade", "messages": [{"role": "user", "content": "Capital of France?"}]}
+    assert stack.post(body, key=capped).status_code == 200
+    run = TyperRunner().invoke(app, ["ledger", "copy", str(stack.db), pg_ledger_url])
+    assert run.exit_code == 0, run.output
+    total = window("total", datetime.now(UTC), "UTC")
+    spent = []
+    for where in (str(stack.db), pg_ledger_url):
+        store = open_store(where)
+        try:
+            assert authenticate(store, stack.key) is not None
+            found = authenticate(store, capped)
+            assert found is not None and found.user == "bob" and found.budget == BudgetConfig(total=1.0)
+            with store.budget_lock("bob") as txn:
+                spent.append(txn.key_window_spend(found.prefix, total))  # type: ignore[attr-defined]
+        finally:
+            store.close()
+    assert spent[0] > 0 and spent[1] == spent[0]
