@@ -53,7 +53,8 @@ def build_app(settings: ServeSettings, write_log: Callable[[str], None] | None =
     from cascadeflow_cli.ledger.backend import open_store
     from cascadeflow_cli.ledger.db import Ledger
     from cascadeflow_cli.ledger.group_commit import GroupCommitLedger
-    from cascadeflow_cli.server.app import ServeOptions, create_app, stderr_log
+    from cascadeflow_cli.server.app import ServeOptions, create_app
+    from cascadeflow_cli.server.http import stderr_log
     from cascadeflow_cli.server.runner import Runner
 
     config = load_config(Path(settings.config_path) if settings.config_path else None)
