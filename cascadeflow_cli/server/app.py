@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,6 +34,7 @@ from cascadeflow_cli.server.http import (
     Limits,
     bearer,
     error_response,
+    http_error,
     read_body,
 )
 from cascadeflow_cli.server.runner import Outcome, Runner
@@ -273,6 +275,7 @@ def create_app(
             Route("/chat/completions", chat, methods=["POST"]),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
     )
     app.state.stopping = False
     app.state.streams = streams

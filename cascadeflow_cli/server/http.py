@@ -60,6 +60,10 @@ def bearer(request: Request) -> str | None:
 
 
 async def read_body(request: Request, limit: int) -> Any:
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):  # else a gzip body read as "not valid JSON"
+        raise ApiError(415, f"the request body is {loggable(encoding)[:40]}-encoded: send it uncompressed",
+                       code="unsupported_content_encoding")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(
@@ -163,3 +167,13 @@ def stderr_log(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 (an unknown path or method) in OpenAI's shape: its
+    plain-text page left the SDK's error without a message."""
+    status = getattr(exc, "status_code", 500)
+    what = {404: f"no such endpoint: {loggable(request.url.path)[:200]} (see GET /v1/models)",
+            405: f"{request.method} is not allowed on {loggable(request.url.path)[:200]}"}
+    message = what.get(status, getattr(exc, "detail", "") or "the request failed")
+    headers = getattr(exc, "headers", None) or {}
+    return error_response(ApiError(status, message, code="not_found" if status == 404 else None,
+                                   headers=dict(headers)))

@@ -170,17 +170,22 @@ def parse_chat(config: AppConfig, body: Any) -> ChatCall:
                 f"{what} ('{field}') are not supported by this endpoint", field, "unsupported_feature"
             )
     n = body.get("n", 1)
-    if n is not None and n != 1:
+    if n is not None and (n != 1 or isinstance(n, bool)):
         raise bad_request("only n = 1 is supported: the cascade picks one answer", "n", "unsupported_feature")
     messages = _messages(body.get("messages"))
     tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
     stream = body.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("'stream' must be a boolean", "stream")
-    options = body.get("stream_options") or {}
+    options = body.get("stream_options")
+    if options is None:
+        options = {}
     if not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object", "stream_options")
-    return ChatCall(target, messages, tokens, bool(stream), bool(options.get("include_usage")))
+    include = options.get("include_usage")
+    if include is not None and not isinstance(include, bool):  # "no" is truthy
+        raise bad_request("'stream_options.include_usage' must be a boolean", "stream_options.include_usage")
+    return ChatCall(target, messages, tokens, bool(stream), bool(include))
 
 
 def query_of(messages: list[dict[str, str]]) -> str:

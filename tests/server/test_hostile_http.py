@@ -1,0 +1,53 @@
+"""Hostile HTTP to `cascade serve` (raw httpx and sockets): every answer is OpenAI's error
+shape with the right status, never a plain-text page, and nothing is paid for."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import ledger_rows
+from tests.server.conftest import Stack
+from tests.server.test_errors import assert_error
+
+BODY = {"model": "cascade", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/nothing", 404), ("POST", "/v1/completions", 404), ("GET", "/v1/chat/completions", 405),
+     ("DELETE", "/v1/models", 405)],
+)
+def test_an_unknown_path_or_method_is_an_openai_error(
+    stack: Stack, method: str, path: str, status: int
+) -> None:
+    # Starlette's own pages were text/plain "Not Found": the SDK's error then had no message
+    response = httpx.request(method, stack.url.removesuffix("/v1") + path, timeout=20)
+    error = assert_error(response, status)
+    assert response.headers["content-type"].startswith("application/json") and error["message"]
+
+
+def test_a_compressed_body_is_refused_by_name(stack: Stack) -> None:
+    # a gzip body was "not valid JSON": the client could not tell what was wrong
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Encoding": "gzip",
+               "Content-Type": "application/json"}
+    response = httpx.post(f"{stack.url}/chat/completions", content=gzip.compress(json.dumps(BODY).encode()),
+                          headers=headers, timeout=20)
+    assert_error(response, 415, "gzip")
+    assert ledger_rows(stack.db, "requests") == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"stream": True, "stream_options": {"include_usage": "no"}}, "stream_options.include_usage"),
+     ({"stream": True, "stream_options": []}, "stream_options"),
+     ({"n": True}, "n"), ({"n": 1.5}, "n")],
+)
+def test_fields_of_the_wrong_type_are_400s(stack: Stack, extra: dict[str, object], param: str) -> None:
+    # include_usage "no" turned usage on (truthy), n = true passed as 1
+    error = assert_error(stack.post({**BODY, **extra}), 400)
+    assert error["param"] == param
+    assert ledger_rows(stack.db, "requests") == []
