@@ -10,6 +10,7 @@ from typing import Any
 
 from cascadeflow_cli.config import AppConfig
 from cascadeflow_cli.money import usd
+from cascadeflow_cli.redact import redact
 
 CHAIN = "cascade"  # the default chain; "cascade/<domain>" is that domain's chain
 _ROLES = ("system", "developer", "user", "assistant")
@@ -46,7 +47,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        # redacted here, as every error line: a client's field (a key pasted as `model`) is echoed
+        message = redact(self.message)
+        return {"error": {"message": message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:

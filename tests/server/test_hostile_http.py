@@ -51,3 +51,15 @@ def test_fields_of_the_wrong_type_are_400s(stack: Stack, extra: dict[str, object
     error = assert_error(stack.post({**BODY, **extra}), 400)
     assert error["param"] == param
     assert ledger_rows(stack.db, "requests") == []
+
+
+def test_a_key_pasted_into_a_field_is_never_echoed_in_an_error(stack: Stack) -> None:
+    # docs/errors.md: every error message is redacted; the request errors echoed the value
+    key = stack.key
+    user = {"role": "user", "content": "hi"}
+    for body in ({"model": key, "messages": [user]}, {"model": f"cascade/{key}", "messages": [user]},
+                 {"model": "cascade", "messages": [{"role": key, "content": "hi"}]},
+                 {"model": "cascade", "messages": [{"role": "user", "content": [{"type": key}]}]}):
+        response = stack.post(body)
+        assert 400 <= response.status_code < 500 and "[redacted]" in response.json()["error"]["message"]
+        assert key not in response.text and key[:20] not in response.text
