@@ -117,3 +117,42 @@ def test_ledger_copy_takes_the_keys_and_what_each_key_spent(
         finally:
             store.close()
     assert spent[0] > 0 and spent[1] == spent[0]
+
+
+def test_a_serve_process_records_what_the_database_refused_once_it_takes_writes_again(
+    pg_url: str, server: ReplayServer, tmp_path: Path
+) -> None:
+    # the journal was read only when the ledger was opened: a long-running serve went on
+    # paying for requests while its refused one sat in the journal, its spend in no budget
+    # once its reservation expired, until the process restarted
+    import httpx
+    import psycopg
+
+    config = write_config(tmp_path, server)
+    store = open_store(pg_url)
+    key, _ = create_key(store, "alice")
+    store.close()
+    refuse = ("create function refuse() returns trigger language plpgsql as "
+              "$$ begin raise exception 'disk full'; end $$; "
+              "create trigger refuse before insert on requests execute function refuse()")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(refuse)  # type: ignore[arg-type]
+    body = {"model": "cascade", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    app = build_app(ServeSettings(str(config), pg_url, concurrency=2), write_log=lambda _: None)
+    with ThreadServer(app) as srv:
+        def post() -> httpx.Response:
+            return httpx.post(f"http://127.0.0.1:{srv.port}/v1/chat/completions", json=body,
+                              headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+        first = post()
+        assert first.status_code == 200 and first.headers["x-cascade-recorded"] == "false"
+        sent = len(server.requests)
+        refused = post()  # the journal still holds a paid request the ledger cannot take
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "ledger_unavailable"
+        assert len(server.requests) == sent  # nothing was paid for
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("drop trigger refuse on requests")
+        again = post()
+        assert again.status_code == 200 and "x-cascade-recorded" not in again.headers
+    ids = {row["id"] for row in table_rows(pg_url, "requests")}
+    assert ids == {first.headers["x-cascade-request-id"], again.headers["x-cascade-request-id"]}

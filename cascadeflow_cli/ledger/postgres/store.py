@@ -178,6 +178,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
     def check_writable(self) -> None:
         """Before anything is paid for: the server answers and takes writes, and nothing
         waits in this host's journal."""
+        journal.retry_refused(self)
         if not self.writable():
             raise LedgerError(f"{self}: cannot write ledger: the server is read-only or gone "
                               "(nothing was sent to a provider)")
