@@ -54,8 +54,12 @@ def error_response(exc: ApiError) -> JSONResponse:
 
 
 def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+    """The caller's key. Two Authorization headers are a 400: the first one won, so behind
+    a proxy that adds its own, which caller paid depended on their order."""
+    given = request.headers.getlist("authorization")
+    if len(given) > 1:
+        raise ApiError(400, f"send one Authorization header, not {len(given)}", param="authorization")
+    scheme, _, value = (given[0] if given else "").partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 

@@ -63,3 +63,24 @@ def test_a_key_pasted_into_a_field_is_never_echoed_in_an_error(stack: Stack) -> 
         response = stack.post(body)
         assert 400 <= response.status_code < 500 and "[redacted]" in response.json()["error"]["message"]
         assert key not in response.text and key[:20] not in response.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_authorization_headers_are_refused_not_picked_from(stack: Stack, stream: bool) -> None:
+    # the first one won: behind a proxy that adds its own, which caller pays depended on order
+    import socket
+
+    body = json.dumps({**BODY, "stream": stream}).encode()
+    port = int(stack.url.rsplit(":", 1)[1].split("/")[0])
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Authorization: Bearer {stack.key}\r\nAuthorization: Bearer sk-cf-someoneelse\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(head.encode() + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    payload = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    assert status == 400 and "one Authorization header" in payload["error"]["message"], data
+    assert stack.key not in data.decode() and ledger_rows(stack.db, "requests") == []
