@@ -159,8 +159,8 @@ class AccessLog:
             path = loggable(scope["path"])  # the client's: no forged lines, no pasted key
             parts = [format_ts(datetime.now(UTC)), scope["method"], path, str(status), f"{ms:.1f}ms"]
             for name in ("key", "user", "model", "request_id"):
-                if state.get(name):
-                    parts.append(f"{name}={state[name]}")
+                if state.get(name):  # a user name may hold a line break (`key create` takes it)
+                    parts.append(f"{name}={loggable(state[name]) if name == 'user' else state[name]}")
             if "cost" in state:
                 parts.append(f"cost={state['cost'] / 1e9:.9f}")
             with contextlib.suppress(Exception):  # a full disk must not fail the request

@@ -84,3 +84,14 @@ def test_two_authorization_headers_are_refused_not_picked_from(stack: Stack, str
     payload = json.loads(data.split(b"\r\n\r\n", 1)[1])
     assert status == 400 and "one Authorization header" in payload["error"]["message"], data
     assert stack.key not in data.decode() and ledger_rows(stack.db, "requests") == []
+
+
+def test_a_user_name_holding_a_line_break_cannot_forge_an_access_log_line(stack: Stack) -> None:
+    # `cascade key create "$(printf 'eve\nPOST ...')"` is accepted; its requests wrote the
+    # name raw into the access log: a second, forged line
+    from tests.server.conftest import make_key
+
+    forged = make_key(stack.config, stack.db, "eve\n2026-01-01T00:00:00Z POST /v1/chat/completions 200")
+    assert stack.post(BODY, key=forged).status_code == 200
+    [line] = [entry for entry in stack.log if "eve" in entry]
+    assert "\n" not in line and "user=eve\\n2026" in line
