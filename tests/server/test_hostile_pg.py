@@ -12,6 +12,27 @@ from cascadeflow_cli.server import ServeSettings, build_app
 from tests.pg_fixtures import table_rows
 from tests.server.conftest import ThreadServer, write_config
 
+REFUSE = ("create function refuse() returns trigger language plpgsql as "
+          "$$ begin raise exception 'disk full'; end $$; "
+          "create trigger refuse before insert on requests execute function refuse()")
+
+
+def serve_on(url: str, server: ReplayServer, tmp_path: Path) -> tuple[str, ThreadServer]:
+    """alice's key and a serve app on the ledger at ``url`` (not started)."""
+    config = write_config(tmp_path, server)
+    store = open_store(url)
+    key, _ = create_key(store, "alice")
+    store.close()
+    app = build_app(ServeSettings(str(config), url, concurrency=2), write_log=lambda _: None)
+    return key, ThreadServer(app)
+
+
+def execute(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
 
 def test_a_prompt_holding_nul_characters_is_recorded_on_postgresql(
     pg_ledger_url: str, server: ReplayServer, tmp_path: Path
@@ -20,12 +41,8 @@ def test_a_prompt_holding_nul_characters_is_recorded_on_postgresql(
     # journal entry could never be written, so every later command on this host was refused
     import openai
 
-    config = write_config(tmp_path, server)
-    store = open_store(pg_ledger_url)
-    key, _ = create_key(store, "alice")
-    store.close()
-    app = build_app(ServeSettings(str(config), pg_ledger_url, concurrency=2), write_log=lambda _: None)
-    with ThreadServer(app) as srv:
+    key, app = serve_on(pg_ledger_url, server, tmp_path)
+    with app as srv:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key=key, max_retries=0)
         raw = client.chat.completions.with_raw_response.create(
             model="cascade", messages=[{"role": "user", "content": "What is\x00 the capital of France?"}]
@@ -49,30 +66,20 @@ def test_an_answer_the_database_refuses_waits_in_the_journal_on_a_fresh_host(
     # the journal of a database ledger lives in the user data dir; on a host where cascade
     # never ran that dir did not exist, so the paid request was "recorded nowhere"
     import openai
-    import psycopg
 
     from cascadeflow_cli.config import user_data_dir
 
     assert not user_data_dir().exists()  # a fresh $HOME (tests/conftest.py)
-    config = write_config(tmp_path, server)
-    store = open_store(pg_url)
-    key, _ = create_key(store, "alice")
-    store.close()
-    refuse = ("create function refuse() returns trigger language plpgsql as "
-              "$$ begin raise exception 'disk full'; end $$; "
-              "create trigger refuse before insert on requests execute function refuse()")
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(refuse)  # type: ignore[arg-type]
-    app = build_app(ServeSettings(str(config), pg_url, concurrency=2), write_log=lambda _: None)
-    with ThreadServer(app) as srv:
+    key, app = serve_on(pg_url, server, tmp_path)
+    execute(pg_url, REFUSE)
+    with app as srv:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key=key, max_retries=0)
         raw = client.chat.completions.with_raw_response.create(
             model="cascade", messages=[{"role": "user", "content": "What is the capital of France?"}]
         )
         assert raw.headers["x-cascade-recorded"] == "false"
         request_id = raw.headers["x-cascade-request-id"]
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("drop trigger refuse on requests")
+    execute(pg_url, "drop trigger refuse on requests")
     assert table_rows(pg_url, "requests") == []
     again = open_store(pg_url)  # replays the journal
     try:
@@ -126,20 +133,11 @@ def test_a_serve_process_records_what_the_database_refused_once_it_takes_writes_
     # paying for requests while its refused one sat in the journal, its spend in no budget
     # once its reservation expired, until the process restarted
     import httpx
-    import psycopg
 
-    config = write_config(tmp_path, server)
-    store = open_store(pg_url)
-    key, _ = create_key(store, "alice")
-    store.close()
-    refuse = ("create function refuse() returns trigger language plpgsql as "
-              "$$ begin raise exception 'disk full'; end $$; "
-              "create trigger refuse before insert on requests execute function refuse()")
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(refuse)  # type: ignore[arg-type]
+    key, app = serve_on(pg_url, server, tmp_path)
+    execute(pg_url, REFUSE)
     body = {"model": "cascade", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
-    app = build_app(ServeSettings(str(config), pg_url, concurrency=2), write_log=lambda _: None)
-    with ThreadServer(app) as srv:
+    with app as srv:
         def post() -> httpx.Response:
             return httpx.post(f"http://127.0.0.1:{srv.port}/v1/chat/completions", json=body,
                               headers={"Authorization": f"Bearer {key}"}, timeout=30)
@@ -150,8 +148,7 @@ def test_a_serve_process_records_what_the_database_refused_once_it_takes_writes_
         refused = post()  # the journal still holds a paid request the ledger cannot take
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "ledger_unavailable"
         assert len(server.requests) == sent  # nothing was paid for
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute("drop trigger refuse on requests")
+        execute(pg_url, "drop trigger refuse on requests")
         again = post()
         assert again.status_code == 200 and "x-cascade-recorded" not in again.headers
     ids = {row["id"] for row in table_rows(pg_url, "requests")}

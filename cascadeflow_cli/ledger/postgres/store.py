@@ -69,12 +69,10 @@ def _journal_anchor(location: LedgerLocation) -> Path:
     from cascadeflow_cli.config import user_data_dir
 
     digest = hashlib.sha256(location.display().encode()).hexdigest()[:16]
-    home = user_data_dir()
     try:  # made now: on a host where cascade never ran, a refused record was "recorded nowhere"
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (home := user_data_dir()).mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise LedgerError(f"{location.display()}: cannot make the side journal's directory {home}: "
-                          f"{exc.strerror or exc} (nothing was sent)") from None
+        raise LedgerError(f"{location.display()}: cannot make the side journal's directory: {exc}") from None
     return home / f"postgres-{digest}"
 
 
