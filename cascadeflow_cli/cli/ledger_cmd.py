@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,7 +33,7 @@ def copy(
 
     password_env = app_context(ctx).config.ledger.password_env
     src, dst = (parse_location(x, password_env=password_env) for x in (source, target))
-    if src == dst:
+    if src == dst or _same_file(src.path, dst.path):  # a symlink or a/../ too: one file read and written
         raise InputError(f"{src}: source and target are the same ledger")
     if src.path is not None and not src.path.exists():
         raise InputError(f"{src}: no such ledger file")
@@ -53,3 +54,10 @@ def copy(
     sys.stderr.write(f"copied {report.requests} request(s) with {report.calls} call(s), {extras} and "
                      f"{report.budgets} budget(s) from {src} to {dst} in {report.seconds:.1f} s"
                      f"{f' ({skipped} already there)' if skipped else ''}\n")
+
+
+def _same_file(a: Path | None, b: Path | None) -> bool:
+    try:
+        return a is not None and b is not None and a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False

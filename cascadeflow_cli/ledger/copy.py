@@ -6,7 +6,9 @@ Requests (with their calls) go over in chunks, each chunk one transaction on the
 a request already there (same id, or same batch row) is skipped, so a copy interrupted
 half-way is finished by running it again. Then the tables that hang off requests, row
 for row (TABLES: batch runs, so `batch --resume` resumes on the target; quality labels
-and the live signals of draft calls, so calibration has the same data), and budgets, as
+and the live signals of draft calls, so calibration has the same data; API keys and
+which requests each made, so `serve` on the target takes the same keys with the same
+spend), and budgets, as
 stored. Everything comes out of the target exactly as it went in (tests compare the
 exports and every copied table, both ways).
 """
@@ -26,7 +28,11 @@ if TYPE_CHECKING:
 
 CHUNK = 5000  # requests per target transaction: big enough for speed, small enough to resume
 # copied row for row after the requests (those of requests the target skipped are skipped)
-TABLES = (schema.BATCHES, schema.QUALITY_LABELS, schema.CALL_SIGNALS)
+# API keys with the requests each made: without them every key was a 401 on the target,
+# and a key made again there started its own budget from nothing (a key already on the
+# target is kept as it is there)
+TABLES = (schema.BATCHES, schema.QUALITY_LABELS, schema.CALL_SIGNALS, schema.API_KEYS,
+          schema.API_KEY_REQUESTS)
 
 
 @dataclass(frozen=True)

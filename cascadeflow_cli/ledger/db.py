@@ -120,6 +120,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
     def check_writable(self) -> None:
         """Before anything is paid for: the ledger file and its directory (where SQLite
         keeps its -wal file and we the journal) can be written, and the disk has room."""
+        journal.retry_refused(self)
         if not self.writable():
             raise LedgerError(f"{self.path}: cannot write ledger: the file or its directory is read-only "
                               "(nothing was sent to a provider)")

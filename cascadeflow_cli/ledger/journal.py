@@ -47,6 +47,7 @@ from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
 VERSION = 1
 Entry = RequestRecord | ShadowOutcome  # what a journal file holds
 _made: set[Path] = set()  # journal directories this process has made
+_refused: set[Path] = set()  # ledgers that refused a record of this process: it waits in their journal
 
 
 @functools.lru_cache(maxsize=64)
@@ -79,7 +80,19 @@ def write(
     ahead_log.own_file(directory, key)  # deleted when the request is committed
     if durable:  # the file is the request's entry now, whatever its log holds
         ahead_log.settle(directory, key)
+        _refused.add(ledger_path)
     return final
+
+
+def retry_refused(ledger: Any) -> None:
+    """Before a request of a long-lived process (`serve`) is paid for: if the ledger
+    refused one of ours, record the journal now. Read only at open, the journal held it
+    while the process went on paying, its spend in no budget once its reservation
+    expired; while it cannot be recorded, ``journal_waiting`` refuses new requests."""
+    if ledger.path in _refused:
+        ledger.journal_waiting = ledger.replay_journal()
+        if not ledger.journal_waiting:
+            _refused.discard(ledger.path)
 
 
 def write_ahead(ledger_path: Path, record: Entry, reservation_id: str | None) -> None:

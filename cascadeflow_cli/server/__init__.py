@@ -53,7 +53,8 @@ def build_app(settings: ServeSettings, write_log: Callable[[str], None] | None =
     from cascadeflow_cli.ledger.backend import open_store
     from cascadeflow_cli.ledger.db import Ledger
     from cascadeflow_cli.ledger.group_commit import GroupCommitLedger
-    from cascadeflow_cli.server.app import ServeOptions, create_app, stderr_log
+    from cascadeflow_cli.server.app import ServeOptions, create_app
+    from cascadeflow_cli.server.http import stderr_log
     from cascadeflow_cli.server.runner import Runner
 
     config = load_config(Path(settings.config_path) if settings.config_path else None)
@@ -148,9 +149,37 @@ def _watch_stop(app: Any, grace_s: float) -> None:
         signal.signal(sig, handler)
 
 
+STARTUP_FAILURE = 3  # uvicorn's exit code for "this worker failed to start": its supervisor then stops
+
+
 def factory() -> Starlette:
-    """The app of one worker process of `cascade serve --workers N`."""
-    return build_app(ServeSettings(**json.loads(os.environ[_ENV])))
+    """The app of one worker process of `cascade serve --workers N`. One that cannot be
+    built says why in one line and exits STARTUP_FAILURE: a traceback per worker, started
+    again forever, was the alternative."""
+    from cascadeflow_cli.errors import CascadeError
+    from cascadeflow_cli.redact import redact
+
+    try:
+        return build_app(ServeSettings(**json.loads(os.environ[_ENV])))
+    except CascadeError as exc:
+        sys.stderr.write(f"error: {' '.join(redact(str(exc)).split())}\n")
+        sys.stderr.flush()
+        raise SystemExit(STARTUP_FAILURE) from None
+
+
+def preflight(settings: ServeSettings) -> None:
+    """In the parent, what each worker's ``build_app`` would refuse besides the ledger
+    (which the command has opened): the config and the telemetry settings, so a bad one is
+    the usual one line before "listening on", not a failure in every worker."""
+    from importlib.util import find_spec
+
+    from cascadeflow_cli.config import load_config
+    from cascadeflow_cli.telemetry import EXTRA_HINT, is_requested, resolve
+
+    config = load_config(Path(settings.config_path) if settings.config_path else None)
+    on = is_requested(config.telemetry) and resolve(config.telemetry) is not None
+    if on and (find_spec("opentelemetry") is None or find_spec("opentelemetry.sdk") is None):
+        raise MissingExtraError(f"telemetry is on but OpenTelemetry is not installed: {EXTRA_HINT}")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -188,6 +217,8 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
     if settings.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
+        preflight(settings)
+
         os.environ[_ENV] = json.dumps(asdict(settings))
         config = uvicorn.Config(
             "cascadeflow_cli.server:factory", factory=True, workers=settings.workers, **kwargs
@@ -200,6 +231,8 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
         except TypeError:
             supervisor = Multiprocess(config, target=server.run, sockets=[sock])  # type: ignore[call-arg]
         supervisor.run()
+        if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+            raise SystemExit(1)  # the worker said why, in one line
         return
     import signal
 

@@ -1,5 +1,6 @@
-"""The ASGI app of `cascade serve` (Starlette): routes, request bodies, streaming, and one
-access-log line per request. Importing this module imports Starlette: only `serve` does.
+"""The ASGI app of `cascade serve` (Starlette): its routes, the chat endpoint's plain and
+streamed answers (the plumbing under them: server/http.py). Importing this module imports
+Starlette: only `serve` does.
 
 Starlette rather than FastAPI: the endpoint has three routes whose shapes OpenAI fixes
 (we validate them by hand, in server/shapes.py, to answer OpenAI's error shape exactly),
@@ -12,28 +13,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cascadeflow_cli import __version__
-from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink
-from cascadeflow_cli.redact import loggable
+from cascadeflow_cli.server.http import (
+    MAX_BODY_BYTES,
+    AccessLog,
+    EventStream,
+    Limits,
+    bearer,
+    error_response,
+    http_error,
+    read_body,
+)
 from cascadeflow_cli.server.runner import Outcome, Runner
 from cascadeflow_cli.server.shapes import (
     ApiError,
     ChatCall,
-    bad_request,
     cascade_headers,
     chat_completion,
     chunk,
@@ -43,13 +50,10 @@ from cascadeflow_cli.server.shapes import (
     parse_chat,
     usage,
 )
-from cascadeflow_cli.text import json_loads
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
-BODY_TIMEOUT_S = 30.0  # a client that sends its body slower than this is dropped (408)
 SHUTDOWN_REASON = "the server is shutting down"
 
 
@@ -61,78 +65,18 @@ class ServeOptions:
     access_log: Callable[[str], None] | None = field(default=None)
 
 
-class _Limits:
-    """Bounded concurrency: ``concurrency`` requests run, ``queue`` wait, the rest get 503."""
-
-    def __init__(self, options: ServeOptions) -> None:
-        self.semaphore = asyncio.Semaphore(options.concurrency)
-        self.queue = options.queue
-        self.waiting = 0
-
-    async def acquire(self) -> None:
-        # the cheap test first: locked() looks at every waiter (200 clients: 136 of them)
-        if self.waiting >= self.queue and self.semaphore.locked():
-            raise ApiError(
-                503,
-                "the server is busy: try again shortly",
-                type="server_error",
-                code="overloaded",
-                headers={"Retry-After": "1"},
-            )
-        self.waiting += 1
-        try:
-            await self.semaphore.acquire()
-        finally:
-            self.waiting -= 1
-
-
-def _error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
-
-
-async def _body(request: Request, limit: int) -> Any:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(
-            413, f"the request body is larger than {limit // (1024 * 1024)} MB", code="body_too_large"
-        )
-    data = bytearray()
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
-            async for part in request.stream():
-                data += part
-                if len(data) > limit:
-                    raise ApiError(
-                        413,
-                        f"the request body is larger than {limit // (1024 * 1024)} MB",
-                        code="body_too_large",
-                    )
-    except TimeoutError:
-        raise ApiError(408, "the request body did not arrive in time", code="timeout") from None
-    try:
-        return json_loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("the request body is not valid JSON") from None
-
-
 def create_app(
     config: AppConfig, runner: Runner, options: ServeOptions | None = None, *, lifespan: Any = None
 ) -> Starlette:
     """The app over ``runner`` (closed by ``lifespan``, or by the caller after the server stops)."""
     options = options or ServeOptions()
-    limits: _Limits | None = None  # made on first use: its semaphore belongs to the server's loop
+    limits: Limits | None = None  # made on first use: its semaphore belongs to the server's loop
     streams: set[StreamSink] = set()  # open streams, for a shutdown to cut after its grace period
 
-    def _limits() -> _Limits:
+    def _limits() -> Limits:
         nonlocal limits
         if limits is None:
-            limits = _Limits(options)
+            limits = Limits(options.concurrency, options.queue)
         return limits
 
     async def in_pool(fn: Callable[..., Any], *args: Any) -> Any:
@@ -150,9 +94,9 @@ def create_app(
 
     async def models(request: Request) -> Response:
         try:
-            caller = await in_pool(runner.authenticate, _bearer(request))
+            caller = await in_pool(runner.authenticate, bearer(request))
         except ApiError as exc:
-            return _error_response(exc)
+            return error_response(exc)
         request.state.key = caller.prefix
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "cascadeflow"}
@@ -163,19 +107,19 @@ def create_app(
     async def chat(request: Request) -> Response:
         try:
             try:
-                call = parse_chat(config, await _body(request, options.max_body))
+                call = parse_chat(config, await read_body(request, options.max_body))
             except ApiError as exc:
                 if exc.status != 413:  # a bad body from an unknown caller is a 401, as OpenAI answers
-                    await in_pool(runner.authenticate, _bearer(request))
+                    await in_pool(runner.authenticate, bearer(request))
                 raise
             request.state.model = call.target.name
             if call.stream:
                 return await _stream(request, call)
             caller, outcome = await in_pool(
-                runner.answer, _bearer(request), call, None, None, None, _trace(request)
+                runner.answer, bearer(request), call, None, None, None, _trace(request)
             )
         except ApiError as exc:
-            return _error_response(exc)
+            return error_response(exc)
         _note(request, caller.prefix, caller.user, outcome)
         body = chat_completion(call.target.name, outcome.result, outcome.finish_reason, outcome.record)
         return JSONResponse(body, headers=_headers(outcome))
@@ -201,7 +145,7 @@ def create_app(
                 push(
                     "done",
                     runner.answer(
-                        _bearer(request),
+                        bearer(request),
                         call,
                         sink,
                         lambda *s: push("start", s),
@@ -223,7 +167,7 @@ def create_app(
             kind, value = await events.get()
         if kind == "error":
             if isinstance(value, ApiError):
-                return _error_response(value)
+                return error_response(value)
             raise value
         created = int(time.time())
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -242,7 +186,7 @@ def create_app(
                 "x-cascade-enforcement": decision.action,
             }
             request.state.request_id = request_id
-        return _EventStream(
+        return EventStream(
             _sse(request, call, sink, events, (kind, value), cid, created),
             headers,
             on_disconnect=lambda: events.put_nowait(("gone", None)),
@@ -331,12 +275,13 @@ def create_app(
             Route("/chat/completions", chat, methods=["POST"]),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
     )
     app.state.stopping = False
     app.state.streams = streams
     front: Any = _Direct(app, chat)
     if options.access_log is not None:
-        front = _AccessLog(front, options.access_log)
+        front = AccessLog(front, options.access_log)
     return front  # type: ignore[no-any-return]
 
 
@@ -363,41 +308,6 @@ class _Direct:
         await response(scope, receive, send)
 
 
-class _EventStream(Response):
-    """An event stream, with one plain task listening for the client leaving (Starlette's
-    StreamingResponse runs an anyio task group a response for that: about a sixth of a
-    streamed request's CPU here, py-spy). ``on_disconnect`` is told once if it leaves."""
-
-    media_type = "text/event-stream"
-
-    def __init__(
-        self, body: AsyncIterator[bytes], headers: dict[str, str], on_disconnect: Callable[[], None]
-    ) -> None:
-        self.body_iterator = body
-        self.status_code = 200
-        self.background = None
-        self.on_disconnect = on_disconnect
-        self.init_headers(headers)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            self.on_disconnect()
-
-        watcher = asyncio.ensure_future(watch())
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for part in self.body_iterator:
-                await send({"type": "http.response.body", "body": part, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            watcher.cancel()
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:  # a send that failed left it suspended: its finally records
-                await aclose()
-
-
 def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
@@ -420,50 +330,6 @@ def _note(request: Request, key: str, user: str, outcome: Outcome) -> None:
     request.state.user = user
     request.state.request_id = outcome.result.request_id
     request.state.cost = outcome.result.cost_nusd
-
-
-class _AccessLog:
-    """One line per request: time, method, path, status, duration, key prefix, user,
-    model, request id, cost. No prompt, no answer, no key (only its prefix)."""
-
-    def __init__(self, app: Any, write: Callable[[str], None]) -> None:
-        self.app = app
-        self.state = app.state
-        self.write = write
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-        scope.setdefault("state", {})
-
-        async def sending(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            state = scope["state"]
-            status = state.get("status", status) or 500
-            ms = (time.perf_counter() - started) * 1000
-            path = loggable(scope["path"])  # the client's: no forged lines, no pasted key
-            parts = [format_ts(datetime.now(UTC)), scope["method"], path, str(status), f"{ms:.1f}ms"]
-            for name in ("key", "user", "model", "request_id"):
-                if state.get(name):
-                    parts.append(f"{name}={state[name]}")
-            if "cost" in state:
-                parts.append(f"cost={state['cost'] / 1e9:.9f}")
-            with contextlib.suppress(Exception):  # a full disk must not fail the request
-                self.write(" ".join(parts))
-
-
-def stderr_log(line: str) -> None:
-    sys.stderr.write(line + "\n")
 
 
 def cut_streams(app: Any, reason: str = SHUTDOWN_REASON) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 from cascadeflow_cli.config import AppConfig
 from cascadeflow_cli.money import usd
+from cascadeflow_cli.redact import redact
 
 CHAIN = "cascade"  # the default chain; "cascade/<domain>" is that domain's chain
 _ROLES = ("system", "developer", "user", "assistant")
@@ -46,7 +47,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        # redacted here, as every error line: a client's field (a key pasted as `model`) is echoed
+        message = redact(self.message)
+        return {"error": {"message": message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
@@ -170,17 +173,22 @@ def parse_chat(config: AppConfig, body: Any) -> ChatCall:
                 f"{what} ('{field}') are not supported by this endpoint", field, "unsupported_feature"
             )
     n = body.get("n", 1)
-    if n is not None and n != 1:
+    if n is not None and (n != 1 or isinstance(n, bool)):
         raise bad_request("only n = 1 is supported: the cascade picks one answer", "n", "unsupported_feature")
     messages = _messages(body.get("messages"))
     tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
     stream = body.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise bad_request("'stream' must be a boolean", "stream")
-    options = body.get("stream_options") or {}
+    options = body.get("stream_options")
+    if options is None:
+        options = {}
     if not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object", "stream_options")
-    return ChatCall(target, messages, tokens, bool(stream), bool(options.get("include_usage")))
+    include = options.get("include_usage")
+    if include is not None and not isinstance(include, bool):  # "no" is truthy
+        raise bad_request("'stream_options.include_usage' must be a boolean", "stream_options.include_usage")
+    return ChatCall(target, messages, tokens, bool(stream), bool(include))
 
 
 def query_of(messages: list[dict[str, str]]) -> str:

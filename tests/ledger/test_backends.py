@@ -17,6 +17,7 @@ from cascadeflow_cli.ledger.budgets import BudgetConfig
 from cascadeflow_cli.ledger.copy import TABLES as COPIED_TABLES
 from cascadeflow_cli.ledger.copy import copy_ledger
 from cascadeflow_cli.ledger.export import LedgerFilter
+from cascadeflow_cli.ledger.keys import create_key
 from cascadeflow_cli.ledger.labels import ShadowOutcome
 from cascadeflow_cli.ledger.schema import CallRecord, CallSignals, RequestRecord
 from cascadeflow_cli.windows import window
@@ -129,14 +130,17 @@ def test_copy_between_backends_is_lossless(direction: str, tmp_path: Path, pg_le
         src.record_feedback("req00002", True)
         shadow = ShadowOutcome("req00002", "ok", correct=True, agreement=0.875, method="judge")
         src.record_shadow(shadow, None)
+        _, key = create_key(src, "bob", "ci", rpm=60, budget=BudgetConfig(total=Decimal("3")))
+        src.add_rows(schema.API_KEY_REQUESTS, [{"request_id": "req00001", "prefix": key.prefix}])
         exports = {fmt: [row for batch in src.export_rows(fmt, LedgerFilter()) for row in batch]
                    for fmt in ("csv", "json")}
         tables = _tables(src)
-        assert [len(tables[t.name]) for t in COPIED_TABLES] == [1, 3, 14]  # something to carry
+        assert [len(tables[t.name]) for t in COPIED_TABLES] == [1, 3, 14, 1, 1]  # something to carry
         with open_store(target, FixedClock(NOW)) as dst:
             report = copy_ledger(src, dst)
             assert (report.requests, report.budgets) == (40, 1)
-            assert report.tables == {"batches": 1, "quality_labels": 3, "call_signals": 14}
+            assert report.tables == {"batches": 1, "quality_labels": 3, "call_signals": 14, "api_keys": 1,
+                                     "api_key_requests": 1}
             for fmt, rows in exports.items():
                 assert [row for batch in dst.export_rows(fmt, LedgerFilter()) for row in batch] == rows, fmt
             assert _tables(dst) == tables

@@ -8,7 +8,6 @@ CLI's start-up never pays for it, and SQLite users need not install it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import random
 import time
 from collections.abc import Callable
@@ -59,24 +58,29 @@ def connect(location: LedgerLocation) -> psycopg.Connection[Any]:
         raise LedgerUnavailableError(f"{location.display()}: cannot connect to the ledger: "
                                      f"{one_line(exc, password)}") from None
     conn.autocommit = True  # transactions are opened explicitly (conn.transaction())
-    conn.adapters.register_dumper(str, _nul_safe_dumper())
+    _nul_safe_text(conn)
     return conn
 
 
-@functools.cache
-def _nul_safe_dumper() -> type:
-    """psycopg's str dumper (text format, unknown oid: parameters and text COPY), with
-    U+0000 written as U+FFFD: PostgreSQL's text cannot hold NUL, which a provider's answer
-    may, and the refusal came after the answer was paid for (exit 4, and its journal entry
-    failed every replay, so every later request was refused). SQLite keeps the NUL. (The
-    pure-Python class: the C one cannot be subclassed.)"""
-    from psycopg.types.string import StrDumperUnknown
+NUL_STANDIN = "\ufffd"  # what a U+0000 in a prompt or answer is stored as
 
-    class NulSafeStrDumper(StrDumperUnknown):
-        def dump(self, obj: str) -> Any:
-            return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
 
-    return NulSafeStrDumper
+def _nul_safe_text(conn: psycopg.Connection[Any]) -> None:
+    """Text written through ``conn`` has each U+0000 as U+FFFD: PostgreSQL's text cannot
+    hold it, and a prompt holding one (a client may send "\\u0000") must still be recorded
+    once paid for; refused, it waited in the side journal forever, and the journal's
+    entry then refused every later request of this host."""
+    from psycopg.types import string
+
+    # psycopg's own for str; the last registered is also %s's: text of an unknown type, which
+    # the server casts to the column's (timestamptz), as before
+    for base in (string.StrBinaryDumper, string.StrDumperUnknown):
+
+        class Dumper(base):  # type: ignore[valid-type,misc]
+            def dump(self, obj: str) -> Any:
+                return super().dump(obj.replace("\x00", NUL_STANDIN) if "\x00" in obj else obj)
+
+        conn.adapters.register_dumper(str, Dumper)
 
 
 def retryable(exc: BaseException) -> bool:

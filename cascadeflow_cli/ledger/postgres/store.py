@@ -69,7 +69,11 @@ def _journal_anchor(location: LedgerLocation) -> Path:
     from cascadeflow_cli.config import user_data_dir
 
     digest = hashlib.sha256(location.display().encode()).hexdigest()[:16]
-    return user_data_dir() / f"postgres-{digest}"
+    try:  # made now: on a host where cascade never ran, a refused record was "recorded nowhere"
+        (home := user_data_dir()).mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(f"{location.display()}: cannot make the side journal's directory: {exc}") from None
+    return home / f"postgres-{digest}"
 
 
 class _Timestamps:
@@ -173,6 +177,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
     def check_writable(self) -> None:
         """Before anything is paid for: the server answers and takes writes, and nothing
         waits in this host's journal."""
+        journal.retry_refused(self)
         if not self.writable():
             raise LedgerError(f"{self}: cannot write ledger: the server is read-only or gone "
                               "(nothing was sent to a provider)")

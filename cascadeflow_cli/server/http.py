@@ -1,0 +1,183 @@
+"""The HTTP plumbing under `cascade serve`'s endpoints: bounded concurrency, reading a
+request body within its limits, the event-stream response, the access log, and errors
+in OpenAI's shape for what no endpoint answers (an unknown path or method)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from cascadeflow_cli.clock import format_ts
+from cascadeflow_cli.redact import loggable
+from cascadeflow_cli.server.shapes import ApiError, bad_request
+from cascadeflow_cli.text import json_loads
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+BODY_TIMEOUT_S = 30.0  # a client that sends its body slower than this is dropped (408)
+
+
+class Limits:
+    """Bounded concurrency: ``concurrency`` requests run, ``queue`` wait, the rest get 503."""
+
+    def __init__(self, concurrency: int, queue: int) -> None:
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.queue = queue
+        self.waiting = 0
+
+    async def acquire(self) -> None:
+        # the cheap test first: locked() looks at every waiter (200 clients: 136 of them)
+        if self.waiting >= self.queue and self.semaphore.locked():
+            raise ApiError(
+                503,
+                "the server is busy: try again shortly",
+                type="server_error",
+                code="overloaded",
+                headers={"Retry-After": "1"},
+            )
+        self.waiting += 1
+        try:
+            await self.semaphore.acquire()
+        finally:
+            self.waiting -= 1
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def bearer(request: Request) -> str | None:
+    """The caller's key. Two Authorization headers are a 400: the first one won, so behind
+    a proxy that adds its own, which caller paid depended on their order."""
+    given = request.headers.getlist("authorization")
+    if len(given) > 1:
+        raise ApiError(400, f"send one Authorization header, not {len(given)}", param="authorization")
+    scheme, _, value = (given[0] if given else "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def read_body(request: Request, limit: int) -> Any:
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):  # else a gzip body read as "not valid JSON"
+        raise ApiError(415, f"the request body is {loggable(encoding)[:40]}-encoded: send it uncompressed",
+                       code="unsupported_content_encoding")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(
+            413, f"the request body is larger than {limit // (1024 * 1024)} MB", code="body_too_large"
+        )
+    data = bytearray()
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for part in request.stream():
+                data += part
+                if len(data) > limit:
+                    raise ApiError(
+                        413,
+                        f"the request body is larger than {limit // (1024 * 1024)} MB",
+                        code="body_too_large",
+                    )
+    except TimeoutError:
+        raise ApiError(408, "the request body did not arrive in time", code="timeout") from None
+    try:
+        return json_loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("the request body is not valid JSON") from None
+
+
+class EventStream(Response):
+    """An event stream, with one plain task listening for the client leaving (Starlette's
+    StreamingResponse runs an anyio task group a response for that: about a sixth of a
+    streamed request's CPU here, py-spy). ``on_disconnect`` is told once if it leaves."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, body: AsyncIterator[bytes], headers: dict[str, str], on_disconnect: Callable[[], None]
+    ) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.on_disconnect = on_disconnect
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.on_disconnect()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for part in self.body_iterator:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:  # a send that failed left it suspended: its finally records
+                await aclose()
+
+
+class AccessLog:
+    """One line per request: time, method, path, status, duration, key prefix, user,
+    model, request id, cost. No prompt, no answer, no key (only its prefix)."""
+
+    def __init__(self, app: Any, write: Callable[[str], None]) -> None:
+        self.app = app
+        self.state = app.state
+        self.write = write
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        scope.setdefault("state", {})
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            state = scope["state"]
+            status = state.get("status", status) or 500
+            ms = (time.perf_counter() - started) * 1000
+            path = loggable(scope["path"])  # the client's: no forged lines, no pasted key
+            parts = [format_ts(datetime.now(UTC)), scope["method"], path, str(status), f"{ms:.1f}ms"]
+            for name in ("key", "user", "model", "request_id"):
+                if state.get(name):  # a user name may hold a line break (`key create` takes it)
+                    parts.append(f"{name}={loggable(state[name]) if name == 'user' else state[name]}")
+            if "cost" in state:
+                parts.append(f"cost={state['cost'] / 1e9:.9f}")
+            with contextlib.suppress(Exception):  # a full disk must not fail the request
+                self.write(" ".join(parts))
+
+
+def stderr_log(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 (an unknown path or method) in OpenAI's shape: its
+    plain-text page left the SDK's error without a message."""
+    status = getattr(exc, "status_code", 500)
+    what = {404: f"no such endpoint: {loggable(request.url.path)[:200]} (see GET /v1/models)",
+            405: f"{request.method} is not allowed on {loggable(request.url.path)[:200]}"}
+    message = what.get(status, getattr(exc, "detail", "") or "the request failed")
+    headers = getattr(exc, "headers", None) or {}
+    return error_response(ApiError(status, message, code="not_found" if status == 404 else None,
+                                   headers=dict(headers)))

@@ -1,0 +1,97 @@
+"""Hostile HTTP to `cascade serve` (raw httpx and sockets): every answer is OpenAI's error
+shape with the right status, never a plain-text page, and nothing is paid for."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import ledger_rows
+from tests.server.conftest import Stack
+from tests.server.test_errors import assert_error
+
+BODY = {"model": "cascade", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/nothing", 404), ("POST", "/v1/completions", 404), ("GET", "/v1/chat/completions", 405),
+     ("DELETE", "/v1/models", 405)],
+)
+def test_an_unknown_path_or_method_is_an_openai_error(
+    stack: Stack, method: str, path: str, status: int
+) -> None:
+    # Starlette's own pages were text/plain "Not Found": the SDK's error then had no message
+    response = httpx.request(method, stack.url.removesuffix("/v1") + path, timeout=20)
+    error = assert_error(response, status)
+    assert response.headers["content-type"].startswith("application/json") and error["message"]
+
+
+def test_a_compressed_body_is_refused_by_name(stack: Stack) -> None:
+    # a gzip body was "not valid JSON": the client could not tell what was wrong
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Encoding": "gzip",
+               "Content-Type": "application/json"}
+    response = httpx.post(f"{stack.url}/chat/completions", content=gzip.compress(json.dumps(BODY).encode()),
+                          headers=headers, timeout=20)
+    assert_error(response, 415, "gzip")
+    assert ledger_rows(stack.db, "requests") == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"stream": True, "stream_options": {"include_usage": "no"}}, "stream_options.include_usage"),
+     ({"stream": True, "stream_options": []}, "stream_options"),
+     ({"n": True}, "n"), ({"n": 1.5}, "n")],
+)
+def test_fields_of_the_wrong_type_are_400s(stack: Stack, extra: dict[str, object], param: str) -> None:
+    # include_usage "no" turned usage on (truthy), n = true passed as 1
+    error = assert_error(stack.post({**BODY, **extra}), 400)
+    assert error["param"] == param
+    assert ledger_rows(stack.db, "requests") == []
+
+
+def test_a_key_pasted_into_a_field_is_never_echoed_in_an_error(stack: Stack) -> None:
+    # docs/errors.md: every error message is redacted; the request errors echoed the value
+    key = stack.key
+    user = {"role": "user", "content": "hi"}
+    for body in ({"model": key, "messages": [user]}, {"model": f"cascade/{key}", "messages": [user]},
+                 {"model": "cascade", "messages": [{"role": key, "content": "hi"}]},
+                 {"model": "cascade", "messages": [{"role": "user", "content": [{"type": key}]}]}):
+        response = stack.post(body)
+        assert 400 <= response.status_code < 500 and "[redacted]" in response.json()["error"]["message"]
+        assert key not in response.text and key[:20] not in response.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_authorization_headers_are_refused_not_picked_from(stack: Stack, stream: bool) -> None:
+    # the first one won: behind a proxy that adds its own, which caller pays depended on order
+    import socket
+
+    body = json.dumps({**BODY, "stream": stream}).encode()
+    port = int(stack.url.rsplit(":", 1)[1].split("/")[0])
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Authorization: Bearer {stack.key}\r\nAuthorization: Bearer sk-cf-someoneelse\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(head.encode() + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    payload = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    assert status == 400 and "one Authorization header" in payload["error"]["message"], data
+    assert stack.key not in data.decode() and ledger_rows(stack.db, "requests") == []
+
+
+def test_a_user_name_holding_a_line_break_cannot_forge_an_access_log_line(stack: Stack) -> None:
+    # `cascade key create "$(printf 'eve\nPOST ...')"` is accepted; its requests wrote the
+    # name raw into the access log: a second, forged line
+    from tests.server.conftest import make_key
+
+    forged = make_key(stack.config, stack.db, "eve\n2026-01-01T00:00:00Z POST /v1/chat/completions 200")
+    assert stack.post(BODY, key=forged).status_code == 200
+    [line] = [entry for entry in stack.log if "eve" in entry]
+    assert "\n" not in line and "user=eve\\n2026" in line
