@@ -87,11 +87,16 @@ def test_two_authorization_headers_are_refused_not_picked_from(stack: Stack, str
 
 
 def test_a_user_name_holding_a_line_break_cannot_forge_an_access_log_line(stack: Stack) -> None:
-    # `cascade key create "$(printf 'eve\nPOST ...')"` is accepted; its requests wrote the
-    # name raw into the access log: a second, forged line
+    # `key create` refuses such a name now, but a ledger written by an older version may
+    # hold one; its requests wrote the name raw into the access log: a second, forged line
+    import sqlite3
+
     from tests.server.conftest import make_key
 
-    forged = make_key(stack.config, stack.db, "eve\n2026-01-01T00:00:00Z POST /v1/chat/completions 200")
-    assert stack.post(BODY, key=forged).status_code == 200
-    [line] = [entry for entry in stack.log if "eve" in entry]
-    assert "\n" not in line and "user=eve\\n2026" in line
+    key = make_key(stack.config, stack.db, "eve")
+    forged = "eve\n2026-01-01T00:00:00Z POST /v1/chat/completions 200"
+    with sqlite3.connect(stack.db) as conn:  # as an older version stored it
+        conn.execute("update api_keys set user = ? where user = 'eve'", (forged,))
+    assert stack.post(BODY, key=key).status_code in (200, 400)  # served or refused, never a 500
+    [line] = stack.log
+    assert "\n" not in line  # one line: nothing forged after it
