@@ -119,8 +119,9 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u206
 
 def user_name(value: str) -> str:
     """A user name as given (budgets and the ledger key on it exactly), or an InputError
-    when it is blank, not valid text, or holds a control character (a tab, a line break,
-    ESC, DEL, C1), a bidi control or another invisible format character (spoofing)."""
+    when it is blank, starts or ends with a space, is not valid text, or holds a control
+    character (a tab, a line break, ESC, DEL, C1), a bidi control or another invisible
+    format character (spoofing)."""
     if not value.strip():
         raise InputError("the user name is empty")
     check_text(value, "the user name")
@@ -135,6 +136,8 @@ def user_name(value: str) -> str:
                          ("an invisible format", "so it would look like another name"))
             raise InputError(f"the user name holds {what} character (U+{ord(char):04X} at"
                              f" character {index + 1}), {why}")
+    if value != value.strip():  # " alice " is shown as alice, and charged apart from her
+        raise InputError("the user name starts or ends with a space, so it would look like another name")
     return value
 
 

@@ -28,3 +28,14 @@ def test_a_joiner_inside_a_word_of_a_joining_script_is_a_name(name: str) -> None
 def test_a_joiner_that_only_hides_is_refused(name: str) -> None:
     with pytest.raises(InputError, match="invisible format character"):
         user_name(name)
+
+
+@pytest.mark.parametrize("name", [" alice", "alice ", "alice\u00a0", "\u2003alice"])
+def test_a_space_at_either_end_is_refused(name: str) -> None:
+    # " alice " is shown as alice in every table, and charged apart from her
+    with pytest.raises(InputError, match="starts or ends with a space"):
+        user_name(name)
+
+
+def test_a_space_inside_a_name_is_part_of_it() -> None:
+    assert user_name("alice smith") == "alice smith"
