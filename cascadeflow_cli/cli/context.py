@@ -49,6 +49,9 @@ class AppContext:
             from cascadeflow_cli.ledger.backend import open_store
 
             self._ledger = open_store(self.resolved_location)  # type: ignore[assignment]
+            for moved, reason in self._ledger.journal_refused:  # once: the next command is quiet
+                sys.stderr.write(f"warning: an answered request the ledger refuses for good was moved "
+                                 f"to {moved} (kept, not recorded; see docs/errors.md): {reason}\n")
             if self._ledger.journal_waiting:  # answered earlier, the ledger still cannot take them
                 n = self._ledger.journal_waiting
                 from cascadeflow_cli.ledger.journal import why

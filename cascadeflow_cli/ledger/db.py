@@ -7,7 +7,6 @@ makes the second writer wait instead of failing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import stat
@@ -93,26 +92,15 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot open ledger: {exc}") from None
         self.journal_error: str | None = None  # why the ledger refused a journal entry
+        self.journal_refused: list[tuple[Path, str]] = []  # entries quarantined at open, and why
         self.journal_waiting = self.replay_journal()
 
     # --- the side journal (ledger/journal.py) --------------------------------------
 
     def replay_journal(self) -> int:
-        """Record the paid requests waiting in the side journal (idempotent: a request
-        already in the ledger is skipped) and delete their entries. Returns how many still
-        wait (the ledger could not take them: not writable now)."""
-        entries = journal.pending(self.path)
-        for number, (entry, record, reservation_id) in enumerate(entries):
-            if not self.writable():
-                return len(entries) - number
-            try:
-                journal.replay(self, record, reservation_id)
-            except LedgerError as exc:
-                self.journal_error = str(exc)
-                return len(entries) - number
-            with contextlib.suppress(OSError):
-                entry.unlink()
-        return 0
+        """Record the paid requests waiting in the side journal (journal.replay_all):
+        returns how many still wait."""
+        return journal.replay_all(self)
 
     def writable(self) -> bool:
         return os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK | os.X_OK)
