@@ -50,7 +50,7 @@ def show(
 
     user = user_name(user)
     context = app_context(ctx)
-    report = budget_report(context.ledger(), context.config, user)
+    report = budget_report(context.ledger(read_only=True), context.config, user)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         return
