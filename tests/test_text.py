@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.text import user_name
+from cascadeflow_cli.text import shown_name, user_name
 
 
 @pytest.mark.parametrize("name", [
@@ -28,3 +28,17 @@ def test_a_joiner_inside_a_word_of_a_joining_script_is_a_name(name: str) -> None
 def test_a_joiner_that_only_hides_is_refused(name: str) -> None:
     with pytest.raises(InputError, match="invisible format character"):
         user_name(name)
+
+
+@pytest.mark.parametrize("name", ["alice", "Zoë", "رضا", "क्ष", "👨\u200d👩\u200d👧", "a\\x0d"])
+def test_a_name_todays_check_takes_is_shown_as_it_is(name: str) -> None:
+    assert user_name(name) == name and shown_name(name) == name
+
+
+@pytest.mark.parametrize("name, shown", [("alice\r", "alice\\x0d"), ("\x1b[31mroot", "\\x1b[31mroot"),
+                                         ("al\u200bice", "al\\u200bice"), ("x\u202ey", "x\\u202ey"),
+                                         ("a\x85", "a\\x85")])
+def test_a_name_it_refuses_is_shown_as_what_it_holds(name: str, shown: str) -> None:
+    with pytest.raises(InputError):
+        user_name(name)
+    assert shown_name(name) == shown
