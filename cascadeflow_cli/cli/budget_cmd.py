@@ -78,7 +78,7 @@ def list_(
     from cascadeflow_cli.ledger.budgets import list_budgets
     from cascadeflow_cli.windows import WINDOWS
 
-    rows = list_budgets(app_context(ctx).ledger())
+    rows = list_budgets(app_context(ctx).ledger(read_only=True))
     data: list[dict[str, Any]] = [
         {"user": user, **{w: float(v) if (v := getattr(b, w)) is not None else None for w in WINDOWS}}
         for user, b in rows

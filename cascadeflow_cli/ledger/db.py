@@ -157,7 +157,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
         except sqlite3.DatabaseError as exc:
             if not self.read_only and not self.writable():  # a writer in a read-only directory
                 raise LedgerError(f"{self.path}: cannot write ledger: the file or its directory is "
-                                  "read-only (usage, logs, export, budget show and forecast can "
+                                  "read-only (usage, logs, export, budget show, budget list and forecast can "
                                   "still read it)") from None
             raise LedgerError(f"{self.path}: cannot open ledger: {exc}") from None
         db = Database(conn)

@@ -20,7 +20,8 @@ from tests.conftest import Run, assert_one_error_line
 from tests.ledger.test_db import request
 
 ROOT = Path(__file__).resolve().parents[2]
-READERS = [["usage"], ["logs"], ["export", "--csv"], ["budget", "show", "alice"], ["forecast"]]
+READERS = [["usage"], ["logs"], ["export", "--csv"], ["budget", "show", "alice"], ["budget", "list"],
+           ["forecast"]]
 NOBODY = 65534
 
 
