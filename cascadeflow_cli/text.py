@@ -209,3 +209,20 @@ def escape_controls(text: str) -> str:
     shown as ``\\x1b``: text from a provider, an import or a serve client that reaches a
     terminal must not be able to clear it, retitle it or rewrite what it shows (hostile-4)."""
     return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def shown_name(name: str) -> str:
+    """``name`` with each character ``user_name`` refuses spelled out (``\\x0d``,
+    ``\\u200b``): a name an older version stored with one (hostile-7) is shown as what it
+    holds, not as the name it imitates, and that spelling finds it again (`budget rm`)."""
+    out = []
+    inner = range(len(name) - len(name.lstrip()), len(name.rstrip()))  # a space at an end is spelled out
+    for index, char in enumerate(name):
+        category = unicodedata.category(char)
+        if category == "Cc" or index not in inner:
+            out.append(f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        elif category == "Cf" and not _part_of_the_name(name, index):
+            out.append(f"\\u{ord(char):04x}" if ord(char) < 0x10000 else f"\\U{ord(char):08x}")
+        else:
+            out.append(char)
+    return "".join(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.text import user_name
+from cascadeflow_cli.text import shown_name, user_name
 
 
 @pytest.mark.parametrize("name", [
@@ -39,3 +39,18 @@ def test_a_space_at_either_end_is_refused(name: str) -> None:
 
 def test_a_space_inside_a_name_is_part_of_it() -> None:
     assert user_name("alice smith") == "alice smith"
+
+
+@pytest.mark.parametrize("name", ["alice", "Zoë", "رضا", "क्ष", "👨\u200d👩\u200d👧", "a\\x0d"])
+def test_a_name_todays_check_takes_is_shown_as_it_is(name: str) -> None:
+    assert user_name(name) == name and shown_name(name) == name
+
+
+@pytest.mark.parametrize("name, shown", [("alice\r", "alice\\x0d"), ("\x1b[31mroot", "\\x1b[31mroot"),
+                                         ("al\u200bice", "al\\u200bice"), ("x\u202ey", "x\\u202ey"),
+                                         ("a\x85", "a\\x85"), (" alice", "\\x20alice"),
+                                         ("bob\u00a0", "bob\\xa0")])
+def test_a_name_it_refuses_is_shown_as_what_it_holds(name: str, shown: str) -> None:
+    with pytest.raises(InputError):
+        user_name(name)
+    assert shown_name(name) == shown

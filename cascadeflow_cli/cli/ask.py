@@ -11,6 +11,30 @@ from cascadeflow_cli.cli.context import app_context, default_user, is_terminal, 
 from cascadeflow_cli.text import escape_controls
 
 
+def _check_domain(value: str | None) -> str | None:
+    # "" and "  " were falsy downstream: routed by detection, as if no --domain was given
+    if value is not None and not value.strip():
+        raise typer.BadParameter("the domain is empty")
+    return value
+
+
+def _chain(value: str) -> list[str]:
+    return [m.strip() for m in value.split(",")]
+
+
+def _check_chain(value: str | None) -> str | None:
+    """An empty entry is refused: ``--models ""`` or ``,,`` fell back to the default
+    chain, and ``" , mini"`` silently dropped a name."""
+    if value is None:
+        return None
+    names = _chain(value)
+    if not any(names):
+        raise typer.BadParameter("no model named (give e.g. mini,big)")
+    if not all(names):
+        raise typer.BadParameter(f"empty model name at position {names.index('') + 1} in {value!r}")
+    return value
+
+
 def ask(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="The question. Use - to read it from stdin.")],
@@ -20,9 +44,11 @@ def ask(
             "--user", "-u", help="Who is asking (budgets, ledger). Default: $CASCADE_USER or 'default'."
         ),
     ] = None,
-    domain: Annotated[str | None, typer.Option("--domain", help="Route with this domain's chain.")] = None,
+    domain: Annotated[str | None, typer.Option("--domain", callback=_check_domain,
+                                               help="Route with this domain's chain.")] = None,
     models: Annotated[
-        str | None, typer.Option("--models", help="Comma-separated chain, cheapest first.")
+        str | None, typer.Option("--models", callback=_check_chain,
+                                 help="Comma-separated chain, cheapest first.")
     ] = None,
     system: Annotated[str | None, typer.Option("--system", help="System prompt.")] = None,
     max_tokens: Annotated[
@@ -62,7 +88,7 @@ def ask(
         on_record=on_record,
         on_retry=lambda notice: err.print(notice.describe(), markup=False, highlight=False),
     )
-    chain = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    chain = _chain(models) if models is not None else None
     if stream and not as_json:  # JSON is one object at the end: nothing to stream
         from cascadeflow_cli.cli.ask_stream import ask_streamed
         from cascadeflow_cli.cli.render import ask_summary

@@ -50,7 +50,7 @@ def show(
 
     user = user_name(user)
     context = app_context(ctx)
-    report = budget_report(context.ledger(), context.config, user)
+    report = budget_report(context.ledger(read_only=True), context.config, user)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         return
@@ -78,7 +78,7 @@ def list_(
     from cascadeflow_cli.ledger.budgets import list_budgets
     from cascadeflow_cli.windows import WINDOWS
 
-    rows = list_budgets(app_context(ctx).ledger())
+    rows = list_budgets(app_context(ctx).ledger(read_only=True))
     data: list[dict[str, Any]] = [
         {"user": user, **{w: float(v) if (v := getattr(b, w)) is not None else None for w in WINDOWS}}
         for user, b in rows
@@ -93,12 +93,19 @@ def list_(
 
 
 @budget_app.command("rm")
-def rm(ctx: typer.Context, user: Annotated[str, typer.Argument(help="The user.")]) -> None:
+def rm(ctx: typer.Context,
+       user: Annotated[str, typer.Argument(help="The user (as `budget list` shows it).")]) -> None:
     """Remove USER's own budget (the config's default, if any, applies again)."""
     from cascadeflow_cli.errors import InputError
-    from cascadeflow_cli.ledger.budgets import remove_budget
-    from cascadeflow_cli.text import user_name
+    from cascadeflow_cli.ledger.budgets import list_budgets, remove_budget
+    from cascadeflow_cli.text import shown_name, user_name
 
-    if not remove_budget(app_context(ctx).ledger(), user_name(user)):
-        raise InputError(f"{user} has no budget of their own")
-    sys.stderr.write(f"removed the budget of {user}\n")
+    ledger = app_context(ctx).ledger()
+    # a name an older version stored with a control or invisible character cannot be set
+    # today, but it can be removed: given as it is ($'alice\r'), or as `list` shows it
+    stored = [name for name, _ in list_budgets(ledger)]
+    found = [name for name in stored if name == user] or [name for name in stored if shown_name(name) == user]
+    if len(found) != 1 or not remove_budget(ledger, found[0]):
+        user_name(user)  # what is wrong with a name that is not there: said as before
+        raise InputError(f"{shown_name(user)} has no budget of their own")
+    sys.stderr.write(f"removed the budget of {shown_name(found[0])}\n")

@@ -44,11 +44,15 @@ class AppContext:
     def resolved_db_path(self) -> Path:
         return resolve_db_path(Path(self.db_path) if self.db_path else None, self.config)
 
-    def ledger(self) -> Ledger:
+    def ledger(self, *, read_only: bool = False) -> Ledger:
+        """``read_only``: the command never writes (a file it may not write is then read)."""
         if self._ledger is None:
             from cascadeflow_cli.ledger.backend import open_store
 
-            self._ledger = open_store(self.resolved_location)  # type: ignore[assignment]
+            self._ledger = open_store(self.resolved_location, read_only=read_only)  # type: ignore[assignment]
+            for moved, reason in self._ledger.journal_refused:  # once: the next command is quiet
+                sys.stderr.write(f"warning: an answered request the ledger refuses for good was moved "
+                                 f"to {moved} (kept, not recorded; see docs/errors.md): {reason}\n")
             if self._ledger.journal_waiting:  # answered earlier, the ledger still cannot take them
                 n = self._ledger.journal_waiting
                 from cascadeflow_cli.ledger.journal import why

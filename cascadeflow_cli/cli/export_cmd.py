@@ -49,7 +49,7 @@ def export(
         return
     fmt = _format(as_csv, as_json, as_jsonl, output)
     flt = ledger_filter(user, since, until, model, context.config.ledger.timezone)
-    ledger = context.ledger()
+    ledger = context.ledger(read_only=True)
     try:
         with _destination(output) as out:
             if bom and fmt == "csv":

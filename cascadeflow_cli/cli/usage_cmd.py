@@ -41,7 +41,7 @@ def usage(
     context = app_context(ctx)
     timezone = context.config.ledger.timezone
     flt = ledger_filter(user, since, until, None, timezone)
-    report = usage_report(context.ledger(), flt, grouping, timezone)
+    report = usage_report(context.ledger(read_only=True), flt, grouping, timezone)
     if as_json:
         data = {"user": user, "by": grouping, "since": flt.since, "until": flt.until,
                 "timezone": timezone, "total": row_json(report.total),

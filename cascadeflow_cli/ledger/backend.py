@@ -13,9 +13,12 @@ if TYPE_CHECKING:
     from cascadeflow_cli.ledger.storage import LedgerStore
 
 
-def open_store(location: LedgerLocation | str | Path, clock: Clock | None = None) -> LedgerStore:
+def open_store(location: LedgerLocation | str | Path, clock: Clock | None = None, *,
+               read_only: bool = False) -> LedgerStore:
     """The ledger at ``location`` (a LedgerLocation, a path, or a path/URL text), created
-    and migrated if new. A server that is down or refuses us raises LedgerUnavailableError."""
+    and migrated if new. A server that is down or refuses us raises LedgerUnavailableError.
+    ``read_only``: the caller only reads, so a SQLite file it may not write is opened
+    read-only rather than refused (PostgreSQL's permissions are the server's)."""
     if not isinstance(location, LedgerLocation):
         location = parse_location(location)
     if location.is_postgres:
@@ -25,4 +28,4 @@ def open_store(location: LedgerLocation | str | Path, clock: Clock | None = None
     from cascadeflow_cli.ledger.db import open_ledger
 
     assert location.path is not None
-    return open_ledger(location.path, clock)  # type: ignore[return-value]
+    return open_ledger(location.path, clock, read_only=read_only)  # type: ignore[return-value]

@@ -7,7 +7,6 @@ makes the second writer wait instead of failing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import stat
@@ -39,6 +38,12 @@ from cascadeflow_cli.ledger.schema import (
 from cascadeflow_cli.ledger.schema_ddl import migration_ddl, table_ddl
 from cascadeflow_cli.ledger.sqlite_conn import Database
 from cascadeflow_cli.ledger.sqlite_keys import SqliteKeyQueries
+from cascadeflow_cli.ledger.sqlite_readonly import (
+    check_readable,
+    connect_read_only,
+    count_waiting,
+    needs_read_only,
+)
 from cascadeflow_cli.ledger.sqlite_store import SqliteQueries, insert_request, prepare_request
 
 BUSY_TIMEOUT_S = 30.0
@@ -81,38 +86,34 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
     queries are in ledger/sqlite_store.py). Cheap to open. Each thread gets its own SQLite
     connection (SQLite's own locking then serialises writers across threads and processes alike)."""
 
-    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None, *, read_only: bool = False) -> None:
+        """``read_only``: the command only reads, so a file it may not write is opened
+        read-only (sqlite_readonly.py) instead of refused."""
         self.path = path
         self.clock = clock or SystemClock()
         self._local = threading.local()
         self._connections: list[Database] = []
         self._connections_lock = threading.Lock()
-        _prepare_file(path)
+        self.read_only = read_only and needs_read_only(path)
+        if self.read_only:
+            check_readable(path)
+        else:
+            _prepare_file(path)
         try:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot open ledger: {exc}") from None
         self.journal_error: str | None = None  # why the ledger refused a journal entry
-        self.journal_waiting = self.replay_journal()
+        self.journal_refused: list[tuple[Path, str]] = []  # entries quarantined at open, and why
+        self.journal_waiting = (count_waiting(journal.journal_dir(path)) if self.read_only
+                                else self.replay_journal())
 
     # --- the side journal (ledger/journal.py) --------------------------------------
 
     def replay_journal(self) -> int:
-        """Record the paid requests waiting in the side journal (idempotent: a request
-        already in the ledger is skipped) and delete their entries. Returns how many still
-        wait (the ledger could not take them: not writable now)."""
-        entries = journal.pending(self.path)
-        for number, (entry, record, reservation_id) in enumerate(entries):
-            if not self.writable():
-                return len(entries) - number
-            try:
-                journal.replay(self, record, reservation_id)
-            except LedgerError as exc:
-                self.journal_error = str(exc)
-                return len(entries) - number
-            with contextlib.suppress(OSError):
-                entry.unlink()
-        return 0
+        """Record the paid requests waiting in the side journal (journal.replay_all):
+        returns how many still wait."""
+        return journal.replay_all(self)
 
     def writable(self) -> bool:
         return os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK | os.X_OK)
@@ -147,11 +148,18 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
 
     def _connect(self) -> Database:
         try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-            _use_wal(conn)
-            conn.execute("PRAGMA synchronous=NORMAL")
+            if self.read_only:
+                conn = connect_read_only(self.path, BUSY_TIMEOUT_S)
+            else:
+                conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+                _use_wal(conn)
+                conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
+            if not self.read_only and not self.writable():  # a writer in a read-only directory
+                raise LedgerError(f"{self.path}: cannot write ledger: the file or its directory is "
+                                  "read-only (usage, logs, export, budget show, budget list and forecast can "
+                                  "still read it)") from None
             raise LedgerError(f"{self.path}: cannot open ledger: {exc}") from None
         db = Database(conn)
         with self._connections_lock:
@@ -198,6 +206,9 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
     def _migrate(self) -> None:
         if self._migrated():  # nothing to do: a reader need not wait for a writer's lock (WAL)
             return
+        if self.read_only:
+            raise LedgerError(f"{self.path}: cannot read ledger: it needs an upgrade this user cannot "
+                              "write; have its owner run any cascade command on it once")
         with self.write() as db:
             conn = db.conn
             [create] = table_ddl(MIGRATIONS_TABLE, MIGRATIONS_TABLE.since)
@@ -271,8 +282,8 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
         return requests
 
 
-def open_ledger(path: Path, clock: Clock | None = None) -> Ledger:
-    return Ledger(path, clock)
+def open_ledger(path: Path, clock: Clock | None = None, *, read_only: bool = False) -> Ledger:
+    return Ledger(path, clock, read_only=read_only)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -40,6 +40,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger import ahead_log
 from cascadeflow_cli.ledger.labels import CallSignals, ShadowOutcome
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
@@ -165,10 +166,12 @@ def discard(ledger_path: Path, request_id: str) -> None:
             _entry_path(directory, request_id).unlink()
 
 
-def pending(ledger_path: Path) -> list[tuple[Path, Entry, str | None]]:
+def pending(ledger_path: Path, unreadable: list[tuple[Path, str]] | None = None
+            ) -> list[tuple[Path, Entry, str | None]]:
     """Entries waiting to be recorded, oldest first (requests before the shadow calls
-    that add to them). A file that does not parse (a torn temporary file of a process
-    killed mid-write) is skipped, left for a person to see."""
+    that add to them). An entry file that does not parse (files are renamed in whole, so
+    it never will: damaged, or a number no ledger column holds) is skipped, and added
+    with the reason to ``unreadable`` when given (``replay_all`` quarantines it)."""
     directory = journal_dir(ledger_path)
     ahead_log.recover(directory, functools.partial(_keep, directory))  # logs of processes that died
     try:
@@ -181,8 +184,11 @@ def pending(ledger_path: Path) -> list[tuple[Path, Entry, str | None]]:
             data = json.loads(path.read_bytes())
             record = _shadow(data["shadow"]) if "shadow" in data else _record(data["request"])
             entries.append((path, record, data.get("reservation_id")))
-        except (OSError, ValueError, KeyError, TypeError):
+        except OSError:
             continue
+        except (ValueError, KeyError, TypeError) as exc:
+            if unreadable is not None:
+                unreadable.append((path, f"not a journal entry this cascade can read: {_why(exc)}"))
     entries.sort(key=lambda entry: isinstance(entry[1], ShadowOutcome))  # stable: oldest first within
     return entries
 
@@ -194,6 +200,79 @@ def replay(ledger: Any, record: Entry, reservation_id: str | None) -> None:
         ledger.record_shadow(record, reservation_id)
     else:
         ledger.record(record, reservation_id)
+
+
+def replay_all(store: Any) -> int:
+    """Record every pending entry into ``store`` (a LedgerStore) and delete what it took;
+    returns how many still wait: the ledger could not take them now (not writable, a full
+    disk, a lock), and ``store.journal_error`` says why. An entry it refuses for good (a
+    constraint, a value it cannot hold) is quarantined (``quarantine``) and listed in
+    ``store.journal_refused`` with the reason: waiting, it refused every later request
+    of that ledger for ever."""
+    unreadable: list[tuple[Path, str]] = []
+    entries = pending(store.path, unreadable)
+    for path, reason in unreadable:
+        _set_aside(store, path, reason)
+    for number, (path, record, reservation_id) in enumerate(entries):
+        if not store.writable():
+            return len(entries) - number
+        try:
+            replay(store, record, reservation_id)
+        except LedgerError as exc:
+            if not refused_for_good(exc):
+                store.journal_error = str(exc)
+                return len(entries) - number
+            _set_aside(store, path, str(exc))
+            continue
+        except (ValueError, TypeError, OverflowError, KeyError) as exc:  # a value no column takes
+            _set_aside(store, path, f"the ledger cannot hold it: {_why(exc)}")
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return 0
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """The ledger will never take the entry: a constraint failed or a value does not fit
+    (the DB-API's IntegrityError / DataError, sqlite3's ProgrammingError for a value it
+    cannot bind). A full disk, a lock, a read-only file or a lost server (OperationalError)
+    pass with time. Our LedgerErrors are raised ``from None``: the driver's error is the
+    context."""
+    import sqlite3
+
+    cause = exc.__cause__ or exc.__context__
+    if cause is None:
+        return False
+    if isinstance(cause, sqlite3.ProgrammingError):
+        return True
+    return any(k.__name__ in ("IntegrityError", "DataError") for k in type(cause).__mro__)
+
+
+def refused_dir(ledger_path: Path) -> Path:
+    return ledger_path.with_name(ledger_path.name + ".journal-refused")
+
+
+def quarantine(ledger_path: Path, entry: Path, reason: str) -> Path:
+    """Move ``entry`` into ``<ledger>.journal-refused/``, its bytes untouched (it is a paid
+    call: never deleted), with ``reason`` beside it in ``<name>.reason``. Returns where it
+    is now; raises OSError when it cannot be moved."""
+    directory = refused_dir(ledger_path)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    target, n = directory / entry.name, 1
+    while target.exists():  # the same id refused twice: keep both
+        target, n = directory / f"{entry.stem}-{n}{entry.suffix}", n + 1
+    target.with_suffix(".reason").write_text(reason + "\n", encoding="utf-8")
+    os.replace(entry, target)
+    return target
+
+
+def _set_aside(store: Any, path: Path, reason: str) -> None:
+    with contextlib.suppress(OSError):  # cannot move it (a read-only directory): left, skipped
+        store.journal_refused.append((quarantine(store.path, path, reason), reason))
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def why(error: str | None) -> str:

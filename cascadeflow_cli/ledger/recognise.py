@@ -105,7 +105,8 @@ def make_owner_only(path: Path) -> None:
             raise LedgerError(
                 f"{file}: the ledger is open to other users (mode {mode:04o}) and belongs to user "
                 f"{info.st_uid}, so we cannot make it owner-only; ask its owner to `chmod 600` it, "
-                "or use another --db"
+                "or use another --db (usage, logs, export, budget show, budget list and forecast can "
+                "still read it)"
             )
         try:
             os.chmod(file, mode & ~0o077 | _OWNER_ONLY)

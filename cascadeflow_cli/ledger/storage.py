@@ -145,6 +145,7 @@ class LedgerStore(SpendReader, Protocol):
     clock: Clock
     journal_waiting: int  # journaled requests the ledger could not take at open
     journal_error: str | None  # why it could not (the last refusal's message)
+    journal_refused: list[tuple[Path, str]]  # entries it refused for good, moved aside at open
 
     # --- life cycle -----------------------------------------------------------------
 

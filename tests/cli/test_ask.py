@@ -184,6 +184,25 @@ def test_unknown_model_in_models_flag(cli: CliRunner, server: ReplayServer) -> N
     assert server.request_count() == 0 and rows(cli.db, "requests") == []
 
 
+@pytest.mark.parametrize("args, culprit", [
+    (["--domain", ""], "--domain"),
+    (["--domain", "   "], "--domain"),
+    (["--models", ""], "--models"),
+    (["--models", ",,"], "--models"),
+    (["--models", " , mini"], "--models"),
+    (["--models", "mini,"], "--models"),
+], ids=["empty-domain", "blank-domain", "empty-models", "only-commas", "blank-entry", "trailing-comma"])
+def test_an_empty_domain_or_chain_entry_is_refused_not_defaulted(cli: CliRunner, server: ReplayServer,
+                                                                 args: list[str], culprit: str) -> None:
+    # they fell back to the detected domain / the default chain, so the user paid for a
+    # route they had not asked for
+    run = cli("ask", QUERY, *args)
+    assert run.code == 1, run.stderr
+    assert_one_error_line(run.stderr)
+    assert culprit in run.stderr
+    assert server.request_count() == 0 and rows(cli.db, "requests") == []
+
+
 def test_unpriced_model_fails_before_any_request(cli: CliRunner, tmp_path: Path,
                                                  server: ReplayServer) -> None:
     mystery = (f'[[models]]\nname = "mystery"\nmodel = "openai/no-such-model-xyz"\n'

@@ -155,3 +155,38 @@ def test_show_includes_the_months_path_against_the_budget(priced: CliRunner) -> 
     assert tight["outlook"]["window"] == "monthly" and tight["outlook"]["limit"] == 10.0
     assert tight["outlook"]["risk"] > 0.9 and tight["outlook"]["alert"] is True
     assert roomy["outlook"]["risk"] < 0.1 and roomy["outlook"]["alert"] is False
+
+
+@pytest.mark.parametrize("name, shown", [("alice\r", "alice\\x0d"), ("b\x1b[2Job", "b\\x1b[2Job"),
+                                         ("car\u200bol", "car\\u200bol")],
+                         ids=["carriage-return", "escape", "zero-width-space"])
+def test_a_budget_an_older_version_took_can_be_listed_escaped_and_removed(
+        priced: CliRunner, name: str, shown: str) -> None:
+    """hostile-7: a name an older version accepted with a control character could not be
+    removed ('the user name holds a control character'), and `budget list` printed it raw
+    (a CR hid it, ESC drove the terminal). Today's check still refuses to create it."""
+    import sqlite3
+
+    assert priced("budget", "set", "dave", "--daily", "1").code == 0  # makes the ledger
+    with sqlite3.connect(priced.db) as conn:  # as the older version wrote it
+        conn.execute("insert into budgets (user, daily_nusd) values (?, ?)", [name, 5 * 10**9])
+    listed = priced("budget", "list")
+    assert listed.code == 0 and shown in listed.stdout and name not in listed.stdout, listed.stdout
+    assert {"user": name, "daily": 5.0, "weekly": None, "monthly": None, "total": None} in \
+        priced("budget", "list", "--json").json()  # type: ignore[operator]
+    refused = priced("budget", "set", name, "--daily", "2")
+    assert refused.code == 1
+    assert_one_error_line(refused.stderr)
+    by_escape = priced("budget", "rm", shown)  # as `budget list` shows it
+    assert by_escape.code == 0, by_escape.stderr
+    assert shown in by_escape.stderr and name not in by_escape.stderr
+    assert [r["user"] for r in ledger_rows(priced.db, "budgets")] == ["dave"]
+    assert priced("budget", "set", "x", "--daily", "1").code == 0
+    with sqlite3.connect(priced.db) as conn:
+        conn.execute("insert into budgets (user, daily_nusd) values (?, ?)", [name, 5 * 10**9])
+    exact = priced("budget", "rm", name)  # typed as it is ($'alice\r')
+    assert exact.code == 0, exact.stderr
+    assert [r["user"] for r in ledger_rows(priced.db, "budgets")] == ["dave", "x"]
+    missing = priced("budget", "rm", name)  # gone now: refused as before, for what it holds
+    assert missing.code == 1
+    assert_one_error_line(missing.stderr)

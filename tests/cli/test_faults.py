@@ -25,7 +25,7 @@ from cascadeflow_cli.faults import PAUSE_VAR, PAUSED_VAR, RESUME_VAR
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from tests.cli.support import immutable, wait_until
-from tests.conftest import GOOD_ANSWER, CliRunner, config_text
+from tests.conftest import GOOD_ANSWER, CliRunner, config_text, ledger_rows
 
 Q1, Q2 = "What is the capital of France?", "What is the capital of Spain?"
 PRICED = "input_cost_per_million = 1.0\noutput_cost_per_million = 2.0\n"
@@ -328,3 +328,29 @@ def test_a_streamed_answer_cut_by_kill_9_keeps_what_was_generated(
         conn.close()
     assert calls["draft"] == 300_000
     assert calls.get("verifier", 0) > 0, calls  # the part it streamed, priced from its text
+
+
+def test_an_entry_the_ledger_refuses_for_good_is_set_aside_and_ask_goes_on(runner: CliRunner) -> None:
+    """hostile-7: a journal entry the ledger can never take (a shadow call whose request is
+    in no ledger: FOREIGN KEY) made every later `ask` fail 'N answered request(s) ... cannot
+    be recorded; nothing was sent', for ever. It is moved to <ledger>.journal-refused/,
+    byte for byte, said in one warning line, and the command goes on."""
+    from dataclasses import replace
+
+    from cascadeflow_cli.ledger.labels import ShadowOutcome
+    from tests.ledger.test_db import request
+
+    assert runner("ask", Q1).code == 0  # a ledger with one request
+    call = replace(request(5).calls[0], role="shadow", seq=1, id="nowhere-1", request_id="nowhere")
+    entry = journal.write(runner.db, ShadowOutcome("nowhere", "ok", call=call), None, durable=True)
+    content = entry.read_bytes()
+    run = runner("ask", Q2)
+    assert run.code == 0, run.stderr
+    moved = runner.db.with_name("ledger.db.journal-refused") / "nowhere-1.json"
+    [warning] = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    assert str(moved) in warning and "FOREIGN KEY" in warning, warning
+    assert moved.read_bytes() == content and not entry.exists()  # the paid call, intact
+    assert len(ledger_rows(runner.db, "requests")) == 2
+    again = runner("logs")
+    assert again.code == 0 and "warning" not in again.stderr  # said once
+    assert moved.read_bytes() == content

@@ -106,7 +106,9 @@ def test_an_entry_no_ledger_column_can_hold_is_skipped_not_replayed_forever(tmp_
         assert ledger.journal_waiting == 0
         ledger.check_writable()  # the bad entry does not block requests either
     assert [r["id"] for r in ledger_rows(db, "requests")] == [request(2).id]
-    assert path.exists()
+    moved = tmp_path / "l.db.journal-refused" / path.name  # kept whole for a person to see
+    assert moved.exists() and not path.exists()
+    assert "does not fit the ledger" in moved.with_suffix(".reason").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("ahead", [False, True], ids=["entry", "written-ahead"])
@@ -126,22 +128,40 @@ def test_the_journal_is_made_where_its_parent_does_not_exist_yet(tmp_path: Path,
     assert stat.S_IMODE(journal.journal_dir(ledger).stat().st_mode) == 0o700
 
 
-def test_an_entry_the_ledger_can_never_take_says_why(tmp_path: Path) -> None:
+def test_an_entry_the_ledger_refuses_for_good_is_quarantined_whole_and_blocks_nothing(
+        tmp_path: Path) -> None:
     """A journal entry the ledger refuses for good (here a shadow call whose request is
-    not in this ledger) keeps every later request refused; the refusal used to say only
-    'cannot be recorded', not what the ledger said."""
+    not in this ledger: a FOREIGN KEY failure) kept every later request refused, for
+    ever. It is moved aside, byte for byte (a paid call), with the ledger's reason beside
+    it, and the ledger takes requests again."""
     from cascadeflow_cli.ledger.labels import ShadowOutcome
 
     db = tmp_path / "l.db"
     open_ledger(db).close()
     call = replace(request(5).calls[0], role="shadow", seq=1, id="nowhere-1", request_id="nowhere")
-    journal.write(db, ShadowOutcome("nowhere", "ok", call=call), None, durable=True)
-    ledger = open_ledger(db)
-    try:
-        assert ledger.journal_waiting == 1
-        with pytest.raises(LedgerError) as info:
-            ledger.check_writable()
-    finally:
-        ledger.close()
-    assert "cannot be recorded (the ledger refused one: " in str(info.value)
-    assert "FOREIGN KEY" in str(info.value)
+    path = journal.write(db, ShadowOutcome("nowhere", "ok", call=call), None, durable=True)
+    content = path.read_bytes()
+    journal.write(db, request(2), None, durable=True)  # a good one is still recorded
+    with open_ledger(db) as ledger:
+        assert ledger.journal_waiting == 0
+        ledger.check_writable()
+        [(moved, reason)] = ledger.journal_refused
+    assert moved == tmp_path / "l.db.journal-refused" / "nowhere-1.json"
+    assert moved.read_bytes() == content and not path.exists()
+    assert "FOREIGN KEY" in reason
+    assert "FOREIGN KEY" in moved.with_suffix(".reason").read_text(encoding="utf-8")
+    assert [r["id"] for r in ledger_rows(db, "requests")] == [request(2).id]
+    with open_ledger(db) as ledger:  # said once: the next command is quiet
+        assert ledger.journal_refused == [] and journal.pending(db) == []
+    assert moved.read_bytes() == content
+
+
+def test_a_full_or_locked_ledger_keeps_its_entries_waiting_not_quarantined(tmp_path: Path) -> None:
+    """Only a refusal that will never pass moves an entry aside: a read-only ledger (like a
+    full disk or a lock) only delays it."""
+    db = tmp_path / "l.db"
+    open_ledger(db).close()
+    journal.write(db, request(1), None, durable=True)
+    with immutable(db), open_ledger(db) as ledger:
+        assert ledger.journal_waiting == 1 and ledger.journal_refused == []
+    assert not (tmp_path / "l.db.journal-refused").exists()

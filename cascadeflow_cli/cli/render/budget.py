@@ -8,6 +8,7 @@ from rich.text import Text
 
 from cascadeflow_cli.cli.layout import FittedTable, fitted_table
 from cascadeflow_cli.money import format_dollars, format_usd
+from cascadeflow_cli.text import shown_name
 
 
 def budget_table(status: Any) -> FittedTable:
@@ -41,6 +42,6 @@ def budgets_table(rows: list[tuple[str, Any]]) -> FittedTable:
     """`cascade budget list`: one row per user with a budget of their own."""
     from cascadeflow_cli.windows import WINDOWS
 
-    body = [[user, *("-" if (v := getattr(b, w)) is None else format_dollars(v) for w in WINDOWS)]
+    body = [[shown_name(user), *("-" if (v := getattr(b, w)) is None else format_dollars(v) for w in WINDOWS)]
             for user, b in rows]
     return fitted_table([("user", "left")] + [(w, "right") for w in WINDOWS], body, flexible="user")

@@ -108,6 +108,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
             self.close()
             raise
         self.journal_error: str | None = None  # why the ledger refused a journal entry
+        self.journal_refused: list[tuple[Path, str]] = []  # entries quarantined at open, and why
         self.journal_waiting = self.replay_journal()
 
     def __str__(self) -> str:
@@ -187,15 +188,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
                               f"{journal.why(self.journal_error)}; nothing was sent")
 
     def replay_journal(self) -> int:
-        entries = journal.pending(self.path)
-        for number, (entry, record, reservation_id) in enumerate(entries):
-            try:
-                journal.replay(self, record, reservation_id)
-            except LedgerError as exc:
-                self.journal_error = str(exc)
-                return len(entries) - number
-            entry.unlink(missing_ok=True)
-        return 0
+        return journal.replay_all(self)
 
     # --- requests: write --------------------------------------------------------------
 
