@@ -34,6 +34,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import suppress as contextlib_suppress
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ TIMEOUT_S = 3.0  # wall clock for the whole child
 CPU_S = 2  # CPU seconds for the whole child
 PER_BLOCK_S = 1.0  # an alarm per block, so one endless loop does not hide the others
 MEMORY_MB = 512
+# children running at once in this process (threads of `cascade serve` / `batch`): each
+# is CPU-bound, so more than the cores this process may use only makes every one slower
+SLOTS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+_slots = threading.BoundedSemaphore(SLOTS)
 
 
 @dataclass(frozen=True)
@@ -341,6 +346,11 @@ def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
 
 
 def _run_one(program: Program) -> ExecResult:
+    with _slots:
+        return _fork_and_wait(program)
+
+
+def _fork_and_wait(program: Program) -> ExecResult:
     import select
     import signal
     import time
