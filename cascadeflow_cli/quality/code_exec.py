@@ -14,7 +14,8 @@ returns into our code; its only channel back is a pipe carrying a few counts):
 * every inherited file descriptor closed, stdin/stdout/stderr on /dev/null, the
   environment emptied (no API keys), its own session, ``/`` as cwd;
 * resource limits: CPU seconds, address space, no file writes (``RLIMIT_FSIZE`` 0), no
-  core dumps; a wall-clock timeout after which the parent kills it, an alarm per block;
+  core dumps; a wall-clock timeout after which the parent kills it, a CPU-time alarm per
+  block (and a wall-clock one);
 * an audit hook installed before the draft runs refuses sockets, subprocesses, exec,
   fork, file writes/removal/renames, ``ctypes``, ``sqlite3``, ``mmap`` and new limits.
 
@@ -45,7 +46,15 @@ __all__ = ["ExecResult", "Program", "program_of", "run_program", "run_programs"]
 
 TIMEOUT_S = 3.0  # wall clock for the whole child
 CPU_S = 2  # CPU seconds for the whole child
-PER_BLOCK_S = 1.0  # an alarm per block, so one endless loop does not hide the others
+# Per block, so one endless loop does not hide the others: CPU time (ITIMER_PROF), so what
+# a block may compute does not depend on the machine's load or how many drafts run at once
+# (a calibration's workers and serve's slots give the same result as one at a time), plus
+# a wall-clock backstop for a block that waits (a sleep). 0.25 s of CPU is ~20x the slowest
+# finite draft of the MBPP/GSM8K dev sets (13.9 ms for a whole draft, 211 with Python); the
+# drafts past it spin for good (2 of 211: a loop that never advances, an O(n^3) search), and
+# at 1 s each they were ~11 of the 15 CPU-s of `calibrate --execute-code` on 5,000 rows.
+PER_BLOCK_CPU_S = 0.25
+PER_BLOCK_S = 1.0
 MEMORY_MB = 512
 # children running at once in this process (threads of `cascade serve` / `batch`): each
 # is CPU-bound, so more than the cores this process may use only makes every one slower
@@ -148,7 +157,7 @@ def _disarm(aliases: list[tuple[str, str]]) -> None:
 
 
 class _Alarm(BaseException):
-    """A block ran past its time (raised from SIGALRM, not catchable as Exception)."""
+    """A block ran past its time (raised from SIGALRM / SIGPROF, not catchable as Exception)."""
 
 
 def _norm(text: str) -> tuple[str, object]:
@@ -239,6 +248,7 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
 
     g["__claim__"] = claim
     signal.signal(signal.SIGALRM, alarm)
+    signal.signal(signal.SIGPROF, alarm)
     checker = doctest.OutputChecker()
     flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
     parser = doctest.DocTestParser()
@@ -252,6 +262,7 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
                 res["claims_failed"] += 0 if _same_output(printed, src) else 1  # type: ignore[operator]
             continue
         sink = _Capped()
+        signal.setitimer(signal.ITIMER_PROF, PER_BLOCK_CPU_S)
         signal.setitimer(signal.ITIMER_REAL, PER_BLOCK_S)
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(io.StringIO()):
@@ -290,6 +301,7 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
                 res["calls_undefined"] = res["calls_undefined"] or isinstance(exc, NameError)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
             printed = sink.getvalue()
     return res
 

@@ -233,3 +233,16 @@ def test_no_more_children_at_once_than_slots(monkeypatch: pytest.MonkeyPatch) ->
         most = max(most, len(now))
     assert len(out) == 3 and all(r.timeout for r in out)
     assert most == 1 and len(seen) == 3  # one at a time, each seen running
+
+
+def test_a_calibration_s_workers_measure_what_one_process_does() -> None:
+    """rows_features on the forked workers gives the features the serial path gives, the
+    drafts that run out of time included (their limit is CPU time, not the load's wall)."""
+    from cascadeflow_cli.quality.calibrate import rows_features
+
+    spinning = "```python\ndef f():\n    while True:\n        pass\n```\n\n```python\nprint(f())  # 1\n```\n"
+    responses = [GOOD, WRONG, spinning, "No code here.", GOOD.replace("print(double(2))", "print(triple(2))")]
+    rows = [{"query": "Write a function", "response": r, "domain": "code"} for r in responses * 2]
+    serial = rows_features(rows, execute_code=True, parallel=False)
+    assert rows_features(rows, execute_code=True, parallel=True) == serial
+    assert [f["exec_failed_share"] for f in serial[:5]] == [0.0, 0.5, 0.0, 0.0, 0.5]
