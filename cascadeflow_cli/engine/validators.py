@@ -4,8 +4,9 @@ rule validator of ``[cascade] quality_preset`` / ``quality_threshold``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig
@@ -15,20 +16,25 @@ if TYPE_CHECKING:
 
 
 def build_validator(
-    config: AppConfig, calibration: Path | None = None
+    config: AppConfig, calibration: Path | None = None, *, run_code: Callable[[Any], Any] | None = None
 ) -> QualityValidator | CalibratedValidator:
     """``calibration`` (e.g. `quality check --calibration`) wins over the config's. With a
-    calibration, the threshold is the calibrated one for ``[quality] target_quality``."""
+    calibration, the threshold is the calibrated one for ``[quality] target_quality``;
+    ``run_code`` runs a draft's program when it executes code (see CalibratedValidator)."""
     path = calibration or config.quality.calibration
     if path is not None:
-        return calibrated_validator(path, config.quality)
+        return calibrated_validator(path, config.quality, run_code=run_code)
     from cascadeflow_cli.quality import QualityValidator
 
     return QualityValidator(config.cascade.quality_preset, config.cascade.quality_threshold)
 
 
 def calibrated_validator(
-    path: Path, quality: QualityConfig, threshold: float | None = None
+    path: Path,
+    quality: QualityConfig,
+    threshold: float | None = None,
+    *,
+    run_code: Callable[[Any], Any] | None = None,
 ) -> CalibratedValidator:
     """The calibrated check of the file at ``path`` for the live cascade and `quality check`
     alike (the same features, so the same decision): with ``[quality]``'s target and code
@@ -50,4 +56,5 @@ def calibrated_validator(
         execute_code=quality.execute_code,
         where=str(path),
         embed=embed,
+        run_code=run_code,
     )

@@ -127,15 +127,18 @@ def model_features(execute_code: bool = False) -> tuple[str, ...]:
     return FEATURE_NAMES if execute_code else tuple(n for n in FEATURE_NAMES if n not in EXEC_FEATURES)
 
 
-def rows_features(rows: Sequence[Mapping[str, Any]], execute_code: bool = False) -> list[dict[str, float]]:
+def rows_features(
+    rows: Sequence[Mapping[str, Any]], execute_code: bool = False, *, parallel: bool | None = None
+) -> list[dict[str, float]]:
     """:func:`row_features` of every row, in order; on all the cores this process may use
     when there are many rows (forked workers: they start with the loaded detector and
-    rules). Falls back to one process where forking is not available or fails."""
+    rules) or ``parallel`` says so. Falls back to one process where forking is not
+    available or fails. The same features either way (the sandbox's limits are CPU time)."""
     import functools
 
     one = functools.partial(row_features, execute_code=execute_code)
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if len(rows) >= PARALLEL_MIN_ROWS and workers > 1:
+    if (len(rows) >= PARALLEL_MIN_ROWS if parallel is None else parallel) and workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool

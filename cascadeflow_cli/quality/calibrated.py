@@ -277,7 +277,10 @@ class CalibratedValidator:
         execute_code: bool = False,
         where: str = "the calibration",
         embed: Callable[[list[str]], Any] | None = None,
+        run_code: Callable[[Any], Any] | None = None,
     ) -> None:
+        """``run_code``: how a draft's program runs (default :func:`.code_exec.run_program`,
+        in this thread); `cascade serve` passes one that waits off its event loop."""
         if calibration.needs_execution and not execute_code:
             # scoring without the execution feature would not be the model that was fitted
             raise ConfigError(
@@ -295,6 +298,7 @@ class CalibratedValidator:
                 "needs the [semantic] extra's embedder"
             )
         self.embed = embed
+        self.run_code = run_code
         self.fixed_threshold = threshold
         self.rules = QualityValidator("balanced")
         self.threshold = calibration.threshold if threshold is None else threshold
@@ -317,7 +321,9 @@ class CalibratedValidator:
         if self.calibration.needs_execution:
             from .code_exec import program_of, run_program
 
-            execution = run_program(program_of(response or ""))
+            program = program_of(response or "")  # parsed here (pure, fast); run where asked
+            run = run_program if self.run_code is None or program.empty else self.run_code
+            execution = run(program)
         if self.calibration.needs_similarity and live.get("similarity") is None and self.embed is not None:
             from .live_signals import embedding_similarity
 

@@ -14,7 +14,8 @@ returns into our code; its only channel back is a pipe carrying a few counts):
 * every inherited file descriptor closed, stdin/stdout/stderr on /dev/null, the
   environment emptied (no API keys), its own session, ``/`` as cwd;
 * resource limits: CPU seconds, address space, no file writes (``RLIMIT_FSIZE`` 0), no
-  core dumps; a wall-clock timeout after which the parent kills it, an alarm per block;
+  core dumps; a wall-clock timeout after which the parent kills it, a CPU-time alarm per
+  block (and a wall-clock one);
 * an audit hook installed before the draft runs refuses sockets, subprocesses, exec,
   fork, file writes/removal/renames, ``ctypes``, ``sqlite3``, ``mmap`` and new limits.
 
@@ -34,6 +35,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import suppress as contextlib_suppress
 from dataclasses import dataclass
@@ -44,8 +46,20 @@ __all__ = ["ExecResult", "Program", "program_of", "run_program", "run_programs"]
 
 TIMEOUT_S = 3.0  # wall clock for the whole child
 CPU_S = 2  # CPU seconds for the whole child
-PER_BLOCK_S = 1.0  # an alarm per block, so one endless loop does not hide the others
+# Per block, so one endless loop does not hide the others: CPU time (ITIMER_PROF), so what
+# a block may compute does not depend on the machine's load or how many drafts run at once
+# (a calibration's workers and serve's slots give the same result as one at a time), plus
+# a wall-clock backstop for a block that waits (a sleep). 0.25 s of CPU is ~20x the slowest
+# finite draft of the MBPP/GSM8K dev sets (13.9 ms for a whole draft, 211 with Python); the
+# drafts past it spin for good (2 of 211: a loop that never advances, an O(n^3) search), and
+# at 1 s each they were ~11 of the 15 CPU-s of `calibrate --execute-code` on 5,000 rows.
+PER_BLOCK_CPU_S = 0.25
+PER_BLOCK_S = 1.0
 MEMORY_MB = 512
+# children running at once in this process (threads of `cascade serve` / `batch`): each
+# is CPU-bound, so more than the cores this process may use only makes every one slower
+SLOTS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+_slots = threading.BoundedSemaphore(SLOTS)
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,7 @@ def _disarm(aliases: list[tuple[str, str]]) -> None:
 
 
 class _Alarm(BaseException):
-    """A block ran past its time (raised from SIGALRM, not catchable as Exception)."""
+    """A block ran past its time (raised from SIGALRM / SIGPROF, not catchable as Exception)."""
 
 
 def _norm(text: str) -> tuple[str, object]:
@@ -234,6 +248,7 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
 
     g["__claim__"] = claim
     signal.signal(signal.SIGALRM, alarm)
+    signal.signal(signal.SIGPROF, alarm)
     checker = doctest.OutputChecker()
     flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
     parser = doctest.DocTestParser()
@@ -247,6 +262,7 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
                 res["claims_failed"] += 0 if _same_output(printed, src) else 1  # type: ignore[operator]
             continue
         sink = _Capped()
+        signal.setitimer(signal.ITIMER_PROF, PER_BLOCK_CPU_S)
         signal.setitimer(signal.ITIMER_REAL, PER_BLOCK_S)
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(io.StringIO()):
@@ -285,6 +301,7 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
                 res["calls_undefined"] = res["calls_undefined"] or isinstance(exc, NameError)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
             printed = sink.getvalue()
     return res
 
@@ -341,6 +358,11 @@ def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
 
 
 def _run_one(program: Program) -> ExecResult:
+    with _slots:
+        return _fork_and_wait(program)
+
+
+def _fork_and_wait(program: Program) -> ExecResult:
     import select
     import signal
     import time
@@ -404,7 +426,10 @@ def run_program(program: Program) -> ExecResult:
     """Run one program in a sandboxed child; an empty program runs nothing."""
     if program.empty:
         return ExecResult()
-    import doctest  # noqa: F401 - imported once here, so each forked child has it loaded
+    # imported once here, so each forked child has them loaded (importing resource in
+    # the child cost ~0.8 of its ~1.9 ms CPU for a one-line draft)
+    import doctest  # noqa: F401
+    import resource  # noqa: F401
 
     return _run_one(program)
 

@@ -75,6 +75,19 @@ def sleep(seconds: float) -> None:
         time.sleep(seconds)
 
 
+def off_loop(fn: Callable[..., _T], pool: Executor) -> Callable[..., _T]:
+    """``fn`` for blocking code that may run bridged: there it runs on ``pool``, awaited,
+    so the loop serves other requests meanwhile (a draft's code running in the sandbox
+    for up to its time limit); elsewhere (a pool thread, a shadow verification) in place."""
+
+    def call(*args: Any) -> _T:
+        if not active():
+            return fn(*args)
+        return await_only(asyncio.get_running_loop().run_in_executor(pool, fn, *args))
+
+    return call
+
+
 class BridgedClient:
     """The fast client's transport: on the loop when bridged, else the blocking one (a
     stream, a shadow verification's thread)."""

@@ -179,13 +179,24 @@ class Runner:
         # that reserves its budget (BudgetGate.reserve, verify_key), so a revoked one is
         # still refused before any provider call, on every server sharing the ledger
         self._keys: dict[str, ApiKey] | None = {} if bridged else None
+        self._exec_pool: ThreadPoolExecutor | None = None
         if bridged:
+            from cascadeflow_cli.engine.validators import build_validator
             from cascadeflow_cli.server import bridge
 
             self._bridge = bridge
+            validator = None
+            if config.quality.execute_code and config.quality.calibration is not None:
+                # a draft's code runs in a forked child for up to its time limit: waited for
+                # on these threads, not the loop (as many as the sandbox runs at once)
+                from cascadeflow_cli.quality.code_exec import SLOTS, run_program
+
+                self._exec_pool = ThreadPoolExecutor(SLOTS, thread_name_prefix="cascade-exec")
+                validator = build_validator(config, run_code=bridge.off_loop(run_program, self._exec_pool))
             self._bridged = Cascade(
                 config,
                 ledger,
+                validator=validator,  # type: ignore[arg-type]
                 gate=self._gate,  # type: ignore[arg-type]
                 on_record=self._recorded,
                 provider_lookup=bridge.Providers(self.pool),
@@ -336,3 +347,5 @@ class Runner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        if self._exec_pool is not None:
+            self._exec_pool.shutdown(wait=True)

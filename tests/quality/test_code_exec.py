@@ -198,3 +198,51 @@ def test_a_huge_allocation_fails_in_the_child_and_ordinary_code_still_runs() -> 
     result = run(text)
     assert result.example_error == 1 and not result.def_error
     assert (result.claims, result.claims_failed) == (2, 0)
+
+
+def children() -> set[int]:
+    """PIDs of this process's children."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) == me:
+                    found.add(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_no_more_children_at_once_than_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads asking at once (`cascade serve`, `batch`) run at most SLOTS sandboxed
+    children together; the others wait their turn, and every one is run."""
+    from cascadeflow_cli.quality import code_exec
+
+    monkeypatch.setattr(code_exec, "_slots", threading.BoundedSemaphore(1))
+    looping = "```python\ndef f():\n    while True:\n        pass\n```\n\n```python\nprint(f())  # 1\n```\n"
+    out: list[ExecResult] = []
+    workers = [threading.Thread(target=lambda: out.append(run(looping))) for _ in range(3)]
+    before = children()
+    seen: set[int] = set()
+    most = 0
+    for w in workers:
+        w.start()
+    while any(w.is_alive() for w in workers):
+        now = children() - before
+        seen |= now
+        most = max(most, len(now))
+    assert len(out) == 3 and all(r.timeout for r in out)
+    assert most == 1 and len(seen) == 3  # one at a time, each seen running
+
+
+def test_a_calibration_s_workers_measure_what_one_process_does() -> None:
+    """rows_features on the forked workers gives the features the serial path gives, the
+    drafts that run out of time included (their limit is CPU time, not the load's wall)."""
+    from cascadeflow_cli.quality.calibrate import rows_features
+
+    spinning = "```python\ndef f():\n    while True:\n        pass\n```\n\n```python\nprint(f())  # 1\n```\n"
+    responses = [GOOD, WRONG, spinning, "No code here.", GOOD.replace("print(double(2))", "print(triple(2))")]
+    rows = [{"query": "Write a function", "response": r, "domain": "code"} for r in responses * 2]
+    serial = rows_features(rows, execute_code=True, parallel=False)
+    assert rows_features(rows, execute_code=True, parallel=True) == serial
+    assert [f["exec_failed_share"] for f in serial[:5]] == [0.0, 0.5, 0.0, 0.0, 0.5]
