@@ -227,18 +227,14 @@ class DailySeries:
         """A note when the days since the last spend outrun every quiet stretch before it."""
         import numpy as np
 
-        last = self.last_spend
+        from cascadeflow_cli.analytics.quiet import no_spend_since, stale_since
+
+        spent = [self.start + timedelta(days=int(i)) for i in np.nonzero(self.values > 0)[0]]
+        last = stale_since(spent, self.as_of)
         if last is None:
             return ()
-        quiet = (self.as_of - last).days - 1  # empty days between the last spend and as_of
-        spent = np.nonzero(self.values > 0)[0]
-        longest = int(np.max(np.diff(spent)) - 1) if len(spent) > 1 else 0
-        if quiet < 2 or quiet <= longest:
-            return ()
-        since = (self.as_of - last).days
-        return (f"no spend recorded since {last.isoformat()}, {since} days: the forecast assumes "
-                f"that continues; `--as-of {(last + timedelta(days=1)).isoformat()}` forecasts "
-                "from the last data",)
+        return (f"{no_spend_since(last, self.as_of)}: the forecast assumes that continues; "
+                f"`--as-of {(last + timedelta(days=1)).isoformat()}` forecasts from the last data",)
 
     def spent_between(self, first: date, last: date) -> float:
         """Recorded spend from ``first`` to ``last`` inclusive (clipped to the series)."""

@@ -52,14 +52,16 @@ def anomalies(
     found = scan.found
     if as_json:
         sys.stdout.write(json.dumps([a.to_json() for a in found], ensure_ascii=False, indent=2) + "\n")
-        return
-    if not found:
+    elif not found:
         scope = f" for {user}" if user else ""
         sys.stderr.write(f"no anomalies{scope} at {sensitivity} sensitivity"
                          f"{' since ' + first.isoformat() if first else ''} up to {scan.last.isoformat()}\n")
-        return
-    from cascadeflow_cli.cli.render.spend import anomalies_table
+    else:
+        from cascadeflow_cli.cli.render.spend import anomalies_table
 
-    stdout_console().print(anomalies_table(found, sensitivity))
+        stdout_console().print(anomalies_table(found, sensitivity))
+    # on stderr, after the list: stdout stays the list (a JSON array for scripts)
+    for note in scan.notes:
+        sys.stderr.write(f"note: {note}\n")
 
 

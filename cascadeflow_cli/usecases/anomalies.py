@@ -13,15 +13,18 @@ if TYPE_CHECKING:
     from cascadeflow_cli.analytics.anomaly import Anomaly
     from cascadeflow_cli.config import AppConfig
     from cascadeflow_cli.ledger.db import Ledger
+    from cascadeflow_cli.ledger.spend import Series
 
 
 @dataclass(frozen=True)
 class AnomalyScan:
-    """What was found, sorted by day, user and model, and the days it judged."""
+    """What was found, sorted by day, user and model, the days it judged, and notes for
+    the reader (the data ending days before ``last``)."""
 
     found: list[Anomaly]
     first: date | None
     last: date
+    notes: tuple[str, ...] = ()
 
 
 def scan_anomalies(ledger: Ledger, config: AppConfig, *, sensitivity: str, min_change: float,
@@ -57,4 +60,21 @@ def scan_anomalies(ledger: Ledger, config: AppConfig, *, sensitivity: str, min_c
                 found.extend(detector.detect(to_usd(series), user=user, model=model, since=since,
                                              until=last))
     found.sort(key=lambda a: (a.date, a.user or "", a.model or ""))
-    return AnomalyScan(found, since, last)
+    return AnomalyScan(found, since, last, _stale_notes(per_user, last))
+
+
+def _stale_notes(per_user: dict[str, Series], last: date) -> tuple[str, ...]:
+    """A note when the spend asked about (the user's, else everyone's) stops days before
+    the judged window's end: an imported history ends, and the detector then flags a
+    "drop to $0" that may be no real event. The drop stays listed (a user who stopped
+    spending is one); the note names the ``--until`` that judges only recorded days."""
+    from cascadeflow_cli.analytics.quiet import no_spend_since, stale_since
+
+    spent = sorted({day for series in per_user.values() for day, nanos in series if nanos > 0})
+    end = last + timedelta(days=1)
+    stopped = stale_since(spent, end)
+    if stopped is None:
+        return ()
+    return (f"{no_spend_since(stopped, end)}: a drop to $0 after it may be "
+            f"where the recorded (or imported) data ends, not a real change; "
+            f"`--until {stopped.isoformat()}` judges only the recorded days",)
