@@ -313,7 +313,10 @@ def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: fl
     old = np.exp(expected_z[:run]) - offset
     new = np.exp(z[:run]) - offset
     step = _median(z[:run] - expected_z[:run])
-    return max(math.exp(expected_z[0] + step) - offset, 0.0), abs(_median(new - old))
+    # the first weekday's typical new day, kept within the new days seen: the profile moved
+    # by the step is not zero where spend stopped (a drop to nothing read "$0.021/day")
+    level = min(max(math.exp(expected_z[0] + step) - offset, float(np.min(new))), float(np.max(new)))
+    return max(level, 0.0), abs(_median(new - old))
 
 
 def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[int],

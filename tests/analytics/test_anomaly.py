@@ -191,7 +191,7 @@ def test_last_thirty_days_all_zero_is_one_drop_to_nothing_not_thirty_drops() -> 
     values[120:] = 0.0
     found = AnomalyDetector("high").detect(rows(values))
     assert [(a.date, a.kind) for a in found] == [(day(120), "shift")]
-    assert "stepped down" in found[0].description and found[0].actual < 1.0
+    assert "stepped down" in found[0].description and found[0].actual == 0.0  # nothing, not cents
 
 
 def test_a_cent_a_day_never_pages_even_when_it_triples() -> None:
