@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ class ServeSettings:
     grace_s: float = 30.0  # SIGTERM: in-flight requests get this long to finish
     access_log: bool = True
     max_body: int = 4 * 1024 * 1024
+    rate_dir: str | None = None  # `--workers N`: the per-key rpm windows they share (server/limits.py)
 
 
 def check_extra() -> None:
@@ -69,7 +70,8 @@ def build_app(settings: ServeSettings, write_log: Callable[[str], None] | None =
         ledger = GroupCommitLedger(store, bridge.LoopAwaiter() if bridge else None)
     sink, on_record = _telemetry(config)
     runner = Runner(
-        config, ledger, concurrency=settings.concurrency, on_record=on_record, bridged=bridge is not None
+        config, ledger, concurrency=settings.concurrency, on_record=on_record, bridged=bridge is not None,
+        rate_dir=settings.rate_dir,
     )
     log = (write_log or stderr_log) if settings.access_log else None
 
@@ -215,24 +217,15 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
         proxy_headers=False,  # one ASGI layer less a request; nothing here reads the client address
     )
     if settings.workers > 1:
-        from uvicorn.supervisors import Multiprocess
+        import shutil
+        import tempfile
 
         preflight(settings)
-
-        os.environ[_ENV] = json.dumps(asdict(settings))
-        config = uvicorn.Config(
-            "cascadeflow_cli.server:factory", factory=True, workers=settings.workers, **kwargs
-        )
-        server = uvicorn.Server(config)
-        if on_listening:
-            on_listening(f"http://{host}:{port}/v1")
-        try:  # uvicorn >= 0.52 runs its own target
-            supervisor = Multiprocess(config, sockets=[sock])  # type: ignore[call-arg]
-        except TypeError:
-            supervisor = Multiprocess(config, target=server.run, sockets=[sock])  # type: ignore[call-arg]
-        supervisor.run()
-        if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
-            raise SystemExit(1)  # the worker said why, in one line
+        rate_dir = tempfile.mkdtemp(prefix="cascade-serve-rpm-")  # 0700, this server's alone
+        try:
+            _run_workers(replace(settings, rate_dir=rate_dir), kwargs, host, port, on_listening, sock)
+        finally:
+            shutil.rmtree(rate_dir, ignore_errors=True)
         return
     import signal
 
@@ -252,3 +245,26 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
     if on_listening:
         on_listening(f"http://{host}:{port}/v1")
     server.run(sockets=[sock])
+
+
+def _run_workers(
+    settings: ServeSettings, kwargs: dict[str, Any], host: str, port: int,
+    on_listening: Callable[[str], None] | None, sock: socket.socket,
+) -> None:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[_ENV] = json.dumps(asdict(settings))
+    config = uvicorn.Config(
+        "cascadeflow_cli.server:factory", factory=True, workers=settings.workers, **kwargs
+    )
+    server = uvicorn.Server(config)
+    if on_listening:
+        on_listening(f"http://{host}:{port}/v1")
+    try:  # uvicorn >= 0.52 runs its own target
+        supervisor = Multiprocess(config, sockets=[sock])  # type: ignore[call-arg]
+    except TypeError:
+        supervisor = Multiprocess(config, target=server.run, sockets=[sock])  # type: ignore[call-arg]
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise SystemExit(1)  # the worker said why, in one line

@@ -9,11 +9,10 @@ import asyncio
 import contextvars
 import math
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
@@ -31,6 +30,7 @@ from cascadeflow_cli.errors import (
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision
 from cascadeflow_cli.ledger.keys import ApiKey, authenticate, hash_key
 from cascadeflow_cli.redact import redact
+from cascadeflow_cli.server.limits import RateLimiter, SharedRateLimiter
 from cascadeflow_cli.server.shapes import ApiError, ChatCall, query_of
 
 if TYPE_CHECKING:
@@ -119,34 +119,6 @@ def _bad_key(key: str | None) -> ApiError:
     return ApiError(401, message, code="invalid_api_key")
 
 
-class RateLimiter:
-    """Requests per minute per key, in this process (a sliding window of start times)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._seen: dict[str, deque[float]] = {}
-
-    def check(self, key: ApiKey) -> None:
-        if not key.rpm:
-            return
-        now = self._clock()
-        with self._lock:
-            times = self._seen.setdefault(key.prefix, deque())
-            while times and times[0] <= now - 60:
-                times.popleft()
-            if len(times) >= key.rpm:
-                wait = max(1, math.ceil(times[0] + 60 - now))
-                raise ApiError(
-                    429,
-                    f"this key may make {key.rpm} requests per minute",
-                    type="requests",
-                    code="rate_limit_exceeded",
-                    headers={"Retry-After": str(wait)},
-                )
-            times.append(now)
-
-
 class Runner:
     """Runs chat calls through the cascade on ``concurrency`` threads, or, ``bridged``,
     whole answers in the request's own task (server/bridge.py: needs greenlet, and a
@@ -160,11 +132,15 @@ class Runner:
         concurrency: int,
         on_record: Callable[[RequestRecord], None] | None = None,
         bridged: bool = False,
+        rate_dir: str | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cascade-serve")
-        self.limiter = RateLimiter()
+        # rate_dir: shared by the workers of `--workers N` (server/limits.py)
+        self.limiter: RateLimiter | SharedRateLimiter = (
+            SharedRateLimiter(Path(rate_dir)) if rate_dir else RateLimiter()
+        )
         gate = BudgetGate(ledger, config)
         if bridged:  # the reservation's own transaction reads the budget again (SQLite)
             gate.budgets = {}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cascadeflow_cli.ledger.keys import ApiKey
-from cascadeflow_cli.server.runner import RateLimiter
+from cascadeflow_cli.server.limits import RateLimiter, SharedRateLimiter
 from cascadeflow_cli.server.shapes import ApiError, _amount
 
 
@@ -31,3 +33,25 @@ def test_a_key_gets_rpm_requests_a_minute_then_429_with_the_wait() -> None:
 )
 def test_header_amounts_are_exact_decimals(nusd: int, text: str) -> None:
     assert _amount(nusd) == text
+
+
+def test_workers_sharing_a_directory_share_each_keys_window(tmp_path: Path) -> None:
+    """Two limiters on one directory stand for two worker processes (each opens and
+    flocks the key's file itself): together they admit rpm requests, not rpm each."""
+    now = [1000.0]
+    workers = [SharedRateLimiter(tmp_path, clock=lambda: now[0]) for _ in range(2)]
+    key = ApiKey("sk-cf-abcdefgh", "alice", None, "2026-01-01T00:00:00Z", rpm=3)
+    for turn in range(3):
+        workers[turn % 2].check(key)
+        now[0] += 1
+    for worker in workers:
+        with pytest.raises(ApiError) as caught:
+            worker.check(key)
+        assert caught.value.status == 429 and caught.value.headers["Retry-After"] == "57"
+    now[0] += 57
+    workers[1].check(key)  # the first start left the window: one more is allowed
+    with pytest.raises(ApiError):
+        workers[0].check(key)
+    unlimited = ApiKey("sk-cf-other000", "bob", None, "2026-01-01T00:00:00Z")
+    workers[0].check(unlimited)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [b"sk-cf-abcdefgh".hex()]  # no file for bob

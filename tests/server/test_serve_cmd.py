@@ -182,3 +182,20 @@ def test_sigterm_under_load_leaves_nothing_half_written(
     assert ledger_rows(cli.db, "reservations") == []
     journal = cli.db.with_name(cli.db.name + ".journal")
     assert not journal.exists() or not list(journal.iterdir())
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_keys_rpm_limit_holds_across_workers(
+    cli: CliRunner, stopper: list[subprocess.Popen[str]], workers: str
+) -> None:
+    """Each worker counted alone once: with --workers 2 every key had twice its limit."""
+    run = cli("key", "create", "alice", "--rpm", "3", "--json")
+    assert run.code == 0, run.stderr
+    key = run.json()["key"]  # type: ignore[index]
+    proc, url = start(cli, "--workers", workers)
+    stopper.append(proc)
+    statuses = [chat(url, key).status_code for _ in range(8)]  # a new connection each: both workers
+    assert statuses == [200] * 3 + [429] * 5, statuses
+    assert len(ledger_rows(cli.db, "requests")) == 3
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
