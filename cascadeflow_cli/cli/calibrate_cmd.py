@@ -77,7 +77,7 @@ def calibrate(
     config = context.config
     chosen = parse_prices(prices) if prices is not None else configured_prices(config)
     if from_ledger:
-        rows = ledger_label_rows(context.ledger())
+        rows = ledger_label_rows(context.ledger(read_only=True))
         origin = "the ledger"
     else:
         assert file is not None

@@ -54,7 +54,7 @@ def list_(
 
     from cascadeflow_cli.ledger.keys import list_keys
 
-    keys = list_keys(app_context(ctx).ledger(), user)
+    keys = list_keys(app_context(ctx).ledger(read_only=True), user)
     if as_json:
         sys.stdout.write(json.dumps([k.to_json() for k in keys], indent=2) + "\n")
         return
