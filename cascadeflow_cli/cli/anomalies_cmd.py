@@ -43,7 +43,7 @@ def anomalies(
     if sensitivity not in SENSITIVITIES:
         raise InputError(f"--sensitivity must be one of {', '.join(SENSITIVITIES)}, got {sensitivity!r}")
     context = app_context(ctx)
-    ledger, config = context.ledger(), context.config
+    ledger, config = context.ledger(read_only=True), context.config
     timezone = config.ledger.timezone
     first = parse_local_day(since, timezone) if since else None
     last = parse_local_day(until, timezone) if until else None

@@ -8,14 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from cascadeflow_cli.cli.context import app_context, default_user, is_terminal, stderr_console
+from cascadeflow_cli.cli.options import check_domain
 from cascadeflow_cli.text import escape_controls
-
-
-def _check_domain(value: str | None) -> str | None:
-    # "" and "  " were falsy downstream: routed by detection, as if no --domain was given
-    if value is not None and not value.strip():
-        raise typer.BadParameter("the domain is empty")
-    return value
 
 
 def _chain(value: str) -> list[str]:
@@ -44,7 +38,7 @@ def ask(
             "--user", "-u", help="Who is asking (budgets, ledger). Default: $CASCADE_USER or 'default'."
         ),
     ] = None,
-    domain: Annotated[str | None, typer.Option("--domain", callback=_check_domain,
+    domain: Annotated[str | None, typer.Option("--domain", callback=check_domain,
                                                help="Route with this domain's chain.")] = None,
     models: Annotated[
         str | None, typer.Option("--models", callback=_check_chain,

@@ -45,25 +45,28 @@ def show(
 ) -> None:
     """Limits, spend, what is left and when each window resets, and what the next request gets."""
     from cascadeflow_cli.cli.render.budget import budget_table
-    from cascadeflow_cli.text import user_name
+    from cascadeflow_cli.ledger.budgets import budget_owner
+    from cascadeflow_cli.text import shown_name, user_name
     from cascadeflow_cli.usecases.budget import budget_report
 
-    user = user_name(user)
     context = app_context(ctx)
-    report = budget_report(context.ledger(read_only=True), context.config, user)
+    ledger = context.ledger(read_only=True)
+    user = budget_owner(ledger, user) or user_name(user)  # a legacy name too, as `rm` takes it
+    report = budget_report(ledger, context.config, user)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         return
     status, outlook = report.status, report.outlook
     if status.budget is None:
         sys.stderr.write(
-            f"{user} has no budget (and there is no [budgets.default]): requests are allowed and recorded\n"
+            f"{shown_name(user)} has no budget (and there is no [budgets.default]): "
+            "requests are allowed and recorded\n"
         )
         return
     out = stdout_console()
     out.print(budget_table(status))
     if outlook is not None:  # part of the answer: where this period is heading
-        out.print(outlook.describe(user), style="bold red" if outlook.alert else None)
+        out.print(outlook.describe(shown_name(user)), style="bold red" if outlook.alert else None)
     if status.next.message:
         stderr_console().print(status.next.message)
 
@@ -97,15 +100,12 @@ def rm(ctx: typer.Context,
        user: Annotated[str, typer.Argument(help="The user (as `budget list` shows it).")]) -> None:
     """Remove USER's own budget (the config's default, if any, applies again)."""
     from cascadeflow_cli.errors import InputError
-    from cascadeflow_cli.ledger.budgets import list_budgets, remove_budget
+    from cascadeflow_cli.ledger.budgets import budget_owner, remove_budget
     from cascadeflow_cli.text import shown_name, user_name
 
     ledger = app_context(ctx).ledger()
-    # a name an older version stored with a control or invisible character cannot be set
-    # today, but it can be removed: given as it is ($'alice\r'), or as `list` shows it
-    stored = [name for name, _ in list_budgets(ledger)]
-    found = [name for name in stored if name == user] or [name for name in stored if shown_name(name) == user]
-    if len(found) != 1 or not remove_budget(ledger, found[0]):
+    owner = budget_owner(ledger, user)  # as it is ($'alice\r'), or as `list` shows it
+    if owner is None or not remove_budget(ledger, owner):
         user_name(user)  # what is wrong with a name that is not there: said as before
         raise InputError(f"{shown_name(user)} has no budget of their own")
-    sys.stderr.write(f"removed the budget of {shown_name(found[0])}\n")
+    sys.stderr.write(f"removed the budget of {shown_name(owner)}\n")

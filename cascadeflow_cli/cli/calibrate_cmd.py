@@ -77,7 +77,7 @@ def calibrate(
     config = context.config
     chosen = parse_prices(prices) if prices is not None else configured_prices(config)
     if from_ledger:
-        rows = ledger_label_rows(context.ledger())
+        rows = ledger_label_rows(context.ledger(read_only=True))
         origin = "the ledger"
     else:
         assert file is not None
@@ -121,7 +121,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         data = json_object(text, where, _ROW_FIELDS)
         string_field(data, "query", where, required=True)
         string_field(data, "response", where, required=True)
-        string_field(data, "domain", where)
+        string_field(data, "domain", where, blank=False)
         string_field(data, "finish_reason", where)
         rid = row_id(data, where)
         for key, required in (("correct", True), ("verifier_correct", False)):

@@ -54,8 +54,10 @@ def json_object(text: str, where: str, expected: str) -> dict[str, Any]:
     return data
 
 
-def string_field(data: dict[str, Any], name: str, where: str, *, required: bool = False) -> str | None:
-    """``data[name]`` if it is a string (None if absent or null and not ``required``)."""
+def string_field(data: dict[str, Any], name: str, where: str, *, required: bool = False,
+                 blank: bool = True) -> str | None:
+    """``data[name]`` if it is a string (None if absent or null and not ``required``);
+    ``blank=False`` refuses "" and "  " (a blank domain read as no domain)."""
     if name not in data and required:
         raise InputError(f"{where}: no '{name}'")
     value = data.get(name)
@@ -63,6 +65,8 @@ def string_field(data: dict[str, Any], name: str, where: str, *, required: bool 
         return None
     if not isinstance(value, str):
         raise InputError(f"{where}: '{name}' must be a string, got {kind(value)}")
+    if not blank and not value.strip():
+        raise InputError(f"{where}: '{name}' is empty")
     return value
 
 

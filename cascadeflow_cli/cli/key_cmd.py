@@ -54,7 +54,7 @@ def list_(
 
     from cascadeflow_cli.ledger.keys import list_keys
 
-    keys = list_keys(app_context(ctx).ledger(), user)
+    keys = list_keys(app_context(ctx).ledger(read_only=True), user)
     if as_json:
         sys.stdout.write(json.dumps([k.to_json() for k in keys], indent=2) + "\n")
         return
@@ -62,13 +62,16 @@ def list_(
         sys.stderr.write("no keys (create one with `cascade key create USER`)\n")
         return
     from cascadeflow_cli.money import format_usd, nanos_from_usd
+    from cascadeflow_cli.text import shown_name
 
     table = Table("prefix", "user", "name", "created", "revoked", "rpm", "budget")
     for k in keys:
         limits = k.budget.limits() if k.budget else {}
         budget = ", ".join(f"{w} {format_usd(nanos_from_usd(v))}" for w, v in limits.items())
         rpm = str(k.rpm) if k.rpm else ""
-        table.add_row(k.prefix, k.user, k.name or "", k.created_at, k.revoked_at or "", rpm, budget)
+        # shown_name: a name an older version stored with a control character is spelled out
+        table.add_row(k.prefix, shown_name(k.user), shown_name(k.name or ""), k.created_at,
+                      k.revoked_at or "", rpm, budget)
     stdout_console().print(table)
 
 

@@ -1,8 +1,11 @@
-"""Options several commands share: the ledger filter (`--user/--since/--until/--model`)."""
+"""Options several commands share: the ledger filter (`--user/--since/--until/--model`),
+the `--domain` check."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+import typer
 
 from cascadeflow_cli.errors import InputError
 
@@ -12,6 +15,14 @@ if TYPE_CHECKING:
 SINCE_HELP = "Only from DATE on (YYYY-MM-DD or ISO 8601; dates are in the ledger's time zone)."
 UNTIL_HELP = ("Only before this moment; a plain date includes that whole day "
               "(YYYY-MM-DD or ISO 8601).")
+
+
+def check_domain(value: str | None) -> str | None:
+    """`--domain` callback: "" and "  " were falsy downstream, so `ask` routed by detection
+    and `quality check` scored as prose, as if no --domain was given."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("the domain is empty")
+    return value
 
 
 def ledger_filter(user: str | None, since: str | None, until: str | None, model: str | None,

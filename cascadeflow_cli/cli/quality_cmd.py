@@ -13,6 +13,7 @@ import typer
 
 from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_field
+from cascadeflow_cli.cli.options import check_domain
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -48,8 +49,9 @@ def check(
     response: Annotated[str | None, typer.Option("--response", help="The answer to score.")] = None,
     input_file: Annotated[Path | None, typer.Option("--input", help=f"JSONL rows: {_ROW_FIELDS}; "
                                                     "checked whole before anything is printed.")] = None,
-    domain: Annotated[str | None, typer.Option("--domain", help="Domain hint (\"code\" does not expect a "
-                                               "final period); the default for rows without one.")] = None,
+    domain: Annotated[str | None, typer.Option("--domain", callback=check_domain,
+                                               help="Domain hint (\"code\" does not expect a final "
+                                               "period); the default for rows without one.")] = None,
     finish_reason: Annotated[str | None, typer.Option("--finish-reason", help="The provider's finish "
                                                       "reason (\"length\": cut off by the token limit); "
                                                       "the default for rows without one.")] = None,
@@ -144,7 +146,7 @@ def parse_row(text: str, line: int, where: str) -> QualityRow:
     response = string_field(data, "response", where, required=True)
     assert query is not None and response is not None
     row = row_id(data, where)
-    return QualityRow(line, row, query, response, string_field(data, "domain", where),
+    return QualityRow(line, row, query, response, string_field(data, "domain", where, blank=False),
                       string_field(data, "finish_reason", where))
 
 

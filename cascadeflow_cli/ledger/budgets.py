@@ -22,7 +22,7 @@ from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.money import amount_problem, nanos, nanos_from_usd
-from cascadeflow_cli.text import user_name
+from cascadeflow_cli.text import shown_name, user_name
 from cascadeflow_cli.windows import WINDOWS, Window
 
 if TYPE_CHECKING:
@@ -155,6 +155,16 @@ def remove_budget(ledger: LedgerStore, user: str) -> bool:
 
 def list_budgets(ledger: LedgerStore) -> list[tuple[str, BudgetConfig]]:
     return ledger.list_budgets()
+
+
+def budget_owner(ledger: LedgerStore, given: str) -> str | None:
+    """The user with a budget of their own that ``given`` names: exactly, or as
+    ``shown_name`` spells it (`budget list` shows it so). A name an older version stored
+    with a character ``user_name`` now refuses ($'alice\\r', ' eve ') cannot be set
+    today, but can still be shown and removed. None: no such budget, or two match."""
+    stored = [name for name, _ in list_budgets(ledger)]
+    found = [name for name in stored if name == given] or [n for n in stored if shown_name(n) == given]
+    return found[0] if len(found) == 1 else None
 
 
 # --- spend ------------------------------------------------------------------------

@@ -21,7 +21,13 @@ from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.errors import LedgerError, LedgerSchemaError
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.budgets import spend_triggers
-from cascadeflow_cli.ledger.recognise import APPLICATION_ID, make_owner_only, mark_as_ledger, recognise_ledger
+from cascadeflow_cli.ledger.recognise import (
+    APPLICATION_ID,
+    READERS,
+    make_owner_only,
+    mark_as_ledger,
+    recognise_ledger,
+)
 from cascadeflow_cli.ledger.schema import (
     M001,
     M002,
@@ -158,8 +164,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
         except sqlite3.DatabaseError as exc:
             if not self.read_only and not self.writable():  # a writer in a read-only directory
                 raise LedgerError(f"{self.path}: cannot write ledger: the file or its directory is "
-                                  "read-only (usage, logs, export, budget show, budget list and forecast can "
-                                  "still read it)") from None
+                                  f"read-only ({READERS} can still read it)") from None
             raise LedgerError(f"{self.path}: cannot open ledger: {exc}") from None
         db = Database(conn)
         with self._connections_lock:

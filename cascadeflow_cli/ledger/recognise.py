@@ -24,6 +24,11 @@ from pathlib import Path
 from cascadeflow_cli.errors import LedgerError
 
 # "CFlw": SQLite's header field for the application that owns the file (PRAGMA application_id)
+# the commands that open a ledger read-only (`ledger(read_only=True)`), named in the errors
+# of a ledger this user may read but not write
+READERS = ("usage, logs, export, budget show, budget list, forecast, key list, anomalies and "
+           "calibrate --from-ledger")
+
 APPLICATION_ID = 0x43466C77
 _MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
@@ -105,8 +110,7 @@ def make_owner_only(path: Path) -> None:
             raise LedgerError(
                 f"{file}: the ledger is open to other users (mode {mode:04o}) and belongs to user "
                 f"{info.st_uid}, so we cannot make it owner-only; ask its owner to `chmod 600` it, "
-                "or use another --db (usage, logs, export, budget show, budget list and forecast can "
-                "still read it)"
+                f"or use another --db ({READERS} can still read it)"
             )
         try:
             os.chmod(file, mode & ~0o077 | _OWNER_ONLY)

@@ -1,6 +1,6 @@
 """Reading a SQLite ledger this user may not write (hostile-7): another user's 0644
 ledger, a file made immutable, or one's own in a read-only directory. The read-only
-commands (usage, logs, export, budget show, forecast) opened it like a writer and failed:
+commands (``recognise.READERS``) opened it like a writer and failed:
 'the ledger is open to other users ... cannot make it owner-only', or 'attempt to write a
 readonly database' (a WAL reader needs the -shm file, which it cannot create in a
 read-only directory). They now open it with ``mode=ro``, and with ``immutable=1`` when

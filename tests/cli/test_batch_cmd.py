@@ -275,3 +275,20 @@ def test_resume_after_the_output_was_lost_takes_every_row_from_the_ledger(
     assert "4 recovered from the ledger" in run.stderr
     assert good.request_count() == asked
     assert_exactly_once(ids, out, cli.db)
+
+
+def test_a_row_with_an_empty_or_odd_domain_is_refused_unpaid(cli: CliRunner, good: ReplayServer,
+                                                             tmp_path: Path) -> None:
+    """``"domain": ""`` was routed by detection as if absent (and paid for), unlike ``ask --domain ""``."""
+    lines = [{"id": "ok", "query": "What is 2+2?"}, {"id": "empty", "query": "Q?", "domain": ""},
+             {"id": "blank", "query": "Q?", "domain": "  "}, {"id": "num", "query": "Q?", "domain": 5},
+             {"id": "unknown", "query": "Q?", "domain": "astrology"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    run = cli("batch", "in.jsonl", "--output", "out.jsonl")
+    assert run.code == 5, run.stderr
+    results = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert "request_id" in results["ok"]
+    for row_id, line in (("empty", 2), ("blank", 3), ("num", 4)):
+        assert results[row_id] == {"id": row_id, "error": f"line {line}: 'domain' must be a non-empty string"}
+    assert results["unknown"]["error"].startswith("unknown domain 'astrology'")
+    assert len(rows(cli.db, "requests")) == 1  # no refused row was paid for

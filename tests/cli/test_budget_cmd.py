@@ -190,3 +190,28 @@ def test_a_budget_an_older_version_took_can_be_listed_escaped_and_removed(
     missing = priced("budget", "rm", name)  # gone now: refused as before, for what it holds
     assert missing.code == 1
     assert_one_error_line(missing.stderr)
+
+
+@pytest.mark.parametrize("name, shown", [("alice\r", "alice\\x0d"), ("b\x1b[2Job", "b\\x1b[2Job"),
+                                         ("car\u200bol", "car\\u200bol"), (" eve ", "\\x20eve\\x20")],
+                         ids=["carriage-return", "escape", "zero-width-space", "end-spaces"])
+def test_a_budget_an_older_version_took_can_be_shown_escaped(priced: CliRunner, name: str,
+                                                               shown: str) -> None:
+    """`budget show` refused such a name, by its spelling or as it is, and its table's caption
+    printed the name raw (a CR hid it, ESC drove the terminal)."""
+    import sqlite3
+
+    assert priced("budget", "set", "dave", "--daily", "1").code == 0  # makes the ledger
+    with sqlite3.connect(priced.db) as conn:  # as the older version wrote it
+        conn.execute("insert into budgets (user, daily_nusd) values (?, ?)", [name, 5 * 10**9])
+    for given in (shown, name):
+        table = priced("budget", "show", given)
+        assert table.code == 0, table.stderr
+        assert f"{shown} (user budget" in table.stdout and name not in table.stdout, table.stdout
+        assert "$5.00" in table.stdout
+        data = priced("budget", "show", given, "--json").json()
+        assert isinstance(data, dict) and data["user"] == name and data["source"] == "user"
+    assert priced("budget", "show", "dave").code == 0
+    refused = priced("budget", "show", "zed\r")  # no such stored name: refused as before
+    assert refused.code == 1
+    assert_one_error_line(refused.stderr)

@@ -163,6 +163,10 @@ BAD_LINES = [
     ('{"query": "q", "response": null}', "'response' must be a string"),
     ('{"query": "q", "response": "r", "id": true}', "'id' must be"),
     ('{"query": "q", "response": "r", "finish_reason": 1}', "'finish_reason' must be a string"),
+    # "" and "  " were falsy downstream: scored as prose, as if the row named no domain
+    ('{"query": "q", "response": "r", "domain": ""}', "'domain' is empty"),
+    ('{"query": "q", "response": "r", "domain": "  "}', "'domain' is empty"),
+    ('{"query": "q", "response": "r", "domain": 5}', "'domain' must be a string"),
 ]
 
 
@@ -196,8 +200,10 @@ def test_a_line_that_is_not_utf8(runner: CliRunner, tmp_path: Path) -> None:
     ([], "give --query and --response, or --input"),
     (["--query", "q", "--response", "r", "--preset", "turbo"], "unknown quality preset 'turbo'"),
     (["--query", "q", "--response", "r", "--threshold", "1.5"], "--threshold must be within [0, 1]"),
+    (["--query", "q", "--response", "r", "--domain", ""], "'--domain': the domain is empty"),
+    (["--input", "rows.jsonl", "--domain", "  "], "'--domain': the domain is empty"),
 ], ids=["missing-file", "directory", "both", "query-only", "response-only", "neither", "preset",
-        "threshold"])
+        "threshold", "empty-domain", "blank-domain"])
 def test_usage_errors(runner: CliRunner, tmp_path: Path, args: list[str], says: str) -> None:
     write(tmp_path, [json.dumps({"query": "q", "response": "r"})])
     run = runner("quality", "check", *args, "--json")

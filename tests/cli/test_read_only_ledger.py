@@ -21,7 +21,7 @@ from tests.ledger.test_db import request
 
 ROOT = Path(__file__).resolve().parents[2]
 READERS = [["usage"], ["logs"], ["export", "--csv"], ["budget", "show", "alice"], ["budget", "list"],
-           ["forecast"]]
+           ["forecast"], ["key", "list"], ["anomalies"]]
 NOBODY = 65534
 
 
@@ -76,6 +76,8 @@ def _assert_readers_work(uid: int | None, db: Path) -> None:
         assert run.code == 0, (args, run.stderr)
         assert "error" not in run.stderr, (args, run.stderr)
     assert request(1).id in _run_as(uid, db, "logs", "--json").stdout
+    unlabelled = _run_as(uid, db, "calibrate", "--from-ledger")  # past the open, to the labels
+    assert unlabelled.code == 1 and str(db) not in unlabelled.stderr, unlabelled.stderr
 
 
 def _assert_writer_refused(uid: int | None, db: Path) -> None:

@@ -66,6 +66,19 @@ def test_keys_are_stored_as_hashes_and_revocable(cli: CliRunner, key: str) -> No
     assert missing.code == 1 and missing.stderr.startswith("error: ")
 
 
+def test_key_list_spells_out_a_name_an_older_version_stored(cli: CliRunner, key: str) -> None:
+    """`key create` refuses such a user or key name now; `key list` printed an older
+    ledger's raw (ESC drove the terminal, a CR hid the name)."""
+    import sqlite3
+
+    with sqlite3.connect(cli.db) as conn:  # as an older version stored it
+        conn.execute("update api_keys set user = ?, name = ?", ("b\x1b[2Job", "t\rx"))
+    listed = cli("key", "list")
+    assert listed.code == 0, listed.stderr
+    assert "b\\x1b[2Job" in listed.stdout and "t\\x0dx" in listed.stdout, listed.stdout
+    assert "\x1b" not in listed.stdout and "\r" not in listed.stdout
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_finishes_or_records_what_is_in_flight(
     cli: CliRunner, server: ReplayServer, key: str, stopper: list[subprocess.Popen[str]], workers: str

@@ -33,7 +33,8 @@ def budget_table(status: Any) -> FittedTable:
         headers.append(("in flight", "right"))
     headers += [("remaining", "right"), ("used", "right"), ("resets", "left")]
     caption = (
-        f"{status.user} ({status.source} budget, mode {status.mode}): next request → {status.next.action}"
+        f"{shown_name(status.user)} ({status.source} budget, mode {status.mode}): "
+        f"next request → {status.next.action}"
     )
     return fitted_table(headers, body, flexible="resets", caption=caption)
 
