@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["MAX_SOURCE", "Program", "program_of"]
+__all__ = ["MAX_SOURCE", "Program", "block_claims", "program_of"]
 
 _FENCE_RE = re.compile(r"^[ \t]*(```|~~~)[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
 _PY_LANGS = ("", "python", "py", "python3", "pycon", "ipython")
@@ -60,6 +60,26 @@ class Program:
     @property
     def empty(self) -> bool:
         return not any(kind != "stdout" for kind, _ in self.blocks)
+
+    @property
+    def claims(self) -> int:
+        """How many outputs the draft claims (what a run that never finishes leaves unconfirmed)."""
+        return sum(block_claims(kind, src) for kind, src in self.blocks)
+
+
+def block_claims(kind: str, source: str) -> int:
+    """The claims one block of :attr:`Program.blocks` makes, counted without running it:
+    its top-level checks, its doctest lines that show an output, or the output block itself."""
+    if kind == "stdout":
+        return 1
+    if kind == "doctest":
+        import doctest
+
+        try:
+            return sum(1 for ex in doctest.DocTestParser().get_examples(source) if ex.want.strip())
+        except ValueError:  # a malformed session (the child's run of it raises too)
+            return 0
+    return len(re.findall(r"^__claim__\(", source, re.MULTILINE))
 
 
 def _fenced(text: str) -> list[tuple[str, str, bool, int, int]]:

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from contextlib import suppress as contextlib_suppress
 from dataclasses import dataclass
 
-from .code_claims import Program, program_of
+from .code_claims import Program, block_claims, program_of
 
 __all__ = ["ExecResult", "Program", "program_of", "run_program", "run_programs"]
 
@@ -70,13 +70,14 @@ class ExecResult:
     def_error: bool = False  # a block defining functions or classes raised (or timed out)
     example_error: int = 0  # example blocks / doctest lines that raised
     claims: int = 0  # outputs the answer claims for its examples
-    claims_failed: int = 0  # ... that the code does not produce (or that raised)
+    claims_failed: int = 0  # ... that the code does not produce (raised, or never finished)
     timeout: bool = False
     calls_undefined: bool = False  # an example calls a name the code never defines
 
     @property
     def failed_share(self) -> float:
-        """Share of the answer's claimed outputs its own code contradicts (0 without claims)."""
+        """Share of the answer's claimed outputs its own code contradicts or never produces
+        (out of time: a draft that never finishes is not one whose claims hold; 0 without claims)."""
         return self.claims_failed / self.claims if self.claims else 0.0
 
 
@@ -240,6 +241,9 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
             )
         except Exception:
             ok = False
+        except _Alarm:  # the claimed output never came: not confirmed
+            res["claims_failed"] += 1  # type: ignore[operator]
+            raise
         if not ok:
             res["claims_failed"] += 1  # type: ignore[operator]
 
@@ -255,13 +259,14 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
     _disarm(_spawn_aliases() if aliases is None else aliases)
     sys.addaudithook(_audit)  # from here on the draft's rules apply to us too
     printed = ""  # what the last block printed (an output block after it is its claim)
+    cut = False  # the last block ran out of time
     for kind, src in program.blocks:
         if kind == "stdout":
-            if printed.strip():
+            if printed.strip() or cut:  # the output of a block that never finished: unconfirmed
                 res["claims"] += 1  # type: ignore[operator]
                 res["claims_failed"] += 0 if _same_output(printed, src) else 1  # type: ignore[operator]
             continue
-        sink = _Capped()
+        sink, seen, cut = _Capped(), res["claims"], False
         signal.setitimer(signal.ITIMER_PROF, PER_BLOCK_CPU_S)
         signal.setitimer(signal.ITIMER_REAL, PER_BLOCK_S)
         try:
@@ -279,6 +284,7 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
                         ok = not want or checker.check_output(ex.want, buf.getvalue(), flags)
                         ok = ok or _same(buf.getvalue(), want)
                     except _Alarm:
+                        res["claims_failed"] += 1 if want else 0  # type: ignore[operator]
                         raise
                     except BaseException as exc:
                         ok = ex.exc_msg is not None  # an exception the draft said it raises
@@ -288,7 +294,12 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
                     if want and not ok:
                         res["claims_failed"] += 1  # type: ignore[operator]
         except _Alarm:
-            res["timeout"] = True
+            res["timeout"] = cut = True
+            # the claims the block never reached are not confirmed either: a draft that
+            # never finishes is not one whose claims all hold
+            unreached = max(0, block_claims(kind, src) - (res["claims"] - seen))  # type: ignore[operator]
+            res["claims"] += unreached  # type: ignore[operator]
+            res["claims_failed"] += unreached  # type: ignore[operator]
             if kind == "def":
                 res["def_error"] = True
             else:
@@ -403,14 +414,16 @@ def _fork_and_wait(program: Program) -> ExecResult:
             with contextlib_suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
+    # a child that never reported (out of time, killed by a limit) confirmed none of its claims
+    n = program.claims
     if timed_out:
-        return ExecResult(ran=True, timeout=True, def_error=True)
+        return ExecResult(ran=True, timeout=True, def_error=True, claims=n, claims_failed=n)
     try:
         res = json.loads(b"".join(chunks).decode()) if chunks else None
     except ValueError:
         res = None
     if not isinstance(res, dict):  # killed by a limit (CPU, memory) or the draft broke out
-        return ExecResult(ran=True, def_error=True, timeout=os.WIFSIGNALED(status))
+        return ExecResult(ran=True, def_error=True, timeout=os.WIFSIGNALED(status), claims=n, claims_failed=n)
     return ExecResult(
         ran=True,
         def_error=bool(res.get("def_error")),

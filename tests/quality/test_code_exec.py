@@ -114,6 +114,29 @@ def test_a_draft_that_raises_or_loops_is_contained() -> None:
     assert looping.claims == 1 and looping.claims_failed == 0  # the next block still ran
 
 
+def test_an_endless_draft_s_claims_count_as_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim whose code never finishes is not confirmed: the claimed call that spins, the
+    claims its block never reaches, a doctest line cut off, the output shown for a script
+    cut off before it printed, and every claim of a child that never reports back."""
+    from cascadeflow_cli.quality import code_exec
+
+    spin = "```python\ndef f():\n    while True:\n        pass\n```\n"
+    claimed = run(spin + "```python\nprint(f())  # 1\nx = f()  # 2\n```\n")
+    assert claimed.timeout and (claimed.claims, claimed.claims_failed) == (2, 2)
+    assert run(spin + "```python\n>>> f()\n1\n>>> 3\n3\n```\n").claims_failed == 2
+    shown = run(spin + "```python\nf()\nprint(1)\n```\n```text\n1\n```\n")
+    assert (shown.claims, shown.claims_failed) == (1, 1)
+    # a claim that holds before the spin still holds; only the unfinished one fails
+    mixed = run(GOOD + spin + "```python\nprint(double(3))  # 6\nprint(f())  # 1\n```\n")
+    assert (mixed.claims, mixed.claims_failed) == (4, 1)  # GOOD's two hold
+    # the child killed for good before it reports (here: its whole-run wall clock, shortened)
+    monkeypatch.setattr(code_exec, "TIMEOUT_S", 0.3)
+    killed = run("```python\nimport time\ntime.sleep(0.6)\nprint(1)  # 1\n```\n```text\n1\n```\n")
+    assert killed.timeout and (killed.claims, killed.claims_failed) == (2, 2)
+    features = draft_features("Write f", spin, domain="code", execution=claimed)
+    assert features["exec_failed_share"] == 1.0  # not 0, the share of a draft whose claims hold
+
+
 def test_the_child_cannot_write_files_connect_or_spawn(tmp_path: Path) -> None:
     target = tmp_path / "written.txt"
     server = socket.socket()
@@ -245,4 +268,4 @@ def test_a_calibration_s_workers_measure_what_one_process_does() -> None:
     rows = [{"query": "Write a function", "response": r, "domain": "code"} for r in responses * 2]
     serial = rows_features(rows, execute_code=True, parallel=False)
     assert rows_features(rows, execute_code=True, parallel=True) == serial
-    assert [f["exec_failed_share"] for f in serial[:5]] == [0.0, 0.5, 0.0, 0.0, 0.5]
+    assert [f["exec_failed_share"] for f in serial[:5]] == [0.0, 0.5, 1.0, 0.0, 0.5]
