@@ -139,6 +139,7 @@ class Cascade:
         self.sleep = sleep
         self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE, custom=config.custom_domains)
         self.costs = ChainCosts(config)  # prices kept per model for this cascade's life
+        self._chains: dict[tuple[str, ...] | None, list[ModelConfig]] = {}
 
     def route(self, query: str, domain: str | None = None) -> DomainResult | None:
         """The query's domain: the caller's if given, else detected when ``[domains]`` has
@@ -156,10 +157,19 @@ class Cascade:
         self, models: Sequence[str] | None = None, domain: str | None = None
     ) -> list[ModelConfig]:
         if models:
-            return self.config.chain(list(models))
+            return self._chain(tuple(models))
         if domain and domain in self.config.domains:
-            return self.config.chain(self.config.domains[domain])
-        return self.config.chain()
+            return self._chain(tuple(self.config.domains[domain]))
+        return self._chain(None)
+
+    def _chain(self, names: tuple[str, ...] | None) -> list[ModelConfig]:
+        """config.chain, kept per name list: the config does not change while we run, and
+        a served request resolves its chain twice (before and after the gate). A bad list
+        raises each time and is not kept; callers get their own list."""
+        chain = self._chains.get(names)
+        if chain is None:
+            chain = self._chains[names] = self.config.chain(names)
+        return list(chain)
 
     def price(self, model: ModelConfig) -> Price:
         return self.costs.price(model)
@@ -221,7 +231,7 @@ class Cascade:
             if req.decision.action == "block":
                 self._record(req, status="blocked", error=req.decision.message)
                 raise BudgetBlockedError(req.decision.message or f"{user}: blocked by budget")
-            chain = self.config.chain(req.decision.models)
+            chain = self._chain(tuple(req.decision.models))
         checkpoint("after-reserve")
         prices = [self.price(m) for m in chain]
         try:

@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 
+@lru_cache(maxsize=256)  # pure of the (frozen) config and the bundled map; asked 3x a call
 def uses_fast_path(model: ModelConfig) -> bool:
     from cascadeflow_cli.engine.providers.openai_compat import OPENAI_COMPATIBLE_PROVIDERS
 
