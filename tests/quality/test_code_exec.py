@@ -137,6 +137,22 @@ def test_an_endless_draft_s_claims_count_as_failed(monkeypatch: pytest.MonkeyPat
     assert features["exec_failed_share"] == 1.0  # not 0, the share of a draft whose claims hold
 
 
+def test_claims_a_raising_block_never_reaches_count_as_failed() -> None:
+    """A block that raises before its examples confirmed none of them: they fail, like
+    those a block cut off by its time limit never reaches (they went uncounted: a draft
+    whose usage example crashes scored like one without examples)."""
+    define = "```python\ndef double(n):\n    return 2 * n\n```\n"
+    crash = run(define + "```python\nxs = undefined_helper(3)\n"
+                "print(double(2))  # 4\nprint(double(3))  # 6\n```\n")
+    assert crash.example_error == 1 and crash.calls_undefined
+    assert (crash.claims, crash.claims_failed) == (2, 2) and crash.failed_share == 1.0
+    # claims before the crash still hold; a definition block that raises loses its own
+    partly = run(define + "```python\nprint(double(2))  # 4\n1 / 0\nprint(double(3))  # 6\n```\n")
+    assert (partly.claims, partly.claims_failed) == (2, 1)
+    broken = run("```python\ndef f():\n    return 1\nprint(f())  # 1\nf(2)\nprint(f())  # 1\n```\n")
+    assert broken.def_error and (broken.claims, broken.claims_failed) == (2, 1)
+
+
 def test_the_child_cannot_write_files_connect_or_spawn(tmp_path: Path) -> None:
     target = tmp_path / "written.txt"
     server = socket.socket()
