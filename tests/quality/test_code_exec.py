@@ -224,6 +224,8 @@ def test_the_feature_and_a_calibration_that_needs_execution() -> None:
     ).score
     plain = calibrate_rows(rows).calibration
     assert not plain.needs_execution and "exec_failed_share" not in plain.features
+    # the static guess at what a run observes is the default model's, not the executing one's
+    assert "code_calls_undefined" in plain.features and "code_calls_undefined" not in cal.features
 
 
 def test_a_huge_allocation_fails_in_the_child_and_ordinary_code_still_runs() -> None:
