@@ -77,6 +77,21 @@ def test_claims_on_the_next_line_in_an_output_block_and_in_prose() -> None:
     assert (prose.claims, prose.claims_failed) == (2, 1)
 
 
+def test_asserts_in_the_draft_are_claims() -> None:
+    """``assert f(2) == 4`` states an output as much as ``# Output: 4`` does: one that holds
+    is a confirmed claim, one that does not is a failed claim (it raised and hid the rest)."""
+    define = "```python\ndef double(n):\n    return 2 * n\n```\n"
+    checks = run(define + "```python\nassert double(2) == 4\nassert 6 == double(3), 'three'\n"
+                 "assert double(5) == 11  # wrong\nprint(double(1))  # 2\n```\n")
+    assert (checks.claims, checks.claims_failed) == (4, 1) and checks.example_error == 0
+    # other asserts run as written: no claim
+    plain = run(define + "```python\nassert double(2)\nassert double(2) > 1\n```\n")
+    assert (plain.claims, plain.example_error) == (0, 0)
+    inside = run("```python\ndef f(n):\n    assert n == 1\n    return n\n```\n"
+                 "```python\nprint(f(1))  # 1\n```\n")
+    assert (inside.claims, inside.claims_failed) == (1, 0)
+
+
 def test_a_returned_string_and_the_same_text_claimed_are_one_claim() -> None:
     text = (
         "```python\ndef check(xs):\n    if not xs:\n        return 'Error: empty list.'\n"
