@@ -10,9 +10,10 @@ distance for $2 and $200 users. Two passes:
    (weekday profile: per weekday, the median departure from the window's median; level:
    the median of its last two weeks with the profile taken out; scale: the spread of the
    earlier days' out-of-sample residuals). When all of them lie on the same side, the
-   first day and their median at least half the threshold away, and the split of the
-   look-ahead that fits "old level, then a new one" best starts on that first day, that
-   is one level shift (a second one the same way within two weeks is merged into it) --
+   first day and their median at least half the threshold away (the median also past
+   the series' own earlier runs at half the rate, `tails.shift_needs`), and the split of
+   the look-ahead that fits "old level, then a new one" best starts on its first day: a
+   level shift (a second one the same way within two weeks is merged into it) --
    unless the first day also stands out from the new level by the threshold (then it is
    a spike or drop, and the shift, if any, starts after it). The baseline restarts there:
    the new level is normal from then on.
@@ -67,8 +68,8 @@ __all__ = ["HISTORY_DAYS", "THRESHOLDS", "Anomaly", "AnomalyDetector", "severity
 SEASON = 7
 # each sensitivity is a false-alarm rate (per 1,000 ordinary days, `tails.RATES`): spikes
 # and drops get thresholds fitted to each series' own score distribution; shifts (eight
-# days on one side) keep the robust-score thresholds they were calibrated with, since a
-# run of days on one side is rare on ordinary days at any of these rates
+# days on one side) half these robust scores, or what the series' own runs need for
+# SHIFT_SHARE of the rate where they wander further (`_shift_need`)
 THRESHOLDS = {"low": 5.0, "medium": 3.5, "high": 3.0}
 WINDOW_DAYS = 56  # the weekday profile: eight weeks before (shifts) or either side (days)
 LEVEL_DAYS = 14  # the level: the last two weeks (shifts) or two weeks either side (days)
@@ -293,8 +294,7 @@ def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> tuple[list
     return findings, unsaid
 
 
-def _shift_need(runs: list[tuple[int, float]], before: int,
-                detector: AnomalyDetector) -> tuple[float, float]:
+def _shift_need(runs: list[tuple[int, float]], before: int, detector: AnomalyDetector) -> tuple[float, float]:
     """The median score a look-ahead must reach to be a shift, up and down
     (`tails.shift_needs`), from the look-aheads that ended before ``before`` (out of
     sample), the last SHIFT_NULL_DAYS of them."""
