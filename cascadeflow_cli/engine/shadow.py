@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.engine.attempts import IN_FLIGHT, IN_FLIGHT_TYPE, in_flight_charge, prompt_tokens
 from cascadeflow_cli.engine.pricing import Usage, charge, infer_provider
 from cascadeflow_cli.engine.providers import ChatRequest, complete
-from cascadeflow_cli.engine.recording import record_shadow
+from cascadeflow_cli.engine.recording import record_shadow, write_ahead
 from cascadeflow_cli.errors import NotRecordedError, ProviderError
 from cascadeflow_cli.ledger.labels import ShadowOutcome, next_seq
 from cascadeflow_cli.ledger.records import CallRecord
@@ -142,6 +143,13 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         reservation = decision.reservation_id
     seq = next_seq(ledger, job.request_id)
     call_id = f"{job.request_id}-{seq}"
+    # journaled ahead as in flight: a process that dies before the answer (the CLI exits
+    # after its wait, kill -9) leaves the call, which the provider may bill, for the next command
+    usage, cost, source = in_flight_charge(price, prompt_tokens(job.messages), tokens)
+    sent = _call(job, call_id, seq, verifier, source, status="error", usage=usage, cost=cost,
+                 error=IN_FLIGHT, error_type=IN_FLIGHT_TYPE)
+    journaled = write_ahead(ledger, ShadowOutcome(job.request_id, "error", call=sent, error=IN_FLIGHT),
+                            reservation)
     try:
         completion = complete(
             cascade.provider_lookup(verifier),
@@ -160,7 +168,8 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
             error=str(exc),
             latency_ms=getattr(exc, "latency_ms", 0.0),
         )
-        record_shadow(ledger, ShadowOutcome(job.request_id, "error", call=call, error=str(exc)), reservation)
+        record_shadow(ledger, ShadowOutcome(job.request_id, "error", call=call, error=str(exc)), reservation,
+                      journaled=journaled)
         return
     except BaseException:
         from cascadeflow_cli.ledger.enforcement import release
@@ -192,7 +201,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         agreement=verdict.score,
         method=verdict.method,
     )
-    record_shadow(ledger, outcome, reservation)
+    record_shadow(ledger, outcome, reservation, journaled=journaled)
 
 
 def _call(
@@ -210,6 +219,7 @@ def _call(
     answer: str | None = None,
     error: str | None = None,
     score: float | None = None,
+    error_type: str | None = None,
 ) -> CallRecord:
     usage = usage or Usage()
     return CallRecord(
@@ -233,6 +243,7 @@ def _call(
         quality_score=score,
         answer=answer,
         error=error,
+        error_type=error_type,
     )
 
 
