@@ -81,6 +81,7 @@ class PendingRequest:
     journaled: bool = False  # an entry was written ahead to the side journal
     sink: StreamSink | None = None  # the final model's answer streams into it (streaming.py)
     prompt_tokens: int | None = None  # the prompt's estimate, for a call in flight (counted once)
+    head: dict[str, object] | None = None  # its columns for a call in flight's line (built once)
 
     def prompt_estimate(self) -> int:
         if self.prompt_tokens is None:
@@ -141,6 +142,21 @@ def call_record(
         max_tokens=a.max_tokens,
         error_type=error_type,
     )
+
+
+def request_head(req: PendingRequest, ts: str, error: str, *, store: bool) -> dict[str, object]:
+    """The request's own columns as a call in flight's journal line holds them
+    (journal.write_in_flight): what does not change while it runs. Built once a request."""
+    if req.head is None:
+        decision = req.decision
+        req.head = {
+            "id": req.id, "ts": ts, "user": req.user, "status": "interrupted", "error": error,
+            "query": req.query if store else None, "answer": None, "domain": req.domain,
+            "domain_confidence": req.domain_confidence, "external_id": req.external_id,
+            "enforcement": decision.action if decision else "allow",
+            "enforcement_message": decision.message if decision else None,
+        }
+    return req.head
 
 
 def answering(attempts: list[Attempt]) -> list[Attempt]:

@@ -15,7 +15,7 @@ from cascadeflow_cli.ledger import journal
 if TYPE_CHECKING:
     from cascadeflow_cli.ledger.journal import Entry
     from cascadeflow_cli.ledger.labels import ShadowOutcome
-    from cascadeflow_cli.ledger.records import RequestRecord
+    from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
     from cascadeflow_cli.ledger.storage import LedgerStore as Ledger
 
 UNFINISHED = "the process ended before the request was recorded"
@@ -49,6 +49,19 @@ def record_request(ledger: Ledger, req: Any, result: object, record: RequestReco
         return
     checkpoint("after-call")
     commit(ledger, record, reservation, result, paid=paid, journaled=req.journaled)
+
+
+def write_in_flight(ledger: Ledger, req: Any, call: CallRecord, head: dict[str, Any]) -> bool:
+    """Journal ``call`` as in flight (journal.write_in_flight): False where it could not
+    be (no ``flock``: the caller journals the whole record; a full disk: the commit will
+    fail too, and say so)."""
+    try:
+        written = journal.write_in_flight(
+            ledger.path, head, call, req.decision.reservation_id if req.decision else None)
+    except OSError:
+        return False
+    req.journaled = req.journaled or written
+    return written
 
 
 def write_ahead(ledger: Ledger, record: Entry, reservation_id: str | None) -> bool:
