@@ -147,7 +147,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
     # after its wait, kill -9) leaves the call, which the provider may bill, for the next command
     usage, cost, source = in_flight_charge(price, prompt_tokens(job.messages), tokens)
     sent = _call(job, call_id, seq, verifier, source, status="error", usage=usage, cost=cost,
-                 error=IN_FLIGHT, error_type=IN_FLIGHT_TYPE)
+                 error=IN_FLIGHT, error_type=IN_FLIGHT_TYPE, max_tokens=tokens)
     journaled = write_ahead(ledger, ShadowOutcome(job.request_id, "error", call=sent, error=IN_FLIGHT),
                             reservation)
     try:
@@ -167,6 +167,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
             status="error",
             error=str(exc),
             latency_ms=getattr(exc, "latency_ms", 0.0),
+            max_tokens=tokens,
         )
         record_shadow(ledger, ShadowOutcome(job.request_id, "error", call=call, error=str(exc)), reservation,
                       journaled=journaled)
@@ -192,6 +193,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         finish_reason=completion.finish_reason,
         answer=completion.text if cascade.config.ledger.store_prompts else None,
         score=verdict.score,
+        max_tokens=tokens,
     )
     outcome = ShadowOutcome(
         job.request_id,
@@ -220,6 +222,7 @@ def _call(
     error: str | None = None,
     score: float | None = None,
     error_type: str | None = None,
+    max_tokens: int | None = None,
 ) -> CallRecord:
     usage = usage or Usage()
     return CallRecord(
@@ -244,6 +247,7 @@ def _call(
         answer=answer,
         error=error,
         error_type=error_type,
+        max_tokens=max_tokens,
     )
 
 
