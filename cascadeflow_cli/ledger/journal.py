@@ -57,6 +57,8 @@ VERSION = 1
 Entry = RequestRecord | ShadowOutcome  # what a journal file holds
 _made: set[Path] = set()  # journal directories this process has made
 _refused: set[Path] = set()  # ledgers that refused a record of this process: it waits in their journal
+_known: set[Path] = set()  # journal directories of the ledgers this process opened
+_due: set[Path] = set()  # ... holding a dead process's log that its reservation waits for
 
 
 @functools.lru_cache(maxsize=64)
@@ -95,13 +97,33 @@ def write(
 
 def retry_refused(ledger: Any) -> None:
     """Before a request of a long-lived process (`serve`) is paid for: if the ledger
-    refused one of ours, record the journal now. Read only at open, the journal held it
-    while the process went on paying, its spend in no budget once its reservation
-    expired; while it cannot be recorded, ``journal_waiting`` refuses new requests."""
-    if ledger.path in _refused:
+    refused one of ours, or a budget check met a dead process's log (``left_by``), record
+    the journal now. Read only at open, the journal held it while
+    the process went on paying, its spend in no budget once its reservation expired;
+    while it cannot be recorded, ``journal_waiting`` refuses new requests."""
+    if ledger.path in _refused or (_due and journal_dir(ledger.path) in _due):
+        _due.discard(journal_dir(ledger.path))
         ledger.journal_waiting = ledger.replay_journal()
         if not ledger.journal_waiting:
             _refused.discard(ledger.path)
+
+
+def left_by(pid: int) -> bool:
+    """Whether a log of process ``pid`` (dead: the caller knows) waits in a journal this
+    process opened. Its reservation is then kept, and counted, until the log is recovered
+    (``retry_refused``, or any command's open), whose request takes its place in one
+    transaction: dropped first, a call it had in flight counted in no budget meanwhile
+    (a `serve` process's checks found it dead long before anyone opened the ledger)."""
+    found = False
+    for directory in list(_known):
+        try:
+            waiting = any(directory.glob(f"{ahead_log.PREFIX}{pid}-*{ahead_log.SUFFIX}"))
+        except OSError:
+            continue
+        if waiting:
+            _due.add(directory)
+            found = True
+    return found
 
 
 def write_ahead(ledger_path: Path, record: Entry, reservation_id: str | None) -> None:
@@ -197,6 +219,7 @@ def pending(ledger_path: Path, unreadable: list[tuple[Path, str]] | None = None
     it never will: damaged, or a number no ledger column holds) is skipped, and added
     with the reason to ``unreadable`` when given (``replay_all`` quarantines it)."""
     directory = journal_dir(ledger_path)
+    _known.add(directory)
     ahead_log.recover(directory, functools.partial(_keep, directory))  # logs of processes that died
     try:
         names = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
