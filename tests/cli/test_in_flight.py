@@ -62,12 +62,14 @@ def sqlite_ledger(tmp_path: Path, server: ReplayServer) -> Ledger:
     return _ledger(tmp_path, server, str(tmp_path / "ledger.db"))
 
 
-def kill_in_flight(ledger: Ledger, server: ReplayServer, model: str, *args: str) -> None:
-    """`cascade ARGS` killed with SIGKILL once its call to ``model`` reached the provider."""
+def kill_in_flight(ledger: Ledger, server: ReplayServer, model: str, *args: str, calls: int = 1) -> None:
+    """`cascade ARGS` killed with SIGKILL once ``calls`` of its calls to ``model`` reached
+    the provider."""
     before = server.request_count(model)
     proc = ledger.popen(*args)
     try:
-        wait_until(lambda: server.request_count(model) > before or proc.poll() is not None, timeout=60)
+        wait_until(lambda: server.request_count(model) >= before + calls or proc.poll() is not None,
+                   timeout=60)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
@@ -175,3 +177,21 @@ def test_a_shadow_call_in_flight_when_the_process_dies_is_recorded_once(
     [label] = ledger.rows("quality_labels")
     assert label["source"] == "shadow" and label["status"] == "error" and label["correct"] is None
     assert not ledger.rows("reservations")
+
+
+def test_a_sample_call_in_flight_joins_the_draft_already_answered(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    """`consistency_samples = 3` from a provider that ignores `n`: the draft's first call
+    answered, the second (a sample) in flight at the kill."""
+    ledger = _ledger(tmp_path, server, str(tmp_path / "ledger.db"), "\n[quality]\nconsistency_samples = 3\n")
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, prompt_tokens=100,
+                                                     completion_tokens=100, honor_n=False, latency_s=1.0))
+    kill_in_flight(ledger, server, "gpt-4o-mini", "ask", Q, calls=2)
+    assert ledger("logs").code == 0
+    request_row, calls = _calls_of(ledger, Q)
+    assert [(c["role"], c["status"], c["error_type"]) for c in calls] == [
+        ("draft", "ok", None), ("sample", "error", "CallInFlight")]
+    assert calls[0]["cost_nusd"] == 300_000
+    assert request_row["cost_nusd"] == 300_000 + _estimate(calls[1])
+    assert request_row["status"] == "interrupted" and request_row["model"] == "mini"
