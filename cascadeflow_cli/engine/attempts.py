@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.pricing import Price, Usage, cost_nanos, estimate_tokens, infer_provider
@@ -113,20 +114,10 @@ def call_record(
         assert a.in_flight_output is not None
         usage, cost, source = in_flight_charge(a.price, req.prompt_estimate(), a.in_flight_output)
         err, error_type = IN_FLIGHT, IN_FLIGHT_TYPE
-    return CallRecord(
-        id=f"{req.id}-{seq}",
-        request_id=req.id,
-        ts=ts,
-        seq=seq,
-        role=a.role,
-        model=a.model.name,
-        model_id=a.model.model,
-        provider=infer_provider(a.model),
+    return model_call(
+        f"{req.id}-{seq}", req.id, ts, seq, a.role, a.model,
         status="error" if failed or a.error else "ok",
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_tokens=usage.cached_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
+        usage=usage,
         cost_nusd=cost,
         cost_source=source,
         latency_ms=comp.latency_ms if comp else getattr(a.error, "latency_ms", 0.0),
@@ -141,6 +132,21 @@ def call_record(
         response_model=comp.response_model if comp else None,
         max_tokens=a.max_tokens,
         error_type=error_type,
+    )
+
+
+def model_call(
+    call_id: str, request_id: str, ts: str, seq: int, role: str, model: ModelConfig, *,
+    status: str, usage: Usage, cost_nusd: int, cost_source: str, **rest: Any,
+) -> CallRecord:
+    """The row of one call to ``model``: its names and provider, the usage it is charged,
+    and ``rest`` of CallRecord's fields (the cascade's calls, and shadow.py's)."""
+    return CallRecord(
+        id=call_id, request_id=request_id, ts=ts, seq=seq, role=role, model=model.name,
+        model_id=model.model, provider=infer_provider(model), status=status,
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
+        cost_nusd=cost_nusd, cost_source=cost_source, **rest,
     )
 
 

@@ -20,8 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.engine.attempts import IN_FLIGHT, IN_FLIGHT_TYPE, in_flight_charge, prompt_tokens
-from cascadeflow_cli.engine.pricing import Usage, charge, infer_provider
+from cascadeflow_cli.engine.attempts import (
+    IN_FLIGHT,
+    IN_FLIGHT_TYPE,
+    in_flight_charge,
+    model_call,
+    prompt_tokens,
+)
+from cascadeflow_cli.engine.pricing import Usage, charge
 from cascadeflow_cli.engine.providers import ChatRequest, complete
 from cascadeflow_cli.engine.recording import record_shadow, write_ahead
 from cascadeflow_cli.errors import NotRecordedError, ProviderError
@@ -224,21 +230,10 @@ def _call(
     error_type: str | None = None,
     max_tokens: int | None = None,
 ) -> CallRecord:
-    usage = usage or Usage()
-    return CallRecord(
-        id=call_id,
-        request_id=job.request_id,
-        ts=job.ts,
-        seq=seq,
-        role="shadow",
-        model=model.name,
-        model_id=model.model,
-        provider=infer_provider(model),
+    return model_call(
+        call_id, job.request_id, job.ts, seq, "shadow", model,
         status=status,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_tokens=usage.cached_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
+        usage=usage or Usage(),
         cost_nusd=cost,
         cost_source=source,
         latency_ms=latency_ms,

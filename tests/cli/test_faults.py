@@ -24,7 +24,7 @@ import pytest
 from cascadeflow_cli.faults import PAUSE_VAR, PAUSED_VAR, RESUME_VAR
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.cli.support import immutable, wait_until
+from tests.cli.support import immutable, kill_9_when, wait_until
 from tests.conftest import GOOD_ANSWER, CliRunner, config_text, ledger_rows
 
 Q1, Q2 = "What is the capital of France?", "What is the capital of Spain?"
@@ -322,18 +322,9 @@ def test_a_streamed_answer_cut_by_kill_9_keeps_what_was_generated(
     path.write_text(config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED))
     runner = CliRunner(tmp_path, path, tmp_path / "ledger.db")
     assert runner("budget", "show", "default").code == 0
-    proc = runner.popen("ask", "--stream", Q1)
-    try:
-        # the verifier's answer so far, journaled mid-stream (its finish reason says so)
-        wait_until(lambda: b'"finish_reason": "interrupted"' in _journal_bytes(runner.db)
-                   or proc.poll() is not None, timeout=60)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    # the verifier's answer so far, journaled mid-stream (its finish reason says so)
+    kill_9_when(runner.popen("ask", "--stream", Q1),
+                lambda: b'"finish_reason": "interrupted"' in _journal_bytes(runner.db))
     assert runner("budget", "show", "default").code == 0  # replays the journal
     conn = sqlite3.connect(runner.db)
     try:

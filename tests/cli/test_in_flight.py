@@ -13,7 +13,6 @@ server, which holds the answer (``latency_s``) while the test kills the client.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.cli.support import run_together, wait_until
+from tests.cli.support import kill_9_when, run_together
 from tests.conftest import GOOD_ANSWER, CliRunner, Run, config_text
 from tests.pg_fixtures import table_rows
 
@@ -66,18 +65,7 @@ def kill_in_flight(ledger: Ledger, server: ReplayServer, model: str, *args: str,
     """`cascade ARGS` killed with SIGKILL once ``calls`` of its calls to ``model`` reached
     the provider."""
     before = server.request_count(model)
-    proc = ledger.popen(*args)
-    try:
-        wait_until(lambda: server.request_count(model) >= before + calls or proc.poll() is not None,
-                   timeout=60)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    kill_9_when(ledger.popen(*args), lambda: server.request_count(model) >= before + calls)
 
 
 def _estimate(call: dict[str, object]) -> int:
