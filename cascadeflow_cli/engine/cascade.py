@@ -14,7 +14,14 @@ from contextlib import AbstractContextManager
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.config import AppConfig, ModelConfig, known_domains
 from cascadeflow_cli.engine import shadow
-from cascadeflow_cli.engine.attempts import Attempt, PendingRequest, answering, call_record, request_head
+from cascadeflow_cli.engine.attempts import (
+    Attempt,
+    InFlightRows,
+    PendingRequest,
+    answering,
+    call_record,
+    request_head,
+)
 from cascadeflow_cli.engine.costs import ChainCosts
 from cascadeflow_cli.engine.pricing import (
     Price,
@@ -97,6 +104,7 @@ class Cascade:
         self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE, custom=config.custom_domains)
         self.costs = ChainCosts(config)  # prices kept per model for this cascade's life
         self._chains: dict[tuple[str, ...] | None, list[ModelConfig]] = {}
+        self._in_flight = InFlightRows()  # rows of calls in flight, from templates
 
     def route(self, query: str, domain: str | None = None) -> DomainResult | None:
         """The query's domain: the caller's if given, else detected when ``[domains]`` has
@@ -326,16 +334,15 @@ class Cascade:
     def _send(self, req: PendingRequest, attempt: Attempt, output_tokens: int) -> None:
         """``attempt``'s call is about to be sent: journaled ahead as in flight, charged
         ``output_tokens`` if it never answers (engine/attempts.py). A short line appended
-        to this process's log, not fsynced (it outlives a kill -9): ~20 us a call, where
-        the whole record took ~90 (build and encode, /tmp micro-benchmark, load ~5)."""
+        to this process's log, not fsynced (it outlives a kill -9): about a third of what
+        the whole record costs (bench/in_flight.py)."""
         attempt.in_flight_output = output_tokens
         if self.ledger is None:
             return
         ts = str(req.head["ts"]) if req.head is not None else format_ts(req.started_at)
-        store = self.config.ledger.store_prompts
-        seq = len(req.attempts) - 1  # the attempt just added
-        call = call_record(req, attempt, seq, ts, UNFINISHED, store=store)
-        if not write_in_flight(self.ledger, req, call, request_head(req, ts, UNFINISHED, store=store)):
+        call = self._in_flight.row(req, attempt, len(req.attempts) - 1, ts)  # the attempt just added
+        head = request_head(req, ts, UNFINISHED, store=self.config.ledger.store_prompts)
+        if not write_in_flight(self.ledger, req, call, head):
             self._record(req, status="interrupted", error=UNFINISHED, ahead=True)  # the whole record
 
     def _journal_partial(self, req: PendingRequest, attempt: Attempt, partial: Completion) -> None:

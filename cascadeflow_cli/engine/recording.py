@@ -15,7 +15,7 @@ from cascadeflow_cli.ledger import journal
 if TYPE_CHECKING:
     from cascadeflow_cli.ledger.journal import Entry
     from cascadeflow_cli.ledger.labels import ShadowOutcome
-    from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
+    from cascadeflow_cli.ledger.records import RequestRecord
     from cascadeflow_cli.ledger.storage import LedgerStore as Ledger
 
 UNFINISHED = "the process ended before the request was recorded"
@@ -51,7 +51,7 @@ def record_request(ledger: Ledger, req: Any, result: object, record: RequestReco
     commit(ledger, record, reservation, result, paid=paid, journaled=req.journaled)
 
 
-def write_in_flight(ledger: Ledger, req: Any, call: CallRecord, head: dict[str, Any]) -> bool:
+def write_in_flight(ledger: Ledger, req: Any, call: dict[str, Any], head: dict[str, Any]) -> bool:
     """Journal ``call`` as in flight (journal.write_in_flight): False where it could not
     be (no ``flock``: the caller journals the whole record; a full disk: the commit will
     fail too, and say so)."""

@@ -55,6 +55,8 @@ from cascadeflow_cli.ledger.schema import derive
 
 VERSION = 1
 Entry = RequestRecord | ShadowOutcome  # what a journal file holds
+# one encoder, not json.dumps(..., ensure_ascii=False), which builds a JSONEncoder a call
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
 _made: set[Path] = set()  # journal directories this process has made
 _refused: set[Path] = set()  # ledgers that refused a record of this process: it waits in their journal
 _known: set[Path] = set()  # journal directories of the ledgers this process opened
@@ -137,18 +139,17 @@ def write_ahead(ledger_path: Path, record: Entry, reservation_id: str | None) ->
 
 
 def write_in_flight(
-    ledger_path: Path, head: dict[str, Any], call: CallRecord, reservation_id: str | None
+    ledger_path: Path, head: dict[str, Any], call: dict[str, Any], reservation_id: str | None
 ) -> bool:
     """Journal a call about to be sent: one short line appended to this process's log.
     ``head`` holds the request's columns (the RequestRecord fields a request without any
-    answer has: id, ts, user, status, error, query, answer, domain...), ``call`` its row as
-    charged if it never answers. False without ``flock`` (the caller then journals the
-    whole record); raises OSError when it cannot be written."""
+    answer has: id, ts, user, status, error, query, answer, domain...), ``call`` its row
+    (``plain_call``) as charged if it never answers. False without ``flock`` (the caller
+    then journals the whole record); raises OSError when it cannot be written."""
     if ahead_log.fcntl is None:
         return False
-    data = json.dumps({"v": VERSION, "reservation_id": reservation_id,
-                       "in_flight": {"request": head, "call": _plain_call(call)}},
-                      ensure_ascii=False).encode("utf-8")
+    data = _to_json({"v": VERSION, "reservation_id": reservation_id,
+                     "in_flight": {"request": head, "call": call}}).encode("utf-8")
     return ahead_log.append(_directory(ledger_path), head["id"], data)
 
 
@@ -171,11 +172,10 @@ def _make(directory: Path) -> None:
 def _encode(record: Entry, reservation_id: str | None) -> bytes:
     if isinstance(record, ShadowOutcome):
         body: dict[str, Any] = {"shadow": {**{n: getattr(record, n) for n in _names(ShadowOutcome)},
-                                           "call": _plain_call(record.call)}}
+                                           "call": plain_call(record.call)}}
     else:
         body = {"request": _plain(record)}
-    return json.dumps({"v": VERSION, "reservation_id": reservation_id, **body},
-                      ensure_ascii=False).encode("utf-8")
+    return _to_json({"v": VERSION, "reservation_id": reservation_id, **body}).encode("utf-8")
 
 
 def _write_file(directory: Path, request_id: str, data: bytes, *, durable: bool = False) -> Path:
@@ -370,14 +370,15 @@ def _plain(record: RequestRecord) -> dict[str, Any]:
     """Shallow, unlike ``dataclasses.asdict`` (which deep-copies every value: most of the
     cost of a batch row's journal entry)."""
     row = {name: getattr(record, name) for name in _names(RequestRecord)}
-    row["calls"] = [_plain_call(c) for c in record.calls]
+    row["calls"] = [plain_call(c) for c in record.calls]
     row["signals"] = [
         {name: _listed(getattr(s, name)) for name in _names(CallSignals)} for s in record.signals
     ]
     return row
 
 
-def _plain_call(call: CallRecord | None) -> dict[str, Any] | None:
+def plain_call(call: CallRecord | None) -> dict[str, Any] | None:
+    """A call row as a journal line holds it (its fields by name)."""
     return None if call is None else {name: getattr(call, name) for name in _names(CallRecord)}
 
 
