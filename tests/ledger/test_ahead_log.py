@@ -158,16 +158,16 @@ def head(record):
 
 
 def sent(record, seq, cost):
-    return replace(record.calls[0], id=f"{record.id}-{seq}", seq=seq, role="verifier", model="big",
-                   status="error", cost_nusd=cost, error_type="CallInFlight")
+    return journal.plain_call(replace(record.calls[0], id=f"{record.id}-{seq}", seq=seq, role="verifier",
+                                      model="big", status="error", cost_nusd=cost, error_type="CallInFlight"))
 
 
 draft, alone, answered = request(1), request(2), request(3)
 escalating = replace(draft, status="interrupted", answer=None, model="mini", draft_model="mini")
 journal.write_ahead(db, escalating, "res-1")  # a draft paid for, refused
-journal.write_in_flight(db, head(draft), journal.plain_call(sent(draft, 1, 1000)), "res-1")  # then the verifier sent
-journal.write_in_flight(db, head(alone), journal.plain_call(sent(alone, 0, 2000)), "res-2")  # its first call in flight
-journal.write_in_flight(db, head(answered), journal.plain_call(sent(answered, 0, 3000)), None)
+journal.write_in_flight(db, head(draft), sent(draft, 1, 1000), "res-1")  # then the verifier sent
+journal.write_in_flight(db, head(alone), sent(alone, 0, 2000), "res-2")  # its first call in flight
+journal.write_in_flight(db, head(answered), sent(answered, 0, 3000), None)
 journal.write_ahead(db, answered, None)  # answered after: its whole line supersedes
 print(draft.id, alone.id, answered.id, flush=True)
 os.kill(os.getpid(), 9)
