@@ -22,8 +22,8 @@ winning. A log whose requests are all settled (committed, or rewritten as a file
 their own) is deleted.
 
 A call about to be sent is written ahead too, as a short line of its own (``write_in_flight``:
-the request's own columns and the call's row as charged if it never answers, ~20 us
-where the whole record took ~90): a provider bills a request it received even when its
+the request's own columns and the call's row as charged if it never answers: about half
+what the whole record costs, bench/in_flight.py): a provider bills a request it received even when its
 client died. The request's next line supersedes it; in a dead process's log, a request
 whose last line is a call in flight becomes its last whole line (if any) with that call
 added (``_merged``).
