@@ -23,8 +23,9 @@ commit, no checkpoint on that connection); when another writer holds it (`--work
 a second server, the writer thread itself) the batch goes to the writer thread, which
 waits for the lock off the loop, and the WAL checkpoints (the fsyncs) run there too.
 Why: each hop to the writer thread and back was two wake-ups on the request's path,
-and on a loaded machine each one waits for a CPU: with the commits on the loop the added
-p50 at 50 clients fell by ~35-70 ms at load average 17 (bench/serve_load.py).
+and on a loaded machine each one waits for a CPU (a submit waited p50 12-16 ms for a
+0.2 ms commit, load ~6); on the loop, a served request's CPU fell from 0.81-0.98 to
+0.73-0.83 ms (bench/serve_load.py, 50 clients, one worker, load 10-18).
 
 Stale reservations are dropped at most once a second (``EXPIRE_EVERY_S``): the scan reads
 every reservation in flight, which made a check cost O(requests in flight). Dropping them
