@@ -70,6 +70,7 @@ class Awaiter(Protocol):
 EXPIRE_EVERY_S = 1.0
 MAX_BATCH = 256  # jobs in one transaction (a bound on how long the write lock is held)
 CHECKPOINT_EVERY = 100  # commits on the loop between two WAL checkpoints (by the writer thread)
+CHECKPOINT_WAIT_MS = 500  # how long a checkpoint waits for the loop's transaction to end
 
 
 class _Job:
@@ -346,13 +347,23 @@ class GroupCommitLedger:
             if batch:
                 self._commit(batch)
             if checkpoint:  # the loop's commits leave the WAL to grow: copy it back, off the loop
-                # TRUNCATE, not PASSIVE: after a passive one the loop's writes went on
-                # appending (300 commits: a 4 MB WAL, every page copied back); with no busy
-                # wait here, a writer in the way only puts it off to the next one
-                with contextlib.suppress(sqlite3.DatabaseError):
-                    self.ledger.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                self._checkpoint()
             if stop:
                 return
+
+    def _checkpoint(self) -> None:
+        """The WAL copied back into the file and emptied. TRUNCATE, not PASSIVE: after
+        passive ones the loop's writes went on appending (300 commits: a 4 MB WAL). It
+        waits up to CHECKPOINT_WAIT_MS for the loop's transaction in progress (with no
+        wait it lost to a busy loop every time, and the WAL grew); meanwhile the loop's
+        batches come here, to be committed after it."""
+        conn = self.ledger.db.conn
+        with contextlib.suppress(sqlite3.DatabaseError):
+            conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute("PRAGMA busy_timeout = 0")  # _begin polls for the lock itself
 
     def _commit(self, batch: list[_Job]) -> None:
         try:
