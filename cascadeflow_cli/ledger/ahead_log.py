@@ -239,7 +239,11 @@ def _entries(fd: int, entries: dict[str, tuple[bytes, ...]], whole: dict[str, by
             entries[request_id] = (line,)
 
 
-def _at_exit() -> None:
+def drop_settled_logs() -> None:
+    """Delete this process's logs that hold nothing unsettled: at exit, and when `cascade
+    serve` has recorded its last request (a worker of `--workers N` ends by the SIGTERM
+    uvicorn raises again after its graceful stop, so its atexit handlers never run: its
+    settled logs were left for the next command to read back)."""
     with _lock:
         for logs in _logs.values():
             logs.drop_settled(everything=True)
@@ -258,6 +262,6 @@ def _in_child() -> None:
     _own_files.clear()
 
 
-atexit.register(_at_exit)
+atexit.register(drop_settled_logs)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_in_child)
