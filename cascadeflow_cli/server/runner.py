@@ -308,7 +308,10 @@ class Runner:
         if isinstance(exc, InputError):
             return ApiError(400, message)
         if isinstance(exc, ProviderError):
-            return ApiError(502, message, type="api_error", code="provider_error")
+            # the provider's own Retry-After (a 429 or 503 after our retries), passed on: else
+            # the SDK retried the 502 at once, at a provider that asked for a pause (hostile-10)
+            wait = {} if exc.retry_after is None else {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+            return ApiError(502, message, type="api_error", code="provider_error", headers=wait)
         if isinstance(exc, LedgerError):
             return ApiError(503, message, type="server_error", code="ledger_unavailable")
         return ApiError(500, message, type="server_error", code=type(exc).__name__)

@@ -100,3 +100,17 @@ def test_a_user_name_holding_a_line_break_cannot_forge_an_access_log_line(stack:
     assert stack.post(BODY, key=key).status_code in (200, 400)  # served or refused, never a 500
     [line] = stack.log
     assert "\n" not in line  # one line: nothing forged after it
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_s_retry_after_reaches_the_client(stack: Stack, stream: bool) -> None:
+    # a provider's 429 with Retry-After came out as a bare 502: the openai SDK then
+    # retried it at once, at a provider that had asked for a pause
+    from cascadeflow_cli.replay.server import ModelBehavior
+
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=429, retry_after=0.2))
+    response = stack.post({"model": "big", "stream": stream, "messages": BODY["messages"]})
+    assert_error(response, 502)
+    assert response.headers["retry-after"] == "1"
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))  # no Retry-After: none sent
+    assert "retry-after" not in stack.post({"model": "big", "messages": BODY["messages"]}).headers
