@@ -236,7 +236,10 @@ class Runner:
             found = keys.get(digest) if keys is not None else None
             cached = found is not None
             if found is None:
-                found = authenticate(self.ledger, key)
+                try:
+                    found = authenticate(self.ledger, key)
+                except LedgerError as exc:  # PostgreSQL restarting: a 503, not a bare 500 (hostile-10)
+                    raise ApiError(503, redact(str(exc)), type="server_error", code="ledger_unavailable") from None
                 if found is not None and keys is not None:
                     if len(keys) >= _MAX_CACHED_KEYS:
                         keys.clear()
