@@ -239,7 +239,8 @@ class Runner:
                 try:
                     found = authenticate(self.ledger, key)
                 except LedgerError as exc:  # PostgreSQL restarting: a 503, not a bare 500 (hostile-10)
-                    raise ApiError(503, redact(str(exc)), type="server_error", code="ledger_unavailable") from None
+                    raise ApiError(503, redact(str(exc)), type="server_error",
+                                   code="ledger_unavailable") from None
                 if found is not None and keys is not None:
                     if len(keys) >= _MAX_CACHED_KEYS:
                         keys.clear()
