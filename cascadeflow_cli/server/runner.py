@@ -295,7 +295,10 @@ class Runner:
                 self._keys.pop(hash_key(key or ""), None)
             raise _bad_key(key) from None
         except CascadeError as exc:
-            raise self.error(exc, seen) from None
+            error = self.error(exc, seen)
+            # a refused or failed request names its caller in the access log, as a served one does
+            error.caller = (caller.prefix, caller.user, seen.record.id if seen.record else None)
+            raise error from None
         return caller, Outcome(result, seen.record)
 
     def error(self, exc: CascadeError, seen: _Observed) -> ApiError:
