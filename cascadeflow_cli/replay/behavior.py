@@ -38,6 +38,7 @@ class ModelBehavior:
     # finish_reason and usage were sent (and acknowledged), the end never comes
     reset_before_done: bool = False
     ignore_max_tokens: bool = False  # answer in full whatever max_tokens says (a broken server)
+    ignore_stream: bool = False  # answer `"stream": true` with one JSON body, as some servers do
     # reset after this many content chunks (mid-answer); a whole answer, after this many bytes
     reset_after: int | None = None
     # close (FIN) after this many content chunks, at a chunk boundary, without the

@@ -340,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(status, retry_after=behavior.retry_after)
         elif behavior.garbage:
             self._send(200, GARBAGE, "text/html; charset=utf-8")
-        elif payload.get("stream"):
+        elif payload.get("stream") and not behavior.ignore_stream:
             options = payload.get("stream_options") or {}
             completion = replay._complete(payload, behavior)
             self._stream([*completion.chunks(bool(options.get("include_usage"))), "[DONE]"], behavior)

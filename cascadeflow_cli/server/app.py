@@ -119,7 +119,7 @@ def create_app(
                 runner.answer, bearer(request), call, None, None, None, _trace(request)
             )
         except ApiError as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         _note(request, caller.prefix, caller.user, outcome)
         body = chat_completion(call.target.name, outcome.result, outcome.finish_reason, outcome.record)
         return JSONResponse(body, headers=_headers(outcome))
@@ -167,7 +167,7 @@ def create_app(
             kind, value = await events.get()
         if kind == "error":
             if isinstance(value, ApiError):
-                return error_response(value)
+                return error_response(value, request)
             raise value
         created = int(time.time())
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}

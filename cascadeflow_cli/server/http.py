@@ -49,7 +49,9 @@ class Limits:
             self.waiting -= 1
 
 
-def error_response(exc: ApiError) -> JSONResponse:
+def error_response(exc: ApiError, request: Request | None = None) -> JSONResponse:
+    if request is not None and exc.caller is not None:  # the access log names who was refused
+        request.state.key, request.state.user, request.state.request_id = exc.caller
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 

@@ -236,7 +236,11 @@ class Runner:
             found = keys.get(digest) if keys is not None else None
             cached = found is not None
             if found is None:
-                found = authenticate(self.ledger, key)
+                try:
+                    found = authenticate(self.ledger, key)
+                except LedgerError as exc:  # PostgreSQL restarting: a 503, not a bare 500 (hostile-10)
+                    raise ApiError(503, redact(str(exc)), type="server_error",
+                                   code="ledger_unavailable") from None
                 if found is not None and keys is not None:
                     if len(keys) >= _MAX_CACHED_KEYS:
                         keys.clear()
@@ -291,7 +295,10 @@ class Runner:
                 self._keys.pop(hash_key(key or ""), None)
             raise _bad_key(key) from None
         except CascadeError as exc:
-            raise self.error(exc, seen) from None
+            error = self.error(exc, seen)
+            # a refused or failed request names its caller in the access log, as a served one does
+            error.caller = (caller.prefix, caller.user, seen.record.id if seen.record else None)
+            raise error from None
         return caller, Outcome(result, seen.record)
 
     def error(self, exc: CascadeError, seen: _Observed) -> ApiError:
@@ -308,7 +315,10 @@ class Runner:
         if isinstance(exc, InputError):
             return ApiError(400, message)
         if isinstance(exc, ProviderError):
-            return ApiError(502, message, type="api_error", code="provider_error")
+            # the provider's own Retry-After (a 429 or 503 after our retries), passed on: else
+            # the SDK retried the 502 at once, at a provider that asked for a pause (hostile-10)
+            wait = {} if exc.retry_after is None else {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+            return ApiError(502, message, type="api_error", code="provider_error", headers=wait)
         if isinstance(exc, LedgerError):
             return ApiError(503, message, type="server_error", code="ledger_unavailable")
         return ApiError(500, message, type="server_error", code=type(exc).__name__)

@@ -45,6 +45,8 @@ class ApiError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+        # who asked, for the access log, once the key was known: (key prefix, user, request id)
+        self.caller: tuple[str, str, str | None] | None = None
 
     def body(self) -> dict[str, Any]:
         # redacted here, as every error line: a client's field (a key pasted as `model`) is echoed

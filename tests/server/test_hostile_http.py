@@ -100,3 +100,45 @@ def test_a_user_name_holding_a_line_break_cannot_forge_an_access_log_line(stack:
     assert stack.post(BODY, key=key).status_code in (200, 400)  # served or refused, never a 500
     [line] = stack.log
     assert "\n" not in line  # one line: nothing forged after it
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_s_retry_after_reaches_the_client(stack: Stack, stream: bool) -> None:
+    # a provider's 429 with Retry-After came out as a bare 502: the openai SDK then
+    # retried it at once, at a provider that had asked for a pause
+    from cascadeflow_cli.replay.server import ModelBehavior
+
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=429, retry_after=0.2))
+    response = stack.post({"model": "big", "stream": stream, "messages": BODY["messages"]})
+    assert_error(response, 502)
+    assert response.headers["retry-after"] == "1"
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))  # no Retry-After: none sent
+    assert "retry-after" not in stack.post({"model": "big", "messages": BODY["messages"]}).headers
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_refused_or_failed_request_names_its_caller_in_the_access_log(
+    stack_factory: object, stream: bool
+) -> None:
+    # a 429 budget refusal and a 502 logged only "model=cascade": which user was refused,
+    # and which ledger row a failure was, could not be told from the log
+    from decimal import Decimal
+
+    from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
+    from cascadeflow_cli.ledger.db import open_ledger
+    from cascadeflow_cli.replay.server import ModelBehavior
+    from tests.server.conftest import make_key
+
+    stack: Stack = stack_factory(extra='\n[budgets]\nmode = "block"\n')  # type: ignore[operator]
+    broke = make_key(stack.config, stack.db, "broke")
+    ledger = open_ledger(stack.db)
+    set_budget(ledger, "broke", BudgetConfig(daily=Decimal("0")))
+    ledger.close()
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))
+    assert_error(stack.post({**BODY, "stream": stream}, key=broke), 429)
+    assert_error(stack.post({"model": "big", "stream": stream, "messages": BODY["messages"]}), 502)
+    refused, failed = stack.log
+    assert "user=broke" in refused and f"key={broke[:14]}" in refused, refused
+    assert "user=alice" in failed and "key=sk-cf-" in failed and stack.key not in failed, failed
+    ids = {row["id"] for row in ledger_rows(stack.db, "requests") if row["status"] == "error"}
+    assert ids and f"request_id={ids.pop()}" in failed

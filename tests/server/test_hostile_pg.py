@@ -153,3 +153,28 @@ def test_a_serve_process_records_what_the_database_refused_once_it_takes_writes_
         assert again.status_code == 200 and "x-cascade-recorded" not in again.headers
     ids = {row["id"] for row in table_rows(pg_url, "requests")}
     assert ids == {first.headers["x-cascade-request-id"], again.headers["x-cascade-request-id"]}
+
+
+def test_a_key_checked_while_the_database_is_away_is_a_503_in_openai_shape(
+    pg_server: object, pg_url: str, server: ReplayServer, tmp_path: Path
+) -> None:
+    # PostgreSQL restarting under load: the key lookup's LedgerUnavailableError escaped as
+    # a text/plain "Internal Server Error" and a traceback in serve's log
+    import httpx
+
+    key, app = serve_on(pg_url, server, tmp_path)
+    name = pg_url.split("/")[-1].split("?")[0]
+    away = f"{name}_away"
+    with app as srv:
+        pg_server.execute(  # type: ignore[attr-defined]
+            f"select pg_terminate_backend(pid) from pg_stat_activity where datname = '{name}'")
+        pg_server.execute(f'alter database "{name}" rename to "{away}"')  # type: ignore[attr-defined]
+        try:
+            response = httpx.post(f"http://127.0.0.1:{srv.port}/v1/chat/completions",
+                                  json={"model": "cascade", "messages": [{"role": "user", "content": "hi"}]},
+                                  headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        finally:
+            pg_server.execute(f'alter database "{away}" rename to "{name}"')  # type: ignore[attr-defined]
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "ledger_unavailable" and key not in response.text
+    assert server.requests == []  # nothing was sent, so nothing paid for is lost

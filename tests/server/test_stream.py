@@ -136,3 +136,16 @@ def test_a_refused_budget_is_429_before_the_stream_starts(stack_factory: object)
     )
     assert response.status_code == 429 and response.json()["error"]["code"] == "budget_exceeded"
     assert "retry-after" in response.headers
+
+
+def test_a_provider_that_ignores_stream_is_an_answer_and_priced(stack: Stack) -> None:
+    # some OpenAI-compatible servers answer `"stream": true` with one JSON body: it was a
+    # 502 "the stream ended before the answer did", recorded at $0 though it was billed
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER, ignore_stream=True))
+    chunks = list(stack.client().chat.completions.create(
+        model="big", messages=[{"role": "user", "content": QUERY}], stream=True,
+        stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == GOOD_ANSWER
+    [call] = ledger_rows(stack.db, "calls")
+    assert call["status"] == "ok" and call["cost_nusd"] > 0 and "estimated" not in call["cost_source"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == call["output_tokens"]

@@ -84,6 +84,7 @@ class OpenAICompatProvider:
         body.update(stream=True, stream_options={"include_usage": True})
         assembler = StreamAssembler(sink)
         done = False
+        plain: list[bytes] = []  # the body's lines while no SSE `data:` came (see _unstreamed)
         with _translated(model, base):
             response = self._client.open_stream(f"{base}/chat/completions", body, headers, model.timeout)
         if response.status_code >= 400:
@@ -95,11 +96,16 @@ class OpenAICompatProvider:
                 for line in response.lines():
                     data = _sse_data(line)
                     if data is None:
+                        if plain is not None:
+                            plain.append(line)
                         continue
+                    plain = None
                     if data == b"[DONE]":
                         done = True
                         continue  # read on to the body's end, so the connection is reused
                     assembler.add(_chunk(data, model.name))
+                if plain is not None and b"".join(plain).lstrip().startswith(b"{"):
+                    return _unstreamed(b"".join(plain), model.name, sink, assembler.started)
                 if not done and not assembler.finish_reason:
                     # http.client ends a chunked body cut at a chunk boundary quietly: an
                     # answer without its end is a broken stream, not a complete answer
@@ -183,6 +189,22 @@ def broken_message(base: str, exc: TransportBroken) -> str:
 def _status_error(response: Response, model: str) -> ProviderError:
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     return status_error(response.status_code, _error_detail(response), model, retry_after)
+
+
+def _unstreamed(body: bytes, model: str, sink: StreamSink, started: float) -> Completion:
+    """The answer of a provider that ignored ``stream: true`` and sent one JSON body (some
+    OpenAI-compatible servers and proxies do): it is billed, so it is an answer, priced
+    from its usage; it was "the stream ended before the answer did", recorded at $0
+    (hostile-10). An error body or non-JSON is the same error as without streaming."""
+    try:
+        data = json_loads(body)
+    except ValueError:
+        raise ProviderResponseError(f"{model}: provider answered with something that is not JSON",
+                                    model=model) from None
+    completion = parse_chat_completion(data, model, (time.perf_counter() - started) * 1000)
+    if completion.text:
+        sink.delta(completion.text)
+    return completion
 
 
 def _sse_data(line: bytes) -> bytes | None:
