@@ -138,15 +138,23 @@ def test_a_69_day_history_is_backtested_on_shorter_totals_and_centred_on_them() 
     assert p.lower < p.median < p.upper
 
 
-def test_a_short_backtest_leans_on_the_plain_recent_mean() -> None:
-    """A backtest of about one window is mostly chance: the 28-day mean keeps at least
-    half the weight (SHORT_PRIOR), whichever method that window happened to favour."""
+def _share(method: str, label: str) -> float:
+    return float(method.split(f"{label} (")[1].split("%")[0]) if f"{label} (" in method else 0.0
+
+
+def test_a_short_backtest_leans_on_the_two_baselines() -> None:
+    """A backtest of about one window is mostly chance: the plain 28-day mean and seasonal
+    naive keep at least half the weight between them (SHORT_PRIOR), whichever method that
+    window happened to favour, and neither is left out (towards the mean alone, the
+    worst ad-exchange series sat at up to 1.91x seasonal naive's error)."""
     rng = np.random.default_rng(3)
     y = 10.0 * np.exp(rng.normal(0, 0.4, 40))
     choice = choose(y, START.weekday(), 30, 30)
-    assert choice is not None and "mean28 on raw spend (" in choice.method
-    share = float(choice.method.split("mean28 on raw spend (")[1].split("%")[0])
-    assert share >= 50
+    assert choice is not None
+    mean28 = _share(choice.method, "mean28 on raw spend")
+    snaive = _share(choice.method, "snaive on raw spend")
+    assert mean28 + snaive >= 50
+    assert mean28 >= 20 and snaive >= 20
 
 
 def test_spend_on_few_days_is_forecast_from_the_raw_scale_only() -> None:
