@@ -138,15 +138,23 @@ def test_a_69_day_history_is_backtested_on_shorter_totals_and_centred_on_them() 
     assert p.lower < p.median < p.upper
 
 
-def test_a_short_backtest_leans_on_the_plain_recent_mean() -> None:
-    """A backtest of about one window is mostly chance: the 28-day mean keeps at least
-    half the weight (SHORT_PRIOR), whichever method that window happened to favour."""
+def _share(method: str, label: str) -> float:
+    return float(method.split(f"{label} (")[1].split("%")[0]) if f"{label} (" in method else 0.0
+
+
+def test_a_short_backtest_leans_on_the_two_baselines() -> None:
+    """A backtest of about one window is mostly chance: the plain 28-day mean and seasonal
+    naive keep at least half the weight between them (SHORT_PRIOR), whichever method that
+    window happened to favour, and neither is left out (towards the mean alone, the
+    worst ad-exchange series sat at up to 1.91x seasonal naive's error)."""
     rng = np.random.default_rng(3)
     y = 10.0 * np.exp(rng.normal(0, 0.4, 40))
     choice = choose(y, START.weekday(), 30, 30)
-    assert choice is not None and "mean28 on raw spend (" in choice.method
-    share = float(choice.method.split("mean28 on raw spend (")[1].split("%")[0])
-    assert share >= 50
+    assert choice is not None
+    mean28 = _share(choice.method, "mean28 on raw spend")
+    snaive = _share(choice.method, "snaive on raw spend")
+    assert mean28 + snaive >= 50
+    assert mean28 >= 20 and snaive >= 20
 
 
 def test_spend_on_few_days_is_forecast_from_the_raw_scale_only() -> None:
@@ -159,3 +167,22 @@ def test_spend_on_few_days_is_forecast_from_the_raw_scale_only() -> None:
     assert sparse_choice is not None and daily_choice is not None
     assert not any(label.endswith("on log spend") for label in sparse_choice.scores)
     assert any(label.endswith("on log spend") for label in daily_choice.scores)
+
+
+def test_a_long_history_also_weighs_finer_windows_and_its_whole_span() -> None:
+    """With a backtest long enough for the ETS forms, the pool also holds the 14- and
+    56-day means and the mean of all the days a model sees (730); a window longer than
+    the history is the mean of all of it and competes once, not as several copies."""
+    rng = np.random.default_rng(4)
+    long = rng.lognormal(1.0, 0.4, 900)
+    labels = choose(long, 0, 30, 30).scores  # type: ignore[union-attr]
+    for w in (7, 14, 28, 56, 91, 365, 730):
+        assert f"mean{w} on raw spend" in labels and f"mean{w} on log spend" in labels
+    mid = choose(long[:250], 0, 30, 30)
+    assert mid is not None
+    means = sorted(int(label[4:].split()[0]) for label in mid.scores if label.startswith("mean")
+                   and label.endswith("raw spend"))
+    assert means == [7, 14, 28, 56, 91, 365]  # 730 would be a second copy of the all-days mean
+    short = choose(long[:69], 0, 30, 30)  # too short to choose among many: the small pool
+    assert short is not None
+    assert not any(label.startswith(("mean14 ", "mean56 ", "mean730 ")) for label in short.scores)
