@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cascadeflow_cli.ledger.keys import ApiKey
 from cascadeflow_cli.server.shapes import ApiError
+from cascadeflow_cli.words import count_of
 
 _WINDOW_S = 60.0
 _STAMP = struct.Struct("<d")
@@ -29,7 +30,7 @@ def _admit(key: ApiKey, times: list[float], now: float) -> list[float]:
         wait = max(1, math.ceil(times[0] + _WINDOW_S - now))
         raise ApiError(
             429,
-            f"this key may make {rpm} requests per minute",
+            f"this key may make {count_of(rpm, 'request')} per minute",
             type="requests",
             code="rate_limit_exceeded",
             headers={"Retry-After": str(wait)},

@@ -27,6 +27,15 @@ def test_a_key_gets_rpm_requests_a_minute_then_429_with_the_wait() -> None:
     limiter.check(ApiKey("sk-cf-other000", "bob", None, "2026-01-01T00:00:00Z"))  # no limit: never refused
 
 
+def test_a_limit_of_one_request_reads_as_one_request() -> None:
+    limiter = RateLimiter(clock=lambda: 1000.0)
+    key = ApiKey("sk-cf-abcdefgh", "alice", None, "2026-01-01T00:00:00Z", rpm=1)
+    limiter.check(key)
+    with pytest.raises(ApiError) as caught:
+        limiter.check(key)
+    assert caught.value.message == "this key may make 1 request per minute"
+
+
 @pytest.mark.parametrize(
     ("nusd", "text"),
     [(0, "0"), (30_000, "0.00003"), (-1_500_000_000, "-1.5"), (2 * 10**9, "2"), (1, "0.000000001")],
