@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
-from cascadeflow_cli.config import AppConfig, ModelConfig, known_domains
+from cascadeflow_cli.config import AppConfig, ModelConfig, check_domain
 from cascadeflow_cli.engine import shadow
 from cascadeflow_cli.engine.costs import ChainCosts
 from cascadeflow_cli.engine.pricing import (
@@ -147,10 +147,7 @@ class Cascade:
         without routing, detection would only cost time (it is CPU under the GIL, which
         `cascade batch`'s threads share)."""
         if domain:
-            known = known_domains(self.config)
-            if domain not in known:  # it would be recorded and reported as if it meant something
-                raise InputError(f"unknown domain {domain!r} (known: {', '.join(known)})")
-            return DomainResult(domain, 1.0, method="given")
+            return DomainResult(check_domain(self.config, domain), 1.0, method="given")
         return self.detector.detect(query) if self.config.domains else None
 
     def resolve_chain(
