@@ -37,8 +37,16 @@ def copy(
         raise InputError(f"{src}: source and target are the same ledger")
     if src.path is not None and not src.path.exists():
         raise InputError(f"{src}: no such ledger file")
-    with open_store(src) as reader, open_store(dst) as writer:
+    # the source is only read: a file or directory this user may not write is opened
+    # read-only (it was opened as a writer, which chmod-ed a 0444 file to 0600 and then
+    # failed 'cannot write ledger')
+    with open_store(src, read_only=True) as reader, open_store(dst) as writer:
         report = copy_ledger(reader, writer)
+        waiting = getattr(reader, "journal_waiting", 0) if getattr(reader, "read_only", False) else 0
+    if waiting:  # answered requests a read-only source could not take in: not in the copy either
+        sys.stderr.write(f"warning: {waiting} answered request(s) waiting in {src}'s journal were not "
+                         "copied (the source is read-only); copy again once its owner has run any "
+                         "command on it\n")
     if as_json:
         sys.stdout.write(json.dumps({"source": src.display(), "target": dst.display(),
                                      "requests_read": report.requests_read, "requests": report.requests,
