@@ -54,6 +54,7 @@ def copy(
                                      "batches": report.tables.get("batches", 0),
                                      "quality_labels": report.tables.get("quality_labels", 0),
                                      "call_signals": report.tables.get("call_signals", 0),
+                                     "keys_revoked": report.revoked,
                                      "seconds": round(report.seconds, 3),
                                      "rows_per_second": round(report.rows_per_second)}) + "\n")
         return
@@ -61,7 +62,8 @@ def copy(
     extras = ", ".join(f"{n} {table.replace('_', ' ')} row(s)" for table, n in report.tables.items())
     sys.stderr.write(f"copied {report.requests} request(s) with {report.calls} call(s), {extras} and "
                      f"{report.budgets} budget(s) from {src} to {dst} in {report.seconds:.1f} s"
-                     f"{f' ({skipped} already there)' if skipped else ''}\n")
+                     f"{f' ({skipped} already there)' if skipped else ''}"
+                     f"{f'; {report.revoked} key(s) revoked on the source' if report.revoked else ''}\n")
 
 
 def _same_file(a: Path | None, b: Path | None) -> bool:

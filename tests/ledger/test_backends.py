@@ -195,3 +195,30 @@ def test_a_budget_check_for_a_user_name_full_of_quotes(ledger_url: str) -> None:
         assert ask("b").action == "block"  # $0.60 held + $0.60 asked > $1
         ledger.release(first.reservation_id)
         assert ledger.reserved_spend(user) == 0 and ledger.total_spend(user) == 1_000
+
+
+@pytest.mark.parametrize("direction", ["sqlite->postgresql", "postgresql->sqlite"])
+def test_a_copy_again_carries_a_revocation_never_an_unrevocation(direction: str, tmp_path: Path,
+                                                                 pg_ledger_url: str) -> None:
+    """A key already on the target was kept as it was there: revoked on the source after
+    an earlier copy, it still opened `serve` on the target. Revocation is monotone."""
+    from cascadeflow_cli.ledger.keys import authenticate, revoke_key
+
+    lite = str(tmp_path / "l.db")
+    source, target = (lite, pg_ledger_url) if direction.startswith("sqlite") else (pg_ledger_url, lite)
+    with open_store(source, FixedClock(NOW)) as src, open_store(target, FixedClock(NOW)) as dst:
+        gone, gone_key = create_key(src, "alice", "laptop")
+        kept, kept_key = create_key(src, "alice", "ci")
+        copy_ledger(src, dst)
+        assert authenticate(dst, gone) is not None
+        revoked = revoke_key(src, gone_key.prefix).revoked_at
+        report = copy_ledger(src, dst)
+        assert authenticate(dst, gone) is None and authenticate(dst, kept) is not None
+        assert report.revoked == 1 and report.tables["api_keys"] == 0
+        assert {k["prefix"]: k["revoked_at"] for k in dst.table_rows(schema.API_KEYS)} == \
+            {k["prefix"]: k["revoked_at"] for k in src.table_rows(schema.API_KEYS)}
+        assert revoked is not None
+        # revoked on the target only: a copy from a source where it is active leaves it revoked
+        revoke_key(dst, kept_key.prefix)
+        copy_ledger(src, dst)
+        assert authenticate(dst, kept) is None
