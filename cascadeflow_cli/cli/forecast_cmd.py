@@ -43,7 +43,8 @@ def forecast(
 
     context = app_context(ctx)
     day = parse_day(as_of, "--as-of") if as_of else None
-    prediction = forecast_spend(context.ledger(read_only=True), context.config, user=user, horizon=horizon,
+    prediction = forecast_spend(context.ledger(read_only=True), context.config,
+                                user=context.reader_user(user), horizon=horizon,
                                 as_of=day, confidence=confidence)
     if plot is not None:
         write_png(prediction, plot, user)

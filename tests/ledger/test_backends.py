@@ -222,3 +222,20 @@ def test_a_copy_again_carries_a_revocation_never_an_unrevocation(direction: str,
         revoke_key(dst, kept_key.prefix)
         copy_ledger(src, dst)
         assert authenticate(dst, kept) is None
+
+
+def test_a_legacy_user_is_found_by_its_spelling(ledger_url: str) -> None:
+    """`--user 'alice\\x0d'` of the read commands: among users with spend, a budget or a key."""
+    from cascadeflow_cli.ledger.budgets import spelled_user
+
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        ledger.record_many([request(1, NOW, user="alice\r"), request(2, NOW, user="bo\\x0d")])
+        ledger.set_budget(" eve", BudgetConfig(daily=Decimal("1")))
+        create_key(ledger, "carol")
+        ledger.add_rows(schema.API_KEYS, [{**next(iter(ledger.table_rows(schema.API_KEYS))),
+                                           "prefix": "sk-cf-legacy00", "key_hash": "h", "user": "dan\x1b"}])
+        assert spelled_user(ledger, "alice\\x0d") == "alice\r"
+        assert spelled_user(ledger, "\\x20eve") == " eve"
+        assert spelled_user(ledger, "dan\\x1b") == "dan\x1b"
+        assert spelled_user(ledger, "bo\\x0d") is None  # a stored name of its own: itself
+        assert spelled_user(ledger, "carol") is None and spelled_user(ledger, "zed\\x0d") is None
