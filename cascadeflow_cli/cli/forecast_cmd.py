@@ -12,6 +12,7 @@ import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.text import shown_name
 from cascadeflow_cli.words import count_of
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def forecast(
 def render(console: Console, p: CostPrediction, user: str | None) -> None:
     from rich.text import Text
 
-    who = user or "all users"
+    who = shown_name(user) if user else "all users"
     last = p.as_of + timedelta(days=p.horizon_days - 1)
     console.print(Text(f"Forecast for {who}: {p.as_of.isoformat()} to {last.isoformat()} "
                        f"({p.horizon_days} days)", style="bold"))

@@ -70,3 +70,16 @@ def test_budget_show_finds_a_legacy_users_spend_under_the_default_budget(legacy:
     assert shown["user"] == " eve" and shown["source"] == "default"  # type: ignore[index]
     [daily] = shown["windows"]  # type: ignore[index]
     assert daily["spent"] == 0.05 and daily["limit"] == 1.0
+
+
+def test_tables_spell_a_legacy_user_out(legacy: CliRunner) -> None:
+    """usage, logs, anomalies and forecast printed 'alice\\r' as 'alice' (rich drops a CR):
+    two users who look like one. budget list and key list spell them out; these do too."""
+    runs = {"usage": legacy("usage"), "logs": legacy("logs", "-n", "0"),
+            "anomalies": legacy("anomalies", "--no-models"),
+            "forecast": legacy("forecast", "--user", "alice\r")}
+    for name, run in runs.items():
+        assert run.code == 0, (name, run.stderr)
+        assert "alice\\x0d" in run.stdout, (name, run.stdout)
+    assert "\\x20eve" in runs["usage"].stdout and "\\x20eve" in runs["logs"].stdout
+    assert "alice\\x0d: spike" in runs["anomalies"].stdout.replace("\n", " ")
