@@ -14,7 +14,7 @@ from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.files import MAX_INPUT_BYTES, TooLargeError, read_capped
 from cascadeflow_cli.ledger.import_values import ImportRowError, _blank
 from cascadeflow_cli.ledger.schema import EXPORT_NAMES
-from cascadeflow_cli.text import LineDecodeError, Utf8Lines, json_loads
+from cascadeflow_cli.text import LineDecodeError, Utf8Lines, json_loads, unique_keys
 
 FORMATS = ("csv", "json", "jsonl")
 REQUIRED = ("timestamp", "user", "model", "cost")
@@ -114,7 +114,7 @@ def _reason(exc: Exception) -> str:
 
 def _json_object(text: str, loc: str) -> dict[str, Any]:
     try:
-        value = json_loads(text, parse_float=Decimal)
+        value = json_loads(text, parse_float=Decimal, object_pairs_hook=unique_keys)
     except ValueError as exc:
         raise ImportRowError(f"{loc}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
@@ -177,7 +177,7 @@ def _json_whole(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         with path.open("rb") as fh:
             raw = read_capped(fh, MAX_INPUT_BYTES, "the JSON array").removeprefix(b"\xef\xbb\xbf")
-        data = json_loads(raw.decode("utf-8"), parse_float=Decimal)
+        data = json_loads(raw.decode("utf-8"), parse_float=Decimal, object_pairs_hook=unique_keys)
     except TooLargeError as exc:
         raise ImportRowError(f"{where}:1: {exc}; import it as JSON Lines (--format jsonl), which "
                              "streams") from None

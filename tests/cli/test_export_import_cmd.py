@@ -162,8 +162,13 @@ def test_plain_rows_from_two_systems_with_the_same_ids_keep_every_call(tmp_path:
          '{"id": "x", "timestamp": "2026-01-02", "user": "a", "model": "m", "cost": 2}\n', "dup.jsonl:2"),
         ("deep.json", "[" * 100_000 + "]" * 100_000, "deep.json:1"),
         ("deep.jsonl", "[" * 100_000 + "]" * 100_000 + "\n", "deep.jsonl:1"),
+        # a key twice: $5 was imported (the last wins in Python; the first in other readers)
+        ("twice.jsonl", '{"timestamp": "2026-01-01", "user": "a", "model": "m", "cost": 0.01, "cost": 5}\n',
+         "twice.jsonl:1: not valid JSON (key 'cost' appears twice in one object)"),
+        ("twice.json", '[{"timestamp": "2026-01-01", "user": "a", "model": "m", "user": "b", "cost": 1}]',
+         "key 'user' appears twice"),
     ],
-    ids=["id-twice", "deep-json", "deep-jsonl"],
+    ids=["id-twice", "deep-json", "deep-jsonl", "key-twice-jsonl", "key-twice-json"],
 )
 def test_a_hostile_file_is_one_error_line_and_imports_nothing(
     tmp_path: Path, name: str, text: str, where: str

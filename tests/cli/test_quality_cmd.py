@@ -196,6 +196,7 @@ BAD_LINES = [
     ('{"query": "q", "response": "r", "domain": ""}', "'domain' is empty"),
     ('{"query": "q", "response": "r", "domain": "  "}', "'domain' is empty"),
     ('{"query": "q", "response": "r", "domain": 5}', "'domain' must be a string"),
+    ('{"query": "q", "response": "r", "response": "s"}', "key 'response' appears twice"),
 ]
 
 
