@@ -258,3 +258,27 @@ def test_a_nul_character_in_an_answer_survives_the_csv_round_trip(
     second = tmp_path / "second.csv"
     assert again("export", "--output", str(second)).code == 0
     assert second.read_bytes() == first.read_bytes()
+
+
+def test_formula_cells_are_defused_in_csv_and_round_trip(tmp_path: Path) -> None:
+    """A user '=HYPERLINK(...)' or a query '=cmd|...' ran as a formula in the spreadsheet
+    that opened `cascade export --csv`. Such a text cell starts with ' (shown as text), and
+    `import` takes it off again: the round trip is exact, JSON shows them as stored."""
+    history = tmp_path / "history.jsonl"
+    names = ["=HYPERLINK(\"http://evil\",\"x\")", "+cmd", "-bob", "@sum", "'=already", "plain"]
+    history.write_text("".join(json.dumps({"timestamp": f"2026-11-0{i + 1}T10:00:00Z", "user": name,
+                                           "model": "m", "cost": 0.01, "query": f"=cmd|' /C calc'!A{i}"})
+                               + "\n" for i, name in enumerate(names)), encoding="utf-8")
+    first = CliRunner(tmp_path, None, tmp_path / "a.db")
+    assert first("import", str(history)).code == 0
+    assert first("export", "-o", "one.csv").code == 0
+    table = list(csv.DictReader(io.StringIO((tmp_path / "one.csv").read_text(encoding="utf-8"), newline="")))
+    assert [r["user"] for r in table] == ["'=HYPERLINK(\"http://evil\",\"x\")", "'+cmd", "'-bob", "'@sum",
+                                         "''=already", "plain"]
+    assert all(r["query"].startswith("'=cmd|") for r in table)
+    assert [r["cost"] for r in table] == ["0.010000000"] * 6  # numbers are left alone
+    second = CliRunner(tmp_path, None, tmp_path / "b.db")
+    assert second("import", "one.csv").code == 0
+    assert [r["user"] for r in json.loads(second("export", "--json").stdout)] == names
+    assert second("export", "-o", "two.csv").code == 0
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()

@@ -239,3 +239,33 @@ def test_a_legacy_user_is_found_by_its_spelling(ledger_url: str) -> None:
         assert spelled_user(ledger, "dan\\x1b") == "dan\x1b"
         assert spelled_user(ledger, "bo\\x0d") is None  # a stored name of its own: itself
         assert spelled_user(ledger, "carol") is None and spelled_user(ledger, "zed\\x0d") is None
+
+
+FORMULAS = ("=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx", "'=quoted", "''-two",
+            "'plain", "a=b", "", "'")
+
+
+def test_csv_export_defuses_formula_cells_alike_on_both_backends(ledger_url: str) -> None:
+    """A user or query starting with =, +, -, @, tab or CR ran as a formula in the
+    spreadsheet that opened the export; such a text cell starts with ' now (JSON is as stored)."""
+    import csv
+    import io
+
+    from cascadeflow_cli.ledger.export import csv_restored
+
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        ledger.record_many([replace_query(request(n, NOW, user=f"u{n}"), text)
+                            for n, text in enumerate(FORMULAS)])
+        lines = [row for batch in ledger.export_rows("csv", LedgerFilter()) for row in batch]
+        cells = [row[-2] for row in csv.reader(io.StringIO("\r\n".join(lines), newline=""))]
+        assert cells == ["'=HYPERLINK(\"http://x\")", "'+1+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx",
+                         "''=quoted", "'''-two", "'plain", "a=b", "", "'"]
+        assert [csv_restored(c) for c in cells] == list(FORMULAS)
+        as_json = [row for batch in ledger.export_rows("jsonl", LedgerFilter()) for row in batch]
+        assert '"query":"=HYPERLINK(\\"http://x\\")"' in as_json[0].replace(" ", "")
+
+
+def replace_query(record: RequestRecord, text: str) -> RequestRecord:
+    from dataclasses import replace
+
+    return replace(record, query=text or None)
