@@ -265,6 +265,26 @@ def test_ledger_path_that_is_a_directory(cli: CliRunner, tmp_path: Path,
     assert list(directory.iterdir()) == []
 
 
+@pytest.mark.usefixtures("good_mini")
+@pytest.mark.parametrize(("kind", "says"), [("loop", "a loop of symbolic links"),
+                                            ("dangling", "which does not exist")])
+def test_ledger_path_that_is_a_broken_symlink(cli: CliRunner, tmp_path: Path, server: ReplayServer,
+                                              kind: str, says: str) -> None:
+    """Both read 'cannot write ledger: the file or its directory is read-only'."""
+    link = tmp_path / "l.db"
+    if kind == "loop":
+        (tmp_path / "other.db").symlink_to(link)
+        link.symlink_to(tmp_path / "other.db")
+    else:
+        link.symlink_to(tmp_path / "gone" / "l.db")
+    for args in (("ask", QUERY), ("usage",)):
+        run = cli(*args, CASCADE_DB=str(link))
+        assert run.code == 1
+        assert_one_error_line(run.stderr)
+        assert f"{link}: " in run.stderr and says in run.stderr and "read-only" not in run.stderr
+    assert server.request_count() == 0 and not (tmp_path / "gone").exists()
+
+
 def test_empty_query(cli: CliRunner, server: ReplayServer) -> None:
     run = cli("ask", "")
     assert run.code == 1
