@@ -197,6 +197,20 @@ def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for input files (import, batch, quality, calibrate): a JSON
+    object naming a key twice is refused (a ValueError, reported as bad JSON). ``{"cost":
+    0.01, "cost": 5}`` was imported as $5 and ``{"user": "a", "user": "b"}`` billed b: the
+    last wins in Python, the first in other readers; a CSV header naming a column twice is
+    refused too."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise ValueError(f"key {twice!r} appears twice in one object")
+    return obj
+
+
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 but tab and newline
 
 

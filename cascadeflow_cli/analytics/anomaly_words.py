@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 from cascadeflow_cli.money import format_dollars
+from cascadeflow_cli.text import shown_name
 
 if TYPE_CHECKING:
     from cascadeflow_cli.analytics.anomaly import Anomaly, _Finding
@@ -33,7 +34,10 @@ def _money(usd: float) -> str:
 
 def describe(f: _Finding, user: str | None, model: str | None, typical: float,
               threshold: float) -> Anomaly:
-    who = f"model {model}" if model and not user else (f"{user}/{model}" if model else (user or "spend"))
+    # shown_name: a name an older version stored with a control character is spelled out
+    # ('alice\r' printed as 'alice', ESC drove the terminal)
+    shown = shown_name(user) if user else user
+    who = f"model {model}" if model and not user else (f"{shown}/{model}" if model else (shown or "spend"))
     mads = f"{abs(f.score):.1f} MADs {'above' if f.score > 0 else 'below'} the usual level"
     if f.kind == "shift":
         direction = "up" if f.actual > f.expected else "down"

@@ -122,7 +122,7 @@ class CostForecaster:
         uncertainty of the interval's width (a biased mean, as the issue measured)."""
         import numpy as np
 
-        from cascadeflow_cli.analytics.selection import choose
+        from cascadeflow_cli.analytics.selection import MAX_DAYS, choose
 
         y = series.values
         n = len(y)
@@ -132,6 +132,11 @@ class CostForecaster:
             return np.zeros((1, days)), np.zeros(days), "none", tuple(notes)
         if not np.any(y > 0):
             notes.append(f"no spend in {count_of(n, 'day')} of history: forecast is zero")
+            return np.zeros((1, days)), np.zeros(days), "zero", tuple(notes)
+        if not np.any(y[-MAX_DAYS:] > 0):
+            # the models see the last MAX_DAYS only: all empty, the backtest divided by
+            # nothing ('unexpected IndexError' for `--as-of 2099-01-01`, years after the spend)
+            notes.append(f"no spend in the last {count_of(MAX_DAYS, 'day')} of history: forecast is zero")
             return np.zeros((1, days)), np.zeros(days), "zero", tuple(notes)
         rng = np.random.default_rng(self.seed)
         choice = (choose(y, series.start.weekday(), horizon, days, self.confidence)

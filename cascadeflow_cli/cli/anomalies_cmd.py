@@ -47,7 +47,8 @@ def anomalies(
     timezone = config.ledger.timezone
     first = parse_local_day(since, timezone) if since else None
     last = parse_local_day(until, timezone) if until else None
-    scan = scan_anomalies(ledger, config, sensitivity=sensitivity, min_change=min_change, user=user,
+    scan = scan_anomalies(ledger, config, sensitivity=sensitivity, min_change=min_change,
+                          user=context.reader_user(user),
                           since=first, until=last, models=models)
     found = scan.found
     if as_json:

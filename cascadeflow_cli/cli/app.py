@@ -244,6 +244,23 @@ def _silence_stdout() -> None:
         pass
 
 
+def _stdout_that_encodes() -> None:
+    """An ASCII stdout (LC_ALL=C with PYTHONUTF8=0) made `budget list` of a user 'Zoë' an
+    'unexpected UnicodeEncodeError': it writes UTF-8, as Python itself does for the C
+    locale by default (PEP 540). Another non-UTF-8 stdout (latin-1) keeps its encoding
+    and spells out what it cannot hold (\\u65e5, valid in JSON too)."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if encoding.startswith("utf") or not hasattr(sys.stdout, "reconfigure"):
+        return
+    try:
+        if encoding in ("ascii", "ansix3.41968", "usascii"):
+            sys.stdout.reconfigure(encoding="utf-8")
+        else:
+            sys.stdout.reconfigure(errors="backslashreplace")
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, map every failure to one line and an exit code.
 
@@ -251,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     every command finds it on its ``typer.Context``) because it still needs it after the
     command has failed, to redact the error line and then close the ledger."""
     _signals.install()
+    _stdout_that_encodes()
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     command = _command_for(args)
     context = AppContext(debug="--debug" in args)

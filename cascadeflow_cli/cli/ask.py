@@ -70,7 +70,9 @@ def ask(
         except TooLargeError as exc:
             raise InputError(str(exc)) from None
         query = decode_text(raw, "the query on stdin")
-    who = user or default_user()  # checked before the ledger is opened
+    # `--user ""` (an empty $VAR in a script) was charged to 'default', past the user's own
+    # budget: only an absent --user means the default; the name is checked by the cascade
+    who = default_user() if user is None else user
     context = app_context(ctx)
     # before the ledger: a bad endpoint stops us with nothing written
     on_record = telemetry(context, one_shot=True)

@@ -44,6 +44,11 @@ def batch(
         raise InputError(f"{file}: no such file" if not file.exists() else f"{file}: not a file")
     if resume and output is None:
         raise InputError("--resume needs --output (the file whose rows are kept)")
+    from cascadeflow_cli.text import user_name
+
+    # one line before anything runs: `--user ""` (an empty $VAR) charged every row to
+    # 'default', past the user's own budget; `--user "  "` made every row an error
+    who = default_user() if user is None else user_name(user)
     out_path = output.resolve() if output else None
     if out_path is not None and out_path == file.resolve():
         raise InputError(f"{output}: the output cannot be the input file")
@@ -58,7 +63,7 @@ def batch(
     try:
         with reporter:
             progress = run_batch(context.config, ledger, file, plan, write=out.write, total=reporter.total,
-                                 concurrency=concurrency, default_user=user or default_user(),
+                                 concurrency=concurrency, default_user=who,
                                  on_retry=reporter.retry, on_record=on_record,
                                  on_progress=reporter.update, on_bad_row=reporter.bad_row)
     except KeyboardInterrupt:

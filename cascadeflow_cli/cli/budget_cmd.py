@@ -45,13 +45,15 @@ def show(
 ) -> None:
     """Limits, spend, what is left and when each window resets, and what the next request gets."""
     from cascadeflow_cli.cli.render.budget import budget_table
-    from cascadeflow_cli.ledger.budgets import budget_owner
+    from cascadeflow_cli.ledger.budgets import budget_owner, spelled_user
     from cascadeflow_cli.text import shown_name, user_name
     from cascadeflow_cli.usecases.budget import budget_report
 
     context = app_context(ctx)
     ledger = context.ledger(read_only=True)
-    user = budget_owner(ledger, user) or user_name(user)  # a legacy name too, as `rm` takes it
+    # a legacy name too, as `rm` takes it; one with spend only under [budgets.default]
+    # (no budget of its own) was shown nothing spent
+    user = budget_owner(ledger, user) or spelled_user(ledger, user) or user_name(user)
     report = budget_report(ledger, context.config, user)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")

@@ -13,9 +13,11 @@ import typer
 
 from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, kind, row_id, string_field
+from cascadeflow_cli.config import check_domain
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
+    from cascadeflow_cli.config import AppConfig
     from cascadeflow_cli.quality.calibrate import CalibrationReport, Prices
 
 _ROW_FIELDS = '{"query", "response", "correct", "verifier_correct"?, "domain"?, "finish_reason"?, "id"?}'
@@ -81,7 +83,7 @@ def calibrate(
         origin = "the ledger"
     else:
         assert file is not None
-        rows = read_rows(file)
+        rows = read_rows(file, config)
         origin = str(file)
     execute = execute_code or config.quality.execute_code
     done = fit(config, rows, origin, target_quality=target_quality, prices=chosen, output=output,
@@ -112,8 +114,10 @@ def report_json(report: CalibrationReport, path: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- input
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Every row of a labelled JSONL file, checked; InputError naming ``FILE:LINE``."""
+def read_rows(path: Path, config: AppConfig) -> list[dict[str, Any]]:
+    """Every row of a labelled JSONL file, checked (a ``domain`` must be one ``config``
+    knows: a threshold fitted for a name no request can carry is never used); InputError
+    naming ``FILE:LINE``."""
     rows: list[dict[str, Any]] = []
     seen: dict[Any, int] = {}
     for line, text in input_lines(path):
@@ -121,7 +125,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         data = json_object(text, where, _ROW_FIELDS)
         string_field(data, "query", where, required=True)
         string_field(data, "response", where, required=True)
-        string_field(data, "domain", where, blank=False)
+        domain = string_field(data, "domain", where, blank=False)
+        if domain is not None:
+            check_domain(config, domain, f"{where}: ")
         string_field(data, "finish_reason", where)
         rid = row_id(data, where)
         for key, required in (("correct", True), ("verifier_correct", False)):

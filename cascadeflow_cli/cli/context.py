@@ -63,6 +63,15 @@ class AppContext:
                                  f"{why(self._ledger.journal_error)}\n")
         return self._ledger
 
+    def reader_user(self, given: str | None) -> str | None:
+        """A read command's ``--user`` as the ledger (opened read-only) stores it: a legacy
+        name is found under its spelling (``'alice\\x0d'``), as `budget rm` finds it."""
+        if given is None:
+            return None
+        from cascadeflow_cli.ledger.budgets import spelled_user
+
+        return spelled_user(self.ledger(read_only=True), given) or given
+
     def close(self) -> None:
         while self.on_close:
             self.on_close.pop()()

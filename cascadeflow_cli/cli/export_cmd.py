@@ -48,7 +48,7 @@ def export(
                      ledger_filter(user, since, until, None, context.config.ledger.timezone))
         return
     fmt = _format(as_csv, as_json, as_jsonl, output)
-    flt = ledger_filter(user, since, until, model, context.config.ledger.timezone)
+    flt = ledger_filter(context.reader_user(user), since, until, model, context.config.ledger.timezone)
     ledger = context.ledger(read_only=True)
     try:
         with _destination(output) as out:

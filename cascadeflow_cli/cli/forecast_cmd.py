@@ -12,6 +12,7 @@ import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.text import shown_name
 from cascadeflow_cli.words import count_of
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ def forecast(
 
     context = app_context(ctx)
     day = parse_day(as_of, "--as-of") if as_of else None
-    prediction = forecast_spend(context.ledger(read_only=True), context.config, user=user, horizon=horizon,
+    prediction = forecast_spend(context.ledger(read_only=True), context.config,
+                                user=context.reader_user(user), horizon=horizon,
                                 as_of=day, confidence=confidence)
     if plot is not None:
         write_png(prediction, plot, user)
@@ -60,7 +62,7 @@ def forecast(
 def render(console: Console, p: CostPrediction, user: str | None) -> None:
     from rich.text import Text
 
-    who = user or "all users"
+    who = shown_name(user) if user else "all users"
     last = p.as_of + timedelta(days=p.horizon_days - 1)
     console.print(Text(f"Forecast for {who}: {p.as_of.isoformat()} to {last.isoformat()} "
                        f"({p.horizon_days} days)", style="bold"))

@@ -8,7 +8,7 @@ from typing import Any
 
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.files import TooLargeError, capped_lines
-from cascadeflow_cli.text import json_loads
+from cascadeflow_cli.text import json_loads, unique_keys
 
 
 def input_lines(path: Path) -> list[tuple[int, str]]:
@@ -46,7 +46,7 @@ def _add_line(lines: list[tuple[int, str]], path: Path, number: int, raw: bytes)
 def json_object(text: str, where: str, expected: str) -> dict[str, Any]:
     """One JSONL line as a dict; ``expected`` names its fields in the error."""
     try:
-        data = json_loads(text)
+        data = json_loads(text, object_pairs_hook=unique_keys)
     except ValueError as exc:
         raise InputError(f"{where}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(data, dict):

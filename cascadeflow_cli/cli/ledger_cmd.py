@@ -37,8 +37,16 @@ def copy(
         raise InputError(f"{src}: source and target are the same ledger")
     if src.path is not None and not src.path.exists():
         raise InputError(f"{src}: no such ledger file")
-    with open_store(src) as reader, open_store(dst) as writer:
+    # the source is only read: a file or directory this user may not write is opened
+    # read-only (it was opened as a writer, which chmod-ed a 0444 file to 0600 and then
+    # failed 'cannot write ledger')
+    with open_store(src, read_only=True) as reader, open_store(dst) as writer:
         report = copy_ledger(reader, writer)
+        waiting = getattr(reader, "journal_waiting", 0) if getattr(reader, "read_only", False) else 0
+    if waiting:  # answered requests a read-only source could not take in: not in the copy either
+        sys.stderr.write(f"warning: {waiting} answered request(s) waiting in {src}'s journal were not "
+                         "copied (the source is read-only); copy again once its owner has run any "
+                         "command on it\n")
     if as_json:
         sys.stdout.write(json.dumps({"source": src.display(), "target": dst.display(),
                                      "requests_read": report.requests_read, "requests": report.requests,
@@ -46,6 +54,7 @@ def copy(
                                      "batches": report.tables.get("batches", 0),
                                      "quality_labels": report.tables.get("quality_labels", 0),
                                      "call_signals": report.tables.get("call_signals", 0),
+                                     "keys_revoked": report.revoked,
                                      "seconds": round(report.seconds, 3),
                                      "rows_per_second": round(report.rows_per_second)}) + "\n")
         return
@@ -53,7 +62,8 @@ def copy(
     extras = ", ".join(f"{n} {table.replace('_', ' ')} row(s)" for table, n in report.tables.items())
     sys.stderr.write(f"copied {report.requests} request(s) with {report.calls} call(s), {extras} and "
                      f"{report.budgets} budget(s) from {src} to {dst} in {report.seconds:.1f} s"
-                     f"{f' ({skipped} already there)' if skipped else ''}\n")
+                     f"{f' ({skipped} already there)' if skipped else ''}"
+                     f"{f'; {report.revoked} key(s) revoked on the source' if report.revoked else ''}\n")
 
 
 def _same_file(a: Path | None, b: Path | None) -> bool:

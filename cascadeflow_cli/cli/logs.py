@@ -28,7 +28,8 @@ def logs(
     # more than SQLite's or PostgreSQL's LIMIT can hold is all of them (it was a 'datatype
     # mismatch' that read as a damaged ledger)
     limit = count if 0 < count < 2**63 else None
-    rows = context.ledger(read_only=True).recent_requests(limit, user=user, since=since_ts)
+    rows = context.ledger(read_only=True).recent_requests(limit, user=context.reader_user(user),
+                                                          since=since_ts)
     if as_json:
         from cascadeflow_cli.engine.views import request_json
 

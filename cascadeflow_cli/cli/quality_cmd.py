@@ -13,12 +13,13 @@ import typer
 
 from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_field
-from cascadeflow_cli.cli.options import check_domain
+from cascadeflow_cli.cli.options import check_domain as domain_given
+from cascadeflow_cli.config import check_domain
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
 
-    from cascadeflow_cli.config import QualityConfig
+    from cascadeflow_cli.config import AppConfig, QualityConfig
     from cascadeflow_cli.quality import QualityResult, QualityValidator
     from cascadeflow_cli.quality.calibrated import CalibratedValidator
 
@@ -49,7 +50,7 @@ def check(
     response: Annotated[str | None, typer.Option("--response", help="The answer to score.")] = None,
     input_file: Annotated[Path | None, typer.Option("--input", help=f"JSONL rows: {_ROW_FIELDS}; "
                                                     "checked whole before anything is printed.")] = None,
-    domain: Annotated[str | None, typer.Option("--domain", callback=check_domain,
+    domain: Annotated[str | None, typer.Option("--domain", callback=domain_given,
                                                help="Domain hint (\"code\" does not expect a final "
                                                "period); the default for rows without one.")] = None,
     finish_reason: Annotated[str | None, typer.Option("--finish-reason", help="The provider's finish "
@@ -79,7 +80,10 @@ def check(
             raise InputError("--query needs --response (the answer to score)")
         if query is None:
             raise InputError("--response needs --query (the question it answers)")
-    validator = _validator(app_context(ctx).config.quality, preset, threshold, calibration)
+    config = app_context(ctx).config
+    if domain is not None:  # as `ask --domain`: an unknown name was scored as prose, silently
+        check_domain(config, domain, "--domain: ")
+    validator = _validator(config.quality, preset, threshold, calibration)
     if input_file is None:
         assert query is not None and response is not None
         result = validator.validate(query, response, finish_reason=finish_reason, domain=domain)
@@ -89,7 +93,7 @@ def check(
             _print_verdict(result, validator)
         return
 
-    rows = read_rows(input_file)  # all of it, before a single line of output
+    rows = read_rows(input_file, config)  # all of it, before a single line of output
     scored: list[tuple[QualityRow, QualityResult]] = []
     for row in rows:
         result = validator.validate(row.query, row.response,
@@ -134,20 +138,23 @@ def row_json(row: QualityRow, result: QualityResult) -> dict[str, Any]:
 # --------------------------------------------------------------------------- input
 
 
-def read_rows(path: Path) -> list[QualityRow]:
+def read_rows(path: Path, config: AppConfig) -> list[QualityRow]:
     """Every row of a JSONL file, or an InputError naming ``FILE:LINE`` for the first bad
-    one. Blank lines are skipped; a UTF-8 byte-order mark is allowed."""
-    return [parse_row(text, line, f"{path}:{line}") for line, text in input_lines(path)]
+    one (a ``domain`` must be one ``config`` knows). Blank lines are skipped; a UTF-8
+    byte-order mark is allowed."""
+    return [parse_row(text, line, f"{path}:{line}", config) for line, text in input_lines(path)]
 
 
-def parse_row(text: str, line: int, where: str) -> QualityRow:
+def parse_row(text: str, line: int, where: str, config: AppConfig) -> QualityRow:
     data = json_object(text, where, _ROW_FIELDS)
     query = string_field(data, "query", where, required=True)
     response = string_field(data, "response", where, required=True)
     assert query is not None and response is not None
     row = row_id(data, where)
-    return QualityRow(line, row, query, response, string_field(data, "domain", where, blank=False),
-                      string_field(data, "finish_reason", where))
+    domain = string_field(data, "domain", where, blank=False)
+    if domain is not None:
+        check_domain(config, domain, f"{where}: ")
+    return QualityRow(line, row, query, response, domain, string_field(data, "finish_reason", where))
 
 
 # --------------------------------------------------------------------------- human output

@@ -14,6 +14,7 @@ ValueError`), `anomalies --min-change nan` silently reported nothing.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -40,8 +41,24 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+def _redecoded(value: Any) -> Any:
+    """An argument Python decoded with an ASCII locale (LC_ALL=C with PYTHONUTF8=0) holds
+    each non-ASCII byte as a lone surrogate: `budget set Zoë` read 'not valid UTF-8 text
+    (byte 0xc3 ...)' for a name that is valid UTF-8. Such bytes are decoded as UTF-8 again
+    (bytes that are not UTF-8 stay as they were, and are refused as before)."""
+    if isinstance(value, list | tuple):
+        return type(value)(_redecoded(v) for v in value)
+    if not isinstance(value, str) or not any("\udc80" <= c <= "\udcff" for c in value):
+        return value
+    try:
+        return os.fsencode(value).decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
     def check(ctx: Any, param: Any, value: Any) -> Any:
+        value = _redecoded(value)
         for text in _strings(value):
             problem = text_problem(text)
             if problem is not None:

@@ -40,7 +40,7 @@ def usage(
     grouping = None if total_only else (by or "user")
     context = app_context(ctx)
     timezone = context.config.ledger.timezone
-    flt = ledger_filter(user, since, until, None, timezone)
+    flt = ledger_filter(context.reader_user(user), since, until, None, timezone)
     report = usage_report(context.ledger(read_only=True), flt, grouping, timezone)
     if as_json:
         data = {"user": user, "by": grouping, "since": flt.since, "until": flt.until,

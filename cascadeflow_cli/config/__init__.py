@@ -30,6 +30,7 @@ from cascadeflow_cli.config.settings import (
     QualityConfig,
     TeamBudget,
     TelemetryConfig,
+    check_domain,
     default_config,
     known_domains,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "QualityConfig",
     "TeamBudget",
     "TelemetryConfig",
+    "check_domain",
     "check_timezone",
     "config_to_dict",
     "default_config",

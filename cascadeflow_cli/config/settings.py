@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.errors import ConfigError, InputError
 
 CONFIG_FILENAME = "cascadeflow.toml"
 APP_NAME = "cascadeflow"
@@ -170,3 +170,14 @@ def known_domains(config: AppConfig) -> tuple[str, ...]:
     ``[domains]`` keys. The one place that says which domains exist, so a new source of
     domains is added here only."""
     return tuple(dict.fromkeys([*config.domain_names(), *config.domains]))
+
+
+def check_domain(config: AppConfig, domain: str, where: str = "") -> str:
+    """``domain`` if a request may name it, else the one InputError every command gives
+    (``ask --domain``, a batch row, ``quality check``, a calibration row): an unknown name
+    was scored as prose and recorded or fitted as if it meant something. ``where``
+    (``rows.jsonl:3: ``) prefixes the line."""
+    known = known_domains(config)
+    if domain not in known:
+        raise InputError(f"{where}unknown domain {domain!r} (known: {', '.join(known)})")
+    return domain

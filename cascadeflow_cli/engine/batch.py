@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import CascadeError, InputError, LedgerError, NotRecordedError
 from cascadeflow_cli.redact import redact
-from cascadeflow_cli.text import json_loads, text_problem
+from cascadeflow_cli.text import json_loads, text_problem, unique_keys
 
 if TYPE_CHECKING:
     from cascadeflow_cli.engine.cascade import Cascade
@@ -121,7 +121,7 @@ def read_rows(path: Path) -> Iterator[BatchRow | BadRow]:
 
 def parse_row(text: str, line: int) -> BatchRow | BadRow:
     try:
-        data = json_loads(text)
+        data = json_loads(text, object_pairs_hook=unique_keys)
     except ValueError as exc:
         return BadRow(line, f"line {line}: not valid JSON ({exc.args[0].split(':')[0]})")
     if not isinstance(data, dict):

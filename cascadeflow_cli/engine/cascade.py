@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
-from cascadeflow_cli.config import AppConfig, ModelConfig, known_domains
+from cascadeflow_cli.config import AppConfig, ModelConfig, check_domain
 from cascadeflow_cli.engine import shadow
 from cascadeflow_cli.engine.attempts import (
     Attempt,
@@ -112,10 +112,7 @@ class Cascade:
         without routing, detection would only cost time (it is CPU under the GIL, which
         `cascade batch`'s threads share)."""
         if domain:
-            known = known_domains(self.config)
-            if domain not in known:  # it would be recorded and reported as if it meant something
-                raise InputError(f"unknown domain {domain!r} (known: {', '.join(known)})")
-            return DomainResult(domain, 1.0, method="given")
+            return DomainResult(check_domain(self.config, domain), 1.0, method="given")
         return self.detector.detect(query) if self.config.domains else None
 
     def resolve_chain(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.ledger import schema
 from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.money import amount_problem, nanos, nanos_from_usd
 from cascadeflow_cli.text import shown_name, user_name
@@ -165,6 +166,20 @@ def budget_owner(ledger: LedgerStore, given: str) -> str | None:
     stored = [name for name, _ in list_budgets(ledger)]
     found = [name for name in stored if name == given] or [n for n in stored if shown_name(n) == given]
     return found[0] if len(found) == 1 else None
+
+
+def spelled_user(ledger: LedgerStore, given: str) -> str | None:
+    """The legacy user name (one ``user_name`` now refuses, stored by an older version:
+    $'alice\\r', ' eve') that ``given`` spells as ``shown_name`` shows it, among the users
+    with spend, a budget or a key; None when ``given`` is itself a stored name, spells
+    none or spells two. `usage`, `logs`, `forecast`, `anomalies`, `budget show` look a
+    `--user` up with it as `budget rm` does: ``--user 'alice\\x0d'`` found nothing."""
+    if "\\" not in given:  # every spelling shown_name makes has a backslash: no scan
+        return None
+    names = {row["user"] for table in (schema.SPEND_TOTALS, schema.API_KEYS)
+             for row in ledger.table_rows(table)} | {name for name, _ in list_budgets(ledger)}
+    found = [name for name in names if name != given and shown_name(name) == given]
+    return found[0] if given not in names and len(found) == 1 else None
 
 
 # --- spend ------------------------------------------------------------------------

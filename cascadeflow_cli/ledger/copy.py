@@ -30,7 +30,8 @@ CHUNK = 5000  # requests per target transaction: big enough for speed, small eno
 # copied row for row after the requests (those of requests the target skipped are skipped)
 # API keys with the requests each made: without them every key was a 401 on the target,
 # and a key made again there started its own budget from nothing (a key already on the
-# target is kept as it is there)
+# target is kept as it is there, except that a revocation on the source reaches it:
+# _carry_revocations)
 TABLES = (schema.BATCHES, schema.QUALITY_LABELS, schema.CALL_SIGNALS, schema.API_KEYS,
           schema.API_KEY_REQUESTS)
 
@@ -43,6 +44,7 @@ class CopyReport:
     budgets: int
     seconds: float
     tables: dict[str, int] = field(default_factory=dict)  # rows copied per table of TABLES
+    revoked: int = 0  # keys already on the target that the source has revoked since
 
     @property
     def rows_per_second(self) -> float:
@@ -68,8 +70,25 @@ def copy_ledger(source: LedgerStore, target: LedgerStore,
             on_progress(read)
     tables = {t.name: sum(target.add_rows(t, rows) for rows in _chunks(source.table_rows(t), CHUNK))
               for t in TABLES}
+    revoked = _carry_revocations(source, target)
     budgets = source.list_budgets()
     for user, budget in budgets:
         if not budget.is_empty:
             target.set_budget(user, budget)
-    return CopyReport(read, copied, calls, len(budgets), time.perf_counter() - started, tables)
+    return CopyReport(read, copied, calls, len(budgets), time.perf_counter() - started, tables, revoked)
+
+
+def _carry_revocations(source: LedgerStore, target: LedgerStore) -> int:
+    """Revoke on ``target`` each key the source has revoked since an earlier copy (a key
+    already there was kept as it was, so a key revoked on the source still opened `serve`
+    on the target), with the source's time. Monotone: a key revoked on the target stays
+    revoked, and one of another hash under the same prefix is not touched."""
+    there = {row["prefix"]: row for row in target.table_rows(schema.API_KEYS)}
+    revoked = 0
+    for row in source.table_rows(schema.API_KEYS):
+        mine = there.get(row["prefix"])
+        if (row["revoked_at"] is not None and mine is not None and mine["revoked_at"] is None
+                and mine["key_hash"] == row["key_hash"]):
+            target.revoke_api_key(row["prefix"], row["revoked_at"])  # type: ignore[attr-defined]
+            revoked += 1
+    return revoked

@@ -7,6 +7,7 @@ makes the second writer wait instead of failing.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import stat
@@ -319,6 +320,8 @@ def _prepare_file(path: Path) -> None:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
         os.close(fd)
     except FileExistsError:
+        if path.is_symlink() and not path.exists():  # O_EXCL refuses any link: not a race
+            _broken_link(path)
         return  # another process created it first
     except OSError as exc:
         raise LedgerError(f"{path}: cannot create ledger: {exc.strerror or exc}") from None
@@ -345,3 +348,15 @@ def _use_wal(conn: sqlite3.Connection) -> None:
 # older names of the row conversions (bench/forecast_speed.py builds rows with them)
 _request_row = request_row
 _call_row = call_row
+
+
+def _broken_link(path: Path) -> None:
+    """A ledger path that is a symbolic link loop, or a link to a file that is not there:
+    it read 'the file or its directory is read-only', which it is not."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LedgerError(f"{path}: a loop of symbolic links, not a ledger file") from None
+    raise LedgerError(f"{path}: a symbolic link to {os.readlink(path)}, which does not exist; "
+                      "create the ledger there or use another --db")

@@ -12,9 +12,10 @@ from typing import Any
 
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.files import MAX_INPUT_BYTES, TooLargeError, read_capped
+from cascadeflow_cli.ledger.export import csv_restored
 from cascadeflow_cli.ledger.import_values import ImportRowError, _blank
-from cascadeflow_cli.ledger.schema import EXPORT_NAMES
-from cascadeflow_cli.text import LineDecodeError, Utf8Lines, json_loads
+from cascadeflow_cli.ledger.schema import EXPORT_COLUMNS, EXPORT_NAMES
+from cascadeflow_cli.text import LineDecodeError, Utf8Lines, json_loads, unique_keys
 
 FORMATS = ("csv", "json", "jsonl")
 REQUIRED = ("timestamp", "user", "model", "cost")
@@ -27,6 +28,8 @@ ALIASES = {
 }
 _MAX_FIELD = 1 << 30  # csv's default limit (128 KiB) is smaller than a long stored answer
 
+# the free-text columns, whose cells CSV export defuses (ledger/export.FORMULA_LEADS)
+_TEXT = frozenset(c.name for c in EXPORT_COLUMNS if c.kind == "text")
 
 
 def detect_format(path: Path, explicit: str | None = None) -> str:
@@ -101,7 +104,7 @@ def _csv_records(path: Path, where: str) -> tuple[tuple[str, ...], Iterator[tupl
                         hint = " (an unclosed double quote?)" if any("\n" in f for f in row) else ""
                         raise ImportRowError(f"{where}:{line}: expected {len(mapped)} fields, "
                                              f"found {len(row)}{hint}")
-                    yield f"{where}:{line}", {k: v if v != "" else None
+                    yield f"{where}:{line}", {k: (csv_restored(v) if k in _TEXT else v) if v != "" else None
                                               for k, v in zip(mapped, row, strict=True) if k is not None}
                 line = reader.line_num + 1
 
@@ -114,7 +117,7 @@ def _reason(exc: Exception) -> str:
 
 def _json_object(text: str, loc: str) -> dict[str, Any]:
     try:
-        value = json_loads(text, parse_float=Decimal)
+        value = json_loads(text, parse_float=Decimal, object_pairs_hook=unique_keys)
     except ValueError as exc:
         raise ImportRowError(f"{loc}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
@@ -177,7 +180,7 @@ def _json_whole(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         with path.open("rb") as fh:
             raw = read_capped(fh, MAX_INPUT_BYTES, "the JSON array").removeprefix(b"\xef\xbb\xbf")
-        data = json_loads(raw.decode("utf-8"), parse_float=Decimal)
+        data = json_loads(raw.decode("utf-8"), parse_float=Decimal, object_pairs_hook=unique_keys)
     except TooLargeError as exc:
         raise ImportRowError(f"{where}:1: {exc}; import it as JSON Lines (--format jsonl), which "
                              "streams") from None

@@ -26,8 +26,8 @@ from cascadeflow_cli.errors import LedgerError
 # "CFlw": SQLite's header field for the application that owns the file (PRAGMA application_id)
 # the commands that open a ledger read-only (`ledger(read_only=True)`), named in the errors
 # of a ledger this user may read but not write
-READERS = ("usage, logs, export, budget show, budget list, forecast, key list, anomalies and "
-           "calibrate --from-ledger")
+READERS = ("usage, logs, export, budget show, budget list, forecast, key list, anomalies, "
+           "calibrate --from-ledger and ledger copy (from it)")
 
 APPLICATION_ID = 0x43466C77
 _MAGIC = b"SQLite format 3\x00"

@@ -265,6 +265,26 @@ def test_ledger_path_that_is_a_directory(cli: CliRunner, tmp_path: Path,
     assert list(directory.iterdir()) == []
 
 
+@pytest.mark.usefixtures("good_mini")
+@pytest.mark.parametrize(("kind", "says"), [("loop", "a loop of symbolic links"),
+                                            ("dangling", "which does not exist")])
+def test_ledger_path_that_is_a_broken_symlink(cli: CliRunner, tmp_path: Path, server: ReplayServer,
+                                              kind: str, says: str) -> None:
+    """Both read 'cannot write ledger: the file or its directory is read-only'."""
+    link = tmp_path / "l.db"
+    if kind == "loop":
+        (tmp_path / "other.db").symlink_to(link)
+        link.symlink_to(tmp_path / "other.db")
+    else:
+        link.symlink_to(tmp_path / "gone" / "l.db")
+    for args in (("ask", QUERY), ("usage",)):
+        run = cli(*args, CASCADE_DB=str(link))
+        assert run.code == 1
+        assert_one_error_line(run.stderr)
+        assert f"{link}: " in run.stderr and says in run.stderr and "read-only" not in run.stderr
+    assert server.request_count() == 0 and not (tmp_path / "gone").exists()
+
+
 def test_empty_query(cli: CliRunner, server: ReplayServer) -> None:
     run = cli("ask", "")
     assert run.code == 1
@@ -510,3 +530,19 @@ def test_an_answer_past_the_response_cap_fails_and_is_priced(
     assert "estimated" in call["cost_source"]
     assert call["output_tokens"] <= MAX_RESPONSE_BYTES // 4 + 1
     assert cli.db.stat().st_size < MAX_RESPONSE_BYTES  # not stored (twice) in the ledger
+
+
+def test_a_stderr_that_cannot_be_written_does_not_stop_a_retry(cli: CliRunner,
+                                                                server: ReplayServer) -> None:
+    """`ask 2>/dev/full`: the retry notice's OSError ended the request mid-cascade (exit 1,
+    the draft paid, the verifier never asked again). A notice never stops paid work."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, status=500, fail_times=1))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "cascadeflow_cli", "ask", DETAILED], cwd=cli.cwd,
+                              env=cli.env(), stdout=subprocess.PIPE, stderr=full, text=True, timeout=120)
+    # answered and recorded; exit 1 only for the summary line stderr could not take (errors.md)
+    assert done.returncode == 1 and done.stdout == LONG_ANSWER + "\n"
+    assert server.request_count() == 3  # the draft, the verifier's 500, its retry
+    [req] = rows(cli.db, "requests")
+    assert req["status"] == "ok" and req["answer"] == LONG_ANSWER

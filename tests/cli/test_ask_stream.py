@@ -88,3 +88,28 @@ def test_a_stream_closed_cleanly_mid_answer_is_an_error(cli: CliRunner, server: 
     assert req["status"] == "error"
     big = [c for c in ledger_rows(cli.db, "calls") if c["model"] == "big"]
     assert [c["status"] for c in big] == ["error"] and big[0]["cost_nusd"] > 0  # what was sent is paid
+
+
+def test_a_stdout_that_fails_mid_stream_keeps_the_final_models_call(cli: CliRunner,
+                                                                    server: ReplayServer) -> None:
+    """`ask --stream > /dev/full` (or a pipe whose reader left): the OSError of stdout went
+    through the provider untouched, and the final model's call, streamed and paid, was in
+    no ledger (the request showed the draft only), while the error line said the answer
+    was recorded. Now the reader leaving closes the stream, and what came is priced."""
+    import subprocess
+    import sys
+
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "cascadeflow_cli", "ask", "--stream", DETAILED],
+                              cwd=cli.cwd, env=cli.env(), stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("error: cannot write the output: No space left on device")
+    [req] = ledger_rows(cli.db, "requests")
+    calls = ledger_rows(cli.db, "calls")
+    assert [c["model"] for c in calls] == ["mini", "big"], calls
+    assert req["status"] == "interrupted" and calls[1]["cost_nusd"] > 0
+    assert req["cost_nusd"] == sum(c["cost_nusd"] for c in calls)
+    assert ledger_rows(cli.db, "reservations") == []

@@ -301,3 +301,20 @@ def test_a_row_with_an_empty_or_odd_domain_is_refused_unpaid(cli: CliRunner, goo
         assert results[row_id] == {"id": row_id, "error": f"line {line}: 'domain' must be a non-empty string"}
     assert results["unknown"]["error"].startswith("unknown domain 'astrology'")
     assert len(rows(cli.db, "requests")) == 1  # no refused row was paid for
+
+
+@pytest.mark.parametrize("given", ["", "  "], ids=["empty", "blank"])
+def test_an_empty_user_option_is_one_line_not_the_default_user(cli: CliRunner, good: ReplayServer,
+                                                               tmp_path: Path, given: str) -> None:
+    """`--user ""` (an empty $VAR in a script) charged every row to 'default', past the
+    user's own budget; `--user "  "` made every row an error. Both as `ask` says it."""
+    queries = tmp_path / "in.jsonl"
+    write_queries(queries, 2)
+    for args in (("batch", str(queries), "--output", "out.jsonl", "--user", given),
+                 ("ask", "hi", "--user", given)):
+        run = cli(*args)
+        assert run.code == 1, run.stderr
+        assert_one_error_line(run.stderr)
+        assert "the user name is empty" in run.stderr
+    assert good.request_count() == 0 and rows(cli.db, "requests") == []
+    assert not (tmp_path / "out.jsonl").exists()

@@ -77,6 +77,9 @@ def test_calibrate_without_config_writes_here(tmp_path: Path) -> None:
         (['{"id": 1, "query": "q", "response": "r", "correct": true}'] * 2, "rows.jsonl:2: duplicate id 1"),
         ([json.dumps(r) for r in ROWS[:12]], "only 12 labelled rows"),
         ([json.dumps({**r, "correct": False}) for r in ROWS], "0 good and 100 bad"),
+        # was fitted, and a threshold kept for a domain no request can carry
+        ([json.dumps({**r, "domain": "astrology"} if i == 5 else r) for i, r in enumerate(ROWS)],
+         "rows.jsonl:6: unknown domain 'astrology' (known: code, math, medical, legal, finance, general)"),
     ],
 )
 def test_bad_calibration_data_is_one_line(

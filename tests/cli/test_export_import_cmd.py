@@ -162,8 +162,13 @@ def test_plain_rows_from_two_systems_with_the_same_ids_keep_every_call(tmp_path:
          '{"id": "x", "timestamp": "2026-01-02", "user": "a", "model": "m", "cost": 2}\n', "dup.jsonl:2"),
         ("deep.json", "[" * 100_000 + "]" * 100_000, "deep.json:1"),
         ("deep.jsonl", "[" * 100_000 + "]" * 100_000 + "\n", "deep.jsonl:1"),
+        # a key twice: $5 was imported (the last wins in Python; the first in other readers)
+        ("twice.jsonl", '{"timestamp": "2026-01-01", "user": "a", "model": "m", "cost": 0.01, "cost": 5}\n',
+         "twice.jsonl:1: not valid JSON (key 'cost' appears twice in one object)"),
+        ("twice.json", '[{"timestamp": "2026-01-01", "user": "a", "model": "m", "user": "b", "cost": 1}]',
+         "key 'user' appears twice"),
     ],
-    ids=["id-twice", "deep-json", "deep-jsonl"],
+    ids=["id-twice", "deep-json", "deep-jsonl", "key-twice-jsonl", "key-twice-json"],
 )
 def test_a_hostile_file_is_one_error_line_and_imports_nothing(
     tmp_path: Path, name: str, text: str, where: str
@@ -253,3 +258,27 @@ def test_a_nul_character_in_an_answer_survives_the_csv_round_trip(
     second = tmp_path / "second.csv"
     assert again("export", "--output", str(second)).code == 0
     assert second.read_bytes() == first.read_bytes()
+
+
+def test_formula_cells_are_defused_in_csv_and_round_trip(tmp_path: Path) -> None:
+    """A user '=HYPERLINK(...)' or a query '=cmd|...' ran as a formula in the spreadsheet
+    that opened `cascade export --csv`. Such a text cell starts with ' (shown as text), and
+    `import` takes it off again: the round trip is exact, JSON shows them as stored."""
+    history = tmp_path / "history.jsonl"
+    names = ["=HYPERLINK(\"http://evil\",\"x\")", "+cmd", "-bob", "@sum", "'=already", "plain"]
+    history.write_text("".join(json.dumps({"timestamp": f"2026-11-0{i + 1}T10:00:00Z", "user": name,
+                                           "model": "m", "cost": 0.01, "query": f"=cmd|' /C calc'!A{i}"})
+                               + "\n" for i, name in enumerate(names)), encoding="utf-8")
+    first = CliRunner(tmp_path, None, tmp_path / "a.db")
+    assert first("import", str(history)).code == 0
+    assert first("export", "-o", "one.csv").code == 0
+    table = list(csv.DictReader(io.StringIO((tmp_path / "one.csv").read_text(encoding="utf-8"), newline="")))
+    assert [r["user"] for r in table] == ["'=HYPERLINK(\"http://evil\",\"x\")", "'+cmd", "'-bob", "'@sum",
+                                         "''=already", "plain"]
+    assert all(r["query"].startswith("'=cmd|") for r in table)
+    assert [r["cost"] for r in table] == ["0.010000000"] * 6  # numbers are left alone
+    second = CliRunner(tmp_path, None, tmp_path / "b.db")
+    assert second("import", "one.csv").code == 0
+    assert [r["user"] for r in json.loads(second("export", "--json").stdout)] == names
+    assert second("export", "-o", "two.csv").code == 0
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()

@@ -229,6 +229,16 @@ def test_forecast_must_survive(seeded: CliRunner, tmp_path: Path) -> None:
     assert data["mean"] == pytest.approx(60.0, rel=0.05)
 
 
+def test_forecast_as_of_years_after_the_last_spend(seeded: CliRunner) -> None:
+    """The models see the last 730 days: all empty, the backtest divided by nothing and
+    `forecast --as-of 2099-01-01` was 'unexpected IndexError'."""
+    for args in (("--as-of", "2099-01-01"), ("--user", "alice", "--as-of", "2030-01-01", "--horizon", "366")):
+        data = forecast_json(seeded, *args)
+        assert data["mean"] == 0.0 and data["upper"] == 0.0 and data["method"] == "zero"
+    run = seeded("forecast", "--as-of", "9998-12-31")
+    assert run.code == 0 and "no spend in the last 730 days" in " ".join(run.stdout.split()), run.stderr
+
+
 def test_forecast_bad_input(seeded: CliRunner) -> None:
     run = seeded("forecast", "--as-of", "yesterday")
     assert run.code == 1

@@ -133,11 +133,40 @@ def test_a_file_keeps_order_and_ids(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_file_defaults_come_from_the_options(runner: CliRunner, tmp_path: Path) -> None:
     path = write(tmp_path, [json.dumps({"query": HOW_TO, "response": NO_PERIOD}),
-                            json.dumps({"query": HOW_TO, "response": NO_PERIOD, "domain": "prose"})])
+                            json.dumps({"query": HOW_TO, "response": NO_PERIOD, "domain": "general"})])
     run = runner("quality", "check", "--input", str(path), "--domain", "code", "--json")
     assert run.code == 0, run.stderr
     rows = [json.loads(line) for line in run.stdout.splitlines()]
     assert [row["checks"]["truncated"] for row in rows] == [1.0, 0.6]  # the row's own domain wins
+
+
+def test_an_unknown_domain_is_one_line_as_for_ask(runner: CliRunner, tmp_path: Path) -> None:
+    """`--domain astrology` and a row's "astrology" were scored as prose, exit 0, where
+    `ask --domain astrology` refuses: every command takes the same names."""
+    run = runner("quality", "check", "--query", HOW_TO, "--response", NO_PERIOD, "--domain", "astrology")
+    assert run.code == 1 and run.stdout == ""
+    assert_one_error_line(run.stderr)
+    assert "--domain: unknown domain 'astrology' (known: code, math," in run.stderr
+    path = write(tmp_path, [json.dumps({"query": HOW_TO, "response": NO_PERIOD}),
+                            json.dumps({"query": HOW_TO, "response": NO_PERIOD, "domain": "astrology"})])
+    run = runner("quality", "check", "--input", str(path), "--json")
+    assert run.code == 1 and run.stdout == ""  # checked whole before any output
+    assert_one_error_line(run.stderr)
+    assert f"{path}:2: unknown domain 'astrology'" in run.stderr
+
+
+def test_a_custom_domain_is_a_known_domain(tmp_path: Path) -> None:
+    """[domains.custom.NAME] and [domains] keys are valid names for `quality check` too."""
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text('[domains]\nsql = ["mini"]\n[domains.custom.support]\n'
+                      'examples = ["reset my password"]\n', encoding="utf-8")
+    runner = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    for name in ("support", "sql", "code"):
+        row = check(runner, "--query", HOW_TO, "--response", NO_PERIOD, "--domain", name)
+        assert_row(row)
+    run = runner("quality", "check", "--query", HOW_TO, "--response", NO_PERIOD, "--domain", "sales")
+    assert run.code == 1 and "unknown domain 'sales' (known: code, math, medical, legal, finance, " \
+        "general, support, sql)" in run.stderr
 
 
 def test_a_file_as_a_table(runner: CliRunner, tmp_path: Path) -> None:
@@ -167,6 +196,7 @@ BAD_LINES = [
     ('{"query": "q", "response": "r", "domain": ""}', "'domain' is empty"),
     ('{"query": "q", "response": "r", "domain": "  "}', "'domain' is empty"),
     ('{"query": "q", "response": "r", "domain": 5}', "'domain' must be a string"),
+    ('{"query": "q", "response": "r", "response": "s"}', "key 'response' appears twice"),
 ]
 
 

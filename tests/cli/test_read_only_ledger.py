@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.db import open_ledger
 from tests.conftest import Run, assert_one_error_line
 from tests.ledger.test_db import request
@@ -117,3 +118,30 @@ def test_ones_own_ledger_in_a_read_only_directory_can_be_read_not_written(shared
         _assert_writer_refused(uid, db)
     finally:
         directory.chmod(0o700)
+
+
+def test_ledger_copy_reads_a_read_only_ledger_and_writes_nothing_to_it(shared_dir: Path) -> None:
+    """`ledger copy` opened its source as a writer: a 0444 file in a read-only directory
+    was chmod-ed to 0600 (written) and the copy then failed 'cannot write ledger: the file
+    or its directory is read-only'. It only reads the source."""
+    source_dir, out = shared_dir / "ledger", shared_dir / "out"
+    source_dir.mkdir(mode=0o700)
+    out.mkdir(mode=0o700)
+    db = _ledger(source_dir)
+    journal.write(db, request(2), None)  # answered, not recorded: a read-only open cannot take it in
+    uid = NOBODY if os.geteuid() == 0 else None
+    if uid is not None:
+        for path in (source_dir, db, out, *journal.journal_dir(db).rglob("*"), journal.journal_dir(db)):
+            os.chown(path, uid, uid)
+    db.chmod(0o444)
+    source_dir.chmod(0o500)
+    before = (db.read_bytes(), db.stat().st_mode, sorted(source_dir.iterdir()))
+    try:
+        run = _run_as(uid, db, "ledger", "copy", str(db), str(out / "copy.db"), "--json")
+        assert run.code == 0, run.stderr
+        assert run.json()["requests"] == 1
+        assert run.stderr.startswith("warning: 1 answered request(s) waiting in "), run.stderr
+        assert (db.read_bytes(), db.stat().st_mode, sorted(source_dir.iterdir())) == before
+        assert request(1).id in _run_as(uid, out / "copy.db", "logs", "--json").stdout
+    finally:
+        source_dir.chmod(0o700)

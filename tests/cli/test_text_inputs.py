@@ -4,6 +4,7 @@ the place, exit 1, and nothing reserved, called or recorded (issue 11, item 6)."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,25 @@ def test_every_text_parameter_of_every_command_is_checked() -> None:
     ]
     assert len(text_params) > 20
     assert all(getattr(p.callback, "__cascade_text_check__", False) for p in text_params)
+
+
+def test_an_ascii_locale_takes_utf8_arguments_and_prints_them(tmp_path: Path) -> None:
+    """LC_ALL=C with UTF-8 mode off: Python hands over each non-ASCII byte of argv as a lone
+    surrogate, so `budget set Zoë` read 'not valid UTF-8 text (byte 0xc3 ...)', and stdout
+    was ASCII: `budget list` of such a name was 'unexpected UnicodeEncodeError'."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C", "PYTHONUTF8": "0",
+           "CASCADE_CONFIG": os.devnull, "CASCADE_DB": str(tmp_path / "l.db")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "cascadeflow_cli", *args], env=env, cwd=tmp_path,
+                              capture_output=True, timeout=120)
+
+    made = run("budget", "set", "Zoë", "--daily", "1")
+    assert made.returncode == 0, made.stderr
+    listed = run("budget", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "Zoë".encode() in listed.stdout
+    as_json = run("budget", "list", "--json")
+    assert json.loads(as_json.stdout.decode("utf-8"))[0]["user"] == "Zoë"
+    refused = run("budget", "set", "caf\udce9", "--daily", "1")  # bytes that are not UTF-8: as before
+    assert refused.returncode == 1 and b"not valid UTF-8 text (byte 0xe9" in refused.stderr

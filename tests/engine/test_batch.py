@@ -239,6 +239,9 @@ def test_concurrency_must_be_positive(harness: Harness) -> None:
         ('{"id": true, "query": "Q"}', BadRow(1, "line 1: 'id' must be a non-empty string or an integer")),
         ('{"id": "a", "query": "  "}', BadRow(1, "line 1: 'query' must be a non-empty string", "a")),
         ('{"id": "a", "query": "Q", "user": 5}', BadRow(1, "line 1: 'user' must be a non-empty string", "a")),
+        # billed to "b" (the last one wins in Python; the first in other readers)
+        ('{"id": "a", "query": "Q", "user": "a", "user": "b"}',
+         BadRow(1, "line 1: not valid JSON (key 'user' appears twice in one object)")),
     ],
 )
 def test_parse_row(text: str, expected: BatchRow | BadRow) -> None:

@@ -195,3 +195,77 @@ def test_a_budget_check_for_a_user_name_full_of_quotes(ledger_url: str) -> None:
         assert ask("b").action == "block"  # $0.60 held + $0.60 asked > $1
         ledger.release(first.reservation_id)
         assert ledger.reserved_spend(user) == 0 and ledger.total_spend(user) == 1_000
+
+
+@pytest.mark.parametrize("direction", ["sqlite->postgresql", "postgresql->sqlite"])
+def test_a_copy_again_carries_a_revocation_never_an_unrevocation(direction: str, tmp_path: Path,
+                                                                 pg_ledger_url: str) -> None:
+    """A key already on the target was kept as it was there: revoked on the source after
+    an earlier copy, it still opened `serve` on the target. Revocation is monotone."""
+    from cascadeflow_cli.ledger.keys import authenticate, revoke_key
+
+    lite = str(tmp_path / "l.db")
+    source, target = (lite, pg_ledger_url) if direction.startswith("sqlite") else (pg_ledger_url, lite)
+    with open_store(source, FixedClock(NOW)) as src, open_store(target, FixedClock(NOW)) as dst:
+        gone, gone_key = create_key(src, "alice", "laptop")
+        kept, kept_key = create_key(src, "alice", "ci")
+        copy_ledger(src, dst)
+        assert authenticate(dst, gone) is not None
+        revoked = revoke_key(src, gone_key.prefix).revoked_at
+        report = copy_ledger(src, dst)
+        assert authenticate(dst, gone) is None and authenticate(dst, kept) is not None
+        assert report.revoked == 1 and report.tables["api_keys"] == 0
+        assert {k["prefix"]: k["revoked_at"] for k in dst.table_rows(schema.API_KEYS)} == \
+            {k["prefix"]: k["revoked_at"] for k in src.table_rows(schema.API_KEYS)}
+        assert revoked is not None
+        # revoked on the target only: a copy from a source where it is active leaves it revoked
+        revoke_key(dst, kept_key.prefix)
+        copy_ledger(src, dst)
+        assert authenticate(dst, kept) is None
+
+
+def test_a_legacy_user_is_found_by_its_spelling(ledger_url: str) -> None:
+    """`--user 'alice\\x0d'` of the read commands: among users with spend, a budget or a key."""
+    from cascadeflow_cli.ledger.budgets import spelled_user
+
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        ledger.record_many([request(1, NOW, user="alice\r"), request(2, NOW, user="bo\\x0d")])
+        ledger.set_budget(" eve", BudgetConfig(daily=Decimal("1")))
+        create_key(ledger, "carol")
+        ledger.add_rows(schema.API_KEYS, [{**next(iter(ledger.table_rows(schema.API_KEYS))),
+                                           "prefix": "sk-cf-legacy00", "key_hash": "h", "user": "dan\x1b"}])
+        assert spelled_user(ledger, "alice\\x0d") == "alice\r"
+        assert spelled_user(ledger, "\\x20eve") == " eve"
+        assert spelled_user(ledger, "dan\\x1b") == "dan\x1b"
+        assert spelled_user(ledger, "bo\\x0d") is None  # a stored name of its own: itself
+        assert spelled_user(ledger, "carol") is None and spelled_user(ledger, "zed\\x0d") is None
+
+
+FORMULAS = ("=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx", "'=quoted", "''-two",
+            "'plain", "a=b", "", "'")
+
+
+def test_csv_export_defuses_formula_cells_alike_on_both_backends(ledger_url: str) -> None:
+    """A user or query starting with =, +, -, @, tab or CR ran as a formula in the
+    spreadsheet that opened the export; such a text cell starts with ' now (JSON is as stored)."""
+    import csv
+    import io
+
+    from cascadeflow_cli.ledger.export import csv_restored
+
+    with open_store(ledger_url, FixedClock(NOW)) as ledger:
+        ledger.record_many([replace_query(request(n, NOW, user=f"u{n}"), text)
+                            for n, text in enumerate(FORMULAS)])
+        lines = [row for batch in ledger.export_rows("csv", LedgerFilter()) for row in batch]
+        cells = [row[-2] for row in csv.reader(io.StringIO("\r\n".join(lines), newline=""))]
+        assert cells == ["'=HYPERLINK(\"http://x\")", "'+1+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx",
+                         "''=quoted", "'''-two", "'plain", "a=b", "", "'"]
+        assert [csv_restored(c) for c in cells] == list(FORMULAS)
+        as_json = [row for batch in ledger.export_rows("jsonl", LedgerFilter()) for row in batch]
+        assert '"query":"=HYPERLINK(\\"http://x\\")"' in as_json[0].replace(" ", "")
+
+
+def replace_query(record: RequestRecord, text: str) -> RequestRecord:
+    from dataclasses import replace
+
+    return replace(record, query=text or None)

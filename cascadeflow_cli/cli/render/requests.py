@@ -11,6 +11,7 @@ from rich.text import Text
 from cascadeflow_cli.cli.layout import FittedTable, fitted_table
 from cascadeflow_cli.clock import parse_ts
 from cascadeflow_cli.money import format_dollars, format_usd
+from cascadeflow_cli.text import shown_name
 
 if TYPE_CHECKING:  # the engine is not needed to render ledger rows
     from cascadeflow_cli.engine.cascade import CascadeResult
@@ -89,7 +90,7 @@ def logs_table(rows: Iterable[Mapping[str, Any]], timezone: str) -> FittedTable:
         body.append(
             [
                 _local(r["ts"], timezone),
-                r["user"],
+                shown_name(r["user"]),  # 'alice\r' printed as 'alice', ESC drove the terminal
                 r["model"] or "-",
                 path,
                 format_usd(r["cost_nusd"]),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.text import shown_name
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -65,7 +67,8 @@ def usage_table(report: UsageReport, bars: bool) -> Table:
     largest = max(r.cost_nusd for r in rows)
     for r in rows:
         label: Any = "total" if not report.groups else (
-            r.key if r.key is not None else Text("(none)", style="dim"))
+            Text("(none)", style="dim") if r.key is None
+            else shown_name(r.key) if report.by == "user" else r.key)
         cells: list[Any] = [label, *_cells(r, labelled)]
         if bars and report.groups:
             cells.append(Text(bar(r.cost_nusd, largest), style="cyan"))
@@ -99,7 +102,7 @@ def anomalies_table(found: list[Anomaly], sensitivity: str) -> FittedTable:
     colours = {"high": "bold red", "medium": "yellow", "low": ""}
     rows = []
     for a in found:
-        rows.append([a.date.isoformat(), a.user or "*", a.model or "-", a.kind,
+        rows.append([a.date.isoformat(), shown_name(a.user) if a.user else "*", a.model or "-", a.kind,
                      Text(a.severity, style=colours.get(a.severity, "")), _usd(a.expected),
                      _usd(a.actual), f"{a.score:+.1f}", Text(a.description)])
     headers = [("date", "left"), ("user", "left"), ("model", "left"), ("kind", "left"),

@@ -6,6 +6,7 @@ tree; retries with backoff live here, once, so both client paths behave the same
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -182,7 +183,11 @@ def complete(
                 exc.model = exc.model or model.name
                 raise exc from None
             if on_retry is not None:
-                on_retry(RetryNotice(model.name, _reason(exc), delay, attempts + 1, model.max_retries + 1))
+                # a notice only: a stderr that cannot be written (2>/dev/full) ended the
+                # request mid-cascade, its draft paid and its answer never asked for
+                notice = RetryNotice(model.name, _reason(exc), delay, attempts + 1, model.max_retries + 1)
+                with contextlib.suppress(OSError):
+                    on_retry(notice)
             sleep(delay)
             continue
         return replace(result, latency_ms=(time.perf_counter() - started) * 1000, attempts=attempts)

@@ -17,6 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.ledger import schema
+from cascadeflow_cli.ledger.export import csv_defused
 from cascadeflow_cli.ledger.postgres.ddl import TIMESTAMPS, q
 from cascadeflow_cli.ledger.storage import Dialect
 from cascadeflow_cli.ledger.usage import UsageReport, UsageSql, usage_report
@@ -115,7 +116,7 @@ def _csv_field(column: schema.ExportColumn, value: Any) -> str:
         return "true" if value == 1 else ("false" if value == 0 else "")
     if isinstance(value, float):
         return real_text(value)
-    text = str(value)
+    text = csv_defused(str(value)) if column.kind == "text" else str(value)
     if column.kind in ("text", "json") and any(ch in text for ch in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
