@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from contextlib import suppress as contextlib_suppress
 from dataclasses import dataclass
 
+from . import sandbox
 from .code_claims import Program, block_claims, program_of
 
 __all__ = ["ExecResult", "Program", "program_of", "run_program", "run_programs"]
@@ -336,7 +337,12 @@ def _mapped_bytes() -> int:
         return 0
 
 
-def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
+# the child's exit status when the kernel sandbox was asked for and could not be entered:
+# nothing ran (not a failed draft)
+_NO_SANDBOX_EXIT = 86
+
+
+def _child(program: Program, wfd: int, aliases: list[tuple[str, str]], kernel: bool) -> None:
     """In the forked child: shed everything of the parent's, limit, run, report, exit."""
     code = 1
     try:
@@ -349,11 +355,17 @@ def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
         os.closerange(3, wfd)
         os.closerange(wfd + 1, 65536)
         os.environ.clear()  # API keys and the like are the parent's business
+        # address space: what the fork already maps (a parent with numpy loaded maps
+        # hundreds of MB) plus MEMORY_MB for the draft (read before /proc is gone)
+        mem = _mapped_bytes() + MEMORY_MB * 1024 * 1024
+        if kernel:
+            try:
+                sandbox.enter()  # no /proc, /tmp, $HOME... after this: see there
+            except OSError:
+                code = _NO_SANDBOX_EXIT
+                return
         os.chdir("/")  # not tempfile.gettempdir(): in a fresh child it probes dirs (~60 ms)
         resource.setrlimit(resource.RLIMIT_CPU, (CPU_S, CPU_S))
-        # address space: what the fork already maps (a parent with numpy loaded maps
-        # hundreds of MB) plus MEMORY_MB for the draft
-        mem = _mapped_bytes() + MEMORY_MB * 1024 * 1024
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard == resource.RLIM_INFINITY or hard > mem:
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
@@ -368,12 +380,12 @@ def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
         os._exit(code)
 
 
-def _run_one(program: Program) -> ExecResult:
+def _run_one(program: Program, kernel: bool) -> ExecResult:
     with _slots:
-        return _fork_and_wait(program)
+        return _fork_and_wait(program, kernel)
 
 
-def _fork_and_wait(program: Program) -> ExecResult:
+def _fork_and_wait(program: Program, kernel: bool = False) -> ExecResult:
     import select
     import signal
     import time
@@ -390,7 +402,7 @@ def _fork_and_wait(program: Program) -> ExecResult:
         return ExecResult()
     if pid == 0:  # pragma: no cover - the child never returns
         os.close(rfd)
-        _child(program, wfd, aliases)
+        _child(program, wfd, aliases, kernel)
     os.close(wfd)
     chunks: list[bytes] = []
     deadline = time.monotonic() + TIMEOUT_S
@@ -414,6 +426,8 @@ def _fork_and_wait(program: Program) -> ExecResult:
             with contextlib_suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
+    if kernel and os.WIFEXITED(status) and os.WEXITSTATUS(status) == _NO_SANDBOX_EXIT and not chunks:
+        return ExecResult()  # the sandbox could not be entered: nothing ran
     # a child that never reported (out of time, killed by a limit) confirmed none of its claims
     n = program.claims
     if timed_out:
@@ -435,8 +449,11 @@ def _fork_and_wait(program: Program) -> ExecResult:
     )
 
 
-def run_program(program: Program) -> ExecResult:
-    """Run one program in a sandboxed child; an empty program runs nothing."""
+def run_program(program: Program, *, kernel_sandbox: bool = True) -> ExecResult:
+    """Run one program in a sandboxed child; an empty program runs nothing. The child
+    enters the kernel sandbox (:mod:`.sandbox`) wherever this machine allows it;
+    ``kernel_sandbox=False``: only the process limits and Python-level guards (what ran
+    before the kernel sandbox, and where it is unavailable)."""
     if program.empty:
         return ExecResult()
     # imported once here, so each forked child has them loaded (importing resource in
@@ -444,7 +461,7 @@ def run_program(program: Program) -> ExecResult:
     import doctest  # noqa: F401
     import resource  # noqa: F401
 
-    return _run_one(program)
+    return _run_one(program, kernel_sandbox and sandbox.support().available)
 
 
 def run_programs(programs: Sequence[Program]) -> list[ExecResult]:
