@@ -10,7 +10,10 @@
   sandboxed child's wall and CPU time, no target: it is not part of the 1 ms check), and
   `cascade calibrate --execute-code` on the same 5,000 rows (``--no-exec``: skip).
 
-    python bench/quality_overhead.py [--rounds 3] [--rows 5000]
+  With the kernel sandbox (quality/sandbox.py) where available, side by side with the
+  child under process limits only (``--exec-only``: just these per-draft figures).
+
+    python bench/quality_overhead.py [--rounds 3] [--rows 5000] [--no-exec | --exec-only]
 """
 
 from __future__ import annotations
@@ -70,8 +73,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--no-exec", action="store_true", help="skip the code-execution figures")
+    parser.add_argument("--exec-only", action="store_true", help="only the per-draft code-execution figures")
     args = parser.parse_args()
     rows = drafts()
+    if args.exec_only:
+        execution(rows, args.rounds)
+        return 0
     rules = QualityValidator("balanced")
     calibrated = CalibratedValidator(calibrate_rows(rows).calibration)
     rule_t = per_draft(lambda q, r: rules.validate(q, r), rows, args.rounds)
@@ -125,29 +132,50 @@ def main() -> int:
 
 
 def execution(rows: list[dict], rounds: int) -> None:
-    """Wall and CPU time (ours + the sandboxed child's) of running each draft's Python."""
+    """Wall and CPU time (ours + the sandboxed child's) of running each draft's Python,
+    with the kernel sandbox (quality/sandbox.py, where available) and without it, the
+    two interleaved draft by draft so the machine's load weighs on both alike."""
+    from cascadeflow_cli.quality import sandbox
     from cascadeflow_cli.quality.code_exec import program_of, run_program
+    from cascadeflow_cli.quality.fork_server import cpu_seconds
 
     programs = [p for p in (program_of(r["response"]) for r in rows) if not p.empty]
     if not programs:
         return
-    run_program(programs[0])  # the lazy imports
-    walls = []
-    start = os.times()
+    support = sandbox.support()
+    modes = [False, True] if support.available else [False]
+    if not support.available:
+        print(f"no kernel sandbox here: {support.reason}")
+    for kernel in modes:
+        run_program(programs[0], kernel_sandbox=kernel)  # the lazy imports
+    walls: dict[bool, list[float]] = {k: [] for k in modes}
+    own = dict.fromkeys(modes, 0.0)
+    child = dict.fromkeys(modes, 0.0)
     for _ in range(rounds):
         for program in programs:
-            t = time.perf_counter()
-            run_program(program)
-            walls.append((time.perf_counter() - t) * 1e3)
-    end = os.times()
+            for kernel in modes:
+                start, served = os.times(), cpu_seconds()
+                t = time.perf_counter()
+                run_program(program, kernel_sandbox=kernel)
+                walls[kernel].append((time.perf_counter() - t) * 1e3)
+                end = os.times()
+                own[kernel] += end.user - start.user + end.system - start.system
+                # our children, or the kernel sandbox's fork server's (its own CPU included)
+                child[kernel] += (end.children_user - start.children_user + end.children_system
+                                  - start.children_system + cpu_seconds() - served)  # fmt: skip
     n = rounds * len(programs)
-    child = (end.children_user - start.children_user + end.children_system - start.children_system) / n * 1e3
-    own = (end.user - start.user + end.system - start.system) / n * 1e3
-    print(
-        f"running the code (execute_code), {len(programs)} drafts with Python x {rounds}: wall median "
-        f"{statistics.median(walls):.1f} ms, p95 {statistics.quantiles(walls, n=20)[-1]:.1f} ms; CPU "
-        f"{own:.2f} ms here + {child:.2f} ms in the child per draft (load average {os.getloadavg()[0]:.1f})"
-    )
+    for kernel in modes:
+        w = walls[kernel]
+        print(
+            f"running the code (execute_code), {'kernel sandbox' if kernel else 'process limits only'}, "
+            f"{len(programs)} drafts with Python x {rounds}: wall median {statistics.median(w):.2f} ms, "
+            f"p95 {statistics.quantiles(w, n=20)[-1]:.1f} ms; CPU {own[kernel] / n * 1e3:.2f} ms here + "
+            f"{child[kernel] / n * 1e3:.2f} ms in the child per draft (load average {os.getloadavg()[0]:.1f})"
+        )
+    if support.available:
+        added = (own[True] + child[True] - own[False] - child[False]) / n * 1e3
+        wall = statistics.median(walls[True]) - statistics.median(walls[False])
+        print(f"  the kernel sandbox adds {added:.2f} ms CPU and {wall:.2f} ms median wall per draft")
 
 
 def calibrate_timed(big: Path, tmp: Path, rows: int, extra: list[str]) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cascadeflow_cli.quality import sandbox
+from cascadeflow_cli.quality import fork_server, sandbox
 from cascadeflow_cli.quality.code_exec import program_of, run_program
 
 pytestmark = pytest.mark.skipif(
@@ -136,11 +136,27 @@ def check_escapes(kernel: bool) -> dict[str, bool]:
     return seen
 
 
-def test_every_escape_works_without_the_kernel_sandbox_and_none_inside_it() -> None:
+@pytest.mark.parametrize("where", ["fork server", "own child"])
+def test_every_escape_works_without_the_kernel_sandbox_and_none_inside_it(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if where == "own child":  # a program too large for the server: the child enters it itself
+        monkeypatch.setattr(fork_server, "_MAX_REQUEST", 0)
     before = check_escapes(kernel=False)
     assert all(before.values()), before  # the guards a draft can switch off do not hold
     after = check_escapes(kernel=True)
     assert not any(after.values()), after
+
+
+def test_a_fork_server_that_died_is_replaced() -> None:
+    good = "```python\ndef f():\n    return 1\n```\n```python\nprint(f())  # 1\n```\n"
+    assert run_program(program_of(good)).claims_failed == 0
+    server = fork_server._server
+    assert server is not None and server.owner == os.getpid()
+    os.kill(server.pid, signal.SIGKILL)
+    result = run_program(program_of(good))
+    assert (result.ran, result.claims, result.claims_failed) == (True, 1, 0)
+    assert fork_server._server is not None and fork_server._server.pid != server.pid
 
 
 def test_the_user_s_home_the_ledger_and_temp_files_are_not_there() -> None:
