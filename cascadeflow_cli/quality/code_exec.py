@@ -475,7 +475,10 @@ def run_program(program: Program, *, kernel_sandbox: bool = True) -> ExecResult:
     import doctest  # noqa: F401
     import resource  # noqa: F401
 
-    return _run_one(program, kernel_sandbox and sandbox.support().available)
+    kernel = kernel_sandbox and sandbox.support().available
+    if kernel_sandbox and not kernel and (line := sandbox.note_once()):
+        sys.stderr.write(line + "\n")  # said once: what runs the code here is weaker
+    return _run_one(program, kernel)
 
 
 def run_programs(programs: Sequence[Program]) -> list[ExecResult]:

@@ -16,6 +16,7 @@ in the server itself. It exits when the parent's end of the socket closes.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import socket
@@ -173,7 +174,15 @@ def _start(child: Callable[..., None], args: tuple[Any, ...]) -> _Server | None:
         ours.close()
         os.waitpid(pid, 0)
         return None
-    return _Server(pid, ours, os.getpid())
+    server = _Server(pid, ours, os.getpid())
+    atexit.register(_exit, server)
+    return server
+
+
+def _exit(server: _Server) -> None:
+    """At our exit: the server sees its socket close, exits, and is reaped by us."""
+    if server.owner == os.getpid() and _server is server:
+        _stop(server)
 
 
 def _serve(control: socket.socket, child: Callable[..., None], args: tuple[Any, ...]) -> None:
