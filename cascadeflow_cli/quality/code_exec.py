@@ -1,16 +1,20 @@
 """Run a draft's Python against the draft's OWN examples, in a sandboxed child process.
 
-Opt-in (``[quality] execute_code = true``, ``cascade calibrate --execute-code``): model
-code is untrusted, so it never runs in our process and never runs unless asked. What it
-measures is general, not tied to any benchmark: does the code the answer gives define
-without raising, do the usage examples the answer shows run, and do the outputs the
-answer CLAIMS (``>>> f(2)`` / ``4``, ``print(f(2))  # Output: 4``, ``f(2)  # returns 4``)
-match what the code actually produces. An answer whose own examples contradict its code
-is wrong far more often than one whose examples hold.
+``[quality] execute_code`` (``cascade calibrate --execute-code/--no-execute-code``); unset,
+on exactly where the kernel sandbox (:mod:`.sandbox`) is available: model code is
+untrusted, so it never runs in our process. What it measures is general, not tied to any
+benchmark: does the code the answer gives define without raising, do the usage examples
+the answer shows run, and do the outputs the answer CLAIMS (``>>> f(2)`` / ``4``,
+``print(f(2))  # Output: 4``, ``f(2)  # returns 4``) match what the code actually
+produces. An answer whose own examples contradict its code is wrong far more often than
+one whose examples hold.
 
-The sandbox, best-effort layers on a forked child that keeps nothing of ours (it never
-returns into our code; its only channel back is a pipe carrying a few counts):
+The child keeps nothing of ours (it never returns into our code; its only channel back is
+a pipe carrying a few counts):
 
+* the kernel sandbox where available (:mod:`.sandbox`: namespaces, a read-only root with
+  only the interpreter's files, no capabilities, a seccomp filter; set up once in a fork
+  server, :mod:`.fork_server`, whose children the drafts run in): the boundary;
 * every inherited file descriptor closed, stdin/stdout/stderr on /dev/null, the
   environment emptied (no API keys), its own session, ``/`` as cwd;
 * resource limits: CPU seconds, address space, no file writes (``RLIMIT_FSIZE`` 0), no
@@ -19,9 +23,10 @@ returns into our code; its only channel back is a pipe carrying a few counts):
 * an audit hook installed before the draft runs refuses sockets, subprocesses, exec,
   fork, file writes/removal/renames, ``ctypes``, ``sqlite3``, ``mmap`` and new limits.
 
-It is not a security boundary against a determined attacker (CPython audit hooks can be
-evaded by native code); it keeps a model's honest mistakes (a stray ``open(..., "w")``,
-an endless loop, a huge allocation) from touching anything. Hence opt-in.
+Without the kernel sandbox the last three are all there is, and they are no security
+boundary (a draft can switch the audit hook off: it is a Python function it can reach;
+tests/quality/test_sandbox.py does, then reads and deletes files, connects, kills, forks):
+they keep a model's honest mistakes from touching anything. Hence opt-in there.
 
 Pure parsing (:func:`program_of`, in :mod:`.code_claims`: every form of claim read) is
 separate from the shell (:func:`run_program`); the
