@@ -45,7 +45,6 @@ from collections.abc import Sequence
 from contextlib import suppress as contextlib_suppress
 from dataclasses import dataclass
 
-from . import fork_server, sandbox
 from .code_claims import Program, block_claims, program_of
 
 __all__ = ["ExecResult", "Program", "program_of", "run_program", "run_programs"]
@@ -369,6 +368,8 @@ def _child(
         # hundreds of MB) plus MEMORY_MB for the draft (read before /proc is gone)
         mem = mem or _mapped_bytes() + MEMORY_MB * 1024 * 1024
         if kernel:
+            from . import sandbox  # loaded already (run_program)
+
             try:  # no /proc, /tmp, $HOME... after this: see there
                 sandbox.enter() if kernel == "enter" else sandbox.seal()
             except OSError:
@@ -402,6 +403,8 @@ def _fork_and_wait(program: Program, kernel: bool = False) -> ExecResult:
 
     if not hasattr(os, "fork"):
         return ExecResult()  # no sandboxed child on this platform: not measured
+    from . import fork_server
+
     aliases = _spawn_aliases()  # before the fork: see there
     # in the kernel sandbox: a child of the fork server, already inside (~1.2 ms of CPU a
     # draft less than entering it here: see fork_server); else, or without it, our own
@@ -479,6 +482,8 @@ def run_program(program: Program, *, kernel_sandbox: bool = True) -> ExecResult:
     # the child cost ~0.8 of its ~1.9 ms CPU for a one-line draft)
     import doctest  # noqa: F401
     import resource  # noqa: F401
+
+    from . import sandbox  # here, not at import: ~2 ms of ctypes, socket, pickle for every check
 
     kernel = kernel_sandbox and sandbox.support().available
     if kernel_sandbox and not kernel and (line := sandbox.note_once()):

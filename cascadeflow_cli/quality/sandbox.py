@@ -44,7 +44,6 @@ import ctypes
 import errno
 import functools
 import os
-import platform
 import struct
 import sys
 import sysconfig
@@ -214,7 +213,7 @@ class _Prepared:
 
 @functools.lru_cache(maxsize=1)
 def _prepared() -> _Prepared:
-    arch = _ARCHES[platform.machine()]
+    arch = _ARCHES[os.uname().machine]
     paths, links = bind_sources()
     raw = _filter(arch)
     code = ctypes.create_string_buffer(raw, len(raw))
@@ -280,8 +279,8 @@ def enter(*, sealed: bool = True) -> None:
     caller must then not run the draft, or fall back knowingly). ``sealed=False``: all but
     the seccomp filter, for the fork server (:mod:`.fork_server`), whose children each
     :func:`seal` themselves before running a draft."""
-    if sys.platform != "linux" or platform.machine() not in _ARCHES:
-        raise OSError(errno.ENOSYS, f"no kernel sandbox on {sys.platform}/{platform.machine()}")
+    if sys.platform != "linux" or os.uname().machine not in _ARCHES:
+        raise OSError(errno.ENOSYS, f"no kernel sandbox on {sys.platform}/{os.uname().machine}")
     p = _prepared()
     libc = p.libc
     uid, gid = os.getuid(), os.getgid()
@@ -305,8 +304,8 @@ def seal() -> None:
 
 
 def _probe() -> Support:
-    if sys.platform != "linux" or platform.machine() not in _ARCHES or not hasattr(os, "fork"):
-        return Support(False, f"no kernel sandbox for {sys.platform}/{platform.machine()} "
+    if sys.platform != "linux" or os.uname().machine not in _ARCHES or not hasattr(os, "fork"):
+        return Support(False, f"no kernel sandbox for {sys.platform}/{os.uname().machine} "
                               "(Linux x86_64/aarch64 only)")  # fmt: skip
     _prepared()  # made here, once, so every child inherits it (the same for every user)
     rfd, wfd = os.pipe()

@@ -4,7 +4,6 @@ subprocess, the loopback replay server, a real ledger file."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 
 from cascadeflow_cli.quality import sandbox
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text
+from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text, no_user_namespaces
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "calibration_sample.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
@@ -260,20 +259,6 @@ def code_rows(path: Path) -> Path:
             fh.write(json.dumps({"id": i, "query": f"Write function {i}", "response": response,
                                  "correct": bool(i % 2), "domain": "code"}) + "\n")
     return path
-
-
-def no_user_namespaces() -> None:
-    """In the command's process before it starts: a user namespace allowing no nested one,
-    the kernel's answer where unprivileged user namespaces are disabled."""
-    import ctypes
-
-    uid, gid = os.getuid(), os.getgid()
-    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:
-        raise OSError(ctypes.get_errno(), "unshare")
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
-    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
-    Path("/proc/sys/user/max_user_namespaces").write_text("0")
 
 
 def features_of(path: Path) -> list[str]:

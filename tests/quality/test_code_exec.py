@@ -16,6 +16,7 @@ from cascadeflow_cli.quality.calibrate import calibrate_rows
 from cascadeflow_cli.quality.calibrated import CalibratedValidator
 from cascadeflow_cli.quality.code_exec import ExecResult, program_of, run_program
 from cascadeflow_cli.quality.features import draft_features
+from tests.conftest import descendants
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the sandbox forks (POSIX)")
 
@@ -223,21 +224,6 @@ def test_a_huge_allocation_fails_in_the_child_and_ordinary_code_still_runs() -> 
     assert (result.claims, result.claims_failed) == (2, 0)
 
 
-def children() -> set[int]:
-    """PIDs of this process's children and grandchildren (the drafts' children are the
-    kernel sandbox's fork server's, where it runs)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    me = os.getpid()
-    mine = {pid for pid, parent in parents.items() if parent == me}
-    return mine | {pid for pid, parent in parents.items() if parent in mine}
-
-
 def test_no_more_children_at_once_than_slots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Threads asking at once (`cascade serve`, `batch`) run at most SLOTS sandboxed
     children together; the others wait their turn, and every one is run."""
@@ -248,13 +234,13 @@ def test_no_more_children_at_once_than_slots(monkeypatch: pytest.MonkeyPatch) ->
     out: list[ExecResult] = []
     workers = [threading.Thread(target=lambda: out.append(run(looping))) for _ in range(3)]
     run(GOOD)  # the fork server, where there is one, runs before we count
-    before = children()
+    before = descendants()
     seen: set[int] = set()
     most = 0
     for w in workers:
         w.start()
     while any(w.is_alive() for w in workers):
-        now = children() - before
+        now = descendants() - before
         seen |= now
         most = max(most, len(now))
     assert len(out) == 3 and all(r.timeout for r in out)

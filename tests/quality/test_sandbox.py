@@ -20,6 +20,7 @@ import pytest
 
 from cascadeflow_cli.quality import fork_server, sandbox
 from cascadeflow_cli.quality.code_exec import program_of, run_program
+from tests.conftest import no_user_namespaces
 
 pytestmark = pytest.mark.skipif(
     not sandbox.support().available, reason=f"no kernel sandbox here: {sandbox.support().reason}"
@@ -232,19 +233,6 @@ def test_an_unprivileged_user_gets_the_same_sandbox() -> None:
     # nobody may not read /proc/<root's pid>, so the kill of root's sibling fails outside too
     assert all(v for k, v in before.items() if k != "kill"), before
     assert not any(after.values()), after
-
-
-def no_user_namespaces() -> None:
-    """Enter a user namespace whose own limit allows no nested one (the kernel's answer
-    where unprivileged user namespaces are disabled)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    uid, gid = os.getuid(), os.getgid()
-    if libc.unshare(sandbox.CLONE_NEWUSER) != 0:
-        raise OSError(ctypes.get_errno(), "unshare")
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
-    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
-    Path("/proc/sys/user/max_user_namespaces").write_text("0")
 
 
 def test_where_namespaces_are_unavailable_the_child_runs_as_before() -> None:
