@@ -125,7 +125,8 @@ def main() -> int:
         with big.open("w", encoding="utf-8") as fh:
             for i in range(args.rows):
                 fh.write(json.dumps({**rows[i % len(rows)], "id": i}) + "\n")
-        for extra in [[]] if args.no_exec else [[], ["--execute-code"]]:
+        # explicit both ways: unset, execution is on where the kernel sandbox is available
+        for extra in [["--no-execute-code"]] if args.no_exec else [["--no-execute-code"], ["--execute-code"]]:
             if not calibrate_timed(big, Path(tmp), args.rows, extra):
                 return 1
     return 0
@@ -215,7 +216,7 @@ def calibrate_timed(big: Path, tmp: Path, rows: int, extra: list[str]) -> bool:
     # for the parallel feature part plus the serial fit.
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     print(
-        f"cascade calibrate {' '.join(extra) or '(no execution)'} on {rows} rows: {took:.2f} s end to end, "
+        f"cascade calibrate {' '.join(extra)} on {rows} rows: {took:.2f} s end to end, "
         f"{cpu:.2f} s CPU in all (target <= 10 s; load average {os.getloadavg()[0]:.1f})"
     )
     return True

@@ -68,8 +68,10 @@ _failed_in: int | None = None  # the process in which starting it failed: not tr
 
 
 def spawn(program: Any, child: Callable[..., None], args: tuple[Any, ...]) -> Spawned | None:
-    """Have the server fork a child running ``child(program, result_fd, *args)``
-    (already sandboxed, after :func:`.sandbox.seal`). None: no server here (unavailable,
+    """Have the server fork a child running ``child(program, result_fd, *args)``, inside
+    the sandbox (``child`` must :func:`.sandbox.seal` itself before running a draft).
+    ``child`` and ``args`` are the ones given when the server started (they describe the
+    server's own state: its modules, its memory). None: no server here (no kernel sandbox,
     or the program too large): the caller runs the child itself."""
     payload = pickle.dumps(program)
     if len(payload) > _MAX_REQUEST:
