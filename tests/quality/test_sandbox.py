@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,16 @@ def create_dir(made: Path) -> str:
     return f"return libc.mkdir({str(made).encode()!r}, 0o755) == 0"
 
 
+def create_file(path: Path) -> str:
+    return f"fd = libc.open({str(path).encode()!r}, 0o101, 0o644)\nreturn fd >= 0"  # O_WRONLY | O_CREAT
+
+
+def other_fds() -> str:
+    """Open descriptors besides stdin/out/err and the result pipe: none, or the draft could
+    reach what they lead to (the fork server's control socket above all)."""
+    return "return sum(libc.fcntl(fd, 1) != -1 for fd in range(3, 4096)) > 1"  # F_GETFD
+
+
 def connect(port: int) -> str:
     # struct sockaddr_in: family, port (network order), 127.0.0.1
     return (
@@ -128,6 +139,12 @@ def check_escapes(kernel: bool) -> dict[str, bool]:
             "connect": escaped(connect(server.getsockname()[1]), kernel=kernel) and accepted(server),
             "fork": escaped(fork(), kernel=kernel),
         }
+        # a file in a directory the sandbox does show (the interpreter's site-packages)
+        site = Path(sysconfig.get_paths()["purelib"])
+        planted = site / f"cascade-sandbox-{os.getpid()}.txt"
+        if os.access(site, os.W_OK):
+            seen["write a shown dir"] = escaped(create_file(planted), kernel=kernel) and planted.exists()
+            planted.unlink(missing_ok=True)
         seen["kill"] = escaped(kill(sibling.pid), kernel=kernel)
         seen["kill"] = seen["kill"] and sibling.wait(timeout=5) == -signal.SIGTERM
     finally:
@@ -158,6 +175,10 @@ def test_a_fork_server_that_died_is_replaced() -> None:
     result = run_program(program_of(good))
     assert (result.ran, result.claims, result.claims_failed) == (True, 1, 0)
     assert fork_server._server is not None and fork_server._server.pid != server.pid
+
+
+def test_the_draft_holds_no_descriptor_but_its_result_pipe() -> None:
+    assert not escaped(other_fds(), kernel=True)
 
 
 def test_the_user_s_home_the_ledger_and_temp_files_are_not_there() -> None:
