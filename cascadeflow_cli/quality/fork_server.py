@@ -60,6 +60,7 @@ class _Server:
     pid: int
     control: socket.socket
     owner: int  # the process that started it (a fork of that process starts its own)
+    proc: Any = None  # the Popen of a server started as a fresh interpreter
 
 
 _lock = threading.Lock()
@@ -136,7 +137,7 @@ def _stop(server: _Server) -> None:
     with suppress(OSError):
         server.control.close()
     with suppress(ChildProcessError, OSError):
-        os.waitpid(server.pid, 0)
+        server.proc.wait() if server.proc is not None else os.waitpid(server.pid, 0)
     _server = None
 
 
@@ -175,10 +176,63 @@ def _start(child: Callable[..., None], args: tuple[Any, ...]) -> _Server | None:
     if not ok:
         ours.close()
         os.waitpid(pid, 0)
-        return None
+        return start_fresh()
     server = _Server(pid, ours, os.getpid())
     atexit.register(_exit, server)
     return server
+
+
+def start_fresh() -> _Server | None:
+    """The server as a fresh interpreter, where a fork of this process cannot enter the
+    sandbox: a library's at-fork hook starts a thread in every forked child (measured:
+    OpenTelemetry's BatchSpanProcessor; unshare(CLONE_NEWUSER) then fails with EINVAL).
+    ~0.13 s once. Kept as this process's server; None if it does not start."""
+    import subprocess
+    import sys
+
+    global _server
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _MAX_REQUEST + 65536)
+    env = {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}  # no keys, nothing else
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cascadeflow_cli.quality.fork_server", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=env, cwd="/", start_new_session=True,
+        )  # fmt: skip
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
+    theirs.close()
+    assert proc.stdout is not None
+    ok = proc.stdout.read(2) == b"ok"
+    proc.stdout.close()
+    if not ok:
+        ours.close()
+        proc.wait()
+        return None
+    _server = _Server(proc.pid, ours, os.getpid(), proc)
+    atexit.register(_exit, _server)
+    return _server
+
+
+def _main(argv: list[str]) -> None:
+    """``python -m cascadeflow_cli.quality.fork_server FD``: the fresh server."""
+    import doctest  # noqa: F401 - loaded once, for every draft's child
+    import resource  # noqa: F401
+    import sys
+
+    from . import code_exec
+
+    control = socket.socket(fileno=int(argv[1]))
+    args = (code_exec._spawn_aliases(), "seal", code_exec._mapped_bytes() + code_exec.MEMORY_MB * 1024 * 1024)
+    sandbox.enter(sealed=False)
+    sys.stdout.buffer.write(b"ok")
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 1)
+    _serve(control, code_exec._child, args)
 
 
 def _exit(server: _Server) -> None:
@@ -239,3 +293,9 @@ def _serve(control: socket.socket, child: Callable[..., None], args: tuple[Any, 
         os.close(result_fd)
         statuses[pid] = status_fd
         control.send(struct.pack("=i", pid))
+
+
+if __name__ == "__main__":  # pragma: no cover - the fresh server (start_fresh)
+    import sys
+
+    _main(sys.argv)

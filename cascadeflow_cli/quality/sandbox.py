@@ -331,6 +331,11 @@ def _probe() -> Support:
     if answer == b"ok":
         return Support(True)
     text = answer.decode(errors="replace") or "the probe child died"
+    if "unshare: Invalid argument" in text:  # our forks are threaded: see fork_server.start_fresh
+        from .fork_server import start_fresh
+
+        if start_fresh() is not None:
+            return Support(True)
     for key, why in _WHY.items():
         if key in text:
             return Support(False, f"{why} ({text})")

@@ -270,3 +270,27 @@ def test_the_filter_is_valid_bpf_for_each_architecture() -> None:
         code = sandbox._filter(arch)
         assert len(code) % 8 == 0 and len(code) // 8 < 4096
     assert sys.platform != "linux" or sandbox.support().available
+
+
+def threads_after_fork() -> None:
+    """What a library such as OpenTelemetry's BatchSpanProcessor does: an at-fork hook that
+    starts a thread in every forked child (which then cannot unshare a user namespace)."""
+    import threading
+    import time
+
+    def sleeper() -> None:
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+
+    os.register_at_fork(after_in_child=sleeper)
+
+
+def test_a_process_whose_forks_start_threads_gets_a_fresh_server() -> None:
+    def job() -> object:
+        found = sandbox.support()
+        server = fork_server._server
+        fresh = server is not None and server.owner == os.getpid() and server.proc is not None
+        return (found.available, fresh, check_escapes(kernel=True))
+
+    available, fresh, after = eval(in_child(job, setup=threads_after_fork))
+    assert available and fresh
+    assert not any(after.values()), after
