@@ -22,7 +22,7 @@ with them. Side by side, one run:
 Costs (data README): draft $0.60/M in and out, verifier $10 in / $30 out, tokens =
 ceil(chars / 4); the draft is always paid, an escalation adds the verifier call.
 
-    python bench/quality_frontier.py [--seeds 0,1,2] [--target 0.95] [--ablate] [--no-exec]
+    python bench/quality_frontier.py [--seeds 0-19] [--target 0.95] [--ablate] [--no-exec]
                                      [--semantic] [--data DIR]
 """
 
@@ -135,6 +135,19 @@ def folds_of(y, seed):
     return stratified_folds(y, 5, seed + 1000)
 
 
+def seed_list(seeds: list[int]) -> str:
+    """The seeds as given on the command line would write them: runs as ``0-19``."""
+    runs: list[str] = []
+    i = 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        runs.append(str(seeds[i]) if j == i else f"{seeds[i]}-{seeds[j]}")
+        i = j + 1
+    return ",".join(runs)
+
+
 def row_line(name, auc, quality, savings, esc, note=""):
     auc_s = "   -  " if auc is None else f"{auc:6.3f}"
     return f"  {name:<12} {auc_s}  {quality:8.1%}  {savings:8.1%}  {esc:8.1%}  {note}"
@@ -243,9 +256,7 @@ def evaluate(name, rows, seeds, target, margin, ablate, execute=True, semantic=F
                 continue
             cols = list(zip(*runs, strict=True))
             print(
-                f"  {label} over seeds "
-                + ", ".join(map(str, seeds))
-                + ": "
+                f"  {label} over {len(seeds)} seeds ({seed_list(seeds)}): "
                 + "; ".join(
                     f"{what} {statistics.mean(c):.3f} ± {statistics.stdev(c):.3f} [{min(c):.3f}-{max(c):.3f}]"
                     for what, c in zip(("AUROC", "quality", "savings", "escal."), cols, strict=True)
@@ -293,12 +304,28 @@ def evaluate(name, rows, seeds, target, margin, ablate, execute=True, semantic=F
             )
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: a comma list of seeds and ranges, ``0,1,2``, ``0-19``, ``0-4,10``
+    (ranges inclusive, in the order given, repeats dropped)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi if dash else lo)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a seed or a range like 0-19") from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: a range runs upwards, like 0-19")
+        seeds.extend(s for s in range(first, last + 1) if s not in seeds)
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", type=parse_seeds, default="0,1,2", help="e.g. 0,1,2 or 0-19")
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--margin", type=float, default=None, help="override the LCB margin (std errors)")
     parser.add_argument("--ablate", action="store_true", help="CV gain of each feature family")
@@ -311,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     from cascadeflow_cli.quality import calibrate as cal_module
 
     margin = cal_module.MARGIN if args.margin is None else args.margin
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     for name, file in SETS.items():
         if args.only and name != args.only:
             continue

@@ -10,9 +10,10 @@ distance for $2 and $200 users. Two passes:
    (weekday profile: per weekday, the median departure from the window's median; level:
    the median of its last two weeks with the profile taken out; scale: the spread of the
    earlier days' out-of-sample residuals). When all of them lie on the same side, the
-   first day and their median at least half the threshold away, and the split of the
-   look-ahead that fits "old level, then a new one" best starts on that first day, that
-   is one level shift (a second one the same way within two weeks is merged into it) --
+   first day and their median at least half the threshold away (the median also past
+   the series' own earlier runs at half the rate, `tails.shift_needs`), and the split of
+   the look-ahead that fits "old level, then a new one" best starts on its first day: a
+   level shift (a second one the same way within two weeks is merged into it) --
    unless the first day also stands out from the new level by the threshold (then it is
    a spike or drop, and the shift, if any, starts after it). The baseline restarts there:
    the new level is normal from then on.
@@ -57,7 +58,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.analytics.anomaly_words import describe, severity_of
-from cascadeflow_cli.analytics.tails import RATES, thresholds
+from cascadeflow_cli.analytics.tails import RATES, shift_needs, thresholds
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,8 +68,8 @@ __all__ = ["HISTORY_DAYS", "THRESHOLDS", "Anomaly", "AnomalyDetector", "severity
 SEASON = 7
 # each sensitivity is a false-alarm rate (per 1,000 ordinary days, `tails.RATES`): spikes
 # and drops get thresholds fitted to each series' own score distribution; shifts (eight
-# days on one side) keep the robust-score thresholds they were calibrated with, since a
-# run of days on one side is rare on ordinary days at any of these rates
+# days on one side) half these robust scores, or what the series' own runs need for
+# SHIFT_SHARE of the rate where they wander further (`_shift_need`)
 THRESHOLDS = {"low": 5.0, "medium": 3.5, "high": 3.0}
 WINDOW_DAYS = 56  # the weekday profile: eight weeks before (shifts) or either side (days)
 LEVEL_DAYS = 14  # the level: the last two weeks (shifts) or two weeks either side (days)
@@ -93,6 +94,8 @@ TAIL_WEIGHT = 0.85  # ... counts once it passes the MAD by a sixth (normal noise
 RECENT_RESIDUALS = 28  # the last four weeks of them: when their MAD is VOLATILE times the
 VOLATILE = 1.5  # longer one, the noise has grown (a busy season) and they set the scale
 IN_SAMPLE_WIDEN = 1.4  # in-sample MADs of a fitted window understate the noise about this much
+SHIFT_SHARE = 0.5  # shifts may page this share of the rate on top of spikes and drops (`_shift_need`)
+SHIFT_NULL_DAYS = 364  # the look-ahead medians of the last year are the shifts' null
 DEFAULT_MIN_CHANGE = 0.5  # USD
 OFFSET = 0.05  # log(y + OFFSET x the typical day): zero days stay finite
 
@@ -240,6 +243,7 @@ def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> tuple[list
     residuals: list[float] = []  # each day against the baseline before it (out of sample)
     regime = 0  # first day of the current level (moves on after a shift)
     profile = np.zeros(SEASON)
+    runs: list[tuple[int, float]] = []  # (day, median score of its look-ahead): the shift null
     t = MIN_BASELINE_DAYS
     while t + detector.shift_days <= len(y):
         first = max(regime, t - detector.window)
@@ -259,7 +263,9 @@ def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> tuple[list
         expected_z = base.level + base.profile[weekdays[ahead]]
         z_ahead = np.log(y[ahead] + offset)
         scores = (z_ahead - expected_z) / (scale * _gain(expected_z, offset))
-        found = _shift(scores, expected_z, z_ahead, offset, detector)
+        run_median = _median(scores[:detector.shift_days]) if len(scores) >= detector.shift_days else 0.0
+        found = _shift(scores, expected_z, z_ahead, offset, detector,
+                       _shift_need(runs, t - detector.shift_days - SHIFT_LOCATE, detector))
         shift, moved = found if found is not None else (None, 0.0)
         if shift is not None and moved < detector.min_change:
             if not unsaid or t - unsaid[-1] > detector.shift_days + SHIFT_LOCATE:
@@ -276,17 +282,28 @@ def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> tuple[list
             else:
                 findings.append(_Finding(start + timedelta(days=t), t, "shift", step, expected, shift,
                                          run=run))
+            # the look-aheads that overlapped this shift's days measured the shift, not the null
+            runs = [(day, m) for day, m in runs if day <= t - run - SHIFT_LOCATE]
             regime = t
             t += run
             continue
+        runs.append((t, run_median))
         if abs(scores[0]) < detector.threshold:  # flagged days do not widen the noise estimate
             residuals.append(float(scores[0]) * scale)  # in log-spend units, as the scale
         t += 1
     return findings, unsaid
 
 
+def _shift_need(runs: list[tuple[int, float]], before: int, detector: AnomalyDetector) -> tuple[float, float]:
+    """The median score a look-ahead must reach to be a shift, up and down
+    (`tails.shift_needs`), from the look-aheads that ended before ``before`` (out of
+    sample), the last SHIFT_NULL_DAYS of them."""
+    past = [m for day, m in runs[-(SHIFT_NULL_DAYS + SHIFT_LOCATE + detector.shift_days):] if day < before]
+    return shift_needs(past, detector.threshold * SHIFT_FRACTION, SHIFT_SHARE * detector.rate)
+
+
 def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: float,
-           detector: AnomalyDetector) -> tuple[float, float] | None:
+           detector: AnomalyDetector, needs: tuple[float, float] | None = None) -> tuple[float, float] | None:
     """The new typical day (USD, for the first day's weekday) and the median change a day
     (USD, absolute) if the look-ahead from the day under test starts a level shift: its
     first ``shift_days`` all on one side of the baseline, the first and their median at
@@ -302,7 +319,9 @@ def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: fl
         return None
     need = detector.threshold * SHIFT_FRACTION
     sign = 1.0 if scores[0] > 0 else -1.0
-    if sign * scores[0] < need or np.any(scores[:run] * sign <= 0) or sign * _median(scores[:run]) < need:
+    median_need = need if needs is None else needs[0 if sign > 0 else 1]
+    if (sign * scores[0] < need or np.any(scores[:run] * sign <= 0)
+            or sign * _median(scores[:run]) < median_need):
         return None
     costs = [float(np.sum(np.abs(scores[:k])) + np.sum(np.abs(scores[k:] - _median(scores[k:]))))
              for k in range(min(SHIFT_LOCATE, len(scores) - run) + 1)]

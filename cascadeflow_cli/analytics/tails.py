@@ -40,6 +40,7 @@ PRIOR_SIDE = 60  # the normal threshold weighs as much as this many scores of a 
 MIN_DF = 2.0  # tails no heavier than a t with 2 degrees of freedom (else a series goes blind)
 SET_ASIDE_RATE = 3.0  # the rate whose thresholds set events aside before the fit (medium's)
 MAX_ROUNDS = 10  # rounds of setting aside (it settles in two or three)
+MIN_SHIFT_NULL = 56  # look-ahead medians (eight weeks of them) before they set the shift need
 
 # df, t quantiles at 0.75 and at 0.95, 0.975, 0.99, 0.995: the median of |t| and its
 # 90th, 95th, 98th and 99th percentiles (FIT_LEVELS)
@@ -161,3 +162,24 @@ def _fitted(scores: np.ndarray, rate: float) -> tuple[float, float]:
         w = len(side) / (len(side) + PRIOR_SIDE)
         out.append(math.exp(w * math.log(side_threshold(side, rate)[0]) + (1 - w) * math.log(normal)))
     return out[0] + centre, out[1] - centre
+
+
+def shift_needs(past: list[float], need: float, rate: float) -> tuple[float, float]:
+    """The median score of an eight-day look-ahead that makes a shift, up and down: at
+    least ``need`` (the fixed share of the robust-score threshold), and where the
+    series' own look-ahead medians (``past``, out of sample) wander further -- a level
+    that drifts for weeks, the page views' seasons -- their robust centre and spread's
+    normal quantile at ``rate`` per 1,000 days (half a side). Shifts then page within
+    a stated share of the false-alarm rate, on top of spikes and drops, instead of
+    without limit (on the dev page views they alone paged 4.0 per 1,000 clean days at
+    medium, whose whole rate is 3). A median of eight is close to normal, so a normal
+    quantile; a run of days is autocorrelated, so its excursions page fewer times than
+    ``rate`` (conservative)."""
+    import statistics
+
+    if len(past) < MIN_SHIFT_NULL:
+        return need, need
+    centre = statistics.median(past)
+    spread = 1.4826 * statistics.median([abs(m - centre) for m in past])
+    z = statistics.NormalDist().inv_cdf(1 - rate / 2000)
+    return max(need, centre + z * spread), max(need, z * spread - centre)

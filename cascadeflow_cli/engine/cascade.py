@@ -10,19 +10,24 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from cascadeflow_cli.clock import Clock, SystemClock, format_ts
 from cascadeflow_cli.config import AppConfig, ModelConfig, known_domains
 from cascadeflow_cli.engine import shadow
+from cascadeflow_cli.engine.attempts import (
+    Attempt,
+    InFlightRows,
+    PendingRequest,
+    answering,
+    call_record,
+    request_head,
+)
 from cascadeflow_cli.engine.costs import ChainCosts
 from cascadeflow_cli.engine.pricing import (
     Price,
     Usage,
     charge,
     cost_nanos,
-    infer_provider,
 )
 from cascadeflow_cli.engine.providers import (
     ChatRequest,
@@ -34,7 +39,7 @@ from cascadeflow_cli.engine.providers import (
 )
 from cascadeflow_cli.engine.providers.base import RetryNotice, model_deadline_s
 from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink, stream_complete
-from cascadeflow_cli.engine.recording import UNFINISHED, check_text, record_request
+from cascadeflow_cli.engine.recording import UNFINISHED, check_text, record_request, write_in_flight
 from cascadeflow_cli.engine.results import CallResult, CascadeResult  # noqa: F401  (public here)
 from cascadeflow_cli.engine.shadow import should_shadow
 from cascadeflow_cli.engine.signals import sample_draft, validate_with_signals
@@ -47,58 +52,17 @@ from cascadeflow_cli.errors import (
     ProviderError,
 )
 from cascadeflow_cli.faults import checkpoint
-from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision, release
+from cascadeflow_cli.ledger.enforcement import BudgetGate, release
 from cascadeflow_cli.ledger.labels import CallSignals
-from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, derive
+from cascadeflow_cli.ledger.schema import RequestRecord, derive
 from cascadeflow_cli.ledger.storage import LedgerStore
-from cascadeflow_cli.quality import QualityResult, QualityValidator
+from cascadeflow_cli.quality import QualityValidator
 from cascadeflow_cli.quality.live_signals import live_signals
 from cascadeflow_cli.redact import redact
 from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
 from cascadeflow_cli.text import user_name
 
 DEFAULT_USER = "default"
-
-
-@dataclass
-class _Attempt:
-    """What the loop learnt from one model, before it becomes ledger and result rows."""
-
-    model: ModelConfig
-    role: str
-    price: Price
-    completion: Completion | None = None
-    quality: QualityResult | None = None
-    accepted: bool | None = None
-    cost_nusd: int = 0
-    cost_source: str = "config"
-    error: ProviderError | None = None
-    usage: Usage = field(default_factory=Usage)
-    max_tokens: int | None = None
-    logprobs: tuple[float, ...] | None = None  # live signals of a draft (issue 9)
-    samples: int | None = None
-    agreement: float | None = None
-    choices: int = 1  # answers in this one call (`n`): its usage counts all of them
-
-
-@dataclass
-class _Request:
-    """One query in flight: what every ledger write about it needs."""
-
-    id: str
-    user: str
-    query: str
-    domain: str | None
-    domain_confidence: float | None
-    external_id: str | None
-    started_at: datetime
-    started: float  # perf_counter, for latency
-    attempts: list[_Attempt] = field(default_factory=list)
-    decision: Decision | None = None
-    messages: list[dict[str, str]] = field(default_factory=list)
-    max_tokens: int = 0
-    journaled: bool = False  # an entry was written ahead to the side journal
-    sink: StreamSink | None = None  # the final model's answer streams into it (streaming.py)
 
 
 class Cascade:
@@ -140,6 +104,7 @@ class Cascade:
         self.detector = DomainDetector(min_confidence=MIN_CONFIDENCE, custom=config.custom_domains)
         self.costs = ChainCosts(config)  # prices kept per model for this cascade's life
         self._chains: dict[tuple[str, ...] | None, list[ModelConfig]] = {}
+        self._in_flight = InFlightRows()  # rows of calls in flight, from templates
 
     def route(self, query: str, domain: str | None = None) -> DomainResult | None:
         """The query's domain: the caller's if given, else detected when ``[domains]`` has
@@ -202,7 +167,7 @@ class Cascade:
         for model in chain:  # every price and key is known before anything is spent or reserved
             self.price(model)
             check_credentials(model)
-        req = _Request(
+        req = PendingRequest(
             uuid.uuid4().hex, user, query, domain, round(routed.confidence, 4) if routed else None,
             external_id, self.clock.now(), time.perf_counter(),
         )
@@ -252,7 +217,7 @@ class Cascade:
 
     def _call_chain(
         self,
-        req: _Request,
+        req: PendingRequest,
         chain: list[ModelConfig],
         prices: list[Price],
         messages: list[dict[str, str]],
@@ -263,7 +228,7 @@ class Cascade:
         for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
             last = index == len(chain) - 1
             tokens = min(wanted_tokens, price.max_output_tokens or wanted_tokens)
-            attempt = _Attempt(model, "draft" if not last else "verifier", price, max_tokens=tokens)
+            attempt = Attempt(model, "draft" if not last else "verifier", price, max_tokens=tokens)
             req.attempts.append(attempt)
             try:
                 self._complete(req, attempt, messages, tokens, sample=not last)
@@ -274,7 +239,10 @@ class Cascade:
                     self._price(attempt, messages)
                 if last:
                     raise
-                continue  # a failed draft escalates
+                # a failed draft escalates; journaled (its partial may be paid), so that a
+                # call in flight's line always follows its request's last whole line
+                self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
+                continue
             self._price(attempt, messages)
             attempt.quality = validate_with_signals(
                 self.validator,
@@ -291,7 +259,8 @@ class Cascade:
             self._record(req, status="interrupted", error=UNFINISHED, ahead=True)  # paid, escalating
 
     def _complete(
-        self, req: _Request, attempt: _Attempt, messages: list[dict[str, str]], tokens: int, *, sample: bool
+        self, req: PendingRequest, attempt: Attempt, messages: list[dict[str, str]], tokens: int,
+        *, sample: bool,
     ) -> None:
         """One model's answer into ``attempt``; for a draft with ``[quality] logprobs`` or
         ``consistency_samples`` > 1, its signals too, and any extra sample calls become
@@ -302,6 +271,7 @@ class Cascade:
         if req.sink is not None and not sample:  # the final model: its answer streams
             if self.ledger is not None:
                 req.sink.on_progress = lambda partial: self._journal_partial(req, attempt, partial)
+            self._send(req, attempt, tokens)
             try:
                 attempt.completion = stream_complete(
                     provider, attempt.model, request, req.sink, sleep=self.sleep, on_retry=self.on_retry
@@ -311,13 +281,26 @@ class Cascade:
                 attempt.completion = exc.partial or attempt.completion  # type: ignore[assignment]
                 if attempt.completion is not None:
                     self._price(attempt, messages)
+                elif isinstance(exc, StreamInterrupted):  # closed by us before any text: no more is written
+                    attempt.in_flight_output = 0
                 raise
             return
         if not sample or (not q.logprobs and q.consistency_samples <= 1):
+            self._send(req, attempt, tokens)
             attempt.completion = complete(
                 provider, attempt.model, request, sleep=self.sleep, on_retry=self.on_retry
             )
             return
+
+        def sending(n: int) -> None:
+            """Before each call: the draft's own (``n`` answers asked), or one more sample."""
+            if attempt.completion is None:
+                self._send(req, attempt, tokens * n)
+            else:
+                more = Attempt(attempt.model, "sample", attempt.price, max_tokens=tokens)
+                req.attempts.append(more)
+                self._send(req, more, tokens)
+
         def answered(call: Completion | ProviderError) -> None:
             """Each call as it comes: the first is the draft's own, the others its samples;
             priced and journaled at once (a signal during the next call keeps it)."""
@@ -325,38 +308,55 @@ class Cascade:
                 attempt.completion = call
                 self._price(attempt, messages)
             else:
-                more = _Attempt(attempt.model, "sample", attempt.price)
+                last = req.attempts[-1]
+                more = last if last.role == "sample" and last.in_flight else Attempt(
+                    attempt.model, "sample", attempt.price)
                 if isinstance(call, ProviderError):
                     more.error = call
                 else:
                     more.completion = call
                     self._price(more, messages)
-                req.attempts.append(more)
+                if more is not last:
+                    req.attempts.append(more)
             if self.ledger is not None:
                 self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
 
         drawn = sample_draft(
             provider, attempt.model, request, samples=q.consistency_samples, logprobs=q.logprobs,
             query=req.query, domain=req.domain, sleep=self.sleep, on_retry=self.on_retry,
-            on_call=answered,
+            on_call=answered, on_send=sending,
         )
         attempt.completion = drawn.completion  # the majority's text, on the first call's usage
         attempt.choices = max(1, len(drawn.completion.choices))
         attempt.logprobs, attempt.agreement = drawn.logprobs, drawn.agreement
         attempt.samples = len(drawn.samples) if drawn.samples else None
 
-    def _journal_partial(self, req: _Request, attempt: _Attempt, partial: Completion) -> None:
+    def _send(self, req: PendingRequest, attempt: Attempt, output_tokens: int) -> None:
+        """``attempt``'s call is about to be sent: journaled ahead as in flight, charged
+        ``output_tokens`` if it never answers (engine/attempts.py). A short line appended
+        to this process's log, not fsynced (it outlives a kill -9): about a third of what
+        the whole record costs (bench/in_flight.py)."""
+        attempt.in_flight_output = output_tokens
+        if self.ledger is None:
+            return
+        ts = str(req.head["ts"]) if req.head is not None else format_ts(req.started_at)
+        call = self._in_flight.row(req, attempt, len(req.attempts) - 1, ts)  # the attempt just added
+        head = request_head(req, ts, UNFINISHED, store=self.config.ledger.store_prompts)
+        if not write_in_flight(self.ledger, req, call, head):
+            self._record(req, status="interrupted", error=UNFINISHED, ahead=True)  # the whole record
+
+    def _journal_partial(self, req: PendingRequest, attempt: Attempt, partial: Completion) -> None:
         """A streaming answer so far, journaled ahead (kept if the process is killed)."""
         attempt.completion = partial
         self._price(attempt, req.messages)
         self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
 
-    def _record_failure(self, req: _Request, *, status: str, error: str) -> None:
+    def _record_failure(self, req: PendingRequest, *, status: str, error: str) -> None:
         """Record a failed request; if the ledger can't, the journal has it and the error stands."""
         with contextlib.suppress(NotRecordedError):
             self._record(req, status=status, error=error)
 
-    def _price(self, attempt: _Attempt, messages: list[dict[str, str]]) -> None:
+    def _price(self, attempt: Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
         so) when it reported none, never silently $0."""
         assert attempt.completion is not None
@@ -365,11 +365,11 @@ class Cascade:
         )
 
     def _verifier_only_cost(
-        self, chain: list[ModelConfig], prices: list[Price], attempts: list[_Attempt]
+        self, chain: list[ModelConfig], prices: list[Price], attempts: list[Attempt]
     ) -> int:
         """What the last model alone would have cost: its real cost when it ran, else an
         estimate from its prices and the accepted draft's token counts."""
-        final = _answering(attempts)[-1]
+        final = answering(attempts)[-1]
         if final.model is chain[-1] and final.completion is not None:
             return final.cost_nusd
         # one answer's tokens: a call that returned `n` samples reported the output of all
@@ -378,7 +378,7 @@ class Cascade:
 
     def _record(
         self,
-        req: _Request,
+        req: PendingRequest,
         *,
         status: str,
         error: str | None,
@@ -388,52 +388,18 @@ class Cascade:
     ) -> CascadeResult:
         latency_ms = (time.perf_counter() - req.started) * 1000
         ts = format_ts(req.started_at)
-        error = redact(error) if error else error  # no key ever reaches the ledger
+        # no key ever reaches the ledger; UNFINISHED is our own words (redact reads the
+        # environment: it was half of a call's journaling in flight, cProfile)
+        error = redact(error) if error and error is not UNFINISHED else error
         request_id, user, query, domain, decision = req.id, req.user, req.query, req.domain, req.decision
         attempts = req.attempts
         store = self.config.ledger.store_prompts
-        call_records: list[CallRecord] = []
-        for seq, a in enumerate(attempts):
-            comp = a.completion
-            q = a.quality
-            failed = comp is None
-            err = redact(str(a.error)) if a.error else (error if failed else None)
-            call_records.append(
-                CallRecord(
-                    id=f"{request_id}-{seq}",
-                    request_id=request_id,
-                    ts=ts,
-                    seq=seq,
-                    role=a.role,
-                    model=a.model.name,
-                    model_id=a.model.model,
-                    provider=infer_provider(a.model),
-                    status="error" if failed or a.error else "ok",
-                    input_tokens=a.usage.input_tokens,
-                    output_tokens=a.usage.output_tokens,
-                    cached_tokens=a.usage.cached_tokens,
-                    reasoning_tokens=a.usage.reasoning_tokens,
-                    cost_nusd=a.cost_nusd,
-                    cost_source=a.cost_source if not failed else a.price.source,
-                    latency_ms=comp.latency_ms if comp else getattr(a.error, "latency_ms", 0.0),
-                    attempts=comp.attempts if comp else getattr(a.error, "attempts", 1),
-                    finish_reason=comp.finish_reason if comp else None,
-                    quality_score=q.score if q else None,
-                    quality_reasons=q.reasons if q else (),
-                    accepted=a.accepted,
-                    answer=comp.text if comp and store else None,
-                    error=err,
-                    response_id=comp.response_id if comp else None,
-                    response_model=comp.response_model if comp else None,
-                    max_tokens=a.max_tokens,
-                    error_type=type(a.error).__name__ if a.error else ("CascadeError" if err else None),
-                )
-            )
-        cost = sum(a.cost_nusd for a in attempts)
-        answering = _answering(attempts)  # without the extra sample calls of a draft
-        final = answering[-1] if answering else None
+        call_records = [call_record(req, a, seq, ts, error, store=store) for seq, a in enumerate(attempts)]
+        cost = sum(c.cost_nusd for c in call_records)  # a call in flight: its estimate
+        answered = answering(attempts)  # without the extra sample calls of a draft
+        final = answered[-1] if answered else None
         ok = status == "ok" and final is not None and final.completion is not None
-        draft = answering[0] if answering else None
+        draft = answered[0] if answered else None
         verifier_only = self._verifier_only_cost(chain, prices, attempts) if ok and chain and prices else 0
         signals = tuple(
             CallSignals(
@@ -482,7 +448,7 @@ class Cascade:
             self._start_shadow(req, result, chain[-1])
         return result
 
-    def _start_shadow(self, req: _Request, result: CascadeResult, verifier: ModelConfig) -> None:
+    def _start_shadow(self, req: PendingRequest, result: CascadeResult, verifier: ModelConfig) -> None:
         """Ask the verifier too, in the background (engine/shadow.py); never raises."""
         try:
             messages = list(req.messages)
@@ -496,8 +462,3 @@ class Cascade:
         except Exception:  # e.g. no thread to be had: the label is lost, the answer is not
             pass
 
-
-def _answering(attempts: list[_Attempt]) -> list[_Attempt]:
-    """The attempts that each stand for one model of the chain (a draft's extra sample
-    calls are part of its draft)."""
-    return [a for a in attempts if a.role != "sample"]

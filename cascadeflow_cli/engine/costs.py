@@ -41,18 +41,22 @@ class ChainCosts:
         chain's, the hooks')."""
         prompt = sum(math.ceil(len(m["content"].encode("utf-8")) / 2) + 8 for m in messages)
         seen: dict[tuple[str, ...], int] = {}
+        calls: dict[str, int] = {}  # one call of a model: priced once, whichever chains hold it
+
+        def one_call(name: str) -> int:
+            cost = calls.get(name)
+            if cost is None:
+                price = self.price(self.config.models[name])
+                written = min(max_tokens, price.max_output_tokens or max_tokens)
+                cost = calls[name] = cost_nanos(price, Usage(prompt, written))
+            return cost
 
         def worst_case(names: Sequence[str]) -> int:
             key = tuple(names)
             if key not in seen:
-                total = 0
-                for index, name in enumerate(key):
-                    price = self.price(self.config.models[name])
-                    written = min(max_tokens, price.max_output_tokens or max_tokens)
-                    one = cost_nanos(price, Usage(prompt, written))
-                    drafted = index < len(key) - 1  # a draft may be sampled N times ([quality])
-                    total += one * (self.config.quality.consistency_samples if drafted else 1)
-                seen[key] = total
+                samples = self.config.quality.consistency_samples  # a draft may be sampled N times
+                seen[key] = sum(one_call(name) * (samples if index < len(key) - 1 else 1)
+                                for index, name in enumerate(key))
             return seen[key]
 
         return worst_case

@@ -117,12 +117,15 @@ def cost_nanos(price: Price, usage: Usage) -> int:
     output at their own rates when the provider reports them."""
     cached = min(max(usage.cached_tokens, 0), usage.input_tokens)
     reasoning = min(max(usage.reasoning_tokens, 0), usage.output_tokens)
-    total = (
-        token_cost_nanos(usage.input_tokens - cached, price.input_per_million)
-        + token_cost_nanos(cached, price.cached_input_per_million or price.input_per_million)
-        + token_cost_nanos(usage.output_tokens - reasoning, price.output_per_million)
-        + token_cost_nanos(reasoning, price.reasoning_per_million or price.output_per_million)
+    total = token_cost_nanos(usage.input_tokens - cached, price.input_per_million) + token_cost_nanos(
+        usage.output_tokens - reasoning, price.output_per_million
     )
+    # the cached and reasoning parts only when there are some: a zero adds nothing to the
+    # integer below, and each part is three Decimal operations (a served request prices 3-5 calls)
+    if cached:
+        total += token_cost_nanos(cached, price.cached_input_per_million or price.input_per_million)
+    if reasoning:
+        total += token_cost_nanos(reasoning, price.reasoning_per_million or price.output_per_million)
     # one call's cost is at most the ledger's per-value maximum (money.py): the largest
     # price times the largest count (1e9 USD/M x 1e12 tokens) would not fit its column
     return min(int(total.to_integral_value()), _MAX_COST_NANOS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.engine import attempts
 from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
@@ -38,15 +39,29 @@ def record_request(ledger: Ledger, req: Any, result: object, record: RequestReco
     """``req`` (the cascade's request in flight) into the ledger, journaled ahead of the
     commit when money was spent (so it is kept if the process dies before the commit, as
     the final record: a replay, or `batch --resume` which reads the ledger, has the
-    answer); or ``ahead`` into the journal only (a draft paid for, then escalated)."""
+    answer); or ``ahead`` into the journal only (a draft paid for, then escalated; a call
+    about to be sent, in flight)."""
     reservation = req.decision.reservation_id if req.decision else None
-    paid = any(a.completion is not None for a in req.attempts)
-    if paid:
+    paid = attempts.paid(req.attempts)  # a call answered, or one in flight (it may be billed)
+    if paid or req.journaled:  # (unpaid: it replaces the line of a call in flight that then failed)
         req.journaled = write_ahead(ledger, record, reservation) or req.journaled
     if ahead:
         return
     checkpoint("after-call")
     commit(ledger, record, reservation, result, paid=paid, journaled=req.journaled)
+
+
+def write_in_flight(ledger: Ledger, req: Any, call: dict[str, Any], head: dict[str, Any]) -> bool:
+    """Journal ``call`` as in flight (journal.write_in_flight): False where it could not
+    be (no ``flock``: the caller journals the whole record; a full disk: the commit will
+    fail too, and say so)."""
+    try:
+        written = journal.write_in_flight(
+            ledger.path, head, call, req.decision.reservation_id if req.decision else None)
+    except OSError:
+        return False
+    req.journaled = req.journaled or written
+    return written
 
 
 def write_ahead(ledger: Ledger, record: Entry, reservation_id: str | None) -> bool:
@@ -75,6 +90,8 @@ def commit(
         ledger.record(record, reservation_id=reservation_id)
     except LedgerError as exc:
         if not paid:
+            if journaled:  # its calls failed (unpaid): the line of one in flight is void
+                journal.discard(ledger.path, record.id)
             raise
         raise _not_recorded(ledger, record, reservation_id, result, exc) from None
     except BaseException:  # Ctrl-C or SIGTERM inside the commit: the journal keeps it
@@ -86,17 +103,23 @@ def commit(
         journal.discard(ledger.path, record.id)
 
 
-def record_shadow(ledger: Ledger, outcome: ShadowOutcome, reservation_id: str | None) -> None:
+def record_shadow(
+    ledger: Ledger, outcome: ShadowOutcome, reservation_id: str | None, *, journaled: bool = False
+) -> None:
     """A shadow verification's outcome into the ledger. Its call, when it answered, was
     paid for after its request was recorded: it is journaled ahead (a kill -9 while the
     commit waits for the lock keeps it) and, if the commit fails, kept in the journal
-    (fsynced) for the next command, NotRecordedError saying so."""
+    (fsynced) for the next command, NotRecordedError saying so. ``journaled``: the call
+    was journaled ahead as in flight (shadow.py), and this outcome replaces that line."""
     paid = outcome.call is not None and outcome.call.status == "ok"
-    journaled = paid and write_ahead(ledger, outcome, reservation_id)
+    if paid or journaled:
+        journaled = write_ahead(ledger, outcome, reservation_id) or journaled
     try:
         ledger.record_shadow(outcome, reservation_id)
     except LedgerError as exc:
         if not paid:
+            if journaled:  # it failed, unpaid: nothing of it is to be kept
+                journal.discard(ledger.path, journal.entry_id(outcome))
             raise
         raise _not_recorded(ledger, outcome, reservation_id, None, exc,
                             what="the shadow verification was answered") from None

@@ -20,9 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.engine.pricing import Usage, charge, infer_provider
+from cascadeflow_cli.engine.attempts import (
+    IN_FLIGHT,
+    IN_FLIGHT_TYPE,
+    in_flight_charge,
+    model_call,
+    prompt_tokens,
+)
+from cascadeflow_cli.engine.pricing import Usage, charge
 from cascadeflow_cli.engine.providers import ChatRequest, complete
-from cascadeflow_cli.engine.recording import record_shadow
+from cascadeflow_cli.engine.recording import record_shadow, write_ahead
 from cascadeflow_cli.errors import NotRecordedError, ProviderError
 from cascadeflow_cli.ledger.labels import ShadowOutcome, next_seq
 from cascadeflow_cli.ledger.records import CallRecord
@@ -142,6 +149,13 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         reservation = decision.reservation_id
     seq = next_seq(ledger, job.request_id)
     call_id = f"{job.request_id}-{seq}"
+    # journaled ahead as in flight: a process that dies before the answer (the CLI exits
+    # after its wait, kill -9) leaves the call, which the provider may bill, for the next command
+    usage, cost, source = in_flight_charge(price, prompt_tokens(job.messages), tokens)
+    sent = _call(job, call_id, seq, verifier, source, status="error", usage=usage, cost=cost,
+                 error=IN_FLIGHT, error_type=IN_FLIGHT_TYPE, max_tokens=tokens)
+    journaled = write_ahead(ledger, ShadowOutcome(job.request_id, "error", call=sent, error=IN_FLIGHT),
+                            reservation)
     try:
         completion = complete(
             cascade.provider_lookup(verifier),
@@ -159,8 +173,10 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
             status="error",
             error=str(exc),
             latency_ms=getattr(exc, "latency_ms", 0.0),
+            max_tokens=tokens,
         )
-        record_shadow(ledger, ShadowOutcome(job.request_id, "error", call=call, error=str(exc)), reservation)
+        record_shadow(ledger, ShadowOutcome(job.request_id, "error", call=call, error=str(exc)), reservation,
+                      journaled=journaled)
         return
     except BaseException:
         from cascadeflow_cli.ledger.enforcement import release
@@ -183,6 +199,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         finish_reason=completion.finish_reason,
         answer=completion.text if cascade.config.ledger.store_prompts else None,
         score=verdict.score,
+        max_tokens=tokens,
     )
     outcome = ShadowOutcome(
         job.request_id,
@@ -192,7 +209,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         agreement=verdict.score,
         method=verdict.method,
     )
-    record_shadow(ledger, outcome, reservation)
+    record_shadow(ledger, outcome, reservation, journaled=journaled)
 
 
 def _call(
@@ -210,22 +227,13 @@ def _call(
     answer: str | None = None,
     error: str | None = None,
     score: float | None = None,
+    error_type: str | None = None,
+    max_tokens: int | None = None,
 ) -> CallRecord:
-    usage = usage or Usage()
-    return CallRecord(
-        id=call_id,
-        request_id=job.request_id,
-        ts=job.ts,
-        seq=seq,
-        role="shadow",
-        model=model.name,
-        model_id=model.model,
-        provider=infer_provider(model),
+    return model_call(
+        call_id, job.request_id, job.ts, seq, "shadow", model,
         status=status,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_tokens=usage.cached_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
+        usage=usage or Usage(),
         cost_nusd=cost,
         cost_source=source,
         latency_ms=latency_ms,
@@ -233,6 +241,8 @@ def _call(
         quality_score=score,
         answer=answer,
         error=error,
+        error_type=error_type,
+        max_tokens=max_tokens,
     )
 
 

@@ -47,24 +47,32 @@ def sample_draft(
     sleep: Callable[[float], None],
     on_retry: Callable[[Any], None] | None = None,
     on_call: Callable[[Completion | ProviderError], None] | None = None,
+    on_send: Callable[[int], None] | None = None,
 ) -> SampledDraft:
     """Ask the draft model for ``samples`` answers (with log-probabilities if ``logprobs``).
     Raises the first call's ProviderError (the draft failed); a later sample's failure is
     kept as that call's outcome and the vote goes on with the samples that came.
     ``on_call`` hears of each call's outcome as it comes (the first call's answer, then
     every extra call's), so a call already paid for is kept when a later one is
-    interrupted (the cascade records and journals it at once)."""
+    interrupted (the cascade records and journals it at once); ``on_send(n)`` before each
+    call, ``n`` the answers it asks for (the cascade journals it as in flight)."""
     def heard(call: Completion | ProviderError) -> None:
         if on_call is not None:
             on_call(call)
 
+    def sending(n: int) -> None:
+        if on_send is not None:
+            on_send(n)
+
     asked = replace(request, logprobs=logprobs, n=samples)
+    sending(samples)
     try:
         first = complete(provider, model, asked, sleep=sleep, on_retry=on_retry)
     except ProviderBadRequestError:
         if not (logprobs or samples > 1):
             raise
         asked = replace(request)  # a provider that refuses the extras: ask plainly
+        sending(1)
         first = complete(provider, model, asked, sleep=sleep, on_retry=on_retry)
     heard(first)
     choices: list[Choice] = list(first.choices) or [Choice(first.text, first.finish_reason)]
@@ -72,6 +80,7 @@ def sample_draft(
     extra: list[Completion | ProviderError] = []
     single = replace(asked, n=1)
     while len(choices) + sum(isinstance(e, ProviderError) for e in extra) < samples:
+        sending(1)
         try:
             more = complete(provider, model, single, sleep=sleep, on_retry=on_retry)
         except ProviderError as exc:

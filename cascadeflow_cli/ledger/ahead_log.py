@@ -157,10 +157,11 @@ def disown_file(directory: Path, request_id: str) -> bool:
         return False
 
 
-def recover(directory: Path, keep: Callable[[str, bytes], None]) -> None:
-    """Hand ``keep(request id, entry)`` each request in the logs of processes that died
-    (the last line of a request winning; lines that do not parse, torn, are skipped),
-    then delete those logs; if ``keep`` fails (OSError) they all stay, for the next try."""
+def recover(directory: Path, keep: Callable[[str, tuple[bytes, ...]], None]) -> None:
+    """Hand ``keep(request id, lines)`` each request in the logs of processes that died
+    (its last line; a call in flight, journal.write_in_flight, comes with the last whole
+    line before it, when there is one; lines that do not parse, torn, are skipped), then
+    delete those logs; if ``keep`` fails (OSError) they all stay, for the next try."""
     if fcntl is None:
         return
     try:
@@ -168,13 +169,14 @@ def recover(directory: Path, keep: Callable[[str, bytes], None]) -> None:
     except OSError:
         return
     taken: list[tuple[Path, int]] = []
-    entries: dict[str, bytes] = {}
+    entries: dict[str, tuple[bytes, ...]] = {}
+    whole: dict[str, bytes] = {}
     try:
         for path in paths:
             fd = _take(path)
             if fd is not None:
                 taken.append((path, fd))
-                entries.update(_entries(fd))
+                _entries(fd, entries, whole)
         for request_id, line in entries.items():
             keep(request_id, line)
         for path, _ in taken:
@@ -213,23 +215,35 @@ def _take(path: Path) -> int | None:
     return None
 
 
-def _entries(fd: int) -> dict[str, bytes]:
+def _entries(fd: int, entries: dict[str, tuple[bytes, ...]], whole: dict[str, bytes]) -> None:
+    """Each request's lines of the log ``fd`` into ``entries`` (a later log's replacing an
+    earlier's), its last whole line kept in ``whole`` for a call in flight after it."""
     with os.fdopen(os.dup(fd), "rb") as fh:
         raw = fh.read()
-    entries: dict[str, bytes] = {}
     for line in raw.split(b"\n"):
         try:
             entry = json.loads(line)
-            # a request's entry, or a shadow call's (journal.entry_id)
-            request_id = entry["shadow"]["call"]["id"] if "shadow" in entry else entry["request"]["id"]
+            in_flight = "in_flight" in entry
+            # a request's entry, a call in flight of it, or a shadow call's (journal.entry_id)
+            request_id = (entry["in_flight"]["request"]["id"] if in_flight
+                          else entry["shadow"]["call"]["id"] if "shadow" in entry else entry["request"]["id"])
         except (ValueError, KeyError, TypeError):
             continue
-        if isinstance(request_id, str):
-            entries[request_id] = line
-    return entries
+        if not isinstance(request_id, str):
+            continue
+        if in_flight:
+            base = whole.get(request_id)
+            entries[request_id] = (line,) if base is None else (base, line)
+        else:
+            whole[request_id] = line
+            entries[request_id] = (line,)
 
 
-def _at_exit() -> None:
+def drop_settled_logs() -> None:
+    """Delete this process's logs that hold nothing unsettled: at exit, and when `cascade
+    serve` has recorded its last request (a worker of `--workers N` ends by the SIGTERM
+    uvicorn raises again after its graceful stop, so its atexit handlers never run: its
+    settled logs were left for the next command to read back)."""
     with _lock:
         for logs in _logs.values():
             logs.drop_settled(everything=True)
@@ -248,6 +262,6 @@ def _in_child() -> None:
     _own_files.clear()
 
 
-atexit.register(_at_exit)
+atexit.register(drop_settled_logs)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_in_child)

@@ -171,6 +171,10 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
             self._connections.append(db)
         return db
 
+    def new_connection(self) -> Database:
+        """A connection of its own (not this thread's), closed with the ledger."""
+        return self._connect()
+
     def close(self) -> None:
         with self._connections_lock:
             for db in self._connections:

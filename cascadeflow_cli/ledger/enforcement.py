@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cascadeflow_cli.clock import format_ts, parse_ts
 from cascadeflow_cli.config import BudgetsConfig
 from cascadeflow_cli.errors import ConfigError, RevokedKeyError
+from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
 from cascadeflow_cli.ledger.keys import key_states
 from cascadeflow_cli.ledger.storage import Hold, SpendAsk
@@ -445,7 +446,14 @@ def release(ledger: LedgerStore, reservation_id: str | None) -> None:
 def is_stale(expires_at: str, pid: int | None, host: str | None, now: datetime, this_host: str) -> bool:
     """A reservation to drop: past its expiry, or made by a process of this host that is
     dead (a `kill -9` never settles its own). For every backend's expire_reservations."""
-    return parse_ts(expires_at) <= now or (host == this_host and not _alive(pid))
+    return parse_ts(expires_at) <= now or (host == this_host and gone(pid))
+
+
+def gone(pid: int | None) -> bool:
+    """A process of this host whose reservation is to be dropped: dead, and no log of it
+    waits in the journal (a call it had in flight there takes the reservation's place
+    when recovered: journal.left_by)."""
+    return not _alive(pid) and not (pid and journal.left_by(pid))
 
 
 def _alive(pid: int | None) -> bool:

@@ -21,6 +21,13 @@ first turns its lines into entries (files) like the others, the last line of a r
 winning. A log whose requests are all settled (committed, or rewritten as a file of
 their own) is deleted.
 
+A call about to be sent is written ahead too, as a short line of its own (``write_in_flight``:
+the request's own columns and the call's row as charged if it never answers: about half
+what the whole record costs, bench/in_flight.py): a provider bills a request it received even when its
+client died. The request's next line supersedes it; in a dead process's log, a request
+whose last line is a call in flight becomes its last whole line (if any) with that call
+added (``_merged``).
+
 A shadow verification's call (engine/shadow.py), paid after its request was recorded, is
 journaled the same way as an entry of its own, named by the call's id and holding the
 ``ShadowOutcome`` under ``"shadow"``; its replay adds the call to the request (once).
@@ -36,7 +43,7 @@ import contextlib
 import functools
 import json
 import os
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +51,16 @@ from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger import ahead_log
 from cascadeflow_cli.ledger.labels import CallSignals, ShadowOutcome
 from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
+from cascadeflow_cli.ledger.schema import derive
 
 VERSION = 1
 Entry = RequestRecord | ShadowOutcome  # what a journal file holds
+# one encoder, not json.dumps(..., ensure_ascii=False), which builds a JSONEncoder a call
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
 _made: set[Path] = set()  # journal directories this process has made
 _refused: set[Path] = set()  # ledgers that refused a record of this process: it waits in their journal
+_known: set[Path] = set()  # journal directories of the ledgers this process opened
+_due: set[Path] = set()  # ... holding a dead process's log that its reservation waits for
 
 
 @functools.lru_cache(maxsize=64)
@@ -87,13 +99,33 @@ def write(
 
 def retry_refused(ledger: Any) -> None:
     """Before a request of a long-lived process (`serve`) is paid for: if the ledger
-    refused one of ours, record the journal now. Read only at open, the journal held it
-    while the process went on paying, its spend in no budget once its reservation
-    expired; while it cannot be recorded, ``journal_waiting`` refuses new requests."""
-    if ledger.path in _refused:
+    refused one of ours, or a budget check met a dead process's log (``left_by``), record
+    the journal now. Read only at open, the journal held it while
+    the process went on paying, its spend in no budget once its reservation expired;
+    while it cannot be recorded, ``journal_waiting`` refuses new requests."""
+    if ledger.path in _refused or (_due and journal_dir(ledger.path) in _due):
+        _due.discard(journal_dir(ledger.path))
         ledger.journal_waiting = ledger.replay_journal()
         if not ledger.journal_waiting:
             _refused.discard(ledger.path)
+
+
+def left_by(pid: int) -> bool:
+    """Whether a log of process ``pid`` (dead: the caller knows) waits in a journal this
+    process opened. Its reservation is then kept, and counted, until the log is recovered
+    (``retry_refused``, or any command's open), whose request takes its place in one
+    transaction: dropped first, a call it had in flight counted in no budget meanwhile
+    (a `serve` process's checks found it dead long before anyone opened the ledger)."""
+    found = False
+    for directory in list(_known):
+        try:
+            waiting = any(directory.glob(f"{ahead_log.PREFIX}{pid}-*{ahead_log.SUFFIX}"))
+        except OSError:
+            continue
+        if waiting:
+            _due.add(directory)
+            found = True
+    return found
 
 
 def write_ahead(ledger_path: Path, record: Entry, reservation_id: str | None) -> None:
@@ -104,6 +136,21 @@ def write_ahead(ledger_path: Path, record: Entry, reservation_id: str | None) ->
     data = _encode(record, reservation_id)
     if not ahead_log.append(directory, entry_id(record), data):
         write(ledger_path, record, reservation_id)
+
+
+def write_in_flight(
+    ledger_path: Path, head: dict[str, Any], call: dict[str, Any], reservation_id: str | None
+) -> bool:
+    """Journal a call about to be sent: one short line appended to this process's log.
+    ``head`` holds the request's columns (the RequestRecord fields a request without any
+    answer has: id, ts, user, status, error, query, answer, domain...), ``call`` its row
+    (``plain_call``) as charged if it never answers. False without ``flock`` (the caller
+    then journals the whole record); raises OSError when it cannot be written."""
+    if ahead_log.fcntl is None:
+        return False
+    data = _to_json({"v": VERSION, "reservation_id": reservation_id,
+                     "in_flight": {"request": head, "call": call}}).encode("utf-8")
+    return ahead_log.append(_directory(ledger_path), head["id"], data)
 
 
 def _directory(ledger_path: Path) -> Path:
@@ -125,11 +172,10 @@ def _make(directory: Path) -> None:
 def _encode(record: Entry, reservation_id: str | None) -> bytes:
     if isinstance(record, ShadowOutcome):
         body: dict[str, Any] = {"shadow": {**{n: getattr(record, n) for n in _names(ShadowOutcome)},
-                                           "call": _plain_call(record.call)}}
+                                           "call": plain_call(record.call)}}
     else:
         body = {"request": _plain(record)}
-    return json.dumps({"v": VERSION, "reservation_id": reservation_id, **body},
-                      ensure_ascii=False).encode("utf-8")
+    return _to_json({"v": VERSION, "reservation_id": reservation_id, **body}).encode("utf-8")
 
 
 def _write_file(directory: Path, request_id: str, data: bytes, *, durable: bool = False) -> Path:
@@ -173,6 +219,7 @@ def pending(ledger_path: Path, unreadable: list[tuple[Path, str]] | None = None
     it never will: damaged, or a number no ledger column holds) is skipped, and added
     with the reason to ``unreadable`` when given (``replay_all`` quarantines it)."""
     directory = journal_dir(ledger_path)
+    _known.add(directory)
     ahead_log.recover(directory, functools.partial(_keep, directory))  # logs of processes that died
     try:
         names = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
@@ -281,24 +328,57 @@ def why(error: str | None) -> str:
     return f" (the ledger refused one: {error})" if error else ""
 
 
-def _keep(directory: Path, request_id: str, data: bytes) -> None:
+def _keep(directory: Path, request_id: str, lines: tuple[bytes, ...]) -> None:
     """A request from a dead process's log as an entry file, unless it has one (newer)."""
     if not _entry_path(directory, request_id).exists():
-        _write_file(directory, request_id, data)
+        _write_file(directory, request_id, _merged(lines))
+
+
+def _merged(lines: tuple[bytes, ...]) -> bytes:
+    """A request's entry from its last lines in a dead process's log (ahead_log): the
+    last line when it is whole; a call in flight (``write_in_flight``) added to the whole
+    line before it, or made a request of its own. A line that does not parse is kept as
+    it is (``pending`` sets it aside, byte for byte)."""
+    last = lines[-1]
+    try:
+        data = json.loads(last)
+        intent = data["in_flight"]
+        base = _record(json.loads(lines[0])["request"]) if len(lines) > 1 else None
+        record = _with_call(base, intent["request"], _call(intent["call"]))
+    except (ValueError, KeyError, TypeError):
+        return last
+    return _encode(record, data.get("reservation_id"))
+
+
+def _with_call(base: RequestRecord | None, head: dict[str, Any], call: CallRecord) -> RequestRecord:
+    """``base`` (or a request of ``head``'s columns) with ``call``, in flight, added: the
+    request as the cascade would have recorded it had it ended then (engine/attempts.py)."""
+    record = base if base is not None else RequestRecord(**head)
+    calls = (*(c for c in record.calls if c.id != call.id), call)
+    cost = sum(c.cost_nusd for c in calls)
+    derived = derive(head["status"], calls, cost)
+    final = {} if call.role == "sample" else {  # a draft's sample is part of its draft
+        "model": call.model, "quality_score": None, "quality_reasons": (), "quality_threshold": None,
+        "calibrated": False}
+    return replace(record, **final, status=head["status"], error=head["error"], answer=None,
+                   draft_model=record.draft_model or call.model, calls=calls, cost_nusd=cost,
+                   draft_accepted=derived.draft_accepted, escalated=derived.escalated,
+                   verifier_only_cost_nusd=derived.verifier_only_cost_nusd, savings_nusd=derived.savings_nusd)
 
 
 def _plain(record: RequestRecord) -> dict[str, Any]:
     """Shallow, unlike ``dataclasses.asdict`` (which deep-copies every value: most of the
     cost of a batch row's journal entry)."""
     row = {name: getattr(record, name) for name in _names(RequestRecord)}
-    row["calls"] = [_plain_call(c) for c in record.calls]
+    row["calls"] = [plain_call(c) for c in record.calls]
     row["signals"] = [
         {name: _listed(getattr(s, name)) for name in _names(CallSignals)} for s in record.signals
     ]
     return row
 
 
-def _plain_call(call: CallRecord | None) -> dict[str, Any] | None:
+def plain_call(call: CallRecord | None) -> dict[str, Any] | None:
+    """A call row as a journal line holds it (its fields by name)."""
     return None if call is None else {name: getattr(call, name) for name in _names(CallRecord)}
 
 

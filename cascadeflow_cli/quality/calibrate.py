@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .calibrated import FORMAT_VERSION, Calibration
 from .features import (
     EXEC_FEATURES,
+    EXEC_REPLACES,
     FEATURE_NAMES,
     LIVE_SIGNALS,
     draft_features,
@@ -122,9 +123,11 @@ def row_features(row: Mapping[str, Any], execute_code: bool = False) -> dict[str
 
 
 def model_features(execute_code: bool = False) -> tuple[str, ...]:
-    """The feature list a calibration fits on: all of them, the execution ones only when
-    the code is run (a calibration that lists them needs execution to score)."""
-    return FEATURE_NAMES if execute_code else tuple(n for n in FEATURE_NAMES if n not in EXEC_FEATURES)
+    """The feature list a calibration fits on: the execution ones only when the code is
+    run (a calibration that lists them needs execution to score), and then not the static
+    guesses at what the run observes (:data:`.features.EXEC_REPLACES`)."""
+    left_out = EXEC_REPLACES if execute_code else EXEC_FEATURES
+    return tuple(n for n in FEATURE_NAMES if n not in left_out)
 
 
 def rows_features(

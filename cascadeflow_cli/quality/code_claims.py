@@ -8,6 +8,7 @@ answers use:
   ``x = f(2)  # -> 4``, ``print(f(2))  # This will print: 4``, ``print(f(2))  # True``;
 * a comment line right under a top-level statement, ``print(f(2))`` / ``# Output: 4``;
 * a doctest session, ``>>> f(2)`` / ``4``;
+* a top-level ``assert f(2) == 4`` (or ``4 == f(2)``, with or without a message);
 * an output block after a script: a fenced block that is not Python (``text``, or untagged
   text that does not parse, or a lone literal) following a block that prints;
 * prose: ``calling `f(2)` returns `4```, ``f(2)`` would give ``4`` (the call must be of
@@ -148,6 +149,31 @@ def _claim_lines_joined(source: str) -> str:
     return "\n".join(out)
 
 
+def _assert_claim(line: str) -> str | None:
+    """``assert f(2) == 4[, msg]`` (a top-level line) -> the check of that claim; None for
+    any other line. Run as written, a false assert raises and hides the claims after it;
+    one that holds confirmed nothing either."""
+    import ast
+
+    if not line.startswith("assert"):
+        return None
+    try:
+        node = ast.parse(line).body[0]
+    except (SyntaxError, ValueError, MemoryError, RecursionError, IndexError):
+        return None
+    if not isinstance(node, ast.Assert) or not isinstance(node.test, ast.Compare):
+        return None
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return None
+    left, right = ast.unparse(test.left), ast.unparse(test.comparators[0])
+    if _literal(left) and not _literal(right):
+        left, right = right, left
+    if not _literal(right) or _literal(left):
+        return None
+    return f"__claim__({left!r}, {right!r}, False)"
+
+
 def _claims_to_checks(source: str) -> str:
     """Rewrite top-level ``stmt  # Output: want`` lines (or ``# want`` where ``want`` is a
     Python literal) into checks of the claim, a call of the harness's ``__claim__``;
@@ -169,7 +195,8 @@ def _claims_to_checks(source: str) -> str:
             return f"__claim__({stmt!r}, {want!r}, False)"
         return m.group(0)
 
-    return _CLAIM_RE.sub(repl, _claim_lines_joined(source))
+    lines = [_assert_claim(line) or line for line in source.split("\n")]
+    return _CLAIM_RE.sub(repl, _claim_lines_joined("\n".join(lines)))
 
 
 def _is_output_block(lang: str, body: str) -> bool:

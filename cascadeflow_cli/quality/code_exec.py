@@ -298,18 +298,15 @@ def _execute(program: Program, aliases: list[tuple[str, str]] | None = None) -> 
                             res["calls_undefined"] = res["calls_undefined"] or isinstance(exc, NameError)
                     if want and not ok:
                         res["claims_failed"] += 1  # type: ignore[operator]
-        except _Alarm:
-            res["timeout"] = cut = True
-            # the claims the block never reached are not confirmed either: a draft that
-            # never finishes is not one whose claims all hold
+        except BaseException as exc:
+            # the claims the block never reached are not confirmed: a draft that never
+            # finishes, or raises before its examples, is not one whose claims all hold
+            # (a claim whose own call raises already fails inside __claim__)
             unreached = max(0, block_claims(kind, src) - (res["claims"] - seen))  # type: ignore[operator]
             res["claims"] += unreached  # type: ignore[operator]
             res["claims_failed"] += unreached  # type: ignore[operator]
-            if kind == "def":
-                res["def_error"] = True
-            else:
-                res["example_error"] += 1  # type: ignore[operator]
-        except BaseException as exc:
+            if isinstance(exc, _Alarm):
+                res["timeout"] = cut = True
             if kind == "def":
                 res["def_error"] = True
             else:

@@ -1,11 +1,13 @@
 """The code family of the draft features (see :mod:`.features`): Python blocks that
 do not parse (``ast.parse`` only: model code is never run), unbalanced fences, a function
-that returns nothing, the function name a test in the query expects. Standard library only.
+that returns nothing, the function name a test in the query expects, a call of a function
+the code never defines or imports. Standard library only.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import math
 import re
 
@@ -37,6 +39,40 @@ def _code_blocks(text: str) -> tuple[list[str], bool]:
     return blocks, current is not None
 
 
+_BUILTINS = frozenset(dir(builtins))
+
+
+def _calls_undefined(trees: list[ast.Module]) -> bool:
+    """Whether the code calls a plain name that nothing in any of its blocks binds (def,
+    class, assignment, argument, import, loop or ``with`` target ...) and no builtin is:
+    run, it raises NameError (MBPP dev: 5 of 213 drafts, all wrong, e.g. a helper the
+    answer uses but never writes). A star import could bind anything: then no verdict."""
+    bound: set[str] = set(_BUILTINS)
+    called: set[str] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                called.add(node.func.id)
+            elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                bound.add(node.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bound.add(node.name)
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                for alias in node.names:
+                    if alias.name == "*":
+                        return False
+                    bound.add((alias.asname or alias.name).split(".")[0])
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                bound.add(node.name)
+            elif isinstance(node, ast.Global | ast.Nonlocal):
+                bound.update(node.names)
+            elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name:
+                bound.add(node.name)
+    return bool(called - bound)
+
+
 def code_features(query: str, text: str, out: dict[str, float]) -> None:
     blocks, unbalanced = _code_blocks(text)
     out["code_unbalanced_fence"] = 1.0 if unbalanced else 0.0
@@ -47,13 +83,15 @@ def code_features(query: str, text: str, out: dict[str, float]) -> None:
     out["code_blocks"] = float(len(blocks))
     fails = 0
     lines = 0
+    trees: list[ast.Module] = []
     for block in blocks:
         lines += sum(1 for ln in block.split("\n") if ln.strip() and not ln.lstrip().startswith("#"))
         try:
-            ast.parse(block)  # parsed only, never run
+            trees.append(ast.parse(block))  # parsed only, never run
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             fails += 1
     out["code_parse_fail"] = fails / len(blocks) if blocks else 0.0
+    out["code_calls_undefined"] = 1.0 if trees and _calls_undefined(trees) else 0.0
     out["code_lines"] = math.log1p(lines)
     code = "\n".join(blocks) if blocks else text
     if defined:

@@ -107,13 +107,17 @@ def _telemetry(config: Any) -> tuple[Any, Callable[[Any], None] | None]:
 
 
 def _close(runner: Any, ledger: Any, sink: Any) -> None:
-    """After the last request: the pool's threads finish recording, telemetry flushes."""
+    """After the last request: the pool's threads finish recording, telemetry flushes,
+    the settled write-ahead logs go (a worker process never runs its atexit handlers)."""
+    from cascadeflow_cli.ledger.ahead_log import drop_settled_logs
+
     runner.close()
     if sink is not None:
         line = sink.finish()
         if line:
             sys.stderr.write(f"warning: {line}\n")
     ledger.close()
+    drop_settled_logs()
 
 
 def _on_stop(app: Any, grace_s: float) -> None:

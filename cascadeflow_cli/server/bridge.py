@@ -8,8 +8,10 @@ back with the result. So a request costs no pool thread, no executor future and 
 handoff of the GIL between threads; it is the pattern SQLAlchemy's asyncio layer uses.
 
 What still blocks is short and local: SQLite reads (a key, a budget: WAL readers never
-wait for the writer) and the journal's write-ahead file. Writes go to the group-commit
-writer thread, awaited (ledger/group_commit.py). A provider served by litellm, and every
+wait for the writer), the journal's write-ahead file, and the group commit of the
+requests' writes, made on the loop once an iteration when the write lock is free at once
+(no busy wait, no fsync); a lock held elsewhere is waited for by the writer thread, and
+the WAL's checkpoints run there (ledger/group_commit.py). A provider served by litellm, and every
 provider's streamed answer (an escalated stream), run on a pool thread, awaited.
 """
 

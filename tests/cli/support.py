@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -78,6 +79,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
         time.sleep(0.01)
+
+
+def kill_9_when(proc: subprocess.Popen[str], predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    """SIGKILL ``proc`` once ``predicate()`` holds (it must still be running then)."""
+    try:
+        wait_until(lambda: predicate() or proc.poll() is not None, timeout=timeout)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
 
 
 def run_together(cli: CliRunner, *commands: list[str], **extra_env: str) -> list[Run]:

@@ -113,7 +113,9 @@ def test_a_killed_process_does_not_hold_its_reservation(priced: CliRunner, serve
     run = priced("ask", "hello there, how are you?", "--user", "hal")
     assert run.code == 0, run.stderr  # the dead process's $0.011 no longer counts
     assert ledger_rows(priced.db, "reservations") == []
-    assert [r["status"] for r in ledger_rows(priced.db, "requests")] == ["ok"]
+    # its call in flight does, recorded in its place: 100 tokens at most, at mini's $10/M
+    cost = {r["status"]: r["cost_nusd"] for r in ledger_rows(priced.db, "requests")}
+    assert cost["interrupted"] == 1_000_000 and set(cost) == {"interrupted", "ok"}
 
 
 def test_budget_lowered_while_a_request_is_in_flight(priced: CliRunner, server: ReplayServer) -> None:

@@ -24,7 +24,7 @@ import pytest
 from cascadeflow_cli.faults import PAUSE_VAR, PAUSED_VAR, RESUME_VAR
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.cli.support import immutable, wait_until
+from tests.cli.support import immutable, kill_9_when, wait_until
 from tests.conftest import GOOD_ANSWER, CliRunner, config_text, ledger_rows
 
 Q1, Q2 = "What is the capital of France?", "What is the capital of Spain?"
@@ -61,8 +61,11 @@ def _fill_disk(pid: int, ledger: Path) -> None:
     resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
 
 
-def _check(runner: CliRunner, server: ReplayServer, paid: bool, status: str) -> None:
-    """The next command, then: integrity, no reservation left, the paid call recorded."""
+def _check(
+    runner: CliRunner, server: ReplayServer, paid: bool, status: str, *, in_flight: bool = False
+) -> None:
+    """The next command, then: integrity, no reservation left, the paid call recorded (a
+    call that was in flight: once, interrupted, charged its estimate)."""
     answered_before = server.request_count("gpt-4o-mini")
     after = runner("ask", Q2)
     assert after.code == 0, after.stderr
@@ -78,10 +81,21 @@ def _check(runner: CliRunner, server: ReplayServer, paid: bool, status: str) -> 
         ).fetchall()
         orphans = conn.execute("select count(*) from calls where request_id not in (select id from requests)")
         assert orphans.fetchone()[0] == 0
+        sent = conn.execute(
+            "select r.status, r.cost_nusd, c.status, c.error_type, c.cost_source, c.input_tokens, "
+            "c.output_tokens, c.max_tokens, c.cost_nusd from requests r join calls c on c.request_id = r.id "
+            "where r.query = ?", [Q1]).fetchall()
     finally:
         conn.close()
     assert journal.pending(runner.db) == []  # replayed by the next command
-    if paid:  # the provider answered Q1: that call and its cost are in the ledger, once
+    if in_flight:  # sent, never answered: the provider may bill it, so it is charged its worst case
+        assert len(sent) == 1, sent
+        r_status, r_cost, c_status, kind, source, inp, out, max_tokens, cost = sent[0]
+        assert (r_status, c_status, kind) == ("interrupted", "error", "CallInFlight")
+        assert source == "config+in-flight"
+        assert out == max_tokens and inp > 0
+        assert cost == r_cost == inp * 1000 + out * 2000  # $1 / $2 per million tokens
+    elif paid:  # the provider answered Q1: that call and its cost are in the ledger, once
         assert answered_before >= 1
         assert len(first) == 1 and first[0][2] == 1 and first[0][1] > 0, first
         assert first[0][0] == status  # a journal replay records the answered request it was
@@ -139,8 +153,9 @@ def test_nothing_paid_is_lost(
     else:  # read-only before anything was reserved: refused, nothing sent
         assert proc.returncode == 1, stderr
         assert "read-only" in stderr and server.request_count("gpt-4o-mini") == 0
-    # every paid cell is replayed from the journal as the answered request it was
-    _check(runner, server, paid=step in PAID_STEPS, status="ok")
+    # every paid cell is replayed from the journal as the answered request it was; a call
+    # in flight is recorded whatever ended the process (the journal's line for kill -9)
+    _check(runner, server, paid=step in PAID_STEPS, status="ok", in_flight=step == "during-call")
 
 
 @pytest.mark.parametrize("fault", ["SIGINT", "SIGTERM", "SIGKILL"])
@@ -256,8 +271,9 @@ def test_a_shadow_call_answered_before_kill_9_is_recorded_by_the_next_command(
         locker.execute("BEGIN IMMEDIATE")  # the shadow's commit waits for this
         try:
             # the answered shadow is written ahead, then its commit waits on the lock
-            wait_until(lambda: b'"shadow"' in _journal_bytes(runner.db) or proc.poll() is not None,
-                       timeout=60)
+            # (not its line in flight, written before it was sent: status "error")
+            wait_until(lambda: b'"status": "ok", "call"' in _journal_bytes(runner.db)
+                       or proc.poll() is not None, timeout=60)
             assert proc.poll() is None
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
@@ -306,18 +322,9 @@ def test_a_streamed_answer_cut_by_kill_9_keeps_what_was_generated(
     path.write_text(config_text(server.base_url, mini_extra=PRICED, big_extra=PRICED))
     runner = CliRunner(tmp_path, path, tmp_path / "ledger.db")
     assert runner("budget", "show", "default").code == 0
-    proc = runner.popen("ask", "--stream", Q1)
-    try:
-        # the verifier's answer so far, journaled mid-stream (its finish reason says so)
-        wait_until(lambda: b'"finish_reason": "interrupted"' in _journal_bytes(runner.db)
-                   or proc.poll() is not None, timeout=60)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    # the verifier's answer so far, journaled mid-stream (its finish reason says so)
+    kill_9_when(runner.popen("ask", "--stream", Q1),
+                lambda: b'"finish_reason": "interrupted"' in _journal_bytes(runner.db))
     assert runner("budget", "show", "default").code == 0  # replays the journal
     conn = sqlite3.connect(runner.db)
     try:

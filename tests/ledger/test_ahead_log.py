@@ -138,3 +138,67 @@ def test_a_full_log_is_left_for_a_new_one_and_deleted_when_settled(
     assert logs[2].exists()  # the current one stays until exit
     journal.discard(db, records[1].id)
     assert not logs[1].exists()
+
+
+IN_FLIGHT_CHILD = """
+import os, sys
+from dataclasses import replace
+from pathlib import Path
+from cascadeflow_cli.ledger import journal
+from tests.ledger.test_db import request
+
+db = Path(sys.argv[1])
+
+
+def head(record):
+    return {"id": record.id, "ts": record.ts, "user": record.user, "status": "interrupted",
+            "error": "cut", "query": record.query, "answer": None, "domain": None,
+            "domain_confidence": None, "external_id": None, "enforcement": "allow",
+            "enforcement_message": None}
+
+
+def sent(record, seq, cost):
+    return journal.plain_call(replace(record.calls[0], id=f"{record.id}-{seq}", seq=seq, role="verifier",
+                                      model="big", status="error", cost_nusd=cost, error_type="CallInFlight"))
+
+
+draft, alone, answered = request(1), request(2), request(3)
+escalating = replace(draft, status="interrupted", answer=None, model="mini", draft_model="mini")
+journal.write_ahead(db, escalating, "res-1")  # a draft paid for, refused
+journal.write_in_flight(db, head(draft), sent(draft, 1, 1000), "res-1")  # then the verifier sent
+journal.write_in_flight(db, head(alone), sent(alone, 0, 2000), "res-2")  # its first call in flight
+journal.write_in_flight(db, head(answered), sent(answered, 0, 3000), None)
+journal.write_ahead(db, answered, None)  # answered after: its whole line supersedes
+print(draft.id, alone.id, answered.id, flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_call_in_flight_in_a_dead_processs_log_joins_its_request(tmp_path: Path) -> None:
+    """journal.write_in_flight: the short line of a call about to be sent. Recovered, it is
+    added to its request's last whole line, or becomes a request of its own; a whole line
+    after it wins."""
+    db = tmp_path / "l.db"
+    open_ledger(db).close()
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(IN_FLIGHT_CHILD), str(db)], cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, text=True)
+    draft, alone, answered = proc.communicate(timeout=60)[0].split()
+    assert proc.returncode == -9
+    entries = {record.id: (record, reservation) for _, record, reservation in journal.pending(db)}
+    record, reservation = entries[draft]
+    assert reservation == "res-1" and record.status == "interrupted" and record.error == "cut"
+    assert [(c.role, c.cost_nusd) for c in record.calls] == [("draft", 123), ("verifier", 1000)]
+    assert record.cost_nusd == 1123 and record.model == "big" and record.draft_model == "mini"
+    assert record.escalated and not record.draft_accepted and record.savings_nusd == 0
+    record, reservation = entries[alone]
+    assert reservation == "res-2" and record.status == "interrupted" and record.query == "q"
+    assert [(c.id, c.cost_nusd) for c in record.calls] == [(f"{alone}-0", 2000)] and record.cost_nusd == 2000
+    assert entries[answered][0].status == "ok" and entries[answered][0].cost_nusd == 123
+    with open_ledger(db):  # recorded, once
+        pass
+    with open_ledger(db):
+        pass
+    costs = {row["id"]: row["cost_nusd"] for row in ledger_rows(db, "requests")}
+    assert costs == {draft: 1123, alone: 2000, answered: 123}
+    assert len(ledger_rows(db, "calls")) == 4

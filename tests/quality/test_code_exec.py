@@ -78,6 +78,21 @@ def test_claims_on_the_next_line_in_an_output_block_and_in_prose() -> None:
     assert (prose.claims, prose.claims_failed) == (2, 1)
 
 
+def test_asserts_in_the_draft_are_claims() -> None:
+    """``assert f(2) == 4`` states an output as much as ``# Output: 4`` does: one that holds
+    is a confirmed claim, one that does not is a failed claim (it raised and hid the rest)."""
+    define = "```python\ndef double(n):\n    return 2 * n\n```\n"
+    checks = run(define + "```python\nassert double(2) == 4\nassert 6 == double(3), 'three'\n"
+                 "assert double(5) == 11  # wrong\nprint(double(1))  # 2\n```\n")
+    assert (checks.claims, checks.claims_failed) == (4, 1) and checks.example_error == 0
+    # other asserts run as written: no claim
+    plain = run(define + "```python\nassert double(2)\nassert double(2) > 1\n```\n")
+    assert (plain.claims, plain.example_error) == (0, 0)
+    inside = run("```python\ndef f(n):\n    assert n == 1\n    return n\n```\n"
+                 "```python\nprint(f(1))  # 1\n```\n")
+    assert (inside.claims, inside.claims_failed) == (1, 0)
+
+
 def test_a_returned_string_and_the_same_text_claimed_are_one_claim() -> None:
     text = (
         "```python\ndef check(xs):\n    if not xs:\n        return 'Error: empty list.'\n"
@@ -136,6 +151,22 @@ def test_an_endless_draft_s_claims_count_as_failed(monkeypatch: pytest.MonkeyPat
     assert killed.timeout and (killed.claims, killed.claims_failed) == (2, 2)
     features = draft_features("Write f", spin, domain="code", execution=claimed)
     assert features["exec_failed_share"] == 1.0  # not 0, the share of a draft whose claims hold
+
+
+def test_claims_a_raising_block_never_reaches_count_as_failed() -> None:
+    """A block that raises before its examples confirmed none of them: they fail, like
+    those a block cut off by its time limit never reaches (they went uncounted: a draft
+    whose usage example crashes scored like one without examples)."""
+    define = "```python\ndef double(n):\n    return 2 * n\n```\n"
+    crash = run(define + "```python\nxs = undefined_helper(3)\n"
+                "print(double(2))  # 4\nprint(double(3))  # 6\n```\n")
+    assert crash.example_error == 1 and crash.calls_undefined
+    assert (crash.claims, crash.claims_failed) == (2, 2) and crash.failed_share == 1.0
+    # claims before the crash still hold; a definition block that raises loses its own
+    partly = run(define + "```python\nprint(double(2))  # 4\n1 / 0\nprint(double(3))  # 6\n```\n")
+    assert (partly.claims, partly.claims_failed) == (2, 1)
+    broken = run("```python\ndef f():\n    return 1\nprint(f())  # 1\nf(2)\nprint(f())  # 1\n```\n")
+    assert broken.def_error and (broken.claims, broken.claims_failed) == (2, 1)
 
 
 def test_the_child_cannot_write_files_connect_or_spawn(tmp_path: Path) -> None:
@@ -209,6 +240,8 @@ def test_the_feature_and_a_calibration_that_needs_execution() -> None:
     ).score
     plain = calibrate_rows(rows).calibration
     assert not plain.needs_execution and "exec_failed_share" not in plain.features
+    # the static guess at what a run observes is the default model's, not the executing one's
+    assert "code_calls_undefined" in plain.features and "code_calls_undefined" not in cal.features
 
 
 def test_a_huge_allocation_fails_in_the_child_and_ordinary_code_still_runs() -> None:

@@ -135,6 +135,29 @@ def test_code_features_parse_only() -> None:
     assert prints["code_no_return"] == 1.0 and prints["code_prints_only"] == 1.0
 
 
+def test_a_call_of_a_function_the_code_never_defines() -> None:
+    """A draft that calls a helper it never writes (or imports) raises NameError when run:
+    read from the parse alone, on the default path."""
+    query = "Write a function to merge three sorted lists."
+    missing = "```python\ndef merge(a, b, c):\n    return merge_two(merge_two(a, b), c)\n```"
+    assert draft_features(query, missing)["code_calls_undefined"] == 1.0
+    # in another block, imported, a builtin, a class, an argument, a loop or with target:
+    # all bound; a star import could bind anything
+    bound = (
+        "```python\nfrom math import gcd\nimport functools as ft\n"
+        "def lcm(a, b, key=None):\n    for f in (key,):\n        pass\n"
+        "    return abs(a * b) // gcd(a, b) + len(sorted([f(a)])) + ft.reduce(max, [a]) + key(a)\n```\n"
+        "Using it:\n```python\nclass P:\n    pass\nwith open('x') as h:\n    h(1)\n"
+        "g = lcm\nprint(g(lcm(2, 3), 4), P())\n```"
+    )
+    assert draft_features(query, bound)["code_calls_undefined"] == 0.0
+    assert draft_features(query, "```python\nfrom math import *\ndef f(a):\n    return gcd(a, 2)\n```")[
+        "code_calls_undefined"
+    ] == 0.0
+    unparsed = "```python\ndef f(a:\n    return g(a)\n```"
+    assert draft_features(query, unparsed)["code_calls_undefined"] == 0.0  # parse_fail says it
+
+
 def test_live_signals_are_optional_with_missing_indicators() -> None:
     absent = draft_features(QUERY, GOOD)
     assert all(absent[f"missing_{s}"] == 1.0 for s in LIVE_SIGNALS)

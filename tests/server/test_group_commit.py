@@ -4,8 +4,11 @@ overspend a budget, and one job that fails leaves the rest of its batch committe
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import sqlite3
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -104,4 +107,93 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_ledger_error(
     other.execute("ROLLBACK")
     other.close()
     assert store.reserved_spend("bob") == 5
+    store.close()
+
+
+def _loop_store(tmp_path: Path) -> tuple[GroupCommitLedger, BudgetGate]:
+    from cascadeflow_cli.server import bridge
+
+    config_path = tmp_path / "cascadeflow.toml"
+    config_path.write_text('[budgets]\nmode = "block"\n', encoding="utf-8")
+    store = GroupCommitLedger(open_ledger(tmp_path / "ledger.db"), bridge.LoopAwaiter())
+    set_budget(store, "alice", BudgetConfig(total=Decimal("1")))
+    return store, BudgetGate(store, load_config(config_path))
+
+
+def _reserve(gate: BudgetGate, rid: str) -> str:
+    return gate.reserve(
+        "alice", rid, ["mini"], estimate=lambda _: 1000, degraded=lambda _: None, ttl_s=60
+    ).action
+
+
+def test_tasks_jobs_are_committed_on_the_loop_together_when_the_lock_is_free(tmp_path: Path) -> None:
+    # each job was a hop to the writer thread and back: two wake-ups on the request's
+    # path, each a wait for a CPU on a loaded machine
+    from cascadeflow_cli.server import bridge
+
+    store, gate = _loop_store(tmp_path)
+
+    async def main() -> list[str]:
+        return list(await asyncio.gather(*(bridge.run(_reserve, gate, f"r{n}") for n in range(20))))
+
+    assert asyncio.run(main()) == ["allow"] * 20
+    assert store.reserved_spend("alice") == 20_000
+    assert store._thread is None  # no writer thread was needed
+    assert store._here_commits == 1  # the twenty tasks' reservations: one transaction
+    store.close()
+
+
+def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    from cascadeflow_cli.server import bridge
+
+    store, gate = _loop_store(tmp_path)
+    other = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while len(ticks) < 20:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    async def main() -> str:
+        beat = asyncio.create_task(ticker())
+        reserving = asyncio.ensure_future(bridge.run(_reserve, gate, "r1"))
+        await asyncio.sleep(0.3)
+        assert not reserving.done()  # it waits for the lock...
+        assert len(ticks) >= 3  # ...while the loop goes on serving (blocked, it stood still)
+        other.execute("ROLLBACK")
+        action = await asyncio.wait_for(reserving, 10)
+        await beat
+        return action
+
+    assert asyncio.run(main()) == "allow"
+    assert store.reserved_spend("alice") == 1000
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 1.0  # never blocked for the lock
+    store.close()
+    other.close()
+
+
+def test_the_loops_commits_are_checkpointed_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the loop's connection never checkpoints (its fsyncs would block the loop): without
+    # the writer thread's checkpoints its WAL grew by every commit's pages
+    from cascadeflow_cli.server import bridge
+
+    monkeypatch.setattr(group_commit, "CHECKPOINT_EVERY", 5, raising=False)
+    store, gate = _loop_store(tmp_path)
+
+    def many() -> None:
+        for i in range(300):
+            _reserve(gate, f"r{i}")
+
+    async def main() -> None:
+        await bridge.run(many)
+
+    asyncio.run(main())
+    time.sleep(0.2)  # the writer thread's last checkpoint
+    wal = tmp_path / "ledger.db-wal"
+    assert wal.stat().st_size < 1_000_000, wal.stat().st_size  # 300 commits unchecked: ~4 MB
+    assert store.reserved_spend("alice") == 300_000
     store.close()

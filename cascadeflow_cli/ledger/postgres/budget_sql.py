@@ -218,11 +218,11 @@ class PgBudgetTransaction(PgKeyTxn):
         assert row is not None
         if host is not None:
             # pid liveness is judged here, on this host, for this host's reservations only
-            from cascadeflow_cli.ledger.enforcement import _alive
+            from cascadeflow_cli.ledger.enforcement import gone
 
             self._expire = False
             ids, pids = row[-2] or [], row[-1] or []
-            dead = [rid for rid, pid in zip(ids, pids, strict=True) if not _alive(pid)]
+            dead = [rid for rid, pid in zip(ids, pids, strict=True) if gone(pid)]
             if dead:  # rare: a process killed mid-request; read again without them
                 self._send("delete from reservations where id = any(%s)", [dead])
                 return self.spend_state(asks)
