@@ -160,3 +160,34 @@ def assert_one_error_line(stderr: str) -> None:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("error: "), stderr
     assert "Traceback" not in stderr
+
+
+def no_user_namespaces() -> None:
+    """In a forked process (a preexec_fn): enter a user namespace whose own limit allows no
+    nested one, the kernel's answer where unprivileged user namespaces are disabled (the
+    kernel sandbox of quality/sandbox.py is then unavailable)."""
+    import ctypes
+
+    uid, gid = os.getuid(), os.getgid()
+    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        raise OSError(ctypes.get_errno(), "unshare")
+    Path("/proc/self/setgroups").write_text("deny")
+    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
+    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+    Path("/proc/sys/user/max_user_namespaces").write_text("0")
+
+
+def descendants() -> set[int]:
+    """PIDs of this process's children and grandchildren: a draft's sandboxed child is a
+    child of the kernel sandbox's fork server (quality/fork_server.py) where there is one."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    me = os.getpid()
+    mine = {pid for pid, parent in parents.items() if parent == me}
+    return mine | {pid for pid, parent in parents.items() if parent in mine}

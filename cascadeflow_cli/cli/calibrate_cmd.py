@@ -56,14 +56,14 @@ def calibrate(
         ),
     ] = False,
     execute_code: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--execute-code",
+            "--execute-code/--no-execute-code",
             help="Also run each response's Python against its own examples in a sandbox "
-            "(a feature for code; the calibration then needs [quality] execute_code = true). "
-            "Default: [quality] execute_code.",
+            "(a feature for code; scoring with that calibration then runs drafts' code too). "
+            "Default: [quality] execute_code; unset, on where the kernel sandbox is available.",
         ),
-    ] = False,
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Fit the calibrated quality check on labelled drafts: prints the cross-validated
@@ -85,7 +85,15 @@ def calibrate(
         assert file is not None
         rows = read_rows(file, config)
         origin = str(file)
-    execute = execute_code or config.quality.execute_code
+    from cascadeflow_cli.quality import sandbox
+
+    asked = execute_code if execute_code is not None else config.quality.execute_code
+    execute = sandbox.execution_enabled(asked)
+    if asked is None and not execute:
+        sys.stderr.write(f"note: drafts' code is not run: {sandbox.support().reason}; --execute-code runs it "
+                         "with process limits only\n")
+    elif execute and (line := sandbox.note_once()):
+        sys.stderr.write(line + "\n")  # here, once, before the feature workers fork
     done = fit(config, rows, origin, target_quality=target_quality, prices=chosen, output=output,
                execute_code=execute)
     if as_json:

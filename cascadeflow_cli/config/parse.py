@@ -272,7 +272,7 @@ class _Parser:
             logprobs=self.typed(raw, sec, "logprobs", lambda v: isinstance(v, bool), "true or false", False),
             consistency_samples=samples,
             execute_code=self.typed(raw, sec, "execute_code", lambda v: isinstance(v, bool), "true or false",
-                                    False),
+                                    None),
         )
 
     def ledger(self, raw: Any) -> LedgerConfig:

@@ -113,8 +113,9 @@ class QualityConfig:
     shadow_rate: float = 0.0
     logprobs: bool = False
     consistency_samples: int = 1
-    # run drafts' Python against their own examples in a sandbox (quality/code_exec.py)
-    execute_code: bool = False
+    # run drafts' Python against their own examples in a sandbox (quality/code_exec.py);
+    # None (unset): on where the kernel sandbox (quality/sandbox.py) is available
+    execute_code: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,16 @@ def build_validator(
     return QualityValidator(config.cascade.quality_preset, config.cascade.quality_threshold)
 
 
+def code_execution(quality: QualityConfig, needed: bool = True) -> bool:
+    """Whether drafts' code runs: ``[quality] execute_code`` as set; unset, where the kernel
+    sandbox is available (probed only when a calibration ``needed`` it: start-up)."""
+    if quality.execute_code is not None or not needed:
+        return bool(quality.execute_code)
+    from cascadeflow_cli.quality.sandbox import execution_enabled
+
+    return execution_enabled(None)
+
+
 def calibrated_validator(
     path: Path,
     quality: QualityConfig,
@@ -53,7 +63,7 @@ def calibrated_validator(
         calibration,
         threshold=threshold,
         target_quality=quality.target_quality,
-        execute_code=quality.execute_code,
+        execute_code=code_execution(quality, calibration.needs_execution),
         where=str(path),
         embed=embed,
         run_code=run_code,

@@ -1,16 +1,20 @@
 """Run a draft's Python against the draft's OWN examples, in a sandboxed child process.
 
-Opt-in (``[quality] execute_code = true``, ``cascade calibrate --execute-code``): model
-code is untrusted, so it never runs in our process and never runs unless asked. What it
-measures is general, not tied to any benchmark: does the code the answer gives define
-without raising, do the usage examples the answer shows run, and do the outputs the
-answer CLAIMS (``>>> f(2)`` / ``4``, ``print(f(2))  # Output: 4``, ``f(2)  # returns 4``)
-match what the code actually produces. An answer whose own examples contradict its code
-is wrong far more often than one whose examples hold.
+``[quality] execute_code`` (``cascade calibrate --execute-code/--no-execute-code``); unset,
+on exactly where the kernel sandbox (:mod:`.sandbox`) is available: model code is
+untrusted, so it never runs in our process. What it measures is general, not tied to any
+benchmark: does the code the answer gives define without raising, do the usage examples
+the answer shows run, and do the outputs the answer CLAIMS (``>>> f(2)`` / ``4``,
+``print(f(2))  # Output: 4``, ``f(2)  # returns 4``) match what the code actually
+produces. An answer whose own examples contradict its code is wrong far more often than
+one whose examples hold.
 
-The sandbox, best-effort layers on a forked child that keeps nothing of ours (it never
-returns into our code; its only channel back is a pipe carrying a few counts):
+The child keeps nothing of ours (it never returns into our code; its only channel back is
+a pipe carrying a few counts):
 
+* the kernel sandbox where available (:mod:`.sandbox`: namespaces, a read-only root with
+  only the interpreter's files, no capabilities, a seccomp filter; set up once in a fork
+  server, :mod:`.fork_server`, whose children the drafts run in): the boundary;
 * every inherited file descriptor closed, stdin/stdout/stderr on /dev/null, the
   environment emptied (no API keys), its own session, ``/`` as cwd;
 * resource limits: CPU seconds, address space, no file writes (``RLIMIT_FSIZE`` 0), no
@@ -19,9 +23,10 @@ returns into our code; its only channel back is a pipe carrying a few counts):
 * an audit hook installed before the draft runs refuses sockets, subprocesses, exec,
   fork, file writes/removal/renames, ``ctypes``, ``sqlite3``, ``mmap`` and new limits.
 
-It is not a security boundary against a determined attacker (CPython audit hooks can be
-evaded by native code); it keeps a model's honest mistakes (a stray ``open(..., "w")``,
-an endless loop, a huge allocation) from touching anything. Hence opt-in.
+Without the kernel sandbox the last three are all there is, and they are no security
+boundary (a draft can switch the audit hook off: it is a Python function it can reach;
+tests/quality/test_sandbox.py does, then reads and deletes files, connects, kills, forks):
+they keep a model's honest mistakes from touching anything. Hence opt-in there.
 
 Pure parsing (:func:`program_of`, in :mod:`.code_claims`: every form of claim read) is
 separate from the shell (:func:`run_program`); the
@@ -333,8 +338,18 @@ def _mapped_bytes() -> int:
         return 0
 
 
-def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
-    """In the forked child: shed everything of the parent's, limit, run, report, exit."""
+# the child's exit status when the kernel sandbox was asked for and could not be entered:
+# nothing ran (not a failed draft)
+_NO_SANDBOX_EXIT = 86
+
+
+def _child(
+    program: Program, wfd: int, aliases: list[tuple[str, str]], kernel: str, mem: int | None = None
+) -> None:
+    """In the forked child: shed everything of the parent's, limit, run, report, exit.
+    ``kernel``: "enter" the kernel sandbox here, "seal" the one a fork server's child is
+    already in (:mod:`.fork_server`), or "" (process limits only). ``mem``: the address
+    space allowed (else measured here)."""
     code = 1
     try:
         import resource
@@ -346,11 +361,19 @@ def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
         os.closerange(3, wfd)
         os.closerange(wfd + 1, 65536)
         os.environ.clear()  # API keys and the like are the parent's business
+        # address space: what the fork already maps (a parent with numpy loaded maps
+        # hundreds of MB) plus MEMORY_MB for the draft (read before /proc is gone)
+        mem = mem or _mapped_bytes() + MEMORY_MB * 1024 * 1024
+        if kernel:
+            from . import sandbox  # loaded already (run_program)
+
+            try:  # no /proc, /tmp, $HOME... after this: see there
+                sandbox.enter() if kernel == "enter" else sandbox.seal()
+            except OSError:
+                code = _NO_SANDBOX_EXIT
+                return
         os.chdir("/")  # not tempfile.gettempdir(): in a fresh child it probes dirs (~60 ms)
         resource.setrlimit(resource.RLIMIT_CPU, (CPU_S, CPU_S))
-        # address space: what the fork already maps (a parent with numpy loaded maps
-        # hundreds of MB) plus MEMORY_MB for the draft
-        mem = _mapped_bytes() + MEMORY_MB * 1024 * 1024
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard == resource.RLIM_INFINITY or hard > mem:
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
@@ -365,30 +388,39 @@ def _child(program: Program, wfd: int, aliases: list[tuple[str, str]]) -> None:
         os._exit(code)
 
 
-def _run_one(program: Program) -> ExecResult:
+def _run_one(program: Program, kernel: bool) -> ExecResult:
     with _slots:
-        return _fork_and_wait(program)
+        return _fork_and_wait(program, kernel)
 
 
-def _fork_and_wait(program: Program) -> ExecResult:
+def _fork_and_wait(program: Program, kernel: bool = False) -> ExecResult:
     import select
     import signal
     import time
 
     if not hasattr(os, "fork"):
         return ExecResult()  # no sandboxed child on this platform: not measured
+    from . import fork_server
+
     aliases = _spawn_aliases()  # before the fork: see there
-    rfd, wfd = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(rfd)
+    # in the kernel sandbox: a child of the fork server, already inside (~1.2 ms of CPU a
+    # draft less than entering it here: see fork_server); else, or without it, our own
+    limit = _mapped_bytes() + MEMORY_MB * 1024 * 1024
+    spawned = fork_server.spawn(program, _child, (aliases, "seal", limit)) if kernel else None
+    if spawned is not None:
+        pid, rfd = spawned.pid, spawned.result_fd
+    else:
+        rfd, wfd = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(rfd)
+            os.close(wfd)
+            return ExecResult()
+        if pid == 0:  # pragma: no cover - the child never returns
+            os.close(rfd)
+            _child(program, wfd, aliases, "enter" if kernel else "")
         os.close(wfd)
-        return ExecResult()
-    if pid == 0:  # pragma: no cover - the child never returns
-        os.close(rfd)
-        _child(program, wfd, aliases)
-    os.close(wfd)
     chunks: list[bytes] = []
     deadline = time.monotonic() + TIMEOUT_S
     timed_out = False
@@ -410,7 +442,11 @@ def _fork_and_wait(program: Program) -> ExecResult:
         if timed_out:
             with contextlib_suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+        status = os.waitpid(pid, 0)[1] if spawned is None else spawned.status()
+    if status is None:  # the server died with it: as if killed
+        status = signal.SIGKILL
+    if kernel and os.WIFEXITED(status) and os.WEXITSTATUS(status) == _NO_SANDBOX_EXIT and not chunks:
+        return ExecResult()  # the sandbox could not be entered: nothing ran
     # a child that never reported (out of time, killed by a limit) confirmed none of its claims
     n = program.claims
     if timed_out:
@@ -432,8 +468,11 @@ def _fork_and_wait(program: Program) -> ExecResult:
     )
 
 
-def run_program(program: Program) -> ExecResult:
-    """Run one program in a sandboxed child; an empty program runs nothing."""
+def run_program(program: Program, *, kernel_sandbox: bool = True) -> ExecResult:
+    """Run one program in a sandboxed child; an empty program runs nothing. The child
+    enters the kernel sandbox (:mod:`.sandbox`) wherever this machine allows it;
+    ``kernel_sandbox=False``: only the process limits and Python-level guards (what ran
+    before the kernel sandbox, and where it is unavailable)."""
     if program.empty:
         return ExecResult()
     # imported once here, so each forked child has them loaded (importing resource in
@@ -441,7 +480,12 @@ def run_program(program: Program) -> ExecResult:
     import doctest  # noqa: F401
     import resource  # noqa: F401
 
-    return _run_one(program)
+    from . import sandbox  # here, not at import: ~2 ms of ctypes, socket, pickle for every check
+
+    kernel = kernel_sandbox and sandbox.support().available
+    if kernel_sandbox and not kernel and (line := sandbox.note_once()):
+        sys.stderr.write(line + "\n")  # said once: what runs the code here is weaker
+    return _run_one(program, kernel)
 
 
 def run_programs(programs: Sequence[Program]) -> list[ExecResult]:

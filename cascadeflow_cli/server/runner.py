@@ -157,12 +157,12 @@ class Runner:
         self._keys: dict[str, ApiKey] | None = {} if bridged else None
         self._exec_pool: ThreadPoolExecutor | None = None
         if bridged:
-            from cascadeflow_cli.engine.validators import build_validator
+            from cascadeflow_cli.engine.validators import build_validator, code_execution
             from cascadeflow_cli.server import bridge
 
             self._bridge = bridge
             validator = None
-            if config.quality.execute_code and config.quality.calibration is not None:
+            if config.quality.calibration is not None and code_execution(config.quality):
                 # a draft's code runs in a forked child for up to its time limit: waited for
                 # on these threads, not the loop (as many as the sandbox runs at once)
                 from cascadeflow_cli.quality.code_exec import SLOTS, run_program

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from cascadeflow_cli.quality import sandbox
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
-from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text
+from tests.conftest import GOOD_ANSWER, CliRunner, assert_one_error_line, config_text, no_user_namespaces
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "calibration_sample.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
@@ -228,7 +231,7 @@ def test_a_calibration_fitted_with_code_execution(server: ReplayServer, tmp_path
             response = CODE_GOOD if i % 2 else CODE_BAD
             fh.write(json.dumps({"id": i, "query": f"Write function {i}", "response": response,
                                  "correct": bool(i % 2), "domain": "code"}) + "\n")
-    config = calibrated_config(tmp_path, server)
+    config = calibrated_config(tmp_path, server, extra="execute_code = false\n")
     run = CliRunner(tmp_path, config, tmp_path / "ledger.db")
     fitted = run("calibrate", str(rows), "--execute-code", "--json")
     assert fitted.code == 0, fitted.stderr
@@ -241,7 +244,8 @@ def test_a_calibration_fitted_with_code_execution(server: ReplayServer, tmp_path
         assert refused.code == 1 and "execute_code = true" in refused.stderr
         assert_one_error_line(refused.stderr)
     assert server.requests == []
-    config.write_text(config.read_text(encoding="utf-8") + "execute_code = true\n", encoding="utf-8")
+    text = config.read_text(encoding="utf-8").replace("execute_code = false", "execute_code = true")
+    config.write_text(text, encoding="utf-8")
     scores = []
     for response in (CODE_GOOD, CODE_BAD):
         check = run("quality", "check", "--query", "Write function 1", "--response", response,
@@ -249,3 +253,53 @@ def test_a_calibration_fitted_with_code_execution(server: ReplayServer, tmp_path
         assert check.code == 0, check.stderr
         scores.append(check.json()["score"])
     assert scores[0] > scores[1]
+
+
+def code_rows(path: Path) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(30):
+            response = CODE_GOOD if i % 2 else CODE_BAD
+            fh.write(json.dumps({"id": i, "query": f"Write function {i}", "response": response,
+                                 "correct": bool(i % 2), "domain": "code"}) + "\n")
+    return path
+
+
+def features_of(path: Path) -> list[str]:
+    return json.loads(path.read_text(encoding="utf-8"))["features"]
+
+
+@pytest.mark.skipif(not sandbox.support().available, reason="no kernel sandbox here")
+def test_code_execution_is_on_by_default_where_the_kernel_sandbox_is(
+    server: ReplayServer, tmp_path: Path
+) -> None:
+    """Unset [quality] execute_code: `calibrate` runs the drafts' code where the kernel
+    sandbox is available (and quality check scores with it); --no-execute-code turns it
+    off. Where the sandbox is unavailable it stays off, said once, and --execute-code
+    still runs it as before, said once."""
+    rows = code_rows(tmp_path / "code.jsonl")
+    config = calibrated_config(tmp_path, server)
+    run = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    fitted = run("calibrate", str(rows), "--json")
+    assert fitted.code == 0 and fitted.stderr == "", fitted.stderr
+    assert "exec_failed_share" in features_of(tmp_path / "calibration.json")
+    check = ("quality", "check", "--query", "Write function 1", "--domain", "code", "--json", "--response")
+    scores = [run(*check, r).json()["score"] for r in (CODE_GOOD, CODE_BAD)]
+    assert scores[0] > scores[1]
+    off = run("calibrate", str(rows), "--no-execute-code", "--output", str(tmp_path / "off.json"))
+    assert off.code == 0, off.stderr
+    assert "exec_failed_share" not in features_of(tmp_path / "off.json")
+
+    def unsandboxed(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "cascadeflow_cli", "calibrate", str(rows), "--output", *args]
+        return subprocess.run(command, cwd=tmp_path, env=run.env(), capture_output=True, text=True,
+                              preexec_fn=no_user_namespaces)  # fmt: skip
+
+    plain = unsandboxed(str(tmp_path / "plain.json"))
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stderr.count("\n") == 1 and "drafts' code is not run" in plain.stderr
+    assert "max_user_namespaces" in plain.stderr
+    assert "exec_failed_share" not in features_of(tmp_path / "plain.json")
+    forced = unsandboxed(str(tmp_path / "forced.json"), "--execute-code")
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stderr.count("\n") == 1 and "no kernel sandbox for drafts' code" in forced.stderr
+    assert "exec_failed_share" in features_of(tmp_path / "forced.json")

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from cascadeflow_cli.quality.calibrate import calibrate_rows
+from cascadeflow_cli.quality.code_exec import program_of, run_program
 from cascadeflow_cli.replay.server import ModelBehavior
-from tests.conftest import GOOD_ANSWER, CliRunner, ledger_rows
+from tests.conftest import GOOD_ANSWER, CliRunner, descendants, ledger_rows
 from tests.server.conftest import Stack
 
 GOOD = "```python\ndef double(n):\n    return 2 * n\n```\n\n```python\nprint(double(2))  # 4\n```\n"
@@ -24,21 +25,6 @@ LOOPING = (
     + "".join(f"```python\nprint(double({i}))  # {2 * i}\n```\n\n" for i in range(3))
 )
 QUERY = "Write a function that doubles a number"
-
-
-def children() -> set[int]:
-    """PIDs of this process's children (the sandboxed child of a draft being judged)."""
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                found.add(int(entry))
-    return found
 
 
 @pytest.fixture
@@ -59,7 +45,8 @@ def test_a_looping_draft_holds_up_no_other_request(executing: Stack) -> None:
     stack = executing
     stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=LOOPING))
     stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER))
-    before = children()
+    run_program(program_of(GOOD))  # the fork server (kernel sandbox), if any, runs before we count
+    before = descendants()
     slow: list[object] = []
 
     def judged() -> None:
@@ -70,20 +57,20 @@ def test_a_looping_draft_holds_up_no_other_request(executing: Stack) -> None:
     first = threading.Thread(target=judged)
     first.start()
     deadline = time.monotonic() + 20
-    while not children() - before:  # the draft's code is running in the sandbox now
+    while not descendants() - before:  # the draft's code is running in the sandbox now
         assert time.monotonic() < deadline and first.is_alive(), "the draft's code never ran"
         time.sleep(0.005)
-    sandboxed = children() - before
+    sandboxed = descendants() - before
     # another request on the same server (the verifier alone: no code in its answer)
     other = stack.client().chat.completions.create(model="big", messages=[{"role": "user", "content": "Hi"}])
     assert other.choices[0].message.content == GOOD_ANSWER
-    assert sandboxed & children(), "the other request waited for the draft's execution"
+    assert sandboxed & descendants(), "the other request waited for the draft's execution"
     assert first.is_alive()
     first.join(30)
     assert not first.is_alive() and slow
     raw = slow[0]
     assert raw.headers["x-cascade-draft-accepted"] == "false"  # type: ignore[attr-defined]
-    assert not sandboxed & children()  # reaped
+    assert not sandboxed & descendants()  # reaped
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the sandbox forks")
