@@ -55,7 +55,7 @@ from cascadeflow_cli.quality.calibrate import (
     row_features,
 )
 from cascadeflow_cli.quality.features import feature_domain
-from cascadeflow_cli.quality.live_signals import embedding_similarity
+from cascadeflow_cli.quality.live_signals import query_answer_similarity
 from cascadeflow_cli.quality.model import auroc, stratified_folds
 from cascadeflow_cli.quality.validator import QualityValidator
 
@@ -164,7 +164,7 @@ def with_similarity(rows):
     embed = shared_embedder().embed
     embed(["warm up"])  # loading the model (and, on a first run, converting it) is not per draft
     t0 = time.perf_counter()
-    out = [{**r, "similarity": embedding_similarity(embed, r["query"], r["response"])} for r in rows]
+    out = [{**r, "similarity": query_answer_similarity(embed, r["query"], r["response"])} for r in rows]
     return out, (time.perf_counter() - t0) / len(rows) * 1e3
 
 

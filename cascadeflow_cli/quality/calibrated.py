@@ -325,9 +325,9 @@ class CalibratedValidator:
             run = run_program if self.run_code is None or program.empty else self.run_code
             execution = run(program)
         if self.calibration.needs_similarity and live.get("similarity") is None and self.embed is not None:
-            from .live_signals import embedding_similarity
+            from .live_signals import query_answer_similarity
 
-            live["similarity"] = embedding_similarity(self.embed, query, response or "")
+            live["similarity"] = query_answer_similarity(self.embed, query, response or "")
         features = draft_features(
             query,
             response,
