@@ -150,11 +150,12 @@ def test_a_lone_surrogate_in_a_message_is_a_400_that_names_the_json_not_a_termin
 ) -> None:
     # the engine's message said "check the terminal's or the file's encoding" to an HTTP client,
     # and a surrogate in an earlier message (not the query) was not checked before paying
-    messages = [{"role": "user", "content": "hi"}, {"role": "user", "content": "What is the capital of France?"}]
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "user", "content": "What is the capital of France?"}]
     messages[index]["content"] = "caf\ud800 ok" if index == 0 else "What is \udce9?"
     body = json.dumps({"model": "cascade", "messages": messages}).encode()  # ensure_ascii: "\ud800"
-    response = httpx.post(f"{stack.url}/chat/completions", content=body, timeout=20,
-                          headers={"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"})
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    response = httpx.post(f"{stack.url}/chat/completions", content=body, headers=headers, timeout=20)
     error = assert_error(response, 400, "surrogate pair")
     assert error["param"] == f"messages[{index}].content" and "terminal" not in error["message"]
     assert ("\\ud800 at character 4" if index == 0 else "\\udce9 at character 9") in error["message"]
