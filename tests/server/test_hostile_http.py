@@ -160,3 +160,29 @@ def test_a_lone_surrogate_in_a_message_is_a_400_that_names_the_json_not_a_termin
     assert error["param"] == f"messages[{index}].content" and "terminal" not in error["message"]
     assert ("\\ud800 at character 4" if index == 0 else "\\udce9 at character 9") in error["message"]
     assert ledger_rows(stack.db, "requests") == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_max_tokens_above_the_models_output_limit_is_capped_there_not_refused(
+    stack: Stack, stream: bool
+) -> None:
+    # it reached the provider as given: OpenAI answers 400, which was a 502 the SDK retried
+    # twice; LiteLLM's map knows the limit (16384 for both) and the budget estimate used it
+    from cascadeflow_cli.replay.behavior import ModelBehavior
+    from cascadeflow_cli.replay.wire import token_limit
+
+    for model in ("gpt-4o-mini", "gpt-4o"):
+        stack.replay.set_behavior(model, ModelBehavior(max_tokens_limit=16384))
+    client = stack.client()
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="cascade", messages=messages, max_tokens=1_000_000, stream=True) if c.choices)
+    else:
+        text = client.chat.completions.create(model="cascade", messages=messages,
+                                              max_tokens=1_000_000).choices[0].message.content
+    assert text
+    sent = [token_limit(body) for body in stack.replay.requests]
+    assert sent and all(limit is not None and limit <= 16384 for limit in sent), sent
+    [row] = ledger_rows(stack.db, "requests")
+    assert row["status"] == "ok"
