@@ -347,7 +347,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif payload.get("stream") and not behavior.ignore_stream:
             options = payload.get("stream_options") or {}
             completion = replay._complete(payload, behavior)
-            self._stream([*completion.chunks(bool(options.get("include_usage"))), "[DONE]"], behavior)
+            events = completion.chunks(bool(options.get("include_usage")), behavior.empty_stream)
+            self._stream([*events, "[DONE]"], behavior)
         elif behavior.reset_after is not None:  # whole answers: reset after that many body bytes
             body = json.dumps(replay._complete(payload, behavior).response()).encode()
             self.send_response(200)

@@ -10,6 +10,7 @@ import time
 from decimal import Decimal
 
 import httpx
+import pytest
 
 from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
 from cascadeflow_cli.ledger.db import open_ledger
@@ -149,3 +150,21 @@ def test_a_provider_that_ignores_stream_is_an_answer_and_priced(stack: Stack) ->
     [call] = ledger_rows(stack.db, "calls")
     assert call["status"] == "ok" and call["cost_nusd"] > 0 and "estimated" not in call["cost_source"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == call["output_tokens"]
+
+
+@pytest.mark.parametrize("empty", ["no choices", "no content"])
+def test_a_stream_that_holds_no_answer_is_a_502_priced_and_recorded_not_an_empty_ok(
+    stack: Stack, empty: str
+) -> None:
+    # chunks without choices (or without text and finish_reason), then [DONE], were an
+    # empty "ok" answer (HTTP 200) where the same reply unstreamed is "malformed" (502)
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER, empty_stream=empty))
+    body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": QUERY}]}
+    response = stack.post(body)
+    assert response.status_code == 502, response.text
+    error = response.json()["error"]
+    assert error["code"] == "provider_error" and "streamed an empty answer" in error["message"]
+    [req] = ledger_rows(stack.db, "requests")
+    assert req["status"] == "error" and req["answer"] in ("", None)
+    calls = ledger_rows(stack.db, "calls")
+    assert calls and calls[-1]["cost_nusd"] > 0  # the provider reported usage: the prompt is billed

@@ -134,7 +134,7 @@ class OpenAICompatProvider:
             response.close()
         if sink.cancelled:
             raise assembler.interrupted(sink.reason)
-        return assembler.completion()
+        return assembler.answered(model.name)
 
 
 def _call(model: ModelConfig, request: ChatRequest) -> tuple[str, dict[str, Any], dict[str, str]]:
