@@ -134,7 +134,7 @@ def test_a_refused_or_failed_request_names_its_caller_in_the_access_log(
     ledger = open_ledger(stack.db)
     set_budget(ledger, "broke", BudgetConfig(daily=Decimal("0")))
     ledger.close()
-    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=503))
     assert_error(stack.post({**BODY, "stream": stream}, key=broke), 429)
     assert_error(stack.post({"model": "big", "stream": stream, "messages": BODY["messages"]}), 502)
     refused, failed = stack.log
@@ -186,3 +186,36 @@ def test_a_max_tokens_above_the_models_output_limit_is_capped_there_not_refused(
     assert sent and all(limit is not None and limit <= 16384 for limit in sent), sent
     [row] = ledger_rows(stack.db, "requests")
     assert row["status"] == "ok"
+
+
+CUSTOM = """
+[[models]]
+name = "custom"
+model = "openai/custom-llm-1"
+api_base = "{base}"
+input_cost_per_million = 1
+output_cost_per_million = 2
+retry_delay = 0.01
+"""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_s_400_for_a_max_tokens_past_a_limit_we_do_not_know_is_a_400(
+    stack_factory: object, server: object, stream: bool
+) -> None:
+    # no price map knows this model's output limit, so max_tokens goes as asked: the
+    # provider's 400 was a 502 that the openai SDK retried twice, to the same refusal
+    import openai
+
+    from cascadeflow_cli.replay.behavior import ModelBehavior
+
+    stack: Stack = stack_factory(extra_models=CUSTOM.format(base=server.base_url))  # type: ignore[operator, attr-defined]
+    stack.replay.set_behavior("custom-llm-1", ModelBehavior(max_tokens_limit=4096))
+    client = openai.OpenAI(base_url=stack.url, api_key=stack.key, timeout=20)  # the SDK's own retries
+    with pytest.raises(openai.BadRequestError) as refused:
+        list(client.chat.completions.create(model="custom", messages=BODY["messages"], max_tokens=100_000,
+                                            stream=stream))
+    assert refused.value.code == "provider_bad_request" and "max_tokens is too large" in refused.value.message
+    assert len(stack.replay.requests) == 1  # neither we nor the SDK sent it again
+    [row] = ledger_rows(stack.db, "requests")
+    assert row["status"] == "error"

@@ -121,10 +121,13 @@ def test_a_client_that_leaves_mid_stream_is_priced_recorded_and_settled(stack_fa
 
 
 def test_a_provider_failure_before_any_token_is_an_http_error(stack: Stack) -> None:
-    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=503))
     body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": QUERY}]}
     response = stack.post(body)
     assert response.status_code == 502 and response.json()["error"]["code"] == "provider_error"
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))  # the request as sent: the client's
+    response = stack.post(body)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "provider_bad_request"
 
 
 def test_a_refused_budget_is_429_before_the_stream_starts(stack_factory: object) -> None:
