@@ -171,3 +171,23 @@ def test_a_stream_that_holds_no_answer_is_a_502_priced_and_recorded_not_an_empty
     assert req["status"] == "error" and req["answer"] in ("", None)
     calls = ledger_rows(stack.db, "calls")
     assert calls and calls[-1]["cost_nusd"] > 0  # the provider reported usage: the prompt is billed
+
+
+def test_a_whole_reply_with_no_text_and_no_finish_reason_is_a_502_as_the_stream_is(stack: Stack) -> None:
+    # unstreamed, the same empty reply was an empty "ok" answer while its stream is a 502
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer="", finish_reason=None))  # type: ignore[arg-type]
+    response = stack.post({"model": "big", "messages": [{"role": "user", "content": QUERY}]})
+    assert response.status_code == 502, response.text
+    assert "empty chat completion" in response.json()["error"]["message"]
+    [req] = ledger_rows(stack.db, "requests")
+    assert req["status"] == "error"
+
+
+def test_a_draft_with_no_text_and_no_finish_reason_escalates(stack: Stack) -> None:
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer="", finish_reason=None))  # type: ignore[arg-type]
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER))
+    for stream in (False, True):
+        response = stack.post({"model": "cascade", "stream": stream,
+                               "messages": [{"role": "user", "content": QUERY}]})
+        assert response.status_code == 200 and response.headers["x-cascade-model"] == "big", response.text
+    assert [r["escalated"] for r in ledger_rows(stack.db, "requests")] == [1, 1]
