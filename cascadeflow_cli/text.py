@@ -19,15 +19,17 @@ from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.files import TooLargeError, capped_lines
 
 
-def text_problem(value: str) -> str | None:
+def text_problem(value: str, *, from_bytes: bool = True) -> str | None:
     """Why ``value`` is not valid text (None when it is): the first undecodable byte or
-    lone surrogate and its position."""
+    lone surrogate and its position. ``from_bytes``: the text was decoded from bytes with
+    "surrogateescape" (argv, stdin), so U+DC80..U+DCFF stands for a byte; not so for a
+    JSON ``\\u`` escape, where it is a lone surrogate like any other."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         char = value[exc.start]
         code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
+        if from_bytes and 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
             return f"byte 0x{code - 0xDC00:02x} at character {exc.start + 1}"
         return f"lone surrogate \\u{code:04x} at character {exc.start + 1}"
     return None

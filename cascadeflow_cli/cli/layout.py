@@ -88,7 +88,11 @@ class FittedTable:
         width = options.max_width
         every = list(range(len(self.headers)))
         room = width - self._fixed_width()
-        if self.flex is None or not self.rows or room >= MIN_FLEXIBLE:
+        if self.rows and room + _GAP < 0:  # not even the fixed columns fit: cut, they were "…"
+            cells = [[self._flex_text(c) if i == self.flex else c for i, c in enumerate(row)]
+                     for row in self.rows]
+            yield from records([name for name, _ in self.headers], cells)
+        elif self.flex is None or not self.rows or room >= MIN_FLEXIBLE:
             yield self._table(every, max(room, 1) if self.flex is not None else None)
         else:
             yield from self._stacked(console, options)
@@ -114,6 +118,41 @@ class FittedTable:
             text = self._flex_text(row[self.flex])  # type: ignore[index]
             text.stylize("dim")
             yield Padding(Text.assemble((f"{name}: ", "dim"), text), (0, 0, 0, 4), expand=False)
+
+
+def records(names: list[str], rows: Iterable[list[Any]]) -> RenderResult:
+    """Each row as one "name: value" line a field, rows apart by a blank line: what a
+    table becomes on a screen too narrow for its columns (COLUMNS=20 printed `logs` and
+    `usage` as rows of "…", hostile-11). A long value wraps under its line."""
+    for index, row in enumerate(rows):
+        if index:
+            yield Text("")
+        for name, cell in zip(names, row, strict=True):
+            yield Text.assemble((f"{name}: ", "dim"), _cell_text(cell))
+
+
+class TableOrRecords:
+    """A rich table where its columns fit whole, else its ``rows`` as records()."""
+
+    def __init__(self, table: Table, names: list[str], rows: list[list[Any]],
+                 footer: list[Any] | None = None) -> None:
+        """``footer``: the totals, shown as records under a "total" line (without the
+        first field, which names the row)."""
+        self.table, self.names, self.rows, self.footer = table, names, rows, footer
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(1, options.max_width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        needed = Measurement.get(console, options.update(max_width=10_000), self.table).minimum
+        if needed <= options.max_width:
+            yield self.table
+        else:
+            yield from records(self.names, self.rows)
+            if self.footer is not None:
+                yield Text("")
+                yield Text("total", style="bold")
+                yield from records(self.names[1:], [self.footer[1:]])
 
 
 def fitted_table(

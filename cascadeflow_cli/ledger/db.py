@@ -101,8 +101,13 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
         self._local = threading.local()
         self._connections: list[Database] = []
         self._connections_lock = threading.Lock()
-        self.read_only = read_only and needs_read_only(path)
-        if self.read_only:
+        # a reader of no ledger reads an empty one in memory: `usage` on a fresh path made
+        # the file and its directories (hostile-11), even under a HOME that does not exist
+        self.absent = read_only and not os.path.lexists(path)
+        self.read_only = read_only and (self.absent or needs_read_only(path))
+        if self.absent:
+            pass
+        elif self.read_only:
             check_readable(path)
         else:
             _prepare_file(path)
@@ -155,7 +160,10 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
 
     def _connect(self) -> Database:
         try:
-            if self.read_only:
+            if self.absent:  # one shared database per Ledger, kept while a connection is open
+                conn = sqlite3.connect(f"file:cascade-absent-{id(self)}?mode=memory&cache=shared",
+                                       uri=True, check_same_thread=False)
+            elif self.read_only:
                 conn = connect_read_only(self.path, BUSY_TIMEOUT_S)
             else:
                 conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
@@ -216,7 +224,7 @@ class Ledger(SqliteQueries, SqliteKeyQueries):
     def _migrate(self) -> None:
         if self._migrated():  # nothing to do: a reader need not wait for a writer's lock (WAL)
             return
-        if self.read_only:
+        if self.read_only and not self.absent:
             raise LedgerError(f"{self.path}: cannot read ledger: it needs an upgrade this user cannot "
                               "write; have its owner run any cascade command on it once")
         with self.write() as db:

@@ -37,6 +37,11 @@ class ModelBehavior:
     # reset the connection (TCP RST) where `data: [DONE]` would go: the whole answer, its
     # finish_reason and usage were sent (and acknowledged), the end never comes
     reset_before_done: bool = False
+    # refuse (400, as OpenAI does) a max_tokens above this: the model's output limit
+    max_tokens_limit: int | None = None
+    # a stream that holds no answer, then [DONE]: "no choices" (every chunk's choices
+    # empty) or "no content" (a role delta, no text, no finish_reason)
+    empty_stream: str | None = None
     ignore_max_tokens: bool = False  # answer in full whatever max_tokens says (a broken server)
     ignore_stream: bool = False  # answer `"stream": true` with one JSON body, as some servers do
     # reset after this many content chunks (mid-answer); a whole answer, after this many bytes

@@ -336,14 +336,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the server is stopping: leave without an answer
             return
         status = replay._failure_status(payload["model"], behavior)
-        if status is not None:
+        asked, most = token_limit(payload), behavior.max_tokens_limit
+        if most is not None and asked is not None and asked > most:  # OpenAI's words
+            self._send_error(400, f"max_tokens is too large: {asked}. This model supports at most "
+                                  f"{most} completion tokens, whereas you provided {asked}.")
+        elif status is not None:
             self._send_error(status, retry_after=behavior.retry_after)
         elif behavior.garbage:
             self._send(200, GARBAGE, "text/html; charset=utf-8")
         elif payload.get("stream") and not behavior.ignore_stream:
             options = payload.get("stream_options") or {}
             completion = replay._complete(payload, behavior)
-            self._stream([*completion.chunks(bool(options.get("include_usage"))), "[DONE]"], behavior)
+            events = completion.chunks(bool(options.get("include_usage")), behavior.empty_stream)
+            self._stream([*events, "[DONE]"], behavior)
         elif behavior.reset_after is not None:  # whole answers: reset after that many body bytes
             body = json.dumps(replay._complete(payload, behavior).response()).encode()
             self.send_response(200)

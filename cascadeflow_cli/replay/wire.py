@@ -57,8 +57,15 @@ class WireCompletion:
             "usage": self.usage,
         }
 
-    def chunks(self, include_usage: bool) -> Iterator[dict[str, Any]]:
-        """The ``chat.completion.chunk`` objects of a streamed answer."""
+    def chunks(self, include_usage: bool, empty: str | None = None) -> Iterator[dict[str, Any]]:
+        """The ``chat.completion.chunk`` objects of a streamed answer (``empty``: of none,
+        ModelBehavior.empty_stream)."""
+        if empty is not None:
+            yield self._chunk([] if empty == "no choices" else [delta_choice({"role": "assistant"}, None)],
+                              include_usage)
+            if include_usage:
+                yield {**self._chunk([], include_usage), "usage": self.usage}
+            return
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
         deltas += [{"content": piece} for piece in pieces(self.content)]
         for delta in deltas:

@@ -24,6 +24,7 @@ from cascadeflow_cli.errors import (
     InputError,
     LedgerError,
     NotRecordedError,
+    ProviderBadRequestError,
     ProviderError,
     RevokedKeyError,
 )
@@ -314,6 +315,10 @@ class Runner:
             )
         if isinstance(exc, InputError):
             return ApiError(400, message)
+        if isinstance(exc, ProviderBadRequestError) and exc.status == 400:
+            # the request as sent was refused (a max_tokens above a limit we do not know, a
+            # prompt past the context): a 502 the SDK retried twice for nothing (hostile-11)
+            return ApiError(400, message, code="provider_bad_request")
         if isinstance(exc, ProviderError):
             # the provider's own Retry-After (a 429 or 503 after our retries), passed on: else
             # the SDK retried the 502 at once, at a provider that asked for a pause (hostile-10)

@@ -11,6 +11,7 @@ from typing import Any
 from cascadeflow_cli.config import AppConfig
 from cascadeflow_cli.money import usd
 from cascadeflow_cli.redact import redact
+from cascadeflow_cli.text import text_problem
 
 CHAIN = "cascade"  # the default chain; "cascade/<domain>" is that domain's chain
 _ROLES = ("system", "developer", "user", "assistant")
@@ -146,6 +147,13 @@ def _messages(raw: Any) -> list[dict[str, str]]:
         if role not in _ROLES:
             raise bad_request(f"messages[{index}]: unknown role {role!r}", f"messages[{index}].role")
         text = _text(message.get("content"), index)
+        problem = text_problem(text, from_bytes=False)
+        if problem is not None:  # a JSON "\\ud800": the engine's hint spoke of a terminal (hostile-11)
+            raise bad_request(
+                f"messages[{index}].content is not valid Unicode text ({problem}): a \\u escape "
+                "in the JSON body must not be half of a UTF-16 surrogate pair",
+                f"messages[{index}].content",
+            )
         # "developer" is OpenAI's newer name for the system message; every provider knows "system"
         messages.append({"role": "system" if role == "developer" else role, "content": text})
     if not any(m["role"] == "user" and m["content"].strip() for m in messages):

@@ -113,3 +113,16 @@ def test_a_stdout_that_fails_mid_stream_keeps_the_final_models_call(cli: CliRunn
     assert req["status"] == "interrupted" and calls[1]["cost_nusd"] > 0
     assert req["cost_nusd"] == sum(c["cost_nusd"] for c in calls)
     assert ledger_rows(cli.db, "reservations") == []
+
+
+def test_an_escalation_to_a_stream_with_no_answer_is_an_error_not_an_empty_answer(
+    cli: CliRunner, server: ReplayServer
+) -> None:
+    # the verifier's chunks held no choices, then [DONE]: it printed nothing and exit 0
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, empty_stream="no choices"))
+    run = cli("ask", "--stream", DETAILED)
+    assert run.code == 2, run.stderr
+    assert run.stderr.splitlines()[-1] == "error: big: provider streamed an empty answer (no choices)"
+    [req] = ledger_rows(cli.db, "requests")
+    assert req["status"] == "error"

@@ -115,3 +115,24 @@ def test_short_history_says_one_day_not_one_days(cli: CliRunner, tmp_path: Path)
     assert "1 day of history" in text and "1 days" not in text and "day(s)" not in text
     imported = cli("import", str(tmp_path / "history.csv"))
     assert "imported 0 requests (0 calls)" in imported.stderr
+
+
+@pytest.mark.parametrize("columns", ["20", "40"])
+@pytest.mark.parametrize("args", [["logs"], ["usage"], ["usage", "--by", "user"]], ids=" ".join)
+def test_a_very_narrow_screen_reads_one_field_a_line_not_ellipses(
+    cli: CliRunner, tmp_path: Path, columns: str, args: list[str]
+) -> None:
+    # at COLUMNS=20 `logs` and `usage` were rows of "…": the fixed columns were cut
+    _import(cli, tmp_path, [f'2026-11-02T10:00:00Z,alice,gpt-4o,0.00005055,"{LONG_QUERY}"',
+                            "2026-11-02T11:00:00Z,bob,gpt-4o,0.5,short question"])
+    run = cli(*args, COLUMNS=columns)
+    assert run.code == 0, run.stderr
+    assert _width(run.stdout) <= int(columns) and "…" not in run.stdout, run.stdout
+    lines = [line.strip() for line in run.stdout.splitlines()]
+    if args == ["logs"]:
+        assert "user: alice" in lines and "user: bob" in lines
+        assert LONG_QUERY in _joined(run.stdout) and "$0.0000506" in run.stdout
+    else:
+        assert "cost: $0.50" in lines and "requests: 2" in lines  # the total's fields, whole
+        if "--by" in args:
+            assert "user: alice" in lines and "user: bob" in lines

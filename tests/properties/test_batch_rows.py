@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cascadeflow_cli.engine.batch import BadRow, BatchRow, parse_row
+from cascadeflow_cli.ledger.db import open_ledger
 from tests.properties.conftest import BadInputTally
 from tests.properties.harness import fingerprint, run, scratch
 
@@ -105,7 +106,8 @@ def setup() -> Iterator[tuple[Path, Path]]:
             encoding="utf-8",
         )
         db = Path(tmp) / "l.db"
-        assert run("--config", str(config), "--db", str(db), "logs").code == 0  # an empty ledger
+        open_ledger(db).close()  # an empty ledger (`logs` on no ledger makes none: hostile-11)
+        assert run("--config", str(config), "--db", str(db), "logs").code == 0
         yield config, db
 
 

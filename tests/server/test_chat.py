@@ -191,7 +191,7 @@ def test_degrade_mode_switches_to_the_cheaper_chain_as_ask_does(stack_factory: o
 
 
 def test_a_provider_failure_is_502_and_recorded(stack: Stack) -> None:
-    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=503))
     response = stack.post({"model": "big", "messages": [{"role": "user", "content": QUERY}]})
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "provider_error"

@@ -134,7 +134,7 @@ def test_a_refused_or_failed_request_names_its_caller_in_the_access_log(
     ledger = open_ledger(stack.db)
     set_budget(ledger, "broke", BudgetConfig(daily=Decimal("0")))
     ledger.close()
-    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=503))
     assert_error(stack.post({**BODY, "stream": stream}, key=broke), 429)
     assert_error(stack.post({"model": "big", "stream": stream, "messages": BODY["messages"]}), 502)
     refused, failed = stack.log
@@ -142,3 +142,80 @@ def test_a_refused_or_failed_request_names_its_caller_in_the_access_log(
     assert "user=alice" in failed and "key=sk-cf-" in failed and stack.key not in failed, failed
     ids = {row["id"] for row in ledger_rows(stack.db, "requests") if row["status"] == "error"}
     assert ids and f"request_id={ids.pop()}" in failed
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_lone_surrogate_in_a_message_is_a_400_that_names_the_json_not_a_terminal(
+    stack: Stack, index: int
+) -> None:
+    # the engine's message said "check the terminal's or the file's encoding" to an HTTP client,
+    # and a surrogate in an earlier message (not the query) was not checked before paying
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "user", "content": "What is the capital of France?"}]
+    messages[index]["content"] = "caf\ud800 ok" if index == 0 else "What is \udce9?"
+    body = json.dumps({"model": "cascade", "messages": messages}).encode()  # ensure_ascii: "\ud800"
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    response = httpx.post(f"{stack.url}/chat/completions", content=body, headers=headers, timeout=20)
+    error = assert_error(response, 400, "surrogate pair")
+    assert error["param"] == f"messages[{index}].content" and "terminal" not in error["message"]
+    assert ("\\ud800 at character 4" if index == 0 else "\\udce9 at character 9") in error["message"]
+    assert ledger_rows(stack.db, "requests") == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_max_tokens_above_the_models_output_limit_is_capped_there_not_refused(
+    stack: Stack, stream: bool
+) -> None:
+    # it reached the provider as given: OpenAI answers 400, which was a 502 the SDK retried
+    # twice; LiteLLM's map knows the limit (16384 for both) and the budget estimate used it
+    from cascadeflow_cli.replay.behavior import ModelBehavior
+    from cascadeflow_cli.replay.wire import token_limit
+
+    for model in ("gpt-4o-mini", "gpt-4o"):
+        stack.replay.set_behavior(model, ModelBehavior(max_tokens_limit=16384))
+    client = stack.client()
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="cascade", messages=messages, max_tokens=1_000_000, stream=True) if c.choices)
+    else:
+        text = client.chat.completions.create(model="cascade", messages=messages,
+                                              max_tokens=1_000_000).choices[0].message.content
+    assert text
+    sent = [token_limit(body) for body in stack.replay.requests]
+    assert sent and all(limit is not None and limit <= 16384 for limit in sent), sent
+    [row] = ledger_rows(stack.db, "requests")
+    assert row["status"] == "ok"
+
+
+CUSTOM = """
+[[models]]
+name = "custom"
+model = "openai/custom-llm-1"
+api_base = "{base}"
+input_cost_per_million = 1
+output_cost_per_million = 2
+retry_delay = 0.01
+"""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_s_400_for_a_max_tokens_past_a_limit_we_do_not_know_is_a_400(
+    stack_factory: object, server: object, stream: bool
+) -> None:
+    # no price map knows this model's output limit, so max_tokens goes as asked: the
+    # provider's 400 was a 502 that the openai SDK retried twice, to the same refusal
+    import openai
+
+    from cascadeflow_cli.replay.behavior import ModelBehavior
+
+    stack: Stack = stack_factory(extra_models=CUSTOM.format(base=server.base_url))  # type: ignore[operator, attr-defined]
+    stack.replay.set_behavior("custom-llm-1", ModelBehavior(max_tokens_limit=4096))
+    client = openai.OpenAI(base_url=stack.url, api_key=stack.key, timeout=20)  # the SDK's own retries
+    with pytest.raises(openai.BadRequestError) as refused:
+        list(client.chat.completions.create(model="custom", messages=BODY["messages"], max_tokens=100_000,
+                                            stream=stream))
+    assert refused.value.code == "provider_bad_request" and "max_tokens is too large" in refused.value.message
+    assert len(stack.replay.requests) == 1  # neither we nor the SDK sent it again
+    [row] = ledger_rows(stack.db, "requests")
+    assert row["status"] == "error"

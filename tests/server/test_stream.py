@@ -10,6 +10,7 @@ import time
 from decimal import Decimal
 
 import httpx
+import pytest
 
 from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
 from cascadeflow_cli.ledger.db import open_ledger
@@ -120,10 +121,13 @@ def test_a_client_that_leaves_mid_stream_is_priced_recorded_and_settled(stack_fa
 
 
 def test_a_provider_failure_before_any_token_is_an_http_error(stack: Stack) -> None:
-    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=503))
     body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": QUERY}]}
     response = stack.post(body)
     assert response.status_code == 502 and response.json()["error"]["code"] == "provider_error"
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(status=400))  # the request as sent: the client's
+    response = stack.post(body)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "provider_bad_request"
 
 
 def test_a_refused_budget_is_429_before_the_stream_starts(stack_factory: object) -> None:
@@ -149,3 +153,41 @@ def test_a_provider_that_ignores_stream_is_an_answer_and_priced(stack: Stack) ->
     [call] = ledger_rows(stack.db, "calls")
     assert call["status"] == "ok" and call["cost_nusd"] > 0 and "estimated" not in call["cost_source"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == call["output_tokens"]
+
+
+@pytest.mark.parametrize("empty", ["no choices", "no content"])
+def test_a_stream_that_holds_no_answer_is_a_502_priced_and_recorded_not_an_empty_ok(
+    stack: Stack, empty: str
+) -> None:
+    # chunks without choices (or without text and finish_reason), then [DONE], were an
+    # empty "ok" answer (HTTP 200) where the same reply unstreamed is "malformed" (502)
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER, empty_stream=empty))
+    body = {"model": "big", "stream": True, "messages": [{"role": "user", "content": QUERY}]}
+    response = stack.post(body)
+    assert response.status_code == 502, response.text
+    error = response.json()["error"]
+    assert error["code"] == "provider_error" and "streamed an empty answer" in error["message"]
+    [req] = ledger_rows(stack.db, "requests")
+    assert req["status"] == "error" and req["answer"] in ("", None)
+    calls = ledger_rows(stack.db, "calls")
+    assert calls and calls[-1]["cost_nusd"] > 0  # the provider reported usage: the prompt is billed
+
+
+def test_a_whole_reply_with_no_text_and_no_finish_reason_is_a_502_as_the_stream_is(stack: Stack) -> None:
+    # unstreamed, the same empty reply was an empty "ok" answer while its stream is a 502
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer="", finish_reason=None))  # type: ignore[arg-type]
+    response = stack.post({"model": "big", "messages": [{"role": "user", "content": QUERY}]})
+    assert response.status_code == 502, response.text
+    assert "empty chat completion" in response.json()["error"]["message"]
+    [req] = ledger_rows(stack.db, "requests")
+    assert req["status"] == "error"
+
+
+def test_a_draft_with_no_text_and_no_finish_reason_escalates(stack: Stack) -> None:
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer="", finish_reason=None))  # type: ignore[arg-type]
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=GOOD_ANSWER))
+    for stream in (False, True):
+        response = stack.post({"model": "cascade", "stream": stream,
+                               "messages": [{"role": "user", "content": QUERY}]})
+        assert response.status_code == 200 and response.headers["x-cascade-model"] == "big", response.text
+    assert [r["escalated"] for r in ledger_rows(stack.db, "requests")] == [1, 1]

@@ -8,10 +8,8 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.text import shown_name
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from cascadeflow_cli.analytics.anomaly import Anomaly
-    from cascadeflow_cli.cli.layout import FittedTable
+    from cascadeflow_cli.cli.layout import FittedTable, TableOrRecords
     from cascadeflow_cli.ledger.usage import UsageReport, UsageRow
 
 
@@ -45,12 +43,15 @@ def _tokens(n: int) -> str:
     return str(n)
 
 
-def usage_table(report: UsageReport, bars: bool) -> Table:
+def usage_table(report: UsageReport, bars: bool) -> TableOrRecords:
     """Groups (or just the total) with a footer of totals and, on a terminal, a bar of
-    each group's share of the cost."""
+    each group's share of the cost; on a screen too narrow for it, one "name: value"
+    line a field (layout.records)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
+
+    from cascadeflow_cli.cli.layout import TableOrRecords
 
     title = key_name(report.by) if report.groups else "total"
     table = Table(box=box.SIMPLE_HEAD, show_footer=bool(report.groups), pad_edge=False,
@@ -65,15 +66,18 @@ def usage_table(report: UsageReport, bars: bool) -> Table:
         table.add_column("cost share", no_wrap=True)
     rows = report.groups or (total,)
     largest = max(r.cost_nusd for r in rows)
+    fields: list[list[Any]] = []
     for r in rows:
         label: Any = "total" if not report.groups else (
             Text("(none)", style="dim") if r.key is None
             else shown_name(r.key) if report.by == "user" else r.key)
         cells: list[Any] = [label, *_cells(r, labelled)]
+        fields.append(cells[: len(_headers(labelled)) + 1])
         if bars and report.groups:
             cells.append(Text(bar(r.cost_nusd, largest), style="cyan"))
         table.add_row(*cells)
-    return table
+    footer = ["total", *_cells(total, labelled)] if report.groups else None
+    return TableOrRecords(table, [title, *_headers(labelled)], fields, footer)
 
 
 _HEADERS = ("requests", "cost", "tokens i/o", "accepted", "savings", "saved")

@@ -106,7 +106,7 @@ class LiteLLMProvider:
                     close()
         if sink.cancelled:
             raise assembler.interrupted(sink.reason)
-        return assembler.completion()
+        return assembler.answered(model.name)
 
 
 def _kwargs(litellm: ModuleType, model: ModelConfig, request: ChatRequest) -> dict[str, Any]:

@@ -134,7 +134,7 @@ class OpenAICompatProvider:
             response.close()
         if sink.cancelled:
             raise assembler.interrupted(sink.reason)
-        return assembler.completion()
+        return assembler.answered(model.name)
 
 
 def _call(model: ModelConfig, request: ChatRequest) -> tuple[str, dict[str, Any], dict[str, str]]:
@@ -270,6 +270,11 @@ def parse_chat_completion(data: Any, model: str, latency_ms: float) -> Completio
         raise ProviderResponseError(
             f"{model}: provider answered with a malformed chat completion", model=model
         ) from None
+    if not first.text and not first.finish_reason:  # as a stream with no answer (stream.answered)
+        raise ProviderResponseError(
+            f"{model}: provider answered with an empty chat completion (no text and no finish reason)",
+            model=model,
+        )
     choices = [first]
     for raw in raw_choices[1:]:
         try:

@@ -25,7 +25,7 @@ from cascadeflow_cli.engine.providers.base import (
     complete,
     usage_from_openai,
 )
-from cascadeflow_cli.errors import InterruptedRequest, ProviderError
+from cascadeflow_cli.errors import InterruptedRequest, ProviderError, ProviderResponseError
 
 
 class StreamInterrupted(InterruptedRequest):
@@ -96,6 +96,7 @@ class StreamAssembler:
         self.usage: Usage = Usage()
         self.response_id: str | None = None
         self.response_model: str | None = None
+        self.chose = False  # a chunk held the first choice
         self.started = self._saved = time.perf_counter()
 
     def add(self, chunk: Any) -> None:
@@ -108,6 +109,7 @@ class StreamAssembler:
             cget = _getter(choice)
             if (cget("index") or 0) != 0:
                 continue
+            self.chose = True
             delta = cget("delta")
             content = _getter(delta)("content") if delta is not None else None
             if isinstance(content, str) and content:
@@ -135,6 +137,21 @@ class StreamAssembler:
             response_model=self.response_model,
             choices=(Choice(text, self.finish_reason),),
         )
+
+    def answered(self, model: str) -> Completion:
+        """The completion of a stream that ended, or a ProviderResponseError for one that
+        held no answer: no choice at all, or neither text nor a finish reason. Such a
+        stream was an empty "ok" answer (HTTP 200 from `cascade serve`) where the same
+        reply unstreamed is a malformed chat completion (hostile-11). Usage it reported
+        is kept as the error's ``partial`` (the prompt is billed)."""
+        completion = self.completion()
+        if self.chose and (self.parts or self.finish_reason):
+            return completion
+        what = "no choices" if not self.chose else "no text and no finish reason"
+        exc = ProviderResponseError(f"{model}: provider streamed an empty answer ({what})", model=model)
+        if self.usage.input_tokens or self.usage.output_tokens:
+            exc.partial = replace(completion, finish_reason="error", choices=(Choice("", "error"),))
+        raise exc
 
     def interrupted(self, reason: str) -> StreamInterrupted:
         """The exception for a reader that left: the partial answer, its usage as the
