@@ -80,7 +80,8 @@ def test_closing_sends_a_held_head_first() -> None:
 
 
 def test_a_client_that_waits_for_100_continue_gets_it_then_its_answer(stack: Stack) -> None:
-    body = json.dumps({"model": "cascade", "messages": [{"role": "user", "content": "What is 2+2?"}]}).encode()
+    messages = [{"role": "user", "content": "What is 2+2?"}]
+    body = json.dumps({"model": "cascade", "messages": messages}).encode()
     host, port = stack.url.removeprefix("http://").removesuffix("/v1").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
