@@ -188,14 +188,6 @@ def preflight(settings: ServeSettings) -> None:
         raise MissingExtraError(f"telemetry is on but OpenTelemetry is not installed: {EXTRA_HINT}")
 
 
-def http_protocol() -> str:
-    """uvicorn's HTTP protocol: httptools' with a response's head and body in one write
-    (server/protocol.py), where httptools is installed (the [serve] extra has it)."""
-    from importlib.util import find_spec
-
-    return "cascadeflow_cli.server.protocol:OneWriteProtocol" if find_spec("httptools") else "auto"
-
-
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -227,7 +219,6 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
         backlog=2048,
         server_header=False,
         proxy_headers=False,  # one ASGI layer less a request; nothing here reads the client address
-        http=http_protocol(),
     )
     if settings.workers > 1:
         import shutil

@@ -17,7 +17,7 @@ from cascadeflow_cli.config import load_config
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.ledger.keys import create_key
 from cascadeflow_cli.replay.server import ReplayServer
-from cascadeflow_cli.server import ServeSettings, bind, build_app, http_protocol
+from cascadeflow_cli.server import ServeSettings, bind, build_app
 from tests.conftest import config_text
 
 
@@ -48,9 +48,7 @@ class ThreadServer:
 
         self.sock = bind("127.0.0.1", 0)
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(  # the HTTP protocol `cascade serve` runs with
-            app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, http=http_protocol()
-        )
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
