@@ -210,11 +210,10 @@ def wait_http(url: str, timeout: float = 180) -> None:
 
 
 def start_serve(
-    env: dict[str, str], workers: int, log: Path | None, *extra: str
+    env: dict[str, str], workers: int, out: Path, access_log: bool, *extra: str
 ) -> tuple[subprocess.Popen[str], str]:
-    """``cascade serve`` with its access log on (as it ships) into ``log``, a file as a
-    service manager's journal would take it; ``log`` None: ``--no-access-log``."""
-    out = log or Path(tempfile.mkstemp(prefix="serve-stderr-")[1])
+    """``cascade serve``, its stderr (the access log, on as it ships) into the file
+    ``out``, as a service manager's journal would take it."""
     with out.open("w") as sink:
         proc = subprocess.Popen(
             [
@@ -224,7 +223,7 @@ def start_serve(
                 "serve",
                 "--port",
                 "0",
-                *(() if log else ("--no-access-log",)),
+                *(() if access_log else ("--no-access-log",)),
                 *(("--workers", str(workers)) if workers else ()),
                 *extra,
             ],
@@ -335,7 +334,7 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         env, load_key, capped_key, _ = prepare(work, replay_url)
         serve, serve_url = start_serve(
-            env, args.workers, None if args.no_access_log else work / "access.log"
+            env, args.workers, work / "serve.log", not args.no_access_log
         )
         procs.append(serve)
         litellm_url = None
