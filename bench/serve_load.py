@@ -209,28 +209,37 @@ def wait_http(url: str, timeout: float = 180) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_serve(env: dict[str, str], workers: int, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cascadeflow_cli",
-            "serve",
-            "--port",
-            "0",
-            "--no-access-log",
-            "--workers",
-            str(workers),
-            *extra,
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
+def start_serve(
+    env: dict[str, str], workers: int, out: Path, access_log: bool, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
+    """``cascade serve``, its stderr (the access log, on as it ships) into the file
+    ``out``, as a service manager's journal would take it."""
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cascadeflow_cli",
+                "serve",
+                "--port",
+                "0",
+                *(() if access_log else ("--no-access-log",)),
+                *(("--workers", str(workers)) if workers else ()),
+                *extra,
+            ],
+            env=env,
+            stderr=sink,
+            text=True,
+        )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        first = out.read_text().partition("\n")
+        if first[1] or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    line = first[0]
     if not line.startswith("listening on "):
-        raise RuntimeError(line + proc.stderr.read())
+        raise RuntimeError(out.read_text())
     return proc, line.removeprefix("listening on ").strip()
 
 
@@ -324,7 +333,9 @@ async def main_async(args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen] = [replay]
     try:
         env, load_key, capped_key, _ = prepare(work, replay_url)
-        serve, serve_url = start_serve(env, args.workers)
+        serve, serve_url = start_serve(
+            env, args.workers, work / "serve.log", not args.no_access_log
+        )
         procs.append(serve)
         litellm_url = None
         if args.litellm and Path(args.litellm).exists():
@@ -403,7 +414,12 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--workers", type=int, default=1, help="cascade serve --workers")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="cascade serve --workers (0: serve's default)"
+    )
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="serve without its access log (on by default)"
+    )
     parser.add_argument(
         "--cases", default="50,200,50s,200s", help="client counts to run, 's' for streaming: '50,200s'"
     )
