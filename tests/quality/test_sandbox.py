@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -187,6 +188,7 @@ def check_escapes(kernel: bool) -> dict[str, bool]:
         sibling.kill()
         sibling.wait()
         server.close()
+        shutil.rmtree(where, ignore_errors=True)  # /tmp, not tmp_path: nothing else removes it
     return seen
 
 
