@@ -9,6 +9,9 @@ class CascadeError(Exception):
     """Base of every error the CLI reports as one line (exit 1: usage or input)."""
 
     exit_code = 1
+    # a request that failed after some of its calls may have been billed: what the ledger
+    # recorded it costing (set by the cascade; `cascade batch` adds it to its run's spend)
+    cost_nusd = 0
 
 
 class ConfigError(CascadeError):

@@ -204,7 +204,8 @@ class Cascade:
             self._record_failure(req, status="interrupted", error="interrupted by the user")
             raise
         except CascadeError as exc:
-            self._record_failure(req, status="error", error=str(exc))
+            recorded = self._record_failure(req, status="error", error=str(exc))
+            exc.cost_nusd = recorded.cost_nusd if recorded is not None else 0
             raise
         except BaseException:
             if req.decision is not None and self.ledger is not None:
@@ -348,10 +349,11 @@ class Cascade:
         self._price(attempt, req.messages)
         self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
 
-    def _record_failure(self, req: PendingRequest, *, status: str, error: str) -> None:
+    def _record_failure(self, req: PendingRequest, *, status: str, error: str) -> CascadeResult | None:
         """Record a failed request; if the ledger can't, the journal has it and the error stands."""
         with contextlib.suppress(NotRecordedError):
-            self._record(req, status=status, error=error)
+            return self._record(req, status=status, error=error)
+        return None
 
     def _price(self, attempt: Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
