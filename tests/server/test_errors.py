@@ -147,3 +147,20 @@ def test_a_wrong_scheme_is_401(stack: Stack) -> None:
         headers={"Authorization": f"Basic {stack.key}"},
     )
     assert_error(response, 401)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_body_naming_a_key_twice_is_400_naming_it(stack: Stack, stream: bool) -> None:
+    # Python's json keeps the last "model", other readers the first: a proxy that checked
+    # one model and our server that ran another; the key named twice is refused
+    body = ('{"model": "mini", "stream": %s, "messages": [{"role": "user", "content": "hi"}], '
+            '"model": "big"}' % ("true" if stream else "false"))
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    response = httpx.post(f"{stack.url}/chat/completions", content=body, timeout=20, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "'model' appears twice" in error["message"] and error["type"] == "invalid_request_error"
+    nested = '{"model": "mini", "messages": [{"role": "user", "content": "a", "content": "b"}]}'
+    response = httpx.post(f"{stack.url}/chat/completions", content=nested, timeout=20, headers=headers)
+    assert response.status_code == 400 and "'content' appears twice" in response.json()["error"]["message"]
+    assert ledger_rows(stack.db, "requests") == []
