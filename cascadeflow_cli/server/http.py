@@ -93,7 +93,9 @@ async def read_body(request: Request, limit: int) -> Any:
         raise ApiError(408, "the request body did not arrive in time", code="timeout") from None
     try:
         # a key named twice is refused, not read as its last value (what Python's json does;
-        # other readers keep the first: a proxy that checked "model" saw another than ours)
+        # other readers keep the first: a proxy that checked "model" saw another than ours).
+        # The hook costs about 14 us a 300-byte body (7.6 -> 21.2 us, load 16), under 1% of a
+        # served request
         return json_loads(data, object_pairs_hook=unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise bad_request("the request body is not valid JSON") from None
