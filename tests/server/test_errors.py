@@ -164,3 +164,28 @@ def test_a_body_naming_a_key_twice_is_400_naming_it(stack: Stack, stream: bool) 
     response = httpx.post(f"{stack.url}/chat/completions", content=nested, timeout=20, headers=headers)
     assert response.status_code == 400 and "'content' appears twice" in response.json()["error"]["message"]
     assert ledger_rows(stack.db, "requests") == []
+
+
+def test_both_framings_are_refused_by_the_app_too_under_h11(stack: Stack) -> None:
+    """h11 (uvicorn's parser without httptools) lets Content-Length with Transfer-Encoding
+    through, the chunked framing winning: the app refuses it in OpenAI's shape itself."""
+    import json
+
+    from cascadeflow_cli.server import ServeSettings, build_app
+    from tests.server.conftest import ThreadServer
+
+    srv = ThreadServer(build_app(ServeSettings(str(stack.config), str(stack.db), concurrency=8)))
+    srv.server.config.http = "h11"
+    with srv, socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
+        body = json.dumps({"model": "cascade", "messages": [{"role": "user", "content": QUERY}]}).encode()
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                f"Authorization: Bearer {stack.key}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n")
+        sock.sendall(head.encode() + body + b"\r\n0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.split(b" ", 2)[1] == b"400", data
+    error = json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]
+    assert "both Content-Length and Transfer-Encoding" in error["message"]
+    assert ledger_rows(stack.db, "requests") == []
