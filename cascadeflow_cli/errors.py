@@ -9,6 +9,9 @@ class CascadeError(Exception):
     """Base of every error the CLI reports as one line (exit 1: usage or input)."""
 
     exit_code = 1
+    # a request that failed after some of its calls may have been billed: what the ledger
+    # recorded it costing (set by the cascade; `cascade batch` adds it to its run's spend)
+    cost_nusd = 0
 
 
 class ConfigError(CascadeError):
@@ -100,6 +103,13 @@ class ProviderError(CascadeError):
     # a stream that failed mid-answer (a stall): what it had generated, the engine's
     # Completion (priced and recorded: it is paid for); None for every other failure
     partial: object | None = None
+    # this try had sent its request (the provider may have it, and bill it) and no answer
+    # came that could be priced: a timeout, a connection broken mid-answer, a 200 that is
+    # no chat completion. Not an error status (providers bill none: a 5xx is their fault),
+    # nor a connection never made. Charged an estimate (engine/attempts.py), never $0.
+    sent: bool = False
+    # the tries of this call, this one included, that were so: set by the retry loop
+    unanswered: int = 0
 
     def __init__(
         self, message: str, *, model: str = "", status: int | None = None, retry_after: float | None = None

@@ -9,6 +9,7 @@ a paid call. These checks find it at the edge, with the place to name in the err
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import unicodedata
@@ -197,6 +198,45 @@ def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
     except RecursionError:
         doc = text if isinstance(text, str) else ""
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+
+
+def duplicate_key_line(text: str) -> int | None:
+    """The line of the first key named a second time in one object of ``text`` (JSON that
+    ``unique_keys`` refused), None if there is none. For an error's place: the refusal
+    itself comes from ``object_pairs_hook``, which is told no position (a JSON array read
+    whole said "line 1" for a key repeated on line 40). Walks the objects with the pure
+    Python scanner, so it is only for that error's path."""
+    import json.decoder
+    import json.scanner
+
+    found: list[int] = []
+    space = json.decoder.WHITESPACE.match
+
+    def parse_object(
+        s_and_end: tuple[str, int], strict: bool, scan_once: Any, *_: Any
+    ) -> tuple[dict[str, Any], int]:
+        doc, pos = s_and_end
+        seen: set[str] = set()
+        pos = space(doc, pos).end()
+        while doc[pos] != "}":
+            start = pos
+            key, pos = json.decoder.scanstring(doc, pos + 1, strict)
+            if key in seen and not found:
+                found.append(start)
+            seen.add(key)
+            pos = space(doc, space(doc, pos).end() + 1).end()  # past the ':'
+            _, pos = scan_once(doc, pos)
+            pos = space(doc, pos).end()
+            if doc[pos] == ",":
+                pos = space(doc, pos + 1).end()
+        return {}, pos + 1
+
+    decoder = json.JSONDecoder()
+    decoder.parse_object = parse_object  # type: ignore[assignment]
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    with contextlib.suppress(ValueError, IndexError, RecursionError):
+        decoder.decode(text)
+    return text.count("\n", 0, found[0]) + 1 if found else None
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

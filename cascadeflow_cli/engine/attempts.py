@@ -34,6 +34,13 @@ from cascadeflow_cli.redact import redact
 IN_FLIGHT = "in flight when the request ended: cost estimated (prompt + max_tokens)"
 IN_FLIGHT_SOURCE = "+in-flight"  # appended to the price's source (docs/ledger-columns.md)
 IN_FLIGHT_TYPE = "CallInFlight"  # the call's error_type
+# A try that was sent and failed without an answer to price (a timeout, a connection
+# broken mid-answer, a 200 that is no chat completion: ProviderError.sent), the call's
+# last or an earlier one a retry followed: the provider may have it and bill it (a
+# client that stops waiting does not stop the generation), so each is charged the same
+# estimate as a call in flight, added to the call's row and marked so. A connection
+# never made and an error status (4xx, 5xx: providers bill neither) cost nothing.
+UNANSWERED_SOURCE = "+estimated-unanswered"  # appended to the row's source (docs/ledger-columns.md)
 
 
 @dataclass
@@ -102,6 +109,27 @@ def in_flight_charge(price: Price, prompt: int, output_tokens: int) -> tuple[Usa
     return usage, cost_nanos(price, usage), price.source + IN_FLIGHT_SOURCE
 
 
+def unanswered(a: Attempt) -> int:
+    """The tries of ``a``'s call that were sent and got no answer (each may be billed)."""
+    if a.error is not None:
+        return a.error.unanswered
+    return a.completion.unanswered if a.completion is not None else 0
+
+
+def with_unanswered(
+    price: Price, prompt: int, output_tokens: int, tries: int, usage: Usage, cost: int, source: str
+) -> tuple[Usage, int, str]:
+    """``usage``, ``cost`` and ``source`` with ``tries`` unanswered tries' estimates added
+    (each charged as a call in flight: the prompt and ``output_tokens``)."""
+    if not tries:
+        return usage, cost, source
+    each, each_cost, _ = in_flight_charge(price, prompt, output_tokens)
+    added = Usage(usage.input_tokens + tries * each.input_tokens,
+                  usage.output_tokens + tries * each.output_tokens,
+                  usage.cached_tokens, usage.reasoning_tokens)
+    return added, cost + tries * each_cost, source + UNANSWERED_SOURCE
+
+
 def call_record(
     req: PendingRequest, a: Attempt, seq: int, ts: str, error: str | None, *, store: bool
 ) -> CallRecord:
@@ -115,6 +143,10 @@ def call_record(
         assert a.in_flight_output is not None
         usage, cost, source = in_flight_charge(a.price, req.prompt_estimate(), a.in_flight_output)
         err, error_type = IN_FLIGHT, IN_FLIGHT_TYPE
+    elif tries := unanswered(a):
+        output = a.in_flight_output if a.in_flight_output is not None else a.max_tokens or 0
+        usage, cost, source = with_unanswered(
+            a.price, req.prompt_estimate(), output, tries, usage, cost, source)
     return model_call(
         f"{req.id}-{seq}", req.id, ts, seq, a.role, a.model,
         status="error" if failed or a.error else "ok",
@@ -197,5 +229,6 @@ def answering(attempts: list[Attempt]) -> list[Attempt]:
 
 
 def paid(attempts: list[Attempt]) -> bool:
-    """Whether money may have been spent: a call answered, or one is in flight."""
-    return any(a.completion is not None or a.in_flight for a in attempts)
+    """Whether money may have been spent: a call answered, or one is in flight, or a try
+    was sent and got no answer."""
+    return any(a.completion is not None or a.in_flight or unanswered(a) for a in attempts)

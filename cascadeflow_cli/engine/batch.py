@@ -396,8 +396,9 @@ class BatchRunner:
             if result is None:
                 return _Outcome(row, failure=exc)
             return _Outcome(row, {"id": row.id, **result.to_json()}, cost_nusd=result.cost_nusd, failure=exc)
-        except CascadeError as exc:
-            return _Outcome(row, {"id": row.id, "error": redact(str(exc))}, error=True)
+        except CascadeError as exc:  # its calls may have been billed all the same (a draft, a timeout)
+            return _Outcome(row, {"id": row.id, "error": redact(str(exc))}, error=True,
+                            cost_nusd=exc.cost_nusd)
         except Exception as exc:  # a bug must not take the other rows down with it
             return _Outcome(row, {"id": row.id, "error": redact(f"unexpected {type(exc).__name__}: {exc}")},
                             error=True)
@@ -410,7 +411,7 @@ class BatchRunner:
             progress.errors += 1
         else:
             progress.answered += 1
-            progress.cost_nusd += outcome.cost_nusd
+        progress.cost_nusd += outcome.cost_nusd
         self._report(progress)
 
     def _emit_error(self, result: dict[str, Any], progress: BatchProgress) -> None:

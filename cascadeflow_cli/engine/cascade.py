@@ -54,7 +54,7 @@ from cascadeflow_cli.errors import (
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger.enforcement import BudgetGate, release
 from cascadeflow_cli.ledger.labels import CallSignals
-from cascadeflow_cli.ledger.schema import RequestRecord, derive
+from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, derive
 from cascadeflow_cli.ledger.storage import LedgerStore
 from cascadeflow_cli.quality import QualityValidator
 from cascadeflow_cli.quality.live_signals import live_signals
@@ -204,7 +204,8 @@ class Cascade:
             self._record_failure(req, status="interrupted", error="interrupted by the user")
             raise
         except CascadeError as exc:
-            self._record_failure(req, status="error", error=str(exc))
+            recorded = self._record_failure(req, status="error", error=str(exc))
+            exc.cost_nusd = recorded.cost_nusd if recorded is not None else 0
             raise
         except BaseException:
             if req.decision is not None and self.ledger is not None:
@@ -348,10 +349,11 @@ class Cascade:
         self._price(attempt, req.messages)
         self._record(req, status="interrupted", error=UNFINISHED, ahead=True)
 
-    def _record_failure(self, req: PendingRequest, *, status: str, error: str) -> None:
+    def _record_failure(self, req: PendingRequest, *, status: str, error: str) -> CascadeResult | None:
         """Record a failed request; if the ledger can't, the journal has it and the error stands."""
         with contextlib.suppress(NotRecordedError):
-            self._record(req, status=status, error=error)
+            return self._record(req, status=status, error=error)
+        return None
 
     def _price(self, attempt: Attempt, messages: list[dict[str, str]]) -> None:
         """Cost from the usage the provider reported; estimated from the text (and marked
@@ -362,13 +364,14 @@ class Cascade:
         )
 
     def _verifier_only_cost(
-        self, chain: list[ModelConfig], prices: list[Price], attempts: list[Attempt]
+        self, chain: list[ModelConfig], prices: list[Price], attempts: list[Attempt], calls: list[CallRecord]
     ) -> int:
-        """What the last model alone would have cost: its real cost when it ran, else an
-        estimate from its prices and the accepted draft's token counts."""
+        """What the last model alone would have cost: its row's cost when it ran (its
+        unanswered tries' estimates included), else an estimate from its prices and the
+        accepted draft's token counts."""
         final = answering(attempts)[-1]
         if final.model is chain[-1] and final.completion is not None:
-            return final.cost_nusd
+            return next(c for a, c in zip(attempts, calls, strict=True) if a is final).cost_nusd
         # one answer's tokens: a call that returned `n` samples reported the output of all
         output = math.ceil(final.usage.output_tokens / final.choices)
         return cost_nanos(prices[-1], Usage(final.usage.input_tokens, output))
@@ -397,7 +400,8 @@ class Cascade:
         final = answered[-1] if answered else None
         ok = status == "ok" and final is not None and final.completion is not None
         draft = answered[0] if answered else None
-        verifier_only = self._verifier_only_cost(chain, prices, attempts) if ok and chain and prices else 0
+        verifier_only = (self._verifier_only_cost(chain, prices, attempts, call_records)
+                         if ok and chain and prices else 0)
         signals = tuple(
             CallSignals(
                 f"{request_id}-{seq}", a.logprobs, a.samples, a.agreement,

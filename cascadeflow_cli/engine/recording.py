@@ -109,9 +109,10 @@ def record_shadow(
     """A shadow verification's outcome into the ledger. Its call, when it answered, was
     paid for after its request was recorded: it is journaled ahead (a kill -9 while the
     commit waits for the lock keeps it) and, if the commit fails, kept in the journal
-    (fsynced) for the next command, NotRecordedError saying so. ``journaled``: the call
+    (fsynced) for the next command, NotRecordedError saying so; so is a call that was sent
+    and got no answer (charged its estimate). ``journaled``: the call
     was journaled ahead as in flight (shadow.py), and this outcome replaces that line."""
-    paid = outcome.call is not None and outcome.call.status == "ok"
+    paid = outcome.call is not None and (outcome.call.status == "ok" or outcome.call.cost_nusd > 0)
     if paid or journaled:
         journaled = write_ahead(ledger, outcome, reservation_id) or journaled
     try:

@@ -26,6 +26,7 @@ from cascadeflow_cli.engine.attempts import (
     in_flight_charge,
     model_call,
     prompt_tokens,
+    with_unanswered,
 )
 from cascadeflow_cli.engine.pricing import Usage, charge
 from cascadeflow_cli.engine.providers import ChatRequest, complete
@@ -164,13 +165,18 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
             sleep=cascade.sleep,
         )
     except ProviderError as exc:
+        # sent and unanswered (a timeout...): charged its estimate, as the cascade's calls
+        usage, cost, source = with_unanswered(
+            price, prompt_tokens(job.messages), tokens, exc.unanswered, Usage(), 0, price.source)
         call = _call(
             job,
             call_id,
             seq,
             verifier,
-            price.source,
+            source,
             status="error",
+            usage=usage,
+            cost=cost,
             error=str(exc),
             latency_ms=getattr(exc, "latency_ms", 0.0),
             max_tokens=tokens,

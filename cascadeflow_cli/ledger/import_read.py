@@ -15,7 +15,7 @@ from cascadeflow_cli.files import MAX_INPUT_BYTES, TooLargeError, read_capped
 from cascadeflow_cli.ledger.export import csv_restored
 from cascadeflow_cli.ledger.import_values import ImportRowError, _blank
 from cascadeflow_cli.ledger.schema import EXPORT_COLUMNS, EXPORT_NAMES
-from cascadeflow_cli.text import LineDecodeError, Utf8Lines, json_loads, unique_keys
+from cascadeflow_cli.text import LineDecodeError, Utf8Lines, duplicate_key_line, json_loads, unique_keys
 
 FORMATS = ("csv", "json", "jsonl")
 REQUIRED = ("timestamp", "user", "model", "cost")
@@ -177,18 +177,21 @@ def _json_line_records(path: Path, where: str) -> Iterator[tuple[str, dict[str, 
 
 
 def _json_whole(path: Path, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    text = ""
     try:
         with path.open("rb") as fh:
             raw = read_capped(fh, MAX_INPUT_BYTES, "the JSON array").removeprefix(b"\xef\xbb\xbf")
-        data = json_loads(raw.decode("utf-8"), parse_float=Decimal, object_pairs_hook=unique_keys)
+        text = raw.decode("utf-8")
+        data = json_loads(text, parse_float=Decimal, object_pairs_hook=unique_keys)
     except TooLargeError as exc:
         raise ImportRowError(f"{where}:1: {exc}; import it as JSON Lines (--format jsonl), which "
                              "streams") from None
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ImportRowError(f"{where}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
-    except ValueError as exc:
-        raise ImportRowError(f"{where}:{getattr(exc, 'lineno', 1)}: not valid JSON ({exc})") from None
+    except ValueError as exc:  # a key named twice (unique_keys) has no line of its own: found
+        line = getattr(exc, "lineno", None) or duplicate_key_line(text) or 1
+        raise ImportRowError(f"{where}:{line}: not valid JSON ({exc})") from None
     if not isinstance(data, list):
         raise ImportRowError(f"{where}:1: expected a JSON array of objects")
     for item, value in enumerate(data, start=1):

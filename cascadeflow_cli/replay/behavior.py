@@ -17,7 +17,9 @@ class ModelBehavior:
     reasoning_tokens: int = 0
     latency_s: float = 0.0
     status: int | None = None  # answer with this HTTP error status
-    fail_times: int | None = None  # with status: fail only the first N requests
+    # with a fault (status, latency_s, hang, garbage, a stall, reset or close): only the
+    # first N requests get it, the rest a plain answer (a call that succeeds on a retry)
+    fail_times: int | None = None
     retry_after: float | None = None  # Retry-After header on error responses
     finish_reason: str = "stop"
     garbage: bool = False  # 200 with a non-JSON body

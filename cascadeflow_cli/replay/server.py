@@ -22,6 +22,7 @@ import termios
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -165,16 +166,18 @@ class ReplayServer:
             key = match_model(self._behaviors, model)
             return self._default if key is None else self._behaviors[key]
 
-    def _failure_status(self, model: str, behavior: ModelBehavior) -> int | None:
-        """The error status this request gets, if any; counts failures for ``fail_times``."""
-        if behavior.status is None or behavior.fail_times is None:
-            return behavior.status
+    def _faults_for(self, model: str, behavior: ModelBehavior) -> ModelBehavior:
+        """``behavior`` for this request: without its faults once ``fail_times`` requests
+        had them (counted here)."""
+        if behavior.fail_times is None:
+            return behavior
         with self._lock:
             failed = self._failures.get(bare(model), 0)
-            if failed >= behavior.fail_times:
-                return None
-            self._failures[bare(model)] = failed + 1
-            return behavior.status
+            if failed < behavior.fail_times:
+                self._failures[bare(model)] = failed + 1
+                return behavior
+        return replace(behavior, status=None, latency_s=0.0, hang=False, garbage=False, stall_after=None,
+                       reset_after=None, close_after=None, reset_before_done=False, fail_times=None)
 
     def _answer(self, model: str, query: str, behavior: ModelBehavior) -> tuple[str, str]:
         """The answer text and its finish reason, before any max_tokens cut."""
@@ -331,11 +334,11 @@ class _Handler(BaseHTTPRequestHandler):
         if problem:
             self._send_error(400, problem)
             return
-        behavior = replay._behavior_for(payload["model"])
+        behavior = replay._faults_for(payload["model"], replay._behavior_for(payload["model"]))
         if self.server.stopping.wait(None if behavior.hang else behavior.latency_s):
             self.close_connection = True  # the server is stopping: leave without an answer
             return
-        status = replay._failure_status(payload["model"], behavior)
+        status = behavior.status
         asked, most = token_limit(payload), behavior.max_tokens_limit
         if most is not None and asked is not None and asked > most:  # OpenAI's words
             self._send_error(400, f"max_tokens is too large: {asked}. This model supports at most "

@@ -209,6 +209,8 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
     check_extra()
     import uvicorn
 
+    from cascadeflow_cli.server.protocol import OpenAIErrorsProtocol
+
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     kwargs: dict[str, Any] = dict(
@@ -219,6 +221,7 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
         backlog=2048,
         server_header=False,
         proxy_headers=False,  # one ASGI layer less a request; nothing here reads the client address
+        http=OpenAIErrorsProtocol,  # a request it cannot parse gets OpenAI's error shape too
     )
     if settings.workers > 1:
         import shutil

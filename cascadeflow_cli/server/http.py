@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,8 +18,8 @@ from starlette.responses import JSONResponse, Response
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.redact import loggable
-from cascadeflow_cli.server.shapes import ApiError, bad_request
-from cascadeflow_cli.text import json_loads
+from cascadeflow_cli.server.shapes import ApiError, bad_request, both_lengths
+from cascadeflow_cli.text import json_loads, unique_keys
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 BODY_TIMEOUT_S = 30.0  # a client that sends its body slower than this is dropped (408)
@@ -71,6 +72,8 @@ async def read_body(request: Request, limit: int) -> Any:
         raise ApiError(415, f"the request body is {loggable(encoding)[:40]}-encoded: send it uncompressed",
                        code="unsupported_content_encoding")
     length = request.headers.get("content-length")
+    if length is not None and "transfer-encoding" in request.headers:  # h11 lets both through
+        raise bad_request(both_lengths())
     if length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(
             413, f"the request body is larger than {limit // (1024 * 1024)} MB", code="body_too_large"
@@ -89,9 +92,15 @@ async def read_body(request: Request, limit: int) -> Any:
     except TimeoutError:
         raise ApiError(408, "the request body did not arrive in time", code="timeout") from None
     try:
-        return json_loads(data)
-    except (ValueError, UnicodeDecodeError):
+        # a key named twice is refused, not read as its last value (what Python's json does;
+        # other readers keep the first: a proxy that checked "model" saw another than ours).
+        # The hook costs about 14 us a 300-byte body (7.6 -> 21.2 us, load 16), under 1% of a
+        # served request
+        return json_loads(data, object_pairs_hook=unique_keys)
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise bad_request("the request body is not valid JSON") from None
+    except ValueError as exc:  # unique_keys: it names the key
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
 
 
 class EventStream(Response):

@@ -59,6 +59,13 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return ApiError(400, message, param=param, code=code)
 
 
+def both_lengths() -> str:
+    """A request framed by both Content-Length and Transfer-Encoding (RFC 9112 section
+    6.3): which one a proxy in front used decides where the next request starts (request
+    smuggling), so it is refused whichever HTTP parser met it (server/protocol.py)."""
+    return "the request has both Content-Length and Transfer-Encoding: send one of them"
+
+
 @dataclass(frozen=True)
 class Target:
     """What a request's ``model`` names: a chain (the default, or a domain's) or one model."""

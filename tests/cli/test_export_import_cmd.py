@@ -167,8 +167,13 @@ def test_plain_rows_from_two_systems_with_the_same_ids_keep_every_call(tmp_path:
          "twice.jsonl:1: not valid JSON (key 'cost' appears twice in one object)"),
         ("twice.json", '[{"timestamp": "2026-01-01", "user": "a", "model": "m", "user": "b", "cost": 1}]',
          "key 'user' appears twice"),
+        # read whole (not one object a line): the repeated key's own line, not "line 1"
+        ("twice-pretty.json", '[\n  {\n    "timestamp": "2026-01-01",\n    "user": "a",\n    "model": "m",\n'
+         '    "cost": 1\n  },\n  {\n    "timestamp": "2026-01-02",\n    "user": "a",\n    "model": "m",\n'
+         '    "cost": 0.01,\n    "cost": 5\n  }\n]\n',
+         "twice-pretty.json:13: not valid JSON (key 'cost' appears twice in one object)"),
     ],
-    ids=["id-twice", "deep-json", "deep-jsonl", "key-twice-jsonl", "key-twice-json"],
+    ids=["id-twice", "deep-json", "deep-jsonl", "key-twice-jsonl", "key-twice-json", "key-twice-pretty-json"],
 )
 def test_a_hostile_file_is_one_error_line_and_imports_nothing(
     tmp_path: Path, name: str, text: str, where: str

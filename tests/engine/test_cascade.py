@@ -201,3 +201,91 @@ def test_without_domains_to_route_to_nothing_is_detected(tmp_path: Path, server:
     assert result.domain is None and result.domain_confidence is None
     assert cascade.run(QUERY, "alice", domain="legal").domain == "legal"  # given: recorded
     assert [r["domain"] for r in ledger_rows(db, "requests")] == [None, "legal"]
+
+
+# --- calls the provider may bill though no answer came: charged an estimate, never $0
+
+SLOW_BIG = (  # the verifier, with a short timeout (its wire model's behaviour is shared with "big")
+    '[[models]]\nname = "slow"\nmodel = "openai/gpt-4o"\napi_base = "{url}"\n'
+    "timeout = 0.5\nmax_retries = {retries}\nretry_delay = 0.01\n"
+)
+
+
+def _estimated(cascade: Cascade, call: dict[str, object], tries: int) -> None:
+    """``call`` is charged ``tries`` times its prompt (counted from the text) plus max_tokens."""
+    price = lookup_price(cascade.config.models[str(call["model"])])
+    assert call["output_tokens"] == tries * cascade.config.cascade.max_tokens
+    assert int(str(call["input_tokens"])) > 0 and int(str(call["input_tokens"])) % tries == 0
+    assert call["cost_nusd"] == cost_nanos(price, Usage(int(str(call["input_tokens"])),
+                                                        int(str(call["output_tokens"])))) > 0
+    assert str(call["cost_source"]).endswith("+estimated-unanswered")
+
+
+def test_a_call_that_timed_out_is_charged_its_estimate_and_its_reservation_settles_to_it(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    from cascadeflow_cli.errors import ProviderTimeoutError
+    from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget, window_spend
+    from cascadeflow_cli.windows import window
+
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=1.5))
+    cascade, db = make_cascade(tmp_path, server, extra_models=SLOW_BIG.format(url=server.base_url, retries=1),
+                               chain='["slow"]', extra='[budgets]\nmode = "block"')
+    set_budget(cascade.ledger, "alice", BudgetConfig(daily=Decimal("5")))
+    with pytest.raises(ProviderTimeoutError):
+        cascade.run(DETAILED, "alice")
+    [req] = ledger_rows(db, "requests")
+    [call] = ledger_rows(db, "calls")
+    assert req["status"] == "error" and call["status"] == "error" and call["attempts"] == 2
+    _estimated(cascade, call, tries=2)  # both tries were sent: the provider may bill both
+    assert req["cost_nusd"] == call["cost_nusd"]
+    assert ledger_rows(db, "reservations") == []  # settled to the charge, not released to $0
+    assert window_spend(cascade.ledger.db, "alice", window("daily", cascade.ledger.clock.now(), "UTC")) \
+        == call["cost_nusd"]
+
+
+def test_a_try_that_timed_out_before_a_retry_answered_is_charged_too(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=1.5, fail_times=1,
+                                                prompt_tokens=100, completion_tokens=50))
+    cascade, db = make_cascade(tmp_path, server, extra_models=SLOW_BIG.format(url=server.base_url, retries=1),
+                               chain='["slow"]')
+    result = cascade.run(DETAILED)
+    assert result.answer == LONG_ANSWER
+    [call] = ledger_rows(db, "calls")
+    price = lookup_price(cascade.config.models["slow"])
+    answered = cost_nanos(price, Usage(100, 50))
+    assert call["status"] == "ok" and call["attempts"] == 2
+    # the answer's tokens, plus the lost try's estimate
+    assert call["output_tokens"] == 50 + cascade.config.cascade.max_tokens
+    assert int(str(call["cost_nusd"])) > answered and call["cost_source"] == "litellm+estimated-unanswered"
+    assert result.cost_nusd == call["cost_nusd"] == ledger_rows(db, "requests")[0]["cost_nusd"]
+    assert result.savings_nusd == 0  # the verifier alone: its own row, lost try included
+
+
+def test_a_5xx_or_a_refused_connection_costs_nothing(tmp_path: Path, server: ReplayServer) -> None:
+    server.set_behavior("gpt-4o", ModelBehavior(status=503))
+    cascade, db = make_cascade(tmp_path, server, chain='["big"]')
+    with pytest.raises(ProviderUnavailableError):
+        cascade.run(QUERY)
+    [call] = ledger_rows(db, "calls")
+    assert call["cost_nusd"] == 0 and call["cost_source"] == "litellm"  # providers bill no error status
+
+
+def test_a_streamed_call_that_timed_out_before_its_first_token_is_charged_its_estimate(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    from cascadeflow_cli.engine.providers.stream import StreamSink
+    from cascadeflow_cli.errors import ProviderTimeoutError
+
+    server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=1.5))
+    cascade, db = make_cascade(tmp_path, server, extra_models=SLOW_BIG.format(url=server.base_url, retries=0),
+                               chain='["slow"]')
+    written: list[str] = []
+    with pytest.raises(ProviderTimeoutError):
+        cascade.run(DETAILED, sink=StreamSink(written.append))
+    assert written == []
+    [call] = ledger_rows(db, "calls")
+    _estimated(cascade, call, tries=1)
+    assert ledger_rows(db, "requests")[0]["cost_nusd"] == call["cost_nusd"]

@@ -175,3 +175,86 @@ def test_a_litellm_stream_past_the_response_cap_is_stopped_and_kept_as_partial(
     partial = caught.value.partial  # type: ignore[attr-defined]
     assert partial.text == "".join(seen) and 0 < len(partial.text.encode()) <= 4096
     assert partial.finish_reason == "length"
+
+
+# --- which failed tries may be billed: sent, and no answer came ("nothing paid for is lost")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_timed_out_try_before_a_retry_that_answered_is_counted_as_unanswered(
+    server: ReplayServer, client: str
+) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok.", latency_s=1.5, fail_times=1))
+    m = model(server, client, max_retries=1, timeout=0.5)
+    result = complete(provider_for(m), m, REQUEST, sleep=lambda s: None)
+    assert result.text == "ok." and result.attempts == 2
+    assert result.unanswered == 1  # the provider had the first request, and may bill it
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_call_that_timed_out_on_every_try_counts_each_try(server: ReplayServer, client: str) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok.", latency_s=1.5))
+    m = model(server, client, max_retries=1, timeout=0.5)
+    with pytest.raises(ProviderTimeoutError) as caught:
+        complete(provider_for(m), m, REQUEST, sleep=lambda s: None)
+    assert caught.value.sent and caught.value.unanswered == 2
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_error_statuses_and_refused_connections_are_not_unanswered(server: ReplayServer, client: str) -> None:
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok.", status=502, fail_times=1))
+    m = model(server, client, max_retries=1)
+    assert complete(provider_for(m), m, REQUEST, sleep=lambda s: None).unanswered == 0  # a 5xx is not billed
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: the request never leaves
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    closed = ModelConfig(name="m", model="openai/gpt-4o-mini", api_base=f"http://127.0.0.1:{port}/v1",
+                         client=client, retry_delay=0.0, timeout=5.0, max_retries=0)  # type: ignore[arg-type]
+    with pytest.raises(ProviderUnavailableError) as caught:
+        complete(provider_for(closed), closed, REQUEST)
+    assert not caught.value.sent and caught.value.unanswered == 0
+
+
+def test_a_connection_reset_mid_answer_is_unanswered(server: ReplayServer) -> None:
+    from cascadeflow_cli.errors import ProviderBrokenError
+
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok, " * 50, reset_after=40))
+    m = model(server, "openai", max_retries=0)
+    with pytest.raises(ProviderBrokenError) as caught:
+        complete(provider_for(m), m, REQUEST)
+    assert caught.value.unanswered == 1
+
+
+def test_the_event_loop_transport_tells_a_timeout_after_sending_from_a_refused_connection(
+    server: ReplayServer,
+) -> None:
+    import asyncio
+    import socket
+
+    from cascadeflow_cli.engine.providers.aio_transport import AsyncKeepAliveClient
+    from cascadeflow_cli.engine.providers.transport import TransportError, TransportTimeout
+
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer="ok.", latency_s=1.5))
+    body = {"model": "gpt-4o-mini", "messages": REQUEST.messages, "max_tokens": 8}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def both() -> tuple[BaseException, BaseException]:
+        client = AsyncKeepAliveClient()
+        try:
+            errors = []
+            for url in (f"{server.base_url}/chat/completions", f"http://127.0.0.1:{port}/v1/chat/completions"):
+                try:
+                    await client.post(url, body, {}, 0.5)
+                except (TransportTimeout, TransportError) as exc:
+                    errors.append(exc)
+            return errors[0], errors[1]
+        finally:
+            client.close()
+
+    timed_out, refused = asyncio.run(both())
+    assert isinstance(timed_out, TransportTimeout) and timed_out.sent
+    assert isinstance(refused, TransportError) and not refused.sent

@@ -124,6 +124,30 @@ def test_a_failing_shadow_is_recorded_and_the_answer_kept(tmp_path: Path, server
     assert ledger_rows(db, "reservations") == [] and calibration_rows(cascade.ledger) == []
 
 
+def test_a_shadow_that_timed_out_is_charged_its_estimate(tmp_path: Path, server: ReplayServer) -> None:
+    """Sent, and the verifier may be writing its answer still: the call is billed, so it is
+    charged prompt + max_tokens (as a call in flight), added to its request and budget."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=DRAFT))
+    server.set_behavior("gpt-4o", ModelBehavior(answer="#### 42", latency_s=1.5))
+    head, big = config_text(server.base_url, extra="[quality]\nshadow_rate = 1.0\n").split('name = "big"')
+    text = head + 'name = "big"' + big.replace("timeout = 5", "timeout = 0.5", 1)
+    cascade = Cascade(parse_config(text, tmp_path / "cascadeflow.toml"), open_ledger(tmp_path / "ledger.db"),
+                      sleep=lambda s: None)
+    assert cascade.config.models["big"].timeout == 0.5
+    result = cascade.run(MATH, "alice", domain="math")
+    assert result.answer == DRAFT
+    assert shadow.wait_pending() == 0
+    db = tmp_path / "ledger.db"
+    draft, shadow_call = ledger_rows(db, "calls")
+    assert (shadow_call["role"], shadow_call["status"]) == ("shadow", "error")
+    assert shadow_call["output_tokens"] == cascade.config.cascade.max_tokens
+    assert shadow_call["cost_source"] == "litellm+estimated-unanswered"
+    assert int(str(shadow_call["cost_nusd"])) > 0
+    [req] = ledger_rows(db, "requests")
+    assert req["cost_nusd"] == int(str(draft["cost_nusd"])) + int(str(shadow_call["cost_nusd"]))
+    assert ledger_rows(db, "reservations") == []
+
+
 def test_a_hanging_shadow_does_not_hold_the_answer(tmp_path: Path, server: ReplayServer) -> None:
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=DRAFT))
     server.set_behavior("gpt-4o", ModelBehavior(hang=True))

@@ -147,3 +147,45 @@ def test_a_wrong_scheme_is_401(stack: Stack) -> None:
         headers={"Authorization": f"Basic {stack.key}"},
     )
     assert_error(response, 401)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_body_naming_a_key_twice_is_400_naming_it(stack: Stack, stream: bool) -> None:
+    # Python's json keeps the last "model", other readers the first: a proxy that checked
+    # one model and our server that ran another; the key named twice is refused
+    body = ('{"model": "mini", "stream": %s, "messages": [{"role": "user", "content": "hi"}], '
+            '"model": "big"}' % ("true" if stream else "false"))
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    response = httpx.post(f"{stack.url}/chat/completions", content=body, timeout=20, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "'model' appears twice" in error["message"] and error["type"] == "invalid_request_error"
+    nested = '{"model": "mini", "messages": [{"role": "user", "content": "a", "content": "b"}]}'
+    response = httpx.post(f"{stack.url}/chat/completions", content=nested, timeout=20, headers=headers)
+    assert response.status_code == 400 and "'content' appears twice" in response.json()["error"]["message"]
+    assert ledger_rows(stack.db, "requests") == []
+
+
+def test_both_framings_are_refused_by_the_app_too_under_h11(stack: Stack) -> None:
+    """h11 (uvicorn's parser without httptools) lets Content-Length with Transfer-Encoding
+    through, the chunked framing winning: the app refuses it in OpenAI's shape itself."""
+    import json
+
+    from cascadeflow_cli.server import ServeSettings, build_app
+    from tests.server.conftest import ThreadServer
+
+    srv = ThreadServer(build_app(ServeSettings(str(stack.config), str(stack.db), concurrency=8)))
+    srv.server.config.http = "h11"
+    with srv, socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
+        body = json.dumps({"model": "cascade", "messages": [{"role": "user", "content": QUERY}]}).encode()
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                f"Authorization: Bearer {stack.key}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n")
+        sock.sendall(head.encode() + body + b"\r\n0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.split(b" ", 2)[1] == b"400", data
+    error = json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]
+    assert "both Content-Length and Transfer-Encoding" in error["message"]
+    assert ledger_rows(stack.db, "requests") == []

@@ -215,3 +215,36 @@ def test_a_keys_rpm_limit_holds_across_workers(
     assert len(ledger_rows(cli.db, "requests")) == 3
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
+
+
+@pytest.mark.parametrize(
+    ("head", "words"),
+    [
+        # both framings (RFC 9112 section 6.3: a smuggling vector): uvicorn answered text/plain
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+         "both Content-Length and Transfer-Encoding"),
+        ("NOT HTTP AT ALL\r\n\r\n", "not valid HTTP"),
+    ],
+    ids=["content-length-and-transfer-encoding", "garbage"],
+)
+def test_a_request_the_http_parser_refuses_gets_openai_s_error_shape(
+    cli: CliRunner, stopper: list[subprocess.Popen[str]], head: str, words: str
+) -> None:
+    import socket
+
+    proc, url = start(cli)
+    stopper.append(proc)
+    host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(head.encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status_line.split()[1] == b"400", data
+    assert b"content-type: application/json" in headers.lower(), data
+    error = json.loads(body)["error"]
+    assert words in error["message"] and error["type"] == "invalid_request_error", error
+    assert "\n" not in error["message"]

@@ -104,3 +104,30 @@ def test_a_provider_that_stalls_mid_stream_ends_the_stream_with_an_error(
     [call] = [c for c in ledger_rows(stack.db, "calls") if c["request_id"] == req["id"]]
     assert call["status"] == "error" and call["output_tokens"] > 0 and "estimated" in str(call["cost_source"])
     assert ledger_rows(stack.db, "reservations") == []
+
+
+def test_a_provider_that_times_out_is_charged_its_estimate(
+    stack_factory: object, server: ReplayServer
+) -> None:
+    """Served on the event loop's transport (a whole answer) and on the pool's (a stream):
+    the request was sent, the provider may be writing its answer still, so the call is
+    charged prompt + max_tokens and the reservation settles to that, not to $0."""
+    slow = ('[[models]]\nname = "slow"\nmodel = "openai/gpt-4o"\napi_base = "{url}"\n'
+            "timeout = 0.5\nmax_retries = 0\n")
+    stack: Stack = stack_factory(extra_models=slow.format(url=server.base_url))  # type: ignore[operator]
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=1.5))
+    body = {"model": "slow", "max_tokens": 300, "messages": [{"role": "user", "content": DETAILED}]}
+    whole = stack.post(body)
+    assert whole.status_code >= 500 and "error" in whole.json(), whole.text
+    with socket.create_connection(_address(stack), timeout=20) as conn:
+        conn.sendall(_request(stack, {**body, "stream": True}))
+        while conn.recv(65536):
+            pass
+    reqs = _wait_rows(stack, "requests", 2)
+    calls = ledger_rows(stack.db, "calls")
+    assert len(reqs) == 2 and {r["status"] for r in reqs} == {"error"}
+    assert [c["output_tokens"] for c in calls] == [300, 300]
+    assert {c["cost_source"] for c in calls} == {"litellm+estimated-unanswered"}
+    assert all(int(str(c["cost_nusd"])) > 0 for c in calls)
+    assert sorted(r["cost_nusd"] for r in reqs) == sorted(c["cost_nusd"] for c in calls)
+    assert ledger_rows(stack.db, "reservations") == []

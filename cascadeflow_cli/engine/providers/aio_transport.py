@@ -35,10 +35,11 @@ _MAX_HEADER_LINES = 200
 
 
 class _Conn:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("reader", "sent", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.sent = False  # this exchange's request was written: a failure now may be billed
 
     def usable(self) -> bool:
         """Idle and still open: a peer that closed it has left EOF in the reader."""
@@ -69,6 +70,7 @@ class AsyncKeepAliveClient:
         head += [f"{name}: {value}" for name, value in headers.items()]
         head.append(f"Content-Length: {len(body)}")
         message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        conn: _Conn | None = None
         try:
             async with asyncio.timeout(timeout):
                 conn = self._take(key)
@@ -76,14 +78,15 @@ class AsyncKeepAliveClient:
                     try:
                         return await self._exchange(key, conn, message)
                     except _Stale:
-                        pass  # retried once on a new connection, as http clients do
+                        conn = None  # retried once on a new connection, as http clients do
                 conn = await self._open(parts.scheme, parts.hostname or "", parts.port)
                 try:
                     return await self._exchange(key, conn, message)
                 except _Stale:
-                    raise TransportError("the server closed the connection without answering") from None
+                    raise TransportError("the server closed the connection without answering",
+                                         sent=True) from None
         except TimeoutError:
-            raise TransportTimeout("timed out") from None
+            raise TransportTimeout("timed out", sent=conn is not None and conn.sent) from None
 
     def close(self) -> None:
         for conns in self._idle.values():
@@ -118,7 +121,9 @@ class AsyncKeepAliveClient:
         reused = True
         head: bytes | None = None
         try:
+            conn.sent = False
             conn.writer.write(message)
+            conn.sent = True
             try:
                 head = await conn.reader.readuntil(b"\r\n\r\n")  # the status line and headers at once
             except asyncio.IncompleteReadError as exc:
@@ -138,7 +143,7 @@ class AsyncKeepAliveClient:
             if head is not None and isinstance(exc, ConnectionError | asyncio.IncompleteReadError):
                 # the server answered, then the connection broke mid-body: not "cannot reach"
                 raise TransportBroken(exc, None) from None
-            raise TransportError(str(exc) or type(exc).__name__) from None
+            raise TransportError(str(exc) or type(exc).__name__, sent=True) from None
         except BaseException:  # a timeout or a cancellation mid-answer: the connection is spoilt
             conn.close()
             raise

@@ -57,6 +57,8 @@ class Completion:
     response_model: str | None = None  # the model that answered, as the provider names it
     # every choice the provider returned (the first is ``text``); empty when built by hand
     choices: tuple[Choice, ...] = ()
+    # earlier tries that were sent and got no answer (ProviderError.sent): billed, unseen
+    unanswered: int = 0
 
     @property
     def logprobs(self) -> tuple[float, ...] | None:
@@ -158,15 +160,20 @@ def complete(
     with jitter, honouring Retry-After, each retry told to ``on_retry``. A wait that
     would end past the call's deadline (``model_deadline_s``) is not waited: the error is
     raised at once. The error that ends the loop carries ``attempts`` and
-    ``latency_ms`` so the failed call can be recorded."""
+    ``latency_ms`` so the failed call can be recorded, and the answer or the error
+    ``unanswered``: the tries that were sent and got no answer (a timeout before a retry
+    that answered: the provider may bill both), each charged an estimate by the cascade."""
     started = time.perf_counter()
     deadline = started + model_deadline_s(model)
-    attempts = 0
+    attempts = unanswered = 0
     while True:
         attempts += 1
         try:
             result = provider.complete_once(model, request)
         except ProviderError as exc:
+            if exc.sent and exc.partial is None:  # a partial answer is priced from itself
+                unanswered += 1
+            exc.unanswered = unanswered
             if not exc.retryable or attempts > model.max_retries:
                 exc.attempts = attempts  # type: ignore[attr-defined]
                 exc.latency_ms = (time.perf_counter() - started) * 1000  # type: ignore[attr-defined]
@@ -190,7 +197,8 @@ def complete(
                     on_retry(notice)
             sleep(delay)
             continue
-        return replace(result, latency_ms=(time.perf_counter() - started) * 1000, attempts=attempts)
+        return replace(result, latency_ms=(time.perf_counter() - started) * 1000, attempts=attempts,
+                       unanswered=unanswered)
 
 
 def parse_retry_after(value: str | None) -> float | None:

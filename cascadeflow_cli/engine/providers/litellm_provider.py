@@ -71,7 +71,11 @@ class LiteLLMProvider:
             raise _translate(exc, litellm, model.name) from None
         latency = (time.perf_counter() - started) * 1000
         data = response.model_dump() if hasattr(response, "model_dump") else response
-        return parse_chat_completion(data, model.name, latency)
+        try:
+            return parse_chat_completion(data, model.name, latency)
+        except ProviderError as exc:  # answered, though not with a chat completion: billed
+            exc.sent = True
+            raise
 
     def stream_once(self, model: ModelConfig, request: ChatRequest, sink: StreamSink) -> Completion:
         """One streamed attempt through litellm. Its stream cannot be aborted from
@@ -137,13 +141,40 @@ def _kwargs(litellm: ModuleType, model: ModelConfig, request: ChatRequest) -> di
     return kwargs
 
 
+# httpx's errors (litellm's client) by phase: before the request left (nothing to bill),
+# and after it did (the provider may have it); named, so httpx is not imported for this
+_UNSENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout", "WriteError", "WriteTimeout",
+                     "ConnectionRefusedError", "gaierror", "UnsupportedProtocol"})
+_SENT = frozenset({"ReadError", "ReadTimeout", "RemoteProtocolError", "ConnectionResetError"})
+
+
+def _phase(exc: BaseException) -> bool | None:
+    """Whether the request had left when ``exc`` happened (its causes' names tell), None
+    when they do not say."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        name = type(cause).__name__
+        if name in _UNSENT:
+            return False
+        if name in _SENT:
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
 def _translate(exc: Exception, litellm: ModuleType, model: str) -> ProviderError:
     errors = litellm.exceptions
     message = str(getattr(exc, "message", "") or exc).splitlines()[0][:200] if str(exc) else ""
+    error: ProviderError
     if isinstance(exc, errors.Timeout):
-        return ProviderTimeoutError(f"{model}: no answer in time", model=model)
+        error = ProviderTimeoutError(f"{model}: no answer in time", model=model)
+        error.sent = _phase(exc) is not False  # a read timeout, unless the cause says connect
+        return error
     if isinstance(exc, errors.APIConnectionError):
-        return ProviderUnavailableError(f"{model}: cannot reach the provider: {message}", model=model)
+        error = ProviderUnavailableError(f"{model}: cannot reach the provider: {message}", model=model)
+        error.sent = _phase(exc) is True  # broken mid-answer only when the cause says so
+        return error
     if isinstance(exc, errors.AuthenticationError | errors.PermissionDeniedError):
         return ProviderAuthError(
             f"{model}: provider rejected the credentials",

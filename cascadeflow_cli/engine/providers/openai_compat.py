@@ -74,7 +74,11 @@ class OpenAICompatProvider:
         latency = (time.perf_counter() - started) * 1000
         if response.status_code >= 400:
             raise _status_error(response, model.name)
-        return parse_chat_completion(_json(response, model.name), model.name, latency)
+        try:
+            return parse_chat_completion(_json(response, model.name), model.name, latency)
+        except ProviderError as exc:  # answered (200), though not with a chat completion: billed
+            exc.sent = True
+            raise
 
     def stream_once(self, model: ModelConfig, request: ChatRequest, sink: StreamSink) -> Completion:
         """One streamed attempt: each content delta into ``sink`` as it arrives, usage
@@ -116,6 +120,7 @@ class OpenAICompatProvider:
             response.abort()
             raise assembler.interrupted(exc.reason) from None
         except ProviderError as exc:
+            exc.sent = True  # the stream had begun (200): the provider has the request
             if sink.cancelled:  # our own abort broke the read: the reader left
                 raise assembler.interrupted(sink.reason) from None
             if assembler.finish_reason and isinstance(exc, ProviderUnavailableError | ProviderTimeoutError):
@@ -163,18 +168,19 @@ def _translated(model: ModelConfig, base: str) -> Iterator[None]:
         # priced from its size (about four bytes a token; the prompt side estimated by the
         # cascade), marked estimated
         raise too_large(model.name, Completion("", Usage(0, math.ceil(exc.received / 4)), "length")) from None
-    except TransportTimeout:
-        raise ProviderTimeoutError(
-            f"{model.name}: no answer within {model.timeout:g}s", model=model.name
-        ) from None
+    except TransportTimeout as exc:
+        error: ProviderError = ProviderTimeoutError(
+            f"{model.name}: no answer within {model.timeout:g}s", model=model.name)
+        error.sent = exc.sent
+        raise error from None
     except TransportBroken as exc:
-        raise ProviderBrokenError(
-            f"{model.name}: {broken_message(base, exc)}", model=model.name
-        ) from None
+        error = ProviderBrokenError(f"{model.name}: {broken_message(base, exc)}", model=model.name)
+        error.sent = True
+        raise error from None
     except TransportError as exc:
-        raise ProviderUnavailableError(
-            f"{model.name}: cannot reach {base}: {exc}", model=model.name
-        ) from None
+        error = ProviderUnavailableError(f"{model.name}: cannot reach {base}: {exc}", model=model.name)
+        error.sent = exc.sent
+        raise error from None
 
 
 def broken_message(base: str, exc: TransportBroken) -> str:

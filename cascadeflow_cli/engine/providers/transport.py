@@ -30,11 +30,21 @@ _PIECE = 1 << 16  # a chat answer (a few KiB) is one piece
 
 
 class TransportTimeout(Exception):
-    """No answer within the timeout."""
+    """No answer within the timeout. ``sent``: the whole request had been written (the
+    provider may have it, and bill it), not a connection that could not be made."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class TransportError(Exception):
-    """The connection could not be made, or broke."""
+    """The connection could not be made, or broke. ``sent``: after the whole request had
+    been written (a connection refused, or a DNS name not found, sent nothing)."""
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class TransportBroken(TransportError):
@@ -44,7 +54,7 @@ class TransportBroken(TransportError):
     ``received`` is None where the count is not known."""
 
     def __init__(self, exc: BaseException, received: int | None) -> None:
-        super().__init__(str(exc) or type(exc).__name__)
+        super().__init__(str(exc) or type(exc).__name__, sent=True)
         self.received = received
         self.reset = isinstance(exc, ConnectionResetError)
 
@@ -94,15 +104,17 @@ class KeepAliveClient:
         conn = self._connection(parts.scheme, parts.netloc, timeout)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         body = json.dumps(payload).encode()
+        sent = False  # a failure before the request left costs nothing; after, it may be billed
         try:
             conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
+            sent = True
             response = conn.getresponse()
         except TimeoutError as exc:
             conn.close()
-            raise TransportTimeout(str(exc) or "timed out") from None
+            raise TransportTimeout(str(exc) or "timed out", sent=sent) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise TransportError(str(exc) or type(exc).__name__) from None
+            raise TransportError(str(exc) or type(exc).__name__, sent=sent) from None
         return StreamResponse(conn, response)
 
     def _connection(self, scheme: str, netloc: str, timeout: float) -> http.client.HTTPConnection:
