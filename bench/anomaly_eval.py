@@ -44,7 +44,7 @@ standard deviation of all those days (the day itself included); thresholds low 3
 medium 2.5, high 2.0.
 
     python bench/anomaly_eval.py [--data CSV] [--history CSV] [--users 10] [--seed 7] [--seeds 3]
-                                 [--sweep]
+                                 [--backgrounds 0] [--sweep]
 """
 
 from __future__ import annotations
@@ -255,25 +255,50 @@ def evaluate(series: list[np.ndarray], detectors: dict[str, Callable[[np.ndarray
     return tallies
 
 
-def false_alarms(series: list[np.ndarray], has_own_anomalies: bool) -> dict[str, tuple[dict[str, int], int]]:
-    """Per sensitivity, (detections by kind, judged days) on the clean series: every
-    detection is a false alarm, except within a day of the series' own anomalies (real
-    sets)."""
+FalseAlarms = dict[str, tuple[dict[str, int], int, int]]  # sensitivity -> (by kind, days, could alarm)
+
+
+def false_alarms(series: list[np.ndarray], has_own_anomalies: bool) -> FalseAlarms:
+    """Per sensitivity, (detections by kind, judged days, days that could alarm) on the
+    clean series: every detection is a false alarm, except within a day of the series'
+    own anomalies (real sets). A day could alarm when it is judged for a spike or drop and
+    its spend is at least the minimum change from the day expected of it (`_money_days`):
+    on an intermittent series most days are zero against an expected zero, and no
+    threshold can make them page."""
     out = {}
+    naturals = [own_anomalies(values) if has_own_anomalies else set() for values in series]
+    could = sum(len(_money_days(values) - _near(natural, len(values)))
+                for values, natural in zip(series, naturals, strict=True))
     for sensitivity in SENSITIVITIES:
         detect = ours(sensitivity)
         kinds = {"spike": 0, "drop": 0, "shift": 0}
         days = 0
-        for values in series:
-            natural = own_anomalies(values) if has_own_anomalies else set()
+        for values, natural in zip(series, naturals, strict=True):
             # the days an alarm could count on: judged, and not within a day of an own
             # anomaly (alarms there are left out; so are the days, else the rate is low)
             days += sum(1 for t in range(28, len(values)) if not any(abs(t - n) <= 1 for n in natural))
             for d in detect(values):
                 if not any(abs(d.day - n) <= 1 for n in natural):
                     kinds[d.kind or "spike"] += 1
-        out[sensitivity] = (kinds, days)
+        out[sensitivity] = (kinds, days, could)
     return out
+
+
+def _near(days: set[int], n: int) -> set[int]:
+    """The days within one day of ``days``."""
+    return {t + k for t in days for k in (-1, 0, 1) if 0 <= t + k < n}
+
+
+def _money_days(values: np.ndarray) -> set[int]:
+    """The days from the 28th on that ``_scan`` judges for a spike or drop and whose spend
+    differs from the day expected of it by at least MIN_CHANGE (the detector's minimum:
+    no other day can page, at any threshold)."""
+    from cascadeflow_cli.analytics.anomaly import AnomalyDetector, _scan
+
+    trace: list[tuple[int, float, float, float]] = []
+    _scan(date(2020, 1, 6), values, AnomalyDetector("medium"), trace)
+    return {t for t, s, _, expected in trace
+            if t >= 28 and np.isfinite(s) and abs(float(values[t]) - expected) >= MIN_CHANGE}
 
 
 def poisson_p(count: int, expected: float) -> float:
@@ -289,10 +314,11 @@ def poisson_p(count: int, expected: float) -> float:
     return min(1.0, 2 * min(below, above))
 
 
-def print_false_alarms(counts: dict[str, tuple[dict[str, int], int]]) -> bool:
+def print_false_alarms(counts: FalseAlarms) -> bool:
     ok = True
     cells = []
-    for sensitivity, (kinds, days) in counts.items():
+    could_cells = []
+    for sensitivity, (kinds, days, could) in counts.items():
         alarms = sum(kinds.values())
         rate = 1000 * alarms / days if days else 0.0
         within = RATES[sensitivity] / 1.5 <= rate <= RATES[sensitivity] * 1.5
@@ -302,7 +328,12 @@ def print_false_alarms(counts: dict[str, tuple[dict[str, int], int]]) -> bool:
         verdict = "within" if within else "NOT within"
         cells.append(f"{sensitivity} {rate:.1f} = {split} ({alarms} in {days} days; stated "
                      f"{RATES[sensitivity]:g}, {verdict} x1.5, Poisson p {p:.2f})")
+        spikes_drops = kinds["spike"] + kinds["drop"]
+        could_cells.append(f"{sensitivity} {1000 * spikes_drops / could if could else 0.0:.1f}")
     print("  false alarms per 1,000 clean days (total = spike/drop/shift): " + "; ".join(cells))
+    share = counts["medium"][2] / counts["medium"][1] if counts["medium"][1] else 0.0
+    print(f"  spikes and drops per 1,000 days that could alarm ({share:.0%} of the days: judged, spend at "
+          f"least ${MIN_CHANGE:.2f} from the expected day): " + ", ".join(could_cells))
     return ok
 
 
@@ -325,6 +356,7 @@ def report(title: str, series: list[np.ndarray], seeds: list[int], has_own_anoma
             pooled.setdefault(key, Tally()).add(t)
             print_row(label, sensitivity, t)
     print(ceiling(series, has_own_anomalies))
+    print(thresholds_and_scores(series, seeds))
     kinds = tallies[("ours medium", True)].by_kind
     spikes, drops = kinds.get("spike", [0, 0]), kinds.get("drop", [0, 0])
     spike_recall = spikes[1] / spikes[0] if spikes[0] else float("nan")
@@ -333,6 +365,41 @@ def report(title: str, series: list[np.ndarray], seeds: list[int], has_own_anoma
           f"medium recall of x{SPIKE:g} spikes {spike_recall:.2f} (>= 0.9: "
           f"{'yes' if spike_recall >= 0.9 else 'NO'}), of x0.2 drops {drop_recall:.2f} (>= 0.8: "
           f"{'yes' if drop_recall >= 0.8 else 'NO'})")
+
+
+def thresholds_and_scores(series: list[np.ndarray], seeds: list[int]) -> str:
+    """Why events are missed at medium: the spike and drop thresholds fitted on each
+    injected series (the same injections as `evaluate`), and the robust scores its x3
+    spikes and x0.2 drops got (medians; quartiles of the scores)."""
+    from cascadeflow_cli.analytics.anomaly import AnomalyDetector, _scan
+    from cascadeflow_cli.analytics.tails import thresholds
+
+    uppers, lowers, spikes, drops = [], [], [], []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for values in series:
+            injected, events = inject(values, rng)
+            trace: list[tuple[int, float, float, float]] = []
+            _scan(date(2020, 1, 6), injected, AnomalyDetector("medium"), trace)
+            scores = np.full(len(values), np.nan)
+            for t, s, _, _ in trace:
+                scores[t] = s
+            upper, lower = thresholds(scores[28:], RATES["medium"])
+            uppers.append(upper)
+            lowers.append(lower)
+            for event in events:
+                if event.kind != "shift" and np.isfinite(scores[event.day]):
+                    (spikes if event.kind == "spike" else drops).append(float(scores[event.day]))
+
+    def quartiles(values: list[float]) -> str:
+        if not values:
+            return "none"
+        q1, q2, q3 = np.quantile(values, [0.25, 0.5, 0.75])
+        return f"{q2:+.1f} ({q1:+.1f} to {q3:+.1f})"
+
+    return (f"  medium thresholds fitted on the injected series, median: spikes +{np.median(uppers):.1f}, "
+            f"drops -{np.median(lowers):.1f}; scores of x{SPIKE:g} spikes {quartiles(spikes)}, "
+            f"of x0.2 drops {quartiles(drops)}")
 
 
 def ceiling(series: list[np.ndarray], has_own_anomalies: bool, rate: float = RATES["medium"]) -> str:
@@ -384,18 +451,24 @@ def scaled(values: list[np.ndarray], seed: int) -> list[np.ndarray]:
     return [v * rng.uniform(3.0, 30.0) / float(np.median(v[v > 0])) for v in values]
 
 
-def family_series(kind: str) -> list[np.ndarray]:
-    """A synthetic family of forecast_backtest.py (clean: no events of its own), scaled."""
-    return scaled([values for _, _, values in families(kind, n=10)], 97)
+BACKGROUND_STEP = 10007  # --backgrounds K moves every synthetic background's seed by K x this
+
+
+def family_series(kind: str, draw: int = 0) -> list[np.ndarray]:
+    """A synthetic family of forecast_backtest.py (clean: no events of its own), scaled;
+    ``draw`` > 0: another fixed draw of its ten series."""
+    return scaled([values for _, _, values in families(kind, n=10, seed=4100 + BACKGROUND_STEP * draw)],
+                  97 + draw)
 
 
 def adexchange_series() -> list[np.ndarray]:
     return scaled([values for _, _, values in read_series(ADEXCHANGE)], 96) if ADEXCHANGE.exists() else []
 
 
-def synthetic_series(n: int) -> list[np.ndarray]:
-    """Clean synthetic users (730 days each), scaled."""
-    return scaled([user.values for user in synthetic_users(n, with_events=False)], 99)
+def synthetic_series(n: int, draw: int = 0) -> list[np.ndarray]:
+    """Clean synthetic users (730 days each), scaled; ``draw`` > 0: another fixed draw."""
+    users = synthetic_users(n, seed=2026 + BACKGROUND_STEP * draw, with_events=False)
+    return scaled([user.values for user in users], 99 + draw)
 
 
 def history_series(path: Path) -> list[np.ndarray]:
@@ -424,7 +497,7 @@ SWEEP = (2.5, 2.75, 3.0, 3.25, 3.5, 4.0, 4.5)
 def sweep(args: argparse.Namespace, seeds: list[int], many: list[int]) -> None:
     """Precision and recall of ours at each threshold, per set: is there a threshold at
     which both reach the target?"""
-    sets = [("synthetic", synthetic_series(args.users), seeds, False),
+    sets = [("synthetic", synthetic_series(args.users, args.backgrounds), seeds, False),
             ("sample history", history_series(args.history), many, True)]
     if args.data.exists():
         sets.insert(0, ("dev", [read_dev(args.data)[1]], seeds, True))
@@ -449,11 +522,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3,
                         help="injection seeds per series (the sample history: five times as many)")
     parser.add_argument("--history", type=Path, default=HISTORY, help="the sample history CSV")
+    parser.add_argument("--backgrounds", type=int, default=0,
+                        help="another fixed draw of the synthetic users' and families' series (0: the usual)")
     parser.add_argument("--sweep", action="store_true",
                         help="also: ours (kind must match) at robust-score thresholds 2.5 to 4.5")
     args = parser.parse_args(argv)
     seeds = list(range(args.seed, args.seed + args.seeds))
     named = f"injection seeds {seeds[0]}-{seeds[-1]}"
+    drawn = f"; background draw {args.backgrounds}" if args.backgrounds else ""
     pooled: dict[tuple[str, bool], Tally] = {}
     if args.data.exists():
         report(f"dev series {args.data.name} ({named}; its own anomalies left out)",
@@ -461,10 +537,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{args.data}: not found, dev series skipped", file=sys.stderr)
     report(f"synthetic spend, {args.users} users x 730 days, no events of their own, "
-           f"median day $3-$30 ({named})", synthetic_series(args.users), seeds, False, pooled)
+           f"median day $3-$30 ({named}{drawn})", synthetic_series(args.users, args.backgrounds), seeds,
+           False, pooled)
     for kind in ("heavy tails", "trend", "intermittent", "no weekly"):
-        report(f"synthetic family '{kind}', 10 x 730 days, no events of their own ({named})",
-               family_series(kind), seeds, False, pooled)
+        report(f"synthetic family '{kind}', 10 x 730 days, no events of their own ({named}{drawn})",
+               family_series(kind, args.backgrounds), seeds, False, pooled)
     many = list(range(args.seed, args.seed + 5 * args.seeds))
     ads = adexchange_series()
     if ads:
