@@ -72,7 +72,9 @@ MAX_BATCH = 256  # jobs in one transaction (a bound on how long the write lock i
 CHECKPOINT_EVERY = 100  # commits on the loop between two passive WAL checkpoints (writer thread)
 WAL_LIMIT_BYTES = 64 << 20  # a WAL still this long after a passive checkpoint is restarted at once
 IDLE_S = 0.25  # no commit on the loop for this long: the WAL is truncated (nobody waits for it)
-CHECKPOINT_WAIT_MS = 500  # how long a blocking checkpoint waits for the loop's transaction to end
+# how long a blocking checkpoint waits for another writer, or for readers of the WAL: the
+# loop's writes wait with it (a reader in another process, `cascade export`, can be long)
+CHECKPOINT_WAIT_MS = 100
 
 
 class _Job:
@@ -186,6 +188,7 @@ class GroupCommitLedger:
         self._here_commits = 0
         self._wal_left: int | None = None  # the loop's commit count when a checkpoint left a WAL
         self._page_bytes = 0
+        self._restart_at = WAL_LIMIT_BYTES  # a WAL this long is restarted (grows past a failed try)
         # the writer thread's checkpoint holds the write lock: the loop's batches go to it
         self._checkpointing = False
 
@@ -378,8 +381,11 @@ class GroupCommitLedger:
             _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if frames > 0:
                 self._wal_left = self._here_commits
-            if frames * self._page_size(conn) >= WAL_LIMIT_BYTES:
-                self._blocking_checkpoint("RESTART")
+            wal_bytes = frames * self._page_size(conn)
+            if wal_bytes >= self._restart_at:
+                # not through (a reader held the WAL): the next try when it is longer by as much
+                done = self._blocking_checkpoint("RESTART")
+                self._restart_at = WAL_LIMIT_BYTES if done else wal_bytes + WAL_LIMIT_BYTES
 
     def _when_idle(self) -> None:
         """No job for IDLE_S: if the loop has not committed either, the WAL is emptied
@@ -392,24 +398,28 @@ class GroupCommitLedger:
         self._wal_left = None
         self._blocking_checkpoint("TRUNCATE")
 
-    def _blocking_checkpoint(self, mode: str) -> None:
+    def _blocking_checkpoint(self, mode: str) -> bool:
         """A checkpoint that takes the write lock (RESTART or TRUNCATE). Meanwhile the
         loop begins no transaction (its batches come here, committed after it), so this
         waits only for the one in progress: SQLite's busy handler, sleeping 1, 2, 5, 10...
         ms between tries, lost to a loop committing at once again (300 commits in a row:
         one checkpoint got through, the WAL grew to 1.3 MB past a 0.2 MB limit). Another
-        process's writer is waited for CHECKPOINT_WAIT_MS at most."""
+        process's writer, and the readers of the WAL (RESTART waits for them too), are
+        waited for CHECKPOINT_WAIT_MS at most; past it the WAL stays. True when it is
+        wholly copied back (and started over)."""
         conn = self.ledger.db.conn
         self._checkpointing = True
         try:
-            with contextlib.suppress(sqlite3.DatabaseError):
-                conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
-                try:
-                    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
-                finally:
-                    conn.execute("PRAGMA busy_timeout = 0")  # _begin polls for the lock itself
+            conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+            try:
+                busy, _frames, _copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            finally:
+                conn.execute("PRAGMA busy_timeout = 0")  # _begin polls for the lock itself
+        except sqlite3.DatabaseError:
+            return False
         finally:
             self._checkpointing = False
+        return not busy
 
     def _page_size(self, conn: sqlite3.Connection) -> int:
         if not self._page_bytes:

@@ -240,3 +240,40 @@ def test_an_idle_loop_leaves_an_empty_wal(tmp_path: Path, monkeypatch: pytest.Mo
     assert wal.stat().st_size == 0
     assert store.reserved_spend("alice") == 302_000
     store.close()
+
+
+def test_a_reader_holding_the_wal_holds_up_the_loops_writes_rarely(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a restart waits for the WAL's readers, and the loop's writes wait with it: while a
+    # long reader (`cascade export` in another process) holds the WAL, each try costs
+    # them CHECKPOINT_WAIT_MS, so a failed try is not made again before the WAL has
+    # grown by another limit's worth (retried after every passive checkpoint, 300
+    # reservations waited 100 ms some 40 times)
+    from cascadeflow_cli.server import bridge
+
+    monkeypatch.setattr(group_commit, "CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(group_commit, "WAL_LIMIT_BYTES", 1_000_000)
+    store, gate = _loop_store(tmp_path)
+    reader = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("select count(*) from reservations").fetchone()  # it holds its snapshot
+    waits: list[float] = []
+
+    def some() -> None:
+        for i in range(300):
+            t0 = time.perf_counter()
+            _reserve(gate, f"r{i}")
+            waits.append(time.perf_counter() - t0)
+            bridge.await_only(asyncio.sleep(0.001))
+
+    async def main() -> None:
+        await bridge.run(some)
+
+    asyncio.run(main())
+    reader.execute("ROLLBACK")
+    reader.close()
+    held = [w for w in waits if w >= group_commit.CHECKPOINT_WAIT_MS / 1000 * 0.9]
+    assert len(held) <= 8, len(held)  # ~4 MB of WAL: three or four tries
+    assert store.reserved_spend("alice") == 300_000
+    store.close()
