@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger.db import BUSY_TIMEOUT_S
-from cascadeflow_cli.ledger.sqlite_store import BudgetTxn, insert_request
+from cascadeflow_cli.ledger.sqlite_store import BudgetTxn, insert_request, prepare_request
 
 if TYPE_CHECKING:
     from cascadeflow_cli.ledger.db import Ledger
@@ -198,7 +198,8 @@ class GroupCommitLedger:
         return self._submit(lambda db: decide(_BatchTxn(db, self)))  # type: ignore[no-any-return]
 
     def record(self, request: RequestRecord, reservation_id: str | None = None) -> None:
-        self._submit(lambda db: insert_request(db, request, reservation_id))
+        prepared = prepare_request(request)  # as Ledger.record: the rows built before the write lock
+        self._submit(lambda db: insert_request(db, prepared, reservation_id))
 
     def release(self, reservation_id: str | None) -> None:
         if reservation_id is not None:
