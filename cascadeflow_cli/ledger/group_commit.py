@@ -21,7 +21,9 @@ for one loop iteration and committed right there, on a connection of their own, 
 write lock can be had at once (``BEGIN IMMEDIATE`` with no busy wait, WAL: no fsync at
 commit, no checkpoint on that connection); when another writer holds it (`--workers N`,
 a second server, the writer thread itself) the batch goes to the writer thread, which
-waits for the lock off the loop, and the WAL checkpoints (the fsyncs) run there too.
+waits for the lock off the loop, and the WAL checkpoints (the fsyncs) run there too:
+passive ones, which leave the loop's commits alone (``_checkpoint`` says how the WAL stays
+bounded).
 Why: each hop to the writer thread and back was two wake-ups on the request's path,
 and on a loaded machine each one waits for a CPU (a submit waited p50 12-16 ms for a
 0.2 ms commit, load ~6); on the loop, a served request's CPU fell from 0.81-0.98 to
@@ -47,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger.db import BUSY_TIMEOUT_S
-from cascadeflow_cli.ledger.sqlite_store import BudgetTxn, insert_request
+from cascadeflow_cli.ledger.sqlite_store import BudgetTxn, insert_request, prepare_request
 
 if TYPE_CHECKING:
     from cascadeflow_cli.ledger.db import Ledger
@@ -69,8 +71,12 @@ class Awaiter(Protocol):
 
 EXPIRE_EVERY_S = 1.0
 MAX_BATCH = 256  # jobs in one transaction (a bound on how long the write lock is held)
-CHECKPOINT_EVERY = 100  # commits on the loop between two WAL checkpoints (by the writer thread)
-CHECKPOINT_WAIT_MS = 500  # how long a checkpoint waits for the loop's transaction to end
+CHECKPOINT_EVERY = 100  # commits on the loop between two passive WAL checkpoints (writer thread)
+WAL_LIMIT_BYTES = 64 << 20  # a WAL still this long after a passive checkpoint is restarted at once
+IDLE_S = 0.25  # no commit on the loop for this long: the WAL is truncated (nobody waits for it)
+# how long a blocking checkpoint waits for another writer, or for readers of the WAL: the
+# loop's writes wait with it (a reader in another process, `cascade export`, can be long)
+CHECKPOINT_WAIT_MS = 100
 
 
 class _Job:
@@ -182,6 +188,11 @@ class GroupCommitLedger:
         self._here: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._here_local = threading.local()
         self._here_commits = 0
+        self._wal_left: int | None = None  # the loop's commit count when a checkpoint left a WAL
+        self._page_bytes = 0
+        self._restart_at = WAL_LIMIT_BYTES  # a WAL this long is restarted (grows past a failed try)
+        # the writer thread's checkpoint holds the write lock: the loop's batches go to it
+        self._checkpointing = False
 
     # --- the LedgerStore operations it takes over ---------------------------------
 
@@ -189,7 +200,8 @@ class GroupCommitLedger:
         return self._submit(lambda db: decide(_BatchTxn(db, self)))  # type: ignore[no-any-return]
 
     def record(self, request: RequestRecord, reservation_id: str | None = None) -> None:
-        self._submit(lambda db: insert_request(db, request, reservation_id))
+        prepared = prepare_request(request)  # as Ledger.record: the rows built before the write lock
+        self._submit(lambda db: insert_request(db, prepared, reservation_id))
 
     def release(self, reservation_id: str | None) -> None:
         if reservation_id is not None:
@@ -261,7 +273,7 @@ class GroupCommitLedger:
         batch = self._here.pop(loop, [])
         while batch:
             part, batch = batch[:MAX_BATCH], batch[MAX_BATCH:]
-            if self._try_commit(part):
+            if not self._checkpointing and self._try_commit(part):
                 _resolve(part)
             elif not self._hand_over(part):
                 for job in part:
@@ -303,6 +315,8 @@ class GroupCommitLedger:
             conn = db.conn
             conn.execute("PRAGMA busy_timeout = 0")  # never wait for the lock on the loop
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # its fsyncs: on the writer thread
+            # a WAL the writer thread restarted past its limit is cut back to it at the next commit
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
             with contextlib.suppress(sqlite3.DatabaseError):
                 conn.execute("PRAGMA temp_store=MEMORY")  # see _loop
             self._here_local.db = db
@@ -327,7 +341,11 @@ class GroupCommitLedger:
             # holds it, a WAL writer's statements never wait for another process)
             self.ledger.db.conn.execute("PRAGMA busy_timeout = 0")
         while True:
-            first = self._jobs.get()
+            try:  # with a WAL left behind, it waits no longer than IDLE_S: then it truncates it
+                first = self._jobs.get(timeout=None if self._wal_left is None else IDLE_S)
+            except queue.Empty:
+                self._when_idle()
+                continue
             if first is None:
                 return
             batch = [first]
@@ -352,18 +370,65 @@ class GroupCommitLedger:
                 return
 
     def _checkpoint(self) -> None:
-        """The WAL copied back into the file and emptied. TRUNCATE, not PASSIVE: after
-        passive ones the loop's writes went on appending (300 commits: a 4 MB WAL). It
-        waits up to CHECKPOINT_WAIT_MS for the loop's transaction in progress (with no
-        wait it lost to a busy loop every time, and the WAL grew); meanwhile the loop's
-        batches come here, to be committed after it."""
+        """The WAL copied back into the file, PASSIVE: it never takes the write lock, so
+        the loop goes on committing meanwhile (the fsyncs are this thread's). A TRUNCATE
+        held the lock for its fsyncs: 10-16 in 8 s of 50 clients, 28-48 ms each (load
+        12-16), and the loop's jobs of that time fell to this thread (4.5-6.6% of them);
+        now 0.0-0.3%, two or three restarts a run of 9-19 ms each.
+
+        A passive checkpoint cannot empty a WAL the loop keeps appending to (SQLite starts
+        it over only when a writer finds it wholly copied back), so under load it grows:
+        past WAL_LIMIT_BYTES it is restarted here (a short block: most of it was just
+        copied); once the loop is idle it is truncated (``_when_idle``)."""
         conn = self.ledger.db.conn
         with contextlib.suppress(sqlite3.DatabaseError):
+            _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames > 0:
+                self._wal_left = self._here_commits
+            wal_bytes = frames * self._page_size(conn)
+            if wal_bytes >= self._restart_at:
+                # not through (a reader held the WAL): the next try when it is longer by as much
+                done = self._blocking_checkpoint("RESTART")
+                self._restart_at = WAL_LIMIT_BYTES if done else wal_bytes + WAL_LIMIT_BYTES
+
+    def _when_idle(self) -> None:
+        """No job for IDLE_S: if the loop has not committed either, the WAL is emptied
+        (TRUNCATE: the file back to nothing), which keeps no writer waiting now. Tried
+        once: if another process writes meanwhile, its own checkpoints are its business
+        (retrying here would hold up its writes for each try)."""
+        if self._wal_left != self._here_commits:  # the loop is still writing: look again later
+            self._wal_left = self._here_commits
+            return
+        self._wal_left = None
+        self._blocking_checkpoint("TRUNCATE")
+
+    def _blocking_checkpoint(self, mode: str) -> bool:
+        """A checkpoint that takes the write lock (RESTART or TRUNCATE). Meanwhile the
+        loop begins no transaction (its batches come here, committed after it), so this
+        waits only for the one in progress: SQLite's busy handler, sleeping 1, 2, 5, 10...
+        ms between tries, lost to a loop committing at once again (300 commits in a row:
+        one checkpoint got through, the WAL grew to 1.3 MB past a 0.2 MB limit). Another
+        process's writer, and the readers of the WAL (RESTART waits for them too), are
+        waited for CHECKPOINT_WAIT_MS at most; past it the WAL stays. True when it is
+        wholly copied back (and started over)."""
+        conn = self.ledger.db.conn
+        self._checkpointing = True
+        try:
             conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
             try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                busy, _frames, _copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
             finally:
                 conn.execute("PRAGMA busy_timeout = 0")  # _begin polls for the lock itself
+        except sqlite3.DatabaseError:
+            return False
+        finally:
+            self._checkpointing = False
+        return not busy
+
+    def _page_size(self, conn: sqlite3.Connection) -> int:
+        if not self._page_bytes:
+            self._page_bytes = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        return self._page_bytes
 
     def _commit(self, batch: list[_Job]) -> None:
         try:
