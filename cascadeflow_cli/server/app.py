@@ -31,6 +31,7 @@ from cascadeflow_cli.server.http import (
     MAX_BODY_BYTES,
     AccessLog,
     EventStream,
+    Last,
     Limits,
     bearer,
     error_response,
@@ -203,12 +204,13 @@ def create_app(
     ) -> AsyncIterator[bytes]:
         name = call.target.name
         finished = False
+        head, tail = _delta_template(cid, name, created, call.include_usage)
+        # the events already queued go out as one body part (one write, one TCP segment):
+        # an accepted draft's dozen pieces were a dozen sends through uvicorn, +0.15 ms of
+        # CPU a streamed request; an escalated answer's tokens still go as they come
+        out = [_event(chunk(cid, name, created, {"role": "assistant", "content": ""},
+                            include_usage=call.include_usage))]
         try:
-            yield _event(
-                chunk(
-                    cid, name, created, {"role": "assistant", "content": ""}, include_usage=call.include_usage
-                )
-            )
             kind, value = first
             while True:
                 if kind == "gone":  # the client left: the finally below cancels the answer
@@ -216,9 +218,7 @@ def create_app(
                 if kind == "whole":
                     pass
                 elif kind == "delta":
-                    yield _event(
-                        chunk(cid, name, created, {"content": value}, include_usage=call.include_usage)
-                    )
+                    out.append(head + _json_text(value).encode() + tail)
                 elif kind == "done":
                     caller, outcome = value
                     _note(request, caller.prefix, caller.user, outcome)
@@ -231,13 +231,14 @@ def create_app(
                         include_usage=call.include_usage,
                     )
                     final["cascade"] = extension(outcome.result)
-                    yield _event(final)
+                    out.append(_event(final))
                     if call.include_usage:
                         last = chunk(cid, name, created, {}, include_usage=True)
                         last["choices"] = []
                         last["usage"] = usage(outcome.result, outcome.record)
-                        yield _event(last)
-                    yield b"data: [DONE]\n\n"
+                        out.append(_event(last))
+                    out.append(b"data: [DONE]\n\n")
+                    yield Last(b"".join(out))
                     finished = True
                     return
                 else:
@@ -254,9 +255,15 @@ def create_app(
                         )
                     )
                     request.state.status = error.status
-                    yield _event(error.body())
+                    out.append(_event(error.body()))
+                    yield Last(b"".join(out))
                     return
-                kind, value = await events.get()
+                if events.empty():  # nothing more yet: what we have goes out, then wait
+                    yield b"".join(out)
+                    out = []
+                    kind, value = await events.get()
+                else:
+                    kind, value = events.get_nowait()
         finally:
             streams.discard(sink)
             if not finished:  # the client left (or the server is stopping) mid-stream
@@ -310,6 +317,19 @@ class _Direct:
 
 def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+_json_text = json.encoder.encode_basestring  # a str as json.dumps(ensure_ascii=False) writes it
+_MARK = "\x00"
+
+
+def _delta_template(cid: str, name: str, created: int, include_usage: bool) -> tuple[bytes, bytes]:
+    """A content chunk's event around its text: ``chunk()``'s own bytes, cut where the
+    text goes (after every field a client sent: only fixed keys follow), so each piece
+    costs one string encoding, not a dict and a json.dumps."""
+    whole = _event(chunk(cid, name, created, {"content": _MARK}, include_usage=include_usage))
+    head, _, tail = whole.rpartition(_json_text(_MARK).encode())
+    return head, tail
 
 
 def _trace(request: Request) -> tuple[str | None, str | None]:

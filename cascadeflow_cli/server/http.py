@@ -94,6 +94,10 @@ async def read_body(request: Request, limit: int) -> Any:
         raise bad_request("the request body is not valid JSON") from None
 
 
+class Last(bytes):
+    """An event stream's last part: sent with the stream's end (one write, not two)."""
+
+
 class EventStream(Response):
     """An event stream, with one plain task listening for the client leaving (Starlette's
     StreamingResponse runs an anyio task group a response for that: about a sixth of a
@@ -119,9 +123,12 @@ class EventStream(Response):
         watcher = asyncio.ensure_future(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            last = False
             async for part in self.body_iterator:
-                await send({"type": "http.response.body", "body": part, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                last = isinstance(part, Last)
+                await send({"type": "http.response.body", "body": part, "more_body": not last})
+            if not last:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
             aclose = getattr(self.body_iterator, "aclose", None)
