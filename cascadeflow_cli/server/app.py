@@ -31,6 +31,7 @@ from cascadeflow_cli.server.http import (
     MAX_BODY_BYTES,
     AccessLog,
     EventStream,
+    JsonAnswer,
     Last,
     Limits,
     bearer,
@@ -105,7 +106,7 @@ def create_app(
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    async def chat(request: Request) -> Response:
+    async def chat(request: Request) -> Response | JsonAnswer:
         try:
             try:
                 call = parse_chat(config, await read_body(request, options.max_body))
@@ -123,7 +124,7 @@ def create_app(
             return error_response(exc, request)
         _note(request, caller.prefix, caller.user, outcome)
         body = chat_completion(call.target.name, outcome.result, outcome.finish_reason, outcome.record)
-        return JSONResponse(body, headers=_headers(outcome))
+        return JsonAnswer(body, _headers(outcome))
 
     async def _stream(request: Request, call: ChatCall) -> Response:
         loop = asyncio.get_running_loop()
@@ -338,7 +339,7 @@ def _trace(request: Request) -> tuple[str | None, str | None]:
 
 def _headers(outcome: Outcome) -> dict[str, str]:
     headers = cascade_headers(outcome.result)
-    headers["x-cascade-enforcement"] = outcome.result.enforcement
+    headers["x-cascade-enforcement"] = outcome.result.record.enforcement
     if not outcome.recorded:
         headers["x-cascade-recorded"] = "false"
     return headers
@@ -348,8 +349,8 @@ def _note(request: Request, key: str, user: str, outcome: Outcome) -> None:
     """What the access log line says about this request (never the prompt or the key)."""
     request.state.key = key
     request.state.user = user
-    request.state.request_id = outcome.result.request_id
-    request.state.cost = outcome.result.cost_nusd
+    request.state.request_id = outcome.result.record.id
+    request.state.cost = outcome.result.record.cost_nusd
 
 
 def cut_streams(app: Any, reason: str = SHUTDOWN_REASON) -> int:
