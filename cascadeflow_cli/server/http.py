@@ -161,6 +161,9 @@ class EventStream(Response):
                 await aclose()
 
 
+_ROUTES = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/models", "/health"})
+
+
 class AccessLog:
     """One line per request: time, method, path, status, duration, key prefix, user,
     model, request id, cost. No prompt, no answer, no key (only its prefix)."""
@@ -190,7 +193,9 @@ class AccessLog:
             state = scope["state"]
             status = state.get("status", status) or 500
             ms = (time.perf_counter() - started) * 1000
-            path = loggable(scope["path"])  # the client's: no forged lines, no pasted key
+            path = scope["path"]  # the client's: no forged lines, no pasted key
+            if path not in _ROUTES:  # ours need no scan (loggable's regex: 0.9% of a request)
+                path = loggable(path)
             parts = [format_ts(datetime.now(UTC)), scope["method"], path, str(status), f"{ms:.1f}ms"]
             for name in ("key", "user", "model", "request_id"):
                 if state.get(name):  # a user name may hold a line break (`key create` takes it)
