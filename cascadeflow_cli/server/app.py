@@ -118,7 +118,7 @@ def create_app(
             if call.stream:
                 return await _stream(request, call)
             caller, outcome = await in_pool(
-                runner.answer, bearer(request), call, None, None, None, _trace(request)
+                runner.answer, bearer(request), call, None, None, None, _trace(request, runner)
             )
         except ApiError as exc:
             return error_response(exc, request)
@@ -139,7 +139,7 @@ def create_app(
                 loop.call_soon_threadsafe(events.put_nowait, (kind, value))
 
         sink = StreamSink(lambda text: push("delta", text))
-        trace = _trace(request)
+        trace = _trace(request, runner)
         streams.add(sink)
 
         def work() -> None:
@@ -333,7 +333,9 @@ def _delta_template(cid: str, name: str, created: int, include_usage: bool) -> t
     return head, tail
 
 
-def _trace(request: Request) -> tuple[str | None, str | None]:
+def _trace(request: Request, runner: Runner) -> tuple[str | None, str | None]:
+    if not runner.traced:  # two header scans a request for nothing
+        return None, None
     return request.headers.get("traceparent"), request.headers.get("tracestate")
 
 
