@@ -136,12 +136,13 @@ class Last(bytes):
 class EventStream(Response):
     """An event stream, with one plain task listening for the client leaving (Starlette's
     StreamingResponse runs an anyio task group a response for that: about a sixth of a
-    streamed request's CPU here, py-spy). ``on_disconnect`` is told once if it leaves."""
+    streamed request's CPU here, py-spy). ``on_disconnect`` is told once if it leaves;
+    None: nobody needs to know (no listener)."""
 
     media_type = "text/event-stream"
 
     def __init__(
-        self, body: AsyncIterator[bytes], headers: dict[str, str], on_disconnect: Callable[[], None]
+        self, body: AsyncIterator[bytes], headers: dict[str, str], on_disconnect: Callable[[], None] | None
     ) -> None:
         self.body_iterator = body
         self.status_code = 200
@@ -150,12 +151,12 @@ class EventStream(Response):
         self.init_headers(headers)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async def watch() -> None:
+        async def watch(told: Callable[[], None]) -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
-            self.on_disconnect()
+            told()
 
-        watcher = asyncio.ensure_future(watch())
+        watcher = asyncio.ensure_future(watch(self.on_disconnect)) if self.on_disconnect else None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             last = False
@@ -165,7 +166,8 @@ class EventStream(Response):
             if not last:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             aclose = getattr(self.body_iterator, "aclose", None)
             if aclose is not None:  # a send that failed left it suspended: its finally records
                 await aclose()
