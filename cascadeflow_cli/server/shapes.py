@@ -177,11 +177,12 @@ def parse_chat(config: AppConfig, body: Any) -> ChatCall:
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     target = resolve_target(config, body.get("model"))
-    for field, what in _UNSUPPORTED.items():
-        if body.get(field) not in (None, [], {}, "none"):
-            raise bad_request(
-                f"{what} ('{field}') are not supported by this endpoint", field, "unsupported_feature"
-            )
+    if body.keys() & _UNSUPPORTED.keys():  # usually none: not six lookups a request
+        for field, what in _UNSUPPORTED.items():  # in this order: the first one is named
+            if body.get(field) not in (None, [], {}, "none"):
+                raise bad_request(
+                    f"{what} ('{field}') are not supported by this endpoint", field, "unsupported_feature"
+                )
     n = body.get("n", 1)
     if n is not None and (n != 1 or isinstance(n, bool)):
         raise bad_request("only n = 1 is supported: the cascade picks one answer", "n", "unsupported_feature")
