@@ -114,7 +114,7 @@ def create_app(
                 if exc.status != 413:  # a bad body from an unknown caller is a 401, as OpenAI answers
                     await in_pool(runner.authenticate, bearer(request))
                 raise
-            request.state.model = call.target.name
+            request.scope.setdefault("state", {})["model"] = call.target.name
             if call.stream:
                 return await _stream(request, call)
             caller, outcome = await in_pool(
@@ -354,10 +354,10 @@ def _headers(outcome: Outcome) -> dict[str, str]:
 
 def _note(request: Request, key: str, user: str, outcome: Outcome) -> None:
     """What the access log line says about this request (never the prompt or the key)."""
-    request.state.key = key
-    request.state.user = user
-    request.state.request_id = outcome.result.record.id
-    request.state.cost = outcome.result.record.cost_nusd
+    # the dict request.state wraps, written directly: State.__setattr__ is Python, 4 a request
+    request.scope.setdefault("state", {}).update(
+        key=key, user=user, request_id=outcome.result.record.id, cost=outcome.result.record.cost_nusd
+    )
 
 
 def cut_streams(app: Any, reason: str = SHUTDOWN_REASON) -> int:
