@@ -13,20 +13,29 @@ of one request, in order (tests/faults/ runs each against each fault):
 - ``after-call``: every call answered and written ahead to the journal, not committed
 - ``in-commit``: inside the ledger transaction, rows inserted, COMMIT not yet run
 
-It costs one dictionary lookup when unused.
+It costs one dictionary lookup when unused (os.environ's own mapping).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 PAUSE_VAR, PAUSED_VAR, RESUME_VAR = "CASCADE_FAULT_PAUSE", "CASCADE_FAULT_PAUSED", "CASCADE_FAULT_RESUME"
 STEPS = ("before-reserve", "after-reserve", "after-call", "in-commit")
 MAX_PAUSE_S = 60.0
 
 
+# os.environ's own mapping (bytes on POSIX): a name it lacks is one dict lookup there, where
+# os.environ.get raises and catches a KeyError (2.0 µs; a served request has four checkpoints)
+_environ: dict[Any, Any] | None = getattr(os.environ, "_data", None)
+_PAUSE_KEY = os.environ.encodekey(PAUSE_VAR) if _environ is not None else None  # type: ignore[attr-defined]
+
+
 def checkpoint(step: str) -> None:
+    if _environ is not None and _PAUSE_KEY not in _environ:
+        return
     spec = os.environ.get(PAUSE_VAR)
     if not spec or step not in spec.split(","):
         return

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
@@ -52,6 +51,7 @@ from cascadeflow_cli.errors import (
     ProviderError,
 )
 from cascadeflow_cli.faults import checkpoint
+from cascadeflow_cli.ids import random_id
 from cascadeflow_cli.ledger.enforcement import BudgetGate, release
 from cascadeflow_cli.ledger.labels import CallSignals
 from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, derive
@@ -165,7 +165,7 @@ class Cascade:
             self.price(model)
             check_credentials(model)
         req = PendingRequest(
-            uuid.uuid4().hex, user, query, domain, round(routed.confidence, 4) if routed else None,
+            random_id(), user, query, domain, round(routed.confidence, 4) if routed else None,
             external_id, self.clock.now(), time.perf_counter(),
         )
         messages = [{"role": "system", "content": s} for s in [system or self.config.cascade.system] if s]

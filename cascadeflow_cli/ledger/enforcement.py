@@ -9,7 +9,6 @@ import math
 import os
 import socket
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cascadeflow_cli.clock import format_ts, parse_ts
 from cascadeflow_cli.config import BudgetsConfig
 from cascadeflow_cli.errors import ConfigError, RevokedKeyError
+from cascadeflow_cli.ids import random_id
 from cascadeflow_cli.ledger import journal
 from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
 from cascadeflow_cli.ledger.keys import key_states
@@ -400,7 +400,7 @@ class BudgetGate:
             if action == "block":
                 return Decision("block", message, models, window=verdict.window)
             chain, amount = (cheaper, cheap) if action == "degrade" and cheaper else (models, full)
-            reservation = uuid.uuid4().hex
+            reservation = random_id()
             txn.reserve(Hold(reservation, user, request_id, amount, format_ts(now),
                              format_ts(now + timedelta(seconds=ttl_s)), os.getpid(), socket.gethostname()))
             if key is not None:  # the key's spend is its requests': this links the request to it

@@ -181,6 +181,11 @@ class Runner:
             )
 
     @property
+    def traced(self) -> bool:
+        """Whether a caller's trace context is used (telemetry is on): else not read."""
+        return self._on_record is not None
+
+    @property
     def bridged(self) -> bool:
         return self._bridged is not None
 

@@ -7,9 +7,11 @@ stall)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from decimal import Decimal
 from pathlib import Path
 
+import greenlet
 import pytest
 
 from cascadeflow_cli.config import load_config
@@ -50,6 +52,34 @@ def test_blocking_code_awaits_through_its_greenlet() -> None:
     with pytest.raises(RuntimeError):
         bridge.await_only(outside)  # outside a bridged greenlet
     outside.close()
+
+
+def test_calls_reuse_a_greenlet_without_sharing_their_context() -> None:
+    """One call after another runs in the same greenlet (a new one a request cost 6 µs and
+    an mmap/munmap pair), yet each call has a context of its own, a failed call leaves
+    the next one clean, and calls at once each have their own greenlet."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    used: list[object] = []
+
+    def work(value: str) -> tuple[str, str]:
+        used.append(greenlet.getcurrent())
+        seen = var.get()
+        var.set(value)
+        bridge.await_only(asyncio.sleep(0))
+        return seen, var.get()
+
+    async def main() -> None:
+        assert await bridge.run(work, "a") == ("unset", "a")
+        with pytest.raises(ZeroDivisionError):
+            await bridge.run(lambda: 1 / 0)
+        assert await bridge.run(work, "b") == ("unset", "b")  # "a" stayed in its own call
+        assert await asyncio.gather(bridge.run(work, "c"), bridge.run(work, "d")) == [
+            ("unset", "c"), ("unset", "d")]
+        assert var.get() == "unset"
+
+    asyncio.run(main())
+    assert used[0] is used[1]  # reused
+    assert used[2] is not used[3]  # two at once: two greenlets
 
 
 def test_a_cancelled_task_cancels_the_awaiting_code() -> None:

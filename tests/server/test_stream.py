@@ -6,6 +6,7 @@ settled; the official openai SDK reads all of it."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from decimal import Decimal
 
@@ -72,6 +73,36 @@ def test_an_accepted_draft_streams_in_chunks_with_usage_last(stack: Stack) -> No
     assert Decimal(str(usage.model_extra["cost"])) * 10**9 == req["cost_nusd"]
     # the draft was asked for whole: only the final model's call streams
     assert not stack.replay.requests[0].get("stream")
+
+
+def test_an_accepted_draft_goes_out_in_one_chunk_with_the_stream_s_end(stack: Stack) -> None:
+    """Everything is known before the first byte, so the role chunk, the pieces, the final
+    chunk and [DONE] go out as one HTTP chunk, followed by the end (a dozen sends through
+    uvicorn were +0.15 ms of CPU a streamed request)."""
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    host, port = stack.url.removeprefix("http://").removesuffix("/v1").split(":")
+    body = json.dumps({"model": "cascade", "stream": True, "messages": [{"role": "user", "content": QUERY}]})
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {stack.key}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"{body}".encode()
+        )
+        raw = b""
+        while data := sock.recv(1 << 16):
+            raw += data
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0] and b"transfer-encoding: chunked" in head.lower()
+    parts = []
+    while (size := int(rest.partition(b"\r\n")[0], 16)) != 0:
+        rest = rest.partition(b"\r\n")[2]
+        parts.append(rest[:size])
+        rest = rest[size + 2 :]
+    assert len(parts) == 1, parts
+    events = [json.loads(e[6:]) for e in parts[0].decode().split("\n\n") if e.startswith("data: {")]
+    pieces = [e["choices"][0]["delta"].get("content") for e in events if e["choices"]]
+    assert "".join(p or "" for p in pieces) == GOOD_ANSWER and len([p for p in pieces if p]) > 3
+    assert parts[0].endswith(b"data: [DONE]\n\n")
 
 
 def test_an_escalated_request_streams_the_verifier(stack: Stack) -> None:
