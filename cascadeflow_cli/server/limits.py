@@ -1,7 +1,9 @@
 """Per-key requests-per-minute limits (`cascade key create --rpm N`): a sliding window of
-request start times, in this process (one worker) or in a file per key that every worker
+request start times, in this process (one worker), in a file per key that every worker
 of `cascade serve --workers N` shares (each worker counting alone gave every key N times
-its limit)."""
+its limit), or, on a PostgreSQL ledger, in the database (ledger/storage.py RateWindows),
+so that servers on several hosts count each key's requests together (each host counting
+alone gave a key N times its limit on N hosts)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cascadeflow_cli.ledger.keys import ApiKey
+from cascadeflow_cli.ledger.storage import RateWindows
 from cascadeflow_cli.server.shapes import ApiError
 from cascadeflow_cli.words import count_of
 
@@ -22,19 +25,23 @@ _WINDOW_S = 60.0
 _STAMP = struct.Struct("<d")
 
 
+def _refused(rpm: int, wait_s: float) -> ApiError:
+    """The 429 of a key past its limit, whose oldest request leaves the window in ``wait_s``."""
+    return ApiError(
+        429,
+        f"this key may make {count_of(rpm, 'request')} per minute",
+        type="requests",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+    )
+
+
 def _admit(key: ApiKey, times: list[float], now: float) -> list[float]:
     """The window's start times once ``now`` is admitted, else the 429 to answer."""
     rpm = key.rpm or 0
     times = [t for t in times if t > now - _WINDOW_S]
     if len(times) >= rpm:
-        wait = max(1, math.ceil(times[0] + _WINDOW_S - now))
-        raise ApiError(
-            429,
-            f"this key may make {count_of(rpm, 'request')} per minute",
-            type="requests",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(wait)},
-        )
+        raise _refused(rpm, times[0] + _WINDOW_S - now)
     times.append(now)
     return times
 
@@ -77,3 +84,18 @@ class SharedRateLimiter:
             os.ftruncate(fd, len(times) * _STAMP.size)
         finally:
             os.close(fd)  # releases the lock
+
+
+class LedgerRateLimiter:
+    """The window in the ledger's database, on its clock (host clocks may disagree):
+    one statement per request of a limited key, shared by every server on the ledger."""
+
+    def __init__(self, store: RateWindows) -> None:
+        self._store = store
+
+    def check(self, key: ApiKey) -> None:
+        if not key.rpm:
+            return
+        wait = self._store.admit_request(key.prefix, key.rpm, _WINDOW_S)  # LedgerError: a 503 (runner)
+        if wait is not None:
+            raise _refused(key.rpm, wait)

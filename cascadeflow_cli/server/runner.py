@@ -30,8 +30,9 @@ from cascadeflow_cli.errors import (
 )
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision
 from cascadeflow_cli.ledger.keys import ApiKey, authenticate, hash_key
+from cascadeflow_cli.ledger.storage import RateWindows
 from cascadeflow_cli.redact import redact
-from cascadeflow_cli.server.limits import RateLimiter, SharedRateLimiter
+from cascadeflow_cli.server.limits import LedgerRateLimiter, RateLimiter, SharedRateLimiter
 from cascadeflow_cli.server.shapes import ApiError, ChatCall, query_of
 
 if TYPE_CHECKING:
@@ -120,6 +121,10 @@ def _bad_key(key: str | None) -> ApiError:
     return ApiError(401, message, code="invalid_api_key")
 
 
+def _unavailable(exc: LedgerError) -> ApiError:
+    return ApiError(503, redact(str(exc)), type="server_error", code="ledger_unavailable")
+
+
 class Runner:
     """Runs chat calls through the cascade on ``concurrency`` threads, or, ``bridged``,
     whole answers in the request's own task (server/bridge.py: needs greenlet, and a
@@ -138,9 +143,11 @@ class Runner:
         self.config = config
         self.ledger = ledger
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cascade-serve")
-        # rate_dir: shared by the workers of `--workers N` (server/limits.py)
-        self.limiter: RateLimiter | SharedRateLimiter = (
-            SharedRateLimiter(Path(rate_dir)) if rate_dir else RateLimiter()
+        # the rpm windows (server/limits.py): in the database when it can keep them (every
+        # host's servers count together), else shared by the workers of `--workers N`
+        self.limiter: RateLimiter | SharedRateLimiter | LedgerRateLimiter = (
+            LedgerRateLimiter(ledger) if isinstance(ledger, RateWindows)
+            else SharedRateLimiter(Path(rate_dir)) if rate_dir else RateLimiter()
         )
         gate = BudgetGate(ledger, config)
         if bridged:  # the reservation's own transaction reads the budget again (SQLite)
@@ -240,15 +247,17 @@ class Runner:
                 try:
                     found = authenticate(self.ledger, key)
                 except LedgerError as exc:  # PostgreSQL restarting: a 503, not a bare 500 (hostile-10)
-                    raise ApiError(503, redact(str(exc)), type="server_error",
-                                   code="ledger_unavailable") from None
+                    raise _unavailable(exc) from None
                 if found is not None and keys is not None:
                     if len(keys) >= _MAX_CACHED_KEYS:
                         keys.clear()
                     keys[digest] = found
         if found is None:
             raise _bad_key(key)
-        self.limiter.check(found)
+        try:
+            self.limiter.check(found)
+        except LedgerError as exc:  # the window is in the database (PostgreSQL), away as above
+            raise _unavailable(exc) from None
         return found, cached
 
     def answer(
@@ -325,7 +334,7 @@ class Runner:
             wait = {} if exc.retry_after is None else {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
             return ApiError(502, message, type="api_error", code="provider_error", headers=wait)
         if isinstance(exc, LedgerError):
-            return ApiError(503, message, type="server_error", code="ledger_unavailable")
+            return _unavailable(exc)
         return ApiError(500, message, type="server_error", code=type(exc).__name__)
 
     def _retry_after(self, decision: Decision | None) -> dict[str, str]:

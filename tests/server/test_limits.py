@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cascadeflow_cli.ledger.keys import ApiKey
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from cascadeflow_cli.server.limits import RateLimiter, SharedRateLimiter
 from cascadeflow_cli.server.shapes import ApiError, _amount
+from tests.conftest import GOOD_ANSWER, CliRunner, config_text
+from tests.server.test_serve_backends import key_cli
+from tests.server.test_serve_cmd import chat, start, stopper  # noqa: F401  (stopper: a fixture)
 
 
 def test_a_key_gets_rpm_requests_a_minute_then_429_with_the_wait() -> None:
@@ -64,3 +72,39 @@ def test_workers_sharing_a_directory_share_each_keys_window(tmp_path: Path) -> N
     unlimited = ApiKey("sk-cf-other000", "bob", None, "2026-01-01T00:00:00Z")
     workers[0].check(unlimited)
     assert sorted(p.name for p in tmp_path.iterdir()) == [b"sk-cf-abcdefgh".hex()]  # no file for bob
+
+
+def test_two_serve_processes_on_postgresql_admit_a_keys_rpm_once_between_them(
+    pg_ledger_url: str, server: ReplayServer, tmp_path: Path, stopper: list[subprocess.Popen[str]]  # noqa: F811
+) -> None:
+    """Two hosts' servers on one PostgreSQL ledger (two `cascade serve` processes), hammered
+    at once with one key limited to 6 requests a minute: 6 are served between them, not 6
+    each, and every other answer is a 429 with its wait."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(config_text(server.base_url), encoding="utf-8")
+    cli = CliRunner(tmp_path, config, pg_ledger_url)  # type: ignore[arg-type]  # a URL
+    made = key_cli("create", "alice", "--rpm", "6", "--json", env=cli.env())
+    first, url1 = start(cli)
+    second, url2 = start(cli)
+    stopper += [first, second]
+    answers: list[httpx.Response] = []
+
+    def load(url: str) -> None:
+        for _ in range(6):
+            answers.append(chat(url, made["key"], max_tokens=16))
+
+    threads = [threading.Thread(target=load, args=(u,)) for u in (url1, url2, url1, url2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    statuses = [a.status_code for a in answers]
+    assert len(statuses) == 24 and set(statuses) == {200, 429}
+    assert statuses.count(200) == 6  # within one minute: the key's 6, across both servers
+    for refused in (a for a in answers if a.status_code == 429):
+        assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    for proc in (first, second):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0

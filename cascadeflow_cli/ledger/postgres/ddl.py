@@ -21,6 +21,7 @@ TIMESTAMPS = {
     ("spend_buckets", "bucket"), ("batches", "started_at"), ("quality_labels", "created_at"),
     ("quality_labels", "updated_at"), ("_migrations", "applied_at"),
 }
+ARRAYS = {("api_key_windows", "stamps"): "timestamptz[]"}  # a list of instants; SQLite: text
 BUCKET_SECONDS = 15 * 60
 
 
@@ -30,6 +31,8 @@ def q(name: str) -> str:
 
 
 def pg_type(table: schema.Table, column: schema.Column) -> str:
+    if (table.name, column.name) in ARRAYS:
+        return ARRAYS[table.name, column.name]
     return "timestamptz" if (table.name, column.name) in TIMESTAMPS else PG_TYPES[column.type]
 
 

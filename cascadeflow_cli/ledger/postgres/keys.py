@@ -46,6 +46,33 @@ class PgKeyQueries:
         rows = self._rows("select * from api_keys where key_hash = %s and revoked_at is null", [key_hash])
         return rows[0] if rows else None
 
+    def admit_request(self, prefix: str, limit: int, window_s: float) -> float | None:
+        """ledger/storage.py's RateWindows: the window in ``api_key_windows``, shared by
+        every host on this database."""
+        def work(conn: psycopg.Connection[Any]) -> tuple[int, float]:
+            row = conn.execute(ADMIT_SQL, {"p": prefix, "n": limit, "w": window_s}).fetchone()
+            assert row is not None  # an upsert with RETURNING always returns its row
+            return row[0], row[1]
+
+        admitted, wait = self._tx(work, "cannot count the key's requests", single=True)
+        return None if admitted else max(0.0, wait)
+
+
+# One statement, so one round trip in autocommit: ON CONFLICT DO UPDATE works on the key's
+# row as last committed, holding its lock, so two hosts' requests are counted one after the
+# other (a SELECT before an UPDATE would read a snapshot taken before the other's commit).
+# ``now`` is the stamp the insert proposes (the database's clock_timestamp(), never a
+# host's); the SET clauses all read the row as it was.
+_LIVE = ("array(select s from unnest(w.stamps) s "
+         "where s > excluded.stamps[1] - make_interval(secs => %(w)s) order by s)")
+ADMIT_SQL = f"""
+insert into api_key_windows as w (prefix, stamps, admitted) values (%(p)s, array[clock_timestamp()], 1)
+on conflict (prefix) do update set
+    stamps = case when cardinality({_LIVE}) < %(n)s then {_LIVE} || excluded.stamps else {_LIVE} end,
+    admitted = (cardinality({_LIVE}) < %(n)s)::int
+returning admitted, extract(epoch from w.stamps[1] + make_interval(secs => %(w)s) - clock_timestamp())::float8
+"""
+
 
 class PgKeyTxn:
     """A key's spend inside ``budget_lock`` (which holds the key's user's advisory lock:
