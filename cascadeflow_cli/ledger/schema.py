@@ -245,10 +245,9 @@ API_KEY_REQUESTS = Table("api_key_requests", (
 ), ("request_id",), M007, (Index(("prefix",), M007, name="api_key_requests_prefix"),))
 # a key's requests-per-minute window where several hosts share the ledger (PostgreSQL:
 # ledger/postgres/keys.py; the servers of one SQLite host share a file instead, server/limits.py):
-# the start times still in the window, and whether the last request asking was counted
+# its requests counted per 1/60th of the window (bucket numbers on the database's clock)
 API_KEY_WINDOWS = Table("api_key_windows", (
-    Column("prefix", TEXT), Column("stamps", TEXT),  # PostgreSQL: timestamptz[], the database's clock
-    Column("admitted", INTEGER),
+    Column("prefix", TEXT), Column("buckets", TEXT), Column("counts", TEXT),  # PostgreSQL: bigint[]
 ), ("prefix",), M008)
 MIGRATIONS_TABLE = Table("_migrations", (
     Column("id", INTEGER), Column("name", TEXT), Column("applied_at", TEXT)), ("id",))

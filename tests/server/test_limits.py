@@ -104,7 +104,7 @@ def test_two_serve_processes_on_postgresql_admit_a_keys_rpm_once_between_them(
     assert statuses.count(200) == 6  # within one minute: the key's 6, across both servers
     for refused in (a for a in answers if a.status_code == 429):
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"
-        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert 1 <= int(refused.headers["Retry-After"]) <= 61  # the window counted by the second
     for proc in (first, second):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0

@@ -21,7 +21,8 @@ TIMESTAMPS = {
     ("spend_buckets", "bucket"), ("batches", "started_at"), ("quality_labels", "created_at"),
     ("quality_labels", "updated_at"), ("_migrations", "applied_at"),
 }
-ARRAYS = {("api_key_windows", "stamps"): "timestamptz[]"}  # a list of instants; SQLite: text
+# lists of numbers (a key's rpm window): text on SQLite, which keeps that window in a file
+ARRAYS = {("api_key_windows", "buckets"): "bigint[]", ("api_key_windows", "counts"): "bigint[]"}
 BUCKET_SECONDS = 15 * 60
 
 
