@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
 from cascadeflow_cli.engine.providers.stream import StreamSink
+from cascadeflow_cli.engine.shadow import should_shadow
 from cascadeflow_cli.engine.streaming import stream_answer
 from cascadeflow_cli.errors import (
     BudgetBlockedError,
@@ -30,6 +31,7 @@ from cascadeflow_cli.errors import (
 )
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision
 from cascadeflow_cli.ledger.keys import ApiKey, authenticate, hash_key
+from cascadeflow_cli.ledger.records import LaterCall
 from cascadeflow_cli.ledger.storage import RateWindows
 from cascadeflow_cli.redact import redact
 from cascadeflow_cli.server.limits import LedgerRateLimiter, RateLimiter, SharedRateLimiter
@@ -154,6 +156,7 @@ class Runner:
             gate.budgets = {}
         self._gate = _ObservedGate(gate)
         self._on_record = on_record
+        self._traced: dict[str, Any] = {}  # request id -> its caller's trace, until its shadow call
         self._local = threading.local()
         self._bridge: Any = None
         self._bridged: Cascade | None = None
@@ -219,13 +222,22 @@ class Runner:
             )
         return cascade
 
-    def _recorded(self, record: RequestRecord) -> None:
+    def _recorded(self, record: RequestRecord | LaterCall) -> None:
         seen = _current.get(None)
+        if isinstance(record, LaterCall):  # a shadow call, in its own thread: in its request's trace
+            parent = self._traced.pop(record.request_id, None)
+            if self._on_record is not None:
+                self._on_record(record, parent)  # type: ignore[call-arg]
+            return
         if seen is not None:
             seen.record = record
         if self._on_record is None:
             return
         if seen is not None and seen.parent is not None:  # continue the caller's trace (telemetry/context.py)
+            if record.draft_accepted and should_shadow(record.id, self.config.quality.shadow_rate):
+                if len(self._traced) >= _MAX_CACHED_KEYS:  # shadows skipped (MAX_PENDING) leave theirs
+                    self._traced.clear()
+                self._traced[record.id] = seen.parent  # its shadow's span goes in that trace too
             self._on_record(record, seen.parent)  # type: ignore[call-arg]
         else:
             self._on_record(record)
