@@ -137,7 +137,8 @@ class DirectSink:
     The first record starts the send at once, in a daemon thread (`ask` has one request):
     the post overlaps printing the answer and closing the ledger, so a reachable collector
     adds little more than the encoding, and the one deadline, ``flush_timeout`` from that
-    first send, bounds what a dead or hung collector can cost the whole command."""
+    first send, bounds what a dead or hung collector can cost the whole command (a record
+    that comes after it, a shadow call's, gets one of its own if all before it arrived)."""
 
     def __init__(self, settings: TelemetrySettings, *, metrics: bool = True) -> None:
         self.settings = settings
@@ -181,8 +182,13 @@ class DirectSink:
         with self._lock:
             if self._sender is not None:
                 return  # it looks for more before it stops (under this lock)
+            now = time.monotonic()
             if self._deadline is None:
-                self._deadline = time.monotonic() + self.settings.flush_timeout
+                self._deadline = now + self.settings.flush_timeout
+            elif self._deadline < now and not self._timed_out and self._send_error is None:
+                # a record after the sends ended (a shadow call, seconds after its request):
+                # its own flush_timeout, while the collector took everything in time so far
+                self._deadline = now + self.settings.flush_timeout
             # a daemon thread: a collector that trickles its answer cannot hold the exit
             self._sender = threading.Thread(target=self._send_loop, name="otlp-send", daemon=True)
             self._sender.start()
