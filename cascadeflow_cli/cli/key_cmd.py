@@ -21,7 +21,7 @@ def create(
     rpm: Annotated[
         int | None,
         typer.Option("--rpm", min=1,
-                     help="Requests per minute this key may make (per server; PostgreSQL: all servers)."),
+                     help="Requests per minute this key may make (across every server on the ledger)."),
     ] = None,
     daily: Annotated[str | None, typer.Option("--daily", help="The key's own limit a day, USD.")] = None,
     weekly: Annotated[str | None, typer.Option("--weekly", help="The key's own limit a week, USD.")] = None,

@@ -244,7 +244,8 @@ API_KEY_REQUESTS = Table("api_key_requests", (
     Column("request_id", TEXT), Column("prefix", TEXT, True),
 ), ("request_id",), M007, (Index(("prefix",), M007, name="api_key_requests_prefix"),))
 # a key's requests-per-minute window where several hosts share the ledger (PostgreSQL:
-# ledger/postgres/keys.py; the servers of one SQLite host share a file instead, server/limits.py):
+# ledger/postgres/keys.py; a SQLite ledger's servers, on one host, share a file beside it,
+# server/limits.py):
 # its requests counted per 1/60th of the window (bucket numbers on the database's clock)
 API_KEY_WINDOWS = Table("api_key_windows", (
     Column("prefix", TEXT), Column("buckets", TEXT), Column("counts", TEXT),  # PostgreSQL: bigint[]

@@ -1,9 +1,13 @@
-"""Per-key requests-per-minute limits (`cascade key create --rpm N`): a sliding window of
-request start times, in this process (one worker), in a file per key that every worker
-of `cascade serve --workers N` shares (each worker counting alone gave every key N times
-its limit), or, on a PostgreSQL ledger, in the database (ledger/storage.py RateWindows),
-so that servers on several hosts count each key's requests together (each host counting
-alone gave a key N times its limit on N hosts)."""
+"""Per-key requests-per-minute limits (`cascade key create --rpm N`), shared by every
+server on the ledger: each counting alone gave a key N times its limit on N workers
+(`--workers N`), N `cascade serve` processes or N hosts.
+
+- A SQLite ledger (one host): a sliding window of request start times in a file per key,
+  in ``<ledger>.rpm/`` beside it, read and rewritten under flock by every worker of every
+  server on that ledger (one host: CLOCK_MONOTONIC is common to them).
+- A PostgreSQL ledger (many hosts): in the database, on its clock (ledger/storage.py
+  RateWindows).
+- Only when that directory cannot be made: in this process's memory."""
 
 from __future__ import annotations
 
@@ -39,7 +43,9 @@ def _refused(rpm: int, wait_s: float) -> ApiError:
 def _admit(key: ApiKey, times: list[float], now: float) -> list[float]:
     """The window's start times once ``now`` is admitted, else the 429 to answer."""
     rpm = key.rpm or 0
-    times = [t for t in times if t > now - _WINDOW_S]
+    # a start after ``now`` was stamped before this host's last boot (the monotonic clock
+    # began again): it says nothing of this minute
+    times = [t for t in times if now - _WINDOW_S < t <= now]
     if len(times) >= rpm:
         raise _refused(rpm, times[0] + _WINDOW_S - now)
     times.append(now)
@@ -61,10 +67,20 @@ class RateLimiter:
             self._seen[key.prefix] = _admit(key, self._seen.get(key.prefix, []), self._clock())
 
 
+def rate_dir(ledger_path: Path) -> Path | None:
+    """``<ledger>.rpm/``, made if new (owner only, as the ledger's journal beside it); None
+    when it cannot be (the caller counts in memory)."""
+    directory = ledger_path.with_name(ledger_path.name + ".rpm")
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return directory
+
+
 class SharedRateLimiter:
-    """The window in ``directory``/<key prefix>, read and rewritten under flock: the
-    workers of one server share it (they run on one host, so CLOCK_MONOTONIC is common
-    to them). A key without a limit never touches the file."""
+    """The window in ``directory``/<key prefix>, read and rewritten under flock by every
+    process counting on that ledger. A key without a limit never touches the file."""
 
     def __init__(self, directory: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self._dir = directory

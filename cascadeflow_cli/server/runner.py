@@ -34,7 +34,7 @@ from cascadeflow_cli.ledger.keys import ApiKey, authenticate, hash_key
 from cascadeflow_cli.ledger.records import LaterCall
 from cascadeflow_cli.ledger.storage import RateWindows
 from cascadeflow_cli.redact import redact
-from cascadeflow_cli.server.limits import LedgerRateLimiter, RateLimiter, SharedRateLimiter
+from cascadeflow_cli.server.limits import LedgerRateLimiter, RateLimiter, SharedRateLimiter, rate_dir
 from cascadeflow_cli.server.shapes import ApiError, ChatCall, query_of
 
 if TYPE_CHECKING:
@@ -140,16 +140,16 @@ class Runner:
         concurrency: int,
         on_record: Callable[[RequestRecord], None] | None = None,
         bridged: bool = False,
-        rate_dir: str | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cascade-serve")
-        # the rpm windows (server/limits.py): in the database when it can keep them (every
-        # host's servers count together), else shared by the workers of `--workers N`
+        # the rpm windows (server/limits.py), shared by every server on the ledger: in the
+        # database (PostgreSQL, many hosts), else in files beside the ledger (one host)
+        directory = None if isinstance(ledger, RateWindows) else rate_dir(Path(ledger.path))
         self.limiter: RateLimiter | SharedRateLimiter | LedgerRateLimiter = (
             LedgerRateLimiter(ledger) if isinstance(ledger, RateWindows)
-            else SharedRateLimiter(Path(rate_dir)) if rate_dir else RateLimiter()
+            else SharedRateLimiter(directory) if directory else RateLimiter()
         )
         gate = BudgetGate(ledger, config)
         if bridged:  # the reservation's own transaction reads the budget again (SQLite)
