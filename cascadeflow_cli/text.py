@@ -13,7 +13,7 @@ import contextlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from cascadeflow_cli.errors import InputError
@@ -282,3 +282,14 @@ def shown_name(name: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def spelled_name(given: str, names: Collection[str]) -> str | None:
+    """The one rule for how a typed name finds a legacy one (stored by an older version with
+    a character ``user_name`` now refuses: $'alice\\r', ' eve'): the name of ``names``
+    that ``given`` spells as ``shown_name`` shows it. None when ``given`` is itself one of
+    ``names``, spells none, or spells two."""
+    if given in names or "\\" not in given:  # every spelling shown_name makes has a backslash
+        return None
+    found = [name for name in names if shown_name(name) == given]
+    return found[0] if len(found) == 1 else None

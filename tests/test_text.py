@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.text import shown_name, user_name
+from cascadeflow_cli.text import shown_name, spelled_name, user_name
 
 
 @pytest.mark.parametrize("name", [
@@ -54,3 +56,27 @@ def test_a_name_it_refuses_is_shown_as_what_it_holds(name: str, shown: str) -> N
     with pytest.raises(InputError):
         user_name(name)
     assert shown_name(name) == shown
+
+
+def test_a_legacy_name_is_found_by_its_spelling_and_only_then() -> None:
+    names = {"alice\r", " eve", "bob", "a\\x0d", "a\r"}
+    assert spelled_name("alice\\x0d", names) == "alice\r"
+    assert spelled_name("\\x20eve", names) == " eve"
+    assert spelled_name("bob", names) is None  # a stored name is itself, not a spelling
+    assert spelled_name("a\\x0d", names) is None  # a stored name, though "a\r" spells so too
+    assert spelled_name("carol\\x0d", names) is None
+
+
+# valid names (the house's user-name strategy): no control characters, no spaces at the ends
+VALID = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1).map(str.strip).filter(bool)
+
+
+@given(st.sets(VALID, max_size=5), st.text(min_size=1, max_size=6))
+def test_every_legacy_name_is_found_again_by_how_it_is_shown(names: set[str], legacy: str) -> None:
+    stored = names | {legacy}
+    shown = shown_name(legacy)
+    others = [n for n in stored if n != legacy and shown_name(n) == shown]
+    if shown != legacy and shown not in stored and not others:
+        assert spelled_name(shown, stored) == legacy
+    else:  # shown as it is, or its spelling is another's name too: nothing to find
+        assert spelled_name(shown, stored) is None

@@ -19,7 +19,9 @@ def create(
     user: Annotated[str, typer.Argument(help="The user the key's requests are charged to.")],
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
     rpm: Annotated[
-        int | None, typer.Option("--rpm", min=1, help="Requests per minute this key may make (per process).")
+        int | None,
+        typer.Option("--rpm", min=1,
+                     help="Requests per minute this key may make (across every server on the ledger)."),
     ] = None,
     daily: Annotated[str | None, typer.Option("--daily", help="The key's own limit a day, USD.")] = None,
     weekly: Annotated[str | None, typer.Option("--weekly", help="The key's own limit a week, USD.")] = None,

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cascadeflow_cli.cli.context import AppContext
-    from cascadeflow_cli.ledger.records import RequestRecord
+    from cascadeflow_cli.ledger.records import LaterCall, RequestRecord
     from cascadeflow_cli.telemetry.background import BackgroundSink
     from cascadeflow_cli.telemetry.direct import DirectSink
 
-OnRecord = Callable[["RequestRecord"], None]
+OnRecord = Callable[["RequestRecord | LaterCall"], None]  # a request, or a shadow call after it
 
 
 def warn(message: str) -> None:

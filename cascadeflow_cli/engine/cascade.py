@@ -54,6 +54,7 @@ from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ids import random_id
 from cascadeflow_cli.ledger.enforcement import BudgetGate, release
 from cascadeflow_cli.ledger.labels import CallSignals
+from cascadeflow_cli.ledger.records import LaterCall
 from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, derive
 from cascadeflow_cli.ledger.storage import LedgerStore
 from cascadeflow_cli.quality import QualityValidator
@@ -78,13 +79,14 @@ class Cascade:
         provider_lookup: Callable[[ModelConfig], Provider] = provider_for,
         sleep: Callable[[float], None] = time.sleep,
         gate: BudgetGate | bool | None = True,
-        on_record: Callable[[RequestRecord], None] | None = None,
+        on_record: Callable[[RequestRecord | LaterCall], None] | None = None,
         on_retry: Callable[[RetryNotice], None] | None = None,
         call_slots: AbstractContextManager[object] | None = None,
     ) -> None:
         """``gate``: True builds the budget gate over ``ledger`` (the default), False or
         None runs without budgets, or pass your own BudgetGate. ``on_record`` sees each
-        request once the ledger holds it (telemetry); it must not raise. ``on_retry``
+        request once the ledger holds it (telemetry), and each shadow call once it does (a
+        LaterCall, from the shadow's thread); it must not raise. ``on_retry``
         hears of each provider retry before its wait (the CLI prints one line).
         ``call_slots`` (a semaphore shared by `cascade batch`'s workers) is held while a
         request's models are called, not while its budget is reserved or it is recorded."""

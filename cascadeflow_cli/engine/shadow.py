@@ -3,7 +3,8 @@ also answered by the chain's last model, in a background thread of the same proc
 after the user's answer is recorded and returned. Whether the two final answers agree is
 recorded as the draft's label; the call is recorded with role ``shadow`` and its cost is
 added to the request, through its own budget reservation (a shadow the budget would refuse
-is skipped and recorded as ``blocked``).
+is skipped and recorded as ``blocked``). Once recorded, the call goes to the cascade's
+``on_record`` hook as a LaterCall (live telemetry sends its span under the request's).
 
 Nothing here may cost the user their answer: every failure ends in a label row with
 status ``error`` (or in nothing, if even the ledger refuses), never in an exception.
@@ -33,7 +34,7 @@ from cascadeflow_cli.engine.providers import ChatRequest, complete
 from cascadeflow_cli.engine.recording import record_shadow, write_ahead
 from cascadeflow_cli.errors import NotRecordedError, ProviderError
 from cascadeflow_cli.ledger.labels import ShadowOutcome, next_seq
-from cascadeflow_cli.ledger.records import CallRecord
+from cascadeflow_cli.ledger.records import CallRecord, LaterCall
 from cascadeflow_cli.quality.agreement import agreement, answer_kind
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
                  error=IN_FLIGHT, error_type=IN_FLIGHT_TYPE, max_tokens=tokens)
     journaled = write_ahead(ledger, ShadowOutcome(job.request_id, "error", call=sent, error=IN_FLIGHT),
                             reservation)
+    started_ns = time.time_ns()
     try:
         completion = complete(
             cascade.provider_lookup(verifier),
@@ -183,6 +185,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         )
         record_shadow(ledger, ShadowOutcome(job.request_id, "error", call=call, error=str(exc)), reservation,
                       journaled=journaled)
+        _recorded(cascade, job, call, started_ns)
         return
     except BaseException:
         from cascadeflow_cli.ledger.enforcement import release
@@ -216,6 +219,14 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         method=verdict.method,
     )
     record_shadow(ledger, outcome, reservation, journaled=journaled)
+    _recorded(cascade, job, call, started_ns)
+
+
+def _recorded(cascade: Cascade, job: ShadowJob, call: CallRecord, started_ns: int) -> None:
+    """Tell the cascade's hook (live telemetry) of a shadow call the ledger now holds, as
+    it is told of each recorded request (a call that waits in the journal is not final)."""
+    if cascade.on_record is not None:
+        cascade.on_record(LaterCall(job.request_id, job.user, job.query, call, started_ns))
 
 
 def _call(

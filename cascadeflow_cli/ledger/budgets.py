@@ -23,7 +23,7 @@ from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger import schema
 from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.money import amount_problem, nanos, nanos_from_usd
-from cascadeflow_cli.text import shown_name, user_name
+from cascadeflow_cli.text import spelled_name, user_name
 from cascadeflow_cli.windows import WINDOWS, Window
 
 if TYPE_CHECKING:
@@ -160,26 +160,21 @@ def list_budgets(ledger: LedgerStore) -> list[tuple[str, BudgetConfig]]:
 
 def budget_owner(ledger: LedgerStore, given: str) -> str | None:
     """The user with a budget of their own that ``given`` names: exactly, or as
-    ``shown_name`` spells it (`budget list` shows it so). A name an older version stored
-    with a character ``user_name`` now refuses ($'alice\\r', ' eve ') cannot be set
+    ``shown_name`` spells it (`budget list` shows it so): a legacy name cannot be set
     today, but can still be shown and removed. None: no such budget, or two match."""
-    stored = [name for name, _ in list_budgets(ledger)]
-    found = [name for name in stored if name == given] or [n for n in stored if shown_name(n) == given]
-    return found[0] if len(found) == 1 else None
+    stored = {name for name, _ in list_budgets(ledger)}
+    return given if given in stored else spelled_name(given, stored)
 
 
 def spelled_user(ledger: LedgerStore, given: str) -> str | None:
-    """The legacy user name (one ``user_name`` now refuses, stored by an older version:
-    $'alice\\r', ' eve') that ``given`` spells as ``shown_name`` shows it, among the users
-    with spend, a budget or a key; None when ``given`` is itself a stored name, spells
-    none or spells two. `usage`, `logs`, `forecast`, `anomalies`, `budget show` look a
+    """The legacy user name ``given`` spells (``spelled_name``) among the users with spend,
+    a budget or a key. `usage`, `logs`, `forecast`, `anomalies`, `budget show` look a
     `--user` up with it as `budget rm` does: ``--user 'alice\\x0d'`` found nothing."""
-    if "\\" not in given:  # every spelling shown_name makes has a backslash: no scan
+    if "\\" not in given:  # no spelling: spare the scan
         return None
     names = {row["user"] for table in (schema.SPEND_TOTALS, schema.API_KEYS)
              for row in ledger.table_rows(table)} | {name for name, _ in list_budgets(ledger)}
-    found = [name for name in names if name != given and shown_name(name) == given]
-    return found[0] if given not in names and len(found) == 1 else None
+    return spelled_name(given, names)
 
 
 # --- spend ------------------------------------------------------------------------

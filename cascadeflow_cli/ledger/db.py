@@ -37,6 +37,7 @@ from cascadeflow_cli.ledger.schema import (
     M005,
     M006,
     M007,
+    M008,
     MIGRATIONS_TABLE,
     RequestRecord,
     call_row,
@@ -85,6 +86,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     (M005, _tables(M005)),
     (M006, _tables(M006)),
     (M007, _tables(M007)),
+    (M008, _tables(M008)),
 ]
 
 

@@ -8,8 +8,9 @@ one redaction pass (redact.py) already hides any that strays into an error line.
 
 Functions here take any LedgerStore (each backend has the key queries: ledger/sqlite_keys.py,
 ledger/postgres/keys.py); the tables are declared in ledger/schema.py with the others
-(migrations 006 and 007). A key may have limits of its own: requests per minute (per
-process, server/runner.py) and a budget, enforced by the gate with its user's.
+(migrations 006 and 007). A key may have limits of its own: requests per minute (across
+every server on the ledger: server/limits.py) and a budget, enforced by the gate with its
+user's.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ M004 = "004_call_details"
 M005 = "005_quality_labels"
 M006 = "006_api_keys"
 M007 = "007_api_key_budgets"
-MIGRATION_NAMES = (M001, M002, M003, M004, M005, M006, M007)
+M008 = "008_api_key_windows"
+MIGRATION_NAMES = (M001, M002, M003, M004, M005, M006, M007, M008)
 
 TEXT, INTEGER, REAL = "text", "integer", "real"
 
@@ -233,7 +234,7 @@ CALL_SIGNALS = Table("call_signals", (
 # `cascade serve`'s callers (ledger/keys.py): a key's hash and prefix, never the key
 API_KEYS = Table("api_keys", (
     Column("prefix", TEXT), Column("user", TEXT, True), Column("name", TEXT), Column("key_hash", TEXT, True),
-    Column("created_at", TEXT, True), Column("revoked_at", TEXT), Column("rpm", INTEGER),  # rpm: per process
+    Column("created_at", TEXT, True), Column("revoked_at", TEXT), Column("rpm", INTEGER),  # rpm: per minute
     # a key's own budget (NULL: no limit), besides its user's
     *(Column(f"{w}_nusd", INTEGER, since=M007) for w in ("daily", "weekly", "monthly", "total")),
 ), ("prefix",), M006, (Index(("key_hash",), M006, unique=True, name="api_keys_hash"),))
@@ -242,11 +243,19 @@ API_KEYS = Table("api_keys", (
 API_KEY_REQUESTS = Table("api_key_requests", (
     Column("request_id", TEXT), Column("prefix", TEXT, True),
 ), ("request_id",), M007, (Index(("prefix",), M007, name="api_key_requests_prefix"),))
+# a key's requests-per-minute window where several hosts share the ledger (PostgreSQL:
+# ledger/postgres/keys.py; a SQLite ledger's servers, on one host, share a file beside it,
+# server/limits.py):
+# its requests counted per 1/60th of the window (bucket numbers on the database's clock)
+API_KEY_WINDOWS = Table("api_key_windows", (
+    Column("prefix", TEXT), Column("buckets", TEXT), Column("counts", TEXT),  # PostgreSQL: bigint[]
+), ("prefix",), M008)
 MIGRATIONS_TABLE = Table("_migrations", (
     Column("id", INTEGER), Column("name", TEXT), Column("applied_at", TEXT)), ("id",))
 
 TABLES: tuple[Table, ...] = (REQUESTS, CALLS, BUDGETS, RESERVATIONS, BUDGET_WARNINGS, SPEND_BUCKETS,
-                             SPEND_TOTALS, BATCHES, QUALITY_LABELS, CALL_SIGNALS, API_KEYS, API_KEY_REQUESTS)
+                             SPEND_TOTALS, BATCHES, QUALITY_LABELS, CALL_SIGNALS, API_KEYS, API_KEY_REQUESTS,
+                             API_KEY_WINDOWS)
 
 
 # --- records <-> rows ------------------------------------------------------------------

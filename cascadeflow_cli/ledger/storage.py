@@ -269,6 +269,18 @@ class LedgerStore(SpendReader, Protocol):
         whose request (a ``request_id`` column) is not; returns how many went in."""
 
 
+@runtime_checkable
+class RateWindows(Protocol):
+    """A backend that keeps each key's requests-per-minute window itself, for every host
+    on the ledger and on the database's clock (PostgreSQL). SQLite lives on one host,
+    whose servers share a file per key instead (server/limits.py)."""
+
+    def admit_request(self, prefix: str, limit: int, window_s: float) -> float | None:
+        """Count a request of key ``prefix`` if fewer than ``limit`` of its requests started
+        in the last ``window_s`` seconds, and return None; else count nothing and return the
+        seconds until the oldest of them leaves the window. One short transaction."""
+
+
 def spend_state_by_parts(reader: SpendReader, asks: Sequence[SpendAsk]) -> list[SpendState]:
     """``spend_state`` from the per-window reads, for a backend whose reads all see one
     state anyway (SQLite: inside ``budget_lock`` the file's write lock keeps it still).
@@ -295,6 +307,7 @@ __all__ = [
     "Dialect",
     "Hold",
     "LedgerStore",
+    "RateWindows",
     "RecordCounts",
     "SpendAsk",
     "SpendReader",

@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,6 @@ class ServeSettings:
     grace_s: float = 30.0  # SIGTERM: in-flight requests get this long to finish
     access_log: bool = True
     max_body: int = 4 * 1024 * 1024
-    rate_dir: str | None = None  # `--workers N`: the per-key rpm windows they share (server/limits.py)
 
 
 def check_extra() -> None:
@@ -71,7 +70,6 @@ def build_app(settings: ServeSettings, write_log: Callable[[str], None] | None =
     sink, on_record = _telemetry(config)
     runner = Runner(
         config, ledger, concurrency=settings.concurrency, on_record=on_record, bridged=bridge is not None,
-        rate_dir=settings.rate_dir,
     )
     log = (write_log or stderr_log) if settings.access_log else None
 
@@ -224,15 +222,8 @@ def serve(settings: ServeSettings, on_listening: Callable[[str], None] | None = 
         http=OpenAIErrorsProtocol,  # a request it cannot parse gets OpenAI's error shape too
     )
     if settings.workers > 1:
-        import shutil
-        import tempfile
-
         preflight(settings)
-        rate_dir = tempfile.mkdtemp(prefix="cascade-serve-rpm-")  # 0700, this server's alone
-        try:
-            _run_workers(replace(settings, rate_dir=rate_dir), kwargs, host, port, on_listening, sock)
-        finally:
-            shutil.rmtree(rate_dir, ignore_errors=True)
+        _run_workers(settings, kwargs, host, port, on_listening, sock)
         return
     import signal
 

@@ -1,7 +1,13 @@
-"""Per-key requests-per-minute limits (`cascade key create --rpm N`): a sliding window of
-request start times, in this process (one worker) or in a file per key that every worker
-of `cascade serve --workers N` shares (each worker counting alone gave every key N times
-its limit)."""
+"""Per-key requests-per-minute limits (`cascade key create --rpm N`), shared by every
+server on the ledger: each counting alone gave a key N times its limit on N workers
+(`--workers N`), N `cascade serve` processes or N hosts.
+
+- A SQLite ledger (one host): a sliding window of request start times in a file per key,
+  in ``<ledger>.rpm/`` beside it, read and rewritten under flock by every worker of every
+  server on that ledger (one host: CLOCK_MONOTONIC is common to them).
+- A PostgreSQL ledger (many hosts): in the database, on its clock (ledger/storage.py
+  RateWindows).
+- Only when that directory cannot be made: in this process's memory."""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cascadeflow_cli.ledger.keys import ApiKey
+from cascadeflow_cli.ledger.storage import RateWindows
 from cascadeflow_cli.server.shapes import ApiError
 from cascadeflow_cli.words import count_of
 
@@ -22,19 +29,25 @@ _WINDOW_S = 60.0
 _STAMP = struct.Struct("<d")
 
 
+def _refused(rpm: int, wait_s: float) -> ApiError:
+    """The 429 of a key past its limit, whose oldest request leaves the window in ``wait_s``."""
+    return ApiError(
+        429,
+        f"this key may make {count_of(rpm, 'request')} per minute",
+        type="requests",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+    )
+
+
 def _admit(key: ApiKey, times: list[float], now: float) -> list[float]:
     """The window's start times once ``now`` is admitted, else the 429 to answer."""
     rpm = key.rpm or 0
-    times = [t for t in times if t > now - _WINDOW_S]
+    # a start after ``now`` was stamped before this host's last boot (the monotonic clock
+    # began again): it says nothing of this minute
+    times = [t for t in times if now - _WINDOW_S < t <= now]
     if len(times) >= rpm:
-        wait = max(1, math.ceil(times[0] + _WINDOW_S - now))
-        raise ApiError(
-            429,
-            f"this key may make {count_of(rpm, 'request')} per minute",
-            type="requests",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(wait)},
-        )
+        raise _refused(rpm, times[0] + _WINDOW_S - now)
     times.append(now)
     return times
 
@@ -54,10 +67,20 @@ class RateLimiter:
             self._seen[key.prefix] = _admit(key, self._seen.get(key.prefix, []), self._clock())
 
 
+def rate_dir(ledger_path: Path) -> Path | None:
+    """``<ledger>.rpm/``, made if new (owner only, as the ledger's journal beside it); None
+    when it cannot be (the caller counts in memory)."""
+    directory = ledger_path.with_name(ledger_path.name + ".rpm")
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return directory
+
+
 class SharedRateLimiter:
-    """The window in ``directory``/<key prefix>, read and rewritten under flock: the
-    workers of one server share it (they run on one host, so CLOCK_MONOTONIC is common
-    to them). A key without a limit never touches the file."""
+    """The window in ``directory``/<key prefix>, read and rewritten under flock by every
+    process counting on that ledger. A key without a limit never touches the file."""
 
     def __init__(self, directory: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self._dir = directory
@@ -77,3 +100,18 @@ class SharedRateLimiter:
             os.ftruncate(fd, len(times) * _STAMP.size)
         finally:
             os.close(fd)  # releases the lock
+
+
+class LedgerRateLimiter:
+    """The window in the ledger's database, on its clock (host clocks may disagree):
+    one statement per request of a limited key, shared by every server on the ledger."""
+
+    def __init__(self, store: RateWindows) -> None:
+        self._store = store
+
+    def check(self, key: ApiKey) -> None:
+        if not key.rpm:
+            return
+        wait = self._store.admit_request(key.prefix, key.rpm, _WINDOW_S)  # LedgerError: a 503 (runner)
+        if wait is not None:
+            raise _refused(key.rpm, wait)

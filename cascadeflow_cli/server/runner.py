@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
 from cascadeflow_cli.engine.providers.stream import StreamSink
+from cascadeflow_cli.engine.shadow import should_shadow
 from cascadeflow_cli.engine.streaming import stream_answer
 from cascadeflow_cli.errors import (
     BudgetBlockedError,
@@ -30,8 +31,10 @@ from cascadeflow_cli.errors import (
 )
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision
 from cascadeflow_cli.ledger.keys import ApiKey, authenticate, hash_key
+from cascadeflow_cli.ledger.records import LaterCall
+from cascadeflow_cli.ledger.storage import RateWindows
 from cascadeflow_cli.redact import redact
-from cascadeflow_cli.server.limits import RateLimiter, SharedRateLimiter
+from cascadeflow_cli.server.limits import LedgerRateLimiter, RateLimiter, SharedRateLimiter, rate_dir
 from cascadeflow_cli.server.shapes import ApiError, ChatCall, query_of
 
 if TYPE_CHECKING:
@@ -120,6 +123,10 @@ def _bad_key(key: str | None) -> ApiError:
     return ApiError(401, message, code="invalid_api_key")
 
 
+def _unavailable(exc: LedgerError) -> ApiError:
+    return ApiError(503, redact(str(exc)), type="server_error", code="ledger_unavailable")
+
+
 class Runner:
     """Runs chat calls through the cascade on ``concurrency`` threads, or, ``bridged``,
     whole answers in the request's own task (server/bridge.py: needs greenlet, and a
@@ -133,20 +140,23 @@ class Runner:
         concurrency: int,
         on_record: Callable[[RequestRecord], None] | None = None,
         bridged: bool = False,
-        rate_dir: str | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cascade-serve")
-        # rate_dir: shared by the workers of `--workers N` (server/limits.py)
-        self.limiter: RateLimiter | SharedRateLimiter = (
-            SharedRateLimiter(Path(rate_dir)) if rate_dir else RateLimiter()
+        # the rpm windows (server/limits.py), shared by every server on the ledger: in the
+        # database (PostgreSQL, many hosts), else in files beside the ledger (one host)
+        directory = None if isinstance(ledger, RateWindows) else rate_dir(Path(ledger.path))
+        self.limiter: RateLimiter | SharedRateLimiter | LedgerRateLimiter = (
+            LedgerRateLimiter(ledger) if isinstance(ledger, RateWindows)
+            else SharedRateLimiter(directory) if directory else RateLimiter()
         )
         gate = BudgetGate(ledger, config)
         if bridged:  # the reservation's own transaction reads the budget again (SQLite)
             gate.budgets = {}
         self._gate = _ObservedGate(gate)
         self._on_record = on_record
+        self._traced: dict[str, Any] = {}  # request id -> its caller's trace, until its shadow call
         self._local = threading.local()
         self._bridge: Any = None
         self._bridged: Cascade | None = None
@@ -217,13 +227,22 @@ class Runner:
             )
         return cascade
 
-    def _recorded(self, record: RequestRecord) -> None:
+    def _recorded(self, record: RequestRecord | LaterCall) -> None:
         seen = _current.get(None)
+        if isinstance(record, LaterCall):  # a shadow call, in its own thread: in its request's trace
+            parent = self._traced.pop(record.request_id, None)
+            if self._on_record is not None:
+                self._on_record(record, parent)  # type: ignore[call-arg]
+            return
         if seen is not None:
             seen.record = record
         if self._on_record is None:
             return
         if seen is not None and seen.parent is not None:  # continue the caller's trace (telemetry/context.py)
+            if record.draft_accepted and should_shadow(record.id, self.config.quality.shadow_rate):
+                if len(self._traced) >= _MAX_CACHED_KEYS:  # shadows skipped (MAX_PENDING) leave theirs
+                    self._traced.clear()
+                self._traced[record.id] = seen.parent  # its shadow's span goes in that trace too
             self._on_record(record, seen.parent)  # type: ignore[call-arg]
         else:
             self._on_record(record)
@@ -245,15 +264,17 @@ class Runner:
                 try:
                     found = authenticate(self.ledger, key)
                 except LedgerError as exc:  # PostgreSQL restarting: a 503, not a bare 500 (hostile-10)
-                    raise ApiError(503, redact(str(exc)), type="server_error",
-                                   code="ledger_unavailable") from None
+                    raise _unavailable(exc) from None
                 if found is not None and keys is not None:
                     if len(keys) >= _MAX_CACHED_KEYS:
                         keys.clear()
                     keys[digest] = found
         if found is None:
             raise _bad_key(key)
-        self.limiter.check(found)
+        try:
+            self.limiter.check(found)
+        except LedgerError as exc:  # the window is in the database (PostgreSQL), away as above
+            raise _unavailable(exc) from None
         return found, cached
 
     def answer(
@@ -330,7 +351,7 @@ class Runner:
             wait = {} if exc.retry_after is None else {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
             return ApiError(502, message, type="api_error", code="provider_error", headers=wait)
         if isinstance(exc, LedgerError):
-            return ApiError(503, message, type="server_error", code="ledger_unavailable")
+            return _unavailable(exc)
         return ApiError(500, message, type="server_error", code=type(exc).__name__)
 
     def _retry_after(self, decision: Decision | None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from cascadeflow_cli.errors import MissingExtraError
-from cascadeflow_cli.ledger.records import RequestRecord
+from cascadeflow_cli.ledger.records import LaterCall, RequestRecord
 from cascadeflow_cli.telemetry.context import Parent
 from cascadeflow_cli.telemetry.settings import TelemetrySettings
 
@@ -39,7 +39,7 @@ def _share_imports() -> None:
 class BackgroundSink:
     def __init__(self, settings: TelemetrySettings) -> None:
         self.settings = settings
-        self._pending: deque[tuple[RequestRecord, Parent | None]] = deque()
+        self._pending: deque[tuple[RequestRecord | LaterCall, Parent | None]] = deque()
         self._max_pending = MAX_PENDING
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -79,7 +79,7 @@ class BackgroundSink:
                 break
         self._done.set()
 
-    def record(self, record: RequestRecord, parent: Parent | None = None) -> None:
+    def record(self, record: RequestRecord | LaterCall, parent: Parent | None = None) -> None:
         """Never raises, never waits. ``parent``: the caller's span (telemetry/context.py)."""
         if len(self._pending) >= self._max_pending:
             with self._lock:

@@ -16,19 +16,24 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from cascadeflow_cli import __version__
-from cascadeflow_cli.ledger.records import RequestRecord
+from cascadeflow_cli.ledger.records import LaterCall, RequestRecord
 from cascadeflow_cli.telemetry import wire
+from cascadeflow_cli.telemetry.context import Parent
 from cascadeflow_cli.telemetry.instruments import INSTRUMENTS, SCOPE
 from cascadeflow_cli.telemetry.report import FlushReport
 from cascadeflow_cli.telemetry.settings import TelemetrySettings, resource_attributes
-from cascadeflow_cli.telemetry.spans import Attributes, SpanOptions, build_trace, metric_points
-
-if TYPE_CHECKING:
-    from cascadeflow_cli.telemetry.context import Parent
+from cascadeflow_cli.telemetry.spans import (
+    Attributes,
+    SpanOptions,
+    TraceSpec,
+    build_later_call,
+    build_trace,
+    metric_points,
+    request_span_id,
+)
 
 RETRYABLE = (429, 502, 503, 504)  # the OTLP spec's retryable statuses
 RETRY_WAITS_S = (0.1, 0.3)
@@ -52,6 +57,20 @@ def sampled(trace_id: int, parent: Parent | None, env: Mapping[str, str] = os.en
         rate = rate if 0.0 <= rate <= 1.0 else 1.0
         return (trace_id & _MASK64) < round(rate * (_MASK64 + 1))  # TraceIdRatioBased's rule
     return True
+
+
+def resolve(item: RequestRecord | LaterCall, parent: Parent | None,
+            options: SpanOptions) -> tuple[TraceSpec, Parent | None]:
+    """``item``'s spans and the span they hang under: a request under its caller's span
+    (``parent``, or none); a later call (a shadow verification) under its request's span,
+    in the trace the request went to, sampled as that request was (``parent``: the
+    request's caller, as given with the request)."""
+    if not isinstance(item, LaterCall):
+        return build_trace(item, options), parent
+    trace = build_later_call(item, options)
+    trace_id = parent.trace_id if parent else trace.trace_id
+    return trace, Parent(trace_id, request_span_id(item.request_id), sampled(trace_id, parent),
+                         remote=False, trace_state=parent.trace_state if parent else "")
 
 
 def _signal_env(env: Mapping[str, str], signal: str, name: str) -> str:
@@ -118,7 +137,8 @@ class DirectSink:
     The first record starts the send at once, in a daemon thread (`ask` has one request):
     the post overlaps printing the answer and closing the ledger, so a reachable collector
     adds little more than the encoding, and the one deadline, ``flush_timeout`` from that
-    first send, bounds what a dead or hung collector can cost the whole command."""
+    first send, bounds what a dead or hung collector can cost the whole command (a record
+    that comes after it, a shadow call's, gets one of its own if all before it arrived)."""
 
     def __init__(self, settings: TelemetrySettings, *, metrics: bool = True) -> None:
         self.settings = settings
@@ -136,9 +156,9 @@ class DirectSink:
         self._sender: threading.Thread | None = None
         self._deadline: float | None = None
 
-    def record(self, request: RequestRecord, parent: Parent | None = None) -> None:
+    def record(self, request: RequestRecord | LaterCall, parent: Parent | None = None) -> None:
         try:
-            trace = build_trace(request, self.options)
+            trace, parent = resolve(request, parent, self.options)
             points = metric_points(request, self.options) if self.with_metrics else []
             keep = sampled(parent.trace_id if parent else trace.trace_id, parent)
             spans = wire.trace_spans(trace, parent) if keep else []
@@ -162,8 +182,13 @@ class DirectSink:
         with self._lock:
             if self._sender is not None:
                 return  # it looks for more before it stops (under this lock)
+            now = time.monotonic()
             if self._deadline is None:
-                self._deadline = time.monotonic() + self.settings.flush_timeout
+                self._deadline = now + self.settings.flush_timeout
+            elif self._deadline < now and not self._timed_out and self._send_error is None:
+                # a record after the sends ended (a shadow call, seconds after its request):
+                # its own flush_timeout, while the collector took everything in time so far
+                self._deadline = now + self.settings.flush_timeout
             # a daemon thread: a collector that trickles its answer cannot hold the exit
             self._sender = threading.Thread(target=self._send_loop, name="otlp-send", daemon=True)
             self._sender.start()

@@ -28,12 +28,13 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cascadeflow_cli import __version__
-from cascadeflow_cli.ledger.records import RequestRecord
+from cascadeflow_cli.ledger.records import LaterCall, RequestRecord
 from cascadeflow_cli.telemetry.context import Parent
+from cascadeflow_cli.telemetry.direct import resolve
 from cascadeflow_cli.telemetry.instruments import INSTRUMENTS, SCOPE
 from cascadeflow_cli.telemetry.report import FlushReport
 from cascadeflow_cli.telemetry.settings import TelemetrySettings, own_resource_attributes
-from cascadeflow_cli.telemetry.spans import SpanOptions, SpanSpec, build_trace, metric_points
+from cascadeflow_cli.telemetry.spans import SpanOptions, SpanSpec, metric_points
 
 
 class _Tally:
@@ -188,7 +189,7 @@ class TelemetrySink:
 
     # --- recording ----------------------------------------------------------------
 
-    def record(self, request: RequestRecord, parent: Parent | None = None) -> None:
+    def record(self, request: RequestRecord | LaterCall, parent: Parent | None = None) -> None:
         """Spans (and metrics) for one finished request, under ``parent`` (a caller's span,
         from its traceparent) if given. Never raises: telemetry must not change an answer
         or an exit code."""
@@ -200,8 +201,8 @@ class TelemetrySink:
             with self.tally.lock:
                 self.tally.other_error = f"could not build spans: {type(exc).__name__}: {exc}"
 
-    def _spans(self, request: RequestRecord, parent: Parent | None = None) -> None:
-        spec = build_trace(request, self.options)
+    def _spans(self, request: RequestRecord | LaterCall, parent: Parent | None = None) -> None:
+        spec, parent = resolve(request, parent, self.options)
         self._ids.next(spec.trace_id, spec.root.span_id)  # the trace id is unused under a parent
         root = self._start(spec.root, _remote_context(parent))
         parent = trace.set_span_in_context(root)
@@ -231,7 +232,7 @@ class TelemetrySink:
     def _end(span: Any, spec: SpanSpec) -> None:
         span.end(end_time=spec.end_ns)
 
-    def _metrics(self, request: RequestRecord) -> None:
+    def _metrics(self, request: RequestRecord | LaterCall) -> None:
         for point in metric_points(request, self.options):
             if point.instrument in ("cost", "savings"):
                 self._totals.add(point.instrument, point.value, point.attributes)
@@ -283,7 +284,7 @@ def _remote_context(parent: Parent | None) -> Any:
     flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if parent.sampled else trace.TraceFlags.DEFAULT)
     state = trace.TraceState.from_header([parent.trace_state]) if parent.trace_state else None
     caller = trace.SpanContext(
-        parent.trace_id, parent.span_id, is_remote=True, trace_flags=flags, trace_state=state
+        parent.trace_id, parent.span_id, is_remote=parent.remote, trace_flags=flags, trace_state=state
     )
     return trace.set_span_in_context(trace.NonRecordingSpan(caller))
 

@@ -11,7 +11,9 @@ docs/gen-ai/gen-ai-spans.md and gen-ai-metrics.md; ``gen_ai.provider.name`` repl
 ``gen_ai.system``): one CLIENT span
 per model call named ``chat {gen_ai.request.model}``, under one ``cascade.request`` span
 carrying what the cascade decided. Cost uses the open proposal's
-``gen_ai.usage.cost.amount`` / ``gen_ai.usage.cost.currency``.
+``gen_ai.usage.cost.amount`` / ``gen_ai.usage.cost.currency``. A call made after its
+request was recorded (a shadow verification, ledger/records.py LaterCall) is sent on its
+own, as the same CLIENT span under the request's span (``build_later_call``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 from typing import NamedTuple
 
 from cascadeflow_cli.clock import parse_ts
-from cascadeflow_cli.ledger.records import CallRecord, RequestRecord
+from cascadeflow_cli.ledger.records import CallRecord, LaterCall, RequestRecord
 
 AttrValue = str | bool | int | float | tuple[str, ...]
 Attributes = dict[str, AttrValue]
@@ -119,6 +121,20 @@ def trace_id_of(request_id: str) -> int:
     return _id(request_id, 128)
 
 
+def request_span_id(request_id: str) -> int:
+    """The span id of a request's ``cascade.request`` span (a later call's parent)."""
+    return _id(request_id, 64)
+
+
+def build_later_call(item: LaterCall, options: SpanOptions) -> TraceSpec:
+    """A call made after its request was recorded (a shadow verification) as the root of
+    a trace spec whose parent is the request's span (telemetry/direct.py ``resolve``):
+    the same span, id included, a backfill of the request later puts among its calls."""
+    end = item.start_ns + _ms_ns(item.call.latency_ms)
+    span = _call_span(item.query, item.call, item.start_ns, end, options)
+    return TraceSpec(trace_id_of(item.request_id), span, ())
+
+
 def build_trace(record: RequestRecord, options: SpanOptions) -> TraceSpec:
     start = _ns(record.ts)
     end = start + _ms_ns(record.latency_ms)
@@ -127,7 +143,7 @@ def build_trace(record: RequestRecord, options: SpanOptions) -> TraceSpec:
     for call in record.calls:
         # calls run one after another; the ledger keeps each one's duration
         call_end = min(cursor + _ms_ns(call.latency_ms), max(end, cursor))
-        calls.append(_call_span(record, call, cursor, call_end, options))
+        calls.append(_call_span(record.query, call, cursor, call_end, options))
         cursor = call_end
     end = max(end, cursor)
     return TraceSpec(trace_id_of(record.id), _request_span(record, start, end, options), tuple(calls))
@@ -168,7 +184,7 @@ def _request_span(record: RequestRecord, start: int, end: int, options: SpanOpti
     return SpanSpec(
         "cascade.request",
         False,
-        _id(record.id, 64),
+        request_span_id(record.id),
         start,
         end,
         a,
@@ -177,9 +193,7 @@ def _request_span(record: RequestRecord, start: int, end: int, options: SpanOpti
     )
 
 
-def _call_span(
-    record: RequestRecord, call: CallRecord, start: int, end: int, options: SpanOptions
-) -> SpanSpec:
+def _call_span(query: str | None, call: CallRecord, start: int, end: int, options: SpanOptions) -> SpanSpec:
     model = request_model(call)
     a: Attributes = {
         "gen_ai.operation.name": OPERATION,
@@ -213,8 +227,8 @@ def _call_span(
         a["error.type"] = call.error_type or "_OTHER"
         error = call.error or "failed"
     if options.capture_content:
-        if record.query is not None:
-            a["gen_ai.input.messages"] = _messages("user", record.query)
+        if query is not None:
+            a["gen_ai.input.messages"] = _messages("user", query)
         if call.answer is not None:
             a["gen_ai.output.messages"] = _messages("assistant", call.answer, call.finish_reason)
     return SpanSpec(f"{OPERATION} {model}", True, _id(call.id, 64), start, end, a, (), error)
@@ -252,9 +266,11 @@ class MetricPoint(NamedTuple):
     attributes: Attributes
 
 
-def metric_points(record: RequestRecord, options: SpanOptions) -> list[MetricPoint]:
+def metric_points(record: RequestRecord | LaterCall, options: SpanOptions) -> list[MetricPoint]:
+    """A request's points; a later call's (a shadow verification) are its call's alone."""
     points: list[MetricPoint] = []
-    for call in record.calls:
+    calls = (record.call,) if isinstance(record, LaterCall) else record.calls
+    for call in calls:
         base: Attributes = {
             "gen_ai.operation.name": OPERATION,
             "gen_ai.provider.name": provider_name(call.provider),
@@ -273,7 +289,9 @@ def metric_points(record: RequestRecord, options: SpanOptions) -> list[MetricPoi
             if options.record_user:
                 who["enduser.id"] = record.user
             points.append(MetricPoint("cost", usd(call.cost_nusd), who))
-    if options.emit_cost and record.status == "ok":
+    if options.emit_cost and (isinstance(record, LaterCall) or record.status == "ok"):
         who = {"enduser.id": record.user} if options.record_user else {}
-        points.append(MetricPoint("savings", usd(record.savings_nusd), who))
+        # a shadow's cost is added to its (answered) request, whose savings shrink by it
+        saved = -record.call.cost_nusd if isinstance(record, LaterCall) else record.savings_nusd
+        points.append(MetricPoint("savings", usd(saved), who))
     return points

@@ -10,9 +10,9 @@ if TYPE_CHECKING:
     from cascadeflow_cli.config import AppConfig
     from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
     from cascadeflow_cli.ledger.db import Ledger
-    from cascadeflow_cli.ledger.records import RequestRecord
+    from cascadeflow_cli.ledger.records import LaterCall, RequestRecord
 
-OnRecord = Callable[["RequestRecord"], None]
+OnRecord = Callable[["RequestRecord | LaterCall"], None]  # a request, or a shadow call after it
 OnRetry = Callable[[Any], None]
 
 

@@ -231,3 +231,51 @@ def test_prose_is_compared_by_the_real_embedding_model(tmp_path: Path, server: R
     [label] = ledger_rows(tmp_path / "other" / "ledger.db", "quality_labels")
     assert label["method"] == "text-embedding" and label["correct"] is None and label["status"] == "ok"
     assert calibration_rows(other.ledger) == []  # no verdict, no training row
+
+
+def test_a_shadow_call_is_a_live_span_under_its_requests_span(tmp_path: Path, server: ReplayServer) -> None:
+    """Live telemetry (a real OTLP/HTTP receiver) gets the shadow call as it gets the other
+    calls: a GenAI CLIENT span, in the request's trace, under its ``cascade.request``
+    span, with the same ids a backfill of the ledger gives it later."""
+    from cascadeflow_cli.config import TelemetryConfig
+    from cascadeflow_cli.telemetry import resolve
+    from cascadeflow_cli.telemetry.backfill import backfill
+    from cascadeflow_cli.telemetry.direct import DirectSink
+    from tests.telemetry.collector import Collector
+
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=DRAFT))
+    # the verifier answers after the one-shot sink's first send has used its flush_timeout
+    server.set_behavior("gpt-4o", ModelBehavior(answer="6 * 7 = 42\n#### 42", latency_s=1.5))
+    live, later = Collector().start(), Collector().start()
+    try:
+        settings = resolve(TelemetryConfig(enabled=True, endpoint=live.url, flush_timeout=1.0), {})
+        assert settings is not None
+        sink = DirectSink(settings)
+        cascade = cascade_with(tmp_path, server)
+        cascade.on_record = sink.record
+        result = cascade.run(MATH, "alice", domain="math")
+        assert shadow.wait_pending() == 0
+        assert sink.finish() is None
+        by_role = {s["attributes"].get("cascade.role", "request"): s for s in live.spans}
+        assert sorted(by_role) == ["draft", "request", "shadow"]
+        request, mine = by_role["request"], by_role["shadow"]
+        assert mine["name"] == "chat gpt-4o" and mine["kind"] == "client"
+        assert mine["trace_id"] == request["trace_id"] == result.request_id
+        assert mine["parent_span_id"] == request["span_id"] and mine["flags"] & 0x200 == 0  # ours, not remote
+        a = mine["attributes"]
+        assert (a["gen_ai.operation.name"], a["gen_ai.request.model"]) == ("chat", "gpt-4o")
+        assert a["gen_ai.usage.output_tokens"] > 0 and a["gen_ai.usage.cost.amount"] > 0
+        assert mine["start"] >= request["end"] and mine["end"] - mine["start"] >= 1.5e9  # after the answer
+        cost = [p for p in live.metrics
+                if p["name"] == "cascade.cost" and p["attributes"]["cascade.role"] == "shadow"]
+        assert cost and cost[-1]["value"] == a["gen_ai.usage.cost.amount"]
+        # a backfill of the ledger later names the same span (a backend sees one trace)
+        settings = resolve(TelemetryConfig(enabled=True, endpoint=later.url, flush_timeout=5.0), {})
+        assert settings is not None and cascade.ledger is not None
+        backfill(settings, cascade.ledger.iter_records())
+        again = {s["attributes"].get("cascade.role"): s for s in later.wait_for(3)}
+        ids = ("trace_id", "span_id", "parent_span_id")
+        assert [again["shadow"][k] for k in ids] == [mine[k] for k in ids]
+    finally:
+        live.stop()
+        later.stop()

@@ -46,3 +46,30 @@ def test_the_request_span_continues_the_callers_trace(stack_factory: object, col
     assert continued[0]["parent_span_id"] == CALLER_SPAN
     [fresh] = [s for s in spans if s["trace_id"] != TRACE_ID]
     assert fresh["parent_span_id"] in ("", None) and untraced.id
+
+
+def test_a_shadow_call_joins_the_callers_trace_under_the_requests_span(
+    stack_factory: object, collector: Collector
+) -> None:
+    # the shadow runs in a thread of its own after the answer went out: its span must still
+    # land in the trace the caller's traceparent named, under the request's span
+    from cascadeflow_cli.engine import shadow
+
+    stack = stack_factory(  # type: ignore[operator]
+        extra=f'\n[quality]\nshadow_rate = 1.0\n\n[telemetry]\nenabled = true\nendpoint = "{collector.url}"\n'
+    )
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    answer = stack.client().chat.completions.create(
+        model="cascade", messages=[{"role": "user", "content": QUERY}],
+        extra_headers={"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"},
+    )
+    assert answer.cascade["draft_accepted"]  # type: ignore[attr-defined]
+    assert shadow.wait_pending(30) == 0
+    def shadows() -> list[dict]:
+        return [s for s in collector.spans if s["attributes"].get("cascade.role") == "shadow"]
+
+    wait_until(lambda: bool(shadows()), timeout=30)
+    [request] = [s for s in collector.spans if s["name"] == "cascade.request"]
+    [mine] = shadows()
+    assert mine["trace_id"] == request["trace_id"] == TRACE_ID
+    assert mine["parent_span_id"] == request["span_id"] and request["parent_span_id"] == CALLER_SPAN

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from cascadeflow_cli.config import TelemetryConfig
+from cascadeflow_cli.ledger.records import LaterCall
 from cascadeflow_cli.telemetry import TelemetrySettings, resolve
 from cascadeflow_cli.telemetry.background import BackgroundSink
 from cascadeflow_cli.telemetry.context import Parent, parent_from_traceparent
@@ -104,6 +105,36 @@ def test_a_callers_traceparent_is_the_parent_on_both_paths(collectors: tuple[Col
         assert root["flags"] & 0x300 == 0x300  # the parent is remote
         assert all(s["parent_span_id"] == root["span_id"] for s in c.spans if s is not root)
         assert {s["trace_state"] for s in c.spans} == {"vendor=abc"}
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_a_later_call_hangs_under_its_requests_span_on_both_paths(
+    collectors: tuple[Collector, Collector], traced: bool
+) -> None:
+    """A shadow call, sent after its request: one CLIENT span in the request's trace (the
+    caller's, when the request came with a traceparent), under the request's span; the
+    SDK's path and ours send the same."""
+    ours, sdk = collectors
+    parent = parent_from_traceparent(TRACEPARENT, "vendor=abc") if traced else None
+    request = records()[0]
+    shadow_call = replace(request.calls[0], id=f"{request.id}-1", seq=1, role="shadow", model="big",
+                          model_id="openai/gpt-4o", cost_nusd=700, latency_ms=250.0)
+    later = LaterCall(request.id, request.user, request.query, shadow_call, time.time_ns())
+    direct, theirs = DirectSink(settings_for(ours.url)), TelemetrySink(settings_for(sdk.url))
+    for sink in (direct, theirs):
+        sink.record(request, parent)
+        sink.record(later, parent)
+    assert direct.finish() is None and theirs.flush().ok
+    assert comparable_spans(ours) == comparable_spans(sdk)
+    root = next(s for s in ours.spans if s["name"] == "cascade.request")
+    [mine] = [s for s in ours.spans if s["attributes"].get("cascade.role") == "shadow"]
+    assert (mine["name"], mine["kind"], mine["parent_span_id"]) == ("chat gpt-4o", "client", root["span_id"])
+    assert mine["trace_id"] == root["trace_id"]
+    assert not traced or mine["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert mine["flags"] & 0x300 == 0x100 and mine["trace_state"] == ("vendor=abc" if traced else "")
+    assert mine["end"] - mine["start"] == 250_000_000
+    savings = [p["value"] for p in comparable_metrics(ours) if p["name"] == "cascade.savings"]
+    assert savings == [(request.savings_nusd - 700) / 1e9]  # the shadow's cost comes off the savings
 
 
 def test_a_caller_that_did_not_sample_means_no_spans_but_metrics() -> None:

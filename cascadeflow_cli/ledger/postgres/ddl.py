@@ -21,6 +21,8 @@ TIMESTAMPS = {
     ("spend_buckets", "bucket"), ("batches", "started_at"), ("quality_labels", "created_at"),
     ("quality_labels", "updated_at"), ("_migrations", "applied_at"),
 }
+# lists of numbers (a key's rpm window): text on SQLite, which keeps that window in a file
+ARRAYS = {("api_key_windows", "buckets"): "bigint[]", ("api_key_windows", "counts"): "bigint[]"}
 BUCKET_SECONDS = 15 * 60
 
 
@@ -30,6 +32,8 @@ def q(name: str) -> str:
 
 
 def pg_type(table: schema.Table, column: schema.Column) -> str:
+    if (table.name, column.name) in ARRAYS:
+        return ARRAYS[table.name, column.name]
     return "timestamptz" if (table.name, column.name) in TIMESTAMPS else PG_TYPES[column.type]
 
 
