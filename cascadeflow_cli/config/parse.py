@@ -33,7 +33,7 @@ from cascadeflow_cli.config.settings import (
 )
 from cascadeflow_cli.dburl import parse_location
 from cascadeflow_cli.errors import ConfigError
-from cascadeflow_cli.money import amount_problem
+from cascadeflow_cli.money import MAX_COUNT, amount_problem
 
 
 def parse_config(text: str, path: Path | None = None) -> AppConfig:
@@ -205,7 +205,7 @@ class _Parser:
             client = self.string(entry, sec, "client", "auto")
             if client not in CLIENTS:
                 raise self.fail(f"{sec}.client", f"must be one of {', '.join(CLIENTS)}")
-            max_out = self.number(entry, sec, "max_output_tokens", minimum=1)
+            max_out = self.number(entry, sec, "max_output_tokens", minimum=1, maximum=MAX_COUNT)
             api_base = self.string(entry, sec, "api_base")
             if api_base and "@" in urlsplit(api_base).netloc:
                 # the client looked the whole user:password@host up as a host name ("Name
@@ -244,7 +244,7 @@ class _Parser:
             models=self.names(raw, sec, "models") or CascadeConfig.models,
             quality_threshold=self.number(raw, sec, "quality_threshold", maximum=1.0),
             quality_preset=preset,
-            max_tokens=int(self.number(raw, sec, "max_tokens", minimum=1, default=1024)),
+            max_tokens=int(self.number(raw, sec, "max_tokens", minimum=1, maximum=MAX_COUNT, default=1024)),
             system=self.string(raw, sec, "system"),
         )
 
