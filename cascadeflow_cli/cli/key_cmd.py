@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
+from cascadeflow_cli.money import MAX_COUNT
 
 key_app = typer.Typer(help="API keys for `cascade serve` (each belongs to a user).", no_args_is_help=True)
 
@@ -19,7 +20,8 @@ def create(
     user: Annotated[str, typer.Argument(help="The user the key's requests are charged to.")],
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
     rpm: Annotated[
-        int | None, typer.Option("--rpm", min=1, help="Requests per minute this key may make (per process).")
+        int | None, typer.Option("--rpm", min=1, max=MAX_COUNT,
+                                 help="Requests per minute this key may make (per process).")
     ] = None,
     daily: Annotated[str | None, typer.Option("--daily", help="The key's own limit a day, USD.")] = None,
     weekly: Annotated[str | None, typer.Option("--weekly", help="The key's own limit a week, USD.")] = None,
