@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
+from cascadeflow_cli.cli.options import check_user_filter
 from cascadeflow_cli.money import MAX_COUNT
 
 key_app = typer.Typer(help="API keys for `cascade serve` (each belongs to a user).", no_args_is_help=True)
@@ -48,7 +49,8 @@ def create(
 @key_app.command("list")
 def list_(
     ctx: typer.Context,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's keys.")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", callback=check_user_filter,
+                                             help="Only this user's keys.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The keys: prefix, user, name, when created and revoked (never the key)."""
