@@ -90,6 +90,12 @@ def test_valid_config_parses() -> None:
         ("[[models]]\nname='a'\nmodel='x'\n[[models]]\nname='a'\nmodel='y'", "defined twice"),
         ("[cascade]\nquality_threshold=1.5", r"quality_threshold: must be a number between 0 and 1"),
         ("[[models]]\nname='a'\nmodel='openai/x'\ntimeout=nan", "timeout: must be"),
+        ("[[models]]\nname='a'\nmodel='openai/x'\ntimeout=1e12",
+         "timeout: must be a number between 0.001 and 86400"),
+        # token limits a ledger column cannot hold (hostile-13)
+        ("[cascade]\nmax_tokens=99999999999999999",
+         r"cascade\.max_tokens: must be a number between 1 and 1e\+12"),
+        ("[[models]]\nname='a'\nmodel='openai/x'\nmax_output_tokens=1e15", "max_output_tokens: must be"),
     ],
 )
 def test_invalid_config_names_the_file_and_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
+from cascadeflow_cli.cli.options import check_date, check_user_filter
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -20,14 +21,15 @@ SENSITIVITIES = ("low", "medium", "high")
 
 def anomalies(
     ctx: typer.Context,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user (default: every "
+    user: Annotated[str | None, typer.Option("--user", "-u", callback=check_user_filter,
+                                             help="Only this user (default: every "
                                              "user, and every model).")] = None,
     sensitivity: Annotated[str, typer.Option("--sensitivity", "-s", help="low, medium or high: about "
                                              "1, 3 or 10 false alarms per 1,000 ordinary days, "
                                              "on each series' own noise.")] = "medium",
-    since: Annotated[str | None, typer.Option("--since", help="Report days from DATE "
+    since: Annotated[str | None, typer.Option("--since", callback=check_date, help="Report days from DATE "
                                               "(YYYY-MM-DD or ISO; default: all history).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Report days up to DATE "
+    until: Annotated[str | None, typer.Option("--until", callback=check_date, help="Report days up to DATE "
                                               "(default: yesterday, the last whole day).")] = None,
     min_change: Annotated[float, typer.Option("--min-change", min=0.0, help="Smallest change in USD "
                                               "worth reporting.")] = 0.5,

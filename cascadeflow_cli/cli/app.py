@@ -231,6 +231,14 @@ def _unexpected(context: AppContext, exc: Exception) -> int:
     return _fail(context, f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
 
 
+def _reader_left(exc: SystemExit) -> bool:
+    """typer ends a command whose output met EPIPE with sys.exit(1) (even outside
+    standalone mode), so a closed pipe reached main() as exit 1, never as the
+    BrokenPipeError below: every `cascade ... | head -1` exited 1."""
+    cause = exc.__context__
+    return exc.code == 1 and isinstance(cause, OSError) and cause.errno == errno.EPIPE
+
+
 def _silence_stdout() -> None:
     """Drop what stdout still holds (and point it at /dev/null), so the interpreter's
     final flush cannot fail again into a second message and exit code 120."""
@@ -281,6 +289,11 @@ def main(argv: list[str] | None = None) -> None:
             _fail(context, "interrupted", 130)
     except typer.Exit as exc:
         code = exc.exit_code
+    except SystemExit as exc:
+        if not _reader_left(exc):
+            raise
+        _silence_stdout()
+        code = 0  # errors.md: `cascade usage | head -1`, the reader left: nothing is wrong
     except typer.Abort:
         _signals.quiet()
         code = _fail(context, "aborted", 130)
@@ -300,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         code = (_traceback(context, exc, 1) if context.debug
                 else _fail(context, _damaged_ledger_line(context, exc), 1))
     except BrokenPipeError:
+        _silence_stdout()  # what stdout still buffers must not fail again at exit (code 120)
         code = 0  # `cascade logs | head`: the reader left, nothing is wrong
     except MemoryError:  # what the caps of files.py do not bound: one line, not `unexpected`
         code = _fail(context, "out of memory (an input too large to hold, or one that never ends "

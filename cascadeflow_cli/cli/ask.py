@@ -9,6 +9,7 @@ import typer
 
 from cascadeflow_cli.cli.context import app_context, default_user, is_terminal, stderr_console
 from cascadeflow_cli.cli.options import check_domain
+from cascadeflow_cli.money import MAX_COUNT
 from cascadeflow_cli.text import escape_controls
 
 
@@ -46,7 +47,7 @@ def ask(
     ] = None,
     system: Annotated[str | None, typer.Option("--system", help="System prompt.")] = None,
     max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", min=1, help="Output token limit per call.")
+        int | None, typer.Option("--max-tokens", min=1, max=MAX_COUNT, help="Output token limit per call.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     stream: Annotated[bool, typer.Option("--stream", help="Print the answer as it arrives.")] = False,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path, resolve_ledger_location
 
@@ -113,6 +113,13 @@ def _safe_console() -> type[Console]:
     from cascadeflow_cli.text import escape_controls, has_controls
 
     class SafeConsole(Console):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self._width is not None and self._width < 1:
+                # COLUMNS=0 (as some CI runners and editors' shells set it) made every
+                # table and summary line print nothing at all; 0 is no width: measure
+                self._width = None
+
         def _render_buffer(self, buffer: Iterable[Segment]) -> str:
             return super()._render_buffer(
                 seg if seg.control or not has_controls(seg.text)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 
 from cascadeflow_cli.cli.context import app_context
-from cascadeflow_cli.cli.options import SINCE_HELP, UNTIL_HELP, ledger_filter
+from cascadeflow_cli.cli.options import SINCE_HELP, UNTIL_HELP, check_date, check_user_filter, ledger_filter
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -28,9 +28,10 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE (else stdout); "
                                                 "its extension picks the format when no flag does.")
                       ] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's requests.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help=SINCE_HELP)] = None,
-    until: Annotated[str | None, typer.Option("--until", help=UNTIL_HELP)] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", callback=check_user_filter,
+                                             help="Only this user's requests.")] = None,
+    since: Annotated[str | None, typer.Option("--since", callback=check_date, help=SINCE_HELP)] = None,
+    until: Annotated[str | None, typer.Option("--until", callback=check_date, help=UNTIL_HELP)] = None,
     model: Annotated[str | None, typer.Option("--model", help="Only calls to this model "
                                               "(our name or the provider's id).")] = None,
     bom: Annotated[bool, typer.Option("--bom", help="Start a CSV with a UTF-8 byte-order mark "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
+from cascadeflow_cli.cli.options import check_date, check_user_filter
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.text import shown_name
 from cascadeflow_cli.words import count_of
@@ -25,11 +26,13 @@ MAX_HORIZON = 366
 
 def forecast(
     ctx: typer.Context,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Forecast this user's spend "
+    user: Annotated[str | None, typer.Option("--user", "-u", callback=check_user_filter,
+                                             help="Forecast this user's spend "
                                              "(default: everyone's).")] = None,
     horizon: Annotated[int, typer.Option("--horizon", min=1, max=MAX_HORIZON,
                                          help="Days to forecast.")] = 30,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Forecast as if today were DATE "
+    as_of: Annotated[str | None, typer.Option("--as-of", callback=check_date,
+                                              help="Forecast as if today were DATE "
                                               "(YYYY-MM-DD): history before it, forecast from it.")] = None,
     confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.99,
                                               help="Level of the interval.")] = 0.9,

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
+from cascadeflow_cli.cli.options import check_user_filter
+from cascadeflow_cli.money import MAX_COUNT
 
 key_app = typer.Typer(help="API keys for `cascade serve` (each belongs to a user).", no_args_is_help=True)
 
@@ -20,7 +22,7 @@ def create(
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
     rpm: Annotated[
         int | None,
-        typer.Option("--rpm", min=1,
+        typer.Option("--rpm", min=1, max=MAX_COUNT,
                      help="Requests per minute this key may make (across every server on the ledger)."),
     ] = None,
     daily: Annotated[str | None, typer.Option("--daily", help="The key's own limit a day, USD.")] = None,
@@ -48,7 +50,8 @@ def create(
 @key_app.command("list")
 def list_(
     ctx: typer.Context,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's keys.")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", callback=check_user_filter,
+                                             help="Only this user's keys.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The keys: prefix, user, name, when created and revoked (never the key)."""

@@ -9,13 +9,16 @@ from typing import Annotated
 import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
+from cascadeflow_cli.cli.options import check_date, check_user_filter
 
 
 def logs(
     ctx: typer.Context,
     count: Annotated[int, typer.Option("-n", "--count", min=0, help="How many (0 for all).")] = 3,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's requests.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Only since DATE (YYYY-MM-DD or ISO).")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", callback=check_user_filter,
+                                             help="Only this user's requests.")] = None,
+    since: Annotated[str | None, typer.Option("--since", callback=check_date,
+                                              help="Only since DATE (YYYY-MM-DD or ISO).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array of request objects.")] = False,
 ) -> None:
     """Show recent requests, newest first."""

@@ -25,6 +25,22 @@ def check_domain(value: str | None) -> str | None:
     return value
 
 
+def check_user_filter(value: str | None) -> str | None:
+    """`--user` of the read commands: "" was falsy downstream, so `logs --user ''` said
+    "no requests in the ledger yet" of a full ledger, export wrote none and forecast
+    read everyone's spend as that of the user asked about."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("the user name is empty")
+    return value
+
+
+def check_date(value: str | None) -> str | None:
+    """`--since/--until/--as-of`: "" was taken as no date at all (every row)."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("the date is empty (use YYYY-MM-DD or an ISO 8601 date-time)")
+    return value
+
+
 def ledger_filter(user: str | None, since: str | None, until: str | None, model: str | None,
                   timezone: str) -> LedgerFilter:
     """The rows `--user/--since/--until/--model` select (dates in the ledger's time zone)."""

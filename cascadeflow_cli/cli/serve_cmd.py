@@ -9,17 +9,32 @@ import typer
 
 from cascadeflow_cli.cli.context import app_context
 
+# --workers 99999999999999999999 forked workers until the machine stalled (over a thousand
+# processes on a 2-core host); each is a process with its own ledger connection
+MAX_WORKERS = 64
+# --grace 1e300 was an OverflowError traceback (a time_t) at the SIGTERM it was meant for
+MAX_GRACE_S = 86_400.0
+
+
+def _check_host(value: str) -> str:
+    """An empty --host listened on every interface (0.0.0.0), not on none: say so."""
+    if not value.strip():
+        raise typer.BadParameter("the address is empty (give 127.0.0.1, or 0.0.0.0 for every interface)")
+    return value
+
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", callback=_check_host,
+                                      help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 picks a free one).")] = 8765,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=MAX_WORKERS, help="Worker processes.")] = 1,
     concurrency: Annotated[
         int, typer.Option("--max-concurrency", min=1, help="Requests in the cascade at once, per process.")
     ] = 64,
     grace: Annotated[
-        float, typer.Option("--grace", min=0, help="Seconds in-flight requests get to finish on SIGTERM.")
+        float, typer.Option("--grace", min=0, max=MAX_GRACE_S,
+                            help="Seconds in-flight requests get to finish on SIGTERM.")
     ] = 30.0,
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="One line per request on stderr.")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cascadeflow_cli.cli.context import app_context, stdout_console
-from cascadeflow_cli.cli.options import SINCE_HELP, UNTIL_HELP, ledger_filter
+from cascadeflow_cli.cli.options import SINCE_HELP, UNTIL_HELP, check_date, check_user_filter, ledger_filter
 from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -21,11 +21,12 @@ GROUPINGS = ("user", "model", "provider", "domain", "day")
 
 def usage(
     ctx: typer.Context,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's requests.")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", callback=check_user_filter,
+                                             help="Only this user's requests.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Break down by user, model, provider, "
                                            "domain or day (default: user).")] = None,
-    since: Annotated[str | None, typer.Option("--since", help=SINCE_HELP)] = None,
-    until: Annotated[str | None, typer.Option("--until", help=UNTIL_HELP)] = None,
+    since: Annotated[str | None, typer.Option("--since", callback=check_date, help=SINCE_HELP)] = None,
+    until: Annotated[str | None, typer.Option("--until", callback=check_date, help=UNTIL_HELP)] = None,
     total_only: Annotated[bool, typer.Option("--total", help="Only the totals, no breakdown.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:

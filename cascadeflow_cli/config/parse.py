@@ -33,7 +33,9 @@ from cascadeflow_cli.config.settings import (
 )
 from cascadeflow_cli.dburl import parse_location
 from cascadeflow_cli.errors import ConfigError
-from cascadeflow_cli.money import amount_problem
+from cascadeflow_cli.money import MAX_COUNT, amount_problem
+
+MAX_TIMEOUT_S = 86_400.0  # a model's timeout per attempt, seconds
 
 
 def parse_config(text: str, path: Path | None = None) -> AppConfig:
@@ -205,7 +207,7 @@ class _Parser:
             client = self.string(entry, sec, "client", "auto")
             if client not in CLIENTS:
                 raise self.fail(f"{sec}.client", f"must be one of {', '.join(CLIENTS)}")
-            max_out = self.number(entry, sec, "max_output_tokens", minimum=1)
+            max_out = self.number(entry, sec, "max_output_tokens", minimum=1, maximum=MAX_COUNT)
             api_base = self.string(entry, sec, "api_base")
             if api_base and "@" in urlsplit(api_base).netloc:
                 # the client looked the whole user:password@host up as a host name ("Name
@@ -220,7 +222,10 @@ class _Parser:
                 input_cost_per_million=self.price(entry, sec, "input_cost_per_million"),
                 output_cost_per_million=self.price(entry, sec, "output_cost_per_million"),
                 cached_input_cost_per_million=self.price(entry, sec, "cached_input_cost_per_million"),
-                timeout=self.number(entry, sec, "timeout", minimum=0.001, default=60.0),
+                # at most a day: 1e12 s overflowed the socket's time_t after the call's
+                # in-flight line was written, so a call never sent was charged (hostile-13)
+                timeout=self.number(entry, sec, "timeout", minimum=0.001, maximum=MAX_TIMEOUT_S,
+                                    default=60.0),
                 max_retries=int(self.number(entry, sec, "max_retries", maximum=20, default=2)),
                 retry_delay=self.number(entry, sec, "retry_delay", maximum=60, default=0.5),
                 max_output_tokens=None if max_out is None else int(max_out),
@@ -244,7 +249,7 @@ class _Parser:
             models=self.names(raw, sec, "models") or CascadeConfig.models,
             quality_threshold=self.number(raw, sec, "quality_threshold", maximum=1.0),
             quality_preset=preset,
-            max_tokens=int(self.number(raw, sec, "max_tokens", minimum=1, default=1024)),
+            max_tokens=int(self.number(raw, sec, "max_tokens", minimum=1, maximum=MAX_COUNT, default=1024)),
             system=self.string(raw, sec, "system"),
         )
 

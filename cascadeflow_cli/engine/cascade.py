@@ -38,7 +38,13 @@ from cascadeflow_cli.engine.providers import (
 )
 from cascadeflow_cli.engine.providers.base import RetryNotice, model_deadline_s
 from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink, stream_complete
-from cascadeflow_cli.engine.recording import UNFINISHED, check_text, record_request, write_in_flight
+from cascadeflow_cli.engine.recording import (
+    UNFINISHED,
+    check_max_tokens,
+    check_text,
+    record_request,
+    write_in_flight,
+)
 from cascadeflow_cli.engine.results import CallResult, CascadeResult  # noqa: F401  (public here)
 from cascadeflow_cli.engine.shadow import should_shadow
 from cascadeflow_cli.engine.signals import sample_draft, validate_with_signals
@@ -158,6 +164,8 @@ class Cascade:
         last user message; ``sink``: stream the final model's answer into it."""
         if not query.strip():
             raise InputError("the query is empty")
+        wanted_tokens = max_tokens or self.config.cascade.max_tokens
+        check_max_tokens(wanted_tokens)  # a limit the ledger cannot hold: refused before paying
         user_name(user)  # blank, not UTF-8, or a spoofing character: refused before paying
         check_text(query=query, user=user, domain=domain, system=system)  # now, not after paying
         routed = self.route(query, domain)
@@ -177,7 +185,6 @@ class Cascade:
         else:
             messages.append({"role": "user", "content": query})
         req.sink = sink
-        wanted_tokens = max_tokens or self.config.cascade.max_tokens
         req.messages, req.max_tokens = messages, wanted_tokens
         checkpoint("before-reserve")
         if self.ledger is not None:

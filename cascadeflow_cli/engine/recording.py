@@ -11,6 +11,7 @@ from cascadeflow_cli.engine import attempts
 from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
+from cascadeflow_cli.money import MAX_COUNT
 
 if TYPE_CHECKING:
     from cascadeflow_cli.ledger.journal import Entry
@@ -33,6 +34,16 @@ def check_text(**texts: str | None) -> None:
             raise InputError(
                 f"{what} is not valid UTF-8 text (check the terminal's or the file's encoding)"
             ) from None
+
+
+def check_max_tokens(max_tokens: object) -> None:
+    """A token limit the ledger can hold (each call keeps it, int64) and a worst case can
+    be priced from: `ask --max-tokens 99999999999999999999999` on a model whose output
+    limit no price map knows was sent, paid, and then could not be recorded (an
+    OverflowError, the answer set aside in .journal-refused/)."""
+    if type(max_tokens) is not int or not 1 <= max_tokens <= MAX_COUNT:
+        shown = f"{max_tokens:,}" if type(max_tokens) is int else repr(max_tokens)
+        raise InputError(f"max_tokens must be a whole number from 1 to {MAX_COUNT:,}, got {shown}")
 
 
 def record_request(ledger: Ledger, req: Any, result: object, record: RequestRecord, *, ahead: bool) -> None:

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.words import count_of
+
 from .calibrated import FORMAT_VERSION, Calibration
 from .features import (
     EXEC_FEATURES,
@@ -305,7 +307,8 @@ def calibrate_rows(
     n = len(rows)
     y = np.asarray(good, dtype=float)
     if n < MIN_ROWS:
-        raise CalibrationDataError(f"only {n} labelled rows: calibration needs at least {MIN_ROWS}")
+        raise CalibrationDataError(
+            f"only {count_of(n, 'labelled row')}: calibration needs at least {MIN_ROWS}")
     positives = int(y.sum())
     if min(positives, n - positives) < MIN_CLASS:
         raise CalibrationDataError(

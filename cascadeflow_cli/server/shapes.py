@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascadeflow_cli.config import AppConfig
-from cascadeflow_cli.money import usd
+from cascadeflow_cli.money import MAX_COUNT, usd
 from cascadeflow_cli.redact import redact
 from cascadeflow_cli.text import text_problem
 
@@ -172,8 +172,10 @@ def _positive_int(body: dict[str, Any], field: str) -> int | None:
     value = body.get(field)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise bad_request(f"'{field}' must be a positive integer", field)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+        # the bound: a limit each call keeps in the ledger (int64); 10**23 was sent and paid,
+        # then could not be recorded
+        raise bad_request(f"'{field}' must be a positive integer up to {MAX_COUNT:,}", field)
     return value
 
 

@@ -38,7 +38,8 @@ class BudgetReport:
 
     def to_json(self) -> dict[str, Any]:
         data = self.status.to_json()
-        data["outlook"] = self.outlook.to_json() if self.outlook else None
+        # the sentence names the user, as the screen's does ("at this pace spend spends...")
+        data["outlook"] = self.outlook.to_json(self.status.user) if self.outlook else None
         return data
 
 

@@ -306,7 +306,9 @@ def test_blank_query_from_stdin(cli: CliRunner, server: ReplayServer) -> None:
     (["--bogus-global", "ask", QUERY], "--bogus-global"),
     (["ask"], "query"),
     (["ask", QUERY, "--max-tokens", "many"], "--max-tokens"),
-], ids=["unknown-option", "unknown-global-option", "missing-argument", "bad-value"])
+    # past int64: sent, paid, then an OverflowError and the answer set aside (hostile-13)
+    (["ask", QUERY, "--max-tokens", "99999999999999999999999"], "--max-tokens"),
+], ids=["unknown-option", "unknown-global-option", "missing-argument", "bad-value", "huge-value"])
 def test_usage_errors_exit_1_with_one_clear_line(cli: CliRunner, server: ReplayServer,
                                                  args: list[str], culprit: str) -> None:
     run = cli(*args)

@@ -157,6 +157,10 @@ def test_show_includes_the_months_path_against_the_budget(priced: CliRunner) -> 
     assert tight["outlook"]["window"] == "monthly" and tight["outlook"]["limit"] == 10.0
     assert tight["outlook"]["risk"] > 0.9 and tight["outlook"]["alert"] is True
     assert roomy["outlook"]["risk"] < 0.1 and roomy["outlook"]["alert"] is False
+    # the same sentence the screen ends with: it read "at this pace spend spends" (hostile-13)
+    assert roomy["outlook"]["message"].startswith("at this pace jo spends $")
+    assert tight["outlook"]["message"].startswith("jo is already over") or "at this pace jo spends" in \
+        tight["outlook"]["message"]
 
 
 @pytest.mark.parametrize("name, shown", [("alice\r", "alice\\x0d"), ("b\x1b[2Job", "b\\x1b[2Job"),

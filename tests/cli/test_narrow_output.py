@@ -136,3 +136,12 @@ def test_a_very_narrow_screen_reads_one_field_a_line_not_ellipses(
         assert "cost: $0.50" in lines and "requests: 2" in lines  # the total's fields, whole
         if "--by" in args:
             assert "user: alice" in lines and "user: bob" in lines
+
+
+@pytest.mark.parametrize("columns", ["0", "00"])
+def test_a_width_of_0_is_no_width_not_an_empty_screen(cli: CliRunner, tmp_path: Path, columns: str) -> None:
+    # COLUMNS=0 (some CI runners set it) printed every table and summary line as nothing
+    _import(cli, tmp_path, ["2026-11-01T10:00:00Z,alice,gpt-4o-mini,0.25,hello"])
+    run = cli("usage", COLUMNS=columns)
+    assert run.code == 0 and "alice" in run.stdout and "$0.25" in run.stdout, run
+    assert "alice" in cli("logs", COLUMNS=columns).stdout

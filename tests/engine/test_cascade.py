@@ -8,7 +8,7 @@ import pytest
 from cascadeflow_cli.config import parse_config
 from cascadeflow_cli.engine.cascade import Cascade
 from cascadeflow_cli.engine.pricing import Usage, cost_nanos, lookup_price
-from cascadeflow_cli.errors import PricingError, ProviderUnavailableError
+from cascadeflow_cli.errors import InputError, PricingError, ProviderUnavailableError
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from tests.conftest import GOOD_ANSWER, config_text, ledger_rows
@@ -139,6 +139,25 @@ def test_config_price_overrides_make_an_unknown_model_usable(tmp_path: Path, ser
     # 1000 * 0.1/1M + 500 * 0.2/1M = 0.0002 USD exactly
     assert result.cost_nusd == 200_000
     assert lookup_price(cascade.config.models["local"]).input_per_million == Decimal("0.1")
+
+
+@pytest.mark.parametrize("max_tokens", [10**23, 10**12 + 1, -5])
+def test_a_token_limit_the_ledger_cannot_hold_is_refused_before_any_call(
+    tmp_path: Path, server: ReplayServer, max_tokens: int
+) -> None:
+    # no price map knows this model's output limit, so max_tokens went as asked: 10**23 was
+    # sent and paid, then the call row overflowed SQLite's int64 (hostile-13)
+    extra = (
+        f'[[models]]\nname = "local"\nmodel = "openai/my-llama"\napi_base = "{server.base_url}"\n'
+        "input_cost_per_million = 0.1\noutput_cost_per_million = 0.2\n"
+    )
+    server.set_behavior("my-llama", ModelBehavior(answer=GOOD_ANSWER))
+    cascade, db = make_cascade(tmp_path, server, extra_models=extra, chain='["local"]')
+    with pytest.raises(InputError, match="max_tokens must be a whole number from 1 to 1,000,000,000,000"):
+        cascade.run(QUERY, max_tokens=max_tokens)
+    assert server.request_count() == 0
+    assert ledger_rows(db, "requests") == []
+    assert cascade.run(QUERY, max_tokens=10**12).answer == GOOD_ANSWER  # the bound itself is fine
 
 
 def test_missing_usage_is_estimated_not_free(tmp_path: Path, server: ReplayServer) -> None:

@@ -90,6 +90,7 @@ def test_threshold_keeps_the_quality_bound() -> None:
     ("rows", "message"),
     [
         (ROWS[:20], "at least 30"),
+        (ROWS[:1], "^only 1 labelled row: "),  # it read "only 1 labelled rows"
         ([{**r, "correct": True} for r in ROWS], "at least 5 of each"),
         ([{**ROWS[0], "correct": "yes"}, *ROWS[1:]], "true or false"),
         ([ROWS[0], *ROWS[:40]], "duplicate id"),

@@ -32,6 +32,10 @@ def assert_error(response: httpx.Response, status: int, *words: str) -> dict[str
         ({"model": "gpt-9", "messages": [USER]}, 404, ["gpt-9"]),
         ({"model": "cascade", "messages": [USER], "n": 2}, 400, ["n = 1"]),
         ({"model": "cascade", "messages": [USER], "max_tokens": 0}, 400, ["max_tokens"]),
+        # a limit no ledger column holds was sent and paid, then not recordable (hostile-13)
+        ({"model": "cascade", "messages": [USER], "max_tokens": 10**23}, 400, ["max_tokens"]),
+        ({"model": "cascade", "messages": [USER], "max_completion_tokens": 10**13}, 400,
+         ["max_completion_tokens"]),
         (
             {
                 "model": "cascade",

@@ -130,6 +130,21 @@ def test_serve_without_a_ledger_it_can_open_fails_in_one_line(cli: CliRunner, tm
     assert run.code == 1 and run.stderr.count("\n") == 1 and run.stderr.startswith("error: ")
 
 
+@pytest.mark.parametrize("args, culprit", [
+    (["--host", ""], "--host"),  # listened on every interface (0.0.0.0)
+    (["--host", "  "], "--host"),
+    (["--workers", "99999999999999999999"], "--workers"),  # forked until the machine stalled
+    (["--grace", "1e300"], "--grace"),  # an OverflowError traceback at SIGTERM
+], ids=["empty-host", "blank-host", "huge-workers", "huge-grace"])
+def test_serve_options_that_cannot_work_are_refused_before_listening(
+    cli: CliRunner, args: list[str], culprit: str
+) -> None:
+    run = cli("serve", "--port", "0", *args)
+    assert run.code == 1 and run.stdout == ""
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("error: ") and culprit in run.stderr
+    assert "listening" not in run.stderr
+
+
 def test_startup_line_then_requests_then_sigterm_exits_zero(
     cli: CliRunner, key: str, stopper: list[subprocess.Popen[str]]
 ) -> None:
