@@ -195,14 +195,21 @@ def _reserve_many(store: GroupCommitLedger, gate: BudgetGate, tasks: int, each: 
     return sizes
 
 
+def _checkpointing_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: object) -> tuple:
+    """A loop store whose writer thread checkpoints every 5 commits (and ``settings``)."""
+    monkeypatch.setattr(group_commit, "CHECKPOINT_EVERY", 5)
+    for name, value in settings.items():
+        monkeypatch.setattr(group_commit, name, value)
+    return _loop_store(tmp_path)
+
+
 def test_checkpoints_leave_the_loops_writes_on_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a TRUNCATE checkpoint held the write lock for its fsyncs, so the batches the loop
     # committed meanwhile fell to the writer thread (~5% of them, 50 clients); a passive
     # one never takes that lock
-    monkeypatch.setattr(group_commit, "CHECKPOINT_EVERY", 5)
-    store, gate = _loop_store(tmp_path)
+    store, gate = _checkpointing_store(tmp_path, monkeypatch)
     writer_changes = sum(db.conn.total_changes for db in store.ledger._connections)
     _reserve_many(store, gate, 10, 30)
     loop_db = store._here_local.db
@@ -218,9 +225,7 @@ def test_a_wal_past_its_limit_is_started_over_under_load(
 ) -> None:
     # passive checkpoints alone never empty a WAL the loop keeps appending to: without
     # the restart at the limit, 300 commits made a WAL of ~4 MB
-    monkeypatch.setattr(group_commit, "CHECKPOINT_EVERY", 5)
-    monkeypatch.setattr(group_commit, "WAL_LIMIT_BYTES", 200_000)
-    store, gate = _loop_store(tmp_path)
+    store, gate = _checkpointing_store(tmp_path, monkeypatch, WAL_LIMIT_BYTES=200_000)
     sizes = _reserve_many(store, gate, 1, 300)
     assert max(sizes) < 1_000_000, max(sizes)
     assert store.reserved_spend("alice") == 300_000
@@ -229,9 +234,7 @@ def test_a_wal_past_its_limit_is_started_over_under_load(
 
 def test_an_idle_loop_leaves_an_empty_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the commits after the last checkpoint are copied back once the loop stops writing
-    monkeypatch.setattr(group_commit, "CHECKPOINT_EVERY", 5)
-    monkeypatch.setattr(group_commit, "IDLE_S", 0.05)
-    store, gate = _loop_store(tmp_path)
+    store, gate = _checkpointing_store(tmp_path, monkeypatch, IDLE_S=0.05)
     _reserve_many(store, gate, 1, 302)
     wal = tmp_path / "ledger.db-wal"
     deadline = time.monotonic() + 10
@@ -252,9 +255,7 @@ def test_a_reader_holding_the_wal_holds_up_the_loops_writes_rarely(
     # reservations waited 100 ms some 40 times)
     from cascadeflow_cli.server import bridge
 
-    monkeypatch.setattr(group_commit, "CHECKPOINT_EVERY", 5)
-    monkeypatch.setattr(group_commit, "WAL_LIMIT_BYTES", 1_000_000)
-    store, gate = _loop_store(tmp_path)
+    store, gate = _checkpointing_store(tmp_path, monkeypatch, WAL_LIMIT_BYTES=1_000_000)
     reader = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
     reader.execute("BEGIN")
     reader.execute("select count(*) from reservations").fetchone()  # it holds its snapshot
