@@ -112,12 +112,14 @@ class ProviderError(CascadeError):
     unanswered: int = 0
 
     def __init__(
-        self, message: str, *, model: str = "", status: int | None = None, retry_after: float | None = None
+        self, message: str, *, model: str = "", status: int | None = None,
+        retry_after: float | None = None, sent: bool = False,
     ) -> None:
         super().__init__(message)
         self.model = model
         self.status = status
         self.retry_after = retry_after
+        self.sent = sent
 
 
 class ProviderAuthError(ProviderError):

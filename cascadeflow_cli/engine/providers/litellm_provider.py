@@ -71,11 +71,7 @@ class LiteLLMProvider:
             raise _translate(exc, litellm, model.name) from None
         latency = (time.perf_counter() - started) * 1000
         data = response.model_dump() if hasattr(response, "model_dump") else response
-        try:
-            return parse_chat_completion(data, model.name, latency)
-        except ProviderError as exc:  # answered, though not with a chat completion: billed
-            exc.sent = True
-            raise
+        return parse_chat_completion(data, model.name, latency)
 
     def stream_once(self, model: ModelConfig, request: ChatRequest, sink: StreamSink) -> Completion:
         """One streamed attempt through litellm. Its stream cannot be aborted from
@@ -166,15 +162,12 @@ def _phase(exc: BaseException) -> bool | None:
 def _translate(exc: Exception, litellm: ModuleType, model: str) -> ProviderError:
     errors = litellm.exceptions
     message = str(getattr(exc, "message", "") or exc).splitlines()[0][:200] if str(exc) else ""
-    error: ProviderError
-    if isinstance(exc, errors.Timeout):
-        error = ProviderTimeoutError(f"{model}: no answer in time", model=model)
-        error.sent = _phase(exc) is not False  # a read timeout, unless the cause says connect
-        return error
-    if isinstance(exc, errors.APIConnectionError):
-        error = ProviderUnavailableError(f"{model}: cannot reach the provider: {message}", model=model)
-        error.sent = _phase(exc) is True  # broken mid-answer only when the cause says so
-        return error
+    if isinstance(exc, errors.Timeout):  # a read timeout, unless the cause says connect
+        return ProviderTimeoutError(f"{model}: no answer in time", model=model,
+                                    sent=_phase(exc) is not False)
+    if isinstance(exc, errors.APIConnectionError):  # broken mid-answer only when the cause says so
+        return ProviderUnavailableError(f"{model}: cannot reach the provider: {message}", model=model,
+                                        sent=_phase(exc) is True)
     if isinstance(exc, errors.AuthenticationError | errors.PermissionDeniedError):
         return ProviderAuthError(
             f"{model}: provider rejected the credentials",

@@ -74,11 +74,7 @@ class OpenAICompatProvider:
         latency = (time.perf_counter() - started) * 1000
         if response.status_code >= 400:
             raise _status_error(response, model.name)
-        try:
-            return parse_chat_completion(_json(response, model.name), model.name, latency)
-        except ProviderError as exc:  # answered (200), though not with a chat completion: billed
-            exc.sent = True
-            raise
+        return parse_chat_completion(_json(response, model.name), model.name, latency)
 
     def stream_once(self, model: ModelConfig, request: ChatRequest, sink: StreamSink) -> Completion:
         """One streamed attempt: each content delta into ``sink`` as it arrives, usage
@@ -169,18 +165,14 @@ def _translated(model: ModelConfig, base: str) -> Iterator[None]:
         # cascade), marked estimated
         raise too_large(model.name, Completion("", Usage(0, math.ceil(exc.received / 4)), "length")) from None
     except TransportTimeout as exc:
-        error: ProviderError = ProviderTimeoutError(
-            f"{model.name}: no answer within {model.timeout:g}s", model=model.name)
-        error.sent = exc.sent
-        raise error from None
+        raise ProviderTimeoutError(f"{model.name}: no answer within {model.timeout:g}s",
+                                   model=model.name, sent=exc.sent) from None
     except TransportBroken as exc:
-        error = ProviderBrokenError(f"{model.name}: {broken_message(base, exc)}", model=model.name)
-        error.sent = True
-        raise error from None
+        raise ProviderBrokenError(f"{model.name}: {broken_message(base, exc)}", model=model.name,
+                                  sent=True) from None
     except TransportError as exc:
-        error = ProviderUnavailableError(f"{model.name}: cannot reach {base}: {exc}", model=model.name)
-        error.sent = exc.sent
-        raise error from None
+        raise ProviderUnavailableError(f"{model.name}: cannot reach {base}: {exc}", model=model.name,
+                                       sent=exc.sent) from None
 
 
 def broken_message(base: str, exc: TransportBroken) -> str:
@@ -206,7 +198,7 @@ def _unstreamed(body: bytes, model: str, sink: StreamSink, started: float) -> Co
         data = json_loads(body)
     except ValueError:
         raise ProviderResponseError(f"{model}: provider answered with something that is not JSON",
-                                    model=model) from None
+                                    model=model, sent=True) from None
     completion = parse_chat_completion(data, model, (time.perf_counter() - started) * 1000)
     if completion.text:
         sink.delta(completion.text)
@@ -242,7 +234,7 @@ def _json(response: Response, model: str) -> Any:
         return response.json()
     except ValueError:
         raise ProviderResponseError(
-            f"{model}: provider answered with something that is not JSON", model=model
+            f"{model}: provider answered with something that is not JSON", model=model, sent=True
         ) from None
 
 
@@ -267,19 +259,20 @@ def signal_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def parse_chat_completion(data: Any, model: str, latency_ms: float) -> Completion:
-    """A chat.completion body to a Completion; anything else is a ProviderResponseError.
-    Every choice is kept (``n`` samples); a malformed extra choice is dropped, not fatal."""
+    """A chat.completion body to a Completion; anything else is a ProviderResponseError,
+    ``sent`` (the provider answered: it had the request, and may bill it). Every choice is
+    kept (``n`` samples); a malformed extra choice is dropped, not fatal."""
     try:
         raw_choices = data["choices"]
         first = _choice(raw_choices[0])
     except (KeyError, IndexError, TypeError, AttributeError):
         raise ProviderResponseError(
-            f"{model}: provider answered with a malformed chat completion", model=model
+            f"{model}: provider answered with a malformed chat completion", model=model, sent=True
         ) from None
     if not first.text and not first.finish_reason:  # as a stream with no answer (stream.answered)
         raise ProviderResponseError(
             f"{model}: provider answered with an empty chat completion (no text and no finish reason)",
-            model=model,
+            model=model, sent=True,
         )
     choices = [first]
     for raw in raw_choices[1:]:

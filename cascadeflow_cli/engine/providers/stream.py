@@ -148,7 +148,8 @@ class StreamAssembler:
         if self.chose and (self.parts or self.finish_reason):
             return completion
         what = "no choices" if not self.chose else "no text and no finish reason"
-        exc = ProviderResponseError(f"{model}: provider streamed an empty answer ({what})", model=model)
+        exc = ProviderResponseError(f"{model}: provider streamed an empty answer ({what})", model=model,
+                                    sent=True)
         if self.usage.input_tokens or self.usage.output_tokens:
             exc.partial = replace(completion, finish_reason="error", choices=(Choice("", "error"),))
         raise exc
