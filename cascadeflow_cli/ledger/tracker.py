@@ -4,7 +4,6 @@ so costs added from Python count against the same budgets as `cascade ask`."""
 from __future__ import annotations
 
 import json
-import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.ids import random_id
 from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
 from cascadeflow_cli.ledger.db import open_ledger
 from cascadeflow_cli.ledger.enforcement import ACTIONS, EnforcementCallbacks, HookError, enforcement_context
@@ -69,7 +69,7 @@ class CostTracker:
         nanos = nanos_from_usd(cost)
         if nanos < 0:
             raise InputError(f"cost must not be negative, got {cost!r}")
-        request_id = query_id or uuid.uuid4().hex
+        request_id = query_id or random_id()
         ts = format_ts(self.ledger.clock.now())
         out = output_tokens if output_tokens is not None else max(tokens - (input_tokens or 0), 0)
         call = CallRecord(
