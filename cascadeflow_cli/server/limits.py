@@ -115,3 +115,15 @@ class LedgerRateLimiter:
         wait = self._store.admit_request(key.prefix, key.rpm, _WINDOW_S)  # LedgerError: a 503 (runner)
         if wait is not None:
             raise _refused(key.rpm, wait)
+
+
+Limiter = RateLimiter | SharedRateLimiter | LedgerRateLimiter
+
+
+def limiter_for(ledger: object) -> Limiter:
+    """The windows of ``ledger``'s keys: in its database when it keeps them (PostgreSQL,
+    many hosts), else in files beside it (SQLite, one host), else in memory."""
+    if isinstance(ledger, RateWindows):
+        return LedgerRateLimiter(ledger)
+    directory = rate_dir(Path(ledger.path))  # type: ignore[attr-defined]
+    return SharedRateLimiter(directory) if directory else RateLimiter()

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
@@ -32,9 +31,8 @@ from cascadeflow_cli.errors import (
 from cascadeflow_cli.ledger.enforcement import BudgetGate, Decision
 from cascadeflow_cli.ledger.keys import ApiKey, authenticate, hash_key
 from cascadeflow_cli.ledger.records import LaterCall
-from cascadeflow_cli.ledger.storage import RateWindows
 from cascadeflow_cli.redact import redact
-from cascadeflow_cli.server.limits import LedgerRateLimiter, RateLimiter, SharedRateLimiter, rate_dir
+from cascadeflow_cli.server.limits import limiter_for
 from cascadeflow_cli.server.shapes import ApiError, ChatCall, query_of
 
 if TYPE_CHECKING:
@@ -144,13 +142,7 @@ class Runner:
         self.config = config
         self.ledger = ledger
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="cascade-serve")
-        # the rpm windows (server/limits.py), shared by every server on the ledger: in the
-        # database (PostgreSQL, many hosts), else in files beside the ledger (one host)
-        directory = None if isinstance(ledger, RateWindows) else rate_dir(Path(ledger.path))
-        self.limiter: RateLimiter | SharedRateLimiter | LedgerRateLimiter = (
-            LedgerRateLimiter(ledger) if isinstance(ledger, RateWindows)
-            else SharedRateLimiter(directory) if directory else RateLimiter()
-        )
+        self.limiter = limiter_for(ledger)  # the rpm windows every server on the ledger shares
         gate = BudgetGate(ledger, config)
         if bridged:  # the reservation's own transaction reads the budget again (SQLite)
             gate.budgets = {}
