@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -409,6 +410,7 @@ async def main_async(args: argparse.Namespace) -> None:
         for proc in procs:
             with contextlib.suppress(Exception):
                 proc.wait(15)
+        shutil.rmtree(work, ignore_errors=True)  # its ledger and logs (75 runs left 75 behind)
 
 
 def main() -> None:
