@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from cascadeflow_cli.errors import ModelFileError
 from cascadeflow_cli.routing.domain import DOMAINS, MIN_CONFIDENCE
+from cascadeflow_cli.routing.vectors import similarities
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,7 +96,7 @@ class DomainHead:
         out = np.zeros((len(vectors), len(DOMAINS)))
         if self.examples is None or self.example_labels is None or not len(self.examples):
             return out
-        similarity = vectors @ self.examples.T
+        similarity = similarities(vectors, self.examples)
         k = min(KNN_K, similarity.shape[1])
         weights = self.example_weights if self.example_weights is not None else np.ones(len(self.examples))
         for i, row in enumerate(similarity):

@@ -30,7 +30,7 @@ from cascadeflow_cli.errors import MissingExtraError, ModelFileError
 from cascadeflow_cli.routing.custom import CustomDomain
 from cascadeflow_cli.routing.domain import DOMAINS, DomainDetector, DomainResult
 from cascadeflow_cli.routing.head import DomainHead
-from cascadeflow_cli.routing.vectors import cached_embeddings
+from cascadeflow_cli.routing.vectors import cached_embeddings, similarities
 
 if TYPE_CHECKING:
     import numpy as np
@@ -147,7 +147,7 @@ class SemanticDomainDetector:
         if ruled.confidence >= self.head.rules_sure and not self.custom:
             return self.sure(ruled, {})
         vector = self.embedder.embed([query])
-        similar = self.similarities(vector[0])
+        similar = self.nearest(vector)
         custom = {d: 1.0 / (1.0 + math.exp(-(s - self.thresholds[d]) / SPREAD)) for d, s in similar.items()}
         share = max(custom.values(), default=0.0)
         explain: dict[str, Any] = {"similarity": {d: round(s, 3) for d, s in similar.items()},
@@ -182,13 +182,14 @@ class SemanticDomainDetector:
             confidence = self.head.rules_confidence(ruled.scores, ruled.domain)
         return replace(ruled, confidence=confidence, explain={**explain, "decided_by": "rules (sure)"})
 
-    def similarities(self, vector: np.ndarray) -> dict[str, float]:
-        """Per custom domain: the mean cosine similarity of its TOP_K nearest examples."""
+    def nearest(self, vector: np.ndarray) -> dict[str, float]:
+        """Per custom domain: the mean cosine similarity of its TOP_K nearest examples to the
+        one embedded query ``vector`` (1 x dim)."""
         import numpy as np
 
         out = {}
         for name, examples in self.examples.items():
-            similarity = examples @ vector
+            similarity = similarities(vector, examples)[0]
             k = min(TOP_K, len(similarity))
             out[name] = float(np.mean(np.partition(similarity, len(similarity) - k)[-k:]))
         return out

@@ -143,3 +143,43 @@ def test_the_head_files_general_below_decides_when_a_pick_counts_as_general() ->
     result = SemanticDomainDetector(head=head).detect(query)
     assert result.domain == "math" and result.confidence == pytest.approx(0.45, abs=0.01)
     assert SemanticDomainDetector(head=head, min_confidence=0.5).detect(query).domain == "general"
+
+
+def _other_threads_cpu() -> float:
+    """CPU seconds of this process's threads other than the calling one (Linux /proc)."""
+    import os
+    import threading
+
+    me, total = threading.get_native_id(), 0
+    for task in os.listdir("/proc/self/task"):
+        if int(task) != me:
+            try:
+                fields = Path(f"/proc/self/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads threads' CPU from /proc")
+def test_one_query_runs_in_the_calling_thread(detector: SemanticDomainDetector) -> None:
+    """No thread pool works (or spins) beside a query: the kNN vote over the head's examples
+    and the custom domains' products are one thread's (routing.vectors.similarities). With
+    numpy's OpenBLAS doing them, its worker busy-waited after each, about as much CPU again
+    as the query's own."""
+    import time
+
+    from cascadeflow_cli.routing.custom import make_domain
+
+    orders = tuple(f"where is my order number {i}, it has not arrived" for i in range(300))
+    support = make_domain("support", orders)
+    queries = ["Should I refinance now?", "What are the side effects of ibuprofen?",
+               "Who painted the ceiling of the Sistine Chapel?", "my parcel is late, refund please"]
+    for custom in (detector, SemanticDomainDetector(custom={"support": support})):
+        custom.detect("warm up")
+        time.sleep(0.5)  # a pool woken by the examples' batch products (their threshold) winds down
+        others, mine = _other_threads_cpu(), time.thread_time()
+        for _ in range(10):
+            for query in queries:
+                custom.detect(query)
+        assert _other_threads_cpu() - others <= 0.1 * (time.thread_time() - mine) + 0.02
