@@ -47,7 +47,7 @@ import cascadeflow_cli.ledger.db
 for package in (cascadeflow_cli.cli, cascadeflow_cli.usecases):
     for found in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         importlib.import_module(found.name)
-LAZY = ("numpy", "litellm", "opentelemetry", "psycopg", "fastembed", "onnxruntime", "starlette", "uvicorn",
+LAZY = ("numpy", "litellm", "opentelemetry", "psycopg", "onnxruntime", "tokenizers", "starlette", "uvicorn",
         "httpx", "openai", "cascadeflow_cli.quality.model")
 loaded = [name for name in LAZY if name in sys.modules]
 if loaded:

