@@ -19,8 +19,9 @@ candidate (`candidates`) on the error the user cares about, the horizon's total.
    are always in the pool, ETS forms only once the history holds ``ETS_WINDOWS`` independent horizons.
    How sharply the weights fall (the temperature), or whether only the few best count,
    equally, is the history's own out-of-sample verdict (`_weighting`): a near-stationary
-   series is best served by its one long mean, a noisy one by a wide mix. Past origins' combined forecasts use the weights
-   known at each (so the error paths below carry the error of the choice too).
+   series is best served by its one long mean, a noisy one by a wide mix. Past origins'
+   combined forecasts use the weights known at each (so the error paths below carry the
+   error of the choice too).
 4. **Intervals** come from the combination's own backtest errors: each past origin's path
    of actual over forecast cumulative spend, centred on its median at the horizon and
    applied to today's forecast (an error-path bootstrap), widened for the few
