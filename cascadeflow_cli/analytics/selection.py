@@ -62,8 +62,8 @@ TEMPERATURE = 0.2  # weights fall by e for each fifth of the best score a candid
 # forecast-combination literature's equal weights of the few best, which often beat fitted
 # weights). Measured (bench/forecast_backtest.py, offsets 0 and 14 and a second synthetic
 # draw): adding the top-3 and top-5 equal mixes moved 13 of 26 set-grids down and 4 up
-# (intermittent 27.2 -> 25.4, heavy tails 12.8 -> 11.9 on the second draw; heavy tails
-# 16.3 -> 16.9 on the first, the largest loss)
+# (intermittent 27.2 -> 25.4, heavy tails 12.8 -> 11.9 on one other draw; heavy tails
+# 16.3 -> 16.9 on the first, the largest loss); on `--backgrounds 1`, 6 of 10 down, 3 up
 WEIGHTINGS = ((TEMPERATURE, 0), (0.05, 0), (0.1, 0), (0.4, 0), (math.inf, 3), (math.inf, 5))
 MIN_WEIGHT = 0.01  # candidates weighted less than this are left out
 SHRINK = 2.0  # prior weight of the calibration, in independent horizon windows
