@@ -27,7 +27,10 @@ over the non-zero daily values, x 30) and statsforecast ``AutoETS(season_length=
 last 730 days, the window ours sees (the ``[bench]`` extra; left out with a note when it is
 not installed). The targets are checked per set and printed with each table.
 
-    python bench/forecast_backtest.py [--no-autoets] [--offset N] [--sets dev,adexchange,...]
+    python bench/forecast_backtest.py [--no-autoets] [--offset N] [--backgrounds K] [--sets dev,...]
+
+``--backgrounds K`` draws the synthetic users and families afresh (their seeds moved by K x
+BACKGROUND_STEP, as bench/anomaly_eval.py's option does); the real series stay.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ HISTORY = Path(__file__).resolve().parent.parent / "sample_data" / "history.csv"
 HORIZON = 30
 CONFIDENCE = 0.9
 AUTOETS_DAYS = 730
+BACKGROUND_STEP = 10007  # --backgrounds K moves every synthetic seed by K x this
 SETS = ("dev", "adexchange", "synthetic users", "heavy tails", "trend", "intermittent", "no weekly",
         "sample history")
 # --- synthetic spend ----------------------------------------------------------------
@@ -183,16 +187,18 @@ def read_history(path: Path) -> list[tuple[str, date, np.ndarray]]:
     return out
 
 
-def load_set(name: str) -> list[tuple[str, date, np.ndarray]]:
+def load_set(name: str, backgrounds: int = 0) -> list[tuple[str, date, np.ndarray]]:
+    """One set's series; ``backgrounds`` > 0: another draw of the synthetic ones."""
     if name == "dev":
         return [("dev", *read_dev(DEFAULT_DATA))] if DEFAULT_DATA.exists() else []
     if name == "adexchange":
         return read_series(ADEXCHANGE) if ADEXCHANGE.exists() else []
     if name == "synthetic users":
-        return [(u.name, u.start, u.values) for u in synthetic_users(10)]
+        users = synthetic_users(10, 2026 + backgrounds * BACKGROUND_STEP)
+        return [(u.name, u.start, u.values) for u in users]
     if name == "sample history":
         return read_history(HISTORY)
-    return families(name)
+    return families(name, seed=4100 + backgrounds * BACKGROUND_STEP)
 
 
 # --- methods ------------------------------------------------------------------------
@@ -358,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-autoets", action="store_true", help="skip statsforecast AutoETS")
     parser.add_argument("--offset", type=int, default=0,
                         help="move every cutoff N days later, within one grid step (a robustness check)")
+    parser.add_argument("--backgrounds", type=int, default=0,
+                        help="another draw of the synthetic series (seeds + K x BACKGROUND_STEP)")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of: {', '.join(SETS)}")
     args = parser.parse_args(argv)
 
@@ -371,12 +379,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     summary = {}
     for name in args.sets.split(","):
-        series = load_set(name.strip())
+        series = load_set(name.strip(), args.backgrounds)
         if not series:
             print(f"{name}: no data here, skipped", file=sys.stderr)
             continue
         scores = backtest(series, methods, args.offset)
-        summary[name] = report(f"{name} (cutoff offset {args.offset})", *scores)
+        drawn = f", background draw {args.backgrounds}" if args.backgrounds else ""
+        summary[name] = report(f"{name} (cutoff offset {args.offset}{drawn})", *scores)
     print("\nsummary")
     for name, checks in summary.items():
         print(f"  {name:<16} " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))

@@ -17,10 +17,11 @@ candidate (`candidates`) on the error the user cares about, the horizon's total.
    exponentially with their score relative to the best one (`backtest_weights`: a
    combination varies less than a single choice, near-ties share); the simple baselines
    are always in the pool, ETS forms only once the history holds ``ETS_WINDOWS`` independent horizons.
-   How sharply the weights fall (the temperature) is the history's own out-of-sample
-   verdict (`_temperature`): a near-stationary series is best served by its one long
-   mean, a noisy one by a wide mix. Past origins' combined forecasts use the weights
-   known at each (so the error paths below carry the error of the choice too).
+   How sharply the weights fall (the temperature), or whether only the few best count,
+   equally, is the history's own out-of-sample verdict (`_weighting`): a near-stationary
+   series is best served by its one long mean, a noisy one by a wide mix. Past origins'
+   combined forecasts use the weights known at each (so the error paths below carry the
+   error of the choice too).
 4. **Intervals** come from the combination's own backtest errors: each past origin's path
    of actual over forecast cumulative spend, centred on its median at the horizon and
    applied to today's forecast (an error-path bootstrap), widened for the few
@@ -56,7 +57,14 @@ SHORT_PRIOR = 1.0  # prior weight of the baselines below, in independent windows
 SHORT_PRIOR_POOL = ("mean28", "snaive")  # raw scale, equally weighted
 TOP = 3  # candidates named in the method
 TEMPERATURE = 0.2  # weights fall by e for each fifth of the best score a candidate is worse ...
-TEMPERATURES = (0.05, 0.1, 0.2, 0.4)  # ... unless the history prefers another (inf: equal)
+# ... unless the history prefers another weighting: (temperature, top), where top > 0 keeps
+# only the best `top` candidates and an infinite temperature weights them equally (the
+# forecast-combination literature's equal weights of the few best, which often beat fitted
+# weights). Measured (bench/forecast_backtest.py, offsets 0 and 14 and a second synthetic
+# draw): adding the top-3 and top-5 equal mixes moved 13 of 26 set-grids down and 4 up
+# (intermittent 27.2 -> 25.4, heavy tails 12.8 -> 11.9 on one other draw; heavy tails
+# 16.3 -> 16.9 on the first, the largest loss); on `--backgrounds 1`, 6 of 10 down, 3 up
+WEIGHTINGS = ((TEMPERATURE, 0), (0.05, 0), (0.1, 0), (0.4, 0), (math.inf, 3), (math.inf, 5))
 MIN_WEIGHT = 0.01  # candidates weighted less than this are left out
 SHRINK = 2.0  # prior weight of the calibration, in independent horizon windows
 CLIP_RATIO = 1.5  # log ratios beyond this count as this (one odd month must not rule)
@@ -134,9 +142,8 @@ def choose(y: np.ndarray, dow0: int, horizon: int, days: int, confidence: float 
     scores = np.array([float(np.mean(np.abs(np.log((target + eps * h) / (t[recent] + eps * h)))))
                        for t in totals])
     errors = np.array([np.abs(np.log((actual + eps * h) / (t[done] + eps * h))) for t in totals])
-    temperature, rolling, ok = _temperature(errors, np.array([t[done] for t in totals]), actual, done, h,
-                                            eps * h)
-    weights = backtest_weights(scores, temperature)
+    weighting, rolling, ok = _weighting(errors, np.array([t[done] for t in totals]), actual, done, h, eps * h)
+    weights = backtest_weights(scores, *weighting)
     if windows < ETS_WINDOWS:
         # a backtest of one or two independent windows is mostly chance: its weights are
         # shrunk towards the issue's two baselines, the plain 28-day mean and seasonal
@@ -195,31 +202,37 @@ def choose(y: np.ndarray, dow0: int, horizon: int, days: int, confidence: float 
                   len(recent), h, width)
 
 
-def backtest_weights(scores: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
+def backtest_weights(scores: np.ndarray, temperature: float = TEMPERATURE, top: int = 0) -> np.ndarray:
     """Combination weights from the backtest scores: ``exp(-(s - best) / (T best))``. The
     temperature is relative to the best score, so the weighting means the same on a calm
     series (small errors) and a wild one: candidates within a few tenths of the best
     error share the forecast, clearly worse ones fade out. Softer than keeping the best
     few: a choice among near-ties made on a short or noisy backtest is mostly chance, and
-    averaging near-ties does not pay for it."""
+    averaging near-ties does not pay for it. ``top`` > 0: only the best ``top`` candidates
+    (ties by position) have weight; an infinite temperature weights those equally."""
     import numpy as np
 
-    best = np.min(scores, axis=-1, keepdims=True)
+    keep = np.ones(scores.shape, dtype=bool)
+    if 0 < top < scores.shape[-1]:
+        ranks = np.argsort(np.argsort(scores, axis=-1, kind="stable"), axis=-1, kind="stable")
+        keep = ranks < top
     if not math.isfinite(temperature):
-        return np.full(scores.shape, 1.0 / scores.shape[-1])
-    weights = np.exp(-(scores - best) / (temperature * np.maximum(best, 1e-9)))
+        weights = keep.astype(float)
+    else:
+        best = np.min(scores, axis=-1, keepdims=True)
+        weights = np.where(keep, np.exp(-(scores - best) / (temperature * np.maximum(best, 1e-9))), 0.0)
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
-def _temperature(errors: np.ndarray, totals: np.ndarray, actual: np.ndarray, done: np.ndarray, h: int,
-                 floor: float) -> tuple[float, np.ndarray, np.ndarray]:
-    """The combination's temperature, by the history's own out-of-sample verdict: at each
-    origin, every candidate's score over the origins completed before it (the last
-    MAX_ORIGINS of them) weights the candidates at each of TEMPERATURES; the one whose
-    combined horizon totals erred least over the recent origins wins. Without an
+def _weighting(errors: np.ndarray, totals: np.ndarray, actual: np.ndarray, done: np.ndarray, h: int,
+               floor: float) -> tuple[tuple[float, int], np.ndarray, np.ndarray]:
+    """The combination's weighting (temperature, top), by the history's own out-of-sample
+    verdict: at each origin, every candidate's score over the origins completed before it
+    (the last MAX_ORIGINS of them) weights the candidates by each of WEIGHTINGS; the one
+    whose combined horizon totals erred least over the recent origins wins. Without an
     independent horizon's worth of such origins (a short history), the default.
     ``errors`` and ``totals``: (candidates, origins), absolute log errors and forecasts.
-    Returns the temperature, its weights at those origins (origins, candidates) and their
+    Returns the weighting, its weights at those origins (origins, candidates) and their
     positions in ``done``."""
     import numpy as np
 
@@ -230,16 +243,16 @@ def _temperature(errors: np.ndarray, totals: np.ndarray, actual: np.ndarray, don
     known = max(MIN_ORIGINS, min(len(done), MAX_ORIGINS) // 2)
     ok = np.nonzero(ends - starts >= known)[0][-MAX_ORIGINS:]
     if len(ok) < max(h, MIN_ORIGINS):
-        return TEMPERATURE, np.zeros((0, errors.shape[0])), ok[:0]
+        return WEIGHTINGS[0], np.zeros((0, errors.shape[0])), ok[:0]
     rolling = ((cum[:, ends[ok]] - cum[:, starts[ok]]) / (ends[ok] - starts[ok])).T  # (origins, candidates)
     target = actual[ok] + floor
-    best, chosen, chosen_w = math.inf, TEMPERATURE, rolling
-    for temperature in (TEMPERATURE, *TEMPERATURES):  # the default first: it wins a tie
-        w = backtest_weights(rolling, temperature)
+    best, chosen, chosen_w = math.inf, WEIGHTINGS[0], rolling
+    for weighting in WEIGHTINGS:  # the default first: it wins a tie
+        w = backtest_weights(rolling, *weighting)
         combined = np.sum(w * totals[:, ok].T, axis=1)
         error = float(np.mean(np.abs(np.log(target / (combined + floor)))))
         if error < best:
-            best, chosen, chosen_w = error, temperature, w
+            best, chosen, chosen_w = error, weighting, w
     return chosen, chosen_w, ok
 
 

@@ -3,6 +3,7 @@ of the combination, the short-history centre (series made here, known answers)."
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from cascadeflow_cli.analytics.candidates import tamed, tsb_forecasts
 from cascadeflow_cli.analytics.forecast import CostForecaster
-from cascadeflow_cli.analytics.selection import MIN_ORIGINS, _temperature, backtest_weights, choose
+from cascadeflow_cli.analytics.selection import MIN_ORIGINS, _weighting, backtest_weights, choose
 
 START = date(2026, 1, 5)
 
@@ -66,15 +67,25 @@ def test_the_temperature_is_the_one_that_did_best_out_of_sample() -> None:
     e = rng.normal(0, 0.3, m)
     biased = np.vstack([100.0 * np.exp(e), 100.0 * np.exp(e + 0.1)])
     errors = np.abs(np.log(actual / biased))
-    sharp, weights, ok = _temperature(errors, biased, actual, done, h, 0.0)
-    assert sharp == 0.05
+    sharp, weights, ok = _weighting(errors, biased, actual, done, h, 0.0)
+    assert sharp == (0.05, 0)
     assert len(ok) > MIN_ORIGINS and weights.shape == (len(ok), 2)
     assert np.all(weights[:, 0] > weights[:, 1])
     opposite = np.vstack([100.0 * np.exp(e), 100.0 * np.exp(-1.2 * e)])  # the second a bit worse
-    soft, _, _ = _temperature(np.abs(np.log(actual / opposite)), opposite, actual, done, h, 0.0)
-    assert soft == 0.4
+    soft, _, _ = _weighting(np.abs(np.log(actual / opposite)), opposite, actual, done, h, 0.0)
+    assert soft in ((0.4, 0), (math.inf, 3), (math.inf, 5))  # the softest: both, near equally
     # too few origins known for an out-of-sample verdict: the default
-    assert _temperature(errors[:, :15], biased[:, :15], actual[:15], done[:15], h, 0.0)[0] == 0.2
+    assert _weighting(errors[:, :15], biased[:, :15], actual[:15], done[:15], h, 0.0)[0] == (0.2, 0)
+
+
+def test_the_few_best_can_be_weighted_equally() -> None:
+    scores = np.array([[0.10, 0.30, 0.11, 0.12, 0.50], [0.2, 0.2, 0.9, 0.2, 0.2]])
+    w = backtest_weights(scores, math.inf, 3)
+    assert np.allclose(w[0], [1 / 3, 0, 1 / 3, 1 / 3, 0])
+    assert np.allclose(w[1], [1 / 3, 1 / 3, 0, 1 / 3, 0])  # ties: the first ones
+    sharp = backtest_weights(scores, 0.05, 2)  # a temperature among the best two only
+    assert sharp[0, 1] == sharp[0, 3] == sharp[0, 4] == 0 and sharp[0, 0] > sharp[0, 2] > 0
+    assert np.allclose(backtest_weights(scores[0], math.inf, 9), 0.2)  # top beyond the pool: all
 
 
 def test_the_median_total_is_the_combinations_even_for_bursty_spend() -> None:
