@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -24,9 +25,28 @@ def forecast_spend(ledger: Ledger, config: AppConfig, *, user: str | None, horiz
     start = as_of or now
     limits = user_limits(ledger, config, user) if user is not None else None
     budget = budget_period(limits, start) if limits else None
-    return CostForecaster(confidence=confidence).forecast(
+    prediction = CostForecaster(confidence=confidence).forecast(
         _history(ledger, user, timezone, start), horizon=horizon, as_of=start, budget=budget,
         today_spent=spent_on(ledger, user, timezone, start) if start == now else 0.0)
+    if (note := future_note(ledger, user, timezone, now)) is not None:
+        prediction = replace(prediction, notes=(*prediction.notes, note))
+    return prediction
+
+
+def future_note(ledger: Ledger, user: str | None, timezone: str, now: date) -> str | None:
+    """What the ledger holds dated after today (a clock or an import that was off): no
+    forecast counts it, and saying nothing hid $5,000 of rows dated 2099."""
+    from cascadeflow_cli.ledger.spend import daily_spend
+    from cascadeflow_cli.money import format_usd
+    from cascadeflow_cli.words import count_of
+
+    later = [(day, nusd) for day, nusd in daily_spend(ledger, user=user, timezone=timezone,
+                                                       start=now + timedelta(days=1)) if nusd]
+    if not later:
+        return None
+    return (f"{format_usd(sum(n for _, n in later))} of spend is dated after today "
+            f"({count_of(len(later), 'day')}, {later[0][0].isoformat()} to {later[-1][0].isoformat()}): "
+            "not counted here; a clock or an import was off")
 
 
 def budget_outlook(ledger: Ledger, config: AppConfig, user: str, as_of: date | None = None

@@ -227,6 +227,10 @@ def test_forecast_must_survive(seeded: CliRunner, tmp_path: Path) -> None:
     future = CliRunner(tmp_path, seeded.config, tmp_path / "future.db")
     data = forecast_json(future, "--user", "dan", "--as-of", (FIRST + timedelta(days=30)).isoformat())
     assert data["mean"] == pytest.approx(60.0, rel=0.05)
+    # from today, the row dated 2099 is named, not silently left out
+    notes = " ".join(forecast_json(future, "--user", "dan")["notes"])
+    assert "$5,000.00 of spend is dated after today (1 day, 2099-01-01 to 2099-01-01)" in notes
+    assert not any("dated after today" in n for n in forecast_json(seeded, "--user", "alice")["notes"])
 
 
 def test_forecast_as_of_years_after_the_last_spend(seeded: CliRunner) -> None:
