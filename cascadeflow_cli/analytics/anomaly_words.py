@@ -29,7 +29,9 @@ def severity_of(score: float, *, limit: float = 3.5, ratio: float = 1.0,
 
 
 def _money(usd: float) -> str:
-    return format_dollars(usd)
+    # to the ledger's nano-dollar: a baseline of 6.9e-18 (float noise of an empty stretch)
+    # was shown as "$0.00000000000000000694 expected"
+    return format_dollars(round(usd, 9))
 
 
 def describe(f: _Finding, user: str | None, model: str | None, typical: float,

@@ -343,3 +343,14 @@ def test_a_week_of_nothing_after_a_cents_user_spike_does_not_hide_the_spike() ->
         values[122:] = 0.0
         found = AnomalyDetector("medium").detect(rows(values), user="frank")
         assert [(a.date, a.kind, a.severity) for a in found] == [(day(95), "spike", "high")], seed
+
+
+def test_amounts_in_descriptions_carry_no_float_noise() -> None:
+    """Spend back after weeks of none: the baseline of the empty stretch is float noise
+    (6.9e-18), and the text read "$1.00 ... against $0.00000000000000000694 expected"."""
+    start = date(2025, 1, 1)
+    history = [(start + timedelta(days=i), 1.0) for i in range(400) if (i // 20) % 2 == 0]
+    found = AnomalyDetector("high").detect(history, user="gaps")
+    assert found
+    for a in found:
+        assert "0.000000000" not in a.description, a.description
