@@ -32,8 +32,9 @@ from cascadeflow_cli.config.settings import (
     TelemetryConfig,
 )
 from cascadeflow_cli.dburl import parse_location
-from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.errors import ConfigError, InputError
 from cascadeflow_cli.money import MAX_COUNT, amount_problem
+from cascadeflow_cli.text import user_name
 
 MAX_TIMEOUT_S = 86_400.0  # a model's timeout per attempt, seconds
 
@@ -360,8 +361,17 @@ class _Parser:
             limits = {w: v for w, v in prices.items() if v is not None}
             if not limits:
                 raise self.fail(where, f"give at least one of {', '.join(BUDGET_WINDOWS)}")
-            teams[name] = TeamBudget(members=tuple(members), limits=limits)
+            teams[name] = TeamBudget(members=tuple(self.member(m, f"{where}.members") for m in members),
+                                     limits=limits)
         return teams
+
+    def member(self, value: str, key: str) -> str:
+        """A team member's name as ``user_name`` makes every user name (NFC: "José"
+        typed either way is one member), refused as `--user` refuses it."""
+        try:
+            return user_name(value)
+        except InputError as exc:
+            raise self.fail(key, f"{value!r}: {exc}") from None
 
     def domains(self, raw: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(raw, dict):

@@ -18,12 +18,14 @@ each field; here rows become requests with content-derived ids, then ledger reco
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.ledger.budgets import known_users
 from cascadeflow_cli.ledger.import_read import (  # noqa: F401  (FORMATS, detect_format: public here)
     FORMATS,
     REQUIRED,
@@ -50,6 +52,7 @@ from cascadeflow_cli.ledger.import_values import (
 )
 from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, answering, derive
 from cascadeflow_cli.model_map import infer_provider
+from cascadeflow_cli.text import equivalent_name
 
 if TYPE_CHECKING:
     from cascadeflow_cli.ledger.storage import LedgerStore
@@ -346,6 +349,19 @@ def _finish(request: _Request) -> _Request:
 ProgressFn = Callable[[str, int], None]
 
 
+def _stored_users(ledger: LedgerStore) -> Callable[[str], str]:
+    """A row's user (NFC, ``_user``) as the ledger keys that person: the legacy form an
+    older version stored ("Jose\\u0301" decomposed) where it holds one, as `ask` does
+    (``budgets.ledger_user``); the ledger's names are read once, on the first non-ASCII."""
+    known = functools.cache(lambda: known_users(ledger))
+
+    @functools.cache
+    def stored(user: str) -> str:
+        return user if user.isascii() else equivalent_name(user, known()) or user
+
+    return stored
+
+
 @dataclass
 class _Reading:
     fmt: str
@@ -396,6 +412,8 @@ def import_file(ledger: LedgerStore, path: Path, fmt: str | None = None, *, time
             on_progress("importing", done)
         reported[0] = done
 
-    added = ledger.record_many((_record(r) for r in reading.requests), on_progress=progress)
+    stored = _stored_users(ledger)
+    added = ledger.record_many((_record(replace(r, user=stored(r.user))) for r in reading.requests),
+                               on_progress=progress)
     return ImportResult(checked.path, checked.format, checked.rows, checked.requests, checked.calls,
                         added.requests, added.calls, checked.ignored_columns)
