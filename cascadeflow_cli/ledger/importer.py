@@ -39,6 +39,7 @@ from cascadeflow_cli.ledger.import_read import (  # noqa: F401  (FORMATS, detect
 from cascadeflow_cli.ledger.import_values import (
     ImportRowError,
     _blank,
+    _choice,
     _code,
     _count,
     _flag,
@@ -50,7 +51,15 @@ from cascadeflow_cli.ledger.import_values import (
     _timestamp,
     _user,
 )
-from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, answering, derive
+from cascadeflow_cli.ledger.schema import (
+    CALL_ROLES,
+    CALL_STATUSES,
+    REQUEST_STATUSES,
+    CallRecord,
+    RequestRecord,
+    answering,
+    derive,
+)
 from cascadeflow_cli.model_map import infer_provider
 from cascadeflow_cli.text import equivalent_name
 
@@ -250,7 +259,7 @@ def _request_fields(loc: str, row: dict[str, Any], request_id: str, tz: str) -> 
     return _Request(
         id=request_id, ts=_timestamp(g("timestamp"), loc, tz),
         user=_user(g("user"), loc),
-        status=_code(g("request_status"), loc, "request_status", "ok") or "ok",
+        status=_choice(g("request_status"), loc, "request_status", REQUEST_STATUSES) or "ok",
         error=_text(g("request_error"), loc, "request_error"),
         query=_text(g("query"), loc, "query"), domain=_text(g("domain"), loc, "domain"),
         domain_confidence=confidence, draft_accepted=draft_accepted, escalated=escalated,
@@ -285,8 +294,8 @@ def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) ->
         id=_code(g("id"), loc, "id"), ts=_timestamp(g("timestamp"), loc, tz),
         model=model, model_id=model_id,
         provider=provider.strip() if provider and provider.strip() else infer_provider(model_id),
-        role=_code(g("role"), loc, "role"), seq=seq,
-        status=_code(g("status"), loc, "status", "ok") or "ok",
+        role=_choice(g("role"), loc, "role", CALL_ROLES), seq=seq,
+        status=_choice(g("status"), loc, "status", CALL_STATUSES) or "ok",
         input_tokens=counts[0], output_tokens=counts[1], cached_tokens=counts[2],
         reasoning_tokens=counts[3], cost_nusd=cost,
         cost_source=_code(g("cost_source"), loc, "cost_source", "import") or "import",
