@@ -108,6 +108,17 @@ def resolve_target(config: AppConfig, name: Any) -> Target:
     )
 
 
+def _json_type(value: Any) -> str:
+    """How a JSON value is named in an error: its JSON type (null, a number...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
 def _text(content: Any, index: int) -> str:
     """A message's text: a string, or a list of text parts (joined). Images, audio and
     files are refused: the cascade's validator judges text, and no model here is known
@@ -118,9 +129,19 @@ def _text(content: Any, index: int) -> str:
         return ""
     if isinstance(content, list):
         parts = []
-        for part in content:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
+        for number, part in enumerate(content):
+            where = f"messages[{index}].content[{number}]"
+            if not isinstance(part, dict):  # it said "unknown content part None"
+                raise bad_request(f"{where} must be an object with a 'type', got {_json_type(part)}",
+                                  f"messages[{index}].content")
+            kind = part.get("type")
+            if not isinstance(kind, str):
+                raise bad_request(f"{where}.type must be a string such as \"text\", got {_json_type(kind)}",
+                                  f"messages[{index}].content")
+            if kind == "text":
+                if not isinstance(part.get("text"), str):
+                    raise bad_request(f"{where}.text must be a string, got {_json_type(part.get('text'))}",
+                                      f"messages[{index}].content")
                 parts.append(part["text"])
             elif kind in ("image_url", "input_image", "input_audio", "file"):
                 raise bad_request(
