@@ -208,6 +208,19 @@ def _pictograph(char: str) -> bool:
     return unicodedata.category(char) == "So" and ord(char) >= 0x2000
 
 
+def json_kind(value: object) -> str:
+    """What a JSON value is, for error messages (input rows, serve's request body)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
     """``json.loads``, with JSON nested too deeply for Python's recursion limit (a line
     of 100,000 ``[``) refused as a ValueError like any other bad JSON: its RecursionError

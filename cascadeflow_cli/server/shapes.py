@@ -11,7 +11,7 @@ from typing import Any
 from cascadeflow_cli.config import AppConfig
 from cascadeflow_cli.money import MAX_COUNT, usd
 from cascadeflow_cli.redact import redact
-from cascadeflow_cli.text import text_problem
+from cascadeflow_cli.text import json_kind, text_problem
 
 CHAIN = "cascade"  # the default chain; "cascade/<domain>" is that domain's chain
 _ROLES = ("system", "developer", "user", "assistant")
@@ -108,17 +108,6 @@ def resolve_target(config: AppConfig, name: Any) -> Target:
     )
 
 
-def _json_type(value: Any) -> str:
-    """How a JSON value is named in an error: its JSON type (null, a number...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
-
-
 def _text(content: Any, index: int) -> str:
     """A message's text: a string, or a list of text parts (joined). Images, audio and
     files are refused: the cascade's validator judges text, and no model here is known
@@ -132,15 +121,15 @@ def _text(content: Any, index: int) -> str:
         for number, part in enumerate(content):
             where = f"messages[{index}].content[{number}]"
             if not isinstance(part, dict):  # it said "unknown content part None"
-                raise bad_request(f"{where} must be an object with a 'type', got {_json_type(part)}",
+                raise bad_request(f"{where} must be an object with a 'type', got {json_kind(part)}",
                                   f"messages[{index}].content")
             kind = part.get("type")
             if not isinstance(kind, str):
-                raise bad_request(f"{where}.type must be a string such as \"text\", got {_json_type(kind)}",
+                raise bad_request(f"{where}.type must be a string such as \"text\", got {json_kind(kind)}",
                                   f"messages[{index}].content")
             if kind == "text":
                 if not isinstance(part.get("text"), str):
-                    raise bad_request(f"{where}.text must be a string, got {_json_type(part.get('text'))}",
+                    raise bad_request(f"{where}.text must be a string, got {json_kind(part.get('text'))}",
                                       f"messages[{index}].content")
                 parts.append(part["text"])
             elif kind in ("image_url", "input_image", "input_audio", "file"):
