@@ -30,6 +30,12 @@ class NonexistentLocalTime(ValueError):
     """A naive date-time that the zone's clocks skip (the hour a DST change jumps over)."""
 
 
+def empty_range(since: str, until: str) -> InputError:
+    """The one message for a --since/--until pair that selects nothing (usage, export,
+    logs, anomalies: their wordings differed)."""
+    return InputError(f"--since {since} is not before --until {until}: nothing lies between them")
+
+
 def parse_moment(text: str, timezone: str) -> datetime:
     """A date (local midnight in ``timezone``) or an ISO 8601 date-time (naive means
     ``timezone``; a trailing Z means UTC), as an aware datetime. Raises ValueError for

@@ -121,10 +121,15 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u206
 
 
 def user_name(value: str) -> str:
-    """A user name as given (budgets and the ledger key on it exactly), or an InputError
+    """A user name in NFC (budgets and the ledger key on it exactly), or an InputError
     when it is blank, starts or ends with a space, is not valid text, or holds a control
     character (a tab, a line break, ESC, DEL, C1), a bidi control or another invisible
-    format character (spoofing)."""
+    format character (spoofing).
+
+    NFC, the one rule for every entry point (argv, batch rows, import, key owners, team
+    members): "José" typed composed (U+00E9) and decomposed (e + U+0301, as macOS file
+    names and some keyboards give it) look alike and were two users with two budgets
+    (hostile-13). A legacy name stored decomposed is found by ``equivalent_name``."""
     if not value.strip():
         raise InputError("the user name is empty")
     check_text(value, "the user name")
@@ -141,7 +146,23 @@ def user_name(value: str) -> str:
                              f" character {index + 1}), {why}")
     if value != value.strip():  # " alice " is shown as alice, and charged apart from her
         raise InputError("the user name starts or ends with a space, so it would look like another name")
-    return value
+    return unicodedata.normalize("NFC", value)
+
+
+def equivalent_name(name: str, names: Collection[str]) -> str | None:
+    """The one name of ``names`` that is canonically equivalent to ``name`` (the same in
+    NFC) without being it: a legacy name an older version stored decomposed ("Jose\u0301")
+    for one typed composed, or the other way round. None when ``name`` is itself one of
+    ``names``, when none matches, or two do. ASCII is its own NFC: no scan."""
+    if name in names:
+        return None
+    nfc = unicodedata.normalize("NFC", name)
+    if nfc in names:
+        return nfc
+    if nfc.isascii():
+        return None
+    found = [n for n in names if not n.isascii() and unicodedata.normalize("NFC", n) == nfc]
+    return found[0] if len(found) == 1 else None
 
 
 def _part_of_the_name(value: str, index: int) -> bool:
@@ -185,6 +206,19 @@ def _joining_letters(value: str, index: int) -> bool:
 
 def _pictograph(char: str) -> bool:
     return unicodedata.category(char) == "So" and ord(char) >= 0x2000
+
+
+def json_kind(value: object) -> str:
+    """What a JSON value is, for error messages (input rows, serve's request body)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
@@ -286,10 +320,15 @@ def shown_name(name: str) -> str:
 
 def spelled_name(given: str, names: Collection[str]) -> str | None:
     """The one rule for how a typed name finds a legacy one (stored by an older version with
-    a character ``user_name`` now refuses: $'alice\\r', ' eve'): the name of ``names``
-    that ``given`` spells as ``shown_name`` shows it. None when ``given`` is itself one of
+    a character ``user_name`` now refuses: $'alice\\r', ' eve'; or not in NFC): the name
+    of ``names`` that ``given`` spells as ``shown_name`` shows it, or that is canonically
+    equivalent to it (``equivalent_name``). None when ``given`` is itself one of
     ``names``, spells none, or spells two."""
-    if given in names or "\\" not in given:  # every spelling shown_name makes has a backslash
+    if given in names:
+        return None
+    if (same := equivalent_name(given, names)) is not None:
+        return same
+    if "\\" not in given:  # every spelling shown_name makes has a backslash
         return None
     found = [name for name in names if shown_name(name) == given]
     return found[0] if len(found) == 1 else None

@@ -94,7 +94,18 @@ def test_valid_config_parses() -> None:
          "timeout: must be a number between 0.001 and 86400"),
         # token limits a ledger column cannot hold (hostile-13)
         ("[cascade]\nmax_tokens=99999999999999999",
-         r"cascade\.max_tokens: must be a number between 1 and 1e\+12"),
+         r"cascade\.max_tokens: must be a whole number between 1 and 1,000,000,000,000"),
+        # a fraction was cut to a whole number without a word (hostile-13)
+        ("[cascade]\nmax_tokens=10.5",
+         r"cascade\.max_tokens: must be a whole number between 1 and .*, got 10\.5"),
+        ("[[models]]\nname='a'\nmodel='openai/x'\nmax_retries=1.5",
+         r"max_retries: must be a whole number between 0 and 20, got 1\.5"),
+        ("[[models]]\nname='a'\nmodel='openai/x'\nmax_output_tokens=99.9",
+         "max_output_tokens: must be a whole"),
+        # a bad telemetry endpoint passed `config show` and failed only when spans were sent
+        ("[telemetry]\nendpoint='localhost:4318'",
+         r"telemetry\.endpoint: 'localhost:4318' is not an http:// or https:// URL with a host"),
+        ("[telemetry]\nendpoint='ftp://collector'", r"telemetry\.endpoint: 'ftp://collector' is not an http"),
         ("[[models]]\nname='a'\nmodel='openai/x'\nmax_output_tokens=1e15", "max_output_tokens: must be"),
     ],
 )

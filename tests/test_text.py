@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.text import shown_name, spelled_name, user_name
+from cascadeflow_cli.text import equivalent_name, shown_name, spelled_name, user_name
 
 
 @pytest.mark.parametrize("name", [
@@ -75,8 +77,28 @@ VALID = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1).ma
 def test_every_legacy_name_is_found_again_by_how_it_is_shown(names: set[str], legacy: str) -> None:
     stored = names | {legacy}
     shown = shown_name(legacy)
+    nfc = unicodedata.normalize("NFC", shown)
+    if shown not in stored and any(unicodedata.normalize("NFC", n) == nfc for n in stored):
+        return  # the name it is canonically equivalent to is found first (tested below)
     others = [n for n in stored if n != legacy and shown_name(n) == shown]
     if shown != legacy and shown not in stored and not others:
         assert spelled_name(shown, stored) == legacy
     else:  # shown as it is, or its spelling is another's name too: nothing to find
         assert spelled_name(shown, stored) is None
+
+
+COMPOSED, DECOMPOSED = "Jos\u00e9", "Jose\u0301"  # "José" two ways: they look alike
+
+
+def test_a_user_name_is_kept_composed_however_it_is_typed() -> None:
+    """NFC vs NFD "José" were two users with two budgets (hostile-13)."""
+    assert user_name(DECOMPOSED) == COMPOSED and user_name(COMPOSED) == COMPOSED
+    assert user_name("\u212b") == "\u00c5"  # the Angstrom sign is the letter Å
+
+
+def test_a_legacy_decomposed_name_is_found_by_either_spelling() -> None:
+    assert equivalent_name(COMPOSED, {DECOMPOSED, "bob"}) == DECOMPOSED
+    assert equivalent_name(DECOMPOSED, {COMPOSED}) == COMPOSED
+    assert equivalent_name(COMPOSED, {COMPOSED, DECOMPOSED}) is None  # stored as it is: itself
+    assert equivalent_name("bob", {"bob2"}) is None and equivalent_name(COMPOSED, {"bob"}) is None
+    assert spelled_name(COMPOSED, {DECOMPOSED}) == DECOMPOSED  # the read commands' --user rule

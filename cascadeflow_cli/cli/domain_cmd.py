@@ -14,6 +14,7 @@ import typer
 from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_field
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.text import json_loads
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,10 +95,17 @@ def explanation(result: DomainResult) -> dict[str, object]:
 
 
 def read_queries(path: Path) -> list[tuple[int, str | int | None, str]]:
-    """(line, id, query) for every query in the file: JSON Lines if its first line is a
-    JSON object, else one query per line. Checked whole; blank lines skipped."""
+    """(line, id, query) for every query in the file: JSON Lines if its first line is
+    JSON (an object, or an array: refused, a row must be an object), else one query per
+    line. Checked whole; blank lines skipped. A line that is a JSON object or array in a
+    file of plain queries is refused: `["write a function"]` or a row after a plain first
+    line was scored as its JSON text."""
     lines = input_lines(path)
-    if not lines or not lines[0][1].lstrip().startswith("{"):
+    if not lines or not _is_json(lines[0][1]):
+        for line, text in lines:
+            if _is_json(text):
+                raise InputError(f"{path}:{line}: a JSON row in a file of plain queries (line "
+                                 f"{lines[0][0]} is not JSON): give every line as {_ROW_FIELDS}, or none")
         return [(line, None, text.strip()) for line, text in lines]
     out = []
     for line, text in lines:
@@ -109,6 +117,16 @@ def read_queries(path: Path) -> list[tuple[int, str | int | None, str]]:
             raise InputError(f"{where}: 'query' is empty")
         out.append((line, row_id(data, where), query))
     return out
+
+
+def _is_json(text: str) -> bool:
+    """Is the line a JSON object or array (not a query that starts with a brace)?"""
+    if not text.lstrip().startswith(("{", "[")):
+        return False
+    try:
+        return isinstance(json_loads(text), dict | list)
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------- human output

@@ -8,7 +8,7 @@ from typing import Any
 
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.files import TooLargeError, capped_lines
-from cascadeflow_cli.text import json_loads, unique_keys
+from cascadeflow_cli.text import json_kind, json_loads, unique_keys
 
 
 def input_lines(path: Path) -> list[tuple[int, str]]:
@@ -80,14 +80,4 @@ def row_id(data: dict[str, Any], where: str) -> str | int | None:
     return value
 
 
-def kind(value: object) -> str:
-    """What a JSON value is, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "an empty string" if not value else "a string"
-    return "an array" if isinstance(value, list) else "an object"
+kind = json_kind  # what a JSON value is, for error messages (serve's too)

@@ -35,11 +35,10 @@ def create(
     here is the key's own, checked besides USER's (whose budget pays for it too)."""
     from cascadeflow_cli.ledger.budgets import BudgetConfig, parse_limit
     from cascadeflow_cli.ledger.keys import create_key
-    from cascadeflow_cli.text import user_name
 
     given = {"daily": daily, "weekly": weekly, "monthly": monthly, "total": total}
     budget = BudgetConfig(**{w: parse_limit(v, w) for w, v in given.items() if v is not None})
-    key, stored = create_key(app_context(ctx).ledger(), user_name(user), name, rpm, budget)
+    key, stored = create_key(app_context(ctx).ledger(), user, name, rpm, budget)
     if as_json:
         sys.stdout.write(json.dumps({"user": stored.user, "key": key, "prefix": stored.prefix}) + "\n")
         return

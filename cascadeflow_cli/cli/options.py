@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from cascadeflow_cli.errors import InputError
-
 if TYPE_CHECKING:
     from cascadeflow_cli.ledger.export import LedgerFilter
 
@@ -45,11 +43,11 @@ def ledger_filter(user: str | None, since: str | None, until: str | None, model:
                   timezone: str) -> LedgerFilter:
     """The rows `--user/--since/--until/--model` select (dates in the ledger's time zone)."""
     from cascadeflow_cli.clock import format_ts
-    from cascadeflow_cli.dates import parse_since, parse_until
+    from cascadeflow_cli.dates import empty_range, parse_since, parse_until
     from cascadeflow_cli.ledger.export import LedgerFilter
 
     since_ts = format_ts(parse_since(since, timezone)) if since else None
     until_ts = format_ts(parse_until(until, timezone)) if until else None
     if since_ts and until_ts and until_ts <= since_ts:
-        raise InputError(f"--until {until} is not after --since {since}")
+        raise empty_range(since or "", until or "")
     return LedgerFilter(user=user, since=since_ts, until=until_ts, model=model)

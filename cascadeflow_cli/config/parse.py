@@ -32,8 +32,9 @@ from cascadeflow_cli.config.settings import (
     TelemetryConfig,
 )
 from cascadeflow_cli.dburl import parse_location
-from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.errors import ConfigError, InputError
 from cascadeflow_cli.money import MAX_COUNT, amount_problem
+from cascadeflow_cli.text import user_name
 
 MAX_TIMEOUT_S = 86_400.0  # a model's timeout per attempt, seconds
 
@@ -45,6 +46,17 @@ def parse_config(text: str, path: Path | None = None) -> AppConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
     return _Parser(where, path).config(raw)
+
+
+def is_http_url(url: str) -> bool:
+    """An http(s) URL with a host and a valid port (a telemetry endpoint: in the config,
+    and from the OTEL_* environment, telemetry/settings.check_endpoint)."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
 
 
 # --- validation -------------------------------------------------------------------
@@ -131,6 +143,17 @@ class _Parser:
         )
         return None if value is None else float(value)
 
+    def whole(self, raw: Mapping[str, Any], section: str, name: str, *, minimum: int = 0,
+              maximum: int, default: int | None = None) -> int | None:
+        """A count (tokens, retries): ``max_tokens = 10.5`` was cut to 10 without a word.
+        A float that is whole (``10.0``) is that count."""
+        value = self.typed(
+            raw, section, name,
+            lambda v: (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                       and float(v).is_integer() and minimum <= v <= maximum),
+            f"a whole number between {minimum:,} and {maximum:,}", default)
+        return None if value is None else int(value)
+
     def price(self, raw: Mapping[str, Any], section: str, name: str) -> Decimal | None:
         value = self.number(raw, section, name)
         if value is None:
@@ -207,7 +230,7 @@ class _Parser:
             client = self.string(entry, sec, "client", "auto")
             if client not in CLIENTS:
                 raise self.fail(f"{sec}.client", f"must be one of {', '.join(CLIENTS)}")
-            max_out = self.number(entry, sec, "max_output_tokens", minimum=1, maximum=MAX_COUNT)
+            max_out = self.whole(entry, sec, "max_output_tokens", minimum=1, maximum=MAX_COUNT)
             api_base = self.string(entry, sec, "api_base")
             if api_base and "@" in urlsplit(api_base).netloc:
                 # the client looked the whole user:password@host up as a host name ("Name
@@ -226,9 +249,9 @@ class _Parser:
                 # in-flight line was written, so a call never sent was charged (hostile-13)
                 timeout=self.number(entry, sec, "timeout", minimum=0.001, maximum=MAX_TIMEOUT_S,
                                     default=60.0),
-                max_retries=int(self.number(entry, sec, "max_retries", maximum=20, default=2)),
+                max_retries=self.whole(entry, sec, "max_retries", maximum=20, default=2),
                 retry_delay=self.number(entry, sec, "retry_delay", maximum=60, default=0.5),
-                max_output_tokens=None if max_out is None else int(max_out),
+                max_output_tokens=max_out,
                 client=client,
             )
             has_in = result[name].input_cost_per_million is not None
@@ -249,7 +272,7 @@ class _Parser:
             models=self.names(raw, sec, "models") or CascadeConfig.models,
             quality_threshold=self.number(raw, sec, "quality_threshold", maximum=1.0),
             quality_preset=preset,
-            max_tokens=int(self.number(raw, sec, "max_tokens", minimum=1, maximum=MAX_COUNT, default=1024)),
+            max_tokens=self.whole(raw, sec, "max_tokens", minimum=1, maximum=MAX_COUNT, default=1024),
             system=self.string(raw, sec, "system"),
         )
 
@@ -360,8 +383,17 @@ class _Parser:
             limits = {w: v for w, v in prices.items() if v is not None}
             if not limits:
                 raise self.fail(where, f"give at least one of {', '.join(BUDGET_WINDOWS)}")
-            teams[name] = TeamBudget(members=tuple(members), limits=limits)
+            teams[name] = TeamBudget(members=tuple(self.member(m, f"{where}.members") for m in members),
+                                     limits=limits)
         return teams
+
+    def member(self, value: str, key: str) -> str:
+        """A team member's name as ``user_name`` makes every user name (NFC: "José"
+        typed either way is one member), refused as `--user` refuses it."""
+        try:
+            return user_name(value)
+        except InputError as exc:
+            raise self.fail(key, f"{value!r}: {exc}") from None
 
     def domains(self, raw: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(raw, dict):
@@ -404,8 +436,11 @@ class _Parser:
             n: self.typed(raw, sec, n, lambda v: isinstance(v, bool), "true or false", getattr(default, n))
             for n in flags
         }
+        endpoint = self.string(raw, sec, "endpoint")
+        if endpoint is not None and not is_http_url(endpoint):  # `config show` passed it (hostile-13)
+            raise self.fail(f"{sec}.endpoint", f"{endpoint!r} is not an http:// or https:// URL with a host")
         return TelemetryConfig(
-            endpoint=self.string(raw, sec, "endpoint"),
+            endpoint=endpoint,
             flush_timeout=self.number(raw, sec, "flush_timeout", minimum=0.0, maximum=60.0, default=2.0),
             **values,
         )

@@ -58,6 +58,7 @@ from cascadeflow_cli.errors import (
 )
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ids import random_id
+from cascadeflow_cli.ledger.budgets import ledger_user
 from cascadeflow_cli.ledger.enforcement import BudgetGate, release
 from cascadeflow_cli.ledger.labels import CallSignals
 from cascadeflow_cli.ledger.records import LaterCall
@@ -113,6 +114,19 @@ class Cascade:
         self.costs = ChainCosts(config)  # prices kept per model for this cascade's life
         self._chains: dict[tuple[str, ...] | None, list[ModelConfig]] = {}
         self._in_flight = InFlightRows()  # rows of calls in flight, from templates
+        self._users: dict[str, str] = {}  # a non-ASCII name -> the name the ledger keys it on
+
+    def user(self, given: str) -> str:
+        """``given`` as the ledger records it: NFC, or its legacy stored form
+        (``ledger_user``), looked up once per name (the lookup reads every user name)."""
+        name = user_name(given)  # blank, not UTF-8, or a spoofing character: refused before paying
+        if self.ledger is None or name.isascii():
+            return name
+        if (stored := self._users.get(name)) is None:
+            if len(self._users) >= 10_000:  # a bound, not an eviction policy
+                self._users.clear()
+            stored = self._users[name] = ledger_user(self.ledger, name)
+        return stored
 
     def route(self, query: str, domain: str | None = None) -> DomainResult | None:
         """The query's domain: the caller's if given, else detected when ``[domains]`` has
@@ -166,7 +180,7 @@ class Cascade:
             raise InputError("the query is empty")
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
         check_max_tokens(wanted_tokens)  # a limit the ledger cannot hold: refused before paying
-        user_name(user)  # blank, not UTF-8, or a spoofing character: refused before paying
+        user = self.user(user)
         check_text(query=query, user=user, domain=domain, system=system)  # now, not after paying
         routed = self.route(query, domain)
         domain = routed.domain if routed else None

@@ -23,7 +23,7 @@ from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger import schema
 from cascadeflow_cli.ledger.sql import money_sum_sql
 from cascadeflow_cli.money import amount_problem, nanos, nanos_from_usd
-from cascadeflow_cli.text import spelled_name, user_name
+from cascadeflow_cli.text import equivalent_name, spelled_name, user_name
 from cascadeflow_cli.windows import WINDOWS, Window
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def effective_budget(ledger: LedgerStore, config: AppConfig, user: str) -> Budge
 
 def set_budget(ledger: LedgerStore, user: str, budget: BudgetConfig) -> BudgetConfig:
     """Set the given windows (others keep their limits); returns the stored budget."""
-    user_name(user)  # blank, not UTF-8, or a spoofing character (bidi, invisible)
+    user = ledger_user(ledger, user)  # blank, not UTF-8, a spoofing character; NFC or legacy
     if budget.is_empty:
         raise InputError("give at least one of --daily, --weekly, --monthly, --total")
     return ledger.set_budget(user, budget)
@@ -170,11 +170,26 @@ def spelled_user(ledger: LedgerStore, given: str) -> str | None:
     """The legacy user name ``given`` spells (``spelled_name``) among the users with spend,
     a budget or a key. `usage`, `logs`, `forecast`, `anomalies`, `budget show` look a
     `--user` up with it as `budget rm` does: ``--user 'alice\\x0d'`` found nothing."""
-    if "\\" not in given:  # no spelling: spare the scan
+    if "\\" not in given and given.isascii():  # no spelling, and its own NFC: spare the scan
         return None
-    names = {row["user"] for table in (schema.SPEND_TOTALS, schema.API_KEYS)
-             for row in ledger.table_rows(table)} | {name for name, _ in list_budgets(ledger)}
-    return spelled_name(given, names)
+    return spelled_name(given, known_users(ledger))
+
+
+def known_users(ledger: LedgerStore) -> set[str]:
+    """Every user name the ledger holds: with spend, a key or a budget of their own."""
+    return {row["user"] for table in (schema.SPEND_TOTALS, schema.API_KEYS)
+            for row in ledger.table_rows(table)} | {name for name, _ in list_budgets(ledger)}
+
+
+def ledger_user(ledger: LedgerStore, user: str) -> str:
+    """The name a request, budget or key of ``user`` is written under: ``user_name``'s
+    NFC, or the one legacy form the ledger already keys that person on (an older version
+    stored "Jose\\u0301" decomposed): their budget and spend go on applying, not a second
+    user with a fresh budget. When both forms are stored (that version's split), NFC's."""
+    name = user_name(user)
+    if name.isascii():  # ASCII is its own NFC and nothing else's (but the Kelvin sign's)
+        return name
+    return equivalent_name(name, known_users(ledger)) or name
 
 
 # --- spend ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.dates import NonexistentLocalTime, parse_moment
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, nanos_from_usd
+from cascadeflow_cli.money import MAX_AMOUNT_USD, MAX_COUNT, amount_problem, nanos_from_usd
 from cascadeflow_cli.text import json_loads, text_problem, user_name
 
 _OUR_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -56,6 +56,15 @@ def _user(value: Any, loc: str) -> str:
         return user_name(text)
     except InputError as exc:
         raise ImportRowError(f"{loc}: {exc}") from None
+
+
+def _choice(value: Any, loc: str, name: str, known: tuple[str, ...]) -> str | None:
+    """One of the ``known`` words the ledger uses for ``name`` (role, status), or None
+    when the row leaves it out; another word is refused, naming the ones it may be."""
+    text = _code(value, loc, name)
+    if text is not None and text not in known:
+        raise ImportRowError(f"{loc}: unknown {name} {text!r} (one of {', '.join(known)})")
+    return text
 
 
 def _code(value: Any, loc: str, name: str, default: str | None = None) -> str | None:
@@ -105,6 +114,8 @@ def _money(value: Any, loc: str, name: str, *, signed: bool = False) -> int | No
         raise ImportRowError(f"{loc}: {name} is negative: {number}")
     if abs(number) > MAX_AMOUNT_USD:  # would overflow the ledger's int64 nano-dollars
         raise ImportRowError(f"{loc}: {name} {number} is above the maximum of ${MAX_AMOUNT_USD:,} per row")
+    if (tiny := amount_problem(abs(number))) is not None:  # below 1 nano-USD: it was stored as $0
+        raise ImportRowError(f"{loc}: {name} {value} {tiny}")
     return nanos_from_usd(number)
 
 

@@ -18,12 +18,14 @@ each field; here rows become requests with content-derived ids, then ledger reco
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cascadeflow_cli.ledger.budgets import known_users
 from cascadeflow_cli.ledger.import_read import (  # noqa: F401  (FORMATS, detect_format: public here)
     FORMATS,
     REQUIRED,
@@ -37,6 +39,7 @@ from cascadeflow_cli.ledger.import_read import (  # noqa: F401  (FORMATS, detect
 from cascadeflow_cli.ledger.import_values import (
     ImportRowError,
     _blank,
+    _choice,
     _code,
     _count,
     _flag,
@@ -48,8 +51,17 @@ from cascadeflow_cli.ledger.import_values import (
     _timestamp,
     _user,
 )
-from cascadeflow_cli.ledger.schema import CallRecord, RequestRecord, answering, derive
+from cascadeflow_cli.ledger.schema import (
+    CALL_ROLES,
+    CALL_STATUSES,
+    REQUEST_STATUSES,
+    CallRecord,
+    RequestRecord,
+    answering,
+    derive,
+)
 from cascadeflow_cli.model_map import infer_provider
+from cascadeflow_cli.text import equivalent_name
 
 if TYPE_CHECKING:
     from cascadeflow_cli.ledger.storage import LedgerStore
@@ -247,7 +259,7 @@ def _request_fields(loc: str, row: dict[str, Any], request_id: str, tz: str) -> 
     return _Request(
         id=request_id, ts=_timestamp(g("timestamp"), loc, tz),
         user=_user(g("user"), loc),
-        status=_code(g("request_status"), loc, "request_status", "ok") or "ok",
+        status=_choice(g("request_status"), loc, "request_status", REQUEST_STATUSES) or "ok",
         error=_text(g("request_error"), loc, "request_error"),
         query=_text(g("query"), loc, "query"), domain=_text(g("domain"), loc, "domain"),
         domain_confidence=confidence, draft_accepted=draft_accepted, escalated=escalated,
@@ -282,8 +294,8 @@ def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) ->
         id=_code(g("id"), loc, "id"), ts=_timestamp(g("timestamp"), loc, tz),
         model=model, model_id=model_id,
         provider=provider.strip() if provider and provider.strip() else infer_provider(model_id),
-        role=_code(g("role"), loc, "role"), seq=seq,
-        status=_code(g("status"), loc, "status", "ok") or "ok",
+        role=_choice(g("role"), loc, "role", CALL_ROLES), seq=seq,
+        status=_choice(g("status"), loc, "status", CALL_STATUSES) or "ok",
         input_tokens=counts[0], output_tokens=counts[1], cached_tokens=counts[2],
         reasoning_tokens=counts[3], cost_nusd=cost,
         cost_source=_code(g("cost_source"), loc, "cost_source", "import") or "import",
@@ -346,6 +358,19 @@ def _finish(request: _Request) -> _Request:
 ProgressFn = Callable[[str, int], None]
 
 
+def _stored_users(ledger: LedgerStore) -> Callable[[str], str]:
+    """A row's user (NFC, ``_user``) as the ledger keys that person: the legacy form an
+    older version stored ("Jose\\u0301" decomposed) where it holds one, as `ask` does
+    (``budgets.ledger_user``); the ledger's names are read once, on the first non-ASCII."""
+    known = functools.cache(lambda: known_users(ledger))
+
+    @functools.cache
+    def stored(user: str) -> str:
+        return user if user.isascii() else equivalent_name(user, known()) or user
+
+    return stored
+
+
 @dataclass
 class _Reading:
     fmt: str
@@ -396,6 +421,8 @@ def import_file(ledger: LedgerStore, path: Path, fmt: str | None = None, *, time
             on_progress("importing", done)
         reported[0] = done
 
-    added = ledger.record_many((_record(r) for r in reading.requests), on_progress=progress)
+    stored = _stored_users(ledger)
+    added = ledger.record_many((_record(replace(r, user=stored(r.user))) for r in reading.requests),
+                               on_progress=progress)
     return ImportResult(checked.path, checked.format, checked.rows, checked.requests, checked.calls,
                         added.requests, added.calls, checked.ignored_columns)

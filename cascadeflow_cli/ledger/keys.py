@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row
-from cascadeflow_cli.text import user_name
+from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row, ledger_user
 from cascadeflow_cli.windows import window
 
 if TYPE_CHECKING:
@@ -87,7 +86,7 @@ def create_key(
     budget: BudgetConfig | None = None,
 ) -> tuple[str, ApiKey]:
     """A new key for ``user``: returns the key (to show once) and what is stored of it."""
-    user_name(user)  # blank, not UTF-8, or a spoofing character (bidi, invisible)
+    user = ledger_user(ledger, user)  # blank, not UTF-8, a spoofing character; NFC or legacy
     if rpm is not None and rpm < 1:
         raise InputError(f"--rpm must be at least 1 (got {rpm})")
     budget = None if budget is None or budget.is_empty else budget

@@ -30,6 +30,12 @@ M005 = "005_quality_labels"
 M006 = "006_api_keys"
 M007 = "007_api_key_budgets"
 M008 = "008_api_key_windows"
+# the words the role and status columns hold (import refuses others: "verfier" or "okay"
+# was stored as it came, and no report counted those rows as what they meant)
+CALL_ROLES = ("draft", "verifier", "sample", "shadow", "external")
+CALL_STATUSES = ("ok", "error", "interrupted")
+REQUEST_STATUSES = ("ok", "error", "interrupted", "blocked")
+
 MIGRATION_NAMES = (M001, M002, M003, M004, M005, M006, M007, M008)
 
 TEXT, INTEGER, REAL = "text", "integer", "real"

@@ -10,6 +10,7 @@ in the same ``spend_state`` call as the member's own windows (so both backends c
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -21,13 +22,23 @@ if TYPE_CHECKING:
 
 
 def teams_of(config: AppConfig, user: str) -> list[tuple[str, TeamBudget]]:
-    """The teams ``user`` belongs to, by name (a stable order: the lock order too)."""
-    return sorted((name, team) for name, team in config.budgets.teams.items() if user in team.members)
+    """The teams ``user`` belongs to, by name (a stable order: the lock order too). The
+    members are NFC (config parse); ``user`` may be a legacy name stored decomposed."""
+    nfc = unicodedata.normalize("NFC", user)
+    return sorted((name, team) for name, team in config.budgets.teams.items() if nfc in team.members)
+
+
+def _stored_forms(members: Sequence[str]) -> tuple[str, ...]:
+    """The members and, for a name that has one, its decomposed form (NFD): a member's
+    spend recorded by an older version under that form is the team's spend too."""
+    nfd = (unicodedata.normalize("NFD", m) for m in members)
+    return tuple(dict.fromkeys([*members, *nfd]))
 
 
 def team_scopes(teams: Sequence[tuple[str, TeamBudget]]) -> list[BudgetScope]:
     """What each team's windows are checked against: the members' spend together."""
     from cascadeflow_cli.ledger.enforcement import BudgetScope
 
-    return [BudgetScope(tuple(team.members), {w: nanos_from_usd(limit) for w, limit in team.limits.items()},
+    return [BudgetScope(_stored_forms(team.members),
+                        {w: nanos_from_usd(limit) for w, limit in team.limits.items()},
                         scope=f"team {name}") for name, team in teams]

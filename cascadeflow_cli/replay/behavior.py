@@ -51,3 +51,6 @@ class ModelBehavior:
     # close (FIN) after this many content chunks, at a chunk boundary, without the
     # chunked body's end: a server that died mid-answer, cleanly on the wire
     close_after: int | None = None
+    # close (FIN) once the request is read, answering nothing: a server or proxy that died
+    # after the request was sent (the provider may have it, and bill it)
+    close_unanswered: bool = False

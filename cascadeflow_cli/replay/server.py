@@ -177,7 +177,8 @@ class ReplayServer:
                 self._failures[bare(model)] = failed + 1
                 return behavior
         return replace(behavior, status=None, latency_s=0.0, hang=False, garbage=False, stall_after=None,
-                       reset_after=None, close_after=None, reset_before_done=False, fail_times=None)
+                       reset_after=None, close_after=None, reset_before_done=False, fail_times=None,
+                       close_unanswered=False)
 
     def _answer(self, model: str, query: str, behavior: ModelBehavior) -> tuple[str, str]:
         """The answer text and its finish reason, before any max_tokens cut."""
@@ -337,6 +338,9 @@ class _Handler(BaseHTTPRequestHandler):
         behavior = replay._faults_for(payload["model"], replay._behavior_for(payload["model"]))
         if self.server.stopping.wait(None if behavior.hang else behavior.latency_s):
             self.close_connection = True  # the server is stopping: leave without an answer
+            return
+        if behavior.close_unanswered:
+            self.close_connection = True  # nothing written: the client sees the connection end
             return
         status = behavior.status
         asked, most = token_limit(payload), behavior.max_tokens_limit

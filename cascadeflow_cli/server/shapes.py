@@ -11,7 +11,7 @@ from typing import Any
 from cascadeflow_cli.config import AppConfig
 from cascadeflow_cli.money import MAX_COUNT, usd
 from cascadeflow_cli.redact import redact
-from cascadeflow_cli.text import text_problem
+from cascadeflow_cli.text import json_kind, text_problem
 
 CHAIN = "cascade"  # the default chain; "cascade/<domain>" is that domain's chain
 _ROLES = ("system", "developer", "user", "assistant")
@@ -118,9 +118,19 @@ def _text(content: Any, index: int) -> str:
         return ""
     if isinstance(content, list):
         parts = []
-        for part in content:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
+        for number, part in enumerate(content):
+            where = f"messages[{index}].content[{number}]"
+            if not isinstance(part, dict):  # it said "unknown content part None"
+                raise bad_request(f"{where} must be an object with a 'type', got {json_kind(part)}",
+                                  f"messages[{index}].content")
+            kind = part.get("type")
+            if not isinstance(kind, str):
+                raise bad_request(f"{where}.type must be a string such as \"text\", got {json_kind(kind)}",
+                                  f"messages[{index}].content")
+            if kind == "text":
+                if not isinstance(part.get("text"), str):
+                    raise bad_request(f"{where}.text must be a string, got {json_kind(part.get('text'))}",
+                                      f"messages[{index}].content")
                 parts.append(part["text"])
             elif kind in ("image_url", "input_image", "input_audio", "file"):
                 raise bad_request(

@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from cascadeflow_cli import __version__
 from cascadeflow_cli.config import TelemetryConfig
@@ -82,13 +82,9 @@ def _endpoints(config: TelemetryConfig, env: Mapping[str, str], protocol: str) -
 
 def check_endpoint(url: str) -> None:
     """An http(s) URL with a host and a valid port, else one readable line."""
-    try:
-        parts = urlsplit(url)
-        port_ok = parts.port is None or 0 < parts.port < 65536
-    except ValueError:
-        port_ok = False
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+    from cascadeflow_cli.config.parse import is_http_url
+
+    if not is_http_url(url):
         raise ConfigError(f"telemetry endpoint {url!r} is not an http:// or https:// URL with a host")
 
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from cascadeflow_cli.dates import today
-from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.dates import empty_range, today
 
 if TYPE_CHECKING:
     from cascadeflow_cli.analytics.anomaly import Anomaly
@@ -42,7 +41,7 @@ def scan_anomalies(ledger: Ledger, config: AppConfig, *, sensitivity: str, min_c
     last = until if until is not None else now - timedelta(days=1)
     last = min(last, now)  # spend recorded for days still to come is not judged
     if since is not None and since > last:
-        raise InputError(f"--since {since.isoformat()} is after --until {last.isoformat()}")
+        raise empty_range(since.isoformat(), last.isoformat())
     detector = AnomalyDetector(sensitivity, min_change=min_change)
     # history read before --since, so its first days are judged with the same context
     read_from = since - timedelta(days=HISTORY_DAYS) if since else None

@@ -56,10 +56,11 @@ def test_a_jsonl_file_keeps_order_and_ids(runner: CliRunner, tmp_path: Path) -> 
 
 def test_a_plain_text_file_is_one_query_per_line(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "q.txt"
-    path.write_text("What is the capital of France?\nFix this Python bug: TypeError in my loop\n")
+    path.write_text("What is the capital of France?\nFix this Python bug: TypeError in my loop\n"
+                    "[Python] {not JSON} a brace or bracket that starts a query is text\n")
     run = runner("domain", "--input", str(path))
     assert run.code == 0, run.stderr
-    assert "general" in run.stdout and "code" in run.stdout and "general 1, code 1" in run.stdout
+    assert "general" in run.stdout and "code" in run.stdout and "code 2, general 1" in run.stdout
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -68,6 +69,10 @@ def test_a_plain_text_file_is_one_query_per_line(runner: CliRunner, tmp_path: Pa
     ('{"query": 3}\n', ":1: 'query' must be a string"),
     ('{"query": "   "}\n', ":1: 'query' is empty"),
     ('{"query": "ok", "id": true}\n', ":1: 'id' must be"),
+    # JSON that is not a row was scored as the text of its JSON (hostile-13)
+    ('["write a python function"]\n', ':1: expected a JSON object {"query", "id"?}'),
+    ('{"query": "fine"}\n[1, 2]\n', ":2: expected a JSON object"),
+    ('What is the capital of France?\n{"query": 5}\n', ":2: a JSON row in a file of plain queries (line 1"),
 ])
 def test_a_bad_row_names_its_line_and_prints_nothing(runner: CliRunner, tmp_path: Path, content: str,
                                                       message: str) -> None:

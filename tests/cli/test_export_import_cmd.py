@@ -68,7 +68,7 @@ def test_filters_and_bom(filled: CliRunner) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--csv", "--json"], "choose one of --csv, --json, --jsonl"),
     (["--since", "last tuesday"], "not a date: 'last tuesday'"),
-    (["--since", "2026-11-02", "--until", "2026-11-01T00:00:00"], "is not after --since"),
+    (["--since", "2026-11-02", "--until", "2026-11-01T00:00:00"], "--since 2026-11-02 is not before --until"),
     (["-o", "no/such/dir/out.csv"], "cannot write"),
 ])
 def test_bad_export_arguments_are_one_line(filled: CliRunner, args: list[str], message: str) -> None:
@@ -77,6 +77,15 @@ def test_bad_export_arguments_are_one_line(filled: CliRunner, args: list[str], m
     assert_one_error_line(run.stderr)
     assert message in run.stderr
     assert not list(filled.cwd.glob("**/.*.partial"))
+
+
+@pytest.mark.parametrize("command", [["usage"], ["export", "--json"], ["anomalies"]])
+def test_since_after_until_is_one_message_everywhere(filled: CliRunner, command: list[str]) -> None:
+    # usage and export said "--until X is not after --since Y", anomalies "--since Y is after --until X"
+    run = filled(*command, "--since", "2026-11-02", "--until", "2026-11-01")
+    assert run.code == 1, run.stderr
+    assert run.stderr == ("error: --since 2026-11-02 is not before --until 2026-11-01: "
+                          "nothing lies between them\n")
 
 
 def test_import_then_again_then_round_trip(tmp_path: Path) -> None:

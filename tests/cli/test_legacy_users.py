@@ -83,3 +83,75 @@ def test_tables_spell_a_legacy_user_out(legacy: CliRunner) -> None:
         assert "alice\\x0d" in run.stdout, (name, run.stdout)
     assert "\\x20eve" in runs["usage"].stdout and "\\x20eve" in runs["logs"].stdout
     assert "alice\\x0d: spike" in runs["anomalies"].stdout.replace("\n", " ")
+
+
+# --- "José" composed (NFC) and decomposed (NFD): one person, one budget (hostile-13) ---------
+
+COMPOSED, DECOMPOSED = "Jos\u00e9", "Jose\u0301"
+PRICES = "input_cost_per_million = 1.0\noutput_cost_per_million = 1.0\n"
+
+
+def _asking(tmp_path: Path, server: object, extra: str = "") -> CliRunner:
+    from cascadeflow_cli.replay.server import ModelBehavior
+    from tests.conftest import GOOD_ANSWER, config_text
+
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))  # type: ignore[attr-defined]
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(config_text(server.base_url, mini_extra=PRICES, big_extra=PRICES)  # type: ignore[attr-defined]
+                      + '\n[budgets]\nmode = "block"\n' + extra, encoding="utf-8")
+    return CliRunner(tmp_path, config, tmp_path / "ledger.db")
+
+
+def _users(db: Path) -> set[object]:
+    from tests.cli.support import rows
+
+    return {r["user"] for r in rows(db, "requests")}
+
+
+def test_a_budget_set_one_way_holds_the_name_typed_the_other(tmp_path: Path, server: object) -> None:
+    cli = _asking(tmp_path, server)
+    assert cli("budget", "set", DECOMPOSED, "--daily", "0").code == 0
+    run = cli("ask", "What is the capital of France?", "--user", COMPOSED)
+    assert run.code == 3, run.stderr  # was answered: a second user without a budget
+    assert server.request_count() == 0  # type: ignore[attr-defined]
+    assert _users(cli.db) == {COMPOSED}
+    assert _json(cli("usage", "--user", DECOMPOSED, "--json"))["total"]["requests"] == 1  # type: ignore[index]
+    key = _json(cli("key", "create", DECOMPOSED, "--json"))
+    assert key["user"] == COMPOSED  # type: ignore[index]
+
+
+def test_a_legacy_decomposed_users_budget_and_spend_still_apply(tmp_path: Path, server: object) -> None:
+    """A ledger an older version wrote: the budget and a dollar of spend under NFD."""
+    from decimal import Decimal
+
+    from cascadeflow_cli.ledger.budgets import BudgetConfig
+
+    cli = _asking(tmp_path, server)
+    with open_ledger(cli.db) as ledger:
+        ledger.record(request(1, NOW.replace(hour=0, minute=1), user=DECOMPOSED, cost=100 * CENT))
+        ledger.set_budget(DECOMPOSED, BudgetConfig(daily=Decimal("1")))
+    for typed in (COMPOSED, DECOMPOSED):
+        run = cli("ask", "What is the capital of France?", "--user", typed)
+        assert run.code == 3, run.stderr  # was answered for COMPOSED: a fresh user, a fresh budget
+    assert _users(cli.db) == {DECOMPOSED}  # recorded under the name the ledger keys her on
+    usage = _json(cli("usage", "--user", COMPOSED, "--json"))
+    assert usage["total"]["requests"] == 3  # type: ignore[index]
+    shown = _json(cli("budget", "show", COMPOSED, "--json"))
+    assert shown["user"] == DECOMPOSED and shown["windows"][0]["spent"] == 1.0  # type: ignore[index]
+    history = tmp_path / "more.csv"
+    history.write_text(f"timestamp,user,model,cost\n{NOW.date()}T00:02:00Z,{COMPOSED},openai/gpt-4o,0.5\n",
+                       encoding="utf-8")
+    assert cli("import", str(history)).code == 0
+    assert _users(cli.db) == {DECOMPOSED}  # imported rows join her too
+    assert cli("budget", "rm", COMPOSED).code == 0  # and her budget is found to remove
+
+
+def test_imported_and_team_names_are_composed(tmp_path: Path, server: object) -> None:
+    cli = _asking(tmp_path, server, f'[budgets.teams.ops]\nmembers = ["{DECOMPOSED}"]\ndaily = 0\n')
+    history = tmp_path / "history.csv"
+    history.write_text(f"timestamp,user,model,cost\n{NOW.date()}T00:02:00Z,{DECOMPOSED},openai/gpt-4o,0.5\n",
+                       encoding="utf-8")
+    assert cli("import", str(history)).code == 0
+    assert _users(cli.db) == {COMPOSED}
+    run = cli("ask", "What is the capital of France?", "--user", COMPOSED)
+    assert run.code == 3 and "team ops" in run.stderr, run.stderr  # the member typed the other way

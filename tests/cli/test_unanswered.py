@@ -60,3 +60,24 @@ def test_batch_counts_rows_that_timed_out_in_its_spend(slow: CliRunner, tmp_path
     spent = re.search(r" · \$([0-9.]+) · ", summary)
     assert spent and Decimal(spent.group(1)) > 0, summary  # was $0: only answered rows were counted
     assert abs(Decimal(spent.group(1)) - Decimal(total) / 10**9) < Decimal("0.01")
+
+
+def test_ask_whose_server_closes_after_the_request_says_so_and_charges_it(tmp_path: Path,
+                                                                           server: ReplayServer) -> None:
+    text = config_text(server.base_url).replace("timeout = 5", "timeout = 5\nmax_retries = 1")
+    config = tmp_path / "closing.toml"
+    config.write_text(text, encoding="utf-8")
+    for model in ("gpt-4o-mini", "gpt-4o"):
+        server.set_behavior(model, ModelBehavior(close_unanswered=True))
+    cli = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    run = cli("ask", DETAILED)
+    assert run.code == 2, run.stderr
+    *retries, error = stderr_lines(run.stderr)
+    assert retries == [f"{m}: the connection ended without an answer, retrying in 0 s (2 of 2)"
+                       for m in ("mini", "big")]
+    assert error.startswith("error: big: ") and error.endswith(
+        " took the request, then the connection ended without an answer (Remote end closed connection"
+        " without response)")
+    assert "cannot reach" not in run.stderr  # it said so: the server had the request
+    _all_estimated(cli.db)  # each try sent is charged its estimate, as before
+    assert server.request_count() == 4  # two models, a retry each: every try counted

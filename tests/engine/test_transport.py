@@ -140,3 +140,12 @@ def test_serves_transport_reads_an_unframed_body_to_its_end_within_the_cap() -> 
             server.close()
 
     asyncio.run(main())
+
+
+def test_a_server_that_closes_after_the_request_was_sent_is_not_unreachable(server: ReplayServer) -> None:
+    """It said "cannot reach": the server had the request (and may bill it)."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(close_unanswered=True))
+    with pytest.raises(ProviderUnavailableError) as caught:
+        complete(OpenAICompatProvider(), model(server, max_retries=0), REQUEST)
+    assert "took the request, then the connection ended without an answer" in str(caught.value)
+    assert "cannot reach" not in str(caught.value) and caught.value.sent

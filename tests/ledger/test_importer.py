@@ -128,6 +128,10 @@ BAD_ROWS = [
     ("2026-03-02T09:00:00Z,alice,gpt-4o-mini,abc,10,5", "cost is not a number: 'abc'"),
     ("2026-03-02T09:00:00Z,alice,gpt-4o-mini,NaN,10,5", "cost is not a finite number"),
     ("2026-03-02T09:00:00Z,alice,gpt-4o-mini,,10,5", "cost is empty"),
+    # below a nano-dollar: it was stored as $0, a paid call made free
+    ("2026-03-02T09:00:00Z,alice,gpt-4o-mini,0.0000000004,10,5",
+     "cost 0.0000000004 is below $0.000000001, the smallest amount the ledger counts"),
+    ("2026-03-02T09:00:00Z,alice,gpt-4o-mini,4e-10,10,5", "cost 4e-10 is below $0.000000001"),
     ("2026-03-02T09:00:00Z,,gpt-4o-mini,0.1,10,5", "user is empty"),
     ("2026-03-02T09:00:00Z,alice,gpt-4o-mini,0.1,ten,5", "input_tokens is not a number"),
     ("2026-03-02T09:00:00Z,alice,gpt-4o-mini,0.1,1.5,5", "input_tokens must be a whole number"),
@@ -241,3 +245,25 @@ def test_a_full_disk_imports_nothing(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="database or disk is full"):
         import_file(target, path)
     assert counts(target) == (0, 0)
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("role", "verfier", "unknown role 'verfier' (one of draft, verifier, sample, shadow, external)"),
+    ("status", "okay", "unknown status 'okay' (one of ok, error, interrupted)"),
+    ("request_status", "done", "unknown request_status 'done' (one of ok, error, interrupted, blocked)"),
+])
+def test_an_unknown_role_or_status_is_refused_with_its_line(tmp_path: Path, field: str, value: str,
+                                                            reason: str) -> None:
+    """They were stored as they came: a 'verfier' call was no verifier to any report."""
+    good = '{"timestamp": "2026-03-02T09:00:00Z", "user": "alice", "model": "m", "cost": 0.1}\n'
+    bad = good.replace('"cost"', f'"{field}": "{value}", "cost"')
+    path = tmp_path / "history.jsonl"
+    path.write_text(good + bad, encoding="utf-8")
+    target = open_ledger(tmp_path / "b.db")
+    with pytest.raises(ImportRowError) as info:
+        import_file(target, path)
+    assert str(info.value) == f"{path}:2: {reason}"
+    assert counts(target) == (0, 0)
+    path.write_text(good + good.replace('"cost"', f'"{field}": "error", "cost"' if field != "role"
+                                        else '"role": "draft", "cost"'), encoding="utf-8")
+    assert import_file(target, path).new_requests == 2  # the ledger's own words import

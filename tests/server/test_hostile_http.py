@@ -219,3 +219,29 @@ def test_a_provider_s_400_for_a_max_tokens_past_a_limit_we_do_not_know_is_a_400(
     assert len(stack.replay.requests) == 1  # neither we nor the SDK sent it again
     [row] = ledger_rows(stack.db, "requests")
     assert row["status"] == "error"
+
+
+def test_a_latin1_body_is_refused_as_not_utf8(stack: Stack) -> None:
+    # it said "not valid JSON": the JSON was fine, its encoding was not
+    body = json.dumps({**BODY, "messages": [{"role": "user", "content": "Qu'est-ce qu'un caf\u00e9 ?"}]},
+                      ensure_ascii=False).encode("latin-1")
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    response = httpx.post(f"{stack.url}/chat/completions", content=body, headers=headers, timeout=20)
+    error = assert_error(response, 400, "the request body is not UTF-8 (byte 0xe9 at offset")
+    assert error["message"].endswith("send JSON encoded as UTF-8")
+    assert ledger_rows(stack.db, "requests") == []
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    ([{"type": None}], "messages[0].content[0].type must be a string such as \"text\", got null"),
+    ([{"type": 3}], "messages[0].content[0].type must be a string such as \"text\", got a number"),
+    ([{"type": "text", "text": "hi"}, "hi"],
+     "messages[0].content[1] must be an object with a 'type', got a string"),
+    ([{"type": "text", "text": None}], "messages[0].content[0].text must be a string, got null"),
+    ([{"type": "text"}], "messages[0].content[0].text must be a string, got null"),
+])
+def test_a_malformed_content_part_says_what_is_wrong(stack: Stack, content: object, said: str) -> None:
+    # [{"type": null}] said "unknown content part None" (Python's None, not JSON's null)
+    error = assert_error(stack.post({**BODY, "messages": [{"role": "user", "content": content}]}), 400)
+    assert error["message"] == said and error["param"] == "messages[0].content"
+    assert ledger_rows(stack.db, "requests") == []

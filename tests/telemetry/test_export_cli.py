@@ -276,8 +276,10 @@ def test_an_invalid_endpoint_is_one_line_before_anything_runs(
     run = cli("ask", QUERY)
     assert run.code == 1
     assert_one_error_line(run.stderr)
-    assert "telemetry endpoint" in run.stderr
+    assert "telemetry.endpoint" in run.stderr  # the config's key: refused as the config is read
     assert server.request_count() == 0 and rows(cli.db, "requests") == []
+    shown = cli("config", "show")  # it passed `config show` (hostile-13)
+    assert shown.code == 1 and "is not an http:// or https:// URL with a host" in shown.stderr
 
 
 def hide_the_sdk(tmp_path: Path) -> str:

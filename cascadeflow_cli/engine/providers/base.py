@@ -144,6 +144,8 @@ def _reason(exc: ProviderError) -> str:
         return "no answer in time"
     if isinstance(exc, ProviderBrokenError):
         return "the connection broke mid-answer"
+    if "took the request" in str(exc):  # openai_compat.unanswered_message, litellm's alike
+        return "the connection ended without an answer"
     return "no usable answer" if exc.retryable and "reach" not in str(exc) else "cannot reach the server"
 
 

@@ -166,8 +166,10 @@ def _translate(exc: Exception, litellm: ModuleType, model: str) -> ProviderError
         return ProviderTimeoutError(f"{model}: no answer in time", model=model,
                                     sent=_phase(exc) is not False)
     if isinstance(exc, errors.APIConnectionError):  # broken mid-answer only when the cause says so
-        return ProviderUnavailableError(f"{model}: cannot reach the provider: {message}", model=model,
-                                        sent=_phase(exc) is True)
+        sent = _phase(exc) is True
+        said = ("the provider took the request, then the connection ended without an answer" if sent
+                else "cannot reach the provider")
+        return ProviderUnavailableError(f"{model}: {said}: {message}", model=model, sent=sent)
     if isinstance(exc, errors.AuthenticationError | errors.PermissionDeniedError):
         return ProviderAuthError(
             f"{model}: provider rejected the credentials",

@@ -171,8 +171,15 @@ def _translated(model: ModelConfig, base: str) -> Iterator[None]:
         raise ProviderBrokenError(f"{model.name}: {broken_message(base, exc)}", model=model.name,
                                   sent=True) from None
     except TransportError as exc:
-        raise ProviderUnavailableError(f"{model.name}: cannot reach {base}: {exc}", model=model.name,
-                                       sent=exc.sent) from None
+        # after the request was sent the server was reached: "cannot reach" misled (hostile-13)
+        said = unanswered_message(base, exc) if exc.sent else f"cannot reach {base}: {exc}"
+        raise ProviderUnavailableError(f"{model.name}: {said}", model=model.name, sent=exc.sent) from None
+
+
+def unanswered_message(base: str, exc: TransportError) -> str:
+    """What happened when the connection ended after the request was sent, before any
+    answer came (RemoteDisconnected, a reset, a status line that was not one)."""
+    return f"{base} took the request, then the connection ended without an answer ({exc})"
 
 
 def broken_message(base: str, exc: TransportBroken) -> str:
