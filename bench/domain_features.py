@@ -125,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--designs", nargs="+", default=list(DEFAULT_DESIGNS),
                         help="KIND[:SCALE], kinds: shipped char word both asked ruhead")
     args = parser.parse_args(argv)
-    missing = [p for p in train.DEFAULT_FILES if not p.exists()]
-    if missing:
-        print(f"{missing[0]}: not found", file=sys.stderr)
+    if not all(p.exists() for p in train.DEFAULT_FILES):
+        print(f"{' or '.join(map(str, train.DEFAULT_FILES))}: not found", file=sys.stderr)
         return 1
     rows = train.load_rows([*train.DEFAULT_FILES, train.WRITTEN])
     x = train.embed_rows(rows)
