@@ -383,6 +383,11 @@ def settings(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray | N
             report(f"{file}: head alone", softmax(base[mask] / chosen.temperature), labels[mask])
             probs = pipeline(logits[mask], rules[mask], sure[mask], chosen)
             report(f"{file}: rules + head", probs, labels[mask], decided(probs, sure[mask], chosen))
+        print("the settings too chosen out-of-fold (nested: each fold's on the other folds' rows):")
+        probs, pred = nested(oof, rules, sure, labels, files, folds_of(rows, x))
+        for file in sorted(set(files) - {WRITTEN.name}):
+            mask = files == file
+            report(f"{file}: rules + head", probs[mask], labels[mask], pred[mask])
         print("trained on one file (and the written questions), tested on the other:")
         for file in sorted(set(files) - {WRITTEN.name}):
             test = files == file
@@ -393,6 +398,22 @@ def settings(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray | N
             probs = pipeline(other, rules[test], sure[test], chosen)
             report(f"{file}: rules + head", probs, labels[test], decided(probs, sure[test], chosen))
     return chosen
+
+
+def nested(oof: dict[float, tuple[np.ndarray, np.ndarray]], rules: np.ndarray, sure: np.ndarray,
+           labels: np.ndarray, files: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The detector's probabilities and picks with the settings (``choose``) of each fold
+    chosen on the other folds' out-of-fold rows only: the honest figure, since the usual one
+    chooses the settings on the rows it scores (~0.005-0.008 optimistic, measured)."""
+    probs, pred = np.zeros((len(labels), len(DOMAINS))), np.zeros(len(labels), dtype=int)
+    for f in np.unique(fold):
+        other = fold != f
+        chosen = choose({l2: (b[other], k[other]) for l2, (b, k) in oof.items()},
+                        rules[other], sure[other], labels[other], files[other])
+        base, knn = oof[chosen.l2]
+        p = pipeline(base[~other] + chosen.knn_weight * knn[~other], rules[~other], sure[~other], chosen)
+        probs[~other], pred[~other] = p, decided(p, sure[~other], chosen)
+    return probs, pred
 
 
 def choose(oof: dict[float, tuple[np.ndarray, np.ndarray]], rules: np.ndarray, sure: np.ndarray,
