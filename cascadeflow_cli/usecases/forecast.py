@@ -36,12 +36,13 @@ def forecast_spend(ledger: Ledger, config: AppConfig, *, user: str | None, horiz
 def future_note(ledger: Ledger, user: str | None, timezone: str, now: date) -> str | None:
     """What the ledger holds dated after today (a clock or an import that was off): no
     forecast counts it, and saying nothing hid $5,000 of rows dated 2099."""
-    from cascadeflow_cli.ledger.spend import daily_spend
     from cascadeflow_cli.money import format_usd
     from cascadeflow_cli.words import count_of
 
-    later = [(day, nusd) for day, nusd in daily_spend(ledger, user=user, timezone=timezone,
-                                                       start=now + timedelta(days=1)) if nusd]
+    # the days with rows only: daily_spend would zero-fill every day up to a row in 2099
+    totals = ledger.daily_totals(by=None, user=user, model=None, timezone=timezone,
+                                 start=now + timedelta(days=1), end=None).get(None, {})
+    later = sorted((day, nusd) for day, nusd in totals.items() if nusd)
     if not later:
         return None
     return (f"{format_usd(sum(n for _, n in later))} of spend is dated after today "
