@@ -81,7 +81,9 @@ def parse_until(text: str, timezone: str) -> datetime:
     date-time is an exclusive bound. Returned in UTC."""
     moment = parse_since(text, timezone)
     if len(text) == 10:  # the next local midnight, whatever the day's length
-        return parse_since((local_date(moment, timezone) + timedelta(days=1)).isoformat(), timezone)
+        following = local_date(moment, timezone) + timedelta(days=1)
+        # not range-checked again: --until 9998-12-31 read "date out of range: '9999-01-01'"
+        return parse_moment(following.isoformat(), timezone).astimezone(UTC)
     return moment
 
 

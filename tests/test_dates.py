@@ -18,6 +18,12 @@ def test_a_date_is_local_midnight_and_until_a_date_includes_that_day() -> None:
     assert parse_until("2026-03-29T10:00", "UTC") == datetime(2026, 3, 29, 10, tzinfo=UTC)
 
 
+def test_until_the_last_day_the_ledger_holds_is_a_bound_past_it() -> None:
+    """The bound after 9998-12-31 lies in 9999: it was refused, naming a date nobody typed."""
+    assert parse_until("9998-12-31", "UTC") == datetime(9999, 1, 1, tzinfo=UTC)
+    assert parse_until("9998-12-31", "America/Los_Angeles") == datetime(9999, 1, 1, 8, tzinfo=UTC)
+
+
 @pytest.mark.parametrize("text", ["yesterday", "2026-02-30", "0001-01-01T00:00+01:00", "9999-12-31"])
 def test_bad_dates_are_input_errors(text: str) -> None:
     with pytest.raises(InputError):

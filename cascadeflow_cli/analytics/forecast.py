@@ -51,6 +51,7 @@ WIDEN_AT = 0.9  # the interval level at which small-sample widening is matched
 PRIOR_CV = 0.5  # day-to-day variation assumed of a short history before its own days are seen ...
 MIN_SPREAD_WINDOWS = 2.0  # independent windows the error paths need to measure a spread
 PRIOR_DAYS = 3  # ... worth this many days of them
+SHOWN_DAYS = 365  # the history a prediction carries for the chart (56 days) and --plot (90)
 
 
 class CostForecaster:
@@ -346,7 +347,8 @@ def _summarise(series: DailySeries, paths: np.ndarray, expected: np.ndarray, hor
         median=float(middle), lower=float(lower), upper=float(upper),
         std=float(totals.std()), confidence=confidence, daily=daily, method=method,
         history_days=n, short_history=n < min_history, notes=notes, budget=outlook,
-        history=tuple((series.start + timedelta(days=i), float(v)) for i, v in enumerate(series.values)),
+        history=tuple((series.start + timedelta(days=i), float(series.values[i]))
+                      for i in range(max(0, n - SHOWN_DAYS), n)),
         last_spend=series.last_spend,
     )
 

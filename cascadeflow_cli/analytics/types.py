@@ -116,7 +116,7 @@ class CostPrediction:
     short_history: bool = False
     notes: tuple[str, ...] = ()
     budget: BudgetOutlook | None = None
-    history: tuple[tuple[date, float], ...] = field(default=(), repr=False)
+    history: tuple[tuple[date, float], ...] = field(default=(), repr=False)  # the last year, zero-filled
     last_spend: date | None = None  # the last day with spend before ``as_of``
 
     @property

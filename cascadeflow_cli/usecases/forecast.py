@@ -86,7 +86,11 @@ def spent_on(ledger: Ledger, user: str | None, timezone: str, day: date) -> floa
 
 
 def _history(ledger: Ledger, user: str | None, timezone: str, before: date) -> list[tuple[date, float]]:
-    """The zero-filled daily spend in USD up to the day before ``before``."""
-    from cascadeflow_cli.ledger.spend import daily_spend, to_usd
+    """The daily spend in USD of the days with rows before ``before`` (the forecaster
+    fills the empty days itself): zero-filling here first cost 4.3 s of an --as-of
+    9998-12-31, 2.9 million empty days after a 2026 history."""
+    from cascadeflow_cli.ledger.spend import to_usd
 
-    return to_usd(daily_spend(ledger, user=user, timezone=timezone, end=before - timedelta(days=1)))
+    totals = ledger.daily_totals(by=None, user=user, model=None, timezone=timezone,
+                                 start=None, end=before - timedelta(days=1)).get(None, {})
+    return to_usd(sorted(totals.items()))

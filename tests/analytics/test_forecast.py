@@ -44,6 +44,19 @@ def strict_json(prediction: CostPrediction, user: str | None = "alice") -> dict[
 # --- the model ----------------------------------------------------------------------
 
 
+def test_a_prediction_carries_the_last_year_zero_filled_not_every_day_since_the_first() -> None:
+    """An --as-of 8,000 years after the last row carried 2.9 million empty days (12 s)."""
+    rows = series(weekly(60))
+    as_of = START + timedelta(days=3 * 365)
+    p = CostForecaster().forecast(rows[::2], horizon=7, as_of=as_of)  # every other day: gaps to fill
+    assert len(p.history) == 365 and p.history_days == 3 * 365
+    assert p.history[-1][0] == as_of - timedelta(days=1) and p.history[0][0] == as_of - timedelta(days=365)
+    assert sum(v for _, v in p.history) == 0.0 and p.last_spend == rows[58][0]
+    short = CostForecaster().forecast(rows[::2], horizon=7, as_of=START + timedelta(days=60))
+    assert [d for d, _ in short.history] == [d for d, _ in rows]  # the days between rows are there
+    assert [v for _, v in short.history][1::2] == [0.0] * 30
+
+
 def test_weekly_pattern_is_forecast_higher_on_weekdays() -> None:
     p = CostForecaster().forecast(series(weekly(120)), horizon=14)
     by_weekday: dict[int, list[float]] = {}
