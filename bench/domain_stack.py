@@ -74,15 +74,20 @@ def score(pred: np.ndarray, probs: np.ndarray, labels: np.ndarray, files: np.nda
             f"real general {np.mean(pred[g] == GENERAL):.2f}  worst acc@0.9 {at90:.3f}")
 
 
-def gate_table(rules: np.ndarray, sure: np.ndarray, labels: np.ndarray, files: np.ndarray) -> None:
+def gate_table(rules: np.ndarray, sure: np.ndarray, labels: np.ndarray, files: np.ndarray,
+               pred: np.ndarray) -> None:
+    """Per file, cut-off and class the rules pick: rows the rules get right, rows the shipped
+    pipeline (nested, ``pred``) gets right, rows picked."""
     pick = rules.argmax(axis=1)
     for file in (REAL, EXAM):
-        print(f"  {file}: rules' precision per picked class where confidence >= cut (right/picked)")
+        print(f"  {file}: where the rules' confidence >= cut, per class they pick: "
+              "rules right / shipped right / picked")
         for cut in CUTS:
             cells = []
             for k, d in enumerate(DOMAINS):
                 m = (files == file) & (sure >= cut) & (pick == k)
-                cells.append(f"{d} {int(np.sum(labels[m] == k))}/{int(m.sum())}")
+                cells.append(f"{d} {int(np.sum(labels[m] == k))}/{int(np.sum(pred[m] == labels[m]))}"
+                             f"/{int(m.sum())}")
             print(f"    >= {cut:.2f}: " + ", ".join(cells))
 
 
@@ -290,14 +295,13 @@ def main() -> int:
     counts = shape_counts([r["query"] for r in rows])
     extra = counts if args.inputs == "core" else np.hstack([features, counts])
     weights = train.row_weights(rows)
-    if "gate" in args.parts:
-        gate_table(rules, sure, labels, files)
     for salt in args.salts:
         fold = train.folds_of(rows, x, salt=salt)
         oof = {l2: train.oof_logits(x, rows, features, l2, salt) for l2 in train.L2S}
         probs, pred = train.nested(oof, rules, sure, labels, files, fold)
         print(f"salt {salt!r}: shipped, nested      {score(pred, probs, labels, files)}")
         if "gate" in args.parts:
+            gate_table(rules, sure, labels, files, pred)
             probs, pred = class_gate(oof, rules, sure, labels, files, fold)
             print(f"salt {salt!r}: per-class gate        {score(pred, probs, labels, files)}")
         if "l5" in args.parts:  # the fifth layer's mean beside the shipped inputs (bench/domain_views.py)
