@@ -84,6 +84,10 @@ convention): 0.863 / 0.897 and 0.858 / 0.901.
 The settings themselves (penalty, gate, weights, vote, general_below) chosen on the other
 folds' out-of-fold predictions and applied to the held-out fold (nested): 0.867 / 0.893
 (general 0.71 on both): the usual figures are ~0.005 optimistic for the choice of settings.
+Judged that way (bench/domain_stack.py, 2026-12-03, three partitions; none shipped): a residual
+MLP or boosted-tree stacker over the head's inputs (general recall 0.76-0.80 for real-user
+accuracy 0.869-0.883), a per-class rules-first gate (where the rules are sure the head already
+agrees), the fifth layer's view (0.8785 against 0.8807, the two files' mean).
 
     python bench/train_domain_head.py [--data FILE ...] [--output PATH] [--cv] [--no-rule-features]
 
