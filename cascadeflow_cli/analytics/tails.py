@@ -53,7 +53,7 @@ FIT_LEVELS = (0.9, 0.95)  # of |scores|: the highest with FIT_ABOVE points above
 FIT_ABOVE = 10
 EMPIRICAL_ABOVE = 5  # scores of a side past its rate's share before that quantile is its own
 BOOTSTRAP = 100  # resamples of a side that measure its tail ratio's sampling error
-LIGHTER_BY = 2.0  # standard errors a side's tail ratio must lie under the normal's: bounded
+LIGHTER_BY = 3.0  # standard errors a side's tail ratio must lie under the normal's: bounded
 
 
 def normal_threshold(rate: float) -> float:
@@ -71,13 +71,15 @@ def side_threshold(magnitudes: np.ndarray, rate: float, share: float = 0.5) -> t
     whole half of the rate, so each of its scores may pass more often (here 3x).
 
     The tail is read as far out as the side has FIT_ABOVE points beyond (a long series:
-    its 95th percentile, so the fit extrapolates less; a short one: its 90th). The scale
-    comes from the side's median, unless the side is bounded -- that percentile over the
-    median under the normal's by more than LIGHTER_BY bootstrap standard errors, a tail
-    lighter than any t's (intermittent spend: 2.0 against the normal's 2.9 on 300 scores)
-    -- then from the percentile itself: the normal extrapolates from the tail, not from a
-    body that is not normal (intermittent spikes' fitted +6.2 lay above every ordinary
-    score, whose largest are +3.2 to +3.9)."""
+    its 95th percentile, so the fit extrapolates less; a short one: its 90th), and the
+    t's scale from the side's median. Unless the side is bounded -- that percentile over
+    the median under the normal's by more than LIGHTER_BY bootstrap standard errors, a
+    tail lighter than any t's (intermittent spend: 2.0 against the normal's 2.9 on 300
+    scores) -- then a normal goes through the median and the percentile, location and
+    scale, and extrapolates from there: a scale alone put intermittent spikes' threshold
+    (+6.2) above every ordinary score (+3.2 to +3.9 at most), and it paged 1.0 per 1,000
+    at medium, all of them shifts (now 2.7).
+    """
     import numpy as np
 
     p = _within(rate, share)
@@ -99,11 +101,12 @@ def side_threshold(magnitudes: np.ndarray, rate: float, share: float = 0.5) -> t
             df = math.exp((1 - w) * math.log(df_a) + w * math.log(df_b))
             break
     df = max(df, MIN_DF)
-    scale = median / two_sided_isf(0.5, df)
     lighter = math.log(ratios[-1][1] / ratio)
     if lighter > 0 and lighter > LIGHTER_BY * _log_ratio_error(magnitudes, FIT_LEVELS[level - 1]):
-        scale = upper / two_sided_isf(1 - FIT_LEVELS[level - 1], df)
-    return scale * two_sided_isf(p, df), df
+        # bounded: a normal through the side's median and percentile (location and scale)
+        z_median, z_upper = two_sided_isf(0.5, df), two_sided_isf(1 - FIT_LEVELS[level - 1], df)
+        return upper + (upper - median) / (z_upper - z_median) * (two_sided_isf(p, df) - z_upper), df
+    return median / two_sided_isf(0.5, df) * two_sided_isf(p, df), df
 
 
 @cache
