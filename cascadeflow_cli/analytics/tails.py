@@ -27,8 +27,11 @@ scipy at run time).
 from __future__ import annotations
 
 import math
+from functools import cache
 from itertools import pairwise
 from typing import TYPE_CHECKING
+
+from cascadeflow_cli.analytics.student_t import two_sided_isf
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,50 +45,44 @@ SET_ASIDE_RATE = 3.0  # the rate whose thresholds set events aside before the fi
 MAX_ROUNDS = 10  # rounds of setting aside (it settles in two or three)
 MIN_SHIFT_NULL = 56  # look-ahead medians (eight weeks of them) before they set the shift need
 
-# df, t quantiles at 0.75 and at 0.95, 0.975, 0.99, 0.995: the median of |t| and its
-# 90th, 95th, 98th and 99th percentiles (FIT_LEVELS)
-_BODY = (
-    (1.0, 1.0000, 6.3138, 12.7062, 31.8205, 63.6567),
-    (1.25, 0.9210, 4.5480, 8.0280, 16.7951, 29.2720),
-    (1.5, 0.8726, 3.7052, 6.0167, 11.1973, 17.8203),
-    (2.0, 0.8165, 2.9200, 4.3027, 6.9646, 9.9248),
-    (2.5, 0.7850, 2.5582, 3.5747, 5.3531, 7.1637),
-    (3.0, 0.7649, 2.3534, 3.1824, 4.5407, 5.8409),
-    (4.0, 0.7407, 2.1318, 2.7764, 3.7469, 4.6041),
-    (5.0, 0.7267, 2.0150, 2.5706, 3.3649, 4.0321),
-    (7.0, 0.7111, 1.8946, 2.3646, 2.9980, 3.4995),
-    (10.0, 0.6998, 1.8125, 2.2281, 2.7638, 3.1693),
-    (15.0, 0.6912, 1.7531, 2.1314, 2.6025, 2.9467),
-    (30.0, 0.6828, 1.6973, 2.0423, 2.4573, 2.7500),
-    (1e6, 0.6745, 1.6449, 1.9600, 2.3264, 2.5758),
-)
+# the degrees of freedom the tail shape is read on (interpolated in log df between them)
+DF_GRID = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.5, 10.0, 12.5, 15.0, 20.0,
+           30.0, 50.0, 100.0, 1e6)  # 1e6: the normal
 FIT_LEVELS = (0.9, 0.95)  # of |scores|: the highest with FIT_ABOVE points above it (0.95: still
 # robust to a twentieth of the days being real anomalies or an undetected shift)
 FIT_ABOVE = 10
-# df -> t quantiles at 1 - 0.0005, 1 - 0.0015, 1 - 0.005 (half of each rate above, per side)
-_TAIL = {
-    1.0: (636.6192, 212.2050, 63.6567), 1.25: (184.7848, 76.7261, 29.2720),
-    1.5: (82.8474, 39.8186, 17.8203), 2.0: (31.5991, 18.2163, 9.9248), 2.5: (18.2779, 11.7299, 7.1637),
-    3.0: (12.9240, 8.8915, 5.8409), 4.0: (8.6103, 6.4348, 4.6041), 5.0: (6.8688, 5.3760, 4.0321),
-    7.0: (5.4079, 4.4421, 3.4995), 10.0: (4.5869, 3.8920, 3.1693), 15.0: (4.0728, 3.5350, 2.9467),
-    30.0: (3.6460, 3.2296, 2.7500), 1e6: (3.2905, 2.9677, 2.5758),
-}
-_RATE_INDEX = {1.0: 0, 3.0: 1, 10.0: 2}
+EMPIRICAL_ABOVE = 5  # scores of a side past its rate's share before that quantile is its own
+BOOTSTRAP = 100  # resamples of a side that measure its tail ratio's sampling error
+LIGHTER_BY = 3.0  # standard errors a side's tail ratio must lie under the normal's: bounded
 
 
 def normal_threshold(rate: float) -> float:
     """The two-sided normal threshold of a rate per 1,000 days (low 3.29, medium 2.97,
     high 2.58): the scale shifts are judged on."""
-    return _TAIL[1e6][_RATE_INDEX[rate]]
+    return two_sided_isf(rate / 1000, math.inf)
 
 
-def side_threshold(magnitudes: np.ndarray, rate: float) -> tuple[float, float]:
+def side_threshold(magnitudes: np.ndarray, rate: float, share: float = 0.5) -> tuple[float, float]:
     """The threshold of one side (magnitudes of its scores) for ``rate`` false alarms per
-    1,000 days, and the t's degrees of freedom fitted to it. The tail is read as far out
-    as the side has FIT_ABOVE points beyond (a long series: its 95th percentile, so the
-    fit extrapolates less; a short one: its 90th)."""
+    1,000 days, and the t's degrees of freedom fitted to it.
+
+    ``share`` is the side's share of all the scores: half, unless many tie at the centre
+    (intermittent spend: 114 of 702 above it on one series), and the side carries its
+    whole half of the rate, so each of its scores may pass more often (here 3x).
+
+    The tail is read as far out as the side has FIT_ABOVE points beyond (a long series:
+    its 95th percentile, so the fit extrapolates less; a short one: its 90th), and the
+    t's scale from the side's median. Unless the side is bounded -- that percentile over
+    the median under the normal's by more than LIGHTER_BY bootstrap standard errors, a
+    tail lighter than any t's (intermittent spend: 2.0 against the normal's 2.9 on 300
+    scores) -- then a normal goes through the median and the percentile, location and
+    scale, and extrapolates from there: a scale alone put intermittent spikes' threshold
+    (+6.2) above every ordinary score (+3.2 to +3.9 at most), and it paged 1.0 per 1,000
+    at medium, all of them shifts (now 2.7).
+    """
     import numpy as np
 
+    p = _within(rate, share)
     level = 1
     for i, q in enumerate(FIT_LEVELS):
         if len(magnitudes) * (1 - q) >= FIT_ABOVE:
@@ -96,33 +93,43 @@ def side_threshold(magnitudes: np.ndarray, rate: float) -> tuple[float, float]:
         return normal_threshold(rate), math.inf
     ratio = upper / median
     # the t whose |t| has that ratio of the percentile to its median (ratios fall with df)
-    ratios = [(row[0], row[1 + level] / row[1]) for row in _BODY]
-    df, q75 = ratios[-1][0], _BODY[-1][1]
-    if ratio >= ratios[0][1]:
-        df, q75 = _BODY[0][0], _BODY[0][1]
-    else:
-        for (df_a, r_a), (df_b, r_b), body_a, body_b in zip(ratios, ratios[1:], _BODY, _BODY[1:],
-                                                            strict=False):
-            if r_b <= ratio <= r_a:
-                w = (r_a - ratio) / (r_a - r_b)  # 0 at df_a, 1 at df_b
-                df = math.exp((1 - w) * math.log(df_a) + w * math.log(df_b))
-                q75 = (1 - w) * body_a[1] + w * body_b[1]
-                break
+    ratios = _ratios(FIT_LEVELS[level - 1])
+    df = ratios[0][0] if ratio >= ratios[0][1] else ratios[-1][0]
+    for (df_a, r_a), (df_b, r_b) in pairwise(ratios):
+        if r_b <= ratio <= r_a:
+            w = math.log(r_a / ratio) / math.log(r_a / r_b)  # 0 at df_a, 1 at df_b
+            df = math.exp((1 - w) * math.log(df_a) + w * math.log(df_b))
+            break
     df = max(df, MIN_DF)
-    return median / q75 * _tail_quantile(df, rate), df
+    lighter = math.log(ratios[-1][1] / ratio)
+    if lighter > 0 and lighter > LIGHTER_BY * _log_ratio_error(magnitudes, FIT_LEVELS[level - 1]):
+        # bounded: a normal through the side's median and percentile (location and scale)
+        z_median, z_upper = two_sided_isf(0.5, df), two_sided_isf(1 - FIT_LEVELS[level - 1], df)
+        return upper + (upper - median) / (z_upper - z_median) * (two_sided_isf(p, df) - z_upper), df
+    return median / two_sided_isf(0.5, df) * two_sided_isf(p, df), df
 
 
-def _tail_quantile(df: float, rate: float) -> float:
-    """The tabulated t quantile for ``rate``, interpolated in log df (and log quantile)."""
-    index = _RATE_INDEX[rate]
-    grid = sorted(_TAIL)
-    if df >= grid[-1]:
-        return _TAIL[grid[-1]][index]
-    for a, b in pairwise(grid):
-        if a <= df <= b:
-            w = (math.log(df) - math.log(a)) / (math.log(b) - math.log(a))
-            return math.exp((1 - w) * math.log(_TAIL[a][index]) + w * math.log(_TAIL[b][index]))
-    return _TAIL[grid[0]][index]
+@cache
+def _within(rate: float, share: float) -> float:
+    """P(magnitude > threshold) within a side holding ``share`` of the scores, for half of
+    ``rate`` per 1,000 of them."""
+    return min(rate / 2000 / max(share, 1e-9), 0.5)
+
+
+def _ratios(level: float) -> list[tuple[float, float]]:
+    """(df, the ``level`` percentile of |t| over its median) along DF_GRID, falling."""
+    return [(df, two_sided_isf(1 - level, df) / two_sided_isf(0.5, df)) for df in DF_GRID]
+
+
+def _log_ratio_error(magnitudes: np.ndarray, level: float) -> float:
+    """The bootstrap standard error of log(percentile at ``level`` / median) of the
+    magnitudes (a fixed seed: the same scores give the same thresholds)."""
+    import numpy as np
+
+    rows = np.random.default_rng(0).integers(0, len(magnitudes), (BOOTSTRAP, len(magnitudes)))
+    median, upper = np.quantile(magnitudes[rows], [0.5, level], axis=1)
+    ok = median > 0
+    return float(np.std(np.log(upper[ok] / median[ok]))) if ok.sum() > 2 else math.inf
 
 
 def thresholds(scores: np.ndarray, rate: float) -> tuple[float, float]:
@@ -130,7 +137,8 @@ def thresholds(scores: np.ndarray, rate: float) -> tuple[float, float]:
     fitted to its ordinary days (`_untouched`)."""
     import numpy as np
 
-    return _fitted(_untouched(scores[np.isfinite(scores)]), rate)
+    finite = scores[np.isfinite(scores)]
+    return _fitted(_untouched(finite), rate, everything=finite)
 
 
 def _untouched(scores: np.ndarray) -> np.ndarray:
@@ -145,8 +153,14 @@ def _untouched(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _fitted(scores: np.ndarray, rate: float) -> tuple[float, float]:
-    """Spike and drop thresholds fitted to all of the (finite) ``scores``."""
+def _fitted(scores: np.ndarray, rate: float, *, everything: np.ndarray | None = None) -> tuple[float, float]:
+    """Spike and drop thresholds fitted to all of the (finite) ``scores``. With
+    ``everything`` (the final fit: the scores before any were set aside), a side that has
+    EMPIRICAL_ABOVE of them past the rate's share takes its own quantile there instead: no
+    extrapolation needed (the dev page views' 1,450 scores a side, at high). Of all the
+    scores, not only the untouched ones: else the days set aside pass it on top of the
+    rate's share (on 3,000 scores of a t with 2.5 degrees of freedom, 8.5 a side per 1,000
+    at high where 5 are stated)."""
     import numpy as np
 
     normal = normal_threshold(rate)
@@ -154,13 +168,21 @@ def _fitted(scores: np.ndarray, rate: float) -> tuple[float, float]:
         return normal, normal
     centre = float(np.median(scores))
     out = []
-    for side in (scores[scores > centre] - centre, centre - scores[scores < centre]):
+    for sign in (1.0, -1.0):
+        side = sign * (scores - centre)
+        side = side[side > 0]
         if len(side) < MIN_SIDE:
             out.append(normal)
             continue
+        own = None if everything is None else sign * (everything - centre)
+        own = None if own is None else own[own > 0]
+        if own is not None and len(own) * _within(rate, len(own) / len(everything)) >= EMPIRICAL_ABOVE:
+            out.append(float(np.quantile(own, 1 - _within(rate, len(own) / len(everything)))))
+            continue
         # a short series' tail is uncertain: shrink its threshold towards the normal one
         w = len(side) / (len(side) + PRIOR_SIDE)
-        out.append(math.exp(w * math.log(side_threshold(side, rate)[0]) + (1 - w) * math.log(normal)))
+        fitted = side_threshold(side, rate, len(side) / len(scores))[0]
+        out.append(math.exp(w * math.log(fitted) + (1 - w) * math.log(normal)))
     return out[0] + centre, out[1] - centre
 
 

@@ -36,3 +36,28 @@ def test_a_heavy_tailed_series_keeps_its_heavy_thresholds_at_every_rate() -> Non
 def test_too_few_scores_get_the_normal_thresholds() -> None:
     upper, lower = thresholds(np.array([0.1, -0.2, np.nan, 5.0]), 3.0)
     assert upper == lower and 2.9 < upper < 3.0
+
+
+def test_a_bounded_side_that_few_scores_hold_still_pages_at_its_rate() -> None:
+    """Intermittent spend: 400 of 700 days tie at the centre (nothing spent, nothing
+    expected) and the spend days' scores are bounded (at most 3.4). The spike side holds
+    300 scores and carries the whole half-rate, and its tail is lighter than the normal's:
+    the threshold extrapolates from the side's own tail, so at high it is passed by a few
+    of them (5 per 1,000 days: 3.5 here), instead of lying above every score (4.2)."""
+    rng = np.random.default_rng(3)
+    scores = np.r_[np.zeros(400), np.clip(rng.normal(1.2, 0.8, 300), 0.05, 3.4)]
+    upper, _ = thresholds(scores, 10.0)
+    assert upper < float(scores.max())
+    assert 1 <= int((scores >= upper).sum()) <= 7
+    medium, _ = thresholds(scores, 3.0)
+    assert upper < medium < 4.0  # was 4.86
+
+
+def test_a_long_heavy_tailed_series_takes_its_own_quantile_at_high() -> None:
+    """3,000 scores of a t with 2.5 degrees of freedom have 15 a side past high's rate:
+    the threshold is their own quantile (of all the scores, the ones set aside included),
+    passed by 5 a side per 1,000, where the extrapolated t's gave 5.3 and 7.7."""
+    scores = np.random.default_rng(3).standard_t(2.5, 3000)
+    upper, lower = thresholds(scores, 10.0)
+    for passed in (np.mean(scores >= upper), np.mean(scores <= -lower)):
+        assert 4.0 <= 1000 * float(passed) <= 6.0
