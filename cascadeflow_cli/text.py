@@ -234,6 +234,35 @@ def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
 
 
+_LONE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the start of a \\uD800-\\uDFFF escape
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def provider_json(body: bytes) -> Any:
+    """A provider's JSON body (a reply, a stream chunk, an error), with every lone surrogate
+    its ``\\u`` escapes made (``"\\ud800"``) replaced by U+FFFD. Such a string cannot be
+    encoded as UTF-8: an answer or error message holding one crashed ``ask`` as "unexpected
+    UnicodeEncodeError" after the call was paid, the answer lost and the call charged its
+    upper bound (hostile-16). Only a body holding such an escape is walked (a regex scan)."""
+    data = json_loads(body)
+    if not _LONE_ESCAPE.search(body):
+        return data
+    try:
+        return _mended(data)
+    except RecursionError:  # as deep as json_loads allows, but walked in Python
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
+
+
+def _mended(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_mended(item) for item in value]
+    if isinstance(value, dict):
+        return {_mended(key): _mended(item) for key, item in value.items()}
+    return value
+
+
 def duplicate_key_line(text: str) -> int | None:
     """The line of the first key named a second time in one object of ``text`` (JSON that
     ``unique_keys`` refused), None if there is none. For an error's place: the refusal

@@ -3,7 +3,9 @@ broken or hostile provider."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -54,3 +56,7 @@ class ModelBehavior:
     # close (FIN) once the request is read, answering nothing: a server or proxy that died
     # after the request was sent (the provider may have it, and bill it)
     close_unanswered: bool = False
+    # a hostile provider's odd JSON: every JSON object sent for this model (the reply, each
+    # stream chunk, an error body) passes through this first, e.g. to set a finish_reason
+    # of 7 or a text holding a lone surrogate (json.dumps sends it as a \ud800 escape)
+    reshape: Callable[[dict[str, Any]], dict[str, Any]] | None = None

@@ -314,6 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(404, f"Unknown path: {self.path}")
 
     def do_POST(self) -> None:
+        self.reshape: Any = None  # set by _chat from the model's behavior
         body = self._read_body()
         if route(self.path) != "/chat/completions":
             self._send_error(404, f"Unknown path: {self.path}")
@@ -336,6 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, problem)
             return
         behavior = replay._faults_for(payload["model"], replay._behavior_for(payload["model"]))
+        self.reshape = behavior.reshape
         if self.server.stopping.wait(None if behavior.hang else behavior.latency_s):
             self.close_connection = True  # the server is stopping: leave without an answer
             return
@@ -391,7 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
             if event == "[DONE]" and behavior.reset_before_done:
                 self._reset(drain=True)
                 return
-            data = sse_event(event)
+            data = sse_event(self.reshape(event) if self.reshape and isinstance(event, dict) else event)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
             if behavior.stream_delay_s and self.server.stopping.wait(behavior.stream_delay_s):
@@ -444,7 +446,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(
         self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
     ) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+        reshape = getattr(self, "reshape", None)  # GET has none
+        self._send(status, json.dumps(reshape(payload) if reshape else payload).encode(),
+                   "application/json", headers)
 
     def _send(
         self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None

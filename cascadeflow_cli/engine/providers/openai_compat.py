@@ -40,7 +40,7 @@ from cascadeflow_cli.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from cascadeflow_cli.text import json_loads
+from cascadeflow_cli.text import provider_json
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 # litellm providers that speak OpenAI's wire format when given an api_base
@@ -202,7 +202,7 @@ def _unstreamed(body: bytes, model: str, sink: StreamSink, started: float) -> Co
     from its usage; it was "the stream ended before the answer did", recorded at $0
     (hostile-10). An error body or non-JSON is the same error as without streaming."""
     try:
-        data = json_loads(body)
+        data = provider_json(body)
     except ValueError:
         raise ProviderResponseError(f"{model}: provider answered with something that is not JSON",
                                     model=model, sent=True) from None
@@ -222,7 +222,7 @@ def _sse_data(line: bytes) -> bytes | None:
 
 def _chunk(data: bytes, model: str) -> Any:
     try:
-        chunk = json_loads(data)
+        chunk = provider_json(data)
     except ValueError:
         raise ProviderResponseError(
             f"{model}: provider streamed something that is not JSON", model=model
@@ -307,4 +307,6 @@ def _choice(raw: Any) -> Choice:
     content = raw["message"].get("content") or ""
     if not isinstance(content, str):
         raise TypeError("content is not text")
-    return Choice(content, raw.get("finish_reason"), logprobs_from_openai(raw.get("logprobs")))
+    # a finish reason that is not text is none (7 or ["stop"] crashed the quality check
+    # after the call was paid: "unexpected AttributeError", hostile-16)
+    return Choice(content, _text(raw.get("finish_reason")), logprobs_from_openai(raw.get("logprobs")))

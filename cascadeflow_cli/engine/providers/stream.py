@@ -116,7 +116,7 @@ class StreamAssembler:
                 self.parts.append(content)
                 self.sink.delta(content)
                 self._progress()
-            if cget("finish_reason"):
+            if _text(cget("finish_reason")):  # not text (7, ["stop"]): none, as unstreamed
                 self.finish_reason = cget("finish_reason")
 
     def _progress(self) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from cascadeflow_cli.text import json_loads
+from cascadeflow_cli.text import provider_json
 
 # The most bytes read from one provider response (a whole body, or a whole stream). A
 # chat answer of max_tokens 16k is well under 1 MiB even with logprobs and several
@@ -74,7 +74,7 @@ class Response:
         self.body = body
 
     def json(self) -> Any:
-        return json_loads(self.body)
+        return provider_json(self.body)
 
     @property
     def text(self) -> str:
