@@ -39,8 +39,16 @@ def daily_spend(ledger: LedgerStore, *, user: str | None = None, model: str | No
     """Spend per local day (nano-dollars), zero-filled from ``start`` (else the first day
     with a row) to ``end`` (else the last day with a row), both inclusive. ``model``
     selects that model's calls; otherwise whole requests are counted."""
+    days = spend_days(ledger, user=user, model=model, timezone=timezone, start=start, end=end)
+    return _fill(days, start, end)
+
+
+def spend_days(ledger: LedgerStore, *, user: str | None = None, model: str | None = None,
+               timezone: str = "UTC", start: date | None = None, end: date | None = None) -> dict[date, int]:
+    """``daily_spend``'s days with rows only, not zero-filled (nano-dollars): for reads
+    whose range may run to a row dated 2099 or an --as-of in 9998."""
     rows = ledger.daily_totals(by=None, user=user, model=model, timezone=timezone, start=start, end=end)
-    return _fill(rows.get(None, {}), start, end)
+    return rows.get(None, {})
 
 
 def daily_spend_by(ledger: LedgerStore, by: str, *, user: str | None = None, timezone: str = "UTC",

@@ -36,12 +36,11 @@ def forecast_spend(ledger: Ledger, config: AppConfig, *, user: str | None, horiz
 def future_note(ledger: Ledger, user: str | None, timezone: str, now: date) -> str | None:
     """What the ledger holds dated after today (a clock or an import that was off): no
     forecast counts it, and saying nothing hid $5,000 of rows dated 2099."""
+    from cascadeflow_cli.ledger.spend import spend_days
     from cascadeflow_cli.money import format_usd
     from cascadeflow_cli.words import count_of
 
-    # the days with rows only: daily_spend would zero-fill every day up to a row in 2099
-    totals = ledger.daily_totals(by=None, user=user, model=None, timezone=timezone,
-                                 start=now + timedelta(days=1), end=None).get(None, {})
+    totals = spend_days(ledger, user=user, timezone=timezone, start=now + timedelta(days=1))
     later = sorted((day, nusd) for day, nusd in totals.items() if nusd)
     if not later:
         return None
@@ -89,8 +88,7 @@ def _history(ledger: Ledger, user: str | None, timezone: str, before: date) -> l
     """The daily spend in USD of the days with rows before ``before`` (the forecaster
     fills the empty days itself): zero-filling here first cost 4.3 s of an --as-of
     9998-12-31, 2.9 million empty days after a 2026 history."""
-    from cascadeflow_cli.ledger.spend import to_usd
+    from cascadeflow_cli.ledger.spend import spend_days, to_usd
 
-    totals = ledger.daily_totals(by=None, user=user, model=None, timezone=timezone,
-                                 start=None, end=before - timedelta(days=1)).get(None, {})
-    return to_usd(sorted(totals.items()))
+    days = spend_days(ledger, user=user, timezone=timezone, end=before - timedelta(days=1))
+    return to_usd(sorted(days.items()))
