@@ -33,9 +33,10 @@ def collector() -> Iterator[Collector]:
 
 
 def telemetry_cli(
-    tmp_path: Path, server: ReplayServer, endpoint: str | None, keys: str = "", extra: str = ""
+    tmp_path: Path, server: ReplayServer, endpoint: str | None, keys: str = "", extra: str = "",
+    flush_timeout: float = 1.0,
 ) -> CliRunner:
-    section = "\n[telemetry]\nenabled = true\nflush_timeout = 1.0\n"
+    section = f"\n[telemetry]\nenabled = true\nflush_timeout = {flush_timeout}\n"
     if endpoint is not None:
         section += f'endpoint = "{endpoint}"\n'
     path = tmp_path / "cascadeflow.toml"
