@@ -28,6 +28,7 @@ last 730 days, the window ours sees (the ``[bench]`` extra; left out with a note
 not installed). The targets are checked per set and printed with each table.
 
     python bench/forecast_backtest.py [--no-autoets] [--offset N] [--backgrounds K] [--sets dev,...]
+        [--autoets-models]
 
 ``--backgrounds K`` draws the synthetic users and families afresh (their seeds moved by K x
 BACKGROUND_STEP, as bench/anomaly_eval.py's option does); the real series stay.
@@ -243,6 +244,31 @@ def autoets_method() -> Callable[[np.ndarray], float] | None:
     return forecast
 
 
+def autoets_models(series: list[tuple[str, date, np.ndarray]], offset: int = 0) -> None:
+    """Which model AutoETS fits per series over the cutoffs, and its median smoothing rate:
+    what its forecast is (on the intermittent family, ETS(A,N,N) at alpha 1e-4, its lower
+    bound: a level that does not move, the mean of the window)."""
+    from collections import Counter
+
+    from statsforecast.models import AutoETS
+
+    for label, _, values in series:
+        models: Counter[str] = Counter()
+        alphas = []
+        for cutoff in cutoffs(len(values), offset):
+            history = values[:cutoff][-AUTOETS_DAYS:].astype(float)
+            try:
+                fitted = AutoETS(season_length=7 if len(history) >= 21 else 1).fit(history).model_
+            except Exception:  # as in autoets_method: too short or degenerate
+                models["(failed: mean-28)"] += 1
+                continue
+            models[fitted["method"]] += 1
+            alphas.append(float(fitted["par"][0]))
+        alpha = f"{statistics.median(alphas):.4f} [{min(alphas):.4f}-{max(alphas):.4f}]" if alphas else "-"
+        print(f"    {label:<20} spend on {np.mean(values > 0):.0%} of days; "
+              + ", ".join(f"{m} x{k}" for m, k in models.most_common()) + f"; alpha median {alpha}")
+
+
 @dataclass
 class Scores:
     errors: list[float] = field(default_factory=list)
@@ -367,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backgrounds", type=int, default=0,
                         help="another draw of the synthetic series (seeds + K x BACKGROUND_STEP)")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of: {', '.join(SETS)}")
+    parser.add_argument("--autoets-models", action="store_true",
+                        help="print the model and smoothing rate AutoETS fits per series (over the cutoffs)")
     args = parser.parse_args(argv)
 
     methods: dict[str, Callable[[np.ndarray], float]] = {
@@ -386,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         scores = backtest(series, methods, args.offset)
         drawn = f", background draw {args.backgrounds}" if args.backgrounds else ""
         summary[name] = report(f"{name} (cutoff offset {args.offset}{drawn})", *scores)
+        if args.autoets_models and autoets is not None:
+            print("  AutoETS's fitted model per series (cutoffs of this grid):")
+            autoets_models(series, args.offset)
     print("\nsummary")
     for name, checks in summary.items():
         print(f"  {name:<16} " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
