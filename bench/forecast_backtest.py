@@ -11,7 +11,9 @@ Sets (every one in one run; each series is a daily USD series, days without spen
 * four synthetic families of other character, fixed seeds (``families``): heavy tails
   (Student-t log noise, df 1.5-3), trend (x0.3 to x3 a year), intermittent spend (days
   with spend 15-60%), and no weekly pattern with a wandering level;
-* ``sample history``: sample_data/history.csv, six users x 120 days.
+* ``sample history``: sample_data/history.csv, six users x 120 days;
+* ``short synthetic``: held out for short histories, days 100-168 (69 days, as
+  adexchange's) of the next draw's synthetic users and families (34 windows).
 
 Protocol: cutoffs every ``STEP`` days once ``FIRST`` days of history exist (long series:
 120 and 28; series under 200 days: 28 and 3); each method sees the history strictly before
@@ -57,7 +59,8 @@ CONFIDENCE = 0.9
 AUTOETS_DAYS = 730
 BACKGROUND_STEP = 10007  # --backgrounds K moves every synthetic seed by K x this
 SETS = ("dev", "adexchange", "synthetic users", "heavy tails", "trend", "intermittent", "no weekly",
-        "sample history")
+        "sample history", "short synthetic")
+SHORT_DAYS = (100, 169)  # the held-out short windows: these days of another draw's synthetic series
 # --- synthetic spend ----------------------------------------------------------------
 
 
@@ -199,6 +202,14 @@ def load_set(name: str, backgrounds: int = 0) -> list[tuple[str, date, np.ndarra
         return [(u.name, u.start, u.values) for u in users]
     if name == "sample history":
         return read_history(HISTORY)
+    if name == "short synthetic":
+        # held out for short histories: 69-day windows (as adexchange's) of the next draw's
+        # synthetic users and families, so a short-history change is not judged on six series
+        lo, hi = SHORT_DAYS
+        draw = backgrounds + 1
+        long = load_set("synthetic users", draw) + [
+            s for kind in ("heavy tails", "trend", "intermittent", "no weekly") for s in load_set(kind, draw)]
+        return [(label, start + timedelta(days=lo), values[lo:hi]) for label, start, values in long]
     return families(name, seed=4100 + backgrounds * BACKGROUND_STEP)
 
 
