@@ -39,7 +39,7 @@ WORD_WEIGHT = 1.5
 MAX_WORDS = 4
 VOCABULARY = 400  # the most common content words of a domain's examples
 CACHED_FROM = 2000  # examples from which their word count is kept on disk (common_words)
-WORDS_VERSION = "words-1"  # of count_words: a new rule, a new cache key
+WORDS_VERSION = "words-2"  # of count_words: a new rule, a new cache key (2: rule_text)
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
 STOPWORDS = frozenset(
     [
@@ -191,9 +191,11 @@ def make_domain(name: str, examples: tuple[str, ...], models: tuple[str, ...] | 
 
 def count_words(examples: tuple[str, ...]) -> dict[str, int]:
     """The VOCABULARY most common content words of ``examples`` and how many have each."""
+    from cascadeflow_cli.routing.scripts import rule_text
+
     counts: Counter[str] = Counter()
-    for example in examples:
-        counts.update(content_words(example))
+    for example in examples:  # read as the rules read a query: NFC, "Python" in "用Python写"
+        counts.update(content_words(rule_text(example)))
     floor = max(1, len(examples) // 200)  # with many examples, a word one of them uses is noise
     return {w: n for w, n in counts.most_common(VOCABULARY) if n >= floor}
 
