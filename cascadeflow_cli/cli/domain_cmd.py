@@ -42,10 +42,10 @@ def domain(
     if (query is None) == (input_file is None):
         raise InputError("give a QUERY or --input FILE" if query is None else
                          "give either a QUERY or --input FILE, not both")
+    if query is not None and is_blank(query):  # white space, or only invisible characters (U+200B)
+        raise InputError("the query is empty")  # before the model is loaded
     detect = _detector(app_context(ctx).config.custom_domains, semantic)
     if query is not None:
-        if is_blank(query):  # white space, or only invisible characters (U+200B)
-            raise InputError("the query is empty")
         result = detect(query)
         if as_json:
             sys.stdout.write(json.dumps(_row(result, explain), ensure_ascii=False) + "\n")
