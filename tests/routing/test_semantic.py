@@ -228,3 +228,17 @@ def test_once_the_model_is_made_a_start_imports_neither_onnx_nor_fastembed() -> 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_megabyte_query_is_cut_for_the_model_and_read_whole_by_the_rules(
+        detector: SemanticDomainDetector) -> None:
+    import numpy as np
+
+    from cascadeflow_cli.routing.semantic import MAX_CHARS, shared_embedder
+
+    prose = "the weather was pleasant and we walked along the river talking about nothing much. " * 13_000
+    huge = prose + 'Traceback (most recent call last):\n  File "a.py", line 1\nKeyError: 1'
+    embedder = shared_embedder()
+    assert np.array_equal(embedder.embed([huge]), embedder.embed([prose[:MAX_CHARS]]))  # its start only
+    result = detector.detect(huge)
+    assert "stack trace" in result.signals["code"]  # the signal only its end has
