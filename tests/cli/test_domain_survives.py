@@ -208,7 +208,7 @@ def test_a_custom_domain_without_examples_is_one_line(tmp_path: Path, examples: 
 
 def test_a_chain_for_a_domain_in_another_case_is_refused(tmp_path: Path) -> None:
     # [domains] Code = [...]: detection says "code", so the chain was silently never used
-    run = custom(tmp_path, '[domains]\nCode = ["x"]\n')("domain", "write a python function", "--explain")
+    run = custom(tmp_path, '[domains]\nCode = ["mini"]\n')("domain", "write a python function", "--explain")
     assert (run.code, run.stdout) == (1, "")
     assert_one_error_line(run.stderr)
     assert "domains.Code: the domain is detected as 'code'" in run.stderr
