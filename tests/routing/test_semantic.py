@@ -242,3 +242,16 @@ def test_a_megabyte_query_is_cut_for_the_model_and_read_whole_by_the_rules(
     assert np.array_equal(embedder.embed([huge]), embedder.embed([prose[:MAX_CHARS]]))  # its start only
     result = detector.detect(huge)
     assert "stack trace" in result.signals["code"]  # the signal only its end has
+
+
+def test_a_lone_surrogate_reaches_the_model_as_a_replacement_character(
+        detector: SemanticDomainDetector) -> None:
+    import numpy as np
+
+    from cascadeflow_cli.routing.semantic import shared_embedder
+
+    # the tokenizer raised TypeError on it; the CLI refuses such a query, the Python API need not
+    result = detector.detect("fix \ud800 my python code")
+    assert result.domain == "code"
+    embedder = shared_embedder()
+    assert np.array_equal(embedder.embed(["fix \ud800 code"]), embedder.embed(["fix \ufffd code"]))
