@@ -120,33 +120,47 @@ _CR_ONLY = re.compile(r"(?<=\r)(?!\n)(?=.)", re.DOTALL)
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def user_name(value: str) -> str:
+def user_name(value: str, what: str = "the user name") -> str:
     """A user name in NFC (budgets and the ledger key on it exactly), or an InputError
     when it is blank, starts or ends with a space, is not valid text, or holds a control
     character (a tab, a line break, ESC, DEL, C1), a bidi control or another invisible
-    format character (spoofing).
+    format character (spoofing). ``what`` names it in the error: a team's name and an
+    API key's name follow the same rule ("the team name", "the key name").
 
-    NFC, the one rule for every entry point (argv, batch rows, import, key owners, team
-    members): "José" typed composed (U+00E9) and decomposed (e + U+0301, as macOS file
-    names and some keyboards give it) look alike and were two users with two budgets
-    (hostile-13). A legacy name stored decomposed is found by ``equivalent_name``."""
+    NFC, the one rule for every entry point (argv, batch rows, import, key owners and
+    names, team names and members): "José" typed composed (U+00E9) and decomposed (e +
+    U+0301, as macOS file names and some keyboards give it) look alike and were two users
+    with two budgets (hostile-13), two teams with two limits and two keys' names
+    (hostile-18). A legacy name stored decomposed is found by ``equivalent_name``."""
     if not value.strip():
-        raise InputError("the user name is empty")
-    check_text(value, "the user name")
+        raise InputError(f"{what} is empty")
+    check_text(value, what)
     for index, char in enumerate(value):
         if unicodedata.category(char) == "Cc":  # "alice\r" prints as "alice", ESC starts an escape
-            raise InputError(f"the user name holds a control character (U+{ord(char):04X} at character "
+            raise InputError(f"{what} holds a control character (U+{ord(char):04X} at character "
                              f"{index + 1}), which would change how it is shown")
         # every bidi control is a format character (Cf) too; it is named for what it does
         if unicodedata.category(char) == "Cf" and not _part_of_the_name(value, index):
-            what, why = (("a bidirectional control", "which would change how it is shown")
+            kind, why = (("a bidirectional control", "which would change how it is shown")
                          if char in BIDI_CONTROLS else
                          ("an invisible format", "so it would look like another name"))
-            raise InputError(f"the user name holds {what} character (U+{ord(char):04X} at"
+            raise InputError(f"{what} holds {kind} character (U+{ord(char):04X} at"
                              f" character {index + 1}), {why}")
     if value != value.strip():  # " alice " is shown as alice, and charged apart from her
-        raise InputError("the user name starts or ends with a space, so it would look like another name")
+        raise InputError(f"{what} starts or ends with a space, so it would look like another name")
     return unicodedata.normalize("NFC", value)
+
+
+def is_blank(text: str) -> bool:
+    """Does ``text`` show nothing: only white space and invisible format characters (zero-
+    width space and joiners, bidi marks, BOM)? ``cascade ask $'\\u200b'`` was sent, and
+    paid for, as a query, and `cascade domain` called it general (hostile-18). ASCII text
+    is blank exactly when ``strip`` empties it: no per-character scan."""
+    if not text.strip():
+        return True
+    if text.isascii():
+        return False
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
 
 
 def equivalent_name(name: str, names: Collection[str]) -> str | None:

@@ -36,3 +36,27 @@ def test_bad_teams_are_refused_naming_the_key(text: str, problem: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(text)
     assert problem in str(err.value)
+
+
+def test_a_team_name_is_one_name_however_it_is_typed() -> None:
+    # "José" composed and decomposed were two teams, each its own limit on the same members (hostile-18)
+    config = parse_config('[budgets.teams."Jose\\u0301"]\nmembers = ["Zoe\\u0308"]\ndaily = 1\n')
+    team = TeamBudget(members=("Zo\u00eb",), limits={"daily": Decimal(1)})
+    assert config.budgets.teams == {"Jos\u00e9": team}
+    with pytest.raises(ConfigError) as err:
+        parse_config('[budgets.teams."Jos\\u00e9"]\nmembers = ["ann"]\ndaily = 1\n'
+                     '[budgets.teams."Jose\\u0301"]\nmembers = ["ann"]\ndaily = 2\n')
+    assert "the same team name as budgets.teams.Jos\u00e9" in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("ops\\u200b", "the team name holds an invisible format character"),
+    ("\\u202eops", "the team name holds a bidirectional control character"),
+    ("ops\\r", "the team name holds a control character"),
+    (" ops", "the team name starts or ends with a space"),
+    ("  ", "the team name is empty"),
+])
+def test_a_team_name_that_would_look_like_another_is_refused(name: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(f'[budgets.teams."{name}"]\nmembers = ["ann"]\ndaily = 1\n')
+    assert problem in str(err.value) and "budgets.teams." in str(err.value)

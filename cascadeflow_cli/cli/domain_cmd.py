@@ -14,7 +14,7 @@ import typer
 from cascadeflow_cli.cli.context import app_context
 from cascadeflow_cli.cli.inputs import input_lines, json_object, row_id, string_field
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.text import json_loads
+from cascadeflow_cli.text import is_blank, json_loads, text_problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,10 +42,10 @@ def domain(
     if (query is None) == (input_file is None):
         raise InputError("give a QUERY or --input FILE" if query is None else
                          "give either a QUERY or --input FILE, not both")
+    if query is not None and is_blank(query):  # white space, or only invisible characters (U+200B)
+        raise InputError("the query is empty")  # before the model is loaded
     detect = _detector(app_context(ctx).config.custom_domains, semantic)
     if query is not None:
-        if not query.strip():
-            raise InputError("the query is empty")
         result = detect(query)
         if as_json:
             sys.stdout.write(json.dumps(_row(result, explain), ensure_ascii=False) + "\n")
@@ -106,15 +106,20 @@ def read_queries(path: Path) -> list[tuple[int, str | int | None, str]]:
             if _is_json(text):
                 raise InputError(f"{path}:{line}: a JSON row in a file of plain queries (line "
                                  f"{lines[0][0]} is not JSON): give every line as {_ROW_FIELDS}, or none")
-        return [(line, None, text.strip()) for line, text in lines]
+        # a line showing nothing (only U+200B, a bidi mark) is skipped as a blank one is
+        return [(line, None, text.strip()) for line, text in lines if not is_blank(text)]
     out = []
     for line, text in lines:
         where = f"{path}:{line}"
         data = json_object(text, where, _ROW_FIELDS)
         query = string_field(data, "query", where, required=True)
         assert query is not None
-        if not query.strip():
+        if is_blank(query):
             raise InputError(f"{where}: 'query' is empty")
+        # a JSON "\\ud800" escape is a lone surrogate: --semantic crashed on it ('unexpected
+        # TypeError'), the table ('unexpected UnicodeEncodeError'), hostile-18
+        if (problem := text_problem(query, from_bytes=False)) is not None:
+            raise InputError(f"{where}: 'query' is not valid UTF-8 text ({problem})")
         out.append((line, row_id(data, where), query))
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+import unicodedata
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -383,9 +384,21 @@ class _Parser:
             limits = {w: v for w, v in prices.items() if v is not None}
             if not limits:
                 raise self.fail(where, f"give at least one of {', '.join(BUDGET_WINDOWS)}")
-            teams[name] = TeamBudget(members=tuple(self.member(m, f"{where}.members") for m in members),
-                                     limits=limits)
+            team_name = self.team_name(name, where)
+            if team_name in teams:  # two tables that look alike were two limits on the same members
+                raise self.fail(where, f"the same team name as budgets.teams.{team_name} (one typed "
+                                "composed, the other decomposed): give it once")
+            teams[team_name] = TeamBudget(members=tuple(self.member(m, f"{where}.members") for m in members),
+                                          limits=limits)
         return teams
+
+    def team_name(self, name: str, key: str) -> str:
+        """A team's name by ``user_name``'s rule (NFC, no spoofing characters): "José"
+        typed composed and decomposed were two teams, each with its own limit (hostile-18)."""
+        try:
+            return user_name(name, "the team name")
+        except InputError as exc:
+            raise self.fail(key, str(exc)) from None
 
     def member(self, value: str, key: str) -> str:
         """A team member's name as ``user_name`` makes every user name (NFC: "José"
@@ -399,7 +412,17 @@ class _Parser:
         if not isinstance(raw, dict):
             raise self.fail("domains", "must be a table of domain = [model names]")
         chains = {d: self.names(raw, "domains", d) or () for d in raw if d != "custom"}
-        for name, domain in self.custom_domains(raw).items():  # a custom domain's own chain
+        custom = self.custom_domains(raw)
+        if chains:
+            from cascadeflow_cli.routing.custom import domain_names
+
+            detected = domain_names(custom)
+            for name in chains:  # "Code" is never detected: its chain was silently never used
+                plain = unicodedata.normalize("NFC", name).strip().lower()
+                if name not in detected and plain in detected:
+                    raise self.fail(f"domains.{name}", f"the domain is detected as {plain!r}, so a chain "
+                                    f"for {name!r} would never be used; name it domains.{plain}")
+        for name, domain in custom.items():  # a custom domain's own chain
             if domain.models and name in chains:
                 raise self.fail(f"domains.custom.{name}.models", f"domains.{name} already names a chain")
             if domain.models:

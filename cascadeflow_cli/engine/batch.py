@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import CascadeError, InputError, LedgerError, NotRecordedError
 from cascadeflow_cli.redact import redact
-from cascadeflow_cli.text import json_loads, text_problem, unique_keys
+from cascadeflow_cli.text import is_blank, json_loads, text_problem, unique_keys
 
 if TYPE_CHECKING:
     from cascadeflow_cli.engine.cascade import Cascade
@@ -130,7 +130,7 @@ def parse_row(text: str, line: int) -> BatchRow | BadRow:
     if isinstance(row_id, bool) or not isinstance(row_id, str | int) or row_id == "":
         return BadRow(line, f"line {line}: 'id' must be a non-empty string or an integer")
     query = data.get("query")
-    if not isinstance(query, str) or not query.strip():
+    if not isinstance(query, str) or is_blank(query):
         return BadRow(line, f"line {line}: 'query' must be a non-empty string", row_id)
     for name in ("user", "domain"):
         value = data.get(name)

@@ -68,7 +68,7 @@ from cascadeflow_cli.quality import QualityValidator
 from cascadeflow_cli.quality.live_signals import live_signals
 from cascadeflow_cli.redact import redact
 from cascadeflow_cli.routing.domain import MIN_CONFIDENCE, DomainDetector, DomainResult
-from cascadeflow_cli.text import user_name
+from cascadeflow_cli.text import is_blank, user_name
 
 DEFAULT_USER = "default"
 
@@ -176,7 +176,7 @@ class Cascade:
     ) -> CascadeResult:
         """``conversation``: the whole chat to send (`cascade serve`), ``query`` being its
         last user message; ``sink``: stream the final model's answer into it."""
-        if not query.strip():
+        if is_blank(query):  # nothing a person can see (U+200B, a bidi mark) is not paid for
             raise InputError("the query is empty")
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
         check_max_tokens(wanted_tokens)  # a limit the ledger cannot hold: refused before paying

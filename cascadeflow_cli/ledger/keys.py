@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger.budgets import BudgetConfig, budget_from_row, budget_row, ledger_user
+from cascadeflow_cli.text import user_name
 from cascadeflow_cli.windows import window
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ def create_key(
 ) -> tuple[str, ApiKey]:
     """A new key for ``user``: returns the key (to show once) and what is stored of it."""
     user = ledger_user(ledger, user)  # blank, not UTF-8, a spoofing character; NFC or legacy
+    # the key's name by the same rule: "José" composed and decomposed were two names (hostile-18)
+    name = None if name is None else user_name(name, "the key name")
     if rpm is not None and rpm < 1:
         raise InputError(f"--rpm must be at least 1 (got {rpm})")
     budget = None if budget is None or budget.is_empty else budget

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cascadeflow_cli.files import TooLargeError, read_path_capped
-from cascadeflow_cli.text import json_loads
+from cascadeflow_cli.text import is_blank, json_loads
 
 BUILT_IN = ("code", "math", "medical", "legal", "finance", "general")  # = routing.domain.DOMAINS
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -39,7 +40,7 @@ WORD_WEIGHT = 1.5
 MAX_WORDS = 4
 VOCABULARY = 400  # the most common content words of a domain's examples
 CACHED_FROM = 2000  # examples from which their word count is kept on disk (common_words)
-WORDS_VERSION = "words-1"  # of count_words: a new rule, a new cache key
+WORDS_VERSION = "words-2"  # of count_words: a new rule, a new cache key (2: rule_text)
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
 STOPWORDS = frozenset(
     [
@@ -191,9 +192,11 @@ def make_domain(name: str, examples: tuple[str, ...], models: tuple[str, ...] | 
 
 def count_words(examples: tuple[str, ...]) -> dict[str, int]:
     """The VOCABULARY most common content words of ``examples`` and how many have each."""
+    from cascadeflow_cli.routing.scripts import rule_text
+
     counts: Counter[str] = Counter()
-    for example in examples:
-        counts.update(content_words(example))
+    for example in examples:  # read as the rules read a query: NFC, "Python" in "用Python写"
+        counts.update(content_words(rule_text(example)))
     floor = max(1, len(examples) // 200)  # with many examples, a word one of them uses is noise
     return {w: n for w, n in counts.most_common(VOCABULARY) if n >= floor}
 
@@ -246,10 +249,7 @@ def parse_custom(
     out = {}
     for name, table in raw.items():
         key = f"domains.custom.{name}"
-        if name in BUILT_IN:
-            raise fail(key, f"{name!r} is a built-in domain; give your domain another name")
-        if not NAME.match(name):
-            raise fail(key, "a domain name is lowercase letters, digits, '-' or '_' (at most 40)")
+        check_name(name, key, fail)
         if not isinstance(table, dict):
             raise fail(key, "must be a table with examples and/or examples_file")
         unknown = [k for k in table if k not in ("examples", "examples_file", "models")]
@@ -260,7 +260,7 @@ def parse_custom(
             listed = table["examples"]
             if not isinstance(listed, list) or not all(isinstance(e, str) for e in listed):
                 raise fail(f"{key}.examples", "must be a list of strings")
-            examples += [e.strip() for e in listed if e.strip()]
+            examples += [e.strip() for e in listed if not is_blank(e)]
         if "examples_file" in table:
             if not isinstance(table["examples_file"], str) or not table["examples_file"].strip():
                 raise fail(f"{key}.examples_file", "must be a path")
@@ -271,8 +271,27 @@ def parse_custom(
         if not examples:
             raise fail(key, "has no examples (give examples = [...] or examples_file)")
         models = names(table, key, "models") if "models" in table else None
-        out[name] = make_domain(name, tuple(dict.fromkeys(examples)), models)
+        # NFC: "José" composed and decomposed are one example, read as a composed query is
+        out[name] = make_domain(name, tuple(dict.fromkeys(unicodedata.normalize("NFC", e) for e in examples)),
+                                models)
     return out
+
+
+def check_name(name: str, key: str, fail: Callable[[str, str], Exception]) -> None:
+    """A custom domain's name as NAME spells it, or a config error that says why: a name
+    that is a built-in one in another case or form ("Finance", "CODE") says so, and one
+    that NAME spells once lowercased, NFC and with '-' for spaces ("Support", "my
+    support") is named in the error (hostile-18)."""
+    plain = unicodedata.normalize("NFC", name).strip().lower()
+    if plain in BUILT_IN:
+        what = f"{name!r} is a built-in domain" if plain == name else (
+            f"{name!r} is the built-in domain {plain!r} written another way")
+        raise fail(key, f"{what}; give your domain another name")
+    if NAME.match(name):
+        return
+    hint = "-".join(plain.split())
+    raise fail(key, "a domain name is lowercase ASCII letters, digits, '-' or '_', starting with a letter "
+               "(at most 40)" + (f": say {hint!r}" if NAME.match(hint) else ""))
 
 
 def read_examples(path: Path, fail: Callable[[str], Exception]) -> list[str]:
@@ -287,7 +306,7 @@ def read_examples(path: Path, fail: Callable[[str], Exception]) -> list[str]:
         raise fail(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise fail(f"{path}: {exc.strerror or 'unreadable'}") from None
-    lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if not is_blank(line)]
     if not lines or not lines[0][1].lstrip().startswith("{"):
         return [line.strip() for _, line in lines]
     out = []
@@ -299,7 +318,7 @@ def read_examples(path: Path, fail: Callable[[str], Exception]) -> list[str]:
         value = row.get("query", row.get("text")) if isinstance(row, dict) else None
         if not isinstance(value, str):
             raise fail(f'{path}:{n}: a row needs a string "query" (or "text")')
-        if value.strip():
+        if not is_blank(value):
             out.append(value.strip())
     return out
 

@@ -25,6 +25,7 @@ from typing import Any
 from cascadeflow_cli.routing import shapes
 from cascadeflow_cli.routing.complexity import complexity_of
 from cascadeflow_cli.routing.custom import WORD_WEIGHT, CustomDomain, content_words
+from cascadeflow_cli.routing.scripts import rule_text
 
 DOMAINS = ("code", "math", "medical", "legal", "finance", "general")
 LONG_TEXT = 40_000  # characters; see _ends
@@ -346,7 +347,7 @@ class DomainDetector:
 
     def detect(self, query: str) -> DomainResult:
         """The domain of ``query``, with confidence, complexity and the signals matched."""
-        text = query or ""
+        text = rule_text(query or "")  # NFC; "写一个Python函数" holds the word "python"
         lower = text.lower()
         terms = INDEX.find(_ends(lower))
         signals = {

@@ -142,7 +142,7 @@ class Embedder:
         # alone, it is the same in training, in a custom domain's cache and for a query
         vectors = np.zeros((len(texts), 384), dtype=np.float32)
         for i, text in enumerate(texts):
-            ids = np.array([self.tokenizer.encode(text[:MAX_CHARS]).ids], dtype=np.int64)
+            ids = np.array([self.tokenizer.encode(_encodable(text[:MAX_CHARS])).ids], dtype=np.int64)
             feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
                     "token_type_ids": np.zeros_like(ids)}
             states = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0][0]
@@ -152,6 +152,19 @@ class Embedder:
         # float64 norm, then ours): the same bits
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def _encodable(text: str) -> str:
+    """``text`` with each lone surrogate as U+FFFD: the tokenizer takes only text UTF-8 can
+    hold, and one ("\\ud800" from JSON) was 'TypeError: TextInputSequence must be str' out
+    of ``detect`` (the CLI refuses such a query first; hostile-18)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 @cache

@@ -13,3 +13,22 @@ def test_an_rpm_past_what_the_ledger_holds_is_a_usage_error(cli: CliRunner) -> N
     assert_one_error_line(run.stderr)
     assert "--rpm" in run.stderr and "unexpected" not in run.stderr
     assert rows(cli.db, "api_keys") == []
+
+
+def test_a_key_name_typed_composed_or_decomposed_is_one_name(cli: CliRunner) -> None:
+    # "José" as U+00E9 and as e + U+0301 were stored as two names that look alike (hostile-18)
+    for name in ("Jos\u00e9 laptop", "Jose\u0301 laptop"):
+        run = cli("key", "create", "alice", "--name", name, "--json")
+        assert run.code == 0, run.stderr
+    assert [k["name"] for k in rows(cli.db, "api_keys")] == ["Jos\u00e9 laptop"] * 2
+
+
+def test_a_key_name_that_would_look_like_another_is_refused(cli: CliRunner) -> None:
+    for name, problem in (("ops\r", "control character"), ("ops\u200b", "invisible format character"),
+                          ("\u202eops", "bidirectional control"), (" ", "the key name is empty"),
+                          ("ops ", "starts or ends with a space")):
+        run = cli("key", "create", "alice", "--name", name)
+        assert (run.code, run.stdout) == (1, "")
+        assert_one_error_line(run.stderr)
+        assert "the key name" in run.stderr and problem in run.stderr
+    assert rows(cli.db, "api_keys") == []

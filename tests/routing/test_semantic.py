@@ -228,3 +228,30 @@ def test_once_the_model_is_made_a_start_imports_neither_onnx_nor_fastembed() -> 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_megabyte_query_is_cut_for_the_model_and_read_whole_by_the_rules(
+        detector: SemanticDomainDetector) -> None:
+    import numpy as np
+
+    from cascadeflow_cli.routing.semantic import MAX_CHARS, shared_embedder
+
+    prose = "the weather was pleasant and we walked along the river talking about nothing much. " * 13_000
+    huge = prose + 'Traceback (most recent call last):\n  File "a.py", line 1\nKeyError: 1'
+    embedder = shared_embedder()
+    assert np.array_equal(embedder.embed([huge]), embedder.embed([prose[:MAX_CHARS]]))  # its start only
+    result = detector.detect(huge)
+    assert "stack trace" in result.signals["code"]  # the signal only its end has
+
+
+def test_a_lone_surrogate_reaches_the_model_as_a_replacement_character(
+        detector: SemanticDomainDetector) -> None:
+    import numpy as np
+
+    from cascadeflow_cli.routing.semantic import shared_embedder
+
+    # the tokenizer raised TypeError on it; the CLI refuses such a query, the Python API need not
+    result = detector.detect("fix \ud800 my python code")
+    assert result.domain == "code"
+    embedder = shared_embedder()
+    assert np.array_equal(embedder.embed(["fix \ud800 code"]), embedder.embed(["fix \ufffd code"]))
