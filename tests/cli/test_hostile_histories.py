@@ -252,11 +252,14 @@ def test_anomalies_past_today_and_an_empty_range(ledger: CliRunner) -> None:
     run = ledger("anomalies", "--user", "future")
     assert run.code == 0, run.stderr
     assert "$0.0000000" not in run.stdout  # a shift's new level of 1.39e-17 read as money
-    for args in (("--since", "2026-09-01", "--until", "2026-08-01"), ("--since", "2099-01-02")):
+    for args, said in ((("--since", "2026-09-01", "--until", "2026-08-01"),
+                        "--since 2026-09-01 is not before --until 2026-08-01: nothing lies between them"),
+                       (("--since", "2099-01-02"), "--since 2099-01-02 is after the last day judged, "),
+                       (("--since", "2099-01-02", "--until", "2099-02-01"), "(today: days still to come")):
         run = ledger("anomalies", *args)
         assert run.code == 1
         assert_one_error_line(run.stderr)
-        assert "nothing lies between them" in run.stderr
+        assert said in run.stderr and "--until 2026-12" not in run.stderr, run.stderr
     one_day, _ = anomalies(ledger, "--since", "2026-08-30")
     assert all(r["date"] >= "2026-08-30" for r in one_day)
 
