@@ -149,6 +149,9 @@ class CostForecaster:
         paths = np.where(resume < k[None, :] + 1, paths, 0.0)
         expected = expected * (k + 1) / (quiet + k + 1)  # the chance day k has resumed
         lasts = quiet / (quiet + horizon)
+        # the resumed forecast's own notes are about the days before the quiet ("60 days of
+        # history: ..." beside a method line of 90)
+        notes = tuple(n if n in series.notes else f"before the quiet, {n}" for n in notes)
         return paths, expected, f"{method}, resuming after the quiet", (
             *notes, f"{no_spend_since(last, series.as_of)}, longer than any quiet before: the forecast "
             f"gives it a {lasts:.0%} chance of lasting the {count_of(horizon, 'day')} ahead, and otherwise "

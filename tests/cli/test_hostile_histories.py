@@ -145,6 +145,7 @@ def test_thirty_quiet_days_the_note_says_what_the_numbers_assume(ledger: CliRunn
     assert "a 50% chance of lasting the 30 days ahead" in note and "resume at its level before it" in note
     assert "`--as-of 2026-08-30` forecasts from the last data" in note
     assert "assumes that continues" not in notes(data)
+    assert "before the quiet, 60 days of history: methods were compared on 20-day totals" in notes(data)
     # the quiet lasting ($0) is inside the interval, and so is most of a month at the old
     # pace ($8-$12 a day); the median is not pinned to the top of it
     assert data["lower"] == 0.0 and 150.0 < data["upper"] < 30 * 12.0
