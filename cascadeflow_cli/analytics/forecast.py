@@ -148,14 +148,15 @@ class CostForecaster:
         k = np.arange(days)
         paths = np.where(resume < k[None, :] + 1, paths, 0.0)
         expected = expected * (k + 1) / (quiet + k + 1)  # the chance day k has resumed
-        lasts = quiet / (quiet + horizon)
+        lasts = f"{quiet / (quiet + horizon):.0%}"
+        article = "an" if lasts.startswith("8") or lasts in ("11%", "18%") else "a"  # an 81% chance
         # the resumed forecast's own notes are about the days before the quiet ("60 days of
         # history: ..." beside a method line of 90)
         notes = tuple(n if n in series.notes else f"before the quiet, {n}" for n in notes)
         return paths, expected, f"{method}, resuming after the quiet", (
             *notes, f"{no_spend_since(last, series.as_of)}, longer than any quiet before: the forecast "
-            f"gives it a {lasts:.0%} chance of lasting the {count_of(horizon, 'day')} ahead, and otherwise "
-            f"has spend resume at its level before it; {hint}")
+            f"gives it {article} {lasts} chance of lasting the {count_of(horizon, 'day')} ahead, and "
+            f"otherwise has spend resume at its level before it; {hint}")
 
     def _paths(self, series: DailySeries, horizon: int,
                days: int) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...]]:
