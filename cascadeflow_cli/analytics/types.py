@@ -70,8 +70,14 @@ class BudgetOutlook:
         if self.spent_to_date > self.limit:
             return (f"{subject} is already over {budget}: spent {money(self.spent_to_date)} "
                     f"{when if self.window != 'total' else 'so far'}")
-        text = f"at this pace {subject} spends {money(self.expected_total)} of {budget} {when}"
-        if self.exceed_date is not None and self.window != "daily":
+        # the expected total is a mean: where it and the risk disagree (a quiet that may
+        # last, a lopsided interval) it is said to be one, and the day the mean passes the
+        # limit is no date to name ("$84.22 of the $50.00 ..., passing it on 2026-12-24;
+        # risk of exceeding 0.29")
+        agree = (self.expected_total > self.limit) == (self.risk >= 0.5)
+        spends = "spends" if agree else "spends on average"
+        text = f"at this pace {subject} {spends} {money(self.expected_total)} of {budget} {when}"
+        if self.exceed_date is not None and self.window != "daily" and agree:
             text += f", passing it on {self.exceed_date.isoformat()}"
         return f"{text}; risk of exceeding {self.risk:.2f}"
 

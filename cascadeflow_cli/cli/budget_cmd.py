@@ -69,6 +69,8 @@ def show(
     out.print(budget_table(status))
     if outlook is not None:  # part of the answer: where this period is heading
         out.print(outlook.describe(shown_name(user)), style="bold red" if outlook.alert else None)
+    for note in report.notes:
+        out.print(f"note: {note}", style="yellow")
     if status.next.message:
         stderr_console().print(status.next.message)
 

@@ -1,5 +1,8 @@
 """Every text option and argument of every command refuses undecodable bytes; every
-number option refuses NaN and infinity.
+number option says what it takes in one rule of our own: "--horizon must be a whole number
+from 1 to 366, got 100000" (click's own read "Invalid value for '--horizon': 100000 is not
+in the range 1<=x<=366.", and "'10.5' is not a valid int range." for `--max-tokens 10.5`),
+NaN and infinity included.
 
 Applied to the whole command tree once, so a command added later is covered too:
 ``cascade ask $'caf\\xe9'`` or ``--user $'b\\xe9b'`` fails at parsing, naming the
@@ -20,6 +23,7 @@ from typing import Any
 
 import typer
 
+from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.text import text_problem
 
 
@@ -69,28 +73,70 @@ def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
     return check
 
 
-def _is_float(param: Any) -> bool:
-    return getattr(param.type, "name", None) in ("float", "float range")
+NUMBER_TYPES = ("int", "float", "int range", "float range", "integer", "integer range")
 
 
-def _finite(callback: Callable[..., Any] | None) -> Callable[..., Any]:
-    def check(ctx: Any, param: Any, value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise typer.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
-        return callback(ctx, param, value) if callback is not None else value
+def _is_number(param: Any) -> bool:
+    return getattr(param.type, "name", None) in NUMBER_TYPES
 
-    check.__cascade_text_check__ = True  # type: ignore[attr-defined]
-    return check
+
+def _bound(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) and abs(value) >= 10_000 else f"{value:g}"
+
+
+def number_rule(kind: Any, finite: bool = False) -> str:
+    """What a number type takes, in words: "a whole number from 1 to 366"."""
+    noun = "a whole number" if "int" in kind.name else "a finite number" if finite else "a number"
+    lo, hi = getattr(kind, "min", None), getattr(kind, "max", None)
+    lo_open, hi_open = getattr(kind, "min_open", False), getattr(kind, "max_open", False)
+    if lo is not None and hi is not None and not lo_open and not hi_open:
+        return f"{noun} from {_bound(lo)} to {_bound(hi)}"
+    parts = [f"{'>' if lo_open else '>='} {_bound(lo)}"] if lo is not None else []
+    parts += [f"{'<' if hi_open else '<='} {_bound(hi)}"] if hi is not None else []
+    return " ".join([noun, " and ".join(parts)]) if parts else noun
+
+
+def _shown(value: Any) -> str:
+    """The value as typed: a number bare, anything else quoted."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return str(value).strip()
+
+
+def _guard_number(kind: Any) -> None:
+    """Wrap ``kind``'s convert (the instance: its range stays in the help text) so that a
+    bad value, a value out of range, NaN or infinity fails with the one rule's line."""
+    if getattr(kind.convert, "__cascade_number_check__", False):
+        return
+    convert = kind.convert
+
+    def checked(value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            number = convert(value, param, ctx)
+        except typer.BadParameter:
+            number = None
+        if isinstance(number, int | float) and (not isinstance(number, float) or math.isfinite(number)):
+            return number
+        name = next((o for o in getattr(param, "opts", ()) if o.startswith("--")), None) \
+            if param is not None else None
+        name = name or (param.human_readable_name if param is not None else "the value")
+        # converted but not returned: NaN or infinity, which pass every range check
+        raise InputError(f"{name} must be {number_rule(kind, finite=number is not None)}, "
+                         f"got {_shown(value)}")
+
+    checked.__cascade_number_check__ = True  # type: ignore[attr-defined]
+    kind.convert = checked
 
 
 def guard_text_params(command: Any) -> Any:
-    """Check every text and float parameter under ``command`` (idempotent)."""
+    """Check every text and number parameter under ``command`` (idempotent)."""
     for param in command.params:
-        guard = _checked if _is_text(param) else _finite if _is_float(param) else None
-        if guard is None:
-            continue
-        if not getattr(param.callback, "__cascade_text_check__", False):
-            param.callback = guard(param.callback)
+        if _is_number(param):
+            _guard_number(param.type)
+        elif _is_text(param) and not getattr(param.callback, "__cascade_text_check__", False):
+            param.callback = _checked(param.callback)
     for sub in getattr(command, "commands", {}).values():
         guard_text_params(sub)
     return command

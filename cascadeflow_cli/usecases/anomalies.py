@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from cascadeflow_cli.dates import empty_range, today
+from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
     from cascadeflow_cli.analytics.anomaly import Anomaly
@@ -41,7 +42,12 @@ def scan_anomalies(ledger: Ledger, config: AppConfig, *, sensitivity: str, min_c
     last = until if until is not None else now - timedelta(days=1)
     last = min(last, now)  # spend recorded for days still to come is not judged
     if since is not None and since > last:
-        raise empty_range(since.isoformat(), last.isoformat())
+        if until is not None and until <= now:
+            raise empty_range(since.isoformat(), last.isoformat())
+        # the --until this names was never given: `--since 2099-01-01` read "is not
+        # before --until 2026-12-03"
+        raise InputError(f"--since {since.isoformat()} is after the last day judged, {last.isoformat()} "
+                         f"({'yesterday' if until is None else 'today'}: days still to come are not judged)")
     detector = AnomalyDetector(sensitivity, min_change=min_change)
     # history read before --since, so its first days are judged with the same context
     read_from = since - timedelta(days=HISTORY_DAYS) if since else None

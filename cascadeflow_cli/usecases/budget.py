@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cascadeflow_cli.usecases.forecast import budget_outlook
+from cascadeflow_cli.dates import today
+from cascadeflow_cli.usecases.forecast import budget_outlook, future_note
 
 if TYPE_CHECKING:
     from cascadeflow_cli.analytics.forecast import BudgetOutlook
@@ -35,11 +36,13 @@ class BudgetReport:
 
     status: BudgetStatus
     outlook: BudgetOutlook | None
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = self.status.to_json()
         # the sentence names the user, as the screen's does ("at this pace spend spends...")
         data["outlook"] = self.outlook.to_json(self.status.user) if self.outlook else None
+        data["notes"] = list(self.notes)
         return data
 
 
@@ -70,4 +73,11 @@ def budget_report(ledger: Ledger, config: AppConfig, user: str) -> BudgetReport:
     estimate = estimate_next_request(config)
     status = budget_status(ledger, config, user, estimate.worst_case_nusd, estimate.degraded_nusd)
     outlook = budget_outlook(ledger, config, user) if status.budget is not None else None
-    return BudgetReport(status, outlook)
+    if outlook is None:
+        return BudgetReport(status, outlook)
+    # a row dated after today counts in the window that holds its date, and the outlook
+    # (a forecast from the days before today) leaves it out: a $700 row dated in three
+    # days showed "spent $706.00 of $50.00" above "at this pace spends $62.00 of the $50.00"
+    note = future_note(ledger, user, config.ledger.timezone, today(ledger.clock, config.ledger.timezone),
+                       counted="the windows holding those dates count it, the outlook does not")
+    return BudgetReport(status, outlook, (note,) if note else ())

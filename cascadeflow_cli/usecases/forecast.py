@@ -33,9 +33,11 @@ def forecast_spend(ledger: Ledger, config: AppConfig, *, user: str | None, horiz
     return prediction
 
 
-def future_note(ledger: Ledger, user: str | None, timezone: str, now: date) -> str | None:
+def future_note(ledger: Ledger, user: str | None, timezone: str, now: date,
+                counted: str = "not counted here") -> str | None:
     """What the ledger holds dated after today (a clock or an import that was off): no
-    forecast counts it, and saying nothing hid $5,000 of rows dated 2099."""
+    forecast counts it, and saying nothing hid $5,000 of rows dated 2099. ``counted``:
+    what the command reporting it does with it."""
     from cascadeflow_cli.ledger.spend import spend_days
     from cascadeflow_cli.money import format_usd
     from cascadeflow_cli.words import count_of
@@ -46,7 +48,7 @@ def future_note(ledger: Ledger, user: str | None, timezone: str, now: date) -> s
         return None
     return (f"{format_usd(sum(n for _, n in later))} of spend is dated after today "
             f"({count_of(len(later), 'day')}, {later[0][0].isoformat()} to {later[-1][0].isoformat()}): "
-            "not counted here; a clock or an import was off")
+            f"{counted}; a clock or an import was off")
 
 
 def budget_outlook(ledger: Ledger, config: AppConfig, user: str, as_of: date | None = None

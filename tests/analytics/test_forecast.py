@@ -402,3 +402,18 @@ def test_widening_a_short_history_s_interval_keeps_its_median() -> None:
     assert combined / 2 < p.median < 2 * combined
     assert p.lower < p.median < p.upper
     assert p.upper > 2 * p.median  # still wide: one sample of the error
+
+
+def test_a_quiet_longer_than_any_before_is_the_stated_mixture() -> None:
+    """$10 a day for 90 days, then 30 quiet: the quiet lasts t more days with chance
+    30/(30+t), else spend resumes at $10; its median was $48.10, equal to the 90% upper
+    bound, under a note saying the forecast assumed the quiet continued."""
+    p = CostForecaster().forecast(series([10.0] * 90 + [0.0] * 30), horizon=30)
+    assert p.mean == pytest.approx(sum(10.0 * (k + 1) / (30 + k + 1) for k in range(30)), rel=1e-6)
+    assert p.lower == 0.0 and 250.0 < p.upper <= 300.0 + 1e-9 and p.median < p.upper / 2
+    assert any("a 50% chance of lasting the 30 days ahead" in n for n in p.notes)
+    week = CostForecaster().forecast(series([10.0] * 90 + [0.0] * 30), horizon=7)
+    assert any("an 81% chance of lasting the 7 days ahead" in n for n in week.notes)
+    # a burst's quiet: too few days before it to resume at, the models' numbers stay
+    burst = CostForecaster().forecast(series([250.0] + [0.0] * 19), horizon=30)
+    assert burst.mean == pytest.approx(375.0) and any("averages the quiet days in" in n for n in burst.notes)

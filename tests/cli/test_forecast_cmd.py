@@ -161,7 +161,8 @@ def test_stale_history_is_named_with_the_as_of_to_use(tmp_path: Path) -> None:
     last = date(2026, 9, 1) + timedelta(days=59)
     as_of = last + timedelta(days=8)
     data = forecast_json(runner, "--user", "sam", "--as-of", as_of.isoformat())
-    note = f"no spend recorded since {last.isoformat()}, 8 days: the forecast assumes that continues"
+    note = (f"no spend recorded since {last.isoformat()}, 8 days, longer than any quiet before: the "
+            "forecast gives it a 19% chance of lasting the 30 days ahead")
     assert any(n.startswith(note) and f"--as-of {(last + timedelta(days=1)).isoformat()}" in n
                for n in data["notes"])
     assert data["last_spend"] == last.isoformat()

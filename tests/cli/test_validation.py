@@ -172,7 +172,28 @@ def test_a_number_option_refuses_nan_and_infinity(cli: CliRunner) -> None:
         assert run.code == 1, (args, run.stderr)
         assert_one_error_line(run.stderr)
         assert "unexpected" not in run.stderr
-        assert "not a finite number" in run.stderr or "within" in run.stderr, run.stderr
+        assert "must be a finite number" in run.stderr or "within" in run.stderr, run.stderr
+
+
+def test_every_number_option_says_its_range_in_one_rule(cli: CliRunner) -> None:
+    """click's own lines read like click ("Invalid value for '--horizon': 100000 is not in
+    the range 1<=x<=366.", "'10.5' is not a valid int range."): one rule for every number
+    option now, the range in words and the value as typed; the help still shows the range."""
+    horizon = "--horizon must be a whole number from 1 to 366, got"
+    for args, line in (
+            (["forecast", "--horizon", "100000"], f"{horizon} 100000"),
+            (["forecast", "--horizon", "0"], f"{horizon} 0"),
+            (["forecast", "--horizon", "abc"], f"{horizon} 'abc'"),
+            (["ask", "q", "--max-tokens", "10.5"], "--max-tokens must be a whole number from 1 to "),
+            (["forecast", "--confidence", "2"], "--confidence must be a number from 0.5 to 0.99, got 2"),
+            (["anomalies", "--min-change", "-1"], "--min-change must be a number >= 0, got -1"),
+            (["logs", "-n", "-1"], "--count must be a whole number >= 0, got -1"),
+            (["serve", "--port", "70000"], "--port must be a whole number from 0 to 65,535, got 70000")):
+        run = cli(*args)
+        assert run.code == 1, (args, run.stderr)
+        assert_one_error_line(run.stderr)
+        assert line in run.stderr and "Invalid value" not in run.stderr, run.stderr
+    assert "1<=x<=366" in cli("forecast", "--help").stdout
 
 
 def test_logs_with_a_count_past_sqlite_s_integers_shows_everything(

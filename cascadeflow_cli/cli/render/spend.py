@@ -121,4 +121,6 @@ def anomalies_table(found: list[Anomaly], sensitivity: str) -> FittedTable:
 def _usd(value: float) -> str:
     from cascadeflow_cli.money import format_dollars
 
-    return format_dollars(value)
+    # to the ledger's nano-dollar, as the description's: a shift's new level of 1.39e-17
+    # (float noise of an empty stretch) was shown as "$0.0000000000000000139"
+    return format_dollars(round(value, 9))

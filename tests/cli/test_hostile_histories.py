@@ -1,0 +1,316 @@
+"""Issue 10's must-survive list for `cascade forecast`, `cascade anomalies` and `cascade
+budget show`, end to end: the real command on a real SQLite ledger built by `cascade
+import` from one committed CSV (tests/fixtures/history_hostile.csv), one user per case.
+
+Every day's spend sits at 12:00 UTC; the data runs 2026-07-01 to 2026-09-28, so the
+forecasts are asked `--as-of 2026-09-29` (AS_OF). Users:
+  oneday   $3.00 on the last day only
+  zeros    a row of $0 every day (90 rows, nothing spent)
+  cent     $0.01 every day
+  huge     $1.00-$1.20 every day and $10,000 on 2026-08-30
+  gaps     $5.00 every 21 days from 2026-07-01 (the last 2026-09-23), nothing between
+  quiet30  $8-$12 every day to 2026-08-29, then 30 days of nothing
+  future   $2.00 every day, $700 on 2026-10-02 and $5,000 on 2099-01-01 (a clock that was off)
+  burst    $250 on 2026-09-09, nothing before or after (a history that is a single burst)
+`budget show` judges today, so its ledger imports the same rows moved by whole days to
+end yesterday (AS_OF becomes today)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.support import stderr_lines
+from tests.conftest import FIXTURES, CliRunner, Run, assert_one_error_line
+
+HISTORY = FIXTURES / "history_hostile.csv"
+AS_OF = date(2026, 9, 29)
+USERS = ("oneday", "zeros", "cent", "huge", "gaps", "quiet30", "future", "burst")
+FORECAST_KEYS = {"user", "as_of", "horizon_days", "mean", "lower", "upper", "confidence", "daily",
+                 "budget", "risk", "method"}
+ANOMALY_KEYS = {"date", "user", "expected", "actual", "score", "severity", "kind", "description"}
+CONFIG = '[ledger]\ntimezone = "UTC"\n'
+
+
+def _strict(text: str) -> Any:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in JSON output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _runner(root: Path, history: Path) -> CliRunner:
+    config = root / "cascadeflow.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    runner = CliRunner(root, config, root / "ledger.db")
+    run = runner("import", str(history))
+    assert run.code == 0, run.stderr
+    return runner
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> CliRunner:
+    return _runner(tmp_path_factory.mktemp("hostile"), HISTORY)
+
+
+@pytest.fixture(scope="module")
+def today_ledger(tmp_path_factory: pytest.TempPathFactory) -> CliRunner:
+    """The same rows moved so that AS_OF is today (UTC, the config's zone)."""
+    root = tmp_path_factory.mktemp("hostile-today")
+    shift = datetime.now(UTC).date() - AS_OF
+    with HISTORY.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    moved = root / "history.csv"
+    with moved.open("w", encoding="utf-8", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(rows[0])
+        for ts, *rest in rows[1:]:
+            when = datetime.fromisoformat(ts.replace("Z", "+00:00")) + shift
+            out.writerow([when.strftime("%Y-%m-%dT%H:%M:%SZ"), *rest])
+    return _runner(root, moved)
+
+
+def forecast(runner: CliRunner, *args: str) -> dict[str, Any]:
+    run = runner("forecast", "--json", *args)
+    assert run.code == 0, run.stderr
+    assert run.stderr == "", run.stderr
+    data = _strict(run.stdout)
+    assert set(data) >= FORECAST_KEYS
+    assert len(data["daily"]) == data["horizon_days"]
+    for key in ("mean", "lower", "upper", "median"):
+        assert math.isfinite(data[key]) and data[key] >= 0, (key, data)
+    assert data["lower"] <= data["median"] <= data["upper"], data
+    return data
+
+
+def user_forecast(runner: CliRunner, user: str, *args: str) -> dict[str, Any]:
+    return forecast(runner, "--user", user, "--as-of", AS_OF.isoformat(), *args)
+
+
+def notes(data: dict[str, Any]) -> str:
+    return " | ".join(data["notes"])
+
+
+# --- forecast -----------------------------------------------------------------------
+
+
+def test_every_case_survives_with_the_documented_shape(ledger: CliRunner) -> None:
+    for user in USERS:
+        data = user_forecast(ledger, user)
+        assert data["user"] == user and data["as_of"] == AS_OF.isoformat()
+        assert data["budget"] is None and data["risk"] is None
+        human = ledger("forecast", "--user", user, "--as-of", AS_OF.isoformat())
+        assert human.code == 0 and human.stderr == "", human.stderr
+        assert f"Forecast for {user}: 2026-09-29 to 2026-10-28 (30 days)" in human.stdout
+    everyone = forecast(ledger, "--as-of", AS_OF.isoformat())
+    assert everyone["user"] is None and everyone["mean"] > 0
+
+
+def test_one_day_all_zero_and_one_cent_a_day(ledger: CliRunner) -> None:
+    one = user_forecast(ledger, "oneday")
+    assert one["short_history"] is True and one["method"] == "naive mean of the last 1 day"
+    assert one["mean"] == pytest.approx(90.0) and 0 < one["lower"] < 90.0 < one["upper"]
+    zeros = user_forecast(ledger, "zeros")
+    assert zeros["method"] == "zero" and zeros["mean"] == zeros["upper"] == 0.0
+    assert "no spend in 90 days of history" in notes(zeros)
+    cent = user_forecast(ledger, "cent")
+    assert cent["median"] == pytest.approx(0.30, abs=0.005) and cent["upper"] < 0.5
+
+
+def test_a_single_huge_day_is_not_forecast_to_come_back(ledger: CliRunner) -> None:
+    data = user_forecast(ledger, "huge")
+    # 30 days of $1.10 is $33: the one $10,000 day (30 days back) may lift the level, but
+    # is not forecast again
+    assert 25.0 < data["median"] < 100.0 and data["upper"] < 1000.0, data
+
+
+def test_five_dollars_every_three_weeks(ledger: CliRunner) -> None:
+    """The next $5 is due 2026-10-14, inside the 30 days: the interval holds one payment."""
+    data = user_forecast(ledger, "gaps")
+    assert data["lower"] <= 5.0 <= data["upper"] and data["mean"] < 30.0, data
+
+
+def test_thirty_quiet_days_the_note_says_what_the_numbers_assume(ledger: CliRunner) -> None:
+    """The note said "the forecast assumes that continues" over a median of $14.43 equal to
+    the 90% upper bound: now the forecast is the mixture the note states."""
+    data = user_forecast(ledger, "quiet30")
+    assert data["last_spend"] == "2026-08-29"
+    note = next(n for n in data["notes"] if n.startswith("no spend recorded since 2026-08-29, 31 days"))
+    assert "a 50% chance of lasting the 30 days ahead" in note and "resume at its level before it" in note
+    assert "`--as-of 2026-08-30` forecasts from the last data" in note
+    assert "assumes that continues" not in notes(data)
+    assert "before the quiet, 60 days of history: methods were compared on 20-day totals" in notes(data)
+    # the quiet lasting ($0) is inside the interval, and so is most of a month at the old
+    # pace ($8-$12 a day); the median is not pinned to the top of it
+    assert data["lower"] == 0.0 and 150.0 < data["upper"] < 30 * 12.0
+    assert data["median"] < data["upper"] / 2 and 0.25 * 300 < data["mean"] < 0.5 * 300, data
+    resumed = forecast(ledger, "--user", "quiet30", "--as-of", "2026-08-30")
+    assert not any("no spend recorded" in n for n in resumed["notes"])
+    assert 240.0 < resumed["median"] < 360.0
+
+
+def test_a_single_burst_and_its_quiet(ledger: CliRunner) -> None:
+    data = user_forecast(ledger, "burst")
+    note = "no spend recorded since 2026-09-09, 20 days: the forecast averages the quiet days in"
+    assert note in notes(data)
+    # the mean of 20 days, the burst among them; the upper bound (about $7,119) stays
+    # under a burst every day of the 30
+    assert data["mean"] == pytest.approx(375.0) and data["lower"] == 0.0
+    assert 250.0 < data["upper"] < 30 * 250.0
+
+
+def test_rows_dated_after_the_forecast_start_are_left_out_and_named(ledger: CliRunner) -> None:
+    data = user_forecast(ledger, "future")
+    assert data["mean"] == pytest.approx(60.0, rel=0.02) and data["upper"] < 100.0  # not $700, not $5,000
+    assert ("$5,000.00 of spend is dated after today (1 day, 2099-01-01 to 2099-01-01): not counted "
+            "here" in notes(data))
+
+
+def test_as_of_before_the_first_row_and_far_after_the_last(ledger: CliRunner) -> None:
+    for args in (("--as-of", "2026-06-01"), ("--user", "quiet30", "--as-of", "1970-01-01")):
+        data = forecast(ledger, *args)
+        assert data["method"] == "none" and data["mean"] == data["upper"] == 0.0
+        assert "no spend history before this date" in notes(data)
+    far = forecast(ledger, "--as-of", "9998-12-31", "--horizon", "366")
+    assert far["method"] == "zero" and far["upper"] == 0.0 and far["daily"][-1]["date"] == "9999-12-31"
+    assert far["as_of"] == "9998-12-31"
+
+
+def test_horizon_limits(ledger: CliRunner) -> None:
+    for horizon in ("0", "100000", "-5", "1.5", "thirty"):
+        run = ledger("forecast", "--horizon", horizon)
+        assert run.code == 1, run.stderr
+        assert_one_error_line(run.stderr)
+        assert f"--horizon must be a whole number from 1 to 366, got {horizon}" in run.stderr.replace("'", "")
+        assert run.stdout == ""
+    one = user_forecast(ledger, "cent", "--horizon", "1")
+    assert one["daily"][0]["date"] == AS_OF.isoformat() and one["median"] == pytest.approx(0.01, abs=1e-4)
+    year = user_forecast(ledger, "quiet30", "--horizon", "366")
+    assert year["horizon_days"] == 366 and year["lower"] <= year["median"] <= year["upper"]
+
+
+def test_an_empty_ledger(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("timestamp,user,model,cost\n", encoding="utf-8")
+    runner = CliRunner(tmp_path, None, tmp_path / "ledger.db")
+    run = runner("import", str(tmp_path / "empty.csv"))
+    assert run.code == 1 and "no rows to import" in run.stderr
+    assert_one_error_line(run.stderr)
+    data = forecast(runner)
+    assert data["method"] == "none" and data["mean"] == 0.0
+    human = runner("forecast", "--user", "nobody")
+    assert human.code == 0 and "no spend history" in human.stdout
+    run = runner("anomalies", "--json")
+    assert run.code == 0 and _strict(run.stdout) == []
+    assert runner("budget", "set", "ann", "--daily", "5").code == 0
+    shown = _strict(runner("budget", "show", "ann", "--json").stdout)
+    assert shown["outlook"]["risk"] == 0.0 and shown["outlook"]["expected_total"] == 0.0
+    assert shown["notes"] == []
+
+
+# --- anomalies ----------------------------------------------------------------------
+
+
+def anomalies(runner: CliRunner, *args: str) -> tuple[list[dict[str, Any]], Run]:
+    run = runner("anomalies", "--json", "--until", "2026-09-28", *args)
+    assert run.code == 0, run.stderr
+    data = _strict(run.stdout)
+    assert isinstance(data, list)
+    for row in data:
+        assert set(row) >= ANOMALY_KEYS and math.isfinite(row["score"])
+    return data, run
+
+
+def test_anomalies_survive_every_case(ledger: CliRunner) -> None:
+    for user in USERS:
+        found, run = anomalies(ledger, "--user", user)
+        assert all(r["user"] == user for r in found)
+        human = ledger("anomalies", "--user", user, "--until", "2026-09-28")
+        assert human.code == 0, human.stderr
+        assert "0.0000000" not in human.stdout  # float noise shown as money
+    for quiet in ("oneday", "zeros", "cent", "future"):
+        assert anomalies(ledger, "--user", quiet)[0] == [], quiet
+    huge, _ = anomalies(ledger, "--user", "huge")
+    assert [(r["date"], r["kind"], r["severity"]) for r in huge] == [("2026-08-30", "spike", "high")]
+    stopped, run = anomalies(ledger, "--user", "quiet30")
+    assert [(r["date"], r["kind"]) for r in stopped] == [("2026-08-30", "shift")]
+    said = stderr_lines(run.stderr)
+    assert any(line.startswith("note: no spend recorded since 2026-08-29") for line in said)
+
+
+@pytest.mark.xfail(reason="found, not fixed here: every $5 day of a 21-day rhythm pages as a high "
+                   "spike against $0 expected; the detector's calibration is anomaly-12's task")
+def test_a_regular_three_weekly_payment_does_not_page(ledger: CliRunner) -> None:
+    assert anomalies(ledger, "--user", "gaps")[0] == []
+
+
+def test_anomalies_past_today_and_an_empty_range(ledger: CliRunner) -> None:
+    run = ledger("anomalies", "--user", "future")
+    assert run.code == 0, run.stderr
+    assert "$0.0000000" not in run.stdout  # a shift's new level of 1.39e-17 read as money
+    for args, said in ((("--since", "2026-09-01", "--until", "2026-08-01"),
+                        "--since 2026-09-01 is not before --until 2026-08-01: nothing lies between them"),
+                       (("--since", "2099-01-02"), "--since 2099-01-02 is after the last day judged, "),
+                       (("--since", "2099-01-02", "--until", "2099-02-01"), "(today: days still to come")):
+        run = ledger("anomalies", *args)
+        assert run.code == 1
+        assert_one_error_line(run.stderr)
+        assert said in run.stderr and "--until 2026-12" not in run.stderr, run.stderr
+    one_day, _ = anomalies(ledger, "--since", "2026-08-30")
+    assert all(r["date"] >= "2026-08-30" for r in one_day)
+
+
+# --- budget show --------------------------------------------------------------------
+
+
+def show(runner: CliRunner, user: str) -> tuple[dict[str, Any], str]:
+    data = runner("budget", "show", user, "--json")
+    human = runner("budget", "show", user)
+    assert data.code == 0 and human.code == 0, (data.stderr, human.stderr)
+    return _strict(data.stdout), " ".join(human.stdout.split())
+
+
+def test_budget_show_outlook_for_every_case(today_ledger: CliRunner) -> None:
+    for user in (*USERS, "nobody"):
+        for window, limit, words in (("--daily", "5", "daily budget today"),
+                                     ("--monthly", "50", "monthly budget this month")):
+            assert today_ledger("budget", "set", user, window, limit).code == 0
+            data, text = show(today_ledger, user)
+            outlook = data["outlook"]
+            assert outlook["window"] == window[2:] and 0.0 <= outlook["risk"] <= 1.0
+            message = outlook["message"]
+            assert message in text and "risk of exceeding" in message, message
+            if not message.startswith(f"{user} is already over"):
+                assert words in message, message
+            if window == "--daily":
+                assert "over the month" not in text and "passing it on" not in message, message
+            if "passing it on" in message:  # a date only where the risk says it is likely
+                assert outlook["risk"] >= 0.5, message
+            assert today_ledger("budget", "rm", user).code == 0
+
+
+def test_budget_show_names_rows_dated_after_today(today_ledger: CliRunner) -> None:
+    assert today_ledger("budget", "set", "future", "--monthly", "50").code == 0
+    data, text = show(today_ledger, "future")
+    assert len(data["notes"]) == 1
+    assert data["notes"][0].startswith("$5,700.00 of spend is dated after today (2 days, ")
+    assert "the windows holding those dates count it, the outlook does not" in data["notes"][0]
+    assert f"note: {data['notes'][0]}" in text
+    for user in ("quiet30", "cent"):
+        assert today_ledger("budget", "set", user, "--monthly", "50").code == 0
+        assert show(today_ledger, user)[0]["notes"] == []
+
+
+def test_budget_show_after_thirty_quiet_days(today_ledger: CliRunner) -> None:
+    assert today_ledger("budget", "set", "quiet30", "--monthly", "50").code == 0
+    outlook = show(today_ledger, "quiet30")[0]["outlook"]
+    if (outlook["expected_total"] > 50) != (outlook["risk"] >= 0.5):
+        assert "spends on average" in outlook["message"] and "passing it on" not in outlook["message"]
+    # nothing spent this month, and the quiet lasting the rest of it is inside the interval
+    assert outlook["spent_to_date"] == 0.0 and outlook["lower"] == 0.0
+    assert outlook["lower"] <= outlook["expected_total"] <= outlook["upper"]
