@@ -69,7 +69,8 @@ def over_grpc(tmp_path: Path, server: ReplayServer, receiver: GrpcCollector, *ar
     """Run the command with OTLP over gRPC: exit 0 and no warning line; its stdout. The SDK's
     gRPC import counts against flush_timeout and took over 1 s on 2 cores at load 10 (CI,
     2026-12-04): a live receiver answers at once, so a wider timeout costs nothing here."""
-    run = telemetry_cli(tmp_path, server, receiver.url, flush_timeout=10.0)(*args, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    cli = telemetry_cli(tmp_path, server, receiver.url, flush_timeout=10.0)
+    run = cli(*args, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
     assert run.code == 0, run.stderr
     assert not [line for line in stderr_lines(run.stderr) if line.startswith("warning:")], run.stderr
     return run.stdout
