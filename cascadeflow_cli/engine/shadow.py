@@ -42,6 +42,12 @@ if TYPE_CHECKING:
     from cascadeflow_cli.engine.cascade import Cascade
 
 WAIT_SLACK_S = 5.0  # beyond the verifier's timeout: pricing, agreement, the ledger write
+# Once the verifier has answered, the rest is local work, bounded without a network: the
+# agreement may load the [semantic] model first (its int8 copy made in the user cache on
+# first use: 1.1-1.4 s at load 3, past the 5 s slack at load ~20 on 2 cores). The CLI's
+# wait grows by this then; exiting sooner killed the thread inside onnxruntime ('terminate
+# called without an active exception', exit -6 after the user's answer).
+LOCAL_WORK_S = 60.0
 # At most this many shadows in flight per process (a batch at a high rate would otherwise
 # open a thread per row): a request beyond it is not shadowed, the sample just a bit smaller.
 MAX_PENDING = 16
@@ -94,16 +100,23 @@ def start(cascade: Cascade, job: ShadowJob) -> threading.Thread | None:
 def wait_pending(timeout: float | None = None) -> int:
     """Wait for the shadows in flight, until the latest one's deadline (or ``timeout``);
     returns how many are still running after it."""
-    end = _deadline if timeout is None else time.monotonic() + timeout
+    fixed = None if timeout is None else time.monotonic() + timeout
     while True:
         with _pending_lock:
             threads = [t for t in _pending if t.is_alive()]
+            end = _deadline if fixed is None else fixed  # a shadow past its call may extend it
         if not threads:
             return 0
         left = end - time.monotonic()
         if left <= 0:
             return len(threads)
         threads[0].join(left)
+
+
+def _extend_deadline(seconds: float) -> None:
+    global _deadline
+    with _pending_lock:
+        _deadline = max(_deadline, time.monotonic() + seconds)
 
 
 def unrecorded() -> list[str]:
@@ -192,6 +205,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
 
         release(ledger, reservation)
         raise
+    _extend_deadline(LOCAL_WORK_S)
     usage, cost, source = charge(price, completion.usage, job.messages, completion.text)
     kind = answer_kind(job.query, job.domain, [job.draft_text, completion.text])
     verdict = agreement(job.draft_text, completion.text, kind, _embedder() if kind == "text" else None)

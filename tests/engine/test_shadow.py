@@ -279,3 +279,26 @@ def test_a_shadow_call_is_a_live_span_under_its_requests_span(tmp_path: Path, se
     finally:
         live.stop()
         later.stop()
+
+
+def test_the_wait_grows_when_a_shadow_past_its_call_asks_for_local_time() -> None:
+    """After the verifier's answer the shadow may load the [semantic] model for the
+    agreement (seconds on first use under load): the CLI's wait read the deadline once and
+    exited with the thread inside onnxruntime (exit -6, 'terminate called without an active
+    exception'). A deadline extended while waiting is honoured."""
+    import threading
+    import time
+
+    def answered_then_slow() -> None:
+        shadow._extend_deadline(10.0)  # what _shadow does once the verifier has answered
+        time.sleep(1.5)
+        with shadow._pending_lock:
+            shadow._pending.discard(threading.current_thread())
+
+    thread = threading.Thread(target=answered_then_slow, daemon=True)
+    with shadow._pending_lock:
+        shadow._pending.add(thread)
+        shadow._deadline = time.monotonic() + 0.3  # the call's own deadline, nearly spent
+    thread.start()
+    assert shadow.wait_pending() == 0
+    assert not thread.is_alive()
