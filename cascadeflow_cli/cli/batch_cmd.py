@@ -50,11 +50,17 @@ def batch(
     # 'default', past the user's own budget; `--user "  "` made every row an error
     who = default_user() if user is None else user_name(user)
     out_path = output.resolve() if output else None
-    if out_path is not None and out_path == file.resolve():
+    from cascadeflow_cli.files import same_file
+
+    # a hard link to the input passed the resolved-path check, and opening it emptied the input
+    if out_path is not None and (out_path == file.resolve() or same_file(out_path, file)):
         raise InputError(f"{output}: the output cannot be the input file")
+    if out_path is not None and out_path.is_dir():  # --resume read it: 'unexpected IsADirectoryError'
+        raise InputError(f"{output}: is a directory, not an output file")
     from cascadeflow_cli.cli.telemetry_hook import telemetry
 
     context = app_context(ctx)
+    context.refuse_ledger_as_output(out_path)
     on_record = telemetry(context)  # before the ledger: a bad endpoint stops us with nothing written
     ledger = context.ledger()
     plan = plan_batch(ledger, file, out_path, resume)

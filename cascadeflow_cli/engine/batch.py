@@ -163,7 +163,11 @@ def scan_output(path: Path) -> tuple[set[str], int]:
     """
     keys: set[str] = set()
     good = 0
-    with path.open("rb") as fh:
+    try:
+        fh = path.open("rb")
+    except OSError as exc:  # unreadable: 'unexpected PermissionError'
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with fh:
         lines = iter(fh)
         for number, raw in enumerate(lines, start=1):
             key = _result_key(raw) if raw.endswith(b"\n") else None
