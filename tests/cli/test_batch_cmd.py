@@ -318,3 +318,28 @@ def test_an_empty_user_option_is_one_line_not_the_default_user(cli: CliRunner, g
         assert "the user name is empty" in run.stderr
     assert good.request_count() == 0 and rows(cli.db, "requests") == []
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_resume_refuses_an_input_whose_rows_moved_under_their_keys(cli: CliRunner, good: ReplayServer,
+                                                                     tmp_path: Path) -> None:
+    """Rows without an "id" are keyed by line number: a line put in above them used to be
+    skipped as done, every answer went to the row below its own, the last row was paid twice."""
+    queries = [f"What is the capital of country number {i}?" for i in range(4)]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"query": q}) + "\n" for q in queries), encoding="utf-8")
+    assert cli("batch", "in.jsonl", "-o", "out.jsonl").code == 0
+    before, asked = (tmp_path / "out.jsonl").read_bytes(), good.request_count()
+    source.write_text("".join(json.dumps({"query": q}) + "\n" for q in ["Something new?", *queries]),
+                      encoding="utf-8")
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "in.jsonl: changed since the run that wrote" in run.stderr and "line 1 (no 'id'" in run.stderr
+    assert good.request_count() == asked and (tmp_path / "out.jsonl").read_bytes() == before
+    # rows appended below the answered ones are what --resume is for: they run
+    source.write_text("".join(json.dumps({"query": q}) + "\n" for q in [*queries, "Something new?"]),
+                      encoding="utf-8")
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
+    assert run.code == 0, run.stderr
+    assert "1 answered · 4 already done" in run.stderr
+    assert output_ids(tmp_path / "out.jsonl") == Counter(str(n) for n in range(1, 6))
