@@ -343,3 +343,24 @@ def test_resume_refuses_an_input_whose_rows_moved_under_their_keys(cli: CliRunne
     assert run.code == 0, run.stderr
     assert "1 answered · 4 already done" in run.stderr
     assert output_ids(tmp_path / "out.jsonl") == Counter(str(n) for n in range(1, 6))
+
+
+def test_a_second_run_on_an_output_being_written_is_refused(cli: CliRunner, server: ReplayServer,
+                                                            tmp_path: Path) -> None:
+    """Two `--resume` runs of one output both asked the rows it lacked: paid twice, written
+    twice, and the second stopped (exit 4) on the ledger's unique batch row."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, latency_s=0.25))
+    ids = write_queries(tmp_path / "in.jsonl", 24)
+    out = tmp_path / "out.jsonl"
+    first = cli.popen("batch", "in.jsonl", "-o", "out.jsonl", "-c", "1", "--resume")  # 6 s at least
+    wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") >= 2)
+    for extra in (["--resume"], []):  # without --resume it emptied the running batch's output
+        run = cli("batch", "in.jsonl", "-o", "out.jsonl", *extra)
+        assert run.code == 1, run.stderr
+        assert_one_error_line(run.stderr)
+        assert "out.jsonl: another `cascade batch` is writing it" in run.stderr
+    assert first.poll() is None  # (what was refused was a run beside it)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert_exactly_once(ids, out, cli.db)
+    assert server.request_count() == 24  # each row asked once
