@@ -41,8 +41,11 @@ SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal")
 
 
 def is_sqlite_file_of(path: Path, db: Path) -> bool:
-    """Whether ``path`` is the SQLite file ``db`` or one of the files SQLite keeps beside it."""
-    return any(same_file(path, db.with_name(db.name + suffix)) for suffix in SQLITE_SIDECARS)
+    """Whether ``path`` is the SQLite file ``db`` or one of the files SQLite keeps beside it
+    (by name too: a -shm or -journal that does not exist yet is SQLite's to create)."""
+    where = path.resolve()
+    return any(where == (side := db.with_name(db.name + suffix)).resolve() or same_file(path, side)
+               for suffix in SQLITE_SIDECARS)
 
 
 @contextlib.contextmanager

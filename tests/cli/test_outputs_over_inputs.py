@@ -26,7 +26,7 @@ def answered(cli: CliRunner, server: ReplayServer, tmp_path: Path) -> CliRunner:
     return cli
 
 
-@pytest.mark.parametrize("name", ["ledger.db", "ledger.db-wal", "ledger-link.db"])
+@pytest.mark.parametrize("name", ["ledger.db", "ledger.db-wal", "ledger-link.db", "ledger.db-journal"])
 @pytest.mark.parametrize("command", [
     ["batch", "in.jsonl", "-o"],
     ["batch", "in.jsonl", "--resume", "-o"],
@@ -44,6 +44,7 @@ def test_the_ledger_is_never_an_output(answered: CliRunner, server: ReplayServer
     assert_one_error_line(run.stderr)
     assert "that is the ledger file" in run.stderr
     assert (tmp_path / "ledger.db").read_bytes() == before
+    assert not (tmp_path / "ledger.db-journal").exists()  # not there yet: SQLite's name all the same
     assert len(rows(answered.db, "requests")) == 3
     assert server.request_count() == asked  # refused before anything was asked
 
