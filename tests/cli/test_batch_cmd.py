@@ -364,3 +364,34 @@ def test_a_second_run_on_an_output_being_written_is_refused(cli: CliRunner, serv
     assert first.returncode == 0, err
     assert_exactly_once(ids, out, cli.db)
     assert server.request_count() == 24  # each row asked once
+
+
+def _peak_rss_mib(cli: CliRunner, *args: str) -> tuple[int, float]:
+    """``cascade ARGS`` in a fresh process; its exit code and peak resident memory."""
+    probe = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+             "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "cascadeflow_cli", *args],
+                          cwd=cli.cwd, env=cli.env(), capture_output=True, text=True, timeout=300)
+    code, kib = done.stdout.split()
+    return int(code), int(kib) / 1024
+
+
+def test_a_line_without_an_end_is_one_error_row_not_read_whole(cli: CliRunner, good: ReplayServer,
+                                                               tmp_path: Path) -> None:
+    """A file with no line breaks (a JSON array, an archive named .jsonl) was read whole,
+    twice, into memory: 400 MiB of it took the process past 1.2 GiB."""
+    small = tmp_path / "small.jsonl"
+    write_queries(small, 2)
+    huge = tmp_path / "huge.jsonl"
+    with huge.open("wb") as fh:
+        fh.write(small.read_bytes().splitlines(keepends=True)[0])
+        fh.seek(400 << 20, os.SEEK_CUR)  # a sparse run of NUL bytes: 400 MiB, no disk
+        fh.write(b"\n" + small.read_bytes().splitlines(keepends=True)[1])
+    code, base = _peak_rss_mib(cli, "batch", "small.jsonl", "-o", "small-out.jsonl")
+    assert code == 0
+    code, peak = _peak_rss_mib(cli, "batch", "huge.jsonl", "-o", "out.jsonl")
+    assert code == 5  # finished, one row an error
+    assert peak - base < 200, (base, peak)
+    results = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert results[None]["error"] == "line 2: longer than 64 MiB, the most cascade reads of one line"
+    assert {"q000", "q001"} <= set(results) and all("request_id" in results[k] for k in ("q000", "q001"))
