@@ -56,13 +56,16 @@ def batch(
         raise InputError(f"{output}: the output cannot be the input file")
     if out_path is not None and out_path.is_dir():  # --resume read it: 'unexpected IsADirectoryError'
         raise InputError(f"{output}: is a directory, not an output file")
+    if resume and output is not None and is_special(output):  # a FIFO's reader waited for ever
+        raise InputError(f"{output}: --resume reads the output back: it must be a regular file")
     from cascadeflow_cli.cli.telemetry_hook import telemetry
 
     context = app_context(ctx)
     context.refuse_ledger_as_output(out_path)
     on_record = telemetry(context)  # before the ledger: a bad endpoint stops us with nothing written
     ledger = context.ledger()
-    out = _Output(out_path, resume)  # locked before the plan reads it: one run writes OUT at a time
+    # the path as given, not resolved: /dev/stdout on a pipe resolves to 'pipe:[...]', no file
+    out = _Output(output, resume)  # locked before the plan reads it: one run writes OUT at a time
     try:
         plan = plan_batch(ledger, file, out_path, resume)
     except BaseException:

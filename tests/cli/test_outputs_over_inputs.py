@@ -4,6 +4,7 @@ writing and emptied: every request the ledger held, or the input, gone."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -72,3 +73,22 @@ def test_a_directory_as_the_output_is_one_line(cli: CliRunner, tmp_path: Path, e
     assert_one_error_line(run.stderr)  # --resume said 'unexpected IsADirectoryError'
     assert "results: is a directory" in run.stderr
     assert not list((tmp_path / "results").iterdir())
+
+
+def test_dev_stdout_on_a_pipe_is_an_output_and_a_fifo_cannot_be_resumed(cli: CliRunner, server: ReplayServer,
+                                                                         tmp_path: Path) -> None:
+    """`-o /dev/stdout` with stdout a pipe was 'cannot write: /proc/N/fd/pipe:[...]: No such
+    file' (the path was resolved before it was opened); `--resume` on a FIFO read it back
+    and waited for a writer for ever."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    write_queries(tmp_path / "in.jsonl", 2)
+    proc = cli.popen("batch", "in.jsonl", "-o", "/dev/stdout")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert sorted(json.loads(line)["id"] for line in out.splitlines()) == ["q000", "q001"]
+    os.mkfifo(tmp_path / "results")
+    proc = cli.popen("batch", "in.jsonl", "-o", "results", "--resume")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert_one_error_line(err)
+    assert "results: --resume reads the output back: it must be a regular file" in err
