@@ -27,6 +27,27 @@ def is_special(path: Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one existing file: another spelling, a symlink or a
+    hard link (comparing resolved paths misses the last)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# The files SQLite keeps beside a ledger: writing over any of them loses the ledger
+SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal")
+
+
+def is_sqlite_file_of(path: Path, db: Path) -> bool:
+    """Whether ``path`` is the SQLite file ``db`` or one of the files SQLite keeps beside it
+    (by name too: a -shm or -journal that does not exist yet is SQLite's to create)."""
+    where = path.resolve()
+    return any(where == (side := db.with_name(db.name + suffix)).resolve() or same_file(path, side)
+               for suffix in SQLITE_SIDECARS)
+
+
 @contextlib.contextmanager
 def written_whole(path: Path, mode: str = "w", **open_args: Any) -> Iterator[IO[Any]]:
     """A file object for ``path``: a temporary file renamed over it when the block ends

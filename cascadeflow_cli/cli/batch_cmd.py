@@ -14,6 +14,7 @@ import typer
 
 from cascadeflow_cli.cli.context import app_context, default_user, is_terminal
 from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
+from cascadeflow_cli.files import is_special, same_file
 
 if TYPE_CHECKING:
     from cascadeflow_cli.engine.batch import BatchProgress
@@ -50,15 +51,26 @@ def batch(
     # 'default', past the user's own budget; `--user "  "` made every row an error
     who = default_user() if user is None else user_name(user)
     out_path = output.resolve() if output else None
-    if out_path is not None and out_path == file.resolve():
+    # a hard link to the input passed the resolved-path check, and opening it emptied the input
+    if out_path is not None and (out_path == file.resolve() or same_file(out_path, file)):
         raise InputError(f"{output}: the output cannot be the input file")
+    if out_path is not None and out_path.is_dir():  # --resume read it: 'unexpected IsADirectoryError'
+        raise InputError(f"{output}: is a directory, not an output file")
+    if resume and output is not None and is_special(output):  # a FIFO's reader waited for ever
+        raise InputError(f"{output}: --resume reads the output back: it must be a regular file")
     from cascadeflow_cli.cli.telemetry_hook import telemetry
 
     context = app_context(ctx)
+    context.refuse_ledger_as_output(out_path)
     on_record = telemetry(context)  # before the ledger: a bad endpoint stops us with nothing written
     ledger = context.ledger()
-    plan = plan_batch(ledger, file, out_path, resume)
-    out = _Output(out_path, resume)
+    # the path as given, not resolved: /dev/stdout on a pipe resolves to 'pipe:[...]', no file
+    out = _Output(output, resume)  # locked before the plan reads it: one run writes OUT at a time
+    try:
+        plan = plan_batch(ledger, file, out_path, resume)
+    except BaseException:
+        out.close()
+        raise
     reporter = _Reporter(count_rows(file), file)
     try:
         with reporter:
@@ -94,9 +106,13 @@ class _Output:
         self._file: TextIO | None = None
         if path is not None:
             try:
-                self._file = path.open("a" if resume else "w", encoding="utf-8")
+                # opened without truncating, and emptied only once it is ours (not --resume)
+                self._file = path.open("a", encoding="utf-8")
             except OSError as exc:
                 raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+            _lock(self._file, path)
+            if not resume and not is_special(path):
+                self._file.truncate(0)
 
     @property
     def to_file(self) -> bool:
@@ -124,6 +140,23 @@ class _Output:
                 self._file.close()
         else:
             sys.stdout.flush()
+
+
+def _lock(fh: TextIO, path: Path) -> None:
+    """Hold OUT for this run: two `batch --resume` runs of one output both asked the rows
+    it lacked, paid for them twice and wrote them twice (the second then stopped, exit 4,
+    on the ledger's unique batch row). The lock goes when the process ends, kill -9 too."""
+    import errno
+    import fcntl
+
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return  # a file system without locks: run as before
+        fh.close()
+        raise InputError(f"{path}: another `cascade batch` is writing it; let it finish (then --resume "
+                         "if it stopped), or write to another file") from None
 
 
 def _interrupted(out: _Output, reporter: _Reporter) -> None:

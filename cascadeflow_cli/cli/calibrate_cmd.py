@@ -77,6 +77,7 @@ def calibrate(
         raise InputError("give a FILE.jsonl of labelled drafts, or --from-ledger (not both)")
     context = app_context(ctx)
     config = context.config
+    context.refuse_ledger_as_output(output)  # it would replace the ledger with a calibration
     chosen = parse_prices(prices) if prices is not None else configured_prices(config)
     if from_ledger:
         rows = ledger_label_rows(context.ledger(read_only=True))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.config import AppConfig, load_config, resolve_db_path, resolve_ledger_location
+from cascadeflow_cli.errors import InputError
 
 if TYPE_CHECKING:
     import typer
@@ -62,6 +63,15 @@ class AppContext:
                                  f"the ledger cannot be written"
                                  f"{why(self._ledger.journal_error)}\n")
         return self._ledger
+
+    def refuse_ledger_as_output(self, output: Path | None) -> None:
+        """An InputError when ``output`` is the ledger's own file (or its -wal/-shm): opening
+        it to write truncated every request the ledger held (`batch -o ledger.db`)."""
+        from cascadeflow_cli.files import is_sqlite_file_of
+
+        db = self.resolved_location.path
+        if output is not None and db is not None and is_sqlite_file_of(output, db):
+            raise InputError(f"{output}: that is the ledger file ({db}); write to another file")
 
     def reader_user(self, given: str | None) -> str | None:
         """A read command's ``--user`` as the ledger (opened read-only) stores it: a legacy

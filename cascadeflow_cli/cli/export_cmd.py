@@ -49,6 +49,7 @@ def export(
                      ledger_filter(user, since, until, None, context.config.ledger.timezone))
         return
     fmt = _format(as_csv, as_json, as_jsonl, output)
+    context.refuse_ledger_as_output(output)  # `-o ledger.db --csv` replaced the ledger with its export
     flt = ledger_filter(context.reader_user(user), since, until, model, context.config.ledger.timezone)
     ledger = context.ledger(read_only=True)
     try:

@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cascadeflow_cli.errors import CascadeError, InputError, LedgerError, NotRecordedError
+from cascadeflow_cli.files import MAX_TEXT_BYTES
 from cascadeflow_cli.redact import redact
 from cascadeflow_cli.text import is_blank, json_loads, text_problem, unique_keys
 
@@ -107,7 +108,11 @@ def read_rows(path: Path) -> Iterator[BatchRow | BadRow]:
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     with fh:
-        for line, raw in enumerate(fh, start=1):
+        for line, raw in enumerate(_lines(fh), start=1):
+            if raw is None:
+                yield BadRow(line, f"line {line}: longer than {MAX_TEXT_BYTES >> 20} MiB, the most cascade "
+                                   "reads of one line")
+                continue
             if line == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
             try:
@@ -144,12 +149,24 @@ def parse_row(text: str, line: int) -> BatchRow | BadRow:
     return BatchRow(line, row_id, query, data.get("user"), data.get("domain"), id_given="id" in data)
 
 
+def _lines(fh: IO[bytes], limit: int = MAX_TEXT_BYTES) -> Iterator[bytes | None]:
+    """The lines of ``fh``, None for one longer than ``limit`` (skipped to its end a MiB at
+    a time): a file without line breaks (a JSON array, an archive) was read whole, twice."""
+    while raw := fh.readline(limit + 1):
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield raw
+            continue
+        while (rest := fh.readline(1 << 20)) and not rest.endswith(b"\n"):
+            pass
+        yield None
+
+
 def count_rows(path: Path) -> int:
     """Non-blank lines, counted fast (for the progress bar's total)."""
     count = 0
     with path.open("rb") as fh:
-        for raw in fh:
-            if raw.strip():
+        for raw in _lines(fh):
+            if raw is None or raw.strip():
                 count += 1
     return count
 
@@ -163,7 +180,11 @@ def scan_output(path: Path) -> tuple[set[str], int]:
     """
     keys: set[str] = set()
     good = 0
-    with path.open("rb") as fh:
+    try:
+        fh = path.open("rb")
+    except OSError as exc:  # unreadable: 'unexpected PermissionError'
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with fh:
         lines = iter(fh)
         for number, raw in enumerate(lines, start=1):
             key = _result_key(raw) if raw.endswith(b"\n") else None

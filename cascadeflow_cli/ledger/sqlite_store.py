@@ -297,13 +297,19 @@ class SqliteQueries(SpendReads):
         return row[0] if row else None
 
     def committed_rows(self, batch_id: str) -> dict[str, str]:
+        return self._batch_column(batch_id, "id")
+
+    def committed_queries(self, batch_id: str) -> dict[str, str | None]:
+        return self._batch_column(batch_id, "query")
+
+    def _batch_column(self, batch_id: str, column: str) -> dict[str, Any]:
         from cascadeflow_cli.ledger.batch_ids import SEPARATOR, external_id
 
         low = external_id(batch_id, "")
         high = low[:-1] + chr(ord(SEPARATOR) + 1)  # every key with the prefix "<batch id>:"
-        rows = self.db.execute("select external_id, id from requests "
+        rows = self.db.execute(f"select external_id, {column} from requests "
                                "where external_id >= ? and external_id < ?", [low, high]).fetchall()
-        return {ext[len(low):]: request_id for ext, request_id in rows}
+        return {ext[len(low):]: value for ext, value in rows}
 
     # --- whole tables -----------------------------------------------------------------
 

@@ -258,6 +258,9 @@ class LedgerStore(SpendReader, Protocol):
     def committed_rows(self, batch_id: str) -> dict[str, str]:
         """``row key -> request id`` of every request of that run in the ledger."""
 
+    def committed_queries(self, batch_id: str) -> dict[str, str | None]:
+        """``row key -> query`` of those requests (None where prompts were not stored)."""
+
     # --- whole tables (`cascade ledger copy`) -----------------------------------------
 
     def table_rows(self, table: Table) -> Iterator[dict[str, Any]]:

@@ -32,7 +32,7 @@ def plan_batch(ledger: Ledger, file: Path, output: Path | None, resume: bool) ->
     output's torn last line, if a crash left one, cut off (an output that is gone: its
     rows all come from the ledger, not asked and paid for again)."""
     from cascadeflow_cli.engine.batch import scan_output
-    from cascadeflow_cli.ledger.batch_ids import committed_rows, latest_batch, start_batch
+    from cascadeflow_cli.ledger.batch_ids import committed_queries, committed_rows, latest_batch, start_batch
 
     if not (resume and output is not None):
         return BatchPlan(start_batch(ledger, output, file.resolve()))
@@ -45,7 +45,28 @@ def plan_batch(ledger: Ledger, file: Path, output: Path | None, resume: bool) ->
     batch_id = latest_batch(ledger, output)
     if batch_id is None:
         return BatchPlan(start_batch(ledger, output, file.resolve()), done)
-    return BatchPlan(batch_id, done, committed_rows(ledger, batch_id))
+    committed = committed_rows(ledger, batch_id)
+    _check_same_rows(file, output, committed_queries(ledger, batch_id))
+    return BatchPlan(batch_id, done, committed)
+
+
+def _check_same_rows(file: Path, output: Path, queries: dict[str, str | None]) -> None:
+    """An InputError when a row the earlier run answered now asks something else under its
+    key: a line put in above rows without an "id" shifted every line number, and resuming
+    skipped the new row, attached answers to the wrong rows and asked the last one again.
+    (Rows are compared with the query the ledger stored; without stored prompts, not.)"""
+    from cascadeflow_cli.engine.batch import BatchRow, read_rows
+    from cascadeflow_cli.errors import InputError
+
+    if not queries:
+        return
+    for row in read_rows(file):
+        if not isinstance(row, BatchRow) or (stored := queries.get(row.key)) is None or stored == row.query:
+            continue
+        what = f"id {row.id!r}" if row.id_given else f"line {row.line} (no 'id': its line number is its key)"
+        raise InputError(f"{file}: changed since the run that wrote {output}: {what} asks something else "
+                         "than the row answered under that key; resuming would give it another row's "
+                         "answer (give every row an 'id', restore the file, or write to a new output)")
 
 
 def count_rows(file: Path) -> int:

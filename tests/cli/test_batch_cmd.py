@@ -318,3 +318,80 @@ def test_an_empty_user_option_is_one_line_not_the_default_user(cli: CliRunner, g
         assert "the user name is empty" in run.stderr
     assert good.request_count() == 0 and rows(cli.db, "requests") == []
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_resume_refuses_an_input_whose_rows_moved_under_their_keys(cli: CliRunner, good: ReplayServer,
+                                                                     tmp_path: Path) -> None:
+    """Rows without an "id" are keyed by line number: a line put in above them used to be
+    skipped as done, every answer went to the row below its own, the last row was paid twice."""
+    queries = [f"What is the capital of country number {i}?" for i in range(4)]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"query": q}) + "\n" for q in queries), encoding="utf-8")
+    assert cli("batch", "in.jsonl", "-o", "out.jsonl").code == 0
+    before, asked = (tmp_path / "out.jsonl").read_bytes(), good.request_count()
+    source.write_text("".join(json.dumps({"query": q}) + "\n" for q in ["Something new?", *queries]),
+                      encoding="utf-8")
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "in.jsonl: changed since the run that wrote" in run.stderr and "line 1 (no 'id'" in run.stderr
+    assert good.request_count() == asked and (tmp_path / "out.jsonl").read_bytes() == before
+    # rows appended below the answered ones are what --resume is for: they run
+    source.write_text("".join(json.dumps({"query": q}) + "\n" for q in [*queries, "Something new?"]),
+                      encoding="utf-8")
+    run = cli("batch", "in.jsonl", "-o", "out.jsonl", "--resume")
+    assert run.code == 0, run.stderr
+    assert "1 answered · 4 already done" in run.stderr
+    assert output_ids(tmp_path / "out.jsonl") == Counter(str(n) for n in range(1, 6))
+
+
+def test_a_second_run_on_an_output_being_written_is_refused(cli: CliRunner, server: ReplayServer,
+                                                            tmp_path: Path) -> None:
+    """Two `--resume` runs of one output both asked the rows it lacked: paid twice, written
+    twice, and the second stopped (exit 4) on the ledger's unique batch row."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, latency_s=0.25))
+    ids = write_queries(tmp_path / "in.jsonl", 24)
+    out = tmp_path / "out.jsonl"
+    first = cli.popen("batch", "in.jsonl", "-o", "out.jsonl", "-c", "1", "--resume")  # 6 s at least
+    wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") >= 2)
+    for extra in (["--resume"], []):  # without --resume it emptied the running batch's output
+        run = cli("batch", "in.jsonl", "-o", "out.jsonl", *extra)
+        assert run.code == 1, run.stderr
+        assert_one_error_line(run.stderr)
+        assert "out.jsonl: another `cascade batch` is writing it" in run.stderr
+    assert first.poll() is None  # (what was refused was a run beside it)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert_exactly_once(ids, out, cli.db)
+    assert server.request_count() == 24  # each row asked once
+
+
+def _peak_rss_mib(cli: CliRunner, *args: str) -> tuple[int, float]:
+    """``cascade ARGS`` in a fresh process; its exit code and peak resident memory."""
+    probe = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+             "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "cascadeflow_cli", *args],
+                          cwd=cli.cwd, env=cli.env(), capture_output=True, text=True, timeout=300)
+    code, kib = done.stdout.split()
+    return int(code), int(kib) / 1024
+
+
+def test_a_line_without_an_end_is_one_error_row_not_read_whole(cli: CliRunner, good: ReplayServer,
+                                                               tmp_path: Path) -> None:
+    """A file with no line breaks (a JSON array, an archive named .jsonl) was read whole,
+    twice, into memory: 400 MiB of it took the process past 1.2 GiB."""
+    small = tmp_path / "small.jsonl"
+    write_queries(small, 2)
+    huge = tmp_path / "huge.jsonl"
+    with huge.open("wb") as fh:
+        fh.write(small.read_bytes().splitlines(keepends=True)[0])
+        fh.seek(400 << 20, os.SEEK_CUR)  # a sparse run of NUL bytes: 400 MiB, no disk
+        fh.write(b"\n" + small.read_bytes().splitlines(keepends=True)[1])
+    code, base = _peak_rss_mib(cli, "batch", "small.jsonl", "-o", "small-out.jsonl")
+    assert code == 0
+    code, peak = _peak_rss_mib(cli, "batch", "huge.jsonl", "-o", "out.jsonl")
+    assert code == 5  # finished, one row an error
+    assert peak - base < 200, (base, peak)
+    results = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert results[None]["error"] == "line 2: longer than 64 MiB, the most cascade reads of one line"
+    assert {"q000", "q001"} <= set(results) and all("request_id" in results[k] for k in ("q000", "q001"))

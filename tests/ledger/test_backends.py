@@ -105,6 +105,7 @@ def test_record_many_skips_what_is_there_by_id_and_by_batch_row(ledger_url: str)
         again = ledger.record_many([request(1, NOW), request(3, NOW, external_id="b:1"), request(4, NOW)])
         assert (again.requests, again.calls) == (1, 1)
         assert ledger.committed_rows("b") == {"1": "req00001"}
+        assert ledger.committed_queries("b") == {"1": "q1, with \"quotes\"\nand a line"}
         assert ledger.total_spend("alice") == 3_000
 
 

@@ -75,7 +75,13 @@ class PgBatchQueries(_Queries):
                            "limit 1", [str(output)])  # type: ignore[no-any-return]
 
     def committed_rows(self, batch_id: str) -> dict[str, str]:
+        return self._batch_column(batch_id, "id")
+
+    def committed_queries(self, batch_id: str) -> dict[str, str | None]:
+        return self._batch_column(batch_id, "query")
+
+    def _batch_column(self, batch_id: str, column: str) -> dict[str, Any]:
         prefix = f"{batch_id}:"
-        rows = self._rows("select external_id, id from requests where external_id >= %s and external_id < %s",
-                          [prefix, prefix[:-1] + chr(ord(":") + 1)])
-        return {r["external_id"][len(prefix):]: r["id"] for r in rows}
+        rows = self._rows(f"select external_id, {column} from requests where external_id >= %s "
+                          "and external_id < %s", [prefix, prefix[:-1] + chr(ord(":") + 1)])
+        return {r["external_id"][len(prefix):]: r[column] for r in rows}
