@@ -1,0 +1,108 @@
+"""The oracle ceiling of x3-spike and x0.2-drop recall at a stated false-alarm rate on the
+synthetic sets of anomaly_eval.py: what a detector that knew each series' true expected
+day and its exact noise distribution could reach.
+
+Each synthetic series is regenerated from its generator's own parameters
+(forecast_backtest.py's ``synthetic_user`` and ``family``, the same seeds and background
+draws as anomaly_eval.py), and for every day from the 60th its log deviation from the
+true expected day is drawn afresh DRAWS times (for the synthetic users: the busy/quiet
+factor, the Poisson count and the per-request noise, with the detector's log offset of 5%
+of the typical day). The oracle's threshold on each side is that day's own quantile at
+half the rate (medium 3 per 1,000: its 99.85th and 0.15th percentiles), so it pages at
+the stated rate on every day, quiet or busy; a x3 spike (a x0.2 drop) on a day is found
+when it carries that day's deviation past the threshold. The mean over days and series is
+the best recall any detector can have at that rate on that set: no baseline or scale
+removes the day's own noise. (The injection's $0.50 minimum change is not applied here; it
+moves an event by a day or two at most.)
+
+    python bench/anomaly_ceiling.py [--rate 3] [--backgrounds 0] [--draws 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from anomaly_eval import BACKGROUND_STEP, WARM_UP
+
+Sampler = Callable[[np.random.Generator, int], np.ndarray]  # (rng, draws) -> (draws, days) log deviations
+
+
+def user_sampler(seed: int, days: int = 730) -> Sampler:
+    """forecast_backtest.synthetic_user's noise around its expected day (clean: no events)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(days)
+    weekday = (0 + t) % 7  # the users start on a Monday (2025-01-06)
+    base = rng.uniform(30, 400)
+    weekend = rng.uniform(0.03, 0.4)
+    growth = rng.uniform(0.0, 1.2)
+    rate = base * np.where(weekday >= 5, weekend, 1.0) * (1 + growth) ** (t / 365)
+    offset = 0.05 * float(np.median(rate))
+
+    def draw(gen: np.random.Generator, n: int) -> np.ndarray:
+        busy = rate * np.exp(gen.normal(0, 0.25, (n, days)))
+        count = gen.poisson(busy)
+        y = count * np.exp(gen.normal(0, 0.6 / np.sqrt(count + 1)))
+        return np.log(y + offset) - np.log(rate + offset)
+
+    return draw
+
+
+def family_sampler(kind: str, seed: int, days: int = 730) -> Sampler:
+    """forecast_backtest.family's noise around its expected day (the random walk of 'no
+    weekly' is the expected day: an oracle knows it)."""
+    rng = np.random.default_rng(seed)
+    rng.uniform(0.5, 50.0)  # level
+    rng.uniform(0.2, 0.8)  # weekend factor
+    if kind == "heavy tails":
+        df = rng.uniform(1.5, 3.0)
+        return lambda gen, n: 0.35 * gen.standard_t(df, (n, days)).clip(-8, 8)
+    if kind == "trend":
+        rng.uniform(np.log(0.3), np.log(3.0))  # growth
+        sigma = rng.uniform(0.15, 0.6)
+    elif kind == "no weekly":
+        rng.normal(0, 0.03, days)  # the walk
+        sigma = rng.uniform(0.1, 0.5)
+    else:
+        raise ValueError(kind)
+    return lambda gen, n: gen.normal(0, sigma, (n, days))
+
+
+def oracle(samplers: list[Sampler], rate: float, draws: int) -> tuple[float, float]:
+    """Mean recall of x3 spikes and x0.2 drops over the days from WARM_UP on."""
+    gen = np.random.default_rng(0)
+    spikes, drops = [], []
+    for sample in samplers:
+        d = sample(gen, draws)[:, WARM_UP:]
+        low, high = np.quantile(d, [rate / 2000, 1 - rate / 2000], axis=0)
+        spikes.append(np.mean(d + np.log(3.0) > high))
+        drops.append(np.mean(d - np.log(5.0) < low))
+    return float(np.mean(spikes)), float(np.mean(drops))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=3.0, help="false alarms per 1,000 days (medium: 3)")
+    parser.add_argument("--backgrounds", type=int, default=0, help="anomaly_eval's --backgrounds draw")
+    parser.add_argument("--draws", type=int, default=4000, help="fresh draws of each day's noise")
+    args = parser.parse_args(argv)
+    step = BACKGROUND_STEP * args.backgrounds
+    sets: dict[str, list[Sampler]] = {"synthetic users": [user_sampler(2026 + step + i) for i in range(10)]}
+    for kind in ("heavy tails", "trend", "no weekly"):
+        sets[kind] = [family_sampler(kind, 4100 + step + 97 * i + len(kind)) for i in range(10)]
+    print(f"oracle recall at {args.rate:g} false alarms per 1,000 days (background draw {args.backgrounds}): "
+          "true expected day, each day's own noise quantiles")
+    for name, samplers in sets.items():
+        spike, drop = oracle(samplers, args.rate, args.draws)
+        print(f"  {name:<16} x3 spikes {spike:.2f} (target 0.9), x0.2 drops {drop:.2f} (target 0.8)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
