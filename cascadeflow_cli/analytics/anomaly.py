@@ -11,7 +11,9 @@ distance for $2 and $200 users. Two passes:
    the median of its last two weeks with the profile taken out; scale: the spread of the
    earlier days' out-of-sample residuals). When all of them lie on the same side, the
    first day and their median at least half the threshold away (the median also past
-   the series' own earlier runs at half the rate, `tails.shift_needs`), and the split of
+   the series' own earlier runs at half the rate, `tails.shift_needs`; before there are
+   eight weeks of them, past the window's own eight-day stretches by a predictive t, at
+   most SHIFT_EARLY_MOST of the threshold), and the split of
    the look-ahead that fits "old level, then a new one" best starts on its first day: a
    level shift (a second one the same way within two weeks is merged into it) --
    unless the first day also stands out from the new level by the threshold (then it is
@@ -41,7 +43,9 @@ Each sensitivity is a false-alarm rate (low 1, medium 3, high 10 per 1,000 ordin
 days): the spike and drop thresholds are fitted to the series' own score distribution,
 each side with its own heavy tail, read from its ordinary days (the scores that stand out
 set aside first, so that an event every few weeks is not taken for the tail: `tails`).
-Severity comes from how far the score passed its threshold and the money at stake
+A side whose typical score is past the normal threshold on days weeks apart ($5 every
+three weeks, $0 between) is the series' regular pattern, judged among its own days
+(`tails._recurring`). Severity comes from how far the score passed its threshold and the money at stake
 (`anomaly_words.severity_of`).
 
 Pure numpy; no database or printing here.
