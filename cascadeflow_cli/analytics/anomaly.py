@@ -11,7 +11,9 @@ distance for $2 and $200 users. Two passes:
    the median of its last two weeks with the profile taken out; scale: the spread of the
    earlier days' out-of-sample residuals). When all of them lie on the same side, the
    first day and their median at least half the threshold away (the median also past
-   the series' own earlier runs at half the rate, `tails.shift_needs`), and the split of
+   the series' own earlier runs at half the rate, `tails.shift_needs`; before there are
+   eight weeks of them, past the window's own eight-day stretches by a predictive t, at
+   most SHIFT_EARLY_MOST of the threshold), and the split of
    the look-ahead that fits "old level, then a new one" best starts on its first day: a
    level shift (a second one the same way within two weeks is merged into it) --
    unless the first day also stands out from the new level by the threshold (then it is
@@ -41,7 +43,9 @@ Each sensitivity is a false-alarm rate (low 1, medium 3, high 10 per 1,000 ordin
 days): the spike and drop thresholds are fitted to the series' own score distribution,
 each side with its own heavy tail, read from its ordinary days (the scores that stand out
 set aside first, so that an event every few weeks is not taken for the tail: `tails`).
-Severity comes from how far the score passed its threshold and the money at stake
+A side whose typical score is past the normal threshold on days weeks apart ($5 every
+three weeks, $0 between) is the series' regular pattern, judged among its own days
+(`tails._recurring`). Severity comes from how far the score passed its threshold and the money at stake
 (`anomaly_words.severity_of`).
 
 Pure numpy; no database or printing here.
@@ -58,7 +62,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.analytics.anomaly_words import describe, severity_of
-from cascadeflow_cli.analytics.tails import RATES, shift_needs, thresholds
+from cascadeflow_cli.analytics.tails import MIN_SHIFT_NULL, RATES, shift_needs, thresholds
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,6 +100,7 @@ VOLATILE = 1.5  # longer one, the noise has grown (a busy season) and they set t
 IN_SAMPLE_WIDEN = 1.4  # in-sample MADs of a fitted window understate the noise about this much
 SHIFT_SHARE = 0.5  # shifts may page this share of the rate on top of spikes and drops (`_shift_need`)
 SHIFT_NULL_DAYS = 364  # the look-ahead medians of the last year are the shifts' null
+SHIFT_EARLY_MOST = 0.75  # before that null exists, a shift needs at most this share of the threshold
 DEFAULT_MIN_CHANGE = 0.5  # USD
 OFFSET = 0.05  # log(y + OFFSET x the typical day): zero days stay finite
 
@@ -264,8 +269,14 @@ def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> tuple[list
         z_ahead = np.log(y[ahead] + offset)
         scores = (z_ahead - expected_z) / (scale * _gain(expected_z, offset))
         run_median = _median(scores[:detector.shift_days]) if len(scores) >= detector.shift_days else 0.0
+        before = t - detector.shift_days - SHIFT_LOCATE
+        early = None  # runs are in day order: only the last few can have ended too late
+        if len(runs) - sum(1 for day, _ in runs[-(detector.shift_days + SHIFT_LOCATE):] if day >= before) \
+                < MIN_SHIFT_NULL:
+            early = _window_runs(np.log(y[first:t] + offset) - profile[weekdays[first:t]], scale,
+                                 detector.shift_days)
         found = _shift(scores, expected_z, z_ahead, offset, detector,
-                       _shift_need(runs, t - detector.shift_days - SHIFT_LOCATE, detector))
+                       _shift_need(runs, before, detector, early))
         shift, moved = found if found is not None else (None, 0.0)
         if shift is not None and moved < detector.min_change:
             if not unsaid or t - unsaid[-1] > detector.shift_days + SHIFT_LOCATE:
@@ -294,12 +305,24 @@ def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> tuple[list
     return findings, unsaid
 
 
-def _shift_need(runs: list[tuple[int, float]], before: int, detector: AnomalyDetector) -> tuple[float, float]:
+def _shift_need(runs: list[tuple[int, float]], before: int, detector: AnomalyDetector,
+                early: list[float] | None = None) -> tuple[float, float]:
     """The median score a look-ahead must reach to be a shift, up and down
     (`tails.shift_needs`), from the look-aheads that ended before ``before`` (out of
-    sample), the last SHIFT_NULL_DAYS of them."""
+    sample), the last SHIFT_NULL_DAYS of them; while there are too few of those, also
+    from ``early`` (`_window_runs`: the window's own eight-day stretches)."""
     past = [m for day, m in runs[-(SHIFT_NULL_DAYS + SHIFT_LOCATE + detector.shift_days):] if day < before]
-    return shift_needs(past, detector.threshold * SHIFT_FRACTION, SHIFT_SHARE * detector.rate)
+    return shift_needs(past, detector.threshold * SHIFT_FRACTION, SHIFT_SHARE * detector.rate,
+                       early=early, run=detector.shift_days, most=detector.threshold * SHIFT_EARLY_MOST)
+
+
+def _window_runs(flat: np.ndarray, scale: float, run: int) -> list[float]:
+    """The shift statistic on the baseline window's own days: each ``run``-day stretch's
+    median against the level of the LEVEL_DAYS before it (the profile taken out), over the
+    noise scale -- what a look-ahead's median does on this series when nothing happens."""
+    values = flat.tolist()
+    return [(statistics.median(values[s:s + run]) - statistics.median(values[s - LEVEL_DAYS:s])) / scale
+            for s in range(LEVEL_DAYS, len(values) - run + 1)]
 
 
 def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: float,

@@ -354,3 +354,34 @@ def test_amounts_in_descriptions_carry_no_float_noise() -> None:
     assert found
     for a in found:
         assert "0.000000000" not in a.description, a.description
+
+
+def test_a_short_wandering_history_does_not_page_its_wandering_as_shifts() -> None:
+    """Before a year of look-aheads exists, a shift is held to the rate by the window's
+    own eight-day stretches (a predictive t on few of them, capped): on 69-day series
+    whose level wanders for weeks the fixed need (half the threshold) paged 32 shifts in
+    40 series at high, now about 10, while a lasting x2.5 is still found as often."""
+    shifts = hits = 0
+    for k in range(40):
+        clean = AnomalyDetector("high").detect(rows(wandering(69, seed=900 + k)))
+        shifts += sum(a.kind == "shift" for a in clean)
+        values = wandering(69, seed=900 + k)
+        values[40:] *= 2.5
+        found = AnomalyDetector("high").detect(rows(values))
+        hits += any(a.kind == "shift" and abs((a.date - day(40)).days) <= 3 for a in found)
+    assert shifts <= 16
+    assert hits >= 25
+
+
+def test_a_regular_intermittent_pattern_does_not_page() -> None:
+    """$5 every three weeks and nothing between: the spend days are the series' ordinary
+    days, not spikes against an expected $0 (every one of them was a high spike, score
+    +91); a $25 on one of them still is one, and so is a one-off burst (see above)."""
+    values = [5.0 if i % 21 == 0 else 0.0 for i in range(365)]
+    for sensitivity in ("low", "medium", "high"):
+        assert AnomalyDetector(sensitivity).detect(rows(values)) == []
+    values[357] = 25.0
+    found = AnomalyDetector("medium").detect(rows(values))
+    assert [(a.date, a.kind) for a in found] == [(day(357), "spike")]
+    gap = [0.0 if i % 21 == 0 else 5.0 for i in range(365)]  # the other way round: a regular day off
+    assert AnomalyDetector("medium").detect(rows(gap)) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cascadeflow_cli.analytics.tails import thresholds
+from cascadeflow_cli.analytics.tails import shift_needs, thresholds
 
 
 def test_a_few_large_drops_do_not_raise_the_drop_threshold() -> None:
@@ -61,3 +61,19 @@ def test_a_long_heavy_tailed_series_takes_its_own_quantile_at_high() -> None:
     upper, lower = thresholds(scores, 10.0)
     for passed in (np.mean(scores >= upper), np.mean(scores <= -lower)):
         assert 4.0 <= 1000 * float(passed) <= 6.0
+
+
+def test_an_early_shift_need_comes_from_the_window_and_is_capped() -> None:
+    """Before MIN_SHIFT_NULL out-of-sample look-aheads: nothing known yet is the cap; the
+    window's stretches set it from there (a predictive t: few of them, a wide one), down
+    to the fixed need when they are calm; with the null known, the cap no longer applies."""
+    rng = np.random.default_rng(3)
+    assert shift_needs([], 1.5, 5.0, early=[], most=2.25) == (2.25, 2.25)
+    calm = shift_needs([], 1.5, 5.0, early=list(rng.normal(0, 0.05, 300)), most=2.25)
+    assert calm == (1.5, 1.5)
+    few = shift_needs([], 1.5, 5.0, early=list(rng.normal(0, 0.7, 20)), most=2.25)
+    many = shift_needs([], 1.5, 5.0, early=list(rng.normal(0, 0.7, 300)), most=2.25)
+    assert few == (2.25, 2.25) and 1.5 < many[0] < 2.25  # more stretches, a surer null
+    wide = list(rng.normal(0, 1.0, 100))
+    assert shift_needs(wide, 1.5, 5.0, early=[], most=2.25)[0] > 2.25
+    assert shift_needs([], 1.5, 5.0) == (1.5, 1.5)  # no window given: the fixed need
