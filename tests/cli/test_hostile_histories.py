@@ -18,7 +18,6 @@ end yesterday (AS_OF becomes today)."""
 from __future__ import annotations
 
 import csv
-import json
 import math
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,22 +26,13 @@ from typing import Any
 import pytest
 
 from tests.cli.support import stderr_lines
+from tests.cli.test_forecast_cmd import ANOMALY_KEYS, FORECAST_KEYS, _strict
 from tests.conftest import FIXTURES, CliRunner, Run, assert_one_error_line
 
 HISTORY = FIXTURES / "history_hostile.csv"
 AS_OF = date(2026, 9, 29)
 USERS = ("oneday", "zeros", "cent", "huge", "gaps", "quiet30", "future", "burst")
-FORECAST_KEYS = {"user", "as_of", "horizon_days", "mean", "lower", "upper", "confidence", "daily",
-                 "budget", "risk", "method"}
-ANOMALY_KEYS = {"date", "user", "expected", "actual", "score", "severity", "kind", "description"}
 CONFIG = '[ledger]\ntimezone = "UTC"\n'
-
-
-def _strict(text: str) -> Any:
-    def refuse(name: str) -> None:
-        raise AssertionError(f"{name} in JSON output")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def _runner(root: Path, history: Path) -> CliRunner:
