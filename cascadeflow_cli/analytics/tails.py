@@ -20,8 +20,8 @@ stand out are not read as the tail. Always at the medium rate, whatever the requ
 one: at high's 5 a side in 1,000 each round set aside the fit's own tail, and the
 threshold fell round after round (heavy tails paged 26 per 1,000 at high, stated 10).
 
-The t quantiles are tabulated (computed once with scipy.stats.t.ppf; nothing here needs
-scipy at run time).
+The t quantiles come from analytics/student_t.py (pure Python, scipy's to 1e-5; nothing
+here needs scipy at run time).
 """
 
 from __future__ import annotations
