@@ -119,7 +119,7 @@ def ours_every_day(series: list[np.ndarray], rate: float) -> tuple[float, float,
         flagged.append(float(np.mean((score >= upper) | (score <= -lower))))
         y = values[days]
         offset = 0.05 * float(np.median(values[values > 0]))  # the detector's log offset, about
-        gain = np.clip(1 - offset / (expected + offset), 1 / 3, 1)  # anomaly._gain
+        gain = np.clip(1 - offset / (expected + offset), 1 / 3, 1)  # day_baseline.log_gain
         for kind, factor in (("spike", 3.0), ("drop", 0.2)):
             moved = score + (np.log(factor * y + offset) - np.log(y + offset)) / gain / scale
             passed = moved >= upper if kind == "spike" else moved <= -lower

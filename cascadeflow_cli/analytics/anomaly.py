@@ -23,7 +23,7 @@ distance for $2 and $200 users. Two passes:
    ``z`` = the median of the profile-free days within two weeks either side + the
    weekday profile of the eight weeks either side. Its residual over the noise scale is
    its robust score. The scale is the spread (MAD, or a heavy-tail quantile, see
-   ``_spread``) of the other days' residuals -- each computed the same way, so it carries
+   ``residual_spread``) of the other days' residuals -- each computed the same way, so it carries
    the baseline's own error -- over half a year either side; within six weeks either
    side instead when theirs is VOLATILE times larger (widened by its own uncertainty,
    1/sqrt(n)), so a busy, noisy season is judged by its own noise. Not the larger of the
@@ -62,6 +62,20 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.analytics.anomaly_words import describe, severity_of
+from cascadeflow_cli.analytics.day_baseline import (
+    LEVEL_DAYS,
+    MIN_PROFILE_DAYS,
+    MIN_RESIDUALS,
+    MIN_SCALE,
+    SEASON,
+    VOLATILE,
+    fast_median,
+    log_gain,
+    noise_scale,
+    residual_spread,
+    weekday_profile,
+    window_baseline,
+)
 from cascadeflow_cli.analytics.tails import MIN_SHIFT_NULL, RATES, shift_needs, thresholds
 
 if TYPE_CHECKING:
@@ -69,22 +83,17 @@ if TYPE_CHECKING:
 
 __all__ = ["HISTORY_DAYS", "THRESHOLDS", "Anomaly", "AnomalyDetector", "severity_of"]
 
-SEASON = 7
 # each sensitivity is a false-alarm rate (per 1,000 ordinary days, `tails.RATES`): spikes
 # and drops get thresholds fitted to each series' own score distribution; shifts (eight
 # days on one side) half these robust scores, or what the series' own runs need for
 # SHIFT_SHARE of the rate where they wander further (`_shift_need`)
 THRESHOLDS = {"low": 5.0, "medium": 3.5, "high": 3.0}
 WINDOW_DAYS = 56  # the weekday profile: eight weeks before (shifts) or either side (days)
-LEVEL_DAYS = 14  # the level: the last two weeks (shifts) or two weeks either side (days)
 MIN_BASELINE_DAYS = 28  # days of history before a day is judged at all (four of each weekday)
-MIN_PROFILE_DAYS = 14  # days of history before a weekday profile is used
 SHIFT_DAYS = 8  # days from the one under test that must stay on one side: a shift
 MERGE_DAYS = 14  # a shift the same way this soon after another is that one still settling
 SHIFT_FRACTION = 0.5  # their median (and the first) must score this share of the threshold
 SHIFT_LOCATE = 3  # a shift may start up to this many days into its look-ahead (then: later)
-MIN_SCALE = 0.1  # log units: below ~10% day-to-day noise, treat the noise as 10%
-MIN_RESIDUALS = 28  # out-of-sample residuals needed before they set the scale
 RESIDUAL_DAYS = 112  # the most recent of them used (shifts)
 SCALE_DAYS = 42  # a day's noise: the other days' residuals this close to it ...
 FLOOR_DAYS = 182  # ... when VOLATILE times those this close; else these (steady noise)
@@ -92,12 +101,6 @@ QUIET = math.log(0.5)  # a weekday under half the typical day is a quiet one ...
 QUIET_WIDEN = 2  # ... judged by the other quiet days' residuals this much further afield
 MIN_QUIET = 12  # ... once there are this many of them (else by all the days')
 HISTORY_DAYS = FLOOR_DAYS  # context a caller should load before the first day reported
-TAIL_QUANTILE = 0.9  # heavy tails: this quantile of |deviation| ...
-TAIL_Z = 1.6449  # ... over the normal's (so the scale is a normal standard deviation)
-TAIL_WEIGHT = 0.85  # ... counts once it passes the MAD by a sixth (normal noise: by chance)
-RECENT_RESIDUALS = 28  # the last four weeks of them: when their MAD is VOLATILE times the
-VOLATILE = 1.5  # longer one, the noise has grown (a busy season) and they set the scale
-IN_SAMPLE_WIDEN = 1.4  # in-sample MADs of a fitted window understate the noise about this much
 SHIFT_SHARE = 0.5  # shifts may page this share of the rate on top of spikes and drops (`_shift_need`)
 SHIFT_NULL_DAYS = 364  # the look-ahead medians of the last year are the shifts' null
 SHIFT_EARLY_MOST = 0.75  # before that null exists, a shift needs at most this share of the threshold
@@ -138,16 +141,6 @@ def _finite(value: float, digits: int = 6) -> float:
     return round(float(value), digits) if math.isfinite(value) else 0.0
 
 
-@dataclass(frozen=True)
-class _Baseline:
-    level: float
-    profile: np.ndarray  # 7 weekday effects, indexed by date.weekday()
-    scale: float
-
-    def expected_z(self, weekday: int) -> float:
-        return self.level + float(self.profile[weekday])
-
-
 class AnomalyDetector:
     """Find spikes, drops and level shifts in a daily spend series.
 
@@ -178,7 +171,7 @@ class AnomalyDetector:
         if len(y) < MIN_BASELINE_DAYS + 1 or not (y > 0).any():
             return []
         found = _scan(start, y, self)
-        typical = _median(y[y > 0])
+        typical = fast_median(y[y > 0])
         return [describe(f, user, model, typical, self.threshold) for f in found
                 if (since is None or f.day >= since) and (until is None or f.day <= until)]
 
@@ -241,7 +234,7 @@ def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> tuple[list
     medium)."""
     import numpy as np
 
-    typical = _median(y[y > 0])
+    typical = fast_median(y[y > 0])
     weekdays = (start.weekday() + np.arange(len(y))) % SEASON
     findings: list[_Finding] = []
     unsaid: list[int] = []  # first days of lasting changes under the minimum change
@@ -258,17 +251,17 @@ def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> tuple[list
         # the log offset follows the window, so a $3-a-day stretch of a once-$30 user is
         # judged on its own scale
         spent = y[first:t][y[first:t] > 0]
-        offset = OFFSET * (_median(spent) if len(spent) else typical)
+        offset = OFFSET * (fast_median(spent) if len(spent) else typical)
         ahead = slice(t, t + detector.shift_days + SHIFT_LOCATE)
-        base = _baseline(np.log(y[first:t] + offset), weekdays[first:t], profile,
+        base = window_baseline(np.log(y[first:t] + offset), weekdays[first:t], profile,
                          learn_profile=len(spent) >= MIN_PROFILE_DAYS)
         profile = base.profile
-        window_gain = _gain(base.level + base.profile[weekdays[first:t]], offset)
-        scale = _scale(residuals, base.scale / _median(window_gain), RESIDUAL_DAYS)
+        window_gain = log_gain(base.level + base.profile[weekdays[first:t]], offset)
+        scale = noise_scale(residuals, base.scale / fast_median(window_gain), RESIDUAL_DAYS)
         expected_z = base.level + base.profile[weekdays[ahead]]
         z_ahead = np.log(y[ahead] + offset)
-        scores = (z_ahead - expected_z) / (scale * _gain(expected_z, offset))
-        run_median = _median(scores[:detector.shift_days]) if len(scores) >= detector.shift_days else 0.0
+        scores = (z_ahead - expected_z) / (scale * log_gain(expected_z, offset))
+        run_median = fast_median(scores[:detector.shift_days]) if len(scores) >= detector.shift_days else 0.0
         before = t - detector.shift_days - SHIFT_LOCATE
         early = None  # runs are in day order: only the last few can have ended too late
         if len(runs) - sum(1 for day, _ in runs[-(detector.shift_days + SHIFT_LOCATE):] if day >= before) \
@@ -284,7 +277,7 @@ def _shifts(start: date, y: np.ndarray, detector: AnomalyDetector) -> tuple[list
             shift = None
         if shift is not None:
             run = detector.shift_days
-            step = _median(scores[:run])
+            step = fast_median(scores[:run])
             expected = max(math.exp(expected_z[0]) - offset, 0.0)
             previous = findings[-1] if findings else None
             if previous is not None and t - previous.index <= MERGE_DAYS and step * previous.score > 0:
@@ -344,21 +337,21 @@ def _shift(scores: np.ndarray, expected_z: np.ndarray, z: np.ndarray, offset: fl
     sign = 1.0 if scores[0] > 0 else -1.0
     median_need = need if needs is None else needs[0 if sign > 0 else 1]
     if (sign * scores[0] < need or np.any(scores[:run] * sign <= 0)
-            or sign * _median(scores[:run]) < median_need):
+            or sign * fast_median(scores[:run]) < median_need):
         return None
-    costs = [float(np.sum(np.abs(scores[:k])) + np.sum(np.abs(scores[k:] - _median(scores[k:]))))
+    costs = [float(np.sum(np.abs(scores[:k])) + np.sum(np.abs(scores[k:] - fast_median(scores[k:]))))
              for k in range(min(SHIFT_LOCATE, len(scores) - run) + 1)]
     if int(np.argmin(costs)) > 0:
         return None
-    if sign * (scores[0] - _median(scores[1:run])) >= detector.threshold:
+    if sign * (scores[0] - fast_median(scores[1:run])) >= detector.threshold:
         return None  # the first day stands out from the new level too: a spike or drop
     old = np.exp(expected_z[:run]) - offset
     new = np.exp(z[:run]) - offset
-    step = _median(z[:run] - expected_z[:run])
+    step = fast_median(z[:run] - expected_z[:run])
     # the first weekday's typical new day, kept within the new days seen: the profile moved
     # by the step is not zero where spend stopped (a drop to nothing read "$0.021/day")
     level = min(max(math.exp(expected_z[0] + step) - offset, float(np.min(new))), float(np.max(new)))
-    return max(level, 0.0), abs(_median(new - old))
+    return max(level, 0.0), abs(fast_median(new - old))
 
 
 def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[int],
@@ -369,7 +362,7 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
     import numpy as np
 
     n = len(y)
-    typical = _median(y[y > 0])
+    typical = fast_median(y[y > 0])
     weekdays = (start.weekday() + np.arange(n)) % SEASON
     residual = np.full(n, np.nan)  # log units, divided by the offset's damping
     expected = np.zeros(n)  # USD
@@ -382,13 +375,13 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
             if len(around) < MIN_PROFILE_DAYS:
                 continue
             spent = y[around][y[around] > 0]
-            offset = OFFSET * (_median(spent) if len(spent) else typical)
+            offset = OFFSET * (fast_median(spent) if len(spent) else typical)
             z = np.log(y[around] + offset)
             if len(spent) >= MIN_PROFILE_DAYS:  # else keep the last one: empty days have none
-                profile = _weekday_profile(z, weekdays[around])
+                profile = weekday_profile(z, weekdays[around])
             near = np.abs(around - t) <= LEVEL_DAYS
-            expected_z = _median((z - profile[weekdays[around]])[near]) + profile[weekdays[t]]
-            gain = float(_gain(np.array([expected_z]), offset)[0])
+            expected_z = fast_median((z - profile[weekdays[around]])[near]) + profile[weekdays[t]]
+            gain = float(log_gain(np.array([expected_z]), offset)[0])
             residual[t] = (math.log(y[t] + offset) - expected_z) / gain
             expected[t] = max(math.exp(expected_z) - offset, 0.0)
             quiet[t] = profile[weekdays[t]] < QUIET
@@ -409,8 +402,8 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
             floor = judged[(distance <= FLOOR_DAYS) & (distance > 0)]
         # the spread of n residuals is itself uncertain, by about 1/sqrt(n) of it: judge by
         # its upper side, so that a fresh or short history does not page on chance
-        local = _spread(residual[others]) * (1 + 1 / math.sqrt(len(others)))
-        steady = _spread(residual[floor])
+        local = residual_spread(residual[others]) * (1 + 1 / math.sqrt(len(others)))
+        steady = residual_spread(residual[floor])
         # a noisier season is judged by its own noise; the same noise as all year, by the
         # steadier half-year estimate
         scale = max(local if local >= VOLATILE * steady else steady, MIN_SCALE)
@@ -433,91 +426,3 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
                                  score, float(expected[t]), float(y[t]), ongoing=ongoing,
                                  limit=upper if score > 0 else lower))
     return findings
-
-
-def _gain(expected_z: np.ndarray, offset: float) -> np.ndarray:
-    """How much a relative change in spend moves ``log(y + offset)`` around the expected
-    day: 1 on busy days, less on quiet ones, where the offset dominates. Scores divide by
-    it, so that the noise scale (kept in log-spend units) fits busy weekdays and quiet
-    weekends alike; floored at 1/3 so that near-empty days do not score wildly."""
-    import numpy as np
-
-    return np.clip(1.0 - offset / np.exp(expected_z), 1.0 / 3.0, 1.0)
-
-
-def _scale(residuals: list[float], in_sample: float, window: int) -> float:
-    """The noise scale a new day is judged by: the spread (``_spread``) of the recent
-    out-of-sample residuals (each day against the baseline it was judged by), which
-    carries both the day-to-day noise and the drift of the level since the window, or
-    of the last RECENT_RESIDUALS alone when theirs is VOLATILE times larger; until there
-    are enough of them, the window's own MAD, widened for being fitted to the same days."""
-    import numpy as np
-
-    if len(residuals) < MIN_RESIDUALS:
-        return max(in_sample * IN_SAMPLE_WIDEN, MIN_SCALE)
-    recent = np.asarray(residuals[-window:])
-    spread = _spread(recent)
-    latest = np.asarray(residuals[-RECENT_RESIDUALS:])
-    lately = _spread(latest)
-    if lately > VOLATILE * spread:  # the noise itself has grown lately (a busy season)
-        spread = lately
-    return max(spread, MIN_SCALE)
-
-
-def _spread(residuals: np.ndarray) -> float:
-    """The noise scale of residuals, as a normal standard deviation: the MAD (x 1.4826),
-    or, when the tails are heavier than a normal's, the TAIL_QUANTILE of the absolute
-    deviations over the normal's (so a series with heavy tails does not page on them)."""
-    import numpy as np
-
-    deviations = sorted(np.abs(residuals - _median(residuals)).tolist())
-    mad = 1.4826 * statistics.median(deviations)
-    tail = _quantile(deviations, TAIL_QUANTILE) / TAIL_Z
-    return max(mad, TAIL_WEIGHT * tail)
-
-
-def _baseline(z: np.ndarray, weekdays: np.ndarray, previous_profile: np.ndarray, *,
-              learn_profile: bool = True) -> _Baseline:
-    """Level, weekday profile and MAD scale from the days before the one judged: the
-    profile from the whole window (per weekday, the median departure from the window's
-    median), the level from the last LEVEL_DAYS of it once the profile is taken out, so
-    that growth and undetected drifts are followed within days rather than weeks. Without
-    ``learn_profile`` (a window with too few days of spend, e.g. a holiday) the previous
-    profile is kept: empty days have no weekly pattern to learn."""
-    import numpy as np
-
-    profile = previous_profile
-    if learn_profile and len(z) >= MIN_PROFILE_DAYS:
-        profile = _weekday_profile(z, weekdays)
-    flat = z - profile[weekdays]
-    level = _median(flat[-LEVEL_DAYS:])
-    scale = 1.4826 * _median(np.abs(flat - _median(flat)))
-    return _Baseline(level, profile, max(scale, MIN_SCALE))
-
-
-def _median(values: np.ndarray) -> float:
-    """np.median of a short 1-D array without its per-call overhead (a scan takes tens of
-    thousands of medians of a few dozen days each; this is several times faster)."""
-    return statistics.median(values.tolist())
-
-
-def _quantile(ordered: list[float], q: float) -> float:
-    """The ``q`` quantile of sorted values, interpolated linearly (numpy's default)."""
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
-
-
-def _weekday_profile(z: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
-    """Per weekday, the median departure of its days from the median of all of them,
-    centred (a weekday seen fewer than twice: no departure)."""
-    import numpy as np
-
-    values = z.tolist()
-    centre = statistics.median(values)
-    days: list[list[float]] = [[] for _ in range(SEASON)]
-    for value, weekday in zip(values, weekdays.tolist(), strict=True):
-        days[weekday].append(value)
-    profile = np.array([statistics.median(mine) - centre if len(mine) >= 2 else 0.0 for mine in days])
-    return profile - statistics.median(profile.tolist())
