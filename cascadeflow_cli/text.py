@@ -267,9 +267,15 @@ def provider_json(body: bytes) -> Any:
         raise json.JSONDecodeError("nested too deeply", "", 0) from None
 
 
+def without_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (a JSON ``"\\ud800"``) as U+FFFD: UTF-8, and so the
+    ledger, a terminal or a tokenizer, can hold it."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _mended(value: Any) -> Any:
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return without_surrogates(value)
     if isinstance(value, list):
         return [_mended(item) for item in value]
     if isinstance(value, dict):

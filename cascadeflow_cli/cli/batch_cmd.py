@@ -51,8 +51,9 @@ def batch(
     # 'default', past the user's own budget; `--user "  "` made every row an error
     who = default_user() if user is None else user_name(user)
     out_path = output.resolve() if output else None
-    # a hard link to the input passed the resolved-path check, and opening it emptied the input
-    if out_path is not None and (out_path == file.resolve() or same_file(out_path, file)):
+    # the input by another spelling, a symlink or a hard link (a resolved-path check missed
+    # the last, and opening it emptied the input)
+    if out_path is not None and same_file(out_path, file):
         raise InputError(f"{output}: the output cannot be the input file")
     if out_path is not None and out_path.is_dir():  # --resume read it: 'unexpected IsADirectoryError'
         raise InputError(f"{output}: is a directory, not an output file")

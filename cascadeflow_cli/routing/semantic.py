@@ -30,6 +30,7 @@ from cascadeflow_cli.routing.custom import CustomDomain
 from cascadeflow_cli.routing.domain import DOMAINS, DomainDetector, DomainResult
 from cascadeflow_cli.routing.head import DomainHead
 from cascadeflow_cli.routing.vectors import cached_embeddings, similarities
+from cascadeflow_cli.text import without_surrogates
 
 if TYPE_CHECKING:
     import numpy as np
@@ -158,13 +159,7 @@ def _encodable(text: str) -> str:
     """``text`` with each lone surrogate as U+FFFD: the tokenizer takes only text UTF-8 can
     hold, and one ("\\ud800" from JSON) was 'TypeError: TextInputSequence must be str' out
     of ``detect`` (the CLI refuses such a query first; hostile-18)."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+    return text if text.isascii() else without_surrogates(text)
 
 
 @cache
