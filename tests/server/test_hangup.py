@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
+import httpx
 import pytest
 
 from cascadeflow_cli.engine.attempts import IN_FLIGHT, IN_FLIGHT_SOURCE
 from cascadeflow_cli.ledger.budgets import BudgetConfig, set_budget
 from cascadeflow_cli.ledger.db import open_ledger
-from cascadeflow_cli.replay.server import ModelBehavior
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
+from cascadeflow_cli.server import ServeSettings, build_app
+from cascadeflow_cli.server.app import SHUTDOWN_REASON, cut_streams
 from tests.cli.support import DETAILED, LONG_ANSWER, REFUSAL
 from tests.conftest import ledger_rows
-from tests.server.conftest import Stack
+from tests.server.conftest import Stack, ThreadServer, make_key, write_config
 
 SLOW_S = 2.0  # the slow model's latency: a request recorded well before it was not waited for
 
@@ -152,3 +157,30 @@ def test_a_client_that_stays_gets_its_answer(budgeted: Stack) -> None:
     requests = ledger_rows(stack.db, "requests")
     assert [r["status"] for r in requests] == ["ok", "ok"] and all(r["escalated"] for r in requests)
     assert ledger_rows(stack.db, "reservations") == []
+
+
+def test_a_stream_cut_by_a_shutdown_before_its_first_byte_is_a_503_recorded_interrupted(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    """`cut_streams` (the end of a shutdown's grace) during the draft: the client, still
+    there, gets a 503 (it was an exception the event loop raised on), no verifier is asked."""
+    server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL, latency_s=SLOW_S))
+    config = write_config(tmp_path, server)
+    db = tmp_path / "ledger.db"
+    key = make_key(config, db)
+    app = build_app(ServeSettings(str(config), str(db), concurrency=8), write_log=lambda line: None)
+    with ThreadServer(app) as srv:
+        url = f"http://127.0.0.1:{srv.port}/v1/chat/completions"
+        body = {"model": "cascade", "stream": True, "messages": [{"role": "user", "content": DETAILED}]}
+        got: list[httpx.Response] = []
+        asking = threading.Thread(target=lambda: got.append(
+            httpx.post(url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=20)))
+        asking.start()
+        wait_until(lambda: server.request_count("gpt-4o-mini") == 1)
+        assert cut_streams(app) == 1
+        asking.join(20)
+    [response] = got
+    assert response.status_code == 503 and response.json()["error"]["message"] == SHUTDOWN_REASON
+    [req] = ledger_rows(db, "requests")
+    assert req["status"] == "interrupted" and req["error"] == SHUTDOWN_REASON
+    assert server.request_count("gpt-4o") == 0 and ledger_rows(db, "reservations") == []
