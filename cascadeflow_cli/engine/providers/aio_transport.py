@@ -185,7 +185,16 @@ class AsyncKeepAliveClient:
 
 
 def _abort(loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter) -> None:
-    """Abort ``writer``'s connection on its loop: the read waiting on it ends (EOF)."""
+    """Abort ``writer``'s connection: the read waiting on it ends (EOF). On its loop's
+    thread at once (the exchange is mid-await: no other request can have the connection
+    yet), from another thread on the loop."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        writer.transport.abort()
+        return
     with contextlib.suppress(RuntimeError):  # the loop is closed: so is the connection
         loop.call_soon_threadsafe(writer.transport.abort)
 
