@@ -17,6 +17,7 @@ from typing import Any
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.pricing import Price, Usage, cost_nanos, estimate_tokens, infer_provider
 from cascadeflow_cli.engine.providers import Completion
+from cascadeflow_cli.engine.providers.cancel import Cancellation
 from cascadeflow_cli.engine.providers.stream import StreamSink
 from cascadeflow_cli.errors import ProviderError
 from cascadeflow_cli.ledger.enforcement import Decision
@@ -89,6 +90,7 @@ class PendingRequest:
     max_tokens: int = 0
     journaled: bool = False  # an entry was written ahead to the side journal
     sink: StreamSink | None = None  # the final model's answer streams into it (streaming.py)
+    cancel: Cancellation | None = None  # its caller may leave (the sink, when streaming)
     prompt_tokens: int | None = None  # the prompt's estimate, for a call in flight (counted once)
     head: dict[str, object] | None = None  # its columns for a call in flight's line (built once)
 

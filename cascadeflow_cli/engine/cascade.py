@@ -37,6 +37,7 @@ from cascadeflow_cli.engine.providers import (
     provider_for,
 )
 from cascadeflow_cli.engine.providers.base import RetryNotice, model_deadline_s
+from cascadeflow_cli.engine.providers.cancel import Cancellation
 from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink, stream_complete
 from cascadeflow_cli.engine.recording import (
     UNFINISHED,
@@ -173,9 +174,13 @@ class Cascade:
         external_id: str | None = None,
         conversation: list[dict[str, str]] | None = None,
         sink: StreamSink | None = None,
+        cancel: Cancellation | None = None,
     ) -> CascadeResult:
         """``conversation``: the whole chat to send (`cascade serve`), ``query`` being its
-        last user message; ``sink``: stream the final model's answer into it."""
+        last user message; ``sink``: stream the final model's answer into it; ``cancel``
+        (the sink's own when streaming): its caller leaving stops the cascade, recorded as
+        interrupted: no further model is asked, a call in flight is closed where its
+        provider allows (else it answers and is priced), what was paid stays."""
         if is_blank(query):  # nothing a person can see (U+200B, a bidi mark) is not paid for
             raise InputError("the query is empty")
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
@@ -199,6 +204,7 @@ class Cascade:
         else:
             messages.append({"role": "user", "content": query})
         req.sink = sink
+        req.cancel = cancel or sink
         req.messages, req.max_tokens = messages, wanted_tokens
         checkpoint("before-reserve")
         if self.ledger is not None:
@@ -222,9 +228,10 @@ class Cascade:
         try:
             with self.call_slots:
                 self._call_chain(req, chain, prices, messages, wanted_tokens)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # Calls that finished were paid for: keep them, marked interrupted.
-            self._record_failure(req, status="interrupted", error="interrupted by the user")
+            why = exc.reason if isinstance(exc, StreamInterrupted) else "interrupted by the user"
+            self._record_failure(req, status="interrupted", error=why)
             raise
         except CascadeError as exc:
             recorded = self._record_failure(req, status="error", error=str(exc))
@@ -247,6 +254,8 @@ class Cascade:
         """Each model in turn until one's answer is accepted (the last one's always is)."""
         query, domain = req.query, req.domain
         for index, (model, price) in enumerate(zip(chain, prices, strict=True)):
+            if req.cancel is not None and req.cancel.cancelled:  # nobody waits: ask no model
+                raise StreamInterrupted(req.cancel.reason)
             last = index == len(chain) - 1
             tokens = min(wanted_tokens, price.max_output_tokens or wanted_tokens)
             attempt = Attempt(model, "draft" if not last else "verifier", price, max_tokens=tokens)
@@ -288,7 +297,7 @@ class Cascade:
         attempts of role ``sample`` (priced and recorded like every call)."""
         q = self.config.quality
         provider = self.provider_lookup(attempt.model)
-        request = ChatRequest(messages, tokens)
+        request = ChatRequest(messages, tokens, cancel=req.cancel)
         if req.sink is not None and not sample:  # the final model: its answer streams
             if self.ledger is not None:
                 req.sink.on_progress = lambda partial: self._journal_partial(req, attempt, partial)

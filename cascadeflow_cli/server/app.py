@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cascadeflow_cli import __version__
+from cascadeflow_cli.engine.providers.cancel import GONE, Cancellation
 from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink
 from cascadeflow_cli.server.http import (
     MAX_BODY_BYTES,
@@ -38,6 +39,7 @@ from cascadeflow_cli.server.http import (
     error_response,
     http_error,
     read_body,
+    watch_disconnect,
 )
 from cascadeflow_cli.server.runner import Outcome, Runner
 from cascadeflow_cli.server.shapes import (
@@ -117,9 +119,15 @@ def create_app(
             request.scope.setdefault("state", {})["model"] = call.target.name
             if call.stream:
                 return await _stream(request, call)
-            caller, outcome = await in_pool(
-                runner.answer, bearer(request), call, None, None, None, _trace(request, runner)
-            )
+            # a client that hangs up stops the cascade: no verifier is asked for nobody
+            cancel = Cancellation()
+            watcher = watch_disconnect(request.receive, lambda: cancel.cancel(_gone(request)))
+            try:
+                caller, outcome = await in_pool(
+                    runner.answer, bearer(request), call, None, None, None, _trace(request, runner), cancel
+                )
+            finally:
+                watcher.cancel()
         except ApiError as exc:
             return error_response(exc, request)
         _note(request, caller.prefix, caller.user, outcome)
@@ -130,11 +138,8 @@ def create_app(
         loop = asyncio.get_running_loop()
         loop_thread = threading.get_ident()
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        ended = False  # the answer's last event is pushed: nothing is left to wait for
 
         def push(kind: str, value: Any) -> None:
-            nonlocal ended
-            ended = ended or kind in ("done", "error")
             if threading.get_ident() == loop_thread:  # bridged: the cascade runs in a task
                 events.put_nowait((kind, value))
                 return
@@ -144,6 +149,12 @@ def create_app(
         sink = StreamSink(lambda text: push("delta", text))
         trace = _trace(request, runner)
         streams.add(sink)
+
+        def gone() -> None:  # from the draft on: a client gone before any token stops the cascade
+            sink.cancel(_gone(request))
+            events.put_nowait(("gone", None))
+
+        watcher = watch_disconnect(request.receive, gone)
 
         def work() -> None:
             try:
@@ -162,7 +173,12 @@ def create_app(
                 push("error", exc)
 
         slots = _limits()
-        await slots.acquire()
+        try:
+            await slots.acquire()
+        except ApiError:
+            watcher.cancel()
+            streams.discard(sink)
+            raise
         future = runner.start(work)
         future.add_done_callback(lambda _: slots.semaphore.release())
         started: tuple[str, Any] | None = None  # (request id, budget decision), before any call
@@ -170,9 +186,18 @@ def create_app(
         while kind == "start":
             started = value
             kind, value = await events.get()
-        if kind == "error":
+        if kind in ("error", "gone"):  # no answer to stream: the response is an error
+            left = kind == "gone" or watcher.done()  # the watcher ended: it saw the client leave
+            watcher.cancel()
+            streams.discard(sink)
             if isinstance(value, ApiError):
                 return error_response(value, request)
+            if kind == "gone" or isinstance(value, StreamInterrupted):
+                # the client left before the first token (the cascade stops, recorded as
+                # interrupted), or the server cut it while stopping: a KeyboardInterrupt
+                # raised here would end the event loop
+                return error_response(ApiError(499, sink.reason, type="client_closed_request")
+                                      if left else ApiError(503, sink.reason, type="server_error"), request)
             raise value
         created = int(time.time())
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -194,9 +219,7 @@ def create_app(
         return EventStream(
             _sse(request, call, sink, events, (kind, value), cid, created),
             headers,
-            # an answer already whole (an accepted draft) goes out at once: no task a stream
-            # to listen for the client leaving (its start and cancel, ~10 µs)
-            on_disconnect=None if ended else lambda: events.put_nowait(("gone", None)),
+            watcher,
         )
 
     async def _sse(
@@ -273,11 +296,7 @@ def create_app(
         finally:
             streams.discard(sink)
             if not finished:  # the client left (or the server is stopping) mid-stream
-                sink.cancel(
-                    SHUTDOWN_REASON
-                    if getattr(request.app.state, "stopping", False)
-                    else "the client disconnected"
-                )
+                sink.cancel(_gone(request))
                 request.state.status = 499
 
     app = Starlette(
@@ -336,6 +355,11 @@ def _delta_template(cid: str, name: str, created: int, include_usage: bool) -> t
     whole = _event(chunk(cid, name, created, {"content": _MARK}, include_usage=include_usage))
     head, _, tail = whole.rpartition(_json_text(_MARK).encode())
     return head, tail
+
+
+def _gone(request: Request) -> str:
+    """Why a request's client is gone: it left, or the server is stopping."""
+    return SHUTDOWN_REASON if getattr(request.app.state, "stopping", False) else GONE
 
 
 def _trace(request: Request, runner: Runner) -> tuple[str | None, str | None]:

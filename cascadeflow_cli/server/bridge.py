@@ -30,6 +30,7 @@ import greenlet
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.providers import ChatRequest, Completion, Provider, provider_for
 from cascadeflow_cli.engine.providers.aio_transport import AsyncKeepAliveClient
+from cascadeflow_cli.engine.providers.cancel import Cancellation
 from cascadeflow_cli.engine.providers.openai_compat import OpenAICompatProvider
 from cascadeflow_cli.engine.providers.stream import StreamSink
 from cascadeflow_cli.engine.providers.transport import KeepAliveClient, Response
@@ -140,10 +141,13 @@ class BridgedClient:
         self.aio = AsyncKeepAliveClient()
         self.blocking = KeepAliveClient()
 
-    def post(self, url: str, payload: Any, headers: dict[str, str], timeout: float) -> Response:
+    def post(
+        self, url: str, payload: Any, headers: dict[str, str], timeout: float,
+        cancel: Cancellation | None = None,
+    ) -> Response:
         if active():
-            return await_only(self.aio.post(url, payload, headers, timeout))
-        return self.blocking.post(url, payload, headers, timeout)
+            return await_only(self.aio.post(url, payload, headers, timeout, cancel))
+        return self.blocking.post(url, payload, headers, timeout, cancel)
 
     def open_stream(self, *args: Any) -> Any:
         return self.blocking.open_stream(*args)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.engine.cascade import Cascade, CascadeResult
-from cascadeflow_cli.engine.providers.stream import StreamSink
+from cascadeflow_cli.engine.providers.cancel import Cancellation
+from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink
 from cascadeflow_cli.engine.shadow import should_shadow
 from cascadeflow_cli.engine.streaming import stream_answer
 from cascadeflow_cli.errors import (
@@ -119,6 +120,11 @@ def _bad_key(key: str | None) -> ApiError:
         else "incorrect API key provided (create one with `cascade key create USER`)"
     )
     return ApiError(401, message, code="invalid_api_key")
+
+
+def _left(cancel: Cancellation) -> ApiError:
+    """The answer to a client that has gone (for the access log: nobody reads it)."""
+    return ApiError(499, cancel.reason, type="client_closed_request", code="client_closed")
 
 
 def _unavailable(exc: LedgerError) -> ApiError:
@@ -277,11 +283,16 @@ class Runner:
         on_start: Callable[[str, Decision], None] | None = None,
         on_whole: Callable[[Outcome], None] | None = None,
         traceparent: tuple[str | None, str | None] = (None, None),
+        cancel: Cancellation | None = None,
     ) -> tuple[ApiKey, Outcome]:
         """Authenticate, then run ``call`` as the key's user (in a pool thread). Errors
         come out as ApiError; with ``sink``, the answer streams into it. ``on_start``
         hears the request id and budget decision before any provider is called, ``on_whole``
-        of an answer complete before its first piece is streamed (an accepted draft)."""
+        of an answer complete before its first piece is streamed (an accepted draft).
+        ``cancel`` (an answer not streamed): the client left, the cascade stops (a 499)."""
+        gone = cancel or sink
+        if gone is not None and gone.cancelled:  # it left while queued: nothing is asked
+            raise _left(gone)
         caller, cached = self._authenticate(key, cache=True)
         seen = _Observed(on_start=on_start, key=caller, cached=cached)
         seen.parent = trace_parent(*traceparent) if self._on_record is not None else None
@@ -297,6 +308,7 @@ class Runner:
                 max_tokens=call.max_tokens,
                 conversation=call.messages,
                 sink=into,
+                cancel=cancel,
             )
 
         try:
@@ -309,6 +321,12 @@ class Runner:
             if not isinstance(exc.result, CascadeResult):
                 raise self.error(exc, seen) from None
             return caller, Outcome(exc.result, seen.record, recorded=False)
+        except StreamInterrupted:
+            if sink is not None or cancel is None:  # the stream's reader decides (server/app.py)
+                raise
+            # recorded as interrupted; as a KeyboardInterrupt it must not reach the event
+            # loop (asyncio re-raises one out of the loop: the server would end)
+            raise _left(cancel) from None
         except RevokedKeyError:
             if self._keys is not None:
                 self._keys.pop(hash_key(key or ""), None)

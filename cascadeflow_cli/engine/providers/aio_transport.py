@@ -16,11 +16,14 @@ transport (its reader may cancel it from any thread, a seam the event loop does 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
+from cascadeflow_cli.engine.providers.cancel import Cancellation
 from cascadeflow_cli.engine.providers.transport import (
     MAX_RESPONSE_BYTES,
     Response,
@@ -64,7 +67,12 @@ class AsyncKeepAliveClient:
         # URLs a config names
         self._targets: dict[str, tuple[tuple[str, str], str, str, int | None]] = {}
 
-    async def post(self, url: str, payload: Any, headers: dict[str, str], timeout: float) -> Response:
+    async def post(
+        self, url: str, payload: Any, headers: dict[str, str], timeout: float,
+        cancel: Cancellation | None = None,
+    ) -> Response:
+        """The whole answer. ``cancel``: its ``cancel()`` (from any thread) aborts the
+        connection meanwhile, which ends this call with a TransportError (not retried)."""
         target = self._targets.get(url)
         if target is None:
             target = self._target(url)
@@ -80,17 +88,22 @@ class AsyncKeepAliveClient:
                 conn = self._take(key)
                 if conn is not None:
                     try:
-                        return await self._exchange(key, conn, message)
+                        return await self._exchange(key, conn, message, cancel)
                     except _Stale:
                         conn = None  # retried once on a new connection, as http clients do
+                        if cancel is not None and cancel.cancelled:  # our own abort: no retry
+                            raise TransportError("aborted: the caller left", sent=True) from None
                 conn = await self._open(key[0], hostname, port)
                 try:
-                    return await self._exchange(key, conn, message)
+                    return await self._exchange(key, conn, message, cancel)
                 except _Stale:
                     raise TransportError("the server closed the connection without answering",
                                          sent=True) from None
         except TimeoutError:
             raise TransportTimeout("timed out", sent=conn is not None and conn.sent) from None
+        finally:
+            if cancel is not None:
+                cancel.opened(None)
 
     def _target(self, url: str) -> tuple[tuple[str, str], str, str, int | None]:
         parts = urlsplit(url)
@@ -127,7 +140,9 @@ class AsyncKeepAliveClient:
             raise TransportError(str(exc) or type(exc).__name__) from None
         return _Conn(reader, writer)
 
-    async def _exchange(self, key: tuple[str, str], conn: _Conn, message: bytes) -> Response:
+    async def _exchange(
+        self, key: tuple[str, str], conn: _Conn, message: bytes, cancel: Cancellation | None = None
+    ) -> Response:
         """Send ``message``, read the whole answer; the connection goes back to the pool
         when the answer allows it, else it is closed (also on any failure)."""
         reused = True
@@ -136,6 +151,8 @@ class AsyncKeepAliveClient:
             conn.sent = False
             conn.writer.write(message)
             conn.sent = True
+            if cancel is not None:  # its cancel may come from another thread: on the loop
+                cancel.opened(functools.partial(_abort, asyncio.get_running_loop(), conn.writer))
             try:
                 head = await conn.reader.readuntil(b"\r\n\r\n")  # the status line and headers at once
             except asyncio.IncompleteReadError as exc:
@@ -165,6 +182,21 @@ class AsyncKeepAliveClient:
         else:
             conn.close()
         return Response(status, headers, body)
+
+
+def _abort(loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter) -> None:
+    """Abort ``writer``'s connection: the read waiting on it ends (EOF). On its loop's
+    thread at once (the exchange is mid-await: no other request can have the connection
+    yet), from another thread on the loop."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        writer.transport.abort()
+        return
+    with contextlib.suppress(RuntimeError):  # the loop is closed: so is the connection
+        loop.call_soon_threadsafe(writer.transport.abort)
 
 
 def _head(head: bytes) -> tuple[int, dict[str, str], bool]:

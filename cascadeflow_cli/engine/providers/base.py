@@ -12,11 +12,12 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cascadeflow_cli.config import ModelConfig
 from cascadeflow_cli.engine.pricing import Usage
+from cascadeflow_cli.engine.providers.cancel import Cancellation
 from cascadeflow_cli.engine.providers.transport import MAX_RESPONSE_BYTES
 from cascadeflow_cli.errors import (
     InvalidApiKeyError,
@@ -35,6 +36,9 @@ class ChatRequest:
     max_tokens: int
     logprobs: bool = False  # ask for token log-probabilities (`logprobs: true, top_logprobs: 0`)
     n: int = 1  # ask for this many samples in one call (`n`); a provider may ignore either
+    # the caller may leave mid-call (providers/cancel.py): a provider that can closes its
+    # connection then and raises StreamInterrupted; one that cannot answers as usual
+    cancel: Cancellation | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,18 @@ class OpenAICompatProvider:
     def complete_once(self, model: ModelConfig, request: ChatRequest) -> Completion:
         base, body, headers = _call(model, request)
         started = time.perf_counter()
-        with _translated(model, base):
-            response = self._client.post(f"{base}/chat/completions", body, headers, model.timeout)
+        cancel = request.cancel
+        try:
+            with _translated(model, base):
+                if cancel is None:
+                    response = self._client.post(f"{base}/chat/completions", body, headers, model.timeout)
+                else:  # a caller that leaves closes the connection: the call ends here
+                    response = self._client.post(f"{base}/chat/completions", body, headers, model.timeout,
+                                                 cancel)
+        except ProviderError:
+            if cancel is not None and cancel.cancelled:  # our own abort broke it: not retried
+                raise StreamInterrupted(cancel.reason) from None
+            raise
         latency = (time.perf_counter() - started) * 1000
         if response.status_code >= 400:
             raise _status_error(response, model.name)
@@ -85,9 +95,19 @@ class OpenAICompatProvider:
         assembler = StreamAssembler(sink)
         done = False
         plain: list[bytes] = []  # the body's lines while no SSE `data:` came (see _unstreamed)
-        with _translated(model, base):
-            response = self._client.open_stream(f"{base}/chat/completions", body, headers, model.timeout)
+        try:
+            with _translated(model, base):
+                # the sink hears of the connection at once: a reader leaving before the
+                # answer's first byte closes it too
+                response = self._client.open_stream(f"{base}/chat/completions", body, headers,
+                                                    model.timeout, sink)
+        except ProviderError:
+            sink.opened(None)
+            if sink.cancelled:  # closed by us before any answer: nothing was generated for it
+                raise StreamInterrupted(sink.reason) from None
+            raise
         if response.status_code >= 400:
+            sink.opened(None)  # its connection may be reused: no cancel may close it now
             with _translated(model, base):
                 raise _status_error(response.read(), model.name)
         sink.opened(response.abort)

@@ -10,6 +10,7 @@ timeout, and connection reuse; TLS is the ``ssl`` module's default context (veri
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import select
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from cascadeflow_cli.engine.providers.cancel import Cancellation
 from cascadeflow_cli.text import provider_json
 
 # The most bytes read from one provider response (a whole body, or a whole stream). A
@@ -93,13 +95,27 @@ class KeepAliveClient:
             conns = self._local.conns = {}
         return conns
 
-    def post(self, url: str, payload: Any, headers: dict[str, str], timeout: float) -> Response:
-        return self.open_stream(url, payload, headers, timeout).read()
+    def post(
+        self, url: str, payload: Any, headers: dict[str, str], timeout: float,
+        cancel: Cancellation | None = None,
+    ) -> Response:
+        """The whole answer. ``cancel``: its ``cancel()`` closes the connection meanwhile
+        (from any thread), which ends this call with a TransportError."""
+        try:
+            return self.open_stream(url, payload, headers, timeout, cancel).read()
+        finally:
+            if cancel is not None:
+                cancel.opened(None)
 
-    def open_stream(self, url: str, payload: Any, headers: dict[str, str], timeout: float) -> StreamResponse:
+    def open_stream(
+        self, url: str, payload: Any, headers: dict[str, str], timeout: float,
+        cancel: Cancellation | None = None,
+    ) -> StreamResponse:
         """POST and return as soon as the status line and headers are in; the body is
         read line by line (``StreamResponse.lines``). ``timeout`` bounds each read, so a
-        provider that stalls mid-stream is a TransportTimeout, not a hang."""
+        provider that stalls mid-stream is a TransportTimeout, not a hang. ``cancel``
+        hears of the connection once the request is sent (its close wakes the wait for
+        the answer); the caller tells it ``opened(None)`` when done."""
         parts = urlsplit(url)
         conn = self._connection(parts.scheme, parts.netloc, timeout)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -108,6 +124,8 @@ class KeepAliveClient:
         try:
             conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
             sent = True
+            if cancel is not None:
+                cancel.opened(functools.partial(_shut, conn.sock))
             response = conn.getresponse()
         except TimeoutError as exc:
             conn.close()
@@ -189,15 +207,19 @@ class StreamResponse:
 
     def abort(self) -> None:
         self.aborted = True
-        sock = self._sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        _shut(self._sock)
 
     def close(self) -> None:
         """Drop the connection unless the body was read to its end (then it is reused)."""
         if not self._response.isclosed() or self.aborted:
             self._conn.close()
+
+
+def _shut(sock: socket.socket | None) -> None:
+    """Shut ``sock`` down (from any thread): a read blocked on it returns at once."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
