@@ -221,6 +221,9 @@ class CostForecaster:
             # paths' own mean carries the skew of a lognormal level on top
             return (_naive_paths(recent, days, self.n_paths, rng, n), np.full(days, float(np.mean(recent))),
                     f"naive mean of the last {count_of(len(recent), 'day')}", tuple(notes))
+        if choice.left_out:
+            notes.append(_one_off_note(series, choice.left_out, len(choice.scored)))
+            y = choice.scored  # the naive floor below reads the days judged, too
         if choice.horizon < horizon:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
                          f"and the interval stretched to {horizon} days")
@@ -334,6 +337,18 @@ def _burst_note(series: DailySeries, window: np.ndarray, spent: np.ndarray) -> s
     return (f"all the spend is {format_dollars(float(window.sum()))} on {count_of(len(spent), 'day')} "
             f"({when}): a single burst, no level to compare methods on; the forecast is the last "
             "28 days' mean, and its range whether the burst repeats or not")
+
+
+def _one_off_note(series: DailySeries, left_out: tuple[int, ...], judged: int) -> str:
+    """Which runaway days the forecast leaves out (`selection._one_off`), and why."""
+    from cascadeflow_cli.analytics.candidates import RUNAWAY
+    from cascadeflow_cli.money import format_dollars
+
+    days = [series.as_of - timedelta(days=judged - i) for i in left_out]
+    spent = " and ".join(f"{format_dollars(float(series.values[(d - series.start).days]))} on {d.isoformat()}"
+                         for d in days)
+    return (f"{spent} left out of the forecast: over {RUNAWAY:g} times a usual day and rarer than "
+            "the windows the methods were compared on, so not forecast to come back")
 
 
 # --- naive estimate for short histories -------------------------------------------
