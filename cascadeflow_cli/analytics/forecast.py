@@ -17,6 +17,10 @@
   horizon (`selection`).
 * Below 14 days of history, or too short a history to backtest, the forecast is a
   clearly flagged naive estimate with a deliberately wide interval.
+* A regular payment (the same amount at one interval, nothing between: `regular`) is
+  forecast as whole payments; a window whose spend is one burst, as the naive estimate;
+  a one-off runaway day that would rule a short backtest is left out of it (`selection`).
+  Each says so in a note (`forecast_notes`).
 * Spend already recorded today counts: the budget outlook adds it to what is spent,
   and today's forecast is at least that.
 * When the last spend is days back, longer than any quiet stretch before it, no backtest
@@ -172,6 +176,7 @@ class CostForecaster:
         uncertainty of the interval's width (a biased mean, as the issue measured)."""
         import numpy as np
 
+        from cascadeflow_cli.analytics.forecast_notes import burst_note, one_off_note
         from cascadeflow_cli.analytics.regular import schedule, schedule_paths
         from cascadeflow_cli.analytics.selection import MAX_DAYS, choose
         from cascadeflow_cli.money import format_dollars
@@ -212,7 +217,7 @@ class CostForecaster:
                 notes.append(f"only {count_of(n, 'day')} of history (fewer than {self.min_history}): "
                              "a naive estimate, not a model forecast")
             elif burst:
-                notes.append(_burst_note(series, y[-MAX_DAYS:], spent))
+                notes.append(burst_note(series, y[-MAX_DAYS:], spent))
             else:
                 notes.append(f"{n} days of history are too few to compare methods on {horizon}-day "
                              "totals: the last 28 days' mean, with a wide interval")
@@ -222,7 +227,7 @@ class CostForecaster:
             return (_naive_paths(recent, days, self.n_paths, rng, n), np.full(days, float(np.mean(recent))),
                     f"naive mean of the last {count_of(len(recent), 'day')}", tuple(notes))
         if choice.left_out:
-            notes.append(_one_off_note(series, choice.left_out, len(choice.scored)))
+            notes.append(one_off_note(series, choice.left_out, len(choice.scored)))
             y = choice.scored  # the naive floor below reads the days judged, too
         if choice.horizon < horizon:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
@@ -324,31 +329,6 @@ class DailySeries:
         lo = max((first - self.start).days, 0) if first > self.start else 0
         hi = min((last - self.start).days + 1, len(self.values))
         return float(self.values[lo:hi].sum()) if hi > lo else 0.0
-
-
-def _burst_note(series: DailySeries, window: np.ndarray, spent: np.ndarray) -> str:
-    """What a forecast of a single burst is: "all the spend is $250.00 on 1 day
-    (2026-09-09): a single burst, ..."."""
-    from cascadeflow_cli.money import format_dollars
-
-    first = series.as_of - timedelta(days=len(window) - int(spent[0]))
-    last = series.as_of - timedelta(days=len(window) - int(spent[-1]))
-    when = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
-    return (f"all the spend is {format_dollars(float(window.sum()))} on {count_of(len(spent), 'day')} "
-            f"({when}): a single burst, no level to compare methods on; the forecast is the last "
-            "28 days' mean, and its range whether the burst repeats or not")
-
-
-def _one_off_note(series: DailySeries, left_out: tuple[int, ...], judged: int) -> str:
-    """Which runaway days the forecast leaves out (`selection._one_off`), and why."""
-    from cascadeflow_cli.analytics.candidates import RUNAWAY
-    from cascadeflow_cli.money import format_dollars
-
-    days = [series.as_of - timedelta(days=judged - i) for i in left_out]
-    spent = " and ".join(f"{format_dollars(float(series.values[(d - series.start).days]))} on {d.isoformat()}"
-                         for d in days)
-    return (f"{spent} left out of the forecast: over {RUNAWAY:g} times a usual day and rarer than "
-            "the windows the methods were compared on, so not forecast to come back")
 
 
 # --- naive estimate for short histories -------------------------------------------
