@@ -23,8 +23,8 @@ def burst_note(series: DailySeries, window: np.ndarray, spent: np.ndarray) -> st
     last = series.as_of - timedelta(days=len(window) - int(spent[-1]))
     when = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
     return (f"all the spend is {format_dollars(float(window.sum()))} on {count_of(len(spent), 'day')} "
-            f"({when}): a single burst, no level to compare methods on; the forecast is the last "
-            "28 days' mean, and its range whether the burst repeats or not")
+            f"({when}): a single burst, no level to compare methods on; the forecast is the recent "
+            "days' mean, and its range whether the burst repeats or not")
 
 
 def one_off_note(series: DailySeries, left_out: tuple[int, ...], judged: int) -> str:
