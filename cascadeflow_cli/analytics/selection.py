@@ -103,6 +103,8 @@ def choose(y: np.ndarray, dow0: int, horizon: int, days: int, confidence: float 
     n = len(y)
     burn = min(28, max(7, n // 3))
     h = min(horizon, n - burn - MIN_ORIGINS)
+    if h < MIN_SHORT_HORIZON:
+        return None  # 17 days made h zero below: 'unexpected ZeroDivisionError' for any such user
     if (n - burn - h) / h < MIN_WINDOWS:
         # a short history (69 days: under two months past the burn-in) holds no complete
         # independent window of the horizon asked for: the methods are compared on the

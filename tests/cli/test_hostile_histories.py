@@ -18,7 +18,8 @@ end yesterday (AS_OF becomes today).
 tests/fixtures/history_hostile_more.csv (forecast-14), the forecasts such users got:
   year     $8-$12 every day of 2024 (the last 2024-12-31), then nothing
   burst3   $250 over 2026-09-09 to 2026-09-11, nothing before or after
-  huge2    $1.00-$1.20 every day to 2026-09-28 and $10,000 more on 2026-09-27"""
+  huge2    $1.00-$1.20 every day to 2026-09-28 and $10,000 more on 2026-09-27
+  days17   $1-$3 every day of the 17 to 2026-09-28"""
 
 from __future__ import annotations
 
@@ -214,6 +215,14 @@ def test_a_long_quiet_after_a_year_of_spend_has_no_window_edge(more: CliRunner) 
             assert 0.0 < data["upper"] < 30 * 12.0
     assert means[0] > means[1] >= means[2] > means[3] > 0.0, means
     assert means[2] == pytest.approx(means[1], rel=0.02)
+
+
+def test_seventeen_days_of_history(more: CliRunner) -> None:
+    """Any history of exactly 17 days was 'unexpected ZeroDivisionError' (the backtest's
+    horizon came out zero); it is the flagged naive estimate, as 16 and 18 days are."""
+    data = user_forecast(more, "days17")
+    assert data["history_days"] == 17 and data["method"] == "naive mean of the last 17 days"
+    assert 30 * 1.5 < data["median"] < 30 * 2.5 and data["lower"] < data["median"] < data["upper"]
 
 
 def test_rows_dated_after_the_forecast_start_are_left_out_and_named(ledger: CliRunner) -> None:
