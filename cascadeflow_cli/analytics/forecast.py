@@ -17,6 +17,10 @@
   horizon (`selection`).
 * Below 14 days of history, or too short a history to backtest, the forecast is a
   clearly flagged naive estimate with a deliberately wide interval.
+* A regular payment (the same amount at one interval, nothing between: `regular`) is
+  forecast as whole payments; a window whose spend is one burst, as the naive estimate;
+  a one-off runaway day that would rule a short backtest is left out of it (`selection`).
+  Each says so in a note (`forecast_notes`).
 * Spend already recorded today counts: the budget outlook adds it to what is spent,
   and today's forecast is at least that.
 * When the last spend is days back, longer than any quiet stretch before it, no backtest
@@ -130,9 +134,9 @@ class CostForecaster:
         from cascadeflow_cli.analytics.selection import MAX_DAYS
 
         last = series.quiet_since()
-        quiet = (series.as_of - last).days - 1 if last is not None else 0
-        if last is None or quiet >= MAX_DAYS:  # past what the models see: theirs is a zero
+        if last is None:
             return None
+        quiet = (series.as_of - last).days - 1
         hint = f"`--as-of {(last + timedelta(days=1)).isoformat()}` forecasts from the last data"
         before = series.until(last + timedelta(days=1))
         if len(before.values) < self.min_history:
@@ -141,8 +145,13 @@ class CostForecaster:
             return paths, expected, method, (*notes, f"{no_spend_since(last, series.as_of)}: the "
                                              "forecast averages the quiet days in with the spend "
                                              f"before them; {hint}")
-        paths, expected, method, notes = self._paths(before, horizon, quiet + days)
-        paths, expected = paths[:, quiet:], expected[quiet:]
+        # the resumed level is the models' forecast that far past the last spend, as far as
+        # they see (MAX_DAYS): beyond it no window edge turns the mixture into a zero (at
+        # 730 quiet days after a year of spend the forecast fell to $0, mean included,
+        # where 729 days gave a mean of $6.21), only the chance of resuming keeps falling
+        lead = min(quiet, MAX_DAYS)
+        paths, expected, method, notes = self._paths(before, horizon, lead + days)
+        paths, expected = paths[:, lead:], expected[lead:]
         rng = np.random.default_rng(self.seed + 1)
         resume = quiet / rng.uniform(1e-12, 1.0, size=(paths.shape[0], 1)) - quiet
         k = np.arange(days)
@@ -167,7 +176,10 @@ class CostForecaster:
         uncertainty of the interval's width (a biased mean, as the issue measured)."""
         import numpy as np
 
+        from cascadeflow_cli.analytics.forecast_notes import burst_note, one_off_note
+        from cascadeflow_cli.analytics.regular import schedule, schedule_paths
         from cascadeflow_cli.analytics.selection import MAX_DAYS, choose
+        from cascadeflow_cli.money import format_dollars
 
         y = series.values
         n = len(y)
@@ -184,12 +196,28 @@ class CostForecaster:
             notes.append(f"no spend in the last {count_of(MAX_DAYS, 'day')} of history: forecast is zero")
             return np.zeros((1, days)), np.zeros(days), "zero", tuple(notes)
         rng = np.random.default_rng(self.seed)
+        plan = schedule(y[-MAX_DAYS:])
+        if plan is not None:
+            paths, expected = schedule_paths(plan, days, self.n_paths, rng)
+            fewest, most = plan.counts(horizon)
+            times = f"{fewest} time" if fewest == most else f"{fewest} or {most} times"
+            notes.append(f"a regular payment: {format_dollars(plan.amount)} every "
+                         f"{count_of(plan.every, 'day')} ({len(plan.amounts)} so far, nothing between): "
+                         f"forecast as that payment, {times} in {count_of(horizon, 'day')}")
+            return paths, expected, f"regular payment every {count_of(plan.every, 'day')}", tuple(notes)
+        spent = np.nonzero(y[-MAX_DAYS:] > 0)[0]
+        # all the spend the models would see within a few days: one burst, no level for a
+        # backtest to judge methods by (a lone $5,000 day after years of none: a median
+        # equal to both bounds, or a 90% bound of $71 billion 18 days later)
+        burst = n >= self.min_history and int(spent[-1] - spent[0]) + 1 < self.min_history
         choice = (choose(y, series.start.weekday(), horizon, days, self.confidence)
-                  if n >= self.min_history else None)
+                  if n >= self.min_history and not burst else None)
         if choice is None:
             if n < self.min_history:
                 notes.append(f"only {count_of(n, 'day')} of history (fewer than {self.min_history}): "
                              "a naive estimate, not a model forecast")
+            elif burst:
+                notes.append(burst_note(series, y[-MAX_DAYS:], spent))
             else:
                 notes.append(f"{n} days of history are too few to compare methods on {horizon}-day "
                              "totals: the last 28 days' mean, with a wide interval")
@@ -198,6 +226,9 @@ class CostForecaster:
             # paths' own mean carries the skew of a lognormal level on top
             return (_naive_paths(recent, days, self.n_paths, rng, n), np.full(days, float(np.mean(recent))),
                     f"naive mean of the last {count_of(len(recent), 'day')}", tuple(notes))
+        if choice.left_out:
+            notes.append(one_off_note(series, choice.left_out, len(choice.scored)))
+            y = choice.scored  # the naive floor below reads the days judged, too
         if choice.horizon < horizon:
             notes.append(f"{n} days of history: methods were compared on {choice.horizon}-day totals "
                          f"and the interval stretched to {horizon} days")
@@ -322,7 +353,14 @@ def _naive_paths(y: np.ndarray, days: int, n_paths: int, rng: np.random.Generato
     if len(weeks) >= 3 and np.all(weeks > 0):
         drift = float(np.std(np.diff(np.log(weeks)))) * math.sqrt(days / 14)
     else:
-        drift = cv * math.sqrt(days / (4.0 * max(history, 7)))
+        # by how much the amounts vary (the days with spend, the same prior): the empty
+        # days are the rate of spend, whose uncertainty cv / sqrt(n) holds already. The
+        # days' cv itself (4.4 for one $250 day in 20) drifted a burst to a 90% bound of
+        # $7,119, 28 bursts in 30 days; for a user who spends every day the two agree
+        sizes = y[y > 0]
+        size_cv = float(np.std(sizes)) / float(np.mean(sizes)) if len(sizes) else 0.0
+        size_cv = math.sqrt((len(sizes) * size_cv**2 + PRIOR_DAYS * PRIOR_CV**2) / (len(sizes) + PRIOR_DAYS))
+        drift = size_cv * math.sqrt(days / (4.0 * max(history, 7)))
     # a relative uncertainty (cv / sqrt(n), drift) as the sigma of a lognormal level with
     # that relative spread: used as the sigma itself, one $250 day in 20 (cv 4.4) gave a
     # level sigma of 2.8 and an upper bound of $66,080 for a user who had spent $250

@@ -236,12 +236,16 @@ def test_forecast_must_survive(seeded: CliRunner, tmp_path: Path) -> None:
 
 def test_forecast_as_of_years_after_the_last_spend(seeded: CliRunner) -> None:
     """The models see the last 730 days: all empty, the backtest divided by nothing and
-    `forecast --as-of 2099-01-01` was 'unexpected IndexError'."""
-    for args in (("--as-of", "2099-01-01"), ("--user", "alice", "--as-of", "2030-01-01", "--horizon", "366")):
+    `forecast --as-of 2099-01-01` was 'unexpected IndexError'. Then a zero from 730 quiet
+    days on; now the quiet rule's mixture at any length: spend resuming ever less likely."""
+    for args, lasts in ((("--as-of", "2099-01-01"), "a 100% chance of lasting the 30 days"),
+                        (("--user", "alice", "--as-of", "2030-01-01", "--horizon", "366"),
+                         "chance of lasting")):
         data = forecast_json(seeded, *args)
-        assert data["mean"] == 0.0 and data["upper"] == 0.0 and data["method"] == "zero"
+        assert data["method"].endswith(", resuming after the quiet") and data["median"] == 0.0
+        assert lasts in " ".join(data["notes"])
     run = seeded("forecast", "--as-of", "9998-12-31")
-    assert run.code == 0 and "no spend in the last 730 days" in " ".join(run.stdout.split()), run.stderr
+    assert run.code == 0 and "longer than any quiet before" in " ".join(run.stdout.split()), run.stderr
 
 
 def test_forecast_bad_input(seeded: CliRunner) -> None:

@@ -13,7 +13,13 @@ forecasts are asked `--as-of 2026-09-29` (AS_OF). Users:
   future   $2.00 every day, $700 on 2026-10-02 and $5,000 on 2099-01-01 (a clock that was off)
   burst    $250 on 2026-09-09, nothing before or after (a history that is a single burst)
 `budget show` judges today, so its ledger imports the same rows moved by whole days to
-end yesterday (AS_OF becomes today)."""
+end yesterday (AS_OF becomes today).
+
+tests/fixtures/history_hostile_more.csv (forecast-14), the forecasts such users got:
+  year     $8-$12 every day of 2024 (the last 2024-12-31), then nothing
+  burst3   $250 over 2026-09-09 to 2026-09-11, nothing before or after
+  huge2    $1.00-$1.20 every day to 2026-09-28 and $10,000 more on 2026-09-27
+  days17   $1-$3 every day of the 17 to 2026-09-28"""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from tests.cli.test_forecast_cmd import ANOMALY_KEYS, FORECAST_KEYS, _strict
 from tests.conftest import FIXTURES, CliRunner, Run, assert_one_error_line
 
 HISTORY = FIXTURES / "history_hostile.csv"
+MORE = FIXTURES / "history_hostile_more.csv"
 AS_OF = date(2026, 9, 29)
 USERS = ("oneday", "zeros", "cent", "huge", "gaps", "quiet30", "future", "burst")
 CONFIG = '[ledger]\ntimezone = "UTC"\n'
@@ -47,6 +54,11 @@ def _runner(root: Path, history: Path) -> CliRunner:
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> CliRunner:
     return _runner(tmp_path_factory.mktemp("hostile"), HISTORY)
+
+
+@pytest.fixture(scope="module")
+def more(tmp_path_factory: pytest.TempPathFactory) -> CliRunner:
+    return _runner(tmp_path_factory.mktemp("hostile-more"), MORE)
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +167,64 @@ def test_a_single_burst_and_its_quiet(ledger: CliRunner) -> None:
     assert 250.0 < data["upper"] < 30 * 250.0
 
 
+def test_a_burst_gets_a_wide_but_bounded_range_and_says_so(ledger: CliRunner, more: CliRunner) -> None:
+    """One $250 day (or three days of $83.33) and 20 days of nothing: the 90% upper bound
+    was $7,119 (28 bursts in 30 days), the day-to-day spread taken for a drifting level."""
+    for runner, user, said in (
+            (ledger, "burst", "all the spend is $250.00 on 1 day (2026-09-09): a single burst"),
+            (more, "burst3", "all the spend is $250.00 on 3 days (2026-09-09 to 2026-09-11)")):
+        data = user_forecast(runner, user)
+        assert said in notes(data), notes(data)
+        assert data["mean"] == pytest.approx(375.0) and data["lower"] < 250.0
+        assert 250.0 < data["upper"] < 12 * 250.0, data
+        human = " ".join(runner("forecast", "--user", user, "--as-of", AS_OF.isoformat()).stdout.split())
+        assert "a single burst" in human
+
+
+def test_one_huge_day_is_left_out_and_named(ledger: CliRunner, more: CliRunner) -> None:
+    """$1.10 a day and one $10,000 day (30 or 2 days back): the 90% lower bound was $0.00
+    (the huge day sat in most windows the methods were compared on), the upper bound two
+    days after it $9.7 trillion."""
+    for runner, user, day in ((ledger, "huge", "2026-08-30"), (more, "huge2", "2026-09-27")):
+        data = user_forecast(runner, user)
+        assert 0.85 * 30 * 1.10 < data["lower"] <= data["median"] < 45.0 and data["upper"] < 60.0, data
+        assert f"on {day} left out of the forecast" in notes(data), notes(data)
+
+
+def test_a_regular_payment_is_forecast_as_whole_payments(ledger: CliRunner) -> None:
+    """$5 every 21 days: the median was $14.50; a month holds one payment or two."""
+    data = user_forecast(ledger, "gaps")
+    assert data["median"] == pytest.approx(5.0) and data["mean"] == pytest.approx(5 * 30 / 21, rel=0.05)
+    assert data["lower"] == pytest.approx(5.0) and data["upper"] == pytest.approx(10.0), data
+    assert "a regular payment: $5.00 every 21 days (5 so far, nothing between)" in notes(data)
+    assert "1 or 2 times in 30 days" in notes(data)
+
+
+def test_a_long_quiet_after_a_year_of_spend_has_no_window_edge(more: CliRunner) -> None:
+    """At 730 quiet days the forecast fell to a plain zero (the models' window), where 729
+    gave the quiet rule's mixture: now the mixture at every length, resuming ever less
+    likely, its chance in the note."""
+    means = []
+    for quiet, lasts in ((365, "92%"), (729, "96%"), (730, "96%"), (1000, "97%")):
+        as_of = date(2024, 12, 31).toordinal() + quiet + 1
+        data = forecast(more, "--user", "year", "--as-of", date.fromordinal(as_of).isoformat())
+        assert data["method"].endswith(", resuming after the quiet") and data["median"] == 0.0, data
+        assert "chance of lasting the 30 days ahead" in notes(data) and lasts in notes(data), notes(data)
+        means.append(data["mean"])
+        if quiet == 365:  # an 8% chance of resuming, inside the 90% interval
+            assert 0.0 < data["upper"] < 30 * 12.0
+    assert means[0] > means[1] >= means[2] > means[3] > 0.0, means
+    assert means[2] == pytest.approx(means[1], rel=0.02)
+
+
+def test_seventeen_days_of_history(more: CliRunner) -> None:
+    """Any history of exactly 17 days was 'unexpected ZeroDivisionError' (the backtest's
+    horizon came out zero); it is the flagged naive estimate, as 16 and 18 days are."""
+    data = user_forecast(more, "days17")
+    assert data["history_days"] == 17 and data["method"] == "naive mean of the last 17 days"
+    assert 30 * 1.5 < data["median"] < 30 * 2.5 and data["lower"] < data["median"] < data["upper"]
+
+
 def test_rows_dated_after_the_forecast_start_are_left_out_and_named(ledger: CliRunner) -> None:
     data = user_forecast(ledger, "future")
     assert data["mean"] == pytest.approx(60.0, rel=0.02) and data["upper"] < 100.0  # not $700, not $5,000
@@ -168,7 +238,10 @@ def test_as_of_before_the_first_row_and_far_after_the_last(ledger: CliRunner) ->
         assert data["method"] == "none" and data["mean"] == data["upper"] == 0.0
         assert "no spend history before this date" in notes(data)
     far = forecast(ledger, "--as-of", "9998-12-31", "--horizon", "366")
-    assert far["method"] == "zero" and far["upper"] == 0.0 and far["daily"][-1]["date"] == "9999-12-31"
+    # 7,900 years after the last spend (2099-01-01's $5,000, a burst): the quiet rule's
+    # mixture, which gives resuming next to no chance
+    assert far["method"].endswith(", resuming after the quiet") and far["median"] == far["upper"] == 0.0
+    assert far["daily"][-1]["date"] == "9999-12-31"
     assert far["as_of"] == "9998-12-31"
 
 
