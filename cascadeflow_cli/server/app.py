@@ -28,6 +28,7 @@ from starlette.routing import Route
 from cascadeflow_cli import __version__
 from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink
 from cascadeflow_cli.server.http import (
+    CLIENT_GONE,
     MAX_BODY_BYTES,
     AccessLog,
     EventStream,
@@ -111,7 +112,8 @@ def create_app(
             try:
                 call = parse_chat(config, await read_body(request, options.max_body))
             except ApiError as exc:
-                if exc.status != 413:  # a bad body from an unknown caller is a 401, as OpenAI answers
+                # a bad body from an unknown caller is a 401, as OpenAI answers
+                if exc.status not in (413, CLIENT_GONE):
                     await in_pool(runner.authenticate, bearer(request))
                 raise
             request.scope.setdefault("state", {})["model"] = call.target.name
