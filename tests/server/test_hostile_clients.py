@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
+from cascadeflow_cli.replay.server import ReplayServer
+from cascadeflow_cli.server import ServeSettings, build_app
 from tests.conftest import ledger_rows
-from tests.server.conftest import Stack
+from tests.server.conftest import Stack, ThreadServer, make_key, write_config
 
 BODY = {"model": "cascade", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
 
@@ -56,3 +61,95 @@ def test_a_client_that_leaves_before_its_body_is_a_499_not_a_500_with_a_tracebac
     assert " 499 " in line, line
     assert [r.getMessage() for r in server_errors] == []
     assert ledger_rows(stack.db, "requests") == []
+
+
+class ProtocolServer(ThreadServer):
+    """``app`` under uvicorn with `cascade serve`'s own HTTP protocol (server/protocol.py)."""
+
+    def __init__(self, app: object) -> None:
+        import uvicorn
+
+        from cascadeflow_cli.server.protocol import OpenAIErrorsProtocol
+
+        super().__init__(app)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                                http=OpenAIErrorsProtocol)  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+
+@pytest.fixture
+def guarded(tmp_path: Path, server: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """A Stack served through the protocol, its headers' deadline 1 s (30 s in `serve`)."""
+    monkeypatch.setattr("cascadeflow_cli.server.protocol.HEAD_TIMEOUT_S", 1.0)
+    config, db = write_config(tmp_path, server), tmp_path / "ledger.db"
+    key = make_key(config, db)
+    log: list[str] = []
+    app = build_app(ServeSettings(str(config), str(db), concurrency=4), write_log=log.append)
+    with ProtocolServer(app) as srv:
+        yield Stack(f"http://127.0.0.1:{srv.port}/v1", key, db, config, server, log)
+
+
+def _exchange(stack: Stack, parts: list[bytes], pause: float = 0.0) -> tuple[bytes, float]:
+    """Send ``parts`` (``pause`` s apart, stopping if the server closes), then read to EOF."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", _port(stack)), timeout=20) as sock:
+        for part in parts:
+            try:
+                sock.sendall(part)
+            except OSError:  # closed on us: what it said is read below
+                break
+            time.sleep(pause)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    return data, time.monotonic() - started
+
+
+def _status_and_error(data: bytes) -> tuple[int, dict[str, object]]:
+    status_line, _, rest = data.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in headers.lower(), data
+    error = json.loads(body)["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    return int(status_line.split()[1]), error
+
+
+def test_headers_sent_a_line_a_while_are_cut_at_the_deadline(guarded: Stack) -> None:
+    # slowloris: uvicorn has no deadline for a request's headers; a header line every second
+    # held the connection (and its file descriptor) for as long as the client liked
+    lines = [b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"] + [b"X-%d: a\r\n" % i for i in range(20)]
+    data, took = _exchange(guarded, lines, pause=0.25)
+    status, error = _status_and_error(data)
+    assert status == 408 and error["code"] == "timeout", error
+    assert took < 4, took
+    assert ledger_rows(guarded.db, "requests") == []
+
+
+def test_an_idle_connection_is_closed_at_the_deadline_and_a_prompt_one_is_answered(guarded: Stack) -> None:
+    data, took = _exchange(guarded, [])
+    assert data == b"" and 0.8 < took < 4, (data, took)
+    # a request whose headers and body come in time, on a connection kept alive past the
+    # deadline between its requests, is answered each time
+    with httpx.Client(timeout=20) as client:
+        for _ in range(2):
+            answered = client.post(f"{guarded.url}/chat/completions", json=BODY,
+                                   headers={"Authorization": f"Bearer {guarded.key}"})
+            assert answered.status_code == 200, answered.text
+            time.sleep(1.3)
+    assert len(ledger_rows(guarded.db, "requests")) == 2
+
+
+def test_an_endless_header_is_a_431_not_the_server_s_memory(guarded: Stack) -> None:
+    # with httptools, one header line sent without end took serve to 565 MB and a core
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: "
+    data, _ = _exchange(guarded, [head] + [b"a" * 65536] * 64)
+    status, error = _status_and_error(data)
+    assert status == 431 and error["code"] == "headers_too_large" and "64 KB" in str(error["message"]), error
+    # headers under the limit (a long traceparent, many small headers) are served
+    headers = {"Authorization": f"Bearer {guarded.key}", **{f"x-{i}": "v" * 100 for i in range(100)}}
+    answered = httpx.post(f"{guarded.url}/chat/completions", json=BODY, headers=headers, timeout=20)
+    assert answered.status_code == 200, answered.text
