@@ -246,6 +246,20 @@ def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
     except RecursionError:
         doc = text if isinstance(text, str) else ""
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+    except ValueError as exc:
+        # Python's cap on an integer's digits said "use sys.set_int_max_str_digits() to
+        # increase the limit" to a user of import, batch or serve (hostile-20)
+        digits = _LONG_INT.search(str(exc))
+        if digits is None or isinstance(exc, json.JSONDecodeError):
+            raise
+        doc = text if isinstance(text, str) else bytes(text).decode("utf-8", "replace")
+        at = re.search(rf"\d{{{int(digits[1]) + 1}}}", doc)
+        raise json.JSONDecodeError(
+            f"a number of {digits[2]} digits (at most {digits[1]} are read)", doc, at.start() if at else 0
+        ) from None
+
+
+_LONG_INT = re.compile(r"limit \((\d+) digits\) for integer string conversion: value has (\d+) digits")
 
 
 _LONE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the start of a \\uD800-\\uDFFF escape

@@ -100,9 +100,10 @@ def resolve_target(config: AppConfig, name: Any) -> Target:
         return Target(name, domain=name[len(CHAIN) + 1 :])
     if name in config.models:
         return Target(name, models=(name,))
+    shown = repr(name) if len(name) <= 200 else f"{name[:200]!r}..."  # a 100 KB name came back whole
     raise ApiError(
         404,
-        f"the model {name!r} does not exist here (see GET /v1/models)",
+        f"the model {shown} does not exist here (see GET /v1/models)",
         code="model_not_found",
         param="model",
     )

@@ -19,6 +19,7 @@ from cascadeflow_cli.replay.server import ReplayServer
 from cascadeflow_cli.server import ServeSettings, build_app
 from tests.conftest import ledger_rows
 from tests.server.conftest import Stack, ThreadServer, make_key, write_config
+from tests.server.test_errors import assert_error
 
 BODY = {"model": "cascade", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
 
@@ -153,3 +154,20 @@ def test_an_endless_header_is_a_431_not_the_server_s_memory(guarded: Stack) -> N
     headers = {"Authorization": f"Bearer {guarded.key}", **{f"x-{i}": "v" * 100 for i in range(100)}}
     answered = httpx.post(f"{guarded.url}/chat/completions", json=BODY, headers=headers, timeout=20)
     assert answered.status_code == 200, answered.text
+
+
+def test_what_errors_say_is_what_the_client_needs(stack: Stack) -> None:
+    # the 401's hint read "send 'Authorization: Bearer [redacted]'" (redacted as a key)
+    missing = assert_error(httpx.post(f"{stack.url}/chat/completions", json=BODY, timeout=20), 401)
+    assert "Authorization: Bearer" in str(missing["message"]) and "redacted" not in str(missing["message"])
+    # a 5,000-digit number was "not valid JSON: ... use sys.set_int_max_str_digits() to increase
+    # the limit", advice to a Python programmer
+    body = json.dumps(BODY).encode().replace(b"{", b'{"seed": ' + b"9" * 5000 + b", ", 1)
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    long_int = assert_error(httpx.post(f"{stack.url}/chat/completions", content=body, headers=headers,
+                                       timeout=20), 400, "not valid JSON")
+    assert "sys." not in str(long_int["message"]), long_int
+    # an unknown model's name of 100 KB came back whole in the 404
+    unknown = assert_error(stack.post({**BODY, "model": "m" * 100_000}), 404, "does not exist")
+    assert len(str(unknown["message"])) < 300, len(str(unknown["message"]))
+    assert ledger_rows(stack.db, "requests") == []
