@@ -41,6 +41,7 @@ class OpenAIErrorsProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
 
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0  # received since the connection (or its last response) ended a request
+    _running: Any = None  # httptools: the request whose app runs (``cycle`` is the latest parsed)
 
     def send_400_response(self, msg: str) -> None:
         # called from the parser's except clause: the error in hand says why
@@ -95,8 +96,19 @@ class OpenAIErrorsProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         if not self.transport.is_closing():
             self._arm()
 
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:  # httptools only
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        running = self._running
         super().connection_lost(exc)
+        if running is not None and running is not self.cycle and not running.response_complete:
+            # uvicorn tells only the latest parsed request: with requests pipelined behind it,
+            # the running one wrote its answer to the closed socket ("RuntimeError: unable to
+            # perform operation on <TCPTransport closed=True>", a traceback every time)
+            running.disconnected = True
+            running.message_event.set()

@@ -171,3 +171,27 @@ def test_what_errors_say_is_what_the_client_needs(stack: Stack) -> None:
     unknown = assert_error(stack.post({**BODY, "model": "m" * 100_000}), 404, "does not exist")
     assert len(str(unknown["message"])) < 300, len(str(unknown["message"]))
     assert ledger_rows(stack.db, "requests") == []
+
+
+def test_pipelined_requests_whose_client_hangs_up_leave_no_traceback(
+    guarded: Stack, server_errors: list[logging.LogRecord]
+) -> None:
+    # uvicorn marks only the latest parsed request as disconnected: the running one, with
+    # two pipelined behind it, wrote to the closed socket and logged a RuntimeError traceback
+    body = json.dumps(BODY).encode()
+    one = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {guarded.key}\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", _port(guarded)), timeout=20) as sock:
+            sock.sendall(one * 3)
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(65536):
+                pass
+    deadline = time.monotonic() + 10
+    while len(ledger_rows(guarded.db, "requests")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert [r.getMessage() for r in server_errors] == []
+    # the first of each three ran (it is recorded, as any request whose client left); the
+    # two behind it never started: nothing paid for them
+    assert len(ledger_rows(guarded.db, "requests")) == 3
