@@ -23,7 +23,30 @@ _UNSUPPORTED = {
     "function_call": "function calls",
     "audio": "audio output",
     "prediction": "predicted outputs",
+    # these were ignored (hostile-20): a client asking for JSON, log-probabilities or a stop
+    # sequence got prose, "logprobs": null, or text past its stop, as if it had been honoured
+    "response_format": "response formats other than text",
+    "logprobs": "log-probabilities",
+    "top_logprobs": "log-probabilities",
+    "stop": "stop sequences",
+    "modalities": "output modalities other than text",
+    "web_search_options": "web searches",
 }
+_NOTHING_ASKED = (None, [], {}, "none")  # a field sent empty asks for nothing: accepted
+
+
+def _asks_nothing(field: str, value: Any) -> bool:
+    if field == "web_search_options":  # {} turns the search on, with its defaults
+        return value is None
+    if value in _NOTHING_ASKED:
+        return True
+    if field == "response_format":
+        return isinstance(value, dict) and value.get("type") == "text"
+    if field in ("logprobs", "top_logprobs", "stop"):  # false, 0 and "" are off too
+        return value in (False, 0, "") and not isinstance(value, float)
+    if field == "modalities":
+        return value == ["text"]
+    return False
 
 
 class ApiError(Exception):
@@ -197,9 +220,9 @@ def parse_chat(config: AppConfig, body: Any) -> ChatCall:
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     target = resolve_target(config, body.get("model"))
-    if body.keys() & _UNSUPPORTED.keys():  # usually none: not six lookups a request
+    if body.keys() & _UNSUPPORTED.keys():  # usually none: not a dozen lookups a request
         for field, what in _UNSUPPORTED.items():  # in this order: the first one is named
-            if body.get(field) not in (None, [], {}, "none"):
+            if not _asks_nothing(field, body.get(field)):
                 raise bad_request(
                     f"{what} ('{field}') are not supported by this endpoint", field, "unsupported_feature"
                 )

@@ -195,3 +195,32 @@ def test_pipelined_requests_whose_client_hangs_up_leave_no_traceback(
     # the first of each three ran (it is recorded, as any request whose client left); the
     # two behind it never started: nothing paid for them
     assert len(ledger_rows(guarded.db, "requests")) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"response_format": {"type": "json_object"}}, "response_format"),
+     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
+     ({"logprobs": True, "top_logprobs": 3}, "logprobs"), ({"top_logprobs": 2}, "top_logprobs"),
+     ({"stop": "\n"}, "stop"), ({"stop": ["Observation:"]}, "stop"),
+     ({"modalities": ["text", "audio"]}, "modalities"), ({"web_search_options": {}}, "web_search_options")],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_what_the_answer_would_silently_lack_is_refused(
+    stack: Stack, extra: dict[str, object], param: str, stream: bool
+) -> None:
+    # each was ignored: JSON mode got prose, logprobs came back null, text went on past a stop
+    error = assert_error(stack.post({**BODY, **extra, "stream": stream}), 400, "not supported")
+    assert error["param"] == param and error["code"] == "unsupported_feature", error
+    assert ledger_rows(stack.db, "requests") == []
+
+
+def test_the_same_fields_asking_for_nothing_are_served(stack: Stack) -> None:
+    # what SDKs send when the feature is off: accepted as before
+    off = {"response_format": {"type": "text"}, "logprobs": False, "top_logprobs": 0, "stop": None,
+           "modalities": ["text"], "web_search_options": None}
+    completion = stack.client().chat.completions.create(
+        model="cascade", messages=BODY["messages"], **off  # type: ignore[arg-type]
+    )
+    assert completion.choices[0].message.content
+    assert stack.post({**BODY, "stop": []}).status_code == 200
