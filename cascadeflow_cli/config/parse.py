@@ -225,6 +225,10 @@ class _Parser:
             model = self.string(entry, sec, "model")
             if name is None or model is None:
                 raise self.fail(sec, "needs both 'name' and 'model'")
+            try:  # a line break in it split `cascade models`' row and reached serve's headers
+                user_name(name, "the model name")
+            except InputError as exc:
+                raise self.fail(f"{sec}.name", str(exc)) from None
             sec = f"models.{name}"
             if name in result:
                 raise self.fail(sec, "defined twice")

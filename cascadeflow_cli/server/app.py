@@ -49,6 +49,7 @@ from cascadeflow_cli.server.shapes import (
     chunk,
     completion_id,
     extension,
+    header_text,
     model_names,
     parse_chat,
     usage,
@@ -188,7 +189,7 @@ def create_app(
             cid = completion_id(request_id)
             headers |= {
                 "x-cascade-request-id": request_id,
-                "x-cascade-model": decision.models[-1] if decision.models else "",
+                "x-cascade-model": header_text(decision.models[-1]) if decision.models else "",
                 "x-cascade-draft-accepted": "false",
                 "x-cascade-enforcement": decision.action,
             }

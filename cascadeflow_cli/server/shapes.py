@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from cascadeflow_cli.config import AppConfig
 from cascadeflow_cli.money import MAX_COUNT, usd
@@ -334,10 +335,19 @@ def chunk(
     return out
 
 
+def header_text(text: str) -> str:
+    """``text`` fit for an HTTP header: printable ASCII as it is, anything else (a model
+    named "模型") percent-encoded as UTF-8. Headers go out as Latin-1: such a name made every
+    answer it gave a 500, after it was paid for (hostile-20)."""
+    if text.isascii() and text.isprintable() and "%" not in text:
+        return text
+    return quote(text, safe=" !\"#$&'()*+,/:;<=>?@[\\]^_`{|}~")
+
+
 def cascade_headers(result: Any) -> dict[str, str]:
     return {
         "x-cascade-request-id": result.record.id,
-        "x-cascade-model": result.model,
+        "x-cascade-model": header_text(result.model),
         "x-cascade-draft-accepted": "true" if result.record.draft_accepted else "false",
         "x-cascade-cost": _amount(result.record.cost_nusd),
         "x-cascade-savings": _amount(result.savings_nusd),

@@ -224,3 +224,19 @@ def test_the_same_fields_asking_for_nothing_are_served(stack: Stack) -> None:
     )
     assert completion.choices[0].message.content
     assert stack.post({**BODY, "stop": []}).status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_model_named_outside_latin1_answers_with_its_name_percent_encoded_in_the_header(
+    stack_factory: object, server: ReplayServer, server_errors: list[logging.LogRecord], stream: bool
+) -> None:
+    # headers go out as Latin-1: every answer of a model named "模型" was a 500, after it was paid
+    extra = f'[[models]]\nname = "模型"\nmodel = "openai/gpt-4o-mini"\napi_base = "{server.base_url}"\n'
+    stack: Stack = stack_factory(extra_models=extra)  # type: ignore[operator]
+    response = stack.post({**BODY, "model": "模型", "stream": stream})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-cascade-model"] == "%E6%A8%A1%E5%9E%8B"
+    assert "模型" in response.text  # the body says it as it is
+    assert [r.getMessage() for r in server_errors] == []
+    [row] = ledger_rows(stack.db, "requests")
+    assert row["model"] == "模型" and row["status"] == "ok", row
