@@ -416,6 +416,11 @@ class _Parser:
         if not isinstance(raw, dict):
             raise self.fail("domains", "must be a table of domain = [model names]")
         chains = {d: self.names(raw, "domains", d) or () for d in raw if d != "custom"}
+        for name in chains:  # served as model "cascade/<name>", written into serve's access log
+            try:
+                user_name(name, "the domain name")
+            except InputError as exc:
+                raise self.fail(f"domains.{name!r}", str(exc)) from None
         custom = self.custom_domains(raw)
         if chains:
             from cascadeflow_cli.routing.custom import domain_names
