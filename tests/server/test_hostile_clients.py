@@ -240,3 +240,17 @@ def test_a_model_named_outside_latin1_answers_with_its_name_percent_encoded_in_t
     assert [r.getMessage() for r in server_errors] == []
     [row] = ledger_rows(stack.db, "requests")
     assert row["model"] == "模型" and row["status"] == "ok", row
+
+
+def test_a_limited_key_whose_window_cannot_be_written_is_a_503_not_a_500(
+    stack: Stack, server_errors: list[logging.LogRecord]
+) -> None:
+    # an OSError from the per-minute window's file (a full disk, a directory made read-only
+    # for the server's user; here a directory in its place) was a plain-text 500 and a traceback
+    limited = make_key(stack.config, stack.db, "rita", rpm=5)
+    (stack.db.parent / f"{stack.db.name}.rpm" / limited[:14].encode().hex()).mkdir(parents=True)
+    error = assert_error(stack.post(BODY, key=limited), 503, "per minute")
+    assert error["code"] == "ledger_unavailable", error
+    assert [r.getMessage() for r in server_errors] == []
+    assert ledger_rows(stack.db, "requests") == []
+    assert stack.post(BODY).status_code == 200  # a key without a limit never reads the file
