@@ -148,7 +148,15 @@ def user_name(value: str, what: str = "the user name") -> str:
                              f" character {index + 1}), {why}")
     if value != value.strip():  # " alice " is shown as alice, and charged apart from her
         raise InputError(f"{what} starts or ends with a space, so it would look like another name")
+    if _KEY_SHAPED.match(value):  # `budget set sk-cf-...`: the key was stored, in plain text (hostile-20)
+        raise InputError(f"{what} looks like an API key (sk-...): give a name, not a key "
+                         "(`cascade key list` shows whose each key is)")
     return unicodedata.normalize("NFC", value)
+
+
+# a key of ours (sk-cf-, 46 characters) or a provider's (sk-..., sk-proj-..., sk-ant-...): no
+# one's name is "sk-" and 20 more letters, digits, '-' or '_' without a space
+_KEY_SHAPED = re.compile(r"sk-[A-Za-z0-9_-]{20,}\Z")
 
 
 def is_blank(text: str) -> bool:
