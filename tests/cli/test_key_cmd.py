@@ -51,3 +51,17 @@ def test_a_key_pasted_where_a_name_goes_is_refused_not_stored(cli: CliRunner) ->
     assert rows(cli.db, "requests") == []
     # a name that only starts like one is a name
     assert cli("budget", "set", "sk-team", "--daily", "1").code == 0
+
+
+def test_a_key_is_revoked_by_its_whole_self_too(cli: CliRunner) -> None:
+    # a leaked key pasted whole was "no key with prefix '[redacted]'": its owner had to find it
+    made = cli("key", "create", "alice", "--json").json()
+    key, prefix = made["key"], made["prefix"]  # type: ignore[index]
+    run = cli("key", "revoke", key)
+    assert run.code == 0, run.stderr
+    assert prefix in run.stderr and key not in run.stderr + run.stdout
+    assert rows(cli.db, "api_keys")[0]["revoked_at"]
+    again = cli("key", "revoke", key)  # revoked now: not an active key, said without echoing it
+    assert again.code == 1 and key not in again.stderr
+    assert_one_error_line(again.stderr)
+    assert cli("key", "revoke", prefix).code == 0  # the prefix, as before: revoking twice is no error
