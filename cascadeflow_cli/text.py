@@ -148,7 +148,15 @@ def user_name(value: str, what: str = "the user name") -> str:
                              f" character {index + 1}), {why}")
     if value != value.strip():  # " alice " is shown as alice, and charged apart from her
         raise InputError(f"{what} starts or ends with a space, so it would look like another name")
+    if _KEY_SHAPED.match(value):  # `budget set sk-cf-...`: the key was stored, in plain text (hostile-20)
+        raise InputError(f"{what} looks like an API key (sk-...): give a name, not a key "
+                         "(`cascade key list` shows whose each key is)")
     return unicodedata.normalize("NFC", value)
+
+
+# a key of ours (sk-cf-, 46 characters) or a provider's (sk-..., sk-proj-..., sk-ant-...): no
+# one's name is "sk-" and 20 more letters, digits, '-' or '_' without a space
+_KEY_SHAPED = re.compile(r"sk-[A-Za-z0-9_-]{20,}\Z")
 
 
 def is_blank(text: str) -> bool:
@@ -246,6 +254,20 @@ def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
     except RecursionError:
         doc = text if isinstance(text, str) else ""
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+    except ValueError as exc:
+        # Python's cap on an integer's digits said "use sys.set_int_max_str_digits() to
+        # increase the limit" to a user of import, batch or serve (hostile-20)
+        digits = _LONG_INT.search(str(exc))
+        if digits is None or isinstance(exc, json.JSONDecodeError):
+            raise
+        doc = text if isinstance(text, str) else bytes(text).decode("utf-8", "replace")
+        at = re.search(rf"\d{{{int(digits[1]) + 1}}}", doc)
+        raise json.JSONDecodeError(
+            f"a number of {digits[2]} digits (at most {digits[1]} are read)", doc, at.start() if at else 0
+        ) from None
+
+
+_LONG_INT = re.compile(r"limit \((\d+) digits\) for integer string conversion: value has (\d+) digits")
 
 
 _LONE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the start of a \\uD800-\\uDFFF escape

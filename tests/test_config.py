@@ -107,6 +107,10 @@ def test_valid_config_parses() -> None:
          r"telemetry\.endpoint: 'localhost:4318' is not an http:// or https:// URL with a host"),
         ("[telemetry]\nendpoint='ftp://collector'", r"telemetry\.endpoint: 'ftp://collector' is not an http"),
         ("[[models]]\nname='a'\nmodel='openai/x'\nmax_output_tokens=1e15", "max_output_tokens: must be"),
+        # a model name with a line break split `cascade models`' row and reached serve's headers
+        ('[[models]]\nname="a\\nb"\nmodel="openai/x"', r"models\[0\]\.name: the model name holds a control"),
+        ('[[models]]\nname=" a"\nmodel="openai/x"', r"models\[0\]\.name: the model name starts or ends"),
+        ('[domains]\n"a\\nb" = ["mini"]', r"domains\.'a\\nb': the domain name holds a control"),
     ],
 )
 def test_invalid_config_names_the_file_and_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -102,3 +102,17 @@ def test_a_legacy_decomposed_name_is_found_by_either_spelling() -> None:
     assert equivalent_name(COMPOSED, {COMPOSED, DECOMPOSED}) is None  # stored as it is: itself
     assert equivalent_name("bob", {"bob2"}) is None and equivalent_name(COMPOSED, {"bob"}) is None
     assert spelled_name(COMPOSED, {DECOMPOSED}) == DECOMPOSED  # the read commands' --user rule
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_a_number_past_python_s_digit_cap_is_bad_json_that_says_where(as_bytes: bool) -> None:
+    import json
+
+    from cascadeflow_cli.text import json_loads
+
+    text = '{"user": "é", "cost": ' + "9" * 5000 + "}"
+    with pytest.raises(json.JSONDecodeError) as caught:
+        json_loads(text.encode() if as_bytes else text)
+    # it said "use sys.set_int_max_str_digits() to increase the limit", to a user of import
+    assert caught.value.msg == "a number of 5000 digits (at most 4300 are read)"
+    assert caught.value.colno == text.index("9") + 1

@@ -225,6 +225,10 @@ class _Parser:
             model = self.string(entry, sec, "model")
             if name is None or model is None:
                 raise self.fail(sec, "needs both 'name' and 'model'")
+            try:  # a line break in it split `cascade models`' row and reached serve's headers
+                user_name(name, "the model name")
+            except InputError as exc:
+                raise self.fail(f"{sec}.name", str(exc)) from None
             sec = f"models.{name}"
             if name in result:
                 raise self.fail(sec, "defined twice")
@@ -412,6 +416,11 @@ class _Parser:
         if not isinstance(raw, dict):
             raise self.fail("domains", "must be a table of domain = [model names]")
         chains = {d: self.names(raw, "domains", d) or () for d in raw if d != "custom"}
+        for name in chains:  # served as model "cascade/<name>", written into serve's access log
+            try:
+                user_name(name, "the domain name")
+            except InputError as exc:
+                raise self.fail(f"domains.{name!r}", str(exc)) from None
         custom = self.custom_domains(raw)
         if chains:
             from cascadeflow_cli.routing.custom import domain_names

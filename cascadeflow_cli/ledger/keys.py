@@ -116,6 +116,13 @@ def list_keys(ledger: LedgerStore, user: str | None = None) -> list[ApiKey]:
 def revoke_key(ledger: LedgerStore, prefix: str) -> ApiKey:
     """Revoke the key named by ``prefix`` (InputError when there is none); revoking a
     revoked key is no error and keeps its first revocation time."""
+    if prefix.startswith(KEY_PREFIX) and len(prefix) > len(KEY_PREFIX) + _ID_CHARS:
+        # the whole key pasted (a leaked one, found in a log): "no key with prefix
+        # '[redacted]'" was the answer; it is that key's prefix when it is an active key
+        found = ledger.api_key_by_hash(hash_key(prefix))  # type: ignore[attr-defined]
+        if found is None:
+            raise InputError("that is no active key's whole key (see `cascade key list` for prefixes)")
+        prefix = found["prefix"]
     row = ledger.revoke_api_key(prefix, format_ts(ledger.clock.now()))  # type: ignore[attr-defined]
     if row is None:
         raise InputError(f"no key with prefix {prefix!r} (see `cascade key list`)")

@@ -29,6 +29,7 @@ from cascadeflow_cli import __version__
 from cascadeflow_cli.engine.providers.cancel import GONE, Cancellation
 from cascadeflow_cli.engine.providers.stream import StreamInterrupted, StreamSink
 from cascadeflow_cli.server.http import (
+    CLIENT_GONE,
     MAX_BODY_BYTES,
     AccessLog,
     EventStream,
@@ -50,6 +51,7 @@ from cascadeflow_cli.server.shapes import (
     chunk,
     completion_id,
     extension,
+    header_text,
     model_names,
     parse_chat,
     usage,
@@ -113,7 +115,8 @@ def create_app(
             try:
                 call = parse_chat(config, await read_body(request, options.max_body))
             except ApiError as exc:
-                if exc.status != 413:  # a bad body from an unknown caller is a 401, as OpenAI answers
+                # a bad body from an unknown caller is a 401, as OpenAI answers
+                if exc.status not in (413, CLIENT_GONE):
                     await in_pool(runner.authenticate, bearer(request))
                 raise
             request.scope.setdefault("state", {})["model"] = call.target.name
@@ -211,7 +214,7 @@ def create_app(
             cid = completion_id(request_id)
             headers |= {
                 "x-cascade-request-id": request_id,
-                "x-cascade-model": decision.models[-1] if decision.models else "",
+                "x-cascade-model": header_text(decision.models[-1]) if decision.models else "",
                 "x-cascade-draft-accepted": "false",
                 "x-cascade-enforcement": decision.action,
             }

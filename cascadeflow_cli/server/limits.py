@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.ledger.keys import ApiKey
 from cascadeflow_cli.ledger.storage import RateWindows
 from cascadeflow_cli.server.shapes import ApiError
@@ -90,7 +91,10 @@ class SharedRateLimiter:
         if not key.rpm:
             return
         path = self._dir / key.prefix.encode().hex()  # any prefix: a safe file name
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise _uncounted(path, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = os.pread(fd, 1 << 20, 0)
@@ -98,8 +102,17 @@ class SharedRateLimiter:
             times = _admit(key, times, self._clock())  # raises before anything is written
             os.pwrite(fd, b"".join(_STAMP.pack(t) for t in times), 0)
             os.ftruncate(fd, len(times) * _STAMP.size)
+        except OSError as exc:
+            raise _uncounted(path, exc) from None
         finally:
             os.close(fd)  # releases the lock
+
+
+def _uncounted(path: Path, exc: OSError) -> LedgerError:
+    """A window file that cannot be read or written (a full disk, a directory made read-only
+    for the server's user): a 503 for the limited key (runner), not counting it unlimited.
+    It was a plain-text 500 with a traceback (hostile-20)."""
+    return LedgerError(f"{path}: cannot count this key's requests per minute: {exc.strerror or exc}")
 
 
 class LedgerRateLimiter:

@@ -2,17 +2,28 @@
 OpenAI's error shape. uvicorn's own answer is a text/plain 400 ("Invalid HTTP request
 received."), which the openai SDK and every client written for OpenAI's API cannot read as
 an error: a request with both Content-Length and Transfer-Encoding (RFC 9112 §6.3: a
-request smuggling vector, refused), a malformed request line or header. Imported only by
-`cascade serve` (uvicorn is its extra)."""
+request smuggling vector, refused), a malformed request line or header. It also bounds
+what uvicorn does not: how long and how large a request's headers may be (hostile-20).
+Imported only by `cascade serve` (uvicorn is its extra)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol  # httptools when installed, else h11
 
-from cascadeflow_cli.server.shapes import bad_request, both_lengths
+from cascadeflow_cli.server.shapes import ApiError, bad_request, both_lengths
+
+# A request's headers must arrive within this (as its body must: server/http.py): uvicorn
+# had no such limit, so a client sending a header line a second (slowloris) held its
+# connection for good, and a few thousand such clients every file descriptor
+HEAD_TIMEOUT_S = 30.0
+# and be at most this large: with httptools, one client sending an endless header took the
+# server to 565 MB and a core within two minutes (h11 stops at uvicorn's 16 KB already)
+MAX_HEAD_BYTES = 64 * 1024
 
 
 def parse_error_message(exc: BaseException | None) -> str:
@@ -25,12 +36,79 @@ def parse_error_message(exc: BaseException | None) -> str:
 
 
 class OpenAIErrorsProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
-    """uvicorn's protocol with its 400 for an unparsable request as a JSON error body."""
+    """uvicorn's protocol with its 400 for an unparsable request as a JSON error body, and
+    a deadline and a size limit for each request's headers."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0  # received since the connection (or its last response) ended a request
+    _running: Any = None  # httptools: the request whose app runs (``cycle`` is the latest parsed)
 
     def send_400_response(self, msg: str) -> None:
         # called from the parser's except clause: the error in hand says why
-        body = json.dumps(bad_request(parse_error_message(sys.exc_info()[1])).body()).encode()
-        head = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self._refuse(bad_request(parse_error_message(sys.exc_info()[1])), b"Bad Request")
+
+    def _refuse(self, error: ApiError, reason: bytes) -> None:
+        body = json.dumps(error.body()).encode()
+        head = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n" % (error.status, reason, len(body)))
         self.transport.write(head + body)
         self.transport.close()
+
+    def _awaiting_head(self) -> bool:
+        """No request is in flight or queued: the next one's headers are awaited (the
+        parser's latest request, ``cycle``, is answered)."""
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_bytes = 0
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_late)
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._awaiting_head():
+            return  # a request is in flight: its response re-arms the deadline
+        if self._head_bytes == 0:  # an idle connection: closed as uvicorn's keep-alive does
+            self.transport.close()
+            return
+        self.logger.warning("Request headers did not arrive in time.")
+        self._refuse(ApiError(408, "the request headers did not arrive in time", code="timeout"),
+                     b"Request Timeout")
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        cycle, awaiting = self.cycle, self._awaiting_head()
+        super().data_received(data)
+        if self.cycle is not cycle or not awaiting or self.transport.is_closing():
+            return  # headers complete (the body has its own limits), or not ours to count
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self.logger.warning("Request headers too large.")
+            self._refuse(ApiError(431, f"the request headers are larger than {MAX_HEAD_BYTES // 1024} KB",
+                                  code="headers_too_large"), b"Request Header Fields Too Large")
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:  # httptools only
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        running = self._running
+        super().connection_lost(exc)
+        if running is not None and running is not self.cycle and not running.response_complete:
+            # uvicorn tells only the latest parsed request: with requests pipelined behind it,
+            # the running one wrote its answer to the closed socket ("RuntimeError: unable to
+            # perform operation on <TCPTransport closed=True>", a traceback every time)
+            running.disconnected = True
+            running.message_event.set()

@@ -115,7 +115,8 @@ _MAX_CACHED_KEYS = 10_000  # then the cache starts over (keys are few; this boun
 
 def _bad_key(key: str | None) -> ApiError:
     message = (
-        "you didn't provide an API key: send 'Authorization: Bearer <key>'"
+        # not "Bearer <key>": the redaction every error goes through made it "Bearer [redacted]"
+        "you didn't provide an API key: send one in an 'Authorization: Bearer' header"
         if not key
         else "incorrect API key provided (create one with `cascade key create USER`)"
     )

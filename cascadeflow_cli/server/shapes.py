@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from cascadeflow_cli.config import AppConfig
 from cascadeflow_cli.money import MAX_COUNT, usd
@@ -23,7 +24,30 @@ _UNSUPPORTED = {
     "function_call": "function calls",
     "audio": "audio output",
     "prediction": "predicted outputs",
+    # these were ignored (hostile-20): a client asking for JSON, log-probabilities or a stop
+    # sequence got prose, "logprobs": null, or text past its stop, as if it had been honoured
+    "response_format": "response formats other than text",
+    "logprobs": "log-probabilities",
+    "top_logprobs": "log-probabilities",
+    "stop": "stop sequences",
+    "modalities": "output modalities other than text",
+    "web_search_options": "web searches",
 }
+_NOTHING_ASKED = (None, [], {}, "none")  # a field sent empty asks for nothing: accepted
+
+
+def _asks_nothing(field: str, value: Any) -> bool:
+    if field == "web_search_options":  # {} turns the search on, with its defaults
+        return value is None
+    if value in _NOTHING_ASKED:
+        return True
+    if field == "response_format":
+        return isinstance(value, dict) and value.get("type") == "text"
+    if field in ("logprobs", "top_logprobs", "stop"):  # false, 0 and "" are off too
+        return value in (False, 0, "") and not isinstance(value, float)
+    if field == "modalities":
+        return value == ["text"]
+    return False
 
 
 class ApiError(Exception):
@@ -100,9 +124,10 @@ def resolve_target(config: AppConfig, name: Any) -> Target:
         return Target(name, domain=name[len(CHAIN) + 1 :])
     if name in config.models:
         return Target(name, models=(name,))
+    shown = repr(name) if len(name) <= 200 else f"{name[:200]!r}..."  # a 100 KB name came back whole
     raise ApiError(
         404,
-        f"the model {name!r} does not exist here (see GET /v1/models)",
+        f"the model {shown} does not exist here (see GET /v1/models)",
         code="model_not_found",
         param="model",
     )
@@ -196,9 +221,9 @@ def parse_chat(config: AppConfig, body: Any) -> ChatCall:
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     target = resolve_target(config, body.get("model"))
-    if body.keys() & _UNSUPPORTED.keys():  # usually none: not six lookups a request
+    if body.keys() & _UNSUPPORTED.keys():  # usually none: not a dozen lookups a request
         for field, what in _UNSUPPORTED.items():  # in this order: the first one is named
-            if body.get(field) not in (None, [], {}, "none"):
+            if not _asks_nothing(field, body.get(field)):
                 raise bad_request(
                     f"{what} ('{field}') are not supported by this endpoint", field, "unsupported_feature"
                 )
@@ -310,10 +335,19 @@ def chunk(
     return out
 
 
+def header_text(text: str) -> str:
+    """``text`` fit for an HTTP header: printable ASCII as it is, anything else (a model
+    named "模型") percent-encoded as UTF-8. Headers go out as Latin-1: such a name made every
+    answer it gave a 500, after it was paid for (hostile-20)."""
+    if text.isascii() and text.isprintable() and "%" not in text:
+        return text
+    return quote(text, safe=" !\"#$&'()*+,/:;<=>?@[\\]^_`{|}~")
+
+
 def cascade_headers(result: Any) -> dict[str, str]:
     return {
         "x-cascade-request-id": result.record.id,
-        "x-cascade-model": result.model,
+        "x-cascade-model": header_text(result.model),
         "x-cascade-draft-accepted": "true" if result.record.draft_accepted else "false",
         "x-cascade-cost": _amount(result.record.cost_nusd),
         "x-cascade-savings": _amount(result.savings_nusd),
