@@ -387,7 +387,9 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
             quiet[t] = profile[weekdays[t]] < QUIET
     judged = np.nonzero(np.isfinite(residual))[0]
     scores = np.full(n, np.nan)
-    for t in judged[judged >= MIN_BASELINE_DAYS]:
+    # the first weeks are scored too, but only to show a regular pattern (`tails._recurring`:
+    # on 60 days, $5 every three weeks has one $5 day after them, judged on its own)
+    for t in judged:
         distance = np.abs(judged - t)
         others = judged[(distance <= SCALE_DAYS) & (distance > 0)]
         if len(others) < MIN_RESIDUALS:
@@ -408,15 +410,15 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
         # steadier half-year estimate
         scale = max(local if local >= VOLATILE * steady else steady, MIN_SCALE)
         scores[t] = residual[t] / scale
-        if trace is not None:
+        if trace is not None and t >= MIN_BASELINE_DAYS:
             trace.append((int(t), float(scores[t]), scale, float(expected[t])))
     if detector.fixed is not None:
         upper = lower = detector.fixed
     else:
-        upper, lower = thresholds(scores[MIN_BASELINE_DAYS:], detector.rate)
+        upper, lower = thresholds(scores[MIN_BASELINE_DAYS:], detector.rate, pattern=scores)
     findings: list[_Finding] = []
-    clean = np.nan_to_num(scores)
-    for t in np.nonzero((clean >= upper) | (clean <= -lower))[0]:
+    clean = np.nan_to_num(scores[MIN_BASELINE_DAYS:])
+    for t in np.nonzero((clean >= upper) | (clean <= -lower))[0] + MIN_BASELINE_DAYS:
         score = float(scores[t])
         if abs(y[t] - expected[t]) < detector.min_change:
             continue

@@ -135,16 +135,20 @@ def _log_ratio_error(magnitudes: np.ndarray, level: float) -> float:
     return float(np.std(np.log(upper[ok] / median[ok]))) if ok.sum() > 2 else math.inf
 
 
-def thresholds(scores: np.ndarray, rate: float) -> tuple[float, float]:
+def thresholds(scores: np.ndarray, rate: float, *, pattern: np.ndarray | None = None) -> tuple[float, float]:
     """Spike and drop thresholds (both positive) for the finite ``scores`` of a series,
-    fitted to its ordinary days (`_untouched`)."""
+    fitted to its ordinary days (`_untouched`). ``pattern``: the scores of every day,
+    the unjudged first weeks too, where a regular pattern is looked for (`_recurring`;
+    default: ``scores``): on a short history its first weeks hold most of its days."""
     import numpy as np
 
     finite = np.isfinite(scores)
     upper, lower = _fitted(_untouched(scores[finite]), rate, everything=scores[finite])
-    days, normal = np.nonzero(finite)[0], normal_threshold(rate)
-    regular_up = _recurring(scores[finite], days, normal)
-    regular_down = _recurring(-scores[finite], days, normal)
+    pattern = scores if pattern is None else pattern
+    seen = np.isfinite(pattern)
+    days, normal = np.nonzero(seen)[0], normal_threshold(rate)
+    regular_up = _recurring(pattern[seen], days, normal)
+    regular_down = _recurring(-pattern[seen], days, normal)
     return (upper if regular_up is None else regular_up), (lower if regular_down is None else regular_down)
 
 
@@ -196,7 +200,10 @@ def _fitted(scores: np.ndarray, rate: float, *, everything: np.ndarray | None = 
 def _recurring(scores: np.ndarray, days: np.ndarray, normal: float) -> float | None:
     """The threshold of a side (``scores`` signed so that it is positive, ``days`` their
     positions) that is a regular pattern, else None. Regular: most days tie at zero and
-    the side's typical score is past the normal threshold, on MIN_RECURRING days at least
+    the side's typical score is past the most sensitive rate's normal threshold (whether
+    the series has a pattern does not depend on the rate asked: with the rate's own, a
+    side of scores about 3.0 was ordinary at high and low but paged at medium), on
+    MIN_RECURRING days at least
     RECURRING_GAP apart ($5 every three weeks, $0 between: a residual spread of zero,
     every $5 day scored +91 and paged; not one burst of three days). Those scores are the
     series' ordinary spend days, so the side is judged among them: their median plus the
@@ -206,7 +213,7 @@ def _recurring(scores: np.ndarray, days: np.ndarray, normal: float) -> float | N
 
     up = scores > 0
     side, where = scores[up], days[up]
-    if len(side) < MIN_RECURRING or float(np.median(side)) <= normal:
+    if len(side) < MIN_RECURRING or float(np.median(side)) <= normal_threshold(max(RATES.values())):
         return None
     if int(np.sum(np.diff(where) >= RECURRING_GAP)) + 1 < MIN_RECURRING:
         return None
