@@ -44,8 +44,8 @@ shift: too recent to tell, and it says so.
 
 Each sensitivity is a false-alarm rate (low 1, medium 3, high 10 per 1,000 ordinary
 days): the spike and drop thresholds are fitted to the series' own score distribution
-(on too few scores, or as the prior a short fit shrinks toward: the quantile of a t whose
-degrees of freedom are what the days' noise scales were read from, `tails.prior_threshold`),
+(on too few scores for that, under about 108 days: the quantile of a t whose degrees of
+freedom are what the days' noise scales were read from, `tails.prior_threshold`),
 each side with its own heavy tail, read from its ordinary days (the scores that stand out
 set aside first, so that an event every few weeks is not taken for the tail: `tails`).
 A side whose typical score is past the normal threshold on days weeks apart ($5 every
