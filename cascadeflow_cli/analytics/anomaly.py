@@ -36,11 +36,16 @@ distance for $2 and $200 users. Two passes:
 
 A day is flagged when its score passes the sensitivity's threshold *and* the money
 involved passes a minimum absolute change (so cents never page anyone); days are judged
-once there are four weeks of history. A flagged day in the last week whose later days all
-lie on the same side may be the start of a shift: too recent to tell, and it says so.
+once there are four weeks of history -- but a history shorter than eight weeks (a new
+user's) is judged whole from 14 days on, each day against all the others, except a day
+whose weekday the others hold once at most (no weekly profile to judge it by). A flagged
+day in the last week whose later days all lie on the same side may be the start of a
+shift: too recent to tell, and it says so.
 
 Each sensitivity is a false-alarm rate (low 1, medium 3, high 10 per 1,000 ordinary
-days): the spike and drop thresholds are fitted to the series' own score distribution,
+days): the spike and drop thresholds are fitted to the series' own score distribution
+(on too few scores for that, under about 108 days: the quantile of a t whose degrees of
+freedom are what the days' noise scales were read from, `tails.prior_threshold`),
 each side with its own heavy tail, read from its ordinary days (the scores that stand out
 set aside first, so that an event every few weeks is not taken for the tail: `tails`).
 A side whose typical score is past the normal threshold on days weeks apart ($5 every
@@ -89,7 +94,10 @@ __all__ = ["HISTORY_DAYS", "THRESHOLDS", "Anomaly", "AnomalyDetector", "severity
 # SHIFT_SHARE of the rate where they wander further (`_shift_need`)
 THRESHOLDS = {"low": 5.0, "medium": 3.5, "high": 3.0}
 WINDOW_DAYS = 56  # the weekday profile: eight weeks before (shifts) or either side (days)
-MIN_BASELINE_DAYS = 28  # days of history before a day is judged at all (four of each weekday)
+MIN_BASELINE_DAYS = 28  # days of history before a day is judged at all (four of each weekday) ...
+NEW_USER_DAYS = 2 * MIN_BASELINE_DAYS  # ... but a history shorter than this is judged whole
+MIN_NEW_DAYS = 14  # (with hindsight, every day against the others) once it has this many days
+SPREAD_EFFICIENCY = 0.37  # a MAD of n residuals knows the noise as well as 0.37 n would (normal data)
 SHIFT_DAYS = 8  # days from the one under test that must stay on one side: a shift
 MERGE_DAYS = 14  # a shift the same way this soon after another is that one still settling
 SHIFT_FRACTION = 0.5  # their median (and the first) must score this share of the threshold
@@ -168,7 +176,7 @@ class AnomalyDetector:
         ``history`` is ``(date, usd)`` rows; missing days are zero, several rows a day are
         summed. Days before ``since`` still serve as baseline."""
         start, y = _daily(history, until)
-        if len(y) < MIN_BASELINE_DAYS + 1 or not (y > 0).any():
+        if len(y) < MIN_NEW_DAYS or not (y > 0).any():
             return []
         found = _scan(start, y, self)
         typical = fast_median(y[y > 0])
@@ -362,6 +370,10 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
     import numpy as np
 
     n = len(y)
+    # a new user's first weeks are most of what there is: a short history is judged whole,
+    # each day against all the others (hindsight), by as few days as it has
+    first = MIN_BASELINE_DAYS if n >= NEW_USER_DAYS else 0
+    least_around, least_residuals = (MIN_PROFILE_DAYS, MIN_RESIDUALS) if first else (n - 1, n - 1)
     typical = fast_median(y[y > 0])
     weekdays = (start.weekday() + np.arange(n)) % SEASON
     residual = np.full(n, np.nan)  # log units, divided by the offset's damping
@@ -372,8 +384,10 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
     for lo, hi in pairwise(bounds):
         for t in range(lo + (lo > 0), hi):  # a shift's first day is the shift
             around = np.r_[max(lo, t - detector.window):t, t + 1:min(hi, t + detector.window + 1)]
-            if len(around) < MIN_PROFILE_DAYS:
+            if len(around) < min(MIN_PROFILE_DAYS, least_around):
                 continue
+            if not first and np.sum(weekdays[around] == weekdays[t]) < 2:
+                continue  # its weekday seen once more: no profile (a new user's Sundays paged as drops)
             spent = y[around][y[around] > 0]
             offset = OFFSET * (fast_median(spent) if len(spent) else typical)
             z = np.log(y[around] + offset)
@@ -387,10 +401,13 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
             quiet[t] = profile[weekdays[t]] < QUIET
     judged = np.nonzero(np.isfinite(residual))[0]
     scores = np.full(n, np.nan)
-    for t in judged[judged >= MIN_BASELINE_DAYS]:
+    counts: list[int] = []  # residuals behind each judged day's scale
+    # the first weeks are scored too, but only to show a regular pattern (`tails._recurring`:
+    # on 60 days, $5 every three weeks has one $5 day after them, judged on its own)
+    for t in judged:
         distance = np.abs(judged - t)
         others = judged[(distance <= SCALE_DAYS) & (distance > 0)]
-        if len(others) < MIN_RESIDUALS:
+        if len(others) < min(MIN_RESIDUALS, least_residuals):
             continue
         # quiet weekdays (few requests) are noisier than busy ones: each is judged by its kind
         same = (quiet[judged] == quiet[t]) & (distance > 0)
@@ -398,7 +415,7 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
         if not quiet[t] or len(alike) >= MIN_QUIET:
             others = alike
         floor = judged[same & (distance <= FLOOR_DAYS)]
-        if len(floor) < MIN_RESIDUALS:
+        if len(floor) < min(MIN_RESIDUALS, least_residuals):
             floor = judged[(distance <= FLOOR_DAYS) & (distance > 0)]
         # the spread of n residuals is itself uncertain, by about 1/sqrt(n) of it: judge by
         # its upper side, so that a fresh or short history does not page on chance
@@ -408,15 +425,20 @@ def _days(start: date, y: np.ndarray, detector: AnomalyDetector, shifts: list[in
         # steadier half-year estimate
         scale = max(local if local >= VOLATILE * steady else steady, MIN_SCALE)
         scores[t] = residual[t] / scale
-        if trace is not None:
+        if t >= first:
+            counts.append(len(others) if local >= VOLATILE * steady else len(floor))
+        if trace is not None and t >= first:
             trace.append((int(t), float(scores[t]), scale, float(expected[t])))
     if detector.fixed is not None:
         upper = lower = detector.fixed
     else:
-        upper, lower = thresholds(scores[MIN_BASELINE_DAYS:], detector.rate)
+        # a scale read from few residuals is itself uncertain: the thresholds' prior is the
+        # t the scores then follow (a short history paged 2-3 times its rate on the normal's)
+        df = SPREAD_EFFICIENCY * statistics.median(counts) if counts else math.inf
+        upper, lower = thresholds(scores[first:], detector.rate, pattern=scores, df=df)
     findings: list[_Finding] = []
-    clean = np.nan_to_num(scores)
-    for t in np.nonzero((clean >= upper) | (clean <= -lower))[0]:
+    clean = np.nan_to_num(scores[first:])
+    for t in np.nonzero((clean >= upper) | (clean <= -lower))[0] + first:
         score = float(scores[t])
         if abs(y[t] - expected[t]) < detector.min_change:
             continue

@@ -44,7 +44,7 @@ MIN_DF = 2.0  # tails no heavier than a t with 2 degrees of freedom (else a seri
 SET_ASIDE_RATE = 3.0  # the rate whose thresholds set events aside before the fit (medium's)
 MAX_ROUNDS = 10  # rounds of setting aside (it settles in two or three)
 MIN_RECURRING = 3  # days, RECURRING_GAP apart, a side needs to be a regular pattern (`_recurring`)
-RECURRING_GAP = 7
+RECURRING_GAP = 2
 MIN_RELATIVE = 0.1  # a regular side's spread: at least this share of its median score (`_recurring`)
 MIN_SHIFT_NULL = 56  # look-ahead medians (eight weeks of them) before they set the shift need
 
@@ -63,6 +63,14 @@ def normal_threshold(rate: float) -> float:
     """The two-sided normal threshold of a rate per 1,000 days (low 3.29, medium 2.97,
     high 2.58): the scale shifts are judged on."""
     return two_sided_isf(rate / 1000, math.inf)
+
+
+def prior_threshold(rate: float, df: float) -> float:
+    """The threshold of a rate per 1,000 days for scores whose noise scale was read from
+    residuals worth ``df`` (`anomaly.SPREAD_EFFICIENCY` x their number): a t's (a new
+    user's 40 days: df about 15, medium 3.5 where the normal's is 2.97), the normal's as
+    the days grow."""
+    return two_sided_isf(rate / 1000, max(df, 1.0))
 
 
 def side_threshold(magnitudes: np.ndarray, rate: float, share: float = 0.5) -> tuple[float, float]:
@@ -135,24 +143,30 @@ def _log_ratio_error(magnitudes: np.ndarray, level: float) -> float:
     return float(np.std(np.log(upper[ok] / median[ok]))) if ok.sum() > 2 else math.inf
 
 
-def thresholds(scores: np.ndarray, rate: float) -> tuple[float, float]:
+def thresholds(scores: np.ndarray, rate: float, *, pattern: np.ndarray | None = None,
+               df: float = math.inf) -> tuple[float, float]:
     """Spike and drop thresholds (both positive) for the finite ``scores`` of a series,
-    fitted to its ordinary days (`_untouched`)."""
+    fitted to its ordinary days (`_untouched`). ``pattern``: the scores of every day,
+    the unjudged first weeks too, where a regular pattern is looked for (`_recurring`;
+    default: ``scores``): on a short history its first weeks hold most of its days.
+    ``df``: how well the scores' noise scale is known (`prior_threshold`)."""
     import numpy as np
 
     finite = np.isfinite(scores)
-    upper, lower = _fitted(_untouched(scores[finite]), rate, everything=scores[finite])
-    days, normal = np.nonzero(finite)[0], normal_threshold(rate)
-    regular_up = _recurring(scores[finite], days, normal)
-    regular_down = _recurring(-scores[finite], days, normal)
+    upper, lower = _fitted(_untouched(scores[finite], df), rate, everything=scores[finite], df=df)
+    pattern = scores if pattern is None else pattern
+    seen = np.isfinite(pattern)
+    days, normal = np.nonzero(seen)[0], normal_threshold(rate)
+    regular_up = _recurring(pattern[seen], days, normal)
+    regular_down = _recurring(-pattern[seen], days, normal)
     return (upper if regular_up is None else regular_up), (lower if regular_down is None else regular_down)
 
 
-def _untouched(scores: np.ndarray) -> np.ndarray:
+def _untouched(scores: np.ndarray, df: float = math.inf) -> np.ndarray:
     """The scores without those that stand out: fitted at SET_ASIDE_RATE, the scores past
     either threshold set aside, refitted, until none are left past them."""
     for _ in range(MAX_ROUNDS):
-        upper, lower = _fitted(scores, SET_ASIDE_RATE)
+        upper, lower = _fitted(scores, SET_ASIDE_RATE, df=df)
         inside = (scores < upper) & (scores > -lower)
         if inside.all():
             break
@@ -160,19 +174,23 @@ def _untouched(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _fitted(scores: np.ndarray, rate: float, *, everything: np.ndarray | None = None) -> tuple[float, float]:
+def _fitted(scores: np.ndarray, rate: float, *, everything: np.ndarray | None = None,
+            df: float = math.inf) -> tuple[float, float]:
     """Spike and drop thresholds fitted to all of the (finite) ``scores``. With
     ``everything`` (the final fit: the scores before any were set aside), a side that has
     EMPIRICAL_ABOVE of them past the rate's share takes its own quantile there instead: no
     extrapolation needed (the dev page views' 1,450 scores a side, at high). Of all the
     scores, not only the untouched ones: else the days set aside pass it on top of the
     rate's share (on 3,000 scores of a t with 2.5 degrees of freedom, 8.5 a side per 1,000
-    at high where 5 are stated)."""
+    at high where 5 are stated). Too few scores for a fit: `prior_threshold` at ``df``
+    (the prior a longer fit is shrunk toward stays the normal's: as a t's it moved every
+    long set of the bench and cost the 120-day sample history 3 of its 12 drops found)."""
     import numpy as np
 
     normal = normal_threshold(rate)
     if len(scores) < 2 * MIN_SIDE:
-        return normal, normal
+        prior = prior_threshold(rate, df)
+        return prior, prior
     centre = float(np.median(scores))
     out = []
     for sign in (1.0, -1.0):
@@ -196,7 +214,10 @@ def _fitted(scores: np.ndarray, rate: float, *, everything: np.ndarray | None = 
 def _recurring(scores: np.ndarray, days: np.ndarray, normal: float) -> float | None:
     """The threshold of a side (``scores`` signed so that it is positive, ``days`` their
     positions) that is a regular pattern, else None. Regular: most days tie at zero and
-    the side's typical score is past the normal threshold, on MIN_RECURRING days at least
+    the side's typical score is past the most sensitive rate's normal threshold (whether
+    the series has a pattern does not depend on the rate asked: with the rate's own, a
+    side of scores about 3.0 was ordinary at high and low but paged at medium), on
+    MIN_RECURRING days at least
     RECURRING_GAP apart ($5 every three weeks, $0 between: a residual spread of zero,
     every $5 day scored +91 and paged; not one burst of three days). Those scores are the
     series' ordinary spend days, so the side is judged among them: their median plus the
@@ -206,7 +227,7 @@ def _recurring(scores: np.ndarray, days: np.ndarray, normal: float) -> float | N
 
     up = scores > 0
     side, where = scores[up], days[up]
-    if len(side) < MIN_RECURRING or float(np.median(side)) <= normal:
+    if len(side) < MIN_RECURRING or float(np.median(side)) <= normal_threshold(max(RATES.values())):
         return None
     if int(np.sum(np.diff(where) >= RECURRING_GAP)) + 1 < MIN_RECURRING:
         return None
