@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 import unicodedata
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -241,11 +242,18 @@ def json_loads(text: str | bytes | bytearray, **kw: Any) -> Any:
     once came out of batch, import, calibrate, quality, a provider's reply and serve's
     request body as "unexpected RecursionError" or an HTTP 500 (hostile-4). A
     JSONDecodeError, so callers that report its ``msg`` and ``lineno`` keep working."""
+    doc = text if isinstance(text, str) else ""
     try:
         return json.loads(text, **kw)
     except RecursionError:
-        doc = text if isinstance(text, str) else ""
         raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # int()'s cap: its advice was "use sys.set_int_max_str_digits()"
+        if "integer string conversion" not in str(exc):
+            raise
+        limit = sys.get_int_max_str_digits()
+        raise json.JSONDecodeError(f"a whole number of more than {limit:,} digits", doc, 0) from None
 
 
 _LONE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the start of a \\uD800-\\uDFFF escape
