@@ -38,6 +38,8 @@ REFUSED = {
     "duplicate_header.csv": (b"timestamp,user,model,cost,Cost\n", "column 'cost' appears twice"),
     "missing_column.csv": (b"timestamp,user,cost\n2026-05-02T10:00:00Z,bob,1\n", "missing column(s) model"),
     "e309.csv": (_csv("2026-05-02T10:00:00Z,bob,m,1e309"), "above the maximum"),
+    "long_digits.csv": (_csv("2026-05-02T10:00:00Z,bob,m," + "9" * 100_000), "1.000000E+100000 is above"),
+    "long_tiny.csv": (_csv("2026-05-02T10:00:00Z,bob,m,0." + "0" * 100_000 + "1"), "cost 1E-100001 is"),
     # abs() in the context's precision: 'unexpected Overflow', and the tiny one imported as $0
     "huge_exponent.csv": (_csv("2026-05-02T10:00:00Z,bob,m,1e99999999999"), "above the maximum"),
     "tiny_exponent.csv": (_csv("2026-05-02T10:00:00Z,bob,m,1e-99999999999"), "below $0.000000001"),
