@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.files import MAX_INPUT_BYTES, TooLargeError, read_capped
+from cascadeflow_cli.files import MAX_INPUT_BYTES, MAX_TEXT_BYTES, TooLargeError, read_capped
 from cascadeflow_cli.ledger.export import csv_restored
 from cascadeflow_cli.ledger.import_values import ImportRowError, _blank
 from cascadeflow_cli.ledger.schema import EXPORT_COLUMNS, EXPORT_NAMES
@@ -285,21 +285,31 @@ def not_compressed(path: Path, where: str) -> None:
 
 
 @contextlib.contextmanager
-def readable_twice(path: Path) -> Iterator[Path]:
+def readable_twice(path: Path, fmt: str | None = None) -> Iterator[Path]:
     """``path`` when it is a regular file; else (a pipe such as ``<(gunzip -c h.csv.gz)``
     or /dev/stdin, a FIFO, a device) a temporary copy of what it gives, up to
-    MAX_INPUT_BYTES. Both passes open the file: read twice, a pipe gave its rows to the
-    check and nothing to the import ('the file is empty'), and a FIFO written once
-    blocked the second pass for ever."""
+    MAX_INPUT_BYTES, and (but for a JSON array, one line may hold it all) no line longer
+    than the readers take, so an endless stream stops where reading the file would. Both
+    passes open the file: read twice, a pipe gave its rows to the check and nothing to the
+    import ('the file is empty'), and a FIFO written once blocked the second pass for ever."""
     if stat.S_ISREG(os.stat(path).st_mode):
         yield path
         return
+    line_cap = MAX_TEXT_BYTES if (fmt or path.suffix.lower().lstrip(".")) != "json" else None
     with tempfile.TemporaryDirectory(prefix="cascade-import-") as tmp:
         copy = Path(tmp) / (path.name or "input")  # the name keeps its extension for the format
         with path.open("rb") as source, copy.open("wb") as sink:
-            copied = 0
+            copied = line_start = 0
+            lines = 1
             while chunk := source.read(1 << 20):
+                ends = chunk.count(b"\n")
+                if ends:
+                    lines += ends
+                    line_start = copied + chunk.rindex(b"\n") + 1
                 copied += len(chunk)
+                if line_cap is not None and copied - line_start > line_cap:
+                    raise ImportRowError(f"{path}:{lines}: a line is longer than {line_cap >> 20} MiB, the "
+                                         "most cascade reads (a file that never ends, such as /dev/zero?)")
                 if copied > MAX_INPUT_BYTES:
                     raise ImportRowError(
                         f"{path}: more than {MAX_INPUT_BYTES >> 30} GiB from a pipe or device, the "

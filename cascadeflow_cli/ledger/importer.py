@@ -398,7 +398,7 @@ def _read(path: Path, fmt: str, tz: str, where: str) -> _Reading:
 def validate_file(path: Path, fmt: str | None = None, *, timezone: str = "UTC",
                   on_progress: ProgressFn | None = None) -> ImportResult:
     """Pass one: parse and check every row, write nothing. Raises ImportRowError."""
-    with readable_twice(path) as readable:
+    with readable_twice(path, fmt) as readable:
         return _validate(readable, str(path), fmt, timezone, on_progress)
 
 
@@ -424,7 +424,7 @@ def import_file(ledger: LedgerStore, path: Path, fmt: str | None = None, *, time
                 on_progress: ProgressFn | None = None) -> ImportResult:
     """Validate the whole file, then insert it in one transaction (all or nothing).
     Rows already in the ledger (same ids) are skipped, so importing twice is harmless."""
-    with readable_twice(path) as readable:
+    with readable_twice(path, fmt) as readable:
         return _import(ledger, readable, str(path), fmt, timezone, on_progress)
 
 
