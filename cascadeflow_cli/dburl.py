@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cascadeflow_cli.errors import ConfigError
+from cascadeflow_cli.files import expanded
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -63,7 +64,7 @@ def parse_location(text: str | Path, *, base: Path | None = None,
     """``--db``, ``$CASCADE_DB``, ``[ledger] url`` or ``path`` as a location. A relative
     path is taken relative to ``base`` (the config file's directory) when given."""
     if isinstance(text, Path):
-        return LedgerLocation(path=_relative(text.expanduser(), base))
+        return LedgerLocation(path=_relative(expanded(text), base))
     raw = text.strip()
     if is_postgres_url(raw):
         check_postgres_url(raw)
@@ -77,7 +78,7 @@ def parse_location(text: str | Path, *, base: Path | None = None,
         if not rest.startswith("/") or rest == "/":
             raise ConfigError(f"{raw}: a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path")
         raw = rest[1:]  # sqlite:///x.db -> x.db, sqlite:////tmp/x.db -> /tmp/x.db
-    return LedgerLocation(path=_relative(Path(raw).expanduser(), base))
+    return LedgerLocation(path=_relative(expanded(Path(raw)), base))
 
 
 def check_postgres_url(url: str) -> None:

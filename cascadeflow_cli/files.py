@@ -17,6 +17,38 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+NAME_MAX = 255  # bytes in one file name (every Linux and macOS file system we meet)
+PATH_MAX = 4096  # bytes in a whole path
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` cannot name a file, or None: empty, a NUL byte (os calls raised
+    ValueError 'embedded null byte'), a name or path longer than the system takes (OSError
+    'File name too long'). Both came out as 'unexpected ...' from every file option."""
+    if not text.strip():
+        return "the path is empty"
+    if "\x00" in text:
+        return "the path holds a NUL byte"
+    raw = os.fsencode(text)
+    if len(raw) > PATH_MAX:
+        return f"the path is {len(raw):,} bytes long, more than the {PATH_MAX:,} a path may hold"
+    longest = max(len(part) for part in raw.split(b"/"))
+    if longest > NAME_MAX:
+        return f"a file name in the path is {longest:,} bytes long, more than the {NAME_MAX} one may hold"
+    return None
+
+
+def expanded(path: Path) -> Path:
+    """``path.expanduser()``; a ``~name`` of no user on this system (``~0``) raised
+    RuntimeError ('Could not determine home directory'): an 'unexpected RuntimeError'."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        from cascadeflow_cli.errors import InputError
+
+        raise InputError(f"{path}: no user {path.parts[0][1:]!r} on this system for "
+                         f"'{path.parts[0]}' to name their home directory") from None
+
 
 def is_special(path: Path) -> bool:
     """Whether ``path`` (symlinks followed) exists and is not a regular file or a directory."""

@@ -319,7 +319,12 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail(context, "out of memory (an input too large to hold, or one that never ends "
                      "such as /dev/zero?)", 1)
     except OSError as exc:
-        if exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS or context.debug:
+        if exc.errno == errno.ENAMETOOLONG and exc.filename is not None and not context.debug:
+            # a path from a config key or a file's row (options are checked at parsing)
+            name = str(exc.filename)
+            code = _fail(context, f"{name[:60]}...: {exc.strerror}" if len(name) > 80
+                         else f"{name}: {exc.strerror}", 1)
+        elif exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS or context.debug:
             code = _unexpected(context, exc)
         else:  # a write to stdout or stderr (no file name): a full disk, a device that refuses
             _silence_stdout()

@@ -63,6 +63,35 @@ def demo_config(base_url: str, db_path: Path) -> Any:
     return AppConfig(models=models, ledger=LedgerConfig(path=db_path))
 
 
+def _fresh_demo_ledger(db_path: Path) -> None:
+    """Delete the demo's previous ledger, and only that: `demo --db` deleted whatever it
+    named, the user's own ledger with every paid request in it included, and as root
+    `--db /dev/zero` replaced the device with a ledger file (hostile-21)."""
+    import os
+    import stat
+
+    from cascadeflow_cli.errors import InputError
+    from cascadeflow_cli.ledger.budgets import known_users
+    from cascadeflow_cli.ledger.db import open_ledger
+
+    try:
+        mode = os.stat(db_path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise InputError(f"{db_path}: not a regular file: the demo writes a fresh ledger there, "
+                         "give --db a new file name")
+    if mode is not None and os.path.getsize(db_path) > 0:
+        with open_ledger(db_path) as ledger:  # a file that is no ledger is refused here
+            others = sorted(known_users(ledger) - {"demo"})
+        if others:
+            raise InputError(f"{db_path}: a ledger with the requests of {', '.join(others[:3])}"
+                             f"{' and others' if len(others) > 3 else ''}: the demo starts from an "
+                             "empty ledger and would delete them; give --db a new file name (or none)")
+    for suffix in ("", "-wal", "-shm"):  # a fresh demo ledger each run
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+
+
 def demo(
     ctx: typer.Context,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Run only the first N queries.")] = None,
@@ -80,8 +109,7 @@ def demo(
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = rows[:limit] if limit else rows
     db_path = Path(context.db_path) if context.db_path else user_data_dir() / "demo.db"  # the demo is SQLite
-    for suffix in ("", "-wal", "-shm"):  # a fresh demo ledger each run
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    _fresh_demo_ledger(db_path)
     err = stderr_console()
     results = []
     with ReplayServer(load_recordings(path)) as server, open_ledger(db_path) as ledger:

@@ -7,7 +7,8 @@ NaN and infinity included.
 Applied to the whole command tree once, so a command added later is covered too:
 ``cascade ask $'caf\\xe9'`` or ``--user $'b\\xe9b'`` fails at parsing, naming the
 parameter, before a config is read, a budget reserved or a provider called. Paths are
-left alone: a file name need not be UTF-8 on Linux, and we never store one.
+not decoded (a file name need not be UTF-8 on Linux, and we never store one), but an
+empty one, a NUL byte or a name longer than the file system takes is refused.
 
 A float option takes "nan" and "inf" from click, and NaN passes every range check (each
 comparison is false): `forecast --confidence nan` reached the forecaster (`unexpected
@@ -24,6 +25,7 @@ from typing import Any
 import typer
 
 from cascadeflow_cli.errors import InputError
+from cascadeflow_cli.files import path_problem
 from cascadeflow_cli.text import text_problem
 
 
@@ -130,10 +132,30 @@ def _guard_number(kind: Any) -> None:
     kind.convert = checked
 
 
+def _guard_path(kind: Any) -> None:
+    """Wrap a path type's convert: an empty path, a NUL byte or a name too long for the
+    file system is refused naming the parameter (``files.path_problem``)."""
+    if getattr(kind.convert, "__cascade_path_check__", False):
+        return
+    convert = kind.convert
+
+    def checked(value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str | os.PathLike):
+            problem = path_problem(os.fspath(value) if not isinstance(value, str) else value)
+            if problem is not None:
+                raise typer.BadParameter(problem, ctx=ctx, param=param)
+        return convert(value, param, ctx)
+
+    checked.__cascade_path_check__ = True  # type: ignore[attr-defined]
+    kind.convert = checked
+
+
 def guard_text_params(command: Any) -> Any:
-    """Check every text and number parameter under ``command`` (idempotent)."""
+    """Check every text, number and path parameter under ``command`` (idempotent)."""
     for param in command.params:
-        if _is_number(param):
+        if getattr(param.type, "name", None) == "path":
+            _guard_path(param.type)
+        elif _is_number(param):
             _guard_number(param.type)
         elif _is_text(param) and not getattr(param.callback, "__cascade_text_check__", False):
             param.callback = _checked(param.callback)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from cascadeflow_cli.config.parse import parse_config
 from cascadeflow_cli.config.settings import APP_NAME, CONFIG_FILENAME, AppConfig, default_config
-from cascadeflow_cli.errors import ConfigError
-from cascadeflow_cli.files import TooLargeError, read_path_capped
+from cascadeflow_cli.errors import ConfigError, InputError
+from cascadeflow_cli.files import TooLargeError, expanded, path_problem, read_path_capped
 
 if TYPE_CHECKING:
     from cascadeflow_cli.dburl import LedgerLocation
@@ -38,9 +38,9 @@ def find_config(
     ./cascadeflow.toml, the user config dir. An explicitly named file must exist;
     the implicit places are optional (``path`` is None when none of them has one)."""
     if explicit is not None:
-        return explicit.expanduser(), True
+        return expanded(explicit), True
     if env.get("CASCADE_CONFIG"):
-        return Path(env["CASCADE_CONFIG"]).expanduser(), True
+        return expanded(Path(env["CASCADE_CONFIG"])), True
     for candidate in (Path.cwd() / CONFIG_FILENAME, user_config_path()):
         if candidate.is_file():
             return candidate, False
@@ -50,12 +50,21 @@ def find_config(
 def resolve_db_path(explicit: Path | None, config: AppConfig, env: Mapping[str, str] = os.environ) -> Path:
     """Ledger location: flag, $CASCADE_DB, the config's ``ledger.path``, the user data dir."""
     if explicit is not None:
-        return explicit.expanduser()
+        return expanded(explicit)
     if env.get("CASCADE_DB"):
-        return Path(env["CASCADE_DB"]).expanduser()
+        return expanded(Path(env["CASCADE_DB"]))
     if config.ledger.path is not None:
         return config.ledger.path
     return user_data_dir() / "ledger.db"
+
+
+def _named(location: str | Path, what: str) -> str | Path:
+    """A ledger path that can name a file (files.path_problem); a URL is the URL parser's."""
+    text = str(location)
+    problem = None if "://" in text else path_problem(text)
+    if problem is not None:
+        raise InputError(f"{what}: {problem}")
+    return location
 
 
 def resolve_ledger_location(
@@ -67,9 +76,11 @@ def resolve_ledger_location(
 
     password_env = config.ledger.password_env
     if explicit is not None:
-        return parse_location(explicit, password_env=password_env)
+        if not str(explicit).strip():  # it was read as ".": 'is a directory, not a ledger file'
+            raise InputError("--db is empty: give a ledger file or a postgresql:// URL")
+        return parse_location(_named(explicit, "--db"), password_env=password_env)
     if env.get("CASCADE_DB"):
-        return parse_location(env["CASCADE_DB"], password_env=password_env)
+        return parse_location(_named(env["CASCADE_DB"], "$CASCADE_DB"), password_env=password_env)
     if config.ledger.url is not None:
         base = config.source.parent if config.source else None
         return parse_location(config.ledger.url, base=base, password_env=password_env)

@@ -34,6 +34,7 @@ from cascadeflow_cli.config.settings import (
 )
 from cascadeflow_cli.dburl import parse_location
 from cascadeflow_cli.errors import ConfigError, InputError
+from cascadeflow_cli.files import expanded
 from cascadeflow_cli.money import MAX_COUNT, amount_problem
 from cascadeflow_cli.text import user_name
 
@@ -291,7 +292,7 @@ class _Parser:
         path = self.string(raw, sec, "calibration")
         resolved: Path | None = None
         if path is not None:
-            resolved = Path(path).expanduser()
+            resolved = expanded(Path(path))
             if not resolved.is_absolute() and self.path is not None:
                 resolved = self.path.parent / resolved  # relative to the config file
         target = self.number(raw, sec, "target_quality", minimum=0.01, maximum=1.0)
@@ -324,7 +325,7 @@ class _Parser:
         check_timezone(tz, lambda problem: self.fail(f"{sec}.timezone", problem))
         resolved: Path | None = None
         if path is not None:
-            resolved = Path(path).expanduser()
+            resolved = expanded(Path(path))
             if not resolved.is_absolute() and self.path is not None:
                 resolved = self.path.parent / resolved  # relative to the config file
         return LedgerConfig(

@@ -1,17 +1,23 @@
 """The importer's readers: format sniffing, and CSV / JSON / JSONL files streamed as
-``(location, row)`` pairs with our column names (other tools' names mapped by ALIASES)."""
+``(location, row)`` pairs with our column names (other tools' names mapped by ALIASES);
+and the file both passes read (a pipe copied once, a compressed file refused, a file that
+changed between the passes noticed)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
+import stat
+import tempfile
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cascadeflow_cli.errors import InputError
-from cascadeflow_cli.files import MAX_INPUT_BYTES, TooLargeError, read_capped
+from cascadeflow_cli.files import MAX_INPUT_BYTES, MAX_TEXT_BYTES, TooLargeError, read_capped
 from cascadeflow_cli.ledger.export import csv_restored
 from cascadeflow_cli.ledger.import_values import ImportRowError, _blank
 from cascadeflow_cli.ledger.schema import EXPORT_COLUMNS, EXPORT_NAMES
@@ -30,6 +36,7 @@ _MAX_FIELD = 1 << 30  # csv's default limit (128 KiB) is smaller than a long sto
 
 # the free-text columns, whose cells CSV export defuses (ledger/export.FORMULA_LEADS)
 _TEXT = frozenset(c.name for c in EXPORT_COLUMNS if c.kind == "text")
+T = TypeVar("T")
 
 
 def detect_format(path: Path, explicit: str | None = None) -> str:
@@ -230,3 +237,83 @@ def _with_required(records: Iterator[tuple[str, dict[str, Any]]]
             raise ImportRowError(f"{loc}: missing field(s) {', '.join(missing)} "
                                  f"(need at least {','.join(REQUIRED)})")
         yield loc, obj
+
+
+# --- the file the two passes read -----------------------------------------------------
+
+
+def identity(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is written or replaced (a write sets its mtime)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def unchanged(items: Iterator[T], path: Path, before: tuple[int, int, int, int],
+              where: str) -> Iterator[T]:
+    """The second pass's items, then a check that the file is the one the first pass
+    checked: rows written into it meanwhile (a log still being appended to, a file
+    replaced) were imported unchecked, or failed mid-import naming a line the check had
+    passed. Raised inside record_many's transaction, so nothing is imported."""
+    try:
+        yield from items
+    except ImportRowError:
+        if identity(path) != before:
+            raise changed(where) from None
+        raise
+    if identity(path) != before:
+        raise changed(where)
+
+
+def changed(where: str) -> ImportRowError:
+    return ImportRowError(f"{where}: the file changed while it was imported, so nothing was "
+                          "imported: import it again once it is complete")
+
+
+# The first bytes of compressed files: such a file was 'not UTF-8 text (byte 0x8b)'
+_COMPRESSED = {b"\x1f\x8b": ("gzip", "gunzip -c"), b"\xfd7zXZ\x00": ("xz", "xz -dc"),
+               b"BZh": ("bzip2", "bzip2 -dc"), b"\x28\xb5\x2f\xfd": ("zstd", "zstd -dc"),
+               b"PK\x03\x04": ("zip", "unzip -p")}
+
+
+def not_compressed(path: Path, where: str) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(6)
+    for magic, (kind, command) in _COMPRESSED.items():
+        if head.startswith(magic):
+            raise ImportRowError(f"{where}: a {kind}-compressed file, not text: decompress it "
+                                 f"first, e.g. cascade import <({command} {where})")
+
+
+@contextlib.contextmanager
+def readable_twice(path: Path, fmt: str | None = None) -> Iterator[Path]:
+    """``path`` when it is a regular file; else (a pipe such as ``<(gunzip -c h.csv.gz)``
+    or /dev/stdin, a FIFO, a device) a temporary copy of what it gives, up to
+    MAX_INPUT_BYTES, and (but for a JSON array, one line may hold it all) no line longer
+    than the readers take, so an endless stream stops where reading the file would. Both
+    passes open the file: read twice, a pipe gave its rows to the check and nothing to the
+    import ('the file is empty'), and a FIFO written once blocked the second pass for ever."""
+    if stat.S_ISREG(os.stat(path).st_mode):
+        yield path
+        return
+    line_cap = MAX_TEXT_BYTES if (fmt or path.suffix.lower().lstrip(".")) != "json" else None
+    with tempfile.TemporaryDirectory(prefix="cascade-import-") as tmp:
+        copy = Path(tmp) / (path.name or "input")  # the name keeps its extension for the format
+        with path.open("rb") as source, copy.open("wb") as sink:
+            copied = line_start = 0
+            lines = 1
+            while chunk := source.read(1 << 20):
+                ends = chunk.count(b"\n")
+                if ends:
+                    lines += ends
+                    line_start = copied + chunk.rindex(b"\n") + 1
+                copied += len(chunk)
+                if line_cap is not None and copied - line_start > line_cap:
+                    raise ImportRowError(f"{path}:{lines}: a line is longer than {line_cap >> 20} MiB, the "
+                                         "most cascade reads (a file that never ends, such as /dev/zero?)")
+                if copied > MAX_INPUT_BYTES:
+                    raise ImportRowError(
+                        f"{path}: more than {MAX_INPUT_BYTES >> 30} GiB from a pipe or device, the "
+                        "most cascade copies to read twice (a file that never ends, such as "
+                        "/dev/zero?): save it to a file and import that")
+                sink.write(chunk)
+        yield copy

@@ -5,6 +5,7 @@ naming the file, the line and the reason."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -105,17 +106,27 @@ def _number(value: Any, loc: str, name: str) -> Decimal | None:
     return number
 
 
+def _shown(number: Decimal) -> str:
+    """A number for an error line: a 100,000-digit one made the line 100 KB long."""
+    text = str(number)
+    return text if len(text) <= 40 else f"{number:.6E}"
+
+
 def _money(value: Any, loc: str, name: str, *, signed: bool = False) -> int | None:
     """USD to nano-dollars, exactly; "$1.50" is accepted, a negative cost is not."""
     number = _number(value, loc, name)
     if number is None:
         return None
     if number < 0 and not signed:
-        raise ImportRowError(f"{loc}: {name} is negative: {number}")
-    if abs(number) > MAX_AMOUNT_USD:  # would overflow the ledger's int64 nano-dollars
-        raise ImportRowError(f"{loc}: {name} {number} is above the maximum of ${MAX_AMOUNT_USD:,} per row")
-    if (tiny := amount_problem(abs(number))) is not None:  # below 1 nano-USD: it was stored as $0
-        raise ImportRowError(f"{loc}: {name} {value} {tiny}")
+        raise ImportRowError(f"{loc}: {name} is negative: {_shown(number)}")
+    # copy_abs, not abs(): abs() rounds to the context, where 1e99999999999 overflowed
+    # (an 'unexpected Overflow') and 1e-99999999999 became 0 and was imported as $0
+    magnitude = number.copy_abs()
+    if magnitude > MAX_AMOUNT_USD:  # would overflow the ledger's int64 nano-dollars
+        raise ImportRowError(f"{loc}: {name} {_shown(number)} is above the maximum of "
+                             f"${MAX_AMOUNT_USD:,} per row")
+    if (tiny := amount_problem(magnitude)) is not None:  # below 1 nano-USD: it was stored as $0
+        raise ImportRowError(f"{loc}: {name} {value if len(str(value)) <= 40 else _shown(number)} {tiny}")
     return nanos_from_usd(number)
 
 
@@ -127,9 +138,11 @@ def _count(value: Any, loc: str, name: str, default: int = 0) -> int:
     number = _number(value, loc, name)
     if number is None:
         return default
-    if number != number.to_integral_value() or number < 0:
+    if number > MAX_COUNT:  # before int(): 1e999999 took 35 s to become a million digits
+        raise ImportRowError(f"{loc}: {name} {_shown(number)} is above the maximum of {MAX_COUNT:,} per row")
+    if number < 0 or number != number.to_integral_value():
         raise ImportRowError(f"{loc}: {name} must be a whole number >= 0, got {number}")
-    return _capped(int(number), loc, name)
+    return int(number)
 
 
 def _capped(count: int, loc: str, name: str) -> int:
@@ -140,7 +153,12 @@ def _capped(count: int, loc: str, name: str) -> int:
 
 def _real(value: Any, loc: str, name: str) -> float | None:
     number = _number(value, loc, name)
-    return None if number is None else float(number)
+    if number is None:
+        return None
+    real = float(number)
+    if not math.isfinite(real):  # 1e400 stored as inf, and `logs --json` printed Infinity
+        raise ImportRowError(f"{loc}: {name} {number} is too large for a number")
+    return real
 
 
 _FLAGS = {"true": 1, "false": 0, "1": 1, "0": 0, "yes": 1, "no": 0, "t": 1, "f": 0}

@@ -5,6 +5,8 @@ All or nothing, in two passes over the file: the first parses and validates ever
 writes nothing (one bad row stops it with ``file:line: reason``); the second parses again
 and inserts everything in one transaction, so even a full disk mid-way leaves the ledger
 as it was. Memory stays flat whatever the file size: rows stream through both passes.
+A pipe or device is copied to a temporary file first (it can be read once), and a file
+that changes between the first pass and the commit aborts the import.
 
 Idempotent: rows from our export keep their ids; a row of plain history gets an id derived
 from its content (and from how many identical rows came before it in the file), so
@@ -34,7 +36,12 @@ from cascadeflow_cli.ledger.import_read import (  # noqa: F401  (FORMATS, detect
     _json_records,
     _jsonl_records,
     _with_required,
+    changed,
     detect_format,
+    identity,
+    not_compressed,
+    readable_twice,
+    unchanged,
 )
 from cascadeflow_cli.ledger.import_values import (
     ImportRowError,
@@ -379,8 +386,7 @@ class _Reading:
     requests: Iterator[_Request]
 
 
-def _read(path: Path, fmt: str, tz: str) -> _Reading:
-    where = str(path)
+def _read(path: Path, fmt: str, tz: str, where: str) -> _Reading:
     parser = _Parser(tz)
     if fmt == "csv":
         ignored, records = _csv_records(path, where)
@@ -392,8 +398,15 @@ def _read(path: Path, fmt: str, tz: str) -> _Reading:
 def validate_file(path: Path, fmt: str | None = None, *, timezone: str = "UTC",
                   on_progress: ProgressFn | None = None) -> ImportResult:
     """Pass one: parse and check every row, write nothing. Raises ImportRowError."""
+    with readable_twice(path, fmt) as readable:
+        return _validate(readable, str(path), fmt, timezone, on_progress)
+
+
+def _validate(path: Path, where: str, fmt: str | None, timezone: str,
+              on_progress: ProgressFn | None) -> ImportResult:
+    not_compressed(path, where)
     fmt = detect_format(path, fmt)
-    reading = _read(path, fmt, timezone)
+    reading = _read(path, fmt, timezone, where)
     requests = calls = 0
     for request in reading.requests:
         requests += 1
@@ -401,9 +414,9 @@ def validate_file(path: Path, fmt: str | None = None, *, timezone: str = "UTC",
         if on_progress and requests % PROGRESS_EVERY == 0:
             on_progress("checking", requests)
     if requests == 0:
-        raise ImportRowError(f"{path}: no rows to import")
+        raise ImportRowError(f"{where}: no rows to import")
     ignored = reading.ignored or tuple(sorted(reading.parser.ignored))
-    return ImportResult(path, fmt, reading.parser.rows, requests, calls,
+    return ImportResult(Path(where), fmt, reading.parser.rows, requests, calls,
                         ignored_columns=ignored)
 
 
@@ -411,8 +424,20 @@ def import_file(ledger: LedgerStore, path: Path, fmt: str | None = None, *, time
                 on_progress: ProgressFn | None = None) -> ImportResult:
     """Validate the whole file, then insert it in one transaction (all or nothing).
     Rows already in the ledger (same ids) are skipped, so importing twice is harmless."""
-    checked = validate_file(path, fmt, timezone=timezone, on_progress=on_progress)
-    reading = _read(path, checked.format, timezone)
+    with readable_twice(path, fmt) as readable:
+        return _import(ledger, readable, str(path), fmt, timezone, on_progress)
+
+
+def _import(ledger: LedgerStore, path: Path, where: str, fmt: str | None, timezone: str,
+            on_progress: ProgressFn | None) -> ImportResult:
+    before = identity(path)
+    try:
+        checked = _validate(path, where, fmt, timezone, on_progress)
+    except ImportRowError:  # a half-written row at the end of a file still being written
+        if identity(path) != before:
+            raise changed(where) from None
+        raise
+    reading = _read(path, checked.format, timezone, where)
 
     reported = [0]
 
@@ -422,7 +447,9 @@ def import_file(ledger: LedgerStore, path: Path, fmt: str | None = None, *, time
         reported[0] = done
 
     stored = _stored_users(ledger)
-    added = ledger.record_many((_record(replace(r, user=stored(r.user))) for r in reading.requests),
+    checked_again = unchanged(reading.requests, path, before, where)
+    added = ledger.record_many((_record(replace(r, user=stored(r.user))) for r in checked_again),
                                on_progress=progress)
     return ImportResult(checked.path, checked.format, checked.rows, checked.requests, checked.calls,
                         added.requests, added.calls, checked.ignored_columns)
+
