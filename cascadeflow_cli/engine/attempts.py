@@ -88,6 +88,7 @@ class PendingRequest:
     decision: Decision | None = None
     messages: list[dict[str, str]] = field(default_factory=list)
     max_tokens: int = 0
+    stop: tuple[str, ...] = ()  # the client's stop sequences, sent to every model
     journaled: bool = False  # an entry was written ahead to the side journal
     sink: StreamSink | None = None  # the final model's answer streams into it (streaming.py)
     cancel: Cancellation | None = None  # its caller may leave (the sink, when streaming)

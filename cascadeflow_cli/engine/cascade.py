@@ -175,12 +175,14 @@ class Cascade:
         conversation: list[dict[str, str]] | None = None,
         sink: StreamSink | None = None,
         cancel: Cancellation | None = None,
+        stop: tuple[str, ...] = (),
     ) -> CascadeResult:
         """``conversation``: the whole chat to send (`cascade serve`), ``query`` being its
         last user message; ``sink``: stream the final model's answer into it; ``cancel``
         (the sink's own when streaming): its caller leaving stops the cascade, recorded as
         interrupted: no further model is asked, a call in flight is closed where its
-        provider allows (else it answers and is priced), what was paid stays."""
+        provider allows (else it answers and is priced), what was paid stays; ``stop``: the
+        client's stop sequences, sent to each model asked."""
         if is_blank(query):  # nothing a person can see (U+200B, a bidi mark) is not paid for
             raise InputError("the query is empty")
         wanted_tokens = max_tokens or self.config.cascade.max_tokens
@@ -205,7 +207,7 @@ class Cascade:
             messages.append({"role": "user", "content": query})
         req.sink = sink
         req.cancel = cancel or sink
-        req.messages, req.max_tokens = messages, wanted_tokens
+        req.messages, req.max_tokens, req.stop = messages, wanted_tokens, stop
         checkpoint("before-reserve")
         if self.ledger is not None:
             self.ledger.check_writable()  # a read-only ledger or a full disk: before paying
@@ -297,7 +299,7 @@ class Cascade:
         attempts of role ``sample`` (priced and recorded like every call)."""
         q = self.config.quality
         provider = self.provider_lookup(attempt.model)
-        request = ChatRequest(messages, tokens, cancel=req.cancel)
+        request = ChatRequest(messages, tokens, stop=req.stop, cancel=req.cancel)
         if req.sink is not None and not sample:  # the final model: its answer streams
             if self.ledger is not None:
                 req.sink.on_progress = lambda partial: self._journal_partial(req, attempt, partial)

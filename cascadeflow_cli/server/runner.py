@@ -310,6 +310,7 @@ class Runner:
                 conversation=call.messages,
                 sink=into,
                 cancel=cancel,
+                stop=call.stop,
             )
 
         try:

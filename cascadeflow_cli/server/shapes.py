@@ -24,12 +24,11 @@ _UNSUPPORTED = {
     "function_call": "function calls",
     "audio": "audio output",
     "prediction": "predicted outputs",
-    # these were ignored (hostile-20): a client asking for JSON, log-probabilities or a stop
-    # sequence got prose, "logprobs": null, or text past its stop, as if it had been honoured
+    # these were ignored (hostile-20): a client asking for JSON or log-probabilities got
+    # prose or "logprobs": null, as if it had been honoured (`stop` is passed on: _stop)
     "response_format": "response formats other than text",
     "logprobs": "log-probabilities",
     "top_logprobs": "log-probabilities",
-    "stop": "stop sequences",
     "modalities": "output modalities other than text",
     "web_search_options": "web searches",
 }
@@ -43,7 +42,7 @@ def _asks_nothing(field: str, value: Any) -> bool:
         return True
     if field == "response_format":
         return isinstance(value, dict) and value.get("type") == "text"
-    if field in ("logprobs", "top_logprobs", "stop"):  # false, 0 and "" are off too
+    if field in ("logprobs", "top_logprobs"):  # false and 0 are off too
         return value in (False, 0, "") and not isinstance(value, float)
     if field == "modalities":
         return value == ["text"]
@@ -108,6 +107,7 @@ class ChatCall:
     max_tokens: int | None
     stream: bool
     include_usage: bool
+    stop: tuple[str, ...] = ()
 
 
 def model_names(config: AppConfig) -> list[str]:
@@ -214,6 +214,24 @@ def _positive_int(body: dict[str, Any], field: str) -> int | None:
     return value
 
 
+_MAX_STOPS = 4  # OpenAI's limit
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    """``stop``: a string or up to four, passed on to every model the cascade asks (LangChain's
+    agents send ``["Observation:"]``: refused, they could not use the endpoint at all)."""
+    if value is None or value == "":
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise bad_request("'stop' must be a string or an array of strings", "stop")
+    if len(stops) > _MAX_STOPS:
+        raise bad_request(f"'stop' takes at most {_MAX_STOPS} sequences, got {len(stops)}", "stop")
+    if any(s == "" or text_problem(s, from_bytes=False) is not None for s in stops):
+        raise bad_request("each 'stop' sequence must be non-empty Unicode text", "stop")
+    return tuple(stops)
+
+
 def parse_chat(config: AppConfig, body: Any) -> ChatCall:
     """A request body to a ChatCall, or the ApiError to answer. Unknown fields are
     ignored (as OpenAI-compatible servers do); fields for features we cannot honour
@@ -243,7 +261,8 @@ def parse_chat(config: AppConfig, body: Any) -> ChatCall:
     include = options.get("include_usage")
     if include is not None and not isinstance(include, bool):  # "no" is truthy
         raise bad_request("'stream_options.include_usage' must be a boolean", "stream_options.include_usage")
-    return ChatCall(target, messages, tokens, bool(stream), bool(include))
+    stop = _stop(body.get("stop"))
+    return ChatCall(target, messages, tokens, bool(stream), bool(include), stop)
 
 
 def query_of(messages: list[dict[str, str]]) -> str:

@@ -52,7 +52,7 @@ REFUSED = {
     "infinite_latency.jsonl": (_jsonl_row(latency_ms="1e400").encode(), "latency_ms 1E+400 is too large"),
     "infinite_score.csv": (b"timestamp,user,model,cost,quality_score\n2026-05-02T10:00:00Z,bob,m,1,1e400\n",
                            "quality_score 1E+400 is too large"),
-    "int_digits.jsonl": (_jsonl_row(input_tokens="9" * 5000).encode(), "a number of 5000 digits (at most 4300 are read)"),
+    "int_digits.jsonl": (_jsonl_row(input_tokens="9" * 5000).encode(), "a number of 5000 digits"),
     "leap_second.csv": (_csv("2016-12-31T23:59:60Z,bob,m,1"), "not an ISO 8601"),
     "hour_24.csv": (_csv("2026-05-01T24:00:00Z,bob,m,1"), "not an ISO 8601"),
     "offset_25h.csv": (_csv("2026-05-01T10:00:00+25:00,bob,m,1"), "not an ISO 8601"),

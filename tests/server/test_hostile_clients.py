@@ -202,14 +202,13 @@ def test_pipelined_requests_whose_client_hangs_up_leave_no_traceback(
     [({"response_format": {"type": "json_object"}}, "response_format"),
      ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
      ({"logprobs": True, "top_logprobs": 3}, "logprobs"), ({"top_logprobs": 2}, "top_logprobs"),
-     ({"stop": "\n"}, "stop"), ({"stop": ["Observation:"]}, "stop"),
      ({"modalities": ["text", "audio"]}, "modalities"), ({"web_search_options": {}}, "web_search_options")],
 )
 @pytest.mark.parametrize("stream", [False, True])
 def test_what_the_answer_would_silently_lack_is_refused(
     stack: Stack, extra: dict[str, object], param: str, stream: bool
 ) -> None:
-    # each was ignored: JSON mode got prose, logprobs came back null, text went on past a stop
+    # each was ignored: JSON mode got prose, logprobs came back null
     error = assert_error(stack.post({**BODY, **extra, "stream": stream}), 400, "not supported")
     assert error["param"] == param and error["code"] == "unsupported_feature", error
     assert ledger_rows(stack.db, "requests") == []
@@ -224,6 +223,43 @@ def test_the_same_fields_asking_for_nothing_are_served(stack: Stack) -> None:
     )
     assert completion.choices[0].message.content
     assert stack.post({**BODY, "stop": []}).status_code == 200
+    assert stack.post({**BODY, "stop": ""}).status_code == 200
+    assert all("stop" not in body for body in stack.replay.requests)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("stop", "sent"), [("\n", ["\n"]), (["Observation:", "\nUser:"], ["Observation:", "\nUser:"])]
+)
+def test_stop_sequences_are_passed_to_every_model_asked(
+    stack: Stack, stop: object, sent: list[str], stream: bool
+) -> None:
+    # hostile-20 refused `stop` rather than drop it; LangChain's agents send it on every call,
+    # so it is passed on: each model the cascade asks (the draft, and the verifier if it
+    # escalates) gets the client's sequences
+    client = stack.client()
+    kwargs = {"model": "cascade", "messages": BODY["messages"], "stop": stop}
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            stream=True, **kwargs) if c.choices)  # type: ignore[call-overload]
+    else:
+        text = client.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
+    assert text
+    assert stack.replay.requests and all(body.get("stop") == sent for body in stack.replay.requests)
+
+
+@pytest.mark.parametrize(
+    ("stop", "says"),
+    [(5, "a string or an array"), (["a", 1], "a string or an array"), ({"x": 1}, "a string or an array"),
+     (["a", "b", "c", "d", "e"], "at most 4"), (["a", ""], "non-empty"), (["\ud800"], "non-empty Unicode")],
+)
+def test_a_bad_stop_is_a_400_and_costs_nothing(stack: Stack, stop: object, says: str) -> None:
+    raw = json.dumps({**BODY, "stop": stop})  # ASCII: a lone surrogate goes as its \\u escape
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    answer = httpx.post(f"{stack.url}/chat/completions", content=raw, headers=headers, timeout=20)
+    error = assert_error(answer, 400, says)
+    assert error["param"] == "stop", error
+    assert ledger_rows(stack.db, "requests") == [] and stack.replay.requests == []
 
 
 @pytest.mark.parametrize("stream", [False, True])

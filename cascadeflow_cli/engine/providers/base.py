@@ -36,6 +36,7 @@ class ChatRequest:
     max_tokens: int
     logprobs: bool = False  # ask for token log-probabilities (`logprobs: true, top_logprobs: 0`)
     n: int = 1  # ask for this many samples in one call (`n`); a provider may ignore either
+    stop: tuple[str, ...] = ()  # the client's stop sequences (`cascade serve`), passed on
     # the caller may leave mid-call (providers/cancel.py): a provider that can closes its
     # connection then and raises StreamInterrupted; one that cannot answers as usual
     cancel: Cancellation | None = field(default=None, compare=False, repr=False)

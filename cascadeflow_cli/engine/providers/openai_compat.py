@@ -276,8 +276,11 @@ def _error_detail(response: Response) -> str:
 
 
 def signal_params(request: ChatRequest) -> dict[str, Any]:
-    """The request fields for the live quality signals (issue 9), only when asked for."""
+    """The request's optional fields, only when asked for: the live quality signals
+    (issue 9) and the client's stop sequences."""
     params: dict[str, Any] = {}
+    if request.stop:
+        params["stop"] = list(request.stop)
     if request.logprobs:
         params.update(logprobs=True, top_logprobs=0)
     if request.n > 1:
