@@ -1,0 +1,138 @@
+"""More training data for the domain head? Extra rows trained on in every fold, never scored.
+
+The shipped head trains on the two dev files plus bench/data/domain_written.jsonl; its
+real-user misses are mostly general prompts taken for code. This script adds the rows of
+extra files (default bench/data/domain_chat.jsonl: prompts written for the project in the
+style of a public chatbot's users) to the TRAINING side of every fold of
+train_domain_head's cross-validation: the scored rows are the dev files' (and the written
+file's 72 as shipped, never scored), so every figure is on dev rows no extra row is.
+An extra row whose embedding is within NEAR (cosine) of a scored row of the held-out fold is
+left out of that fold's training (a copy of a test row would be a leak; the count is printed).
+
+Per design (``none``: the shipped data; ``chat:W``: the extra files, their total weight W
+times a dev file's, see train_domain_head.row_weights) and fold partition (salt), with the
+whole settings search (``choose``): accuracy on the two dev files with the settings chosen
+on all scored rows | chosen nested (each fold's on the other folds: the figure to trust),
+general's recall on the real-user file; then each dev file trained on the other (plus the
+written and extra rows) with the settings chosen on all rows.
+
+    python bench/domain_data.py [--salts '' a b] [--designs none chat:0.5 chat:1] [--extra FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import train_domain_head as train
+
+from cascadeflow_cli.routing.domain import DOMAINS
+from cascadeflow_cli.routing.head import DomainHead
+
+CHAT = Path(__file__).resolve().parent / "data" / "domain_chat.jsonl"
+DEFAULT_DESIGNS = ("none", "chat:0.5", "chat:1")
+
+
+def head_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray, train_mask: np.ndarray,
+                    ex: np.ndarray, extra: list[dict[str, str]], ex_features: np.ndarray, weight: float,
+                    l2: float) -> tuple[DomainHead, int]:
+    """A head on the rows of ``train_mask`` plus the extra rows not within NEAR of a row outside
+    it (weight 0: none); and how many extra rows were left out for that."""
+    use = np.zeros(len(extra), dtype=bool)
+    if weight > 0 and len(extra):
+        use = (ex @ x[~train_mask].T).max(axis=1) <= train.NEAR
+    chosen = [r for r, k in zip(rows, train_mask, strict=True) if k]
+    head = train.train_head(
+        np.vstack([x[train_mask], ex[use]]), chosen + [r for r, u in zip(extra, use, strict=True) if u],
+        features=np.vstack([features[train_mask], ex_features[use]]), l2=l2,
+        file_weights={r["file"]: weight for r in extra})
+    return head, int(len(extra) - use.sum()) if weight > 0 else 0
+
+
+def oof_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray,
+                   ex: np.ndarray, extra: list[dict[str, str]], ex_features: np.ndarray,
+                   weight: float, l2: float, salt: str) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+    """Out-of-fold (head logits, nearest examples' log-vote) of the scored rows, each fold's head
+    trained on the other folds plus the extra rows (those not near a held-out row); and how
+    many extra rows were left out that way, summed over folds."""
+    fold = train.folds_of(rows, x, salt=salt)
+    logits, knn = np.zeros((len(rows), len(DOMAINS))), np.zeros((len(rows), len(DOMAINS)))
+    dropped = 0
+    for f in range(train.FOLDS):
+        test = fold == f
+        head, left_out = head_with_extra(x, rows, features, ~test, ex, extra, ex_features, weight, l2)
+        dropped += left_out
+        logits[test] = train.head_logits(head, x[test], features[test])
+        knn[test] = head.knn_log_probabilities(x[test])
+    return (logits, knn), dropped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--salts", nargs="+", default=["", "a", "b"], help="fold partitions ('' as shipped)")
+    parser.add_argument("--designs", nargs="+", default=list(DEFAULT_DESIGNS), help="none | chat:WEIGHT")
+    parser.add_argument("--extra", type=Path, nargs="+", default=[CHAT])
+    args = parser.parse_args(argv)
+    missing = [p for p in [*train.DEFAULT_FILES, *args.extra] if not p.exists()]
+    if missing:
+        print(f"{missing[0]}: not found", file=sys.stderr)
+        return 1
+    rows = train.load_rows([*train.DEFAULT_FILES, train.WRITTEN])
+    extra = train.load_rows(args.extra)
+    x, ex = train.embed_rows(rows), train.embed_rows(extra)
+    labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
+    files = np.array([r["file"] for r in rows])
+    rules, sure, features = train.rule_matrix(rows)
+    ex_features = train.rule_matrix(extra)[2]
+    dev = [p.name for p in train.DEFAULT_FILES]
+    general = (files == dev[1]) & (labels == DOMAINS.index("general"))
+    counts = {d: sum(r["domain"] == d for r in extra) for d in DOMAINS}
+    print(f"{len(extra)} extra rows ({', '.join(f'{d} {n}' for d, n in counts.items())})")
+    print(f"accuracy {' / '.join(dev)}, settings chosen on all rows | nested; general recall on {dev[1]}")
+    for design in args.designs:
+        kind, _, value = design.partition(":")
+        weight = float(value or 1) if kind == "chat" else 0.0
+        for salt in args.salts:
+            oof, dropped = {}, 0
+            for l2 in train.L2S:
+                oof[l2], dropped = oof_with_extra(x, rows, features, ex, extra, ex_features, weight, l2, salt)
+            chosen = train.choose(oof, rules, sure, labels, files)
+            base, knn = oof[chosen.l2]
+            probs = train.pipeline(base + chosen.knn_weight * knn, rules, sure, chosen)
+            plain = train.decided(probs, sure, chosen)
+            nprobs, deep = train.nested(oof, rules, sure, labels, files, train.folds_of(rows, x, salt=salt))
+            cells = [" / ".join(f"{np.mean(p[files == f] == labels[files == f]):.3f}" for f in dev)
+                     + f" (general {np.mean(p[general] == labels[general]):.2f})" for p in (plain, deep)]
+            at90 = []
+            for f in dev:
+                m = (files == f) & (nprobs.max(axis=1) >= 0.9)
+                at90.append(f"{np.mean(deep[m] == labels[m]):.3f}")
+            print(f"  {design:<10} salt {salt!r:<4} {cells[0]}  |  nested {cells[1]}  @0.9 {' / '.join(at90)}"
+                  f"  (extra left out {dropped}; {chosen.l2:g} knn {chosen.knn_weight} w {chosen.weight})",
+                  flush=True)
+        cross = []  # each dev file from the other (plus the written and the extra rows)
+        for f in dev:
+            test = files == f
+            head, _ = head_with_extra(x, rows, features, ~test, ex, extra, ex_features, weight, chosen.l2)
+            other = (train.head_logits(head, x[test], features[test])
+                     + chosen.knn_weight * head.knn_log_probabilities(x[test]))
+            p = train.pipeline(other, rules[test], sure[test], chosen)
+            pred = train.decided(p, sure[test], chosen)
+            right = pred == labels[test]
+            g = labels[test] == DOMAINS.index("general")
+            cross.append(f"{f} {np.mean(right):.3f} (general {np.mean(right[g]):.2f})")
+        print(f"  {design:<10} trained on the other file: {'; '.join(cross)}", flush=True)
+    print(f"\nload average {' '.join(f'{v:.1f}' for v in os.getloadavg())}, {time.process_time():.0f} s CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
