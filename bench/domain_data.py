@@ -10,7 +10,8 @@ An extra row whose embedding is within NEAR (cosine) of a scored row of the held
 left out of that fold's training (a copy of a test row would be a leak; the count is printed).
 
 Per design (``none``: the shipped data; ``chat:W``: the extra files, their total weight W
-times a dev file's, see train_domain_head.row_weights) and fold partition (salt), with the
+times a dev file's, see train_domain_head.row_weights; ``fit:W``: in the fit only, not among the
+nearest examples that vote) and fold partition (salt), with the
 whole settings search (``choose``): accuracy on the two dev files with the settings chosen
 on all scored rows | chosen nested (each fold's on the other folds: the figure to trust),
 general's recall on the real-user file; then each dev file trained on the other (plus the
@@ -25,6 +26,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +45,10 @@ DEFAULT_DESIGNS = ("none", "chat:0.5", "chat:1")
 
 def head_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray, train_mask: np.ndarray,
                     ex: np.ndarray, extra: list[dict[str, str]], ex_features: np.ndarray, weight: float,
-                    l2: float) -> tuple[DomainHead, int]:
+                    l2: float, vote: bool = True) -> tuple[DomainHead, int]:
     """A head on the rows of ``train_mask`` plus the extra rows not within NEAR of a row outside
-    it (weight 0: none); and how many extra rows were left out for that."""
+    it (weight 0: none), the extra rows among its nearest examples unless not ``vote``; and how
+    many extra rows were left out for that."""
     use = np.zeros(len(extra), dtype=bool)
     if weight > 0 and len(extra):
         use = (ex @ x[~train_mask].T).max(axis=1) <= train.NEAR
@@ -54,12 +57,17 @@ def head_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndar
         np.vstack([x[train_mask], ex[use]]), chosen + [r for r, u in zip(extra, use, strict=True) if u],
         features=np.vstack([features[train_mask], ex_features[use]]), l2=l2,
         file_weights={r["file"]: weight for r in extra})
+    if not vote:  # the fit saw them; the nearest-examples vote keeps to the shipped rows
+        n = int(train_mask.sum())
+        head = replace(head, examples=head.examples[:n], example_labels=head.example_labels[:n],
+                       example_weights=head.example_weights[:n])
     return head, int(len(extra) - use.sum()) if weight > 0 else 0
 
 
 def oof_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray,
                    ex: np.ndarray, extra: list[dict[str, str]], ex_features: np.ndarray,
-                   weight: float, l2: float, salt: str) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+                   weight: float, l2: float, salt: str, vote: bool = True
+                   ) -> tuple[tuple[np.ndarray, np.ndarray], int]:
     """Out-of-fold (head logits, nearest examples' log-vote) of the scored rows, each fold's head
     trained on the other folds plus the extra rows (those not near a held-out row); and how
     many extra rows were left out that way, summed over folds."""
@@ -68,7 +76,7 @@ def oof_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarr
     dropped = 0
     for f in range(train.FOLDS):
         test = fold == f
-        head, left_out = head_with_extra(x, rows, features, ~test, ex, extra, ex_features, weight, l2)
+        head, left_out = head_with_extra(x, rows, features, ~test, ex, extra, ex_features, weight, l2, vote)
         dropped += left_out
         logits[test] = train.head_logits(head, x[test], features[test])
         knn[test] = head.knn_log_probabilities(x[test])
@@ -78,7 +86,9 @@ def oof_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarr
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--salts", nargs="+", default=["", "a", "b"], help="fold partitions ('' as shipped)")
-    parser.add_argument("--designs", nargs="+", default=list(DEFAULT_DESIGNS), help="none | chat:WEIGHT")
+    parser.add_argument("--designs", nargs="+", default=list(DEFAULT_DESIGNS),
+                        help="none | chat:WEIGHT | fit:WEIGHT (not in the vote)")
+    parser.add_argument("--recalls", action="store_true", help="per-class recall (nested) too")
     parser.add_argument("--extra", type=Path, nargs="+", default=[CHAT])
     args = parser.parse_args(argv)
     missing = [p for p in [*train.DEFAULT_FILES, *args.extra] if not p.exists()]
@@ -99,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"accuracy {' / '.join(dev)}, settings chosen on all rows | nested; general recall on {dev[1]}")
     for design in args.designs:
         kind, _, value = design.partition(":")
-        weight = float(value or 1) if kind == "chat" else 0.0
+        weight = float(value or 1) if kind in ("chat", "fit") else 0.0
+        vote = kind != "fit"
         for salt in args.salts:
             oof, dropped = {}, 0
             for l2 in train.L2S:
-                oof[l2], dropped = oof_with_extra(x, rows, features, ex, extra, ex_features, weight, l2, salt)
+                oof[l2], dropped = oof_with_extra(x, rows, features, ex, extra, ex_features, weight, l2, salt,
+                                                vote)
             chosen = train.choose(oof, rules, sure, labels, files)
             base, knn = oof[chosen.l2]
             probs = train.pipeline(base + chosen.knn_weight * knn, rules, sure, chosen)
@@ -118,10 +130,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {design:<10} salt {salt!r:<4} {cells[0]}  |  nested {cells[1]}  @0.9 {' / '.join(at90)}"
                   f"  (extra left out {dropped}; {chosen.l2:g} knn {chosen.knn_weight} w {chosen.weight})",
                   flush=True)
+            if args.recalls:
+                for f in dev:
+                    m = files == f
+                    print(f"      nested recall {f}: " + ", ".join(
+                        f"{d} {np.mean(deep[m & (labels == k)] == k):.2f}" for k, d in enumerate(DOMAINS)
+                        if (m & (labels == k)).any()))
         cross = []  # each dev file from the other (plus the written and the extra rows)
         for f in dev:
             test = files == f
-            head, _ = head_with_extra(x, rows, features, ~test, ex, extra, ex_features, weight, chosen.l2)
+            head, _ = head_with_extra(x, rows, features, ~test, ex, extra, ex_features, weight,
+                                      chosen.l2, vote)
             other = (train.head_logits(head, x[test], features[test])
                      + chosen.knn_weight * head.knn_log_probabilities(x[test]))
             p = train.pipeline(other, rules[test], sure[test], chosen)
