@@ -11,7 +11,7 @@ left out of that fold's training (a copy of a test row would be a leak; the coun
 
 Per design (``none``: the shipped data; ``chat:W``: the extra files, their total weight W
 times a dev file's, see train_domain_head.row_weights; ``fit:W``: in the fit only, not among the
-nearest examples that vote) and fold partition (salt), with the
+nearest examples that vote; ``vote:W``: among those only) and fold partition (salt), with the
 whole settings search (``choose``): accuracy on the two dev files with the settings chosen
 on all scored rows | chosen nested (each fold's on the other folds: the figure to trust),
 general's recall on the real-user file; then each dev file trained on the other (plus the
@@ -29,6 +29,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+# one BLAS thread: on 2 loaded cores OpenBLAS's pool busy-waits between the many small products
+# here (a design and partition took ~14 min at load 13 with it, ~1 min without)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,7 +49,7 @@ DEFAULT_DESIGNS = ("none", "chat:0.5", "chat:1")
 
 def head_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray, train_mask: np.ndarray,
                     ex: np.ndarray, extra: list[dict[str, str]], ex_features: np.ndarray, weight: float,
-                    l2: float, vote: bool = True) -> tuple[DomainHead, int]:
+                    l2: float, vote: bool | str = True) -> tuple[DomainHead, int]:
     """A head on the rows of ``train_mask`` plus the extra rows not within NEAR of a row outside
     it (weight 0: none), the extra rows among its nearest examples unless not ``vote``; and how
     many extra rows were left out for that."""
@@ -53,6 +57,13 @@ def head_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndar
     if weight > 0 and len(extra):
         use = (ex @ x[~train_mask].T).max(axis=1) <= train.NEAR
     chosen = [r for r, k in zip(rows, train_mask, strict=True) if k]
+    if vote == "only":  # the fit keeps to the shipped rows; the extra rows only vote
+        head = train.train_head(x[train_mask], chosen, features=features[train_mask], l2=l2)
+        together = chosen + [r for r, u in zip(extra, use, strict=True) if u]
+        weights = train.row_weights(together, {r["file"]: weight for r in extra})
+        return replace(head, examples=np.vstack([x[train_mask], ex[use]]),
+                       example_labels=np.array([DOMAINS.index(r["domain"]) for r in together]),
+                       example_weights=weights / weights.max()), int(len(extra) - use.sum())
     head = train.train_head(
         np.vstack([x[train_mask], ex[use]]), chosen + [r for r, u in zip(extra, use, strict=True) if u],
         features=np.vstack([features[train_mask], ex_features[use]]), l2=l2,
@@ -66,7 +77,7 @@ def head_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndar
 
 def oof_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray,
                    ex: np.ndarray, extra: list[dict[str, str]], ex_features: np.ndarray,
-                   weight: float, l2: float, salt: str, vote: bool = True
+                   weight: float, l2: float, salt: str, vote: bool | str = True
                    ) -> tuple[tuple[np.ndarray, np.ndarray], int]:
     """Out-of-fold (head logits, nearest examples' log-vote) of the scored rows, each fold's head
     trained on the other folds plus the extra rows (those not near a held-out row); and how
@@ -87,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--salts", nargs="+", default=["", "a", "b"], help="fold partitions ('' as shipped)")
     parser.add_argument("--designs", nargs="+", default=list(DEFAULT_DESIGNS),
-                        help="none | chat:WEIGHT | fit:WEIGHT (not in the vote)")
+                        help="none | chat:W | fit:W (not in the vote) | vote:W (only there)")
     parser.add_argument("--recalls", action="store_true", help="per-class recall (nested) too")
     parser.add_argument("--extra", type=Path, nargs="+", default=[CHAT])
     args = parser.parse_args(argv)
@@ -109,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"accuracy {' / '.join(dev)}, settings chosen on all rows | nested; general recall on {dev[1]}")
     for design in args.designs:
         kind, _, value = design.partition(":")
-        weight = float(value or 1) if kind in ("chat", "fit") else 0.0
-        vote = kind != "fit"
+        weight = float(value or 1) if kind in ("chat", "fit", "vote") else 0.0
+        vote: bool | str = "only" if kind == "vote" else kind != "fit"
         for salt in args.salts:
             oof, dropped = {}, 0
             for l2 in train.L2S:
