@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--designs", nargs="+", default=list(DEFAULT_DESIGNS),
                         help="none | chat:W | fit:W (not in the vote) | vote:W (only there)")
     parser.add_argument("--recalls", action="store_true", help="per-class recall (nested) too")
+    parser.add_argument("--without", nargs="*", default=[], help="leave out the extra rows of these domains")
     parser.add_argument("--extra", type=Path, nargs="+", default=[CHAT])
     args = parser.parse_args(argv)
     missing = [p for p in [*train.DEFAULT_FILES, *args.extra] if not p.exists()]
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{missing[0]}: not found", file=sys.stderr)
         return 1
     rows = train.load_rows([*train.DEFAULT_FILES, train.WRITTEN])
-    extra = train.load_rows(args.extra)
+    extra = [r for r in train.load_rows(args.extra) if r["domain"] not in args.without]
     x, ex = train.embed_rows(rows), train.embed_rows(extra)
     labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
     files = np.array([r["file"] for r in rows])
