@@ -1,9 +1,10 @@
 """More training data for the domain head? Extra rows trained on in every fold, never scored.
 
-The shipped head trains on the two dev files plus bench/data/domain_written.jsonl; its
-real-user misses are mostly general prompts taken for code. This script adds the rows of
-extra files (default bench/data/domain_chat.jsonl: prompts written for the project in the
-style of a public chatbot's users) to the TRAINING side of every fold of
+The head trained on the two dev files plus bench/data/domain_written.jsonl; its real-user
+misses were mostly general prompts taken for code. This script adds the rows of extra files
+(default bench/data/domain_chat.jsonl: prompts written for the project in the style of a public
+chatbot's users; by default only the classes train.CHAT_DOMAINS ships, ``--domains all`` for
+every class) to the TRAINING side of every fold of
 train_domain_head's cross-validation: the scored rows are the dev files' (and the written
 file's 72 as shipped, never scored), so every figure is on dev rows no extra row is.
 An extra row whose embedding is within NEAR (cosine) of a scored row of the held-out fold is
@@ -17,7 +18,11 @@ on all scored rows | chosen nested (each fold's on the other folds: the figure t
 general's recall on the real-user file; then each dev file trained on the other (plus the
 written and extra rows) with the settings chosen on all rows.
 
-    python bench/domain_data.py [--salts '' a b] [--designs none chat:0.5 chat:1] [--extra FILE ...]
+The head ships with the design chosen here (train.CHAT, CHAT_DOMAINS, CHAT_WEIGHT: the default
+designs are ``none`` and that one); the fold training is train.train_with_extra, shared with it.
+
+    python bench/domain_data.py [--salts '' a b] [--designs none chat:0.5 chat:1] [--domains all]
+                                [--without DOMAIN ...] [--extra FILE ...]
 """
 
 from __future__ import annotations
@@ -41,54 +46,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train_domain_head as train
 
 from cascadeflow_cli.routing.domain import DOMAINS
-from cascadeflow_cli.routing.head import DomainHead
 
-CHAT = Path(__file__).resolve().parent / "data" / "domain_chat.jsonl"
-DEFAULT_DESIGNS = ("none", "chat:0.5", "chat:1")
+DEFAULT_DESIGNS = ("none", f"chat:{train.CHAT_WEIGHT}")  # the shipped data before and now
 
 
-def head_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray, train_mask: np.ndarray,
-                    ex: np.ndarray, extra: list[dict[str, str]], ex_features: np.ndarray, weight: float,
-                    l2: float, vote: bool | str = True) -> tuple[DomainHead, int]:
-    """A head on the rows of ``train_mask`` plus the extra rows not within NEAR of a row outside
-    it (weight 0: none), the extra rows among its nearest examples unless not ``vote``; and how
-    many extra rows were left out for that."""
-    use = np.zeros(len(extra), dtype=bool)
-    if weight > 0 and len(extra):
-        use = (ex @ x[~train_mask].T).max(axis=1) <= train.NEAR
-    chosen = [r for r, k in zip(rows, train_mask, strict=True) if k]
-    if vote == "only":  # the fit keeps to the shipped rows; the extra rows only vote
-        head = train.train_head(x[train_mask], chosen, features=features[train_mask], l2=l2)
-        together = chosen + [r for r, u in zip(extra, use, strict=True) if u]
-        weights = train.row_weights(together, {r["file"]: weight for r in extra})
-        return replace(head, examples=np.vstack([x[train_mask], ex[use]]),
-                       example_labels=np.array([DOMAINS.index(r["domain"]) for r in together]),
-                       example_weights=weights / weights.max()), int(len(extra) - use.sum())
-    head = train.train_head(
-        np.vstack([x[train_mask], ex[use]]), chosen + [r for r, u in zip(extra, use, strict=True) if u],
-        features=np.vstack([features[train_mask], ex_features[use]]), l2=l2,
-        file_weights={r["file"]: weight for r in extra})
-    if not vote:  # the fit saw them; the nearest-examples vote keeps to the shipped rows
-        n = int(train_mask.sum())
-        head = replace(head, examples=head.examples[:n], example_labels=head.example_labels[:n],
-                       example_weights=head.example_weights[:n])
-    return head, int(len(extra) - use.sum()) if weight > 0 else 0
-
-
-def oof_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray,
-                   ex: np.ndarray, extra: list[dict[str, str]], ex_features: np.ndarray,
-                   weight: float, l2: float, salt: str, vote: bool | str = True
+def oof_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray, extra: train.Extra,
+                   l2: float, salt: str, vote: bool | str = True
                    ) -> tuple[tuple[np.ndarray, np.ndarray], int]:
     """Out-of-fold (head logits, nearest examples' log-vote) of the scored rows, each fold's head
-    trained on the other folds plus the extra rows (those not near a held-out row); and how
-    many extra rows were left out that way, summed over folds."""
-    fold = train.folds_of(rows, x, salt=salt)
+    trained on the other folds plus the extra rows (those not near a held-out row: the same
+    train.train_with_extra the shipped head's cross-validation uses); and how many extra rows
+    were left out that way, summed over folds."""
+    heads, fold, dropped = train.out_of_fold_heads(x, rows, features, l2, salt, extra, vote)
     logits, knn = np.zeros((len(rows), len(DOMAINS))), np.zeros((len(rows), len(DOMAINS)))
-    dropped = 0
-    for f in range(train.FOLDS):
+    for f, head in enumerate(heads):
         test = fold == f
-        head, left_out = head_with_extra(x, rows, features, ~test, ex, extra, ex_features, weight, l2, vote)
-        dropped += left_out
         logits[test] = train.head_logits(head, x[test], features[test])
         knn[test] = head.knn_log_probabilities(x[test])
     return (logits, knn), dropped
@@ -100,24 +72,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--designs", nargs="+", default=list(DEFAULT_DESIGNS),
                         help="none | chat:W | fit:W (not in the vote) | vote:W (only there)")
     parser.add_argument("--recalls", action="store_true", help="per-class recall (nested) too")
+    parser.add_argument("--domains", nargs="+", default=list(train.CHAT_DOMAINS),
+                        help="the extra rows' classes to train on (default: the shipped design's; 'all')")
     parser.add_argument("--without", nargs="*", default=[], help="leave out the extra rows of these domains")
-    parser.add_argument("--extra", type=Path, nargs="+", default=[CHAT])
+    parser.add_argument("--extra", type=Path, nargs="+", default=[train.CHAT])
     args = parser.parse_args(argv)
     missing = [p for p in [*train.DEFAULT_FILES, *args.extra] if not p.exists()]
     if missing:
         print(f"{missing[0]}: not found", file=sys.stderr)
         return 1
     rows = train.load_rows([*train.DEFAULT_FILES, train.WRITTEN])
-    extra = [r for r in train.load_rows(args.extra) if r["domain"] not in args.without]
-    x, ex = train.embed_rows(rows), train.embed_rows(extra)
+    domains = set(DOMAINS if "all" in args.domains else args.domains) - set(args.without)
+    extra = train.chat_extra(paths=tuple(args.extra), domains=tuple(d for d in DOMAINS if d in domains))
+    x = train.embed_rows(rows)
     labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
     files = np.array([r["file"] for r in rows])
     rules, sure, features = train.rule_matrix(rows)
-    ex_features = train.rule_matrix(extra)[2]
     dev = [p.name for p in train.DEFAULT_FILES]
     general = (files == dev[1]) & (labels == DOMAINS.index("general"))
-    counts = {d: sum(r["domain"] == d for r in extra) for d in DOMAINS}
-    print(f"{len(extra)} extra rows ({', '.join(f'{d} {n}' for d, n in counts.items())})")
+    counts = {d: sum(r["domain"] == d for r in extra.rows) for d in DOMAINS}
+    print(f"{len(extra.rows)} extra rows ({', '.join(f'{d} {n}' for d, n in counts.items())})")
     print(f"accuracy {' / '.join(dev)}, settings chosen on all rows | nested; general recall on {dev[1]}")
     for design in args.designs:
         kind, _, value = design.partition(":")
@@ -126,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         for salt in args.salts:
             oof, dropped = {}, 0
             for l2 in train.L2S:
-                oof[l2], dropped = oof_with_extra(x, rows, features, ex, extra, ex_features, weight, l2, salt,
-                                                vote)
+                oof[l2], dropped = oof_with_extra(x, rows, features, replace(extra, weight=weight), l2, salt,
+                                                  vote)
             chosen = train.choose(oof, rules, sure, labels, files)
             base, knn = oof[chosen.l2]
             probs = train.pipeline(base + chosen.knn_weight * knn, rules, sure, chosen)
@@ -151,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         cross = []  # each dev file from the other (plus the written and the extra rows)
         for f in dev:
             test = files == f
-            head, _ = head_with_extra(x, rows, features, ~test, ex, extra, ex_features, weight,
-                                      chosen.l2, vote)
+            head, _ = train.train_with_extra(x, rows, features, ~test, replace(extra, weight=weight),
+                                             chosen.l2, vote)
             other = (train.head_logits(head, x[test], features[test])
                      + chosen.knn_weight * head.knn_log_probabilities(x[test]))
             p = train.pipeline(other, rules[test], sure[test], chosen)
