@@ -88,11 +88,14 @@ Judged that way (bench/domain_stack.py, 2026-12-03, three partitions; none shipp
 MLP or boosted-tree stacker over the head's inputs (general recall 0.76-0.80 for real-user
 accuracy 0.869-0.883), a per-class rules-first gate (where the rules are sure the head already
 agrees), the fifth layer's view (0.8785 against 0.8807, the two files' mean). More training
-data (bench/domain_data.py, 2026-12-04, five partitions; not shipped): 713 prompts written in a
+data (bench/domain_data.py, 2026-12-04, five partitions; shipped by domains-15): 713 prompts written in a
 chatbot user's style (bench/data/domain_chat.jsonl) in every training fold, never scored; their
 255 general rows at 0.15 of a dev file's weight, real-user 0.877-0.899 -> 0.891-0.912 and general
 recall 0.70-0.73 -> 0.78-0.81 on every partition, exam-style -0.003 on average (its MMLU
 computer-science rows are code; the new general rows are technical questions without code).
+Shipped (CHAT, CHAT_DOMAINS, CHAT_WEIGHT; ``--no-chat`` rebuilds the head before, bit for bit),
+``--cv`` nested: exam-style 0.867 -> 0.864, real-user 0.893 -> 0.901, its general recall 0.71 ->
+0.78; plain 0.870 / 0.901 -> 0.864 / 0.910; the vote's weight chosen 1.0 -> 2.0, the rules' 0.5 -> 1.0.
 
     python bench/train_domain_head.py [--data FILE ...] [--output PATH] [--cv] [--no-rule-features]
 
