@@ -83,8 +83,11 @@ def out_of_fold(rows: list[dict[str, str]]) -> Callable[[str], tuple[str, float]
     training = train.load_rows([*(p for p in train.DEFAULT_FILES if p.exists()), train.WRITTEN])
     features = train.rule_matrix(training)[2] if shipped.rule_coef is not None else None
     with np.load(head_path(), allow_pickle=False) as data:  # the penalty the shipped head was fitted with
-        l2 = float(json.loads(str(data["meta"])).get("l2", train.L2S[-1]))
-    heads, folds = train.out_of_fold_heads(train.embed_rows(training), training, features, l2)
+        meta = json.loads(str(data["meta"]))
+    l2 = float(meta.get("l2", train.L2S[-1]))
+    # the shipped design: the chat-style extra rows in every training fold (never scored), as trained
+    extra = train.chat_extra(features is not None) if "extra" in meta else None
+    heads, folds, _ = train.out_of_fold_heads(train.embed_rows(training), training, features, l2, extra=extra)
     settings = {"temperature": shipped.temperature, "rules_weight": shipped.rules_weight,
                 "rules_temperature": shipped.rules_temperature, "rules_sure": shipped.rules_sure,
                 "knn_weight": shipped.knn_weight, "general_below": shipped.general_below}

@@ -87,7 +87,15 @@ folds' out-of-fold predictions and applied to the held-out fold (nested): 0.867 
 Judged that way (bench/domain_stack.py, 2026-12-03, three partitions; none shipped): a residual
 MLP or boosted-tree stacker over the head's inputs (general recall 0.76-0.80 for real-user
 accuracy 0.869-0.883), a per-class rules-first gate (where the rules are sure the head already
-agrees), the fifth layer's view (0.8785 against 0.8807, the two files' mean).
+agrees), the fifth layer's view (0.8785 against 0.8807, the two files' mean). More training
+data (bench/domain_data.py, 2026-12-04, five partitions; shipped by domains-15): 713 prompts written in a
+chatbot user's style (bench/data/domain_chat.jsonl) in every training fold, never scored; their
+255 general rows at 0.15 of a dev file's weight, real-user 0.877-0.899 -> 0.891-0.912 and general
+recall 0.70-0.73 -> 0.78-0.81 on every partition, exam-style -0.003 on average (its MMLU
+computer-science rows are code; the new general rows are technical questions without code).
+Shipped (CHAT, CHAT_DOMAINS, CHAT_WEIGHT; ``--no-chat`` rebuilds the head before, bit for bit),
+``--cv`` nested: exam-style 0.867 -> 0.864, real-user 0.893 -> 0.901, its general recall 0.71 ->
+0.78; plain 0.870 / 0.901 -> 0.864 / 0.910; the vote's weight chosen 1.0 -> 2.0, the rules' 0.5 -> 1.0.
 
     python bench/train_domain_head.py [--data FILE ...] [--output PATH] [--cv] [--no-rule-features]
 
@@ -115,6 +123,13 @@ from cascadeflow_cli.routing.head import HEAD_VERSION, DomainHead, rule_feature_
 DATA = Path("/work/shared/data/domains")
 DEFAULT_FILES = (DATA / "domain_dev.jsonl", DATA / "domain_realuser_dev.jsonl")
 WRITTEN = Path(__file__).resolve().parent / "data" / "domain_written.jsonl"  # ours: everyday questions
+# The training design's extra rows (bench/domain_data.py measured it, nested on five partitions:
+# real-user +0.007..+0.025, general recall 0.70-0.73 -> 0.78-0.81, exam-style -0.003 on average):
+# the general rows of the chatbot-style file, trained on (fit and vote) in every fold, never scored,
+# their total weight CHAT_WEIGHT times a dev file's. The one place that says which file, classes, weight.
+CHAT = Path(__file__).resolve().parent / "data" / "domain_chat.jsonl"
+CHAT_DOMAINS = ("general",)
+CHAT_WEIGHT = 0.15
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "embeddings"  # gitignored: the dev files' vectors
 OUTPUT = Path(__file__).resolve().parent.parent / "cascadeflow_cli" / "data" / "domain_head.npz"
 L2S = (1e-4, 3e-4, 1e-3)  # candidate pulls of the weights towards zero (per row-weight unit)
@@ -142,6 +157,25 @@ def load_rows(paths: list[Path]) -> list[dict[str, str]]:
     return rows
 
 
+@dataclass(frozen=True)
+class Extra:
+    """Rows trained on in every fold and never scored: the rows, their vectors, their rule
+    features (None without rule features) and their file's total weight (times a dev file's)."""
+
+    rows: list[dict[str, str]]
+    x: np.ndarray
+    features: np.ndarray | None
+    weight: float
+
+
+def chat_extra(features: bool = True, paths: tuple[Path, ...] = (CHAT,),
+               domains: tuple[str, ...] = CHAT_DOMAINS, weight: float = CHAT_WEIGHT) -> Extra:
+    """The shipped design's extra rows (by default): those of ``domains`` in ``paths``."""
+    rows = [r for r in load_rows(list(paths)) if r["domain"] in domains]
+    return Extra(rows, embed_rows(rows) if rows else np.zeros((0, 384), dtype=np.float32),
+                 rule_matrix(rows)[2] if features and rows else None, weight)
+
+
 def embed_rows(rows: list[dict[str, str]]) -> np.ndarray:
     """The rows' embeddings, cached in the checkout's .cache/ (gitignored) by a hash of the texts."""
     from cascadeflow_cli.routing.semantic import shared_embedder
@@ -157,8 +191,9 @@ def embed_rows(rows: list[dict[str, str]]) -> np.ndarray:
     return x
 
 
-def row_weights(rows: list[dict[str, str]]) -> np.ndarray:
-    """Each row counts 1/sqrt(rows of its class in its file), each file's total the same.
+def row_weights(rows: list[dict[str, str]], file_weights: dict[str, float] | None = None) -> np.ndarray:
+    """Each row counts 1/sqrt(rows of its class in its file), each file's total the same
+    (times ``file_weights[file]`` where given: bench/domain_data.py weighs extra files).
     Between "every class alike" (which taught the head no prior and cost real traffic's
     lopsided code and general) and "every row alike" (which made short everyday questions
     code): out-of-fold, the square root did better on the real-user file (0.840 -> 0.877)
@@ -169,7 +204,7 @@ def row_weights(rows: list[dict[str, str]]) -> np.ndarray:
     weights = np.array([counts[(r["file"], r["domain"])] ** -0.5 for r in rows])
     files = np.array([r["file"] for r in rows])
     for file in np.unique(files):
-        weights[files == file] /= weights[files == file].sum()
+        weights[files == file] *= (file_weights or {}).get(file, 1.0) / weights[files == file].sum()
     return weights
 
 
@@ -237,11 +272,12 @@ def folds_of(rows: list[dict[str, str]], x: np.ndarray | None = None, folds: int
 
 
 def train_head(x: np.ndarray, rows: list[dict[str, str]], temperature: float = 1.0,
-               features: np.ndarray | None = None, l2: float = L2S[-1]) -> DomainHead:
+               features: np.ndarray | None = None, l2: float = L2S[-1],
+               file_weights: dict[str, float] | None = None) -> DomainHead:
     """The head fitted on embeddings ``x`` and (if given) the rules' features of the same
     rows (rule_matrix), the latter scaled by RULE_SCALE for the fit and back for the head."""
     labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
-    weights = row_weights(rows)
+    weights = row_weights(rows, file_weights)
     design = x if features is None else np.hstack([x, RULE_SCALE * features])
     coef, bias = fit(design, labels, weights, l2)
     rule_coef = None if features is None else (RULE_SCALE * coef[:, x.shape[1]:]).astype(np.float32)
@@ -250,16 +286,51 @@ def train_head(x: np.ndarray, rows: list[dict[str, str]], temperature: float = 1
                       rule_coef=rule_coef, rule_names=rule_feature_names() if features is not None else ())
 
 
+def train_with_extra(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray | None,
+                     keep: np.ndarray, extra: Extra | None, l2: float = L2S[-1], vote: bool | str = True,
+                     temperature: float = 1.0) -> tuple[DomainHead, int]:
+    """A head on the rows of ``keep`` plus the extra rows not within NEAR (cosine) of a row
+    outside it (a copy of a held-out row would be a leak), the extra rows among its nearest
+    examples too unless ``vote`` is False ("only": among those only, not in the fit); and how
+    many extra rows were left out for being near a held-out row."""
+    chosen = [r for r, k in zip(rows, keep, strict=True) if k]
+    sub = None if features is None else features[keep]
+    if extra is None or extra.weight <= 0 or not extra.rows:
+        return train_head(x[keep], chosen, temperature, sub, l2), 0
+    use = np.ones(len(extra.rows), dtype=bool)
+    if (~keep).any():
+        use = (extra.x @ x[~keep].T).max(axis=1) <= NEAR
+    added = [r for r, u in zip(extra.rows, use, strict=True) if u]
+    file_weights = {r["file"]: extra.weight for r in extra.rows}
+    dropped = int(len(extra.rows) - use.sum())
+    if vote == "only":  # the fit keeps to the scored files' rows; the extra rows only vote
+        head = train_head(x[keep], chosen, temperature, sub, l2)
+        together = chosen + added
+        weights = row_weights(together, file_weights)
+        return replace(head, examples=np.vstack([x[keep], extra.x[use]]),
+                       example_labels=np.array([DOMAINS.index(r["domain"]) for r in together]),
+                       example_weights=weights / weights.max()), dropped
+    both = None if sub is None or extra.features is None else np.vstack([sub, extra.features[use]])
+    head = train_head(np.vstack([x[keep], extra.x[use]]), chosen + added, temperature, both, l2, file_weights)
+    if not vote:  # the fit saw them; the nearest-examples vote keeps to the scored files' rows
+        n = int(keep.sum())
+        head = replace(head, examples=head.examples[:n], example_labels=head.example_labels[:n],
+                       example_weights=head.example_weights[:n])
+    return head, dropped
+
+
 def out_of_fold_heads(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray | None = None,
-                      l2: float = L2S[-1], salt: str = "") -> tuple[list[DomainHead], np.ndarray]:
-    """One head per fold, trained on the other folds; and each row's fold."""
+                      l2: float = L2S[-1], salt: str = "", extra: Extra | None = None,
+                      vote: bool | str = True) -> tuple[list[DomainHead], np.ndarray, int]:
+    """One head per fold, trained on the other folds (plus the extra rows not near the fold's);
+    each row's fold; and how many extra rows were left out that way, summed over the folds."""
     fold = folds_of(rows, x, salt=salt)
-    heads = []
+    heads, dropped = [], 0
     for f in range(FOLDS):
-        keep = fold != f
-        heads.append(train_head(x[keep], [r for r, k in zip(rows, keep, strict=True) if k],
-                                features=None if features is None else features[keep], l2=l2))
-    return heads, fold
+        head, left_out = train_with_extra(x, rows, features, fold != f, extra, l2, vote)
+        heads.append(head)
+        dropped += left_out
+    return heads, fold, dropped
 
 
 def head_logits(head: DomainHead, x: np.ndarray, features: np.ndarray | None) -> np.ndarray:
@@ -271,9 +342,10 @@ def head_logits(head: DomainHead, x: np.ndarray, features: np.ndarray | None) ->
 
 
 def oof_logits(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray | None = None,
-               l2: float = L2S[-1], salt: str = "") -> tuple[np.ndarray, np.ndarray]:
+               l2: float = L2S[-1], salt: str = "", extra: Extra | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold: the head's logits and the nearest (training) examples' log-vote."""
-    heads, fold = out_of_fold_heads(x, rows, features, l2, salt)
+    heads, fold, _ = out_of_fold_heads(x, rows, features, l2, salt, extra)
     logits, knn = np.zeros((len(rows), len(DOMAINS))), np.zeros((len(rows), len(DOMAINS)))
     for f, head in enumerate(heads):
         logits[fold == f] = head_logits(head, x[fold == f], None if features is None else features[fold == f])
@@ -367,7 +439,7 @@ class Settings:
 
 
 def settings(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray | None = None,
-             show: bool = False) -> Settings:
+             show: bool = False, extra: Extra | None = None) -> Settings:
     """Everything but the weights, chosen on out-of-fold predictions: the penalty, the gate
     and the rules' and nearest examples' weights by accuracy; the two temperatures by
     likelihood (the rules' on the rows where they decide alone), then both widened together,
@@ -376,7 +448,7 @@ def settings(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray | N
     labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
     files = np.array([r["file"] for r in rows])
     rules, sure = rules_of(rows)
-    oof = {l2: oof_logits(x, rows, features, l2) for l2 in L2S}
+    oof = {l2: oof_logits(x, rows, features, l2, extra=extra) for l2 in L2S}
     chosen = choose(oof, rules, sure, labels, files)
     base, knn = oof[chosen.l2]
     logits = base + chosen.knn_weight * knn
@@ -392,11 +464,10 @@ def settings(x: np.ndarray, rows: list[dict[str, str]], features: np.ndarray | N
         for file in sorted(set(files) - {WRITTEN.name}):
             mask = files == file
             report(f"{file}: rules + head", probs[mask], labels[mask], pred[mask])
-        print("trained on one file (and the written questions), tested on the other:")
+        print("trained on one file (and the written questions and extra rows), tested on the other:")
         for file in sorted(set(files) - {WRITTEN.name}):
             test = files == file
-            head = train_head(x[~test], [r for r, t in zip(rows, test, strict=True) if not t],
-                              features=None if features is None else features[~test], l2=chosen.l2)
+            head, _ = train_with_extra(x, rows, features, ~test, extra, chosen.l2)
             other = (head_logits(head, x[test], None if features is None else features[test])
                      + chosen.knn_weight * head.knn_log_probabilities(x[test]))
             probs = pipeline(other, rules[test], sure[test], chosen)
@@ -462,21 +533,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv", action="store_true", help="print out-of-fold figures first")
     parser.add_argument("--no-rule-features", action="store_true",
                         help="the embedding alone (plus the rules' log-probabilities), as before")
+    parser.add_argument("--no-chat", action="store_true",
+                        help="without the extra chat-style rows (CHAT, CHAT_DOMAINS, CHAT_WEIGHT), as before")
     args = parser.parse_args(argv)
-    missing = [p for p in args.data if not p.exists()]
+    missing = [p for p in [*args.data, *(() if args.no_chat else (CHAT,))] if not p.exists()]
     if missing:
         print(f"{missing[0]}: not found", file=sys.stderr)
         return 1
     rows = load_rows([*args.data, WRITTEN])
     x = embed_rows(rows)
     features = None if args.no_rule_features else rule_matrix(rows)[2]
-    chosen = settings(x, rows, features, show=args.cv)
-    head = replace(train_head(x, rows, chosen.temperature, features, chosen.l2), rules_weight=chosen.weight,
-                   rules_temperature=chosen.rules_temperature, rules_sure=chosen.gate,
-                   knn_weight=chosen.knn_weight, general_below=chosen.general_below)
-    digest = hashlib.sha256("\n".join(r["query"] for r in rows).encode()).hexdigest()[:16]
-    head.save(args.output, data_sha=digest, rows=len(rows), l2=chosen.l2)
-    print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes, {len(rows)} rows, {chosen}, "
+    extra = None if args.no_chat else chat_extra(features is not None)
+    chosen = settings(x, rows, features, show=args.cv, extra=extra)
+    head, _ = train_with_extra(x, rows, features, np.ones(len(rows), dtype=bool), extra, chosen.l2,
+                               temperature=chosen.temperature)
+    head = replace(head, rules_weight=chosen.weight, rules_temperature=chosen.rules_temperature,
+                   rules_sure=chosen.gate, knn_weight=chosen.knn_weight, general_below=chosen.general_below)
+    every = rows + (extra.rows if extra else [])
+    digest = hashlib.sha256("\n".join(r["query"] for r in every).encode()).hexdigest()[:16]
+    head.save(args.output, data_sha=digest, rows=len(every), l2=chosen.l2,
+              **({"extra": f"{CHAT.name}:{'+'.join(CHAT_DOMAINS)}:{CHAT_WEIGHT}"} if extra else {}))
+    print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes, {len(every)} rows, {chosen}, "
           f"version {HEAD_VERSION})")
     return 0
 
