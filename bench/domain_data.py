@@ -84,12 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = train.load_rows([*train.DEFAULT_FILES, train.WRITTEN])
     domains = set(DOMAINS if "all" in args.domains else args.domains) - set(args.without)
     extra = train.chat_extra(paths=tuple(args.extra), domains=tuple(d for d in DOMAINS if d in domains))
-    x = train.embed_rows(rows)
-    labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
-    files = np.array([r["file"] for r in rows])
-    rules, sure, features = train.rule_matrix(rows)
-    dev = [p.name for p in train.DEFAULT_FILES]
-    general = (files == dev[1]) & (labels == DOMAINS.index("general"))
+    m = train.dev_matrix(rows)
+    x, labels, files, rules, sure, features, dev, general = (
+        m.x, m.labels, m.files, m.rules, m.sure, m.features, m.dev, m.general)
     counts = {d: sum(r["domain"] == d for r in extra.rows) for d in DOMAINS}
     print(f"{len(extra.rows)} extra rows ({', '.join(f'{d} {n}' for d, n in counts.items())})")
     print(f"accuracy {' / '.join(dev)}, settings chosen on all rows | nested; general recall on {dev[1]}")
@@ -102,13 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             for l2 in train.L2S:
                 oof[l2], dropped = oof_with_extra(x, rows, features, replace(extra, weight=weight), l2, salt,
                                                   vote)
-            chosen = train.choose(oof, rules, sure, labels, files)
-            base, knn = oof[chosen.l2]
-            probs = train.pipeline(base + chosen.knn_weight * knn, rules, sure, chosen)
-            plain = train.decided(probs, sure, chosen)
-            nprobs, deep = train.nested(oof, rules, sure, labels, files, train.folds_of(rows, x, salt=salt))
-            cells = [" / ".join(f"{np.mean(p[files == f] == labels[files == f]):.3f}" for f in dev)
-                     + f" (general {np.mean(p[general] == labels[general]):.2f})" for p in (plain, deep)]
+            fold = train.folds_of(rows, x, salt=salt)
+            scored = train.plain_and_nested(oof, rules, sure, labels, files, fold)
+            chosen, nprobs, deep = scored.chosen, scored.deep_probs, scored.deep
+            cells = scored.cells(labels, files, dev, general)
             at90 = []
             for f in dev:
                 m = (files == f) & (nprobs.max(axis=1) >= 0.9)

@@ -129,23 +129,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{' or '.join(map(str, train.DEFAULT_FILES))}: not found", file=sys.stderr)
         return 1
     rows = train.load_rows([*train.DEFAULT_FILES, train.WRITTEN])
-    x = train.embed_rows(rows)
-    labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
-    files = np.array([r["file"] for r in rows])
-    rules, sure, features = train.rule_matrix(rows)
-    dev = [p.name for p in train.DEFAULT_FILES]
-    general = (files == dev[1]) & (labels == DOMAINS.index("general"))
+    m = train.dev_matrix(rows)
+    x, labels, files, rules, sure, features, dev, general = (
+        m.x, m.labels, m.files, m.rules, m.sure, m.features, m.dev, m.general)
     print(f"accuracy {' / '.join(dev)}, settings chosen on all rows | nested; general recall on {dev[1]}")
     for design in args.designs:
         for salt in args.salts:
             oof = oof_of(design, x, rows, features, labels, salt)
-            chosen = train.choose(oof, rules, sure, labels, files)
-            base, knn = oof[chosen.l2]
-            probs = train.pipeline(base + chosen.knn_weight * knn, rules, sure, chosen)
-            plain = train.decided(probs, sure, chosen)
-            _, deep = train.nested(oof, rules, sure, labels, files, train.folds_of(rows, x, salt=salt))
-            cells = [" / ".join(f"{np.mean(p[files == f] == labels[files == f]):.3f}" for f in dev)
-                     + f" (general {np.mean(p[general] == labels[general]):.2f})" for p in (plain, deep)]
+            fold = train.folds_of(rows, x, salt=salt)
+            scored = train.plain_and_nested(oof, rules, sure, labels, files, fold)
+            cells = scored.cells(labels, files, dev, general)
             print(f"  {design:<12} salt {salt!r:<4} {cells[0]}  |  nested {cells[1]}", flush=True)
     print(f"\nload average {' '.join(f'{v:.1f}' for v in os.getloadavg())}, {time.process_time():.0f} s CPU")
     return 0

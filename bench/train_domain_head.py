@@ -491,6 +491,57 @@ def nested(oof: dict[float, tuple[np.ndarray, np.ndarray]], rules: np.ndarray, s
     return probs, pred
 
 
+@dataclass(frozen=True)
+class DevMatrix:
+    """The dev rows as the side-by-side scripts score them: vectors, labels, files, the rules'
+    log-probabilities, confidence and features, the dev files' names, real-user general rows."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    files: np.ndarray
+    rules: np.ndarray
+    sure: np.ndarray
+    features: np.ndarray
+    dev: list[str]
+    general: np.ndarray
+
+
+def dev_matrix(rows: list[dict[str, str]]) -> DevMatrix:
+    x = embed_rows(rows)
+    labels = np.array([DOMAINS.index(r["domain"]) for r in rows])
+    files = np.array([r["file"] for r in rows])
+    rules, sure, features = rule_matrix(rows)
+    dev = [p.name for p in DEFAULT_FILES]
+    general = (files == dev[1]) & (labels == DOMAINS.index("general"))
+    return DevMatrix(x, labels, files, rules, sure, features, dev, general)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One design's picks, settings chosen on all rows (``plain``) and inside each fold
+    (``deep``, with its probabilities), for the side-by-side scripts (domain_data, domain_features)."""
+
+    chosen: Settings
+    plain: np.ndarray
+    deep: np.ndarray
+    deep_probs: np.ndarray
+
+    def cells(self, labels: np.ndarray, files: np.ndarray, dev: list[str], general: np.ndarray) -> list[str]:
+        """Accuracy per dev file and general recall, plain then nested."""
+        return [" / ".join(f"{np.mean(p[files == f] == labels[files == f]):.3f}" for f in dev)
+                + f" (general {np.mean(p[general] == labels[general]):.2f})" for p in (self.plain, self.deep)]
+
+
+def plain_and_nested(oof: dict[float, tuple[np.ndarray, np.ndarray]], rules: np.ndarray, sure: np.ndarray,
+                     labels: np.ndarray, files: np.ndarray, fold: np.ndarray) -> Scored:
+    """``choose`` on every row and ``nested`` on ``fold``'s partition, for one design's ``oof``."""
+    chosen = choose(oof, rules, sure, labels, files)
+    base, knn = oof[chosen.l2]
+    plain = decided(pipeline(base + chosen.knn_weight * knn, rules, sure, chosen), sure, chosen)
+    deep_probs, deep = nested(oof, rules, sure, labels, files, fold)
+    return Scored(chosen, plain, deep, deep_probs)
+
+
 def choose(oof: dict[float, tuple[np.ndarray, np.ndarray]], rules: np.ndarray, sure: np.ndarray,
            labels: np.ndarray, files: np.ndarray) -> Settings:
     """``settings`` given each penalty's out-of-fold (head logits, nearest examples' log-vote)."""
