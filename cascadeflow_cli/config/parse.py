@@ -226,10 +226,8 @@ class _Parser:
             model = self.string(entry, sec, "model")
             if name is None or model is None:
                 raise self.fail(sec, "needs both 'name' and 'model'")
-            try:  # a line break in it split `cascade models`' row and reached serve's headers
-                user_name(name, "the model name")
-            except InputError as exc:
-                raise self.fail(f"{sec}.name", str(exc)) from None
+            # a line break in it split `cascade models`' row and reached serve's headers
+            self.name(name, f"{sec}.name", "the model name")
             sec = f"models.{name}"
             if name in result:
                 raise self.fail(sec, "defined twice")
@@ -290,11 +288,7 @@ class _Parser:
              "execute_code"),
         )
         path = self.string(raw, sec, "calibration")
-        resolved: Path | None = None
-        if path is not None:
-            resolved = expanded(Path(path))
-            if not resolved.is_absolute() and self.path is not None:
-                resolved = self.path.parent / resolved  # relative to the config file
+        resolved = self.file_path(path)
         target = self.number(raw, sec, "target_quality", minimum=0.01, maximum=1.0)
         samples = self.typed(raw, sec, "consistency_samples",
                              lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 20,
@@ -323,11 +317,7 @@ class _Parser:
                 raise self.fail(f"{sec}.url", str(exc)) from None
         tz = self.string(raw, sec, "timezone", "UTC")
         check_timezone(tz, lambda problem: self.fail(f"{sec}.timezone", problem))
-        resolved: Path | None = None
-        if path is not None:
-            resolved = expanded(Path(path))
-            if not resolved.is_absolute() and self.path is not None:
-                resolved = self.path.parent / resolved  # relative to the config file
+        resolved = self.file_path(path)
         return LedgerConfig(
             path=resolved,
             url=url,
@@ -389,7 +379,7 @@ class _Parser:
             limits = {w: v for w, v in prices.items() if v is not None}
             if not limits:
                 raise self.fail(where, f"give at least one of {', '.join(BUDGET_WINDOWS)}")
-            team_name = self.team_name(name, where)
+            team_name = self.name(name, where)
             if team_name in teams:  # two tables that look alike were two limits on the same members
                 raise self.fail(where, f"the same team name as budgets.teams.{team_name} (one typed "
                                 "composed, the other decomposed): give it once")
@@ -397,11 +387,12 @@ class _Parser:
                                           limits=limits)
         return teams
 
-    def team_name(self, name: str, key: str) -> str:
-        """A team's name by ``user_name``'s rule (NFC, no spoofing characters): "José"
-        typed composed and decomposed were two teams, each with its own limit (hostile-18)."""
+    def name(self, name: str, key: str, what: str = "the team name") -> str:
+        """A team's, model's or chain's name by ``user_name``'s rule (NFC, no spoofing or
+        control characters): "José" typed composed and decomposed were two teams, each with
+        its own limit (hostile-18)."""
         try:
-            return user_name(name, "the team name")
+            return user_name(name, what)
         except InputError as exc:
             raise self.fail(key, str(exc)) from None
 
@@ -413,15 +404,21 @@ class _Parser:
         except InputError as exc:
             raise self.fail(key, f"{value!r}: {exc}") from None
 
+    def file_path(self, path: str | None) -> Path | None:
+        """A path in the config: ``~`` expanded, a relative one relative to the config file."""
+        if path is None:
+            return None
+        resolved = expanded(Path(path))
+        if not resolved.is_absolute() and self.path is not None:
+            resolved = self.path.parent / resolved
+        return resolved
+
     def domains(self, raw: Any) -> dict[str, tuple[str, ...]]:
         if not isinstance(raw, dict):
             raise self.fail("domains", "must be a table of domain = [model names]")
         chains = {d: self.names(raw, "domains", d) or () for d in raw if d != "custom"}
         for name in chains:  # served as model "cascade/<name>", written into serve's access log
-            try:
-                user_name(name, "the domain name")
-            except InputError as exc:
-                raise self.fail(f"domains.{name!r}", str(exc)) from None
+            self.name(name, f"domains.{name!r}", "the domain name")
         custom = self.custom_domains(raw)
         if chains:
             from cascadeflow_cli.routing.custom import domain_names
