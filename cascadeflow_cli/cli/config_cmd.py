@@ -74,12 +74,15 @@ def init(
     """Write a commented starter cascadeflow.toml."""
     from cascadeflow_cli.config import starter_config, user_config_path
     from cascadeflow_cli.errors import InputError
+    from cascadeflow_cli.files import is_special
 
     env_config = os.environ.get("CASCADE_CONFIG")
     given = path or app_context(ctx).config_path
     target = given or (Path(env_config) if env_config else None) or user_config_path()
     if target.exists() and not force:
         raise InputError(f"{target}: already exists (use --force to overwrite)")
+    if is_special(target):  # a FIFO nobody reads held `config init --force` for ever (hostile-21's fuzz)
+        raise InputError(f"{target}: not a regular file: the configuration is written to a file")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(starter_config(), encoding="utf-8")

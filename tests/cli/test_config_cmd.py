@@ -56,6 +56,21 @@ def test_init_refuses_to_overwrite_without_force(cli: CliRunner, tmp_path: Path)
         "mini", "big"]
 
 
+def test_init_refuses_a_fifo_it_would_wait_on_for_ever(cli: CliRunner, tmp_path: Path) -> None:
+    # found by tests/cli/test_argv_fuzz.py: `--config FIFO config init --force` opened the FIFO
+    # for writing, which blocks until someone reads it
+    import os
+
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    for args in (["--config", str(fifo), "config", "init", "--force"], ["config", "init", "--path", str(fifo),
+                                                                          "--force"]):
+        run = cli(*args)
+        assert run.code == 1, run.stderr
+        assert_one_error_line(run.stderr)
+        assert "not a regular file" in run.stderr
+
+
 def test_show_prints_toml_of_the_effective_config(cli: CliRunner, tmp_path: Path,
                                                   server: ReplayServer) -> None:
     run, original = run_together(cli, ["config", "show"], ["config", "show", "--json"])
