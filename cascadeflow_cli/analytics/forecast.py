@@ -157,8 +157,9 @@ class CostForecaster:
         k = np.arange(days)
         paths = np.where(resume < k[None, :] + 1, paths, 0.0)
         expected = expected * (k + 1) / (quiet + k + 1)  # the chance day k has resumed
-        lasts = f"{quiet / (quiet + horizon):.0%}"
-        article = "an" if lasts.startswith("8") or lasts in ("11%", "18%") else "a"  # an 81% chance
+        share = quiet / (quiet + horizon)
+        lasts = "over 99%" if share > 0.99 else f"{share:.0%}"  # 26,393 quiet days: not "a 100% chance"
+        article = "an" if lasts[0] in "8o" or lasts in ("11%", "18%") else "a"  # an 81% / over 99% chance
         # the resumed forecast's own notes are about the days before the quiet ("60 days of
         # history: ..." beside a method line of 90)
         notes = tuple(n if n in series.notes else f"before the quiet, {n}" for n in notes)

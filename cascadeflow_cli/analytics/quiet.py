@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import date
 from itertools import pairwise
 
+from cascadeflow_cli.words import count_of
+
 
 def stale_since(spend_days: Sequence[date], end: date) -> date | None:
     """The last day in ``spend_days`` (sorted days with spend) when the empty days
@@ -25,4 +27,4 @@ def stale_since(spend_days: Sequence[date], end: date) -> date | None:
 def no_spend_since(last: date, end: date) -> str:
     """The note's opening: "no spend recorded since 2026-11-23, 9 days" (to ``end``,
     exclusive: the day a forecast starts, the day after the judged window)."""
-    return f"no spend recorded since {last.isoformat()}, {(end - last).days} days"
+    return f"no spend recorded since {last.isoformat()}, {count_of((end - last).days, 'day')}"

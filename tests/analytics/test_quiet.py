@@ -31,3 +31,5 @@ def test_no_spend_is_not_stale_and_the_wording() -> None:
     assert stale_since([], START) is None
     assert no_spend_since(date(2026, 11, 23), date(2026, 12, 2)) == (
         "no spend recorded since 2026-11-23, 9 days")
+    assert no_spend_since(date(2026, 12, 1), date(2026, 12, 2)) == "no spend recorded since 2026-12-01, 1 day"
+    assert no_spend_since(date(2020, 1, 1), date(2026, 12, 2)).endswith(", 2,527 days")

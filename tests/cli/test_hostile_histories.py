@@ -205,7 +205,7 @@ def test_a_long_quiet_after_a_year_of_spend_has_no_window_edge(more: CliRunner) 
     gave the quiet rule's mixture: now the mixture at every length, resuming ever less
     likely, its chance in the note."""
     means = []
-    for quiet, lasts in ((365, "92%"), (729, "96%"), (730, "96%"), (1000, "97%")):
+    for quiet, lasts in ((365, "92%"), (729, "96%"), (730, "96%"), (1000, "97%"), (5000, "over 99%")):
         as_of = date(2024, 12, 31).toordinal() + quiet + 1
         data = forecast(more, "--user", "year", "--as-of", date.fromordinal(as_of).isoformat())
         assert data["method"].endswith(", resuming after the quiet") and data["median"] == 0.0, data
@@ -213,7 +213,10 @@ def test_a_long_quiet_after_a_year_of_spend_has_no_window_edge(more: CliRunner) 
         means.append(data["mean"])
         if quiet == 365:  # an 8% chance of resuming, inside the 90% interval
             assert 0.0 < data["upper"] < 30 * 12.0
-    assert means[0] > means[1] >= means[2] > means[3] > 0.0, means
+        if quiet == 5000:  # the day count with its separator; 99.4% is not "a 100% chance"
+            said = notes(data)
+            assert "2024-12-31, 5,001 days" in said and "an over 99% chance" in said, said
+    assert means[0] > means[1] >= means[2] > means[3] > means[4] > 0.0, means
     assert means[2] == pytest.approx(means[1], rel=0.02)
 
 
