@@ -491,7 +491,7 @@ class Cascade:
                 self,
                 shadow.ShadowJob(
                     req.id, req.user, req.query, req.domain, result.answer, messages, req.max_tokens,
-                    verifier, format_ts(req.started_at),
+                    verifier, format_ts(req.started_at), req.stop,
                 ),
             )
         except Exception:  # e.g. no thread to be had: the label is lost, the answer is not

@@ -79,6 +79,7 @@ class ShadowJob:
     max_tokens: int
     verifier: ModelConfig
     ts: str
+    stop: tuple[str, ...] = ()  # the client's stop sequences, as the draft was asked with them
 
 
 def start(cascade: Cascade, job: ShadowJob) -> threading.Thread | None:
@@ -176,7 +177,7 @@ def _shadow(cascade: Cascade, job: ShadowJob) -> None:
         completion = complete(
             cascade.provider_lookup(verifier),
             verifier,
-            ChatRequest(job.messages, tokens),
+            ChatRequest(job.messages, tokens, stop=job.stop),
             sleep=cascade.sleep,
         )
     except ProviderError as exc:

@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cascadeflow_cli.replay.server import ReplayServer
+from cascadeflow_cli.replay.server import ModelBehavior, ReplayServer
 from cascadeflow_cli.server import ServeSettings, build_app
-from tests.conftest import ledger_rows
+from tests.cli.support import QUERY, wait_until
+from tests.conftest import GOOD_ANSWER, ledger_rows
 from tests.server.conftest import Stack, ThreadServer, make_key, write_config
 from tests.server.test_errors import assert_error
 
@@ -246,6 +247,22 @@ def test_stop_sequences_are_passed_to_every_model_asked(
         text = client.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
     assert text
     assert stack.replay.requests and all(body.get("stop") == sent for body in stack.replay.requests)
+
+
+def test_a_shadow_verifier_is_asked_with_the_clients_stop_too(stack_factory: object) -> None:
+    # the shadow judges the accepted draft against the verifier's answer: asked without the
+    # client's stop, the verifier ran on past it and the agreement read the difference
+    from cascadeflow_cli.engine import shadow
+
+    stack = stack_factory(extra="\n[quality]\nshadow_rate = 1.0\n")  # type: ignore[operator]
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER))
+    answer = stack.client().chat.completions.create(
+        model="cascade", messages=[{"role": "user", "content": QUERY}], stop=["Observation:"]
+    )
+    assert answer.cascade["draft_accepted"]  # type: ignore[attr-defined]
+    assert shadow.wait_pending(30) == 0
+    wait_until(lambda: stack.replay.request_count() >= 2, timeout=30)
+    assert [body.get("stop") for body in stack.replay.requests] == [["Observation:"]] * 2
 
 
 @pytest.mark.parametrize(
