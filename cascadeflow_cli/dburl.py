@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from cascadeflow_cli.errors import ConfigError
 from cascadeflow_cli.files import expanded
@@ -83,20 +83,58 @@ def parse_location(text: str | Path, *, base: Path | None = None,
 
 def check_postgres_url(url: str) -> None:
     """Refuse what libpq would misread, before any connection (the message masks secrets)."""
+    # a password holding '?', '#' or '/' as typed ends urlsplit's netloc inside it: the
+    # "port" it then complains about is the password's head, so no value is quoted back
+    hint = " (percent-encode any : / ? # @ in the password)" if url_secrets(url) else ""
+    authority = url.split("://", 1)[-1].split("/", 1)[0]
+    if authority.count("@") > 1:  # libpq ends the password at the first: its tail became the host
+        raise ConfigError(f"{mask_url(url)}: not a PostgreSQL URL: an '@' in the user or password "
+                          "must be percent-encoded (%40)")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # raises ValueError for a non-numeric port
     except ValueError as exc:
-        raise ConfigError(f"{mask_url(url)}: not a PostgreSQL URL: {exc}") from None
+        reason = re.sub(r"\s*(?:as\s*)?'[^']*'", "", str(exc))
+        raise ConfigError(f"{mask_url(url)}: not a PostgreSQL URL: {reason}{hint}") from None
     if parts.fragment:
-        raise ConfigError(f"{mask_url(url)}: a PostgreSQL URL has no #fragment")
+        raise ConfigError(f"{mask_url(url)}: a PostgreSQL URL has no #fragment{hint}")
 
 
 def mask_url(url: str) -> str:
     """``url`` with the password of its user-info (and any ``password=`` query value)
     replaced by ``***``."""
-    masked = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/?#]*):[^@/?#]*@", r"\1:***@", url)
+    masked = url
+    head, user, password, tail = _userinfo(url)
+    if password is not None:
+        masked = f"{head}{user}:***@{tail}"
     return re.sub(r"([?&]password=)[^&#]*", r"\1***", masked, flags=re.IGNORECASE)
+
+
+def _userinfo(url: str) -> tuple[str, str, str | None, str]:
+    """``url`` as (scheme://, user, password or None, what follows the '@'). The password
+    runs to the last '@': one typed with '/', '?', '#' or '@' in it (libpq wants them
+    percent-encoded) was shown whole by a pattern stopping at the first of them. Masking
+    too much (an '@' in a query value) is the safe side."""
+    match = _SCHEME.match(url)
+    if not match:
+        return "", "", None, url
+    rest = url[match.end():]
+    at = rest.rfind("@")
+    user, colon, password = rest[:at].partition(":") if at >= 0 else ("", "", "")
+    # "host:5432/db?application_name=a@b": a port then a path, as libpq reads it, not a password
+    port_then_path = "/" in password and password.split("/", 1)[0].isdigit()
+    if not colon or any(c in user for c in "/?#@") or port_then_path:
+        return match.group(0), "", None, rest
+    return match.group(0), user, password, rest[at + 1:]
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password(s) written into ``url`` (user-info and ``password=``), as typed and
+    percent-decoded: libpq quotes a bad percent-encoded token back in its error."""
+    found = [_userinfo(url)[2] or ""]
+    found += re.findall(r"[?&]password=([^&#]*)", url, flags=re.IGNORECASE)
+    values = {v for raw in found if raw for v in (raw, unquote(raw))}
+    return sorted(values, key=len, reverse=True)
 
 
 def _relative(path: Path, base: Path | None) -> Path:

@@ -46,6 +46,7 @@ def test_a_relative_path_is_taken_from_the_config_directory(tmp_path: Path) -> N
         ("postgresql://alice@db/cascade", "postgresql://alice@db/cascade"),
         ("postgresql://db/cascade?sslmode=require&password=hunter2", "postgresql://db/cascade?sslmode=require&password=***"),
         ("postgresql://:p%40ss@db/c", "postgresql://:***@db/c"),
+        ("postgresql://db:5432/c?application_name=a@b", "postgresql://db:5432/c?application_name=a@b"),
     ],
 )
 def test_passwords_are_masked(url: str, shown: str) -> None:
@@ -59,6 +60,15 @@ def test_bad_urls_are_refused_without_showing_the_password(text: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_location(text)
     assert "pw@" not in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://alice:hun/ter?2@db/c", "postgresql://alice:hun#ter2@db/c",
+                                 "postgresql://alice:hun@ter2@db/c"])
+def test_a_password_holding_url_delimiters_as_typed_is_masked_whole_and_refused(url: str) -> None:
+    assert mask_url(url) == "postgresql://alice:***@db/c"
+    with pytest.raises(ConfigError, match="percent-encode") as err:
+        parse_location(url)
+    assert "hun" not in str(err.value) and "ter" not in str(err.value)
 
 
 def test_password_env_is_read_at_connect_time_and_must_be_set() -> None:

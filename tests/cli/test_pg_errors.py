@@ -72,3 +72,19 @@ def test_an_answer_holding_a_nul_character_is_recorded_on_either_backend(
     assert logs.code == 0, logs.stderr
     stored = sorted(r["answer"] for r in logs.json())  # type: ignore[union-attr, index]
     assert stored[0] in (answer, answer.replace("\x00", "\ufffd"))
+
+
+@pytest.mark.parametrize("auth", ["u:hunter2%zz", "u:hun#ter2", "u:hun?ter2", "u:hun/ter2", "u:hun@ter2",
+                                  "u@"])
+def test_a_password_typed_badly_into_the_url_is_never_shown(cli: CliRunner, auth: str) -> None:
+    """libpq quotes a bad percent-encoded token back ('invalid percent-encoded token:
+    "hunter2%zz"'), and a password holding '#', '?', '/' or '@' as typed was shown whole
+    (the mask stopped at the first of them) or in part (the "port" or the "host")."""
+    port = pg._free_port()
+    url = (f"postgresql://{auth}127.0.0.1:{port}/cascade?password=ter2%zz" if auth == "u@"
+           else f"postgresql://{auth}@127.0.0.1:{port}/cascade")
+    run = cli("logs", "--db", url)
+    assert run.code == 1
+    assert_one_error_line(run.stderr)
+    assert "ter2" not in run.stderr and "hun" not in run.stderr, run.stderr
+    assert "***" in run.stderr

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cascadeflow_cli.clock import Clock, SystemClock
-from cascadeflow_cli.dburl import LedgerLocation
+from cascadeflow_cli.dburl import LedgerLocation, url_secrets
 from cascadeflow_cli.errors import LedgerError, LedgerUnavailableError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -35,12 +35,14 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def one_line(exc: BaseException, secret: str | None = None) -> str:
-    """libpq's message (several lines, tabs) as one line, never holding ``secret``."""
+def one_line(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
+    """libpq's message (several lines, tabs) as one line, never holding any of ``secrets``."""
     text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
     text = text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
     text = text.replace("FATAL:  ", "")
-    return text.replace(secret, "***") if secret else text
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def connect(location: LedgerLocation) -> psycopg.Connection[Any]:
@@ -56,7 +58,7 @@ def connect(location: LedgerLocation) -> psycopg.Connection[Any]:
         conn = psycopg.connect(location.url, **kwargs)
     except psycopg.Error as exc:
         raise LedgerUnavailableError(f"{location.display()}: cannot connect to the ledger: "
-                                     f"{one_line(exc, password)}") from None
+                                     f"{one_line(exc, [password, *url_secrets(location.url)])}") from None
     conn.autocommit = True  # transactions are opened explicitly (conn.transaction())
     _nul_safe_text(conn)
     return conn
