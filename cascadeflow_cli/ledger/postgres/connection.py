@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10
 RETRIES = 8  # serialization failures / deadlocks: rare, and each retry is a whole transaction
+# A lock wait of this long is a lock held for good (a LOCK TABLE, a cascade process stopped
+# inside its budget check): without it every check of that user waited for ever. Checks of
+# one user queue behind each other for milliseconds. A role's or URL's own setting wins.
+LOCK_TIMEOUT = "30s"
+# Our writer connections' transactions are a few statements long, never a model call: one
+# idle this long belongs to a stopped process, and ending it frees the user's budget lock.
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 
 
 def _psycopg() -> Any:
@@ -42,7 +49,21 @@ def one_line(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
     text = text.replace("FATAL:  ", "")
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "***")
+    if getattr(exc, "sqlstate", None) == "55P03":
+        text += " (another session holds a lock the ledger needs: see pg_locks and pg_stat_activity)"
     return text
+
+
+def session_settings(conn: psycopg.Connection[Any], *, writer: bool) -> None:
+    """UTC, and the lock and idle limits above where the role, database or URL set none,
+    in one round trip. ``writer``: not a long streamed read (whose transaction is idle
+    while its reader writes out a page)."""
+    limits = [("lock_timeout", LOCK_TIMEOUT)]
+    if writer:
+        limits.append(("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT))
+    conn.execute("; ".join(["set timezone to 'UTC'", *(  # type: ignore[arg-type]  # our constants
+        f"select set_config('{name}', '{value}', false) where current_setting('{name}') = '0'"
+        for name, value in limits)]))
 
 
 def connect(location: LedgerLocation) -> psycopg.Connection[Any]:

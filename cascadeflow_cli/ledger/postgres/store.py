@@ -32,7 +32,7 @@ from cascadeflow_cli.dburl import LedgerLocation
 from cascadeflow_cli.errors import LedgerError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal, schema
-from cascadeflow_cli.ledger.postgres import budget_sql, ddl, migrate, reports
+from cascadeflow_cli.ledger.postgres import budget_sql, connection, ddl, migrate, reports
 from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect, in_transaction
 from cascadeflow_cli.ledger.postgres.ddl import q
 from cascadeflow_cli.ledger.postgres.keys import PgKeyQueries
@@ -120,7 +120,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
             conn = connect(self.location)
-            conn.execute("set timezone to 'UTC'")
+            connection.session_settings(conn, writer=True)
             _Timestamps.register(conn)
             self._local.conn = conn
             with self._lock:
@@ -280,7 +280,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
     def _reader(self) -> psycopg.Connection[Any]:
         """A connection of its own, for a long read while the caller writes elsewhere."""
         conn = connect(self.location)
-        conn.execute("set timezone to 'UTC'")
+        connection.session_settings(conn, writer=False)
         _Timestamps.register(conn)
         return conn
 
