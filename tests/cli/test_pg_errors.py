@@ -88,3 +88,34 @@ def test_a_password_typed_badly_into_the_url_is_never_shown(cli: CliRunner, auth
     assert_one_error_line(run.stderr)
     assert "ter2" not in run.stderr and "hun" not in run.stderr, run.stderr
     assert "***" in run.stderr
+
+
+def test_a_role_without_create_on_a_new_ledger_is_one_line(cli: CliRunner, pg_server: pg.PgServer,
+                                                           pg_url: str) -> None:
+    if pg_server.external:
+        pytest.skip("$CASCADE_TEST_PG_URL: roles are made only on a throwaway cluster")
+    import uuid
+
+    db = pg_url.split("?")[0].rsplit("/", 1)[1]
+    role = f"nocreate_{uuid.uuid4().hex[:8]}"
+    pg_server.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    pg_server.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC", db=db)
+    run = cli("logs", "--db", pg_server.tcp_url(db, user=role, password=f"pw-{role}"))
+    assert run.code == 1
+    assert_one_error_line(run.stderr)  # was 'unexpected InsufficientPrivilege'
+    assert "permission denied for schema public" in run.stderr and "allowed to CREATE" in run.stderr
+    assert "unexpected" not in run.stderr
+
+
+def test_a_column_dropped_by_hand_is_one_line_on_every_read(cli: CliRunner, pg_url: str) -> None:
+    assert cli("ask", "What is the capital of France?", "--db", pg_url).code == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("alter table requests drop column latency_ms")
+    out = cli.cwd / "copy.db"
+    for args in (["export"], ["export", "--json"], ["logs"], ["usage"], ["ledger", "copy", pg_url, str(out)]):
+        run = cli(*args) if args[0] == "ledger" else cli(*args, "--db", pg_url)
+        assert "unexpected" not in run.stderr, (args, run.stderr)  # export was 'unexpected UndefinedColumn'
+        if run.code:
+            assert run.code == 1
+            assert_one_error_line(run.stderr)
+            assert "latency_ms" in run.stderr

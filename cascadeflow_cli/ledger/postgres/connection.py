@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,6 +52,16 @@ def one_line(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
     if getattr(exc, "sqlstate", None) == "55P03":
         text += " (another session holds a lock the ledger needs: see pg_locks and pg_stat_activity)"
     return text
+
+
+def streamed(rows: Iterator[T], what: str) -> Iterator[T]:
+    """A streamed read's rows; an error of the database while it streams (a column dropped
+    by hand, the server gone) is the one line every other read gives, not 'unexpected
+    UndefinedColumn' with a traceback."""
+    try:
+        yield from rows
+    except _psycopg().Error as exc:
+        raise LedgerError(f"{what}: {one_line(exc)}") from None
 
 
 def session_settings(conn: psycopg.Connection[Any], *, writer: bool) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from cascadeflow_cli.errors import LedgerError, LedgerSchemaError
 from cascadeflow_cli.ledger import schema
 from cascadeflow_cli.ledger.postgres import ddl
+from cascadeflow_cli.ledger.postgres.connection import _psycopg, one_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -42,7 +43,17 @@ def foreign_tables(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def migrate(conn: psycopg.Connection[Any], now: datetime, where: str) -> list[str]:
-    """Bring the database up to date; returns the migrations applied now."""
+    """Bring the database up to date; returns the migrations applied now. The database's
+    refusal (a role without CREATE on the schema) is one line, not 'unexpected ...'."""
+    try:
+        return _migrate(conn, now, where)
+    except _psycopg().Error as exc:
+        hint = ("; a new ledger's tables are created by the first command, which needs a role "
+                "allowed to CREATE in the schema" if getattr(exc, "sqlstate", None) == "42501" else "")
+        raise LedgerError(f"{where}: cannot migrate the ledger: {one_line(exc)}{hint}") from None
+
+
+def _migrate(conn: psycopg.Connection[Any], now: datetime, where: str) -> list[str]:
     done = applied(conn)
     check_not_newer(done, where)
     if len(done) == len(schema.MIGRATION_NAMES):

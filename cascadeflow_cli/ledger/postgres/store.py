@@ -273,7 +273,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
     def iter_records(self, flt: Any = None, page: int = 500) -> Iterator[schema.RequestRecord]:
         conn = self._reader()  # a caller may write (ledger copy) while this one reads
         try:
-            yield from reports.iter_records(conn, flt, page)
+            yield from connection.streamed(reports.iter_records(conn, flt, page), f"{self}: cannot read")
         finally:
             conn.close()
 
@@ -293,6 +293,8 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
                             f"order by {', '.join(q(c) for c in table.primary_key)}")
                 for values in cur:
                     yield dict(zip(table.names, values, strict=True))
+        except _psycopg_error() as exc:
+            raise LedgerError(f"{self}: cannot read ledger: {connection.one_line(exc)}") from None
         finally:
             conn.close()
 
@@ -313,7 +315,7 @@ class PostgresLedger(PgKeyQueries, PgBudgetQueries, PgBatchQueries):
         return int(self._tx(work))
 
     def export_rows(self, fmt: str, flt: Any, size: int = 2000) -> Iterator[list[str]]:
-        return reports.export_rows(self._conn(), fmt, flt, size)
+        return connection.streamed(reports.export_rows(self._conn(), fmt, flt, size), f"{self}: cannot read")
 
     def usage(self, flt: Any = None, by: str | None = None, timezone: str = "UTC") -> Any:
         return self._tx(lambda conn: reports.usage(conn, flt, by, timezone), "cannot read ledger")
