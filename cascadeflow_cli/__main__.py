@@ -1,3 +1,3 @@
-from cascadeflow_cli.cli.app import main
+from cascadeflow_cli.cli.entry import main
 
 main()

@@ -256,17 +256,19 @@ def _stdout_that_encodes() -> None:
     """An ASCII stdout (LC_ALL=C with PYTHONUTF8=0) made `budget list` of a user 'Zoë' an
     'unexpected UnicodeEncodeError': it writes UTF-8, as Python itself does for the C
     locale by default (PEP 540). Another non-UTF-8 stdout (latin-1) keeps its encoding
-    and spells out what it cannot hold (\\u65e5, valid in JSON too)."""
-    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
-    if encoding.startswith("utf") or not hasattr(sys.stdout, "reconfigure"):
-        return
-    try:
-        if encoding in ("ascii", "ansix3.41968", "usascii"):
-            sys.stdout.reconfigure(encoding="utf-8")
-        else:
-            sys.stdout.reconfigure(errors="backslashreplace")
-    except (OSError, ValueError):
-        pass
+    and spells out what it cannot hold (\\u65e5, valid in JSON too). stderr likewise: its
+    lines read 'budget for Zo\\xeb' beside a stdout that printed 'Zoë'."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if encoding.startswith("utf") or not hasattr(stream, "reconfigure"):
+            continue
+        try:
+            if encoding in ("ascii", "ansix3.41968", "usascii"):
+                stream.reconfigure(encoding="utf-8", errors=stream.errors)
+            else:
+                stream.reconfigure(errors="backslashreplace")
+        except (OSError, ValueError):
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:

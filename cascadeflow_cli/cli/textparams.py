@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -116,7 +117,8 @@ def _guard_number(kind: Any) -> None:
 
     def checked(value: Any, param: Any, ctx: Any) -> Any:
         try:
-            number = convert(value, param, ctx)
+            # float("٣") and int("５") read other scripts' digits as 3 and 5: refused
+            number = None if isinstance(value, str) and not value.isascii() else convert(value, param, ctx)
         except typer.BadParameter:
             number = None
         if isinstance(number, int | float) and (not isinstance(number, float) or math.isfinite(number)):
@@ -150,6 +152,38 @@ def _guard_path(kind: Any) -> None:
     kind.convert = checked
 
 
+def _escaped(text: str) -> str:
+    """Control characters as escapes (a newline would break the one error line)."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _name_extra_args(command: Any) -> None:
+    """click's "Got unexpected extra argument(s) ()" for `cascade logs ''` named nothing:
+    the extra arguments are listed again, each quoted as a shell would take it."""
+    parse = command.parse_args
+    if getattr(parse, "__cascade_extra_check__", False):
+        return
+
+    def parse_args(ctx: Any, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes the list it is given
+        try:
+            return parse(ctx, args)
+        except typer.BadParameter:
+            raise
+        except Exception as exc:
+            if "unexpected extra argument" not in getattr(exc, "message", ""):
+                raise
+            _, extra, _ = command.make_parser(ctx).parse_args(args=given)
+            if not extra:
+                raise
+            words = " ".join(shlex.quote(_escaped(a)) for a in extra)
+            raise type(exc)(f"Got unexpected extra argument{'s' if len(extra) > 1 else ''} "
+                            f"{words}", ctx=ctx) from None
+
+    parse_args.__cascade_extra_check__ = True  # type: ignore[attr-defined]
+    command.parse_args = parse_args
+
+
 def guard_text_params(command: Any) -> Any:
     """Check every text, number and path parameter under ``command`` (idempotent)."""
     for param in command.params:
@@ -159,6 +193,7 @@ def guard_text_params(command: Any) -> Any:
             _guard_number(param.type)
         elif _is_text(param) and not getattr(param.callback, "__cascade_text_check__", False):
             param.callback = _checked(param.callback)
+    _name_extra_args(command)
     for sub in getattr(command, "commands", {}).values():
         guard_text_params(sub)
     return command

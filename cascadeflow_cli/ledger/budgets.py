@@ -67,8 +67,12 @@ class BudgetConfig:
 def parse_limit(value: Any, window: str) -> Decimal:
     """A limit as a user typed it: a finite amount of USD from $0 ("may spend nothing")
     to MAX_AMOUNT_USD; an amount that would round to $0 is refused, not stored as 0."""
+    text = str(value).strip().lstrip("$")
     try:
-        amount = Decimal(str(value).strip().lstrip("$"))
+        # Decimal() reads "٣" and "５" as 3 and 5, and "1_000" as 1000: a typo, not an amount
+        if not text.isascii() or "_" in text:
+            raise InvalidOperation
+        amount = Decimal(text)
     except (InvalidOperation, ValueError):
         raise InputError(f"--{window}: {value!r} is not an amount of USD") from None
     if not amount.is_finite() or (isinstance(value, float) and not math.isfinite(value)):

@@ -94,7 +94,9 @@ def _number(value: Any, loc: str, name: str) -> Decimal | None:
         text = value.strip()
         text = "-" + text[2:] if text.startswith("-$") else text.removeprefix("$")
         try:
-            if "_" in text:  # Decimal() would take "1_000"; a spreadsheet never writes it
+            # Decimal() would take "1_000", and "٣" or "５" (other scripts' digits) as 3
+            # and 5; a spreadsheet writes neither
+            if "_" in text or not text.isascii():
                 raise InvalidOperation
             number = Decimal(text)
         except InvalidOperation:
@@ -149,6 +151,15 @@ def _capped(count: int, loc: str, name: str) -> int:
     if count > MAX_COUNT:  # SQLite stores int64, and sums of them must not overflow
         raise ImportRowError(f"{loc}: {name} {count} is above the maximum of {MAX_COUNT:,} per row")
     return count
+
+
+def _fraction(value: Any, loc: str, name: str) -> float | None:
+    """A score in [0, 1] (docs/ledger-columns.md): a quality_score of -5 or 7 was imported
+    and then averaged into `quality` and `usage` figures."""
+    real = _real(value, loc, name)
+    if real is not None and not 0 <= real <= 1:
+        raise ImportRowError(f"{loc}: {name} must be between 0 and 1, got {value!r}")
+    return real
 
 
 def _real(value: Any, loc: str, name: str) -> float | None:

@@ -50,6 +50,7 @@ from cascadeflow_cli.ledger.import_values import (
     _code,
     _count,
     _flag,
+    _fraction,
     _money,
     _real,
     _reasons,
@@ -293,7 +294,7 @@ def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) ->
     seq = _optional(row, loc, "seq", _count, default_seq, default=default_seq)
     attempts = _optional(row, loc, "attempts", _count, 1, default=1)
     latency = _optional(row, loc, "latency_ms", _real)
-    quality = _optional(row, loc, "quality_score", _real)
+    quality = _optional(row, loc, "quality_score", _fraction)
     accepted = _optional(row, loc, "accepted", _flag)
     v = g("quality_reasons")
     reasons = () if v is None else _reasons(v, loc)

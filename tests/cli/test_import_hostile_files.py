@@ -45,6 +45,16 @@ REFUSED = {
     "tiny_exponent.csv": (_csv("2026-05-02T10:00:00Z,bob,m,1e-99999999999"), "below $0.000000001"),
     "comma_decimal.csv": (_csv('2026-05-02T10:00:00Z,bob,m,"5,00"'), "cost is not a number: '5,00'"),
     "nan.csv": (_csv("2026-05-02T10:00:00Z,bob,m,NaN"), "not a finite number"),
+    # Decimal() and int() read other scripts' digits: '٣' imported as $3, '５' tokens as 5
+    "arabic_digit.csv": (_csv("2026-05-02T10:00:00Z,bob,m,٣"), "cost is not a number: '٣'"),
+    "persian_digit.csv": ("timestamp,user,model,cost,input_tokens\n2026-05-02T10:00:00Z,bob,m,1,۵\n".encode(),
+                          "input_tokens is not a number: '۵'"),
+    "fullwidth_digit.jsonl": (_jsonl_row(output_tokens='"５"').encode(), "output_tokens is not a number"),
+    # docs/ledger-columns.md: quality_score is in [0, 1]; -5 and 7 were imported as given
+    "score_negative.csv": (b"timestamp,user,model,cost,quality_score\n2026-05-02T10:00:00Z,bob,m,1,-5\n",
+                           "quality_score must be between 0 and 1, got '-5'"),
+    "score_seven.jsonl": (_jsonl_row(quality_score="7").encode(), "quality_score must be between 0 and 1"),
+    "score_nan.jsonl": (_jsonl_row(quality_score="NaN").encode(), "quality_score is not a finite number"),
     # int() of 1e999999 took 35 s, then 'unexpected ValueError'; 1e99999999999 ran out of memory
     "huge_tokens.jsonl": (_jsonl_row(input_tokens="1e999999").encode(), "input_tokens 1E+999999 is above"),
     "huge_tokens_more.jsonl": (_jsonl_row(input_tokens="1e99999999999").encode(), "is above the maximum"),

@@ -77,3 +77,31 @@ def test_no_arguments_shows_usage_not_an_internal_error(tmp_path: Path) -> None:
 def test_a_command_module_imports_on_its_own(tmp_path: Path) -> None:
     proc = python("import cascadeflow_cli.cli.demo", tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+_SIGINT_WHILE_TYPER_LOADS = """
+import os, signal, sys
+class Finder:
+    def find_spec(self, name, path=None, target=None):
+        if name == "typer":
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, while typer loads
+        return None
+sys.meta_path.insert(0, Finder())
+"""
+
+
+def _console_script() -> str:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    module, func = pyproject["project"]["scripts"]["cascade"].split(":")
+    return f"from {module} import {func}\nsys.exit({func}())"
+
+
+@pytest.mark.parametrize("start", [
+    _console_script(), "import runpy\nrunpy.run_module('cascadeflow_cli', run_name='__main__')",
+], ids=["console-script", "python-m"])
+def test_ctrl_c_while_the_modules_load_is_one_line_and_exit_130(start: str, tmp_path: Path) -> None:
+    # before main() had its handlers: a 20-line KeyboardInterrupt traceback, exit 1 or -2
+    proc = python(_SIGINT_WHILE_TYPER_LOADS + start + "\n", tmp_path)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "error: interrupted\n", "")

@@ -131,6 +131,7 @@ def test_an_ascii_locale_takes_utf8_arguments_and_prints_them(tmp_path: Path) ->
 
     made = run("budget", "set", "Zoë", "--daily", "1")
     assert made.returncode == 0, made.stderr
+    assert "budget for Zoë".encode() in made.stderr  # stderr was ASCII: 'budget for Zo\\xeb'
     listed = run("budget", "list")
     assert listed.returncode == 0, listed.stderr
     assert "Zoë".encode() in listed.stdout
