@@ -197,6 +197,8 @@ class CostForecaster:
             notes.append(f"no spend in the last {count_of(MAX_DAYS, 'day')} of history: forecast is zero")
             return np.zeros((1, days)), np.zeros(days), "zero", tuple(notes)
         rng = np.random.default_rng(self.seed)
+        if n == 1:
+            return self._one_day(y, days, rng, notes, series.start)
         plan = schedule(y[-MAX_DAYS:])
         if plan is not None:
             paths, expected = schedule_paths(plan, days, self.n_paths, rng)
@@ -264,6 +266,30 @@ class CostForecaster:
         if centre > 0 and widened > 0:
             paths = paths * (centre / widened)
         return paths, expected, choice.method, tuple(notes)
+
+
+    def _one_day(self, y: np.ndarray, days: int, rng: np.random.Generator, notes: list[str],
+                 day: date) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...]]:
+        """One day of history: a one-off or the first day of a habit, and nothing tells
+        which. Its spend goes on (at the naive estimate's uncertain level) for as long
+        again with chance 1/2: t more days with chance 1/(1+t) (the Lindy/Gott rule, as
+        the quiet's), t at each day's middle. The naive estimate alone was that day x the
+        horizon ($250 yesterday: a median of $7,500, 90% $2,995-$19,107), a daily habit
+        taken for certain; now the range runs from no more spend to most of a month."""
+        import numpy as np
+
+        from cascadeflow_cli.money import format_dollars
+
+        level = float(y[0])
+        paths = _naive_paths(y, days, self.n_paths, rng, 1)
+        lasts = 1.0 / rng.uniform(1e-12, 1.0, size=(paths.shape[0], 1)) - 1.0
+        t = np.arange(days) + 0.5
+        paths = np.where(lasts > t[None, :], paths, 0.0)
+        notes.append(f"only 1 day of history ({format_dollars(level)} on {day.isoformat()}): one "
+                     "day says little, a one-off or a daily habit; the forecast is that day's "
+                     "spend going on t more days with chance 1/(1+t): from no more spend to most of a "
+                     "month of it")
+        return paths, level / (1.0 + t), "one day of history, lasting as long again", tuple(notes)
 
 
 # --- the daily series -------------------------------------------------------------

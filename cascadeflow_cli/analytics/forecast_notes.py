@@ -37,4 +37,5 @@ def one_off_note(series: DailySeries, left_out: tuple[int, ...], judged: int) ->
     spent = " and ".join(f"{format_dollars(float(series.values[(d - series.start).days]))} on {d.isoformat()}"
                          for d in days)
     return (f"{spent} left out of the forecast: over {RUNAWAY:g} times a usual day and rarer than "
-            "the windows the methods were compared on, so not forecast to come back")
+            "one in each of the history's windows of the horizon compared, so not forecast to "
+            "come back")

@@ -19,7 +19,8 @@ tests/fixtures/history_hostile_more.csv (forecast-14), the forecasts such users 
   year     $8-$12 every day of 2024 (the last 2024-12-31), then nothing
   burst3   $250 over 2026-09-09 to 2026-09-11, nothing before or after
   huge2    $1.00-$1.20 every day to 2026-09-28 and $10,000 more on 2026-09-27
-  days17   $1-$3 every day of the 17 to 2026-09-28"""
+  days17   $1-$3 every day of the 17 to 2026-09-28
+  twohuge  huge2's $1.00-$1.20 a day and $10,000 more on 2026-07-21 and on 2026-09-19 (forecast-15)"""
 
 from __future__ import annotations
 
@@ -116,8 +117,12 @@ def test_every_case_survives_with_the_documented_shape(ledger: CliRunner) -> Non
 
 def test_one_day_all_zero_and_one_cent_a_day(ledger: CliRunner) -> None:
     one = user_forecast(ledger, "oneday")
-    assert one["short_history"] is True and one["method"] == "naive mean of the last 1 day"
-    assert one["mean"] == pytest.approx(90.0) and 0 < one["lower"] < 90.0 < one["upper"]
+    assert one["short_history"] is True and one["method"] == "one day of history, lasting as long again"
+    # $3 yesterday, nothing before: the median was a confident 30 x $3 = $90 (90% $36-$229);
+    # a one-off ($0 more) and a habit of weeks are both inside the range now
+    assert "only 1 day of history ($3.00 on 2026-09-28): one day says little" in notes(one)
+    assert one["lower"] == 0.0 and 3.0 <= one["median"] < 10.0 and 45.0 < one["upper"] < 90.0, one
+    assert 3.0 < one["mean"] < 15.0
     zeros = user_forecast(ledger, "zeros")
     assert zeros["method"] == "zero" and zeros["mean"] == zeros["upper"] == 0.0
     assert "no spend in 90 days of history" in notes(zeros)
@@ -189,6 +194,16 @@ def test_one_huge_day_is_left_out_and_named(ledger: CliRunner, more: CliRunner) 
         data = user_forecast(runner, user)
         assert 0.85 * 30 * 1.10 < data["lower"] <= data["median"] < 45.0 and data["upper"] < 60.0, data
         assert f"on {day} left out of the forecast" in notes(data), notes(data)
+
+
+def test_two_huge_days_are_left_out_and_named(more: CliRunner) -> None:
+    """Two $10,000 days in 90 of $1.10 (70 and 10 days back): fewer than one in each of the
+    history's three 30-day windows, but the 1.07 windows compared held both, and they
+    stayed in: a 90% upper bound of $54 million (with them 30 and 60 days back, $0-$182)."""
+    data = user_forecast(more, "twohuge")
+    assert 0.85 * 30 * 1.10 < data["lower"] <= data["median"] < 45.0 and data["upper"] < 60.0, data
+    said = "$10,001.00 on 2026-07-21 and $10,001.00 on 2026-09-19 left out of the forecast"
+    assert said in notes(data), notes(data)
 
 
 def test_a_regular_payment_is_forecast_as_whole_payments(ledger: CliRunner) -> None:
