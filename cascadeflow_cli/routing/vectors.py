@@ -67,11 +67,15 @@ def cached_embeddings(embedder: Embedder, texts: list[str], *, kind: str = "exam
         vectors = np.concatenate([embedder.embed(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)])
     else:
         vectors = np.zeros((0, 384), dtype=np.float32)
+    # rounded as the file keeps them: the run that makes the cache returns what later runs read
+    # (it returned the float32 vectors, so a figure moved between a run that made the cache and
+    # the next: the nested bench by a row, a custom domain's threshold by ~1e-5)
+    vectors = vectors.astype(np.float16)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         with temporary.open("wb") as fh:
-            np.save(fh, vectors.astype(np.float16))
+            np.save(fh, vectors)
         temporary.replace(path)
     except OSError:
         temporary.unlink(missing_ok=True)
-    return vectors
+    return vectors.astype(np.float32)

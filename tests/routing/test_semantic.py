@@ -105,6 +105,22 @@ def test_custom_domain_examples_are_embedded_once_and_a_damaged_cache_is_remade(
     assert np.load(kept).shape == (3, 384)
 
 
+def test_the_run_that_makes_the_embeddings_cache_returns_what_later_runs_read(tmp_path: Path) -> None:
+    import numpy as np
+
+    from cascadeflow_cli.routing.semantic import shared_embedder
+    from cascadeflow_cli.routing.vectors import cached_embeddings
+
+    texts = ["Where is my order?", "Prove that 7 is prime", "def f(x): return x"]
+    made = cached_embeddings(shared_embedder(), texts, directory=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    read = cached_embeddings(shared_embedder(), texts, directory=tmp_path)
+    # bit for bit: the first run had returned unrounded float32 vectors, later runs the file's
+    # float16 ones, so a bench figure or a custom domain's threshold moved once the cache existed
+    assert made.dtype == read.dtype == np.float32 and np.array_equal(made, read)
+    assert not np.array_equal(made, shared_embedder().embed(texts))  # the file's rounding, not the model's
+
+
 def test_a_custom_domain_can_win_over_sure_rules() -> None:
     from cascadeflow_cli.routing.custom import make_domain
 
