@@ -149,7 +149,8 @@ class ReplayServer:
 
     @property
     def abandoned(self) -> int:
-        """Streams whose client closed the connection while this server stalled."""
+        """Requests whose client closed the connection while this server waited to answer
+        or stalled a stream."""
         with self._lock:
             return self._abandoned_count
 
@@ -338,8 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         behavior = replay._faults_for(payload["model"], replay._behavior_for(payload["model"]))
         self.reshape = behavior.reshape
-        if self.server.stopping.wait(None if behavior.hang else behavior.latency_s):
-            self.close_connection = True  # the server is stopping: leave without an answer
+        if self._wait(None if behavior.hang else behavior.latency_s):
+            self.close_connection = True  # stopping, or the client left: leave without an answer
             return
         if behavior.close_unanswered:
             self.close_connection = True  # nothing written: the client sees the connection end
@@ -413,6 +414,21 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()
+
+    def _wait(self, seconds: float | None) -> bool:
+        """The answer's latency; True when the server stops or the client closed the
+        connection meanwhile (counted in ``ReplayServer.abandoned``, as a provider that
+        sees its caller gone)."""
+        end = None if seconds is None else time.monotonic() + seconds
+        while True:
+            step = 0.02 if end is None else min(0.02, end - time.monotonic())
+            if step <= 0:
+                return False
+            if self.server.stopping.wait(step):
+                return True
+            if _peer_closed(self.connection):
+                self.server.replay._abandoned()
+                return True
 
     def _stall(self) -> None:
         """Send nothing more until the server stops or the client closes the connection

@@ -48,6 +48,27 @@ def budgeted(request: pytest.FixtureRequest, stack_factory: object, monkeypatch:
     return stack
 
 
+@pytest.fixture(params=["bridged", "threads"])
+def on_litellm(
+    request: pytest.FixtureRequest, stack_factory: object, monkeypatch: pytest.MonkeyPatch
+) -> Stack:
+    """``budgeted`` with both models called through litellm (its real HTTP path)."""
+    if request.param == "threads":
+        from cascadeflow_cli import server
+
+        monkeypatch.setattr(server, "_bridge", lambda: None)
+    from cascadeflow_cli.engine.providers.litellm_provider import import_litellm
+
+    import_litellm()  # its seconds of import are not the hang-up's to wait for
+    forced = 'client = "litellm"'
+    stack: Stack = stack_factory(  # type: ignore[operator]
+        extra='\n[budgets]\nmode = "block"\n', mini_extra=forced, big_extra=forced)
+    ledger = open_ledger(stack.db)
+    set_budget(ledger, "alice", BudgetConfig(daily=Decimal("5")))
+    ledger.close()
+    return stack
+
+
 def send(stack: Stack, *, stream: bool = False) -> socket.socket:
     """A chat request for the cascade on a raw connection, left open."""
     host, port = stack.url.removeprefix("http://").removesuffix("/v1").split(":")
@@ -184,3 +205,33 @@ def test_a_stream_cut_by_a_shutdown_before_its_first_byte_is_a_503_recorded_inte
     [req] = ledger_rows(db, "requests")
     assert req["status"] == "interrupted" and req["error"] == SHUTDOWN_REASON
     assert server.request_count("gpt-4o") == 0 and ledger_rows(db, "reservations") == []
+
+
+def test_a_client_gone_during_a_litellm_call_has_that_call_closed_and_charged_in_flight(
+    on_litellm: Stack,
+) -> None:
+    """litellm's blocking call cannot be stopped: a caller that may leave is asked through
+    its async path, whose task the hang-up cancels (engine/providers/litellm_provider.py)."""
+    stack = on_litellm
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=SLOW_S))
+    left = hang_up_once_asked(stack, "gpt-4o")
+    req, draft, verifier = settled(stack)
+    assert time.monotonic() - left < SLOW_S
+    wait_until(lambda: stack.replay.abandoned == 1, within_s=SLOW_S)  # the provider saw it close
+    assert req["status"] == "interrupted" and req["error"] == "the client disconnected"
+    assert draft["status"] == "ok" and str(draft["cost_source"]).startswith("litellm")
+    assert_closed_in_flight(verifier, "verifier")
+    assert str(verifier["cost_source"]).startswith("litellm")
+    assert stack.log and " 499 " in stack.log[-1]
+
+
+def test_a_client_that_stays_gets_its_litellm_answer(on_litellm: Stack) -> None:
+    stack = on_litellm
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL, latency_s=0.2))
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=0.2))
+    whole = stack.client().chat.completions.create(
+        model="cascade", messages=[{"role": "user", "content": DETAILED}])
+    assert whole.choices[0].message.content == LONG_ANSWER
+    [req] = ledger_rows(stack.db, "requests")
+    assert req["status"] == "ok" and req["escalated"] and stack.replay.abandoned == 0

@@ -11,10 +11,18 @@ SSL_CERTIFICATE / ssl_verify context, HTTP/2, force_ipv4), so a capping wrapper 
 break proxied and custom-TLS users to guard a path that only talks to the providers
 litellm knows; any OpenAI-compatible ``api_base`` (the place a hostile or broken server
 can be configured) takes the capped fast path unless ``client = "litellm"`` is forced.
+
+A caller that may leave (``request.cancel``, `cascade serve`): litellm's blocking call
+cannot be stopped from another thread, so the whole answer is asked with
+``litellm.acompletion`` on one event loop kept for that (a thread of its own), and a
+cancel cancels its task: httpx closes the connection mid-answer, on every provider
+litellm knows (no client of ours replaces its own, nor what it sets up on it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import threading
@@ -30,6 +38,7 @@ from cascadeflow_cli.engine.providers.base import (
     parse_retry_after,
     too_large,
 )
+from cascadeflow_cli.engine.providers.cancel import Cancellation
 from cascadeflow_cli.engine.providers.openai_compat import parse_chat_completion, signal_params, status_error
 from cascadeflow_cli.engine.providers.stream import StreamAssembler, StreamInterrupted, StreamSink
 from cascadeflow_cli.engine.providers.transport import MAX_RESPONSE_BYTES
@@ -47,6 +56,7 @@ _import_lock = threading.Lock()
 # (id, object, created, model, choices, index, finish_reason) is about 140 bytes from
 # OpenAI and the replay server; counted so a stream of empty chunks is bounded too
 _CHUNK_BYTES = 100
+_loop: asyncio.AbstractEventLoop | None = None  # litellm's calls a caller may leave run here
 
 
 def import_litellm() -> ModuleType:
@@ -65,9 +75,17 @@ class LiteLLMProvider:
         litellm = import_litellm()
         kwargs = _kwargs(litellm, model, request)
         started = time.perf_counter()
+        cancel = request.cancel
         try:
-            response = litellm.completion(**kwargs)
+            if cancel is None:
+                response = litellm.completion(**kwargs)
+            else:
+                response = _cancellable(litellm.acompletion(**kwargs), cancel)
+        except concurrent.futures.CancelledError:
+            raise StreamInterrupted(cancel.reason if cancel else "cancelled") from None
         except Exception as exc:
+            if cancel is not None and cancel.cancelled:  # our own abort broke it: not retried
+                raise StreamInterrupted(cancel.reason) from None
             raise _translate(exc, litellm, model.name) from None
         latency = (time.perf_counter() - started) * 1000
         data = response.model_dump() if hasattr(response, "model_dump") else response
@@ -107,6 +125,29 @@ class LiteLLMProvider:
         if sink.cancelled:
             raise assembler.interrupted(sink.reason)
         return assembler.answered(model.name)
+
+
+def _call_loop() -> asyncio.AbstractEventLoop:
+    """The one loop litellm's cancellable calls run on, started at the first: one loop
+    for all, as litellm caches its async clients (bound to the loop they were made on)."""
+    global _loop
+    with _import_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="litellm-calls", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def _cancellable(call: Any, cancel: Cancellation) -> Any:
+    """``call`` (a coroutine) awaited on the call loop; ``cancel.cancel()`` cancels its
+    task (the connection is closed) and this raises concurrent.futures.CancelledError."""
+    future = asyncio.run_coroutine_threadsafe(call, _call_loop())
+    cancel.opened(future.cancel)  # already gone: cancelled at once
+    try:
+        return future.result()
+    finally:
+        cancel.opened(None)
 
 
 def _kwargs(litellm: ModuleType, model: ModelConfig, request: ChatRequest) -> dict[str, Any]:
