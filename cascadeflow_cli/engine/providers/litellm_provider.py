@@ -45,6 +45,7 @@ from cascadeflow_cli.engine.providers.transport import MAX_RESPONSE_BYTES
 from cascadeflow_cli.errors import (
     MissingApiKeyError,
     ProviderAuthError,
+    ProviderBrokenError,
     ProviderError,
     ProviderResponseError,
     ProviderTimeoutError,
@@ -101,7 +102,7 @@ class LiteLLMProvider:
         stream = None
         try:
             stream = litellm.completion(**kwargs)
-            received = 0
+            received = 0  # from here on the stream has begun (200): the provider has the request
             for chunk in stream:
                 parts = len(assembler.parts)
                 assembler.add(chunk)
@@ -116,7 +117,9 @@ class LiteLLMProvider:
         except ProviderError:
             raise
         except Exception as exc:
-            raise _translate(exc, litellm, model.name) from None
+            if stream is None:
+                raise _translate(exc, litellm, model.name) from None
+            raise _broke_mid_stream(exc, litellm, model.name, assembler) from None
         finally:
             close = getattr(stream, "close", None)
             if callable(close):
@@ -148,6 +151,27 @@ def _cancellable(call: Any, cancel: Cancellation) -> Any:
         return future.result()
     finally:
         cancel.opened(None)
+
+
+def _broke_mid_stream(exc: Exception, litellm: ModuleType, model: str,
+                      assembler: StreamAssembler) -> ProviderError:
+    """The error of a stream that failed after it began, as openai_compat's stream_once
+    has it: sent (billed), with what was generated as its partial. A stream closed mid-answer
+    was litellm's MidStreamFallbackError, said as "provider returned HTTP 500" and recorded
+    at $0 with the answer's first words already printed (hostile-23)."""
+    mid_stream = getattr(litellm.exceptions, "MidStreamFallbackError", None)
+    if mid_stream is not None and isinstance(exc, mid_stream):
+        cause = exc.original_exception or exc
+        detail = str(getattr(cause, "message", "") or cause).splitlines()[0][:200] if str(cause) else ""
+        error: ProviderError = ProviderBrokenError(
+            f"{model}: the stream broke mid-answer" + (f": {detail}" if detail else ""), model=model)
+    else:
+        error = _translate(exc, litellm, model)
+    error.sent = True
+    if assembler.parts or assembler.finish_reason:
+        assembler.finish_reason = assembler.finish_reason or "error"
+        error.partial = assembler.completion()
+    return error
 
 
 def _kwargs(litellm: ModuleType, model: ModelConfig, request: ChatRequest) -> dict[str, Any]:
