@@ -215,7 +215,8 @@ def test_forecast_must_survive(seeded: CliRunner, tmp_path: Path) -> None:
     before = forecast_json(seeded, "--user", "alice", "--as-of", "2020-01-01")
     assert before["method"] == "none" and before["mean"] == 0.0 and before["lower"] == 0.0
     one_day = forecast_json(seeded, "--user", "alice", "--as-of", (FIRST + timedelta(days=1)).isoformat())
-    assert one_day["short_history"] is True and one_day["method"] == "one day of history, lasting as long again"
+    assert one_day["short_history"] is True
+    assert one_day["method"] == "one day of history, lasting as long again"
     assert one_day["lower"] == 0.0 < one_day["median"] < one_day["upper"]
     empty = CliRunner(tmp_path, seeded.config, tmp_path / "empty.db")
     assert forecast_json(empty, "--user", "nobody")["mean"] == 0.0
