@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
+from cascadeflow_cli.analytics.forecast_paths import _log_width, _naive_paths, _widen
 from cascadeflow_cli.analytics.periods import budget_period, month_bounds, window_budget, window_period
 from cascadeflow_cli.analytics.types import BudgetOutlook, BudgetPeriod, CostPrediction, DailyForecast
 from cascadeflow_cli.words import count_of
@@ -54,9 +55,7 @@ __all__ = ["BudgetOutlook", "BudgetPeriod", "CostForecaster", "CostPrediction", 
 MIN_HISTORY_DAYS = 14
 DEFAULT_CONFIDENCE = 0.9
 WIDEN_AT = 0.9  # the interval level at which small-sample widening is matched
-PRIOR_CV = 0.5  # day-to-day variation assumed of a short history before its own days are seen ...
 MIN_SPREAD_WINDOWS = 2.0  # independent windows the error paths need to measure a spread
-PRIOR_DAYS = 3  # ... worth this many days of them
 SHOWN_DAYS = 365  # the history a prediction carries for the chart (56 days) and --plot (90)
 
 
@@ -177,6 +176,7 @@ class CostForecaster:
         uncertainty of the interval's width (a biased mean, as the issue measured)."""
         import numpy as np
 
+        from cascadeflow_cli.analytics.forecast_jump import jumped_days
         from cascadeflow_cli.analytics.forecast_notes import burst_note, one_off_note
         from cascadeflow_cli.analytics.regular import schedule, schedule_paths
         from cascadeflow_cli.analytics.selection import MAX_DAYS, choose
@@ -199,6 +199,9 @@ class CostForecaster:
         rng = np.random.default_rng(self.seed)
         if n == 1:
             return self._one_day(y, days, rng, notes, series.start)
+        jump = jumped_days(y[-MAX_DAYS:], horizon)
+        if jump:
+            return self._after_jump(series, horizon, days, jump)
         plan = schedule(y[-MAX_DAYS:])
         if plan is not None:
             paths, expected = schedule_paths(plan, days, self.n_paths, rng)
@@ -270,26 +273,49 @@ class CostForecaster:
 
     def _one_day(self, y: np.ndarray, days: int, rng: np.random.Generator, notes: list[str],
                  day: date) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...]]:
-        """One day of history: a one-off or the first day of a habit, and nothing tells
-        which. Its spend goes on (at the naive estimate's uncertain level) for as long
-        again with chance 1/2: t more days with chance 1/(1+t) (the Lindy/Gott rule, as
-        the quiet's), t at each day's middle. The naive estimate alone was that day x the
-        horizon ($250 yesterday: a median of $7,500, 90% $2,995-$19,107), a daily habit
-        taken for certain; now the range runs from no more spend to most of a month."""
+        """One day of history: a one-off or the first day of a habit (`forecast_jump`'s
+        mixture, with nothing before it). The naive estimate alone was that day x the
+        horizon ($250 yesterday: a median of $7,500, 90% $2,995-$19,107)."""
         import numpy as np
 
+        from cascadeflow_cli.analytics.forecast_jump import lindy_mix
         from cascadeflow_cli.money import format_dollars
 
         level = float(y[0])
-        paths = _naive_paths(y, days, self.n_paths, rng, 1)
-        lasts = 1.0 / rng.uniform(1e-12, 1.0, size=(paths.shape[0], 1)) - 1.0
-        t = np.arange(days) + 0.5
-        paths = np.where(lasts > t[None, :], paths, 0.0)
+        new = _naive_paths(y, days, self.n_paths, rng, 1)
+        paths, chance = lindy_mix(new, np.zeros((1, days)), 1, rng)
         notes.append(f"only 1 day of history ({format_dollars(level)} on {day.isoformat()}): one "
                      "day says little, a one-off or a daily habit; the forecast is that day's "
                      "spend going on t more days with chance 1/(1+t): from no more spend to most of a "
                      "month of it")
-        return paths, level / (1.0 + t), "one day of history, lasting as long again", tuple(notes)
+        return paths, level * chance, "one day of history, lasting as long again", tuple(notes)
+
+    def _after_jump(self, series: DailySeries, horizon: int, days: int,
+                    age: int) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...]]:
+        """The last ``age`` days jumped (`forecast_jump`): their level going on, mixed with
+        the forecast of the days before them. Left to the models, a x100 price 10 days
+        back gave a 90% upper bound of $46 million; a cent a day then $50 yesterday, the
+        $50 left out as a one-off, a range of $0.30-$0.30."""
+        import numpy as np
+
+        from cascadeflow_cli.analytics.forecast_jump import lindy_mix
+        from cascadeflow_cli.money import format_dollars
+
+        rng = np.random.default_rng(self.seed + 2)
+        recent = series.values[-age:]
+        old, old_mean, method, notes = self._paths(series.until(series.as_of - timedelta(days=age)),
+                                                   horizon, age + days)
+        new = _naive_paths(recent, days, self.n_paths, rng, age)
+        paths, chance = lindy_mix(new, old[:, age:], age, rng)
+        expected = chance * float(np.mean(recent)) + (1 - chance) * old_mean[age:]
+        first = series.as_of - timedelta(days=age)
+        spent = format_dollars(float(recent.sum()))
+        note = (f"the last {count_of(age, 'day')} (from {first.isoformat()}, {spent}) "
+                f"jumped to over 10 times the usual day: a new level or a one-off; the forecast "
+                f"is that level going on t more days with chance {age}/({age}+t), else the level "
+                "before it")
+        method = f"{method}, mixed with the level of the last {count_of(age, 'day')}"
+        return paths, expected, method, (*notes, note)
 
 
 # --- the daily series -------------------------------------------------------------
@@ -356,77 +382,6 @@ class DailySeries:
         lo = max((first - self.start).days, 0) if first > self.start else 0
         hi = min((last - self.start).days + 1, len(self.values))
         return float(self.values[lo:hi].sum()) if hi > lo else 0.0
-
-
-# --- naive estimate for short histories -------------------------------------------
-
-
-def _naive_paths(y: np.ndarray, days: int, n_paths: int, rng: np.random.Generator,
-                 history: int) -> np.ndarray:
-    """Days drawn at random from the recent days ``y``, times an uncertain level: the
-    mean of n days is known only to about cv/sqrt(n), and the level drifts over the
-    horizon, by as much as the history's weekly totals moved from week to week (with
-    fewer than three weeks of ``history``: by cv sqrt(days / 4n)). A flat history gets a
-    narrow interval, a jumpy one a wide one."""
-    import numpy as np
-
-    n = len(y)
-    mean = float(np.mean(y))
-    cv = float(np.std(y)) / mean if mean > 0 else 0.0
-    # a few identical days say nothing about how days vary: the spread starts from a
-    # prior day-to-day variation worth PRIOR_DAYS days, which a longer history outweighs
-    cv = math.sqrt((n * cv**2 + PRIOR_DAYS * PRIOR_CV**2) / (n + PRIOR_DAYS))
-    weeks = y[len(y) % 7:].reshape(-1, 7).sum(axis=1) if n >= 21 else np.zeros(0)
-    if len(weeks) >= 3 and np.all(weeks > 0):
-        drift = float(np.std(np.diff(np.log(weeks)))) * math.sqrt(days / 14)
-    else:
-        # by how much the amounts vary (the days with spend, the same prior): the empty
-        # days are the rate of spend, whose uncertainty cv / sqrt(n) holds already. The
-        # days' cv itself (4.4 for one $250 day in 20) drifted a burst to a 90% bound of
-        # $7,119, 28 bursts in 30 days; for a user who spends every day the two agree
-        sizes = y[y > 0]
-        size_cv = float(np.std(sizes)) / float(np.mean(sizes)) if len(sizes) else 0.0
-        size_cv = math.sqrt((len(sizes) * size_cv**2 + PRIOR_DAYS * PRIOR_CV**2) / (len(sizes) + PRIOR_DAYS))
-        drift = size_cv * math.sqrt(days / (4.0 * max(history, 7)))
-    # a relative uncertainty (cv / sqrt(n), drift) as the sigma of a lognormal level with
-    # that relative spread: used as the sigma itself, one $250 day in 20 (cv 4.4) gave a
-    # level sigma of 2.8 and an upper bound of $66,080 for a user who had spent $250
-    spread = math.sqrt(math.log1p(cv**2 / n + drift**2))
-    draws = rng.choice(y, size=(n_paths, days), replace=True)
-    paths = draws * np.exp(rng.normal(0.0, spread, size=(n_paths, 1)))
-    # centred so the median total is the recent days' mean x days (a bootstrap sum of
-    # skewed days has a lower median: that would under-forecast every bursty user)
-    middle = float(np.median(paths.sum(axis=1)))
-    return paths * (mean * days / middle) if middle > 0 else paths
-
-
-def _widen(paths: np.ndarray, factor: float, horizon: int) -> np.ndarray:
-    """Spread the paths' ``horizon``-day totals ``factor`` times wider on the log scale
-    around their median, scaling each path as a whole (its days keep their shape)."""
-    import numpy as np
-
-    totals = paths[:, :horizon].sum(axis=1)
-    spent = totals > 0
-    if factor <= 1.0 or spent.sum() < 2:
-        return paths
-    log_totals = np.log(totals[spent])
-    centre = float(np.median(log_totals))
-    scale = np.exp((factor - 1.0) * (log_totals - centre))
-    out = paths.copy()
-    out[spent] *= scale[:, None]
-    return out
-
-
-def _log_width(paths: np.ndarray, horizon: int, confidence: float) -> float:
-    """The width of the central ``confidence`` of the paths' log ``horizon``-day totals."""
-    import numpy as np
-
-    totals = paths[:, :horizon].sum(axis=1)
-    totals = totals[totals > 0]
-    if len(totals) < 2:
-        return 0.0
-    lo, hi = np.quantile(np.log(totals), [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(hi - lo)
 
 
 def small_sample_factor(windows: float, confidence: float) -> float:

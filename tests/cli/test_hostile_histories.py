@@ -20,7 +20,9 @@ tests/fixtures/history_hostile_more.csv (forecast-14), the forecasts such users 
   burst3   $250 over 2026-09-09 to 2026-09-11, nothing before or after
   huge2    $1.00-$1.20 every day to 2026-09-28 and $10,000 more on 2026-09-27
   days17   $1-$3 every day of the 17 to 2026-09-28
-  twohuge  huge2's $1.00-$1.20 a day and $10,000 more on 2026-07-21 and on 2026-09-19 (forecast-15)"""
+  twohuge  huge2's $1.00-$1.20 a day and $10,000 more on 2026-07-21 and on 2026-09-19 (forecast-15)
+  x100     huge2's days without the $10,000, x100 from 2026-09-19 (a price change, 10 days)
+  centjump $0.01 every day to 2026-09-27, then $50 on 2026-09-28"""
 
 from __future__ import annotations
 
@@ -395,3 +397,21 @@ def test_budget_show_after_thirty_quiet_days(today_ledger: CliRunner) -> None:
     # nothing spent this month, and the quiet lasting the rest of it is inside the interval
     assert outlook["spent_to_date"] == 0.0 and outlook["lower"] == 0.0
     assert outlook["lower"] <= outlook["expected_total"] <= outlook["upper"]
+
+
+def test_a_recent_jump_is_a_new_level_or_a_one_off(more: CliRunner) -> None:
+    """x100 for the last 10 days (about $110 a day after $1.10): a 90% upper bound of $46
+    million; a cent a day then $50 yesterday: the $50 left out, a range of $0.30-$0.30.
+    Now the new level goes on t more days with chance a/(a+t), else the old level."""
+    price = user_forecast(more, "x100")
+    assert "the last 10 days (from 2026-09-19, $1,100.00) jumped" in notes(price), notes(price)
+    assert "with chance 10/(10+t), else the level before it" in notes(price)
+    # the old level's month ($33) and most of a month at the new one ($3,300) both inside
+    assert 25.0 < price["lower"] < 100.0 and 2000.0 < price["upper"] < 6000.0, price
+    assert price["lower"] < price["median"] < price["upper"]
+    assert price["method"].endswith("mixed with the level of the last 10 days")
+    cent = user_forecast(more, "centjump")
+    assert "the last 1 day (from 2026-09-28, $50.00) jumped" in notes(cent), notes(cent)
+    assert not any("left out of the forecast" in n for n in cent["notes"])
+    assert cent["lower"] == pytest.approx(0.30, abs=0.01) and 50.0 < cent["upper"] < 30 * 50.0, cent
+    assert 10.0 < cent["median"] < 200.0 and cent["median"] < cent["mean"] < 400.0
