@@ -224,8 +224,28 @@ def _phase(exc: BaseException) -> bool | None:
     return None
 
 
+def _answered(exc: BaseException) -> bool:
+    """Whether ``exc`` (or a cause) was raised while litellm turned a received 200 body
+    into its response object: the provider answered (and billed), with a body that is no
+    chat completion (an error object, a usage of 10.5 tokens). litellm files those under
+    a status it makes up (422, 500), which read as an error status no provider bills."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        tb = cause.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_name == "convert_to_model_response_object":
+                return True
+            tb = tb.tb_next
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
+
+
 def _translate(exc: Exception, litellm: ModuleType, model: str) -> ProviderError:
     errors = litellm.exceptions
+    if _answered(exc):  # as openai_compat.parse_chat_completion: sent, charged an estimate
+        return ProviderResponseError(f"{model}: provider answered with a malformed chat completion",
+                                     model=model, sent=True)
     message = str(getattr(exc, "message", "") or exc).splitlines()[0][:200] if str(exc) else ""
     if isinstance(exc, errors.Timeout):  # a read timeout, unless the cause says connect
         return ProviderTimeoutError(f"{model}: no answer in time", model=model,
