@@ -34,13 +34,13 @@ def read_all(sock: socket.socket) -> bytes:
     return got
 
 
-@pytest.fixture
-def slow(tmp_path: Path, server: ReplayServer) -> Iterator[Stack]:
+@pytest.fixture(params=["auto", "asyncio"])  # uvloop (serve's, when installed) and asyncio's own
+def slow(request: pytest.FixtureRequest, tmp_path: Path, server: ReplayServer) -> Iterator[Stack]:
     """A Stack under `cascade serve`'s own HTTP protocol (server/protocol.py), its models slow."""
     config, db = write_config(tmp_path, server), tmp_path / "ledger.db"
     key = make_key(config, db)
     app = build_app(ServeSettings(str(config), str(db), concurrency=4), write_log=lambda line: None)
-    with ProtocolServer(app) as srv:
+    with ProtocolServer(app, loop=request.param) as srv:
         yield _slowed(Stack(f"http://127.0.0.1:{srv.port}/v1", key, db, config, server, []))
 
 

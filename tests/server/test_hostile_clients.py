@@ -68,14 +68,14 @@ def test_a_client_that_leaves_before_its_body_is_a_499_not_a_500_with_a_tracebac
 class ProtocolServer(ThreadServer):
     """``app`` under uvicorn with `cascade serve`'s own HTTP protocol (server/protocol.py)."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: object, loop: str = "auto") -> None:
         import uvicorn
 
         from cascadeflow_cli.server.protocol import OpenAIErrorsProtocol
 
         super().__init__(app)
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
-                                http=OpenAIErrorsProtocol)  # type: ignore[arg-type]
+                                http=OpenAIErrorsProtocol, loop=loop)  # type: ignore[arg-type]
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
