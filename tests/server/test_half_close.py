@@ -6,6 +6,7 @@ hang-up is (tests/server/test_hangup.py). Raw sockets on a real `cascade serve`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -75,12 +76,22 @@ def test_a_half_closed_client_still_reading_gets_its_answer(slow: Stack, stream:
     assert slow.replay.abandoned == 0
 
 
+@pytest.mark.parametrize("read_first", [False, True], ids=["unread", "read"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-def test_a_client_that_shut_then_closed_is_cancelled(slow: Stack, stream: bool) -> None:
-    """Its FIN is a half-close's: the close is told by the RST a write draws."""
+def test_a_client_that_shut_then_closed_is_cancelled(slow: Stack, stream: bool, read_first: bool) -> None:
+    """Its FIN is a half-close's: the close is told by the RST a write draws (at once from
+    a client that closed with a probe unread, at the next probe from one that read all),
+    then by the write after it failing (with one probe only, neither was told)."""
     sock = send(slow, stream=stream)
     sock.shutdown(socket.SHUT_WR)
     wait_until(lambda: slow.replay.request_count("gpt-4o-mini") == 1)
+    if read_first:  # every probe sent so far, then nothing unread
+        got = sock.recv(65536)
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while part := sock.recv(65536):
+                got += part
+        assert got and got == PROBE * (len(got) // len(PROBE))
     sock.close()
     left = time.monotonic()
     wait_until(lambda: ledger_rows(slow.db, "requests"))
