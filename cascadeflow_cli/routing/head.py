@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 HEAD_VERSION = 1
-EMBEDDING_MODEL = "minilm-int8-1.0.0-mm8-t128"  # the vectors the head was trained on (semantic.MODEL_VERSION)
+EMBEDDING_MODEL = "minilm-int8-1.0.0-mm8-t256"  # the vectors the head was trained on (semantic.MODEL_VERSION)
 ENV_VAR = "CASCADE_DOMAIN_HEAD"
 KNN_K = 25  # nearest training examples that vote
 KNN_SHARPNESS = 0.05  # a neighbour's vote: exp(similarity / KNN_SHARPNESS)
