@@ -16,7 +16,8 @@ Views (unit length; windows are 126 tokens between [CLS] and [SEP], as the model
 (the mean of the first and last windows' unit vectors), ``all:N`` (the mean over the first N
 non-overlapping windows, the last window always in), ``tN`` (the first N tokens in one run,
 [CLS] and [SEP] included: ``t128`` the vectors shipped before, ``t256`` the shipped ones),
-``headtail:H`` (one run of the first H tokens and the last 126 - H), ``wlast:W`` (the first
+``headtail:H`` (one run of the first H tokens and the last 126 - H), ``htN:H`` (the same in
+N tokens: a row of at most N as ``tN``), ``wlast:W`` (the first
 window's unit vector plus W times the last's).
 
     OPENBLAS_NUM_THREADS=1 python bench/domain_length.py [--salts '' a b] [--views first firstlast ...]
@@ -75,6 +76,10 @@ class Windows:
         ids = self.tokens(text)
         if name.startswith("t") and name[1:].isdigit():  # the first N tokens in one run
             return self.vector(ids[: int(name[1:]) - 2])
+        if name.startswith("ht"):  # htN:H: one run of N tokens, the first H and the last N - 2 - H
+            size, head = (int(v) for v in name[2:].split(":"))
+            tail = len(ids) - (size - 2 - head)
+            return self.vector(ids if len(ids) <= size - 2 else ids[:head] + ids[tail:])
         if name.startswith("headtail:"):  # one run: the first H tokens and the last 126 - H
             head = int(name.split(":")[1])
             return self.vector(ids[:head] + ids[-(WINDOW - head):])

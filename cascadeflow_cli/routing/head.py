@@ -205,7 +205,10 @@ class DomainHead:
                 or extra["example_labels"].shape != (len(examples),)
                 or extra["example_weights"].shape != (len(examples),)
                 or not (extra["example_labels"] >= 0).all()
-                or not (extra["example_labels"] < len(DOMAINS)).all())):
+                or not (extra["example_labels"] < len(DOMAINS)).all()
+                # a NaN weight (or a float example) made every confidence NaN (exit 0, 'confidence nan')
+                or not (np.isfinite(extra["example_weights"]) & (extra["example_weights"] >= 0)).all()
+                or not np.isfinite(examples).all())):
             raise ModelFileError(f"{where}: damaged (nearest examples)")
         if examples is None:
             knn = 0.0
