@@ -257,6 +257,7 @@ def test_a_megabyte_query_is_cut_for_the_model_and_read_whole_by_the_rules(
     assert np.array_equal(embedder.embed([huge]), embedder.embed([prose[:MAX_CHARS]]))  # its start only
     result = detector.detect(huge)
     assert "stack trace" in result.signals["code"]  # the signal only its end has
+    assert result.domain == "code"  # the head weighs the rules' stack trace (it was general 0.46)
 
 
 def test_a_lone_surrogate_reaches_the_model_as_a_replacement_character(
