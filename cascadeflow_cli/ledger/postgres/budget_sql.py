@@ -128,7 +128,8 @@ def _numbered(sql: str) -> str:
     return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, start=1))
 
 
-EXPIRE_SQL = "delete from reservations where expires_at <= %s"
+# another host's reservations past their deadline; this host's are judged by liveness (stale_here)
+EXPIRE_SQL = "delete from reservations where expires_at <= %s and host is distinct from %s"
 REQUESTS_SQL = 'select coalesce(max(requests), 0) from spend_totals where "user" = %s'
 RESERVE_SQL = ('insert into reservations (id, "user", request_id, amount_nusd, created_at, expires_at, '
                "pid, host) values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (id) do nothing")
@@ -218,11 +219,11 @@ class PgBudgetTransaction(PgKeyTxn):
         assert row is not None
         if host is not None:
             # pid liveness is judged here, on this host, for this host's reservations only
-            from cascadeflow_cli.ledger.enforcement import gone
+            from cascadeflow_cli.ledger.enforcement import stale_here
 
             self._expire = False
             ids, pids = row[-2] or [], row[-1] or []
-            dead = [rid for rid, pid in zip(ids, pids, strict=True) if gone(pid)]
+            dead = [rid for rid, pid in zip(ids, pids, strict=True) if stale_here(rid, pid)]
             if dead:  # rare: a process killed mid-request; read again without them
                 self._send("delete from reservations where id = any(%s)", [dead])
                 return self.spend_state(asks)
@@ -239,9 +240,10 @@ class PgBudgetTransaction(PgKeyTxn):
         return int(row[0]) if row else 0
 
     def expire_reservations(self, now: datetime) -> None:
-        """Past their deadline (the database's clock), or made on this host by a process
-        that is gone (found with the next read). Another host's pids are not ours to judge."""
-        self._queue.append((EXPIRE_SQL, [now]))
+        """Another host's past their deadline (the database's clock); this host's when
+        ``stale_here`` says so (found with the next read): a wall clock moved forward
+        expired live ones. Another host's pids are not ours to judge."""
+        self._queue.append((EXPIRE_SQL, [now, self.host]))
         self._expire = True
 
     def reserve(self, hold: Any) -> None:
