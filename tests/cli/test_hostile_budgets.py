@@ -71,3 +71,17 @@ def test_budget_show_counts_the_users_teams(tmp_path: Path, server: ReplayServer
     assert server.request_count() == 0
     outsider = cli("budget", "show", "carol")
     assert outsider.code == 0 and "has no budget" in outsider.stderr
+
+
+def test_a_limit_is_stored_down_to_whole_nano_dollars_never_up(tmp_path: Path, server: ReplayServer) -> None:
+    """Rounded half-even, $0.0000000015 was stored as $0.000000002 (a limit above the one
+    typed) while `budget set` echoed $0.0000000015, and $0.0000000006 became $0.000000001."""
+    cli = _runner(tmp_path, server, "", '\n[budgets]\nmode = "block"\n')
+    for typed, stored in (("0.0000000015", 1e-9), ("0.0000000025", 2e-9), ("1e-9", 1e-9), ("0", 0.0)):
+        done = cli("budget", "set", "ann", "--daily", typed)
+        assert done.code == 0, done.stderr
+        assert cli("budget", "show", "ann", "--json").json()["windows"][0]["limit"] == stored  # type: ignore[index]
+    refused = cli("budget", "set", "ann", "--daily", "0.0000000006")
+    assert refused.code == 1 and "smallest amount" in refused.stderr
+    assert_one_error_line(refused.stderr)
+    assert cli("budget", "show", "ann", "--json").json()["windows"][0]["limit"] == 0.0  # type: ignore[index]
