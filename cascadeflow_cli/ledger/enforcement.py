@@ -467,13 +467,14 @@ def hold_own(reservation_id: str, ttl_s: float) -> None:
             del _held[first]
 
 
-def stale_here(reservation_id: str, pid: int | None) -> bool:
-    """A reservation made on this host to drop: this process's past its monotonic deadline
-    (or never this process's: a dead process's pid now ours), another's whose process is gone."""
+def stale_here(reservation_id: str, pid: int | None, expired: bool) -> bool:
+    """A reservation made on this host to drop: this process's past its monotonic deadline,
+    another's whose process is gone. One with this process's pid that it did not make (a
+    dead process's pid reused) goes by ``expired``, its expiry on the wall clock, as before."""
     if pid == os.getpid():
         with _held_lock:
             deadline = _held.get(reservation_id)
-        return deadline is None or deadline <= time.monotonic()
+        return expired if deadline is None else deadline <= time.monotonic()
     return gone(pid)
 
 
@@ -481,9 +482,8 @@ def is_stale(reservation_id: str, expires_at: str, pid: int | None, host: str | 
              this_host: str) -> bool:
     """A reservation to drop (for every backend's expire_reservations): one of this host's
     as ``stale_here`` judges it; another host's past its expiry (a pid there means nothing here)."""
-    if host == this_host:
-        return stale_here(reservation_id, pid)
-    return parse_ts(expires_at) <= now
+    expired = parse_ts(expires_at) <= now
+    return stale_here(reservation_id, pid, expired) if host == this_host else expired
 
 
 def gone(pid: int | None) -> bool:

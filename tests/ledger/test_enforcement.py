@@ -250,7 +250,7 @@ def test_reservations_of_dead_processes_and_expired_ones_are_dropped(
         for rid, pid, expires in (
             ("dead", dead.pid, NOW + timedelta(hours=1)),
             ("expired", os.getppid(), NOW - timedelta(seconds=1)),
-            ("not-ours", os.getpid(), NOW + timedelta(hours=1)),  # our pid, but never ours: reused
+            ("not-ours", os.getpid(), NOW - timedelta(seconds=1)),  # our pid, not ours (reused): by expiry
         ):
             host = "elsewhere" if rid == "expired" else socket.gethostname()
             txn.reserve(Hold(rid, "gus", "x", 10_000_000, format_ts(NOW), format_ts(expires), pid or 0, host))
