@@ -40,8 +40,10 @@ question-word features (0.885-0.889 / 0.875-0.879), real-user rows weighted 2-8x
 with the new rules, the vote's K and sharpness (8 pairs around 25 and 0.05: none better).
 
 The vectors are those of the int8 products (routing.int8_matmul), one text per model call,
-128 tokens: through the detector 0.885 and 0.871 out-of-fold (0.889 and 0.878 on the float
-path at 256 tokens; the difference is two real-user rows). The penalty is one of L2S,
+256 tokens since domains-16/17 (semantic.MAX_TOKENS; bench/domain_length.py: nested over five
+fold partitions 0.869 / 0.902 -> 0.875 / 0.907); at 128 tokens, through the detector 0.885 and
+0.871 out-of-fold (0.889 and 0.878 on the float path at 256 tokens; the difference is two
+real-user rows). The penalty is one of L2S,
 chosen out-of-fold with the rest (accuracy is flat over 1e-4..1e-3: +-0.005). Tried and
 left out, out-of-fold: class-balanced row weights (real-user 0.873-0.877), a stacked second
 logistic regression over the head's, the vote's and the rules' log-probabilities (0.869-

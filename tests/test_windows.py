@@ -76,3 +76,24 @@ def test_total_window_never_resets() -> None:
 def test_unknown_window() -> None:
     with pytest.raises(ValueError):
         window("hourly", utc(2026, 1, 1), "UTC")
+
+
+@pytest.mark.parametrize("tz", ["Pacific/Apia", "America/Santiago", "Australia/Lord_Howe", "Europe/London",
+                                "Asia/Kathmandu", "America/St_Johns", "Pacific/Kiritimati", "America/Havana"])
+def test_windows_tile_time_without_gap_or_overlap(tz: str) -> None:
+    """hostile-25: each window ends where the next starts and holds its own last microsecond,
+    through DST changes (Lord Howe's 30 minutes, Santiago's and Havana's skipped midnights),
+    a skipped day (Apia, 2011-12-30), odd offsets, month ends on the 31st and Feb 29: any
+    instant's spend counts in exactly one daily, weekly and monthly window."""
+    from datetime import timedelta
+
+    for name in ("daily", "weekly", "monthly"):
+        for first, last in ((datetime(2011, 3, 1, tzinfo=UTC), datetime(2012, 3, 15, tzinfo=UTC)),
+                            (datetime(2027, 12, 1, tzinfo=UTC), datetime(2028, 12, 1, tzinfo=UTC))):
+            w = window(name, first, tz)
+            assert w.end is not None and w.start <= first < w.end
+            while w.end < last:
+                assert window(name, w.end - timedelta(microseconds=1), tz) == w
+                after = window(name, w.end, tz)
+                assert after.end is not None and after.start == w.end < after.end, (tz, name, w)
+                w = after

@@ -59,7 +59,7 @@ def show(
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         return
     status, outlook = report.status, report.outlook
-    if status.budget is None:
+    if status.budget is None and not status.team_states:
         sys.stderr.write(
             f"{shown_name(user)} has no budget (and there is no [budgets.default]): "
             "requests are allowed and recorded\n"

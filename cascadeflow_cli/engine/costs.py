@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from cascadeflow_cli.config import AppConfig, ModelConfig
 from cascadeflow_cli.engine.pricing import Price, Usage, cost_nanos, lookup_price
+from cascadeflow_cli.errors import PricingError
 
 Estimate = Callable[[Sequence[str]], int]  # a chain's model names -> its worst case, nano-USD
 
@@ -64,7 +65,9 @@ class ChainCosts:
     def degraded_chain(self, names: Sequence[str], worst_case: Estimate) -> list[str] | None:
         """The cheaper chain for degrade mode: the configured one, else this chain
         without its most expensive model; None unless it is cheaper by price (its dearest
-        model is cheaper than this chain's dearest, and so is its worst case)."""
+        model is cheaper than this chain's dearest, and so is its worst case). A configured
+        chain holding a model of unknown price is none: what it costs cannot be reserved
+        (nor counted as $0); it made every budgeted user's request fail, however far under."""
         explicit = self.config.budgets.degraded_models
         candidate = list(explicit) if explicit else list(names[:-1])
         if not candidate:
@@ -73,5 +76,9 @@ class ChainCosts:
         def dearest(chain: Sequence[str]) -> int:
             return max(worst_case([n]) for n in chain)
 
-        cheaper = dearest(candidate) < dearest(names) and worst_case(candidate) < worst_case(names)
+        try:
+            cheap, cheap_worst = dearest(candidate), worst_case(candidate)
+        except PricingError:
+            return None
+        cheaper = cheap < dearest(names) and cheap_worst < worst_case(names)
         return candidate if cheaper else None

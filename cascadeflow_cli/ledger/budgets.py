@@ -15,14 +15,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.clock import format_ts
 from cascadeflow_cli.errors import InputError
 from cascadeflow_cli.ledger import schema
 from cascadeflow_cli.ledger.sql import money_sum_sql
-from cascadeflow_cli.money import amount_problem, nanos, nanos_from_usd
+from cascadeflow_cli.money import NANO_USD, amount_problem, nanos, nanos_from_usd
 from cascadeflow_cli.text import equivalent_name, spelled_name, user_name
 from cascadeflow_cli.windows import WINDOWS, Window
 
@@ -82,7 +82,13 @@ def parse_limit(value: Any, window: str) -> Decimal:
     problem = amount_problem(amount)
     if problem:
         raise InputError(f"--{window}: {value} {problem}")
-    return amount
+    # down to whole nano-dollars, as stored: rounded half-even, $0.0000000015 was stored as
+    # $0.000000002 (a limit above the one typed) while `budget set` echoed the typed one
+    floored = amount.quantize(NANO_USD, rounding=ROUND_FLOOR)
+    if floored == 0 < amount:
+        raise InputError(f"--{window}: {value} is below ${NANO_USD:f}, the smallest amount the ledger counts "
+                         "(use 0 for nothing)")
+    return floored
 
 
 # --- schema -----------------------------------------------------------------------

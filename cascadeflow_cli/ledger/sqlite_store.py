@@ -103,7 +103,7 @@ class BudgetTxn(SpendReads, SqliteKeyTxn):
 
         host = socket.gethostname()
         rows = self.db.conn.execute("select id, pid, host, expires_at from reservations")
-        stale = [rid for rid, pid, rhost, expires in rows if is_stale(expires, pid, rhost, now, host)]
+        stale = [rid for rid, pid, rhost, expires in rows if is_stale(rid, expires, pid, rhost, now, host)]
         for rid in stale:
             self.db.execute("delete from reservations where id = ?", [rid])
 

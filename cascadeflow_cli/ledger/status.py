@@ -4,12 +4,13 @@ Python API (CostTracker)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.ledger.budgets import BudgetConfig, effective_budget
-from cascadeflow_cli.ledger.enforcement import Verdict, WindowState, judge, window_states
+from cascadeflow_cli.ledger.enforcement import Verdict, WindowState, judge, read_states, window_states
+from cascadeflow_cli.ledger.teams import team_scopes, teams_of
 from cascadeflow_cli.money import usd
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ class BudgetStatus:
     requests: int
     mode: str
     timezone: str
+    # the windows of the user's teams (``scope`` "team NAME"), judged with their own: a team
+    # at its limit blocked the next request while `budget show` said "next request → allow"
+    team_states: list[WindowState] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The `cascade budget show --json` object of CLI.md (plus a few extras)."""
@@ -38,20 +42,22 @@ class BudgetStatus:
         def local(moment: datetime | None) -> str | None:
             return moment.astimezone(tz).isoformat(timespec="seconds") if moment else None
 
+        def row(s: WindowState) -> dict[str, Any]:
+            return {
+                "window": s.window,
+                "limit": usd(s.limit_nusd),
+                "spent": usd(s.spent_nusd),
+                "reserved": usd(s.reserved_nusd),
+                "remaining": usd(max(s.limit_nusd - s.used_nusd, 0)),
+                "pct_used": s.pct_used,
+                "resets_at": local(s.resets_at),
+            }
+
         return {
             "user": self.user,
-            "windows": [
-                {
-                    "window": s.window,
-                    "limit": usd(s.limit_nusd),
-                    "spent": usd(s.spent_nusd),
-                    "reserved": usd(s.reserved_nusd),
-                    "remaining": usd(max(s.limit_nusd - s.used_nusd, 0)),
-                    "pct_used": s.pct_used,
-                    "resets_at": local(s.resets_at),
-                }
-                for s in self.states
-            ],
+            "windows": [row(s) for s in self.states],
+            "team_windows": [{"team": (s.scope or "").removeprefix("team "), **row(s)}
+                             for s in self.team_states],
             "next_action": self.next.action,
             "next_message": self.next.message,
             "source": self.source,
@@ -73,8 +79,11 @@ def budget_status(
     own = ledger.get_budget(user)
     budget = own if own is not None else effective_budget(ledger, config, user)
     source = "user" if own is not None else ("default" if budget is not None else "none")
-    states = window_states(ledger, config.ledger.timezone, user, budget, ledger.clock.now())
-    verdict = judge(user, states, next_estimate_nusd, degraded_estimate_nusd, config.budgets)
+    now, timezone = ledger.clock.now(), config.ledger.timezone
+    states = window_states(ledger, timezone, user, budget, now)
+    teams = teams_of(config, user)
+    team_states = read_states(ledger, timezone, team_scopes(teams), now) if teams else []
+    verdict = judge(user, states + team_states, next_estimate_nusd, degraded_estimate_nusd, config.budgets)
     return BudgetStatus(
         user,
         budget,
@@ -85,4 +94,5 @@ def budget_status(
         ledger.request_count(user),
         config.budgets.mode,
         config.ledger.timezone,
+        team_states,
     )

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 HEAD_VERSION = 1
-EMBEDDING_MODEL = "minilm-int8-1.0.0-mm8-t128"  # the vectors the head was trained on (semantic.MODEL_VERSION)
+EMBEDDING_MODEL = "minilm-int8-1.0.0-mm8-t256"  # the vectors the head was trained on (semantic.MODEL_VERSION)
 ENV_VAR = "CASCADE_DOMAIN_HEAD"
 KNN_K = 25  # nearest training examples that vote
 KNN_SHARPNESS = 0.05  # a neighbour's vote: exp(similarity / KNN_SHARPNESS)
@@ -205,7 +205,10 @@ class DomainHead:
                 or extra["example_labels"].shape != (len(examples),)
                 or extra["example_weights"].shape != (len(examples),)
                 or not (extra["example_labels"] >= 0).all()
-                or not (extra["example_labels"] < len(DOMAINS)).all())):
+                or not (extra["example_labels"] < len(DOMAINS)).all()
+                # a NaN weight (or a float example) made every confidence NaN (exit 0, 'confidence nan')
+                or not (np.isfinite(extra["example_weights"]) & (extra["example_weights"] >= 0)).all()
+                or not np.isfinite(examples).all())):
             raise ModelFileError(f"{where}: damaged (nearest examples)")
         if examples is None:
             knn = 0.0

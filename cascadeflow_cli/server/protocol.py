@@ -24,6 +24,17 @@ HEAD_TIMEOUT_S = 30.0
 # and be at most this large: with httptools, one client sending an endless header took the
 # server to 565 MB and a core within two minutes (h11 stops at uvicorn's 16 KB already)
 MAX_HEAD_BYTES = 64 * 1024
+# A client's FIN with its request in flight is a half-close (HTTP/1.0 tools, `nc -N`: still
+# reading) or a close, the same on the wire: the transport stays open for the answer, and an
+# HTTP/1.1 client is probed with an interim 100 (every client parses 1xx before the final
+# response, RFC 9110 §15.2). One that closed answers the first probe with an RST, the next
+# write fails, and the request sees http.disconnect (the cascade stops). HTTP/1.0 may not
+# be sent a 1xx: such a client that closed is found only when the answer is written (its
+# cascade runs to the end, paid for, as before hang-ups were told). That includes a client
+# gone from behind nginx at its default `proxy_http_version 1.0` (it closes upstream): at
+# 1.1, the probe tells it. uvicorn alone took every FIN for a close (http.disconnect).
+PROBE = b"HTTP/1.1 100 Continue\r\n\r\n"
+PROBE_EVERY_S = 0.25
 
 
 def parse_error_message(exc: BaseException | None) -> str:
@@ -42,6 +53,8 @@ class OpenAIErrorsProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0  # received since the connection (or its last response) ended a request
     _running: Any = None  # httptools: the request whose app runs (``cycle`` is the latest parsed)
+    _half_closed = False  # the client sent its FIN while its request was in flight
+    _probe_timer: asyncio.TimerHandle | None = None
 
     def send_400_response(self, msg: str) -> None:
         # called from the parser's except clause: the error in hand says why
@@ -91,8 +104,31 @@ class OpenAIErrorsProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             self._refuse(ApiError(431, f"the request headers are larger than {MAX_HEAD_BYTES // 1024} KB",
                                   code="headers_too_large"), b"Request Header Fields Too Large")
 
+    def eof_received(self) -> bool | None:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or cycle.more_body:
+            return None  # idle, or its request cut short: the transport closes (uvicorn's way)
+        self._half_closed = True
+        self._probe()
+        return True  # the answer is still to be written
+
+    def _probe(self) -> None:
+        self._probe_timer = None
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None or cycle.response_started:
+            return  # the answer's own writes tell from here on
+        if self._running is not None and self._running is not cycle:
+            return  # pipelined: a 1xx would land inside the running request's answer
+        if cycle.scope.get("http_version") != "1.1":
+            return
+        self.transport.write(PROBE)
+        self._probe_timer = self.loop.call_later(PROBE_EVERY_S, self._probe)
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._half_closed and self._awaiting_head():  # all it sent is answered: nothing more can come
+            self.transport.close()
+            return
         if not self.transport.is_closing():
             self._arm()
 
@@ -104,6 +140,9 @@ class OpenAIErrorsProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
         running = self._running
         super().connection_lost(exc)
         if running is not None and running is not self.cycle and not running.response_complete:

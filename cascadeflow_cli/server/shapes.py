@@ -31,7 +31,14 @@ _UNSUPPORTED = {
     "top_logprobs": "log-probabilities",
     "modalities": "output modalities other than text",
     "web_search_options": "web searches",
+    # an answer that was to be biased or moderated would come back as neither
+    "logit_bias": "logit biases",
+    "moderation": "moderated completions",
 }
+# Not here, ignored as OpenAI-compatible servers do: hints on how a model samples or is
+# billed (temperature, seed, reasoning_effort, verbosity, service_tier: the cascade's own
+# config says how its models are asked), and what names or files the request (user,
+# metadata, store, prompt_cache_key, safety_identifier); parallel_tool_calls without tools
 _NOTHING_ASKED = (None, [], {}, "none")  # a field sent empty asks for nothing: accepted
 
 
@@ -40,6 +47,8 @@ def _asks_nothing(field: str, value: Any) -> bool:
         return value is None
     if value in _NOTHING_ASKED:
         return True
+    if field in ("tool_choice", "function_call"):  # reached once tools and functions asked
+        return value == "auto"  # nothing (they come first): with none to call, none is called
     if field == "response_format":
         return isinstance(value, dict) and value.get("type") == "text"
     if field in ("logprobs", "top_logprobs"):  # false and 0 are off too

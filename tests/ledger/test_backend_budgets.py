@@ -121,3 +121,29 @@ def test_postgresql_windows_follow_the_database_clock_not_a_skewed_host(pg_url: 
         assert abs(clock.now().timestamp() - server_now[0]) < 2  # what the host believes is the server's time
     finally:
         conn.close()
+
+
+def test_postgresql_clock_follows_a_host_clock_set_back(pg_url: str) -> None:
+    """hostile-25: a host clock set back an hour kept the offset measured before, so the
+    ledger's clock ran an hour early until the host caught up with the last measure (70
+    minutes): rows stamped in the wrong hour (the day before, near midnight) and each
+    reservation past its deadline on every other host's check as it was made."""
+    from cascadeflow_cli.dburl import parse_location
+    from cascadeflow_cli.ledger.postgres.connection import DatabaseClock, connect
+
+    conn = connect(parse_location(pg_url))
+    try:
+        host = FixedClock(datetime.now(UTC))
+        clock = DatabaseClock(lambda: conn, host=host)
+
+        def server_now() -> float:
+            row = conn.execute("select extract(epoch from clock_timestamp())::float8").fetchone()
+            assert row is not None
+            return float(row[0])
+
+        assert abs(clock.now().timestamp() - server_now()) < 2
+        for step in (timedelta(hours=-1), timedelta(minutes=5), timedelta(days=1)):
+            host.at += step  # set back an hour, then forward under the 10-minute refresh, then a day
+            assert abs(clock.now().timestamp() - server_now()) < 2, step
+    finally:
+        conn.close()

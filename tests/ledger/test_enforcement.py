@@ -250,13 +250,43 @@ def test_reservations_of_dead_processes_and_expired_ones_are_dropped(
         for rid, pid, expires in (
             ("dead", dead.pid, NOW + timedelta(hours=1)),
             ("expired", os.getppid(), NOW - timedelta(seconds=1)),
+            ("not-ours", os.getpid(), NOW - timedelta(seconds=1)),  # our pid, not ours (reused): by expiry
         ):
-            txn.reserve(Hold(rid, "gus", "x", 15_000_000, format_ts(NOW), format_ts(expires), pid or 0,
-                             socket.gethostname()))
+            host = "elsewhere" if rid == "expired" else socket.gethostname()
+            txn.reserve(Hold(rid, "gus", "x", 10_000_000, format_ts(NOW), format_ts(expires), pid or 0, host))
     # with $0.03 held by ghosts the $0.011 request would cross $0.02; once they go, it fits
     result = cascade.run("hello there, how are you?", "gus")
     assert result.answer == GOOD_ANSWER
     assert table_rows(db, "reservations") == []
+    # a live process of this host past its expiry (a wall clock moved forward, or it is
+    # stopped) keeps its reservation: it settles or releases it itself (hostile-25)
+    with cascade.ledger.budget_lock("gus") as txn:
+        txn.reserve(Hold("live", "gus", "x", 10_000_000, format_ts(NOW), format_ts(NOW - timedelta(hours=1)),
+                         os.getppid(), socket.gethostname()))
+    cascade.run("hello there, how are you?", "gus", models=["mini"])
+    assert [r["id"] for r in table_rows(db, "reservations")] == ["live"]
+
+
+def test_a_clock_moved_forward_does_not_drop_a_reservation_still_in_flight(
+    tmp_path: Path, server: ReplayServer, ledger_url: str
+) -> None:
+    """hostile-25: the wall clock jumped a day forward (NTP, a resumed VM; or a second process
+    whose clock runs ahead) while a request was in flight; its reservation expired by
+    ``expires_at`` and the next request was let through as if nothing were held: with
+    `cascade ask` through faketime, $0.86 spent of a $0.60 total budget."""
+    cascade, db = make(tmp_path, server, db=ledger_url)
+    assert cascade.ledger is not None and cascade.gate is not None
+    set_budget(cascade.ledger, "hal", BudgetConfig(total=Decimal("0.0015")))  # room for one $0.001 call
+    in_flight = cascade.gate.reserve("hal", "first", ["mini"], estimate=lambda names: 1_000_000,
+                                     degraded=lambda names: None, ttl_s=60.0)
+    assert in_flight.action == "allow" and in_flight.reservation_id is not None
+    assert isinstance(cascade.ledger.clock, FixedClock)
+    cascade.ledger.clock.at = cascade.clock.at = NOW + timedelta(days=1)  # type: ignore[attr-defined]
+    with pytest.raises(BudgetBlockedError, match="hal's total budget"):
+        cascade.run("hello there, how are you?", "hal", models=["mini"])
+    assert [r["amount_nusd"] for r in table_rows(db, "reservations")] == [1_000_000]
+    cascade.ledger.release(in_flight.reservation_id)  # the first request ended unpaid: room again
+    assert cascade.run("hello there, how are you?", "hal", models=["mini"]).cost_nusd == 1_000_000
 
 
 def test_hooks_filter_models_and_fail_closed(tmp_path: Path, server: ReplayServer) -> None:

@@ -81,16 +81,26 @@ def test_the_nearest_examples_vote_survives_a_save_and_votes_for_their_domain(tm
     assert loaded.combined(examples[3], {})[DOMAINS[3]] > 0.5  # the vote alone decides a blank head
 
 
-def test_damaged_nearest_examples_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("labels", "weights"), [
+    ([0, 9, 1], [1.0, 1.0, 1.0]),  # a label past the domains
+    ([0, 2, 1], [1.0, float("nan"), 1.0]),  # every confidence was NaN, exit 0
+    ([0, 2, 1], [1.0, -1.0, 1.0]),
+    ([0, 2, 1], None),  # examples of floats, one NaN
+])
+def test_damaged_nearest_examples_are_refused(tmp_path: Path, labels: list[int],
+                                              weights: list[float] | None) -> None:
     import json
 
     from cascadeflow_cli.routing.head import EMBEDDING_MODEL
 
     meta = json.dumps({"version": 1, "domains": list(DOMAINS), "embedding_model": EMBEDDING_MODEL,
                        "knn_weight": 1.0})
+    examples = np.zeros((3, 384), np.int8 if weights else np.float32)
+    if weights is None:
+        examples[1, 5], weights = np.nan, [1.0, 1.0, 1.0]
     np.savez(tmp_path / "h.npz", coef=np.zeros((6, 384)), bias=np.zeros(6), meta=np.array(meta),
-             examples=np.zeros((3, 384), np.int8), example_labels=np.array([0, 9, 1], np.int8),
-             example_weights=np.ones(3, np.float16))
+             examples=examples, example_labels=np.array(labels, np.int8),
+             example_weights=np.array(weights, np.float16))
     with pytest.raises(ModelFileError, match="nearest examples"):
         DomainHead.load(tmp_path / "h.npz")
 

@@ -21,8 +21,7 @@ def test_the_model_directory_is_made_from_shipped_and_installed_files(tmp_path: 
     assert str(directory).startswith(str(tmp_path))  # the user cache dir, under the test's HOME
     for name in (*MODEL_FILES, "model.onnx"):
         assert (directory / name).stat().st_size > 0
-    # 128 tokens, as the model was trained (its tokenizer.json says so): a long prompt costs half
-    # what 256 did, for no accuracy out-of-fold (bench/train_domain_head.py)
+    # the file as shipped (128, as the model was trained); the Embedder reads MAX_TOKENS, 256
     assert '"model_max_length": 128' in (directory / "tokenizer_config.json").read_text()
 
 
@@ -258,6 +257,7 @@ def test_a_megabyte_query_is_cut_for_the_model_and_read_whole_by_the_rules(
     assert np.array_equal(embedder.embed([huge]), embedder.embed([prose[:MAX_CHARS]]))  # its start only
     result = detector.detect(huge)
     assert "stack trace" in result.signals["code"]  # the signal only its end has
+    assert result.domain == "code"  # the head weighs the rules' stack trace (it was general 0.46)
 
 
 def test_a_lone_surrogate_reaches_the_model_as_a_replacement_character(
@@ -271,3 +271,55 @@ def test_a_lone_surrogate_reaches_the_model_as_a_replacement_character(
     assert result.domain == "code"
     embedder = shared_embedder()
     assert np.array_equal(embedder.embed(["fix \ud800 code"]), embedder.embed(["fix \ufffd code"]))
+
+
+def test_the_cli_computes_the_vectors_the_shipped_head_was_trained_on() -> None:
+    """The head file names the vectors it saw (MODEL_VERSION: the tokens read, the int8
+    products); the Embedder reads MAX_TOKENS of a query and a training row's vector comes back
+    as the file keeps it."""
+    import json
+
+    import numpy as np
+
+    from cascadeflow_cli.routing.head import EMBEDDING_MODEL, DomainHead, head_path
+    from cascadeflow_cli.routing.semantic import MAX_TOKENS, MODEL_VERSION, shared_embedder
+
+    with np.load(head_path(), allow_pickle=False) as data:
+        assert json.loads(str(data["meta"]))["embedding_model"] == EMBEDDING_MODEL == MODEL_VERSION
+    assert MODEL_VERSION.endswith(f"-t{MAX_TOKENS}")
+    embedder = shared_embedder()
+    # one token a word: past MAX_TOKENS ([CLS] and [SEP] included) a query's words are not read,
+    # before it they are (a stack trace after a long paste)
+    assert len(embedder.tokenizer.encode("apple " * 400).ids) == MAX_TOKENS
+    words = ["apple"] * (MAX_TOKENS - 2)
+    late = [*words[:200], "traceback", *words[201:]]
+    after = [*words, "traceback"]
+    base, read, unread = embedder.embed([" ".join(w) for w in (words, late, after)])
+    assert not np.allclose(base, read, atol=1e-3) and np.array_equal(base, unread)
+    # a row of the training data (bench/data, voted on by the head): among its nearest examples,
+    # its own vector up to the file's int8 rounding
+    lines = (Path(__file__).resolve().parents[2] / "bench" / "data" / "domain_chat.jsonl").read_text(
+        encoding="utf-8").splitlines()
+    row = next(r for r in map(json.loads, lines) if r["domain"] == "general")  # the head's chat rows
+    head = DomainHead.load()
+    assert head.examples is not None
+    vector = embedder.embed([row["query"]])[0]
+    assert float(np.max(head.examples @ vector)) > 0.995
+
+
+def test_an_older_versions_cache_is_left_alone_and_the_new_one_made_beside_it(tmp_path: Path) -> None:
+    """A bump of MODEL_VERSION (new vectors) makes a new directory; the old one's model and
+    custom-domain vectors (the old vectors) are neither read nor touched."""
+    import numpy as np
+
+    from cascadeflow_cli.routing.semantic import Embedder
+
+    old = tmp_path / "home" / ".cache" / "cascadeflow" / "minilm-int8-1.0.0-mm8-t128"
+    old.mkdir(parents=True)
+    for name in (*MODEL_FILES, "model.onnx", "custom-0123456789abcdef0123.npy"):
+        (old / name).write_bytes(b"an older install's file")
+    directory = model_dir()
+    assert directory.parent == old.parent and directory != old
+    assert sorted(p.read_bytes() for p in old.iterdir()) == [b"an older install's file"] * 6
+    vector = Embedder(directory).embed(["Prove that 7 is prime"])
+    assert vector.shape == (1, 384) and np.isclose(float(np.linalg.norm(vector)), 1.0, atol=1e-5)

@@ -69,14 +69,14 @@ def on_litellm(
     return stack
 
 
-def send(stack: Stack, *, stream: bool = False) -> socket.socket:
+def send(stack: Stack, *, stream: bool = False, version: str = "1.1") -> socket.socket:
     """A chat request for the cascade on a raw connection, left open."""
     host, port = stack.url.removeprefix("http://").removesuffix("/v1").split(":")
     messages = [{"role": "user", "content": DETAILED}]
     body = json.dumps({"model": "cascade", "stream": stream, "messages": messages})
     sock = socket.create_connection((host, int(port)), timeout=20)
     sock.sendall(
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST /v1/chat/completions HTTP/{version}\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Authorization: Bearer {stack.key}\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
     )
     return sock
@@ -113,6 +113,18 @@ def settled(stack: Stack) -> Iterator[dict[str, object]]:
     yield from calls
 
 
+def hang_up_during_the_verifier(stack: Stack, *, stream: bool = False) -> list[dict[str, object]]:
+    """The draft refused at once, the verifier slow: hang up once it is asked. The request,
+    recorded interrupted before the verifier's answer was due, then its calls."""
+    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
+    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=SLOW_S))
+    left = hang_up_once_asked(stack, "gpt-4o", stream=stream)
+    rows = list(settled(stack))
+    assert time.monotonic() - left < SLOW_S  # its call was closed, not waited for
+    assert rows[0]["status"] == "interrupted" and rows[0]["error"] == "the client disconnected"
+    return rows
+
+
 def assert_closed_in_flight(call: dict[str, object], role: str) -> None:
     """A whole-answer call closed by us: charged its worst case (prompt + max_tokens)."""
     assert call["role"] == role and call["status"] == "error" and call["error"] == IN_FLIGHT
@@ -137,13 +149,7 @@ def test_a_client_gone_during_the_draft_never_gets_the_verifier_asked(budgeted: 
 def test_a_client_gone_during_the_verifier_s_whole_answer_has_that_call_closed_and_charged(
     budgeted: Stack,
 ) -> None:
-    stack = budgeted
-    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
-    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=SLOW_S))
-    left = hang_up_once_asked(stack, "gpt-4o")
-    req, draft, verifier = settled(stack)
-    assert time.monotonic() - left < SLOW_S
-    assert req["status"] == "interrupted" and req["error"] == "the client disconnected"
+    _, draft, verifier = hang_up_during_the_verifier(budgeted)
     assert draft["role"] == "draft" and draft["status"] == "ok" and draft["cost_nusd"] > 0  # paid, kept
     assert "estimated" not in str(draft["cost_source"])  # the draft's own usage
     assert_closed_in_flight(verifier, "verifier")
@@ -154,13 +160,8 @@ def test_a_streamed_client_gone_before_the_verifier_s_first_token_is_recorded_at
 ) -> None:
     """The verifier's stream was opened (no byte yet): closed at once, the rule of a stream
     we closed before any text (the prompt is charged; no more is written)."""
-    stack = budgeted
-    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
-    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=SLOW_S))
-    left = hang_up_once_asked(stack, "gpt-4o", stream=True)
-    req, draft, verifier = settled(stack)
-    assert time.monotonic() - left < SLOW_S
-    assert req["status"] == "interrupted" and draft["status"] == "ok"
+    _, draft, verifier = hang_up_during_the_verifier(budgeted, stream=True)
+    assert draft["status"] == "ok"
     assert verifier["role"] == "verifier" and verifier["output_tokens"] == 0 and verifier["input_tokens"] > 0
     assert str(verifier["cost_source"]).endswith(IN_FLIGHT_SOURCE)
 
@@ -213,13 +214,8 @@ def test_a_client_gone_during_a_litellm_call_has_that_call_closed_and_charged_in
     """litellm's blocking call cannot be stopped: a caller that may leave is asked through
     its async path, whose task the hang-up cancels (engine/providers/litellm_provider.py)."""
     stack = on_litellm
-    stack.replay.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
-    stack.replay.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, latency_s=SLOW_S))
-    left = hang_up_once_asked(stack, "gpt-4o")
-    req, draft, verifier = settled(stack)
-    assert time.monotonic() - left < SLOW_S
+    _, draft, verifier = hang_up_during_the_verifier(stack)
     wait_until(lambda: stack.replay.abandoned == 1, within_s=SLOW_S)  # the provider saw it close
-    assert req["status"] == "interrupted" and req["error"] == "the client disconnected"
     assert draft["status"] == "ok" and str(draft["cost_source"]).startswith("litellm")
     assert_closed_in_flight(verifier, "verifier")
     assert str(verifier["cost_source"]).startswith("litellm")

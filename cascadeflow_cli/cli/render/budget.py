@@ -16,13 +16,15 @@ def budget_table(status: Any) -> FittedTable:
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(status.timezone)
-    in_flight = any(s.reserved_nusd for s in status.states)
+    every = [*status.states, *status.team_states]
+    in_flight = any(s.reserved_nusd for s in every)
     body = []
-    for s in status.states:
+    for s in every:
         pct = s.fraction()
         style = "red" if pct >= 1 else "yellow" if pct >= 0.8 else "green"
         resets = s.resets_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if s.resets_at else "never"
-        row = [s.window, format_usd(s.limit_nusd), format_usd(s.spent_nusd)]
+        name = f"{s.window} ({shown_name(s.scope)})" if s.scope else s.window  # "daily (team red)"
+        row = [name, format_usd(s.limit_nusd), format_usd(s.spent_nusd)]
         if in_flight:
             row.append(format_usd(s.reserved_nusd) if s.reserved_nusd else "-")
         used = Text(f"{s.pct_used:.0f}%", style=style)
@@ -33,7 +35,8 @@ def budget_table(status: Any) -> FittedTable:
         headers.append(("in flight", "right"))
     headers += [("remaining", "right"), ("used", "right"), ("resets", "left")]
     caption = (
-        f"{shown_name(status.user)} ({status.source} budget, mode {status.mode}): "
+        f"{shown_name(status.user)} ({'team' if status.source == 'none' else status.source} budget, "
+        f"mode {status.mode}): "
         f"next request → {status.next.action}"
     )
     return fitted_table(headers, body, flexible="resets", caption=caption)

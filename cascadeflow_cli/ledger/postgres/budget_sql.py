@@ -24,7 +24,7 @@ import hashlib
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cascadeflow_cli.ledger.budgets import BUCKET_MINUTES
@@ -71,12 +71,14 @@ def spend_sql(span: Span) -> str:
 RESERVED_SQL = 'coalesce((select sum(amount_nusd) from reservations where "user" = any(%s)), 0)'
 # this host's reservations, to find those of dead processes (ids and pids, in one order)
 HOST_HOLDS_SQL = ("(select array_agg(id order by id) from reservations where host = %s), "
-                  "(select array_agg(pid order by id) from reservations where host = %s)")
+                  "(select array_agg(pid order by id) from reservations where host = %s), "
+                  "(select array_agg(extract(epoch from expires_at)::float8 order by id) from reservations "
+                  "where host = %s)")
 
 
 def state_sql(asks: Sequence[SpendAsk], host: str | None = None) -> tuple[str, list[Any]]:
     """One SELECT answering every ask (spend per window, then reservations, per ask), and
-    with ``host`` that host's reservations (ids, pids) last."""
+    with ``host`` that host's reservations (ids, pids, expiries) last."""
     parts: list[str] = []
     params: list[Any] = []
     for ask in asks:
@@ -90,7 +92,7 @@ def state_sql(asks: Sequence[SpendAsk], host: str | None = None) -> tuple[str, l
         params.append(users)
     if host is not None:
         parts.append(HOST_HOLDS_SQL)
-        params.extend([host, host])
+        params.extend([host, host, host])
     return f"select {', '.join(parts) or 'null'}", params
 
 
@@ -128,7 +130,8 @@ def _numbered(sql: str) -> str:
     return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, start=1))
 
 
-EXPIRE_SQL = "delete from reservations where expires_at <= %s"
+# another host's reservations past their deadline; this host's are judged by liveness (stale_here)
+EXPIRE_SQL = "delete from reservations where expires_at <= %s and host is distinct from %s"
 REQUESTS_SQL = 'select coalesce(max(requests), 0) from spend_totals where "user" = %s'
 RESERVE_SQL = ('insert into reservations (id, "user", request_id, amount_nusd, created_at, expires_at, '
                "pid, host) values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (id) do nothing")
@@ -161,6 +164,7 @@ class PgBudgetTransaction(PgKeyTxn):
         self._prelude = len(self._queue)
         self._sent = False
         self._expire = False
+        self._now = datetime.now(UTC)  # expire_reservations' (the database's clock)
 
     def _literal(self, value: Any) -> str:
         """A parameter as an SQL literal (only the simple protocol carries several
@@ -218,11 +222,12 @@ class PgBudgetTransaction(PgKeyTxn):
         assert row is not None
         if host is not None:
             # pid liveness is judged here, on this host, for this host's reservations only
-            from cascadeflow_cli.ledger.enforcement import gone
+            from cascadeflow_cli.ledger.enforcement import stale_here
 
             self._expire = False
-            ids, pids = row[-2] or [], row[-1] or []
-            dead = [rid for rid, pid in zip(ids, pids, strict=True) if gone(pid)]
+            ids, pids, expiries = row[-3] or [], row[-2] or [], row[-1] or []
+            dead = [rid for rid, pid, expires in zip(ids, pids, expiries, strict=True)
+                    if stale_here(rid, pid, expires <= self._now.timestamp())]
             if dead:  # rare: a process killed mid-request; read again without them
                 self._send("delete from reservations where id = any(%s)", [dead])
                 return self.spend_state(asks)
@@ -239,10 +244,11 @@ class PgBudgetTransaction(PgKeyTxn):
         return int(row[0]) if row else 0
 
     def expire_reservations(self, now: datetime) -> None:
-        """Past their deadline (the database's clock), or made on this host by a process
-        that is gone (found with the next read). Another host's pids are not ours to judge."""
-        self._queue.append((EXPIRE_SQL, [now]))
-        self._expire = True
+        """Another host's past their deadline (the database's clock); this host's when
+        ``stale_here`` says so (found with the next read): a wall clock moved forward
+        expired live ones. Another host's pids are not ours to judge."""
+        self._queue.append((EXPIRE_SQL, [now, self.host]))
+        self._expire, self._now = True, now
 
     def reserve(self, hold: Any) -> None:
         self._queue.append((RESERVE_SQL, [hold.id, hold.user, hold.request_id, hold.amount_nusd,

@@ -165,7 +165,13 @@ class DatabaseClock:
     """The database server's clock, as seen from this host: the host clock plus the offset
     measured at connect (midpoint of the round trip). Budget windows and row timestamps
     then agree across hosts whose own clocks disagree: every host counts the day from the
-    one clock they share. Re-measured every ``refresh`` so a long-lived server follows it."""
+    one clock they share. Re-measured every ``refresh`` so a long-lived server follows it,
+    and at once when the host clock is stepped (its elapsed time and the monotonic clock's
+    part by over ``STEP``): set back an hour, it kept the old offset until it caught up
+    with the last measure, an hour and ten minutes of rows and reservations stamped an hour
+    early (a reservation then expired on every other host's check at once)."""
+
+    STEP = timedelta(seconds=1)
 
     def __init__(self, conn_factory: Callable[[], psycopg.Connection[Any]],
                  refresh: timedelta = timedelta(minutes=10), host: Clock | None = None) -> None:
@@ -173,6 +179,7 @@ class DatabaseClock:
         self._host = host or SystemClock()
         self._refresh = refresh
         self._measured_at: datetime | None = None
+        self._measured_mono = 0.0
         self.offset = timedelta(0)
 
     def measure(self) -> timedelta:
@@ -190,11 +197,17 @@ class DatabaseClock:
         assert best is not None
         self.offset = best[1]
         self._measured_at = self._host.now()
+        self._measured_mono = time.monotonic()
         return self.offset
 
     def now(self) -> datetime:
         host = self._host.now()
-        if self._measured_at is None or host - self._measured_at > self._refresh:
+        if self._measured_at is None:
+            self.measure()
+            return self._host.now() + self.offset
+        elapsed = host - self._measured_at
+        stepped = abs(elapsed - timedelta(seconds=time.monotonic() - self._measured_mono)) > self.STEP
+        if elapsed > self._refresh or stepped:
             self.measure()
             host = self._host.now()
         return host + self.offset
