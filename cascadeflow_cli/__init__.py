@@ -4,10 +4,11 @@ per-user budgets, with every call in a local SQLite ledger.
 Public names are imported lazily so that `import cascadeflow_cli` (and the CLI's start)
 stays fast."""
 
-from __future__ import annotations
-
-from importlib import import_module
-from typing import Any
+# nothing imported here: the console script imports this file before its Ctrl-C guard
+# (cli/entry.py) can run, and typing alone is ~1 ms of that window
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 
@@ -39,7 +40,9 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     if name in _EXPORTS:
+        from importlib import import_module
+
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'cascadeflow_cli' has no attribute {name!r}")

@@ -105,3 +105,39 @@ def test_ctrl_c_while_the_modules_load_is_one_line_and_exit_130(start: str, tmp_
     # before main() had its handlers: a 20-line KeyboardInterrupt traceback, exit 1 or -2
     proc = python(_SIGINT_WHILE_TYPER_LOADS + start + "\n", tmp_path)
     assert (proc.returncode, proc.stderr, proc.stdout) == (130, "error: interrupted\n", "")
+
+
+def _our_traceback(stderr: str) -> bool:
+    import os
+
+    """A traceback with a frame in our own files (the interpreter's start, site, and the
+    import machinery locating our first module are before any line of ours can guard)."""
+    if "Fatal Python error: init_import_site" in stderr:  # site and the .pth files: Python's
+        return False
+    return "Traceback" in stderr and f"{os.sep}cascadeflow_cli{os.sep}" in stderr  # a frame of ours
+
+
+def test_ctrl_c_at_any_moment_of_the_start_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    # a real SIGINT at 0 to 0.3 s into `cascade --help`: once the imports were guarded
+    # (hostile-24), app.main still built the command tree (~20 ms) before its own try
+    import os
+    import signal
+    import time
+
+    script = str(Path(sys.executable).parent / "cascade")
+    interrupted = 0
+    for step in range(61):
+        proc = subprocess.Popen([script, "--help"], cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "80"})
+        time.sleep(step * 0.005)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert not _our_traceback(err), (step * 0.005, proc.returncode, err)
+        if "init_import_site" in err:
+            continue
+        if proc.returncode == 130:
+            assert err == "error: interrupted\n" and out == "", (step * 0.005, err)
+            interrupted += 1
+        else:  # before the interpreter's handler (-2), or --help already done (0)
+            assert proc.returncode in (0, -signal.SIGINT), (step * 0.005, proc.returncode, err)
+    assert interrupted > 0  # not vacuous: some signals did land in our code
