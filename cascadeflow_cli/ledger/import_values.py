@@ -155,10 +155,18 @@ def _capped(count: int, loc: str, name: str) -> int:
 
 def _fraction(value: Any, loc: str, name: str) -> float | None:
     """A score in [0, 1] (docs/ledger-columns.md): a quality_score of -5 or 7 was imported
-    and then averaged into `quality` and `usage` figures."""
+    and then averaged into `quality` and `usage` figures; a domain_confidence likewise."""
     real = _real(value, loc, name)
     if real is not None and not 0 <= real <= 1:
         raise ImportRowError(f"{loc}: {name} must be between 0 and 1, got {value!r}")
+    return real
+
+
+def _duration(value: Any, loc: str, name: str) -> float | None:
+    """A latency in ms, >= 0 (a negative one was stored and averaged into `usage`)."""
+    real = _real(value, loc, name)
+    if real is not None and real < 0:
+        raise ImportRowError(f"{loc}: {name} must be >= 0, got {value!r}")
     return real
 
 

@@ -49,10 +49,10 @@ from cascadeflow_cli.ledger.import_values import (
     _choice,
     _code,
     _count,
+    _duration,
     _flag,
     _fraction,
     _money,
-    _real,
     _reasons,
     _required_text,
     _text,
@@ -258,8 +258,8 @@ def _optional(row: dict[str, Any], loc: str, name: str, parse: Any, missing: Any
 
 def _request_fields(loc: str, row: dict[str, Any], request_id: str, tz: str) -> _Request:
     g = row.get
-    confidence = _optional(row, loc, "domain_confidence", _real)
-    latency = _optional(row, loc, "request_latency_ms", _real)
+    confidence = _optional(row, loc, "domain_confidence", _fraction)
+    latency = _optional(row, loc, "request_latency_ms", _duration)
     baseline = _optional(row, loc, "verifier_only_cost", _money)
     savings = _optional(row, loc, "savings", _money, signed=True)
     draft_accepted = _optional(row, loc, "draft_accepted", _flag)
@@ -293,7 +293,7 @@ def _call_fields(loc: str, row: dict[str, Any], tz: str, *, default_seq: int) ->
         counts.append(0 if v is None else _count(v, loc, name))
     seq = _optional(row, loc, "seq", _count, default_seq, default=default_seq)
     attempts = _optional(row, loc, "attempts", _count, 1, default=1)
-    latency = _optional(row, loc, "latency_ms", _real)
+    latency = _optional(row, loc, "latency_ms", _duration)
     quality = _optional(row, loc, "quality_score", _fraction)
     accepted = _optional(row, loc, "accepted", _flag)
     v = g("quality_reasons")

@@ -55,6 +55,17 @@ REFUSED = {
                            "quality_score must be between 0 and 1, got '-5'"),
     "score_seven.jsonl": (_jsonl_row(quality_score="7").encode(), "quality_score must be between 0 and 1"),
     "score_nan.jsonl": (_jsonl_row(quality_score="NaN").encode(), "quality_score is not a finite number"),
+    # hostile-26: domain_confidence in [0, 1], latencies >= 0 (-3 and 1.5 were stored as given)
+    "confidence_above_one.csv": (b"timestamp,user,model,cost,domain_confidence\n"
+                                 b"2026-05-02T10:00:00Z,bob,m,1,1.5\n",
+                                 "domain_confidence must be between 0 and 1, got '1.5'"),
+    "confidence_negative.jsonl": (_jsonl_row(domain_confidence="-0.2").encode(),
+                                  "domain_confidence must be between 0 and 1"),
+    "latency_negative.csv": (b"timestamp,user,model,cost,latency_ms\n2026-05-02T10:00:00Z,bob,m,1,-3\n",
+                             "latency_ms must be >= 0, got '-3'"),
+    "request_latency_negative.jsonl": (_jsonl_row(request_latency_ms="-1e-9").encode(),
+                                       "request_latency_ms must be >= 0"),
+    "latency_infinite.jsonl": (_jsonl_row(latency_ms="1e400").encode(), "latency_ms 1E+400 is too large"),
     # int() of 1e999999 took 35 s, then 'unexpected ValueError'; 1e99999999999 ran out of memory
     "huge_tokens.jsonl": (_jsonl_row(input_tokens="1e999999").encode(), "input_tokens 1E+999999 is above"),
     "huge_tokens_more.jsonl": (_jsonl_row(input_tokens="1e99999999999").encode(), "is above the maximum"),
