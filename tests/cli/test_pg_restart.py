@@ -1,8 +1,9 @@
 """PostgreSQL restarted, its backends terminated, or away for good while `cascade batch`
 or `cascade ask` runs (hostile-26): each row asked once however often the command is run
 again, every call the provider answered in the ledger (or in the journal, exit 4, until a
-command can write it), one line when the command must stop. Found holding already:
-these pin it (the ledger reconnects once per failed statement, ledger/postgres)."""
+command can write it), one line when the command must stop. Most held already; but a
+`pg_ctl restart` stopped a batch with exit 4 at its first statement while the server was
+away: a lost connection is now made again for up to 10 s (ledger/postgres/connection.py)."""
 
 from __future__ import annotations
 
@@ -93,13 +94,13 @@ def test_a_batch_whose_database_restarts_stays_exactly_once(
             _come_back(pg_server, pg_url)
     if how == "away":  # CLI.md: exit 4, the rows paid for and not recorded wait in the journal
         assert proc.returncode == 4, stderr
-        assert_one_error_line(stderr)
+        assert_one_error_line(stderr.splitlines()[-1])  # after the progress line it shows in 10 s
+        assert "Traceback" not in stderr
         assert "answered, but not recorded" in stderr and "--resume" in stderr
         assert len(server.requests) < len(ids)
-    else:  # a restart is survived: each statement reconnects once
-        assert proc.returncode in (0, 4), stderr
-        if proc.returncode == 4:
-            assert_one_error_line(stderr)
+    else:  # a restart is waited out (connection.RECONNECT_WAIT_S): it stopped with exit 4
+        assert proc.returncode == 0, stderr
+        assert len(server.requests) == len(ids)
     again = cli("batch", "in.jsonl", "-o", "out.jsonl", "-c", "4", "--resume", "--db", pg_url)
     assert again.code == 0, again.stderr
     written = Counter(json.loads(line)["id"] for line in out.read_text().splitlines() if line.strip())

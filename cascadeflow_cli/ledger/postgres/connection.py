@@ -31,6 +31,10 @@ LOCK_TIMEOUT = "30s"
 # Our writer connections' transactions are a few statements long, never a model call: one
 # idle this long belongs to a stopped process, and ending it frees the user's budget lock.
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+# A connection lost mid-command is made again for this long: `pg_ctl restart` (a minor
+# upgrade, a config change) has the server away ~1 s, and a batch stopped at its first
+# statement with exit 4 (hostile-26). A server still away past it is the same one line.
+RECONNECT_WAIT_S = 10.0
 
 
 def _psycopg() -> Any:
@@ -126,6 +130,22 @@ def lost_connection(exc: BaseException, conn: psycopg.Connection[Any]) -> bool:
     return isinstance(exc, psycopg.OperationalError) and conn.closed
 
 
+def _reconnect_within(reconnect: Callable[[], psycopg.Connection[Any]], seconds: float) -> None:
+    """``reconnect``, again with a growing pause while the server refuses (restarting: no
+    socket, or 'the database system is starting up') until ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    pause = 0.05
+    while True:
+        try:
+            reconnect()
+            return
+        except LedgerUnavailableError:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
 def in_transaction(
     get_conn: Callable[[], psycopg.Connection[Any]],
     reconnect: Callable[[], psycopg.Connection[Any]],
@@ -155,7 +175,7 @@ def in_transaction(
                 pause = min(pause * 2, 0.5)
                 continue
             if idempotent and lost_connection(exc, conn) and not last:
-                reconnect()
+                _reconnect_within(reconnect, RECONNECT_WAIT_S)
                 continue
             raise LedgerError(f"{what}: {one_line(exc)}") from None
     raise AssertionError("unreachable")  # pragma: no cover
