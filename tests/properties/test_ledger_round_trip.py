@@ -5,6 +5,7 @@ again adds nothing."""
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,9 +32,12 @@ MAX_NUSD = int(MAX_AMOUNT_USD) * NANOS_PER_USD
 # NUL ... kept: NUL is the CSV's own round trip case; line breaks, quotes and commas kept
 tricky = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=24).filter(str.strip)
 maybe = st.none() | tricky
-# a user name holding a control or format character is refused at the door (text.user_name)
+# a user name holding a control or format character is refused at the door (text.user_name),
+# and every entry point stores it in NFC: a legacy non-NFC name ('\uf900', stored so by an
+# older version) is NFC after an import, by design (tests/cli/test_legacy_users.py), so it
+# cannot come back byte for byte (hypothesis found it: '\uf900' exported, U+8C48 imported)
 users = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Zl", "Zp")), min_size=1,
-                max_size=12).map(str.strip).filter(bool)
+                max_size=12).map(lambda s: unicodedata.normalize("NFC", s).strip()).filter(bool)
 costs = st.integers(0, 9) | st.integers(0, 10**7) | st.integers(0, MAX_NUSD)  # nano-dollars
 stamps = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9000, 1, 1),
                       timezones=st.just(UTC)).map(format_ts)
