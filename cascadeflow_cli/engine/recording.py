@@ -11,6 +11,7 @@ from cascadeflow_cli.engine import attempts
 from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
+from cascadeflow_cli.ledger.enforcement import forget_own
 from cascadeflow_cli.money import MAX_COUNT
 
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ def commit(
             with contextlib.suppress(OSError):
                 journal.write(ledger.path, record, reservation_id, durable=True)
         raise
+    finally:  # settled, or left to the journal's recovery: no longer timed by this process
+        forget_own(reservation_id)
     if journaled:
         journal.discard(ledger.path, record.id)
 

@@ -444,6 +444,7 @@ def locked(
 def release(ledger: LedgerStore, reservation_id: str | None) -> None:
     """Drop a reservation whose request ended without being recorded."""
     ledger.release(reservation_id)
+    forget_own(reservation_id)
 
 
 # This process's reservations: id -> deadline on its monotonic clock. A reservation made on
@@ -465,6 +466,14 @@ def hold_own(reservation_id: str, ttl_s: float) -> None:
             if _held[first] > now:
                 break
             del _held[first]
+
+
+def forget_own(reservation_id: str | None) -> None:
+    """Stop timing a reservation this process settled or released (or left to the journal,
+    whose recovery settles it): what is noted stays bounded by the requests in flight."""
+    if reservation_id is not None:
+        with _held_lock:
+            _held.pop(reservation_id, None)
 
 
 def stale_here(reservation_id: str, pid: int | None, expired: bool) -> bool:
