@@ -20,6 +20,7 @@ from tests import forkserver
 pytest_plugins = ["tests.pg_fixtures"]  # pg_server, pg_url, ledger_url (both backends)
 
 
+@pytest.hookimpl(optionalhook=True)  # without xdist (-p no:xdist) no one calls it
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """Workers for `-n auto` (pyproject's addopts): two per core. Most of a test's time is
     spent waiting (on a `cascade` child, a loopback server's latency, a PostgreSQL restart),

@@ -54,8 +54,11 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     ),
     (
         "stack trace",
-        r"Traceback \(most recent call last\)|^\s+at [\w.$<>]+\(.*\)$|"
-        r"\bException in thread\b|^\s*File \"[^\"]+\", line \d+|\w(?:Error|Exception):\s",
+        # [^\S\n]: blanks within the line; \s* across lines retried every run of blank lines
+        # to its end at each of its line starts (cubic: 3,000 newlines took 137 s in the
+        # shell pattern below); a line start is ^ (re.M) anyway
+        r"Traceback \(most recent call last\)|^[^\S\n]+at [\w.$<>]+\(.*\)$|"
+        r"\bException in thread\b|^[^\S\n]*File \"[^\"]+\", line \d+|\w(?:Error|Exception):\s",
         5.0,
         re.M,
     ),
@@ -68,7 +71,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     ),
     (
         "shell command",
-        r"(^|\n)\s*(\$|#|>)?\s*(sudo|pip3?|npm|npx|yarn|git|docker|kubectl|apt(-get)?|brew|"
+        r"(^|\n)[^\S\n]*(?:[$#>][^\S\n]*)?(sudo|pip3?|npm|npx|yarn|git|docker|kubectl|apt(-get)?|brew|"
         r"conda|cargo|cmake|gcc|g\+\+|curl|wget|ssh|chmod|chown|grep|awk|sed|systemctl)"
         r"\s+[-\w./]",
         3.0,
@@ -84,7 +87,7 @@ CODE_SHAPES: list[tuple[str, str, float, int]] = [
     ),
     (
         "config snippet",
-        r"(^|\n)\s*\[[\w.-]+\]\s*\n\s*\w+\s*=|(^|\n)\s*[\w-]+:\s*[\w\"'{\[-][^\n]*\n\s+[\w-]+:\s|"
+        r"(^|\n)[^\S\n]*\[[\w.-]+\]\s*\n\s*\w+\s*=|(^|\n)[^\S\n]*[\w-]+:\s*[\w\"'{\[-][^\n]*\n\s+[\w-]+:\s|"
         r"\{\s*\"[\w-]+\"\s*:",
         3.0,
         0,
