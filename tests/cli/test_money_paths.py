@@ -15,6 +15,13 @@ from tests.conftest import CliRunner, assert_one_error_line, config_text, ledger
 LITELLM = 'client = "litellm"\nmax_retries = 0\n'
 
 
+def _litellm_cli(tmp_path: Path, server: ReplayServer) -> CliRunner:
+    """`cascade` with both models on the litellm client, no retries, against ``server``."""
+    config = tmp_path / "cascadeflow.toml"
+    config.write_text(config_text(server.base_url, mini_extra=LITELLM, big_extra=LITELLM))
+    return CliRunner(tmp_path, config, tmp_path / "ledger.db")
+
+
 @pytest.mark.parametrize("cut", ["close_after", "reset_after"])
 def test_a_litellm_stream_cut_mid_answer_is_charged_what_it_generated(
     tmp_path: Path, server: ReplayServer, cut: str
@@ -22,9 +29,7 @@ def test_a_litellm_stream_cut_mid_answer_is_charged_what_it_generated(
     # a FIN (or RST) after two chunks of a litellm stream: litellm raised its
     # MidStreamFallbackError (status_code 500), said "provider returned HTTP 500", and the
     # call whose first words were printed was recorded with 0 tokens at $0
-    config = tmp_path / "cascadeflow.toml"
-    config.write_text(config_text(server.base_url, mini_extra=LITELLM, big_extra=LITELLM))
-    cli = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    cli = _litellm_cli(tmp_path, server)
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=REFUSAL))
     server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, **{cut: 2}))
     run = cli("ask", "--stream", DETAILED)
@@ -56,9 +61,7 @@ def test_a_litellm_200_that_is_no_chat_completion_is_charged_its_estimate(
 ) -> None:
     # litellm files a 200 body it cannot turn into a chat completion under a status it
     # makes up (422, 500): read as "not sent, $0", but the provider answered and billed
-    config = tmp_path / "cascadeflow.toml"
-    config.write_text(config_text(server.base_url, mini_extra=LITELLM, big_extra=LITELLM))
-    cli = CliRunner(tmp_path, config, tmp_path / "ledger.db")
+    cli = _litellm_cli(tmp_path, server)
     server.set_behavior("gpt-4o", ModelBehavior(answer=LONG_ANSWER, reshape=reshape))
     run = cli("ask", "--models", "big", DETAILED)
     assert run.code == 2, run.stderr

@@ -59,6 +59,18 @@ def _fault(how: str, pg_server: pg.PgServer, url: str) -> None:
         _go_away(pg_server, url)
 
 
+def _fault_and_finish(proc: subprocess.Popen[str], how: str, pg_server: pg.PgServer,
+                      url: str) -> tuple[str, str]:
+    """``how`` done to the database while ``proc`` runs; its stdout and stderr once it ends
+    (a database sent away is brought back either way, for the checks after)."""
+    _fault(how, pg_server, url)
+    try:
+        return proc.communicate(timeout=120)
+    finally:
+        if how == "away":
+            _come_back(pg_server, url)
+
+
 def _table(url: str, table: str) -> list[dict[str, object]]:
     with psycopg.connect(url) as conn:
         cur = conn.execute(f"select * from {table}")
@@ -86,12 +98,7 @@ def test_a_batch_whose_database_restarts_stays_exactly_once(
     out = tmp_path / "out.jsonl"
     proc = cli.popen("batch", "in.jsonl", "-o", "out.jsonl", "-c", "4", "--db", pg_url)
     wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") >= 8)
-    _fault(how, pg_server, pg_url)
-    try:
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if how == "away":
-            _come_back(pg_server, pg_url)
+    _, stderr = _fault_and_finish(proc, how, pg_server, pg_url)
     if how == "away":  # CLI.md: exit 4, the rows paid for and not recorded wait in the journal
         assert proc.returncode == 4, stderr
         assert_one_error_line(stderr.splitlines()[-1])  # after the progress line it shows in 10 s
@@ -119,12 +126,7 @@ def test_ask_whose_database_goes_away_between_reservation_and_settlement(
     server.set_behavior("gpt-4o-mini", ModelBehavior(answer=GOOD_ANSWER, latency_s=1.5))
     proc = cli.popen("ask", "What is the capital of France?", "--db", pg_url)
     wait_until(lambda: len(server.requests) >= 1)  # reserved, and the call is in flight
-    _fault(how, pg_server, pg_url)
-    try:
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if how == "away":
-            _come_back(pg_server, pg_url)
+    out, err = _fault_and_finish(proc, how, pg_server, pg_url)
     assert GOOD_ANSWER in out  # the paid answer is shown either way
     if how == "away":
         assert proc.returncode == 4, err
