@@ -11,7 +11,7 @@ from cascadeflow_cli.engine import attempts
 from cascadeflow_cli.errors import InputError, LedgerError, NotRecordedError
 from cascadeflow_cli.faults import checkpoint
 from cascadeflow_cli.ledger import journal
-from cascadeflow_cli.ledger.enforcement import forget_own
+from cascadeflow_cli.ledger.liveness import forget_own
 from cascadeflow_cli.money import MAX_COUNT
 
 if TYPE_CHECKING:

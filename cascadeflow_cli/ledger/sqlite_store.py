@@ -99,7 +99,7 @@ class BudgetTxn(SpendReads, SqliteKeyTxn):
         self.db = db
 
     def expire_reservations(self, now: datetime) -> None:
-        from cascadeflow_cli.ledger.enforcement import is_stale
+        from cascadeflow_cli.ledger.liveness import is_stale
 
         host = socket.gethostname()
         rows = self.db.conn.execute("select id, pid, host, expires_at from reservations")

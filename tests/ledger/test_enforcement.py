@@ -286,13 +286,13 @@ def test_a_clock_moved_forward_does_not_drop_a_reservation_still_in_flight(
         cascade.run("hello there, how are you?", "hal", models=["mini"])
     assert [r["amount_nusd"] for r in table_rows(db, "reservations")] == [1_000_000]
     cascade.ledger.release(in_flight.reservation_id)  # the first request ended unpaid: room again
-    from cascadeflow_cli.ledger import enforcement
+    from cascadeflow_cli.ledger import liveness
 
-    noted = len(enforcement._held)  # what this process times of its own stays what is in flight
+    noted = len(liveness._held)  # what this process times of its own stays what is in flight
     assert cascade.run("hello there, how are you?", "hal", models=["mini"]).cost_nusd == 1_000_000
     with pytest.raises(BudgetBlockedError):
         cascade.run("hello there, how are you?", "hal", models=["mini"])
-    assert len(enforcement._held) == noted
+    assert len(liveness._held) == noted
 
 
 def test_hooks_filter_models_and_fail_closed(tmp_path: Path, server: ReplayServer) -> None:

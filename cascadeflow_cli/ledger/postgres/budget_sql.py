@@ -222,7 +222,7 @@ class PgBudgetTransaction(PgKeyTxn):
         assert row is not None
         if host is not None:
             # pid liveness is judged here, on this host, for this host's reservations only
-            from cascadeflow_cli.ledger.enforcement import stale_here
+            from cascadeflow_cli.ledger.liveness import stale_here
 
             self._expire = False
             ids, pids, expiries = row[-3] or [], row[-2] or [], row[-1] or []
