@@ -42,8 +42,13 @@ def _restart(pg_server: pg.PgServer) -> None:
 
 def _go_away(pg_server: pg.PgServer, url: str) -> None:
     """The database unreachable until _come_back (a server down for longer than a command)."""
+    name = _name(url)
+    # no new sessions first: the command reconnects (for up to 10 s) between the terminate
+    # and the rename, and a rename with a session open fails (ObjectInUse)
+    pg_server.execute(f'alter database "{name}" with allow_connections false')
     _terminate(pg_server, url)
-    pg_server.execute(f'alter database "{_name(url)}" rename to "{_name(url)}_away"')
+    pg_server.execute(f'alter database "{name}" rename to "{name}_away"')
+    pg_server.execute(f'alter database "{name}_away" with allow_connections true')
 
 
 def _come_back(pg_server: pg.PgServer, url: str) -> None:
